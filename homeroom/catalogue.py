@@ -1,0 +1,131 @@
+"""The data-element catalogue: the one vocabulary for what a student's data is made of.
+
+Ingest refuses any element not listed here; consent agreements permit elements by these
+ids; records filters reads by them; transfer decides per element what travels; audit
+logs their names (never their values). Sensitivity classes follow the categories that
+FERPA, IDEA and New York Ed Law 2-d treat differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Sensitivity(StrEnum):
+    DIRECTORY = "directory"  # FERPA directory information: releasable unless the parent opted out
+    IDENTIFIER = "identifier"  # ids that point at one child
+    DEMOGRAPHIC = "demographic"
+    EDUCATIONAL = "educational"  # enrollment and grade records
+    ATTENDANCE = "attendance"
+    DISCIPLINE = "discipline"  # dates only travel (EngageNY FAQ)
+    DISABILITY = "disability"  # IEP / 504: IDEA confidentiality on top of FERPA
+    HEALTH = "health"
+    ECONOMIC = "economic"  # free or reduced-price lunch eligibility
+
+
+@dataclass(frozen=True, slots=True)
+class DataElement:
+    id: str
+    name: str
+    sensitivity: Sensitivity
+    pii: bool  # sealed (encrypted) before it leaves ingest
+    transferable: bool = True  # may travel to a receiving school under FERPA 99.31(a)(2)
+    description: str = ""
+
+
+def _e(
+    id: str, name: str, sensitivity: Sensitivity, pii: bool, transferable: bool = True, description: str = ""
+) -> DataElement:
+    return DataElement(id, name, sensitivity, pii, transferable, description)
+
+
+S = Sensitivity
+ELEMENTS: tuple[DataElement, ...] = (
+    _e("student.state_id", "State student identifier", S.IDENTIFIER, True),
+    _e("student.local_id", "District student identifier", S.IDENTIFIER, True),
+    _e("student.first_name", "First name", S.DIRECTORY, True),
+    _e("student.middle_name", "Middle name", S.DIRECTORY, True),
+    _e("student.last_name", "Last name", S.DIRECTORY, True),
+    _e("student.birth_date", "Date of birth", S.DIRECTORY, True),
+    _e("student.email", "Student email address", S.DIRECTORY, True),
+    _e("student.address", "Home address", S.DIRECTORY, True),
+    _e("student.phone", "Telephone number", S.DIRECTORY, True),
+    _e("student.sex", "Sex", S.DEMOGRAPHIC, True),
+    _e("student.race_ethnicity", "Race and ethnicity", S.DEMOGRAPHIC, True),
+    _e("student.home_language", "Home language", S.DEMOGRAPHIC, True),
+    _e("enrollment.grade_level", "Grade level", S.DIRECTORY, False),
+    _e("enrollment.school_id", "School of enrollment", S.EDUCATIONAL, False),
+    _e("enrollment.entry_date", "Entry date", S.EDUCATIONAL, False),
+    _e("enrollment.exit_date", "Exit date", S.EDUCATIONAL, False),
+    _e("enrollment.exit_code", "Exit (withdrawal) code", S.EDUCATIONAL, False),
+    _e("enrollment.class", "Class and section enrollment", S.EDUCATIONAL, False),
+    _e("attendance.daily", "Daily attendance", S.ATTENDANCE, False),
+    _e("attendance.period", "Class-period attendance", S.ATTENDANCE, False),
+    _e("attendance.summary", "Attendance summary and absence rate", S.ATTENDANCE, False),
+    _e("discipline.suspension_dates", "Suspension dates", S.DISCIPLINE, False),
+    _e(
+        "discipline.incident_details",
+        "Discipline incident details",
+        S.DISCIPLINE,
+        True,
+        transferable=False,
+        description="Never accepted by ingest and never transferred: dates only (EngageNY FAQ).",
+    ),
+    _e("program.iep", "Individualized Education Program indicator", S.DISABILITY, True),
+    _e("program.section_504", "Section 504 plan indicator", S.DISABILITY, True),
+    _e("program.ell", "English language learner indicator", S.EDUCATIONAL, True),
+    _e("program.free_reduced_lunch", "Free or reduced-price lunch eligibility", S.ECONOMIC, True),
+    _e("health.immunizations", "Immunization record", S.HEALTH, True),
+    _e("record.parent_statement", "Parent statement on a contested record (FERPA 99.21)", S.EDUCATIONAL, True),
+)
+
+CATALOGUE: dict[str, DataElement] = {e.id: e for e in ELEMENTS}
+
+# Elements that must never enter Homeroom at all (seed 000: Social Security numbers).
+FORBIDDEN: dict[str, str] = {
+    "student.ssn": "Social Security numbers are never accepted (NY Ed Law 2-d; seed 000).",
+    "discipline.incident_details": "Only suspension dates are accepted, never incident details.",
+}
+
+# Purposes an agreement may name. An agreement's purpose outside this list is refused.
+PURPOSES: dict[str, str] = {
+    "instruction": "Delivering instruction or a curriculum product to enrolled students",
+    "rostering": "Creating accounts and class rosters in an application",
+    "assessment": "Administering or scoring assessments",
+    "transportation": "Planning and operating student transportation",
+    "food_services": "Operating school meal programs",
+    "health_services": "Delivering school health or public-health services",
+    "research": "A study for or on behalf of the district (FERPA 99.31(a)(6))",
+    "audit_evaluation": "Audit or evaluation of education programs (FERPA 99.31(a)(3))",
+    "records_transfer": "Sending records to a school where the student seeks to enroll (FERPA 99.31(a)(2))",
+    "attendance_support": "Early support for chronically absent students",
+}
+
+
+class LegalBasis(StrEnum):
+    """Why a disclosure is lawful; recorded with every disclosure (FERPA 99.32(a)(3))."""
+
+    SCHOOL_OFFICIAL = "FERPA 99.31(a)(1) school official"
+    TRANSFER = "FERPA 99.31(a)(2) transfer to enrolling school"
+    AUDIT_EVALUATION = "FERPA 99.31(a)(3) audit or evaluation"
+    STUDY = "FERPA 99.31(a)(6) study"
+    DIRECTORY = "FERPA 99.31(a)(11) directory information"
+    PARENT = "FERPA 99.10 parent inspection"
+    WRITTEN_CONSENT = "FERPA 99.30 written consent"
+
+
+def element(element_id: str) -> DataElement:
+    """The catalogue entry for an element id; KeyError names the unknown id."""
+    try:
+        return CATALOGUE[element_id]
+    except KeyError:
+        raise KeyError(f"unknown data element {element_id!r}") from None
+
+
+def is_known(element_id: str) -> bool:
+    return element_id in CATALOGUE
+
+
+def by_sensitivity(*classes: Sensitivity) -> list[str]:
+    return [e.id for e in ELEMENTS if e.sensitivity in classes]
