@@ -49,7 +49,11 @@ def main() -> int:
         committed = {p.name for p in OUT_PACKAGE.glob("*_pb2.py*")}
         if check:
             stale = [n for n in sorted(names) if n not in committed]
-            stale += [p.name for p in generated if p.name in committed and not filecmp.cmp(p, OUT_PACKAGE / p.name, shallow=False)]
+            stale += [
+                p.name
+                for p in generated
+                if p.name in committed and not filecmp.cmp(p, OUT_PACKAGE / p.name, shallow=False)
+            ]
             stale += [n for n in sorted(committed - names)]
             if stale:
                 print(f"generated protobuf modules are stale: {', '.join(stale)}; run scripts/gen_proto.py")
