@@ -1,0 +1,125 @@
+"""Typed settings, read from the environment.
+
+Every service has one settings class deriving from `ServiceSettings` with its own
+prefix (HOMEROOM_INGEST_, HOMEROOM_RECORDS_, ...). The kernel's shared settings come
+from HOMEROOM_* and two well-known names: KAFKA_BOOTSTRAP_SERVERS and
+HOMEROOM_DATABASE_URL (a PostgreSQL server URL; each service uses its own database on
+it unless HOMEROOM_<SERVICE>_DATABASE_URL names one). Outside development, missing
+secrets fail the start instead of falling back to generated development keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from homeroom.storage import database_url
+
+Environment = Literal["development", "test", "production"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the bus. Empty bootstrap servers mean "not configured"."""
+
+    model_config = SettingsConfigDict(env_prefix="HOMEROOM_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "HOMEROOM_KAFKA_BOOTSTRAP_SERVERS")
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    client_id_prefix: str = "homeroom"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection arguments shared by aiokafka producers, consumers and admin clients."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+            if self.ssl_certfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return kwargs
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses set `model_config` with their own env prefix
+    and a default `service_name`."""
+
+    model_config = SettingsConfigDict(env_prefix="HOMEROOM_SERVICE_", extra="ignore")
+
+    service_name: str = "service"
+    environment: Environment = Field(
+        default="development", validation_alias=AliasChoices("HOMEROOM_ENVIRONMENT", "environment")
+    )
+    host: str = "127.0.0.1"
+    port: int = 0  # each subclass sets its conventional port
+    database_url: str = ""  # full DSN for this service's database; default derived from server_url
+    server_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_DATABASE_URL", "server_url"))
+    keys_database_url: str = Field(
+        default="", validation_alias=AliasChoices("HOMEROOM_KEYS_DATABASE_URL", "keys_database_url")
+    )
+    secrets_dir: Path = Field(
+        default=Path(".homeroom/secrets"), validation_alias=AliasChoices("HOMEROOM_SECRETS_DIR", "secrets_dir")
+    )
+    pseudonym_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("HOMEROOM_PSEUDONYM_KEY_FILE", "pseudonym_key_file")
+    )
+    keyring_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("HOMEROOM_KEYRING_FILE", "keyring_file")
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("HOMEROOM_LOG_LEVEL", "log_level"))
+    consumer_max_attempts: int = 5
+    consumer_backoff_s: float = 0.2
+    outbox_poll_interval_s: float = 0.05
+    db_pool_size: int = 10
+    start_consumers: bool = True
+
+    @model_validator(mode="after")
+    def _derive(self) -> ServiceSettings:
+        if not self.database_url and self.server_url:
+            self.database_url = database_url(self.server_url, f"homeroom_{self.service_name}")
+        if not self.keys_database_url and self.server_url:
+            self.keys_database_url = database_url(self.server_url, "homeroom_keys")
+        return self
+
+    def require_production_secrets(self) -> None:
+        """Fail at start when a production deployment would run on development secrets."""
+        if self.environment != "production":
+            return
+        missing = [
+            name
+            for name, value in (
+                ("HOMEROOM_PSEUDONYM_KEY_FILE", self.pseudonym_key_file),
+                ("HOMEROOM_KEYRING_FILE", self.keyring_file),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(f"production start refused: set {', '.join(missing)} (no generated development secrets)")
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        return self.pseudonym_key_file or self.secrets_dir / "pseudonym.key"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring_file or self.secrets_dir / "keyring.json"

@@ -1,0 +1,111 @@
+"""PostgreSQL for every service: one database each, migrations, and the kernel's tables.
+
+Every service database carries the kernel's own tables (the outbox and the consumer
+idempotency table) next to the service's, because exactly-once effects need the event
+write, the state change and the "already applied" mark in one local transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+KERNEL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id          bigserial PRIMARY KEY,
+    event_id    text        NOT NULL UNIQUE,
+    topic       text        NOT NULL,
+    key         bytea,
+    headers     jsonb       NOT NULL,
+    payload     bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS processed_events (
+    consumer     text        NOT NULL,
+    event_id     text        NOT NULL,
+    topic        text        NOT NULL,
+    partition    int         NOT NULL,
+    "offset"     bigint      NOT NULL,
+    outcome      text        NOT NULL,  -- applied | dead_lettered
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+"""
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def database_url(server_url: str, database: str) -> str:
+    """Replace the database in a PostgreSQL URL (query string, e.g. sslmode, kept)."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+async def ensure_database(url: str) -> None:
+    """Create the URL's database if it does not exist (needs CREATEDB on the server)."""
+    name = urlsplit(url).path.lstrip("/")
+    if not _NAME.match(name):
+        raise ValueError(f"refusing to create database with unusual name {name!r}")
+    admin = await asyncpg.connect(database_url(url, "postgres"))
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another process won the race
+    finally:
+        await admin.close()
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool, service: str, migrations_dir: Path | None, extra_schema: str = "") -> list[str]:
+    """Apply the kernel schema and the service's numbered SQL files, once each, in order.
+
+    Files are named NNN_description.sql. An advisory lock serialises concurrent starts of
+    several instances of one service.
+    """
+    applied: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
+        await conn.execute(KERNEL_SCHEMA)
+        if extra_schema:
+            await conn.execute(extra_schema)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   service text NOT NULL, version int NOT NULL, name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))"""
+        )
+        done = {
+            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations WHERE service=$1", service)
+        }
+        files = sorted(migrations_dir.glob("*.sql")) if migrations_dir and migrations_dir.exists() else []
+        for path in files:
+            match = re.match(r"^(\d+)_(.+)\.sql$", path.name)
+            if not match:
+                raise ValueError(f"migration file {path.name} is not named NNN_description.sql")
+            version = int(match.group(1))
+            if version in done:
+                continue
+            await conn.execute(path.read_text())
+            await conn.execute(
+                "INSERT INTO schema_migrations (service, version, name) VALUES ($1, $2, $3)",
+                service,
+                version,
+                match.group(2),
+            )
+            applied.append(path.name)
+    if applied:
+        log.info("migrations applied", extra={"service": service, "migrations": applied})
+    return applied

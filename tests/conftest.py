@@ -1,0 +1,68 @@
+"""Real infrastructure for every test: an embedded PostgreSQL and a Tansu broker.
+
+Both start once per test session (about half a second together). Each test that asks for
+a database gets a fresh one, so tests never see each other's rows; each test that asks
+for topics gets uniquely named ones for the same reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from homeroom.infra.broker import EmbeddedBroker
+from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.storage import create_pool, database_url
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def bootstrap(broker: EmbeddedBroker) -> str:
+    if not broker.running:  # a fault test may have stopped it
+        broker.start()
+    return broker.bootstrap_servers
+
+
+@pytest.fixture
+async def fresh_database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    name = f"t_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield database_url(postgres.server_url, name)
+    admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def pg_pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(fresh_database_url, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def topic_suffix() -> str:
+    """Append to topic names so tests sharing one broker never share a topic."""
+    return uuid.uuid4().hex[:8]
