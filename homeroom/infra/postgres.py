@@ -64,7 +64,7 @@ class EmbeddedPostgres:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base_dir, 0o777)  # the unprivileged server user writes its socket and log here
+        os.chmod(self.base_dir, 0o777)  # noqa: S103 - the unprivileged server user writes its socket and log here
         subprocess.run(
             [
                 str(POSTGRES_BIN_PATH / "initdb"),

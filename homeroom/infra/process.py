@@ -69,7 +69,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             user=user,
             env=env,
-            preexec_fn=_parent_death_signal(death_signal),  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=_parent_death_signal(death_signal),
         )
     finally:
         log.close()
