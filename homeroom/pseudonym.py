@@ -1,0 +1,117 @@
+"""Pseudonymous keys: how Homeroom names a student without carrying the student's ids.
+
+Kafka message keys, cross-service references and audit entries use these keys, never a
+raw state or district id. A key is an HMAC-SHA256 of the normalised id under a secret
+pseudonymisation key, so it is stable (one student, one key, in every service and every
+district) yet cannot be reversed, or confirmed by guessing ids, without that secret.
+Each kind of id hashes under its own domain label, so a state id and a local id that
+happen to be spelled alike never collide.
+
+Rotating the pseudonymisation key renames every student; treat it as a migration, not
+routine hygiene.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import unicodedata
+from pathlib import Path
+
+KEY_BYTES = 32
+MIN_KEY_BYTES = 16  # a configured key shorter than 128 bits is refused
+
+STUDENT_DOMAIN = "homeroom/student/v1"
+LOCAL_ID_DOMAIN = "homeroom/local-id/v1"
+STUDENT_PREFIX = "stu_"
+LOCAL_ID_PREFIX = "lid_"
+_DIGEST_BYTES = 20  # 160 bits: exactly 32 base32 characters, no padding
+
+
+def normalise_id(raw: str) -> str:
+    """The canonical spelling of an id: NFKC, trimmed, upper case.
+
+    SIS exports differ in case, stray spaces and full-width digits; without this one
+    student would split into two pseudonyms.
+    """
+    normal = unicodedata.normalize("NFKC", raw).strip().upper()
+    if not normal:
+        raise ValueError("an id must not be empty or only whitespace")
+    return normal
+
+
+class Pseudonymizer:
+    """Keyed, one-way names for students and their district-local ids."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"pseudonymisation key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}")
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return "Pseudonymizer(<key hidden>)"  # never print the key into a log
+
+    def student_key(self, state_student_id: str) -> str:
+        """The student's pseudonymous key, e.g. ``stu_`` + 32 base32 characters."""
+        return STUDENT_PREFIX + self._digest(STUDENT_DOMAIN, normalise_id(state_student_id))
+
+    def local_id_hash(self, district_id: str, local_id: str) -> str:
+        """A pseudonym for a district-local student id, scoped to its district.
+
+        The same local id in two districts names two different children, so the
+        district is part of the hashed input.
+        """
+        return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, normalise_id(district_id), normalise_id(local_id))
+
+    def _digest(self, domain: str, *parts: str) -> str:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        # Length-prefix every part so ("AB", "C") and ("A", "BC") hash differently.
+        for part in (domain, *parts):
+            data = part.encode("utf-8")
+            mac.update(len(data).to_bytes(4, "big"))
+            mac.update(data)
+        return base64.b32encode(mac.digest()[:_DIGEST_BYTES]).decode("ascii").lower()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The development pseudonymisation key at ``path``, created on first use.
+
+    Used only when no key is configured. The file holds the 32 bytes base64-encoded and
+    is created with mode 0600; two processes starting together agree on one key because
+    the file appears atomically and only the first writer wins. A file readable by group
+    or others is refused rather than trusted.
+    """
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # fails if another process got there first: its key wins
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermissionError(f"{path} is accessible by group or others (mode {stat.filemode(mode)}); chmod 600 it")
+    key = base64.b64decode(path.read_bytes().strip(), validate=True)
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{path} holds {len(key)} key bytes, expected {KEY_BYTES}")
+    return key
