@@ -485,10 +485,9 @@ class EnvelopeCipher:
     async def destroy_subject(self, district_id: str, subject: str, scope: Scope = "student") -> int:
         """Crypto-shred everything sealed for one subject; 1 if a live key was destroyed."""
         _check_subject(district_id, scope, subject)
-        self._destructions += 1
-        self._cache.pop((district_id, scope, subject), None)
+        self._destructions += 1  # a key load still in flight will not cache what it read
         destroyed = await self._store.destroy(district_id, scope, subject)
-        self._cache.pop((district_id, scope, subject), None)  # a load may have finished meanwhile
+        self._cache.pop((district_id, scope, subject), None)
         return destroyed
 
     async def destroy_district(self, district_id: str) -> int:
@@ -499,7 +498,6 @@ class EnvelopeCipher:
         """
         _check_part("district_id", district_id)
         self._destructions += 1
-        self._evict_district(district_id)
         self._keyring.destroy_district(district_id)
         destroyed = await self._store.destroy_district(district_id)
         self._evict_district(district_id)

@@ -378,6 +378,20 @@ async def test_shredding_a_district_destroys_all_its_data_and_no_other_districts
         assert await reader.open(OTHER_DISTRICT, STUDENT, "student.sex", kept) == b"X"
 
 
+async def test_a_backup_of_the_data_keys_does_not_undo_shredding_a_district(
+    cipher: EnvelopeCipher, keyring: FileKeyring, store: PostgresDataKeyStore, pg_pool: asyncpg.Pool
+) -> None:
+    sealed = await cipher.seal(DISTRICT, STUDENT, "student.address", "12 Elm St")
+    backup = await pg_pool.fetch("SELECT subject, kek_version, wrapped FROM data_keys")
+    await cipher.destroy_district(DISTRICT)
+    for row in backup:  # restore the wrapped keys as they were before the shredding
+        await pg_pool.execute(
+            "UPDATE data_keys SET kek_version = $2, wrapped = $3, destroyed_at = NULL WHERE subject = $1", *row
+        )
+    with pytest.raises(KeyDestroyedError):
+        await another_process(keyring, store).open(DISTRICT, STUDENT, "student.address", sealed)
+
+
 async def test_destroying_the_kek_alone_shreds_the_district(
     cipher: EnvelopeCipher, keyring: FileKeyring, store: PostgresDataKeyStore
 ) -> None:
@@ -456,6 +470,35 @@ async def test_concurrent_first_seals_for_a_new_student_converge_on_one_key(
     reader = EnvelopeCipher(FileKeyring(keyring.path), PostgresDataKeyStore(pg_pool))
     assert await reader.open(DISTRICT, STUDENT, "student.first_name", sealed_a) == b"Ada"
     assert await reader.open(DISTRICT, STUDENT, "student.last_name", sealed_b) == b"Lovelace"
+
+
+class HeldStore(PostgresDataKeyStore):
+    """The real store, pausing each read until the test lets it go."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.reading, self.release = asyncio.Event(), asyncio.Event()
+
+    async def get(self, district_id: str, scope: Scope, subject: str) -> WrappedKey | None:
+        found = await super().get(district_id, scope, subject)
+        self.reading.set()
+        await self.release.wait()
+        return found
+
+
+async def test_a_key_read_while_its_subject_is_shredded_is_not_cached(
+    cipher: EnvelopeCipher, keyring: FileKeyring, pg_pool: asyncpg.Pool
+) -> None:
+    sealed = await cipher.seal(DISTRICT, STUDENT, "student.first_name", "Ada")
+    held = HeldStore(pg_pool)
+    records = EnvelopeCipher(FileKeyring(keyring.path), held)
+    in_flight = asyncio.create_task(records.open(DISTRICT, STUDENT, "student.first_name", sealed))
+    await asyncio.wait_for(held.reading.wait(), timeout=10)
+    await records.destroy_subject(DISTRICT, STUDENT)
+    held.release.set()
+    assert await in_flight == b"Ada"  # it read the key before the shredding began
+    with pytest.raises(KeyDestroyedError):  # but kept no copy of it for later reads
+        await records.open(DISTRICT, STUDENT, "student.first_name", sealed)
 
 
 async def test_many_processes_sealing_many_new_students_agree(
