@@ -1,0 +1,340 @@
+"""Streaming parsers for the formats districts already export, and what they share.
+
+Every parser is a generator over a binary stream that yields, in input order, normalised
+records (:mod:`services.ingest.records`), ``RecordError`` for refused input records and
+``RecordWarning`` for accepted records that lost something. Parsers never raise on bad
+content: a broken record yields errors and the parser moves on; a container that cannot be
+read at all (a corrupt zip, text that is not XML or JSON) yields one file-level error with rule
+``file.unreadable`` (or ``xml.forbidden`` for DTDs and entity declarations) and stops.
+
+Modules:
+    batch      Homeroom's own JSON batch (schema in its docstring)
+    edfi_json  Ed-Fi ODS/API resource JSON (students, studentSchoolAssociations, ...)
+    edfi_xml   Ed-Fi XML interchange files (bulk load; what inBloom took in)
+    oneroster  OneRoster 1.1 / 1.2 CSV zip (bulk and delta)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Any
+
+from services.ingest import codes
+from services.ingest.records import (
+    ParseItem,
+    RecordError,
+    RecordWarning,
+    Source,
+    value_class,
+)
+from services.ingest.screening import (
+    DEFAULT_POLICY,
+    SSN_MESSAGE,
+    ScreeningPolicy,
+    is_ssn_field,
+    safe_field_name,
+    ssn_in_value,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a parser has got. ``bytes_read`` counts bytes of the uploaded file consumed so far
+    (for a zip: compressed bytes); ``total_bytes`` is None when the size is unknown."""
+
+    file: str
+    bytes_read: int
+    rows_read: int
+    total_bytes: int | None = None
+    done: bool = False
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    screening: ScreeningPolicy = DEFAULT_POLICY
+    progress: ProgressFn | None = None
+    progress_every: int = 10_000  # rows between progress reports
+    max_record_bytes: int = 1 << 20  # one JSON record or XML record element
+    max_uncompressed_bytes: int = 8 << 30  # a zip whose members declare more is refused
+    max_text_length: int = 256  # names, ids, codes; longer values are refused
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
+class CountingReader:
+    """Wraps a binary stream and counts the bytes read through it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.bytes_read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.bytes_read += len(data)
+        return data
+
+
+def stream_size(stream: IO[bytes]) -> int | None:
+    try:
+        if not stream.seekable():
+            return None
+        here = stream.tell()
+        end = stream.seek(0, 2)
+        stream.seek(here)
+        return end - here
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def file_error(file: str, rule: str, message: str, line: int = 0, field: str = "") -> RecordError:
+    return RecordError(file, line, field, rule, message, "")
+
+
+def is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, Mapping):
+        return all(is_empty(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(is_empty(v) for v in value)
+    return False
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "text"
+
+
+class Check:
+    """Collects the problems of one input record while its fields are read.
+
+    Field names in reports are ``prefix + name`` (``records[17].entry_date`` for JSON,
+    ``birthDate`` for CSV, ``Student/BirthData/BirthDate`` for XML). Values never appear in
+    messages."""
+
+    __slots__ = ("errors", "opts", "prefix", "source", "warnings")
+
+    def __init__(self, source: Source, prefix: str = "", opts: ParseOptions = DEFAULT_OPTIONS) -> None:
+        self.source = source
+        self.prefix = prefix
+        self.opts = opts
+        self.errors: list[RecordError] = []
+        self.warnings: list[RecordWarning] = []
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def name(self, name: str) -> str:
+        return self.prefix + safe_field_name(name) if name else self.prefix.rstrip(".")
+
+    def fail(self, name: str, rule: str, message: str, value: object = None, *, vclass: str | None = None) -> None:
+        cls = vclass if vclass is not None else value_class(value)
+        self.errors.append(RecordError(self.source.file, self.source.line, self.name(name), rule, message, cls))
+
+    def warn(self, name: str, rule: str, message: str, value: object = None) -> None:
+        self.warnings.append(
+            RecordWarning(self.source.file, self.source.line, self.name(name), rule, message, value_class(value))
+        )
+
+    def issues(self) -> list[ParseItem]:
+        """Errors if the record is refused, else its warnings."""
+        return list(self.errors) if self.errors else list(self.warnings)
+
+    # --- forbidden and unknown content -------------------------------------------------------
+
+    def screen(self, name: str, value: str, *, free_text: bool = False) -> bool:
+        """False (and an ssn.forbidden error) when the value is or holds an SSN."""
+        if ssn_in_value(value, free_text=free_text, policy=self.opts.screening):
+            self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
+            return False
+        return True
+
+    def forbid_ssn_field(self, name: str, value: object) -> bool:
+        """True (and an error) when the field's name announces an SSN and it holds a value."""
+        if is_ssn_field(name) and not is_empty(value):
+            self.fail(name, "ssn.forbidden", SSN_MESSAGE, value)
+            return True
+        return False
+
+    def unknown(self, name: str, value: object, *, what: str = "") -> None:
+        """A field no mapping knows: refused when it holds anything (SSNs are named as such)."""
+        if is_empty(value):
+            return
+        if self.forbid_ssn_field(name, value):
+            return
+        for s in _strings(value):
+            if ssn_in_value(s, free_text=True, policy=self.opts.screening):
+                self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
+                return
+        shown = safe_field_name(name)
+        self.fail(
+            name,
+            "element.unknown",
+            f"'{shown}' is not a data element Homeroom accepts{what}: it is not in the data-element catalogue, "
+            "so the record was refused. Remove it from the export (or leave it empty) and send the record again.",
+            value,
+        )
+
+    def forbidden(self, name: str, element_id: str, reason: str, value: object = None) -> None:
+        self.fail(name, "element.forbidden", f"{reason} ({element_id} is on Homeroom's forbidden list).", value)
+
+    # --- typed fields ------------------------------------------------------------------------
+
+    def text(
+        self,
+        name: str,
+        value: object,
+        *,
+        required: bool = False,
+        max_len: int | None = None,
+        free_text: bool = False,
+        what: str = "",
+    ) -> str | None:
+        label = what or safe_field_name(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(name, "schema.required", f"{label} is required but is missing or empty.", value)
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.fail(name, "schema.type", f"{label} must be text, but it is {_kind(value)}.", value)
+            return None
+        s = str(value).strip()
+        if "\ufffd" in s:
+            self.fail(name, "encoding.invalid", f"{label} is not valid UTF-8 text.", vclass="text")
+            return None
+        if not self.screen(name, s, free_text=free_text):
+            return None
+        limit = max_len or self.opts.max_text_length
+        if len(s) > limit:
+            self.fail(name, "value.too_long", f"{label} is longer than {limit} characters.", s)
+            return None
+        if not s.isprintable() and not free_text:
+            self.fail(name, "value.invalid_characters", f"{label} contains control characters.", vclass="text")
+            return None
+        return s
+
+    def date(self, name: str, value: object, *, required: bool = False, what: str = "") -> date | None:
+        label = what or safe_field_name(name)
+        s = self.text(name, value, required=required, max_len=40, what=what)
+        if s is None:
+            return None
+        d = codes.parse_date(s)
+        if d is None:
+            self.fail(
+                name,
+                "date.invalid",
+                f"{label} must be a real calendar date written YYYY-MM-DD (for example 2024-09-03).",
+                s,
+            )
+        return d
+
+    def boolean(self, name: str, value: object, *, required: bool = False, what: str = "") -> bool | None:
+        label = what or safe_field_name(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(name, "schema.required", f"{label} is required but is missing or empty.", value)
+            return None
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            b = codes.parse_bool(value)
+            if b is not None:
+                return b
+        self.fail(name, "schema.type", f"{label} must be true or false.", value)
+        return None
+
+    def code(
+        self,
+        name: str,
+        value: object,
+        normalise: Callable[[str], str | None],
+        *,
+        required: bool = False,
+        accepted: str,
+        what: str = "",
+    ) -> str | None:
+        """A coded value. Unknown: an error when required, else a warning and the value is dropped."""
+        label = what or safe_field_name(name)
+        s = self.text(name, value, required=required, what=what)
+        if s is None:
+            return None
+        code = normalise(s)
+        if code is None:
+            message = f"{label} is not one of the accepted codes ({accepted})."
+            if required:
+                self.fail(name, "code.unknown", message, s)
+            else:
+                self.warn(
+                    name, "code.unknown", message + " The value was left out; the rest of the record was taken.", s
+                )
+        return code
+
+
+def issues_then(check: Check, record: ParseItem | None) -> Iterator[ParseItem]:
+    """What a parser yields for one input record: its errors, or its warnings and the record."""
+    if check.errors:
+        yield from check.errors
+        return
+    yield from check.warnings
+    if record is not None:
+        yield record
+
+
+GRADES_ACCEPTED = "IT, PR, PK, TK, KG, 01-13, PS, UG, Other, or an Ed-Fi grade level"
+SEX_ACCEPTED = "female, male, other, unspecified"
+RACE_ACCEPTED = (
+    "american_indian_alaska_native, asian, black_african_american, native_hawaiian_pacific_islander, "
+    "white, hispanic_latino, two_or_more, other, not_reported"
+)
+
+
+@dataclass(slots=True)
+class Counter:
+    """Row and progress bookkeeping for one parser run."""
+
+    file: str
+    opts: ParseOptions
+    total_bytes: int | None = None
+    rows: int = 0
+    _next: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self._next = self.opts.progress_every
+
+    def row(self, bytes_read: Callable[[], int]) -> None:
+        self.rows += 1
+        if self.opts.progress is not None and self.rows >= self._next:
+            self._next = self.rows + self.opts.progress_every
+            self.opts.progress(Progress(self.file, bytes_read(), self.rows, self.total_bytes))
+
+    def done(self, bytes_read: int) -> None:
+        if self.opts.progress is not None:
+            self.opts.progress(Progress(self.file, bytes_read, self.rows, self.total_bytes, done=True))

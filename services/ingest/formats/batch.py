@@ -1,0 +1,514 @@
+"""Homeroom's own JSON batch: the district's events, one array, streamed record by record.
+
+Schema (``homeroom.batch`` version 1)::
+
+    {
+      "format": "homeroom.batch",          optional; when present must be exactly this
+      "version": 1,                        optional; when present must be 1
+      "records": [ <record>, ... ]         required; read one element at a time
+    }
+
+Every record is an object with ``"type"`` and ``"student_id"`` (the district's local student
+id, text) and, optionally, ``"id"``: the district's own id for this event. With ``id`` the
+record's ``source_record_id`` is ``batch:<type>:<id>``; without it, the natural key of the fact
+(e.g. student, school and entry date) is used, so a resubmitted file yields the same ids.
+
+=============  =====================================================================================
+type           fields (R = required)
+=============  =====================================================================================
+student        student (R, object, see below)
+enroll         school_id (R), entry_date (R), grade_level, entry_type, student (object: registers
+               or updates the student in the same step)
+withdraw       school_id (R), exit_date (R), exit_code (R, the district's withdrawal code), entry_date
+change_school  from_school_id (R), to_school_id (R), change_date (R), grade_level
+attendance     school_id (R), date (R), category (R: absent | tardy | early_departure | present),
+               excused (true/false), period (class period; omit or null for daily attendance)
+suspension     school_id (R), start_date (R), end_date (inclusive), in_school (true/false).
+               Dates only: incident details are refused (element.forbidden).
+=============  =====================================================================================
+
+``student`` objects are keyed by data-element ids from :mod:`homeroom.catalogue`:
+``student.state_id student.local_id student.first_name student.middle_name student.last_name
+student.birth_date student.email student.address student.phone student.sex
+student.race_ethnicity student.home_language`` (text; ``birth_date`` as YYYY-MM-DD; ``sex`` one
+of female/male/other/unspecified; ``race_ethnicity`` a code or a list of codes) and
+``program.iep program.section_504 program.ell program.free_reduced_lunch`` (true/false).
+``student.local_id``, when given, must equal ``student_id``.
+
+Dates are ``YYYY-MM-DD``. Any other member is refused: an element id the catalogue does not
+know (``element.unknown``), a forbidden one such as ``student.ssn`` (``ssn.forbidden``), or a
+catalogue element that does not belong in that place (``element.not_allowed_here``). Errors
+name the field by path, e.g. ``records[17].entry_date``, and give the line where the record
+starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date
+from typing import IO, Any
+
+from homeroom.catalogue import CATALOGUE, FORBIDDEN
+from services.ingest import codes
+from services.ingest.formats import (
+    DEFAULT_OPTIONS,
+    GRADES_ACCEPTED,
+    RACE_ACCEPTED,
+    SEX_ACCEPTED,
+    Check,
+    Counter,
+    CountingReader,
+    ParseOptions,
+    file_error,
+    issues_then,
+    stream_size,
+)
+from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
+from services.ingest.records import (
+    AttendanceCategory,
+    AttendanceRecord,
+    EnrollmentAction,
+    EnrollmentRecord,
+    ParseItem,
+    RecordError,
+    Source,
+    StudentRecord,
+    SuspensionRecord,
+    record_id,
+)
+from services.ingest.screening import SSN_MESSAGE, is_ssn_field, name_words
+
+FORMAT = "batch"
+FORMAT_NAME = "homeroom.batch"
+
+_COMMON = {"type", "id", "student_id"}
+FIELDS: dict[str, set[str]] = {
+    "student": _COMMON | {"student"},
+    "enroll": _COMMON | {"school_id", "entry_date", "grade_level", "entry_type", "student"},
+    "withdraw": _COMMON | {"school_id", "exit_date", "exit_code", "entry_date"},
+    "change_school": _COMMON | {"from_school_id", "to_school_id", "change_date", "grade_level"},
+    "attendance": _COMMON | {"school_id", "date", "category", "excused", "period"},
+    "suspension": _COMMON | {"school_id", "start_date", "end_date", "in_school"},
+}
+STUDENT_TEXT_ELEMENTS = (
+    "student.state_id",
+    "student.local_id",
+    "student.first_name",
+    "student.middle_name",
+    "student.last_name",
+    "student.email",
+    "student.phone",
+    "student.home_language",
+)
+PROGRAM_ELEMENTS = ("program.iep", "program.section_504", "program.ell", "program.free_reduced_lunch")
+_INCIDENT_WORDS = {
+    "incident",
+    "incidents",
+    "reason",
+    "description",
+    "behavior",
+    "behaviour",
+    "offense",
+    "offence",
+    "narrative",
+    "notes",
+    "weapon",
+    "injury",
+    "details",
+}
+_CATEGORIES = {c.value: c for c in AttendanceCategory}
+
+
+def parse_batch(
+    stream: IO[bytes], *, file: str = "batch.json", opts: ParseOptions = DEFAULT_OPTIONS
+) -> Iterator[ParseItem]:
+    """Yield normalised records, errors and warnings from a JSON batch, in input order."""
+    counter = Counter(file, opts, stream_size(stream))
+    reader = JsonReader(CountingReader(stream), opts.max_record_bytes)
+    seen_records = False
+    try:
+        reader.expect("{")
+        if reader.peek() == "}":
+            reader.expect("}")
+        else:
+            while True:
+                key = reader.key()
+                reader.expect(":")
+                if key == "records":
+                    seen_records = True
+                    if reader.peek() != "[":
+                        reader.value()
+                        yield file_error(
+                            file, "schema.type", "'records' must be a list of records.", reader.line, "records"
+                        )
+                    else:
+                        reader.expect("[")
+                        for index, line, value in reader.array_items():
+                            yield from _record(value, index, line, file, opts)
+                            counter.row(lambda: reader.bytes_read)
+                else:
+                    yield from _envelope_member(key, reader.value(limit=1 << 16), file, reader.line)
+                if reader.expect(",}") == "}":
+                    break
+        if not reader.at_end():
+            raise reader.error("there is more text after the end of the batch object")
+    except JsonSyntaxError as exc:
+        yield file_error(
+            file,
+            "file.unreadable",
+            f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
+            "Records before that point were read; nothing after it was.",
+            exc.line,
+        )
+        counter.done(reader.bytes_read)
+        return
+    if not seen_records:
+        yield file_error(file, "schema.required", "The batch has no 'records' list.", 1, "records")
+    counter.done(reader.bytes_read)
+
+
+def _envelope_member(key: str, value: Any, file: str, line: int) -> Iterator[RecordError]:
+    if key == "format":
+        if value != FORMAT_NAME:
+            yield file_error(file, "schema.invalid", f"'format' must be \"{FORMAT_NAME}\".", line, "format")
+    elif key == "version":
+        if value != 1 or isinstance(value, bool):
+            yield file_error(
+                file, "schema.invalid", "'version' must be 1: this is the only batch version.", line, "version"
+            )
+    else:
+        src = Source(FORMAT, file, line, "")
+        check = Check(src)
+        check.unknown(key, value if value is not None else "x", what=" at the top of a batch")
+        yield from check.errors
+
+
+def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) -> Iterator[ParseItem]:
+    pointer = f"records[{index}]"
+    src = Source(FORMAT, file, line, pointer)
+    check = Check(src, pointer + ".", opts)
+    if isinstance(value, Oversized):
+        check.fail("", "record.too_large", f"The record is larger than {opts.max_record_bytes} bytes and was skipped.")
+        yield from check.errors
+        return
+    if not isinstance(value, Mapping):
+        check.fail("", "schema.type", "Each record must be an object with a 'type'.", value)
+        yield from check.errors
+        return
+    _structure(check, value)
+    rtype = value.get("type")
+    if not isinstance(rtype, str) or rtype not in FIELDS:
+        if rtype is None:
+            check.fail("type", "schema.required", "type is required: one of " + ", ".join(FIELDS) + ".", rtype)
+        else:
+            check.fail("type", "record.type_unknown", "type must be one of " + ", ".join(FIELDS) + ".", rtype)
+        yield from check.errors
+        return
+    allowed = FIELDS[rtype]
+    for key, v in value.items():
+        if key not in allowed:
+            _refuse_member(check, rtype, key, v)
+    event_id = check.text("id", value.get("id"), max_len=128)
+    student = check.text("student_id", value.get("student_id"), required=True)
+    yield from _BUILDERS[rtype](check, src, value, event_id, student or "")
+
+
+def _structure(check: Check, value: Mapping[str, Any]) -> None:
+    """Duplicate member names and NaN/Infinity anywhere in the record."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, DuplicateKeys):
+            for k in v.duplicates:
+                check.fail(f"{path}{k}", "schema.duplicate_member", f"'{k}' appears more than once in the same object.")
+        if isinstance(v, Mapping):
+            stack.extend((f"{path}{k}.", x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}].", x) for i, x in enumerate(v))
+        elif isinstance(v, NonFinite):
+            check.fail(path.rstrip("."), "schema.type", "NaN and Infinity are not valid JSON numbers.", "number")
+
+
+def _refuse_member(check: Check, rtype: str, key: str, value: Any) -> None:
+    if is_ssn_field(key) or key == "student.ssn":
+        if key == "student.ssn" and not check.forbid_ssn_field(key, value):
+            check.fail(key, "ssn.forbidden", SSN_MESSAGE, value)
+        else:
+            check.forbid_ssn_field(key, value)
+        return
+    words = set(name_words(key))
+    if key in FORBIDDEN or (rtype == "suspension" and words & _INCIDENT_WORDS):
+        element = key if key in FORBIDDEN else "discipline.incident_details"
+        check.forbidden(key, element, FORBIDDEN[element].rstrip("."), value)
+        return
+    if key in CATALOGUE or key in {f for fs in FIELDS.values() for f in fs}:
+        check.fail(key, "element.not_allowed_here", f"'{key}' does not belong in a '{rtype}' record.", value)
+        return
+    check.unknown(key, value if value is not None else "x", what=f" in a '{rtype}' record")
+
+
+def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool) -> StudentRecord | bool | None:
+    """Read a ``student`` object into (elements, programs). Returns False if absent."""
+    if raw is None:
+        if required:
+            check.fail("student", "schema.required", "student is required: an object of student data elements.")
+        return False
+    if not isinstance(raw, Mapping):
+        check.fail("student", "schema.type", "student must be an object keyed by data-element ids.", raw)
+        return None
+    elements: dict[str, str] = {}
+    programs: dict[str, bool] = {}
+    for key, v in raw.items():
+        field = f"student.{key}"
+        if key in STUDENT_TEXT_ELEMENTS:
+            s = check.text(field, v, what=key)
+            if s is not None:
+                elements[key] = s
+        elif key == "student.address":
+            s = check.text(field, v, max_len=1000, free_text=True, what=key)
+            if s is not None:
+                elements[key] = s
+        elif key == "student.birth_date":
+            d = check.date(field, v, what=key)
+            if d is not None:
+                elements[key] = d.isoformat()
+        elif key == "student.sex":
+            code = check.code(field, v, codes.normalise_sex, accepted=SEX_ACCEPTED, what=key)
+            if code is not None:
+                elements[key] = code
+        elif key == "student.race_ethnicity":
+            race = _race(check, field, v)
+            if race is not None:
+                elements[key] = race
+        elif key in PROGRAM_ELEMENTS:
+            b = check.boolean(field, v, what=key)
+            if b is not None:
+                programs[key] = b
+        elif key == "student.ssn" or is_ssn_field(key):
+            if not check.forbid_ssn_field(field, v) and key == "student.ssn":
+                check.fail(field, "ssn.forbidden", SSN_MESSAGE, v)
+        elif key in FORBIDDEN:
+            check.forbidden(field, key, FORBIDDEN[key].rstrip("."), v)
+        elif key in CATALOGUE:
+            check.fail(
+                field, "element.not_allowed_here", f"'{key}' is not a student element; it cannot go in 'student'.", v
+            )
+        else:
+            check.unknown(field, v if v is not None else "x", what=" in a student")
+    local = elements.get("student.local_id")
+    if local is not None and student_id and local != student_id:
+        check.fail(
+            "student.student.local_id", "schema.inconsistent", "student.local_id must equal the record's student_id."
+        )
+    if student_id:
+        elements.setdefault("student.local_id", student_id)
+    return StudentRecord(
+        source=check.source,
+        source_record_id="",
+        student_ref=student_id,
+        elements=elements,
+        programs=programs,
+    )
+
+
+def _race(check: Check, field: str, v: Any) -> str | None:
+    values = v if isinstance(v, list) else [v]
+    out: set[str] = set()
+    for i, item in enumerate(values):
+        f = f"{field}[{i}]" if isinstance(v, list) else field
+        code = check.code(f, item, codes.normalise_race, accepted=RACE_ACCEPTED, what="student.race_ethnicity")
+        if code is not None:
+            out.add(code)
+    return codes.join_codes(out) if out else None
+
+
+def _with_id(student: StudentRecord, rid: str) -> StudentRecord:
+    return StudentRecord(
+        source=student.source,
+        source_record_id=rid,
+        student_ref=student.student_ref,
+        elements=student.elements,
+        programs=student.programs,
+    )
+
+
+def _student(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
+) -> Iterator[ParseItem]:
+    student = _student_elements(check, sid, value.get("student"), required=True)
+    if not isinstance(student, StudentRecord) or not check.ok:
+        yield from issues_then(check, None)
+        return
+    rid = record_id(FORMAT, "student", event_id) if event_id else record_id(FORMAT, "student", sid)
+    yield from issues_then(check, _with_id(student, rid))
+
+
+def _grade(check: Check, value: Mapping[str, Any]) -> str | None:
+    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=GRADES_ACCEPTED)
+
+
+def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str) -> Iterator[ParseItem]:
+    school = check.text("school_id", value.get("school_id"), required=True)
+    entry = check.date("entry_date", value.get("entry_date"), required=True)
+    grade = _grade(check, value)
+    entry_type = check.text("entry_type", value.get("entry_type"))
+    student = _student_elements(check, sid, value.get("student"), required=False)
+    if not check.ok or school is None or entry is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "enroll", event_id)
+        if event_id
+        else record_id(FORMAT, "enroll", sid, school, entry.isoformat())
+    )
+    yield from check.warnings
+    if isinstance(student, StudentRecord):
+        yield _with_id(student, rid + "#student")
+    yield EnrollmentRecord(
+        source=src,
+        source_record_id=rid,
+        action=EnrollmentAction.ENROLL,
+        student_ref=sid,
+        school_id=school,
+        entry_date=entry,
+        grade_level=grade,
+        entry_type=entry_type,
+    )
+
+
+def _withdraw(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
+) -> Iterator[ParseItem]:
+    school = check.text("school_id", value.get("school_id"), required=True)
+    exit_date = check.date("exit_date", value.get("exit_date"), required=True)
+    exit_code = check.text("exit_code", value.get("exit_code"), required=True)
+    entry = check.date("entry_date", value.get("entry_date"))
+    if not check.ok or school is None or exit_date is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "withdraw", event_id)
+        if event_id
+        else record_id(FORMAT, "withdraw", sid, school, exit_date.isoformat())
+    )
+    yield from issues_then(
+        check,
+        EnrollmentRecord(
+            source=src,
+            source_record_id=rid,
+            action=EnrollmentAction.WITHDRAW,
+            student_ref=sid,
+            school_id=school,
+            entry_date=entry,
+            exit_date=exit_date,
+            exit_code=exit_code,
+        ),
+    )
+
+
+def _change_school(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
+) -> Iterator[ParseItem]:
+    from_school = check.text("from_school_id", value.get("from_school_id"), required=True)
+    to_school = check.text("to_school_id", value.get("to_school_id"), required=True)
+    when = check.date("change_date", value.get("change_date"), required=True)
+    grade = _grade(check, value)
+    if from_school is not None and from_school == to_school:
+        check.fail("to_school_id", "schema.inconsistent", "to_school_id is the same school as from_school_id.")
+    if not check.ok or from_school is None or to_school is None or when is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "change_school", event_id)
+        if event_id
+        else record_id(FORMAT, "change_school", sid, from_school, to_school, when.isoformat())
+    )
+    yield from issues_then(
+        check,
+        EnrollmentRecord(
+            source=src,
+            source_record_id=rid,
+            action=EnrollmentAction.CHANGE_SCHOOL,
+            student_ref=sid,
+            school_id=to_school,
+            from_school_id=from_school,
+            entry_date=when,
+            grade_level=grade,
+        ),
+    )
+
+
+def _attendance(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
+) -> Iterator[ParseItem]:
+    school = check.text("school_id", value.get("school_id"), required=True)
+    day: date | None = check.date("date", value.get("date"), required=True)
+    raw_cat = check.text("category", value.get("category"), required=True)
+    category = _CATEGORIES.get(raw_cat) if raw_cat is not None else None
+    if raw_cat is not None and category is None:
+        check.fail(
+            "category", "code.unknown", "category must be one of absent, tardy, early_departure, present.", raw_cat
+        )
+    excused = check.boolean("excused", value.get("excused"))
+    period = check.text("period", value.get("period"), max_len=64)
+    if not check.ok or school is None or day is None or category is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "attendance", event_id)
+        if event_id
+        else record_id(FORMAT, "attendance", sid, school, day.isoformat(), period or "", category.value)
+    )
+    yield from issues_then(
+        check,
+        AttendanceRecord(
+            source=src,
+            source_record_id=rid,
+            student_ref=sid,
+            school_id=school,
+            date=day,
+            category=category,
+            excused=excused,
+            period=period,
+        ),
+    )
+
+
+def _suspension(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
+) -> Iterator[ParseItem]:
+    school = check.text("school_id", value.get("school_id"), required=True)
+    start = check.date("start_date", value.get("start_date"), required=True)
+    end = check.date("end_date", value.get("end_date"))
+    in_school = check.boolean("in_school", value.get("in_school"))
+    if not check.ok or school is None or start is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "suspension", event_id)
+        if event_id
+        else record_id(FORMAT, "suspension", sid, school, start.isoformat())
+    )
+    yield from issues_then(
+        check,
+        SuspensionRecord(
+            source=src,
+            source_record_id=rid,
+            student_ref=sid,
+            school_id=school,
+            start_date=start,
+            end_date=end,
+            in_school=in_school,
+        ),
+    )
+
+
+_Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Iterator[ParseItem]]
+_BUILDERS: dict[str, _Builder] = {
+    "student": _student,
+    "enroll": _enroll,
+    "withdraw": _withdraw,
+    "change_school": _change_school,
+    "attendance": _attendance,
+    "suspension": _suspension,
+}

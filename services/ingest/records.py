@@ -1,0 +1,316 @@
+"""The normalised record model: what every input format (JSON batch, Ed-Fi JSON, Ed-Fi XML,
+OneRoster CSV) is turned into before validation. Pure domain code: no I/O.
+
+Identity
+--------
+``student_ref`` is the identifier the *upload* uses for a student: the batch ``student_id``
+(the district's local id), the Ed-Fi ``StudentUniqueId``, or the OneRoster user ``sourcedId``.
+``Source.format`` says which. It is a raw identifier (PII, catalogue sensitivity
+``identifier``): the service must pseudonymise it before anything leaves ingest.
+
+``source_record_id`` is stable across resubmissions of the same fact (it is built from the
+fact's natural key, never from its position in a file), so the service can drop a record it has
+already taken. It embeds raw identifiers too: publish only ``pseudonymise(source_record_id,
+district_key)``. ``fingerprint(key)`` hashes the content (not the position) so a resubmitted
+record with changed content can be told apart from an exact repeat; pass the district's
+pseudonymisation key so low-entropy content cannot be recovered by guessing.
+
+Errors
+------
+``RecordError`` / ``RecordWarning`` name the file, line, field, rule id and a plain-language
+message, plus ``value_class``: what *kind* of value was there ("empty", "9-digit number",
+"ssn-like", "date", "text"), never the value itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+from enum import StrEnum
+from typing import Any, ClassVar, TypeAlias
+
+
+class RecordKind(StrEnum):
+    STUDENT = "student"
+    SCHOOL = "school"
+    ENROLLMENT = "enrollment"
+    ATTENDANCE = "attendance"
+    SUSPENSION = "suspension"
+
+
+class EnrollmentAction(StrEnum):
+    ENROLL = "enroll"
+    WITHDRAW = "withdraw"
+    CHANGE_SCHOOL = "change_school"
+
+
+class AttendanceCategory(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+    TARDY = "tardy"
+    EARLY_DEPARTURE = "early_departure"
+
+
+class OrgType(StrEnum):
+    SCHOOL = "school"
+    DISTRICT = "district"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from. ``line`` is the 1-based line where it starts (0 if unknown);
+    ``pointer`` locates it inside the file: ``records[17]``, ``users.csv``, ``Student``."""
+
+    format: str
+    file: str
+    line: int
+    pointer: str = ""
+
+
+def record_id(fmt: str, kind: str, *parts: str) -> str:
+    """A source_record_id from a natural key: ``fmt:kind:part/part``; '/' and '%' in parts are escaped."""
+    esc = [p.replace("%", "%25").replace("/", "%2F") if ("/" in p or "%" in p) else p for p in parts]
+    return f"{fmt}:{kind}:{'/'.join(esc)}"
+
+
+def pseudonymise(value: str, key: bytes) -> str:
+    """Keyed, irreversible token for an identifier (HMAC-SHA256, hex, 32 chars)."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _canon(v) for k, v in sorted(value.items())}
+    if isinstance(value, frozenset | set):
+        return sorted(_canon(v) for v in value)
+    if isinstance(value, tuple | list):
+        return [_canon(v) for v in value]
+    return value
+
+
+class _RecordMixin:
+    """fingerprint() shared by every record type."""
+
+    __slots__ = ()
+    kind: ClassVar[RecordKind]
+
+    def content(self) -> dict[str, Any]:
+        """The record's content: every field except where it came from."""
+        out: dict[str, Any] = {"kind": str(self.kind)}
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name not in ("source", "source_record_id"):
+                out[f.name] = _canon(getattr(self, f.name))
+        return out
+
+    def fingerprint(self, key: bytes = b"") -> str:
+        """Content hash (BLAKE2b-128, hex), independent of file name and position.
+
+        With ``key`` (up to 64 bytes) it is a keyed hash: use the district's pseudonymisation key."""
+        data = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.blake2b(data.encode("utf-8"), digest_size=16, key=key[:64]).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudentRecord(_RecordMixin):
+    """Identity, demographics and program flags, keyed by catalogue element ids.
+
+    ``elements`` holds ``student.*`` element ids (and ``enrollment.grade_level`` when the source
+    gives a grade on the student) mapped to normalised text (dates ISO 8601). ``programs`` maps
+    ``program.*`` element ids to True/False where the source said so. A record may be partial
+    (e.g. OneRoster demographics.csv, Ed-Fi studentEducationOrganizationAssociations): the
+    records service merges elements per student. ``schools`` lists schools the source ties the
+    student to (used by the bulk-withdrawal safety rail when a student is deleted)."""
+
+    kind: ClassVar[RecordKind] = RecordKind.STUDENT
+    source: Source
+    source_record_id: str
+    student_ref: str
+    elements: Mapping[str, str] = field(default_factory=dict)
+    programs: Mapping[str, bool] = field(default_factory=dict)
+    schools: tuple[str, ...] = ()
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchoolRecord(_RecordMixin):
+    """A school (or the district itself, ``org_type=district``) as the upload describes it.
+    ``parent_ref`` is the upload's id for the owning education agency, when given."""
+
+    kind: ClassVar[RecordKind] = RecordKind.SCHOOL
+    source: Source
+    source_record_id: str
+    school_id: str
+    org_type: OrgType = OrgType.SCHOOL
+    name: str | None = None
+    parent_ref: str | None = None
+    nces_id: str | None = None
+    grades: tuple[str, ...] = ()
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollmentRecord(_RecordMixin):
+    """Enroll, withdraw or change school.
+
+    enroll: ``school_id``, ``entry_date`` (``exit_date`` when the source gives a planned end).
+    withdraw: ``school_id``, ``exit_date`` (may be None for a OneRoster ``tobedeleted`` row
+    without dates), ``exit_code``; ``entry_date`` when the source repeats it.
+    change_school: ``from_school_id`` -> ``school_id`` on ``entry_date``.
+    ``class_ref`` is set for class/section enrollments (OneRoster enrollments.csv)."""
+
+    kind: ClassVar[RecordKind] = RecordKind.ENROLLMENT
+    source: Source
+    source_record_id: str
+    action: EnrollmentAction
+    student_ref: str
+    school_id: str
+    entry_date: date | None = None
+    exit_date: date | None = None
+    exit_code: str | None = None
+    grade_level: str | None = None
+    entry_type: str | None = None
+    from_school_id: str | None = None
+    class_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttendanceRecord(_RecordMixin):
+    """One attendance event: daily when ``period`` is None, class-period otherwise.
+    ``excused`` is None when the source does not say (e.g. Ed-Fi "Tardy")."""
+
+    kind: ClassVar[RecordKind] = RecordKind.ATTENDANCE
+    source: Source
+    source_record_id: str
+    student_ref: str
+    school_id: str
+    date: date
+    category: AttendanceCategory
+    excused: bool | None = None
+    period: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuspensionRecord(_RecordMixin):
+    """A suspension: dates only (EngageNY FAQ; never incident details). ``end_date`` is
+    inclusive; None when the source gives only a length (``school_days``)."""
+
+    kind: ClassVar[RecordKind] = RecordKind.SUSPENSION
+    source: Source
+    source_record_id: str
+    student_ref: str
+    school_id: str
+    start_date: date
+    end_date: date | None = None
+    in_school: bool | None = None
+    school_days: float | None = None
+
+
+ParsedRecord: TypeAlias = StudentRecord | SchoolRecord | EnrollmentRecord | AttendanceRecord | SuspensionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A problem with one input record. Never carries the offending value."""
+
+    file: str
+    line: int
+    field: str
+    rule: str
+    message: str
+    value_class: str = ""
+    severity: ClassVar[str] = "issue"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "file": self.file,
+            "line": self.line,
+            "field": self.field,
+            "rule": self.rule,
+            "message": self.message,
+            "value_class": self.value_class,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError(Issue):
+    """The record was refused."""
+
+    severity: ClassVar[str] = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWarning(Issue):
+    """The record was accepted, but something in it was dropped or looks wrong."""
+
+    severity: ClassVar[str] = "warning"
+
+
+ParseItem: TypeAlias = ParsedRecord | RecordError | RecordWarning
+
+
+def error_at(source: Source, field: str, rule: str, message: str, value_class: str = "") -> RecordError:
+    return RecordError(source.file, source.line, field, rule, message, value_class)
+
+
+def warning_at(source: Source, field: str, rule: str, message: str, value_class: str = "") -> RecordWarning:
+    return RecordWarning(source.file, source.line, field, rule, message, value_class)
+
+
+# --- value classes: describe a value without revealing it -----------------------------------
+
+_SSN_SHAPE = re.compile(r"\s*(\d{3})([- ]?)(\d{2})\2(\d{4})\s*")
+_DATE_SHAPE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:[T ].*)?")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def ssn_structure(area: str, group: str, serial: str) -> bool:
+    """True when the parts could be a Social Security number as issued (SSA rules)."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def looks_like_ssn(value: str) -> bool:
+    """The whole value is nine digits (optionally 3-2-4 with dashes or spaces) with SSN structure."""
+    m = _SSN_SHAPE.fullmatch(value)
+    return bool(m) and ssn_structure(m.group(1), m.group(3), m.group(4))  # type: ignore[union-attr]
+
+
+def value_class(value: object) -> str:
+    """A short description of what kind of value this is, safe to show anyone."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        if isinstance(value, int) and value >= 0:
+            return f"{len(str(value))}-digit number"
+        return "number"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "list"
+    if not isinstance(value, str):
+        return type(value).__name__
+    s = value.strip()
+    if not s:
+        return "empty"
+    if looks_like_ssn(s):
+        return "ssn-like"
+    if s.isdigit():
+        return f"{len(s)}-digit number"
+    if _DATE_SHAPE.fullmatch(s):
+        return "date"
+    if _NUMBER.fullmatch(s):
+        return "number"
+    if "@" in s and " " not in s:
+        return "email-like text"
+    return "text"
