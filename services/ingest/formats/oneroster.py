@@ -1,0 +1,748 @@
+"""OneRoster 1.1 / 1.2 CSV bulk upload (a zip), streamed row by row.
+
+``manifest.csv`` decides which files are read and how (``bulk``: the file replaces what is on
+record; ``delta``: changes only; ``absent``: not supplied). Files are read in dependency order:
+orgs, academicSessions, classes, roles (1.2), users, demographics, enrollments. Other files
+(courses, results, line items, resources) hold no student data Homeroom takes and are skipped.
+
+What becomes what:
+
+* ``orgs.csv`` rows of type ``school`` -> :class:`SchoolRecord`; type ``district`` -> a
+  SchoolRecord with ``org_type=district``; other types are skipped.
+* ``users.csv`` rows that are students -> :class:`StudentRecord` (1.1: ``role=student``;
+  1.2: the user has a ``role=student`` row in ``roles.csv``). Teachers, parents and others are
+  skipped without being read. Column mapping: givenName, familyName, middleName ->
+  student.first/last/middle_name; identifier -> student.local_id; userMasterIdentifier (1.2)
+  -> student.state_id; email -> student.email; phone (or sms) -> student.phone; grades ->
+  enrollment.grade_level; userIds ``{type:id}`` entries of type state / local / district / sis
+  -> state or local id (type SSN: refused). sourcedId, status, dateLastModified, enabledUser,
+  orgSourcedIds, role, username, agentSourcedIds, primaryOrgSourcedId and resourceSourcedIds are
+  bookkeeping: read for structure, never stored. Anything else with a value (password,
+  preferred names, pronouns, metadata.* columns) is refused as ``element.unknown``.
+* ``demographics.csv`` rows of students -> partial StudentRecord (birth date, sex, race and
+  ethnicity flags). Birth place and residence status are refused when filled in.
+* ``enrollments.csv`` rows with ``role=student`` -> class :class:`EnrollmentRecord` (enroll;
+  entry date = beginDate, else the start of the class's term).
+* ``status=tobedeleted``: users -> StudentRecord(deleted=True, schools=...), enrollments ->
+  withdraw (exit date = endDate, else the date of dateLastModified), orgs -> SchoolRecord(deleted).
+
+School ids are the org ``sourcedId`` by default, or its ``identifier`` (often the state or NCES
+school code) with ``school_id_from="identifier"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import IO, Literal
+
+from services.ingest import codes
+from services.ingest.formats import (
+    DEFAULT_OPTIONS,
+    GRADES_ACCEPTED,
+    SEX_ACCEPTED,
+    Check,
+    Counter,
+    ParseOptions,
+    file_error,
+    issues_then,
+    stream_size,
+)
+from services.ingest.records import (
+    EnrollmentAction,
+    EnrollmentRecord,
+    OrgType,
+    ParseItem,
+    RecordError,
+    RecordWarning,
+    SchoolRecord,
+    Source,
+    StudentRecord,
+    record_id,
+)
+from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system
+
+FORMAT = "oneroster"
+MODES = ("absent", "bulk", "delta")
+ORDER = ("orgs", "academicSessions", "classes", "roles", "users", "demographics", "enrollments")
+TOBEDELETED = "tobedeleted"
+
+USER_BOOKKEEPING = frozenset(
+    [
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "enabledUser",
+        "orgSourcedIds",
+        "role",
+        "username",
+        "agentSourcedIds",
+        "primaryOrgSourcedId",
+        "resourceSourcedIds",
+    ]
+)
+USER_MAPPED = frozenset(
+    [
+        "givenName",
+        "familyName",
+        "middleName",
+        "identifier",
+        "userMasterIdentifier",
+        "email",
+        "phone",
+        "sms",
+        "grades",
+        "userIds",
+    ]
+)
+RACE_COLUMNS = {
+    "americanIndianOrAlaskaNative": "american_indian_alaska_native",
+    "asian": "asian",
+    "blackOrAfricanAmerican": "black_african_american",
+    "nativeHawaiianOrOtherPacificIslander": "native_hawaiian_pacific_islander",
+    "white": "white",
+    "demographicRaceTwoOrMoreRaces": "two_or_more",
+    "hispanicOrLatinoEthnicity": "hispanic_latino",
+}
+DEMOGRAPHIC_KNOWN = frozenset(["sourcedId", "status", "dateLastModified", "birthDate", "sex", *RACE_COLUMNS])
+ENROLLMENT_KNOWN = frozenset(
+    [
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "classSourcedId",
+        "schoolSourcedId",
+        "userSourcedId",
+        "role",
+        "primary",
+        "beginDate",
+        "endDate",
+    ]
+)
+
+# A row worth a closer look: control characters, undecodable bytes, or SSN-shaped cells.
+_SUSPICIOUS = re.compile(
+    r"[\x00-\x08\x0b-\x1e\x7f\ufffd]"
+    r"|(?:^|\x1f)[ \t\r\n]|[ \t\r\n](?:\x1f|$)"
+    r"|(?:^|\x1f)\d{3}[- ]?\d{2}[- ]?\d{4}(?:\x1f|$)"
+    r"|(?<![\w-])\d{3}[- ]\d{2}[- ]\d{4}(?![\w-])"
+)
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "orgs": ("sourcedId", "type"),
+    "users": ("sourcedId", "givenName", "familyName"),
+    "roles": ("userSourcedId", "role"),
+    "demographics": ("sourcedId",),
+    "enrollments": ("sourcedId", "classSourcedId", "schoolSourcedId", "userSourcedId", "role"),
+    "classes": ("sourcedId",),
+    "academicSessions": ("sourcedId",),
+}
+_USER_IDS = re.compile(r"\{([^:{}]*):([^{}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    version: str
+    modes: dict[str, str]
+    source_system: str | None = None
+
+    def mode(self, name: str) -> str:
+        return self.modes.get(name, "absent")
+
+
+@dataclass(slots=True)
+class _Row:
+    cells: list[str]
+    line: int
+
+
+class OneRosterUpload:
+    """Iterate to parse; ``manifest`` and ``students_by_school`` are filled in as it goes
+    (``students_by_school``: active students per school, for the bulk safety rail)."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        file: str = "oneroster.zip",
+        opts: ParseOptions = DEFAULT_OPTIONS,
+        school_id_from: Literal["sourcedId", "identifier"] = "sourcedId",
+    ) -> None:
+        self.stream = stream
+        self.file = file
+        self.opts = opts
+        self.school_id_from = school_id_from
+        self.manifest: Manifest | None = None
+        self.students_by_school: dict[str, set[str]] = {}
+        self._org_school: dict[str, str] = {}  # org sourcedId -> school id
+        self._sessions: dict[str, date | None] = {}  # academic session -> start date
+        self._classes: dict[str, date | None] = {}  # class sourcedId -> term start
+        self._role_students: dict[str, list[str]] = {}  # 1.2: user sourcedId -> org sourcedIds
+        self._students: set[str] = set()
+        self._date_cache: dict[str, date | None] = {}
+        self._counter = Counter(file, opts)
+
+    # --- container ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ParseItem]:
+        stream = self.stream
+        spooled: IO[bytes] | None = None
+        try:
+            if not _seekable(stream):
+                spooled = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115
+                while chunk := stream.read(1 << 20):
+                    spooled.write(chunk)
+                spooled.seek(0)
+                stream = spooled
+            self._counter.total_bytes = stream_size(stream)
+            try:
+                zf = zipfile.ZipFile(stream)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+                yield file_error(self.file, "file.unreadable", "The upload is not a readable zip file.")
+                return
+            with zf:
+                yield from self._parse(zf, stream)
+        finally:
+            if spooled is not None:
+                spooled.close()
+
+    def _members(self, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+        out: dict[str, zipfile.ZipInfo] = {}
+        for info in zf.infolist():
+            if info.is_dir() or "__MACOSX" in info.filename:
+                continue
+            base = info.filename.rsplit("/", 1)[-1]
+            if base.endswith(".csv"):
+                out.setdefault(base[:-4], info)
+        return out
+
+    def _parse(self, zf: zipfile.ZipFile, stream: IO[bytes]) -> Iterator[ParseItem]:
+        members = self._members(zf)
+        if "manifest" not in members:
+            yield file_error(self.file, "manifest.missing", "The zip has no manifest.csv, so it cannot be read.")
+            return
+        manifest = yield from self._manifest(zf, members["manifest"])
+        if manifest is None:
+            return
+        self.manifest = manifest
+        wanted = [n for n in ORDER if manifest.mode(n) != "absent"]
+        declared = sum(members[n].file_size for n in wanted if n in members)
+        if declared > self.opts.max_uncompressed_bytes:
+            yield file_error(
+                self.file,
+                "file.too_large",
+                f"The zip's files would unpack to more than {self.opts.max_uncompressed_bytes} bytes; "
+                "split the upload or ask for a higher limit.",
+            )
+            return
+        for name in wanted:
+            if name not in members:
+                yield file_error(
+                    f"{name}.csv",
+                    "manifest.file_missing",
+                    f"manifest.csv lists {name}.csv as {manifest.mode(name)}, but the zip does not contain it.",
+                )
+        for name in ORDER:
+            if name in members and manifest.mode(name) == "absent" and name in ("users", "enrollments", "demographics"):
+                yield RecordWarning(
+                    f"{name}.csv",
+                    0,
+                    "",
+                    "manifest.file_ignored",
+                    f"{name}.csv is in the zip but manifest.csv marks it absent, so it was not read.",
+                    "",
+                )
+        handlers: dict[str, Callable[[list[str], _Row, str], Iterator[ParseItem]]] = {
+            "orgs": self._org,
+            "academicSessions": self._session,
+            "classes": self._class,
+            "roles": self._role,
+            "users": self._user,
+            "demographics": self._demographics,
+            "enrollments": self._enrollment,
+        }
+        for name in wanted:
+            if name in members:
+                yield from self._read(zf, members[name], f"{name}.csv", handlers[name], stream)
+        self._counter.done(_tell(stream))
+
+    def _manifest(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Generator[ParseItem, None, Manifest | None]:
+        props: dict[str, str] = {}
+        try:
+            with zf.open(info) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+                for row in csv.reader(text):
+                    if len(row) >= 2:
+                        props[row[0].strip()] = row[1].strip()
+        except (zipfile.BadZipFile, OSError, csv.Error, EOFError):
+            yield file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
+            return None
+        version = props.get("oneroster.version", "")
+        if version not in ("1.1", "1.2"):
+            yield file_error(
+                "manifest.csv",
+                "manifest.invalid",
+                "manifest.csv must give oneroster.version 1.1 or 1.2.",
+                field="oneroster.version",
+            )
+            return None
+        modes: dict[str, str] = {}
+        for key, value in props.items():
+            if key.startswith("file."):
+                mode = value.lower()
+                if mode not in MODES:
+                    yield file_error(
+                        "manifest.csv",
+                        "manifest.invalid",
+                        f"{key} must be absent, bulk or delta.",
+                        field=key,
+                    )
+                    return None
+                modes[key[5:]] = mode
+        return Manifest(version, modes, props.get("source.systemName"))
+
+    def _read(
+        self,
+        zf: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
+        name: str,
+        handler: Callable[[list[str], _Row, str], Iterator[ParseItem]],
+        stream: IO[bytes],
+    ) -> Iterator[ParseItem]:
+        try:
+            with zf.open(info) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+                reader = csv.reader(text, strict=True)
+                try:
+                    header = [h.strip() for h in next(reader)]
+                except StopIteration:
+                    yield file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
+                    return
+                width = len(header)
+                line = reader.line_num
+                missing = [c for c in REQUIRED_COLUMNS.get(name[:-4], ()) if c not in header]
+                if self.manifest is not None and self.manifest.version == "1.1" and name == "users.csv":
+                    missing += [c for c in ("role",) if c not in header]
+                if missing:
+                    yield file_error(
+                        name,
+                        "schema.columns",
+                        f"{name} lacks the column(s) {', '.join(missing)}, so none of its rows were read.",
+                        1,
+                    )
+                    return
+                mode = self.manifest.mode(name[:-4]) if self.manifest else "bulk"
+                while True:
+                    start = line + 1
+                    try:
+                        cells = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:
+                        line = reader.line_num
+                        yield RecordError(
+                            name, start, "", "schema.columns", f"The row is not well-formed CSV ({exc}).", ""
+                        )
+                        continue
+                    line = reader.line_num
+                    self._counter.row(lambda: _tell(stream))
+                    if not cells:
+                        continue
+                    if len(cells) != width:
+                        yield RecordError(
+                            name,
+                            start,
+                            "",
+                            "schema.columns",
+                            f"The row has {len(cells)} cells but the header has {width}.",
+                            "",
+                        )
+                        continue
+                    yield from handler(header, _Row(cells, start), mode)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            yield file_error(name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__}).")
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _date(self, text: str) -> date | None:
+        try:
+            return self._date_cache[text]
+        except KeyError:
+            d = codes.parse_date(text)
+            if len(self._date_cache) < 10_000:
+                self._date_cache[text] = d
+            return d
+
+    def _school_id(self, org_sid: str) -> str | None:
+        if self.school_id_from == "sourcedId":
+            return org_sid
+        return self._org_school.get(org_sid)
+
+    def _check(self, name: str, row: _Row) -> tuple[Source, Check]:
+        src = Source(FORMAT, name, row.line, name)
+        return src, Check(src, "", self.opts)
+
+    # --- files -------------------------------------------------------------------------------
+
+    def _org(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        otype = r.get("type", "").strip()
+        if otype not in ("school", "district"):
+            return
+        src, check = self._check("orgs.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        name = check.text("name", r.get("name"), max_len=512)
+        ident = check.text("identifier", r.get("identifier"), required=self.school_id_from == "identifier")
+        parent = check.text("parentSourcedId", r.get("parentSourcedId"))
+        if not check.ok or sid is None:
+            yield from check.errors
+            return
+        if otype == "district":
+            yield SchoolRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "org", sid),
+                school_id=sid,
+                org_type=OrgType.DISTRICT,
+                name=name,
+                deleted=r.get("status", "") == TOBEDELETED,
+            )
+            return
+        school_id = ident if self.school_id_from == "identifier" and ident else sid
+        self._org_school[sid] = school_id
+        yield SchoolRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "org", sid),
+            school_id=school_id,
+            name=name,
+            parent_ref=parent,
+            nces_id=ident,
+            deleted=r.get("status", "") == TOBEDELETED,
+        )
+
+    def _session(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        sid = r.get("sourcedId", "").strip()
+        if sid:
+            self._sessions[sid] = self._date(r.get("startDate", "").strip())
+        return iter(())
+
+    def _class(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        sid = r.get("sourcedId", "").strip()
+        if sid:
+            starts = [self._sessions.get(t.strip()) for t in r.get("termSourcedIds", "").split(",") if t.strip()]
+            known = [d for d in starts if d is not None]
+            self._classes[sid] = min(known) if known else None
+        return iter(())
+
+    def _role(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        if r.get("role", "").strip() == "student" and r.get("status", "") != TOBEDELETED:
+            user = r.get("userSourcedId", "").strip()
+            if user:
+                orgs = self._role_students.setdefault(user, [])
+                org = r.get("orgSourcedId", "").strip()
+                if org:
+                    orgs.append(org)
+        return iter(())
+
+    def _user(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        sid = r.get("sourcedId", "").strip()
+        if self.manifest is not None and self.manifest.version == "1.1":
+            if r.get("role", "").strip() != "student":
+                return
+            orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
+        else:
+            if sid not in self._role_students:
+                if "role" in r and r["role"].strip() == "student":  # tolerate a 1.1-style column
+                    orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
+                else:
+                    if self.manifest is not None and self.manifest.mode("roles") == "absent" and sid:
+                        yield RecordWarning(
+                            "users.csv",
+                            row.line,
+                            "",
+                            "oneroster.role_unknown",
+                            "OneRoster 1.2 gives roles in roles.csv, which this upload lacks; the user was not "
+                            "read because it cannot be told whether they are a student.",
+                            "",
+                        )
+                    return
+            else:
+                orgs = self._role_students[sid]
+        src, check = self._check("users.csv", row)
+        schools = tuple(s for s in (self._school_id(o) for o in orgs) if s)
+        if not sid:
+            check.fail("sourcedId", "schema.required", "sourcedId is required but is missing or empty.")
+            yield from check.errors
+            return
+        check.text("sourcedId", sid)
+        if r.get("status", "") == TOBEDELETED:
+            yield from issues_then(
+                check,
+                StudentRecord(
+                    source=src,
+                    source_record_id=record_id(FORMAT, "user", sid),
+                    student_ref=sid,
+                    schools=schools,
+                    deleted=True,
+                ),
+            )
+            return
+        elements: dict[str, str] = {}
+        for column, element, required in (
+            ("givenName", "student.first_name", True),
+            ("familyName", "student.last_name", True),
+            ("middleName", "student.middle_name", False),
+            ("identifier", "student.local_id", False),
+            ("userMasterIdentifier", "student.state_id", False),
+            ("email", "student.email", False),
+            ("phone", "student.phone", False),
+        ):
+            if column in r or required:
+                v = check.text(column, r.get(column), required=required)
+                if v is not None:
+                    elements[element] = v
+        sms = check.text("sms", r.get("sms"))
+        if sms is not None:
+            elements.setdefault("student.phone", sms)
+        grades = [g.strip() for g in r.get("grades", "").split(",") if g.strip()]
+        if grades:
+            code = check.code("grades", grades[0], codes.normalise_grade, accepted=GRADES_ACCEPTED)
+            if code is not None:
+                elements["enrollment.grade_level"] = code
+        self._user_ids(check, r.get("userIds", ""), elements)
+        for column, value in r.items():
+            if column in USER_BOOKKEEPING:
+                if value and not check.forbid_ssn_field(column, value):
+                    check.text(column, value, max_len=4096)
+            elif column not in USER_MAPPED:
+                check.unknown(column, value, what=" in users.csv")
+        if not check.ok:
+            yield from check.errors
+            return
+        self._students.add(sid)
+        for school in schools:
+            self.students_by_school.setdefault(school, set()).add(sid)
+        yield from issues_then(
+            check,
+            StudentRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "user", sid),
+                student_ref=sid,
+                elements=elements,
+                schools=schools,
+            ),
+        )
+
+    def _user_ids(self, check: Check, raw: str, elements: dict[str, str]) -> None:
+        if not raw.strip():
+            return
+        for system, value in _USER_IDS.findall(raw):
+            if is_ssn_system(system) or is_ssn_field(system):
+                check.fail("userIds", "ssn.forbidden", SSN_MESSAGE, vclass="identification code")
+                return
+            v = check.text("userIds", value)
+            element = codes.id_system_element(system)
+            if v is not None and element is not None:
+                elements.setdefault(element, v)
+
+    def _demographics(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        sid = r.get("sourcedId", "").strip()
+        if sid not in self._students and sid not in self._role_students:
+            return  # not a student of this upload: never read
+        if r.get("status", "") == TOBEDELETED:
+            return
+        src, check = self._check("demographics.csv", row)
+        elements: dict[str, str] = {}
+        birth = check.date("birthDate", r.get("birthDate"))
+        if birth is not None:
+            elements["student.birth_date"] = birth.isoformat()
+        sex = check.code("sex", r.get("sex"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+        if sex is not None:
+            elements["student.sex"] = sex
+        races: set[str] = set()
+        for column, code in RACE_COLUMNS.items():
+            if check.boolean(column, r.get(column)):
+                races.add(code)
+        if races:
+            elements["student.race_ethnicity"] = codes.join_codes(races)
+        for column, value in r.items():
+            if column not in DEMOGRAPHIC_KNOWN:
+                check.unknown(column, value, what=" in demographics.csv")
+            elif column in ("sourcedId", "dateLastModified", "status"):
+                check.text(column, value)
+        yield from issues_then(
+            check,
+            StudentRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "demographics", sid),
+                student_ref=sid,
+                elements=elements,
+            ),
+        )
+
+    def _enrollment(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        cells = row.cells
+        idx = self._enrollment_index(header)
+        if cells[idx["role"]].strip() != "student":
+            return
+        joined = "\x1f".join(cells)
+        sid = cells[idx["sourcedId"]]
+        cls = cells[idx["classSourcedId"]]
+        org = cells[idx["schoolSourcedId"]]
+        user = cells[idx["userSourcedId"]]
+        begin = cells[idx["beginDate"]] if "beginDate" in idx else ""
+        end = cells[idx["endDate"]] if "endDate" in idx else ""
+        status = cells[idx["status"]] if "status" in idx else ""
+        limit = self.opts.max_text_length
+        fast = (
+            sid
+            and cls
+            and org
+            and user
+            and not _SUSPICIOUS.search(joined)
+            and len(sid) <= limit
+            and len(cls) <= limit
+            and len(org) <= limit
+            and len(user) <= limit
+            and not idx["unknown"]
+        )
+        begin_d = self._date(begin) if begin else None
+        end_d = self._date(end) if end else None
+        school = self._school_id(org) if org else None
+        known_class = cls in self._classes
+        class_checked = self.manifest is not None and self.manifest.mode("classes") == "bulk"
+        if (
+            not fast
+            or (begin and begin_d is None)
+            or (end and end_d is None)
+            or school is None
+            or (class_checked and not known_class)
+        ):
+            yield from self._enrollment_slow(header, row, idx)
+            return
+        src = Source(FORMAT, "enrollments.csv", row.line, "enrollments.csv")
+        if status == TOBEDELETED:
+            modified = cells[idx["dateLastModified"]] if "dateLastModified" in idx else ""
+            yield EnrollmentRecord(
+                source=src,
+                source_record_id=f"{FORMAT}:enrollment:{sid}"
+                if "/" not in sid
+                else record_id(FORMAT, "enrollment", sid),
+                action=EnrollmentAction.WITHDRAW,
+                student_ref=user,
+                school_id=school,
+                entry_date=begin_d,
+                exit_date=end_d or (self._date(modified[:10]) if modified else None),
+                class_ref=cls,
+            )
+            return
+        yield EnrollmentRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "enrollment", sid),
+            action=EnrollmentAction.ENROLL,
+            student_ref=user,
+            school_id=school,
+            entry_date=begin_d or self._classes.get(cls),
+            exit_date=end_d,
+            class_ref=cls,
+        )
+
+    _idx_cache: tuple[list[str], dict[str, int]] | None = None
+
+    def _enrollment_index(self, header: list[str]) -> dict[str, int]:
+        cached = self._idx_cache
+        if cached is not None and cached[0] is header:
+            return cached[1]
+        idx = {h: i for i, h in enumerate(header) if h in ENROLLMENT_KNOWN}
+        missing = [
+            h for h in ("sourcedId", "classSourcedId", "schoolSourcedId", "userSourcedId", "role") if h not in idx
+        ]
+        idx["unknown"] = int(any(h not in ENROLLMENT_KNOWN for h in header))
+        for h in missing:
+            idx[h] = -1
+        self._idx_cache = (header, idx)
+        return idx
+
+    def _enrollment_slow(self, header: list[str], row: _Row, idx: dict[str, int]) -> Iterator[ParseItem]:
+        """The careful path: every field through Check, with a precise error for each problem."""
+        r = dict(zip(header, row.cells, strict=True))
+        src, check = self._check("enrollments.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        cls = check.text("classSourcedId", r.get("classSourcedId"), required=True)
+        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
+        user = check.text("userSourcedId", r.get("userSourcedId"), required=True)
+        begin = check.date("beginDate", r.get("beginDate"))
+        end = check.date("endDate", r.get("endDate"))
+        modified = check.text("dateLastModified", r.get("dateLastModified"))
+        check.text("status", r.get("status"))
+        check.text("primary", r.get("primary"))
+        for column, value in r.items():
+            if column not in ENROLLMENT_KNOWN:
+                check.unknown(column, value, what=" in enrollments.csv")
+        school = self._school_id(org) if org else None
+        if org and school is None:
+            check.fail(
+                "schoolSourcedId",
+                "reference.unknown_school",
+                "The school is not among the schools in orgs.csv.",
+                vclass="identifier",
+            )
+        class_checked = self.manifest is not None and self.manifest.mode("classes") == "bulk"
+        if cls and class_checked and cls not in self._classes:
+            check.fail(
+                "classSourcedId", "reference.unknown_class", "The class is not in classes.csv.", vclass="identifier"
+            )
+        if not check.ok or sid is None or user is None or school is None:
+            yield from check.errors
+            return
+        deleted = r.get("status", "") == TOBEDELETED
+        yield from issues_then(
+            check,
+            EnrollmentRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "enrollment", sid),
+                action=EnrollmentAction.WITHDRAW if deleted else EnrollmentAction.ENROLL,
+                student_ref=user,
+                school_id=school,
+                entry_date=begin if deleted else (begin or self._classes.get(cls or "")),
+                exit_date=(end or (codes.parse_date(modified[:10]) if modified else None)) if deleted else end,
+                class_ref=cls,
+            ),
+        )
+
+
+def parse_oneroster(
+    stream: IO[bytes],
+    *,
+    file: str = "oneroster.zip",
+    opts: ParseOptions = DEFAULT_OPTIONS,
+    school_id_from: Literal["sourcedId", "identifier"] = "sourcedId",
+) -> Iterator[ParseItem]:
+    """Yield records, errors and warnings from a OneRoster CSV zip, file by file, row by row."""
+    return iter(OneRosterUpload(stream, file=file, opts=opts, school_id_from=school_id_from))
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _tell(stream: IO[bytes]) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        return stream.tell()
+    return 0
+
+
+__all__ = ["Manifest", "OneRosterUpload", "parse_oneroster"]
