@@ -11,7 +11,9 @@ What counts as an SSN (rule ``ssn.forbidden``):
 * any value that is, as a whole, nine digits or 3-2-4 digits with dashes or spaces and has
   the structure of an issued SSN (area not 000, 666 or 9xx; group not 00; serial not 0000).
   This catches 9-digit ids: a district whose own ids are nine digits must send them with a
-  prefix or set ``ScreeningPolicy(nine_digit_ids=False)``, which still refuses the dashed form;
+  prefix or set ``ScreeningPolicy(nine_digit_ids=False)``, which still refuses the dashed form.
+  Organisation, section and term ids (``schoolId``, ``educationOrganizationId``,
+  ``schoolSourcedId`` ...) are exempt from the undashed rule: Ed-Fi school ids are nine digits;
 * inside free text (addresses, notes, unknown fields): ``ddd-dd-dddd`` anywhere, and a
   standalone nine-digit run.
 """
@@ -50,6 +52,32 @@ def is_ssn_field(name: str) -> bool:
         return True
     joined = "".join(words)
     return "socialsecurity" in joined or "socsec" in joined
+
+
+# Fields that identify organisations, sections or terms, not people. Ed-Fi school ids are often
+# nine digits (LEA id + 3), so the undashed nine-digit rule does not apply to them.
+_ORG_ID_SUFFIXES = (
+    "schoolid",
+    "organizationid",
+    "agencyid",
+    "sectionidentifier",
+    "sectioncode",
+    "coursecode",
+    "classperiodname",
+    "schoolsourcedid",
+    "classsourcedid",
+    "orgsourcedid",
+    "orgsourcedids",
+    "parentsourcedid",
+    "termsourcedids",
+    "ncesid",
+    "schoolyear",
+    "sessionname",
+)
+
+
+def is_org_id_field(name: str) -> bool:
+    return "".join(name_words(name)).endswith(_ORG_ID_SUFFIXES)
 
 
 def is_ssn_system(system: str) -> bool:

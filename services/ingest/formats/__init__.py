@@ -33,6 +33,7 @@ from services.ingest.screening import (
     DEFAULT_POLICY,
     SSN_MESSAGE,
     ScreeningPolicy,
+    is_org_id_field,
     is_ssn_field,
     safe_field_name,
     ssn_in_value,
@@ -65,6 +66,7 @@ class ParseOptions:
 
 
 DEFAULT_OPTIONS = ParseOptions()
+_ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)
 
 
 class CountingReader:
@@ -172,7 +174,8 @@ class Check:
 
     def screen(self, name: str, value: str, *, free_text: bool = False) -> bool:
         """False (and an ssn.forbidden error) when the value is or holds an SSN."""
-        if ssn_in_value(value, free_text=free_text, policy=self.opts.screening):
+        policy = _ORG_POLICY if is_org_id_field(name) else self.opts.screening
+        if ssn_in_value(value, free_text=free_text, policy=policy):
             self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
             return False
         return True
