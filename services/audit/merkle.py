@@ -42,6 +42,8 @@ Range: TypeAlias = tuple[int, int]  # leaves [start, end)
 # than concatenating the prefix onto the data first.
 _LEAF_STATE = hashlib.sha256(LEAF_PREFIX)
 _NODE_STATE = hashlib.sha256(NODE_PREFIX)
+_sha256 = hashlib.sha256
+_BULK_CHUNK = 64 * 2 * HASH_SIZE * 1024  # bytes of the level below hashed per batch (65,536 nodes)
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -190,17 +192,17 @@ class MemoryNodeStore:
         store = cls()
         store._levels = [leaves]
         below = leaves
-        while len(below) >= 2 * HASH_SIZE:
-            view = memoryview(below)
-            pairs = len(below) // (2 * HASH_SIZE)
-            level = bytearray(pairs * HASH_SIZE)
-            copy = _NODE_STATE.copy
-            for p in range(pairs):
-                o = 2 * HASH_SIZE * p
-                h = copy()
-                h.update(view[o : o + 2 * HASH_SIZE])  # left || right, adjacent in the buffer
-                level[p * HASH_SIZE : (p + 1) * HASH_SIZE] = h.digest()
-            view.release()
+        pair = 2 * HASH_SIZE
+        while len(below) >= pair:
+            level = bytearray()
+            end = len(below) // pair * pair  # an odd last node has no partner at this level
+            # In chunks, so only a bounded number of digests are alive at once. Left and right
+            # children sit side by side in the level below: one slice hashes a whole node.
+            for start in range(0, end, _BULK_CHUNK):
+                chunk = bytes(below[start : min(end, start + _BULK_CHUNK)])
+                level += b"".join(
+                    [_sha256(NODE_PREFIX + chunk[o : o + pair]).digest() for o in range(0, len(chunk), pair)]
+                )
             store._levels.append(level)
             below = level
         return store

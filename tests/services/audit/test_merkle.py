@@ -427,6 +427,18 @@ def test_bulk_built_store_equals_incremental_appends() -> None:
             assert bulk.root() == naive_mth([*data, b"next"])
 
 
+def test_bulk_build_across_its_batch_boundary() -> None:
+    # The bulk build hashes 65,536 nodes per batch; an odd size past two batches checks the seams.
+    n = 2 * 2 * 65_536 + 3
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    incremental = MerkleLog()
+    incremental.extend(leaves)
+    bulk = MerkleLog(MemoryNodeStore.from_leaf_hashes(bytearray(b"".join(leaves))))
+    for size in (n, 131_072, 131_073, 65_537):
+        assert bulk.root(size) == incremental.root(size)
+    assert bulk.inclusion_proof(131_071) == incremental.inclusion_proof(131_071)
+
+
 def test_store_refuses_holes_and_bad_hashes() -> None:
     store = MemoryNodeStore()
     with pytest.raises(ValueError, match="out of order"):
