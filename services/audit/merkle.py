@@ -257,20 +257,30 @@ class MerkleLog:
         return self._size
 
     def append(self, leaf: bytes) -> int:
-        """Add a leaf hash (see ``leaf_hash``); returns its index."""
+        """Add a leaf hash (see ``leaf_hash``); returns its index.
+
+        If the store raises, this object is left as it was before the call; undoing any
+        writes the store already made is the store's business (a transaction).
+        """
         if len(leaf) != HASH_SIZE:
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
         index = self._size
-        put, edge = self.store.put, self._edge
-        put(0, index, leaf)
+        edge = self._edge
         # Each trailing 1-bit of the old size is a perfect subtree on the edge that the
         # new leaf completes into one twice as large.
-        h, level, i = leaf, 0, index
+        completed: list[tuple[int, int, bytes]] = []
+        h, level, i, keep = leaf, 0, index, len(edge)
         while i & 1:
-            h = node_hash(edge.pop(), h)
+            keep -= 1
+            h = node_hash(edge[keep], h)
             level += 1
             i >>= 1
-            put(level, i, h)
+            completed.append((level, i, h))
+        put = self.store.put
+        put(0, index, leaf)
+        for node in completed:
+            put(*node)
+        del edge[keep:]
         edge.append(h)
         self._size = index + 1
         self._root = None

@@ -24,11 +24,13 @@ What each kind of tampering looks like to it:
 Memory stays flat in the number of Python objects: leaf hashes live in one bytearray
 (32 bytes each), presence in another (1 byte each), the order of indices in an array.
 
-Ed25519 verification costs about a hundred times a SHA-256 of a small entry, so checking
-every receipt dominates. With ``check_all_receipts=False`` a receipt's signature is
-checked only where it is needed: when its fields disagree with the entry, or when the
+Ed25519 verification costs about two hundred times a SHA-256 of a small entry, so
+checking every receipt dominates. With ``check_all_receipts=False`` a receipt's signature
+is checked only where it is needed: when its fields disagree with the entry, or when the
 entry is not covered by a head whose root matches. A signed head whose root is
-recomputed from the entries already authenticates every entry below its size.
+recomputed from the entries already authenticates every entry below its size, so the
+findings about entries are the same; what that mode does not notice is a damaged
+receipt (bad signature, fields intact) on an entry such a head already vouches for.
 """
 
 from __future__ import annotations

@@ -414,6 +414,39 @@ def test_reopening_a_store_continues_the_same_tree() -> None:
     assert reopened.root(100) == naive_mth(data[:100])
 
 
+def test_a_failed_store_write_leaves_the_log_as_it_was() -> None:
+    class Transactional(MemoryNodeStore):
+        """Fails once part-way through an append and rolls back what it wrote, as a database would."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fail_at_level: int | None = None
+            self.written: list[int] = []
+
+        def put(self, level: int, index: int, digest: bytes) -> None:
+            if level == 0:
+                self.written = []
+            if level == self.fail_at_level:
+                self.fail_at_level = None
+                for lvl in self.written:
+                    del self._levels[lvl][-32:]
+                raise OSError("disk full")
+            super().put(level, index, digest)
+            self.written.append(level)
+
+    data = entries(8, seed=6)
+    store = Transactional()
+    log = MerkleLog(store)
+    log.extend(leaf_hash(x) for x in data[:7])  # size 7: the next leaf completes three subtrees
+    store.fail_at_level = 2  # after the leaf and one node were written
+    with pytest.raises(OSError):
+        log.append(leaf_hash(data[7]))
+    assert log.size == 7 and store.leaf_count() == 7
+    log.append(leaf_hash(data[7]))  # the retry sees the tree exactly as before the failure
+    assert log.root() == naive_mth(data)
+    assert MerkleLog(store).root() == naive_mth(data)
+
+
 def test_bulk_built_store_equals_incremental_appends() -> None:
     for n in (0, 1, 2, 3, 64, 65, 300):
         data = entries(n, seed=n)

@@ -295,6 +295,16 @@ def test_fast_mode_still_names_an_entry_whose_receipt_was_rewritten_to_fit() -> 
     assert report.receipts_verified == 300 - 120  # from the last head that still matches
 
 
+def test_fast_mode_trades_away_damaged_receipts_on_vouched_entries() -> None:
+    # The entry is authentic (a matching head vouches for it); only its receipt is broken.
+    log = Log()
+    e = log.entries[42]
+    assert e.receipt is not None
+    log.entries[42] = e._replace(receipt=EntryReceipt(42, e.stored_leaf_hash, T0 + 42, e.receipt.key_id, bytes(64)))
+    assert kinds_at(log.verify()) == {(K.RECEIPT_INVALID, 42)}
+    assert log.verify(check_all_receipts=False).ok
+
+
 @pytest.mark.parametrize("check_all", [True, False])
 def test_both_modes_agree_on_the_attacks(check_all: bool) -> None:
     log = Log()
