@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.ingest.records import ssn_structure
 
@@ -45,6 +46,7 @@ def name_words(name: str) -> list[str]:
     return [w.lower() for w in _WORD_SPLIT.split(name) if w]
 
 
+@lru_cache(maxsize=8192)
 def is_ssn_field(name: str) -> bool:
     """The field's name announces a Social Security number."""
     words = name_words(name)
@@ -76,6 +78,7 @@ _ORG_ID_SUFFIXES = (
 )
 
 
+@lru_cache(maxsize=8192)
 def is_org_id_field(name: str) -> bool:
     return "".join(name_words(name)).endswith(_ORG_ID_SUFFIXES)
 
@@ -104,6 +107,7 @@ def ssn_in_value(value: str, *, free_text: bool = False, policy: ScreeningPolicy
     return False
 
 
+@lru_cache(maxsize=8192)
 def safe_field_name(name: str, limit: int = 64) -> str:
     """A field name fit for an error report: never an SSN-shaped key, never unbounded."""
     if ssn_in_value(name, free_text=True):

@@ -214,12 +214,14 @@ def _unknown_children(check: Check, elem: Element, known: frozenset[str], path: 
 
 def _screen_all(check: Check, elem: Element, path: str) -> None:
     """Every value in the record is screened for SSNs, mapped or not."""
-    for sub in elem.iter():
-        if sub.text and sub.text.strip() and not check.forbid_ssn_field(sub.tag, sub.text):
-            check.screen(f"{path}/{sub.tag}" if sub is not elem else path, sub.text.strip())
-        for k, v in sub.attrib.items():
-            if k != _LINE and not check.forbid_ssn_field(k, v):
-                check.screen(f"{path}/{sub.tag}@{k}", v)
+    text = elem.text
+    if text and not text.isspace() and not check.forbid_ssn_field(path, text):
+        check.screen(path, text.strip())
+    for k, v in elem.attrib.items():
+        if k != _LINE and not check.forbid_ssn_field(k, v):
+            check.screen(f"{path}@{k}", v)
+    for child in elem:
+        _screen_all(check, child, f"{path}/{child.tag}")
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -482,7 +484,7 @@ def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
         return
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
-        "SchoolReference", _school_ref(elem, "SchoolReference", "EducationalOrgReference"), required=True
+        "SchoolReference/SchoolId", _school_ref(elem, "SchoolReference", "EducationalOrgReference"), required=True
     )
     entry = check.date("EntryDate", _text(elem, "EntryDate"), required=True)
     grade = check.code(
@@ -584,7 +586,7 @@ def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]
         period = check.text("SectionReference/SectionIdentifier", section_raw, required=True)
     else:
         school_raw = _school_ref(elem, "SchoolReference")
-    school = check.text("SchoolReference", school_raw, required=True)
+    school = check.text("SchoolReference/SchoolId", school_raw, required=True)
     day = check.date("EventDate", _text(elem, "EventDate"), required=True)
     raw = check.text("AttendanceEventCategory", _text(elem, "AttendanceEventCategory"), required=True)
     mapped = codes.edfi_attendance(raw) if raw else None
@@ -647,7 +649,7 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
     suspension = [r for r in results if r != "other"]
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
-        "ResponsibilitySchoolReference",
+        "ResponsibilitySchoolReference/SchoolId",
         _school_ref(elem, "ResponsibilitySchoolReference", "AssignmentSchoolReference"),
         required=True,
     )

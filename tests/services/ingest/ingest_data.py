@@ -350,8 +350,12 @@ def big_oneroster_zip(path: str, students: int, enrollments_per_student: int, sc
 def xml_attendance_lines(n: int, namespace: str = "http://ed-fi.org/0220") -> Iterator[bytes]:
     """An InterchangeStudentAttendance document of n events, produced piece by piece."""
     yield f'<?xml version="1.0" encoding="UTF-8"?>\n<InterchangeStudentAttendance xmlns="{namespace}">\n'.encode()
+    batch: list[bytes] = []
     for i in range(n):
-        yield (
+        if len(batch) >= 64:
+            yield b"".join(batch)
+            batch.clear()
+        batch.append(
             "<StudentSchoolAttendanceEvent>"
             "<StudentReference><StudentIdentity>"
             f"<StudentUniqueId>S{i % 5000:06d}</StudentUniqueId>"
@@ -359,8 +363,9 @@ def xml_attendance_lines(n: int, namespace: str = "http://ed-fi.org/0220") -> It
             "<SchoolReference><SchoolIdentity><SchoolId>255901001</SchoolId></SchoolIdentity></SchoolReference>"
             f"<EventDate>2024-{9 + (i // 5000) % 3:02d}-{1 + (i // 5000) % 28:02d}</EventDate>"
             "<AttendanceEventCategory>Unexcused Absence</AttendanceEventCategory>"
-            "</StudentSchoolAttendanceEvent>\n"
-        ).encode()
+            "</StudentSchoolAttendanceEvent>\n".encode()
+        )
+    yield b"".join(batch)
     yield b"</InterchangeStudentAttendance>\n"
 
 
