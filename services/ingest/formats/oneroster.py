@@ -38,6 +38,7 @@ import io
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -280,7 +281,7 @@ class OneRosterUpload:
                 for row in csv.reader(text):
                     if len(row) >= 2:
                         props[row[0].strip()] = row[1].strip()
-        except (zipfile.BadZipFile, OSError, csv.Error, EOFError):
+        except (zipfile.BadZipFile, zlib.error, OSError, csv.Error, EOFError, RuntimeError, NotImplementedError):
             yield file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
             return None
         version = props.get("oneroster.version", "")
@@ -365,7 +366,15 @@ class OneRosterUpload:
                         )
                         continue
                     yield from handler(header, _Row(cells, start), mode)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            ValueError,
+            RuntimeError,
+            NotImplementedError,
+        ) as exc:
             yield file_error(name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__}).")
 
     # --- helpers -----------------------------------------------------------------------------
