@@ -266,20 +266,18 @@ class MerkleLog:
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
         index = self._size
         edge = self._edge
+        put = self.store.put
+        put(0, index, leaf)
         # Each trailing 1-bit of the old size is a perfect subtree on the edge that the
-        # new leaf completes into one twice as large.
-        completed: list[tuple[int, int, bytes]] = []
+        # new leaf completes into one twice as large. The edge is only read here and
+        # changed once every write went through.
         h, level, i, keep = leaf, 0, index, len(edge)
         while i & 1:
             keep -= 1
             h = node_hash(edge[keep], h)
             level += 1
             i >>= 1
-            completed.append((level, i, h))
-        put = self.store.put
-        put(0, index, leaf)
-        for node in completed:
-            put(*node)
+            put(level, i, h)
         del edge[keep:]
         edge.append(h)
         self._size = index + 1
