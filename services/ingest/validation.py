@@ -265,10 +265,8 @@ class Validator:
                         "date",
                     )
                 )
-        if r.deleted:
-            self._students.discard(r.student_ref)
-        else:
-            self._students.add(r.student_ref)
+        # a deleted student still existed: withdrawals for them in the same upload stay valid
+        self._students.add(r.student_ref)
         return self._accept(r, warnings)
 
     def _school(self, r: SchoolRecord) -> list[ParseItem]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 _WS = re.compile(r"[ \t\r\n]*")
 _CHUNK = 1 << 16
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
 
 
 class Readable(Protocol):
@@ -150,12 +151,12 @@ class JsonReader:
             try:
                 val, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                if not self.eof and len(self.buf) - self.pos <= limit:
+                if self._truncated(exc) and not self.eof:
+                    if len(self.buf) - self.pos > limit:
+                        return self._skip_oversized()
                     self._fill()
                     continue
-                if len(self.buf) - self.pos > limit:
-                    return self._skip_oversized()
-                self._advance(min(exc.pos, len(self.buf)))
+                self._advance(min(max(exc.pos, self.pos), len(self.buf)))
                 raise self.error(exc.msg) from None
             except (ValueError, RecursionError) as exc:
                 raise self.error(f"a value could not be read ({type(exc).__name__})") from None
@@ -169,6 +170,13 @@ class JsonReader:
                 return Oversized(size)
             self._advance(end)
             return val
+
+    def _truncated(self, exc: json.JSONDecodeError) -> bool:
+        """Whether the decode failed only because the value continues past the buffer."""
+        if exc.pos >= len(self.buf) - 1 or exc.msg.startswith("Unterminated string"):
+            return True
+        rest = self.buf[exc.pos :]
+        return any(lit.startswith(rest) for lit in _LITERALS)
 
     def _skip_oversized(self) -> Oversized:
         """Skip a value larger than the limit without holding it: track nesting and strings."""

@@ -284,7 +284,8 @@ class OneRosterUpload:
         for name in wanted:
             if name in members:
                 yield from self._read(zf, members[name], f"{name}.csv", handlers[name], stream)
-        self._counter.done(_tell(stream))
+        # the central directory was read when the zip was opened: the whole file has been consumed
+        self._counter.done(self._counter.total_bytes or _tell(stream))
 
     def _manifest(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Generator[ParseItem, None, Manifest | None]:
         props: dict[str, str] = {}
@@ -579,8 +580,9 @@ class OneRosterUpload:
     def _demographics(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
-        if sid not in self._students and sid not in self._role_students:
-            return  # not a student of this upload: never read
+        users_absent = self.manifest is not None and self.manifest.mode("users") == "absent"
+        if sid not in self._students and not (users_absent and sid in self._role_students):
+            return  # not a student read from this upload (or refused there): never read
         if r.get("status", "") == TOBEDELETED:
             return
         src, check = self._check("demographics.csv", row)

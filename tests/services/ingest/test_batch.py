@@ -303,3 +303,23 @@ def test_garbage_never_raises(raw: bytes) -> None:
 def test_arbitrary_record_shapes_never_raise(record: Any) -> None:
     items = parse({"records": [record]})
     assert all(isinstance(i, RecordError | RecordWarning | StudentRecord | EnrollmentRecord) or True for i in items)
+
+
+def test_tiny_reads_split_every_token_and_give_the_same_result() -> None:
+    from ingest_data import IterStream
+
+    raw = json.dumps(GOOD).encode() + b"\n"
+    whole = list(parse_batch(io.BytesIO(raw), file="b.json"))
+    for size in (1, 3, 7):
+        chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert list(parse_batch(IterStream(chunks), file="b.json")) == whole  # type: ignore[arg-type]
+
+
+def test_a_syntax_error_is_reported_at_once_not_after_reading_ahead() -> None:
+    tail = b"".join(b'{"type": "student", "student_id": "L%d", "student": {}},\n' % i for i in range(40_000))
+    raw = b'{"records": [\n{"type": "student", "student_id": tru},\n' + tail + b"{}]}"
+    seen: list[Progress] = []
+    items = parse(raw, opts=ParseOptions(progress=seen.append))
+    (err,) = errors(items)
+    assert err.rule == "file.unreadable" and err.line == 2
+    assert seen[-1].bytes_read < 200_000  # it stopped near the damage, not at the end of 2 MB
