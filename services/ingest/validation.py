@@ -24,6 +24,7 @@ xml.forbidden                       P      the XML has a DTD, entity declaration
 file.too_large                      P      a zip member declares more data than the configured ceiling
 manifest.missing / manifest.invalid P      OneRoster manifest.csv absent or not understood
 manifest.file_missing               P      the manifest lists a file as bulk/delta but the zip lacks it
+manifest.file_ignored               P      warning: a data file is in the zip but the manifest marks it absent
 schema.required                     P      a required field is missing or empty
 schema.type                         P      a field has the wrong type (text, object, true/false, list)
 schema.invalid                      P      a value is not allowed in that place (e.g. batch version)

@@ -280,3 +280,29 @@ def test_safety_share_must_be_a_fraction(share: float) -> None:
 
     with pytest.raises(ValueError, match="max_share"):
         schools_over_share({"S1": 10}, {"S1": 1}, max_share=share)
+
+
+def test_every_rule_id_in_the_ingest_code_is_in_the_published_table() -> None:
+    import re
+    from pathlib import Path
+
+    import services.ingest.validation as module
+
+    root = Path(module.__file__).parent
+    prefixes = "file|xml|manifest|schema|record|code|date|value|encoding|ssn|element|discipline|reference|oneroster|school|organization"
+    pattern = re.compile(rf'"((?:{prefixes})\.[a-z_]+)"')
+    used: set[str] = set()
+    for path in [*root.glob("*.py"), *root.glob("formats/*.py")]:
+        used |= set(pattern.findall(path.read_text()))
+    used |= {"date.attendance_outside_enrollment", "date.suspension_outside_enrollment"}  # built with an f-string
+    used -= {"discipline.incident_details", "oneroster.version", "oneroster.zip"}  # an element, a property, a file
+    table = module.__doc__ or ""
+    missing = sorted(r for r in used if r not in table)
+    assert not missing, missing
+    assert len(used) > 30
+
+
+def test_deleted_student_can_still_be_withdrawn_in_the_same_upload() -> None:
+    gone = StudentRecord(source=src(), source_record_id="s:gone", student_ref="G1", deleted=True)
+    w = enroll(ref="G1", action=EnrollmentAction.WITHDRAW, entry=None, exit_date=date(2024, 10, 1))  # type: ignore[arg-type]
+    assert rules(list(validator().run([gone, w]))) == []
