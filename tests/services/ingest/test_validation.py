@@ -289,7 +289,10 @@ def test_every_rule_id_in_the_ingest_code_is_in_the_published_table() -> None:
     import services.ingest.validation as module
 
     root = Path(module.__file__).parent
-    prefixes = "file|xml|manifest|schema|record|code|date|value|encoding|ssn|element|discipline|reference|oneroster|school|organization"
+    prefixes = (
+        "file|xml|manifest|schema|record|code|date|value|encoding|ssn|element|discipline|reference|oneroster"
+        "|school|organization"
+    )
     pattern = re.compile(rf'"((?:{prefixes})\.[a-z_]+)"')
     used: set[str] = set()
     for path in [*root.glob("*.py"), *root.glob("formats/*.py")]:
