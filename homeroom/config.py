@@ -92,6 +92,14 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 0.05
     db_pool_size: int = 10
     start_consumers: bool = True
+    consumer_session_timeout_ms: int = 10000
+    create_database: bool = True  # create this service's database if missing (needs CREATEDB)
+    topic_replication_factor: int = Field(
+        default=1, validation_alias=AliasChoices("HOMEROOM_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
+    )
+    service_token_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("HOMEROOM_SERVICE_TOKEN_FILE", "service_token_file")
+    )
 
     @model_validator(mode="after")
     def _derive(self) -> ServiceSettings:

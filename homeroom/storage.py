@@ -11,11 +11,16 @@ import contextlib
 import logging
 import re
 from pathlib import Path
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
+
+# A connection as handlers receive it: a plain one, or one borrowed from a pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 KERNEL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

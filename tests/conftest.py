@@ -18,6 +18,7 @@ import pytest
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.storage import create_pool, database_url
+from tests.harness import ServiceEnv, drop_database, new_database
 
 _db_counter = itertools.count()
 
@@ -66,3 +67,15 @@ async def pg_pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def topic_suffix() -> str:
     """Append to topic names so tests sharing one broker never share a topic."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def service_env(
+    postgres: EmbeddedPostgres, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServiceEnv]:
+    """What the services in one test share: the broker, a keys database, secrets, the dev issuer."""
+    keys_url = await new_database(postgres, "keys")
+    env = ServiceEnv(postgres, bootstrap, tmp_path_factory.mktemp("secrets"), keys_url)
+    yield env
+    for url in [*env.databases, keys_url]:
+        await drop_database(postgres, url)

@@ -1,0 +1,173 @@
+"""Events on the wire: a protobuf value plus CloudEvents binary-mode headers.
+
+`build_event` wraps a past-tense payload (StudentEnrolled, DisclosureRecorded ...) in its
+topic's event message with an `EventMeta`, and mirrors the meta into ce_* headers so
+tools and brokers can route on them without decoding protobuf. `decode` does the
+reverse and raises `PoisonMessage`, naming what is wrong, for anything it cannot read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from google.protobuf.message import DecodeError, Message
+
+from homeroom.bus.topics import BY_NAME, Topic
+from homeroom.events.v1.envelope_pb2 import EventMeta
+
+SPEC_VERSION = b"1.0"
+CONTENT_TYPE = b"application/protobuf"
+
+
+class PoisonMessage(Exception):
+    """A message that can never be applied, however often it is retried."""
+
+    def __init__(self, rule: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.field = field
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def event_type(topic_name: str, change: str) -> str:
+    base = topic_name.rsplit(".v", 1)[0] if ".v" in topic_name else topic_name
+    version = topic_name.rsplit(".", 1)[-1] if ".v" in topic_name else "v1"
+    return f"org.homeroom.{base}.{version}.{_camel(change)}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """An event ready for the bus (or the outbox): everything already serialised."""
+
+    event_id: str
+    topic: str
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    value: bytes
+
+
+def build_event(
+    topic: Topic,
+    change: str,
+    payload: Message,
+    *,
+    source: str,
+    subject: str,
+    district_id: str = "",
+    key: str | None = None,
+    correlation_id: str = "",
+    causation_id: str = "",
+    event_id: str | None = None,
+    time: datetime | None = None,
+    topic_name: str | None = None,
+) -> OutgoingEvent:
+    """Wrap `payload` as the `change` case of `topic`'s event message.
+
+    `event_id` should be deterministic where the event is derived from another (for
+    example uuid5 of the cause), so that re-deriving it after a crash yields the same id
+    and consumers drop the repeat.
+    """
+    name = topic_name or topic.name
+    meta = EventMeta(
+        id=event_id or str(uuid.uuid4()),
+        type=event_type(topic.name, change),
+        source=source,
+        subject=subject,
+        district_id=district_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+    meta.time.FromDatetime(time or datetime.now(UTC))
+    event = topic.message()
+    event.meta.CopyFrom(meta)  # type: ignore[attr-defined]
+    getattr(event, change).CopyFrom(payload)
+    headers = [
+        ("ce_specversion", SPEC_VERSION),
+        ("ce_id", meta.id.encode()),
+        ("ce_type", meta.type.encode()),
+        ("ce_source", meta.source.encode()),
+        ("ce_time", meta.time.ToJsonString().encode()),
+        ("ce_subject", meta.subject.encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+    if correlation_id:
+        headers.append(("ce_correlationid", correlation_id.encode()))
+    partition_key = key if key is not None else subject
+    return OutgoingEvent(
+        event_id=meta.id,
+        topic=name,
+        key=partition_key.encode() if partition_key else None,
+        headers=headers,
+        value=event.SerializeToString(),
+    )
+
+
+@dataclass(slots=True)
+class IncomingEvent:
+    """A decoded event with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: dict[str, bytes]
+    event_id: str
+    message: Message
+    change: str
+    payload: Message
+    meta: EventMeta = field(default_factory=EventMeta)
+
+
+def base_topic(topic_name: str) -> Topic:
+    """The registered topic for a name, allowing the per-test suffixes of `with_suffix`."""
+    if topic_name in BY_NAME:
+        return BY_NAME[topic_name]
+    for name, topic in BY_NAME.items():
+        if topic_name.startswith(name + "."):
+            return topic
+    raise PoisonMessage("topic.unknown", f"no message type is registered for topic {topic_name!r}")
+
+
+def decode(
+    topic_name: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+) -> IncomingEvent:
+    header_map = {k: v for k, v in headers}
+    topic = base_topic(topic_name)
+    if value is None:
+        raise PoisonMessage("payload.missing", "the message has no value")
+    message = topic.message()
+    try:
+        message.ParseFromString(value)
+    except DecodeError as exc:
+        raise PoisonMessage(
+            "payload.malformed", f"the value is not a valid {topic.message.DESCRIPTOR.name}: {exc}"
+        ) from None
+    change = message.WhichOneof("change")
+    if change is None:
+        raise PoisonMessage("payload.empty", f"the {topic.message.DESCRIPTOR.name} carries no change", "change")
+    meta: EventMeta = message.meta  # type: ignore[attr-defined]
+    event_id = meta.id or header_map.get("ce_id", b"").decode(errors="replace")
+    if not event_id:
+        raise PoisonMessage("meta.id_missing", "the event has no id (meta.id or ce_id header)", "meta.id")
+    return IncomingEvent(
+        topic=topic_name,
+        partition=partition,
+        offset=offset,
+        key=key,
+        headers=header_map,
+        event_id=event_id,
+        message=message,
+        change=change,
+        payload=getattr(message, change),
+        meta=meta,
+    )

@@ -1,0 +1,286 @@
+"""One runtime for every service: the outer contract that makes knowing one service knowing all.
+
+A service describes itself with a `ServiceSpec` (in `services/<name>/service.py`): its
+settings class, routers, bus consumers, migrations and start/stop hooks. `create_app`
+turns a spec into a FastAPI app whose lifespan builds the shared resources once, in
+order, and tears them down in reverse:
+
+    settings → database (created if missing, migrated) → data-key store and cipher →
+    pseudonymiser → token verifier → publisher + outbox relay → service hook → consumers
+
+Everything a handler or route needs comes from the `Runtime` on `app.state.runtime`
+(FastAPI dependencies below), so tests build the same app on real embedded servers and
+swap nothing by patching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from homeroom import crypto
+from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
+from homeroom.bus.consumer import EventConsumer, Handler
+from homeroom.bus.producer import Publisher
+from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
+from homeroom.config import KafkaSettings, ServiceSettings
+from homeroom.outbox import OutboxRelay
+from homeroom.problems import install_problem_handlers
+from homeroom.pseudonym import Pseudonymizer, load_or_create_key
+from homeroom.storage import create_pool, ensure_database, migrate
+from homeroom.telemetry import SERVICE_UP, configure_logging, health_router, instrument_http
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A bus consumer of a service. `handler` is built from the runtime once it exists,
+    so it can reach the cipher, clients and settings without globals."""
+
+    name: str
+    topics: Sequence[Topic]
+    handler: Callable[[Runtime], Handler]
+    max_batch: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    settings: type[ServiceSettings]
+    routers: Sequence[APIRouter] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    migrations: Path | None = None
+    description: str = ""
+    uses_cipher: bool = False
+    on_start: Hook | None = None  # after the database and bus, before consumers start
+    on_stop: Hook | None = None
+    openapi_tags: Sequence[dict[str, str]] = ()
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What a running service has. Built in the lifespan; one per app."""
+
+    spec: ServiceSpec
+    settings: ServiceSettings
+    kafka: KafkaSettings
+    pool: asyncpg.Pool
+    publisher: Publisher
+    relay: OutboxRelay
+    pseudonymizer: Pseudonymizer
+    verifier: TokenVerifier
+    dev_issuer: DevIssuer | None
+    cipher: crypto.EnvelopeCipher | None = None
+    keys_pool: asyncpg.Pool | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # service-owned objects (clients, signers)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def require_cipher(self) -> crypto.EnvelopeCipher:
+        if self.cipher is None:
+            raise RuntimeError(f"service {self.name} was not built with uses_cipher=True")
+        return self.cipher
+
+    def service_token(self, ttl_s: int = 300) -> str:
+        """A token for calling another Homeroom service on this service's own behalf.
+
+        Development: minted by the dev issuer. Production: read from
+        HOMEROOM_SERVICE_TOKEN_FILE, which the deployment's OIDC client-credentials
+        sidecar keeps fresh.
+        """
+        token_file = self.settings.service_token_file
+        if token_file is not None:
+            return token_file.read_text().strip()
+        if self.dev_issuer is None:
+            raise RuntimeError("no service token: set HOMEROOM_SERVICE_TOKEN_FILE")
+        return self.dev_issuer.issue(Role.SERVICE, subject=f"homeroom-{self.name}", ttl_s=ttl_s)
+
+    async def drain_outbox(self, timeout_s: float = 30.0) -> None:
+        await self.relay.drain(timeout_s)
+
+
+async def _build_runtime(
+    spec: ServiceSpec, settings: ServiceSettings, kafka: KafkaSettings | None, auth: AuthSettings | None
+) -> Runtime:
+    settings.require_production_secrets()
+    kafka = kafka or KafkaSettings()
+    if not kafka.bootstrap_servers:
+        raise ValueError("no bus configured: set KAFKA_BOOTSTRAP_SERVERS (the `homeroom stack` command does)")
+    if not settings.database_url:
+        raise ValueError(
+            f"no database configured: set HOMEROOM_DATABASE_URL or HOMEROOM_{spec.name.upper()}_DATABASE_URL"
+        )
+    auth = auth or AuthSettings()
+    verifier = auth.build_verifier()
+    dev_issuer = auth.dev_issuer() if auth.environment != "production" else None
+
+    if settings.create_database:
+        await ensure_database(settings.database_url)
+    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    try:
+        await migrate(pool, spec.name, spec.migrations)
+        cipher: crypto.EnvelopeCipher | None = None
+        keys_pool: asyncpg.Pool | None = None
+        if spec.uses_cipher:
+            keys_url = settings.keys_database_url or settings.database_url
+            if settings.create_database:
+                await ensure_database(keys_url)
+            keys_pool = await create_pool(keys_url, max_size=max(2, settings.db_pool_size // 2))
+            await crypto.ensure_schema(keys_pool)
+            keyring = crypto.FileKeyring(settings.keyring_path, allow_create=settings.environment != "production")
+            cipher = crypto.EnvelopeCipher(keyring, crypto.PostgresDataKeyStore(keys_pool))
+        pseudonymizer = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
+        client = kafka.client_kwargs()
+        publisher = Publisher(spec.name, client)
+        relay = OutboxRelay(
+            spec.name,
+            pool,
+            publisher,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            prepare=lambda: ensure_topics(client, ALL_TOPICS, settings.topic_replication_factor),
+        )
+    except BaseException:
+        await pool.close()
+        raise
+    return Runtime(
+        spec=spec,
+        settings=settings,
+        kafka=kafka,
+        pool=pool,
+        publisher=publisher,
+        relay=relay,
+        pseudonymizer=pseudonymizer,
+        verifier=verifier,
+        dev_issuer=dev_issuer,
+        cipher=cipher,
+        keys_pool=keys_pool,
+    )
+
+
+def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
+    settings = runtime.settings
+    return EventConsumer(
+        service=runtime.name,
+        name=consumer.name,
+        topics=[t.name for t in consumer.topics],
+        handler=consumer.handler(runtime),
+        pool=runtime.pool,
+        client_kwargs=runtime.kafka.client_kwargs(),
+        dead_letter_topic=REJECTED.name,
+        max_attempts=settings.consumer_max_attempts,
+        backoff_s=settings.consumer_backoff_s,
+        max_batch=consumer.max_batch,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(
+    spec: ServiceSpec,
+    settings: ServiceSettings,
+    *,
+    kafka: KafkaSettings | None = None,
+    auth: AuthSettings | None = None,
+) -> AsyncIterator[Runtime]:
+    """Start a service's resources (no HTTP server) and stop them in reverse order.
+
+    `kafka` and `auth` default to the environment; tests pass their own."""
+    runtime = await _build_runtime(spec, settings, kafka, auth)
+    try:
+        runtime.relay.start()
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
+        if settings.start_consumers and spec.consumers:
+            # Topics must exist with their partition counts before a group subscribes.
+            await ensure_topics(runtime.kafka.client_kwargs(), ALL_TOPICS, settings.topic_replication_factor)
+            for consumer_spec in spec.consumers:
+                consumer = _consumer(runtime, consumer_spec)
+                consumer.start()
+                runtime.consumers.append(consumer)
+        SERVICE_UP.labels(spec.name).set(1)
+        yield runtime
+    finally:
+        SERVICE_UP.labels(spec.name).set(0)
+        for consumer in runtime.consumers:
+            await consumer.stop()
+        if spec.on_stop is not None:
+            with contextlib.suppress(Exception):
+                await spec.on_stop(runtime)
+        await runtime.relay.stop()
+        await runtime.publisher.stop()
+        if runtime.keys_pool is not None:
+            await runtime.keys_pool.close()
+        await runtime.pool.close()
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, lifespan: bool = True) -> FastAPI:
+    """The service's FastAPI app; nothing connects until the lifespan runs.
+
+    With `lifespan=False` the caller starts the runtime itself (`running`) and calls
+    `attach(app, runtime)`: tests do this to drive the app in process over ASGI."""
+    resolved = settings if settings is not None else spec.settings()
+
+    @contextlib.asynccontextmanager
+    async def run_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running(spec, resolved) as runtime:
+            attach(app, runtime)
+            yield
+
+    app = FastAPI(
+        title=f"Homeroom {spec.name}",
+        description=spec.description,
+        version="0.1.0",
+        lifespan=run_lifespan if lifespan else None,
+        openapi_tags=list(spec.openapi_tags) or None,
+    )
+    install_problem_handlers(app)
+    instrument_http(app, spec.name)
+
+    async def database_check() -> None:
+        await app.state.runtime.pool.fetchval("SELECT 1")
+
+    async def bus_check() -> None:
+        await app.state.runtime.publisher.ping()
+
+    app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}))
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def attach(app: FastAPI, runtime: Runtime) -> None:
+    app.state.runtime = runtime
+    app.state.token_verifier = runtime.verifier
+
+
+def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    configure_logging(spec.name, settings.log_level)
+
+
+# --- FastAPI dependencies ---------------------------------------------------------------
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return get_runtime(request).pool
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]

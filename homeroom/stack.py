@@ -1,0 +1,156 @@
+"""The whole stack on embedded defaults: PostgreSQL, the Tansu broker, and the five
+services, each in its own process, as `homeroom stack` and `homeroom demo` run them.
+
+The embedded broker keeps topics in memory, so the stack is ephemeral by design: every
+run starts from empty servers in a temporary directory and removes it on exit. Point
+KAFKA_BOOTSTRAP_SERVERS and HOMEROOM_DATABASE_URL at real servers and run
+`homeroom serve NAME` per service for anything that must persist (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from homeroom.infra import process
+from homeroom.infra.broker import EmbeddedBroker
+from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.service import ServiceSpec
+
+# Service name → (import path of its ServiceSpec, conventional port). The order is the
+# start order: consent first, because records and transfer ask it for decisions.
+SERVICES: dict[str, tuple[str, int]] = {
+    "consent": ("services.consent.service:SERVICE", 8003),
+    "audit": ("services.audit.service:SERVICE", 8005),
+    "records": ("services.records.service:SERVICE", 8002),
+    "transfer": ("services.transfer.service:SERVICE", 8004),
+    "ingest": ("services.ingest.service:SERVICE", 8001),
+}
+
+
+def load_spec(name: str) -> ServiceSpec:
+    if name not in SERVICES:
+        raise KeyError(f"no service named {name!r}; known: {', '.join(sorted(SERVICES))}")
+    module_name, attr = SERVICES[name][0].split(":")
+    spec: ServiceSpec = getattr(importlib.import_module(module_name), attr)
+    return spec
+
+
+def service_url_env(ports: dict[str, int], host: str = "127.0.0.1") -> dict[str, str]:
+    """HOMEROOM_<NAME>_URL for every service, so services find each other."""
+    return {f"HOMEROOM_{name.upper()}_URL": f"http://{host}:{port}" for name, port in ports.items()}
+
+
+@dataclass
+class Stack:
+    """Embedded servers plus one `homeroom serve` process per service."""
+
+    services: list[str] = field(default_factory=lambda: list(SERVICES))
+    fixed_ports: bool = True
+    home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="homeroom-stack-")))
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        assert self.postgres is not None and self.broker is not None
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "HOMEROOM_DATABASE_URL": self.postgres.server_url,
+            **service_url_env(self.ports),
+        }
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(self, timeout_s: float = 90.0) -> Stack:
+        started = time.perf_counter()
+        # The embedded server runs as an unprivileged user under root: it must be able to
+        # pass through our (otherwise private, 0700) temporary directory to its own.
+        os.chmod(self.home, 0o711)
+        self.postgres = EmbeddedPostgres(self.home / "postgres").start()
+        self.timings["postgres_start_s"] = self.postgres.started_in_s
+        self.broker = EmbeddedBroker(log_dir=self.home).start()
+        self.timings["broker_start_s"] = self.broker.started_in_s
+        for name in self.services:
+            port = SERVICES[name][1]
+            self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
+        env = {**os.environ, **self.env()}
+        for name in self.services:
+            child_env = {**env, f"HOMEROOM_{name.upper()}_PORT": str(self.ports[name])}
+            self._children[name] = process.spawn(
+                [sys.executable, "-m", "homeroom.cli", "serve", name],
+                log_path=self.home / f"{name}.log",
+                death_signal=signal.SIGTERM,
+                env=child_env,
+            )
+        self.wait_ready(timeout_s)
+        self.timings["stack_ready_s"] = time.perf_counter() - started
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.services)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name in sorted(pending):
+                    child = self._children[name]
+                    if child.poll() is not None:
+                        raise RuntimeError(f"service {name} exited with {child.returncode}; see {self.log(name)}")
+                    try:
+                        if client.get(f"{self.url(name)}/readyz").status_code == 200:
+                            pending.discard(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout_s:.0f}s: {', '.join(sorted(pending))}")
+                time.sleep(0.2)
+
+    def log(self, name: str) -> Path:
+        return self.home / f"{name}.log"
+
+    def stop(self) -> None:
+        for child in reversed(list(self._children.values())):
+            process.stop(child, signal.SIGTERM, timeout_s=15)
+        self._children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

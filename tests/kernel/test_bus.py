@@ -1,0 +1,268 @@
+"""The bus and the outbox against the real broker and database: exactly-once effects."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from homeroom.bus.consumer import HandlerContext, RejectEvent
+from homeroom.bus.envelope import IncomingEvent, decode
+from homeroom.bus.producer import Publisher
+from homeroom.bus.topics import ensure_topics
+from homeroom.events.v1.rejected_pb2 import RejectedEvent
+from homeroom.infra.broker import EmbeddedBroker
+from homeroom.outbox import OutboxRelay
+from tests.kernel.busfixtures import absence, make_consumer, prepare, tally_handler, topics, wait_for, write_to_outbox
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def count(pool: asyncpg.Pool, sql: str = "SELECT count(*) FROM tally") -> int:
+    value: int = await pool.fetchval(sql)
+    return value
+
+
+async def read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[RejectedEvent]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"dlq-{topic}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[RejectedEvent] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(found) < expected:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        found.append(RejectedEvent.FromString(r.value))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_outbox_relay_and_consumer_apply_each_event_once(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    await prepare(pg_pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    events = [absence(i, topic_suffix) for i in range(300)]
+    await write_to_outbox(pg_pool, events)
+    await write_to_outbox(pg_pool, events[:50])  # the same ids again: the outbox skips them
+    assert await count(pg_pool, "SELECT count(*) FROM outbox") == 300
+
+    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}))
+    relay.start()
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    consumer.start()
+    try:
+        await relay.drain()
+        await wait_for(lambda: _eq(count(pg_pool), 300))
+    finally:
+        await consumer.stop()
+        await relay.stop()
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+async def _eq(value: object, expected: int) -> bool:
+    return await value == expected  # type: ignore[misc]
+
+
+async def test_redelivered_events_are_skipped_by_id(pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str) -> None:
+    await prepare(pg_pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    events = [absence(i, topic_suffix) for i in range(40)]
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    # Every event delivered twice, the second copy out of order: as a retrying producer would.
+    await publisher.publish_many(events + list(reversed(events)))
+    await publisher.stop()
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool, "SELECT count(*) FROM processed_events"), 40))
+        await asyncio.sleep(1.0)  # let any second copy arrive; it must not apply
+    finally:
+        await consumer.stop()
+    assert await count(pg_pool) == 40
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+async def test_transient_failures_are_retried_then_applied(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    await prepare(pg_pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    failures: dict[str, int] = {}
+
+    async def flaky(event: IncomingEvent, ctx: HandlerContext) -> None:
+        await tally_handler(event, ctx)
+        if event.meta.subject == "stu_3" and failures.get(event.event_id, 0) < 2:
+            failures[event.event_id] = failures.get(event.event_id, 0) + 1
+            raise ConnectionError("simulated deadlock")  # rolls back the tally insert too
+
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(20)])
+    await publisher.stop()
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix, handler=flaky)
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), 20))
+    finally:
+        await consumer.stop()
+    assert failures and all(n == 2 for n in failures.values())
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    assert consumer.dead_lettered == 0
+
+
+async def test_poison_and_rejected_events_are_dead_lettered_without_blocking_others(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    await prepare(pg_pool)
+    attendance, rejected = topics(topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [attendance, rejected])
+
+    async def strict(event: IncomingEvent, ctx: HandlerContext) -> None:
+        if event.meta.subject == "stu_7":
+            raise RejectEvent("reference.unknown_student", "no enrollment for this student", "student_key")
+        if event.meta.subject == "stu_8":
+            raise ValueError("bug in handler")
+        await tally_handler(event, ctx)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    await producer.send_and_wait(
+        attendance.name, b"\xff\xfenot protobuf", key=b"stu_x", headers=[("ce_id", b"poison-1")]
+    )
+    await producer.stop()
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(20)])
+    await publisher.stop()
+
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix, handler=strict, max_attempts=3)
+    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}))
+    consumer.start()
+    relay.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), 18))  # 20 minus stu_7 and stu_8
+        dead = await read_dead_letters(bootstrap, rejected.name, 3)
+    finally:
+        await consumer.stop()
+        await relay.stop()
+    rules = sorted(d.record_rejected.rule for d in dead)
+    assert rules == ["handler.failed", "payload.malformed", "reference.unknown_student"]
+    failed = next(d.record_rejected for d in dead if d.record_rejected.rule == "handler.failed")
+    assert failed.attempts == 3 and "ValueError" in failed.message
+    poison = next(d.record_rejected for d in dead if d.record_rejected.rule == "payload.malformed")
+    assert poison.original_event_id == "poison-1" and poison.original_topic == attendance.name
+
+
+async def test_consumer_killed_mid_batch_resumes_without_loss_or_double_apply(
+    pg_pool: asyncpg.Pool, fresh_database_url: str, bootstrap: str, topic_suffix: str
+) -> None:
+    await prepare(pg_pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    total = 1500
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(total)])
+    await publisher.stop()
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(  # noqa: ASYNC220 - the child is killed with -9 mid-stream; a plain Popen is the point
+        [sys.executable, "-m", "tests.kernel.busfixtures", fresh_database_url, bootstrap, topic_suffix],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        await wait_for(lambda: _gt(count(pg_pool), 200), timeout_s=60)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    applied_before = await count(pg_pool)
+    assert 0 < applied_before < total, "the kill must land mid-stream for this test to mean anything"
+
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), total), timeout_s=90)
+    finally:
+        await consumer.stop()
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+async def _gt(value: object, floor: int) -> bool:
+    return await value > floor  # type: ignore[misc,operator]
+
+
+async def test_outbox_keeps_events_while_broker_is_down(pg_pool: asyncpg.Pool, topic_suffix: str) -> None:
+    """Writes succeed with no broker; after it returns, every event arrives exactly once in effect."""
+    await prepare(pg_pool)
+    broker = EmbeddedBroker().start()
+    kafka = {"bootstrap_servers": broker.bootstrap_servers}
+    try:
+        await ensure_topics(kafka, list(topics(topic_suffix)))
+        relay = OutboxRelay(
+            "test",
+            pg_pool,
+            Publisher("test", kafka),
+            max_backoff_s=0.5,
+            prepare=lambda: ensure_topics(kafka, list(topics(topic_suffix))),
+        )
+        relay.start()
+        try:
+            await write_to_outbox(pg_pool, [absence(i, topic_suffix) for i in range(100)])
+            await relay.drain()
+
+            broker.stop()
+            await write_to_outbox(pg_pool, [absence(i, topic_suffix) for i in range(100, 250)])  # no broker: still fine
+            # A send to a vanished broker fails only after the producer's request timeout.
+            failures_before = relay_failures()
+            deadline = asyncio.get_running_loop().time() + 40
+            while relay_failures() == failures_before and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+            assert relay_failures() > failures_before, (
+                "the relay should have tried and failed while the broker was down"
+            )
+            assert await count(pg_pool, "SELECT count(*) FROM outbox") == 150
+            broker.start()  # same port; memory storage starts empty: the relay's prepare step recreates topics
+            await relay.drain(timeout_s=60)
+        finally:
+            await relay.stop()  # a failure must not leave it holding a pooled connection
+
+        consumer = make_consumer(pg_pool, broker.bootstrap_servers, topic_suffix)
+        consumer.start()
+        try:
+            await wait_for(lambda: _eq(count(pg_pool), 150), timeout_s=60)
+        finally:
+            await consumer.stop()
+        # Only what was published after the restart is on the (memory-only) broker now.
+        assert await count(pg_pool, "SELECT count(*) FROM tally WHERE event_id IS NOT NULL") == 150
+        assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    finally:
+        broker.stop()
+
+
+def relay_failures() -> float:
+    from homeroom.telemetry import OUTBOX_RELAY_FAILURES
+
+    return OUTBOX_RELAY_FAILURES.labels("test")._value.get()
+
+
+def test_decode_names_what_is_wrong() -> None:
+    from homeroom.bus.envelope import PoisonMessage
+
+    event = absence(1, "x")
+    ok = decode(event.topic, 0, 0, event.key, event.value, event.headers)
+    assert ok.change == "attendance_recorded" and ok.meta.type == "org.homeroom.attendance.v1.AttendanceRecorded"
+    assert dict(event.headers)["ce_id"].decode() == ok.event_id
+    for value, rule in ((None, "payload.missing"), (b"\x0a\x02", "payload.malformed"), (b"", "payload.empty")):
+        try:
+            decode(event.topic, 0, 0, None, value, [])
+        except PoisonMessage as exc:
+            assert exc.rule == rule
+        else:
+            raise AssertionError(f"{value!r} decoded")
