@@ -79,7 +79,7 @@ class Stack:
         started = time.perf_counter()
         # The embedded server runs as an unprivileged user under root: it must be able to
         # pass through our (otherwise private, 0700) temporary directory to its own.
-        os.chmod(self.home, 0o711)
+        os.chmod(self.home, 0o711)  # noqa: S103 - traverse only, no listing or writing
         self.postgres = EmbeddedPostgres(self.home / "postgres").start()
         self.timings["postgres_start_s"] = self.postgres.started_in_s
         self.broker = EmbeddedBroker(log_dir=self.home).start()

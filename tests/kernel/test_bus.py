@@ -222,7 +222,7 @@ async def test_outbox_keeps_events_while_broker_is_down(pg_pool: asyncpg.Pool, t
             # A send to a vanished broker fails only after the producer's request timeout.
             failures_before = relay_failures()
             deadline = asyncio.get_running_loop().time() + 40
-            while relay_failures() == failures_before and asyncio.get_running_loop().time() < deadline:
+            while relay_failures() == failures_before and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             assert relay_failures() > failures_before, (
                 "the relay should have tried and failed while the broker was down"
