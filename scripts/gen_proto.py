@@ -22,12 +22,12 @@ PROTO_ROOT = ROOT / "proto"
 OUT_PACKAGE = ROOT / "homeroom" / "events" / "v1"
 
 
-def generate(out_dir: Path) -> list[Path]:
-    protos = sorted(PROTO_ROOT.rglob("*.proto"))
+def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
+    protos = sorted(proto_root.rglob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
     args = [
         "protoc",
-        f"-I{PROTO_ROOT}",
+        f"-I{proto_root}",
         f"-I{include}",
         f"--python_out={out_dir}",
         f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
@@ -39,6 +39,20 @@ def generate(out_dir: Path) -> list[Path]:
     return sorted((out_dir / "homeroom" / "events" / "v1").glob("*_pb2.py*"))
 
 
+def stale_modules(proto_root: Path = PROTO_ROOT, out_package: Path = OUT_PACKAGE) -> list[str]:
+    """Generated module names that differ from, are missing from, or are extra in `out_package`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = generate(Path(tmp), proto_root)
+        names = {p.name for p in generated}
+        committed = {p.name for p in out_package.glob("*_pb2.py*")}
+        stale = [n for n in sorted(names) if n not in committed]
+        stale += [
+            p.name for p in generated if p.name in committed and not filecmp.cmp(p, out_package / p.name, shallow=False)
+        ]
+        stale += [n for n in sorted(committed - names)]
+        return stale
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="fail if committed modules are stale")
@@ -46,15 +60,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generated = generate(Path(tmp))
         names = {p.name for p in generated}
-        committed = {p.name for p in OUT_PACKAGE.glob("*_pb2.py*")}
         if check:
-            stale = [n for n in sorted(names) if n not in committed]
-            stale += [
-                p.name
-                for p in generated
-                if p.name in committed and not filecmp.cmp(p, OUT_PACKAGE / p.name, shallow=False)
-            ]
-            stale += [n for n in sorted(committed - names)]
+            stale = stale_modules()
             if stale:
                 print(f"generated protobuf modules are stale: {', '.join(stale)}; run scripts/gen_proto.py")
                 return 1

@@ -8,6 +8,7 @@ reverse and raises `PoisonMessage`, naming what is wrong, for anything it cannot
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,13 +31,18 @@ class PoisonMessage(Exception):
         self.field = field
 
 
+_VERSIONED = re.compile(r"^(.+?)\.(v\d+)(?:\..*)?$")
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
 def event_type(topic_name: str, change: str) -> str:
-    base = topic_name.rsplit(".v", 1)[0] if ".v" in topic_name else topic_name
-    version = topic_name.rsplit(".", 1)[-1] if ".v" in topic_name else "v1"
+    """CloudEvents type from the topic's base name and version, e.g. enrollment.v1 + student_enrolled
+    → org.homeroom.enrollment.v1.StudentEnrolled. A per-test suffix after the version is ignored."""
+    match = _VERSIONED.match(topic_name)
+    base, version = (match.group(1), match.group(2)) if match else (topic_name, "v1")
     return f"org.homeroom.{base}.{version}.{_camel(change)}"
 
 

@@ -1,0 +1,185 @@
+"""The kernel's bus against plain aiokafka, in the same run, on the same broker.
+
+    .venv/bin/python bench/bus.py [--events N] [--size BYTES] [--json PATH]
+
+Both paths move the same N events of SIZE bytes (default 20,000 of 1 KiB) from a
+producer to a consumer on embedded Tansu:
+
+- raw: AIOKafkaProducer.send for every event, then an AIOKafkaConsumer reads them all.
+- kernel: events written to the outbox in PostgreSQL transactions of 500, the
+  OutboxRelay publishes them, an EventConsumer applies each in a database transaction
+  with its idempotency mark, then commits offsets. This is the price of exactly-once
+  effects without Kafka transactions.
+
+Prints a table and one JSON object; --json also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from homeroom import outbox  # noqa: E402
+from homeroom.bus.consumer import EventConsumer, HandlerContext  # noqa: E402
+from homeroom.bus.envelope import IncomingEvent, build_event  # noqa: E402
+from homeroom.bus.producer import Publisher  # noqa: E402
+from homeroom.bus.topics import ATTENDANCE, REJECTED, ensure_topics, with_suffix  # noqa: E402
+from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
+from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom.storage import create_pool, database_url, migrate  # noqa: E402
+
+
+def make_events(n: int, size: int, suffix: str) -> list:  # type: ignore[type-arg]
+    topic = with_suffix(ATTENDANCE, suffix)
+    events = []
+    padding = "x" * max(0, size - 120)  # school id padded so the encoded event is about `size` bytes
+    for i in range(n):
+        payload = AttendanceRecorded(
+            student_key=f"stu_{i % 5000:06d}",
+            district_id="d-1",
+            school_id=f"s-1{padding}",
+            date="2026-11-02",
+            category=ATTENDANCE_CATEGORY_ABSENT,
+        )
+        events.append(
+            build_event(
+                topic,
+                "attendance_recorded",
+                payload,
+                source="/bench",
+                subject=payload.student_key,
+                topic_name=topic.name,
+            )
+        )
+    return events
+
+
+async def raw_round_trip(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"raw-{topic}", auto_offset_reset="earliest", max_poll_records=2000
+    )
+    await consumer.start()
+    started = time.perf_counter()
+    futures = [await producer.send(topic, e.value, key=e.key, headers=e.headers) for e in events]
+    await asyncio.gather(*futures)
+    seen = 0
+    while seen < len(events):
+        batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+        seen += sum(len(records) for records in batches.values())
+        await consumer.commit()
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    await consumer.stop()
+    return elapsed
+
+
+async def kernel_round_trip(bootstrap: str, dsn: str, events: list, suffix: str) -> float:  # type: ignore[type-arg]
+    pool = await create_pool(dsn, max_size=12)
+    await migrate(pool, "bench", None, "CREATE TABLE IF NOT EXISTS seen (event_id text PRIMARY KEY)")
+    done = asyncio.Event()
+    applied = 0
+
+    async def handler(event: IncomingEvent, ctx: HandlerContext) -> None:
+        nonlocal applied
+        await ctx.conn.execute("INSERT INTO seen VALUES ($1)", event.event_id)
+        applied += 1
+        if applied >= len(events):
+            done.set()
+
+    kafka = {"bootstrap_servers": bootstrap}
+    relay = outbox.OutboxRelay("bench", pool, Publisher("bench", kafka))
+    consumer = EventConsumer(
+        service="bench",
+        name="bench",
+        topics=[with_suffix(ATTENDANCE, suffix).name],
+        handler=handler,
+        pool=pool,
+        client_kwargs=kafka,
+        dead_letter_topic=with_suffix(REJECTED, suffix).name,
+        group_id=f"kernel-{suffix}",
+    )
+    consumer.start()
+    await asyncio.sleep(2)  # let the group form before timing, as the raw consumer did in start()
+    started = time.perf_counter()
+    relay.start()
+    for i in range(0, len(events), 500):
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, events[i : i + 500])
+    await asyncio.wait_for(done.wait(), 600)
+    elapsed = time.perf_counter() - started
+    count = await pool.fetchval("SELECT count(*) FROM seen")
+    assert count == len(events), f"applied {count} of {len(events)}"
+    await consumer.stop()
+    await relay.stop()
+    await pool.close()
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    pg = EmbeddedPostgres().start()
+    broker = EmbeddedBroker().start()
+    try:
+        admin = await asyncpg.connect(database_url(pg.server_url, "postgres"))
+        await admin.execute("CREATE DATABASE bench")
+        await admin.close()
+        events_raw = make_events(args.events, args.size, "raw")
+        events_kernel = make_events(args.events, args.size, "kernel")
+        size = sum(len(e.value) for e in events_raw) / len(events_raw)
+        kafka = {"bootstrap_servers": broker.bootstrap_servers}
+        await ensure_topics(
+            kafka, [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel")] + [with_suffix(REJECTED, "kernel")]
+        )
+        raw_s = await raw_round_trip(broker.bootstrap_servers, events_raw, with_suffix(ATTENDANCE, "raw").name)
+        kernel_s = await kernel_round_trip(
+            broker.bootstrap_servers, database_url(pg.server_url, "bench"), events_kernel, "kernel"
+        )
+    finally:
+        broker.stop()
+        pg.cleanup()
+    result = {
+        "benchmark": "bus",
+        "events": args.events,
+        "mean_event_bytes": round(size),
+        "postgres_start_s": round(pg.started_in_s, 3),
+        "broker_start_s": round(broker.started_in_s, 3),
+        "raw_aiokafka_events_per_s": round(args.events / raw_s),
+        "kernel_outbox_consumer_events_per_s": round(args.events / kernel_s),
+        "kernel_to_raw_ratio": round((args.events / kernel_s) / (args.events / raw_s), 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpus": os.cpu_count(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(f"{'path':<34}{'events/s':>12}")
+    print(f"{'raw aiokafka produce+consume':<34}{result['raw_aiokafka_events_per_s']:>12,}")
+    print(f"{'kernel outbox→relay→consumer+DB':<34}{result['kernel_outbox_consumer_events_per_s']:>12,}")
+    print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}")
+    print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
