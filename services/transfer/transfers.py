@@ -54,8 +54,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 # States the worker drives forward.
 WORKED: frozenset[State] = frozenset({State.REQUESTED, State.DECIDED, State.PACKAGED, State.DELIVERED})
-# States that block a second case for the same student and pair of districts.
-OPEN: frozenset[State] = frozenset({State.REQUESTED, State.DECIDED, State.PACKAGED, State.DELIVERED, State.HELD})
+# States that block a second case for the same student and pair of districts (an
+# escalated case waits for a person; it is not closed).
+OPEN: frozenset[State] = frozenset(
+    {State.REQUESTED, State.DECIDED, State.PACKAGED, State.DELIVERED, State.HELD, State.ESCALATED}
+)
 FINAL: frozenset[State] = frozenset({State.ACKNOWLEDGED, State.REJECTED, State.REFUSED, State.FAILED})
 
 # Reason codes the receiving district may give when it rejects a delivered record.
