@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
@@ -12,3 +16,15 @@ class IngestSettings(ServiceSettings):
 
     service_name: str = "ingest"
     port: int = 8001
+
+    # uploads
+    max_upload_bytes: int = Field(default=512 << 20, gt=0)  # larger bodies get 413
+    upload_dir: Path = Path(tempfile.gettempdir()) / "homeroom-ingest"  # uploads wait here until processed
+    # pipeline
+    chunk_records: int = Field(default=500, gt=0)  # input records per database transaction
+    max_problems_stored: int = Field(default=10_000, ge=0)  # per submission; more are counted, not stored
+    max_concurrent_submissions: int = Field(default=2, gt=0)
+    auto_register_orgs: bool = True  # an upload's schools not yet owned by anyone are registered to its district
+    # the bulk-withdrawal safety rail
+    hold_max_share: float = Field(default=0.10, ge=0.0, le=1.0)  # hold when a school would lose more than this
+    hold_min_withdrawals: int = Field(default=5, ge=1)  # ... and at least this many students
