@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
@@ -12,3 +13,6 @@ class ConsentSettings(ServiceSettings):
 
     service_name: str = "consent"
     port: int = 8003
+    # How often agreements past their end date are ended (and unfinished shredding finished).
+    # The check also runs once at start.
+    expiry_check_interval_s: float = Field(default=3600.0, gt=0)

@@ -1,0 +1,466 @@
+"""The decision point's policy: who may receive which elements of a student's record. Pure: no I/O.
+
+The rules are the table `RULES` below, in the order they are tried; each names the legal
+basis it rests on, so an auditor reads them here (and at `GET /v1/policy`) rather than
+in branches spread over the code. Deny is the default: a request no rule permits is
+denied. Prohibitions (`PROHIBITIONS`) are applied after every permission and win over
+all of them, written consent included.
+
+The answer shape is the contract in docs/contracts.md (`POST /v1/decisions`), plus
+`obligations`: what the caller must do when it releases (notify the parent of a
+transfer, FERPA 99.34(a)(1); no redisclosure, FERPA 99.33).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from homeroom.catalogue import CATALOGUE, FORBIDDEN, LegalBasis, Sensitivity
+from services.consent.agreements import (
+    Agreement,
+    AgreementCategory,
+    AgreementStatus,
+    current_status,
+    governing_version,
+)
+
+POLICY_VERSION = "consent-policy/1"
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    effect: Literal["permit", "forbid"]
+    when: str
+    grants: str
+    legal_basis: str | None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "parent-inspection",
+        "permit",
+        "requester.role is parent and the student's key is one of requester.student_keys",
+        "every requested catalogue element",
+        LegalBasis.PARENT.value,
+    ),
+    Rule(
+        "owning-district-staff",
+        "permit",
+        "requester.role is district_staff or school_staff and requester.district_id is the owning district",
+        "every requested catalogue element (no disclosure: the district's own staff)",
+        LegalBasis.SCHOOL_OFFICIAL.value,
+    ),
+    Rule(
+        "transfer-to-enrolling-school",
+        "permit",
+        "action is transfer and to_district_id names another district",
+        "requested elements the catalogue marks transferable; the parent must be notified (99.34)",
+        LegalBasis.TRANSFER.value,
+    ),
+    Rule(
+        "agreement",
+        "permit",
+        "requester.role is vendor; requester.agreement_id names an agreement that is active, whose governing "
+        "version covers the district (and school, when it lists schools), whose term contains today and the "
+        "data_date, and which permits the purpose",
+        "requested elements the governing version lists. Categories vendor, research and audit-evaluation "
+        "rest on FERPA exceptions; public-health service and other need written consent for each student",
+        "by category: vendor 99.31(a)(1), research 99.31(a)(6), audit-evaluation 99.31(a)(3), "
+        "public-health service and other 99.30",
+    ),
+    Rule(
+        "written-consent",
+        "permit",
+        "a parent gave written consent to the requester's agreement for this student and district, not "
+        "withdrawn, not past valid_until, for the purpose (when it names one), and the agreement permits the request",
+        "the elements the consent names",
+        LegalBasis.WRITTEN_CONSENT.value,
+    ),
+)
+
+PROHIBITIONS: tuple[Rule, ...] = (
+    Rule(
+        "forbidden-element",
+        "forbid",
+        "the element is one Homeroom never shares (catalogue FORBIDDEN) or not in the catalogue",
+        "withheld from everyone",
+        None,
+    ),
+    Rule(
+        "directory-opt-out",
+        "forbid",
+        "the parent opted the student out of directory information in the owning district and has not rescinded",
+        "directory elements withheld from everyone but the parent and the owning district's staff",
+        None,
+    ),
+)
+
+# A vendor's legal basis by agreement category. None: no FERPA exception, consent needed.
+_CATEGORY_BASIS: dict[AgreementCategory, LegalBasis | None] = {
+    AgreementCategory.VENDOR: LegalBasis.SCHOOL_OFFICIAL,
+    AgreementCategory.RESEARCH: LegalBasis.STUDY,
+    AgreementCategory.AUDIT_EVALUATION: LegalBasis.AUDIT_EVALUATION,
+    AgreementCategory.PUBLIC_HEALTH_SERVICE: None,
+    AgreementCategory.OTHER: None,
+}
+_CATEGORY_OBLIGATIONS: dict[AgreementCategory, tuple[str, ...]] = {
+    AgreementCategory.VENDOR: (
+        "use only for the agreement's purposes and under the district's direct control (FERPA 99.31(a)(1)(i)(B))",
+        "no redisclosure (FERPA 99.33)",
+    ),
+    AgreementCategory.RESEARCH: (
+        "use only for the study; destroy when no longer needed for it (FERPA 99.31(a)(6)(iii)(C))",
+        "no personal identification of parents and students by anyone but the study's representatives",
+    ),
+    AgreementCategory.AUDIT_EVALUATION: (
+        "use only for the audit or evaluation; destroy when no longer needed (FERPA 99.35(b))",
+    ),
+    AgreementCategory.PUBLIC_HEALTH_SERVICE: ("use only as the parent's written consent states (FERPA 99.30)",),
+    AgreementCategory.OTHER: ("use only as the parent's written consent states (FERPA 99.30)",),
+}
+_TRANSFER_OBLIGATIONS = ("notify the parent of the transfer and offer a copy and a hearing (FERPA 99.34(a)(1))",)
+
+
+# ---------------------------------------------------------------------- request/answer
+
+
+class Requester(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(min_length=1, max_length=40)
+    subject: str = Field(default="", max_length=200)
+    organization: str | None = Field(default=None, max_length=300)
+    agreement_id: str | None = Field(default=None, max_length=200)
+    district_id: str | None = Field(default=None, max_length=100)
+    student_keys: list[str] = Field(default_factory=list, max_length=100)
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["read", "transfer"]
+    requester: Requester
+    student_key: str = Field(min_length=1, max_length=200)
+    district_id: str = Field(min_length=1, max_length=100)
+    school_id: str | None = Field(default=None, max_length=100)
+    elements: list[str] = Field(min_length=1, max_length=200)
+    purpose: str | None = Field(default=None, max_length=100)
+    data_date: date | None = None
+    to_district_id: str | None = Field(default=None, max_length=100)
+
+
+class Withheld(BaseModel):
+    element: str
+    reason: str
+
+
+class Decision(BaseModel):
+    decision_id: str
+    allow: bool
+    legal_basis: str | None
+    elements_allowed: list[str]
+    elements_withheld: list[Withheld]
+    reason: str
+    agreement_id: str | None = None
+    agreement_version: int | None = None
+    purpose: str | None = None
+    redisclosure_parties: list[str] = Field(default_factory=list)
+    obligations: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)  # ids of the rules that applied, permits then prohibitions
+    policy_version: str = POLICY_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentGrant:
+    """A written consent as the policy sees it (already filtered to the student and district)."""
+
+    consent_id: str
+    recipient: str
+    elements: frozenset[str]
+    purpose: str | None
+    valid_until: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the store knows that the rules need, loaded for one request."""
+
+    today: date
+    history: Sequence[Agreement] = ()  # versions of the requester's agreement, if any
+    ended_on: date | None = None  # when the requester's agreement ended, if it did
+    directory_opt_out: bool = False
+    consents: Sequence[ConsentGrant] = ()
+
+
+@dataclass
+class _Outcome:
+    allowed: list[str] = field(default_factory=list)
+    withheld: list[Withheld] = field(default_factory=list)
+
+
+def _deny(
+    request: DecisionRequest,
+    reason: str,
+    *,
+    agreement: Agreement | None = None,
+    agreement_id: str | None = None,
+    rules: Sequence[str] = (),
+) -> Decision:
+    return Decision(
+        decision_id=str(uuid.uuid4()),
+        allow=False,
+        legal_basis=None,
+        elements_allowed=[],
+        elements_withheld=[Withheld(element=e, reason=reason) for e in dict.fromkeys(request.elements)],
+        reason=reason,
+        agreement_id=agreement.id if agreement is not None else agreement_id,
+        agreement_version=agreement.version if agreement is not None else None,
+        purpose=request.purpose,
+        rules=list(rules),
+    )
+
+
+def _screen(requested: Sequence[str]) -> tuple[list[str], list[Withheld]]:
+    """Catalogue elements in request order (duplicates dropped), and the others withheld."""
+    known: list[str] = []
+    withheld: list[Withheld] = []
+    for element_id in dict.fromkeys(requested):
+        if element_id in FORBIDDEN:
+            withheld.append(Withheld(element=element_id, reason=f"never shared: {FORBIDDEN[element_id]}"))
+        elif element_id not in CATALOGUE:
+            withheld.append(Withheld(element=element_id, reason="not in the data-element catalogue"))
+        else:
+            known.append(element_id)
+    return known, withheld
+
+
+def _apply_opt_out(outcome: _Outcome, facts: Facts, rules: list[str]) -> None:
+    if not facts.directory_opt_out:
+        return
+    kept = []
+    for element_id in outcome.allowed:
+        if CATALOGUE[element_id].sensitivity is Sensitivity.DIRECTORY:
+            outcome.withheld.append(
+                Withheld(element=element_id, reason="the parent opted out of directory information")
+            )
+        else:
+            kept.append(element_id)
+    if len(kept) != len(outcome.allowed):
+        rules.append("directory-opt-out")
+    outcome.allowed = kept
+
+
+def decide(request: DecisionRequest, facts: Facts) -> Decision:
+    """Permit or deny `request` on `facts`. Never raises on the request's content."""
+    requester = request.requester
+    known, withheld = _screen(request.elements)
+    rules: list[str] = ["forbidden-element"] if withheld else []
+
+    # Parent inspection, and the owning district's own staff: everything known.
+    if requester.role == "parent" and request.student_key in requester.student_keys:
+        return _permit(
+            request,
+            known,
+            withheld,
+            LegalBasis.PARENT,
+            "the requester is a parent of the student",
+            rules=["parent-inspection", *rules],
+        )
+    if requester.role in ("district_staff", "school_staff") and requester.district_id == request.district_id:
+        return _permit(
+            request,
+            known,
+            withheld,
+            LegalBasis.SCHOOL_OFFICIAL,
+            f"the requester is staff of the owning district {request.district_id}",
+            rules=["owning-district-staff", *rules],
+        )
+
+    if request.action == "transfer":
+        return _transfer(request, facts, known, withheld, rules)
+    if requester.role == "vendor" and requester.agreement_id:
+        return _vendor(request, facts, known, withheld, rules)
+    return _deny(request, f"no rule permits a {requester.role} to read this student's record")
+
+
+def _permit(
+    request: DecisionRequest,
+    allowed: list[str],
+    withheld: list[Withheld],
+    basis: LegalBasis,
+    reason: str,
+    *,
+    rules: list[str],
+    agreement: Agreement | None = None,
+    purpose: str | None = None,
+    obligations: Sequence[str] = (),
+) -> Decision:
+    return Decision(
+        decision_id=str(uuid.uuid4()),
+        allow=bool(allowed),
+        legal_basis=basis.value if allowed else None,
+        elements_allowed=allowed,
+        elements_withheld=withheld,
+        reason=reason if allowed else f"nothing requested may be released ({reason})",
+        agreement_id=agreement.id if agreement is not None else None,
+        agreement_version=agreement.version if agreement is not None else None,
+        purpose=purpose if purpose is not None else request.purpose,
+        obligations=list(obligations) if allowed else [],
+        rules=rules,
+    )
+
+
+def _transfer(
+    request: DecisionRequest, facts: Facts, known: list[str], withheld: list[Withheld], rules: list[str]
+) -> Decision:
+    if not request.to_district_id:
+        return _deny(request, "a transfer names the receiving district (to_district_id)")
+    if request.to_district_id == request.district_id:
+        return _deny(request, "a transfer goes to another district, not the owning one")
+    outcome = _Outcome(withheld=list(withheld))
+    for element_id in known:
+        if CATALOGUE[element_id].transferable:
+            outcome.allowed.append(element_id)
+        else:
+            outcome.withheld.append(Withheld(element=element_id, reason="the catalogue marks it not transferable"))
+    rules = ["transfer-to-enrolling-school", *rules]
+    _apply_opt_out(outcome, facts, rules)
+    return _permit(
+        request,
+        outcome.allowed,
+        outcome.withheld,
+        LegalBasis.TRANSFER,
+        f"transfer from {request.district_id} to {request.to_district_id}, where the student seeks to enroll",
+        rules=rules,
+        purpose=request.purpose or "records_transfer",
+        obligations=_TRANSFER_OBLIGATIONS,
+    )
+
+
+def _vendor(
+    request: DecisionRequest, facts: Facts, known: list[str], withheld: list[Withheld], rules: list[str]
+) -> Decision:
+    agreement_id = request.requester.agreement_id
+    assert agreement_id is not None
+    if not facts.history:
+        return _deny(request, f"no agreement {agreement_id} is on record", agreement_id=agreement_id)
+    latest = max(facts.history, key=lambda a: a.version)
+    status = current_status(facts.history)
+    if status is AgreementStatus.ENDED:
+        when = f" on {facts.ended_on.isoformat()}" if facts.ended_on else ""
+        return _deny(request, f"agreement {agreement_id} ended{when}; nothing is released under it", agreement=latest)
+    if status is AgreementStatus.DRAFT:
+        return _deny(request, f"agreement {agreement_id} is a draft and releases nothing", agreement=latest)
+    if status is AgreementStatus.SUSPENDED:
+        return _deny(request, f"agreement {agreement_id} is suspended", agreement=latest)
+    version = governing_version(facts.history, facts.today)
+    if version is None:
+        return _deny(
+            request,
+            f"today ({facts.today.isoformat()}) is outside the term of agreement {agreement_id}",
+            agreement=latest,
+        )
+    label = f"agreement {version.id} v{version.version}"
+    terms = version.terms
+    if request.district_id not in terms.districts:
+        return _deny(request, f"{label} does not cover district {request.district_id}", agreement=version)
+    if terms.schools:
+        if request.school_id is None:
+            return _deny(
+                request, f"{label} covers only some schools and the student's school is not known", agreement=version
+            )
+        if request.school_id not in terms.schools:
+            return _deny(request, f"{label} does not cover school {request.school_id}", agreement=version)
+    if request.data_date is not None:
+        start, end = terms.start_date, terms.end_date
+        if (start is not None and request.data_date < start) or (end is not None and request.data_date > end):
+            return _deny(
+                request,
+                f"the data's date {request.data_date.isoformat()} is outside the term of {label}",
+                agreement=version,
+            )
+    if request.purpose is not None and request.purpose not in terms.purposes:
+        return _deny(request, f"{label} does not permit the purpose {request.purpose!r}", agreement=version)
+    purpose = request.purpose or (terms.purposes[0] if len(terms.purposes) == 1 else None)
+
+    basis = _CATEGORY_BASIS[version.category]
+    consented: set[str] = set()
+    consent_ids: list[str] = []
+    for grant in facts.consents:
+        if grant.recipient != version.id:
+            continue
+        if grant.valid_until is not None and grant.valid_until < facts.today:
+            continue
+        if grant.purpose is not None and purpose is not None and grant.purpose != purpose:
+            continue
+        consented |= grant.elements
+        consent_ids.append(grant.consent_id)
+
+    outcome = _Outcome(withheld=list(withheld))
+    by_agreement = set(terms.elements) if basis is not None else set()
+    # With no FERPA exception for this kind of recipient, only what the parent consented
+    # to, and never more than the agreement lists.
+    by_consent = consented & set(terms.elements) if basis is None else consented - by_agreement
+    for element_id in known:
+        if element_id in by_agreement or element_id in by_consent:
+            outcome.allowed.append(element_id)
+        elif basis is None and element_id in terms.elements:
+            outcome.withheld.append(
+                Withheld(element=element_id, reason=f"{label} needs the parent's written consent and there is none")
+            )
+        else:
+            outcome.withheld.append(Withheld(element=element_id, reason=f"not in {label}"))
+    applied = ["agreement"] if any(e in by_agreement for e in outcome.allowed) else []
+    if any(e in by_consent for e in outcome.allowed):
+        applied.append("written-consent")
+    rules = [*applied, *rules]
+    _apply_opt_out(outcome, facts, rules)
+
+    only_consent = bool(outcome.allowed) and all(e not in by_agreement for e in outcome.allowed)
+    chosen = LegalBasis.WRITTEN_CONSENT if basis is None or only_consent else basis
+    reason = f"{label} is active and covers district {request.district_id}"
+    if consent_ids and "written-consent" in rules:
+        reason += f"; written consent {', '.join(consent_ids)}"
+    return _permit(
+        request,
+        outcome.allowed,
+        outcome.withheld,
+        chosen,
+        reason,
+        rules=rules,
+        agreement=version,
+        purpose=purpose,
+        obligations=_CATEGORY_OBLIGATIONS[version.category],
+    )
+
+
+def policy_document() -> dict[str, Any]:
+    """The rules as data, for `GET /v1/policy` and auditors."""
+    return {
+        "policy_version": POLICY_VERSION,
+        "default": "deny",
+        "permits": [_rule_dict(r) for r in RULES],
+        "prohibitions": [_rule_dict(r) for r in PROHIBITIONS],
+        "category_legal_basis": {
+            c.value: (b.value if b else LegalBasis.WRITTEN_CONSENT.value) for c, b in _CATEGORY_BASIS.items()
+        },
+        "category_obligations": {c.value: list(o) for c, o in _CATEGORY_OBLIGATIONS.items()},
+    }
+
+
+def _rule_dict(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "effect": rule.effect,
+        "when": rule.when,
+        "grants": rule.grants,
+        "legal_basis": rule.legal_basis,
+    }

@@ -1,0 +1,171 @@
+"""consent.v1 and keys.v1 events the consent service emits, built from its domain objects."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from homeroom.bus.envelope import OutgoingEvent, build_event
+from homeroom.bus.topics import CONSENT, KEYS
+from homeroom.events.v1.consent_pb2 import (
+    AgreementChanged,
+    AgreementEnded,
+    ConsentGiven,
+    ConsentWithdrawn,
+    DataKeysDestroyed,
+    DirectoryOptOutRecorded,
+    DirectoryOptOutRescinded,
+)
+from homeroom.events.v1.envelope_pb2 import Party
+from services.consent.agreements import Agreement
+
+SOURCE = "/homeroom/consent"
+# Namespace for derived event ids (uuid5), so a retried step writes the same id.
+_NAMESPACE = uuid.UUID("6f2d0c52-5c1b-4c55-9c39-2f1f0b2b6e11")
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+
+
+def _iso(day: date | None) -> str:
+    return day.isoformat() if day is not None else ""
+
+
+def agreement_changed(change: str, agreement: Agreement, *, status: str | None = None) -> OutgoingEvent:
+    """`agreement_signed`, `agreement_amended`, `agreement_activated` or `agreement_suspended`."""
+    terms = agreement.terms
+    payload = AgreementChanged(
+        agreement_id=agreement.id,
+        version=agreement.version,
+        organization=agreement.organization,
+        category=agreement.category.value,
+        districts=list(terms.districts),
+        elements=list(terms.elements),
+        purposes=list(terms.purposes),
+        start_date=_iso(terms.start_date),
+        end_date=_iso(terms.end_date),
+        status=status or agreement.status.value,
+    )
+    return build_event(CONSENT, change, payload, source=SOURCE, subject=agreement.id, key=agreement.id)
+
+
+def agreement_ended(agreement: Agreement, *, ended_on: date, reason: str, disposition: str) -> OutgoingEvent:
+    payload = AgreementEnded(
+        agreement_id=agreement.id,
+        version=agreement.version,
+        organization=agreement.organization,
+        ended_on=ended_on.isoformat(),
+        reason=reason,
+        disposition=disposition,
+    )
+    return build_event(
+        CONSENT,
+        "agreement_ended",
+        payload,
+        source=SOURCE,
+        subject=agreement.id,
+        key=agreement.id,
+        event_id=derived_id("agreement_ended", agreement.id),
+    )
+
+
+def data_keys_destroyed(
+    agreement_id: str, district_id: str, *, keys_destroyed: int, reason: str, requested_by: str
+) -> OutgoingEvent:
+    payload = DataKeysDestroyed(
+        district_id=district_id,
+        scope="agreement",
+        subject=agreement_id,
+        reason=reason,
+        keys_destroyed=keys_destroyed,
+        requested_by=Party(organization="homeroom-consent", person=requested_by, role="service"),
+    )
+    return build_event(
+        KEYS,
+        "data_keys_destroyed",
+        payload,
+        source=f"{SOURCE}/{district_id}",
+        subject=agreement_id,
+        district_id=district_id,
+        key=district_id,
+        event_id=derived_id("data_keys_destroyed", agreement_id, district_id),
+        causation_id=derived_id("agreement_ended", agreement_id),
+    )
+
+
+def directory_opt_out(
+    opted_out: bool, *, student_key: str, district_id: str, recorded_by: str, method: str
+) -> OutgoingEvent:
+    if opted_out:
+        return build_event(
+            CONSENT,
+            "directory_opt_out_recorded",
+            DirectoryOptOutRecorded(
+                student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
+            ),
+            source=f"{SOURCE}/{district_id}",
+            subject=student_key,
+            district_id=district_id,
+        )
+    return build_event(
+        CONSENT,
+        "directory_opt_out_rescinded",
+        DirectoryOptOutRescinded(
+            student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
+        ),
+        source=f"{SOURCE}/{district_id}",
+        subject=student_key,
+        district_id=district_id,
+    )
+
+
+def consent_given(
+    *,
+    consent_id: str,
+    student_key: str,
+    district_id: str,
+    recipient: str,
+    elements: list[str],
+    purpose: str | None,
+    recorded_by: str,
+    method: str,
+    valid_until: date | None,
+) -> OutgoingEvent:
+    payload = ConsentGiven(
+        consent_id=consent_id,
+        student_key=student_key,
+        district_id=district_id,
+        recipient=recipient,
+        elements=elements,
+        purpose=purpose or "",
+        recorded_by=recorded_by,
+        method=method,
+        valid_until=_iso(valid_until),
+    )
+    return build_event(
+        CONSENT,
+        "consent_given",
+        payload,
+        source=f"{SOURCE}/{district_id}",
+        subject=student_key,
+        district_id=district_id,
+        event_id=derived_id("consent_given", consent_id),
+    )
+
+
+def consent_withdrawn(
+    *, consent_id: str, student_key: str, district_id: str, recorded_by: str, method: str
+) -> OutgoingEvent:
+    payload = ConsentWithdrawn(
+        consent_id=consent_id, student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
+    )
+    return build_event(
+        CONSENT,
+        "consent_withdrawn",
+        payload,
+        source=f"{SOURCE}/{district_id}",
+        subject=student_key,
+        district_id=district_id,
+        event_id=derived_id("consent_withdrawn", consent_id),
+    )

@@ -1,0 +1,514 @@
+"""SQL of the consent service (tables in migrations/001_registry.sql). No rules here.
+
+Every function takes the connection of the caller's transaction, so the state change
+and its outbox event commit together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from homeroom.storage import Connection
+from services.consent.agreements import Agreement, AgreementStatus, current_status
+from services.consent.decisions import ConsentGrant
+
+
+def _document(agreement: Agreement) -> str:
+    return agreement.model_dump_json()
+
+
+def _agreement(raw: str | dict[str, Any]) -> Agreement:
+    if isinstance(raw, str):
+        return Agreement.model_validate_json(raw)
+    return Agreement.model_validate(raw)
+
+
+# ------------------------------------------------------------------ agreements
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    agreement_id: str
+    status: str
+    latest_version: int
+    districts: list[str]
+    source_digest: str | None
+
+
+async def lock_agreement(conn: Connection, agreement_id: str) -> Head | None:
+    """The agreement's head row, locked until the transaction ends; None if unknown."""
+    row = await conn.fetchrow(
+        "SELECT agreement_id, status, latest_version, districts, source_digest FROM agreements"
+        " WHERE agreement_id = $1 FOR UPDATE",
+        agreement_id,
+    )
+    if row is None:
+        return None
+    return Head(row["agreement_id"], row["status"], row["latest_version"], list(row["districts"]), row["source_digest"])
+
+
+async def history(conn: Connection, agreement_id: str) -> list[Agreement]:
+    rows = await conn.fetch(
+        "SELECT document FROM agreement_versions WHERE agreement_id = $1 ORDER BY version", agreement_id
+    )
+    return [_agreement(r["document"]) for r in rows]
+
+
+async def histories(conn: Connection, agreement_ids: Iterable[str]) -> dict[str, list[Agreement]]:
+    ids = sorted(set(agreement_ids))
+    out: dict[str, list[Agreement]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = await conn.fetch(
+        "SELECT agreement_id, document FROM agreement_versions WHERE agreement_id = ANY($1::text[])"
+        " ORDER BY agreement_id, version",
+        ids,
+    )
+    for r in rows:
+        out[r["agreement_id"]].append(_agreement(r["document"]))
+    return out
+
+
+async def _refresh_head(conn: Connection, agreement_id: str, digest: str | None = None) -> None:
+    versions = await history(conn, agreement_id)
+    latest = versions[-1]
+    districts = sorted({d for v in versions for d in v.terms.districts})
+    await conn.execute(
+        """UPDATE agreements SET status = $2, latest_version = $3, districts = $4, organization = $5, category = $6,
+               source_digest = COALESCE($7, source_digest), updated_at = now()
+           WHERE agreement_id = $1""",
+        agreement_id,
+        current_status(versions).value,
+        latest.version,
+        districts,
+        latest.organization,
+        latest.category.value,
+        digest,
+    )
+
+
+async def insert_agreement(conn: Connection, agreement: Agreement, *, digest: str | None = None) -> None:
+    await conn.execute(
+        """INSERT INTO agreements (agreement_id, organization, category, status, latest_version, districts, source,
+               source_digest)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        agreement.id,
+        agreement.organization,
+        agreement.category.value,
+        agreement.status.value,
+        agreement.version,
+        sorted(agreement.terms.districts),
+        agreement.source,
+        digest,
+    )
+    await insert_version(conn, agreement)
+
+
+async def insert_version(conn: Connection, agreement: Agreement, *, digest: str | None = None) -> None:
+    await conn.execute(
+        """INSERT INTO agreement_versions (agreement_id, version, status, document, recorded_by, recorded_at)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6)""",
+        agreement.id,
+        agreement.version,
+        agreement.status.value,
+        _document(agreement),
+        agreement.recorded_by,
+        agreement.recorded_at,
+    )
+    await _refresh_head(conn, agreement.id, digest)
+
+
+async def replace_version(conn: Connection, agreement: Agreement, *, digest: str | None = None) -> None:
+    """Overwrite one version: a draft's terms while it is a proposal, or a version's status."""
+    await conn.execute(
+        "UPDATE agreement_versions SET status = $3, document = $4::jsonb WHERE agreement_id = $1 AND version = $2",
+        agreement.id,
+        agreement.version,
+        agreement.status.value,
+        _document(agreement),
+    )
+    await _refresh_head(conn, agreement.id, digest)
+
+
+async def add_history(
+    conn: Connection, agreement_id: str, version: int, change: str, actor: str, detail: dict[str, Any] | None = None
+) -> None:
+    await conn.execute(
+        "INSERT INTO agreement_history (agreement_id, version, change, actor, detail)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb)",
+        agreement_id,
+        version,
+        change,
+        actor,
+        json.dumps(detail or {}),
+    )
+
+
+async def change_log(conn: Connection, agreement_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT version, change, actor, detail, at FROM agreement_history WHERE agreement_id = $1 ORDER BY id",
+        agreement_id,
+    )
+    return [
+        {
+            "version": r["version"],
+            "change": r["change"],
+            "actor": r["actor"],
+            "detail": json.loads(r["detail"]),
+            "at": r["at"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def list_agreement_ids(
+    conn: Connection, *, district: str | None = None, status: str | None = None, limit: int = 500, offset: int = 0
+) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT agreement_id FROM agreements
+           WHERE ($1::text IS NULL OR $1 = ANY(districts)) AND ($2::text IS NULL OR status = $2)
+           ORDER BY organization, agreement_id LIMIT $3 OFFSET $4""",
+        district,
+        status,
+        limit,
+        offset,
+    )
+    return [r["agreement_id"] for r in rows]
+
+
+async def ids_with_status(conn: Connection, statuses: Sequence[AgreementStatus]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT agreement_id FROM agreements WHERE status = ANY($1::text[]) ORDER BY agreement_id",
+        [s.value for s in statuses],
+    )
+    return [r["agreement_id"] for r in rows]
+
+
+# ------------------------------------------------------------------------ ends
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecord:
+    agreement_id: str
+    version: int
+    reason: str
+    disposition: str
+    ended_on: date
+    ended_by: str
+    ended_at: datetime
+    districts: list[str]
+    keys_destroyed: int | None
+    keys_destroyed_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "reason": self.reason,
+            "disposition": self.disposition,
+            "ended_on": self.ended_on.isoformat(),
+            "ended_by": self.ended_by,
+            "ended_at": self.ended_at.isoformat(),
+            "districts": self.districts,
+            "keys_destroyed": self.keys_destroyed,
+            "keys_destroyed_at": self.keys_destroyed_at.isoformat() if self.keys_destroyed_at else None,
+        }
+
+
+def _end(row: asyncpg.Record) -> EndRecord:
+    return EndRecord(
+        row["agreement_id"],
+        row["version"],
+        row["reason"],
+        row["disposition"],
+        row["ended_on"],
+        row["ended_by"],
+        row["ended_at"],
+        list(row["districts"]),
+        row["keys_destroyed"],
+        row["keys_destroyed_at"],
+    )
+
+
+async def insert_end(
+    conn: Connection,
+    *,
+    agreement_id: str,
+    version: int,
+    reason: str,
+    disposition: str,
+    ended_on: date,
+    ended_by: str,
+    districts: Sequence[str],
+) -> None:
+    await conn.execute(
+        """INSERT INTO agreement_ends (agreement_id, version, reason, disposition, ended_on, ended_by, districts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        agreement_id,
+        version,
+        reason,
+        disposition,
+        ended_on,
+        ended_by,
+        list(districts),
+    )
+
+
+async def get_end(conn: Connection, agreement_id: str) -> EndRecord | None:
+    row = await conn.fetchrow("SELECT * FROM agreement_ends WHERE agreement_id = $1", agreement_id)
+    return _end(row) if row is not None else None
+
+
+async def ends(conn: Connection, agreement_ids: Iterable[str]) -> dict[str, EndRecord]:
+    rows = await conn.fetch("SELECT * FROM agreement_ends WHERE agreement_id = ANY($1::text[])", list(agreement_ids))
+    return {r["agreement_id"]: _end(r) for r in rows}
+
+
+async def pending_destructions(conn: Connection) -> list[str]:
+    rows = await conn.fetch("SELECT agreement_id FROM agreement_ends WHERE keys_destroyed_at IS NULL ORDER BY ended_at")
+    return [r["agreement_id"] for r in rows]
+
+
+async def lock_pending_destruction(conn: Connection, agreement_id: str) -> EndRecord | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM agreement_ends WHERE agreement_id = $1 AND keys_destroyed_at IS NULL FOR UPDATE",
+        agreement_id,
+    )
+    return _end(row) if row is not None else None
+
+
+async def mark_destroyed(conn: Connection, agreement_id: str, keys_destroyed: int) -> None:
+    await conn.execute(
+        "UPDATE agreement_ends SET keys_destroyed = $2, keys_destroyed_at = now() WHERE agreement_id = $1",
+        agreement_id,
+        keys_destroyed,
+    )
+
+
+# ------------------------------------------------------------- parents' choices
+
+
+async def directory_opt_out(conn: Connection, student_key: str, district_id: str) -> bool:
+    value = await conn.fetchval(
+        "SELECT opted_out FROM directory_opt_outs WHERE student_key = $1 AND district_id = $2", student_key, district_id
+    )
+    return bool(value)
+
+
+async def set_directory_opt_out(
+    conn: Connection,
+    *,
+    student_key: str,
+    district_id: str,
+    opted_out: bool,
+    recorded_by: str,
+    method: str,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO directory_opt_outs (student_key, district_id, opted_out, recorded_by, method, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (student_key, district_id) DO UPDATE SET opted_out = EXCLUDED.opted_out,
+               recorded_by = EXCLUDED.recorded_by, method = EXCLUDED.method, recorded_at = EXCLUDED.recorded_at""",
+        student_key,
+        district_id,
+        opted_out,
+        recorded_by,
+        method,
+        at,
+    )
+
+
+async def add_choice(
+    conn: Connection,
+    *,
+    student_key: str,
+    district_id: str,
+    kind: str,
+    recorded_by: str,
+    method: str,
+    at: datetime,
+    consent_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO parental_choices (student_key, district_id, kind, consent_id, recorded_by, method, at, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)""",
+        student_key,
+        district_id,
+        kind,
+        consent_id,
+        recorded_by,
+        method,
+        at,
+        json.dumps(detail or {}),
+    )
+
+
+async def choices(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT district_id, kind, consent_id, recorded_by, method, at, detail FROM parental_choices
+           WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2) ORDER BY id""",
+        student_key,
+        district_id,
+    )
+    return [
+        {
+            "district_id": r["district_id"],
+            "kind": r["kind"],
+            "consent_id": str(r["consent_id"]) if r["consent_id"] else None,
+            "recorded_by": r["recorded_by"],
+            "method": r["method"],
+            "at": r["at"].isoformat(),
+            "detail": json.loads(r["detail"]),
+        }
+        for r in rows
+    ]
+
+
+async def insert_consent(
+    conn: Connection,
+    *,
+    consent_id: str,
+    student_key: str,
+    district_id: str,
+    recipient: str,
+    elements: Sequence[str],
+    purpose: str | None,
+    valid_until: date | None,
+    recorded_by: str,
+    method: str,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO written_consents (consent_id, student_key, district_id, recipient, elements, purpose,
+               valid_until, recorded_by, method, given_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        consent_id,
+        student_key,
+        district_id,
+        recipient,
+        list(elements),
+        purpose,
+        valid_until,
+        recorded_by,
+        method,
+        at,
+    )
+
+
+async def lock_consent(conn: Connection, consent_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM written_consents WHERE consent_id = $1 FOR UPDATE", consent_id
+    )
+    return row
+
+
+async def withdraw_consent(conn: Connection, consent_id: str, *, recorded_by: str, method: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE written_consents SET withdrawn_at = $2, withdrawn_by = $3, withdrawn_method = $4 WHERE consent_id = $1",
+        consent_id,
+        at,
+        recorded_by,
+        method,
+    )
+
+
+async def consents(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM written_consents WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2)
+           ORDER BY given_at""",
+        student_key,
+        district_id,
+    )
+    return [
+        {
+            "consent_id": str(r["consent_id"]),
+            "district_id": r["district_id"],
+            "recipient": r["recipient"],
+            "elements": list(r["elements"]),
+            "purpose": r["purpose"],
+            "valid_until": r["valid_until"].isoformat() if r["valid_until"] else None,
+            "recorded_by": r["recorded_by"],
+            "method": r["method"],
+            "given_at": r["given_at"].isoformat(),
+            "withdrawn_at": r["withdrawn_at"].isoformat() if r["withdrawn_at"] else None,
+            "withdrawn_by": r["withdrawn_by"],
+            "withdrawn_method": r["withdrawn_method"],
+        }
+        for r in rows
+    ]
+
+
+async def opt_out_states(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (student key, district) pairs are opted out of directory information."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return set()
+    rows = await conn.fetch(
+        """SELECT o.student_key, o.district_id FROM directory_opt_outs o
+           JOIN unnest($1::text[], $2::text[]) AS w(student_key, district_id)
+             ON o.student_key = w.student_key AND o.district_id = w.district_id
+           WHERE o.opted_out""",
+        [p[0] for p in wanted],
+        [p[1] for p in wanted],
+    )
+    return {(r["student_key"], r["district_id"]) for r in rows}
+
+
+async def live_consents(
+    conn: Connection, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[ConsentGrant]]:
+    """Written consents not withdrawn, by (student key, district)."""
+    wanted = sorted(set(pairs))
+    out: dict[tuple[str, str], list[ConsentGrant]] = {}
+    if not wanted:
+        return out
+    rows = await conn.fetch(
+        """SELECT c.* FROM written_consents c
+           JOIN unnest($1::text[], $2::text[]) AS w(student_key, district_id)
+             ON c.student_key = w.student_key AND c.district_id = w.district_id
+           WHERE c.withdrawn_at IS NULL""",
+        [p[0] for p in wanted],
+        [p[1] for p in wanted],
+    )
+    for r in rows:
+        out.setdefault((r["student_key"], r["district_id"]), []).append(
+            ConsentGrant(
+                consent_id=str(r["consent_id"]),
+                recipient=r["recipient"],
+                elements=frozenset(r["elements"]),
+                purpose=r["purpose"],
+                valid_until=r["valid_until"],
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------- decisions
+
+
+async def log_decisions(conn: Connection, rows: Sequence[tuple[str, str, str, bool, str | None]]) -> None:
+    """(decision_id, request json, answer json, allow, agreement_id) for each decision."""
+    await conn.executemany(
+        "INSERT INTO decisions (decision_id, request, answer, allow, agreement_id)"
+        " VALUES ($1, $2::jsonb, $3::jsonb, $4, $5)",
+        rows,
+    )
+
+
+async def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM decisions WHERE decision_id = $1", decision_id)
+    if row is None:
+        return None
+    return {
+        "decision_id": str(row["decision_id"]),
+        "request": json.loads(row["request"]),
+        "answer": json.loads(row["answer"]),
+        "decided_at": row["decided_at"].isoformat(),
+    }
