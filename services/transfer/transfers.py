@@ -220,6 +220,8 @@ def next_action(case: CaseView, now: datetime, retry: RetryPolicy, deadlines: De
         if now < deadlines.acknowledge_due(case.delivered_at):
             return Action.WAIT, ""
         if case.resends < deadlines.resends:
+            if retry.exhausted(case.attempt):
+                return Action.ESCALATE, "retries_exhausted"
             return Action.RESEND, "acknowledgement_overdue"
         return Action.ESCALATE, "acknowledgement_deadline_passed"
     if now >= deadlines.delivery_due(case.opened_at):

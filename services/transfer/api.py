@@ -1,0 +1,204 @@
+"""HTTP API of the transfer service.
+
+Who sees what: district staff see the cases into and out of their own district; school
+staff the cases into their own schools; a parent the cases of their own children;
+compliance every case. A case the caller may not see answers 404, as if it did not
+exist. Only the receiving district (its district staff, or staff of the receiving school)
+acknowledges or rejects a delivered record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from homeroom import outbox
+from homeroom.auth import Forbidden, Principal, Role, require_roles
+from homeroom.problems import FieldError, Problem, problem_type
+from homeroom.service import PoolDep
+from services.transfer import events, store
+from services.transfer.metrics import REFUSALS, TRANSITIONS
+from services.transfer.store import Case
+from services.transfer.transfers import REJECT_REASONS, State, can_move, visible_to_district
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+Reader = Annotated[
+    Principal,
+    Depends(require_roles(Role.DISTRICT_STAFF, Role.SCHOOL_STAFF, Role.PARENT, Role.COMPLIANCE)),
+]
+Receiver = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.SCHOOL_STAFF))]
+
+StateName = Literal[
+    "requested",
+    "decided",
+    "packaged",
+    "delivered",
+    "acknowledged",
+    "rejected",
+    "refused",
+    "failed",
+    "escalated",
+    "held",
+]
+
+
+def can_see(principal: Principal, case: Case) -> bool:
+    if principal.role is Role.COMPLIANCE:
+        return True
+    if principal.role is Role.PARENT:
+        return principal.is_parent_of(case.student_key)
+    if principal.role is Role.DISTRICT_STAFF and principal.district_id is not None:
+        return visible_to_district(principal.district_id, case.from_district_id, case.to_district_id)
+    if principal.role is Role.SCHOOL_STAFF:
+        return principal.can_act_for_school(case.to_district_id, case.to_school_id)
+    return False
+
+
+def _not_found(case_id: str) -> Problem:
+    return Problem(
+        404,
+        "Transfer case not found",
+        f"no transfer case {case_id!r} that you may see",
+        type=problem_type("transfer.not_found"),
+    )
+
+
+async def _visible(pool: PoolDep, principal: Principal, case_id: str) -> Case:
+    case = await store.get_case(pool, case_id)
+    if case is None or not can_see(principal, case):
+        raise _not_found(case_id)
+    return case
+
+
+@router.get("", summary="List transfer cases you may see")
+async def list_transfers(
+    pool: PoolDep,
+    principal: Reader,
+    state: Annotated[StateName | None, Query(description="only cases in this state")] = None,
+    direction: Annotated[
+        Literal["inbound", "outbound", "all"], Query(description="district staff: into or out of your district")
+    ] = "all",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    wanted = State(state) if state is not None else None
+    inbound: str | None = None
+    outbound: str | None = None
+    keys: list[str] | None = None
+    if principal.role is Role.COMPLIANCE:
+        pass
+    elif principal.role is Role.PARENT:
+        keys = sorted(principal.student_keys)
+    else:
+        district = principal.district_id
+        assert district is not None
+        if principal.role is Role.SCHOOL_STAFF and direction == "outbound":
+            raise Forbidden("school staff see the transfers into their own schools; outbound needs district staff")
+        inbound = district if direction in ("inbound", "all") else None
+        outbound = district if direction in ("outbound", "all") and principal.role is Role.DISTRICT_STAFF else None
+    if principal.role is Role.COMPLIANCE and direction != "all":
+        raise Problem.validation(
+            [FieldError("query.direction", "direction.needs_district", "direction needs a district to be relative to")]
+        )
+    cases = await store.list_cases(
+        pool, districts_in=inbound, districts_out=outbound, student_keys=keys, state=wanted, limit=limit * 2
+    )
+    visible = [c for c in cases if can_see(principal, c)][:limit]
+    return {"transfers": [c.public() for c in visible], "count": len(visible)}
+
+
+@router.get("/{case_id}", summary="One transfer case with its history")
+async def get_transfer(case_id: str, pool: PoolDep, principal: Reader) -> dict[str, Any]:
+    case = await _visible(pool, principal, case_id)
+    return case.public() | {"history": await store.history(pool, case_id)}
+
+
+class AcknowledgeBody(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+class RejectBody(BaseModel):
+    reason_code: str = Field(description="one of: " + ", ".join(REJECT_REASONS))
+    note: str = Field(default="", max_length=500)
+
+
+async def _answer(
+    pool: PoolDep, principal: Principal, case_id: str, target: State, reason: str, note: str
+) -> dict[str, Any]:
+    case = await _visible(pool, principal, case_id)
+    if not principal.can_act_for_school(case.to_district_id, case.to_school_id):
+        raise Forbidden(f"only staff of the receiving district {case.to_district_id!r} may answer this transfer")
+    change = "transfer_acknowledged" if target is State.ACKNOWLEDGED else "transfer_rejected"
+    step_name = target.value
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT state, delivered_at FROM transfer_cases WHERE case_id = $1 FOR UPDATE", case_id
+        )
+        assert row is not None
+        current = State(row["state"])
+        if current is target:  # answered before: answering the same way again changes nothing
+            moved = await store.get_case(conn, case_id)
+            assert moved is not None
+            return moved.public() | {"history": await store.history(conn, case_id)}
+        if not can_move(current, target) or row["delivered_at"] is None:
+            raise Problem(
+                409,
+                "Transfer cannot be answered now",
+                f"the case is {current.value}; only a delivered record can be acknowledged or rejected",
+                type=problem_type("transfer.state_conflict"),
+                extensions={"state": current.value},
+            )
+        moved = await store.move(
+            conn,
+            case_id,
+            current,
+            target,
+            reason=reason,
+            closed_at=datetime.now(UTC),
+            package_sealed=None,
+            lease_until=None,
+        )
+        assert moved is not None
+        event = events.step(moved, change, step_name, reason=reason)
+        await store.add_history(
+            conn,
+            case_id,
+            step_name,
+            target,
+            reason=reason,
+            detail={"by": principal.subject, "role": principal.role.value, "note": note},
+            event_id=event.event_id,
+        )
+        await outbox.add(conn, event)
+        history = await store.history(conn, case_id)
+    TRANSITIONS.labels(target.value).inc()
+    if target is State.REJECTED:
+        REFUSALS.labels(reason).inc()
+    return moved.public() | {"history": history}
+
+
+@router.post("/{case_id}/acknowledge", summary="The receiving district confirms it has the record")
+async def acknowledge(
+    case_id: str, pool: PoolDep, principal: Receiver, body: AcknowledgeBody | None = None
+) -> dict[str, Any]:
+    return await _answer(pool, principal, case_id, State.ACKNOWLEDGED, "", body.note if body else "")
+
+
+@router.post("/{case_id}/reject", summary="The receiving district refuses the record, with a reason code")
+async def reject(case_id: str, pool: PoolDep, principal: Receiver, body: RejectBody) -> dict[str, Any]:
+    if body.reason_code not in REJECT_REASONS:
+        raise Problem.validation(
+            [
+                FieldError(
+                    "/reason_code",
+                    "reason_code.unknown",
+                    f"reason_code must be one of {', '.join(REJECT_REASONS)}",
+                )
+            ]
+        )
+    if body.reason_code == "other" and not body.note.strip():
+        raise Problem.validation([FieldError("/note", "note.required", "reason_code 'other' needs a note saying why")])
+    return await _answer(pool, principal, case_id, State.REJECTED, body.reason_code, body.note)
