@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
@@ -12,3 +14,22 @@ class AuditSettings(ServiceSettings):
 
     service_name: str = "audit"
     port: int = 8005
+    # The Ed25519 key that signs tree heads and entry receipts (PKCS#8 PEM, mode 0600).
+    # Default: <secrets_dir>/audit-log.key, created on first start outside production.
+    signing_key_file: Path | None = None
+    head_interval_s: float = 10.0  # sign a head this often when the log has grown
+    head_max_age_s: float = 3600.0  # and at least this often even when it has not
+    # Every write runs `SET LOCAL ROLE` to this role (SELECT and INSERT only on the log's
+    # tables); empty to write as the connecting role.
+    writer_role: str = "homeroom_audit_writer"
+    page_size_max: int = 1000
+    export_batch: int = 2000
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.secrets_dir / "audit-log.key"
+
+    def require_production_secrets(self) -> None:
+        super().require_production_secrets()
+        if self.environment == "production" and self.signing_key_file is None:
+            raise ValueError("production start refused: set HOMEROOM_AUDIT_SIGNING_KEY_FILE (the log's signing key)")

@@ -1,0 +1,225 @@
+"""What one log entry says, and the exact bytes its leaf hash covers (pure: no I/O).
+
+An entry is a FERPA 99.32 record of one event: when, who asked and who received, which
+student (pseudonymous key), which data elements (names, never values), why (purpose),
+under which legal basis and agreement, which policy decision allowed it, and whom the
+recipient may pass it on to. Its leaf is ``leaf_hash(canonical_bytes(entry))``: compact
+JSON with sorted keys, so the same entry always gives the same bytes, and an export
+line's ``entry`` object re-encodes to exactly the bytes that were hashed and signed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from homeroom.catalogue import CATALOGUE, LegalBasis
+
+ENTRY_VERSION = 1
+STUDENT_KEY = re.compile(r"^stu_[a-z2-7]{32}$")
+MAX_TEXT = 256  # codes, ids and names: anything longer is not what an entry holds
+# Disclosures FERPA 99.32(d) exempts from the record: to the parent, to school officials.
+EXEMPT_BASES = frozenset({LegalBasis.PARENT.value, LegalBasis.SCHOOL_OFFICIAL.value})
+
+DetailValue = str | int | bool | list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    organization: str = ""
+    client_id: str = ""
+    person: str = ""
+    role: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "organization": self.organization,
+            "client_id": self.client_id,
+            "person": self.person,
+            "role": self.role,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry before the log gives it a place (sequence number) and a time."""
+
+    event_id: str
+    topic: str
+    kind: str
+    occurred_at: datetime
+    requester: Party = field(default_factory=Party)
+    recipient: Party = field(default_factory=Party)
+    student_key: str = ""
+    district_id: str = ""
+    elements: tuple[str, ...] = ()
+    purpose: str = ""
+    legal_basis: str = ""
+    agreement_id: str = ""
+    decision_id: str = ""
+    policy_version: str = ""
+    redisclosure_parties: tuple[str, ...] = ()
+    channel: str = ""
+    record_required: bool = True
+    details: Mapping[str, DetailValue] = field(default_factory=dict)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, microseconds, 'Z': the one spelling of a time in an entry."""
+    if moment.tzinfo is None:
+        raise ValueError("entry times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_object(seq: int, recorded_at_ms: int, draft: EntryDraft) -> dict[str, Any]:
+    """The entry as the JSON object that is hashed (and exported)."""
+    return {
+        "v": ENTRY_VERSION,
+        "seq": seq,
+        "recorded_at_ms": recorded_at_ms,
+        "event_id": draft.event_id,
+        "topic": draft.topic,
+        "kind": draft.kind,
+        "occurred_at": format_time(draft.occurred_at),
+        "requester": draft.requester.to_dict(),
+        "recipient": draft.recipient.to_dict(),
+        "student_key": draft.student_key,
+        "district_id": draft.district_id,
+        "elements": list(draft.elements),
+        "purpose": draft.purpose,
+        "legal_basis": draft.legal_basis,
+        "agreement_id": draft.agreement_id,
+        "decision_id": draft.decision_id,
+        "policy_version": draft.policy_version,
+        "redisclosure_parties": list(draft.redisclosure_parties),
+        "channel": draft.channel,
+        "record_required": draft.record_required,
+        "details": dict(draft.details),
+    }
+
+
+def canonical_json(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def canonical_bytes(seq: int, recorded_at_ms: int, draft: EntryDraft) -> bytes:
+    return canonical_json(entry_object(seq, recorded_at_ms, draft))
+
+
+def draft_from_row(row: Any) -> EntryDraft:
+    """Rebuild the draft from a stored row (a mapping by column): what the row says *now*, tampered or not."""
+
+    def party(prefix: str) -> Party:
+        return Party(row[f"{prefix}_org"], row[f"{prefix}_client"], row[f"{prefix}_person"], row[f"{prefix}_role"])
+
+    details = row["details"]
+    if isinstance(details, str):
+        details = json.loads(details)
+    return EntryDraft(
+        event_id=row["event_id"],
+        topic=row["topic"],
+        kind=row["kind"],
+        occurred_at=row["occurred_at"],
+        requester=party("requester"),
+        recipient=party("recipient"),
+        student_key=row["student_key"],
+        district_id=row["district_id"],
+        elements=tuple(row["elements"]),
+        purpose=row["purpose"],
+        legal_basis=row["legal_basis"],
+        agreement_id=row["agreement_id"],
+        decision_id=row["decision_id"],
+        policy_version=row["policy_version"],
+        redisclosure_parties=tuple(row["redisclosure_parties"]),
+        channel=row["channel"],
+        record_required=row["record_required"],
+        details=details,
+    )
+
+
+# --- checks: an entry holds names and codes, never a value -------------------------------
+
+
+class EntryProblem(ValueError):
+    def __init__(self, rule: str, message: str, field: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.field = field
+
+
+def check(draft: EntryDraft) -> None:
+    """Refuse a draft that could carry a value instead of a name; raises EntryProblem."""
+    texts: list[tuple[str, str]] = [
+        ("event_id", draft.event_id),
+        ("student_key", draft.student_key),
+        ("district_id", draft.district_id),
+        ("purpose", draft.purpose),
+        ("legal_basis", draft.legal_basis),
+        ("agreement_id", draft.agreement_id),
+        ("decision_id", draft.decision_id),
+        ("policy_version", draft.policy_version),
+        ("channel", draft.channel),
+    ]
+    for prefix, p in (("requester", draft.requester), ("recipient", draft.recipient)):
+        texts += [(f"{prefix}.{k}", v) for k, v in p.to_dict().items()]
+    texts += [(f"redisclosure_parties/{i}", v) for i, v in enumerate(draft.redisclosure_parties)]
+    for name, value in draft.details.items():
+        values = value if isinstance(value, list) else [value]
+        texts += [(f"details.{name}", v) for v in values if isinstance(v, str)]
+    for name, value in texts:
+        if len(value) > MAX_TEXT:
+            raise EntryProblem("entry.text_too_long", f"{name} is longer than {MAX_TEXT} characters", name)
+        if any(ord(c) < 0x20 for c in value):
+            raise EntryProblem("entry.control_character", f"{name} contains a control character", name)
+    if draft.student_key and not STUDENT_KEY.match(draft.student_key):
+        raise EntryProblem(
+            "entry.student_key",
+            "student_key is not a pseudonymous key (stu_ + 32 base32 characters); raw ids never enter the log",
+            "student_key",
+        )
+    for i, element in enumerate(draft.elements):
+        if element not in CATALOGUE:
+            raise EntryProblem(
+                "entry.element_unknown",
+                f"elements/{i} is not a catalogue element name (values never enter the log)",
+                f"elements/{i}",
+            )
+
+
+# --- plain language for parents -----------------------------------------------------------
+
+
+def element_names(elements: tuple[str, ...] | list[str]) -> list[str]:
+    return [CATALOGUE[e].name if e in CATALOGUE else e for e in elements]
+
+
+def _join(words: list[str]) -> str:
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def describe_disclosure(draft: EntryDraft) -> str:
+    """One sentence a parent can read: to whom, what, when, why, under which agreement."""
+    when = draft.occurred_at.astimezone(UTC).strftime("%-d %B %Y at %H:%M UTC")
+    who = draft.recipient.organization or "an unnamed recipient"
+    if draft.recipient.role:
+        who += f" ({draft.recipient.role.replace('_', ' ')})"
+    what = _join([n.lower() if i else n for i, n in enumerate(element_names(draft.elements))]) or "no data elements"
+    sentence = f"On {when}, {who} received your child's {what}"
+    if draft.purpose:
+        sentence += f" for the purpose of {draft.purpose.replace('_', ' ')}"
+    if draft.agreement_id:
+        sentence += f", under agreement {draft.agreement_id}"
+    if draft.legal_basis:
+        sentence += f". Legal basis: {draft.legal_basis}"
+    sentence += "."
+    if not draft.record_required or draft.legal_basis in EXEMPT_BASES:
+        sentence += " FERPA 99.32(d) does not require a record of this disclosure; it is shown for completeness."
+    return sentence

@@ -1,0 +1,299 @@
+"""The log in PostgreSQL: appends, tree heads, proofs, searches and the export stream.
+
+Appends are serialised by one transaction-scoped advisory lock, so sequence numbers are
+gapless (a rolled-back append leaves no hole: nobody else took its number) and the tree
+grows one leaf at a time exactly as ``merkle.MerkleLog.append`` grows it: the new leaf
+plus, for each trailing 1-bit of the old size, the perfect subtree it completes. The
+right edge of the tree is read from ``tree_nodes`` on each append (at most 64 rows by
+primary key) rather than cached, so a rolled-back transaction can never leave a cache
+ahead of the database.
+
+Proofs and roots read O(log n) stored nodes and fold them with ``merkle.fold``, the same
+recipe ``MerkleLog`` follows over its in-memory store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from homeroom.storage import Connection
+from services.audit.entries import EntryDraft, canonical_bytes, draft_from_row
+from services.audit.merkle import (
+    EMPTY_ROOT,
+    NodeId,
+    consistency_ranges,
+    fold,
+    inclusion_ranges,
+    leaf_hash,
+    node_hash,
+    range_nodes,
+)
+from services.audit.signing import EntryReceipt, LogSigner, SignedTreeHead, TreeHead
+
+APPEND_LOCK = "homeroom.audit.append"
+_ENTRY_COLUMNS = """seq, event_id, topic, kind, occurred_at, recorded_at_ms,
+    requester_org, requester_client, requester_person, requester_role,
+    recipient_org, recipient_client, recipient_person, recipient_role,
+    student_key, district_id, elements, purpose, legal_basis, agreement_id, decision_id, policy_version,
+    redisclosure_parties, channel, record_required, details, leaf_hash, receipt_signature, key_id"""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    seq: int
+    leaf_hash: bytes
+    receipt: EntryReceipt
+
+
+async def act_as_writer(conn: Connection, role: str) -> None:
+    """Drop to the writer role for the rest of this transaction (SELECT and INSERT only)."""
+    if role:
+        await conn.execute(f'SET LOCAL ROLE "{role}"')
+
+
+async def tree_size(conn: Connection | asyncpg.Pool) -> int:
+    size: int = await conn.fetchval("SELECT coalesce(max(idx) + 1, 0) FROM tree_nodes WHERE level = 0")
+    return size
+
+
+async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT n.level, n.idx, n.hash FROM tree_nodes n
+           JOIN unnest($1::smallint[], $2::bigint[]) AS want(level, idx) USING (level, idx)""",
+        [level for level, _ in ids],
+        [index for _, index in ids],
+    )
+    found = {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise LookupError(f"tree nodes missing from the store: {missing[:5]}")
+    return found
+
+
+async def append(conn: Connection, draft: EntryDraft, signer: LogSigner, now_ms: int) -> Appended | None:
+    """Append ``draft`` in the caller's transaction; None if its event is already in the log."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+    if await conn.fetchval("SELECT 1 FROM entries WHERE event_id = $1", draft.event_id):
+        return None
+    size = await tree_size(conn)
+    edge_ids = range_nodes(0, size) if size else []
+    stored = await _nodes(conn, edge_ids)
+    edge = [stored[i] for i in edge_ids]
+    leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
+    receipt = signer.sign_receipt(size, leaf, now_ms)
+    # As MerkleLog.append: each trailing 1-bit of the old size closes a perfect subtree.
+    new_nodes: list[tuple[int, int, bytes]] = [(0, size, leaf)]
+    h, level, i, keep = leaf, 0, size, len(edge)
+    while i & 1:
+        keep -= 1
+        h = node_hash(edge[keep], h)
+        level += 1
+        i >>= 1
+        new_nodes.append((level, i, h))
+    r, q = draft.requester, draft.recipient
+    await conn.execute(
+        f"""INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+            $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)""",  # noqa: S608 (constant)
+        size,
+        draft.event_id,
+        draft.topic,
+        draft.kind,
+        draft.occurred_at,
+        now_ms,
+        r.organization,
+        r.client_id,
+        r.person,
+        r.role,
+        q.organization,
+        q.client_id,
+        q.person,
+        q.role,
+        draft.student_key,
+        draft.district_id,
+        list(draft.elements),
+        draft.purpose,
+        draft.legal_basis,
+        draft.agreement_id,
+        draft.decision_id,
+        draft.policy_version,
+        list(draft.redisclosure_parties),
+        draft.channel,
+        draft.record_required,
+        json.dumps(dict(draft.details)),
+        leaf,
+        receipt.signature,
+        receipt.key_id,
+    )
+    await conn.execute(
+        "INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+        [n[0] for n in new_nodes],
+        [n[1] for n in new_nodes],
+        [n[2] for n in new_nodes],
+    )
+    return Appended(size, leaf, receipt)
+
+
+# --- roots, proofs and heads --------------------------------------------------------------
+
+
+async def _range_hashes(conn: Connection | asyncpg.Pool, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    pieces = [range_nodes(a, b) for a, b in ranges]
+    stored = await _nodes(conn, sorted({n for p in pieces for n in p}))
+    return [fold([stored[n] for n in p]) for p in pieces]
+
+
+async def root(conn: Connection | asyncpg.Pool, size: int) -> bytes:
+    if size == 0:
+        return EMPTY_ROOT
+    return (await _range_hashes(conn, [(0, size)]))[0]
+
+
+async def inclusion_proof(conn: Connection | asyncpg.Pool, index: int, size: int) -> list[bytes]:
+    return await _range_hashes(conn, inclusion_ranges(index, size))
+
+
+async def consistency_proof(conn: Connection | asyncpg.Pool, first: int, second: int) -> list[bytes]:
+    return await _range_hashes(conn, consistency_ranges(first, second))
+
+
+async def sign_head(conn: Connection, signer: LogSigner, now_ms: int) -> SignedTreeHead:
+    """Sign the tree as it is now, in the caller's transaction (taken under the append lock,
+    so a head's time order agrees with its size order)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+    last = await latest_head(conn)
+    if last is not None:
+        now_ms = max(now_ms, last.head.timestamp_ms)
+    size = await tree_size(conn)
+    signed = signer.sign_head(TreeHead(size, await root(conn, size), now_ms))
+    await conn.execute(
+        "INSERT INTO tree_heads (size, root, timestamp_ms, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
+        signed.head.size,
+        signed.head.root,
+        signed.head.timestamp_ms,
+        signed.key_id,
+        signed.signature,
+    )
+    return signed
+
+
+def _head(row: asyncpg.Record) -> SignedTreeHead:
+    return SignedTreeHead(
+        TreeHead(row["size"], bytes(row["root"]), row["timestamp_ms"]), row["key_id"], bytes(row["signature"])
+    )
+
+
+async def latest_head(conn: Connection | asyncpg.Pool) -> SignedTreeHead | None:
+    row = await conn.fetchrow(
+        """SELECT size, root, timestamp_ms, key_id, signature FROM tree_heads
+           ORDER BY timestamp_ms DESC, size DESC, id DESC LIMIT 1"""
+    )
+    return None if row is None else _head(row)
+
+
+async def heads(conn: Connection | asyncpg.Pool) -> list[SignedTreeHead]:
+    rows = await conn.fetch("SELECT size, root, timestamp_ms, key_id, signature FROM tree_heads ORDER BY id")
+    return [_head(r) for r in rows]
+
+
+# --- reading entries ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    seq: int
+    recorded_at_ms: int
+    draft: EntryDraft
+    leaf_hash: bytes
+    receipt: EntryReceipt
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self.seq, self.recorded_at_ms, self.draft)
+
+
+def _entry(row: asyncpg.Record) -> StoredEntry:
+    leaf = bytes(row["leaf_hash"])
+    receipt = EntryReceipt(row["seq"], leaf, row["recorded_at_ms"], row["key_id"], bytes(row["receipt_signature"]))
+    return StoredEntry(row["seq"], row["recorded_at_ms"], draft_from_row(row), leaf, receipt)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    student_key: str | None = None
+    district_id: str | None = None
+    recipient: str | None = None
+    agreement_id: str | None = None
+    legal_basis: str | None = None
+    purpose: str | None = None
+    element: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None  # keyset cursor: entries with seq above this
+
+
+def _where(f: EntryFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.replace("?", f"${len(args)}"))
+
+    for column, value in (
+        ("student_key", f.student_key),
+        ("district_id", f.district_id),
+        ("recipient_org", f.recipient),
+        ("agreement_id", f.agreement_id),
+        ("legal_basis", f.legal_basis),
+        ("purpose", f.purpose),
+        ("kind", f.kind),
+    ):
+        if value is not None:
+            add(f"{column} = ?", value)
+    if f.element is not None:
+        add("elements @> ARRAY[?]::text[]", f.element)
+    if f.since is not None:
+        add("occurred_at >= ?", f.since)
+    if f.until is not None:
+        add("occurred_at < ?", f.until)
+    if f.after is not None:
+        add("seq > ?", f.after)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def search(conn: Connection | asyncpg.Pool, f: EntryFilter, limit: int) -> list[StoredEntry]:
+    where, args = _where(f)
+    rows = await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries{where} ORDER BY seq LIMIT ${len(args) + 1}",  # noqa: S608 (placeholders only)
+        *args,
+        limit,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def get_entry(conn: Connection | asyncpg.Pool, seq: int) -> StoredEntry | None:
+    row = await conn.fetchrow(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq = $1", seq)  # noqa: S608
+    return None if row is None else _entry(row)
+
+
+async def iter_entries(pool: asyncpg.Pool, batch: int) -> AsyncIterator[list[StoredEntry]]:
+    """Every entry in sequence order, in batches (keyset pages: no long transaction)."""
+    after = -1
+    while True:
+        rows = await pool.fetch(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2",  # noqa: S608
+            after,
+            batch,
+        )
+        if not rows:
+            return
+        yield [_entry(r) for r in rows]
+        after = rows[-1]["seq"]
