@@ -1,0 +1,233 @@
+"""One consumer over disclosure.v1, consent.v1, transfer.v1 and keys.v1: one entry per event.
+
+Idempotent twice: the kernel's ``processed_events`` drops a redelivered event before the
+handler runs, and ``entries.event_id`` is UNIQUE (``store.append`` checks it under the
+append lock), so even a second consumer group could not log one event twice.
+
+An event that cannot be an entry (a disclosure with no student, no recipient, no legal
+basis, an element that is not a catalogue name, a raw id where a pseudonymous key
+belongs) is refused with ``RejectEvent``: dead-lettered to ingest.rejected.v1 with the
+rule and field, and counted in ``homeroom_audit_events_rejected_total``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+
+from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
+from homeroom.bus.envelope import IncomingEvent, base_topic
+from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, Topic, with_suffix
+from homeroom.catalogue import LegalBasis
+from homeroom.events.v1.consent_pb2 import (
+    AgreementChanged,
+    AgreementEnded,
+    ConsentGiven,
+    ConsentWithdrawn,
+    DataKeysDestroyed,
+    DirectoryOptOutRecorded,
+    DirectoryOptOutRescinded,
+)
+from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
+from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
+from homeroom.events.v1.transfer_pb2 import TransferStep
+from homeroom.service import ConsumerSpec, Runtime
+from services.audit import metrics, store
+from services.audit.entries import EntryDraft, EntryProblem, Party, check
+from services.audit.settings import AuditSettings
+from services.audit.signing import LogSigner
+
+CONSUMER_NAME = "log"
+SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS)
+
+
+def _party(p: PartyMessage) -> Party:
+    return Party(p.organization, p.client_id, p.person, p.role)
+
+
+def _occurred(event: IncomingEvent) -> datetime:
+    if event.meta.HasField("time"):
+        return event.meta.time.ToDatetime(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def _reject(rule: str, message: str, field: str) -> RejectEvent:
+    # Counted by the kernel when dead-lettered: homeroom_events_dead_lettered_total{service="audit", rule=...}.
+    return RejectEvent(rule, message, field)
+
+
+def _require(payload: Message, *fields: str) -> None:
+    for name in fields:
+        value = getattr(payload, name)
+        if isinstance(value, PartyMessage):
+            if not value.organization:
+                raise _reject(f"entry.{name}_missing", f"{name}.organization is empty", f"{name}.organization")
+        elif not value:
+            raise _reject(f"entry.{name}_missing", f"{name} is empty", name)
+
+
+def _strings(values: Sequence[str]) -> list[str]:
+    return [str(v) for v in values]
+
+
+def to_draft(event: IncomingEvent) -> EntryDraft:
+    """The entry an event makes; raises RejectEvent for one that cannot be an entry."""
+    topic = base_topic(event.topic).name
+    base = EntryDraft(event_id=event.event_id, topic=topic, kind=event.change, occurred_at=_occurred(event))
+    p = event.payload
+    draft: EntryDraft
+    if isinstance(p, DisclosureRecorded):
+        _require(p, "student_key", "district_id", "recipient", "legal_basis")
+        if not p.elements:
+            raise _reject("entry.elements_missing", "a disclosure names at least one data element", "elements")
+        draft = replace(
+            base,
+            requester=_party(p.requester),
+            recipient=_party(p.recipient),
+            student_key=p.student_key,
+            district_id=p.district_id,
+            elements=tuple(p.elements),
+            purpose=p.purpose,
+            legal_basis=p.legal_basis,
+            agreement_id=p.agreement_id,
+            decision_id=p.decision_id,
+            policy_version=p.policy_version,
+            redisclosure_parties=tuple(p.redisclosure_parties),
+            channel=p.channel,
+            record_required=p.record_required,
+            details={"disclosure_id": p.disclosure_id} if p.disclosure_id else {},
+        )
+    elif isinstance(p, ConsentGiven):
+        _require(p, "student_key", "district_id", "recipient")
+        draft = replace(
+            base,
+            requester=Party(person=p.recorded_by, role="parent"),
+            recipient=Party(organization=p.recipient),
+            student_key=p.student_key,
+            district_id=p.district_id,
+            elements=tuple(p.elements),
+            purpose=p.purpose,
+            legal_basis=LegalBasis.WRITTEN_CONSENT.value,
+            details={"consent_id": p.consent_id, "method": p.method, "valid_until": p.valid_until},
+        )
+    elif isinstance(p, ConsentWithdrawn):
+        _require(p, "student_key", "district_id")
+        draft = replace(
+            base,
+            requester=Party(person=p.recorded_by, role="parent"),
+            student_key=p.student_key,
+            district_id=p.district_id,
+            legal_basis=LegalBasis.WRITTEN_CONSENT.value,
+            details={"consent_id": p.consent_id, "method": p.method},
+        )
+    elif isinstance(p, DirectoryOptOutRecorded | DirectoryOptOutRescinded):
+        _require(p, "student_key", "district_id")
+        draft = replace(
+            base,
+            requester=Party(person=p.recorded_by),
+            student_key=p.student_key,
+            district_id=p.district_id,
+            legal_basis=LegalBasis.DIRECTORY.value,
+            details={"method": p.method},
+        )
+    elif isinstance(p, AgreementChanged):
+        _require(p, "agreement_id", "organization")
+        draft = replace(
+            base,
+            recipient=Party(organization=p.organization, role="vendor"),
+            elements=tuple(p.elements),
+            agreement_id=p.agreement_id,
+            details={
+                "version": p.version,
+                "category": p.category,
+                "districts": _strings(p.districts),
+                "purposes": _strings(p.purposes),
+                "start_date": p.start_date,
+                "end_date": p.end_date,
+                "status": p.status,
+            },
+        )
+    elif isinstance(p, AgreementEnded):
+        _require(p, "agreement_id")
+        draft = replace(
+            base,
+            recipient=Party(organization=p.organization, role="vendor"),
+            agreement_id=p.agreement_id,
+            details={
+                "version": p.version,
+                "ended_on": p.ended_on,
+                "reason": p.reason,
+                "disposition": p.disposition,
+            },
+        )
+    elif isinstance(p, TransferStep):
+        _require(p, "case_id", "student_key", "from_district_id", "to_district_id")
+        draft = replace(
+            base,
+            requester=Party(organization=p.to_district_id, client_id=p.to_school_id, role="district"),
+            recipient=Party(organization=p.to_district_id, client_id=p.to_school_id, role="district"),
+            student_key=p.student_key,
+            district_id=p.from_district_id,
+            elements=tuple(p.elements_released),
+            purpose="records_transfer",
+            legal_basis=p.legal_basis,
+            decision_id=p.decision_id,
+            channel="transfer",
+            details={
+                "case_id": p.case_id,
+                "state": p.state,
+                "reason": p.reason,
+                "attempt": p.attempt,
+                "elements_withheld": _strings(p.elements_withheld),
+            },
+        )
+    elif isinstance(p, DataKeysDestroyed):
+        _require(p, "district_id", "scope", "subject")
+        draft = replace(
+            base,
+            requester=_party(p.requested_by),
+            student_key=p.subject if p.scope == "student" else "",
+            district_id=p.district_id,
+            agreement_id=p.subject if p.scope == "agreement" else "",
+            details={"scope": p.scope, "subject": p.subject, "reason": p.reason, "keys_destroyed": p.keys_destroyed},
+        )
+    else:
+        raise _reject("entry.unsupported", f"{event.change} on {topic} is not an event the audit log records", "change")
+    try:
+        check(draft)
+    except EntryProblem as problem:
+        raise _reject(problem.rule, str(problem), problem.field) from None
+    return draft
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def log_handler(runtime: Runtime) -> Handler:
+    settings = runtime.settings
+    assert isinstance(settings, AuditSettings)
+    signer: LogSigner = runtime.extras["signer"]
+    role = settings.writer_role
+
+    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
+        draft = to_draft(event)
+        started = time.perf_counter()
+        await store.act_as_writer(ctx.conn, role)
+        appended = await store.append(ctx.conn, draft, signer, now_ms())
+        if appended is not None:
+            # Observed inside the transaction; entries appended and the tree size are counted from the
+            # database by the service's background task, so a rolled-back batch is never counted.
+            metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+
+    return handle
+
+
+def consumer_spec(suffix: str = "") -> ConsumerSpec:
+    """The log's consumer; tests pass a suffix to read their own copies of the topics."""
+    topics = [with_suffix(t, suffix) for t in SOURCE_TOPICS] if suffix else list(SOURCE_TOPICS)
+    return ConsumerSpec(name=CONSUMER_NAME, topics=topics, handler=log_handler)

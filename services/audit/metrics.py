@@ -1,0 +1,60 @@
+"""The audit service's own metrics (kernel metrics are in homeroom.telemetry)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ENTRIES_APPENDED = Counter(
+    "homeroom_audit_entries_appended_total", "Entries appended to the log (counted from the database, once committed)"
+)
+APPEND_SECONDS = Histogram(
+    "homeroom_audit_append_seconds",
+    "Time to append one entry (lock, tree update, receipt), inside the consumer's transaction",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+TREE_SIZE = Gauge("homeroom_audit_tree_size", "Entries in the log (the Merkle tree's size)")
+SIGNED_TREE_SIZE = Gauge("homeroom_audit_signed_tree_size", "Size of the latest signed tree head")
+LAST_HEAD_TIMESTAMP = Gauge(
+    "homeroom_audit_last_signed_head_timestamp_seconds", "Unix time of the latest signed tree head"
+)
+SECONDS_SINCE_HEAD = Gauge(
+    "homeroom_audit_seconds_since_last_signed_head", "Seconds since the latest signed tree head (-1 before any)"
+)
+VERIFICATION_FAILURES = Counter(
+    "homeroom_audit_verification_failures_total", "Findings of log verifications run by the service", ["kind"]
+)
+VERIFICATIONS = Counter("homeroom_audit_verifications_total", "Log verifications run by the service", ["outcome"])
+
+
+_last_head_s: list[float] = [0.0]
+
+
+def record_head(size: int, timestamp_ms: int) -> None:
+    """Note a signed head (newest wins)."""
+    seconds = timestamp_ms / 1000
+    if seconds >= _last_head_s[0]:
+        _last_head_s[0] = seconds
+        LAST_HEAD_TIMESTAMP.set(seconds)
+        SIGNED_TREE_SIZE.set(size)
+
+
+_counted_size: list[int | None] = [None]
+
+
+def record_size(size: int) -> None:
+    """Note the committed tree size; the appended counter grows by what was added since last seen."""
+    TREE_SIZE.set(size)
+    previous = _counted_size[0]
+    if previous is not None and size > previous:
+        ENTRIES_APPENDED.inc(size - previous)
+    _counted_size[0] = size if previous is None else max(size, previous)
+
+
+def _since_last_head() -> float:
+    last = _last_head_s[0]
+    return -1.0 if last <= 0 else max(0.0, time.time() - last)
+
+
+SECONDS_SINCE_HEAD.set_function(_since_last_head)
