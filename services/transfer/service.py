@@ -20,7 +20,7 @@ async def on_start(runtime: Runtime) -> None:
     """Build the peer clients (unless already put in runtime.extras) and start the case worker."""
     settings = runtime.settings
     assert isinstance(settings, TransferSettings)
-    owned = []
+    owned: list[ConsentClient | RecordsClient] = []
     if CONSENT_EXTRA not in runtime.extras:
         consent = ConsentClient(settings.consent_url, runtime.service_token, timeout_s=settings.peer_timeout_s)
         runtime.extras[CONSENT_EXTRA] = consent
