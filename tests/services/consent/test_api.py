@@ -97,3 +97,183 @@ async def test_vendor_decision_permits_only_the_agreements_elements(
     assert r.status_code == 200
     assert r.json()["answer"]["elements_allowed"] == ["student.first_name"]
     assert r.json()["request"]["student_key"] == "stu_abc"
+
+
+# --------------------------------------------------------------------- bad input
+
+
+async def test_bad_terms_are_refused_naming_field_and_rule(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    staff = module_env.auth("district_staff", district=district)
+    bad = terms(
+        district,
+        elements=("student.first_name", "student.shoe_size", "student.ssn"),
+        purposes=("instruction", "marketing"),
+        start=date(2025, 6, 1),
+        end=date(2025, 1, 1),
+    )
+    r = await svc.client.post(
+        "/v1/agreements", json={"organization": "Acme", "category": "vendor", "terms": bad}, headers=staff
+    )
+    found = errors_of(r)
+    assert ("/terms/elements/1", "element.unknown") in found
+    assert ("/terms/elements/2", "element.forbidden") in found
+    assert ("/terms/purposes/1", "purpose.unknown") in found
+    assert ("/terms/end_date", "dates.end_before_start") in found
+    assert len(found) == 4
+    # Nothing was recorded.
+    r = await svc.client.get("/v1/agreements", headers=staff)
+    assert r.json()["agreements"] == []
+
+    # The same rules guard a draft's edits.
+    r = await svc.client.post(
+        "/v1/agreements", json={"organization": "Acme", "category": "vendor", "terms": terms(district)}, headers=staff
+    )
+    agreement_id = r.json()["id"]
+    r = await svc.client.put(
+        f"/v1/agreements/{agreement_id}/terms",
+        json={"terms": terms(district, elements=("nope",), purposes=("spying",))},
+        headers=staff,
+    )
+    assert errors_of(r) == [("/terms/elements/0", "element.unknown"), ("/terms/purposes/0", "purpose.unknown")]
+
+    # Schema errors: an unknown category, a date that is not a date, a stray field.
+    r = await svc.client.post(
+        "/v1/agreements",
+        json={"organization": "Acme", "category": "advertiser", "terms": {**terms(district), "start_date": "soon"}},
+        headers=staff,
+    )
+    found = errors_of(r)
+    assert ("/category", "enum") in found and ("/terms/start_date", "date_from_datetime_parsing") in found
+    r = await svc.client.post(
+        "/v1/agreements",
+        json={"organization": "Acme", "category": "vendor", "terms": {**terms(district), "price": 3}},
+        headers=staff,
+    )
+    assert ("/terms/price", "extra_forbidden") in errors_of(r)
+
+
+async def test_activation_refuses_expired_and_incomplete_terms(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    staff = module_env.auth("district_staff", district=district)
+    for term, rule in (
+        (terms(district, start=date(2019, 1, 1), end=date(2020, 1, 1)), ("/terms/end_date", "activation.expired")),
+        (terms(district, start=None), ("/terms/start_date", "activation.no_start_date")),
+        (terms(district, purposes=()), ("/terms/purposes", "activation.no_purposes")),
+    ):
+        r = await svc.client.post(
+            "/v1/agreements", json={"organization": "Acme", "category": "vendor", "terms": term}, headers=staff
+        )
+        assert r.status_code == 201, r.text
+        r = await svc.client.post(f"/v1/agreements/{r.json()['id']}/activate", headers=staff)
+        assert rule in errors_of(r)
+
+
+async def test_amendment_may_not_rewrite_days_already_governed(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    staff = module_env.auth("district_staff", district=district)
+    agreement_id = await active_agreement(svc.client, module_env, district)
+    # Different elements from a start date in the past: those days were decided under v1.
+    overlapping = terms(district, elements=("program.iep",), start=date(2021, 1, 1))
+    r = await svc.client.post(
+        f"/v1/agreements/{agreement_id}/versions", json={"terms": overlapping, "status": "active"}, headers=staff
+    )
+    assert ("/terms/start_date", "versions.overlap") in errors_of(r)
+    # The same amendment starting in the future is fine.
+    future = terms(district, elements=("program.iep",), start=date(2098, 1, 1))
+    r = await svc.client.post(
+        f"/v1/agreements/{agreement_id}/versions", json={"terms": future, "status": "active"}, headers=staff
+    )
+    assert r.status_code == 201 and r.json()["status"] == "active"
+
+
+# ------------------------------------------------------------------ who may act
+
+
+async def test_only_covered_district_staff_or_compliance_manage_agreements(
+    svc: ServiceUnderTest, module_env: ServiceEnv
+) -> None:
+    district, other = uid("d"), uid("d")
+    body = {"organization": "Acme", "category": "vendor", "terms": terms(district)}
+    r = await svc.client.post("/v1/agreements", json=body, headers=module_env.auth("district_staff", district=other))
+    assert r.status_code == 403
+    for role, scope in (
+        ("vendor", {"agreement": "a-1", "organization": "Acme"}),
+        ("parent", {"students": ["stu_1"]}),
+        ("operator", {}),
+        ("school_staff", {"district": district, "schools": ["s-1"]}),
+    ):
+        r = await svc.client.post("/v1/agreements", json=body, headers=module_env.auth(role, **scope))
+        assert r.status_code == 403, role
+    r = await svc.client.post("/v1/agreements", json=body)
+    assert r.status_code == 401
+
+    r = await svc.client.post("/v1/agreements", json=body, headers=module_env.auth("compliance"))
+    assert r.status_code == 201
+    agreement_id = r.json()["id"]
+    for path in ("activate", "suspend", "end"):
+        r = await svc.client.post(
+            f"/v1/agreements/{agreement_id}/{path}",
+            json={"reason": "x"} if path == "suspend" else {},
+            headers=module_env.auth("district_staff", district=other),
+        )
+        assert r.status_code == 403, path
+    r = await svc.client.get(f"/v1/agreements/{agreement_id}", headers=module_env.auth("district_staff", district=other))
+    assert r.status_code == 403
+    r = await svc.client.get(
+        f"/v1/agreements/{agreement_id}", headers=module_env.auth("vendor", agreement="other", organization="X")
+    )
+    assert r.status_code == 403
+    # Staff may not widen an agreement to their district through an edit of another district's.
+    r = await svc.client.put(
+        f"/v1/agreements/{agreement_id}/terms",
+        json={"terms": terms(other)},
+        headers=module_env.auth("district_staff", district=other),
+    )
+    assert r.status_code == 403
+
+
+async def test_scope_is_for_services_and_the_agreements_own_vendor(
+    svc: ServiceUnderTest, module_env: ServiceEnv
+) -> None:
+    district = uid("d")
+    agreement_id = await active_agreement(svc.client, module_env, district, schools=("s-1",))
+    mine = module_env.auth("vendor", agreement=agreement_id, organization="Acme")
+    r = await svc.client.get(f"/v1/agreements/{agreement_id}/scope", headers=mine)
+    assert r.status_code == 200
+    scope = r.json()
+    assert scope["active"] is True and scope["status"] == "active" and scope["version"] == 1
+    assert scope["districts"] == [district] and scope["schools"] == ["s-1"]
+    assert scope["elements"] == ["student.first_name", "student.last_name", "attendance.daily"]
+    r = await svc.client.get(f"/v1/agreements/{agreement_id}/scope", headers=module_env.auth("service"))
+    assert r.status_code == 200
+
+    other_vendor = module_env.auth("vendor", agreement=uid("agr"), organization="Acme")
+    for headers in (
+        other_vendor,
+        module_env.auth("district_staff", district=district),
+        module_env.auth("parent", students=["stu_1"]),
+        module_env.auth("compliance"),
+    ):
+        r = await svc.client.get(f"/v1/agreements/{agreement_id}/scope", headers=headers)
+        assert r.status_code == 403
+    # Another vendor cannot learn whether an agreement exists: 403 before 404.
+    r = await svc.client.get("/v1/agreements/no-such/scope", headers=other_vendor)
+    assert r.status_code == 403
+
+
+async def test_decisions_are_for_services_only(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    agreement_id = await active_agreement(svc.client, module_env, district)
+    request = decision_request(agreement_id, district)
+    for headers in (
+        module_env.auth("vendor", agreement=agreement_id, organization="Acme"),
+        module_env.auth("district_staff", district=district),
+        module_env.auth("parent", students=["stu_abc"]),
+    ):
+        r = await svc.client.post("/v1/decisions", json=request, headers=headers)
+        assert r.status_code == 403
+    r = await svc.client.post("/v1/decisions", json={**request, "action": "sell"}, headers=module_env.auth("service"))
+    assert ("/action", "literal_error") in errors_of(r)
+    r = await svc.client.post("/v1/decisions", json={**request, "elements": []}, headers=module_env.auth("service"))
+    assert ("/elements", "too_short") in errors_of(r)
