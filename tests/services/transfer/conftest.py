@@ -1,0 +1,135 @@
+"""The transfer service under test: real PostgreSQL, the real broker (its own copy of the
+enrollment topic per test), and real HTTP peers for consent and records (tests/services/
+transfer/peers.py) until those services are complete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from homeroom.bus.envelope import OutgoingEvent, build_event
+from homeroom.bus.producer import Publisher
+from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
+from homeroom.config import ServiceSettings
+from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
+from homeroom.service import ServiceSpec
+from services.transfer.consumers import consumer_spec
+from services.transfer.service import SERVICE
+from services.transfer.store import Case, get_case
+from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
+from tests.services.transfer.peers import ConsentPeer, RecordsPeer, sample_record, serve
+
+A, B, C = "d-a", "d-b", "d-c"
+
+
+def new_key() -> str:
+    return "stu_" + uuid.uuid4().hex
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.0, what: str = "") -> Any:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                value = await check()
+                if value:
+                    return value
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what or check}") from None
+
+
+@dataclass
+class World:
+    env: ServiceEnv
+    suffix: str
+    spec: ServiceSpec
+    consent: ConsentPeer
+    records: RecordsPeer
+    consent_url: str
+    records_url: str
+    publisher: Publisher
+
+    def enrolled(
+        self, key: str, district: str, school: str, entry_date: str, *, event_id: str | None = None
+    ) -> OutgoingEvent:
+        topic = with_suffix(ENROLLMENT, self.suffix)
+        payload = StudentEnrolled(student_key=key, district_id=district, school_id=school, entry_date=entry_date)
+        return build_event(
+            topic,
+            "student_enrolled",
+            payload,
+            source="/test/ingest",
+            subject=key,
+            district_id=district,
+            event_id=event_id,
+            topic_name=topic.name,
+        )
+
+    async def publish(self, *events: OutgoingEvent) -> None:
+        await self.publisher.publish_many(list(events))
+
+    async def settings(self, **overrides: Any) -> ServiceSettings:
+        values: dict[str, Any] = {
+            "consent_url": self.consent_url,
+            "records_url": self.records_url,
+            "worker_poll_interval_s": 0.1,
+            "retry_base_backoff_s": 0.05,
+            "retry_max_backoff_s": 0.2,
+            **overrides,
+        }
+        return await self.env.settings_for(self.spec, **values)
+
+    @contextlib.asynccontextmanager
+    async def service(
+        self, settings: ServiceSettings | None = None, **overrides: Any
+    ) -> AsyncIterator[ServiceUnderTest]:
+        resolved = settings or await self.settings(**overrides)
+        async with service_under_test(self.spec, self.env, settings=resolved) as svc:
+            yield svc
+
+    def auth(self, role: str, **scope: Any) -> dict[str, str]:
+        return self.env.auth(role, **scope)
+
+
+async def cases_of(svc: ServiceUnderTest, key: str) -> list[Case]:
+    rows = await svc.pool.fetch("SELECT case_id FROM transfer_cases WHERE student_key = $1", key)
+    found = [await get_case(svc.pool, r["case_id"]) for r in rows]
+    return [c for c in found if c is not None]
+
+
+async def processed(svc: ServiceUnderTest) -> int:
+    n: int = await svc.pool.fetchval("SELECT count(*) FROM processed_events")
+    return n
+
+
+async def wait_state(svc: ServiceUnderTest, key: str, state: str, timeout_s: float = 30.0) -> Case:
+    async def check() -> Case | None:
+        cases = await cases_of(svc, key)
+        return cases[0] if len(cases) == 1 and cases[0].state.value == state else None
+
+    result: Case = await wait_until(check, timeout_s, f"the case of {key} to reach {state}")
+    return result
+
+
+@pytest.fixture
+async def world(service_env: ServiceEnv, topic_suffix: str) -> AsyncIterator[World]:
+    await ensure_topics(service_env.kafka.client_kwargs(), [with_suffix(ENROLLMENT, topic_suffix)])
+    verifier = service_env.issuer.verifier()
+    consent = ConsentPeer(verifier, not_transferable={A: {"health.immunizations"}}, deny_to={"d-deny"})
+    records = RecordsPeer(verifier)
+    spec = replace(SERVICE, consumers=(consumer_spec(topic_suffix),))
+    publisher = Publisher("transfer-test", service_env.kafka.client_kwargs())
+    async with serve(consent.app()) as consent_url, serve(records.app()) as records_url:
+        try:
+            yield World(service_env, topic_suffix, spec, consent, records, consent_url, records_url, publisher)
+        finally:
+            await publisher.stop()
+
+
+__all__ = ["A", "B", "C", "World", "cases_of", "new_key", "processed", "sample_record", "wait_state", "wait_until"]
