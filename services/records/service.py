@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from homeroom.service import ServiceSpec
+from homeroom.service import Runtime, ServiceSpec
+from services.records import api, oneroster
+from services.records.consent_client import ConsentClient
+from services.records.consumers import CONSUMERS
 from services.records.settings import RecordsSettings
+
+
+async def on_start(runtime: Runtime) -> None:
+    """The consent client, unless one was injected (tests put theirs in runtime.extras)."""
+    settings = runtime.settings
+    assert isinstance(settings, RecordsSettings)
+    if "consent" not in runtime.extras:
+        runtime.extras["consent"] = ConsentClient(
+            settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
+        )
+
+
+async def on_stop(runtime: Runtime) -> None:
+    client = runtime.extras.get("consent")
+    if isinstance(client, ConsentClient):
+        await client.aclose()
+
 
 SERVICE = ServiceSpec(
     name="records",
     settings=RecordsSettings,
+    routers=(api.router, oneroster.router),
+    consumers=CONSUMERS,
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    on_start=on_start,
+    on_stop=on_stop,
+    openapi_tags=(
+        {"name": "records", "description": "Student records by role; amendments (FERPA 99.20/99.21)"},
+        {"name": "oneroster", "description": "OneRoster 1.2 rostering subset for vendors, cut to the agreement"},
+        {"name": "internal", "description": "Service-to-service calls of the transfer flow"},
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
@@ -12,3 +13,8 @@ class RecordsSettings(ServiceSettings):
 
     service_name: str = "records"
     port: int = 8002
+    # The consent service's decision API. Empty: nothing is released outside the owning
+    # district (fail closed), as when the consent service is unreachable.
+    consent_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url"))
+    consent_timeout_s: float = 5.0
+    max_page_size: int = 1000

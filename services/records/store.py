@@ -1,0 +1,572 @@
+"""SQL of the records service. Every student-data statement runs inside `district_tx` /
+`enter_district`, as the non-owner role `homeroom_records_app` with the transaction-local
+setting `homeroom.district_id`, so PostgreSQL's row-level security confines it to one
+district whatever its WHERE clause says (see migrations/001_records.sql).
+
+Writes are upserts keyed by natural keys, so replaying an event gives the same state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import asyncpg
+
+from homeroom.storage import Connection
+
+APP_ROLE = "homeroom_records_app"
+DISTRICT_SETTING = "homeroom.district_id"
+
+
+async def enter_district(conn: Connection, district_id: str) -> None:
+    """Confine the rest of this transaction to one district (call inside a transaction)."""
+    if not district_id:
+        raise ValueError("a district id is required to touch student data")
+    await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+    await conn.execute("SELECT set_config($1, $2, true)", DISTRICT_SETTING, district_id)
+
+
+@contextlib.asynccontextmanager
+async def district_tx(pool: asyncpg.Pool, district_id: str) -> AsyncIterator[Connection]:
+    """A transaction that can see and write exactly one district's student rows."""
+    async with pool.acquire() as conn, conn.transaction():
+        await enter_district(conn, district_id)
+        yield conn
+
+
+# --- organisations and agreements (not student data) ------------------------------------
+
+
+async def upsert_school(
+    conn: Connection, district_id: str, school_id: str, name: str, nces_id: str, grades: Sequence[str], deleted: bool
+) -> None:
+    await conn.execute(
+        """INSERT INTO schools (district_id, school_id, name, nces_id, grades, deleted)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (district_id, school_id) DO UPDATE SET name = EXCLUDED.name, nces_id = EXCLUDED.nces_id,
+               grades = EXCLUDED.grades, deleted = EXCLUDED.deleted, updated_at = clock_timestamp()
+           WHERE (schools.name, schools.nces_id, schools.grades, schools.deleted)
+                 IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.nces_id, EXCLUDED.grades, EXCLUDED.deleted)""",
+        district_id,
+        school_id,
+        name,
+        nces_id,
+        list(grades),
+        deleted,
+    )
+
+
+async def school_exists(conn: Connection, district_id: str, school_id: str) -> bool:
+    return bool(
+        await conn.fetchval("SELECT 1 FROM schools WHERE district_id = $1 AND school_id = $2", district_id, school_id)
+    )
+
+
+async def list_schools(conn: Connection, district_ids: Iterable[str]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM schools WHERE district_id = ANY($1::text[]) ORDER BY district_id, school_id",
+            list(district_ids),
+        )
+    )
+
+
+async def end_agreement(conn: Connection, agreement_id: str, version: int, ended_on: str, reason: str) -> None:
+    await conn.execute(
+        """INSERT INTO ended_agreements (agreement_id, version, ended_on, reason) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (agreement_id) DO NOTHING""",
+        agreement_id,
+        version,
+        ended_on,
+        reason,
+    )
+
+
+async def agreement_ended(conn: Connection, agreement_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM ended_agreements WHERE agreement_id = $1", agreement_id))
+
+
+async def districts_of(conn: Connection, student_key: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT district_id FROM student_index WHERE student_key = $1 ORDER BY district_id", student_key
+    )
+    return [r["district_id"] for r in rows]
+
+
+# --- students (inside enter_district) ---------------------------------------------------
+
+
+async def ensure_student(conn: Connection, district_id: str, student_key: str) -> None:
+    await conn.execute(
+        """INSERT INTO students (district_id, student_key) VALUES ($1, $2)
+           ON CONFLICT (district_id, student_key) DO NOTHING""",
+        district_id,
+        student_key,
+    )
+    await conn.execute(
+        "INSERT INTO student_index (student_key, district_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        student_key,
+        district_id,
+    )
+
+
+async def touch(conn: Connection, district_id: str, student_key: str) -> None:
+    await conn.execute(
+        "UPDATE students SET updated_at = clock_timestamp() WHERE district_id = $1 AND student_key = $2",
+        district_id,
+        student_key,
+    )
+
+
+async def student_exists(conn: Connection, district_id: str, student_key: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2", district_id, student_key
+        )
+    )
+
+
+async def register_student(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    local_id_hash: str,
+    sealed: Mapping[str, bytes],
+    plain: Mapping[str, str],
+    program_flags: bytes | None,
+    source: str = "ingest",
+) -> None:
+    await ensure_student(conn, district_id, student_key)
+    await conn.execute(
+        """UPDATE students SET local_id_hash = COALESCE(NULLIF($3, ''), local_id_hash),
+               plain_elements = plain_elements || $4::jsonb, program_flags = COALESCE($5, program_flags),
+               registered = true, updated_at = clock_timestamp()
+           WHERE district_id = $1 AND student_key = $2""",
+        district_id,
+        student_key,
+        local_id_hash,
+        json.dumps(dict(plain)),
+        program_flags,
+    )
+    if sealed:
+        await conn.executemany(
+            """INSERT INTO student_elements (district_id, student_key, element, sealed, source)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (district_id, student_key, element)
+               DO UPDATE SET sealed = EXCLUDED.sealed, source = EXCLUDED.source, updated_at = clock_timestamp()""",
+            [(district_id, student_key, element, value, source) for element, value in sealed.items()],
+        )
+
+
+async def put_element_if_absent(
+    conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes, source: str
+) -> None:
+    await conn.execute(
+        """INSERT INTO student_elements (district_id, student_key, element, sealed, source)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        district_id,
+        student_key,
+        element,
+        sealed,
+        source,
+    )
+
+
+async def replace_element(conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes) -> None:
+    await conn.execute(
+        """INSERT INTO student_elements (district_id, student_key, element, sealed, source)
+           VALUES ($1, $2, $3, $4, 'amendment')
+           ON CONFLICT (district_id, student_key, element)
+           DO UPDATE SET sealed = EXCLUDED.sealed, source = 'amendment', updated_at = clock_timestamp()""",
+        district_id,
+        student_key,
+        element,
+        sealed,
+    )
+
+
+async def enroll(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    school_id: str,
+    entry_date: date,
+    grade_level: str,
+    entry_type: str,
+) -> None:
+    await ensure_student(conn, district_id, student_key)
+    await conn.execute(
+        """INSERT INTO enrollments (district_id, student_key, school_id, entry_date, grade_level, entry_type)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (district_id, student_key, school_id, entry_date)
+           DO UPDATE SET grade_level = EXCLUDED.grade_level, entry_type = EXCLUDED.entry_type""",
+        district_id,
+        student_key,
+        school_id,
+        entry_date,
+        grade_level,
+        entry_type,
+    )
+    if grade_level:
+        await conn.execute(
+            """UPDATE students
+               SET plain_elements = plain_elements || jsonb_build_object('enrollment.grade_level', $3::text)
+               WHERE district_id = $1 AND student_key = $2""",
+            district_id,
+            student_key,
+            grade_level,
+        )
+    await touch(conn, district_id, student_key)
+
+
+async def withdraw(
+    conn: Connection, district_id: str, student_key: str, school_id: str, exit_date: date, exit_code: str
+) -> str:
+    """Close the enrollment at `school_id` that was open on `exit_date`. Returns "ok",
+    "no_enrollment" (nothing at that school) or "before_entry" (exit precedes every entry)."""
+    row = await conn.fetchrow(
+        """SELECT entry_date FROM enrollments
+           WHERE district_id = $1 AND student_key = $2 AND school_id = $3 AND entry_date <= $4
+                 AND (exit_date IS NULL OR exit_date = $4)
+           ORDER BY entry_date DESC LIMIT 1""",
+        district_id,
+        student_key,
+        school_id,
+        exit_date,
+    )
+    if row is None:
+        later = await conn.fetchval(
+            "SELECT 1 FROM enrollments WHERE district_id = $1 AND student_key = $2 AND school_id = $3",
+            district_id,
+            student_key,
+            school_id,
+        )
+        return "before_entry" if later else "no_enrollment"
+    await conn.execute(
+        """UPDATE enrollments SET exit_date = $5, exit_code = $6, updated_at = clock_timestamp()
+           WHERE district_id = $1 AND student_key = $2 AND school_id = $3 AND entry_date = $4""",
+        district_id,
+        student_key,
+        school_id,
+        row["entry_date"],
+        exit_date,
+        exit_code,
+    )
+    await touch(conn, district_id, student_key)
+    return "ok"
+
+
+async def record_attendance(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    day: date,
+    period: str,
+    school_id: str,
+    category: str,
+    excused: bool,
+) -> None:
+    await conn.execute(
+        """INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+               category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()""",
+        district_id,
+        student_key,
+        day,
+        period,
+        school_id,
+        category,
+        excused,
+    )
+    await touch(conn, district_id, student_key)
+
+
+async def record_suspension(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    start: date,
+    end: date,
+    in_school: bool,
+    school_id: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO suspensions (district_id, student_key, start_date, end_date, in_school, school_id)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (district_id, student_key, start_date) DO UPDATE SET end_date = EXCLUDED.end_date,
+               in_school = EXCLUDED.in_school, school_id = EXCLUDED.school_id""",
+        district_id,
+        student_key,
+        start,
+        end,
+        in_school,
+        school_id,
+    )
+    await touch(conn, district_id, student_key)
+
+
+async def set_directory_opt_out(conn: Connection, district_id: str, student_key: str, opted_out: bool) -> None:
+    await ensure_student(conn, district_id, student_key)
+    await conn.execute(
+        """UPDATE students SET directory_opt_out = $3, updated_at = clock_timestamp()
+           WHERE district_id = $1 AND student_key = $2""",
+        district_id,
+        student_key,
+        opted_out,
+    )
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    """One student's rows in one district, as stored (sealed values still sealed)."""
+
+    district_id: str
+    student_key: str
+    updated_at: datetime
+    registered: bool
+    directory_opt_out: bool
+    plain_elements: dict[str, str]
+    program_flags: bytes | None
+    sealed: dict[str, bytes]
+    enrollments: list[asyncpg.Record] = field(default_factory=list)
+    attendance: list[asyncpg.Record] = field(default_factory=list)
+    suspensions: list[asyncpg.Record] = field(default_factory=list)
+    amendments: list[asyncpg.Record] = field(default_factory=list)
+    statements: list[asyncpg.Record] = field(default_factory=list)
+    transfers: list[asyncpg.Record] = field(default_factory=list)
+
+    def school_ids(self, *, current_on: date | None = None) -> set[str]:
+        """Schools of the student's enrollments; only those open on `current_on` if given."""
+        return {
+            e["school_id"]
+            for e in self.enrollments
+            if current_on is None
+            or (e["entry_date"] <= current_on and (e["exit_date"] is None or e["exit_date"] >= current_on))
+        }
+
+
+async def load_record(conn: Connection, district_id: str, student_key: str) -> StoredRecord | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM students WHERE district_id = $1 AND student_key = $2", district_id, student_key
+    )
+    if row is None:
+        return None
+    args = (district_id, student_key)
+    sealed = {
+        r["element"]: bytes(r["sealed"])
+        for r in await conn.fetch(
+            "SELECT element, sealed FROM student_elements WHERE district_id = $1 AND student_key = $2", *args
+        )
+    }
+    return StoredRecord(
+        district_id=district_id,
+        student_key=student_key,
+        updated_at=row["updated_at"],
+        registered=row["registered"],
+        directory_opt_out=row["directory_opt_out"],
+        plain_elements=json.loads(row["plain_elements"]),
+        program_flags=bytes(row["program_flags"]) if row["program_flags"] is not None else None,
+        sealed=sealed,
+        enrollments=list(
+            await conn.fetch(
+                "SELECT * FROM enrollments WHERE district_id = $1 AND student_key = $2 ORDER BY entry_date, school_id",
+                *args,
+            )
+        ),
+        attendance=list(
+            await conn.fetch(
+                "SELECT * FROM attendance WHERE district_id = $1 AND student_key = $2 ORDER BY day, period", *args
+            )
+        ),
+        suspensions=list(
+            await conn.fetch(
+                "SELECT * FROM suspensions WHERE district_id = $1 AND student_key = $2 ORDER BY start_date", *args
+            )
+        ),
+        amendments=list(
+            await conn.fetch(
+                "SELECT * FROM amendments WHERE district_id = $1 AND student_key = $2 ORDER BY created_at", *args
+            )
+        ),
+        statements=list(
+            await conn.fetch(
+                "SELECT * FROM parent_statements WHERE district_id = $1 AND student_key = $2 ORDER BY created_at",
+                *args,
+            )
+        ),
+        transfers=list(
+            await conn.fetch(
+                "SELECT * FROM transfer_deliveries WHERE district_id = $1 AND student_key = $2 ORDER BY delivered_at",
+                *args,
+            )
+        ),
+    )
+
+
+async def list_student_keys(
+    conn: Connection,
+    district_id: str,
+    *,
+    school_ids: Iterable[str] | None = None,
+    current_on: date | None = None,
+    updated_after: datetime | None = None,
+    student_key: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[asyncpg.Record]:
+    """Students of a district (optionally only those enrolled at some schools, open on a
+    date), ordered by key, with their last change time."""
+    rows = await conn.fetch(
+        """SELECT s.student_key, s.updated_at FROM students s
+           WHERE s.district_id = $1
+             AND (($2::text[] IS NULL AND $3::date IS NULL) OR EXISTS (
+                   SELECT 1 FROM enrollments e WHERE e.district_id = s.district_id AND e.student_key = s.student_key
+                     AND ($2::text[] IS NULL OR e.school_id = ANY($2::text[]))
+                     AND ($3::date IS NULL OR (e.entry_date <= $3 AND (e.exit_date IS NULL OR e.exit_date >= $3)))))
+             AND ($4::timestamptz IS NULL OR s.updated_at > $4)
+             AND ($5::text IS NULL OR s.student_key = $5)
+           ORDER BY s.student_key LIMIT $6 OFFSET $7""",
+        district_id,
+        list(school_ids) if school_ids is not None else None,
+        current_on,
+        updated_after,
+        student_key,
+        limit,
+        offset,
+    )
+    return list(rows)
+
+
+# --- amendments (FERPA 99.20) and statements (99.21) ------------------------------------
+
+
+async def add_amendment(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    element: str,
+    requested_value: bytes | None,
+    reason: bytes,
+    requested_by: str,
+) -> uuid.UUID:
+    amendment_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO amendments (id, district_id, student_key, element, requested_value, request_reason, requested_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        amendment_id,
+        district_id,
+        student_key,
+        element,
+        requested_value,
+        reason,
+        requested_by,
+    )
+    await touch(conn, district_id, student_key)
+    return amendment_id
+
+
+async def get_amendment(conn: Connection, amendment_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM amendments WHERE id = $1", amendment_id)
+
+
+async def decide_amendment(
+    conn: Connection, amendment_id: uuid.UUID, status: str, reason: str, decided_by: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE amendments SET status = $2, outcome_reason = $3, decided_by = $4, decided_at = clock_timestamp()
+           WHERE id = $1 AND status = 'pending' RETURNING *""",
+        amendment_id,
+        status,
+        reason,
+        decided_by,
+    )
+
+
+async def add_statement(
+    conn: Connection, amendment_id: uuid.UUID, district_id: str, student_key: str, statement: bytes, filed_by: str
+) -> uuid.UUID | None:
+    statement_id = uuid.uuid4()
+    inserted = await conn.fetchval(
+        """INSERT INTO parent_statements (id, amendment_id, district_id, student_key, statement, filed_by)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (amendment_id) DO NOTHING RETURNING id""",
+        statement_id,
+        amendment_id,
+        district_id,
+        student_key,
+        statement,
+        filed_by,
+    )
+    if inserted is None:
+        return None
+    await touch(conn, district_id, student_key)
+    return statement_id
+
+
+# --- transfers --------------------------------------------------------------------------
+
+
+async def add_transfer_delivery(
+    conn: Connection,
+    case_id: str,
+    district_id: str,
+    student_key: str,
+    from_district_id: str,
+    to_school_id: str,
+    package: bytes,
+    elements: Sequence[str],
+) -> bool:
+    """True if this case was delivered now, False if it had been delivered before."""
+    inserted = await conn.fetchval(
+        """INSERT INTO transfer_deliveries (case_id, district_id, student_key, from_district_id, to_school_id,
+               package, elements)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (case_id) DO NOTHING RETURNING 1""",
+        case_id,
+        district_id,
+        student_key,
+        from_district_id,
+        to_school_id,
+        package,
+        list(elements),
+    )
+    return inserted is not None
+
+
+# --- read log ---------------------------------------------------------------------------
+
+
+async def log_read(
+    conn: Connection,
+    *,
+    district_id: str,
+    student_key: str,
+    requester_role: str,
+    requester: str,
+    channel: str,
+    elements: Sequence[str],
+    decision_id: str,
+    agreement_id: str,
+    disclosure_id: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO read_log (district_id, student_key, requester_role, requester, channel, elements,
+               decision_id, agreement_id, disclosure_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        district_id,
+        student_key,
+        requester_role,
+        requester,
+        channel,
+        list(elements),
+        decision_id,
+        agreement_id,
+        disclosure_id,
+    )

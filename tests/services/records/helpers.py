@@ -1,0 +1,185 @@
+"""Building records' input events as ingest and consent publish them, and applying them
+with the service's real handlers exactly as the kernel's consumer does (one transaction:
+the processed-event mark, the handler, its outbox writes)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from homeroom import outbox
+from homeroom.bus.consumer import HandlerContext
+from homeroom.bus.envelope import OutgoingEvent, build_event, decode
+from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, ORGANIZATION, Topic
+from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
+from homeroom.events.v1.envelope_pb2 import SealedValue
+from homeroom.service import Runtime
+from services.records.consent_client import ConsentClient
+from services.records.consumers import CONSUMERS
+from services.records.service import SERVICE
+from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
+from tests.services.records.consent_peer import PeerState, consent_peer
+
+HANDLERS = {c.topics[0].name: c.handler for c in CONSUMERS}
+
+
+def _event(topic: Topic, change: str, payload: Any, key: str, district: str, event_id: str | None = None) -> OutgoingEvent:
+    return build_event(
+        topic, change, payload, source="/homeroom/ingest/test", subject=key, district_id=district, event_id=event_id
+    )
+
+
+async def registered(
+    runtime: Runtime,
+    district: str,
+    key: str,
+    sealed: Mapping[str, str],
+    plain: Mapping[str, str] | None = None,
+    flags: Sequence[str] = (),
+    event_id: str | None = None,
+) -> OutgoingEvent:
+    """StudentRegistered with its PII sealed under (district, key, element), as ingest does."""
+    cipher = runtime.require_cipher()
+    values = await cipher.seal_many(district, key, dict(sealed))
+    payload = enrollment_pb2.StudentRegistered(
+        student_key=key,
+        district_id=district,
+        local_student_id_hash=f"lh_{key}",
+        sealed_elements={k: SealedValue(ciphertext=v) for k, v in values.items()},
+        plain_elements=dict(plain or {}),
+        program_flags=list(flags),
+    )
+    return _event(ENROLLMENT, "student_registered", payload, key, district, event_id)
+
+
+def enrolled(district: str, key: str, school: str, entry: str, grade: str = "05", event_id: str | None = None) -> OutgoingEvent:
+    payload = enrollment_pb2.StudentEnrolled(
+        student_key=key, district_id=district, school_id=school, entry_date=entry, grade_level=grade
+    )
+    return _event(ENROLLMENT, "student_enrolled", payload, key, district, event_id)
+
+
+def withdrawn(district: str, key: str, school: str, exit_date: str, code: str = "T1") -> OutgoingEvent:
+    payload = enrollment_pb2.StudentWithdrawn(
+        student_key=key, district_id=district, school_id=school, exit_date=exit_date, exit_code=code
+    )
+    return _event(ENROLLMENT, "student_withdrawn", payload, key, district)
+
+
+def school_changed(district: str, key: str, from_school: str, to_school: str, when: str) -> OutgoingEvent:
+    payload = enrollment_pb2.SchoolChanged(
+        student_key=key, district_id=district, from_school_id=from_school, to_school_id=to_school, change_date=when
+    )
+    return _event(ENROLLMENT, "school_changed", payload, key, district)
+
+
+def school(district: str, school_id: str, name: str) -> OutgoingEvent:
+    payload = enrollment_pb2.SchoolRegistered(district_id=district, school_id=school_id, name=name, nces_id="N" + school_id)
+    return build_event(ORGANIZATION, "school_registered", payload, source="/test", subject="", key=district, district_id=district)
+
+
+def attendance(
+    district: str, key: str, day: str, category: int = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT, period: str = "",
+    excused: bool = False,
+) -> OutgoingEvent:
+    payload = attendance_pb2.AttendanceRecorded(
+        student_key=key, district_id=district, school_id="s", date=day, category=category, period=period, excused=excused
+    )
+    return _event(ATTENDANCE, "attendance_recorded", payload, key, district)
+
+
+def suspension(district: str, key: str, start: str, end: str) -> OutgoingEvent:
+    payload = discipline_pb2.SuspensionRecorded(student_key=key, district_id=district, start_date=start, end_date=end)
+    return _event(DISCIPLINE, "suspension_recorded", payload, key, district)
+
+
+def opt_out(district: str, key: str) -> OutgoingEvent:
+    payload = consent_pb2.DirectoryOptOutRecorded(student_key=key, district_id=district, recorded_by="p")
+    return _event(CONSENT, "directory_opt_out_recorded", payload, key, district)
+
+
+def agreement_ended(agreement_id: str) -> OutgoingEvent:
+    payload = consent_pb2.AgreementEnded(agreement_id=agreement_id, version=1, ended_on="2026-11-01", reason="terminated")
+    return build_event(CONSENT, "agreement_ended", payload, source="/homeroom/consent", subject="", key=agreement_id)
+
+
+async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
+    """Apply events with the real handlers as the kernel consumer does; returns how many
+    were new (not already processed by id). A RejectEvent propagates to the test."""
+    fresh = 0
+    for i, event in enumerate(events):
+        incoming = decode(event.topic, 0, i, event.key, event.value, list(event.headers))
+        handler = HANDLERS[event.topic](runtime)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetchval(
+                """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
+                   VALUES ($1, $2, $3, 0, $4, 'applied') ON CONFLICT DO NOTHING RETURNING 1""",
+                event.topic,
+                incoming.event_id,
+                event.topic,
+                i,
+            )
+            if not claimed:
+                continue
+            ctx = HandlerContext(conn, runtime.name)
+            await handler(incoming, ctx)
+            await outbox.add(conn, ctx.emitted)
+            fresh += 1
+    return fresh
+
+
+@dataclass
+class Records:
+    svc: ServiceUnderTest
+    peer: PeerState
+    env: ServiceEnv
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.svc.runtime
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.svc.client
+
+    async def get(self, path: str, role: str, **scope: Any) -> httpx.Response:
+        return await self.client.get(path, headers=self.env.auth(role, **scope))
+
+    async def post(self, path: str, body: Any, role: str, **scope: Any) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=self.env.auth(role, **scope))
+
+    async def disclosures(self) -> list[Any]:
+        """DisclosureRecorded payloads waiting in the outbox (the relay is stopped in tests)."""
+        from homeroom.events.v1.disclosure_pb2 import DisclosureEvent
+
+        rows = await self.runtime.pool.fetch("SELECT payload FROM outbox WHERE topic = 'disclosure.v1' ORDER BY id")
+        out = []
+        for r in rows:
+            message = DisclosureEvent()
+            message.ParseFromString(bytes(r["payload"]))
+            out.append(message.disclosure_recorded)
+        return out
+
+    async def read_log(self) -> list[Any]:
+        async with self.runtime.pool.acquire() as conn:
+            return list(await conn.fetch("SELECT * FROM read_log ORDER BY id"))
+
+
+@contextlib.asynccontextmanager
+async def records_service(env: ServiceEnv, peer: PeerState | None = None, **overrides: Any) -> AsyncIterator[Records]:
+    """Records on real PostgreSQL and the real broker, its consent client talking HTTP to
+    the consent test peer; the outbox relay stopped so tests can read what it holds."""
+    state = peer or PeerState()
+    overrides.setdefault("start_consumers", False)
+    async with service_under_test(SERVICE, env, **overrides) as svc:
+        await svc.runtime.relay.stop()
+        old = svc.runtime.extras.get("consent")
+        if isinstance(old, ConsentClient):
+            await old.aclose()
+        transport = httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
+        svc.runtime.extras["consent"] = ConsentClient("http://consent.test", svc.runtime.service_token, transport)
+        yield Records(svc, state, env)
