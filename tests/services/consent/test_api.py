@@ -218,7 +218,9 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
             headers=module_env.auth("district_staff", district=other),
         )
         assert r.status_code == 403, path
-    r = await svc.client.get(f"/v1/agreements/{agreement_id}", headers=module_env.auth("district_staff", district=other))
+    r = await svc.client.get(
+        f"/v1/agreements/{agreement_id}", headers=module_env.auth("district_staff", district=other)
+    )
     assert r.status_code == 403
     r = await svc.client.get(
         f"/v1/agreements/{agreement_id}", headers=module_env.auth("vendor", agreement="other", organization="X")
