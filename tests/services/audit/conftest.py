@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,9 +16,9 @@ from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import REJECTED, Topic, ensure_topics, with_suffix
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
-from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
 from services.audit.service import SERVICE
+from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 
 STUDENT_A = "stu_" + "a" * 32
 STUDENT_B = "stu_" + "b" * 32
@@ -42,6 +42,15 @@ def disclosure(student_key: str = STUDENT_A, **overrides: Any) -> DisclosureReco
     }
     fields.update(overrides)
     return DisclosureRecorded(**fields)
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    """Poll ``check`` until it holds; TimeoutError after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -76,15 +85,19 @@ class Audit:
         return n
 
     async def wait_for_entries(self, n: int, timeout_s: float = 30.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while await self.count() < n:
-                await asyncio.sleep(0.05)
+        async def enough() -> bool:
+            return await self.count() >= n
+
+        await until(enough, timeout_s)
 
     async def wait_for_processed(self, n: int, timeout_s: float = 30.0) -> None:
-        """Until the consumer has settled n events (applied, duplicate-dropped or dead-lettered)."""
-        async with asyncio.timeout(timeout_s):
-            while await self.svc.pool.fetchval("SELECT count(*) FROM processed_events") < n:
-                await asyncio.sleep(0.05)
+        """Until the consumer has settled n events (applied or dead-lettered)."""
+
+        async def enough() -> bool:
+            settled: int = await self.svc.pool.fetchval("SELECT count(*) FROM processed_events")
+            return settled >= n
+
+        await until(enough, timeout_s)
 
     def auth(self, role: str, **scope: Any) -> dict[str, str]:
         return self.env.auth(role, **scope)

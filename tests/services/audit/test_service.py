@@ -1,14 +1,29 @@
-"""The audit service end to end: events on the real broker become entries exactly once."""
+"""The audit service end to end: events on the real broker become entries exactly once.
+
+Every event kind it consumes maps to one entry; an event that cannot be an entry (a
+value where an element name belongs, a raw id where a pseudonymous key belongs, no
+recipient) is dead-lettered with its rule and never reaches the log.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 
-from homeroom.bus.topics import DISCLOSURE
-from tests.services.audit.conftest import Audit, disclosure
+from prometheus_client import REGISTRY
+
+from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, ensure_topics, with_suffix
+from homeroom.events.v1.consent_pb2 import AgreementChanged, ConsentGiven, DataKeysDestroyed
+from homeroom.events.v1.envelope_pb2 import Party
+from homeroom.events.v1.transfer_pb2 import TransferStep
+from services.audit.consumers import SOURCE_TOPICS, consumer_spec
+from services.audit.service import SERVICE
+from tests.harness import ServiceEnv, service_under_test
+from tests.services.audit.conftest import STUDENT_A, STUDENT_B, Audit, disclosure, until
 
 
-async def test_published_disclosure_becomes_one_entry(audit: Audit) -> None:
+async def test_published_disclosure_becomes_one_entry_even_when_redelivered(audit: Audit) -> None:
     event_id = str(uuid.uuid4())
     event = audit.event(DISCLOSURE, "disclosure_recorded", disclosure(), event_id=event_id)
     await audit.publish(event)
@@ -16,7 +31,158 @@ async def test_published_disclosure_becomes_one_entry(audit: Audit) -> None:
     await audit.wait_for_processed(1)
     await audit.wait_for_entries(1)
     other = audit.event(DISCLOSURE, "disclosure_recorded", disclosure())
-    await audit.publish(other)
+    await audit.publish(other, event)  # and once more behind a new one
     await audit.wait_for_entries(2)
+    await asyncio.sleep(0.5)  # give a wrongly applied repeat the chance to show up
     rows = await audit.svc.pool.fetch("SELECT seq, event_id FROM entries ORDER BY seq")
     assert [(r["seq"], r["event_id"]) for r in rows] == [(0, event_id), (1, other.event_id)]
+    nodes = await audit.svc.pool.fetchval("SELECT count(*) FROM tree_nodes WHERE level = 0")
+    assert nodes == 2  # one leaf per entry
+
+
+async def test_every_consumed_kind_maps_to_one_entry(audit: Audit) -> None:
+    events = [
+        audit.event(DISCLOSURE, "disclosure_recorded", disclosure(redisclosure_parties=["Acme Subprocessor"])),
+        audit.event(
+            CONSENT,
+            "consent_given",
+            ConsentGiven(
+                consent_id="c-1",
+                student_key=STUDENT_A,
+                district_id="d-100",
+                recipient="Museum Trips Inc",
+                elements=["student.first_name"],
+                purpose="instruction",
+                recorded_by="parent-7",
+                method="portal",
+            ),
+        ),
+        audit.event(
+            CONSENT,
+            "agreement_signed",
+            AgreementChanged(
+                agreement_id="agr-12",
+                version=2,
+                organization="Acme Learning",
+                districts=["d-100"],
+                elements=["attendance.daily"],
+                purposes=["instruction"],
+                status="active",
+            ),
+            subject="agr-12",
+        ),
+        audit.event(
+            TRANSFER,
+            "transfer_delivered",
+            TransferStep(
+                case_id="case-1",
+                student_key=STUDENT_B,
+                from_district_id="d-100",
+                to_district_id="d-200",
+                to_school_id="s-9",
+                state="delivered",
+                elements_released=["enrollment.grade_level", "attendance.summary"],
+                legal_basis="FERPA 99.31(a)(2) transfer to enrolling school",
+                decision_id="dec-1",
+                attempt=1,
+            ),
+        ),
+        audit.event(
+            KEYS,
+            "data_keys_destroyed",
+            DataKeysDestroyed(
+                district_id="d-100",
+                scope="agreement",
+                subject="agr-12",
+                reason="agreement ended",
+                keys_destroyed=3,
+                requested_by=Party(organization="homeroom", role="service"),
+            ),
+            subject="d-100",
+        ),
+    ]
+    await audit.publish(*events)
+    await audit.wait_for_entries(len(events))
+    rows = await audit.svc.pool.fetch("SELECT * FROM entries ORDER BY seq")
+    by_kind = {r["kind"]: r for r in rows}
+    assert sorted(by_kind) == sorted(
+        ["disclosure_recorded", "consent_given", "agreement_signed", "transfer_delivered", "data_keys_destroyed"]
+    )
+    assert sorted(r["seq"] for r in rows) == list(range(len(events)))  # gapless
+    d = by_kind["disclosure_recorded"]
+    assert (d["recipient_org"], d["purpose"], d["agreement_id"], d["student_key"]) == (
+        "Acme Learning",
+        "instruction",
+        "agr-12",
+        STUDENT_A,
+    )
+    assert d["elements"] == ["student.first_name", "attendance.daily"]
+    assert d["redisclosure_parties"] == ["Acme Subprocessor"]
+    assert d["topic"] == "disclosure.v1"  # the base topic, whatever copy it was read from
+    t = by_kind["transfer_delivered"]
+    assert (t["student_key"], t["district_id"], t["recipient_org"], t["legal_basis"]) == (
+        STUDENT_B,
+        "d-100",
+        "d-200",
+        "FERPA 99.31(a)(2) transfer to enrolling school",
+    )
+    assert by_kind["consent_given"]["legal_basis"] == "FERPA 99.30 written consent"
+    assert by_kind["data_keys_destroyed"]["agreement_id"] == "agr-12"
+
+
+def _dead_lettered(rule: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "homeroom_events_dead_lettered_total", {"service": "audit", "consumer": "log", "reason": rule}
+    )
+    return value or 0.0
+
+
+async def test_events_that_cannot_be_entries_are_dead_lettered_with_their_rule(audit: Audit) -> None:
+    bad = {
+        "entry.element_unknown": disclosure(elements=["student.first_name", "Ana Lopez"]),
+        "entry.student_key": disclosure(student_key="123-45-6789"),
+        "entry.recipient_missing": disclosure(recipient=Party()),
+        "entry.legal_basis_missing": disclosure(legal_basis=""),
+        "entry.elements_missing": disclosure(elements=[]),
+        "entry.control_character": disclosure(purpose="instruction\x00"),
+    }
+    before = {rule: _dead_lettered(rule) for rule in bad}
+    events = {rule: audit.event(DISCLOSURE, "disclosure_recorded", p) for rule, p in bad.items()}
+    good = audit.event(DISCLOSURE, "disclosure_recorded", disclosure())
+    await audit.publish(*events.values(), good)
+    await audit.wait_for_processed(len(bad) + 1)
+    await audit.wait_for_entries(1)
+    outcomes = {
+        r["event_id"]: r["outcome"]
+        for r in await audit.svc.pool.fetch("SELECT event_id, outcome FROM processed_events")
+    }
+
+    async def counted() -> bool:  # counted just after the dead letter commits
+        return all(_dead_lettered(rule) >= before[rule] + 1 for rule in bad)
+
+    await until(counted, 10)
+    for rule, event in events.items():
+        assert outcomes[event.event_id] == "dead_lettered", rule
+        assert _dead_lettered(rule) == before[rule] + 1, rule
+    assert outcomes[good.event_id] == "applied"
+    assert [r["event_id"] for r in await audit.svc.pool.fetch("SELECT event_id FROM entries")] == [good.event_id]
+
+
+async def test_heads_are_signed_periodically(service_env: ServiceEnv, topic_suffix: str) -> None:
+    await ensure_topics(service_env.kafka.client_kwargs(), [with_suffix(t, topic_suffix) for t in SOURCE_TOPICS])
+    spec = replace(SERVICE, consumers=(consumer_spec(topic_suffix),))
+    async with service_under_test(spec, service_env, head_interval_s=0.1) as svc:
+        audit = Audit(svc, service_env, topic_suffix, svc.runtime.publisher)
+        await audit.publish(*(audit.event(DISCLOSURE, "disclosure_recorded", disclosure()) for _ in range(3)))
+        await audit.wait_for_entries(3)
+
+        async def signed() -> bool:
+            return bool(await svc.pool.fetchval("SELECT 1 FROM tree_heads WHERE size = 3"))
+
+        await until(signed, 20)
+        latest = await svc.client.get("/v1/tree-heads/latest", headers=service_env.auth("compliance"))
+        assert latest.status_code == 200
+        assert latest.json()["size"] == 3
+        metrics = (await svc.client.get("/metrics")).text
+        assert "homeroom_audit_tree_size 3.0" in metrics
+        assert "homeroom_audit_seconds_since_last_signed_head" in metrics

@@ -1,0 +1,141 @@
+"""`homeroom audit ...`: check the disclosure log offline.
+
+    homeroom audit verify --export audit-log.jsonl [--public-key log.pub.pem]
+    homeroom audit verify --url http://audit:8005 --token "$TOKEN" [--public-key log.pub.pem]
+
+Both recompute every leaf from the entries as exported, check every entry receipt and
+every signed tree head (signature, root, consistency between successive heads), and
+print what does not match: exit 0 when the log is intact, 1 naming the entries and
+heads that fail, 2 when the export cannot be read at all. With ``--url`` the export
+and the latest signed head are fetched first (to a temporary file; nothing is trusted
+from the server but the bytes). Pin the log's public key with ``--public-key``: without
+it the key in the export is used, which proves the log consistent with itself but not
+that it is the log you meant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from services.audit.export import ExportFormatError, read_entries, read_header
+from services.audit.signing import SignedTreeHead, key_id, load_public_key
+from services.audit.verify import VerificationReport, verify_log
+
+app = typer.Typer(help="The disclosure log: verify an export or the live log.", no_args_is_help=True)
+
+PROGRESS_FROM = 50_000  # entries: below this a run is too short for a progress bar
+
+
+async def fetch_export(
+    url: str, token: str, dest: Path, *, transport: httpx.AsyncBaseTransport | None = None, timeout_s: float = 600
+) -> SignedTreeHead | None:
+    """Download the export to ``dest``; returns the latest signed head (None if none yet)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout_s, headers=headers) as client:
+        async with client.stream("GET", "/v1/export", params={"format": "jsonl"}) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise RuntimeError(f"export refused: HTTP {response.status_code}: {response.text[:300]}")
+            with dest.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    out.write(chunk)
+        latest = await client.get("/v1/tree-heads/latest")
+        if latest.status_code == 404:
+            return None
+        if latest.status_code != 200:
+            raise RuntimeError(f"latest tree head refused: HTTP {latest.status_code}: {latest.text[:300]}")
+        return SignedTreeHead.from_dict(latest.json())
+
+
+def verify_export(
+    path: Path,
+    *,
+    public_key_pem: bytes | None = None,
+    extra_heads: list[SignedTreeHead] | None = None,
+    console: Console | None = None,
+) -> VerificationReport:
+    """Verify an export file (two passes: heads, then entries); raises ExportFormatError."""
+    with path.open(encoding="utf-8") as lines:
+        header = read_header(lines)
+    key = header.public_key if public_key_pem is None else load_public_key(public_key_pem)
+    if public_key_pem is not None and key_id(key) != header.key_id and console is not None:
+        console.print(f"[yellow]the export names key {header.key_id}; verifying against the pinned key {key_id(key)}")
+    heads = list(header.heads)
+    for extra in extra_heads or []:
+        if extra not in heads:
+            heads.append(extra)
+    total = max(header.tree_size, max((h.head.size for h in heads), default=0))
+    show = console is not None and total >= PROGRESS_FROM
+    with path.open(encoding="utf-8") as lines:
+        if not show:
+            return verify_log(read_entries(lines), heads, key)
+        with Progress(
+            TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        ) as bar:
+            task = bar.add_task("entries", total=total)
+            return verify_log(
+                read_entries(lines), heads, key, progress=lambda n: bar.update(task, completed=n), progress_every=10_000
+            )
+
+
+@app.command()
+def verify(
+    url: Annotated[str | None, typer.Option(help="base URL of the audit service (fetches its export)")] = None,
+    export_file: Annotated[Path | None, typer.Option("--export", help="a JSON Lines export to check")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="the log's public key (PEM) to trust instead of the export's")
+    ] = None,
+    token: Annotated[str, typer.Option(envvar="HOMEROOM_TOKEN", help="bearer token (role compliance)")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="print the findings as JSON")] = False,
+) -> None:
+    """Recompute every leaf and root; check receipts, head signatures and consistency. Exit 0 intact, 1 not."""
+    console = Console(stderr=True)
+    if (url is None) == (export_file is None):
+        console.print("give exactly one of --url or --export")
+        raise typer.Exit(2)
+    pem = public_key.read_bytes() if public_key is not None else None
+    try:
+        if url is not None:
+            fd, name = tempfile.mkstemp(prefix="homeroom-audit-", suffix=".jsonl")
+            os.close(fd)
+            path = Path(name)
+            try:
+                latest = asyncio.run(fetch_export(url, token, path))
+                report = verify_export(
+                    path, public_key_pem=pem, extra_heads=[latest] if latest else [], console=console
+                )
+            finally:
+                path.unlink(missing_ok=True)
+        else:
+            assert export_file is not None
+            report = verify_export(export_file, public_key_pem=pem, console=console)
+    except (ExportFormatError, OSError, RuntimeError, httpx.HTTPError, ValueError) as exc:
+        console.print(f"cannot verify: {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries_read": report.entries_read,
+                    "log_size": report.log_size,
+                    "failing_entries": report.entry_indices(),
+                    "failing_heads": [{"size": h.size, "timestamp_ms": h.timestamp_ms} for h in report.heads()],
+                    "findings": [{"kind": f.kind.value, "message": f.message} for f in report.findings],
+                }
+            )
+        )
+    else:
+        for line in report.lines():
+            typer.echo(line)
+    raise typer.Exit(0 if report.ok else 1)
