@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
-from homeroom.bus.envelope import OutgoingEvent, build_event
+from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, build_event, decode
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
 from homeroom.config import ServiceSettings
@@ -132,4 +133,48 @@ async def world(service_env: ServiceEnv, topic_suffix: str) -> AsyncIterator[Wor
             await publisher.stop()
 
 
-__all__ = ["A", "B", "C", "World", "cases_of", "new_key", "processed", "sample_record", "wait_state", "wait_until"]
+__all__ = [
+    "A",
+    "B",
+    "C",
+    "World",
+    "cases_of",
+    "new_key",
+    "processed",
+    "read_bus",
+    "sample_record",
+    "wait_state",
+    "wait_until",
+]
+
+
+async def read_bus(bootstrap: str, topic: str, event_ids: set[str], timeout_s: float = 20.0) -> list[IncomingEvent]:
+    """Read `topic` from the start until every id in `event_ids` was seen; returns every copy
+    of those events (so a test can see duplicates, too)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"transfer-test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[IncomingEvent] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not event_ids <= {e.event_id for e in found}:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for r in records:
+                        event = decode(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
+                        if event.event_id in event_ids:
+                            found.append(event)
+        await asyncio.sleep(0.2)  # a duplicate right behind would show up here
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for r in records:
+                event = decode(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
+                if event.event_id in event_ids:
+                    found.append(event)
+    finally:
+        await consumer.stop()
+    return found

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from homeroom.catalogue import LegalBasis
+from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
+from services.transfer.events import disclosure_id
+from services.transfer.transfers import step_event_id
 from tests.services.transfer.conftest import (
     A,
     B,
@@ -13,6 +16,7 @@ from tests.services.transfer.conftest import (
     cases_of,
     new_key,
     processed,
+    read_bus,
     sample_record,
     wait_state,
     wait_until,
@@ -69,6 +73,27 @@ async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: W
             "SELECT event_id FROM transfer_history WHERE case_id = $1 AND event_id <> ''", case.case_id
         )
         assert len({r["event_id"] for r in event_ids}) == 4
+        disclosure_event = step_event_id(case.case_id, "disclosure")
+        on_bus = await read_bus(world.env.bootstrap, "disclosure.v1", {disclosure_event})
+        assert len(on_bus) == 1
+        released = on_bus[0].payload
+        assert isinstance(released, DisclosureRecorded)
+        assert released.disclosure_id == disclosure_id(case.case_id)
+        assert released.channel == "transfer" and released.record_required
+        assert released.legal_basis == "FERPA 99.31(a)(2) transfer to enrolling school"
+        assert released.district_id == A and released.recipient.organization == B
+        assert set(released.elements) == set(package["elements_included"])
+        assert "health.immunizations" not in released.elements
+        assert on_bus[0].meta.correlation_id == case.case_id
+        steps_on_bus = await read_bus(
+            world.env.bootstrap,
+            "transfer.v1",
+            {step_event_id(case.case_id, s) for s in ("requested", "decided", "packaged", "delivered")},
+        )
+        assert sorted(e.change for e in steps_on_bus) == sorted(
+            ["transfer_requested", "transfer_decided", "transfer_packaged", "transfer_delivered"]
+        )
+        assert {e.meta.correlation_id for e in steps_on_bus} == {case.case_id}
 
         ack = await svc.client.post(
             f"/v1/transfers/{case.case_id}/acknowledge", headers=world.auth("district_staff", district=B), json={}
@@ -82,6 +107,54 @@ async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: W
         sealed = await svc.pool.fetchval("SELECT package_sealed FROM transfer_cases WHERE case_id = $1", case.case_id)
         assert sealed is None  # the package in transit is dropped once the case closes
     assert world.records.delivery_calls.count(case.case_id) == 1
+
+
+async def test_reordered_and_repeated_events_open_exactly_one_case(world: World) -> None:
+    key = new_key()
+    world.records.students[key] = sample_record("Bo")
+    enrolled_a = world.enrolled(key, A, "a-1", "2025-08-20")
+    enrolled_b = world.enrolled(key, B, "b-7", "2026-11-02")
+    async with world.service() as svc:
+        # B's enrollment arrives first, then A's older one, then both again
+        await world.publish(enrolled_b, enrolled_a, enrolled_b, enrolled_a, world.enrolled(key, B, "b-7", "2026-11-02"))
+        case = await wait_state(svc, key, "delivered")
+        await wait_until(lambda: _at_least(processed(svc), 3), what="all enrollment events")
+        await asyncio.sleep(0.3)
+        cases = await cases_of(svc, key)
+        assert len(cases) == 1
+        assert (case.from_district_id, case.to_district_id) == (A, B)  # never B → A
+        assert list(world.records.deliveries) == [case.case_id]
+
+
+async def test_moves_inside_one_district_open_no_case(world: World) -> None:
+    same_school, other_school, new_student = new_key(), new_key(), new_key()
+    async with world.service() as svc:
+        await world.publish(
+            world.enrolled(same_school, A, "a-1", "2025-08-20"),
+            world.enrolled(same_school, A, "a-1", "2026-01-05"),  # re-enrollment in the same school
+            world.enrolled(other_school, A, "a-1", "2025-08-20"),
+            world.enrolled(other_school, A, "a-2", "2026-02-01"),  # another school of the same district
+            world.enrolled(new_student, B, "b-1", "2026-03-01"),  # first enrollment anywhere
+        )
+        await wait_until(lambda: _at_least(processed(svc), 5), what="all enrollment events")
+        await asyncio.sleep(0.3)
+        assert await svc.pool.fetchval("SELECT count(*) FROM transfer_cases") == 0
+        latest = await svc.pool.fetchrow(
+            "SELECT school_id, entry_date::text AS d FROM student_enrollments WHERE student_key = $1", other_school
+        )
+        assert latest is not None and (latest["school_id"], latest["d"]) == ("a-2", "2026-02-01")
+
+
+async def test_refused_decision_closes_the_case_without_release(world: World) -> None:
+    key = new_key()
+    world.records.students[key] = sample_record()
+    async with world.service() as svc:
+        await world.publish(
+            world.enrolled(key, A, "a-1", "2025-08-20"), world.enrolled(key, "d-deny", "x-1", "2026-11-02")
+        )
+        case = await wait_state(svc, key, "refused")
+        assert case.elements_released == [] and case.reason == "no release"
+        assert world.records.package_calls == [] and world.records.deliveries == {}
 
 
 async def _at_least(count: object, n: int) -> bool:
