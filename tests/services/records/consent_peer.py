@@ -43,9 +43,8 @@ class PeerAgreement:
     version: int = 1
 
     def active_on(self, day: date) -> bool:
-        return (
-            self.status == "active"
-            and date.fromisoformat(self.start_date) <= day <= date.fromisoformat(self.end_date)
+        return self.status == "active" and date.fromisoformat(self.start_date) <= day <= date.fromisoformat(
+            self.end_date
         )
 
 

@@ -27,7 +27,9 @@ from tests.services.records.consent_peer import PeerState, consent_peer
 HANDLERS = {c.topics[0].name: c.handler for c in CONSUMERS}
 
 
-def _event(topic: Topic, change: str, payload: Any, key: str, district: str, event_id: str | None = None) -> OutgoingEvent:
+def _event(
+    topic: Topic, change: str, payload: Any, key: str, district: str, event_id: str | None = None
+) -> OutgoingEvent:
     return build_event(
         topic, change, payload, source="/homeroom/ingest/test", subject=key, district_id=district, event_id=event_id
     )
@@ -56,7 +58,9 @@ async def registered(
     return _event(ENROLLMENT, "student_registered", payload, key, district, event_id)
 
 
-def enrolled(district: str, key: str, school: str, entry: str, grade: str = "05", event_id: str | None = None) -> OutgoingEvent:
+def enrolled(
+    district: str, key: str, school: str, entry: str, grade: str = "05", event_id: str | None = None
+) -> OutgoingEvent:
     payload = enrollment_pb2.StudentEnrolled(
         student_key=key, district_id=district, school_id=school, entry_date=entry, grade_level=grade
     )
@@ -78,16 +82,30 @@ def school_changed(district: str, key: str, from_school: str, to_school: str, wh
 
 
 def school(district: str, school_id: str, name: str) -> OutgoingEvent:
-    payload = enrollment_pb2.SchoolRegistered(district_id=district, school_id=school_id, name=name, nces_id="N" + school_id)
-    return build_event(ORGANIZATION, "school_registered", payload, source="/test", subject="", key=district, district_id=district)
+    payload = enrollment_pb2.SchoolRegistered(
+        district_id=district, school_id=school_id, name=name, nces_id="N" + school_id
+    )
+    return build_event(
+        ORGANIZATION, "school_registered", payload, source="/test", subject="", key=district, district_id=district
+    )
 
 
 def attendance(
-    district: str, key: str, day: str, category: int = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT, period: str = "",
+    district: str,
+    key: str,
+    day: str,
+    category: int = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT,
+    period: str = "",
     excused: bool = False,
 ) -> OutgoingEvent:
     payload = attendance_pb2.AttendanceRecorded(
-        student_key=key, district_id=district, school_id="s", date=day, category=category, period=period, excused=excused
+        student_key=key,
+        district_id=district,
+        school_id="s",
+        date=day,
+        category=category,
+        period=period,
+        excused=excused,
     )
     return _event(ATTENDANCE, "attendance_recorded", payload, key, district)
 
@@ -103,7 +121,9 @@ def opt_out(district: str, key: str) -> OutgoingEvent:
 
 
 def agreement_ended(agreement_id: str) -> OutgoingEvent:
-    payload = consent_pb2.AgreementEnded(agreement_id=agreement_id, version=1, ended_on="2026-11-01", reason="terminated")
+    payload = consent_pb2.AgreementEnded(
+        agreement_id=agreement_id, version=1, ended_on="2026-11-01", reason="terminated"
+    )
     return build_event(CONSENT, "agreement_ended", payload, source="/homeroom/consent", subject="", key=agreement_id)
 
 
