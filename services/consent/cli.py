@@ -27,6 +27,11 @@ from services.consent.settings import ConsentSettings
 app = typer.Typer(help="The consent service's agreement registry.", no_args_is_help=True, add_completion=False)
 
 
+@app.callback()
+def _group() -> None:
+    """The consent service's agreement registry (a group, so commands keep their names)."""
+
+
 async def _import(path: Path, districts: tuple[str, ...], recorded_by: str, settings: ConsentSettings) -> ImportSummary:
     if not settings.database_url:
         raise typer.BadParameter("no database: set HOMEROOM_DATABASE_URL or HOMEROOM_CONSENT_DATABASE_URL")
