@@ -8,9 +8,11 @@ new id leaves the same state. Events of one student share a partition and arrive
 order. Each write runs as the RLS-confined app role with the event's district set.
 
 Bad input is refused with `RejectEvent` (dead-lettered with the rule and reason; the
-consumer keeps going): a missing student or district, an unreadable date, attendance for
-a student the district never enrolled or registered, a withdrawal with no enrollment to
-close, an element that is not in the catalogue.
+consumer keeps going): a missing student or district, an unreadable date, a withdrawal
+with no enrollment to close, an element that is not in the catalogue. Attendance or a
+suspension for a student the district never enrolled or registered is retried first
+(enrollment travels on another topic, so it may simply not have arrived) and then
+dead-lettered (`StudentNotYetKnown`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ CATEGORIES: dict[int, str] = {
     attendance_pb2.ATTENDANCE_CATEGORY_TARDY: "tardy",
     attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE: "early_departure",
 }
+
+
+class StudentNotYetKnown(Exception):
+    """Attendance or discipline for a student the district has no record of. Enrollment
+    events travel on another topic, so this can be a race rather than bad input: the
+    kernel retries with backoff and, if the student still is unknown, dead-letters the
+    event with this message (rule `handler.failed`, message starting `student.unknown`)."""
 
 
 def _required(value: str, field: str) -> str:
@@ -160,9 +169,7 @@ def attendance_handler(runtime: Runtime) -> Handler:
             raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
         await _scoped(ctx, district)
         if not await store.student_exists(ctx.conn, district, key):
-            raise RejectEvent(
-                "student.unknown", f"district {district} has no record of this student (register or enroll first)"
-            )
+            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
         await store.record_attendance(
             ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
         )
@@ -183,7 +190,7 @@ def discipline_handler(runtime: Runtime) -> Handler:
             raise RejectEvent("date.end_before_start", "the suspension ends before it starts", "end_date")
         await _scoped(ctx, district)
         if not await store.student_exists(ctx.conn, district, key):
-            raise RejectEvent("student.unknown", f"district {district} has no record of this student")
+            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
         await store.record_suspension(ctx.conn, district, key, start, end, payload.in_school, payload.school_id)
 
     return handle

@@ -17,7 +17,7 @@ from homeroom.bus.envelope import OutgoingEvent, build_event, decode
 from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, ORGANIZATION, Topic
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.service import Runtime
+from homeroom.service import Runtime, ServiceSpec
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
@@ -190,12 +190,14 @@ class Records:
 
 
 @contextlib.asynccontextmanager
-async def records_service(env: ServiceEnv, peer: PeerState | None = None, **overrides: Any) -> AsyncIterator[Records]:
+async def records_service(
+    env: ServiceEnv, peer: PeerState | None = None, spec: ServiceSpec = SERVICE, **overrides: Any
+) -> AsyncIterator[Records]:
     """Records on real PostgreSQL and the real broker, its consent client talking HTTP to
     the consent test peer; the outbox relay stopped so tests can read what it holds."""
     state = peer or PeerState()
     overrides.setdefault("start_consumers", False)
-    async with service_under_test(SERVICE, env, **overrides) as svc:
+    async with service_under_test(spec, env, **overrides) as svc:
         await svc.runtime.relay.stop()
         old = svc.runtime.extras.get("consent")
         if isinstance(old, ConsentClient):

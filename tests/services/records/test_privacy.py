@@ -161,10 +161,10 @@ async def test_row_level_security_returns_nothing_for_the_wrong_district(service
             for table in RLS_TABLES:
                 async with conn.transaction():
                     await conn.execute("SET LOCAL ROLE homeroom_records_app")
-                    assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # setting unset
+                    assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # setting unset  # noqa: S608
                     await conn.execute("SELECT set_config('homeroom.district_id', 'd-a', true)")
-                    assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE district_id = 'd-b'") == 0, table
-                    districts = {r[0] for r in await conn.fetch(f"SELECT district_id FROM {table}")}
+                    assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE district_id = 'd-b'") == 0, table  # noqa: S608
+                    districts = {r[0] for r in await conn.fetch(f"SELECT district_id FROM {table}")}  # noqa: S608
                     assert districts <= {"d-a"}, table
             async with conn.transaction():
                 await conn.execute("SET LOCAL ROLE homeroom_records_app")
@@ -213,7 +213,7 @@ async def test_database_holds_no_plaintext_names(service_env: ServiceEnv) -> Non
                 r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
             ]
             for table in tables:
-                for row in await conn.fetch(f'SELECT * FROM "{table}"'):  # as the owner: every district
+                for row in await conn.fetch(f'SELECT * FROM "{table}"'):  # as the owner: every district  # noqa: S608
                     for value in row.values():
                         dump += value if isinstance(value, bytes) else str(value).encode()
         assert len(dump) > 1000

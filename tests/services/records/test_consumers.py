@@ -1,0 +1,188 @@
+"""Consumers: replays and duplicates give the same state; bad events are refused with a
+named rule; and end to end through the real broker, with dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from homeroom.bus.consumer import RejectEvent
+from homeroom.bus.envelope import OutgoingEvent
+from homeroom.bus.topics import ALL_TOPICS, ensure_topics, with_suffix
+from homeroom.events.v1.rejected_pb2 import RejectedEvent
+from homeroom.service import ConsumerSpec
+from services.records.consumers import StudentNotYetKnown
+from services.records.service import SERVICE
+from tests.harness import ServiceEnv
+from tests.services.records.helpers import (
+    Records,
+    apply,
+    attendance,
+    enrolled,
+    records_service,
+    registered,
+    school,
+    school_changed,
+    suspension,
+    withdrawn,
+)
+
+STATE_QUERIES = {
+    "students": "SELECT district_id, student_key, local_id_hash, plain_elements::text, registered, directory_opt_out"
+    " FROM students ORDER BY 1, 2",
+    "elements": "SELECT district_id, student_key, element, source FROM student_elements ORDER BY 1, 2, 3",
+    "enrollments": "SELECT district_id, student_key, school_id, entry_date, exit_date, exit_code, grade_level"
+    " FROM enrollments ORDER BY 1, 2, 3, 4",
+    "attendance": "SELECT district_id, student_key, day, period, category, excused FROM attendance ORDER BY 1, 2, 3, 4",
+    "suspensions": "SELECT district_id, student_key, start_date, end_date FROM suspensions ORDER BY 1, 2, 3",
+    "schools": "SELECT district_id, school_id, name FROM schools ORDER BY 1, 2",
+}
+
+
+async def snapshot(rec: Records) -> dict[str, list[tuple[Any, ...]]]:
+    async with rec.runtime.pool.acquire() as conn:  # as the owner: every district
+        return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in STATE_QUERIES.items()}
+
+
+def fresh_id(event: OutgoingEvent) -> OutgoingEvent:
+    """The same event re-published under a new id (a producer retry, an ingest re-run)."""
+    from homeroom.bus.envelope import decode
+
+    incoming = decode(event.topic, 0, 0, event.key, event.value, list(event.headers))
+    incoming.message.meta.id = str(uuid.uuid4())  # type: ignore[attr-defined]
+    headers = [(k, incoming.message.meta.id.encode() if k == "ce_id" else v) for k, v in event.headers]  # type: ignore[attr-defined]
+    return dataclasses.replace(
+        event,
+        event_id=incoming.message.meta.id,  # type: ignore[attr-defined]
+        headers=headers,
+        value=incoming.message.SerializeToString(),
+    )
+
+
+async def history(rec: Records, key: str) -> list[OutgoingEvent]:
+    rt = rec.runtime
+    return [
+        school("d-a", "a-1", "Alder"),
+        await registered(rt, "d-a", key, {"student.first_name": "Ana"}, {"enrollment.grade_level": "04"}, ["ell"]),
+        enrolled("d-a", key, "a-1", "2026-09-01"),
+        attendance("d-a", key, "2026-09-02"),
+        attendance("d-a", key, "2026-09-02", period="3"),
+        suspension("d-a", key, "2026-09-10", "2026-09-11"),
+        school_changed("d-a", key, "a-1", "a-2", "2026-10-01"),
+        attendance("d-a", key, "2026-10-02"),
+        withdrawn("d-a", key, "a-2", "2026-11-01", "T2"),
+        enrolled("d-a", key, "a-1", "2026-11-15"),
+    ]
+
+
+async def test_replays_and_duplicates_leave_identical_state(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        key = "stu_replay"
+        events = await history(rec, key)
+        assert await apply(rec.runtime, *events) == len(events)
+        first = await snapshot(rec)
+        assert [(r[2], str(r[3]), str(r[4]), r[5]) for r in first["enrollments"]] == [
+            ("a-1", "2026-09-01", "2026-10-01", "school_change"),
+            ("a-1", "2026-11-15", "None", ""),
+            ("a-2", "2026-10-01", "2026-11-01", "T2"),
+        ]
+        # The same events again (same ids): all skipped.
+        assert await apply(rec.runtime, *events) == 0
+        assert await snapshot(rec) == first
+        # The same events re-published under new ids: applied again, same state.
+        assert await apply(rec.runtime, *[fresh_id(e) for e in events]) == len(events)
+        assert await snapshot(rec) == first
+        r = await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")
+        record = r.json()
+        assert record["program_flags"] == ["ell"]
+        assert record["attendance"]["summary"]["days_absent"] == 2
+        assert [e["school_id"] for e in record["enrollments"]] == ["a-1", "a-2", "a-1"]
+
+
+@pytest.mark.parametrize(
+    ("make", "rule"),
+    [
+        (lambda: attendance("d-a", "stu_known", "2026-02-30"), "date.invalid"),
+        (lambda: suspension("d-a", "stu_known", "2026-09-10", "2026-09-01"), "date.end_before_start"),
+        (lambda: withdrawn("d-a", "stu_known", "a-9", "2026-10-01"), "enrollment.exit_without_entry"),
+        (lambda: withdrawn("d-a", "stu_known", "a-1", "2026-08-01"), "enrollment.exit_before_entry"),
+        (lambda: enrolled("", "stu_known", "a-1", "2026-09-01"), "payload.missing_field"),
+    ],
+)
+async def test_bad_events_are_refused_with_their_rule(service_env: ServiceEnv, make: Any, rule: str) -> None:
+    async with records_service(service_env) as rec:
+        await apply(rec.runtime, enrolled("d-a", "stu_known", "a-1", "2026-09-01"))
+        before = await snapshot(rec)
+        with pytest.raises(RejectEvent) as refused:
+            await apply(rec.runtime, make())
+        assert refused.value.rule == rule
+        assert await snapshot(rec) == before
+
+
+async def test_attendance_for_an_unknown_student_or_another_districts_is_refused(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await apply(rec.runtime, enrolled("d-b", "stu_b", "b-1", "2026-09-01"))
+        for event in (attendance("d-a", "stu_b", "2026-09-02"), suspension("d-a", "stu_nobody", "2026-09-02", "")):
+            with pytest.raises(StudentNotYetKnown, match="student.unknown"):
+                await apply(rec.runtime, event)
+        async with rec.runtime.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM attendance") == 0
+
+
+async def test_end_to_end_through_the_broker_with_dead_letters(service_env: ServiceEnv) -> None:
+    """The real consumers on the real broker (topics renamed for this test), a poison
+    event among good ones: the good ones apply, the bad one is dead-lettered with its rule."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {t.name: with_suffix(t, suffix) for t in ALL_TOPICS}
+    spec = dataclasses.replace(
+        SERVICE,
+        consumers=tuple(
+            ConsumerSpec(f"{c.name}-{suffix}", [topics[t.name] for t in c.topics], c.handler, c.max_batch)
+            for c in SERVICE.consumers
+        ),
+    )
+    kafka = service_env.kafka.client_kwargs()
+    await ensure_topics(kafka, list(topics.values()))
+    async with records_service(service_env, spec=spec, start_consumers=True) as rec:
+        key = "stu_e2e"
+        events = [
+            await registered(rec.runtime, "d-a", key, {"student.first_name": "Ana"}),
+            enrolled("d-a", key, "a-1", "2026-09-01"),
+            attendance("d-a", "stu_ghost", "2026-09-02"),  # unknown student: dead letter
+            attendance("d-a", key, "2026-09-02"),
+            attendance("d-a", key, "2026-09-03"),
+        ]
+
+        async def applied() -> int:
+            async with rec.runtime.pool.acquire() as conn:
+                return int(await conn.fetchval("SELECT count(*) FROM processed_events"))
+
+        async def wait(n: int) -> None:
+            while await applied() < n:
+                await asyncio.sleep(0.1)
+
+        producer = AIOKafkaProducer(**kafka)
+        await producer.start()
+        try:
+            # Enrollment first: attendance travels on another topic, consumed in parallel.
+            for i, e in enumerate(events):
+                await producer.send_and_wait(topics[e.topic].name, e.value, key=e.key, headers=e.headers)
+                if i == 1:
+                    await asyncio.wait_for(wait(2), 45)
+        finally:
+            await producer.stop()
+        await asyncio.wait_for(wait(len(events)), 45)
+        r = await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")
+        assert r.json()["attendance"]["summary"]["days_absent"] == 2
+        rows = await rec.runtime.pool.fetch("SELECT payload FROM outbox WHERE topic = $1", "ingest.rejected.v1")
+        (row,) = rows
+        dead = RejectedEvent()
+        dead.ParseFromString(bytes(row["payload"]))
+        assert dead.record_rejected.rule == "handler.failed"
+        assert "student.unknown" in dead.record_rejected.message
+        assert dead.record_rejected.original_topic == topics["attendance.v1"].name
