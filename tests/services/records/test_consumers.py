@@ -128,7 +128,7 @@ async def test_attendance_for_an_unknown_student_or_another_districts_is_refused
     async with records_service(service_env) as rec:
         await apply(rec.runtime, enrolled("d-b", "stu_b", "b-1", "2026-09-01"))
         for event in (attendance("d-a", "stu_b", "2026-09-02"), suspension("d-a", "stu_nobody", "2026-09-02", "")):
-            with pytest.raises(StudentNotYetKnown, match="student.unknown"):
+            with pytest.raises(StudentNotYetKnown, match=r"student\.unknown"):
                 await apply(rec.runtime, event)
         async with rec.runtime.pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM attendance") == 0
@@ -163,7 +163,7 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
                 return int(await conn.fetchval("SELECT count(*) FROM processed_events"))
 
         async def wait(n: int) -> None:
-            while await applied() < n:
+            while await applied() < n:  # noqa: ASYNC110 (polling the database)
                 await asyncio.sleep(0.1)
 
         producer = AIOKafkaProducer(**kafka)
