@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
+from homeroom.bus.topics import ENROLLMENT, with_suffix
 from homeroom.events.v1.enrollment_pb2 import SchoolChanged, StudentEnrolled
-from homeroom.service import Runtime
+from homeroom.service import ConsumerSpec, Runtime
 from services.transfer import store
 from services.transfer.events import step
 from services.transfer.metrics import CASES_OPENED, TRANSITIONS
@@ -127,3 +128,11 @@ def enrollment_handler(runtime: Runtime) -> Handler:
             await on_school_changed(event.payload, ctx)
 
     return handle
+
+
+def consumer_spec(topic_suffix: str = "") -> ConsumerSpec:
+    """The enrollment consumer; tests give it their own copy of the topic (`with_suffix`), and
+    so their own consumer group."""
+    if not topic_suffix:
+        return ConsumerSpec("enrollment", (ENROLLMENT,), enrollment_handler)
+    return ConsumerSpec(f"enrollment-{topic_suffix}", (with_suffix(ENROLLMENT, topic_suffix),), enrollment_handler)

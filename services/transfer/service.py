@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from homeroom.bus.topics import ENROLLMENT
-from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
+from homeroom.service import Runtime, ServiceSpec
 from services.transfer.api import router
 from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient
-from services.transfer.consumers import enrollment_handler
+from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
 from services.transfer.worker import CaseWorker
 
@@ -48,7 +47,7 @@ SERVICE = ServiceSpec(
     name="transfer",
     settings=TransferSettings,
     routers=(router,),
-    consumers=(ConsumerSpec("enrollment", (ENROLLMENT,), enrollment_handler),),
+    consumers=(consumer_spec(),),
     migrations=Path(__file__).parent / "migrations",
     description="A student's record follows them to a new district: a persisted case per transfer.",
     uses_cipher=True,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, build_event, decode
 from homeroom.bus.producer import Publisher
@@ -151,14 +151,13 @@ __all__ = [
 async def read_bus(bootstrap: str, topic: str, event_ids: set[str], timeout_s: float = 20.0) -> list[IncomingEvent]:
     """Read `topic` from the start until every id in `event_ids` was seen; returns every copy
     of those events (so a test can see duplicates, too)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"transfer-test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        await consumer.client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    consumer.assign([TopicPartition(topic, p) for p in partitions])  # no group: nothing to join
     found: list[IncomingEvent] = []
     try:
         async with asyncio.timeout(timeout_s):
