@@ -1,0 +1,141 @@
+"""The Dockerfile and .dockerignore: pinned, hash-checked, non-root, healthy, no secrets."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import json
+import re
+from types import ModuleType
+
+from homeroom.stack import SERVICES
+from tests.ops.files import DOCKERFILE, DOCKERIGNORE, ROOT
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined: list[str] = []
+    buffer = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not buffer and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        joined.append(buffer + line)
+        buffer = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in joined]
+
+
+def _args() -> dict[str, str]:
+    return {
+        m.group(1): m.group(2) for op, rest in _instructions() if op == "ARG" and (m := re.match(r"(\w+)=(\S+)", rest))
+    }
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for op, rest in _instructions():
+        if op == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((op, rest))
+    return stages
+
+
+def _image(reference: str) -> str:
+    args = _args()
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], reference)
+
+
+def test_base_images_are_pinned_and_python_is_3_11_slim() -> None:
+    froms = [rest.split()[0] for op, rest in _instructions() if op == "FROM"]
+    named_stages = {rest.split()[-1] for op, rest in _instructions() if op == "FROM" and " AS " in rest.upper()}
+    for reference in froms:
+        if reference in named_stages:
+            continue
+        image = _image(reference)
+        _name, _, tag = image.split("@")[0].partition(":")
+        assert tag and tag != "latest" and re.search(r"\d", tag), f"{image} is not pinned to a version"
+    python = _image("${PYTHON_IMAGE}")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", python), python
+    final = _stages()[-1][0][1].split()[0]
+    assert _image(final) == python
+
+
+def test_dependencies_install_only_from_the_lock_with_hashes() -> None:
+    runs = [rest for op, rest in _instructions() if op == "RUN"]
+    sync = [r for r in runs if "requirements.lock" in r]
+    assert sync and all("--require-hashes" in r for r in sync)
+    installs = [r for r in runs if re.search(r"\bpip install\b", r)]
+    assert installs and all("--no-deps" in r for r in installs), "the project installs without resolving anything"
+    lock = (ROOT / "requirements.lock").read_text()
+    assert "--hash=sha256:" in lock
+
+
+def test_runs_as_a_non_root_user_with_the_homeroom_entrypoint_and_a_health_check() -> None:
+    final = _stages()[-1]
+    users = [rest for op, rest in final if op == "USER"]
+    assert users, "the runtime stage sets USER"
+    user = _image(users[-1]).split(":")[0]
+    assert user not in ("root", "0")
+    assert [op for op, _ in final].index("USER") > max(i for i, (op, _) in enumerate(final) if op == "RUN")
+    entrypoint = [rest for op, rest in final if op == "ENTRYPOINT"]
+    assert entrypoint and json.loads(entrypoint[-1]) == ["homeroom"]
+    health = [rest for op, rest in final if op == "HEALTHCHECK"]
+    assert health and "CMD" in health[-1]
+
+
+def test_nothing_secret_is_copied_or_set_in_the_image() -> None:
+    for op, rest in _instructions():
+        if op in ("COPY", "ADD"):
+            sources = [s for s in rest.split() if not s.startswith("--")][:-1]
+            for source in sources:
+                assert not re.search(r"secret|\.pem$|\.key$|keyring|\.env$|\.homeroom", source), source
+        if op in ("ENV", "ARG"):
+            assert not re.search(r"(PASSWORD|SECRET|TOKEN|PRIVATE)\w*=", rest), rest
+
+
+def test_dockerignore_lets_in_what_the_dockerfile_copies_and_keeps_secrets_out() -> None:
+    patterns = [
+        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+
+    def included(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negated = pattern.startswith("!")
+            body = pattern.lstrip("!").rstrip("/")
+            if fnmatch.fnmatch(path, body) or fnmatch.fnmatch(path, body + "/*") or body == "**":
+                keep = negated
+        return keep
+
+    copied = [
+        s
+        for op, rest in _instructions()
+        if op == "COPY" and "--from" not in rest
+        for s in rest.split()[:-1]
+        if not s.startswith("--")
+    ]
+    for source in copied:
+        assert included(source), f".dockerignore excludes {source}, which the Dockerfile copies"
+        assert (ROOT / source).exists(), source
+    for secret in (".homeroom/secrets/keyring.json", "deploy/secrets/pseudonym.key", "tls/server.pem", ".env"):
+        assert not included(secret), f".dockerignore lets {secret} into the build context"
+
+
+def _healthcheck_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("healthcheck", ROOT / "deploy" / "docker" / "healthcheck.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_health_check_knows_every_service_port() -> None:
+    module = _healthcheck_module()
+    assert {name: port for name, (_, port) in SERVICES.items()} == module.PORTS
+    assert "/healthz" in (ROOT / "deploy" / "docker" / "healthcheck.py").read_text()

@@ -1,0 +1,90 @@
+"""Every metric a dashboard panel or an alert rule names is one the code exports.
+
+Two ways: the metric families registered once homeroom.telemetry and every
+services.<name>.metrics module are imported; and the /metrics answer of each of the five
+services started on the embedded PostgreSQL and broker, as `homeroom serve` runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+
+import pytest
+
+from homeroom.stack import SERVICES, load_spec
+from tests.harness import ServiceEnv, service_under_test
+from tests.ops.files import all_metric_exprs
+from tests.ops.promql import exported_series, metric_names, series_from_exposition, unknown_metrics
+
+
+def _import_metric_modules() -> list[str]:
+    importlib.import_module("homeroom.telemetry")
+    imported = ["homeroom.telemetry"]
+    for name in SERVICES:
+        module = f"services.{name}.metrics"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+            imported.append(module)
+    return imported
+
+
+def _report(missing: dict[str, set[str]]) -> str:
+    names = sorted(set().union(*missing.values())) if missing else []
+    where = {expr: place for place, expr in all_metric_exprs()}
+    lines = [f"  {where.get(expr, '?')}: {sorted(n)}" for expr, n in missing.items()]
+    return f"not exported: {names}\n" + "\n".join(lines)
+
+
+def test_every_dashboard_and_alert_metric_is_registered() -> None:
+    _import_metric_modules()
+    exprs = [expr for _, expr in all_metric_exprs()]
+    assert len(exprs) > 40
+    missing = unknown_metrics(exprs, exported_series())
+    assert not missing, _report(missing)
+
+
+def test_the_check_notices_a_metric_nobody_exports() -> None:
+    _import_metric_modules()
+    exported = exported_series()
+    assert unknown_metrics(["sum(rate(homeroom_no_such_metric_total[5m]))"], exported)
+    # a counter is exported with its _total suffix, a histogram as _bucket/_sum/_count
+    assert unknown_metrics(["rate(homeroom_events_consumed[5m])"], exported)
+    assert unknown_metrics(["homeroom_handler_seconds"], exported)
+    assert not unknown_metrics(["rate(homeroom_handler_seconds_count[5m])"], exported)
+
+
+def _needed() -> set[str]:
+    return set().union(*(metric_names(expr) for _, expr in all_metric_exprs())) - {"up"}
+
+
+@contextlib.asynccontextmanager
+async def _running(name: str, env: ServiceEnv) -> AsyncIterator[str]:
+    spec = load_spec(name)
+    async with service_under_test(spec, env, start_consumers=False) as svc:
+        response = await svc.client.get("/metrics")
+        assert response.status_code == 200
+        yield response.text
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+async def test_running_service_serves_the_metrics_dashboards_and_alerts_use(name: str, service_env: ServiceEnv) -> None:
+    """Its own homeroom_<name>_* metrics and every kernel metric, on the real /metrics of the started service."""
+    needed = _needed()
+    service_prefixes = tuple(f"homeroom_{other}_" for other in SERVICES)
+    wanted = {n for n in needed if n.startswith(f"homeroom_{name}_") or not n.startswith(service_prefixes)}
+    async with _running(name, service_env) as text:
+        series = series_from_exposition(text)
+    assert wanted <= series, f"{name} /metrics lacks {sorted(wanted - series)}"
+
+
+@pytest.mark.parametrize("module", ["homeroom.telemetry"])
+def test_kernel_metrics_carry_a_service_label(module: str) -> None:
+    telemetry = importlib.import_module(module)
+    from prometheus_client.metrics import MetricWrapperBase
+
+    for attribute in vars(telemetry).values():
+        if isinstance(attribute, MetricWrapperBase):
+            assert "service" in attribute._labelnames, attribute._name
