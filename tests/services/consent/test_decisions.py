@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from tests.harness import ServiceEnv, ServiceUnderTest
-from tests.services.consent.conftest import active_agreement, decision_request, uid
+from tests.services.consent.conftest import active_agreement, bus_events, decision_request, uid
 
 
 async def ask(svc: ServiceUnderTest, env: ServiceEnv, request: dict[str, Any]) -> dict[str, Any]:
@@ -272,3 +272,93 @@ async def test_batch_answers_in_order_and_is_bounded(svc: ServiceUnderTest, modu
         "/v1/decisions/batch", json={"requests": [good] * 1001}, headers=module_env.auth("service")
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "/requests"
+
+
+async def test_consent_adds_elements_for_a_vendor_but_never_beats_an_opt_out(
+    svc: ServiceUnderTest, module_env: ServiceEnv
+) -> None:
+    district = uid("d")
+    student = uid("stu")
+    agreement_id = await active_agreement(svc.client, module_env, district, elements=("attendance.daily",))
+    request = decision_request(
+        agreement_id, district, student=student, elements=("attendance.daily", "program.ell", "student.first_name")
+    )
+    assert (await ask(svc, module_env, request))["elements_allowed"] == ["attendance.daily"]
+
+    parent = module_env.auth("parent", subject="dad", students=[student])
+    r = await svc.client.post(
+        f"/v1/students/{student}/consents",
+        json={
+            "district_id": district,
+            "recipient": agreement_id,
+            "elements": ["program.ell", "student.first_name"],
+            "purpose": "instruction",
+            "method": "in_person",
+        },
+        headers=parent,
+    )
+    assert r.status_code == 201, r.text
+    answer = await ask(svc, module_env, request)
+    assert answer["elements_allowed"] == ["attendance.daily", "program.ell", "student.first_name"]
+    assert answer["legal_basis"] == "FERPA 99.31(a)(1) school official"
+    assert answer["rules"][:2] == ["agreement", "written-consent"]
+    # A consent for one purpose does not cover another the agreement also allows.
+    other_purpose = await ask(svc, module_env, {**request, "purpose": "research"})
+    assert other_purpose["allow"] is False
+
+    r = await svc.client.post(
+        f"/v1/students/{student}/directory-opt-out", json={"district_id": district, "method": "portal"}, headers=parent
+    )
+    assert r.status_code == 201
+    answer = await ask(svc, module_env, request)
+    assert answer["elements_allowed"] == ["attendance.daily", "program.ell"]
+    assert {w["element"] for w in answer["elements_withheld"]} == {"student.first_name"}
+
+    # A consent cannot expire before it is given.
+    r = await svc.client.post(
+        f"/v1/students/{student}/consents",
+        json={
+            "district_id": district,
+            "recipient": agreement_id,
+            "elements": ["program.ell"],
+            "valid_until": "2001-01-01",
+            "method": "portal",
+        },
+        headers=parent,
+    )
+    assert r.status_code == 422 and r.json()["errors"][0] == {
+        "field": "/valid_until",
+        "rule": "date.in_past",
+        "message": "A consent cannot expire before it is given.",
+    }
+
+
+async def test_parents_choices_are_published_on_the_bus(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    student = uid("stu")
+    agreement_id = await active_agreement(svc.client, module_env, district)
+    staff = module_env.auth("district_staff", subject="clerk", district=district)
+    body = {"district_id": district, "method": "phone"}
+    assert (await svc.client.post(f"/v1/students/{student}/directory-opt-out", json=body, headers=staff)).is_success
+    r = await svc.client.post(
+        f"/v1/students/{student}/consents",
+        json={**body, "recipient": agreement_id, "elements": ["program.ell"]},
+        headers=staff,
+    )
+    consent_id = r.json()["consent_id"]
+    r = await svc.client.post(
+        f"/v1/students/{student}/consents/{consent_id}/withdraw", json={"method": "phone"}, headers=staff
+    )
+    assert r.is_success
+    # Staff of another district can neither withdraw it nor read the choices.
+    other = module_env.auth("district_staff", district=uid("d"))
+    r = await svc.client.post(
+        f"/v1/students/{student}/consents/{consent_id}/withdraw", json={"method": "phone"}, headers=other
+    )
+    assert r.status_code == 403
+    r = await svc.client.get(f"/v1/students/{student}/choices", headers=other)
+    assert r.json()["history"] == [] and r.json()["consents"] == []
+
+    await svc.runtime.drain_outbox()
+    expected = {"directory_opt_out_recorded", "consent_given", "consent_withdrawn"}
+    assert expected <= await bus_events(module_env.bootstrap, "consent.v1", student, expected)
