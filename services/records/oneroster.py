@@ -134,7 +134,7 @@ def matches(obj: dict[str, Any], predicates: list[Predicate]) -> bool:
 
 
 def _stamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _ref(kind: str, sourced_id: str) -> dict[str, str]:
@@ -399,13 +399,18 @@ async def list_enrollments(
             if matches(obj, predicates):
                 rows.append((district, obj))
     page = rows[offset : offset + limit]
-    students = sorted({(d, o["user"]["sourcedId"]) for d, o in page})
+    school_of: dict[tuple[str, str], str] = {}
+    for district, obj in page:
+        ref = (district, obj["user"]["sourcedId"])
+        school_of[ref] = min(school_of.get(ref, obj["school"]["sourcedId"]), obj["school"]["sourcedId"])
+    students = sorted(school_of)
     requests = [
         DecisionRequest(
             action="read",
             requester=requester_json(principal),
             student_key=key,
             district_id=district,
+            school_id=school_of[(district, key)],
             elements=ENROLLMENT_ELEMENTS,
         )
         for district, key in students
