@@ -705,24 +705,10 @@ async def list_choices(
     async with runtime.pool.acquire() as conn:
         consent_rows = await store.consents(conn, student_key, district_id)
         history = await store.choices(conn, student_key, district_id)
-        opt_outs = await conn.fetch(
-            """SELECT district_id, opted_out, recorded_by, method, recorded_at FROM directory_opt_outs
-               WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2) ORDER BY district_id""",
-            student_key,
-            district_id,
-        )
+        opt_outs = await store.opt_outs(conn, student_key, district_id)
     return {
         "student_key": student_key,
-        "directory_opt_outs": [
-            {
-                "district_id": r["district_id"],
-                "opted_out": r["opted_out"],
-                "recorded_by": r["recorded_by"],
-                "method": r["method"],
-                "recorded_at": r["recorded_at"].isoformat(),
-            }
-            for r in opt_outs
-        ],
+        "directory_opt_outs": opt_outs,
         "consents": consent_rows,
         "history": history,
     }

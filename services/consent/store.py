@@ -324,6 +324,25 @@ async def set_directory_opt_out(
     )
 
 
+async def opt_outs(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT district_id, opted_out, recorded_by, method, recorded_at FROM directory_opt_outs
+           WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2) ORDER BY district_id""",
+        student_key,
+        district_id,
+    )
+    return [
+        {
+            "district_id": r["district_id"],
+            "opted_out": r["opted_out"],
+            "recorded_by": r["recorded_by"],
+            "method": r["method"],
+            "recorded_at": r["recorded_at"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
 async def add_choice(
     conn: Connection,
     *,
