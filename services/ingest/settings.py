@@ -21,7 +21,7 @@ class IngestSettings(ServiceSettings):
     max_upload_bytes: int = Field(default=512 << 20, gt=0)  # larger bodies get 413
     upload_dir: Path = Path(tempfile.gettempdir()) / "homeroom-ingest"  # uploads wait here until processed
     # pipeline
-    chunk_records: int = Field(default=500, gt=0)  # input records per database transaction
+    chunk_records: int = Field(default=1000, gt=0)  # input records per database transaction
     max_problems_stored: int = Field(default=10_000, ge=0)  # per submission; more are counted, not stored
     max_concurrent_submissions: int = Field(default=2, gt=0)
     auto_register_orgs: bool = True  # an upload's schools not yet owned by anyone are registered to its district
