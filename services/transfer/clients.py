@@ -18,7 +18,8 @@ RECORDS_EXTRA = "transfer.records"
 
 class PeerError(Exception):
     """A peer call that did not succeed. `retryable`: worth trying again later (network
-    trouble, 5xx, 429, a malformed answer); otherwise the peer refused for good (4xx)."""
+    trouble, 5xx, 404, 408, 425, 429, a malformed answer); otherwise the peer refused for
+    good (other 4xx)."""
 
     def __init__(self, peer: str, message: str, *, retryable: bool, status: int | None = None) -> None:
         super().__init__(f"{peer}: {message}")
@@ -56,7 +57,8 @@ class _Peer:
             response = await self._client.post(path, json=body, headers={"Authorization": f"Bearer {self._token()}"})
         except httpx.HTTPError as exc:
             raise PeerError(self.name, f"POST {path} failed: {type(exc).__name__}: {exc}", retryable=True) from None
-        if response.status_code >= 500 or response.status_code in (408, 429):
+        # 404: the peer may not have caught up with the bus yet (records consumes events too)
+        if response.status_code >= 500 or response.status_code in (404, 408, 425, 429):
             raise PeerError(
                 self.name, f"POST {path} answered {response.status_code}", retryable=True, status=response.status_code
             )

@@ -87,6 +87,7 @@ class RecordsPeer:
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # case id → delivered body
     delivery_calls: list[str] = field(default_factory=list)
     package_calls: list[dict[str, Any]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # student keys whose package is refused (422)
     fail_deliveries: int = 0  # answer 503 to this many delivery calls
     deliver_delay_s: float = 0.0
     delivery_started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -98,6 +99,8 @@ class RecordsPeer:
         async def package(body: dict[str, Any], authorization: str | None = Header(default=None)) -> dict[str, Any]:
             _require_service(self.verifier, authorization)
             self.package_calls.append(body)
+            if body["student_key"] in self.refuse:
+                raise HTTPException(422, "the sending district has put this record on legal hold")
             record = self.students.get(body["student_key"])
             if record is None:
                 raise HTTPException(404, "no such student in the sending district")
