@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Make the secret files docker-compose.yml mounts, for a first deployment or a trial.
+# Existing files are kept (run it again safely); delete one to replace it, knowing what
+# that means (docs/operations.md, "Secrets" and "Keys"). Needs openssl; the trial token
+# issuer needs the homeroom command (./run, or HOMEROOM="docker run --rm -i homeroom:local").
+#
+# Production: the pseudonym key and the audit signing key should come from your secret
+# store, and auth_jwks / service_token from your identity provider (docs/operations.md).
+set -euo pipefail
+cd "$(dirname "$0")"
+umask 077
+
+HOMEROOM_UID=10001   # the image's user (Dockerfile)
+POSTGRES_UID=999     # postgres image
+GRAFANA_UID=472      # grafana image
+HOMEROOM="${HOMEROOM:-../../run}"
+ISSUER="${HOMEROOM_AUTH_ISSUER:-https://trial-issuer.homeroom.invalid}"
+AUDIENCE="${HOMEROOM_AUTH_AUDIENCE:-homeroom}"
+
+made=()
+new() { [ ! -e "$1" ] && made+=("$1"); }
+
+# PostgreSQL password, once for the server (postgres_password) and once for the
+# services in libpq's password-file format (pgpass, read through PGPASSFILE).
+if new postgres_password; then
+  openssl rand -base64 32 | tr -d '/+=\n' > postgres_password
+fi
+if new pgpass; then
+  printf 'postgres:5432:*:homeroom:%s\n' "$(cat postgres_password)" > pgpass
+fi
+# The key of the keyed student pseudonyms: 32 random bytes, base64. The same key for
+# every service and for ever: a new key gives every student a new pseudonym.
+if new pseudonym.key; then
+  openssl rand -base64 32 > pseudonym.key
+fi
+# The audit log's Ed25519 signing key (PKCS#8 PEM). Publish its public half to whoever
+# verifies exports: openssl pkey -in audit-signing.key -pubout
+if new audit-signing.key; then
+  openssl genpkey -algorithm ed25519 -out audit-signing.key
+fi
+if new grafana_admin_password; then
+  openssl rand -base64 24 | tr -d '/+=\n' > grafana_admin_password
+fi
+# Trial only: a local token issuer whose key set the services trust and a long-lived
+# service token signed by it. In production these come from your OIDC provider.
+if [ ! -e auth_jwks.json ] || [ ! -e service_token ]; then
+  export HOMEROOM_AUTH_ISSUER="$ISSUER" HOMEROOM_AUTH_AUDIENCE="$AUDIENCE"
+  # trial-issuer.pem (the private key) is made by the first call and stays here, unmounted.
+  $HOMEROOM token jwks --key-file "$PWD/trial-issuer.pem" > auth_jwks.json
+  $HOMEROOM token issue --key-file "$PWD/trial-issuer.pem" --role service --subject homeroom-services \
+    --ttl $((30 * 24 * 3600)) > service_token
+  made+=(auth_jwks.json service_token)
+  echo "trial issuer $ISSUER: export HOMEROOM_AUTH_ISSUER=$ISSUER before docker compose up" >&2
+fi
+
+chmod 600 postgres_password pgpass pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token
+# Compose mounts these files as they are: the reading container's user must own them.
+if [ "$(id -u)" -eq 0 ]; then
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" pgpass pseudonym.key audit-signing.key auth_jwks.json service_token
+  chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password
+  chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password
+else
+  echo "not root: run these so the containers can read their secrets:" >&2
+  echo "  sudo chown $HOMEROOM_UID:$HOMEROOM_UID $PWD/{pgpass,pseudonym.key,audit-signing.key,auth_jwks.json,service_token}" >&2
+  echo "  sudo chown $POSTGRES_UID:$POSTGRES_UID $PWD/postgres_password" >&2
+  echo "  sudo chown $GRAFANA_UID:$GRAFANA_UID $PWD/grafana_admin_password" >&2
+fi
+if [ "${#made[@]}" -gt 0 ]; then echo "made: ${made[*]}" >&2; else echo "all secrets already present" >&2; fi
