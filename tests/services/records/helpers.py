@@ -191,10 +191,15 @@ class Records:
 
 @contextlib.asynccontextmanager
 async def records_service(
-    env: ServiceEnv, peer: PeerState | None = None, spec: ServiceSpec = SERVICE, **overrides: Any
+    env: ServiceEnv,
+    peer: PeerState | None = None,
+    spec: ServiceSpec = SERVICE,
+    consent: httpx.AsyncBaseTransport | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Records]:
     """Records on real PostgreSQL and the real broker, its consent client talking HTTP to
-    the consent test peer; the outbox relay stopped so tests can read what it holds."""
+    the consent test peer (or to `consent`, e.g. the real consent service's ASGI
+    transport); the outbox relay stopped so tests can read what it holds."""
     state = peer or PeerState()
     overrides.setdefault("start_consumers", False)
     async with service_under_test(spec, env, **overrides) as svc:
@@ -202,6 +207,6 @@ async def records_service(
         old = svc.runtime.extras.get("consent")
         if isinstance(old, ConsentClient):
             await old.aclose()
-        transport = httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
+        transport = consent or httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
         svc.runtime.extras["consent"] = ConsentClient("http://consent.test", svc.runtime.service_token, transport)
         yield Records(svc, state, env)
