@@ -33,6 +33,12 @@ from services.audit.verify import VerificationReport, verify_log
 
 app = typer.Typer(help="The disclosure log: verify an export or the live log.", no_args_is_help=True)
 
+
+@app.callback()
+def main() -> None:
+    """The disclosure log: verify an export or the live log."""
+
+
 PROGRESS_FROM = 50_000  # entries: below this a run is too short for a progress bar
 
 

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.producer import Publisher
-from homeroom.bus.topics import REJECTED, Topic, ensure_topics, with_suffix
+from homeroom.bus.topics import DISCLOSURE, REJECTED, Topic, ensure_topics, with_suffix
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
@@ -114,3 +114,24 @@ async def audit(service_env: ServiceEnv, topic_suffix: str) -> AsyncIterator[Aud
             yield Audit(svc, service_env, topic_suffix, publisher)
     finally:
         await publisher.stop()
+
+
+async def seed(audit: Audit, sizes: tuple[int, ...] = (5, 12)) -> list[dict[str, Any]]:
+    """Append disclosures through the broker, signing a head (POST /v1/tree-heads) at each size.
+
+    Students alternate A, B, A ...; returns the signed heads as the API gave them."""
+    heads: list[dict[str, Any]] = []
+    done = 0
+    for size in sizes:
+        events = [
+            audit.event(DISCLOSURE, "disclosure_recorded", disclosure(STUDENT_A if i % 2 == 0 else STUDENT_B))
+            for i in range(done, size)
+        ]
+        await audit.publish(*events)
+        await audit.wait_for_entries(size)
+        done = size
+        response = await audit.svc.client.post("/v1/tree-heads", headers=audit.auth("compliance"))
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == size
+        heads.append(response.json())
+    return heads
