@@ -64,10 +64,13 @@ date.suspension_outside_enrollment  V      a suspension starting outside every e
 date.birth_in_future                V      a birth date after today
 date.birth_implausible              V      warning: a birth date that makes the student under 2 or
                                            over 30 years old
+student.state_id_missing            S      warning: a student without a state id and not on record gets
+                                           a district-local key (the record cannot follow a transfer)
+upload.empty                        S      the upload had no body (HTTP 422; no submission is made)
 ==================================  =====  ===========================================================
 
 P: refused by the parser (one record on its own); V: refused by the Validator (across the
-submission).
+submission); S: the service (services.ingest.pipeline, services.ingest.api).
 """
 
 from __future__ import annotations
