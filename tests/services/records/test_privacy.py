@@ -352,3 +352,38 @@ async def test_consent_unreachable_fails_closed(service_env: ServiceEnv, peer: P
         assert r.status_code == 200
         assert await rec.disclosures() == []
         assert await rec.read_log() == []
+
+
+async def test_a_read_whose_disclosure_cannot_be_recorded_returns_no_data(
+    service_env: ServiceEnv, peer: PeerState
+) -> None:
+    async with records_service(service_env, peer) as rec:
+        s = await seed(rec)
+        async with rec.runtime.pool.acquire() as conn:
+            await conn.execute("REVOKE INSERT ON outbox FROM homeroom_records_app")
+        for role, scope in (("vendor", vendor()), ("parent", {"students": [s.ka]})):
+            r = await rec.get(f"/v1/students/{s.ka}", role, **scope)
+            assert r.status_code == 500, r.text
+            assert "Zephyrine" not in r.text
+        r = await rec.get("/ims/oneroster/rostering/v1p2/students", "vendor", **vendor())
+        assert r.status_code == 500 and "Zephyrine" not in r.text
+        assert await rec.read_log() == []  # the read-log row rolled back with the event
+
+
+async def test_shredded_student_reads_as_destroyed_never_partial(service_env: ServiceEnv, peer: PeerState) -> None:
+    async with records_service(service_env, peer) as rec:
+        s = await seed(rec)
+        await rec.runtime.require_cipher().destroy_subject("d-a", s.ka)
+        for role, path, scope in (
+            ("district_staff", f"/v1/districts/d-a/students/{s.ka}", {"district": "d-a"}),
+            ("parent", f"/v1/students/{s.ka}", {"students": [s.ka]}),
+            ("vendor", f"/v1/students/{s.ka}", vendor()),
+        ):
+            r = await rec.get(path, role, **scope)
+            assert r.status_code == 410, (role, r.text)
+            assert r.json()["type"] == "/problems/destroyed"
+            assert "Zephyrine" not in r.text and "2026-09-02" not in r.text
+        assert await rec.disclosures() == []
+        # Other students are untouched.
+        r = await rec.get(f"/v1/districts/d-a/students/{s.ka2}", "district_staff", district="d-a")
+        assert r.status_code == 200
