@@ -113,6 +113,8 @@ async def open_record(runtime: Runtime, stored: store.StoredRecord) -> OpenedRec
     """Decrypt a stored record; a shredded student raises the 410 `destroyed` problem."""
     cipher = runtime.require_cipher()
     district, key = stored.district_id, stored.student_key
+    if stored.destroyed_at is not None:
+        raise destroyed(district)
     try:
         opened = await cipher.open_many(district, key, stored.sealed) if stored.sealed else {}
         flags: list[str] = []

@@ -22,7 +22,7 @@ from datetime import date
 
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
-from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, ORGANIZATION
+from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
 from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
@@ -213,10 +213,32 @@ def consent_handler(runtime: Runtime) -> Handler:
     return handle
 
 
+def keys_handler(runtime: Runtime) -> Handler:
+    """keys.v1: once a student's (or a whole district's) keys are destroyed, the sealed
+    values are noise; drop the student's rows too and keep a tombstone, so reads answer
+    "destroyed" (410) and never partial data. Agreement-scope keys are consent's concern."""
+
+    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
+        payload = event.payload
+        if not isinstance(payload, consent_pb2.DataKeysDestroyed):
+            return
+        district = _district(event, payload.district_id)
+        reason = payload.reason or "keys destroyed"
+        if payload.scope == "student":
+            await _scoped(ctx, district)
+            await store.destroy_student(ctx.conn, district, _required(payload.subject, "subject"), reason)
+        elif payload.scope == "district":
+            await _scoped(ctx, district)
+            await store.destroy_district_students(ctx.conn, district, reason)
+
+    return handle
+
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("enrollment", [ENROLLMENT], enrollment_handler),
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
     ConsumerSpec("attendance", [ATTENDANCE], attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
+    ConsumerSpec("keys", [KEYS], keys_handler),
 )

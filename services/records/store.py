@@ -322,6 +322,33 @@ async def set_directory_opt_out(conn: Connection, district_id: str, student_key:
     )
 
 
+async def destroy_student(conn: Connection, district_id: str, student_key: str, reason: str) -> None:
+    """Delete a shredded student's data in one district and keep a tombstone. The read log
+    stays: it records disclosures (element names only), which audit must keep."""
+    await ensure_student(conn, district_id, student_key)
+    args = (district_id, student_key)
+    for table in ("parent_statements", "amendments", "student_elements", "enrollments", "attendance", "suspensions"):
+        await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
+    await conn.execute(
+        """UPDATE students SET destroyed_at = COALESCE(destroyed_at, clock_timestamp()), destroyed_reason = $3,
+               plain_elements = '{}'::jsonb, program_flags = NULL, local_id_hash = '', updated_at = clock_timestamp()
+           WHERE district_id = $1 AND student_key = $2""",
+        *args,
+        reason,
+    )
+    await conn.execute("DELETE FROM transfer_deliveries WHERE district_id = $1 AND student_key = $2", *args)
+
+
+async def destroy_district_students(conn: Connection, district_id: str, reason: str) -> int:
+    keys = [
+        r["student_key"]
+        for r in await conn.fetch("SELECT student_key FROM students WHERE district_id = $1", district_id)
+    ]
+    for key in keys:
+        await destroy_student(conn, district_id, key, reason)
+    return len(keys)
+
+
 # --- reading ----------------------------------------------------------------------------
 
 
@@ -332,6 +359,7 @@ class StoredRecord:
     district_id: str
     student_key: str
     updated_at: datetime
+    destroyed_at: datetime | None
     registered: bool
     directory_opt_out: bool
     plain_elements: dict[str, str]
@@ -371,6 +399,7 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
         district_id=district_id,
         student_key=student_key,
         updated_at=row["updated_at"],
+        destroyed_at=row["destroyed_at"],
         registered=row["registered"],
         directory_opt_out=row["directory_opt_out"],
         plain_elements=json.loads(row["plain_elements"]),
@@ -427,7 +456,7 @@ async def list_student_keys(
     date), ordered by key, with their last change time."""
     rows = await conn.fetch(
         """SELECT s.student_key, s.updated_at FROM students s
-           WHERE s.district_id = $1
+           WHERE s.district_id = $1 AND s.destroyed_at IS NULL
              AND (($2::text[] IS NULL AND $3::date IS NULL) OR EXISTS (
                    SELECT 1 FROM enrollments e WHERE e.district_id = s.district_id AND e.student_key = s.student_key
                      AND ($2::text[] IS NULL OR e.school_id = ANY($2::text[]))

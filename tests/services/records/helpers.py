@@ -14,7 +14,7 @@ import httpx
 from homeroom import outbox
 from homeroom.bus.consumer import HandlerContext
 from homeroom.bus.envelope import OutgoingEvent, build_event, decode
-from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, ORGANIZATION, Topic
+from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION, Topic
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.service import Runtime, ServiceSpec
@@ -125,6 +125,15 @@ def agreement_ended(agreement_id: str) -> OutgoingEvent:
         agreement_id=agreement_id, version=1, ended_on="2026-11-01", reason="terminated"
     )
     return build_event(CONSENT, "agreement_ended", payload, source="/homeroom/consent", subject="", key=agreement_id)
+
+
+def keys_destroyed(district: str, scope: str, subject: str) -> OutgoingEvent:
+    payload = consent_pb2.DataKeysDestroyed(
+        district_id=district, scope=scope, subject=subject, reason="erasure", keys_destroyed=1
+    )
+    return build_event(
+        KEYS, "data_keys_destroyed", payload, source="/test", subject="", key=district, district_id=district
+    )
 
 
 async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:

@@ -20,6 +20,7 @@ from tests.services.records.helpers import (
     apply,
     attendance,
     enrolled,
+    keys_destroyed,
     opt_out,
     records_service,
     registered,
@@ -386,4 +387,27 @@ async def test_shredded_student_reads_as_destroyed_never_partial(service_env: Se
         assert await rec.disclosures() == []
         # Other students are untouched.
         r = await rec.get(f"/v1/districts/d-a/students/{s.ka2}", "district_staff", district="d-a")
+        assert r.status_code == 200
+
+
+async def test_keys_destroyed_event_drops_the_rows_and_keeps_a_tombstone(
+    service_env: ServiceEnv, peer: PeerState
+) -> None:
+    async with records_service(service_env, peer) as rec:
+        s = await seed(rec)
+        await rec.runtime.require_cipher().destroy_subject("d-a", s.ka)
+        await apply(rec.runtime, keys_destroyed("d-a", "student", s.ka))
+        await apply(rec.runtime, keys_destroyed("d-a", "student", s.ka))  # a replay changes nothing
+        async with rec.runtime.pool.acquire() as conn:
+            for table in ("student_elements", "enrollments", "attendance", "suspensions"):
+                assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE student_key = $1", s.ka) == 0  # noqa: S608
+            assert await conn.fetchval("SELECT destroyed_at IS NOT NULL FROM students WHERE student_key = $1", s.ka)
+        r = await rec.get(f"/v1/districts/d-a/students/{s.ka}", "district_staff", district="d-a")
+        assert r.status_code == 410
+        listed = await rec.get("/v1/districts/d-a/students", "district_staff", district="d-a")
+        assert s.ka not in listed.text
+        r = await rec.get("/ims/oneroster/rostering/v1p2/students", "vendor", **vendor())
+        assert s.ka not in r.text and s.ka2 in r.text
+        # District B is untouched by district A's shredding.
+        r = await rec.get(f"/v1/districts/d-b/students/{s.kb}", "district_staff", district="d-b")
         assert r.status_code == 200
