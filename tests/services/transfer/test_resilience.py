@@ -83,7 +83,7 @@ async def test_a_restart_in_the_middle_of_a_delivery_resumes_without_repeating(w
     key = new_key()
     world.records.students[key] = sample_record()
     world.records.deliver_delay_s = 30.0  # the first delivery hangs: the service stops in the middle of it
-    settings = await world.settings(worker_lease_s=0.5)
+    settings = await world.settings(worker_lease_s=0.5, consumer_session_timeout_ms=3000)
     async with world.service(settings) as svc:
         await world.publish(world.enrolled(key, A, "a-1", "2025-08-20"))
         await wait_until(
