@@ -121,3 +121,27 @@ def all_metric_exprs() -> list[tuple[str, str]]:
     exprs = [(f"{name}: {title}", expr) for name, board in dashboards().items() for title, expr in panel_exprs(board)]
     exprs += [(f"alert {rule['alert']}", rule["expr"]) for rule in alert_rules()]
     return exprs
+
+
+TLS_OVERLAY = ROOT / "deploy" / "tls" / "compose.tls.yml"
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (!reset, !override): the tagged value, as the overlay gives it."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!reset", _tagged)
+_ComposeLoader.add_constructor("!override", _tagged)
+
+
+def tls_overlay() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.load(TLS_OVERLAY.read_text(), Loader=_ComposeLoader)  # noqa: S506 - SafeLoader subclass
+    return data
