@@ -184,6 +184,7 @@ async def open_record(runtime: Runtime, stored: store.StoredRecord) -> OpenedRec
         amendments=amendments,
         prior_records=prior,
         directory_opt_out=stored.directory_opt_out,
+        chronic_absence=stored.chronic_absence,
     )
 
 

@@ -18,6 +18,7 @@ dead-lettered (`StudentNotYetKnown`).
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date
 
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
@@ -27,6 +28,7 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
+from services.records.settings import RecordsSettings
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
 
@@ -157,6 +159,10 @@ def organization_handler(runtime: Runtime) -> Handler:
 
 
 def attendance_handler(runtime: Runtime) -> Handler:
+    settings = runtime.settings
+    threshold = settings.chronic_absence_threshold if isinstance(settings, RecordsSettings) else 0.10
+    min_days = settings.chronic_absence_min_days if isinstance(settings, RecordsSettings) else 10
+
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         payload = event.payload
         if not isinstance(payload, attendance_pb2.AttendanceRecorded):
@@ -173,8 +179,39 @@ def attendance_handler(runtime: Runtime) -> Handler:
         await store.record_attendance(
             ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
         )
+        if not payload.period:
+            await _chronic_absence(ctx, district, key, threshold, min_days, event.event_id)
 
     return handle
+
+
+async def _chronic_absence(
+    ctx: HandlerContext, district: str, key: str, threshold: float, min_days: int, cause: str
+) -> None:
+    """Flag the student when absent days reach `threshold` of recorded days (after at
+    least `min_days`), and emit ChronicAbsenceDetected once per crossing, with an id
+    derived from the crossing so a replay writes the same event."""
+    tally = await store.absence_tally(ctx.conn, district, key)
+    chronic = tally.days_enrolled >= min_days and tally.rate >= threshold
+    if await store.set_chronic(ctx.conn, district, key, chronic, tally):
+        as_of = tally.as_of.isoformat() if tally.as_of else ""
+        ctx.emit(
+            ATTENDANCE,
+            "chronic_absence_detected",
+            attendance_pb2.ChronicAbsenceDetected(
+                student_key=key,
+                district_id=district,
+                days_enrolled=tally.days_enrolled,
+                days_absent=tally.days_absent,
+                absence_rate=round(tally.rate, 4),
+                threshold=threshold,
+                as_of_date=as_of,
+            ),
+            subject=key,
+            district_id=district,
+            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"homeroom/records/chronic/{district}/{key}/{as_of}")),
+            causation_id=cause,
+        )
 
 
 def discipline_handler(runtime: Runtime) -> Handler:

@@ -75,6 +75,7 @@ class OpenedRecord:
     amendments: list[dict[str, Any]] = field(default_factory=list)
     prior_records: list[dict[str, Any]] = field(default_factory=list)
     directory_opt_out: bool = False
+    chronic_absence: bool = False
 
 
 def attendance_summary(rows: Iterable[AttendanceRow]) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def build_view(
         if attendance["periods"]:
             present.add("attendance.period")
     if "attendance.summary" in permitted:
-        attendance["summary"] = attendance_summary(rows)
+        attendance["summary"] = {**attendance_summary(rows), "chronic_absence": record.chronic_absence}
         if rows:
             present.add("attendance.summary")
     view["attendance"] = attendance

@@ -18,3 +18,7 @@ class RecordsSettings(ServiceSettings):
     consent_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url"))
     consent_timeout_s: float = 5.0
     max_page_size: int = 1000
+    # Chronic absence: absent on at least this share of recorded school days, once at least
+    # `chronic_absence_min_days` days are recorded (seed 000: early support).
+    chronic_absence_threshold: float = Field(default=0.10, gt=0, le=1)
+    chronic_absence_min_days: int = Field(default=10, ge=1)

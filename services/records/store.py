@@ -287,6 +287,52 @@ async def record_attendance(
     await touch(conn, district_id, student_key)
 
 
+@dataclass(frozen=True, slots=True)
+class AbsenceTally:
+    days_enrolled: int  # days with a daily attendance record
+    days_absent: int
+    as_of: date | None
+
+    @property
+    def rate(self) -> float:
+        return self.days_absent / self.days_enrolled if self.days_enrolled else 0.0
+
+
+async def absence_tally(conn: Connection, district_id: str, student_key: str) -> AbsenceTally:
+    row = await conn.fetchrow(
+        """SELECT count(*) AS days, count(*) FILTER (WHERE category = 'absent') AS absent, max(day) AS as_of
+           FROM attendance WHERE district_id = $1 AND student_key = $2 AND period = ''""",
+        district_id,
+        student_key,
+    )
+    assert row is not None
+    return AbsenceTally(int(row["days"]), int(row["absent"]), row["as_of"])
+
+
+async def set_chronic(conn: Connection, district_id: str, student_key: str, chronic: bool, tally: AbsenceTally) -> bool:
+    """Record the student's chronic-absence state; True if it changed to chronic now."""
+    previous = await conn.fetchval(
+        "SELECT chronic FROM chronic_absence WHERE district_id = $1 AND student_key = $2", district_id, student_key
+    )
+    await conn.execute(
+        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
+               as_of_date) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
+               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
+               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
+               changed_at = CASE WHEN chronic_absence.chronic = EXCLUDED.chronic THEN chronic_absence.changed_at
+                                 ELSE clock_timestamp() END""",
+        district_id,
+        student_key,
+        chronic,
+        tally.days_enrolled,
+        tally.days_absent,
+        tally.rate,
+        tally.as_of,
+    )
+    return chronic and not previous
+
+
 async def record_suspension(
     conn: Connection,
     district_id: str,
@@ -327,7 +373,15 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
     stays: it records disclosures (element names only), which audit must keep."""
     await ensure_student(conn, district_id, student_key)
     args = (district_id, student_key)
-    for table in ("parent_statements", "amendments", "student_elements", "enrollments", "attendance", "suspensions"):
+    for table in (
+        "parent_statements",
+        "amendments",
+        "student_elements",
+        "enrollments",
+        "attendance",
+        "suspensions",
+        "chronic_absence",
+    ):
         await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
     await conn.execute(
         """UPDATE students SET destroyed_at = COALESCE(destroyed_at, clock_timestamp()), destroyed_reason = $3,
@@ -361,6 +415,7 @@ class StoredRecord:
     updated_at: datetime
     destroyed_at: datetime | None
     registered: bool
+    chronic_absence: bool
     directory_opt_out: bool
     plain_elements: dict[str, str]
     program_flags: bytes | None
@@ -401,6 +456,13 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
         updated_at=row["updated_at"],
         destroyed_at=row["destroyed_at"],
         registered=row["registered"],
+        chronic_absence=bool(
+            await conn.fetchval(
+                "SELECT chronic FROM chronic_absence WHERE district_id = $1 AND student_key = $2",
+                district_id,
+                student_key,
+            )
+        ),
         directory_opt_out=row["directory_opt_out"],
         plain_elements=json.loads(row["plain_elements"]),
         program_flags=bytes(row["program_flags"]) if row["program_flags"] is not None else None,

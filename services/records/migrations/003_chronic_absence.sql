@@ -1,0 +1,19 @@
+-- Chronic absence (seed 000: early support): set when a student's absent days reach the
+-- configured share of recorded school days, cleared when they fall below it again.
+CREATE TABLE chronic_absence (
+    district_id   text        NOT NULL,
+    student_key   text        NOT NULL,
+    chronic       boolean     NOT NULL,
+    days_enrolled int         NOT NULL,
+    days_absent   int         NOT NULL,
+    absence_rate  double precision NOT NULL,
+    as_of_date    date        NOT NULL,
+    changed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, student_key)
+);
+ALTER TABLE chronic_absence ENABLE ROW LEVEL SECURITY;
+ALTER TABLE chronic_absence FORCE ROW LEVEL SECURITY;
+CREATE POLICY district_isolation ON chronic_absence
+    USING (district_id = current_setting('homeroom.district_id', true))
+    WITH CHECK (district_id = current_setting('homeroom.district_id', true));
+GRANT SELECT, INSERT, UPDATE, DELETE ON chronic_absence TO homeroom_records_app;
