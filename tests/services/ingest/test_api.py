@@ -575,3 +575,22 @@ def test_orgs_fixture_is_what_the_tests_assume() -> None:
 
 
 _ = (httpx, Topic)
+
+
+async def test_oneroster_bulk_file_missing_most_of_a_school_is_held(service_env: ServiceEnv, tmp_path: Any) -> None:
+    env = service_env
+    async with service_under_test(
+        SERVICE, env, upload_dir=tmp_path / "u", hold_min_withdrawals=2, hold_max_share=0.25
+    ) as s:
+        users = [user11(f"u{i}") for i in range(8)]
+        enrollments = [enrollment(f"e{i}", f"u{i}", beginDate="2024-09-03") for i in range(8)]
+        full = await upload(s, env, "d-1", "oneroster", oneroster_zip(users, enrollments))
+        assert full["status"] == "completed" and full["counts"]["rejected"] == 0, full
+        # a truncated bulk export: six of the eight students are missing (implied withdrawals)
+        truncated = oneroster_zip(users[:2], enrollments[:2])
+        held = await upload(s, env, "d-1", "oneroster", truncated)
+        assert held["status"] == "held", held
+        assert held["held"]["schools"] == [{"school_id": "sch-1", "enrolled": 8, "withdrawn": 6, "share": 0.75}]
+        # the same students as a delta file withdraw nobody: applied at once
+        delta = await upload(s, env, "d-1", "oneroster", oneroster_zip(users[:2], enrollments[:2], mode="delta"))
+        assert delta["status"] == "completed" and delta["counts"]["unchanged"] >= 4, delta
