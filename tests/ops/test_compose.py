@@ -143,7 +143,9 @@ def test_ports_match_the_settings_defaults(name: str) -> None:
     assert int(env.get(f"HOMEROOM_{name.upper()}_PORT", default)) == default
     assert _container_ports(service) == {default}
     test = " ".join(service["healthcheck"]["test"])
-    assert re.search(rf"http://127\.0\.0\.1:{default}/healthz", test), f"{name}: health check is not /healthz:{default}"
+    # /readyz: healthy means serving with its database and bus reachable, and each probe
+    # refreshes homeroom_service_ready, which the HomeroomServiceNotReady alert reads.
+    assert re.search(rf"http://127\.0\.0\.1:{default}/readyz", test), f"{name}: health check is not /readyz:{default}"
 
 
 def test_service_urls_point_at_the_right_container_and_port() -> None:
