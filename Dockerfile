@@ -30,7 +30,7 @@ COPY homeroom ./homeroom
 COPY services ./services
 # hatchling comes from the lock (installed above), so no unpinned build backend is fetched.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv pip install --python /opt/homeroom/bin/python --no-deps --no-build-isolation --no-cache . \
+    uv pip install --python /opt/homeroom/bin/python --no-deps --no-build-isolation . \
  && /opt/homeroom/bin/homeroom --help > /dev/null
 
 # --- runtime ---------------------------------------------------------------------------
