@@ -466,6 +466,8 @@ async def get_student(
         views.append(view)
         releases.append(Release(district, student_key, present, decision))
     if not views:
+        if principal.role is Role.VENDOR:  # which district holds the key is not the vendor's business
+            raise denied("consent_denied", "the agreement releases nothing of this student")
         raise denied("consent_denied", "the consent decision released nothing: " + "; ".join(reasons))
     await commit_releases(runtime, principal, releases, channel=CHANNEL_API, purpose=purpose or "")
     READS.labels(principal.role.value, CHANNEL_API).inc(len(views))
