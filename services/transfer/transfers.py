@@ -140,19 +140,25 @@ def _prior(known: list[Enrollment], target: Enrollment) -> Enrollment | None:
 
 def openings(known: list[Enrollment], new: Enrollment) -> list[Opening]:
     """Cases an arriving enrollment opens, given what was known before it (the latest
-    enrollment per district). Handles late arrivals: an older enrollment in A arriving after
-    B's later one reveals the A → B transfer. Same-district moves open nothing."""
+    enrollment per district). Only the student's current (latest) enrollment is a transfer
+    destination: an enrollment the student has already left is history, not a move to
+    serve. Handles late arrivals: an older enrollment in A arriving after B's later one
+    reveals the A → B transfer. Moves inside one district open nothing."""
+    latest = max((e.entry_date for e in known), default=None)
     found: list[Opening] = []
-    prior = _prior(known, new)
-    if prior is not None and prior.district_id != new.district_id:
-        found.append(Opening(prior.district_id, new))
-    later = [e for e in known if e.entry_date > new.entry_date and e.district_id != new.district_id]
-    if later:
-        successor = min(later, key=lambda e: e.entry_date)
-        merged = [e for e in known if e.district_id != new.district_id or e.entry_date > new.entry_date] + [new]
-        before = _prior(merged, successor)
-        if before is not None and before.district_id != successor.district_id:
-            found.append(Opening(before.district_id, successor))
+    if latest is None or new.entry_date >= latest:
+        prior = _prior(known, new)
+        if prior is not None and prior.district_id != new.district_id:
+            found.append(Opening(prior.district_id, new))
+        return found
+    later = [e for e in known if e.entry_date > new.entry_date]
+    current = max(later, key=lambda e: e.entry_date)
+    if current.district_id == new.district_id:
+        return found
+    merged = [e for e in known if e.district_id != new.district_id or e.entry_date > new.entry_date] + [new]
+    before = _prior(merged, current)
+    if before is not None and before.district_id != current.district_id:
+        found.append(Opening(before.district_id, current))
     return found
 
 

@@ -35,6 +35,8 @@ CREATE TABLE transfer_cases (
 CREATE UNIQUE INDEX transfer_cases_one_open
     ON transfer_cases (student_key, from_district_id, to_district_id)
     WHERE state IN ('requested', 'decided', 'packaged', 'delivered', 'held', 'escalated');
+-- One case per receiving enrollment, whichever district a late event says it came from.
+CREATE UNIQUE INDEX transfer_cases_one_per_enrollment ON transfer_cases (student_key, to_district_id, enrollment_ref);
 CREATE INDEX transfer_cases_due ON transfer_cases (next_attempt_at)
     WHERE state IN ('requested', 'decided', 'packaged', 'delivered');
 CREATE INDEX transfer_cases_inbound ON transfer_cases (to_district_id, opened_at);

@@ -12,6 +12,7 @@ from services.transfer.transfers import step_event_id
 from tests.services.transfer.conftest import (
     A,
     B,
+    C,
     World,
     cases_of,
     new_key,
@@ -124,6 +125,10 @@ async def test_reordered_and_repeated_events_open_exactly_one_case(world: World)
         assert len(cases) == 1
         assert (case.from_district_id, case.to_district_id) == (A, B)  # never B → A
         assert list(world.records.deliveries) == [case.case_id]
+        # a late event shows a stay in C between A and B: B's enrollment keeps its one case
+        await world.publish(world.enrolled(key, C, "c-1", "2026-01-05"))
+        await wait_until(lambda: _at_least(processed(svc), 4), what="C's enrollment")
+        assert [c.case_id for c in await cases_of(svc, key)] == [case.case_id]
 
 
 async def test_moves_inside_one_district_open_no_case(world: World) -> None:
