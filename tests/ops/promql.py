@@ -229,3 +229,41 @@ def unknown_metrics(exprs: Iterable[str], exported: set[str]) -> dict[str, set[s
         if names:
             missing[expr] = names
     return missing
+
+
+TARGET_LABELS = frozenset({"job", "instance", "le", "quantile", "__name__"})
+
+
+def registered_labels(registry: CollectorRegistry = REGISTRY) -> dict[str, set[str]]:
+    """series name → label names, for every metric object in the registry."""
+    labels: dict[str, set[str]] = {}
+    for collector in list(registry._collector_to_names):  # no public index of collectors
+        names = getattr(collector, "_labelnames", None)
+        kind = getattr(collector, "_type", None)
+        name = getattr(collector, "_name", None)
+        if names is None or kind is None or name is None:
+            continue
+        for series in series_names(name, kind):
+            labels[series] = set(names)
+    return labels
+
+
+def label_problems(expr: str, labels: dict[str, set[str]]) -> list[str]:
+    """Labels an expression matches on or groups by that its metrics do not have."""
+    text = STRING.sub('""', GRAFANA_VARIABLE.sub("5m", expr))
+    problems: list[str] = []
+    for metric, matchers in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}", text):
+        known = labels.get(metric)
+        if known is None:
+            continue
+        for label in re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", matchers):
+            if label not in known | TARGET_LABELS:
+                problems.append(f"{metric} has no label {label!r}")
+    used = {n for n in metric_names(expr) if n in labels}
+    available = set().union(*(labels[n] for n in used)) | TARGET_LABELS if used else None
+    if available is not None:
+        for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", text):
+            for label in (g.strip() for g in group.split(",") if g.strip()):
+                if label not in available:
+                    problems.append(f"grouping by {label!r}, which none of {sorted(used)} has")
+    return problems

@@ -17,7 +17,14 @@ import pytest
 from homeroom.stack import SERVICES, load_spec
 from tests.harness import ServiceEnv, service_under_test
 from tests.ops.files import all_metric_exprs
-from tests.ops.promql import exported_series, metric_names, series_from_exposition, unknown_metrics
+from tests.ops.promql import (
+    exported_series,
+    label_problems,
+    metric_names,
+    registered_labels,
+    series_from_exposition,
+    unknown_metrics,
+)
 
 
 def _import_metric_modules() -> list[str]:
@@ -88,3 +95,19 @@ def test_kernel_metrics_carry_a_service_label(module: str) -> None:
     for attribute in vars(telemetry).values():
         if isinstance(attribute, MetricWrapperBase):
             assert "service" in attribute._labelnames, attribute._name
+
+
+def test_labels_used_by_dashboards_and_alerts_exist_on_their_metrics() -> None:
+    """Grouping by or matching on a label the metric lacks shows an empty panel, silently."""
+    _import_metric_modules()
+    labels = registered_labels()
+    problems = {where: found for where, expr in all_metric_exprs() if (found := label_problems(expr, labels))}
+    assert not problems, "\n".join(f"{where}: {found}" for where, found in problems.items())
+
+
+def test_the_label_check_notices_a_wrong_label() -> None:
+    _import_metric_modules()
+    labels = registered_labels()
+    assert label_problems("sum by (district) (homeroom_outbox_backlog)", labels)
+    assert label_problems('homeroom_consumer_lag{tenant="x"}', labels)
+    assert not label_problems('sum by (service, topic) (homeroom_consumer_lag{consumer="c"})', labels)
