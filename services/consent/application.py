@@ -41,7 +41,8 @@ from services.consent.agreements import (
     validate_amendment,
     validate_terms,
 )
-from services.consent.decisions import Decision, DecisionRequest, Facts, decide
+from services.consent.cedar_policy import decide_bounded
+from services.consent.decisions import Decision, DecisionRequest, Facts
 from services.consent.import_2d import parse_2d
 
 log = logging.getLogger(__name__)
@@ -483,7 +484,7 @@ async def decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *
                 directory_opt_out=(request.student_key, request.district_id) in opted,
                 consents=grants.get((request.student_key, request.district_id), []),
             )
-            decisions.append(decide(request, facts))
+            decisions.append(decide_bounded(request, facts))
         await store.log_decisions(
             conn,
             [

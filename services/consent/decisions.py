@@ -325,6 +325,14 @@ def _transfer(
         return _deny(request, "a transfer names the receiving district (to_district_id)")
     if request.to_district_id == request.district_id:
         return _deny(request, "a transfer goes to another district, not the owning one")
+    requester = request.requester
+    receiving_staff = (
+        requester.role in ("district_staff", "school_staff") and requester.district_id == request.to_district_id
+    )
+    if requester.role != "service" and not receiving_staff:
+        return _deny(
+            request, f"a transfer is asked by the transfer service or the receiving district, not a {requester.role}"
+        )
     outcome = _Outcome(withheld=list(withheld))
     for element_id in known:
         if CATALOGUE[element_id].transferable:
@@ -389,20 +397,10 @@ def _vendor(
             )
     if request.purpose is not None and request.purpose not in terms.purposes:
         return _deny(request, f"{label} does not permit the purpose {request.purpose!r}", agreement=version)
-    purpose = request.purpose or (terms.purposes[0] if len(terms.purposes) == 1 else None)
+    purpose = effective_purpose(request, version)
 
     basis = _CATEGORY_BASIS[version.category]
-    consented: set[str] = set()
-    consent_ids: list[str] = []
-    for grant in facts.consents:
-        if grant.recipient != version.id:
-            continue
-        if grant.valid_until is not None and grant.valid_until < facts.today:
-            continue
-        if grant.purpose is not None and purpose is not None and grant.purpose != purpose:
-            continue
-        consented |= grant.elements
-        consent_ids.append(grant.consent_id)
+    consented, consent_ids = consented_elements(facts, version.id, purpose)
 
     outcome = _Outcome(withheld=list(withheld))
     by_agreement = set(terms.elements) if basis is not None else set()
@@ -440,6 +438,33 @@ def _vendor(
         purpose=purpose,
         obligations=_CATEGORY_OBLIGATIONS[version.category],
     )
+
+
+def effective_purpose(request: DecisionRequest, version: Agreement) -> str | None:
+    """The request's purpose, or the agreement's only purpose when the request names none."""
+    purposes = version.terms.purposes
+    return request.purpose or (purposes[0] if len(purposes) == 1 else None)
+
+
+def consented_elements(facts: Facts, agreement_id: str, purpose: str | None) -> tuple[set[str], list[str]]:
+    """Elements written consents release to this agreement today for this purpose, and the consents' ids."""
+    consented: set[str] = set()
+    consent_ids: list[str] = []
+    for grant in facts.consents:
+        if grant.recipient != agreement_id:
+            continue
+        if grant.valid_until is not None and grant.valid_until < facts.today:
+            continue
+        if grant.purpose is not None and purpose is not None and grant.purpose != purpose:
+            continue
+        consented |= grant.elements
+        consent_ids.append(grant.consent_id)
+    return consented, consent_ids
+
+
+def category_basis(category: AgreementCategory) -> LegalBasis | None:
+    """The FERPA exception a category of recipient rests on; None when it needs written consent."""
+    return _CATEGORY_BASIS[category]
 
 
 def policy_document() -> dict[str, Any]:

@@ -254,6 +254,16 @@ async def test_transfer_releases_transferable_elements_with_notice(
     assert same["allow"] is False
     nowhere = await ask(svc, module_env, {**request, "to_district_id": None})
     assert nowhere["allow"] is False
+    # Only the transfer service or the receiving district's staff may ask for a transfer.
+    vendor = {**request, "requester": {"role": "vendor", "subject": "app", "agreement_id": uid("agr")}}
+    assert (await ask(svc, module_env, vendor))["allow"] is False
+    stranger = {**request, "requester": {"role": "district_staff", "subject": "s", "district_id": uid("d")}}
+    assert (await ask(svc, module_env, stranger))["allow"] is False
+    receiving = {
+        **request,
+        "requester": {"role": "district_staff", "subject": "s", "district_id": request["to_district_id"]},
+    }
+    assert (await ask(svc, module_env, receiving))["allow"] is True
 
 
 async def test_batch_answers_in_order_and_is_bounded(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
