@@ -190,7 +190,10 @@ class SubmissionRun:
         self._known: set[str] = set()  # student ids on record (for the Validator)
         self._known_enrollments: dict[tuple[str, str], list[tuple[date | None, date | None]]] = {}
         self._org_owner: dict[str, tuple[str, str]] = {}
-        self._emitted: set[str] = set()  # collapsed events (class enrollments -> one school enrollment)
+        self._emitted: set[str] = set()
+        self._windows_written: set[tuple[str, str, date | None, date | None]] = (
+            set()
+        )  # collapsed events (class enrollments -> one school enrollment)
         self._new_orgs: list[tuple[str, str, str | None]] = []  # claimed, not yet written
         self._seq = 0
         self._stored_problems = 0
@@ -427,7 +430,10 @@ class SubmissionRun:
     ) -> None:
         h = self._hash_ref(r.student_ref)
         if r.action is EnrollmentAction.ENROLL:
-            windows.append((h, r.school_id, r.entry_date, r.exit_date))
+            window = (h, r.school_id, r.entry_date, r.exit_date)
+            if window not in self._windows_written:  # class enrollments repeat the school window
+                self._windows_written.add(window)
+                windows.append(window)
         elif r.action is EnrollmentAction.WITHDRAW and r.exit_date is not None:
             if r.entry_date is not None:
                 windows.append((h, r.school_id, r.entry_date, r.exit_date))

@@ -310,15 +310,21 @@ async def enrollment_windows(
 async def add_windows(
     conn: Connection, district_id: str, windows: Sequence[tuple[str, str, date | None, date | None]]
 ) -> None:
+    """Record enrollment windows; one already on record (same student, school and dates) is skipped."""
     if not windows:
         return
-    await conn.executemany(
+    await conn.execute(
         """INSERT INTO enrollment_windows (district_id, ref_hash, school_id, entry_date, exit_date)
-           SELECT $1, $2, $3, $4, $5
-           WHERE NOT EXISTS (SELECT 1 FROM enrollment_windows w WHERE w.district_id = $1 AND w.ref_hash = $2
-                             AND w.school_id = $3 AND w.entry_date IS NOT DISTINCT FROM $4
-                             AND w.exit_date IS NOT DISTINCT FROM $5)""",
-        [(district_id, *w) for w in windows],
+           SELECT DISTINCT $1, t.h, t.s, t.e, t.x FROM unnest($2::text[], $3::text[], $4::date[], $5::date[])
+               AS t(h, s, e, x)
+           WHERE NOT EXISTS (SELECT 1 FROM enrollment_windows w WHERE w.district_id = $1 AND w.ref_hash = t.h
+                             AND w.school_id = t.s AND w.entry_date IS NOT DISTINCT FROM t.e
+                             AND w.exit_date IS NOT DISTINCT FROM t.x)""",
+        district_id,
+        [w[0] for w in windows],
+        [w[1] for w in windows],
+        [w[2] for w in windows],
+        [w[3] for w in windows],
     )
 
 
