@@ -298,7 +298,7 @@ class CaseWorker:
             else:
                 allowed.append(name)
         decision_id = str(answer.get("decision_id", ""))
-        legal_basis = str(answer.get("legal_basis") or LegalBasis.TRANSFER.value)
+        legal_basis = str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else ""))
         detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": str(answer.get("reason", ""))}
         now = now_utc()
         if not allow or not allowed:
