@@ -458,19 +458,14 @@ def privacy() -> dict[str, Any]:
                 "Disclosures",
                 [
                     Panel(
-                        "Releases decided by recipient and legal basis",
+                        "Disclosures by recipient and legal basis",
                         [
                             (
-                                summed(
-                                    "increase",
-                                    "homeroom_consent_decisions_total",
-                                    "recipient_role, legal_basis",
-                                    '{allow="true"}',
-                                ),
+                                summed("increase", "homeroom_audit_disclosures_total", "recipient_role, legal_basis"),
                                 "{{recipient_role}}: {{legal_basis}}",
                             )
                         ],
-                        description="Decisions of the consent service that allowed a release.",
+                        description="Every disclosure.v1 event the audit log recorded (records and transfer).",
                     ),
                     Panel(
                         "Disclosures recorded by records, by channel",
@@ -498,15 +493,27 @@ def privacy() -> dict[str, Any]:
                 ],
             ),
             Row(
-                "Denials",
+                "Decisions and denials",
                 [
+                    Panel(
+                        "Consent decisions by action and outcome",
+                        [
+                            (
+                                summed("increase", "homeroom_consent_decisions_total", "action, allow"),
+                                "{{action}} allow={{allow}}",
+                            )
+                        ],
+                        width=8,
+                    ),
                     Panel(
                         "Consent denials by reason",
                         [(f"sum by (reason) (increase(homeroom_consent_denials_total[{RATE}]))", "{{reason}}")],
+                        width=8,
                     ),
                     Panel(
                         "Record reads refused by reason",
                         [(f"sum by (reason) (increase(homeroom_records_denials_total[{RATE}]))", "{{reason}}")],
+                        width=8,
                     ),
                 ],
             ),

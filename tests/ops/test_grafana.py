@@ -92,7 +92,7 @@ REQUIRED = {
         "homeroom_transfer_enrollment_to_delivery_seconds_bucket",
     },
     "homeroom-privacy.json": {
-        "homeroom_consent_decisions_total",  # disclosures by recipient and legal basis
+        "homeroom_audit_disclosures_total",  # disclosures by recipient and legal basis
         "homeroom_consent_denials_total",  # denials by reason
         "homeroom_consent_agreements_ending_soon",
     },
