@@ -282,11 +282,15 @@ async def _student_candidates(
 async def _users(
     runtime: Runtime, principal: Principal, scope: AgreementScope, candidates: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    loaded = []
+    by_district: dict[str, list[str]] = {}
     for district, key in candidates:
-        stored = await store_load(runtime, district, key)
-        if stored is not None:
-            loaded.append(stored)
+        by_district.setdefault(district, []).append(key)
+    found: dict[tuple[str, str], store.StoredRecord] = {}
+    for district, keys in by_district.items():
+        async with store.district_tx(runtime.pool, district) as conn:
+            for stored in await store.load_roster(conn, district, keys):
+                found[(district, stored.student_key)] = stored
+    loaded = [found[c] for c in candidates if c in found]
     requests = [
         DecisionRequest(
             action="read",
@@ -338,11 +342,6 @@ async def _users(
     await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER)
     READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(users))
     return users
-
-
-async def store_load(runtime: Runtime, district: str, key: str) -> store.StoredRecord | None:
-    async with store.district_tx(runtime.pool, district) as conn:
-        return await store.load_record(conn, district, key)
 
 
 @router.get("/students")

@@ -503,6 +503,50 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
     )
 
 
+async def load_roster(conn: Connection, district_id: str, student_keys: Sequence[str]) -> list[StoredRecord]:
+    """Identity and enrollments of many students in three queries (a rostering page): the
+    other parts of their records (attendance, amendments ...) are left empty."""
+    keys = list(student_keys)
+    rows = await conn.fetch(
+        "SELECT * FROM students WHERE district_id = $1 AND student_key = ANY($2::text[]) AND destroyed_at IS NULL",
+        district_id,
+        keys,
+    )
+    sealed: dict[str, dict[str, bytes]] = {}
+    for r in await conn.fetch(
+        """SELECT student_key, element, sealed FROM student_elements
+           WHERE district_id = $1 AND student_key = ANY($2::text[])""",
+        district_id,
+        keys,
+    ):
+        sealed.setdefault(r["student_key"], {})[r["element"]] = bytes(r["sealed"])
+    enrollments: dict[str, list[asyncpg.Record]] = {}
+    for r in await conn.fetch(
+        """SELECT * FROM enrollments WHERE district_id = $1 AND student_key = ANY($2::text[])
+           ORDER BY student_key, entry_date, school_id""",
+        district_id,
+        keys,
+    ):
+        enrollments.setdefault(r["student_key"], []).append(r)
+    by_key = {
+        r["student_key"]: StoredRecord(
+            district_id=district_id,
+            student_key=r["student_key"],
+            updated_at=r["updated_at"],
+            destroyed_at=None,
+            registered=r["registered"],
+            chronic_absence=False,
+            directory_opt_out=r["directory_opt_out"],
+            plain_elements=json.loads(r["plain_elements"]),
+            program_flags=None,
+            sealed=sealed.get(r["student_key"], {}),
+            enrollments=enrollments.get(r["student_key"], []),
+        )
+        for r in rows
+    }
+    return [by_key[k] for k in keys if k in by_key]
+
+
 async def list_student_keys(
     conn: Connection,
     district_id: str,
