@@ -10,7 +10,6 @@ Who may call what:
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import time
@@ -25,12 +24,11 @@ from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
-from services.audit import export, metrics, store
+from services.audit import export, store
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
-from services.audit.heads import sign_now
+from services.audit.heads import sign_now, verify_stored
 from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner, SignedTreeHead
-from services.audit.verify import ExportedEntry, VerificationReport, verify_log
 
 router = APIRouter(prefix="/v1")
 
@@ -293,20 +291,6 @@ async def export_log(
         media_type="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-log.jsonl"'},
     )
-
-
-async def verify_stored(runtime: Runtime) -> VerificationReport:
-    """Verify the log as stored now: every leaf recomputed from its row, every receipt and head."""
-    signer = _signer(runtime)
-    heads = await store.heads(runtime.pool)
-    entries: list[ExportedEntry] = []
-    async for batch in store.iter_entries(runtime.pool, _settings(runtime).export_batch):
-        entries.extend(ExportedEntry(e.seq, e.canonical(), e.leaf_hash, e.receipt) for e in batch)
-    report = await asyncio.to_thread(verify_log, entries, heads, signer.public_key)
-    metrics.VERIFICATIONS.labels("intact" if report.ok else "tampered").inc()
-    for kind, count in report.counts.items():
-        metrics.VERIFICATION_FAILURES.labels(kind.value).inc(count)
-    return report
 
 
 @router.get("/verification", tags=["compliance"], summary="Verify the stored log now")

@@ -1,4 +1,7 @@
-"""Signing tree heads: on demand, and periodically by the head keeper task."""
+"""Signing tree heads (on demand, and periodically by the head keeper task) and verifying the stored log.
+
+The keeper also verifies the whole stored log every `verify_interval_s` (0: never), so
+the verification-failure alert fires without anyone asking."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from homeroom.service import Runtime
 from services.audit import metrics, store
 from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner, SignedTreeHead
+from services.audit.verify import ExportedEntry, VerificationReport, verify_log
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +33,36 @@ async def sign_now(runtime: Runtime) -> SignedTreeHead:
     return signed
 
 
+async def verify_stored(runtime: Runtime) -> VerificationReport:
+    """Verify the log as stored now: every leaf recomputed from its row, every receipt and head."""
+    settings = runtime.settings
+    assert isinstance(settings, AuditSettings)
+    signer: LogSigner = runtime.extras["signer"]
+    heads = await store.heads(runtime.pool)
+    entries: list[ExportedEntry] = []
+    async for batch in store.iter_entries(runtime.pool, settings.export_batch):
+        entries.extend(ExportedEntry(e.seq, e.canonical(), e.leaf_hash, e.receipt) for e in batch)
+    report = await asyncio.to_thread(verify_log, entries, heads, signer.public_key)
+    metrics.VERIFICATIONS.labels("intact" if report.ok else "tampered").inc()
+    for kind, count in report.counts.items():
+        metrics.VERIFICATION_FAILURES.labels(kind.value).inc(count)
+    return report
+
+
 async def keep_heads(runtime: Runtime, settings: AuditSettings) -> None:
     last = await store.latest_head(runtime.pool)
     last_size = -1 if last is None else last.head.size
     last_at = 0.0 if last is None else last.head.timestamp_ms / 1000
     if last is not None:
         metrics.record_head(last.head.size, last.head.timestamp_ms)
+    last_verified = time.monotonic()
     while True:
         try:
+            if settings.verify_interval_s > 0 and time.monotonic() - last_verified >= settings.verify_interval_s:
+                last_verified = time.monotonic()
+                report = await verify_stored(runtime)
+                if not report.ok:
+                    log.error("the stored audit log fails verification", extra={"findings": report.lines()[:20]})
             size = await store.tree_size(runtime.pool)
             metrics.record_size(size)
             age = time.time() - last_at

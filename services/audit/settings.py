@@ -15,10 +15,11 @@ class AuditSettings(ServiceSettings):
     service_name: str = "audit"
     port: int = 8005
     # The Ed25519 key that signs tree heads and entry receipts (PKCS#8 PEM, mode 0600).
-    # Default: <secrets_dir>/audit-log.key, created on first start outside production.
+    # Default: <secrets_dir>/audit-signing.key, created on first start outside production.
     signing_key_file: Path | None = None
     head_interval_s: float = 10.0  # sign a head this often when the log has grown
     head_max_age_s: float = 3600.0  # and at least this often even when it has not
+    verify_interval_s: float = 3600.0  # verify the whole stored log this often (0: only on request)
     # Every write runs `SET LOCAL ROLE` to this role (SELECT and INSERT only on the log's
     # tables); empty to write as the connecting role.
     writer_role: str = "homeroom_audit_writer"
@@ -27,7 +28,7 @@ class AuditSettings(ServiceSettings):
 
     @property
     def signing_key_path(self) -> Path:
-        return self.signing_key_file or self.secrets_dir / "audit-log.key"
+        return self.signing_key_file or self.secrets_dir / "audit-signing.key"
 
     def require_production_secrets(self) -> None:
         super().require_production_secrets()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
@@ -165,7 +166,7 @@ async def test_a_parent_sees_only_their_own_child_in_plain_language(audit: Audit
     assert r.status_code == 403
 
 
-OUTSIDERS = {
+OUTSIDERS: dict[str, dict[str, Any]] = {
     "vendor": {"agreement": "agr-12", "organization": "Acme Learning"},
     "district_staff": {"district": "d-100"},
     "school_staff": {"district": "d-100", "schools": ["s-1"]},
