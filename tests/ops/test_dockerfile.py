@@ -139,3 +139,24 @@ def test_image_health_check_knows_every_service_port() -> None:
     module = _healthcheck_module()
     assert {name: port for name, (_, port) in SERVICES.items()} == module.PORTS
     assert "/healthz" in (ROOT / "deploy" / "docker" / "healthcheck.py").read_text()
+
+
+def test_every_locked_package_is_pinned_with_a_hash_and_the_build_backend_is_locked() -> None:
+    """uv refuses the whole lock under --require-hashes if one entry lacks a hash."""
+    entries: dict[str, list[str]] = {}
+    current = ""
+    for raw in (ROOT / "requirements.lock").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not raw.startswith((" ", "\t")):
+            current = line.split(" ", 1)[0].rstrip("\\").strip()
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s]+", current), f"not pinned: {current}"
+            entries[current] = []
+        elif line.startswith("--hash=sha256:"):
+            entries[current].append(line)
+    assert entries
+    assert [name for name, hashes in entries.items() if not hashes] == []
+    backend = re.search(r'requires = \["(\w+)', (ROOT / "pyproject.toml").read_text())
+    assert backend is not None
+    assert any(name.lower().startswith(f"{backend.group(1)}==") for name in entries), "the build backend is not locked"
