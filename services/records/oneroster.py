@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -374,15 +374,34 @@ async def list_enrollments(
     """Students' school enrollments (Homeroom keeps no class sections: `class` is null)."""
     scope, _start, end = await _scope(runtime, principal)
     predicates = parse_filter(filter)
+    # What SQL can do: covered schools, the agreement's end, and the common predicates;
+    # with no other predicate the page bounds the query too.
+    sql_fields = {
+        ("dateLastModified", ">"),
+        ("dateLastModified", ">="),
+        ("user.sourcedId", "="),
+        ("school.sourcedId", "="),
+    }
+    updated_after = next(
+        (_when(p.value) for p in predicates if p.field == "dateLastModified" and p.op in (">", ">=")), None
+    )
+    user = next((p.value for p in predicates if p.field == "user.sourcedId" and p.op == "="), None)
+    school_id = next((p.value for p in predicates if p.field == "school.sourcedId" and p.op == "="), None)
+    bounded = all((p.field, p.op) in sql_fields for p in predicates)
     rows: list[tuple[str, dict[str, Any]]] = []
     for district in sorted(scope.districts):
         async with store.district_tx(runtime.pool, district) as conn:
-            found = await conn.fetch("SELECT * FROM enrollments ORDER BY student_key, school_id, entry_date")
+            found = await store.list_enrollments(
+                conn,
+                district,
+                school_ids=list(scope.schools) if scope.schools else None,
+                updated_after=updated_after - timedelta(microseconds=1) if updated_after else None,
+                student_key=user,
+                school_id=school_id,
+                entry_on_or_before=end,
+                limit=offset + limit if bounded else None,
+            )
         for e in found:
-            if not _school_covered(scope, e["school_id"]):
-                continue
-            if end is not None and e["entry_date"] > end:
-                continue
             obj = {
                 "sourcedId": f"{e['student_key']}.{e['school_id']}.{e['entry_date'].isoformat()}",
                 "status": "active",

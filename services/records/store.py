@@ -204,7 +204,10 @@ async def enroll(
         """INSERT INTO enrollments (district_id, student_key, school_id, entry_date, grade_level, entry_type)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (district_id, student_key, school_id, entry_date)
-           DO UPDATE SET grade_level = EXCLUDED.grade_level, entry_type = EXCLUDED.entry_type""",
+           DO UPDATE SET grade_level = EXCLUDED.grade_level, entry_type = EXCLUDED.entry_type,
+               updated_at = clock_timestamp()
+           WHERE (enrollments.grade_level, enrollments.entry_type) IS DISTINCT FROM
+                 (EXCLUDED.grade_level, EXCLUDED.entry_type)""",
         district_id,
         student_key,
         school_id,
@@ -545,6 +548,38 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
         for r in rows
     }
     return [by_key[k] for k in keys if k in by_key]
+
+
+async def list_enrollments(
+    conn: Connection,
+    district_id: str,
+    *,
+    school_ids: Sequence[str] | None = None,
+    updated_after: datetime | None = None,
+    student_key: str | None = None,
+    school_id: str | None = None,
+    entry_on_or_before: date | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """Enrollments of a district for rostering, ordered by student, school and entry."""
+    return list(
+        await conn.fetch(
+            """SELECT * FROM enrollments WHERE district_id = $1
+                 AND ($2::text[] IS NULL OR school_id = ANY($2::text[]))
+                 AND ($3::timestamptz IS NULL OR updated_at > $3)
+                 AND ($4::text IS NULL OR student_key = $4)
+                 AND ($5::text IS NULL OR school_id = $5)
+                 AND ($6::date IS NULL OR entry_date <= $6)
+               ORDER BY student_key, school_id, entry_date LIMIT $7""",
+            district_id,
+            list(school_ids) if school_ids is not None else None,
+            updated_after,
+            student_key,
+            school_id,
+            entry_on_or_before,
+            limit,
+        )
+    )
 
 
 async def list_student_keys(

@@ -265,6 +265,22 @@ async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv, p
         (d,) = await rec.disclosures()
         assert d.student_key == key and list(d.elements) == ["enrollment.entry_date", "enrollment.school_id"]
 
+        other = await student(rec, "d-a", "a-1", "Cy", "Hidden")
+        auth = service_env.auth("vendor", **VENDOR)
+
+        async def enrollment_users(**params: str) -> list[str]:
+            r = await rec.client.get(f"{OR}/enrollments", params=params, headers=auth)
+            assert r.status_code == 200, r.text
+            return [e["user"]["sourcedId"] for e in r.json()["enrollments"]]
+
+        both = sorted([key, other])
+        assert await enrollment_users() == both
+        assert await enrollment_users(limit="1", offset="1") == both[1:]
+        assert await enrollment_users(filter=f"user.sourcedId='{other}'") == [other]
+        assert await enrollment_users(filter="school.sourcedId='a-2'") == []  # not covered
+        assert await enrollment_users(filter="beginDate>'2026-09-01'") == []
+        assert await enrollment_users(filter="beginDate>='2026-09-01' AND status='active'", limit="1") == both[:1]
+
 
 async def test_oneroster_is_for_vendors_only(service_env: ServiceEnv, peer: PeerState) -> None:
     async with records_service(service_env, peer) as rec:
