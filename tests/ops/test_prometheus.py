@@ -91,3 +91,9 @@ def test_promql_names_ignore_labels_functions_and_grouping() -> None:
         "[$__rate_interval]))) > on (service) group_left homeroom_service_up offset 5m"
     )
     assert metric_names(expr) == {"homeroom_http_request_seconds_bucket", "homeroom_service_up"}
+
+
+def test_every_alert_is_explained_in_the_operations_guide() -> None:
+    guide = (ALERTS.parents[2] / "docs" / "operations.md").read_text()
+    undocumented = [rule["alert"] for rule in alert_rules() if f"`{rule['alert']}`" not in guide]
+    assert undocumented == [], "add these to the alert table in docs/operations.md"
