@@ -30,6 +30,7 @@ from services.consent.agreements import (
     SupplementalInformation,
     current_status,
 )
+from services.consent.cedar_policy import policy_text
 from services.consent.decisions import MAX_BATCH, Decision, DecisionRequest, policy_document
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -488,8 +489,8 @@ async def get_decision(
 
 @decisions.get("/policy")
 async def policy(principal: Reader) -> dict[str, Any]:
-    """The decision rules as data, with their legal bases."""
-    return policy_document()
+    """The decision rules as data, with their legal bases, and the Cedar policy that bounds every release."""
+    return {**policy_document(), "cedar": policy_text()}
 
 
 # ------------------------------------------------------------- parents' choices

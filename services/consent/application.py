@@ -229,6 +229,17 @@ async def end(
                 "end.never_active",
             )
         target = _latest_non_draft(versions)
+        if reason == "expired" and (target.terms.end_date is None or target.terms.end_date >= today):
+            raise rejected(
+                [
+                    AgreementError(
+                        field="/reason",
+                        rule="end.not_expired",
+                        message=f"Agreement {agreement_id!r} has not expired (its end date is "
+                        f"{target.terms.end_date or 'open'}); end it as terminated.",
+                    )
+                ]
+            )
         chosen = disposition or target.terms.disposition.value
         ended = target.model_copy(update={"status": AgreementStatus.ENDED})
         ended_on = today

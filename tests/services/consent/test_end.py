@@ -104,6 +104,11 @@ async def test_a_draft_cannot_be_ended(svc: ServiceUnderTest, module_env: Servic
     )
     r = await svc.client.post(f"/v1/agreements/{r.json()['id']}/end", json={}, headers=staff)
     assert r.status_code == 409 and r.json()["rule"] == "end.never_active"
+    active = await active_agreement(svc.client, module_env, district)
+    r = await svc.client.post(f"/v1/agreements/{active}/end", json={"reason": "expired"}, headers=staff)
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "end.not_expired"
+    policy = (await svc.client.get("/v1/policy", headers=staff)).json()
+    assert "forbid (principal, action, resource)" in policy["cedar"] and policy["default"] == "deny"
     r = await svc.client.post("/v1/agreements/unknown-agreement/end", json={}, headers=module_env.auth("compliance"))
     assert r.status_code == 404
     r = await svc.client.post(
