@@ -361,7 +361,7 @@ class SubmissionRun:
             windows: list[tuple[str, str, date | None, date | None]] = []
             closes: list[tuple[str, str, date]] = []
             to_mark: dict[str, str] = {}
-            sealing: list[tuple[StudentRecord, str, str]] = []
+            sealing: list[tuple[StudentRecord, str, str, str]] = []
             for record, rec_hash, content in records:
                 delta.accepted += 1
                 unchanged = taken.get(rec_hash) == content
@@ -374,7 +374,7 @@ class SubmissionRun:
                         new_students[self._hash_ref(record.student_ref)] = key
                     self._ref_key[record.student_ref] = key
                     if not unchanged and not record.deleted:
-                        sealing.append((record, key, self._event_id(rec_hash, content)))
+                        sealing.append((record, key, rec_hash, self._event_id(rec_hash, content)))
                 elif isinstance(record, EnrollmentRecord):
                     self._windows(record, windows, closes)
                 if unchanged:
@@ -382,7 +382,7 @@ class SubmissionRun:
                     continue
                 to_mark[rec_hash] = content
                 if not isinstance(record, StudentRecord):
-                    event = self._event(record, self._event_id(rec_hash, content))
+                    event = self._event(record, rec_hash, self._event_id(rec_hash, content))
                     if event is not None:
                         events.append(event)
             events.extend(await self._student_events(sealing))
@@ -483,11 +483,13 @@ class SubmissionRun:
             event_id=event_id,
         )
 
-    def _public_record_id(self, source_record_id: str) -> str:
-        return "rec_" + self.pz.local_id_hash(self.district, "record:" + source_record_id)[4:]
+    @staticmethod
+    def _public_record_id(rec_hash: str) -> str:
+        """The record's id as events carry it: the keyed hash of its source id, never the id."""
+        return "rec_" + rec_hash.removeprefix("lid_")
 
-    async def _student_events(self, sealing: list[tuple[StudentRecord, str, str]]) -> list[OutgoingEvent]:
-        async def one(r: StudentRecord, key: str, event_id: str) -> OutgoingEvent:
+    async def _student_events(self, sealing: list[tuple[StudentRecord, str, str, str]]) -> list[OutgoingEvent]:
+        async def one(r: StudentRecord, key: str, rec_hash: str, event_id: str) -> OutgoingEvent:
             secret: dict[str, str] = {}
             plain: dict[str, str] = {}
             for element_id, value in r.elements.items():
@@ -504,7 +506,7 @@ class SubmissionRun:
                 district_id=self.district,
                 local_student_id_hash=self._hash_ref(r.student_ref),
                 plain_elements=plain,
-                source_record_id=self._public_record_id(r.source_record_id),
+                source_record_id=self._public_record_id(rec_hash),
             )
             for element_id, ciphertext in sealed.items():
                 payload.sealed_elements[element_id].CopyFrom(SealedValue(ciphertext=ciphertext))
@@ -512,7 +514,7 @@ class SubmissionRun:
 
         return list(await asyncio.gather(*(one(*s) for s in sealing)))
 
-    def _event(self, r: ParsedRecord, event_id: str) -> OutgoingEvent | None:
+    def _event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
         if isinstance(r, SchoolRecord):
             if r.org_type is OrgType.DISTRICT:
                 return None
@@ -534,7 +536,7 @@ class SubmissionRun:
         student_key = self._ref_key.get(r.student_ref)
         if student_key is None:  # the Validator only accepts records of known students
             raise RuntimeError("accepted record without a student key")
-        rid = self._public_record_id(r.source_record_id)
+        rid = self._public_record_id(rec_hash)
         if isinstance(r, EnrollmentRecord):
             return self._enrollment_event(r, student_key, rid, event_id)
         if isinstance(r, AttendanceRecord):
