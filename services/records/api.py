@@ -456,11 +456,12 @@ async def get_student(
             reasons.append(f"{district}: {decision.reason}")
             continue
         opened = await open_record(runtime, stored)
-        if principal.role is Role.PARENT:
+        if principal.role is Role.PARENT and set(requested) <= set(decision.elements_allowed):
+            # The parent's own record (99.10): in full, with amendments, statements and prior records.
             view, present = build_view(opened)
             if set(requested) != set(READABLE_ELEMENTS):
                 view, present = build_view(opened, set(requested))
-        else:
+        else:  # never more than the decision allows, whoever asks
             allowed = set(decision.elements_allowed) & set(requested)
             view, present = build_view(opened, allowed, start=start, end=end)
         views.append(view)
