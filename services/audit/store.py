@@ -284,16 +284,22 @@ async def get_entry(conn: Connection | asyncpg.Pool, seq: int) -> StoredEntry | 
     return None if row is None else _entry(row)
 
 
+async def entries_after(conn: Connection | asyncpg.Pool, after: int, limit: int) -> list[StoredEntry]:
+    """One keyset page: entries with seq above ``after``, in order."""
+    rows = await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2",  # noqa: S608
+        after,
+        limit,
+    )
+    return [_entry(r) for r in rows]
+
+
 async def iter_entries(pool: asyncpg.Pool, batch: int) -> AsyncIterator[list[StoredEntry]]:
     """Every entry in sequence order, in batches (keyset pages: no long transaction)."""
     after = -1
     while True:
-        rows = await pool.fetch(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2",  # noqa: S608
-            after,
-            batch,
-        )
-        if not rows:
+        page = await entries_after(pool, after, batch)
+        if not page:
             return
-        yield [_entry(r) for r in rows]
-        after = rows[-1]["seq"]
+        yield page
+        after = page[-1].seq
