@@ -63,7 +63,10 @@ async def test_vendor_reads_through_the_real_consent_service_until_the_agreement
             assert list(d.elements) == ["attendance.daily", "student.first_name"]
             # The parent, through the same decision point.
             r = await rec.get(f"/v1/students/{key}", "parent", students=[key])
-            assert r.status_code == 200 and r.json()["records"][0]["elements"]["student.last_name"] == "Secretsurname"
+            assert r.status_code == 200, r.text
+            mine = r.json()["records"][0]
+            assert mine["elements"]["student.last_name"] == "Secretsurname"
+            assert "amendments" in mine and "directory_opt_out" in mine  # the full record (99.10)
             assert (await rec.disclosures())[-1].legal_basis == "FERPA 99.10 parent inspection"
 
             r = await consent.client.post(
