@@ -211,6 +211,14 @@ async def run(n: int, rate: float, attendance_rate: int) -> dict[str, Any]:
                 "SELECT extract(epoch FROM delivered_at - enrolled_at) AS s FROM transfer_cases"
             )
             latencies = [float(r["s"]) for r in rows]
+            phases = await transfer.runtime.pool.fetchrow(
+                """SELECT
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM opened_at - enrolled_at)) AS open,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - opened_at)) AS decide,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - decided_at))
+                       AS package_deliver
+                   FROM transfer_cases"""
+            )
             states = await transfer.runtime.pool.fetch("SELECT state, count(*) AS n FROM transfer_cases GROUP BY state")
             await publisher.stop()
         return {
@@ -230,6 +238,7 @@ async def run(n: int, rate: float, attendance_rate: int) -> dict[str, Any]:
             "raw_bus_round_trip_p99_s": round(pct(raw, 0.99), 5),
             "p50_vs_raw_bus": round(pct(latencies, 0.5) / pct(raw, 0.5), 1),
             "states": {r["state"]: r["n"] for r in states},
+            "p50_phases_s": {k: round(float(v), 4) for k, v in dict(phases).items()},
         }
     finally:
         broker.stop()
