@@ -348,3 +348,32 @@ async def test_transfer_package_and_idempotent_delivery(service_env: ServiceEnv)
         assert r.status_code == 404
         r = await rec.post("/v1/internal/transfer-packages", {**request, "elements": ["student.ssn"]}, "service")
         assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "element.unknown"
+
+
+async def test_openapi_lists_every_route_and_metrics_are_exported(service_env: ServiceEnv, peer: PeerState) -> None:
+    async with records_service(service_env, peer) as rec:
+        key = await student(rec, "d-a", "a-1", "Ana", "Hidden")
+        assert (await rec.get(f"/v1/students/{key}", "vendor", **VENDOR)).status_code == 200
+        assert (
+            await rec.get(f"/v1/students/{key}", "vendor", agreement="agr-none", organization="x")
+        ).status_code == 403
+        paths = (await rec.client.get("/openapi.json")).json()["paths"]
+        for path in (
+            "/v1/districts/{district_id}/students",
+            "/v1/districts/{district_id}/students/{student_key}",
+            "/v1/students/{student_key}",
+            "/v1/students/{student_key}/amendments",
+            "/v1/amendments/{amendment_id}/decision",
+            "/v1/students/{student_key}/amendments/{amendment_id}/statement",
+            "/v1/internal/transfer-packages",
+            "/v1/internal/transfer-deliveries",
+            f"{OR}/orgs",
+            f"{OR}/schools",
+            f"{OR}/students",
+            f"{OR}/enrollments",
+        ):
+            assert path in paths, path
+        metrics = (await rec.client.get("/metrics")).text
+        assert 'homeroom_records_reads_total{channel="records-api",role="vendor"}' in metrics
+        assert 'homeroom_records_disclosures_total{channel="records-api"}' in metrics
+        assert 'homeroom_records_denials_total{reason="agreement_inactive"}' in metrics
