@@ -227,18 +227,27 @@ class SubmissionRun:
             district_org_ids=district_ids,
         )
         size = max(1, self.job.path.stat().st_size)
+        n = self.settings.chunk_records
         with self.job.path.open("rb") as f:
             parsed = open_parser(self.job, f)
-            while True:
-                raw = await asyncio.to_thread(_take, parsed.items, self.settings.chunk_records)
-                done = len(raw) < self.settings.chunk_records
-                out = await self._decide(raw, final=done)
-                position = 0
-                with contextlib.suppress(OSError, ValueError):
-                    position = f.tell()
-                await self._apply(raw, out, bytes_read=position, progress=min(0.99, position / size))
-                if done:
-                    break
+            # the next chunk is parsed (in a thread) while this one is written to the database
+            ahead: asyncio.Future[list[ParseItem]] | None = asyncio.ensure_future(
+                asyncio.to_thread(_take, parsed.items, n)
+            )
+            try:
+                while ahead is not None:
+                    raw = await ahead
+                    position = 0
+                    with contextlib.suppress(OSError, ValueError):
+                        position = f.tell()
+                    done = len(raw) < n
+                    ahead = None if done else asyncio.ensure_future(asyncio.to_thread(_take, parsed.items, n))
+                    out = await self._decide(raw, final=done)
+                    await self._apply(raw, out, bytes_read=position, progress=min(0.99, position / size))
+            finally:
+                if ahead is not None:  # a failure: let the parser thread finish before the file closes
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(ahead)
         await store.set_status(self.pool, sid, "completed", clear_upload=True)
         metrics.SUBMISSIONS.labels(self.job.format, "completed").inc()
         metrics.SUBMISSION_SECONDS.labels(self.job.format).observe(time.monotonic() - started)
