@@ -1,0 +1,250 @@
+"""Consent decisions per second and latency, against one indexed PostgreSQL lookup in the same run.
+
+    .venv/bin/python bench/consent_decisions.py [--agreements 1000] [--students 1000000] [--requests 3000]
+                                               [--concurrency 8]
+
+Runs the real consent service in process (tests/harness.py) on embedded PostgreSQL and Tansu,
+with ``--agreements`` active agreements (20 districts) and ``--students`` students' consent records
+(a directory-opt-out row for each, one in ten opted out, and a written consent for one in five),
+loaded with COPY. Then measures:
+
+1. ``single``: ``POST /v1/decisions`` over the ASGI client, ``--concurrency`` callers at a time;
+   latency per call (p50, p99) and decisions per second;
+2. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second;
+3. ``raw_lookup``: the same number of ``SELECT opted_out FROM directory_opt_outs WHERE student_key = $1
+   AND district_id = $2`` (primary-key lookups) on one pooled connection, ``--concurrency`` at a time.
+
+Each decision reads the agreement's versions, the end record, the opt-out and the consents, evaluates
+the rules and the Cedar policy per element, and writes the decision log row. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from services.consent import store  # noqa: E402
+from services.consent.agreements import (  # noqa: E402
+    Agreement,
+    AgreementCategory,
+    AgreementStatus,
+    AgreementTerms,
+)
+from services.consent.service import SERVICE  # noqa: E402
+from tests.harness import ServiceEnv, new_database, service_under_test  # noqa: E402
+
+DISTRICTS = [f"d-{i}" for i in range(20)]
+ELEMENTS = ("student.first_name", "student.last_name", "enrollment.grade_level", "attendance.daily")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def timed(n: int, concurrency: int, call: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for i in queue:
+            t = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start, latencies
+
+
+def summary(n: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
+    return {
+        "n": n,
+        "per_s": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 3),
+    }
+
+
+async def load(svc_pool: Any, agreements: int, students: int) -> list[str]:
+    now = datetime.now(UTC)
+    ids = []
+    async with svc_pool.acquire() as conn, conn.transaction():
+        for i in range(agreements):
+            agreement = Agreement(
+                id=f"bench-{i}",
+                version=1,
+                organization=f"Vendor {i}",
+                category=AgreementCategory.VENDOR,
+                terms=AgreementTerms(
+                    elements=ELEMENTS[: 2 + i % 3],
+                    purposes=("instruction",),
+                    districts=(DISTRICTS[i % len(DISTRICTS)],),
+                    start_date=date(2020, 1, 1),
+                    end_date=date(2099, 1, 1),
+                ),
+                status=AgreementStatus.ACTIVE,
+                source="bench",
+                recorded_by="bench",
+                recorded_at=now,
+            )
+            await store.insert_agreement(conn, agreement)
+            ids.append(agreement.id)
+        await conn.copy_records_to_table(
+            "directory_opt_outs",
+            records=(
+                (f"stu_{n}", DISTRICTS[n % len(DISTRICTS)], n % 10 == 0, "bench", "portal", now)
+                for n in range(students)
+            ),
+            columns=["student_key", "district_id", "opted_out", "recorded_by", "method", "recorded_at"],
+        )
+        await conn.copy_records_to_table(
+            "written_consents",
+            records=(
+                (
+                    uuid.uuid4(),
+                    f"stu_{n}",
+                    DISTRICTS[n % len(DISTRICTS)],
+                    f"bench-{n % agreements}",
+                    ["attendance.daily"],
+                    None,
+                    None,
+                    "bench",
+                    "portal",
+                    now,
+                )
+                for n in range(0, students, 5)
+            ),
+            columns=[
+                "consent_id",
+                "student_key",
+                "district_id",
+                "recipient",
+                "elements",
+                "purpose",
+                "valid_until",
+                "recorded_by",
+                "method",
+                "given_at",
+            ],
+        )
+        await conn.execute("ANALYZE")
+    return ids
+
+
+def request(rng: random.Random, agreements: int, students: int) -> dict[str, Any]:
+    n = rng.randrange(students)
+    # Nine in ten asks come from an agreement covering the student's district.
+    a = rng.randrange(agreements)
+    if rng.random() < 0.9:
+        a = a - a % len(DISTRICTS) + n % len(DISTRICTS)
+        a = a if a < agreements else n % len(DISTRICTS)
+    return {
+        "action": "read",
+        "requester": {"role": "vendor", "subject": "app", "agreement_id": f"bench-{a}"},
+        "student_key": f"stu_{n}",
+        "district_id": DISTRICTS[n % len(DISTRICTS)],
+        "elements": list(ELEMENTS),
+        "purpose": "instruction",
+    }
+
+
+async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: EmbeddedBroker, work: Path) -> dict[str, Any]:
+    keys_url = await new_database(pg, "keys")
+    env = ServiceEnv(pg, broker.bootstrap_servers, work / "secrets", keys_url)
+    async with service_under_test(SERVICE, env, db_pool_size=max(4, args.concurrency + 2)) as svc:
+        t = time.perf_counter()
+        await load(svc.pool, args.agreements, args.students)
+        load_s = time.perf_counter() - t
+        headers = env.auth("service", subject="bench")
+        rng = random.Random(7)
+        requests = [request(rng, args.agreements, args.students) for _ in range(args.requests)]
+
+        allowed = 0
+
+        async def one(i: int) -> None:
+            nonlocal allowed
+            r = await svc.client.post("/v1/decisions", json=requests[i], headers=headers)
+            r.raise_for_status()
+            allowed += bool(r.json()["allow"])
+
+        await timed(min(200, args.requests), args.concurrency, one)  # warm up
+        allowed = 0
+        elapsed, latencies = await timed(args.requests, args.concurrency, one)
+        single = summary(args.requests, elapsed, latencies)
+
+        chunks = [requests[i : i + 1000] for i in range(0, len(requests), 1000)]
+
+        async def batch(i: int) -> None:
+            r = await svc.client.post("/v1/decisions/batch", json={"requests": chunks[i]}, headers=headers)
+            r.raise_for_status()
+
+        elapsed_b, latencies_b = await timed(len(chunks), 1, batch)
+        batched = {
+            "n": args.requests,
+            "per_s": round(args.requests / elapsed_b, 1),
+            "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
+        }
+
+        async def lookup(i: int) -> None:
+            req = requests[i]
+            async with svc.pool.acquire() as conn:
+                await conn.fetchval(
+                    "SELECT opted_out FROM directory_opt_outs WHERE student_key = $1 AND district_id = $2",
+                    req["student_key"],
+                    req["district_id"],
+                )
+
+        elapsed_l, latencies_l = await timed(args.requests, args.concurrency, lookup)
+        raw = summary(args.requests, elapsed_l, latencies_l)
+        rows = await svc.pool.fetchval("SELECT count(*) FROM decisions")
+    return {
+        "agreements": args.agreements,
+        "students": args.students,
+        "load_s": round(load_s, 1),
+        "single": single,
+        "batch": batched,
+        "raw_lookup": raw,
+        "single_vs_raw_per_s": round(single["per_s"] / raw["per_s"], 3),
+        "batch_vs_raw_per_s": round(batched["per_s"] / raw["per_s"], 3),
+        "allowed_share": round(allowed / args.requests, 3),
+        "decisions_logged": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agreements", type=int, default=1000)
+    parser.add_argument("--students", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pg = EmbeddedPostgres().start()
+        try:
+            with EmbeddedBroker() as broker:
+                result = asyncio.run(bench(args, pg, broker, work))
+        finally:
+            pg.cleanup()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
