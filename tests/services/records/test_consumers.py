@@ -174,18 +174,31 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
                 await producer.send_and_wait(topics[e.topic].name, e.value, key=e.key, headers=e.headers)
                 if i == 1:
                     await asyncio.wait_for(wait(2), 45)
+            # A malformed message among them: dead-lettered, the consumer keeps going.
+            await producer.send_and_wait(
+                topics["attendance.v1"].name, b"\xff\xfenot protobuf", key=key.encode(), headers=[("ce_id", b"junk-1")]
+            )
         finally:
             await producer.stop()
-        await asyncio.wait_for(wait(len(events)), 45)
+        await asyncio.wait_for(wait(len(events) + 1), 45)
         r = await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")
         assert r.json()["attendance"]["summary"]["days_absent"] == 2
-        rows = await rec.runtime.pool.fetch("SELECT payload FROM outbox WHERE topic = $1", "ingest.rejected.v1")
-        (row,) = rows
-        dead = RejectedEvent()
-        dead.ParseFromString(bytes(row["payload"]))
-        assert dead.record_rejected.rule == "handler.failed"
-        assert "student.unknown" in dead.record_rejected.message
-        assert dead.record_rejected.original_topic == topics["attendance.v1"].name
+        rows = await rec.runtime.pool.fetch(
+            "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", "ingest.rejected.v1"
+        )
+        dead = []
+        for row in rows:
+            event = RejectedEvent()
+            event.ParseFromString(bytes(row["payload"]))
+            dead.append(event.record_rejected)
+        assert len(dead) == 2
+        by_rule = {d.rule: d for d in dead}
+        assert {r: d.original_event_id for r, d in by_rule.items()} == {
+            "handler.failed": events[2].event_id,
+            "payload.malformed": "junk-1",
+        }
+        assert "student.unknown" in by_rule["handler.failed"].message
+        assert by_rule["handler.failed"].original_topic == topics["attendance.v1"].name
 
 
 async def test_chronic_absence_is_flagged_once_when_the_line_is_crossed(service_env: ServiceEnv) -> None:
