@@ -305,8 +305,13 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    """Create the ``data_keys`` table if it does not exist (idempotent)."""
-    await pool.execute(DATA_KEYS_SCHEMA)
+    """Create the ``data_keys`` table if it does not exist (idempotent).
+
+    Several services share the keys database and start together; CREATE TABLE IF NOT
+    EXISTS is not safe against a concurrent twin, so creation is serialised by a lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.data_keys.schema'))")
+        await conn.execute(DATA_KEYS_SCHEMA)
 
 
 class PostgresDataKeyStore:

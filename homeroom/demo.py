@@ -67,7 +67,7 @@ def run_demo(*, keep_running: bool = False) -> int:
     stack = Stack()
     try:
         _up(stack)
-        scenario = Scenario({name: stack.url(name) for name in stack.services}, say=console.print)
+        scenario = Scenario({name: stack.url(name) for name in stack.services}, stack.secrets_dir, say=console.print)
         failures = scenario.run()
         _where(stack)
         if failures:

@@ -208,9 +208,11 @@ def student_object(s: Student) -> dict[str, Any]:
     }
 
 
-def batch_records(district: District, start: date, *, attendance: bool = True) -> Iterator[dict[str, Any]]:
+def batch_records(
+    district: District, start: date, *, enrollments: bool = True, attendance: bool = True
+) -> Iterator[dict[str, Any]]:
     """Enrollments with the student inline, then attendance and suspensions."""
-    for s in district.students:
+    for s in district.students if enrollments else ():
         yield {
             "type": "enroll",
             "student_id": s.local_id,
@@ -442,7 +444,7 @@ def oneroster_zip(district: District, start: date) -> bytes:
     ]
     users, roles, enrollments, demographics = [], [], [], []
     for st in district.students:
-        uid = f"u-{st.local_id}"
+        uid = st.local_id  # the SIS id as sourcedId, as most exports do: JSON batches refer to the same id
         users.append(
             {
                 "sourcedId": uid,

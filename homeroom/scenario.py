@@ -1,18 +1,30 @@
 """The demo scenario: what the people who use Homeroom do, step by step, over HTTP.
 
-Each step is a method that talks to the running services and returns what it saw; a
-step that did not see what it should raises `StepFailed`, which the demo counts and the
-end-to-end test turns into a failure. Steps grow with the services: each service's
-issue adds the steps that show its work.
+Each step talks to the running services as one of Homeroom's users would (district data
+staff, a vendor app, a compliance officer, a parent) and returns what it saw; a step that
+did not see what it should raises `StepFailed`, which the demo counts and the end-to-end
+test turns into a failure. The data comes from `homeroom.generate` (seed 7): district
+d-100 exports OneRoster 1.2, district d-101 uses the JSON batch API.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from homeroom.auth import DevIssuer, Role
+from homeroom.generate import World, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
+from homeroom.pseudonym import Pseudonymizer, load_or_create_key
+
+VENDOR = "Brightpath Learning"
+VENDOR_ELEMENTS = ["student.first_name", "student.last_name", "enrollment.grade_level", "enrollment.school_id"]
 
 
 class StepFailed(AssertionError):
@@ -24,22 +36,54 @@ def expect(condition: bool, message: str) -> None:
         raise StepFailed(message)
 
 
+def ok(response: httpx.Response, *codes: int) -> Any:
+    allowed = codes or (200,)
+    expect(
+        response.status_code in allowed,
+        f"{response.request.method} {response.request.url.path} answered {response.status_code}: {response.text[:400]}",
+    )
+    return response.json() if response.content else None
+
+
 @dataclass
 class Scenario:
     urls: dict[str, str]
+    secrets_dir: Path
     say: Callable[..., Any] = print
-    timeout_s: float = 30.0
-    results: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 60.0
+    world: World = field(default_factory=lambda: generate_world(seed=7, students_per_district=40, days=5))
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.issuer = DevIssuer(self.secrets_dir / "dev-issuer.pem")
+        self.pseudonyms = Pseudonymizer(load_or_create_key(self.secrets_dir / "pseudonym.key"))
+        self.district_a, self.district_b = self.world.districts[0], self.world.districts[1]
+        self.move = self.world.transfers[0]
+        expect(self.move.from_district == self.district_a.id, "the generated transfer should leave district A")
+        self.mover_key = self.pseudonyms.student_key(self.move.state_id)
+
+    # --- plumbing ---------------------------------------------------------------------------
 
     def steps(self) -> list[tuple[str, Callable[[httpx.Client], str]]]:
         return [
             ("Every service is up, with its database and the bus", self.services_ready),
+            (f"District {self.district_a.id} publishes its roster as a OneRoster 1.2 export", self.publish_oneroster),
+            (f"District {self.district_b.id} publishes its roster and a week of attendance as JSON", self.publish_json),
+            (f"District {self.district_a.id} publishes a week of attendance", self.publish_attendance),
+            ("Each district sees its own students, and never the other's", self.records_by_district),
+            (f"Compliance signs and activates an agreement with {VENDOR}", self.sign_agreement),
+            (f"{VENDOR} reads the roster: only the elements its agreement lists", self.vendor_reads),
+            (f"A student moves from {self.district_a.id} to {self.district_b.id}: the record follows", self.transfer),
+            ("The parent sees who saw their child's data, when and why", self.parent_view),
+            (f"{VENDOR}'s agreement ends: its data is destroyed and it reads nothing", self.agreement_ends),
+            ("The disclosure log verifies against its signed tree heads", self.audit_verifies),
         ]
 
     def run(self, *, stop_on_failure: bool = False) -> int:
         failures = 0
         with httpx.Client(timeout=self.timeout_s) as http:
             for number, (title, step) in enumerate(self.steps(), 1):
+                started = time.perf_counter()
                 try:
                     shown = step(http)
                 except (StepFailed, httpx.HTTPError) as exc:
@@ -48,10 +92,49 @@ class Scenario:
                     if stop_on_failure:
                         raise
                     continue
-                self.say(f"[green]✓[/] {number}. {title}: {shown}")
+                self.say(f"[green]✓[/] {number}. {title} ({time.perf_counter() - started:.1f}s)\n     {shown}")
         return failures
 
-    # --- steps ----------------------------------------------------------------------------
+    def auth(self, role: Role, subject: str = "demo", **scope: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.issuer.issue(role, subject=subject, **scope)}"}
+
+    def staff(self, district_id: str) -> dict[str, str]:
+        return self.auth(Role.DISTRICT_STAFF, f"data-office-{district_id}", district=district_id)
+
+    def wait(self, what: str, probe: Callable[[], Any], timeout_s: float | None = None) -> Any:
+        """Poll until `probe` returns something truthy: the system is eventually consistent."""
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(0.25)
+        raise StepFailed(f"timed out waiting for {what} (last saw {str(last)[:300]})")
+
+    def submit(self, http: httpx.Client, district_id: str, kind: str, body: bytes, name: str) -> dict[str, Any]:
+        submitted = ok(
+            http.post(
+                f"{self.urls['ingest']}/v1/districts/{district_id}/submissions/{kind}",
+                content=body,
+                params={"file": name},
+                headers=self.staff(district_id),
+            ),
+            200,
+            202,
+        )
+
+        def finished() -> dict[str, Any] | None:
+            report: dict[str, Any] = ok(
+                http.get(f"{self.urls['ingest']}{submitted['links']['self']}", headers=self.staff(district_id))
+            )
+            return report if report["status"] in ("completed", "failed", "held") else None
+
+        report: dict[str, Any] = self.wait(f"submission {submitted['id']}", finished)
+        expect(report["status"] == "completed", f"submission ended {report['status']}: {report.get('error')}")
+        return report
+
+    # --- steps --------------------------------------------------------------------------------
 
     def services_ready(self, http: httpx.Client) -> str:
         shown = []
@@ -59,5 +142,254 @@ class Scenario:
             ready = http.get(f"{url}/readyz")
             expect(ready.status_code == 200, f"{name} is not ready: {ready.text}")
             paths = http.get(f"{url}/openapi.json").json()["paths"]
-            shown.append(f"{name} ({len(paths)} paths)")
+            shown.append(f"{name} ({len(paths)} routes)")
         return ", ".join(shown)
+
+    def publish_oneroster(self, http: httpx.Client) -> str:
+        district = self.district_a
+        report = self.submit(http, district.id, "oneroster", oneroster_zip(district, self.world.start), "roster.zip")
+        counts = report["counts"]
+        expect(counts["rejected"] == 0, f"the generated roster should be clean: {report.get('problems_by_rule')}")
+        expect(counts["accepted"] >= len(district.students), f"accepted {counts['accepted']} records")
+        read, accepted, events = counts["records_read"], counts["accepted"], counts["events"]
+        return f"{read} records read, {accepted} accepted, {events} events, 0 refused"
+
+    def publish_json(self, http: httpx.Client) -> str:
+        district = self.district_b
+        for school in district.schools:
+            ok(
+                http.post(
+                    f"{self.urls['ingest']}/v1/districts/{district.id}/organizations",
+                    json={"org_id": school.id, "org_type": "school", "name": school.name},
+                    headers=self.staff(district.id),
+                ),
+                200,
+                201,
+                409,
+            )
+        records = list(batch_records(district, self.world.start))
+        # One record a careless export might carry: it must be refused, the rest applied.
+        records.append(
+            {
+                "type": "student",
+                "student_id": "d-101-bad",
+                "student": {"student.state_id": "900999999", "student.ssn": "219-09-9999"},
+            }
+        )
+        report = self.submit(http, district.id, "batch", json_batch(records), "roster-and-attendance.json")
+        counts = report["counts"]
+        problems = ok(http.get(f"{self.urls['ingest']}{report['links']['problems']}", headers=self.staff(district.id)))
+        rules = sorted({p["rule"] for p in problems["problems"]})
+        expect(
+            counts["rejected"] == 1 and rules == ["ssn.forbidden"], f"expected one SSN refusal, got {counts} {rules}"
+        )
+        first = problems["problems"][0]
+        return (
+            f"{counts['accepted']} accepted, {counts['rejected']} refused: "
+            f"line {first.get('line')}, field {first['field']}, rule {first['rule']}: {first['message']}"
+        )
+
+    def publish_attendance(self, http: httpx.Client) -> str:
+        district = self.district_a
+        records = list(batch_records(district, self.world.start, enrollments=False))
+        report = self.submit(http, district.id, "batch", json_batch(records), "attendance-week.json")
+        counts = report["counts"]
+        expect(counts["rejected"] == 0, f"attendance refused: {report.get('problems_by_rule')}")
+        chronic = sum(1 for s in district.students if s.chronic)
+        accepted = counts["accepted"]
+        return (
+            f"{accepted} attendance and suspension records accepted ({chronic} students in the chronic-absence group)"
+        )
+
+    def records_by_district(self, http: httpx.Client) -> str:
+        seen: dict[str, int] = {}
+        for district in (self.district_a, self.district_b):
+
+            def listed(d: str = district.id, n: int = len(district.students)) -> int:
+                body = ok(
+                    http.get(
+                        f"{self.urls['records']}/v1/districts/{d}/students",
+                        params={"limit": 1000},
+                        headers=self.staff(d),
+                    )
+                )
+                return len(body["students"]) if len(body["students"]) >= n else 0
+
+            seen[district.id] = self.wait(f"records of {district.id}", listed)
+        # District B's staff try to read district A's student, by the direct route and by the shared one.
+        a_key = self.pseudonyms.student_key(self.district_a.students[0].state_id)
+        direct = http.get(
+            f"{self.urls['records']}/v1/districts/{self.district_a.id}/students/{a_key}",
+            headers=self.staff(self.district_b.id),
+        )
+        listing = http.get(
+            f"{self.urls['records']}/v1/districts/{self.district_a.id}/students", headers=self.staff(self.district_b.id)
+        )
+        shared = http.get(f"{self.urls['records']}/v1/students/{a_key}", headers=self.staff(self.district_b.id))
+        leaked = [r for r in (direct, listing) if r.status_code not in (403, 404)]
+        if shared.status_code == 200:
+            leaked += [shared] if shared.json().get("records") else []
+        expect(
+            not leaked,
+            f"{self.district_b.id} saw {self.district_a.id}'s data: {[r.status_code for r in leaked]}",
+        )
+        return (
+            f"{self.district_a.id} staff see {seen[self.district_a.id]} students, {self.district_b.id} staff see "
+            f"{seen[self.district_b.id]}; cross-district reads answered "
+            f"{direct.status_code}/{listing.status_code}/{shared.status_code}"
+        )
+
+    def sign_agreement(self, http: httpx.Client) -> str:
+        compliance = self.auth(Role.COMPLIANCE, "compliance-officer")
+        start = self.world.start
+        body = {
+            "organization": VENDOR,
+            "category": "vendor",
+            "supplemental": {
+                "exclusive_purposes": "Rostering and delivering the reading curriculum to enrolled students.",
+                "subcontractor_oversight": "Subcontractors sign the same data protection terms.",
+                "term_and_disposition": "Ends with the contract; data destroyed within 30 days.",
+                "challenge_accuracy": "Parents write to the district's data privacy officer.",
+                "storage_and_protections": "US data centres; access logged.",
+                "encryption": "AES-256 at rest, TLS 1.2+ in transit.",
+            },
+            "terms": {
+                "elements": VENDOR_ELEMENTS,
+                "purposes": ["rostering", "instruction"],
+                "districts": [self.district_a.id],
+                "start_date": (start - timedelta(days=30)).isoformat(),
+                "end_date": (start + timedelta(days=300)).isoformat(),
+                "disposition": "destroy",
+            },
+        }
+        created = http.post(f"{self.urls['consent']}/v1/agreements", json=body, headers=compliance)
+        if created.status_code == 422 and "supplemental" in created.text:
+            body.pop("supplemental")  # the six answers' field names are the consent service's: see its docs
+            created = http.post(f"{self.urls['consent']}/v1/agreements", json=body, headers=compliance)
+        agreement = ok(created, 201)
+        agreement_id = agreement.get("agreement_id") or agreement.get("id")
+        self.facts["agreement_id"] = agreement_id
+        ok(http.post(f"{self.urls['consent']}/v1/agreements/{agreement_id}/activate", headers=compliance), 200, 201)
+        public = ok(http.get(f"{self.urls['consent']}/v1/public/agreements"))
+        listed = json.dumps(public)
+        expect(VENDOR in listed, "the active agreement should be on the public Ed Law 2-d page")
+        elements = ", ".join(VENDOR_ELEMENTS)
+        return f"agreement {agreement_id} active for {self.district_a.id}: {elements}; listed on the public page"
+
+    def vendor_headers(self) -> dict[str, str]:
+        return self.auth(Role.VENDOR, "brightpath-app", agreement=self.facts["agreement_id"], organization=VENDOR)
+
+    def vendor_reads(self, http: httpx.Client) -> str:
+        url = f"{self.urls['records']}/ims/oneroster/rostering/v1p2/students"
+        body = ok(http.get(url, params={"limit": 100}, headers=self.vendor_headers()))
+        users = body["users"]
+        expect(len(users) == len(self.district_a.students), f"vendor saw {len(users)} students")
+        fields = sorted({k for u in users for k, v in u.items() if v not in (None, "", [], {})})
+        expect(
+            "birthDate" not in fields and "email" not in fields, f"vendor saw fields outside its agreement: {fields}"
+        )
+        # It asks a student's attendance, which its agreement does not list.
+        key = self.pseudonyms.student_key(self.district_a.students[1].state_id)
+        asked = http.get(
+            f"{self.urls['records']}/v1/students/{key}",
+            params=[("elements", "attendance.daily"), ("elements", "student.first_name")],
+            headers=self.vendor_headers(),
+        )
+        expect(asked.status_code in (200, 403), f"vendor read answered {asked.status_code}")
+        if asked.status_code == 200:
+            dumped = json.dumps(asked.json())
+            expect('"days": [{' not in dumped, "vendor received attendance days outside its agreement")
+        # A student of district B is outside the agreement.
+        outside = http.get(
+            f"{self.urls['records']}/v1/students/{self.pseudonyms.student_key(self.district_b.students[0].state_id)}",
+            headers=self.vendor_headers(),
+        )
+        got_b = outside.status_code == 200 and bool(outside.json().get("records"))
+        expect(not got_b, "vendor read a student of a district its agreement does not cover")
+        return (
+            f"{len(users)} students with fields {', '.join(fields)}; attendance withheld; "
+            f"{self.district_b.id}'s students refused ({outside.status_code})"
+        )
+
+    def transfer(self, http: httpx.Client) -> str:
+        withdraw, enroll = transfer_batch(self.world, self.move)
+        self.submit(http, self.move.from_district, "batch", withdraw, "withdrawal.json")
+        started = time.perf_counter()
+        self.submit(http, self.move.to_district, "batch", enroll, "new-student.json")
+        receiving = self.staff(self.move.to_district)
+
+        def delivered() -> dict[str, Any] | None:
+            cases = ok(http.get(f"{self.urls['transfer']}/v1/transfers", headers=receiving))["transfers"]
+            mine = [c for c in cases if c["student_key"] == self.mover_key]
+            return mine[0] if mine and mine[0]["state"] in ("delivered", "acknowledged") else None
+
+        case = self.wait("the transfer to be delivered", delivered)
+        seconds = time.perf_counter() - started
+        record = ok(
+            http.get(
+                f"{self.urls['records']}/v1/districts/{self.move.to_district}/students/{self.mover_key}",
+                headers=receiving,
+            )
+        )
+        prior = record.get("prior_records") or []
+        expect(bool(prior), "the receiving district's record holds no delivered package")
+        ok(
+            http.post(
+                f"{self.urls['transfer']}/v1/transfers/{case['case_id']}/acknowledge",
+                json={"note": "received"},
+                headers=receiving,
+            )
+        )
+        withheld = case.get("elements_withheld") or []
+        return (
+            f"case {case['case_id']} delivered {seconds:.1f}s after enrollment, "
+            f"acknowledged by {self.move.to_district}; "
+            f"{len(case.get('elements_released') or [])} elements travelled, {len(withheld)} withheld"
+        )
+
+    def parent_view(self, http: httpx.Client) -> str:
+        parent = self.auth(Role.PARENT, "parent-of-mover", students=[self.mover_key])
+        url = f"{self.urls['audit']}/v1/students/{self.mover_key}/disclosures"
+
+        def both() -> list[dict[str, Any]] | None:
+            found: list[dict[str, Any]] = ok(http.get(url, headers=parent))["disclosures"]
+            recipients = json.dumps([d["recipient"] for d in found])
+            return found if VENDOR in recipients and self.move.to_district in recipients else None
+
+        disclosures: list[dict[str, Any]] = self.wait("the vendor read and the transfer in the parent's view", both)
+        other = http.get(
+            f"{self.urls['audit']}/v1/students/{self.pseudonyms.student_key(self.district_a.students[5].state_id)}/disclosures",
+            headers=parent,
+        )
+        expect(other.status_code == 403, f"a parent read another child's disclosures ({other.status_code})")
+        lines = "\n     ".join(f"- {d['summary']}" for d in disclosures[:4])
+        return f"{len(disclosures)} disclosures; another child's log refused (403)\n     {lines}"
+
+    def agreement_ends(self, http: httpx.Client) -> str:
+        agreement_id = self.facts["agreement_id"]
+        ended = ok(
+            http.post(
+                f"{self.urls['consent']}/v1/agreements/{agreement_id}/end",
+                json={"reason": "terminated", "disposition": "destroy"},
+                headers=self.auth(Role.COMPLIANCE, "compliance-officer"),
+            )
+        )
+
+        def refused() -> httpx.Response | None:
+            r = http.get(f"{self.urls['records']}/ims/oneroster/rostering/v1p2/students", headers=self.vendor_headers())
+            return r if r.status_code in (403, 410) or (r.status_code == 200 and not r.json()["users"]) else None
+
+        answer = self.wait("the vendor to be refused", refused)
+        return f"ended ({json.dumps(ended)[:160]}...); the vendor's next read answered {answer.status_code}"
+
+    def audit_verifies(self, http: httpx.Client) -> str:
+        compliance = self.auth(Role.COMPLIANCE, "compliance-officer")
+        head = ok(http.post(f"{self.urls['audit']}/v1/tree-heads", headers=compliance), 200, 201)
+        report = ok(http.get(f"{self.urls['audit']}/v1/verification", headers=compliance))
+        expect(report["ok"] is True, f"verification failed: {report['findings'][:3]}")
+        size = head.get("tree_size", head.get("size"))
+        return (
+            f"{report['entries_read']} entries, {report['heads_checked']} signed tree heads checked, "
+            f"tree size {size}: intact "
+            f"(offline: homeroom audit verify --url {self.urls['audit']})"
+        )

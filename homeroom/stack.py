@@ -69,8 +69,15 @@ class Stack:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "HOMEROOM_DATABASE_URL": self.postgres.server_url,
+            # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
+            "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
+            "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
             **service_url_env(self.ports),
         }
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -108,7 +115,8 @@ class Stack:
                 for name in sorted(pending):
                     child = self._children[name]
                     if child.poll() is not None:
-                        raise RuntimeError(f"service {name} exited with {child.returncode}; see {self.log(name)}")
+                        tail = "\n".join(self.log(name).read_text(errors="replace").splitlines()[-15:])
+                        raise RuntimeError(f"service {name} exited with {child.returncode}; its log ends:\n{tail}")
                     try:
                         if client.get(f"{self.url(name)}/readyz").status_code == 200:
                             pending.discard(name)

@@ -62,7 +62,9 @@ async def ensure_database(url: str) -> None:
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process won the race
+            # Another process may win the race: PostgreSQL reports that as a duplicate database
+            # or, when both got past the catalogue check together, as a unique violation.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()

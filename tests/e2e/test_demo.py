@@ -21,7 +21,9 @@ def test_the_demo_scenario_passes_every_step_and_leaves_no_processes() -> None:
     try:
         stack.start()
         scenario = Scenario(
-            {name: stack.url(name) for name in stack.services}, say=lambda *a, **_: lines.append(" ".join(map(str, a)))
+            {name: stack.url(name) for name in stack.services},
+            stack.secrets_dir,
+            say=lambda *a, **_: lines.append(" ".join(map(str, a))),
         )
         failures = scenario.run()
         assert failures == 0, "\n".join(lines)
