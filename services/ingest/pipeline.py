@@ -141,6 +141,33 @@ def open_parser(job: Job, stream: IO[bytes], opts: ParseOptions | None = None) -
     raise ValueError(f"unknown format {job.format!r}")
 
 
+# Words without which an upload of that format cannot withdraw anyone. JSON may spell any
+# letter as an escape (\u0077), so a JSON file with escapes is always scanned.
+_WITHDRAWAL_WORDS: dict[str, tuple[bytes, ...]] = {
+    "batch": (b"withdraw", b"change_school"),
+    "edfi-json": (b"exitWithdraw",),
+    "edfi-xml": (b"ExitWithdraw",),
+}
+
+
+def may_withdraw(path: Path, fmt: str, block: int = 1 << 20) -> bool:
+    """False only when the file cannot hold a withdrawal (so the safety rail's full parse is skipped)."""
+    words = _WITHDRAWAL_WORDS.get(fmt)
+    if words is None:  # OneRoster: tobedeleted rows and bulk replaces; always counted
+        return True
+    if fmt != "edfi-xml":
+        words = (*words, b"\\u")
+    keep = max(len(w) for w in words) - 1
+    tail = b""
+    with path.open("rb") as f:
+        while chunk := f.read(block):
+            window = tail + chunk
+            if any(w in window for w in words):
+                return True
+            tail = window[-keep:]
+    return False
+
+
 def _take(items: Iterator[ParseItem], n: int) -> list[ParseItem]:
     return list(itertools.islice(items, n))
 
@@ -257,6 +284,8 @@ class SubmissionRun:
 
     async def _safety_scan(self, schools: set[str]) -> list[dict[str, Any]]:
         if self.job.format == "edfi-json" and self.job.resource in _NO_WITHDRAWALS:
+            return []
+        if not await asyncio.to_thread(may_withdraw, self.job.path, self.job.format):
             return []
         enrolled_sets = await store.enrolled_now(self.pool, self.district)
 

@@ -84,3 +84,19 @@ async def test_submissions_left_unfinished_are_resumed_on_start(service_env: Ser
         assert len(by_change(events, "student_enrolled")) == 1
         assert not kept.exists()
     assert json.loads(body)["records"][0]["type"] == "student"
+
+
+def test_may_withdraw_skips_the_safety_parse_only_when_no_withdrawal_can_be_in_the_file(tmp_path: Path) -> None:
+    from services.ingest.pipeline import may_withdraw
+
+    def check(body: bytes, fmt: str = "batch", block: int = 1 << 20) -> bool:
+        path = tmp_path / "f"
+        path.write_bytes(body)
+        return may_withdraw(path, fmt, block)
+
+    assert not check(batch(student("L1", "NYS-1"), enroll("L1")))
+    assert check(batch({"type": "withdraw", "student_id": "L1"}))
+    assert check(b'{"records": [{"type": "withdr\\u0061w"}]}')  # an escape could spell it
+    assert check(b"x" * 10 + b"change_school", block=16)  # across a block boundary
+    assert check(b"<ExitWithdrawDate>", "edfi-xml") and not check(b"<EntryDate>", "edfi-xml")
+    assert check(b"", "oneroster")
