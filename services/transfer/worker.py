@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -122,6 +123,7 @@ class CaseWorker:
         self._task: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(max(1, settings.worker_concurrency))
         self._gauge_at = 0.0
+        self._inflight: dict[str, asyncio.Task[None]] = {}
 
     # --- peers (looked up on every use, so they can be swapped in runtime.extras) --------
     @property
@@ -145,6 +147,12 @@ class CaseWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        inflight = list(self._inflight.values())
+        for task in inflight:
+            task.cancel()
+        for task in inflight:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def wake(self) -> None:
         self._wake.set()
@@ -158,7 +166,7 @@ class CaseWorker:
             while not self._stopping:
                 worked = 0
                 try:
-                    worked = await self.work_once()
+                    worked = await self._claim_and_spawn()
                     await self._refresh_gauge()
                 except asyncio.CancelledError:
                     raise
@@ -182,8 +190,30 @@ class CaseWorker:
         for state in State:
             CASES_BY_STATE.labels(state.value).set(counts.get(state.value, 0))
 
+    async def _claim_and_spawn(self) -> int:
+        """Lease as many due cases as there are free slots and work each in its own task, so
+        one slow peer call never holds up the other cases."""
+        free = self.settings.worker_concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        cases = await store.claim_due(
+            self.runtime.pool, min(free, self.settings.worker_batch), self.settings.worker_lease_s
+        )
+        for case in cases:
+            if case.case_id in self._inflight:
+                continue
+            task = asyncio.create_task(self._guarded(case), name=f"transfer-case-{case.case_id}")
+            self._inflight[case.case_id] = task
+            task.add_done_callback(functools.partial(self._done, case.case_id))
+        return len(cases)
+
+    def _done(self, case_id: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(case_id, None)
+        self._wake.set()  # a slot is free
+
     async def work_once(self) -> int:
-        """Lease the cases that are due and take one step on each. Returns how many."""
+        """Lease the cases that are due and work each as far as it goes now; returns how
+        many (tests and tools; the running worker spawns instead of waiting)."""
         cases = await store.claim_due(self.runtime.pool, self.settings.worker_batch, self.settings.worker_lease_s)
         if cases:
             await asyncio.gather(*(self._guarded(c) for c in cases))
@@ -200,35 +230,47 @@ class CaseWorker:
 
     # --- one step ------------------------------------------------------------------------
     async def work(self, case: Case) -> None:
-        action, reason = next_action(case.view, now_utc(), self.retry, self.deadlines)
-        step_name = {
-            Action.DECIDE: "decide",
-            Action.PACKAGE: "package",
-            Action.DELIVER: "deliver",
-            Action.RESEND: "resend",
-        }.get(action, "")
+        """Take the case as far as it can go now: decide, package and deliver follow each
+        other under one lease (each step committed on its own), then the lease is released."""
+        current: Case | None = case
+        step_name = ""
         try:
-            if action is Action.DECIDE:
-                await self._decide(case)
-            elif action is Action.PACKAGE:
-                await self._package(case)
-            elif action is Action.DELIVER:
-                await self._deliver(case, resend=False)
-            elif action is Action.RESEND:
-                DEADLINE_BREACHES.labels("acknowledgement").inc()
-                await self._deliver(case, resend=True)
-            elif action is Action.ESCALATE:
-                await self._escalate(case, reason)
-            elif action is Action.WAIT:
-                assert case.delivered_at is not None
-                await self._park(case, self.deadlines.acknowledge_due(case.delivered_at))
-            else:
-                await store.release(self.runtime.pool, case.case_id)
+            while current is not None:
+                action, reason = next_action(current.view, now_utc(), self.retry, self.deadlines)
+                step_name = {
+                    Action.DECIDE: "decide",
+                    Action.PACKAGE: "package",
+                    Action.DELIVER: "deliver",
+                    Action.RESEND: "resend",
+                }.get(action, "")
+                at = current
+                if action is Action.DECIDE:
+                    current = await self._decide(at)
+                elif action is Action.PACKAGE:
+                    current = await self._package(at)
+                elif action is Action.DELIVER:
+                    await self._deliver(at, resend=False)
+                    current = None
+                elif action is Action.RESEND:
+                    DEADLINE_BREACHES.labels("acknowledgement").inc()
+                    await self._deliver(at, resend=True)
+                    current = None
+                elif action is Action.ESCALATE:
+                    await self._escalate(at, reason)
+                    current = None
+                elif action is Action.WAIT:
+                    assert at.delivered_at is not None
+                    await self._park(at, self.deadlines.acknowledge_due(at.delivered_at))
+                    current = None
+                else:
+                    current = None
         except PeerError as exc:
             if exc.retryable:
-                await self._attempt_failed(case, step_name, str(exc))
+                await self._attempt_failed(at, step_name, str(exc))
             else:
-                await self._fail(case, step_name, str(exc))
+                await self._fail(at, step_name, str(exc))
+        finally:
+            await store.release(self.runtime.pool, case.case_id)
 
     async def _commit(
         self,
@@ -258,7 +300,7 @@ class CaseWorker:
         TRANSITIONS.labels(target.value).inc()
         return moved
 
-    async def _decide(self, case: Case) -> None:
+    async def _decide(self, case: Case) -> Case | None:
         request: dict[str, Any] = {
             "action": "transfer",
             "requester": {
@@ -319,8 +361,8 @@ class CaseWorker:
             )
             if moved is not None:
                 REFUSALS.labels("consent_denied").inc()
-            return
-        await self._commit(
+            return None
+        return await self._commit(
             case,
             State.DECIDED,
             "decided",
@@ -335,7 +377,7 @@ class CaseWorker:
             next_attempt_at=now,
         )
 
-    async def _package(self, case: Case) -> None:
+    async def _package(self, case: Case) -> Case | None:
         raw = await self.records.package(
             {
                 "case_id": case.case_id,
@@ -349,7 +391,7 @@ class CaseWorker:
         sealed = await cipher.seal(
             case.from_district_id, case.student_key, PACKAGE_ELEMENT, json.dumps(package, sort_keys=True)
         )
-        await self._commit(
+        return await self._commit(
             case,
             State.PACKAGED,
             "packaged",
