@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -66,8 +66,9 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
     if not ids:
         return {}
     rows = await conn.fetch(
-        """SELECT n.level, n.idx, n.hash FROM tree_nodes n
-           JOIN unnest($1::smallint[], $2::bigint[]) AS want(level, idx) USING (level, idx)""",
+        # LATERAL: one primary-key lookup per wanted node (a plain join may scan the table).
+        """SELECT want.level, want.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS want(level, idx)
+           CROSS JOIN LATERAL (SELECT hash FROM tree_nodes t WHERE t.level = want.level AND t.idx = want.idx) n""",
         [level for level, _ in ids],
         [index for _, index in ids],
     )
@@ -78,30 +79,67 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
     return found
 
 
-async def append(conn: Connection, draft: EntryDraft, signer: LogSigner, now_ms: int) -> Appended | None:
-    """Append ``draft`` in the caller's transaction; None if its event is already in the log."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
-    if await conn.fetchval("SELECT 1 FROM entries WHERE event_id = $1", draft.event_id):
+@dataclass(slots=True)
+class AppendCache:
+    """The tree's size and right edge as this process last wrote them, and in which transaction.
+
+    Valid only inside that same transaction: it holds the append lock until it ends, so
+    nobody else can have appended since. A new transaction (txid) reads them afresh, which
+    also covers a rolled-back batch and other replicas.
+    """
+
+    txid: int = -1
+    size: int = 0
+    edge: list[bytes] = field(default_factory=list)
+
+
+_ENTRY_AND_NODES = f"""WITH e AS (
+        INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+            $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
+        ON CONFLICT (event_id) DO NOTHING RETURNING seq)
+    INSERT INTO tree_nodes (level, idx, hash)
+    SELECT * FROM unnest($30::smallint[], $31::bigint[], $32::bytea[]) WHERE EXISTS (SELECT 1 FROM e)
+    RETURNING 1"""  # noqa: S608 (constant)
+
+
+async def append(
+    conn: Connection, draft: EntryDraft, signer: LogSigner, now_ms: int, cache: AppendCache | None = None
+) -> Appended | None:
+    """Append ``draft`` in the caller's transaction; None if its event is already in the log.
+
+    Two round trips per entry when ``cache`` carries the state of the caller's transaction
+    (a consumer batch), four for the first entry of a transaction.
+    """
+    cache = cache if cache is not None else AppendCache()
+    row = await conn.fetchrow(
+        """SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked, txid_current() AS txid,
+                  EXISTS (SELECT 1 FROM entries WHERE event_id = $2) AS seen""",
+        APPEND_LOCK,
+        draft.event_id,
+    )
+    assert row is not None
+    if row["seen"]:
         return None
-    size = await tree_size(conn)
-    edge_ids = range_nodes(0, size) if size else []
-    stored = await _nodes(conn, edge_ids)
-    edge = [stored[i] for i in edge_ids]
+    if row["txid"] != cache.txid:
+        size = await tree_size(conn)
+        edge_ids = range_nodes(0, size) if size else []
+        stored = await _nodes(conn, edge_ids)
+        cache.txid, cache.size, cache.edge = row["txid"], size, [stored[i] for i in edge_ids]
+    size, edge = cache.size, list(cache.edge)
     leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
     receipt = signer.sign_receipt(size, leaf, now_ms)
     # As MerkleLog.append: each trailing 1-bit of the old size closes a perfect subtree.
     new_nodes: list[tuple[int, int, bytes]] = [(0, size, leaf)]
-    h, level, i, keep = leaf, 0, size, len(edge)
+    h, level, i = leaf, 0, size
     while i & 1:
-        keep -= 1
-        h = node_hash(edge[keep], h)
+        h = node_hash(edge.pop(), h)
         level += 1
         i >>= 1
         new_nodes.append((level, i, h))
+    edge.append(h)
     r, q = draft.requester, draft.recipient
-    await conn.execute(
-        f"""INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-            $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)""",  # noqa: S608 (constant)
+    inserted = await conn.fetch(
+        _ENTRY_AND_NODES,
         size,
         draft.event_id,
         draft.topic,
@@ -131,13 +169,14 @@ async def append(conn: Connection, draft: EntryDraft, signer: LogSigner, now_ms:
         leaf,
         receipt.signature,
         receipt.key_id,
-    )
-    await conn.execute(
-        "INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
         [n[0] for n in new_nodes],
         [n[1] for n in new_nodes],
         [n[2] for n in new_nodes],
     )
+    if not inserted:  # cannot happen under the lock after the check above; keep the cache honest anyway
+        cache.txid = -1
+        return None
+    cache.size, cache.edge = size + 1, edge
     return Appended(size, leaf, receipt)
 
 
