@@ -19,7 +19,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from homeroom.auth import Principal, Role, require_roles
+from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from services.ingest import metrics, store
@@ -29,6 +29,8 @@ from services.ingest.settings import IngestSettings
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
+# School staff may upload for their own schools and read the reports of their own uploads.
+Uploader = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.SCHOOL_STAFF))]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -106,9 +108,27 @@ def report(row: asyncpg.Record, by_rule: dict[str, int] | None = None) -> dict[s
     return body
 
 
+def _may_upload(principal: Principal, district_id: str) -> None:
+    if principal.can_act_for_district(district_id):
+        return
+    if principal.role is Role.SCHOOL_STAFF and principal.district_id == district_id:
+        return
+    raise Forbidden(f"only staff of district {district_id!r} may publish its data")
+
+
+def _can_see(principal: Principal, row: asyncpg.Record) -> bool:
+    if principal.can_act_for_district(row["district_id"]):
+        return True
+    return (
+        principal.role is Role.SCHOOL_STAFF
+        and principal.district_id == row["district_id"]
+        and row["submitted_by"] == principal.subject
+    )
+
+
 async def _visible_submission(runtime: Runtime, principal: Principal, submission_id: uuid.UUID) -> asyncpg.Record:
     row = await store.get_submission(runtime.pool, submission_id)
-    if row is None or not principal.can_act_for_district(row["district_id"]):
+    if row is None or not _can_see(principal, row):
         raise Problem(404, "Not found", "No such submission for your district.", type=problem_type("not-found"))
     return row
 
@@ -166,7 +186,9 @@ async def _submit(
     resource: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    principal.require_district(district_id)
+    _may_upload(principal, district_id)
+    if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
+        options = {**(options or {}), "schools": sorted(principal.school_ids)}
     if idempotency_key:
         existing = await store.submission_by_key(runtime.pool, district_id, idempotency_key)
         if existing is not None:
@@ -219,7 +241,7 @@ async def submit_batch(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    principal: Staff,
+    principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
 ) -> dict[str, Any]:
@@ -244,13 +266,13 @@ async def submit_edfi_json(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    principal: Staff,
+    principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
 ) -> dict[str, Any]:
     """Ed-Fi resource JSON (an array of resources, or one) for `students`, `studentSchoolAssociations` or
     `studentSchoolAttendanceEvents`."""
-    principal.require_district(district_id)
+    _may_upload(principal, district_id)
     if resource not in EDFI_RESOURCES:
         raise Problem(
             404,
@@ -278,7 +300,7 @@ async def submit_edfi_xml(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    principal: Staff,
+    principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
 ) -> dict[str, Any]:
@@ -303,7 +325,7 @@ async def submit_oneroster(
     request: Request,
     response: Response,
     runtime: RuntimeDep,
-    principal: Staff,
+    principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
     school_id_from: Annotated[
@@ -330,7 +352,7 @@ async def submit_oneroster(
 
 
 @router.get("/submissions/{submission_id}")
-async def get_report(submission_id: uuid.UUID, runtime: RuntimeDep, principal: Staff) -> dict[str, Any]:
+async def get_report(submission_id: uuid.UUID, runtime: RuntimeDep, principal: Uploader) -> dict[str, Any]:
     """The submission's report: status, progress, counts, problems by rule, held schools."""
     row = await _visible_submission(runtime, principal, submission_id)
     return report(row, await store.problem_counts_by_rule(runtime.pool, submission_id))
@@ -340,7 +362,7 @@ async def get_report(submission_id: uuid.UUID, runtime: RuntimeDep, principal: S
 async def get_problems(
     submission_id: uuid.UUID,
     runtime: RuntimeDep,
-    principal: Staff,
+    principal: Uploader,
     after: Annotated[int, Query(ge=0, description="Return problems after this seq (paging cursor)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     severity: Annotated[Literal["error", "warning"] | None, Query()] = None,

@@ -222,6 +222,7 @@ class SubmissionRun:
             set()
         )  # collapsed events (class enrollments -> one school enrollment)
         self._new_orgs: list[tuple[str, str, str | None]] = []  # claimed, not yet written
+        self._scope: frozenset[str] | None = None
         self._seq = 0
         self._stored_problems = 0
         self.validator: Validator | None = None
@@ -236,6 +237,10 @@ class SubmissionRun:
             await store.set_status(conn, sid, "processing")
         orgs = await store.district_orgs(self.pool, self.district)
         schools = {r["org_id"] for r in orgs if r["org_type"] == "school"}
+        scope = self.job.options.get("schools")  # school staff: only their own schools
+        if scope is not None:
+            self._scope = frozenset(scope)
+            schools &= self._scope
         district_ids = [r["org_id"] for r in orgs if r["org_type"] == "district"]
         for r in orgs:
             self._org_owner[r["org_id"]] = (self.district, r["org_type"])
@@ -359,7 +364,7 @@ class SubmissionRun:
         """Let the Validator see the district's own organisations (registering new ones when allowed)."""
         owner = self._org_owner.get(r.school_id)
         if owner is None:
-            if not self.settings.auto_register_orgs:
+            if not self.settings.auto_register_orgs or self._scope is not None:
                 return
             owner = (self.district, "district" if r.org_type is OrgType.DISTRICT else "school")
             self._org_owner[r.school_id] = owner
@@ -368,7 +373,7 @@ class SubmissionRun:
             return  # the Validator refuses it: another district's organisation
         if r.org_type is OrgType.DISTRICT:
             v.district_ids = v.district_ids | {r.school_id}
-        else:
+        elif self._scope is None or r.school_id in self._scope:
             v.district_schools = v.district_schools | {r.school_id}
 
     # --- apply: events, problems, progress in one transaction ------------------------------------

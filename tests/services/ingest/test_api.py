@@ -285,7 +285,7 @@ async def test_other_districts_and_roles_are_refused(svc: ServiceUnderTest, serv
     vendor = env.auth("vendor", agreement="a-1", organization="Acme")
     assert (await svc.client.get(f"/v1/submissions/{sid}", headers=vendor)).status_code == 403
     school = env.auth("school_staff", district="d-1", schools=["sch-1"])
-    assert (await svc.client.get(f"/v1/submissions/{sid}", headers=school)).status_code == 403
+    assert (await svc.client.get(f"/v1/submissions/{sid}", headers=school)).status_code == 404  # not theirs
     assert (await svc.client.get(f"/v1/submissions/{sid}")).status_code == 401
     # a school registered to another district cannot be claimed
     r = await svc.client.post("/v1/districts/d-2/organizations", json={"org_id": "sch-1"}, headers=other)
@@ -594,3 +594,33 @@ async def test_oneroster_bulk_file_missing_most_of_a_school_is_held(service_env:
         # the same students as a delta file withdraw nobody: applied at once
         delta = await upload(s, env, "d-1", "oneroster", oneroster_zip(users[:2], enrollments[:2], mode="delta"))
         assert delta["status"] == "completed" and delta["counts"]["unchanged"] >= 4, delta
+
+
+async def test_school_staff_publish_only_for_their_own_schools(svc: ServiceUnderTest, service_env: ServiceEnv) -> None:
+    env = service_env
+    await register(svc, env, "d-1", "sch-1", "sch-2")
+    alice = env.auth("school_staff", subject="alice", district="d-1", schools=["sch-1"])
+    r = await svc.client.post(
+        "/v1/districts/d-1/submissions/batch",
+        content=batch(student("L1", "NYS-1"), enroll("L1"), enroll("L1", school="sch-2")),
+        headers=alice,
+    )
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    deadline = time.monotonic() + 30
+    while (rep := (await svc.client.get(f"/v1/submissions/{sid}", headers=alice)).json())["status"] != "completed":
+        assert time.monotonic() < deadline, rep
+        await asyncio.sleep(0.05)
+    assert (rep["counts"]["accepted"], rep["counts"]["rejected"]) == (2, 1)
+    assert rep["problems_by_rule"] == {"school.not_in_district": 1}
+    bob = env.auth("school_staff", subject="bob", district="d-1", schools=["sch-1"])
+    assert (await svc.client.get(f"/v1/submissions/{sid}", headers=bob)).status_code == 404
+    assert (await svc.client.get(f"/v1/submissions/{sid}", headers=staff(env, "d-1"))).status_code == 200
+    assert (await svc.client.get("/v1/districts/d-1/submissions", headers=alice)).status_code == 403
+    assert (await svc.client.post(f"/v1/submissions/{sid}/confirm", headers=alice)).status_code == 403
+    other = env.auth("school_staff", subject="carol", district="d-2", schools=["sch-1"])
+    r = await svc.client.post("/v1/districts/d-1/submissions/batch", content=b"{}", headers=other)
+    assert r.status_code == 403
+    # school staff cannot register schools by uploading them
+    orgs = await svc.client.get("/v1/districts/d-1/organizations", headers=staff(env, "d-1"))
+    assert {o["org_id"] for o in orgs.json()["organizations"]} == {"sch-1", "sch-2"}
