@@ -1,0 +1,311 @@
+"""End to end on the real stack: attendance through ingest → bus → records, disclosures
+through records → bus → audit, transfer latency under that load, peak memory per service,
+and the raw aiokafka produce-and-consume rate of the same events on the same broker.
+
+    .venv/bin/python bench/e2e.py [--students N] [--days D] [--transfers T] [--json PATH]
+
+Five service processes on embedded PostgreSQL and Tansu, as `homeroom stack` runs them.
+Counts are read from the services' own databases when each stage is done, so a figure
+is only printed when every event arrived exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from homeroom.auth import DevIssuer, Role  # noqa: E402
+from homeroom.bus.envelope import build_event  # noqa: E402
+from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
+from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
+from homeroom.generate import batch_records, generate_world, json_batch, oneroster_zip, transfer_batch  # noqa: E402
+from homeroom.pseudonym import Pseudonymizer, load_or_create_key  # noqa: E402
+from homeroom.stack import Stack  # noqa: E402
+from homeroom.storage import database_url  # noqa: E402
+
+
+class MemoryWatch(threading.Thread):
+    """Samples each service process's RSS every 200 ms and keeps the peak."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak: dict[str, float] = dict.fromkeys(pids, 0.0)
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            for name, proc in self.procs.items():
+                with contextlib.suppress(psutil.Error):  # a process restarting between samples
+                    self.peak[name] = max(self.peak[name], proc.memory_info().rss / 2**20)
+            time.sleep(0.2)
+
+
+def wait_for(what: str, probe: Any, timeout_s: float = 600) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(what)
+
+
+async def count(url: str, sql: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        value: int = await conn.fetchval(sql)
+        return value
+    finally:
+        await conn.close()
+
+
+async def raw_bus(bootstrap: str, n: int) -> float:
+    topic = with_suffix(ATTENDANCE, "rawbench")
+    await ensure_topics({"bootstrap_servers": bootstrap}, [topic])
+    events = [
+        build_event(
+            topic,
+            "attendance_recorded",
+            AttendanceRecorded(
+                student_key=f"stu_{i:032d}",
+                district_id="d-100",
+                school_id="d-100-s1",
+                date="2026-11-02",
+                category=ATTENDANCE_CATEGORY_ABSENT,
+            ),
+            source="/bench",
+            subject=f"stu_{i:032d}",
+            topic_name=topic.name,
+        )
+        for i in range(n)
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        topic.name, bootstrap_servers=bootstrap, group_id="rawbench", auto_offset_reset="earliest"
+    )
+    await producer.start()
+    await consumer.start()
+    started = time.perf_counter()
+    futures = [await producer.send(topic.name, e.value, key=e.key, headers=e.headers) for e in events]
+    await asyncio.gather(*futures)
+    seen = 0
+    while seen < n:
+        batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+        seen += sum(len(v) for v in batch.values())
+        await consumer.commit()
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    await consumer.stop()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=20)
+    parser.add_argument("--transfers", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    world = generate_world(
+        seed=42, districts=2, students_per_district=args.students, days=args.days, transfers=args.transfers
+    )
+    a, b = world.districts
+    stack = Stack(fixed_ports=False)
+    result: dict[str, Any] = {"benchmark": "e2e", "students_per_district": args.students, "days": args.days}
+    try:
+        stack.start()
+        watch = MemoryWatch({name: child.pid for name, child in stack._children.items()})
+        watch.start()
+        issuer = DevIssuer(stack.secrets_dir / "dev-issuer.pem")
+        pseudonyms = Pseudonymizer(load_or_create_key(stack.secrets_dir / "pseudonym.key"))
+        staff = {
+            d.id: {
+                "Authorization": "Bearer "
+                + issuer.issue(Role.DISTRICT_STAFF, subject="bench", district=d.id, ttl_s=7200)
+            }
+            for d in (a, b)
+        }
+        assert stack.postgres is not None and stack.broker is not None
+        records_db = database_url(stack.postgres.server_url, "homeroom_records")
+        audit_db = database_url(stack.postgres.server_url, "homeroom_audit")
+        with httpx.Client(timeout=120) as http:
+
+            def submit(district: str, kind: str, body: bytes) -> dict[str, Any]:
+                r = http.post(
+                    f"{stack.url('ingest')}/v1/districts/{district}/submissions/{kind}",
+                    content=body,
+                    headers=staff[district],
+                )
+                r.raise_for_status()
+                link = r.json()["links"]["self"]
+
+                def done() -> dict[str, Any] | None:
+                    rep: dict[str, Any] = http.get(f"{stack.url('ingest')}{link}", headers=staff[district]).json()
+                    return rep if rep["status"] in ("completed", "failed", "held") else None
+
+                report: dict[str, Any] = wait_for("submission", done)
+                assert report["status"] == "completed", report
+                return report
+
+            submit(a.id, "oneroster", oneroster_zip(a, world.start))
+            submit(b.id, "oneroster", oneroster_zip(b, world.start))
+            wait_for(
+                "rosters in records",
+                lambda: asyncio.run(count(records_db, "SELECT count(*) FROM students")) >= 2 * args.students,
+            )
+
+            # Attendance: the whole of both districts' school days, from upload to applied in records.
+            base_attendance = asyncio.run(count(records_db, "SELECT count(*) FROM attendance"))
+            bodies = [json_batch(batch_records(d, world.start, enrollments=False)) for d in (a, b)]
+            started = time.perf_counter()
+            reports = [submit(d.id, "batch", body) for d, body in zip((a, b), bodies, strict=True)]
+            accepted = sum(r["counts"]["accepted"] for r in reports)
+            attendance_events = sum(r["counts"]["events"] for r in reports)
+            ingest_done = time.perf_counter() - started
+
+            # Transfers under load: submitted while records is still applying attendance.
+            latencies: list[float] = []
+            pending: dict[str, float] = {}
+            for move in world.transfers:
+                withdraw, enroll = transfer_batch(world, move)
+                submit(move.from_district, "batch", withdraw)
+                submit(move.to_district, "batch", enroll)
+                pending[pseudonyms.student_key(move.state_id)] = time.perf_counter()
+            expected_days = base_attendance + sum(
+                len({(s.state_id, day) for day, _ in s.absences} | {(s.state_id, day) for day in s.tardies})
+                for d in (a, b)
+                for s in d.students
+            )
+            wait_for(
+                "attendance applied",
+                lambda: asyncio.run(count(records_db, "SELECT count(*) FROM attendance")) >= expected_days,
+            )
+            records_done = time.perf_counter() - started
+            applied = asyncio.run(count(records_db, "SELECT count(*) FROM attendance")) - base_attendance
+
+            while pending:
+                for to in {m.to_district for m in world.transfers}:
+                    cases = http.get(
+                        f"{stack.url('transfer')}/v1/transfers", params={"limit": 500}, headers=staff[to]
+                    ).json()["transfers"]
+                    for case in cases:
+                        key = case["student_key"]
+                        if key in pending and case["state"] in ("delivered", "acknowledged"):
+                            latencies.append(time.perf_counter() - pending.pop(key))
+                time.sleep(0.05)
+
+            # Disclosures: a vendor reads district A's roster page by page; every student read is one audit entry.
+            consent = stack.url("consent")
+            compliance = {"Authorization": f"Bearer {issuer.issue(Role.COMPLIANCE, subject='bench')}"}
+            created = http.post(
+                f"{consent}/v1/agreements",
+                headers=compliance,
+                json={
+                    "organization": "Bench Vendor",
+                    "category": "vendor",
+                    "terms": {
+                        "elements": ["student.first_name", "enrollment.grade_level"],
+                        "purposes": ["rostering"],
+                        "districts": [a.id],
+                        "start_date": "2026-01-01",
+                        "end_date": "2027-12-31",
+                    },
+                },
+            )
+            created.raise_for_status()
+            agreement = created.json().get("agreement_id") or created.json()["id"]
+            http.post(f"{consent}/v1/agreements/{agreement}/activate", headers=compliance).raise_for_status()
+            vendor_token = issuer.issue(
+                Role.VENDOR, subject="bench-app", agreement=agreement, organization="Bench Vendor", ttl_s=7200
+            )
+            vendor = {"Authorization": f"Bearer {vendor_token}"}
+            base_entries = asyncio.run(count(audit_db, "SELECT count(*) FROM entries"))
+            started = time.perf_counter()
+            read = 0
+            offset = 0
+            while True:
+                page = http.get(
+                    f"{stack.url('records')}/ims/oneroster/rostering/v1p2/students",
+                    params={"limit": 200, "offset": offset},
+                    headers=vendor,
+                )
+                page.raise_for_status()
+                users = page.json()["users"]
+                if not users:
+                    break
+                read += len(users)
+                offset += len(users)
+            reads_done = time.perf_counter() - started
+            wait_for(
+                "disclosures audited",
+                lambda: (
+                    asyncio.run(count(audit_db, "SELECT count(*) FROM entries WHERE kind = 'disclosure_recorded'"))
+                    >= read
+                ),
+            )
+            audit_done = time.perf_counter() - started
+            audited = asyncio.run(count(audit_db, "SELECT count(*) FROM entries")) - base_entries
+        raw_s = asyncio.run(raw_bus(stack.broker.bootstrap_servers, attendance_events))
+        watch.stop_flag.set()
+        watch.join()
+        result.update(
+            attendance_records_accepted=accepted,
+            attendance_events=attendance_events,
+            attendance_rows_applied_in_records=applied,
+            ingest_accept_events_per_s=round(attendance_events / ingest_done),
+            ingest_to_records_events_per_s=round(attendance_events / records_done),
+            raw_aiokafka_events_per_s=round(attendance_events / raw_s),
+            ingest_to_records_vs_raw_ratio=round((attendance_events / records_done) / (attendance_events / raw_s), 4),
+            vendor_students_read=read,
+            vendor_read_students_per_s=round(read / reads_done),
+            disclosures_audited=audited,
+            read_to_audited_students_per_s=round(read / audit_done),
+            transfers=len(latencies),
+            transfer_latency_p50_s=round(statistics.median(latencies), 3) if latencies else None,
+            transfer_latency_p99_s=round(statistics.quantiles(latencies, n=100)[98], 3)
+            if len(latencies) >= 2
+            else None,
+            peak_rss_mib={k: round(v, 1) for k, v in watch.peak.items()},
+            stack_start_s=round(stack.timings["stack_ready_s"], 2),
+        )
+    finally:
+        stack.cleanup()
+    print(f"{'stage':<44}{'figure':>14}")
+    for key in (
+        "ingest_accept_events_per_s",
+        "ingest_to_records_events_per_s",
+        "raw_aiokafka_events_per_s",
+        "ingest_to_records_vs_raw_ratio",
+        "vendor_read_students_per_s",
+        "read_to_audited_students_per_s",
+        "transfer_latency_p50_s",
+        "transfer_latency_p99_s",
+    ):
+        print(f"{key:<44}{result[key]!s:>14}")
+    print("peak RSS MiB:", result["peak_rss_mib"])
+    print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
