@@ -79,7 +79,8 @@ def _may_read(principal: Principal, agreement_id: str, districts: Sequence[str])
 
 
 def _version_view(a: Agreement) -> dict[str, Any]:
-    return a.model_dump(mode="json")
+    """One version as stored, with `agreement_id` beside the model's `id` (the name other routes use)."""
+    return {"agreement_id": a.id, **a.model_dump(mode="json")}
 
 
 def _agreement_view(versions: Sequence[Agreement], end: store.EndRecord | None, today: date) -> dict[str, Any]:

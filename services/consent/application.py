@@ -479,23 +479,20 @@ async def decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *
         r.requester.agreement_id for r in requests if r.requester.role == "vendor" and r.requester.agreement_id
     }
     pairs = {(r.student_key, r.district_id) for r in requests}
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-        by_id = await store.histories(conn, agreement_ids)
-        end_records = await store.ends(conn, agreement_ids)
-        opted = await store.opt_out_states(conn, pairs)
-        grants = await store.live_consents(conn, pairs)
+    async with pool.acquire() as conn:
+        known = await store.decision_facts(conn, agreement_ids, pairs)
         decisions: list[Decision] = []
         for request in requests:
             agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
-            record = end_records.get(agreement_id) if agreement_id else None
             facts = Facts(
                 today=today,
-                history=by_id.get(agreement_id, []) if agreement_id else [],
-                ended_on=record.ended_on if record else None,
-                directory_opt_out=(request.student_key, request.district_id) in opted,
-                consents=grants.get((request.student_key, request.district_id), []),
+                history=known.histories.get(agreement_id, []) if agreement_id else [],
+                ended_on=known.ended_on.get(agreement_id) if agreement_id else None,
+                directory_opt_out=(request.student_key, request.district_id) in known.opted_out,
+                consents=known.consents.get((request.student_key, request.district_id), []),
             )
             decisions.append(decide_bounded(request, facts))
+        # Logged before the answer leaves: a decision nobody can look up is never given.
         await store.log_decisions(
             conn,
             [

@@ -464,51 +464,6 @@ async def consents(conn: Connection, student_key: str, district_id: str | None) 
     ]
 
 
-async def opt_out_states(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (student key, district) pairs are opted out of directory information."""
-    wanted = sorted(set(pairs))
-    if not wanted:
-        return set()
-    rows = await conn.fetch(
-        """SELECT o.student_key, o.district_id FROM directory_opt_outs o
-           JOIN unnest($1::text[], $2::text[]) AS w(student_key, district_id)
-             ON o.student_key = w.student_key AND o.district_id = w.district_id
-           WHERE o.opted_out""",
-        [p[0] for p in wanted],
-        [p[1] for p in wanted],
-    )
-    return {(r["student_key"], r["district_id"]) for r in rows}
-
-
-async def live_consents(
-    conn: Connection, pairs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], list[ConsentGrant]]:
-    """Written consents not withdrawn, by (student key, district)."""
-    wanted = sorted(set(pairs))
-    out: dict[tuple[str, str], list[ConsentGrant]] = {}
-    if not wanted:
-        return out
-    rows = await conn.fetch(
-        """SELECT c.* FROM written_consents c
-           JOIN unnest($1::text[], $2::text[]) AS w(student_key, district_id)
-             ON c.student_key = w.student_key AND c.district_id = w.district_id
-           WHERE c.withdrawn_at IS NULL""",
-        [p[0] for p in wanted],
-        [p[1] for p in wanted],
-    )
-    for r in rows:
-        out.setdefault((r["student_key"], r["district_id"]), []).append(
-            ConsentGrant(
-                consent_id=str(r["consent_id"]),
-                recipient=r["recipient"],
-                elements=frozenset(r["elements"]),
-                purpose=r["purpose"],
-                valid_until=r["valid_until"],
-            )
-        )
-    return out
-
-
 # ------------------------------------------------------------------- decisions
 
 
@@ -531,3 +486,56 @@ async def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | N
         "answer": json.loads(row["answer"]),
         "decided_at": row["decided_at"].isoformat(),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFacts:
+    histories: dict[str, list[Agreement]]
+    ended_on: dict[str, date]
+    opted_out: set[tuple[str, str]]
+    consents: dict[tuple[str, str], list[ConsentGrant]]
+
+
+async def decision_facts(
+    conn: Connection, agreement_ids: Iterable[str], pairs: Iterable[tuple[str, str]]
+) -> DecisionFacts:
+    """Everything the decision point reads, in one statement (one snapshot, one round trip):
+    the agreements' versions and end dates, and the students' opt-outs and live consents."""
+    ids = sorted(set(agreement_ids))
+    wanted = sorted(set(pairs))
+    row = await conn.fetchrow(
+        """WITH w AS (SELECT * FROM unnest($2::text[], $3::text[]) AS w(student_key, district_id))
+           SELECT
+             (SELECT coalesce(json_agg(v.document ORDER BY v.agreement_id, v.version), '[]')
+                FROM agreement_versions v WHERE v.agreement_id = ANY($1::text[])) AS versions,
+             (SELECT coalesce(json_agg(json_build_array(e.agreement_id, e.ended_on)), '[]')
+                FROM agreement_ends e WHERE e.agreement_id = ANY($1::text[])) AS ends,
+             (SELECT coalesce(json_agg(json_build_array(o.student_key, o.district_id)), '[]')
+                FROM directory_opt_outs o JOIN w USING (student_key, district_id) WHERE o.opted_out) AS opted,
+             (SELECT coalesce(json_agg(json_build_array(c.student_key, c.district_id, c.consent_id, c.recipient,
+                                                        c.elements, c.purpose, c.valid_until)), '[]')
+                FROM written_consents c JOIN w USING (student_key, district_id)
+               WHERE c.withdrawn_at IS NULL) AS consents""",
+        ids,
+        [p[0] for p in wanted],
+        [p[1] for p in wanted],
+    )
+    assert row is not None
+    histories: dict[str, list[Agreement]] = {i: [] for i in ids}
+    for document in json.loads(row["versions"]):
+        agreement = _agreement(document)
+        histories[agreement.id].append(agreement)
+    ended_on = {a: date.fromisoformat(d) for a, d in json.loads(row["ends"])}
+    opted = {(s, d) for s, d in json.loads(row["opted"])}
+    consents: dict[tuple[str, str], list[ConsentGrant]] = {}
+    for student_key, district_id, consent_id, recipient, elements, purpose, valid_until in json.loads(row["consents"]):
+        consents.setdefault((student_key, district_id), []).append(
+            ConsentGrant(
+                consent_id=str(consent_id),
+                recipient=recipient,
+                elements=frozenset(elements),
+                purpose=purpose,
+                valid_until=date.fromisoformat(valid_until) if valid_until else None,
+            )
+        )
+    return DecisionFacts(histories, ended_on, opted, consents)

@@ -34,6 +34,7 @@ async def test_draft_lifecycle_keeps_history_and_emits_events(svc: ServiceUnderT
     assert r.status_code == 201, r.text
     created: dict[str, Any] = r.json()
     agreement_id = created["id"]
+    assert created["agreement_id"] == agreement_id
     assert created["status"] == "draft" and created["version"] == 1 and created["recorded_by"].startswith("district")
 
     # A draft without elements cannot be activated; the error names the field and rule.
