@@ -174,11 +174,10 @@ def attendance_handler(runtime: Runtime) -> Handler:
         if category is None:
             raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
         await _scoped(ctx, district)
-        if not await store.student_exists(ctx.conn, district, key):
-            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-        await store.record_attendance(
+        if not await store.record_attendance(
             ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
-        )
+        ):
+            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
         if not payload.period:
             await _chronic_absence(ctx, district, key, threshold, min_days, event.event_id)
 
@@ -191,9 +190,12 @@ async def _chronic_absence(
     """Flag the student when absent days reach `threshold` of recorded days (after at
     least `min_days`), and emit ChronicAbsenceDetected once per crossing, with an id
     derived from the crossing so a replay writes the same event."""
-    tally = await store.absence_tally(ctx.conn, district, key)
+    tally, flagged = await store.absence_tally(ctx.conn, district, key)
     chronic = tally.days_enrolled >= min_days and tally.rate >= threshold
-    if await store.set_chronic(ctx.conn, district, key, chronic, tally):
+    if chronic == flagged:
+        return
+    await store.set_chronic(ctx.conn, district, key, chronic, tally)
+    if chronic:
         as_of = tally.as_of.isoformat() if tally.as_of else ""
         ctx.emit(
             ATTENDANCE,

@@ -27,8 +27,10 @@ async def enter_district(conn: Connection, district_id: str) -> None:
     """Confine the rest of this transaction to one district (call inside a transaction)."""
     if not district_id:
         raise ValueError("a district id is required to touch student data")
-    await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
-    await conn.execute("SELECT set_config($1, $2, true)", DISTRICT_SETTING, district_id)
+    # One round trip: set_config('role', ..., true) is SET LOCAL ROLE.
+    await conn.execute(
+        "SELECT set_config('role', $1, true), set_config($2, $3, true)", APP_ROLE, DISTRICT_SETTING, district_id
+    )
 
 
 @contextlib.asynccontextmanager
@@ -273,12 +275,21 @@ async def record_attendance(
     school_id: str,
     category: str,
     excused: bool,
-) -> None:
-    await conn.execute(
-        """INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
-               category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()""",
+) -> bool:
+    """Upsert one attendance mark; False (and nothing written) if the district has no
+    record of the student. One statement."""
+    known = await conn.fetchval(
+        """WITH known AS (SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2),
+           mark AS (
+               INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
+               SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM known)
+               ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+                   category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
+               RETURNING 1),
+           touched AS (
+               UPDATE students SET updated_at = clock_timestamp()
+               WHERE district_id = $1 AND student_key = $2 AND EXISTS (SELECT 1 FROM mark) RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM known)  -- data-modifying CTEs always run to completion""",
         district_id,
         student_key,
         day,
@@ -287,7 +298,7 @@ async def record_attendance(
         category,
         excused,
     )
-    await touch(conn, district_id, student_key)
+    return bool(known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,30 +312,29 @@ class AbsenceTally:
         return self.days_absent / self.days_enrolled if self.days_enrolled else 0.0
 
 
-async def absence_tally(conn: Connection, district_id: str, student_key: str) -> AbsenceTally:
+async def absence_tally(conn: Connection, district_id: str, student_key: str) -> tuple[AbsenceTally, bool]:
+    """The student's daily-attendance tally and whether they are flagged chronic now."""
     row = await conn.fetchrow(
-        """SELECT count(*) AS days, count(*) FILTER (WHERE category = 'absent') AS absent, max(day) AS as_of
+        """SELECT count(*) AS days, count(*) FILTER (WHERE category = 'absent') AS absent, max(day) AS as_of,
+                  COALESCE((SELECT chronic FROM chronic_absence c WHERE c.district_id = $1 AND c.student_key = $2),
+                           false) AS flagged
            FROM attendance WHERE district_id = $1 AND student_key = $2 AND period = ''""",
         district_id,
         student_key,
     )
     assert row is not None
-    return AbsenceTally(int(row["days"]), int(row["absent"]), row["as_of"])
+    return AbsenceTally(int(row["days"]), int(row["absent"]), row["as_of"]), bool(row["flagged"])
 
 
-async def set_chronic(conn: Connection, district_id: str, student_key: str, chronic: bool, tally: AbsenceTally) -> bool:
-    """Record the student's chronic-absence state; True if it changed to chronic now."""
-    previous = await conn.fetchval(
-        "SELECT chronic FROM chronic_absence WHERE district_id = $1 AND student_key = $2", district_id, student_key
-    )
+async def set_chronic(conn: Connection, district_id: str, student_key: str, chronic: bool, tally: AbsenceTally) -> None:
+    """Record the student's chronic-absence state (call when it changes)."""
     await conn.execute(
         """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
                as_of_date) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
                days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
                absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
-               changed_at = CASE WHEN chronic_absence.chronic = EXCLUDED.chronic THEN chronic_absence.changed_at
-                                 ELSE clock_timestamp() END""",
+               changed_at = clock_timestamp()""",
         district_id,
         student_key,
         chronic,
@@ -333,7 +343,6 @@ async def set_chronic(conn: Connection, district_id: str, student_key: str, chro
         tally.rate,
         tally.as_of,
     )
-    return chronic and not previous
 
 
 async def record_suspension(
