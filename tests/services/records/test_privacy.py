@@ -12,6 +12,7 @@ import pytest
 
 from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
+from services.records import store
 from tests.harness import ServiceEnv
 from tests.services.records.consent_peer import PeerAgreement, PeerState
 from tests.services.records.helpers import (
@@ -190,6 +191,12 @@ async def test_row_level_security_returns_nothing_for_the_wrong_district(service
                 async with conn.transaction():
                     await conn.execute("SET LOCAL ROLE homeroom_records_app")
                     await conn.execute("ALTER TABLE students DISABLE ROW LEVEL SECURITY")
+        # The service's own transactions run as the app role, confined to one district.
+        async with store.district_tx(rec.runtime.pool, "d-b") as conn:
+            assert await conn.fetchval("SELECT current_user") == "homeroom_records_app"
+            assert {r[0] for r in await conn.fetch("SELECT student_key FROM students")} == {s.kb}
+        async with rec.runtime.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_user") != "homeroom_records_app"  # reset after commit
             forced = await conn.fetch(
                 "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity AND relname = ANY($1)",
                 list(RLS_TABLES),
