@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from services.audit.cli import app as cli_app
@@ -99,6 +100,16 @@ def _pin(audit: Audit, tmp_path: Path) -> Path:
     return key
 
 
+def _failures() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "homeroom_audit_verification_failures"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def _run_verify(*args: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(cli_app, ["verify", *args, "--json"])
     return result.exit_code, json.loads(result.stdout)
@@ -153,11 +164,13 @@ async def test_verify_names_the_tampered_entries_and_the_heads_they_break(
     assert [h["size"] for h in report["failing_heads"]] == heads
     assert {f["kind"] for f in report["findings"] if not f["message"].startswith("tree head")} == kinds
 
+    failures_before = _failures()
     live = await audit.svc.client.get("/v1/verification", headers=audit.auth("compliance"))
     assert live.status_code == 200
     body = live.json()
     assert (body["ok"], body["failing_entries"]) == (False, entries)
     assert [h["size"] for h in body["failing_heads"]] == heads
+    assert _failures() - failures_before == len(body["findings"])  # homeroom_audit_verification_failures_total
 
 
 async def test_verify_fetches_the_live_log(audit: Audit, superuser: asyncpg.Connection, tmp_path: Path) -> None:
