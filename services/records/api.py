@@ -735,5 +735,8 @@ async def transfer_delivery(body: DeliveryRequest, principal: Service, runtime: 
         if fresh:
             for element, value in sealed.items():
                 await store.put_element_if_absent(conn, district, key, element, value, f"transfer:{body.case_id}")
+            plain = {e: str(v) for e, v in raw_elements.items() if not CATALOGUE[e].pii and v is not None}
+            if plain:
+                await store.merge_plain_if_absent(conn, district, key, plain)
             await store.touch(conn, district, key)
     return {"case_id": body.case_id, "delivered": True}

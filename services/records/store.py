@@ -179,6 +179,17 @@ async def put_element_if_absent(
     )
 
 
+async def merge_plain_if_absent(conn: Connection, district_id: str, student_key: str, plain: Mapping[str, str]) -> None:
+    """Add non-PII elements the record does not have yet (what the district has wins)."""
+    await conn.execute(
+        """UPDATE students SET plain_elements = $3::jsonb || plain_elements
+           WHERE district_id = $1 AND student_key = $2""",
+        district_id,
+        student_key,
+        json.dumps(dict(plain)),
+    )
+
+
 async def replace_element(conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes) -> None:
     await conn.execute(
         """INSERT INTO student_elements (district_id, student_key, element, sealed, source)

@@ -329,11 +329,21 @@ async def test_transfer_package_and_idempotent_delivery(service_env: ServiceEnv)
             assert r.status_code == 200 and r.json() == {"case_id": "case-1", "delivered": True}
         record = (await rec.get(f"/v1/districts/d-b/students/{key}", "district_staff", district="d-b")).json()
         assert record["elements"]["student.last_name"] == "Lopez"
+        assert "enrollment.grade_level" not in record["elements"]  # not asked for, not sent
+        # Non-PII elements a package carries join the record, unless the district has its own.
+        second = {**delivery, "case_id": "case-2", "to_district_id": "d-c"}
+        second["package"] = {**package, "elements": {**package["elements"], "enrollment.grade_level": "06"}}
+        assert (await rec.post("/v1/internal/transfer-deliveries", second, "service")).status_code == 200
+        in_c = (await rec.get(f"/v1/districts/d-c/students/{key}", "district_staff", district="d-c")).json()
+        assert in_c["elements"]["enrollment.grade_level"] == "06"
+        await apply(rec.runtime, enrolled("d-c", key, "c-1", "2026-11-20", grade="07"))
+        in_c = (await rec.get(f"/v1/districts/d-c/students/{key}", "district_staff", district="d-c")).json()
+        assert in_c["elements"]["enrollment.grade_level"] == "07"
         (prior,) = record["prior_records"]
         assert prior["case_id"] == "case-1" and prior["from_district_id"] == "d-a"
         assert prior["package"]["attendance"]["days"][0]["date"] == "2026-09-02"
         async with rec.runtime.pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM transfer_deliveries") == 1
+            assert await conn.fetchval("SELECT count(*) FROM transfer_deliveries WHERE case_id = $1", "case-1") == 1
             sealed = await conn.fetchval(
                 "SELECT sealed FROM student_elements WHERE district_id = 'd-b' AND element = 'student.last_name'"
             )
@@ -377,3 +387,15 @@ async def test_openapi_lists_every_route_and_metrics_are_exported(service_env: S
         assert 'homeroom_records_reads_total{channel="records-api",role="vendor"}' in metrics
         assert 'homeroom_records_disclosures_total{channel="records-api"}' in metrics
         assert 'homeroom_records_denials_total{reason="agreement_inactive"}' in metrics
+
+
+async def test_roles_without_student_access_are_refused(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        key = await student(rec, "d-a", "a-1", "Ana", "Hidden")
+        for role in ("compliance", "operator", "service"):
+            for path in (f"/v1/students/{key}", f"/v1/districts/d-a/students/{key}", "/v1/districts/d-a/students"):
+                r = await rec.get(path, role)
+                assert r.status_code == 403, (role, path)
+                assert "Ana" not in r.text
+        assert (await rec.client.get(f"/v1/students/{key}")).status_code == 401
+        assert await rec.disclosures() == []
