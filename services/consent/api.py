@@ -48,15 +48,22 @@ def actor(principal: Principal) -> str:
 
 
 def _manager_check(principal: Principal, *district_sets: Sequence[str]) -> None:
-    """Compliance, or district staff of a district every given set covers."""
+    """Compliance; or district staff when every given set of districts is their district alone.
+
+    A district signs for itself only: an agreement that covers another district (too) is
+    created, changed, suspended and ended by compliance staff."""
     if principal.role is Role.COMPLIANCE:
         return
+    own = principal.district_id
     for districts in district_sets:
-        if principal.district_id not in districts:
+        others = sorted(set(districts) - {own})
+        if others:
             raise Forbidden(
-                f"only compliance staff, or staff of a district the agreement covers, may do this; it does not "
-                f"cover {principal.district_id!r}"
+                f"district staff act for their own district only; this agreement covers {', '.join(others)} "
+                "(compliance staff manage agreements that cover other districts)"
             )
+        if not districts:
+            raise Forbidden(f"an agreement district staff record must cover their district ({own!r})")
 
 
 def _authorizer(principal: Principal, *extra: Sequence[str]) -> app.Authorize:

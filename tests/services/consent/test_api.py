@@ -209,6 +209,19 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
     r = await svc.client.post("/v1/agreements", json=body)
     assert r.status_code == 401
 
+    # A district signs for itself only, never for another district as well.
+    both = {**body, "terms": {**terms(district), "districts": [district, other]}}
+    r = await svc.client.post("/v1/agreements", json=both, headers=module_env.auth("district_staff", district=district))
+    assert r.status_code == 403 and other in r.json()["detail"]
+    r = await svc.client.post("/v1/agreements", json=both, headers=module_env.auth("compliance"))
+    assert r.status_code == 201
+    r = await svc.client.post(
+        f"/v1/agreements/{r.json()['id']}/suspend",
+        json={"reason": "x"},
+        headers=module_env.auth("district_staff", district=district),
+    )
+    assert r.status_code == 403
+
     r = await svc.client.post("/v1/agreements", json=body, headers=module_env.auth("compliance"))
     assert r.status_code == 201
     agreement_id = r.json()["id"]

@@ -35,6 +35,22 @@ async def test_termination_shreds_released_data_and_denies_everything_after(
         },
         headers=staff,
     )
+    # A district signs for itself only: covering a second district takes compliance staff.
+    assert r.status_code == 403
+    compliance = module_env.auth("compliance", subject="officer")
+    r = await svc.client.post(
+        f"/v1/agreements/{agreement_id}/versions",
+        json={
+            "terms": {
+                "elements": ["student.first_name"],
+                "purposes": ["instruction"],
+                "districts": [district, second],
+                "start_date": "2098-01-01",
+            },
+            "status": "active",
+        },
+        headers=compliance,
+    )
     assert r.status_code == 201, r.text
     cipher = svc.runtime.require_cipher()
     sealed = {
@@ -52,6 +68,12 @@ async def test_termination_shreds_released_data_and_denies_everything_after(
 
     r = await svc.client.post(
         f"/v1/agreements/{agreement_id}/end", json={"reason": "terminated", "disposition": "destroy"}, headers=staff
+    )
+    assert r.status_code == 403  # it covers another district too
+    r = await svc.client.post(
+        f"/v1/agreements/{agreement_id}/end",
+        json={"reason": "terminated", "disposition": "destroy"},
+        headers=compliance,
     )
     assert r.status_code == 200, r.text
     ended = r.json()
@@ -73,18 +95,18 @@ async def test_termination_shreds_released_data_and_denies_everything_after(
     assert scope["active"] is False and scope["elements"] == [] and scope["status"] == "ended"
 
     # Final: no second end, no amendment, no reactivation.
-    r = await svc.client.post(f"/v1/agreements/{agreement_id}/end", json={}, headers=staff)
+    r = await svc.client.post(f"/v1/agreements/{agreement_id}/end", json={}, headers=compliance)
     assert r.status_code == 409
     r = await svc.client.post(
         f"/v1/agreements/{agreement_id}/versions",
         json={"terms": {"elements": ["student.first_name"], "purposes": ["instruction"], "districts": [district]}},
-        headers=staff,
+        headers=compliance,
     )
     assert r.status_code == 409 and r.json()["rule"] == "amendment.after_end"
-    r = await svc.client.post(f"/v1/agreements/{agreement_id}/activate", headers=staff)
+    r = await svc.client.post(f"/v1/agreements/{agreement_id}/activate", headers=compliance)
     assert r.status_code == 409
 
-    history = (await svc.client.get(f"/v1/agreements/{agreement_id}", headers=staff)).json()["history"]
+    history = (await svc.client.get(f"/v1/agreements/{agreement_id}", headers=compliance)).json()["history"]
     assert [h["change"] for h in history][-2:] == ["ended", "keys_destroyed"]
 
     await svc.runtime.drain_outbox()
