@@ -12,9 +12,13 @@
 
 DO $$
 BEGIN
-    CREATE ROLE homeroom_records_app NOLOGIN;
+    -- Cluster-wide: another records database (or an operator, where the migrating role
+    -- may not CREATE ROLE) may have created it already.
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'homeroom_records_app') THEN
+        CREATE ROLE homeroom_records_app NOLOGIN;
+    END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;  -- cluster-wide; another records database created it already
+    NULL;  -- created concurrently
 END
 $$;
 
