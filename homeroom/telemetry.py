@@ -44,6 +44,11 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition high-water mark",
     ["service", "consumer", "topic", "partition"],
 )
+CONSUMER_ASSIGNED = Gauge(
+    "homeroom_consumer_assigned_partitions",
+    "Partitions this consumer instance holds in its group (instances of one service share them)",
+    ["service", "consumer"],
+)
 EVENTS_PUBLISHED = Counter("homeroom_events_published_total", "Events delivered to the bus", ["service", "topic"])
 
 # --- outbox ----------------------------------------------------------------------------

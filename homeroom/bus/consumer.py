@@ -34,6 +34,7 @@ from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
 from homeroom.storage import Connection
 from homeroom.telemetry import (
+    CONSUMER_ASSIGNED,
     CONSUMER_LAG,
     EVENTS_APPLIED,
     EVENTS_CONSUMED,
@@ -44,6 +45,23 @@ from homeroom.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# Failures of the infrastructure, not of the event: the database is down or restarting.
+# Retrying the event cannot help and dead-lettering it would lose it, so the consumer
+# stops the batch without committing and reconnects; the events are read again later.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+class InfrastructureUnavailable(Exception):
+    """The consumer cannot reach what it writes to; nothing is committed or dead-lettered."""
 
 
 class RejectEvent(Exception):
@@ -154,8 +172,9 @@ class EventConsumer:
                 await self._poll_loop()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker gone, group trouble: reconnect and resume from commits
+            except Exception as exc:  # broker or database gone, group trouble: reconnect, resume from commits
                 log.warning("consumer restarting", extra={"consumer": self.name, "error": repr(exc)})
+                CONSUMER_ASSIGNED.labels(self.service, self.name).set(0)
                 await self._close_consumer()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -180,6 +199,7 @@ class EventConsumer:
 
     async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag = high-water mark minus our position (end_offsets() is unreliable on Tansu)."""
+        CONSUMER_ASSIGNED.labels(self.service, self.name).set(len(consumer.assignment()))
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
@@ -275,6 +295,8 @@ class EventConsumer:
                 return
             except asyncio.CancelledError:
                 raise
+            except INFRASTRUCTURE_ERRORS as exc:
+                raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
             except Exception as exc:
                 if attempt >= self.max_attempts:
                     await self._dead_letter(

@@ -266,3 +266,46 @@ def test_decode_names_what_is_wrong() -> None:
             assert exc.rule == rule
         else:
             raise AssertionError(f"{value!r} decoded")
+
+
+async def test_a_database_restart_under_a_consumer_loses_and_dead_letters_nothing(
+    bootstrap: str, topic_suffix: str
+) -> None:
+    """Events that arrive while PostgreSQL is down are neither dead-lettered nor lost: the
+    consumer stops without committing, reconnects, and applies them once the server is back."""
+    from homeroom.infra.postgres import EmbeddedPostgres
+    from homeroom.storage import create_pool, database_url, ensure_database
+
+    server = EmbeddedPostgres().start()
+    try:
+        url = database_url(server.server_url, "restart")
+        await ensure_database(url)
+        pool = await create_pool(url, max_size=6)
+        await prepare(pool)
+        await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+        consumer = make_consumer(pool, bootstrap, topic_suffix, max_attempts=3)
+        consumer.start()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+
+            async def send(numbers: range) -> None:
+                for i in numbers:
+                    e = absence(i, topic_suffix)
+                    await producer.send_and_wait(e.topic, e.value, key=e.key, headers=e.headers)
+
+            await send(range(50))
+            await wait_for(lambda: _eq(count(pool), 50), timeout_s=60)
+            server.stop()
+            await send(range(50, 120))
+            await asyncio.sleep(3)  # the consumer meets the dead database and backs off
+            server.start()
+            await wait_for(lambda: _eq(count(pool), 120), timeout_s=90)
+            assert await count(pool, "SELECT max(times_applied) FROM tally") == 1
+            assert await count(pool, "SELECT count(*) FROM processed_events WHERE outcome = 'dead_lettered'") == 0
+        finally:
+            await producer.stop()
+            await consumer.stop()
+            await pool.close()
+    finally:
+        server.cleanup()
