@@ -293,3 +293,18 @@ async def test_decisions_are_for_services_only(svc: ServiceUnderTest, module_env
     assert ("/action", "literal_error") in errors_of(r)
     r = await svc.client.post("/v1/decisions", json={**request, "elements": []}, headers=module_env.auth("service"))
     assert ("/elements", "too_short") in errors_of(r)
+
+
+async def test_a_vendor_lists_only_its_own_agreement(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    district = uid("d")
+    mine = await active_agreement(svc.client, module_env, district)
+    other = await active_agreement(svc.client, module_env, district)
+    vendor = module_env.auth("vendor", agreement=mine, organization="Acme")
+    listed = (await svc.client.get("/v1/agreements", headers=vendor)).json()["agreements"]
+    assert [a["agreement_id"] for a in listed] == [mine]
+    assert (await svc.client.get(f"/v1/agreements/{other}", headers=vendor)).status_code == 403
+    staff = module_env.auth("district_staff", district=district)
+    listed = (await svc.client.get("/v1/agreements?status=active", headers=staff)).json()["agreements"]
+    assert {a["agreement_id"] for a in listed} == {mine, other}
+    elsewhere = module_env.auth("district_staff", district=uid("d"))
+    assert (await svc.client.get("/v1/agreements", headers=elsewhere)).json()["agreements"] == []

@@ -278,6 +278,12 @@ async def test_batch_answers_in_order_and_is_bounded(svc: ServiceUnderTest, modu
     answers = r.json()["decisions"]
     assert [a["allow"] for a in answers] == [True, False, True]
     assert len({a["decision_id"] for a in answers}) == 3
+    for answer in answers:  # every decision is logged under its id
+        r = await svc.client.get(f"/v1/decisions/{answer['decision_id']}", headers=module_env.auth("compliance"))
+        assert r.status_code == 200 and r.json()["answer"]["allow"] == answer["allow"]
+    vendor = module_env.auth("vendor", agreement=agreement_id, organization="Acme")
+    r = await svc.client.get(f"/v1/decisions/{answers[0]['decision_id']}", headers=vendor)
+    assert r.status_code == 403
     r = await svc.client.post(
         "/v1/decisions/batch", json={"requests": [good] * 1001}, headers=module_env.auth("service")
     )

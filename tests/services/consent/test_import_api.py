@@ -174,5 +174,11 @@ async def test_cli_imports_into_the_database_and_leaves_events_in_the_outbox(
         assert "0 new drafts" in result.output and "problems need a person" in result.output
         missing = await asyncio.to_thread(runner.invoke, cli, ["import-2d", "/no/such/file.txt"])
         assert missing.exit_code == 2
+        # The same command through the single `homeroom` entry point.
+        from homeroom.cli import app as homeroom
+
+        result = await asyncio.to_thread(runner.invoke, homeroom, ["consent", "import-2d", str(SEED), "-d", "d-100"])
+        assert result.exit_code == 0, result.output
+        assert "0 new drafts" in result.output
     finally:
         await drop_database(postgres, url)
