@@ -217,10 +217,8 @@ class SubmissionRun:
         self._known: set[str] = set()  # student ids on record (for the Validator)
         self._known_enrollments: dict[tuple[str, str], list[tuple[date | None, date | None]]] = {}
         self._org_owner: dict[str, tuple[str, str]] = {}
-        self._emitted: set[str] = set()
-        self._windows_written: set[tuple[str, str, date | None, date | None]] = (
-            set()
-        )  # collapsed events (class enrollments -> one school enrollment)
+        self._emitted: set[str] = set()  # collapsed events (class enrollments -> one school enrollment)
+        self._windows_written: set[tuple[str, str, date | None, date | None]] = set()
         self._new_orgs: list[tuple[str, str, str | None]] = []  # claimed, not yet written
         self._scope: frozenset[str] | None = None
         self._seq = 0
