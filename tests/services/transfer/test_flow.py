@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from homeroom.catalogue import LegalBasis
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from services.transfer.events import disclosure_id
@@ -27,6 +29,7 @@ from tests.services.transfer.conftest import (
 async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: World) -> None:
     key = new_key()
     world.records.students[key] = sample_record()
+    delivered_before = _sample("homeroom_transfer_enrollment_to_delivery_seconds_count")
     enrolled_a = world.enrolled(key, A, "a-1", "2025-08-20")
     enrolled_b = world.enrolled(key, B, "b-7", "2026-11-02")
     resubmitted_b = world.enrolled(key, B, "b-7", "2026-11-02")  # same enrollment, new event id
@@ -96,6 +99,11 @@ async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: W
         )
         assert {e.meta.correlation_id for e in steps_on_bus} == {case.case_id}
 
+        assert _sample("homeroom_transfer_enrollment_to_delivery_seconds_count") == delivered_before + 1
+        exposed = (await svc.client.get("/metrics")).text
+        for name in ("homeroom_transfer_cases_opened_total", "homeroom_transfer_enrollment_to_delivery_seconds_bucket"):
+            assert name in exposed
+
         ack = await svc.client.post(
             f"/v1/transfers/{case.case_id}/acknowledge", headers=world.auth("district_staff", district=B), json={}
         )
@@ -160,6 +168,10 @@ async def test_refused_decision_closes_the_case_without_release(world: World) ->
         case = await wait_state(svc, key, "refused")
         assert case.elements_released == [] and case.reason == "no release"
         assert world.records.package_calls == [] and world.records.deliveries == {}
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def _at_least(count: object, n: int) -> bool:

@@ -57,7 +57,12 @@ async def test_record_travels_from_a_to_b_through_real_consent_and_records(world
                 # B's staff read the record from records at once
                 r = await rec.get(f"/v1/students/{key}", "district_staff", district=b)
                 assert r.status_code == 200, r.text
-                assert "Ana" in r.text
+                (record,) = r.json()["records"]
+                assert record["district_id"] == b and record["elements"]["student.first_name"] == "Ana"
+                (prior,) = record["prior_records"]
+                assert prior["case_id"] == case.case_id and prior["from_district_id"] == a
+                assert prior["package"]["program_flags"] == ["iep"]  # services continue on day one
+                assert prior["package"]["enrollments"][0]["school_id"] == "a-1"
                 # and district C's staff still cannot
                 r = await rec.get(f"/v1/students/{key}", "district_staff", district="d-elsewhere")
                 assert r.status_code in (403, 404)
