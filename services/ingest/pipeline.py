@@ -168,6 +168,31 @@ def may_withdraw(path: Path, fmt: str, block: int = 1 << 20) -> bool:
     return False
 
 
+def _record_key(issue: Issue) -> tuple[str, int, str]:
+    """Which input record an issue is about: file, line and, for JSON arrays, the index
+    (``records[17].date`` -> ``records[17]``), so one record's several problems count once."""
+    field = issue.field
+    index = field[: field.index("]") + 1] if "]" in field and field.split("[", 1)[0] in ("records", "") else ""
+    return issue.file, issue.line, index
+
+
+def _records_in(raw: list[ParseItem]) -> int:
+    """Input records in a parser chunk: each record, and each refused record once (its errors are adjacent)."""
+    n = 0
+    last: tuple[str, int, str] | None = None
+    for item in raw:
+        if isinstance(item, RecordWarning):
+            continue
+        if isinstance(item, RecordError):
+            key = _record_key(item)
+            n += key != last
+            last = key
+        else:
+            n += 1
+            last = None
+    return n
+
+
 def _take(items: Iterator[ParseItem], n: int) -> list[ParseItem]:
     return list(itertools.islice(items, n))
 
@@ -377,17 +402,23 @@ class SubmissionRun:
     # --- apply: events, problems, progress in one transaction ------------------------------------
 
     async def _apply(self, raw: list[ParseItem], out: list[ParseItem], *, bytes_read: int, progress: float) -> None:
-        delta = store.ProgressDelta(records_read=sum(1 for i in raw if not isinstance(i, RecordWarning)))
+        delta = store.ProgressDelta(records_read=_records_in(raw))
         events: list[OutgoingEvent] = []
         problems: list[Issue] = []
         records: list[tuple[ParsedRecord, str, str]] = []  # record, record hash, content hash
+        last_error: tuple[str, int, str] | None = None
+        last_warning: tuple[str, int, str] | None = None
         for item in out:
             if isinstance(item, RecordError):
-                delta.rejected += 1
+                which = _record_key(item)
+                delta.rejected += which != last_error  # a record refused for two reasons is one record
+                last_error = which
                 problems.append(item)
                 metrics.REJECTIONS.labels(self.district, item.rule).inc()
             elif isinstance(item, RecordWarning):
-                delta.warned += 1
+                which = _record_key(item)
+                delta.warned += which != last_warning
+                last_warning = which
                 problems.append(item)
                 metrics.WARNINGS.labels(self.district, item.rule).inc()
             else:

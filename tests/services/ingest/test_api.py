@@ -177,14 +177,16 @@ async def test_batch_end_to_end_sealed_pseudonymous_and_problems_reported(
             "in_school": False,
         },
         # refused: an SSN field, another district's school, an impossible date, unknown student
-        student("L2", "NYS-0000002", **{"student.ssn": "219-09-9999"}),
+        student("L2", "NYS-0000002", **{"student.ssn": "219-09-9999", "student.birth_date": "2011-02-30"}),
         enroll("L1", school="sch-9", entry="2024-09-04"),
         absent("L1", "2024-02-30"),
         absent("L404", "2024-10-01"),
     )
     report = await upload(svc, env, "d-1", "batch", body)
     assert report["status"] == "completed", report
+    # five problems, four records: the second student is refused for two reasons
     assert report["counts"]["accepted"] == 4 and report["counts"]["rejected"] == 4, report
+    assert report["counts"]["records_read"] == 8 and sum(report["problems_by_rule"].values()) == 5
     assert report["progress"] == 1.0
     probs = await problems(svc, env, "d-1", report["id"])
     assert {(p["rule"], p["field"]) for p in probs} >= {("ssn.forbidden", "records[4].student.student.ssn")}
@@ -203,7 +205,7 @@ async def test_batch_end_to_end_sealed_pseudonymous_and_problems_reported(
     (attendance,) = by_change(events, "attendance_recorded")
     (suspension,) = by_change(events, "suspension_recorded")
     rejected = by_change(events, "record_rejected")
-    assert len(rejected) == 4 and {r.rule for r in rejected} >= {"ssn.forbidden", "school.not_in_district"}
+    assert len(rejected) == 5 and {r.rule for r in rejected} >= {"ssn.forbidden", "school.not_in_district"}
     key = registered.student_key
     assert key.startswith("stu_") and key == svc.runtime.pseudonymizer.student_key("NYS-0000001")
     assert enrolled.student_key == attendance.student_key == suspension.student_key == key
