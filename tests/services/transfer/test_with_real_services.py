@@ -63,6 +63,11 @@ async def test_record_travels_from_a_to_b_through_real_consent_and_records(world
                 assert prior["case_id"] == case.case_id and prior["from_district_id"] == a
                 assert prior["package"]["program_flags"] == ["iep"]  # services continue on day one
                 assert prior["package"]["enrollments"][0]["school_id"] == "a-1"
+                # the parent's copy of what was sent: their own read of the record (FERPA 99.10)
+                r = await rec.get(f"/v1/students/{key}", "parent", students=[key])
+                assert r.status_code == 200, r.text
+                copies = [p for rec_ in r.json()["records"] for p in rec_.get("prior_records", [])]
+                assert [c["case_id"] for c in copies] == [case.case_id]
                 # and district C's staff still cannot
                 r = await rec.get(f"/v1/students/{key}", "district_staff", district="d-elsewhere")
                 assert r.status_code in (403, 404)
