@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 RECORDS = Counter(
     "homeroom_ingest_records_total",
-    "Input records decided, by district, format and outcome (accepted, rejected, unchanged)",
+    "Input records by district, format and outcome (received, accepted, rejected, unchanged)",
     ["district", "format", "outcome"],
 )
 REJECTIONS = Counter(

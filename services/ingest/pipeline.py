@@ -478,6 +478,7 @@ class SubmissionRun:
                 await store.add_progress(conn, self.job.submission_id, delta, bytes_read=bytes_read, progress=progress)
         self._seq += len(stored)
         fmt = self.job.format
+        metrics.RECORDS.labels(self.district, fmt, "received").inc(delta.records_read)
         metrics.RECORDS.labels(self.district, fmt, "accepted").inc(delta.accepted)
         metrics.RECORDS.labels(self.district, fmt, "rejected").inc(delta.rejected)
         metrics.RECORDS.labels(self.district, fmt, "unchanged").inc(delta.unchanged)

@@ -232,6 +232,15 @@ async def test_batch_end_to_end_sealed_pseudonymous_and_problems_reported(
         await cipher.open("d-1", key, "student.last_name", first)
     for e in events:
         assert e.meta.district_id == "d-1" and e.meta.source == "/homeroom/ingest/d-1"
+    metrics = (await svc.client.get("/metrics")).text
+    for line in (
+        'homeroom_ingest_rejections_total{district="d-1",rule="ssn.forbidden"}',
+        'homeroom_ingest_records_total{district="d-1",format="batch",outcome="accepted"}',
+        'homeroom_ingest_submissions_total{format="batch",status="completed"}',
+        'homeroom_ingest_events_total{topic="ingest.rejected.v1"}',
+    ):
+        assert line in metrics, line
+    assert "NYS-0000001" not in metrics and FIRST not in metrics
 
 
 async def test_same_state_id_same_key_in_two_districts_and_resubmission_makes_no_new_events(
