@@ -130,8 +130,9 @@ async def main(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SET LOCAL ROLE homeroom_audit_writer")
+                owner = object()  # one per transaction, as the consumer's HandlerContext
                 for d in drafts[start : start + batch]:
-                    a = await store.append(conn, d, signer, time.time_ns() // 1_000_000, cache)
+                    a = await store.append(conn, d, signer, time.time_ns() // 1_000_000, cache, owner)
                     assert a is not None
                 last = a.seq
             commits.append((last, time.monotonic()))

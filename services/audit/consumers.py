@@ -213,13 +213,13 @@ def log_handler(runtime: Runtime) -> Handler:
     assert isinstance(settings, AuditSettings)
     signer: LogSigner = runtime.extras["signer"]
     role = settings.writer_role
-    cache = store.AppendCache()  # valid within one transaction (keyed by its txid)
+    cache = store.AppendCache()  # valid within one transaction: its HandlerContext is the owner
 
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         draft = to_draft(event)
         started = time.perf_counter()
         await store.act_as_writer(ctx.conn, role)
-        appended = await store.append(ctx.conn, draft, signer, now_ms(), cache)
+        appended = await store.append(ctx.conn, draft, signer, now_ms(), cache, owner=ctx)
         if appended is not None:
             # Observed inside the transaction; entries appended and the tree size are counted from the
             # database by the service's background task, so a rolled-back batch is never counted.

@@ -83,12 +83,15 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
 class AppendCache:
     """The tree's size and right edge as this process last wrote them, and in which transaction.
 
-    Valid only inside that same transaction: it holds the append lock until it ends, so
-    nobody else can have appended since. A new transaction (txid) reads them afresh, which
-    also covers a rolled-back batch and other replicas.
+    ``owner`` is an object that lives exactly as long as the caller's transaction (the
+    consumer's ``HandlerContext``). While it is the same object, the transaction still
+    holds the append lock, so nobody else can have appended: the next append skips the
+    lock, the duplicate check (the insert's ON CONFLICT does it) and the edge read, and
+    costs one round trip. A new owner (a new transaction, a retry after a rollback)
+    reads them afresh.
     """
 
-    txid: int = -1
+    owner: object | None = None
     size: int = 0
     edge: list[bytes] = field(default_factory=list)
 
@@ -103,28 +106,34 @@ _ENTRY_AND_NODES = f"""WITH e AS (
 
 
 async def append(
-    conn: Connection, draft: EntryDraft, signer: LogSigner, now_ms: int, cache: AppendCache | None = None
+    conn: Connection,
+    draft: EntryDraft,
+    signer: LogSigner,
+    now_ms: int,
+    cache: AppendCache | None = None,
+    owner: object | None = None,
 ) -> Appended | None:
     """Append ``draft`` in the caller's transaction; None if its event is already in the log.
 
-    Two round trips per entry when ``cache`` carries the state of the caller's transaction
-    (a consumer batch), four for the first entry of a transaction.
+    Pass the same ``cache`` and an ``owner`` unique to the transaction (see AppendCache)
+    and every append after the first in that transaction is one round trip.
     """
     cache = cache if cache is not None else AppendCache()
-    row = await conn.fetchrow(
-        """SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked, txid_current() AS txid,
-                  EXISTS (SELECT 1 FROM entries WHERE event_id = $2) AS seen""",
-        APPEND_LOCK,
-        draft.event_id,
-    )
-    assert row is not None
-    if row["seen"]:
-        return None
-    if row["txid"] != cache.txid:
+    if owner is None or cache.owner is not owner:
+        cache.owner = None
+        row = await conn.fetchrow(
+            """SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked,
+                      EXISTS (SELECT 1 FROM entries WHERE event_id = $2) AS seen""",
+            APPEND_LOCK,
+            draft.event_id,
+        )
+        assert row is not None
+        if row["seen"]:
+            return None
         size = await tree_size(conn)
         edge_ids = range_nodes(0, size) if size else []
         stored = await _nodes(conn, edge_ids)
-        cache.txid, cache.size, cache.edge = row["txid"], size, [stored[i] for i in edge_ids]
+        cache.owner, cache.size, cache.edge = owner, size, [stored[i] for i in edge_ids]
     size, edge = cache.size, list(cache.edge)
     leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
     receipt = signer.sign_receipt(size, leaf, now_ms)
@@ -173,8 +182,7 @@ async def append(
         [n[1] for n in new_nodes],
         [n[2] for n in new_nodes],
     )
-    if not inserted:  # cannot happen under the lock after the check above; keep the cache honest anyway
-        cache.txid = -1
+    if not inserted:  # already in the log (ON CONFLICT): the tree is unchanged, so is the cache
         return None
     cache.size, cache.edge = size + 1, edge
     return Appended(size, leaf, receipt)
