@@ -723,4 +723,50 @@ async def list_choices(
     }
 
 
-ROUTERS = (agreements, public, decisions, choices)
+# ------------------------------------------------------------ transfer exclusions
+
+districts = APIRouter(prefix="/v1/districts", tags=["decisions"])
+
+
+class TransferExclusions(_Body):
+    elements: list[str] = Field(max_length=100)
+
+
+def _require_district_or_compliance(principal: Principal, district_id: str) -> None:
+    if principal.role is not Role.COMPLIANCE:
+        principal.require_district(district_id)
+
+
+@districts.get("/{district_id}/transfer-exclusions")
+async def get_transfer_exclusions(district_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+    """Elements this district does not send with a transfer (besides those the catalogue never transfers)."""
+    _require_district_or_compliance(principal, district_id)
+    async with runtime.pool.acquire() as conn:
+        found = await store.transfer_exclusions(conn, district_id)
+    return found or {"district_id": district_id, "elements": [], "recorded_by": None, "recorded_at": None}
+
+
+@districts.put("/{district_id}/transfer-exclusions")
+async def set_transfer_exclusions(
+    district_id: str, body: TransferExclusions, principal: Staff, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Replace the district's list of elements it does not transfer."""
+    _require_district_or_compliance(principal, district_id)
+    errors = [
+        FieldError(f"/elements/{i}", "element.unknown", f"Data element {e!r} is not in the data-element catalogue.")
+        for i, e in enumerate(body.elements)
+        if e not in CATALOGUE
+    ]
+    if errors:
+        raise Problem.validation(errors)
+    now = app.clock(runtime)
+    async with runtime.pool.acquire() as conn:
+        await store.set_transfer_exclusions(
+            conn, district_id, list(dict.fromkeys(body.elements)), recorded_by=actor(principal), at=now
+        )
+        found = await store.transfer_exclusions(conn, district_id)
+    assert found is not None
+    return found
+
+
+ROUTERS = (agreements, public, decisions, choices, districts)

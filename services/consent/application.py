@@ -490,6 +490,7 @@ async def decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *
                 ended_on=known.ended_on.get(agreement_id) if agreement_id else None,
                 directory_opt_out=(request.student_key, request.district_id) in known.opted_out,
                 consents=known.consents.get((request.student_key, request.district_id), []),
+                not_transferable=known.not_transferable.get(request.district_id, frozenset()),
             )
             decisions.append(decide_bounded(request, facts))
         # Logged before the answer leaves: a decision nobody can look up is never given.

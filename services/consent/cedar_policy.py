@@ -131,6 +131,7 @@ def context(request: DecisionRequest, facts: Facts) -> dict[str, Any]:
         "directory_opt_out": facts.directory_opt_out,
         "agreement": agreement,
         "consented": sorted(consented),
+        "not_transferable": sorted(facts.not_transferable),
     }
 
 

@@ -62,7 +62,8 @@ RULES: tuple[Rule, ...] = (
         "transfer-to-enrolling-school",
         "permit",
         "action is transfer and to_district_id names another district",
-        "requested elements the catalogue marks transferable; the parent must be notified (99.34)",
+        "requested elements the catalogue marks transferable, less those the owning district excludes; the "
+        "parent must be notified (99.34)",
         LegalBasis.TRANSFER.value,
     ),
     Rule(
@@ -198,6 +199,7 @@ class Facts:
     ended_on: date | None = None  # when the requester's agreement ended, if it did
     directory_opt_out: bool = False
     consents: Sequence[ConsentGrant] = ()
+    not_transferable: frozenset[str] = frozenset()  # the owning district's transfer exclusions
 
 
 @dataclass
@@ -335,10 +337,14 @@ def _transfer(
         )
     outcome = _Outcome(withheld=list(withheld))
     for element_id in known:
-        if CATALOGUE[element_id].transferable:
-            outcome.allowed.append(element_id)
-        else:
+        if not CATALOGUE[element_id].transferable:
             outcome.withheld.append(Withheld(element=element_id, reason="the catalogue marks it not transferable"))
+        elif element_id in facts.not_transferable:
+            outcome.withheld.append(
+                Withheld(element=element_id, reason=f"district {request.district_id} does not transfer it")
+            )
+        else:
+            outcome.allowed.append(element_id)
     rules = ["transfer-to-enrolling-school", *rules]
     _apply_opt_out(outcome, facts, rules)
     return _permit(

@@ -494,6 +494,7 @@ class DecisionFacts:
     ended_on: dict[str, date]
     opted_out: set[tuple[str, str]]
     consents: dict[tuple[str, str], list[ConsentGrant]]
+    not_transferable: dict[str, frozenset[str]]
 
 
 async def decision_facts(
@@ -515,7 +516,9 @@ async def decision_facts(
              (SELECT coalesce(json_agg(json_build_array(c.student_key, c.district_id, c.consent_id, c.recipient,
                                                         c.elements, c.purpose, c.valid_until)), '[]')
                 FROM written_consents c JOIN w USING (student_key, district_id)
-               WHERE c.withdrawn_at IS NULL) AS consents""",
+               WHERE c.withdrawn_at IS NULL) AS consents,
+             (SELECT coalesce(json_agg(json_build_array(x.district_id, x.elements)), '[]')
+                FROM transfer_exclusions x WHERE x.district_id IN (SELECT district_id FROM w)) AS exclusions""",
         ids,
         [p[0] for p in wanted],
         [p[1] for p in wanted],
@@ -538,4 +541,31 @@ async def decision_facts(
                 valid_until=date.fromisoformat(valid_until) if valid_until else None,
             )
         )
-    return DecisionFacts(histories, ended_on, opted, consents)
+    exclusions = {d: frozenset(e) for d, e in json.loads(row["exclusions"])}
+    return DecisionFacts(histories, ended_on, opted, consents, exclusions)
+
+
+async def transfer_exclusions(conn: Connection, district_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM transfer_exclusions WHERE district_id = $1", district_id)
+    if row is None:
+        return None
+    return {
+        "district_id": row["district_id"],
+        "elements": list(row["elements"]),
+        "recorded_by": row["recorded_by"],
+        "recorded_at": row["recorded_at"].isoformat(),
+    }
+
+
+async def set_transfer_exclusions(
+    conn: Connection, district_id: str, elements: Sequence[str], *, recorded_by: str, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO transfer_exclusions (district_id, elements, recorded_by, recorded_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (district_id) DO UPDATE SET elements = EXCLUDED.elements, recorded_by = EXCLUDED.recorded_by,
+               recorded_at = EXCLUDED.recorded_at""",
+        district_id,
+        list(elements),
+        recorded_by,
+        at,
+    )

@@ -250,6 +250,23 @@ async def test_transfer_releases_transferable_elements_with_notice(
     assert answer["elements_allowed"] == ["student.first_name", "discipline.suspension_dates"]
     assert answer["legal_basis"] == "FERPA 99.31(a)(2) transfer to enrolling school"
     assert any("99.34" in o for o in answer["obligations"])
+    # The owning district may exclude elements from transfers; only its own staff or compliance set that.
+    staff = module_env.auth("district_staff", district=district)
+    path = f"/v1/districts/{district}/transfer-exclusions"
+    r = await svc.client.put(path, json={"elements": ["student.first_name", "no.such"]}, headers=staff)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "/elements/1"
+    r = await svc.client.put(
+        path, json={"elements": ["student.first_name"]}, headers=module_env.auth("district_staff", district=uid("d"))
+    )
+    assert r.status_code == 403
+    r = await svc.client.put(path, json={"elements": ["student.first_name"]}, headers=staff)
+    assert r.status_code == 200 and r.json()["elements"] == ["student.first_name"]
+    excluded = await ask(svc, module_env, request)
+    assert excluded["elements_allowed"] == ["discipline.suspension_dates"]
+    assert {"element": "student.first_name", "reason": f"district {district} does not transfer it"} in excluded[
+        "elements_withheld"
+    ]
+    await svc.client.put(path, json={"elements": []}, headers=staff)
     same = await ask(svc, module_env, {**request, "to_district_id": district})
     assert same["allow"] is False
     nowhere = await ask(svc, module_env, {**request, "to_district_id": None})

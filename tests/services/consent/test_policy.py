@@ -176,7 +176,8 @@ def transfer_cases(draw: st.DrawFn) -> tuple[DecisionRequest, Facts]:
         elements=draw(st.lists(st.sampled_from(ELEMENTS), min_size=1, max_size=8)),
         to_district_id=to_district,
     )
-    return request, Facts(today=TODAY, directory_opt_out=draw(st.booleans()))
+    excluded = frozenset(draw(st.lists(st.sampled_from(POOL), max_size=2)))
+    return request, Facts(today=TODAY, directory_opt_out=draw(st.booleans()), not_transferable=excluded)
 
 
 def test_rules_and_cedar_policy_agree_element_by_element() -> None:
