@@ -25,6 +25,17 @@ async def _on_start(runtime: Runtime) -> None:
     assert isinstance(settings, AuditSettings)
     if settings.environment == "production" and not settings.signing_key_path.exists():
         raise FileNotFoundError(f"the log's signing key {settings.signing_key_path} does not exist")
+    if settings.writer_role:
+        member = await runtime.pool.fetchval(
+            """SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                      THEN pg_has_role(current_user, $1, 'MEMBER') ELSE false END""",
+            settings.writer_role,
+        )
+        if not member:
+            raise PermissionError(
+                f"the database user may not SET ROLE {settings.writer_role}: grant it "
+                f"(GRANT {settings.writer_role} TO <login role>) or set HOMEROOM_AUDIT_WRITER_ROLE=''"
+            )
     runtime.extras["signer"] = load_or_create_signer(settings.signing_key_path)
     runtime.extras["head_task"] = asyncio.create_task(keep_heads(runtime, settings), name="audit-head-keeper")
 

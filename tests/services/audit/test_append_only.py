@@ -23,7 +23,9 @@ from typer.testing import CliRunner
 
 from services.audit.cli import app as cli_app
 from services.audit.cli import fetch_export, verify_export
+from services.audit.service import SERVICE
 from services.audit.signing import LogSigner
+from tests.harness import ServiceEnv, service_under_test
 from tests.services.audit.conftest import Audit, seed
 
 WRITER = "homeroom_audit_writer"
@@ -202,3 +204,9 @@ def test_verify_refuses_an_unreadable_export(tmp_path: Path) -> None:
     assert "line 1" in result.output
     result = CliRunner().invoke(cli_app, ["verify"])
     assert result.exit_code == 2
+
+
+async def test_the_service_refuses_to_start_without_its_writer_role(service_env: ServiceEnv) -> None:
+    with pytest.raises(PermissionError, match="no_such_writer"):
+        async with service_under_test(SERVICE, service_env, writer_role="no_such_writer", start_consumers=False):
+            pass
