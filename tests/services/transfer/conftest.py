@@ -142,6 +142,7 @@ __all__ = [
     "new_key",
     "processed",
     "read_bus",
+    "read_matching",
     "sample_record",
     "wait_state",
     "wait_until",
@@ -155,7 +156,7 @@ async def read_bus(bootstrap: str, topic: str, event_ids: set[str], timeout_s: f
     await consumer.start()
     partitions = consumer.partitions_for_topic(topic) or set()
     if not partitions:
-        await consumer.client.force_metadata_update()
+        await consumer.topics()  # fetches metadata
         partitions = consumer.partitions_for_topic(topic) or set()
     consumer.assign([TopicPartition(topic, p) for p in partitions])  # no group: nothing to join
     found: list[IncomingEvent] = []
@@ -174,6 +175,28 @@ async def read_bus(bootstrap: str, topic: str, event_ids: set[str], timeout_s: f
                 event = decode(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
                 if event.event_id in event_ids:
                     found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def read_matching(
+    bootstrap: str, topic: str, match: Callable[[IncomingEvent], bool], want: int, timeout_s: float = 20.0
+) -> list[IncomingEvent]:
+    """Read `topic` from the start until `want` events satisfy `match`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    await consumer.topics()  # fetches metadata
+    consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()])
+    found: list[IncomingEvent] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(found) < want:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        event = decode(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
+                        if match(event):
+                            found.append(event)
     finally:
         await consumer.stop()
     return found

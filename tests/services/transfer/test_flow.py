@@ -20,6 +20,7 @@ from tests.services.transfer.conftest import (
     new_key,
     processed,
     read_bus,
+    read_matching,
     sample_record,
     wait_state,
     wait_until,
@@ -177,3 +178,37 @@ def _sample(name: str, **labels: str) -> float:
 async def _at_least(count: object, n: int) -> bool:
     assert asyncio.iscoroutine(count)
     return bool(await count >= n)
+
+
+async def test_a_malformed_enrollment_is_dead_lettered_and_the_rest_flows(world: World) -> None:
+    key, other = new_key(), new_key()
+    world.records.students[other] = sample_record()
+    bad_date = world.enrolled(key, B, "b-7", "02/11/2026")
+    no_school = world.enrolled(key, B, "", "2026-11-02")
+    async with world.service() as svc:
+        await world.publish(
+            world.enrolled(key, A, "a-1", "2025-08-20"),
+            bad_date,
+            no_school,
+            world.enrolled(other, A, "a-1", "2025-08-20"),
+            world.enrolled(other, B, "b-7", "2026-11-02"),
+        )
+        await wait_state(svc, other, "delivered")
+        await wait_until(lambda: _at_least(processed(svc), 5), what="all enrollment events")
+        outcomes = {
+            r["event_id"]: r["outcome"] for r in await svc.pool.fetch("SELECT event_id, outcome FROM processed_events")
+        }
+        assert outcomes[bad_date.event_id] == "dead_lettered"
+        assert outcomes[no_school.event_id] == "dead_lettered"
+        assert await cases_of(svc, key) == []
+        await svc.runtime.drain_outbox()
+    wanted = {bad_date.event_id: "date.invalid", no_school.event_id: "field.required"}
+    rejected = await read_matching(
+        world.env.bootstrap,
+        "ingest.rejected.v1",
+        lambda e: getattr(e.payload, "original_event_id", "") in wanted,
+        len(wanted),
+    )
+    assert {e.payload.original_event_id: e.payload.rule for e in rejected} == wanted  # type: ignore[attr-defined]
+    fields = {e.payload.field for e in rejected}  # type: ignore[attr-defined]
+    assert fields == {"entry_date", "school_id"}
