@@ -20,7 +20,7 @@ from homeroom.catalogue import CATALOGUE, FORBIDDEN, PURPOSES
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import RuntimeDep
 from services.consent import application as app
-from services.consent import events, store
+from services.consent import events, metrics, store
 from services.consent.agreements import (
     Agreement,
     AgreementCategory,
@@ -478,7 +478,7 @@ async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: Runtime
 @decisions.post("/decisions/batch")
 async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[Decision]]:
     """Up to 1000 decisions, answered in order."""
-    return {"decisions": await app.decide_many(runtime.pool, body.requests, now=app.clock(runtime))}
+    return {"decisions": await app.decide_many(runtime.pool, body.requests, now=app.clock(runtime), route="batch")}
 
 
 @decisions.get("/decisions/{decision_id}")
@@ -560,6 +560,7 @@ async def _set_opt_out(
                 opted_out, student_key=student_key, district_id=body.district_id, recorded_by=who, method=body.method
             ),
         )
+    metrics.CHOICES_RECORDED.labels(kind).inc()
     return {
         "student_key": student_key,
         "district_id": body.district_id,
@@ -641,6 +642,7 @@ async def give_consent(
                 valid_until=body.valid_until,
             ),
         )
+    metrics.CHOICES_RECORDED.labels("consent_given").inc()
     return {
         "consent_id": consent_id,
         "student_key": student_key,
@@ -692,6 +694,7 @@ async def withdraw_consent(
                 method=body.method,
             ),
         )
+    metrics.CHOICES_RECORDED.labels("consent_withdrawn").inc()
     return {"consent_id": str(consent_id), "withdrawn_at": now.isoformat(), "withdrawn_by": who, "method": body.method}
 
 

@@ -28,7 +28,7 @@ from homeroom.crypto import EnvelopeCipher
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
 from homeroom.storage import Connection
-from services.consent import events, store
+from services.consent import events, metrics, store
 from services.consent.agreements import (
     Agreement,
     AgreementError,
@@ -260,6 +260,7 @@ async def end(
             conn, agreement_id, target.version, "ended", actor, {"reason": reason, "disposition": chosen}
         )
         await outbox.add(conn, events.agreement_ended(ended, ended_on=ended_on, reason=reason, disposition=chosen))
+    metrics.AGREEMENTS_ENDED.labels(reason).inc()
     await destroy_released(runtime, agreement_id)
     async with runtime.pool.acquire() as conn:
         record = await store.get_end(conn, agreement_id)
@@ -287,6 +288,7 @@ async def destroy_released(runtime: Runtime, agreement_id: str) -> int | None:
             return None
         total = sum(counts.values())
         await store.mark_destroyed(conn, agreement_id, total)
+        metrics.KEYS_DESTROYED.inc(total)
         await store.add_history(
             conn, agreement_id, pending.version, "keys_destroyed", "homeroom-consent", {"districts": counts}
         )
@@ -472,8 +474,18 @@ def _problem(entry: int, agreement: Agreement, where: str, message: str) -> dict
 # -------------------------------------------------------------------- decisions
 
 
-async def decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *, now: datetime) -> list[Decision]:
+async def decide_many(
+    pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *, now: datetime, route: str = "single"
+) -> list[Decision]:
     """Decide every request on one snapshot of the registry; log each decision by its id."""
+    with metrics.DECISION_SECONDS.labels(route).time():
+        decisions = await _decide_many(pool, requests, now=now)
+    for request, decision in zip(requests, decisions, strict=True):
+        metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
+    return decisions
+
+
+async def _decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *, now: datetime) -> list[Decision]:
     today = now.date()
     agreement_ids = {
         r.requester.agreement_id for r in requests if r.requester.role == "vendor" and r.requester.agreement_id

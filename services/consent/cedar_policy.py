@@ -38,6 +38,7 @@ from services.consent.decisions import (
     decide,
     effective_purpose,
 )
+from services.consent.metrics import POLICY_DISAGREEMENTS
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def decide_bounded(request: DecisionRequest, facts: Facts) -> Decision:
     refused = [e for e in decision.elements_allowed if e not in cedar]
     if not refused:
         return decision
+    POLICY_DISAGREEMENTS.inc(len(refused))
     log.error(
         "decision rules and Cedar policy disagree; withholding what Cedar does not permit",
         extra={"decision_id": decision.decision_id, "refused": refused},

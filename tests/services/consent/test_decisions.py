@@ -301,6 +301,9 @@ async def test_batch_answers_in_order_and_is_bounded(svc: ServiceUnderTest, modu
     vendor = module_env.auth("vendor", agreement=agreement_id, organization="Acme")
     r = await svc.client.get(f"/v1/decisions/{answers[0]['decision_id']}", headers=vendor)
     assert r.status_code == 403
+    metrics = (await svc.client.get("/metrics")).text
+    assert 'homeroom_consent_decisions_total{action="read",outcome="permit"}' in metrics
+    assert 'homeroom_consent_decision_seconds_count{route="batch"}' in metrics
     r = await svc.client.post(
         "/v1/decisions/batch", json={"requests": [good] * 1001}, headers=module_env.auth("service")
     )

@@ -1,0 +1,26 @@
+"""Metrics of the consent service (named homeroom_consent_...)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+DECISIONS = Counter(
+    "homeroom_consent_decisions_total",
+    "Decisions given, by action and outcome (permit: something released; deny: nothing)",
+    ["action", "outcome"],
+)
+DECISION_SECONDS = Histogram(
+    "homeroom_consent_decision_seconds",
+    "Time to decide one request or batch, facts read and decision logged",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+POLICY_DISAGREEMENTS = Counter(
+    "homeroom_consent_policy_disagreements_total",
+    "Elements the decision rules would release but the Cedar policy does not permit (withheld)",
+)
+AGREEMENTS_ENDED = Counter("homeroom_consent_agreements_ended_total", "Agreements ended, by reason", ["reason"])
+KEYS_DESTROYED = Counter(
+    "homeroom_consent_keys_destroyed_total", "Agreement-scoped data keys shredded when agreements ended"
+)
+CHOICES_RECORDED = Counter("homeroom_consent_parental_choices_total", "Parents' choices recorded, by kind", ["kind"])
