@@ -177,3 +177,45 @@ async def test_the_periodic_check_ends_an_agreement_past_its_end_date(service_en
         assert scope["active"] is False and scope["elements"] == []
         public = (await svc.client.get("/v1/public/agreements")).json()["agreements"]
         assert agreement_id not in {a["agreement_id"] for a in public}
+
+
+async def test_an_end_whose_shredding_failed_is_finished_by_the_next_check(service_env: ServiceEnv) -> None:
+    """The keys database goes away between the end and the shredding: the end stands, the record says
+    the keys are not destroyed yet, and the next expiry check destroys them once the keys database is back."""
+    from homeroom import crypto
+    from homeroom.storage import create_pool
+    from services.consent.application import end_expired
+
+    async with service_under_test(SERVICE, service_env) as svc:
+        district = uid("d")
+        staff = service_env.auth("district_staff", district=district)
+        agreement_id = await active_agreement(svc.client, service_env, district)
+        cipher = svc.runtime.require_cipher()
+        sealed = await cipher.seal(district, agreement_id, "student.first_name", "Ana", scope="agreement")
+
+        assert svc.runtime.keys_pool is not None
+        await svc.runtime.keys_pool.close()  # the keys database is unreachable
+        r = await svc.client.post(f"/v1/agreements/{agreement_id}/end", json={}, headers=staff)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "ended" and r.json()["keys_destroyed_at"] is None
+        answer = (
+            await svc.client.post(
+                "/v1/decisions", json=decision_request(agreement_id, district), headers=service_env.auth("service")
+            )
+        ).json()
+        assert answer["allow"] is False
+
+        # The keys database is back (a new pool, as after a restart); the next check shreds.
+        pool = await create_pool(service_env.keys_database_url, max_size=2)
+        svc.runtime.keys_pool = pool
+        settings = svc.runtime.settings
+        svc.runtime.cipher = crypto.EnvelopeCipher(
+            crypto.FileKeyring(settings.keyring_path), crypto.PostgresDataKeyStore(pool)
+        )
+        assert await end_expired(svc.runtime) == []
+        body = (await svc.client.get(f"/v1/agreements/{agreement_id}", headers=staff)).json()
+        assert body["end"]["keys_destroyed"] == 1 and body["end"]["keys_destroyed_at"] is not None
+        with pytest.raises(crypto.KeyDestroyedError):
+            await svc.runtime.require_cipher().open(
+                district, agreement_id, "student.first_name", sealed, scope="agreement"
+            )
