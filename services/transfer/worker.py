@@ -252,7 +252,6 @@ class CaseWorker:
                     await self._deliver(at, resend=False)
                     current = None
                 elif action is Action.RESEND:
-                    DEADLINE_BREACHES.labels("acknowledgement").inc()
                     await self._deliver(at, resend=True)
                     current = None
                 elif action is Action.ESCALATE:
@@ -270,7 +269,8 @@ class CaseWorker:
             else:
                 await self._fail(at, step_name, str(exc))
         finally:
-            await store.release(self.runtime.pool, case.case_id)
+            with contextlib.suppress(Exception):  # the lease runs out by itself otherwise
+                await store.release(self.runtime.pool, case.case_id)
 
     async def _commit(
         self,
@@ -431,7 +431,7 @@ class CaseWorker:
         included = list(package.get("elements_included") or [])
         if resend:
             n = case.resends + 1
-            await self._commit(
+            resent = await self._commit(
                 case,
                 State.DELIVERED,
                 f"resent:{n}",
@@ -445,6 +445,8 @@ class CaseWorker:
                 delivered_at=now,
                 next_attempt_at=self.deadlines.acknowledge_due(now),
             )
+            if resent is not None:
+                DEADLINE_BREACHES.labels("acknowledgement").inc()
             return
         moved = await self._commit(
             case,
