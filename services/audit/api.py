@@ -26,7 +26,7 @@ from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from services.audit import export, store
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
-from services.audit.heads import sign_now, verify_stored
+from services.audit.heads import check_stored_tree, sign_now, verify_stored
 from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner, SignedTreeHead
 
@@ -166,7 +166,7 @@ async def inclusion(
         raise _invalid("query.index", "proof.index_out_of_range", f"entry {index} is not in a tree of {tree_size}")
     await _check_size(runtime, "query.tree_size", tree_size)
     proof = await store.inclusion_proof(runtime.pool, index, tree_size)
-    leaf = (await store._nodes(runtime.pool, [(0, index)]))[(0, index)]
+    leaf = await store.leaf(runtime.pool, index)
     return {
         "index": index,
         "tree_size": tree_size,
@@ -296,8 +296,12 @@ async def export_log(
 @router.get("/verification", tags=["compliance"], summary="Verify the stored log now")
 async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
     report = await verify_stored(runtime)
+    tree = await check_stored_tree(runtime)
     return {
-        "ok": report.ok,
+        "ok": report.ok and tree.ok,
+        "entries_ok": report.ok,
+        "stored_nodes_invalid": [{"level": level, "index": index} for level, index in tree.bad_nodes],
+        "stored_roots_mismatched": tree.bad_roots,
         "entries_read": report.entries_read,
         "log_size": report.log_size,
         "heads_checked": report.heads_checked,

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from homeroom.service import Runtime
 from services.audit import metrics, store
@@ -65,6 +66,55 @@ async def verify_stored(runtime: Runtime) -> VerificationReport:
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class StoredTreeCheck:
+    bad_nodes: list[tuple[int, int]]  # (level, index) whose hash is not what its children (or entry) give
+    bad_roots: list[int]  # sizes of signed heads whose root the stored nodes no longer give
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad_nodes and not self.bad_roots
+
+
+async def check_stored_tree(runtime: Runtime, limit: int = 1000) -> StoredTreeCheck:
+    """Is every stored node what its children make, every leaf its entry's, every signed root foldable?
+
+    The proofs the API serves are folded from ``tree_nodes``; an altered or missing node
+    makes them fail for whoever checks them. ``verify_stored`` checks the entries; this
+    checks what proofs are made of (in SQL, one pass over the nodes).
+    """
+    rows = await runtime.pool.fetch(
+        """SELECT level, idx FROM (
+               SELECT p.level, p.idx FROM tree_nodes p
+               LEFT JOIN tree_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx
+               LEFT JOIN tree_nodes r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1
+               WHERE p.level >= 1 AND (l.hash IS NULL OR r.hash IS NULL
+                                       OR p.hash <> sha256('\\x01'::bytea || l.hash || r.hash))
+               UNION ALL
+               SELECT t.level, t.idx FROM tree_nodes t LEFT JOIN entries e ON e.seq = t.idx
+               WHERE t.level = 0 AND e.leaf_hash IS DISTINCT FROM t.hash
+           ) bad ORDER BY level, idx LIMIT $1""",
+        limit,
+    )
+    bad_nodes = [(r["level"], r["idx"]) for r in rows]
+    roots: dict[int, set[bytes]] = {}
+    for signed in await store.heads(runtime.pool):
+        roots.setdefault(signed.head.size, set()).add(signed.head.root)
+    bad_roots = []
+    for size, signed_roots in sorted(roots.items()):
+        try:
+            stored = await store.root(runtime.pool, size)
+        except LookupError:
+            stored = b""
+        if stored not in signed_roots:
+            bad_roots.append(size)
+    if bad_nodes:
+        metrics.VERIFICATION_FAILURES.labels("stored_node_invalid").inc(len(bad_nodes))
+    if bad_roots:
+        metrics.VERIFICATION_FAILURES.labels("stored_root_mismatch").inc(len(bad_roots))
+    return StoredTreeCheck(bad_nodes, bad_roots)
+
+
 async def keep_heads(runtime: Runtime, settings: AuditSettings) -> None:
     last = await store.latest_head(runtime.pool)
     last_size = -1 if last is None else last.head.size
@@ -77,6 +127,8 @@ async def keep_heads(runtime: Runtime, settings: AuditSettings) -> None:
             if settings.verify_interval_s > 0 and time.monotonic() - last_verified >= settings.verify_interval_s:
                 last_verified = time.monotonic()
                 report = await verify_stored(runtime)
+                if not (await check_stored_tree(runtime)).ok:
+                    log.error("the stored tree nodes no longer give the signed roots: proofs served will fail")
                 if not report.ok:
                     log.error("the stored audit log fails verification", extra={"findings": report.lines()[:20]})
             size = await store.tree_size(runtime.pool)

@@ -197,6 +197,10 @@ async def _range_hashes(conn: Connection | asyncpg.Pool, ranges: Sequence[tuple[
     return [fold([stored[n] for n in p]) for p in pieces]
 
 
+async def leaf(conn: Connection | asyncpg.Pool, index: int) -> bytes:
+    return (await _nodes(conn, [(0, index)]))[(0, index)]
+
+
 async def root(conn: Connection | asyncpg.Pool, size: int) -> bytes:
     if size == 0:
         return EMPTY_ROOT

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from services.audit.cli import app as cli_app
 from services.audit.cli import fetch_export, verify_export
+from services.audit.merkle import verify_inclusion
 from services.audit.service import SERVICE
 from services.audit.signing import LogSigner
 from tests.harness import ServiceEnv, service_under_test
@@ -172,7 +173,9 @@ async def test_verify_names_the_tampered_entries_and_the_heads_they_break(
     body = live.json()
     assert (body["ok"], body["failing_entries"]) == (False, entries)
     assert [h["size"] for h in body["failing_heads"]] == heads
-    assert _failures() - failures_before == len(body["findings"])  # homeroom_audit_verification_failures_total
+    # homeroom_audit_verification_failures_total counts each finding, and each stored node or root that fails
+    counted = len(body["findings"]) + len(body["stored_nodes_invalid"]) + len(body["stored_roots_mismatched"])
+    assert _failures() - failures_before == counted
 
 
 async def test_verify_fetches_the_live_log(audit: Audit, superuser: asyncpg.Connection, tmp_path: Path) -> None:
@@ -210,3 +213,24 @@ async def test_the_service_refuses_to_start_without_its_writer_role(service_env:
     with pytest.raises(PermissionError, match="no_such_writer"):
         async with service_under_test(SERVICE, service_env, writer_role="no_such_writer", start_consumers=False):
             pass
+
+
+async def test_altered_tree_nodes_are_found_and_their_proofs_fail(
+    audit: Audit, superuser: asyncpg.Connection, tmp_path: Path
+) -> None:
+    _, head12 = await seed(audit, (5, 12))
+    compliance = audit.auth("compliance")
+    # The node over leaves 0..1: in the audit paths of entries 2 and 3.
+    await _tamper(superuser, "UPDATE tree_nodes SET hash = sha256(hash) WHERE level = 1 AND idx = 0")
+    body = (await audit.svc.client.get("/v1/verification", headers=compliance)).json()
+    assert (body["ok"], body["entries_ok"]) == (False, True)
+    # The node itself, and its parent, which no longer hashes its children.
+    assert body["stored_nodes_invalid"] == [{"level": 1, "index": 0}, {"level": 2, "index": 0}]
+    r = (await audit.svc.client.get("/v1/proofs/inclusion?index=2&tree_size=12", headers=compliance)).json()
+    proof = [bytes.fromhex(h) for h in r["proof"]]
+    assert not verify_inclusion(bytes.fromhex(r["leaf_hash"]), 2, 12, proof, bytes.fromhex(head12["root"]))
+    # The entries are intact, so an export still verifies: the damage is to what proofs are made of.
+    export = tmp_path / "export.jsonl"
+    await _export(audit, export)
+    code, report = _run_verify("--export", str(export), "--public-key", str(_pin(audit, tmp_path)))
+    assert (code, report["ok"]) == (0, True)
