@@ -9,6 +9,7 @@ longer match.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,8 +20,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import REGISTRY
+from rich.console import Console
 from typer.testing import CliRunner
 
+from services.audit import cli as cli_module
 from services.audit.cli import app as cli_app
 from services.audit.cli import fetch_export, verify_export
 from services.audit.merkle import verify_inclusion
@@ -234,3 +237,14 @@ async def test_altered_tree_nodes_are_found_and_their_proofs_fail(
     await _export(audit, export)
     code, report = _run_verify("--export", str(export), "--public-key", str(_pin(audit, tmp_path)))
     assert (code, report["ok"]) == (0, True)
+
+
+async def test_long_runs_show_a_progress_bar(audit: Audit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    await seed(audit, (3,))
+    export = tmp_path / "export.jsonl"
+    await _export(audit, export)
+    monkeypatch.setattr(cli_module, "PROGRESS_FROM", 1)  # a "long run" of three entries
+    out = io.StringIO()
+    report = verify_export(export, console=Console(file=out, force_terminal=True, width=100))
+    assert report.ok
+    assert "verifying" in out.getvalue() and "3/3" in out.getvalue()
