@@ -20,6 +20,7 @@ from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import PoolDep
 from services.transfer import events, store
+from services.transfer.consumers import NOTIFY_CHANNEL
 from services.transfer.metrics import REFUSALS, TRANSITIONS
 from services.transfer.store import Case
 from services.transfer.transfers import REJECT_REASONS, State, can_move, visible_to_district
@@ -202,3 +203,62 @@ async def reject(case_id: str, pool: PoolDep, principal: Receiver, body: RejectB
     if body.reason_code == "other" and not body.note.strip():
         raise Problem.validation([FieldError("/note", "note.required", "reason_code 'other' needs a note saying why")])
     return await _answer(pool, principal, case_id, State.REJECTED, body.reason_code, body.note)
+
+
+class RetryBody(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+@router.post("/{case_id}/retry", summary="Send an escalated, undelivered case round again")
+async def retry(case_id: str, pool: PoolDep, principal: Receiver, body: RetryBody | None = None) -> dict[str, Any]:
+    """For the district staff of either district once the cause of the escalation (a peer
+    down, a record missing) is fixed: the case starts again from the consent decision, with
+    fresh attempts and a fresh delivery deadline."""
+    await _visible(pool, principal, case_id)
+    if principal.role is not Role.DISTRICT_STAFF:
+        raise Forbidden("only district staff of the sending or receiving district may retry a transfer")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT state, delivered_at, retries FROM transfer_cases WHERE case_id = $1 FOR UPDATE", case_id
+        )
+        assert row is not None
+        current = State(row["state"])
+        if current is not State.ESCALATED or row["delivered_at"] is not None:
+            raise Problem(
+                409,
+                "Transfer cannot be retried",
+                f"the case is {current.value}; only an escalated case that was never delivered can be retried "
+                "(a delivered one waits for the receiving district's answer)",
+                type=problem_type("transfer.state_conflict"),
+                extensions={"state": current.value},
+            )
+        n = int(row["retries"]) + 1
+        now = datetime.now(UTC)
+        moved = await store.move(
+            conn,
+            case_id,
+            current,
+            State.REQUESTED,
+            reason="retried_by_staff",
+            attempt=0,
+            retries=n,
+            clock_started_at=now,
+            next_attempt_at=now,
+            lease_until=None,
+        )
+        assert moved is not None
+        event = events.step(moved, "transfer_requested", f"requested:retry:{n}", reason="retried_by_staff")
+        await store.add_history(
+            conn,
+            case_id,
+            f"retried:{n}",
+            State.REQUESTED,
+            reason="retried_by_staff",
+            detail={"by": principal.subject, "district": principal.district_id, "note": body.note if body else ""},
+            event_id=event.event_id,
+        )
+        await outbox.add(conn, event)
+        await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        history = await store.history(conn, case_id)
+    TRANSITIONS.labels(State.REQUESTED.value).inc()
+    return moved.public() | {"history": history}

@@ -52,8 +52,14 @@ def step(
         district_id=case.from_district_id,
         correlation_id=case.case_id,
         causation_id=causation_id or case.cause_event_id,
-        event_id=step_event_id(case.case_id, step_name),
+        event_id=step_event_id(case.case_id, in_round(case, step_name)),
     )
+
+
+def in_round(case: Case, step_name: str) -> str:
+    """A step's name within the case's current round: a case a person sent round again
+    takes its steps anew, under new names (and so new event ids)."""
+    return step_name if case.retries == 0 else f"{step_name}:r{case.retries}"
 
 
 def disclosure_id(case_id: str) -> str:

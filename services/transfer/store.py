@@ -47,6 +47,8 @@ class Case:
     package_sealed: bytes | None
     cause_event_id: str
     updated_at: datetime
+    clock_started_at: datetime
+    retries: int
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Case:
@@ -60,7 +62,7 @@ class Case:
 
     @property
     def view(self) -> CaseView:
-        return CaseView(self.state, self.opened_at, self.delivered_at, self.attempt, self.resends)
+        return CaseView(self.state, self.clock_started_at, self.delivered_at, self.attempt, self.resends)
 
     def public(self) -> dict[str, Any]:
         """The case as the API shows it (never the package itself)."""
@@ -75,6 +77,7 @@ class Case:
             "reason": self.reason,
             "attempt": self.attempt,
             "resends": self.resends,
+            "retries": self.retries,
             "opened_at": self.opened_at.isoformat(),
             "decided_at": _iso(self.decided_at),
             "delivered_at": _iso(self.delivered_at),
@@ -190,6 +193,8 @@ _SETTABLE = frozenset(
         "elements_withheld",
         "package_sealed",
         "lease_until",
+        "clock_started_at",
+        "retries",
     }
 )
 

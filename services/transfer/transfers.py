@@ -43,8 +43,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.PACKAGED: frozenset({State.DELIVERED, State.FAILED, State.ESCALATED}),
     # delivered → delivered is a re-send after the acknowledgement deadline
     State.DELIVERED: frozenset({State.DELIVERED, State.ACKNOWLEDGED, State.REJECTED, State.ESCALATED}),
-    # a case escalated after delivery can still be answered by the receiving district
-    State.ESCALATED: frozenset({State.ACKNOWLEDGED, State.REJECTED}),
+    # a case escalated after delivery can still be answered by the receiving district; one
+    # escalated before delivery can be sent round again by a person (→ requested)
+    State.ESCALATED: frozenset({State.ACKNOWLEDGED, State.REJECTED, State.REQUESTED}),
     State.HELD: frozenset({State.REQUESTED, State.FAILED}),
     State.ACKNOWLEDGED: frozenset(),
     State.REJECTED: frozenset(),
@@ -211,7 +212,7 @@ class CaseView:
     """What the worker needs of a case to choose its next action."""
 
     state: State
-    opened_at: datetime
+    opened_at: datetime  # when the delivery deadline started counting (opening, or a person's retry)
     delivered_at: datetime | None
     attempt: int
     resends: int

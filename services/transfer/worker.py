@@ -288,12 +288,20 @@ class CaseWorker:
         events, in one transaction. `build(moved_case)` makes the events, which carry the
         new state. None when the case was no longer where this step found it."""
         async with self.runtime.pool.acquire() as conn, conn.transaction():
-            moved = await store.move(conn, case.case_id, case.state, target, lease_until=None, reason=reason, **fields)
+            moved = await store.move(conn, case.case_id, case.state, target, reason=reason, **fields)
             if moved is None:  # someone else moved it (or this is a replay): nothing to do
                 return None
             out = build(moved)
             first = out[-1].event_id if out else ""
-            await store.add_history(conn, case.case_id, step_name, target, reason=reason, detail=detail, event_id=first)
+            await store.add_history(
+                conn,
+                case.case_id,
+                events.in_round(case, step_name),
+                target,
+                reason=reason,
+                detail=detail,
+                event_id=first,
+            )
             for name, more in extra_history:
                 await store.add_history(conn, case.case_id, name, target, detail=more)
             await outbox.add(conn, out)
@@ -518,14 +526,14 @@ class CaseWorker:
             # A failed re-send keeps the case delivered; try again after the backoff.
             due = now + self.retry.backoff(attempt)
         else:
-            due = min(now + self.retry.backoff(attempt), self.deadlines.delivery_due(case.opened_at))
+            due = min(now + self.retry.backoff(attempt), self.deadlines.delivery_due(case.clock_started_at))
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             if not await store.note_failure(conn, case.case_id, case.state, attempt, due, f"{step_name}_failed"):
                 return
             await store.add_history(
                 conn,
                 case.case_id,
-                f"attempt_failed:{step_name}:{case.state.value}:{attempt}",
+                events.in_round(case, f"attempt_failed:{step_name}:{case.state.value}:{attempt}"),
                 case.state,
                 reason=f"{step_name}_failed",
                 detail={"attempt": attempt, "error": message[:500], "next_attempt_at": due.isoformat()},

@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client import REGISTRY
 
 from services.transfer.service import WORKER_EXTRA
-from tests.services.transfer.conftest import A, B, World, cases_of, new_key, sample_record, wait_state, wait_until
+from tests.services.transfer.conftest import A, B, C, World, cases_of, new_key, sample_record, wait_state, wait_until
 
 
 def metric(name: str, **labels: str) -> float:
@@ -113,3 +113,46 @@ async def test_a_restart_in_the_middle_of_a_delivery_resumes_without_repeating(w
         assert await worker.work_once() == 0  # nothing left to do: delivered waits for the answer
         await svc.runtime.drain_outbox()
         assert len(await cases_of(svc, key)) == 1
+
+
+async def test_staff_send_an_escalated_case_round_again_once_records_is_back(world: World) -> None:
+    key = new_key()
+    world.records.students[key] = sample_record()
+    world.records.fail_deliveries = 1000
+    async with world.service(retry_max_attempts=2) as svc:
+        await world.publish(world.enrolled(key, A, "a-1", "2025-08-20"), world.enrolled(key, B, "b-7", "2026-11-02"))
+        case = await wait_state(svc, key, "escalated")
+        path = f"/v1/transfers/{case.case_id}/retry"
+        assert (await svc.client.post(path, headers=world.auth("district_staff", district=C))).status_code == 404
+        school = world.auth("school_staff", district=B, schools=["b-7"])
+        assert (await svc.client.post(path, headers=school)).status_code == 403
+
+        world.records.fail_deliveries = 0
+        r = await svc.client.post(path, headers=world.auth("district_staff", district=A), json={"note": "records back"})
+        assert r.status_code == 200, r.text
+        assert r.json()["retries"] == 1
+        case = await wait_state(svc, key, "delivered")
+        steps = [
+            h["step"]
+            for h in (
+                await svc.client.get(f"/v1/transfers/{case.case_id}", headers=world.auth("district_staff", district=B))
+            ).json()["history"]
+        ]
+        assert steps[:7] == [
+            "requested",
+            "decided",
+            "packaged",
+            "attempt_failed:deliver:packaged:1",
+            "attempt_failed:deliver:packaged:2",
+            "escalated",
+            "retried:1",
+        ]
+        assert steps[7:10] == ["decided:r1", "packaged:r1", "delivered:r1"]
+        # a delivered case is not retried: it waits for B's answer
+        r = await svc.client.post(path, headers=world.auth("district_staff", district=A))
+        assert r.status_code == 409 and r.json()["state"] == "delivered"
+        await svc.runtime.drain_outbox()
+        step_ids = await svc.pool.fetch(
+            "SELECT event_id FROM transfer_history WHERE case_id = $1 AND event_id <> ''", case.case_id
+        )
+        assert len({r["event_id"] for r in step_ids}) == len(step_ids)  # every round's steps are new events
