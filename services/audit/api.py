@@ -236,6 +236,13 @@ CSV_COLUMNS = (
 )
 
 
+def _cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 async def _export_csv(runtime: Runtime) -> AsyncIterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -244,7 +251,8 @@ async def _export_csv(runtime: Runtime) -> AsyncIterator[str]:
         for e in batch:
             d = e.draft
             writer.writerow(
-                (
+                _cell(v)
+                for v in (
                     e.seq,
                     d.event_id,
                     d.kind,

@@ -201,8 +201,10 @@ async def test_entries_hold_names_never_values(audit: Audit) -> None:
     await seed(audit, (3,))
     smuggled = disclosure(elements=["student.first_name", "Ana"], purpose="instruction")
     raw_id = disclosure(student_key="NY-123456789")
-    await audit.publish(*(audit.event(DISCLOSURE, "disclosure_recorded", p) for p in (smuggled, raw_id)))
-    await audit.wait_for_processed(5)
+    formula = disclosure(recipient={"organization": '=HYPERLINK("http://evil")', "role": "vendor"})
+    await audit.publish(*(audit.event(DISCLOSURE, "disclosure_recorded", p) for p in (smuggled, raw_id, formula)))
+    await audit.wait_for_processed(6)
+    await audit.wait_for_entries(4)
     export = (await audit.svc.client.get("/v1/export", headers=audit.auth("compliance"))).text
     assert "Ana" not in export and "123456789" not in export
     for line in export.splitlines():
@@ -214,5 +216,7 @@ async def test_entries_hold_names_never_values(audit: Audit) -> None:
     r = await audit.svc.client.get("/v1/export?format=csv", headers=audit.auth("compliance"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert [int(row["seq"]) for row in rows] == [0, 1, 2]
+    assert [int(row["seq"]) for row in rows] == [0, 1, 2, 3]
     assert rows[0]["elements"] == "student.first_name;attendance.daily"
+    # A spreadsheet would run a cell starting with '=' as a formula: exported with a leading apostrophe.
+    assert rows[3]["recipient_organization"] == '\'=HYPERLINK("http://evil")'
