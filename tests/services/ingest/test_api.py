@@ -571,6 +571,18 @@ async def test_progress_and_paged_problems_on_a_larger_batch(service_env: Servic
 async def test_bad_request_paths(svc: ServiceUnderTest, service_env: ServiceEnv) -> None:
     env = service_env
     h = staff(env, "d-1")
+    paths = set((await svc.client.get("/openapi.json")).json()["paths"])
+    assert {
+        "/v1/districts/{district_id}/submissions/batch",
+        "/v1/districts/{district_id}/submissions/edfi/{resource}",
+        "/v1/districts/{district_id}/submissions/edfi-xml",
+        "/v1/districts/{district_id}/submissions/oneroster",
+        "/v1/submissions/{submission_id}",
+        "/v1/submissions/{submission_id}/problems",
+        "/v1/submissions/{submission_id}/confirm",
+        "/v1/districts/{district_id}/submissions",
+        "/v1/districts/{district_id}/organizations",
+    } <= paths
     assert (await svc.client.get("/v1/submissions/not-a-uuid", headers=h)).status_code == 422
     r = await svc.client.get("/v1/submissions/00000000-0000-0000-0000-000000000000", headers=h)
     assert r.status_code == 404
