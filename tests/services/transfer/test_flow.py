@@ -140,17 +140,19 @@ async def test_reordered_and_repeated_events_open_exactly_one_case(world: World)
         assert [c.case_id for c in await cases_of(svc, key)] == [case.case_id]
 
 
-async def test_moves_inside_one_district_open_no_case(world: World) -> None:
-    same_school, other_school, new_student = new_key(), new_key(), new_key()
+async def test_moves_inside_one_district_and_old_history_open_no_case(world: World) -> None:
+    same_school, other_school, new_student, history = new_key(), new_key(), new_key(), new_key()
     async with world.service() as svc:
         await world.publish(
+            world.enrolled(history, A, "a-1", "2019-08-20"),
+            world.enrolled(history, B, "b-1", "2021-08-20"),  # a move years ago, loaded as history
             world.enrolled(same_school, A, "a-1", "2025-08-20"),
             world.enrolled(same_school, A, "a-1", "2026-01-05"),  # re-enrollment in the same school
             world.enrolled(other_school, A, "a-1", "2025-08-20"),
             world.enrolled(other_school, A, "a-2", "2026-02-01"),  # another school of the same district
             world.enrolled(new_student, B, "b-1", "2026-03-01"),  # first enrollment anywhere
         )
-        await wait_until(lambda: _at_least(processed(svc), 5), what="all enrollment events")
+        await wait_until(lambda: _at_least(processed(svc), 7), what="all enrollment events")
         await asyncio.sleep(0.3)
         assert await svc.pool.fetchval("SELECT count(*) FROM transfer_cases") == 0
         latest = await svc.pool.fetchrow(
