@@ -89,6 +89,7 @@ async def list_transfers(
     inbound: str | None = None
     outbound: str | None = None
     keys: list[str] | None = None
+    schools: list[str] | None = None
     if principal.role is Role.COMPLIANCE:
         pass
     elif principal.role is Role.PARENT:
@@ -99,15 +100,23 @@ async def list_transfers(
         if principal.role is Role.SCHOOL_STAFF and direction == "outbound":
             raise Forbidden("school staff see the transfers into their own schools; outbound needs district staff")
         inbound = district if direction in ("inbound", "all") else None
+        if principal.role is Role.SCHOOL_STAFF:
+            schools = sorted(principal.school_ids)
         outbound = district if direction in ("outbound", "all") and principal.role is Role.DISTRICT_STAFF else None
     if principal.role is Role.COMPLIANCE and direction != "all":
         raise Problem.validation(
             [FieldError("query.direction", "direction.needs_district", "direction needs a district to be relative to")]
         )
     cases = await store.list_cases(
-        pool, districts_in=inbound, districts_out=outbound, student_keys=keys, state=wanted, limit=limit * 2
+        pool,
+        districts_in=inbound,
+        districts_out=outbound,
+        student_keys=keys,
+        state=wanted,
+        limit=limit,
+        to_schools=schools,
     )
-    visible = [c for c in cases if can_see(principal, c)][:limit]
+    visible = [c for c in cases if can_see(principal, c)]  # the query is scoped already; this re-checks
     return {"transfers": [c.public() for c in visible], "count": len(visible)}
 
 

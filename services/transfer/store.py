@@ -284,6 +284,7 @@ async def list_cases(
     student_keys: list[str] | None,
     state: State | None,
     limit: int,
+    to_schools: list[str] | None = None,
 ) -> list[Case]:
     """Cases into `districts_in` or out of `districts_out` (None: no such condition; both
     None and no student keys: every case), newest first."""
@@ -301,6 +302,9 @@ async def list_cases(
         scope.append(f"student_key = ANY(${len(args)}::text[])")
     if scope:
         where.append("(" + " OR ".join(scope) + ")")
+    if to_schools is not None:
+        args.append(to_schools)
+        where.append(f"to_school_id = ANY(${len(args)}::text[])")
     if state is not None:
         args.append(state.value)
         where.append(f"state = ${len(args)}")

@@ -49,6 +49,9 @@ async def test_only_the_two_districts_see_a_case_and_only_the_receiver_answers(w
         assert [c["case_id"] for c in outbound_a["transfers"]] == [case.case_id]
         assert (await get("/v1/transfers", staff_a, state="acknowledged")).json()["transfers"] == []
         assert (await get("/v1/transfers", school_b7)).json()["count"] == 1
+        assert (await get("/v1/transfers", school_b8)).json()["transfers"] == []
+        assert (await get("/v1/transfers", parent)).json()["count"] == 1
+        assert (await get("/v1/transfers", other_parent)).json()["transfers"] == []
         assert (await get("/v1/transfers", school_b7, direction="outbound")).status_code == 403
         bad_state = await get("/v1/transfers", staff_a, state="lost")
         assert bad_state.status_code == 422 and bad_state.json()["errors"][0]["field"] == "query.state"
