@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from homeroom.auth import DevIssuer, Role
-from homeroom.generate import World, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
+from homeroom.generate import District, World, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
 
 VENDOR = "Brightpath Learning"
@@ -134,6 +134,20 @@ class Scenario:
         expect(report["status"] == "completed", f"submission ended {report['status']}: {report.get('error')}")
         return report
 
+    def register_schools(self, http: httpx.Client, district: District) -> None:
+        """A district on the JSON API registers its schools first (OneRoster's orgs.csv does it itself)."""
+        for school in district.schools:
+            ok(
+                http.post(
+                    f"{self.urls['ingest']}/v1/districts/{district.id}/organizations",
+                    json={"org_id": school.id, "org_type": "school", "name": school.name},
+                    headers=self.staff(district.id),
+                ),
+                200,
+                201,
+                409,
+            )
+
     # --- steps --------------------------------------------------------------------------------
 
     def services_ready(self, http: httpx.Client) -> str:
@@ -156,17 +170,7 @@ class Scenario:
 
     def publish_json(self, http: httpx.Client) -> str:
         district = self.district_b
-        for school in district.schools:
-            ok(
-                http.post(
-                    f"{self.urls['ingest']}/v1/districts/{district.id}/organizations",
-                    json={"org_id": school.id, "org_type": "school", "name": school.name},
-                    headers=self.staff(district.id),
-                ),
-                200,
-                201,
-                409,
-            )
+        self.register_schools(http, district)
         records = list(batch_records(district, self.world.start))
         # One record a careless export might carry: it must be refused, the rest applied.
         records.append(

@@ -94,28 +94,54 @@ class Stack:
         for name in self.services:
             port = SERVICES[name][1]
             self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
-        env = {**os.environ, **self.env()}
         for name in self.services:
-            child_env = {**env, f"HOMEROOM_{name.upper()}_PORT": str(self.ports[name])}
-            self._children[name] = process.spawn(
-                [sys.executable, "-m", "homeroom.cli", "serve", name],
-                log_path=self.home / f"{name}.log",
-                death_signal=signal.SIGTERM,
-                env=child_env,
-            )
+            self._children[name] = self._spawn(name, self.ports[name])
         self.wait_ready(timeout_s)
         self.timings["stack_ready_s"] = time.perf_counter() - started
         return self
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def _spawn(self, name: str, port: int, instance: str = "") -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
+        return process.spawn(
+            [sys.executable, "-m", "homeroom.cli", "serve", name],
+            log_path=self.home / f"{name}{instance}.log",
+            death_signal=signal.SIGTERM,
+            env=env,
+        )
+
+    # --- fault injection (tests/e2e/test_faults.py) -------------------------------------
+
+    def pid(self, name: str) -> int:
+        return self._children[name].pid
+
+    def kill(self, name: str) -> None:
+        """kill -9, as a crash would: no shutdown hooks run, nothing is committed."""
+        process.kill_hard(self._children[name])
+
+    def restart(self, name: str, timeout_s: float = 90.0) -> None:
+        process.stop(self._children[name], signal.SIGTERM, timeout_s=15)
+        self._children[name] = self._spawn(name, self.ports[name])
+        self.wait_ready(timeout_s, [name])
+
+    def add_instance(self, name: str, timeout_s: float = 90.0) -> str:
+        """A second process of a service in the same consumer group, on its own port."""
+        n = sum(1 for key in self._children if key.startswith(f"{name}#")) + 2
+        key = f"{name}#{n}"
+        self.ports[key] = process.free_port()
+        self._children[key] = self._spawn(name, self.ports[key], instance=f"-{n}")
+        self.wait_ready(timeout_s, [key])
+        return key
+
+    def wait_ready(self, timeout_s: float, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = set(self.services)
+        pending = set(names or self.services)
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for name in sorted(pending):
                     child = self._children[name]
                     if child.poll() is not None:
-                        tail = "\n".join(self.log(name).read_text(errors="replace").splitlines()[-15:])
+                        log = self.home / (name.replace("#", "-") + ".log")
+                        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                         raise RuntimeError(f"service {name} exited with {child.returncode}; its log ends:\n{tail}")
                     try:
                         if client.get(f"{self.url(name)}/readyz").status_code == 200:

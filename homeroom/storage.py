@@ -44,6 +44,18 @@ CREATE TABLE IF NOT EXISTS processed_events (
 );
 """
 
+# Failures of the infrastructure, not of the work: the database is down or restarting.
+# Retrying the work later helps; recording it as failed (or dead-lettering an event)
+# would lose it. Consumers and background jobs stop, back off and try again.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 

@@ -32,7 +32,7 @@ from homeroom import outbox
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, build_event, decode
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
-from homeroom.storage import Connection
+from homeroom.storage import INFRASTRUCTURE_ERRORS, Connection
 from homeroom.telemetry import (
     CONSUMER_ASSIGNED,
     CONSUMER_LAG,
@@ -45,19 +45,6 @@ from homeroom.telemetry import (
 )
 
 log = logging.getLogger(__name__)
-
-
-# Failures of the infrastructure, not of the event: the database is down or restarting.
-# Retrying the event cannot help and dead-lettering it would lose it, so the consumer
-# stops the batch without committing and reconnects; the events are read again later.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
 
 
 class InfrastructureUnavailable(Exception):

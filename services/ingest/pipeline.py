@@ -45,6 +45,7 @@ from homeroom.crypto import EnvelopeCipher
 from homeroom.events.v1 import attendance_pb2, discipline_pb2, enrollment_pb2, rejected_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
+from homeroom.storage import INFRASTRUCTURE_ERRORS
 from services.ingest import metrics, store
 from services.ingest.formats import ParseOptions
 from services.ingest.formats.batch import parse_batch
@@ -741,30 +742,46 @@ class Ingestor:
 
     async def _run(self, job: Job, confirmed: bool) -> Outcome | None:
         async with self._slots:
-            run = SubmissionRun(
-                job, pool=self.pool, cipher=self.cipher, pseudonymizer=self.pseudonymizer, settings=self.settings
-            )
-            try:
-                outcome = await run.run(confirmed=confirmed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug or an outage: the submission says so, the service stays up
-                log.exception("submission failed", extra={"submission_id": str(job.submission_id)})
-                with contextlib.suppress(Exception):
-                    await store.set_status(
-                        self.pool,
-                        job.submission_id,
-                        "failed",
-                        error=f"processing stopped: {type(exc).__name__}. Records before the failure were taken; "
-                        "send the file again to finish (records already taken are not repeated).",
-                        clear_upload=True,
+            delay = 0.5
+            while True:
+                run = SubmissionRun(
+                    job, pool=self.pool, cipher=self.cipher, pseudonymizer=self.pseudonymizer, settings=self.settings
+                )
+                try:
+                    outcome = await run.run(confirmed=confirmed)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except INFRASTRUCTURE_ERRORS as exc:
+                    # The database is away: keep the upload and run it again when it is back.
+                    # Records already taken come out "unchanged", so nothing is applied twice.
+                    log.warning(
+                        "database unavailable; submission will run again",
+                        extra={"submission_id": str(job.submission_id), "error": repr(exc), "retry_s": delay},
                     )
-                metrics.SUBMISSIONS.labels(job.format, "failed").inc()
-                _remove(job.path)
-                return None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 15.0)
+                    continue
+                except Exception as exc:  # a bug: the submission says so, the service stays up
+                    await self._failed(job, exc)
+                    return None
             if outcome.status != "held":
                 _remove(job.path)
             return outcome
+
+    async def _failed(self, job: Job, exc: Exception) -> None:
+        log.exception("submission failed", extra={"submission_id": str(job.submission_id)})
+        with contextlib.suppress(Exception):
+            await store.set_status(
+                self.pool,
+                job.submission_id,
+                "failed",
+                error=f"processing stopped: {type(exc).__name__}. Records before the failure were taken; "
+                "send the file again to finish (records already taken are not repeated).",
+                clear_upload=True,
+            )
+        metrics.SUBMISSIONS.labels(job.format, "failed").inc()
+        _remove(job.path)
 
     async def resume(self) -> int:
         """After a restart: re-run submissions that were received or processing when it stopped."""
