@@ -215,7 +215,10 @@ def test_every_event_delivered_twice_and_out_of_order_changes_nothing(stack: Sta
         submit_attendance(scn, http)
         expected = expected_attendance_rows(scn)
         assert wait_count(stack, "records", ATTENDANCE_ROWS, expected) == expected
-        fingerprint = "SELECT md5(string_agg(student_key || day::text || period || category || excused::text, ',' ORDER BY 1)) FROM attendance"
+        fingerprint = (
+            "SELECT md5(string_agg(student_key || day::text || period || category || excused::text, ','"
+            " ORDER BY 1)) FROM attendance"
+        )
         before = count(stack, "records", fingerprint)
         applied = "SELECT count(*) FROM processed_events WHERE outcome = 'applied'"
         applied_before = count(stack, "records", applied)
