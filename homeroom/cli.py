@@ -19,6 +19,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("token", "homeroom.auth_cli:app"),
     ("consent", "services.consent.cli:app"),
     ("audit", "services.audit.cli:app"),
+    ("ingest", "services.ingest.cli:app"),
 ]
 
 

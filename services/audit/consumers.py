@@ -224,6 +224,8 @@ def log_handler(runtime: Runtime) -> Handler:
             # Observed inside the transaction; entries appended and the tree size are counted from the
             # database by the service's background task, so a rolled-back batch is never counted.
             metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+            if event.change == "disclosure_recorded":
+                metrics.DISCLOSURES.labels(draft.recipient.role or "unknown", draft.legal_basis or "unknown").inc()
 
     return handle
 

@@ -14,6 +14,12 @@ APPEND_SECONDS = Histogram(
     "Time to append one entry (lock, tree update, receipt), inside the consumer's transaction",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+DISCLOSURES = Counter(
+    "homeroom_audit_disclosures_total",
+    "Disclosures logged, by the recipient's role and the legal basis (counted as appended; a replayed batch"
+    " that rolls back may count twice)",
+    ["recipient_role", "legal_basis"],
+)
 TREE_SIZE = Gauge("homeroom_audit_tree_size", "Entries in the log (the Merkle tree's size)")
 SIGNED_TREE_SIZE = Gauge("homeroom_audit_signed_tree_size", "Size of the latest signed tree head")
 LAST_HEAD_TIMESTAMP = Gauge(

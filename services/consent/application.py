@@ -352,17 +352,46 @@ async def expiry_loop(runtime: Runtime, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+async def refresh_agreement_gauges(pool: asyncpg.Pool, today: date) -> None:
+    """Agreements by status, and active ones ending within 30 days, for the privacy dashboard."""
+    rows = await pool.fetch("SELECT status, count(*) AS n FROM agreements GROUP BY status")
+    counts = {r["status"]: r["n"] for r in rows}
+    for status in ("draft", "active", "suspended", "ended"):
+        metrics.AGREEMENTS.labels(status).set(counts.get(status, 0))
+    ending: int = await pool.fetchval(
+        """SELECT count(*) FROM agreements a JOIN agreement_versions v
+             ON v.agreement_id = a.agreement_id AND v.version = a.latest_version
+           WHERE a.status = 'active' AND (v.document->'terms'->>'end_date') IS NOT NULL
+             AND (v.document->'terms'->>'end_date')::date BETWEEN $1 AND $1 + 30""",
+        today,
+    )
+    metrics.AGREEMENTS_ENDING_SOON.set(ending)
+
+
+async def _gauge_loop(runtime: Runtime, interval_s: float) -> None:
+    while True:
+        try:
+            await refresh_agreement_gauges(runtime.pool, datetime.now(UTC).date())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # metrics must never take the service down; the next pass retries
+            log.warning("agreement gauges not refreshed", exc_info=True)
+        await asyncio.sleep(interval_s)
+
+
 async def start_expiry_checks(runtime: Runtime) -> None:
     interval = float(getattr(runtime.settings, "expiry_check_interval_s", 3600.0))
     runtime.extras["expiry_task"] = asyncio.create_task(expiry_loop(runtime, interval), name="consent-expiry")
+    runtime.extras["gauge_task"] = asyncio.create_task(_gauge_loop(runtime, 15.0), name="consent-gauges")
 
 
 async def stop_expiry_checks(runtime: Runtime) -> None:
-    task: asyncio.Task[None] | None = runtime.extras.pop("expiry_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("expiry_task", "gauge_task"):
+        task: asyncio.Task[None] | None = runtime.extras.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 # ----------------------------------------------------------------------- import
@@ -486,6 +515,8 @@ async def decide_many(
         decisions = await _decide_many(pool, requests, now=now)
     for request, decision in zip(requests, decisions, strict=True):
         metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
+        if not decision.allow:
+            metrics.DENIALS.labels(metrics.denial_code(decision.reason)).inc()
     return decisions
 
 

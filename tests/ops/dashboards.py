@@ -499,8 +499,8 @@ def privacy() -> dict[str, Any]:
                         "Consent decisions by action and outcome",
                         [
                             (
-                                summed("increase", "homeroom_consent_decisions_total", "action, allow"),
-                                "{{action}} allow={{allow}}",
+                                summed("increase", "homeroom_consent_decisions_total", "action, outcome"),
+                                "{{action}} {{outcome}}",
                             )
                         ],
                         width=8,
