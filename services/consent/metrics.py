@@ -36,9 +36,9 @@ AGREEMENTS_ENDING_SOON = Gauge(
 # the first phrase found names the code.
 _DENIAL_CODES: tuple[tuple[str, str], ...] = (
     ("no agreement", "agreement_unknown"),
+    ("suspended", "agreement_suspended"),  # before "ended", which it contains
     ("ended", "agreement_ended"),
     ("is a draft", "agreement_draft"),
-    ("suspended", "agreement_suspended"),
     ("does not cover district", "district_not_covered"),
     ("does not cover school", "school_not_covered"),
     ("does not permit the purpose", "purpose_not_permitted"),
