@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ingest_data import base_orgs, enrollment, oneroster_zip, user11
 
 from homeroom.bus.envelope import IncomingEvent, decode
 from homeroom.bus.topics import ATTENDANCE, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
 from homeroom.crypto import DecryptionError, EnvelopeCipher
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
+from tests.services.ingest.ingest_data import base_orgs, enrollment, oneroster_zip, user11
 
 ALL = (ENROLLMENT, ORGANIZATION, ATTENDANCE, DISCIPLINE, REJECTED)
 FIRST = "Quintessa"  # names that appear nowhere else, so a plaintext leak is findable

@@ -306,7 +306,7 @@ def test_arbitrary_record_shapes_never_raise(record: Any) -> None:
 
 
 def test_tiny_reads_split_every_token_and_give_the_same_result() -> None:
-    from ingest_data import IterStream
+    from tests.services.ingest.ingest_data import IterStream
 
     raw = json.dumps(GOOD).encode() + b"\n"
     whole = list(parse_batch(io.BytesIO(raw), file="b.json"))

@@ -4,8 +4,6 @@ import io
 import tracemalloc
 from datetime import date
 
-from ingest_data import IterStream, xml_attendance_lines
-
 from services.ingest.formats import ParseOptions, Progress
 from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.records import (
@@ -21,6 +19,7 @@ from services.ingest.records import (
     StudentRecord,
     SuspensionRecord,
 )
+from tests.services.ingest.ingest_data import IterStream, xml_attendance_lines
 
 
 def parse(xml: str | bytes, **kw: object) -> list[ParseItem]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_api import bus_events, by_change, register, upload
-
 from homeroom.generate import batch_records, generate_world, json_batch, oneroster_zip
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, service_under_test
+from tests.services.ingest.test_api import bus_events, by_change, register, upload
 
 
 async def test_generated_json_batch_and_oneroster_zip_are_taken_whole(service_env: ServiceEnv, tmp_path: Path) -> None:

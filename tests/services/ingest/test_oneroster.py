@@ -6,19 +6,6 @@ import zipfile
 from datetime import date
 from pathlib import Path
 
-from ingest_data import (
-    ENROLLMENTS,
-    USERS_11,
-    IterStream,
-    big_oneroster_zip,
-    csv_text,
-    enrollment,
-    make_zip,
-    manifest,
-    oneroster_zip,
-    user11,
-)
-
 from services.ingest.formats import ParseOptions, Progress
 from services.ingest.formats.oneroster import OneRosterUpload, parse_oneroster
 from services.ingest.records import (
@@ -32,6 +19,18 @@ from services.ingest.records import (
     StudentRecord,
 )
 from services.ingest.validation import Validator
+from tests.services.ingest.ingest_data import (
+    ENROLLMENTS,
+    USERS_11,
+    IterStream,
+    big_oneroster_zip,
+    csv_text,
+    enrollment,
+    make_zip,
+    manifest,
+    oneroster_zip,
+    user11,
+)
 
 
 def parse(data: bytes, **kw: object) -> list[ParseItem]:

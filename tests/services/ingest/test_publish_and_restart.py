@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import typer
-from ingest_data import enrollment, oneroster_zip, user11
-from test_api import batch, bus_events, by_change, enroll, register, staff, student
 
 from services.ingest import store
 from services.ingest.cli import publish, route_for
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, service_under_test
+from tests.services.ingest.ingest_data import enrollment, oneroster_zip, user11
+from tests.services.ingest.test_api import batch, bus_events, by_change, enroll, register, staff, student
 
 
 def test_route_follows_the_file_name() -> None:

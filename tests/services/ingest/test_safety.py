@@ -3,8 +3,6 @@ from __future__ import annotations
 import io
 from datetime import date
 
-from ingest_data import enrollment, oneroster_zip, user11
-
 from services.ingest.formats.oneroster import OneRosterUpload
 from services.ingest.records import EnrollmentAction, EnrollmentRecord, Source, StudentRecord
 from services.ingest.safety import (
@@ -14,6 +12,7 @@ from services.ingest.safety import (
     merge_counts,
     schools_over_share,
 )
+from tests.services.ingest.ingest_data import enrollment, oneroster_zip, user11
 
 
 def test_schools_over_the_share_are_held_and_sorted_by_share() -> None:
