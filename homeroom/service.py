@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from homeroom import crypto
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
@@ -32,7 +32,7 @@ from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
 from homeroom.outbox import OutboxRelay
-from homeroom.problems import install_problem_handlers
+from homeroom.problems import FieldError, Problem, install_problem_handlers, problem_response
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
 from homeroom.storage import create_pool, ensure_database, migrate
 from homeroom.telemetry import SERVICE_UP, configure_logging, health_router, instrument_http
@@ -247,6 +247,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
         openapi_tags=list(spec.openapi_tags) or None,
     )
     install_problem_handlers(app)
+    _refuse_nul_characters(app)
     instrument_http(app, spec.name)
 
     async def database_check() -> None:
@@ -259,6 +260,28 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+def _refuse_nul_characters(app: FastAPI) -> None:
+    """No Homeroom id or value contains a NUL character, and PostgreSQL cannot store one in
+    text: refuse it as bad input (422) instead of failing deep inside a query (500)."""
+
+    def nul_problem(where: str) -> Problem:
+        return Problem.validation(
+            [FieldError(where, "text.nul_character", "text may not contain the NUL character (U+0000)")]
+        )
+
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+            return problem_response(nul_problem("path" if "\x00" in request.url.path else "query"))
+        return await call_next(request)
+
+    async def _on_nul(request: Request, exc: Exception) -> Response:
+        return problem_response(nul_problem("body"))
+
+    for error in (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError):
+        app.add_exception_handler(error, _on_nul)
 
 
 def attach(app: FastAPI, runtime: Runtime) -> None:

