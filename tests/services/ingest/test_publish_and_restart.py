@@ -74,7 +74,7 @@ async def test_submissions_left_unfinished_are_resumed_on_start(service_env: Ser
                     ),
                 )  # fmt: skip
     async with service_under_test(SERVICE, env, settings=settings) as s:
-        from test_api import finished
+        from tests.services.ingest.test_api import finished
 
         done = await finished(s, env, "d-1", str(ids[0]))
         assert done["status"] == "completed" and done["counts"]["accepted"] == 2
