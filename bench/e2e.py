@@ -19,6 +19,7 @@ import statistics
 import sys
 import threading
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class MemoryWatch(threading.Thread):
             time.sleep(0.2)
 
 
-def wait_for(what: str, probe: Any, timeout_s: float = 600) -> Any:
+def wait_for(what: str, probe: Any, timeout_s: float = 300) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = probe()
@@ -124,8 +125,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
+    # Weeks in the past, so no attendance day is refused as a future date.
+    monday = date.today() - timedelta(days=date.today().weekday() + 7 * (args.days // 5 + 2))
     world = generate_world(
-        seed=42, districts=2, students_per_district=args.students, days=args.days, transfers=args.transfers
+        start=monday,
+        seed=42,
+        districts=2,
+        students_per_district=args.students,
+        days=args.days,
+        transfers=args.transfers,
     )
     a, b = world.districts
     stack = Stack(fixed_ports=False)
@@ -201,7 +209,8 @@ def main() -> None:
             records_done = time.perf_counter() - started
             applied = asyncio.run(count(records_db, "SELECT count(*) FROM attendance")) - base_attendance
 
-            while pending:
+            transfer_deadline = time.monotonic() + 300
+            while pending and time.monotonic() < transfer_deadline:
                 for to in {m.to_district for m in world.transfers}:
                     cases = http.get(
                         f"{stack.url('transfer')}/v1/transfers", params={"limit": 500}, headers=staff[to]
@@ -279,6 +288,7 @@ def main() -> None:
             disclosures_audited=audited,
             read_to_audited_students_per_s=round(read / audit_done),
             transfers=len(latencies),
+            transfers_not_delivered=len(pending),
             transfer_latency_p50_s=round(statistics.median(latencies), 3) if latencies else None,
             transfer_latency_p99_s=round(statistics.quantiles(latencies, n=100)[98], 3)
             if len(latencies) >= 2

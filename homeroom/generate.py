@@ -152,11 +152,14 @@ def generate_world(
             district.students.append(student)
         world_districts.append(district)
     moves: list[Transfer] = []
+    moved: set[str] = set()
     if districts >= 2:
         for t in range(transfers):
             source = world_districts[t % districts]
             target = world_districts[(t + 1) % districts]
-            mover = source.students[rng.randrange(len(source.students))]
+            candidates = [s for s in source.students if s.state_id not in moved]
+            mover = candidates[rng.randrange(len(candidates))]
+            moved.add(mover.state_id)  # each student moves at most once
             exit_day = calendar[-1]
             moves.append(
                 Transfer(
