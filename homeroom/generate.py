@@ -227,23 +227,15 @@ def batch_records(
     if not attendance:
         return
     for s in district.students:
-        for day, excused in s.absences:
+        marks = [(day, "absent", excused) for day, excused in s.absences] + [(d, "tardy", False) for d in s.tardies]
+        for day, category, excused in marks:
             yield {
                 "type": "attendance",
                 "student_id": s.local_id,
                 "school_id": s.school_id,
                 "date": day,
-                "category": "absent",
+                "category": category,
                 "excused": excused,
-            }
-        for day in s.tardies:
-            yield {
-                "type": "attendance",
-                "student_id": s.local_id,
-                "school_id": s.school_id,
-                "date": day,
-                "category": "tardy",
-                "excused": False,
             }
         for day in s.suspensions:
             yield {
@@ -286,8 +278,9 @@ def transfer_batch(world: World, move: Transfer) -> tuple[bytes, bytes]:
 
 
 # --- OneRoster 1.2 CSV -------------------------------------------------------------------
+# The column order of each OneRoster 1.2 file; the ingest tests build their files from these too.
 
-_USERS = [
+USERS_12 = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -312,7 +305,7 @@ _USERS = [
     "primaryOrgSourcedId",
     "pronouns",
 ]
-_ROLES = [
+ROLES_12 = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -324,8 +317,8 @@ _ROLES = [
     "orgSourcedId",
     "userProfileSourcedId",
 ]
-_ORGS = ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"]
-_SESSIONS = [
+ORGS = ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"]
+SESSIONS = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -336,7 +329,7 @@ _SESSIONS = [
     "parentSourcedId",
     "schoolYear",
 ]
-_CLASSES = [
+CLASSES = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -352,7 +345,7 @@ _CLASSES = [
     "subjectCodes",
     "periods",
 ]
-_ENROLLMENTS = [
+ENROLLMENTS = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -364,7 +357,7 @@ _ENROLLMENTS = [
     "beginDate",
     "endDate",
 ]
-_DEMOGRAPHICS = [
+DEMOGRAPHICS = [
     "sourcedId",
     "status",
     "dateLastModified",
@@ -384,7 +377,7 @@ _DEMOGRAPHICS = [
 ]
 
 
-def _csv(header: list[str], rows: list[dict[str, str]]) -> str:
+def csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\r\n")
     writer.writeheader()
@@ -491,19 +484,19 @@ def oneroster_zip(district: District, start: date) -> bytes:
             {"sourcedId": uid, "status": "active", "dateLastModified": stamp, "birthDate": st.birth_date, "sex": st.sex}
         )
     files = {
-        "orgs.csv": _csv(_ORGS, orgs),
-        "academicSessions.csv": _csv(_SESSIONS, sessions),
-        "classes.csv": _csv(_CLASSES, classes),
-        "users.csv": _csv(_USERS, users),
-        "roles.csv": _csv(_ROLES, roles),
-        "enrollments.csv": _csv(_ENROLLMENTS, enrollments),
-        "demographics.csv": _csv(_DEMOGRAPHICS, demographics),
+        "orgs.csv": csv_text(ORGS, orgs),
+        "academicSessions.csv": csv_text(SESSIONS, sessions),
+        "classes.csv": csv_text(CLASSES, classes),
+        "users.csv": csv_text(USERS_12, users),
+        "roles.csv": csv_text(ROLES_12, roles),
+        "enrollments.csv": csv_text(ENROLLMENTS, enrollments),
+        "demographics.csv": csv_text(DEMOGRAPHICS, demographics),
     }
     manifest = [("manifest.version", "1.0"), ("oneroster.version", "1.2")]
     for name in ("academicSessions", "classes", "demographics", "enrollments", "orgs", "users", "roles", "courses"):
         manifest.append((f"file.{name}", "bulk" if f"{name}.csv" in files else "absent"))
     manifest.append(("source.systemName", "Homeroom generator"))
-    files["manifest.csv"] = _csv(["propertyName", "value"], [{"propertyName": k, "value": v} for k, v in manifest])
+    files["manifest.csv"] = csv_text(["propertyName", "value"], [{"propertyName": k, "value": v} for k, v in manifest])
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(files):

@@ -8,6 +8,8 @@ import io
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 
+from homeroom.generate import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
+
 USERS_11 = [
     "sourcedId",
     "status",
@@ -28,110 +30,6 @@ USERS_11 = [
     "grades",
     "password",
 ]
-USERS_12 = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-    "userMasterIdentifier",
-    "resourceSourcedIds",
-    "preferredGivenName",
-    "preferredMiddleName",
-    "preferredFamilyName",
-    "primaryOrgSourcedId",
-    "pronouns",
-]
-ROLES_12 = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "userSourcedId",
-    "roleType",
-    "role",
-    "beginDate",
-    "endDate",
-    "orgSourcedId",
-    "userProfileSourcedId",
-]
-ORGS = ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"]
-SESSIONS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "title",
-    "type",
-    "startDate",
-    "endDate",
-    "parentSourcedId",
-    "schoolYear",
-]
-CLASSES = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "title",
-    "grades",
-    "courseSourcedId",
-    "classCode",
-    "classType",
-    "location",
-    "schoolSourcedId",
-    "termSourcedIds",
-    "subjects",
-    "subjectCodes",
-    "periods",
-]
-ENROLLMENTS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "classSourcedId",
-    "schoolSourcedId",
-    "userSourcedId",
-    "role",
-    "primary",
-    "beginDate",
-    "endDate",
-]
-DEMOGRAPHICS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "birthDate",
-    "sex",
-    "americanIndianOrAlaskaNative",
-    "asian",
-    "blackOrAfricanAmerican",
-    "nativeHawaiianOrOtherPacificIslander",
-    "white",
-    "demographicRaceTwoOrMoreRaces",
-    "hispanicOrLatinoEthnicity",
-    "countryOfBirthCode",
-    "stateOfBirthAbbreviation",
-    "cityOfBirth",
-    "publicSchoolResidenceStatus",
-]
-
-
-def csv_text(header: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\r\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow(row)
-    return buf.getvalue()
 
 
 def manifest(version: str = "1.1", **modes: str) -> str:
