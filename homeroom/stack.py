@@ -100,11 +100,11 @@ class Stack:
         self.timings["stack_ready_s"] = time.perf_counter() - started
         return self
 
-    def _spawn(self, name: str, port: int, instance: str = "") -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, port: int, key: str = "") -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
         return process.spawn(
             [sys.executable, "-m", "homeroom.cli", "serve", name],
-            log_path=self.home / f"{name}{instance}.log",
+            log_path=self.log(key or name),
             death_signal=signal.SIGTERM,
             env=env,
         )
@@ -128,7 +128,7 @@ class Stack:
         n = sum(1 for key in self._children if key.startswith(f"{name}#")) + 2
         key = f"{name}#{n}"
         self.ports[key] = process.free_port()
-        self._children[key] = self._spawn(name, self.ports[key], instance=f"-{n}")
+        self._children[key] = self._spawn(name, self.ports[key], key)
         self.wait_ready(timeout_s, [key])
         return key
 
@@ -140,8 +140,7 @@ class Stack:
                 for name in sorted(pending):
                     child = self._children[name]
                     if child.poll() is not None:
-                        log = self.home / (name.replace("#", "-") + ".log")
-                        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                        tail = "\n".join(self.log(name).read_text(errors="replace").splitlines()[-15:])
                         raise RuntimeError(f"service {name} exited with {child.returncode}; its log ends:\n{tail}")
                     try:
                         if client.get(f"{self.url(name)}/readyz").status_code == 200:
@@ -153,7 +152,8 @@ class Stack:
                 time.sleep(0.2)
 
     def log(self, name: str) -> Path:
-        return self.home / f"{name}.log"
+        """A service's log; a second instance "records#2" logs to records-2.log."""
+        return self.home / f"{name.replace('#', '-')}.log"
 
     def stop(self) -> None:
         for child in reversed(list(self._children.values())):

@@ -7,8 +7,6 @@ for topics gets uniquely named ones for the same reason.
 
 from __future__ import annotations
 
-import itertools
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,10 +15,8 @@ import pytest
 
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
-from homeroom.storage import create_pool, database_url
+from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
-
-_db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +42,9 @@ def bootstrap(broker: EmbeddedBroker) -> str:
 @pytest.fixture
 async def fresh_database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
     """URL of a new, empty database, dropped after the test."""
-    name = f"t_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield database_url(postgres.server_url, name)
-    admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    url = await new_database(postgres)
+    yield url
+    await drop_database(postgres, url)
 
 
 @pytest.fixture
