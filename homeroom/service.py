@@ -65,6 +65,9 @@ class ServiceSpec:
     on_start: Hook | None = None  # after the database and bus, before consumers start
     on_stop: Hook | None = None
     openapi_tags: Sequence[dict[str, str]] = ()
+    # A service with no database and no bus of its own (the portal, a front end calling the
+    # others' APIs) builds its own app from its settings; `create_app` then returns that.
+    app_factory: Callable[[ServiceSettings], FastAPI] | None = None
 
 
 @dataclass(slots=True)
@@ -232,6 +235,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     With `lifespan=False` the caller starts the runtime itself (`running`) and calls
     `attach(app, runtime)`: tests do this to drive the app in process over ASGI."""
     resolved = settings if settings is not None else spec.settings()
+    if spec.app_factory is not None:
+        return spec.app_factory(resolved)
 
     @contextlib.asynccontextmanager
     async def run_lifespan(app: FastAPI) -> AsyncIterator[None]:

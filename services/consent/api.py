@@ -7,7 +7,7 @@ import html
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -479,6 +479,19 @@ async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: Runtime
 async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[Decision]]:
     """Up to 1000 decisions, answered in order."""
     return {"decisions": await app.decide_many(runtime.pool, body.requests, now=app.clock(runtime), route="batch")}
+
+
+@decisions.get("/decisions/denials")
+async def denials(
+    principal: Annotated[Principal, Depends(require_roles(Role.COMPLIANCE))],
+    runtime: RuntimeDep,
+    days: Annotated[int, Query(ge=1, le=366, description="how many days back")] = 30,
+) -> dict[str, Any]:
+    """Decisions that released nothing in the last `days` days, counted by action and reason."""
+    since = app.clock(runtime) - timedelta(days=days)
+    async with runtime.pool.acquire() as conn:
+        total, by_reason = await store.denials_by_reason(conn, since)
+    return {"since": since.isoformat(), "days": days, "total": total, "by_reason": by_reason}
 
 
 @decisions.get("/decisions/{decision_id}")

@@ -100,6 +100,30 @@ async def test_vendor_decision_permits_only_the_agreements_elements(
     assert r.json()["request"]["student_key"] == "stu_abc"
 
 
+async def test_denials_are_counted_by_reason_for_compliance_only(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    """The compliance portal's "denials by reason": decisions that released nothing, grouped."""
+    compliance = module_env.auth("compliance")
+    before = (await svc.client.get("/v1/decisions/denials", headers=compliance)).json()["total"]
+    district = uid("d")
+    service = module_env.auth("service", subject="homeroom-records")
+    unknown = decision_request(uid("agr-none"), district)
+    for _ in range(2):
+        r = await svc.client.post("/v1/decisions", json=unknown, headers=service)
+        assert r.status_code == 200 and r.json()["allow"] is False, r.text
+    reason = r.json()["reason"]
+    r = await svc.client.get("/v1/decisions/denials", params={"days": 1}, headers=compliance)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == before + 2 and body["days"] == 1
+    group = next(g for g in body["by_reason"] if g["reason"] == reason)
+    assert group["count"] == 2 and group["action"] == "read"
+    for role, scope in (("district_staff", {"district": district}), ("parent", {"students": ["stu_abc"]})):
+        refused = await svc.client.get("/v1/decisions/denials", headers=module_env.auth(role, **scope))
+        assert refused.status_code == 403, refused.text
+    r = await svc.client.get("/v1/decisions/denials", params={"days": 0}, headers=compliance)
+    assert r.status_code == 422
+
+
 # --------------------------------------------------------------------- bad input
 
 
