@@ -39,7 +39,7 @@ _register()
 
 
 @app.command()
-def serve(name: str = typer.Argument(..., help="ingest, records, consent, transfer or audit")) -> None:
+def serve(name: str = typer.Argument(..., help="ingest, records, consent, transfer, audit or portal")) -> None:
     """Run one service: its HTTP API, bus consumers and outbox relay (settings from the environment)."""
     import uvicorn
 

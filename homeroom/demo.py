@@ -1,6 +1,6 @@
 """`homeroom demo` and `homeroom stack`: the whole system on embedded defaults.
 
-The demo brings the stack up (embedded PostgreSQL and Tansu, five service processes),
+The demo brings the stack up (embedded PostgreSQL and Tansu, five service processes and the portal),
 then plays the scenario steps in `homeroom.scenario` against the running services over
 HTTP, as the people who use Homeroom would, printing what each step showed. The same
 scenario runs in `tests/e2e/test_demo.py`, which asserts every step's outcome.
@@ -11,16 +11,18 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from urllib.parse import urlencode
 
 from rich.console import Console
 
+from homeroom.scenario import VENDOR, Scenario
 from homeroom.stack import Stack
 
 console = Console(highlight=False)
 
 
 def _up(stack: Stack) -> Stack:
-    with console.status("Starting embedded PostgreSQL, the Kafka-protocol broker and five services..."):
+    with console.status("Starting embedded PostgreSQL, the Kafka-protocol broker, five services and the portal..."):
         stack.start()
     t = stack.timings
     console.print(
@@ -34,8 +36,38 @@ def _where(stack: Stack) -> None:
     console.print("\n[bold]Where things are[/]")
     for name in stack.services:
         url = stack.url(name)
-        console.print(f"  {name:<9} {url}/docs  (metrics {url}/metrics, health {url}/readyz)")
+        pages = url if name == "portal" else f"{url}/docs"
+        console.print(f"  {name:<9} {pages}  (metrics {url}/metrics, health {url}/readyz)")
     console.print("  Grafana and Prometheus: `docker compose up` (docs/operations.md); dashboards in deploy/grafana/")
+
+
+def portal_sign_in_links(portal_url: str, scenario: Scenario) -> dict[str, str]:
+    """A development sign-in link per role, pre-filled with the scenario's people."""
+    people: dict[str, dict[str, str]] = {
+        "parent": {"role": "parent", "subject": "parent-of-mover", "students": scenario.mover_key},
+        "compliance": {"role": "compliance", "subject": "compliance-officer"},
+        "district staff": {
+            "role": "district_staff",
+            "subject": f"data-office-{scenario.district_b.id}",
+            "district": scenario.district_b.id,
+        },
+    }
+    if "agreement_id" in scenario.facts:
+        people["vendor"] = {
+            "role": "vendor",
+            "subject": "brightpath-app",
+            "agreement": scenario.facts["agreement_id"],
+            "organization": VENDOR,
+        }
+    return {who: f"{portal_url}/sign-in?{urlencode(query)}" for who, query in people.items()}
+
+
+def _portal(stack: Stack, scenario: Scenario) -> None:
+    if "portal" not in stack.services:
+        return
+    console.print(f"\n[bold]The portal[/] {stack.url('portal')}  (development sign-in, one link per role)")
+    for who, link in portal_sign_in_links(stack.url("portal"), scenario).items():
+        console.print(f"  {who:<15} {link}", soft_wrap=True)
 
 
 def _wait_for_interrupt() -> None:
@@ -62,14 +94,13 @@ def run_stack() -> None:
 
 def run_demo(*, keep_running: bool = False) -> int:
     """Play the scenario; 0 when every step showed what it should."""
-    from homeroom.scenario import Scenario
-
     stack = Stack()
     try:
         _up(stack)
         scenario = Scenario({name: stack.url(name) for name in stack.services}, stack.secrets_dir, say=console.print)
         failures = scenario.run()
         _where(stack)
+        _portal(stack, scenario)
         if failures:
             console.print(f"\n[red]✗ {failures} step(s) did not show what they should[/]")
         else:

@@ -1,5 +1,5 @@
-"""The whole stack on embedded defaults: PostgreSQL, the Tansu broker, and the five
-services, each in its own process, as `homeroom stack` and `homeroom demo` run them.
+"""The whole stack on embedded defaults: PostgreSQL, the Tansu broker, the five
+services and the portal, each in its own process, as `homeroom stack` and `homeroom demo` run them.
 
 The embedded broker keeps topics in memory, so the stack is ephemeral by design: every
 run starts from empty servers in a temporary directory and removes it on exit. Point
@@ -35,6 +35,8 @@ SERVICES: dict[str, tuple[str, int]] = {
     "records": ("services.records.service:SERVICE", 8002),
     "transfer": ("services.transfer.service:SERVICE", 8004),
     "ingest": ("services.ingest.service:SERVICE", 8001),
+    # Last: the web pages call the others' APIs with the signed-in person's token.
+    "portal": ("services.portal.service:SERVICE", 8006),
 }
 
 

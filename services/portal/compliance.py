@@ -1,0 +1,140 @@
+"""Compliance pages: the disclosure log with the audit service's filters, one entry with
+its inclusion proof checked here against the latest signed tree head, the whole log's
+verification, agreements ending in the next 30 days, denials by reason, and exports."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from homeroom.auth import Role
+from homeroom.catalogue import ELEMENTS
+from services.portal.clients import UpstreamError
+from services.portal.proofs import check_entry
+from services.portal.session import Session
+from services.portal.web import CurrentSession, Portal, PortalDep, render, require_role
+
+router = APIRouter(prefix="/compliance", include_in_schema=False)
+
+# The audit service's search filters, in the order the form shows them.
+FILTERS: list[tuple[str, str]] = [
+    ("student_key", "Student key"),
+    ("district_id", "District"),
+    ("recipient", "Recipient organisation"),
+    ("agreement_id", "Agreement"),
+    ("legal_basis", "Legal basis"),
+    ("purpose", "Purpose"),
+    ("element", "Data element"),
+    ("kind", "Kind of entry"),
+    ("from", "Occurred from (ISO 8601 with time zone)"),
+    ("to", "Occurred before (ISO 8601 with time zone)"),
+]
+ENDING_WITHIN_DAYS = 30
+
+
+def _compliance(session: Session) -> None:
+    require_role(session, Role.COMPLIANCE)
+
+
+async def _ending_soon(portal: Portal, session: Session, today: date) -> list[dict[str, Any]]:
+    found = await portal.services.get("consent", "/v1/agreements", session.token, {"status": "active", "limit": 500})
+    horizon = today + timedelta(days=ENDING_WITHIN_DAYS)
+    ending = []
+    for agreement in found.get("agreements", []):
+        terms = (agreement.get("current") or {}).get("terms") or {}
+        end = terms.get("end_date")
+        if end and today <= date.fromisoformat(end) <= horizon:
+            ending.append({**agreement, "end_date": end, "days_left": (date.fromisoformat(end) - today).days})
+    return sorted(ending, key=lambda a: a["end_date"])
+
+
+@router.get("")
+async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    _compliance(session)
+    verification = await portal.services.get("audit", "/v1/verification", session.token)
+    try:
+        head = await portal.services.get("audit", "/v1/tree-heads/latest", session.token)
+    except UpstreamError as exc:
+        if exc.status != 404:
+            raise
+        head = None
+    ending = await _ending_soon(portal, session, date.today())
+    denials = await portal.services.get("consent", "/v1/decisions/denials", session.token)
+    return render(
+        request,
+        "compliance/overview.html",
+        session,
+        verification=verification,
+        head=head,
+        ending=ending,
+        within=ENDING_WITHIN_DAYS,
+        denials=denials,
+    )
+
+
+@router.get("/log")
+async def log(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    _compliance(session)
+    given = {name: request.query_params.get(name, "").strip() for name, _ in FILTERS}
+    params: dict[str, str | int] = {name: value for name, value in given.items() if value}
+    after = request.query_params.get("after", "")
+    if after.lstrip("-").isdigit():
+        params["after"] = int(after)
+    params["limit"] = 50
+    errors: list[dict[str, str]] = []
+    entries: list[dict[str, Any]] = []
+    next_after = None
+    try:
+        found = await portal.services.get("audit", "/v1/entries", session.token, params)
+        entries, next_after = found.get("entries", []), found.get("next_after")
+    except UpstreamError as exc:
+        if exc.status != 422:
+            raise
+        errors = exc.field_errors or [{"field": "", "message": exc.detail}]
+    next_query = None
+    if next_after is not None:
+        next_query = "&".join(f"{k}={v}" for k, v in {**given, "after": next_after}.items() if v != "")
+    return render(
+        request,
+        "compliance/log.html",
+        session,
+        status=422 if errors else 200,
+        filters=FILTERS,
+        given=given,
+        entries=entries,
+        errors=errors,
+        next_query=next_query,
+        elements=ELEMENTS,
+    )
+
+
+@router.get("/log/{seq}")
+async def entry(
+    request: Request, portal: PortalDep, session: CurrentSession, seq: Annotated[int, Path(ge=0)]
+) -> Response:
+    _compliance(session)
+    answer = await portal.services.get("audit", f"/v1/entries/{seq}", session.token)
+    if portal.settings.audit_public_key_file is not None:
+        public_key, key_source = portal.settings.audit_public_key_file.read_text(), "pinned in the portal's settings"
+    else:
+        latest = await portal.services.get("audit", "/v1/tree-heads/latest", session.token)
+        public_key, key_source = latest["public_key"], "as published by the audit service"
+    check = check_entry(answer, public_key)
+    return render(request, "compliance/entry.html", session, answer=answer, check=check, key_source=key_source, seq=seq)
+
+
+@router.get("/export.{fmt}")
+async def export(portal: PortalDep, session: CurrentSession, fmt: Literal["jsonl", "csv"]) -> Response:
+    _compliance(session)
+    upstream = await portal.services.open_stream("audit", "/v1/export", session.token, {"format": fmt})
+    media = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
+    return StreamingResponse(
+        upstream.aiter_bytes(),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="homeroom-audit.{fmt}"'},
+        background=BackgroundTask(upstream.aclose),
+    )

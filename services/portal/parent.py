@@ -1,0 +1,219 @@
+"""Parent pages: a child's record (FERPA 99.10), who received it (99.32), directory
+opt-out and consent choices with their history, amendment requests (99.20) and a
+downloadable disclosure report.
+
+Every read goes to the owning service with the parent's own token: records and audit
+refuse a child who is not in the parent's token, and the page shows that refusal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import RedirectResponse, Response
+
+from homeroom.auth import Role
+from homeroom.catalogue import ELEMENTS
+from services.portal.clients import UpstreamError
+from services.portal.session import Session
+from services.portal.web import CurrentSession, Portal, PortalDep, check_form, form_fields, render, require_role
+
+router = APIRouter(prefix="/parent", include_in_schema=False)
+
+StudentKey = Annotated[str, Path(pattern=r"^stu_[A-Za-z0-9_-]{1,120}$", description="a pseudonymous student key")]
+METHOD = "portal"  # how a choice made here is recorded (consent's `method`)
+
+
+def _parent(session: Session) -> None:
+    require_role(session, Role.PARENT)
+
+
+async def _records(portal: Portal, session: Session, key: str) -> list[dict[str, Any]]:
+    found = await portal.services.get("records", f"/v1/students/{key}", session.token)
+    records: list[dict[str, Any]] = found.get("records", [])
+    return records
+
+
+def _display_name(records: list[dict[str, Any]], key: str) -> str:
+    for record in records:
+        elements = record.get("elements") or {}
+        first, last = elements.get("student.first_name"), elements.get("student.last_name")
+        if first or last:
+            return " ".join(str(p) for p in (first, last) if p)
+    return key
+
+
+@router.get("")
+async def children(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    _parent(session)
+    listed = []
+    for key in sorted(session.principal.student_keys):
+        try:
+            name = _display_name(await _records(portal, session, key), key)
+            problem = None
+        except UpstreamError as exc:
+            if exc.status == 401:
+                raise
+            name, problem = key, exc.detail
+        listed.append({"key": key, "name": name, "problem": problem})
+    return render(request, "parent/children.html", session, children=listed)
+
+
+@router.get("/children/{key}")
+async def record(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    records = await _records(portal, session, key)
+    return render(request, "parent/record.html", session, key=key, name=_display_name(records, key), records=records)
+
+
+@router.get("/children/{key}/disclosures")
+async def disclosures(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    return render(request, "parent/disclosures.html", session, key=key, disclosures=found.get("disclosures", []))
+
+
+def _cell(value: object) -> str:
+    """A spreadsheet never runs a cell as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/children/{key}/disclosures.csv")
+async def disclosure_report(portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["when", "recipient", "recipient role", "elements", "purpose", "legal basis", "agreement", "summary"]
+    )
+    for d in found.get("disclosures", []):
+        recipient = d.get("recipient") or {}
+        elements = "; ".join(e.get("name") or e.get("id", "") for e in d.get("elements") or [])
+        purpose = d.get("purpose")
+        purpose_text = purpose.get("id") if isinstance(purpose, dict) else purpose
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    d.get("when"),
+                    recipient.get("organization"),
+                    recipient.get("role"),
+                    elements,
+                    purpose_text,
+                    d.get("legal_basis"),
+                    d.get("agreement_id"),
+                    d.get("summary"),
+                )
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="disclosures-{key}.csv"'},
+    )
+
+
+@router.get("/children/{key}/choices")
+async def choices(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    found = await portal.services.get("consent", f"/v1/students/{key}/choices", session.token)
+    records = await _records(portal, session, key)
+    districts = sorted({r["district_id"] for r in records if r.get("district_id")})
+    return render(request, "parent/choices.html", session, key=key, choices=found, districts=districts)
+
+
+async def _choice(
+    request: Request, portal: Portal, session: Session, key: str, path: str, body: dict[str, Any]
+) -> Response:
+    await portal.services.post("consent", f"/v1/students/{key}{path}", session.token, body)
+    return RedirectResponse(f"/parent/children/{key}/choices?saved=1", status_code=303)
+
+
+@router.post("/children/{key}/directory-opt-out")
+async def opt_out(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    form = await form_fields(request)
+    check_form(request, session, form)
+    body = {"district_id": form.get("district_id", ""), "method": METHOD}
+    return await _choice(request, portal, session, key, "/directory-opt-out", body)
+
+
+@router.post("/children/{key}/directory-opt-out/rescind")
+async def rescind(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    form = await form_fields(request)
+    check_form(request, session, form)
+    body = {"district_id": form.get("district_id", ""), "method": METHOD}
+    return await _choice(request, portal, session, key, "/directory-opt-out/rescind", body)
+
+
+@router.post("/children/{key}/consents/{consent_id}/withdraw")
+async def withdraw(
+    request: Request,
+    portal: PortalDep,
+    session: CurrentSession,
+    key: StudentKey,
+    consent_id: Annotated[str, Path(max_length=100)],
+) -> Response:
+    _parent(session)
+    form = await form_fields(request)
+    check_form(request, session, form)
+    return await _choice(request, portal, session, key, f"/consents/{consent_id}/withdraw", {"method": METHOD})
+
+
+@router.get("/children/{key}/amendments")
+async def amendments(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    records = await _records(portal, session, key)
+    return _amendments_page(request, session, key, records, form={}, errors=[])
+
+
+def _amendments_page(
+    request: Request,
+    session: Session,
+    key: str,
+    records: list[dict[str, Any]],
+    *,
+    form: dict[str, str],
+    errors: list[str],
+    status: int = 200,
+) -> Response:
+    requests = [dict(a, district_id=r.get("district_id")) for r in records for a in r.get("amendments") or []]
+    return render(
+        request,
+        "parent/amendments.html",
+        session,
+        status=status,
+        key=key,
+        districts=sorted({r["district_id"] for r in records if r.get("district_id")}),
+        amendments=requests,
+        elements=[e for e in ELEMENTS if e.id != "record.parent_statement"],
+        form=form,
+        errors=errors,
+    )
+
+
+@router.post("/children/{key}/amendments")
+async def request_amendment(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    form = await form_fields(request)
+    check_form(request, session, form)
+    body: dict[str, Any] = {"element": form.get("element", ""), "reason": form.get("reason", "").strip()}
+    if form.get("requested_value", "").strip():
+        body["requested_value"] = form["requested_value"].strip()
+    if form.get("district_id"):
+        body["district_id"] = form["district_id"]
+    try:
+        await portal.services.post("records", f"/v1/students/{key}/amendments", session.token, body)
+    except UpstreamError as exc:
+        if exc.status != 422:
+            raise
+        records = await _records(portal, session, key)
+        messages = [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
+        return _amendments_page(request, session, key, records, form=form, errors=messages, status=422)
+    return RedirectResponse(f"/parent/children/{key}/amendments?saved=1", status_code=303)

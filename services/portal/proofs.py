@@ -1,0 +1,74 @@
+"""Checking one log entry the way an auditor would, without trusting the page's data source.
+
+The audit service answers an entry with its receipt, the latest signed tree head and an
+inclusion proof. Here the portal recomputes the entry's leaf hash from its content,
+checks the receipt's and the head's Ed25519 signatures, and folds the proof up to the
+head's root, using the audit service's own pure verifiers (RFC 9162), so a page that
+says "verified" means the arithmetic was done, not that a service said so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.audit.entries import canonical_json
+from services.audit.merkle import leaf_hash, verify_inclusion
+from services.audit.signing import EntryReceipt, SignedTreeHead, load_public_key, verify_head, verify_receipt
+
+
+@dataclass
+class ProofCheck:
+    leaf_matches: bool = False
+    receipt_valid: bool = False
+    head_valid: bool = False
+    included: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return self.leaf_matches and self.receipt_valid and self.head_valid and self.included
+
+
+def check_entry(answer: dict[str, Any], public_key_pem: str) -> ProofCheck:
+    """`answer` is audit's GET /v1/entries/{seq}; `public_key_pem` the log's key."""
+    check = ProofCheck()
+    try:
+        key = load_public_key(public_key_pem.encode())
+        entry = dict(answer["entry"])
+        stated_leaf = bytes.fromhex(entry.pop("leaf_hash"))
+        receipt = EntryReceipt.from_dict(entry.pop("receipt"))
+    except (KeyError, ValueError, TypeError) as exc:
+        check.problems.append(f"the entry could not be read: {exc}")
+        return check
+    computed = leaf_hash(canonical_json(entry))
+    check.leaf_matches = computed == stated_leaf == receipt.leaf_hash
+    if not check.leaf_matches:
+        check.problems.append("the entry's content does not hash to the leaf its receipt signs")
+    check.receipt_valid = verify_receipt(receipt, key) and receipt.index == entry.get("seq")
+    if not check.receipt_valid:
+        check.problems.append("the receipt's signature does not verify with the log's key")
+    raw_head, proof = answer.get("tree_head"), answer.get("inclusion_proof")
+    if not isinstance(raw_head, dict):
+        check.problems.append("the log has no signed tree head yet")
+        return check
+    try:
+        head = SignedTreeHead.from_dict(raw_head)
+    except ValueError as exc:
+        check.problems.append(f"the tree head could not be read: {exc}")
+        return check
+    check.head_valid = verify_head(head, key)
+    if not check.head_valid:
+        check.problems.append("the tree head's signature does not verify with the log's key")
+    if proof is None:
+        check.problems.append("no signed tree head covers this entry yet; it will after the next one")
+        return check
+    try:
+        path = [bytes.fromhex(h) for h in proof]
+    except (TypeError, ValueError):
+        check.problems.append("the inclusion proof is not a list of hashes")
+        return check
+    check.included = verify_inclusion(computed, receipt.index, head.head.size, path, head.head.root)
+    if not check.included:
+        check.problems.append("the inclusion proof does not lead to the signed root")
+    return check

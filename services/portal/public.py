@@ -1,0 +1,166 @@
+"""Pages anyone may open: the start page, sign-in and sign-out, and the Ed Law 2-d agreements page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Query, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from homeroom.auth import Role
+from services.portal.session import dev_token
+from services.portal.web import (
+    HOME,
+    CurrentSession,
+    OptionalSession,
+    PageError,
+    PortalDep,
+    check_form,
+    form_fields,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+DEV_ROLES = [
+    (Role.PARENT, "Parent (give your children's student keys)"),
+    (Role.COMPLIANCE, "Compliance staff"),
+    (Role.DISTRICT_STAFF, "District data office (give the district)"),
+    (Role.VENDOR, "Vendor (give the agreement)"),
+]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to another one."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/")
+async def home(request: Request, session: OptionalSession) -> Response:
+    if session is not None and session.principal.role in HOME:
+        return RedirectResponse(HOME[session.principal.role], status_code=303)
+    return render(request, "home.html", session)
+
+
+@router.get("/sign-in")
+async def sign_in_page(
+    request: Request,
+    portal: PortalDep,
+    session: OptionalSession,
+    next: str | None = None,
+    expired: bool = False,
+    role: str = "",
+    subject: str = "",
+    students: str = "",
+    district: str = "",
+    agreement: str = "",
+    organization: str = "",
+) -> Response:
+    prefill = {
+        "role": role,
+        "subject": subject,
+        "students": students,
+        "district": district,
+        "agreement": agreement,
+        "organization": organization,
+    }
+    return render(
+        request,
+        "sign_in.html",
+        session,
+        next=_safe_next(next),
+        expired=expired,
+        roles=DEV_ROLES,
+        form=prefill,
+        oidc=portal.settings.oidc_configured,
+        error=None,
+    )
+
+
+@router.post("/sign-in/dev")
+async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
+    issuer = portal.sign_in.dev_issuer
+    if issuer is None:
+        raise PageError(
+            404, "No development sign-in", "This portal signs people in through the district's identity provider."
+        )
+    form = await form_fields(request)
+    try:
+        token = dev_token(issuer, form)
+    except ValueError as exc:
+        return render(
+            request,
+            "sign_in.html",
+            None,
+            status=422,
+            next=_safe_next(form.get("next")),
+            expired=False,
+            roles=DEV_ROLES,
+            form=form,
+            oidc=portal.settings.oidc_configured,
+            error=str(exc),
+        )
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    portal.sign_in.start_session(response, token)
+    return response
+
+
+@router.get("/sign-in/oidc")
+async def oidc_start(portal: PortalDep) -> Response:
+    if not portal.settings.oidc_configured:
+        raise PageError(404, "No identity provider", "No OpenID Connect provider is configured for this portal.")
+    response = RedirectResponse("/", status_code=303)
+    async with httpx.AsyncClient(timeout=portal.settings.peer_timeout_s) as client:
+        try:
+            response.headers["location"] = await portal.sign_in.authorization_redirect(client, response)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise PageError(503, "Identity provider unavailable", f"Sign-in could not start: {exc}") from None
+    return response
+
+
+@router.get("/sign-in/oidc/callback")
+async def oidc_callback(
+    request: Request,
+    portal: PortalDep,
+    code: Annotated[str, Query(max_length=4096)] = "",
+    state: Annotated[str, Query(max_length=512)] = "",
+    error: str = "",
+) -> Response:
+    if error or not code:
+        raise PageError(401, "Sign-in did not finish", f"The identity provider answered: {error or 'no code'}.")
+    async with httpx.AsyncClient(timeout=portal.settings.peer_timeout_s) as client:
+        try:
+            token = await portal.sign_in.exchange_code(client, request, code, state)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise PageError(401, "Sign-in did not finish", str(exc)) from None
+    # A page, not a redirect: a SameSite=Strict cookie set at the end of a cross-site
+    # redirect chain is not sent on the next hop, so the person continues from here.
+    response: Response = HTMLResponse(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed in</title>'
+        '<meta http-equiv="refresh" content="0;url=/"><link rel="stylesheet" href="/static/portal.css"></head>'
+        '<body><main id="main"><h1>Signed in</h1><p><a href="/">Continue to Homeroom</a></p></main></body></html>'
+    )
+    try:
+        portal.sign_in.start_session(response, token)
+    except Exception as exc:  # the token the provider gave is one the services would refuse
+        raise PageError(401, "Sign-in refused", f"The identity provider's token is not accepted: {exc}") from None
+    response.delete_cookie("homeroom_oidc_flow", path="/sign-in/oidc")
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    check_form(request, session, await form_fields(request))
+    response = RedirectResponse("/?signed_out=1", status_code=303)
+    portal.sign_in.end_session(response)
+    return response
+
+
+@router.get("/agreements")
+async def agreements(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
+    found = await portal.services.get("consent", "/v1/public/agreements", None)
+    items = found.get("agreements", []) if isinstance(found, dict) else found
+    return render(request, "agreements.html", session, agreements=items)

@@ -1,0 +1,78 @@
+"""Settings of the portal (environment prefix HOMEROOM_PORTAL_).
+
+The portal keeps no data: it needs the other services' addresses (the stack sets
+HOMEROOM_<NAME>_URL for every service), how people sign in, and how its cookie is sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from homeroom.config import ServiceSettings
+
+
+def _peer(name: str, port: int) -> Any:
+    return Field(
+        default=f"http://127.0.0.1:{port}",
+        validation_alias=AliasChoices(f"HOMEROOM_{name.upper()}_URL", f"{name}_url"),
+    )
+
+
+class PortalSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEROOM_PORTAL_", extra="ignore")
+
+    service_name: str = "portal"
+    port: int = 8006
+
+    # The services whose APIs the pages read, always with the signed-in person's token.
+    ingest_url: str = _peer("ingest", 8001)
+    records_url: str = _peer("records", 8002)
+    consent_url: str = _peer("consent", 8003)
+    transfer_url: str = _peer("transfer", 8004)
+    audit_url: str = _peer("audit", 8005)
+    peer_timeout_s: float = 15.0
+
+    # Development sign-in: a form that mints a token with the stack's development issuer.
+    # Offered only outside production and only while the services trust that issuer.
+    dev_sign_in: bool = True
+
+    # Production sign-in: OpenID Connect authorization code flow with PKCE. The access
+    # token the provider issues is the bearer token the services verify, so it must carry
+    # Homeroom's claims (role and scope, see homeroom/auth.py).
+    oidc_issuer: str = ""  # discovery at <issuer>/.well-known/openid-configuration
+    oidc_client_id: str = ""
+    oidc_client_secret_file: Path | None = None
+    oidc_redirect_url: str = ""  # https://portal.example.org/sign-in/oidc/callback
+    oidc_scopes: str = "openid"
+
+    # Pin the audit log's public key (PEM) for checking proofs; empty: the key the audit service serves.
+    audit_public_key_file: Path | None = None
+
+    session_cookie: str = "homeroom_session"
+    # Secure cookies (HTTPS only) everywhere but development; None: decided by the environment.
+    cookie_secure: bool | None = None
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.cookie_secure if self.cookie_secure is not None else self.environment != "development"
+
+    @property
+    def oidc_configured(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
+
+    def require_production_secrets(self) -> None:
+        """The portal holds no pseudonym key or keyring; in production it needs a real sign-in."""
+        if self.environment != "production":
+            return
+        if not self.oidc_configured or self.oidc_client_secret_file is None:
+            raise ValueError(
+                "production start refused: set HOMEROOM_PORTAL_OIDC_ISSUER, HOMEROOM_PORTAL_OIDC_CLIENT_ID, "
+                "HOMEROOM_PORTAL_OIDC_CLIENT_SECRET_FILE and HOMEROOM_PORTAL_OIDC_REDIRECT_URL "
+                "(development sign-in is never offered in production)"
+            )
+        if not self.oidc_issuer.startswith("https://") or not self.oidc_redirect_url.startswith("https://"):
+            raise ValueError("production start refused: the OIDC issuer and redirect URL must be https")

@@ -1,0 +1,141 @@
+"""What every page needs: the portal's shared objects, rendering, and the role checks.
+
+Pages are server-rendered HTML (Jinja2, autoescaped) with one stylesheet and no scripts.
+A page that needs a sign-in sends the person to /sign-in; a page for another role
+answers 403 with a page saying whose it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from homeroom.auth import Role
+from homeroom.catalogue import CATALOGUE
+from services.portal.clients import Services
+from services.portal.session import Session, SignIn, csrf_ok, same_origin
+from services.portal.settings import PortalSettings
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+# What each role finds in the navigation: (path, label). Roles not listed see only the public pages.
+NAVIGATION: dict[Role, list[tuple[str, str]]] = {
+    Role.PARENT: [("/parent", "My children")],
+    Role.COMPLIANCE: [("/compliance", "Overview"), ("/compliance/log", "Disclosure log")],
+    Role.DISTRICT_STAFF: [("/district", "Submissions and transfers")],
+}
+ROLE_NAMES: dict[Role, str] = {
+    Role.PARENT: "parent",
+    Role.COMPLIANCE: "compliance staff",
+    Role.DISTRICT_STAFF: "district data office",
+    Role.SCHOOL_STAFF: "school staff",
+    Role.VENDOR: "vendor",
+    Role.OPERATOR: "operator",
+    Role.SERVICE: "service",
+}
+HOME: dict[Role, str] = {Role.PARENT: "/parent", Role.COMPLIANCE: "/compliance", Role.DISTRICT_STAFF: "/district"}
+
+
+class PageError(Exception):
+    """Rendered as an error page with this status."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+class SignInRequired(Exception):
+    pass
+
+
+@dataclass
+class Portal:
+    settings: PortalSettings
+    services: Services
+    sign_in: SignIn
+
+
+def get_portal(request: Request) -> Portal:
+    portal: Portal = request.app.state.portal
+    return portal
+
+
+PortalDep = Annotated[Portal, Depends(get_portal)]
+
+
+def element_name(element: str) -> str:
+    known = CATALOGUE.get(element)
+    return known.name if known is not None else element
+
+
+def humanise(value: object) -> str:
+    return str(value or "").replace("_", " ")
+
+
+TEMPLATES.env.filters["element_name"] = element_name
+TEMPLATES.env.filters["humanise"] = humanise
+
+
+def optional_session(request: Request, portal: PortalDep) -> Session | None:
+    session = portal.sign_in.session(request)
+    request.state.session = session
+    return session
+
+
+def current_session(request: Request, portal: PortalDep) -> Session:
+    session = optional_session(request, portal)
+    if session is None:
+        raise SignInRequired()
+    return session
+
+
+OptionalSession = Annotated[Session | None, Depends(optional_session)]
+CurrentSession = Annotated[Session, Depends(current_session)]
+
+
+def require_role(session: Session, *roles: Role) -> None:
+    if session.principal.role not in roles:
+        whose = " or ".join(ROLE_NAMES[r] for r in roles)
+        raise PageError(
+            403,
+            "Not a page for your role",
+            f"This page is for {whose}. You are signed in as {ROLE_NAMES[session.principal.role]}.",
+        )
+
+
+def check_form(request: Request, session: Session, form: dict[str, str]) -> None:
+    """A changing request must come from a page the portal rendered for this session."""
+    if not same_origin(request) or not csrf_ok(session, form.get("csrf")):
+        raise PageError(
+            403,
+            "Form refused",
+            "This form did not come from a page of this portal for you. Reload the page and try again.",
+        )
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def render(request: Request, template: str, session: Session | None, *, status: int = 200, **context: Any) -> Response:
+    role = session.principal.role if session is not None else None
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "session": session,
+            "role_name": ROLE_NAMES.get(role) if role else None,
+            "navigation": NAVIGATION.get(role, []) if role else [],
+            "dev_sign_in": get_portal(request).sign_in.dev_issuer is not None,
+            **context,
+        },
+        status_code=status,
+    )

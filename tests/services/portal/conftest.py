@@ -1,0 +1,137 @@
+"""One real embedded stack per test module (five services and the portal as processes),
+seeded through the real APIs by the demo scenario's own steps, plus a few more facts the
+portal pages show: an agreement ending within 30 days, a bulk upload held for
+confirmation, a denied request, and a signed tree head covering everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from homeroom.auth import Role
+from homeroom.generate import json_batch
+from homeroom.scenario import Scenario, ok
+from homeroom.stack import Stack
+
+
+@dataclass
+class World:
+    stack: Stack
+    scenario: Scenario
+    portal: str
+    child: str  # the mover: a vendor read and a transfer disclosed their record
+    other_child: str  # another family's child in district A
+    district_a: str
+    district_b: str
+    agreement_id: str
+    ending_agreement: str
+    held_submission: str
+    case_id: str
+
+    def sign_in_query(self, role: str, **scope: str) -> dict[str, str]:
+        return {"role": role, **scope}
+
+
+def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
+    urls = scenario.urls
+    for _title, step in scenario.steps():
+        if step.__name__ != "agreement_ends":  # keep the vendor's agreement active
+            step(http)
+    compliance = scenario.auth(Role.COMPLIANCE, "compliance-officer")
+    today = date.today()
+    created = ok(
+        http.post(
+            f"{urls['consent']}/v1/agreements",
+            json={
+                "organization": "Short Term Tutoring",
+                "category": "vendor",
+                "terms": {
+                    "elements": ["student.first_name"],
+                    "purposes": ["instruction"],
+                    "districts": [scenario.district_b.id],
+                    "start_date": (today - timedelta(days=10)).isoformat(),
+                    "end_date": (today + timedelta(days=12)).isoformat(),
+                    "disposition": "destroy",
+                },
+            },
+            headers=compliance,
+        ),
+        201,
+    )
+    ok(http.post(f"{urls['consent']}/v1/agreements/{created['id']}/activate", headers=compliance))
+    # A vendor asks for a student of a district its agreement does not cover: a denial.
+    outside = scenario.district_b.students[3]
+    http.get(
+        f"{urls['records']}/v1/students/{scenario.pseudonyms.student_key(outside.state_id)}",
+        headers=scenario.vendor_headers(),
+    )
+    # District B withdraws most of one school at once: the safety rail holds the upload.
+    school = scenario.district_b.schools[0].id
+    leaving = [s for s in scenario.district_b.students if s.school_id == school][:8]
+    records = [
+        {
+            "type": "withdraw",
+            "student_id": s.local_id,
+            "school_id": school,
+            "exit_date": (scenario.world.start + timedelta(days=6)).isoformat(),
+            "exit_code": "moved",
+        }
+        for s in leaving
+    ]
+    staff_b = scenario.staff(scenario.district_b.id)
+    submitted = ok(
+        http.post(
+            f"{urls['ingest']}/v1/districts/{scenario.district_b.id}/submissions/batch",
+            content=json_batch(records),
+            params={"file": "mass-withdrawal.json"},
+            headers=staff_b,
+        ),
+        202,
+    )
+    scenario.wait(
+        "the upload to be held",
+        lambda: ok(http.get(f"{urls['ingest']}/v1/submissions/{submitted['id']}", headers=staff_b))["status"] == "held",
+    )
+    cases = ok(http.get(f"{urls['transfer']}/v1/transfers", headers=staff_b))["transfers"]
+    # Every disclosure so far is covered by a signed tree head.
+    scenario.wait(
+        "the audit log to catch up",
+        lambda: ok(
+            http.get(
+                f"{urls['audit']}/v1/entries", params={"kind": "disclosure_recorded", "limit": 1000}, headers=compliance
+            )
+        )["entries"],
+    )
+    ok(http.post(f"{urls['audit']}/v1/tree-heads", headers=compliance), 201)
+    return {"ending": created["id"], "held": submitted["id"], "case_id": cases[0]["case_id"]}
+
+
+@pytest.fixture(scope="package")
+def world() -> Iterator[World]:
+    stack = Stack(fixed_ports=False)
+    try:
+        stack.start()
+        urls = {name: stack.url(name) for name in stack.services if name != "portal"}
+        scenario = Scenario(urls, stack.secrets_dir, say=lambda *a, **k: None)
+        with httpx.Client(timeout=60) as http:
+            seeded = _seed(scenario, http)
+        yield World(
+            stack=stack,
+            scenario=scenario,
+            portal=stack.url("portal"),
+            child=scenario.mover_key,
+            other_child=scenario.pseudonyms.student_key(scenario.district_a.students[5].state_id),
+            district_a=scenario.district_a.id,
+            district_b=scenario.district_b.id,
+            agreement_id=scenario.facts["agreement_id"],
+            ending_agreement=seeded["ending"],
+            held_submission=seeded["held"],
+            case_id=seeded["case_id"],
+        )
+    finally:
+        stack.cleanup()

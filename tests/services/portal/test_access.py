@@ -1,0 +1,153 @@
+"""The portal over plain HTTP against the real stack: who may open which page, sign-in
+and its cookie, CSRF, and that every page's data is the services' answer to the person's
+own token (another family's child is refused by records and audit, not by the portal)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.services.portal.conftest import World
+
+
+@contextlib.contextmanager
+def signed_in(world: World, role: str, **scope: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=world.portal, timeout=30) as client:
+        r = client.post("/sign-in/dev", data={"role": role, "subject": f"test-{role}", **scope})
+        assert r.status_code == 303, r.text
+        yield client
+
+
+def parent(world: World) -> contextlib.AbstractContextManager[httpx.Client]:
+    return signed_in(world, "parent", students=world.child)
+
+
+def compliance(world: World) -> contextlib.AbstractContextManager[httpx.Client]:
+    return signed_in(world, "compliance")
+
+
+def district(world: World) -> contextlib.AbstractContextManager[httpx.Client]:
+    return signed_in(world, "district_staff", district=world.district_b)
+
+
+def vendor(world: World) -> contextlib.AbstractContextManager[httpx.Client]:
+    return signed_in(world, "vendor", agreement=world.agreement_id, organization="Brightpath Learning")
+
+
+def test_session_cookie_is_http_only_and_strict(world: World) -> None:
+    with httpx.Client(base_url=world.portal) as client:
+        r = client.post("/sign-in/dev", data={"role": "compliance", "subject": "c"})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "content-security-policy" in r.headers
+
+
+def test_a_scope_that_does_not_fit_the_role_is_refused_at_sign_in(world: World) -> None:
+    with httpx.Client(base_url=world.portal) as client:
+        r = client.post("/sign-in/dev", data={"role": "parent", "subject": "p"})
+    assert r.status_code == 422
+    assert "student key" in r.text and "set-cookie" not in r.headers
+
+
+def test_pages_need_a_sign_in(world: World) -> None:
+    with httpx.Client(base_url=world.portal) as client:
+        for path in ("/parent", "/compliance", "/compliance/log", "/district", f"/parent/children/{world.child}"):
+            r = client.get(path)
+            assert r.status_code == 303 and r.headers["location"].startswith("/sign-in?next="), path
+    with httpx.Client(base_url=world.portal, cookies={"homeroom_session": "not-a-token"}) as client:
+        assert client.get("/parent").status_code == 303
+
+
+WRONG_ROLE = [
+    ("parent", "/compliance"),
+    ("parent", "/compliance/log"),
+    ("parent", "/compliance/export.jsonl"),
+    ("parent", "/district"),
+    ("vendor", "/parent"),
+    ("vendor", "/parent/children/{child}"),
+    ("vendor", "/parent/children/{child}/disclosures"),
+    ("vendor", "/compliance"),
+    ("vendor", "/district"),
+    ("district", "/parent/children/{child}"),
+    ("district", "/compliance/log"),
+    ("compliance", "/district"),
+    ("compliance", "/parent/children/{child}/choices"),
+]
+
+
+@pytest.mark.parametrize(("who", "path"), WRONG_ROLE)
+def test_a_role_never_opens_another_roles_pages(world: World, who: str, path: str) -> None:
+    with {"parent": parent, "vendor": vendor, "district": district, "compliance": compliance}[who](world) as client:
+        r = client.get(path.format(child=world.child))
+    assert r.status_code == 403, r.text
+    assert "Not a page for your role" in r.text
+    assert "Zoe" not in r.text and world.child not in r.text.replace(f"/parent/children/{world.child}", "")
+
+
+def test_navigation_offers_only_the_roles_pages(world: World) -> None:
+    with parent(world) as client:
+        page = client.get("/parent").text
+    assert 'href="/parent"' in page and 'href="/compliance' not in page and 'href="/district"' not in page
+    with vendor(world) as client:
+        home = client.get("/").text
+    assert "There are no pages for this role" in home and 'href="/parent"' not in home
+
+
+def test_another_familys_child_is_refused_by_the_services(world: World) -> None:
+    with parent(world) as client:
+        record = client.get(f"/parent/children/{world.other_child}")
+        disclosures = client.get(f"/parent/children/{world.other_child}/disclosures")
+        report = client.get(f"/parent/children/{world.other_child}/disclosures.csv")
+        choices = client.get(f"/parent/children/{world.other_child}/choices")
+    # records answers 404 (never "exists but forbidden"); audit and consent 403.
+    assert record.status_code == 404 and "records service" in record.text
+    assert disclosures.status_code == 403 and "audit service" in disclosures.text
+    assert report.status_code == 403 and choices.status_code == 403
+
+
+def test_parent_sees_the_childs_disclosures_and_downloads_the_report(world: World) -> None:
+    with parent(world) as client:
+        page = client.get(f"/parent/children/{world.child}/disclosures")
+        report = client.get(f"/parent/children/{world.child}/disclosures.csv")
+    assert page.status_code == 200
+    assert "Brightpath Learning" in page.text and "First name" in page.text
+    assert world.district_b in page.text  # the transfer to the new district
+    assert report.status_code == 200 and report.headers["content-disposition"].startswith("attachment")
+    assert "Brightpath Learning" in report.text and report.text.startswith("when,recipient")
+
+
+def test_forms_refuse_a_missing_or_foreign_csrf_token(world: World) -> None:
+    with parent(world) as client:
+        missing = client.post(
+            f"/parent/children/{world.child}/directory-opt-out", data={"district_id": world.district_b}
+        )
+        wrong = client.post(
+            f"/parent/children/{world.child}/directory-opt-out",
+            data={"district_id": world.district_b, "csrf": "0" * 64},
+        )
+        page = client.get(f"/parent/children/{world.child}/choices").text
+    assert missing.status_code == 403 and wrong.status_code == 403
+    assert "you have not opted out" in page  # nothing was recorded
+    with compliance(world) as client:
+        sign_out = client.post("/sign-out", data={"csrf": "x"})
+    assert sign_out.status_code == 403
+
+
+def test_export_streams_the_log_for_compliance(world: World) -> None:
+    with compliance(world) as client:
+        r = client.get("/compliance/export.jsonl")
+    assert r.status_code == 200 and r.headers["content-disposition"].endswith('homeroom-audit.jsonl"')
+    first = r.text.splitlines()[0]
+    assert '"homeroom-audit-export/1"' in first
+
+
+def test_bad_search_filters_are_named_not_a_500(world: World) -> None:
+    with compliance(world) as client:
+        r = client.get("/compliance/log", params={"from": "2026-01-01T00:00:00"})
+        junk = client.get("/compliance/log/not-a-number")
+    assert r.status_code == 422 and "time zone" in r.text
+    assert junk.status_code == 422
