@@ -1,0 +1,197 @@
+"""The parent, compliance and district flows in Debian's Chromium (headless, driven by
+Playwright) against the real embedded stack. Each page is checked for accessibility
+(`accessibility.audit`) and kept as a screenshot in test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.services.portal.accessibility import audit
+from tests.services.portal.conftest import World
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (./run test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def shot(page: Page, name: str, *, check: bool = True) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    if check:
+        audit(page)
+
+
+def sign_in(page: Page, world: World, **query: str) -> None:
+    """The development sign-in link the demo prints, then the button, by keyboard."""
+    page.goto(f"{world.portal}/sign-in?{urlencode(query)}")
+    page.get_by_role("button", name="Sign in", exact=True).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+
+
+def test_parent_flow(page: Page, world: World) -> None:
+    page.goto(world.portal)
+    shot(page, "00-start")
+    page.goto(f"{world.portal}/sign-in?role=parent&students={world.child}")
+    shot(page, "01-sign-in")
+    sign_in(page, world, role="parent", students=world.child, subject="parent-of-zoe")
+    expect(page).to_have_url(f"{world.portal}/parent")
+    expect(page.get_by_role("heading", level=1)).to_have_text("My children")
+    shot(page, "parent-01-children")
+
+    page.get_by_role("link", name="Zoe Castillo").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Zoe Castillo's record")
+    expect(page.get_by_text(f"District {world.district_b}", exact=True)).to_be_visible()
+    shot(page, "parent-02-record")
+
+    page.get_by_role("link", name="Who received it").click()
+    main = page.locator("main")
+    expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
+    expect(main).to_contain_text("First name")
+    expect(main).to_contain_text("FERPA 99.31(a)(2) transfer to enrolling school")
+    shot(page, "parent-03-disclosures")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download this report (CSV)").click()
+    report = Path(download.value.path()).read_text()
+    assert "Brightpath Learning" in report
+
+    page.get_by_role("link", name="Your choices").click()
+    page.get_by_role("button", name=f"Opt out of directory information in {world.district_b}").click()
+    expect(page.get_by_role("status")).to_have_text("Your choice is recorded.")
+    expect(page.locator("main")).to_contain_text(f"District {world.district_b}: you have opted out")
+    expect(page.locator("table").last).to_contain_text("directory opt out")
+    shot(page, "parent-04-choices")
+
+    page.get_by_role("link", name="Ask for a correction").click()
+    page.get_by_label("What is wrong").select_option("student.birth_date")
+    page.get_by_label("Which district's record").select_option(world.district_b)
+    page.get_by_label("What it should say (optional)").fill("2012-12-24")
+    page.get_by_label("Why it is wrong").fill("Her birth certificate says the 24th.")
+    page.get_by_role("button", name="Send the request").click()
+    expect(page.get_by_role("status")).to_contain_text("Your request is sent")
+    expect(page.locator("table")).to_contain_text("Date of birth")
+    expect(page.locator("table")).to_contain_text("pending")
+    shot(page, "parent-05-amendments")
+
+    # Another family's child: the records service refuses, and the page says so.
+    page.goto(f"{world.portal}/parent/children/{world.other_child}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found, or not yours to see")
+    shot(page, "parent-06-other-child-refused")
+    response = page.goto(f"{world.portal}/compliance")
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not a page for your role")
+    expect(page.get_by_role("navigation", name="Main")).not_to_contain_text("Disclosure log")
+    shot(page, "parent-07-compliance-refused")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    response = page.goto(f"{world.portal}/parent")
+    assert response is not None and "/sign-in" in page.url
+
+
+def test_compliance_flow(page: Page, world: World) -> None:
+    sign_in(page, world, role="compliance", subject="compliance-officer")
+    expect(page).to_have_url(f"{world.portal}/compliance")
+    main = page.locator("main")
+    expect(main).to_contain_text("Verified: all")
+    expect(page.locator("section:has(#ending)")).to_contain_text("Short Term Tutoring")
+    expect(page.locator("section:has(#denials)")).to_contain_text(f"does not cover district {world.district_b}")
+    shot(page, "compliance-01-overview")
+
+    page.get_by_role("link", name="Search the log").click()
+    page.get_by_label("Recipient organisation").fill("Brightpath Learning")
+    page.get_by_label("Student key").fill(world.child)
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody")).to_contain_text("First name")
+    shot(page, "compliance-02-log-search")
+
+    page.locator("tbody a").first.click()
+    expect(main).to_contain_text("Inclusion proof verified")
+    expect(main).to_contain_text("Included in the signed tree: yes")
+    shot(page, "compliance-03-entry-proof")
+
+    page.goto(f"{world.portal}/compliance/log?from=yesterday")
+    expect(page.get_by_role("alert")).to_be_visible()
+    shot(page, "compliance-04-bad-filter")
+    page.goto(f"{world.portal}/parent/children/{world.child}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not a page for your role")
+
+
+def test_district_flow(page: Page, world: World) -> None:
+    sign_in(page, world, role="district_staff", district=world.district_b, subject="data-office")
+    expect(page).to_have_url(f"{world.portal}/district")
+    held = page.locator("section:has(#held)")
+    expect(held).to_contain_text("mass-withdrawal.json")
+    expect(page.locator("section:has(#inbound)")).to_contain_text(world.child)
+    expect(page.locator("section:has(#inbound)")).to_contain_text("acknowledged")
+    shot(page, "district-01-overview")
+
+    page.get_by_role("link", name="roster-and-attendance.json").click()
+    expect(page.locator("tbody")).to_contain_text("ssn.forbidden")
+    expect(page.locator("tbody")).to_contain_text("Social Security numbers are never accepted")
+    shot(page, "district-02-refused-records")
+
+    page.goto(f"{world.portal}/district/transfers/{world.case_id}")
+    expect(page.locator("main")).to_contain_text("FERPA 99.31(a)(2)")
+    expect(page.locator("main")).to_contain_text("Discipline incident details")
+    shot(page, "district-03-transfer")
+
+    page.goto(f"{world.portal}/district/submissions/{world.held_submission}")
+    expect(page.locator("main")).to_contain_text("Held for confirmation")
+    shot(page, "district-04-held-upload")
+    page.get_by_role("button", name="Confirm and apply this upload").click()
+    expect(page.get_by_role("status")).to_contain_text("Confirmed")
+
+    response = page.goto(f"{world.portal}/parent/children/{world.child}")
+    assert response is not None and response.status == 403
+
+
+def test_public_agreements_and_vendor(page: Page, world: World) -> None:
+    page.goto(f"{world.portal}/agreements")
+    expect(page.locator("main")).to_contain_text("Brightpath Learning")
+    expect(page.locator("main")).to_contain_text("First name")
+    shot(page, "public-01-agreements")
+    sign_in(page, world, role="vendor", agreement=world.agreement_id, organization="Brightpath Learning", subject="app")
+    expect(page.locator("main")).to_contain_text("There are no pages for this role")
+    shot(page, "vendor-01-home")
+    for path in (f"/parent/children/{world.child}", f"/parent/children/{world.child}/disclosures", "/compliance/log"):
+        response = page.goto(world.portal + path)
+        assert response is not None and response.status == 403, path
+        expect(page.locator("main")).not_to_contain_text("Zoe")
