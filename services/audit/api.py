@@ -31,6 +31,8 @@ from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner, SignedTreeHead
 
 router = APIRouter(prefix="/v1")
+# Cursors and offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
+BIGINT_MAX = 2**63 - 1
 
 Compliance = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE))]
 ProofReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.PARENT, Role.OPERATOR))]
@@ -82,7 +84,7 @@ async def list_entries(
     kind: str | None = None,
     since: Annotated[datetime | None, Query(alias="from", description="occurred at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="occurred before (ISO 8601)")] = None,
-    after: Annotated[int | None, Query(ge=-1, description="the next_after of the previous page")] = None,
+    after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     for name, moment in (("query.from", since), ("query.to", until)):
@@ -114,7 +116,9 @@ async def list_entries(
 
 
 @router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
-async def get_entry(runtime: RuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
+async def get_entry(
+    runtime: RuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+) -> dict[str, Any]:
     entry = await store.get_entry(runtime.pool, seq)
     if entry is None:
         raise Problem(404, "No such entry", f"the log has no entry {seq}", type=problem_type("not-found"))
@@ -341,7 +345,7 @@ async def student_disclosures(
     runtime: RuntimeDep,
     principal: ParentOrCompliance,
     student_key: str,
-    after: Annotated[int | None, Query(ge=-1)] = None,
+    after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     if principal.role is Role.PARENT and not principal.is_parent_of(student_key):

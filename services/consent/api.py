@@ -176,6 +176,8 @@ class WithdrawConsent(_Body):
 
 # --------------------------------------------------------------------- routers
 
+# Offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
+BIGINT_MAX = 2**63 - 1
 agreements = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 public = APIRouter(prefix="/v1/public", tags=["public"])
 decisions = APIRouter(prefix="/v1", tags=["decisions"])
@@ -287,7 +289,7 @@ async def list_agreements(
     runtime: RuntimeDep,
     status: Annotated[AgreementStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> dict[str, Any]:
     """Agreements the caller may see: compliance all, district staff those covering their district, a vendor its own."""
     today = app.clock(runtime).date()

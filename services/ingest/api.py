@@ -27,6 +27,8 @@ from services.ingest.pipeline import EDFI_RESOURCES, Ingestor, Job
 from services.ingest.settings import IngestSettings
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+# Cursors and offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
+BIGINT_MAX = 2**63 - 1
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
 # School staff may upload for their own schools and read the reports of their own uploads.
@@ -235,7 +237,23 @@ _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/districts/{district_id}/submissions/batch", status_code=202, responses=_UPLOAD_RESPONSES)
+def _raw_body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Declares the raw upload body in the OpenAPI document (the route reads the stream
+    itself, so FastAPI cannot infer it), for clients and schema-driven fuzzing."""
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
+
+
+_JSON_RECORDS = {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object"}}}}
+_EDFI_RESOURCES = {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]}
+_BINARY = {"type": "string", "format": "binary"}
+
+
+@router.post(
+    "/districts/{district_id}/submissions/batch",
+    status_code=202,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_raw_body("application/json", _JSON_RECORDS),
+)
 async def submit_batch(
     district_id: str,
     request: Request,
@@ -259,7 +277,12 @@ async def submit_batch(
     )
 
 
-@router.post("/districts/{district_id}/submissions/edfi/{resource}", status_code=202, responses=_UPLOAD_RESPONSES)
+@router.post(
+    "/districts/{district_id}/submissions/edfi/{resource}",
+    status_code=202,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_raw_body("application/json", _EDFI_RESOURCES),
+)
 async def submit_edfi_json(
     district_id: str,
     resource: str,
@@ -294,7 +317,12 @@ async def submit_edfi_json(
     )
 
 
-@router.post("/districts/{district_id}/submissions/edfi-xml", status_code=202, responses=_UPLOAD_RESPONSES)
+@router.post(
+    "/districts/{district_id}/submissions/edfi-xml",
+    status_code=202,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_raw_body("application/xml", _BINARY),
+)
 async def submit_edfi_xml(
     district_id: str,
     request: Request,
@@ -319,7 +347,12 @@ async def submit_edfi_xml(
     )
 
 
-@router.post("/districts/{district_id}/submissions/oneroster", status_code=202, responses=_UPLOAD_RESPONSES)
+@router.post(
+    "/districts/{district_id}/submissions/oneroster",
+    status_code=202,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_raw_body("application/zip", _BINARY),
+)
 async def submit_oneroster(
     district_id: str,
     request: Request,
@@ -363,7 +396,7 @@ async def get_problems(
     submission_id: uuid.UUID,
     runtime: RuntimeDep,
     principal: Uploader,
-    after: Annotated[int, Query(ge=0, description="Return problems after this seq (paging cursor)")] = 0,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Return problems after this seq (paging cursor)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     severity: Annotated[Literal["error", "warning"] | None, Query()] = None,
     rule: Annotated[str | None, Query(max_length=80)] = None,
@@ -407,7 +440,7 @@ async def list_district_submissions(
     runtime: RuntimeDep,
     principal: Staff,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     status: Annotated[Literal["received", "processing", "completed", "failed", "held"] | None, Query()] = None,
 ) -> dict[str, Any]:
     """The district's submissions, newest first."""

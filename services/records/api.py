@@ -343,7 +343,7 @@ async def list_district_students(
     school_id: str | None = None,
     updated_after: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # PostgreSQL bigint
 ) -> StudentPage:
     """Students of the caller's own district (school staff: current students of their schools)."""
     if principal.district_id != district_id:

@@ -220,3 +220,17 @@ async def test_entries_hold_names_never_values(audit: Audit) -> None:
     assert rows[0]["elements"] == "student.first_name;attendance.daily"
     # A spreadsheet would run a cell starting with '=' as a formula: exported with a leading apostrophe.
     assert rows[3]["recipient_organization"] == '\'=HYPERLINK("http://evil")'
+
+
+async def test_cursors_past_the_bigint_range_are_422_not_500(audit: Audit) -> None:
+    # Found by tests/e2e/test_schema_fuzz.py: these reached PostgreSQL and overflowed the driver.
+    await seed(audit, (1,))
+    for url in (
+        f"/v1/entries?after={2**63}",
+        f"/v1/entries/{2**63}",
+        f"/v1/students/{STUDENT_A}/disclosures?after={2**64}",
+    ):
+        r = await audit.svc.client.get(url, headers=audit.auth("compliance"))
+        assert r.status_code == 422, (url, r.text)
+    r = await audit.svc.client.get(f"/v1/entries?after={2**63 - 1}", headers=audit.auth("compliance"))
+    assert r.status_code == 200 and r.json()["entries"] == []

@@ -332,3 +332,12 @@ async def test_a_vendor_lists_only_its_own_agreement(svc: ServiceUnderTest, modu
     assert {a["agreement_id"] for a in listed} == {mine, other}
     elsewhere = module_env.auth("district_staff", district=uid("d"))
     assert (await svc.client.get("/v1/agreements", headers=elsewhere)).json()["agreements"] == []
+
+
+async def test_an_offset_past_the_bigint_range_is_422_not_500(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
+    # Found by tests/e2e/test_schema_fuzz.py: it reached PostgreSQL and overflowed the driver.
+    compliance = module_env.auth("compliance")
+    r = await svc.client.get(f"/v1/agreements?offset={2**63}", headers=compliance)
+    assert [field for field, _ in errors_of(r)] == ["query.offset"]
+    r = await svc.client.get(f"/v1/agreements?offset={2**63 - 1}", headers=compliance)
+    assert r.status_code == 200, r.text

@@ -647,3 +647,15 @@ async def test_school_staff_publish_only_for_their_own_schools(svc: ServiceUnder
     # school staff cannot register schools by uploading them
     orgs = await svc.client.get("/v1/districts/d-1/organizations", headers=staff(env, "d-1"))
     assert {o["org_id"] for o in orgs.json()["organizations"]} == {"sch-1", "sch-2"}
+
+
+async def test_paging_past_the_bigint_range_is_422_not_500(svc: ServiceUnderTest, service_env: ServiceEnv) -> None:
+    # Found by tests/e2e/test_schema_fuzz.py: these reached PostgreSQL and overflowed the driver.
+    env = service_env
+    await register(svc, env, "d-1", "sch-1")
+    sid = (await upload(svc, env, "d-1", "batch", batch(student("L1", "NYS-1"))))["id"]
+    for url in (f"/v1/submissions/{sid}/problems?after={2**63}", f"/v1/districts/d-1/submissions?offset={2**64}"):
+        r = await svc.client.get(url, headers=staff(env, "d-1"))
+        assert r.status_code == 422, (url, r.text)
+    r = await svc.client.get(f"/v1/districts/d-1/submissions?offset={2**63 - 1}", headers=staff(env, "d-1"))
+    assert r.status_code == 200 and r.json()["submissions"] == []

