@@ -38,6 +38,11 @@ fi
 if new audit-signing.key; then
   openssl genpkey -algorithm ed25519 -out audit-signing.key
 fi
+# The portal's OIDC client secret: register the portal with your identity provider as a
+# confidential client (id homeroom-portal) with this secret, or replace the file with its own.
+if new portal_oidc_client_secret; then
+  openssl rand -base64 32 | tr -d '/+=\n' > portal_oidc_client_secret
+fi
 if new grafana_admin_password; then
   openssl rand -base64 24 | tr -d '/+=\n' > grafana_admin_password
 fi
@@ -53,10 +58,12 @@ if [ ! -e auth_jwks.json ] || [ ! -e service_token ]; then
   echo "trial issuer $ISSUER: export HOMEROOM_AUTH_ISSUER=$ISSUER before docker compose up" >&2
 fi
 
-chmod 600 postgres_password pgpass pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token
+chmod 600 postgres_password pgpass pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
+  portal_oidc_client_secret
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
-  chown "$HOMEROOM_UID:$HOMEROOM_UID" pgpass pseudonym.key audit-signing.key auth_jwks.json service_token
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" pgpass pseudonym.key audit-signing.key auth_jwks.json service_token \
+    portal_oidc_client_secret
   chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password
   chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password
 else

@@ -137,7 +137,7 @@ class SignIn:
             {
                 "response_type": "code",
                 "client_id": self.settings.oidc_client_id,
-                "redirect_uri": self.settings.oidc_redirect_url,
+                "redirect_uri": self.settings.oidc_redirect_uri,
                 "scope": self.settings.oidc_scopes,
                 "state": state,
                 "code_challenge": challenge,
@@ -160,7 +160,7 @@ class SignIn:
             data={
                 "grant_type": "authorization_code",
                 "code": code,
-                "redirect_uri": self.settings.oidc_redirect_url,
+                "redirect_uri": self.settings.oidc_redirect_uri,
                 "code_verifier": verifier,
             },
             auth=(self.settings.oidc_client_id, secret),

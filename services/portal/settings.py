@@ -46,7 +46,7 @@ class PortalSettings(ServiceSettings):
     oidc_issuer: str = ""  # discovery at <issuer>/.well-known/openid-configuration
     oidc_client_id: str = ""
     oidc_client_secret_file: Path | None = None
-    oidc_redirect_url: str = ""  # https://portal.example.org/sign-in/oidc/callback
+    oidc_redirect_uri: str = ""  # https://portal.example.org/sign-in/oidc/callback
     oidc_scopes: str = "openid"
 
     # Pin the audit log's public key (PEM) for checking proofs; empty: the key the audit service serves.
@@ -62,7 +62,7 @@ class PortalSettings(ServiceSettings):
 
     @property
     def oidc_configured(self) -> bool:
-        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_uri)
 
     def require_production_secrets(self) -> None:
         """The portal holds no pseudonym key or keyring; in production it needs a real sign-in."""
@@ -71,8 +71,8 @@ class PortalSettings(ServiceSettings):
         if not self.oidc_configured or self.oidc_client_secret_file is None:
             raise ValueError(
                 "production start refused: set HOMEROOM_PORTAL_OIDC_ISSUER, HOMEROOM_PORTAL_OIDC_CLIENT_ID, "
-                "HOMEROOM_PORTAL_OIDC_CLIENT_SECRET_FILE and HOMEROOM_PORTAL_OIDC_REDIRECT_URL "
+                "HOMEROOM_PORTAL_OIDC_CLIENT_SECRET_FILE and HOMEROOM_PORTAL_OIDC_REDIRECT_URI "
                 "(development sign-in is never offered in production)"
             )
-        if not self.oidc_issuer.startswith("https://") or not self.oidc_redirect_url.startswith("https://"):
+        if not self.oidc_issuer.startswith("https://") or not self.oidc_redirect_uri.startswith("https://"):
             raise ValueError("production start refused: the OIDC issuer and redirect URL must be https")
