@@ -64,8 +64,14 @@ def _require(payload: Message, *fields: str) -> None:
     for name in fields:
         value = getattr(payload, name)
         if isinstance(value, PartyMessage):
-            if not value.organization:
-                raise _reject(f"entry.{name}_missing", f"{name}.organization is empty", f"{name}.organization")
+            # A party is an organisation, or a person with none (a parent reading their own
+            # child's record): refusing the latter left parents' reads out of the log.
+            if not (value.organization or value.person):
+                raise _reject(
+                    f"entry.{name}_missing",
+                    f"{name} names neither an organization nor a person",
+                    f"{name}.organization",
+                )
         elif not value:
             raise _reject(f"entry.{name}_missing", f"{name} is empty", name)
 

@@ -168,6 +168,20 @@ async def test_events_that_cannot_be_entries_are_dead_lettered_with_their_rule(a
     assert [r["event_id"] for r in await audit.svc.pool.fetch("SELECT event_id FROM entries")] == [good.event_id]
 
 
+async def test_a_parents_own_read_is_logged_though_a_parent_has_no_organization(audit: Audit) -> None:
+    # Found by tests/e2e/test_privacy_attacks.py: records names a parent by person and role
+    # only, and these disclosures were dead-lettered as `entry.recipient_missing`.
+    parent = Party(person="parent-of-a", role="parent")
+    read = disclosure(
+        requester=parent, recipient=parent, legal_basis="FERPA 99.10 parent inspection", record_required=False
+    )
+    await audit.publish(audit.event(DISCLOSURE, "disclosure_recorded", read))
+    await audit.wait_for_entries(1)
+    row = await audit.svc.pool.fetchrow("SELECT recipient_role, recipient_person, record_required FROM entries")
+    assert row is not None and (row["recipient_role"], row["recipient_person"]) == ("parent", "parent-of-a")
+    assert row["record_required"] is False
+
+
 async def test_heads_are_signed_periodically(service_env: ServiceEnv, topic_suffix: str) -> None:
     await ensure_topics(service_env.kafka.client_kwargs(), [with_suffix(t, topic_suffix) for t in SOURCE_TOPICS])
     spec = replace(SERVICE, consumers=(consumer_spec(topic_suffix),))
