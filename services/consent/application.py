@@ -516,7 +516,7 @@ async def decide_many(
     for request, decision in zip(requests, decisions, strict=True):
         metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
         if not decision.allow:
-            metrics.DENIALS.labels(metrics.denial_code(decision.reason)).inc()
+            metrics.DENIALS.labels(decision.denial or "nothing_releasable").inc()
     return decisions
 
 

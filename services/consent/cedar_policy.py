@@ -205,6 +205,7 @@ def decide_bounded(request: DecisionRequest, facts: Facts) -> Decision:
             "elements_allowed": allowed,
             "elements_withheld": withheld,
             "legal_basis": decision.legal_basis if allowed else None,
+            "denial": None if allowed else "nothing_releasable",
             "obligations": decision.obligations if allowed else [],
         }
     )

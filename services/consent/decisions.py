@@ -170,6 +170,9 @@ class Decision(BaseModel):
     elements_allowed: list[str]
     elements_withheld: list[Withheld]
     reason: str
+    # Why nothing was released, as one of DENIAL_CODES (None when something was): the bounded
+    # label dashboards and callers group by, where `reason` is the sentence for people.
+    denial: str | None = None
     agreement_id: str | None = None
     agreement_version: int | None = None
     purpose: str | None = None
@@ -177,6 +180,22 @@ class Decision(BaseModel):
     obligations: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)  # ids of the rules that applied, permits then prohibitions
     policy_version: str = POLICY_VERSION
+
+
+# Every value `Decision.denial` takes, with what it means (also at GET /v1/policy).
+DENIAL_CODES: dict[str, str] = {
+    "no_rule_permits": "no rule permits this requester to read the student's record",
+    "agreement_unknown": "the requester's agreement is not on record",
+    "agreement_ended": "the agreement has ended",
+    "agreement_draft": "the agreement is a draft",
+    "agreement_suspended": "the agreement is suspended",
+    "outside_term": "today, or the data's date, is outside the agreement's term",
+    "district_not_covered": "the agreement does not cover the student's district",
+    "school_not_covered": "the agreement does not cover the student's school (or it is not known)",
+    "purpose_not_permitted": "the agreement does not permit the purpose",
+    "transfer_not_lawful": "the transfer request is not one the law allows",
+    "nothing_releasable": "a rule applied but every element asked for was withheld",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +229,7 @@ class _Outcome:
 
 def _deny(
     request: DecisionRequest,
+    code: str,
     reason: str,
     *,
     agreement: Agreement | None = None,
@@ -223,6 +243,7 @@ def _deny(
         elements_allowed=[],
         elements_withheld=[Withheld(element=e, reason=reason) for e in dict.fromkeys(request.elements)],
         reason=reason,
+        denial=code,
         agreement_id=agreement.id if agreement is not None else agreement_id,
         agreement_version=agreement.version if agreement is not None else None,
         purpose=request.purpose,
@@ -290,7 +311,7 @@ def decide(request: DecisionRequest, facts: Facts) -> Decision:
         return _transfer(request, facts, known, withheld, rules)
     if requester.role == "vendor" and requester.agreement_id:
         return _vendor(request, facts, known, withheld, rules)
-    return _deny(request, f"no rule permits a {requester.role} to read this student's record")
+    return _deny(request, "no_rule_permits", f"no rule permits a {requester.role} to read this student's record")
 
 
 def _permit(
@@ -312,6 +333,7 @@ def _permit(
         elements_allowed=allowed,
         elements_withheld=withheld,
         reason=reason if allowed else f"nothing requested may be released ({reason})",
+        denial=None if allowed else "nothing_releasable",
         agreement_id=agreement.id if agreement is not None else None,
         agreement_version=agreement.version if agreement is not None else None,
         purpose=purpose if purpose is not None else request.purpose,
@@ -324,16 +346,18 @@ def _transfer(
     request: DecisionRequest, facts: Facts, known: list[str], withheld: list[Withheld], rules: list[str]
 ) -> Decision:
     if not request.to_district_id:
-        return _deny(request, "a transfer names the receiving district (to_district_id)")
+        return _deny(request, "transfer_not_lawful", "a transfer names the receiving district (to_district_id)")
     if request.to_district_id == request.district_id:
-        return _deny(request, "a transfer goes to another district, not the owning one")
+        return _deny(request, "transfer_not_lawful", "a transfer goes to another district, not the owning one")
     requester = request.requester
     receiving_staff = (
         requester.role in ("district_staff", "school_staff") and requester.district_id == request.to_district_id
     )
     if requester.role != "service" and not receiving_staff:
         return _deny(
-            request, f"a transfer is asked by the transfer service or the receiving district, not a {requester.role}"
+            request,
+            "transfer_not_lawful",
+            f"a transfer is asked by the transfer service or the receiving district, not a {requester.role}",
         )
     outcome = _Outcome(withheld=list(withheld))
     for element_id in known:
@@ -365,44 +389,67 @@ def _vendor(
     agreement_id = request.requester.agreement_id
     assert agreement_id is not None
     if not facts.history:
-        return _deny(request, f"no agreement {agreement_id} is on record", agreement_id=agreement_id)
+        return _deny(
+            request, "agreement_unknown", f"no agreement {agreement_id} is on record", agreement_id=agreement_id
+        )
     latest = max(facts.history, key=lambda a: a.version)
     status = current_status(facts.history)
     if status is AgreementStatus.ENDED:
         when = f" on {facts.ended_on.isoformat()}" if facts.ended_on else ""
-        return _deny(request, f"agreement {agreement_id} ended{when}; nothing is released under it", agreement=latest)
+        return _deny(
+            request,
+            "agreement_ended",
+            f"agreement {agreement_id} ended{when}; nothing is released under it",
+            agreement=latest,
+        )
     if status is AgreementStatus.DRAFT:
-        return _deny(request, f"agreement {agreement_id} is a draft and releases nothing", agreement=latest)
+        return _deny(
+            request, "agreement_draft", f"agreement {agreement_id} is a draft and releases nothing", agreement=latest
+        )
     if status is AgreementStatus.SUSPENDED:
-        return _deny(request, f"agreement {agreement_id} is suspended", agreement=latest)
+        return _deny(request, "agreement_suspended", f"agreement {agreement_id} is suspended", agreement=latest)
     version = governing_version(facts.history, facts.today)
     if version is None:
         return _deny(
             request,
+            "outside_term",
             f"today ({facts.today.isoformat()}) is outside the term of agreement {agreement_id}",
             agreement=latest,
         )
     label = f"agreement {version.id} v{version.version}"
     terms = version.terms
     if request.district_id not in terms.districts:
-        return _deny(request, f"{label} does not cover district {request.district_id}", agreement=version)
+        return _deny(
+            request, "district_not_covered", f"{label} does not cover district {request.district_id}", agreement=version
+        )
     if terms.schools:
         if request.school_id is None:
             return _deny(
-                request, f"{label} covers only some schools and the student's school is not known", agreement=version
+                request,
+                "school_not_covered",
+                f"{label} covers only some schools and the student's school is not known",
+                agreement=version,
             )
         if request.school_id not in terms.schools:
-            return _deny(request, f"{label} does not cover school {request.school_id}", agreement=version)
+            return _deny(
+                request, "school_not_covered", f"{label} does not cover school {request.school_id}", agreement=version
+            )
     if request.data_date is not None:
         start, end = terms.start_date, terms.end_date
         if (start is not None and request.data_date < start) or (end is not None and request.data_date > end):
             return _deny(
                 request,
+                "outside_term",
                 f"the data's date {request.data_date.isoformat()} is outside the term of {label}",
                 agreement=version,
             )
     if request.purpose is not None and request.purpose not in terms.purposes:
-        return _deny(request, f"{label} does not permit the purpose {request.purpose!r}", agreement=version)
+        return _deny(
+            request,
+            "purpose_not_permitted",
+            f"{label} does not permit the purpose {request.purpose!r}",
+            agreement=version,
+        )
     purpose = effective_purpose(request, version)
 
     basis = _CATEGORY_BASIS[version.category]
@@ -484,6 +531,7 @@ def policy_document() -> dict[str, Any]:
             c.value: (b.value if b else LegalBasis.WRITTEN_CONSENT.value) for c, b in _CATEGORY_BASIS.items()
         },
         "category_obligations": {c.value: list(o) for c, o in _CATEGORY_OBLIGATIONS.items()},
+        "denial_codes": DENIAL_CODES,
     }
 
 

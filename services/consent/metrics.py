@@ -25,29 +25,11 @@ KEYS_DESTROYED = Counter(
 )
 CHOICES_RECORDED = Counter("homeroom_consent_parental_choices_total", "Parents' choices recorded, by kind", ["kind"])
 DENIALS = Counter(
-    "homeroom_consent_denials_total", "Decisions that released nothing, by a short reason code", ["reason"]
+    "homeroom_consent_denials_total",
+    "Decisions that released nothing, by their denial code (decisions.DENIAL_CODES)",
+    ["reason"],
 )
 AGREEMENTS = Gauge("homeroom_consent_agreements", "Agreements in the registry, by current status", ["status"])
 AGREEMENTS_ENDING_SOON = Gauge(
     "homeroom_consent_agreements_ending_soon", "Active agreements whose term ends within the next 30 days"
 )
-
-# The decision's plain-language reason, reduced to a bounded label for dashboards. Order matters:
-# the first phrase found names the code.
-_DENIAL_CODES: tuple[tuple[str, str], ...] = (
-    ("no agreement", "agreement_unknown"),
-    ("suspended", "agreement_suspended"),  # before "ended", which it contains
-    ("ended", "agreement_ended"),
-    ("is a draft", "agreement_draft"),
-    ("does not cover district", "district_not_covered"),
-    ("does not cover school", "school_not_covered"),
-    ("does not permit the purpose", "purpose_not_permitted"),
-    ("term", "outside_term"),
-    ("transfer", "transfer_not_lawful"),
-    ("no rule permits", "no_rule_permits"),
-)
-
-
-def denial_code(reason: str) -> str:
-    lowered = reason.lower()
-    return next((code for phrase, code in _DENIAL_CODES if phrase in lowered), "other")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from services.consent.decisions import DENIAL_CODES
 from tests.harness import ServiceEnv, ServiceUnderTest
 from tests.services.consent.conftest import active_agreement, bus_events, decision_request, uid
 
@@ -14,8 +15,11 @@ async def ask(svc: ServiceUnderTest, env: ServiceEnv, request: dict[str, Any]) -
     r = await svc.client.post("/v1/decisions", json=request, headers=env.auth("service"))
     assert r.status_code == 200, r.text
     answer: dict[str, Any] = r.json()
-    if not answer["allow"]:
+    if answer["allow"]:
+        assert answer["denial"] is None
+    else:
         assert answer["elements_allowed"] == [] and answer["legal_basis"] is None
+        assert answer["denial"] in DENIAL_CODES, answer
     return answer
 
 
@@ -28,27 +32,39 @@ async def test_out_of_scope_requests_are_denied(svc: ServiceUnderTest, module_en
     assert (await ask(svc, module_env, good))["allow"] is True
 
     cases = {
-        "district not covered": ({"district_id": uid("d")}, "does not cover district"),
-        "school not covered": ({"school_id": "s-2"}, "does not cover school"),
-        "school unknown": ({"school_id": None}, "school is not known"),
-        "date before the term": ({"data_date": "2023-12-31"}, "outside the term"),
-        "purpose not permitted": ({"purpose": "research"}, "does not permit the purpose"),
-        "another agreement": ({"requester": {**good["requester"], "agreement_id": uid("agr")}}, "no agreement"),
-        "nobody's role": ({"requester": {"role": "operator", "subject": "ops"}}, "no rule permits"),
+        "district not covered": ({"district_id": uid("d")}, "does not cover district", "district_not_covered"),
+        "school not covered": ({"school_id": "s-2"}, "does not cover school", "school_not_covered"),
+        "school unknown": ({"school_id": None}, "school is not known", "school_not_covered"),
+        "date before the term": ({"data_date": "2023-12-31"}, "outside the term", "outside_term"),
+        "purpose not permitted": ({"purpose": "research"}, "does not permit the purpose", "purpose_not_permitted"),
+        "another agreement": (
+            {"requester": {**good["requester"], "agreement_id": uid("agr")}},
+            "no agreement",
+            "agreement_unknown",
+        ),
+        "nobody's role": ({"requester": {"role": "operator", "subject": "ops"}}, "no rule permits", "no_rule_permits"),
         "staff of another district": (
             {"requester": {"role": "district_staff", "subject": "s", "district_id": uid("d")}},
             "no rule permits",
+            "no_rule_permits",
         ),
         "parent of another child": (
             {"requester": {"role": "parent", "subject": "p", "student_keys": ["stu_other"]}},
             "no rule permits",
+            "no_rule_permits",
         ),
     }
-    for name, (change, reason) in cases.items():
+    for name, (change, reason, code) in cases.items():
         answer = await ask(svc, module_env, {**good, **change})
         assert answer["allow"] is False, name
         assert reason in answer["reason"], (name, answer["reason"])
+        assert answer["denial"] == code, (name, answer["denial"])
         assert {w["element"] for w in answer["elements_withheld"]} == set(good["elements"]), name
+
+    # The dashboard counts denials by the same codes.
+    exposition = (await svc.client.get("/metrics")).text
+    for code in {code for _change, _reason, code in cases.values()}:
+        assert f'homeroom_consent_denials_total{{reason="{code}"}}' in exposition, code
 
 
 async def test_not_yet_started_suspended_and_draft_agreements_release_nothing(
@@ -59,12 +75,13 @@ async def test_not_yet_started_suspended_and_draft_agreements_release_nothing(
     future = await active_agreement(svc.client, module_env, district, start=date(2098, 1, 1))
     answer = await ask(svc, module_env, decision_request(future, district))
     assert answer["allow"] is False and "outside the term" in answer["reason"]
+    assert answer["denial"] == "outside_term"
 
     current = await active_agreement(svc.client, module_env, district)
     r = await svc.client.post(f"/v1/agreements/{current}/suspend", json={"reason": "breach"}, headers=staff)
     assert r.status_code == 200
     answer = await ask(svc, module_env, decision_request(current, district))
-    assert answer["allow"] is False and "suspended" in answer["reason"]
+    assert answer["allow"] is False and answer["denial"] == "agreement_suspended"
     r = await svc.client.post(f"/v1/agreements/{current}/activate", headers=staff)
     assert r.status_code == 200
     assert (await ask(svc, module_env, decision_request(current, district)))["allow"] is True
@@ -85,7 +102,7 @@ async def test_not_yet_started_suspended_and_draft_agreements_release_nothing(
     )
     draft = r.json()["id"]
     answer = await ask(svc, module_env, decision_request(draft, district))
-    assert answer["allow"] is False and "draft" in answer["reason"]
+    assert answer["allow"] is False and answer["denial"] == "agreement_draft"
 
 
 async def test_directory_opt_out_withholds_directory_elements_until_rescinded(

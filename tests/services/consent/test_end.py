@@ -89,7 +89,7 @@ async def test_termination_shreds_released_data_and_denies_everything_after(
             "/v1/decisions", json=decision_request(agreement_id, district), headers=module_env.auth("service")
         )
     ).json()
-    assert answer["allow"] is False and "ended" in answer["reason"]
+    assert answer["allow"] is False and "ended" in answer["reason"] and answer["denial"] == "agreement_ended"
     vendor = module_env.auth("vendor", agreement=agreement_id, organization="Acme")
     scope = (await svc.client.get(f"/v1/agreements/{agreement_id}/scope", headers=vendor)).json()
     assert scope["active"] is False and scope["elements"] == [] and scope["status"] == "ended"
