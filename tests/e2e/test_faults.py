@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from homeroom.auth import Role
 from homeroom.generate import batch_records, generate_world, json_batch
-from homeroom.scenario import Scenario
+from homeroom.scenario import Scenario, StepFailed
 from homeroom.stack import Stack
 from homeroom.storage import database_url
 
@@ -162,18 +162,35 @@ def test_a_broker_restart_while_a_district_publishes_loses_nothing(stack: Stack)
 
 
 def test_a_postgres_restart_under_the_services_loses_nothing(stack: Stack) -> None:
-    scn = scenario_for(stack)
+    # A larger week than the other tests, so the restart lands while ingest is still taking
+    # the upload, the relays are publishing and records is applying.
+    scn = scenario_for(stack, students=400, days=40)
     assert stack.postgres is not None
     with httpx.Client(timeout=60) as http:
         roster_applied(scn, http, stack)
-        # Restarted while the relays publish and records applies the week (not while ingest is
-        # still parsing the upload: see docs/services/ingest.md, "Not done yet").
-        submit_attendance(scn, http)
+        submitted = submit_attendance(scn, http, wait=False)
+        processing = "SELECT count(*) FROM submissions WHERE status IN ('received', 'processing')"
+        assert wait_count(stack, "ingest", processing, 1, timeout_s=30) == 1
         stack.postgres.stop()
         time.sleep(3)
         stack.postgres.start()
         stack.wait_ready(120)
+        # The submission runs again from its kept upload; records taken before are "unchanged".
+        report_url = f"{scn.urls['ingest']}{submitted['links']['self']}"
+
+        def finished() -> dict[str, Any] | None:
+            r: dict[str, Any] = http.get(report_url, headers=scn.staff(scn.district_a.id)).json()
+            return r if r["status"] in ("completed", "failed", "held") else None
+
+        try:
+            report = scn.wait("the submission after the restart", finished)
+        except StepFailed as exc:  # the ingest log says where the retry stopped
+            raise AssertionError(f"{exc}\n--- ingest log ---\n{stack.log('ingest').read_text()[-12000:]}") from exc
+        assert report["status"] == "completed", report
         expected = expected_attendance_rows(scn)
+        counts = report["counts"]
+        assert counts["rejected"] == 0
+        assert counts["accepted"] + counts["unchanged"] == counts["records_read"]
         assert wait_count(stack, "records", ATTENDANCE_ROWS, expected, timeout_s=180) == expected
         time.sleep(2)
         assert count(stack, "records", ATTENDANCE_ROWS) == expected
