@@ -183,7 +183,7 @@ def test_a_postgres_restart_under_the_services_loses_nothing(stack: Stack) -> No
             return r if r["status"] in ("completed", "failed", "held") else None
 
         try:
-            report = scn.wait("the submission after the restart", finished)
+            report = scn.wait("the submission after the restart", finished, timeout_s=180)
         except StepFailed as exc:  # the ingest log says where the retry stopped
             raise AssertionError(f"{exc}\n--- ingest log ---\n{stack.log('ingest').read_text()[-12000:]}") from exc
         assert report["status"] == "completed", report
