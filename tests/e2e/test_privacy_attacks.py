@@ -1,0 +1,657 @@
+"""Privacy attacks on the real stack: every role tries every endpoint that names a student,
+a district, a school, an agreement or an element, for what lies outside its scope, and
+is refused; every permitted read of student data by anyone but the owning district's
+staff is in the audit log, counted exactly.
+
+The world: districts A and B (generated, seed 41); agreements with four vendors:
+`in-scope` (district A, only A's first school, five elements, a term starting after the
+first attendance days), `other` (district B), `future` (district A, a term that has not
+started) and `ended` (district A, activated then ended). A parent of one child of A's
+first school; staff of each district; school staff of A's first school; compliance,
+operator and service callers; one student moved from A to B (a transfer case).
+
+The attacks are generated from the services' OpenAPI documents: a route whose
+parameters or body name a student, district, school, agreement, element or an object
+owned by a district (submission, case, amendment, consent, decision, entry) is tried by
+every role with values outside that role's scope, unless the route grants that role
+everything (compliance searching the log, a service asking for a decision: `TRUSTED`,
+each with its reason). A new route fails this test until it is attacked (it names one
+of those parameters, and its body is in `BODIES`) or listed in `NOT_STUDENT_DATA` with
+a reason. A refusal is 403 or 404 with an RFC 9457 problem body that carries none of
+the targeted students' names or ids. The number of attempts is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from homeroom.auth import Role
+from homeroom.generate import Student, generate_world
+from homeroom.scenario import VENDOR, Scenario, ok
+from homeroom.stack import Stack
+
+pytestmark = pytest.mark.slow
+
+API_SERVICES = ("ingest", "records", "consent", "transfer", "audit")
+OUT_OF_SCOPE = {
+    "portal": "serves pages to people and forwards the person's own token to the five APIs attacked here",
+}
+TODAY = date.today()
+START = date(2026, 9, 14)
+IN_SCOPE_ELEMENTS = [
+    "student.first_name",
+    "student.last_name",
+    "enrollment.grade_level",
+    "enrollment.school_id",
+    "attendance.daily",
+]
+TERM_START = START + timedelta(days=2)  # the first two attendance days are outside the term
+
+# Parameter (path, query or body) names and what they name.
+TARGETS = {
+    "student_key": "student",
+    "sourced_id": "student",
+    "district_id": "district",
+    "districts": "district",
+    "from_district_id": "district",
+    "to_district_id": "district",
+    "school_id": "school",
+    "to_school_id": "school",
+    "agreement_id": "agreement",
+    "recipient": "agreement",
+    "elements": "element",
+    "element": "element",
+    "submission_id": "submission",
+    "case_id": "case",
+    "amendment_id": "amendment",
+    "consent_id": "consent",
+    "decision_id": "decision",
+    "seq": "entry",
+}
+
+# Routes that name none of the above, with the reason they hold no student data to attack.
+NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
+    ("*", "GET /healthz"): "liveness, no data",
+    ("*", "GET /readyz"): "readiness, no data",
+    (
+        "consent",
+        "GET /v1/agreements",
+    ): "lists agreements (terms, never students), filtered to the caller's; no id to forge",
+    ("consent", "GET /v1/public/agreements"): "public by law (Ed Law 2-d): agreements, never students",
+    ("consent", "GET /v1/public/agreements.html"): "the same public page as HTML",
+    ("consent", "GET /v1/policy"): "the decision rules as data, no students",
+    ("consent", "GET /v1/decisions/denials"): "compliance's counts of denials by reason, no students",
+    ("records", "GET /ims/oneroster/rostering/v1p2/orgs"): "the vendor's own agreement's districts, no students",
+    ("records", "GET /ims/oneroster/rostering/v1p2/schools"): "the vendor's own agreement's schools, no students",
+    ("records", "GET /ims/oneroster/rostering/v1p2/students"): "the vendor's own roster: checked below by content",
+    ("records", "GET /ims/oneroster/rostering/v1p2/enrollments"): "the vendor's own roster: checked below by content",
+    ("transfer", "GET /v1/transfers"): "lists only the caller's cases: checked below by content",
+    ("audit", "GET /v1/tree-heads/latest"): "a signed tree head: sizes and hashes, no entries",
+    ("audit", "POST /v1/tree-heads"): "signs a head: no entries returned",
+    ("audit", "GET /v1/proofs/inclusion"): "hashes only",
+    ("audit", "GET /v1/proofs/consistency"): "hashes only",
+    ("audit", "GET /v1/export"): "compliance only: attacked by role below",
+    ("audit", "GET /v1/verification"): "indices and sizes only",
+    ("audit", "GET /v1/entries"): "compliance only: attacked by role below",
+}
+
+# Roles a route admits for any student or object, with the reason.
+TRUSTED: dict[tuple[str, str], dict[str, str]] = {
+    ("consent", r"/v1/agreements/\{agreement_id\}.*"): {"compliance": "manages every agreement"},
+    ("consent", r"/v1/agreements/\{agreement_id\}/scope"): {
+        "compliance": "manages every agreement",
+        "service": "reads any scope",
+    },
+    ("consent", r"/v1/agreements(/import-2d)?"): {"compliance": "manages every agreement"},
+    ("consent", r"/v1/decisions.*"): {
+        "service": "the decision point is asked by services",
+        "compliance": "reads the decision log",
+    },
+    ("consent", r"/v1/students/\{student_key\}/choices"): {"compliance": "reviews parents' choices"},
+    ("consent", r"/v1/districts/\{district_id\}/transfer-exclusions"): {"compliance": "manages exclusions"},
+    ("records", r"/v1/internal/.*"): {"service": "transfer's internal calls"},
+    ("audit", r".*"): {"compliance": "reads the whole log"},
+    ("transfer", r"/v1/transfers/\{case_id\}.*"): {
+        "compliance": "reads every case",
+        "staff_b": "receiving district of the case",
+    },
+}
+
+# Request bodies: valid, so that a refusal is a refusal and not a 422. Placeholders are
+# filled with the attempt's values.
+TERMS = {
+    "elements": ["student.first_name"],
+    "purposes": ["instruction"],
+    "districts": ["{district}"],
+    "start_date": str(START),
+    "end_date": str(TODAY + timedelta(days=100)),
+    "disposition": "destroy",
+}
+BODIES: dict[tuple[str, str], Any] = {
+    ("consent", "POST /v1/agreements"): {"organization": "Mallory", "category": "vendor", "terms": TERMS},
+    ("consent", "PUT /v1/agreements/{agreement_id}/terms"): {"terms": TERMS},
+    ("consent", "POST /v1/agreements/{agreement_id}/versions"): {"terms": TERMS},
+    ("consent", "POST /v1/agreements/{agreement_id}/activate"): None,
+    ("consent", "POST /v1/agreements/{agreement_id}/suspend"): {"reason": "attack"},
+    ("consent", "POST /v1/agreements/{agreement_id}/end"): {"reason": "terminated", "disposition": "destroy"},
+    ("consent", "POST /v1/agreements/import-2d"): {
+        "text": "Mallory Apps\nData: first name",
+        "districts": ["{district}"],
+    },
+    ("consent", "POST /v1/decisions"): {
+        "action": "read",
+        "requester": {"role": "vendor", "subject": "m", "organization": "Mallory", "agreement_id": "{agreement}"},
+        "student_key": "{student}",
+        "district_id": "{district}",
+        "elements": ["{element}"],
+    },
+    ("consent", "POST /v1/decisions/batch"): {
+        "requests": [
+            {
+                "action": "read",
+                "requester": {"role": "vendor", "subject": "m", "organization": "M", "agreement_id": "{agreement}"},
+                "student_key": "{student}",
+                "district_id": "{district}",
+                "elements": ["{element}"],
+            }
+        ]
+    },
+    ("consent", "POST /v1/students/{student_key}/directory-opt-out"): {"district_id": "{district}", "method": "portal"},
+    ("consent", "POST /v1/students/{student_key}/directory-opt-out/rescind"): {
+        "district_id": "{district}",
+        "method": "portal",
+    },
+    ("consent", "POST /v1/students/{student_key}/consents"): {
+        "district_id": "{district}",
+        "recipient": "{agreement}",
+        "elements": ["{element}"],
+        "method": "portal",
+    },
+    ("consent", "POST /v1/students/{student_key}/consents/{consent_id}/withdraw"): {"method": "portal"},
+    ("consent", "PUT /v1/districts/{district_id}/transfer-exclusions"): {"elements": []},
+    ("records", "POST /v1/students/{student_key}/amendments"): {
+        "element": "student.first_name",
+        "requested_value": "Mallory",
+        "reason": "attack",
+    },
+    ("records", "POST /v1/amendments/{amendment_id}/decision"): {"outcome": "refused", "reason": "attack"},
+    ("records", "POST /v1/students/{student_key}/amendments/{amendment_id}/statement"): {"statement": "attack"},
+    ("records", "POST /v1/internal/transfer-packages"): {
+        "case_id": "{case}",
+        "student_key": "{student}",
+        "from_district_id": "{district}",
+        "elements": ["{element}"],
+    },
+    ("records", "POST /v1/internal/transfer-deliveries"): {
+        "case_id": "{case}",
+        "student_key": "{student}",
+        "to_district_id": "{district}",
+        "package": {},
+    },
+    ("transfer", "POST /v1/transfers/{case_id}/acknowledge"): {"note": "attack"},
+    ("transfer", "POST /v1/transfers/{case_id}/reject"): {"reason_code": "other", "note": "attack"},
+    ("transfer", "POST /v1/transfers/{case_id}/retry"): {"note": "attack"},
+    ("ingest", "POST /v1/districts/{district_id}/submissions/batch"): b'{"records": []}',
+    ("ingest", "POST /v1/districts/{district_id}/submissions/edfi/{resource}"): b"[]",
+    ("ingest", "POST /v1/districts/{district_id}/submissions/edfi-xml"): b"<InterchangeStudent/>",
+    ("ingest", "POST /v1/districts/{district_id}/submissions/oneroster"): b"PK\x05\x06" + bytes(18),
+    ("ingest", "POST /v1/submissions/{submission_id}/confirm"): None,
+    ("ingest", "POST /v1/districts/{district_id}/organizations"): {"org_id": "mallory-school", "name": "M"},
+}
+
+
+@dataclass
+class Target:
+    """The values one attempt uses: each lies outside the attacker's scope."""
+
+    label: str
+    student: Student
+    values: dict[str, str]
+
+
+@dataclass
+class World:
+    stack: Stack
+    scn: Scenario
+    keys: dict[str, str] = field(default_factory=dict)  # name → student key
+    agreements: dict[str, str] = field(default_factory=dict)  # name → agreement id
+    ids: dict[str, str] = field(default_factory=dict)  # owned objects: submission, case ...
+    principals: dict[str, dict[str, str]] = field(default_factory=dict)
+    students: dict[str, Student] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return self.stack.url(service)
+
+
+def agreement(http: httpx.Client, scn: Scenario, organization: str, districts: list[str], **terms: Any) -> str:
+    body = {
+        "organization": organization,
+        "category": "vendor",
+        "terms": {
+            "elements": ["student.first_name"],
+            "purposes": ["instruction"],
+            "districts": districts,
+            "start_date": str(START - timedelta(days=30)),
+            "end_date": str(TODAY + timedelta(days=300)),
+            "disposition": "destroy",
+            **terms,
+        },
+    }
+    compliance = scn.auth(Role.COMPLIANCE, "compliance-officer")
+    created = ok(http.post(f"{scn.urls['consent']}/v1/agreements", json=body, headers=compliance), 201)
+    agreement_id = str(created["agreement_id"])
+    ok(http.post(f"{scn.urls['consent']}/v1/agreements/{agreement_id}/activate", headers=compliance))
+    return agreement_id
+
+
+def build_world(stack: Stack) -> World:
+    generated = generate_world(seed=41, students_per_district=8, days=5, start=START)
+    scn = Scenario(
+        {n: stack.url(n) for n in API_SERVICES}, stack.secrets_dir, say=lambda *a, **k: None, world=generated
+    )
+    w = World(stack, scn)
+    a, b = scn.district_a, scn.district_b
+    mover = scn.move.state_id
+    first, second = a.schools[0].id, a.schools[1].id
+    stayers = [s for s in a.students if s.state_id != mover]
+    w.students = {
+        "own_child": next(s for s in stayers if s.school_id == first),
+        "a_second_school": next(s for s in stayers if s.school_id == second),
+        "b_student": b.students[0],
+        "mover": next(s for s in a.students if s.state_id == mover),
+    }
+    w.keys = {name: scn.pseudonyms.student_key(s.state_id) for name, s in w.students.items()}
+    with httpx.Client(timeout=60) as http:
+        scn.publish_oneroster(http)
+        scn.publish_json(http)
+        scn.publish_attendance(http)
+        scn.records_by_district(http)  # waits until both rosters are applied
+        compliance = scn.auth(Role.COMPLIANCE, "compliance-officer")
+        w.agreements = {
+            "in_scope": agreement(
+                http, scn, VENDOR, [a.id], schools=[first], elements=IN_SCOPE_ELEMENTS, start_date=str(TERM_START)
+            ),
+            "other": agreement(http, scn, "Othervendor", [b.id]),
+            "future": agreement(http, scn, "Latecomer", [a.id], start_date=str(TODAY + timedelta(days=30))),
+            "ended": agreement(http, scn, "Formerly", [a.id]),
+        }
+        ok(
+            http.post(
+                f"{scn.urls['consent']}/v1/agreements/{w.agreements['ended']}/end",
+                json={"reason": "terminated", "disposition": "destroy"},
+                headers=compliance,
+            )
+        )
+        scn.facts["agreement_id"] = w.agreements["in_scope"]
+        scn.transfer(http)  # the mover's record follows them to B: one audited disclosure
+        scn.facts["transfer_disclosures"] = 1
+        # The amendment and consent attacked belong to A's second school's student (their own
+        # parent's), outside every attacker's scope; school staff of A's first school may
+        # decide amendments of their own students.
+        parent = scn.auth(Role.PARENT, "parent-of-second-school-child", students=[w.keys["a_second_school"]])
+        amendment = ok(
+            http.post(
+                f"{scn.urls['records']}/v1/students/{w.keys['a_second_school']}/amendments",
+                json={"element": "student.first_name", "requested_value": "Ann", "reason": "spelling"},
+                headers=parent,
+            ),
+            201,
+        )
+        consent = ok(
+            http.post(
+                f"{scn.urls['consent']}/v1/students/{w.keys['a_second_school']}/consents",
+                json={
+                    "district_id": a.id,
+                    "recipient": w.agreements["in_scope"],
+                    "elements": ["student.first_name"],
+                    "method": "portal",
+                },
+                headers=parent,
+            ),
+            201,
+        )
+        submissions = ok(http.get(f"{scn.urls['ingest']}/v1/districts/{a.id}/submissions", headers=scn.staff(a.id)))[
+            "submissions"
+        ]
+        cases = ok(http.get(f"{scn.urls['transfer']}/v1/transfers", headers=compliance))["transfers"]
+        w.ids = {
+            "submission": str(submissions[0]["id"]),
+            "case": str(cases[0]["case_id"]),
+            "amendment": str(amendment["id"]),
+            "consent": str(consent["consent_id"]),
+            "decision": str(cases[0]["decision_id"]),
+            "entry": "0",
+        }
+    vendor = {"organization": "Othervendor"}
+    w.principals = {
+        "staff_b": scn.auth(Role.DISTRICT_STAFF, "staff-b", district=b.id),
+        "school_staff_a": scn.auth(Role.SCHOOL_STAFF, "school-a", district=a.id, schools=[first]),
+        "vendor_in_scope": scn.auth(Role.VENDOR, "v1", agreement=w.agreements["in_scope"], organization=VENDOR),
+        "vendor_other": scn.auth(Role.VENDOR, "v2", agreement=w.agreements["other"], **vendor),
+        "vendor_future": scn.auth(Role.VENDOR, "v3", agreement=w.agreements["future"], **vendor),
+        "vendor_ended": scn.auth(Role.VENDOR, "v4", agreement=w.agreements["ended"], **vendor),
+        "parent": scn.auth(Role.PARENT, "parent-of-own-child", students=[w.keys["own_child"]]),
+        "operator": scn.auth(Role.OPERATOR, "operator"),
+        "compliance": scn.auth(Role.COMPLIANCE, "compliance"),
+        "service": scn.auth(Role.SERVICE, "service"),
+    }
+    return w
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with Stack(fixed_ports=False) as stack:
+        yield build_world(stack)
+
+
+def targets_for(w: World, attacker: str) -> list[Target]:
+    """What lies outside this attacker's scope: students, districts, schools, agreements, elements, owned ids."""
+    a, b = w.scn.district_a, w.scn.district_b
+    outside_a = Target(
+        "A's second school",
+        w.students["a_second_school"],
+        {
+            "student": w.keys["a_second_school"],
+            "district": a.id,
+            "school": a.schools[1].id,
+            "agreement": w.agreements["in_scope"],
+            "element": "student.birth_date",
+        },
+    )
+    outside_b = Target(
+        "district B",
+        w.students["b_student"],
+        {
+            "student": w.keys["b_student"],
+            "district": b.id,
+            "school": b.schools[0].id,
+            "agreement": w.agreements["other"],
+            "element": "student.birth_date",
+        },
+    )
+    chosen = {
+        "staff_b": [outside_a],
+        # School staff of A's first school: B's student, and A's other school's student under
+        # district B's name (A's own district routes admit them for their own school).
+        "school_staff_a": [
+            outside_b,
+            Target("A's second school", outside_a.student, {**outside_a.values, "district": b.id}),
+        ],
+        "vendor_in_scope": [
+            outside_b,
+            Target(
+                "outside the agreement", outside_a.student, {**outside_a.values, "agreement": w.agreements["ended"]}
+            ),
+        ],
+        "vendor_other": [outside_a],
+    }
+    out = chosen.get(attacker, [outside_a, outside_b])
+    for target in out:
+        target.values.update(w.ids)
+        target.values.setdefault("resource", "students")
+    return out
+
+
+def trusted(service: str, path: str, attacker: str) -> bool:
+    role = attacker if attacker in ("staff_b",) else attacker.split("_")[0]
+    for (name, pattern), roles in TRUSTED.items():
+        if name == service and re.fullmatch(pattern, path) and (role in roles or attacker in roles):
+            return True
+    return False
+
+
+def schema_properties(doc: dict[str, Any], operation: dict[str, Any]) -> set[str]:
+    """Names of the request body's top-level (and terms') properties, resolving $refs."""
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        return schema
+
+    names: set[str] = set()
+    for content in operation.get("requestBody", {}).get("content", {}).values():
+        schema = resolve(content.get("schema", {}))
+        for name, sub in schema.get("properties", {}).items():
+            names.add(name)
+            for nested in [sub, *sub.get("anyOf", []), sub.get("items", {})]:
+                names.update(resolve(nested).get("properties", {}))
+    return names
+
+
+def fill(template: Any, values: dict[str, str]) -> Any:
+    if isinstance(template, str):
+        return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+    if isinstance(template, list):
+        return [fill(t, values) for t in template]
+    if isinstance(template, dict):
+        return {k: fill(v, values) for k, v in template.items()}
+    return template
+
+
+@dataclass
+class Tally:
+    attempts: int = 0
+    refused: int = 0
+    routes: set[str] = field(default_factory=set)
+    by_service: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+
+def secrets_of(student: Student) -> list[str]:
+    return [student.first_name, student.last_name, student.state_id, student.local_id, student.birth_date]
+
+
+def attempt(
+    http: httpx.Client,
+    w: World,
+    tally: Tally,
+    service: str,
+    method: str,
+    path: str,
+    attacker: str,
+    target: Target,
+    operation: dict[str, Any],
+) -> None:
+    kinds = {p["name"]: TARGETS.get(p["name"]) for p in operation.get("parameters", [])}
+    values = {**target.values, **{k: target.values[v] for k, v in kinds.items() if v and v in target.values}}
+    concrete = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
+    params: list[tuple[str, str]] = [
+        (p["name"], values[p["name"]])
+        for p in operation.get("parameters", [])
+        if p["in"] == "query" and p["name"] in values and TARGETS.get(p["name"])
+    ]
+    body = fill(BODIES.get((service, f"{method.upper()} {path}")), target.values)
+    kwargs: dict[str, Any] = (
+        {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    )
+    response = http.request(
+        method, f"{w.url(service)}{concrete}", params=params, headers=w.principals[attacker], **kwargs
+    )
+    tally.attempts += 1
+    tally.by_service[service] += 1
+    where = f"{attacker} → {method.upper()} {concrete} {params} ({target.label})"
+    leaked = [s for s in secrets_of(target.student) if s and s in response.text]
+    if response.status_code in (403, 404) and response.headers.get("content-type", "").startswith(
+        "application/problem+json"
+    ):
+        if leaked:
+            tally.failures.append(f"{where}: refused, but the body names the student ({len(leaked)} values)")
+        else:
+            tally.refused += 1
+        return
+    tally.failures.append(f"{where}: answered {response.status_code} {response.text[:200]}")
+
+
+def test_every_role_is_refused_outside_its_scope_and_every_permitted_read_is_audited(world: World) -> None:
+    w = world
+    extra = set(w.stack.services) - set(API_SERVICES)
+    assert extra <= set(OUT_OF_SCOPE), (
+        f"processes neither attacked nor listed as out of scope: {extra - set(OUT_OF_SCOPE)}"
+    )
+    tally = Tally()
+    unclassified: list[str] = []
+    with httpx.Client(timeout=60) as http:
+        # Permitted reads first: the log's decisions exist for the decision-id attacks, and
+        # whatever the attacks do, the count of disclosures afterwards must not have moved.
+        permitted = permitted_reads(http, w)
+        for service in API_SERVICES:
+            doc = http.get(f"{w.url(service)}/openapi.json").json()
+            for path, operations in doc["paths"].items():
+                for method, operation in operations.items():
+                    route = f"{method.upper()} {path}"
+                    names = {p["name"] for p in operation.get("parameters", [])} | schema_properties(doc, operation)
+                    kinds = {TARGETS[n] for n in names if n in TARGETS}
+                    listed = (service, route) in NOT_STUDENT_DATA or ("*", route) in NOT_STUDENT_DATA
+                    if not kinds:
+                        if not listed:
+                            unclassified.append(f"{service} {route}")
+                        continue
+                    if method != "get" and (service, route) not in BODIES:
+                        unclassified.append(f"{service} {route} (no request body in BODIES)")
+                        continue
+                    tally.routes.add(f"{service} {route}")
+                    for attacker in w.principals:
+                        if trusted(service, path, attacker):
+                            continue
+                        for target in targets_for(w, attacker):
+                            attempt(http, w, tally, service, method, path, attacker, target, operation)
+        permitted += roster_attacks(http, w, tally)
+        audited = audit_matches(http, w, permitted)
+    assert not unclassified, "routes neither attacked nor listed with a reason:\n" + "\n".join(unclassified)
+    shown = ", ".join(f"{s} {n}" for s, n in sorted(tally.by_service.items()))
+    print(
+        f"\nprivacy attacks: {tally.attempts} attempts on {len(tally.routes)} routes by {len(w.principals)} principals "
+        f"({shown}); {tally.refused} refused; {audited} permitted reads, each audited"
+    )
+    assert not tally.failures, f"{len(tally.failures)} attempts not refused:\n" + "\n".join(tally.failures[:40])
+    assert tally.refused == tally.attempts
+
+
+def permitted_reads(http: httpx.Client, w: World) -> Counter[tuple[str, str]]:
+    """Reads each role may make; returns (student key, recipient) → reads released."""
+    released: Counter[tuple[str, str]] = Counter()
+    vendor = w.principals["vendor_in_scope"]
+    records = w.url("records")
+    roster = ok(http.get(f"{records}/ims/oneroster/rostering/v1p2/students", params={"limit": 1000}, headers=vendor))
+    first = w.scn.district_a.schools[0].id
+    expected = {
+        w.scn.pseudonyms.student_key(s.state_id)
+        for s in w.scn.district_a.students
+        if s.school_id == first and s.state_id != w.scn.move.state_id
+    }
+    seen = {u["sourcedId"] for u in roster["users"]}
+    assert seen == expected, f"the roster holds {len(seen)} students; the agreement covers {len(expected)}"
+    for user in roster["users"]:
+        assert "birthDate" not in user or not user["birthDate"], "a birth date outside the agreement was released"
+        released[(user["sourcedId"], VENDOR)] += 1
+    # One in-scope student with attendance: only days inside the term, only the agreement's elements.
+    own = w.keys["own_child"]
+    record = ok(
+        http.get(
+            f"{records}/v1/students/{own}",
+            params=[("elements", e) for e in [*IN_SCOPE_ELEMENTS, "student.birth_date"]],
+            headers=vendor,
+        )
+    )
+    text = json.dumps(record)
+    assert w.students["own_child"].birth_date not in text, "birth date released outside the agreement"
+    for view in record["records"]:
+        days = [d["date"] for d in view.get("attendance", {}).get("days", [])]
+        assert all(d >= str(TERM_START) for d in days), f"days before the term released: {sorted(days)[:3]}"
+        assert "student.birth_date" not in view.get("elements", {})
+        released[(own, VENDOR)] += 1
+    # The parent reads their own child.
+    parent = ok(http.get(f"{records}/v1/students/{own}", headers=w.principals["parent"]))
+    for _ in parent["records"]:
+        released[(own, "parent")] += 1
+    # The transfer delivered the mover's record to B.
+    released[(w.keys["mover"], w.scn.district_b.id)] += 1
+    return released
+
+
+def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[str, str]]:
+    """Listing routes take no id to forge: what every other role gets from them holds no one
+    outside its scope. The other vendor's roster of district B is a permitted read: returned."""
+    released: Counter[tuple[str, str]] = Counter()
+    records = w.url("records")
+    outsiders = [w.keys["a_second_school"], w.keys["b_student"]]
+    for attacker in ("vendor_other", "vendor_future", "vendor_ended", "staff_b", "parent", "operator", "compliance"):
+        for route in ("students", "enrollments"):
+            response = http.get(
+                f"{records}/ims/oneroster/rostering/v1p2/{route}",
+                params={"limit": 1000},
+                headers=w.principals[attacker],
+            )
+            tally.attempts += 1
+            tally.by_service["records"] += 1
+            ours = w.keys["b_student"] if attacker == "vendor_other" else None
+            shown = [k for k in outsiders if k != ours and k in response.text]
+            if attacker == "vendor_other" and route == "students" and response.status_code == 200:
+                released.update((u["sourcedId"], "Othervendor") for u in response.json()["users"])
+            if response.status_code in (403, 404) or (response.status_code == 200 and not shown):
+                tally.refused += 1
+            else:
+                tally.failures.append(f"{attacker} → OneRoster {route}: {response.status_code}, outsiders {len(shown)}")
+    for attacker in ("school_staff_a", "vendor_in_scope", "parent", "operator"):
+        response = http.get(f"{w.url('transfer')}/v1/transfers", headers=w.principals[attacker])
+        tally.attempts += 1
+        tally.by_service["transfer"] += 1
+        if response.status_code in (403, 404) or (response.status_code == 200 and w.keys["mover"] not in response.text):
+            tally.refused += 1
+        else:
+            tally.failures.append(f"{attacker} → GET /v1/transfers: {response.status_code} shows the mover's case")
+    for attacker in [p for p in w.principals if p != "compliance"]:
+        for route in ("/v1/entries", "/v1/export"):
+            response = http.get(f"{w.url('audit')}{route}", headers=w.principals[attacker])
+            tally.attempts += 1
+            tally.by_service["audit"] += 1
+            if response.status_code == 403:
+                tally.refused += 1
+            else:
+                tally.failures.append(f"{attacker} → GET {route}: {response.status_code}")
+    return released
+
+
+def audit_matches(http: httpx.Client, w: World, permitted: Counter[tuple[str, str]]) -> int:
+    """Every permitted read is in the log: (student, recipient) pairs counted exactly, nothing more."""
+    compliance = w.principals["compliance"]
+    expected = sum(permitted.values())
+    entries: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        entries = ok(
+            http.get(
+                f"{w.url('audit')}/v1/entries",
+                params={"kind": "disclosure_recorded", "limit": 1000},
+                headers=compliance,
+            )
+        )["entries"]
+        if len(entries) >= expected:
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)  # anything an attack released would be on the bus by now
+    entries = ok(
+        http.get(
+            f"{w.url('audit')}/v1/entries", params={"kind": "disclosure_recorded", "limit": 1000}, headers=compliance
+        )
+    )["entries"]
+    logged: Counter[tuple[str, str]] = Counter()
+    for entry in entries:
+        recipient = entry["recipient"]
+        name = recipient.get("organization") or recipient.get("role") or ""
+        if recipient.get("role") == "parent":
+            name = "parent"
+        logged[(entry["student_key"], name)] += 1
+    own = [e for e in entries if e["student_key"] == w.keys["own_child"]]
+    assert logged == permitted, f"log {dict(logged)} != permitted reads {dict(permitted)}; own child's entries {own}"
+    return expected
