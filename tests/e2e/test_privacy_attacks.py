@@ -465,7 +465,7 @@ def attempt(
     kinds = {p["name"]: TARGETS.get(p["name"]) for p in operation.get("parameters", [])}
     values = {**target.values, **{k: target.values[v] for k, v in kinds.items() if v and v in target.values}}
     concrete = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
-    params: list[tuple[str, str]] = [
+    params: list[tuple[str, str | int | float | bool | None]] = [
         (p["name"], values[p["name"]])
         for p in operation.get("parameters", [])
         if p["in"] == "query" and p["name"] in values and TARGETS.get(p["name"])
