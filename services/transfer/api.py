@@ -18,12 +18,13 @@ from pydantic import BaseModel, Field
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem, problem_type
-from homeroom.service import PoolDep
+from homeroom.service import PoolDep, Runtime, RuntimeDep
 from services.transfer import events, store
 from services.transfer.consumers import NOTIFY_CHANNEL
 from services.transfer.metrics import REFUSALS, TRANSITIONS
+from services.transfer.settings import TransferSettings
 from services.transfer.store import Case
-from services.transfer.transfers import REJECT_REASONS, State, can_move, visible_to_district
+from services.transfer.transfers import REJECT_REASONS, State, can_move, deadline, visible_to_district
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
@@ -75,9 +76,18 @@ async def _visible(pool: PoolDep, principal: Principal, case_id: str) -> Case:
     return case
 
 
+def _shown(case: Case, runtime: Runtime) -> dict[str, Any]:
+    """The case as readers see it, with the deadline it works to (`deadline_at`, or null once closed)."""
+    settings = runtime.settings
+    assert isinstance(settings, TransferSettings)
+    due = deadline(case.view, settings.deadlines)
+    return case.public() | {"deadline_at": due.isoformat() if due is not None else None}
+
+
 @router.get("", summary="List transfer cases you may see")
 async def list_transfers(
     pool: PoolDep,
+    runtime: RuntimeDep,
     principal: Reader,
     state: Annotated[StateName | None, Query(description="only cases in this state")] = None,
     direction: Annotated[
@@ -117,13 +127,13 @@ async def list_transfers(
         to_schools=schools,
     )
     visible = [c for c in cases if can_see(principal, c)]  # the query is scoped already; this re-checks
-    return {"transfers": [c.public() for c in visible], "count": len(visible)}
+    return {"transfers": [_shown(c, runtime) for c in visible], "count": len(visible)}
 
 
 @router.get("/{case_id}", summary="One transfer case with its history")
-async def get_transfer(case_id: str, pool: PoolDep, principal: Reader) -> dict[str, Any]:
+async def get_transfer(case_id: str, pool: PoolDep, runtime: RuntimeDep, principal: Reader) -> dict[str, Any]:
     case = await _visible(pool, principal, case_id)
-    return case.public() | {"history": await store.history(pool, case_id)}
+    return _shown(case, runtime) | {"history": await store.history(pool, case_id)}
 
 
 class AcknowledgeBody(BaseModel):

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from services.transfer.transfers import DeadlinePolicy
 
 
 class TransferSettings(ServiceSettings):
@@ -43,3 +44,7 @@ class TransferSettings(ServiceSettings):
     # Enrollments whose entry date is older than this (relative to the event) open no case:
     # a district loading its history must not start transfers that happened years ago.
     max_entry_age_days: int = 365
+
+    @property
+    def deadlines(self) -> DeadlinePolicy:
+        return DeadlinePolicy(self.delivery_deadline_s, self.acknowledge_deadline_s, self.acknowledge_resends)

@@ -218,6 +218,19 @@ class CaseView:
     resends: int
 
 
+def deadline(case: CaseView, deadlines: DeadlinePolicy) -> datetime | None:
+    """The deadline the case works to: delivery until it is delivered, then the receiving
+    district's answer (from the latest delivery); an escalated case shows the one it
+    missed; None once the case is closed otherwise."""
+    if case.state in (State.REQUESTED, State.DECIDED, State.PACKAGED):
+        return deadlines.delivery_due(case.opened_at)
+    if case.state in (State.DELIVERED, State.ESCALATED) and case.delivered_at is not None:
+        return deadlines.acknowledge_due(case.delivered_at)
+    if case.state is State.ESCALATED:
+        return deadlines.delivery_due(case.opened_at)
+    return None
+
+
 def next_action(case: CaseView, now: datetime, retry: RetryPolicy, deadlines: DeadlinePolicy) -> tuple[Action, str]:
     """The worker's next move for a case, with the reason when it escalates."""
     if case.state not in WORKED:

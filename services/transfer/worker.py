@@ -39,7 +39,7 @@ from services.transfer.metrics import (
 )
 from services.transfer.settings import TransferSettings
 from services.transfer.store import Case
-from services.transfer.transfers import Action, DeadlinePolicy, RetryPolicy, State, next_action
+from services.transfer.transfers import Action, RetryPolicy, State, next_action
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,7 @@ class CaseWorker:
         self.retry = RetryPolicy(
             settings.retry_max_attempts, settings.retry_base_backoff_s, settings.retry_max_backoff_s
         )
-        self.deadlines = DeadlinePolicy(
-            settings.delivery_deadline_s, settings.acknowledge_deadline_s, settings.acknowledge_resends
-        )
+        self.deadlines = settings.deadlines
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None

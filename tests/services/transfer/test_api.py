@@ -56,6 +56,10 @@ async def test_only_the_two_districts_see_a_case_and_only_the_receiver_answers(w
         bad_state = await get("/v1/transfers", staff_a, state="lost")
         assert bad_state.status_code == 422 and bad_state.json()["errors"][0]["field"] == "query.state"
         assert "package" not in (await get(path, staff_b)).json()  # values never leave through this API
+        # A delivered case works to the receiving district's answer, counted from delivery.
+        shown = (await get(path, staff_b)).json()
+        assert shown["deadline_at"] is not None and shown["deadline_at"] > shown["delivered_at"]
+        assert inbound_b[0]["deadline_at"] == shown["deadline_at"]
 
         # answering: the sender, another district and other schools may not
         ack = f"{path}/acknowledge"
@@ -80,6 +84,7 @@ async def test_only_the_two_districts_see_a_case_and_only_the_receiver_answers(w
         # a rejected case cannot be acknowledged afterwards
         r = await svc.client.post(ack, headers=staff_b, json={})
         assert r.status_code == 409 and r.json()["state"] == "rejected"
+        assert (await get(path, staff_b)).json()["deadline_at"] is None  # closed: nothing is due
         assert (await get("/v1/transfers/no-such-case", staff_b)).status_code == 404
 
 

@@ -21,6 +21,7 @@ from services.transfer.transfers import (
     State,
     case_id,
     check_move,
+    deadline,
     enrollment_ref,
     next_action,
     openings,
@@ -124,6 +125,17 @@ def view(
 ) -> CaseView:
     delivered = NOW - timedelta(seconds=delivered_ago) if delivered_ago is not None else None
     return CaseView(state, NOW - timedelta(seconds=opened_ago), delivered, attempt, resends)
+
+
+def test_the_deadline_a_case_works_to() -> None:
+    """Delivery until delivered, then the receiving district's answer; the missed one when escalated."""
+    assert deadline(view(State.REQUESTED, opened_ago=10), DEADLINES) == NOW + timedelta(seconds=50)
+    assert deadline(view(State.PACKAGED, opened_ago=10), DEADLINES) == NOW + timedelta(seconds=50)
+    assert deadline(view(State.DELIVERED, opened_ago=10, delivered_ago=30), DEADLINES) == NOW + timedelta(seconds=70)
+    assert deadline(view(State.ESCALATED, opened_ago=70), DEADLINES) == NOW - timedelta(seconds=10)
+    assert deadline(view(State.ESCALATED, delivered_ago=130), DEADLINES) == NOW - timedelta(seconds=30)
+    for closed in (State.ACKNOWLEDGED, State.REJECTED, State.REFUSED, State.FAILED):
+        assert deadline(view(closed, delivered_ago=5), DEADLINES) is None
 
 
 def test_next_action_follows_the_state_then_deadlines_and_retries() -> None:
