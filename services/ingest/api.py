@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -174,21 +175,52 @@ async def _store_upload(request: Request, settings: IngestSettings, ext: str) ->
     return path, size, digest.hexdigest()
 
 
-async def _submit(
-    request: Request,
-    runtime: Runtime,
-    principal: Principal,
-    response: Response,
-    *,
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What every upload route receives: the district, the caller, the raw body and the
+    client's idempotency key and file name. Each route only names its format."""
+
+    district_id: str
+    request: Request
+    response: Response
+    runtime: Runtime
+    principal: Principal
+    idempotency_key: str | None
+    file_name: str | None
+
+    async def submit(
+        self, fmt: str, ext: str, *, resource: str | None = None, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await _submit(self, fmt=fmt, ext=ext, resource=resource, options=options)
+
+
+async def _upload(
     district_id: str,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: Uploader,
+    idempotency_key: IdempotencyKey = None,
+    file: FileName = None,
+) -> Upload:
+    _may_upload(principal, district_id)
+    return Upload(district_id, request, response, runtime, principal, idempotency_key, file)
+
+
+UploadDep = Annotated[Upload, Depends(_upload)]
+
+
+async def _submit(
+    upload: Upload,
+    *,
     fmt: str,
     ext: str,
-    file_name: str | None,
-    idempotency_key: str | None,
     resource: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    _may_upload(principal, district_id)
+    request, runtime, principal, response = upload.request, upload.runtime, upload.principal, upload.response
+    district_id, idempotency_key = upload.district_id, upload.idempotency_key
+    file_name = upload.file_name or (f"{resource}.json" if resource else None)
     if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
         options = {**(options or {}), "schools": sorted(principal.school_ids)}
     if idempotency_key:
@@ -254,27 +286,9 @@ _BINARY = {"type": "string", "format": "binary"}
     responses=_UPLOAD_RESPONSES,
     openapi_extra=_raw_body("application/json", _JSON_RECORDS),
 )
-async def submit_batch(
-    district_id: str,
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    principal: Uploader,
-    idempotency_key: IdempotencyKey = None,
-    file: FileName = None,
-) -> dict[str, Any]:
+async def submit_batch(upload: UploadDep) -> dict[str, Any]:
     """A Homeroom JSON batch (`{"records": [...]}`, see docs/services/ingest.md) as the request body."""
-    return await _submit(
-        request,
-        runtime,
-        principal,
-        response,
-        district_id=district_id,
-        fmt="batch",
-        ext="json",
-        file_name=file,
-        idempotency_key=idempotency_key,
-    )
+    return await upload.submit("batch", "json")
 
 
 @router.post(
@@ -283,19 +297,9 @@ async def submit_batch(
     responses=_UPLOAD_RESPONSES,
     openapi_extra=_raw_body("application/json", _EDFI_RESOURCES),
 )
-async def submit_edfi_json(
-    district_id: str,
-    resource: str,
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    principal: Uploader,
-    idempotency_key: IdempotencyKey = None,
-    file: FileName = None,
-) -> dict[str, Any]:
+async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
     """Ed-Fi resource JSON (an array of resources, or one) for `students`, `studentSchoolAssociations` or
     `studentSchoolAttendanceEvents`."""
-    _may_upload(principal, district_id)
     if resource not in EDFI_RESOURCES:
         raise Problem(
             404,
@@ -303,18 +307,7 @@ async def submit_edfi_json(
             f"Homeroom takes the Ed-Fi resources {', '.join(EDFI_RESOURCES)}.",
             type=problem_type("not-found"),
         )
-    return await _submit(
-        request,
-        runtime,
-        principal,
-        response,
-        district_id=district_id,
-        fmt="edfi-json",
-        ext="json",
-        file_name=file or f"{resource}.json",
-        idempotency_key=idempotency_key,
-        resource=resource,
-    )
+    return await upload.submit("edfi-json", "json", resource=resource)
 
 
 @router.post(
@@ -323,28 +316,10 @@ async def submit_edfi_json(
     responses=_UPLOAD_RESPONSES,
     openapi_extra=_raw_body("application/xml", _BINARY),
 )
-async def submit_edfi_xml(
-    district_id: str,
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    principal: Uploader,
-    idempotency_key: IdempotencyKey = None,
-    file: FileName = None,
-) -> dict[str, Any]:
+async def submit_edfi_xml(upload: UploadDep) -> dict[str, Any]:
     """One Ed-Fi XML interchange file (InterchangeEducationOrganization, InterchangeStudent,
     InterchangeStudentEnrollment, InterchangeStudentAttendance, InterchangeStudentDiscipline)."""
-    return await _submit(
-        request,
-        runtime,
-        principal,
-        response,
-        district_id=district_id,
-        fmt="edfi-xml",
-        ext="xml",
-        file_name=file,
-        idempotency_key=idempotency_key,
-    )
+    return await upload.submit("edfi-xml", "xml")
 
 
 @router.post(
@@ -354,31 +329,14 @@ async def submit_edfi_xml(
     openapi_extra=_raw_body("application/zip", _BINARY),
 )
 async def submit_oneroster(
-    district_id: str,
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    principal: Uploader,
-    idempotency_key: IdempotencyKey = None,
-    file: FileName = None,
+    upload: UploadDep,
     school_id_from: Annotated[
         Literal["sourcedId", "identifier"],
         Query(description="Which orgs.csv column is the school id Homeroom knows"),
     ] = "sourcedId",
 ) -> dict[str, Any]:
     """A OneRoster 1.1 or 1.2 CSV zip (bulk or delta, per its manifest.csv) as the request body."""
-    return await _submit(
-        request,
-        runtime,
-        principal,
-        response,
-        district_id=district_id,
-        fmt="oneroster",
-        ext="zip",
-        file_name=file,
-        idempotency_key=idempotency_key,
-        options={"school_id_from": school_id_from},
-    )
+    return await upload.submit("oneroster", "zip", options={"school_id_from": school_id_from})
 
 
 # --- reports, problems, confirmation ------------------------------------------------------------
