@@ -3,8 +3,12 @@ suspension kinds and the student-record assembly."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date
+
 from services.ingest import codes
-from services.ingest.formats import Check
+from services.ingest.formats import Check, issues_then
+from services.ingest.records import AttendanceRecord, ParseItem, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
@@ -90,3 +94,46 @@ INCIDENT_RECORDS = frozenset(
     ]
 )
 INCIDENT_REASON = "Only suspension dates are accepted, never discipline incident details"
+
+
+def attendance_event(
+    check: Check,
+    src: Source,
+    fmt: str,
+    *,
+    category_field: str,
+    raw_category: str | None,
+    student: str | None,
+    school: str | None,
+    day: date | None,
+    period: str | None,
+) -> Iterator[ParseItem]:
+    """One school or section attendance event, once each parser has read its fields: the
+    category mapped (an unknown one refused under `category_field`), then the record."""
+    mapped = codes.edfi_attendance(raw_category) if raw_category else None
+    if raw_category and mapped is None:
+        check.fail(
+            category_field,
+            "code.unknown",
+            f"{category_field} must be In Attendance, Excused Absence, Unexcused Absence, Tardy or Early departure.",
+            raw_category,
+        )
+    if student is None or school is None or day is None or mapped is None or not check.ok:
+        yield from check.errors
+        return
+    category, excused = mapped
+    yield from issues_then(
+        check,
+        AttendanceRecord(
+            source=src,
+            source_record_id=record_id(
+                fmt, "attendance", student, school, day.isoformat(), period or "", category.value
+            ),
+            student_ref=student,
+            school_id=school,
+            date=day,
+            category=category,
+            excused=excused,
+            period=period,
+        ),
+    )

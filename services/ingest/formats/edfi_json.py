@@ -50,10 +50,9 @@ from services.ingest.formats import (
     issues_then,
     stream_size,
 )
-from services.ingest.formats._edfi import FORMAT_JSON, identification_code, lep_is_ell
+from services.ingest.formats._edfi import FORMAT_JSON, attendance_event, identification_code, lep_is_ell
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
 from services.ingest.records import (
-    AttendanceRecord,
     EnrollmentAction,
     EnrollmentRecord,
     ParseItem,
@@ -349,33 +348,16 @@ def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator
         school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     day = check.date("eventDate", value.get("eventDate"), required=True)
     raw = check.text("attendanceEventCategoryDescriptor", value.get("attendanceEventCategoryDescriptor"), required=True)
-    mapped = codes.edfi_attendance(raw) if raw else None
-    if raw and mapped is None:
-        check.fail(
-            "attendanceEventCategoryDescriptor",
-            "code.unknown",
-            "attendanceEventCategoryDescriptor must be In Attendance, Excused Absence, Unexcused Absence, Tardy "
-            "or Early departure.",
-            raw,
-        )
-    if student is None or school is None or day is None or mapped is None or not check.ok:
-        yield from check.errors
-        return
-    category, excused = mapped
-    yield from issues_then(
+    yield from attendance_event(
         check,
-        AttendanceRecord(
-            source=src,
-            source_record_id=record_id(
-                FORMAT, "attendance", student, school, day.isoformat(), period or "", category.value
-            ),
-            student_ref=student,
-            school_id=school,
-            date=day,
-            category=category,
-            excused=excused,
-            period=period,
-        ),
+        src,
+        FORMAT,
+        category_field="attendanceEventCategoryDescriptor",
+        raw_category=raw,
+        student=student,
+        school=school,
+        day=day,
+        period=period,
     )
 
 

@@ -66,13 +66,13 @@ from services.ingest.formats._edfi import (
     FORMAT_XML,
     INCIDENT_REASON,
     INCIDENT_RECORDS,
+    attendance_event,
     frl_eligible,
     identification_code,
     lep_is_ell,
     program_element,
 )
 from services.ingest.records import (
-    AttendanceRecord,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
@@ -589,33 +589,16 @@ def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]
     school = check.text("SchoolReference/SchoolId", school_raw, required=True)
     day = check.date("EventDate", _text(elem, "EventDate"), required=True)
     raw = check.text("AttendanceEventCategory", _text(elem, "AttendanceEventCategory"), required=True)
-    mapped = codes.edfi_attendance(raw) if raw else None
-    if raw and mapped is None:
-        check.fail(
-            "AttendanceEventCategory",
-            "code.unknown",
-            "AttendanceEventCategory must be In Attendance, Excused Absence, Unexcused Absence, Tardy or "
-            "Early departure.",
-            raw,
-        )
-    if student is None or school is None or day is None or mapped is None or not check.ok:
-        yield from check.errors
-        return
-    category, excused = mapped
-    yield from issues_then(
+    yield from attendance_event(
         check,
-        AttendanceRecord(
-            source=src,
-            source_record_id=record_id(
-                FORMAT, "attendance", student, school, day.isoformat(), period or "", category.value
-            ),
-            student_ref=student,
-            school_id=school,
-            date=day,
-            category=category,
-            excused=excused,
-            period=period,
-        ),
+        src,
+        FORMAT,
+        category_field="AttendanceEventCategory",
+        raw_category=raw,
+        student=student,
+        school=school,
+        day=day,
+        period=period,
     )
 
 
