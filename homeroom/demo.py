@@ -62,12 +62,16 @@ def portal_sign_in_links(portal_url: str, scenario: Scenario) -> dict[str, str]:
     return {who: f"{portal_url}/sign-in?{urlencode(query)}" for who, query in people.items()}
 
 
-def _portal(stack: Stack, scenario: Scenario) -> None:
+def _portal(stack: Stack, scenario: Scenario, keep_running: bool) -> None:
     if "portal" not in stack.services:
         return
     console.print(f"\n[bold]The portal[/] {stack.url('portal')}  (development sign-in, one link per role)")
     for who, link in portal_sign_in_links(stack.url("portal"), scenario).items():
         console.print(f"  {who:<15} {link}", soft_wrap=True)
+    if not keep_running:
+        console.print(
+            "  (the stack stops when the demo ends; `homeroom demo --keep-running` keeps these links working)"
+        )
 
 
 def _wait_for_interrupt() -> None:
@@ -100,7 +104,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         scenario = Scenario({name: stack.url(name) for name in stack.services}, stack.secrets_dir, say=console.print)
         failures = scenario.run()
         _where(stack)
-        _portal(stack, scenario)
+        _portal(stack, scenario, keep_running)
         if failures:
             console.print(f"\n[red]✗ {failures} step(s) did not show what they should[/]")
         else:

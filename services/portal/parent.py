@@ -183,7 +183,12 @@ def _amendments_page(
     errors: list[str],
     status: int = 200,
 ) -> Response:
-    requests = [dict(a, district_id=r.get("district_id")) for r in records for a in r.get("amendments") or []]
+    stated = {st.get("amendment_id"): st for r in records for st in r.get("parent_statements") or []}
+    requests = [
+        dict(a, district_id=r.get("district_id"), statement=stated.get(a.get("id")))
+        for r in records
+        for a in r.get("amendments") or []
+    ]
     return render(
         request,
         "parent/amendments.html",
@@ -217,3 +222,22 @@ async def request_amendment(request: Request, portal: PortalDep, session: Curren
         messages = [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
         return _amendments_page(request, session, key, records, form=form, errors=messages, status=422)
     return RedirectResponse(f"/parent/children/{key}/amendments?saved=1", status_code=303)
+
+
+@router.post("/children/{key}/amendments/{amendment_id}/statement")
+async def file_statement(
+    request: Request,
+    portal: PortalDep,
+    session: CurrentSession,
+    key: StudentKey,
+    amendment_id: Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")],
+) -> Response:
+    """After a refusal, the parent's statement is kept with the record (FERPA 99.21)."""
+    _parent(session)
+    form = await form_fields(request)
+    check_form(request, session, form)
+    body = {"statement": form.get("statement", "").strip()}
+    await portal.services.post(
+        "records", f"/v1/students/{key}/amendments/{amendment_id}/statement", session.token, body
+    )
+    return RedirectResponse(f"/parent/children/{key}/amendments?stated=1", status_code=303)

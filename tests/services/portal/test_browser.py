@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from homeroom.scenario import ok
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
 
@@ -65,6 +67,16 @@ def sign_in(page: Page, world: World, **query: str) -> None:
     page.wait_for_load_state()
 
 
+def refuse_amendment(world: World) -> None:
+    scenario, district = world.scenario, world.district_b
+    records = scenario.urls["records"]
+    with httpx.Client(timeout=30, headers=scenario.staff(district)) as http:
+        pending = ok(http.get(f"{records}/v1/districts/{district}/amendments", params={"status": "pending"}))
+        [amendment] = [a for a in pending["amendments"] if a["student_key"] == world.child]
+        decision = {"outcome": "refused", "reason": "The hospital record says the 23rd."}
+        ok(http.post(f"{records}/v1/amendments/{amendment['id']}/decision", json=decision))
+
+
 def test_parent_flow(page: Page, world: World) -> None:
     page.goto(world.portal)
     shot(page, "00-start")
@@ -108,16 +120,27 @@ def test_parent_flow(page: Page, world: World) -> None:
     expect(page.locator("table")).to_contain_text("Date of birth")
     expect(page.locator("table")).to_contain_text("pending")
     shot(page, "parent-05-amendments")
+    # The district refuses it (through its API); the parent adds a statement to the record (99.21).
+    refuse_amendment(world)
+    page.reload()
+    expect(page.locator("table")).to_contain_text("refused: The hospital record says the 23rd.")
+    page.get_by_label("Your statement about the refused correction of date of birth").fill(
+        "We disagree: see the certificate."
+    )
+    page.get_by_role("button", name="Add my statement to the record").click()
+    expect(page.get_by_role("status")).to_have_text("Your statement is kept with the record.")
+    expect(page.locator("table")).to_contain_text('Your statement: "We disagree: see the certificate."')
+    shot(page, "parent-06-statement")
 
     # Another family's child: the records service refuses, and the page says so.
     page.goto(f"{world.portal}/parent/children/{world.other_child}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found, or not yours to see")
-    shot(page, "parent-06-other-child-refused")
+    shot(page, "parent-07-other-child-refused")
     response = page.goto(f"{world.portal}/compliance")
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("Not a page for your role")
     expect(page.get_by_role("navigation", name="Main")).not_to_contain_text("Disclosure log")
-    shot(page, "parent-07-compliance-refused")
+    shot(page, "parent-08-compliance-refused")
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status")).to_have_text("You are signed out.")
