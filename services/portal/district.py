@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from homeroom.auth import Role
 from services.portal.session import Session
-from services.portal.web import CurrentSession, PortalDep, check_form, form_fields, render, require_role
+from services.portal.web import CurrentSession, PortalDep, checked_form, render, require_role
 
 router = APIRouter(prefix="/district", include_in_schema=False)
 
@@ -76,7 +76,7 @@ async def confirm(
     request: Request, portal: PortalDep, session: CurrentSession, submission_id: SubmissionId
 ) -> Response:
     _district(session)
-    check_form(request, session, await form_fields(request))
+    await checked_form(request, session)
     await portal.services.post("ingest", f"/v1/submissions/{submission_id}/confirm", session.token)
     return RedirectResponse(f"/district/submissions/{submission_id}?confirmed=1", status_code=303)
 
@@ -98,8 +98,7 @@ async def transfer(request: Request, portal: PortalDep, session: CurrentSession,
 @router.post("/transfers/{case_id}/acknowledge")
 async def acknowledge(request: Request, portal: PortalDep, session: CurrentSession, case_id: CaseId) -> Response:
     _district(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
+    form = await checked_form(request, session)
     body = {"note": form.get("note", "")[:500]}
     await portal.services.post("transfer", f"/v1/transfers/{case_id}/acknowledge", session.token, body)
     return RedirectResponse(f"/district/transfers/{case_id}?saved=1", status_code=303)
@@ -108,8 +107,7 @@ async def acknowledge(request: Request, portal: PortalDep, session: CurrentSessi
 @router.post("/transfers/{case_id}/reject")
 async def reject(request: Request, portal: PortalDep, session: CurrentSession, case_id: CaseId) -> Response:
     _district(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
+    form = await checked_form(request, session)
     body = {"reason_code": form.get("reason_code", ""), "note": form.get("note", "")[:500]}
     await portal.services.post("transfer", f"/v1/transfers/{case_id}/reject", session.token, body)
     return RedirectResponse(f"/district/transfers/{case_id}?saved=1", status_code=303)

@@ -19,7 +19,7 @@ from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, check_form, form_fields, render, require_role
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
 
 router = APIRouter(prefix="/parent", include_in_schema=False)
 
@@ -124,7 +124,39 @@ async def choices(request: Request, portal: PortalDep, session: CurrentSession, 
     found = await portal.services.get("consent", f"/v1/students/{key}/choices", session.token)
     records = await _records(portal, session, key)
     districts = sorted({r["district_id"] for r in records if r.get("district_id")})
-    return render(request, "parent/choices.html", session, key=key, choices=found, districts=districts)
+    # Written consent goes to an organisation under an active agreement covering a district of the child's.
+    public = await portal.services.get("consent", "/v1/public/agreements", None)
+    recipients = [
+        dict(a, districts_here=[d for d in a.get("districts", []) if d in districts])
+        for a in public.get("agreements", [])
+        if set(a.get("districts", [])) & set(districts)
+    ]
+    organisations = {a["agreement_id"]: a["organization"] for a in public.get("agreements", [])}
+    return render(
+        request,
+        "parent/choices.html",
+        session,
+        key=key,
+        choices=found,
+        districts=districts,
+        recipients=recipients,
+        organisations=organisations,
+    )
+
+
+@router.post("/children/{key}/consents")
+async def give_consent(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    _parent(session)
+    await checked_form(request, session)
+    submitted = await request.form()  # parsed once and cached by Starlette
+    form = {k: v for k, v in submitted.items() if isinstance(v, str)}
+    body = {
+        "district_id": form.get("district_id", ""),
+        "recipient": form.get("recipient", ""),
+        "elements": [e for e in submitted.getlist("elements") if isinstance(e, str)],
+        "method": METHOD,
+    }
+    return await _choice(request, portal, session, key, "/consents", body)
 
 
 async def _choice(
@@ -134,22 +166,21 @@ async def _choice(
     return RedirectResponse(f"/parent/children/{key}/choices?saved=1", status_code=303)
 
 
+async def _directory(request: Request, portal: Portal, session: Session, key: str, path: str) -> Response:
+    _parent(session)
+    form = await checked_form(request, session)
+    body = {"district_id": form.get("district_id", ""), "method": METHOD}
+    return await _choice(request, portal, session, key, path, body)
+
+
 @router.post("/children/{key}/directory-opt-out")
 async def opt_out(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
-    _parent(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
-    body = {"district_id": form.get("district_id", ""), "method": METHOD}
-    return await _choice(request, portal, session, key, "/directory-opt-out", body)
+    return await _directory(request, portal, session, key, "/directory-opt-out")
 
 
 @router.post("/children/{key}/directory-opt-out/rescind")
 async def rescind(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
-    _parent(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
-    body = {"district_id": form.get("district_id", ""), "method": METHOD}
-    return await _choice(request, portal, session, key, "/directory-opt-out/rescind", body)
+    return await _directory(request, portal, session, key, "/directory-opt-out/rescind")
 
 
 @router.post("/children/{key}/consents/{consent_id}/withdraw")
@@ -161,8 +192,7 @@ async def withdraw(
     consent_id: Annotated[str, Path(max_length=100)],
 ) -> Response:
     _parent(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
+    await checked_form(request, session)
     return await _choice(request, portal, session, key, f"/consents/{consent_id}/withdraw", {"method": METHOD})
 
 
@@ -206,8 +236,7 @@ def _amendments_page(
 @router.post("/children/{key}/amendments")
 async def request_amendment(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
+    form = await checked_form(request, session)
     body: dict[str, Any] = {"element": form.get("element", ""), "reason": form.get("reason", "").strip()}
     if form.get("requested_value", "").strip():
         body["requested_value"] = form["requested_value"].strip()
@@ -234,8 +263,7 @@ async def file_statement(
 ) -> Response:
     """After a refusal, the parent's statement is kept with the record (FERPA 99.21)."""
     _parent(session)
-    form = await form_fields(request)
-    check_form(request, session, form)
+    form = await checked_form(request, session)
     body = {"statement": form.get("statement", "").strip()}
     await portal.services.post(
         "records", f"/v1/students/{key}/amendments/{amendment_id}/statement", session.token, body

@@ -16,7 +16,7 @@ from services.portal.web import (
     OptionalSession,
     PageError,
     PortalDep,
-    check_form,
+    checked_form,
     form_fields,
     render,
 )
@@ -153,7 +153,7 @@ async def oidc_callback(
 
 @router.post("/sign-out")
 async def sign_out(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    check_form(request, session, await form_fields(request))
+    await checked_form(request, session)
     response = RedirectResponse("/?signed_out=1", status_code=303)
     portal.sign_in.end_session(response)
     return response

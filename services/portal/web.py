@@ -8,6 +8,7 @@ answers 403 with a page saying whose it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,7 +80,20 @@ def humanise(value: object) -> str:
     return str(value or "").replace("_", " ")
 
 
+def when(value: object) -> str:
+    """An ISO 8601 time as people write it ("23 November 2026, 02:51 UTC"); other text as it is."""
+    text = str(value or "")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(UTC).strftime("%-d %B %Y, %H:%M UTC")
+
+
 TEMPLATES.env.filters["element_name"] = element_name
+TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["humanise"] = humanise
 
 
@@ -123,6 +137,13 @@ def check_form(request: Request, session: Session, form: dict[str, str]) -> None
 async def form_fields(request: Request) -> dict[str, str]:
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def checked_form(request: Request, session: Session) -> dict[str, str]:
+    """The fields of a changing form, once `check_form` accepts where it came from."""
+    form = await form_fields(request)
+    check_form(request, session, form)
+    return form
 
 
 def render(request: Request, template: str, session: Session | None, *, status: int = 200, **context: Any) -> Response:
