@@ -97,6 +97,7 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("records", "GET /ims/oneroster/rostering/v1p2/enrollments"): "the vendor's own roster: checked below by content",
     ("transfer", "GET /v1/transfers"): "lists only the caller's cases: checked below by content",
     ("audit", "GET /v1/tree-heads/latest"): "a signed tree head: sizes and hashes, no entries",
+    ("audit", "GET /v1/keys"): "the log's public keys, no entries",
     ("audit", "POST /v1/tree-heads"): "signs a head: no entries returned",
     ("audit", "GET /v1/proofs/inclusion"): "hashes only",
     ("audit", "GET /v1/proofs/consistency"): "hashes only",
@@ -217,6 +218,7 @@ class Target:
     label: str
     student: Student
     values: dict[str, str]
+    only_routes_naming: str | None = None  # e.g. "element": the student is in scope, the element is not
 
 
 @dataclass
@@ -254,6 +256,10 @@ def agreement(http: httpx.Client, scn: Scenario, organization: str, districts: l
     return agreement_id
 
 
+def attendance_dates(student: Student) -> list[str]:
+    return [day for day, _ in student.absences] + student.tardies or ["~"]
+
+
 def build_world(stack: Stack) -> World:
     generated = generate_world(seed=41, students_per_district=8, days=5, start=START)
     scn = Scenario(
@@ -265,7 +271,12 @@ def build_world(stack: Stack) -> World:
     first, second = a.schools[0].id, a.schools[1].id
     stayers = [s for s in a.students if s.state_id != mover]
     w.students = {
-        "own_child": next(s for s in stayers if s.school_id == first),
+        # A child with attendance records both before and inside the vendor's term.
+        "own_child": next(
+            s
+            for s in stayers
+            if s.school_id == first and min(attendance_dates(s)) < str(TERM_START) <= max(attendance_dates(s))
+        ),
         "a_second_school": next(s for s in stayers if s.school_id == second),
         "b_student": b.students[0],
         "mover": next(s for s in a.students if s.state_id == mover),
@@ -389,6 +400,12 @@ def targets_for(w: World, attacker: str) -> list[Target]:
         ],
         "vendor_in_scope": [
             outside_b,
+            Target(
+                "in scope, element outside the agreement",
+                w.students["own_child"],
+                {**outside_a.values, "student": w.keys["own_child"], "school": a.schools[0].id},
+                only_routes_naming="element",
+            ),
             Target(
                 "outside the agreement", outside_a.student, {**outside_a.values, "agreement": w.agreements["ended"]}
             ),
@@ -524,6 +541,8 @@ def test_every_role_is_refused_outside_its_scope_and_every_permitted_read_is_aud
                         if trusted(service, path, attacker):
                             continue
                         for target in targets_for(w, attacker):
+                            if target.only_routes_naming and target.only_routes_naming not in kinds:
+                                continue
                             attempt(http, w, tally, service, method, path, attacker, target, operation)
         permitted += roster_attacks(http, w, tally)
         audited = audit_matches(http, w, permitted)
@@ -567,11 +586,14 @@ def permitted_reads(http: httpx.Client, w: World) -> Counter[tuple[str, str]]:
     assert w.students["own_child"].birth_date not in text, "birth date released outside the agreement"
     for view in record["records"]:
         days = [d["date"] for d in view.get("attendance", {}).get("days", [])]
+        assert days, "the vendor's view should hold the attendance days inside its term"
         assert all(d >= str(TERM_START) for d in days), f"days before the term released: {sorted(days)[:3]}"
         assert "student.birth_date" not in view.get("elements", {})
         released[(own, VENDOR)] += 1
     # The parent reads their own child.
     parent = ok(http.get(f"{records}/v1/students/{own}", headers=w.principals["parent"]))
+    parent_days = [d["date"] for v in parent["records"] for d in v.get("attendance", {}).get("days", [])]
+    assert min(parent_days) < str(TERM_START), "the parent sees the days the vendor may not: the filter was tested"
     for _ in parent["records"]:
         released[(own, "parent")] += 1
     # The transfer delivered the mover's record to B.
