@@ -545,6 +545,7 @@ def test_every_role_is_refused_outside_its_scope_and_every_permitted_read_is_aud
                                 continue
                             attempt(http, w, tally, service, method, path, attacker, target, operation)
         permitted += roster_attacks(http, w, tally)
+        term_edges(http, w, tally)
         audited = audit_matches(http, w, permitted)
     assert not unclassified, "routes neither attacked nor listed with a reason:\n" + "\n".join(unclassified)
     shown = ", ".join(f"{s} {n}" for s, n in sorted(tally.by_service.items()))
@@ -642,6 +643,37 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             else:
                 tally.failures.append(f"{attacker} → GET {route}: {response.status_code}")
     return released
+
+
+def term_edges(http: httpx.Client, w: World, tally: Tally) -> None:
+    """Data dated outside the in-scope agreement's term, at the decision point every release
+    asks: the day before its start and the day after its end are denied, the first day allowed.
+    (Records cannot hold data dated after the end: the term must include today, and ingest
+    refuses future dates; the ended and not-yet-started agreements are attacked above.)"""
+    a = w.scn.district_a
+    end = TODAY + timedelta(days=300)  # the agreement's end date (`agreement` above)
+    for day, allowed in ((TERM_START - timedelta(days=1), False), (end + timedelta(days=1), False), (TERM_START, True)):
+        request = {
+            "action": "read",
+            "requester": {
+                "role": "vendor",
+                "subject": "v1",
+                "organization": VENDOR,
+                "agreement_id": w.agreements["in_scope"],
+            },
+            "student_key": w.keys["own_child"],
+            "district_id": a.id,
+            "school_id": a.schools[0].id,
+            "elements": ["attendance.daily"],
+            "purpose": "instruction",
+            "data_date": str(day),
+        }
+        decision = ok(http.post(f"{w.url('consent')}/v1/decisions", json=request, headers=w.principals["service"]))
+        assert decision["allow"] is allowed, f"data dated {day}: {decision['reason']}"
+        if not allowed:
+            tally.attempts += 1
+            tally.refused += 1
+            tally.by_service["consent"] += 1
 
 
 def audit_matches(http: httpx.Client, w: World, permitted: Counter[tuple[str, str]]) -> int:
