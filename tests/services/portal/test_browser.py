@@ -59,12 +59,23 @@ def shot(page: Page, name: str, *, check: bool = True) -> None:
         audit(page)
 
 
+def tab_to(page: Page, text: str, limit: int = 60) -> None:
+    """Keyboard only: Tab until the focused control reads `text`, then press Enter on it."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => (document.activeElement.textContent || '').trim()") == text:
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+            return
+    raise AssertionError(f"{page.url}: no control reading {text!r} within {limit} Tab presses")
+
+
 def sign_in(page: Page, world: World, **query: str) -> None:
     """The development sign-in link the demo prints, then the button, by keyboard."""
     page.goto(f"{world.portal}/sign-in?{urlencode(query)}")
     page.get_by_role("button", name="Sign in", exact=True).focus()
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
 
 
 def refuse_amendment(world: World) -> None:
@@ -87,12 +98,12 @@ def test_parent_flow(page: Page, world: World) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("My children")
     shot(page, "parent-01-children")
 
-    page.get_by_role("link", name="Zoe Castillo").click()
+    tab_to(page, "Zoe Castillo")
     expect(page.get_by_role("heading", level=1)).to_have_text("Zoe Castillo's record")
     expect(page.get_by_text(f"District {world.district_b}", exact=True)).to_be_visible()
     shot(page, "parent-02-record")
 
-    page.get_by_role("link", name="Who received it").click()
+    tab_to(page, "Who received it")
     main = page.locator("main")
     expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
     expect(main).to_contain_text("First name")
@@ -103,8 +114,8 @@ def test_parent_flow(page: Page, world: World) -> None:
     report = Path(download.value.path()).read_text()
     assert "Brightpath Learning" in report
 
-    page.get_by_role("link", name="Your choices").click()
-    page.get_by_role("button", name=f"Opt out of directory information in {world.district_b}").click()
+    tab_to(page, "Your choices")
+    tab_to(page, f"Opt out of directory information in {world.district_b}")
     expect(page.get_by_role("status")).to_have_text("Your choice is recorded.")
     expect(page.locator("main")).to_contain_text(f"District {world.district_b}: you have opted out")
     expect(page.locator("table").last).to_contain_text("directory opt out")
@@ -170,10 +181,11 @@ def test_compliance_flow(page: Page, world: World) -> None:
     shot(page, "compliance-02-verification")
     page.get_by_role("link", name="Back to the overview").click()
 
-    page.get_by_role("link", name="Search the log").click()
+    tab_to(page, "Search the log")
     page.get_by_label("Recipient organisation").fill("Brightpath Learning")
     page.get_by_label("Student key").fill(world.child)
-    page.get_by_role("button", name="Search").click()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # submits the search form from the focused field
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody")).to_contain_text("First name")
     shot(page, "compliance-03-log-search")
@@ -199,7 +211,7 @@ def test_district_flow(page: Page, world: World) -> None:
     expect(page.locator("section:has(#inbound)")).to_contain_text("acknowledged")
     shot(page, "district-01-overview")
 
-    page.get_by_role("link", name="roster-and-attendance.json").click()
+    tab_to(page, "roster-and-attendance.json")
     expect(page.locator("tbody")).to_contain_text("ssn.forbidden")
     expect(page.locator("tbody")).to_contain_text("Social Security numbers are never accepted")
     shot(page, "district-02-refused-records")
