@@ -28,7 +28,7 @@ from services.audit import export, store
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
 from services.audit.heads import check_stored_tree, sign_now, verify_stored
 from services.audit.settings import AuditSettings
-from services.audit.signing import LogSigner, SignedTreeHead
+from services.audit.signing import Keyring, LogSigner, SignedTreeHead
 
 router = APIRouter(prefix="/v1")
 # Cursors and offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
@@ -147,6 +147,14 @@ async def latest_head(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     return {**head.to_dict(), "public_key": signer.public_key_pem().decode()}
 
 
+@router.get("/keys", tags=["proofs"], summary="The log's public keys: the signing key's and every retired one's")
+async def public_keys(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
+    """Heads and receipts name the key id that signed them; a verifier trusts these keys
+    (pinned out of band, ideally) and checks each statement against the key it names."""
+    keys: Keyring = runtime.extras["keyring"]
+    return {"signing_key_id": _signer(runtime).key_id, "keys": keys.pems()}
+
+
 @router.post("/tree-heads", tags=["proofs"], status_code=201, summary="Sign a tree head now")
 async def sign_head(runtime: RuntimeDep, _: HeadSigner) -> dict[str, Any]:
     signed = await sign_now(runtime)
@@ -204,10 +212,9 @@ async def consistency(
 
 
 async def _export_jsonl(runtime: Runtime) -> AsyncIterator[str]:
-    signer = _signer(runtime)
     heads = await store.heads(runtime.pool)
     size = await store.tree_size(runtime.pool)
-    yield export.header_line(signer.public_key_pem(), signer.key_id, size, time.time_ns() // 1_000_000)
+    yield export.header_line(runtime.extras["keyring"], size, time.time_ns() // 1_000_000)
     for head in heads:
         yield export.head_line(head)
     async for batch in store.iter_entries(runtime.pool, _settings(runtime).export_batch):

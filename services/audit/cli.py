@@ -2,6 +2,7 @@
 
     homeroom audit verify --export audit-log.jsonl [--public-key log.pub.pem]
     homeroom audit verify --url http://audit:8005 --token "$TOKEN" [--public-key log.pub.pem]
+    homeroom audit rotate-key   (then restart the audit service)
 
 Both recompute every leaf from the entries as exported, check every entry receipt and
 every signed tree head (signature, root, consistency between successive heads), and
@@ -28,7 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.audit.export import ExportFormatError, read_entries, read_header
-from services.audit.signing import SignedTreeHead, key_id, load_public_key
+from services.audit.settings import AuditSettings
+from services.audit.signing import Keyring, SignedTreeHead, rotate_signing_key
 from services.audit.verify import VerificationReport, verify_log
 
 app = typer.Typer(help="The disclosure log: verify an export or the live log.", no_args_is_help=True)
@@ -66,16 +68,16 @@ async def fetch_export(
 def verify_export(
     path: Path,
     *,
-    public_key_pem: bytes | None = None,
+    public_key_pems: list[bytes] | None = None,
     extra_heads: list[SignedTreeHead] | None = None,
     console: Console | None = None,
 ) -> VerificationReport:
     """Verify an export file (two passes: heads, then entries); raises ExportFormatError."""
     with path.open(encoding="utf-8") as lines:
         header = read_header(lines)
-    key = header.public_key if public_key_pem is None else load_public_key(public_key_pem)
-    if public_key_pem is not None and key_id(key) != header.key_id and console is not None:
-        console.print(f"[yellow]the export names key {header.key_id}; verifying against the pinned key {key_id(key)}")
+    keys = Keyring.from_pems(public_key_pems) if public_key_pems else header.keys
+    if public_key_pems and keys.get(header.key_id) is None and console is not None:
+        console.print(f"[yellow]the export names key {header.key_id}; verifying against the pinned keys {keys.ids()}")
     heads = list(header.heads)
     for extra in extra_heads or []:
         if extra not in heads:
@@ -84,13 +86,17 @@ def verify_export(
     show = console is not None and total >= PROGRESS_FROM
     with path.open(encoding="utf-8") as lines:
         if not show:
-            return verify_log(read_entries(lines), heads, key)
+            return verify_log(read_entries(lines), heads, keys)
         with Progress(
             TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
         ) as bar:
             task = bar.add_task("entries", total=total)
             return verify_log(
-                read_entries(lines), heads, key, progress=lambda n: bar.update(task, completed=n), progress_every=10_000
+                read_entries(lines),
+                heads,
+                keys,
+                progress=lambda n: bar.update(task, completed=n),
+                progress_every=10_000,
             )
 
 
@@ -99,7 +105,8 @@ def verify(
     url: Annotated[str | None, typer.Option(help="base URL of the audit service (fetches its export)")] = None,
     export_file: Annotated[Path | None, typer.Option("--export", help="a JSON Lines export to check")] = None,
     public_key: Annotated[
-        Path | None, typer.Option(help="the log's public key (PEM) to trust instead of the export's")
+        list[Path] | None,
+        typer.Option(help="a public key (PEM) of the log to trust instead of the export's; repeat for retired keys"),
     ] = None,
     token: Annotated[str, typer.Option(envvar="HOMEROOM_TOKEN", help="bearer token (role compliance)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the findings as JSON")] = False,
@@ -109,7 +116,7 @@ def verify(
     if (url is None) == (export_file is None):
         console.print("give exactly one of --url or --export")
         raise typer.Exit(2)
-    pem = public_key.read_bytes() if public_key is not None else None
+    pems = [p.read_bytes() for p in public_key] if public_key else None
     try:
         if url is not None:
             fd, name = tempfile.mkstemp(prefix="homeroom-audit-", suffix=".jsonl")
@@ -118,13 +125,13 @@ def verify(
             try:
                 latest = asyncio.run(fetch_export(url, token, path))
                 report = verify_export(
-                    path, public_key_pem=pem, extra_heads=[latest] if latest else [], console=console
+                    path, public_key_pems=pems, extra_heads=[latest] if latest else [], console=console
                 )
             finally:
                 path.unlink(missing_ok=True)
         else:
             assert export_file is not None
-            report = verify_export(export_file, public_key_pem=pem, console=console)
+            report = verify_export(export_file, public_key_pems=pems, console=console)
     except (ExportFormatError, OSError, RuntimeError, httpx.HTTPError, ValueError) as exc:
         console.print(f"cannot verify: {exc}")
         raise typer.Exit(2) from None
@@ -145,3 +152,15 @@ def verify(
         for line in report.lines():
             typer.echo(line)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Retire the log's signing key and make a new one; restart the audit service to sign with it.
+
+    The retired key's public half is kept (HOMEROOM_AUDIT_RETIRED_KEYS_DIR), so every head
+    and receipt it signed still verifies, in the service and in exports."""
+    settings = AuditSettings()
+    old, new = rotate_signing_key(settings.signing_key_path, settings.retired_keys_path)
+    typer.echo(f"retired signing key {old} (public key kept in {settings.retired_keys_path / (old + '.pem')})")
+    typer.echo(f"new signing key {new} in {settings.signing_key_path}: restart the audit service to sign with it")

@@ -1,9 +1,11 @@
 """The export format (JSON Lines) and its reader for the offline verifier (pure: no I/O here).
 
 Line 1 describes the log: ``{"type": "log", "format": "homeroom-audit-export/1", "key_id",
-"public_key" (PEM), "tree_size", "exported_at_ms"}``. Then one ``{"type": "head", ...}`` line
-per signed tree head (``SignedTreeHead.to_dict``), then one line per entry in sequence
-order: ``{"type": "entry", "index", "entry": {...}, "leaf_hash", "receipt": {...}}``.
+"public_key" (PEM), "public_keys" ({key id: PEM}, the current key and every retired one),
+"tree_size", "exported_at_ms"}``; each head and receipt names the key id that signed it.
+Then one ``{"type": "head", ...}`` line per signed tree head (``SignedTreeHead.to_dict``),
+then one line per entry in sequence order:
+``{"type": "entry", "index", "entry": {...}, "leaf_hash", "receipt": {...}}``.
 
 ``entry`` is the very object that was hashed: the verifier re-encodes it with
 ``entries.canonical_json`` and gets the leaf's bytes back, so what a reader of the export
@@ -17,10 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from services.audit.entries import canonical_json
-from services.audit.signing import EntryReceipt, SignedTreeHead, load_public_key
+from services.audit.signing import EntryReceipt, Keyring, SignedTreeHead
 from services.audit.store import StoredEntry
 from services.audit.verify import ExportedEntry
 
@@ -31,12 +31,15 @@ class ExportFormatError(ValueError):
     """The export cannot be read at all (not a tampering finding): names the line."""
 
 
-def header_line(public_key_pem: bytes, key_id: str, tree_size: int, exported_at_ms: int) -> str:
+def header_line(keys: Keyring, tree_size: int, exported_at_ms: int) -> str:
+    pems = keys.pems()
+    current = keys.ids()[0]
     header = {
         "type": "log",
         "format": FORMAT,
-        "key_id": key_id,
-        "public_key": public_key_pem.decode(),
+        "key_id": current,
+        "public_key": pems[current],
+        "public_keys": pems,
         "tree_size": tree_size,
         "exported_at_ms": exported_at_ms,
     }
@@ -60,7 +63,7 @@ def entry_line(entry: StoredEntry, entry_object: dict[str, Any]) -> str:
 
 @dataclass(slots=True)
 class ExportHeader:
-    public_key: Ed25519PublicKey
+    keys: Keyring
     key_id: str
     tree_size: int
     heads: list[SignedTreeHead]
@@ -88,10 +91,14 @@ def read_header(lines: Iterable[str]) -> ExportHeader:
             if kind != "log" or obj.get("format") != FORMAT:
                 raise ExportFormatError(f"line 1: not a {FORMAT} export")
             try:
-                key = load_public_key(str(obj["public_key"]).encode())
+                # Exports made before key rotation carry only "public_key".
+                named = obj.get("public_keys") or {"": obj["public_key"]}
+                if not isinstance(named, dict):
+                    raise ValueError("public_keys is not an object")
+                keys = Keyring.from_pems(str(pem).encode() for pem in named.values())
             except (KeyError, ValueError) as exc:
                 raise ExportFormatError(f"line 1: unusable public key ({exc})") from None
-            header = ExportHeader(key, str(obj.get("key_id", "")), int(obj.get("tree_size", 0)), [])
+            header = ExportHeader(keys, str(obj.get("key_id", "")), int(obj.get("tree_size", 0)), [])
         elif kind == "head":
             assert header is not None
             try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from homeroom.service import Runtime
 from services.audit import metrics, store
 from services.audit.settings import AuditSettings
-from services.audit.signing import LogSigner, SignedTreeHead
+from services.audit.signing import Keyring, LogSigner, SignedTreeHead
 from services.audit.verify import ExportedEntry, VerificationReport, verify_log
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ async def verify_stored(runtime: Runtime) -> VerificationReport:
     """
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
-    signer: LogSigner = runtime.extras["signer"]
+    keys: Keyring = runtime.extras["keyring"]
     heads = await store.heads(runtime.pool)
     loop = asyncio.get_running_loop()
 
@@ -59,7 +59,7 @@ async def verify_stored(runtime: Runtime) -> VerificationReport:
                 yield ExportedEntry(e.seq, e.canonical(), e.leaf_hash, e.receipt)
             after = page[-1].seq
 
-    report = await asyncio.to_thread(verify_log, entries(), heads, signer.public_key)
+    report = await asyncio.to_thread(verify_log, entries(), heads, keys)
     metrics.VERIFICATIONS.labels("intact" if report.ok else "tampered").inc()
     for kind, count in report.counts.items():
         metrics.VERIFICATION_FAILURES.labels(kind.value).inc(count)

@@ -17,7 +17,7 @@ from services.audit.api import router
 from services.audit.consumers import consumer_spec
 from services.audit.heads import keep_heads
 from services.audit.settings import AuditSettings
-from services.audit.signing import load_or_create_signer
+from services.audit.signing import load_keyring, load_or_create_signer
 
 
 async def _on_start(runtime: Runtime) -> None:
@@ -36,7 +36,9 @@ async def _on_start(runtime: Runtime) -> None:
                 f"the database user may not SET ROLE {settings.writer_role}: grant it "
                 f"(GRANT {settings.writer_role} TO <login role>) or set HOMEROOM_AUDIT_WRITER_ROLE=''"
             )
-    runtime.extras["signer"] = load_or_create_signer(settings.signing_key_path)
+    signer = load_or_create_signer(settings.signing_key_path)
+    runtime.extras["signer"] = signer
+    runtime.extras["keyring"] = load_keyring(signer, settings.retired_keys_path)
     runtime.extras["head_task"] = asyncio.create_task(keep_heads(runtime, settings), name="audit-head-keeper")
 
 

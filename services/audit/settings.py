@@ -17,6 +17,9 @@ class AuditSettings(ServiceSettings):
     # The Ed25519 key that signs tree heads and entry receipts (PKCS#8 PEM, mode 0600).
     # Default: <secrets_dir>/audit-signing.key, created on first start outside production.
     signing_key_file: Path | None = None
+    # Public keys (``<key id>.pem``) of retired signing keys: what they signed still verifies.
+    # Default: <secrets_dir>/audit-retired-keys/. `homeroom audit rotate-key` adds to it.
+    retired_keys_dir: Path | None = None
     head_interval_s: float = 10.0  # sign a head this often when the log has grown
     head_max_age_s: float = 3600.0  # and at least this often even when it has not
     verify_interval_s: float = 3600.0  # verify the whole stored log this often (0: only on request)
@@ -29,6 +32,10 @@ class AuditSettings(ServiceSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.secrets_dir / "audit-signing.key"
+
+    @property
+    def retired_keys_path(self) -> Path:
+        return self.retired_keys_dir or self.secrets_dir / "audit-retired-keys"
 
     def require_production_secrets(self) -> None:
         super().require_production_secrets()

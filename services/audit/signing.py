@@ -25,6 +25,7 @@ import os
 import secrets
 import stat
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,22 +165,56 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
-def verify_head(signed: SignedTreeHead, public_key: Ed25519PublicKey) -> bool:
-    """Whether ``signed`` carries a valid signature by ``public_key`` over its head."""
-    return _verify(public_key, signed.signature, signed.head.signing_bytes())
+class Keyring:
+    """The public keys a log's statements may be signed with, by key id: the current
+    signing key's and every retired one's. A statement names its key id; it is checked
+    against that key only, and a key id outside the ring fails it (whoever made it, the
+    log never held that key). Rotation adds keys; nothing old stops verifying."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[Ed25519PublicKey]) -> None:
+        self._keys = {key_id(k): k for k in keys}
+        if not self._keys:
+            raise ValueError("a keyring needs at least one key")
+
+    @classmethod
+    def of(cls, keys: Keyring | Ed25519PublicKey) -> Keyring:
+        return keys if isinstance(keys, Keyring) else cls([keys])
+
+    @classmethod
+    def from_pems(cls, pems: Iterable[bytes]) -> Keyring:
+        return cls(load_public_key(pem) for pem in pems)
+
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        return self._keys.get(kid)
+
+    def ids(self) -> list[str]:
+        return list(self._keys)
+
+    def pems(self) -> dict[str, str]:
+        return {
+            kid: k.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+            for kid, k in self._keys.items()
+        }
 
 
-def verify_receipt(receipt: EntryReceipt, public_key: Ed25519PublicKey) -> bool:
-    """Whether ``receipt`` carries a valid signature by ``public_key``; False if malformed."""
+def verify_head(signed: SignedTreeHead, keys: Keyring | Ed25519PublicKey) -> bool:
+    """Whether ``signed`` carries a valid signature over its head by the ring's key it names."""
+    return _verify(Keyring.of(keys).get(signed.key_id), signed.signature, signed.head.signing_bytes())
+
+
+def verify_receipt(receipt: EntryReceipt, keys: Keyring | Ed25519PublicKey) -> bool:
+    """Whether ``receipt`` carries a valid signature by the ring's key it names; False if malformed."""
     try:
         message = receipt.signing_bytes()
     except ValueError:
         return False
-    return _verify(public_key, receipt.signature, message)
+    return _verify(Keyring.of(keys).get(receipt.key_id), receipt.signature, message)
 
 
-def _verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    if len(signature) != SIGNATURE_SIZE:
+def _verify(public_key: Ed25519PublicKey | None, signature: bytes, message: bytes) -> bool:
+    if public_key is None or len(signature) != SIGNATURE_SIZE:
         return False
     try:
         public_key.verify(signature, message)
@@ -210,6 +245,32 @@ class LogSigner:
     def sign_receipt(self, index: int, leaf_hash: bytes, timestamp_ms: int) -> EntryReceipt:
         signature = self._private_key.sign(receipt_signing_bytes(index, leaf_hash, timestamp_ms))
         return EntryReceipt(index, leaf_hash, timestamp_ms, self.key_id, signature)
+
+
+def load_keyring(signer: LogSigner, retired_dir: Path) -> Keyring:
+    """The signer's public key first, then every retired key (``*.pem``) in ``retired_dir``."""
+    retired = sorted(retired_dir.glob("*.pem")) if retired_dir.is_dir() else []
+    return Keyring([signer.public_key, *(load_public_key(p.read_bytes()) for p in retired)])
+
+
+def rotate_signing_key(path: Path, retired_dir: Path) -> tuple[str, str]:
+    """Retire the key at ``path`` (its public half kept in ``retired_dir`` as ``<key id>.pem``,
+    so what it signed still verifies) and put a new key in its place. Returns (old, new) key ids.
+    The service signs with the new key from its next start."""
+    old = load_or_create_signer(path)
+    retired_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (retired_dir / f"{old.key_id}.pem").write_bytes(old.public_key_pem())
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)  # atomic: a starting service reads the old key or the new, never half of one
+    return old.key_id, load_or_create_signer(path).key_id
 
 
 def load_or_create_signer(path: Path) -> LogSigner:

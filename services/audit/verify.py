@@ -50,9 +50,9 @@ from services.audit.merkle import HASH_SIZE, LEAF_PREFIX, MemoryNodeStore, Merkl
 from services.audit.signing import (
     SIGNATURE_SIZE,
     EntryReceipt,
+    Keyring,
     SignedTreeHead,
     TreeHead,
-    key_id,
     verify_head,
     verify_receipt,
 )
@@ -146,7 +146,7 @@ class VerificationReport:
 def verify_log(
     entries: Iterable[tuple[int, bytes, bytes, EntryReceipt | None]],
     heads: Iterable[SignedTreeHead],
-    public_key: Ed25519PublicKey,
+    keys: Keyring | Ed25519PublicKey,
     *,
     check_all_receipts: bool = True,
     progress: Callable[[int], None] | None = None,
@@ -160,7 +160,7 @@ def verify_log(
     entries and once at the end of the pass. At most ``max_findings`` findings are kept
     (``counts`` stays exact).
     """
-    v = _Verifier(public_key, max_findings)
+    v = _Verifier(Keyring.of(keys), max_findings)
     valid_heads = v.check_head_signatures(heads)
     signed_size = max((s.head.size for s in valid_heads), default=0)
     v.read(entries, signed_size, check_all_receipts, progress, max(1, progress_every), max_gap)
@@ -173,9 +173,8 @@ def verify_log(
 
 
 class _Verifier:
-    def __init__(self, public_key: Ed25519PublicKey, max_findings: int) -> None:
-        self.public_key = public_key
-        self.key_id = key_id(public_key)
+    def __init__(self, keys: Keyring, max_findings: int) -> None:
+        self.keys = keys
         self.max_findings = max_findings
         self.report = VerificationReport()
         self.leaves = bytearray()  # leaf hash of the entry holding each index, by index
@@ -186,6 +185,7 @@ class _Verifier:
         self.deferred_index = array("q")
         self.deferred_time = array("Q")
         self.deferred_sig = bytearray()
+        self.deferred_key: list[str] = []  # the same str object for every receipt of one key
 
     def add(self, finding: Finding) -> None:
         self.report.counts[finding.kind] += 1
@@ -195,7 +195,9 @@ class _Verifier:
             self.report.findings_truncated = True
 
     def _other_key(self, claimed: str) -> str:
-        return "" if claimed == self.key_id else f" (claims key {claimed}, the log's is {self.key_id})"
+        if self.keys.get(claimed) is not None:
+            return ""
+        return f" (claims key {claimed}, not one of the log's keys: {', '.join(self.keys.ids())})"
 
     # --- heads: signatures first, since only correctly signed heads define the log's size
 
@@ -203,7 +205,7 @@ class _Verifier:
         valid = []
         for signed in heads:
             self.report.heads_checked += 1
-            if verify_head(signed, self.public_key):
+            if verify_head(signed, self.keys):
                 valid.append(signed)
             else:
                 message = f"{_head(signed.head)}: bad signature{self._other_key(signed.key_id)}"
@@ -271,6 +273,7 @@ class _Verifier:
                 self.deferred_index.append(index)
                 self.deferred_time.append(receipt.timestamp_ms)
                 self.deferred_sig += receipt.signature
+                self.deferred_key.append(receipt.key_id)
         self.report.entries_read = position + 1
         if progress is not None:
             progress(position + 1)
@@ -308,7 +311,7 @@ class _Verifier:
 
     def _check_receipt(self, position: int | None, index: int, leaf: bytes, receipt: EntryReceipt) -> None:
         self.report.receipts_verified += 1
-        if not verify_receipt(receipt, self.public_key):
+        if not verify_receipt(receipt, self.keys):
             message = f"entry {index}: receipt signature is not valid{self._other_key(receipt.key_id)}"
             self.add(Finding(FindingKind.RECEIPT_INVALID, message, index=index, position=position))
         elif receipt.leaf_hash != leaf:
@@ -377,7 +380,7 @@ class _Verifier:
             o = index * HASH_SIZE
             leaf = bytes(leaves[o : o + HASH_SIZE])
             signature = bytes(self.deferred_sig[k * SIGNATURE_SIZE : (k + 1) * SIGNATURE_SIZE])
-            receipt = EntryReceipt(index, leaf, self.deferred_time[k], self.key_id, signature)
+            receipt = EntryReceipt(index, leaf, self.deferred_time[k], self.deferred_key[k], signature)
             self._check_receipt(None, index, leaf, receipt)  # its stream position was not kept
 
     # --- order and gaps

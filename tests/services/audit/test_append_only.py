@@ -189,13 +189,13 @@ async def test_verify_fetches_the_live_log(audit: Audit, superuser: asyncpg.Conn
     latest = await fetch_export("http://audit.test", token, dest, transport=transport)
     assert latest is not None and latest.head.size == 4
     signer: LogSigner = audit.svc.runtime.extras["signer"]
-    report = verify_export(dest, public_key_pem=signer.public_key_pem(), extra_heads=[latest])
+    report = verify_export(dest, public_key_pems=[signer.public_key_pem()], extra_heads=[latest])
     assert report.ok and report.entries_read == 4
 
     # A key other than the log's: every head and receipt fails, nothing is vouched for.
     other = Ed25519PrivateKey.generate().public_key()
     pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    report = verify_export(dest, public_key_pem=pem)
+    report = verify_export(dest, public_key_pems=[pem])
     assert not report.ok and report.authenticated_size == 0
 
     with pytest.raises(RuntimeError, match="403"):

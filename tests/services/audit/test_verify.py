@@ -209,7 +209,7 @@ def test_heads_and_receipts_signed_by_another_key_say_so() -> None:
     log = Log(n=60, head_sizes=(60,), signer=impostor)
     report = log.verify()  # against the real log key
     assert report.counts == {K.RECEIPT_INVALID: 60, K.HEAD_BAD_SIGNATURE: 1}
-    assert f"claims key {impostor.key_id}, the log's is {SIGNER.key_id}" in report.findings[0].message
+    assert f"claims key {impostor.key_id}, not one of the log's keys: {SIGNER.key_id}" in report.findings[0].message
 
 
 def test_missing_receipt_is_named() -> None:
