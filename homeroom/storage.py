@@ -56,6 +56,10 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
 )
 
+# The largest value a bigint column or parameter takes: API cursors and offsets are bounded
+# by it, since a larger one would overflow the driver (a 500 instead of a 422).
+BIGINT_MAX = 2**63 - 1
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 

@@ -24,6 +24,7 @@ from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
+from homeroom.storage import BIGINT_MAX
 from services.audit import export, store
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
 from services.audit.heads import check_stored_tree, sign_now, verify_stored
@@ -31,8 +32,6 @@ from services.audit.settings import AuditSettings
 from services.audit.signing import Keyring, LogSigner, SignedTreeHead
 
 router = APIRouter(prefix="/v1")
-# Cursors and offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
-BIGINT_MAX = 2**63 - 1
 
 Compliance = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE))]
 ProofReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.PARENT, Role.OPERATOR))]

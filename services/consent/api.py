@@ -19,6 +19,7 @@ from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, FORBIDDEN, PURPOSES
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import RuntimeDep
+from homeroom.storage import BIGINT_MAX
 from services.consent import application as app
 from services.consent import events, metrics, store
 from services.consent.agreements import (
@@ -176,8 +177,6 @@ class WithdrawConsent(_Body):
 
 # --------------------------------------------------------------------- routers
 
-# Offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
-BIGINT_MAX = 2**63 - 1
 agreements = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 public = APIRouter(prefix="/v1/public", tags=["public"])
 decisions = APIRouter(prefix="/v1", tags=["decisions"])

@@ -23,13 +23,12 @@ from pydantic import BaseModel, Field
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
+from homeroom.storage import BIGINT_MAX
 from services.ingest import metrics, store
 from services.ingest.pipeline import EDFI_RESOURCES, Ingestor, Job
 from services.ingest.settings import IngestSettings
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
-# Cursors and offsets reach PostgreSQL as bigint: a larger value would overflow the driver (a 500).
-BIGINT_MAX = 2**63 - 1
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
 # School staff may upload for their own schools and read the reports of their own uploads.
