@@ -6,6 +6,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import Role
@@ -143,8 +144,8 @@ async def oidc_callback(
         '<meta http-equiv="refresh" content="0;url=/"><link rel="stylesheet" href="/static/portal.css"></head>'
         '<body><main id="main"><h1>Signed in</h1><p><a href="/">Continue to Homeroom</a></p></main></body></html>'
     )
-    try:
-        portal.sign_in.start_session(response, token)
+    try:  # in a thread: the first check may fetch the issuer's key set
+        await run_in_threadpool(portal.sign_in.start_session, response, token)
     except Exception as exc:  # the token the provider gave is one the services would refuse
         raise PageError(401, "Sign-in refused", f"The identity provider's token is not accepted: {exc}") from None
     response.delete_cookie("homeroom_oidc_flow", path="/sign-in/oidc")
