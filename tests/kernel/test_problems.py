@@ -21,6 +21,8 @@ from homeroom.problems import (
     json_pointer,
     problem_type,
 )
+from homeroom.service import create_app
+from homeroom.stack import load_spec
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -229,3 +231,21 @@ def test_value_errors_lose_pydantics_prefix() -> None:
 def test_json_pointer_escapes_slash_and_tilde() -> None:
     assert json_pointer(["students", 3, "a/b~c"]) == "/students/3/a~1b~0c"
     assert json_pointer([]) == ""
+
+
+@pytest.mark.parametrize("name", ["ingest", "records", "consent", "transfer", "audit"])
+def test_every_documented_error_answer_is_a_problem(name: str) -> None:
+    """The OpenAPI documents promise what the handlers send: no FastAPI `HTTPValidationError`."""
+    spec = load_spec(name)
+    document = create_app(spec, spec.settings(), lifespan=False).openapi()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    errors = [
+        (path, method, status, response.get("content"))
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation.get("responses", {}).items()
+        if status.startswith(("4", "5"))
+    ]
+    assert any(status == "422" for _p, _m, status, _c in errors)  # every service validates input
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert [e for e in errors if e[3] != problem] == []
