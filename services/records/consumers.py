@@ -18,7 +18,6 @@ dead-lettered (`StudentNotYetKnown`).
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import date
 
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
@@ -28,7 +27,6 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
-from services.records.settings import RecordsSettings
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
 
@@ -159,9 +157,8 @@ def organization_handler(runtime: Runtime) -> Handler:
 
 
 def attendance_handler(runtime: Runtime) -> Handler:
-    settings = runtime.settings
-    threshold = settings.chronic_absence_threshold if isinstance(settings, RecordsSettings) else 0.10
-    min_days = settings.chronic_absence_min_days if isinstance(settings, RecordsSettings) else 10
+    """Attendance marks into the record. The summary and the chronic-absence flag are the
+    attendance summary table's (summary.py), which reads the same topic."""
 
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         payload = event.payload
@@ -178,42 +175,8 @@ def attendance_handler(runtime: Runtime) -> Handler:
             ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
         ):
             raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-        if not payload.period:
-            await _chronic_absence(ctx, district, key, threshold, min_days, event.event_id)
 
     return handle
-
-
-async def _chronic_absence(
-    ctx: HandlerContext, district: str, key: str, threshold: float, min_days: int, cause: str
-) -> None:
-    """Flag the student when absent days reach `threshold` of recorded days (after at
-    least `min_days`), and emit ChronicAbsenceDetected once per crossing, with an id
-    derived from the crossing so a replay writes the same event."""
-    tally, flagged = await store.absence_tally(ctx.conn, district, key)
-    chronic = tally.days_enrolled >= min_days and tally.rate >= threshold
-    if chronic == flagged:
-        return
-    await store.set_chronic(ctx.conn, district, key, chronic, tally)
-    if chronic:
-        as_of = tally.as_of.isoformat() if tally.as_of else ""
-        ctx.emit(
-            ATTENDANCE,
-            "chronic_absence_detected",
-            attendance_pb2.ChronicAbsenceDetected(
-                student_key=key,
-                district_id=district,
-                days_enrolled=tally.days_enrolled,
-                days_absent=tally.days_absent,
-                absence_rate=round(tally.rate, 4),
-                threshold=threshold,
-                as_of_date=as_of,
-            ),
-            subject=key,
-            district_id=district,
-            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"homeroom/records/chronic/{district}/{key}/{as_of}")),
-            causation_id=cause,
-        )
 
 
 def discipline_handler(runtime: Runtime) -> Handler:

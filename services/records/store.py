@@ -312,48 +312,48 @@ async def record_attendance(
     return bool(known)
 
 
-@dataclass(frozen=True, slots=True)
-class AbsenceTally:
-    days_enrolled: int  # days with a daily attendance record
-    days_absent: int
-    as_of: date | None
-
-    @property
-    def rate(self) -> float:
-        return self.days_absent / self.days_enrolled if self.days_enrolled else 0.0
-
-
-async def absence_tally(conn: Connection, district_id: str, student_key: str) -> tuple[AbsenceTally, bool]:
-    """The student's daily-attendance tally and whether they are flagged chronic now."""
-    row = await conn.fetchrow(
-        """SELECT count(*) AS days, count(*) FILTER (WHERE category = 'absent') AS absent, max(day) AS as_of,
-                  COALESCE((SELECT chronic FROM chronic_absence c WHERE c.district_id = $1 AND c.student_key = $2),
-                           false) AS flagged
-           FROM attendance WHERE district_id = $1 AND student_key = $2 AND period = ''""",
-        district_id,
-        student_key,
-    )
-    assert row is not None
-    return AbsenceTally(int(row["days"]), int(row["absent"]), row["as_of"]), bool(row["flagged"])
-
-
-async def set_chronic(conn: Connection, district_id: str, student_key: str, chronic: bool, tally: AbsenceTally) -> None:
-    """Record the student's chronic-absence state (call when it changes)."""
-    await conn.execute(
-        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
-               as_of_date) VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
-               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
-               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
-               changed_at = clock_timestamp()""",
+async def project_chronic_absence(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    *,
+    chronic: bool,
+    days_enrolled: int,
+    days_absent: int,
+    absence_rate: float,
+    as_of: date,
+    school_year: int,
+    version: int,
+) -> bool:
+    """Show the attendance summary table's chronic-absence state in the record: latest
+    (school year, source offset) wins, so a replayed or late write changes nothing.
+    False, and nothing written, if the district has no live record of the student."""
+    known = await conn.fetchval(
+        """WITH student AS (
+               SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2 AND destroyed_at IS NULL),
+           written AS (
+               INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
+                   absence_rate, as_of_date, school_year, version)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM student
+               ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
+                   days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
+                   absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
+                   school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
+               WHERE (chronic_absence.school_year, chronic_absence.version)
+                     <= (EXCLUDED.school_year, EXCLUDED.version)
+               RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM student)""",
         district_id,
         student_key,
         chronic,
-        tally.days_enrolled,
-        tally.days_absent,
-        tally.rate,
-        tally.as_of,
+        days_enrolled,
+        days_absent,
+        absence_rate,
+        as_of,
+        school_year,
+        version,
     )
+    return bool(known)
 
 
 async def record_suspension(

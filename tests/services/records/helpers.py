@@ -5,6 +5,7 @@ the processed-event mark, the handler, its outbox writes)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +15,20 @@ import httpx
 from homeroom import outbox
 from homeroom.bus.consumer import HandlerContext
 from homeroom.bus.envelope import OutgoingEvent, build_event, decode
-from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION, Topic
+from homeroom.bus.topics import (
+    ALL_TOPICS,
+    ATTENDANCE,
+    CONSENT,
+    DISCIPLINE,
+    ENROLLMENT,
+    KEYS,
+    ORGANIZATION,
+    Topic,
+    with_suffix,
+)
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.service import Runtime, ServiceSpec
+from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
@@ -25,6 +36,20 @@ from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.consent_peer import PeerState, consent_peer
 
 HANDLERS = {c.topics[0].name: c.handler for c in CONSUMERS}
+
+
+def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
+    """The records service with its consumers (and so its attendance summary table) on
+    topics renamed for one test, and those topics by their real names."""
+    topics = {t.name: with_suffix(t, suffix) for t in ALL_TOPICS}
+    spec = dataclasses.replace(
+        SERVICE,
+        consumers=tuple(
+            ConsumerSpec(f"{c.name}-{suffix}", [topics[t.name] for t in c.topics], c.handler, c.max_batch)
+            for c in SERVICE.consumers
+        ),
+    )
+    return spec, topics
 
 
 def _event(

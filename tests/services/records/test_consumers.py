@@ -13,11 +13,9 @@ from aiokafka import AIOKafkaProducer
 
 from homeroom.bus.consumer import RejectEvent
 from homeroom.bus.envelope import OutgoingEvent
-from homeroom.bus.topics import ALL_TOPICS, ensure_topics, with_suffix
+from homeroom.bus.topics import ensure_topics
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
-from homeroom.service import ConsumerSpec
 from services.records.consumers import StudentNotYetKnown
-from services.records.service import SERVICE
 from tests.harness import ServiceEnv
 from tests.services.records.helpers import (
     Records,
@@ -26,6 +24,7 @@ from tests.services.records.helpers import (
     enrolled,
     records_service,
     registered,
+    renamed,
     school,
     school_changed,
     suspension,
@@ -137,15 +136,7 @@ async def test_attendance_for_an_unknown_student_or_another_districts_is_refused
 async def test_end_to_end_through_the_broker_with_dead_letters(service_env: ServiceEnv) -> None:
     """The real consumers on the real broker (topics renamed for this test), a poison
     event among good ones: the good ones apply, the bad one is dead-lettered with its rule."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {t.name: with_suffix(t, suffix) for t in ALL_TOPICS}
-    spec = dataclasses.replace(
-        SERVICE,
-        consumers=tuple(
-            ConsumerSpec(f"{c.name}-{suffix}", [topics[t.name] for t in c.topics], c.handler, c.max_batch)
-            for c in SERVICE.consumers
-        ),
-    )
+    spec, topics = renamed(uuid.uuid4().hex[:8])
     kafka = service_env.kafka.client_kwargs()
     await ensure_topics(kafka, list(topics.values()))
     async with records_service(service_env, spec=spec, start_consumers=True) as rec:
@@ -199,41 +190,3 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
         }
         assert "student.unknown" in by_rule["handler.failed"].message
         assert by_rule["handler.failed"].original_topic == topics["attendance.v1"].name
-
-
-async def test_chronic_absence_is_flagged_once_when_the_line_is_crossed(service_env: ServiceEnv) -> None:
-    from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, AttendanceEvent
-
-    async with records_service(service_env, chronic_absence_min_days=5, chronic_absence_threshold=0.2) as rec:
-        key = "stu_chronic"
-        await apply(rec.runtime, enrolled("d-a", key, "a-1", "2026-09-01"))
-        days = [f"2026-09-{d:02d}" for d in range(1, 10)]
-        present = [attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[:4]]
-        absent = [attendance("d-a", key, day) for day in days[4:5]]  # 1 of 5 = 20%: crosses
-        period = [attendance("d-a", key, days[5], period="2")]  # a period absence counts for nothing here
-        await apply(rec.runtime, *present, *period)
-
-        async def detected() -> list[AttendanceEvent]:
-            rows = await rec.runtime.pool.fetch("SELECT payload FROM outbox WHERE topic = 'attendance.v1'")
-            out = []
-            for r in rows:
-                event = AttendanceEvent()
-                event.ParseFromString(bytes(r["payload"]))
-                out.append(event)
-            return out
-
-        assert await detected() == []
-        await apply(rec.runtime, *absent)
-        (event,) = await detected()
-        found = event.chronic_absence_detected
-        assert (found.days_enrolled, found.days_absent, found.absence_rate, found.as_of_date) == (5, 1, 0.2, days[4])
-        record = (await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")).json()
-        assert record["attendance"]["summary"]["chronic_absence"] is True
-        # A re-published copy of the same absence: no second event.
-        await apply(rec.runtime, fresh_id(absent[0]))
-        assert len(await detected()) == 1
-        # Two present days bring the rate under the line: the flag clears, no event.
-        await apply(rec.runtime, *[attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[6:8]])
-        record = (await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")).json()
-        assert record["attendance"]["summary"]["chronic_absence"] is False
-        assert len(await detected()) == 1
