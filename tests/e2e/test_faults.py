@@ -265,25 +265,61 @@ def _assigned(stack: Stack, key: str, consumer: str) -> int:
     return int(float(match.group(1))) if match else 0
 
 
-def test_two_instances_share_the_partitions_and_one_takes_over(stack: Stack) -> None:
-    scn = scenario_for(stack)
-    second = stack.add_instance("records")
+def _shared(stack: Stack, service: str, second: str, consumer: str, total: int) -> tuple[int, int]:
+    """The partitions of `consumer` each of two instances holds, once both hold some and none is left."""
     deadline = time.monotonic() + 90
     shares = (0, 0)
     while time.monotonic() < deadline:
-        shares = (_assigned(stack, "records", "attendance"), _assigned(stack, second, "attendance"))
-        if all(shares) and sum(shares) == 6:
+        shares = (_assigned(stack, service, consumer), _assigned(stack, second, consumer))
+        if all(shares) and sum(shares) == total:
             break
         time.sleep(0.5)
-    assert all(shares) and sum(shares) == 6, f"attendance partitions held by the two instances: {shares}"
-    stack.kill(second)
+    return shares
+
+
+def _held_by_one(stack: Stack, service: str, consumer: str, total: int) -> int:
     deadline = time.monotonic() + 90
-    while _assigned(stack, "records", "attendance") != 6 and time.monotonic() < deadline:
+    while _assigned(stack, service, consumer) != total and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _assigned(stack, "records", "attendance") == 6
+    return _assigned(stack, service, consumer)
+
+
+def test_two_instances_share_the_partitions_and_one_takes_over(stack: Stack) -> None:
+    scn = scenario_for(stack)
+    consumers = {"records": "attendance", "audit": "log"}
+    totals = {}
+    for service, consumer in consumers.items():
+        deadline = time.monotonic() + 60
+        while not (held := _assigned(stack, service, consumer)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        totals[service] = held  # all of them, while it is the only instance
+        assert totals[service] > 1, (service, totals[service])
+    seconds = {service: stack.add_instance(service) for service in consumers}
+    for service, consumer in consumers.items():
+        shares = _shared(stack, service, seconds[service], consumer, totals[service])
+        assert all(shares) and sum(shares) == totals[service], f"{service} {consumer} partitions: {shares}"
+
     with httpx.Client(timeout=60) as http:
         roster_applied(scn, http, stack)
-        submit_attendance(scn, http)
+        scn.sign_agreement(http)
+        # Both second instances are killed while attendance is applied and reads are logged.
+        submit_attendance(scn, http, wait=False)
+        url = f"{stack.url('records')}/ims/oneroster/rostering/v1p2/students"
+        users = http.get(url, params={"limit": 1000}, headers=scn.vendor_headers()).json()["users"]
+        for second in seconds.values():
+            stack.kill(second)
+        for service, consumer in consumers.items():
+            assert _held_by_one(stack, service, consumer, totals[service]) == totals[service], service
+
         expected = expected_attendance_rows(scn)
-        assert wait_count(stack, "records", ATTENDANCE_ROWS, expected) == expected
+        assert wait_count(stack, "records", ATTENDANCE_ROWS, expected, timeout_s=180) == expected
+        read = len(users)
+        assert read == len(scn.district_a.students)
+        assert wait_count(stack, "audit", DISCLOSURES, read, timeout_s=180) == read
+        time.sleep(2)  # nothing more may arrive: exactly once each
+        assert count(stack, "records", ATTENDANCE_ROWS) == expected
+        assert count(stack, "audit", DISCLOSURES) == read
+        assert count(stack, "audit", "SELECT count(DISTINCT event_id) FROM entries") == count(
+            stack, "audit", "SELECT count(*) FROM entries"
+        )
     assert scn.auth(Role.OPERATOR)  # tokens still mint after the churn
