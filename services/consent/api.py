@@ -32,7 +32,7 @@ from services.consent.agreements import (
     current_status,
 )
 from services.consent.cedar_policy import policy_text
-from services.consent.decisions import MAX_BATCH, Decision, DecisionRequest, policy_document
+from services.consent.decisions import DENIAL_CODES, MAX_BATCH, Decision, DecisionRequest, policy_document
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
@@ -488,10 +488,11 @@ async def denials(
     runtime: RuntimeDep,
     days: Annotated[int, Query(ge=1, le=366, description="how many days back")] = 30,
 ) -> dict[str, Any]:
-    """Decisions that released nothing in the last `days` days, counted by action and reason."""
+    """Decisions that released nothing in the last `days` days, counted by action and denial code."""
     since = app.clock(runtime) - timedelta(days=days)
     async with runtime.pool.acquire() as conn:
-        total, by_reason = await store.denials_by_reason(conn, since)
+        total, groups = await store.denials_by_reason(conn, since)
+    by_reason = [g | {"meaning": DENIAL_CODES.get(g["code"] or "", "not classified")} for g in groups]
     return {"since": since.isoformat(), "days": days, "total": total, "by_reason": by_reason}
 
 

@@ -477,17 +477,24 @@ async def log_decisions(conn: Connection, rows: Sequence[tuple[str, str, str, bo
 
 
 async def denials_by_reason(conn: Connection, since: datetime, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
-    """Decisions that released nothing since `since`: how many, and the `limit` most frequent (action, reason)."""
+    """Decisions that released nothing since `since`: how many, and the `limit` most frequent
+    (action, denial code), each with one of its reasons in words as an example."""
     total = await conn.fetchval("SELECT count(*) FROM decisions WHERE NOT allow AND decided_at >= $1", since)
     rows = await conn.fetch(
-        "SELECT request->>'action' AS action, answer->>'reason' AS reason, count(*) AS count,"
-        " max(decided_at) AS last_at FROM decisions WHERE NOT allow AND decided_at >= $1"
-        " GROUP BY 1, 2 ORDER BY count(*) DESC, 2 LIMIT $2",
+        "SELECT request->>'action' AS action, answer->>'denial' AS code, count(*) AS count,"
+        " max(decided_at) AS last_at, min(answer->>'reason') AS example FROM decisions"
+        " WHERE NOT allow AND decided_at >= $1 GROUP BY 1, 2 ORDER BY count(*) DESC, 2 LIMIT $2",
         since,
         limit,
     )
     return int(total), [
-        {"action": r["action"], "reason": r["reason"], "count": r["count"], "last_at": r["last_at"].isoformat()}
+        {
+            "action": r["action"],
+            "code": r["code"],
+            "count": r["count"],
+            "last_at": r["last_at"].isoformat(),
+            "example": r["example"],
+        }
         for r in rows
     ]
 

@@ -110,13 +110,15 @@ async def test_denials_are_counted_by_reason_for_compliance_only(svc: ServiceUnd
     for _ in range(2):
         r = await svc.client.post("/v1/decisions", json=unknown, headers=service)
         assert r.status_code == 200 and r.json()["allow"] is False, r.text
-    reason = r.json()["reason"]
+    code = r.json()["denial"]
+    assert code == "agreement_unknown", r.text
     r = await svc.client.get("/v1/decisions/denials", params={"days": 1}, headers=compliance)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] == before + 2 and body["days"] == 1
-    group = next(g for g in body["by_reason"] if g["reason"] == reason)
-    assert group["count"] == 2 and group["action"] == "read"
+    group = next(g for g in body["by_reason"] if g["code"] == code)
+    assert group["count"] >= 2 and group["action"] == "read"
+    assert group["meaning"] == "the requester's agreement is not on record" and group["example"]
     for role, scope in (("district_staff", {"district": district}), ("parent", {"students": ["stu_abc"]})):
         refused = await svc.client.get("/v1/decisions/denials", headers=module_env.auth(role, **scope))
         assert refused.status_code == 403, refused.text
