@@ -1,4 +1,7 @@
-"""Metrics of the records service (kernel metrics cover events applied and consumer lag)."""
+"""Metrics of the records service. The kernel's consumer metrics cover events applied
+(`homeroom_events_applied_total{service="records"}`) and consumer lag
+(`homeroom_consumer_lag{service="records"}`); records adds reads, denials, disclosures
+and its attendance summary table."""
 
 from __future__ import annotations
 
@@ -7,3 +10,11 @@ from prometheus_client import Counter
 READS = Counter("homeroom_records_reads_total", "Student records read, by caller role and channel", ["role", "channel"])
 DENIALS = Counter("homeroom_records_denials_total", "Reads refused, by reason", ["reason"])
 DISCLOSURES = Counter("homeroom_records_disclosures_total", "disclosure.v1 events written, by channel", ["channel"])
+SUMMARY_MARKS = Counter(
+    "homeroom_records_summary_marks_total", "Daily attendance marks folded into the attendance summary table"
+)
+CHRONIC_CHANGES = Counter(
+    "homeroom_records_chronic_absence_changes_total",
+    "Chronic-absence crossings (chronic=true) and returns under the line shown in records",
+    ["chronic"],
+)

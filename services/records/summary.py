@@ -49,6 +49,7 @@ from homeroom.config import KafkaSettings
 from homeroom.events.v1 import attendance_pb2
 from homeroom.service import Runtime
 from services.records import store
+from services.records.metrics import CHRONIC_CHANGES, SUMMARY_MARKS
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,9 @@ class AttendanceSummary:
     async def apply(self, mark: DailyMark, offset: int) -> None:
         old = YearSummary.from_json(self.table.get(mark.table_key))
         new = old.mark(mark.day, mark.absent, offset, self.threshold, self.min_days)
+        SUMMARY_MARKS.inc()
         if new.chronic_since != new.shown and await show(self.runtime, mark, new, self.threshold):
+            CHRONIC_CHANGES.labels(str(bool(new.chronic_since)).lower()).inc()
             new = replace(new, shown=new.chronic_since)
         if new != old:
             self.table[mark.table_key] = new.to_json()

@@ -102,7 +102,8 @@ def _table(rec: Records) -> AttendanceSummary:
 
 
 async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restart(service_env: ServiceEnv) -> None:
-    spec, topics = renamed(uuid.uuid4().hex[:8])
+    suffix = uuid.uuid4().hex[:8]
+    spec, topics = renamed(suffix)
     await ensure_topics(service_env.kafka.client_kwargs(), list(topics.values()))
     key, ghost = "stu_chronic", "stu_ghost"
     days = [(START + timedelta(days=i)).isoformat() for i in range(9)]
@@ -146,6 +147,15 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
         assert len(await _detected(rec)) == 1
         after = _table(rec).summary("d-a", key, 2026)
         assert (after.days_enrolled, after.days_absent, after.chronic_since, after.shown) == (7, 1, "", "")
+        # What operators watch: events applied and lag (kernel), the table's marks and changes.
+        metrics = (await rec.client.get("/metrics")).text
+        for name in (
+            f'homeroom_events_applied_total{{service="records",consumer="attendance-{suffix}"',
+            f'homeroom_consumer_lag{{service="records",consumer="attendance-{suffix}"',
+            "homeroom_records_summary_marks_total ",
+            'homeroom_records_chronic_absence_changes_total{chronic="false"}',
+        ):
+            assert name in metrics, name
 
 
 async def _has_days(rec: Records, key: str, n: int) -> bool:

@@ -1,0 +1,389 @@
+"""The records service: events applied from the bus against raw consumption of the same
+events in the same run, and p99 read latency with many students stored.
+
+    .venv/bin/python bench/records.py [--students N] [--bus-students N] [--days N]
+                                      [--reads N] [--pages N] [--json PATH]
+
+On an embedded PostgreSQL and Tansu broker, the real records runtime (`running`, the
+same as `homeroom serve records`: its kernel consumers and the faust attendance summary
+table) is started, then:
+
+1. Stored students (`--students`, default 100,000; 1,000,000 is the issue's figure):
+   `--bus-students` of them (default 2,000) arrive through the bus (below); the rest are
+   bulk-loaded with COPY: real rows in the real schema (students, two sealed name elements
+   each, a current enrollment, the student index), the names sealed by the real
+   EnvelopeCipher under a fresh data key per student whose wrapped keys are COPYed into
+   the keys database. COPY runs as the database owner (as a restore would); every read
+   below goes through the API, as the RLS-confined app role.
+2. Events applied per second: an attendance-heavy mix (per bus student one
+   registration with sealed names, one enrollment, `--days` daily marks) published to
+   enrollment.v1/attendance.v1; timed from the first send until records has applied every
+   one (its idempotency marks in PostgreSQL). The attendance summary table's catch-up is
+   timed too. Baseline: a plain AIOKafkaConsumer reading the same events from the same
+   topics, in the same run.
+3. p99 read latency over the ASGI app (no network): the owning district staff reading
+   one student's full record (`--reads` random students of all stored), and a vendor's
+   OneRoster page of 1,000 students (`--pages` random pages; decisions from the records
+   test suite's consent peer, an in-process FastAPI app implementing the decision
+   contract; each page writes 1,000 disclosures).
+
+Prints a table and one JSON object; --json also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from homeroom import crypto  # noqa: E402
+from homeroom.auth import AuthSettings  # noqa: E402
+from homeroom.bus.envelope import OutgoingEvent, build_event  # noqa: E402
+from homeroom.bus.topics import ATTENDANCE, ENROLLMENT  # noqa: E402
+from homeroom.config import KafkaSettings  # noqa: E402
+from homeroom.events.v1 import attendance_pb2, enrollment_pb2  # noqa: E402
+from homeroom.events.v1.envelope_pb2 import SealedValue  # noqa: E402
+from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom.service import attach, create_app, running  # noqa: E402
+from homeroom.storage import database_url  # noqa: E402
+from services.records.consent_client import ConsentClient  # noqa: E402
+from services.records.service import SERVICE  # noqa: E402
+from services.records.settings import RecordsSettings  # noqa: E402
+from services.records.summary import AttendanceSummary  # noqa: E402
+from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
+
+DISTRICTS = [f"d-{i:02d}" for i in range(10)]
+SCHOOLS_PER_DISTRICT = 20
+NAMES = ("student.first_name", "student.last_name")
+FIRST = ["Ana", "Ben", "Chloe", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo"]
+ENTRY = date(2026, 8, 24)
+
+
+def student_key(i: int) -> str:
+    return f"stu_{i:07d}"
+
+
+def place(i: int) -> tuple[str, str]:
+    district = DISTRICTS[i % len(DISTRICTS)]
+    return district, f"{district}-s{(i // len(DISTRICTS)) % SCHOOLS_PER_DISTRICT:02d}"
+
+
+class CollectingKeyStore:
+    """A DataKeyStore that keeps new wrapped keys in memory for one COPY afterwards."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, int, bytes]] = []
+        self._keys: dict[tuple[str, str, str], crypto.WrappedKey] = {}
+
+    async def get(self, district_id: str, scope: crypto.Scope, subject: str) -> crypto.WrappedKey | None:
+        return self._keys.get((district_id, scope, subject))
+
+    async def put_if_absent(
+        self, district_id: str, scope: crypto.Scope, subject: str, key: crypto.WrappedKey
+    ) -> crypto.WrappedKey:
+        self._keys[(district_id, scope, subject)] = key
+        self.rows.append((district_id, scope, subject, key.kek_version, key.wrapped))
+        return key
+
+    async def destroy(self, district_id: str, scope: crypto.Scope, subject: str) -> int:
+        raise NotImplementedError
+
+    async def destroy_district(self, district_id: str) -> int:
+        raise NotImplementedError
+
+
+async def bulk_load(settings: RecordsSettings, first: int, count: int, chunk: int = 50_000) -> float:
+    """Students first..first+count-1 as real sealed rows, by COPY."""
+    started = time.perf_counter()
+    keyring = crypto.FileKeyring(settings.keyring_path)
+    records = await asyncpg.connect(settings.database_url)
+    keys = await asyncpg.connect(settings.keys_database_url or settings.database_url)
+    now = datetime.now(UTC)
+    try:
+        for lo in range(first, first + count, chunk):
+            store = CollectingKeyStore()
+            cipher = crypto.EnvelopeCipher(keyring, store, cache_size=chunk + 10)
+            students, elements, enrollments, index = [], [], [], []
+            for i in range(lo, min(first + count, lo + chunk)):
+                key = student_key(i)
+                district, school = place(i)
+                sealed = await cipher.seal_many(district, key, {NAMES[0]: FIRST[i % 10], NAMES[1]: f"Family{i}"})
+                students.append((district, key, f"h{i}", '{"enrollment.grade_level": "05"}', True, now, now))
+                elements.extend((district, key, element, value, "ingest", now) for element, value in sealed.items())
+                enrollments.append((district, key, school, ENTRY, "05", now))
+                index.append((key, district))
+            await keys.copy_records_to_table(
+                "data_keys", records=store.rows, columns=["district_id", "scope", "subject", "kek_version", "wrapped"]
+            )
+            async with records.transaction():
+                await records.copy_records_to_table(
+                    "students",
+                    records=students,
+                    columns=[
+                        "district_id",
+                        "student_key",
+                        "local_id_hash",
+                        "plain_elements",
+                        "registered",
+                        "created_at",
+                        "updated_at",
+                    ],
+                )
+                await records.copy_records_to_table(
+                    "student_elements",
+                    records=elements,
+                    columns=["district_id", "student_key", "element", "sealed", "source", "updated_at"],
+                )
+                await records.copy_records_to_table(
+                    "enrollments",
+                    records=enrollments,
+                    columns=["district_id", "student_key", "school_id", "entry_date", "grade_level", "updated_at"],
+                )
+                await records.copy_records_to_table(
+                    "student_index", records=index, columns=["student_key", "district_id"]
+                )
+        await records.execute("ANALYZE")
+    finally:
+        await records.close()
+        await keys.close()
+    return time.perf_counter() - started
+
+
+async def bus_events(cipher: crypto.EnvelopeCipher, students: int, days: int) -> list[OutgoingEvent]:
+    """Per student: registration (sealed names), enrollment, `days` daily marks (1 in 8 absent)."""
+    out: list[OutgoingEvent] = []
+    school_days = [d for d in (date.fromordinal(ENTRY.toordinal() + n) for n in range(days * 2)) if d.weekday() < 5]
+    for i in range(students):
+        key = student_key(i)
+        district, school = place(i)
+        sealed = await cipher.seal_many(district, key, {NAMES[0]: FIRST[i % 10], NAMES[1]: f"Family{i}"})
+        common = {"source": "/bench", "subject": key, "district_id": district}
+        out.append(
+            build_event(
+                ENROLLMENT,
+                "student_registered",
+                enrollment_pb2.StudentRegistered(
+                    student_key=key,
+                    district_id=district,
+                    local_student_id_hash=f"h{i}",
+                    sealed_elements={k: SealedValue(ciphertext=v) for k, v in sealed.items()},
+                    plain_elements={"enrollment.grade_level": "05"},
+                ),
+                **common,
+            )
+        )
+        out.append(
+            build_event(
+                ENROLLMENT,
+                "student_enrolled",
+                enrollment_pb2.StudentEnrolled(
+                    student_key=key,
+                    district_id=district,
+                    school_id=school,
+                    entry_date=ENTRY.isoformat(),
+                    grade_level="05",
+                ),
+                **common,
+            )
+        )
+        for n, day in enumerate(school_days[:days]):
+            category = (
+                attendance_pb2.ATTENDANCE_CATEGORY_ABSENT
+                if (i + n) % 8 == 0
+                else attendance_pb2.ATTENDANCE_CATEGORY_PRESENT
+            )
+            out.append(
+                build_event(
+                    ATTENDANCE,
+                    "attendance_recorded",
+                    attendance_pb2.AttendanceRecorded(
+                        student_key=key, district_id=district, school_id=school, date=day.isoformat(), category=category
+                    ),
+                    **common,
+                )
+            )
+    return out
+
+
+async def raw_consume(bootstrap: str, topics: list[str], n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id="raw-baseline",
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    started = time.perf_counter()
+    seen = 0
+    while seen < n:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+        seen += sum(len(records) for records in batches.values())
+        await consumer.commit()
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return elapsed
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=100_000, help="students stored in all")
+    parser.add_argument("--bus-students", type=int, default=2_000, help="of which arrive through the bus")
+    parser.add_argument("--days", type=int, default=8, help="daily attendance marks per bus student")
+    parser.add_argument("--reads", type=int, default=300)
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    bus_students = min(args.bus_students, args.students)
+
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-records-"))
+    pg = EmbeddedPostgres().start()
+    broker = EmbeddedBroker().start()
+    result: dict[str, Any] = {"benchmark": "records"}
+    try:
+        kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
+        settings = RecordsSettings(
+            database_url=database_url(pg.server_url, "homeroom_records"),
+            keys_database_url=database_url(pg.server_url, "homeroom_keys"),
+            secrets_dir=tmp,
+            start_consumers=True,
+            outbox_poll_interval_s=0.05,
+        )
+        auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
+        async with running(SERVICE, settings, kafka=kafka, auth=auth) as runtime:
+            # 1. stored students
+            load_s = await bulk_load(settings, bus_students, args.students - bus_students)
+            # 2. events applied, against raw consumption of the same events
+            events = await bus_events(runtime.require_cipher(), bus_students, args.days)
+            marks = sum(1 for e in events if e.topic == ATTENDANCE.name)
+            await asyncio.sleep(3)  # the consumer groups settle before timing
+            producer = AIOKafkaProducer(**kafka.client_kwargs(), linger_ms=5, acks="all")
+            await producer.start()
+            started = time.perf_counter()
+            futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
+            await asyncio.gather(*futures)
+            produce_s = time.perf_counter() - started
+            await producer.stop()
+            summary = runtime.extras["attendance_summary"]
+            assert isinstance(summary, AttendanceSummary)
+            summary_s = records_s = 0.0
+            while not (records_s and summary_s):
+                await asyncio.sleep(0.05)
+                if not records_s and await runtime.pool.fetchval("SELECT count(*) FROM processed_events") >= len(
+                    events
+                ):
+                    records_s = time.perf_counter() - started
+                counted = sum(int(v["enrolled"], 16).bit_count() for v in list(summary.table.values()) if v)
+                if not summary_s and counted >= marks:
+                    summary_s = time.perf_counter() - started
+                if time.perf_counter() - started > 1800:
+                    raise TimeoutError("records did not apply every event in 30 minutes")
+            raw_s = await raw_consume(broker.bootstrap_servers, [ENROLLMENT.name, ATTENDANCE.name], len(events))
+            # 3. reads
+            state = PeerState()
+            state.agreements["agr-bench"] = PeerAgreement(
+                "agr-bench", "Rosterly", districts=[DISTRICTS[0]], elements=[*NAMES, "enrollment.school_id"]
+            )
+            peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
+            runtime.extras["consent"] = ConsentClient("http://consent.test", runtime.service_token, peer)
+            app = create_app(SERVICE, settings, lifespan=False)
+            attach(app, runtime)
+            issuer = auth.dev_issuer()
+            rng = random.Random(7)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://records") as client:
+                one: list[float] = []
+                for _ in range(args.reads):
+                    i = rng.randrange(args.students)
+                    district, _school = place(i)
+                    headers = {
+                        "Authorization": f"Bearer {issuer.issue('district_staff', subject='b', district=district)}"
+                    }
+                    t = time.perf_counter()
+                    r = await client.get(f"/v1/districts/{district}/students/{student_key(i)}", headers=headers)
+                    one.append(time.perf_counter() - t)
+                    assert r.status_code == 200, r.text
+                vendor = issuer.issue("vendor", subject="v", agreement="agr-bench", organization="Rosterly")
+                in_district = args.students // len(DISTRICTS)
+                pages: list[float] = []
+                for _ in range(args.pages):
+                    offset = rng.randrange(max(1, in_district - 1000))
+                    t = time.perf_counter()
+                    r = await client.get(
+                        f"/ims/oneroster/rostering/v1p2/students?limit=1000&offset={offset}",
+                        headers={"Authorization": f"Bearer {vendor}"},
+                    )
+                    pages.append(time.perf_counter() - t)
+                    assert r.status_code == 200, r.text
+                    assert len(r.json()["users"]) == min(1000, in_district - offset), len(r.json()["users"])
+            stored = await runtime.pool.fetchval("SELECT count(*) FROM students")
+    finally:
+        broker.stop()
+        pg.cleanup()
+    result.update(
+        {
+            "students_stored": stored,
+            "students_via_bus": bus_students,
+            "seed_method": "bus for the sampled students; COPY of rows sealed by the real EnvelopeCipher for the rest",
+            "bulk_load_s": round(load_s, 1),
+            "events": len(events),
+            "attendance_share": round(marks / len(events), 3),
+            "produce_events_per_s": round(len(events) / produce_s),
+            "raw_aiokafka_consume_events_per_s": round(len(events) / raw_s),
+            "records_applied_events_per_s": round(len(events) / records_s),
+            "records_to_raw_ratio": round(raw_s / records_s, 4),
+            "summary_table_marks_per_s": round(marks / summary_s),
+            "record_read_p50_ms": round(p(one, 0.5) * 1000, 1),
+            "record_read_p99_ms": round(p(one, 0.99) * 1000, 1),
+            "reads": len(one),
+            "vendor_page_1000_p50_ms": round(p(pages, 0.5) * 1000),
+            "vendor_page_1000_p99_ms": round(p(pages, 0.99) * 1000),
+            "pages": len(pages),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 1),
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+    )
+    print(f"students stored {stored:,} ({bus_students:,} via the bus; rest by COPY of sealed rows, {load_s:.0f} s)")
+    print(f"{'path':<44}{'events/s':>12}")
+    print(f"{'raw aiokafka consume (same events)':<44}{result['raw_aiokafka_consume_events_per_s']:>12,}")
+    print(f"{'records applied (kernel consumers + DB)':<44}{result['records_applied_events_per_s']:>12,}")
+    print(f"{'attendance summary table (faust) marks':<44}{result['summary_table_marks_per_s']:>12,}")
+    print(f"ratio records/raw: {result['records_to_raw_ratio']}")
+    print(f"{'read':<44}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'one record (district staff)':<44}{result['record_read_p50_ms']:>10}{result['record_read_p99_ms']:>10}")
+    print(
+        f"{'vendor OneRoster page of 1,000':<44}{result['vendor_page_1000_p50_ms']:>10}"
+        f"{result['vendor_page_1000_p99_ms']:>10}"
+    )
+    print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
