@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 
 from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS
+from services.audit.signing import key_id, load_public_key
 from services.portal.clients import UpstreamError
 from services.portal.proofs import check_entry
 from services.portal.session import Session
@@ -124,12 +125,14 @@ async def entry(
 ) -> Response:
     _compliance(session)
     answer = await portal.services.get("audit", f"/v1/entries/{seq}", session.token)
-    if portal.settings.audit_public_key_file is not None:
-        public_key, key_source = portal.settings.audit_public_key_file.read_text(), "pinned in the portal's settings"
+    pinned = portal.settings.audit_public_key_file
+    if pinned is not None:
+        pem = pinned.read_text()
+        keys, key_source = {key_id(load_public_key(pem.encode())): pem}, "pinned in the portal's settings"
     else:
-        latest = await portal.services.get("audit", "/v1/tree-heads/latest", session.token)
-        public_key, key_source = latest["public_key"], "as published by the audit service"
-    check = check_entry(answer, public_key)
+        published = await portal.services.get("audit", "/v1/keys", session.token)
+        keys, key_source = published.get("keys", {}), "as published by the audit service"
+    check = check_entry(answer, keys)
     return render(request, "compliance/entry.html", session, answer=answer, check=check, key_source=key_source, seq=seq)
 
 

@@ -9,8 +9,11 @@ says "verified" means the arithmetic was done, not that a service said so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.audit.entries import canonical_json
 from services.audit.merkle import leaf_hash, verify_inclusion
@@ -30,11 +33,19 @@ class ProofCheck:
         return self.leaf_matches and self.receipt_valid and self.head_valid and self.included
 
 
-def check_entry(answer: dict[str, Any], public_key_pem: str) -> ProofCheck:
-    """`answer` is audit's GET /v1/entries/{seq}; `public_key_pem` the log's key."""
+def _key(keys: Mapping[str, str], key_id: str) -> Ed25519PublicKey | None:
+    pem = keys.get(key_id)
+    try:
+        return load_public_key(pem.encode()) if pem else None
+    except ValueError:
+        return None
+
+
+def check_entry(answer: dict[str, Any], keys: Mapping[str, str]) -> ProofCheck:
+    """`answer` is audit's GET /v1/entries/{seq}; `keys` the log's public keys (PEM) by key id:
+    each receipt and head is checked with the key it names, so rotated keys still verify."""
     check = ProofCheck()
     try:
-        key = load_public_key(public_key_pem.encode())
         entry = dict(answer["entry"])
         stated_leaf = bytes.fromhex(entry.pop("leaf_hash"))
         receipt = EntryReceipt.from_dict(entry.pop("receipt"))
@@ -45,7 +56,12 @@ def check_entry(answer: dict[str, Any], public_key_pem: str) -> ProofCheck:
     check.leaf_matches = computed == stated_leaf == receipt.leaf_hash
     if not check.leaf_matches:
         check.problems.append("the entry's content does not hash to the leaf its receipt signs")
-    check.receipt_valid = verify_receipt(receipt, key) and receipt.index == entry.get("seq")
+    receipt_key = _key(keys, receipt.key_id)
+    if receipt_key is None:
+        check.problems.append(f"no public key with the id {receipt.key_id!r} signed receipts of this log")
+    check.receipt_valid = (
+        receipt_key is not None and verify_receipt(receipt, receipt_key) and receipt.index == entry.get("seq")
+    )
     if not check.receipt_valid:
         check.problems.append("the receipt's signature does not verify with the log's key")
     raw_head, proof = answer.get("tree_head"), answer.get("inclusion_proof")
@@ -57,7 +73,8 @@ def check_entry(answer: dict[str, Any], public_key_pem: str) -> ProofCheck:
     except ValueError as exc:
         check.problems.append(f"the tree head could not be read: {exc}")
         return check
-    check.head_valid = verify_head(head, key)
+    head_key = _key(keys, head.key_id)
+    check.head_valid = head_key is not None and verify_head(head, head_key)
     if not check.head_valid:
         check.problems.append("the tree head's signature does not verify with the log's key")
     if proof is None:

@@ -5,11 +5,14 @@ own token (another family's child is refused by records and audit, not by the po
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from homeroom.auth import Role
+from services.portal.proofs import check_entry
 from tests.services.portal.conftest import World
 
 
@@ -151,3 +154,25 @@ def test_bad_search_filters_are_named_not_a_500(world: World) -> None:
         junk = client.get("/compliance/log/not-a-number")
     assert r.status_code == 422 and "time zone" in r.text
     assert junk.status_code == 422
+
+
+def test_the_proof_check_catches_an_altered_entry_a_wrong_path_and_an_unknown_key(world: World) -> None:
+    """The portal's own check of an entry (compliance/log/{seq}), on a real answer of the audit service."""
+    scenario = world.scenario
+    audit = scenario.urls["audit"]
+    compliance_token = scenario.auth(Role.COMPLIANCE, "c")
+    with httpx.Client(timeout=30, headers=compliance_token) as http:
+        found = http.get(f"{audit}/v1/entries", params={"kind": "disclosure_recorded", "limit": 1}).json()
+        answer = http.get(f"{audit}/v1/entries/{found['entries'][0]['seq']}").json()
+        keys = http.get(f"{audit}/v1/keys").json()["keys"]
+    assert check_entry(answer, keys).verified
+    altered = copy.deepcopy(answer)
+    altered["entry"]["elements"].append("student.birth_date")
+    check = check_entry(altered, keys)
+    assert not check.verified and not check.leaf_matches and check.receipt_valid
+    wrong_path = copy.deepcopy(answer)
+    wrong_path["inclusion_proof"] = [*reversed(answer["inclusion_proof"]), "00" * 32]
+    assert not check_entry(wrong_path, keys).included
+    stranger = check_entry(answer, {"other": next(iter(keys.values()))})
+    assert not stranger.receipt_valid and not stranger.head_valid
+    assert any("no public key with the id" in p for p in stranger.problems)
