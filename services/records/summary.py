@@ -255,8 +255,12 @@ class AttendanceSummary:
             broker_heartbeat_interval=max(1.0, session_s / 4),
             consumer_auto_offset_reset="earliest",
         )
+        # JSON values without a value_type: faust would call value_type.from_data on recovery.
         self.table = self.app.Table(
-            TABLE_NAME, default=dict, partitions=self.topic.partitions, key_type=str, value_type=dict
+            TABLE_NAME,
+            default=dict,
+            partitions=self.topic.partitions,
+            schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
         )
         source = self.app.topic(self.topic.name, key_type=bytes, value_type=bytes, value_serializer="raw")
         self.app.agent(source, name=f"{APP_ID}.attendance")(self._agent)

@@ -144,7 +144,8 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
             service_env, topics, *[attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[6:8]]
         )
         await _until(lambda: _chronic_is(rec, key, False))
-        assert len(await _detected(rec)) == 1
+        # No new event (the relay may have sent the first one on before the test stopped it).
+        assert {e.meta.id for e in await _detected(rec)} <= {chronic_event_id("d-a", key, days[4])}
         after = _table(rec).summary("d-a", key, 2026)
         assert (after.days_enrolled, after.days_absent, after.chronic_since, after.shown) == (7, 1, "", "")
         # What operators watch: events applied and lag (kernel), the table's marks and changes.
@@ -167,10 +168,10 @@ async def _chronic_is(rec: Records, key: str, value: bool) -> bool:
 
 
 async def _recovered(rec: Records, key: str, before: YearSummary) -> bool:
-    now = _table(rec).summary("d-a", key, 2026)  # the offset moves on with the duplicates
+    now = _table(rec).summary("d-a", key, 2026)  # the offset may differ: the duplicates changed nothing else
     return (now.enrolled, now.absent, now.chronic_since, now.shown) == (
         before.enrolled,
         before.absent,
         before.chronic_since,
         before.shown,
-    ) and now.offset >= before.offset
+    )
