@@ -32,6 +32,7 @@ own partition assignor, which keeps each table partition with its source partiti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import uuid
@@ -39,6 +40,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+import asyncpg
 import faust
 
 from homeroom import outbox
@@ -288,11 +290,24 @@ class AttendanceSummary:
         old = YearSummary.from_json(self.table.get(mark.table_key))
         new = old.mark(mark.day, mark.absent, offset, self.threshold, self.min_days)
         SUMMARY_MARKS.inc()
-        if new.chronic_since != new.shown and await show(self.runtime, mark, new, self.threshold):
+        if new.chronic_since != new.shown and await self._show(mark, new):
             CHRONIC_CHANGES.labels(str(bool(new.chronic_since)).lower()).inc()
             new = replace(new, shown=new.chronic_since)
         if new != old:
             self.table[mark.table_key] = new.to_json()
+
+    async def _show(self, mark: DailyMark, summary: YearSummary) -> bool:
+        """`show`, retried while the database is unreachable: an exception would crash the
+        agent (and with it the table), so this partition waits instead, as the kernel's
+        consumers do."""
+        delay = 0.1
+        while True:
+            try:
+                return await show(self.runtime, mark, summary, self.threshold)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("chronic absence not shown yet; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def summary(self, district: str, student: str, year: int) -> YearSummary:
         """This process's view of one key (tests; only for partitions it holds)."""
