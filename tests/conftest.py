@@ -1,8 +1,9 @@
 """Real infrastructure for every test: an embedded PostgreSQL and a Tansu broker.
 
-Both start once per test session (about half a second together). Each test that asks for
-a database gets a fresh one, so tests never see each other's rows; each test that asks
-for topics gets uniquely named ones for the same reason.
+Both start once per test session (about half a second together), and once per worker
+when `./run test` runs two pytest-xdist workers. Each test that asks for a database gets
+a fresh one, so tests never see each other's rows; each test that asks for topics gets
+uniquely named ones for the same reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
+
+# Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
+# broker) run one after another on one worker: two stacks at once on two cores would turn
+# their generous timeouts into flakes. The other worker takes everything else meanwhile.
+_WHOLE_STACK = ("tests/e2e/", "tests/services/portal/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(part in item.nodeid for part in _WHOLE_STACK):
+            item.add_marker(pytest.mark.xdist_group("whole-stack"))
 
 
 @pytest.fixture(scope="session")
