@@ -256,6 +256,11 @@ class AttendanceSummary:
             broker_rebalance_timeout=session_s,
             broker_heartbeat_interval=max(1.0, session_s / 4),
             consumer_auto_offset_reset="earliest",
+            # Tansu's reported high-water mark can trail what this process already read
+            # from a changelog partition it held before a rebalance, and faust's check then
+            # crashes recovery ("persisted offset ... is higher than the last offset").
+            # See "Not done yet" in docs/services/records.md.
+            recovery_consistency_check=False,
         )
         # JSON values without a value_type: faust would call value_type.from_data on recovery.
         self.table = self.app.Table(
