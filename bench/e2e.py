@@ -35,7 +35,14 @@ from homeroom.auth import DevIssuer, Role  # noqa: E402
 from homeroom.bus.envelope import build_event  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
-from homeroom.generate import batch_records, generate_world, json_batch, oneroster_zip, transfer_batch  # noqa: E402
+from homeroom.generate import (  # noqa: E402
+    batch_records,
+    daily_marks,
+    generate_world,
+    json_batch,
+    oneroster_zip,
+    transfer_batch,
+)
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key  # noqa: E402
 from homeroom.stack import Stack  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
@@ -197,11 +204,7 @@ def main() -> None:
                 submit(move.from_district, "batch", withdraw)
                 submit(move.to_district, "batch", enroll)
                 pending[pseudonyms.student_key(move.state_id)] = time.perf_counter()
-            expected_days = base_attendance + sum(
-                len({(s.state_id, day) for day, _ in s.absences} | {(s.state_id, day) for day in s.tardies})
-                for d in (a, b)
-                for s in d.students
-            )
+            expected_days = base_attendance + sum(len(daily_marks(s)) for d in (a, b) for s in d.students)
             wait_for(
                 "attendance applied",
                 lambda: asyncio.run(count(records_db, "SELECT count(*) FROM attendance")) >= expected_days,

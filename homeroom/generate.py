@@ -57,6 +57,9 @@ class Student:
     chronic: bool
     absences: list[tuple[str, bool]] = field(default_factory=list)  # (date, excused)
     tardies: list[str] = field(default_factory=list)
+    # Every other school day: a daily attendance feed marks each day, so "days enrolled"
+    # (days with a daily mark) and the absence rate mean what they say.
+    present: list[str] = field(default_factory=list)
     suspensions: list[str] = field(default_factory=list)
 
 
@@ -147,6 +150,8 @@ def generate_world(
                     student.absences.append((day.isoformat(), rng.random() < 0.4))
                 elif roll < miss_rate + 0.03:
                     student.tardies.append(day.isoformat())
+                else:
+                    student.present.append(day.isoformat())
             if rng.random() < 0.02:
                 student.suspensions.append(rng.choice(calendar).isoformat())
             district.students.append(student)
@@ -227,8 +232,7 @@ def batch_records(
     if not attendance:
         return
     for s in district.students:
-        marks = [(day, "absent", excused) for day, excused in s.absences] + [(d, "tardy", False) for d in s.tardies]
-        for day, category, excused in marks:
+        for day, category, excused in daily_marks(s):
             yield {
                 "type": "attendance",
                 "student_id": s.local_id,
@@ -246,6 +250,14 @@ def batch_records(
                 "end_date": day,
                 "in_school": False,
             }
+
+
+def daily_marks(student: Student) -> list[tuple[str, str, bool]]:
+    """The student's daily attendance, one mark per school day in date order: (date, category, excused)."""
+    marks = [(day, "absent", excused) for day, excused in student.absences]
+    marks += [(day, "tardy", False) for day in student.tardies]
+    marks += [(day, "present", False) for day in student.present]
+    return sorted(marks)
 
 
 def json_batch(records: list[dict[str, Any]] | Iterator[dict[str, Any]]) -> bytes:

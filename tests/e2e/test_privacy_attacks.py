@@ -36,7 +36,7 @@ import httpx
 import pytest
 
 from homeroom.auth import Role
-from homeroom.generate import Student, generate_world
+from homeroom.generate import Student, daily_marks, generate_world
 from homeroom.scenario import VENDOR, Scenario, ok
 from homeroom.stack import Stack
 
@@ -257,7 +257,7 @@ def agreement(http: httpx.Client, scn: Scenario, organization: str, districts: l
 
 
 def attendance_dates(student: Student) -> list[str]:
-    return [day for day, _ in student.absences] + student.tardies or ["~"]
+    return [day for day, _category, _excused in daily_marks(student)] or ["~"]
 
 
 def build_world(stack: Stack) -> World:
