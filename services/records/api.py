@@ -35,7 +35,7 @@ from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
-from homeroom.storage import Connection
+from homeroom.storage import BIGINT_MAX, Connection
 from services.records import store
 from services.records.consent_client import ConsentClient, ConsentUnavailable, Decision, DecisionRequest
 from services.records.consumers import PROGRAM_FLAGS_ELEMENT
@@ -343,7 +343,7 @@ async def list_district_students(
     school_id: str | None = None,
     updated_after: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # PostgreSQL bigint
+    offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,  # PostgreSQL bigint
 ) -> StudentPage:
     """Students of the caller's own district (school staff: current students of their schools)."""
     if principal.district_id != district_id:

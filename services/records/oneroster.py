@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Query
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem
 from homeroom.service import Runtime, RuntimeDep
+from homeroom.storage import BIGINT_MAX
 from services.records import store
 from services.records.api import (
     CHANNEL_ONEROSTER,
@@ -161,8 +162,10 @@ def _page(items: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str
     return items[offset : offset + limit]
 
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+MAX_LIMIT = 1000
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# offset + limit reaches PostgreSQL as a bigint: past it the driver would overflow (a 500).
+Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX - MAX_LIMIT)]
 
 
 # --- orgs and schools (no student data) -------------------------------------------------

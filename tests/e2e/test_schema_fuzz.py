@@ -71,12 +71,6 @@ NOT_FUZZED = {
 
 # Found by this module and reported to the records service's owner rather than fixed here
 # (services/records is another engineer's area): these requests are left out until fixed.
-KNOWN_OPEN = {
-    ("records", "/ims/oneroster/rostering/v1p2/", "offset"): (
-        "services/records/oneroster.py `Offset` has no upper bound: offset + limit overflows bigint (500)"
-    ),
-}
-
 ONEROSTER_FILES = ["manifest.csv", "orgs.csv", "users.csv", "roles.csv", "enrollments.csv", "academicSessions.csv"]
 CSV_TEXT = st.text(alphabet=st.sampled_from('abc019,"\n\r-:.T \x00é'), max_size=200)
 
@@ -261,8 +255,6 @@ def test_integers_past_the_database_range_are_refused_not_crashed(service: str, 
     crashed: list[str] = []
     with httpx.Client(base_url=base_url, timeout=30) as http:
         for method, path, location, name in integer_parameters(doc):
-            if any(service == s and path.startswith(p) and name == n for s, p, n in KNOWN_OPEN):
-                continue
             for value in (2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1):
                 concrete = re.sub(r"\{([^}]+)\}", lambda m: world.known.get(m.group(1), "1"), path)
                 params = {}
