@@ -86,7 +86,7 @@ async def raw_baseline(pool: asyncpg.Pool, drafts: list[EntryDraft], batch: int)
             r, q = d.requester, d.recipient
             parties = (r.organization, r.client_id, r.person, r.role, q.organization, q.client_id, q.person, q.role)
             what = (d.student_key, d.district_id, list(d.elements), d.purpose, d.legal_basis, d.agreement_id)
-            rest = (d.decision_id, d.policy_version, [], d.channel, True, "{}", leaf, sig, "k")
+            rest: tuple[object, ...] = (d.decision_id, d.policy_version, [], d.channel, True, "{}", leaf, sig, "k")
             rows.append((i, d.event_id, d.topic, d.kind, d.occurred_at, 0, *parties, *what, *rest))
         async with pool.acquire() as conn, conn.transaction():
             await conn.executemany(
@@ -134,7 +134,7 @@ async def main(args: argparse.Namespace) -> None:
                 for d in drafts[start : start + batch]:
                     a = await store.append(conn, d, signer, time.time_ns() // 1_000_000, cache, owner)
                     assert a is not None
-                last = a.seq
+                    last = a.seq
             commits.append((last, time.monotonic()))
             per_entry.append((time.perf_counter() - t0) / len(drafts[start : start + batch]))
             if start and start % (batch * 200) == 0:

@@ -35,10 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "services" / "ingest"))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
-from ingest_data import big_oneroster_zip  # noqa: E402
 
 from homeroom.bus.envelope import build_event  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
@@ -50,6 +48,7 @@ from services.ingest.formats.oneroster import parse_oneroster  # noqa: E402
 from services.ingest.service import SERVICE  # noqa: E402
 from services.ingest.validation import Validator  # noqa: E402
 from tests.harness import ServiceEnv, ServiceUnderTest, new_database, service_under_test  # noqa: E402
+from tests.services.ingest.ingest_data import big_oneroster_zip  # noqa: E402
 
 SCHOOLS = 20
 FIRST_DAY = date(2024, 9, 4)

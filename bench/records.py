@@ -120,7 +120,10 @@ async def bulk_load(settings: RecordsSettings, first: int, count: int, chunk: in
         for lo in range(first, first + count, chunk):
             store = CollectingKeyStore()
             cipher = crypto.EnvelopeCipher(keyring, store, cache_size=chunk + 10)
-            students, elements, enrollments, index = [], [], [], []
+            students: list[tuple[object, ...]] = []
+            elements: list[tuple[object, ...]] = []
+            enrollments: list[tuple[object, ...]] = []
+            index: list[tuple[object, ...]] = []
             for i in range(lo, min(first + count, lo + chunk)):
                 key = student_key(i)
                 district, school = place(i)
@@ -174,7 +177,7 @@ async def bus_events(cipher: crypto.EnvelopeCipher, students: int, days: int) ->
         key = student_key(i)
         district, school = place(i)
         sealed = await cipher.seal_many(district, key, {NAMES[0]: FIRST[i % 10], NAMES[1]: f"Family{i}"})
-        common = {"source": "/bench", "subject": key, "district_id": district}
+        common: dict[str, Any] = {"source": "/bench", "subject": key, "district_id": district}
         out.append(
             build_event(
                 ENROLLMENT,

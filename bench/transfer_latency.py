@@ -238,7 +238,7 @@ async def run(n: int, rate: float, attendance_rate: int) -> dict[str, Any]:
             "raw_bus_round_trip_p99_s": round(pct(raw, 0.99), 5),
             "p50_vs_raw_bus": round(pct(latencies, 0.5) / pct(raw, 0.5), 1),
             "states": {r["state"]: r["n"] for r in states},
-            "p50_phases_s": {k: round(float(v), 4) for k, v in dict(phases).items()},
+            "p50_phases_s": {k: round(float(v), 4) for k, v in dict(phases or {}).items()},
         }
     finally:
         broker.stop()

@@ -9,6 +9,7 @@ topic is about those) so one student's events stay in order on one partition.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -78,7 +79,7 @@ def with_suffix(topic: Topic, suffix: str) -> Topic:
 
 
 async def ensure_topics(
-    client_kwargs: dict[str, object], topics: tuple[Topic, ...] | list[Topic], replication_factor: int = 1
+    client_kwargs: Mapping[str, object], topics: tuple[Topic, ...] | list[Topic], replication_factor: int = 1
 ) -> None:
     """Create missing topics. Production uses replication factor 3 (see docs/operations.md)."""
     admin = AIOKafkaAdminClient(**client_kwargs)

@@ -70,7 +70,7 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
 
 
 async def _eq(value: object, expected: int) -> bool:
-    return await value == expected  # type: ignore[misc]
+    return bool(await value == expected)  # type: ignore[misc]
 
 
 async def test_redelivered_events_are_skipped_by_id(pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str) -> None:
@@ -195,7 +195,7 @@ async def test_consumer_killed_mid_batch_resumes_without_loss_or_double_apply(
 
 
 async def _gt(value: object, floor: int) -> bool:
-    return await value > floor  # type: ignore[misc,operator]
+    return bool(await value > floor)  # type: ignore[misc]
 
 
 async def test_outbox_keeps_events_while_broker_is_down(pg_pool: asyncpg.Pool, topic_suffix: str) -> None:
@@ -249,7 +249,7 @@ async def test_outbox_keeps_events_while_broker_is_down(pg_pool: asyncpg.Pool, t
 def relay_failures() -> float:
     from homeroom.telemetry import OUTBOX_RELAY_FAILURES
 
-    return OUTBOX_RELAY_FAILURES.labels("test")._value.get()
+    return float(OUTBOX_RELAY_FAILURES.labels("test")._value.get())
 
 
 def test_decode_names_what_is_wrong() -> None:

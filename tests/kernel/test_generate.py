@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from homeroom.generate import batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
+from homeroom.generate import Student, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.oneroster import parse_oneroster
 from services.ingest.records import RecordError
@@ -27,7 +27,10 @@ def test_attendance_has_a_chronic_absence_group() -> None:
     students = world.districts[0].students
     chronic = [s for s in students if s.chronic]
     assert 0.08 < len(chronic) / len(students) < 0.16
-    rate = lambda group: sum(len(s.absences) for s in group) / (len(group) * 20)  # noqa: E731
+
+    def rate(group: list[Student]) -> float:
+        return sum(len(s.absences) for s in group) / (len(group) * 20)
+
     assert rate(chronic) >= 0.10 and rate([s for s in students if not s.chronic]) < 0.05
     assert len({s.state_id for s in students}) == len(students), "state ids must be unique"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gen_proto import OUT_PACKAGE, PROTO_ROOT, stale_modules  # noqa: E402
+from gen_proto import OUT_PACKAGE, PROTO_ROOT, stale_modules  # type: ignore[import-not-found]  # noqa: E402
 
 from homeroom.bus.topics import ALL_TOPICS  # noqa: E402
 
@@ -29,5 +29,6 @@ def test_a_changed_proto_makes_its_module_stale(tmp_path: Path) -> None:
 def test_every_topic_message_carries_the_envelope_and_a_change() -> None:
     for topic in ALL_TOPICS:
         descriptor = topic.message.DESCRIPTOR
-        assert descriptor.fields_by_name["meta"].message_type.name == "EventMeta", topic.name
+        meta = descriptor.fields_by_name["meta"].message_type
+        assert meta is not None and meta.name == "EventMeta", topic.name
         assert "change" in descriptor.oneofs_by_name, f"{topic.name} has no oneof change"

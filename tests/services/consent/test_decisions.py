@@ -31,7 +31,7 @@ async def test_out_of_scope_requests_are_denied(svc: ServiceUnderTest, module_en
     good = decision_request(agreement_id, district, school_id="s-1", purpose="instruction", data_date="2024-03-01")
     assert (await ask(svc, module_env, good))["allow"] is True
 
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str, str]] = {
         "district not covered": ({"district_id": uid("d")}, "does not cover district", "district_not_covered"),
         "school not covered": ({"school_id": "s-2"}, "does not cover school", "school_not_covered"),
         "school unknown": ({"school_id": None}, "school is not known", "school_not_covered"),

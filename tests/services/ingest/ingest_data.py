@@ -10,6 +10,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from homeroom.generate import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 
+# Re-exported for the tests that build OneRoster files from the generator's column lists.
+__all__ = ["CLASSES", "DEMOGRAPHICS", "ENROLLMENTS", "ORGS", "ROLES_12", "SESSIONS", "USERS_12", "csv_text"]
+
 USERS_11 = [
     "sourcedId",
     "status",

@@ -128,7 +128,7 @@ def attendance(
         district_id=district,
         school_id="s",
         date=day,
-        category=category,
+        category=attendance_pb2.AttendanceCategory.ValueType(category),
         period=period,
         excused=excused,
     )
