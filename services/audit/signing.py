@@ -253,6 +253,33 @@ def load_keyring(signer: LogSigner, retired_dir: Path) -> Keyring:
     return Keyring([signer.public_key, *(load_public_key(p.read_bytes()) for p in retired)])
 
 
+def _new_key_file(path: Path) -> Path:
+    """A new Ed25519 key (PKCS#8 PEM, mode 0600, on disk) in a temporary file beside ``path``."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or link in ``directory`` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def rotate_signing_key(path: Path, retired_dir: Path) -> tuple[str, str]:
     """Retire the key at ``path`` (its public half kept in ``retired_dir`` as ``<key id>.pem``,
     so what it signed still verifies) and put a new key in its place. Returns (old, new) key ids.
@@ -260,16 +287,12 @@ def rotate_signing_key(path: Path, retired_dir: Path) -> tuple[str, str]:
     old = load_or_create_signer(path)
     retired_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (retired_dir / f"{old.key_id}.pem").write_bytes(old.public_key_pem())
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)  # atomic: a starting service reads the old key or the new, never half of one
+    tmp = _new_key_file(path)
+    try:
+        os.replace(tmp, path)  # atomic: a starting service reads the old key or the new, never half of one
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
     return old.key_id, load_or_create_signer(path).key_id
 
 
@@ -283,25 +306,13 @@ def load_or_create_signer(path: Path) -> LogSigner:
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = _new_key_file(path)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
             with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PermissionError(f"{path} is accessible by group or others; chmod 600 it")
