@@ -167,9 +167,7 @@ class Standing:
         return self.days_absent / self.days_enrolled
 
 
-def standing(
-    year: int, attended: SchoolYearAttendance, as_of: date, *, threshold: float, min_days: int
-) -> Standing:
+def standing(year: int, attended: SchoolYearAttendance, as_of: date, *, threshold: float, min_days: int) -> Standing:
     """Count one school year (pure): see the module docstring for the rules."""
     first, last = year_bounds(year)
     as_of = min(as_of, last)

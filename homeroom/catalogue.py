@@ -3,9 +3,9 @@
 Ingest keeps only elements listed here: an element a standard (Ed-Fi, OneRoster) allows but
 the catalogue does not use is dropped before anything is stored or published, and reported
 to the district by name and count; forbidden content refuses the record (`treatment`).
-Consent agreements permit elements by these ids; records filters reads by them; transfer decides per element what travels; audit
-logs their names (never their values). Sensitivity classes follow the categories that
-FERPA, IDEA and New York Ed Law 2-d treat differently.
+Consent agreements permit elements by these ids; records filters reads by them;
+transfer decides per element what travels; audit logs their names (never their values).
+Sensitivity classes follow the categories that FERPA, IDEA and New York Ed Law 2-d treat differently.
 """
 
 from __future__ import annotations
@@ -89,7 +89,6 @@ FORBIDDEN: dict[str, str] = {
     "student.ssn": "Social Security numbers are never accepted (NY Ed Law 2-d; seed 000).",
     "discipline.incident_details": "Only suspension dates are accepted, never incident details.",
 }
-
 
 
 class Treatment(StrEnum):

@@ -84,8 +84,10 @@ def report(row: asyncpg.Record, by_rule: dict[str, int] | None = None) -> dict[s
             "rejected": row["rejected"],
             "warned": row["warned"],
             "unchanged": row["unchanged"],
+            "skipped": row["skipped"],
             "events": row["events"],
         },
+        "not_collected": _not_collected(row["not_collected"]),
         "problems_not_stored": row["problems_dropped"],
         "held": None,
         "error": row["error"],
@@ -108,6 +110,25 @@ def report(row: asyncpg.Record, by_rule: dict[str, int] | None = None) -> dict[s
     if by_rule is not None:
         body["problems_by_rule"] = by_rule
     return body
+
+
+def _not_collected(value: object) -> list[dict[str, Any]]:
+    """What the upload carried that Homeroom did not collect: element and record names with counts."""
+    if value is None:
+        return []
+    items: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    return [
+        {
+            **item,
+            "message": f"{item['name']}: "
+            + (
+                f"dropped {item['count']} times (not collected by Homeroom)"
+                if item["kind"] == "element"
+                else f"{item['count']} records skipped (not collected by Homeroom)"
+            ),
+        }
+        for item in items
+    ]
 
 
 def _may_upload(principal: Principal, district_id: str) -> None:

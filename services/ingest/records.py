@@ -257,7 +257,13 @@ class SectionRecord(_RecordMixin):
 
 
 ParsedRecord: TypeAlias = (
-    StudentRecord | SchoolRecord | EnrollmentRecord | AttendanceRecord | SuspensionRecord | CalendarRecord | SectionRecord
+    StudentRecord
+    | SchoolRecord
+    | EnrollmentRecord
+    | AttendanceRecord
+    | SuspensionRecord
+    | CalendarRecord
+    | SectionRecord
 )
 
 

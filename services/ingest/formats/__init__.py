@@ -9,9 +9,10 @@ The rule (``homeroom.catalogue.treatment``): an element that maps to a catalogue
 kept; forbidden content (Social Security numbers anywhere, discipline incident details)
 refuses the record; anything else the export carries is dropped before it goes anywhere and
 reported once per submission with its count. Malformed content (a bad date, an unknown code
-where one is required, a broken reference) still refuses the record with line, field and rule. Parsers never raise on bad
-content: a broken record yields errors and the parser moves on; a container that cannot be
-read at all (a corrupt zip, text that is not XML or JSON) yields one file-level error with rule
+where one is required, a broken reference) still refuses the record with line, field and rule.
+
+Parsers never raise on bad content: a broken record yields errors and the parser moves on; a
+container that cannot be read at all (a corrupt zip, text that is not XML or JSON) yields one file-level error with rule
 ``file.unreadable`` (or ``xml.forbidden`` for DTDs and entity declarations) and stops.
 
 Modules:

@@ -413,16 +413,20 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
             programs["program.section_504"] = True
         else:
             check.drop(f"{tag}/StudentCharacteristic", value)
-    for part in [*elem.findall("ProgramParticipation"), *elem.findall("ProgramParticipations")]:
-        program = _text(part, "ProgramType", "Program") or ""
+    for participation in [*elem.findall("ProgramParticipation"), *elem.findall("ProgramParticipations")]:
+        program = _text(participation, "ProgramType", "Program") or ""
         flag = program_element(program)
         if flag is None:
-            check.drop(f"{tag}/ProgramParticipation", _content(part))
+            check.drop(f"{tag}/ProgramParticipation", _content(participation))
         else:
-            programs[flag] = _text(part, "EndDate") is None
+            programs[flag] = _text(participation, "EndDate") is None
     languages = [*elem.findall("Language"), *elem.findall("HomeLanguages")]
     for lang in languages:
-        uses = [codes.match_key(codes.descriptor_code(_value(u) or "")) for u in lang.iter() if u.tag in ("Use", "LanguageUse")]
+        uses = [
+            codes.match_key(codes.descriptor_code(_value(u) or ""))
+            for u in lang.iter()
+            if u.tag in ("Use", "LanguageUse")
+        ]
         code = _text(lang, "Language", "LanguageDescriptor") or _value(lang)
         if code and (not uses or any("home" in u for u in uses)):
             v = check.text("Language", codes.descriptor_code(code))
@@ -491,7 +495,9 @@ def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     )
 
 
-_SSA_KEPT = frozenset(["EntryDate", "EntryGradeLevel", "EntryType", "ExitWithdrawDate", "ExitWithdrawType", "SchoolYear"])
+_SSA_KEPT = frozenset(
+    ["EntryDate", "EntryGradeLevel", "EntryType", "ExitWithdrawDate", "ExitWithdrawType", "SchoolYear"]
+)
 
 
 def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
@@ -600,7 +606,13 @@ def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]
 
 
 _DISCIPLINE_KEPT = frozenset(
-    ["DisciplineActionIdentifier", "Discipline", "DisciplineDate", "DisciplineActionLength", "ActualDisciplineActionLength"]
+    [
+        "DisciplineActionIdentifier",
+        "Discipline",
+        "DisciplineDate",
+        "DisciplineActionLength",
+        "ActualDisciplineActionLength",
+    ]
 )
 
 
@@ -669,7 +681,9 @@ def _program_association(elem: Element, src: Source, check: Check) -> Iterator[P
     end = check.date("EndDate", _text(elem, "EndDate"))
     value: bool | None = end is None  # an association that has ended no longer sets the flag
     if flag == "program.free_reduced_lunch":
-        services = [_value(s) or "" for s in elem.iter() if s.tag in ("SchoolFoodServiceProgramService",) and not len(s)]
+        services = [
+            _value(s) or "" for s in elem.iter() if s.tag in ("SchoolFoodServiceProgramService",) and not len(s)
+        ]
         services += [v for v in [_text(elem, "SchoolFoodServicesEligibility")] if v]
         found = [frl_eligible(s) for s in services]
         known = [f for f in found if f is not None]
