@@ -651,7 +651,14 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
         check,
         SuspensionRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "suspension", student, school, start.isoformat()),
+            source_record_id=record_id(
+                FORMAT,
+                "suspension",
+                student,
+                school,
+                start.isoformat(),
+                _text(elem, "DisciplineActionIdentifier") or "",
+            ),
             student_ref=student,
             school_id=school,
             start_date=start,
@@ -760,7 +767,15 @@ def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseI
         check,
         SectionRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "section-of", school, section),
+            source_record_id=record_id(
+                FORMAT,
+                "section-of",
+                school,
+                section,
+                _text(elem, ".//LocalCourseCode") or "",
+                _text(elem, ".//SessionName") or "",
+                _text(elem, ".//SchoolYear") or "",
+            ),
             school_id=school,
             section_id=section,
         ),
