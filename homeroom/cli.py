@@ -88,7 +88,7 @@ def generate(
         "quoted newlines) and edfi-xml (Ed-Fi DS 5.2 interchanges with optional elements); repeatable.",
     ),
 ) -> None:
-    """Write synthetic districts as Homeroom JSON batches, OneRoster 1.2 zips and Ed-Fi XML, deterministic from a seed."""
+    """Write synthetic districts (JSON batches, OneRoster 1.2 zips, Ed-Fi XML), deterministic from a seed."""
     from homeroom.generate import generate_world, write_world
 
     unknown = sorted(set(formats) - {"json", "oneroster", "oneroster-ext", "edfi-xml"})

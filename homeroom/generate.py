@@ -667,8 +667,8 @@ def edfi_enrollment_records(enrollments: Iterable[EdFiEnrollment], *, optional: 
             parts.append("<PrimarySchool>true</PrimarySchool>")
         parts.append(f"<EntryDate>{e.entry_date}</EntryDate>")
         parts.append(
-            f"<EntryGradeLevel>{_descriptor('GradeLevel', _GRADE_DESCRIPTORS.get(e.grade, 'Ninth grade'))}</EntryGradeLevel>"
-        )  # noqa: E501
+            f"<EntryGradeLevel>{_descriptor('GradeLevel', _GRADE_DESCRIPTORS.get(e.grade, 'Ninth grade'))}</EntryGradeLevel>"  # noqa: E501
+        )
         if optional:
             parts.append(f"<EntryType>{_descriptor('EntryType', 'Next year school')}</EntryType>")
             parts.append(f"<RepeatGradeIndicator>{'true' if n % 41 == 0 else 'false'}</RepeatGradeIndicator>")
@@ -678,8 +678,8 @@ def edfi_enrollment_records(enrollments: Iterable[EdFiEnrollment], *, optional: 
             parts.append(f"<ExitWithdrawType>{_descriptor('ExitWithdrawType', 'Transferred')}</ExitWithdrawType>")
         if optional:
             parts.append(
-                f"<ResidencyStatus>{_descriptor('ResidencyStatus', 'Resident of admin unit and school area')}</ResidencyStatus>"
-            )  # noqa: E501
+                f"<ResidencyStatus>{_descriptor('ResidencyStatus', 'Resident of admin unit and school area')}</ResidencyStatus>"  # noqa: E501
+            )
             parts.append("<FullTimeEquivalency>1.0000</FullTimeEquivalency>")
         parts.append("</StudentSchoolAssociation>\n")
         yield "".join(parts)
@@ -737,7 +737,7 @@ def edfi_xml_files(district: District, world: World) -> dict[str, bytes]:
             code = f"{s.id}-main"
             identity = (
                 f"<CalendarReference><CalendarIdentity><CalendarCode>{code}</CalendarCode>{_school_ref(s.id)}"
-                f"<SchoolYear>{term.begin.year}-{term.begin.year + 1}</SchoolYear></CalendarIdentity></CalendarReference>"
+                f"<SchoolYear>{term.begin.year}-{term.begin.year + 1}</SchoolYear></CalendarIdentity></CalendarReference>"  # noqa: E501
             )
             yield (
                 f"\t<Calendar><CalendarCode>{code}</CalendarCode>"
@@ -774,7 +774,7 @@ def edfi_xml_files(district: District, world: World) -> dict[str, bytes]:
                 f"<EducationOrganizationReference><EducationOrganizationIdentity><EducationOrganizationId>{district.id}"
                 "</EducationOrganizationId></EducationOrganizationIdentity></EducationOrganizationReference>"
                 f"<HispanicLatinoEthnicity>false</HispanicLatinoEthnicity>"
-                f"<LimitedEnglishProficiency>{_descriptor('LimitedEnglishProficiency', lep)}</LimitedEnglishProficiency>"
+                f"<LimitedEnglishProficiency>{_descriptor('LimitedEnglishProficiency', lep)}</LimitedEnglishProficiency>"  # noqa: E501
                 f"<StudentIndicator><IndicatorName>Gifted</IndicatorName><Indicator>false</Indicator></StudentIndicator>"
                 "</StudentEducationOrganizationAssociation>\n"
             )
@@ -788,7 +788,7 @@ def edfi_xml_files(district: District, world: World) -> dict[str, bytes]:
                 yield (
                     "\t<StudentSchoolAttendanceEvent><AttendanceEvent>"
                     f"<EventDate>{day}</EventDate>"
-                    f"<AttendanceEventCategory>{_descriptor('AttendanceEventCategory', category)}</AttendanceEventCategory>"
+                    f"<AttendanceEventCategory>{_descriptor('AttendanceEventCategory', category)}</AttendanceEventCategory>"  # noqa: E501
                     f"<AttendanceEventReason>{reason}</AttendanceEventReason><EventDuration>1</EventDuration>"
                     f"</AttendanceEvent>{_student_ref(st.state_id)}{_school_ref(st.school_id)}"
                     "</StudentSchoolAttendanceEvent>\n"
