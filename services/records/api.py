@@ -185,7 +185,14 @@ async def open_record(runtime: Runtime, stored: store.StoredRecord) -> OpenedRec
         prior_records=prior,
         directory_opt_out=stored.directory_opt_out,
         chronic_absence=stored.chronic_absence,
+        absence=_absence(stored.absence),
     )
+
+
+def _absence(row: dict[str, object] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {**row, "as_of_date": str(row["as_of_date"]), "missing_calendars": list(row["missing_calendars"] or [])}  # type: ignore[call-overload]
 
 
 async def load(runtime: Runtime, district_id: str, student_key: str) -> store.StoredRecord | None:

@@ -1,5 +1,9 @@
 """Bus handlers: keep each student's record current from enrollment.v1, organization.v1,
-attendance.v1, discipline.v1 and consent.v1.
+attendance.v1, discipline.v1, calendar.v1 and consent.v1.
+
+Enrollments, daily marks and school calendars also queue the students concerned for the
+absence reviewer (`absence.py`), in the same transaction: days enrolled come from the
+school's calendar, so each of these can move a student's absence rate.
 
 The kernel runs each handler in one transaction with the event's "already applied" mark,
 so a redelivered event is dropped by id; on top of that every write is an upsert keyed by
@@ -20,11 +24,12 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from homeroom import calendar
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
-from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
 from homeroom.catalogue import CATALOGUE
-from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
 
@@ -35,6 +40,11 @@ CATEGORIES: dict[int, str] = {
     attendance_pb2.ATTENDANCE_CATEGORY_ABSENT: "absent",
     attendance_pb2.ATTENDANCE_CATEGORY_TARDY: "tardy",
     attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE: "early_departure",
+    attendance_pb2.ATTENDANCE_CATEGORY_PARTIAL: "partial",
+}
+CALENDAR_SOURCES: dict[int, str] = {
+    calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR: "calendar",
+    calendar_pb2.CALENDAR_SOURCE_ROSTER_TERMS: "terms",
 }
 
 
@@ -109,6 +119,7 @@ def enrollment_handler(runtime: Runtime) -> Handler:
             entry = _date(payload.entry_date, "entry_date")
             await _scoped(ctx, district)
             await store.enroll(ctx.conn, district, key, school, entry, payload.grade_level, payload.entry_type)
+            await store.queue_review(ctx.conn, district, [key])
         elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
             district = _district(event, payload.district_id)
             key = _required(payload.student_key, "student_key")
@@ -116,6 +127,7 @@ def enrollment_handler(runtime: Runtime) -> Handler:
             exit_date = _date(payload.exit_date, "exit_date")
             await _scoped(ctx, district)
             await _close(ctx, district, key, school, exit_date, payload.exit_code)
+            await store.queue_review(ctx.conn, district, [key])
         elif isinstance(payload, enrollment_pb2.SchoolChanged):
             district = _district(event, payload.district_id)
             key = _required(payload.student_key, "student_key")
@@ -125,6 +137,7 @@ def enrollment_handler(runtime: Runtime) -> Handler:
             await _scoped(ctx, district)
             await _close(ctx, district, key, from_school, when, "school_change")
             await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
+            await store.queue_review(ctx.conn, district, [key])
 
     return handle
 
@@ -157,8 +170,8 @@ def organization_handler(runtime: Runtime) -> Handler:
 
 
 def attendance_handler(runtime: Runtime) -> Handler:
-    """Attendance marks into the record. The summary and the chronic-absence flag are the
-    attendance summary table's (summary.py), which reads the same topic."""
+    """Attendance marks into the record; a daily mark queues the student for the absence
+    reviewer, which counts days enrolled from the calendar and raises the chronic flag."""
 
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         payload = event.payload
@@ -175,6 +188,48 @@ def attendance_handler(runtime: Runtime) -> Handler:
             ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
         ):
             raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
+        if not payload.period:
+            await store.queue_review(ctx.conn, district, [key])
+
+    return handle
+
+
+def calendar_handler(runtime: Runtime) -> Handler:
+    """calendar.v1: a school year's instructional days; everyone enrolled at the school that
+    year is counted again."""
+
+    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
+        payload = event.payload
+        if not isinstance(payload, calendar_pb2.CalendarPublished):
+            return
+        district = _district(event, payload.district_id)
+        school = _required(payload.school_id, "school_id")
+        source = CALENDAR_SOURCES.get(payload.source)
+        if source is None:
+            raise RejectEvent("calendar.source_unknown", "the calendar names no source", "source")
+        first, last = calendar.year_bounds(payload.school_year)
+        days = sorted({_date(d, "instructional_dates") for d in payload.instructional_dates})
+        if any(not first <= d <= last for d in days):
+            raise RejectEvent("calendar.date_outside_year", "an instructional date is outside the school year", "date")
+        terms = [
+            {"name": t.name, "begin_date": t.begin_date, "end_date": t.end_date, "declared_days": t.declared_days}
+            for t in payload.terms
+        ]
+        days_off = sorted({_date(d, "non_instructional_dates") for d in payload.non_instructional_dates})
+        await store.upsert_calendar(
+            ctx.conn,
+            district,
+            school,
+            payload.school_year,
+            source,
+            days,
+            terms,
+            days_off,
+            payload.source_format,
+            event.event_id,
+        )
+        await _scoped(ctx, district)
+        await store.queue_school_review(ctx.conn, district, school, first, last)
 
     return handle
 
@@ -241,6 +296,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
     ConsumerSpec("attendance", [ATTENDANCE], attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
+    ConsumerSpec("calendar", [CALENDAR], calendar_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
     ConsumerSpec("keys", [KEYS], keys_handler),
 )

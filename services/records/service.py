@@ -6,6 +6,7 @@ from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster
+from services.records.absence import AbsenceReviewer
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.settings import RecordsSettings
@@ -14,7 +15,7 @@ from services.records.summary import AttendanceSummary
 
 async def on_start(runtime: Runtime) -> None:
     """The consent client, unless one was injected (tests put theirs in runtime.extras);
-    the attendance summary table wherever consumers run."""
+    the attendance summary table and the absence reviewer wherever consumers run."""
     settings = runtime.settings
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
@@ -22,12 +23,18 @@ async def on_start(runtime: Runtime) -> None:
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
     if settings.start_consumers:
-        summary = AttendanceSummary(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
+        summary = AttendanceSummary(runtime)
         await summary.start()
         runtime.extras["attendance_summary"] = summary
+        reviewer = AbsenceReviewer(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
+        reviewer.start()
+        runtime.extras["absence_reviewer"] = reviewer
 
 
 async def on_stop(runtime: Runtime) -> None:
+    reviewer = runtime.extras.get("absence_reviewer")
+    if isinstance(reviewer, AbsenceReviewer):
+        await reviewer.stop()
     summary = runtime.extras.get("attendance_summary")
     if isinstance(summary, AttendanceSummary):
         await summary.stop()

@@ -312,50 +312,6 @@ async def record_attendance(
     return bool(known)
 
 
-async def project_chronic_absence(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    *,
-    chronic: bool,
-    days_enrolled: int,
-    days_absent: int,
-    absence_rate: float,
-    as_of: date,
-    school_year: int,
-    version: int,
-) -> bool:
-    """Show the attendance summary table's chronic-absence state in the record: latest
-    (school year, source offset) wins, so a replayed or late write changes nothing.
-    False, and nothing written, if the district has no live record of the student."""
-    known = await conn.fetchval(
-        """WITH student AS (
-               SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2 AND destroyed_at IS NULL),
-           written AS (
-               INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
-                   absence_rate, as_of_date, school_year, version)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM student
-               ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
-                   days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
-                   absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
-                   school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
-               WHERE (chronic_absence.school_year, chronic_absence.version)
-                     <= (EXCLUDED.school_year, EXCLUDED.version)
-               RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM student)""",
-        district_id,
-        student_key,
-        chronic,
-        days_enrolled,
-        days_absent,
-        absence_rate,
-        as_of,
-        school_year,
-        version,
-    )
-    return bool(known)
-
-
 async def record_suspension(
     conn: Connection,
     district_id: str,
@@ -440,6 +396,7 @@ class StoredRecord:
     registered: bool
     chronic_absence: bool
     directory_opt_out: bool
+    absence: dict[str, object] | None
     plain_elements: dict[str, str]
     program_flags: bytes | None
     sealed: dict[str, bytes]
@@ -467,6 +424,11 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
     if row is None:
         return None
     args = (district_id, student_key)
+    absence = await conn.fetchrow(
+        """SELECT chronic, days_enrolled, days_absent, absence_rate, as_of_date, school_year, calendar_known,
+                  missing_calendars FROM chronic_absence WHERE district_id = $1 AND student_key = $2""",
+        *args,
+    )
     sealed = {
         r["element"]: bytes(r["sealed"])
         for r in await conn.fetch(
@@ -479,13 +441,8 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
         updated_at=row["updated_at"],
         destroyed_at=row["destroyed_at"],
         registered=row["registered"],
-        chronic_absence=bool(
-            await conn.fetchval(
-                "SELECT chronic FROM chronic_absence WHERE district_id = $1 AND student_key = $2",
-                district_id,
-                student_key,
-            )
-        ),
+        chronic_absence=bool(absence is not None and absence["chronic"]),
+        absence=dict(absence) if absence is not None else None,
         directory_opt_out=row["directory_opt_out"],
         plain_elements=json.loads(row["plain_elements"]),
         program_flags=bytes(row["program_flags"]) if row["program_flags"] is not None else None,
@@ -559,6 +516,7 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
             destroyed_at=None,
             registered=r["registered"],
             chronic_absence=False,
+            absence=None,
             directory_opt_out=r["directory_opt_out"],
             plain_elements=json.loads(r["plain_elements"]),
             program_flags=None,
@@ -759,4 +717,169 @@ async def log_read(
         decision_id,
         agreement_id,
         disclosure_id,
+    )
+
+
+# --- calendars and days enrolled ----------------------------------------------------------------
+
+
+async def upsert_calendar(
+    conn: Connection,
+    district_id: str,
+    school_id: str,
+    school_year: int,
+    source: str,
+    days: Sequence[date],
+    terms: Sequence[Mapping[str, object]],
+    days_off: Sequence[date],
+    source_format: str,
+    event_id: str,
+) -> None:
+    """A school year's calendar from one source; the latest event replaces the one before."""
+    await conn.execute(
+        """INSERT INTO calendars (district_id, school_id, school_year, source, instructional_days, terms, days_off,
+               source_format, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9)
+           ON CONFLICT (district_id, school_id, school_year, source) DO UPDATE SET
+               instructional_days = EXCLUDED.instructional_days, terms = EXCLUDED.terms, days_off = EXCLUDED.days_off,
+               source_format = EXCLUDED.source_format, event_id = EXCLUDED.event_id, updated_at = clock_timestamp()""",
+        district_id,
+        school_id,
+        school_year,
+        source,
+        list(days),
+        json.dumps(list(terms)),
+        list(days_off),
+        source_format,
+        event_id,
+    )
+
+
+async def queue_review(conn: Connection, district_id: str, student_keys: Iterable[str]) -> None:
+    """Ask the absence reviewer to count these students again (after this transaction commits)."""
+    keys = sorted(set(student_keys))
+    if keys:
+        await conn.execute(
+            """INSERT INTO absence_reviews (district_id, student_key) SELECT $1, k FROM unnest($2::text[]) AS k
+               ON CONFLICT (district_id, student_key) DO NOTHING""",
+            district_id,
+            keys,
+        )
+
+
+async def queue_school_review(conn: Connection, district_id: str, school_id: str, first: date, last: date) -> int:
+    """Every student enrolled at the school at any time in [first, last]: their days enrolled changed."""
+    status: str = await conn.execute(
+        """INSERT INTO absence_reviews (district_id, student_key)
+           SELECT DISTINCT district_id, student_key FROM enrollments
+           WHERE district_id = $1 AND school_id = $2 AND entry_date <= $4 AND (exit_date IS NULL OR exit_date >= $3)
+           ON CONFLICT (district_id, student_key) DO NOTHING""",
+        district_id,
+        school_id,
+        first,
+        last,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def queue_open_enrollments(conn: Connection) -> int:
+    """Once a day: every student still enrolled, since each school day adds to days enrolled."""
+    status: str = await conn.execute(
+        """INSERT INTO absence_reviews (district_id, student_key)
+           SELECT DISTINCT district_id, student_key FROM enrollments WHERE exit_date IS NULL
+           ON CONFLICT (district_id, student_key) DO NOTHING"""
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def districts_to_review(conn: Connection | asyncpg.Pool, limit: int = 20) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT district_id FROM absence_reviews GROUP BY district_id ORDER BY min(queued_at) LIMIT $1", limit
+    )
+    return [r["district_id"] for r in rows]
+
+
+async def take_reviews(conn: Connection, district_id: str, limit: int) -> list[str]:
+    """Claim (and remove, with this transaction) up to `limit` students queued for review."""
+    rows = await conn.fetch(
+        """DELETE FROM absence_reviews WHERE (district_id, student_key) IN (
+               SELECT district_id, student_key FROM absence_reviews WHERE district_id = $1
+               ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING student_key""",
+        district_id,
+        limit,
+    )
+    return [r["student_key"] for r in rows]
+
+
+@dataclass(slots=True)
+class AttendanceFacts:
+    """What days enrolled and absences are counted from, for a set of students of one district."""
+
+    windows: dict[str, list[tuple[str, date, date | None]]] = field(default_factory=dict)  # student -> windows
+    absences: dict[str, list[tuple[str, date]]] = field(default_factory=dict)  # student -> (school, day)
+    calendars: dict[tuple[str, int], list[date]] = field(default_factory=dict)  # (school, year) -> days
+    chronic: dict[str, bool] = field(default_factory=dict)  # student -> flag as stored
+    live: set[str] = field(default_factory=set)  # students with a live record
+
+
+async def attendance_facts(conn: Connection, district_id: str, student_keys: Sequence[str]) -> AttendanceFacts:
+    """Four queries for the whole set: enrollments, daily absences, the calendars of the schools
+    involved (a school calendar wins over roster terms) and the flags as they stand."""
+    facts = AttendanceFacts()
+    keys = list(student_keys)
+    for r in await conn.fetch(
+        "SELECT student_key FROM students WHERE district_id = $1 AND student_key = ANY($2) AND destroyed_at IS NULL",
+        district_id,
+        keys,
+    ):
+        facts.live.add(r["student_key"])
+    schools: set[str] = set()
+    for r in await conn.fetch(
+        """SELECT student_key, school_id, entry_date, exit_date FROM enrollments
+           WHERE district_id = $1 AND student_key = ANY($2)""",
+        district_id,
+        keys,
+    ):
+        facts.windows.setdefault(r["student_key"], []).append((r["school_id"], r["entry_date"], r["exit_date"]))
+        schools.add(r["school_id"])
+    for r in await conn.fetch(
+        """SELECT student_key, school_id, day FROM attendance
+           WHERE district_id = $1 AND student_key = ANY($2) AND period = '' AND category = 'absent'""",
+        district_id,
+        keys,
+    ):
+        facts.absences.setdefault(r["student_key"], []).append((r["school_id"], r["day"]))
+    for r in await conn.fetch(
+        """SELECT DISTINCT ON (school_id, school_year) school_id, school_year, instructional_days FROM calendars
+           WHERE district_id = $1 AND school_id = ANY($2)
+           ORDER BY school_id, school_year, (source = 'calendar') DESC""",
+        district_id,
+        sorted(schools),
+    ):
+        facts.calendars[(r["school_id"], r["school_year"])] = list(r["instructional_days"])
+    for r in await conn.fetch(
+        "SELECT student_key, chronic FROM chronic_absence WHERE district_id = $1 AND student_key = ANY($2)",
+        district_id,
+        keys,
+    ):
+        facts.chronic[r["student_key"]] = r["chronic"]
+    return facts
+
+
+async def save_standings(conn: Connection, district_id: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """(student, chronic, days enrolled, days absent, rate or None, as of, school year, calendar known,
+    missing calendars) per student: the record's attendance standing, as the reviewer counted it."""
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
+               as_of_date, school_year, calendar_known, missing_calendars)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
+               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
+               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
+               school_year = EXCLUDED.school_year, calendar_known = EXCLUDED.calendar_known,
+               missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()""",
+        [(district_id, *r) for r in rows],
     )
