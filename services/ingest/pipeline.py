@@ -81,9 +81,19 @@ from services.ingest.validation import Validator
 log = logging.getLogger(__name__)
 
 FORMATS = ("batch", "edfi-json", "edfi-xml", "oneroster")
-EDFI_RESOURCES = ("students", "studentSchoolAssociations", "studentSchoolAttendanceEvents")
+EDFI_RESOURCES = (
+    "students",
+    "studentEducationOrganizationAssociations",
+    "studentSchoolAssociations",
+    "studentSchoolAttendanceEvents",
+    "studentSectionAttendanceEvents",
+    "disciplineActions",
+    "sessions",
+    "calendars",
+    "calendarDates",
+)
 # Ed-Fi resources that can never withdraw a student: no safety pre-scan needed.
-_NO_WITHDRAWALS = frozenset({"students", "studentSchoolAttendanceEvents"})
+_NO_WITHDRAWALS = frozenset(set(EDFI_RESOURCES) - {"studentSchoolAssociations"})
 _EVENT_NS = uuid.UUID("0b5a7c52-6f0e-4c1e-9a55-3d1f1c1f0a11")
 
 _CATEGORIES = {

@@ -609,6 +609,7 @@ _DISCIPLINE_KEPT = frozenset(
     [
         "DisciplineActionIdentifier",
         "Discipline",
+        "Disciplines",
         "DisciplineDate",
         "DisciplineActionLength",
         "ActualDisciplineActionLength",
@@ -617,7 +618,7 @@ _DISCIPLINE_KEPT = frozenset(
 
 
 def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    kinds = [_value(d) or "" for d in elem.findall("Discipline")]
+    kinds = [_value(d) or "" for d in [*elem.findall("Discipline"), *elem.findall("Disciplines")]]
     results = [codes.edfi_suspension(k) for k in kinds if k]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
