@@ -217,11 +217,16 @@ class Check:
             value,
         )
 
-    def drop(self, name: str, value: object) -> None:
+    def drop(self, name: str, value: object, *, credential: bool = False) -> None:
         """An element the standard allows and Homeroom does not collect: its value is screened
         for Social Security numbers (which refuse the record) and otherwise forgotten; only its
-        name is kept, for the report."""
+        name is kept, for the report. A credential (a password) is not even screened."""
         if is_empty(value):
+            return
+        if credential:
+            shown = safe_field_name(name, 160)
+            if shown not in self.dropped:
+                self.dropped.append(shown)
             return
         if self.forbid_ssn_field(name, value):
             return

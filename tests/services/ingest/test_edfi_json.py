@@ -330,7 +330,7 @@ def test_calendars_sessions_and_discipline_actions() -> None:
         "responsibilitySchoolReference": {"schoolId": 255901001},
         "disciplines": [{"disciplineDescriptor": "uri://ed-fi.org/DisciplineDescriptor#In School Suspension"}],
         "disciplineActionLength": 3,
-        "disciplineActionLengthDifferenceReasonDescriptor": "uri://ed-fi.org/DisciplineActionLengthDifferenceReasonDescriptor#No Difference",
+        "disciplineActionLengthDifferenceReasonDescriptor": "uri://ed-fi.org/DisciplineActionLengthDifferenceReasonDescriptor#No Difference",  # noqa: E501
         "iepPlacementMeetingIndicator": False,
     }
     expulsion = dict(action, disciplines=[{"disciplineDescriptor": "uri://ed-fi.org/DisciplineDescriptor#Expulsion"}])
