@@ -207,6 +207,7 @@ class Upload:
     principal: Principal
     idempotency_key: str | None
     file_name: str | None
+    dry_run: bool = False
 
     async def submit(
         self, fmt: str, ext: str, *, resource: str | None = None, options: dict[str, Any] | None = None
@@ -222,9 +223,16 @@ async def _upload(
     principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Parse and validate only: nothing is stored or published; the answer (200) is the report "
+            "the upload would get, with every problem."
+        ),
+    ] = False,
 ) -> Upload:
     _may_upload(principal, district_id)
-    return Upload(district_id, request, response, runtime, principal, idempotency_key, file)
+    return Upload(district_id, request, response, runtime, principal, idempotency_key, file, dry_run)
 
 
 UploadDep = Annotated[Upload, Depends(_upload)]
@@ -243,6 +251,8 @@ async def _submit(
     file_name = upload.file_name or (f"{resource}.json" if resource else None)
     if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
         options = {**(options or {}), "schools": sorted(principal.school_ids)}
+    if upload.dry_run:
+        return await _dry_run(upload, fmt, ext, file_name, resource, options)
     if idempotency_key:
         existing = await store.submission_by_key(runtime.pool, district_id, idempotency_key)
         if existing is not None:
@@ -281,8 +291,56 @@ async def _submit(
     return report(row)
 
 
+async def _dry_run(
+    upload: Upload, fmt: str, ext: str, file_name: str | None, resource: str | None, options: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Check an export without taking it: the same parse, validation and counts, in this
+    request, with nothing stored or published; the upload is deleted when the answer is ready."""
+    settings = ingest_settings(upload.runtime)
+    path, size, _sha = await _store_upload(upload.request, settings, ext)
+    name = (file_name or _DEFAULT_NAMES[fmt]).strip() or _DEFAULT_NAMES[fmt]
+    job = Job(uuid.uuid4(), upload.district_id, fmt, name, path, resource, dict(options or {}))
+    try:
+        result = await ingestor(upload.runtime).dry_run(job)
+    finally:
+        path.unlink(missing_ok=True)
+    upload.response.status_code = 200
+    c = result.counts
+    by_rule: dict[str, int] = {}
+    for p in result.problems:
+        by_rule[p.rule] = by_rule.get(p.rule, 0) + 1
+    held = result.held_schools
+    return {
+        "id": None,
+        "dry_run": True,
+        "district_id": upload.district_id,
+        "format": fmt,
+        "resource": resource,
+        "file": name,
+        "status": "dry_run",
+        "bytes": size,
+        "progress": 1.0,
+        "counts": {
+            "records_read": c.records_read,
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "warned": c.warned,
+            "unchanged": c.unchanged,
+            "skipped": result.skipped,
+            "events": c.events,
+        },
+        "not_collected": _not_collected(result.not_collected),
+        "problems_not_stored": c.problems_dropped,
+        "problems_by_rule": by_rule,
+        "problems": [{"seq": i + 1, **p.as_dict()} for i, p in enumerate(result.problems)],
+        "held": {"schools": held, "reason": "A real upload would be held for confirmation."} if held else None,
+        "error": None,
+    }
+
+
 _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Stored; processing in the background. The body is the submission's report."},
+    # 200 also answers ?dry_run=true: the report the upload would get; nothing stored or published
     200: {"description": "A submission with this Idempotency-Key already exists: its report."},
     403: {"description": "Not staff of this district"},
     413: {"description": "Upload larger than the configured limit"},
@@ -318,8 +376,10 @@ async def submit_batch(upload: UploadDep) -> dict[str, Any]:
     openapi_extra=_raw_body("application/json", _EDFI_RESOURCES),
 )
 async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
-    """Ed-Fi resource JSON (an array of resources, or one) for `students`, `studentSchoolAssociations` or
-    `studentSchoolAttendanceEvents`."""
+    """Ed-Fi resource JSON (an array of resources, or one) for `students`,
+    `studentEducationOrganizationAssociations`, `studentSchoolAssociations`,
+    `studentSchoolAttendanceEvents`, `studentSectionAttendanceEvents`, `disciplineActions`,
+    `sessions`, `calendars` or `calendarDates`."""
     if resource not in EDFI_RESOURCES:
         raise Problem(
             404,
@@ -337,8 +397,9 @@ async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
     openapi_extra=_raw_body("application/xml", _BINARY),
 )
 async def submit_edfi_xml(upload: UploadDep) -> dict[str, Any]:
-    """One Ed-Fi XML interchange file (InterchangeEducationOrganization, InterchangeStudent,
-    InterchangeStudentEnrollment, InterchangeStudentAttendance, InterchangeStudentDiscipline)."""
+    """One Ed-Fi XML interchange file, Data Standard 2.0 to 5.x (EducationOrganization,
+    EducationOrgCalendar, MasterSchedule, Student, StudentEnrollment, StudentProgram,
+    StudentAttendance, StudentDiscipline; any other interchange is counted and skipped)."""
     return await upload.submit("edfi-xml", "xml")
 
 

@@ -849,6 +849,20 @@ class Ingestor:
         self._tasks[job.submission_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(job.submission_id, None))
 
+    async def dry_run(self, job: Job) -> DryRunResult:
+        """Parse and validate an upload with nothing stored or published (one of the slots)."""
+        async with self._slots:
+            run = SubmissionRun(
+                job,
+                pool=self.pool,
+                cipher=self.cipher,
+                pseudonymizer=self.pseudonymizer,
+                settings=self.settings,
+                dry_run=True,
+            )
+            await run.run()
+            return run.result
+
     async def run_now(self, job: Job, *, confirmed: bool = False) -> Outcome | None:
         """Process in the caller's task (the CLI and benchmarks)."""
         return await self._run(job, confirmed)
