@@ -66,6 +66,8 @@ _GRADE_ALIASES: dict[str, str] = {
     "grade13": "13",
     "postsecondary": "PS",
     "ungraded": "UG",
+    "nogradelevel": "UG",
+    "outofschool": "Other",
     "adulteducation": "Other",
     "other": "Other",
 }
@@ -191,6 +193,24 @@ def edfi_suspension(text: str) -> bool | str | None:
     if "outofschool" in k:
         return False
     return None
+
+
+# Every standard Ed-Fi StudentIdentificationSystemDescriptor: the catalogue element it fills, or
+# None when Homeroom does not collect it (dropped). SSN systems are refused (screening.is_ssn_system).
+STUDENT_ID_SYSTEMS: dict[str, str | None] = {
+    "State": "student.state_id",
+    "District": "student.local_id",
+    "Local": "student.local_id",
+    "School": "student.local_id",
+    "Student Number": "student.local_id",
+    "Canadian SIN": None,
+    "Family": None,
+    "Federal": None,
+    "National Migrant": None,
+    "State Migrant": None,
+    "Other": None,
+    "SSN": None,  # refused before it is looked up
+}
 
 
 # Identification systems (Ed-Fi StudentIdentificationSystemDescriptor, OneRoster userIds types).

@@ -97,6 +97,8 @@ def _canon(value: Any) -> Any:
         return {str(k): _canon(v) for k, v in sorted(value.items())}
     if isinstance(value, frozenset | set):
         return sorted(_canon(v) for v in value)
+    if isinstance(value, Term):
+        return [value.name, value.begin.isoformat(), value.end.isoformat(), value.declared_days]
     if isinstance(value, tuple | list):
         return [_canon(v) for v in value]
     return value

@@ -176,6 +176,15 @@ def lep_is_ell(text: str) -> bool | None:
     return _LEP_KEYS.get(codes.match_key(codes.descriptor_code(text)))
 
 
+def frl_known(text: str) -> bool:
+    """The code is one of the standard food-service codes (whatever it says about eligibility)."""
+    return codes.match_key(codes.descriptor_code(text)) in _FOOD_KEYS
+
+
+def lep_known(text: str) -> bool:
+    return codes.match_key(codes.descriptor_code(text)) in _LEP_KEYS
+
+
 def frl_eligible(text: str) -> bool | None:
     """Free or reduced price -> True, full price -> False, anything else -> None."""
     return _FOOD_KEYS.get(codes.match_key(codes.descriptor_code(text)))

@@ -16,13 +16,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from homeroom.bus.envelope import IncomingEvent, decode
-from homeroom.bus.topics import ATTENDANCE, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
 from homeroom.crypto import DecryptionError, EnvelopeCipher
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.ingest.ingest_data import base_orgs, enrollment, oneroster_zip, user11
 
-ALL = (ENROLLMENT, ORGANIZATION, ATTENDANCE, DISCIPLINE, REJECTED)
+ALL = (ENROLLMENT, ORGANIZATION, ATTENDANCE, DISCIPLINE, CALENDAR, REJECTED)
 FIRST = "Quintessa"  # names that appear nowhere else, so a plaintext leak is findable
 LAST = "Marchbanks"
 
@@ -476,6 +476,12 @@ async def test_oneroster_zip_end_to_end(svc: ServiceUnderTest, service_env: Serv
     assert schools == {"sch-1", "sch-2"}
     registered = by_change(events, "student_registered")
     assert len(registered) == 3  # u1, u2 and u4 (a student of an unknown org is still a student); u3 refused
+    # the term in academicSessions.csv is each school's calendar until the district sends one
+    calendars = by_change(events, "calendar_published")
+    assert sorted((c.school_id, c.school_year, len(c.instructional_dates)) for c in calendars) == [
+        ("sch-1", 2024, 104),
+        ("sch-2", 2024, 104),
+    ]
     enrolled = by_change(events, "student_enrolled")
     assert sorted((e.school_id, e.entry_date) for e in enrolled) == [
         ("sch-1", "2024-09-03"),
@@ -490,7 +496,8 @@ async def test_oneroster_zip_end_to_end(svc: ServiceUnderTest, service_env: Serv
     assert {p["rule"] for p in probs2} >= {"school.not_in_district"}
     events2 = await bus_events(svc, env, rep2["id"])
     assert by_change(events2, "student_enrolled") == [] and by_change(events2, "school_registered") == []
-    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 5  # 2 schools, 3 enrollments
+    # 2 schools, the term calendar at each, 3 enrollments
+    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 7
 
 
 async def test_bulk_withdrawal_is_held_until_confirmed(service_env: ServiceEnv, tmp_path: Any) -> None:
