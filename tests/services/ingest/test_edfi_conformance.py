@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
+import defusedxml.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
