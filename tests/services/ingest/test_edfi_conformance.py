@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import defusedxml.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import defusedxml.ElementTree as ET
 import pytest
 
 from homeroom.generate import EdFiEnrollment, write_edfi_enrollment
