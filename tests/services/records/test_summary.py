@@ -1,7 +1,7 @@
-"""The attendance summary table (faust-streaming over attendance.v1): replays and
-duplicates leave the same summary; crossing the chronic-absence line emits exactly one
-event and shows in the record; the threshold is a setting; a restarted service rebuilds
-the table from its changelog."""
+"""The attendance summary table (faust-streaming over attendance.v1): replays and duplicates
+leave the same tally, a restarted service rebuilds it from its changelog; and through the
+real consumers, a student who crosses the chronic-absence line by the school calendar is
+flagged in the record within seconds, with exactly one event."""
 
 from __future__ import annotations
 
@@ -17,10 +17,20 @@ from hypothesis import strategies as st
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.topics import Topic, ensure_topics
+from homeroom.calendar import school_year, weekdays
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, AttendanceEvent
-from services.records.summary import AttendanceSummary, YearSummary, chronic_event_id, school_year
+from services.records.absence import chronic_event_id
+from services.records.summary import AttendanceSummary, YearSummary
 from tests.harness import ServiceEnv
-from tests.services.records.helpers import Records, attendance, enrolled, records_service, registered, renamed
+from tests.services.records.helpers import (
+    Records,
+    attendance,
+    calendar,
+    enrolled,
+    records_service,
+    registered,
+    renamed,
+)
 from tests.services.records.test_consumers import fresh_id
 
 START = date(2026, 9, 1)
@@ -28,13 +38,13 @@ Marks = list[tuple[int, bool]]  # (school day, absent)
 marks_strategy = st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=60)
 
 
-def fold(marks: Marks, *, replay_from: int | None = None, threshold: float = 0.1, min_days: int = 10) -> YearSummary:
+def fold(marks: Marks, *, replay_from: int | None = None) -> YearSummary:
     summary = YearSummary()
     for offset, (day, absent) in enumerate(marks):
-        summary = summary.mark(START + timedelta(days=day), absent, offset, threshold, min_days)
+        summary = summary.mark(START + timedelta(days=day), absent, offset)
     if replay_from is not None:  # a consumer restarting from an older committed offset
         for offset, (day, absent) in enumerate(marks[replay_from:], start=replay_from):
-            summary = summary.mark(START + timedelta(days=day), absent, offset, threshold, min_days)
+            summary = summary.mark(START + timedelta(days=day), absent, offset)
     return summary
 
 
@@ -46,20 +56,10 @@ def test_a_replayed_or_republished_mark_leaves_the_same_summary(marks: Marks, da
     assert replayed == once
     # The same marks re-published under new ids, right after the originals (new offsets).
     doubled = fold([m for mark in marks for m in (mark, mark)])
-    assert (doubled.enrolled, doubled.absent, doubled.chronic_since) == (once.enrolled, once.absent, once.chronic_since)
-    assert once.days_enrolled == len({day for day, _ in marks})
+    assert (doubled.marked, doubled.absent) == (once.marked, once.absent)
+    assert once.days_marked == len({day for day, _ in marks})
     last = dict(marks)  # the last mark of a day is the one that counts
     assert once.days_absent == sum(last.values())
-
-
-def test_the_line_is_a_setting_and_the_crossing_date_stays_while_over_it() -> None:
-    marks = [(d, False) for d in range(4)] + [(4, True), (5, False)]  # 1 absent in 5, then in 6
-    assert fold(marks[:5], threshold=0.2, min_days=5).chronic_since == (START + timedelta(days=4)).isoformat()
-    assert fold(marks[:5], threshold=0.25, min_days=5).chronic_since == ""
-    assert fold(marks[:5], threshold=0.2, min_days=6).chronic_since == ""
-    assert fold(marks, threshold=0.2, min_days=5).chronic_since == ""  # 1 in 6 is under the line again
-    again = fold([*marks, (6, True)], threshold=0.2, min_days=5)  # 2 in 7: a new crossing
-    assert again.chronic_since == (START + timedelta(days=6)).isoformat()
     assert school_year(date(2027, 6, 30)) == school_year(START) == 2026
 
 
@@ -107,48 +107,51 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
     spec, topics = renamed(suffix)
     await ensure_topics(service_env.kafka.client_kwargs(), list(topics.values()))
     key, ghost = "stu_chronic", "stu_ghost"
-    days = [(START + timedelta(days=i)).isoformat() for i in range(9)]
+    days = [d.isoformat() for d in weekdays(START, START + timedelta(days=40))][:20]  # the school's 20 days
     options = {"spec": spec, "start_consumers": True, "chronic_absence_min_days": 5, "chronic_absence_threshold": 0.2}
     async with records_service(service_env, **options) as rec:  # type: ignore[arg-type]
         database = str(rec.runtime.settings.database_url)
         present = [attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[:4]]
-        absent = attendance("d-a", key, days[4])  # 1 of 5 = 20%: crosses
+        absences = [attendance("d-a", key, day) for day in days[4:8]]  # 4 of 20 days = 20%: crosses
         await _publish(
             service_env,
             topics,
             await registered(rec.runtime, "d-a", key, {"student.first_name": "Ana"}),
-            enrolled("d-a", key, "a-1", days[0]),
+            enrolled("d-a", key, "s", days[0]),
             *present,
-            attendance("d-a", key, days[5], period="2"),  # a period absence counts for nothing here
-            *[attendance("d-a", ghost, day) for day in days[:5]],  # unknown: counted, never shown
+            attendance("d-a", key, days[9], period="2"),  # a period absence counts for nothing here
+            *[attendance("d-a", ghost, day) for day in days[:5]],  # unknown: counted in the table, never shown
+            *absences[:3],  # 3 of 20: under the line
         )
-        await _until(lambda: _has_days(rec, key, 4))
-        await _until(lambda: _chronic_is(rec, key, False))  # the record exists and is not flagged
-        assert await _detected(rec) == []
-        await _publish(service_env, topics, absent, absent, fresh_id(absent))  # redelivered and re-published
+        await _until(lambda: _has_days(rec, key, 7))
+        await _until(lambda: _chronic_is(rec, key, False))  # no calendar yet: never flagged
+        await _publish(service_env, topics, calendar("d-a", "s", 2026, days))
+        await _until(lambda: _summary_has(rec, key, "calendar", "known"))
+        assert await _chronic(rec, key) is False and await _detected(rec) == []
+        last = absences[3]
+        await _publish(service_env, topics, last, last, fresh_id(last))  # redelivered and re-published
         await _until(lambda: _chronic_is(rec, key, True))
         (event,) = await _detected(rec)
         found = event.chronic_absence_detected
-        assert (found.days_enrolled, found.days_absent, found.absence_rate, found.as_of_date) == (5, 1, 0.2, days[4])
-        assert event.meta.id == chronic_event_id("d-a", key, days[4])
+        assert (found.days_enrolled, found.days_absent, found.absence_rate, found.as_of_date) == (20, 4, 0.2, days[7])
+        assert event.meta.id == chronic_event_id("d-a", key, days[7])
         before = _table(rec).summary("d-a", key, 2026)
-        assert (before.days_enrolled, before.days_absent, before.shown) == (5, 1, days[4])
-        ghost_summary = _table(rec).summary("d-a", ghost, 2026)
-        assert (ghost_summary.chronic_since, ghost_summary.shown) == (days[4], "")
-        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence") == 1
+        assert (before.days_marked, before.days_absent) == (8, 4)
+        assert _table(rec).summary("d-a", ghost, 2026).days_absent == 5
+        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence WHERE chronic") == 1
 
     # A new process on the same database and topics: the table comes back from its changelog.
     async with records_service(service_env, database_url=database, **options) as rec:  # type: ignore[arg-type]
         await _until(lambda: _recovered(rec, key, before))
-        # Two present days bring the rate under the line: the flag clears, no new event.
+        # Present marks on two absent days bring the rate under the line: the flag clears, no new event.
         await _publish(
-            service_env, topics, *[attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[6:8]]
+            service_env, topics, *[attendance("d-a", key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[4:6]]
         )
         await _until(lambda: _chronic_is(rec, key, False))
         # No new event (the relay may have sent the first one on before the test stopped it).
-        assert {e.meta.id for e in await _detected(rec)} <= {chronic_event_id("d-a", key, days[4])}
+        assert {e.meta.id for e in await _detected(rec)} <= {chronic_event_id("d-a", key, days[7])}
         after = _table(rec).summary("d-a", key, 2026)
-        assert (after.days_enrolled, after.days_absent, after.chronic_since, after.shown) == (7, 1, "", "")
+        assert (after.days_marked, after.days_absent) == (8, 2)
         # What operators watch: events applied and lag (kernel), the table's marks and changes.
         metrics = (await rec.client.get("/metrics")).text
         for pattern in (
@@ -161,8 +164,13 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
             assert re.search(pattern, metrics), pattern
 
 
+async def _summary_has(rec: Records, key: str, field: str, value: object) -> bool:
+    r = await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")
+    return r.status_code == 200 and r.json()["attendance"]["summary"][field] == value
+
+
 async def _has_days(rec: Records, key: str, n: int) -> bool:
-    return _table(rec).summary("d-a", key, 2026).days_enrolled >= n
+    return _table(rec).summary("d-a", key, 2026).days_marked >= n
 
 
 async def _chronic_is(rec: Records, key: str, value: bool) -> bool:
@@ -171,9 +179,4 @@ async def _chronic_is(rec: Records, key: str, value: bool) -> bool:
 
 async def _recovered(rec: Records, key: str, before: YearSummary) -> bool:
     now = _table(rec).summary("d-a", key, 2026)  # the offset may differ: the duplicates changed nothing else
-    return (now.enrolled, now.absent, now.chronic_since, now.shown) == (
-        before.enrolled,
-        before.absent,
-        before.chronic_since,
-        before.shown,
-    )
+    return (now.marked, now.absent) == (before.marked, before.absent)
