@@ -40,10 +40,14 @@ def chronic_event_id(district: str, student: str, since: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"homeroom/records/chronic/{district}/{student}/{since}"))
 
 
-def latest_year(windows: list[tuple[str, date, date | None]], today: date) -> int | None:
-    """The latest school year the student was enrolled in (up to today)."""
-    years = [calendar.school_year(min(exit_ or today, today)) for _, entry, exit_ in windows if entry <= today]
-    return max(years) if years else None
+def latest_year(windows: list[tuple[str, date, date | None]], absences: list[date], today: date) -> int | None:
+    """The school year to count: the latest one with an entry or an absence (up to today).
+    An enrollment left open years ago (a historical export never closes them) is counted in
+    the year its data is about, not in today's."""
+    dates = [entry for _, entry, _ in windows if entry <= today] + [d for d in absences if d <= today]
+    if not [w for w in windows if w[1] <= today]:
+        return None
+    return calendar.school_year(max(dates))
 
 
 def count_student(
@@ -51,7 +55,7 @@ def count_student(
 ) -> calendar.Standing | None:
     """The student's standing in their latest school year (pure: from facts already loaded)."""
     windows = facts.windows.get(student, [])
-    year = latest_year(windows, today)
+    year = latest_year(windows, [d for _, d in facts.absences.get(student, [])], today)
     if year is None:
         return None
     first, last = calendar.year_bounds(year)

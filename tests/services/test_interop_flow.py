@@ -116,10 +116,10 @@ async def _forward(env: ServiceEnv, submissions: set[str], topics: dict[str, Top
     return n
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 120) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not await check():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.3)
 
 
@@ -204,10 +204,28 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
         # roster first, so the attendance finds its students; then the rest
         await _forward(env, submissions, topics, {"organization.v1", "enrollment.v1", "calendar.v1"})
         students = sum(1 for _ in ET.iterparse(folder / "Student.xml") if _[1].tag == f"{NS}Student")
-        await _until(lambda: _count(rec.runtime.pool, "SELECT count(*) FROM students", students, at_least=True))
+        await _until(
+            lambda: _count(rec.runtime.pool, "SELECT count(*) FROM students", students, at_least=True), "students"
+        )
         await _forward(env, submissions, topics, {"attendance.v1", "discipline.v1"})
         expected = _expected_chronic(folder, datetime.now(UTC).date())
-        await _until(lambda: _count(rec.runtime.pool, "SELECT count(*) FROM chronic_absence WHERE chronic", expected))
+        flagged = "SELECT count(*) FROM chronic_absence WHERE chronic"
+        try:
+            await _until(lambda: _count(rec.runtime.pool, flagged, expected), f"{expected} chronic flags")
+        except AssertionError:
+            raise AssertionError(
+                (
+                    await rec.runtime.pool.fetchval(flagged),
+                    expected,
+                    await rec.runtime.pool.fetch(
+                        "SELECT calendar_known, count(*), max(days_enrolled), max(days_absent) FROM chronic_absence GROUP BY 1"
+                    ),
+                    await rec.runtime.pool.fetchval("SELECT count(*) FROM attendance"),
+                    await rec.runtime.pool.fetch(
+                        "SELECT school_id, school_year, source, cardinality(instructional_days) FROM calendars"
+                    ),
+                )
+            ) from None
         assert expected > 0 or folder != SAMPLES
         # an absences-only export (Ed-Fi's) counted against the calendar: no student is at 100%
         assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence WHERE absence_rate >= 0.5") == 0
