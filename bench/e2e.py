@@ -189,7 +189,7 @@ def main() -> None:
 
             # Attendance: the whole of both districts' school days, from upload to applied in records.
             base_attendance = asyncio.run(count(records_db, "SELECT count(*) FROM attendance"))
-            bodies = [json_batch(batch_records(d, world.start, enrollments=False)) for d in (a, b)]
+            bodies = [json_batch(batch_records(d, world.start, enrollments=False, world=world)) for d in (a, b)]
             started = time.perf_counter()
             reports = [submit(d.id, "batch", body) for d, body in zip((a, b), bodies, strict=True)]
             accepted = sum(r["counts"]["accepted"] for r in reports)

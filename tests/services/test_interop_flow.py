@@ -218,7 +218,8 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
                     await rec.runtime.pool.fetchval(flagged),
                     expected,
                     await rec.runtime.pool.fetch(
-                        "SELECT calendar_known, count(*), max(days_enrolled), max(days_absent) FROM chronic_absence GROUP BY 1"
+                        """SELECT calendar_known, count(*), max(days_enrolled), max(days_absent)
+                           FROM chronic_absence GROUP BY 1"""
                     ),
                     await rec.runtime.pool.fetchval("SELECT count(*) FROM attendance"),
                     await rec.runtime.pool.fetch(
