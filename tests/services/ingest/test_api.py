@@ -666,3 +666,51 @@ async def test_paging_past_the_bigint_range_is_422_not_500(svc: ServiceUnderTest
         assert r.status_code == 422, (url, r.text)
     r = await svc.client.get(f"/v1/districts/d-1/submissions?offset={2**63 - 1}", headers=staff(env, "d-1"))
     assert r.status_code == 200 and r.json()["submissions"] == []
+
+
+async def test_a_dry_run_reports_like_an_upload_and_keeps_nothing(
+    svc: ServiceUnderTest, service_env: ServiceEnv
+) -> None:
+    """POST ...?dry_run=true: the same report (counts, problems, what was not collected),
+    answered at once; no submission, problem, student, registry row or event is kept."""
+    from pathlib import Path
+
+    env = service_env
+    corpus = Path(__file__).parent / "edfi_corpus" / "ds5.2"
+    orgs, students = (corpus / "EducationOrganization.xml").read_bytes(), (corpus / "Student.xml").read_bytes()
+    tables = ("submissions", "submission_problems", "students", "organizations", "ingested_records", "outbox")
+
+    async def counts() -> dict[str, int]:
+        return {t: await svc.pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+
+    before = await counts()
+    r = await svc.client.post(
+        "/v1/districts/d-gb/submissions/edfi-xml",
+        params={"dry_run": "true", "file": "Student.xml"},
+        content=students,
+        headers=staff(env, "d-gb"),
+    )
+    assert r.status_code == 200, r.text
+    dry = r.json()
+    assert (dry["status"], dry["id"], dry["dry_run"]) == ("dry_run", None, True)
+    assert dry["counts"] == {
+        "records_read": 7, "accepted": 4, "rejected": 0, "warned": 4, "unchanged": 0, "skipped": 3, "events": 4,
+    }  # fmt: skip
+    dropped = {n["name"]: n for n in dry["not_collected"]}
+    assert dropped["Student/Name/PersonalTitlePrefix"]["message"] == (
+        "Student/Name/PersonalTitlePrefix: dropped 4 times (not collected by Homeroom)"
+    )
+    assert dropped["Person"]["kind"] == "record"
+    assert {p["rule"] for p in dry["problems"]} == {"element.dropped", "record.skipped"}
+    assert "Lisarae" not in r.text and "Woodlock" not in r.text
+    assert await counts() == before  # nothing kept
+    # the real upload of the same file says the same
+    await upload(svc, env, "d-gb", "edfi-xml?file=EducationOrganization.xml", orgs)
+    real = await upload(svc, env, "d-gb", "edfi-xml?file=Student.xml", students)
+    assert real["counts"] == {**dry["counts"], "events": 4}
+    assert [(n["name"], n["count"]) for n in real["not_collected"]] == [
+        (n["name"], n["count"]) for n in dry["not_collected"]
+    ]
+    probs = await problems(svc, env, "d-gb", real["id"])
+    assert {p["rule"] for p in probs} == {"element.dropped", "record.skipped"}
+    assert all(p["line"] == 0 and p["severity"] == "warning" for p in probs)
