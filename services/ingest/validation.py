@@ -25,6 +25,7 @@ file.too_large                      P      a zip member declares more data than 
 manifest.missing / manifest.invalid P      OneRoster manifest.csv absent or not understood
 manifest.file_missing               P      the manifest lists a file as bulk/delta but the zip lacks it
 manifest.file_ignored               P      warning: a data file is in the zip but the manifest marks it absent
+file.not_used                       P      warning: OneRoster files Homeroom collects nothing from (never opened)
 schema.required                     P      a required field is missing or empty
 schema.type                         P      a field has the wrong type (text, object, true/false, list)
 schema.invalid                      P      a value is not allowed in that place (e.g. batch version)
