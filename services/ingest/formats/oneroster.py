@@ -718,7 +718,7 @@ class OneRosterUpload:
             and len(cls) <= limit
             and len(org) <= limit
             and len(user) <= limit
-            and not any(is_credential(header[i]) for i in self._extra_columns(header))
+            and not self._credential_columns(header)
         )
         begin_d = self._date(begin) if begin else None
         end_d = self._date(end) if end else None
@@ -765,15 +765,21 @@ class OneRosterUpload:
         )
 
     _idx_cache: tuple[list[str], dict[str, int]] | None = None
-    _extra_cache: tuple[list[str], tuple[int, ...]] | None = None
+    _extra_cache: tuple[list[str], tuple[int, ...], bool] | None = None
 
     def _extra_columns(self, header: list[str]) -> tuple[int, ...]:
         cached = self._extra_cache
-        if cached is not None and cached[0] is header:
-            return cached[1]
-        extra = tuple(i for i, h in enumerate(header) if h not in ENROLLMENT_KNOWN)
-        self._extra_cache = (header, extra)
-        return extra
+        if cached is None or cached[0] is not header:
+            extra = tuple(i for i, h in enumerate(header) if h not in ENROLLMENT_KNOWN)
+            cached = (header, extra, any(is_credential(header[i]) for i in extra))
+            self._extra_cache = cached
+        return cached[1]
+
+    def _credential_columns(self, header: list[str]) -> bool:
+        """A credential column sends the row down the careful path, where it is dropped unread."""
+        self._extra_columns(header)
+        assert self._extra_cache is not None
+        return self._extra_cache[2]
 
     def _enrollment_index(self, header: list[str]) -> dict[str, int]:
         cached = self._idx_cache
