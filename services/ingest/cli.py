@@ -39,16 +39,14 @@ def main() -> None:
 
 
 def route_for(path: Path, edfi_resource: str | None) -> str:
-    suffix = path.suffix.lower()
+    from services.ingest.check import format_of
+
     if edfi_resource:
         return f"edfi/{edfi_resource}"
-    if suffix == ".zip":
-        return "oneroster"
-    if suffix == ".xml":
-        return "edfi-xml"
-    if suffix == ".json":
-        return "batch"
-    raise typer.BadParameter(f"cannot tell the format of {path.name}: use .zip, .xml, .json or --edfi-resource")
+    try:
+        return format_of(path)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc} (or --edfi-resource)") from None
 
 
 async def _chunks(path: Path, on_bytes: Callable[[int], None], size: int = 1 << 20) -> AsyncIterator[bytes]:

@@ -76,7 +76,6 @@ class ParseOptions:
 
 DEFAULT_OPTIONS = ParseOptions()
 ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)  # organisations, sections, calendars: no person ids
-_ORG_POLICY = ORG_POLICY
 
 
 class CountingReader:
@@ -185,7 +184,7 @@ class Check:
 
     def screen(self, name: str, value: str, *, free_text: bool = False) -> bool:
         """False (and an ssn.forbidden error) when the value is or holds an SSN."""
-        policy = _ORG_POLICY if is_org_id_field(name) else self.opts.screening
+        policy = ORG_POLICY if is_org_id_field(name) else self.opts.screening
         if ssn_in_value(value, free_text=free_text, policy=policy):
             self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
             return False
@@ -332,6 +331,17 @@ class Check:
                     name, "code.unknown", message + " The value was left out; the rest of the record was taken.", s
                 )
         return code
+
+
+def objects(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """A JSON member that must be a list of objects ([] when absent; an error otherwise)."""
+    v = value.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
+        check.fail(key, "schema.type", f"{key} must be a list of objects.", v)
+        return []
+    return v
 
 
 def issues_then(check: Check, record: ParseItem | None) -> Iterator[ParseItem]:

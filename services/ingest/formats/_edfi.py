@@ -8,7 +8,7 @@ from datetime import date
 
 from services.ingest import codes
 from services.ingest.formats import Check, issues_then
-from services.ingest.records import AttendanceRecord, ParseItem, Source, record_id
+from services.ingest.records import AttendanceRecord, ParseItem, Source, SuspensionRecord, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
@@ -245,5 +245,41 @@ def attendance_event(
             category=category,
             excused=excused,
             period=period,
+        ),
+    )
+
+
+def suspension_event(
+    check: Check,
+    src: Source,
+    fmt: str,
+    *,
+    kinds: list[bool | str | None],
+    discipline_field: str,
+    student: str | None,
+    school: str | None,
+    start: date | None,
+    days: float | None,
+    action_id: str,
+) -> Iterator[ParseItem]:
+    """One discipline action that is a suspension, once each parser has read its fields
+    (`kinds`: `codes.edfi_suspension` of each discipline given, none of them "other")."""
+    if not kinds:
+        check.fail(discipline_field, "schema.required", f"{discipline_field} is required but is missing or empty.")
+    if student is None or school is None or start is None or not check.ok:
+        yield from check.errors
+        return
+    in_school = kinds[0] if isinstance(kinds[0], bool) else None
+    yield from issues_then(
+        check,
+        SuspensionRecord(
+            source=src,
+            source_record_id=record_id(fmt, "suspension", student, school, start.isoformat(), action_id),
+            student_ref=student,
+            school_id=school,
+            start_date=start,
+            in_school=in_school,
+            school_days=days,
+            end_date=start if days is not None and days <= 1 else None,
         ),
     )

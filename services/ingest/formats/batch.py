@@ -66,6 +66,7 @@ from services.ingest.formats import (
     ParseOptions,
     file_error,
     issues_then,
+    objects,
     stream_size,
 )
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
@@ -522,7 +523,7 @@ def _calendar(
     if raw_year and year is None:
         check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
     terms: list[Term] = []
-    for i, t in enumerate(_objects(check, value, "terms")):
+    for i, t in enumerate(objects(check, value, "terms")):
         name = check.text(f"terms[{i}].name", t.get("name"), required=True)
         begin = check.date(f"terms[{i}].begin_date", t.get("begin_date"), required=True)
         end = check.date(f"terms[{i}].end_date", t.get("end_date"), required=True)
@@ -538,7 +539,7 @@ def _calendar(
         if name and begin and end:
             terms.append(Term(name, begin, end, declared))
     days: list[tuple[date, bool]] = []
-    for i, d in enumerate(_objects(check, value, "days")):
+    for i, d in enumerate(objects(check, value, "days")):
         day = check.date(f"days[{i}].date", d.get("date"), required=True)
         instructional = check.boolean(f"days[{i}].instructional", d.get("instructional"), required=True)
         for key in d:
@@ -563,16 +564,6 @@ def _calendar(
             days=tuple(days),
         ),
     )
-
-
-def _objects(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    v = value.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
-        check.fail(key, "schema.type", f"{key} must be a list of objects.", v)
-        return []
-    return v
 
 
 _Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Iterator[ParseItem]]

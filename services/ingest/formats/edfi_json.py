@@ -53,9 +53,16 @@ from services.ingest.formats import (
     ParseOptions,
     file_error,
     issues_then,
+    objects,
     stream_size,
 )
-from services.ingest.formats._edfi import FORMAT_JSON, attendance_event, identification_code, lep_is_ell
+from services.ingest.formats._edfi import (
+    FORMAT_JSON,
+    attendance_event,
+    identification_code,
+    lep_is_ell,
+    suspension_event,
+)
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
 from services.ingest.records import (
     CalendarRecord,
@@ -65,7 +72,6 @@ from services.ingest.records import (
     ParseItem,
     Source,
     StudentRecord,
-    SuspensionRecord,
     record_id,
 )
 from services.ingest.screening import is_ssn_field
@@ -177,16 +183,6 @@ def _descriptor(value: Any) -> Any:
     return codes.descriptor_code(value) if isinstance(value, str) else value
 
 
-def _list(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    v = value.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
-        check.fail(key, "schema.type", f"{key} must be a list of objects.", v)
-        return []
-    return v
-
-
 # --- resources --------------------------------------------------------------------------------
 
 
@@ -239,7 +235,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
     races: set[str] = set()
     if check.boolean("hispanicLatinoEthnicity", value.get("hispanicLatinoEthnicity")):
         races.add("hispanic_latino")
-    for i, race in enumerate(_list(check, value, "races")):
+    for i, race in enumerate(objects(check, value, "races")):
         code = check.code(
             f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=RACE_ACCEPTED
         )
@@ -256,7 +252,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             )
         else:
             programs["program.ell"] = ell
-    for i, ident in enumerate(_list(check, value, "studentIdentificationCodes")):
+    for i, ident in enumerate(objects(check, value, "studentIdentificationCodes")):
         identification_code(
             check,
             f"studentIdentificationCodes[{i}]",
@@ -264,7 +260,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             ident.get("identificationCode"),
             elements,
         )
-    for i, lang in enumerate(_list(check, value, "languages")):
+    for i, lang in enumerate(objects(check, value, "languages")):
         uses = [
             codes.descriptor_code(str(u.get("languageUseDescriptor", ""))).lower() for u in lang.get("uses", []) or []
         ]
@@ -272,7 +268,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             v = check.text(f"languages[{i}].languageDescriptor", _descriptor(lang.get("languageDescriptor")))
             if v is not None:
                 elements.setdefault("student.home_language", v)
-    for i, addr in enumerate(_list(check, value, "addresses")[:1]):
+    for i, addr in enumerate(objects(check, value, "addresses")[:1]):
         parts = [
             addr.get("streetNumberName"),
             addr.get("apartmentRoomSuiteNumber"),
@@ -284,11 +280,11 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
         v = check.text(f"addresses[{i}]", text, max_len=1000, free_text=True)
         if v is not None:
             elements["student.address"] = v
-    for i, tel in enumerate(_list(check, value, "telephones")[:1]):
+    for i, tel in enumerate(objects(check, value, "telephones")[:1]):
         v = check.text(f"telephones[{i}].telephoneNumber", tel.get("telephoneNumber"))
         if v is not None:
             elements["student.phone"] = v
-    for i, mail in enumerate(_list(check, value, "electronicMails")[:1]):
+    for i, mail in enumerate(objects(check, value, "electronicMails")[:1]):
         v = check.text(f"electronicMails[{i}].electronicMailAddress", mail.get("electronicMailAddress"))
         if v is not None:
             elements["student.email"] = v
@@ -429,7 +425,7 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iter
     year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
     code = _ref(value, "calendarReference", "calendarCode") or ""
     events: list[bool] = []
-    for i, event in enumerate(_list(check, value, "calendarEvents")):
+    for i, event in enumerate(objects(check, value, "calendarEvents")):
         raw = event.get("calendarEventDescriptor")
         kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
         if kind is None:
@@ -459,7 +455,7 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iter
 
 
 def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
-    kinds = [d.get("disciplineDescriptor") for d in _list(check, value, "disciplines")]
+    kinds = [d.get("disciplineDescriptor") for d in objects(check, value, "disciplines")]
     results = [codes.edfi_suspension(k) for k in kinds if isinstance(k, str)]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
@@ -481,31 +477,17 @@ def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> 
             check.fail("disciplineActionLength", "schema.type", "disciplineActionLength must be a number.", length)
         else:
             days = float(length)
-    if not suspension:
-        check.fail("disciplines", "schema.required", "disciplines is required but is missing or empty.")
-    if student is None or school is None or start is None or not check.ok:
-        yield from check.errors
-        return
-    in_school = suspension[0] if isinstance(suspension[0], bool) else None
-    yield from issues_then(
+    yield from suspension_event(
         check,
-        SuspensionRecord(
-            source=src,
-            source_record_id=record_id(
-                FORMAT,
-                "suspension",
-                student,
-                school,
-                start.isoformat(),
-                str(value.get("disciplineActionIdentifier", "")),
-            ),
-            student_ref=student,
-            school_id=school,
-            start_date=start,
-            in_school=in_school,
-            school_days=days,
-            end_date=start if days is not None and days <= 1 else None,
-        ),
+        src,
+        FORMAT,
+        kinds=suspension,
+        discipline_field="disciplines",
+        student=student,
+        school=school,
+        start=start,
+        days=days,
+        action_id=str(value.get("disciplineActionIdentifier", "")),
     )
 
 

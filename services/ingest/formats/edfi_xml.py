@@ -79,6 +79,7 @@ from services.ingest.formats._edfi import (
     identification_code,
     lep_is_ell,
     program_element,
+    suspension_event,
 )
 from services.ingest.records import (
     CalendarRecord,
@@ -92,7 +93,6 @@ from services.ingest.records import (
     SectionRecord,
     Source,
     StudentRecord,
-    SuspensionRecord,
     record_id,
 )
 
@@ -642,31 +642,17 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
             check.fail(
                 "DisciplineActionLength", "schema.type", "DisciplineActionLength must be a number of days.", length
             )
-    if not suspension:
-        check.fail("Discipline", "schema.required", "Discipline is required but is missing or empty.")
-    if student is None or school is None or start is None or not check.ok:
-        yield from check.errors
-        return
-    in_school = suspension[0] if isinstance(suspension[0], bool) else None
-    yield from issues_then(
+    yield from suspension_event(
         check,
-        SuspensionRecord(
-            source=src,
-            source_record_id=record_id(
-                FORMAT,
-                "suspension",
-                student,
-                school,
-                start.isoformat(),
-                _text(elem, "DisciplineActionIdentifier") or "",
-            ),
-            student_ref=student,
-            school_id=school,
-            start_date=start,
-            in_school=in_school,
-            school_days=days,
-            end_date=start if days is not None and days <= 1 else None,
-        ),
+        src,
+        FORMAT,
+        kinds=suspension,
+        discipline_field="Discipline",
+        student=student,
+        school=school,
+        start=start,
+        days=days,
+        action_id=_text(elem, "DisciplineActionIdentifier") or "",
     )
 
 
