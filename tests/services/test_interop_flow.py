@@ -58,6 +58,18 @@ def _dropped_values(folder: Path) -> tuple[set[str], set[str]]:
     return {v for v in long if len(v) >= 6 and not any(v in k for k in kept)}, prefixes - {""}
 
 
+def _distinct_marks(folder: Path) -> int:
+    """Attendance rows records keeps: one per student, day and period (the last mark wins)."""
+    keys = set()
+    for name in ("StudentSchoolAttendance.xml", "StudentSectionAttendance-Tardy.xml"):
+        for _ev, elem in ET.iterparse(folder / name):
+            if elem.tag in (f"{NS}StudentSchoolAttendanceEvent", f"{NS}StudentSectionAttendanceEvent"):
+                section = elem.findtext(f".//{NS}SectionIdentifier") or ""
+                keys.add((elem.findtext(f".//{NS}StudentUniqueId"), elem.findtext(f".//{NS}EventDate"), section))
+                elem.clear()
+    return len(keys)
+
+
 def _expected_chronic(folder: Path, today: date) -> int:
     """Chronic-absence flags the sample district should raise: absences over the instructional
     days of each school's sessions (every student enrolled from the first day)."""
@@ -68,15 +80,18 @@ def _expected_chronic(folder: Path, today: date) -> int:
             begin = date.fromisoformat(elem.findtext(f"{NS}BeginDate") or "")
             end = date.fromisoformat(elem.findtext(f"{NS}EndDate") or "")
             terms.setdefault(school, []).append(school_calendar.Term("", begin, end))
-    absences: dict[str, dict[str, list[date]]] = {}
+    last: dict[tuple[str, str, date], bool] = {}  # the last mark of a day is the one kept
     for _ev, elem in ET.iterparse(folder / "StudentSchoolAttendance.xml"):
         if elem.tag == f"{NS}StudentSchoolAttendanceEvent":
-            if "Absence" in (elem.findtext(f".//{NS}AttendanceEventCategory") or ""):
-                student = elem.findtext(f".//{NS}StudentUniqueId") or ""
-                school = elem.findtext(f".//{NS}SchoolId") or ""
-                day = date.fromisoformat(elem.findtext(f".//{NS}EventDate") or "")
-                absences.setdefault(student, {}).setdefault(school, []).append(day)
+            student = elem.findtext(f".//{NS}StudentUniqueId") or ""
+            school = elem.findtext(f".//{NS}SchoolId") or ""
+            day = date.fromisoformat(elem.findtext(f".//{NS}EventDate") or "")
+            last[(student, school, day)] = "Absence" in (elem.findtext(f".//{NS}AttendanceEventCategory") or "")
             elem.clear()
+    absences: dict[str, dict[str, list[date]]] = {}
+    for (student, school, day), absent in last.items():
+        if absent:
+            absences.setdefault(student, {}).setdefault(school, []).append(day)
     flagged = 0
     for by_school in absences.values():
         attended = school_calendar.SchoolYearAttendance(
@@ -100,7 +115,9 @@ async def _forward(env: ServiceEnv, submissions: set[str], topics: dict[str, Top
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         quiet = 0
-        while quiet < 3:
+        # until every partition is read to its high-water mark (a loaded machine can pause
+        # longer than any fixed quiet time), and then a little longer
+        while quiet < 3 or await _behind(consumer, tps):
             batch = await consumer.getmany(timeout_ms=300)
             quiet = 0 if any(batch.values()) else quiet + 1
             for tp, msgs in batch.items():
@@ -114,6 +131,13 @@ async def _forward(env: ServiceEnv, submissions: set[str], topics: dict[str, Top
         await consumer.stop()
         await producer.stop()
     return n
+
+
+async def _behind(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+    for tp in tps:
+        if (consumer.highwater(tp) or 0) > await consumer.position(tp):
+            return True
+    return False
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 120) -> None:
@@ -208,6 +232,8 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
             lambda: _count(rec.runtime.pool, "SELECT count(*) FROM students", students, at_least=True), "students"
         )
         await _forward(env, submissions, topics, {"attendance.v1", "discipline.v1"})
+        marks, expected_marks = "SELECT count(*) FROM attendance", _distinct_marks(folder)
+        await _until(lambda: _count(rec.runtime.pool, marks, expected_marks), f"{expected_marks} attendance marks")
         expected = _expected_chronic(folder, datetime.now(UTC).date())
         flagged = "SELECT count(*) FROM chronic_absence WHERE chronic"
         try:
