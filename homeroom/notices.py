@@ -177,7 +177,7 @@ class SmtpSettings:
     timeout_s: float = 10.0
 
 
-def message_for(row: Mapping[str, Any], address: str, sender: str) -> EmailMessage:
+def message_for(row: asyncpg.Record | Mapping[str, Any], address: str, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = address
@@ -311,7 +311,7 @@ class NoticeRelay:
 Reader = Annotated[Principal, Depends(require_roles(Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE, Role.VENDOR))]
 
 
-def notice_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def notice_json(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     return {
         "notice_id": row["notice_id"],
         "kind": row["kind"],

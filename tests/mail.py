@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 from email.message import EmailMessage
 
 from homeroom.infra.smtp import EmbeddedSMTP
@@ -12,7 +13,7 @@ from homeroom.infra.smtp import EmbeddedSMTP
 Match = Callable[[EmailMessage], bool]
 
 
-def smtp_overrides(smtp: EmbeddedSMTP) -> dict[str, object]:
+def smtp_overrides(smtp: EmbeddedSMTP) -> dict[str, Any]:
     """Settings that point a service under test at the test's SMTP server."""
     return {"smtp_host": smtp.host, "smtp_port": smtp.port, "notice_poll_interval_s": 0.1}
 
