@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 from email.message import EmailMessage
+from typing import Any
 
 from homeroom.infra.smtp import EmbeddedSMTP
 

@@ -37,7 +37,7 @@ import pytest
 
 from homeroom.auth import Role
 from homeroom.generate import Student, daily_marks, generate_world
-from homeroom.scenario import VENDOR, Scenario, ok
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS, VENDOR, Scenario, ok
 from homeroom.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -239,6 +239,7 @@ def agreement(http: httpx.Client, scn: Scenario, organization: str, districts: l
     body = {
         "organization": organization,
         "category": "vendor",
+        "supplemental": SUPPLEMENTAL_ANSWERS,
         "terms": {
             "elements": ["student.first_name"],
             "purposes": ["instruction"],

@@ -15,7 +15,7 @@ import pytest
 
 from homeroom.auth import Role
 from homeroom.generate import json_batch
-from homeroom.scenario import Scenario, ok
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS, Scenario, ok
 from homeroom.stack import Stack
 
 
@@ -50,6 +50,7 @@ def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
             json={
                 "organization": "Short Term Tutoring",
                 "category": "vendor",
+                "supplemental": SUPPLEMENTAL_ANSWERS,
                 "terms": {
                     "elements": ["student.first_name"],
                     "purposes": ["instruction"],
