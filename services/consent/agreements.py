@@ -380,7 +380,7 @@ def validate_activation(
             AgreementError(
                 field=f"/supplemental/{name}",
                 rule="activation.supplemental_missing",
-                message=f"Ed Law 2-d (8 NYCRR 121.3(c)) requires an answer to \"{SUPPLEMENTAL_QUESTIONS[name]}\" "
+                message=f'Ed Law 2-d (8 NYCRR 121.3(c)) requires an answer to "{SUPPLEMENTAL_QUESTIONS[name]}" '
                 "before the agreement is published; it is empty.",
             )
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
+from services.records.destruction import retention_loop
 from services.records.settings import RecordsSettings
 from services.records.summary import AttendanceSummary
 
@@ -21,6 +24,10 @@ async def on_start(runtime: Runtime) -> None:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
+    if settings.start_consumers and settings.retention_interval_s > 0:
+        runtime.extras["retention_task"] = asyncio.create_task(
+            retention_loop(runtime, settings.retention_interval_s), name="records-retention"
+        )
     if settings.start_consumers:
         summary = AttendanceSummary(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
         await summary.start()
@@ -28,6 +35,11 @@ async def on_start(runtime: Runtime) -> None:
 
 
 async def on_stop(runtime: Runtime) -> None:
+    task = runtime.extras.pop("retention_task", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     summary = runtime.extras.get("attendance_summary")
     if isinstance(summary, AttendanceSummary):
         await summary.stop()
@@ -44,6 +56,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=(
