@@ -72,6 +72,7 @@ CREATE TABLE refused_reads (
     reason          text        NOT NULL DEFAULT ''
 );
 CREATE INDEX refused_reads_at ON refused_reads (at);
+GRANT SELECT ON retention_policies TO homeroom_records_app;
 
 -- When the flag last went from clear to set: the worklist says since when a student is over the line.
 ALTER TABLE chronic_absence ADD COLUMN crossed_at timestamptz;
