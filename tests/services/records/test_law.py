@@ -19,6 +19,7 @@ from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
 from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent import application as consent_app
+from services.consent import store as consent_store
 from services.consent.service import SERVICE as CONSENT
 from services.records import destruction, store
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -209,7 +210,7 @@ async def test_ending_an_agreement_destroys_what_was_kept_for_its_recipient_and_
     assert report.verified_unreadable is True
     # consent keeps it with the end record
     async with consent.pool.acquire() as conn, conn.transaction():
-        await consent_app.store.record_copies_destroyed(
+        await consent_store.record_copies_destroyed(
             conn, law.agreement, law.district, items=1, size=report.bytes_destroyed, verified_unreadable=True
         )
     ended = (await consent.client.get(f"/v1/agreements/{law.agreement}", headers=staff)).json()["end"]
