@@ -79,6 +79,15 @@ WRONG_ROLE = [
     ("district", "/compliance/log"),
     ("compliance", "/district"),
     ("compliance", "/parent/children/{child}/choices"),
+    ("parent", "/district/chronic-absence"),
+    ("parent", "/district/amendments"),
+    ("parent", "/compliance/agreements"),
+    ("district", "/compliance/agreements"),
+    ("vendor", "/notices"),
+    ("vendor", "/district/amendments"),
+    ("compliance", "/district/chronic-absence"),
+    ("compliance", "/parent/children/{child}/transfers"),
+    ("district", "/parent/children/{child}/transfers"),
 ]
 
 
@@ -138,6 +147,25 @@ def test_forms_refuse_a_missing_or_foreign_csrf_token(world: World) -> None:
     with compliance(world) as client:
         sign_out = client.post("/sign-out", data={"csrf": "x"})
     assert sign_out.status_code == 403
+
+
+def test_new_forms_refuse_a_missing_csrf_token_and_other_families_transfers_are_refused(world: World) -> None:
+    with district(world) as client:
+        decision = client.post(
+            "/district/amendments/00000000-0000-0000-0000-000000000000/decision",
+            data={"outcome": "refused", "reason": "x"},
+        )
+    assert decision.status_code == 403 and "Form refused" in decision.text
+    with compliance(world) as client:
+        bulk = client.post("/compliance/agreements/activate", data={"agreement": "anything"})
+        notices = client.get("/notices")
+    assert bulk.status_code == 403 and notices.status_code == 200
+    with parent(world) as client:
+        other = client.get(f"/parent/children/{world.other_child}/transfers")
+        mine = client.get(f"/parent/children/{world.child}/transfers")
+        notices = client.get("/notices")
+    assert other.status_code == 404 and mine.status_code == 200 and world.district_b in mine.text
+    assert notices.status_code == 200 and world.other_child not in notices.text
 
 
 def test_export_streams_the_log_for_compliance(world: World) -> None:
