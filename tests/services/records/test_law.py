@@ -8,13 +8,18 @@ chronic-absence worklist. Notices go through a real SMTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from homeroom.bus.envelope import OutgoingEvent
+from homeroom.bus.topics import ensure_topics
+from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
 from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
@@ -32,6 +37,7 @@ from tests.services.records.helpers import (
     keys_destroyed,
     records_service,
     registered,
+    renamed,
     withdrawn,
 )
 
@@ -379,3 +385,53 @@ async def test_staff_see_their_own_students_by_name_and_the_chronic_absence_work
     work = (await rec.client.get(f"/v1/districts/{district}/chronic-absence", headers=school)).json()
     assert [s["name"] for s in work["students"]] == ["Bo Kim"]
     assert (await rec.client.get(f"/v1/districts/{district}/chronic-absence", headers=other)).status_code == 404
+
+
+async def test_chronic_absence_flag_reaches_the_worklist_within_seconds_of_the_crossing_mark(
+    service_env: ServiceEnv,
+) -> None:
+    """The attendance summary table flags the student when the mark that crosses the line
+    arrives on the bus; the worklist shows it (polled for at most 30 s: "within seconds")."""
+    suffix = uuid.uuid4().hex[:8]
+    spec, topics = renamed(suffix)
+    await ensure_topics(service_env.kafka.client_kwargs(), list(topics.values()))
+    key, district = f"stu_{uuid.uuid4().hex[:10]}", "d-a"
+    days = [(date(2026, 9, 1) + timedelta(days=i)).isoformat() for i in range(5)]
+    options = {"spec": spec, "start_consumers": True, "chronic_absence_min_days": 5, "chronic_absence_threshold": 0.2}
+    async with records_service(service_env, **options) as rec:  # type: ignore[arg-type]
+        producer = AIOKafkaProducer(**service_env.kafka.client_kwargs())
+        await producer.start()
+
+        async def send(*events: OutgoingEvent) -> None:
+            for e in events:
+                await producer.send_and_wait(topics[e.topic].name, e.value, key=e.key, headers=e.headers)
+
+        async def listed() -> list[dict[str, object]]:
+            r = await rec.get(f"/v1/districts/{district}/chronic-absence", "district_staff", district=district)
+            students: list[dict[str, object]] = r.json()["students"]
+            return students
+
+        async def recorded(n: int) -> bool:
+            r = await rec.get(f"/v1/districts/{district}/students/{key}", "district_staff", district=district)
+            return r.status_code == 200 and len(r.json()["attendance"]["days"]) >= n
+
+        try:
+            await send(
+                await registered(
+                    rec.runtime, district, key, {"student.first_name": "Ana", "student.last_name": "Lopez"}
+                ),
+                enrolled(district, key, "a-1", days[0]),
+                *[attendance(district, key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[:4]],
+            )
+            async with asyncio.timeout(60):
+                while not await recorded(4):  # noqa: ASYNC110 (polling the API)
+                    await asyncio.sleep(0.2)
+            assert await listed() == []
+            await send(attendance(district, key, days[4]))  # the fifth day, absent: 1 in 5 = 20%, the line
+            async with asyncio.timeout(30):
+                while not (found := await listed()):  # noqa: ASYNC110 (polling the API)
+                    await asyncio.sleep(0.2)
+        finally:
+            await producer.stop()
+    (student,) = found
+    assert student["name"] == "Ana Lopez" and student["absence_rate"] == 0.2 and student["as_of_date"] == days[4]
