@@ -5,6 +5,7 @@ goes over the real broker; at the end B's staff read the record from records."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import httpx
@@ -84,7 +85,11 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
     a, b = f"d-a{uuid.uuid4().hex[:5]}", f"d-b{uuid.uuid4().hex[:5]}"
     key = f"stu_{uuid.uuid4().hex}"
     env = world.env
-    async with service_under_test(CONSENT, env) as consent:
+    # Consent's consumers in groups of their own: no member of another test's group to wait for.
+    spec = dataclasses.replace(
+        CONSENT, consumers=tuple(dataclasses.replace(c, name=f"{c.name}-{world.suffix}") for c in CONSENT.consumers)
+    )
+    async with service_under_test(spec, env) as consent:
         parent = env.auth("parent", students=[key])
         r = await consent.client.post(
             f"/v1/students/{key}/directory-opt-out", json={"district_id": a, "method": "paper_form"}, headers=parent
@@ -134,7 +139,7 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
                     found = [o for o in choices["directory_opt_outs"] if o["district_id"] == b]
                     return found[0] if found else None
 
-                opt = await wait_until(carried, 30, "the opt-out to follow the student to B")
+                opt = await wait_until(carried, 90, "the opt-out to follow the student to B")
                 assert opt["method"] == "transfer" and opt["opted_out"] is True
                 # It binds B's vendors now: directory elements withheld, the rest released.
                 agreement = await _agreement_for(consent, env, b)
