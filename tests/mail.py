@@ -22,32 +22,27 @@ def _report(count: int, found: list[EmailMessage], read: list[EmailMessage]) -> 
     return f"expected {count} matching e-mail(s), found {len(found)}; received: {[m['Subject'] for m in read]}"
 
 
+def _found(
+    read: Callable[[], list[EmailMessage]], match: Match, count: int, deadline: float
+) -> list[EmailMessage] | None:
+    """The matching messages once there are `count`; None to keep waiting; fails past the deadline."""
+    everything = read()
+    found = [m for m in everything if match(m)]
+    if len(found) >= count:
+        return found
+    assert time.monotonic() <= deadline, _report(count, found, everything)
+    return None
+
+
 async def mail_arrives(
     read: Callable[[], list[EmailMessage]], match: Match, *, count: int = 1, timeout_s: float = 30.0
 ) -> list[EmailMessage]:
-    """Wait (without blocking the services running in this loop) until `count` messages match."""
+    """Wait (without blocking the services running in this loop) until `count` messages match.
+    A whole stack's mail is read without waiting: `Stack.mail()`."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        everything = read()
-        found = [m for m in everything if match(m)]
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) >= count, _report(count, found, everything)
-            return found
+    while (found := _found(read, match, count, deadline)) is None:  # noqa: ASYNC110 (polling a file)
         await asyncio.sleep(0.1)
-
-
-def wait_for_mail(
-    read: Callable[[], list[EmailMessage]], match: Match, *, count: int = 1, timeout_s: float = 60.0
-) -> list[EmailMessage]:
-    """The same for a whole stack running in other processes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        everything = read()
-        found = [m for m in everything if match(m)]
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) >= count, _report(count, found, everything)
-            return found
-        time.sleep(0.2)
+    return found
 
 
 def to(address_part: str) -> Match:

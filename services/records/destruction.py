@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -131,33 +132,12 @@ async def erase_student(
     verified = sample is not None and await _unreadable(runtime, district, key, sample[0], sample[1], "student")
     async with store.district_tx(runtime.pool, district) as conn:
         await store.destroy_student(conn, district, key, reason)
-        await store.log_destruction(
+        await _record(
             conn,
-            district_id=district,
-            student_key=key,
-            scope="record",
-            reason=reason,
-            ordered_by=f"{ordered_by.role}:{ordered_by.person}",
-            items=items,
-            verified_unreadable=verified,
-        )
-        await outbox.add(
-            conn,
-            [
-                _keys_destroyed(district, key, reason, ordered_by, cause),
-                data_destroyed(
-                    district=district,
-                    scope="student",
-                    subject=key,
-                    reason=reason,
-                    items=items,
-                    size=size,
-                    verified=verified,
-                    what=["the whole record"],
-                    who=ordered_by,
-                    cause=cause,
-                ),
-            ],
+            Destroyed(district, key, "record", reason, items, size, verified),
+            ordered_by,
+            cause,
+            first=_keys_destroyed(district, key, reason, ordered_by, cause),
         )
     return {
         "student_key": key,
@@ -198,39 +178,51 @@ async def apply_retention(runtime: Runtime, today: date | None = None) -> list[d
                     if not await store.has_group_data(conn, district, key, group):
                         continue
                     items = await store.delete_group(conn, district, key, group)
-                    await _log_group(conn, district, key, group, reason, items, job, cause)
+                    await _record(conn, Destroyed(district, key, group, reason, items, 0, False), job, cause)
                 done.append({"student_key": key, "district_id": district, "group": group, "items_destroyed": items})
     return done
 
 
-async def _log_group(
-    conn: Connection, district: str, key: str, group: str, reason: str, items: int, who: Party, cause: str
+@dataclass(frozen=True, slots=True)
+class Destroyed:
+    """What one destruction of a student's data removed."""
+
+    district: str
+    student_key: str
+    scope: str  # record, attendance, discipline
+    reason: str
+    items: int
+    size: int
+    verified: bool
+
+
+async def _record(
+    conn: Connection, done: Destroyed, who: Party, cause: str, *, first: OutgoingEvent | None = None
 ) -> None:
+    """Log a destruction in `destructions` and on keys.v1 (data_destroyed), in the caller's transaction."""
     await store.log_destruction(
         conn,
-        district_id=district,
-        student_key=key,
-        scope=group,
-        reason=reason,
+        district_id=done.district,
+        student_key=done.student_key,
+        scope=done.scope,
+        reason=done.reason,
         ordered_by=f"{who.role}:{who.person}",
-        items=items,
-        verified_unreadable=False,
+        items=done.items,
+        verified_unreadable=done.verified,
     )
-    await outbox.add(
-        conn,
-        data_destroyed(
-            district=district,
-            scope="student",
-            subject=key,
-            reason=reason,
-            items=items,
-            size=0,
-            verified=False,
-            what=[group],
-            who=who,
-            cause=cause,
-        ),
+    report = data_destroyed(
+        district=done.district,
+        scope="student",
+        subject=done.student_key,
+        reason=done.reason,
+        items=done.items,
+        size=done.size,
+        verified=done.verified,
+        what=["the whole record"] if done.scope == "record" else [done.scope],
+        who=who,
+        cause=cause,
     )
+    await outbox.add(conn, [first, report] if first is not None else [report])
 
 
 async def retention_loop(runtime: Runtime, interval_s: float) -> None:

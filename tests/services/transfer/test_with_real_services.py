@@ -20,6 +20,13 @@ from tests.services.records.helpers import apply, enrolled, opt_out, records_ser
 from tests.services.transfer.conftest import World, wait_state, wait_until
 
 
+def wire(svc: ServiceUnderTest, consent: httpx.AsyncBaseTransport, records: httpx.AsyncBaseTransport) -> None:
+    """Point the transfer service under test at the real consent and records apps."""
+    runtime = svc.runtime
+    runtime.extras[CONSENT_EXTRA] = ConsentClient("http://consent.test", runtime.service_token, transport=consent)
+    runtime.extras[RECORDS_EXTRA] = RecordsClient("http://records.test", runtime.service_token, transport=records)
+
+
 async def test_record_travels_from_a_to_b_through_real_consent_and_records(world: World) -> None:
     a, b = f"d-a{uuid.uuid4().hex[:5]}", f"d-b{uuid.uuid4().hex[:5]}"
     key = f"stu_{uuid.uuid4().hex}"
@@ -41,13 +48,7 @@ async def test_record_travels_from_a_to_b_through_real_consent_and_records(world
             )
             records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
             async with world.service() as svc:
-                runtime = svc.runtime
-                runtime.extras[CONSENT_EXTRA] = ConsentClient(
-                    "http://consent.test", runtime.service_token, transport=consent_transport
-                )
-                runtime.extras[RECORDS_EXTRA] = RecordsClient(
-                    "http://records.test", runtime.service_token, transport=records_transport
-                )
+                wire(svc, consent_transport, records_transport)
                 await world.publish(
                     world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
                 )
@@ -111,13 +112,7 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
             )
             records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
             async with world.service(**smtp_overrides(smtp)) as svc:
-                runtime = svc.runtime
-                runtime.extras[CONSENT_EXTRA] = ConsentClient(
-                    "http://consent.test", runtime.service_token, transport=consent_transport
-                )
-                runtime.extras[RECORDS_EXTRA] = RecordsClient(
-                    "http://records.test", runtime.service_token, transport=records_transport
-                )
+                wire(svc, consent_transport, records_transport)
                 await world.publish(
                     world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
                 )
