@@ -168,6 +168,20 @@ def test_new_forms_refuse_a_missing_csrf_token_and_other_families_transfers_are_
     assert notices.status_code == 200 and world.other_child not in notices.text
 
 
+def test_parent_sees_where_the_record_went_what_was_sent_and_withheld_and_the_acknowledgement_99_34(
+    world: World,
+) -> None:
+    with parent(world) as client:
+        page = client.get(f"/parent/children/{world.child}/transfers")
+    assert page.status_code == 200
+    text = page.text
+    assert f"From district {world.district_a} to district {world.district_b}" in text
+    assert "First name" in text and "Last name" in text  # sent: an opt-out would never strip these
+    assert "Discipline incident details: " in text  # withheld, with the reason
+    assert "FERPA 99.31(a)(2) transfer to enrolling school" in text
+    assert "Acknowledged by the new school</dt><dd>yes, " in text
+
+
 def test_export_streams_the_log_for_compliance(world: World) -> None:
     with compliance(world) as client:
         r = client.get("/compliance/export.jsonl")

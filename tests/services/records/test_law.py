@@ -22,9 +22,9 @@ from homeroom.bus.topics import ensure_topics
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
 from homeroom.infra.smtp import EmbeddedSMTP
+from homeroom.outbox import _row_to_event as outbox_event
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent import application as consent_app
-from services.consent import store as consent_store
 from services.consent.service import SERVICE as CONSENT
 from services.records import destruction, store
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -208,17 +208,15 @@ async def test_ending_an_agreement_destroys_what_was_kept_for_its_recipient_and_
     await apply(rec.runtime, keys_destroyed(law.district, "agreement", law.agreement))
     async with store.district_tx(rec.runtime.pool, law.district) as conn:
         assert await store.release_copies(conn, law.agreement) == []
-    (_headers, payload), *_ = [e for e in await law.outbox(rec.svc, "keys.v1")]
+    (row,) = await rec.runtime.pool.fetch("SELECT * FROM outbox WHERE topic = 'keys.v1'")
+    emitted = outbox_event(row)
     event = KeyEvent()
-    event.ParseFromString(payload)
+    event.ParseFromString(emitted.value)
     report = event.data_destroyed
     assert report.scope == "agreement" and report.items_destroyed == 1 and report.bytes_destroyed > 0
     assert report.verified_unreadable is True
-    # consent keeps it with the end record
-    async with consent.pool.acquire() as conn, conn.transaction():
-        await consent_store.record_copies_destroyed(
-            conn, law.agreement, law.district, items=1, size=report.bytes_destroyed, verified_unreadable=True
-        )
+    # consent's keys.v1 consumer keeps it with the end record
+    assert await apply(consent.runtime, emitted, consumers=CONSENT.consumers) == 1
     ended = (await consent.client.get(f"/v1/agreements/{law.agreement}", headers=staff)).json()["end"]
     assert ended["copies_destroyed"][law.district]["verified_unreadable"] is True
 
