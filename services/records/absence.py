@@ -147,7 +147,6 @@ class AbsenceReviewer:
                 standing = count_student(facts, key, today, threshold=self.threshold, min_days=self.min_days)
                 if standing is None:
                     continue
-                as_of = min(today, calendar.year_bounds(standing.school_year)[1])
                 rows.append(
                     (
                         key,
@@ -155,7 +154,7 @@ class AbsenceReviewer:
                         standing.days_enrolled,
                         standing.days_absent,
                         standing.absence_rate,
-                        as_of,
+                        self._as_of(key, standing, facts, today),
                         standing.school_year,
                         standing.calendar_known,
                         list(standing.missing_calendars),
@@ -171,12 +170,23 @@ class AbsenceReviewer:
                 await outbox.add(conn, events)
         return len(keys)
 
+    @staticmethod
+    def _last_absence(key: str, standing: calendar.Standing, facts: store.AttendanceFacts) -> date | None:
+        first, last = calendar.year_bounds(standing.school_year)
+        days = [d for _, d in facts.absences.get(key, []) if first <= d <= last]
+        return max(days) if days else None
+
+    def _as_of(self, key: str, standing: calendar.Standing, facts: store.AttendanceFacts, today: date) -> date:
+        """The date the standing is about: the last absence counted (the day a crossing happened),
+        else the day of the count."""
+        return self._last_absence(key, standing, facts) or min(today, calendar.year_bounds(standing.school_year)[1])
+
     def _detected(
         self, district: str, key: str, standing: calendar.Standing, facts: store.AttendanceFacts
     ) -> OutgoingEvent:
         # The crossing is dated by the last absence counted: the same state gives the same id.
-        days = sorted(d for _, d in facts.absences.get(key, []))
-        since = days[-1].isoformat() if days else ""
+        last = self._last_absence(key, standing, facts)
+        since = last.isoformat() if last else ""
         return build_event(
             self.topic,
             "chronic_absence_detected",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
@@ -9,6 +11,7 @@ from services.records import api, oneroster
 from services.records.absence import AbsenceReviewer
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
+from services.records.destruction import retention_loop
 from services.records.settings import RecordsSettings
 from services.records.summary import AttendanceSummary
 
@@ -21,6 +24,10 @@ async def on_start(runtime: Runtime) -> None:
     if "consent" not in runtime.extras:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
+        )
+    if settings.start_consumers and settings.retention_interval_s > 0:
+        runtime.extras["retention_task"] = asyncio.create_task(
+            retention_loop(runtime, settings.retention_interval_s), name="records-retention"
         )
     if settings.start_consumers:
         summary = AttendanceSummary(runtime)
@@ -35,6 +42,11 @@ async def on_stop(runtime: Runtime) -> None:
     reviewer = runtime.extras.get("absence_reviewer")
     if isinstance(reviewer, AbsenceReviewer):
         await reviewer.stop()
+    task = runtime.extras.pop("retention_task", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     summary = runtime.extras.get("attendance_summary")
     if isinstance(summary, AttendanceSummary):
         await summary.stop()
@@ -51,6 +63,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=(
