@@ -986,8 +986,9 @@ async def security_log_search(
 
 @router.get("/v1/districts/{district_id}/chronic-absence")
 async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
-    """Students whose absence rate crossed the chronic-absence line (as the attendance summary
-    flagged them): since when, how far over, and their school. School staff: their schools."""
+    """Students whose absence rate crossed the chronic-absence line (as the absence reviewer
+    counted them against their schools' calendars): since when, how far over, and their
+    school. School staff: their schools."""
     if principal.district_id != district_id:
         raise not_found("district")
     settings = runtime.settings
