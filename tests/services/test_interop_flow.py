@@ -80,16 +80,16 @@ def _expected_chronic(folder: Path, today: date) -> int:
             begin = date.fromisoformat(elem.findtext(f"{NS}BeginDate") or "")
             end = date.fromisoformat(elem.findtext(f"{NS}EndDate") or "")
             terms.setdefault(school, []).append(school_calendar.Term("", begin, end))
-    last: dict[tuple[str, str, date], bool] = {}  # the last mark of a day is the one kept
+    last: dict[tuple[str, date], tuple[str, bool]] = {}  # the last mark of a day is the one kept, any school
     for _ev, elem in ET.iterparse(folder / "StudentSchoolAttendance.xml"):
         if elem.tag == f"{NS}StudentSchoolAttendanceEvent":
             student = elem.findtext(f".//{NS}StudentUniqueId") or ""
             school = elem.findtext(f".//{NS}SchoolId") or ""
             day = date.fromisoformat(elem.findtext(f".//{NS}EventDate") or "")
-            last[(student, school, day)] = "Absence" in (elem.findtext(f".//{NS}AttendanceEventCategory") or "")
+            last[(student, day)] = (school, "Absence" in (elem.findtext(f".//{NS}AttendanceEventCategory") or ""))
             elem.clear()
     absences: dict[str, dict[str, list[date]]] = {}
-    for (student, school, day), absent in last.items():
+    for (student, day), (school, absent) in last.items():
         if absent:
             absences.setdefault(student, {}).setdefault(school, []).append(day)
     flagged = 0
