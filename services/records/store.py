@@ -997,12 +997,16 @@ async def upsert_calendar(
 
 
 async def queue_review(conn: Connection, district_id: str, student_keys: Iterable[str]) -> None:
-    """Ask the absence reviewer to count these students again (after this transaction commits)."""
+    """Ask the absence reviewer to count these students again (after this transaction commits).
+
+    A student already queued is updated, not left be: the update locks the row until this
+    transaction commits, so the reviewer (which skips locked rows) cannot take the student
+    and count them without the change this transaction is making."""
     keys = sorted(set(student_keys))
     if keys:
         await conn.execute(
             """INSERT INTO absence_reviews (district_id, student_key) SELECT $1, k FROM unnest($2::text[]) AS k
-               ON CONFLICT (district_id, student_key) DO NOTHING""",
+               ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at""",
             district_id,
             keys,
         )
@@ -1014,7 +1018,8 @@ async def queue_school_review(conn: Connection, district_id: str, school_id: str
         """INSERT INTO absence_reviews (district_id, student_key)
            SELECT DISTINCT district_id, student_key FROM enrollments
            WHERE district_id = $1 AND school_id = $2 AND entry_date <= $4 AND (exit_date IS NULL OR exit_date >= $3)
-           ON CONFLICT (district_id, student_key) DO NOTHING""",
+           ORDER BY student_key
+           ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at""",
         district_id,
         school_id,
         first,

@@ -11,6 +11,7 @@ from typing import Any
 from homeroom.calendar import weekdays
 from homeroom.events.v1 import calendar_pb2
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, AttendanceEvent
+from services.records import store
 from services.records.absence import AbsenceReviewer, chronic_event_id
 from tests.harness import ServiceEnv
 from tests.services.records.helpers import (
@@ -157,3 +158,35 @@ async def test_roster_attendance_and_calendar_in_one_upload_in_any_order(service
         got = await summary(rec, key)
         # 2 of 20 days is 10%: on the line, so flagged
         assert (got["days_enrolled"], got["days_absent_enrolled"], got["chronic_absence"]) == (20, 2, True)
+
+
+async def test_a_mark_written_while_the_reviewer_counts_is_not_lost(service_env: ServiceEnv) -> None:
+    """The student is already queued; a transaction writes the mark that crosses the line and
+    has not committed when the reviewer runs. The reviewer must not take the student then
+    (it would count without the mark and forget them): it skips them until the mark commits."""
+    async with records_service(service_env) as rec:
+        key = "stu_race"
+        await apply(
+            rec.runtime,
+            calendar(DISTRICT, SCHOOL, 2025, TERM),
+            await registered(rec.runtime, DISTRICT, key, {"student.first_name": "R"}),
+            enrolled(DISTRICT, key, SCHOOL, TERM[0]),
+            attendance(DISTRICT, key, TERM[1]),  # 1 of 20: under the line
+        )
+        counting = reviewer(rec)  # one reviewer: its daily sweep of open enrollments is done
+        await counting.run_once()
+        async with store.district_tx(rec.runtime.pool, DISTRICT) as conn:
+            await store.queue_review(conn, DISTRICT, [key])  # queued, committed
+        async with rec.runtime.pool.acquire() as conn:
+            writing = conn.transaction()
+            await writing.start()
+            await store.enter_district(conn, DISTRICT)
+            assert await store.record_attendance(
+                conn, DISTRICT, key, date.fromisoformat(TERM[2]), "", SCHOOL, "absent", False
+            )
+            await store.queue_review(conn, DISTRICT, [key])
+            assert await counting.run_once() == 0  # the student is busy: not taken
+            await writing.commit()
+        assert await counting.run_once() == 1
+        got = await summary(rec, key)
+        assert (got["days_absent_enrolled"], got["chronic_absence"]) == (2, True)
