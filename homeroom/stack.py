@@ -9,6 +9,7 @@ KAFKA_BOOTSTRAP_SERVERS and HOMEROOM_DATABASE_URL at real servers and run
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import shutil
@@ -26,6 +27,7 @@ from homeroom.infra import process
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import ServiceSpec
+from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
 
 # Service name → (import path of its ServiceSpec, conventional port). The order is the
 # start order: consent first, because records and transfer ask it for decisions.
@@ -70,7 +72,9 @@ class Stack:
         assert self.postgres is not None and self.broker is not None
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            # Migrations as the owner role; each service connects as its own login (_spawn).
             "HOMEROOM_DATABASE_URL": self.postgres.server_url,
+            "HOMEROOM_MIGRATION_DATABASE_URL": with_user(self.postgres.server_url, OWNER_ROLE),
             # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
             "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
@@ -91,6 +95,9 @@ class Stack:
         os.chmod(self.home, 0o711)  # noqa: S103 - traverse only, no listing or writing
         self.postgres = EmbeddedPostgres(self.home / "postgres").start()
         self.timings["postgres_start_s"] = self.postgres.started_in_s
+        # Least privilege as in production: an owner role migrates, each service logs in as
+        # its own role that owns nothing (homeroom.storage).
+        asyncio.run(bootstrap_roles(self.postgres.server_url, [s for s in self.services if s != "portal"]))
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
         for name in self.services:
@@ -104,6 +111,7 @@ class Stack:
 
     def _spawn(self, name: str, port: int, key: str = "") -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
+        env["HOMEROOM_DATABASE_URL"] = with_user(env["HOMEROOM_DATABASE_URL"], login_role(name))
         return process.spawn(
             [sys.executable, "-m", "homeroom.cli", "serve", name],
             log_path=self.log(key or name),

@@ -9,6 +9,9 @@ from pydantic_settings import SettingsConfigDict
 from homeroom.config import ServiceSettings
 
 
+WRITER_ROLE = "homeroom_audit_writer"  # created by migrations/001; SELECT and INSERT only
+
+
 class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_AUDIT_", extra="ignore")
 
@@ -25,7 +28,7 @@ class AuditSettings(ServiceSettings):
     verify_interval_s: float = 3600.0  # verify the whole stored log this often (0: only on request)
     # Every write runs `SET LOCAL ROLE` to this role (SELECT and INSERT only on the log's
     # tables); empty to write as the connecting role.
-    writer_role: str = "homeroom_audit_writer"
+    writer_role: str = WRITER_ROLE
     page_size_max: int = 1000
     export_batch: int = 2000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
-from services.records import api, oneroster
+from services.records import api, oneroster, store
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.settings import RecordsSettings
@@ -44,6 +44,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    database_roles=(store.APP_ROLE,),
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=(

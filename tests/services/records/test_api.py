@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from services.records.store import district_tx
 from tests.harness import ServiceEnv
 from tests.services.records.consent_peer import PeerAgreement, PeerState
 from tests.services.records.helpers import Records, apply, attendance, enrolled, records_service, registered, school
@@ -342,7 +343,8 @@ async def test_transfer_package_and_idempotent_delivery(service_env: ServiceEnv)
         (prior,) = record["prior_records"]
         assert prior["case_id"] == "case-1" and prior["from_district_id"] == "d-a"
         assert prior["package"]["attendance"]["days"][0]["date"] == "2026-09-02"
-        async with rec.runtime.pool.acquire() as conn:
+        # As the service's login, row-level security shows d-b's rows only inside a d-b transaction.
+        async with district_tx(rec.runtime.pool, "d-b") as conn:
             assert await conn.fetchval("SELECT count(*) FROM transfer_deliveries WHERE case_id = $1", "case-1") == 1
             sealed = await conn.fetchval(
                 "SELECT sealed FROM student_elements WHERE district_id = 'd-b' AND element = 'student.last_name'"
