@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from homeroom.config import Environment
+from homeroom.entry_text import text_problem
 from homeroom.problems import Problem, problem_type
 
 ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
@@ -443,6 +444,19 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise AuthenticationError("malformed_claim", "claim 'sub' must be a non-empty string")
     if not isinstance(token_id, str) or not token_id:
         raise AuthenticationError("malformed_claim", "claim 'jti' must be a non-empty string")
+    # Whatever a token names reaches the disclosure log (requester and recipient): it must
+    # keep the log's text rules (homeroom.entry_text), or a release would have no record.
+    for name in ("sub", "org", "client_id", "district", "agreement"):
+        value = claims.get(name)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise AuthenticationError("malformed_claim", f"claim {name!r} {problem[1]}")
+    for name in ("schools", "students"):
+        values = claims.get(name)
+        if isinstance(values, list) and any(isinstance(v, str) and text_problem(v) for v in values):
+            raise AuthenticationError(
+                "malformed_claim", f"claim {name!r} holds an id that is too long or not printable"
+            )
     try:
         return Principal(
             subject=subject,

@@ -186,12 +186,17 @@ async def _require_migrated(pool: asyncpg.Pool, spec: ServiceSpec) -> None:
     files = sorted(spec.migrations.glob("*.sql")) if spec.migrations and spec.migrations.exists() else []
     wanted = {int(p.name.split("_", 1)[0]) for p in files}
     try:
-        done = {r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations WHERE service = $1", spec.name)}
+        done = {
+            r["version"]
+            for r in await pool.fetch("SELECT version FROM schema_migrations WHERE service = $1", spec.name)
+        }
     except asyncpg.UndefinedTableError:
         done = set()
     if not wanted <= done:
         missing = ", ".join(str(v) for v in sorted(wanted - done))
-        raise RuntimeError(f"the {spec.name} database lacks migrations {missing}: run `homeroom migrate {spec.name}` first")
+        raise RuntimeError(
+            f"the {spec.name} database lacks migrations {missing}: run `homeroom migrate {spec.name}` first"
+        )
 
 
 async def prepare_databases(spec: ServiceSpec, settings: ServiceSettings) -> None:

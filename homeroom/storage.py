@@ -127,15 +127,19 @@ async def grant_to_login(conn: Connection, grantee: str, member_of: Sequence[str
     if await conn.fetchval("SELECT to_regclass('append_only_tables') IS NOT NULL"):
         append_only = {r["table_name"] for r in await conn.fetch("SELECT table_name FROM append_only_tables")}
     tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-    for table in tables:
-        if table in _READ_ONLY_TABLES:
-            rights = "SELECT"
-        elif table in append_only:
-            rights = "SELECT, INSERT"
-        else:
-            rights = "SELECT, INSERT, UPDATE, DELETE"
-        await conn.execute(f'REVOKE ALL ON TABLE "{table}" FROM {role}')
-        await conn.execute(f'GRANT {rights} ON TABLE "{table}" TO {role}')
+    # The roles it SETs inside transactions get the same table rights, so a new table works
+    # under them too (records' row-level security role).
+    for who in [role, *(f'"{m}"' for m in member_of)]:
+        for table in tables:
+            if table in _READ_ONLY_TABLES:
+                rights = "SELECT"
+            elif table in append_only:
+                rights = "SELECT, INSERT"
+            else:
+                rights = "SELECT, INSERT, UPDATE, DELETE"
+            await conn.execute(f'REVOKE ALL ON TABLE "{table}" FROM {who}')
+            await conn.execute(f'GRANT {rights} ON TABLE "{table}" TO {who}')
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {who}")
     # Nobody but the owner may change an append-only table, whatever a migration granted
     # (a role the service SETs, or inherits through membership, included).
     for row in await conn.fetch(
@@ -147,7 +151,9 @@ async def grant_to_login(conn: Connection, grantee: str, member_of: Sequence[str
         sorted(append_only),
     ):
         who = "PUBLIC" if row["grantee"] == "-" else f'"{row["grantee"]}"'
-        await conn.execute(f'REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON TABLE "{row["relname"]}" FROM {who}')
+        await conn.execute(
+            f'REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON TABLE "{row["relname"]}" FROM {who}'
+        )
     await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
     # Tables the owner creates between two starts (by hand, or by a newer instance's
     # migration) are usable at once; the next start narrows append-only ones.
@@ -171,8 +177,12 @@ async def privilege_problems(conn: Connection | asyncpg.Pool) -> list[str]:
     )
     assert row is not None
     problems = []
-    for flag, what in (("rolsuper", "is a superuser"), ("rolcreaterole", "may create roles"),
-                       ("rolcreatedb", "may create databases"), ("rolbypassrls", "bypasses row-level security")):
+    for flag, what in (
+        ("rolsuper", "is a superuser"),
+        ("rolcreaterole", "may create roles"),
+        ("rolcreatedb", "may create databases"),
+        ("rolbypassrls", "bypasses row-level security"),
+    ):
         if row[flag]:
             problems.append(what)
     if row["owned"]:
@@ -246,7 +256,9 @@ async def migrate(
     several instances of one service.
     """
     async with pool.acquire() as conn:
-        return await migrate_connection(conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of)
+        return await migrate_connection(
+            conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of
+        )
 
 
 async def migrate_connection(

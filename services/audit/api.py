@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
@@ -205,6 +206,29 @@ async def consistency(
         "second_root": (await store.root(runtime.pool, second)).hex(),
         "proof": [h.hex() for h in proof],
     }
+
+
+# --- reconciliation (records' read log against this log) -------------------------------------
+
+Service = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
+
+
+class PresentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disclosure_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(max_length=5000)
+
+
+@router.post(
+    "/internal/disclosures/present",
+    tags=["internal"],
+    summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
+)
+async def disclosures_present(runtime: RuntimeDep, _: Service, body: PresentQuery) -> dict[str, Any]:
+    rows = await runtime.pool.fetch(
+        "SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(body.disclosure_ids))
+    )
+    return {"present": [r["event_id"] for r in rows]}
 
 
 # --- export and verification -----------------------------------------------------------------

@@ -20,6 +20,10 @@ DISCLOSURES = Counter(
     " that rolls back may count twice)",
     ["recipient_role", "legal_basis"],
 )
+DISCLOSURES_ESCAPED = Counter(
+    "homeroom_audit_disclosures_escaped_total",
+    "Disclosures recorded escaped because they broke an entry rule (never dead-lettered: FERPA 99.32)",
+)
 TREE_SIZE = Gauge("homeroom_audit_tree_size", "Entries in the log (the Merkle tree's size)")
 SIGNED_TREE_SIZE = Gauge("homeroom_audit_signed_tree_size", "Size of the latest signed tree head")
 LAST_HEAD_TIMESTAMP = Gauge(

@@ -8,7 +8,6 @@ from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
 
-
 WRITER_ROLE = "homeroom_audit_writer"  # created by migrations/001; SELECT and INSERT only
 
 

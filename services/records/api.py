@@ -31,6 +31,7 @@ from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
 from homeroom.crypto import DecryptionError, KeyDestroyedError
+from homeroom.entry_text import normalise
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
@@ -209,10 +210,12 @@ def staff_may_see(principal: Principal, stored: store.StoredRecord) -> bool:
 
 
 def requester_party(principal: Principal) -> Party:
+    """Who read, as the disclosure record names them: every text kept to the log's rules
+    (homeroom.entry_text) here, before anything is released, so audit never refuses it."""
     return Party(
-        organization=principal.organization or principal.district_id or "",
-        client_id=principal.client_id or "",
-        person=principal.subject,
+        organization=normalise(principal.organization or principal.district_id or ""),
+        client_id=normalise(principal.client_id or ""),
+        person=normalise(principal.subject),
         role=principal.role.value,
     )
 
@@ -254,9 +257,9 @@ async def record_releases(
             student_key=release.student_key,
             district_id=release.district_id,
             elements=release.elements,
-            purpose=decision.purpose or purpose,
-            legal_basis=decision.legal_basis,
-            agreement_id=decision.agreement_id or principal.agreement_id or "",
+            purpose=normalise(decision.purpose or purpose),
+            legal_basis=normalise(decision.legal_basis),
+            agreement_id=normalise(decision.agreement_id or principal.agreement_id or ""),
             decision_id=decision.decision_id,
             policy_version=decision.policy_version,
             redisclosure_parties=list(decision.redisclosure_parties),
@@ -279,7 +282,7 @@ async def record_releases(
             district_id=release.district_id,
             student_key=release.student_key,
             requester_role=principal.role.value,
-            requester=principal.subject,
+            requester=normalise(principal.subject),
             channel=channel,
             elements=release.elements,
             decision_id=decision.decision_id,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster, store
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
+from services.records.reconcile import AuditClient, keep_reconciling
 from services.records.settings import RecordsSettings
 from services.records.summary import AttendanceSummary
 
@@ -21,6 +24,15 @@ async def on_start(runtime: Runtime) -> None:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
+    if settings.reconcile_interval_s > 0 and (settings.audit_url or "audit" in runtime.extras):
+        if "audit" not in runtime.extras:
+            runtime.extras["audit"] = AuditClient(settings.audit_url, runtime.service_token)
+        runtime.extras["reconcile_task"] = asyncio.create_task(
+            keep_reconciling(
+                runtime, runtime.extras["audit"].present, settings.reconcile_interval_s, settings.reconcile_grace_s
+            ),
+            name="records-reconcile",
+        )
     if settings.start_consumers:
         summary = AttendanceSummary(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
         await summary.start()
@@ -28,6 +40,14 @@ async def on_start(runtime: Runtime) -> None:
 
 
 async def on_stop(runtime: Runtime) -> None:
+    task = runtime.extras.pop("reconcile_task", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    audit = runtime.extras.get("audit")
+    if isinstance(audit, AuditClient):
+        await audit.aclose()
     summary = runtime.extras.get("attendance_summary")
     if isinstance(summary, AttendanceSummary):
         await summary.stop()

@@ -104,6 +104,7 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("audit", "GET /v1/export"): "compliance only: attacked by role below",
     ("audit", "GET /v1/verification"): "indices and sizes only",
     ("audit", "GET /v1/entries"): "compliance only: attacked by role below",
+    ("audit", "POST /v1/internal/disclosures/present"): "services only; answers which ids exist, no entry content",
 }
 
 # Roles a route admits for any student or object, with the reason.

@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from homeroom.service import ServiceSpec
-from homeroom.storage import OWNER_ROLE, create_pool, migrate, privilege_problems, with_user
 from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.service import ServiceSpec
+from homeroom.storage import OWNER_ROLE, Connection, create_pool, migrate, privilege_problems, with_user
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
 from services.ingest.service import SERVICE as INGEST
@@ -37,8 +37,8 @@ APPEND_ONLY: list[tuple[ServiceSpec, tuple[str, ...]]] = [
 
 def attacks(table: str, column: str) -> list[str]:
     return [
-        f'UPDATE "{table}" SET "{column}" = "{column}"',
-        f'DELETE FROM "{table}"',
+        f'UPDATE "{table}" SET "{column}" = "{column}"',  # noqa: S608 (our own identifiers)
+        f'DELETE FROM "{table}"',  # noqa: S608
         f'TRUNCATE "{table}"',
         f'ALTER TABLE "{table}" ADD COLUMN rewritten int',
         f'ALTER TABLE "{table}" DISABLE TRIGGER ALL',
@@ -58,7 +58,7 @@ EVERYWHERE = [
 ]
 
 
-async def _refused(conn: asyncpg.Connection, statement: str) -> None:
+async def _refused(conn: Connection, statement: str) -> None:
     try:
         async with conn.transaction():
             await conn.execute(statement)
@@ -80,7 +80,8 @@ async def test_a_service_login_cannot_rewrite_history(
         async with svc.pool.acquire() as conn:
             for table in tables:
                 column = await conn.fetchval(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = $1 ORDER BY ordinal_position",
                     table,
                 )
                 assert column, f"{spec.name} has no table {table}"
