@@ -442,6 +442,11 @@ async def get_student(
         if stored is None:
             continue
         current = sorted(stored.school_ids(current_on=today()))
+        if principal.role is Role.VENDOR and not current:
+            # A vendor reaches a student only while enrolled in the district now: one who
+            # transferred away (or left) is gone from the roster and from this route alike.
+            reasons.append(f"{district}: not currently enrolled")
+            continue
         request = DecisionRequest(
             action="read",
             requester=requester_json(principal),
@@ -470,8 +475,10 @@ async def get_student(
         views.append(view)
         releases.append(Release(district, student_key, present, decision))
     if not views:
-        if principal.role is Role.VENDOR:  # which district holds the key is not the vendor's business
-            raise denied("consent_denied", "the agreement releases nothing of this student")
+        if principal.role is Role.VENDOR:
+            # The same answer as for a key that does not exist: a vendor cannot tell a student
+            # outside its agreement from no student at all (no enumeration of keys).
+            raise not_found()
         raise denied("consent_denied", "the consent decision released nothing: " + "; ".join(reasons))
     await commit_releases(runtime, principal, releases, channel=CHANNEL_API, purpose=purpose or "")
     READS.labels(principal.role.value, CHANNEL_API).inc(len(views))

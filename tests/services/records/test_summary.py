@@ -135,7 +135,7 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
         assert (before.days_enrolled, before.days_absent, before.shown) == (5, 1, days[4])
         ghost_summary = _table(rec).summary("d-a", ghost, 2026)
         assert (ghost_summary.chronic_since, ghost_summary.shown) == (days[4], "")
-        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence") == 1
+        assert await rec.admin.fetchval("SELECT count(*) FROM chronic_absence") == 1
 
     # A new process on the same database and topics: the table comes back from its changelog.
     async with records_service(service_env, database_url=database, **options) as rec:  # type: ignore[arg-type]
