@@ -31,6 +31,7 @@ from homeroom.bus.consumer import EventConsumer, Handler
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
+from homeroom.http_headers import SecurityHeaders
 from homeroom.outbox import OutboxRelay
 from homeroom.problems import FieldError, Problem, install_problem_handlers, problem_response
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
@@ -312,6 +313,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
         openapi_tags=list(spec.openapi_tags) or None,
     )
     install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders)
     _refuse_nul_characters(app)
     instrument_http(app, spec.name)
 
