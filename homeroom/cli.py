@@ -84,6 +84,34 @@ def migrate(
     asyncio.run(run())
 
 
+witness_app = typer.Typer(help="The transparency-log witness (c2sp.org/tlog-witness).", no_args_is_help=True)
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.command("serve")
+def witness_serve() -> None:
+    """Run the witness (settings HOMEROOM_WITNESS_*): cosigns the audit log's checkpoints."""
+    import uvicorn
+
+    from homeroom.witness import WitnessSettings, create_app
+
+    settings = WitnessSettings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+@witness_app.command("key")
+def witness_key() -> None:
+    """Print the witness's name and public key (PEM), for verifiers and the audit service to pin."""
+    from cryptography.hazmat.primitives import serialization
+
+    from homeroom.witness import WitnessSettings, load_private_key
+
+    settings = WitnessSettings()
+    key = load_private_key(settings.key_file, create=settings.environment != "production").public_key()
+    typer.echo(settings.name)
+    typer.echo(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
 @app.command()
 def stack() -> None:
     """Run the whole stack on embedded PostgreSQL and Kafka until Ctrl-C."""

@@ -226,8 +226,10 @@ def recorded_anyway(draft: EntryDraft, missing: Sequence[str] = ()) -> EntryDraf
         details["student_key_sha256"] = hashlib.sha256(student_key.encode("utf-8", "surrogatepass")).hexdigest()
         student_key = ""
     unknown = [e for e in draft.elements if e not in CATALOGUE]
-    if unknown:
-        details["elements_unknown"] = [escape(e) for e in unknown]
+    if unknown:  # possibly a value smuggled as a name: only its digest is kept
+        details["elements_unknown_sha256"] = [
+            hashlib.sha256(e.encode("utf-8", "surrogatepass")).hexdigest() for e in unknown
+        ]
     return replace(
         draft,
         event_id=escape(draft.event_id),

@@ -35,6 +35,13 @@ SECONDS_SINCE_HEAD = Gauge(
 VERIFICATION_FAILURES = Counter(
     "homeroom_audit_verification_failures_total", "Findings of log verifications run by the service", ["kind"]
 )
+WITNESSED_SIZE = Gauge("homeroom_audit_witnessed_tree_size", "Size of the latest checkpoint a witness cosigned")
+WITNESS_FAILURES = Counter(
+    "homeroom_audit_witness_failures_total",
+    "Checkpoints a witness did not cosign, by reason (truncated: the witness cosigned a larger log than"
+    " the one stored now)",
+    ["reason"],
+)
 VERIFICATIONS = Counter("homeroom_audit_verifications_total", "Log verifications run by the service", ["outcome"])
 
 

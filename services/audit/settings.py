@@ -28,6 +28,12 @@ class AuditSettings(ServiceSettings):
     # Every write runs `SET LOCAL ROLE` to this role (SELECT and INSERT only on the log's
     # tables); empty to write as the connecting role.
     writer_role: str = WRITER_ROLE
+    # Checkpoints (c2sp.org/tlog-checkpoint) and the witness that cosigns them
+    # (services/audit/witnessing.py). Empty witness_url: heads are signed but not witnessed.
+    checkpoint_origin: str = "homeroom.local/audit-log"
+    witness_url: str = ""
+    witness_name: str = "witness.homeroom.local/w1"
+    witness_public_key_file: Path | None = None  # the witness's Ed25519 public key (PEM), pinned
     page_size_max: int = 1000
     export_batch: int = 2000
 

@@ -263,7 +263,11 @@ async def test_a_rolled_back_batch_leaves_the_tree_consistent(audit: Audit) -> N
     # One partition (one student): good, bad, good in one batch. The kernel rolls the batch back and
     # replays one event at a time; the appends of the first attempt must leave no trace.
     good = [audit.event(DISCLOSURE, "disclosure_recorded", disclosure()) for _ in range(3)]
-    bad = audit.event(DISCLOSURE, "disclosure_recorded", disclosure(elements=["not.an.element"]))
+    # A disclosure is never refused (it is recorded escaped); a consent event that breaks a rule is.
+    refused = ConsentGiven(
+        consent_id="c-9", student_key=STUDENT_A, district_id="d-100", recipient="Acme\x07", recorded_by="p-1"
+    )
+    bad = audit.event(CONSENT, "consent_given", refused)
     await audit.publish(good[0], good[1], bad, good[2])
     await audit.wait_for_processed(4)
     await audit.wait_for_entries(3)
