@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -22,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from homeroom.infra import process
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import ServiceSpec
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
+from homeroom.witness import load_private_key
+from services.audit.signing import load_or_create_signer
 
 # Service name → (import path of its ServiceSpec, conventional port). The order is the
 # start order: consent first, because records and transfer ask it for decisions.
@@ -40,6 +44,9 @@ SERVICES: dict[str, tuple[str, int]] = {
     # Last: the web pages call the others' APIs with the signed-in person's token.
     "portal": ("services.portal.service:SERVICE", 8006),
 }
+
+
+WITNESS_PORT = 8007  # the audit log's witness (homeroom/witness.py), not one of the services
 
 
 def load_spec(name: str) -> ServiceSpec:
@@ -103,14 +110,48 @@ class Stack:
         for name in self.services:
             port = SERVICES[name][1]
             self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
+        if "audit" in self.services:
+            self._start_witness()
         for name in self.services:
             self._children[name] = self._spawn(name, self.ports[name])
         self.wait_ready(timeout_s)
         self.timings["stack_ready_s"] = time.perf_counter() - started
         return self
 
+    def _start_witness(self) -> None:
+        """The witness that cosigns the audit log's checkpoints: its own process and key, pinned
+        by audit; it trusts the audit log's public key (both keys made here, before either starts)."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_signer = load_or_create_signer(self.secrets_dir / "audit-signing.key")
+        (self.secrets_dir / "audit-log.pub.pem").write_bytes(log_signer.public_key_pem())
+        witness_key = load_private_key(self.secrets_dir / "witness.key", create=True)
+        (self.secrets_dir / "witness.pub.pem").write_bytes(
+            witness_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        port = WITNESS_PORT if self.fixed_ports and _port_free(WITNESS_PORT) else process.free_port()
+        self.ports["witness"] = port
+        env = {
+            **os.environ,
+            "HOMEROOM_WITNESS_PORT": str(port),
+            "HOMEROOM_WITNESS_KEY_FILE": str(self.secrets_dir / "witness.key"),
+            "HOMEROOM_WITNESS_STATE_FILE": str(self.home / "witness" / "state.json"),
+            "HOMEROOM_WITNESS_LOG_PUBLIC_KEY_FILES": json.dumps([str(self.secrets_dir / "audit-log.pub.pem")]),
+        }
+        self._children["witness"] = process.spawn(
+            [sys.executable, "-m", "homeroom.cli", "witness", "serve"],
+            log_path=self.log("witness"),
+            death_signal=signal.SIGTERM,
+            env=env,
+        )
+        self.wait_ready(60, ["witness"])
+
     def _spawn(self, name: str, port: int, key: str = "") -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
+        if name == "audit" and "witness" in self.ports:
+            env["HOMEROOM_AUDIT_WITNESS_URL"] = self.url("witness")
+            env["HOMEROOM_AUDIT_WITNESS_PUBLIC_KEY_FILE"] = str(self.secrets_dir / "witness.pub.pem")
         env["HOMEROOM_DATABASE_URL"] = with_user(env["HOMEROOM_DATABASE_URL"], login_role(name))
         return process.spawn(
             [sys.executable, "-m", "homeroom.cli", "serve", name],

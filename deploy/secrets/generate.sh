@@ -50,6 +50,18 @@ fi
 if new audit-signing.key; then
   openssl genpkey -algorithm ed25519 -out audit-signing.key
 fi
+# Its public half, for the witness (and verifiers) to pin.
+if new audit-log.pub.pem; then
+  openssl pkey -in audit-signing.key -pubout -out audit-log.pub.pem
+fi
+# The witness's own key (c2sp.org/tlog-witness): better made and kept by another operator,
+# who then gives you only witness.pub.pem.
+if new witness.key; then
+  openssl genpkey -algorithm ed25519 -out witness.key
+fi
+if new witness.pub.pem; then
+  openssl pkey -in witness.key -pubout -out witness.pub.pem
+fi
 # The portal's OIDC client secret: register the portal with your identity provider as a
 # confidential client (id homeroom-portal) with this secret, or replace the file with its own.
 if new portal_oidc_client_secret; then
@@ -73,12 +85,15 @@ fi
 PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit"
 # shellcheck disable=SC2086
 chmod 600 $PGPASS_FILES
+chmod 600 witness.key
+chmod 644 audit-log.pub.pem witness.pub.pem
 chmod 600 postgres_password postgres_roles pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
   portal_oidc_client_secret
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
   # shellcheck disable=SC2086
   chown "$HOMEROOM_UID:$HOMEROOM_UID" $PGPASS_FILES
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" witness.key audit-log.pub.pem witness.pub.pem
   chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key audit-signing.key auth_jwks.json service_token \
     portal_oidc_client_secret
   chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password postgres_roles
