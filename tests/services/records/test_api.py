@@ -282,6 +282,22 @@ async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv, p
         assert await enrollment_users(filter="beginDate>'2026-09-01'") == []
         assert await enrollment_users(filter="beginDate>='2026-09-01' AND status='active'", limit="1") == both[:1]
 
+        # Issue 17, item 4: filtering on a field the agreement withholds answered differently
+        # by its hidden value (bisection recovered a blanked beginDate in 13 requests; endDate
+        # revealed who left). This agreement releases no exit dates: a 400 naming the field.
+        for flt, rule in (
+            ("endDate>'1900-01-01'", "filter.field_withheld"),
+            ("endDate='2026-10-01' AND status='active'", "filter.field_withheld"),
+            ("class.sourcedId='x'", "filter.field_unsupported"),
+        ):
+            r = await rec.client.get(f"{OR}/enrollments", params={"filter": flt}, headers=auth)
+            assert r.status_code == 400, (flt, r.text)
+            (error,) = r.json()["errors"]
+            assert error["rule"] == rule and flt.split("=")[0].split(">")[0].strip() in error["message"], error
+        # And an enrollment's id no longer spells out its (possibly withheld) entry date.
+        ids = [e["sourcedId"] for e in (await rec.get(f"{OR}/enrollments", "vendor", **VENDOR)).json()["enrollments"]]
+        assert all(i.startswith("enr_") and "2026" not in i for i in ids)
+
 
 async def test_oneroster_is_for_vendors_only(service_env: ServiceEnv, peer: PeerState) -> None:
     async with records_service(service_env, peer) as rec:
