@@ -53,6 +53,17 @@ from homeroom.problems import Problem, problem_type
 ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
 DEV_ISSUER = "homeroom-dev"
 DEV_AUDIENCE = "homeroom"
+# Every service takes only tokens whose `aud` names it: "<audience>/<service>" (a token for
+# records is refused at audit). A token may name several; the development issuer names all
+# by default, a real issuer what each client may call. Checked against homeroom.stack.SERVICES.
+AUDIENCE_SERVICES: tuple[str, ...] = ("ingest", "records", "consent", "transfer", "audit", "portal")
+
+
+def service_audience(audience: str, service: str) -> str:
+    """The `aud` value that names one service, e.g. ``homeroom/records``."""
+    return f"{audience}/{service}"
+
+
 # Claims every token must carry; `nbf` is checked when present.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 MAX_TOKEN_LENGTH = 16_384  # far above any real token; refuses parsing megabytes of junk
@@ -587,8 +598,10 @@ class DevIssuer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._key()[1])]}
 
-    def verifier(self, leeway_s: float = 30) -> TokenVerifier:
-        return TokenVerifier(self.issuer, self.audience, StaticKeys.from_jwks(self.jwks()), leeway_s)
+    def verifier(self, leeway_s: float = 30, service: str | None = None) -> TokenVerifier:
+        """A verifier of this issuer's tokens; for ``service``, only tokens whose audience names it."""
+        audience = service_audience(self.audience, service) if service else self.audience
+        return TokenVerifier(self.issuer, audience, StaticKeys.from_jwks(self.jwks()), leeway_s)
 
     def issue(
         self,
@@ -602,9 +615,11 @@ class DevIssuer:
         students: Iterable[str] = (),
         client_id: str | None = None,
         ttl_s: int = 3600,
+        services: Iterable[str] | None = None,
     ) -> str:
         """A signed token; ValueError if the scope does not fit the role (the same rules
-        the verifier applies, so it never mints a token services would refuse)."""
+        the verifier applies, so it never mints a token services would refuse). Its audience
+        names ``services`` (default: every service, and the bare audience for tools)."""
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         principal = Principal(
@@ -619,9 +634,18 @@ class DevIssuer:
             client_id=client_id,
         )
         now = int(time.time())
+        named = list(AUDIENCE_SERVICES) if services is None else list(services)
+        if not named:
+            raise ValueError("a token names at least one service in its audience")
+        unknown = sorted(set(named) - set(AUDIENCE_SERVICES))
+        if unknown:
+            raise ValueError(f"no service named {', '.join(unknown)} (known: {', '.join(AUDIENCE_SERVICES)})")
+        audiences = [service_audience(self.audience, s) for s in named]
+        if services is None:
+            audiences.append(self.audience)
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "aud": self.audience,
+            "aud": audiences,
             "sub": principal.subject,
             "iat": now,
             "nbf": now,
@@ -663,8 +687,9 @@ class AuthSettings(BaseSettings):
     def dev_issuer(self) -> DevIssuer:
         return DevIssuer(self.dev_key_file, self.issuer, self.audience)
 
-    def build_verifier(self) -> TokenVerifier:
-        """The verifier for this deployment; ValueError at start on unsafe configuration."""
+    def build_verifier(self, service: str | None = None) -> TokenVerifier:
+        """The verifier for this deployment; ValueError at start on unsafe configuration. For
+        ``service``, only tokens whose `aud` names ``<audience>/<service>`` are accepted."""
         if self.jwks_url and self.jwks_file:
             raise ValueError("set HOMEROOM_AUTH_JWKS_URL or HOMEROOM_AUTH_JWKS_FILE, not both")
         production = self.environment == "production"
@@ -684,8 +709,9 @@ class AuthSettings(BaseSettings):
         elif self.jwks_file:
             keys = StaticKeys.from_jwks_file(self.jwks_file)
         else:
-            return self.dev_issuer().verifier(self.leeway_s)
-        return TokenVerifier(self.issuer, self.audience, keys, self.leeway_s)
+            return self.dev_issuer().verifier(self.leeway_s, service)
+        audience = service_audience(self.audience, service) if service else self.audience
+        return TokenVerifier(self.issuer, audience, keys, self.leeway_s)
 
 
 # --- FastAPI -----------------------------------------------------------------------------

@@ -131,7 +131,7 @@ async def _build_runtime(
             f"no database configured: set HOMEROOM_DATABASE_URL or HOMEROOM_{spec.name.upper()}_DATABASE_URL"
         )
     auth = auth or AuthSettings()
-    verifier = auth.build_verifier()
+    verifier = auth.build_verifier(spec.name)  # only tokens meant for this service
     dev_issuer = auth.dev_issuer() if auth.environment != "production" else None
 
     if settings.migrate_on_start:

@@ -62,7 +62,7 @@ class SignIn:
 
     def __init__(self, settings: PortalSettings, auth: AuthSettings) -> None:
         self.settings = settings
-        self.verifier: TokenVerifier = auth.build_verifier()
+        self.verifier: TokenVerifier = auth.build_verifier("portal")
         # Development sign-in only where the services trust the development issuer.
         trusts_dev_issuer = not (auth.jwks_url or auth.jwks_file) and auth.issuer == DEV_ISSUER
         self.dev_issuer: DevIssuer | None = (
@@ -180,6 +180,8 @@ def _ids(form: dict[str, str], name: str) -> list[str]:
 def dev_token(issuer: DevIssuer, form: dict[str, str], ttl_s: int = 8 * 3600) -> str:
     """A development token from the sign-in form; ValueError (naming the claim) if the scope does not fit the role."""
     role = form.get("role", "")
+    if role == "service":  # a person never signs in as a service (issue 17, item 12)
+        raise ValueError("the development sign-in never mints the service role")
     return issuer.issue(
         role,
         subject=form.get("subject", "").strip() or f"dev-{role}",
