@@ -90,7 +90,7 @@ def _error_pages(app: FastAPI) -> None:
         assert isinstance(exc, UpstreamError)
         if exc.status == 401:  # the token expired or was refused: sign in again
             response = RedirectResponse("/sign-in?expired=1", status_code=303)
-            request.app.state.portal.sign_in.end_session(response)
+            request.app.state.portal.sign_in.end_session(response, request)
             return response
         titles = {
             403: "Not allowed",

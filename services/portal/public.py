@@ -134,7 +134,7 @@ async def oidc_callback(
         raise PageError(401, "Sign-in did not finish", f"The identity provider answered: {error or 'no code'}.")
     async with httpx.AsyncClient(timeout=portal.settings.peer_timeout_s) as client:
         try:
-            token = await portal.sign_in.exchange_code(client, request, code, state)
+            token, refresh_token, id_token = await portal.sign_in.exchange_code(client, request, code, state)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise PageError(401, "Sign-in did not finish", str(exc)) from None
     # A page, not a redirect: a SameSite=Strict cookie set at the end of a cross-site
@@ -145,7 +145,9 @@ async def oidc_callback(
         '<body><main id="main"><h1>Signed in</h1><p><a href="/">Continue to Homeroom</a></p></main></body></html>'
     )
     try:  # in a thread: the first check may fetch the issuer's key set
-        await run_in_threadpool(portal.sign_in.start_session, response, token)
+        await run_in_threadpool(
+            lambda: portal.sign_in.start_session(response, token, refresh_token=refresh_token, id_token=id_token)
+        )
     except Exception as exc:  # the token the provider gave is one the services would refuse
         raise PageError(401, "Sign-in refused", f"The identity provider's token is not accepted: {exc}") from None
     response.delete_cookie("homeroom_oidc_flow", path="/sign-in/oidc")
@@ -156,7 +158,14 @@ async def oidc_callback(
 async def sign_out(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     await checked_form(request, session)
     response = RedirectResponse("/?signed_out=1", status_code=303)
-    portal.sign_in.end_session(response)
+    # Ended on the server: the old cookie opens nothing, and was never a bearer token.
+    ended = portal.sign_in.end_session(response, request)
+    try:  # and at the identity provider, when it offers RP-initiated logout
+        provider_logout = await portal.sign_in.logout_url(ended, portal.settings.post_logout_uri)
+    except (httpx.HTTPError, ValueError, KeyError):
+        provider_logout = None
+    if provider_logout is not None:
+        response.headers["location"] = provider_logout
     return response
 
 

@@ -97,14 +97,14 @@ TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["humanise"] = humanise
 
 
-def optional_session(request: Request, portal: PortalDep) -> Session | None:
-    session = portal.sign_in.session(request)
+async def optional_session(request: Request, portal: PortalDep) -> Session | None:
+    session = await portal.sign_in.session(request)
     request.state.session = session
     return session
 
 
-def current_session(request: Request, portal: PortalDep) -> Session:
-    session = optional_session(request, portal)
+async def current_session(request: Request, portal: PortalDep) -> Session:
+    session = await optional_session(request, portal)
     if session is None:
         raise SignInRequired()
     return session
