@@ -734,6 +734,9 @@ async def current_principal(request: Request) -> Principal:
     token = _bearer_token(request)
     principal = await run_in_threadpool(verifier.verify, token) if verifier.may_block else verifier.verify(token)
     request.state.principal = principal  # for access logs and audit, which run outside the handler
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None and principal.role is not Role.SERVICE:  # homeroom.ratelimit
+        await limiter.check(f"{principal.role.value}:{principal.subject}", "principal")
     return principal
 
 

@@ -112,6 +112,8 @@ class ServiceSettings(BaseSettings):
     topic_replication_factor: int = Field(
         default=1, validation_alias=AliasChoices("HOMEROOM_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
     )
+    # Requests per verified caller (homeroom/ratelimit.py); "" switches limits off.
+    rate_limit: str = Field(default="1200/minute", validation_alias=AliasChoices("HOMEROOM_RATE_LIMIT", "rate_limit"))
     service_token_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("HOMEROOM_SERVICE_TOKEN_FILE", "service_token_file")
     )

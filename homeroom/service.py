@@ -35,6 +35,7 @@ from homeroom.http_headers import SecurityHeaders
 from homeroom.outbox import OutboxRelay
 from homeroom.problems import FieldError, Problem, install_problem_handlers, problem_response
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
+from homeroom.ratelimit import limiter
 from homeroom.storage import create_pool, ensure_database, grant_to_login, migrate, privilege_problems, url_user
 from homeroom.telemetry import SERVICE_UP, configure_logging, health_router, instrument_http
 
@@ -354,6 +355,7 @@ def _refuse_nul_characters(app: FastAPI) -> None:
 def attach(app: FastAPI, runtime: Runtime) -> None:
     app.state.runtime = runtime
     app.state.token_verifier = runtime.verifier
+    app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
 def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:

@@ -85,6 +85,8 @@ class Stack:
             # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
             "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
+            # The demo and the browser tests sign in dozens of times from one address.
+            "HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT": os.environ.get("HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT", "300/minute"),
             **service_url_env(self.ports),
         }
 

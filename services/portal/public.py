@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import Role
+from homeroom.problems import Problem
+from homeroom.ratelimit import RateLimiter
 from services.portal.session import dev_token
 from services.portal.web import (
     HOME,
@@ -81,7 +83,21 @@ async def sign_in_page(
     )
 
 
-@router.post("/sign-in/dev")
+async def sign_in_attempt(request: Request) -> None:
+    """Sign-in attempts per client address are limited (guessing, token minting floods)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "sign_in_limiter", None)
+    if limiter is None:
+        return
+    try:
+        await limiter.check(request.client.host if request.client else "unknown", "sign-in")
+    except Problem as refused:
+        raise PageError(429, "Too many sign-in attempts", refused.detail or "Try again in a minute.") from None
+
+
+SignInAttempt = Depends(sign_in_attempt)
+
+
+@router.post("/sign-in/dev", dependencies=[SignInAttempt])
 async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
     issuer = portal.sign_in.dev_issuer
     if issuer is None:
@@ -109,7 +125,7 @@ async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
     return response
 
 
-@router.get("/sign-in/oidc")
+@router.get("/sign-in/oidc", dependencies=[SignInAttempt])
 async def oidc_start(portal: PortalDep) -> Response:
     if not portal.settings.oidc_configured:
         raise PageError(404, "No identity provider", "No OpenID Connect provider is configured for this portal.")
@@ -122,7 +138,7 @@ async def oidc_start(portal: PortalDep) -> Response:
     return response
 
 
-@router.get("/sign-in/oidc/callback")
+@router.get("/sign-in/oidc/callback", dependencies=[SignInAttempt])
 async def oidc_callback(
     request: Request,
     portal: PortalDep,

@@ -55,6 +55,8 @@ class PortalSettings(ServiceSettings):
     # Pin the audit log's public key (PEM) for checking proofs; empty: the key the audit service serves.
     audit_public_key_file: Path | None = None
 
+    # Sign-in attempts per client address (homeroom/ratelimit.py); "" switches the limit off.
+    sign_in_rate_limit: str = "20/minute"
     session_cookie: str = "homeroom_session"
     session_max_age_s: float = 8 * 3600  # a session ends after this, whatever its tokens say
     # Secure cookies (HTTPS only) everywhere but development; None: decided by the environment.
