@@ -73,7 +73,25 @@ async def record(request: Request, portal: PortalDep, session: CurrentSession, k
 async def disclosures(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
     found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
-    return render(request, "parent/disclosures.html", session, key=key, disclosures=found.get("disclosures", []))
+    return render(
+        request,
+        "parent/disclosures.html",
+        session,
+        key=key,
+        disclosures=found.get("disclosures", []),
+        witnessed=await witnessed_checkpoint(portal, session),
+    )
+
+
+async def witnessed_checkpoint(portal: Portal, session: Session) -> dict[str, Any] | None:
+    """The latest head of the log an independent witness cosigned (None before the first)."""
+    try:
+        found = await portal.services.get("audit", "/v1/checkpoint", session.token)
+    except UpstreamError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found if isinstance(found, dict) else None
 
 
 def _cell(value: object) -> str:

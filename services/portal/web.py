@@ -95,6 +95,7 @@ def when(value: object) -> str:
 TEMPLATES.env.filters["element_name"] = element_name
 TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["humanise"] = humanise
+TEMPLATES.env.filters["epoch"] = lambda seconds: when(datetime.fromtimestamp(int(seconds or 0), UTC).isoformat())
 
 
 async def optional_session(request: Request, portal: PortalDep) -> Session | None:
