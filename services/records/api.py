@@ -415,6 +415,10 @@ async def get_student(
         )
     if principal.role is Role.PARENT and student_key not in principal.student_keys:
         raise not_found()
+    start: date | None = None
+    end: date | None = None
+    if principal.role is Role.VENDOR:  # before the key is looked up: an agreement not in force
+        start, end = await vendor_gate(runtime, principal)  # answers alike for every key
     async with runtime.pool.acquire() as conn:
         districts = await store.districts_of(conn, student_key)
     if principal.role in (Role.DISTRICT_STAFF, Role.SCHOOL_STAFF):
@@ -428,11 +432,6 @@ async def get_student(
         return {"student_key": student_key, "records": [view]}
     if not districts:
         raise not_found()
-
-    start: date | None = None
-    end: date | None = None
-    if principal.role is Role.VENDOR:
-        start, end = await vendor_gate(runtime, principal)
 
     views: list[dict[str, Any]] = []
     releases: list[Release] = []
