@@ -263,7 +263,7 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
     r = await svc.client.get(
         f"/v1/agreements/{agreement_id}", headers=module_env.auth("district_staff", district=other)
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
     r = await svc.client.get(
         f"/v1/agreements/{agreement_id}", headers=module_env.auth("vendor", agreement="other", organization="X")
     )
@@ -274,7 +274,7 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
         json={"terms": terms(other)},
         headers=module_env.auth("district_staff", district=other),
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
 
 
 async def test_scope_is_for_services_and_the_agreements_own_vendor(
