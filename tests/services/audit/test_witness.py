@@ -240,6 +240,10 @@ async def test_truncation_is_named_by_the_witness_the_pinned_verifier_and_the_pr
     pinned = tmp_path / "last-head.json"
     code, report = _verify("--export", str(export), "--public-key", str(log_pub), "--trusted-head", str(pinned))
     assert (code, report["ok"]) == (0, True) and json.loads(pinned.read_text())["size"] == 12
+    # Issue 17, item 12: without a pinned key the verifier says so, loudly.
+    unpinned = CliRunner().invoke(cli_app, ["verify", "--export", str(export), "--json"])
+    assert unpinned.exit_code == 0 and json.loads(unpinned.stdout)["pinned_key"] is False
+    assert "NO PINNED KEY" in unpinned.stderr
     # A C2SP checkpoint note (as GET /v1/checkpoint serves it) works as the trusted head too.
     note_file = tmp_path / "checkpoint.note"
     note_file.write_text(checkpoint["note"])
