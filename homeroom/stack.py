@@ -109,11 +109,13 @@ class Stack:
         asyncio.run(bootstrap_roles(self.postgres.server_url, [s for s in self.services if s != "portal"]))
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
+        if "audit" in self.services:
+            # First, and bound before the services' ports are chosen: a free port picked for
+            # the witness afterwards could be one already promised to a service.
+            self._start_witness()
         for name in self.services:
             port = SERVICES[name][1]
             self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
-        if "audit" in self.services:
-            self._start_witness()
         for name in self.services:
             self._children[name] = self._spawn(name, self.ports[name])
         self.wait_ready(timeout_s)
