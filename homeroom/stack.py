@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from homeroom.infra import process
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.infra.smtp import EmbeddedSMTP, read_mbox
 from homeroom.service import ServiceSpec
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
 from homeroom.witness import load_private_key
@@ -71,6 +73,7 @@ class Stack:
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="homeroom-stack-")))
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
+    smtp: EmbeddedSMTP | None = None
     ports: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -87,12 +90,22 @@ class Stack:
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
             # The demo and the browser tests sign in dozens of times from one address.
             "HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT": os.environ.get("HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT", "300/minute"),
+            # Notices go by e-mail to the stack's own SMTP server (every message kept in mail.mbox).
+            **({"HOMEROOM_SMTP_HOST": self.smtp.host, "HOMEROOM_SMTP_PORT": str(self.smtp.port)} if self.smtp else {}),
             **service_url_env(self.ports),
         }
 
     @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
+
+    @property
+    def mailbox_path(self) -> Path:
+        return self.home / "mail.mbox"
+
+    def mail(self) -> list[EmailMessage]:
+        """Every e-mail the services sent through the stack's SMTP server, oldest first."""
+        return read_mbox(self.mailbox_path)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -109,6 +122,7 @@ class Stack:
         asyncio.run(bootstrap_roles(self.postgres.server_url, [s for s in self.services if s != "portal"]))
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
+        self.smtp = EmbeddedSMTP(self.mailbox_path).start()
         if "audit" in self.services:
             # First, and bound before the services' ports are chosen: a free port picked for
             # the witness afterwards could be one already promised to a service.
@@ -214,6 +228,8 @@ class Stack:
         for child in reversed(list(self._children.values())):
             process.stop(child, signal.SIGTERM, timeout_s=15)
         self._children.clear()
+        if self.smtp is not None:
+            self.smtp.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:

@@ -127,19 +127,29 @@ async def grant_to_login(conn: Connection, grantee: str, member_of: Sequence[str
     if await conn.fetchval("SELECT to_regclass('append_only_tables') IS NOT NULL"):
         append_only = {r["table_name"] for r in await conn.fetch("SELECT table_name FROM append_only_tables")}
     tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-    # The roles it SETs inside transactions get the same table rights, so a new table works
-    # under them too (records' row-level security role).
-    for who in [role, *(f'"{m}"' for m in member_of)]:
+
+    def rights_for(table: str) -> str:
+        if table in _READ_ONLY_TABLES:
+            return "SELECT"
+        if table in append_only:
+            return "SELECT, INSERT"
+        return "SELECT, INSERT, UPDATE, DELETE"
+
+    for table in tables:
+        await conn.execute(f'REVOKE ALL ON TABLE "{table}" FROM {role}')
+        await conn.execute(f'GRANT {rights_for(table)} ON TABLE "{table}" TO {role}')
+    await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    # A role the service SETs inside transactions (records' row-level security role) keeps what
+    # its migrations granted it; a table nobody granted it yet (one added by a later migration)
+    # gets the same rights as the login, so new tables work under it too.
+    for member in member_of:
         for table in tables:
-            if table in _READ_ONLY_TABLES:
-                rights = "SELECT"
-            elif table in append_only:
-                rights = "SELECT, INSERT"
-            else:
-                rights = "SELECT, INSERT, UPDATE, DELETE"
-            await conn.execute(f'REVOKE ALL ON TABLE "{table}" FROM {who}')
-            await conn.execute(f'GRANT {rights} ON TABLE "{table}" TO {who}')
-        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {who}")
+            granted = await conn.fetchval(
+                "SELECT has_table_privilege($1, $2, 'SELECT, INSERT, UPDATE, DELETE')", member, f'public."{table}"'
+            )
+            if not granted:
+                await conn.execute(f'GRANT {rights_for(table)} ON TABLE "{table}" TO "{member}"')
+        await conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{member}"')
     # Nobody but the owner may change an append-only table, whatever a migration granted
     # (a role the service SETs, or inherits through membership, included).
     for row in await conn.fetch(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from homeroom import outbox
 from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
@@ -27,6 +28,7 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
+from services.records.destruction import destroy_agreement_copies
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
 
@@ -232,6 +234,11 @@ def keys_handler(runtime: Runtime) -> Handler:
         elif payload.scope == "district":
             await _scoped(ctx, district)
             await store.destroy_district_students(ctx.conn, district, reason)
+        elif payload.scope == "agreement":
+            # What records kept for the recipient (release copies) is sealed under this key: prove
+            # it unreadable now, remove it, and report it (consent keeps it with the end record).
+            subject = _required(payload.subject, "subject")
+            await outbox.add(ctx.conn, await destroy_agreement_copies(runtime, ctx.conn, district, subject))
 
     return handle
 

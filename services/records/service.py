@@ -10,6 +10,7 @@ from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster, store
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
+from services.records.destruction import retention_loop
 from services.records.reconcile import AuditClient, keep_reconciling
 from services.records.settings import RecordsSettings
 from services.records.summary import AttendanceSummary
@@ -33,6 +34,10 @@ async def on_start(runtime: Runtime) -> None:
             ),
             name="records-reconcile",
         )
+    if settings.start_consumers and settings.retention_interval_s > 0:
+        runtime.extras["retention_task"] = asyncio.create_task(
+            retention_loop(runtime, settings.retention_interval_s), name="records-retention"
+        )
     if settings.start_consumers:
         summary = AttendanceSummary(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
         await summary.start()
@@ -40,11 +45,12 @@ async def on_start(runtime: Runtime) -> None:
 
 
 async def on_stop(runtime: Runtime) -> None:
-    task = runtime.extras.pop("reconcile_task", None)
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("reconcile_task", "retention_task"):
+        task = runtime.extras.pop(name, None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     audit = runtime.extras.get("audit")
     if isinstance(audit, AuditClient):
         await audit.aclose()
@@ -65,6 +71,7 @@ SERVICE = ServiceSpec(
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
     database_roles=(store.APP_ROLE,),
+    sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=(

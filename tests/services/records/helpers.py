@@ -37,8 +37,6 @@ from services.records.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.consent_peer import PeerState, consent_peer
 
-HANDLERS = {c.topics[0].name: c.handler for c in CONSUMERS}
-
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
     """The records service with its consumers (and so its attendance summary table) on
@@ -163,13 +161,15 @@ def keys_destroyed(district: str, scope: str, subject: str) -> OutgoingEvent:
     )
 
 
-async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
-    """Apply events with the real handlers as the kernel consumer does; returns how many
-    were new (not already processed by id). A RejectEvent propagates to the test."""
+async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[ConsumerSpec] = CONSUMERS) -> int:
+    """Apply events with the real handlers (records', or another service's `consumers`) as the
+    kernel consumer does; returns how many were new (not already processed by id). A
+    RejectEvent propagates to the test."""
+    handlers = {c.topics[0].name: c.handler for c in consumers}
     fresh = 0
     for i, event in enumerate(events):
         incoming = decode(event.topic, 0, i, event.key, event.value, list(event.headers))
-        handler = HANDLERS[event.topic](runtime)
+        handler = handlers[event.topic](runtime)
         async with runtime.pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetchval(
                 """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
