@@ -33,6 +33,7 @@ from homeroom.service import Runtime, ServiceSpec, attach, create_app, running
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, database_url, login_role, with_user
 
 _ROLES_READY: set[str] = set()
+_LOGINS_READY: set[str] = set()
 
 
 async def ensure_roles(postgres: EmbeddedPostgres) -> None:
@@ -105,6 +106,9 @@ class ServiceEnv:
         url = overrides.pop("database_url", None) or await new_database(self.postgres, spec.name[:8])
         self.databases.append(url)
         login = login_role(spec.name)
+        if spec.name not in _LOGINS_READY:  # a test's own spec has no login role in the stack's list
+            await bootstrap_roles(self.postgres.server_url, [spec.name])
+            _LOGINS_READY.add(spec.name)
         values: dict[str, Any] = {
             # Migrated by the owner; run as the service's own login, which owns nothing.
             "database_url": with_user(url, login),
