@@ -759,7 +759,7 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
         response = http.get(f"{w.url('records')}/v1/security-log", headers=w.principals[attacker])
         tally.attempts += 1
         tally.by_service["records"] += 1
-        if response.status_code == 403:
+        if response.status_code == (401 if attacker.startswith("hostile_") else 403):
             tally.refused += 1
         else:
             tally.failures.append(f"{attacker} → GET /v1/security-log: {response.status_code}")
@@ -772,7 +772,8 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             own = w.keys["own_child"] if attacker == "parent" else None
             outsiders = [k for k in (w.keys["a_second_school"], w.keys["b_student"], w.keys["mover"]) if k != own]
             shown = [k for k in outsiders if k in response.text]
-            if response.status_code == 403 or (response.status_code == 200 and not shown):
+            refused = 401 if attacker.startswith("hostile_") else 403
+            if response.status_code == refused or (response.status_code == 200 and not shown):
                 tally.refused += 1
             else:
                 tally.failures.append(
