@@ -229,12 +229,10 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
         # roster first, so the attendance finds its students; then the rest
         await _forward(env, submissions, topics, {"organization.v1", "enrollment.v1", "calendar.v1"})
         students = sum(1 for _ in ET.iterparse(folder / "Student.xml") if _[1].tag == f"{NS}Student")
-        await _until(
-            lambda: _count(rec.runtime.pool, "SELECT count(*) FROM students", students, at_least=True), "students"
-        )
+        await _until(lambda: _count(rec.admin, "SELECT count(*) FROM students", students, at_least=True), "students")
         await _forward(env, submissions, topics, {"attendance.v1", "discipline.v1"})
         marks, expected_marks = "SELECT count(*) FROM attendance", _distinct_marks(folder)
-        await _until(lambda: _count(rec.runtime.pool, marks, expected_marks), f"{expected_marks} attendance marks")
+        await _until(lambda: _count(rec.admin, marks, expected_marks), f"{expected_marks} attendance marks")
         expected = {
             ingest.runtime.pseudonymizer.student_key(student): student
             for student in _expected_chronic(folder, datetime.now(UTC).date())
@@ -242,30 +240,31 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
         # every queued review done, and still done a moment later
         quiet = "SELECT count(*) FROM absence_reviews"
         for _ in range(3):
-            await _until(lambda: _count(rec.runtime.pool, quiet, 0), "the absence reviews")
+            await _until(lambda: _count(rec.admin, quiet, 0), "the absence reviews")
             await asyncio.sleep(0.5)
-        rows = await rec.runtime.pool.fetch(
+        rows = await rec.admin.fetch(
             "SELECT student_key, days_enrolled, days_absent FROM chronic_absence WHERE chronic"
         )
         flagged = {r["student_key"]: (r["days_enrolled"], r["days_absent"]) for r in rows}
         missing = {expected[k] for k in expected.keys() - flagged.keys()}
         extra = {k: flagged[k] for k in flagged.keys() - expected.keys()}
-        seen = await rec.runtime.pool.fetch(
+        seen = await rec.admin.fetch(
             "SELECT * FROM chronic_absence WHERE student_key = ANY($1)",
             [k for k in expected if k not in flagged],
         )
-        marks_of = await rec.runtime.pool.fetch(
+        marks_of = await rec.admin.fetch(
             "SELECT day, category, school_id, period FROM attendance WHERE student_key = ANY($1) ORDER BY day",
             [k for k in expected if k not in flagged],
         )
         assert (missing, extra) == (set(), {}), ([dict(r) for r in seen], [tuple(r) for r in marks_of])
         assert expected or folder != SAMPLES
         # an absences-only export (Ed-Fi's) counted against the calendar: no student is at 100%
-        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence WHERE absence_rate >= 0.5") == 0
+        assert await rec.admin.fetchval("SELECT count(*) FROM chronic_absence WHERE absence_rate >= 0.5") == 0
+        # as the superuser: row-level security hides nothing from the search
         databases = [
-            str(ingest.runtime.settings.database_url),
-            str(rec.runtime.settings.database_url),
-            env.keys_database_url,
+            env.superuser_url(str(ingest.runtime.settings.database_url)),
+            env.superuser_url(str(rec.runtime.settings.database_url)),
+            env.superuser_url(env.keys_database_url),
         ]
         for url in databases:
             assert await _grep_database(url, long, prefixes) == {}, url
@@ -275,5 +274,5 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
 
 
 async def _count(pool: asyncpg.Pool, sql: str, want: int, *, at_least: bool = False) -> bool:
-    got = await pool.fetchval(sql)  # the test connects as the owner: no row-level confinement
+    got = await pool.fetchval(sql)  # the records fixture's superuser pool: no row-level confinement
     return bool(got >= want if at_least else got == want)

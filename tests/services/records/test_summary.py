@@ -138,7 +138,7 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
         before = _table(rec).summary("d-a", key, 2026)
         assert (before.days_marked, before.days_absent) == (8, 4)
         assert _table(rec).summary("d-a", ghost, 2026).days_absent == 5
-        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence WHERE chronic") == 1
+        assert await rec.admin.fetchval("SELECT count(*) FROM chronic_absence WHERE chronic") == 1
 
     # A new process on the same database and topics: the table comes back from its changelog.
     async with records_service(service_env, database_url=database, **options) as rec:  # type: ignore[arg-type]
