@@ -125,8 +125,9 @@ class AbsenceReviewer:
         """Review what is queued now; returns how many students were counted."""
         today = self.clock()
         if self._swept != today:
-            async with self.runtime.pool.acquire() as conn:
-                await store.queue_open_enrollments(conn)
+            for district in await store.districts_with_students(self.runtime.pool):
+                async with store.district_tx(self.runtime.pool, district) as conn:
+                    await store.queue_open_enrollments(conn, district)
             self._swept = today
         done = 0
         for district in await store.districts_to_review(self.runtime.pool):

@@ -1028,14 +1028,20 @@ async def queue_school_review(conn: Connection, district_id: str, school_id: str
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def queue_open_enrollments(conn: Connection) -> int:
-    """Once a day: every student still enrolled, since each school day adds to days enrolled."""
+async def queue_open_enrollments(conn: Connection, district_id: str) -> int:
+    """Once a day: every student of the district still enrolled, since each school day adds to
+    days enrolled (call inside `district_tx`)."""
     status: str = await conn.execute(
         """INSERT INTO absence_reviews (district_id, student_key)
-           SELECT DISTINCT district_id, student_key FROM enrollments WHERE exit_date IS NULL
-           ON CONFLICT (district_id, student_key) DO NOTHING"""
+           SELECT DISTINCT district_id, student_key FROM enrollments WHERE district_id = $1 AND exit_date IS NULL
+           ON CONFLICT (district_id, student_key) DO NOTHING""",
+        district_id,
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def districts_with_students(conn: Connection | asyncpg.Pool) -> list[str]:
+    return [r["district_id"] for r in await conn.fetch("SELECT DISTINCT district_id FROM student_index")]
 
 
 async def districts_to_review(conn: Connection | asyncpg.Pool, limit: int = 20) -> list[str]:

@@ -190,3 +190,21 @@ async def test_a_mark_written_while_the_reviewer_counts_is_not_lost(service_env:
         assert await counting.run_once() == 1
         got = await summary(rec, key)
         assert (got["days_absent_enrolled"], got["chronic_absence"]) == (2, True)
+
+
+async def test_each_day_every_student_still_enrolled_is_counted_again(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        still, left = "stu_still", "stu_left_early"
+        await apply(
+            rec.runtime,
+            calendar(DISTRICT, SCHOOL, 2025, TERM),
+            *[await registered(rec.runtime, DISTRICT, k, {"student.first_name": k}) for k in (still, left)],
+            enrolled(DISTRICT, still, SCHOOL, TERM[0]),
+            enrolled(DISTRICT, left, SCHOOL, TERM[0]),
+            withdrawn(DISTRICT, left, SCHOOL, TERM[4]),
+        )
+        today = reviewer(rec)
+        assert await today.run_once() == 2  # both were queued by their enrollments
+        assert await today.run_once() == 0  # nothing new today
+        # the next day adds a school day to every open enrollment: that student is counted again
+        assert await reviewer(rec, today=TODAY + timedelta(days=1)).run_once() == 1
