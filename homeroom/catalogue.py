@@ -133,6 +133,58 @@ class LegalBasis(StrEnum):
     DIRECTORY = "FERPA 99.31(a)(11) directory information"
     PARENT = "FERPA 99.10 parent inspection"
     WRITTEN_CONSENT = "FERPA 99.30 written consent"
+    DEIDENTIFIED = "FERPA 99.31(b)(1) de-identified data"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportingGroup:
+    """A student group statewide statistics count by (FERPA 99.31(b)(1) releases).
+
+    The element stays sealed wherever it is kept; ingest publishes only this coarse code,
+    unsealed, on groups.v1 for the reports service, which holds no key. A group is listed
+    here only where its code names no one: a handful of categories, every student in one."""
+
+    dimension: str
+    element: str
+    label: str
+    categories: tuple[tuple[str, str], ...]  # (code, label)
+    default: str  # the code of a student whose record does not say
+    codes: tuple[tuple[str, str], ...]  # element value -> code
+
+    def code(self, value: str) -> str:
+        return dict(self.codes).get(value.strip().lower(), self.default)
+
+
+_YES_NO = (("yes", "Yes"), ("no", "No"))
+_FLAG = (("true", "yes"), ("false", "no"), ("yes", "yes"), ("no", "no"), ("1", "yes"), ("0", "no"))
+REPORTING_GROUPS: tuple[ReportingGroup, ...] = (
+    ReportingGroup(
+        "sex",
+        "student.sex",
+        "Sex",
+        (("female", "Female"), ("male", "Male"), ("other", "Another sex or not reported")),
+        "other",
+        (("female", "female"), ("male", "male"), ("other", "other"), ("unspecified", "other")),
+    ),
+    ReportingGroup("iep", "program.iep", "Students with an IEP", _YES_NO, "no", _FLAG),
+    ReportingGroup("section_504", "program.section_504", "Students with a Section 504 plan", _YES_NO, "no", _FLAG),
+    ReportingGroup("ell", "program.ell", "English language learners", _YES_NO, "no", _FLAG),
+    ReportingGroup(
+        "free_reduced_lunch",
+        "program.free_reduced_lunch",
+        "Eligible for free or reduced-price lunch",
+        _YES_NO,
+        "no",
+        _FLAG,
+    ),
+)
+REPORTING_BY_ELEMENT: dict[str, ReportingGroup] = {g.element: g for g in REPORTING_GROUPS}
+
+
+def reporting_codes(values: dict[str, str]) -> dict[str, str]:
+    """The group codes (dimension -> code) of the reportable elements among ``values``
+    (element id -> plain value); elements the catalogue does not list give nothing."""
+    return {g.dimension: g.code(values[g.element]) for g in REPORTING_GROUPS if g.element in values}
 
 
 def element(element_id: str) -> DataElement:

@@ -23,6 +23,7 @@ from homeroom.events.v1 import (
     discipline_pb2,
     disclosure_pb2,
     enrollment_pb2,
+    groups_pb2,
     rejected_pb2,
     transfer_pb2,
 )
@@ -38,6 +39,7 @@ class Topic:
     retention_ms: int = 7 * 24 * 3600 * 1000
     key: str = "student key"
     description: str = ""
+    compacted: bool = False  # keep the latest value per key (a faust table's changelog), not by age
 
 
 ENROLLMENT = Topic("enrollment.v1", enrollment_pb2.EnrollmentEvent, description="enroll, withdraw, school change")
@@ -46,6 +48,8 @@ ORGANIZATION = Topic(
 )
 ATTENDANCE = Topic("attendance.v1", attendance_pb2.AttendanceEvent, description="daily and period attendance")
 DISCIPLINE = Topic("discipline.v1", discipline_pb2.DisciplineEvent, description="suspensions, dates only")
+# Coarse group codes (sex, programs) for statewide statistics: read by the reports service only.
+GROUPS = Topic("groups.v1", groups_pb2.GroupsEvent, description="student-group codes for statewide statistics")
 CONSENT = Topic(
     "consent.v1", consent_pb2.ConsentEvent, retention_ms=FOREVER, description="consents, opt-outs, agreements"
 )
@@ -72,6 +76,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ORGANIZATION,
     ATTENDANCE,
     DISCIPLINE,
+    GROUPS,
     CALENDAR,
     CONSENT,
     KEYS,
@@ -85,7 +90,13 @@ BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 def with_suffix(topic: Topic, suffix: str) -> Topic:
     """A copy under another name: tests give each test its own topics on one broker."""
     return Topic(
-        f"{topic.name}.{suffix}", topic.message, topic.partitions, topic.retention_ms, topic.key, topic.description
+        f"{topic.name}.{suffix}",
+        topic.message,
+        topic.partitions,
+        topic.retention_ms,
+        topic.key,
+        topic.description,
+        topic.compacted,
     )
 
 
@@ -98,6 +109,8 @@ async def ensure_topics(
     try:
         for topic in topics:
             config = {"retention.ms": str(topic.retention_ms)}
+            if topic.compacted:
+                config["cleanup.policy"] = "compact"
             with contextlib.suppress(TopicAlreadyExistsError):
                 # One at a time: a batch with one existing topic would fail as a whole.
                 await admin.create_topics(

@@ -38,7 +38,7 @@ from homeroom.events.v1.consent_pb2 import (
     DirectoryOptOutRecorded,
     DirectoryOptOutRescinded,
 )
-from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
+from homeroom.events.v1.disclosure_pb2 import DeidentifiedReleaseRecorded, DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.service import ConsumerSpec, Runtime
@@ -128,6 +128,31 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
         if recorded is not draft:
             metrics.DISCLOSURES_ESCAPED.inc()
         return recorded
+    elif isinstance(p, DeidentifiedReleaseRecorded):
+        # A statewide statistics snapshot (FERPA 99.31(b)(1)): no student, so 99.32 needs no
+        # record; it is logged anyway, with who asked and the rules it was published under.
+        _require(p, "release_id", "recipient", "legal_basis")
+        draft = replace(
+            base,
+            requester=_party(p.requester),
+            recipient=_party(p.recipient),
+            elements=tuple(p.elements),
+            purpose=p.purpose,
+            legal_basis=p.legal_basis,
+            channel="reports",
+            record_required=False,
+            details={
+                "release_id": p.release_id,
+                "version": p.version,
+                "school_year": p.school_year,
+                "period_start": p.period_start,
+                "period_end": p.period_end,
+                "rules": p.rules,
+                "cells": p.cells,
+                "cells_suppressed": p.cells_suppressed,
+                "content_sha256": p.content_sha256,
+            },
+        )
     elif isinstance(p, ConsentGiven):
         _require(p, "student_key", "district_id", "recipient")
         draft = replace(

@@ -41,10 +41,10 @@ from google.protobuf.message import Message
 from homeroom import calendar as school_calendar
 from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent, build_event
-from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
-from homeroom.catalogue import CATALOGUE
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, GROUPS, ORGANIZATION, REJECTED, Topic
+from homeroom.catalogue import CATALOGUE, reporting_codes
 from homeroom.crypto import EnvelopeCipher
-from homeroom.events.v1 import attendance_pb2, calendar_pb2, discipline_pb2, enrollment_pb2, rejected_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, discipline_pb2, enrollment_pb2, groups_pb2, rejected_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
 from homeroom.storage import INFRASTRUCTURE_ERRORS
@@ -481,7 +481,7 @@ class SubmissionRun:
                     if event is not None:
                         events.append(event)
             if self.dry_run:
-                delta.events = len(events) + len(sealing)
+                delta.events = len(events) + len(sealing) + sum(1 for r, *_ in sealing if _group_values(r))
                 self._dry_parts.extend(parts)
             else:
                 events.extend(await self._student_events(sealing))
@@ -700,7 +700,7 @@ class SubmissionRun:
         return "rec_" + rec_hash.removeprefix("lid_")
 
     async def _student_events(self, sealing: list[tuple[StudentRecord, str, str, str]]) -> list[OutgoingEvent]:
-        async def one(r: StudentRecord, key: str, rec_hash: str, event_id: str) -> OutgoingEvent:
+        async def one(r: StudentRecord, key: str, rec_hash: str, event_id: str) -> list[OutgoingEvent]:
             secret: dict[str, str] = {}
             plain: dict[str, str] = {}
             for element_id, value in r.elements.items():
@@ -721,9 +721,20 @@ class SubmissionRun:
             )
             for element_id, ciphertext in sealed.items():
                 payload.sealed_elements[element_id].CopyFrom(SealedValue(ciphertext=ciphertext))
-            return self._build(ENROLLMENT, "student_registered", payload, subject=key, event_id=event_id)
+            out = [self._build(ENROLLMENT, "student_registered", payload, subject=key, event_id=event_id)]
+            codes = _group_values(r)
+            if codes:
+                # The catalogue's coarse codes only, for statewide statistics (docs/contracts.md).
+                groups = groups_pb2.StudentGroupsRecorded(
+                    student_key=key, district_id=self.district, source_record_id=self._public_record_id(rec_hash)
+                )
+                groups.groups.update(codes)
+                groups_id = str(uuid.uuid5(_EVENT_NS, f"{event_id}|groups"))
+                out.append(self._build(GROUPS, "student_groups_recorded", groups, subject=key, event_id=groups_id))
+            return out
 
-        return list(await asyncio.gather(*(one(*s) for s in sealing)))
+        built = await asyncio.gather(*(one(*s) for s in sealing))
+        return [event for events in built for event in events]
 
     def _event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
         if isinstance(r, SectionRecord | CalendarRecord):
@@ -1025,3 +1036,10 @@ class Ingestor:
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def _group_values(r: StudentRecord) -> dict[str, str]:
+    """The reporting-group codes a student record carries (homeroom.catalogue.REPORTING_GROUPS)."""
+    values = dict(r.elements)
+    values.update({element_id: "true" if flag else "false" for element_id, flag in r.programs.items()})
+    return reporting_codes(values)

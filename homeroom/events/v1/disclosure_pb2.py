@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from homeroom.events.v1 import envelope_pb2 as homeroom_dot_events_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#homeroom/events/v1/disclosure.proto\x12\x12homeroom.events.v1\x1a!homeroom/events/v1/envelope.proto\"\xf4\x02\n\x12\x44isclosureRecorded\x12\x15\n\rdisclosure_id\x18\x01 \x01(\t\x12,\n\trequester\x18\x02 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12,\n\trecipient\x18\x03 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12\x13\n\x0bstudent_key\x18\x04 \x01(\t\x12\x13\n\x0b\x64istrict_id\x18\x05 \x01(\t\x12\x10\n\x08\x65lements\x18\x06 \x03(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x13\n\x0blegal_basis\x18\x08 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\t \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\n \x01(\t\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\x12\x1c\n\x14redisclosure_parties\x18\x0c \x03(\t\x12\x0f\n\x07\x63hannel\x18\r \x01(\t\x12\x17\n\x0frecord_required\x18\x0e \x01(\x08\"\x8f\x01\n\x0f\x44isclosureEvent\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.homeroom.events.v1.EventMeta\x12\x45\n\x13\x64isclosure_recorded\x18\n \x01(\x0b\x32&.homeroom.events.v1.DisclosureRecordedH\x00\x42\x08\n\x06\x63hangeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#homeroom/events/v1/disclosure.proto\x12\x12homeroom.events.v1\x1a!homeroom/events/v1/envelope.proto\"\xf4\x02\n\x12\x44isclosureRecorded\x12\x15\n\rdisclosure_id\x18\x01 \x01(\t\x12,\n\trequester\x18\x02 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12,\n\trecipient\x18\x03 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12\x13\n\x0bstudent_key\x18\x04 \x01(\t\x12\x13\n\x0b\x64istrict_id\x18\x05 \x01(\t\x12\x10\n\x08\x65lements\x18\x06 \x03(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x13\n\x0blegal_basis\x18\x08 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\t \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\n \x01(\t\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\x12\x1c\n\x14redisclosure_parties\x18\x0c \x03(\t\x12\x0f\n\x07\x63hannel\x18\r \x01(\t\x12\x17\n\x0frecord_required\x18\x0e \x01(\x08\"\xe5\x02\n\x1b\x44\x65identifiedReleaseRecorded\x12\x12\n\nrelease_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12,\n\trequester\x18\x03 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12,\n\trecipient\x18\x04 \x01(\x0b\x32\x19.homeroom.events.v1.Party\x12\x13\n\x0bschool_year\x18\x05 \x01(\x05\x12\x14\n\x0cperiod_start\x18\x06 \x01(\t\x12\x12\n\nperiod_end\x18\x07 \x01(\t\x12\x10\n\x08\x65lements\x18\x08 \x03(\t\x12\r\n\x05rules\x18\t \x01(\t\x12\r\n\x05\x63\x65lls\x18\n \x01(\x05\x12\x18\n\x10\x63\x65lls_suppressed\x18\x0b \x01(\x05\x12\x16\n\x0e\x63ontent_sha256\x18\x0c \x01(\t\x12\x0f\n\x07purpose\x18\r \x01(\t\x12\x13\n\x0blegal_basis\x18\x0e \x01(\t\"\xe9\x01\n\x0f\x44isclosureEvent\x12+\n\x04meta\x18\x01 \x01(\x0b\x32\x1d.homeroom.events.v1.EventMeta\x12\x45\n\x13\x64isclosure_recorded\x18\n \x01(\x0b\x32&.homeroom.events.v1.DisclosureRecordedH\x00\x12X\n\x1d\x64\x65identified_release_recorded\x18\x0b \x01(\x0b\x32/.homeroom.events.v1.DeidentifiedReleaseRecordedH\x00\x42\x08\n\x06\x63hangeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DISCLOSURERECORDED']._serialized_start=95
   _globals['_DISCLOSURERECORDED']._serialized_end=467
-  _globals['_DISCLOSUREEVENT']._serialized_start=470
-  _globals['_DISCLOSUREEVENT']._serialized_end=613
+  _globals['_DEIDENTIFIEDRELEASERECORDED']._serialized_start=470
+  _globals['_DEIDENTIFIEDRELEASERECORDED']._serialized_end=827
+  _globals['_DISCLOSUREEVENT']._serialized_start=830
+  _globals['_DISCLOSUREEVENT']._serialized_end=1063
 # @@protoc_insertion_point(module_scope)

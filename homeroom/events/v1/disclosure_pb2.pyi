@@ -87,26 +87,111 @@ class DisclosureRecorded(_message.Message):
 Global___DisclosureRecorded: _TypeAlias = DisclosureRecorded  # noqa: Y015
 
 @_typing.final
+class DeidentifiedReleaseRecorded(_message.Message):
+    """A statewide statistics snapshot released to the public as de-identified data (FERPA
+    99.31(b)(1)): no student, only what was published, under which rules, for whom.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    SCHOOL_YEAR_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    ELEMENTS_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    CELLS_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    CONTENT_SHA256_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    release_id: _builtins.str
+    """the snapshot id"""
+    version: _builtins.int
+    """the snapshot's version for its school year"""
+    school_year: _builtins.int
+    """the year it starts in"""
+    period_start: _builtins.str
+    """ISO 8601 date: the first day counted"""
+    period_end: _builtins.str
+    """ISO 8601 date: the last day counted"""
+    rules: _builtins.str
+    """the publication rules and their parameters (JSON)"""
+    cells: _builtins.int
+    """cells in the tables"""
+    cells_suppressed: _builtins.int
+    """of which not published"""
+    content_sha256: _builtins.str
+    """of the published document, to match it later"""
+    purpose: _builtins.str
+    legal_basis: _builtins.str
+    """"FERPA 99.31(b)(1) de-identified data" """
+    @_builtins.property
+    def requester(self) -> _envelope_pb2.Party:
+        """who asked for it"""
+
+    @_builtins.property
+    def recipient(self) -> _envelope_pb2.Party:
+        """the public"""
+
+    @_builtins.property
+    def elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """catalogue elements the statistics are computed from"""
+
+    def __init__(
+        self,
+        *,
+        release_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        requester: _envelope_pb2.Party | None = ...,
+        recipient: _envelope_pb2.Party | None = ...,
+        school_year: _builtins.int = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        elements: _abc.Iterable[_builtins.str] | None = ...,
+        rules: _builtins.str = ...,
+        cells: _builtins.int = ...,
+        cells_suppressed: _builtins.int = ...,
+        content_sha256: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recipient", b"recipient", "requester", b"requester"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "cells_suppressed", b"cells_suppressed", "content_sha256", b"content_sha256", "elements", b"elements", "legal_basis", b"legal_basis", "period_end", b"period_end", "period_start", b"period_start", "purpose", b"purpose", "recipient", b"recipient", "release_id", b"release_id", "requester", b"requester", "rules", b"rules", "school_year", b"school_year", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeidentifiedReleaseRecorded: _TypeAlias = DeidentifiedReleaseRecorded  # noqa: Y015
+
+@_typing.final
 class DisclosureEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     META_FIELD_NUMBER: _builtins.int
     DISCLOSURE_RECORDED_FIELD_NUMBER: _builtins.int
+    DEIDENTIFIED_RELEASE_RECORDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _envelope_pb2.EventMeta: ...
     @_builtins.property
     def disclosure_recorded(self) -> Global___DisclosureRecorded: ...
+    @_builtins.property
+    def deidentified_release_recorded(self) -> Global___DeidentifiedReleaseRecorded: ...
     def __init__(
         self,
         *,
         meta: _envelope_pb2.EventMeta | None = ...,
         disclosure_recorded: Global___DisclosureRecorded | None = ...,
+        deidentified_release_recorded: Global___DeidentifiedReleaseRecorded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "disclosure_recorded", b"disclosure_recorded", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "deidentified_release_recorded", b"deidentified_release_recorded", "disclosure_recorded", b"disclosure_recorded", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "disclosure_recorded", b"disclosure_recorded", "meta", b"meta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "deidentified_release_recorded", b"deidentified_release_recorded", "disclosure_recorded", b"disclosure_recorded", "meta", b"meta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["disclosure_recorded"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["disclosure_recorded", "deidentified_release_recorded"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 

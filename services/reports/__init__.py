@@ -1,0 +1,1 @@
+"""Statewide comparisons from pseudonymised events: a streaming tally and published snapshots."""

@@ -1,0 +1,28 @@
+"""Settings of the reports service (environment prefix HOMEROOM_REPORTS_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from homeroom.config import ServiceSettings
+
+
+class ReportsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEROOM_REPORTS_", extra="ignore")
+
+    service_name: str = "reports"
+    port: int = 8008
+
+    # Publication rules: each state sets its own (docs/services/reports.md).
+    state_name: str = "New York"
+    min_cell: int = Field(default=10, ge=1)  # N: fewer students than this are never published
+    extreme_rate_min_group: int = Field(default=30, ge=1)  # 0% / 100% of a smaller group is withheld
+    # The chronic-absence line, as records draws it (seed 000: early support).
+    chronic_absence_threshold: float = Field(default=0.10, gt=0, le=1)
+    chronic_absence_min_days: int = Field(default=10, ge=1)
+
+    # The streaming tally (faust-streaming) over enrollment, attendance, discipline and groups.
+    tally_batch: int = Field(default=1000, ge=1)  # events folded per batch: one changelog write per student
+    tally_batch_window_s: float = Field(default=0.25, gt=0)
+    calendar_poll_s: float = Field(default=1.0, gt=0)  # how often a process looks for new calendars
