@@ -56,7 +56,8 @@ CREATE TABLE snapshots (
     purpose         text        NOT NULL,
     rules           jsonb       NOT NULL,
     cells           int         NOT NULL,
-    suppressed      int         NOT NULL,
+    fewer_than      int         NOT NULL,
+    withheld        int         NOT NULL,
     content_sha256  text        NOT NULL,
     document        bytea       NOT NULL,   -- the published JSON, gzip
     UNIQUE (school_year, version)

@@ -1,0 +1,288 @@
+"""Use case: absorb batches of pseudonymised events into the statewide tally.
+
+A batch is whatever the stream took (up to `tally_batch` events or `tally_batch_window_s`).
+Its events are grouped by student: each student's value is read once, every event folded
+in (a redelivered one is recognised by its offset and changes nothing), and the value is
+written once (one changelog record per student per batch). The student's rows are then
+recounted from the new value (`tallies.contributions`): the old rows are taken out of their
+schools, the new ones put in, and every school row the batch changed is written to
+PostgreSQL in one statement per partition, where snapshots and the district views read them.
+
+The school rows in memory are derived from the students' values only, so they are rebuilt
+from the table whenever partitions are assigned (after a restart, from the changelog): a
+kill -9 between the changelog and the database leaves nothing that the rebuild does not
+replace. Calendars and the date change what students count, not their values: a new
+calendar recounts the students who attended that school that year; a new day recounts
+everyone (days enrolled grow with each instructional day of an open enrollment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from homeroom.bus.envelope import IncomingEvent, base_topic
+from homeroom.calendar import school_year
+from homeroom.events.v1 import attendance_pb2, discipline_pb2, enrollment_pb2, groups_pb2
+from services.reports import metrics, store
+from services.reports.tallies import (
+    AbsenceRule,
+    BadEvent,
+    Contribution,
+    SchoolKey,
+    SchoolTally,
+    StudentTally,
+    contributions,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_ABSENT = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT
+
+
+class StudentValues(Protocol):
+    """The students' values (the faust table, in consumers.py): read, write once per batch, scan."""
+
+    def get(self, key: str) -> Mapping[str, Any] | None: ...
+
+    def put(self, key: str, partition: int, value: dict[str, Any]) -> None: ...
+
+    def scan(self) -> Iterable[tuple[str, Mapping[str, Any]]]: ...
+
+
+@dataclass(slots=True)
+class CalendarBook:
+    """Every school year's instructional days this process knows (a school calendar wins over terms)."""
+
+    days: dict[tuple[str, str, int], tuple[date, ...]] = field(default_factory=dict)
+    by_source: dict[tuple[str, str, int, str], tuple[date, ...]] = field(default_factory=dict)
+    version: int = 0
+
+    def learn(self, rows: Iterable[tuple[str, str, int, str, list[date], int]]) -> set[tuple[str, str, int]]:
+        changed = set()
+        for district, school, year, source, days, version in rows:
+            self.by_source[(district, school, year, source)] = tuple(sorted(days))
+            key = (district, school, year)
+            best = self.by_source.get((*key, "calendar")) or self.by_source.get((*key, "terms"), ())
+            if self.days.get(key) != best:
+                self.days[key] = best
+                changed.add(key)
+            self.version = max(self.version, version)
+        return changed
+
+
+@dataclass(slots=True)
+class PartitionTally:
+    """The school rows of the students one partition holds, and what each student put in them."""
+
+    schools: dict[SchoolKey, SchoolTally] = field(default_factory=dict)
+    rows_of: dict[str, list[Contribution]] = field(default_factory=dict)
+    attended: dict[tuple[str, str, int], set[str]] = field(default_factory=dict)  # calendar -> students
+    dirty: set[SchoolKey] = field(default_factory=set)
+    newest: dict[SchoolKey, datetime] = field(default_factory=dict)
+    pending: list[datetime] = field(default_factory=list)  # times of events not yet written
+
+
+def _fold(value: StudentTally, event: IncomingEvent) -> None:
+    """One event into a student's value; BadEvent for one the tally cannot use."""
+    p = event.payload
+    if isinstance(p, enrollment_pb2.StudentEnrolled):
+        value.enrolled(p.district_id or event.meta.district_id, p.school_id, p.entry_date, p.grade_level)
+    elif isinstance(p, enrollment_pb2.StudentWithdrawn):
+        value.withdrawn(p.district_id or event.meta.district_id, p.school_id, p.exit_date)
+    elif isinstance(p, enrollment_pb2.SchoolChanged):
+        value.school_changed(p.district_id or event.meta.district_id, p.from_school_id, p.to_school_id, p.change_date)
+    elif isinstance(p, enrollment_pb2.StudentRegistered):
+        grade = p.plain_elements.get("enrollment.grade_level", "")
+        if grade:
+            value.grade = grade
+    elif isinstance(p, attendance_pb2.AttendanceRecorded):
+        if p.period:
+            return  # class-period marks: the tables count days
+        if p.category == attendance_pb2.ATTENDANCE_CATEGORY_UNSPECIFIED:
+            raise BadEvent("attendance.category_unknown", "the attendance category is unspecified")
+        value.marked(p.district_id or event.meta.district_id, p.school_id, p.date, p.category == _ABSENT)
+    elif isinstance(p, discipline_pb2.SuspensionRecorded):
+        value.suspended(p.district_id or event.meta.district_id, p.start_date)
+    elif isinstance(p, groups_pb2.StudentGroupsRecorded):
+        value.grouped(dict(p.groups))
+    # Anything else on these topics (ChronicAbsenceDetected, later additions) counts for nothing.
+
+
+def _student(event: IncomingEvent) -> str:
+    key = getattr(event.payload, "student_key", "") or event.meta.subject
+    if not key:
+        raise BadEvent("payload.missing_field", "the event has no student_key")
+    return str(key)
+
+
+class Tally:
+    """The statewide tally in one process."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, values: StudentValues, clock: Clock, rule: AbsenceRule, generation: Callable[[], int]
+    ) -> None:
+        self.pool = pool
+        self.values = values
+        self.clock = clock
+        self.rule = rule
+        self.generation = generation
+        self.calendars = CalendarBook()
+        self.parts: dict[int, PartitionTally] = {}
+        self.as_of = clock().date()
+        self.lock = asyncio.Lock()  # batches, rebuilds and recounts take turns
+
+    # --- batches -------------------------------------------------------------------------
+
+    async def absorb(self, events: Sequence[IncomingEvent]) -> None:
+        started = time.perf_counter()
+        async with self.lock:
+            by_student: dict[tuple[int, str], list[IncomingEvent]] = {}
+            for event in events:
+                topic = base_topic(event.topic).name
+                try:
+                    key = _student(event)
+                except BadEvent as bad:
+                    self._refused(topic, bad)
+                    continue
+                by_student.setdefault((event.partition, key), []).append(event)
+            for (partition, key), mine in by_student.items():
+                part = self.parts.get(partition)
+                if part is None:
+                    continue  # not ours (any more): its new holder applies it
+                value = StudentTally.from_json(self.values.get(key))
+                changed = False
+                for event in mine:
+                    topic = base_topic(event.topic).name
+                    if not value.fresh(topic, event.offset):
+                        metrics.TALLY_EVENTS.labels(topic, "duplicate").inc()
+                        continue
+                    changed = True  # the offset moved, whatever the event did
+                    try:
+                        _fold(value, event)
+                    except BadEvent as bad:
+                        self._refused(topic, bad)
+                        continue
+                    metrics.TALLY_EVENTS.labels(topic, "applied").inc()
+                    if event.meta.HasField("time"):
+                        part.pending.append(event.meta.time.ToDatetime(tzinfo=UTC))
+                if changed:
+                    self.values.put(key, partition, {**value.to_json(), "p": partition})
+                    metrics.TALLY_WRITES.inc()
+                    self._recount(part, key, value)
+            await self._flush()
+        metrics.TALLY_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _refused(topic: str, bad: BadEvent) -> None:
+        metrics.TALLY_EVENTS.labels(topic, "refused").inc()
+        metrics.TALLY_REFUSED.labels(bad.rule).inc()
+
+    def _recount(self, part: PartitionTally, key: str, value: StudentTally) -> None:
+        old = part.rows_of.pop(key, [])
+        for c in old:
+            school = (c.year, c.district, c.school)
+            part.schools[school].add(c, -1)
+            part.dirty.add(school)
+        new = contributions(value, self.calendars.days, self.as_of, self.rule)
+        for c in new:
+            school = (c.year, c.district, c.school)
+            part.schools.setdefault(school, SchoolTally()).add(c, 1)
+            part.dirty.add(school)
+        if new:
+            part.rows_of[key] = new
+        for attended in value.schools():
+            part.attended.setdefault(attended, set()).add(key)
+
+    async def _flush(self) -> None:
+        """Write every changed school row, one statement per partition, in one transaction."""
+        writes: dict[int, list[store.TallyRow]] = {}
+        now = datetime.now(UTC)
+        for partition, part in self.parts.items():
+            if not part.dirty:
+                continue
+            newest = max(part.pending) if part.pending else None
+            rows = []
+            for school in part.dirty:
+                tally = part.schools.get(school, SchoolTally())
+                if newest is not None:
+                    part.newest[school] = max(newest, part.newest.get(school, newest))
+                rows.append((*school, tally.students, tally.to_json(), part.newest.get(school)))
+            writes[partition] = rows
+        if writes:
+            generation = self.generation()
+            async with self.pool.acquire() as conn, conn.transaction():
+                for partition, rows in writes.items():
+                    await store.write_tallies(conn, partition, generation, rows)
+        for part in self.parts.values():
+            for moment in part.pending:
+                metrics.EVENT_TO_TALLY_SECONDS.observe(max(0.0, (now - moment).total_seconds()))
+            if part.pending:
+                metrics.TALLY_NEWEST_EVENT.set(max(part.pending).timestamp())
+            part.pending.clear()
+            part.dirty.clear()
+
+    # --- partitions ------------------------------------------------------------------------
+
+    async def rebuild(self, partitions: set[int]) -> None:
+        """The partitions this process now holds: their school rows recounted from the table
+        (just recovered from the changelog) and written over whatever the database held."""
+        async with self.lock:
+            await self._load_calendars()
+            self.parts = {p: PartitionTally() for p in partitions}
+            for key, raw in self.values.scan():
+                partition = raw.get("p")
+                part = self.parts.get(partition) if isinstance(partition, int) else None
+                if part is not None:
+                    self._recount(part, key, StudentTally.from_json(raw))
+            rows = {
+                p: [(*school, t.students, t.to_json(), None) for school, t in part.schools.items()]
+                for p, part in self.parts.items()
+            }
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.replace_partitions(conn, rows, self.generation())
+            for part in self.parts.values():
+                part.dirty.clear()
+            metrics.TALLY_REBUILDS.inc()
+            metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
+            log.info("tally rebuilt", extra={"partitions": sorted(partitions)})
+
+    # --- calendars and days -----------------------------------------------------------------
+
+    async def _load_calendars(self) -> set[tuple[str, str, int]]:
+        async with self.pool.acquire() as conn:
+            rows = await store.calendars_since(conn, self.calendars.version)
+        return self.calendars.learn(rows)
+
+    async def refresh(self) -> None:
+        """New calendars recount their students; a new day recounts everyone (run periodically)."""
+        changed = await self._load_calendars()
+        today = self.clock().date()
+        if not changed and today == self.as_of:
+            return
+        async with self.lock:
+            everyone = today != self.as_of
+            self.as_of = today
+            if everyone:  # every student held, counted or not yet (an enrollment may start today)
+                for key, raw in self.values.scan():
+                    partition = raw.get("p")
+                    part = self.parts.get(partition) if isinstance(partition, int) else None
+                    if part is not None:
+                        self._recount(part, key, StudentTally.from_json(raw))
+            else:
+                for part in self.parts.values():
+                    for key in set().union(*(part.attended.get(k, set()) for k in changed)):
+                        self._recount(part, key, StudentTally.from_json(self.values.get(key)))
+            await self._flush()
+            metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
+
+    def current_year(self) -> int:
+        return school_year(self.as_of)

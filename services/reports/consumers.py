@@ -1,0 +1,146 @@
+"""Bus adapters of the reports service.
+
+* The tally: a faust-streaming agent (homeroom/streams.py) over enrollment.v1, attendance.v1,
+  discipline.v1 and groups.v1, its own consumer group (the faust app id), taking events in
+  batches and handing each batch to the tally use case (application/tally.py). Its table of
+  students' values is the faust table; after partitions are assigned and the table recovered
+  from its changelog, the use case rebuilds its school rows.
+* Reference data: a kernel consumer of calendar.v1 and organization.v1 into the database
+  (application/reference.py), exactly once like every kernel consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from homeroom import streams
+from homeroom.bus.envelope import IncomingEvent, PoisonMessage, base_topic, decode
+from homeroom.service import ConsumerSpec, Runtime
+from services.reports import metrics
+from services.reports.application import reference
+from services.reports.application.tally import Tally
+from services.reports.settings import ReportsSettings
+from services.reports.state import ReportTopics
+from services.reports.tallies import AbsenceRule
+
+log = logging.getLogger(__name__)
+
+APP_ID = "homeroom-reports-tally"
+TABLE = "students"
+CONSUMER = "tally"
+
+
+def reference_consumer(topics: ReportTopics) -> ConsumerSpec:
+    return ConsumerSpec(name="reference", topics=topics.reference, handler=lambda runtime: reference.handle)
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    pairs = raw.items() if isinstance(raw, dict) else raw or []
+    return [(str(k), bytes(v)) for k, v in pairs]
+
+
+class _TableValues:
+    """The faust table as the tally's StudentValues."""
+
+    def __init__(self, table: streams.BatchTable) -> None:
+        self.table = table
+
+    def get(self, key: str) -> Mapping[str, Any] | None:
+        value = self.table.get(key)
+        return value if isinstance(value, dict) and value else None
+
+    def put(self, key: str, partition: int, value: dict[str, Any]) -> None:
+        self.table.partition_of[key] = partition
+        self.table[key] = value
+
+    def scan(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
+        return [(k, v) for k, v in self.table.items() if isinstance(v, dict)]
+
+
+class TallyStream:
+    """The faust app, table and agent of the tally, run inside a reports process."""
+
+    def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Any) -> None:
+        self.runtime = runtime
+        self.sources = topics.sources
+        self.settings = settings
+        partitions = self.sources[0].partitions
+        app_id = APP_ID + (f"-{topics.suffix}" if topics.suffix else "")
+        self.app = streams.app(app_id, runtime.kafka, settings, partitions=partitions)
+        self.table = streams.table(self.app, TABLE, partitions=partitions)
+        self.changelog = streams.changelog_topic(self.app, TABLE, self.sources[0])
+        self.tally = Tally(
+            runtime.pool,
+            _TableValues(self.table),
+            clock,
+            AbsenceRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days),
+            lambda: int(self.app.consumer_generation_id or 0),
+        )
+        self.positions: dict[TP, int] = {}
+        source = self.app.topic(
+            *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
+        )
+        self.app.agent(source, name=f"{app_id}.students")(self._agent)
+        self.table.on_recover(self._recovered)
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        batch_size, window = self.settings.tally_batch, self.settings.tally_batch_window_s
+        batches = cast(faust.Stream[bytes], stream).take_events(batch_size, within=window)
+        async for events in batches:
+            decoded: list[IncomingEvent] = []
+            for event in events:
+                message = event.message
+                headers = _headers(message.headers)
+                try:
+                    decoded.append(
+                        decode(
+                            message.topic,
+                            message.partition,
+                            message.offset,
+                            message.key,
+                            message.value,
+                            headers,
+                        )
+                    )
+                except PoisonMessage as poison:  # the records consumer dead-letters it
+                    metrics.TALLY_EVENTS.labels(base_topic(message.topic).name, "refused").inc()
+                    metrics.TALLY_REFUSED.labels(poison.rule).inc()
+                self.positions[TP(message.topic, message.partition)] = message.offset + 1
+            await self.tally.absorb(decoded)
+            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+
+    async def _recovered(self) -> None:
+        names = {t.name for t in self.sources}
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
+        await self.tally.rebuild(assigned)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.calendar_poll_s)
+            try:
+                await self.tally.refresh()
+            except Exception as exc:  # the database is away: try again next time
+                log.warning("tally refresh failed", extra={"error": repr(exc)})
+            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+
+    async def start(self) -> None:
+        await streams.create_topics(
+            self.runtime.kafka, [*self.sources, self.changelog], self.settings.topic_replication_factor
+        )
+        await self.app.start()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="reports-tally-refresh")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.app.stop()

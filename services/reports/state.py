@@ -1,0 +1,105 @@
+"""What a running reports service holds, typed: one object, reached by routes and consumers alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+
+from homeroom.bus.topics import (
+    ATTENDANCE,
+    CALENDAR,
+    DISCIPLINE,
+    DISCLOSURE,
+    ENROLLMENT,
+    GROUPS,
+    ORGANIZATION,
+    Topic,
+    with_suffix,
+)
+from homeroom.contracts.reports import Snapshot
+from homeroom.service import Runtime
+from services.reports.application.tally import Tally
+from services.reports.settings import ReportsSettings
+from services.reports.suppression import Rules
+from services.reports.tallies import AbsenceRule
+
+STATE_KEY = "reports.state"
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTopics:
+    """The topics the service reads and writes (tests give each test its own copies)."""
+
+    suffix: str = ""
+
+    def _named(self, topic: Topic) -> Topic:
+        return with_suffix(topic, self.suffix) if self.suffix else topic
+
+    @property
+    def sources(self) -> tuple[Topic, ...]:
+        """What the streaming tally reads: one student's events, one partition, in each."""
+        return tuple(self._named(t) for t in (ENROLLMENT, ATTENDANCE, DISCIPLINE, GROUPS))
+
+    @property
+    def reference(self) -> tuple[Topic, ...]:
+        return tuple(self._named(t) for t in (CALENDAR, ORGANIZATION))
+
+    @property
+    def disclosure(self) -> Topic:
+        return self._named(DISCLOSURE)
+
+
+class Stream(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ReportsState:
+    settings: ReportsSettings
+    topics: ReportTopics
+    clock: Clock
+    tally: Tally | None = None
+    stream: Stream | None = None
+    refresher: asyncio.Task[None] | None = None
+    documents: OrderedDict[str, Snapshot] = field(default_factory=OrderedDict)  # published, decoded, a few
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(self.settings.min_cell, max(self.settings.extreme_rate_min_group, self.settings.min_cell))
+
+    @property
+    def absence(self) -> AbsenceRule:
+        return AbsenceRule(self.settings.chronic_absence_threshold, self.settings.chronic_absence_min_days)
+
+    def remember(self, key: str, snapshot: Snapshot) -> Snapshot:
+        self.documents[key] = snapshot
+        self.documents.move_to_end(key)
+        while len(self.documents) > 4:
+            self.documents.popitem(last=False)
+        return snapshot
+
+
+def state_of(runtime: Runtime) -> ReportsState:
+    state = runtime.extras[STATE_KEY]
+    assert isinstance(state, ReportsState)
+    return state
+
+
+def get_state(request: Request) -> ReportsState:
+    return state_of(request.app.state.runtime)
+
+
+StateDep = Annotated[ReportsState, Depends(get_state)]
