@@ -483,6 +483,17 @@ async def test_each_role_sees_only_its_part_of_an_incident(world: World) -> None
     )
     assert naive.status_code == 422 and "discovered_at" in naive.text
 
+    # Records gives a family's letter language to services only, and only for students the district holds.
+    key = student()
+    await world.register(key, "spa")
+    asked = {"district_id": world.district, "student_keys": [key, student()]}
+    refused = await world.records.client.post("/v1/internal/notice-preferences", json=asked, headers=world.staff())
+    assert refused.status_code == 403
+    answered = await _json(
+        await world.records.client.post("/v1/internal/notice-preferences", json=asked, headers=world.auth("service"))
+    )
+    assert answered["preferences"] == {key: {"home_language": "spa"}}
+
     # A district publishes a notice; the public sees it, and nothing else of the incident.
     await _json(
         await client.post(
