@@ -74,7 +74,7 @@ def _page(
         incident=incident,
         kinds=KINDS,
         standings=STANDINGS,
-        done=done,
+        done=DONE_TEXT.get(done, ""),
         errors=errors or [],
         latest=(incident.get("scope_versions") or [None])[-1],
         compliance=session.principal.role is Role.COMPLIANCE,
@@ -138,10 +138,20 @@ async def incident(
     request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, done: str = ""
 ) -> Response:
     _staff(session)
-    return _page(request, session, await _detail(portal, session, incident_id), done=done[:40])
+    return _page(request, session, await _detail(portal, session, incident_id), done=done)
 
 
 Action = Literal["scope", "cpo-report", "letters", "suspend", "rotate-keys", "publish", "close"]
+DONE_TEXT = {
+    "opened": "The incident is recorded; its deadlines are running.",
+    "scope-frozen": "The scope is computed from the log and frozen.",
+    "cpo-reported": "The report to the Chief Privacy Officer is sent.",
+    "letters-sent": "The letters to families are sent.",
+    "suspended": "The agreement is suspended and the step recorded.",
+    "keys-rotated": "The keys are rotated and the step recorded.",
+    "published": "The notice is published.",
+    "closed": "The incident is closed.",
+}
 DONE = {
     "scope": "scope-frozen",
     "cpo-report": "cpo-reported",

@@ -116,10 +116,8 @@ async def open_incident(state: IncidentsState, pool: asyncpg.Pool, principal: Pr
     districts = sorted(set(covered) | set(opening.districts))
     if principal.role is Role.DISTRICT_STAFF:
         own = principal.district_id or ""
-        if agreement_ids and own not in covered:
-            raise invalid("agreement_ids", "agreement.not_your_district", f"the agreements do not cover district {own}")
-        if set(opening.districts) - {own}:
-            raise Forbidden("district staff open incidents for their own district only")
+        if set(opening.districts) - {own} or (agreement_ids and own not in covered):
+            raise Forbidden(f"district staff open incidents for their own district ({own}) and its agreements only")
         districts = [own]
     if not districts:
         raise invalid("districts", "incident.districts_missing", "name the districts (educational agencies) concerned")
