@@ -192,9 +192,9 @@ async def freeze_scope(
 
 
 async def _version(runtime: Runtime, principal: Principal, incident_id: str, version: int) -> Any:
-    row = await load_visible(runtime.pool, principal, incident_id)
-    if principal.role is Role.VENDOR:
+    if principal.role is Role.VENDOR:  # before the lookup: the same answer whether the incident exists
         raise Forbidden("the scope is for the educational agencies and compliance staff")
+    row = await load_visible(runtime.pool, principal, incident_id)
     found = await store.version(runtime.pool, incident_id, version)
     if found is None:
         raise Problem(
