@@ -133,6 +133,28 @@ async def test_a_vendor_reports_its_breach_and_the_whole_response_follows_from_t
     assert report.ok, report.findings
     assert report.complete is True and report.totals["students"] == 4
 
+    # The same check as the state runs it: `homeroom incidents verify-scope` with pinned keys.
+    from typer.testing import CliRunner
+
+    from services.incidents.cli import app as incidents_cli
+
+    folder = world.env.secrets_dir / incident_id
+    folder.mkdir()
+    (folder / "scope.jsonl.gz").write_bytes(bundle)
+    keys = await _json(await world.audit.client.get("/v1/keys", headers=world.auth("compliance")))
+    (folder / "keys.json").write_text(json.dumps(keys))
+    mine = await _json(await world.incidents.client.get("/v1/keys", headers=world.auth("compliance")))
+    (folder / "incidents.pem").write_text(mine["public_key"])
+    (folder / "log.jsonl").write_bytes(export.content)
+    args = ["verify-scope", str(folder / "scope.jsonl.gz"), "--log-keys", str(folder / "keys.json")]
+    args += ["--incidents-key", str(folder / "incidents.pem"), "--export", str(folder / "log.jsonl")]
+    ran = CliRunner().invoke(incidents_cli, args)
+    assert ran.exit_code == 0 and "complete against the whole log: yes" in ran.output, ran.output
+    forged_bytes = gzip.decompress(bundle).replace(b'"students":4', b'"students":3')
+    (folder / "forged.jsonl.gz").write_bytes(gzip.compress(forged_bytes))
+    forged = CliRunner().invoke(incidents_cli, [*args[:1], str(folder / "forged.jsonl.gz"), *args[2:]])
+    assert forged.exit_code == 1 and "totals are not the ones" in forged.output, forged.output
+
     # Tampering shows: a student swapped in an entry, a student dropped from the list.
     lines = gzip.decompress(bundle).splitlines(keepends=True)
     swapped = [
