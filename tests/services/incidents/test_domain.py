@@ -55,7 +55,7 @@ def test_a_contractors_report_starts_each_agencys_clocks_when_that_agency_receiv
     assert plans[("agency_to_parents", "d-2", "law")].starts_at is None
 
 
-def test_an_agencys_own_discovery_starts_its_clocks_even_if_the_contractors_notice_comes_later() -> None:
+def test_an_agencys_own_discovery_starts_its_clocks_even_if_the_contractors_notice_comes_later_121_10_d() -> None:
     plans = by_key(plan(facts(discovered_by=Discoverer.DISTRICT, contractor_notified_at={"d-1": T0 + 5 * DAY}), {}))
     cpo = plans[("agency_to_cpo", "d-1", "law")]
     assert cpo.due_at == T0 + 10 * DAY and "121.10(d)" in cpo.citation and "discovery" in cpo.start_event
