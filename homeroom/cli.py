@@ -41,7 +41,7 @@ _register()
 
 @app.command()
 def serve(
-    name: str = typer.Argument(..., help="ingest, records, consent, transfer, audit, incidents or portal"),
+    name: str = typer.Argument(..., help="ingest, records, consent, transfer, audit, incidents, reports or portal"),
 ) -> None:
     """Run one service: its HTTP API, bus consumers and outbox relay (settings from the environment)."""
     import uvicorn

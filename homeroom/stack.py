@@ -45,6 +45,8 @@ SERVICES: dict[str, tuple[str, int]] = {
     "ingest": ("services.ingest.service:SERVICE", 8001),
     # Breach response: reads the log through audit, asks consent and records (issue 21).
     "incidents": ("services.incidents.service:SERVICE", 8008),
+    # Statewide comparisons from pseudonymised events (issue 22): no key, no sealed value.
+    "reports": ("services.reports.service:SERVICE", 8009),
     # Last: the web pages call the others' APIs with the signed-in person's token.
     "portal": ("services.portal.service:SERVICE", 8006),
 }

@@ -18,6 +18,7 @@ PORTS = {
     "transfer": 8004,
     "audit": 8005,
     "incidents": 8008,
+    "reports": 8009,
     "portal": 8006,
 }
 

@@ -28,7 +28,7 @@ fi
 # One login per service and the owner that migrates (least privilege: docs/security.md),
 # each with its own password in libpq's password-file format; deploy/postgres/roles.sh
 # creates the roles from these files on PostgreSQL's first start.
-for role in owner ingest records consent transfer audit incidents; do
+for role in owner ingest records consent transfer audit incidents reports; do
   if new "pgpass_$role"; then
     printf 'postgres:5432:*:homeroom_%s:%s\n' "$role" "$(openssl rand -base64 32 | tr -d '/+=\n')" > "pgpass_$role"
   fi
@@ -36,7 +36,7 @@ done
 # The same passwords for PostgreSQL's first start (read by deploy/postgres/roles.sh as the
 # postgres image's user, which cannot read the services' files): role:password per line.
 if new postgres_roles; then
-  for role in owner ingest records consent transfer audit incidents; do
+  for role in owner ingest records consent transfer audit incidents reports; do
     cut -d: -f4,5 "pgpass_$role"
   done > postgres_roles
 fi
@@ -87,7 +87,7 @@ if [ ! -e auth_jwks.json ] || [ ! -e service_token ]; then
   echo "trial issuer $ISSUER: export HOMEROOM_AUTH_ISSUER=$ISSUER before docker compose up" >&2
 fi
 
-PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit pgpass_incidents"
+PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit pgpass_incidents pgpass_reports"
 # shellcheck disable=SC2086
 chmod 600 $PGPASS_FILES
 chmod 600 witness.key

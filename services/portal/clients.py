@@ -14,7 +14,7 @@ import httpx
 
 from services.portal.settings import PortalSettings
 
-ServiceName = Literal["ingest", "records", "consent", "transfer", "audit", "incidents"]
+ServiceName = Literal["ingest", "records", "consent", "transfer", "audit", "incidents", "reports"]
 Params = dict[str, str | int] | list[tuple[str, str | int | float | bool | None]] | None  # a list repeats names
 
 
@@ -65,6 +65,7 @@ class Services:
             "transfer": settings.transfer_url,
             "audit": settings.audit_url,
             "incidents": settings.incidents_url,
+            "reports": settings.reports_url,
         }
         self._clients = {
             name: httpx.AsyncClient(base_url=url, timeout=settings.peer_timeout_s, transport=transport)
@@ -100,6 +101,16 @@ class Services:
 
     async def post(self, service: ServiceName, path: str, token: str, json: Any = None) -> Any:
         return await self.call(service, "POST", path, token, json=json if json is not None else {})
+
+    async def download(self, service: ServiceName, path: str, params: Params = None) -> httpx.Response:
+        """A public file (a published CSV), read whole: no token, for anyone."""
+        try:
+            response = await self._clients[service].get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise _unreachable(service, exc) from None
+        if response.status_code >= 400:
+            raise _refusal(service, response)
+        return response
 
     async def open_stream(self, service: ServiceName, path: str, token: str, params: Params = None) -> httpx.Response:
         """A streamed GET (exports), checked for success; the caller closes it."""

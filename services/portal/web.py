@@ -37,6 +37,7 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
     Role.DISTRICT_STAFF: [
         ("/district", "Submissions and transfers"),
         ("/district/chronic-absence", "Chronic absence"),
+        ("/district/statistics", "Our numbers and the public's"),
         ("/district/amendments", "Correction requests"),
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),

@@ -12,7 +12,7 @@ class ReportsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_REPORTS_", extra="ignore")
 
     service_name: str = "reports"
-    port: int = 8008
+    port: int = 8009
 
     # Publication rules: each state sets its own (docs/services/reports.md).
     state_name: str = "New York"

@@ -55,7 +55,7 @@ from homeroom.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-API_SERVICES = ("ingest", "records", "consent", "transfer", "audit", "incidents")
+API_SERVICES = ("ingest", "records", "consent", "transfer", "audit", "incidents", "reports")
 OUT_OF_SCOPE = {
     "portal": "serves pages to people and forwards the person's own token to the five APIs attacked here",
 }
@@ -129,6 +129,14 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("incidents", "GET /v1/incidents"): "lists only the caller's incidents: checked below by content",
     ("incidents", "GET /v1/public/breach-notices"): "public by the district's choice: notices, never students",
     ("incidents", "GET /v1/keys"): "the key that signs frozen scopes, no students",
+    ("reports", "GET /v1/public/snapshots"): "published statistics: versions and counts of cells, no students",
+    ("reports", "GET /v1/public/snapshots/latest"): "published statistics, small cells suppressed (attacker test)",
+    ("reports", "GET /v1/public/snapshots/{snapshot_id}"): "published statistics, small cells suppressed",
+    ("reports", "GET /v1/public/snapshots/{snapshot_id}/csv"): "the same published statistics as CSV",
+    (
+        "reports",
+        "POST /v1/snapshots",
+    ): "compliance publishes suppressed statistics; other roles 403 (tested in process)",
 }
 
 # Roles a route admits for any student or object, with the reason.

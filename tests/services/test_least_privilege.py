@@ -4,7 +4,7 @@ Every service runs as its login role (`homeroom_<service>`), migrated by the own
 the login owns nothing. Whatever someone holding that login's password tries against the
 append-only tables (the audit log, records' read log, consent's decisions and agreement
 history, transfer's case history, an incident's history, frozen scopes, letters and
-reports) is refused by PostgreSQL: UPDATE, DELETE, TRUNCATE, ALTER, disabling or dropping
+reports, published statistics snapshots) is refused by PostgreSQL: UPDATE, DELETE, TRUNCATE, ALTER, disabling or dropping
 the triggers, and switching triggers off with session_replication_role. So are creating
 tables and becoming the owner. A table added by a later migration gets the same treatment
 without a grant of its own.
@@ -25,6 +25,7 @@ from services.consent.service import SERVICE as CONSENT
 from services.incidents.service import SERVICE as INCIDENTS
 from services.ingest.service import SERVICE as INGEST
 from services.records.service import SERVICE as RECORDS
+from services.reports.service import SERVICE as REPORTS
 from services.transfer.service import SERVICE as TRANSFER
 from tests.harness import ServiceEnv, drop_database, new_database, service_under_test
 
@@ -48,6 +49,7 @@ APPEND_ONLY: list[tuple[ServiceSpec, tuple[str, ...]]] = [
             "publications",
         ),
     ),
+    (REPORTS, ("snapshots",)),
 ]
 
 

@@ -191,7 +191,7 @@ async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(
             r'homeroom_consumer_lag{consumer="tally",partition="\d",service="reports",topic="[a-z0-9.]+' + suffix,
             r"homeroom_reports_event_to_tally_seconds_count [1-9]",
             r"homeroom_reports_tally_rebuilds_total [1-9]",
-            r'homeroom_reports_tally_events_total{outcome="duplicate",topic="attendance.v1"} [1-9]',
+            r'homeroom_reports_tally_events_total{outcome="applied",topic="attendance.v1"} [1-9]',
         ):
             assert re.search(pattern, metrics_text), pattern
 
