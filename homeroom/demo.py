@@ -91,6 +91,29 @@ def _portal(stack: Stack, scenario: Scenario, keep_running: bool) -> None:
         )
 
 
+def statistics_page(portal_url: str, scenario: Scenario) -> str | None:
+    found = scenario.facts.get("statistics")
+    if not found:
+        return None
+    return f"{portal_url}/statistics?{urlencode({'district': found['district'], 'column': found['column']})}"
+
+
+def _statistics(stack: Stack, scenario: Scenario) -> None:
+    """The demo's last words: the public comparison page, and a table with a suppressed cell."""
+    page = statistics_page(stack.url("portal"), scenario) if "portal" in stack.services else None
+    if page is None:
+        return
+    found = scenario.facts["statistics"]
+    console.print(
+        f"\n[bold]Statewide comparisons[/] (snapshot v{found['version']}, {found['suppressed']} of "
+        f"{found['cells']} cells suppressed) {page}",
+        soft_wrap=True,
+    )
+    console.print(f"  {found['school']}: students enrolled")
+    for column, shown in found["table"]:
+        console.print(f"    {column:<24} {shown:>16}")
+
+
 def _wait_for_interrupt() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -123,6 +146,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         _breach_counts(scenario)
         _where(stack)
         _portal(stack, scenario, keep_running)
+        _statistics(stack, scenario)
         if failures:
             console.print(f"\n[red]✗ {failures} step(s) did not show what they should[/]")
         else:

@@ -87,6 +87,7 @@ class Scenario:
             (f"{VENDOR} reports a breach: scoped from the log, clocks started, letters sent", self.breach),
             (f"{VENDOR}'s agreement ends: its data is destroyed and it reads nothing", self.agreement_ends),
             ("The disclosure log verifies against its signed tree heads", self.audit_verifies),
+            ("Compliance publishes statewide comparisons: small cells are suppressed", self.statistics),
         ]
 
     def run(self, *, stop_on_failure: bool = False) -> int:
@@ -492,4 +493,71 @@ class Scenario:
             f"{report['entries_read']} entries, {report['heads_checked']} signed tree heads checked, "
             f"tree size {size}: intact "
             f"(offline: homeroom audit verify --url {self.urls['audit']})"
+        )
+
+    def statistics(self, http: httpx.Client) -> str:
+        """The reports service's tally has counted both districts; a snapshot is published (a
+        de-identified release in the log) and one school's table shows a suppressed cell."""
+        a, b = self.district_a, self.district_b
+        reports = self.urls["reports"]
+
+        def counted(district: District, at_least: int) -> dict[str, Any] | None:
+            r = http.get(f"{reports}/v1/districts/{district.id}/numbers", headers=self.staff(district.id))
+            if r.status_code != 200:
+                return None
+            numbers: dict[str, Any] = r.json()
+            total = sum(
+                row["counts"].get("enrolled", 0)
+                for row in numbers["rows"]
+                if row["unit"] == district.id and row["column"] == "all"
+            )
+            return numbers if total >= at_least else None
+
+        # The mover counts once, in the district of their latest enrollment.
+        self.wait(f"{b.id} counted", lambda: counted(b, len(b.students)), timeout_s=120)
+        numbers = self.wait(f"{a.id} counted", lambda: counted(a, len(a.students) - 1), timeout_s=120)
+        compliance = self.auth(Role.COMPLIANCE, "compliance-officer")
+        summary = ok(
+            http.post(
+                f"{reports}/v1/snapshots",
+                json={"school_year": numbers["school_year"], "purpose": "statewide comparisons (demo)"},
+                headers=compliance,
+            ),
+            201,
+        )
+        snapshot = ok(http.get(f"{reports}/v1/public/snapshots/{summary['snapshot_id']}", params={"district": a.id}))
+        names = {u["key"]: u["name"] for u in snapshot["units"]}
+        schools = [u["key"] for u in snapshot["units"] if u["level"] == "school"]
+        suppressed = [
+            r for r in snapshot["rows"] if r["unit"] in schools and r["counts"]["enrolled"]["status"] != "published"
+        ]
+        expect(bool(suppressed), f"no school cell of {a.id} is suppressed")
+        school, column = suppressed[0]["unit"], suppressed[0]["column"]
+        dimension = column.split(":", 1)[0]
+        table = [r for r in snapshot["rows"] if r["unit"] == school and r["column"].split(":", 1)[0] == dimension]
+        expect(
+            all(
+                r["counts"]["enrolled"]["value"] is None
+                for r in table
+                if r["counts"]["enrolled"]["status"] != "published"
+            ),
+            "a suppressed cell carries a number",
+        )
+        lines = "\n".join(f"       {r['column']:<24} {r['counts']['enrolled']['shown']:>16}" for r in table)
+        cells = summary["cells"]
+        self.facts["statistics"] = {
+            "snapshot_id": summary["snapshot_id"],
+            "version": summary["version"],
+            "district": a.id,
+            "column": column,
+            "school": names.get(school, school),
+            "table": [(r["column"], r["counts"]["enrolled"]["shown"]) for r in table],
+            "suppressed": cells["fewer_than"] + cells["withheld"],
+            "cells": cells["total"],
+        }
+        return (
+            f"snapshot v{summary['version']} of {summary['school_year_label']}: "
+            f"{cells['fewer_than'] + cells['withheld']} of {cells['total']} cells suppressed "
+            f"(rules: fewer than {snapshot['rules']['min_cell']} students never shown); "
+            f"{names.get(school, school)}, students enrolled by {dimension}:\n{lines}"
         )

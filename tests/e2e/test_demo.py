@@ -4,8 +4,10 @@ running."""
 
 from __future__ import annotations
 
+import httpx
 import psutil
 
+from homeroom.demo import statistics_page
 from homeroom.scenario import Scenario
 from homeroom.stack import Stack
 
@@ -28,6 +30,16 @@ def test_the_demo_scenario_passes_every_step_and_leaves_no_processes() -> None:
         failures = scenario.run()
         assert failures == 0, "\n".join(lines)
         assert len(lines) == len(scenario.steps())
+        # The demo ends with the public comparison page: it shows a suppressed school cell as
+        # "fewer than N", never its number, and offers the CSV.
+        page = statistics_page(stack.url("portal"), scenario)
+        assert page is not None
+        html = httpx.get(page, timeout=30).text
+        found = scenario.facts["statistics"]
+        assert found["school"] in html and "fewer than 10" in html
+        assert f"/statistics/{found['snapshot_id']}.csv" in html
+        csv_text = httpx.get(f"{stack.url('portal')}/statistics/{found['snapshot_id']}.csv", timeout=30).text
+        assert found["school"] in csv_text and "fewer than 10" in csv_text
     finally:
         stack.cleanup()
     left = _descendants() - before
