@@ -1,0 +1,230 @@
+"""The reports service: events the statewide tally absorbs per second, against raw aiokafka
+consumption of the same events in the same run; and the time to compute and suppress a
+statewide snapshot of a generated state.
+
+    .venv/bin/python bench/reports.py [--students N] [--days N] [--districts N]
+                                      [--schools-min N] [--schools-max N] [--state-students N]
+                                      [--json PATH]
+
+1. Absorption: on an embedded PostgreSQL and Tansu broker, the real reports runtime
+   (`running`, as `homeroom serve reports` runs it: the faust-streaming tally and the
+   reference consumer) is started; each school's calendar is published and applied; then
+   per student one enrollment, one groups.v1 record and `--days` daily marks are sent to
+   enrollment.v1, groups.v1 and attendance.v1, timed from the first send until the tally
+   has applied every one (its own counter of events read). The freshness figure is how long
+   after the last event was acknowledged by the broker the tally had written it. Baseline:
+   a plain AIOKafkaConsumer reading the same events from the same topics in the same run.
+2. Snapshot: a generated state (`--districts`, schools per district between
+   `--schools-min` and `--schools-max`, about `--state-students` students; the attacker
+   tests' generator, tests/services/reports/statewide.py) summed into the state, district
+   and school tables (`snapshots.tables`) and suppressed and written out
+   (`snapshots.document`), as a publish does. Baseline: summing the same tables alone.
+
+Prints a table and one JSON object; --json also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from homeroom.auth import AuthSettings  # noqa: E402
+from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
+from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
+from homeroom.calendar import weekdays  # noqa: E402
+from homeroom.config import KafkaSettings  # noqa: E402
+from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom.service import running  # noqa: E402
+from homeroom.storage import database_url  # noqa: E402
+from services.reports import metrics, snapshots  # noqa: E402
+from services.reports.service import SERVICE  # noqa: E402
+from services.reports.settings import ReportsSettings  # noqa: E402
+from services.reports.state import state_of  # noqa: E402
+from services.reports.suppression import Rules  # noqa: E402
+from services.reports.tallies import AbsenceRule  # noqa: E402
+from tests.services.reports import statewide  # noqa: E402
+from tests.services.reports.helpers import calendar, enrolled, groups, mark  # noqa: E402
+
+SOURCES = (ENROLLMENT.name, GROUPS.name, ATTENDANCE.name)
+
+
+def events_for(students: int, days: int, schools: int = 20) -> tuple[list[OutgoingEvent], list[OutgoingEvent]]:
+    """(calendars, the timed events): students spread over `schools` schools of two districts."""
+    school_days = [d.isoformat() for d in weekdays(date(2026, 9, 14), date(2026, 12, 18))][: max(days, 10)]
+    places = [(f"d-{100 + s % 2}", f"d-{100 + s % 2}-s{s}") for s in range(schools)]
+    calendars = [calendar(d, s, 2026, school_days) for d, s in places]
+    timed: list[OutgoingEvent] = []
+    for i in range(students):
+        district, school = places[i % schools]
+        key = f"stu_{i:032d}"
+        timed.append(enrolled(district, key, school, school_days[0], grade=f"{1 + i % 12:02d}"))
+        timed.append(groups(district, key, sex="female" if i % 2 else "male", iep="yes" if i % 7 == 0 else "no"))
+        for d, day in enumerate(school_days[:days]):
+            timed.append(mark(district, key, school, day, absent=(i + d) % 9 == 0))
+    return calendars, timed
+
+
+def tally_read() -> float:
+    total = 0.0
+    for metric in metrics.TALLY_EVENTS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                total += sample.value
+    return total
+
+
+async def raw_consume(bootstrap: str, topics: tuple[str, ...], n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id="raw-baseline", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    started = time.perf_counter()
+    seen = 0
+    while seen < n:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+        seen += sum(len(records) for records in batches.values())
+        await consumer.commit()
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return elapsed
+
+
+async def absorption(students: int, days: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-reports-"))
+    pg = EmbeddedPostgres().start()
+    broker = EmbeddedBroker().start()
+    try:
+        kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
+        await ensure_topics(kafka.client_kwargs(), list(ALL_TOPICS))
+        settings = ReportsSettings(
+            database_url=database_url(pg.server_url, "homeroom_reports"), secrets_dir=tmp, start_consumers=True
+        )
+        auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
+        calendars, events = events_for(students, days)
+        async with running(SERVICE, settings, kafka=kafka, auth=auth) as runtime:
+            producer = AIOKafkaProducer(**kafka.client_kwargs(), linger_ms=5, acks="all")
+            await producer.start()
+            for e in calendars:
+                await producer.send_and_wait(e.topic, e.value, key=e.key, headers=e.headers)
+            deadline = time.monotonic() + 120
+            while await runtime.pool.fetchval("SELECT count(*) FROM calendars") < len(calendars):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the calendars were not applied")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(5)  # the tally's group settles and its table recovers before timing
+            before = tally_read()
+            started = time.perf_counter()
+            futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
+            await asyncio.gather(*futures)
+            produced = time.perf_counter()
+            await producer.stop()
+            while tally_read() - before < len(events):
+                if time.perf_counter() - started > 1800:
+                    raise TimeoutError("the tally did not read every event in 30 minutes")
+                await asyncio.sleep(0.02)
+            tally_s = time.perf_counter() - started
+            behind_s = time.perf_counter() - produced
+            writes = metrics.TALLY_WRITES._value.get()
+            tally = state_of(runtime).tally
+            assert tally is not None
+            enrolled_total = await runtime.pool.fetchval(
+                "SELECT sum((tally->'counts'->'enrolled'->>'all')::int) FROM school_tallies"
+            )
+            raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events))
+        return {
+            "events": len(events),
+            "students": students,
+            "students_counted": int(enrolled_total or 0),
+            "changelog_writes": int(writes),
+            "produce_s": round(produced - started, 2),
+            "tally_s": round(tally_s, 2),
+            "tally_events_per_s": round(len(events) / tally_s),
+            "tally_behind_last_send_s": round(behind_s, 2),
+            "raw_s": round(raw_s, 2),
+            "raw_aiokafka_events_per_s": round(len(events) / raw_s),
+            "tally_to_raw_ratio": round(raw_s / tally_s, 4),
+        }
+    finally:
+        broker.stop()
+        pg.stop()
+
+
+def snapshot(districts: int, schools: tuple[int, int], students: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    state = statewide.state(22, statewide.Shape(districts, schools, students))
+    generated_s = time.perf_counter() - started
+    names: dict[tuple[str, str], str] = {}
+    started = time.perf_counter()
+    tables = snapshots.tables(state, names, "New York")
+    sum_s = time.perf_counter() - started
+    started = time.perf_counter()
+    tables = snapshots.tables(state, names, "New York")
+    built = snapshots.document(
+        tables,
+        2026,
+        (date(2026, 9, 1), date(2026, 9, 1) + timedelta(days=90)),
+        Rules(10, 30),
+        AbsenceRule(0.1, 10),
+        "New York",
+    )
+    snapshot_s = time.perf_counter() - started
+    cells = built.snapshot.cells
+    return {
+        "districts": districts,
+        "schools": len(state),
+        "students": sum(t.students for t in state.values()),
+        "generate_s": round(generated_s, 2),
+        "sum_only_s": round(sum_s, 2),
+        "snapshot_s": round(snapshot_s, 2),
+        "snapshot_to_sum_ratio": round(snapshot_s / sum_s, 1),
+        "cells": cells.total,
+        "fewer_than": cells.fewer_than,
+        "withheld": cells.withheld,
+        "document_bytes": len(built.snapshot.model_dump_json()),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=5_000, help="students whose events the tally absorbs")
+    parser.add_argument("--days", type=int, default=10, help="daily marks per student")
+    parser.add_argument("--districts", type=int, default=700)
+    parser.add_argument("--schools-min", type=int, default=1)
+    parser.add_argument("--schools-max", type=int, default=12)
+    parser.add_argument("--state-students", type=int, default=2_500_000)
+    parser.add_argument("--skip-absorption", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result: dict[str, Any] = {"benchmark": "reports"}
+    if not args.skip_absorption:
+        result["absorption"] = await absorption(args.students, args.days)
+        a = result["absorption"]
+        print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
+        print(f"{'raw aiokafka consume (same events)':<44}{a['raw_aiokafka_events_per_s']:>12,}")
+        print(
+            f"ratio tally/raw: {a['tally_to_raw_ratio']}; tally behind the last send: {a['tally_behind_last_send_s']} s"
+        )
+    result["snapshot"] = snapshot(args.districts, (args.schools_min, args.schools_max), args.state_students)
+    s = result["snapshot"]
+    print(f"{'statewide snapshot (s)':<44}{s['snapshot_s']:>12}")
+    print(f"{'summing the tables alone (s)':<44}{s['sum_only_s']:>12}")
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
