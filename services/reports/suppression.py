@@ -35,7 +35,7 @@ Moves have one shape: a column change Δ applied along paths of the geography.
     parent's cells, or the top is the state itself;
   * the same move may be applied to several measures at once (a chronic-absence cell whose
     value equals its parent's can only move with it).
-The test that plays the attacker (tests/services/reports/test_attacker.py) solves the
+The test that plays the attacker (tests/services/reports/test_suppression.py with attacker.py) solves the
 published equations with an integer program and finds no suppressed cell it can pin.
 """
 
