@@ -624,12 +624,80 @@ def audit() -> dict[str, Any]:
     )
 
 
+def reports() -> dict[str, Any]:
+    return dashboard(
+        "homeroom-reports",
+        "Homeroom: statewide reports",
+        "The statewide tally's freshness and lag, what it reads and refuses, and the snapshots published.",
+        [
+            Row(
+                "Freshness",
+                [
+                    Panel(
+                        "Tally lag (events behind)",
+                        [('sum by (topic) (homeroom_consumer_lag{service="reports"})', "{{topic}}")],
+                        description="Events on the source topics the tally has not applied yet.",
+                        thresholds=[(1000, "orange"), (10000, "red")],
+                    ),
+                    Panel(
+                        "Event to tally p99",
+                        [(quantile(0.99, "homeroom_reports_event_to_tally_seconds"), "p99")],
+                        unit="s",
+                        description="From an event's time to its school's row written: how far the numbers trail.",
+                        thresholds=[(10, "orange"), (60, "red")],
+                    ),
+                ],
+            ),
+            Row(
+                "Tally",
+                [
+                    Panel(
+                        "Events read",
+                        [
+                            (
+                                summed("rate", "homeroom_reports_tally_events_total", "topic, outcome"),
+                                "{{topic}} {{outcome}}",
+                            )
+                        ],
+                        unit="ops",
+                    ),
+                    Panel(
+                        "Changelog writes and refusals",
+                        [
+                            (f"sum(rate(homeroom_reports_tally_changelog_writes_total[{RATE}]))", "writes"),
+                            (summed("rate", "homeroom_reports_tally_refused_total", "rule"), "refused {{rule}}"),
+                        ],
+                        unit="ops",
+                    ),
+                ],
+            ),
+            Row(
+                "Snapshots",
+                [
+                    Panel(
+                        "Cells of the latest snapshot",
+                        [("max by (status) (homeroom_reports_snapshot_cells)", "{{status}}")],
+                        kind="bargauge",
+                    ),
+                    Panel(
+                        "Snapshot time p95",
+                        [(quantile(0.95, "homeroom_reports_snapshot_seconds"), "p95")],
+                        unit="s",
+                    ),
+                ],
+            ),
+        ],
+        ["reports"],
+    )
+
+
 DASHBOARDS = {
     "homeroom-overview.json": overview,
     "homeroom-ingest.json": ingest,
     "homeroom-transfers.json": transfers,
     "homeroom-privacy.json": privacy,
     "homeroom-audit.json": audit,
+    "homeroom-reports.json": reports,
 }
 
 
