@@ -118,9 +118,14 @@ class TallyStream:
             streams.record_lag(self.app, "reports", CONSUMER, self.positions)
 
     async def _recovered(self) -> None:
-        names = {t.name for t in self.sources}
-        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
-        await self.tally.rebuild(assigned)
+        # faust runs this callback as a task it never looks at again: say when it fails.
+        try:
+            names = {t.name for t in self.sources}
+            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
+            await self.tally.rebuild(assigned)
+        except Exception:
+            log.exception("tally rebuild after recovery failed; partitions are rebuilt on their next batch")
+            raise
 
     async def _refresh_loop(self) -> None:
         while True:

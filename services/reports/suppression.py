@@ -182,6 +182,7 @@ BLOCKED = 1e9  # the cost of a broken bound while looking for moves another move
 COMBINATION_WIDTH = 6  # first moves tried when the measures of a cell must move one after another
 ROOM_TRIES = 24  # blocked moves tried with moves that lift their bounds first
 ROOM_BLOCKERS = 3  # at most this many bounds lifted for one move
+PARTNERS = 32  # siblings tried at once as a move's partner (a state has hundreds of districts)
 
 
 @dataclass(slots=True)
@@ -203,6 +204,7 @@ class _Solver:
         self.col_index = {c: i for i, c in enumerate(columns)}
         self.n_columns = len(columns)
         self.children: list[list[int]] = [[] for _ in units]
+        self._ranked: dict[int, list[int]] = {}
         for i, u in enumerate(units):
             if u.parent is not None:
                 self.children[u.parent].append(i)
@@ -244,8 +246,15 @@ class _Solver:
         return len(roots) == 1
 
     def _siblings(self, u: int) -> list[int]:
+        """The unit's siblings, smallest first (the likeliest to hold suppressed cells already,
+        so the cheapest partners of a move)."""
         p = self.units[u].parent
-        return [] if p is None else [s for s in self.children[p] if s != u]
+        if p is None:
+            return []
+        ranked = self._ranked.get(p)
+        if ranked is None:
+            ranked = self._ranked[p] = sorted(self.children[p], key=lambda s: (self.values[0][s][0], s))
+        return [s for s in ranked if s != u]
 
     # --- primary -----------------------------------------------------------------------------
 
@@ -548,7 +557,12 @@ class _Solver:
         while True:
             top = chain[0]
             siblings = self._siblings(top)
-            if siblings:
+            # Many siblings (a state's districts): the smallest PARTNERS first, the next ones
+            # only when none of those gives a move. Any move is a proof; the order spares time.
+            if len(siblings) > 2 * PARTNERS:
+                for start in range(0, len(siblings), PARTNERS):
+                    yield [(list(chain), s) for s in siblings[start : start + PARTNERS]]
+            elif siblings:
                 yield [(list(chain), s) for s in siblings]
             parent = self.units[top].parent
             if parent is None:

@@ -154,10 +154,14 @@ class Tally:
                     self._refused(topic, bad)
                     continue
                 by_student.setdefault((event.partition, key), []).append(event)
+            # A partition given to this process whose rows are not rebuilt yet (faust resumes
+            # the agent before it calls the recovery callback): rebuild it from the table first,
+            # or its events would be counted on an empty row, or not at all.
+            unknown = {partition for partition, _ in by_student} - set(self.parts)
+            if unknown:
+                await self._adopt(unknown)
             for (partition, key), mine in by_student.items():
-                part = self.parts.get(partition)
-                if part is None:
-                    continue  # not ours (any more): its new holder applies it
+                part = self.parts[partition]
                 value = StudentTally.from_json(self.values.get(key))
                 changed = False
                 for event in mine:
@@ -236,24 +240,30 @@ class Tally:
         """The partitions this process now holds: their school rows recounted from the table
         (just recovered from the changelog) and written over whatever the database held."""
         async with self.lock:
-            await self._load_calendars()
-            self.parts = {p: PartitionTally() for p in partitions}
-            for key, raw in self.values.scan():
-                partition = raw.get("p")
-                part = self.parts.get(partition) if isinstance(partition, int) else None
-                if part is not None:
-                    self._recount(part, key, StudentTally.from_json(raw))
-            rows = {
-                p: [(*school, t.students, t.to_json(), None) for school, t in part.schools.items()]
-                for p, part in self.parts.items()
-            }
-            async with self.pool.acquire() as conn, conn.transaction():
-                await store.replace_partitions(conn, rows, self.generation())
-            for part in self.parts.values():
-                part.dirty.clear()
-            metrics.TALLY_REBUILDS.inc()
-            metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
-            log.info("tally rebuilt", extra={"partitions": sorted(partitions)})
+            self.parts = {}
+            await self._adopt(partitions)
+
+    async def _adopt(self, partitions: set[int]) -> None:
+        """Count these partitions' students from the table and replace their rows (lock held)."""
+        await self._load_calendars()
+        fresh = {p: PartitionTally() for p in partitions}
+        for key, raw in self.values.scan():
+            partition = raw.get("p")
+            part = fresh.get(partition) if isinstance(partition, int) else None
+            if part is not None:
+                self._recount(part, key, StudentTally.from_json(raw))
+        rows = {
+            p: [(*school, t.students, t.to_json(), None) for school, t in part.schools.items()]
+            for p, part in fresh.items()
+        }
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.replace_partitions(conn, rows, self.generation())
+        for part in fresh.values():
+            part.dirty.clear()
+        self.parts.update(fresh)
+        metrics.TALLY_REBUILDS.inc()
+        metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
+        log.info("tally rebuilt", extra={"partitions": sorted(partitions)})
 
     # --- calendars and days -----------------------------------------------------------------
 
