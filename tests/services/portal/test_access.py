@@ -88,6 +88,9 @@ WRONG_ROLE = [
     ("compliance", "/district/chronic-absence"),
     ("compliance", "/parent/children/{child}/transfers"),
     ("district", "/parent/children/{child}/transfers"),
+    ("parent", "/district/statistics"),
+    ("compliance", "/district/statistics"),
+    ("vendor", "/district/statistics"),
 ]
 
 

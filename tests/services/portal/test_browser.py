@@ -4,6 +4,7 @@ Playwright) against the real embedded stack. Each page is checked for accessibil
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -425,3 +426,33 @@ def test_breach_response_on_the_portal_121_10(page: Page, world: World) -> None:
     page.goto(f"{world.portal}/agreements")
     expect(page.locator("section:has(#breaches-heading)")).to_contain_text("Breach Tutors lost a laptop")
     shot(page, "incidents-05-public-notice")
+
+
+def test_statewide_comparisons_show_suppressed_cells_as_fewer_than_n(page: Page, world: World) -> None:
+    """The public page (no sign-in) from the snapshot the scenario published; a district's own
+    numbers and its preview for its staff; another role is refused the district page."""
+    found = world.scenario.facts["statistics"]
+    page.goto(f"{world.portal}/statistics")
+    main = page.locator("main")
+    expect(main).to_contain_text("Districts and the state")
+    expect(main).to_contain_text(f"Version {found['version']}")
+    page.select_option("#district", found["district"])
+    page.select_option("#column", found["column"])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show").click()
+    expect(main).to_contain_text("Schools and the district")
+    expect(main).to_contain_text(found["school"])
+    expect(page.locator("td.suppressed").first).to_have_text(re.compile(r"^(fewer than 10|withheld)$"))
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download these numbers (CSV)").click()
+    assert "fewer than 10" in Path(download.value.path()).read_text()
+    shot(page, "public-02-statistics")
+
+    sign_in(page, world, role="district_staff", district=world.district_a, subject="data-office")
+    page.goto(f"{world.portal}/district/statistics")
+    expect(main).to_contain_text("not published")  # the own table's caption
+    expect(main).to_contain_text("What the public would see")
+    shot(page, "district-05-statistics")
+    sign_in(page, world, role="parent", students=world.child)
+    response = page.goto(f"{world.portal}/district/statistics")
+    assert response is not None and response.status == 403
