@@ -21,18 +21,17 @@ own partition assignor, which keeps each table partition with its source partiti
 from __future__ import annotations
 
 import logging
-import ssl
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import faust
 
+from homeroom import streams
 from homeroom.bus.consumer import RejectEvent
 from homeroom.bus.envelope import IncomingEvent, PoisonMessage, base_topic, decode
 from homeroom.bus.topics import ATTENDANCE, Topic, ensure_topics
 from homeroom.calendar import SCHOOL_YEAR_STARTS, school_year
-from homeroom.config import KafkaSettings
 from homeroom.events.v1 import attendance_pb2
 from homeroom.service import Runtime
 from services.records.metrics import SUMMARY_MARKS
@@ -120,21 +119,6 @@ def daily_mark(event: IncomingEvent) -> DailyMark | None:
     return DailyMark(district, student, day, category == "absent", event.event_id)
 
 
-def _credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
-    """The bus's TLS/SASL settings as faust credentials (the same as the kernel's clients)."""
-    context = kafka.client_kwargs().get("ssl_context")
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password,
-            mechanism=kafka.sasl_mechanism,
-            ssl_context=context if isinstance(context, ssl.SSLContext) else None,
-        )
-    if isinstance(context, ssl.SSLContext):
-        return faust.SSLCredentials(context)
-    return None
-
-
 def source_topic(runtime: Runtime) -> Topic:
     """The attendance topic the service's own consumer reads (tests rename topics)."""
     for consumer in runtime.spec.consumers:
@@ -155,7 +139,7 @@ class AttendanceSummary:
         self.app = faust.App(
             APP_ID + suffix.replace(".", "-"),
             broker=[f"kafka://{server}" for server in runtime.kafka.bootstrap_servers.split(",")],
-            broker_credentials=_credentials(runtime.kafka),
+            broker_credentials=streams.credentials(runtime.kafka),
             store="memory://",
             web_enabled=False,
             topic_partitions=self.topic.partitions,
