@@ -75,6 +75,10 @@ class ReportsState:
     stream: Stream | None = None
     refresher: asyncio.Task[None] | None = None
     documents: OrderedDict[str, Snapshot] = field(default_factory=OrderedDict)  # published, decoded, a few
+    # A statewide suppression takes minutes of CPU at a state's size: one at a time, and the
+    # last preview kept until a school row of its year changes (docs/benchmarks.md).
+    computing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    previews: dict[int, tuple[tuple[int, datetime | None], Snapshot]] = field(default_factory=dict)
 
     @property
     def rules(self) -> Rules:

@@ -81,6 +81,14 @@ async def year_tallies(conn: Connection, year: int, district_id: str | None = No
     return YearTallies(schools, newest)
 
 
+async def tallies_stamp(conn: Connection, year: int) -> tuple[int, datetime | None]:
+    """What changes whenever a school row of the year is written: its rows and their latest write."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, max(updated_at) AS at FROM school_tallies WHERE school_year = $1", year
+    )
+    return (int(row["n"]), row["at"]) if row is not None else (0, None)
+
+
 async def tally_years(conn: Connection) -> list[int]:
     rows = await conn.fetch("SELECT DISTINCT school_year FROM school_tallies WHERE students > 0 ORDER BY 1")
     return [r["school_year"] for r in rows]

@@ -15,7 +15,7 @@ import asyncpg
 
 from homeroom.contracts.reports import DistrictNumbers, Snapshot
 from homeroom.problems import Problem, problem_type
-from services.reports import snapshots
+from services.reports import snapshots, store
 from services.reports.application.common import period, year_or_latest, year_tables
 from services.reports.state import ReportsState
 from services.reports.suppression import CannotProtect
@@ -56,13 +56,22 @@ async def own_numbers(pool: asyncpg.Pool, state: ReportsState, district_id: str,
 async def preview(pool: asyncpg.Pool, state: ReportsState, district_id: str, year: int | None) -> Snapshot:
     year = await year_or_latest(pool, state, year)
     days = period(state, year)
-    tables, found = await year_tables(pool, state, year)
-    if not any(d == district_id for d, _ in found.schools):
+    async with state.computing:
+        async with pool.acquire() as conn:
+            stamp = await store.tallies_stamp(conn, year)
+        cached = state.previews.get(year)
+        if cached is not None and cached[0] == stamp and cached[1].period_end == days[1]:
+            whole = cached[1]
+        else:
+            tables, _ = await year_tables(pool, state, year)
+            try:
+                built = await asyncio.to_thread(
+                    snapshots.document, tables, year, days, state.rules, state.absence, state.settings.state_name
+                )
+            except CannotProtect as exc:
+                raise Problem(409, "Cannot publish", str(exc), type=problem_type("reports-unprotectable")) from None
+            whole = built.snapshot
+            state.previews[year] = (stamp, whole)
+    if not any(u.key == district_id for u in whole.units):
         raise _absent(district_id)
-    try:
-        built = await asyncio.to_thread(
-            snapshots.document, tables, year, days, state.rules, state.absence, state.settings.state_name
-        )
-    except CannotProtect as exc:
-        raise Problem(409, "Cannot publish", str(exc), type=problem_type("reports-unprotectable")) from None
-    return snapshots.for_district(built.snapshot, district_id)
+    return snapshots.for_district(whole, district_id)

@@ -57,14 +57,15 @@ async def publish(
 ) -> SnapshotSummary:
     year = request.school_year
     days = period(state, year)
-    tables, _ = await year_tables(pool, state, year)
-    started = time.perf_counter()
-    try:
-        built = await asyncio.to_thread(
-            snapshots.document, tables, year, days, state.rules, state.absence, state.settings.state_name
-        )
-    except CannotProtect as exc:
-        raise Problem(409, "Cannot publish", str(exc), type=problem_type("reports-unprotectable")) from None
+    async with state.computing:
+        tables, _ = await year_tables(pool, state, year)
+        started = time.perf_counter()
+        try:
+            built = await asyncio.to_thread(
+                snapshots.document, tables, year, days, state.rules, state.absence, state.settings.state_name
+            )
+        except CannotProtect as exc:
+            raise Problem(409, "Cannot publish", str(exc), type=problem_type("reports-unprotectable")) from None
     metrics.SNAPSHOT_SECONDS.observe(time.perf_counter() - started)
     snapshot_id = uuid.uuid4()
     published_at = state.clock()

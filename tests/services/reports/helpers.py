@@ -68,7 +68,7 @@ class Bus:
         await self.producer.flush()
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 90, what: str = "") -> Any:
+async def until(check: Callable[[], Awaitable[Any]], timeout_s: float = 180, what: str = "") -> Any:
     """Poll until check() answers something truthy (the tally is eventually consistent)."""
     last: Any = None
 
