@@ -21,7 +21,7 @@ import asyncpg
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.producer import Publisher
-from homeroom.storage import Connection
+from homeroom.storage import Connection, keeps_session_state
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         lock_conn = await self.pool.acquire()
+        keeps_session_state(lock_conn)  # the session advisory lock below
         try:
             wake = lambda *_: self._wake.set()  # noqa: E731
             await lock_conn.add_listener(NOTIFY_CHANNEL, wake)

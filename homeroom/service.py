@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from homeroom import crypto
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
-from homeroom.bus.consumer import EventConsumer, Handler
+from homeroom.bus.consumer import BatchHandler, EventConsumer, Handler, one_at_a_time
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
@@ -44,13 +44,27 @@ Hook = Callable[["Runtime"], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """A bus consumer of a service. `handler` is built from the runtime once it exists,
-    so it can reach the cipher, clients and settings without globals."""
+    """A bus consumer of a service: exactly one of `handler` (per event) or `batch_handler`
+    (a poll's batch per partition, applied with set-based SQL: what hot paths use). Each is
+    built from the runtime once it exists, so it can reach the cipher, clients and settings
+    without globals."""
 
     name: str
     topics: Sequence[Topic]
-    handler: Callable[[Runtime], Handler]
+    handler: Callable[[Runtime], Handler] | None = None
     max_batch: int = 500
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.batch_handler is None):
+            raise ValueError(f"consumer {self.name}: give exactly one of handler or batch_handler")
+
+    def build(self, runtime: Runtime) -> BatchHandler:
+        """The batch handler the kernel runs (a per-event handler wrapped by `one_at_a_time`)."""
+        if self.batch_handler is not None:
+            return self.batch_handler(runtime)
+        assert self.handler is not None
+        return one_at_a_time(self.handler(runtime))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +193,7 @@ def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
         service=runtime.name,
         name=consumer.name,
         topics=[t.name for t in consumer.topics],
-        handler=consumer.handler(runtime),
+        batch_handler=consumer.build(runtime),
         pool=runtime.pool,
         client_kwargs=runtime.kafka.client_kwargs(),
         dead_letter_topic=REJECTED.name,

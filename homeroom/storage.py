@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -41,6 +41,15 @@ CREATE TABLE IF NOT EXISTS processed_events (
     outcome      text        NOT NULL,  -- applied | dead_lettered
     processed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, event_id)
+);
+-- The next offset to apply per consumer group and partition, written in the same transaction
+-- as the state it covers; consumers seek here on assignment (homeroom/bus/consumer.py).
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    consumer_group text   NOT NULL,
+    topic          text   NOT NULL,
+    partition      int    NOT NULL,
+    next_offset    bigint NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition)
 );
 """
 
@@ -86,8 +95,46 @@ async def ensure_database(url: str) -> None:
         await admin.close()
 
 
+class SessionConnection(asyncpg.Connection):
+    """A pooled connection that knows whether it changed session state the pool must undo.
+
+    Everything Homeroom sets per use is transaction-scoped (`set_config(..., true)`, `SET
+    LOCAL`, transaction advisory locks), so most releases need no server round trip; asyncpg's
+    default reset sends four statements (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) on
+    every release. A connection that LISTENs, or is marked by `keeps_session_state` (session
+    advisory locks), is reset in full."""
+
+    session_state_changed = False
+
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        self.session_state_changed = True
+        await super().add_listener(channel, callback)
+
+
+def keeps_session_state(conn: Connection) -> None:
+    """Mark a borrowed connection as holding session state (a session advisory lock ...),
+    so the pool resets it in full when it is released."""
+    raw = getattr(conn, "_con", conn)  # a pool's proxy wraps the connection
+    if isinstance(raw, SessionConnection):
+        raw.session_state_changed = True
+
+
+async def _reset_if_changed(conn: asyncpg.Connection) -> None:
+    # asyncpg has already rolled back any open transaction and dropped Python-side listeners.
+    if isinstance(conn, SessionConnection) and conn.session_state_changed:
+        await conn.execute(conn.get_reset_query())
+        conn.session_state_changed = False
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        connection_class=SessionConnection,
+        reset=_reset_if_changed,
+    )
     assert pool is not None
     return pool
 

@@ -8,8 +8,10 @@ reverse and raises `PoisonMessage`, naming what is wrong, for anything it cannot
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -129,6 +131,7 @@ class IncomingEvent:
     meta: EventMeta = field(default_factory=EventMeta)
 
 
+@functools.lru_cache(maxsize=256)
 def base_topic(topic_name: str) -> Topic:
     """The registered topic for a name, allowing the per-test suffixes of `with_suffix`."""
     if topic_name in BY_NAME:
@@ -145,9 +148,9 @@ def decode(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    headers: list[tuple[str, bytes]],
+    headers: Sequence[tuple[str, bytes]],
 ) -> IncomingEvent:
-    header_map = {k: v for k, v in headers}
+    header_map = dict(headers)
     topic = base_topic(topic_name)
     if value is None:
         raise PoisonMessage("payload.missing", "the message has no value")

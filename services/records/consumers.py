@@ -18,15 +18,28 @@ dead-lettered (`StudentNotYetKnown`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
 
-from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
+from homeroom.bus.consumer import BatchHandler, Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
 from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
+from services.records.metrics import CHRONIC_CHANGES, SUMMARY_MARKS
+from services.records.settings import RecordsSettings
+from services.records.summary import (
+    ChronicRule,
+    DayMark,
+    EnrolledDays,
+    MarkedDays,
+    YearChange,
+    chronic_event_id,
+    fold_batch,
+    school_year,
+)
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
 
@@ -70,7 +83,10 @@ def _district(event: IncomingEvent, payload_district: str) -> str:
 
 
 async def _scoped(ctx: HandlerContext, district: str) -> None:
-    await store.enter_district(ctx.conn, district)
+    """Confine the transaction to the event's district; set once per transaction and district."""
+    if ctx.state.get("district") != district:
+        await store.enter_district(ctx.conn, district)
+        ctx.state["district"] = district
 
 
 def enrollment_handler(runtime: Runtime) -> Handler:
@@ -156,27 +172,93 @@ def organization_handler(runtime: Runtime) -> Handler:
     return handle
 
 
-def attendance_handler(runtime: Runtime) -> Handler:
-    """Attendance marks into the record. The summary and the chronic-absence flag are the
-    attendance summary table's (summary.py), which reads the same topic."""
+def attendance_handler(runtime: Runtime) -> BatchHandler:
+    """Attendance marks into the record and the attendance summary, a batch at a time: per
+    district one statement upserts the marks (returning the daily categories they replace),
+    one reads and locks the touched student-years, one writes them back; a chronic-absence
+    crossing adds one statement and an outbox event (summary.py)."""
+    settings = runtime.settings
+    assert isinstance(settings, RecordsSettings)
+    rule = ChronicRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days)
+    enrolled: EnrolledDays = MarkedDays()
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        payload = event.payload
-        if not isinstance(payload, attendance_pb2.AttendanceRecorded):
-            return  # ChronicAbsenceDetected and later additions: not records' input
-        district = _district(event, payload.district_id)
-        key = _required(payload.student_key, "student_key")
-        day = _date(payload.date, "date")
-        category = CATEGORIES.get(payload.category)
-        if category is None:
-            raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
-        await _scoped(ctx, district)
-        if not await store.record_attendance(
-            ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
-        ):
-            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
+    async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        by_district: dict[str, list[store.Mark]] = {}
+        causes: dict[tuple[str, str], str] = {}  # (district, student) → the last mark's event id
+        for event in events:
+            payload = event.payload
+            if not isinstance(payload, attendance_pb2.AttendanceRecorded):
+                continue  # ChronicAbsenceDetected and later additions: not records' input
+            district = _district(event, payload.district_id)
+            key = _required(payload.student_key, "student_key")
+            day = _date(payload.date, "date")
+            category = CATEGORIES.get(payload.category)
+            if category is None:
+                raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
+            by_district.setdefault(district, []).append(
+                store.Mark(key, day, payload.period, payload.school_id, category, payload.excused, event.offset)
+            )
+            causes[(district, key)] = event.event_id
+        for district, marks in by_district.items():
+            await _scoped(ctx, district)
+            written = await store.put_marks(ctx.conn, district, marks)
+            unknown = {m.student_key for m in marks} - written.known.keys()
+            if unknown:
+                raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
+            changes = await _summarise(ctx, district, marks, written)
+            for change in changes:
+                if change.crossed:
+                    _emit_crossing(ctx, district, change, rule, causes[(district, change.key[0])])
+
+    async def _summarise(
+        ctx: HandlerContext, district: str, marks: list[store.Mark], written: store.MarksWritten
+    ) -> list[YearChange]:
+        day_marks: list[DayMark] = []
+        current = dict(written.daily_before)
+        for m in marks:
+            if m.period or not written.known[m.student_key]:
+                continue  # period marks do not count; a destroyed student's record keeps no summary
+            was = current.get((m.student_key, m.day))
+            current[(m.student_key, m.day)] = m.category
+            day_marks.append(DayMark(m.student_key, m.day, was, m.category, m.offset))
+        if not day_marks:
+            return []
+        years = {(m.student_key, school_year(m.day)) for m in day_marks}
+        stored = await store.year_summaries(ctx.conn, district, years)
+        await enrolled.load(ctx.conn, district, years)
+        changes = fold_batch(district, stored, day_marks, rule, enrolled)
+        await store.put_year_summaries(ctx.conn, district, [c for c in changes if c.after != c.before])
+        flagged = [c for c in changes if c.flag_changed]
+        await store.project_chronic_absences(ctx.conn, district, flagged)
+        for change in flagged:
+            CHRONIC_CHANGES.labels(str(change.after.chronic_since is not None).lower()).inc()
+        SUMMARY_MARKS.inc(len(day_marks))
+        return changes
 
     return handle
+
+
+def _emit_crossing(ctx: HandlerContext, district: str, change: YearChange, rule: ChronicRule, cause: str) -> None:
+    since = change.after.chronic_since
+    assert since is not None
+    student = change.key[0]
+    ctx.emit(
+        ATTENDANCE,
+        "chronic_absence_detected",
+        attendance_pb2.ChronicAbsenceDetected(
+            student_key=student,
+            district_id=district,
+            days_enrolled=change.days_enrolled,
+            days_absent=change.after.days_absent,
+            absence_rate=round(change.absence_rate, 4),
+            threshold=rule.threshold,
+            as_of_date=since.isoformat(),
+        ),
+        subject=student,
+        district_id=district,
+        event_id=chronic_event_id(district, student, since.isoformat()),
+        causation_id=cause,
+    )
 
 
 def discipline_handler(runtime: Runtime) -> Handler:
@@ -239,7 +321,7 @@ def keys_handler(runtime: Runtime) -> Handler:
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("enrollment", [ENROLLMENT], enrollment_handler),
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
-    ConsumerSpec("attendance", [ATTENDANCE], attendance_handler, max_batch=1000),
+    ConsumerSpec("attendance", [ATTENDANCE], batch_handler=attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
     ConsumerSpec("keys", [KEYS], keys_handler),

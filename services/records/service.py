@@ -9,28 +9,19 @@ from services.records import api, oneroster
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.settings import RecordsSettings
-from services.records.summary import AttendanceSummary
 
 
 async def on_start(runtime: Runtime) -> None:
-    """The consent client, unless one was injected (tests put theirs in runtime.extras);
-    the attendance summary table wherever consumers run."""
+    """The consent client, unless one was injected (tests put theirs in runtime.extras)."""
     settings = runtime.settings
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
-    if settings.start_consumers:
-        summary = AttendanceSummary(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
-        await summary.start()
-        runtime.extras["attendance_summary"] = summary
 
 
 async def on_stop(runtime: Runtime) -> None:
-    summary = runtime.extras.get("attendance_summary")
-    if isinstance(summary, AttendanceSummary):
-        await summary.stop()
     client = runtime.extras.get("consent")
     if isinstance(client, ConsentClient):
         await client.aclose()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import asyncpg
 
 from homeroom.storage import Connection
+from services.records.summary import YearChange, YearKey, YearSummary
 
 APP_ROLE = "homeroom_records_app"
 DISTRICT_SETTING = "homeroom.district_id"
@@ -277,83 +278,133 @@ async def withdraw(
     return "ok"
 
 
-async def record_attendance(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    day: date,
-    period: str,
-    school_id: str,
-    category: str,
-    excused: bool,
-) -> bool:
-    """Upsert one attendance mark; False (and nothing written) if the district has no
-    record of the student. One statement."""
-    known = await conn.fetchval(
-        """WITH known AS (SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2),
-           mark AS (
-               INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
-               SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM known)
-               ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
-                   category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
-               RETURNING 1),
-           touched AS (
-               UPDATE students SET updated_at = clock_timestamp()
-               WHERE district_id = $1 AND student_key = $2 AND EXISTS (SELECT 1 FROM mark) RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM known)  -- data-modifying CTEs always run to completion""",
-        district_id,
-        student_key,
-        day,
-        period,
-        school_id,
-        category,
-        excused,
-    )
-    return bool(known)
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """An attendance mark as the consumer applies it."""
+
+    student_key: str
+    day: date
+    period: str  # "" for the daily mark
+    school_id: str
+    category: str
+    excused: bool
+    offset: int
 
 
-async def project_chronic_absence(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    *,
-    chronic: bool,
-    days_enrolled: int,
-    days_absent: int,
-    absence_rate: float,
-    as_of: date,
-    school_year: int,
-    version: int,
-) -> bool:
-    """Show the attendance summary table's chronic-absence state in the record: latest
-    (school year, source offset) wins, so a replayed or late write changes nothing.
-    False, and nothing written, if the district has no live record of the student."""
-    known = await conn.fetchval(
-        """WITH student AS (
-               SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2 AND destroyed_at IS NULL),
-           written AS (
-               INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
-                   absence_rate, as_of_date, school_year, version)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM student
-               ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
-                   days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
-                   absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
-                   school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
-               WHERE (chronic_absence.school_year, chronic_absence.version)
-                     <= (EXCLUDED.school_year, EXCLUDED.version)
-               RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM student)""",
+@dataclass(slots=True)
+class MarksWritten:
+    known: dict[str, bool]  # student key → live (False: a tombstone, keys destroyed)
+    daily_before: dict[tuple[str, date], str]  # (student, day) → the daily category before the batch
+
+
+_PUT_MARKS = """WITH input AS (
+        SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[])
+            AS m(student_key, day, period, school_id, category, excused)),
+    known AS (
+        SELECT student_key, destroyed_at IS NULL AS live FROM students
+        WHERE district_id = $1 AND student_key IN (SELECT student_key FROM input)),
+    old AS (
+        SELECT a.student_key, a.day, a.category FROM attendance a JOIN input m USING (student_key, day, period)
+        WHERE a.district_id = $1 AND a.period = ''),
+    written AS (
+        INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
+        SELECT $1, m.student_key, m.day, m.period, m.school_id, m.category, m.excused FROM input m
+        WHERE m.student_key IN (SELECT student_key FROM known)
+        ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+            category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
+        WHERE (attendance.school_id, attendance.category, attendance.excused)
+              IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
+    touched AS (
+        UPDATE students SET updated_at = clock_timestamp()
+        WHERE district_id = $1 AND student_key IN (SELECT student_key FROM known))
+    SELECT student_key, NULL::date AS day, CASE WHEN live THEN 'live' ELSE 'destroyed' END AS value FROM known
+    UNION ALL SELECT student_key, day, category FROM old"""
+
+
+async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> MarksWritten:
+    """Upsert a batch of one district's attendance marks (the last mark of a student, day and
+    period wins) for the students the district knows, in one statement; returns which
+    students are known and the daily categories the marks replaced. All data-modifying
+    parts of the statement see the rows as they were before it."""
+    last = {(m.student_key, m.day, m.period): m for m in marks}
+    rows = await conn.fetch(
+        _PUT_MARKS,
         district_id,
-        student_key,
-        chronic,
-        days_enrolled,
-        days_absent,
-        absence_rate,
-        as_of,
-        school_year,
-        version,
+        [m.student_key for m in last.values()],
+        [m.day for m in last.values()],
+        [m.period for m in last.values()],
+        [m.school_id for m in last.values()],
+        [m.category for m in last.values()],
+        [m.excused for m in last.values()],
     )
-    return bool(known)
+    written = MarksWritten({}, {})
+    for r in rows:
+        if r["day"] is None:
+            written.known[r["student_key"]] = r["value"] == "live"
+        else:
+            written.daily_before[(r["student_key"], r["day"])] = r["value"]
+    return written
+
+
+async def year_summaries(conn: Connection, district_id: str, keys: Collection[YearKey]) -> dict[YearKey, YearSummary]:
+    """The stored summaries of these student-years, locked until the transaction ends."""
+    rows = await conn.fetch(
+        """SELECT y.student_key, y.school_year, y.days_marked, y.days_absent, y.chronic_since
+           FROM attendance_years y JOIN unnest($2::text[], $3::int[]) AS k(student_key, school_year)
+               USING (student_key, school_year)
+           WHERE y.district_id = $1 FOR UPDATE OF y""",
+        district_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {
+        (r["student_key"], r["school_year"]): YearSummary(r["days_marked"], r["days_absent"], r["chronic_since"])
+        for r in rows
+    }
+
+
+async def put_year_summaries(conn: Connection, district_id: str, changes: Sequence[YearChange]) -> None:
+    if not changes:
+        return
+    await conn.execute(
+        """INSERT INTO attendance_years (district_id, student_key, school_year, days_marked, days_absent, chronic_since)
+           SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::date[])
+           ON CONFLICT (district_id, student_key, school_year) DO UPDATE SET days_marked = EXCLUDED.days_marked,
+               days_absent = EXCLUDED.days_absent, chronic_since = EXCLUDED.chronic_since""",
+        district_id,
+        [c.key[0] for c in changes],
+        [c.key[1] for c in changes],
+        [c.after.days_marked for c in changes],
+        [c.after.days_absent for c in changes],
+        [c.after.chronic_since for c in changes],
+    )
+
+
+async def project_chronic_absences(conn: Connection, district_id: str, changes: Sequence[YearChange]) -> None:
+    """Show changed chronic-absence flags in the record: the latest (school year, source
+    offset) wins, so a student's marks of an older school year never undo a newer one."""
+    if not changes:
+        return
+    await conn.execute(
+        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
+               absence_rate, as_of_date, school_year, version)
+           SELECT $1, * FROM unnest($2::text[], $3::bool[], $4::int[], $5::int[], $6::float8[], $7::date[],
+                                    $8::int[], $9::bigint[])
+           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
+               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
+               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
+               school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
+           WHERE (chronic_absence.school_year, chronic_absence.version) <= (EXCLUDED.school_year, EXCLUDED.version)""",
+        district_id,
+        [c.key[0] for c in changes],
+        [c.after.chronic_since is not None for c in changes],
+        [c.days_enrolled for c in changes],
+        [c.after.days_absent for c in changes],
+        [c.absence_rate for c in changes],
+        [c.after.chronic_since or c.last_day for c in changes],
+        [c.key[1] for c in changes],
+        [c.last_offset for c in changes],
+    )
 
 
 async def record_suspension(
@@ -404,6 +455,7 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         "attendance",
         "suspensions",
         "chronic_absence",
+        "attendance_years",
     ):
         await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
     await conn.execute(

@@ -28,14 +28,14 @@ from homeroom.bus.topics import (
 )
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
+from homeroom.service import Runtime, ServiceSpec
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.consent_peer import PeerState, consent_peer
 
-HANDLERS = {c.topics[0].name: c.handler for c in CONSUMERS}
+CONSUMER_OF_TOPIC = {c.topics[0].name: c for c in CONSUMERS}
 
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
@@ -45,7 +45,7 @@ def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
     spec = dataclasses.replace(
         SERVICE,
         consumers=tuple(
-            ConsumerSpec(f"{c.name}-{suffix}", [topics[t.name] for t in c.topics], c.handler, c.max_batch)
+            dataclasses.replace(c, name=f"{c.name}-{suffix}", topics=[topics[t.name] for t in c.topics])
             for c in SERVICE.consumers
         ),
     )
@@ -167,7 +167,7 @@ async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
     fresh = 0
     for i, event in enumerate(events):
         incoming = decode(event.topic, 0, i, event.key, event.value, list(event.headers))
-        handler = HANDLERS[event.topic](runtime)
+        handler = CONSUMER_OF_TOPIC[event.topic].build(runtime)
         async with runtime.pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetchval(
                 """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
@@ -180,7 +180,7 @@ async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
             if not claimed:
                 continue
             ctx = HandlerContext(conn, runtime.name)
-            await handler(incoming, ctx)
+            await handler([incoming], ctx)
             await outbox.add(conn, ctx.emitted)
             fresh += 1
     return fresh
