@@ -172,6 +172,7 @@ class EventConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.applied = 0
+        self.duplicates = 0  # events dropped as already applied (by stored offset or by id)
         self.dead_lettered = 0
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -354,6 +355,7 @@ class EventConsumer:
             self.applied += applied
         if duplicates:
             EVENTS_DUPLICATE.labels(self.service, self.name, topic).inc(duplicates)
+            self.duplicates += duplicates
 
     async def _apply_one(self, event: IncomingEvent) -> None:
         tp = TopicPartition(event.topic, event.partition)

@@ -194,6 +194,58 @@ async def test_consumer_killed_mid_batch_resumes_without_loss_or_double_apply(
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
 
 
+async def test_consumer_killed_between_state_commit_and_offset_commit_replays_nothing(
+    pg_pool: asyncpg.Pool, fresh_database_url: str, bootstrap: str, topic_suffix: str
+) -> None:
+    """kill -9 after the database commit of a poll's batches and before the Kafka offset
+    commit: Kafka still says "nothing consumed", yet the next owner of the partitions starts
+    where the state ends (the offsets stored with it), so no event even arrives twice."""
+    await prepare(pg_pool)
+    attendance, _ = topics(topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    total = 600
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(total)])
+    await publisher.stop()
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOMEROOM_FAILPOINTS": "consumer.after_state_commit:tally"}
+    child = subprocess.Popen(  # noqa: ASYNC220 - the child kills itself at the failpoint
+        [sys.executable, "-m", "tests.kernel.busfixtures", fresh_database_url, bootstrap, topic_suffix],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert await asyncio.to_thread(child.wait, 60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    applied_before = await count(pg_pool)
+    assert 0 < applied_before < total
+    stored = await count(pg_pool, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets")
+    assert stored == applied_before  # every applied event is covered by a stored offset
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"tally-{topic_suffix}")
+    await probe.start()
+    try:
+        partitions = probe.partitions_for_topic(attendance.name) or set()
+        from aiokafka import TopicPartition
+
+        committed = [await probe.committed(TopicPartition(attendance.name, p)) for p in partitions]
+    finally:
+        await probe.stop()
+    assert partitions and all(c is None for c in committed), committed  # Kafka never heard of it
+
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), total), timeout_s=90)
+    finally:
+        await consumer.stop()
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    assert consumer.applied == total - applied_before
+    assert consumer.duplicates == 0  # nothing re-read: the new owner sought to the stored offsets
+
+
 async def _gt(value: object, floor: int) -> bool:
     return bool(await value > floor)  # type: ignore[misc]
 
