@@ -24,14 +24,32 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 KERNEL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id          bigserial PRIMARY KEY,
-    event_id    text        NOT NULL UNIQUE,
-    topic       text        NOT NULL,
-    key         bytea,
-    headers     jsonb       NOT NULL,
-    payload     bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    id            bigserial PRIMARY KEY,
+    event_id      text        NOT NULL UNIQUE,
+    topic         text        NOT NULL,
+    key           bytea,
+    header_keys   text[]      NOT NULL,  -- the Kafka record headers as the driver decodes them:
+    header_values bytea[]     NOT NULL,  -- nothing for the relay to parse
+    payload       bytea       NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
 );
+-- Databases made before the headers became arrays: convert the waiting rows in place.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'headers') THEN
+        ALTER TABLE outbox ADD COLUMN header_keys text[], ADD COLUMN header_values bytea[];
+        UPDATE outbox SET
+            header_keys = ARRAY(SELECT h.v->>0 FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n) ORDER BY n),
+            header_values = ARRAY(SELECT decode(h.v->>1, 'hex')
+                                  FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n) ORDER BY n);
+        ALTER TABLE outbox DROP COLUMN headers;
+        ALTER TABLE outbox ALTER COLUMN header_keys SET NOT NULL, ALTER COLUMN header_values SET NOT NULL;
+    END IF;
+END
+$$;
+-- The relay's lanes read one topic at a time in id order.
+CREATE INDEX IF NOT EXISTS outbox_topic_id ON outbox (topic, id);
 CREATE TABLE IF NOT EXISTS processed_events (
     consumer     text        NOT NULL,
     event_id     text        NOT NULL,

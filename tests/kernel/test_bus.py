@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from homeroom.bus.consumer import HandlerContext, RejectEvent
-from homeroom.bus.envelope import IncomingEvent, decode
+from homeroom.bus.envelope import IncomingEvent, build_event, decode
 from homeroom.bus.producer import Publisher
-from homeroom.bus.topics import ensure_topics
+from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
+from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.outbox import OutboxRelay
@@ -361,3 +363,68 @@ async def test_a_database_restart_under_a_consumer_loses_and_dead_letters_nothin
             await pool.close()
     finally:
         server.cleanup()
+
+
+async def test_each_topic_has_its_own_relay_lane(pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str) -> None:
+    """An enrollment written behind a backlog of attendance is published while that backlog
+    is still waiting: the relay keeps order within a topic, not across topics."""
+    await prepare(pg_pool)
+    attendance, _ = topics(topic_suffix)
+    enrollment = with_suffix(ENROLLMENT, topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [*topics(topic_suffix), enrollment])
+    backlog = [absence(i, topic_suffix) for i in range(1000)]
+    enrolled = build_event(
+        enrollment,
+        "student_enrolled",
+        StudentEnrolled(student_key="stu_1", district_id="d-1", school_id="s-1", entry_date="2026-09-01"),
+        source="/test",
+        subject="stu_1",
+        topic_name=enrollment.name,
+    )
+    await write_to_outbox(pg_pool, backlog)
+    await write_to_outbox(pg_pool, [enrolled])
+    headers = await pg_pool.fetchrow(
+        "SELECT header_keys, header_values FROM outbox WHERE event_id = $1", enrolled.event_id
+    )
+    assert headers is not None and list(zip(headers[0], headers[1], strict=True)) == enrolled.headers
+
+    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), batch_size=10)
+    relay.start()
+    try:
+        waiting = "SELECT count(*) FROM outbox WHERE topic = $1"
+        await wait_for(lambda: _eq(pg_pool.fetchval(waiting, enrollment.name), 0))
+        assert await pg_pool.fetchval(waiting, attendance.name) > 0
+        # ... so the enrollment did not wait for the 100 batches of attendance.
+        await relay.drain(60)
+    finally:
+        await relay.stop()
+    consumer = AIOKafkaConsumer(
+        enrollment.name, bootstrap_servers=bootstrap, group_id=f"lane-{topic_suffix}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        got = await consumer.getone()
+    finally:
+        await consumer.stop()
+    assert (got.value, list(got.headers)) == (enrolled.value, enrolled.headers)  # headers as written, byte for byte
+
+
+async def test_an_outbox_with_json_headers_is_converted_in_place(pg_pool: asyncpg.Pool) -> None:
+    """A database made before the headers became arrays keeps its waiting events."""
+    event = absence(1, "convert")
+    await pg_pool.execute(
+        """CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, topic text NOT NULL,
+               key bytea, headers jsonb NOT NULL, payload bytea NOT NULL, created_at timestamptz DEFAULT now())"""
+    )
+    await pg_pool.execute(
+        """INSERT INTO outbox (event_id, topic, key, headers, payload) VALUES ($1, $2, $3, $4::jsonb, $5)""",
+        event.event_id,
+        event.topic,
+        event.key,
+        json.dumps([[k, v.hex()] for k, v in event.headers]),
+        event.value,
+    )
+    await prepare(pg_pool)
+    row = await pg_pool.fetchrow("SELECT * FROM outbox")
+    assert row is not None and "headers" not in dict(row)
+    assert list(zip(row["header_keys"], row["header_values"], strict=True)) == event.headers
