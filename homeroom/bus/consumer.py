@@ -16,9 +16,10 @@ then finds the batch applied. Nothing lost, nothing applied twice.
 A per-event handler (`Handler`) still works: `one_at_a_time` runs it for each event of the
 batch inside the same transaction. Hot paths use `BatchHandler`.
 
-If a batch fails, it is rolled back and replayed one event at a time (each in its own
-transaction) so the failing event is retried with backoff and finally dead-lettered (with
-its reason, to ingest.rejected.v1) without holding up the others. Partitions are
+If a batch fails, it is rolled back and halved, each half applied as a batch the same
+way, until the failing event is alone: that one is retried with backoff in its own
+transaction and finally dead-lettered (with its reason, to ingest.rejected.v1) without
+holding up the others, which still go in batches. Partitions are
 processed concurrently; order within a partition (so within a student) is kept.
 """
 
@@ -292,23 +293,38 @@ class EventConsumer:
                 )
             except PoisonMessage as poison:
                 decoded.append((record, poison))
-        if all(isinstance(d, IncomingEvent) for d in decoded):
-            events = [d for d in decoded if isinstance(d, IncomingEvent)]
-            try:
-                await self._apply_together(tp, events)
-                return
-            except asyncio.CancelledError:
-                raise
-            except INFRASTRUCTURE_ERRORS as exc:
-                raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            except Exception:  # replay one by one to isolate the failing event
-                log.debug("batch failed; applying one at a time", extra={"consumer": self.name})
+        # Runs of readable events go in batches; an unreadable record is dead-lettered in its place.
+        run: list[IncomingEvent] = []
         for item in decoded:
             if isinstance(item, IncomingEvent):
-                await self._apply_one(item)
-            else:
-                record, bad = item
-                await self._dead_letter_record(record, bad.rule, str(bad), bad.field, attempts=1)
+                run.append(item)
+                continue
+            await self._apply_run(tp, run)
+            run = []
+            record, bad = item
+            await self._dead_letter_record(record, bad.rule, str(bad), bad.field, attempts=1)
+        await self._apply_run(tp, run)
+
+    async def _apply_run(self, tp: TopicPartition, events: list[IncomingEvent]) -> None:
+        """Apply events as one batch; if that fails, halve it and apply each half the same way,
+        so a failing event ends up alone (retried with backoff, then dead-lettered) after
+        log2(n) rolled-back batches while the events around it still go in batches."""
+        if len(events) <= 1:
+            for event in events:
+                await self._apply_one(event)
+            return
+        try:
+            await self._apply_together(tp, events)
+            return
+        except asyncio.CancelledError:
+            raise
+        except INFRASTRUCTURE_ERRORS as exc:
+            raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            log.debug("batch failed; halving it", extra={"consumer": self.name, "error": repr(exc)})
+        middle = len(events) // 2
+        await self._apply_run(tp, events[:middle])
+        await self._apply_run(tp, events[middle:])
 
     async def _claim(
         self, conn: Connection, tp: TopicPartition, events: Sequence[IncomingEvent]

@@ -89,60 +89,94 @@ async def _scoped(ctx: HandlerContext, district: str) -> None:
         ctx.state["district"] = district
 
 
-def enrollment_handler(runtime: Runtime) -> Handler:
+def enrollment_handler(runtime: Runtime) -> BatchHandler:
+    """Registrations and enrollments a run at a time: consecutive events of one kind and
+    district become one statement (store.register_students / store.enroll_many); a
+    withdrawal or school change ends the run and is applied on its own, so each student's
+    events keep their order."""
     cipher = runtime.require_cipher()
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        payload = event.payload
-        if isinstance(payload, enrollment_pb2.StudentRegistered):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            for element in [*payload.sealed_elements, *payload.plain_elements]:
-                if element not in CATALOGUE:
-                    raise RejectEvent("element.unknown", f"{element!r} is not a catalogue element", element)
-            for element in payload.plain_elements:
-                if CATALOGUE[element].pii:
-                    raise RejectEvent("element.pii_unsealed", f"{element} is PII and must arrive sealed", element)
-            flags = None
-            if payload.program_flags:
-                flags = await cipher.seal(
-                    district, key, PROGRAM_FLAGS_ELEMENT, json.dumps(sorted(set(payload.program_flags)))
+    async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        run = _Run(ctx)
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, enrollment_pb2.StudentRegistered):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                for element in [*payload.sealed_elements, *payload.plain_elements]:
+                    if element not in CATALOGUE:
+                        raise RejectEvent("element.unknown", f"{element!r} is not a catalogue element", element)
+                for element in payload.plain_elements:
+                    if CATALOGUE[element].pii:
+                        raise RejectEvent("element.pii_unsealed", f"{element} is PII and must arrive sealed", element)
+                flags = None
+                if payload.program_flags:
+                    flags = await cipher.seal(
+                        district, key, PROGRAM_FLAGS_ELEMENT, json.dumps(sorted(set(payload.program_flags)))
+                    )
+                registration = store.Registration(
+                    key,
+                    payload.local_student_id_hash,
+                    {k: bytes(v.ciphertext) for k, v in payload.sealed_elements.items()},
+                    dict(payload.plain_elements),
+                    flags,
                 )
-            await _scoped(ctx, district)
-            await store.register_student(
-                ctx.conn,
-                district,
-                key,
-                payload.local_student_id_hash,
-                {k: bytes(v.ciphertext) for k, v in payload.sealed_elements.items()},
-                dict(payload.plain_elements),
-                flags,
-            )
-        elif isinstance(payload, enrollment_pb2.StudentEnrolled):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            school = _required(payload.school_id, "school_id")
-            entry = _date(payload.entry_date, "entry_date")
-            await _scoped(ctx, district)
-            await store.enroll(ctx.conn, district, key, school, entry, payload.grade_level, payload.entry_type)
-        elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            school = _required(payload.school_id, "school_id")
-            exit_date = _date(payload.exit_date, "exit_date")
-            await _scoped(ctx, district)
-            await _close(ctx, district, key, school, exit_date, payload.exit_code)
-        elif isinstance(payload, enrollment_pb2.SchoolChanged):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            from_school = _required(payload.from_school_id, "from_school_id")
-            to_school = _required(payload.to_school_id, "to_school_id")
-            when = _date(payload.change_date, "change_date")
-            await _scoped(ctx, district)
-            await _close(ctx, district, key, from_school, when, "school_change")
-            await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
+                await run.add("register", district, registration)
+            elif isinstance(payload, enrollment_pb2.StudentEnrolled):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                school = _required(payload.school_id, "school_id")
+                entry = _date(payload.entry_date, "entry_date")
+                await run.add(
+                    "enroll", district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type)
+                )
+            elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                school = _required(payload.school_id, "school_id")
+                exit_date = _date(payload.exit_date, "exit_date")
+                await run.flush()
+                await _scoped(ctx, district)
+                await _close(ctx, district, key, school, exit_date, payload.exit_code)
+            elif isinstance(payload, enrollment_pb2.SchoolChanged):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                from_school = _required(payload.from_school_id, "from_school_id")
+                to_school = _required(payload.to_school_id, "to_school_id")
+                when = _date(payload.change_date, "change_date")
+                await run.flush()
+                await _scoped(ctx, district)
+                await _close(ctx, district, key, from_school, when, "school_change")
+                await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
+        await run.flush()
 
     return handle
+
+
+class _Run:
+    """Consecutive registrations or enrollments of one district, written together."""
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.kind = ""
+        self.district = ""
+        self.items: list[store.Registration] | list[store.Enrollment] = []
+
+    async def add(self, kind: str, district: str, item: store.Registration | store.Enrollment) -> None:
+        if (kind, district) != (self.kind, self.district):
+            await self.flush()
+            self.kind, self.district, self.items = kind, district, []
+        self.items.append(item)  # type: ignore[arg-type]
+
+    async def flush(self) -> None:
+        items, self.items = self.items, []
+        if not items:
+            return
+        await _scoped(self.ctx, self.district)
+        if self.kind == "register":
+            await store.register_students(self.ctx.conn, self.district, items)  # type: ignore[arg-type]
+        else:
+            await store.enroll_many(self.ctx.conn, self.district, items)  # type: ignore[arg-type]
 
 
 async def _close(ctx: HandlerContext, district: str, key: str, school: str, when: date, code: str) -> None:
@@ -319,7 +353,7 @@ def keys_handler(runtime: Runtime) -> Handler:
 
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec("enrollment", [ENROLLMENT], enrollment_handler),
+    ConsumerSpec("enrollment", [ENROLLMENT], batch_handler=enrollment_handler),
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
     ConsumerSpec("attendance", [ATTENDANCE], batch_handler=attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
