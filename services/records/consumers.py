@@ -34,6 +34,7 @@ from services.records.summary import (
     ChronicRule,
     DayMark,
     EnrolledDays,
+    FlagChange,
     MarkedDays,
     YearChange,
     chronic_event_id,
@@ -90,10 +91,9 @@ async def _scoped(ctx: HandlerContext, district: str) -> None:
 
 
 def enrollment_handler(runtime: Runtime) -> BatchHandler:
-    """Registrations and enrollments a run at a time: consecutive events of one kind and
-    district become one statement (store.register_students / store.enroll_many); a
-    withdrawal or school change ends the run and is applied on its own, so each student's
-    events keep their order."""
+    """Registrations and enrollments a run at a time (`_Run`: one statement per district for
+    each); a withdrawal or school change ends the run and is applied on its own, so each
+    student's events keep their order."""
     cipher = runtime.require_cipher()
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
@@ -121,15 +121,13 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
                     dict(payload.plain_elements),
                     flags,
                 )
-                await run.add("register", district, registration)
+                await run.add(district, registration)
             elif isinstance(payload, enrollment_pb2.StudentEnrolled):
                 district = _district(event, payload.district_id)
                 key = _required(payload.student_key, "student_key")
                 school = _required(payload.school_id, "school_id")
                 entry = _date(payload.entry_date, "entry_date")
-                await run.add(
-                    "enroll", district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type)
-                )
+                await run.add(district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type))
             elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
                 district = _district(event, payload.district_id)
                 key = _required(payload.student_key, "student_key")
@@ -154,29 +152,36 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
 
 
 class _Run:
-    """Consecutive registrations or enrollments of one district, written together."""
+    """Registrations and enrollments written together: per district, every registration of
+    the run (merged per student, in order) and then every enrollment. That order is the
+    stream's own for each student unless a student registers again after enrolling, so
+    such a registration starts a new run, as a withdrawal or school change does."""
 
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
-        self.kind = ""
-        self.district = ""
-        self.items: list[store.Registration] | list[store.Enrollment] = []
+        self.registrations: dict[str, list[store.Registration]] = {}
+        self.enrollments: dict[str, list[store.Enrollment]] = {}
+        self.enrolled: set[tuple[str, str]] = set()
 
-    async def add(self, kind: str, district: str, item: store.Registration | store.Enrollment) -> None:
-        if (kind, district) != (self.kind, self.district):
-            await self.flush()
-            self.kind, self.district, self.items = kind, district, []
-        self.items.append(item)  # type: ignore[arg-type]
+    async def add(self, district: str, item: store.Registration | store.Enrollment) -> None:
+        if isinstance(item, store.Registration):
+            if (district, item.student_key) in self.enrolled:
+                await self.flush()
+            self.registrations.setdefault(district, []).append(item)
+        else:
+            self.enrollments.setdefault(district, []).append(item)
+            self.enrolled.add((district, item.student_key))
 
     async def flush(self) -> None:
-        items, self.items = self.items, []
-        if not items:
-            return
-        await _scoped(self.ctx, self.district)
-        if self.kind == "register":
-            await store.register_students(self.ctx.conn, self.district, items)  # type: ignore[arg-type]
-        else:
-            await store.enroll_many(self.ctx.conn, self.district, items)  # type: ignore[arg-type]
+        registrations, self.registrations = self.registrations, {}
+        enrollments, self.enrollments = self.enrollments, {}
+        self.enrolled = set()
+        for district, regs in registrations.items():
+            await _scoped(self.ctx, district)
+            await store.register_students(self.ctx.conn, district, regs)
+        for district, enrolls in enrollments.items():
+            await _scoped(self.ctx, district)
+            await store.enroll_many(self.ctx.conn, district, enrolls)
 
 
 async def _close(ctx: HandlerContext, district: str, key: str, school: str, when: date, code: str) -> None:
@@ -218,7 +223,7 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
         by_district: dict[str, list[store.Mark]] = {}
-        causes: dict[tuple[str, str], str] = {}  # (district, student) → the last mark's event id
+        causes: dict[int, str] = {}  # offset → event id
         for event in events:
             payload = event.payload
             if not isinstance(payload, attendance_pb2.AttendanceRecorded):
@@ -232,17 +237,16 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
             by_district.setdefault(district, []).append(
                 store.Mark(key, day, payload.period, payload.school_id, category, payload.excused, event.offset)
             )
-            causes[(district, key)] = event.event_id
+            causes[event.offset] = event.event_id
         for district, marks in by_district.items():
             await _scoped(ctx, district)
             written = await store.put_marks(ctx.conn, district, marks)
             unknown = {m.student_key for m in marks} - written.known.keys()
             if unknown:
                 raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-            changes = await _summarise(ctx, district, marks, written)
-            for change in changes:
-                if change.crossed:
-                    _emit_crossing(ctx, district, change, rule, causes[(district, change.key[0])])
+            for change in await _summarise(ctx, district, marks, written):
+                for crossing in change.crossings:
+                    _emit_crossing(ctx, district, change.key[0], crossing, rule, causes[crossing.offset])
 
     async def _summarise(
         ctx: HandlerContext, district: str, marks: list[store.Mark], written: store.MarksWritten
@@ -262,29 +266,30 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
         await enrolled.load(ctx.conn, district, years)
         changes = fold_batch(district, stored, day_marks, rule, enrolled)
         await store.put_year_summaries(ctx.conn, district, [c for c in changes if c.after != c.before])
-        flagged = [c for c in changes if c.flag_changed]
-        await store.project_chronic_absences(ctx.conn, district, flagged)
-        for change in flagged:
-            CHRONIC_CHANGES.labels(str(change.after.chronic_since is not None).lower()).inc()
+        await store.project_chronic_absences(ctx.conn, district, changes)
+        for change in changes:
+            for flag in change.flag_changes:
+                CHRONIC_CHANGES.labels(str(flag.chronic).lower()).inc()
         SUMMARY_MARKS.inc(len(day_marks))
         return changes
 
     return handle
 
 
-def _emit_crossing(ctx: HandlerContext, district: str, change: YearChange, rule: ChronicRule, cause: str) -> None:
-    since = change.after.chronic_since
+def _emit_crossing(
+    ctx: HandlerContext, district: str, student: str, crossing: FlagChange, rule: ChronicRule, cause: str
+) -> None:
+    since = crossing.summary.chronic_since
     assert since is not None
-    student = change.key[0]
     ctx.emit(
         ATTENDANCE,
         "chronic_absence_detected",
         attendance_pb2.ChronicAbsenceDetected(
             student_key=student,
             district_id=district,
-            days_enrolled=change.days_enrolled,
-            days_absent=change.after.days_absent,
-            absence_rate=round(change.absence_rate, 4),
+            days_enrolled=crossing.days_enrolled,
+            days_absent=crossing.summary.days_absent,
+            absence_rate=round(crossing.absence_rate, 4),
             threshold=rule.threshold,
             as_of_date=since.isoformat(),
         ),

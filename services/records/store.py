@@ -412,15 +412,21 @@ class MarksWritten:
     daily_before: dict[tuple[str, date], str]  # (student, day) → the daily category before the batch
 
 
+# Every lookup is by primary key (= ANY of an array, or LATERAL per input row), so a
+# batch costs the same whatever the tables hold: a join on an unnest can be planned as a
+# scan of the whole table.
 _PUT_MARKS = """WITH input AS (
         SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[])
             AS m(student_key, day, period, school_id, category, excused)),
     known AS (
         SELECT student_key, destroyed_at IS NULL AS live FROM students
-        WHERE district_id = $1 AND student_key IN (SELECT student_key FROM input)),
+        WHERE district_id = $1 AND student_key = ANY($8::text[])),
     old AS (
-        SELECT a.student_key, a.day, a.category FROM attendance a JOIN input m USING (student_key, day, period)
-        WHERE a.district_id = $1 AND a.period = ''),
+        SELECT m.student_key, m.day, a.category FROM input m
+        CROSS JOIN LATERAL (
+            SELECT category FROM attendance a
+            WHERE a.district_id = $1 AND a.student_key = m.student_key AND a.day = m.day AND a.period = '') a
+        WHERE m.period = ''),
     written AS (
         INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
         SELECT $1, m.student_key, m.day, m.period, m.school_id, m.category, m.excused FROM input m
@@ -430,8 +436,7 @@ _PUT_MARKS = """WITH input AS (
         WHERE (attendance.school_id, attendance.category, attendance.excused)
               IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
     touched AS (
-        UPDATE students SET updated_at = clock_timestamp()
-        WHERE district_id = $1 AND student_key IN (SELECT student_key FROM known))
+        UPDATE students SET updated_at = clock_timestamp() WHERE district_id = $1 AND student_key = ANY($8::text[]))
     SELECT student_key, NULL::date AS day, CASE WHEN live THEN 'live' ELSE 'destroyed' END AS value FROM known
     UNION ALL SELECT student_key, day, category FROM old"""
 
@@ -451,6 +456,7 @@ async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -
         [m.school_id for m in last.values()],
         [m.category for m in last.values()],
         [m.excused for m in last.values()],
+        sorted({m.student_key for m in marks}),
     )
     written = MarksWritten({}, {})
     for r in rows:
@@ -464,10 +470,12 @@ async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -
 async def year_summaries(conn: Connection, district_id: str, keys: Collection[YearKey]) -> dict[YearKey, YearSummary]:
     """The stored summaries of these student-years, locked until the transaction ends."""
     rows = await conn.fetch(
-        """SELECT y.student_key, y.school_year, y.days_marked, y.days_absent, y.chronic_since
-           FROM attendance_years y JOIN unnest($2::text[], $3::int[]) AS k(student_key, school_year)
-               USING (student_key, school_year)
-           WHERE y.district_id = $1 FOR UPDATE OF y""",
+        """SELECT k.student_key, k.school_year, y.days_marked, y.days_absent, y.chronic_since
+           FROM unnest($2::text[], $3::int[]) AS k(student_key, school_year)
+           CROSS JOIN LATERAL (
+               SELECT days_marked, days_absent, chronic_since FROM attendance_years y
+               WHERE y.district_id = $1 AND y.student_key = k.student_key AND y.school_year = k.school_year
+               FOR UPDATE) y""",
         district_id,
         [k[0] for k in keys],
         [k[1] for k in keys],
@@ -496,9 +504,11 @@ async def put_year_summaries(conn: Connection, district_id: str, changes: Sequen
 
 
 async def project_chronic_absences(conn: Connection, district_id: str, changes: Sequence[YearChange]) -> None:
-    """Show changed chronic-absence flags in the record: the latest (school year, source
-    offset) wins, so a student's marks of an older school year never undo a newer one."""
-    if not changes:
+    """Show changed chronic-absence flags in the record, with the figures of the last mark
+    that moved the flag: the latest (school year, source offset) wins, so a student's marks
+    of an older school year never undo a newer one."""
+    last = [(c.key, c.flag_changes[-1]) for c in changes if c.flag_changes]
+    if not last:
         return
     await conn.execute(
         """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
@@ -511,14 +521,14 @@ async def project_chronic_absences(conn: Connection, district_id: str, changes: 
                school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
            WHERE (chronic_absence.school_year, chronic_absence.version) <= (EXCLUDED.school_year, EXCLUDED.version)""",
         district_id,
-        [c.key[0] for c in changes],
-        [c.after.chronic_since is not None for c in changes],
-        [c.days_enrolled for c in changes],
-        [c.after.days_absent for c in changes],
-        [c.absence_rate for c in changes],
-        [c.after.chronic_since or c.last_day for c in changes],
-        [c.key[1] for c in changes],
-        [c.last_offset for c in changes],
+        [key[0] for key, _ in last],
+        [f.chronic for _, f in last],
+        [f.days_enrolled for _, f in last],
+        [f.summary.days_absent for _, f in last],
+        [f.absence_rate for _, f in last],
+        [f.summary.chronic_since or f.day for _, f in last],
+        [key[1] for key, _ in last],
+        [f.offset for _, f in last],
     )
 
 

@@ -107,26 +107,34 @@ def fold(
 
 
 @dataclass(frozen=True, slots=True)
+class FlagChange:
+    """A mark that moved a student over the line or back under it, with the figures of that
+    moment: the same whether the marks came one at a time or in a batch."""
+
+    summary: YearSummary  # right after the mark
+    days_enrolled: int
+    day: date
+    offset: int
+
+    @property
+    def chronic(self) -> bool:
+        return self.summary.chronic_since is not None
+
+    @property
+    def absence_rate(self) -> float:
+        return self.summary.days_absent / self.days_enrolled if self.days_enrolled else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class YearChange:
     key: YearKey
     before: YearSummary
     after: YearSummary
-    days_enrolled: int
-    last_day: date
-    last_offset: int
+    flag_changes: tuple[FlagChange, ...]  # in mark order; each crossing is one event
 
     @property
-    def crossed(self) -> bool:
-        """The line was crossed (anew) by this batch: emit one event."""
-        return self.after.chronic_since is not None and self.after.chronic_since != self.before.chronic_since
-
-    @property
-    def flag_changed(self) -> bool:
-        return self.after.chronic_since != self.before.chronic_since
-
-    @property
-    def absence_rate(self) -> float:
-        return self.after.days_absent / self.days_enrolled if self.days_enrolled else 0.0
+    def crossings(self) -> list[FlagChange]:
+        return [f for f in self.flag_changes if f.chronic]
 
 
 def fold_batch(
@@ -139,22 +147,16 @@ def fold_batch(
     """Fold a batch's daily marks (in order) into the stored summaries; one change per
     student-year touched."""
     current = dict(stored)
-    last: dict[YearKey, DayMark] = {}
+    flags: dict[YearKey, list[FlagChange]] = {}
     for mark in marks:
         key = (mark.student_key, school_year(mark.day))
-        current[key] = fold(current.get(key, YearSummary()), mark, rule, enrolled, district_id)
-        last[key] = mark
-    return [
-        YearChange(
-            key,
-            stored.get(key, YearSummary()),
-            current[key],
-            enrolled.as_of(district_id, key, mark.day, current[key]),
-            mark.day,
-            mark.offset,
-        )
-        for key, mark in last.items()
-    ]
+        before = current.get(key, YearSummary())
+        after = current[key] = fold(before, mark, rule, enrolled, district_id)
+        changes = flags.setdefault(key, [])
+        if (after.chronic_since is None) != (before.chronic_since is None):
+            days = enrolled.as_of(district_id, key, mark.day, after)
+            changes.append(FlagChange(after, days, mark.day, mark.offset))
+    return [YearChange(key, stored.get(key, YearSummary()), current[key], tuple(f)) for key, f in flags.items()]
 
 
 def chronic_event_id(district: str, student: str, since: str) -> str:

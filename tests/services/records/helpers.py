@@ -186,6 +186,21 @@ async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
     return fresh
 
 
+async def apply_batches(runtime: Runtime, *events: OutgoingEvent) -> None:
+    """Apply events as the kernel consumer does under load: each topic's events (in order)
+    as ONE batch, in one transaction, through the consumer's batch handler."""
+    by_topic: dict[str, list[OutgoingEvent]] = {}
+    for event in events:
+        by_topic.setdefault(event.topic, []).append(event)
+    for topic, batch in by_topic.items():
+        incoming = [decode(e.topic, 0, i, e.key, e.value, list(e.headers)) for i, e in enumerate(batch)]
+        handler = CONSUMER_OF_TOPIC[topic].build(runtime)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            ctx = HandlerContext(conn, runtime.name)
+            await handler(incoming, ctx)
+            await outbox.add(conn, ctx.emitted)
+
+
 @dataclass
 class Records:
     svc: ServiceUnderTest
