@@ -34,14 +34,20 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "homeroom_outbox"
 
 
-# One statement for any number of events: each row's headers are a slice of two flat arrays.
+# One statement for any number of events. The headers of all events travel as flat arrays
+# with each header's event number, and are regrouped per event (slicing one long array per
+# row instead would cost O(n) per row).
 _ADD = f"""WITH e AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::int[], $6::int[])
-            AS e(event_id, topic, key, payload, first, last)),
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) WITH ORDINALITY
+            AS e(event_id, topic, key, payload, n)),
+    h AS (
+        SELECT n, array_agg(k ORDER BY i) AS keys, array_agg(v ORDER BY i) AS vals
+        FROM unnest($5::int[], $6::text[], $7::bytea[]) WITH ORDINALITY AS h(n, k, v, i) GROUP BY n),
     added AS (
         INSERT INTO outbox (event_id, topic, key, header_keys, header_values, payload)
-        SELECT e.event_id, e.topic, e.key, ($7::text[])[e.first:e.last], ($8::bytea[])[e.first:e.last], e.payload
-        FROM e ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+        SELECT e.event_id, e.topic, e.key, coalesce(h.keys, '{{}}'), coalesce(h.vals, '{{}}'), e.payload
+        FROM e LEFT JOIN h USING (n) ORDER BY e.n
+        ON CONFLICT (event_id) DO NOTHING RETURNING 1)
     SELECT pg_notify('{NOTIFY_CHANNEL}', ''), (SELECT count(*) FROM added)"""  # noqa: S608 (constant)
 
 
@@ -54,24 +60,21 @@ async def add(conn: Connection, events: OutgoingEvent | Iterable[OutgoingEvent])
     batch = [events] if isinstance(events, OutgoingEvent) else list(events)
     if not batch:
         return 0
+    numbers: list[int] = []
     keys: list[str] = []
     values: list[bytes] = []
-    first: list[int] = []
-    last: list[int] = []
-    for e in batch:
-        first.append(len(keys) + 1)  # PostgreSQL arrays count from 1; slices include both ends
+    for n, e in enumerate(batch, start=1):  # WITH ORDINALITY counts from 1
         for k, v in e.headers:
+            numbers.append(n)
             keys.append(k)
             values.append(v)
-        last.append(len(keys))
     await conn.fetchrow(
         _ADD,
         [e.event_id for e in batch],
         [e.topic for e in batch],
         [e.key for e in batch],
         [e.value for e in batch],
-        first,
-        last,
+        numbers,
         keys,
         values,
     )

@@ -412,20 +412,24 @@ class MarksWritten:
     daily_before: dict[tuple[str, date], str]  # (student, day) → the daily category before the batch
 
 
-# Every lookup is by primary key (= ANY of an array, or LATERAL per input row), so a
-# batch costs the same whatever the tables hold: a join on an unnest can be planned as a
-# scan of the whole table.
+# Every lookup is a primary-key probe per input row (LATERAL ... LIMIT 1, which the planner
+# cannot flatten into a join) and the update goes by the rows' ctids (a TID scan), so a batch
+# costs the same whatever the tables hold and whatever the planner's statistics say: a join
+# on an unnest can be planned as a scan of the whole district per batch.
 _PUT_MARKS = """WITH input AS (
         SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[])
             AS m(student_key, day, period, school_id, category, excused)),
     known AS (
-        SELECT student_key, destroyed_at IS NULL AS live FROM students
-        WHERE district_id = $1 AND student_key = ANY($8::text[])),
+        SELECT k.student_key, s.ctid AS row_id, s.destroyed_at IS NULL AS live FROM unnest($8::text[]) AS k(student_key)
+        CROSS JOIN LATERAL (
+            SELECT ctid, destroyed_at FROM students s
+            WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
     old AS (
         SELECT m.student_key, m.day, a.category FROM input m
         CROSS JOIN LATERAL (
             SELECT category FROM attendance a
-            WHERE a.district_id = $1 AND a.student_key = m.student_key AND a.day = m.day AND a.period = '') a
+            WHERE a.district_id = $1 AND a.student_key = m.student_key AND a.day = m.day AND a.period = ''
+            LIMIT 1) a
         WHERE m.period = ''),
     written AS (
         INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
@@ -436,7 +440,8 @@ _PUT_MARKS = """WITH input AS (
         WHERE (attendance.school_id, attendance.category, attendance.excused)
               IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
     touched AS (
-        UPDATE students SET updated_at = clock_timestamp() WHERE district_id = $1 AND student_key = ANY($8::text[]))
+        UPDATE students SET updated_at = clock_timestamp()
+        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known)) AND district_id = $1)
     SELECT student_key, NULL::date AS day, CASE WHEN live THEN 'live' ELSE 'destroyed' END AS value FROM known
     UNION ALL SELECT student_key, day, category FROM old"""
 
@@ -475,7 +480,7 @@ async def year_summaries(conn: Connection, district_id: str, keys: Collection[Ye
            CROSS JOIN LATERAL (
                SELECT days_marked, days_absent, chronic_since FROM attendance_years y
                WHERE y.district_id = $1 AND y.student_key = k.student_key AND y.school_year = k.school_year
-               FOR UPDATE) y""",
+               LIMIT 1 FOR UPDATE) y""",
         district_id,
         [k[0] for k in keys],
         [k[1] for k in keys],
