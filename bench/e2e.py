@@ -28,7 +28,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -165,6 +168,38 @@ async def top_statements(stack: Stack, events: int, limit: int = 15) -> list[dic
     return out
 
 
+def start_py_spy(directory: Path, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each service process (collapsed stacks, flamegraph.pl's input)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "-o",
+                str(directory / f"{name}.folded"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
+def stop_py_spy(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+    for spy in spies:
+        spy.wait(30)
+
+
 def wait_for(what: str, probe: Any, timeout_s: float = 300) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -231,6 +266,9 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=20)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--statements", action="store_true", help="pg_stat_statements: the costliest statements")
+    parser.add_argument(
+        "--py-spy", type=Path, help="record each service with py-spy (installed separately) into DIR/<service>.folded"
+    )
     args = parser.parse_args()
 
     # Weeks in the past, so no attendance day is refused as a future date.
@@ -312,6 +350,7 @@ def main() -> None:
                 uploads["reports"] = [submit(d.id, "batch", body) for d, body in zip((a, b), bodies, strict=True)]
                 uploads["done"] = time.perf_counter()
 
+            spies = start_py_spy(args.py_spy, {n: c.pid for n, c in stack._children.items()}) if args.py_spy else []
             cpu_before = cpu.sample()
             started = time.perf_counter()
             started_wall = time.time()
@@ -338,6 +377,7 @@ def main() -> None:
             )
             records_done = time.perf_counter() - started
             cpu_after = cpu.sample()
+            stop_py_spy(spies)
             applied = asyncio.run(count(records_db, "SELECT count(*) FROM attendance")) - base_attendance
             statements = asyncio.run(top_statements(stack, attendance_events)) if args.statements else []
 

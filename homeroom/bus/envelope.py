@@ -40,6 +40,7 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+@functools.lru_cache(maxsize=1024)
 def event_type(topic_name: str, change: str) -> str:
     """CloudEvents type from the topic's base name and version, e.g. enrollment.v1 + student_enrolled
     → org.homeroom.enrollment.v1.StudentEnrolled. A per-test suffix after the version is ignored."""
