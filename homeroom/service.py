@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from homeroom import crypto
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
@@ -281,23 +282,34 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     return app
 
 
+def _nul_problem(where: str) -> Problem:
+    return Problem.validation(
+        [FieldError(where, "text.nul_character", "text may not contain the NUL character (U+0000)")]
+    )
+
+
+class RefuseNul:
+    """Plain ASGI middleware: a NUL in the path or query is bad input (422), not a failure
+    deep inside a query (500). No Homeroom id or value contains one, and PostgreSQL cannot
+    store one in text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            in_path = "\x00" in scope["path"]
+            if in_path or b"%00" in scope.get("query_string", b""):
+                await problem_response(_nul_problem("path" if in_path else "query"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _refuse_nul_characters(app: FastAPI) -> None:
-    """No Homeroom id or value contains a NUL character, and PostgreSQL cannot store one in
-    text: refuse it as bad input (422) instead of failing deep inside a query (500)."""
-
-    def nul_problem(where: str) -> Problem:
-        return Problem.validation(
-            [FieldError(where, "text.nul_character", "text may not contain the NUL character (U+0000)")]
-        )
-
-    @app.middleware("http")
-    async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
-            return problem_response(nul_problem("path" if "\x00" in request.url.path else "query"))
-        return await call_next(request)
+    app.add_middleware(RefuseNul)
 
     async def _on_nul(request: Request, exc: Exception) -> Response:
-        return problem_response(nul_problem("body"))
+        return problem_response(_nul_problem("body"))
 
     for error in (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError):
         app.add_exception_handler(error, _on_nul)
