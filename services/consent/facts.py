@@ -2,11 +2,12 @@
 
 `DecisionFacts` mirrors what the rules read (every agreement's versions and end, the
 directory opt-outs in force, the written consents not withdrawn, the districts' transfer
-exclusions) and the value of `fact_version` it reflects. Every write to those tables bumps
-`fact_version` and names the agreement, student or district it touched in `fact_changes`,
-by trigger in the writer's own transaction (migrations/003_decision_facts.sql), so the
-mirror is brought up to date by re-reading only what changed; a process that falls behind
-the kept changes (or starts) reads everything.
+exclusions) and the value of `fact_version` it reflects. Every statement that writes those
+tables bumps `fact_version` once and names the agreements, students or districts it touched
+in `fact_changes`, by statement trigger in the writer's own transaction
+(migrations/003_decision_facts.sql), so the mirror is brought up to date by re-reading only
+what changed; a process that starts, falls behind the kept changes or finds more than
+`FULL_READ_AFTER` keys changed reads everything.
 
 `DecisionLog` answers requests from the mirror and writes their log rows together: while
 one group's INSERT is in flight, the next requests queue, and each answer waits for its
@@ -38,6 +39,9 @@ from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]  # (student key, district id)
+
+
+FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
 
 
 @dataclass(slots=True)
@@ -78,14 +82,18 @@ class DecisionFacts:
         """Re-read what changed since `version` (or everything, if those changes are no
         longer kept), in one snapshot."""
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            version = await conn.fetchval("SELECT version FROM fact_version")
+            state = await conn.fetchrow("SELECT version, pruned_through FROM fact_version")
+            assert state is not None
+            version = state["version"]
             if version == self.version:
                 return
             rows = await conn.fetch(
-                "SELECT version, agreement_id, student_key, district_id FROM fact_changes WHERE version > $1",
+                """SELECT agreement_id, student_key, district_id FROM fact_changes WHERE version > $1
+                   LIMIT $2""",
                 self.version,
+                FULL_READ_AFTER + 1,
             )
-            if len(rows) < version - self.version:  # pruned past us: start over
+            if self.version < state["pruned_through"] or len(rows) > FULL_READ_AFTER:
                 self.histories, self.ended_on, self.opted_out, self.consents, self.exclusions = {}, {}, set(), {}, {}
                 await self._read(conn, None, None, None)
             else:
@@ -275,6 +283,12 @@ class DecisionLog:
                 await self.facts.refresh(conn)
 
 
-async def prune_changes(conn: Connection, keep_s: float = 86400.0) -> None:
-    """Forget changes older than `keep_s`: a process that far behind reads everything again."""
-    await conn.execute("DELETE FROM fact_changes WHERE changed_at < now() - make_interval(secs => $1)", keep_s)
+async def prune_changes(conn: Connection, keep: int = 100_000) -> None:
+    """Forget all but the last `keep` versions' changes: a process that far behind reads
+    everything again."""
+    async with conn.transaction():
+        through = await conn.fetchval(
+            "UPDATE fact_version SET pruned_through = greatest(pruned_through, version - $1) RETURNING pruned_through",
+            keep,
+        )
+        await conn.execute("DELETE FROM fact_changes WHERE version <= $1", through)
