@@ -327,13 +327,16 @@ def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:
 # --- FastAPI dependencies ---------------------------------------------------------------
 
 
-def get_runtime(request: Request) -> Runtime:
+# async, though they do no I/O: FastAPI runs a plain `def` dependency in a worker thread,
+# a thread hop on every request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return get_runtime(request).pool
+async def get_pool(request: Request) -> asyncpg.Pool:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.pool
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
