@@ -123,7 +123,7 @@ async def kernel_round_trip(bootstrap: str, dsn: str, events: list, suffix: str)
         async with pool.acquire() as conn, conn.transaction():
             await outbox.add(conn, events[i : i + 500])
     await asyncio.wait_for(done.wait(), 600)
-    while await pool.fetchval("SELECT count(*) FROM seen") < len(events):  # the last batch commits
+    while await pool.fetchval("SELECT count(*) FROM seen") < len(events):  # noqa: ASYNC110 (the last batch commits)
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - started
     count = await pool.fetchval("SELECT count(*) FROM seen")
