@@ -8,13 +8,17 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homeroom.bus.consumer import HandlerContext, RejectEvent
-from homeroom.bus.envelope import IncomingEvent, build_event, decode
+from homeroom.bus.envelope import IncomingEvent, build_event, decode, timestamp
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
 from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
@@ -428,3 +432,14 @@ async def test_an_outbox_with_json_headers_is_converted_in_place(pg_pool: asyncp
     row = await pg_pool.fetchrow("SELECT * FROM outbox")
     assert row is not None and "headers" not in dict(row)
     assert list(zip(row["header_keys"], row["header_values"], strict=True)) == event.headers
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes())
+def test_event_times_are_what_protobuf_would_make_them(when: datetime) -> None:
+    """build_event stamps events without protobuf's slow conversions: the same seconds,
+    nanos and RFC 3339 text as Timestamp.FromDatetime / ToJsonString."""
+    reference = Timestamp()
+    reference.FromDatetime(when)
+    seconds, nanos, text = timestamp(when)
+    assert (seconds, nanos, text.decode()) == (reference.seconds, reference.nanos, reference.ToJsonString())
