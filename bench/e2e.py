@@ -39,6 +39,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -410,6 +412,7 @@ def main() -> None:
                 json={
                     "organization": "Bench Vendor",
                     "category": "vendor",
+                    "supplemental": SUPPLEMENTAL_ANSWERS,
                     "terms": {
                         "elements": ["student.first_name", "enrollment.grade_level"],
                         "purposes": ["rostering"],

@@ -100,6 +100,27 @@ class ServiceSettings(BaseSettings):
     service_token_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("HOMEROOM_SERVICE_TOKEN_FILE", "service_token_file")
     )
+    # Notices by e-mail (homeroom.notices). No host: notices are recorded and listed, not mailed.
+    smtp_host: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_SMTP_HOST", "smtp_host"))
+    smtp_port: int = Field(default=25, validation_alias=AliasChoices("HOMEROOM_SMTP_PORT", "smtp_port"))
+    smtp_sender: str = Field(
+        default="Homeroom <notices@homeroom.invalid>",
+        validation_alias=AliasChoices("HOMEROOM_SMTP_SENDER", "smtp_sender"),
+    )
+    smtp_starttls: bool = Field(default=False, validation_alias=AliasChoices("HOMEROOM_SMTP_STARTTLS", "smtp_starttls"))
+    smtp_tls: bool = Field(default=False, validation_alias=AliasChoices("HOMEROOM_SMTP_TLS", "smtp_tls"))
+    smtp_username: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_SMTP_USERNAME", "smtp_username"))
+    smtp_password_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("HOMEROOM_SMTP_PASSWORD_FILE", "smtp_password_file")
+    )
+    notice_address_book_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("HOMEROOM_NOTICE_ADDRESS_BOOK_FILE", "notice_address_book_file")
+    )
+    # Outside production, a recipient the address book does not list gets role.id@<this domain>.
+    notice_dev_domain: str = Field(
+        default="homeroom.test", validation_alias=AliasChoices("HOMEROOM_NOTICE_DEV_DOMAIN", "notice_dev_domain")
+    )
+    notice_poll_interval_s: float = 1.0
 
     @model_validator(mode="after")
     def _derive(self) -> ServiceSettings:

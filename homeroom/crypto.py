@@ -495,6 +495,12 @@ class EnvelopeCipher:
         self._cache.pop((district_id, scope, subject), None)
         return destroyed
 
+    def forget(self, district_id: str, subject: str, scope: Scope = "student") -> None:
+        """Drop this process's cached copy of a subject's data key, so the next use reads the
+        store: another process may have destroyed it (proofs of destruction check this way)."""
+        self._destructions += 1
+        self._cache.pop((district_id, scope, subject), None)
+
     async def destroy_district(self, district_id: str) -> int:
         """Crypto-shred everything sealed for a district; the number of data keys tombstoned.
 

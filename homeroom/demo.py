@@ -38,6 +38,10 @@ def _where(stack: Stack) -> None:
         url = stack.url(name)
         pages = url if name == "portal" else f"{url}/docs"
         console.print(f"  {name:<9} {pages}  (metrics {url}/metrics, health {url}/readyz)")
+    if stack.smtp is not None:
+        console.print(
+            f"  mail      smtp://{stack.smtp.host}:{stack.smtp.port}  (every notice sent: {stack.mailbox_path})"
+        )
     console.print("  Grafana and Prometheus: `docker compose up` (docs/operations.md); dashboards in deploy/grafana/")
 
 

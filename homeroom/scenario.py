@@ -25,6 +25,15 @@ from homeroom.pseudonym import Pseudonymizer, load_or_create_key
 
 VENDOR = "Brightpath Learning"
 VENDOR_ELEMENTS = ["student.first_name", "student.last_name", "enrollment.grade_level", "enrollment.school_id"]
+# The six Ed Law 2-d answers (8 NYCRR 121.3(c)) the vendor gave; no agreement is activated without them.
+SUPPLEMENTAL_ANSWERS: dict[str, str] = {
+    "exclusive_purposes": "Rostering and delivering the reading curriculum to enrolled students.",
+    "subcontractor_oversight": "Subcontractors sign the same data protection terms and are audited yearly.",
+    "term_and_expiry": "Ends with the contract; data destroyed within 30 days and destruction certified in writing.",
+    "accuracy_challenge": "Parents write to the district's data privacy officer, who corrects the source record.",
+    "storage_and_protections": "US data centres; access limited to named staff and logged.",
+    "encryption": "AES-256 at rest, TLS 1.2 or later in transit.",
+}
 
 
 class StepFailed(AssertionError):
@@ -249,14 +258,7 @@ class Scenario:
         body = {
             "organization": VENDOR,
             "category": "vendor",
-            "supplemental": {
-                "exclusive_purposes": "Rostering and delivering the reading curriculum to enrolled students.",
-                "subcontractor_oversight": "Subcontractors sign the same data protection terms.",
-                "term_and_disposition": "Ends with the contract; data destroyed within 30 days.",
-                "challenge_accuracy": "Parents write to the district's data privacy officer.",
-                "storage_and_protections": "US data centres; access logged.",
-                "encryption": "AES-256 at rest, TLS 1.2+ in transit.",
-            },
+            "supplemental": SUPPLEMENTAL_ANSWERS,
             "terms": {
                 "elements": VENDOR_ELEMENTS,
                 "purposes": ["rostering", "instruction"],
@@ -266,19 +268,20 @@ class Scenario:
                 "disposition": "destroy",
             },
         }
-        created = http.post(f"{self.urls['consent']}/v1/agreements", json=body, headers=compliance)
-        if created.status_code == 422 and "supplemental" in created.text:
-            body.pop("supplemental")  # the six answers' field names are the consent service's: see its docs
-            created = http.post(f"{self.urls['consent']}/v1/agreements", json=body, headers=compliance)
-        agreement = ok(created, 201)
+        agreement = ok(http.post(f"{self.urls['consent']}/v1/agreements", json=body, headers=compliance), 201)
         agreement_id = agreement.get("agreement_id") or agreement.get("id")
         self.facts["agreement_id"] = agreement_id
         ok(http.post(f"{self.urls['consent']}/v1/agreements/{agreement_id}/activate", headers=compliance), 200, 201)
         public = ok(http.get(f"{self.urls['consent']}/v1/public/agreements"))
-        listed = json.dumps(public)
-        expect(VENDOR in listed, "the active agreement should be on the public Ed Law 2-d page")
+        listed = [a for a in public["agreements"] if a["agreement_id"] == agreement_id]
+        expect(bool(listed), "the active agreement should be on the public Ed Law 2-d page")
+        answers = listed[0]["supplemental"]
+        expect(answers == SUPPLEMENTAL_ANSWERS, f"the public page should show the vendor's six answers: {answers}")
         elements = ", ".join(VENDOR_ELEMENTS)
-        return f"agreement {agreement_id} active for {self.district_a.id}: {elements}; listed on the public page"
+        return (
+            f"agreement {agreement_id} active for {self.district_a.id}: {elements}; "
+            "listed on the public page with its six Ed Law 2-d answers"
+        )
 
     def vendor_headers(self) -> dict[str, str]:
         return self.auth(Role.VENDOR, "brightpath-app", agreement=self.facts["agreement_id"], organization=VENDOR)

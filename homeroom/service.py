@@ -26,7 +26,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from homeroom import crypto
+from homeroom import crypto, notices
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
 from homeroom.bus.consumer import BatchHandler, EventConsumer, Handler, one_at_a_time
 from homeroom.bus.producer import Publisher
@@ -80,6 +80,8 @@ class ServiceSpec:
     on_start: Hook | None = None  # after the database and bus, before consumers start
     on_stop: Hook | None = None
     openapi_tags: Sequence[dict[str, str]] = ()
+    # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
+    sends_notices: bool = False
     # A service with no database and no bus of its own (the portal, a front end calling the
     # others' APIs) builds its own app from its settings; `create_app` then returns that.
     app_factory: Callable[[ServiceSettings], FastAPI] | None = None
@@ -101,6 +103,7 @@ class Runtime:
     cipher: crypto.EnvelopeCipher | None = None
     keys_pool: asyncpg.Pool | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
+    notices: notices.NoticeRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # service-owned objects (clients, signers)
 
     @property
@@ -149,7 +152,7 @@ async def _build_runtime(
         await ensure_database(settings.database_url)
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     try:
-        await migrate(pool, spec.name, spec.migrations)
+        await migrate(pool, spec.name, spec.migrations, notices.NOTICES_SCHEMA if spec.sends_notices else "")
         cipher: crypto.EnvelopeCipher | None = None
         keys_pool: asyncpg.Pool | None = None
         if spec.uses_cipher:
@@ -170,6 +173,7 @@ async def _build_runtime(
             poll_interval_s=settings.outbox_poll_interval_s,
             prepare=lambda: ensure_topics(client, ALL_TOPICS, settings.topic_replication_factor),
         )
+        notice_relay = _notice_relay(spec, settings, pool) if spec.sends_notices else None
     except BaseException:
         await pool.close()
         raise
@@ -185,7 +189,28 @@ async def _build_runtime(
         dev_issuer=dev_issuer,
         cipher=cipher,
         keys_pool=keys_pool,
+        notices=notice_relay,
     )
+
+
+def _notice_relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> notices.NoticeRelay:
+    smtp = None
+    if settings.smtp_host:
+        password = settings.smtp_password_file.read_text().strip() if settings.smtp_password_file else ""
+        smtp = notices.SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=password,
+        )
+    book = notices.AddressBook.from_file(
+        settings.notice_address_book_file,
+        settings.notice_dev_domain if settings.environment != "production" else None,
+    )
+    return notices.NoticeRelay(spec.name, pool, smtp, book, poll_interval_s=settings.notice_poll_interval_s)
 
 
 def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
@@ -219,6 +244,8 @@ async def running(
     runtime = await _build_runtime(spec, settings, kafka, auth)
     try:
         runtime.relay.start()
+        if runtime.notices is not None:
+            runtime.notices.start()
         if spec.on_start is not None:
             await spec.on_start(runtime)
         if settings.start_consumers and spec.consumers:
@@ -237,6 +264,8 @@ async def running(
         if spec.on_stop is not None:
             with contextlib.suppress(Exception):
                 await spec.on_stop(runtime)
+        if runtime.notices is not None:
+            await runtime.notices.stop()
         await runtime.relay.stop()
         await runtime.publisher.stop()
         if runtime.keys_pool is not None:
@@ -279,6 +308,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}))
     for router in spec.routers:
         app.include_router(router)
+    if spec.sends_notices:
+        app.include_router(notices.router)
     return app
 
 

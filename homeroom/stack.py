@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ import httpx
 from homeroom.infra import process
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.infra.smtp import EmbeddedSMTP, read_mbox
 from homeroom.service import ServiceSpec
 
 # Service name → (import path of its ServiceSpec, conventional port). The order is the
@@ -62,6 +64,7 @@ class Stack:
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="homeroom-stack-")))
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
+    smtp: EmbeddedSMTP | None = None
     ports: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -74,12 +77,22 @@ class Stack:
             # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
             "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
+            # Notices go by e-mail to the stack's own SMTP server (every message kept in mail.mbox).
+            **({"HOMEROOM_SMTP_HOST": self.smtp.host, "HOMEROOM_SMTP_PORT": str(self.smtp.port)} if self.smtp else {}),
             **service_url_env(self.ports),
         }
 
     @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
+
+    @property
+    def mailbox_path(self) -> Path:
+        return self.home / "mail.mbox"
+
+    def mail(self) -> list[EmailMessage]:
+        """Every e-mail the services sent through the stack's SMTP server, oldest first."""
+        return read_mbox(self.mailbox_path)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -93,6 +106,7 @@ class Stack:
         self.timings["postgres_start_s"] = self.postgres.started_in_s
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
+        self.smtp = EmbeddedSMTP(self.mailbox_path).start()
         for name in self.services:
             port = SERVICES[name][1]
             self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
@@ -161,6 +175,8 @@ class Stack:
         for child in reversed(list(self._children.values())):
             process.stop(child, signal.SIGTERM, timeout_s=15)
         self._children.clear()
+        if self.smtp is not None:
+            self.smtp.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None:

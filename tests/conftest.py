@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
 
@@ -82,3 +84,10 @@ async def service_env(
     yield env
     for url in [*env.databases, keys_url]:
         await drop_database(postgres, url)
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[EmbeddedSMTP]:
+    """A real SMTP server on a free local port; `smtp.messages()` is what it received."""
+    with EmbeddedSMTP(tmp_path / "mail.mbox") as server:
+        yield server

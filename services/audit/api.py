@@ -362,8 +362,18 @@ async def student_disclosures(
     found = await store.search(runtime.pool, filters, limit + 1)
     page = found[:limit]
     out = []
+    own_views: dict[str, dict[str, Any]] = {}
     for e in page:
         d = e.draft
+        if d.recipient.role == "parent":
+            # A parent's (or an eligible student's) own inspection (99.10) is no disclosure to anyone
+            # else: shown apart, one line per day, never as "who received your child's data".
+            day = entry_object(e.seq, e.recorded_at_ms, d)["occurred_at"][:10]
+            seen = own_views.setdefault(day, {"date": day, "views": 0, "districts": []})
+            seen["views"] += 1
+            if d.district_id not in seen["districts"]:
+                seen["districts"].append(d.district_id)
+            continue
         out.append(
             {
                 "seq": e.seq,
@@ -379,4 +389,9 @@ async def student_disclosures(
                 "summary": describe_disclosure(d),
             }
         )
-    return {"student_key": student_key, "disclosures": out, "next_after": page[-1].seq if len(found) > limit else None}
+    return {
+        "student_key": student_key,
+        "disclosures": out,
+        "own_views": sorted(own_views.values(), key=lambda v: str(v["date"]), reverse=True),
+        "next_after": page[-1].seq if len(found) > limit else None,
+    }

@@ -28,7 +28,9 @@ from homeroom.events.v1.consent_pb2 import (
     AgreementEnded,
     ConsentGiven,
     ConsentWithdrawn,
+    DataDestroyed,
     DataKeysDestroyed,
+    DestructionCertification,
     DirectoryOptOutRecorded,
     DirectoryOptOutRescinded,
 )
@@ -37,7 +39,7 @@ from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.service import ConsumerSpec, Runtime
 from services.audit import metrics, store
-from services.audit.entries import EntryDraft, EntryProblem, Party, check
+from services.audit.entries import MAX_TEXT, EntryDraft, EntryProblem, Party, check
 from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner
 
@@ -200,6 +202,40 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
             district_id=p.district_id,
             agreement_id=p.subject if p.scope == "agreement" else "",
             details={"scope": p.scope, "subject": p.subject, "reason": p.reason, "keys_destroyed": p.keys_destroyed},
+        )
+    elif isinstance(p, DestructionCertification):
+        _require(p, "agreement_id", "organization")
+        draft = replace(
+            base,
+            requester=_party(p.recorded_by),
+            recipient=Party(organization=p.organization, role="vendor"),
+            agreement_id=p.agreement_id,
+            details={
+                "disposition": p.disposition,
+                "due_on": p.due_on,
+                "method": p.method,
+                "certified_by": p.certified_by,
+                "completed_on": p.completed_on,
+                "what": p.what[:MAX_TEXT],
+            },
+        )
+    elif isinstance(p, DataDestroyed):
+        _require(p, "district_id", "scope", "subject")
+        draft = replace(
+            base,
+            requester=_party(p.requested_by),
+            student_key=p.subject if p.scope == "student" else "",
+            district_id=p.district_id,
+            agreement_id=p.subject if p.scope == "agreement" else "",
+            details={
+                "scope": p.scope,
+                "subject": p.subject,
+                "reason": p.reason[:MAX_TEXT],
+                "items_destroyed": p.items_destroyed,
+                "bytes_destroyed": p.bytes_destroyed,
+                "verified_unreadable": p.verified_unreadable,
+                "what": _strings(p.what),
+            },
         )
     else:
         raise _reject("entry.unsupported", f"{event.change} on {topic} is not an event the audit log records", "change")

@@ -90,6 +90,22 @@ class SupplementalInformation(_Frozen):
     encryption: str = ""
 
 
+# Part 121.3(c)'s six questions, as the public page asks them (the answers above, in order).
+SUPPLEMENTAL_QUESTIONS: dict[str, str] = {
+    "exclusive_purposes": "The exclusive purposes for which the data will be used",
+    "subcontractor_oversight": "How subcontractors are bound to the same data protection and security requirements",
+    "term_and_expiry": "When the agreement starts and expires, and what happens to the data at expiry",
+    "accuracy_challenge": "If and how a parent, student, teacher or principal may challenge the data's accuracy",
+    "storage_and_protections": "Where the data is stored and how it is protected",
+    "encryption": "How the data is encrypted",
+}
+
+
+def missing_answers(supplemental: SupplementalInformation) -> list[str]:
+    """The Ed Law 2-d answers not given yet (empty or only blanks), in the page's order."""
+    return [name for name in SUPPLEMENTAL_QUESTIONS if not getattr(supplemental, name).strip()]
+
+
 class AgreementTerms(_Frozen):
     """What the agreement allows, in a form the decision engine can apply.
 
@@ -357,6 +373,15 @@ def validate_activation(
                 rule="activation.expired",
                 message=f"The agreement ended on {terms.end_date.isoformat()}; an agreement whose end date has "
                 "passed cannot be activated.",
+            )
+        )
+    for name in missing_answers(agreement.supplemental):
+        errors.append(
+            AgreementError(
+                field=f"/supplemental/{name}",
+                rule="activation.supplemental_missing",
+                message=f'Ed Law 2-d (8 NYCRR 121.3(c)) requires an answer to "{SUPPLEMENTAL_QUESTIONS[name]}" '
+                "before the agreement is published; it is empty.",
             )
         )
     errors.extend(_overlap_errors(history, agreement, today))

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, FORBIDDEN, PURPOSES
+from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import RuntimeDep
 from homeroom.storage import BIGINT_MAX
 from services.consent import application as app
 from services.consent import events, metrics, store
 from services.consent.agreements import (
+    SUPPLEMENTAL_QUESTIONS,
     Agreement,
     AgreementCategory,
     AgreementStatus,
@@ -142,6 +144,15 @@ class Suspend(_Body):
 class End(_Body):
     reason: Literal["expired", "terminated"] = "terminated"
     disposition: Disposition | None = None  # default: the agreement's own
+
+
+class Certify(_Body):
+    method: Literal["destroyed", "returned"]
+    certified_by: str = Field(min_length=1, max_length=200, description="the person who certifies, by name and title")
+    completed_on: date
+    what: str = Field(
+        min_length=1, max_length=2000, description="what was destroyed or returned, subcontractors' copies included"
+    )
 
 
 class Import2d(_Body):
@@ -282,6 +293,44 @@ async def end(agreement_id: str, body: End, principal: Staff, runtime: RuntimeDe
     return {"agreement_id": agreement_id, "status": "ended", **record.as_dict()}
 
 
+Certifier = Annotated[Principal, Depends(require_roles(Role.VENDOR, Role.COMPLIANCE))]
+
+
+def _require_certifier(principal: Principal, agreement_id: str) -> None:
+    if principal.role is Role.VENDOR:
+        principal.require_agreement(agreement_id)
+
+
+@agreements.get("/{agreement_id}/certification")
+async def get_certification(agreement_id: str, principal: Certifier, runtime: RuntimeDep) -> dict[str, Any]:
+    """What the recipient must certify at the end of the agreement, by when, and whether it has."""
+    _require_certifier(principal, agreement_id)
+    async with runtime.pool.acquire() as conn:
+        found = await store.certification(conn, agreement_id)
+    if found is None:
+        raise app.not_found(agreement_id)
+    return found
+
+
+@agreements.post("/{agreement_id}/certification")
+async def certify(agreement_id: str, body: Certify, principal: Certifier, runtime: RuntimeDep) -> dict[str, Any]:
+    """The recipient certifies that it destroyed (or returned) the data received under the ended agreement.
+    Recorded once, in the audit log (`destruction_certified`)."""
+    _require_certifier(principal, agreement_id)
+    return await app.certify(
+        runtime,
+        agreement_id,
+        method=body.method,
+        certified_by=body.certified_by,
+        completed_on=body.completed_on,
+        what=body.what,
+        principal_party=Party(
+            organization=principal.organization or "", person=principal.subject, role=principal.role.value
+        ),
+        actor=actor(principal),
+    )
+
+
 @agreements.get("")
 async def list_agreements(
     principal: Reader,
@@ -303,8 +352,10 @@ async def list_agreements(
             )
         by_id = await store.histories(conn, ids)
         end_records = await store.ends(conn, ids)
+        problems = await store.import_problems(conn, ids) if principal.role is not Role.VENDOR else {}
     items = [
         _agreement_view(versions, end_records.get(agreement_id), today)
+        | {"import_problems": problems.get(agreement_id, [])}
         for agreement_id, versions in ((i, by_id.get(i, [])) for i in ids)
         if versions
     ]
@@ -427,20 +478,33 @@ async def _active_public(runtime: RuntimeDep) -> list[dict[str, Any]]:
     return _public_items(by_id, today)
 
 
+async def _awaiting_certification(runtime: RuntimeDep) -> list[dict[str, Any]]:
+    today = app.clock(runtime).date()
+    async with runtime.pool.acquire() as conn:
+        waiting = await store.uncertified(conn)
+    return [
+        {
+            "agreement_id": c["agreement_id"],
+            "organization": c["organization"],
+            "disposition": c["disposition"],
+            "due_on": c["due_on"],
+            "overdue": date.fromisoformat(c["due_on"]) < today,
+        }
+        for c in waiting
+    ]
+
+
 @public.get("/agreements")
 async def public_agreements(runtime: RuntimeDep) -> dict[str, Any]:
-    """No sign-in: every active agreement with its Ed Law 2-d supplemental information and data elements."""
-    return {"agreements": await _active_public(runtime)}
+    """No sign-in: every active agreement with its Ed Law 2-d supplemental information and data elements;
+    and ended agreements whose recipient has not yet certified destroying or returning the data."""
+    return {
+        "agreements": await _active_public(runtime),
+        "awaiting_certification": await _awaiting_certification(runtime),
+    }
 
 
-_QUESTIONS = (
-    ("exclusive_purposes", "The exclusive purposes for which the data will be used"),
-    ("subcontractor_oversight", "How subcontractors are bound to the same data protection and security requirements"),
-    ("term_and_expiry", "When the agreement starts and expires, and what happens to the data at expiry"),
-    ("accuracy_challenge", "If and how a parent, student, teacher or principal may challenge the data's accuracy"),
-    ("storage_and_protections", "Where the data is stored and how it is protected"),
-    ("encryption", "How the data is encrypted"),
-)
+_QUESTIONS = tuple(SUPPLEMENTAL_QUESTIONS.items())
 
 
 @public.get("/agreements.html", response_class=HTMLResponse)
@@ -457,10 +521,21 @@ async def public_agreements_page(runtime: RuntimeDep) -> HTMLResponse:
             f"{item['term']['end_date'] or 'until ended'}.</p><ol>"
         )
         for key, question in _QUESTIONS:
-            answer = item["supplemental"].get(key) or "Not yet answered."
+            answer = item["supplemental"].get(key, "")
             parts.append(f"<li><strong>{html.escape(question)}:</strong> {html.escape(answer)}</li>")
         parts.append("</ol><p>Data elements it may receive:</p><ul>")
         parts.extend(f"<li>{html.escape(e['name'])} ({html.escape(e['sensitivity'])})</li>" for e in item["elements"])
+        parts.append("</ul></section>")
+    waiting = await _awaiting_certification(runtime)
+    if waiting:
+        parts.append(
+            "<section><h2>Ended agreements awaiting certification that the data was destroyed or returned</h2><ul>"
+        )
+        for w in waiting:
+            late = " (overdue)" if w["overdue"] else ""
+            parts.append(
+                f"<li>{html.escape(w['organization'])}: {html.escape(w['disposition'])} by {w['due_on']}{late}</li>"
+            )
         parts.append("</ul></section>")
     parts.append("</body></html>")
     return HTMLResponse("".join(parts))

@@ -18,13 +18,14 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from homeroom import outbox
+from homeroom import notices, outbox
 from homeroom.crypto import EnvelopeCipher
+from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
 from homeroom.storage import Connection
@@ -260,6 +261,7 @@ async def end(
             conn, agreement_id, target.version, "ended", actor, {"reason": reason, "disposition": chosen}
         )
         await outbox.add(conn, events.agreement_ended(ended, ended_on=ended_on, reason=reason, disposition=chosen))
+        await _request_certification(runtime, conn, ended, disposition=chosen, ended_on=ended_on)
     metrics.AGREEMENTS_ENDED.labels(reason).inc()
     try:
         await destroy_released(runtime, agreement_id)
@@ -270,6 +272,179 @@ async def end(
         record = await store.get_end(conn, agreement_id)
     assert record is not None
     return record
+
+
+# --- the recipient's certification of destruction or return -------------------------------
+
+
+def _due_days(runtime: Runtime) -> int:
+    return int(getattr(runtime.settings, "certification_due_days", 30))
+
+
+def _recipient(agreement_id: str) -> notices.Recipient:
+    return notices.Recipient("recipient", agreement_id)
+
+
+async def _request_certification(
+    runtime: Runtime, conn: Connection, ended: Agreement, *, disposition: str, ended_on: date
+) -> None:
+    """At the end: ask the recipient, by its API (GET/POST .../certification) and by e-mail,
+    to destroy or return its copies as the disposition says and to certify it by a date."""
+    due_on = ended_on + timedelta(days=_due_days(runtime))
+    if not await store.request_certification(
+        conn, agreement_id=ended.id, organization=ended.organization, disposition=disposition, due_on=due_on
+    ):
+        return
+    verb = "destroy" if disposition == "destroy" else "return to the district"
+    await notices.add(
+        conn,
+        notices.Notice(
+            recipient=_recipient(ended.id),
+            kind="destruction_requested",
+            subject=f"Agreement {ended.id} has ended: certify by {due_on.isoformat()} that the data is "
+            + ("destroyed" if disposition == "destroy" else "returned"),
+            body=(
+                f"To {ended.organization}:\n\nYour data-sharing agreement {ended.id} ended on {ended_on.isoformat()}.\n"
+                f"As the agreement's disposition says, {verb} every copy of the student data you received under it,\n"
+                "including copies held by your subcontractors (New York Education Law 2-d; 8 NYCRR 121.3(c)(3)).\n\n"
+                f"Then certify it by {due_on.isoformat()}: POST /v1/agreements/{ended.id}/certification on the\n"
+                "Homeroom consent service, with who certifies, the date, what was destroyed or returned, and how.\n"
+                "A certification not received by that date is reported to the state's compliance staff and shown\n"
+                "on the public list of agreements."
+            ),
+            cause=f"agreement:{ended.id}",
+        ),
+    )
+    await outbox.add(
+        conn,
+        events.destruction_certification(
+            "destruction_requested",
+            agreement_id=ended.id,
+            organization=ended.organization,
+            disposition=disposition,
+            due_on=due_on,
+        ),
+    )
+
+
+async def certify(
+    runtime: Runtime,
+    agreement_id: str,
+    *,
+    method: str,
+    certified_by: str,
+    completed_on: date,
+    what: str,
+    principal_party: Party,
+    actor: str,
+) -> dict[str, Any]:
+    """Record the recipient's certification (once); it goes to the audit log as `destruction_certified`."""
+    now = clock(runtime)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        found = await store.certification(conn, agreement_id, lock=True)
+        if found is None:
+            raise conflict(
+                f"Agreement {agreement_id!r} has not ended: there is no destruction to certify yet.",
+                "certification.not_requested",
+            )
+        if found["certified"]:
+            raise conflict(f"The end of agreement {agreement_id!r} was already certified.", "certification.done")
+        if (method == "destroyed") != (found["disposition"] == "destroy"):
+            raise rejected(
+                [
+                    AgreementError(
+                        field="/method",
+                        rule="certification.method_disposition",
+                        message=f"The agreement's disposition is {found['disposition']!r}; certify it as "
+                        f"{'destroyed' if found['disposition'] == 'destroy' else 'returned'}.",
+                    )
+                ]
+            )
+        if completed_on > now.date():
+            raise rejected(
+                [
+                    AgreementError(
+                        field="/completed_on", rule="date.future", message="Certify what is done, not planned."
+                    )
+                ]
+            )
+        await store.certify(
+            conn,
+            agreement_id,
+            certified_by=certified_by,
+            method=method,
+            completed_on=completed_on,
+            what=what,
+            recorded_by=actor,
+            at=now,
+        )
+        ended = await store.get_end(conn, agreement_id)
+        await store.add_history(
+            conn,
+            agreement_id,
+            ended.version if ended is not None else 1,
+            "destruction_certified",
+            actor,
+            {"method": method, "certified_by": certified_by, "completed_on": completed_on.isoformat()},
+        )
+        await outbox.add(
+            conn,
+            events.destruction_certification(
+                "destruction_certified",
+                agreement_id=agreement_id,
+                organization=found["organization"],
+                disposition=found["disposition"],
+                due_on=date.fromisoformat(found["due_on"]),
+                recorded_by=principal_party,
+                method=method,
+                certified_by=certified_by,
+                completed_on=completed_on,
+                what=what,
+            ),
+        )
+        done = await store.certification(conn, agreement_id)
+    assert done is not None
+    return done
+
+
+async def escalate_overdue(runtime: Runtime) -> list[str]:
+    """Certifications past their due date: escalated once to compliance (notice and event)."""
+    now = clock(runtime)
+    escalated: list[str] = []
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        for overdue in await store.overdue_certifications(conn, now.date()):
+            agreement_id = overdue["agreement_id"]
+            await store.mark_escalated(conn, agreement_id, now)
+            await notices.add(
+                conn,
+                notices.Notice(
+                    recipient=notices.Recipient("compliance", "compliance"),
+                    kind="destruction_overdue",
+                    subject=f"{overdue['organization']} has not certified the "
+                    + ("destruction" if overdue["disposition"] == "destroy" else "return")
+                    + f" of data under agreement {agreement_id}",
+                    body=(
+                        f"Agreement {agreement_id} with {overdue['organization']} has ended. The recipient was asked "
+                        f"to certify that it\n{'destroyed' if overdue['disposition'] == 'destroy' else 'returned'} "
+                        f"its copies of the student data by {overdue['due_on']}, and has not.\n"
+                        "Homeroom's own copies were shredded when the agreement ended. The agreement is now listed\n"
+                        "on the public page as awaiting certification. Follow it up with the recipient."
+                    ),
+                    cause=f"agreement:{agreement_id}",
+                ),
+            )
+            await outbox.add(
+                conn,
+                events.destruction_certification(
+                    "destruction_overdue",
+                    agreement_id=agreement_id,
+                    organization=overdue["organization"],
+                    disposition=overdue["disposition"],
+                    due_on=date.fromisoformat(overdue["due_on"]),
+                ),
+            )
+            escalated.append(agreement_id)
+    return escalated
 
 
 async def destroy_released(runtime: Runtime, agreement_id: str) -> int | None:
@@ -336,6 +511,7 @@ async def end_expired(runtime: Runtime) -> list[str]:
         pending = await store.pending_destructions(conn)
     for agreement_id in pending:
         await destroy_released(runtime, agreement_id)
+    await escalate_overdue(runtime)
     return ended
 
 
@@ -500,6 +676,13 @@ async def import_page(
             }
         )
     summary.problems.sort(key=lambda p: (p["entry"] is not None, p["entry"] or 0))
+    by_agreement: dict[str, list[dict[str, Any]]] = {a: [] for a in by_entry.values()}
+    for listed in summary.problems:
+        if listed.get("agreement_id") in by_agreement:
+            by_agreement[listed["agreement_id"]].append({"field": listed["field"], "message": listed["message"]})
+    async with pool.acquire() as conn, conn.transaction():
+        for agreement_id, found in by_agreement.items():
+            await store.set_import_problems(conn, agreement_id, found)
     return summary
 
 

@@ -128,6 +128,10 @@ _CATEGORY_OBLIGATIONS: dict[AgreementCategory, tuple[str, ...]] = {
     AgreementCategory.OTHER: ("use only as the parent's written consent states (FERPA 99.30)",),
 }
 _TRANSFER_OBLIGATIONS = ("notify the parent of the transfer and offer a copy and a hearing (FERPA 99.34(a)(1))",)
+_OPT_OUT_TRAVELS = (
+    "carry the parent's directory-information opt-out to the receiving district, where it applies until the "
+    "parent changes it (FERPA 99.37)"
+)
 
 
 # ---------------------------------------------------------------------- request/answer
@@ -370,7 +374,13 @@ def _transfer(
         else:
             outcome.allowed.append(element_id)
     rules = ["transfer-to-enrolling-school", *rules]
-    _apply_opt_out(outcome, facts, rules)
+    # No directory opt-out here: 99.37 lets a parent stop *directory* disclosures, and a
+    # transfer rests on 99.31(a)(2), not on 99.31(a)(11); the receiving school needs the
+    # child's name, birth date and grade. The opt-out travels with the record instead
+    # (obligation below) and binds the receiving district too (consent's transfer consumer).
+    obligations = list(_TRANSFER_OBLIGATIONS)
+    if facts.directory_opt_out:
+        obligations.append(_OPT_OUT_TRAVELS)
     return _permit(
         request,
         outcome.allowed,
@@ -379,7 +389,7 @@ def _transfer(
         f"transfer from {request.district_id} to {request.to_district_id}, where the student seeks to enroll",
         rules=rules,
         purpose=request.purpose or "records_transfer",
-        obligations=_TRANSFER_OBLIGATIONS,
+        obligations=obligations,
     )
 
 
@@ -488,7 +498,8 @@ def _vendor(
         reason,
         rules=rules,
         agreement=version,
-        purpose=purpose,
+        # Every disclosure names its purpose: the one asked, else the agreement's own.
+        purpose=purpose or ", ".join(terms.purposes),
         obligations=_CATEGORY_OBLIGATIONS[version.category],
     )
 

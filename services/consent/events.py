@@ -13,6 +13,7 @@ from homeroom.events.v1.consent_pb2 import (
     ConsentGiven,
     ConsentWithdrawn,
     DataKeysDestroyed,
+    DestructionCertification,
     DirectoryOptOutRecorded,
     DirectoryOptOutRescinded,
 )
@@ -95,7 +96,7 @@ def data_keys_destroyed(
 
 
 def directory_opt_out(
-    opted_out: bool, *, student_key: str, district_id: str, recorded_by: str, method: str
+    opted_out: bool, *, student_key: str, district_id: str, recorded_by: str, method: str, event_id: str | None = None
 ) -> OutgoingEvent:
     if opted_out:
         return build_event(
@@ -107,6 +108,7 @@ def directory_opt_out(
             source=f"{SOURCE}/{district_id}",
             subject=student_key,
             district_id=district_id,
+            event_id=event_id,
         )
     return build_event(
         CONSENT,
@@ -168,4 +170,41 @@ def consent_withdrawn(
         subject=student_key,
         district_id=district_id,
         event_id=derived_id("consent_withdrawn", consent_id),
+    )
+
+
+def destruction_certification(
+    change: str,
+    *,
+    agreement_id: str,
+    organization: str,
+    disposition: str,
+    due_on: date,
+    recorded_by: Party | None = None,
+    method: str = "",
+    certified_by: str = "",
+    completed_on: date | None = None,
+    what: str = "",
+) -> OutgoingEvent:
+    """`destruction_requested`, `destruction_certified` or `destruction_overdue` (one of each per agreement)."""
+    payload = DestructionCertification(
+        agreement_id=agreement_id,
+        organization=organization,
+        disposition=disposition,
+        due_on=due_on.isoformat(),
+        method=method,
+        certified_by=certified_by,
+        completed_on=_iso(completed_on),
+        what=what,
+        recorded_by=recorded_by or Party(organization="homeroom-consent", role="service"),
+    )
+    return build_event(
+        CONSENT,
+        change,
+        payload,
+        source=SOURCE,
+        subject=agreement_id,
+        key=agreement_id,
+        event_id=derived_id(change, agreement_id),
+        causation_id=derived_id("agreement_ended", agreement_id),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from homeroom.service import ServiceSpec
 from services.consent.api import ROUTERS
 from services.consent.application import start_expiry_checks, stop_expiry_checks
+from services.consent.consumers import CONSUMERS
 from services.consent.settings import ConsentSettings
 
 SERVICE = ServiceSpec(
@@ -14,6 +15,8 @@ SERVICE = ServiceSpec(
     settings=ConsentSettings,
     routers=ROUTERS,
     migrations=Path(__file__).parent / "migrations",
+    consumers=CONSUMERS,
+    sends_notices=True,
     description="Data-sharing agreements, parents' choices and the disclosure decision point.",
     uses_cipher=True,
     on_start=start_expiry_checks,

@@ -16,3 +16,5 @@ class ConsentSettings(ServiceSettings):
     # How often agreements past their end date are ended (and unfinished shredding finished).
     # The check also runs once at start.
     expiry_check_interval_s: float = Field(default=3600.0, gt=0)
+    # Days after an agreement ends within which the recipient certifies destruction or return.
+    certification_due_days: int = Field(default=30, ge=1, le=365)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -204,6 +204,7 @@ class EndRecord:
     districts: list[str]
     keys_destroyed: int | None
     keys_destroyed_at: datetime | None
+    copies_destroyed: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -216,6 +217,7 @@ class EndRecord:
             "districts": self.districts,
             "keys_destroyed": self.keys_destroyed,
             "keys_destroyed_at": self.keys_destroyed_at.isoformat() if self.keys_destroyed_at else None,
+            "copies_destroyed": self.copies_destroyed,
         }
 
 
@@ -231,6 +233,7 @@ def _end(row: asyncpg.Record) -> EndRecord:
         list(row["districts"]),
         row["keys_destroyed"],
         row["keys_destroyed_at"],
+        json.loads(row["copies_destroyed"]) if isinstance(row["copies_destroyed"], str) else row["copies_destroyed"],
     )
 
 
@@ -525,3 +528,131 @@ async def set_transfer_exclusions(
         recorded_by,
         at,
     )
+
+
+# --- what shredding destroyed, and the recipient's certification --------------------------
+
+
+async def record_copies_destroyed(
+    conn: Connection, agreement_id: str, district_id: str, *, items: int, size: int, verified_unreadable: bool
+) -> None:
+    await conn.execute(
+        """UPDATE agreement_ends SET copies_destroyed = copies_destroyed || jsonb_build_object($2::text,
+               jsonb_build_object('items', $3::int, 'bytes', $4::bigint, 'verified_unreadable', $5::boolean))
+           WHERE agreement_id = $1""",
+        agreement_id,
+        district_id,
+        items,
+        size,
+        verified_unreadable,
+    )
+
+
+async def has_directory_choice(conn: Connection, student_key: str, district_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM directory_opt_outs WHERE student_key = $1 AND district_id = $2", student_key, district_id
+        )
+    )
+
+
+async def request_certification(
+    conn: Connection, *, agreement_id: str, organization: str, disposition: str, due_on: date
+) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO destruction_certifications (agreement_id, organization, disposition, due_on)
+           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1""",
+        agreement_id,
+        organization,
+        disposition,
+        due_on,
+    )
+    return inserted is not None
+
+
+def _certification(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "agreement_id": row["agreement_id"],
+        "organization": row["organization"],
+        "disposition": row["disposition"],
+        "requested_at": row["requested_at"].isoformat(),
+        "due_on": row["due_on"].isoformat(),
+        "certified": row["certified_at"] is not None,
+        "certified_at": row["certified_at"].isoformat() if row["certified_at"] else None,
+        "certified_by": row["certified_by"],
+        "method": row["method"],
+        "completed_on": row["completed_on"].isoformat() if row["completed_on"] else None,
+        "what": row["what"],
+        "recorded_by": row["recorded_by"],
+        "escalated_at": row["escalated_at"].isoformat() if row["escalated_at"] else None,
+    }
+
+
+async def certification(conn: Connection, agreement_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    query = "SELECT * FROM destruction_certifications WHERE agreement_id = $1"
+    row = await conn.fetchrow(query + " FOR UPDATE" if lock else query, agreement_id)
+    return _certification(row) if row is not None else None
+
+
+async def certify(
+    conn: Connection,
+    agreement_id: str,
+    *,
+    certified_by: str,
+    method: str,
+    completed_on: date,
+    what: str,
+    recorded_by: str,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE destruction_certifications SET certified_at = $2, certified_by = $3, method = $4,
+               completed_on = $5, what = $6, recorded_by = $7 WHERE agreement_id = $1""",
+        agreement_id,
+        at,
+        certified_by,
+        method,
+        completed_on,
+        what,
+        recorded_by,
+    )
+
+
+async def overdue_certifications(conn: Connection, today: date) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM destruction_certifications WHERE certified_at IS NULL AND escalated_at IS NULL
+           AND due_on < $1 ORDER BY due_on FOR UPDATE SKIP LOCKED""",
+        today,
+    )
+    return [_certification(r) for r in rows]
+
+
+async def mark_escalated(conn: Connection, agreement_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE destruction_certifications SET escalated_at = $2 WHERE agreement_id = $1", agreement_id, at
+    )
+
+
+async def uncertified(conn: Connection) -> list[dict[str, Any]]:
+    """Ended agreements whose recipient has not certified destruction or return yet."""
+    rows = await conn.fetch("SELECT * FROM destruction_certifications WHERE certified_at IS NULL ORDER BY due_on")
+    return [_certification(r) for r in rows]
+
+
+async def set_import_problems(conn: Connection, agreement_id: str, problems: list[dict[str, Any]]) -> None:
+    await conn.execute(
+        "UPDATE agreements SET import_problems = $2::jsonb WHERE agreement_id = $1", agreement_id, json.dumps(problems)
+    )
+
+
+async def import_problems(conn: Connection, agreement_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    rows = await conn.fetch(
+        "SELECT agreement_id, import_problems FROM agreements WHERE agreement_id = ANY($1::text[])",
+        list(agreement_ids),
+    )
+    return {
+        r["agreement_id"]: json.loads(r["import_problems"])
+        if isinstance(r["import_problems"], str)
+        else r["import_problems"]
+        for r in rows
+    }

@@ -15,7 +15,7 @@ import httpx
 from services.portal.settings import PortalSettings
 
 ServiceName = Literal["ingest", "records", "consent", "transfer", "audit"]
-Params = dict[str, str | int] | None
+Params = dict[str, str | int] | list[tuple[str, str | int | float | bool | None]] | None  # a list repeats names
 
 
 class UpstreamError(Exception):

@@ -12,12 +12,13 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from homeroom.auth import Role
-from homeroom.catalogue import ELEMENTS
+from homeroom.catalogue import ELEMENTS, FORBIDDEN, PURPOSES
 from services.audit.signing import key_id, load_public_key
+from services.consent.agreements import SUPPLEMENTAL_QUESTIONS
 from services.portal.clients import UpstreamError
 from services.portal.proofs import check_entry
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, render, require_role
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
 
 router = APIRouter(prefix="/compliance", include_in_schema=False)
 
@@ -147,3 +148,78 @@ async def export(portal: PortalDep, session: CurrentSession, fmt: Literal["jsonl
         headers={"Content-Disposition": f'attachment; filename="homeroom-audit.{fmt}"'},
         background=BackgroundTask(upstream.aclose),
     )
+
+
+# --- reviewing and activating drafts in bulk (the Ed Law 2-d import) ------------------------
+
+
+async def _drafts(portal: Portal, session: Session) -> list[dict[str, Any]]:
+    found = await portal.services.get("consent", "/v1/agreements", session.token, {"status": "draft", "limit": 500})
+    drafts: list[dict[str, Any]] = found.get("agreements", [])
+    return sorted(drafts, key=lambda a: str(a.get("organization", "")).casefold())
+
+
+def _review_page(
+    request: Request, session: Session, drafts: list[dict[str, Any]], results: list[dict[str, Any]], status: int = 200
+) -> Response:
+    return render(
+        request,
+        "compliance/agreements.html",
+        session,
+        status=status,
+        drafts=drafts,
+        results=results,
+        elements=[e for e in ELEMENTS if e.id not in FORBIDDEN],
+        purposes=sorted(PURPOSES.items()),
+        questions=SUPPLEMENTAL_QUESTIONS,
+    )
+
+
+@router.get("/agreements")
+async def agreements(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    """Draft agreements (the 42 of an imported NYC DOE page, say) with their six answers and the
+    problems the import found beside each, to review and activate in bulk."""
+    _compliance(session)
+    return _review_page(request, session, await _drafts(portal, session), [])
+
+
+@router.post("/agreements/activate")
+async def activate_agreements(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    """Set the chosen elements and purposes on the selected drafts (their other terms kept), then
+    activate each: every one either becomes active or is listed with the rules it does not meet."""
+    _compliance(session)
+    await checked_form(request, session)
+    form = await request.form()
+    chosen = [str(a) for a in form.getlist("agreement")]
+    elements = [str(e) for e in form.getlist("elements")]
+    purposes = [str(p) for p in form.getlist("purposes")]
+    drafts = {a["agreement_id"]: a for a in await _drafts(portal, session)}
+    results: list[dict[str, Any]] = []
+    for agreement_id in chosen:
+        draft = drafts.get(agreement_id)
+        if draft is None:
+            results.append({"agreement_id": agreement_id, "activated": False, "errors": ["not a draft any more"]})
+            continue
+        try:
+            if elements or purposes:
+                terms = dict((draft.get("current") or {}).get("terms") or {})
+                terms |= {"elements": elements} if elements else {}
+                terms |= {"purposes": purposes} if purposes else {}
+                await portal.services.call(
+                    "consent", "PUT", f"/v1/agreements/{agreement_id}/terms", session.token, json={"terms": terms}
+                )
+            await portal.services.post("consent", f"/v1/agreements/{agreement_id}/activate", session.token)
+            results.append({"agreement_id": agreement_id, "organization": draft["organization"], "activated": True})
+        except UpstreamError as exc:
+            if exc.status not in (409, 422):
+                raise
+            messages = [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
+            results.append(
+                {
+                    "agreement_id": agreement_id,
+                    "organization": draft["organization"],
+                    "activated": False,
+                    "errors": messages,
+                }
+            )
+    return _review_page(request, session, await _drafts(portal, session), results)

@@ -73,7 +73,34 @@ async def record(request: Request, portal: PortalDep, session: CurrentSession, k
 async def disclosures(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
     found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
-    return render(request, "parent/disclosures.html", session, key=key, disclosures=found.get("disclosures", []))
+    return render(
+        request,
+        "parent/disclosures.html",
+        session,
+        key=key,
+        disclosures=found.get("disclosures", []),
+        own_views=found.get("own_views", []),
+    )
+
+
+@router.get("/children/{key}/transfers")
+async def transfers(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    """Where the child's record went when they changed districts: when, what was sent and what
+    withheld and why, and whether the new school acknowledged it (FERPA 99.34)."""
+    _parent(session)
+    if key not in session.principal.student_keys:
+        raise UpstreamError("transfer", 404, "no transfer case of this child that you may see")
+    listed = await portal.services.get("transfer", "/v1/transfers", session.token, {"limit": 100})
+    cases = [
+        await portal.services.get("transfer", f"/v1/transfers/{c['case_id']}", session.token)
+        for c in listed.get("transfers", [])
+        if c.get("student_key") == key
+    ]
+    for case in cases:
+        steps = {h.get("step"): h for h in case.get("history") or []}
+        case["acknowledged"] = steps.get("acknowledged")
+        case["delivered"] = steps.get("delivered")
+    return render(request, "parent/transfers.html", session, key=key, cases=cases)
 
 
 def _cell(value: object) -> str:

@@ -164,4 +164,5 @@ async def sign_out(request: Request, portal: PortalDep, session: CurrentSession)
 async def agreements(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
     found = await portal.services.get("consent", "/v1/public/agreements", None)
     items = found.get("agreements", []) if isinstance(found, dict) else found
-    return render(request, "agreements.html", session, agreements=items)
+    waiting = found.get("awaiting_certification", []) if isinstance(found, dict) else []
+    return render(request, "agreements.html", session, agreements=items, awaiting=waiting)

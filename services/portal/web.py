@@ -26,9 +26,19 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 # What each role finds in the navigation: (path, label). Roles not listed see only the public pages.
 NAVIGATION: dict[Role, list[tuple[str, str]]] = {
-    Role.PARENT: [("/parent", "My children")],
-    Role.COMPLIANCE: [("/compliance", "Overview"), ("/compliance/log", "Disclosure log")],
-    Role.DISTRICT_STAFF: [("/district", "Submissions and transfers")],
+    Role.PARENT: [("/parent", "My children"), ("/notices", "Notices")],
+    Role.COMPLIANCE: [
+        ("/compliance", "Overview"),
+        ("/compliance/log", "Disclosure log"),
+        ("/compliance/agreements", "Agreements to review"),
+        ("/notices", "Notices"),
+    ],
+    Role.DISTRICT_STAFF: [
+        ("/district", "Submissions and transfers"),
+        ("/district/chronic-absence", "Chronic absence"),
+        ("/district/amendments", "Correction requests"),
+        ("/notices", "Notices"),
+    ],
 }
 ROLE_NAMES: dict[Role, str] = {
     Role.PARENT: "parent",

@@ -17,15 +17,17 @@ service cannot answer, nothing is released (503), whoever asks.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeroom import outbox
+from homeroom import notices, outbox
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
@@ -36,7 +38,7 @@ from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX, Connection
-from services.records import store
+from services.records import destruction, store
 from services.records.consent_client import ConsentClient, ConsentUnavailable, Decision, DecisionRequest
 from services.records.consumers import PROGRAM_FLAGS_ELEMENT
 from services.records.metrics import DENIALS, DISCLOSURES, READS
@@ -49,7 +51,43 @@ from services.records.record import (
     build_view,
 )
 
-router = APIRouter(tags=["records"])
+
+async def security_log(request: Request) -> AsyncIterator[None]:
+    """Refused attempts to read student data go to the security log (`refused_reads`), which
+    compliance searches: not disclosures (nothing was released), but who tried what."""
+    try:
+        yield
+    except Problem as problem:
+        if problem.status in (403, 404, 410):
+            await log_refusal(request, problem)
+        raise
+
+
+async def log_refusal(request: Request, problem: Problem) -> None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        return
+    params = request.path_params
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    try:
+        await store.log_refusal(
+            request.app.state.runtime.pool,
+            requester_role=principal.role.value,
+            requester=principal.subject,
+            organization=principal.organization or principal.district_id or "",
+            agreement_id=principal.agreement_id or "",
+            method=request.method,
+            route=str(route),
+            student_key=str(params.get("student_key") or params.get("sourced_id") or ""),
+            district_id=str(params.get("district_id") or ""),
+            status=problem.status,
+            reason=str((problem.extensions or {}).get("reason") or problem.title),
+        )
+    except Exception:  # the log must never turn a refusal into a 500
+        logging.getLogger(__name__).warning("refused read not logged", exc_info=True)
+
+
+router = APIRouter(tags=["records"], dependencies=[Depends(security_log)])
 
 AMENDMENT_REQUEST_ELEMENT = "record.amendment_request"
 PARENT_STATEMENT_ELEMENT = "record.parent_statement"
@@ -120,17 +158,28 @@ async def open_record(runtime: Runtime, stored: store.StoredRecord) -> OpenedRec
         flags: list[str] = []
         if stored.program_flags is not None:
             flags = json.loads(await cipher.open(district, key, PROGRAM_FLAGS_ELEMENT, stored.program_flags))
-        statements = [
-            {
-                "id": str(s["id"]),
-                "amendment_id": str(s["amendment_id"]),
-                "statement": (
-                    await cipher.open(district, key, PARENT_STATEMENT_ELEMENT, bytes(s["statement"]))
-                ).decode(),
-                "filed_at": s["created_at"].isoformat(),
-            }
-            for s in stored.statements
-        ]
+        decided = {str(a["id"]): a for a in stored.amendments}
+        statements = []
+        for s in stored.statements:
+            amendment = decided.get(str(s["amendment_id"]))
+            statements.append(
+                {
+                    "id": str(s["id"]),
+                    "amendment_id": str(s["amendment_id"]),
+                    "element": amendment["element"] if amendment is not None else None,
+                    "statement": (
+                        await cipher.open(district, key, PARENT_STATEMENT_ELEMENT, bytes(s["statement"]))
+                    ).decode(),
+                    "filed_at": s["created_at"].isoformat(),
+                    "district_decision": {
+                        "outcome": amendment["status"],
+                        "reason": amendment["outcome_reason"],
+                        "decided_at": amendment["decided_at"].isoformat() if amendment["decided_at"] else None,
+                    }
+                    if amendment is not None
+                    else None,
+                }
+            )
         amendments = [
             {
                 "id": str(a["id"]),
@@ -230,19 +279,28 @@ def requester_json(principal: Principal) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """One student's data about to be released, and why it may be."""
+    """One student's data about to be released, and why it may be; `payload` is what the
+    recipient receives (kept, sealed under the agreement's key, when released under one)."""
 
     district_id: str
     student_key: str
     elements: list[str]
     decision: Decision
+    payload: Any = None
 
 
 async def record_releases(
-    conn: Connection, principal: Principal, releases: list[Release], *, channel: str, purpose: str = ""
+    conn: Connection,
+    principal: Principal,
+    releases: list[Release],
+    *,
+    channel: str,
+    purpose: str = "",
+    copy: bytes | None = None,
 ) -> None:
     """Write a read-log row and a disclosure.v1 event per released student, in the caller's
-    transaction (already scoped to the district of the releases)."""
+    transaction (already scoped to the district of the releases); and, for a release under
+    an agreement, the sealed copy of what was sent (`copy`)."""
     events = []
     for release in releases:
         disclosure_id = str(uuid.uuid4())
@@ -287,6 +345,15 @@ async def record_releases(
             disclosure_id=disclosure_id,
         )
     await outbox.add(conn, events)
+    if copy is not None and releases and principal.agreement_id:
+        await store.add_release_copy(
+            conn,
+            agreement_id=principal.agreement_id,
+            district_id=releases[0].district_id,
+            channel=channel,
+            disclosure_ids=[e.event_id for e in events],
+            payload=copy,
+        )
     DISCLOSURES.labels(channel).inc(len(events))
 
 
@@ -299,8 +366,31 @@ async def commit_releases(
     for release in releases:
         by_district.setdefault(release.district_id, []).append(release)
     for district, group in by_district.items():
+        copy = await seal_release_copy(runtime, principal, district, group)
         async with store.district_tx(runtime.pool, district) as conn:
-            await record_releases(conn, principal, group, channel=channel, purpose=purpose)
+            await record_releases(conn, principal, group, channel=channel, purpose=purpose, copy=copy)
+
+
+RELEASE_COPY_ELEMENT = "record.release_copy"
+
+
+async def seal_release_copy(
+    runtime: Runtime, principal: Principal, district: str, group: list[Release]
+) -> bytes | None:
+    """What a recipient under an agreement receives is kept sealed under that agreement's own data
+    key in the district (scope "agreement"): ending the agreement shreds the key, and the copy with it.
+    A key already shredded means the agreement has ended: nothing is released."""
+    if principal.role is not Role.VENDOR or not principal.agreement_id:
+        return None
+    body = json.dumps([{"student_key": r.student_key, "elements": r.elements, "data": r.payload} for r in group])
+    try:
+        return await runtime.require_cipher().seal(
+            district, principal.agreement_id, RELEASE_COPY_ELEMENT, body, scope="agreement"
+        )
+    except KeyDestroyedError:
+        raise denied(
+            "agreement_ended", f"agreement {principal.agreement_id} has ended: nothing is released under it"
+        ) from None
 
 
 async def vendor_gate(runtime: Runtime, principal: Principal) -> tuple[date | None, date | None]:
@@ -465,7 +555,7 @@ async def get_student(
             allowed = set(decision.elements_allowed) & set(requested)
             view, present = build_view(opened, allowed, start=start, end=end)
         views.append(view)
-        releases.append(Release(district, student_key, present, decision))
+        releases.append(Release(district, student_key, present, decision, view))
     if not views:
         if principal.role is Role.VENDOR:  # which district holds the key is not the vendor's business
             raise denied("consent_denied", "the agreement releases nothing of this student")
@@ -605,6 +695,7 @@ async def decide_amendment(
                 conn, district, decided["student_key"], decided["element"], bytes(decided["requested_value"])
             )
         await store.touch(conn, district, decided["student_key"])
+        await notices.add(conn, amendment_notice(district, decided, body.outcome, body.reason))
     return {
         "id": str(amendment_id),
         "student_key": decided["student_key"],
@@ -614,6 +705,31 @@ async def decide_amendment(
         "decided_by": decided["decided_by"],
         "value_corrected": body.outcome == "accepted" and decided["requested_value"] is not None,
     }
+
+
+def amendment_notice(district: str, decided: Any, outcome: str, reason: str) -> notices.Notice:
+    """The district's decision, to the parent who asked (99.20(b), (c)); after a refusal, their right to a hearing
+    and to place a statement in the record (99.21)."""
+    element = CATALOGUE[decided["element"]].name if decided["element"] in CATALOGUE else decided["element"]
+    if outcome == "accepted":
+        subject = f"District {district} corrected your child's record ({element})"
+        body = f"District {district} accepted your request to correct {element.lower()}.\n\nIts reason: {reason}\n"
+    else:
+        subject = f"District {district} refused to change your child's record ({element})"
+        body = (
+            f"District {district} refused your request to correct {element.lower()}.\n\nIts reason: {reason}\n\n"
+            "You may ask for a hearing (FERPA 34 CFR 99.21), and you may add a statement to the record saying why you\n"
+            "disagree: it is kept with the record and sent with every disclosure of that part of it.\n"
+        )
+    return notices.Notice(
+        recipient=notices.Recipient("parent", decided["student_key"]),
+        kind=f"amendment_{outcome}",
+        subject=subject,
+        body=body,
+        cause=f"amendment:{decided['id']}",
+        student_key=decided["student_key"],
+        district_id=district,
+    )
 
 
 @router.post("/v1/students/{student_key}/amendments/{amendment_id}/statement", status_code=201)
@@ -696,6 +812,8 @@ async def transfer_package(body: PackageRequest, principal: Service, runtime: Ru
         "program_flags": view["program_flags"],
         "parent_statements": view.get("parent_statements", []),
         "elements_included": present,
+        # The parent's directory opt-out travels with the record (99.37); it strips nothing from it.
+        "directory_opt_out": stored.directory_opt_out,
     }
 
 
@@ -740,3 +858,189 @@ async def transfer_delivery(body: DeliveryRequest, principal: Service, runtime: 
                 await store.merge_plain_if_absent(conn, district, key, plain)
             await store.touch(conn, district, key)
     return {"case_id": body.case_id, "delivered": True}
+
+
+# --- destruction: erasure orders and retention (district staff only) ----------------------
+
+DistrictStaff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
+Compliance = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE))]
+
+
+@router.delete("/v1/districts/{district_id}/students/{student_key}")
+async def erase_student(
+    district_id: str,
+    student_key: str,
+    principal: DistrictStaff,
+    runtime: RuntimeDep,
+    reason: Annotated[str, Query(min_length=1, max_length=200)] = "the district's erasure order",
+) -> dict[str, Any]:
+    """The district orders a student's record destroyed: the student's data key is shredded (every
+    sealed copy anywhere becomes noise), the rows become a tombstone, and the destruction is
+    logged with proof (a sealed value tried afterwards does not open)."""
+    if principal.district_id != district_id:
+        raise not_found()
+    stored = await load(runtime, district_id, student_key)
+    if stored is None:
+        raise not_found()
+    if stored.destroyed_at is not None:
+        raise destroyed(district_id)
+    who = Party(organization=district_id, person=principal.subject, role=principal.role.value)
+    try:
+        return await destruction.erase_student(
+            runtime,
+            district_id,
+            student_key,
+            reason=reason,
+            ordered_by=who,
+            cause=f"erasure|{district_id}|{student_key}",
+        )
+    except (LookupError, KeyDestroyedError):
+        raise destroyed(district_id) from None
+
+
+class RetentionPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[Literal["record", "attendance", "discipline"], Annotated[int, Field(ge=0, le=36500)]] = Field(
+        description="days each group of a student's data is kept after the student's last exit from the district"
+    )
+
+
+@router.get("/v1/districts/{district_id}/retention")
+async def get_retention(district_id: str, principal: DistrictStaff, runtime: RuntimeDep) -> dict[str, Any]:
+    """How long the district keeps each group of an exited student's data (empty: until erased)."""
+    if principal.district_id != district_id:
+        raise not_found("district")
+    async with runtime.pool.acquire() as conn:
+        return {"district_id": district_id, "groups": await store.retention_policy(conn, district_id)}
+
+
+@router.put("/v1/districts/{district_id}/retention")
+async def set_retention(
+    district_id: str, body: RetentionPolicy, principal: DistrictStaff, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Set the district's retention periods; the retention job applies them (daily, and at start)."""
+    if principal.district_id != district_id:
+        raise not_found("district")
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await store.set_retention_policy(
+            conn,
+            district_id,
+            {str(g): d for g, d in body.groups.items()},
+            f"{principal.role.value}:{principal.subject}",
+        )
+        return {"district_id": district_id, "groups": await store.retention_policy(conn, district_id)}
+
+
+@router.get("/v1/security-log")
+async def security_log_search(
+    principal: Compliance,
+    runtime: RuntimeDep,
+    requester: Annotated[str | None, Query(max_length=200)] = None,
+    student_key: Annotated[str | None, Query(max_length=200)] = None,
+    since: datetime | None = None,
+    after: Annotated[int | None, Query(ge=0, le=BIGINT_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Refused attempts to read student data (who, what route, which student, why refused): the
+    security log, apart from the disclosure log, for compliance."""
+    if since is not None and since.tzinfo is None:
+        raise Problem.validation([FieldError("query.since", "time.timezone_missing", "give a time zone")])
+    rows = await store.refusals(
+        runtime.pool, requester=requester, student_key=student_key, since=since, after=after, limit=limit + 1
+    )
+    page = rows[:limit]
+    return {
+        "refusals": [
+            {
+                "id": r["id"],
+                "at": r["at"].isoformat(),
+                "requester": {
+                    "role": r["requester_role"],
+                    "subject": r["requester"],
+                    "organization": r["organization"],
+                    "agreement_id": r["agreement_id"] or None,
+                },
+                "method": r["method"],
+                "route": r["route"],
+                "student_key": r["student_key"] or None,
+                "district_id": r["district_id"] or None,
+                "status": r["status"],
+                "reason": r["reason"],
+            }
+            for r in page
+        ],
+        "next_after": page[-1]["id"] if len(rows) > limit else None,
+    }
+
+
+# --- the chronic-absence worklist, and names for the owning district's staff --------------
+
+
+@router.get("/v1/districts/{district_id}/chronic-absence")
+async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+    """Students whose absence rate crossed the chronic-absence line (as the attendance summary
+    flagged them): since when, how far over, and their school. School staff: their schools."""
+    if principal.district_id != district_id:
+        raise not_found("district")
+    settings = runtime.settings
+    threshold = float(getattr(settings, "chronic_absence_threshold", 0.10))
+    schools = sorted(principal.school_ids) if principal.role is Role.SCHOOL_STAFF else None
+    async with store.district_tx(runtime.pool, district_id) as conn:
+        rows = await store.chronic_worklist(conn, district_id, schools)
+        names = await _names(runtime, conn, district_id, [r["student_key"] for r in rows])
+    return {
+        "district_id": district_id,
+        "threshold": threshold,
+        "students": [
+            {
+                "student_key": r["student_key"],
+                "name": names.get(r["student_key"]),
+                "school_id": r["school_id"],
+                "absence_rate": r["absence_rate"],
+                "over_by": round(r["absence_rate"] - threshold, 4),
+                "days_absent": r["days_absent"],
+                "days_enrolled": r["days_enrolled"],
+                "as_of_date": r["as_of_date"].isoformat(),
+                "flagged_at": (r["crossed_at"] or r["changed_at"]).isoformat(),
+                "school_year": r["school_year"],
+            }
+            for r in rows
+        ],
+    }
+
+
+async def _names(runtime: Runtime, conn: Connection, district_id: str, keys: list[str]) -> dict[str, str]:
+    cipher = runtime.require_cipher()
+    out: dict[str, str] = {}
+    for key, sealed in (await store.sealed_names(conn, district_id, keys)).items():
+        try:
+            opened = await cipher.open_many(district_id, key, sealed)
+        except DecryptionError:  # shredded meanwhile: no name
+            continue
+        parts = [opened[e].decode() for e in ("student.first_name", "student.last_name") if e in opened]
+        out[key] = " ".join(parts)
+    return out
+
+
+@router.get("/v1/districts/{district_id}/student-names")
+async def student_names(
+    district_id: str,
+    principal: Staff,
+    runtime: RuntimeDep,
+    student_key: Annotated[list[str], Query(max_length=500)],
+) -> dict[str, Any]:
+    """Names of the district's own students, for its staff's pages (the district owns these records;
+    no disclosure). School staff: only students currently at their schools. Unknown keys are left out."""
+    if principal.district_id != district_id:
+        raise not_found("district")
+    keys = list(dict.fromkeys(student_key))
+    async with store.district_tx(runtime.pool, district_id) as conn:
+        if principal.role is Role.SCHOOL_STAFF:
+            visible = await store.list_student_keys(
+                conn, district_id, school_ids=principal.school_ids, current_on=today(), limit=len(keys) + 1
+            )
+            allowed = {r["student_key"] for r in visible}
+            keys = [k for k in keys if k in allowed]
+        names = await _names(runtime, conn, district_id, keys)
+    return {"district_id": district_id, "names": names}

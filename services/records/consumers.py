@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from datetime import date
 
+from homeroom import outbox
 from homeroom.bus.consumer import BatchHandler, Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
@@ -28,6 +29,7 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
+from services.records.destruction import destroy_agreement_copies
 from services.records.metrics import CHRONIC_CHANGES, SUMMARY_MARKS
 from services.records.settings import RecordsSettings
 from services.records.summary import (
@@ -266,7 +268,25 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
         await enrolled.load(ctx.conn, district, years)
         changes = fold_batch(district, stored, day_marks, rule, enrolled)
         await store.put_year_summaries(ctx.conn, district, [c for c in changes if c.after != c.before])
-        await store.project_chronic_absences(ctx.conn, district, changes)
+        await store.project_chronic_absences(
+            ctx.conn,
+            district,
+            [
+                store.ChronicState(
+                    c.key[0],
+                    f.chronic,
+                    f.days_enrolled,
+                    f.summary.days_absent,
+                    f.absence_rate,
+                    f.summary.chronic_since or f.day,
+                    c.key[1],
+                    f.offset,
+                )
+                for c in changes
+                if c.flag_changes
+                for f in c.flag_changes[-1:]  # the last move of the flag is what the record shows
+            ],
+        )
         for change in changes:
             for flag in change.flag_changes:
                 CHRONIC_CHANGES.labels(str(flag.chronic).lower()).inc()
@@ -353,6 +373,11 @@ def keys_handler(runtime: Runtime) -> Handler:
         elif payload.scope == "district":
             await _scoped(ctx, district)
             await store.destroy_district_students(ctx.conn, district, reason)
+        elif payload.scope == "agreement":
+            # What records kept for the recipient (release copies) is sealed under this key: prove
+            # it unreadable now, remove it, and report it (consent keeps it with the end record).
+            subject = _required(payload.subject, "subject")
+            await outbox.add(ctx.conn, await destroy_agreement_copies(runtime, ctx.conn, district, subject))
 
     return handle
 

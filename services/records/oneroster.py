@@ -37,14 +37,16 @@ from services.records.api import (
     not_found,
     open_record,
     requester_json,
+    security_log,
     today,
     vendor_gate,
 )
 from services.records.consent_client import AgreementScope, ConsentUnavailable, DecisionRequest
 from services.records.metrics import READS
+from services.records.record import statements_travelling
 
 PREFIX = "/ims/oneroster/rostering/v1p2"
-router = APIRouter(prefix=PREFIX, tags=["oneroster"])
+router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
 
 # OneRoster user fields and the catalogue element each one releases.
@@ -152,6 +154,12 @@ async def _scope(runtime: Runtime, principal: Principal) -> tuple[AgreementScope
     if scope is None:
         raise denied("agreement_inactive", "the agreement is not known to the consent service")
     return scope, start, end
+
+
+def rostering_purpose(scope: AgreementScope) -> str | None:
+    """OneRoster is rostering: the purpose asked and recorded when the agreement permits it (else
+    the decision records the agreement's own purposes)."""
+    return "rostering" if "rostering" in scope.purposes else None
 
 
 def _school_covered(scope: AgreementScope, school_id: str) -> bool:
@@ -302,6 +310,7 @@ async def _users(
             district_id=s.district_id,
             school_id=min(s.school_ids(current_on=today()), default=None),
             elements=STUDENT_ELEMENTS,
+            purpose=rostering_purpose(scope),
         )
         for s in loaded
     ]
@@ -340,9 +349,17 @@ async def _users(
         if "enrollment.grade_level" in allowed and grade:
             user["grades"] = [grade]
             released.add("enrollment.grade_level")
+        # FERPA 99.21: the parent's statement on a released element travels with it (OneRoster's
+        # `metadata` extension), with the district's decision on the requested amendment.
+        statements = statements_travelling(opened, released)
+        if statements:
+            user["metadata"] = {"homeroom.parentStatements": statements}
+            released.add("record.parent_statement")
         users.append(user)
-        releases.append(Release(stored.district_id, stored.student_key, sorted(released), decision))
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER)
+        releases.append(Release(stored.district_id, stored.student_key, sorted(released), decision, user))
+    await commit_releases(
+        runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=rostering_purpose(scope) or ""
+    )
     READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(users))
     return users
 
@@ -433,6 +450,7 @@ async def list_enrollments(
             district_id=district,
             school_id=school_of[(district, key)],
             elements=ENROLLMENT_ELEMENTS,
+            purpose=rostering_purpose(scope),
         )
         for district, key in students
     ]
@@ -460,7 +478,12 @@ async def list_enrollments(
             item["endDate"] = None
         out.append(item)
         released.setdefault((district, obj["user"]["sourcedId"]), set()).update(parts)
-    releases = [Release(d, k, sorted(els), by_student[(d, k)]) for (d, k), els in sorted(released.items())]
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER)
+    releases = [
+        Release(d, k, sorted(els), by_student[(d, k)], [o for o in out if o["user"]["sourcedId"] == k])
+        for (d, k), els in sorted(released.items())
+    ]
+    await commit_releases(
+        runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=rostering_purpose(scope) or ""
+    )
     READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(releases))
     return {"enrollments": out}

@@ -71,6 +71,7 @@ class OpenedRecord:
     attendance: list[AttendanceRow] = field(default_factory=list)
     suspensions: list[SuspensionRow] = field(default_factory=list)
     program_flags: list[str] = field(default_factory=list)
+    # Each with the contested `element` and the district's decision (99.21): see statements_travelling.
     parent_statements: list[dict[str, Any]] = field(default_factory=list)
     amendments: list[dict[str, Any]] = field(default_factory=list)
     prior_records: list[dict[str, Any]] = field(default_factory=list)
@@ -90,6 +91,12 @@ def attendance_summary(rows: Iterable[AttendanceRow]) -> dict[str, Any]:
         "days_tardy": sum(1 for r in daily if r.category == "tardy"),
         "absence_rate": round(len(absent) / days, 4) if days else 0.0,
     }
+
+
+def statements_travelling(record: OpenedRecord, released: Iterable[str]) -> list[dict[str, Any]]:
+    """The parent's statements on any of the released elements (FERPA 99.21(b)(1)(ii))."""
+    released = set(released)
+    return [s for s in record.parent_statements if s.get("element") in released]
 
 
 def _in_range(day: date, start: date | None, end: date | None) -> bool:
@@ -170,10 +177,17 @@ def build_view(
                 present.add(element)
     view["program_flags"] = flags
 
-    if "record.parent_statement" in permitted:
-        view["parent_statements"] = list(record.parent_statements)
-        if record.parent_statements:
-            present.add("record.parent_statement")
+    # FERPA 99.21(b)(1)(ii): a parent's statement on a contested element goes with every
+    # disclosure of that element, whoever receives it, with the district's decision.
+    statements = (
+        list(record.parent_statements)
+        if "record.parent_statement" in permitted
+        else [s for s in record.parent_statements if s.get("element") in present]
+    )
+    if statements or "record.parent_statement" in permitted:
+        view["parent_statements"] = statements
+    if statements:
+        present.add("record.parent_statement")
 
     if full:
         view["amendments"] = list(record.amendments)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
+from services.records.destruction import retention_loop
 from services.records.settings import RecordsSettings
 
 
@@ -19,9 +22,18 @@ async def on_start(runtime: Runtime) -> None:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
+    if settings.start_consumers and settings.retention_interval_s > 0:
+        runtime.extras["retention_task"] = asyncio.create_task(
+            retention_loop(runtime, settings.retention_interval_s), name="records-retention"
+        )
 
 
 async def on_stop(runtime: Runtime) -> None:
+    task = runtime.extras.pop("retention_task", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     client = runtime.extras.get("consent")
     if isinstance(client, ConsentClient):
         await client.aclose()
@@ -35,6 +47,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=(

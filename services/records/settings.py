@@ -22,3 +22,6 @@ class RecordsSettings(ServiceSettings):
     # `chronic_absence_min_days` days are recorded (seed 000: early support).
     chronic_absence_threshold: float = Field(default=0.10, gt=0, le=1)
     chronic_absence_min_days: int = Field(default=10, ge=1)
+    # How often the retention job removes what districts' retention periods say is kept long enough
+    # (0: never; it also runs once at start).
+    retention_interval_s: float = Field(default=86400.0, ge=0)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -508,12 +509,25 @@ async def put_year_summaries(conn: Connection, district_id: str, changes: Sequen
     )
 
 
-async def project_chronic_absences(conn: Connection, district_id: str, changes: Sequence[YearChange]) -> None:
-    """Show changed chronic-absence flags in the record, with the figures of the last mark
-    that moved the flag: the latest (school year, source offset) wins, so a student's marks
-    of an older school year never undo a newer one."""
-    last = [(c.key, c.flag_changes[-1]) for c in changes if c.flag_changes]
-    if not last:
+@dataclass(frozen=True, slots=True)
+class ChronicState:
+    """A student's chronic-absence flag as the record shows it, with the figures of the
+    mark that moved it there."""
+
+    student_key: str
+    chronic: bool
+    days_enrolled: int
+    days_absent: int
+    absence_rate: float
+    as_of: date
+    school_year: int
+    version: int  # the source offset of that mark
+
+
+async def project_chronic_absences(conn: Connection, district_id: str, states: Sequence[ChronicState]) -> None:
+    """Show chronic-absence flags in the record: the latest (school year, source offset)
+    wins, so a student's marks of an older school year never undo a newer one."""
+    if not states:
         return
     await conn.execute(
         """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
@@ -526,15 +540,42 @@ async def project_chronic_absences(conn: Connection, district_id: str, changes: 
                school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
            WHERE (chronic_absence.school_year, chronic_absence.version) <= (EXCLUDED.school_year, EXCLUDED.version)""",
         district_id,
-        [key[0] for key, _ in last],
-        [f.chronic for _, f in last],
-        [f.days_enrolled for _, f in last],
-        [f.summary.days_absent for _, f in last],
-        [f.absence_rate for _, f in last],
-        [f.summary.chronic_since or f.day for _, f in last],
-        [key[1] for key, _ in last],
-        [f.offset for _, f in last],
+        [c.student_key for c in states],
+        [c.chronic for c in states],
+        [c.days_enrolled for c in states],
+        [c.days_absent for c in states],
+        [c.absence_rate for c in states],
+        [c.as_of for c in states],
+        [c.school_year for c in states],
+        [c.version for c in states],
     )
+
+
+async def project_chronic_absence(
+    conn: Connection,
+    district_id: str,
+    student_key: str,
+    *,
+    chronic: bool,
+    days_enrolled: int,
+    days_absent: int,
+    absence_rate: float,
+    as_of: date,
+    school_year: int,
+    version: int,
+) -> bool:
+    """One student's flag (`project_chronic_absences`); False, and nothing written, if the
+    district has no live record of the student."""
+    live = await conn.fetchval(
+        "SELECT destroyed_at IS NULL FROM students WHERE district_id = $1 AND student_key = $2",
+        district_id,
+        student_key,
+    )
+    if not live:
+        return False
+    state = ChronicState(student_key, chronic, days_enrolled, days_absent, absence_rate, as_of, school_year, version)
+    await project_chronic_absences(conn, district_id, [state])
+    return True
 
 
 async def record_suspension(
@@ -733,6 +774,22 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
         keys,
     ):
         enrollments.setdefault(r["student_key"], []).append(r)
+    # Parent statements (99.21) travel with the elements they contest: with their amendments.
+    statements: dict[str, list[asyncpg.Record]] = {}
+    for r in await conn.fetch(
+        "SELECT * FROM parent_statements WHERE district_id = $1 AND student_key = ANY($2::text[]) ORDER BY created_at",
+        district_id,
+        keys,
+    ):
+        statements.setdefault(r["student_key"], []).append(r)
+    amendments: dict[str, list[asyncpg.Record]] = {}
+    if statements:
+        for r in await conn.fetch(
+            "SELECT * FROM amendments WHERE district_id = $1 AND id = ANY($2::uuid[]) ORDER BY created_at",
+            district_id,
+            [s["amendment_id"] for rows in statements.values() for s in rows],
+        ):
+            amendments.setdefault(r["student_key"], []).append(r)
     by_key = {
         r["student_key"]: StoredRecord(
             district_id=district_id,
@@ -746,6 +803,8 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
             program_flags=None,
             sealed=sealed.get(r["student_key"], {}),
             enrollments=enrollments.get(r["student_key"], []),
+            statements=statements.get(r["student_key"], []),
+            amendments=amendments.get(r["student_key"], []),
         )
         for r in rows
     }
@@ -941,4 +1000,226 @@ async def log_read(
         decision_id,
         agreement_id,
         disclosure_id,
+    )
+
+
+# --- release copies (sealed under an agreement's key) -------------------------------------
+
+
+async def add_release_copy(
+    conn: Connection,
+    *,
+    agreement_id: str,
+    district_id: str,
+    channel: str,
+    disclosure_ids: Sequence[str],
+    payload: bytes,
+) -> None:
+    await conn.execute(
+        """INSERT INTO agreement_releases (agreement_id, district_id, channel, disclosure_ids, students, payload)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        agreement_id,
+        district_id,
+        channel,
+        list(disclosure_ids),
+        len(disclosure_ids),
+        payload,
+    )
+
+
+async def release_copies(conn: Connection, agreement_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT id, payload, students FROM agreement_releases WHERE agreement_id = $1 ORDER BY id", agreement_id
+        )
+    )
+
+
+async def drop_release_copies(conn: Connection, agreement_id: str) -> None:
+    await conn.execute("DELETE FROM agreement_releases WHERE agreement_id = $1", agreement_id)
+
+
+# --- destruction of a student's data ---------------------------------------------------------
+
+
+async def count_student_rows(conn: Connection, district_id: str, student_key: str) -> tuple[int, int]:
+    """Rows holding the student's data in the district, and the sealed bytes among them."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM student_elements WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM enrollments WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM attendance WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM suspensions WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM amendments WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM parent_statements WHERE district_id = $1 AND student_key = $2)
+                + (SELECT count(*) FROM transfer_deliveries WHERE district_id = $1 AND student_key = $2) AS items,
+                  (SELECT coalesce(sum(length(sealed)), 0) FROM student_elements
+                    WHERE district_id = $1 AND student_key = $2) AS size""",
+        district_id,
+        student_key,
+    )
+    assert row is not None
+    return int(row["items"]), int(row["size"])
+
+
+async def delete_group(conn: Connection, district_id: str, student_key: str, group: str) -> int:
+    """Remove one group of a student's data (retention): attendance or discipline."""
+    tables = {"attendance": ("attendance", "attendance_years", "chronic_absence"), "discipline": ("suspensions",)}[group]
+    removed = 0
+    for table in tables:
+        status = await conn.execute(
+            f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2",  # noqa: S608 - fixed names
+            district_id,
+            student_key,
+        )
+        removed += int(status.split()[-1])
+    return removed
+
+
+async def log_destruction(
+    conn: Connection,
+    *,
+    district_id: str,
+    student_key: str,
+    scope: str,
+    reason: str,
+    ordered_by: str,
+    items: int,
+    verified_unreadable: bool,
+) -> None:
+    await conn.execute(
+        """INSERT INTO destructions (district_id, student_key, scope, reason, ordered_by, items, verified_unreadable)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        district_id,
+        student_key,
+        scope,
+        reason,
+        ordered_by,
+        items,
+        verified_unreadable,
+    )
+
+
+async def retention_policy(conn: Connection, district_id: str) -> dict[str, int]:
+    rows = await conn.fetch("SELECT element_group, days FROM retention_policies WHERE district_id = $1", district_id)
+    return {r["element_group"]: r["days"] for r in rows}
+
+
+async def set_retention_policy(conn: Connection, district_id: str, groups: Mapping[str, int], set_by: str) -> None:
+    await conn.execute("DELETE FROM retention_policies WHERE district_id = $1", district_id)
+    await conn.executemany(
+        "INSERT INTO retention_policies (district_id, element_group, days, set_by) VALUES ($1, $2, $3, $4)",
+        [(district_id, group, days, set_by) for group, days in groups.items()],
+    )
+
+
+async def districts_with_retention(conn: Connection) -> list[str]:
+    return [r["district_id"] for r in await conn.fetch("SELECT DISTINCT district_id FROM retention_policies")]
+
+
+async def exited_students(conn: Connection, district_id: str, exited_on_or_before: date) -> list[tuple[str, date]]:
+    """Live students whose every enrollment in the district is closed, with their last exit."""
+    rows = await conn.fetch(
+        """SELECT s.student_key, max(e.exit_date) AS last_exit FROM students s
+           JOIN enrollments e ON e.district_id = s.district_id AND e.student_key = s.student_key
+           WHERE s.district_id = $1 AND s.destroyed_at IS NULL
+           GROUP BY s.student_key
+           HAVING bool_and(e.exit_date IS NOT NULL) AND max(e.exit_date) <= $2""",
+        district_id,
+        exited_on_or_before,
+    )
+    return [(r["student_key"], r["last_exit"]) for r in rows]
+
+
+async def has_group_data(conn: Connection, district_id: str, student_key: str, group: str) -> bool:
+    table = {"attendance": "attendance", "discipline": "suspensions"}[group]
+    return bool(
+        await conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE district_id = $1 AND student_key = $2 LIMIT 1",  # noqa: S608 - fixed names
+            district_id,
+            student_key,
+        )
+    )
+
+
+# --- the chronic-absence worklist, names for the owning district's staff ------------------
+
+
+async def chronic_worklist(
+    conn: Connection, district_id: str, school_ids: Sequence[str] | None
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT c.student_key, c.days_enrolled, c.days_absent, c.absence_rate, c.as_of_date, c.crossed_at,
+                      c.changed_at, c.school_year,
+                      (SELECT e.school_id FROM enrollments e WHERE e.district_id = c.district_id
+                         AND e.student_key = c.student_key ORDER BY e.exit_date IS NULL DESC, e.entry_date DESC
+                         LIMIT 1) AS school_id
+               FROM chronic_absence c JOIN students s USING (district_id, student_key)
+               WHERE c.district_id = $1 AND c.chronic AND s.destroyed_at IS NULL
+                 AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM enrollments e WHERE e.district_id = c.district_id
+                      AND e.student_key = c.student_key AND e.school_id = ANY($2::text[]) AND e.exit_date IS NULL))
+               ORDER BY c.absence_rate DESC, c.student_key""",
+            district_id,
+            list(school_ids) if school_ids is not None else None,
+        )
+    )
+
+
+async def sealed_names(conn: Connection, district_id: str, keys: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    rows = await conn.fetch(
+        """SELECT e.student_key, e.element, e.sealed FROM student_elements e
+           JOIN students s USING (district_id, student_key)
+           WHERE e.district_id = $1 AND e.student_key = ANY($2::text[]) AND s.destroyed_at IS NULL
+             AND e.element IN ('student.first_name', 'student.last_name')""",
+        district_id,
+        list(keys),
+    )
+    out: dict[str, dict[str, bytes]] = {}
+    for r in rows:
+        out.setdefault(r["student_key"], {})[r["element"]] = bytes(r["sealed"])
+    return out
+
+
+# --- the security log -----------------------------------------------------------------------
+
+
+async def log_refusal(pool: asyncpg.Pool, **values: Any) -> None:
+    await pool.execute(
+        """INSERT INTO refused_reads (requester_role, requester, organization, agreement_id, method, route,
+               student_key, district_id, status, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        values["requester_role"],
+        values["requester"],
+        values["organization"],
+        values["agreement_id"],
+        values["method"],
+        values["route"],
+        values["student_key"],
+        values["district_id"],
+        values["status"],
+        values["reason"],
+    )
+
+
+async def refusals(
+    pool: asyncpg.Pool,
+    *,
+    requester: str | None,
+    student_key: str | None,
+    since: datetime | None,
+    after: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch(
+            """SELECT * FROM refused_reads WHERE ($1::text IS NULL OR requester = $1)
+                 AND ($2::text IS NULL OR student_key = $2) AND ($3::timestamptz IS NULL OR at >= $3)
+                 AND ($4::bigint IS NULL OR id > $4)
+               ORDER BY id LIMIT $5""",
+            requester,
+            student_key,
+            since,
+            after,
+            limit,
+        )
     )

@@ -51,6 +51,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="A student's record follows them to a new district: a persisted case per transfer.",
     uses_cipher=True,
+    sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,
     openapi_tags=({"name": "transfers", "description": "Records-transfer cases between districts"},),

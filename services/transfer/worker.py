@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from homeroom import notices as homeroom_notices
 from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.catalogue import ELEMENTS, LegalBasis, is_known
@@ -64,6 +65,45 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def transfer_notices(case: Case, sent: Sequence[str]) -> list[homeroom_notices.Notice]:
+    """FERPA 99.34(a)(1): the parent is told the record went to the school where the child
+    enrolls, may have a copy and may challenge it; the sending district is told it left."""
+    names = ", ".join(catalogue_element(e).name for e in sent if is_known(e)) or "nothing"
+    withheld = "; ".join(f"{w['element']}: {w['reason']}" for w in case.elements_withheld) or "nothing"
+    cause = f"transfer:{case.case_id}"
+    return [
+        homeroom_notices.Notice(
+            recipient=homeroom_notices.Recipient("parent", case.student_key),
+            kind="transfer_delivered",
+            subject=f"Your child's record was sent to district {case.to_district_id}",
+            body=(
+                f"Your child enrolled in district {case.to_district_id} (school {case.to_school_id}), so district "
+                f"{case.from_district_id}\nsent their education record there (FERPA 34 CFR 99.31(a)(2)).\n\n"
+                f"Sent: {names}.\nWithheld: {withheld}.\n\n"
+                "You may ask for a copy of what was sent and, if you think it is wrong, ask for a hearing to\n"
+                "challenge it (FERPA 34 CFR 99.34(a)(1)). The portal shows the transfer under your child's name.\n"
+            ),
+            cause=cause,
+            student_key=case.student_key,
+            district_id=case.from_district_id,
+        ),
+        homeroom_notices.Notice(
+            recipient=homeroom_notices.Recipient("district", case.from_district_id),
+            kind="transfer_delivered",
+            subject=f"A student's record was sent to district {case.to_district_id} (case {case.case_id})",
+            body=(
+                f"Transfer case {case.case_id}: the record of student {case.student_key} was delivered to district "
+                f"{case.to_district_id},\nschool {case.to_school_id}, where the student enrolled on "
+                f"{case.entry_date.isoformat()}.\n\nSent: {names}.\nWithheld: {withheld}.\n"
+                "The parent has been notified. The disclosure is in the audit log.\n"
+            ),
+            cause=cause,
+            student_key=case.student_key,
+            district_id=case.from_district_id,
+        ),
+    ]
+
+
 class BadAnswer(PeerError):
     def __init__(self, peer: str, message: str) -> None:
         super().__init__(peer, message, retryable=True)
@@ -103,6 +143,8 @@ def filter_package(raw: dict[str, Any], case: Case) -> tuple[dict[str, Any], lis
     ]
     included = sorted(set(elements) | {e for e in raw.get("elements_included") or [] if e in released})
     package["elements_included"] = included
+    # Not an element: the parent's choice, which travels with the record and binds the receiving district.
+    package["directory_opt_out"] = raw.get("directory_opt_out") is True
     return package, included
 
 
@@ -280,6 +322,7 @@ class CaseWorker:
         reason: str = "",
         detail: dict[str, Any] | None = None,
         extra_history: Sequence[tuple[str, dict[str, Any]]] = (),
+        notices: Sequence[homeroom_notices.Notice] = (),
         **fields: Any,
     ) -> Case | None:
         """Move the case (its `reason` set to `reason`), record the step and write its
@@ -303,6 +346,7 @@ class CaseWorker:
             for name, more in extra_history:
                 await store.add_history(conn, case.case_id, name, target, detail=more)
             await outbox.add(conn, out)
+            await homeroom_notices.add(conn, notices)
         TRANSITIONS.labels(target.value).inc()
         return moved
 
@@ -463,13 +507,14 @@ class CaseWorker:
                 events.disclosure(c, included),
                 events.step(c, "transfer_delivered", "delivered", elements_released=included),
             ],
+            notices=transfer_notices(case, included),
             extra_history=[
                 (
                     "notified:sending_district",
                     {
                         "recipient": case.from_district_id,
                         "notice": "record sent to the enrolling school",
-                        "via": "transfer.v1 transfer_delivered",
+                        "via": "e-mail and the portal's notices (homeroom.notices)",
                     },
                 ),
                 (
@@ -477,7 +522,7 @@ class CaseWorker:
                     {
                         "recipient": "parent of " + case.student_key,
                         "notice": "FERPA 99.34(a)(1): record sent to the enrolling school; a copy may be requested",
-                        "via": "transfer.v1 transfer_delivered",
+                        "via": "e-mail and the portal's notices (homeroom.notices)",
                     },
                 ),
             ],

@@ -37,7 +37,7 @@ import pytest
 
 from homeroom.auth import Role
 from homeroom.generate import Student, daily_marks, generate_world
-from homeroom.scenario import VENDOR, Scenario, ok
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS, VENDOR, Scenario, ok
 from homeroom.stack import Stack
 
 pytestmark = pytest.mark.slow
@@ -104,6 +104,9 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("audit", "GET /v1/export"): "compliance only: attacked by role below",
     ("audit", "GET /v1/verification"): "indices and sizes only",
     ("audit", "GET /v1/entries"): "compliance only: attacked by role below",
+    ("records", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
+    ("consent", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
+    ("transfer", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
 }
 
 # Roles a route admits for any student or object, with the reason.
@@ -121,6 +124,7 @@ TRUSTED: dict[tuple[str, str], dict[str, str]] = {
     ("consent", r"/v1/students/\{student_key\}/choices"): {"compliance": "reviews parents' choices"},
     ("consent", r"/v1/districts/\{district_id\}/transfer-exclusions"): {"compliance": "manages exclusions"},
     ("records", r"/v1/internal/.*"): {"service": "transfer's internal calls"},
+    ("records", r"/v1/security-log"): {"compliance": "searches every refused read (the security log)"},
     ("audit", r".*"): {"compliance": "reads the whole log"},
     ("transfer", r"/v1/transfers/\{case_id\}.*"): {
         "compliance": "reads every case",
@@ -145,6 +149,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("consent", "POST /v1/agreements/{agreement_id}/activate"): None,
     ("consent", "POST /v1/agreements/{agreement_id}/suspend"): {"reason": "attack"},
     ("consent", "POST /v1/agreements/{agreement_id}/end"): {"reason": "terminated", "disposition": "destroy"},
+    ("consent", "POST /v1/agreements/{agreement_id}/certification"): {
+        "method": "destroyed",
+        "certified_by": "Mallory",
+        "completed_on": str(TODAY),
+        "what": "nothing",
+    },
     ("consent", "POST /v1/agreements/import-2d"): {
         "text": "Mallory Apps\nData: first name",
         "districts": ["{district}"],
@@ -193,6 +203,8 @@ BODIES: dict[tuple[str, str], Any] = {
         "from_district_id": "{district}",
         "elements": ["{element}"],
     },
+    ("records", "DELETE /v1/districts/{district_id}/students/{student_key}"): None,
+    ("records", "PUT /v1/districts/{district_id}/retention"): {"groups": {"record": 0}},
     ("records", "POST /v1/internal/transfer-deliveries"): {
         "case_id": "{case}",
         "student_key": "{student}",
@@ -239,6 +251,7 @@ def agreement(http: httpx.Client, scn: Scenario, organization: str, districts: l
     body = {
         "organization": organization,
         "category": "vendor",
+        "supplemental": SUPPLEMENTAL_ANSWERS,
         "terms": {
             "elements": ["student.first_name"],
             "purposes": ["instruction"],
@@ -633,6 +646,29 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             tally.refused += 1
         else:
             tally.failures.append(f"{attacker} → GET /v1/transfers: {response.status_code} shows the mover's case")
+    for attacker in [p for p in w.principals if p != "compliance"]:
+        response = http.get(f"{w.url('records')}/v1/security-log", headers=w.principals[attacker])
+        tally.attempts += 1
+        tally.by_service["records"] += 1
+        if response.status_code == 403:
+            tally.refused += 1
+        else:
+            tally.failures.append(f"{attacker} → GET /v1/security-log: {response.status_code}")
+    # Notices: each caller reads only its own; none of another family's or district's.
+    for attacker in w.principals:
+        for service in ("records", "consent", "transfer"):
+            response = http.get(f"{w.url(service)}/v1/notices", headers=w.principals[attacker])
+            tally.attempts += 1
+            tally.by_service[service] += 1
+            own = w.keys["own_child"] if attacker == "parent" else None
+            outsiders = [k for k in (w.keys["a_second_school"], w.keys["b_student"], w.keys["mover"]) if k != own]
+            shown = [k for k in outsiders if k in response.text]
+            if response.status_code == 403 or (response.status_code == 200 and not shown):
+                tally.refused += 1
+            else:
+                tally.failures.append(
+                    f"{attacker} → {service} /v1/notices: {response.status_code}, outsiders {len(shown)}"
+                )
     for attacker in [p for p in w.principals if p != "compliance"]:
         for route in ("/v1/entries", "/v1/export"):
             response = http.get(f"{w.url('audit')}{route}", headers=w.principals[attacker])

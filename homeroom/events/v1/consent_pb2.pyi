@@ -243,6 +243,62 @@ class AgreementEnded(_message.Message):
 Global___AgreementEnded: _TypeAlias = AgreementEnded  # noqa: Y015
 
 @_typing.final
+class DestructionCertification(_message.Message):
+    """The recipient's own obligation at the end of an agreement (Ed Law 2-d; 8 NYCRR 121.2, 121.3(c)(3)):
+    requested when the agreement ends, certified by the recipient, or overdue and escalated.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    DISPOSITION_FIELD_NUMBER: _builtins.int
+    DUE_ON_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    CERTIFIED_BY_FIELD_NUMBER: _builtins.int
+    COMPLETED_ON_FIELD_NUMBER: _builtins.int
+    WHAT_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    agreement_id: _builtins.str
+    organization: _builtins.str
+    disposition: _builtins.str
+    """destroy, return"""
+    due_on: _builtins.str
+    """ISO date the certification is due"""
+    method: _builtins.str
+    """certified: destroyed, returned"""
+    certified_by: _builtins.str
+    """the person who certified, as they named themselves"""
+    completed_on: _builtins.str
+    """ISO date the data was destroyed or returned"""
+    what: _builtins.str
+    """what was destroyed or returned, in the recipient's words"""
+    @_builtins.property
+    def recorded_by(self) -> _envelope_pb2.Party:
+        """the token that recorded it"""
+
+    def __init__(
+        self,
+        *,
+        agreement_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        disposition: _builtins.str = ...,
+        due_on: _builtins.str = ...,
+        method: _builtins.str = ...,
+        certified_by: _builtins.str = ...,
+        completed_on: _builtins.str = ...,
+        what: _builtins.str = ...,
+        recorded_by: _envelope_pb2.Party | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_by", b"recorded_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_id", b"agreement_id", "certified_by", b"certified_by", "completed_on", b"completed_on", "disposition", b"disposition", "due_on", b"due_on", "method", b"method", "organization", b"organization", "recorded_by", b"recorded_by", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DestructionCertification: _TypeAlias = DestructionCertification  # noqa: Y015
+
+@_typing.final
 class ConsentEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -256,6 +312,9 @@ class ConsentEvent(_message.Message):
     AGREEMENT_ACTIVATED_FIELD_NUMBER: _builtins.int
     AGREEMENT_SUSPENDED_FIELD_NUMBER: _builtins.int
     AGREEMENT_ENDED_FIELD_NUMBER: _builtins.int
+    DESTRUCTION_REQUESTED_FIELD_NUMBER: _builtins.int
+    DESTRUCTION_CERTIFIED_FIELD_NUMBER: _builtins.int
+    DESTRUCTION_OVERDUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _envelope_pb2.EventMeta: ...
     @_builtins.property
@@ -276,6 +335,12 @@ class ConsentEvent(_message.Message):
     def agreement_suspended(self) -> Global___AgreementChanged: ...
     @_builtins.property
     def agreement_ended(self) -> Global___AgreementEnded: ...
+    @_builtins.property
+    def destruction_requested(self) -> Global___DestructionCertification: ...
+    @_builtins.property
+    def destruction_certified(self) -> Global___DestructionCertification: ...
+    @_builtins.property
+    def destruction_overdue(self) -> Global___DestructionCertification: ...
     def __init__(
         self,
         *,
@@ -289,12 +354,15 @@ class ConsentEvent(_message.Message):
         agreement_activated: Global___AgreementChanged | None = ...,
         agreement_suspended: Global___AgreementChanged | None = ...,
         agreement_ended: Global___AgreementEnded | None = ...,
+        destruction_requested: Global___DestructionCertification | None = ...,
+        destruction_certified: Global___DestructionCertification | None = ...,
+        destruction_overdue: Global___DestructionCertification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["consent_given", "consent_withdrawn", "directory_opt_out_recorded", "directory_opt_out_rescinded", "agreement_signed", "agreement_amended", "agreement_activated", "agreement_suspended", "agreement_ended"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["consent_given", "consent_withdrawn", "directory_opt_out_recorded", "directory_opt_out_rescinded", "agreement_signed", "agreement_amended", "agreement_activated", "agreement_suspended", "agreement_ended", "destruction_requested", "destruction_certified", "destruction_overdue"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
@@ -342,26 +410,87 @@ class DataKeysDestroyed(_message.Message):
 Global___DataKeysDestroyed: _TypeAlias = DataKeysDestroyed  # noqa: Y015
 
 @_typing.final
+class DataDestroyed(_message.Message):
+    """What destroying keys destroyed: the rows now unreadable and removed, with proof that one
+    of them no longer opens (verified_unreadable). Scope "agreement": the copies Homeroom kept
+    of what was released under an agreement; "student": a student's record (erasure, retention).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRICT_ID_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ITEMS_DESTROYED_FIELD_NUMBER: _builtins.int
+    BYTES_DESTROYED_FIELD_NUMBER: _builtins.int
+    VERIFIED_UNREADABLE_FIELD_NUMBER: _builtins.int
+    WHAT_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    district_id: _builtins.str
+    scope: _builtins.str
+    """"student", "agreement" """
+    subject: _builtins.str
+    """student key or agreement id"""
+    reason: _builtins.str
+    items_destroyed: _builtins.int
+    """rows removed (release copies, record parts)"""
+    bytes_destroyed: _builtins.int
+    """sealed bytes among them"""
+    verified_unreadable: _builtins.bool
+    """a sealed value was tried after shredding and did not open"""
+    @_builtins.property
+    def what(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """which kinds of data (e.g. "release copies", "attendance")"""
+
+    @_builtins.property
+    def requested_by(self) -> _envelope_pb2.Party: ...
+    def __init__(
+        self,
+        *,
+        district_id: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        items_destroyed: _builtins.int = ...,
+        bytes_destroyed: _builtins.int = ...,
+        verified_unreadable: _builtins.bool = ...,
+        what: _abc.Iterable[_builtins.str] | None = ...,
+        requested_by: _envelope_pb2.Party | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requested_by", b"requested_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_destroyed", b"bytes_destroyed", "district_id", b"district_id", "items_destroyed", b"items_destroyed", "reason", b"reason", "requested_by", b"requested_by", "scope", b"scope", "subject", b"subject", "verified_unreadable", b"verified_unreadable", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataDestroyed: _TypeAlias = DataDestroyed  # noqa: Y015
+
+@_typing.final
 class KeyEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     META_FIELD_NUMBER: _builtins.int
     DATA_KEYS_DESTROYED_FIELD_NUMBER: _builtins.int
+    DATA_DESTROYED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _envelope_pb2.EventMeta: ...
     @_builtins.property
     def data_keys_destroyed(self) -> Global___DataKeysDestroyed: ...
+    @_builtins.property
+    def data_destroyed(self) -> Global___DataDestroyed: ...
     def __init__(
         self,
         *,
         meta: _envelope_pb2.EventMeta | None = ...,
         data_keys_destroyed: Global___DataKeysDestroyed | None = ...,
+        data_destroyed: Global___DataDestroyed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "data_keys_destroyed", b"data_keys_destroyed", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "data_destroyed", b"data_destroyed", "data_keys_destroyed", b"data_keys_destroyed", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "data_keys_destroyed", b"data_keys_destroyed", "meta", b"meta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "data_destroyed", b"data_destroyed", "data_keys_destroyed", b"data_keys_destroyed", "meta", b"meta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["data_keys_destroyed"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["data_keys_destroyed", "data_destroyed"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 

@@ -7,8 +7,10 @@ import io
 import json
 from typing import Any
 
-from homeroom.bus.topics import DISCLOSURE
+from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS
 from homeroom.catalogue import CATALOGUE
+from homeroom.events.v1.consent_pb2 import DataDestroyed, DestructionCertification
+from homeroom.events.v1.envelope_pb2 import Party
 from services.audit.entries import STUDENT_KEY, canonical_json
 from services.audit.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
 from tests.services.audit.conftest import STUDENT_A, STUDENT_B, Audit, disclosure, seed
@@ -166,6 +168,29 @@ async def test_a_parent_sees_only_their_own_child_in_plain_language(audit: Audit
     assert r.status_code == 403
 
 
+async def test_parents_own_views_are_shown_apart_one_line_per_day_never_as_disclosures_99_10(audit: Audit) -> None:
+    await seed(audit, (2,))  # a vendor read of A (and one of B)
+    own = {
+        "requester": Party(person="parent-1", role="parent"),
+        "recipient": Party(person="parent-1", role="parent"),
+        "legal_basis": "FERPA 99.10 parent inspection",
+        "agreement_id": "",
+        "purpose": "",
+        "record_required": False,
+    }
+    views = [audit.event(DISCLOSURE, "disclosure_recorded", disclosure(STUDENT_A, **own)) for _ in range(3)]
+    await audit.publish(*views)
+    await audit.wait_for_entries(5)
+    r = await audit.svc.client.get(
+        f"/v1/students/{STUDENT_A}/disclosures", headers=audit.auth("parent", students=[STUDENT_A])
+    )
+    body = r.json()
+    assert [d["recipient"]["organization"] for d in body["disclosures"]] == ["Acme Learning"]
+    assert "an unnamed recipient" not in json.dumps(body)
+    (today,) = body["own_views"]
+    assert today["views"] == 3 and today["districts"] == ["d-100"]
+
+
 OUTSIDERS: dict[str, dict[str, Any]] = {
     "vendor": {"agreement": "agr-12", "organization": "Acme Learning"},
     "district_staff": {"district": "d-100"},
@@ -234,3 +259,41 @@ async def test_cursors_past_the_bigint_range_are_422_not_500(audit: Audit) -> No
         assert r.status_code == 422, (url, r.text)
     r = await audit.svc.client.get(f"/v1/entries?after={2**63 - 1}", headers=audit.auth("compliance"))
     assert r.status_code == 200 and r.json()["entries"] == []
+
+
+async def test_destruction_and_its_certification_are_in_the_log_121(audit: Audit) -> None:
+    """What shredding destroyed (keys.v1 data_destroyed) and the recipient's certification of
+    its own destruction (consent.v1 destruction_certified) become entries compliance can search."""
+    destroyed = DataDestroyed(
+        district_id="d-100",
+        scope="agreement",
+        subject="agr-12",
+        reason="agreement agr-12 ended",
+        items_destroyed=3,
+        bytes_destroyed=4096,
+        verified_unreadable=True,
+        what=["3 release copies (40 students' releases)"],
+        requested_by=Party(organization="homeroom-records", role="service"),
+    )
+    certified = DestructionCertification(
+        agreement_id="agr-12",
+        organization="Acme Learning",
+        disposition="destroy",
+        due_on="2027-01-05",
+        method="destroyed",
+        certified_by="Dana Reyes, security officer",
+        completed_on="2026-12-01",
+        what="database rows and backups",
+        recorded_by=Party(organization="Acme Learning", person="acme-app", role="vendor"),
+    )
+    await audit.publish(
+        audit.event(KEYS, "data_destroyed", destroyed, subject="agr-12"),
+        audit.event(CONSENT, "destruction_certified", certified, subject="agr-12"),
+    )
+    await audit.wait_for_entries(2)
+    r = await audit.svc.client.get("/v1/entries?agreement_id=agr-12", headers=audit.auth("compliance"))
+    entries = {e["kind"]: e for e in r.json()["entries"]}
+    assert entries["data_destroyed"]["details"]["items_destroyed"] == 3
+    assert entries["data_destroyed"]["details"]["verified_unreadable"] is True
+    assert entries["destruction_certified"]["details"]["certified_by"] == "Dana Reyes, security officer"
+    assert entries["destruction_certified"]["recipient"]["organization"] == "Acme Learning"

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from homeroom.bus.envelope import IncomingEvent, decode
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, drop_database, new_database, service_under_test
 
@@ -76,7 +77,12 @@ async def active_agreement(
     staff = env.auth("district_staff", district=district)
     r = await client.post(
         "/v1/agreements",
-        json={"organization": uid("Acme Learning"), "category": category, "terms": terms(district, **term_overrides)},
+        json={
+            "organization": uid("Acme Learning"),
+            "category": category,
+            "supplemental": SUPPLEMENTAL_ANSWERS,
+            "terms": terms(district, **term_overrides),
+        },
         headers=staff,
     )
     assert r.status_code == 201, r.text

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.agreements import (
     Agreement,
     AgreementCategory,
@@ -48,7 +49,7 @@ def agreement(version: int = 1, status: AgreementStatus = AgreementStatus.ACTIVE
         version=version,
         organization="Kinvolved, Inc.",
         category=AgreementCategory.VENDOR,
-        supplemental=SupplementalInformation(exclusive_purposes="Attendance outreach to families."),
+        supplemental=SupplementalInformation(**SUPPLEMENTAL_ANSWERS),
         terms=GOOD_TERMS.model_copy(update=terms),
         status=status,
         source="api",
@@ -135,6 +136,22 @@ def test_activation_refuses_what_could_not_govern(change: dict[str, object], rul
     errors = validate_activation(agreement(1, AgreementStatus.DRAFT, **change), today=TODAY)
     assert rules(errors) == [rule]
     assert errors[0].field == field
+
+
+def test_no_agreement_is_activated_without_its_six_ed_law_2d_answers_121_3() -> None:
+    blank = agreement(1, AgreementStatus.DRAFT).model_copy(
+        update={"supplemental": SupplementalInformation(exclusive_purposes="Attendance outreach.", encryption="  ")}
+    )
+    errors = validate_activation(blank, today=TODAY)
+    assert rules(errors) == ["activation.supplemental_missing"] * 5
+    assert [e.field for e in errors] == [
+        "/supplemental/subcontractor_oversight",
+        "/supplemental/term_and_expiry",
+        "/supplemental/accuracy_challenge",
+        "/supplemental/storage_and_protections",
+        "/supplemental/encryption",
+    ]
+    assert "How the data is encrypted" in errors[-1].message
 
 
 def test_an_agreement_ending_today_can_still_be_activated() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from tests.harness import ServiceEnv, ServiceUnderTest
 from tests.services.consent.conftest import active_agreement, bus_events, decision_request, terms, uid
 
@@ -16,6 +17,49 @@ def errors_of(r: httpx.Response) -> list[tuple[str, str]]:
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     return [(e["field"], e["rule"]) for e in r.json()["errors"]]
+
+
+async def test_agreement_cannot_go_public_with_blank_2d_answers_121_3(
+    svc: ServiceUnderTest, module_env: ServiceEnv
+) -> None:
+    """Activation names every missing answer; a misnamed answer is a 422, never silently dropped
+    (the demo once sent `term_and_disposition` and `challenge_accuracy`); the public page of
+    active agreements never shows an empty answer."""
+    district = uid("d")
+    staff = module_env.auth("district_staff", district=district)
+    misnamed = {**SUPPLEMENTAL_ANSWERS, "term_and_disposition": "x", "challenge_accuracy": "y"}
+    del misnamed["term_and_expiry"], misnamed["accuracy_challenge"]
+    body = {"organization": uid("Acme"), "category": "vendor", "supplemental": misnamed, "terms": terms(district)}
+    r = await svc.client.post("/v1/agreements", json=body, headers=staff)
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} >= {
+        "/supplemental/term_and_disposition",
+        "/supplemental/challenge_accuracy",
+    }
+    r = await svc.client.post("/v1/agreements", json={**body, "nickname": "x", "supplemental": {}}, headers=staff)
+    assert r.status_code == 422 and "/nickname" in {e["field"] for e in r.json()["errors"]}
+
+    partial = {k: v for k, v in SUPPLEMENTAL_ANSWERS.items() if k != "encryption"} | {"subcontractor_oversight": " "}
+    r = await svc.client.post("/v1/agreements", json={**body, "supplemental": partial}, headers=staff)
+    assert r.status_code == 201, r.text
+    agreement_id = r.json()["id"]
+    r = await svc.client.post(f"/v1/agreements/{agreement_id}/activate", headers=staff)
+    assert r.status_code == 422
+    assert errors_of(r) == [
+        ("/supplemental/subcontractor_oversight", "activation.supplemental_missing"),
+        ("/supplemental/encryption", "activation.supplemental_missing"),
+    ]
+    # An amendment recorded as active is held to the same rule.
+    r = await svc.client.post(
+        f"/v1/agreements/{agreement_id}/versions", json={"terms": terms(district), "status": "active"}, headers=staff
+    )
+    assert r.status_code in (404, 409, 422)
+    public = (await svc.client.get("/v1/public/agreements")).json()["agreements"]
+    assert agreement_id not in {a["agreement_id"] for a in public}
+    for item in public:
+        assert all(answer.strip() for answer in item["supplemental"].values()), item["agreement_id"]
+    page = (await svc.client.get("/v1/public/agreements.html")).text
+    assert "Not yet answered" not in page
 
 
 async def test_draft_lifecycle_keeps_history_and_emits_events(svc: ServiceUnderTest, module_env: ServiceEnv) -> None:
@@ -40,8 +84,13 @@ async def test_draft_lifecycle_keeps_history_and_emits_events(svc: ServiceUnderT
     # A draft without elements cannot be activated; the error names the field and rule.
     r = await svc.client.post(f"/v1/agreements/{agreement_id}/activate", headers=staff)
     assert ("/terms/elements", "activation.no_elements") in errors_of(r)
+    assert ("/supplemental/encryption", "activation.supplemental_missing") in errors_of(r)
 
-    r = await svc.client.put(f"/v1/agreements/{agreement_id}/terms", json={"terms": terms(district)}, headers=staff)
+    r = await svc.client.put(
+        f"/v1/agreements/{agreement_id}/terms",
+        json={"terms": terms(district), "supplemental": SUPPLEMENTAL_ANSWERS},
+        headers=staff,
+    )
     assert r.status_code == 200, r.text
     r = await svc.client.post(f"/v1/agreements/{agreement_id}/activate", headers=staff)
     assert r.status_code == 200 and r.json()["status"] == "active"

@@ -144,9 +144,12 @@ async def test_directory_opt_out_withholds_directory_elements_until_rescinded(
         "student.last_name": "the parent opted out of directory information",
     }
     assert "directory-opt-out" in answer["rules"]
-    # The prohibition wins over a transfer too (the contract: everyone but parent and district).
+    # Not over a transfer to the enrolling school (99.31(a)(2) is no directory disclosure): the
+    # record travels whole and the opt-out with it (the obligation), binding the receiving district.
     transfer = {**request, "action": "transfer", "to_district_id": uid("d"), "requester": {"role": "service"}}
-    assert "student.first_name" not in (await ask(svc, module_env, transfer))["elements_allowed"]
+    moved = await ask(svc, module_env, transfer)
+    assert "student.first_name" in moved["elements_allowed"] and "directory-opt-out" not in moved["rules"]
+    assert any("carry the parent's directory-information opt-out" in o for o in moved["obligations"])
     # The parent and the owning district still see everything.
     own = {**request, "requester": {"role": "parent", "subject": "p", "student_keys": [student]}}
     assert (await ask(svc, module_env, own))["legal_basis"] == "FERPA 99.10 parent inspection"

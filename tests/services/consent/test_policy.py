@@ -220,3 +220,24 @@ def test_the_cedar_bound_withholds_what_the_policy_does_not_permit() -> None:
     bounded = cedar_policy.decide_bounded(request, Facts(today=TODAY))
     assert bounded.elements_allowed == ["student.first_name"]
     assert cedar_policy.permitted(request, Facts(today=TODAY), ["discipline.incident_details"]) == set()
+
+
+def test_directory_opt_out_never_strips_a_transfer_but_binds_reads_99_37() -> None:
+    """Both engines: a transfer to the enrolling school keeps the name and birth date of an
+    opted-out student and obliges the sender to carry the opt-out (reads keep withholding them:
+    test_decisions.test_directory_opt_out_withholds_directory_elements_until_rescinded)."""
+    facts = Facts(today=TODAY, directory_opt_out=True)
+    elements = ["student.first_name", "student.birth_date", "enrollment.grade_level", "attendance.daily"]
+    transfer = DecisionRequest(
+        action="transfer",
+        requester={"role": "service", "subject": "homeroom-transfer"},
+        student_key="stu_1",
+        district_id="d-1",
+        elements=elements,
+        to_district_id="d-2",
+    )
+    answer = decide(transfer, facts)
+    assert answer.elements_allowed == elements
+    assert "directory-opt-out" not in answer.rules
+    assert any("carry the parent's directory-information opt-out" in o for o in answer.obligations)
+    assert cedar_policy.permitted(transfer, facts, elements) == set(elements)

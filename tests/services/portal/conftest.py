@@ -5,9 +5,11 @@ confirmation, a denied request, and a signed tree head covering everything."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +17,18 @@ import pytest
 
 from homeroom.auth import Role
 from homeroom.generate import json_batch
-from homeroom.scenario import Scenario, ok
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS, Scenario, ok
 from homeroom.stack import Stack
+
+
+def nyc_2d_page() -> str | None:
+    """The seed page where a checkout has it: beside the repository (shared/seeds) or HOMEROOM_SEEDS."""
+    name = "003_0bd684370ade645f.txt"
+    root = Path(__file__).resolve().parents[3]
+    for folder in (Path(os.environ.get("HOMEROOM_SEEDS", "/nonexistent")), root.parent / "shared" / "seeds"):
+        if (folder / name).is_file():
+            return (folder / name).read_text()
+    return None
 
 
 @dataclass
@@ -50,6 +62,7 @@ def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
             json={
                 "organization": "Short Term Tutoring",
                 "category": "vendor",
+                "supplemental": SUPPLEMENTAL_ANSWERS,
                 "terms": {
                     "elements": ["student.first_name"],
                     "purposes": ["instruction"],
@@ -98,6 +111,16 @@ def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
         lambda: ok(http.get(f"{urls['ingest']}/v1/submissions/{submitted['id']}", headers=staff_b))["status"] == "held",
     )
     cases = ok(http.get(f"{urls['transfer']}/v1/transfers", headers=staff_b))["transfers"]
+    # The NYC DOE's published Ed Law 2-d page (seed 003), imported as drafts for compliance to review.
+    page = nyc_2d_page()
+    if page is not None:
+        ok(
+            http.post(
+                f"{urls['consent']}/v1/agreements/import-2d",
+                json={"text": page, "source_name": "nyc-doe-2d.txt", "districts": [scenario.district_b.id]},
+                headers=compliance,
+            )
+        )
     # Every disclosure so far is covered by a signed tree head.
     scenario.wait(
         "the audit log to catch up",

@@ -79,6 +79,15 @@ WRONG_ROLE = [
     ("district", "/compliance/log"),
     ("compliance", "/district"),
     ("compliance", "/parent/children/{child}/choices"),
+    ("parent", "/district/chronic-absence"),
+    ("parent", "/district/amendments"),
+    ("parent", "/compliance/agreements"),
+    ("district", "/compliance/agreements"),
+    ("vendor", "/notices"),
+    ("vendor", "/district/amendments"),
+    ("compliance", "/district/chronic-absence"),
+    ("compliance", "/parent/children/{child}/transfers"),
+    ("district", "/parent/children/{child}/transfers"),
 ]
 
 
@@ -138,6 +147,39 @@ def test_forms_refuse_a_missing_or_foreign_csrf_token(world: World) -> None:
     with compliance(world) as client:
         sign_out = client.post("/sign-out", data={"csrf": "x"})
     assert sign_out.status_code == 403
+
+
+def test_new_forms_refuse_a_missing_csrf_token_and_other_families_transfers_are_refused(world: World) -> None:
+    with district(world) as client:
+        decision = client.post(
+            "/district/amendments/00000000-0000-0000-0000-000000000000/decision",
+            data={"outcome": "refused", "reason": "x"},
+        )
+    assert decision.status_code == 403 and "Form refused" in decision.text
+    with compliance(world) as client:
+        bulk = client.post("/compliance/agreements/activate", data={"agreement": "anything"})
+        notices = client.get("/notices")
+    assert bulk.status_code == 403 and notices.status_code == 200
+    with parent(world) as client:
+        other = client.get(f"/parent/children/{world.other_child}/transfers")
+        mine = client.get(f"/parent/children/{world.child}/transfers")
+        notices = client.get("/notices")
+    assert other.status_code == 404 and mine.status_code == 200 and world.district_b in mine.text
+    assert notices.status_code == 200 and world.other_child not in notices.text
+
+
+def test_parent_sees_where_the_record_went_what_was_sent_and_withheld_and_the_acknowledgement_99_34(
+    world: World,
+) -> None:
+    with parent(world) as client:
+        page = client.get(f"/parent/children/{world.child}/transfers")
+    assert page.status_code == 200
+    text = page.text
+    assert f"From district {world.district_a} to district {world.district_b}" in text
+    assert "First name" in text and "Last name" in text  # sent: an opt-out would never strip these
+    assert "Discipline incident details: " in text  # withheld, with the reason
+    assert "FERPA 99.31(a)(2) transfer to enrolling school" in text
+    assert "Acknowledged by the new school</dt><dd>yes, " in text
 
 
 def test_export_streams_the_log_for_compliance(world: World) -> None:

@@ -28,14 +28,12 @@ from homeroom.bus.topics import (
 )
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.service import Runtime, ServiceSpec
+from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.consent_peer import PeerState, consent_peer
-
-CONSUMER_OF_TOPIC = {c.topics[0].name: c for c in CONSUMERS}
 
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
@@ -161,13 +159,15 @@ def keys_destroyed(district: str, scope: str, subject: str) -> OutgoingEvent:
     )
 
 
-async def apply(runtime: Runtime, *events: OutgoingEvent) -> int:
-    """Apply events with the real handlers as the kernel consumer does; returns how many
-    were new (not already processed by id). A RejectEvent propagates to the test."""
+async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[ConsumerSpec] = CONSUMERS) -> int:
+    """Apply events with the real handlers (records', or another service's `consumers`) as the
+    kernel consumer does; returns how many were new (not already processed by id). A
+    RejectEvent propagates to the test."""
+    handlers = {c.topics[0].name: c for c in consumers}
     fresh = 0
     for i, event in enumerate(events):
         incoming = decode(event.topic, 0, i, event.key, event.value, list(event.headers))
-        handler = CONSUMER_OF_TOPIC[event.topic].build(runtime)
+        handler = handlers[event.topic].build(runtime)
         async with runtime.pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetchval(
                 """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
@@ -194,7 +194,7 @@ async def apply_batches(runtime: Runtime, *events: OutgoingEvent) -> None:
         by_topic.setdefault(event.topic, []).append(event)
     for topic, batch in by_topic.items():
         incoming = [decode(e.topic, 0, i, e.key, e.value, list(e.headers)) for i, e in enumerate(batch)]
-        handler = CONSUMER_OF_TOPIC[topic].build(runtime)
+        handler = {c.topics[0].name: c for c in CONSUMERS}[topic].build(runtime)
         async with runtime.pool.acquire() as conn, conn.transaction():
             ctx = HandlerContext(conn, runtime.name)
             await handler(incoming, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.records.helpers import apply, attendance, enrolled, records_service, registered
@@ -22,6 +23,7 @@ async def test_vendor_reads_through_the_real_consent_service_until_the_agreement
             json={
                 "organization": organization,
                 "category": "vendor",
+                "supplemental": SUPPLEMENTAL_ANSWERS,
                 "terms": {
                     "elements": ["student.first_name", "attendance.daily"],
                     "purposes": ["instruction"],

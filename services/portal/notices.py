@@ -1,0 +1,37 @@
+"""The notification list: every notice Homeroom sent the signed-in person (a parent: about
+their children; district staff: their district; compliance: escalations), from every
+service that sends notices, newest first, with whether and when it was e-mailed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from homeroom.auth import Role
+from services.portal.clients import ServiceName, UpstreamError
+from services.portal.web import CurrentSession, PortalDep, render, require_role
+
+router = APIRouter(include_in_schema=False)
+
+# The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
+SENDERS: tuple[ServiceName, ...] = ("transfer", "records", "consent")
+
+
+@router.get("/notices")
+async def notices(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    require_role(session, Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)
+    found: list[dict[str, Any]] = []
+    unavailable: list[str] = []
+    for service in SENDERS:
+        try:
+            answer = await portal.services.get(service, "/v1/notices", session.token, {"limit": 200})
+        except UpstreamError as exc:
+            if exc.status in (401, 403):
+                raise
+            unavailable.append(service)  # the others' notices are still shown
+            continue
+        found.extend(dict(n, service=service) for n in answer.get("notices", []))
+    found.sort(key=lambda n: str(n.get("created_at")), reverse=True)
+    return render(request, "notices.html", session, notices=found, unavailable=unavailable)
