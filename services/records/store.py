@@ -1063,7 +1063,11 @@ async def count_student_rows(conn: Connection, district_id: str, student_key: st
 
 async def delete_group(conn: Connection, district_id: str, student_key: str, group: str) -> int:
     """Remove one group of a student's data (retention): attendance or discipline."""
-    tables = {"attendance": ("attendance", "attendance_years", "chronic_absence"), "discipline": ("suspensions",)}[group]
+    tables = {"attendance": ("attendance", "chronic_absence"), "discipline": ("suspensions",)}[group]
+    if group == "attendance":  # the summary is derived from the marks: it goes with them, uncounted
+        await conn.execute(
+            "DELETE FROM attendance_years WHERE district_id = $1 AND student_key = $2", district_id, student_key
+        )
     removed = 0
     for table in tables:
         status = await conn.execute(
