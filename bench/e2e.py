@@ -477,7 +477,7 @@ def main() -> None:
             transfers_not_delivered=len(pending),
             transfer_latency_p50_s=round(statistics.median(latencies), 3) if latencies else None,
             transfer_latency_max_s=round(max(latencies), 3) if latencies else None,
-            transfer_latency_p99_s=round(statistics.quantiles(latencies, n=100)[98], 3)
+            transfer_latency_p99_s=round(statistics.quantiles(latencies, n=100, method="inclusive")[98], 3)
             if len(latencies) >= 2
             else None,
             peak_rss_mib={k: round(v, 1) for k, v in watch.peak.items()},
