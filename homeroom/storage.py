@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -88,6 +89,12 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 BIGINT_MAX = 2**63 - 1
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
+    """Those attributes of each row, one list per attribute: the arrays a multi-row statement
+    over `unnest($1::text[], $2::date[], ...)` takes."""
+    return [[getattr(row, name) for row in rows] for name in names]
 
 
 def database_url(server_url: str, database: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from homeroom.storage import Connection
+from homeroom.storage import Connection, columns
 from services.records.summary import YearChange, YearKey, YearSummary
 
 APP_ROLE = "homeroom_records_app"
@@ -272,11 +272,7 @@ async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[
     await conn.execute(
         _ENROLL,
         district_id,
-        [e.student_key for e in rows],
-        [e.school_id for e in rows],
-        [e.entry_date for e in rows],
-        [e.grade_level for e in rows],
-        [e.entry_type for e in rows],
+        *columns(rows, "student_key", "school_id", "entry_date", "grade_level", "entry_type"),
         list(grades),
         list(grades.values()),
     )
@@ -452,16 +448,11 @@ async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -
     period wins) for the students the district knows, in one statement; returns which
     students are known and the daily categories the marks replaced. All data-modifying
     parts of the statement see the rows as they were before it."""
-    last = {(m.student_key, m.day, m.period): m for m in marks}
+    last = list({(m.student_key, m.day, m.period): m for m in marks}.values())
     rows = await conn.fetch(
         _PUT_MARKS,
         district_id,
-        [m.student_key for m in last.values()],
-        [m.day for m in last.values()],
-        [m.period for m in last.values()],
-        [m.school_id for m in last.values()],
-        [m.category for m in last.values()],
-        [m.excused for m in last.values()],
+        *columns(last, "student_key", "day", "period", "school_id", "category", "excused"),
         sorted({m.student_key for m in marks}),
     )
     written = MarksWritten({}, {})
@@ -540,14 +531,17 @@ async def project_chronic_absences(conn: Connection, district_id: str, states: S
                school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
            WHERE (chronic_absence.school_year, chronic_absence.version) <= (EXCLUDED.school_year, EXCLUDED.version)""",
         district_id,
-        [c.student_key for c in states],
-        [c.chronic for c in states],
-        [c.days_enrolled for c in states],
-        [c.days_absent for c in states],
-        [c.absence_rate for c in states],
-        [c.as_of for c in states],
-        [c.school_year for c in states],
-        [c.version for c in states],
+        *columns(
+            states,
+            "student_key",
+            "chronic",
+            "days_enrolled",
+            "days_absent",
+            "absence_rate",
+            "as_of",
+            "school_year",
+            "version",
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from homeroom.bus.consumer import HandlerContext, RejectEvent
+from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent, build_event, decode, timestamp
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
@@ -191,13 +191,7 @@ async def test_consumer_killed_mid_batch_resumes_without_loss_or_double_apply(
     applied_before = await count(pg_pool)
     assert 0 < applied_before < total, "the kill must land mid-stream for this test to mean anything"
 
-    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
-    consumer.start()
-    try:
-        await wait_for(lambda: _eq(count(pg_pool), total), timeout_s=90)
-    finally:
-        await consumer.stop()
-    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    await resume_exactly_once(pg_pool, bootstrap, topic_suffix, total)
 
 
 async def test_consumer_killed_between_state_commit_and_offset_commit_replays_nothing(
@@ -241,15 +235,21 @@ async def test_consumer_killed_between_state_commit_and_offset_commit_replays_no
         await probe.stop()
     assert partitions and all(c is None for c in committed), committed  # Kafka never heard of it
 
-    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    consumer = await resume_exactly_once(pg_pool, bootstrap, topic_suffix, total)
+    assert consumer.applied == total - applied_before
+    assert consumer.duplicates == 0  # nothing re-read: the new owner sought to the stored offsets
+
+
+async def resume_exactly_once(pg_pool: asyncpg.Pool, bootstrap: str, suffix: str, total: int) -> EventConsumer:
+    """A new consumer in the group applies the rest: every event exactly once."""
+    consumer = make_consumer(pg_pool, bootstrap, suffix)
     consumer.start()
     try:
         await wait_for(lambda: _eq(count(pg_pool), total), timeout_s=90)
     finally:
         await consumer.stop()
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
-    assert consumer.applied == total - applied_before
-    assert consumer.duplicates == 0  # nothing re-read: the new owner sought to the stored offsets
+    return consumer
 
 
 async def _gt(value: object, floor: int) -> bool:
