@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -284,6 +285,8 @@ def main() -> None:
         transfers=args.transfers,
     )
     a, b = world.districts
+    # The benchmark reads as fast as it can with one vendor token: no per-principal limit.
+    os.environ.setdefault("HOMEROOM_RATE_LIMIT", "")
     stack = Stack(fixed_ports=False)
     result: dict[str, Any] = {"benchmark": "e2e", "students_per_district": args.students, "days": args.days}
     try:

@@ -47,11 +47,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from homeroom.config import Environment
+from homeroom.entry_text import text_problem
 from homeroom.problems import Problem, problem_type
 
 ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
 DEV_ISSUER = "homeroom-dev"
 DEV_AUDIENCE = "homeroom"
+# Every service takes only tokens whose `aud` names it: "<audience>/<service>" (a token for
+# records is refused at audit). A token may name several; the development issuer names all
+# by default, a real issuer what each client may call. Checked against homeroom.stack.SERVICES.
+AUDIENCE_SERVICES: tuple[str, ...] = ("ingest", "records", "consent", "transfer", "audit", "portal")
+
+
+def service_audience(audience: str, service: str) -> str:
+    """The `aud` value that names one service, e.g. ``homeroom/records``. A service outside
+    AUDIENCE_SERVICES (a test's own spec) takes the bare audience, which dev tokens also carry."""
+    return f"{audience}/{service}" if service in AUDIENCE_SERVICES else audience
+
+
 # Claims every token must carry; `nbf` is checked when present.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
 MAX_TOKEN_LENGTH = 16_384  # far above any real token; refuses parsing megabytes of junk
@@ -443,6 +456,19 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise AuthenticationError("malformed_claim", "claim 'sub' must be a non-empty string")
     if not isinstance(token_id, str) or not token_id:
         raise AuthenticationError("malformed_claim", "claim 'jti' must be a non-empty string")
+    # Whatever a token names reaches the disclosure log (requester and recipient): it must
+    # keep the log's text rules (homeroom.entry_text), or a release would have no record.
+    for name in ("sub", "org", "client_id", "district", "agreement"):
+        value = claims.get(name)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise AuthenticationError("malformed_claim", f"claim {name!r} {problem[1]}")
+    for name in ("schools", "students"):
+        values = claims.get(name)
+        if isinstance(values, list) and any(isinstance(v, str) and text_problem(v) for v in values):
+            raise AuthenticationError(
+                "malformed_claim", f"claim {name!r} holds an id that is too long or not printable"
+            )
     try:
         return Principal(
             subject=subject,
@@ -609,8 +635,10 @@ class DevIssuer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._key()[1])]}
 
-    def verifier(self, leeway_s: float = 30) -> TokenVerifier:
-        return TokenVerifier(self.issuer, self.audience, StaticKeys.from_jwks(self.jwks()), leeway_s)
+    def verifier(self, leeway_s: float = 30, service: str | None = None) -> TokenVerifier:
+        """A verifier of this issuer's tokens; for ``service``, only tokens whose audience names it."""
+        audience = service_audience(self.audience, service) if service else self.audience
+        return TokenVerifier(self.issuer, audience, StaticKeys.from_jwks(self.jwks()), leeway_s)
 
     def issue(
         self,
@@ -624,9 +652,11 @@ class DevIssuer:
         students: Iterable[str] = (),
         client_id: str | None = None,
         ttl_s: int = 3600,
+        services: Iterable[str] | None = None,
     ) -> str:
         """A signed token; ValueError if the scope does not fit the role (the same rules
-        the verifier applies, so it never mints a token services would refuse)."""
+        the verifier applies, so it never mints a token services would refuse). Its audience
+        names ``services`` (default: every service, and the bare audience for tools)."""
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         principal = Principal(
@@ -641,9 +671,18 @@ class DevIssuer:
             client_id=client_id,
         )
         now = int(time.time())
+        named = list(AUDIENCE_SERVICES) if services is None else list(services)
+        if not named:
+            raise ValueError("a token names at least one service in its audience")
+        unknown = sorted(set(named) - set(AUDIENCE_SERVICES))
+        if unknown:
+            raise ValueError(f"no service named {', '.join(unknown)} (known: {', '.join(AUDIENCE_SERVICES)})")
+        audiences = [service_audience(self.audience, s) for s in named]
+        if services is None:
+            audiences.append(self.audience)
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "aud": self.audience,
+            "aud": audiences,
             "sub": principal.subject,
             "iat": now,
             "nbf": now,
@@ -685,8 +724,9 @@ class AuthSettings(BaseSettings):
     def dev_issuer(self) -> DevIssuer:
         return DevIssuer(self.dev_key_file, self.issuer, self.audience)
 
-    def build_verifier(self) -> TokenVerifier:
-        """The verifier for this deployment; ValueError at start on unsafe configuration."""
+    def build_verifier(self, service: str | None = None) -> TokenVerifier:
+        """The verifier for this deployment; ValueError at start on unsafe configuration. For
+        ``service``, only tokens whose `aud` names ``<audience>/<service>`` are accepted."""
         if self.jwks_url and self.jwks_file:
             raise ValueError("set HOMEROOM_AUTH_JWKS_URL or HOMEROOM_AUTH_JWKS_FILE, not both")
         production = self.environment == "production"
@@ -706,8 +746,9 @@ class AuthSettings(BaseSettings):
         elif self.jwks_file:
             keys = StaticKeys.from_jwks_file(self.jwks_file)
         else:
-            return self.dev_issuer().verifier(self.leeway_s)
-        return TokenVerifier(self.issuer, self.audience, keys, self.leeway_s)
+            return self.dev_issuer().verifier(self.leeway_s, service)
+        audience = service_audience(self.audience, service) if service else self.audience
+        return TokenVerifier(self.issuer, audience, keys, self.leeway_s)
 
 
 # --- FastAPI -----------------------------------------------------------------------------
@@ -732,6 +773,9 @@ async def current_principal(request: Request) -> Principal:
     if principal is None:
         principal = await run_in_threadpool(verifier.verify, token) if verifier.may_block else verifier.verify(token)
     request.state.principal = principal  # for access logs and audit, which run outside the handler
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None and principal.role is not Role.SERVICE:  # homeroom.ratelimit
+        await limiter.check(f"{principal.role.value}:{principal.subject}", "principal")
     return principal
 
 

@@ -44,6 +44,10 @@ def issue(
     ] = None,
     client_id: Annotated[str | None, typer.Option("--client-id", help="OAuth client id to record.")] = None,
     ttl: Annotated[int, typer.Option("--ttl", min=1, help="Lifetime in seconds.")] = 3600,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="Service the token is for (its audience); repeatable. Default: every one."),
+    ] = None,
     key_file: KeyFile = None,
 ) -> None:
     """Print a signed bearer token for ROLE."""
@@ -58,6 +62,7 @@ def issue(
             students=student or (),
             client_id=client_id,
             ttl_s=ttl,
+            services=service or None,
         )
     except ValueError as exc:  # the scope does not fit the role: say which claim is wrong
         typer.echo(f"error: {exc}", err=True)

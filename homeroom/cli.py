@@ -57,6 +57,62 @@ def serve(name: str = typer.Argument(..., help="ingest, records, consent, transf
 
 
 @app.command()
+def migrate(
+    names: list[str] = typer.Argument(None, help="services to migrate (default: every one with a database)"),
+) -> None:
+    """Create and migrate service databases as the owner role (HOMEROOM_MIGRATION_DATABASE_URL),
+    granting each service's login role (HOMEROOM_DATABASE_URL's server, user homeroom_<name>)."""
+    import asyncio
+
+    from homeroom.service import prepare_databases
+    from homeroom.stack import SERVICES, load_spec
+    from homeroom.storage import login_role, with_user
+
+    async def run() -> None:
+        for name in names or [n for n in SERVICES if n != "portal"]:
+            spec = load_spec(name)
+            settings = spec.settings()
+            if not settings.migration_database_url:
+                raise typer.BadParameter("set HOMEROOM_MIGRATION_DATABASE_URL (the owner role's server URL)")
+            if settings.server_url:  # each service's own login on the shared server
+                login = login_role(name)
+                settings.database_url = with_user(settings.database_url, login)
+                settings.keys_database_url = with_user(settings.keys_database_url, login)
+            await prepare_databases(spec, settings)
+            typer.echo(f"{name}: migrated; login {settings.database_url.split('@')[0].rsplit('/', 1)[-1]}")
+
+    asyncio.run(run())
+
+
+witness_app = typer.Typer(help="The transparency-log witness (c2sp.org/tlog-witness).", no_args_is_help=True)
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.command("serve")
+def witness_serve() -> None:
+    """Run the witness (settings HOMEROOM_WITNESS_*): cosigns the audit log's checkpoints."""
+    import uvicorn
+
+    from homeroom.witness import WitnessSettings, create_app
+
+    settings = WitnessSettings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+@witness_app.command("key")
+def witness_key() -> None:
+    """Print the witness's name and public key (PEM), for verifiers and the audit service to pin."""
+    from cryptography.hazmat.primitives import serialization
+
+    from homeroom.witness import WitnessSettings, load_private_key
+
+    settings = WitnessSettings()
+    key = load_private_key(settings.key_file, create=settings.environment != "production").public_key()
+    typer.echo(settings.name)
+    typer.echo(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
+@app.command()
 def stack() -> None:
     """Run the whole stack on embedded PostgreSQL and Kafka until Ctrl-C."""
     from homeroom.demo import run_stack

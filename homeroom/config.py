@@ -77,6 +77,21 @@ class ServiceSettings(BaseSettings):
     keys_database_url: str = Field(
         default="", validation_alias=AliasChoices("HOMEROOM_KEYS_DATABASE_URL", "keys_database_url")
     )
+    # Migrations run as the owner role (least privilege: the service's own login owns
+    # nothing). A server URL as the owner; each service derives its database on it, as above.
+    migration_server_url: str = Field(
+        default="", validation_alias=AliasChoices("HOMEROOM_MIGRATION_DATABASE_URL", "migration_server_url")
+    )
+    migration_database_url: str = ""  # HOMEROOM_<NAME>_MIGRATION_DATABASE_URL: a full DSN instead
+    # False where a job (`homeroom migrate`) migrates before the services start, so a
+    # service's container never holds the owner's password (docker-compose.yml).
+    migrate_on_start: bool = Field(
+        default=True, validation_alias=AliasChoices("HOMEROOM_MIGRATE_ON_START", "migrate_on_start")
+    )
+    migration_keys_database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("HOMEROOM_MIGRATION_KEYS_DATABASE_URL", "migration_keys_database_url"),
+    )
     secrets_dir: Path = Field(
         default=Path(".homeroom/secrets"), validation_alias=AliasChoices("HOMEROOM_SECRETS_DIR", "secrets_dir")
     )
@@ -97,6 +112,8 @@ class ServiceSettings(BaseSettings):
     topic_replication_factor: int = Field(
         default=1, validation_alias=AliasChoices("HOMEROOM_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
     )
+    # Requests per verified caller (homeroom/ratelimit.py); "" switches limits off.
+    rate_limit: str = Field(default="1200/minute", validation_alias=AliasChoices("HOMEROOM_RATE_LIMIT", "rate_limit"))
     service_token_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("HOMEROOM_SERVICE_TOKEN_FILE", "service_token_file")
     )
@@ -128,6 +145,10 @@ class ServiceSettings(BaseSettings):
             self.database_url = database_url(self.server_url, f"homeroom_{self.service_name}")
         if not self.keys_database_url and self.server_url:
             self.keys_database_url = database_url(self.server_url, "homeroom_keys")
+        if not self.migration_database_url and self.migration_server_url:
+            self.migration_database_url = database_url(self.migration_server_url, f"homeroom_{self.service_name}")
+        if not self.migration_keys_database_url and self.migration_server_url:
+            self.migration_keys_database_url = database_url(self.migration_server_url, "homeroom_keys")
         return self
 
     def require_production_secrets(self) -> None:

@@ -70,6 +70,11 @@ class Pseudonymizer:
         """
         return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, normalise_id(district_id), normalise_id(local_id))
 
+    def enrollment_id(self, district_id: str, student_key: str, school_id: str, entry_date: str) -> str:
+        """An opaque, stable id for one enrollment: unlike ``key.school.date`` it does not
+        carry the entry date, which an agreement may withhold."""
+        return "enr_" + self._digest("homeroom.enrollment.v1", district_id, student_key, school_id, entry_date)
+
     def _digest(self, domain: str, *parts: str) -> str:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
         # Length-prefix every part so ("AB", "C") and ("A", "BC") hash differently.

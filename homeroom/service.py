@@ -32,10 +32,12 @@ from homeroom.bus.consumer import BatchHandler, EventConsumer, Handler, one_at_a
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
+from homeroom.http_headers import SecurityHeaders
 from homeroom.outbox import OutboxRelay
 from homeroom.problems import FieldError, Problem, install_problem_handlers, problem_response
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
-from homeroom.storage import create_pool, ensure_database, migrate
+from homeroom.ratelimit import limiter
+from homeroom.storage import create_pool, ensure_database, grant_to_login, migrate, privilege_problems, url_user
 from homeroom.telemetry import SERVICE_UP, configure_logging, health_router, instrument_http
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,9 @@ class ServiceSpec:
     # A service with no database and no bus of its own (the portal, a front end calling the
     # others' APIs) builds its own app from its settings; `create_app` then returns that.
     app_factory: Callable[[ServiceSettings], FastAPI] | None = None
+    # NOLOGIN roles its migrations create and its transactions SET ROLE to (records' row-level
+    # security role): the migration runner makes the service's login a member of each.
+    database_roles: Sequence[str] = ()
 
 
 @dataclass(slots=True)
@@ -145,22 +150,28 @@ async def _build_runtime(
             f"no database configured: set HOMEROOM_DATABASE_URL or HOMEROOM_{spec.name.upper()}_DATABASE_URL"
         )
     auth = auth or AuthSettings()
-    verifier = auth.build_verifier()
+    verifier = auth.build_verifier(spec.name)  # only tokens meant for this service
     dev_issuer = auth.dev_issuer() if auth.environment != "production" else None
 
-    if settings.create_database:
-        await ensure_database(settings.database_url)
+    if settings.migrate_on_start:
+        await prepare_databases(spec, settings)
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     try:
-        await migrate(pool, spec.name, spec.migrations, notices.NOTICES_SCHEMA if spec.sends_notices else "")
+        if not settings.migrate_on_start:
+            await _require_migrated(pool, spec)
+        problems = await privilege_problems(pool)
+        if problems and settings.migration_database_url:
+            raise PermissionError(
+                f"the {spec.name} service's database login {', '.join(problems)}: it must own nothing "
+                "(docs/adding-a-service.md, 'Database roles')"
+            )
+        if problems:
+            log.warning("service runs with more database rights than it needs", extra={"problems": problems})
         cipher: crypto.EnvelopeCipher | None = None
         keys_pool: asyncpg.Pool | None = None
         if spec.uses_cipher:
             keys_url = settings.keys_database_url or settings.database_url
-            if settings.create_database:
-                await ensure_database(keys_url)
             keys_pool = await create_pool(keys_url, max_size=max(2, settings.db_pool_size // 2))
-            await crypto.ensure_schema(keys_pool)
             keyring = crypto.FileKeyring(settings.keyring_path, allow_create=settings.environment != "production")
             cipher = crypto.EnvelopeCipher(keyring, crypto.PostgresDataKeyStore(keys_pool))
         pseudonymizer = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
@@ -191,6 +202,64 @@ async def _build_runtime(
         keys_pool=keys_pool,
         notices=notice_relay,
     )
+
+
+async def _require_migrated(pool: asyncpg.Pool, spec: ServiceSpec) -> None:
+    files = sorted(spec.migrations.glob("*.sql")) if spec.migrations and spec.migrations.exists() else []
+    wanted = {int(p.name.split("_", 1)[0]) for p in files}
+    try:
+        done = {
+            r["version"]
+            for r in await pool.fetch("SELECT version FROM schema_migrations WHERE service = $1", spec.name)
+        }
+    except asyncpg.UndefinedTableError:
+        done = set()
+    if not wanted <= done:
+        missing = ", ".join(str(v) for v in sorted(wanted - done))
+        raise RuntimeError(
+            f"the {spec.name} database lacks migrations {missing}: run `homeroom migrate {spec.name}` first"
+        )
+
+
+async def prepare_databases(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Create (if asked) and migrate the service's database, and the keys database, as the
+    owner role; then grant the service's login what it needs (homeroom.storage)."""
+    owner_url = settings.migration_database_url or settings.database_url
+    separate = owner_url != settings.database_url
+    grantee = url_user(settings.database_url) if separate else None
+    if separate and not grantee:
+        raise ValueError(f"name the {spec.name} service's login role in its database URL (postgresql://ROLE@host/db)")
+    if settings.create_database:
+        await ensure_database(owner_url)
+    owner = await create_pool(owner_url, min_size=1, max_size=1)
+    try:
+        await migrate(
+            owner,
+            spec.name,
+            spec.migrations,
+            notices.NOTICES_SCHEMA if spec.sends_notices else "",
+            grantee=grantee,
+            member_of=spec.database_roles,
+        )
+    finally:
+        await owner.close()
+    if not spec.uses_cipher:
+        return
+    keys_url = settings.keys_database_url or settings.database_url
+    keys_owner_url = settings.migration_keys_database_url or (owner_url if keys_url == settings.database_url else "")
+    keys_owner_url = keys_owner_url or keys_url
+    if settings.create_database:
+        await ensure_database(keys_owner_url)
+    keys_owner = await create_pool(keys_owner_url, min_size=1, max_size=1)
+    try:
+        await crypto.ensure_schema(keys_owner)
+        keys_grantee = url_user(keys_url) if keys_owner_url != keys_url else None
+        if keys_grantee:
+            async with keys_owner.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.data_keys.schema'))")
+                await grant_to_login(conn, keys_grantee)
+    finally:
+        await keys_owner.close()
 
 
 def _notice_relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> notices.NoticeRelay:
@@ -296,6 +365,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
         openapi_tags=list(spec.openapi_tags) or None,
     )
     install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders)
     _refuse_nul_characters(app)
     instrument_http(app, spec.name)
 
@@ -349,6 +419,7 @@ def _refuse_nul_characters(app: FastAPI) -> None:
 def attach(app: FastAPI, runtime: Runtime) -> None:
     app.state.runtime = runtime
     app.state.token_verifier = runtime.verifier
+    app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
 def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:

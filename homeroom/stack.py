@@ -9,7 +9,9 @@ KAFKA_BOOTSTRAP_SERVERS and HOMEROOM_DATABASE_URL at real servers and run
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -22,12 +24,16 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from homeroom.infra import process
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.infra.smtp import EmbeddedSMTP, read_mbox
 from homeroom.service import ServiceSpec
+from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
+from homeroom.witness import load_private_key
+from services.audit.signing import load_or_create_signer
 
 # Service name → (import path of its ServiceSpec, conventional port). The order is the
 # start order: consent first, because records and transfer ask it for decisions.
@@ -40,6 +46,9 @@ SERVICES: dict[str, tuple[str, int]] = {
     # Last: the web pages call the others' APIs with the signed-in person's token.
     "portal": ("services.portal.service:SERVICE", 8006),
 }
+
+
+WITNESS_PORT = 8007  # the audit log's witness (homeroom/witness.py), not one of the services
 
 
 def load_spec(name: str) -> ServiceSpec:
@@ -73,10 +82,14 @@ class Stack:
         assert self.postgres is not None and self.broker is not None
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            # Migrations as the owner role; each service connects as its own login (_spawn).
             "HOMEROOM_DATABASE_URL": self.postgres.server_url,
+            "HOMEROOM_MIGRATION_DATABASE_URL": with_user(self.postgres.server_url, OWNER_ROLE),
             # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
             "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
+            # The demo and the browser tests sign in dozens of times from one address.
+            "HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT": os.environ.get("HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT", "300/minute"),
             # Notices go by e-mail to the stack's own SMTP server (every message kept in mail.mbox).
             **({"HOMEROOM_SMTP_HOST": self.smtp.host, "HOMEROOM_SMTP_PORT": str(self.smtp.port)} if self.smtp else {}),
             **service_url_env(self.ports),
@@ -104,9 +117,16 @@ class Stack:
         os.chmod(self.home, 0o711)  # noqa: S103 - traverse only, no listing or writing
         self.postgres = EmbeddedPostgres(self.home / "postgres").start()
         self.timings["postgres_start_s"] = self.postgres.started_in_s
+        # Least privilege as in production: an owner role migrates, each service logs in as
+        # its own role that owns nothing (homeroom.storage).
+        asyncio.run(bootstrap_roles(self.postgres.server_url, [s for s in self.services if s != "portal"]))
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
         self.smtp = EmbeddedSMTP(self.mailbox_path).start()
+        if "audit" in self.services:
+            # First, and bound before the services' ports are chosen: a free port picked for
+            # the witness afterwards could be one already promised to a service.
+            self._start_witness()
         for name in self.services:
             port = SERVICES[name][1]
             self.ports[name] = port if self.fixed_ports and _port_free(port) else process.free_port()
@@ -116,8 +136,41 @@ class Stack:
         self.timings["stack_ready_s"] = time.perf_counter() - started
         return self
 
+    def _start_witness(self) -> None:
+        """The witness that cosigns the audit log's checkpoints: its own process and key, pinned
+        by audit; it trusts the audit log's public key (both keys made here, before either starts)."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_signer = load_or_create_signer(self.secrets_dir / "audit-signing.key")
+        (self.secrets_dir / "audit-log.pub.pem").write_bytes(log_signer.public_key_pem())
+        witness_key = load_private_key(self.secrets_dir / "witness.key", create=True)
+        (self.secrets_dir / "witness.pub.pem").write_bytes(
+            witness_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        port = WITNESS_PORT if self.fixed_ports and _port_free(WITNESS_PORT) else process.free_port()
+        self.ports["witness"] = port
+        env = {
+            **os.environ,
+            "HOMEROOM_WITNESS_PORT": str(port),
+            "HOMEROOM_WITNESS_KEY_FILE": str(self.secrets_dir / "witness.key"),
+            "HOMEROOM_WITNESS_STATE_FILE": str(self.home / "witness" / "state.json"),
+            "HOMEROOM_WITNESS_LOG_PUBLIC_KEY_FILES": json.dumps([str(self.secrets_dir / "audit-log.pub.pem")]),
+        }
+        self._children["witness"] = process.spawn(
+            [sys.executable, "-m", "homeroom.cli", "witness", "serve"],
+            log_path=self.log("witness"),
+            death_signal=signal.SIGTERM,
+            env=env,
+        )
+        self.wait_ready(60, ["witness"])
+
     def _spawn(self, name: str, port: int, key: str = "") -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
+        if name == "audit" and "witness" in self.ports:
+            env["HOMEROOM_AUDIT_WITNESS_URL"] = self.url("witness")
+            env["HOMEROOM_AUDIT_WITNESS_PUBLIC_KEY_FILE"] = str(self.secrets_dir / "witness.pub.pem")
+        env["HOMEROOM_DATABASE_URL"] = with_user(env["HOMEROOM_DATABASE_URL"], login_role(name))
         return process.spawn(
             [sys.executable, "-m", "homeroom.cli", "serve", name],
             log_path=self.log(key or name),

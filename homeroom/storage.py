@@ -1,8 +1,18 @@
-"""PostgreSQL for every service: one database each, migrations, and the kernel's tables.
+"""PostgreSQL for every service: one database each, migrations, the kernel's tables, and
+the two roles a service's database has.
 
 Every service database carries the kernel's own tables (the outbox and the consumer
 idempotency table) next to the service's, because exactly-once effects need the event
 write, the state change and the "already applied" mark in one local transaction.
+
+Least privilege: migrations run as an owner role (`homeroom_owner` in the embedded stack
+and in docker-compose), and a service runs as its own login role (`homeroom_<service>`)
+that owns nothing and so cannot ALTER, DROP, disable triggers or TRUNCATE; nor can it
+set `session_replication_role` (superuser only). After applying migrations the runner
+grants the login role what it needs on *every* table of the database, so a table added in
+a new migration needs no grant of its own: DML on ordinary tables, only SELECT and INSERT
+on the tables a migration declared append-only with `SELECT homeroom_append_only('t')`
+(which also installs triggers refusing UPDATE, DELETE and TRUNCATE).
 """
 
 from __future__ import annotations
@@ -70,7 +80,154 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     next_offset    bigint NOT NULL,
     PRIMARY KEY (consumer_group, topic, partition)
 );
+-- Tables whose rows are never changed or removed: the runner grants SELECT and INSERT only.
+CREATE TABLE IF NOT EXISTS append_only_tables (table_name text PRIMARY KEY);
+CREATE OR REPLACE FUNCTION homeroom_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE OR REPLACE FUNCTION homeroom_append_only(tbl text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', tbl || '_append_only', tbl);
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
+                   'EXECUTE FUNCTION homeroom_refuse_change()', tbl || '_append_only', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', tbl || '_no_truncate', tbl);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT '
+                   'EXECUTE FUNCTION homeroom_refuse_change()', tbl || '_no_truncate', tbl);
+    INSERT INTO append_only_tables (table_name) VALUES (tbl) ON CONFLICT DO NOTHING;
+END
+$$;
 """
+
+# The role migrations run as, and the login role of each service (docs/adding-a-service.md).
+OWNER_ROLE = "homeroom_owner"
+_READ_ONLY_TABLES = frozenset({"schema_migrations", "append_only_tables"})
+
+
+def login_role(service: str) -> str:
+    """The database login role a service runs as: it owns nothing."""
+    return f"homeroom_{service}"
+
+
+def with_user(url: str, user: str) -> str:
+    """The same PostgreSQL URL, connecting as ``user`` (password, if any, dropped)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def url_user(url: str) -> str | None:
+    return urlsplit(url).username
+
+
+async def bootstrap_roles(superuser_server_url: str, services: Sequence[str]) -> None:
+    """Create the owner role and one login role per service (embedded stack and tests; in
+    docker-compose `deploy/postgres/roles.sh` does the same). Idempotent and safe to race."""
+    wanted = [(OWNER_ROLE, "LOGIN NOSUPERUSER CREATEDB CREATEROLE")]
+    wanted += [(login_role(s), "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION") for s in services]
+    conn = await asyncpg.connect(database_url(superuser_server_url, "postgres"))
+    try:
+        for role, attributes in wanted:
+            if not _NAME.match(role):
+                raise ValueError(f"unusual role name {role!r}")
+            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                continue
+            with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+                await conn.execute(f'CREATE ROLE "{role}" {attributes}')
+    finally:
+        await conn.close()
+
+
+async def grant_to_login(conn: Connection, grantee: str, member_of: Sequence[str] = ()) -> None:
+    """What a service's login role may do on this database, re-applied on every start, so
+    tables added by any migration (even one written concurrently in another branch) are
+    covered: DML on ordinary tables, SELECT and INSERT only on append-only ones, never
+    TRUNCATE, REFERENCES or TRIGGER; nothing is owned, so nothing can be altered."""
+    role = f'"{grantee}"'
+    database = await conn.fetchval("SELECT current_database()")
+    await conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+    await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO {role}')
+    await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+    await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    append_only: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('append_only_tables') IS NOT NULL"):
+        append_only = {r["table_name"] for r in await conn.fetch("SELECT table_name FROM append_only_tables")}
+    tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+
+    def rights_for(table: str) -> str:
+        if table in _READ_ONLY_TABLES:
+            return "SELECT"
+        if table in append_only:
+            return "SELECT, INSERT"
+        return "SELECT, INSERT, UPDATE, DELETE"
+
+    for table in tables:
+        await conn.execute(f'REVOKE ALL ON TABLE "{table}" FROM {role}')
+        await conn.execute(f'GRANT {rights_for(table)} ON TABLE "{table}" TO {role}')
+    await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    # A role the service SETs inside transactions (records' row-level security role) keeps what
+    # its migrations granted it; a table nobody granted it yet (one added by a later migration)
+    # gets the same rights as the login, so new tables work under it too.
+    for member in member_of:
+        for table in tables:
+            granted = await conn.fetchval(
+                "SELECT has_table_privilege($1, $2, 'SELECT, INSERT, UPDATE, DELETE')", member, f'public."{table}"'
+            )
+            if not granted:
+                await conn.execute(f'GRANT {rights_for(table)} ON TABLE "{table}" TO "{member}"')
+        await conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{member}"')
+    # Nobody but the owner may change an append-only table, whatever a migration granted
+    # (a role the service SETs, or inherits through membership, included).
+    for row in await conn.fetch(
+        """SELECT DISTINCT c.relname, a.grantee::regrole::text AS grantee
+           FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1::text[])
+             AND a.grantee <> c.relowner
+             AND a.privilege_type IN ('UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER', 'REFERENCES')""",
+        sorted(append_only),
+    ):
+        who = "PUBLIC" if row["grantee"] == "-" else f'"{row["grantee"]}"'
+        await conn.execute(
+            f'REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON TABLE "{row["relname"]}" FROM {who}'
+        )
+    await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    # Tables the owner creates between two starts (by hand, or by a newer instance's
+    # migration) are usable at once; the next start narrows append-only ones.
+    await conn.execute(
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"
+    )
+    await conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}")
+    for member in member_of:  # roles the service SETs inside its transactions (e.g. records' RLS role)
+        # SET only, never INHERIT: the login's own rights stay exactly the ones granted above.
+        await conn.execute(f'GRANT "{member}" TO {role} WITH INHERIT FALSE, SET TRUE')
+
+
+async def privilege_problems(conn: Connection | asyncpg.Pool) -> list[str]:
+    """Why the connected role is more than a least-privileged service login (empty if it is not)."""
+    row = await conn.fetchrow(
+        """SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls,
+                  (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid
+                     AND c.relnamespace = 'public'::regnamespace) AS owned,
+                  has_schema_privilege(current_user, 'public', 'CREATE') AS can_create
+           FROM pg_roles r WHERE r.rolname = current_user"""
+    )
+    assert row is not None
+    problems = []
+    for flag, what in (
+        ("rolsuper", "is a superuser"),
+        ("rolcreaterole", "may create roles"),
+        ("rolcreatedb", "may create databases"),
+        ("rolbypassrls", "bypasses row-level security"),
+    ):
+        if row[flag]:
+            problems.append(what)
+    if row["owned"]:
+        problems.append(f"owns {row['owned']} tables, indexes or sequences")
+    if row["can_create"]:
+        problems.append("may create objects in schema public")
+    return problems
+
 
 # Failures of the infrastructure, not of the work: the database is down or restarting.
 # Retrying the work later helps; recording it as failed (or dead-lettering an event)
@@ -164,14 +321,38 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def migrate(pool: asyncpg.Pool, service: str, migrations_dir: Path | None, extra_schema: str = "") -> list[str]:
-    """Apply the kernel schema and the service's numbered SQL files, once each, in order.
+async def migrate(
+    pool: asyncpg.Pool,
+    service: str,
+    migrations_dir: Path | None,
+    extra_schema: str = "",
+    *,
+    grantee: str | None = None,
+    member_of: Sequence[str] = (),
+) -> list[str]:
+    """Apply the kernel schema and the service's numbered SQL files, once each, in order,
+    then (given the service's login role as ``grantee``) grant it what `grant_to_login` says.
 
     Files are named NNN_description.sql. An advisory lock serialises concurrent starts of
     several instances of one service.
     """
+    async with pool.acquire() as conn:
+        return await migrate_connection(
+            conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of
+        )
+
+
+async def migrate_connection(
+    conn: Connection,
+    service: str,
+    migrations_dir: Path | None,
+    extra_schema: str = "",
+    *,
+    grantee: str | None = None,
+    member_of: Sequence[str] = (),
+) -> list[str]:
     applied: list[str] = []
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
         await conn.execute(KERNEL_SCHEMA)
         if extra_schema:
@@ -200,6 +381,8 @@ async def migrate(pool: asyncpg.Pool, service: str, migrations_dir: Path | None,
                 match.group(2),
             )
             applied.append(path.name)
+        if grantee:
+            await grant_to_login(conn, grantee, member_of)
     if applied:
         log.info("migrations applied", extra={"service": service, "migrations": applied})
     return applied

@@ -7,6 +7,10 @@ on the session's embedded PostgreSQL and a broker, driven over ASGI with httpx.
 `ServiceEnv` (fixture `service_env`) holds what several services in one test share: the
 bootstrap servers, a keys database, secrets and the dev token issuer, so that a record
 sealed by ingest opens in records, and a token minted here is trusted by every service.
+
+Every service runs as in production: migrated by the owner role, connected as its own
+login role that owns nothing (`homeroom.storage`), so every test exercises least privilege.
+`env.superuser(url)` connects as the superuser where a test must tamper with a database.
 """
 
 from __future__ import annotations
@@ -26,14 +30,29 @@ from homeroom.auth import AuthSettings, DevIssuer, Role
 from homeroom.config import KafkaSettings, ServiceSettings
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import Runtime, ServiceSpec, attach, create_app, running
-from homeroom.storage import database_url
+from homeroom.storage import OWNER_ROLE, bootstrap_roles, database_url, login_role, with_user
+
+_ROLES_READY: set[str] = set()
+_LOGINS_READY: set[str] = set()
+
+
+async def ensure_roles(postgres: EmbeddedPostgres) -> None:
+    """The owner role and every service's login role, once per server."""
+    if postgres.server_url in _ROLES_READY:
+        return
+    from homeroom.stack import SERVICES
+
+    await bootstrap_roles(postgres.server_url, list(SERVICES))
+    _ROLES_READY.add(postgres.server_url)
 
 
 async def new_database(postgres: EmbeddedPostgres, prefix: str = "t") -> str:
+    """A new database owned by the owner role; the URL connects as the superuser."""
+    await ensure_roles(postgres)
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{OWNER_ROLE}"')
     finally:
         await admin.close()
     return database_url(postgres.server_url, name)
@@ -76,12 +95,26 @@ class ServiceEnv:
         """Authorization header for a fresh dev token, e.g. auth("vendor", agreement="a-1", organization="x")."""
         return {"Authorization": f"Bearer {self.token(role, subject, **scope)}"}
 
+    def superuser_url(self, url: str) -> str:
+        return with_user(url, "postgres")
+
+    async def superuser(self, url: str) -> asyncpg.Connection[asyncpg.Record]:
+        """A superuser connection to a service's database (for tests that tamper with it)."""
+        return await asyncpg.connect(self.superuser_url(url))
+
     async def settings_for(self, spec: ServiceSpec, **overrides: Any) -> ServiceSettings:
         url = overrides.pop("database_url", None) or await new_database(self.postgres, spec.name[:8])
         self.databases.append(url)
+        login = login_role(spec.name)
+        if spec.name not in _LOGINS_READY:  # a test's own spec has no login role in the stack's list
+            await bootstrap_roles(self.postgres.server_url, [spec.name])
+            _LOGINS_READY.add(spec.name)
         values: dict[str, Any] = {
-            "database_url": url,
-            "keys_database_url": self.keys_database_url,
+            # Migrated by the owner; run as the service's own login, which owns nothing.
+            "database_url": with_user(url, login),
+            "migration_database_url": with_user(url, OWNER_ROLE),
+            "keys_database_url": with_user(self.keys_database_url, login),
+            "migration_keys_database_url": with_user(self.keys_database_url, OWNER_ROLE),
             "secrets_dir": self.secrets_dir,
             "create_database": False,
             "consumer_backoff_s": 0.01,

@@ -25,8 +25,20 @@ new() { [ ! -e "$1" ] && made+=("$1"); }
 if new postgres_password; then
   openssl rand -base64 32 | tr -d '/+=\n' > postgres_password
 fi
-if new pgpass; then
-  printf 'postgres:5432:*:homeroom:%s\n' "$(cat postgres_password)" > pgpass
+# One login per service and the owner that migrates (least privilege: docs/security.md),
+# each with its own password in libpq's password-file format; deploy/postgres/roles.sh
+# creates the roles from these files on PostgreSQL's first start.
+for role in owner ingest records consent transfer audit; do
+  if new "pgpass_$role"; then
+    printf 'postgres:5432:*:homeroom_%s:%s\n' "$role" "$(openssl rand -base64 32 | tr -d '/+=\n')" > "pgpass_$role"
+  fi
+done
+# The same passwords for PostgreSQL's first start (read by deploy/postgres/roles.sh as the
+# postgres image's user, which cannot read the services' files): role:password per line.
+if new postgres_roles; then
+  for role in owner ingest records consent transfer audit; do
+    cut -d: -f4,5 "pgpass_$role"
+  done > postgres_roles
 fi
 # The key of the keyed student pseudonyms: 32 random bytes, base64. The same key for
 # every service and for ever: a new key gives every student a new pseudonym.
@@ -37,6 +49,18 @@ fi
 # verifies exports: openssl pkey -in audit-signing.key -pubout
 if new audit-signing.key; then
   openssl genpkey -algorithm ed25519 -out audit-signing.key
+fi
+# Its public half, for the witness (and verifiers) to pin.
+if new audit-log.pub.pem; then
+  openssl pkey -in audit-signing.key -pubout -out audit-log.pub.pem
+fi
+# The witness's own key (c2sp.org/tlog-witness): better made and kept by another operator,
+# who then gives you only witness.pub.pem.
+if new witness.key; then
+  openssl genpkey -algorithm ed25519 -out witness.key
+fi
+if new witness.pub.pem; then
+  openssl pkey -in witness.key -pubout -out witness.pub.pem
 fi
 # The portal's OIDC client secret: register the portal with your identity provider as a
 # confidential client (id homeroom-portal) with this secret, or replace the file with its own.
@@ -58,18 +82,26 @@ if [ ! -e auth_jwks.json ] || [ ! -e service_token ]; then
   echo "trial issuer $ISSUER: export HOMEROOM_AUTH_ISSUER=$ISSUER before docker compose up" >&2
 fi
 
-chmod 600 postgres_password pgpass pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
+PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit"
+# shellcheck disable=SC2086
+chmod 600 $PGPASS_FILES
+chmod 600 witness.key
+chmod 644 audit-log.pub.pem witness.pub.pem
+chmod 600 postgres_password postgres_roles pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
   portal_oidc_client_secret
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
-  chown "$HOMEROOM_UID:$HOMEROOM_UID" pgpass pseudonym.key audit-signing.key auth_jwks.json service_token \
+  # shellcheck disable=SC2086
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" $PGPASS_FILES
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" witness.key audit-log.pub.pem witness.pub.pem
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key audit-signing.key auth_jwks.json service_token \
     portal_oidc_client_secret
-  chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password
+  chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password postgres_roles
   chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password
 else
   echo "not root: run these so the containers can read their secrets:" >&2
-  echo "  sudo chown $HOMEROOM_UID:$HOMEROOM_UID $PWD/{pgpass,pseudonym.key,audit-signing.key,auth_jwks.json,service_token}" >&2
-  echo "  sudo chown $POSTGRES_UID:$POSTGRES_UID $PWD/postgres_password" >&2
+  echo "  sudo chown $HOMEROOM_UID:$HOMEROOM_UID $PWD/{pgpass_*,pseudonym.key,audit-signing.key,auth_jwks.json,service_token}" >&2
+  echo "  sudo chown $POSTGRES_UID:$POSTGRES_UID $PWD/{postgres_password,postgres_roles}" >&2
   echo "  sudo chown $GRAFANA_UID:$GRAFANA_UID $PWD/grafana_admin_password" >&2
 fi
 if [ "${#made[@]}" -gt 0 ]; then echo "made: ${made[*]}" >&2; else echo "all secrets already present" >&2; fi

@@ -19,13 +19,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
-from services.audit import export, store
+from services.audit import export, metrics, store, witnessing
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
 from services.audit.heads import check_stored_tree, sign_now, verify_stored
 from services.audit.settings import AuditSettings
@@ -194,8 +195,20 @@ async def consistency(
     first: Annotated[int, Query(ge=0)],
     second: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
-    if first > second:
-        raise _invalid("query.first", "proof.sizes_reversed", "first must not exceed second")
+    current = await store.tree_size(runtime.pool)
+    if first > second or first > current:
+        # Not a client error: whoever saw a tree of `first` entries now finds fewer. The log
+        # cannot prove a shorter tree extends a longer one; entries are missing.
+        smaller = min(second, current)
+        metrics.VERIFICATION_FAILURES.labels("truncated").inc()
+        raise Problem(
+            409,
+            "Verification failed: the log is smaller than a tree already seen",
+            f"a tree of {first} entries cannot be a prefix of one of {smaller}: "
+            f"entries {smaller} to {first - 1} are missing (the log holds {current})",
+            type=problem_type("log-truncated"),
+            extensions={"missing_from": smaller, "missing_to": first - 1, "log_size": current},
+        )
     await _check_size(runtime, "query.second", second)
     proof = await store.consistency_proof(runtime.pool, first, second)
     return {
@@ -205,6 +218,29 @@ async def consistency(
         "second_root": (await store.root(runtime.pool, second)).hex(),
         "proof": [h.hex() for h in proof],
     }
+
+
+# --- reconciliation (records' read log against this log) -------------------------------------
+
+Service = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
+
+
+class PresentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disclosure_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(max_length=5000)
+
+
+@router.post(
+    "/internal/disclosures/present",
+    tags=["internal"],
+    summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
+)
+async def disclosures_present(runtime: RuntimeDep, _: Service, body: PresentQuery) -> dict[str, Any]:
+    rows = await runtime.pool.fetch(
+        "SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(body.disclosure_ids))
+    )
+    return {"present": [r["event_id"] for r in rows]}
 
 
 # --- export and verification -----------------------------------------------------------------
@@ -311,12 +347,70 @@ async def export_log(
     )
 
 
+async def _witness_findings(runtime: Runtime, log_size: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """What the witnessed checkpoints say about the stored log: the latest cosigned head, and
+    a truncation finding naming the missing range when a witness saw a larger log."""
+    findings: list[dict[str, Any]] = []
+    recorded = await witnessing.latest(runtime)
+    witnessed_size = recorded[0] if recorded else 0
+    head = await store.latest_head(runtime.pool)
+    if head is not None and _settings(runtime).witness_url:
+        answer = await witnessing.submit(runtime, head)
+        if answer.truncated is not None:
+            witnessed_size = max(witnessed_size, answer.witness_size or 0)
+        recorded = await witnessing.latest(runtime) or recorded
+    if witnessed_size > log_size:
+        first, last = log_size, witnessed_size - 1
+        findings.append(
+            {
+                "kind": "truncated",
+                "message": f"a witness cosigned a log of {witnessed_size} entries; the log holds {log_size}: "
+                f"entries {first} to {last} missing (truncated)",
+                "index": first,
+                "last_index": last,
+                "head": None,
+            }
+        )
+    checkpoint = None
+    if recorded is not None:
+        size, root, note, witness, cosigned_at = recorded
+        checkpoint = {"size": size, "root": root.hex(), "witness": witness, "cosigned_at": cosigned_at, "note": note}
+    return checkpoint, findings
+
+
+@router.get(
+    "/checkpoint",
+    tags=["proofs"],
+    summary="The latest checkpoint a witness cosigned (c2sp.org/tlog-checkpoint signed note, with the cosignature)",
+)
+async def checkpoint(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
+    recorded = await witnessing.latest(runtime)
+    if recorded is None:
+        raise Problem(
+            404,
+            "No witnessed checkpoint yet",
+            "no witness has cosigned a checkpoint of this log yet",
+            type=problem_type("not-found"),
+        )
+    size, root, note, witness, cosigned_at = recorded
+    return {
+        "size": size,
+        "root": root.hex(),
+        "witness": witness,
+        "cosigned_at": cosigned_at,
+        "note": note,
+        "origin": _settings(runtime).checkpoint_origin,
+    }
+
+
 @router.get("/verification", tags=["compliance"], summary="Verify the stored log now")
 async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
     report = await verify_stored(runtime)
     tree = await check_stored_tree(runtime)
+    witnessed, truncation = await _witness_findings(runtime, await store.tree_size(runtime.pool))
     return {
-        "ok": report.ok and tree.ok,
+        "ok": report.ok and tree.ok and not truncation,
+        "witnessed_checkpoint": witnessed,
         "entries_ok": report.ok,
         "stored_nodes_invalid": [{"level": level, "index": index} for level, index in tree.bad_nodes],
         "stored_roots_mismatched": tree.bad_roots,
@@ -324,7 +418,8 @@ async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
         "log_size": report.log_size,
         "heads_checked": report.heads_checked,
         "authenticated_size": report.authenticated_size,
-        "findings": [
+        "findings": truncation
+        + [
             {
                 "kind": f.kind.value,
                 "message": f.message,

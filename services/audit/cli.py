@@ -11,7 +11,11 @@ heads that fail, 2 when the export cannot be read at all. With ``--url`` the exp
 and the latest signed head are fetched first (to a temporary file; nothing is trusted
 from the server but the bytes). Pin the log's public key with ``--public-key``: without
 it the key in the export is used, which proves the log consistent with itself but not
-that it is the log you meant.
+that it is the log you meant: the command says so loudly. With ``--url`` it pins the keys
+the service publishes (``/v1/keys``) by default; ``--keys-file`` (or
+HOMEROOM_AUDIT_KEYS_FILE) pins a saved copy. ``--trusted-head FILE`` makes the verifier
+remember: the log must still hold the head in FILE (a smaller log is named as truncated,
+with the missing range), and after a clean run the newest head is written back to FILE.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from homeroom.checkpoint import ED25519, Checkpoint, Note, Verifier, verify_note
 from services.audit.export import ExportFormatError, read_entries, read_header
 from services.audit.settings import AuditSettings
-from services.audit.signing import Keyring, SignedTreeHead, rotate_signing_key
+from services.audit.signing import Keyring, SignedTreeHead, TreeHead, rotate_signing_key, verify_head
 from services.audit.verify import VerificationReport, verify_log
 
 app = typer.Typer(help="The disclosure log: verify an export or the live log.", no_args_is_help=True)
@@ -70,6 +75,7 @@ def verify_export(
     *,
     public_key_pems: list[bytes] | None = None,
     extra_heads: list[SignedTreeHead] | None = None,
+    trusted: list[TreeHead] | None = None,
     console: Console | None = None,
 ) -> VerificationReport:
     """Verify an export file (two passes: heads, then entries); raises ExportFormatError."""
@@ -86,7 +92,7 @@ def verify_export(
     show = console is not None and total >= PROGRESS_FROM
     with path.open(encoding="utf-8") as lines:
         if not show:
-            return verify_log(read_entries(lines), heads, keys)
+            return verify_log(read_entries(lines), heads, keys, trusted=trusted or ())
         with Progress(
             TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
         ) as bar:
@@ -97,7 +103,62 @@ def verify_export(
                 keys,
                 progress=lambda n: bar.update(task, completed=n),
                 progress_every=10_000,
+                trusted=trusted or (),
             )
+
+
+def read_trusted_head(path: Path, keys: Keyring) -> TreeHead:
+    """A head verified before: a signed head as JSON (what this command writes), or a C2SP
+    checkpoint note (``GET /v1/checkpoint``'s ``note``) signed by one of ``keys``."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        signed = SignedTreeHead.from_dict(json.loads(text))
+        if not verify_head(signed, keys):
+            raise ValueError(f"{path}: the trusted head's signature does not verify with the log's keys")
+        return signed.head
+    note = Note.parse(text)
+    checkpoint = Checkpoint.from_text(note.text)
+    public_keys = [k for k in (keys.get(kid) for kid in keys.ids()) if k is not None]
+    verify_note(note, [Verifier(checkpoint.origin, ED25519, k) for k in public_keys])
+    return TreeHead(checkpoint.size, checkpoint.root, 0)
+
+
+def remember_head(path: Path, report_heads: list[SignedTreeHead]) -> SignedTreeHead | None:
+    """Write the largest head just verified to ``path`` (atomically): the next run starts from it."""
+    if not report_heads:
+        return None
+    newest = max(report_heads, key=lambda s: (s.head.size, s.head.timestamp_ms))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(newest.to_dict()) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return newest
+
+
+async def fetch_keys(url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None) -> list[bytes]:
+    """The log's public keys as the service publishes them (``GET /v1/keys``)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30, headers=headers) as client:
+        response = await client.get("/v1/keys")
+        if response.status_code != 200:
+            raise RuntimeError(f"public keys refused: HTTP {response.status_code}: {response.text[:300]}")
+        return [pem.encode() for pem in response.json()["keys"].values()]
+
+
+UNPINNED = (
+    "WARNING: NO PINNED KEY. This run trusts the public key written inside the export itself, "
+    "so it proves only that the log agrees with itself, not that it is the log you meant: whoever "
+    "rewrote the log could have re-signed it with a key of their own. Pin the log's keys with "
+    "--public-key, --keys-file or HOMEROOM_AUDIT_KEYS_FILE (the JSON of GET /v1/keys)."
+)
+
+
+def _pinned_keys(public_key: list[Path] | None, keys_file: Path | None) -> list[bytes] | None:
+    if public_key:
+        return [p.read_bytes() for p in public_key]
+    if keys_file is not None:
+        document = json.loads(keys_file.read_text(encoding="utf-8"))
+        return [pem.encode() for pem in document["keys"].values()]
+    return None
 
 
 @app.command()
@@ -108,6 +169,17 @@ def verify(
         list[Path] | None,
         typer.Option(help="a public key (PEM) of the log to trust instead of the export's; repeat for retired keys"),
     ] = None,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(envvar="HOMEROOM_AUDIT_KEYS_FILE", help="the log's keys as GET /v1/keys answered (JSON), pinned"),
+    ] = None,
+    trusted_head: Annotated[
+        Path | None,
+        typer.Option(
+            help="a head verified before (JSON written by this command, or a C2SP checkpoint note): the log must "
+            "still hold it; after a clean run the newest head is written back, so the next run starts from it"
+        ),
+    ] = None,
     token: Annotated[str, typer.Option(envvar="HOMEROOM_TOKEN", help="bearer token (role compliance)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the findings as JSON")] = False,
 ) -> None:
@@ -116,8 +188,24 @@ def verify(
     if (url is None) == (export_file is None):
         console.print("give exactly one of --url or --export")
         raise typer.Exit(2)
-    pems = [p.read_bytes() for p in public_key] if public_key else None
     try:
+        pems = _pinned_keys(public_key, keys_file)
+        if pems is None and url is not None:
+            # By default, the keys the service publishes (GET /v1/keys), not the export's own.
+            pems = asyncio.run(fetch_keys(url, token))
+            console.print(f"[yellow]using the log's keys from {url}/v1/keys; pin them with --keys-file for more")
+        if pems is None:
+            console.print(f"[bold red]{UNPINNED}")
+        trusted: list[TreeHead] = []
+        if trusted_head is not None and trusted_head.exists():
+            if pems:
+                ring = Keyring.from_pems(pems)
+            else:
+                assert export_file is not None  # with --url the service's keys were fetched above
+                with export_file.open(encoding="utf-8") as lines:
+                    ring = read_header(lines).keys
+            trusted.append(read_trusted_head(trusted_head, ring))
+        heads_seen: list[SignedTreeHead] = []
         if url is not None:
             fd, name = tempfile.mkstemp(prefix="homeroom-audit-", suffix=".jsonl")
             os.close(fd)
@@ -125,21 +213,34 @@ def verify(
             try:
                 latest = asyncio.run(fetch_export(url, token, path))
                 report = verify_export(
-                    path, public_key_pems=pems, extra_heads=[latest] if latest else [], console=console
+                    path,
+                    public_key_pems=pems,
+                    extra_heads=[latest] if latest else [],
+                    trusted=trusted,
+                    console=console,
                 )
+                with path.open(encoding="utf-8") as lines:
+                    heads_seen = [*read_header(lines).heads, *([latest] if latest else [])]
             finally:
                 path.unlink(missing_ok=True)
         else:
             assert export_file is not None
-            report = verify_export(export_file, public_key_pems=pems, console=console)
-    except (ExportFormatError, OSError, RuntimeError, httpx.HTTPError, ValueError) as exc:
+            report = verify_export(export_file, public_key_pems=pems, trusted=trusted, console=console)
+            with export_file.open(encoding="utf-8") as lines:
+                heads_seen = list(read_header(lines).heads)
+    except (ExportFormatError, OSError, RuntimeError, httpx.HTTPError, ValueError, KeyError) as exc:
         console.print(f"cannot verify: {exc}")
         raise typer.Exit(2) from None
+    if report.ok and trusted_head is not None:
+        remembered = remember_head(trusted_head, heads_seen)
+        if remembered is not None:
+            console.print(f"remembered head size {remembered.head.size} in {trusted_head}")
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "ok": report.ok,
+                    "pinned_key": pems is not None,
                     "entries_read": report.entries_read,
                     "log_size": report.log_size,
                     "failing_entries": report.entry_indices(),

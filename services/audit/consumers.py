@@ -4,10 +4,13 @@ Idempotent twice: the kernel's ``processed_events`` drops a redelivered event be
 handler runs, and ``entries.event_id`` is UNIQUE (``store.append_many`` checks it under the
 append lock), so even a second consumer group could not log one event twice.
 
-An event that cannot be an entry (a disclosure with no student, no recipient, no legal
-basis, an element that is not a catalogue name, a raw id where a pseudonymous key
-belongs) is refused with ``RejectEvent``: dead-lettered to ingest.rejected.v1 with the
-rule and field, and counted in ``homeroom_audit_events_rejected_total``.
+A disclosure is never refused: FERPA 99.32 requires its record, and a release stands or
+falls with it. One that breaks a rule (a text too long or with a control character, a
+missing student or recipient, an unknown element) is recorded escaped, with the rules it
+broke in ``details.problems`` (``entries.recorded_anyway``; the text rules are
+``homeroom.entry_text``, which records applies before it releases anything) and counted in
+``homeroom_audit_disclosures_escaped_total``. Any other event that cannot be an entry is
+refused with ``RejectEvent``: dead-lettered to ingest.rejected.v1 with the rule and field.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from homeroom.bus.consumer import BatchHandler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent, base_topic
 from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, Topic, with_suffix
 from homeroom.catalogue import LegalBasis
+from homeroom.entry_text import MAX_TEXT
 from homeroom.events.v1.consent_pb2 import (
     AgreementChanged,
     AgreementEnded,
@@ -39,7 +43,7 @@ from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.service import ConsumerSpec, Runtime
 from services.audit import metrics, store
-from services.audit.entries import MAX_TEXT, EntryDraft, EntryProblem, Party, check
+from services.audit.entries import EntryDraft, EntryProblem, Party, check, recorded_anyway
 from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner
 
@@ -60,6 +64,17 @@ def _occurred(event: IncomingEvent) -> datetime:
 def _reject(rule: str, message: str, field: str) -> RejectEvent:
     # Counted by the kernel when dead-lettered: homeroom_events_dead_lettered_total{service="audit", rule=...}.
     return RejectEvent(rule, message, field)
+
+
+def _missing(payload: Message, *fields: str) -> list[str]:
+    """The rules a disclosure breaks by leaving these fields empty (recorded, not refused)."""
+    missing = []
+    for name in fields:
+        try:
+            _require(payload, name)
+        except RejectEvent as refusal:
+            missing.append(refusal.rule)
+    return missing
 
 
 def _require(payload: Message, *fields: str) -> None:
@@ -89,9 +104,9 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
     p = event.payload
     draft: EntryDraft
     if isinstance(p, DisclosureRecorded):
-        _require(p, "student_key", "district_id", "recipient", "legal_basis")
+        missing = _missing(p, "student_key", "district_id", "recipient", "legal_basis")
         if not p.elements:
-            raise _reject("entry.elements_missing", "a disclosure names at least one data element", "elements")
+            missing.append("entry.elements_missing")
         draft = replace(
             base,
             requester=_party(p.requester),
@@ -109,6 +124,10 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
             record_required=p.record_required,
             details={"disclosure_id": p.disclosure_id} if p.disclosure_id else {},
         )
+        recorded = recorded_anyway(draft, missing)
+        if recorded is not draft:
+            metrics.DISCLOSURES_ESCAPED.inc()
+        return recorded
     elif isinstance(p, ConsentGiven):
         _require(p, "student_key", "district_id", "recipient")
         draft = replace(

@@ -10,18 +10,19 @@ line's ``entry`` object re-encodes to exactly the bytes that were hashed and sig
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from homeroom.catalogue import CATALOGUE, LegalBasis
+from homeroom.entry_text import escape, text_problem
 
 ENTRY_VERSION = 1
 STUDENT_KEY = re.compile(r"^stu_[a-z2-7]{32}$")
-MAX_TEXT = 256  # codes, ids and names: anything longer is not what an entry holds
 # Disclosures FERPA 99.32(d) exempts from the record: to the parent, to school officials.
 EXEMPT_BASES = frozenset({LegalBasis.PARENT.value, LegalBasis.SCHOOL_OFFICIAL.value})
 
@@ -151,8 +152,7 @@ class EntryProblem(ValueError):
         self.field = field
 
 
-def check(draft: EntryDraft) -> None:
-    """Refuse a draft that could carry a value instead of a name; raises EntryProblem."""
+def _texts(draft: EntryDraft) -> list[tuple[str, str]]:
     texts: list[tuple[str, str]] = [
         ("event_id", draft.event_id),
         ("student_key", draft.student_key),
@@ -170,24 +170,83 @@ def check(draft: EntryDraft) -> None:
     for name, value in draft.details.items():
         values = value if isinstance(value, list) else [value]
         texts += [(f"details.{name}", v) for v in values if isinstance(v, str)]
-    for name, value in texts:
-        if len(value) > MAX_TEXT:
-            raise EntryProblem("entry.text_too_long", f"{name} is longer than {MAX_TEXT} characters", name)
-        if any(ord(c) < 0x20 for c in value):
-            raise EntryProblem("entry.control_character", f"{name} contains a control character", name)
+    return texts
+
+
+def problems(draft: EntryDraft) -> list[EntryProblem]:
+    """Every rule ``draft`` breaks (homeroom.entry_text for texts), in field order."""
+    found: list[EntryProblem] = []
+    for name, value in _texts(draft):
+        problem = text_problem(value)
+        if problem is not None:
+            found.append(EntryProblem(problem[0], f"{name} {problem[1]}", name))
     if draft.student_key and not STUDENT_KEY.match(draft.student_key):
-        raise EntryProblem(
-            "entry.student_key",
-            "student_key is not a pseudonymous key (stu_ + 32 base32 characters); raw ids never enter the log",
-            "student_key",
+        found.append(
+            EntryProblem(
+                "entry.student_key",
+                "student_key is not a pseudonymous key (stu_ + 32 base32 characters); raw ids never enter the log",
+                "student_key",
+            )
         )
     for i, element in enumerate(draft.elements):
         if element not in CATALOGUE:
-            raise EntryProblem(
-                "entry.element_unknown",
-                f"elements/{i} is not a catalogue element name (values never enter the log)",
-                f"elements/{i}",
+            found.append(
+                EntryProblem(
+                    "entry.element_unknown",
+                    f"elements/{i} is not a catalogue element name (values never enter the log)",
+                    f"elements/{i}",
+                )
             )
+    return found
+
+
+def check(draft: EntryDraft) -> None:
+    """Refuse a draft that could carry a value instead of a name; raises EntryProblem."""
+    found = problems(draft)
+    if found:
+        raise found[0]
+
+
+def _escaped_party(p: Party) -> Party:
+    return Party(escape(p.organization), escape(p.client_id), escape(p.person), escape(p.role))
+
+
+def recorded_anyway(draft: EntryDraft, missing: Sequence[str] = ()) -> EntryDraft:
+    """A disclosure that breaks a rule is still recorded (99.32), never dead-lettered: every
+    text escaped (homeroom.entry_text.escape), a student key that is not pseudonymous kept
+    only as its SHA-256, unknown elements moved to details, and the rules it broke named in
+    ``details.problems``. Returns ``draft`` itself when it breaks none."""
+    found = problems(draft)
+    if not found and not missing:
+        return draft
+    details: dict[str, DetailValue] = {k: escape(v) if isinstance(v, str) else v for k, v in draft.details.items()}
+    details["problems"] = sorted({p.rule for p in found} | set(missing))
+    student_key = draft.student_key
+    if student_key and not STUDENT_KEY.match(student_key):
+        details["student_key_sha256"] = hashlib.sha256(student_key.encode("utf-8", "surrogatepass")).hexdigest()
+        student_key = ""
+    unknown = [e for e in draft.elements if e not in CATALOGUE]
+    if unknown:  # possibly a value smuggled as a name: only its digest is kept
+        details["elements_unknown_sha256"] = [
+            hashlib.sha256(e.encode("utf-8", "surrogatepass")).hexdigest() for e in unknown
+        ]
+    return replace(
+        draft,
+        event_id=escape(draft.event_id),
+        requester=_escaped_party(draft.requester),
+        recipient=_escaped_party(draft.recipient),
+        student_key=student_key,
+        district_id=escape(draft.district_id),
+        elements=tuple(e for e in draft.elements if e in CATALOGUE),
+        purpose=escape(draft.purpose),
+        legal_basis=escape(draft.legal_basis),
+        agreement_id=escape(draft.agreement_id),
+        decision_id=escape(draft.decision_id),
+        policy_version=escape(draft.policy_version),
+        redisclosure_parties=tuple(escape(p) for p in draft.redisclosure_parties),
+        channel=escape(draft.channel),
+        details=details,
+    )
 
 
 # --- plain language for parents -----------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from homeroom.service import Runtime
-from services.audit import metrics, store
+from services.audit import metrics, store, witnessing
 from services.audit.settings import AuditSettings
 from services.audit.signing import Keyring, LogSigner, SignedTreeHead
 from services.audit.verify import ExportedEntry, VerificationReport, verify_log
@@ -32,6 +32,10 @@ async def sign_now(runtime: Runtime) -> SignedTreeHead:
         signed = await store.sign_head(conn, signer, time.time_ns() // 1_000_000)
     metrics.record_head(signed.head.size, signed.head.timestamp_ms)
     metrics.record_size(signed.head.size)
+    if settings.witness_url:  # published where the operator cannot withdraw it (witnessing.py)
+        witnessed = await witnessing.submit(runtime, signed)
+        if witnessed.problem:
+            log.warning("head not witnessed", extra={"size": signed.head.size, "problem": witnessed.problem})
     return signed
 
 

@@ -20,6 +20,10 @@ DISCLOSURES = Counter(
     " that rolls back may count twice)",
     ["recipient_role", "legal_basis"],
 )
+DISCLOSURES_ESCAPED = Counter(
+    "homeroom_audit_disclosures_escaped_total",
+    "Disclosures recorded escaped because they broke an entry rule (never dead-lettered: FERPA 99.32)",
+)
 TREE_SIZE = Gauge("homeroom_audit_tree_size", "Entries in the log (the Merkle tree's size)")
 SIGNED_TREE_SIZE = Gauge("homeroom_audit_signed_tree_size", "Size of the latest signed tree head")
 LAST_HEAD_TIMESTAMP = Gauge(
@@ -30,6 +34,13 @@ SECONDS_SINCE_HEAD = Gauge(
 )
 VERIFICATION_FAILURES = Counter(
     "homeroom_audit_verification_failures_total", "Findings of log verifications run by the service", ["kind"]
+)
+WITNESSED_SIZE = Gauge("homeroom_audit_witnessed_tree_size", "Size of the latest checkpoint a witness cosigned")
+WITNESS_FAILURES = Counter(
+    "homeroom_audit_witness_failures_total",
+    "Checkpoints a witness did not cosign, by reason (truncated: the witness cosigned a larger log than"
+    " the one stored now)",
+    ["reason"],
 )
 VERIFICATIONS = Counter("homeroom_audit_verifications_total", "Log verifications run by the service", ["outcome"])
 

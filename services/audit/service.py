@@ -16,7 +16,7 @@ from homeroom.service import Runtime, ServiceSpec
 from services.audit.api import router
 from services.audit.consumers import consumer_spec
 from services.audit.heads import keep_heads
-from services.audit.settings import AuditSettings
+from services.audit.settings import WRITER_ROLE, AuditSettings
 from services.audit.signing import load_keyring, load_or_create_signer
 
 
@@ -58,6 +58,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="The append-only, verifiable log of every disclosure (RFC 9162 Merkle tree).",
     uses_cipher=False,
+    database_roles=(WRITER_ROLE,),
     on_start=_on_start,
     on_stop=_on_stop,
     openapi_tags=(

@@ -8,6 +8,8 @@ from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
 
+WRITER_ROLE = "homeroom_audit_writer"  # created by migrations/001; SELECT and INSERT only
+
 
 class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_AUDIT_", extra="ignore")
@@ -25,7 +27,13 @@ class AuditSettings(ServiceSettings):
     verify_interval_s: float = 3600.0  # verify the whole stored log this often (0: only on request)
     # Every write runs `SET LOCAL ROLE` to this role (SELECT and INSERT only on the log's
     # tables); empty to write as the connecting role.
-    writer_role: str = "homeroom_audit_writer"
+    writer_role: str = WRITER_ROLE
+    # Checkpoints (c2sp.org/tlog-checkpoint) and the witness that cosigns them
+    # (services/audit/witnessing.py). Empty witness_url: heads are signed but not witnessed.
+    checkpoint_origin: str = "homeroom.local/audit-log"
+    witness_url: str = ""
+    witness_name: str = "witness.homeroom.local/w1"
+    witness_public_key_file: Path | None = None  # the witness's Ed25519 public key (PEM), pinned
     page_size_max: int = 1000
     export_batch: int = 2000
 

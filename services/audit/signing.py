@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from homeroom.checkpoint import NoteSigner
 from services.audit.merkle import HASH_SIZE
 
 HEAD_LABEL = b"homeroom-audit-tree-head-v1\x00"
@@ -241,6 +242,10 @@ class LogSigner:
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
         return SignedTreeHead(head, self.key_id, self._private_key.sign(head.signing_bytes()))
+
+    def note_signer(self, origin: str) -> NoteSigner:
+        """The same key signing c2sp.org signed notes (checkpoints) as ``origin``."""
+        return NoteSigner(origin, self._private_key)
 
     def sign_receipt(self, index: int, leaf_hash: bytes, timestamp_ms: int) -> EntryReceipt:
         signature = self._private_key.sign(receipt_signing_bytes(index, leaf_hash, timestamp_ms))

@@ -88,6 +88,8 @@ class FindingKind(StrEnum):
     HEAD_ROLLBACK = "head_rollback"  # signed later than a larger head, yet smaller
     HEAD_FORK = "head_fork"  # same size as another signed head, different root
     HEADS_INCONSISTENT = "heads_inconsistent"
+    TRUNCATED = "truncated"  # smaller than a head the verifier saw before (--trusted-head)
+    TRUSTED_HEAD_MISMATCH = "trusted_head_mismatch"  # the log at a trusted head's size has another root
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +155,13 @@ def verify_log(
     progress_every: int = DEFAULT_PROGRESS_EVERY,
     max_findings: int = DEFAULT_MAX_FINDINGS,
     max_gap: int = DEFAULT_MAX_GAP,
+    trusted: Sequence[TreeHead] = (),
 ) -> VerificationReport:
     """Check an exported log against its signed tree heads and receipts.
+
+    ``trusted`` are heads the caller verified before (``verify --trusted-head``): the log
+    must still hold them. A log smaller than one is truncated, and the finding names the
+    missing range; a log whose root at that size differs was rewritten.
 
     ``progress`` is called with the number of entries read every ``progress_every``
     entries and once at the end of the pass. At most ``max_findings`` findings are kept
@@ -164,7 +171,9 @@ def verify_log(
     valid_heads = v.check_head_signatures(heads)
     signed_size = max((s.head.size for s in valid_heads), default=0)
     v.read(entries, signed_size, check_all_receipts, progress, max(1, progress_every), max_gap)
-    tree = v.build_tree(signed_size)
+    held = len(v.seen)
+    tree = v.build_tree(max(signed_size, *(t.size for t in trusted), 0))
+    v.check_trusted(trusted, tree, held, signed_size)
     v.check_heads(valid_heads, tree)
     v.verify_deferred_receipts()
     v.check_order()
@@ -369,6 +378,19 @@ class _Verifier:
             if largest is None or head.size > largest.size:
                 largest = head
             previous = head
+
+    def check_trusted(self, trusted: Sequence[TreeHead], tree: MerkleLog, held: int, signed_size: int) -> None:
+        for head in trusted:
+            log_size = max(held, signed_size)
+            if head.size > log_size:
+                message = (
+                    f"the log holds {log_size} entries but a head of size {head.size} was verified before "
+                    f"({_time(head)}): entries {log_size} to {head.size - 1} missing (truncated)"
+                )
+                self.add(Finding(FindingKind.TRUNCATED, message, index=log_size, last_index=head.size - 1, head=head))
+            elif tree.root(head.size) != head.root:
+                message = f"the log's first {head.size} entries no longer give the root of the head verified before"
+                self.add(Finding(FindingKind.TRUSTED_HEAD_MISMATCH, message, head=head))
 
     def verify_deferred_receipts(self) -> None:
         """Receipts put off while reading: needed only above the size a matching head vouches for."""

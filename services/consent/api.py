@@ -72,6 +72,9 @@ def _manager_check(principal: Principal, *district_sets: Sequence[str]) -> None:
 def _authorizer(principal: Principal, *extra: Sequence[str]) -> app.Authorize:
     def check(versions: Sequence[Agreement]) -> None:
         covered = sorted({d for v in versions for d in v.terms.districts})
+        if versions and principal.role is Role.DISTRICT_STAFF and principal.district_id not in covered:
+            # An agreement that does not concern the caller's district answers as a missing one.
+            raise app.not_found(versions[-1].id)
         _manager_check(principal, covered, *extra)
 
     return check
@@ -376,7 +379,7 @@ async def get_agreement(agreement_id: str, principal: Reader, runtime: RuntimeDe
             raise app.not_found(agreement_id)
         districts = sorted({d for v in versions for d in v.terms.districts})
         if not _may_read(principal, agreement_id, districts):
-            raise Forbidden(f"agreement {agreement_id!r} does not cover district {principal.district_id!r}")
+            raise app.not_found(agreement_id)  # as for one that does not exist (no enumeration)
         end_record = await store.get_end(conn, agreement_id)
         changes = await store.change_log(conn, agreement_id)
     return {
@@ -761,7 +764,12 @@ async def withdraw_consent(
             raise Problem(
                 404, "Not found", f"No consent {consent_id} for this student.", type=problem_type("not-found")
             )
-        _require_choice_writer(principal, student_key, row["district_id"])
+        try:
+            _require_choice_writer(principal, student_key, row["district_id"])
+        except Forbidden:  # as for a consent that does not exist: ids are not enumerable
+            raise Problem(
+                404, "Not found", f"No consent {consent_id} for this student.", type=problem_type("not-found")
+            ) from None
         if row["withdrawn_at"] is not None:
             raise app.conflict(f"Consent {consent_id} was already withdrawn.", "consent.withdrawn")
         await store.withdraw_consent(conn, str(consent_id), recorded_by=who, method=body.method, at=now)

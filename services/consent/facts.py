@@ -5,7 +5,7 @@ directory opt-outs in force, the written consents not withdrawn, the districts' 
 exclusions) and the value of `fact_version` it reflects. Every statement that writes those
 tables bumps `fact_version` once and names the agreements, students or districts it touched
 in `fact_changes`, by statement trigger in the writer's own transaction
-(migrations/004_decision_facts.sql), so the mirror is brought up to date by re-reading only
+(migrations/005_decision_facts.sql), so the mirror is brought up to date by re-reading only
 what changed; a process that starts, falls behind the kept changes or finds more than
 `FULL_READ_AFTER` keys changed reads everything.
 

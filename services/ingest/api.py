@@ -222,14 +222,13 @@ async def _submit(
     file_name = upload.file_name or (f"{resource}.json" if resource else None)
     if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
         options = {**(options or {}), "schools": sorted(principal.school_ids)}
-    if idempotency_key:
-        existing = await store.submission_by_key(runtime.pool, district_id, idempotency_key)
-        if existing is not None:
-            response.status_code = 200
-            response.headers["Location"] = f"/v1/submissions/{existing['id']}"
-            return report(existing)
     settings = ingest_settings(runtime)
     path, size, sha = await _store_upload(request, settings, ext)
+    if idempotency_key:
+        existing = await store.submission_by_key(runtime.pool, district_id, principal.subject, idempotency_key)
+        if existing is not None:
+            path.unlink(missing_ok=True)
+            return _repeat(existing, response, sha, fmt, resource)
     new = store.NewSubmission(
         id=uuid.uuid4(),
         district_id=district_id,
@@ -247,11 +246,9 @@ async def _submit(
         row = await store.insert_submission(conn, new)
     if row is None:  # a concurrent request with the same idempotency key won
         path.unlink(missing_ok=True)
-        existing = await store.submission_by_key(runtime.pool, district_id, idempotency_key or "")
+        existing = await store.submission_by_key(runtime.pool, district_id, principal.subject, idempotency_key or "")
         assert existing is not None
-        response.status_code = 200
-        response.headers["Location"] = f"/v1/submissions/{existing['id']}"
-        return report(existing)
+        return _repeat(existing, response, sha, fmt, resource)
     metrics.SUBMISSIONS.labels(fmt, "received").inc()
     metrics.UPLOAD_BYTES.labels(fmt).inc(size)
     ingestor(runtime).submit(Job.from_row(row))
@@ -260,9 +257,28 @@ async def _submit(
     return report(row)
 
 
+def _repeat(existing: Any, response: Response, sha: str, fmt: str, resource: str | None) -> dict[str, Any]:
+    """The same request again: its report (200). The same key with another body or format is
+    a client error (422), never silently the first submission."""
+    if (existing["sha256"], existing["format"], existing["resource"]) != (sha, fmt, resource):
+        raise Problem.validation(
+            [
+                FieldError(
+                    "header.Idempotency-Key",
+                    "idempotency_key.reused",
+                    "this Idempotency-Key was already used for a different upload; use a new key for new data",
+                )
+            ]
+        )
+    response.status_code = 200
+    response.headers["Location"] = f"/v1/submissions/{existing['id']}"
+    return report(existing)
+
+
 _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Stored; processing in the background. The body is the submission's report."},
-    200: {"description": "A submission with this Idempotency-Key already exists: its report."},
+    200: {"description": "You already sent this upload with this Idempotency-Key: its report."},
+    422: {"description": "Invalid upload, or this Idempotency-Key was already used for a different upload"},
     403: {"description": "Not staff of this district"},
     413: {"description": "Upload larger than the configured limit"},
 }

@@ -21,6 +21,7 @@ under (district, student key, element), and the upload's own ids appear only as 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import itertools
@@ -28,7 +29,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -249,6 +250,8 @@ class SubmissionRun:
         self._scope: frozenset[str] | None = None
         self._seq = 0
         self._stored_problems = 0
+        self._warnings_kept = 0
+        self._warnings_dropped = 0
         self.validator: Validator | None = None
 
     # --- entry point ------------------------------------------------------------------------
@@ -285,7 +288,7 @@ class SubmissionRun:
         size = max(1, self.job.path.stat().st_size)
         n = self.settings.chunk_records
         with self.job.path.open("rb") as f:
-            parsed = open_parser(self.job, f)
+            parsed = open_parser(self.job, f, self._parse_options())
             # the next chunk is parsed (in a thread) while this one is written to the database
             ahead: asyncio.Future[list[ParseItem]] | None = asyncio.ensure_future(
                 asyncio.to_thread(_take, parsed.items, n)
@@ -321,7 +324,7 @@ class SubmissionRun:
         def scan() -> tuple[dict[str, int], dict[str, set[str]] | None]:
             tally = WithdrawalTally()
             with self.job.path.open("rb") as f:
-                parsed = open_parser(self.job, f)
+                parsed = open_parser(self.job, f, self._parse_options())
                 for item in parsed.items:
                     tally.add(item)
                 upload = parsed.oneroster
@@ -420,8 +423,8 @@ class SubmissionRun:
                 which = _record_key(item)
                 delta.warned += which != last_warning
                 last_warning = which
-                problems.append(item)
                 metrics.WARNINGS.labels(self.district, item.rule).inc()
+                self._keep_warning(problems, item)
             else:
                 rec_hash = self.pz.local_id_hash(self.district, "record:" + item.source_record_id)
                 content = hashlib.blake2b(
@@ -441,7 +444,7 @@ class SubmissionRun:
                 if isinstance(record, StudentRecord):
                     key, warning = self._student_key(record)
                     if warning is not None:
-                        problems.append(warning)
+                        self._keep_warning(problems, warning)
                         delta.warned += 1
                     if self._ref_key.get(record.student_ref) != key:
                         new_students[self._hash_ref(record.student_ref)] = key
@@ -461,7 +464,8 @@ class SubmissionRun:
             events.extend(await self._student_events(sealing))
             delta.accepted -= delta.unchanged
             stored, dropped = self._problem_budget(problems)
-            delta.problems_dropped = dropped
+            delta.problems_dropped = dropped + self._warnings_dropped
+            self._warnings_dropped = 0
             events.extend(
                 self._rejected_event(p, self._seq + 1 + i) for i, p in enumerate(stored) if p.severity == "error"
             )
@@ -485,6 +489,21 @@ class SubmissionRun:
         metrics.RECORDS.labels(self.district, fmt, "unchanged").inc(delta.unchanged)
         for e in events:
             metrics.EVENTS.labels(e.topic).inc()
+
+    def _keep_warning(self, problems: list[Issue], warning: RecordWarning) -> None:
+        """Warnings beyond `max_warnings_kept` are counted (`warned`, `problems_dropped`), not kept."""
+        if self._warnings_kept < self.settings.max_warnings_kept:
+            problems.append(warning)
+            self._warnings_kept += 1
+        else:
+            self._warnings_dropped += 1
+
+    def _parse_options(self) -> ParseOptions:
+        return ParseOptions(
+            max_uncompressed_bytes=self.settings.max_expanded_bytes,
+            max_member_bytes=self.settings.max_entry_bytes,
+            max_compression_ratio=self.settings.max_compression_ratio,
+        )
 
     def _pop_new_orgs(self) -> list[tuple[str, str, str | None]]:
         new, self._new_orgs = self._new_orgs, []
@@ -710,6 +729,69 @@ class SubmissionRun:
         )
 
 
+class FairSlots:
+    """At most ``total`` submissions run at once, at most ``per_district`` of one district, and
+    a freed slot goes to the district that has waited longest (round robin by district), so one
+    district's uploads never hold back another's (issue 17, item 6)."""
+
+    def __init__(self, total: int, per_district: int) -> None:
+        self.total = total
+        self.per_district = per_district
+        self.running: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        self._turns: collections.deque[str] = collections.deque()  # districts in the order they wait
+
+    def _may_start(self, district: str) -> bool:
+        return sum(self.running.values()) < self.total and self.running.get(district, 0) < self.per_district
+
+    def _wake(self) -> None:
+        for _ in range(len(self._turns)):
+            district = self._turns[0]
+            queue = self._waiting.get(district)
+            if not queue:
+                self._turns.popleft()
+                self._waiting.pop(district, None)
+                continue
+            if self._may_start(district):
+                self._turns.rotate(-1)  # its next upload waits behind the other districts
+                future = queue.popleft()
+                self.running[district] = self.running.get(district, 0) + 1
+                if not future.done():
+                    future.set_result(None)
+                if not queue:
+                    self._turns.remove(district)
+                    del self._waiting[district]
+                continue
+            self._turns.rotate(-1)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, district: str) -> AsyncIterator[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if district not in self._waiting:
+            self._waiting[district] = collections.deque()
+            self._turns.append(district)
+        self._waiting[district].append(future)
+        self._wake()  # behind every district already waiting, ahead of none
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # woken, then cancelled: give the slot back
+                self._release(district)
+            elif future in self._waiting.get(district, ()):
+                self._waiting[district].remove(future)
+            raise
+        try:
+            yield
+        finally:
+            self._release(district)
+
+    def _release(self, district: str) -> None:
+        self.running[district] -= 1
+        if not self.running[district]:
+            del self.running[district]
+        self._wake()
+
+
 class Ingestor:
     """Runs submissions in background tasks (at most ``max_concurrent_submissions`` at once) so
     the upload request returns at once and the report shows progress while it runs."""
@@ -722,7 +804,7 @@ class Ingestor:
         self.pseudonymizer = pseudonymizer
         self.settings = settings
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
-        self._slots = asyncio.Semaphore(settings.max_concurrent_submissions)
+        self._slots = FairSlots(settings.max_concurrent_submissions, settings.max_concurrent_per_district)
 
     def submit(self, job: Job, *, confirmed: bool = False) -> None:
         if job.submission_id in self._tasks:
@@ -741,7 +823,7 @@ class Ingestor:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
 
     async def _run(self, job: Job, confirmed: bool) -> Outcome | None:
-        async with self._slots:
+        async with self._slots.slot(job.district_id):
             delay = 0.5
             while True:
                 run = SubmissionRun(

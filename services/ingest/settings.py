@@ -23,7 +23,14 @@ class IngestSettings(ServiceSettings):
     # pipeline
     chunk_records: int = Field(default=1000, gt=0)  # input records per database transaction
     max_problems_stored: int = Field(default=10_000, ge=0)  # per submission; more are counted, not stored
+    max_warnings_kept: int = Field(default=1_000, ge=0)  # per submission; more are counted, not kept
     max_concurrent_submissions: int = Field(default=2, gt=0)
+    # Fair scheduling: one district's uploads never take every slot while another's wait.
+    max_concurrent_per_district: int = Field(default=1, gt=0)
+    # Zip uploads (OneRoster): expanded size per upload and per entry, and compression ratio.
+    max_expanded_bytes: int = Field(default=2 << 30, gt=0)
+    max_entry_bytes: int = Field(default=1 << 30, gt=0)
+    max_compression_ratio: float = Field(default=100.0, gt=1.0)
     auto_register_orgs: bool = True  # an upload's schools not yet owned by anyone are registered to its district
     # the bulk-withdrawal safety rail
     hold_max_share: float = Field(default=0.10, ge=0.0, le=1.0)  # hold when a school would lose more than this

@@ -44,7 +44,7 @@ async def insert_submission(conn: Connection, s: NewSubmission) -> asyncpg.Recor
         """INSERT INTO submissions (id, district_id, format, resource, file_name, options, status, submitted_by,
                 idempotency_key, bytes, sha256, upload_path)
             VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'received', $7, $8, $9, $10, $11)
-            ON CONFLICT (district_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            ON CONFLICT (district_id, submitted_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING *""",
         s.id,
         s.district_id,
@@ -61,10 +61,14 @@ async def insert_submission(conn: Connection, s: NewSubmission) -> asyncpg.Recor
     return row
 
 
-async def submission_by_key(conn: Connection | asyncpg.Pool, district_id: str, key: str) -> asyncpg.Record | None:
+async def submission_by_key(
+    conn: Connection | asyncpg.Pool, district_id: str, submitted_by: str, key: str
+) -> asyncpg.Record | None:
+    """The submission this person already sent to this district with this Idempotency-Key."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT * FROM submissions WHERE district_id = $1 AND idempotency_key = $2",
+        "SELECT * FROM submissions WHERE district_id = $1 AND submitted_by = $2 AND idempotency_key = $3",
         district_id,
+        submitted_by,
         key,
     )
     return row

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from homeroom.auth import AuthSettings
 from homeroom.config import ServiceSettings
+from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
 from services.portal import compliance, district, notices, parent, public
 from services.portal.clients import Services, UpstreamError
@@ -50,6 +51,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
             await services.aclose()
 
     app = FastAPI(title="Homeroom portal", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.sign_in_limiter = limiter(settings.sign_in_rate_limit, "portal")
     instrument_http(app, "portal")
     _security_headers(app)
     _error_pages(app)
@@ -90,7 +92,7 @@ def _error_pages(app: FastAPI) -> None:
         assert isinstance(exc, UpstreamError)
         if exc.status == 401:  # the token expired or was refused: sign in again
             response = RedirectResponse("/sign-in?expired=1", status_code=303)
-            request.app.state.portal.sign_in.end_session(response)
+            request.app.state.portal.sign_in.end_session(response, request)
             return response
         titles = {
             403: "Not allowed",

@@ -80,7 +80,19 @@ async def disclosures(request: Request, portal: PortalDep, session: CurrentSessi
         key=key,
         disclosures=found.get("disclosures", []),
         own_views=found.get("own_views", []),
+        witnessed=await witnessed_checkpoint(portal, session),
     )
+
+
+async def witnessed_checkpoint(portal: Portal, session: Session) -> dict[str, Any] | None:
+    """The latest head of the log an independent witness cosigned (None before the first)."""
+    try:
+        found = await portal.services.get("audit", "/v1/checkpoint", session.token)
+    except UpstreamError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found if isinstance(found, dict) else None
 
 
 @router.get("/children/{key}/transfers")

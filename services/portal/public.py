@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import Role
+from homeroom.problems import Problem
+from homeroom.ratelimit import RateLimiter
 from services.portal.session import dev_token
 from services.portal.web import (
     HOME,
@@ -81,7 +83,21 @@ async def sign_in_page(
     )
 
 
-@router.post("/sign-in/dev")
+async def sign_in_attempt(request: Request) -> None:
+    """Sign-in attempts per client address are limited (guessing, token minting floods)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "sign_in_limiter", None)
+    if limiter is None:
+        return
+    try:
+        await limiter.check(request.client.host if request.client else "unknown", "sign-in")
+    except Problem as refused:
+        raise PageError(429, "Too many sign-in attempts", refused.detail or "Try again in a minute.") from None
+
+
+SignInAttempt = Depends(sign_in_attempt)
+
+
+@router.post("/sign-in/dev", dependencies=[SignInAttempt])
 async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
     issuer = portal.sign_in.dev_issuer
     if issuer is None:
@@ -109,7 +125,7 @@ async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
     return response
 
 
-@router.get("/sign-in/oidc")
+@router.get("/sign-in/oidc", dependencies=[SignInAttempt])
 async def oidc_start(portal: PortalDep) -> Response:
     if not portal.settings.oidc_configured:
         raise PageError(404, "No identity provider", "No OpenID Connect provider is configured for this portal.")
@@ -122,7 +138,7 @@ async def oidc_start(portal: PortalDep) -> Response:
     return response
 
 
-@router.get("/sign-in/oidc/callback")
+@router.get("/sign-in/oidc/callback", dependencies=[SignInAttempt])
 async def oidc_callback(
     request: Request,
     portal: PortalDep,
@@ -134,7 +150,7 @@ async def oidc_callback(
         raise PageError(401, "Sign-in did not finish", f"The identity provider answered: {error or 'no code'}.")
     async with httpx.AsyncClient(timeout=portal.settings.peer_timeout_s) as client:
         try:
-            token = await portal.sign_in.exchange_code(client, request, code, state)
+            token, refresh_token, id_token = await portal.sign_in.exchange_code(client, request, code, state)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise PageError(401, "Sign-in did not finish", str(exc)) from None
     # A page, not a redirect: a SameSite=Strict cookie set at the end of a cross-site
@@ -145,7 +161,9 @@ async def oidc_callback(
         '<body><main id="main"><h1>Signed in</h1><p><a href="/">Continue to Homeroom</a></p></main></body></html>'
     )
     try:  # in a thread: the first check may fetch the issuer's key set
-        await run_in_threadpool(portal.sign_in.start_session, response, token)
+        await run_in_threadpool(
+            lambda: portal.sign_in.start_session(response, token, refresh_token=refresh_token, id_token=id_token)
+        )
     except Exception as exc:  # the token the provider gave is one the services would refuse
         raise PageError(401, "Sign-in refused", f"The identity provider's token is not accepted: {exc}") from None
     response.delete_cookie("homeroom_oidc_flow", path="/sign-in/oidc")
@@ -156,7 +174,14 @@ async def oidc_callback(
 async def sign_out(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     await checked_form(request, session)
     response = RedirectResponse("/?signed_out=1", status_code=303)
-    portal.sign_in.end_session(response)
+    # Ended on the server: the old cookie opens nothing, and was never a bearer token.
+    ended = portal.sign_in.end_session(response, request)
+    try:  # and at the identity provider, when it offers RP-initiated logout
+        provider_logout = await portal.sign_in.logout_url(ended, portal.settings.post_logout_uri)
+    except (httpx.HTTPError, ValueError, KeyError):
+        provider_logout = None
+    if provider_logout is not None:
+        response.headers["location"] = provider_logout
     return response
 
 

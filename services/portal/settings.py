@@ -48,17 +48,30 @@ class PortalSettings(ServiceSettings):
     oidc_client_secret_file: Path | None = None
     oidc_redirect_uri: str = ""  # https://portal.example.org/sign-in/oidc/callback
     oidc_scopes: str = "openid"
+    # Where the provider sends the person after signing out there (RP-initiated logout);
+    # default: the portal's own front page, from the redirect URI's origin.
+    oidc_post_logout_redirect_uri: str = ""
 
     # Pin the audit log's public key (PEM) for checking proofs; empty: the key the audit service serves.
     audit_public_key_file: Path | None = None
 
+    # Sign-in attempts per client address (homeroom/ratelimit.py); "" switches the limit off.
+    sign_in_rate_limit: str = "20/minute"
     session_cookie: str = "homeroom_session"
+    session_max_age_s: float = 8 * 3600  # a session ends after this, whatever its tokens say
     # Secure cookies (HTTPS only) everywhere but development; None: decided by the environment.
     cookie_secure: bool | None = None
 
     @property
     def secure_cookies(self) -> bool:
         return self.cookie_secure if self.cookie_secure is not None else self.environment != "development"
+
+    @property
+    def post_logout_uri(self) -> str:
+        if self.oidc_post_logout_redirect_uri:
+            return self.oidc_post_logout_redirect_uri
+        parts = self.oidc_redirect_uri.split("/")
+        return "/".join(parts[:3]) + "/?signed_out=1"
 
     @property
     def oidc_configured(self) -> bool:

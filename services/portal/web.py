@@ -105,16 +105,17 @@ def when(value: object) -> str:
 TEMPLATES.env.filters["element_name"] = element_name
 TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["humanise"] = humanise
+TEMPLATES.env.filters["epoch"] = lambda seconds: when(datetime.fromtimestamp(int(seconds or 0), UTC).isoformat())
 
 
-def optional_session(request: Request, portal: PortalDep) -> Session | None:
-    session = portal.sign_in.session(request)
+async def optional_session(request: Request, portal: PortalDep) -> Session | None:
+    session = await portal.sign_in.session(request)
     request.state.session = session
     return session
 
 
-def current_session(request: Request, portal: PortalDep) -> Session:
-    session = optional_session(request, portal)
+async def current_session(request: Request, portal: PortalDep) -> Session:
+    session = await optional_session(request, portal)
     if session is None:
         raise SignInRequired()
     return session

@@ -33,6 +33,7 @@ from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
 from homeroom.crypto import DecryptionError, KeyDestroyedError
+from homeroom.entry_text import normalise
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
@@ -258,10 +259,12 @@ def staff_may_see(principal: Principal, stored: store.StoredRecord) -> bool:
 
 
 def requester_party(principal: Principal) -> Party:
+    """Who read, as the disclosure record names them: every text kept to the log's rules
+    (homeroom.entry_text) here, before anything is released, so audit never refuses it."""
     return Party(
-        organization=principal.organization or principal.district_id or "",
-        client_id=principal.client_id or "",
-        person=principal.subject,
+        organization=normalise(principal.organization or principal.district_id or ""),
+        client_id=normalise(principal.client_id or ""),
+        person=normalise(principal.subject),
         role=principal.role.value,
     )
 
@@ -312,9 +315,9 @@ async def record_releases(
             student_key=release.student_key,
             district_id=release.district_id,
             elements=release.elements,
-            purpose=decision.purpose or purpose,
-            legal_basis=decision.legal_basis,
-            agreement_id=decision.agreement_id or principal.agreement_id or "",
+            purpose=normalise(decision.purpose or purpose),
+            legal_basis=normalise(decision.legal_basis),
+            agreement_id=normalise(decision.agreement_id or principal.agreement_id or ""),
             decision_id=decision.decision_id,
             policy_version=decision.policy_version,
             redisclosure_parties=list(decision.redisclosure_parties),
@@ -337,7 +340,7 @@ async def record_releases(
             district_id=release.district_id,
             student_key=release.student_key,
             requester_role=principal.role.value,
-            requester=principal.subject,
+            requester=normalise(principal.subject),
             channel=channel,
             elements=release.elements,
             decision_id=decision.decision_id,
@@ -502,6 +505,10 @@ async def get_student(
         )
     if principal.role is Role.PARENT and student_key not in principal.student_keys:
         raise not_found()
+    start: date | None = None
+    end: date | None = None
+    if principal.role is Role.VENDOR:  # before the key is looked up: an agreement not in force
+        start, end = await vendor_gate(runtime, principal)  # answers alike for every key
     async with runtime.pool.acquire() as conn:
         districts = await store.districts_of(conn, student_key)
     if principal.role in (Role.DISTRICT_STAFF, Role.SCHOOL_STAFF):
@@ -516,11 +523,6 @@ async def get_student(
     if not districts:
         raise not_found()
 
-    start: date | None = None
-    end: date | None = None
-    if principal.role is Role.VENDOR:
-        start, end = await vendor_gate(runtime, principal)
-
     views: list[dict[str, Any]] = []
     releases: list[Release] = []
     reasons: list[str] = []
@@ -529,6 +531,11 @@ async def get_student(
         if stored is None:
             continue
         current = sorted(stored.school_ids(current_on=today()))
+        if principal.role is Role.VENDOR and not current:
+            # A vendor reaches a student only while enrolled in the district now: one who
+            # transferred away (or left) is gone from the roster and from this route alike.
+            reasons.append(f"{district}: not currently enrolled")
+            continue
         request = DecisionRequest(
             action="read",
             requester=requester_json(principal),
@@ -557,8 +564,10 @@ async def get_student(
         views.append(view)
         releases.append(Release(district, student_key, present, decision, view))
     if not views:
-        if principal.role is Role.VENDOR:  # which district holds the key is not the vendor's business
-            raise denied("consent_denied", "the agreement releases nothing of this student")
+        if principal.role is Role.VENDOR:
+            # The same answer as for a key that does not exist: a vendor cannot tell a student
+            # outside its agreement from no student at all (no enumeration of keys).
+            raise not_found()
         raise denied("consent_denied", "the consent decision released nothing: " + "; ".join(reasons))
     await commit_releases(runtime, principal, releases, channel=CHANNEL_API, purpose=purpose or "")
     READS.labels(principal.role.value, CHANNEL_API).inc(len(views))

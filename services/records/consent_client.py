@@ -15,9 +15,27 @@ from urllib.parse import quote
 
 import httpx
 
+from homeroom.problems import FieldError, Problem
+
 
 class ConsentUnavailable(Exception):
     """No usable answer from the consent service; nothing may be released."""
+
+
+def _refused_request(response: httpx.Response) -> Problem:
+    """Consent's 400/422 as the caller's 422, with consent's field errors (nothing released)."""
+    errors: list[FieldError] = []
+    try:
+        body = response.json()
+        for error in body.get("errors") or []:
+            errors.append(
+                FieldError(str(error.get("field", "")), str(error.get("rule", "")), str(error.get("message", "")))
+            )
+    except (ValueError, AttributeError, TypeError):
+        pass
+    if not errors:
+        errors = [FieldError("query", "consent.request_refused", "the consent service refused the request as invalid")]
+    return Problem.validation(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +168,10 @@ class ConsentClient:
             raise ConsentUnavailable(f"the consent service is unreachable: {type(exc).__name__}") from None
         if response.status_code == 404 and path.startswith("/v1/agreements/"):
             return None
+        if response.status_code in (400, 422):
+            # The caller's own request broke a rule (an over-long purpose): their error, named
+            # as consent named it, never "consent unavailable" with a Retry-After.
+            raise _refused_request(response)
         if response.status_code != 200:
             raise ConsentUnavailable(f"the consent service answered {response.status_code} to {method} {path}")
         try:

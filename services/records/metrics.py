@@ -5,7 +5,7 @@ and its attendance summary."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 READS = Counter("homeroom_records_reads_total", "Student records read, by caller role and channel", ["role", "channel"])
 DENIALS = Counter("homeroom_records_denials_total", "Reads refused, by reason", ["reason"])
@@ -17,4 +17,14 @@ CHRONIC_CHANGES = Counter(
     "homeroom_records_chronic_absence_changes_total",
     "Chronic-absence crossings (chronic=true) and returns under the line shown in records",
     ["chronic"],
+)
+UNAUDITED = Gauge(
+    "homeroom_records_disclosures_unaudited",
+    "Releases in records' read log older than the grace period whose disclosure is not in the audit log"
+    " (reconciliation; anything above 0 is a release without its FERPA 99.32 record)",
+)
+RECONCILIATIONS = Counter(
+    "homeroom_records_reconciliations_total",
+    "Runs of the read-log / audit-log reconciliation, by outcome (ok, audit_unavailable)",
+    ["outcome"],
 )

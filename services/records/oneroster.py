@@ -58,6 +58,38 @@ USER_FIELDS: dict[str, str] = {
     "identifier": "student.local_id",
 }
 ENROLLMENT_ELEMENTS = ("enrollment.school_id", "enrollment.entry_date", "enrollment.exit_date")
+# The enrollment fields a vendor may filter on, and the element each one shows: filtering on
+# a field the agreement withholds would answer differently by its hidden value (bisecting a
+# blanked beginDate took 13 requests), so that is a 400 naming the field.
+ENROLLMENT_FILTER_FIELDS: dict[str, str | None] = {
+    "sourcedId": None,  # opaque (Pseudonymizer.enrollment_id)
+    "status": None,
+    "dateLastModified": None,
+    "role": None,
+    "primary": None,
+    "user.sourcedId": None,
+    "school.sourcedId": "enrollment.school_id",
+    "beginDate": "enrollment.entry_date",
+    "endDate": "enrollment.exit_date",
+}
+
+
+def refuse_hidden_fields(predicates: list[Predicate], fields: dict[str, str | None], visible: set[str]) -> None:
+    """A 400 naming the first predicate on a field the caller may not see (or does not exist)."""
+    for predicate in predicates:
+        if predicate.field not in fields:
+            raise _bad_filter(
+                "filter.field_unsupported",
+                f"cannot filter on {predicate.field!r} here; use one of {sorted(fields)}",
+            )
+        element = fields[predicate.field]
+        if element is not None and element not in visible:
+            raise _bad_filter(
+                "filter.field_withheld",
+                f"cannot filter on {predicate.field!r}: the agreement does not release {element}",
+            )
+
+
 STUDENT_ELEMENTS = (*USER_FIELDS.values(), "enrollment.grade_level", "enrollment.school_id")
 
 _PREDICATE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*(!=|>=|<=|=|>|<|~)\s*'((?:[^']|'')*)'\s*$")
@@ -394,6 +426,7 @@ async def list_enrollments(
     """Students' school enrollments (Homeroom keeps no class sections: `class` is null)."""
     scope, _start, end = await _scope(runtime, principal)
     predicates = parse_filter(filter)
+    refuse_hidden_fields(predicates, ENROLLMENT_FILTER_FIELDS, set(scope.elements))
     # What SQL can do: covered schools, the agreement's end, and the common predicates;
     # with no other predicate the page bounds the query too.
     sql_fields = {
@@ -423,7 +456,9 @@ async def list_enrollments(
             )
         for e in found:
             obj = {
-                "sourcedId": f"{e['student_key']}.{e['school_id']}.{e['entry_date'].isoformat()}",
+                "sourcedId": runtime.pseudonymizer.enrollment_id(
+                    district, e["student_key"], e["school_id"], e["entry_date"].isoformat()
+                ),
                 "status": "active",
                 "dateLastModified": _stamp(e["updated_at"]),
                 "role": "student",
@@ -476,6 +511,10 @@ async def list_enrollments(
             parts.add("enrollment.exit_date")
         else:
             item["endDate"] = None
+        if not matches(item, predicates):
+            # A student whose own decision withholds a filtered field (a parent's opt-out)
+            # is matched on what is released, never on the hidden value.
+            continue
         out.append(item)
         released.setdefault((district, obj["user"]["sourcedId"]), set()).update(parts)
     releases = [

@@ -7,10 +7,11 @@ import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
-from services.records import api, oneroster
+from services.records import api, oneroster, store
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
+from services.records.reconcile import AuditClient, keep_reconciling
 from services.records.settings import RecordsSettings
 
 
@@ -22,6 +23,15 @@ async def on_start(runtime: Runtime) -> None:
         runtime.extras["consent"] = ConsentClient(
             settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
         )
+    if settings.reconcile_interval_s > 0 and (settings.audit_url or "audit" in runtime.extras):
+        if "audit" not in runtime.extras:
+            runtime.extras["audit"] = AuditClient(settings.audit_url, runtime.service_token)
+        runtime.extras["reconcile_task"] = asyncio.create_task(
+            keep_reconciling(
+                runtime, runtime.extras["audit"].present, settings.reconcile_interval_s, settings.reconcile_grace_s
+            ),
+            name="records-reconcile",
+        )
     if settings.start_consumers and settings.retention_interval_s > 0:
         runtime.extras["retention_task"] = asyncio.create_task(
             retention_loop(runtime, settings.retention_interval_s), name="records-retention"
@@ -29,11 +39,15 @@ async def on_start(runtime: Runtime) -> None:
 
 
 async def on_stop(runtime: Runtime) -> None:
-    task = runtime.extras.pop("retention_task", None)
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("reconcile_task", "retention_task"):
+        task = runtime.extras.pop(name, None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    audit = runtime.extras.get("audit")
+    if isinstance(audit, AuditClient):
+        await audit.aclose()
     client = runtime.extras.get("consent")
     if isinstance(client, ConsentClient):
         await client.aclose()
@@ -47,6 +61,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
+    database_roles=(store.APP_ROLE,),
     sends_notices=True,
     on_start=on_start,
     on_stop=on_stop,

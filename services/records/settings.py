@@ -17,6 +17,10 @@ class RecordsSettings(ServiceSettings):
     # district (fail closed), as when the consent service is unreachable.
     consent_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url"))
     consent_timeout_s: float = 5.0
+    # Reconciliation of the read log with the audit log (services/records/reconcile.py).
+    audit_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_AUDIT_URL", "audit_url"))
+    reconcile_interval_s: float = 60.0  # 0: off
+    reconcile_grace_s: float = 120.0  # a disclosure reaches audit well within this
     max_page_size: int = 1000
     # Chronic absence: absent on at least this share of recorded school days, once at least
     # `chronic_absence_min_days` days are recorded (seed 000: early support).

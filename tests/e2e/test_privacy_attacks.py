@@ -19,6 +19,18 @@ each with its reason). A new route fails this test until it is attacked (it name
 of those parameters, and its body is in `BODIES`) or listed in `NOT_STUDENT_DATA` with
 a reason. A refusal is 403 or 404 with an RFC 9457 problem body that carries none of
 the targeted students' names or ids. The number of attempts is printed.
+
+The classes of issue 17 are attacked on every route and role too:
+* 1, a release without its audit entry: tokens whose claims the log could not record (a
+  300-character organisation, a control character in the subject) are refused (401) on
+  every route, and the permitted reads are matched against the log exactly (below).
+* 4, filtering on withheld fields: every vendor filters the OneRoster enrollments on dates
+  its agreement withholds, and the students on a name: each a 400 naming the field.
+* 5, a student who transferred away: the in-scope vendor asks for the mover on every route.
+* 7, idempotency keys: on every upload route another user's same key gets a submission of
+  its own (never the first's report), and the same key with another body is a 422.
+* 8, enumeration: for every route and role, an id that does not exist answers exactly as
+  an existing one outside the caller's scope (same status, same problem type).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -104,6 +117,8 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("audit", "GET /v1/export"): "compliance only: attacked by role below",
     ("audit", "GET /v1/verification"): "indices and sizes only",
     ("audit", "GET /v1/entries"): "compliance only: attacked by role below",
+    ("audit", "POST /v1/internal/disclosures/present"): "services only; answers which ids exist, no entry content",
+    ("audit", "GET /v1/checkpoint"): "the witnessed checkpoint: a size, a root hash and signatures, no entries",
     ("records", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
     ("consent", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
     ("transfer", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
@@ -368,6 +383,13 @@ def build_world(stack: Stack) -> World:
         "operator": scn.auth(Role.OPERATOR, "operator"),
         "compliance": scn.auth(Role.COMPLIANCE, "compliance"),
         "service": scn.auth(Role.SERVICE, "service"),
+        # Class 1: claims the disclosure log could not record (issue 17): refused at the token.
+        "hostile_long_org": scn.auth(
+            Role.VENDOR, "v1", agreement=w.agreements["in_scope"], organization=VENDOR + " " + "x" * 300
+        ),
+        "hostile_control_subject": scn.auth(
+            Role.VENDOR, "v1\x1b[2J", agreement=w.agreements["in_scope"], organization=VENDOR
+        ),
     }
     return w
 
@@ -422,7 +444,16 @@ def targets_for(w: World, attacker: str) -> list[Target]:
             Target(
                 "outside the agreement", outside_a.student, {**outside_a.values, "agreement": w.agreements["ended"]}
             ),
+            # Class 5: the mover, whose record followed them to district B.
+            Target(
+                "transferred away",
+                w.students["mover"],
+                {**outside_a.values, "student": w.keys["mover"], "school": a.schools[0].id},
+                only_routes_naming="student",
+            ),
         ],
+        "hostile_long_org": [outside_a],
+        "hostile_control_subject": [outside_a],
         "vendor_other": [outside_a],
     }
     out = chosen.get(attacker, [outside_a, outside_b])
@@ -474,7 +505,68 @@ class Tally:
     refused: int = 0
     routes: set[str] = field(default_factory=set)
     by_service: Counter[str] = field(default_factory=Counter)
+    classes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+
+
+# Ids of the same shape as the real ones that name nothing (class 8).
+MISSING = {
+    "student": "stu_" + "q" * 32,
+    "agreement": "agr-never-existed",
+    "case": str(uuid.UUID(int=1)),
+    "submission": str(uuid.UUID(int=2)),
+    "amendment": str(uuid.UUID(int=3)),
+    "consent": str(uuid.UUID(int=4)),
+    "decision": str(uuid.UUID(int=5)),
+    "entry": "99999",
+}
+
+
+def probe_missing(
+    http: httpx.Client,
+    w: World,
+    tally: Tally,
+    service: str,
+    method: str,
+    path: str,
+    attacker: str,
+    operation: dict[str, Any],
+    seen: httpx.Response,
+    values: dict[str, str],
+) -> None:
+    """Class 8: the same request naming ids that do not exist must answer as ``seen`` did."""
+    kinds = {p["name"]: TARGETS.get(p["name"]) for p in operation.get("parameters", []) if p["in"] == "path"}
+    swapped = {name: MISSING[kind] for name, kind in kinds.items() if kind in MISSING}
+    if not swapped:
+        return
+    concrete = re.sub(r"\{(\w+)\}", lambda m: swapped.get(m.group(1), values.get(m.group(1), "x")), path)
+    body = fill(BODIES.get((service, f"{method.upper()} {path}")), values)
+    kwargs: dict[str, Any] = (
+        {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    )
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        (p["name"], values[p["name"]])
+        for p in operation.get("parameters", [])
+        if p["in"] == "query" and p["name"] in values and TARGETS.get(p["name"])
+    ]
+    response = http.request(
+        method, f"{w.url(service)}{concrete}", params=params, headers=w.principals[attacker], **kwargs
+    )
+    tally.attempts += 1
+    tally.by_service[service] += 1
+    tally.classes["8 enumeration"] += 1
+
+    def answer(r: httpx.Response) -> tuple[int, str]:
+        problem = r.json() if r.headers.get("content-type", "").startswith("application/problem+json") else {}
+        return r.status_code, str(problem.get("type", ""))
+
+    if answer(response) == answer(seen):
+        tally.refused += 1
+    else:
+        tally.failures.append(
+            f"class 8, {attacker} → {method.upper()} {path}: an existing id outside the scope answers {answer(seen)}, "
+            f"a missing one {answer(response)}"
+        )
 
 
 def secrets_of(student: Student) -> list[str]:
@@ -491,6 +583,8 @@ def attempt(
     attacker: str,
     target: Target,
     operation: dict[str, Any],
+    *,
+    probe: bool = False,
 ) -> None:
     kinds = {p["name"]: TARGETS.get(p["name"]) for p in operation.get("parameters", [])}
     values = {**target.values, **{k: target.values[v] for k, v in kinds.items() if v and v in target.values}}
@@ -509,6 +603,15 @@ def attempt(
     )
     tally.attempts += 1
     tally.by_service[service] += 1
+    if attacker.startswith("hostile_"):
+        tally.classes["1 claims the log cannot record"] += 1
+        if response.status_code == 401:
+            tally.refused += 1
+        else:
+            tally.failures.append(f"class 1, {attacker} → {method.upper()} {concrete}: answered {response.status_code}")
+        return
+    if target.label == "transferred away":
+        tally.classes["5 transferred away"] += 1
     where = f"{attacker} → {method.upper()} {concrete} {params} ({target.label})"
     leaked = [s for s in secrets_of(target.student) if s and s in response.text]
     if response.status_code in (403, 404) and response.headers.get("content-type", "").startswith(
@@ -518,6 +621,8 @@ def attempt(
             tally.failures.append(f"{where}: refused, but the body names the student ({len(leaked)} values)")
         else:
             tally.refused += 1
+        if probe:
+            probe_missing(http, w, tally, service, method, path, attacker, operation, response, values)
         return
     tally.failures.append(f"{where}: answered {response.status_code} {response.text[:200]}")
 
@@ -551,20 +656,24 @@ def test_every_role_is_refused_outside_its_scope_and_every_permitted_read_is_aud
                         continue
                     tally.routes.add(f"{service} {route}")
                     for attacker in w.principals:
-                        if trusted(service, path, attacker):
+                        if trusted(service, path, attacker) and not attacker.startswith("hostile_"):
                             continue
-                        for target in targets_for(w, attacker):
+                        targets = targets_for(w, attacker)
+                        for i, target in enumerate(targets):
                             if target.only_routes_naming and target.only_routes_naming not in kinds:
                                 continue
-                            attempt(http, w, tally, service, method, path, attacker, target, operation)
+                            attempt(http, w, tally, service, method, path, attacker, target, operation, probe=i == 0)
         permitted += roster_attacks(http, w, tally)
+        hidden_field_filters(http, w, tally)
+        idempotency_attacks(http, w, tally)
         term_edges(http, w, tally)
         audited = audit_matches(http, w, permitted)
     assert not unclassified, "routes neither attacked nor listed with a reason:\n" + "\n".join(unclassified)
     shown = ", ".join(f"{s} {n}" for s, n in sorted(tally.by_service.items()))
+    classes = ", ".join(f"class {c}: {n}" for c, n in sorted(tally.classes.items()))
     print(
         f"\nprivacy attacks: {tally.attempts} attempts on {len(tally.routes)} routes by {len(w.principals)} principals "
-        f"({shown}); {tally.refused} refused; {audited} permitted reads, each audited"
+        f"({shown}); {tally.refused} refused; {audited} permitted reads, each audited; issue 17 classes: {classes}"
     )
     assert not tally.failures, f"{len(tally.failures)} attempts not refused:\n" + "\n".join(tally.failures[:40])
     assert tally.refused == tally.attempts
@@ -650,7 +759,7 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
         response = http.get(f"{w.url('records')}/v1/security-log", headers=w.principals[attacker])
         tally.attempts += 1
         tally.by_service["records"] += 1
-        if response.status_code == 403:
+        if response.status_code == (401 if attacker.startswith("hostile_") else 403):
             tally.refused += 1
         else:
             tally.failures.append(f"{attacker} → GET /v1/security-log: {response.status_code}")
@@ -663,7 +772,8 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             own = w.keys["own_child"] if attacker == "parent" else None
             outsiders = [k for k in (w.keys["a_second_school"], w.keys["b_student"], w.keys["mover"]) if k != own]
             shown = [k for k in outsiders if k in response.text]
-            if response.status_code == 403 or (response.status_code == 200 and not shown):
+            refused = 401 if attacker.startswith("hostile_") else 403
+            if response.status_code == refused or (response.status_code == 200 and not shown):
                 tally.refused += 1
             else:
                 tally.failures.append(
@@ -674,11 +784,71 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             response = http.get(f"{w.url('audit')}{route}", headers=w.principals[attacker])
             tally.attempts += 1
             tally.by_service["audit"] += 1
-            if response.status_code == 403:
+            if response.status_code == (401 if attacker.startswith("hostile_") else 403):
                 tally.refused += 1
             else:
                 tally.failures.append(f"{attacker} → GET {route}: {response.status_code}")
     return released
+
+
+def hidden_field_filters(http: httpx.Client, w: World, tally: Tally) -> None:
+    """Class 4: every vendor filters on fields its agreement withholds (no agreement here
+    releases exit dates; only the in-scope one entry dates) or that the store cannot show."""
+    records = w.url("records")
+    attempts = [
+        ("enrollments", "endDate>'1900-01-01'"),
+        ("enrollments", "endDate='2026-10-01' AND status='active'"),
+        ("students", "givenName~'a'"),
+        ("students", "birthDate>'2000-01-01'"),
+    ]
+    for attacker in ("vendor_in_scope", "vendor_other", "vendor_future", "vendor_ended"):
+        for route, flt in attempts:
+            response = http.get(
+                f"{records}/ims/oneroster/rostering/v1p2/{route}",
+                params={"filter": flt},
+                headers=w.principals[attacker],
+            )
+            tally.attempts += 1
+            tally.by_service["records"] += 1
+            tally.classes["4 filters on withheld fields"] += 1
+            field_name = re.split(r"[<>=!~]", flt, maxsplit=1)[0]
+            refused_here = response.status_code == 403 and attacker in ("vendor_future", "vendor_ended")
+            named = response.status_code == 400 and field_name in response.json().get("detail", "")
+            if named or refused_here:
+                tally.refused += 1
+            else:
+                tally.failures.append(f"class 4, {attacker} → {route}?filter={flt}: {response.status_code}")
+
+
+def idempotency_attacks(http: httpx.Client, w: World, tally: Tally) -> None:
+    """Class 7: on every upload route, another user's same Idempotency-Key is a submission of
+    its own, and the same key with another body is a 422."""
+    a = w.scn.district_a
+    first = w.scn.auth(Role.DISTRICT_STAFF, "staff-a-first", district=a.id)
+    second = w.scn.auth(Role.DISTRICT_STAFF, "staff-a-second", district=a.id)
+    ingest = w.url("ingest")
+    uploads = [
+        (route, body)
+        for (service, route), body in BODIES.items()
+        if service == "ingest" and "{district_id}/submissions/" in route
+    ]
+    for route, body in uploads:
+        path = route.split(" ", 1)[1].replace("{district_id}", a.id).replace("{resource}", "students")
+        key = f"attack-{uuid.uuid4().hex[:8]}"
+        mine = http.post(f"{ingest}{path}", content=body, headers={**first, "Idempotency-Key": key})
+        theirs = http.post(f"{ingest}{path}", content=body, headers={**second, "Idempotency-Key": key})
+        changed = http.post(f"{ingest}{path}", content=body + b" ", headers={**first, "Idempotency-Key": key})
+        tally.attempts += 2
+        tally.by_service["ingest"] += 2
+        tally.classes["7 idempotency keys"] += 2
+        if mine.status_code == 202 and theirs.status_code == 202 and theirs.json()["id"] != mine.json()["id"]:
+            tally.refused += 1
+        else:
+            tally.failures.append(f"class 7, {route}: another user's same key answered {theirs.status_code}")
+        if changed.status_code == 422 and changed.json()["errors"][0]["rule"] == "idempotency_key.reused":
+            tally.refused += 1
+        else:
+            tally.failures.append(f"class 7, {route}: the same key with another body answered {changed.status_code}")
 
 
 def term_edges(http: httpx.Client, w: World, tally: Tally) -> None:

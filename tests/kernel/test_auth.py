@@ -718,3 +718,37 @@ def test_random_bytes_never_verify(token: bytes | str) -> None:
 def test_random_jwt_shaped_strings_never_verify(header: str, payload: str, signature: str) -> None:
     with pytest.raises(AuthenticationError):
         _FUZZ_VERIFIER.verify(f"{header}.{payload}.{signature}")
+
+
+# --- one audience per service (issue 17, item 12) ------------------------------------------
+
+
+def test_a_token_for_one_service_is_refused_by_every_other(tmp_path: Path) -> None:
+    from homeroom.auth import AUDIENCE_SERVICES
+    from homeroom.stack import SERVICES
+
+    assert set(AUDIENCE_SERVICES) == set(SERVICES)
+    issuer = DevIssuer(tmp_path / "dev.pem")
+    for_records = issuer.issue("compliance", subject="c-1", services=["records"])
+    assert issuer.verifier(service="records").verify(for_records).subject == "c-1"
+    for service in set(AUDIENCE_SERVICES) - {"records"}:
+        assert refusal(issuer.verifier(service=service), for_records).reason == "wrong_audience", service
+    # Before: one audience for all; a token naming only the bare audience works nowhere now.
+    bare = jwt.encode(
+        {**jwt.decode(for_records, options={"verify_signature": False}), "aud": "homeroom"},
+        issuer._key()[0],
+        algorithm="EdDSA",
+        headers={"kid": issuer.kid},
+    )
+    assert refusal(issuer.verifier(service="audit"), bare).reason == "wrong_audience"
+    with pytest.raises(ValueError, match="no service named"):
+        issuer.issue("compliance", subject="c-1", services=["payroll"])
+
+
+def test_the_development_sign_in_never_mints_the_service_role(tmp_path: Path) -> None:
+    from services.portal.session import dev_token
+
+    issuer = DevIssuer(tmp_path / "dev.pem")
+    with pytest.raises(ValueError, match="never mints the service role"):
+        dev_token(issuer, {"role": "service", "subject": "homeroom-records"})
+    assert issuer.verifier(service="portal").verify(dev_token(issuer, {"role": "compliance"})).role is Role.COMPLIANCE

@@ -70,7 +70,34 @@ def test_every_homeroom_container_serves_a_known_service_under_its_own_name() ->
     assert len(image) == 1, f"all five services run one image, found {image}"
     for name, service in data["services"].items():
         if service.get("image") in image:
-            assert name in served, f"{name} runs the Homeroom image without `serve <name>`"
+            assert name in served or name in ONE_OFF, f"{name} runs the Homeroom image without `serve <name>`"
+
+
+# Containers of the Homeroom image that are not services: (name, command).
+ONE_OFF = {"migrate": ["migrate"], "witness": ["witness", "serve"]}
+
+
+def test_services_log_in_as_their_own_role_and_only_the_migrate_job_holds_the_owner() -> None:
+    data = compose()
+    job = data["services"]["migrate"]
+    assert job["command"] == ONE_OFF["migrate"]
+    job_env = environment(job)
+    assert urlsplit(job_env["HOMEROOM_MIGRATION_DATABASE_URL"]).username == "homeroom_owner"
+    assert {s if isinstance(s, str) else s["source"] for s in job["secrets"]} == {"pgpass_owner"}
+    superuser = environment(data["services"]["postgres"])["POSTGRES_USER"]
+    for name, service in homeroom_services(data).items():
+        env = environment(service)
+        mounted = {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
+        assert "pgpass_owner" not in mounted, name
+        assert "HOMEROOM_MIGRATION_DATABASE_URL" not in env, name
+        if name == "portal":
+            assert not any(m.startswith("pgpass") for m in mounted), "the portal has no database"
+            continue
+        user = urlsplit(env["HOMEROOM_DATABASE_URL"]).username
+        assert user == f"homeroom_{name}" != superuser, name
+        assert env["HOMEROOM_MIGRATE_ON_START"] == "false", name
+        assert env["PGPASSFILE"] == f"/run/secrets/pgpass_{name}" and f"pgpass_{name}" in mounted, name
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
 
 
 def _reads(name: str) -> set[str]:
@@ -107,7 +134,8 @@ def test_compose_environment_gives_valid_production_settings(name: str, monkeypa
     assert settings.environment == "production"
     settings.require_production_secrets()  # raises when a production secret is missing
     assert settings.host == "0.0.0.0"
-    assert settings.database_url and settings.keys_database_url
+    if name != "portal":  # the portal has no database of its own
+        assert settings.database_url and settings.keys_database_url
     kafka = KafkaSettings()
     assert kafka.bootstrap_servers
     auth = AuthSettings()
@@ -155,6 +183,9 @@ def test_service_urls_point_at_the_right_container_and_port() -> None:
         for key, value in environment(service).items():
             match = re.fullmatch(r"HOMEROOM_(\w+)_URL", key)
             if match is None or key in ("HOMEROOM_DATABASE_URL", "HOMEROOM_KEYS_DATABASE_URL"):
+                continue
+            if key == "HOMEROOM_AUDIT_WITNESS_URL":  # the witness: not a service (homeroom/witness.py)
+                assert urlsplit(value).hostname == "witness"
                 continue
             target = match.group(1).lower()
             assert target in SERVICES, f"{name}: {key} names no service"

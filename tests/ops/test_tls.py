@@ -68,6 +68,10 @@ def test_services_connect_to_kafka_and_postgres_over_verified_tls(name: str, mon
     assert kafka.security_protocol in ("SSL", "SASL_SSL")
     assert kafka.ssl_cafile and kafka.ssl_certfile and kafka.ssl_keyfile
     settings = load_spec(name).settings()
+    if name == "portal":  # no database of its own
+        assert not settings.database_url
+        return
+    assert urlsplit(settings.database_url).username == f"homeroom_{name}"  # its own login, under TLS too
     for url in (settings.database_url, settings.keys_database_url):
         query = parse_qs(urlsplit(url).query)
         assert query["sslmode"] == ["verify-full"], url
@@ -100,7 +104,7 @@ def test_service_urls_go_through_the_gateway_over_https() -> None:
     for name in SERVICES:
         for key, value in _merged_environment(name).items():
             match = re.fullmatch(r"HOMEROOM_(\w+)_URL", key)
-            if match is None or "DATABASE" in key:
+            if match is None or "DATABASE" in key or "WITNESS" in key:  # the witness is no service
                 continue
             url = urlsplit(value)
             assert url.scheme == "https", f"{name}: {key}={value}"

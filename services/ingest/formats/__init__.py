@@ -61,7 +61,11 @@ class ParseOptions:
     progress: ProgressFn | None = None
     progress_every: int = 10_000  # rows between progress reports
     max_record_bytes: int = 1 << 20  # one JSON record or XML record element
-    max_uncompressed_bytes: int = 8 << 30  # a zip whose members declare more is refused
+    # Zip bombs (issue 17, item 6: 763 KiB expanding 343:1 to 256 MiB held a worker for 128 s):
+    # per upload and per entry, the expanded size and the compression ratio are bounded.
+    max_uncompressed_bytes: int = 2 << 30  # a zip whose members declare more in all is refused
+    max_member_bytes: int = 1 << 30  # ... or any one member more than this
+    max_compression_ratio: float = 100.0  # ... or expands more than this many times (per member, in all)
     max_text_length: int = 256  # names, ids, codes; longer values are refused
 
 

@@ -176,6 +176,35 @@ class _Row:
     line: int
 
 
+def zip_bomb(
+    members: list[zipfile.ZipInfo], *, max_total: int, max_member: int, max_ratio: float
+) -> tuple[str, str] | None:
+    """(rule, message) when these members would expand too far, per member or in all. Python's
+    zipfile never returns more than a member's declared size, so the declared sizes bound the
+    work; a member declaring a size its data cannot fill fails its CRC check when read."""
+    total = compressed = 0
+    for info in members:
+        name = info.filename
+        if info.file_size > max_member:
+            return "zip.entry_too_large", f"{name} would unpack to {info.file_size} bytes; the limit is {max_member}"
+        if info.file_size > max_ratio * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            return (
+                "zip.compression_ratio",
+                f"{name} expands {ratio:.0f} times (limit {max_ratio:.0f}): refused as a possible zip bomb",
+            )
+        total += info.file_size
+        compressed += info.compress_size
+    if total > max_total:
+        return "file.too_large", f"the zip's files would unpack to {total} bytes; the limit is {max_total}"
+    if total > max_ratio * max(compressed, 1):
+        return (
+            "zip.compression_ratio",
+            f"the zip expands {total / max(compressed, 1):.0f} times in all (limit {max_ratio:.0f})",
+        )
+    return None
+
+
 class OneRosterUpload:
     """Iterate to parse; ``manifest`` and ``students_by_school`` are filled in as it goes
     (``students_by_school``: active students per school, for the bulk safety rail)."""
@@ -246,6 +275,15 @@ class OneRosterUpload:
             return
         self.manifest = manifest
         wanted = [n for n in ORDER if manifest.mode(n) != "absent"]
+        refused = zip_bomb(
+            [members[n] for n in wanted if n in members],
+            max_total=self.opts.max_uncompressed_bytes,
+            max_member=self.opts.max_member_bytes,
+            max_ratio=self.opts.max_compression_ratio,
+        )
+        if refused is not None:
+            yield file_error(self.file, refused[0], refused[1])
+            return
         declared = sum(members[n].file_size for n in wanted if n in members)
         if declared > self.opts.max_uncompressed_bytes:
             yield file_error(

@@ -78,7 +78,6 @@ async def test_an_entry_newer_than_the_latest_head_says_so(audit: Audit) -> None
 BAD_QUERIES = [
     ("/v1/proofs/inclusion?index=5&tree_size=5", "query.index", "proof.index_out_of_range"),
     ("/v1/proofs/inclusion?index=0&tree_size=50", "query.tree_size", "proof.tree_size_too_large"),
-    ("/v1/proofs/consistency?first=3&second=2", "query.first", "proof.sizes_reversed"),
     ("/v1/proofs/consistency?first=1&second=40", "query.second", "proof.tree_size_too_large"),
     ("/v1/entries?from=2026-11-02T00:00:00", "query.from", "time.timezone_missing"),
     ("/v1/entries?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "query.to", "time.range_empty"),
@@ -98,6 +97,9 @@ async def test_bad_queries_name_the_field_and_rule(audit: Audit) -> None:
     for url in ("/v1/entries?limit=0", "/v1/entries?limit=1001", "/v1/proofs/inclusion?index=-1&tree_size=1"):
         r = await audit.svc.client.get(url, headers=audit.auth("compliance"))
         assert r.status_code == 422, url
+    # A smaller second tree is not a malformed request but a failed verification (issue 17).
+    r = await audit.svc.client.get("/v1/proofs/consistency?first=3&second=2", headers=audit.auth("compliance"))
+    assert r.status_code == 409 and r.json()["type"].endswith("log-truncated"), r.text
 
 
 async def test_search_filters_and_stable_pages(audit: Audit) -> None:
@@ -229,22 +231,25 @@ async def test_entries_hold_names_never_values(audit: Audit) -> None:
     formula = disclosure(recipient={"organization": '=HYPERLINK("http://evil")', "role": "vendor"})
     await audit.publish(*(audit.event(DISCLOSURE, "disclosure_recorded", p) for p in (smuggled, raw_id, formula)))
     await audit.wait_for_processed(6)
-    await audit.wait_for_entries(4)
+    # Disclosures are never dead-lettered (FERPA 99.32): the two that broke rules are recorded
+    # with the rules named, but the value smuggled as an element and the raw id only as digests.
+    await audit.wait_for_entries(6)
     export = (await audit.svc.client.get("/v1/export", headers=audit.auth("compliance"))).text
     assert "Ana" not in export and "123456789" not in export
     for line in export.splitlines():
         obj = json.loads(line)
         if obj["type"] == "entry":
             assert all(e in CATALOGUE for e in obj["entry"]["elements"])
-            assert STUDENT_KEY.match(obj["entry"]["student_key"])
+            key = obj["entry"]["student_key"]
+            assert STUDENT_KEY.match(key) or (key == "" and "entry.student_key" in obj["entry"]["details"]["problems"])
 
     r = await audit.svc.client.get("/v1/export?format=csv", headers=audit.auth("compliance"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert [int(row["seq"]) for row in rows] == [0, 1, 2, 3]
+    assert [int(row["seq"]) for row in rows] == [0, 1, 2, 3, 4, 5]
     assert rows[0]["elements"] == "student.first_name;attendance.daily"
     # A spreadsheet would run a cell starting with '=' as a formula: exported with a leading apostrophe.
-    assert rows[3]["recipient_organization"] == '\'=HYPERLINK("http://evil")'
+    assert '\'=HYPERLINK("http://evil")' in [row["recipient_organization"] for row in rows]
 
 
 async def test_cursors_past_the_bigint_range_are_422_not_500(audit: Audit) -> None:

@@ -37,7 +37,7 @@ WRITER = "homeroom_audit_writer"
 
 @pytest.fixture
 async def superuser(audit: Audit) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(audit.svc.runtime.settings.database_url)
+    conn = await audit.env.superuser(audit.svc.runtime.settings.database_url)
     yield conn
     await conn.close()
 

@@ -8,6 +8,7 @@ recipient) is dead-lettered with its rule and never reaches the log.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import replace
 
@@ -137,35 +138,65 @@ def _dead_lettered(rule: str) -> float:
     return value or 0.0
 
 
-async def test_events_that_cannot_be_entries_are_dead_lettered_with_their_rule(audit: Audit) -> None:
+async def test_a_disclosure_breaking_a_rule_is_recorded_escaped_never_dead_lettered(audit: Audit) -> None:
+    """The attack of issue 17: a vendor token whose organisation was 300 characters long (or
+    whose subject held a control character) read students, and audit dead-lettered every
+    disclosure (`entry.text_too_long`, `entry.control_character`): the 99.32 record vanished.
+    Now each is recorded, escaped, naming the rules it broke; other events still dead-letter."""
+    long_org = "Acme " + "x" * 295
     bad = {
+        "entry.text_too_long": disclosure(requester=Party(organization=long_org, person="v", role="vendor")),
+        "entry.control_character": disclosure(
+            requester=Party(organization="Acme", person="vendor\x1b[2J\nforged line", role="vendor"),
+            purpose="instruction\x00",
+        ),
         "entry.element_unknown": disclosure(elements=["student.first_name", "Ana Lopez"]),
         "entry.student_key": disclosure(student_key="123-45-6789"),
         "entry.recipient_missing": disclosure(recipient=Party()),
         "entry.legal_basis_missing": disclosure(legal_basis=""),
         "entry.elements_missing": disclosure(elements=[]),
-        "entry.control_character": disclosure(purpose="instruction\x00"),
     }
-    before = {rule: _dead_lettered(rule) for rule in bad}
+    escaped_before = REGISTRY.get_sample_value("homeroom_audit_disclosures_escaped_total") or 0.0
+    consent_rule = "entry.control_character"
+    dead_before = _dead_lettered(consent_rule)
     events = {rule: audit.event(DISCLOSURE, "disclosure_recorded", p) for rule, p in bad.items()}
-    good = audit.event(DISCLOSURE, "disclosure_recorded", disclosure())
-    await audit.publish(*events.values(), good)
+    not_a_disclosure = audit.event(
+        CONSENT,
+        "consent_given",
+        ConsentGiven(
+            consent_id="c-1", student_key=STUDENT_A, district_id="d-100", recipient="Acme\x07", recorded_by="p-1"
+        ),
+    )
+    await audit.publish(*events.values(), not_a_disclosure)
     await audit.wait_for_processed(len(bad) + 1)
-    await audit.wait_for_entries(1)
-    outcomes = {
-        r["event_id"]: r["outcome"]
-        for r in await audit.svc.pool.fetch("SELECT event_id, outcome FROM processed_events")
+    await audit.wait_for_entries(len(bad))
+    rows = {
+        r["event_id"]: r
+        for r in await audit.svc.pool.fetch(
+            "SELECT event_id, requester_org, requester_person, purpose, student_key, elements, details FROM entries"
+        )
     }
-
-    async def counted() -> bool:  # counted just after the dead letter commits
-        return all(_dead_lettered(rule) >= before[rule] + 1 for rule in bad)
-
-    await until(counted, 10)
     for rule, event in events.items():
-        assert outcomes[event.event_id] == "dead_lettered", rule
-        assert _dead_lettered(rule) == before[rule] + 1, rule
-    assert outcomes[good.event_id] == "applied"
-    assert [r["event_id"] for r in await audit.svc.pool.fetch("SELECT event_id FROM entries")] == [good.event_id]
+        row = rows[event.event_id]
+        assert rule in json.loads(row["details"])["problems"], rule
+    long_row = rows[events["entry.text_too_long"].event_id]
+    assert len(long_row["requester_org"]) <= 256 and "300 chars, sha256:" in long_row["requester_org"]
+    control_row = rows[events["entry.control_character"].event_id]
+    assert control_row["requester_person"] == "vendor\\u001b[2J\\u000aforged line"
+    assert control_row["purpose"] == "instruction\\u0000"
+    raw_id = rows[events["entry.student_key"].event_id]
+    assert raw_id["student_key"] == "" and "123-45-6789" not in raw_id["details"]
+    assert list(rows[events["entry.element_unknown"].event_id]["elements"]) == ["student.first_name"]
+    assert REGISTRY.get_sample_value("homeroom_audit_disclosures_escaped_total") == escaped_before + len(bad)
+
+    async def dead_lettered() -> bool:
+        return _dead_lettered(consent_rule) >= dead_before + 1
+
+    await until(dead_lettered, 10)
+    outcome = await audit.svc.pool.fetchval(
+        "SELECT outcome FROM processed_events WHERE event_id = $1", not_a_disclosure.event_id
+    )
+    assert outcome == "dead_lettered"
 
 
 async def test_a_parents_own_read_is_logged_though_a_parent_has_no_organization(audit: Audit) -> None:
@@ -232,7 +263,11 @@ async def test_a_rolled_back_batch_leaves_the_tree_consistent(audit: Audit) -> N
     # One partition (one student): good, bad, good in one batch. The kernel rolls the batch back and
     # replays one event at a time; the appends of the first attempt must leave no trace.
     good = [audit.event(DISCLOSURE, "disclosure_recorded", disclosure()) for _ in range(3)]
-    bad = audit.event(DISCLOSURE, "disclosure_recorded", disclosure(elements=["not.an.element"]))
+    # A disclosure is never refused (it is recorded escaped); a consent event that breaks a rule is.
+    refused = ConsentGiven(
+        consent_id="c-9", student_key=STUDENT_A, district_id="d-100", recipient="Acme\x07", recorded_by="p-1"
+    )
+    bad = audit.event(CONSENT, "consent_given", refused)
     await audit.publish(good[0], good[1], bad, good[2])
     await audit.wait_for_processed(4)
     await audit.wait_for_entries(3)

@@ -306,11 +306,13 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
             json={"reason": "x"} if path == "suspend" else {},
             headers=module_env.auth("district_staff", district=other),
         )
-        assert r.status_code == 403, path
+        # As for an agreement that does not exist: staff of a district it does not cover
+        # cannot tell it exists (issue 17, item 8).
+        assert r.status_code == 404, path
     r = await svc.client.get(
         f"/v1/agreements/{agreement_id}", headers=module_env.auth("district_staff", district=other)
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
     r = await svc.client.get(
         f"/v1/agreements/{agreement_id}", headers=module_env.auth("vendor", agreement="other", organization="X")
     )
@@ -321,7 +323,7 @@ async def test_only_covered_district_staff_or_compliance_manage_agreements(
         json={"terms": terms(other)},
         headers=module_env.auth("district_staff", district=other),
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
 
 
 async def test_scope_is_for_services_and_the_agreements_own_vendor(

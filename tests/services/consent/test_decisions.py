@@ -411,7 +411,7 @@ async def test_parents_choices_are_published_on_the_bus(svc: ServiceUnderTest, m
     r = await svc.client.post(
         f"/v1/students/{student}/consents/{consent_id}/withdraw", json={"method": "phone"}, headers=other
     )
-    assert r.status_code == 403
+    assert r.status_code == 404  # as for a consent that does not exist (issue 17, item 8)
     r = await svc.client.get(f"/v1/students/{student}/choices", headers=other)
     assert r.json()["history"] == [] and r.json()["consents"] == []
 

@@ -276,6 +276,24 @@ async def test_idempotency_key_returns_the_first_submission(svc: ServiceUnderTes
     listed = (await svc.client.get("/v1/districts/d-1/submissions", headers=staff(env, "d-1"))).json()
     assert [s["id"] for s in listed["submissions"]] == [first["id"]]
 
+    # Issue 17, item 7: the same key with another body silently returned the first
+    # submission, and another user's same key got that submission's report.
+    other_body = batch(student("L2", "NYS-2"))
+    r = await svc.client.post(
+        "/v1/districts/d-1/submissions/batch",
+        content=other_body,
+        headers={**staff(env, "d-1"), "Idempotency-Key": "k-1"},
+    )
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["errors"]
+    assert (error["field"], error["rule"]) == ("header.Idempotency-Key", "idempotency_key.reused")
+    colleague = env.auth("district_staff", subject="staff-d-1-colleague", district="d-1")
+    r = await svc.client.post(
+        "/v1/districts/d-1/submissions/batch", content=body, headers={**colleague, "Idempotency-Key": "k-1"}
+    )
+    assert r.status_code == 202 and r.json()["id"] != first["id"], r.text
+    assert "NYS" not in r.text
+
 
 # --- access -----------------------------------------------------------------------------------------
 

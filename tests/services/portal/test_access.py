@@ -130,6 +130,15 @@ def test_parent_sees_the_childs_disclosures_and_downloads_the_report(world: Worl
     assert world.district_b in page.text  # the transfer to the new district
     assert report.status_code == 200 and report.headers["content-disposition"].startswith("attachment")
     assert "Brightpath Learning" in report.text and report.text.startswith("when,recipient")
+    # The witnessed head (issue 17, item 3): the stack's witness cosigned the seed's head.
+    assert "Checked by an independent witness" in page.text and "witness.homeroom.local/w1" in page.text
+
+
+def test_compliance_verification_shows_the_witnessed_head(world: World) -> None:
+    with signed_in(world, "compliance") as client:
+        page = client.get("/compliance/verification")
+    assert page.status_code == 200 and "Verified:" in page.text, page.text
+    assert "Checked by an independent witness" in page.text and "homeroom.local/audit-log" in page.text
 
 
 def test_forms_refuse_a_missing_or_foreign_csrf_token(world: World) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 
 from homeroom import outbox
@@ -29,6 +30,7 @@ from homeroom.bus.topics import (
 from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
+from homeroom.storage import create_pool
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
@@ -206,6 +208,9 @@ class Records:
     svc: ServiceUnderTest
     peer: PeerState
     env: ServiceEnv
+    # The superuser on the same database: every district's rows, for checking state (the
+    # service's own login sees one district at a time under row-level security).
+    admin: asyncpg.Pool
 
     @property
     def runtime(self) -> Runtime:
@@ -234,7 +239,7 @@ class Records:
         return out
 
     async def read_log(self) -> list[Any]:
-        async with self.runtime.pool.acquire() as conn:
+        async with self.admin.acquire() as conn:
             return list(await conn.fetch("SELECT * FROM read_log ORDER BY id"))
 
 
@@ -258,4 +263,8 @@ async def records_service(
             await old.aclose()
         transport = consent or httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
         svc.runtime.extras["consent"] = ConsentClient("http://consent.test", svc.runtime.service_token, transport)
-        yield Records(svc, state, env)
+        admin = await create_pool(env.superuser_url(svc.runtime.settings.database_url), max_size=2)
+        try:
+            yield Records(svc, state, env, admin)
+        finally:
+            await admin.close()

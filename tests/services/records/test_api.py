@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from services.records.store import district_tx
 from tests.harness import ServiceEnv
 from tests.services.records.consent_peer import PeerAgreement, PeerState
 from tests.services.records.helpers import Records, apply, attendance, enrolled, records_service, registered, school
@@ -281,6 +282,22 @@ async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv, p
         assert await enrollment_users(filter="beginDate>'2026-09-01'") == []
         assert await enrollment_users(filter="beginDate>='2026-09-01' AND status='active'", limit="1") == both[:1]
 
+        # Issue 17, item 4: filtering on a field the agreement withholds answered differently
+        # by its hidden value (bisection recovered a blanked beginDate in 13 requests; endDate
+        # revealed who left). This agreement releases no exit dates: a 400 naming the field.
+        for flt, rule in (
+            ("endDate>'1900-01-01'", "filter.field_withheld"),
+            ("endDate='2026-10-01' AND status='active'", "filter.field_withheld"),
+            ("class.sourcedId='x'", "filter.field_unsupported"),
+        ):
+            r = await rec.client.get(f"{OR}/enrollments", params={"filter": flt}, headers=auth)
+            assert r.status_code == 400, (flt, r.text)
+            (error,) = r.json()["errors"]
+            assert error["rule"] == rule and flt.split("=")[0].split(">")[0].strip() in error["message"], error
+        # And an enrollment's id no longer spells out its (possibly withheld) entry date.
+        ids = [e["sourcedId"] for e in (await rec.get(f"{OR}/enrollments", "vendor", **VENDOR)).json()["enrollments"]]
+        assert all(i.startswith("enr_") and "2026" not in i for i in ids)
+
 
 async def test_oneroster_is_for_vendors_only(service_env: ServiceEnv, peer: PeerState) -> None:
     async with records_service(service_env, peer) as rec:
@@ -342,7 +359,8 @@ async def test_transfer_package_and_idempotent_delivery(service_env: ServiceEnv)
         (prior,) = record["prior_records"]
         assert prior["case_id"] == "case-1" and prior["from_district_id"] == "d-a"
         assert prior["package"]["attendance"]["days"][0]["date"] == "2026-09-02"
-        async with rec.runtime.pool.acquire() as conn:
+        # As the service's login, row-level security shows d-b's rows only inside a d-b transaction.
+        async with district_tx(rec.runtime.pool, "d-b") as conn:
             assert await conn.fetchval("SELECT count(*) FROM transfer_deliveries WHERE case_id = $1", "case-1") == 1
             sealed = await conn.fetchval(
                 "SELECT sealed FROM student_elements WHERE district_id = 'd-b' AND element = 'student.last_name'"

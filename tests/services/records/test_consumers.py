@@ -52,7 +52,7 @@ STATE_QUERIES = {
 
 
 async def snapshot(rec: Records) -> dict[str, list[tuple[Any, ...]]]:
-    async with rec.runtime.pool.acquire() as conn:  # as the owner: every district
+    async with rec.admin.acquire() as conn:  # as the owner: every district
         return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in STATE_QUERIES.items()}
 
 
@@ -180,7 +180,7 @@ async def test_attendance_for_an_unknown_student_or_another_districts_is_refused
         for event in (attendance("d-a", "stu_b", "2026-09-02"), suspension("d-a", "stu_nobody", "2026-09-02", "")):
             with pytest.raises(StudentNotYetKnown, match=r"student\.unknown"):
                 await apply(rec.runtime, event)
-        async with rec.runtime.pool.acquire() as conn:
+        async with rec.admin.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM attendance") == 0
 
 
@@ -201,7 +201,7 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
         ]
 
         async def applied() -> int:
-            async with rec.runtime.pool.acquire() as conn:
+            async with rec.admin.acquire() as conn:
                 return int(await conn.fetchval("SELECT count(*) FROM processed_events"))
 
         async def wait(n: int) -> None:
@@ -225,9 +225,7 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
         await asyncio.wait_for(wait(len(events) + 1), 45)
         r = await rec.get(f"/v1/districts/d-a/students/{key}", "district_staff", district="d-a")
         assert r.json()["attendance"]["summary"]["days_absent"] == 2
-        rows = await rec.runtime.pool.fetch(
-            "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", "ingest.rejected.v1"
-        )
+        rows = await rec.admin.fetch("SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", "ingest.rejected.v1")
         dead = []
         for row in rows:
             event = RejectedEvent()

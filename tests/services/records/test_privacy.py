@@ -195,7 +195,7 @@ async def test_row_level_security_returns_nothing_for_the_wrong_district(service
         async with store.district_tx(rec.runtime.pool, "d-b") as conn:
             assert await conn.fetchval("SELECT current_user") == "homeroom_records_app"
             assert {r[0] for r in await conn.fetch("SELECT student_key FROM students")} == {s.kb}
-        async with rec.runtime.pool.acquire() as conn:
+        async with rec.admin.acquire() as conn:
             assert await conn.fetchval("SELECT current_user") != "homeroom_records_app"  # reset after commit
             forced = await conn.fetch(
                 "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity AND relname = ANY($1)",
@@ -216,7 +216,7 @@ async def test_database_holds_no_plaintext_names(service_env: ServiceEnv) -> Non
         assert r.status_code == 201
         assert (await rec.get(f"/v1/students/{s.ka}", "parent", students=[s.ka])).status_code == 200
         dump = bytearray()
-        async with rec.runtime.pool.acquire() as conn:
+        async with rec.admin.acquire() as conn:
             tables = [
                 r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
             ]
@@ -278,7 +278,7 @@ async def test_vendor_gets_only_agreement_elements_and_dates(service_env: Servic
             params={"elements": ["student.last_name", "program.iep", "student.birth_date"]},
             headers=service_env.auth("vendor", **vendor()),
         )
-        assert r.status_code == 403, r.text
+        assert r.status_code == 404, r.text  # as for a key that does not exist (issue 17, item 8)
         assert "Quillfeather" not in r.text
         r = await rec.client.get(
             f"/v1/students/{s.ka}",
@@ -288,7 +288,7 @@ async def test_vendor_gets_only_agreement_elements_and_dates(service_env: Servic
         assert r.json()["records"][0]["elements"] == {"student.first_name": "Zephyrine"}
         # A district the agreement does not cover: nothing.
         r = await rec.get(f"/v1/students/{s.kb}", "vendor", **vendor())
-        assert r.status_code == 403 and "d-b" not in r.text
+        assert r.status_code == 404 and "d-b" not in r.text
         # Unknown element names are a 422 naming the element, not silently ignored.
         r = await rec.client.get(
             f"/v1/students/{s.ka}", params={"elements": ["student.ssn"]}, headers=service_env.auth("vendor", **vendor())
@@ -368,7 +368,7 @@ async def test_a_read_whose_disclosure_cannot_be_recorded_returns_no_data(
 ) -> None:
     async with records_service(service_env, peer) as rec:
         s = await seed(rec)
-        async with rec.runtime.pool.acquire() as conn:
+        async with rec.admin.acquire() as conn:
             await conn.execute("REVOKE INSERT ON outbox FROM homeroom_records_app")
         for role, scope in (("vendor", vendor()), ("parent", {"students": [s.ka]})):
             r = await rec.get(f"/v1/students/{s.ka}", role, **scope)
@@ -406,7 +406,7 @@ async def test_keys_destroyed_event_drops_the_rows_and_keeps_a_tombstone(
         await rec.runtime.require_cipher().destroy_subject("d-a", s.ka)
         await apply(rec.runtime, keys_destroyed("d-a", "student", s.ka))
         await apply(rec.runtime, keys_destroyed("d-a", "student", s.ka))  # a replay changes nothing
-        async with rec.runtime.pool.acquire() as conn:
+        async with rec.admin.acquire() as conn:
             for table in ("student_elements", "enrollments", "attendance", "suspensions"):
                 assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE student_key = $1", s.ka) == 0  # noqa: S608
             assert await conn.fetchval("SELECT destroyed_at IS NOT NULL FROM students WHERE student_key = $1", s.ka)

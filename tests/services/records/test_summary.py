@@ -158,7 +158,7 @@ async def test_crossing_the_line_emits_one_event_and_a_new_process_carries_on(se
         dead = "SELECT count(*) FROM processed_events WHERE outcome = 'dead_lettered'"
         await _until(lambda: _count_is(rec, dead, 5))
         assert await _summary(rec, ghost) is None
-        assert await rec.runtime.pool.fetchval("SELECT count(*) FROM chronic_absence") == 1
+        assert await rec.admin.fetchval("SELECT count(*) FROM chronic_absence") == 1
 
     # A new process on the same database and topics carries on from the stored summary.
     async with records_service(service_env, database_url=database, **options) as rec:  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import uuid
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from tests.harness import ServiceEnv, service_under_test
-from tests.services.records.helpers import apply, attendance, enrolled, records_service, registered
+from tests.services.records.helpers import apply, attendance, enrolled, records_service, registered, withdrawn
 
 
 async def test_vendor_reads_through_the_real_consent_service_until_the_agreement_ends(
@@ -60,6 +60,26 @@ async def test_vendor_reads_through_the_real_consent_service_until_the_agreement
             assert record["elements"] == {"student.first_name": "Ana"}
             assert [d["date"] for d in record["attendance"]["days"]] == ["2026-09-02"]
             assert "Secretsurname" not in r.text
+
+            # Issue 17, item 10: consent's 422 for the caller's over-long purpose reached the
+            # vendor as "503 consent-unavailable" with Retry-After. It is the caller's error.
+            r = await rec.client.get(
+                f"/v1/students/{key}",
+                params={"purpose": "instruction" * 500},
+                headers=service_env.auth("vendor", **vendor),
+            )
+            assert r.status_code == 422, r.text
+            assert "retry-after" not in r.headers and r.json()["errors"]
+
+            # Issue 17, item 5: the student transfers away (withdrawn here). The roster omits
+            # them, and the student route must too: the same 404 as a key that never existed.
+            await apply(rec.runtime, withdrawn(district, key, "s-1", "2026-09-03"))
+            gone = await rec.get(f"/v1/students/{key}", "vendor", **vendor)
+            never = await rec.get(f"/v1/students/stu_{uuid.uuid4().hex[:10]}", "vendor", **vendor)
+            assert gone.status_code == never.status_code == 404, gone.text
+            assert {k: v for k, v in gone.json().items() if k != "instance"} == {
+                k: v for k, v in never.json().items() if k != "instance"
+            }
             (d,) = await rec.disclosures()
             assert d.agreement_id == agreement and d.decision_id and d.legal_basis
             assert list(d.elements) == ["attendance.daily", "student.first_name"]
