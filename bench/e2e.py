@@ -345,7 +345,8 @@ def main() -> None:
             # Attendance: the whole of both districts' school days, from upload to applied in records,
             # uploaded one district after the other in a thread while transfers are submitted here.
             base_attendance = asyncio.run(count(records_db, "SELECT count(*) FROM attendance"))
-            bodies = [json_batch(batch_records(d, world.start, enrollments=False)) for d in (a, b)]
+            # the schools' calendars travel with the attendance (calendar.v1): days enrolled come from them
+            bodies = [json_batch(batch_records(d, world.start, enrollments=False, world=world)) for d in (a, b)]
             expected_days = base_attendance + sum(len(daily_marks(s)) for d in (a, b) for s in d.students)
             if args.statements:
                 asyncio.run(reset_statement_stats(stack))

@@ -1,9 +1,11 @@
 """The data-element catalogue: the one vocabulary for what a student's data is made of.
 
-Ingest refuses any element not listed here; consent agreements permit elements by these
-ids; records filters reads by them; transfer decides per element what travels; audit
-logs their names (never their values). Sensitivity classes follow the categories that
-FERPA, IDEA and New York Ed Law 2-d treat differently.
+Ingest keeps only elements listed here: an element a standard (Ed-Fi, OneRoster) allows but
+the catalogue does not use is dropped before anything is stored or published, and reported
+to the district by name and count; forbidden content refuses the record (`treatment`).
+Consent agreements permit elements by these ids; records filters reads by them;
+transfer decides per element what travels; audit logs their names (never their values).
+Sensitivity classes follow the categories that FERPA, IDEA and New York Ed Law 2-d treat differently.
 """
 
 from __future__ import annotations
@@ -87,6 +89,24 @@ FORBIDDEN: dict[str, str] = {
     "student.ssn": "Social Security numbers are never accepted (NY Ed Law 2-d; seed 000).",
     "discipline.incident_details": "Only suspension dates are accepted, never incident details.",
 }
+
+
+class Treatment(StrEnum):
+    """What ingest does with one element of an incoming record."""
+
+    KEPT = "kept"  # a catalogue element: validated, pseudonymised or sealed, published
+    DROPPED = "dropped"  # allowed by the standard, not collected: never stored, published or logged
+    REFUSED = "refused"  # forbidden content: the whole record is refused
+
+
+def treatment(element_id: str | None) -> Treatment:
+    """The rule for an element a parser has mapped (None: it maps to no catalogue element)."""
+    if element_id is not None and element_id in FORBIDDEN:
+        return Treatment.REFUSED
+    if element_id is not None and element_id in CATALOGUE:
+        return Treatment.KEPT
+    return Treatment.DROPPED
+
 
 # Purposes an agreement may name. An agreement's purpose outside this list is refused.
 PURPOSES: dict[str, str] = {

@@ -137,14 +137,19 @@ def generate(
     students: int = typer.Option(50, "--students", min=1, help="Students per district."),
     days: int = typer.Option(5, "--days", min=1, help="School days of attendance."),
     transfers: int = typer.Option(1, "--transfers", min=0),
-    formats: list[str] = typer.Option(["json", "oneroster"], "--format", help="json and/or oneroster; repeatable."),
+    formats: list[str] = typer.Option(
+        ["json", "oneroster"],
+        "--format",
+        help="json, oneroster, oneroster-ext (OneRoster with metadata.*/ext_* and credential columns, BOM, "
+        "quoted newlines) and edfi-xml (Ed-Fi DS 5.2 interchanges with optional elements); repeatable.",
+    ),
 ) -> None:
-    """Write synthetic districts as Homeroom JSON batches and OneRoster 1.2 zips, deterministic from a seed."""
+    """Write synthetic districts (JSON batches, OneRoster 1.2 zips, Ed-Fi XML), deterministic from a seed."""
     from homeroom.generate import generate_world, write_world
 
-    unknown = sorted(set(formats) - {"json", "oneroster"})
+    unknown = sorted(set(formats) - {"json", "oneroster", "oneroster-ext", "edfi-xml"})
     if unknown:
-        typer.echo(f"error: unknown format {', '.join(unknown)} (json, oneroster)", err=True)
+        typer.echo(f"error: unknown format {', '.join(unknown)} (json, oneroster, oneroster-ext, edfi-xml)", err=True)
         raise typer.Exit(2)
     world = generate_world(
         seed=seed,

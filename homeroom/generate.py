@@ -19,11 +19,13 @@ import io
 import json
 import random
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from homeroom.calendar import Term, school_year, school_year_label
 
 FIRST = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jada", "Kofi", "Lena", "Mateo", "Nia"]
 FIRST += ["Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Vik", "Wen", "Ximena", "Yusuf", "Zoe"]
@@ -216,10 +218,49 @@ def student_object(s: Student) -> dict[str, Any]:
     }
 
 
+def school_term(world: World) -> Term:
+    """The generated school days as one term: they are consecutive weekdays, so the term's
+    weekdays are exactly the days attendance is generated for."""
+    return Term("Generated term", world.days[0], world.days[-1], len(world.days))
+
+
+def calendar_days_off(world: World) -> list[date]:
+    """Listed days off inside the term (none: the generated days are consecutive weekdays)."""
+    return []
+
+
+def calendar_record(world: World, school_id: str) -> dict[str, Any]:
+    """The school's calendar as a Homeroom batch record."""
+    term = school_term(world)
+    return {
+        "type": "calendar",
+        "school_id": school_id,
+        "school_year": school_year_label(school_year(term.begin)),
+        "terms": [
+            {
+                "name": term.name,
+                "begin_date": term.begin.isoformat(),
+                "end_date": term.end.isoformat(),
+                "instructional_days": term.declared_days,
+            }
+        ],
+        "days": [{"date": d.isoformat(), "instructional": False} for d in calendar_days_off(world)],
+    }
+
+
 def batch_records(
-    district: District, start: date, *, enrollments: bool = True, attendance: bool = True
+    district: District,
+    start: date,
+    *,
+    enrollments: bool = True,
+    attendance: bool = True,
+    world: World | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Enrollments with the student inline, then attendance and suspensions."""
+    """The schools' calendars (when `world` is given), enrollments with the student inline,
+    then attendance and suspensions."""
+    if world is not None:
+        for school in district.schools:
+            yield calendar_record(world, school.id)
     for s in district.students if enrollments else ():
         yield {
             "type": "enroll",
@@ -397,9 +438,13 @@ def csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def oneroster_zip(district: District, start: date) -> bytes:
+def oneroster_zip(district: District, start: date, *, extensions: bool = False) -> bytes:
     """A OneRoster 1.2 bulk export of one district: orgs, a term, one homeroom class per
-    school, student users (state id as userMasterIdentifier), roles, enrollments, demographics."""
+    school, student users (state id as userMasterIdentifier), roles, enrollments, demographics.
+
+    With ``extensions`` it is written as real systems write it: ``metadata.*`` and vendor
+    ``ext_*`` columns, passwords and preferred names filled in, a byte-order mark, a class
+    title with a quoted line break and a trailing empty header column."""
     stamp = "2026-09-01T00:00:00Z"
     term_start, term_end = (start - timedelta(days=60)).isoformat(), (start + timedelta(days=200)).isoformat()
     orgs = [
@@ -495,11 +540,24 @@ def oneroster_zip(district: District, start: date) -> bytes:
         demographics.append(
             {"sourcedId": uid, "status": "active", "dateLastModified": stamp, "birthDate": st.birth_date, "sex": st.sex}
         )
+    users_header, classes_header = USERS_12, CLASSES
+    if extensions:
+        users_header = [*USERS_12, "metadata.nickname", "ext_lms_guid"]
+        classes_header = [*CLASSES, ""]  # a trailing comma in the header, as some exports write it
+        for n, row in enumerate(users):
+            row["password"] = f"Spring{2026 + n % 3}!"
+            row["preferredGivenName"] = row["givenName"][:3]
+            row["pronouns"] = "they/them" if n % 7 == 0 else ""
+            row["metadata.nickname"] = row["givenName"][:2]
+            row["ext_lms_guid"] = f"lms-{n:06d}"
+        for row in classes:
+            row["title"] = f"{row['title']}\nRoom {len(row['title'])}"
+            row[""] = ""
     files = {
         "orgs.csv": csv_text(ORGS, orgs),
         "academicSessions.csv": csv_text(SESSIONS, sessions),
-        "classes.csv": csv_text(CLASSES, classes),
-        "users.csv": csv_text(USERS_12, users),
+        "classes.csv": csv_text(classes_header, classes),
+        "users.csv": ("\ufeff" if extensions else "") + csv_text(users_header, users),
         "roles.csv": csv_text(ROLES_12, roles),
         "enrollments.csv": csv_text(ENROLLMENTS, enrollments),
         "demographics.csv": csv_text(DEMOGRAPHICS, demographics),
@@ -514,7 +572,7 @@ def oneroster_zip(district: District, start: date) -> bytes:
         for name in sorted(files):
             info = zipfile.ZipInfo(name, date_time=(2026, 9, 1, 0, 0, 0))  # fixed stamp: deterministic bytes
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name])
+            zf.writestr(info, files[name].encode("utf-8"))
     return buf.getvalue()
 
 
@@ -522,13 +580,20 @@ def write_world(world: World, out: Path, formats: tuple[str, ...] = ("json", "on
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for district in world.districts:
+        if "edfi-xml" in formats:
+            folder = out / f"{district.id}.edfi"
+            folder.mkdir(exist_ok=True)
+            for name, body in edfi_xml_files(district, world).items():
+                path = folder / name
+                path.write_bytes(body)
+                written.append(path)
         if "json" in formats:
             path = out / f"{district.id}.batch.json"
-            path.write_bytes(json_batch(batch_records(district, world.start)))
+            path.write_bytes(json_batch(batch_records(district, world.start, world=world)))
             written.append(path)
         if "oneroster" in formats:
             path = out / f"{district.id}.oneroster.zip"
-            path.write_bytes(oneroster_zip(district, world.start))
+            path.write_bytes(oneroster_zip(district, world.start, extensions="oneroster-ext" in formats))
             written.append(path)
     for n, move in enumerate(world.transfers, 1):
         withdraw, enroll = transfer_batch(world, move)
@@ -540,3 +605,223 @@ def write_world(world: World, out: Path, formats: tuple[str, ...] = ("json", "on
     path.write_text(json.dumps(world.agreements, indent=2) + "\n")
     written.append(path)
     return written
+
+
+# --- Ed-Fi XML interchanges (Data Standard 5.2 shapes, with the standard's optional elements) -----
+# What a district's Ed-Fi bulk export looks like: descriptor URIs, <AttendanceEvent> wrappers and the
+# optional elements Homeroom does not collect (title prefixes, preferred names, attendance reasons,
+# length-difference reasons), so the demo and benchmarks take the same paths as real files.
+
+EDFI_NAMESPACE = "http://ed-fi.org/5.2.0"
+_GRADE_DESCRIPTORS = {
+    "KG": "Kindergarten",
+    **{f"{i:02d}": f"{w.capitalize()} grade" for i, w in enumerate(
+        ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+         "twelfth"], start=1)},
+}  # fmt: skip
+_TITLES = ["Mr", "Ms", "Mrs", "Dr", "Mx"]
+
+
+@dataclass(frozen=True, slots=True)
+class EdFiEnrollment:
+    """One student's school enrollment as an Ed-Fi StudentSchoolAssociation writes it."""
+
+    student_id: str
+    school_id: str
+    entry_date: str
+    grade: str = "09"
+    exit_date: str | None = None
+
+
+def _x(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _descriptor(kind: str, code: str) -> str:
+    return f"uri://ed-fi.org/{kind}Descriptor#{code}"
+
+
+def _interchange(name: str, body: Iterator[str]) -> Iterator[str]:
+    yield f'<?xml version="1.0" encoding="UTF-8"?>\n<Interchange{name} xmlns="{EDFI_NAMESPACE}">\n'
+    yield from body
+    yield f"</Interchange{name}>\n"
+
+
+def _student_ref(student_id: str) -> str:
+    return f"<StudentReference><StudentIdentity><StudentUniqueId>{_x(student_id)}</StudentUniqueId></StudentIdentity></StudentReference>"  # noqa: E501
+
+
+def _school_ref(school_id: str, tag: str = "SchoolReference") -> str:
+    return f"<{tag}><SchoolIdentity><SchoolId>{_x(school_id)}</SchoolId></SchoolIdentity></{tag}>"
+
+
+def edfi_enrollment_records(enrollments: Iterable[EdFiEnrollment], *, optional: bool = True) -> Iterator[str]:
+    """StudentSchoolAssociation records, one string each (streamable: the benchmark writes 17.5 MB)."""
+    for n, e in enumerate(enrollments):
+        parts = [
+            "\t<StudentSchoolAssociation>",
+            _student_ref(e.student_id),
+            _school_ref(e.school_id),
+        ]
+        if optional:
+            parts.append("<PrimarySchool>true</PrimarySchool>")
+        parts.append(f"<EntryDate>{e.entry_date}</EntryDate>")
+        parts.append(
+            f"<EntryGradeLevel>{_descriptor('GradeLevel', _GRADE_DESCRIPTORS.get(e.grade, 'Ninth grade'))}</EntryGradeLevel>"  # noqa: E501
+        )
+        if optional:
+            parts.append(f"<EntryType>{_descriptor('EntryType', 'Next year school')}</EntryType>")
+            parts.append(f"<RepeatGradeIndicator>{'true' if n % 41 == 0 else 'false'}</RepeatGradeIndicator>")
+            parts.append("<SchoolChoiceTransfer>false</SchoolChoiceTransfer>")
+        if e.exit_date:
+            parts.append(f"<ExitWithdrawDate>{e.exit_date}</ExitWithdrawDate>")
+            parts.append(f"<ExitWithdrawType>{_descriptor('ExitWithdrawType', 'Transferred')}</ExitWithdrawType>")
+        if optional:
+            parts.append(
+                f"<ResidencyStatus>{_descriptor('ResidencyStatus', 'Resident of admin unit and school area')}</ResidencyStatus>"  # noqa: E501
+            )
+            parts.append("<FullTimeEquivalency>1.0000</FullTimeEquivalency>")
+        parts.append("</StudentSchoolAssociation>\n")
+        yield "".join(parts)
+
+
+def edfi_enrollment_interchange(enrollments: Iterable[EdFiEnrollment], *, optional: bool = True) -> Iterator[str]:
+    """A whole InterchangeStudentEnrollment document, piece by piece."""
+    return _interchange("StudentEnrollment", edfi_enrollment_records(enrollments, optional=optional))
+
+
+def write_edfi_enrollment(path: Path, enrollments: Iterable[EdFiEnrollment], *, optional: bool = True) -> int:
+    """Write an enrollment interchange to disk as it is generated; returns its size in bytes."""
+    size = 0
+    with path.open("w", encoding="utf-8") as f:
+        for piece in edfi_enrollment_interchange(enrollments, optional=optional):
+            f.write(piece)
+            size += len(piece.encode())
+    return size
+
+
+def edfi_xml_files(district: District, world: World) -> dict[str, bytes]:
+    """A district's Ed-Fi bulk export: organisations, calendar, students, enrollments (with the
+    demographics association), attendance (absences and tardies only, as Ed-Fi feeds send them)
+    and discipline, in Data Standard 5.2 shapes with the standard's optional elements."""
+    rng = random.Random(f"{world.seed}/{district.id}/edfi")  # noqa: S311 - synthetic, reproducible
+    start = world.start
+    entry = (start - timedelta(days=60)).isoformat()
+    term = school_term(world)
+
+    def orgs() -> Iterator[str]:
+        yield (
+            f"\t<LocalEducationAgency><LocalEducationAgencyId>{district.id}</LocalEducationAgencyId>"
+            f"<NameOfInstitution>{_x(district.name)}</NameOfInstitution>"
+            f"<ShortNameOfInstitution>{_x(district.id)}</ShortNameOfInstitution>"
+            f"<LocalEducationAgencyCategory>{_descriptor('LocalEducationAgencyCategory', 'Independent')}"
+            "</LocalEducationAgencyCategory></LocalEducationAgency>\n"
+        )
+        for s in district.schools:
+            yield (
+                f"\t<School><SchoolId>{s.id}</SchoolId><NameOfInstitution>{_x(s.name)}</NameOfInstitution>"
+                f"<GradeLevel>{_descriptor('GradeLevel', 'Ninth grade')}</GradeLevel>"
+                f"<SchoolCategory>{_descriptor('SchoolCategory', 'High School')}</SchoolCategory>"
+                f"<LocalEducationAgencyReference><LocalEducationAgencyIdentity><LocalEducationAgencyId>{district.id}"
+                "</LocalEducationAgencyId></LocalEducationAgencyIdentity></LocalEducationAgencyReference></School>\n"
+            )
+
+    def calendar() -> Iterator[str]:
+        for s in district.schools:
+            yield (
+                f"\t<Session><SessionName>{term.name}</SessionName><SchoolYear>{term.begin.year}-{term.begin.year + 1}"
+                f"</SchoolYear><BeginDate>{term.begin}</BeginDate><EndDate>{term.end}</EndDate>"
+                f"<Term>{_descriptor('Term', 'Fall Semester')}</Term>"
+                f"<TotalInstructionalDays>{len(world.days)}</TotalInstructionalDays>{_school_ref(s.id)}</Session>\n"
+            )
+            code = f"{s.id}-main"
+            identity = (
+                f"<CalendarReference><CalendarIdentity><CalendarCode>{code}</CalendarCode>{_school_ref(s.id)}"
+                f"<SchoolYear>{term.begin.year}-{term.begin.year + 1}</SchoolYear></CalendarIdentity></CalendarReference>"  # noqa: E501
+            )
+            yield (
+                f"\t<Calendar><CalendarCode>{code}</CalendarCode>"
+                f"<CalendarType>{_descriptor('CalendarType', 'School')}</CalendarType>{_school_ref(s.id)}"
+                f"<SchoolYear>{term.begin.year}-{term.begin.year + 1}</SchoolYear></Calendar>\n"
+            )
+            for day in calendar_days_off(world):
+                yield (
+                    f"\t<CalendarDate><Date>{day}</Date><CalendarEvent>{_descriptor('CalendarEvent', 'Holiday')}"
+                    f"</CalendarEvent>{identity}</CalendarDate>\n"
+                )
+
+    def students() -> Iterator[str]:
+        for st in district.students:
+            prefix = f"<PersonalTitlePrefix>{rng.choice(_TITLES)}</PersonalTitlePrefix>"
+            preferred = (
+                f"<PreferredFirstName>{_x(st.first_name[:3])}</PreferredFirstName>" if rng.random() < 0.2 else ""
+            )
+            yield (
+                f"\t<Student><StudentUniqueId>{st.state_id}</StudentUniqueId><Name>{prefix}"
+                f"<FirstName>{_x(st.first_name)}</FirstName><LastSurname>{_x(st.last_name)}</LastSurname>{preferred}"
+                f"</Name><BirthData><BirthDate>{st.birth_date}</BirthDate>"
+                f"<BirthSex>{_descriptor('Sex', st.sex.capitalize() if st.sex != 'unspecified' else 'Not Selected')}"
+                "</BirthSex></BirthData></Student>\n"
+            )
+
+    def enrollment() -> Iterator[str]:
+        rows = [EdFiEnrollment(st.state_id, st.school_id, entry, st.grade) for st in district.students]
+        yield from edfi_enrollment_records(rows)
+        for st in district.students:
+            lep = "Limited" if st.ell else "NotLimited"
+            yield (
+                f"\t<StudentEducationOrganizationAssociation>{_student_ref(st.state_id)}"
+                f"<EducationOrganizationReference><EducationOrganizationIdentity><EducationOrganizationId>{district.id}"
+                "</EducationOrganizationId></EducationOrganizationIdentity></EducationOrganizationReference>"
+                f"<HispanicLatinoEthnicity>false</HispanicLatinoEthnicity>"
+                f"<LimitedEnglishProficiency>{_descriptor('LimitedEnglishProficiency', lep)}</LimitedEnglishProficiency>"  # noqa: E501
+                f"<StudentIndicator><IndicatorName>Gifted</IndicatorName><Indicator>false</Indicator></StudentIndicator>"
+                "</StudentEducationOrganizationAssociation>\n"
+            )
+
+    def attendance() -> Iterator[str]:
+        for st in district.students:
+            marks = [(d, "Excused Absence" if ex else "Unexcused Absence") for d, ex in st.absences]
+            marks += [(d, "Tardy") for d in st.tardies]
+            for day, category in sorted(marks):
+                reason = "Absent excused" if category == "Excused Absence" else category
+                yield (
+                    "\t<StudentSchoolAttendanceEvent><AttendanceEvent>"
+                    f"<EventDate>{day}</EventDate>"
+                    f"<AttendanceEventCategory>{_descriptor('AttendanceEventCategory', category)}</AttendanceEventCategory>"  # noqa: E501
+                    f"<AttendanceEventReason>{reason}</AttendanceEventReason><EventDuration>1</EventDuration>"
+                    f"</AttendanceEvent>{_student_ref(st.state_id)}{_school_ref(st.school_id)}"
+                    "</StudentSchoolAttendanceEvent>\n"
+                )
+
+    def discipline() -> Iterator[str]:
+        for n, st in enumerate(s for s in district.students if s.suspensions):
+            for day in st.suspensions:
+                yield (
+                    f"\t<DisciplineAction><DisciplineActionIdentifier>{n + 1}</DisciplineActionIdentifier>"
+                    f"<Discipline>{_descriptor('Discipline', 'Out of School Suspension')}</Discipline>"
+                    f"<DisciplineDate>{day}</DisciplineDate><DisciplineActionLength>1</DisciplineActionLength>"
+                    f"<DisciplineActionLengthDifferenceReason>{_descriptor('DisciplineActionLengthDifferenceReason', 'No Difference')}"  # noqa: E501
+                    f"</DisciplineActionLengthDifferenceReason>{_student_ref(st.state_id)}"
+                    f"{_school_ref(st.school_id, 'ResponsibilitySchoolReference')}</DisciplineAction>\n"
+                )
+
+    parts = {
+        "EducationOrganization.xml": _interchange("EducationOrganization", orgs()),
+        "EducationOrgCalendar.xml": _interchange("EducationOrgCalendar", calendar()),
+        "Student.xml": _interchange("Student", students()),
+        "StudentEnrollment.xml": _interchange("StudentEnrollment", enrollment()),
+        "StudentSchoolAttendance.xml": _interchange("StudentAttendance", attendance()),
+        "StudentDiscipline.xml": _interchange("StudentDiscipline", discipline()),
+    }
+    return {name: "".join(body).encode() for name, body in parts.items()}
+
+
+EDFI_ORDER = (
+    "EducationOrganization.xml",
+    "EducationOrgCalendar.xml",
+    "Student.xml",
+    "StudentEnrollment.xml",
+    "StudentSchoolAttendance.xml",
+    "StudentDiscipline.xml",
+)

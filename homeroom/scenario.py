@@ -180,7 +180,7 @@ class Scenario:
     def publish_json(self, http: httpx.Client) -> str:
         district = self.district_b
         self.register_schools(http, district)
-        records = list(batch_records(district, self.world.start))
+        records = list(batch_records(district, self.world.start, world=self.world))
         # One record a careless export might carry: it must be refused, the rest applied.
         records.append(
             {

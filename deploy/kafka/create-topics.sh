@@ -62,6 +62,7 @@ create_topic enrollment.v1 6 604800000  # 7 days; key: student key
 create_topic organization.v1 1 604800000  # 7 days; key: district id
 create_topic attendance.v1 6 604800000  # 7 days; key: student key
 create_topic discipline.v1 6 604800000  # 7 days; key: student key
+create_topic calendar.v1 1 -1  # kept forever; key: district id
 create_topic consent.v1 6 -1  # kept forever; key: student key
 create_topic keys.v1 1 -1  # kept forever; key: district id
 create_topic transfer.v1 6 -1  # kept forever; key: student key

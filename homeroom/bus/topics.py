@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from homeroom.events.v1 import (
     attendance_pb2,
+    calendar_pb2,
     consent_pb2,
     discipline_pb2,
     disclosure_pb2,
@@ -53,6 +54,15 @@ TRANSFER = Topic("transfer.v1", transfer_pb2.TransferEvent, retention_ms=FOREVER
 DISCLOSURE = Topic(
     "disclosure.v1", disclosure_pb2.DisclosureEvent, retention_ms=FOREVER, description="every release of student data"
 )
+# Kept forever: a reports service started later must find every school year's calendar.
+CALENDAR = Topic(
+    "calendar.v1",
+    calendar_pb2.SchoolCalendarEvent,
+    partitions=1,
+    retention_ms=FOREVER,
+    key="district id",
+    description="school calendars: instructional days per school and school year",
+)
 REJECTED = Topic(
     "ingest.rejected.v1", rejected_pb2.RejectedEvent, retention_ms=30 * 24 * 3600 * 1000, description="dead letters"
 )
@@ -62,6 +72,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ORGANIZATION,
     ATTENDANCE,
     DISCIPLINE,
+    CALENDAR,
     CONSENT,
     KEYS,
     TRANSFER,

@@ -84,8 +84,10 @@ def report(row: asyncpg.Record, by_rule: dict[str, int] | None = None) -> dict[s
             "rejected": row["rejected"],
             "warned": row["warned"],
             "unchanged": row["unchanged"],
+            "skipped": row["skipped"],
             "events": row["events"],
         },
+        "not_collected": _not_collected(row["not_collected"]),
         "problems_not_stored": row["problems_dropped"],
         "held": None,
         "error": row["error"],
@@ -108,6 +110,25 @@ def report(row: asyncpg.Record, by_rule: dict[str, int] | None = None) -> dict[s
     if by_rule is not None:
         body["problems_by_rule"] = by_rule
     return body
+
+
+def _not_collected(value: object) -> list[dict[str, Any]]:
+    """What the upload carried that Homeroom did not collect: element and record names with counts."""
+    if value is None:
+        return []
+    items: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    return [
+        {
+            **item,
+            "message": f"{item['name']}: "
+            + (
+                f"dropped {item['count']} times (not collected by Homeroom)"
+                if item["kind"] == "element"
+                else f"{item['count']} records skipped (not collected by Homeroom)"
+            ),
+        }
+        for item in items
+    ]
 
 
 def _may_upload(principal: Principal, district_id: str) -> None:
@@ -186,6 +207,7 @@ class Upload:
     principal: Principal
     idempotency_key: str | None
     file_name: str | None
+    dry_run: bool = False
 
     async def submit(
         self, fmt: str, ext: str, *, resource: str | None = None, options: dict[str, Any] | None = None
@@ -201,9 +223,16 @@ async def _upload(
     principal: Uploader,
     idempotency_key: IdempotencyKey = None,
     file: FileName = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Parse and validate only: nothing is stored or published; the answer (200) is the report "
+            "the upload would get, with every problem."
+        ),
+    ] = False,
 ) -> Upload:
     _may_upload(principal, district_id)
-    return Upload(district_id, request, response, runtime, principal, idempotency_key, file)
+    return Upload(district_id, request, response, runtime, principal, idempotency_key, file, dry_run)
 
 
 UploadDep = Annotated[Upload, Depends(_upload)]
@@ -222,6 +251,8 @@ async def _submit(
     file_name = upload.file_name or (f"{resource}.json" if resource else None)
     if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
         options = {**(options or {}), "schools": sorted(principal.school_ids)}
+    if upload.dry_run:
+        return await _dry_run(upload, fmt, ext, file_name, resource, options)
     settings = ingest_settings(runtime)
     path, size, sha = await _store_upload(request, settings, ext)
     if idempotency_key:
@@ -257,6 +288,53 @@ async def _submit(
     return report(row)
 
 
+async def _dry_run(
+    upload: Upload, fmt: str, ext: str, file_name: str | None, resource: str | None, options: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Check an export without taking it: the same parse, validation and counts, in this
+    request, with nothing stored or published; the upload is deleted when the answer is ready."""
+    settings = ingest_settings(upload.runtime)
+    path, size, _sha = await _store_upload(upload.request, settings, ext)
+    name = (file_name or _DEFAULT_NAMES[fmt]).strip() or _DEFAULT_NAMES[fmt]
+    job = Job(uuid.uuid4(), upload.district_id, fmt, name, path, resource, dict(options or {}))
+    try:
+        result = await ingestor(upload.runtime).dry_run(job)
+    finally:
+        path.unlink(missing_ok=True)
+    upload.response.status_code = 200
+    c = result.counts
+    by_rule: dict[str, int] = {}
+    for p in result.problems:
+        by_rule[p.rule] = by_rule.get(p.rule, 0) + 1
+    held = result.held_schools
+    return {
+        "id": None,
+        "dry_run": True,
+        "district_id": upload.district_id,
+        "format": fmt,
+        "resource": resource,
+        "file": name,
+        "status": "dry_run",
+        "bytes": size,
+        "progress": 1.0,
+        "counts": {
+            "records_read": c.records_read,
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "warned": c.warned,
+            "unchanged": c.unchanged,
+            "skipped": result.skipped,
+            "events": c.events,
+        },
+        "not_collected": _not_collected(result.not_collected),
+        "problems_not_stored": c.problems_dropped,
+        "problems_by_rule": by_rule,
+        "problems": [{"seq": i + 1, **p.as_dict()} for i, p in enumerate(result.problems)],
+        "held": {"schools": held, "reason": "A real upload would be held for confirmation."} if held else None,
+        "error": None,
+    }
+
+
 def _repeat(existing: Any, response: Response, sha: str, fmt: str, resource: str | None) -> dict[str, Any]:
     """The same request again: its report (200). The same key with another body or format is
     a client error (422), never silently the first submission."""
@@ -277,6 +355,7 @@ def _repeat(existing: Any, response: Response, sha: str, fmt: str, resource: str
 
 _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Stored; processing in the background. The body is the submission's report."},
+    # 200 also answers ?dry_run=true: the report the upload would get; nothing stored or published
     200: {"description": "You already sent this upload with this Idempotency-Key: its report."},
     422: {"description": "Invalid upload, or this Idempotency-Key was already used for a different upload"},
     403: {"description": "Not staff of this district"},
@@ -313,8 +392,10 @@ async def submit_batch(upload: UploadDep) -> dict[str, Any]:
     openapi_extra=_raw_body("application/json", _EDFI_RESOURCES),
 )
 async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
-    """Ed-Fi resource JSON (an array of resources, or one) for `students`, `studentSchoolAssociations` or
-    `studentSchoolAttendanceEvents`."""
+    """Ed-Fi resource JSON (an array of resources, or one) for `students`,
+    `studentEducationOrganizationAssociations`, `studentSchoolAssociations`,
+    `studentSchoolAttendanceEvents`, `studentSectionAttendanceEvents`, `disciplineActions`,
+    `sessions`, `calendars` or `calendarDates`."""
     if resource not in EDFI_RESOURCES:
         raise Problem(
             404,
@@ -332,8 +413,9 @@ async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
     openapi_extra=_raw_body("application/xml", _BINARY),
 )
 async def submit_edfi_xml(upload: UploadDep) -> dict[str, Any]:
-    """One Ed-Fi XML interchange file (InterchangeEducationOrganization, InterchangeStudent,
-    InterchangeStudentEnrollment, InterchangeStudentAttendance, InterchangeStudentDiscipline)."""
+    """One Ed-Fi XML interchange file, Data Standard 2.0 to 5.x (EducationOrganization,
+    EducationOrgCalendar, MasterSchedule, Student, StudentEnrollment, StudentProgram,
+    StudentAttendance, StudentDiscipline; any other interchange is counted and skipped)."""
     return await upload.submit("edfi-xml", "xml")
 
 

@@ -1,5 +1,7 @@
 """`homeroom ingest publish FILE --district D`: upload a file to the ingest service with a progress bar,
-wait for the submission to finish, and print its report.
+wait for the submission to finish, and print its report. `homeroom ingest check FILE...`: what
+Homeroom would make of an export, without taking it (offline, or `--url` for the service's dry
+run with the district's registry and records).
 
     homeroom ingest publish roster.zip --district d-100
     homeroom ingest publish batch.json --district d-100 --idempotency-key nightly-2024-10-01
@@ -37,16 +39,14 @@ def main() -> None:
 
 
 def route_for(path: Path, edfi_resource: str | None) -> str:
-    suffix = path.suffix.lower()
+    from services.ingest.check import format_of
+
     if edfi_resource:
         return f"edfi/{edfi_resource}"
-    if suffix == ".zip":
-        return "oneroster"
-    if suffix == ".xml":
-        return "edfi-xml"
-    if suffix == ".json":
-        return "batch"
-    raise typer.BadParameter(f"cannot tell the format of {path.name}: use .zip, .xml, .json or --edfi-resource")
+    try:
+        return format_of(path)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc} (or --edfi-resource)") from None
 
 
 async def _chunks(path: Path, on_bytes: Callable[[int], None], size: int = 1 << 20) -> AsyncIterator[bytes]:
@@ -170,3 +170,72 @@ def publish_command(
     if code == 0 and report["counts"]["rejected"]:
         code = 1
     raise typer.Exit(code)
+
+
+def _print_check(console: Console, report: dict[str, Any], show_problems: int) -> None:
+    c = report["counts"]
+    console.print(
+        f"[bold]{report['file']}[/bold]: read {c['records_read']}  accepted {c['accepted']}  "
+        f"refused {c['rejected']}  warned {c['warned']}  skipped {c['skipped']}"
+    )
+    errors = [p for p in report["problems"] if p["severity"] == "error"]
+    for p in errors[:show_problems]:
+        console.print(f"  refused {p['file']}:{p['line']} {p['field']} [{p['rule']}] {p['message']}", markup=False)
+    if len(errors) > show_problems:
+        console.print(f"  ... and {len(errors) - show_problems} more refused")
+    for item in report["not_collected"]:
+        what = "dropped" if item["kind"] == "element" else "skipped"
+        console.print(f"  {what} {item['name']}: {item['count']} (not collected by Homeroom)")
+
+
+@app.command("check")
+def check_command(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="Files, in order")],
+    district: Annotated[str, typer.Option("--district", help="District id the data belongs to")] = "district",
+    url: Annotated[
+        str | None, typer.Option("--url", help="Ask the ingest service's dry run instead of checking offline")
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="HOMEROOM_TOKEN")] = None,
+    edfi_resource: Annotated[str | None, typer.Option("--edfi-resource")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON")] = False,
+    show_problems: Annotated[int, typer.Option("--problems", help="How many refusals to print per file")] = 20,
+) -> None:
+    """Parse and validate FILES as one district's uploads, in the order given; nothing is stored or sent.
+    Exit status 0 when no record is refused, 1 otherwise."""
+    import json
+
+    from services.ingest.check import check_files
+
+    console = Console()
+    if url is None:
+        reports: list[dict[str, Any]] = [
+            r.as_dict() for r in check_files(files, district=district, edfi_resource=edfi_resource)
+        ]
+    else:
+        if token is None:
+            from homeroom.auth import AuthSettings, Role
+
+            token = AuthSettings().dev_issuer().issue(Role.DISTRICT_STAFF, subject="homeroom-cli", district=district)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def run() -> list[dict[str, Any]]:
+            out = []
+            async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(600.0)) as client:
+                for path in files:
+                    r = await client.post(
+                        f"/v1/districts/{district}/submissions/{route_for(path, edfi_resource)}",
+                        params={"file": path.name, "dry_run": "true"},
+                        content=path.read_bytes(),
+                        headers=headers,
+                    )
+                    r.raise_for_status()
+                    out.append(r.json())
+            return out
+
+        reports = asyncio.run(run())
+    if as_json:
+        print(json.dumps(reports, indent=1, default=str))
+    else:
+        for r in reports:
+            _print_check(console, r, show_problems)
+    raise typer.Exit(1 if any(r["counts"]["rejected"] for r in reports) else 0)

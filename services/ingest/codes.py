@@ -42,6 +42,11 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", text.lower())
 
 
+def match_key(text: str) -> str:
+    """Letters and digits only, lower case: how code values are compared ("Free Lunch" = "free-lunch")."""
+    return _key(text)
+
+
 GRADE_LEVELS: frozenset[str] = frozenset(
     ["IT", "PR", "PK", "TK", "KG", *(f"{n:02d}" for n in range(1, 14)), "PS", "UG", "Other"]
 )
@@ -61,6 +66,8 @@ _GRADE_ALIASES: dict[str, str] = {
     "grade13": "13",
     "postsecondary": "PS",
     "ungraded": "UG",
+    "nogradelevel": "UG",
+    "outofschool": "Other",
     "adulteducation": "Other",
     "other": "Other",
 }
@@ -115,6 +122,7 @@ RACE_CODES: frozenset[str] = frozenset(
 )
 _RACE: dict[str, str] = {
     "americanindianalaskanative": "american_indian_alaska_native",
+    "americanindianalaskannative": "american_indian_alaska_native",
     "americanindianoralaskanative": "american_indian_alaska_native",
     "asian": "asian",
     "blackafricanamerican": "black_african_american",
@@ -166,6 +174,7 @@ _EDFI_ATTENDANCE: dict[str, tuple[AttendanceCategory, bool | None]] = {
     "excusedtardy": (AttendanceCategory.TARDY, True),
     "unexcusedtardy": (AttendanceCategory.TARDY, False),
     "earlydeparture": (AttendanceCategory.EARLY_DEPARTURE, None),
+    "partial": (AttendanceCategory.PARTIAL, None),
 }
 
 
@@ -186,12 +195,51 @@ def edfi_suspension(text: str) -> bool | str | None:
     return None
 
 
+# Every standard Ed-Fi StudentIdentificationSystemDescriptor: the catalogue element it fills, or
+# None when Homeroom does not collect it (dropped). SSN systems are refused (screening.is_ssn_system).
+STUDENT_ID_SYSTEMS: dict[str, str | None] = {
+    "State": "student.state_id",
+    "District": "student.local_id",
+    "Local": "student.local_id",
+    "School": "student.local_id",
+    "Student Number": "student.local_id",
+    "Canadian SIN": None,
+    "Family": None,
+    "Federal": None,
+    "National Migrant": None,
+    "State Migrant": None,
+    "Other": None,
+    "SSN": None,  # refused before it is looked up
+}
+
+
 # Identification systems (Ed-Fi StudentIdentificationSystemDescriptor, OneRoster userIds types).
 def id_system_element(system: str) -> str | None:
     """The catalogue element an identification system maps to, or None if not accepted."""
     k = _key(descriptor_code(system))
     if k in ("state", "stateid", "statestudentid"):
         return "student.state_id"
-    if k in ("district", "local", "localid", "sis", "school", "districtid"):
+    if k in ("district", "local", "localid", "sis", "school", "districtid", "studentnumber"):
         return "student.local_id"
     return None
+
+
+# Ed-Fi CalendarEventDescriptor code values (DS 2.0 CalendarEventMapType and the 3+ descriptors):
+# True when students are taught that day.
+CALENDAR_EVENTS: dict[str, bool] = {
+    "instructionalday": True,
+    "makeupday": True,
+    "studentlatearrivalearlydismissal": True,
+    "emergencyday": False,
+    "holiday": False,
+    "other": False,
+    "strike": False,
+    "teacheronlyday": False,
+    "weatherday": False,
+    "noninstructionalday": False,
+}
+
+
+def calendar_event_instructional(text: str) -> bool | None:
+    """Whether an Ed-Fi calendar event is a day of instruction; None for a code not in the list."""
+    return CALENDAR_EVENTS.get(_key(descriptor_code(text)))

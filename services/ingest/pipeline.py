@@ -38,12 +38,13 @@ from typing import IO, Any
 import asyncpg
 from google.protobuf.message import Message
 
+from homeroom import calendar as school_calendar
 from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent, build_event
-from homeroom.bus.topics import ATTENDANCE, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
 from homeroom.catalogue import CATALOGUE
 from homeroom.crypto import EnvelopeCipher
-from homeroom.events.v1 import attendance_pb2, discipline_pb2, enrollment_pb2, rejected_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, discipline_pb2, enrollment_pb2, rejected_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
 from homeroom.storage import INFRASTRUCTURE_ERRORS
@@ -56,6 +57,8 @@ from services.ingest.formats.oneroster import OneRosterUpload
 from services.ingest.records import (
     AttendanceCategory,
     AttendanceRecord,
+    CalendarRecord,
+    CalendarSource,
     EnrollmentAction,
     EnrollmentRecord,
     Issue,
@@ -65,10 +68,13 @@ from services.ingest.records import (
     RecordError,
     RecordWarning,
     SchoolRecord,
+    SectionRecord,
+    Source,
     StudentRecord,
     SuspensionRecord,
     warning_at,
 )
+from services.ingest.report import Tally, records_in
 from services.ingest.safety import WithdrawalTally, implied_bulk_withdrawals, merge_counts, schools_over_share
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import Validator
@@ -76,9 +82,19 @@ from services.ingest.validation import Validator
 log = logging.getLogger(__name__)
 
 FORMATS = ("batch", "edfi-json", "edfi-xml", "oneroster")
-EDFI_RESOURCES = ("students", "studentSchoolAssociations", "studentSchoolAttendanceEvents")
+EDFI_RESOURCES = (
+    "students",
+    "studentEducationOrganizationAssociations",
+    "studentSchoolAssociations",
+    "studentSchoolAttendanceEvents",
+    "studentSectionAttendanceEvents",
+    "disciplineActions",
+    "sessions",
+    "calendars",
+    "calendarDates",
+)
 # Ed-Fi resources that can never withdraw a student: no safety pre-scan needed.
-_NO_WITHDRAWALS = frozenset({"students", "studentSchoolAttendanceEvents"})
+_NO_WITHDRAWALS = frozenset(set(EDFI_RESOURCES) - {"studentSchoolAssociations"})
 _EVENT_NS = uuid.UUID("0b5a7c52-6f0e-4c1e-9a55-3d1f1c1f0a11")
 
 _CATEGORIES = {
@@ -86,6 +102,11 @@ _CATEGORIES = {
     AttendanceCategory.ABSENT: attendance_pb2.ATTENDANCE_CATEGORY_ABSENT,
     AttendanceCategory.TARDY: attendance_pb2.ATTENDANCE_CATEGORY_TARDY,
     AttendanceCategory.EARLY_DEPARTURE: attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE,
+    AttendanceCategory.PARTIAL: attendance_pb2.ATTENDANCE_CATEGORY_PARTIAL,
+}
+_CALENDAR_SOURCES = {
+    CalendarSource.CALENDAR: calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR,
+    CalendarSource.TERMS: calendar_pb2.CALENDAR_SOURCE_ROSTER_TERMS,
 }
 
 
@@ -170,31 +191,6 @@ def may_withdraw(path: Path, fmt: str, block: int = 1 << 20) -> bool:
     return False
 
 
-def _record_key(issue: Issue) -> tuple[str, int, str]:
-    """Which input record an issue is about: file, line and, for JSON arrays, the index
-    (``records[17].date`` -> ``records[17]``), so one record's several problems count once."""
-    field = issue.field
-    index = field[: field.index("]") + 1] if "]" in field and field.split("[", 1)[0] in ("records", "") else ""
-    return issue.file, issue.line, index
-
-
-def _records_in(raw: list[ParseItem]) -> int:
-    """Input records in a parser chunk: each record, and each refused record once (its errors are adjacent)."""
-    n = 0
-    last: tuple[str, int, str] | None = None
-    for item in raw:
-        if isinstance(item, RecordWarning):
-            continue
-        if isinstance(item, RecordError):
-            key = _record_key(item)
-            n += key != last
-            last = key
-        else:
-            n += 1
-            last = None
-    return n
-
-
 def _take(items: Iterator[ParseItem], n: int) -> list[ParseItem]:
     return list(itertools.islice(items, n))
 
@@ -215,6 +211,17 @@ class Outcome:
     held_schools: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class DryRunResult:
+    """What a dry run would have reported: the same counts, problems and drops, nothing stored."""
+
+    counts: store.ProgressDelta = field(default_factory=store.ProgressDelta)
+    skipped: int = 0
+    problems: list[Issue] = field(default_factory=list)
+    held_schools: list[dict[str, Any]] = field(default_factory=list)
+    not_collected: list[dict[str, object]] = field(default_factory=list)
+
+
 class SubmissionRun:
     """Processes one submission. Not reusable: one instance per run."""
 
@@ -227,8 +234,14 @@ class SubmissionRun:
         pseudonymizer: Pseudonymizer,
         settings: IngestSettings,
         today: date | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.job = job
+        self.dry_run = dry_run
+        self.tally = Tally()
+        self.result = DryRunResult()
+        self._calendar_keys: set[tuple[str, int, CalendarSource]] = set()
+        self._dry_parts: list[CalendarRecord] = []
         self.district = job.district_id
         self.pool = pool
         self.cipher = cipher
@@ -259,9 +272,10 @@ class SubmissionRun:
     async def run(self, *, confirmed: bool = False) -> Outcome:
         started = time.monotonic()
         sid = self.job.submission_id
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store.reset_counts(conn, sid)
-            await store.set_status(conn, sid, "processing")
+        if not self.dry_run:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.reset_counts(conn, sid)
+                await store.set_status(conn, sid, "processing")
         orgs = await store.district_orgs(self.pool, self.district)
         schools = {r["org_id"] for r in orgs if r["org_type"] == "school"}
         scope = self.job.options.get("schools")  # school staff: only their own schools
@@ -273,7 +287,9 @@ class SubmissionRun:
             self._org_owner[r["org_id"]] = (self.district, r["org_type"])
         if not confirmed:
             held = await self._safety_scan(schools)
-            if held:
+            if held and self.dry_run:
+                self.result.held_schools = held  # reported; the dry run still checks every record
+            elif held:
                 await store.set_status(self.pool, sid, "held", held_schools=held)
                 metrics.SUBMISSIONS.labels(self.job.format, "held").inc()
                 return Outcome("held", held)
@@ -307,6 +323,10 @@ class SubmissionRun:
                 if ahead is not None:  # a failure: let the parser thread finish before the file closes
                     with contextlib.suppress(BaseException):
                         await asyncio.shield(ahead)
+        await self._finish()
+        if self.dry_run:
+            self.result.not_collected = self.tally.summary()
+            return Outcome("dry_run", self.result.held_schools)
         await store.set_status(self.pool, sid, "completed", clear_upload=True)
         metrics.SUBMISSIONS.labels(self.job.format, "completed").inc()
         metrics.SUBMISSION_SECONDS.labels(self.job.format).observe(time.monotonic() - started)
@@ -406,36 +426,32 @@ class SubmissionRun:
     # --- apply: events, problems, progress in one transaction ------------------------------------
 
     async def _apply(self, raw: list[ParseItem], out: list[ParseItem], *, bytes_read: int, progress: float) -> None:
-        delta = store.ProgressDelta(records_read=_records_in(raw))
+        chunk = self.tally.chunk(out)
+        delta = store.ProgressDelta(
+            records_read=records_in(raw), rejected=chunk.rejected, warned=chunk.warned, skipped=chunk.skipped
+        )
         events: list[OutgoingEvent] = []
         problems: list[Issue] = []
+        for p in chunk.problems:
+            if isinstance(p, RecordError):
+                metrics.REJECTIONS.labels(self.district, p.rule).inc()
+                problems.append(p)
+            elif isinstance(p, RecordWarning):
+                metrics.WARNINGS.labels(self.district, p.rule).inc()
+                self._keep_warning(problems, p)
         records: list[tuple[ParsedRecord, str, str]] = []  # record, record hash, content hash
-        last_error: tuple[str, int, str] | None = None
-        last_warning: tuple[str, int, str] | None = None
-        for item in out:
-            if isinstance(item, RecordError):
-                which = _record_key(item)
-                delta.rejected += which != last_error  # a record refused for two reasons is one record
-                last_error = which
-                problems.append(item)
-                metrics.REJECTIONS.labels(self.district, item.rule).inc()
-            elif isinstance(item, RecordWarning):
-                which = _record_key(item)
-                delta.warned += which != last_warning
-                last_warning = which
-                metrics.WARNINGS.labels(self.district, item.rule).inc()
-                self._keep_warning(problems, item)
-            else:
-                rec_hash = self.pz.local_id_hash(self.district, "record:" + item.source_record_id)
-                content = hashlib.blake2b(
-                    (rec_hash + item.fingerprint()).encode(), digest_size=16, person=b"homeroom-ingest"
-                ).hexdigest()
-                records.append((item, rec_hash, content))
+        for item in chunk.records:
+            rec_hash = self.pz.local_id_hash(self.district, "record:" + item.source_record_id)
+            content = hashlib.blake2b(
+                (rec_hash + item.fingerprint()).encode(), digest_size=16, person=b"homeroom-ingest"
+            ).hexdigest()
+            records.append((item, rec_hash, content))
         async with self.pool.acquire() as conn:
             taken = await store.taken_records(conn, self.district, [h for _, h, _ in records]) if records else {}
             new_students: dict[str, str] = {}
             windows: list[tuple[str, str, date | None, date | None]] = []
             closes: list[tuple[str, str, date]] = []
+            parts: list[CalendarRecord] = []
             to_mark: dict[str, str] = {}
             sealing: list[tuple[StudentRecord, str, str, str]] = []
             for record, rec_hash, content in records:
@@ -457,11 +473,18 @@ class SubmissionRun:
                     delta.unchanged += 1
                     continue
                 to_mark[rec_hash] = content
-                if not isinstance(record, StudentRecord):
+                if isinstance(record, CalendarRecord):
+                    parts.append(record)  # published once per school year when the upload is done
+                    self._calendar_keys.add((record.school_id, record.school_year, record.calendar_source))
+                elif not isinstance(record, StudentRecord):
                     event = self._event(record, rec_hash, self._event_id(rec_hash, content))
                     if event is not None:
                         events.append(event)
-            events.extend(await self._student_events(sealing))
+            if self.dry_run:
+                delta.events = len(events) + len(sealing)
+                self._dry_parts.extend(parts)
+            else:
+                events.extend(await self._student_events(sealing))
             delta.accepted -= delta.unchanged
             stored, dropped = self._problem_budget(problems)
             delta.problems_dropped = dropped + self._warnings_dropped
@@ -469,6 +492,9 @@ class SubmissionRun:
             events.extend(
                 self._rejected_event(p, self._seq + 1 + i) for i, p in enumerate(stored) if p.severity == "error"
             )
+            if self.dry_run:
+                self._count_dry(delta, stored, rejected_events=sum(p.severity == "error" for p in stored))
+                return
             async with conn.transaction():
                 for org_id, org_type, name in self._pop_new_orgs():
                     await store.register_org(
@@ -477,11 +503,15 @@ class SubmissionRun:
                 await store.upsert_students(conn, self.district, new_students)
                 await store.add_windows(conn, self.district, windows)
                 await store.close_windows(conn, self.district, closes)
+                await store.add_calendar_parts(conn, self.district, parts)
                 await store.mark_taken(conn, self.district, self.job.submission_id, to_mark)
                 await store.add_problems(conn, self.job.submission_id, self._seq + 1, stored)
                 delta.events = await outbox.add(conn, events) if events else 0
                 await store.add_progress(conn, self.job.submission_id, delta, bytes_read=bytes_read, progress=progress)
         self._seq += len(stored)
+        self._count_metrics(delta, events)
+
+    def _count_metrics(self, delta: store.ProgressDelta, events: list[OutgoingEvent]) -> None:
         fmt = self.job.format
         metrics.RECORDS.labels(self.district, fmt, "received").inc(delta.records_read)
         metrics.RECORDS.labels(self.district, fmt, "accepted").inc(delta.accepted)
@@ -489,6 +519,94 @@ class SubmissionRun:
         metrics.RECORDS.labels(self.district, fmt, "unchanged").inc(delta.unchanged)
         for e in events:
             metrics.EVENTS.labels(e.topic).inc()
+
+    def _count_dry(self, delta: store.ProgressDelta, stored: list[Issue], *, rejected_events: int = 0) -> None:
+        total = self.result.counts
+        for name in ("records_read", "accepted", "rejected", "warned", "unchanged", "events", "problems_dropped"):
+            setattr(total, name, getattr(total, name) + getattr(delta, name))
+        total.events += rejected_events
+        self.result.skipped += delta.skipped
+        self.result.problems.extend(stored)
+        self._seq += len(stored)
+
+    async def _finish(self) -> None:
+        """After the last chunk: publish each school year's calendar the upload touched, and
+        report each dropped element and skipped record type once, with its count."""
+        events: list[OutgoingEvent] = []
+        warnings: list[Issue] = []
+        async with self.pool.acquire() as conn:
+            for school, year, source in sorted(self._calendar_keys):
+                rows = await store.calendar_parts(conn, self.district, school, year, source.value)
+                if self.dry_run:  # nothing was written: add this upload's parts to what is on record
+                    rows += store.part_rows(
+                        [p for p in self._dry_parts if (p.school_id, p.school_year) == (school, year)]
+                    )
+                event, notes = self._calendar_event(school, year, source, rows)
+                events.append(event)
+                warnings.extend(notes)
+        warnings.extend(self.tally.warnings())
+        metrics_delta = store.ProgressDelta()
+        if self.dry_run:
+            self.result.counts.events += len(events)
+            self.result.problems.extend(warnings)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.add_problems(conn, self.job.submission_id, self._seq + 1, warnings)
+            metrics_delta.events = await outbox.add(conn, events) if events else 0
+            await store.add_progress(
+                conn, self.job.submission_id, metrics_delta, bytes_read=0, progress=0.99, dropped=self.tally.summary()
+            )
+        self._seq += len(warnings)
+        for e in events:
+            metrics.EVENTS.labels(e.topic).inc()
+
+    def _calendar_event(
+        self,
+        school: str,
+        year: int,
+        source: CalendarSource,
+        rows: list[tuple[school_calendar.Term | None, date | None, bool | None]],
+    ) -> tuple[OutgoingEvent, list[Issue]]:
+        terms = [t for t, _, _ in rows if t is not None]
+        entries = {d: bool(i) for _, d, i in rows if d is not None}
+        days = school_calendar.instructional_days(terms, entries)
+        notes: list[Issue] = []
+        for term, counted in school_calendar.term_mismatches(terms, days):
+            notes.append(
+                warning_at(
+                    Source(self.job.format, self.job.file_name, 0, "calendar"),
+                    f"{school}/{term.name}",
+                    "calendar.days_mismatch",
+                    f"School {school}, {term.name}: the session declares {term.declared_days} instructional days, "
+                    f"its weekdays less the listed days off give {counted}. Days enrolled count {counted}; send the "
+                    "calendar's days off (holidays, teacher-only days) to make them agree.",
+                    "number",
+                )
+            )
+        payload = calendar_pb2.CalendarPublished(
+            district_id=self.district,
+            school_id=school,
+            school_year=year,
+            source=_CALENDAR_SOURCES[source],
+            instructional_dates=[d.isoformat() for d in days],
+            terms=[
+                calendar_pb2.InstructionalTerm(
+                    name=t.name,
+                    begin_date=t.begin.isoformat(),
+                    end_date=t.end.isoformat(),
+                    declared_days=t.declared_days or 0,
+                )
+                for t in terms
+            ],
+            non_instructional_dates=sorted(d.isoformat() for d, i in entries.items() if not i),
+            source_format=self.job.format,
+        )
+        digest = hashlib.sha256(payload.SerializeToString(deterministic=True)).hexdigest()
+        event_id = str(uuid.uuid5(_EVENT_NS, f"{self.district}|calendar|{school}|{year}|{source.value}|{digest}"))
+        event = self._build(
+            CALENDAR, "calendar_published", payload, subject=school, key=self.district, event_id=event_id
+        )
+        return event, notes
 
     def _keep_warning(self, problems: list[Issue], warning: RecordWarning) -> None:
         """Warnings beyond `max_warnings_kept` are counted (`warned`, `problems_dropped`), not kept."""
@@ -608,6 +726,8 @@ class SubmissionRun:
         return list(await asyncio.gather(*(one(*s) for s in sealing)))
 
     def _event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
+        if isinstance(r, SectionRecord | CalendarRecord):
+            return None  # sections make no event; calendars are published per school year at the end
         if isinstance(r, SchoolRecord):
             if r.org_type is OrgType.DISTRICT:
                 return None
@@ -812,6 +932,20 @@ class Ingestor:
         task = asyncio.create_task(self._run(job, confirmed), name=f"ingest-{job.submission_id}")
         self._tasks[job.submission_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(job.submission_id, None))
+
+    async def dry_run(self, job: Job) -> DryRunResult:
+        """Parse and validate an upload with nothing stored or published (one of the slots)."""
+        async with self._slots.slot(job.district_id):
+            run = SubmissionRun(
+                job,
+                pool=self.pool,
+                cipher=self.cipher,
+                pseudonymizer=self.pseudonymizer,
+                settings=self.settings,
+                dry_run=True,
+            )
+            await run.run()
+            return run.result
 
     async def run_now(self, job: Job, *, confirmed: bool = False) -> Outcome | None:
         """Process in the caller's task (the CLI and benchmarks)."""

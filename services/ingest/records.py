@@ -34,6 +34,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, ClassVar, TypeAlias
 
+from homeroom.calendar import Term
+
 
 class RecordKind(StrEnum):
     STUDENT = "student"
@@ -41,6 +43,8 @@ class RecordKind(StrEnum):
     ENROLLMENT = "enrollment"
     ATTENDANCE = "attendance"
     SUSPENSION = "suspension"
+    CALENDAR = "calendar"
+    SECTION = "section"
 
 
 class EnrollmentAction(StrEnum):
@@ -54,6 +58,7 @@ class AttendanceCategory(StrEnum):
     ABSENT = "absent"
     TARDY = "tardy"
     EARLY_DEPARTURE = "early_departure"
+    PARTIAL = "partial"  # present for part of the day (Ed-Fi "Partial"): not an absent day
 
 
 class OrgType(StrEnum):
@@ -92,6 +97,8 @@ def _canon(value: Any) -> Any:
         return {str(k): _canon(v) for k, v in sorted(value.items())}
     if isinstance(value, frozenset | set):
         return sorted(_canon(v) for v in value)
+    if isinstance(value, Term):
+        return [value.name, value.begin.isoformat(), value.end.isoformat(), value.declared_days]
     if isinstance(value, tuple | list):
         return [_canon(v) for v in value]
     return value
@@ -214,7 +221,52 @@ class SuspensionRecord(_RecordMixin):
     school_days: float | None = None
 
 
-ParsedRecord: TypeAlias = StudentRecord | SchoolRecord | EnrollmentRecord | AttendanceRecord | SuspensionRecord
+class CalendarSource(StrEnum):
+    """Where a calendar came from. A school's ``calendar`` (Ed-Fi sessions and calendar dates, a
+    batch calendar) always wins over ``terms`` (OneRoster academic sessions), which count only
+    where no calendar exists."""
+
+    CALENDAR = "calendar"
+    TERMS = "terms"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalendarRecord(_RecordMixin):
+    """Part of one school's calendar for one school year (``school_year``: the year it starts
+    in, 2021 for 2021-2022): sessions and/or dated entries (instructional or not). Ingest
+    gathers the parts of a school year across uploads and publishes the resolved calendar."""
+
+    kind: ClassVar[RecordKind] = RecordKind.CALENDAR
+    source: Source
+    source_record_id: str
+    school_id: str
+    school_year: int
+    calendar_source: CalendarSource = CalendarSource.CALENDAR
+    sessions: tuple[Term, ...] = ()
+    days: tuple[tuple[date, bool], ...] = ()  # (date, instructional)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SectionRecord(_RecordMixin):
+    """A class section (Ed-Fi MasterSchedule): read and checked against the district's
+    schools; it carries no student data and makes no event."""
+
+    kind: ClassVar[RecordKind] = RecordKind.SECTION
+    source: Source
+    source_record_id: str
+    school_id: str
+    section_id: str
+
+
+ParsedRecord: TypeAlias = (
+    StudentRecord
+    | SchoolRecord
+    | EnrollmentRecord
+    | AttendanceRecord
+    | SuspensionRecord
+    | CalendarRecord
+    | SectionRecord
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +307,28 @@ class RecordWarning(Issue):
     severity: ClassVar[str] = "warning"
 
 
-ParseItem: TypeAlias = ParsedRecord | RecordError | RecordWarning
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """What Homeroom did not collect from one input record: element names only, never values.
+
+    ``names`` are the elements dropped from a record that was read (the record itself comes
+    next); ``record`` names a whole record type that was skipped (``count`` of them: one
+    notice can stand for a whole interchange Homeroom does not use). The service adds these
+    up and reports each name once per submission: "dropped N times (not collected by
+    Homeroom)"."""
+
+    file: str
+    line: int
+    names: tuple[str, ...] = ()
+    record: str = ""
+    count: int = 1
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.record)
+
+
+ParseItem: TypeAlias = ParsedRecord | RecordError | RecordWarning | Dropped
 
 
 def error_at(source: Source, field: str, rule: str, message: str, value_class: str = "") -> RecordError:

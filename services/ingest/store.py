@@ -16,8 +16,9 @@ from typing import Any
 
 import asyncpg
 
+from homeroom.calendar import Term
 from homeroom.storage import Connection
-from services.ingest.records import Issue
+from services.ingest.records import CalendarRecord, Issue
 
 STATUSES = ("received", "processing", "completed", "failed", "held")
 FINAL_STATUSES = ("completed", "failed")
@@ -150,16 +151,25 @@ class ProgressDelta:
     unchanged: int = 0
     events: int = 0
     problems_dropped: int = 0
+    skipped: int = 0
 
 
 async def add_progress(
-    conn: Connection, submission_id: uuid.UUID, delta: ProgressDelta, *, bytes_read: int, progress: float
+    conn: Connection,
+    submission_id: uuid.UUID,
+    delta: ProgressDelta,
+    *,
+    bytes_read: int,
+    progress: float,
+    dropped: list[dict[str, object]] | None = None,
 ) -> None:
+    """Add a chunk's counts; ``dropped`` (at the end) is the list of what was not collected."""
     await conn.execute(
         """UPDATE submissions SET records_read = records_read + $2, accepted = accepted + $3,
                rejected = rejected + $4, warned = warned + $5, unchanged = unchanged + $6, events = events + $7,
                problems_dropped = problems_dropped + $8,
-               bytes_read = GREATEST(bytes_read, $9), progress = GREATEST(progress, $10), updated_at = now()
+               bytes_read = GREATEST(bytes_read, $9), progress = GREATEST(progress, $10), updated_at = now(),
+               skipped = skipped + $11, not_collected = COALESCE($12::jsonb, not_collected)
            WHERE id = $1""",
         submission_id,
         delta.records_read,
@@ -171,6 +181,8 @@ async def add_progress(
         delta.problems_dropped,
         bytes_read,
         min(1.0, max(0.0, progress)),
+        delta.skipped,
+        json.dumps(dropped) if dropped is not None else None,
     )
 
 
@@ -179,7 +191,8 @@ async def reset_counts(conn: Connection, submission_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM submission_problems WHERE submission_id = $1", submission_id)
     await conn.execute(
         """UPDATE submissions SET records_read = 0, accepted = 0, rejected = 0, warned = 0, unchanged = 0, events = 0,
-               problems_dropped = 0, bytes_read = 0, progress = 0, updated_at = now() WHERE id = $1""",
+               problems_dropped = 0, bytes_read = 0, progress = 0, skipped = 0, not_collected = NULL,
+               updated_at = now() WHERE id = $1""",
         submission_id,
     )
 
@@ -388,3 +401,58 @@ async def mark_taken(conn: Connection, district_id: str, submission_id: uuid.UUI
         list(taken.values()),
         submission_id,
     )
+
+
+# --- calendars ------------------------------------------------------------------------------------
+
+CalendarRow = tuple[Term | None, date | None, bool | None]  # a term, or a dated entry (day, instructional)
+
+
+def part_rows(parts: Sequence[CalendarRecord]) -> list[CalendarRow]:
+    rows: list[CalendarRow] = []
+    for p in parts:
+        rows.extend((t, None, None) for t in p.sessions)
+        rows.extend((None, d, i) for d, i in p.days)
+    return rows
+
+
+async def add_calendar_parts(conn: Connection, district_id: str, parts: Sequence[CalendarRecord]) -> None:
+    """Keep each term and dated entry of a school year's calendar (the latest upload of a part wins)."""
+    rows: list[tuple[object, ...]] = []
+    for p in parts:
+        base = (district_id, p.school_id, p.school_year, p.calendar_source.value)
+        for t in p.sessions:
+            rows.append((*base, f"term:{t.name}", t.name, t.begin, t.end, t.declared_days, None, None))
+        for d, instructional in p.days:
+            rows.append((*base, f"day:{d.isoformat()}", None, None, None, None, d, instructional))
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO calendar_parts (district_id, school_id, school_year, source, part, term_name, begin_date,
+               end_date, declared_days, day, instructional)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           ON CONFLICT (district_id, school_id, school_year, source, part) DO UPDATE SET
+               term_name = EXCLUDED.term_name, begin_date = EXCLUDED.begin_date, end_date = EXCLUDED.end_date,
+               declared_days = EXCLUDED.declared_days, day = EXCLUDED.day, instructional = EXCLUDED.instructional""",
+        rows,
+    )
+
+
+async def calendar_parts(
+    conn: Connection, district_id: str, school_id: str, school_year: int, source: str
+) -> list[CalendarRow]:
+    rows = await conn.fetch(
+        """SELECT term_name, begin_date, end_date, declared_days, day, instructional FROM calendar_parts
+           WHERE district_id = $1 AND school_id = $2 AND school_year = $3 AND source = $4 ORDER BY part""",
+        district_id,
+        school_id,
+        school_year,
+        source,
+    )
+    out: list[CalendarRow] = []
+    for r in rows:
+        if r["term_name"] is not None:
+            out.append((Term(r["term_name"], r["begin_date"], r["end_date"], r["declared_days"]), None, None))
+        else:
+            out.append((None, r["day"], r["instructional"]))
+    return out

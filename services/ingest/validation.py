@@ -25,6 +25,7 @@ file.too_large                      P      a zip member declares more data than 
 manifest.missing / manifest.invalid P      OneRoster manifest.csv absent or not understood
 manifest.file_missing               P      the manifest lists a file as bulk/delta but the zip lacks it
 manifest.file_ignored               P      warning: a data file is in the zip but the manifest marks it absent
+file.not_used                       P      warning: OneRoster files Homeroom collects nothing from (never opened)
 schema.required                     P      a required field is missing or empty
 schema.type                         P      a field has the wrong type (text, object, true/false, list)
 schema.invalid                      P      a value is not allowed in that place (e.g. batch version)
@@ -43,9 +44,9 @@ ssn.forbidden                       P      a Social Security number: a field nam
                                            identification code with an SSN system, or an SSN-shaped value
 element.forbidden                   P      an element on the catalogue's forbidden list (discipline
                                            incident details)
-element.unknown                     P      a field with a value that is not a catalogue data element
+element.unknown                     P      Homeroom JSON batch only: a member that is not in the batch
+                                           schema (other formats drop what they do not use)
 element.not_allowed_here            P      a catalogue element in a place it does not belong
-discipline.not_suspension           P      an Ed-Fi discipline action that is not a suspension
 reference.unknown_school            P      OneRoster: a school sourcedId not in orgs.csv
 reference.unknown_class             P      OneRoster: a class sourcedId not in classes.csv
 oneroster.role_unknown              P      OneRoster 1.2: a user with no row in roles.csv (warning)
@@ -64,6 +65,13 @@ date.suspension_outside_enrollment  V      a suspension starting outside every e
 date.birth_in_future                V      a birth date after today
 date.birth_implausible              V      warning: a birth date that makes the student under 2 or
                                            over 30 years old
+calendar.date_outside_year          V      a calendar date or session outside the school year it names
+element.dropped                     S      warning, once per element name: allowed by the standard, not
+                                           collected by Homeroom (never stored, published or logged)
+record.skipped                      S      warning, once per record type: a record (or a whole
+                                           interchange or file) Homeroom collects nothing from
+calendar.days_mismatch              S      warning: a session declares a number of instructional days
+                                           its dates (less the listed holidays) do not give
 student.state_id_missing            S      warning: a student without a state id and not on record gets
                                            a district-local key (the record cannot follow a transfer)
 upload.empty                        S      the upload had no body (HTTP 422; no submission is made)
@@ -80,8 +88,11 @@ from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from homeroom.calendar import year_bounds
 from services.ingest.records import (
     AttendanceRecord,
+    CalendarRecord,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
@@ -90,6 +101,7 @@ from services.ingest.records import (
     RecordError,
     RecordWarning,
     SchoolRecord,
+    SectionRecord,
     StudentRecord,
     SuspensionRecord,
     error_at,
@@ -170,7 +182,7 @@ class Validator:
                 result.errors.append(out)
             elif isinstance(out, RecordWarning):
                 result.warnings.append(out)
-            else:
+            elif not isinstance(out, Dropped):
                 result.accepted.append(out)
         return result
 
@@ -179,7 +191,7 @@ class Validator:
         if isinstance(item, RecordError):
             self.refused += 1
             return [item]
-        if isinstance(item, RecordWarning):
+        if isinstance(item, RecordWarning | Dropped):
             return [item]
         digest = _digest(item.source_record_id)
         if digest in self._seen:
@@ -224,7 +236,32 @@ class Validator:
             return self._enrollment(r, final)
         if isinstance(r, AttendanceRecord):
             return self._dated(r, r.date, final)
+        if isinstance(r, CalendarRecord):
+            return self._calendar(r)
+        if isinstance(r, SectionRecord):
+            err = self._school_error(r, "school_id", r.school_id)
+            return self._refuse(err) if err else self._accept(r)
         return self._suspension(r, final)
+
+    def _calendar(self, r: CalendarRecord) -> list[ParseItem]:
+        err = self._school_error(r, "school_id", r.school_id)
+        if err is not None:
+            return self._refuse(err)
+        first, last = year_bounds(r.school_year)
+        outside = [d for d, _ in r.days if not first <= d <= last]
+        outside += [t.begin for t in r.sessions if not first <= t.begin <= last]
+        if outside:
+            return self._refuse(
+                error_at(
+                    r.source,
+                    "date",
+                    "calendar.date_outside_year",
+                    f"A calendar date or session start falls outside school year {r.school_year}-{r.school_year + 1} "
+                    "(1 July to 30 June).",
+                    "date",
+                )
+            )
+        return self._accept(r)
 
     def _school_error(self, r: ParsedRecord, field: str, school_id: str) -> RecordError | None:
         if school_id in self.district_schools:

@@ -235,7 +235,14 @@ async def open_record(runtime: Runtime, stored: store.StoredRecord) -> OpenedRec
         prior_records=prior,
         directory_opt_out=stored.directory_opt_out,
         chronic_absence=stored.chronic_absence,
+        absence=_absence(stored.absence),
     )
+
+
+def _absence(row: dict[str, object] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {**row, "as_of_date": str(row["as_of_date"]), "missing_calendars": list(row["missing_calendars"] or [])}  # type: ignore[call-overload]
 
 
 async def load(runtime: Runtime, district_id: str, student_key: str) -> store.StoredRecord | None:
@@ -988,8 +995,9 @@ async def security_log_search(
 
 @router.get("/v1/districts/{district_id}/chronic-absence")
 async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
-    """Students whose absence rate crossed the chronic-absence line (as the attendance summary
-    flagged them): since when, how far over, and their school. School staff: their schools."""
+    """Students whose absence rate crossed the chronic-absence line (as the absence reviewer
+    counted them against their schools' calendars): since when, how far over, and their
+    school. School staff: their schools."""
     if principal.district_id != district_id:
         raise not_found("district")
     settings = runtime.settings

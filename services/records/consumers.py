@@ -1,5 +1,9 @@
 """Bus handlers: keep each student's record current from enrollment.v1, organization.v1,
-attendance.v1, discipline.v1 and consent.v1.
+attendance.v1, discipline.v1, calendar.v1 and consent.v1.
+
+Enrollments, daily marks and school calendars also queue the students concerned for the
+absence reviewer (`absence.py`), in the same transaction: days enrolled come from the
+school's calendar, so each of these can move a student's absence rate.
 
 The kernel runs each handler in one transaction with the event's "already applied" mark,
 so a redelivered event is dropped by id; on top of that every write is an upsert keyed by
@@ -21,28 +25,15 @@ import json
 from collections.abc import Sequence
 from datetime import date
 
-from homeroom import outbox
+from homeroom import calendar, outbox
 from homeroom.bus.consumer import BatchHandler, Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
-from homeroom.bus.topics import ATTENDANCE, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
 from homeroom.catalogue import CATALOGUE
-from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.service import ConsumerSpec, Runtime
 from services.records import store
 from services.records.destruction import destroy_agreement_copies
-from services.records.metrics import CHRONIC_CHANGES, SUMMARY_MARKS
-from services.records.settings import RecordsSettings
-from services.records.summary import (
-    ChronicRule,
-    DayMark,
-    EnrolledDays,
-    FlagChange,
-    MarkedDays,
-    YearChange,
-    chronic_event_id,
-    fold_batch,
-    school_year,
-)
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
 
@@ -51,6 +42,11 @@ CATEGORIES: dict[int, str] = {
     attendance_pb2.ATTENDANCE_CATEGORY_ABSENT: "absent",
     attendance_pb2.ATTENDANCE_CATEGORY_TARDY: "tardy",
     attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE: "early_departure",
+    attendance_pb2.ATTENDANCE_CATEGORY_PARTIAL: "partial",
+}
+CALENDAR_SOURCES: dict[int, str] = {
+    calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR: "calendar",
+    calendar_pb2.CALENDAR_SOURCE_ROSTER_TERMS: "terms",
 }
 
 
@@ -100,6 +96,7 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
         run = _Run(ctx)
+        review: dict[str, set[str]] = {}  # district → students whose days enrolled may change
         for event in events:
             payload = event.payload
             if isinstance(payload, enrollment_pb2.StudentRegistered):
@@ -130,6 +127,7 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
                 school = _required(payload.school_id, "school_id")
                 entry = _date(payload.entry_date, "entry_date")
                 await run.add(district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type))
+                review.setdefault(district, set()).add(key)
             elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
                 district = _district(event, payload.district_id)
                 key = _required(payload.student_key, "student_key")
@@ -138,6 +136,7 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
                 await run.flush()
                 await _scoped(ctx, district)
                 await _close(ctx, district, key, school, exit_date, payload.exit_code)
+                review.setdefault(district, set()).add(key)
             elif isinstance(payload, enrollment_pb2.SchoolChanged):
                 district = _district(event, payload.district_id)
                 key = _required(payload.student_key, "student_key")
@@ -148,7 +147,11 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
                 await _scoped(ctx, district)
                 await _close(ctx, district, key, from_school, when, "school_change")
                 await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
+                review.setdefault(district, set()).add(key)
         await run.flush()
+        for district, keys in sorted(review.items()):
+            await _scoped(ctx, district)
+            await store.queue_review(ctx.conn, district, keys)
 
     return handle
 
@@ -214,18 +217,12 @@ def organization_handler(runtime: Runtime) -> Handler:
 
 
 def attendance_handler(runtime: Runtime) -> BatchHandler:
-    """Attendance marks into the record and the attendance summary, a batch at a time: per
-    district one statement upserts the marks (returning the daily categories they replace),
-    one reads and locks the touched student-years, one writes them back; a chronic-absence
-    crossing adds one statement and an outbox event (summary.py)."""
-    settings = runtime.settings
-    assert isinstance(settings, RecordsSettings)
-    rule = ChronicRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days)
-    enrolled: EnrolledDays = MarkedDays()
+    """Attendance marks into the record, a batch at a time: per district one statement upserts
+    the marks and one queues the students with a daily mark for the absence reviewer, which
+    counts days enrolled from the calendar and raises the chronic flag (absence.py)."""
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
         by_district: dict[str, list[store.Mark]] = {}
-        causes: dict[int, str] = {}  # offset → event id
         for event in events:
             payload = event.payload
             if not isinstance(payload, attendance_pb2.AttendanceRecorded):
@@ -237,87 +234,56 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
             if category is None:
                 raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
             by_district.setdefault(district, []).append(
-                store.Mark(key, day, payload.period, payload.school_id, category, payload.excused, event.offset)
+                store.Mark(key, day, payload.period, payload.school_id, category, payload.excused)
             )
-            causes[event.offset] = event.event_id
-        for district, marks in by_district.items():
+        for district, marks in sorted(by_district.items()):
             await _scoped(ctx, district)
-            written = await store.put_marks(ctx.conn, district, marks)
-            unknown = {m.student_key for m in marks} - written.known.keys()
-            if unknown:
+            known = await store.put_marks(ctx.conn, district, marks)
+            if {m.student_key for m in marks} - known.keys():
                 raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-            for change in await _summarise(ctx, district, marks, written):
-                for crossing in change.crossings:
-                    _emit_crossing(ctx, district, change.key[0], crossing, rule, causes[crossing.offset])
-
-    async def _summarise(
-        ctx: HandlerContext, district: str, marks: list[store.Mark], written: store.MarksWritten
-    ) -> list[YearChange]:
-        day_marks: list[DayMark] = []
-        current = dict(written.daily_before)
-        for m in marks:
-            if m.period or not written.known[m.student_key]:
-                continue  # period marks do not count; a destroyed student's record keeps no summary
-            was = current.get((m.student_key, m.day))
-            current[(m.student_key, m.day)] = m.category
-            day_marks.append(DayMark(m.student_key, m.day, was, m.category, m.offset))
-        if not day_marks:
-            return []
-        years = {(m.student_key, school_year(m.day)) for m in day_marks}
-        stored = await store.year_summaries(ctx.conn, district, years)
-        await enrolled.load(ctx.conn, district, years)
-        changes = fold_batch(district, stored, day_marks, rule, enrolled)
-        await store.put_year_summaries(ctx.conn, district, [c for c in changes if c.after != c.before])
-        await store.project_chronic_absences(
-            ctx.conn,
-            district,
-            [
-                store.ChronicState(
-                    c.key[0],
-                    f.chronic,
-                    f.days_enrolled,
-                    f.summary.days_absent,
-                    f.absence_rate,
-                    f.summary.chronic_since or f.day,
-                    c.key[1],
-                    f.offset,
-                )
-                for c in changes
-                if c.flag_changes
-                for f in c.flag_changes[-1:]  # the last move of the flag is what the record shows
-            ],
-        )
-        for change in changes:
-            for flag in change.flag_changes:
-                CHRONIC_CHANGES.labels(str(flag.chronic).lower()).inc()
-        SUMMARY_MARKS.inc(len(day_marks))
-        return changes
+            await store.queue_review(ctx.conn, district, {m.student_key for m in marks if not m.period})
 
     return handle
 
 
-def _emit_crossing(
-    ctx: HandlerContext, district: str, student: str, crossing: FlagChange, rule: ChronicRule, cause: str
-) -> None:
-    since = crossing.summary.chronic_since
-    assert since is not None
-    ctx.emit(
-        ATTENDANCE,
-        "chronic_absence_detected",
-        attendance_pb2.ChronicAbsenceDetected(
-            student_key=student,
-            district_id=district,
-            days_enrolled=crossing.days_enrolled,
-            days_absent=crossing.summary.days_absent,
-            absence_rate=round(crossing.absence_rate, 4),
-            threshold=rule.threshold,
-            as_of_date=since.isoformat(),
-        ),
-        subject=student,
-        district_id=district,
-        event_id=chronic_event_id(district, student, since.isoformat()),
-        causation_id=cause,
-    )
+def calendar_handler(runtime: Runtime) -> Handler:
+    """calendar.v1: a school year's instructional days; everyone enrolled at the school that
+    year is counted again."""
+
+    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
+        payload = event.payload
+        if not isinstance(payload, calendar_pb2.CalendarPublished):
+            return
+        district = _district(event, payload.district_id)
+        school = _required(payload.school_id, "school_id")
+        source = CALENDAR_SOURCES.get(payload.source)
+        if source is None:
+            raise RejectEvent("calendar.source_unknown", "the calendar names no source", "source")
+        first, last = calendar.year_bounds(payload.school_year)
+        days = sorted({_date(d, "instructional_dates") for d in payload.instructional_dates})
+        if any(not first <= d <= last for d in days):
+            raise RejectEvent("calendar.date_outside_year", "an instructional date is outside the school year", "date")
+        terms = [
+            {"name": t.name, "begin_date": t.begin_date, "end_date": t.end_date, "declared_days": t.declared_days}
+            for t in payload.terms
+        ]
+        days_off = sorted({_date(d, "non_instructional_dates") for d in payload.non_instructional_dates})
+        await store.upsert_calendar(
+            ctx.conn,
+            district,
+            school,
+            payload.school_year,
+            source,
+            days,
+            terms,
+            days_off,
+            payload.source_format,
+            event.event_id,
+        )
+        await _scoped(ctx, district)
+        await store.queue_school_review(ctx.conn, district, school, first, last)
+
+    return handle
 
 
 def discipline_handler(runtime: Runtime) -> Handler:
@@ -387,6 +353,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
     ConsumerSpec("attendance", [ATTENDANCE], batch_handler=attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
+    ConsumerSpec("calendar", [CALENDAR], calendar_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
     ConsumerSpec("keys", [KEYS], keys_handler),
 )

@@ -77,20 +77,40 @@ class OpenedRecord:
     prior_records: list[dict[str, Any]] = field(default_factory=list)
     directory_opt_out: bool = False
     chronic_absence: bool = False
+    absence: dict[str, Any] | None = None  # the absence reviewer's count (absence.py)
 
 
-def attendance_summary(rows: Iterable[AttendanceRow]) -> dict[str, Any]:
-    """Days with a daily record, absent days (excused and not) and the absence rate."""
+def attendance_summary(rows: Iterable[AttendanceRow], absence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Marks as recorded (days with a daily mark, absences, tardies) and, from the absence
+    reviewer, days enrolled by the school calendar and the absence rate over them. Without
+    a calendar for a school the student attended, the rate is None and `calendar` says why."""
     daily = [r for r in rows if not r.period]
     absent = [r for r in daily if r.category == "absent"]
-    days = len({r.day for r in daily})
-    return {
-        "days_recorded": days,
+    out: dict[str, Any] = {
+        "days_recorded": len({r.day for r in daily}),
         "days_absent": len(absent),
         "days_absent_unexcused": sum(1 for r in absent if not r.excused),
         "days_tardy": sum(1 for r in daily if r.category == "tardy"),
-        "absence_rate": round(len(absent) / days, 4) if days else 0.0,
+        "school_year": None,
+        "days_enrolled": None,
+        "absence_rate": None,
+        "calendar": "not counted yet",
     }
+    if absence is not None:
+        known = bool(absence["calendar_known"])
+        rate = absence["absence_rate"]
+        out.update(
+            school_year=absence["school_year"],
+            days_enrolled=absence["days_enrolled"] if known else None,
+            days_absent_enrolled=absence["days_absent"] if known else None,
+            absence_rate=round(float(rate), 4) if known and rate is not None else None,
+            calendar="known"
+            if known
+            else "no school calendar for "
+            + (", ".join(absence["missing_calendars"]) or "the student's schools")
+            + ": days enrolled cannot be counted and no chronic-absence flag is raised",
+        )
+    return out
 
 
 def statements_travelling(record: OpenedRecord, released: Iterable[str]) -> list[dict[str, Any]]:
@@ -154,7 +174,7 @@ def build_view(
         if attendance["periods"]:
             present.add("attendance.period")
     if "attendance.summary" in permitted:
-        attendance["summary"] = {**attendance_summary(rows), "chronic_absence": record.chronic_absence}
+        attendance["summary"] = {**attendance_summary(rows, record.absence), "chronic_absence": record.chronic_absence}
         if rows:
             present.add("attendance.summary")
     view["attendance"] = attendance

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster, store
+from services.records.absence import AbsenceReviewer
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
@@ -16,7 +17,8 @@ from services.records.settings import RecordsSettings
 
 
 async def on_start(runtime: Runtime) -> None:
-    """The consent client, unless one was injected (tests put theirs in runtime.extras)."""
+    """The consent client, unless one was injected (tests put theirs in runtime.extras);
+    the absence reviewer wherever consumers run."""
     settings = runtime.settings
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
@@ -36,9 +38,16 @@ async def on_start(runtime: Runtime) -> None:
         runtime.extras["retention_task"] = asyncio.create_task(
             retention_loop(runtime, settings.retention_interval_s), name="records-retention"
         )
+    if settings.start_consumers:
+        reviewer = AbsenceReviewer(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
+        reviewer.start()
+        runtime.extras["absence_reviewer"] = reviewer
 
 
 async def on_stop(runtime: Runtime) -> None:
+    reviewer = runtime.extras.get("absence_reviewer")
+    if isinstance(reviewer, AbsenceReviewer):
+        await reviewer.stop()
     for name in ("reconcile_task", "retention_task"):
         task = runtime.extras.pop(name, None)
         if isinstance(task, asyncio.Task):

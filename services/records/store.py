@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 
 from homeroom.storage import Connection, columns
-from services.records.summary import YearChange, YearKey, YearSummary
 
 APP_ROLE = "homeroom_records_app"
 DISTRICT_SETTING = "homeroom.district_id"
@@ -400,13 +399,6 @@ class Mark:
     school_id: str
     category: str
     excused: bool
-    offset: int
-
-
-@dataclass(slots=True)
-class MarksWritten:
-    known: dict[str, bool]  # student key → live (False: a tombstone, keys destroyed)
-    daily_before: dict[tuple[str, date], str]  # (student, day) → the daily category before the batch
 
 
 # Every lookup is a primary-key probe per input row (LATERAL ... LIMIT 1, which the planner
@@ -421,13 +413,6 @@ _PUT_MARKS = """WITH input AS (
         CROSS JOIN LATERAL (
             SELECT ctid, destroyed_at FROM students s
             WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
-    old AS (
-        SELECT m.student_key, m.day, a.category FROM input m
-        CROSS JOIN LATERAL (
-            SELECT category FROM attendance a
-            WHERE a.district_id = $1 AND a.student_key = m.student_key AND a.day = m.day AND a.period = ''
-            LIMIT 1) a
-        WHERE m.period = ''),
     written AS (
         INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
         SELECT $1, m.student_key, m.day, m.period, m.school_id, m.category, m.excused FROM input m
@@ -439,15 +424,14 @@ _PUT_MARKS = """WITH input AS (
     touched AS (
         UPDATE students SET updated_at = clock_timestamp()
         WHERE ctid = ANY(ARRAY(SELECT row_id FROM known)) AND district_id = $1)
-    SELECT student_key, NULL::date AS day, CASE WHEN live THEN 'live' ELSE 'destroyed' END AS value FROM known
-    UNION ALL SELECT student_key, day, category FROM old"""
+    SELECT student_key, live FROM known"""
 
 
-async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> MarksWritten:
+async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> dict[str, bool]:
     """Upsert a batch of one district's attendance marks (the last mark of a student, day and
-    period wins) for the students the district knows, in one statement; returns which
-    students are known and the daily categories the marks replaced. All data-modifying
-    parts of the statement see the rows as they were before it."""
+    period wins) for the students the district knows, in one statement; returns the students
+    the district knows, each with whether their record is live (False: a tombstone, keys
+    destroyed)."""
     last = list({(m.student_key, m.day, m.period): m for m in marks}.values())
     rows = await conn.fetch(
         _PUT_MARKS,
@@ -455,121 +439,7 @@ async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -
         *columns(last, "student_key", "day", "period", "school_id", "category", "excused"),
         sorted({m.student_key for m in marks}),
     )
-    written = MarksWritten({}, {})
-    for r in rows:
-        if r["day"] is None:
-            written.known[r["student_key"]] = r["value"] == "live"
-        else:
-            written.daily_before[(r["student_key"], r["day"])] = r["value"]
-    return written
-
-
-async def year_summaries(conn: Connection, district_id: str, keys: Collection[YearKey]) -> dict[YearKey, YearSummary]:
-    """The stored summaries of these student-years, locked until the transaction ends."""
-    rows = await conn.fetch(
-        """SELECT k.student_key, k.school_year, y.days_marked, y.days_absent, y.chronic_since
-           FROM unnest($2::text[], $3::int[]) AS k(student_key, school_year)
-           CROSS JOIN LATERAL (
-               SELECT days_marked, days_absent, chronic_since FROM attendance_years y
-               WHERE y.district_id = $1 AND y.student_key = k.student_key AND y.school_year = k.school_year
-               LIMIT 1 FOR UPDATE) y""",
-        district_id,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
-    return {
-        (r["student_key"], r["school_year"]): YearSummary(r["days_marked"], r["days_absent"], r["chronic_since"])
-        for r in rows
-    }
-
-
-async def put_year_summaries(conn: Connection, district_id: str, changes: Sequence[YearChange]) -> None:
-    if not changes:
-        return
-    await conn.execute(
-        """INSERT INTO attendance_years (district_id, student_key, school_year, days_marked, days_absent, chronic_since)
-           SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::date[])
-           ON CONFLICT (district_id, student_key, school_year) DO UPDATE SET days_marked = EXCLUDED.days_marked,
-               days_absent = EXCLUDED.days_absent, chronic_since = EXCLUDED.chronic_since""",
-        district_id,
-        [c.key[0] for c in changes],
-        [c.key[1] for c in changes],
-        [c.after.days_marked for c in changes],
-        [c.after.days_absent for c in changes],
-        [c.after.chronic_since for c in changes],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ChronicState:
-    """A student's chronic-absence flag as the record shows it, with the figures of the
-    mark that moved it there."""
-
-    student_key: str
-    chronic: bool
-    days_enrolled: int
-    days_absent: int
-    absence_rate: float
-    as_of: date
-    school_year: int
-    version: int  # the source offset of that mark
-
-
-async def project_chronic_absences(conn: Connection, district_id: str, states: Sequence[ChronicState]) -> None:
-    """Show chronic-absence flags in the record: the latest (school year, source offset)
-    wins, so a student's marks of an older school year never undo a newer one."""
-    if not states:
-        return
-    await conn.execute(
-        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent,
-               absence_rate, as_of_date, school_year, version)
-           SELECT $1, * FROM unnest($2::text[], $3::bool[], $4::int[], $5::int[], $6::float8[], $7::date[],
-                                    $8::int[], $9::bigint[])
-           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
-               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
-               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
-               school_year = EXCLUDED.school_year, version = EXCLUDED.version, changed_at = clock_timestamp()
-           WHERE (chronic_absence.school_year, chronic_absence.version) <= (EXCLUDED.school_year, EXCLUDED.version)""",
-        district_id,
-        *columns(
-            states,
-            "student_key",
-            "chronic",
-            "days_enrolled",
-            "days_absent",
-            "absence_rate",
-            "as_of",
-            "school_year",
-            "version",
-        ),
-    )
-
-
-async def project_chronic_absence(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    *,
-    chronic: bool,
-    days_enrolled: int,
-    days_absent: int,
-    absence_rate: float,
-    as_of: date,
-    school_year: int,
-    version: int,
-) -> bool:
-    """One student's flag (`project_chronic_absences`); False, and nothing written, if the
-    district has no live record of the student."""
-    live = await conn.fetchval(
-        "SELECT destroyed_at IS NULL FROM students WHERE district_id = $1 AND student_key = $2",
-        district_id,
-        student_key,
-    )
-    if not live:
-        return False
-    state = ChronicState(student_key, chronic, days_enrolled, days_absent, absence_rate, as_of, school_year, version)
-    await project_chronic_absences(conn, district_id, [state])
-    return True
+    return {r["student_key"]: r["live"] for r in rows}
 
 
 async def record_suspension(
@@ -620,7 +490,6 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         "attendance",
         "suspensions",
         "chronic_absence",
-        "attendance_years",
     ):
         await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
     await conn.execute(
@@ -657,6 +526,7 @@ class StoredRecord:
     registered: bool
     chronic_absence: bool
     directory_opt_out: bool
+    absence: dict[str, object] | None
     plain_elements: dict[str, str]
     program_flags: bytes | None
     sealed: dict[str, bytes]
@@ -684,6 +554,11 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
     if row is None:
         return None
     args = (district_id, student_key)
+    absence = await conn.fetchrow(
+        """SELECT chronic, days_enrolled, days_absent, absence_rate, as_of_date, school_year, calendar_known,
+                  missing_calendars FROM chronic_absence WHERE district_id = $1 AND student_key = $2""",
+        *args,
+    )
     sealed = {
         r["element"]: bytes(r["sealed"])
         for r in await conn.fetch(
@@ -696,13 +571,8 @@ async def load_record(conn: Connection, district_id: str, student_key: str) -> S
         updated_at=row["updated_at"],
         destroyed_at=row["destroyed_at"],
         registered=row["registered"],
-        chronic_absence=bool(
-            await conn.fetchval(
-                "SELECT chronic FROM chronic_absence WHERE district_id = $1 AND student_key = $2",
-                district_id,
-                student_key,
-            )
-        ),
+        chronic_absence=bool(absence is not None and absence["chronic"]),
+        absence=dict(absence) if absence is not None else None,
         directory_opt_out=row["directory_opt_out"],
         plain_elements=json.loads(row["plain_elements"]),
         program_flags=bytes(row["program_flags"]) if row["program_flags"] is not None else None,
@@ -792,6 +662,7 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
             destroyed_at=None,
             registered=r["registered"],
             chronic_absence=False,
+            absence=None,
             directory_opt_out=r["directory_opt_out"],
             plain_elements=json.loads(r["plain_elements"]),
             program_flags=None,
@@ -1058,10 +929,6 @@ async def count_student_rows(conn: Connection, district_id: str, student_key: st
 async def delete_group(conn: Connection, district_id: str, student_key: str, group: str) -> int:
     """Remove one group of a student's data (retention): attendance or discipline."""
     tables = {"attendance": ("attendance", "chronic_absence"), "discipline": ("suspensions",)}[group]
-    if group == "attendance":  # the summary is derived from the marks: it goes with them, uncounted
-        await conn.execute(
-            "DELETE FROM attendance_years WHERE district_id = $1 AND student_key = $2", district_id, student_key
-        )
     removed = 0
     for table in tables:
         status = await conn.execute(
@@ -1220,4 +1087,180 @@ async def refusals(
             after,
             limit,
         )
+    )
+
+
+# --- calendars and days enrolled ----------------------------------------------------------------
+
+
+async def upsert_calendar(
+    conn: Connection,
+    district_id: str,
+    school_id: str,
+    school_year: int,
+    source: str,
+    days: Sequence[date],
+    terms: Sequence[Mapping[str, object]],
+    days_off: Sequence[date],
+    source_format: str,
+    event_id: str,
+) -> None:
+    """A school year's calendar from one source; the latest event replaces the one before."""
+    await conn.execute(
+        """INSERT INTO calendars (district_id, school_id, school_year, source, instructional_days, terms, days_off,
+               source_format, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9)
+           ON CONFLICT (district_id, school_id, school_year, source) DO UPDATE SET
+               instructional_days = EXCLUDED.instructional_days, terms = EXCLUDED.terms, days_off = EXCLUDED.days_off,
+               source_format = EXCLUDED.source_format, event_id = EXCLUDED.event_id, updated_at = clock_timestamp()""",
+        district_id,
+        school_id,
+        school_year,
+        source,
+        list(days),
+        json.dumps(list(terms)),
+        list(days_off),
+        source_format,
+        event_id,
+    )
+
+
+async def queue_review(conn: Connection, district_id: str, student_keys: Iterable[str]) -> None:
+    """Ask the absence reviewer to count these students again (after this transaction commits).
+
+    A student already queued is updated, not left be: the update locks the row until this
+    transaction commits, so the reviewer (which skips locked rows) cannot take the student
+    and count them without the change this transaction is making."""
+    keys = sorted(set(student_keys))
+    if keys:
+        await conn.execute(
+            """INSERT INTO absence_reviews (district_id, student_key) SELECT $1, k FROM unnest($2::text[]) AS k
+               ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at""",
+            district_id,
+            keys,
+        )
+
+
+async def queue_school_review(conn: Connection, district_id: str, school_id: str, first: date, last: date) -> int:
+    """Every student enrolled at the school at any time in [first, last]: their days enrolled changed."""
+    status: str = await conn.execute(
+        """INSERT INTO absence_reviews (district_id, student_key)
+           SELECT DISTINCT district_id, student_key FROM enrollments
+           WHERE district_id = $1 AND school_id = $2 AND entry_date <= $4 AND (exit_date IS NULL OR exit_date >= $3)
+           ORDER BY student_key
+           ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at""",
+        district_id,
+        school_id,
+        first,
+        last,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def queue_open_enrollments(conn: Connection, district_id: str) -> int:
+    """Once a day: every student of the district still enrolled, since each school day adds to
+    days enrolled (call inside `district_tx`)."""
+    status: str = await conn.execute(
+        """INSERT INTO absence_reviews (district_id, student_key)
+           SELECT DISTINCT district_id, student_key FROM enrollments WHERE district_id = $1 AND exit_date IS NULL
+           ON CONFLICT (district_id, student_key) DO NOTHING""",
+        district_id,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def districts_with_students(conn: Connection | asyncpg.Pool) -> list[str]:
+    return [r["district_id"] for r in await conn.fetch("SELECT DISTINCT district_id FROM student_index")]
+
+
+async def districts_to_review(conn: Connection | asyncpg.Pool, limit: int = 20) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT district_id FROM absence_reviews GROUP BY district_id ORDER BY min(queued_at) LIMIT $1", limit
+    )
+    return [r["district_id"] for r in rows]
+
+
+async def take_reviews(conn: Connection, district_id: str, limit: int) -> list[str]:
+    """Claim (and remove, with this transaction) up to `limit` students queued for review."""
+    rows = await conn.fetch(
+        """DELETE FROM absence_reviews WHERE (district_id, student_key) IN (
+               SELECT district_id, student_key FROM absence_reviews WHERE district_id = $1
+               ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING student_key""",
+        district_id,
+        limit,
+    )
+    return [r["student_key"] for r in rows]
+
+
+@dataclass(slots=True)
+class AttendanceFacts:
+    """What days enrolled and absences are counted from, for a set of students of one district."""
+
+    windows: dict[str, list[tuple[str, date, date | None]]] = field(default_factory=dict)  # student -> windows
+    absences: dict[str, list[tuple[str, date]]] = field(default_factory=dict)  # student -> (school, day)
+    calendars: dict[tuple[str, int], list[date]] = field(default_factory=dict)  # (school, year) -> days
+    chronic: dict[str, bool] = field(default_factory=dict)  # student -> flag as stored
+    live: set[str] = field(default_factory=set)  # students with a live record
+
+
+async def attendance_facts(conn: Connection, district_id: str, student_keys: Sequence[str]) -> AttendanceFacts:
+    """Four queries for the whole set: enrollments, daily absences, the calendars of the schools
+    involved (a school calendar wins over roster terms) and the flags as they stand."""
+    facts = AttendanceFacts()
+    keys = list(student_keys)
+    for r in await conn.fetch(
+        "SELECT student_key FROM students WHERE district_id = $1 AND student_key = ANY($2) AND destroyed_at IS NULL",
+        district_id,
+        keys,
+    ):
+        facts.live.add(r["student_key"])
+    schools: set[str] = set()
+    for r in await conn.fetch(
+        """SELECT student_key, school_id, entry_date, exit_date FROM enrollments
+           WHERE district_id = $1 AND student_key = ANY($2)""",
+        district_id,
+        keys,
+    ):
+        facts.windows.setdefault(r["student_key"], []).append((r["school_id"], r["entry_date"], r["exit_date"]))
+        schools.add(r["school_id"])
+    for r in await conn.fetch(
+        """SELECT student_key, school_id, day FROM attendance
+           WHERE district_id = $1 AND student_key = ANY($2) AND period = '' AND category = 'absent'""",
+        district_id,
+        keys,
+    ):
+        facts.absences.setdefault(r["student_key"], []).append((r["school_id"], r["day"]))
+    for r in await conn.fetch(
+        """SELECT DISTINCT ON (school_id, school_year) school_id, school_year, instructional_days FROM calendars
+           WHERE district_id = $1 AND school_id = ANY($2)
+           ORDER BY school_id, school_year, (source = 'calendar') DESC""",
+        district_id,
+        sorted(schools),
+    ):
+        facts.calendars[(r["school_id"], r["school_year"])] = list(r["instructional_days"])
+    for r in await conn.fetch(
+        "SELECT student_key, chronic FROM chronic_absence WHERE district_id = $1 AND student_key = ANY($2)",
+        district_id,
+        keys,
+    ):
+        facts.chronic[r["student_key"]] = r["chronic"]
+    return facts
+
+
+async def save_standings(conn: Connection, district_id: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """(student, chronic, days enrolled, days absent, rate or None, as of, school year, calendar known,
+    missing calendars) per student: the record's attendance standing, as the reviewer counted it."""
+    if not rows:
+        return
+    await conn.executemany(
+        """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
+               as_of_date, school_year, calendar_known, missing_calendars)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
+               days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
+               absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
+               school_year = EXCLUDED.school_year, calendar_known = EXCLUDED.calendar_known,
+               missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()""",
+        [(district_id, *r) for r in rows],
     )

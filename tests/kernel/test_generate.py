@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from homeroom.generate import Student, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
@@ -56,3 +57,31 @@ def test_cli_writes_the_files_and_refuses_an_unknown_format(tmp_path: Path) -> N
     assert "transfer-1.enroll.json" in names and done.stdout.count("wrote") == len(names)
     bad = subprocess.run([*run, "--format", "xlsx"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "unknown format xlsx" in bad.stderr
+
+
+def test_ed_fi_xml_and_extended_oneroster_use_the_standards_optional_parts(tmp_path: Path) -> None:
+    """`homeroom generate --format edfi-xml --format oneroster-ext`: the same paths as real
+    exports (optional elements dropped with a warning, nothing refused), byte-identical per seed."""
+    from homeroom.generate import EDFI_ORDER, edfi_xml_files, oneroster_zip
+    from services.ingest.check import check_files
+
+    world = generate_world(seed=3, students_per_district=20, days=10)
+    district = world.districts[0]
+    files = edfi_xml_files(district, world)
+    assert files == edfi_xml_files(district, generate_world(seed=3, students_per_district=20, days=10))
+    for name in EDFI_ORDER:
+        (tmp_path / name).write_bytes(files[name])
+    reports = check_files([tmp_path / n for n in EDFI_ORDER], today=date(2026, 12, 1))
+    assert [e for r in reports for e in r.refusals()] == []
+    dropped = {n["name"] for r in reports for n in r.not_collected}
+    assert {
+        "Student/Name/PersonalTitlePrefix",
+        "StudentSchoolAttendanceEvent/AttendanceEvent/AttendanceEventReason",
+    } <= dropped
+    by_file = {r.file: r for r in reports}
+    assert by_file["Student.xml"].accepted == 20 and by_file["StudentEnrollment.xml"].accepted == 40
+    (tmp_path / "or.zip").write_bytes(oneroster_zip(district, world.start, extensions=True))
+    (report,) = check_files([tmp_path / "or.zip"], today=date(2026, 12, 1))
+    assert report.rejected == 0 and {"password", "metadata.nickname", "ext_lms_guid"} <= {
+        n["name"] for n in report.not_collected
+    }

@@ -29,6 +29,8 @@ class _AttendanceCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_At
     ATTENDANCE_CATEGORY_ABSENT: _AttendanceCategory.ValueType  # 2
     ATTENDANCE_CATEGORY_TARDY: _AttendanceCategory.ValueType  # 3
     ATTENDANCE_CATEGORY_EARLY_DEPARTURE: _AttendanceCategory.ValueType  # 4
+    ATTENDANCE_CATEGORY_PARTIAL: _AttendanceCategory.ValueType  # 5
+    """present for part of the day (Ed-Fi "Partial"): not an absent day"""
 
 class AttendanceCategory(_AttendanceCategory, metaclass=_AttendanceCategoryEnumTypeWrapper): ...
 
@@ -37,6 +39,8 @@ ATTENDANCE_CATEGORY_PRESENT: AttendanceCategory.ValueType  # 1
 ATTENDANCE_CATEGORY_ABSENT: AttendanceCategory.ValueType  # 2
 ATTENDANCE_CATEGORY_TARDY: AttendanceCategory.ValueType  # 3
 ATTENDANCE_CATEGORY_EARLY_DEPARTURE: AttendanceCategory.ValueType  # 4
+ATTENDANCE_CATEGORY_PARTIAL: AttendanceCategory.ValueType  # 5
+"""present for part of the day (Ed-Fi "Partial"): not an absent day"""
 Global___AttendanceCategory: _TypeAlias = AttendanceCategory  # noqa: Y015
 
 @_typing.final

@@ -1,10 +1,18 @@
 """Streaming parsers for the formats districts already export, and what they share.
 
 Every parser is a generator over a binary stream that yields, in input order, normalised
-records (:mod:`services.ingest.records`), ``RecordError`` for refused input records and
-``RecordWarning`` for accepted records that lost something. Parsers never raise on bad
-content: a broken record yields errors and the parser moves on; a container that cannot be
-read at all (a corrupt zip, text that is not XML or JSON) yields one file-level error with rule
+records (:mod:`services.ingest.records`), ``RecordError`` for refused input records,
+``RecordWarning`` for accepted records that lost something and ``Dropped`` for elements (or
+whole records) the standard allows but Homeroom does not collect: names only, never values.
+
+The rule (``homeroom.catalogue.treatment``): an element that maps to a catalogue element is
+kept; forbidden content (Social Security numbers anywhere, discipline incident details)
+refuses the record; anything else the export carries is dropped before it goes anywhere and
+reported once per submission with its count. Malformed content (a bad date, an unknown code
+where one is required, a broken reference) still refuses the record with line, field and rule.
+
+Parsers never raise on bad content: a broken record yields errors and the parser moves on; a
+container that cannot be read at all (a corrupt zip, text that is not XML or JSON) yields one file-level error with rule
 ``file.unreadable`` (or ``xml.forbidden`` for DTDs and entity declarations) and stops.
 
 Modules:
@@ -23,6 +31,7 @@ from typing import IO, Any
 
 from services.ingest import codes
 from services.ingest.records import (
+    Dropped,
     ParseItem,
     RecordError,
     RecordWarning,
@@ -70,7 +79,7 @@ class ParseOptions:
 
 
 DEFAULT_OPTIONS = ParseOptions()
-_ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)
+ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)  # organisations, sections, calendars: no person ids
 
 
 class CountingReader:
@@ -145,7 +154,7 @@ class Check:
     ``birthDate`` for CSV, ``Student/BirthData/BirthDate`` for XML). Values never appear in
     messages."""
 
-    __slots__ = ("errors", "opts", "prefix", "source", "warnings")
+    __slots__ = ("dropped", "errors", "opts", "prefix", "source", "warnings")
 
     def __init__(self, source: Source, prefix: str = "", opts: ParseOptions = DEFAULT_OPTIONS) -> None:
         self.source = source
@@ -153,6 +162,7 @@ class Check:
         self.opts = opts
         self.errors: list[RecordError] = []
         self.warnings: list[RecordWarning] = []
+        self.dropped: list[str] = []
 
     @property
     def ok(self) -> bool:
@@ -178,7 +188,7 @@ class Check:
 
     def screen(self, name: str, value: str, *, free_text: bool = False) -> bool:
         """False (and an ssn.forbidden error) when the value is or holds an SSN."""
-        policy = _ORG_POLICY if is_org_id_field(name) else self.opts.screening
+        policy = ORG_POLICY if is_org_id_field(name) else self.opts.screening
         if ssn_in_value(value, free_text=free_text, policy=policy):
             self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
             return False
@@ -209,6 +219,28 @@ class Check:
             "so the record was refused. Remove it from the export (or leave it empty) and send the record again.",
             value,
         )
+
+    def drop(self, name: str, value: object, *, credential: bool = False) -> None:
+        """An element the standard allows and Homeroom does not collect: its value is screened
+        for Social Security numbers (which refuse the record) and otherwise forgotten; only its
+        name is kept, for the report. A credential (a password) is not even screened."""
+        if is_empty(value):
+            return
+        if credential:
+            shown = safe_field_name(name, 160)
+            if shown not in self.dropped:
+                self.dropped.append(shown)
+            return
+        if self.forbid_ssn_field(name, value):
+            return
+        policy = self.opts.screening
+        for s in _strings(value):
+            if ssn_in_value(s, free_text=policy.nine_digit_ids, policy=policy):
+                self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
+                return
+        shown = safe_field_name(name, 160)
+        if shown not in self.dropped:
+            self.dropped.append(shown)
 
     def forbidden(self, name: str, element_id: str, reason: str, value: object = None) -> None:
         self.fail(name, "element.forbidden", f"{reason} ({element_id} is on Homeroom's forbidden list).", value)
@@ -305,11 +337,25 @@ class Check:
         return code
 
 
+def objects(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """A JSON member that must be a list of objects ([] when absent; an error otherwise)."""
+    v = value.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
+        check.fail(key, "schema.type", f"{key} must be a list of objects.", v)
+        return []
+    return v
+
+
 def issues_then(check: Check, record: ParseItem | None) -> Iterator[ParseItem]:
-    """What a parser yields for one input record: its errors, or its warnings and the record."""
+    """What a parser yields for one input record: its errors, or what was dropped from it,
+    its warnings and the record."""
     if check.errors:
         yield from check.errors
         return
+    if check.dropped:
+        yield Dropped(check.source.file, check.source.line, tuple(check.dropped))
     yield from check.warnings
     if record is not None:
         yield record

@@ -8,40 +8,156 @@ from datetime import date
 
 from services.ingest import codes
 from services.ingest.formats import Check, issues_then
-from services.ingest.records import AttendanceRecord, ParseItem, Source, record_id
+from services.ingest.records import AttendanceRecord, ParseItem, Source, SuspensionRecord, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
 FORMAT_XML = "edfi-xml"
 
-# Ed-Fi program / characteristic names that map onto catalogue program flags.
-_PROGRAMS = {
-    "specialeducation": "program.iep",
-    "iep": "program.iep",
-    "individualizededucationprogram": "program.iep",
-    "section504placement": "program.section_504",
-    "section504plan": "program.section_504",
-    "section504": "program.section_504",
-    "bilingual": "program.ell",
-    "englishasasecondlanguageesl": "program.ell",
-    "englishasasecondlanguage": "program.ell",
-    "englishlearner": "program.ell",
-    "limitedenglishproficiency": "program.ell",
-    "freeandreducedpricelunch": "program.free_reduced_lunch",
-    "freeandreducedlunch": "program.free_reduced_lunch",
-    "schoollunch": "program.free_reduced_lunch",
+# Every standard Ed-Fi ProgramTypeDescriptor (DS 2.0 ProgramType through 5.x): the catalogue
+# program flag it sets, or None when Homeroom does not collect that program (the association
+# is skipped and counted). tests/services/ingest/test_edfi_descriptors.py walks the lists.
+PROGRAM_TYPES: dict[str, str | None] = {
+    "Adult/Continuing Education": None,
+    "Alternative Education": None,
+    "Athletics": None,
+    "Bilingual": "program.ell",
+    "Bilingual Summer": "program.ell",
+    "Career and Technical Education": None,
+    "Cocurricular Programs": None,
+    "College Preparatory": None,
+    "Community Service Program": None,
+    "Community/Junior College Education Program": None,
+    "Compensatory Services for Disadvantaged Students": None,
+    "Counseling Services": None,
+    "District-Funded GED": None,
+    "Early Head Start": None,
+    "Early Intervention Services Part C": None,
+    "English as a Second Language (ESL)": "program.ell",
+    "Even Start": None,
+    "Expelled Education": None,
+    "Extended Day/Child Care Services": None,
+    "Fee For Service": None,
+    "Foreign Exchange": None,
+    "Gifted and Talented": None,
+    "Head Start": None,
+    "Health Services Program": None,
+    "High School Equivalency Program (HSEP)": None,
+    "Home Visiting": None,
+    "Homeless": None,
+    "IDEA": "program.iep",
+    "Immigrant Education": None,
+    "Independent Study": None,
+    "Indian Education": None,
+    "International Baccalaureate": None,
+    "Kindergarten - Extended Day": None,
+    "Kindergarten - Full Day": None,
+    "Kindergarten - Half Day": None,
+    "Library/Media Services Program": None,
+    "Magnet/Special Program Emphasis": None,
+    "Migrant Education": None,
+    "Neglected and Delinquent Program": None,
+    "Optional Flexible School Day Program (OFSDP)": None,
+    "Other": None,
+    "Prekindergarten - Extended Day": None,
+    "Prekindergarten - Full Day": None,
+    "Prekindergarten - Half Day": None,
+    "Preschool Special Education": "program.iep",
+    "Public Preschool": None,
+    "Regular Education": None,
+    "Remedial Education": None,
+    "Section 504 Placement": "program.section_504",
+    "Service Learning": None,
+    "Special Education": "program.iep",
+    "Student Retention/Dropout Prevention": None,
+    "Student School Food Service": "program.free_reduced_lunch",
+    "Substance Abuse Education/Prevention": None,
+    "Teacher Professional Development/Mentoring": None,
+    "Technical Preparatory": None,
+    "Title I Part A": None,
+    "Title I Part D Subpart 1": None,
+    "Title I Part D Subpart 2": None,
+    "Vocational Education": None,
+}
+_PROGRAM_KEYS: dict[str, str | None] = {codes.match_key(k): v for k, v in PROGRAM_TYPES.items()}
+_PROGRAM_KEYS.update(
+    {
+        "iep": "program.iep",
+        "individualizededucationprogram": "program.iep",
+        "section504plan": "program.section_504",
+        "section504": "program.section_504",
+        "englishasasecondlanguage": "program.ell",
+        "englishlearner": "program.ell",
+        "limitedenglishproficiency": "program.ell",
+        "freeandreducedpricelunch": "program.free_reduced_lunch",
+        "freeandreducedlunch": "program.free_reduced_lunch",
+        "schoollunch": "program.free_reduced_lunch",
+        "schoolfoodservice": "program.free_reduced_lunch",
+    }
+)
+
+# Association records of the StudentProgram interchange that set a flag by their type alone.
+PROGRAM_ASSOCIATIONS: dict[str, str] = {
+    "StudentSpecialEducationProgramAssociation": "program.iep",
+    "StudentSection504ProgramAssociation": "program.section_504",
+    "StudentLanguageInstructionProgramAssociation": "program.ell",
+    "StudentSchoolFoodServiceProgramAssociation": "program.free_reduced_lunch",
 }
 
 
+def program_known(name: str) -> bool:
+    return codes.match_key(codes.descriptor_code(name)) in _PROGRAM_KEYS
+
+
 def program_element(name: str) -> str | None:
-    key = "".join(ch for ch in codes.descriptor_code(name).lower() if ch.isalnum())
-    return _PROGRAMS.get(key)
+    """The catalogue flag an Ed-Fi program type (or a program's name) stands for; None when
+    Homeroom does not collect that program."""
+    return _PROGRAM_KEYS.get(codes.match_key(codes.descriptor_code(name)))
+
+
+# Ed-Fi SchoolFoodServiceProgramServiceDescriptor (3+) and SchoolFoodServicesEligibility (2.0):
+# True free or reduced price, False full price, None when the code says nothing about it.
+FOOD_SERVICES: dict[str, bool | None] = {
+    "Free Breakfast": True,
+    "Free Lunch": True,
+    "Free Milk": True,
+    "Free Snack": True,
+    "Free Supper": True,
+    "Reduced Price Breakfast": True,
+    "Reduced Price Lunch": True,
+    "Reduced Price Snack": True,
+    "Reduced Price Supper": True,
+    "Full Price Breakfast": False,
+    "Full Price Lunch": False,
+    "Full Price Milk": False,
+    "Full Price Snack": False,
+    "Full Price Supper": False,
+    "Free": True,
+    "Reduced price": True,
+    "Full price": False,
+    "Unknown": None,
+    "Other": None,
+}
+_FOOD_KEYS = {codes.match_key(k): v for k, v in FOOD_SERVICES.items()}
+_FOOD_KEYS.update({"reduced": True, "full": False, "notapplicable": False, "noteligible": False})
+
+# Ed-Fi LimitedEnglishProficiencyDescriptor: Limited is an English learner; monitored (former)
+# learners and NotLimited are not.
+LEP_CODES: dict[str, bool] = {
+    "Limited": True,
+    "Limited Monitored 1": False,
+    "Limited Monitored 2": False,
+    "NotLimited": False,
+}
+_LEP_KEYS = {codes.match_key(k): v for k, v in LEP_CODES.items()}
+_LEP_KEYS.update({"formerlylimited": False, "notlimited": False, "englishlearner": True})
 
 
 def identification_code(
     check: Check, field: str, system: str | None, code: str | None, elements: dict[str, str]
 ) -> None:
-    """One StudentIdentificationCode: SSN systems refused, state / district ids kept, others refused."""
+    """One StudentIdentificationCode: SSN systems refused, state / district ids kept, other
+    systems dropped (only their system's name is reported)."""
     if system and is_ssn_system(system):
         check.fail(field, "ssn.forbidden", SSN_MESSAGE, vclass="identification code")
         return
@@ -50,47 +166,41 @@ def identification_code(
         return
     element = codes.id_system_element(system or "")
     if element is None:
-        check.fail(
-            field,
-            "element.unknown",
-            "Only state and district student identification codes are accepted; this identification system "
-            "is not a data element Homeroom takes (remove it from the export).",
-            vclass="identification code",
-        )
+        check.drop(f"{field}[{codes.descriptor_code(system or 'unnamed system')}]", value)
         return
     elements.setdefault(element, value)
 
 
 def lep_is_ell(text: str) -> bool | None:
-    """Ed-Fi LimitedEnglishProficiency: "Limited" -> True, "NotLimited" -> False, monitored -> False."""
-    k = "".join(ch for ch in codes.descriptor_code(text).lower() if ch.isalnum())
-    if k == "limited":
-        return True
-    if k.startswith("notlimited") or k.startswith("limitedmonitored") or k == "formerlylimited":
-        return False
-    return None
+    """Ed-Fi LimitedEnglishProficiency: "Limited" -> True, "NotLimited" and monitored -> False."""
+    return _LEP_KEYS.get(codes.match_key(codes.descriptor_code(text)))
+
+
+def frl_known(text: str) -> bool:
+    """The code is one of the standard food-service codes (whatever it says about eligibility)."""
+    return codes.match_key(codes.descriptor_code(text)) in _FOOD_KEYS
+
+
+def lep_known(text: str) -> bool:
+    return codes.match_key(codes.descriptor_code(text)) in _LEP_KEYS
 
 
 def frl_eligible(text: str) -> bool | None:
-    """Ed-Fi SchoolFoodServicesEligibility: Free / Reduced price -> True, Full price -> False."""
-    k = "".join(ch for ch in codes.descriptor_code(text).lower() if ch.isalnum())
-    if k in ("free", "reducedprice", "reduced"):
-        return True
-    if k in ("fullprice", "full", "notapplicable", "noteligible"):
-        return False
-    return None
+    """Free or reduced price -> True, full price -> False, anything else -> None."""
+    return _FOOD_KEYS.get(codes.match_key(codes.descriptor_code(text)))
 
 
+# Discipline incidents and a student's part in them: incident details, refused (dates only).
 INCIDENT_RECORDS = frozenset(
     [
         "DisciplineIncident",
         "StudentDisciplineIncidentAssociation",
         "StudentDisciplineIncidentBehaviorAssociation",
         "StudentDisciplineIncidentNonOffenderAssociation",
-        "StaffDisciplineIncidentAssociation",
         "disciplineIncidents",
         "studentDisciplineIncidentAssociations",
         "studentDisciplineIncidentBehaviorAssociations",
+        "studentDisciplineIncidentNonOffenderAssociations",
     ]
 )
 INCIDENT_REASON = "Only suspension dates are accepted, never discipline incident details"
@@ -135,5 +245,41 @@ def attendance_event(
             category=category,
             excused=excused,
             period=period,
+        ),
+    )
+
+
+def suspension_event(
+    check: Check,
+    src: Source,
+    fmt: str,
+    *,
+    kinds: list[bool | str | None],
+    discipline_field: str,
+    student: str | None,
+    school: str | None,
+    start: date | None,
+    days: float | None,
+    action_id: str,
+) -> Iterator[ParseItem]:
+    """One discipline action that is a suspension, once each parser has read its fields
+    (`kinds`: `codes.edfi_suspension` of each discipline given, none of them "other")."""
+    if not kinds:
+        check.fail(discipline_field, "schema.required", f"{discipline_field} is required but is missing or empty.")
+    if student is None or school is None or start is None or not check.ok:
+        yield from check.errors
+        return
+    in_school = kinds[0] if isinstance(kinds[0], bool) else None
+    yield from issues_then(
+        check,
+        SuspensionRecord(
+            source=src,
+            source_record_id=record_id(fmt, "suspension", student, school, start.isoformat(), action_id),
+            student_ref=student,
+            school_id=school,
+            start_date=start,
+            in_school=in_school,
+            school_days=days,
+            end_date=start if days is not None and days <= 1 else None,
         ),
     )

@@ -25,6 +25,10 @@ attendance     school_id (R), date (R), category (R: absent | tardy | early_depa
                excused (true/false), period (class period; omit or null for daily attendance)
 suspension     school_id (R), start_date (R), end_date (inclusive), in_school (true/false).
                Dates only: incident details are refused (element.forbidden).
+calendar       no student_id. school_id (R), school_year (R: "2024-2025"), terms (a list of
+               {name, begin_date, end_date, instructional_days}: every weekday in a term is a
+               school day) and/or days (a list of {date, instructional: true/false}: school days
+               and days off; without terms, the days marked instructional are the calendar)
 =============  =====================================================================================
 
 ``student`` objects are keyed by data-element ids from :mod:`homeroom.catalogue`:
@@ -48,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import IO, Any
 
+from homeroom.calendar import Term, parse_school_year
 from homeroom.catalogue import CATALOGUE, FORBIDDEN
 from services.ingest import codes
 from services.ingest.formats import (
@@ -61,12 +66,14 @@ from services.ingest.formats import (
     ParseOptions,
     file_error,
     issues_then,
+    objects,
     stream_size,
 )
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
 from services.ingest.records import (
     AttendanceCategory,
     AttendanceRecord,
+    CalendarRecord,
     EnrollmentAction,
     EnrollmentRecord,
     ParseItem,
@@ -89,6 +96,7 @@ FIELDS: dict[str, set[str]] = {
     "change_school": _COMMON | {"from_school_id", "to_school_id", "change_date", "grade_level"},
     "attendance": _COMMON | {"school_id", "date", "category", "excused", "period"},
     "suspension": _COMMON | {"school_id", "start_date", "end_date", "in_school"},
+    "calendar": {"type", "id", "school_id", "school_year", "terms", "days"},
 }
 STUDENT_TEXT_ELEMENTS = (
     "student.state_id",
@@ -209,6 +217,9 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
         if key not in allowed:
             _refuse_member(check, rtype, key, v)
     event_id = check.text("id", value.get("id"), max_len=128)
+    if rtype == "calendar":
+        yield from _calendar(check, src, value, event_id, "")
+        return
     student = check.text("student_id", value.get("student_id"), required=True)
     yield from _BUILDERS[rtype](check, src, value, event_id, student or "")
 
@@ -499,6 +510,58 @@ def _suspension(
             start_date=start,
             end_date=end,
             in_school=in_school,
+        ),
+    )
+
+
+def _calendar(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, _sid: str
+) -> Iterator[ParseItem]:
+    school = check.text("school_id", value.get("school_id"), required=True)
+    raw_year = check.text("school_year", value.get("school_year"), required=True)
+    year = parse_school_year(raw_year) if raw_year else None
+    if raw_year and year is None:
+        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+    terms: list[Term] = []
+    for i, t in enumerate(objects(check, value, "terms")):
+        name = check.text(f"terms[{i}].name", t.get("name"), required=True)
+        begin = check.date(f"terms[{i}].begin_date", t.get("begin_date"), required=True)
+        end = check.date(f"terms[{i}].end_date", t.get("end_date"), required=True)
+        declared = t.get("instructional_days")
+        if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int) or declared < 0):
+            check.fail(f"terms[{i}].instructional_days", "schema.type", "instructional_days must be a count.", declared)
+            declared = None
+        for key in t:
+            if key not in ("name", "begin_date", "end_date", "instructional_days"):
+                check.unknown(f"terms[{i}].{key}", t[key], what=" in a calendar term")
+        if begin and end and end < begin:
+            check.fail(f"terms[{i}].end_date", "date.end_before_start", "The term ends before it begins.")
+        if name and begin and end:
+            terms.append(Term(name, begin, end, declared))
+    days: list[tuple[date, bool]] = []
+    for i, d in enumerate(objects(check, value, "days")):
+        day = check.date(f"days[{i}].date", d.get("date"), required=True)
+        instructional = check.boolean(f"days[{i}].instructional", d.get("instructional"), required=True)
+        for key in d:
+            if key not in ("date", "instructional"):
+                check.unknown(f"days[{i}].{key}", d[key], what=" in a calendar day")
+        if day is not None and instructional is not None:
+            days.append((day, instructional))
+    if not terms and not days and check.ok:
+        check.fail("terms", "schema.required", "A calendar needs terms or days.")
+    if not check.ok or school is None or year is None:
+        yield from issues_then(check, None)
+        return
+    rid = record_id(FORMAT, "calendar", event_id) if event_id else record_id(FORMAT, "calendar", school, str(year))
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=rid,
+            school_id=school,
+            school_year=year,
+            sessions=tuple(terms),
+            days=tuple(days),
         ),
     )
 

@@ -1,7 +1,7 @@
 """Ed-Fi ODS/API resource JSON (Data Standard 3+ shapes, ODS/API v5 and later), streamed.
 
-The body is what the API's GET returns (a JSON array of resources) or one resource object.
-The caller names the resource, as in the API path:
+The body is what the API's GET returns (a JSON array of resources) or one resource object,
+such as the API's own example bodies. The caller names the resource, as in the API path:
 
 ==========================================  ================================================
 resource                                    becomes
@@ -21,21 +21,26 @@ studentSchoolAssociations                   EnrollmentRecord: entryDate, entryGr
                                             date is given)
 studentSchoolAttendanceEvents               AttendanceRecord (daily)
 studentSectionAttendanceEvents              AttendanceRecord (period = sectionIdentifier)
+disciplineActions                           SuspensionRecord (suspensions; dates only)
+sessions                                    CalendarRecord: a term of the school year
+calendars, calendarDates                    CalendarRecord: a calendar, a dated entry
 ==========================================  ================================================
 
-``id``, ``_etag``, ``_lastModifiedDate``, ``link`` and the listed bookkeeping members
-(calendar, session and school-year references, primarySchool, repeatGradeIndicator,
-eventDuration, ...) are read past and never stored. Any other top-level member with a value is
-refused (``element.unknown``): e.g. students' birthCity, otherNames, visas, or an attendance
-event's free-text attendanceEventReason. Every string anywhere in a resource is screened for
-Social Security numbers first. Errors name the field as ``[17].entryDate``.
+``id``, ``_etag``, ``_lastModifiedDate``, ``link`` and references (``schoolReference`` ...)
+are structure: read, never reported. Any other member the mapping does not use (students'
+personalTitlePrefix, preferred names, birthCity, visas; an attendance event's free-text
+attendanceEventReason; eventDuration ...) is dropped: its value is screened for Social
+Security numbers, then forgotten, and its name is reported once per submission with its
+count. Errors name the field as ``[17].entryDate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from typing import IO, Any
 
+from homeroom.calendar import Term, parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -48,11 +53,20 @@ from services.ingest.formats import (
     ParseOptions,
     file_error,
     issues_then,
+    objects,
     stream_size,
 )
-from services.ingest.formats._edfi import FORMAT_JSON, attendance_event, identification_code, lep_is_ell
+from services.ingest.formats._edfi import (
+    FORMAT_JSON,
+    attendance_event,
+    identification_code,
+    lep_is_ell,
+    suspension_event,
+)
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
 from services.ingest.records import (
+    CalendarRecord,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     ParseItem,
@@ -139,8 +153,8 @@ def _one(
     _screen(check, value, "")
     if check.ok:
         for key, v in value.items():
-            if key not in known and key not in _META:
-                check.unknown(key, v, what=f" in {name}")
+            if key not in known and key not in _META and not key.endswith("Reference"):
+                check.drop(f"{name}.{key}", v)
     if not check.ok:
         yield from check.errors
         return
@@ -167,16 +181,6 @@ def _ref(value: Mapping[str, Any], ref: str, key: str) -> Any:
 
 def _descriptor(value: Any) -> Any:
     return codes.descriptor_code(value) if isinstance(value, str) else value
-
-
-def _list(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    v = value.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
-        check.fail(key, "schema.type", f"{key} must be a list of objects.", v)
-        return []
-    return v
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -231,7 +235,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
     races: set[str] = set()
     if check.boolean("hispanicLatinoEthnicity", value.get("hispanicLatinoEthnicity")):
         races.add("hispanic_latino")
-    for i, race in enumerate(_list(check, value, "races")):
+    for i, race in enumerate(objects(check, value, "races")):
         code = check.code(
             f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=RACE_ACCEPTED
         )
@@ -248,7 +252,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             )
         else:
             programs["program.ell"] = ell
-    for i, ident in enumerate(_list(check, value, "studentIdentificationCodes")):
+    for i, ident in enumerate(objects(check, value, "studentIdentificationCodes")):
         identification_code(
             check,
             f"studentIdentificationCodes[{i}]",
@@ -256,7 +260,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             ident.get("identificationCode"),
             elements,
         )
-    for i, lang in enumerate(_list(check, value, "languages")):
+    for i, lang in enumerate(objects(check, value, "languages")):
         uses = [
             codes.descriptor_code(str(u.get("languageUseDescriptor", ""))).lower() for u in lang.get("uses", []) or []
         ]
@@ -264,7 +268,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             v = check.text(f"languages[{i}].languageDescriptor", _descriptor(lang.get("languageDescriptor")))
             if v is not None:
                 elements.setdefault("student.home_language", v)
-    for i, addr in enumerate(_list(check, value, "addresses")[:1]):
+    for i, addr in enumerate(objects(check, value, "addresses")[:1]):
         parts = [
             addr.get("streetNumberName"),
             addr.get("apartmentRoomSuiteNumber"),
@@ -276,11 +280,11 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
         v = check.text(f"addresses[{i}]", text, max_len=1000, free_text=True)
         if v is not None:
             elements["student.address"] = v
-    for i, tel in enumerate(_list(check, value, "telephones")[:1]):
+    for i, tel in enumerate(objects(check, value, "telephones")[:1]):
         v = check.text(f"telephones[{i}].telephoneNumber", tel.get("telephoneNumber"))
         if v is not None:
             elements["student.phone"] = v
-    for i, mail in enumerate(_list(check, value, "electronicMails")[:1]):
+    for i, mail in enumerate(objects(check, value, "electronicMails")[:1]):
         v = check.text(f"electronicMails[{i}].electronicMailAddress", mail.get("electronicMailAddress"))
         if v is not None:
             elements["student.email"] = v
@@ -361,6 +365,132 @@ def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator
     )
 
 
+def _school_year(check: Check, value: Any, fallback: date | None) -> int | None:
+    if value is None:
+        return school_year(fallback) if fallback else None
+    year = parse_school_year(str(value))
+    if year is None:
+        check.fail("schoolYear", "schema.invalid", "schoolYear must be a year such as 2022 (for 2021-2022).", value)
+    return year
+
+
+def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+    school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
+    name = check.text("sessionName", value.get("sessionName"), required=True)
+    begin = check.date("beginDate", value.get("beginDate"), required=True)
+    end = check.date("endDate", value.get("endDate"), required=True)
+    year = _school_year(check, _ref(value, "schoolYearTypeReference", "schoolYear"), begin)
+    declared = value.get("totalInstructionalDays")
+    if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
+        check.fail("totalInstructionalDays", "schema.type", "totalInstructionalDays must be a whole number.", declared)
+        declared = None
+    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "session", school, str(year), name),
+            school_id=school,
+            school_year=year,
+            sessions=(Term(name, begin, end, declared),),
+        ),
+    )
+
+
+def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+    school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
+    code = check.text("calendarCode", value.get("calendarCode"), required=True)
+    year = _school_year(check, _ref(value, "schoolYearTypeReference", "schoolYear"), None)
+    if year is None and check.ok:
+        check.fail("schoolYearTypeReference.schoolYear", "schema.required", "The calendar's school year is required.")
+    if school is None or code is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "calendar", school, str(year), code),
+            school_id=school,
+            school_year=year,
+        ),
+    )
+
+
+def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+    school = check.text("calendarReference.schoolId", _ref(value, "calendarReference", "schoolId"), required=True)
+    day = check.date("date", value.get("date"), required=True)
+    year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
+    code = _ref(value, "calendarReference", "calendarCode") or ""
+    events: list[bool] = []
+    for i, event in enumerate(objects(check, value, "calendarEvents")):
+        raw = event.get("calendarEventDescriptor")
+        kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
+        if kind is None:
+            check.fail(
+                f"calendarEvents[{i}].calendarEventDescriptor",
+                "code.unknown",
+                "calendarEventDescriptor must be one of Ed-Fi's calendar events (Instructional day, Holiday, ...).",
+                raw,
+            )
+        else:
+            events.append(kind)
+    if not events and check.ok:
+        check.fail("calendarEvents", "schema.required", "calendarEvents is required but is missing or empty.")
+    if school is None or day is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "calendar-date", school, str(year), str(code), day.isoformat()),
+            school_id=school,
+            school_year=year,
+            days=((day, any(events)),),
+        ),
+    )
+
+
+def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+    kinds = [d.get("disciplineDescriptor") for d in objects(check, value, "disciplines")]
+    results = [codes.edfi_suspension(k) for k in kinds if isinstance(k, str)]
+    suspension = [r for r in results if r != "other"]
+    if results and not suspension:
+        yield Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
+        return
+    student = check.text(
+        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
+    )
+    school = check.text(
+        "responsibilitySchoolReference.schoolId",
+        _ref(value, "responsibilitySchoolReference", "schoolId"),
+        required=True,
+    )
+    start = check.date("disciplineDate", value.get("disciplineDate"), required=True)
+    length = value.get("actualDisciplineActionLength", value.get("disciplineActionLength"))
+    days: float | None = None
+    if length is not None:
+        if isinstance(length, bool) or not isinstance(length, int | float):
+            check.fail("disciplineActionLength", "schema.type", "disciplineActionLength must be a number.", length)
+        else:
+            days = float(length)
+    yield from suspension_event(
+        check,
+        src,
+        FORMAT,
+        kinds=suspension,
+        discipline_field="disciplines",
+        student=student,
+        school=school,
+        start=start,
+        days=days,
+        action_id=str(value.get("disciplineActionIdentifier", "")),
+    )
+
+
 _RESOURCES: dict[str, tuple[_Mapper, frozenset[str]]] = {
     "students": (
         _students,
@@ -372,7 +502,6 @@ _RESOURCES: dict[str, tuple[_Mapper, frozenset[str]]] = {
                 "lastSurname",
                 "birthDate",
                 "birthSexDescriptor",
-                "personReference",
             ]
         ),
     ),
@@ -398,67 +527,31 @@ _RESOURCES: dict[str, tuple[_Mapper, frozenset[str]]] = {
         _ssa,
         frozenset(
             [
-                "studentReference",
-                "schoolReference",
                 "entryDate",
                 "entryGradeLevelDescriptor",
                 "entryTypeDescriptor",
                 "exitWithdrawDate",
                 "exitWithdrawTypeDescriptor",
-                # bookkeeping
-                "schoolYearTypeReference",
-                "classOfSchoolYearTypeReference",
-                "calendarReference",
-                "graduationPlanReference",
-                "primarySchool",
-                "repeatGradeIndicator",
-                "schoolChoiceTransfer",
-                "educationPlans",
-                "alternativeGraduationPlans",
-                "fullTimeEquivalency",
-                "termCompletionIndicator",
-                "enrollmentTypeDescriptor",
-                "entryGradeLevelReasonDescriptor",
-                "nextYearGradeLevelDescriptor",
-                "nextYearSchoolReference",
-                "schoolChoice",
-                "schoolChoiceBasisDescriptor",
             ]
         ),
     ),
-    "studentSchoolAttendanceEvents": (
-        _attendance,
+    "studentSchoolAttendanceEvents": (_attendance, frozenset(["eventDate", "attendanceEventCategoryDescriptor"])),
+    "studentSectionAttendanceEvents": (_attendance, frozenset(["eventDate", "attendanceEventCategoryDescriptor"])),
+    "disciplineActions": (
+        _discipline_actions,
         frozenset(
             [
-                "studentReference",
-                "schoolReference",
-                "eventDate",
-                "attendanceEventCategoryDescriptor",
-                "sessionReference",
-                "educationalEnvironmentDescriptor",
-                "eventDuration",
-                "schoolAttendanceDuration",
-                "arrivalTime",
-                "departureTime",
+                "disciplineActionIdentifier",
+                "disciplines",
+                "disciplineDate",
+                "disciplineActionLength",
+                "actualDisciplineActionLength",
             ]
         ),
     ),
-    "studentSectionAttendanceEvents": (
-        _attendance,
-        frozenset(
-            [
-                "studentReference",
-                "sectionReference",
-                "eventDate",
-                "attendanceEventCategoryDescriptor",
-                "educationalEnvironmentDescriptor",
-                "eventDuration",
-                "sectionAttendanceDuration",
-                "arrivalTime",
-                "departureTime",
-            ]
-        ),
-    ),
+    "sessions": (_sessions, frozenset(["sessionName", "beginDate", "endDate", "totalInstructionalDays"])),
+    "calendars": (_calendars, frozenset(["calendarCode"])),
+    "calendarDates": (_calendar_dates, frozenset(["date", "calendarEvents"])),
 }
 
 RESOURCES = frozenset(_RESOURCES)

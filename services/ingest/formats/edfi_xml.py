@@ -1,57 +1,64 @@
-"""Ed-Fi XML interchange files (the bulk-load format, and what inBloom ingested), streamed.
+"""Ed-Fi XML interchange files (the bulk-load format), Data Standard 2.0 through 5.x, streamed.
 
 Parsed with ``defusedxml`` iterparse: DTDs, entity declarations and external references are
 refused (``xml.forbidden``: billion laughs, XXE), and each record element is handled when it
 closes and then removed from the tree, so memory stays flat however long the file is.
-Namespaces are ignored (Ed-Fi 1.x ``http://ed-fi.org/0100`` through 5.x all read the same);
-both the nested Data Standard 1/2 shapes (``Name/FirstName``, ``BirthData/BirthDate``,
-``StudentUniqueStateId``) and the flat 3+ shapes (``FirstName``, ``BirthDate``,
-``StudentUniqueId``) are understood.
+Namespaces are ignored (``http://ed-fi.org/0200`` through ``http://ed-fi.org/5.2.0`` read the
+same). The shapes of every version are understood: Data Standard 2.0 keeps demographics on
+``Student`` and writes descriptors as ``<X><CodeValue>..</CodeValue></X>``; 3.x-5.x move them
+to ``StudentEducationOrganizationAssociation`` and write descriptor URIs
+(``uri://ed-fi.org/SexDescriptor#Female``); every version wraps an attendance event's date,
+category and reason in ``<AttendanceEvent>``.
 
-=====================================  =========================================================
-interchange: record element            becomes
-=====================================  =========================================================
-EducationOrganization: School          SchoolRecord (SchoolId / StateOrganizationId)
-EducationOrganization: LocalEducation  SchoolRecord(org_type=district)
-Agency
-Student: Student                       StudentRecord (names, birth date, sex, race, ELL, FRL,
-                                       504, home language, contact, state/district ids)
-StudentEnrollment:                     EnrollmentRecord (enroll, or withdraw when an exit date
-StudentSchoolAssociation               is given; grade, entry type, exit code)
-StudentEnrollment:                     EnrollmentRecord with class_ref (section enrollment)
-StudentSectionAssociation
-StudentEnrollment: StudentEducation    partial StudentRecord (demographics and ids, DS 3+)
-OrganizationAssociation
-StudentAttendance:                     AttendanceRecord (daily)
-StudentSchoolAttendanceEvent
-StudentAttendance:                     AttendanceRecord (period = the section identifier)
-StudentSectionAttendanceEvent
-StudentDiscipline: DisciplineAction    SuspensionRecord when the action is a suspension;
-                                       other actions: discipline.not_suspension
-StudentDiscipline: DisciplineIncident  refused: element.forbidden (incident details)
-and its associations
-=====================================  =========================================================
+===========================================  =================================================
+interchange: record                          becomes
+===========================================  =================================================
+EducationOrganization: School, LEA           SchoolRecord (school / district)
+EducationOrgCalendar: Session                CalendarRecord: a term (weekdays instructional)
+EducationOrgCalendar: Calendar, CalendarDate CalendarRecord: the calendar, a dated entry
+MasterSchedule: Section                      SectionRecord (checked against the district)
+Student: Student                             StudentRecord (names, birth date, birth sex; 2.0:
+                                             demographics, ids, programs, contact details)
+StudentEnrollment: StudentSchoolAssociation  EnrollmentRecord (enroll / withdraw)
+StudentEnrollment: StudentSectionAssociation EnrollmentRecord with class_ref
+StudentEnrollment: StudentEducation          partial StudentRecord (demographics, ids,
+OrganizationAssociation                      English proficiency, contact details)
+StudentProgram: program associations         partial StudentRecord: program flags (IEP, 504,
+                                             English learner, free/reduced lunch)
+StudentAttendance: school / section events   AttendanceRecord (daily / class period)
+StudentDiscipline: DisciplineAction          SuspensionRecord (dates only)
+StudentDiscipline: incidents and a           refused: element.forbidden (incident details)
+student's part in them
+===========================================  =================================================
 
-Any other record element in a student interchange is refused (``record.type_unknown``); in the
-education-organization interchange other elements (courses, programs, locations) are skipped.
-Inside a record, an element that is neither mapped nor listed as bookkeeping is refused
-(``element.unknown``) when it holds anything: inBloom took LearningStyles, Disabilities with
-diagnoses, ProfileThumbnail and OldEthnicity; Homeroom does not.
+Everything else is read past without being kept: inside a record, an element that maps to
+no catalogue element is dropped (its name reported once per submission, its value never
+kept); a record Homeroom takes nothing from (a Contact, Person, Course, a program it does not
+collect, a discipline action that is not a suspension) is skipped and counted; an interchange
+Homeroom does not use (Contact, Parent, StudentGrade, Finance ...) is counted and skipped with
+one notice, its records never parsed for content. ``*Reference`` elements and identifiers are
+structure: read, never reported. Every value of a record is screened for Social Security
+numbers before anything else, dropped or kept.
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import date
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 import defusedxml
 import defusedxml.ElementTree as DET
 
+from homeroom.calendar import Term, parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
     GRADES_ACCEPTED,
+    ORG_POLICY,
     RACE_ACCEPTED,
     SEX_ACCEPTED,
     Check,
@@ -66,27 +73,45 @@ from services.ingest.formats._edfi import (
     FORMAT_XML,
     INCIDENT_REASON,
     INCIDENT_RECORDS,
+    PROGRAM_ASSOCIATIONS,
     attendance_event,
     frl_eligible,
     identification_code,
     lep_is_ell,
     program_element,
+    suspension_event,
 )
 from services.ingest.records import (
+    CalendarRecord,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
     ParseItem,
     RecordError,
     SchoolRecord,
+    SectionRecord,
     Source,
     StudentRecord,
-    SuspensionRecord,
     record_id,
 )
 
 FORMAT = FORMAT_XML
 _LINE = " line"  # attribute key that cannot clash with a real XML attribute name
+
+# Interchanges Homeroom reads; any other is counted and skipped with one notice.
+USED_INTERCHANGES = frozenset(
+    [
+        "InterchangeEducationOrganization",
+        "InterchangeEducationOrgCalendar",
+        "InterchangeMasterSchedule",
+        "InterchangeStudent",
+        "InterchangeStudentEnrollment",
+        "InterchangeStudentProgram",
+        "InterchangeStudentAttendance",
+        "InterchangeStudentDiscipline",
+    ]
+)
 
 
 class _LineBuilder(TreeBuilder):
@@ -117,7 +142,7 @@ class _LineBuilder(TreeBuilder):
 def parse_edfi_xml(
     stream: IO[bytes], *, file: str = "interchange.xml", opts: ParseOptions = DEFAULT_OPTIONS
 ) -> Iterator[ParseItem]:
-    """Yield records, errors and warnings from one Ed-Fi XML interchange file, in document order."""
+    """Yield records, errors, warnings and drops from one Ed-Fi XML interchange, in document order."""
     counter = Counter(file, opts, stream_size(stream))
     reader = CountingReader(stream)
     builder = _LineBuilder()
@@ -125,6 +150,7 @@ def parse_edfi_xml(
     expat = parser.parser
     builder.line = lambda: int(expat.CurrentLineNumber)
     interchange = ""
+    unused: Tally[str] = Tally()
     try:
         for _event, elem in DET.iterparse(reader, events=("end",), parser=parser):
             if elem.get(_LINE) is None:
@@ -136,7 +162,10 @@ def parse_edfi_xml(
                     yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
                     counter.done(reader.bytes_read)
                     return
-            yield from _record(elem, interchange, file, opts)
+            if interchange in USED_INTERCHANGES:
+                yield from _record(elem, interchange, file, opts)
+            else:
+                unused[elem.tag] += 1
             counter.row(lambda: reader.bytes_read)
             if root is not None:
                 root.clear()
@@ -160,21 +189,35 @@ def parse_edfi_xml(
     else:
         if builder.root is not None and not builder.root.tag.startswith("Interchange"):
             yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+    if unused:
+        # One notice for the whole interchange: Homeroom takes nothing from it.
+        yield Dropped(file, 0, record=interchange, count=sum(unused.values()))
     counter.done(reader.bytes_read)
 
 
-# --- helpers ----------------------------------------------------------------------------------
+# --- reading values ------------------------------------------------------------------------------
+
+
+def _value(elem: Element | None) -> str | None:
+    """An element's value: a DS 2.0 descriptor's CodeValue, else its own text."""
+    if elem is None:
+        return None
+    code = elem.find("CodeValue")
+    if code is not None:
+        elem = code
+    text = (elem.text or "").strip()
+    if not text and len(elem):
+        text = "".join(elem.itertext()).strip()
+    return text or None
 
 
 def _text(elem: Element | None, *paths: str) -> str | None:
     if elem is None:
         return None
     for path in paths:
-        found = elem.find(path)
-        if found is not None:
-            t = "".join(found.itertext()).strip()
-            if t:
-                return t
+        found = _value(elem.find(path))
+        if found:
+            return found
     return None
 
 
@@ -185,35 +228,31 @@ def _content(elem: Element) -> str:
 
 
 def _student_ref(elem: Element) -> str | None:
-    ref = elem.find("StudentReference")
-    return _text(ref, ".//StudentUniqueId", ".//StudentUniqueStateId")
+    return _text(elem.find("StudentReference"), ".//StudentUniqueId", ".//StudentUniqueStateId")
 
 
 def _school_ref(elem: Element, *names: str) -> str | None:
     for name in names:
-        ref = elem.find(name)
-        found = _text(ref, ".//SchoolId", ".//StateOrganizationId", ".//EducationOrganizationId")
+        found = _text(elem.find(name), ".//SchoolId", ".//StateOrganizationId", ".//EducationOrganizationId")
         if found:
             return found
     return None
 
 
-def _refused_early(check: Check, elem: Element, known: frozenset[str]) -> bool:
-    """SSNs anywhere and unknown elements: the record is refused before anything is mapped."""
-    _screen_all(check, elem, elem.tag)
-    if check.ok:
-        _unknown_children(check, elem, known, elem.tag)
-    return not check.ok
+def _is_structure(tag: str) -> bool:
+    """References and lookups locate other records: read, never reported as dropped."""
+    return tag.endswith(("Reference", "Identity", "Lookup"))
 
 
-def _unknown_children(check: Check, elem: Element, known: frozenset[str], path: str) -> None:
+def _drop_rest(check: Check, elem: Element, kept: frozenset[str], path: str) -> None:
+    """Every child not kept (and not structure) is dropped under its path."""
     for child in elem:
-        if child.tag not in known:
-            check.unknown(f"{path}/{child.tag}", _content(child), what=f" in {path}")
+        if child.tag not in kept and not _is_structure(child.tag):
+            check.drop(f"{path}/{child.tag}", _content(child))
 
 
 def _screen_all(check: Check, elem: Element, path: str) -> None:
-    """Every value in the record is screened for SSNs, mapped or not."""
+    """Every value in the record is screened for SSNs, kept, dropped or structure."""
     text = elem.text
     if text and not text.isspace() and not check.forbid_ssn_field(path, text):
         check.screen(path, text.strip())
@@ -224,7 +263,16 @@ def _screen_all(check: Check, elem: Element, path: str) -> None:
         _screen_all(check, child, f"{path}/{child.tag}")
 
 
-# --- records ----------------------------------------------------------------------------------
+def _school_year(check: Check, text: str | None, fallback: date | None) -> int | None:
+    if text:
+        year = parse_school_year(text)
+        if year is None:
+            check.fail("SchoolYear", "schema.invalid", "SchoolYear must be written 2021-2022 (or 2022).", text)
+        return year
+    return school_year(fallback) if fallback is not None else None
+
+
+# --- records --------------------------------------------------------------------------------------
 
 _Mapper = Callable[[Element, Source, Check], Iterator[ParseItem]]
 
@@ -232,108 +280,106 @@ _Mapper = Callable[[Element, Source, Check], Iterator[ParseItem]]
 def _record(elem: Element, interchange: str, file: str, opts: ParseOptions) -> Iterator[ParseItem]:
     line = int(elem.attrib.pop(_LINE, "0"))
     src = Source(FORMAT, file, line, elem.tag)
-    check = Check(src, "", opts)
     tag = elem.tag
+    # Records about organisations carry nine-digit organisation codes, never a person's number.
+    check = Check(src, "", replace(opts, screening=ORG_POLICY) if tag in _ORGANISATION_RECORDS else opts)
     if tag in INCIDENT_RECORDS:
         check.forbidden(tag, "discipline.incident_details", INCIDENT_REASON)
         yield from check.errors
         return
     mapper = _MAPPERS.get(tag)
     if mapper is None:
-        if interchange == "InterchangeEducationOrganization":
-            return
-        check.fail(
-            tag,
-            "record.type_unknown",
-            f"Homeroom does not take {tag} records from {interchange or 'an interchange'}.",
-            vclass="record",
-        )
+        # A record of a used interchange that holds nothing Homeroom collects (Contact, Person,
+        # Course, GradingPeriod, another program ...): skipped and counted, never parsed.
+        yield Dropped(file, line, record=tag)
+        return
+    _screen_all(check, elem, tag)
+    if not check.ok:
         yield from check.errors
         return
     yield from mapper(elem, src, check)
 
 
-_STUDENT_KNOWN = frozenset(
+# Student and StudentEducationOrganizationAssociation: what maps to catalogue elements.
+_PERSON_KEPT = frozenset(
     [
         "StudentUniqueId",
         "StudentUniqueStateId",
-        "StudentIdentificationCode",
         "Name",
         "FirstName",
         "MiddleName",
         "LastSurname",
-        "Sex",
-        "BirthSex",
         "BirthData",
         "BirthDate",
-        "Address",
-        "Telephone",
-        "ElectronicMail",
+        "Sex",
+        "BirthSex",
+        "StudentIdentificationCode",
         "HispanicLatinoEthnicity",
         "Race",
         "LimitedEnglishProficiency",
-        "HomeLanguages",
-        "Language",
-        "Section504Disabilities",
         "SchoolFoodServicesEligibility",
+        "Language",
+        "HomeLanguages",
+        "ProgramParticipation",
         "ProgramParticipations",
-        "PersonReference",
-        "StudentReference",
-        "EducationOrganizationReference",
+        "StudentCharacteristic",
+        "Address",
+        "Telephone",
+        "ElectronicMail",
+        "Responsibility",  # DS 2.0 association bookkeeping
     ]
 )
+_NAME_KEPT = frozenset(["FirstName", "MiddleName", "LastSurname"])
+_BIRTH_KEPT = frozenset(["BirthDate", "BirthSex"])
 _ADDRESS_PARTS = ("StreetNumberName", "ApartmentRoomSuiteNumber", "City", "StateAbbreviation", "PostalCode")
-_ADDRESS_OTHER = frozenset(
-    [
-        "BuildingSiteNumber",
-        "NameOfCounty",
-        "CountyFIPSCode",
-        "CountryCode",
-        "Country",
-        "Latitude",
-        "Longitude",
-        "OpenDate",
-        "CloseDate",
-        "AddressType",
-        "Period",
-        "DoNotPublishIndicator",
-        "CongressionalDistrict",
-        "Locale",
-    ]
-)
+
+
+def _first_kept(check: Check, elems: list[Element], path: str, kept: frozenset[str]) -> Element | None:
+    """The first of repeated contact elements is kept (its other parts dropped); the rest dropped."""
+    for extra in elems[1:]:
+        check.drop(path, _content(extra))
+    if elems:
+        _drop_rest(check, elems[0], kept, path)
+        return elems[0]
+    return None
 
 
 def _person_elements(elem: Element, check: Check, elements: dict[str, str], programs: dict[str, bool]) -> None:
-    """Student and StudentEducationOrganizationAssociation content (everything but the key)."""
+    tag = elem.tag
+    _drop_rest(check, elem, _PERSON_KEPT, tag)
     name = elem.find("Name")
     if name is not None:
-        _unknown_children(check, name, frozenset(["FirstName", "MiddleName", "LastSurname"]), "Name")
-    for tag, element, required in (
-        ("FirstName", "student.first_name", False),
-        ("MiddleName", "student.middle_name", False),
-        ("LastSurname", "student.last_name", False),
+        _drop_rest(check, name, _NAME_KEPT, f"{tag}/Name")
+    for part, element in (
+        ("FirstName", "student.first_name"),
+        ("MiddleName", "student.middle_name"),
+        ("LastSurname", "student.last_name"),
     ):
-        v = check.text(tag, _text(elem, tag, f"Name/{tag}"), required=required)
+        v = check.text(part, _text(elem, part, f"Name/{part}"))
         if v is not None:
             elements[element] = v
     birth = elem.find("BirthData")
     if birth is not None:
-        _unknown_children(check, birth, frozenset(["BirthDate"]), "BirthData")
+        _drop_rest(check, birth, _BIRTH_KEPT, f"{tag}/BirthData")
     d = check.date("BirthDate", _text(elem, "BirthDate", "BirthData/BirthDate"))
     if d is not None:
         elements["student.birth_date"] = d.isoformat()
-    sex = _text(elem, "Sex", "BirthSex", "SexDescriptor")
+    sex = _text(elem, "Sex", "BirthSex", "BirthData/BirthSex")
     if sex is not None:
         code = check.code("Sex", sex, codes.normalise_sex, accepted=SEX_ACCEPTED)
         if code is not None:
             elements["student.sex"] = code
     for ident in elem.findall("StudentIdentificationCode"):
-        system = ident.get("IdentificationSystem") or _text(ident, "StudentIdentificationSystem")
-        _unknown_children(
+        system = (
+            ident.get("IdentificationSystem")
+            or _text(ident, "StudentIdentificationSystem")
+            or _text(ident, "StudentIdentificationSystemDescriptor")
+        )
+        _drop_rest(
             check,
             ident,
             frozenset(["IdentificationCode", "StudentIdentificationSystem", "AssigningOrganizationIdentificationCode"]),
-            "StudentIdentificationCode",
+            f"{tag}/StudentIdentificationCode",
         )
         identification_code(check, "StudentIdentificationCode", system, _text(ident, "IdentificationCode"), elements)
     races: set[str] = set()
@@ -341,8 +387,8 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
     if hisp is not None and check.boolean("HispanicLatinoEthnicity", hisp):
         races.add("hispanic_latino")
     for race in elem.findall("Race"):
-        for cat in list(race) or [race]:
-            t = "".join(cat.itertext()).strip()
+        for cat in [c for c in race if c.tag != "Namespace"] or [race]:
+            t = _value(cat)
             if t:
                 code = check.code("Race", t, codes.normalise_race, accepted=RACE_ACCEPTED)
                 if code:
@@ -359,48 +405,55 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
     frl = _text(elem, "SchoolFoodServicesEligibility")
     if frl is not None:
         eligible = frl_eligible(frl)
-        if eligible is None:
-            check.warn("SchoolFoodServicesEligibility", "code.unknown", "SchoolFoodServicesEligibility is not known.")
-        else:
+        if eligible is not None:
             programs["program.free_reduced_lunch"] = eligible
-    disabilities_504 = elem.find("Section504Disabilities")
-    if disabilities_504 is not None and _content(disabilities_504):
-        programs["program.section_504"] = True
-    for part in elem.findall("ProgramParticipations"):
-        program = _text(part, "Program")
-        flag = program_element(program or "")
-        if flag is None:
-            check.unknown("ProgramParticipations/Program", program or _content(part), what=" as a program")
+    for characteristic in elem.findall("StudentCharacteristic"):
+        value = _text(characteristic, "StudentCharacteristic", "CodeValue") or _value(characteristic) or ""
+        if codes.match_key(codes.descriptor_code(value)) in ("section504handicapped", "section504"):
+            programs["program.section_504"] = True
         else:
-            programs[flag] = True
-    lang = _text(elem, "HomeLanguages/Language", "Language/Language", "Language")
-    if lang is not None:
-        v = check.text("HomeLanguages", codes.descriptor_code(lang))
-        if v is not None:
-            elements["student.home_language"] = v
-    address = elem.find("Address")
+            check.drop(f"{tag}/StudentCharacteristic", value)
+    for participation in [*elem.findall("ProgramParticipation"), *elem.findall("ProgramParticipations")]:
+        program = _text(participation, "ProgramType", "Program") or ""
+        flag = program_element(program)
+        if flag is None:
+            check.drop(f"{tag}/ProgramParticipation", _content(participation))
+        else:
+            programs[flag] = _text(participation, "EndDate") is None
+    languages = [*elem.findall("Language"), *elem.findall("HomeLanguages")]
+    for lang in languages:
+        uses = [
+            codes.match_key(codes.descriptor_code(_value(u) or ""))
+            for u in lang.iter()
+            if u.tag in ("Use", "LanguageUse")
+        ]
+        code = _text(lang, "Language", "LanguageDescriptor") or _value(lang)
+        if code and (not uses or any("home" in u for u in uses)):
+            v = check.text("Language", codes.descriptor_code(code))
+            if v is not None:
+                elements.setdefault("student.home_language", v)
+        elif code:
+            check.drop(f"{tag}/Language", code)
+    address = _first_kept(check, elem.findall("Address"), f"{tag}/Address", frozenset(_ADDRESS_PARTS))
     if address is not None:
-        _unknown_children(check, address, frozenset(_ADDRESS_PARTS) | _ADDRESS_OTHER, "Address")
         parts = [_text(address, p) for p in _ADDRESS_PARTS]
-        v = check.text("Address", ", ".join(p for p in parts if p), max_len=1000, free_text=True)
+        v = check.text("Address", ", ".join(codes.descriptor_code(p) for p in parts if p), max_len=1000, free_text=True)
         if v is not None:
             elements["student.address"] = v
-    phone = _text(elem, "Telephone/TelephoneNumber")
-    if phone is not None:
-        v = check.text("Telephone/TelephoneNumber", phone)
+    phone = _first_kept(check, elem.findall("Telephone"), f"{tag}/Telephone", frozenset(["TelephoneNumber"]))
+    if phone is not None and (number := _text(phone, "TelephoneNumber")) is not None:
+        v = check.text("Telephone/TelephoneNumber", number)
         if v is not None:
             elements["student.phone"] = v
-    email = _text(elem, "ElectronicMail/EmailAddress", "ElectronicMail/ElectronicMailAddress")
-    if email is not None:
-        v = check.text("ElectronicMail", email)
+    mail_kept = frozenset(["ElectronicMailAddress", "EmailAddress"])
+    mail = _first_kept(check, elem.findall("ElectronicMail"), f"{tag}/ElectronicMail", mail_kept)
+    if mail is not None and (address_text := _text(mail, "ElectronicMailAddress", "EmailAddress")) is not None:
+        v = check.text("ElectronicMail", address_text)
         if v is not None:
             elements["student.email"] = v
 
 
 def _student(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _STUDENT_KNOWN):
-        yield from check.errors
-        return
     key = check.text("StudentUniqueId", _text(elem, "StudentUniqueId", "StudentUniqueStateId"), required=True)
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
@@ -422,9 +475,6 @@ def _student(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
 
 
 def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _STUDENT_KNOWN):
-        yield from check.errors
-        return
     key = check.text("StudentReference", _student_ref(elem), required=True)
     org = _text(elem.find("EducationOrganizationReference"), ".//EducationOrganizationId") or ""
     elements: dict[str, str] = {}
@@ -445,43 +495,13 @@ def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     )
 
 
-_SSA_KNOWN = frozenset(
-    [
-        "StudentReference",
-        "SchoolReference",
-        "EducationalOrgReference",
-        "EntryDate",
-        "EntryGradeLevel",
-        "EntryType",
-        "ExitWithdrawDate",
-        "ExitWithdrawType",
-        # bookkeeping about the enrollment itself: read past, never stored
-        "SchoolYear",
-        "ClassOfSchoolYear",
-        "RepeatGradeIndicator",
-        "PrimarySchool",
-        "SchoolChoiceTransfer",
-        "GraduationPlanReference",
-        "CalendarReference",
-        "EducationPlans",
-        "EducationPlan",
-        "FullTimeEquivalency",
-        "TermCompletionIndicator",
-        "EnrollmentType",
-        "EntryGradeLevelReason",
-        "NextYearGradeLevel",
-        "NextYearSchoolReference",
-        "AlternativeGraduationPlanReference",
-        "SchoolChoice",
-        "SchoolChoiceBasis",
-    ]
+_SSA_KEPT = frozenset(
+    ["EntryDate", "EntryGradeLevel", "EntryType", "ExitWithdrawDate", "ExitWithdrawType", "SchoolYear"]
 )
 
 
 def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _SSA_KNOWN):
-        yield from check.errors
-        return
+    _drop_rest(check, elem, _SSA_KEPT, elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
         "SchoolReference/SchoolId", _school_ref(elem, "SchoolReference", "EducationalOrgReference"), required=True
@@ -524,15 +544,8 @@ def _section(elem: Element) -> tuple[str | None, str | None]:
     return school, section
 
 
-_SECTION_ASSOC_KNOWN = frozenset(
-    ["StudentReference", "SectionReference", "BeginDate", "EndDate", "HomeroomIndicator", "RepeatIdentifier"]
-)
-
-
 def _section_assoc(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _SECTION_ASSOC_KNOWN):
-        yield from check.errors
-        return
+    _drop_rest(check, elem, frozenset(["BeginDate", "EndDate"]), elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school_raw, section_raw = _section(elem)
     school = check.text("SectionReference/SchoolId", school_raw, required=True)
@@ -557,38 +570,28 @@ def _section_assoc(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
     )
 
 
-_ATTENDANCE_KNOWN = frozenset(
-    [
-        "StudentReference",
-        "SchoolReference",
-        "SectionReference",
-        "SessionReference",
-        "EventDate",
-        "AttendanceEventCategory",
-        "EducationalEnvironment",
-        "EventDuration",
-        "SchoolAttendanceDuration",
-        "SectionAttendanceDuration",
-        "ArrivalTime",
-        "DepartureTime",
-    ]
-)
+_EVENT_KEPT = frozenset(["EventDate", "AttendanceEventCategory"])
 
 
 def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _ATTENDANCE_KNOWN):
-        yield from check.errors
-        return
+    tag = elem.tag
+    wrapper = elem.find("AttendanceEvent")  # every Data Standard from 2.0 on; 1.x had none
+    event = wrapper if wrapper is not None else elem
+    if wrapper is not None:
+        _drop_rest(check, elem, frozenset(["AttendanceEvent"]), tag)
+        _drop_rest(check, wrapper, _EVENT_KEPT, f"{tag}/AttendanceEvent")
+    else:
+        _drop_rest(check, elem, _EVENT_KEPT, tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     period: str | None = None
-    if elem.tag == "StudentSectionAttendanceEvent":
+    if tag == "StudentSectionAttendanceEvent":
         school_raw, section_raw = _section(elem)
         period = check.text("SectionReference/SectionIdentifier", section_raw, required=True)
     else:
         school_raw = _school_ref(elem, "SchoolReference")
     school = check.text("SchoolReference/SchoolId", school_raw, required=True)
-    day = check.date("EventDate", _text(elem, "EventDate"), required=True)
-    raw = check.text("AttendanceEventCategory", _text(elem, "AttendanceEventCategory"), required=True)
+    day = check.date("EventDate", _text(event, "EventDate"), required=True)
+    raw = check.text("AttendanceEventCategory", _text(event, "AttendanceEventCategory"), required=True)
     yield from attendance_event(
         check,
         src,
@@ -602,7 +605,7 @@ def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]
     )
 
 
-_DISCIPLINE_KNOWN = frozenset(
+_DISCIPLINE_KEPT = frozenset(
     [
         "DisciplineActionIdentifier",
         "Discipline",
@@ -610,26 +613,19 @@ _DISCIPLINE_KNOWN = frozenset(
         "DisciplineDate",
         "DisciplineActionLength",
         "ActualDisciplineActionLength",
-        "StudentReference",
-        "ResponsibilitySchoolReference",
-        "AssignmentSchoolReference",
-        "DisciplineIncidentReference",
-        "StudentDisciplineIncidentAssociationReference",
-        "StudentDisciplineIncidentBehaviorAssociationReference",
-        "StaffReference",
     ]
 )
 
 
 def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    if _refused_early(check, elem, _DISCIPLINE_KNOWN):
-        yield from check.errors
-        return
-    kinds = [
-        "".join(d.itertext()).strip() for d in elem.iter() if d.tag in ("Discipline", "CodeValue", "ShortDescription")
-    ]
+    kinds = [_value(d) or "" for d in [*elem.findall("Discipline"), *elem.findall("Disciplines")]]
     results = [codes.edfi_suspension(k) for k in kinds if k]
     suspension = [r for r in results if r != "other"]
+    if results and not suspension:
+        # Detention, expulsion, community service ...: Homeroom collects suspension dates only.
+        yield Dropped(src.file, src.line, record="DisciplineAction (not a suspension)")
+        return
+    _drop_rest(check, elem, _DISCIPLINE_KEPT, elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
         "ResponsibilitySchoolReference/SchoolId",
@@ -646,34 +642,71 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
             check.fail(
                 "DisciplineActionLength", "schema.type", "DisciplineActionLength must be a number of days.", length
             )
-    if not suspension:
-        check.fail(
-            "Discipline",
-            "discipline.not_suspension",
-            "Only suspensions are accepted from discipline data (dates only); this action is not a suspension.",
-            vclass="code",
-        )
-    if student is None or school is None or start is None or not check.ok:
+    yield from suspension_event(
+        check,
+        src,
+        FORMAT,
+        kinds=suspension,
+        discipline_field="Discipline",
+        student=student,
+        school=school,
+        start=start,
+        days=days,
+        action_id=_text(elem, "DisciplineActionIdentifier") or "",
+    )
+
+
+_PROGRAM_KEPT = frozenset(["BeginDate", "EndDate", "SchoolFoodServiceProgramService", "SchoolFoodServicesEligibility"])
+
+
+def _program_association(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    tag = elem.tag
+    flag = PROGRAM_ASSOCIATIONS.get(tag)
+    program = _text(elem.find("ProgramReference"), ".//ProgramType", ".//ProgramName", ".//ProgramTypeDescriptor")
+    if flag is None:
+        flag = program_element(program or "")
+    if flag is None:
+        # CTE, migrant, homeless, gifted ...: no catalogue element, the association is skipped.
+        yield Dropped(src.file, src.line, record=f"{tag} ({codes.descriptor_code(program or 'unnamed program')})")
+        return
+    _drop_rest(check, elem, _PROGRAM_KEPT, tag)
+    student = check.text("StudentReference", _student_ref(elem), required=True)
+    begin = check.date("BeginDate", _text(elem, "BeginDate"))
+    end = check.date("EndDate", _text(elem, "EndDate"))
+    value: bool | None = end is None  # an association that has ended no longer sets the flag
+    if flag == "program.free_reduced_lunch":
+        services = [
+            _value(s) or "" for s in elem.iter() if s.tag in ("SchoolFoodServiceProgramService",) and not len(s)
+        ]
+        services += [v for v in [_text(elem, "SchoolFoodServicesEligibility")] if v]
+        found = [frl_eligible(s) for s in services]
+        known = [f for f in found if f is not None]
+        value = (any(known) and end is None) if known else None
+    if student is None or not check.ok:
         yield from check.errors
         return
-    in_school = suspension[0] if isinstance(suspension[0], bool) else None
+    if value is None:
+        yield Dropped(src.file, src.line, record=f"{tag} (no eligibility given)")
+        return
     yield from issues_then(
         check,
-        SuspensionRecord(
+        StudentRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "suspension", student, school, start.isoformat()),
+            source_record_id=record_id(FORMAT, "program", student, flag, begin.isoformat() if begin else ""),
             student_ref=student,
-            school_id=school,
-            start_date=start,
-            in_school=in_school,
-            school_days=days,
-            end_date=start if days is not None and days <= 1 else None,
+            programs={flag: value},
         ),
     )
 
 
 def _school(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     district = elem.tag == "LocalEducationAgency"
+    _drop_rest(
+        check,
+        elem,
+        frozenset(["SchoolId", "LocalEducationAgencyId", "StateOrganizationId", "NameOfInstitution", "GradeLevel"]),
+        elem.tag,
+    )
     ident = check.text(
         "SchoolId",
         _text(elem, "LocalEducationAgencyId" if district else "SchoolId", "StateOrganizationId"),
@@ -683,22 +716,155 @@ def _school(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     parent = _text(elem.find("LocalEducationAgencyReference"), ".//LocalEducationAgencyId", ".//StateOrganizationId")
     grades: list[str] = []
     for g in elem.iter("GradeLevel"):
-        code = codes.normalise_grade("".join(g.itertext()).strip())
+        if len(g) and g.find("CodeValue") is None:
+            continue  # a DS 3+ wrapper: its inner GradeLevel is read on its own
+        code = codes.normalise_grade(_value(g) or "")
         if code:
             grades.append(code)
     if ident is None or not check.ok:
         yield from check.errors
         return
-    yield SchoolRecord(
-        source=src,
-        source_record_id=record_id(FORMAT, "lea" if district else "school", ident),
-        school_id=ident,
-        org_type=OrgType.DISTRICT if district else OrgType.SCHOOL,
-        name=name,
-        parent_ref=None if district else parent,
-        grades=tuple(dict.fromkeys(grades)),
+    yield from issues_then(
+        check,
+        SchoolRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "lea" if district else "school", ident),
+            school_id=ident,
+            org_type=OrgType.DISTRICT if district else OrgType.SCHOOL,
+            name=name,
+            parent_ref=None if district else parent,
+            grades=tuple(dict.fromkeys(grades)),
+        ),
     )
 
+
+def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    _drop_rest(check, elem, frozenset(["SectionIdentifier", "UniqueSectionCode"]), elem.tag)
+    school = check.text(
+        "SchoolReference/SchoolId",
+        _school_ref(elem, "SchoolReference", "LocationSchoolReference")
+        or _text(elem.find("CourseOfferingReference"), ".//SchoolId"),
+        required=True,
+    )
+    section = check.text("SectionIdentifier", _text(elem, "SectionIdentifier", "UniqueSectionCode"), required=True)
+    if school is None or section is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        SectionRecord(
+            source=src,
+            source_record_id=record_id(
+                FORMAT,
+                "section-of",
+                school,
+                section,
+                _text(elem, ".//LocalCourseCode") or "",
+                _text(elem, ".//SessionName") or "",
+                _text(elem, ".//SchoolYear") or "",
+            ),
+            school_id=school,
+            section_id=section,
+        ),
+    )
+
+
+def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    kept = frozenset(["SessionName", "SchoolYear", "BeginDate", "EndDate", "TotalInstructionalDays"])
+    _drop_rest(check, elem, kept, elem.tag)
+    school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
+    name = check.text("SessionName", _text(elem, "SessionName"), required=True)
+    begin = check.date("BeginDate", _text(elem, "BeginDate"), required=True)
+    end = check.date("EndDate", _text(elem, "EndDate"), required=True)
+    year = _school_year(check, _text(elem, "SchoolYear"), begin)
+    declared: int | None = None
+    total = _text(elem, "TotalInstructionalDays")
+    if total is not None:
+        if total.isdigit():
+            declared = int(total)
+        else:
+            check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)
+    if begin and end and end < begin:
+        check.fail("EndDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
+    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "session", school, str(year), name),
+            school_id=school,
+            school_year=year,
+            sessions=(Term(name, begin, end, declared),),
+        ),
+    )
+
+
+def _calendar(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    _drop_rest(check, elem, frozenset(["CalendarCode", "SchoolYear", "CalendarType"]), elem.tag)
+    school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
+    code = check.text("CalendarCode", _text(elem, "CalendarCode"), required=True)
+    year = _school_year(check, _text(elem, "SchoolYear"), None)
+    if year is None and check.ok:
+        check.fail("SchoolYear", "schema.required", "SchoolYear is required but is missing or empty.")
+    if school is None or code is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "calendar", school, str(year), code),
+            school_id=school,
+            school_year=year,
+        ),
+    )
+
+
+def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    _drop_rest(check, elem, frozenset(["Date", "CalendarEvent"]), elem.tag)
+    ref = elem.find("CalendarReference")
+    school = check.text(
+        "CalendarReference/SchoolId",
+        _text(ref, ".//SchoolId") or _school_ref(elem, "SchoolReference"),
+        required=True,
+    )
+    day = check.date("Date", _text(elem, "Date"), required=True)
+    year = _school_year(check, _text(ref, ".//SchoolYear"), day)
+    code = _text(ref, ".//CalendarCode") or ""
+    events: list[bool] = []
+    for event in elem.findall("CalendarEvent"):
+        raw = _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or ""
+        instructional = codes.calendar_event_instructional(raw)
+        if instructional is None:
+            check.fail(
+                "CalendarEvent",
+                "code.unknown",
+                "CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, Holiday, "
+                "Teacher only day, Weather day, ...).",
+                raw,
+            )
+        else:
+            events.append(instructional)
+    if not events and check.ok:
+        check.fail("CalendarEvent", "schema.required", "CalendarEvent is required but is missing or empty.")
+    if school is None or day is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "calendar-date", school, str(year), code, day.isoformat()),
+            school_id=school,
+            school_year=year,
+            days=((day, any(events)),),
+        ),
+    )
+
+
+_ORGANISATION_RECORDS = frozenset(["School", "LocalEducationAgency", "Section", "Session", "Calendar", "CalendarDate"])
 
 _MAPPERS: dict[str, _Mapper] = {
     "Student": _student,
@@ -710,6 +876,12 @@ _MAPPERS: dict[str, _Mapper] = {
     "DisciplineAction": _discipline_action,
     "School": _school,
     "LocalEducationAgency": _school,
+    "Section": _section_record,
+    "Session": _session,
+    "Calendar": _calendar,
+    "CalendarDate": _calendar_date,
+    "StudentProgramAssociation": _program_association,
+    **{name: _program_association for name in PROGRAM_ASSOCIATIONS},
 }
 
-__all__ = ["RecordError", "parse_edfi_xml"]
+__all__ = ["USED_INTERCHANGES", "RecordError", "parse_edfi_xml"]

@@ -1,14 +1,18 @@
-"""OneRoster 1.1 / 1.2 CSV bulk upload (a zip), streamed row by row.
+"""OneRoster 1.1 / 1.2 CSV bulk upload (a zip), streamed row by row, as real systems write it.
 
 ``manifest.csv`` decides which files are read and how (``bulk``: the file replaces what is on
-record; ``delta``: changes only; ``absent``: not supplied). Files are read in dependency order:
-orgs, academicSessions, classes, roles (1.2), users, demographics, enrollments. Other files
-(courses, results, line items, resources) hold no student data Homeroom takes and are skipped.
+record; ``delta``: changes only; ``absent``: not supplied, and not read even when present).
+Files are read in dependency order: orgs, academicSessions, classes, roles (1.2), users,
+demographics, enrollments. Other files (courses, results, line items, resources ...) hold no
+student data Homeroom takes and are never opened: one notice names them.
 
 What becomes what:
 
 * ``orgs.csv`` rows of type ``school`` -> :class:`SchoolRecord`; type ``district`` -> a
   SchoolRecord with ``org_type=district``; other types are skipped.
+* ``academicSessions.csv`` terms and semesters -> :class:`CalendarRecord` (source ``terms``)
+  for the schools whose classes use them (all schools in orgs.csv when no class does): their
+  weekdays are the school days when the district sends no other calendar.
 * ``users.csv`` rows that are students -> :class:`StudentRecord` (1.1: ``role=student``;
   1.2: the user has a ``role=student`` row in ``roles.csv``). Teachers, parents and others are
   skipped without being read. Column mapping: givenName, familyName, middleName ->
@@ -17,14 +21,20 @@ What becomes what:
   enrollment.grade_level; userIds ``{type:id}`` entries of type state / local / district / sis
   -> state or local id (type SSN: refused). sourcedId, status, dateLastModified, enabledUser,
   orgSourcedIds, role, username, agentSourcedIds, primaryOrgSourcedId and resourceSourcedIds are
-  bookkeeping: read for structure, never stored. Anything else with a value (password,
-  preferred names, pronouns, metadata.* columns) is refused as ``element.unknown``.
+  bookkeeping: read for structure, never stored. Anything else (preferred names, pronouns,
+  ``metadata.*`` columns, vendor ``ext_*`` columns) is dropped and reported by name; passwords
+  and other credential columns are dropped without even being looked at.
 * ``demographics.csv`` rows of students -> partial StudentRecord (birth date, sex, race and
-  ethnicity flags). Birth place and residence status are refused when filled in.
+  ethnicity flags); birth place and residence status are dropped.
 * ``enrollments.csv`` rows with ``role=student`` -> class :class:`EnrollmentRecord` (enroll;
   entry date = beginDate, else the start of the class's term).
 * ``status=tobedeleted``: users -> StudentRecord(deleted=True, schools=...), enrollments ->
   withdraw (exit date = endDate, else the date of dateLastModified), orgs -> SchoolRecord(deleted).
+
+Tolerated where the meaning is unambiguous: a byte-order mark, CRLF line ends, line breaks
+inside quoted cells, trailing empty header columns (a trailing comma; the rows' extra cells
+must be empty), and the OneRoster 1.0 column names that 1.1 exports still carry
+(``termSourcedId``, ``userId``, ``birthdate``).
 
 School ids are the org ``sourcedId`` by default, or its ``identifier`` (often the state or NCES
 school code) with ``school_id_from="identifier"``.
@@ -44,6 +54,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import IO, Literal
 
+from homeroom.calendar import Term, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -57,6 +68,9 @@ from services.ingest.formats import (
     stream_size,
 )
 from services.ingest.records import (
+    CalendarRecord,
+    CalendarSource,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
@@ -68,7 +82,7 @@ from services.ingest.records import (
     StudentRecord,
     record_id,
 )
-from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system
+from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system, name_words
 
 FORMAT = "oneroster"
 MODES = ("absent", "bulk", "delta")
@@ -158,6 +172,19 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "academicSessions": ("sourcedId",),
 }
 _USER_IDS = re.compile(r"\{([^:{}]*):([^{}]*)\}")
+# OneRoster 1.0 column names that 1.1 exports still carry, by file.
+ALIASES: dict[str, dict[str, str]] = {
+    "classes": {"termSourcedId": "termSourcedIds"},
+    "users": {"userId": "userIds"},
+    "demographics": {"birthdate": "birthDate"},
+}
+_CREDENTIAL_WORDS = ("password", "passwd", "pin", "secret", "token", "hash")
+TERM_TYPES = frozenset(["term", "semester"])
+
+
+def is_credential(column: str) -> bool:
+    words = name_words(column)
+    return any(w.startswith(_CREDENTIAL_WORDS) for w in words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +252,8 @@ class OneRosterUpload:
         self.students_by_school: dict[str, set[str]] = {}
         self._org_school: dict[str, str] = {}  # org sourcedId -> school id
         self._sessions: dict[str, date | None] = {}  # academic session -> start date
+        self._terms: dict[str, tuple[str, date, date, int]] = {}  # term -> title, start, end, line
+        self._term_schools: dict[str, set[str]] = {}  # term -> schools whose classes use it
         self._classes: dict[str, date | None] = {}  # class sourcedId -> term start
         self._role_students: dict[str, list[str]] = {}  # 1.2: user sourcedId -> org sourcedIds
         self._students: set[str] = set()
@@ -319,9 +348,22 @@ class OneRosterUpload:
             "demographics": self._demographics,
             "enrollments": self._enrollment,
         }
+        unused = sorted(n for n in members if n not in ORDER and n != "manifest")
+        if unused:
+            yield RecordWarning(
+                self.file,
+                0,
+                "",
+                "file.not_used",
+                f"Homeroom collects nothing from {', '.join(n + '.csv' for n in unused)}; they were not read.",
+                "",
+            )
+        calendar_after = "classes" if "classes" in wanted and "classes" in members else "academicSessions"
         for name in wanted:
             if name in members:
                 yield from self._read(zf, members[name], f"{name}.csv", handlers[name], stream)
+            if name == calendar_after:
+                yield from self._term_calendars()
         # the central directory was read when the zip was opened: the whole file has been consumed
         self._counter.done(self._counter.total_bytes or _tell(stream))
 
@@ -377,6 +419,11 @@ class OneRosterUpload:
                 except StopIteration:
                     yield file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
                     return
+                full_width = len(header)
+                while header and not header[-1]:  # a trailing comma in the header
+                    header.pop()
+                aliases = ALIASES.get(name[:-4], {})
+                header = [aliases.get(h, h) if aliases.get(h, h) not in header else h for h in header]
                 width = len(header)
                 line = reader.line_num
                 missing = [c for c in REQUIRED_COLUMNS.get(name[:-4], ()) if c not in header]
@@ -407,6 +454,8 @@ class OneRosterUpload:
                     self._counter.row(lambda: _tell(stream))
                     if not cells:
                         continue
+                    if len(cells) != width and width < len(cells) <= full_width and not any(cells[width:]):
+                        cells = cells[:width]
                     if len(cells) != width:
                         yield RecordError(
                             name,
@@ -490,17 +539,48 @@ class OneRosterUpload:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         if sid:
-            self._sessions[sid] = self._date(r.get("startDate", "").strip())
+            start = self._date(r.get("startDate", "").strip())
+            end = self._date(r.get("endDate", "").strip())
+            self._sessions[sid] = start
+            if (
+                r.get("type", "").strip().lower() in TERM_TYPES
+                and start is not None
+                and end is not None
+                and start <= end
+                and r.get("status", "") != TOBEDELETED
+            ):
+                self._terms[sid] = (r.get("title", "").strip() or sid, start, end, row.line)
         return iter(())
 
     def _class(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         if sid:
-            starts = [self._sessions.get(t.strip()) for t in r.get("termSourcedIds", "").split(",") if t.strip()]
+            terms = [t.strip() for t in r.get("termSourcedIds", "").split(",") if t.strip()]
+            starts = [self._sessions.get(t) for t in terms]
             known = [d for d in starts if d is not None]
             self._classes[sid] = min(known) if known else None
+            school = self._school_id(r.get("schoolSourcedId", "").strip())
+            if school:
+                for t in terms:
+                    self._term_schools.setdefault(t, set()).add(school)
         return iter(())
+
+    def _term_calendars(self) -> Iterator[ParseItem]:
+        """Each term's weekdays, for the schools whose classes use it (all schools when none
+        does): the school days wherever the district sends no calendar of its own."""
+        all_schools = set(self._org_school.values())
+        for sid, (title, start, end, line) in sorted(self._terms.items()):
+            schools = self._term_schools.get(sid) or all_schools
+            for school in sorted(schools):
+                yield CalendarRecord(
+                    source=Source(FORMAT, "academicSessions.csv", line, "academicSessions.csv"),
+                    source_record_id=record_id(FORMAT, "term", school, sid),
+                    school_id=school,
+                    school_year=school_year(start),
+                    calendar_source=CalendarSource.TERMS,
+                    sessions=(Term(title, start, end),),
+                )
 
     def _role(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
@@ -585,7 +665,7 @@ class OneRosterUpload:
                 if value and not check.forbid_ssn_field(column, value):
                     check.text(column, value, max_len=4096)
             elif column not in USER_MAPPED:
-                check.unknown(column, value, what=" in users.csv")
+                check.drop(column, value, credential=is_credential(column))
         if not check.ok:
             yield from check.errors
             return
@@ -639,7 +719,7 @@ class OneRosterUpload:
             elements["student.race_ethnicity"] = codes.join_codes(races)
         for column, value in r.items():
             if column not in DEMOGRAPHIC_KNOWN:
-                check.unknown(column, value, what=" in demographics.csv")
+                check.drop(column, value, credential=is_credential(column))
             elif column in ("sourcedId", "dateLastModified", "status"):
                 check.text(column, value)
         yield from issues_then(
@@ -676,7 +756,7 @@ class OneRosterUpload:
             and len(cls) <= limit
             and len(org) <= limit
             and len(user) <= limit
-            and not idx["unknown"]
+            and not self._credential_columns(header)
         )
         begin_d = self._date(begin) if begin else None
         end_d = self._date(end) if end else None
@@ -693,6 +773,9 @@ class OneRosterUpload:
             yield from self._enrollment_slow(header, row, idx)
             return
         src = Source(FORMAT, "enrollments.csv", row.line, "enrollments.csv")
+        extra = tuple(header[i] for i in self._extra_columns(header) if cells[i].strip())
+        if extra:  # metadata.* and vendor columns: dropped, named in the report (screened above)
+            yield Dropped("enrollments.csv", row.line, extra)
         if status == TOBEDELETED:
             modified = cells[idx["dateLastModified"]] if "dateLastModified" in idx else ""
             yield EnrollmentRecord(
@@ -720,6 +803,21 @@ class OneRosterUpload:
         )
 
     _idx_cache: tuple[list[str], dict[str, int]] | None = None
+    _extra_cache: tuple[list[str], tuple[int, ...], bool] | None = None
+
+    def _extra_columns(self, header: list[str]) -> tuple[int, ...]:
+        cached = self._extra_cache
+        if cached is None or cached[0] is not header:
+            extra = tuple(i for i, h in enumerate(header) if h not in ENROLLMENT_KNOWN)
+            cached = (header, extra, any(is_credential(header[i]) for i in extra))
+            self._extra_cache = cached
+        return cached[1]
+
+    def _credential_columns(self, header: list[str]) -> bool:
+        """A credential column sends the row down the careful path, where it is dropped unread."""
+        self._extra_columns(header)
+        assert self._extra_cache is not None
+        return self._extra_cache[2]
 
     def _enrollment_index(self, header: list[str]) -> dict[str, int]:
         cached = self._idx_cache
@@ -750,7 +848,7 @@ class OneRosterUpload:
         check.text("primary", r.get("primary"))
         for column, value in r.items():
             if column not in ENROLLMENT_KNOWN:
-                check.unknown(column, value, what=" in enrollments.csv")
+                check.drop(column, value, credential=is_credential(column))
         school = self._school_id(org) if org else None
         if org and school is None:
             check.fail(

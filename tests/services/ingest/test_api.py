@@ -16,13 +16,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from homeroom.bus.envelope import IncomingEvent, decode
-from homeroom.bus.topics import ATTENDANCE, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
 from homeroom.crypto import DecryptionError, EnvelopeCipher
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.ingest.ingest_data import base_orgs, enrollment, oneroster_zip, user11
 
-ALL = (ENROLLMENT, ORGANIZATION, ATTENDANCE, DISCIPLINE, REJECTED)
+ALL = (ENROLLMENT, ORGANIZATION, ATTENDANCE, DISCIPLINE, CALENDAR, REJECTED)
 FIRST = "Quintessa"  # names that appear nowhere else, so a plaintext leak is findable
 LAST = "Marchbanks"
 
@@ -494,6 +494,12 @@ async def test_oneroster_zip_end_to_end(svc: ServiceUnderTest, service_env: Serv
     assert schools == {"sch-1", "sch-2"}
     registered = by_change(events, "student_registered")
     assert len(registered) == 3  # u1, u2 and u4 (a student of an unknown org is still a student); u3 refused
+    # the term in academicSessions.csv is each school's calendar until the district sends one
+    calendars = by_change(events, "calendar_published")
+    assert sorted((c.school_id, c.school_year, len(c.instructional_dates)) for c in calendars) == [
+        ("sch-1", 2024, 104),
+        ("sch-2", 2024, 104),
+    ]
     enrolled = by_change(events, "student_enrolled")
     assert sorted((e.school_id, e.entry_date) for e in enrolled) == [
         ("sch-1", "2024-09-03"),
@@ -508,7 +514,8 @@ async def test_oneroster_zip_end_to_end(svc: ServiceUnderTest, service_env: Serv
     assert {p["rule"] for p in probs2} >= {"school.not_in_district"}
     events2 = await bus_events(svc, env, rep2["id"])
     assert by_change(events2, "student_enrolled") == [] and by_change(events2, "school_registered") == []
-    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 5  # 2 schools, 3 enrollments
+    # 2 schools, the term calendar at each, 3 enrollments
+    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 7
 
 
 async def test_bulk_withdrawal_is_held_until_confirmed(service_env: ServiceEnv, tmp_path: Any) -> None:
@@ -677,3 +684,51 @@ async def test_paging_past_the_bigint_range_is_422_not_500(svc: ServiceUnderTest
         assert r.status_code == 422, (url, r.text)
     r = await svc.client.get(f"/v1/districts/d-1/submissions?offset={2**63 - 1}", headers=staff(env, "d-1"))
     assert r.status_code == 200 and r.json()["submissions"] == []
+
+
+async def test_a_dry_run_reports_like_an_upload_and_keeps_nothing(
+    svc: ServiceUnderTest, service_env: ServiceEnv
+) -> None:
+    """POST ...?dry_run=true: the same report (counts, problems, what was not collected),
+    answered at once; no submission, problem, student, registry row or event is kept."""
+    from pathlib import Path
+
+    env = service_env
+    corpus = Path(__file__).parent / "edfi_corpus" / "ds5.2"
+    orgs, students = (corpus / "EducationOrganization.xml").read_bytes(), (corpus / "Student.xml").read_bytes()
+    tables = ("submissions", "submission_problems", "students", "organizations", "ingested_records", "outbox")
+
+    async def counts() -> dict[str, int]:
+        return {t: await svc.pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
+
+    before = await counts()
+    r = await svc.client.post(
+        "/v1/districts/d-gb/submissions/edfi-xml",
+        params={"dry_run": "true", "file": "Student.xml"},
+        content=students,
+        headers=staff(env, "d-gb"),
+    )
+    assert r.status_code == 200, r.text
+    dry = r.json()
+    assert (dry["status"], dry["id"], dry["dry_run"]) == ("dry_run", None, True)
+    assert dry["counts"] == {
+        "records_read": 7, "accepted": 4, "rejected": 0, "warned": 4, "unchanged": 0, "skipped": 3, "events": 4,
+    }  # fmt: skip
+    dropped = {n["name"]: n for n in dry["not_collected"]}
+    assert dropped["Student/Name/PersonalTitlePrefix"]["message"] == (
+        "Student/Name/PersonalTitlePrefix: dropped 4 times (not collected by Homeroom)"
+    )
+    assert dropped["Person"]["kind"] == "record"
+    assert {p["rule"] for p in dry["problems"]} == {"element.dropped", "record.skipped"}
+    assert "Lisarae" not in r.text and "Woodlock" not in r.text
+    assert await counts() == before  # nothing kept
+    # the real upload of the same file says the same
+    await upload(svc, env, "d-gb", "edfi-xml?file=EducationOrganization.xml", orgs)
+    real = await upload(svc, env, "d-gb", "edfi-xml?file=Student.xml", students)
+    assert real["counts"] == {**dry["counts"], "events": 4}
+    assert [(n["name"], n["count"]) for n in real["not_collected"]] == [
+        (n["name"], n["count"]) for n in dry["not_collected"]
+    ]
+    probs = await problems(svc, env, "d-gb", real["id"])
+    assert {p["rule"] for p in probs} == {"element.dropped", "record.skipped"}
+    assert all(p["line"] == 0 and p["severity"] == "warning" for p in probs)

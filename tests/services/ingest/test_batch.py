@@ -13,6 +13,7 @@ from services.ingest.formats.batch import parse_batch
 from services.ingest.records import (
     AttendanceCategory,
     AttendanceRecord,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     ParsedRecord,
@@ -34,7 +35,7 @@ def errors(items: list[ParseItem]) -> list[RecordError]:
 
 
 def records(items: list[ParseItem]) -> list[ParsedRecord]:
-    return [i for i in items if not isinstance(i, RecordError | RecordWarning)]
+    return [i for i in items if not isinstance(i, RecordError | RecordWarning | Dropped)]
 
 
 def student_refs(items: list[ParseItem]) -> list[str | None]:

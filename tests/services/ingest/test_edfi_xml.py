@@ -10,6 +10,7 @@ from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.records import (
     AttendanceCategory,
     AttendanceRecord,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
@@ -33,7 +34,11 @@ def errors(items: list[ParseItem]) -> list[RecordError]:
 
 
 def records(items: list[ParseItem]) -> list[ParseItem]:
-    return [i for i in items if not isinstance(i, RecordError | RecordWarning)]
+    return [i for i in items if not isinstance(i, RecordError | RecordWarning | Dropped)]
+
+
+def dropped(items: list[ParseItem]) -> list[str]:
+    return [n for i in items if isinstance(i, Dropped) for n in (i.names or (i.record,))]
 
 
 STUDENTS = """<?xml version="1.0" encoding="UTF-8"?>
@@ -84,7 +89,7 @@ STUDENTS = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_students_good_and_bad() -> None:
     items = parse(STUDENTS)
-    good, flat = records(items)
+    good, cy, flat = records(items)
     assert isinstance(good, StudentRecord)
     assert good.student_ref == "604822"
     assert good.elements == {
@@ -101,12 +106,13 @@ def test_students_good_and_bad() -> None:
     assert good.programs == {"program.ell": True, "program.free_reduced_lunch": True}
     assert good.source.line == 3
     assert isinstance(flat, StudentRecord) and flat.elements["student.sex"] == "male"
+    # elements the catalogue does not use are dropped (named, never kept), not refused
+    assert isinstance(cy, StudentRecord) and cy.elements["student.first_name"] == "Cy"
+    assert "Deafness" not in repr(cy) and "VisualLearning" not in repr(cy)
+    assert dropped(items) == ["Student/LearningStyles", "Student/Disabilities"]
     errs = errors(items)
     assert [(e.line, e.field, e.rule) for e in errs] == [
         (17, "StudentIdentificationCode", "ssn.forbidden"),
-        (22, "Student/LearningStyles", "element.unknown"),
-        (22, "Student/Disabilities", "element.unknown"),
-        (28, "BirthData/CityOfBirth", "element.unknown"),
         (28, "BirthDate", "date.invalid"),
         (33, "Student/Address/StreetNumberName", "ssn.forbidden"),
     ]
@@ -152,10 +158,9 @@ def test_enrollment_interchange() -> None:
     assert isinstance(withdraw, EnrollmentRecord) and withdraw.action is EnrollmentAction.WITHDRAW
     assert (withdraw.exit_date, withdraw.exit_code) == (date(2024, 10, 1), "Transferred")
     assert isinstance(section, EnrollmentRecord) and section.class_ref == "ALG-1"
-    assert [(e.field, e.rule) for e in errors(items)] == [
-        ("SchoolReference/SchoolId", "schema.required"),
-        ("GraduationPlan", "record.type_unknown"),
-    ]
+    assert [(e.field, e.rule) for e in errors(items)] == [("SchoolReference/SchoolId", "schema.required")]
+    # a record type Homeroom takes nothing from is skipped and counted, not refused
+    assert dropped(items) == ["StudentSchoolAssociation/PrimarySchool", "GraduationPlan"]
     # an unknown optional grade on a refused record is not reported separately
     assert not [w for w in items if isinstance(w, RecordWarning)]
 
@@ -192,12 +197,16 @@ ATTENDANCE = """<InterchangeStudentAttendance xmlns="http://ed-fi.org/5.1.0">
 
 def test_attendance_interchange() -> None:
     items = parse(ATTENDANCE)
-    daily, period = records(items)
+    daily, period, reasoned = records(items)
     assert isinstance(daily, AttendanceRecord)
     assert (daily.category, daily.excused, daily.period) == (AttendanceCategory.ABSENT, True, None)
     assert isinstance(period, AttendanceRecord)
     assert (period.category, period.period) == (AttendanceCategory.TARDY, "ALG-1")
-    assert [e.rule for e in errors(items)] == ["element.unknown", "code.unknown"]
+    # the free-text reason is dropped (never kept), the absence itself is taken
+    assert isinstance(reasoned, AttendanceRecord) and reasoned.category is AttendanceCategory.ABSENT
+    assert dropped(items) == ["StudentSchoolAttendanceEvent/AttendanceEventReason"]
+    assert "clinic" not in repr(items)
+    assert [e.rule for e in errors(items)] == ["code.unknown"]
 
 
 DISCIPLINE = """<InterchangeStudentDiscipline xmlns="http://ed-fi.org/0220">
@@ -248,7 +257,8 @@ def test_discipline_keeps_suspension_dates_only() -> None:
     assert out_of_school.end_date is None  # a length in school days is not a calendar date
     assert isinstance(in_school, SuspensionRecord) and in_school.in_school is True
     assert in_school.end_date == date(2024, 9, 22)
-    assert [e.rule for e in errors(items)] == ["element.forbidden", "element.forbidden", "discipline.not_suspension"]
+    assert [e.rule for e in errors(items)] == ["element.forbidden", "element.forbidden"]
+    assert dropped(items) == ["DisciplineAction (not a suspension)"]
     assert all("Fight" not in e.message and "Perpetrator" not in e.message for e in errors(items))
 
 

@@ -16,7 +16,7 @@ async def test_generated_json_batch_and_oneroster_zip_are_taken_whole(service_en
     d1, d2 = world.districts[:2]
     async with service_under_test(SERVICE, env, upload_dir=tmp_path / "u") as s:
         await register(s, env, d1.id, *[sc.id for sc in d1.schools])
-        rep = await upload(s, env, d1.id, "batch", json_batch(batch_records(d1, world.start)))
+        rep = await upload(s, env, d1.id, "batch", json_batch(batch_records(d1, world.start, world=world)))
         assert rep["status"] == "completed" and rep["counts"]["rejected"] == 0, rep
         assert rep["counts"]["accepted"] >= 12
         rep2 = await upload(s, env, d2.id, "oneroster", oneroster_zip(d2, world.start))

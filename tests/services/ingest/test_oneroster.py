@@ -9,6 +9,9 @@ from pathlib import Path
 from services.ingest.formats import ParseOptions, Progress
 from services.ingest.formats.oneroster import OneRosterUpload, parse_oneroster
 from services.ingest.records import (
+    CalendarRecord,
+    CalendarSource,
+    Dropped,
     EnrollmentAction,
     EnrollmentRecord,
     OrgType,
@@ -20,9 +23,15 @@ from services.ingest.records import (
 )
 from services.ingest.validation import Validator
 from tests.services.ingest.ingest_data import (
+    CLASSES,
     ENROLLMENTS,
+    ORGS,
+    SESSIONS,
     USERS_11,
     IterStream,
+    base_classes,
+    base_orgs,
+    base_sessions,
     big_oneroster_zip,
     csv_text,
     enrollment,
@@ -111,14 +120,14 @@ def test_oneroster_12_uses_roles_csv_and_new_columns() -> None:
     upload = OneRosterUpload(io.BytesIO(oneroster_zip(users, [enrollment("e1", "s1")], version="1.2", roles=roles)))
     items = list(upload)
     assert upload.manifest is not None and upload.manifest.version == "1.2"
-    (student,) = of(items, StudentRecord)
+    student, _bo = of(items, StudentRecord)
     assert student.elements["student.state_id"] == "NY123" and student.elements["student.local_id"] == "L1"
     assert student.schools == ("sch-1",)
-    # catalogue has no preferred names: refused, not silently kept
-    assert [(e.file, e.field, e.rule) for e in errors(items)] == [
-        ("users.csv", "preferredGivenName", "element.unknown")
-    ]
-    assert upload.students_by_school == {"sch-1": {"s1"}}
+    # the catalogue has no preferred names: the column is dropped (named, never kept), the student taken
+    assert errors(items) == []
+    assert [d.names for d in of(items, Dropped)] == [("preferredGivenName",)]
+    assert "Bobby" not in repr(items)
+    assert upload.students_by_school == {"sch-1": {"s1"}, "sch-2": {"s2"}}
 
 
 def test_oneroster_12_without_roles_warns_and_reads_no_users() -> None:
@@ -161,7 +170,6 @@ def test_bad_rows_are_reported_with_file_line_field_and_rule() -> None:
     ]
     items = parse(oneroster_zip(users, enrollments))
     assert [(e.file, e.line, e.field, e.rule) for e in errors(items)] == [
-        ("users.csv", 3, "password", "element.unknown"),
         ("users.csv", 4, "identifier", "ssn.forbidden"),
         ("users.csv", 5, "userIds", "ssn.forbidden"),
         ("users.csv", 6, "givenName", "schema.required"),
@@ -175,7 +183,9 @@ def test_bad_rows_are_reported_with_file_line_field_and_rule() -> None:
     assert (warning.line, warning.field, warning.rule) == (7, "grades", "code.unknown")
     # the whitespace-padded school id was read carefully and trimmed
     assert [e.school_id for e in of(items, EnrollmentRecord)] == ["sch-1", "sch-1"]
-    assert [s.student_ref for s in of(items, StudentRecord)] == ["s1", "s6"]
+    # a password is dropped unread: the student is taken, the password named and never kept
+    assert [s.student_ref for s in of(items, StudentRecord)] == ["s1", "s2", "s6"]
+    assert [d.names for d in of(items, Dropped)] == [("password",)]
 
 
 def test_school_ids_can_come_from_org_identifier() -> None:
@@ -267,6 +277,7 @@ def test_parse_then_validate_end_to_end() -> None:
     result = v.validate(parse_oneroster(io.BytesIO(oneroster_zip(users, enrollments))))
     assert [(e.file, e.line, e.rule) for e in result.errors] == [
         ("orgs.csv", 4, "school.not_in_district"),
+        ("academicSessions.csv", 2, "school.not_in_district"),
         ("enrollments.csv", 3, "record.duplicate"),
         ("enrollments.csv", 5, "school.not_in_district"),
         ("enrollments.csv", 4, "reference.unknown_student"),
@@ -285,15 +296,65 @@ def test_large_upload_streams_in_flat_memory_and_reports_progress(tmp_path: Path
     with path.open("rb") as f:
         tracemalloc.start()
         try:
-            counts = {"StudentRecord": 0, "EnrollmentRecord": 0, "SchoolRecord": 0}
+            counts = {"StudentRecord": 0, "EnrollmentRecord": 0, "SchoolRecord": 0, "CalendarRecord": 0}
             for item in parse_oneroster(f, opts=ParseOptions(progress=seen.append, progress_every=50_000)):
                 counts[type(item).__name__] += 1
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert counts == {"StudentRecord": 20_000, "EnrollmentRecord": 200_000, "SchoolRecord": 11}
+    assert counts == {"StudentRecord": 20_000, "EnrollmentRecord": 200_000, "SchoolRecord": 11, "CalendarRecord": 10}
     assert unpacked > 15_000_000
     # the parser keeps only per-student and per-class indexes (a few MB), never the files
     assert peak < 12_000_000, peak
     assert seen[-1].done and seen[-1].rows_read == 20_000 + 200_000 + 2_000 + 11 + 1
     assert seen[0].bytes_read < seen[-1].bytes_read == seen[-1].total_bytes
+
+
+def test_real_exports_extension_and_credential_columns_and_quirks() -> None:
+    """OneRoster as real systems write it (the generator's `oneroster-ext` shape): metadata.* and
+    ext_* columns, filled passwords, preferred names and pronouns, a byte-order mark, a class
+    title with a quoted line break, a trailing empty header column; terms feed the calendar."""
+    from homeroom.generate import generate_world
+    from homeroom.generate import oneroster_zip as generated_zip
+
+    world = generate_world(students_per_district=12, days=5)
+    district = world.districts[0]
+    items = parse(generated_zip(district, world.start, extensions=True))
+    assert errors(items) == []
+    students = [s for s in of(items, StudentRecord) if s.source.file == "users.csv"]
+    assert len(students) == 12
+    names = {n for d in of(items, Dropped) for n in d.names}
+    assert {"password", "preferredGivenName", "metadata.nickname", "ext_lms_guid"} <= names
+    for secret in ("Spring2026!", "Spring2027!", "lms-000001"):
+        assert secret not in repr(items)
+    (calendar_terms,) = {c.sessions for c in of(items, CalendarRecord)}
+    assert calendar_terms[0].name == "Fall"
+    assert {c.school_id for c in of(items, CalendarRecord)} == {s.id for s in district.schools}
+    assert all(c.calendar_source is CalendarSource.TERMS for c in of(items, CalendarRecord))
+
+
+def test_oneroster_11_with_10_column_names_absent_and_unused_files() -> None:
+    users = [{k: v for k, v in user11("s1", userId="{state:NY-77}").items() if k != "userIds"}]
+    users11 = [*USERS_11[:7], "userId", *USERS_11[8:]]  # the 1.0 name of userIds
+    files: dict[str, str | bytes] = {
+        "orgs.csv": csv_text(ORGS, base_orgs()),
+        "academicSessions.csv": csv_text(SESSIONS, base_sessions()),
+        "classes.csv": csv_text([*CLASSES[:10], "termSourcedId", *CLASSES[11:]], [
+            {**{k: v for k, v in c.items() if k != "termSourcedIds"}, "termSourcedId": c["termSourcedIds"]}
+            for c in base_classes()
+        ]),
+        "users.csv": csv_text(users11, users),
+        "enrollments.csv": csv_text(ENROLLMENTS, [enrollment("e1", "s1")]),
+        "demographics.csv": "sourcedId,birthDate\r\ns1,219-09-9999\r\n",  # absent in the manifest: never read
+        "courses.csv": "sourcedId,title\r\nc1,Algebra\r\n",
+        "manifest.csv": manifest(
+            "1.1", orgs="bulk", academicSessions="bulk", classes="bulk", users="bulk", enrollments="bulk"
+        ),
+    }  # fmt: skip
+    items = parse(make_zip(files))
+    assert errors(items) == []
+    (student,) = of(items, StudentRecord)
+    assert student.elements["student.state_id"] == "NY-77"
+    (enroll,) = of(items, EnrollmentRecord)
+    assert enroll.entry_date == date(2024, 9, 3)  # the class's term, found through termSourcedId
+    assert sorted(w.rule for w in of(items, RecordWarning)) == ["file.not_used", "manifest.file_ignored"]

@@ -19,6 +19,7 @@ from homeroom.bus.envelope import OutgoingEvent, build_event, decode
 from homeroom.bus.topics import (
     ALL_TOPICS,
     ATTENDANCE,
+    CALENDAR,
     CONSENT,
     DISCIPLINE,
     ENROLLMENT,
@@ -27,7 +28,7 @@ from homeroom.bus.topics import (
     Topic,
     with_suffix,
 )
-from homeroom.events.v1 import attendance_pb2, consent_pb2, discipline_pb2, enrollment_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from homeroom.storage import create_pool
@@ -39,8 +40,8 @@ from tests.services.records.consent_peer import PeerState, consent_peer
 
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
-    """The records service with its consumers (and so its attendance summary table) on
-    topics renamed for one test, and those topics by their real names."""
+    """The records service with its consumers on topics renamed for one test, and those
+    topics by their real names."""
     topics = {t.name: with_suffix(t, suffix) for t in ALL_TOPICS}
     spec = dataclasses.replace(
         SERVICE,
@@ -133,6 +134,27 @@ def attendance(
         excused=excused,
     )
     return _event(ATTENDANCE, "attendance_recorded", payload, key, district)
+
+
+def calendar(
+    district: str,
+    school_id: str,
+    year: int,
+    days: Sequence[str],
+    source: int = calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR,
+) -> OutgoingEvent:
+    """calendar.v1: the school year's instructional days, as ingest publishes them."""
+    payload = calendar_pb2.CalendarPublished(
+        district_id=district,
+        school_id=school_id,
+        school_year=year,
+        source=calendar_pb2.CalendarSource.ValueType(source),
+        instructional_dates=list(days),
+        source_format="batch",
+    )
+    return build_event(
+        CALENDAR, "calendar_published", payload, source="/test", subject=school_id, key=district, district_id=district
+    )
 
 
 def suspension(district: str, key: str, start: str, end: str) -> OutgoingEvent:

@@ -17,6 +17,7 @@ from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.topics import ensure_topics
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, ATTENDANCE_CATEGORY_TARDY
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
+from services.records.absence import AbsenceReviewer
 from services.records.consumers import StudentNotYetKnown
 from tests.harness import ServiceEnv
 from tests.services.records.helpers import (
@@ -24,6 +25,7 @@ from tests.services.records.helpers import (
     apply,
     apply_batches,
     attendance,
+    calendar,
     enrolled,
     records_service,
     registered,
@@ -43,12 +45,12 @@ STATE_QUERIES = {
     "attendance": "SELECT district_id, student_key, day, period, category, excused FROM attendance ORDER BY 1, 2, 3, 4",
     "suspensions": "SELECT district_id, student_key, start_date, end_date FROM suspensions ORDER BY 1, 2, 3",
     "schools": "SELECT district_id, school_id, name FROM schools ORDER BY 1, 2",
-    "years": "SELECT district_id, student_key, school_year, days_marked, days_absent, chronic_since"
-    " FROM attendance_years ORDER BY 1, 2, 3",
+    "reviews": "SELECT district_id, student_key FROM absence_reviews ORDER BY 1, 2",
     "chronic": "SELECT district_id, student_key, chronic, days_enrolled, days_absent, as_of_date"
     " FROM chronic_absence ORDER BY 1, 2",
     "outbox": "SELECT event_id, topic FROM outbox ORDER BY 1",
 }
+COUNTED = ("chronic", "outbox", "reviews")  # what the absence reviewer changes
 
 
 async def snapshot(rec: Records) -> dict[str, list[tuple[Any, ...]]]:
@@ -114,23 +116,25 @@ async def test_replays_and_duplicates_leave_identical_state(service_env: Service
 async def test_a_batch_leaves_the_state_one_event_at_a_time_leaves(service_env: ServiceEnv) -> None:
     """Two students' interleaved histories (a registration after an enrollment, grade changes,
     a day marked twice, period marks, a crossing of the chronic line) applied as one batch
-    per topic, and one event at a time: the same rows, the same events in the outbox."""
+    per topic, and one event at a time: the same rows and the same students queued for the
+    absence reviewer, then the same flags and events in the outbox once it has counted."""
     present, tardy = ATTENDANCE_CATEGORY_PRESENT, ATTENDANCE_CATEGORY_TARDY
+    days = [f"2026-09-{n + 2:02d}" for n in range(12)]
 
     async def events(rec: Records) -> list[OutgoingEvent]:
         rt = rec.runtime
-        out = [school("d-a", "a-1", "Alder")]
+        # the school the attendance helper names, with its calendar: the marked days
+        out = [school("d-a", "s", "Alder"), calendar("d-a", "s", 2026, days)]
         for key, grade in (("stu_b1", "04"), ("stu_b2", "05")):
             out += [
                 await registered(rt, "d-a", key, {"student.first_name": "Bo"}, {"enrollment.grade_level": "03"}),
-                enrolled("d-a", key, "a-1", "2026-09-01", grade=grade),
+                enrolled("d-a", key, "s", "2026-09-01", grade=grade),
             ]
         out += [
             await registered(rt, "d-a", "stu_b1", {"student.last_name": "Lee"}, {"enrollment.grade_level": "06"}),
-            enrolled("d-a", "stu_b2", "a-1", "2026-09-01", grade="07"),  # the same enrollment, a new grade
+            enrolled("d-a", "stu_b2", "s", "2026-09-01", grade="07"),  # the same enrollment, a new grade
         ]
-        for n in range(12):
-            day = f"2026-09-{n + 2:02d}"
+        for n, day in enumerate(days):
             out += [
                 attendance("d-a", "stu_b1", day, present if n % 3 else 2),  # absent 1 day in 3
                 attendance("d-a", "stu_b2", day, tardy),
@@ -139,15 +143,24 @@ async def test_a_batch_leaves_the_state_one_event_at_a_time_leaves(service_env: 
         out += [attendance("d-a", "stu_b1", "2026-09-02", present)]  # a day marked again: no longer absent
         return out
 
+    async def counted(rec: Records) -> dict[str, list[tuple[Any, ...]]]:
+        queued = await snapshot(rec)
+        await AbsenceReviewer(rec.runtime, threshold=0.1, min_days=10, clock=lambda: date(2026, 10, 1)).run_once()
+        return {**queued, **{f"counted {k}": v for k, v in (await snapshot(rec)).items() if k in COUNTED}}
+
     async with records_service(service_env) as rec:
         await apply(rec.runtime, *await events(rec))
-        one_at_a_time = await snapshot(rec)
+        one_at_a_time = await counted(rec)
     async with records_service(service_env) as rec:
         await apply_batches(rec.runtime, *await events(rec))
-        batched = await snapshot(rec)
+        batched = await counted(rec)
     assert batched == one_at_a_time
-    assert [r[3:] for r in batched["years"]] == [(12, 3, date(2026, 9, 11)), (12, 0, None)]
-    assert len(batched["outbox"]) == 1  # one ChronicAbsenceDetected
+    assert [r[1] for r in batched["reviews"]] == ["stu_b1", "stu_b2"]
+    assert [r[2:] for r in batched["counted chronic"]] == [
+        (True, 12, 3, date(2026, 9, 11)),
+        (False, 12, 0, date(2026, 10, 1)),
+    ]
+    assert len(batched["counted outbox"]) == 1  # one ChronicAbsenceDetected
     assert [r[3] for r in batched["students"]] == [
         '{"enrollment.grade_level": "06"}',
         '{"enrollment.grade_level": "07"}',

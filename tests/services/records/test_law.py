@@ -33,6 +33,7 @@ from tests.services.records.helpers import (
     Records,
     apply,
     attendance,
+    calendar,
     enrolled,
     keys_destroyed,
     records_service,
@@ -344,19 +345,14 @@ async def test_staff_see_their_own_students_by_name_and_the_chronic_absence_work
     ana = await law.student("Ana", "Lopez", school="s-1")
     bo = await law.student("Bo", "Kim", school="s-2")
     async with store.district_tx(rec.runtime.pool, district) as conn:
-        for key, rate in ((ana, 0.25), (bo, 0.15)):
-            await store.project_chronic_absence(
-                conn,
-                district,
-                key,
-                chronic=True,
-                days_enrolled=20,
-                days_absent=int(rate * 20),
-                absence_rate=rate,
-                as_of=date(2026, 10, 1),
-                school_year=2026,
-                version=1,
-            )
+        await store.save_standings(
+            conn,
+            district,
+            [
+                (key, True, 20, int(rate * 20), rate, date(2026, 10, 1), 2026, True, [])
+                for key, rate in ((ana, 0.25), (bo, 0.15))
+            ],
+        )
     staff = {"district": district}
     r = await rec.client.get(
         f"/v1/districts/{district}/student-names",
@@ -388,8 +384,9 @@ async def test_staff_see_their_own_students_by_name_and_the_chronic_absence_work
 async def test_chronic_absence_flag_reaches_the_worklist_within_seconds_of_the_crossing_mark(
     service_env: ServiceEnv,
 ) -> None:
-    """The attendance summary table flags the student when the mark that crosses the line
-    arrives on the bus; the worklist shows it (polled for at most 30 s: "within seconds")."""
+    """The absence reviewer flags the student when the mark that crosses the line arrives on
+    the bus (days enrolled from the school's calendar); the worklist shows it (polled for at
+    most 30 s: "within seconds")."""
     suffix = uuid.uuid4().hex[:8]
     spec, topics = renamed(suffix)
     await ensure_topics(service_env.kafka.client_kwargs(), list(topics.values()))
@@ -418,7 +415,8 @@ async def test_chronic_absence_flag_reaches_the_worklist_within_seconds_of_the_c
                 await registered(
                     rec.runtime, district, key, {"student.first_name": "Ana", "student.last_name": "Lopez"}
                 ),
-                enrolled(district, key, "a-1", days[0]),
+                enrolled(district, key, "s", days[0]),  # the school the attendance helper names
+                calendar(district, "s", 2026, days),  # five school days
                 *[attendance(district, key, day, ATTENDANCE_CATEGORY_PRESENT) for day in days[:4]],
             )
             async with asyncio.timeout(60):
