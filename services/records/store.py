@@ -1250,17 +1250,26 @@ async def attendance_facts(conn: Connection, district_id: str, student_keys: Seq
 
 async def save_standings(conn: Connection, district_id: str, rows: Sequence[tuple[object, ...]]) -> None:
     """(student, chronic, days enrolled, days absent, rate or None, as of, school year, calendar known,
-    missing calendars) per student: the record's attendance standing, as the reviewer counted it."""
+    missing calendars) per student: the record's attendance standing, as the reviewer counted it.
+    One statement for the whole review (the missing calendars travel as JSON arrays: a text[]
+    per row cannot be unnested)."""
     if not rows:
         return
-    await conn.executemany(
+    await conn.execute(
         """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
                as_of_date, school_year, calendar_known, missing_calendars)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           SELECT $1, r.student_key, r.chronic, r.days_enrolled, r.days_absent, r.absence_rate, r.as_of_date,
+                  r.school_year, r.calendar_known, ARRAY(SELECT jsonb_array_elements_text(r.missing::jsonb))
+           FROM unnest($2::text[], $3::bool[], $4::int[], $5::int[], $6::float8[], $7::date[], $8::int[],
+                       $9::bool[], $10::text[])
+               AS r(student_key, chronic, days_enrolled, days_absent, absence_rate, as_of_date, school_year,
+                    calendar_known, missing)
            ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
                days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
                absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
                school_year = EXCLUDED.school_year, calendar_known = EXCLUDED.calendar_known,
                missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()""",
-        [(district_id, *r) for r in rows],
+        district_id,
+        *[[r[i] for r in rows] for i in range(8)],
+        [json.dumps(r[8]) for r in rows],
     )
