@@ -925,6 +925,17 @@ class Ingestor:
         self.settings = settings
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
         self._slots = FairSlots(settings.max_concurrent_submissions, settings.max_concurrent_per_district)
+        self._small_slots = FairSlots(settings.max_concurrent_small_submissions, settings.max_concurrent_per_district)
+
+    def slot(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
+        """A place to run `job`: small uploads (real-time changes) have their own slots, so an
+        enrollment never waits behind its district's bulk attendance file. Each district's
+        uploads start in arrival order within their own kind (small or bulk)."""
+        small = self.settings.small_upload_bytes
+        with contextlib.suppress(OSError):
+            if small and job.path.stat().st_size <= small:
+                return self._small_slots.slot(job.district_id)
+        return self._slots.slot(job.district_id)
 
     def submit(self, job: Job, *, confirmed: bool = False) -> None:
         if job.submission_id in self._tasks:
@@ -935,7 +946,7 @@ class Ingestor:
 
     async def dry_run(self, job: Job) -> DryRunResult:
         """Parse and validate an upload with nothing stored or published (one of the slots)."""
-        async with self._slots.slot(job.district_id):
+        async with self.slot(job):
             run = SubmissionRun(
                 job,
                 pool=self.pool,
@@ -957,7 +968,7 @@ class Ingestor:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
 
     async def _run(self, job: Job, confirmed: bool) -> Outcome | None:
-        async with self._slots.slot(job.district_id):
+        async with self.slot(job):
             delay = 0.5
             while True:
                 run = SubmissionRun(
