@@ -76,12 +76,16 @@ class RejectEvent(Exception):
 class HandlerContext:
     """What a handler gets besides the events: the open transaction, a way to emit, and a
     place for state that lives exactly as long as the transaction (e.g. the district a
-    row-level-security setting was made for, so it is set once per transaction)."""
+    row-level-security setting was made for, so it is set once per transaction). `consumer`
+    and `dead_letter_topic` let a handler that keeps an event aside (to apply it later) dead-
+    letter it later as the consumer would (`rejection`, `mark_dead_lettered`)."""
 
     conn: Connection
     service: str
     emitted: list[OutgoingEvent] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    consumer: str = ""
+    dead_letter_topic: str = REJECTED.name
 
     def emit(self, topic: Topic, change: str, payload: Message, **kwargs: Any) -> OutgoingEvent:
         """Queue a follow-on event; it is written to the outbox in this transaction."""
@@ -124,6 +128,59 @@ _CLAIM = """WITH stored AS (
         WHERE e.off >= coalesce((SELECT next_offset FROM stored), 0)
         ON CONFLICT DO NOTHING RETURNING event_id)
     SELECT coalesce((SELECT next_offset FROM stored), 0) AS stored, array(SELECT event_id FROM claimed) AS fresh"""
+
+
+def rejection(
+    service: str,
+    consumer: str,
+    *,
+    event_id: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    rule: str,
+    message: str,
+    field: str = "",
+    attempts: int = 1,
+    district_id: str = "",
+    dead_letter_topic: str = REJECTED.name,
+) -> OutgoingEvent:
+    """The dead letter (`RecordRejected` on ingest.rejected.v1) for an event a consumer gives up on."""
+    payload = RecordRejected(
+        stage=f"{service}.{consumer}",
+        field=field,
+        rule=rule,
+        message=message,
+        original_topic=topic,
+        original_partition=partition,
+        original_offset=offset,
+        original_event_id=event_id,
+        attempts=attempts,
+    )
+    return build_event(
+        REJECTED,
+        "record_rejected",
+        payload,
+        source=f"/homeroom/{service}/{consumer}",
+        subject="",
+        key=event_id,
+        district_id=district_id,
+        causation_id=event_id,
+        topic_name=dead_letter_topic,
+    )
+
+
+async def mark_dead_lettered(conn: Connection, consumer: str, event_ids: Sequence[str]) -> None:
+    """Events a handler kept aside and now gives up on: their idempotency marks say so
+    (outcome `dead_lettered`). The caller writes their `rejection` events to the outbox in
+    the same transaction and, once it commits, counts them in `EVENTS_DEAD_LETTERED`."""
+    if event_ids:
+        await conn.execute(
+            """UPDATE processed_events SET outcome = 'dead_lettered', processed_at = now()
+               WHERE consumer = $1 AND event_id = ANY($2::text[])""",
+            consumer,
+            list(event_ids),
+        )
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -355,11 +412,14 @@ class EventConsumer:
         started = time.perf_counter()
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await self._claim(conn, tp, events)
-            ctx = HandlerContext(conn, self.service)
+            ctx = self._context(conn)
             if fresh:
                 await self.apply_batch(fresh, ctx)
             await outbox.add(conn, ctx.emitted)
         self._count(tp.topic, len(fresh), len(events) - len(fresh), time.perf_counter() - started)
+
+    def _context(self, conn: Connection) -> HandlerContext:
+        return HandlerContext(conn, self.service, consumer=self.name, dead_letter_topic=self.dead_letter_topic)
 
     def _count(self, topic: str, applied: int, duplicates: int, elapsed: float) -> None:
         if applied:
@@ -385,7 +445,7 @@ class EventConsumer:
                     if not fresh:
                         self._count(event.topic, 0, 1, 0.0)
                         return
-                    ctx = HandlerContext(conn, self.service)
+                    ctx = self._context(conn)
                     await self.apply_batch(fresh, ctx)
                     await outbox.add(conn, ctx.emitted)
                 self._count(event.topic, 1, 0, time.perf_counter() - started)
@@ -450,16 +510,19 @@ class EventConsumer:
         attempts: int,
         district_id: str,
     ) -> None:
-        payload = RecordRejected(
-            stage=f"{self.service}.{self.name}",
-            field=field,
+        rejected = rejection(
+            self.service,
+            self.name,
+            event_id=event_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             rule=rule,
             message=message,
-            original_topic=topic,
-            original_partition=partition,
-            original_offset=offset,
-            original_event_id=event_id,
+            field=field,
             attempts=attempts,
+            district_id=district_id,
+            dead_letter_topic=self.dead_letter_topic,
         )
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -469,20 +532,7 @@ class EventConsumer:
             claimed = bool(row["fresh"])
             if not claimed:
                 return
-            await outbox.add(
-                conn,
-                build_event(
-                    REJECTED,
-                    "record_rejected",
-                    payload,
-                    source=f"/homeroom/{self.service}/{self.name}",
-                    subject="",
-                    key=event_id,
-                    district_id=district_id,
-                    causation_id=event_id,
-                    topic_name=self.dead_letter_topic,
-                ),
-            )
+            await outbox.add(conn, rejected)
         EVENTS_DEAD_LETTERED.labels(self.service, self.name, rule).inc()
         self.dead_lettered += 1
         log.warning(

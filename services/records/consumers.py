@@ -13,10 +13,12 @@ order. Each write runs as the RLS-confined app role with the event's district se
 
 Bad input is refused with `RejectEvent` (dead-lettered with the rule and reason; the
 consumer keeps going): a missing student or district, an unreadable date, a withdrawal
-with no enrollment to close, an element that is not in the catalogue. Attendance or a
-suspension for a student the district never enrolled or registered is retried first
-(enrollment travels on another topic, so it may simply not have arrived) and then
-dead-lettered (`StudentNotYetKnown`).
+with no enrollment to close, an element that is not in the catalogue. Enrollment travels on
+another topic, so a student may simply not have arrived yet: attendance for a student the
+district does not know waits in `marks_waiting` and is applied once the student is known,
+or dead-lettered (`student.unknown`) after `unknown_student_wait_s`
+(`application/waiting_marks.py`); a suspension for such a student is retried with backoff
+and then dead-lettered (`StudentNotYetKnown`).
 """
 
 from __future__ import annotations
@@ -219,10 +221,12 @@ def organization_handler(runtime: Runtime) -> Handler:
 def attendance_handler(runtime: Runtime) -> BatchHandler:
     """Attendance marks into the record, a batch at a time: per district one statement upserts
     the marks and one queues the students with a daily mark for the absence reviewer, which
-    counts days enrolled from the calendar and raises the chronic flag (absence.py)."""
+    counts days enrolled from the calendar and raises the chronic flag (absence.py). Marks of a
+    student the district does not know yet (or whose earlier marks still wait) are kept waiting
+    (`application/waiting_marks.py`) instead of holding up the partition."""
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
-        by_district: dict[str, list[store.Mark]] = {}
+        by_district: dict[str, list[store.WaitingMark]] = {}
         for event in events:
             payload = event.payload
             if not isinstance(payload, attendance_pb2.AttendanceRecorded):
@@ -233,15 +237,24 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
             category = CATEGORIES.get(payload.category)
             if category is None:
                 raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
+            mark = store.Mark(key, day, payload.period, payload.school_id, category, payload.excused)
             by_district.setdefault(district, []).append(
-                store.Mark(key, day, payload.period, payload.school_id, category, payload.excused)
+                store.WaitingMark(
+                    mark,
+                    event.event_id,
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    ctx.consumer,
+                    ctx.dead_letter_topic,
+                )
             )
         for district, marks in sorted(by_district.items()):
             await _scoped(ctx, district)
-            known = await store.put_marks(ctx.conn, district, marks)
-            if {m.student_key for m in marks} - known.keys():
-                raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-            await store.queue_review(ctx.conn, district, {m.student_key for m in marks if not m.period})
+            written = await store.put_marks(ctx.conn, district, [w.mark for w in marks])
+            await store.keep_waiting(ctx.conn, district, [w for w in marks if w.mark.student_key not in written])
+            daily = {w.mark.student_key for w in marks if not w.mark.period}
+            await store.queue_review(ctx.conn, district, daily & written)
 
     return handle
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster, store
 from services.records.absence import AbsenceReviewer
+from services.records.application.waiting_marks import WaitingMarks
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
@@ -18,7 +19,7 @@ from services.records.settings import RecordsSettings
 
 async def on_start(runtime: Runtime) -> None:
     """The consent client, unless one was injected (tests put theirs in runtime.extras);
-    the absence reviewer wherever consumers run."""
+    the absence reviewer and the waiting marks' task wherever consumers run."""
     settings = runtime.settings
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
@@ -42,12 +43,18 @@ async def on_start(runtime: Runtime) -> None:
         reviewer = AbsenceReviewer(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
         reviewer.start()
         runtime.extras["absence_reviewer"] = reviewer
+        waiting = WaitingMarks(runtime, settings.unknown_student_wait_s)
+        waiting.start()
+        runtime.extras["waiting_marks"] = waiting
 
 
 async def on_stop(runtime: Runtime) -> None:
     reviewer = runtime.extras.get("absence_reviewer")
     if isinstance(reviewer, AbsenceReviewer):
         await reviewer.stop()
+    waiting = runtime.extras.get("waiting_marks")
+    if isinstance(waiting, WaitingMarks):
+        await waiting.stop()
     for name in ("reconcile_task", "retention_task"):
         task = runtime.extras.pop(name, None)
         if isinstance(task, asyncio.Task):

@@ -404,34 +404,38 @@ class Mark:
 # Every lookup is a primary-key probe per input row (LATERAL ... LIMIT 1, which the planner
 # cannot flatten into a join) and the update goes by the rows' ctids (a TID scan), so a batch
 # costs the same whatever the tables hold and whatever the planner's statistics say: a join
-# on an unnest can be planned as a scan of the whole district per batch.
+# on an unnest can be planned as a scan of the whole district per batch. A student with marks
+# waiting (marks_waiting) gets none written here: the caller keeps these marks waiting too,
+# behind the older ones.
 _PUT_MARKS = """WITH input AS (
         SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[])
             AS m(student_key, day, period, school_id, category, excused)),
     known AS (
-        SELECT k.student_key, s.ctid AS row_id, s.destroyed_at IS NULL AS live FROM unnest($8::text[]) AS k(student_key)
+        SELECT k.student_key, s.ctid AS row_id, s.destroyed_at IS NULL AS live,
+               EXISTS (SELECT 1 FROM marks_waiting w WHERE w.district_id = $1 AND w.student_key = k.student_key)
+                   AS waiting
+        FROM unnest($8::text[]) AS k(student_key)
         CROSS JOIN LATERAL (
             SELECT ctid, destroyed_at FROM students s
             WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
     written AS (
         INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
         SELECT $1, m.student_key, m.day, m.period, m.school_id, m.category, m.excused FROM input m
-        WHERE m.student_key IN (SELECT student_key FROM known)
+        WHERE m.student_key IN (SELECT student_key FROM known WHERE NOT waiting)
         ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
             category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
         WHERE (attendance.school_id, attendance.category, attendance.excused)
               IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
     touched AS (
         UPDATE students SET updated_at = clock_timestamp()
-        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known)) AND district_id = $1)
-    SELECT student_key, live FROM known"""
+        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known WHERE NOT waiting)) AND district_id = $1)
+    SELECT student_key FROM known WHERE NOT waiting"""
 
 
-async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> dict[str, bool]:
+async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> set[str]:
     """Upsert a batch of one district's attendance marks (the last mark of a student, day and
-    period wins) for the students the district knows, in one statement; returns the students
-    the district knows, each with whether their record is live (False: a tombstone, keys
-    destroyed)."""
+    period wins) in one statement, for the students the district knows that have no marks
+    waiting; returns those students. The rest are the caller's to `keep_waiting`."""
     last = list({(m.student_key, m.day, m.period): m for m in marks}.values())
     rows = await conn.fetch(
         _PUT_MARKS,
@@ -439,7 +443,83 @@ async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -
         *columns(last, "student_key", "day", "period", "school_id", "category", "excused"),
         sorted({m.student_key for m in marks}),
     )
-    return {r["student_key"]: r["live"] for r in rows}
+    return {r["student_key"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingMark:
+    """A mark kept until its student is known, with where it came from (for its dead letter)."""
+
+    mark: Mark
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    consumer: str
+    dead_letter_topic: str
+
+
+async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[WaitingMark]) -> None:
+    """Keep marks until their students are known (in order: a later mark of the same student,
+    day and period replaces the one waiting). Inside enter_district."""
+    last = list({(w.mark.student_key, w.mark.day, w.mark.period): w for w in waiting}.values())
+    if not last:
+        return
+    marks = [w.mark for w in last]
+    await conn.execute(
+        "INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING", district_id
+    )
+    await conn.execute(
+        """INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
+               topic, "partition", "offset", consumer, dead_letter_topic)
+           SELECT $1, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[],
+                                    $8::text[], $9::text[], $10::int[], $11::bigint[], $12::text[], $13::text[])
+           ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+               category = EXCLUDED.category, excused = EXCLUDED.excused, event_id = EXCLUDED.event_id,
+               topic = EXCLUDED.topic, "partition" = EXCLUDED."partition", "offset" = EXCLUDED."offset",
+               consumer = EXCLUDED.consumer, dead_letter_topic = EXCLUDED.dead_letter_topic""",
+        district_id,
+        *columns(marks, "student_key", "day", "period", "school_id", "category", "excused"),
+        *columns(last, "event_id", "topic", "partition", "offset", "consumer", "dead_letter_topic"),
+    )
+
+
+async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> list[str]:
+    return [r["district_id"] for r in await conn.fetch("SELECT district_id FROM marks_waiting_districts")]
+
+
+async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
+    """Write the waiting marks of students the district now knows into `attendance` (inside
+    enter_district); returns the students whose daily marks were written."""
+    rows = await conn.fetch(
+        """WITH ready AS (
+               DELETE FROM marks_waiting w WHERE w.district_id = $1 AND EXISTS (
+                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = w.student_key)
+               RETURNING w.student_key, w.day, w.period, w.school_id, w.category, w.excused),
+           written AS (
+               INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
+               SELECT $1, student_key, day, period, school_id, category, excused FROM ready
+               ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+                   category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()),
+           touched AS (
+               UPDATE students SET updated_at = clock_timestamp()
+               WHERE district_id = $1 AND student_key IN (SELECT student_key FROM ready))
+           SELECT DISTINCT student_key FROM ready WHERE period = ''""",
+        district_id,
+    )
+    return {r["student_key"] for r in rows}
+
+
+async def expire_waiting_marks(conn: Connection, district_id: str, before: datetime) -> list[asyncpg.Record]:
+    """Remove (and return) the marks that have waited since before `before` (inside enter_district)."""
+    return list(
+        await conn.fetch(
+            """DELETE FROM marks_waiting WHERE district_id = $1 AND waiting_since < $2
+               RETURNING student_key, event_id, topic, "partition", "offset", consumer, dead_letter_topic""",
+            district_id,
+            before,
+        )
+    )
 
 
 async def record_suspension(
@@ -490,6 +570,7 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         "attendance",
         "suspensions",
         "chronic_absence",
+        "marks_waiting",
     ):
         await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
     await conn.execute(

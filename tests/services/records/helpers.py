@@ -203,7 +203,7 @@ async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[Co
             )
             if not claimed:
                 continue
-            ctx = HandlerContext(conn, runtime.name)
+            ctx = HandlerContext(conn, runtime.name, consumer=event.topic)
             await handler([incoming], ctx)
             await outbox.add(conn, ctx.emitted)
             fresh += 1

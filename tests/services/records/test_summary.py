@@ -10,7 +10,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 
@@ -19,6 +19,7 @@ from homeroom.bus.topics import Topic, ensure_topics
 from homeroom.calendar import weekdays
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, AttendanceEvent
 from services.records.absence import chronic_event_id
+from services.records.application.waiting_marks import WaitingMarks
 from tests.harness import ServiceEnv
 from tests.services.records.helpers import (
     Records,
@@ -101,8 +102,13 @@ async def test_crossing_the_line_emits_one_event_and_a_new_process_carries_on(se
         assert (found.days_enrolled, found.days_absent, found.absence_rate, found.as_of_date) == (20, 4, 0.2, days[7])
         assert event.meta.id == chronic_event_id("d-a", key, days[7])
         assert await _summary_has(rec, key, "days_recorded", 8)
+        # The ghost's marks wait for a registration that never comes; past the wait, dead-lettered.
+        waiting = "SELECT count(*) FROM marks_waiting"  # as the superuser: every district
+        await _until(lambda: _count_is(rec, waiting, 5, as_owner=True))
+        later = datetime.now(UTC) + timedelta(seconds=301)
+        assert await WaitingMarks(rec.runtime, 300, clock=lambda: later).run_once() == (0, 5)
         dead = "SELECT count(*) FROM processed_events WHERE outcome = 'dead_lettered'"
-        await _until(lambda: _count_is(rec, dead, 5))
+        assert await _count_is(rec, dead, 5)
         assert await rec.admin.fetchval("SELECT count(*) FROM attendance WHERE student_key = $1", ghost) == 0
         assert await rec.admin.fetchval("SELECT count(*) FROM chronic_absence WHERE chronic") == 1
 
@@ -137,5 +143,5 @@ async def _chronic_is(rec: Records, key: str, value: bool) -> bool:
     return await _chronic(rec, key) is value
 
 
-async def _count_is(rec: Records, sql: str, n: int) -> bool:
-    return bool(await rec.runtime.pool.fetchval(sql) == n)
+async def _count_is(rec: Records, sql: str, n: int, *, as_owner: bool = False) -> bool:
+    return bool(await (rec.admin if as_owner else rec.runtime.pool).fetchval(sql) == n)
