@@ -39,23 +39,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id      text        NOT NULL UNIQUE,
     topic         text        NOT NULL,
     key           bytea,
-    header_keys   text[]      NOT NULL,  -- the Kafka record headers as the driver decodes them:
-    header_values bytea[]     NOT NULL,  -- nothing for the relay to parse
+    header_bytes  bytea       NOT NULL,  -- the Kafka record headers, length-prefixed (homeroom/outbox.py)
     payload       bytea       NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
--- Databases made before the headers became arrays: convert the waiting rows in place.
+-- Databases made before the headers were packed (JSON pairs of name and hex value): convert the
+-- waiting rows in place, each header as key length (1 byte), key, value length (4 bytes), value.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM information_schema.columns
                WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'headers') THEN
-        ALTER TABLE outbox ADD COLUMN header_keys text[], ADD COLUMN header_values bytea[];
-        UPDATE outbox SET
-            header_keys = ARRAY(SELECT h.v->>0 FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n) ORDER BY n),
-            header_values = ARRAY(SELECT decode(h.v->>1, 'hex')
-                                  FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n) ORDER BY n);
+        ALTER TABLE outbox ADD COLUMN header_bytes bytea;
+        UPDATE outbox SET header_bytes = coalesce((
+            SELECT string_agg(set_byte('\\x00'::bytea, 0, octet_length(convert_to(h.v->>0, 'UTF8')))
+                              || convert_to(h.v->>0, 'UTF8') || int4send(octet_length(decode(h.v->>1, 'hex')))
+                              || decode(h.v->>1, 'hex'), ''::bytea ORDER BY h.n)
+            FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n)), ''::bytea);
         ALTER TABLE outbox DROP COLUMN headers;
-        ALTER TABLE outbox ALTER COLUMN header_keys SET NOT NULL, ALTER COLUMN header_values SET NOT NULL;
+        ALTER TABLE outbox ALTER COLUMN header_bytes SET NOT NULL;
     END IF;
 END
 $$;

@@ -24,7 +24,7 @@ from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
 from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
 from homeroom.infra.broker import EmbeddedBroker
-from homeroom.outbox import OutboxRelay
+from homeroom.outbox import OutboxRelay, pack_headers, unpack_headers
 from tests.kernel.busfixtures import absence, make_consumer, prepare, tally_handler, topics, wait_for, write_to_outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +57,11 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
 ) -> None:
     await prepare(pg_pool)
     await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
-    events = [absence(i, topic_suffix) for i in range(300)]
-    await write_to_outbox(pg_pool, events)
-    await write_to_outbox(pg_pool, events[:50])  # the same ids again: the outbox skips them
-    assert await count(pg_pool, "SELECT count(*) FROM outbox") == 300
+    events = [absence(i, topic_suffix) for i in range(400)]
+    await write_to_outbox(pg_pool, events[:300])  # by COPY
+    await write_to_outbox(pg_pool, events[:50])  # the same ids again, by INSERT: the outbox skips them
+    await write_to_outbox(pg_pool, events[200:])  # a COPY with 100 known ids: redone as INSERT, 100 new kept
+    assert await count(pg_pool, "SELECT count(*) FROM outbox") == 400
 
     relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}))
     relay.start()
@@ -68,11 +69,17 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
     consumer.start()
     try:
         await relay.drain()
-        await wait_for(lambda: _eq(count(pg_pool), 300))
+        await wait_for(lambda: _eq(count(pg_pool), 400))
     finally:
         await consumer.stop()
         await relay.stop()
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=60), st.binary(max_size=300)), max_size=12))
+def test_packed_headers_come_back_as_they_went_in(headers: list[tuple[str, bytes]]) -> None:
+    assert unpack_headers(pack_headers(headers)) == headers
 
 
 async def _eq(value: object, expected: int) -> bool:
@@ -387,10 +394,8 @@ async def test_each_topic_has_its_own_relay_lane(pg_pool: asyncpg.Pool, bootstra
     )
     await write_to_outbox(pg_pool, backlog)
     await write_to_outbox(pg_pool, [enrolled])
-    headers = await pg_pool.fetchrow(
-        "SELECT header_keys, header_values FROM outbox WHERE event_id = $1", enrolled.event_id
-    )
-    assert headers is not None and list(zip(headers[0], headers[1], strict=True)) == enrolled.headers
+    headers = await pg_pool.fetchval("SELECT header_bytes FROM outbox WHERE event_id = $1", enrolled.event_id)
+    assert unpack_headers(headers) == enrolled.headers
 
     relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), batch_size=10)
     relay.start()
@@ -414,7 +419,7 @@ async def test_each_topic_has_its_own_relay_lane(pg_pool: asyncpg.Pool, bootstra
 
 
 async def test_an_outbox_with_json_headers_is_converted_in_place(pg_pool: asyncpg.Pool) -> None:
-    """A database made before the headers became arrays keeps its waiting events."""
+    """A database made before the headers were packed keeps its waiting events."""
     event = absence(1, "convert")
     await pg_pool.execute(
         """CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, topic text NOT NULL,
@@ -431,7 +436,7 @@ async def test_an_outbox_with_json_headers_is_converted_in_place(pg_pool: asyncp
     await prepare(pg_pool)
     row = await pg_pool.fetchrow("SELECT * FROM outbox")
     assert row is not None and "headers" not in dict(row)
-    assert list(zip(row["header_keys"], row["header_values"], strict=True)) == event.headers
+    assert unpack_headers(row["header_bytes"]) == event.headers
 
 
 @settings(max_examples=300, deadline=None)
