@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent
-from homeroom.bus.envelope import IncomingEvent, build_event, decode, timestamp
+from homeroom.bus.envelope import IncomingEvent, build_event, decode, derived_id, timestamp
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
 from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
@@ -448,3 +449,9 @@ def test_event_times_are_what_protobuf_would_make_them(when: datetime) -> None:
     reference.FromDatetime(when)
     seconds, nanos, text = timestamp(when)
     assert (seconds, nanos, text.decode()) == (reference.seconds, reference.nanos, reference.ToJsonString())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids(), st.text())
+def test_derived_ids_are_uuid5(namespace: uuid.UUID, name: str) -> None:
+    assert derived_id(namespace, name) == str(uuid.uuid5(namespace, name))
