@@ -51,8 +51,8 @@ ENV PATH=/opt/homeroom/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /var/lib/homeroom
 USER ${HOMEROOM_UID}:${HOMEROOM_UID}
-# ingest, records, consent, transfer, audit (homeroom/stack.py SERVICES)
-EXPOSE 8001 8002 8003 8004 8005
+# ingest, records, consent, transfer, audit, portal, incidents (homeroom/stack.py SERVICES)
+EXPOSE 8001 8002 8003 8004 8005 8006 8008
 # Liveness: GET /healthz on the port of the service this container serves.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/bin/homeroom-healthcheck"]

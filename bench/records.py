@@ -107,6 +107,11 @@ class CollectingKeyStore:
     async def destroy_district(self, district_id: str) -> int:
         raise NotImplementedError
 
+    async def rewrap(
+        self, district_id: str, scope: crypto.Scope, subject: str, old: crypto.WrappedKey, new: crypto.WrappedKey
+    ) -> bool:
+        raise NotImplementedError
+
 
 async def bulk_load(settings: RecordsSettings, first: int, count: int, chunk: int = 50_000) -> float:
     """Students first..first+count-1 as real sealed rows, by COPY."""

@@ -56,7 +56,7 @@ DEV_AUDIENCE = "homeroom"
 # Every service takes only tokens whose `aud` names it: "<audience>/<service>" (a token for
 # records is refused at audit). A token may name several; the development issuer names all
 # by default, a real issuer what each client may call. Checked against homeroom.stack.SERVICES.
-AUDIENCE_SERVICES: tuple[str, ...] = ("ingest", "records", "consent", "transfer", "audit", "portal")
+AUDIENCE_SERVICES: tuple[str, ...] = ("ingest", "records", "consent", "transfer", "audit", "incidents", "portal")
 
 
 def service_audience(audience: str, service: str) -> str:

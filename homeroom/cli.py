@@ -20,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("consent", "services.consent.cli:app"),
     ("audit", "services.audit.cli:app"),
     ("ingest", "services.ingest.cli:app"),
+    ("incidents", "services.incidents.cli:app"),
 ]
 
 
@@ -39,7 +40,9 @@ _register()
 
 
 @app.command()
-def serve(name: str = typer.Argument(..., help="ingest, records, consent, transfer, audit or portal")) -> None:
+def serve(
+    name: str = typer.Argument(..., help="ingest, records, consent, transfer, audit, incidents or portal"),
+) -> None:
     """Run one service: its HTTP API, bus consumers and outbox relay (settings from the environment)."""
     import uvicorn
 

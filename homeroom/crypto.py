@@ -284,6 +284,11 @@ class DataKeyStore(Protocol):
         """Tombstone every live key in the district; the number destroyed."""
         ...
 
+    async def rewrap(self, district_id: str, scope: Scope, subject: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """Replace the subject's wrapped key `old` by `new` (the same data key under another KEK
+        version); False when it is no longer `old` (rewrapped or destroyed meanwhile)."""
+        ...
+
 
 DATA_KEYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS data_keys (
@@ -389,6 +394,21 @@ class PostgresDataKeyStore:
                 if tombstoned:
                     return 0
                 # A live key was inserted between our UPDATE and INSERT: destroy it too.
+
+    async def rewrap(self, district_id: str, scope: Scope, subject: str, old: WrappedKey, new: WrappedKey) -> bool:
+        status = await self._pool.execute(
+            "UPDATE data_keys SET kek_version = $6, wrapped = $7"
+            " WHERE district_id = $1 AND scope = $2 AND subject = $3 AND kek_version = $4 AND wrapped = $5"
+            " AND destroyed_at IS NULL",
+            district_id,
+            scope,
+            subject,
+            old.kek_version,
+            old.wrapped,
+            new.kek_version,
+            new.wrapped,
+        )
+        return bool(status == "UPDATE 1")
 
     async def destroy_district(self, district_id: str) -> int:
         status = await self._pool.execute(
@@ -513,6 +533,34 @@ class EnvelopeCipher:
         destroyed = await self._store.destroy_district(district_id)
         self._evict_district(district_id)
         return destroyed
+
+    def rotate_district_key(self, district_id: str) -> int:
+        """A new current key-encryption key for the district (older versions stay to unwrap old keys)."""
+        _check_part("district_id", district_id)
+        return self._keyring.rotate(district_id)
+
+    async def rewrap_subject(self, district_id: str, subject: str, scope: Scope = "student") -> int | None:
+        """Wrap the subject's data key under the district's current key-encryption key (rotate
+        that first: `rotate_district_key`). The data key, and so every sealed value, stays the
+        same; a copy of the old wrapped key no longer matches the stored one. Returns the KEK
+        version now wrapping it; None when nothing was ever sealed for the subject.
+        KeyDestroyedError when it was shredded."""
+        _check_subject(district_id, scope, subject)
+        aad = _wrap_aad(district_id, scope, subject)
+        while True:
+            wrapped = await self._store.get(district_id, scope, subject)
+            if wrapped is None:
+                return None
+            version, kek = self._keyring.kek(district_id)
+            if wrapped.kek_version == version:
+                return version
+            dek = self._unwrap(district_id, scope, subject, wrapped, aad)
+            nonce = os.urandom(NONCE_BYTES)
+            fresh = WrappedKey(version, FORMAT_V1 + nonce + AESGCM(kek).encrypt(nonce, dek, aad(version)))
+            if await self._store.rewrap(district_id, scope, subject, wrapped, fresh):
+                self._cache.pop((district_id, scope, subject), None)
+                return version
+            # Another process rewrapped (or shredded) it meanwhile: look again.
 
     def _evict_district(self, district_id: str) -> None:
         for cached in [k for k in self._cache if k[0] == district_id]:

@@ -22,7 +22,7 @@ console = Console(highlight=False)
 
 
 def _up(stack: Stack) -> Stack:
-    with console.status("Starting embedded PostgreSQL, the Kafka-protocol broker, five services and the portal..."):
+    with console.status("Starting embedded PostgreSQL, the Kafka-protocol broker, six services and the portal..."):
         stack.start()
     t = stack.timings
     console.print(
@@ -66,6 +66,19 @@ def portal_sign_in_links(portal_url: str, scenario: Scenario) -> dict[str, str]:
     return {who: f"{portal_url}/sign-in?{urlencode(query)}" for who, query in people.items()}
 
 
+def _breach_counts(scenario: Scenario) -> None:
+    breach = scenario.facts.get("breach")
+    if not breach:
+        return
+    console.print(
+        f"\n[bold]Breach response[/] (incident {breach['incident_id']}): {breach['students']} students, "
+        f"{breach['elements']} data elements, {breach['disclosures']} disclosures, proven against the log "
+        f"(tree size {breach['tree_size']}, {breach['proof_hashes']} proof hashes, "
+        f"bundle {breach['bundle_bytes']:,} bytes); {breach['letters']} letters sent; "
+        f"CPO report due {breach['cpo_due'][:10]}, families {breach['parents_due'][:10]}"
+    )
+
+
 def _portal(stack: Stack, scenario: Scenario, keep_running: bool) -> None:
     if "portal" not in stack.services:
         return
@@ -107,6 +120,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         _up(stack)
         scenario = Scenario({name: stack.url(name) for name in stack.services}, stack.secrets_dir, say=console.print)
         failures = scenario.run()
+        _breach_counts(scenario)
         _where(stack)
         _portal(stack, scenario, keep_running)
         if failures:

@@ -50,7 +50,9 @@ from homeroom.storage import Connection
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "homeroom_notices"
-RecipientRole = Literal["district", "parent", "recipient", "compliance"]
+RecipientRole = Literal[
+    "district", "parent", "recipient", "compliance", "cpo"
+]  # cpo: the state's Chief Privacy Officer
 _NAMESPACE = uuid.UUID("1f5a4c02-8b8e-4c39-a3a4-2b0d2f6c9e51")
 
 NOTICES_SCHEMA = """

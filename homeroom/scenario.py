@@ -84,6 +84,7 @@ class Scenario:
             (f"{VENDOR} reads the roster: only the elements its agreement lists", self.vendor_reads),
             (f"A student moves from {self.district_a.id} to {self.district_b.id}: the record follows", self.transfer),
             ("The parent sees who saw their child's data, when and why", self.parent_view),
+            (f"{VENDOR} reports a breach: scoped from the log, clocks started, letters sent", self.breach),
             (f"{VENDOR}'s agreement ends: its data is destroyed and it reads nothing", self.agreement_ends),
             ("The disclosure log verifies against its signed tree heads", self.audit_verifies),
         ]
@@ -371,6 +372,98 @@ class Scenario:
         expect(other.status_code == 403, f"a parent read another child's disclosures ({other.status_code})")
         lines = "\n     ".join(f"- {d['summary']}" for d in disclosures[:4])
         return f"{len(disclosures)} disclosures; another child's log refused (403)\n     {lines}"
+
+    def breach(self, http: httpx.Client) -> str:
+        """A vendor reports its own breach (8 NYCRR 121.10(a)); compliance scopes it from the disclosure
+        log; district A reports to the CPO and writes to every affected family; the scope bundle is
+        checked offline against the log's and the witness's keys, as the state would."""
+        from datetime import UTC, datetime
+
+        from homeroom.checkpoint import COSIGNATURE_V1, ED25519, Verifier, public_key_from_pem
+        from services.audit.signing import Keyring
+        from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
+
+        incidents, compliance = self.urls["incidents"], self.auth(Role.COMPLIANCE, "compliance-officer")
+        district = self.district_a.id
+        self.wait(
+            f"every read by {VENDOR} in the log",
+            lambda: (
+                len(
+                    ok(
+                        http.get(
+                            f"{self.urls['audit']}/v1/entries",
+                            params={"recipient": VENDOR, "kind": "disclosure_recorded", "limit": 1000},
+                            headers=compliance,
+                        )
+                    )["entries"]
+                )
+                >= len(self.district_a.students)
+            ),
+        )
+        now = datetime.now(UTC)
+        opened = ok(
+            http.post(
+                f"{incidents}/v1/incidents",
+                json={
+                    "discovered_at": (now - timedelta(hours=1)).isoformat(),
+                    "description": "A reporting server exposed roster exports to the internet.",
+                    "exposure_start": (now - timedelta(days=1)).isoformat(),
+                    "investigation": "The server is offline; an outside firm is reviewing its access logs.",
+                    "contact": "the district's data privacy officer, privacy@d-100.example.org",
+                },
+                headers=self.vendor_headers(),
+            ),
+            201,
+        )
+        incident_id = opened["incident_id"]
+        scope = ok(http.post(f"{incidents}/v1/incidents/{incident_id}/scope", json={}, headers=compliance), 201)
+        totals = scope["totals"]
+        expect(
+            totals["students"] == len(self.district_a.students),
+            f"the scope holds {totals['students']} students; {VENDOR} read {len(self.district_a.students)}",
+        )
+        staff = self.staff(district)
+        ok(http.post(f"{incidents}/v1/incidents/{incident_id}/cpo-report", json={}, headers=staff))
+        letters = ok(http.post(f"{incidents}/v1/incidents/{incident_id}/letters", json={}, headers=staff))
+        sent = sum(d["letters"] for d in letters["districts"])
+        view = ok(http.get(f"{incidents}/v1/incidents/{incident_id}", headers=compliance))
+        clocks = {o["kind"]: o for o in view["obligations"] if o["basis"] == "law"}
+        expect(
+            all(o["standing"] == "met" for o in clocks.values()),
+            f"every clock should be met: {[(k, o['standing']) for k, o in clocks.items()]}",
+        )
+        # The state's check: pinned keys (the log's, the witness's, the incidents service's), no trust in Homeroom.
+        bundle = http.get(f"{incidents}/v1/incidents/{incident_id}/scope/1/bundle", headers=compliance)
+        log_keys = ok(http.get(f"{self.urls['audit']}/v1/keys", headers=compliance))["keys"]
+        signer = ok(http.get(f"{incidents}/v1/keys", headers=compliance))
+        witness_pem = (self.secrets_dir / "witness.pub.pem").read_bytes()
+        anchors = TrustAnchors(
+            log_keys=Keyring.from_pems(p.encode() for p in log_keys.values()),
+            witness=Verifier("witness.homeroom.local/w1", COSIGNATURE_V1, public_key_from_pem(witness_pem)),
+            incidents=Verifier(signer["name"], ED25519, public_key_from_pem(signer["public_key"].encode())),
+        )
+        checked = verify_bundle(read_lines([bundle.content]), anchors)
+        expect(checked.ok and checked.witnessed, f"the scope bundle does not verify: {checked.findings[:3]}")
+        self.facts["breach"] = {
+            "incident_id": incident_id,
+            "students": totals["students"],
+            "elements": len(totals["students_by_element"]),
+            "disclosures": totals["disclosures"],
+            "proof_hashes": scope["proof_hashes"],
+            "tree_size": scope["tree_size"],
+            "bundle_bytes": scope["bundle_bytes"],
+            "letters": sent,
+            "cpo_due": clocks["agency_to_cpo"]["due_at"],
+            "parents_due": clocks["agency_to_parents"]["due_at"],
+        }
+        return (
+            f"incident {incident_id}: {totals['students']} students, {len(totals['students_by_element'])} elements, "
+            f"{totals['disclosures']} disclosures, proven by one multiproof of {scope['proof_hashes']} hashes against "
+            f"the witnessed head of size {scope['tree_size']}; bundle {scope['bundle_bytes']:,} bytes, verified "
+            f"offline; contractor's notice met at once (121.10(a)); CPO report sent, due by "
+            f"{clocks['agency_to_cpo']['due_at'][:10]} (121.10(b)); {sent} letters to families, due by "
+            f"{clocks['agency_to_parents']['due_at'][:10]} (121.10(e))"
+        )
 
     def agreement_ends(self, http: httpx.Client) -> str:
         agreement_id = self.facts["agreement_id"]

@@ -43,6 +43,8 @@ SERVICES: dict[str, tuple[str, int]] = {
     "records": ("services.records.service:SERVICE", 8002),
     "transfer": ("services.transfer.service:SERVICE", 8004),
     "ingest": ("services.ingest.service:SERVICE", 8001),
+    # Breach response: reads the log through audit, asks consent and records (issue 21).
+    "incidents": ("services.incidents.service:SERVICE", 8008),
     # Last: the web pages call the others' APIs with the signed-in person's token.
     "portal": ("services.portal.service:SERVICE", 8006),
 }
@@ -167,7 +169,8 @@ class Stack:
 
     def _spawn(self, name: str, port: int, key: str = "") -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), f"HOMEROOM_{name.upper()}_PORT": str(port)}
-        if name == "audit" and "witness" in self.ports:
+        if name in ("audit", "incidents") and "witness" in self.ports:
+            # Audit sends heads to the witness; incidents refuses a scope whose head it did not cosign.
             env["HOMEROOM_AUDIT_WITNESS_URL"] = self.url("witness")
             env["HOMEROOM_AUDIT_WITNESS_PUBLIC_KEY_FILE"] = str(self.secrets_dir / "witness.pub.pem")
         env["HOMEROOM_DATABASE_URL"] = with_user(env["HOMEROOM_DATABASE_URL"], login_role(name))

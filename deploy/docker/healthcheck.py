@@ -11,7 +11,15 @@ import os
 import sys
 import urllib.request
 
-PORTS = {"ingest": 8001, "records": 8002, "consent": 8003, "transfer": 8004, "audit": 8005, "portal": 8006}
+PORTS = {
+    "ingest": 8001,
+    "records": 8002,
+    "consent": 8003,
+    "transfer": 8004,
+    "audit": 8005,
+    "incidents": 8008,
+    "portal": 8006,
+}
 
 
 def served_service() -> str | None:

@@ -67,5 +67,6 @@ create_topic consent.v1 6 -1  # kept forever; key: student key
 create_topic keys.v1 1 -1  # kept forever; key: district id
 create_topic transfer.v1 6 -1  # kept forever; key: student key
 create_topic disclosure.v1 6 -1  # kept forever; key: student key
+create_topic incident.v1 1 -1  # kept forever; key: incident id
 create_topic ingest.rejected.v1 6 2592000000  # 30 days; key: student key
 # END TOPICS

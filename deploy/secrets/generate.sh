@@ -28,7 +28,7 @@ fi
 # One login per service and the owner that migrates (least privilege: docs/security.md),
 # each with its own password in libpq's password-file format; deploy/postgres/roles.sh
 # creates the roles from these files on PostgreSQL's first start.
-for role in owner ingest records consent transfer audit; do
+for role in owner ingest records consent transfer audit incidents; do
   if new "pgpass_$role"; then
     printf 'postgres:5432:*:homeroom_%s:%s\n' "$role" "$(openssl rand -base64 32 | tr -d '/+=\n')" > "pgpass_$role"
   fi
@@ -36,7 +36,7 @@ done
 # The same passwords for PostgreSQL's first start (read by deploy/postgres/roles.sh as the
 # postgres image's user, which cannot read the services' files): role:password per line.
 if new postgres_roles; then
-  for role in owner ingest records consent transfer audit; do
+  for role in owner ingest records consent transfer audit incidents; do
     cut -d: -f4,5 "pgpass_$role"
   done > postgres_roles
 fi
@@ -49,6 +49,11 @@ fi
 # verifies exports: openssl pkey -in audit-signing.key -pubout
 if new audit-signing.key; then
   openssl genpkey -algorithm ed25519 -out audit-signing.key
+fi
+# The key that signs frozen breach scopes (services/incidents): publish its public half to
+# whoever verifies scope bundles (the state's Chief Privacy Officer).
+if new incidents-signing.key; then
+  openssl genpkey -algorithm ed25519 -out incidents-signing.key
 fi
 # Its public half, for the witness (and verifiers) to pin.
 if new audit-log.pub.pem; then
@@ -82,20 +87,20 @@ if [ ! -e auth_jwks.json ] || [ ! -e service_token ]; then
   echo "trial issuer $ISSUER: export HOMEROOM_AUTH_ISSUER=$ISSUER before docker compose up" >&2
 fi
 
-PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit"
+PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_transfer pgpass_audit pgpass_incidents"
 # shellcheck disable=SC2086
 chmod 600 $PGPASS_FILES
 chmod 600 witness.key
 chmod 644 audit-log.pub.pem witness.pub.pem
 chmod 600 postgres_password postgres_roles pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
-  portal_oidc_client_secret
+  portal_oidc_client_secret incidents-signing.key
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
   # shellcheck disable=SC2086
   chown "$HOMEROOM_UID:$HOMEROOM_UID" $PGPASS_FILES
   chown "$HOMEROOM_UID:$HOMEROOM_UID" witness.key audit-log.pub.pem witness.pub.pem
   chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key audit-signing.key auth_jwks.json service_token \
-    portal_oidc_client_secret
+    portal_oidc_client_secret incidents-signing.key
   chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password postgres_roles
   chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password
 else

@@ -23,6 +23,7 @@ from homeroom.events.v1 import (
     discipline_pb2,
     disclosure_pb2,
     enrollment_pb2,
+    incident_pb2,
     rejected_pb2,
     transfer_pb2,
 )
@@ -63,6 +64,15 @@ CALENDAR = Topic(
     key="district id",
     description="school calendars: instructional days per school and school year",
 )
+# Breach incidents (8 NYCRR 121.10): every change, for the audit log; kept forever like it.
+INCIDENT = Topic(
+    "incident.v1",
+    incident_pb2.IncidentEvent,
+    partitions=1,
+    retention_ms=FOREVER,
+    key="incident id",
+    description="breach incidents: opened, scoped, notified, contained, closed",
+)
 REJECTED = Topic(
     "ingest.rejected.v1", rejected_pb2.RejectedEvent, retention_ms=30 * 24 * 3600 * 1000, description="dead letters"
 )
@@ -77,6 +87,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     KEYS,
     TRANSFER,
     DISCLOSURE,
+    INCIDENT,
     REJECTED,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}

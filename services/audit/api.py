@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
+from homeroom.contracts.disclosure_selection import DisclosureSelection
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
 from services.audit import export, metrics, store, witnessing
+from services.audit.application import selection as selections
 from services.audit.entries import EXEMPT_BASES, STUDENT_KEY, describe_disclosure, entry_object
 from services.audit.heads import check_stored_tree, sign_now, verify_stored
 from services.audit.settings import AuditSettings
@@ -241,6 +243,27 @@ async def disclosures_present(runtime: RuntimeDep, _: Service, body: PresentQuer
         "SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(body.disclosure_ids))
     )
     return {"present": [r["event_id"] for r in rows]}
+
+
+# --- breach scoping: a recipient's disclosures with one multiproof --------------------------
+
+Scoper = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.SERVICE))]
+
+
+@router.post(
+    "/selections/disclosures",
+    tags=["compliance"],
+    summary="Every disclosure to a recipient in a period, with key destructions and one multiproof (JSON Lines)",
+)
+async def select_disclosures(runtime: RuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
+    """What a breach's scope is computed from (homeroom/contracts/disclosure_selection.py): pseudonymous
+    keys and element names only, proven against a signed (and, where witnessed, cosigned) tree head."""
+    prepared = await selections.prepare(runtime, body)
+    keys: Keyring = runtime.extras["keyring"]
+    return StreamingResponse(
+        selections.stream(runtime, prepared, keys, _settings(runtime).checkpoint_origin),
+        media_type="application/jsonl",
+    )
 
 
 # --- export and verification -----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""One consumer over disclosure.v1, consent.v1, transfer.v1 and keys.v1: one entry per event.
+"""One consumer over disclosure.v1, consent.v1, transfer.v1, keys.v1 and incident.v1: one entry per event.
 
 Idempotent twice: the kernel's ``processed_events`` drops a redelivered event before the
 handler runs, and ``entries.event_id`` is UNIQUE (``store.append_many`` checks it under the
@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from homeroom.bus.consumer import BatchHandler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent, base_topic
-from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, Topic, with_suffix
+from homeroom.bus.topics import CONSENT, DISCLOSURE, INCIDENT, KEYS, TRANSFER, Topic, with_suffix
 from homeroom.catalogue import LegalBasis
 from homeroom.entry_text import MAX_TEXT
 from homeroom.events.v1.consent_pb2 import (
@@ -40,6 +40,7 @@ from homeroom.events.v1.consent_pb2 import (
 )
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
+from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.service import ConsumerSpec, Runtime
 from services.audit import metrics, store
@@ -48,7 +49,7 @@ from services.audit.settings import AuditSettings
 from services.audit.signing import LogSigner
 
 CONSUMER_NAME = "log"
-SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS)
+SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
 
 
 def _party(p: PartyMessage) -> Party:
@@ -254,6 +255,29 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
                 "bytes_destroyed": p.bytes_destroyed,
                 "verified_unreadable": p.verified_unreadable,
                 "what": _strings(p.what),
+            },
+        )
+    elif isinstance(p, IncidentChanged):
+        _require(p, "incident_id", "status")
+        draft = replace(
+            base,
+            requester=_party(p.actor),
+            recipient=Party(organization=p.recipient_organization, role="vendor" if p.agreement_ids else ""),
+            district_id=p.district_id,
+            agreement_id=p.agreement_id or (p.agreement_ids[0] if len(p.agreement_ids) == 1 else ""),
+            details={
+                "incident_id": p.incident_id,
+                "status": p.status,
+                "agreement_ids": _strings(p.agreement_ids),
+                "districts": _strings(p.districts),
+                "scope_version": p.scope_version,
+                "scope_sha256": p.scope_sha256,
+                "tree_size": p.tree_size,
+                "students": p.students,
+                "disclosures": p.disclosures,
+                "obligation": p.obligation,
+                "act": p.act,
+                "count": p.count,
             },
         )
     else:

@@ -416,3 +416,130 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         sn >>= 1
     # 7. fr must equal first_hash, sr second_hash, and sn must be 0.
     return fr == old_root and sr == new_root and sn == 0
+
+
+# --- multiproofs: many leaves against one root, interior nodes shared ---------------------
+#
+# One inclusion proof per entry repeats the nodes near the root for every entry: a million
+# entries in a tree of ten million take about 24 hashes each. A multiproof for a set of
+# leaves carries each node it needs once: walking up level by level, a node whose hash the
+# verifier cannot compute from the leaves it was given (a sibling holding none of them) is
+# sent, in the order the walk meets it (level by level, left to right). Consecutive
+# leaves share every node above them, so a run of leaves costs about two hashes per level.
+#
+# The walk sees the RFC 9162 tree level by level: the node (L, i) covers leaves
+# [i*2**L, min((i+1)*2**L, size)), and a node with no right sibling at its level (the
+# last one, when the level has an odd count) moves up unchanged. That is the RFC's tree:
+# MTH of a range of m leaves, 2**(L-1) < m <= 2**L, splits at 2**(L-1), so it is
+# HASH(0x01 || left perfect half || MTH(rest)), and a range with nothing right of the
+# split is its left half.
+
+
+def _level_width(size: int, level: int) -> int:
+    """How many nodes the walk has at ``level`` for a tree of ``size`` leaves."""
+    return (size + (1 << level) - 1) >> level
+
+
+def multiproof_nodes(indices: Sequence[int], size: int) -> list[NodeId]:
+    """The nodes, as (level, index), a multiproof for the leaves ``indices`` carries, in order.
+
+    ``indices`` must be sorted, unique and below ``size``. Each node is a subtree of the
+    RFC tree (``subtree_range`` says which leaves it covers); its hash is the MTH of them.
+    """
+    _check_indices(indices, size)
+    needed: list[NodeId] = []
+    known = list(indices)
+    level, width = 0, size
+    while width > 1:
+        parents: list[int] = []
+        i, n = 0, len(known)
+        while i < n:
+            k = known[i]
+            sibling = k ^ 1
+            if not k & 1 and i + 1 < n and known[i + 1] == sibling:
+                i += 2  # both children known: nothing to send
+            else:
+                if sibling < width:
+                    needed.append((level, sibling))
+                i += 1  # else the last node of an odd level: it moves up unchanged
+            parent = k >> 1
+            if not parents or parents[-1] != parent:
+                parents.append(parent)
+        known = parents
+        level += 1
+        width = _level_width(size, level)
+    return needed
+
+
+def subtree_range(node: NodeId, size: int) -> Range:
+    """The leaves [start, end) that node (level, index) of the walk covers in a tree of ``size``."""
+    level, index = node
+    start = index << level
+    if not 0 <= start < size:
+        raise ValueError(f"node {node} is outside a tree of size {size}")
+    return start, min(start + (1 << level), size)
+
+
+def root_from_multiproof(leaves: Sequence[tuple[int, bytes]], size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that leaves (index, leaf hash) and a multiproof give for a tree of ``size``.
+
+    Raises ValueError when the proof has too few or too many hashes, or the leaves are not
+    sorted, unique and below ``size``: a verifier compares the result with a signed root.
+    """
+    _check_indices([i for i, _ in leaves], size)
+    if not leaves:
+        raise ValueError("a multiproof proves at least one leaf")
+    if not _all_hashes([h for _, h in leaves]) or not _all_hashes(proof):
+        raise ValueError("every leaf and proof hash is 32 bytes")
+    indices = [i for i, _ in leaves]
+    hashes = [h for _, h in leaves]
+    taken = 0
+    level, width = 0, size
+    total = len(proof)
+    while width > 1:
+        next_indices: list[int] = []
+        next_hashes: list[bytes] = []
+        i, n = 0, len(indices)
+        while i < n:
+            k = indices[i]
+            h = hashes[i]
+            if not k & 1 and i + 1 < n and indices[i + 1] == k | 1:
+                parent_hash = node_hash(h, hashes[i + 1])
+                i += 2
+            else:
+                sibling = k ^ 1
+                if sibling < width:
+                    if taken >= total:
+                        raise ValueError(f"the multiproof ends early: {total} hashes are not enough")
+                    other = proof[taken]
+                    taken += 1
+                    parent_hash = node_hash(h, other) if k & 1 == 0 else node_hash(other, h)
+                else:
+                    parent_hash = h
+                i += 1
+            next_indices.append(k >> 1)
+            next_hashes.append(parent_hash)
+        indices, hashes = next_indices, next_hashes
+        level += 1
+        width = _level_width(size, level)
+    if taken != total:
+        raise ValueError(f"the multiproof carries {total - taken} hashes more than the leaves need")
+    return hashes[0]
+
+
+def verify_multiproof(leaves: Sequence[tuple[int, bytes]], size: int, proof: Sequence[bytes], root: bytes) -> bool:
+    """Whether ``proof`` shows every (index, leaf hash) in the tree of ``size`` with ``root``."""
+    try:
+        return root_from_multiproof(leaves, size, proof) == root
+    except ValueError:
+        return False
+
+
+def _check_indices(indices: Sequence[int], size: int) -> None:
+    previous = -1
+    for index in indices:
+        if index <= previous:
+            raise ValueError("leaf indices must be sorted and unique")
+        previous = index
+    if (indices and indices[0] < 0) or previous >= size:
+        raise ValueError(f"leaf indices must be within a tree of size {size}")

@@ -335,3 +335,89 @@ async def iter_entries(pool: asyncpg.Pool, batch: int) -> AsyncIterator[list[Sto
             return
         yield page
         after = page[-1].seq
+
+
+# --- selections for breach scoping (read-only; services/audit/application/selection.py) -----
+
+SELECTION_COLUMNS = _ENTRY_COLUMNS
+# One agreement's (or organisation's) disclosures in log order: the index on (agreement_id, seq)
+# or (recipient_org, seq) yields them already sorted, so a million rows stream without a sort.
+_SELECT_BY = {
+    "agreement": f"""SELECT {_ENTRY_COLUMNS} FROM entries
+        WHERE agreement_id = $1 AND seq < $2 AND kind = 'disclosure_recorded'
+          AND occurred_at < $3 AND ($4::timestamptz IS NULL OR occurred_at >= $4)
+        ORDER BY seq""",  # noqa: S608 (constant)
+    "organization": f"""SELECT {_ENTRY_COLUMNS} FROM entries
+        WHERE recipient_org = $1 AND seq < $2 AND kind = 'disclosure_recorded'
+          AND occurred_at < $3 AND ($4::timestamptz IS NULL OR occurred_at >= $4)
+        ORDER BY seq""",  # noqa: S608 (constant)
+}
+
+
+async def stream_disclosures(
+    conn: Connection,
+    by: str,
+    value: str,
+    tree_size: int,
+    until: datetime,
+    since: datetime | None,
+    prefetch: int = 2000,
+) -> AsyncIterator[StoredEntry]:
+    """Disclosures to one agreement (``by="agreement"``) or organisation, in log order, through a
+    server-side cursor (call inside a transaction)."""
+    async for row in conn.cursor(_SELECT_BY[by], value, tree_size, until, since, prefetch=prefetch):
+        yield _entry(row)
+
+
+async def key_destructions(
+    conn: Connection,
+    tree_size: int,
+    before: datetime,
+    agreement_ids: Sequence[str],
+    student_keys: Sequence[str],
+    chunk: int = 5000,
+) -> list[StoredEntry]:
+    """Key destructions (keys.v1 `data_keys_destroyed`) of these agreements or students recorded
+    before ``before``, in log order."""
+    found: dict[int, StoredEntry] = {}
+    base = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE kind = 'data_keys_destroyed' AND seq < $1 AND occurred_at < $2"  # noqa: S608
+    if agreement_ids:
+        for row in await conn.fetch(
+            base + " AND agreement_id = ANY($3::text[])", tree_size, before, list(agreement_ids)
+        ):
+            found[row["seq"]] = _entry(row)
+    keys = sorted(set(student_keys))
+    for start in range(0, len(keys), chunk):
+        rows = await conn.fetch(
+            base + " AND student_key = ANY($3::text[])", tree_size, before, keys[start : start + chunk]
+        )
+        for row in rows:
+            found[row["seq"]] = _entry(row)
+    return [found[seq] for seq in sorted(found)]
+
+
+async def subtree_hashes(
+    conn: Connection | asyncpg.Pool, ranges: Sequence[tuple[int, int]], chunk: int = 50_000
+) -> list[bytes]:
+    """MTH of each leaf range (each a subtree of the RFC tree), read from the stored nodes in chunks."""
+    out: list[bytes] = []
+    for start in range(0, len(ranges), chunk):
+        out += await _range_hashes(conn, ranges[start : start + chunk])
+    return out
+
+
+async def head_of_size(conn: Connection | asyncpg.Pool, size: int) -> SignedTreeHead | None:
+    row = await conn.fetchrow(
+        """SELECT size, root, timestamp_ms, key_id, signature FROM tree_heads WHERE size = $1
+           ORDER BY timestamp_ms DESC, id DESC LIMIT 1""",
+        size,
+    )
+    return None if row is None else _head(row)
+
+
+async def checkpoint_of_size(conn: Connection | asyncpg.Pool, size: int, root: bytes) -> str | None:
+    """The witness-cosigned checkpoint note of this tree (None when no witness cosigned it)."""
+    note: str | None = await conn.fetchval(
+        "SELECT note FROM checkpoints WHERE size = $1 AND root = $2 ORDER BY id DESC LIMIT 1", size, root
+    )
+    return note

@@ -280,6 +280,13 @@ async def suspend(agreement_id: str, body: Suspend, principal: Staff, runtime: R
     return _version_view(version)
 
 
+@agreements.post("/{agreement_id}/keys/rotate")
+async def rotate_keys(agreement_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+    """Containment after a breach: a new key-encryption key in each covered district, the agreement's
+    data key wrapped under it; recorded (the scope answer lists rotations)."""
+    return await app.rotate_keys(runtime, agreement_id, actor=actor(principal), authorize=_authorizer(principal))
+
+
 @agreements.post("/{agreement_id}/end")
 async def end(agreement_id: str, body: End, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """End an agreement (final): emits agreement_ended, shreds the keys of data released under it, records it."""
@@ -397,6 +404,11 @@ async def agreement_scope(agreement_id: str, principal: ScopeReader, runtime: Ru
     today = app.clock(runtime).date()
     async with runtime.pool.acquire() as conn:
         versions = await store.history(conn, agreement_id)
+        rotations = [
+            {"rotation_id": c["detail"].get("rotation_id"), "at": c["at"]}
+            for c in await store.change_log(conn, agreement_id)
+            if c["change"] == "keys_rotated"
+        ]
     if not versions:
         raise app.not_found(agreement_id)
     version, active = app.scope_of(versions, today)
@@ -413,6 +425,9 @@ async def agreement_scope(agreement_id: str, principal: ScopeReader, runtime: Ru
         "purposes": list(terms.purposes),
         "start_date": terms.start_date.isoformat() if terms.start_date else None,
         "end_date": terms.end_date.isoformat() if terms.end_date else None,
+        # Whatever its status: a breach report must reach every agency the agreement covered.
+        "covered_districts": list(terms.districts),
+        "key_rotations": rotations,  # containment after a breach (POST .../keys/rotate)
     }
 
 

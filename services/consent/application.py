@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from homeroom import notices, outbox
-from homeroom.crypto import EnvelopeCipher
+from homeroom.crypto import EnvelopeCipher, KeyDestroyedError
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
@@ -204,6 +204,47 @@ async def suspend(pool: asyncpg.Pool, agreement_id: str, *, actor: str, reason: 
         await store.add_history(conn, agreement_id, target.version, "suspended", actor, {"reason": reason})
         await outbox.add(conn, events.agreement_changed("agreement_suspended", target))
     return target
+
+
+async def rotate_keys(runtime: Runtime, agreement_id: str, *, actor: str, authorize: Authorize) -> dict[str, Any]:
+    """Containment after a breach: in every district the agreement covers, a new key-encryption
+    key, and the agreement's data key (what Homeroom keeps for the recipient is sealed under it)
+    wrapped under it. Recorded in the agreement's history, which its scope answer lists."""
+    cipher: EnvelopeCipher = runtime.require_cipher()
+    async with runtime.pool.acquire() as conn:
+        versions = await store.history(conn, agreement_id)
+    if not versions:
+        raise not_found(agreement_id)
+    authorize(versions)
+    districts = sorted({d for v in versions for d in v.terms.districts})
+    rotated = []
+    for district in districts:
+        version = cipher.rotate_district_key(district)
+        try:
+            wrapped_under = await cipher.rewrap_subject(district, agreement_id, scope="agreement")
+        except KeyDestroyedError:
+            wrapped_under = None  # shredded when the agreement ended: nothing left to protect
+        rotated.append(
+            {"district_id": district, "kek_version": version, "agreement_key_rewrapped": wrapped_under is not None}
+        )
+    rotation_id = str(uuid.uuid4())
+    at = clock(runtime)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await store.lock_agreement(conn, agreement_id)
+        await store.add_history(
+            conn,
+            agreement_id,
+            versions[-1].version,
+            "keys_rotated",
+            actor,
+            {"rotation_id": rotation_id, "districts": rotated},
+        )
+    return {
+        "agreement_id": agreement_id,
+        "rotation_id": rotation_id,
+        "rotated_at": at.isoformat(),
+        "districts": rotated,
+    }
 
 
 async def end(

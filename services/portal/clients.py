@@ -14,7 +14,7 @@ import httpx
 
 from services.portal.settings import PortalSettings
 
-ServiceName = Literal["ingest", "records", "consent", "transfer", "audit"]
+ServiceName = Literal["ingest", "records", "consent", "transfer", "audit", "incidents"]
 Params = dict[str, str | int] | list[tuple[str, str | int | float | bool | None]] | None  # a list repeats names
 
 
@@ -64,6 +64,7 @@ class Services:
             "consent": settings.consent_url,
             "transfer": settings.transfer_url,
             "audit": settings.audit_url,
+            "incidents": settings.incidents_url,
         }
         self._clients = {
             name: httpx.AsyncClient(base_url=url, timeout=settings.peer_timeout_s, transport=transport)

@@ -16,7 +16,7 @@ from services.portal.web import CurrentSession, PortalDep, render, require_role
 router = APIRouter(include_in_schema=False)
 
 # The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
-SENDERS: tuple[ServiceName, ...] = ("transfer", "records", "consent")
+SENDERS: tuple[ServiceName, ...] = ("transfer", "records", "consent", "incidents")
 
 
 @router.get("/notices")

@@ -73,6 +73,7 @@ async def record(request: Request, portal: PortalDep, session: CurrentSession, k
 async def disclosures(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
     found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    letters, letters_unavailable = await breach_letters(portal, session, key)
     return render(
         request,
         "parent/disclosures.html",
@@ -81,7 +82,22 @@ async def disclosures(request: Request, portal: PortalDep, session: CurrentSessi
         disclosures=found.get("disclosures", []),
         own_views=found.get("own_views", []),
         witnessed=await witnessed_checkpoint(portal, session),
+        breach_letters=letters,
+        letters_unavailable=letters_unavailable,
     )
+
+
+async def breach_letters(portal: Portal, session: Session, key: str) -> tuple[list[dict[str, Any]], bool]:
+    """Breach letters about this child (8 NYCRR 121.10(e)), shown beside the disclosure report;
+    the report still shows when the incidents service does not answer."""
+    try:
+        found = await portal.services.get("incidents", f"/v1/students/{key}/breach-letters", session.token)
+    except UpstreamError as exc:
+        if exc.status in (401, 403):
+            raise
+        return [], True
+    letters: list[dict[str, Any]] = found.get("letters", [])
+    return letters, False
 
 
 async def witnessed_checkpoint(portal: Portal, session: Session) -> dict[str, Any] | None:

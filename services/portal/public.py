@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from homeroom.auth import Role
 from homeroom.problems import Problem
 from homeroom.ratelimit import RateLimiter
+from services.portal.clients import UpstreamError
 from services.portal.session import dev_token
 from services.portal.web import (
     HOME,
@@ -190,4 +191,8 @@ async def agreements(request: Request, portal: PortalDep, session: OptionalSessi
     found = await portal.services.get("consent", "/v1/public/agreements", None)
     items = found.get("agreements", []) if isinstance(found, dict) else found
     waiting = found.get("awaiting_certification", []) if isinstance(found, dict) else []
-    return render(request, "agreements.html", session, agreements=items, awaiting=waiting)
+    try:  # breach notices districts chose to publish (the incidents service); the page stands without them
+        breaches = (await portal.services.get("incidents", "/v1/public/breach-notices", None)).get("notices", [])
+    except UpstreamError:
+        breaches = []
+    return render(request, "agreements.html", session, agreements=items, awaiting=waiting, breaches=breaches)

@@ -34,6 +34,7 @@ class PortalSettings(ServiceSettings):
     consent_url: str = _peer("consent", 8003)
     transfer_url: str = _peer("transfer", 8004)
     audit_url: str = _peer("audit", 8005)
+    incidents_url: str = _peer("incidents", 8008)
     peer_timeout_s: float = 15.0
 
     # Development sign-in: a form that mints a token with the stack's development issuer.

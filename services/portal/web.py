@@ -31,12 +31,14 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/compliance", "Overview"),
         ("/compliance/log", "Disclosure log"),
         ("/compliance/agreements", "Agreements to review"),
+        ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
     Role.DISTRICT_STAFF: [
         ("/district", "Submissions and transfers"),
         ("/district/chronic-absence", "Chronic absence"),
         ("/district/amendments", "Correction requests"),
+        ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
 }

@@ -32,6 +32,7 @@ from homeroom.auth import Principal, Role, require_roles
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
+from homeroom.contracts.notice_preferences import NoticePreference, NoticePreferences, NoticePreferencesRequest
 from homeroom.crypto import DecryptionError, KeyDestroyedError
 from homeroom.entry_text import normalise
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
@@ -1038,6 +1039,31 @@ async def _names(runtime: Runtime, conn: Connection, district_id: str, keys: lis
         parts = [opened[e].decode() for e in ("student.first_name", "student.last_name") if e in opened]
         out[key] = " ".join(parts)
     return out
+
+
+@router.post("/v1/internal/notice-preferences", tags=["internal"])
+async def notice_preferences(body: NoticePreferencesRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
+    """The letter language of each student's family (contract: homeroom/contracts/notice_preferences.py):
+    the record's home language, for the district's own letters to its families (a breach notice);
+    nothing else of the record leaves, and it is released to nobody, so no disclosure is recorded."""
+    cipher = runtime.require_cipher()
+    keys = list(dict.fromkeys(body.student_keys))
+    preferences: dict[str, NoticePreference] = {}
+    async with store.district_tx(runtime.pool, body.district_id) as conn:
+        held = await store.existing_student_keys(conn, body.district_id, keys)
+        sealed = await store.sealed_elements(conn, body.district_id, keys, ("student.home_language",))
+    for key in keys:
+        if key not in held:
+            continue
+        language = None
+        if key in sealed:
+            try:
+                opened = await cipher.open_many(body.district_id, key, sealed[key])
+                language = opened["student.home_language"].decode()[:100]
+            except DecryptionError:  # shredded meanwhile: none
+                language = None
+        preferences[key] = NoticePreference(home_language=language)
+    return NoticePreferences(district_id=body.district_id, preferences=preferences).model_dump()
 
 
 @router.get("/v1/districts/{district_id}/student-names")

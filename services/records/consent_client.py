@@ -9,13 +9,16 @@ release nothing: records fails closed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from homeroom.contracts.agreement_scope import AgreementScope, UnreadableScope
 from homeroom.problems import FieldError, Problem
+
+__all__ = ["AgreementScope", "ConsentClient", "ConsentUnavailable", "Decision", "DecisionRequest"]
 
 
 class ConsentUnavailable(Exception):
@@ -100,42 +103,6 @@ class Decision:
             raise ConsentUnavailable(f"the consent service answered with an unreadable decision: {exc!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class AgreementScope:
-    agreement_id: str
-    version: int
-    status: str
-    active: bool
-    organization: str
-    districts: tuple[str, ...]
-    schools: tuple[str, ...]
-    elements: tuple[str, ...]
-    purposes: tuple[str, ...]
-    start_date: str | None
-    end_date: str | None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> AgreementScope:
-        try:
-            return cls(
-                agreement_id=str(raw["agreement_id"]),
-                version=int(raw.get("version") or 0),
-                status=str(raw.get("status") or ""),
-                active=bool(raw["active"]),
-                organization=str(raw.get("organization") or ""),
-                districts=tuple(str(d) for d in raw.get("districts") or ()),
-                schools=tuple(str(s) for s in raw.get("schools") or ()),
-                elements=tuple(str(e) for e in raw.get("elements") or ()),
-                purposes=tuple(str(p) for p in raw.get("purposes") or ()),
-                start_date=raw.get("start_date"),
-                end_date=raw.get("end_date"),
-                raw=raw,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConsentUnavailable(f"the consent service answered with an unreadable scope: {exc!r}") from None
-
-
 class ConsentClient:
     """`ConsentClient(base_url, token_fn, transport=None)`; `token_fn` returns a bearer
     token of role `service` (the runtime's `service_token`). Tests pass an ASGI transport."""
@@ -203,4 +170,7 @@ class ConsentClient:
             return None
         if not isinstance(raw, dict):
             raise ConsentUnavailable("the consent service answered a scope with a non-object")
-        return AgreementScope.from_json(raw)
+        try:
+            return AgreementScope.from_json(raw)
+        except UnreadableScope as exc:
+            raise ConsentUnavailable(f"the consent service answered with {exc}") from None

@@ -1112,13 +1112,32 @@ async def chronic_worklist(
 
 
 async def sealed_names(conn: Connection, district_id: str, keys: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    return await sealed_elements(conn, district_id, keys, ("student.first_name", "student.last_name"))
+
+
+async def existing_student_keys(conn: Connection, district_id: str, keys: Sequence[str]) -> set[str]:
+    """Which of these students the district holds a record of (not destroyed)."""
+    rows = await conn.fetch(
+        "SELECT student_key FROM students WHERE district_id = $1 AND student_key = ANY($2::text[])"
+        " AND destroyed_at IS NULL",
+        district_id,
+        list(keys),
+    )
+    return {r["student_key"] for r in rows}
+
+
+async def sealed_elements(
+    conn: Connection, district_id: str, keys: Sequence[str], elements: Sequence[str]
+) -> dict[str, dict[str, bytes]]:
+    """These sealed elements of these students (not destroyed), by student key."""
     rows = await conn.fetch(
         """SELECT e.student_key, e.element, e.sealed FROM student_elements e
            JOIN students s USING (district_id, student_key)
            WHERE e.district_id = $1 AND e.student_key = ANY($2::text[]) AND s.destroyed_at IS NULL
-             AND e.element IN ('student.first_name', 'student.last_name')""",
+             AND e.element = ANY($3::text[])""",
         district_id,
         list(keys),
+        list(elements),
     )
     out: dict[str, dict[str, bytes]] = {}
     for r in rows:

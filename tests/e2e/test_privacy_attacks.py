@@ -55,7 +55,7 @@ from homeroom.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-API_SERVICES = ("ingest", "records", "consent", "transfer", "audit")
+API_SERVICES = ("ingest", "records", "consent", "transfer", "audit", "incidents")
 OUT_OF_SCOPE = {
     "portal": "serves pages to people and forwards the person's own token to the five APIs attacked here",
 }
@@ -90,6 +90,9 @@ TARGETS = {
     "consent_id": "consent",
     "decision_id": "decision",
     "seq": "entry",
+    "agreement_ids": "agreement",
+    "incident_id": "incident",
+    "report_id": "report",
 }
 
 # Routes that name none of the above, with the reason they hold no student data to attack.
@@ -122,6 +125,10 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("records", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
     ("consent", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
     ("transfer", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
+    ("incidents", "GET /v1/notices"): "lists only the caller's own notices: checked below by content",
+    ("incidents", "GET /v1/incidents"): "lists only the caller's incidents: checked below by content",
+    ("incidents", "GET /v1/public/breach-notices"): "public by the district's choice: notices, never students",
+    ("incidents", "GET /v1/keys"): "the key that signs frozen scopes, no students",
 }
 
 # Roles a route admits for any student or object, with the reason.
@@ -141,6 +148,15 @@ TRUSTED: dict[tuple[str, str], dict[str, str]] = {
     ("records", r"/v1/internal/.*"): {"service": "transfer's internal calls"},
     ("records", r"/v1/security-log"): {"compliance": "searches every refused read (the security log)"},
     ("audit", r".*"): {"compliance": "reads the whole log"},
+    ("audit", r"/v1/selections/disclosures"): {
+        "compliance": "reads the whole log",
+        "service": "the incidents service scopes breaches from it",
+    },
+    ("incidents", r".*"): {"compliance": "handles every incident"},
+    ("incidents", r"/v1/incidents/\{incident_id\}(/contractor-notice)?"): {
+        "compliance": "handles every incident",
+        "vendor_in_scope": "the incident is its own report of a breach of its own agreement",
+    },
     ("transfer", r"/v1/transfers/\{case_id\}.*"): {
         "compliance": "reads every case",
         "staff_b": "receiving district of the case",
@@ -235,6 +251,29 @@ BODIES: dict[tuple[str, str], Any] = {
     ("ingest", "POST /v1/districts/{district_id}/submissions/oneroster"): b"PK\x05\x06" + bytes(18),
     ("ingest", "POST /v1/submissions/{submission_id}/confirm"): None,
     ("ingest", "POST /v1/districts/{district_id}/organizations"): {"org_id": "mallory-school", "name": "M"},
+    ("consent", "POST /v1/agreements/{agreement_id}/keys/rotate"): None,
+    ("records", "POST /v1/internal/notice-preferences"): {"district_id": "{district}", "student_keys": ["{student}"]},
+    ("audit", "POST /v1/selections/disclosures"): {"agreement_ids": ["{agreement}"], "until": "2099-01-01T00:00:00Z"},
+    ("incidents", "POST /v1/incidents"): {
+        "discovered_at": "2026-09-20T00:00:00Z",
+        "description": "attack",
+        "agreement_ids": ["{agreement}"],
+        "districts": ["{district}"],
+    },
+    ("incidents", "POST /v1/incidents/{incident_id}/details"): {"description": "attack"},
+    ("incidents", "POST /v1/incidents/{incident_id}/contractor-notice"): {"district_id": "{district}"},
+    ("incidents", "POST /v1/incidents/{incident_id}/scope"): {},
+    ("incidents", "POST /v1/incidents/{incident_id}/cpo-report"): {"district_id": "{district}"},
+    ("incidents", "POST /v1/incidents/{incident_id}/letters"): {"district_id": "{district}"},
+    ("incidents", "POST /v1/incidents/{incident_id}/parents-delay"): {"reason": "law_enforcement"},
+    ("incidents", "POST /v1/incidents/{incident_id}/parents-delay/end"): {},
+    ("incidents", "POST /v1/incidents/{incident_id}/containment"): {
+        "action": "agreement_suspended",
+        "agreement_id": "{agreement}",
+    },
+    ("incidents", "POST /v1/incidents/{incident_id}/publication"): {"district_id": "{district}", "text": "attack"},
+    ("incidents", "POST /v1/incidents/{incident_id}/close"): None,
+    ("incidents", "PUT /v1/districts/{district_id}/breach-deadlines"): {"contractor_to_agency_hours": 1},
 }
 
 
@@ -359,6 +398,19 @@ def build_world(stack: Stack) -> World:
             ),
             201,
         )
+        # A breach the in-scope vendor reports (its agreement covers district A): scoped, reported to the CPO.
+        incidents = scn.urls["incidents"]
+        vendor = scn.auth(Role.VENDOR, "v1", agreement=w.agreements["in_scope"], organization=VENDOR)
+        incident = ok(
+            http.post(
+                f"{incidents}/v1/incidents",
+                json={"discovered_at": str(TODAY) + "T00:00:00Z", "description": "a leaked export"},
+                headers=vendor,
+            ),
+            201,
+        )["incident_id"]
+        ok(http.post(f"{incidents}/v1/incidents/{incident}/scope", json={}, headers=compliance), 201)
+        report = ok(http.post(f"{incidents}/v1/incidents/{incident}/cpo-report", json={}, headers=scn.staff(a.id)))
         submissions = ok(http.get(f"{scn.urls['ingest']}/v1/districts/{a.id}/submissions", headers=scn.staff(a.id)))[
             "submissions"
         ]
@@ -370,6 +422,8 @@ def build_world(stack: Stack) -> World:
             "consent": str(consent["consent_id"]),
             "decision": str(cases[0]["decision_id"]),
             "entry": "0",
+            "incident": incident,
+            "report": report["reports"][0]["report_id"],
         }
     vendor = {"organization": "Othervendor"}
     w.principals = {
@@ -460,6 +514,7 @@ def targets_for(w: World, attacker: str) -> list[Target]:
     for target in out:
         target.values.update(w.ids)
         target.values.setdefault("resource", "students")
+        target.values.setdefault("version", "1")
     return out
 
 
@@ -519,6 +574,8 @@ MISSING = {
     "consent": str(uuid.UUID(int=4)),
     "decision": str(uuid.UUID(int=5)),
     "entry": "99999",
+    "incident": "inc-000000000000",
+    "report": str(uuid.UUID(int=6)),
 }
 
 
@@ -765,7 +822,7 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             tally.failures.append(f"{attacker} → GET /v1/security-log: {response.status_code}")
     # Notices: each caller reads only its own; none of another family's or district's.
     for attacker in w.principals:
-        for service in ("records", "consent", "transfer"):
+        for service in ("records", "consent", "transfer", "incidents"):
             response = http.get(f"{w.url(service)}/v1/notices", headers=w.principals[attacker])
             tally.attempts += 1
             tally.by_service[service] += 1
@@ -779,6 +836,17 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
                 tally.failures.append(
                     f"{attacker} → {service} /v1/notices: {response.status_code}, outsiders {len(shown)}"
                 )
+    # Incidents: each caller lists only those it may see (district A's breach: not district B's
+    # staff, not another vendor, never a parent, an operator or a service).
+    for attacker in [p for p in w.principals if p not in ("compliance", "vendor_in_scope")]:
+        response = http.get(f"{w.url('incidents')}/v1/incidents", headers=w.principals[attacker])
+        tally.attempts += 1
+        tally.by_service["incidents"] += 1
+        refused = 401 if attacker.startswith("hostile_") else 403
+        if response.status_code == refused or (response.status_code == 200 and w.ids["incident"] not in response.text):
+            tally.refused += 1
+        else:
+            tally.failures.append(f"{attacker} → GET /v1/incidents: {response.status_code}, lists A's incident")
     for attacker in [p for p in w.principals if p != "compliance"]:
         for route in ("/v1/entries", "/v1/export"):
             response = http.get(f"{w.url('audit')}{route}", headers=w.principals[attacker])

@@ -3,10 +3,11 @@
 Every service runs as its login role (`homeroom_<service>`), migrated by the owner role;
 the login owns nothing. Whatever someone holding that login's password tries against the
 append-only tables (the audit log, records' read log, consent's decisions and agreement
-history, transfer's case history) is refused by PostgreSQL: UPDATE, DELETE, TRUNCATE,
-ALTER, disabling or dropping the triggers, and switching triggers off with
-session_replication_role. So are creating tables and becoming the owner. A table added by
-a later migration gets the same treatment without a grant of its own.
+history, transfer's case history, an incident's history, frozen scopes, letters and
+reports) is refused by PostgreSQL: UPDATE, DELETE, TRUNCATE, ALTER, disabling or dropping
+the triggers, and switching triggers off with session_replication_role. So are creating
+tables and becoming the owner. A table added by a later migration gets the same treatment
+without a grant of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from homeroom.service import ServiceSpec
 from homeroom.storage import OWNER_ROLE, Connection, create_pool, migrate, privilege_problems, with_user
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
+from services.incidents.service import SERVICE as INCIDENTS
 from services.ingest.service import SERVICE as INGEST
 from services.records.service import SERVICE as RECORDS
 from services.transfer.service import SERVICE as TRANSFER
@@ -32,6 +34,20 @@ APPEND_ONLY: list[tuple[ServiceSpec, tuple[str, ...]]] = [
     (CONSENT, ("agreement_history", "decisions")),
     (TRANSFER, ("transfer_history",)),
     (INGEST, ()),
+    (
+        INCIDENTS,
+        (
+            "incident_history",
+            "contractor_notices",
+            "scope_versions",
+            "scope_bundle_chunks",
+            "scope_students",
+            "containment_steps",
+            "reports",
+            "letters",
+            "publications",
+        ),
+    ),
 ]
 
 

@@ -21,10 +21,13 @@ from services.audit.merkle import (
     consistency_ranges,
     inclusion_ranges,
     leaf_hash,
+    multiproof_nodes,
     node_hash,
     range_nodes,
+    subtree_range,
     verify_consistency,
     verify_inclusion,
+    verify_multiproof,
 )
 
 
@@ -550,3 +553,49 @@ def test_a_rewritten_prefix_is_never_consistent(data: list[bytes], picks: st.Dat
     forged_data[victim] = forged_data[victim] + b"!"
     forged = log_of(forged_data)
     assert not verify_consistency(old, new, honest.root(old), forged.root(new), forged.consistency_proof(old, new))
+
+
+# --- multiproofs ---------------------------------------------------------------------------
+
+
+def _multiproof(log: MerkleLog, indices: list[int], size: int) -> list[bytes]:
+    return [log._hash_range(*subtree_range(node, size)) for node in multiproof_nodes(indices, size)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.integers(1, 300), picks=st.data())
+def test_any_set_of_leaves_is_proven_by_one_multiproof_against_any_historical_root(
+    size: int, picks: st.DataObject
+) -> None:
+    log = MerkleLog()
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size + 20)]
+    log.extend(leaves)
+    chosen = sorted(picks.draw(st.sets(st.integers(0, size - 1), min_size=1)))
+    proof = _multiproof(log, chosen, size)
+    assert verify_multiproof([(i, leaves[i]) for i in chosen], size, proof, log.root(size))
+    # Never more than one inclusion proof per leaf would send, and one for a single leaf is its audit path.
+    assert len(proof) <= sum(len(log.inclusion_proof(i, size)) for i in chosen)
+    if len(chosen) == 1:
+        assert proof == log.inclusion_proof(chosen[0], size)
+    # A leaf changed, a hash dropped or added, a leaf left out: none of them gives the root.
+    wrong = [(i, leaves[i] if n else leaf_hash(b"forged")) for n, i in enumerate(chosen)]
+    assert not verify_multiproof(wrong, size, proof, log.root(size))
+    if proof:
+        assert not verify_multiproof([(i, leaves[i]) for i in chosen], size, proof[1:], log.root(size))
+        flipped = [bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]]
+        assert not verify_multiproof([(i, leaves[i]) for i in chosen], size, flipped, log.root(size))
+    assert not verify_multiproof([(i, leaves[i]) for i in chosen], size, [*proof, leaves[0]], log.root(size))
+    if len(chosen) > 1:
+        assert not verify_multiproof([(i, leaves[i]) for i in chosen[1:]], size, proof, log.root(size))
+
+
+def test_a_run_of_leaves_shares_its_nodes() -> None:
+    """A million leaves in runs of a hundred within ten million: a few hashes per run, not 24 per leaf."""
+    size = 10_000_000
+    chosen = [start + k for start in range(0, size - 100, 10_000) for k in range(100)]
+    nodes = multiproof_nodes(chosen, size)
+    assert len(chosen) == 100_000 and len(nodes) < 20 * 1000
+    with pytest.raises(ValueError, match="sorted and unique"):
+        multiproof_nodes([3, 2], 10)
+    with pytest.raises(ValueError, match="within a tree"):
+        multiproof_nodes([10], 10)

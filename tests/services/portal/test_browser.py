@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeroom.auth import Role
 from homeroom.catalogue import PURPOSES
-from homeroom.scenario import ok
+from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
 
@@ -110,9 +110,12 @@ def test_parent_flow(page: Page, world: World) -> None:
     expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
     expect(main).to_contain_text("First name")
     expect(main).to_contain_text("FERPA 99.31(a)(2) transfer to enrolling school")
+    # The breach letter about this child, beside the disclosure report (8 NYCRR 121.10(e)).
+    expect(main).to_contain_text("Breach notices about your child")
+    expect(main).to_contain_text("Notice of a data breach: your child's information shared with Brightpath Learning")
     shot(page, "parent-03-disclosures")
     # The parent's own views are no disclosure to anyone: apart, one line per day (item 10).
-    expect(page.locator("ol.disclosures")).not_to_contain_text("unnamed recipient")
+    expect(page.locator("ol.disclosures:not(.breach-letters)")).not_to_contain_text("unnamed recipient")
     expect(page.get_by_role("table", name="Your own views of the record, by day")).to_contain_text(world.district_b)
     with page.expect_download() as download:
         page.get_by_role("link", name="Download this report (CSV)").click()
@@ -340,3 +343,85 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
         response = page.goto(world.portal + path)
         assert response is not None and response.status == 403, path
         expect(page.locator("main")).not_to_contain_text("Zoe")
+
+
+def test_breach_response_on_the_portal_121_10(page: Page, world: World) -> None:
+    """Compliance reads the demo's breach (clocks, scope, printable letters); a district data office
+    handles a breach of its own vendor from the incident page: scope, CPO report, letters,
+    suspension (access stops), a public notice."""
+    scenario, district = world.scenario, world.district_b
+    compliance = scenario.auth(Role.COMPLIANCE, "compliance-officer")
+    urls = scenario.urls
+    with httpx.Client(timeout=60) as http:
+        created = ok(
+            http.post(
+                f"{urls['consent']}/v1/agreements",
+                json={
+                    "organization": "Breach Tutors",
+                    "category": "vendor",
+                    "supplemental": SUPPLEMENTAL_ANSWERS,
+                    "terms": {
+                        "elements": ["student.first_name"],
+                        "purposes": ["instruction"],
+                        "districts": [district],
+                        "start_date": "2025-01-01",
+                        "end_date": "2099-01-01",
+                        "disposition": "destroy",
+                    },
+                },
+                headers=compliance,
+            ),
+            201,
+        )
+        agreement = created["id"]
+        ok(http.post(f"{urls['consent']}/v1/agreements/{agreement}/activate", headers=compliance))
+        vendor = scenario.auth(Role.VENDOR, "tutors-app", agreement=agreement, organization="Breach Tutors")
+        reported = ok(
+            http.post(
+                f"{urls['incidents']}/v1/incidents",
+                json={"discovered_at": "2026-01-05T10:00:00Z", "description": "A tutor's laptop was stolen."},
+                headers=vendor,
+            ),
+            201,
+        )
+
+    sign_in(page, world, role="compliance", subject="compliance-officer")
+    page.get_by_role("link", name="Incidents").click()
+    main = page.locator("main")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Breach incidents")
+    expect(page.locator("tbody")).to_contain_text("Brightpath Learning")
+    shot(page, "incidents-01-list")
+    page.locator("tbody tr", has_text="Brightpath Learning").get_by_role("link").click()
+    expect(main).to_contain_text("8 NYCRR 121.10(b)")
+    expect(main).to_contain_text("students whose data the recipient could read")
+    expect(main).to_contain_text("cosigned by the witness")
+    shot(page, "incidents-02-detail")
+    page.get_by_role("link", name="Print the letters").click()
+    expect(main).to_contain_text("Notice of a data breach")
+    shot(page, "incidents-03-letters")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, world, role="district_staff", district=district, subject="data-office")
+    page.goto(f"{world.portal}/incidents/{reported['incident_id']}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Breach Tutors")
+    expect(main).to_contain_text("the contractor's notice to the educational agency (homeroom)")
+    page.get_by_role("button", name="Compute the scope from the log").click()
+    expect(page.get_by_role("status")).to_have_text("The scope is computed from the log and frozen.")
+    page.get_by_role("button", name="Send the report to the Chief Privacy Officer").click()
+    expect(page.get_by_role("status")).to_have_text("The report to the Chief Privacy Officer is sent.")
+    page.get_by_role("button", name="Send the letters to families").click()
+    expect(main).to_contain_text("not required")
+    page.get_by_role("button", name=f"Suspend agreement {agreement} (access stops at once)").click()
+    expect(page.get_by_role("status")).to_have_text("The agreement is suspended and the step recorded.")
+    expect(page.locator("section:has(#containment-heading)")).to_contain_text("agreement suspended")
+    page.get_by_label("Notice to publish on the public page").fill("Breach Tutors lost a laptop; no data was read.")
+    page.get_by_role("button", name="Publish").click()
+    expect(main).to_contain_text("Status")
+    expect(main).to_contain_text("notified")
+    shot(page, "incidents-04-district-handled")
+    with httpx.Client(timeout=30) as http:
+        scope = http.get(f"{urls['consent']}/v1/agreements/{agreement}/scope", headers=vendor)
+    assert scope.json()["status"] == "suspended"
+    page.goto(f"{world.portal}/agreements")
+    expect(page.locator("section:has(#breaches-heading)")).to_contain_text("Breach Tutors lost a laptop")
+    shot(page, "incidents-05-public-notice")

@@ -1,0 +1,467 @@
+"""HTTP API of the incidents service: thin adapters over `application/` (docs/services/incidents.md).
+
+Who may call what:
+* compliance: everything;
+* district staff: incidents concerning their district, acting for their district only (and
+  for the whole incident when it concerns their district alone);
+* a vendor: reports a breach of its own agreement, sends its notice, sees its own incident
+  and obligation, never the scope;
+* a parent: the breach letters about their own child;
+* anyone: breach notices a district chose to publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from homeroom.auth import Forbidden, Principal, Role, require_roles
+from homeroom.problems import Problem, problem_type
+from homeroom.service import Runtime, RuntimeDep
+from services.incidents import store
+from services.incidents.application import containment, notifying, publishing, reporting, scoping
+from services.incidents.application.common import (
+    IncidentsState,
+    districts_acted_for,
+    load_visible,
+    require_whole_incident,
+    state_of,
+)
+from services.incidents.incidents import Discoverer, Kind
+
+ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]
+
+Manager = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF))]
+Reader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.VENDOR))]
+ParentOrCompliance = Annotated[Principal, Depends(require_roles(Role.PARENT, Role.COMPLIANCE))]
+KeyReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.OPERATOR))]
+
+
+def get_state(runtime: RuntimeDep) -> IncidentsState:
+    return state_of(runtime)
+
+
+StateDep = Annotated[IncidentsState, Depends(get_state)]
+
+Id = Annotated[str, Field(pattern=ID)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenIncident(_Body):
+    discovered_at: AwareDatetime
+    description: str = Field(min_length=1, max_length=5000, description="what happened, as the reporter knows it")
+    discovered_by: Discoverer | None = None
+    agreement_ids: list[Id] = Field(default_factory=list, max_length=20)
+    recipient_organization: str = Field(default="", max_length=200)
+    system: str = Field(default="", max_length=200, description="the system breached, when it is not a recipient")
+    districts: list[Id] = Field(default_factory=list, max_length=100)
+    exposure_start: AwareDatetime | None = None
+    exposure_end: AwareDatetime | None = None
+    contractor_notified_at: AwareDatetime | None = Field(
+        default=None, description="when the agency received the contractor's notice (recorded by the agency)"
+    )
+    contractor_notice_method: Literal["email", "phone", "letter", "in_person"] = "email"
+    contact: str = Field(default="", max_length=500, description="whom families contact")
+    investigation: str = Field(default="", max_length=2000)
+
+
+class Details(_Body):
+    exposure_start: AwareDatetime | None = None
+    exposure_end: AwareDatetime | None = None
+    description: str | None = Field(default=None, min_length=1, max_length=5000)
+    investigation: str | None = Field(default=None, max_length=2000)
+    contact: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class ContractorNotice(_Body):
+    district_id: Id | None = None
+    received_at: AwareDatetime | None = None
+    method: Literal["email", "phone", "letter", "in_person"] = "email"
+
+
+class Rescope(_Body):
+    exposure_start: AwareDatetime | None = None
+    exposure_end: AwareDatetime | None = None
+    disclosed_since: AwareDatetime | None = None
+    agreement_ids: list[Id] = Field(
+        default_factory=list, max_length=20, description="agreements to add (another recipient)"
+    )
+
+
+class ForDistrict(_Body):
+    district_id: Id | None = Field(default=None, description="one district (default: all yours)")
+
+
+class Delay(_Body):
+    reason: Literal["law_enforcement", "unfixed_vulnerability"]
+
+
+class DelayEnded(_Body):
+    ended_at: AwareDatetime | None = None
+
+
+class Containment(_Body):
+    action: Literal["agreement_suspended", "keys_rotated"]
+    agreement_id: Id
+    rotation_id: str | None = Field(default=None, max_length=100)
+
+
+class Publication(_Body):
+    district_id: Id | None = None
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class Deadlines(_Body):
+    contractor_to_agency_hours: int | None = Field(default=None, ge=1)
+    agency_to_cpo_hours: int | None = Field(default=None, ge=1)
+    agency_to_parents_hours: int | None = Field(default=None, ge=1)
+
+
+incidents = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+public = APIRouter(prefix="/v1/public", tags=["public"])
+districts = APIRouter(prefix="/v1/districts", tags=["incidents"])
+students = APIRouter(prefix="/v1/students", tags=["notices"])
+keys = APIRouter(prefix="/v1", tags=["scope"])
+
+
+@incidents.post("", status_code=201, summary="Open an incident (a recipient reports its own breach)")
+async def open_incident(body: OpenIncident, principal: Reader, runtime: RuntimeDep, state: StateDep) -> dict[str, Any]:
+    opening = reporting.Opening(**body.model_dump())
+    incident_id = await reporting.open_incident(state, runtime.pool, principal, opening)
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.get("", summary="Incidents you may see, with their next deadline")
+async def list_incidents(principal: Reader, runtime: RuntimeDep, state: StateDep) -> dict[str, Any]:
+    return {"incidents": await reporting.listing(state, runtime.pool, principal)}
+
+
+@incidents.get(
+    "/{incident_id}", summary="An incident: its record, clocks, scope versions, containment, notices, history"
+)
+async def get_incident(
+    incident_id: IncidentId, principal: Reader, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.post("/{incident_id}/details", summary="Change the exposure period, description, investigation or contact")
+async def change_details(
+    incident_id: IncidentId, body: Details, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    await reporting.change_details(state, runtime.pool, principal, incident_id, body.model_dump(exclude_unset=True))
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.post("/{incident_id}/contractor-notice", summary="The contractor's notice to the agencies (121.10(a))")
+async def contractor_notice(
+    incident_id: IncidentId, body: ContractorNotice, principal: Reader, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    await reporting.contractor_notice(
+        state,
+        runtime.pool,
+        principal,
+        incident_id,
+        district=body.district_id,
+        received_at=body.received_at,
+        method=body.method,
+    )
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.post("/{incident_id}/scope", status_code=201, tags=["scope"], summary="Freeze a scope version from the log")
+async def freeze_scope(
+    incident_id: IncidentId, body: Rescope, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    change = scoping.Rescope(
+        exposure_start=body.exposure_start,
+        exposure_end=body.exposure_end,
+        disclosed_since=body.disclosed_since,
+        add_agreement_ids=tuple(body.agreement_ids),
+    )
+    return await scoping.freeze(state, runtime.pool, principal, incident_id, change)
+
+
+async def _version(runtime: Runtime, principal: Principal, incident_id: str, version: int) -> Any:
+    if principal.role is Role.VENDOR:  # before the lookup: the same answer whether the incident exists
+        raise Forbidden("the scope is for the educational agencies and compliance staff")
+    row = await load_visible(runtime.pool, principal, incident_id)
+    found = await store.version(runtime.pool, incident_id, version)
+    if found is None:
+        raise Problem(
+            404, "Not found", f"incident {incident_id} has no scope version {version}", type=problem_type("not-found")
+        )
+    return row, found
+
+
+@incidents.get(
+    "/{incident_id}/scope/{version}", tags=["scope"], summary="One frozen scope version: counts and evidence"
+)
+async def scope_version(
+    incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)], principal: Reader, runtime: RuntimeDep
+) -> dict[str, Any]:
+    _, found = await _version(runtime, principal, incident_id, version)
+    own = principal.district_id if principal.role is Role.DISTRICT_STAFF else None
+    return reporting._version_view(found, own)
+
+
+@incidents.get("/{incident_id}/scope/{version}/students", tags=["scope"], summary="The affected students, page by page")
+async def scope_students(
+    incident_id: IncidentId,
+    version: Annotated[int, Path(ge=1, le=100_000)],
+    principal: Reader,
+    runtime: RuntimeDep,
+    district_id: Annotated[str | None, Query(pattern=ID)] = None,
+    after: Annotated[str | None, Query(max_length=300, description="next_after of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    row, _ = await _version(runtime, principal, incident_id, version)
+    chosen = districts_acted_for(principal, row, district_id)
+    district = chosen[0] if len(chosen) == 1 else None
+    parts = after.split("/", 1) if after and "/" in after else None
+    cursor = (parts[0], parts[1]) if parts else None
+    found = await store.students(runtime.pool, incident_id, version, district=district, after=cursor, limit=limit + 1)
+    page = found[:limit]
+    return {
+        "students": [
+            {
+                "district_id": s["district_id"],
+                "student_key": s["student_key"],
+                "elements": list(s["elements"]),
+                "unreadable_elements": list(s["unreadable_elements"]),
+                "disclosures": s["disclosures"],
+                "first_shared": s["first_shared"],
+                "last_shared": s["last_shared"],
+                "destruction_records": list(s["destructions"]),
+            }
+            for s in page
+        ],
+        "next_after": f"{page[-1]['district_id']}/{page[-1]['student_key']}" if len(found) > limit else None,
+    }
+
+
+@incidents.get(
+    "/{incident_id}/scope/{version}/bundle",
+    tags=["scope"],
+    summary="The frozen scope as a signed bundle (gzip JSON Lines) to check offline: homeroom incidents verify-scope",
+    response_class=StreamingResponse,
+)
+async def scope_bundle(
+    incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)], principal: Manager, runtime: RuntimeDep
+) -> StreamingResponse:
+    row, _ = await _version(runtime, principal, incident_id, version)
+    require_whole_incident(principal, row)  # it names every district's students
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in store.bundle_chunks(runtime.pool, incident_id, version):
+            yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{incident_id}-scope-v{version}.jsonl.gz"'},
+    )
+
+
+@incidents.post(
+    "/{incident_id}/cpo-report", tags=["notices"], summary="Report to the Chief Privacy Officer (121.10(b), (d))"
+)
+async def cpo_report(
+    incident_id: IncidentId, body: ForDistrict, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    return {"reports": await notifying.report_to_cpo(state, runtime.pool, principal, incident_id, body.district_id)}
+
+
+@incidents.get(
+    "/{incident_id}/reports/{report_id}",
+    tags=["notices"],
+    summary="A report: the document (format=text) or the machine-readable file (format=json)",
+)
+async def get_report(
+    incident_id: IncidentId,
+    report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    principal: Manager,
+    runtime: RuntimeDep,
+    format: Literal["json", "text"] = "json",
+) -> Response:
+    row = await load_visible(runtime.pool, principal, incident_id)
+    found = await store.report(runtime.pool, incident_id, report_id)
+    if found is None or found["district_id"] not in districts_acted_for(principal, row, None):
+        raise Problem(
+            404, "Not found", f"no report {report_id} of incident {incident_id} for you", type=problem_type("not-found")
+        )
+    if format == "text":
+        return PlainTextResponse(found["document"])
+    return Response(
+        found["machine"] if isinstance(found["machine"], str) else "{}",
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="{incident_id}-{found["kind"]}-{found["district_id"]}.json"'
+        },
+    )
+
+
+@incidents.post(
+    "/{incident_id}/letters", tags=["notices"], summary="Letters to every affected family, and the district summary"
+)
+async def send_letters(
+    incident_id: IncidentId, body: ForDistrict, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    return {"districts": await notifying.notify_families(state, runtime.pool, principal, incident_id, body.district_id)}
+
+
+@incidents.get("/{incident_id}/letters", tags=["notices"], summary="The letters sent (printable), with their delivery")
+async def list_letters(
+    incident_id: IncidentId,
+    principal: Manager,
+    runtime: RuntimeDep,
+    district_id: Annotated[str | None, Query(pattern=ID)] = None,
+    after: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    return await notifying.letters(runtime.pool, principal, incident_id, district_id, after, limit)
+
+
+@incidents.post(
+    "/{incident_id}/parents-delay",
+    summary="Delay the families' notice (121.10(e): law enforcement, unfixed vulnerability)",
+)
+async def delay(
+    incident_id: IncidentId, body: Delay, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    await reporting.delay_parents_notice(state, runtime.pool, principal, incident_id, reason=body.reason, ended_at=None)
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.post("/{incident_id}/parents-delay/end", summary="The delay ended: families are due within seven days")
+async def delay_ended(
+    incident_id: IncidentId, body: DelayEnded, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    await reporting.delay_parents_notice(
+        state, runtime.pool, principal, incident_id, reason=None, ended_at=body.ended_at
+    )
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@incidents.post(
+    "/{incident_id}/containment", summary="Record a containment step consent has taken (checked with consent)"
+)
+async def record_containment(
+    incident_id: IncidentId, body: Containment, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    return await containment.record_step(
+        state,
+        runtime.pool,
+        principal,
+        incident_id,
+        action=body.action,
+        agreement_id=body.agreement_id,
+        rotation_id=body.rotation_id,
+    )
+
+
+@incidents.post("/{incident_id}/publication", tags=["public"], summary="Publish a breach notice on the public page")
+async def publish_notice(
+    incident_id: IncidentId, body: Publication, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    return await publishing.publish(state, runtime.pool, principal, incident_id, body.district_id, body.text)
+
+
+@incidents.post("/{incident_id}/close", summary="Close the incident (every obligation met or settled)")
+async def close_incident(
+    incident_id: IncidentId, principal: Manager, runtime: RuntimeDep, state: StateDep
+) -> dict[str, Any]:
+    await reporting.close_incident(state, runtime.pool, principal, incident_id)
+    return await reporting.view(state, runtime.pool, principal, incident_id)
+
+
+@public.get("/breach-notices", summary="Breach notices districts chose to publish (no sign-in)")
+async def public_notices(runtime: RuntimeDep) -> dict[str, Any]:
+    return {"notices": await publishing.public_notices(runtime.pool)}
+
+
+def _own_district(principal: Principal, district_id: str) -> None:
+    if principal.role is Role.DISTRICT_STAFF and principal.district_id != district_id:
+        raise Forbidden(f"only staff of district {district_id!r} (or compliance) see its deadlines")
+
+
+@districts.get("/{district_id}/breach-deadlines", summary="A district's own deadlines, shorter than the law's")
+async def get_deadlines(
+    district_id: Annotated[str, Path(pattern=ID)], principal: Manager, runtime: RuntimeDep
+) -> dict[str, Any]:
+    _own_district(principal, district_id)
+    found = (await store.district_deadlines(runtime.pool, [district_id])).get(district_id, {})
+    return {"district_id": district_id, **{f"{k.value}_hours": found.get(k) for k in Kind}}
+
+
+@districts.put(
+    "/{district_id}/breach-deadlines", summary="Set a district's own deadlines (each shorter than the law's)"
+)
+async def set_deadlines(
+    district_id: Annotated[str, Path(pattern=ID)],
+    body: Deadlines,
+    principal: Manager,
+    runtime: RuntimeDep,
+    state: StateDep,
+) -> dict[str, Any]:
+    hours = {Kind(name.removesuffix("_hours")): v for name, v in body.model_dump().items() if v is not None}
+    await reporting.set_deadlines(state, runtime.pool, principal, district_id, hours)
+    return {"district_id": district_id, **{f"{k.value}_hours": hours.get(k) for k in Kind}}
+
+
+@students.get(
+    "/{student_key}/breach-letters", summary="Breach letters about a child (the parent, beside the disclosure report)"
+)
+async def student_letters(
+    student_key: Annotated[str, Path(pattern=r"^stu_[a-z0-9]{1,64}$")],
+    principal: ParentOrCompliance,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    if principal.role is Role.PARENT and not principal.is_parent_of(student_key):
+        raise Forbidden("a parent sees only the letters about their own child")
+    rows = await runtime.pool.fetch(
+        """SELECT l.incident_id, l.district_id, l.version, l.language, l.issued_at, n.subject, n.body, n.sent_at,
+                  i.recipient_org, i.status
+           FROM letters l JOIN notices n USING (notice_id) JOIN incidents i USING (incident_id)
+           WHERE l.student_key = $1 ORDER BY l.issued_at DESC""",
+        student_key,
+    )
+    return {
+        "student_key": student_key,
+        "letters": [
+            {
+                "incident_id": r["incident_id"],
+                "district_id": r["district_id"],
+                "recipient": r["recipient_org"],
+                "version": r["version"],
+                "language": r["language"],
+                "issued_at": r["issued_at"].isoformat(),
+                "subject": r["subject"],
+                "body": r["body"],
+                "delivery": "e-mailed" if r["sent_at"] else "on your notification list",
+            }
+            for r in rows
+        ],
+    }
+
+
+@keys.get("/keys", tags=["scope"], summary="The key that signs frozen scopes (pin it to verify bundles)")
+async def signing_key(principal: KeyReader, state: StateDep) -> dict[str, str]:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = state.signer.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {"name": state.signer.name, "public_key": pem.decode()}
+
+
+ROUTERS = (incidents, public, districts, students, keys)

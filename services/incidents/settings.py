@@ -1,0 +1,67 @@
+"""Settings of the incidents service (environment prefix HOMEROOM_INCIDENTS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from homeroom.config import ServiceSettings
+
+
+class IncidentsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEROOM_INCIDENTS_", extra="ignore")
+
+    service_name: str = "incidents"
+    port: int = 8008
+
+    # Peers (the stack sets these; docs/contracts.md): audit proves the scope, consent says
+    # which districts an agreement covers and whether it is suspended, records gives a
+    # family's letter language.
+    audit_url: str = Field(
+        default="http://127.0.0.1:8005", validation_alias=AliasChoices("HOMEROOM_AUDIT_URL", "audit_url")
+    )
+    consent_url: str = Field(
+        default="http://127.0.0.1:8003", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url")
+    )
+    records_url: str = Field(
+        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
+    )
+    peer_timeout_s: float = 15.0
+    scope_timeout_s: float = 3600.0  # streaming a million disclosures takes a while
+
+    # The key that signs frozen scopes (Ed25519 PKCS#8 PEM, mode 0600; a C2SP signed note by
+    # `signer_name`). Default <secrets_dir>/incidents-signing.key, created outside production.
+    signing_key_file: Path | None = None
+    signer_name: str = "homeroom.local/incidents"
+    # Pinned keys to check what audit sends against (its /v1/keys answer when unset) and the
+    # witness's key (PEM); when the witness key is set, an unwitnessed head is refused.
+    audit_keys_file: Path | None = None
+    witness_name: str = Field(
+        default="witness.homeroom.local/w1",
+        validation_alias=AliasChoices("HOMEROOM_AUDIT_WITNESS_NAME", "witness_name"),
+    )
+    witness_public_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HOMEROOM_AUDIT_WITNESS_PUBLIC_KEY_FILE", "witness_public_key_file"),
+    )
+
+    # Who families contact when an incident names nobody else, and the CPO's notice address
+    # (`cpo:<id>` in the notice address book).
+    default_contact: str = "the district's data privacy officer"
+    cpo_recipient: str = "nysed-cpo"
+
+    bundle_chunk_bytes: int = 4 * 1024 * 1024
+    clock_refresh_s: float = 15.0  # how often the clocks' metrics are refreshed from the database
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.secrets_dir / "incidents-signing.key"
+
+    def require_production_secrets(self) -> None:
+        super().require_production_secrets()
+        if self.environment == "production" and self.signing_key_file is None:
+            raise ValueError(
+                "production start refused: set HOMEROOM_INCIDENTS_SIGNING_KEY_FILE (the scope signing key)"
+            )

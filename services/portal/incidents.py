@@ -1,0 +1,274 @@
+"""Breach response pages for compliance staff and district data offices (issue 21): incidents,
+their clocks (8 NYCRR 121.10), the scope computed from the disclosure log, the notices, and
+the containment steps, each taken with the signed-in person's own token.
+
+Containment takes two calls, on purpose: consent suspends the agreement or rotates its keys
+(with the person's own authority), then the incidents service checks with consent that it
+happened and records the step. The portal only chains them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Request
+from starlette.background import BackgroundTask
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+
+from homeroom.auth import Role
+from services.portal.clients import UpstreamError
+from services.portal.session import Session
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+
+router = APIRouter(prefix="/incidents", include_in_schema=False)
+
+IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]
+STANDINGS = {
+    "open": "running",
+    "overdue": "overdue",
+    "met": "met",
+    "met_late": "met late",
+    "not_required": "not required",
+    "delayed": "delayed (121.10(e))",
+    "waiting": "not started",
+}
+KINDS = {
+    "contractor_to_agency": "Contractor notifies the educational agency",
+    "agency_to_cpo": "Agency reports to the Chief Privacy Officer",
+    "agency_to_parents": "Agency notifies affected families",
+}
+
+
+def _staff(session: Session) -> None:
+    require_role(session, Role.COMPLIANCE, Role.DISTRICT_STAFF)
+
+
+def _utc(value: str) -> str | None:
+    """A time from a form: ISO 8601; without a zone it is taken as UTC (the form says so)."""
+    text = value.strip()
+    if not text:
+        return None
+    return text if text.endswith("Z") or "+" in text[10:] else text + ("Z" if len(text) > 10 else "T00:00:00Z")
+
+
+async def _detail(portal: Portal, session: Session, incident_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = await portal.services.get("incidents", f"/v1/incidents/{incident_id}", session.token)
+    return found
+
+
+def _page(
+    request: Request,
+    session: Session,
+    incident: dict[str, Any],
+    *,
+    done: str = "",
+    errors: list[str] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "incidents/detail.html",
+        session,
+        status=status,
+        incident=incident,
+        kinds=KINDS,
+        standings=STANDINGS,
+        done=DONE_TEXT.get(done, ""),
+        errors=errors or [],
+        latest=(incident.get("scope_versions") or [None])[-1],
+        compliance=session.principal.role is Role.COMPLIANCE,
+    )
+
+
+@router.get("")
+async def incidents(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    _staff(session)
+    found = await portal.services.get("incidents", "/v1/incidents", session.token)
+    return render(
+        request,
+        "incidents/list.html",
+        session,
+        incidents=found.get("incidents", []),
+        kinds=KINDS,
+        standings=STANDINGS,
+        errors=[],
+        form={},
+    )
+
+
+@router.post("")
+async def open_incident(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    _staff(session)
+    form = await checked_form(request, session)
+    body: dict[str, Any] = {
+        "discovered_at": _utc(form.get("discovered_at", "")),
+        "description": form.get("description", "").strip(),
+        "agreement_ids": [a.strip() for a in form.get("agreement_ids", "").split(",") if a.strip()],
+        "exposure_start": _utc(form.get("exposure_start", "")),
+        "exposure_end": _utc(form.get("exposure_end", "")),
+        "contact": form.get("contact", "").strip(),
+        "investigation": form.get("investigation", "").strip(),
+    }
+    if form.get("contractor_notified_at", "").strip():
+        body["contractor_notified_at"] = _utc(form["contractor_notified_at"])
+    try:
+        opened = await portal.services.post("incidents", "/v1/incidents", session.token, json=body)
+    except UpstreamError as exc:
+        if exc.status not in (403, 409, 422):
+            raise
+        found = await portal.services.get("incidents", "/v1/incidents", session.token)
+        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        return render(
+            request,
+            "incidents/list.html",
+            session,
+            status=exc.status,
+            incidents=found.get("incidents", []),
+            kinds=KINDS,
+            standings=STANDINGS,
+            errors=messages,
+            form=form,
+        )
+    return RedirectResponse(f"/incidents/{opened['incident_id']}?done=opened", status_code=303)
+
+
+@router.get("/{incident_id}")
+async def incident(
+    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, done: str = ""
+) -> Response:
+    _staff(session)
+    return _page(request, session, await _detail(portal, session, incident_id), done=done)
+
+
+Action = Literal["scope", "cpo-report", "letters", "suspend", "rotate-keys", "publish", "close"]
+DONE_TEXT = {
+    "opened": "The incident is recorded; its deadlines are running.",
+    "scope-frozen": "The scope is computed from the log and frozen.",
+    "cpo-reported": "The report to the Chief Privacy Officer is sent.",
+    "letters-sent": "The letters to families are sent.",
+    "suspended": "The agreement is suspended and the step recorded.",
+    "keys-rotated": "The keys are rotated and the step recorded.",
+    "published": "The notice is published.",
+    "closed": "The incident is closed.",
+}
+DONE = {
+    "scope": "scope-frozen",
+    "cpo-report": "cpo-reported",
+    "letters": "letters-sent",
+    "suspend": "suspended",
+    "rotate-keys": "keys-rotated",
+    "publish": "published",
+    "close": "closed",
+}
+
+
+async def _act(portal: Portal, session: Session, incident_id: str, action: str, form: dict[str, str]) -> None:
+    token = session.token
+    base = f"/v1/incidents/{incident_id}"
+    district = {"district_id": session.principal.district_id} if session.principal.district_id else {}
+    if action == "scope":
+        await portal.services.post("incidents", f"{base}/scope", token, json={})
+    elif action == "cpo-report":
+        await portal.services.post("incidents", f"{base}/cpo-report", token, json=district)
+    elif action == "letters":
+        await portal.services.post("incidents", f"{base}/letters", token, json=district)
+    elif action in ("suspend", "rotate-keys"):
+        agreement = form.get("agreement_id", "")
+        path = f"/v1/agreements/{quote(agreement, safe='')}"
+        if action == "suspend":
+            await portal.services.post(
+                "consent", f"{path}/suspend", token, json={"reason": f"breach: incident {incident_id}"}
+            )
+            step: dict[str, Any] = {"action": "agreement_suspended", "agreement_id": agreement}
+        else:
+            rotated = await portal.services.post("consent", f"{path}/keys/rotate", token)
+            step = {"action": "keys_rotated", "agreement_id": agreement, "rotation_id": rotated["rotation_id"]}
+        await portal.services.post("incidents", f"{base}/containment", token, json=step)
+    elif action == "publish":
+        await portal.services.post(
+            "incidents", f"{base}/publication", token, json={**district, "text": form.get("text", "").strip()}
+        )
+    elif action == "close":
+        await portal.services.post("incidents", f"{base}/close", token)
+
+
+@router.post("/{incident_id}/{action}")
+async def act(
+    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, action: Action
+) -> Response:
+    """One button of the incident page: freeze a scope, report to the CPO, send the letters,
+    suspend the agreement, rotate its keys, publish a notice, close."""
+    _staff(session)
+    form = await checked_form(request, session)
+    try:
+        await _act(portal, session, incident_id, action, form)
+    except UpstreamError as exc:
+        if exc.status not in (403, 409, 422, 502):
+            raise
+        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        incident = await _detail(portal, session, incident_id)
+        return _page(request, session, incident, errors=messages, status=exc.status)
+    return RedirectResponse(f"/incidents/{incident_id}?done={DONE[action]}", status_code=303)
+
+
+@router.get("/{incident_id}/letters")
+async def letters(
+    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, after: str = ""
+) -> Response:
+    """Every letter sent, one per printed page (for families reached by post, 121.10(g))."""
+    _staff(session)
+    params: dict[str, str | int] = {"limit": 200}
+    if after:
+        params["after"] = after[:40]
+    found = await portal.services.get("incidents", f"/v1/incidents/{incident_id}/letters", session.token, params)
+    return render(
+        request,
+        "incidents/letters.html",
+        session,
+        incident_id=incident_id,
+        letters=found.get("letters", []),
+        next_after=found.get("next_after"),
+    )
+
+
+@router.get("/{incident_id}/scope/{version}/bundle")
+async def bundle(
+    portal: PortalDep, session: CurrentSession, incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)]
+) -> Response:
+    _staff(session)
+    upstream = await portal.services.open_stream(
+        "incidents", f"/v1/incidents/{incident_id}/scope/{version}/bundle", session.token
+    )
+    return StreamingResponse(
+        upstream.aiter_bytes(),
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{incident_id}-scope-v{version}.jsonl.gz"'},
+        background=BackgroundTask(upstream.aclose),
+    )
+
+
+@router.get("/{incident_id}/reports/{report_id}.{fmt}")
+async def report(
+    portal: PortalDep,
+    session: CurrentSession,
+    incident_id: IncidentId,
+    report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    fmt: Literal["txt", "json"],
+) -> Response:
+    _staff(session)
+    upstream = await portal.services.open_stream(
+        "incidents",
+        f"/v1/incidents/{incident_id}/reports/{report_id}",
+        session.token,
+        {"format": "text" if fmt == "txt" else "json"},
+    )
+    body = await upstream.aread()
+    await upstream.aclose()
+    if fmt == "txt":
+        return PlainTextResponse(body.decode())
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{incident_id}-{report_id}.json"'},
+    )
