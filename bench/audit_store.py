@@ -132,9 +132,7 @@ async def main(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SET LOCAL ROLE homeroom_audit_writer")
-                appended = await store.append_many(
-                    conn, drafts[start : start + batch], signer, time.time_ns() // 1_000_000
-                )
+                appended = await store.append_many(conn, drafts[start : start + batch], time.time_ns() // 1_000_000)
                 assert all(a is not None for a in appended)
                 last = start + len(appended) - 1
             commits.append((last, time.monotonic()))

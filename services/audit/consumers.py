@@ -46,7 +46,6 @@ from homeroom.service import ConsumerSpec, Runtime
 from services.audit import metrics, store
 from services.audit.entries import EntryDraft, EntryProblem, Party, check, recorded_anyway
 from services.audit.settings import AuditSettings
-from services.audit.signing import LogSigner
 
 CONSUMER_NAME = "log"
 SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
@@ -299,7 +298,6 @@ def log_handler(runtime: Runtime) -> BatchHandler:
     until that event is alone and dead-lettered."""
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
-    signer: LogSigner = runtime.extras["signer"]
     role = settings.writer_role
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
@@ -308,7 +306,7 @@ def log_handler(runtime: Runtime) -> BatchHandler:
         if not ctx.state.get("writer"):
             await store.act_as_writer(ctx.conn, role)
             ctx.state["writer"] = True
-        appended = await store.append_many(ctx.conn, drafts, signer, now_ms())
+        appended = await store.append_many(ctx.conn, drafts, now_ms())
         # Observed inside the transaction; entries appended and the tree size are counted from the
         # database by the service's background task, so a rolled-back batch is never counted.
         per_entry = (time.perf_counter() - started) / len(drafts)

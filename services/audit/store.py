@@ -7,7 +7,10 @@ grows it: the new leaf plus, for each trailing 1-bit of the old size, the perfec
 it completes, computed in memory for the whole batch and written with one COPY. The right
 edge of the tree is read from ``tree_nodes`` once per batch (at most 64 rows by primary
 key) rather than cached, so a rolled-back transaction can never leave a cache ahead of
-the database. Signed tree heads are made apart from appends (``heads.py``, ``sign_head``).
+the database. Nothing is signed per entry: signed tree heads are made apart from appends
+(``heads.py``, ``sign_head``), and an entry's receipt is its index plus a head covering it
+and the inclusion proof to that head, served on request. Entries appended before issue 19
+keep the Ed25519 receipts they were given.
 
 Proofs and roots read O(log n) stored nodes and fold them with ``merkle.fold``, the same
 recipe ``MerkleLog`` follows over its in-memory store.
@@ -49,7 +52,6 @@ _ENTRY_COLUMNS = """seq, event_id, topic, kind, occurred_at, recorded_at_ms,
 class Appended:
     seq: int
     leaf_hash: bytes
-    receipt: EntryReceipt
 
 
 async def act_as_writer(conn: Connection, role: str) -> None:
@@ -80,12 +82,10 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
     return found
 
 
-_COLUMNS = [c.strip() for c in _ENTRY_COLUMNS.split(",")]
+_COLUMNS = [c.strip() for c in _ENTRY_COLUMNS.split(",")][:-2]  # appends leave the legacy receipt NULL
 
 
-async def append_many(
-    conn: Connection, drafts: Sequence[EntryDraft], signer: LogSigner, now_ms: int
-) -> list[Appended | None]:
+async def append_many(conn: Connection, drafts: Sequence[EntryDraft], now_ms: int) -> list[Appended | None]:
     """Append drafts in order in the caller's transaction; None for each whose event is
     already in the log (or earlier in `drafts`).
 
@@ -117,7 +117,6 @@ async def append_many(
             continue
         seen.add(draft.event_id)
         leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
-        receipt = signer.sign_receipt(size, leaf, now_ms)
         # As MerkleLog.append: each trailing 1-bit of the old size closes a perfect subtree.
         nodes.append((0, size, leaf))
         h, level, i = leaf, 0, size
@@ -157,11 +156,9 @@ async def append_many(
                 draft.record_required,
                 json.dumps(dict(draft.details)),
                 leaf,
-                receipt.signature,
-                receipt.key_id,
             )
         )
-        out.append(Appended(size, leaf, receipt))
+        out.append(Appended(size, leaf))
         size += 1
     if entries:
         await conn.copy_records_to_table("entries", records=entries, columns=_COLUMNS)
@@ -244,7 +241,7 @@ class StoredEntry:
     recorded_at_ms: int
     draft: EntryDraft
     leaf_hash: bytes
-    receipt: EntryReceipt
+    receipt: EntryReceipt | None  # only on entries appended before issue 19
 
     def canonical(self) -> bytes:
         return canonical_bytes(self.seq, self.recorded_at_ms, self.draft)
@@ -252,7 +249,12 @@ class StoredEntry:
 
 def _entry(row: asyncpg.Record) -> StoredEntry:
     leaf = bytes(row["leaf_hash"])
-    receipt = EntryReceipt(row["seq"], leaf, row["recorded_at_ms"], row["key_id"], bytes(row["receipt_signature"]))
+    signature = row["receipt_signature"]
+    receipt = (
+        None
+        if signature is None
+        else EntryReceipt(row["seq"], leaf, row["recorded_at_ms"], row["key_id"], bytes(signature))
+    )
     return StoredEntry(row["seq"], row["recorded_at_ms"], draft_from_row(row), leaf, receipt)
 
 
