@@ -96,6 +96,18 @@ class FindingKind(StrEnum):
     TRUSTED_HEAD_MISMATCH = "trusted_head_mismatch"  # the log at a trusted head's size has another root
 
 
+# Entry findings that by themselves account for a head whose root no longer matches.
+_EXPLAINS_A_HEAD_MISMATCH = (
+    FindingKind.ALTERED,
+    FindingKind.MOVED,
+    FindingKind.RECEIPT_INVALID,
+    FindingKind.STORED_HASH_MISMATCH,
+    FindingKind.MISSING,
+    FindingKind.DUPLICATE,
+    FindingKind.BAD_INDEX,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: FindingKind
@@ -183,9 +195,9 @@ def verify_log(
     v.check_trusted(trusted, tree, held, signed_size)
     v.check_heads(valid_heads, tree)
     v.verify_deferred_receipts()
-    v.check_unreceipted()
     v.check_order()
     v.report_missing()
+    v.check_unreceipted()
     return v.finish()
 
 
@@ -418,22 +430,35 @@ class _Verifier:
             self._check_receipt(None, index, leaf, receipt)  # its stream position was not kept
 
     def check_unreceipted(self) -> None:
-        """Entries without a receipt above every matching head: vouched for by nothing signed yet.
+        """Entries without a receipt above every matching head: vouched for by nothing signed.
 
-        Below a matching head they are authenticated by its root. Above it, on a log that
-        has a signed head covering them, the head's root mismatch already says something
-        changed; on the unsigned tail (appended since the newest head) they are counted,
-        not reported, since the next head will cover them."""
-        vouched = self.report.authenticated_size
-        signed = self.signed_size
-        for index in self.unreceipted:
+        Below a matching head they are authenticated by its root. Between that and the
+        largest signed size a head covering them no longer matches: if no entry is named
+        for it already (altered stored hash, missing, duplicated ...), one of them was
+        rewritten together with its leaf hash, and without per-entry signatures the runs of
+        such entries are named, not the one. On the unsigned tail (appended since the
+        newest head) they are counted, not reported: the next head covers them."""
+        vouched, signed = self.report.authenticated_size, self.signed_size
+        explained = any(self.report.counts[kind] for kind in _EXPLAINS_A_HEAD_MISMATCH)
+        start = last = -2
+        for index in sorted(self.unreceipted):
             if index < vouched:
                 continue
-            if index < signed:
-                message = f"entry {index}: no receipt, and no signed head whose root matches covers it"
-                self.add(Finding(FindingKind.NO_RECEIPT, message, index=index))
-            else:
+            if index >= signed:
                 self.report.awaiting_head += 1
+            elif not explained:
+                if index != last + 1:
+                    self._no_receipt_run(start, last)
+                    start = index
+                last = index
+        self._no_receipt_run(start, last)
+
+    def _no_receipt_run(self, start: int, last: int) -> None:
+        if start < 0:
+            return
+        which = f"entry {start}" if start == last else f"entries {start} to {last}"
+        message = f"{which}: no receipt, and no signed head whose root matches covers them (one was rewritten)"
+        self.add(Finding(FindingKind.NO_RECEIPT, message, index=start, last_index=last))
 
     # --- order and gaps
 
