@@ -188,11 +188,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Let a batch being applied commit first: the seek on the next assignment then reads
-        # offsets that include it (read before its commit, they would make its events arrive
-        # again, dropped by the claim but read twice).
-        async with self.owner._applying:
-            return None
+        return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.owner._seek_to_stored(assigned)
@@ -233,7 +229,6 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._applying = asyncio.Lock()  # held while a poll's batches are applied (see _SeekToStoredOffsets)
         self.applied = 0
         self.duplicates = 0  # events dropped as already applied (by stored offset or by id)
         self.dead_lettered = 0
@@ -297,8 +292,7 @@ class EventConsumer:
             if not batches:
                 await self._record_lag(consumer)
                 continue
-            async with self._applying:  # not across the Kafka commit, which may wait for a rebalance
-                await asyncio.gather(*(self._apply_partition(tp, records) for tp, records in batches.items()))
+            await asyncio.gather(*(self._apply_partition(tp, records) for tp, records in batches.items()))
             # The state (and the offsets stored with it) is committed; a crash from here to the
             # Kafka commit replays nothing: the next owner seeks to the stored offsets.
             failpoints.reached("consumer.after_state_commit", self.name)
