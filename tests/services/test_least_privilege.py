@@ -4,10 +4,10 @@ Every service runs as its login role (`homeroom_<service>`), migrated by the own
 the login owns nothing. Whatever someone holding that login's password tries against the
 append-only tables (the audit log, records' read log, consent's decisions and agreement
 history, transfer's case history, an incident's history, frozen scopes, letters and
-reports, published statistics snapshots) is refused by PostgreSQL: UPDATE, DELETE, TRUNCATE, ALTER, disabling or dropping
-the triggers, and switching triggers off with session_replication_role. So are creating
-tables and becoming the owner. A table added by a later migration gets the same treatment
-without a grant of its own.
+reports, published statistics snapshots) is refused by PostgreSQL: UPDATE, DELETE,
+TRUNCATE, ALTER, disabling or dropping the triggers, and switching triggers off with
+session_replication_role. So are creating tables and becoming the owner. A table added by
+a later migration gets the same treatment without a grant of its own.
 """
 
 from __future__ import annotations
