@@ -86,19 +86,32 @@ def cell(numbers: dict[str, Any], unit: str, column: str, measure: str) -> int:
     return 0
 
 
-async def counted_as(svc: ServiceUnderTest, env: ServiceEnv, expected: dict[str, Any]) -> bool:
-    n = await own(svc, env)
-    if n is None:
-        return False
+class Seen(dict[str, Any]):
+    """What the district's numbers showed: true when they are what the test expects."""
+
+    ok = False
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+async def counted_as(svc: ServiceUnderTest, env: ServiceEnv, expected: dict[str, Any]) -> Seen:
+    r = await svc.client.get(f"/v1/districts/{D}/numbers", headers=env.auth("district_staff", district=D))
+    if r.status_code != 200:
+        return Seen(status=r.status_code, body=r.text[:300])
+    n = r.json()
     big, small = f"{D}/{BIG}", f"{D}/{SMALL}"
-    return (
-        cell(n, big, "all", "enrolled") == expected["big"]
-        and cell(n, small, "all", "enrolled") == expected["small"]
-        and cell(n, big, "sex:female", "enrolled") == expected["female_big"]
-        and cell(n, big, "all", "chronic") == expected["chronic_big"]
-        and cell(n, big, "all", "counted") == expected["counted_big"]
-        and cell(n, D, "all", "suspended") == 1
+    seen = Seen(
+        big=cell(n, big, "all", "enrolled"),
+        small=cell(n, small, "all", "enrolled"),
+        female_big=cell(n, big, "sex:female", "enrolled"),
+        chronic_big=cell(n, big, "all", "chronic"),
+        counted_big=cell(n, big, "all", "counted"),
+        suspended=cell(n, D, "all", "suspended"),
     )
+    seen.ok = all(seen[k] == expected[k] for k in ("big", "small", "female_big", "chronic_big", "counted_big"))
+    seen.ok = seen.ok and seen["suspended"] == 1
+    return seen
 
 
 async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(service_env: ServiceEnv) -> None:
