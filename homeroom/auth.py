@@ -77,7 +77,8 @@ class Role(StrEnum):
     SCHOOL_STAFF = "school_staff"  # acts for some schools of one district
     VENDOR = "vendor"  # a third party, only under one data-sharing agreement
     COMPLIANCE = "compliance"  # queries and verifies the disclosure log
-    PARENT = "parent"  # parent or eligible student: sees their own children's records
+    PARENT = "parent"  # parent or eligible student: sees the children its `students` claim names
+    # (none: signed in but linked to no child yet, so it sees no student's data)
     OPERATOR = "operator"  # runs the system: metrics and health, never student data
     SERVICE = "service"  # another Homeroom service calling on its own behalf
 
@@ -183,8 +184,6 @@ def _scope_error(
         return "role school_staff needs at least one school (claim 'schools')"
     if role is Role.VENDOR and not agreement:
         return "role vendor needs the agreement it acts under (claim 'agreement')"
-    if role is Role.PARENT and not students:
-        return "role parent needs at least one student key (claim 'students')"
     return None
 
 

@@ -267,8 +267,6 @@ def test_each_role_with_its_scope_is_accepted(
         ({"role": "school_staff", "district": "d-1", "schools": "s-1"}, "schools"),
         ({"role": "vendor", "org": "Readwell"}, "agreement"),
         ({"role": "vendor", "agreement": "dsa-9", "district": "d-1"}, "district"),
-        ({"role": "parent"}, "students"),
-        ({"role": "parent", "students": []}, "students"),
         ({"role": "parent", "students": [""]}, "students"),
         ({"role": "compliance", "district": "d-1"}, "district"),
         ({"role": "operator", "students": ["pk-a"]}, "students"),
@@ -310,6 +308,14 @@ def test_school_staff_act_for_their_schools_not_the_district() -> None:
         teacher.require_school("d-1", "s-2")
     with pytest.raises(Forbidden):
         teacher.require_school("d-2", "s-1")  # the same school id in another district
+
+
+def test_a_parent_linked_to_no_child_yet_is_signed_in_but_sees_no_student() -> None:
+    # Issue 24: a parent signs in before redeeming a linking code; their token names no student.
+    unlinked = Principal(subject="p", role=Role.PARENT, token_id="j")
+    assert unlinked.student_keys == frozenset() and not unlinked.is_parent_of("pk-a")
+    with pytest.raises(Forbidden):
+        unlinked.require_parent_of("pk-a")
 
 
 def test_a_parent_sees_only_their_children() -> None:
