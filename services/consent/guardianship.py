@@ -13,6 +13,7 @@ in `homeroom_consent_linking_attempts_total` and kept in `linking_attempts`):
 - a code that is not well formed: `malformed`; one nobody issued: `unknown_code`;
 - after its expiry: `expired`; once redeemed: `already_used` (single use: a replay, even
   by the person who redeemed it, links nothing more); after the district revoked it: `revoked`;
+- (at issue) a code for a student the issuing district does not hold: `student_not_in_district`;
 - a parent's code for a student whose rights have moved to the student (an eligible
   student linked themselves, FERPA 99.5): `rights_with_student`.
 
@@ -65,6 +66,8 @@ class Outcome(StrEnum):
     REVOKED = "revoked"
     RIGHTS_WITH_STUDENT = "rights_with_student"
     RATE_LIMITED = "rate_limited"
+    # At issue, not redemption: staff asked for a code for a student their district does not hold.
+    NOT_IN_DISTRICT = "student_not_in_district"
 
 
 # Outcomes that look like someone trying codes they were not given (the guessing alert).

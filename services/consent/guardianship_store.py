@@ -230,6 +230,20 @@ async def record_attempt(
     )
 
 
+async def record_refused_issue(
+    conn: Connection, *, at: datetime, actor: str, district_id: str, student_key: str
+) -> None:
+    """Staff asked for a code for a student their district does not hold: kept with the attempts."""
+    await conn.execute(
+        """INSERT INTO linking_attempts (attempted_at, subject, outcome, district_id, student_key)
+           VALUES ($1, $2, 'student_not_in_district', $3, $4)""",
+        at,
+        actor,
+        district_id,
+        student_key,
+    )
+
+
 async def attempts(
     conn: Connection, *, subject: str | None, outcomes: Sequence[str], since: datetime | None, limit: int
 ) -> list[Any]:

@@ -127,6 +127,17 @@ async def issue_codes(
     ]
     if unknown:
         metrics.LINKING_CODES.labels("refused").inc(len(unknown))
+        metrics.LINKING_ATTEMPTS.labels(Outcome.NOT_IN_DISTRICT.value).inc(len(unknown))
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            for r in requests:
+                if r.student_key not in names:
+                    await store.record_refused_issue(
+                        conn,
+                        at=clock(runtime),
+                        actor=_actor(principal),
+                        district_id=district_id,
+                        student_key=r.student_key,
+                    )
         raise Problem(
             422,
             "Not your district's student",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.consent.guardianship import Outcome
+
 DECISIONS = Counter(
     "homeroom_consent_decisions_total",
     "Decisions given, by action and outcome (permit: something released; deny: nothing)",
@@ -44,17 +46,8 @@ LINKING_CODES = Counter(
 )
 LINKS_ENDED = Counter("homeroom_consent_guardianships_ended_total", "Guardianship links ended, by reason", ["reason"])
 # Every labelled series an alert reads starts at zero, so the first event is an increase (issue 20).
-for _outcome in (
-    "linked",
-    "malformed",
-    "unknown_code",
-    "expired",
-    "already_used",
-    "revoked",
-    "rights_with_student",
-    "rate_limited",
-):
-    LINKING_ATTEMPTS.labels(_outcome)
+for _outcome in Outcome:
+    LINKING_ATTEMPTS.labels(_outcome.value)
 for _event in ("issued", "revoked", "refused"):
     LINKING_CODES.labels(_event)
 LINKS_CARRIED = Counter(
