@@ -134,6 +134,7 @@ async def test_a_code_links_once_and_the_token_then_names_the_child(world: Linki
     assert issued["student_name"] == "Rosa Diaz" and normalise(issued["code"]) is not None
     # Homeroom keeps only the code's hash: the code itself is nowhere in the database.
     raw = normalise(issued["code"])
+    assert raw is not None
     dump = await world.consent.pool.fetch("SELECT * FROM linking_codes")
     assert all(raw not in str(dict(row)) and issued["code"] not in str(dict(row)) for row in dump)
 
