@@ -19,7 +19,7 @@ from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import CurrentSession, LinkingAttempt, Portal, PortalDep, checked_form, render, require_role
 
 router = APIRouter(prefix="/parent", include_in_schema=False)
 
@@ -324,3 +324,31 @@ async def file_statement(
         "records", f"/v1/students/{key}/amendments/{amendment_id}/statement", session.token, body
     )
     return RedirectResponse(f"/parent/children/{key}/amendments?stated=1", status_code=303)
+
+
+# --- linking a child (issue 24) -----------------------------------------------------------
+
+
+@router.get("/link")
+async def link_form(request: Request, session: CurrentSession) -> Response:
+    _parent(session)
+    return render(request, "parent/link.html", session, error=None, code="")
+
+
+@router.post("/link", dependencies=[LinkingAttempt])
+async def link(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    """Redeem a linking code; consent records the attempt, refused or not, and the link."""
+    _parent(session)
+    form = await checked_form(request, session)
+    code = form.get("code", "")[:64]
+    client = request.client.host if request.client else ""
+    try:
+        linked = await portal.services.post(
+            "consent", "/v1/guardianship/redemptions", session.token, {"code": code, "client": client}
+        )
+    except UpstreamError as exc:
+        if exc.status == 401:
+            raise
+        return render(request, "parent/link.html", session, status=422, error=exc.detail, code=code)
+    await portal.sign_in.renew_guardian(session.sid)  # the next page's token names the child
+    return RedirectResponse(f"/parent/children/{linked['student_key']}", status_code=303)

@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from homeroom.auth import Role
 from homeroom.catalogue import CATALOGUE
+from homeroom.problems import Problem
+from homeroom.ratelimit import RateLimiter
 from services.portal.clients import Services
 from services.portal.session import Session, SignIn, csrf_ok, same_origin
 from services.portal.settings import PortalSettings
@@ -125,6 +127,22 @@ async def current_session(request: Request, portal: PortalDep) -> Session:
 
 OptionalSession = Annotated[Session | None, Depends(optional_session)]
 CurrentSession = Annotated[Session, Depends(current_session)]
+
+
+async def sign_in_attempt(request: Request) -> None:
+    """Sign-in attempts and linking-code redemptions per client address are limited (guessing,
+    token minting floods); consent limits redemptions per person as well."""
+    limiter: RateLimiter | None = getattr(request.app.state, "sign_in_limiter", None)
+    if limiter is None:
+        return
+    try:
+        await limiter.check(request.client.host if request.client else "unknown", "sign-in")
+    except Problem as refused:
+        raise PageError(429, "Too many attempts", refused.detail or "Try again in a minute.") from None
+
+
+SignInAttempt = Depends(sign_in_attempt)
+LinkingAttempt = SignInAttempt
 
 
 def require_role(session: Session, *roles: Role) -> None:
