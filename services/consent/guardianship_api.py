@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Principal, Role, require_roles
+from homeroom.contracts.linking_codes import IssuedCode, IssuedCodes
 from homeroom.service import RuntimeDep
 from services.consent import linking
 from services.consent.guardianship import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, Outcome, Relationship
@@ -54,32 +55,32 @@ def _bearer(request: Request) -> str:
     return request.headers.get("authorization", "").partition(" ")[2].strip()
 
 
-@router.post("/v1/districts/{district_id}/linking-codes", status_code=201)
+@router.post("/v1/districts/{district_id}/linking-codes", status_code=201, response_model=IssuedCodes)
 async def issue_codes(
     district_id: str,
     body: IssueCodes,
     principal: DistrictStaff,
     runtime: RuntimeDep,
     request: Request,
-) -> dict[str, Any]:
+) -> IssuedCodes:
     """One linking code per student and guardian, for the district's own students. The codes
     are in this answer only (Homeroom keeps their hashes): print the letters or merge them now."""
     requests = [linking.CodeRequest(s.student_key, s.relationship) for s in body.students]
     issued = await linking.issue_codes(runtime, principal, _bearer(request), district_id, requests, body.valid_days)
-    return {
-        "district_id": district_id,
-        "codes": [
-            {
-                "code": i.code,
-                "code_id": i.linking.code_id,
-                "student_key": i.linking.student_key,
-                "student_name": i.student_name,
-                "relationship": i.linking.relationship.value,
-                "expires_at": i.linking.expires_at.isoformat(),
-            }
+    return IssuedCodes(
+        district_id=district_id,
+        codes=[
+            IssuedCode(
+                code=i.code,
+                code_id=i.linking.code_id,
+                student_key=i.linking.student_key,
+                student_name=i.student_name,
+                relationship=i.linking.relationship.value,
+                expires_at=i.linking.expires_at,
+            )
             for i in issued
         ],
-    }
+    )
 
 
 @router.delete("/v1/districts/{district_id}/linking-codes/{code_id}")

@@ -22,7 +22,7 @@ from homeroom.auth import AuthSettings
 from homeroom.config import ServiceSettings
 from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
-from services.portal import compliance, dev_identity, district, incidents, notices, parent, public
+from services.portal import compliance, dev_identity, district, incidents, linking, notices, parent, public
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
 from services.portal.settings import PortalSettings
@@ -66,7 +66,15 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
     # The portal is ready when it runs: a service it calls being down shows on the page that needs it.
     app.include_router(health_router("portal", {}))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    routers = (public.router, parent.router, compliance.router, district.router, incidents.router, notices.router)
+    routers = (
+        public.router,
+        parent.router,
+        compliance.router,
+        linking.router,
+        district.router,
+        incidents.router,
+        notices.router,
+    )
     for router in (*routers, dev_identity.router):  # dev_identity answers 404 unless offered
         app.include_router(router)
     return app

@@ -40,6 +40,7 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/district", "Submissions and transfers"),
         ("/district/chronic-absence", "Chronic absence"),
         ("/district/amendments", "Correction requests"),
+        ("/district/linking", "Parents' linking codes"),
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
@@ -153,6 +154,13 @@ def require_role(session: Session, *roles: Role) -> None:
             "Not a page for your role",
             f"This page is for {whose}. You are signed in as {ROLE_NAMES[session.principal.role]}.",
         )
+
+
+def district_of(session: Session) -> str:
+    """The district a district-staff page acts for (403 page for any other role)."""
+    require_role(session, Role.DISTRICT_STAFF)
+    assert session.principal.district_id is not None
+    return session.principal.district_id
 
 
 def check_form(request: Request, session: Session, form: dict[str, str]) -> None:
