@@ -194,6 +194,72 @@ def test_parent_flow(page: Page, world: World) -> None:
     assert response is not None and "/sign-in" in page.url
 
 
+def test_a_parent_reaches_the_childs_disclosures_from_a_code_letter_without_the_development_sign_in(
+    browser: Browser, page: Page, world: World
+) -> None:
+    """Issue 24: the district prints a linking letter; the parent signs in through the portal's
+    OIDC flow with an identity that names no child, redeems the code and sees who received the
+    child's record. A second try of the same code is refused; the district revokes the link."""
+    sign_in(page, world, role="district_staff", district=world.district_b, subject="registrar-b")
+    page.goto(f"{world.portal}/district/linking")
+    page.get_by_label("Zoe Castillo").check()
+    page.get_by_role("button", name="Issue codes").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Linking letters: district {world.district_b}")
+    letter = page.locator("article.printed-letter")
+    expect(letter).to_have_count(1)
+    expect(letter).to_contain_text("To the parent or guardian of Zoe Castillo")
+    code = letter.locator(".linking-code").inner_text()
+    shot(page, "linking-01-letter")
+
+    parent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        parent.goto(f"{world.portal}/sign-in")
+        parent.get_by_role("link", name="Sign in with your account").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text("Development identity provider")
+        shot(parent, "linking-02-identity-provider")
+        parent.get_by_label("Your e-mail address or user name").fill("zoes.mother@example.org")
+        parent.get_by_role("button", name="Continue").click()
+        # "Signed in", then on to the parent's page (the page refreshes itself to /).
+        expect(parent).to_have_url(f"{world.portal}/parent", timeout=10_000)
+        expect(parent.get_by_role("status")).to_have_text("No child is linked to your account yet.")
+        parent.get_by_role("link", name="Link a child with a code from the district's letter").click()
+        parent.get_by_label("Linking code").fill("ZZZZ-ZZZZ-ZZZZ")  # a guess: refused, named
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("alert")).to_contain_text("was not issued")
+        parent.get_by_label("Linking code").fill(code.lower())
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text("Zoe Castillo's record")
+        shot(parent, "linking-03-record")
+        parent.get_by_role("link", name="Who received it").click()
+        main = parent.locator("main")
+        expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
+        expect(main).to_contain_text("FERPA 99.31(a)(2) transfer to enrolling school")
+        shot(parent, "linking-04-disclosures")
+        # The same code again (a replay) links nothing more.
+        parent.goto(f"{world.portal}/parent/link")
+        parent.get_by_label("Linking code").fill(code)
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("alert")).to_contain_text("already been used")
+    finally:
+        parent.context.close()
+
+    # The district sees the link and revokes it (a custody change); consent recorded the attempts.
+    page.goto(f"{world.portal}/district/linking")
+    links = page.get_by_role("table", name="Who is linked to which student, newest first")
+    expect(links).to_contain_text("zoes.mother@example.org")
+    page.get_by_role("button", name="Revoke").first.click()
+    expect(links).to_contain_text("revoked: custody change")
+    with httpx.Client(timeout=30) as http:
+        tried = ok(
+            http.get(
+                f"{world.scenario.urls['consent']}/v1/guardianship/attempts",
+                params={"subject": "zoes.mother@example.org"},
+                headers=world.scenario.auth(Role.COMPLIANCE, "compliance-officer"),
+            )
+        )["attempts"]
+    assert [a["outcome"] for a in tried] == ["already_used", "linked", "unknown_code"]
+
+
 def test_compliance_flow(page: Page, world: World) -> None:
     sign_in(page, world, role="compliance", subject="compliance-officer")
     expect(page).to_have_url(f"{world.portal}/compliance")
