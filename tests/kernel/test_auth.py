@@ -670,10 +670,10 @@ def test_cli_issues_a_token_the_verifier_accepts(tmp_path: Path) -> None:
 
 def test_cli_refuses_a_scope_that_does_not_fit(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        token_cli, ["issue", "--role", "parent", "--subject", "p", "--key-file", str(tmp_path / "k.pem")]
+        token_cli, ["issue", "--role", "vendor", "--subject", "v", "--key-file", str(tmp_path / "k.pem")]
     )
     assert result.exit_code == 2
-    assert "students" in result.stderr
+    assert "agreement" in result.stderr
     assert result.stdout == ""
 
 
