@@ -487,11 +487,21 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 class TokenVerifier:
     """Checks a bearer token against one issuer and audience and returns its Principal."""
 
-    def __init__(self, issuer: str, audience: str, key_source: KeySource, leeway_s: float = 30) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        key_source: KeySource,
+        leeway_s: float = 30,
+        guardian: TokenVerifier | None = None,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.key_source = key_source
         self.leeway_s = leeway_s
+        # Consent's guardianship issuer (issue 24), trusted for parent tokens only: a family's
+        # identity provider knows no children, so consent signs the token naming them.
+        self.guardian = guardian
 
     @property
     def may_block(self) -> bool:
@@ -501,6 +511,11 @@ class TokenVerifier:
         """The token's principal; AuthenticationError naming the reason otherwise."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("malformed", "token is too long")
+        if self.guardian is not None and self._issued_by(token) == self.guardian.issuer:
+            principal = self.guardian.verify(token)
+            if principal.role is not Role.PARENT:
+                raise AuthenticationError("scope", "the guardianship issuer vouches for parents only")
+            return principal
         try:
             header = jwt.get_unverified_header(token)
             _refuse_algorithm(header)
@@ -522,6 +537,14 @@ class TokenVerifier:
             # Whatever junk arrives, the caller sees a refusal, never a 500.
             raise AuthenticationError("malformed", f"token is malformed ({type(exc).__name__})") from None
         return principal_from_claims(claims)
+
+    @staticmethod
+    def _issued_by(token: str | bytes) -> object:
+        """The unverified `iss`, only to pick the issuer whose keys then verify everything."""
+        try:
+            return jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError):
+            return None
 
     def _refusal(self, exc: jwt.PyJWTError) -> AuthenticationError:
         # Order matters: several of these subclass one another.
@@ -679,6 +702,10 @@ class AuthSettings(BaseSettings):
     jwks_url: str | None = None  # production: the issuer's published key set
     jwks_file: Path | None = None  # a key set kept on disk (air-gapped installs, tests)
     dev_key_file: Path = Path(".homeroom/dev-issuer.pem")
+    # Consent's guardianship issuer (HOMEROOM_CONSENT_GUARDIAN_KEY_FILE's public half), trusted
+    # for role parent only. Unset in development, where consent signs with the dev issuer.
+    guardian_issuer: str = "homeroom-guardianship"
+    guardian_jwks_file: Path | None = None
     leeway_s: float = 30
     environment: Environment = Field(
         default="development", validation_alias=AliasChoices("HOMEROOM_ENVIRONMENT", "environment")
@@ -711,7 +738,12 @@ class AuthSettings(BaseSettings):
         else:
             return self.dev_issuer().verifier(self.leeway_s, service)
         audience = service_audience(self.audience, service) if service else self.audience
-        return TokenVerifier(self.issuer, audience, keys, self.leeway_s)
+        guardian = None
+        if self.guardian_jwks_file is not None:
+            guardian = TokenVerifier(
+                self.guardian_issuer, audience, StaticKeys.from_jwks_file(self.guardian_jwks_file), self.leeway_s
+            )
+        return TokenVerifier(self.issuer, audience, keys, self.leeway_s, guardian)
 
 
 # --- FastAPI -----------------------------------------------------------------------------

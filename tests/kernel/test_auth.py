@@ -738,3 +738,33 @@ def test_the_development_sign_in_never_mints_the_service_role(tmp_path: Path) ->
     with pytest.raises(ValueError, match="never mints the service role"):
         dev_token(issuer, {"role": "service", "subject": "homeroom-records"})
     assert issuer.verifier(service="portal").verify(dev_token(issuer, {"role": "compliance"})).role is Role.COMPLIANCE
+
+
+def test_the_guardianship_issuer_is_trusted_for_parent_tokens_only(tmp_path: Path) -> None:
+    """Issue 24: in production the services trust the district's issuer and, for parents only,
+    consent's guardianship key (HOMEROOM_AUTH_GUARDIAN_JWKS_FILE)."""
+    district_idp = DevIssuer(tmp_path / "idp.pem", issuer="https://login.example.org", audience="homeroom")
+    guardianship = DevIssuer(tmp_path / "guardian.pem", issuer="homeroom-guardianship", audience="homeroom")
+    (tmp_path / "idp.jwks").write_text(json.dumps(district_idp.jwks()))
+    (tmp_path / "guardian.jwks").write_text(json.dumps(guardianship.jwks()))
+    settings = AuthSettings(
+        issuer="https://login.example.org",
+        jwks_file=tmp_path / "idp.jwks",
+        guardian_jwks_file=tmp_path / "guardian.jwks",
+        environment="production",
+    )
+    verifier = settings.build_verifier("records")
+    parent = verifier.verify(guardianship.issue(Role.PARENT, subject="mother", students=["pk-a"]))
+    assert parent.is_parent_of("pk-a")
+    staff = verifier.verify(district_idp.issue(Role.DISTRICT_STAFF, subject="registrar", district="d-1"))
+    assert staff.can_act_for_district("d-1")
+    with pytest.raises(AuthenticationError, match="parents only"):
+        verifier.verify(guardianship.issue(Role.DISTRICT_STAFF, subject="mallory", district="d-1"))
+    # A token claiming the guardianship issuer but signed by another key is refused.
+    forged = DevIssuer(tmp_path / "forged.pem", issuer="homeroom-guardianship", audience="homeroom")
+    with pytest.raises(AuthenticationError):
+        verifier.verify(forged.issue(Role.PARENT, subject="mallory", students=["pk-a"]))
+    # Without the setting, the guardianship key opens nothing.
+    plain = AuthSettings(issuer="https://login.example.org", jwks_file=tmp_path / "idp.jwks").build_verifier("records")
+    with pytest.raises(AuthenticationError):
+        plain.verify(guardianship.issue(Role.PARENT, subject="mother", students=["pk-a"]))
