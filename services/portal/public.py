@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request
@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import AuthenticationError, Role
+from homeroom.data_dictionary import dictionary, never_collected
 from services.portal.clients import UpstreamError
 from services.portal.session import dev_token
 from services.portal.web import (
@@ -193,3 +194,25 @@ async def agreements(request: Request, portal: PortalDep, session: OptionalSessi
     except UpstreamError:
         breaches = []
     return render(request, "agreements.html", session, agreements=items, awaiting=waiting, breaches=breaches)
+
+
+async def _in_force(portal: PortalDep) -> list[dict[str, Any]]:
+    found = await portal.services.get("consent", "/v1/public/agreements", None)
+    items: list[dict[str, Any]] = found.get("agreements", []) if isinstance(found, dict) else found
+    return items
+
+
+@router.get("/data-dictionary")
+async def data_dictionary_page(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
+    """Every data element Homeroom keeps, from the catalogue, with who may receive it (issue 24)."""
+    entries = dictionary(await _in_force(portal))
+    groups: dict[str, list[Any]] = {}
+    for entry in entries:
+        groups.setdefault(entry.group, []).append(entry)
+    return render(request, "data_dictionary.html", session, groups=groups, refused=never_collected())
+
+
+@router.get("/data-dictionary.json")
+async def data_dictionary_json(portal: PortalDep) -> dict[str, Any]:
+    entries = dictionary(await _in_force(portal))
+    return {"elements": [e.as_dict() for e in entries], "never_collected": never_collected()}

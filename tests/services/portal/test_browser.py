@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeroom.auth import Role
-from homeroom.catalogue import PURPOSES
+from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
@@ -402,6 +402,16 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
     expect(page.locator("main")).to_contain_text("Brightpath Learning")
     expect(page.locator("main")).to_contain_text("First name")
     shot(page, "public-01-agreements")
+    # The data dictionary (issue 24): linked from the agreements page, every catalogue element,
+    # the vendor named beside the elements its agreement lists.
+    page.get_by_role("link", name="data dictionary").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("What Homeroom keeps about a student")
+    first_name = page.locator("tr#student\\.first_name")
+    expect(first_name).to_contain_text("Brightpath Learning")
+    expect(first_name).to_contain_text("FERPA 99.31(a)(1) school official")
+    expect(page.locator("tr[id]")).to_have_count(len(CATALOGUE))
+    expect(page.locator("tr#discipline\\.incident_details")).to_contain_text("Never sent to another school.")
+    shot(page, "public-02-data-dictionary")
     sign_in(page, world, role="vendor", agreement=world.agreement_id, organization="Brightpath Learning", subject="app")
     expect(page.locator("main")).to_contain_text("There are no pages for this role")
     shot(page, "vendor-01-home")
