@@ -14,6 +14,7 @@ from services.consent.clients import RecordsDirectory
 from services.consent.consumers import CONSUMERS
 from services.consent.guardianship_api import router as guardianship_router
 from services.consent.settings import ConsentSettings
+from services.consent.transparency_api import router as transparency_router
 
 
 def guardian_issuer(settings: ConsentSettings, runtime: Runtime) -> DevIssuer | None:
@@ -48,7 +49,7 @@ async def on_stop(runtime: Runtime) -> None:
 SERVICE = ServiceSpec(
     name="consent",
     settings=ConsentSettings,
-    routers=(*ROUTERS, guardianship_router),
+    routers=(*ROUTERS, guardianship_router, transparency_router),
     migrations=Path(__file__).parent / "migrations",
     consumers=(*CONSUMERS, linking.CONSUMER),
     sends_notices=True,
@@ -62,5 +63,6 @@ SERVICE = ServiceSpec(
         {"name": "decisions", "description": "The decision point every disclosure passes."},
         {"name": "parents' choices", "description": "Directory opt-outs and written consents."},
         {"name": "guardianship", "description": "Linking codes, guardianship links and parents' tokens (issue 24)."},
+        {"name": "transparency", "description": "A district's own answers to the 32 questions of seed 001."},
     ),
 )

@@ -22,7 +22,17 @@ from homeroom.auth import AuthSettings
 from homeroom.config import ServiceSettings
 from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
-from services.portal import compliance, dev_identity, district, incidents, linking, notices, parent, public
+from services.portal import (
+    compliance,
+    dev_identity,
+    district,
+    incidents,
+    linking,
+    notices,
+    parent,
+    public,
+    transparency,
+)
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
 from services.portal.settings import PortalSettings
@@ -71,6 +81,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
         parent.router,
         compliance.router,
         linking.router,
+        transparency.router,
         district.router,
         incidents.router,
         notices.router,

@@ -41,6 +41,7 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/district/chronic-absence", "Chronic absence"),
         ("/district/amendments", "Correction requests"),
         ("/district/linking", "Parents' linking codes"),
+        ("/district/transparency", "Transparency page"),
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],

@@ -135,6 +135,11 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("consent", "GET /v1/guardianship/links"): "the caller's own links only",
     ("consent", "POST /v1/internal/guardian-tokens"): "services only (the portal): a token naming a person's own links",
     ("consent", "GET /v1/guardianship/attempts"): "compliance only: redemption attempts, no student data",
+    ("consent", "GET /v1/public/transparency/{district}"): "public: a district's own answers to seed 001's questions",
+    (
+        "audit",
+        "GET /v1/public/disclosure-counts/{district}",
+    ): "public: counts by recipient and purpose, under 10 withheld",
 }
 
 # Roles a route admits for any student or object, with the reason.
@@ -284,6 +289,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/revoke"): {"reason": "attack"},
     ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/accept"): None,
     ("consent", "DELETE /v1/districts/{district_id}/linking-codes/{code_id}"): None,
+    ("consent", "PUT /v1/districts/{district_id}/transparency/{question}"): {"text": "attack"},
     ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/decline"): {"reason": "attack"},
 }
 
