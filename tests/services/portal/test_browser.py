@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from homeroom.auth import Role
 from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
+from homeroom.transparency import QUESTIONS, SYSTEM
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
 
@@ -235,6 +236,15 @@ def test_a_parent_reaches_the_childs_disclosures_from_a_code_letter_without_the_
         expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
         expect(main).to_contain_text("FERPA 99.31(a)(2) transfer to enrolling school")
         shot(parent, "linking-04-disclosures")
+        # The one-page summary: what is held, who received it (issue 24, item 4).
+        parent.get_by_role("link", name="One-page summary").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text(
+            "What Homeroom holds about Zoe Castillo, and who has seen it"
+        )
+        received = parent.get_by_role("table", name="Recipients outside the district, with what they received and when")
+        expect(received).to_contain_text("Brightpath Learning")
+        expect(received).to_contain_text(world.district_b)  # the transfer delivered the record there
+        shot(parent, "linking-05-summary")
         # The same code again (a replay) links nothing more.
         parent.goto(f"{world.portal}/parent/link")
         parent.get_by_label("Linking code").fill(code)
@@ -404,7 +414,7 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
     shot(page, "public-01-agreements")
     # The data dictionary (issue 24): linked from the agreements page, every catalogue element,
     # the vendor named beside the elements its agreement lists.
-    page.get_by_role("link", name="data dictionary").click()
+    page.get_by_role("link", name="data dictionary", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("What Homeroom keeps about a student")
     first_name = page.locator("tr#student\\.first_name")
     expect(first_name).to_contain_text("Brightpath Learning")
@@ -419,6 +429,31 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
         response = page.goto(world.portal + path)
         assert response is not None and response.status == 403, path
         expect(page.locator("main")).not_to_contain_text("Zoe")
+
+
+def test_a_districts_transparency_page_answers_the_32_questions(page: Page, world: World) -> None:
+    """Issue 24: seed 001's questions, answered from Homeroom's data and the district's own text,
+    each with its review date; the missing ones counted, and one fewer once the district answers."""
+    public = f"{world.portal}/districts/{world.district_b}/transparency"
+    page.goto(public)
+    expect(page.locator("li.card")).to_have_count(len(QUESTIONS))
+    unanswered = len(QUESTIONS) - len(SYSTEM)
+    expect(page.get_by_role("status")).to_contain_text(f"{unanswered} of 32 questions have no answer yet")
+    expect(page.locator("#q16")).to_contain_text("Short Term Tutoring")  # the agreement covering district B
+    expect(page.locator("#q31")).to_contain_text("No answer yet.")
+    shot(page, "transparency-01-public")
+    sign_in(page, world, role="district_staff", district=world.district_b, subject="superintendent-b")
+    page.goto(f"{world.portal}/district/transparency")
+    page.get_by_label("The district's answer to question 31").fill(
+        "The district's technology budget; no per-student fee."
+    )
+    page.get_by_role("button", name="Save answer 31").click()
+    expect(page.get_by_role("status").last).to_have_text("Answer 31 saved.")
+    page.goto(public)
+    expect(page.locator("#q31")).to_contain_text("The district answers: The district's technology budget")
+    expect(page.locator("#q31")).to_contain_text("by superintendent-b")
+    expect(page.get_by_role("status")).to_contain_text(f"{unanswered - 1} of 32 questions have no answer yet")
+    shot(page, "transparency-02-answered")
 
 
 def test_breach_response_on_the_portal_121_10(page: Page, world: World) -> None:
