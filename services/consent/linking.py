@@ -81,6 +81,10 @@ def state(runtime: Runtime) -> GuardianshipState:
     return found
 
 
+def _missing(title: str, detail: str) -> Problem:
+    return Problem(404, title, detail, type=problem_type("not-found"))
+
+
 def _party(principal: Principal) -> Party:
     return Party(organization=principal.district_id or "", person=principal.subject, role=principal.role.value)
 
@@ -186,11 +190,9 @@ async def revoke_code(runtime: Runtime, principal: Principal, district_id: str, 
     async with runtime.pool.acquire() as conn, conn.transaction():
         revoked = await store.revoke_code(conn, district_id, code_id, _actor(principal), now)
         if revoked is None:
-            raise Problem(
-                404,
+            raise _missing(
                 "No code to withdraw",
                 f"linking code {code_id!r} of {district_id} does not exist, or was already redeemed or withdrawn",
-                type=problem_type("not-found"),
             )
         await outbox.add(
             conn,
@@ -384,12 +386,7 @@ async def revoke_link(
             at=now,
         )
         if ended is None:
-            raise Problem(
-                404,
-                "No such link",
-                f"no live guardianship link {link_id!r} in {district_id}",
-                type=problem_type("not-found"),
-            )
+            raise _missing("No such link", f"no live guardianship link {link_id!r} in {district_id}")
         await outbox.add(
             conn,
             events.guardianship_changed(
@@ -414,11 +411,8 @@ async def accept_carried(runtime: Runtime, principal: Principal, district_id: st
     async with runtime.pool.acquire() as conn, conn.transaction():
         accepted = await store.accept_link(conn, link_id, district_id, _actor(principal), now)
         if accepted is None:
-            raise Problem(
-                404,
-                "No link awaiting acceptance",
-                f"no carried link {link_id!r} awaits {district_id}'s acceptance",
-                type=problem_type("not-found"),
+            raise _missing(
+                "No link awaiting acceptance", f"no carried link {link_id!r} awaits {district_id}'s acceptance"
             )
         await outbox.add(
             conn,

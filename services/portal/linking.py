@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
@@ -90,9 +90,15 @@ async def issue(request: Request, portal: PortalDep, session: CurrentSession) ->
     return render(request, "district/letters.html", session, district=district, letters=letters)
 
 
-async def _link_action(
-    request: Request, portal: PortalDep, session: CurrentSession, link_id: str, action: str
+@router.post("/{link_id}/{action}")
+async def link_action(
+    request: Request,
+    portal: PortalDep,
+    session: CurrentSession,
+    link_id: LinkId,
+    action: Literal["revoke", "accept", "decline"],
 ) -> Response:
+    """Revoke a link (custody change), or accept or decline one a transfer carried in."""
     district = district_of(session)
     form = await checked_form(request, session)
     body = {} if action == "accept" else {"reason": (form.get("reason") or "custody_change")[:200]}
@@ -100,18 +106,3 @@ async def _link_action(
         "consent", f"/v1/districts/{district}/guardianships/{link_id}/{action}", session.token, body
     )
     return RedirectResponse("/district/linking?saved=1", status_code=303)
-
-
-@router.post("/{link_id}/revoke")
-async def revoke(request: Request, portal: PortalDep, session: CurrentSession, link_id: LinkId) -> Response:
-    return await _link_action(request, portal, session, link_id, "revoke")
-
-
-@router.post("/{link_id}/accept")
-async def accept(request: Request, portal: PortalDep, session: CurrentSession, link_id: LinkId) -> Response:
-    return await _link_action(request, portal, session, link_id, "accept")
-
-
-@router.post("/{link_id}/decline")
-async def decline(request: Request, portal: PortalDep, session: CurrentSession, link_id: LinkId) -> Response:
-    return await _link_action(request, portal, session, link_id, "decline")
