@@ -38,7 +38,7 @@ CREATE INDEX guardianships_student ON guardianships (student_key, district_id);
 
 -- Every redemption attempt, refused or not: the evidence of guessing (and its alert).
 CREATE TABLE linking_attempts (
-    attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    attempt_id bigserial PRIMARY KEY,
     attempted_at timestamptz NOT NULL,
     subject text NOT NULL,
     client text NOT NULL DEFAULT '',
