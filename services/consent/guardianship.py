@@ -19,7 +19,7 @@ in `homeroom_consent_linking_attempts_total` and kept in `linking_attempts`):
 
 An eligible student (18, or attending a postsecondary institution: FERPA 99.3, 99.5) gets a
 code of relationship `eligible_student`; the district attests eligibility by issuing it.
-Redeeming it ends every parent link of the student in that district (reason
+Redeeming it ends every parent link of the student, in every district (reason
 `rights_moved_to_student`): the rights FERPA gives parents now belong to the student.
 
 Codes are 12 characters of Crockford's base32 (60 random bits), shown as XXXX-XXXX-XXXX;

@@ -84,13 +84,13 @@ async def codes_of_district(
     return [_code(r) for r in rows]
 
 
-async def rights_with_student(conn: Connection, student_key: str, district_id: str) -> bool:
+async def rights_with_student(conn: Connection, student_key: str) -> bool:
+    """The student holds the rights (an active eligible-student link in any district: FERPA 99.5)."""
     return bool(
         await conn.fetchval(
-            """SELECT 1 FROM guardianships WHERE student_key = $1 AND district_id = $2
+            """SELECT 1 FROM guardianships WHERE student_key = $1
                AND relationship = 'eligible_student' AND status = 'active'""",
             student_key,
-            district_id,
         )
     )
 
@@ -164,13 +164,13 @@ async def accept_link(conn: Connection, link_id: str, district_id: str, by: str,
     )
 
 
-async def parent_links_of(conn: Connection, student_key: str, district_id: str) -> list[Any]:
+async def parent_links_of(conn: Connection, student_key: str) -> list[Any]:
+    """The student's live parent links in every district, locked."""
     return list(
         await conn.fetch(
-            """SELECT * FROM guardianships WHERE student_key = $1 AND district_id = $2
+            """SELECT * FROM guardianships WHERE student_key = $1
                AND relationship = 'parent' AND status IN ('active', 'proposed') FOR UPDATE""",
             student_key,
-            district_id,
         )
     )
 

@@ -261,9 +261,7 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
     async with runtime.pool.acquire() as conn, conn.transaction():
         code = await store.code_by_hash(conn, code_hash(normalised))
         try:
-            rights_moved = code is not None and await store.rights_with_student(
-                conn, code.student_key, code.district_id
-            )
+            rights_moved = code is not None and await store.rights_with_student(conn, code.student_key)
             check_redemption(code, now=now, rights_with_student=rights_moved)
         except RedemptionRefused as refused:
             await store.record_attempt(
@@ -290,12 +288,12 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
     if existing is not None:  # already linked (a second letter): the code is spent, nothing new
         return _link_dict(existing)
     if code.relationship is Relationship.ELIGIBLE_STUDENT:
-        # FERPA 99.5: the rights move to the student; every parent link here ends.
-        for row in await store.parent_links_of(conn, code.student_key, code.district_id):
+        # FERPA 99.5: the rights move to the student; every parent link, in every district, ends.
+        for row in await store.parent_links_of(conn, code.student_key):
             await store.end_link(
                 conn,
                 row["link_id"],
-                code.district_id,
+                row["district_id"],
                 status=LinkStatus.REVOKED,
                 by=f"parent:{subject}",
                 reason="rights_moved_to_student",
@@ -306,7 +304,7 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
                 events.guardianship_changed(
                     "guardianship_revoked",
                     student_key=code.student_key,
-                    district_id=code.district_id,
+                    district_id=row["district_id"],
                     acted_by=redeemer,
                     link_id=row["link_id"],
                     subject=row["subject"],

@@ -276,8 +276,12 @@ async def test_an_eligible_student_takes_the_rights_and_links_follow_a_transfer_
     taken = await world.redeem(student, student_code)
     assert taken.status_code == 201 and taken.json()["relationship"] == "eligible_student"
     assert await world.token_students(student) == [world.child]
+    # The father's links in both districts end: the rights are the student's everywhere.
     ended = [e for e in await world.events("guardianship_revoked") if e.subject == father]
-    assert [e.reason for e in ended] == ["rights_moved_to_student"]
+    assert sorted((e.district_id, e.reason) for e in ended) == sorted(
+        [(world.district, "rights_moved_to_student"), (world.other_district, "rights_moved_to_student")]
+    )
+    assert await world.token_students(father) == []
     # A parent's code no longer links in this district.
     late_parent = f"oidc:late-parent-{uuid.uuid4().hex[:6]}"
     refused = await world.redeem(late_parent, second_parent_code)
