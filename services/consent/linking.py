@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -71,7 +71,6 @@ class GuardianshipState:
     limiter: RateLimiter | None
     issuer: DevIssuer | None
     token_ttl_s: int = TOKEN_TTL_S
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def state(runtime: Runtime) -> GuardianshipState:
