@@ -300,3 +300,20 @@ async def test_a_rolled_back_batch_leaves_the_tree_consistent(audit: Audit) -> N
     await audit.wait_for_entries(4)
     body = await _verified(audit)
     assert body["ok"] is True and body["entries_read"] == 4
+
+
+async def test_a_districts_yearly_disclosure_counts_are_public_with_small_cells_withheld(audit: Audit) -> None:
+    """Issue 24: the transparency page's counts by recipient and purpose; under 10 never exact,
+    a parent's own views (record_required false) and other districts not counted."""
+    events = [audit.event(DISCLOSURE, "disclosure_recorded", disclosure()) for _ in range(11)]
+    events += [audit.event(DISCLOSURE, "disclosure_recorded", disclosure(purpose="assessment")) for _ in range(2)]
+    events.append(audit.event(DISCLOSURE, "disclosure_recorded", disclosure(district_id="d-200")))
+    events.append(audit.event(DISCLOSURE, "disclosure_recorded", disclosure(record_required=False)))
+    await audit.publish(*events)
+    await audit.wait_for_entries(len(events))
+    r = await audit.svc.client.get("/v1/public/disclosure-counts/d-100")
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"] == [
+        {"recipient": "Acme Learning", "purpose": "instruction", "count": 11},
+        {"recipient": "Acme Learning", "purpose": "assessment", "count": "fewer than 10"},
+    ]
