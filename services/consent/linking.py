@@ -19,6 +19,7 @@ decisions rest on. Records keeps the record, not who may ask for it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from services.consent.guardianship import (
     new_code,
     normalise,
 )
+
+log = logging.getLogger(__name__)
 
 STATE_KEY = "guardianship"
 TOKEN_TTL_S = 300  # a revoked link stops authorising within this; consent refuses at once
@@ -231,7 +234,14 @@ async def _attempt(runtime: Runtime, subject: str, client: str, outcome: Outcome
         await store.record_attempt(
             conn, at=clock(runtime), subject=subject, client=client, outcome=outcome.value, code=code
         )
+    _counted(outcome, subject, client)
+
+
+def _counted(outcome: Outcome, subject: str, client: str) -> None:
+    """Count a refusal; one that looks like guessing is also logged for the operator (the alert)."""
     metrics.LINKING_ATTEMPTS.labels(outcome.value).inc()
+    if outcome in GUESSING_OUTCOMES:
+        log.warning("linking code refused: %s", outcome.value, extra={"subject": subject, "client": client})
 
 
 async def redeem(runtime: Runtime, principal: Principal, code_text: str, client: str = "") -> dict[str, Any]:
@@ -266,7 +276,6 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
             await store.record_attempt(
                 conn, at=now, subject=subject, client=client, outcome=refused.outcome.value, code=code
             )
-            metrics.LINKING_ATTEMPTS.labels(refused.outcome.value).inc()
             failure = refused
         else:
             assert code is not None
@@ -275,6 +284,7 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
                 conn, at=now, subject=subject, client=client, outcome=Outcome.LINKED.value, code=code
             )
     if failure is not None:
+        _counted(failure.outcome, subject, client)
         raise _refusal(failure.outcome, str(failure))
     metrics.LINKING_ATTEMPTS.labels(Outcome.LINKED.value).inc()
     return link
