@@ -1,4 +1,4 @@
-"""SQL of guardianship links, linking codes and redemption attempts (migrations/005_guardianship.sql).
+"""SQL of guardianship links, linking codes and redemption attempts (migrations/006_guardianship.sql).
 
 Kept apart from `store.py` (agreements and choices) so each file holds one aggregate's SQL.
 Every function takes the connection of the caller's transaction."""

@@ -1,4 +1,4 @@
-"""SQL of a district's transparency answers (migrations/006_transparency.sql)."""
+"""SQL of a district's transparency answers (migrations/007_transparency.sql)."""
 
 from __future__ import annotations
 
