@@ -360,7 +360,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     async def bus_check() -> None:
         await app.state.runtime.publisher.ping()
 
-    app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}))
+    app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}, resolved.instance_id))
     for router in spec.routers:
         app.include_router(router)
     if spec.sends_notices:

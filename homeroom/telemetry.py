@@ -88,8 +88,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
-    """/healthz says the process is alive; /readyz that every dependency answers now."""
+def health_router(service: str, checks: dict[str, ReadinessCheck], instance_id: str = "") -> APIRouter:
+    """/healthz says the process is alive; /readyz that every dependency answers now, and which
+    process answers (`instance`, when `homeroom stack` gave it one: ServiceSettings.instance_id)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness")
@@ -108,7 +109,10 @@ def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
         ready = all(v == "ok" for v in results.values())
         SERVICE_READY.labels(service).set(1 if ready else 0)
         response.status_code = 200 if ready else 503
-        return {"status": "ready" if ready else "not ready", "checks": results}
+        answer: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+        if instance_id:
+            answer["instance"] = instance_id
+        return answer
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:

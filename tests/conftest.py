@@ -18,19 +18,37 @@ import pytest
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.infra.smtp import EmbeddedSMTP
+from homeroom.scenario import Scenario
+from homeroom.stack import Stack
 from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
+from tests.stacks import DemoStack, child_processes
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
 # broker) run one after another on one worker: two stacks at once on two cores would turn
-# their generous timeouts into flakes. The other worker takes everything else meanwhile.
-_WHOLE_STACK = ("tests/e2e/", "tests/services/portal/")
+# their generous timeouts into flakes. The other worker takes everything else meanwhile, so
+# only a module that starts a stack (or uses a fixture that does) carries the marker: an
+# in-process test left on the stack worker lengthens the critical path of `./run test`.
+WHOLE_STACK = "whole_stack"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(part in item.nodeid for part in _WHOLE_STACK):
+        module = getattr(item, "module", None)
+        starts_a_stack = module is not None and any(value is Stack for value in vars(module).values())
+        if starts_a_stack and item.get_closest_marker(WHOLE_STACK) is None:
+            raise pytest.UsageError(f"{item.nodeid} starts a Stack: mark its module `pytest.mark.{WHOLE_STACK}`")
+        if item.get_closest_marker(WHOLE_STACK) is not None or "demo_stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("whole-stack"))
+    # The users of the shared `demo_stack` run one after another at the end, so no other stack
+    # runs beside it; the demo test last: its final steps end the vendor's agreement the
+    # portal's pages show, and it stops the stack to prove nothing is left running.
+    items.sort(
+        key=lambda item: (
+            "demo_stack" in getattr(item, "fixturenames", ()),
+            item.get_closest_marker("stops_demo_stack") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +109,24 @@ def smtp(tmp_path: Path) -> Iterator[EmbeddedSMTP]:
     """A real SMTP server on a free local port; `smtp.messages()` is what it received."""
     with EmbeddedSMTP(tmp_path / "mail.mbox") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo_stack() -> Iterator[DemoStack]:
+    """One stack for the demo test, the portal's pages and the live Prometheus test (tests/stacks.py)."""
+    before = child_processes()
+    stack = Stack(fixed_ports=False)
+    try:
+        stack.start()
+        lines: list[str] = []
+        scenario = Scenario(
+            {name: stack.url(name) for name in stack.services},
+            stack.secrets_dir,
+            say=lambda *a, **_: lines.append(" ".join(map(str, a))),
+        )
+        demo = DemoStack(stack, scenario, lines, before)
+        steps = demo.steps()
+        demo.play(steps[: steps.index("agreement_ends")])  # the portal shows the vendor's agreement active
+        yield demo
+    finally:
+        stack.cleanup()
