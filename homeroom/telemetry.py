@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -66,6 +66,26 @@ HTTP_SECONDS = Histogram(
 )
 SERVICE_UP = Gauge("homeroom_service_up", "1 while the service is serving", ["service"])
 SERVICE_READY = Gauge("homeroom_service_ready", "1 while the service's dependencies answer", ["service"])
+
+
+def start_at_zero(metric: Counter, *series: str | tuple[str, ...]) -> None:
+    """Export these series of a labelled counter at 0 from the service's start (label values in
+    the metric's order; a plain string for a one-label metric). A labelled counter otherwise first
+    appears already at 1, Prometheus's increase() over it stays 0, and its first event never
+    alerts (deploy/prometheus/alerts.yml; proved by tests/ops/promtool/first-occurrence.test.yml)."""
+    for values in series:
+        metric.labels(*((values,) if isinstance(values, str) else values))
+
+
+def start_bus_series_at_zero(service: str, consumers: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """The kernel's counters of a service, for its (consumer, topics): known before any event.
+    Dead letters are not among them: their reason is the rule an event broke, known only then."""
+    start_at_zero(OUTBOX_RELAY_FAILURES, service)
+    for consumer, topics in consumers:
+        start_at_zero(HANDLER_RETRIES, (service, consumer))
+        for topic in topics:
+            for counter in (EVENTS_CONSUMED, EVENTS_APPLIED, EVENTS_DUPLICATE):
+                start_at_zero(counter, (service, consumer, topic))
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

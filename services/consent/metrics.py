@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from homeroom.telemetry import start_at_zero
+from services.consent.decisions import DENIAL_CODES, DecisionRequest
 
 DECISIONS = Counter(
     "homeroom_consent_decisions_total",
@@ -33,3 +38,8 @@ AGREEMENTS = Gauge("homeroom_consent_agreements", "Agreements in the registry, b
 AGREEMENTS_ENDING_SOON = Gauge(
     "homeroom_consent_agreements_ending_soon", "Active agreements whose term ends within the next 30 days"
 )
+
+# At 0 from the start, so a panel's first decision and denial show (homeroom.telemetry.start_at_zero).
+_ACTIONS = get_args(DecisionRequest.model_fields["action"].annotation)
+start_at_zero(DECISIONS, *((action, outcome) for action in _ACTIONS for outcome in ("permit", "deny")))
+start_at_zero(DENIALS, *DENIAL_CODES)

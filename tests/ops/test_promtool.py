@@ -4,6 +4,7 @@ evaluation it should, and not before). promtool comes from Debian's `prometheus`
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,10 +43,22 @@ def test_every_breach_alert_has_a_rule_unit_test() -> None:
     assert breach and all(f"alertname: {name}" in tested for name in breach)
 
 
+def test_every_alert_on_an_increase_fires_on_the_first_event() -> None:
+    """Each alert on the increase() of a counter has a case in first-occurrence.test.yml."""
+    from tests.ops.files import alert_rules
+
+    first = (Path(__file__).parent / "promtool" / "first-occurrence.test.yml").read_text()
+    on_increase = [r["alert"] for r in alert_rules() if re.search(r"increase\([^)]*\)\)\s*>\s*0", r["expr"])]
+    assert len(on_increase) >= 5, on_increase
+    assert [name for name in on_increase if f"alertname: {name}\n        exp_alerts:\n          -" not in first] == []
+
+
 def test_a_broken_expectation_fails(tmp_path: Path) -> None:
     """The unit tests can fail: one expecting the overdue alert a day early does."""
-    broken = UNIT_TESTS[0].read_text().replace("eval_time: 241h", "eval_time: 216h", 1)
-    path = UNIT_TESTS[0].parent / f".broken-{tmp_path.name}.test.yml"
+    incidents = Path(__file__).parent / "promtool" / "incidents.test.yml"
+    broken = incidents.read_text().replace("eval_time: 241h", "eval_time: 216h", 1)
+    assert broken != incidents.read_text()
+    path = incidents.parent / f".broken-{tmp_path.name}.test.yml"
     path.write_text(broken)
     try:
         assert _run("test", "rules", str(path)).returncode != 0
