@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.files import ALERTS
+from tests.ops.files import ALERTS, PROMETHEUS
 
 PROMTOOL = shutil.which("promtool")
 UNIT_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yml"))
@@ -22,6 +22,13 @@ pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not instal
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_shipped_config_passes_promtool_check_config_as_written() -> None:
+    """The config as committed, its rule file found beside it (as in the container's /etc/prometheus)."""
+    result = _run("check", "config", str(PROMETHEUS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout + result.stderr
 
 
 def test_the_alert_rules_pass_promtool_check() -> None:
