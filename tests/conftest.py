@@ -22,7 +22,7 @@ from homeroom.scenario import Scenario
 from homeroom.stack import Stack
 from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
-from tests.stacks import DemoStack, child_processes
+from tests.stacks import DemoStack, child_processes, start_prometheus
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
 # broker) run one after another on one worker: two stacks at once on two cores would turn
@@ -112,10 +112,11 @@ def smtp(tmp_path: Path) -> Iterator[EmbeddedSMTP]:
 
 
 @pytest.fixture(scope="session")
-def demo_stack() -> Iterator[DemoStack]:
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     """One stack for the demo test, the portal's pages and the live Prometheus test (tests/stacks.py)."""
     before = child_processes()
     stack = Stack(fixed_ports=False)
+    demo: DemoStack | None = None
     try:
         stack.start()
         lines: list[str] = []
@@ -125,8 +126,11 @@ def demo_stack() -> Iterator[DemoStack]:
             say=lambda *a, **_: lines.append(" ".join(map(str, a))),
         )
         demo = DemoStack(stack, scenario, lines, before)
+        demo.prometheus = start_prometheus(stack, tmp_path_factory.mktemp("prometheus"))
         steps = demo.steps()
         demo.play(steps[: steps.index("agreement_ends")])  # the portal shows the vendor's agreement active
         yield demo
     finally:
+        if demo is not None:
+            demo.stop()
         stack.cleanup()

@@ -20,6 +20,6 @@ def test_the_demo_scenario_passes_every_step_and_leaves_no_processes(demo_stack:
     demo_stack.play(steps[steps.index("agreement_ends") :])
     assert demo_stack.failures == 0, "\n".join(demo_stack.lines)
     assert len(demo_stack.lines) == len(steps)
-    demo_stack.stack.cleanup()
+    demo_stack.stop()
     left = child_processes() - demo_stack.processes_before
     assert not left, f"processes left running after the stack stopped: {left}"
