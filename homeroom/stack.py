@@ -117,7 +117,7 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, timeout_s: float = 90.0) -> Stack:
+    def start(self, timeout_s: float = 180.0) -> Stack:
         started = time.perf_counter()
         # The embedded server runs as an unprivileged user under root: it must be able to
         # pass through our (otherwise private, 0700) temporary directory to its own.

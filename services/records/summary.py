@@ -35,12 +35,17 @@ from homeroom.calendar import SCHOOL_YEAR_STARTS, school_year
 from homeroom.config import KafkaSettings
 from homeroom.events.v1 import attendance_pb2
 from homeroom.service import Runtime
+from homeroom.telemetry import CONSUMER_LAG
 from services.records.metrics import SUMMARY_MARKS
 
 log = logging.getLogger(__name__)
 
 APP_ID = "homeroom-records-summary"
 TABLE_NAME = "attendance_summary"
+# The agent's name in homeroom_consumer_lag, beside the kernel's consumers (and refreshed this often
+# while no event arrives, so a stuck agent shows its lag growing).
+LAG_CONSUMER = "attendance-summary"
+LAG_INTERVAL_S = 5.0
 
 
 def day_index(day: date) -> int:
@@ -183,10 +188,28 @@ class AttendanceSummary:
         )
         source = self.app.topic(self.topic.name, key_type=bytes, value_type=bytes, value_serializer="raw")
         self.app.agent(source, name=f"{APP_ID}.attendance")(self._agent)
+        self.lag_consumer = LAG_CONSUMER + suffix.replace(".", "-")
+        self._next_offset: dict[int, int] = {}  # source partition → the offset after the last one applied
+        self.app.timer(LAG_INTERVAL_S)(self._record_lag)
+
+    def _lag(self, partition: int, next_offset: int) -> None:
+        """homeroom_consumer_lag of the agent: the partition's high-water mark minus what it applied."""
+        highwater = self.app.consumer.highwater(faust.types.TP(self.topic.name, partition))
+        if highwater is not None:
+            CONSUMER_LAG.labels(self.runtime.name, self.lag_consumer, self.topic.name, str(partition)).set(
+                max(0, highwater - next_offset)
+            )
+
+    async def _record_lag(self) -> None:
+        for tp in self.app.consumer.assignment():
+            if tp.topic == self.topic.name:
+                applied = self._next_offset.get(tp.partition)
+                self._lag(tp.partition, applied if applied is not None else await self.app.consumer.position(tp) or 0)
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
+            self._next_offset[message.partition] = message.offset + 1
             headers = message.headers.items() if isinstance(message.headers, dict) else message.headers or []
             try:
                 incoming = decode(
@@ -202,6 +225,7 @@ class AttendanceSummary:
             mark = daily_mark(incoming)
             if mark is not None:
                 await self.apply(mark, message.offset)
+            self._lag(message.partition, message.offset + 1)
 
     async def apply(self, mark: DailyMark, offset: int) -> None:
         old = YearSummary.from_json(self.table.get(mark.table_key))

@@ -158,6 +158,9 @@ async def test_crossing_the_line_emits_one_event_and_the_table_survives_a_restar
             rf'homeroom_events_applied_total{{consumer="attendance-{suffix}",service="records",[^}}]*}} [1-9]',
             # Lag is set for partitions whose high-water mark the consumer has seen fetched.
             r'homeroom_consumer_lag{consumer="[a-z]+-' + suffix + r'",partition="\d",service="records"',
+            # ... and for the faust agent of the summary table, caught up once the flag has cleared.
+            r'homeroom_consumer_lag{consumer="attendance-summary-' + suffix + r'",partition="\d",service="records",'
+            r'topic="[^"]+"} 0\.0',
             r"homeroom_records_summary_marks_total [1-9]",
             r'homeroom_records_chronic_absence_changes_total{chronic="false"} [1-9]',
         ):
