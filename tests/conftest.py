@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from _pytest.nodeid import NodeId
 
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
@@ -32,6 +33,10 @@ from tests.stacks import DemoStack, child_processes, start_prometheus
 WHOLE_STACK = "whole_stack"
 
 
+WHOLE_STACK_GROUP = "whole-stack"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, whose grouping pytest 9 ignores (below)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)
@@ -39,7 +44,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if starts_a_stack and item.get_closest_marker(WHOLE_STACK) is None:
             raise pytest.UsageError(f"{item.nodeid} starts a Stack: mark its module `pytest.mark.{WHOLE_STACK}`")
         if item.get_closest_marker(WHOLE_STACK) is not None or "demo_stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("whole-stack"))
+            item.add_marker(pytest.mark.xdist_group(WHOLE_STACK_GROUP))
+            # `--dist loadgroup` schedules by an "@group" suffix of the node id. pytest-xdist 3.8
+            # writes it to `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`),
+            # so the group was silently ignored: stack tests ran on both workers at once and
+            # module- and session-scoped stacks started once per worker. Written here until
+            # xdist writes it where pytest reads it (tests/ops/test_run_script.py checks it).
+            if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
+                item._id = NodeId.parse(f"{item.nodeid}@{WHOLE_STACK_GROUP}")
     # The users of the shared `demo_stack` run one after another at the end, so no other stack
     # runs beside it; the demo test last: its final steps end the vendor's agreement the
     # portal's pages show, and it stops the stack to prove nothing is left running.
