@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # writes it to `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`),
             # so the group was silently ignored: stack tests ran on both workers at once and
             # module- and session-scoped stacks started once per worker. Written here until
-            # xdist writes it where pytest reads it (tests/ops/test_run_script.py checks it).
+            # xdist writes it where pytest reads it (tests/ops/test_run_script.py checks the ids).
             if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
                 item._id = NodeId.parse(f"{item.nodeid}@{WHOLE_STACK_GROUP}")
     # The users of the shared `demo_stack` run one after another at the end, so no other stack

@@ -30,3 +30,33 @@ def test_a_selection_that_collects_no_test_fails_the_run() -> None:
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "pytest collected no tests: failing" in result.stderr
     assert "deselected" in result.stdout  # pytest itself ran, and found nothing to run
+
+
+def test_the_whole_stack_tests_form_one_xdist_group() -> None:
+    """`--dist loadgroup` sends a group to one worker only if the node ids carry "@whole-stack"
+    (tests/conftest.py writes it: pytest-xdist 3.8's own suffix is lost under pytest 9)."""
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "pytest",
+            "-n",
+            "1",
+            "--dist",
+            "loadgroup",
+            "-v",
+            "--setup-plan",
+            "-p",
+            "no:cacheprovider",
+            "tests/e2e/test_demo.py",
+            "tests/ops/test_topics.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "test_demo.py::test_the_demo_scenario_passes_every_step_and_leaves_no_processes@whole-stack" in result.stdout
+    assert "test_topics.py::test_script_is_valid_bash@" not in result.stdout
