@@ -14,7 +14,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -61,7 +61,9 @@ def _invalid(field: str, rule: str, message: str) -> Problem:
 def entry_json(entry: store.StoredEntry) -> dict[str, Any]:
     body = entry_object(entry.seq, entry.recorded_at_ms, entry.draft)
     body["leaf_hash"] = entry.leaf_hash.hex()
-    body["receipt"] = entry.receipt.to_dict()
+    # A receipt signed per entry exists only for entries appended before issue 19; the
+    # receipt of every entry is the signed head and inclusion proof served beside it.
+    body["receipt"] = None if entry.receipt is None else entry.receipt.to_dict()
     return body
 
 
@@ -343,7 +345,7 @@ async def _export_csv(runtime: Runtime) -> AsyncIterator[str]:
                     d.channel,
                     "true" if d.record_required else "false",
                     e.leaf_hash.hex(),
-                    e.receipt.signature.hex(),
+                    "" if e.receipt is None else e.receipt.signature.hex(),
                 )
             )
         yield buffer.getvalue()
@@ -512,4 +514,35 @@ async def student_disclosures(
         "disclosures": out,
         "own_views": sorted(own_views.values(), key=lambda v: str(v["date"]), reverse=True),
         "next_after": page[-1].seq if len(found) > limit else None,
+    }
+
+
+SMALL_CELL = 10  # counts below this are published as "fewer than 10" (FERPA 99.31(b)(1) practice)
+
+
+@router.get(
+    "/public/disclosure-counts/{district}",
+    tags=["public"],
+    summary="A year's recorded disclosures of a district's students, by recipient and purpose (no sign-in)",
+)
+async def disclosure_counts(
+    district: Annotated[str, Path(max_length=100)],
+    runtime: RuntimeDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 365,
+) -> dict[str, Any]:
+    """For the district's transparency page (issue 24): who received its students' data and for
+    what, as counts; a count below 10 is shown as "fewer than 10", never exactly."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    rows = await store.disclosure_counts(runtime.pool, district, since)
+    return {
+        "district_id": district,
+        "since": since.isoformat(),
+        "counts": [
+            {
+                "recipient": r["recipient"],
+                "purpose": r["purpose"],
+                "count": r["count"] if r["count"] >= SMALL_CELL else f"fewer than {SMALL_CELL}",
+            }
+            for r in rows
+        ],
     }
