@@ -26,14 +26,19 @@ from tests.harness import ServiceEnv, drop_database, new_database
 from tests.stacks import DemoStack, child_processes, start_prometheus
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
-# broker) run one after another on one worker: two stacks at once on two cores would turn
-# their generous timeouts into flakes. The other worker takes everything else meanwhile, so
-# only a module that starts a stack (or uses a fixture that does) carries the marker: an
-# in-process test left on the stack worker lengthens the critical path of `./run test`.
+# broker) run in two xdist groups, one after another within each: the fault tests (five
+# stacks of their own, about six minutes) and everything else on a stack (the shared demo
+# stack, the privacy attacks, the fuzz). One group for all of them made its worker the
+# critical path of `./run test` (about 13 of CI's 15 minutes); two stacks at once on two
+# cores hold, with readiness waits of 180 s (`Stack.start`). Only a module that starts a
+# stack (or uses a fixture that does) carries the marker: an in-process test left in a
+# stack group lengthens that group's worker.
 WHOLE_STACK = "whole_stack"
 
 
 WHOLE_STACK_GROUP = "whole-stack"
+FAULTS_GROUP = "whole-stack-faults"
+FAULTS_MODULE = "tests/e2e/test_faults.py"
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, whose grouping pytest 9 ignores (below)
@@ -44,14 +49,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if starts_a_stack and item.get_closest_marker(WHOLE_STACK) is None:
             raise pytest.UsageError(f"{item.nodeid} starts a Stack: mark its module `pytest.mark.{WHOLE_STACK}`")
         if item.get_closest_marker(WHOLE_STACK) is not None or "demo_stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(WHOLE_STACK_GROUP))
+            group = FAULTS_GROUP if item.nodeid.startswith(FAULTS_MODULE) else WHOLE_STACK_GROUP
+            item.add_marker(pytest.mark.xdist_group(group))
             # `--dist loadgroup` schedules by an "@group" suffix of the node id. pytest-xdist 3.8
             # writes it to `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`),
             # so the group was silently ignored: stack tests ran on both workers at once and
             # module- and session-scoped stacks started once per worker. Written here until
             # xdist writes it where pytest reads it (tests/ops/test_run_script.py checks the ids).
             if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
-                item._id = NodeId.parse(f"{item.nodeid}@{WHOLE_STACK_GROUP}")
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
     # The users of the shared `demo_stack` run one after another at the end, so no other stack
     # runs beside it; the demo test last: its final steps end the vendor's agreement the
     # portal's pages show, and it stops the stack to prove nothing is left running.
