@@ -148,7 +148,7 @@ async def absorption(students: int, days: int) -> dict[str, Any]:
             "events": len(events),
             "students": students,
             "students_counted": int(enrolled_total or 0),
-            "changelog_writes": int(writes),
+            "student_writes": int(writes),
             "produce_s": round(produced - started, 2),
             "tally_s": round(tally_s, 2),
             "tally_events_per_s": round(len(events) / tally_s),

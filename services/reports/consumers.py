@@ -2,9 +2,9 @@
 
 * The tally: a faust-streaming agent (homeroom/streams.py) over enrollment.v1, attendance.v1,
   discipline.v1 and groups.v1, its own consumer group (the faust app id), taking events in
-  batches and handing each batch to the tally use case (application/tally.py). Its table of
-  students' values is the faust table; after partitions are assigned and the table recovered
-  from its changelog, the use case rebuilds its school rows.
+  batches and handing each batch to the tally use case (application/tally.py). faust keeps no
+  table here: the students' values are in PostgreSQL (issue 22), and after every rebalance the
+  use case reloads the partitions the process holds and rebuilds their school rows.
 * Reference data: a kernel consumer of calendar.v1 and organization.v1 into the database
   (application/reference.py), exactly once like every kernel consumer.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -33,7 +32,6 @@ from services.reports.tallies import AbsenceRule
 log = logging.getLogger(__name__)
 
 APP_ID = "homeroom-reports-tally"
-TABLE = "students"
 CONSUMER = "tally"
 
 
@@ -46,26 +44,8 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v)) for k, v in pairs]
 
 
-class _TableValues:
-    """The faust table as the tally's StudentValues."""
-
-    def __init__(self, table: streams.BatchTable) -> None:
-        self.table = table
-
-    def get(self, key: str) -> Mapping[str, Any] | None:
-        value = self.table.get(key)
-        return value if isinstance(value, dict) and value else None
-
-    def put(self, key: str, partition: int, value: dict[str, Any]) -> None:
-        self.table.partition_of[key] = partition
-        self.table[key] = value
-
-    def scan(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
-        return [(k, v) for k, v in self.table.items() if isinstance(v, dict)]
-
-
 class TallyStream:
-    """The faust app, table and agent of the tally, run inside a reports process."""
+    """The faust app and agent of the tally, run inside a reports process."""
 
     def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Any) -> None:
         self.runtime = runtime
@@ -74,11 +54,8 @@ class TallyStream:
         partitions = self.sources[0].partitions
         app_id = APP_ID + (f"-{topics.suffix}" if topics.suffix else "")
         self.app = streams.app(app_id, runtime.kafka, settings, partitions=partitions)
-        self.table = streams.table(self.app, TABLE, partitions=partitions)
-        self.changelog = streams.changelog_topic(self.app, TABLE, self.sources[0])
         self.tally = Tally(
             runtime.pool,
-            _TableValues(self.table),
             clock,
             AbsenceRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days),
             lambda: int(self.app.consumer_generation_id or 0),
@@ -88,7 +65,8 @@ class TallyStream:
             *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
         )
         self.app.agent(source, name=f"{app_id}.students")(self._agent)
-        self.table.on_recover(self._recovered)
+        # Sent after every rebalance, before faust resumes the agent's partitions.
+        self.app.on_rebalance_complete.connect(cast(Any, self._rebalanced), weak=False)  # a receiver takes signal=
         self._refresher: asyncio.Task[None] | None = None
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
@@ -117,15 +95,13 @@ class TallyStream:
             await self.tally.absorb(decoded)
             streams.record_lag(self.app, "reports", CONSUMER, self.positions)
 
-    async def _recovered(self) -> None:
-        # faust runs this callback as a task it never looks at again: say when it fails.
+    async def _rebalanced(self, sender: Any, **kwargs: Any) -> None:
         try:
             names = {t.name for t in self.sources}
             assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
             await self.tally.rebuild(assigned)
-        except Exception:
-            log.exception("tally rebuild after recovery failed; partitions are rebuilt on their next batch")
-            raise
+        except Exception:  # raising here would stop faust's rebalance; the next batch reloads
+            log.exception("tally rebuild after a rebalance failed; partitions are rebuilt on their next batch")
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -137,9 +113,7 @@ class TallyStream:
             streams.record_lag(self.app, "reports", CONSUMER, self.positions)
 
     async def start(self) -> None:
-        await streams.create_topics(
-            self.runtime.kafka, [*self.sources, self.changelog], self.settings.topic_replication_factor
-        )
+        await streams.create_topics(self.runtime.kafka, self.sources, self.settings.topic_replication_factor)
         await self.app.start()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="reports-tally-refresh")
 

@@ -16,8 +16,8 @@ TALLY_REFUSED = Counter(
     ["rule"],
 )
 TALLY_WRITES = Counter(
-    "homeroom_reports_tally_changelog_writes_total",
-    "Students' values written to the changelog (one per student per batch)",
+    "homeroom_reports_tally_student_writes_total",
+    "Students' values written to the database (one per student per batch)",
 )
 TALLY_BATCH_SECONDS = Histogram(
     "homeroom_reports_tally_batch_seconds",

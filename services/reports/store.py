@@ -53,6 +53,36 @@ async def replace_partitions(
         await write_tallies(conn, partition, generation, rows)
 
 
+StudentRow = tuple[int, str, dict[str, Any]]  # partition, student key, value
+
+
+async def write_students(conn: Connection, generation: int, rows: Sequence[StudentRow]) -> None:
+    """One upsert of the students a batch changed (in the batch's transaction, with their school
+    rows). A value written by a later generation (the partition's new holder) is never overwritten."""
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO student_tallies AS t (partition, student_key, generation, value)
+           SELECT r.p, r.k, $1, r.v::jsonb FROM unnest($2::int[], $3::text[], $4::text[]) AS r(p, k, v)
+           ON CONFLICT (partition, student_key) DO UPDATE
+               SET generation = EXCLUDED.generation, value = EXCLUDED.value, updated_at = now()
+               WHERE t.generation <= EXCLUDED.generation""",
+        generation,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [json.dumps(r[2], separators=(",", ":")) for r in rows],
+    )
+
+
+async def students_of(conn: Connection, partitions: Sequence[int]) -> list[StudentRow]:
+    """Every student value of these partitions (what a process given them counts from)."""
+    rows = await conn.fetch(
+        "SELECT partition, student_key, value FROM student_tallies WHERE partition = ANY($1::int[])",
+        list(partitions),
+    )
+    return [(r["partition"], r["student_key"], json.loads(r["value"])) for r in rows]
+
+
 @dataclass(slots=True)
 class YearTallies:
     schools: dict[tuple[str, str], SchoolTally]

@@ -664,7 +664,7 @@ def reports() -> dict[str, Any]:
                     Panel(
                         "Changelog writes and refusals",
                         [
-                            (f"sum(rate(homeroom_reports_tally_changelog_writes_total[{RATE}]))", "writes"),
+                            (f"sum(rate(homeroom_reports_tally_student_writes_total[{RATE}]))", "writes"),
                             (summed("rate", "homeroom_reports_tally_refused_total", "rule"), "refused {{rule}}"),
                         ],
                         unit="ops",

@@ -3,15 +3,18 @@
 A batch is whatever the stream took (up to `tally_batch` events or `tally_batch_window_s`).
 Its events are grouped by student: each student's value is read once, every event folded
 in (a redelivered one is recognised by its offset and changes nothing), and the value is
-written once (one changelog record per student per batch). The student's rows are then
-recounted from the new value (`tallies.contributions`): the old rows are taken out of their
-schools, the new ones put in, and every school row the batch changed is written to
-PostgreSQL in one statement per partition, where snapshots and the district views read them.
+written once per batch. The student's rows are then recounted from the new value
+(`tallies.contributions`): the old rows are taken out of their schools, the new ones put in,
+and the changed students' values and every school row the batch changed are written to
+PostgreSQL in one transaction (one statement per kind), where snapshots and the district
+views read them.
 
-The school rows in memory are derived from the students' values only, so they are rebuilt
-from the table whenever partitions are assigned (after a restart, from the changelog): a
-kill -9 between the changelog and the database leaves nothing that the rebuild does not
-replace. Calendars and the date change what students count, not their values: a new
+The students' values are durable in PostgreSQL only, in the same transaction as the school
+rows they make, so a kill -9 at any point leaves both as of the same batch; events after
+it come again and are recognised by the offsets in the values. A process given partitions
+reloads their students from the database and recounts their school rows (issue 22: replaying
+a faust changelog stopped at the broker's reported high-water mark, which on Tansu trails the
+log, and lost students). Calendars and the date change what students count, not their values: a new
 calendar recounts the students who attended that school that year; a new day recounts
 everyone (days enrolled grow with each instructional day of an open enrollment).
 """
@@ -19,12 +22,13 @@ everyone (days enrolled grow with each instructional day of an open enrollment).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
@@ -46,16 +50,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _ABSENT = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT
-
-
-class StudentValues(Protocol):
-    """The students' values (the faust table, in consumers.py): read, write once per batch, scan."""
-
-    def get(self, key: str) -> Mapping[str, Any] | None: ...
-
-    def put(self, key: str, partition: int, value: dict[str, Any]) -> None: ...
-
-    def scan(self) -> Iterable[tuple[str, Mapping[str, Any]]]: ...
 
 
 @dataclass(slots=True)
@@ -81,8 +75,11 @@ class CalendarBook:
 
 @dataclass(slots=True)
 class PartitionTally:
-    """The school rows of the students one partition holds, and what each student put in them."""
+    """The students one partition holds (their values as JSON), their school rows, and what each
+    student put in them."""
 
+    students: dict[str, dict[str, Any]] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)  # students changed since the last flush
     schools: dict[SchoolKey, SchoolTally] = field(default_factory=dict)
     rows_of: dict[str, list[Contribution]] = field(default_factory=dict)
     attended: dict[tuple[str, str, int], set[str]] = field(default_factory=dict)  # calendar -> students
@@ -127,11 +124,8 @@ def _student(event: IncomingEvent) -> str:
 class Tally:
     """The statewide tally in one process."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, values: StudentValues, clock: Clock, rule: AbsenceRule, generation: Callable[[], int]
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, rule: AbsenceRule, generation: Callable[[], int]) -> None:
         self.pool = pool
-        self.values = values
         self.clock = clock
         self.rule = rule
         self.generation = generation
@@ -144,7 +138,7 @@ class Tally:
 
     async def absorb(self, events: Sequence[IncomingEvent]) -> None:
         started = time.perf_counter()
-        async with self.lock:
+        async with self.lock, self._reloaded_on_failure():
             by_student: dict[tuple[int, str], list[IncomingEvent]] = {}
             for event in events:
                 topic = base_topic(event.topic).name
@@ -154,15 +148,15 @@ class Tally:
                     self._refused(topic, bad)
                     continue
                 by_student.setdefault((event.partition, key), []).append(event)
-            # A partition given to this process whose rows are not rebuilt yet (faust resumes
-            # the agent before it calls the recovery callback): rebuild it from the table first,
-            # or its events would be counted on an empty row, or not at all.
+            # A partition given to this process whose students are not loaded yet (faust may hand
+            # events before the assignment callback has run): load it from the database first,
+            # or its events would be counted on an empty value, or not at all.
             unknown = {partition for partition, _ in by_student} - set(self.parts)
             if unknown:
                 await self._adopt(unknown)
             for (partition, key), mine in by_student.items():
                 part = self.parts[partition]
-                value = StudentTally.from_json(self.values.get(key))
+                value = StudentTally.from_json(part.students.get(key))
                 changed = False
                 for event in mine:
                     topic = base_topic(event.topic).name
@@ -179,7 +173,8 @@ class Tally:
                     if event.meta.HasField("time"):
                         part.pending.append(event.meta.time.ToDatetime(tzinfo=UTC))
                 if changed:
-                    self.values.put(key, partition, {**value.to_json(), "p": partition})
+                    part.students[key] = value.to_json()
+                    part.written.add(key)
                     metrics.TALLY_WRITES.inc()
                     self._recount(part, key, value)
             await self._flush()
@@ -206,8 +201,20 @@ class Tally:
         for attended in value.schools():
             part.attended.setdefault(attended, set()).add(key)
 
+    @contextlib.asynccontextmanager
+    async def _reloaded_on_failure(self) -> AsyncIterator[None]:
+        """When a batch fails (the database is away), memory may be ahead of the database:
+        forget every partition, so the next batch reloads them from what was committed."""
+        try:
+            yield
+        except BaseException:
+            self.parts = {}
+            raise
+
     async def _flush(self) -> None:
-        """Write every changed school row, one statement per partition, in one transaction."""
+        """Write the changed students and school rows in one transaction (one statement per
+        partition for the school rows, one for the students)."""
+        students = [(p, key, part.students[key]) for p, part in self.parts.items() for key in part.written]
         writes: dict[int, list[store.TallyRow]] = {}
         now = datetime.now(UTC)
         for partition, part in self.parts.items():
@@ -221,11 +228,12 @@ class Tally:
                     part.newest[school] = max(newest, part.newest.get(school, newest))
                 rows.append((*school, tally.students, tally.to_json(), part.newest.get(school)))
             writes[partition] = rows
-        if writes:
+        if writes or students:
             generation = self.generation()
             async with self.pool.acquire() as conn, conn.transaction():
                 for partition, rows in writes.items():
                     await store.write_tallies(conn, partition, generation, rows)
+                await store.write_students(conn, generation, students)
         for part in self.parts.values():
             for moment in part.pending:
                 metrics.EVENT_TO_TALLY_SECONDS.observe(max(0.0, (now - moment).total_seconds()))
@@ -233,25 +241,27 @@ class Tally:
                 metrics.TALLY_NEWEST_EVENT.set(max(part.pending).timestamp())
             part.pending.clear()
             part.dirty.clear()
+            part.written.clear()
 
     # --- partitions ------------------------------------------------------------------------
 
     async def rebuild(self, partitions: set[int]) -> None:
-        """The partitions this process now holds: their school rows recounted from the table
-        (just recovered from the changelog) and written over whatever the database held."""
-        async with self.lock:
+        """The partitions this process now holds (after an assignment): their students reloaded
+        from the database, their school rows recounted and written over what it held."""
+        async with self.lock, self._reloaded_on_failure():
             self.parts = {}
             await self._adopt(partitions)
 
     async def _adopt(self, partitions: set[int]) -> None:
-        """Count these partitions' students from the table and replace their rows (lock held)."""
+        """Load these partitions' students, count them and replace their rows (lock held)."""
         await self._load_calendars()
         fresh = {p: PartitionTally() for p in partitions}
-        for key, raw in self.values.scan():
-            partition = raw.get("p")
-            part = fresh.get(partition) if isinstance(partition, int) else None
-            if part is not None:
-                self._recount(part, key, StudentTally.from_json(raw))
+        async with self.pool.acquire() as conn:
+            loaded = await store.students_of(conn, sorted(partitions))
+        for partition, key, raw in loaded:
+            part = fresh[partition]
+            part.students[key] = raw
+            self._recount(part, key, StudentTally.from_json(raw))
         rows = {
             p: [(*school, t.students, t.to_json(), None) for school, t in part.schools.items()]
             for p, part in fresh.items()
@@ -278,19 +288,17 @@ class Tally:
         today = self.clock().date()
         if not changed and today == self.as_of:
             return
-        async with self.lock:
+        async with self.lock, self._reloaded_on_failure():
             everyone = today != self.as_of
             self.as_of = today
             if everyone:  # every student held, counted or not yet (an enrollment may start today)
-                for key, raw in self.values.scan():
-                    partition = raw.get("p")
-                    part = self.parts.get(partition) if isinstance(partition, int) else None
-                    if part is not None:
+                for part in self.parts.values():
+                    for key, raw in part.students.items():
                         self._recount(part, key, StudentTally.from_json(raw))
             else:
                 for part in self.parts.values():
                     for key in set().union(*(part.attended.get(k, set()) for k in changed)):
-                        self._recount(part, key, StudentTally.from_json(self.values.get(key)))
+                        self._recount(part, key, StudentTally.from_json(part.students.get(key)))
             await self._flush()
             metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
 

@@ -1,6 +1,6 @@
 """The statewide tally on the real broker (faust-streaming on Tansu) and PostgreSQL: it counts
 what the events say, once per student per batch, whatever arrives twice; it comes back from
-its changelog after a restart; a district reads its own numbers and a preview; compliance
+the database after a restart; a district reads its own numbers and a preview; compliance
 publishes a snapshot, recorded as a de-identified release; bad events are counted, never
 stop it."""
 
@@ -12,8 +12,6 @@ import uuid
 from dataclasses import replace
 from datetime import date
 from typing import Any
-
-import pytest
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.calendar import weekdays
@@ -116,12 +114,6 @@ async def counted_as(svc: ServiceUnderTest, env: ServiceEnv, expected: dict[str,
     return seen
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect: after a restart the rebuilt rows sometimes miss students (4 of 9 runs; the kill -9 "
-    "fault test 2 of 3): suspected faust recovery stopping at Tansu's trailing high-water mark "
-    "(docs/services/reports.md)",
-)
 async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(service_env: ServiceEnv) -> None:
     suffix = uuid.uuid4().hex[:8]
     events, expected = world()
@@ -162,8 +154,8 @@ async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(
         assert small["counts"]["enrolled"] == {"value": None, "status": "fewer_than", "shown": "fewer than 10"}
         assert preview["release"] is None and "4" not in json.dumps(small["counts"])
 
-    # A new process on the same database and topics: the table comes back from its changelog,
-    # and the school rows are rebuilt from it, then more events count on top.
+    # A new process on the same database and topics: it reloads the students' values from the
+    # database and rebuilds the school rows from them, then more events count on top.
     audit_spec = replace(AUDIT, consumers=(audit_consumer(suffix),))
     async with (
         Bus(service_env, suffix) as bus,
