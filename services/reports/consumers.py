@@ -16,6 +16,7 @@ import contextlib
 import logging
 from typing import Any, cast
 
+import asyncpg
 import faust
 from faust.types import TP
 
@@ -92,8 +93,19 @@ class TallyStream:
                     metrics.TALLY_EVENTS.labels(base_topic(message.topic).name, "refused").inc()
                     metrics.TALLY_REFUSED.labels(poison.rule).inc()
                 self.positions[TP(message.topic, message.partition)] = message.offset + 1
-            await self.tally.absorb(decoded)
+            await self._absorb(decoded)
             streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+
+    async def _absorb(self, decoded: list[IncomingEvent]) -> None:
+        """The batch into the tally, again until its transaction commits: faust acknowledges the
+        batch's events when the agent moves on, whether or not the batch was written."""
+        while True:
+            try:
+                await self.tally.absorb(decoded)
+                return
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                log.warning("tally batch not written; trying again", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
 
     async def _rebalanced(self, sender: Any, **kwargs: Any) -> None:
         try:
