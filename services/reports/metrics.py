@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from homeroom.telemetry import start_at_zero
+
 TALLY_EVENTS = Counter(
     "homeroom_reports_tally_events_total",
     "Events the statewide tally read, by topic and outcome (applied, duplicate, refused)",
@@ -48,3 +50,11 @@ for _status in ("published", "fewer_than", "withheld"):
 for _outcome in ("applied", "duplicate", "refused"):
     for _topic in ("enrollment.v1", "attendance.v1", "discipline.v1", "groups.v1"):
         TALLY_EVENTS.labels(_topic, _outcome).inc(0)
+# The rules the tally itself refuses by (a poison message's rule is known only when it comes).
+start_at_zero(
+    TALLY_REFUSED,
+    "date.invalid",
+    "payload.missing_field",
+    "enrollment.exit_without_entry",
+    "attendance.category_unknown",
+)
