@@ -76,7 +76,7 @@ def record_lag(faust_app: faust.App, service: str, consumer: str, positions: Mut
         assignment = faust_app.consumer.assignment()
     except Exception:  # not started or rebalancing: nothing to say
         return
-    sources = {tp for tp in assignment if not tp.topic.endswith("-changelog")}
+    sources = set(assignment)  # no tables, so no changelog partitions
     CONSUMER_ASSIGNED.labels(service, consumer).set(len({tp.partition for tp in sources}))
     for tp in sources:
         highwater: int | None = None

@@ -36,7 +36,8 @@ TALLY_NEWEST_EVENT = Gauge(
 )
 TALLY_STUDENTS = Gauge("homeroom_reports_tally_students", "Students whose values this process holds")
 TALLY_REBUILDS = Counter(
-    "homeroom_reports_tally_rebuilds_total", "School rows rebuilt from the changelog after partitions were assigned"
+    "homeroom_reports_tally_rebuilds_total",
+    "School rows rebuilt from the students in the database after partitions were assigned",
 )
 SNAPSHOTS = Counter("homeroom_reports_snapshots_published_total", "Statewide snapshots published (each a release)")
 SNAPSHOT_SECONDS = Histogram(

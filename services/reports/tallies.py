@@ -103,7 +103,7 @@ def _day_index(day: date) -> int:
 
 @dataclass(slots=True)
 class StudentTally:
-    """A student's value in the table (JSON, so the changelog is readable and typed on the way in)."""
+    """A student's value (JSON in student_tallies, so it is readable and typed on the way in)."""
 
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> last offset applied
     groups: dict[str, str] = field(default_factory=dict)

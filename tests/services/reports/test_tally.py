@@ -132,7 +132,7 @@ async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(
         assert cell(numbers, f"{D}/{BIG}", "all", "counted") == 23
         row = next(r for r in numbers["rows"] if r["unit"] == f"{D}/{BIG}" and r["column"] == "all")
         assert row["days_enrolled"] == 23 * 20 and row["days_absent"] == 8 * 3
-        # One changelog write per student per batch, not per event: 28 students, 3 x 150 events.
+        # One value write per student per batch, not per event: 28 students, 3 x 150 events.
         writes = metrics.TALLY_WRITES._value.get() - writes_before
         applied = len(events) - 6  # the school and calendar events are not the tally's
         assert 28 <= writes < applied, (writes, applied)
