@@ -1,0 +1,170 @@
+"""OneRoster CSV rostering in (issue 23): academic sessions, courses, classes, teachers and
+their class enrollments become roster records; staff keep only the catalogue's staff elements."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+from homeroom.catalogue import CATALOGUE
+from services.ingest.formats.oneroster import OneRosterUpload
+from services.ingest.records import (
+    ClassRecord,
+    CourseRecord,
+    Dropped,
+    EnrollmentRecord,
+    ParseItem,
+    RecordError,
+    SessionRecord,
+    StaffRecord,
+    StudentRecord,
+    TeachingRecord,
+)
+from services.ingest.validation import Validator
+from tests.services.ingest.ingest_data import (
+    CLASSES,
+    ENROLLMENTS,
+    ORGS,
+    ROLES_12,
+    SESSIONS,
+    USERS_12,
+    base_orgs,
+    csv_text,
+    enrollment,
+    make_zip,
+    manifest,
+)
+
+COURSES = ["sourcedId", "status", "dateLastModified", "schoolYearSourcedId", "title", "courseCode", "grades",
+           "orgSourcedId", "subjects", "subjectCodes"]  # fmt: skip
+
+
+def roster_zip(*, users: list[dict[str, str]] | None = None, extra: list[dict[str, str]] | None = None) -> bytes:
+    sessions = [
+        {"sourcedId": "y2025", "status": "active", "title": "2024-2025", "type": "schoolYear",
+         "startDate": "2024-07-01", "endDate": "2025-06-30", "schoolYear": "2025"},
+        {"sourcedId": "term-1", "status": "active", "title": "Fall", "type": "term", "startDate": "2024-09-03",
+         "endDate": "2025-01-24", "parentSourcedId": "y2025", "schoolYear": "2025"},
+        {"sourcedId": "gp-1", "status": "active", "title": "Q1", "type": "gradingPeriod", "startDate": "2024-09-03",
+         "endDate": "2024-11-08", "parentSourcedId": "term-1", "schoolYear": "2025"},
+        {"sourcedId": "bad-1", "status": "active", "title": "Broken", "type": "term", "startDate": "2025-01-01",
+         "endDate": "2024-01-01"},
+    ]  # fmt: skip
+    courses = [
+        {"sourcedId": "crs-1", "status": "active", "title": "Algebra I", "courseCode": "MA1", "grades": "09",
+         "orgSourcedId": "dist-1", "subjects": "Math", "schoolYearSourcedId": "y2025"},
+        {"sourcedId": "crs-2", "status": "active", "title": "Biology", "courseCode": "SC1", "orgSourcedId": "sch-1"},
+    ]  # fmt: skip
+    classes = [
+        {"sourcedId": "cls-1", "status": "active", "title": "Algebra I - P1", "classCode": "MA1-01",
+         "classType": "scheduled", "courseSourcedId": "crs-1", "schoolSourcedId": "sch-1", "termSourcedIds": "term-1",
+         "periods": "1"},
+        {"sourcedId": "cls-9", "status": "active", "title": "Nowhere", "schoolSourcedId": "sch-404",
+         "termSourcedIds": "term-1"},
+    ]  # fmt: skip
+    users = users or [
+        {"sourcedId": "s1", "status": "active", "givenName": "Ada", "familyName": "L", "userMasterIdentifier": "NY1"},
+        {"sourcedId": "t1", "status": "active", "givenName": "Grace", "familyName": "Hopper", "identifier": "T-77",
+         "email": "ghopper@example.org", "userMasterIdentifier": "CERT-1", "password": "hunter2",
+         "preferredGivenName": "Amazing"},
+    ]  # fmt: skip
+    roles = [
+        {"sourcedId": "r1", "status": "active", "userSourcedId": "s1", "roleType": "primary", "role": "student",
+         "orgSourcedId": "sch-1"},
+        {"sourcedId": "r2", "status": "active", "userSourcedId": "t1", "roleType": "primary", "role": "teacher",
+         "orgSourcedId": "sch-1"},
+    ]  # fmt: skip
+    enrollments = [
+        enrollment("e1", "s1", beginDate="2024-09-03"),
+        enrollment("e2", "t1", role="teacher", primary="true"),
+        enrollment("e3", "t1", role="teacher", cls="cls-404"),
+        *(extra or []),
+    ]
+    files: dict[str, str | bytes] = {
+        "orgs.csv": csv_text(ORGS, base_orgs()),
+        "academicSessions.csv": csv_text([*SESSIONS, "parentSourcedId", "schoolYear"], sessions),
+        "courses.csv": csv_text(COURSES, courses),
+        "classes.csv": csv_text([*CLASSES, "classCode", "classType", "courseSourcedId", "periods"], classes),
+        "users.csv": csv_text([*USERS_12, "password", "preferredGivenName"], users),
+        "roles.csv": csv_text(ROLES_12, roles),
+        "enrollments.csv": csv_text(ENROLLMENTS, enrollments),
+        "manifest.csv": manifest(
+            "1.2", orgs="bulk", academicSessions="bulk", courses="bulk", classes="bulk", users="bulk",
+            roles="bulk", enrollments="bulk",
+        ),
+    }  # fmt: skip
+    return make_zip(files)
+
+
+def of(items: list[ParseItem], cls: type) -> list:  # type: ignore[type-arg]
+    return [i for i in items if isinstance(i, cls)]
+
+
+def test_sessions_courses_classes_teachers_and_class_enrollments_are_read() -> None:
+    items = list(OneRosterUpload(io.BytesIO(roster_zip())))
+    sessions = {s.session_id: s for s in of(items, SessionRecord)}
+    assert sorted(sessions) == ["gp-1", "term-1", "y2025"]
+    assert sessions["gp-1"].session_type == "gradingPeriod" and sessions["gp-1"].parent_id == "term-1"
+    assert sessions["term-1"].start_date == date(2024, 9, 3) and sessions["term-1"].school_year == 2025
+    courses = {c.course_id: c for c in of(items, CourseRecord)}
+    assert courses["crs-1"].school_id is None and courses["crs-1"].grades == ("09",)  # district-wide
+    assert courses["crs-2"].school_id == "sch-1" and courses["crs-2"].course_code == "SC1"
+    cls, elsewhere = of(items, ClassRecord)
+    assert elsewhere.school_id == "sch-404"  # refused by the Validator (not one of the district's schools)
+    assert (cls.class_id, cls.school_id, cls.course_id, cls.term_ids, cls.periods) == (
+        "cls-1",
+        "sch-1",
+        "crs-1",
+        ("term-1",),
+        ("1",),
+    )
+    (teacher,) = of(items, StaffRecord)
+    assert teacher.role == "teacher" and teacher.schools == ("sch-1",)
+    # only the catalogue's staff elements: userMasterIdentifier, preferred names and passwords never kept
+    assert dict(teacher.elements) == {
+        "staff.first_name": "Grace",
+        "staff.last_name": "Hopper",
+        "staff.email": "ghopper@example.org",
+        "staff.identifier": "T-77",
+    }
+    assert all(CATALOGUE[e].subject == "staff" and CATALOGUE[e].legal_basis for e in teacher.elements)
+    assert "hunter2" not in repr(items) and "Amazing" not in repr(items) and "CERT-1" not in repr(items)
+    dropped = {n for d in of(items, Dropped) for n in d.names}
+    assert {"password", "preferredGivenName", "userMasterIdentifier"} <= dropped
+    (teaching,) = of(items, TeachingRecord)
+    assert (teaching.staff_ref, teaching.class_id, teaching.school_id, teaching.primary) == (
+        "t1",
+        "cls-1",
+        "sch-1",
+        True,
+    )
+    (student_class,) = of(items, EnrollmentRecord)
+    assert student_class.class_ref == "cls-1" and student_class.student_ref == "s1"
+    assert [s.student_ref for s in of(items, StudentRecord)] == ["s1"]  # the teacher is not a student
+    problems = sorted((e.file, e.line, e.field, e.rule) for e in of(items, RecordError))
+    assert problems == [
+        ("academicSessions.csv", 5, "endDate", "date.end_before_start"),
+        ("enrollments.csv", 4, "classSourcedId", "reference.unknown_class"),
+    ]
+
+
+def test_staff_ssn_refuses_the_row_and_validator_keeps_rosters_to_the_district() -> None:
+    users = [
+        {"sourcedId": "t1", "status": "active", "givenName": "Grace", "familyName": "Hopper",
+         "userIds": "{SSN:123-45-6789}"},
+        {"sourcedId": "s1", "status": "active", "givenName": "Ada", "familyName": "L", "userMasterIdentifier": "NY1"},
+    ]  # fmt: skip
+    items = list(OneRosterUpload(io.BytesIO(roster_zip(users=users))))
+    assert of(items, StaffRecord) == []
+    assert ("users.csv", "userIds", "ssn.forbidden") in {(e.file, e.field, e.rule) for e in of(items, RecordError)}
+    assert "123-45-6789" not in repr(items)
+    # a district that owns only sch-2: sch-1's class, course and teacher enrollment are refused
+    v = Validator("d-100", {"sch-2"}, date(2024, 10, 15), district_org_ids=["dist-1"])
+    # (sch-404's class is refused the same way)
+    result = v.validate(OneRosterUpload(io.BytesIO(roster_zip())))
+    refused = {(e.file, e.rule) for e in result.errors}
+    assert {("classes.csv", "school.not_in_district"), ("courses.csv", "school.not_in_district")} <= refused
+    assert ("enrollments.csv", "school.not_in_district") in refused
+    kept = {type(r).__name__ for r in result.accepted}
+    assert {"SessionRecord", "CourseRecord"} <= kept  # the district-wide course and the sessions stay
+    assert not any(isinstance(r, ClassRecord | TeachingRecord) for r in result.accepted)
