@@ -371,6 +371,9 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         reason,
     )
     await conn.execute("DELETE FROM transfer_deliveries WHERE district_id = $1 AND student_key = $2", *args)
+    await conn.execute(
+        "DELETE FROM class_enrollments WHERE district_id = $1 AND user_key = $2 AND role = 'student'", *args
+    )
 
 
 async def destroy_district_students(conn: Connection, district_id: str, reason: str) -> int:
