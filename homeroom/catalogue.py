@@ -113,6 +113,11 @@ STAFF_ELEMENTS: tuple[DataElement, ...] = (
     _staff("staff.last_name", "Staff last name", "OneRoster familyName; Ed-Fi Staff LastSurname."),
     _staff("staff.email", "Staff work email address", "For single sign-on; only where the agreement lists it."),
     _staff("staff.identifier", "District staff identifier", "OneRoster identifier; Ed-Fi StaffUniqueId."),
+    _staff(
+        "staff.class_assignment",
+        "Classes a staff member teaches",
+        "The staff member's pseudonymous key and class enrollments: a vendor sees teachers at all only with it.",
+    ),
 )
 
 CATALOGUE: dict[str, DataElement] = {e.id: e for e in (*ELEMENTS, *STAFF_ELEMENTS)}

@@ -283,3 +283,21 @@ async def class_enrollments(
         offset,
     )
     return list(rows), int(total or 0)
+
+
+async def has_classes(conn: Connection, district_ids: Sequence[str]) -> bool:
+    """Whether any of the districts sends class rosters (then enrollments are class enrollments)."""
+    return bool(
+        await conn.fetchval("SELECT 1 FROM classes WHERE district_id = ANY($1::text[]) LIMIT 1", list(district_ids))
+    )
+
+
+async def staff_keys(conn: Connection, district_id: str) -> list[asyncpg.Record]:
+    """Staff keys, roles, schools and change times (no sealed values), in a district transaction."""
+    return list(
+        await conn.fetch(
+            """SELECT staff_key, role, school_ids, deleted, updated_at FROM staff
+               WHERE district_id = $1 ORDER BY staff_key""",
+            district_id,
+        )
+    )
