@@ -94,8 +94,8 @@ CLASS_ENROLLMENT_FIELDS: dict[str, str | None] = {
     "user.sourcedId": None,
     "class.sourcedId": None,
     "school.sourcedId": None,
-    "beginDate": None,
-    "endDate": None,
+    "beginDate": "enrollment.entry_date",
+    "endDate": "enrollment.exit_date",
 }
 
 
@@ -679,8 +679,12 @@ async def user_classes(
 async def _enrollments(
     runtime: Runtime, principal: Principal, view: VendorView, params: ListParams, school_id: str | None = None
 ) -> tuple[Page, ListQuery]:
-    async with runtime.pool.acquire() as conn:
-        rostered = await roster_store.has_classes(conn, view.districts)
+    # Class enrollments where the agreement releases classes (students' or teachers'); else,
+    # and for districts that send no classes, students' school enrollments.
+    rostered = False
+    if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
+        async with runtime.pool.acquire() as conn:
+            rostered = await roster_store.has_classes(conn, view.districts)
     if rostered:
         q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
         return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q

@@ -64,6 +64,7 @@ USER_FIELDS: dict[str, str] = {
 STUDENT_ELEMENTS = (*USER_FIELDS.values(), "enrollment.grade_level", "enrollment.school_id")
 DEMOGRAPHIC_ELEMENTS = ("student.birth_date", "student.sex", "student.race_ethnicity")
 CLASS_ELEMENT = "enrollment.class"
+CLASS_ENROLLMENT_ELEMENTS = (CLASS_ELEMENT, "enrollment.entry_date", "enrollment.exit_date")
 TEACHERS_ELEMENT = "staff.class_assignment"
 STAFF_POLICY = "catalogue/staff-elements"
 
@@ -496,7 +497,9 @@ async def _release_enrollments(
     decisions = dict(
         zip(
             keys,
-            await _decide(runtime, principal, view, [(d, k, firsts[(d, k)]) for d, k in keys], (CLASS_ELEMENT,)),
+            await _decide(
+                runtime, principal, view, [(d, k, firsts[(d, k)]) for d, k in keys], CLASS_ENROLLMENT_ELEMENTS
+            ),
             strict=True,
         )
     )
@@ -504,12 +507,22 @@ async def _release_enrollments(
     out: list[dict[str, Any]] = []
     student_releases: dict[tuple[str, str], list[dict[str, Any]]] = {}
     teacher_released: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    released_parts: dict[tuple[str, str], set[str]] = {}
     for d, obj, r in objects:
         key = (d, r["user_key"])
         if r["role"] == "student":
             decision = decisions.get(key)
             if decision is None or CLASS_ELEMENT not in decision.elements_allowed:
                 continue
+            # the dates only where the student's decision releases them, like school enrollments
+            obj = dict(obj)
+            parts = {CLASS_ELEMENT}
+            for field, element in (("beginDate", "enrollment.entry_date"), ("endDate", "enrollment.exit_date")):
+                if element in decision.elements_allowed and obj[field] is not None:
+                    parts.add(element)
+                else:
+                    obj[field] = None
+            released_parts.setdefault(key, set()).update(parts)
             student_releases.setdefault(key, []).append(obj)
         elif key in teacher_keys and view.teachers_visible:
             teacher_released.setdefault(key, []).append(obj)
@@ -517,7 +530,8 @@ async def _release_enrollments(
             continue
         out.append(obj)
     releases = [
-        Release(d, k, [CLASS_ELEMENT], decisions[(d, k)], objs) for (d, k), objs in sorted(student_releases.items())
+        Release(d, k, sorted(released_parts[(d, k)]), decisions[(d, k)], objs)
+        for (d, k), objs in sorted(student_releases.items())
     ]
     await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
     await record_teachers(

@@ -264,6 +264,7 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert all(
                 e["class"]["sourcedId"] in class_ids and e["school"]["sourcedId"] == "sch-1" for e in enrollments
             )
+            assert all(e["beginDate"] is None for e in enrollments if e["role"] == "student")  # entry dates withheld
             for c in classes:
                 assert c["course"]["sourcedId"] in {x["sourcedId"] for x in courses}
                 assert {t["sourcedId"] for t in c["terms"]} <= {t["sourcedId"] for t in terms}
@@ -300,6 +301,7 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
                 ("students", {"filter": "givenName='Ada'"}, "filter.field_unsupported"),
                 ("classes", {"fields": "sourcedId,secret"}, "fields.unknown"),
                 ("classes", {"orderBy": "sideways"}, "orderBy.invalid"),
+                ("enrollments", {"filter": "beginDate>'2024-01-01'"}, "filter.field_withheld"),
             ):
                 r = await vendor.get(path, **params)
                 assert r.status_code == 400, (path, params, r.text)
