@@ -7,6 +7,7 @@ import io
 from datetime import date
 
 from homeroom.catalogue import CATALOGUE
+from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.formats.oneroster import OneRosterUpload
 from services.ingest.records import (
     ClassRecord,
@@ -168,3 +169,30 @@ def test_staff_ssn_refuses_the_row_and_validator_keeps_rosters_to_the_district()
     kept = {type(r).__name__ for r in result.accepted}
     assert {"SessionRecord", "CourseRecord"} <= kept  # the district-wide course and the sessions stay
     assert not any(isinstance(r, ClassRecord | TeachingRecord) for r in result.accepted)
+
+
+def test_edfi_master_schedule_becomes_courses_and_classes_linked_to_sessions() -> None:
+    """The DS 5.2 sample's MasterSchedule (the excerpt in the corpus; the whole sample when
+    ../shared/interop is there): course offerings -> courses, sections -> classes whose term is
+    an academic session read from EducationOrgCalendar, and whose id is the one
+    StudentSectionAssociation's class enrollments name."""
+    from tests.services.ingest.test_edfi_conformance import CORPUS, SAMPLES
+
+    folder = SAMPLES if (SAMPLES / "MasterSchedule.xml").exists() else CORPUS / "ds5.2"
+    items: list[ParseItem] = []
+    for name in ("EducationOrgCalendar.xml", "MasterSchedule.xml"):
+        with (folder / name).open("rb") as f:
+            items.extend(parse_edfi_xml(f, file=name))
+    assert of(items, RecordError) == []
+    sessions = {s.session_id: s for s in of(items, SessionRecord)}
+    courses = {c.course_id for c in of(items, CourseRecord)}
+    classes = of(items, ClassRecord)
+    assert sessions and courses and classes
+    assert all(s.session_type == "semester" and s.school_year == 2022 for s in sessions.values())
+    for c in classes:
+        assert c.course_id in courses, c
+        assert c.term_ids and all(t in sessions for t in c.term_ids), c
+        assert c.title and c.periods
+    first = classes[0]
+    assert first.class_id == "25590100102Trad220ALG112011" and first.course_id == "255901001-ALG-1"
+    assert first.title == "Algebra 1" and first.location == "220"
