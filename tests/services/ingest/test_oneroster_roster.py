@@ -4,9 +4,12 @@ their class enrollments become roster records; staff keep only the catalogue's s
 from __future__ import annotations
 
 import io
+import json
 from datetime import date
+from typing import Any
 
 from homeroom.catalogue import CATALOGUE
+from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.formats.oneroster import OneRosterUpload
 from services.ingest.records import (
@@ -196,3 +199,51 @@ def test_edfi_master_schedule_becomes_courses_and_classes_linked_to_sessions() -
     first = classes[0]
     assert first.class_id == "25590100102Trad220ALG112011" and first.course_id == "255901001-ALG-1"
     assert first.title == "Algebra 1" and first.location == "220"
+
+
+def test_json_batch_takes_rosters_with_the_same_rules() -> None:
+    records: list[dict[str, Any]] = [
+        {"type": "academic_session", "session_id": "t1", "title": "Fall", "session_type": "term",
+         "start_date": "2024-09-03", "end_date": "2025-01-24", "school_year": "2024-2025"},
+        {"type": "course", "course_id": "c1", "title": "Algebra I", "grades": ["09"]},
+        {"type": "class", "class_id": "k1", "school_id": "sch-1", "title": "Algebra I - P1", "course_id": "c1",
+         "term_ids": ["t1"], "periods": ["1"]},
+        {"type": "staff", "staff_id": "T-9", "school_ids": ["sch-1"],
+         "staff": {"staff.first_name": "Grace", "staff.last_name": "Hopper", "staff.email": "g@example.org"}},
+        {"type": "class_enrollment", "class_id": "k1", "school_id": "sch-1", "role": "teacher", "staff_id": "T-9",
+         "primary": True},
+        {"type": "class_enrollment", "class_id": "k1", "school_id": "sch-1", "role": "student", "student_id": "S-1",
+         "begin_date": "2024-09-03"},
+        # refused, each with its field and rule
+        {"type": "academic_session", "session_id": "t2", "title": "?", "session_type": "quarter",
+         "start_date": "2024-09-03", "end_date": "2025-01-24", "school_year": "2024-2025"},
+        {"type": "staff", "staff_id": "T-8", "staff": {"staff.first_name": "A", "staff.last_name": "B",
+                                                       "ssn": "123-45-6789"}},
+        {"type": "staff", "staff_id": "T-7", "staff": {"staff.first_name": "A", "staff.last_name": "B",
+                                                       "student.first_name": "C"}},
+        {"type": "class_enrollment", "class_id": "k1", "school_id": "sch-1", "role": "teacher", "staff_id": "T-9",
+         "student_id": "S-1"},
+        {"type": "class", "class_id": "k2", "title": "No school"},
+    ]  # fmt: skip
+    body = json.dumps({"format": "homeroom.batch", "version": 1, "records": records}, indent=1).encode()
+    items = list(parse_batch(io.BytesIO(body)))
+    assert [s.session_id for s in of(items, SessionRecord)] == ["t1"]
+    assert of(items, SessionRecord)[0].school_year == 2025
+    assert [c.course_id for c in of(items, CourseRecord)] == ["c1"]
+    (cls,) = of(items, ClassRecord)
+    assert (cls.class_id, cls.course_id, cls.term_ids) == ("k1", "c1", ("t1",))
+    (staff,) = of(items, StaffRecord)
+    assert staff.staff_ref == "T-9" and dict(staff.elements)["staff.email"] == "g@example.org"
+    (teaching,) = of(items, TeachingRecord)
+    assert teaching.primary and teaching.staff_ref == "T-9"
+    (student,) = of(items, EnrollmentRecord)
+    assert (student.class_ref, student.student_ref, student.entry_date) == ("k1", "S-1", date(2024, 9, 3))
+    problems = sorted((e.field, e.rule) for e in of(items, RecordError))
+    assert problems == [
+        ("records[10].school_id", "schema.required"),
+        ("records[6].session_type", "code.unknown"),
+        ("records[7].ssn", "ssn.forbidden"),
+        ("records[8].staff.student.first_name", "element.unknown"),
+        ("records[9].student_id", "element.not_allowed_here"),
+    ]
+    assert "123-45-6789" not in repr(items)
