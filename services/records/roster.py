@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from homeroom.problems import FieldError, Problem
 
@@ -133,7 +133,8 @@ _PATHS = {"org": "orgs", "user": "users", "academicSession": "academicSessions",
 
 def ref(kind: str, sourced_id: str) -> dict[str, str]:
     """A OneRoster GUIDRef; its href resolves on this API (tested for every link)."""
-    return {"href": f"{PREFIX}/{_PATHS.get(kind, kind + 's')}/{sourced_id}", "sourcedId": sourced_id, "type": kind}
+    href = f"{PREFIX}/{_PATHS.get(kind, kind + 's')}/{quote(sourced_id, safe='')}"
+    return {"href": href, "sourcedId": sourced_id, "type": kind}
 
 
 def iso(value: date | None) -> str | None:
