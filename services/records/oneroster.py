@@ -16,7 +16,7 @@ through consent's decision, every student or teacher released a disclosure.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -26,6 +26,7 @@ from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
 from services.records import roster_store, store
 from services.records.api import not_found, security_log, today
+from services.records.application import roster_export
 from services.records.application import rostering as uc
 from services.records.application.rostering import VendorView
 from services.records.roster import (
@@ -43,9 +44,12 @@ from services.records.roster import (
     USER_SELECTABLE,
     ListQuery,
     Page,
+    Predicate,
+    bad_request,
     link_header,
     page,
     stamp,
+    when,
 )
 
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
@@ -399,16 +403,10 @@ async def school_students(
     view = await view_of(runtime, principal)
     await _school(runtime, view, sourced_id)
     q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    school_view = VendorView(_narrowed(view, sourced_id), view.start, view.end)
+    school_view = VendorView(replace(view.scope, schools=(sourced_id,)), view.start, view.end)
     candidates, total = await _students_page(runtime, principal, school_view, q)
     users = await uc.release_students(runtime, principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view))
     return answer(request, response, "users", Page(users, total), q)
-
-
-def _narrowed(view: VendorView, school_id: str) -> Any:
-    from dataclasses import replace
-
-    return replace(view.scope, schools=(school_id,))
 
 
 async def _teachers(runtime: Runtime, view: VendorView, keys: set[str] | None = None) -> list[uc.Teacher]:
@@ -431,12 +429,7 @@ async def list_teachers(
     view = await view_of(runtime, principal)
     q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
     found = await _teachers(runtime, view)
-    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, _with_role(q)), q)
-
-
-def _with_role(q: ListQuery) -> ListQuery:
-    """Teachers' own `role` lives in their roles; a filter on it compares the first role."""
-    return q
+    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
 
 
 @router.get("/teachers/{sourced_id}")
@@ -690,8 +683,6 @@ async def _enrollments(
         return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
     q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
     if school_id is not None:
-        from services.records.roster import Predicate
-
         q = ListQuery(
             [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
             q.sort,
@@ -722,3 +713,34 @@ async def school_enrollments(
     await _school(runtime, view, sourced_id)
     result, q = await _enrollments(runtime, principal, view, params, school_id=sourced_id)
     return answer(request, response, "enrollments", result, q)
+
+
+# --- bulk CSV ------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/bulk.zip",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "a OneRoster 1.2 CSV bulk (or delta) zip"}},
+)
+async def bulk_zip(
+    principal: Vendor,
+    runtime: RuntimeDep,
+    since: Annotated[str | None, Query(description="ISO 8601 date-time: a delta of what changed after it")] = None,
+) -> Response:
+    """The vendor's whole permitted roster as OneRoster 1.2 CSV files in a zip (Homeroom's extension
+    of the REST binding): bulk, or with `since` a delta. One disclosure per student and teacher."""
+    view = await view_of(runtime, principal)
+    after = None
+    if since:
+        try:
+            after = when(since)
+        except ValueError:
+            raise bad_request(
+                "since", "since.date", f"{since[:40]!r} is not an ISO 8601 date-time", "Bad since"
+            ) from None
+    body, _students = await roster_export.export(runtime, principal, view, after)
+    name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
+    return Response(
+        body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )

@@ -67,6 +67,7 @@ CLASS_ELEMENT = "enrollment.class"
 CLASS_ENROLLMENT_ELEMENTS = (CLASS_ELEMENT, "enrollment.entry_date", "enrollment.exit_date")
 TEACHERS_ELEMENT = "staff.class_assignment"
 STAFF_POLICY = "catalogue/staff-elements"
+DECISION_BATCH = 1000  # consent's batch limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +240,13 @@ async def release_students(
     elements: Sequence[str],
     build: Builder,
 ) -> list[dict[str, Any]]:
-    """Load, decide (one batch), build and record: one disclosure per student released."""
+    """Load, decide (one batch per 1,000), build and record: one disclosure per student released."""
+    if len(candidates) > DECISION_BATCH:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(candidates), DECISION_BATCH):
+            chunk = candidates[i : i + DECISION_BATCH]
+            out.extend(await release_students(runtime, principal, view, chunk, elements, build))
+        return out
     by_district: dict[str, list[str]] = {}
     for district, key in candidates:
         by_district.setdefault(district, []).append(key)
@@ -471,7 +478,7 @@ async def class_enrollments(
             want = max(0, q.limit - len(rows))
         else:
             rows.extend((district, r) for r in found)
-    objects = [(d, class_enrollment_object(r, _enrollment_id(runtime, d, r)), r) for d, r in rows]
+    objects = [(d, class_enrollment_object(r, enrollment_id(runtime, d, r)), r) for d, r in rows]
     if not bounded:
         kept = [o for o in objects if matches(o[1], q.predicates)]
         ordered_objs = sort_items([o[1] for o in kept], q)
@@ -482,7 +489,7 @@ async def class_enrollments(
     return Page(await _release_enrollments(runtime, principal, view, objects), total)
 
 
-def _enrollment_id(runtime: Runtime, district: str, row: Any) -> str:
+def enrollment_id(runtime: Runtime, district: str, row: Any) -> str:
     return runtime.pseudonymizer.enrollment_id(district, row["user_key"], "class:" + row["class_id"], row["role"])
 
 

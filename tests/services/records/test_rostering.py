@@ -9,9 +9,11 @@ followed, and the roster must come out complete and consistent, and cut to the a
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import uuid
+import zipfile
 from typing import Any
 
 import httpx
@@ -23,6 +25,15 @@ from homeroom.bus.topics import CALENDAR, ENROLLMENT, ORGANIZATION, ROSTER
 from homeroom.catalogue import STAFF_LEGAL_BASIS
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
+from services.ingest.formats.oneroster import OneRosterUpload
+from services.ingest.records import (
+    ClassRecord,
+    EnrollmentRecord,
+    RecordError,
+    StaffRecord,
+    StudentRecord,
+    TeachingRecord,
+)
 from services.ingest.service import SERVICE as INGEST
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.ingest.ingest_data import (
@@ -329,3 +340,37 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert {d.student_key for d in pupils} == {u["sourcedId"] for u in students}
             assert any("enrollment.class" in d.elements for d in pupils)
             assert all(d.channel == "oneroster" for d in disclosures)
+
+            # The bulk CSV zip: the same roster, readable by a OneRoster CSV reader (Homeroom's own
+            # ingest parser, which refuses what the specification does not allow), one disclosure
+            # per student and teacher in it, the copy kept sealed under the agreement's key.
+            before = len(disclosures)
+            r = await rec.client.get(f"{OR}/bulk.zip", headers=vendor.auth)
+            assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text
+            items = list(OneRosterUpload(io.BytesIO(r.content)))
+            assert [i for i in items if isinstance(i, RecordError)] == []
+            assert sorted(s.student_ref for s in items if isinstance(s, StudentRecord)) == sorted(
+                u["sourcedId"] for u in students
+            )
+            assert [t.staff_ref for t in items if isinstance(t, StaffRecord)] == [teacher["sourcedId"]]
+            assert [c.class_id for c in items if isinstance(c, ClassRecord)] == ["cls-1"]
+            assert len([e for e in items if isinstance(e, EnrollmentRecord | TeachingRecord)]) == 3
+            with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+                text = "".join(zf.read(n).decode() for n in zf.namelist())
+            assert not any(name in text for name in HIDDEN) and "ghopper@example.org" not in text
+            fresh = (await rec.disclosures())[before:]
+            assert sorted(d.student_key for d in fresh) == sorted(
+                [*(u["sourcedId"] for u in students), teacher["sourcedId"]]
+            )
+            async with rec.admin.acquire() as conn:
+                copies = await conn.fetchval(
+                    "SELECT count(*) FROM agreement_releases WHERE agreement_id = $1", agreement_id
+                )
+            assert copies >= 1
+            # A delta since now holds nothing and releases nothing; a bad `since` is a 400.
+            r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "2999-01-01T00:00:00Z"}, headers=vendor.auth)
+            assert r.status_code == 200
+            assert not [i for i in OneRosterUpload(io.BytesIO(r.content)) if isinstance(i, StudentRecord | StaffRecord)]
+            assert len(await rec.disclosures()) == before + len(fresh)
+            r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "yesterday"}, headers=vendor.auth)
+            assert r.status_code == 400 and r.json()["errors"][0]["rule"] == "since.date"
