@@ -22,7 +22,7 @@ from homeroom.auth import AuthSettings
 from homeroom.config import ServiceSettings
 from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
-from services.portal import compliance, district, incidents, notices, parent, public
+from services.portal import compliance, district, incidents, notices, parent, public, vendor
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
 from services.portal.settings import PortalSettings
@@ -58,7 +58,8 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
     # The portal is ready when it runs: a service it calls being down shows on the page that needs it.
     app.include_router(health_router("portal", {}))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    for router in (public.router, parent.router, compliance.router, district.router, incidents.router, notices.router):
+    routers = (public, parent, compliance, district, incidents, notices, vendor)
+    for router in (module.router for module in routers):
         app.include_router(router)
     return app
 

@@ -744,3 +744,11 @@ async def bulk_zip(
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+@router.get("/homeroom/releases", tags=["oneroster"])
+async def my_releases(principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    """Homeroom's extension for the vendor's own page: its agreement's terms, how many students it
+    has received and when (from the read log; counts only, no release)."""
+    view = await view_of(runtime, principal)
+    return await uc.releases(runtime, view)

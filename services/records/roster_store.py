@@ -301,3 +301,31 @@ async def staff_keys(conn: Connection, district_id: str) -> list[asyncpg.Record]
             district_id,
         )
     )
+
+
+async def releases_by_day(conn: Connection, district_id: str, agreement_id: str) -> list[asyncpg.Record]:
+    """What the district released under an agreement, per day: distinct students and staff, reads."""
+    return list(
+        await conn.fetch(
+            """SELECT read_at::date AS day,
+                      count(DISTINCT student_key) FILTER (WHERE student_key LIKE 'stu\\_%') AS students,
+                      count(DISTINCT student_key) FILTER (WHERE student_key LIKE 'stf\\_%') AS staff,
+                      count(*) AS disclosures, min(read_at) AS first, max(read_at) AS last
+               FROM read_log WHERE district_id = $1 AND agreement_id = $2
+               GROUP BY 1 ORDER BY 1""",
+            district_id,
+            agreement_id,
+        )
+    )
+
+
+async def students_released(conn: Connection, district_id: str, agreement_id: str) -> int:
+    return int(
+        await conn.fetchval(
+            """SELECT count(DISTINCT student_key) FROM read_log
+               WHERE district_id = $1 AND agreement_id = $2 AND student_key LIKE 'stu\\_%'""",
+            district_id,
+            agreement_id,
+        )
+        or 0
+    )

@@ -120,6 +120,7 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("records", "GET /ims/oneroster/rostering/v1p2/classes"): "the agreement's schools' classes: no people",
     ("records", "GET /ims/oneroster/rostering/v1p2/bulk.zip"): "the vendor's own roster, CSV: checked below",
     ("records", "GET /ims/oneroster/rostering/v1p2/courses"): "the agreement's courses: no people",
+    ("records", "GET /ims/oneroster/rostering/v1p2/homeroom/releases"): "counts of the vendor's own releases",
     ("records", "GET /ims/oneroster/rostering/v1p2/academicSessions"): "the district's school years and terms",
     ("records", "GET /ims/oneroster/rostering/v1p2/terms"): "the district's terms: no people",
     ("records", "GET /ims/oneroster/rostering/v1p2/gradingPeriods"): "the district's grading periods: no people",

@@ -653,3 +653,40 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
     await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
     READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(releases))
     return Page(out, total)
+
+
+# --- what the vendor has received -----------------------------------------------------------
+
+
+async def releases(runtime: Runtime, view: VendorView) -> dict[str, Any]:
+    """How many students (and staff) the vendor received under its agreement, and when: the
+    vendor's page in the portal. Counts from the read log (each row a disclosure); no release."""
+    agreement = view.scope.agreement_id
+    days: dict[str, dict[str, Any]] = {}
+    students = 0
+    for district in sorted(set(view.scope.covered_districts or view.scope.districts)):
+        async with store.district_tx(runtime.pool, district) as conn:
+            students += await roster_store.students_released(conn, district, agreement)
+            for r in await roster_store.releases_by_day(conn, district, agreement):
+                day = days.setdefault(
+                    r["day"].isoformat(), {"date": r["day"].isoformat(), "students": 0, "staff": 0, "disclosures": 0}
+                )
+                day["students"] += r["students"]
+                day["staff"] += r["staff"]
+                day["disclosures"] += r["disclosures"]
+                day["last"] = max(day.get("last", ""), stamp(r["last"]))
+    ordered = [days[d] for d in sorted(days)]
+    return {
+        "agreement_id": agreement,
+        "organization": view.scope.organization,
+        "elements": sorted(view.scope.elements),
+        "purposes": sorted(view.scope.purposes),
+        "districts": sorted(view.scope.districts),
+        "schools": sorted(view.scope.schools),
+        "start_date": view.scope.start_date,
+        "end_date": view.scope.end_date,
+        "students_received": students,
+        "disclosures": sum(d["disclosures"] for d in ordered),
+        "last_release": ordered[-1]["last"] if ordered else None,
+        "by_day": ordered,
+    }

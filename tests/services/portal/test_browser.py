@@ -337,7 +337,9 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
     expect(page.locator("main")).to_contain_text("First name")
     shot(page, "public-01-agreements")
     sign_in(page, world, role="vendor", agreement=world.agreement_id, organization="Brightpath Learning", subject="app")
-    expect(page.locator("main")).to_contain_text("There are no pages for this role")
+    expect(page.locator("main")).to_contain_text("Brightpath Learning: your agreement")
+    expect(page.locator("main")).to_contain_text("What you have received")
+    expect(page.get_by_role("link", name="Download the roster (OneRoster 1.2 CSV)")).to_be_visible()
     shot(page, "vendor-01-home")
     for path in (f"/parent/children/{world.child}", f"/parent/children/{world.child}/disclosures", "/compliance/log"):
         response = page.goto(world.portal + path)
