@@ -197,9 +197,11 @@ def test_a_token_without_kid_is_refused_when_the_issuer_has_several_keys(verifie
     [
         ({"iss": "https://evil.test"}, "wrong_issuer"),
         ({"aud": "another-app"}, "wrong_audience"),
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not_yet_valid"),
-        ({"iat": int(time.time()) + 600}, "not_yet_valid"),
+        # Times are taken when the test runs, not when it is collected: a slow suite once ran
+        # this more than 600 s after collection, and the "future" nbf had become the past.
+        ({"exp": lambda: int(time.time()) - 120}, "expired"),
+        ({"nbf": lambda: int(time.time()) + 600}, "not_yet_valid"),
+        ({"iat": lambda: int(time.time()) + 600}, "not_yet_valid"),
         ({"role": None}, "missing_claim"),
         ({"role": "superuser"}, "unknown_role"),
         ({"role": ["district_staff"]}, "unknown_role"),
@@ -210,7 +212,8 @@ def test_a_token_without_kid_is_refused_when_the_issuer_has_several_keys(verifie
 def test_claims_that_fail_are_refused_with_the_reason(
     verifier: TokenVerifier, overrides: dict[str, Any], reason: str
 ) -> None:
-    assert refusal(verifier, sign(claims(**overrides))).reason == reason
+    values = {name: value() if callable(value) else value for name, value in overrides.items()}
+    assert refusal(verifier, sign(claims(**values))).reason == reason
 
 
 @pytest.mark.parametrize("claim", ["iss", "aud", "sub", "exp", "iat", "jti"])
