@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from homeroom.auth import Principal, Role, require_roles
+from homeroom.problems import FieldError, Problem
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
 from services.records import roster_store, store
@@ -45,7 +46,6 @@ from services.records.roster import (
     ListQuery,
     Page,
     Predicate,
-    bad_request,
     link_header,
     page,
     stamp,
@@ -736,9 +736,8 @@ async def bulk_zip(
         try:
             after = when(since)
         except ValueError:
-            raise bad_request(
-                "since", "since.date", f"{since[:40]!r} is not an ISO 8601 date-time", "Bad since"
-            ) from None
+            message = f"{since[:40]!r} is not an ISO 8601 date-time"
+            raise Problem.validation([FieldError("query.since", "since.date", message)], message) from None
     body, _students = await roster_export.export(runtime, principal, view, after)
     name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
     return Response(

@@ -373,4 +373,4 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert not [i for i in OneRosterUpload(io.BytesIO(r.content)) if isinstance(i, StudentRecord | StaffRecord)]
             assert len(await rec.disclosures()) == before + len(fresh)
             r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "yesterday"}, headers=vendor.auth)
-            assert r.status_code == 400 and r.json()["errors"][0]["rule"] == "since.date"
+            assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "since.date"
