@@ -377,14 +377,7 @@ async def _student(runtime: Runtime, principal: Principal, view: VendorView, sou
 
 
 async def _district_of_student(runtime: Runtime, view: VendorView, key: str) -> str | None:
-    for district in view.districts:
-        async with store.district_tx(runtime.pool, district) as conn:
-            rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), student_key=key, limit=1
-            )
-        if rows:
-            return district
-    return None
+    return await uc.district_of_student(runtime, view, key)
 
 
 @router.get("/students/{sourced_id}")
@@ -611,35 +604,11 @@ async def _classes_of_user(
     response: Response,
     role: str | None,
 ) -> dict[str, Any]:
-    """The classes a visible student or teacher is enrolled in; the membership is released (a
-    disclosure), so the student's decision must release `enrollment.class`."""
     q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
-    if role != "teacher":
-        district = await _district_of_student(runtime, view, key)
-        if district is not None:
-            membership = await uc.class_enrollments(
-                runtime, principal, view, ListQuery(limit=MAX_LIMIT), user_key=key, role="student"
-            )
-            if not membership.items:
-                # none released: the same answer as a student not visible at all
-                ids: set[str] | None = None
-            else:
-                ids = {e["class"]["sourcedId"] for e in membership.items}
-            if ids is not None:
-                found = [c for c in await uc.classes(runtime, view) if c["sourcedId"] in ids]
-                return answer(request, response, "classes", page(found, q), q)
-            if role == "student":
-                raise not_found()
-    if role != "student":
-        teacher = await _teachers(runtime, view, {key})
-        if teacher:
-            membership = await uc.class_enrollments(
-                runtime, principal, view, ListQuery(limit=MAX_LIMIT), user_key=key, role="teacher"
-            )
-            ids = {e["class"]["sourcedId"] for e in membership.items}
-            found = [c for c in await uc.classes(runtime, view) if c["sourcedId"] in ids]
-            return answer(request, response, "classes", page(found, q), q)
-    raise not_found("user" if role is None else role)
+    found = await uc.classes_of_user(runtime, principal, view, key, role)
+    if found is None:
+        raise not_found("user" if role is None else role)
+    return answer(request, response, "classes", page(found, q), q)
 
 
 @router.get("/students/{sourced_id}/classes")

@@ -690,3 +690,36 @@ async def releases(runtime: Runtime, view: VendorView) -> dict[str, Any]:
         "last_release": ordered[-1]["last"] if ordered else None,
         "by_day": ordered,
     }
+
+
+async def district_of_student(runtime: Runtime, view: VendorView, key: str) -> str | None:
+    """The covered district where the student is enrolled at a covered school today, if any."""
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            rows = await store.list_student_keys(
+                conn, district, school_ids=view.schools, current_on=today(), student_key=key, limit=1
+            )
+        if rows:
+            return district
+    return None
+
+
+async def classes_of_user(
+    runtime: Runtime, principal: Principal, view: VendorView, key: str, role: str | None
+) -> list[dict[str, Any]] | None:
+    """The classes a visible student (whose decision releases `enrollment.class`) or teacher is
+    enrolled in; the membership is released (a disclosure). None: no such user visible (a student
+    whose class membership is withheld answers like one not visible at all)."""
+    everything = ListQuery(limit=1000)
+    if role != "teacher" and await district_of_student(runtime, view, key) is not None:
+        membership = await class_enrollments(runtime, principal, view, everything, user_key=key, role="student")
+        if membership.items:
+            ids = {e["class"]["sourcedId"] for e in membership.items}
+            return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
+        if role == "student":
+            return None
+    if role != "student" and await teachers(runtime, view, [key]):
+        membership = await class_enrollments(runtime, principal, view, everything, user_key=key, role="teacher")
+        ids = {e["class"]["sourcedId"] for e in membership.items}
+        return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
+    return None
