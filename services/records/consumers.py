@@ -373,26 +373,33 @@ async def _staff(event: IncomingEvent, p: roster_pb2.StaffRegistered, ctx: Handl
     )
 
 
-async def _class_enrollment(event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded, ctx: HandlerContext) -> None:
+def _class_enrollment_row(
+    event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded
+) -> tuple[str, roster_store.ClassEnrollmentRow]:
+    """The district and the row of a class enrollment; RejectEvent names what is wrong."""
     district = _district(event, p.district_id)
     if p.role not in ("student", "teacher"):
         raise RejectEvent("role.unknown", "a class enrollment's role is student or teacher", "role")
     begin, end = _optional_date(p.begin_date, "begin_date"), _optional_date(p.end_date, "end_date")
     if begin and end and end < begin:
         raise RejectEvent("date.end_before_start", "the class enrollment ends before it begins", "end_date")
-    await _scoped(ctx, district)
-    await roster_store.upsert_class_enrollment(
-        ctx.conn,
-        district,
+    row = (
         _required(p.class_id, "class_id"),
         p.role,
         _required(p.user_key, "user_key"),
-        school_id=_required(p.school_id, "school_id"),
-        primary=p.primary,
-        begin=begin,
-        end=end,
-        deleted=p.deleted,
+        _required(p.school_id, "school_id"),
+        p.primary,
+        begin,
+        end,
+        p.deleted,
     )
+    return district, row
+
+
+async def _class_enrollment(event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded, ctx: HandlerContext) -> None:
+    district, row = _class_enrollment_row(event, p)
+    await _scoped(ctx, district)
+    await roster_store.upsert_class_enrollments(ctx.conn, district, [row])
 
 
 _ROSTER_HANDLERS: dict[type, Callable[[IncomingEvent, Any, HandlerContext], Awaitable[None]]] = {

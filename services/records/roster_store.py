@@ -155,20 +155,13 @@ async def upsert_staff(
         )
 
 
-async def upsert_class_enrollment(
-    conn: Connection,
-    district_id: str,
-    class_id: str,
-    role: str,
-    user_key: str,
-    *,
-    school_id: str,
-    primary: bool,
-    begin: date | None,
-    end: date | None,
-    deleted: bool,
-) -> None:
-    await conn.execute(
+ClassEnrollmentRow = tuple[str, str, str, str, bool, date | None, date | None, bool]
+
+
+async def upsert_class_enrollments(conn: Connection, district_id: str, rows: Sequence[ClassEnrollmentRow]) -> None:
+    """A batch of (class, role, user key, school, primary, begin, end, deleted), in order (a later
+    row for the same enrollment wins), pipelined in one round trip per batch."""
+    await conn.executemany(
         f"""INSERT INTO class_enrollments AS t (district_id, class_id, role, user_key, school_id, is_primary,
                                               begin_date, end_date, deleted)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -179,15 +172,7 @@ async def upsert_class_enrollment(
                  IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.is_primary,
                                    COALESCE(EXCLUDED.begin_date, t.begin_date), EXCLUDED.end_date,
                                    EXCLUDED.deleted)""",  # noqa: S608
-        district_id,
-        class_id,
-        role,
-        user_key,
-        school_id,
-        primary,
-        begin,
-        end,
-        deleted,
+        [(district_id, *row) for row in rows],
     )
 
 

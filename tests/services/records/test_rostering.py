@@ -20,9 +20,12 @@ import httpx
 import jsonschema
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from homeroom.bus.envelope import OutgoingEvent, decode
+from homeroom.bus.consumer import RejectEvent
+from homeroom.bus.envelope import OutgoingEvent, build_event, decode
 from homeroom.bus.topics import CALENDAR, ENROLLMENT, ORGANIZATION, ROSTER
 from homeroom.catalogue import STAFF_LEGAL_BASIS
+from homeroom.events.v1 import roster_pb2
+from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from services.ingest.formats.oneroster import OneRosterUpload
@@ -374,3 +377,50 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert len(await rec.disclosures()) == before + len(fresh)
             r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "yesterday"}, headers=vendor.auth)
             assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "since.date"
+
+
+async def test_bad_roster_events_are_refused_with_their_rule(service_env: ServiceEnv) -> None:
+    """roster.v1 events records cannot apply are dead-lettered with the rule (RejectEvent)."""
+
+    def event(change: str, payload: Any) -> OutgoingEvent:
+        return build_event(ROSTER, change, payload, source="/test", subject="", key="d-x", district_id="d-x")
+
+    bad = [
+        (
+            event("class_enrollment_recorded", roster_pb2.ClassEnrollmentRecorded(
+                district_id="d-x", class_id="c", school_id="s", role="principal", user_key="stu_x")),
+            "role.unknown",
+        ),
+        (
+            event("class_enrollment_recorded", roster_pb2.ClassEnrollmentRecorded(
+                district_id="d-x", class_id="c", school_id="s", role="student", user_key="stu_x",
+                begin_date="2025-02-01", end_date="2025-01-01")),
+            "date.end_before_start",
+        ),
+        (
+            event("staff_registered", roster_pb2.StaffRegistered(
+                district_id="d-x", staff_key="stf_x", sealed_elements={"student.first_name": SealedValue()})),
+            "element.unknown",
+        ),
+        (
+            event("class_registered", roster_pb2.ClassRegistered(district_id="d-x", class_id="c", title="T")),
+            "payload.missing_field",
+        ),
+        (
+            event("academic_session_registered", roster_pb2.AcademicSessionRegistered(
+                district_id="d-y", session_id="t", title="T", session_type="term", start_date="2025-01-01",
+                end_date="2025-02-01")),
+            "district.mismatch",
+        ),
+    ]  # fmt: skip
+    async with records_service(service_env) as rec:
+        for e, rule in bad:
+            try:
+                await apply(rec.runtime, e)
+            except RejectEvent as exc:
+                assert exc.rule == rule, (rule, exc)
+            else:
+                raise AssertionError(f"{rule}: applied")
+        async with rec.admin.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM class_enrollments") == 0
+            assert await conn.fetchval("SELECT count(*) FROM staff") == 0
