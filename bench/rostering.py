@@ -41,11 +41,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # bench/records.py's bulk-load helpers
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+from records import CollectingKeyStore, p  # noqa: E402
 
-from bench.records import CollectingKeyStore, p  # noqa: E402
 from homeroom import crypto  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
