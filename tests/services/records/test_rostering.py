@@ -297,6 +297,11 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert [p["sourcedId"] for p in await vendor.list("terms/term-1/gradingPeriods")] == ["gp-1"]
             assert len(await vendor.list("users")) == 3 and len(await vendor.list("schools/sch-1/enrollments")) == 3
             assert len(await vendor.list("academicSessions")) == 3 and await vendor.list("orgs")
+            assert [c["sourcedId"] for c in await vendor.list("schools/sch-1/courses")] == ["crs-1"]
+            assert [t["sourcedId"] for t in await vendor.list("schools/sch-1/terms")] == ["term-1"]
+            assert len(await vendor.list("schools/sch-1/students")) == 2
+            assert [u["sourcedId"] for u in await vendor.list("schools/sch-1/teachers")] == [teacher["sourcedId"]]
+            assert [c["sourcedId"] for c in await vendor.list(f"users/{teacher['sourcedId']}/classes")] == ["cls-1"]
             # Every link in every answer resolves (and each single answer is schema-valid).
             assert len(vendor.links) >= 8
             for href in sorted(vendor.links):
