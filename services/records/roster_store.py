@@ -238,19 +238,23 @@ async def class_enrollments(
     """Class enrollments of a district (in a district transaction), ordered by class, role and
     user, and how many there are in all. Students count only while enrolled at the school on
     ``current_students_on`` (a vendor reaches only current students)."""
-    # Uncorrelated IN subqueries: PostgreSQL hashes them once (a hashed SubPlan), so each row's
-    # checks cost a hash probe (correlated EXISTS per row timed out at 250,000 enrollments).
-    where = """ce.district_id = $1 AND NOT ce.deleted
-               AND ($2::text[] IS NULL OR ce.school_id = ANY($2::text[]))
-               AND ($3::text IS NULL OR ce.class_id = $3)
-               AND ($4::text IS NULL OR ce.user_key = $4)
-               AND ($5::text IS NULL OR ce.role = $5)
-               AND ce.class_id IN (SELECT c.class_id FROM classes c WHERE c.district_id = $1 AND NOT c.deleted)
-               AND ($6::date IS NULL OR ce.role <> 'student' OR (ce.user_key, ce.school_id) IN (
-                     SELECT e.student_key, e.school_id FROM enrollments e JOIN students s
-                       ON s.district_id = e.district_id AND s.student_key = e.student_key AND s.destroyed_at IS NULL
-                     WHERE e.district_id = $1 AND e.entry_date <= $6
-                       AND (e.exit_date IS NULL OR e.exit_date >= $6)))"""
+    # Joins, not per-row subqueries: a correlated EXISTS per row, and an IN subquery whose hash
+    # outgrew work_mem (then re-run per row), both timed out at 250,000 enrollments.
+    query = """WITH live AS (SELECT c.class_id FROM classes c WHERE c.district_id = $1 AND NOT c.deleted),
+                    cur AS MATERIALIZED (
+                        SELECT DISTINCT e.student_key, e.school_id FROM enrollments e JOIN students s
+                          ON s.district_id = e.district_id AND s.student_key = e.student_key AND s.destroyed_at IS NULL
+                        WHERE e.district_id = $1 AND $6::date IS NOT NULL AND e.entry_date <= $6
+                          AND (e.exit_date IS NULL OR e.exit_date >= $6))
+               {select} FROM class_enrollments ce
+               JOIN live ON live.class_id = ce.class_id
+               LEFT JOIN cur ON cur.student_key = ce.user_key AND cur.school_id = ce.school_id
+               WHERE ce.district_id = $1 AND NOT ce.deleted
+                 AND ($2::text[] IS NULL OR ce.school_id = ANY($2::text[]))
+                 AND ($3::text IS NULL OR ce.class_id = $3)
+                 AND ($4::text IS NULL OR ce.user_key = $4)
+                 AND ($5::text IS NULL OR ce.role = $5)
+                 AND ($6::date IS NULL OR ce.role <> 'student' OR cur.student_key IS NOT NULL)"""
     args: list[object] = [
         district_id,
         list(school_ids) if school_ids is not None else None,
@@ -259,10 +263,9 @@ async def class_enrollments(
         role,
         current_students_on,
     ]
-    total = await conn.fetchval(f"SELECT count(*) FROM class_enrollments ce WHERE {where}", *args)  # noqa: S608
+    total = await conn.fetchval(query.format(select="SELECT count(*)"), *args)
     rows = await conn.fetch(
-        f"""SELECT ce.* FROM class_enrollments ce WHERE {where}
-            ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $7 OFFSET $8""",  # noqa: S608
+        query.format(select="SELECT ce.*") + " ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $7 OFFSET $8",
         *args,
         limit,
         offset,
