@@ -1,11 +1,12 @@
 """Audit log on PostgreSQL: append rate, time to signed inclusion, one student's history, offline verify.
 
 Prints figures; asserts nothing. Runs on the embedded PostgreSQL (fsync off, as in dev and
-tests), with the service's own code (`store.append`, `store.sign_head`, `store.search`,
+tests), with the service's own code (`store.append_many`, `store.sign_head`, `store.search`,
 `verify_log`), and the same-run baselines each figure needs:
 
-* appends vs plain INSERTs of the same rows into a copy of the table with no tree, lock,
-  receipt or trigger (same batch size, one writer);
+* appends (one `append_many` per batch, as the consumer makes them) vs plain INSERTs of the
+  same rows into a copy of the table with the same indexes, and into one with none (no
+  tree, lock, receipt or trigger either; same batch size, one writer);
 * time-to-signed-inclusion: appends run while a head is signed every --head-interval
   seconds; for each batch, the time from its commit to the first signed head covering it;
 * one student's history (newest 100 of ~N/students entries) p50/p99;
@@ -76,8 +77,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def raw_baseline(pool: asyncpg.Pool, drafts: list[EntryDraft], batch: int) -> float:
-    await pool.execute("CREATE TABLE raw_entries (LIKE entries INCLUDING DEFAULTS)")
+async def raw_baseline(pool: asyncpg.Pool, drafts: list[EntryDraft], batch: int, *, indexes: bool) -> float:
+    await pool.execute("DROP TABLE IF EXISTS raw_entries")
+    like = "INCLUDING DEFAULTS INCLUDING INDEXES" if indexes else "INCLUDING DEFAULTS"
+    await pool.execute(f"CREATE TABLE raw_entries (LIKE entries {like})")
     leaf, sig = bytes(32), bytes(64)
     started = time.perf_counter()
     for start in range(0, len(drafts), batch):
@@ -124,17 +127,14 @@ async def main(args: argparse.Namespace) -> None:
 
         task = asyncio.create_task(signer_loop())
         per_entry: list[float] = []
-        cache = store.AppendCache()
         started = time.perf_counter()
         for start in range(0, n, batch):
             t0 = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SET LOCAL ROLE homeroom_audit_writer")
-                owner = object()  # one per transaction, as the consumer's HandlerContext
-                for d in drafts[start : start + batch]:
-                    a = await store.append(conn, d, signer, time.time_ns() // 1_000_000, cache, owner)
-                    assert a is not None
-                    last = a.seq
+                appended = await store.append_many(conn, drafts[start : start + batch], time.time_ns() // 1_000_000)
+                assert all(a is not None for a in appended)
+                last = start + len(appended) - 1
             commits.append((last, time.monotonic()))
             per_entry.append((time.perf_counter() - t0) / len(drafts[start : start + batch]))
             if start and start % (batch * 200) == 0:
@@ -159,8 +159,13 @@ async def main(args: argparse.Namespace) -> None:
             f"p50 {pct(latencies, 0.5):.2f} s, p99 {pct(latencies, 0.99):.2f} s, max {max(latencies):.2f} s"
         )
 
-        raw = await raw_baseline(pool, drafts, batch)
-        print(f"plain INSERT of the same rows: {raw:,.0f} rows/s; appends run at {rate / raw:.2f}x of that")
+        raw_indexed = await raw_baseline(pool, drafts, batch, indexes=True)
+        raw = await raw_baseline(pool, drafts, batch, indexes=False)
+        print(
+            f"plain INSERT of the same rows, same indexes: {raw_indexed:,.0f} rows/s; appends run at "
+            f"{rate / raw_indexed:.2f}x of that"
+        )
+        print(f"plain INSERT of the same rows, no index: {raw:,.0f} rows/s; appends run at {rate / raw:.2f}x of that")
 
         # --- one student's history --------------------------------------------------------------
         rng = random.Random(7)

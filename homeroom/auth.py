@@ -486,13 +486,41 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 
 
 class TokenVerifier:
-    """Checks a bearer token against one issuer and audience and returns its Principal."""
+    """Checks a bearer token against one issuer and audience and returns its Principal.
 
-    def __init__(self, issuer: str, audience: str, key_source: KeySource, leeway_s: float = 30) -> None:
+    A verified token is remembered (by its exact text) until its `exp`, so a caller that
+    presents the same token again, as services and portals do for minutes, costs a dict
+    lookup instead of a signature check. The leeway is not extended to cached tokens, and
+    anything else (another byte, an expired token) is verified in full. A key withdrawn from
+    the issuer's key set stops new tokens at once; tokens it already verified run out at
+    their `exp`, as they would at any service that verified them a moment earlier."""
+
+    CACHE_SIZE = 4096
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        key_source: KeySource,
+        leeway_s: float = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.key_source = key_source
         self.leeway_s = leeway_s
+        self.clock = clock
+        self._verified: dict[str | bytes, tuple[Principal, float]] = {}  # oldest first
+
+    def cached(self, token: str | bytes) -> Principal | None:
+        """The principal of a token verified before and not expired yet, else None."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        if self.clock() < known[1]:
+            return known[0]
+        self._verified.pop(token, None)
+        return None
 
     @property
     def may_block(self) -> bool:
@@ -500,6 +528,9 @@ class TokenVerifier:
 
     def verify(self, token: str | bytes) -> Principal:
         """The token's principal; AuthenticationError naming the reason otherwise."""
+        known = self.cached(token)
+        if known is not None:
+            return known
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("malformed", "token is too long")
         try:
@@ -522,7 +553,12 @@ class TokenVerifier:
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             # Whatever junk arrives, the caller sees a refusal, never a 500.
             raise AuthenticationError("malformed", f"token is malformed ({type(exc).__name__})") from None
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        self._verified[token] = (principal, float(claims["exp"]))
+        while len(self._verified) > self.CACHE_SIZE:  # verify may run in threads: tolerate a race
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+                self._verified.pop(next(iter(self._verified)))
+        return principal
 
     def _refusal(self, exc: jwt.PyJWTError) -> AuthenticationError:
         # Order matters: several of these subclass one another.
@@ -733,7 +769,9 @@ async def current_principal(request: Request) -> Principal:
     if verifier is None:  # a wiring bug, not the caller's: a 500, logged
         raise RuntimeError("app.state.token_verifier is not set; the app factory builds it in the lifespan")
     token = _bearer_token(request)
-    principal = await run_in_threadpool(verifier.verify, token) if verifier.may_block else verifier.verify(token)
+    principal = verifier.cached(token)
+    if principal is None:
+        principal = await run_in_threadpool(verifier.verify, token) if verifier.may_block else verifier.verify(token)
     request.state.principal = principal  # for access logs and audit, which run outside the handler
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None and principal.role is not Role.SERVICE:  # homeroom.ratelimit

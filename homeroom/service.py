@@ -24,10 +24,11 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from homeroom import crypto, notices
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
-from homeroom.bus.consumer import EventConsumer, Handler
+from homeroom.bus.consumer import BatchHandler, EventConsumer, Handler, one_at_a_time
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
@@ -46,13 +47,27 @@ Hook = Callable[["Runtime"], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """A bus consumer of a service. `handler` is built from the runtime once it exists,
-    so it can reach the cipher, clients and settings without globals."""
+    """A bus consumer of a service: exactly one of `handler` (per event) or `batch_handler`
+    (a poll's batch per partition, applied with set-based SQL: what hot paths use). Each is
+    built from the runtime once it exists, so it can reach the cipher, clients and settings
+    without globals."""
 
     name: str
     topics: Sequence[Topic]
-    handler: Callable[[Runtime], Handler]
+    handler: Callable[[Runtime], Handler] | None = None
     max_batch: int = 500
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.batch_handler is None):
+            raise ValueError(f"consumer {self.name}: give exactly one of handler or batch_handler")
+
+    def build(self, runtime: Runtime) -> BatchHandler:
+        """The batch handler the kernel runs (a per-event handler wrapped by `one_at_a_time`)."""
+        if self.batch_handler is not None:
+            return self.batch_handler(runtime)
+        assert self.handler is not None
+        return one_at_a_time(self.handler(runtime))
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +288,7 @@ def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
         service=runtime.name,
         name=consumer.name,
         topics=[t.name for t in consumer.topics],
-        handler=consumer.handler(runtime),
+        batch_handler=consumer.build(runtime),
         pool=runtime.pool,
         client_kwargs=runtime.kafka.client_kwargs(),
         dead_letter_topic=REJECTED.name,
@@ -368,23 +383,34 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     return app
 
 
+def _nul_problem(where: str) -> Problem:
+    return Problem.validation(
+        [FieldError(where, "text.nul_character", "text may not contain the NUL character (U+0000)")]
+    )
+
+
+class RefuseNul:
+    """Plain ASGI middleware: a NUL in the path or query is bad input (422), not a failure
+    deep inside a query (500). No Homeroom id or value contains one, and PostgreSQL cannot
+    store one in text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            in_path = "\x00" in scope["path"]
+            if in_path or b"%00" in scope.get("query_string", b""):
+                await problem_response(_nul_problem("path" if in_path else "query"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _refuse_nul_characters(app: FastAPI) -> None:
-    """No Homeroom id or value contains a NUL character, and PostgreSQL cannot store one in
-    text: refuse it as bad input (422) instead of failing deep inside a query (500)."""
-
-    def nul_problem(where: str) -> Problem:
-        return Problem.validation(
-            [FieldError(where, "text.nul_character", "text may not contain the NUL character (U+0000)")]
-        )
-
-    @app.middleware("http")
-    async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
-            return problem_response(nul_problem("path" if "\x00" in request.url.path else "query"))
-        return await call_next(request)
+    app.add_middleware(RefuseNul)
 
     async def _on_nul(request: Request, exc: Exception) -> Response:
-        return problem_response(nul_problem("body"))
+        return problem_response(_nul_problem("body"))
 
     for error in (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError):
         app.add_exception_handler(error, _on_nul)
@@ -403,13 +429,16 @@ def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:
 # --- FastAPI dependencies ---------------------------------------------------------------
 
 
-def get_runtime(request: Request) -> Runtime:
+# async, though they do no I/O: FastAPI runs a plain `def` dependency in a worker thread,
+# a thread hop on every request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return get_runtime(request).pool
+async def get_pool(request: Request) -> asyncpg.Pool:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.pool
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -35,14 +35,33 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 KERNEL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id          bigserial PRIMARY KEY,
-    event_id    text        NOT NULL UNIQUE,
-    topic       text        NOT NULL,
-    key         bytea,
-    headers     jsonb       NOT NULL,
-    payload     bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    id            bigserial PRIMARY KEY,
+    event_id      text        NOT NULL UNIQUE,
+    topic         text        NOT NULL,
+    key           bytea,
+    header_bytes  bytea       NOT NULL,  -- the Kafka record headers, length-prefixed (homeroom/outbox.py)
+    payload       bytea       NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
 );
+-- Databases made before the headers were packed (JSON pairs of name and hex value): convert the
+-- waiting rows in place, each header as key length (1 byte), key, value length (4 bytes), value.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'headers') THEN
+        ALTER TABLE outbox ADD COLUMN header_bytes bytea;
+        UPDATE outbox SET header_bytes = coalesce((
+            SELECT string_agg(set_byte('\\x00'::bytea, 0, octet_length(convert_to(h.v->>0, 'UTF8')))
+                              || convert_to(h.v->>0, 'UTF8') || int4send(octet_length(decode(h.v->>1, 'hex')))
+                              || decode(h.v->>1, 'hex'), ''::bytea ORDER BY h.n)
+            FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n)), ''::bytea);
+        ALTER TABLE outbox DROP COLUMN headers;
+        ALTER TABLE outbox ALTER COLUMN header_bytes SET NOT NULL;
+    END IF;
+END
+$$;
+-- The relay's lanes read one topic at a time in id order.
+CREATE INDEX IF NOT EXISTS outbox_topic_id ON outbox (topic, id);
 CREATE TABLE IF NOT EXISTS processed_events (
     consumer     text        NOT NULL,
     event_id     text        NOT NULL,
@@ -52,6 +71,15 @@ CREATE TABLE IF NOT EXISTS processed_events (
     outcome      text        NOT NULL,  -- applied | dead_lettered
     processed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, event_id)
+);
+-- The next offset to apply per consumer group and partition, written in the same transaction
+-- as the state it covers; consumers seek here on assignment (homeroom/bus/consumer.py).
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    consumer_group text   NOT NULL,
+    topic          text   NOT NULL,
+    partition      int    NOT NULL,
+    next_offset    bigint NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition)
 );
 -- Tables whose rows are never changed or removed: the runner grants SELECT and INSERT only.
 CREATE TABLE IF NOT EXISTS append_only_tables (table_name text PRIMARY KEY);
@@ -221,6 +249,12 @@ BIGINT_MAX = 2**63 - 1
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+def columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
+    """Those attributes of each row, one list per attribute: the arrays a multi-row statement
+    over `unnest($1::text[], $2::date[], ...)` takes."""
+    return [[getattr(row, name) for row in rows] for name in names]
+
+
 def database_url(server_url: str, database: str) -> str:
     """Replace the database in a PostgreSQL URL (query string, e.g. sslmode, kept)."""
     parts = urlsplit(server_url)
@@ -244,8 +278,46 @@ async def ensure_database(url: str) -> None:
         await admin.close()
 
 
+class SessionConnection(asyncpg.Connection):
+    """A pooled connection that knows whether it changed session state the pool must undo.
+
+    Everything Homeroom sets per use is transaction-scoped (`set_config(..., true)`, `SET
+    LOCAL`, transaction advisory locks), so most releases need no server round trip; asyncpg's
+    default reset sends four statements (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) on
+    every release. A connection that LISTENs, or is marked by `keeps_session_state` (session
+    advisory locks), is reset in full."""
+
+    session_state_changed = False
+
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        self.session_state_changed = True
+        await super().add_listener(channel, callback)
+
+
+def keeps_session_state(conn: Connection) -> None:
+    """Mark a borrowed connection as holding session state (a session advisory lock ...),
+    so the pool resets it in full when it is released."""
+    raw = getattr(conn, "_con", conn)  # a pool's proxy wraps the connection
+    if isinstance(raw, SessionConnection):
+        raw.session_state_changed = True
+
+
+async def _reset_if_changed(conn: asyncpg.Connection) -> None:
+    # asyncpg has already rolled back any open transaction and dropped Python-side listeners.
+    if isinstance(conn, SessionConnection) and conn.session_state_changed:
+        await conn.execute(conn.get_reset_query())
+        conn.session_state_changed = False
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        connection_class=SessionConnection,
+        reset=_reset_if_changed,
+    )
     assert pool is not None
     return pool
 

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # --- bus -------------------------------------------------------------------------------
 EVENTS_CONSUMED = Counter(
@@ -117,19 +118,37 @@ def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
-def instrument_http(app: FastAPI, service: str) -> None:
-    """Count and time every request by its route template (never the raw path, which may hold ids)."""
+class HttpMetrics:
+    """Plain ASGI middleware (no per-request task or body streaming, unlike
+    `@app.middleware("http")`): counts and times every request by its route template, never
+    the raw path, which may hold ids."""
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_status)
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(service, request.method, template, str(status)).inc()
-            HTTP_SECONDS.labels(service, request.method, template).observe(time.perf_counter() - started)
+            template = getattr(scope.get("route"), "path", "unmatched")  # set by the router on the shared scope
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
+            HTTP_SECONDS.labels(self.service, method, template).observe(time.perf_counter() - started)
+
+
+def instrument_http(app: FastAPI, service: str) -> None:
+    """Count and time every request by its route template (never the raw path, which may hold ids)."""
+    app.add_middleware(HttpMetrics, service=service)

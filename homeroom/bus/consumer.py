@@ -1,16 +1,26 @@
 """Consuming from the bus with exactly-once effects.
 
-For each message the consumer, in ONE PostgreSQL transaction, records the event id in
-`processed_events` and runs the handler (which changes state and may write follow-on
-events to the outbox). Only after that transaction commits are Kafka offsets committed.
-A crash anywhere replays from the last committed offset, and replays of events already
-applied are skipped by id: nothing lost, nothing applied twice.
+Handlers take batches. For each partition's share of a poll the consumer opens ONE
+PostgreSQL transaction and, in its first statement, (a) locks the partition's row in
+`consumer_offsets` and moves it past the batch, (b) drops the events below the offset
+stored there (already applied: a replay after a crash between the database commit and the
+Kafka commit) and (c) records the event ids of the rest in `processed_events`, dropping
+ids seen before (the same event at a second offset: an outbox relay that published twice,
+a producer retry). The handler then applies the fresh events with set-based SQL and may
+write follow-on events to the outbox; all of it commits together. Only after that are
+Kafka offsets committed, and on every partition assignment the consumer seeks to the
+offsets stored in the database, which are never behind Kafka's. The row lock also fences
+two instances that both believe they own a partition during a rebalance: the second waits,
+then finds the batch applied. Nothing lost, nothing applied twice.
 
-Throughput: a partition's batch is applied in one transaction; if any event in it
-fails, the batch is rolled back and replayed one event at a time so the failing event is
-retried with backoff and finally dead-lettered (with its reason, to ingest.rejected.v1)
-without holding up the others. Partitions are processed concurrently; order within a
-partition (so within a student) is kept.
+A per-event handler (`Handler`) still works: `one_at_a_time` runs it for each event of the
+batch inside the same transaction. Hot paths use `BatchHandler`.
+
+If a batch fails, it is rolled back and halved, each half applied as a batch the same
+way, until the failing event is alone: that one is retried with backoff in its own
+transaction and finally dead-lettered (with its reason, to ingest.rejected.v1) without
+holding up the others, which still go in batches. Partitions are
+processed concurrently; order within a partition (so within a student) is kept.
 """
 
 from __future__ import annotations
@@ -25,10 +35,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import Message
 
-from homeroom import outbox
+from homeroom import failpoints, outbox
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, build_event, decode
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
@@ -63,11 +74,18 @@ class RejectEvent(Exception):
 
 @dataclass(slots=True)
 class HandlerContext:
-    """What a handler gets besides the event: the open transaction and a way to emit."""
+    """What a handler gets besides the events: the open transaction, a way to emit, and a
+    place for state that lives exactly as long as the transaction (e.g. the district a
+    row-level-security setting was made for, so it is set once per transaction). `consumer`
+    and `dead_letter_topic` let a handler that keeps an event aside (to apply it later) dead-
+    letter it later as the consumer would (`rejection`, `mark_dead_lettered`)."""
 
     conn: Connection
     service: str
     emitted: list[OutgoingEvent] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    consumer: str = ""
+    dead_letter_topic: str = REJECTED.name
 
     def emit(self, topic: Topic, change: str, payload: Message, **kwargs: Any) -> OutgoingEvent:
         """Queue a follow-on event; it is written to the outbox in this transaction."""
@@ -78,6 +96,102 @@ class HandlerContext:
 
 
 Handler = Callable[[IncomingEvent, HandlerContext], Awaitable[None]]
+# Applies a batch of events (one partition's share of a poll, in offset order, duplicates
+# removed) inside the transaction of `ctx`. Raise (RejectEvent or anything else) to have
+# the batch rolled back and applied one event at a time, which isolates the bad event.
+BatchHandler = Callable[[Sequence[IncomingEvent], HandlerContext], Awaitable[None]]
+
+
+def one_at_a_time(handler: Handler) -> BatchHandler:
+    """A per-event handler as a batch handler: each event in order, in the batch's transaction."""
+
+    async def apply(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        for event in events:
+            await handler(event, ctx)
+
+    return apply
+
+
+# The kernel's first statement in every batch transaction: lock the partition's stored
+# offset and move it past the batch, and claim the ids of the events at or above the offset
+# that was stored (see the module docstring). One round trip.
+_CLAIM = """WITH stored AS (
+        SELECT next_offset FROM consumer_offsets
+        WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE),
+    advanced AS (
+        INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (consumer_group, topic, partition)
+        DO UPDATE SET next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset)),
+    claimed AS (
+        INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
+        SELECT $5, e.id, $2, $3, e.off, $8 FROM unnest($6::text[], $7::bigint[]) AS e(id, off)
+        WHERE e.off >= coalesce((SELECT next_offset FROM stored), 0)
+        ON CONFLICT DO NOTHING RETURNING event_id)
+    SELECT coalesce((SELECT next_offset FROM stored), 0) AS stored, array(SELECT event_id FROM claimed) AS fresh"""
+
+
+def rejection(
+    service: str,
+    consumer: str,
+    *,
+    event_id: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    rule: str,
+    message: str,
+    field: str = "",
+    attempts: int = 1,
+    district_id: str = "",
+    dead_letter_topic: str = REJECTED.name,
+) -> OutgoingEvent:
+    """The dead letter (`RecordRejected` on ingest.rejected.v1) for an event a consumer gives up on."""
+    payload = RecordRejected(
+        stage=f"{service}.{consumer}",
+        field=field,
+        rule=rule,
+        message=message,
+        original_topic=topic,
+        original_partition=partition,
+        original_offset=offset,
+        original_event_id=event_id,
+        attempts=attempts,
+    )
+    return build_event(
+        REJECTED,
+        "record_rejected",
+        payload,
+        source=f"/homeroom/{service}/{consumer}",
+        subject="",
+        key=event_id,
+        district_id=district_id,
+        causation_id=event_id,
+        topic_name=dead_letter_topic,
+    )
+
+
+async def mark_dead_lettered(conn: Connection, consumer: str, event_ids: Sequence[str]) -> None:
+    """Events a handler kept aside and now gives up on: their idempotency marks say so
+    (outcome `dead_lettered`). The caller writes their `rejection` events to the outbox in
+    the same transaction and, once it commits, counts them in `EVENTS_DEAD_LETTERED`."""
+    if event_ids:
+        await conn.execute(
+            """UPDATE processed_events SET outcome = 'dead_lettered', processed_at = now()
+               WHERE consumer = $1 AND event_id = ANY($2::text[])""",
+            consumer,
+            list(event_ids),
+        )
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.owner._seek_to_stored(assigned)
 
 
 class EventConsumer:
@@ -87,7 +201,7 @@ class EventConsumer:
         service: str,
         name: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
         pool: asyncpg.Pool,
         client_kwargs: dict[str, Any],
         dead_letter_topic: str = REJECTED.name,
@@ -96,11 +210,14 @@ class EventConsumer:
         max_batch: int = 500,
         group_id: str | None = None,
         session_timeout_ms: int = 10000,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give a consumer exactly one of handler (per event) or batch_handler")
         self.service = service
         self.name = name
         self.topics = list(topics)
-        self.handler = handler
+        self.apply_batch: BatchHandler = batch_handler or one_at_a_time(handler)  # type: ignore[arg-type]
         self.pool = pool
         self.client_kwargs = client_kwargs
         self.dead_letter_topic = dead_letter_topic
@@ -113,6 +230,7 @@ class EventConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.applied = 0
+        self.duplicates = 0  # events dropped as already applied (by stored offset or by id)
         self.dead_lettered = 0
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -142,7 +260,6 @@ class EventConsumer:
         while not self._stopping:
             try:
                 self._consumer = AIOKafkaConsumer(
-                    *self.topics,
                     **self.client_kwargs,
                     group_id=self.group_id,
                     client_id=f"homeroom-{self.service}-{self.name}",
@@ -154,6 +271,7 @@ class EventConsumer:
                     heartbeat_interval_ms=max(1000, self.session_timeout_ms // 4),
                     max_poll_records=self.max_batch,
                 )
+                self._consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
                 await self._consumer.start()
                 backoff = 0.5
                 await self._poll_loop()
@@ -175,14 +293,38 @@ class EventConsumer:
                 await self._record_lag(consumer)
                 continue
             await asyncio.gather(*(self._apply_partition(tp, records) for tp, records in batches.items()))
+            # The state (and the offsets stored with it) is committed; a crash from here to the
+            # Kafka commit replays nothing: the next owner seeks to the stored offsets.
+            failpoints.reached("consumer.after_state_commit", self.name)
             offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
             try:
                 await consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as exc:
-                # A rebalance took the partitions away; their new owner replays from the last
-                # commit and the idempotency table drops what we already applied.
+                # A rebalance took the partitions away; their new owner seeks to the offsets
+                # stored with the state, so nothing we applied is applied again.
                 log.info("offset commit skipped", extra={"consumer": self.name, "error": repr(exc)})
             await self._record_lag(consumer)
+
+    async def _seek_to_stored(self, assigned: Sequence[TopicPartition]) -> None:
+        """Start each newly assigned partition where the state stored in the database ends
+        (never behind Kafka's committed offset, which is only written afterwards)."""
+        consumer = self._consumer
+        if consumer is None or not assigned:
+            return
+        try:
+            rows = await self.pool.fetch(
+                """SELECT topic, partition, next_offset FROM consumer_offsets
+                   WHERE consumer_group = $1 AND topic = ANY($2::text[])""",
+                self.group_id,
+                sorted({tp.topic for tp in assigned}),
+            )
+        except Exception as exc:  # the claim in each transaction still drops what was applied
+            log.warning("stored offsets not read; resuming from Kafka's", extra={"error": repr(exc)})
+            return
+        stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        for tp in assigned:
+            if tp in stored:
+                consumer.seek(tp, stored[tp])
 
     async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag = high-water mark minus our position (end_offsets() is unreliable on Tansu)."""
@@ -199,83 +341,114 @@ class EventConsumer:
 
     # --- applying --------------------------------------------------------------------------
     async def _apply_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        EVENTS_CONSUMED.labels(self.service, self.name, tp.topic).inc(len(records))
         decoded: list[IncomingEvent | tuple[ConsumerRecord[bytes, bytes], PoisonMessage]] = []
         for record in records:
-            EVENTS_CONSUMED.labels(self.service, self.name, record.topic).inc()
             try:
                 decoded.append(
-                    decode(
-                        record.topic, record.partition, record.offset, record.key, record.value, list(record.headers)
-                    )
+                    decode(record.topic, record.partition, record.offset, record.key, record.value, record.headers)
                 )
             except PoisonMessage as poison:
                 decoded.append((record, poison))
-        if all(isinstance(d, IncomingEvent) for d in decoded) and len(decoded) > 1:
-            events = [d for d in decoded if isinstance(d, IncomingEvent)]
-            try:
-                await self._apply_together(events)
-                return
-            except Exception:  # replay one by one to isolate the failing event
-                log.debug("batch failed; applying one at a time", extra={"consumer": self.name})
+        # Runs of readable events go in batches; an unreadable record is dead-lettered in its place.
+        run: list[IncomingEvent] = []
         for item in decoded:
             if isinstance(item, IncomingEvent):
-                await self._apply_one(item)
-            else:
-                record, bad = item
-                await self._dead_letter_record(record, bad.rule, str(bad), bad.field, attempts=1)
+                run.append(item)
+                continue
+            await self._apply_run(tp, run)
+            run = []
+            record, bad = item
+            await self._dead_letter_record(record, bad.rule, str(bad), bad.field, attempts=1)
+        await self._apply_run(tp, run)
 
-    async def _apply_together(self, events: list[IncomingEvent]) -> None:
-        started = time.perf_counter()
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._claim(conn, events)
-            ctx = HandlerContext(conn, self.service)
-            unapplied = set(fresh)  # a batch can hold two copies of one event: apply the first only
-            applied: list[IncomingEvent] = []
+    async def _apply_run(self, tp: TopicPartition, events: list[IncomingEvent]) -> None:
+        """Apply events as one batch; if that fails, halve it and apply each half the same way,
+        so a failing event ends up alone (retried with backoff, then dead-lettered) after
+        log2(n) rolled-back batches while the events around it still go in batches."""
+        if len(events) <= 1:
             for event in events:
-                if event.event_id in unapplied:
-                    unapplied.discard(event.event_id)
-                    await self.handler(event, ctx)
-                    applied.append(event)
-            await outbox.add(conn, ctx.emitted)
-        elapsed = (time.perf_counter() - started) / max(1, len(events))
-        for event in applied:
-            EVENTS_APPLIED.labels(self.service, self.name, event.topic).inc()
-            HANDLER_SECONDS.labels(self.service, self.name).observe(elapsed)
-        for _ in range(len(events) - len(applied)):
-            EVENTS_DUPLICATE.labels(self.service, self.name, events[0].topic).inc()
-        self.applied += len(applied)
+                await self._apply_one(event)
+            return
+        try:
+            await self._apply_together(tp, events)
+            return
+        except asyncio.CancelledError:
+            raise
+        except INFRASTRUCTURE_ERRORS as exc:
+            raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            log.debug("batch failed; halving it", extra={"consumer": self.name, "error": repr(exc)})
+        middle = len(events) // 2
+        await self._apply_run(tp, events[:middle])
+        await self._apply_run(tp, events[middle:])
 
-    async def _claim(self, conn: Connection, events: list[IncomingEvent]) -> set[str]:
-        """Mark events as processed; return the ids that were not processed before."""
-        rows = await conn.fetch(
-            """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
-               SELECT $1, e.id, e.topic, e.part, e.off, 'applied'
-               FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[]) AS e(id, topic, part, off)
-               ON CONFLICT DO NOTHING RETURNING event_id""",
+    async def _claim(
+        self, conn: Connection, tp: TopicPartition, events: Sequence[IncomingEvent]
+    ) -> list[IncomingEvent]:
+        """Lock and advance the partition's stored offset; return the events to apply: at or
+        above the offset stored before, not applied before by id, first copy only, in order."""
+        row = await conn.fetchrow(
+            _CLAIM,
+            self.group_id,
+            tp.topic,
+            tp.partition,
+            events[-1].offset + 1,
             self.name,
             [e.event_id for e in events],
-            [e.topic for e in events],
-            [e.partition for e in events],
             [e.offset for e in events],
+            "applied",
         )
-        return {r["event_id"] for r in rows}
+        assert row is not None
+        unapplied = set(row["fresh"])
+        fresh: list[IncomingEvent] = []
+        for event in events:
+            if event.event_id in unapplied:
+                unapplied.discard(event.event_id)  # a batch can hold two copies of one event
+                fresh.append(event)
+        return fresh
+
+    async def _apply_together(self, tp: TopicPartition, events: list[IncomingEvent]) -> None:
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await self._claim(conn, tp, events)
+            ctx = self._context(conn)
+            if fresh:
+                await self.apply_batch(fresh, ctx)
+            await outbox.add(conn, ctx.emitted)
+        self._count(tp.topic, len(fresh), len(events) - len(fresh), time.perf_counter() - started)
+
+    def _context(self, conn: Connection) -> HandlerContext:
+        return HandlerContext(conn, self.service, consumer=self.name, dead_letter_topic=self.dead_letter_topic)
+
+    def _count(self, topic: str, applied: int, duplicates: int, elapsed: float) -> None:
+        if applied:
+            EVENTS_APPLIED.labels(self.service, self.name, topic).inc(applied)
+            histogram = HANDLER_SECONDS.labels(self.service, self.name)
+            per_event = elapsed / applied
+            for _ in range(applied):
+                histogram.observe(per_event)
+            self.applied += applied
+        if duplicates:
+            EVENTS_DUPLICATE.labels(self.service, self.name, topic).inc(duplicates)
+            self.duplicates += duplicates
 
     async def _apply_one(self, event: IncomingEvent) -> None:
+        tp = TopicPartition(event.topic, event.partition)
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    if not await self._claim(conn, [event]):
-                        EVENTS_DUPLICATE.labels(self.service, self.name, event.topic).inc()
+                    fresh = await self._claim(conn, tp, [event])
+                    if not fresh:
+                        self._count(event.topic, 0, 1, 0.0)
                         return
-                    ctx = HandlerContext(conn, self.service)
-                    await self.handler(event, ctx)
+                    ctx = self._context(conn)
+                    await self.apply_batch(fresh, ctx)
                     await outbox.add(conn, ctx.emitted)
-                EVENTS_APPLIED.labels(self.service, self.name, event.topic).inc()
-                HANDLER_SECONDS.labels(self.service, self.name).observe(time.perf_counter() - started)
-                self.applied += 1
+                self._count(event.topic, 1, 0, time.perf_counter() - started)
                 return
             except RejectEvent as rejected:
                 await self._dead_letter(event, rejected.rule, str(rejected), rejected.field, attempt)
@@ -337,43 +510,29 @@ class EventConsumer:
         attempts: int,
         district_id: str,
     ) -> None:
-        payload = RecordRejected(
-            stage=f"{self.service}.{self.name}",
-            field=field,
+        rejected = rejection(
+            self.service,
+            self.name,
+            event_id=event_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             rule=rule,
             message=message,
-            original_topic=topic,
-            original_partition=partition,
-            original_offset=offset,
-            original_event_id=event_id,
+            field=field,
             attempts=attempts,
+            district_id=district_id,
+            dead_letter_topic=self.dead_letter_topic,
         )
         async with self.pool.acquire() as conn, conn.transaction():
-            claimed = await conn.fetchval(
-                """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
-                   VALUES ($1, $2, $3, $4, $5, 'dead_lettered') ON CONFLICT DO NOTHING RETURNING 1""",
-                self.name,
-                event_id,
-                topic,
-                partition,
-                offset,
+            row = await conn.fetchrow(
+                _CLAIM, self.group_id, topic, partition, offset + 1, self.name, [event_id], [offset], "dead_lettered"
             )
+            assert row is not None
+            claimed = bool(row["fresh"])
             if not claimed:
                 return
-            await outbox.add(
-                conn,
-                build_event(
-                    REJECTED,
-                    "record_rejected",
-                    payload,
-                    source=f"/homeroom/{self.service}/{self.name}",
-                    subject="",
-                    key=event_id,
-                    district_id=district_id,
-                    causation_id=event_id,
-                    topic_name=self.dead_letter_topic,
-                ),
-            )
+            await outbox.add(conn, rejected)
         EVENTS_DEAD_LETTERED.labels(self.service, self.name, rule).inc()
         self.dead_lettered += 1
         log.warning(

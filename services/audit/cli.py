@@ -4,7 +4,7 @@
     homeroom audit verify --url http://audit:8005 --token "$TOKEN" [--public-key log.pub.pem]
     homeroom audit rotate-key   (then restart the audit service)
 
-Both recompute every leaf from the entries as exported, check every entry receipt and
+Both recompute every leaf from the entries as exported, check every entry receipt there is and
 every signed tree head (signature, root, consistency between successive heads), and
 print what does not match: exit 0 when the log is intact, 1 naming the entries and
 heads that fail, 2 when the export cannot be read at all. With ``--url`` the export

@@ -1,7 +1,7 @@
 """One consumer over disclosure.v1, consent.v1, transfer.v1, keys.v1 and incident.v1: one entry per event.
 
 Idempotent twice: the kernel's ``processed_events`` drops a redelivered event before the
-handler runs, and ``entries.event_id`` is UNIQUE (``store.append`` checks it under the
+handler runs, and ``entries.event_id`` is UNIQUE (``store.append_many`` checks it under the
 append lock), so even a second consumer group could not log one event twice.
 
 A disclosure is never refused: FERPA 99.32 requires its record, and a release stands or
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 
-from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
+from homeroom.bus.consumer import BatchHandler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent, base_topic
 from homeroom.bus.topics import CONSENT, DISCLOSURE, INCIDENT, KEYS, TRANSFER, Topic, with_suffix
 from homeroom.catalogue import LegalBasis
@@ -46,7 +46,6 @@ from homeroom.service import ConsumerSpec, Runtime
 from services.audit import metrics, store
 from services.audit.entries import EntryDraft, EntryProblem, Party, check, recorded_anyway
 from services.audit.settings import AuditSettings
-from services.audit.signing import LogSigner
 
 CONSUMER_NAME = "log"
 SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
@@ -293,22 +292,28 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def log_handler(runtime: Runtime) -> Handler:
+def log_handler(runtime: Runtime) -> BatchHandler:
+    """A poll's events become entries in one append (store.append_many), as the writer
+    role (set once per transaction); a bad event fails the batch, which the kernel halves
+    until that event is alone and dead-lettered."""
     settings = runtime.settings
     assert isinstance(settings, AuditSettings)
-    signer: LogSigner = runtime.extras["signer"]
     role = settings.writer_role
-    cache = store.AppendCache()  # valid within one transaction: its HandlerContext is the owner
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        draft = to_draft(event)
+    async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        drafts = [to_draft(event) for event in events]
         started = time.perf_counter()
-        await store.act_as_writer(ctx.conn, role)
-        appended = await store.append(ctx.conn, draft, signer, now_ms(), cache, owner=ctx)
-        if appended is not None:
-            # Observed inside the transaction; entries appended and the tree size are counted from the
-            # database by the service's background task, so a rolled-back batch is never counted.
-            metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+        if not ctx.state.get("writer"):
+            await store.act_as_writer(ctx.conn, role)
+            ctx.state["writer"] = True
+        appended = await store.append_many(ctx.conn, drafts, now_ms())
+        # Observed inside the transaction; entries appended and the tree size are counted from the
+        # database by the service's background task, so a rolled-back batch is never counted.
+        per_entry = (time.perf_counter() - started) / len(drafts)
+        for event, draft, entry in zip(events, drafts, appended, strict=True):
+            if entry is None:
+                continue
+            metrics.APPEND_SECONDS.observe(per_entry)
             if event.change == "disclosure_recorded":
                 metrics.DISCLOSURES.labels(draft.recipient.role or "unknown", draft.legal_basis or "unknown").inc()
 
@@ -318,4 +323,4 @@ def log_handler(runtime: Runtime) -> Handler:
 def consumer_spec(suffix: str = "") -> ConsumerSpec:
     """The log's consumer; tests pass a suffix to read their own copies of the topics."""
     topics = [with_suffix(t, suffix) for t in SOURCE_TOPICS] if suffix else list(SOURCE_TOPICS)
-    return ConsumerSpec(name=CONSUMER_NAME, topics=topics, handler=log_handler)
+    return ConsumerSpec(name=CONSUMER_NAME, topics=topics, batch_handler=log_handler)

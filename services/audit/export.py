@@ -56,8 +56,9 @@ def entry_line(entry: StoredEntry, entry_object: dict[str, Any]) -> str:
         "index": entry.seq,
         "entry": entry_object,
         "leaf_hash": entry.leaf_hash.hex(),
-        "receipt": entry.receipt.to_dict(),
     }
+    if entry.receipt is not None:  # entries appended before issue 19
+        line["receipt"] = entry.receipt.to_dict()
     return json.dumps(line, ensure_ascii=False) + "\n"
 
 

@@ -5,11 +5,13 @@ Two statements are signed:
 * a **tree head** (size, root, time): "the log held exactly these ``size`` entries, with
   this Merkle root, at this time". Published at a regular interval and on demand; any
   two heads can be checked against each other with a consistency proof.
-* an **entry receipt** (index, leaf hash, time), given when an entry is appended, the
-  way Sigstore Rekor's SignedEntryTimestamp is: "this entry is at this index". An
-  operator with full database rights can rewrite an entry together with its stored
-  leaf hash, and a tree head then only says that *something* before its size changed;
-  the receipt, which they cannot forge without the signing key, says *which* entry.
+* an **entry receipt** (index, leaf hash, time), the way Sigstore Rekor's
+  SignedEntryTimestamp is: "this entry is at this index". Given on append until issue 19
+  and still verified on those entries; appends no longer sign one (an Ed25519 signature
+  per entry was most of an append's cost): an entry's receipt is now its index, a signed
+  head covering it and the inclusion proof to that head. What that gives up: an operator
+  with full database rights who rewrites an entry together with its stored leaf hash is
+  caught by every head covering it, but located only between two heads.
 
 Each statement is signed over a fixed-layout encoding: a label naming what it is
 (NUL-terminated, so no label is a prefix of another) followed by fixed-width big-endian

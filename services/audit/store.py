@@ -1,12 +1,16 @@
 """The log in PostgreSQL: appends, tree heads, proofs, searches and the export stream.
 
-Appends are serialised by one transaction-scoped advisory lock, so sequence numbers are
-gapless (a rolled-back append leaves no hole: nobody else took its number) and the tree
-grows one leaf at a time exactly as ``merkle.MerkleLog.append`` grows it: the new leaf
-plus, for each trailing 1-bit of the old size, the perfect subtree it completes. The
-right edge of the tree is read from ``tree_nodes`` on each append (at most 64 rows by
-primary key) rather than cached, so a rolled-back transaction can never leave a cache
-ahead of the database.
+Appends come in batches and are serialised by one transaction-scoped advisory lock, so
+sequence numbers are gapless (a rolled-back batch leaves no hole: nobody else took its
+numbers) and the tree grows one leaf at a time exactly as ``merkle.MerkleLog.append``
+grows it: the new leaf plus, for each trailing 1-bit of the old size, the perfect subtree
+it completes, computed in memory for the whole batch and written with one COPY. The right
+edge of the tree is read from ``tree_nodes`` once per batch (at most 64 rows by primary
+key) rather than cached, so a rolled-back transaction can never leave a cache ahead of
+the database. Nothing is signed per entry: signed tree heads are made apart from appends
+(``heads.py``, ``sign_head``), and an entry's receipt is its index plus a head covering it
+and the inclusion proof to that head, served on request. Entries appended before issue 19
+keep the Ed25519 receipts they were given.
 
 Proofs and roots read O(log n) stored nodes and fold them with ``merkle.fold``, the same
 recipe ``MerkleLog`` follows over its in-memory store.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +52,6 @@ _ENTRY_COLUMNS = """seq, event_id, topic, kind, occurred_at, recorded_at_ms,
 class Appended:
     seq: int
     leaf_hash: bytes
-    receipt: EntryReceipt
 
 
 async def act_as_writer(conn: Connection, role: str) -> None:
@@ -79,113 +82,88 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
     return found
 
 
-@dataclass(slots=True)
-class AppendCache:
-    """The tree's size and right edge as this process last wrote them, and in which transaction.
+_COLUMNS = [c.strip() for c in _ENTRY_COLUMNS.split(",")][:-2]  # appends leave the legacy receipt NULL
 
-    ``owner`` is an object that lives exactly as long as the caller's transaction (the
-    consumer's ``HandlerContext``). While it is the same object, the transaction still
-    holds the append lock, so nobody else can have appended: the next append skips the
-    lock, the duplicate check (the insert's ON CONFLICT does it) and the edge read, and
-    costs one round trip. A new owner (a new transaction, a retry after a rollback)
-    reads them afresh.
+
+async def append_many(conn: Connection, drafts: Sequence[EntryDraft], now_ms: int) -> list[Appended | None]:
+    """Append drafts in order in the caller's transaction; None for each whose event is
+    already in the log (or earlier in `drafts`).
+
+    One batch costs the same few statements whatever its size: the append lock, the tree's
+    size and the events already logged (read after the lock, so nobody can have appended
+    since), its right edge, then one COPY of the entries and one of the new tree nodes,
+    computed in memory as ``merkle.MerkleLog.append`` grows the tree.
     """
-
-    owner: object | None = None
-    size: int = 0
-    edge: list[bytes] = field(default_factory=list)
-
-
-_ENTRY_AND_NODES = f"""WITH e AS (
-        INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-            $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
-        ON CONFLICT (event_id) DO NOTHING RETURNING seq)
-    INSERT INTO tree_nodes (level, idx, hash)
-    SELECT * FROM unnest($30::smallint[], $31::bigint[], $32::bytea[]) WHERE EXISTS (SELECT 1 FROM e)
-    RETURNING 1"""  # noqa: S608 (constant)
-
-
-async def append(
-    conn: Connection,
-    draft: EntryDraft,
-    signer: LogSigner,
-    now_ms: int,
-    cache: AppendCache | None = None,
-    owner: object | None = None,
-) -> Appended | None:
-    """Append ``draft`` in the caller's transaction; None if its event is already in the log.
-
-    Pass the same ``cache`` and an ``owner`` unique to the transaction (see AppendCache)
-    and every append after the first in that transaction is one round trip.
-    """
-    cache = cache if cache is not None else AppendCache()
-    if owner is None or cache.owner is not owner:
-        cache.owner = None
-        row = await conn.fetchrow(
-            """SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL AS locked,
-                      EXISTS (SELECT 1 FROM entries WHERE event_id = $2) AS seen""",
-            APPEND_LOCK,
-            draft.event_id,
-        )
-        assert row is not None
-        if row["seen"]:
-            return None
-        size = await tree_size(conn)
-        edge_ids = range_nodes(0, size) if size else []
-        stored = await _nodes(conn, edge_ids)
-        cache.owner, cache.size, cache.edge = owner, size, [stored[i] for i in edge_ids]
-    size, edge = cache.size, list(cache.edge)
-    leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
-    receipt = signer.sign_receipt(size, leaf, now_ms)
-    # As MerkleLog.append: each trailing 1-bit of the old size closes a perfect subtree.
-    new_nodes: list[tuple[int, int, bytes]] = [(0, size, leaf)]
-    h, level, i = leaf, 0, size
-    while i & 1:
-        h = node_hash(edge.pop(), h)
-        level += 1
-        i >>= 1
-        new_nodes.append((level, i, h))
-    edge.append(h)
-    r, q = draft.requester, draft.recipient
-    inserted = await conn.fetch(
-        _ENTRY_AND_NODES,
-        size,
-        draft.event_id,
-        draft.topic,
-        draft.kind,
-        draft.occurred_at,
-        now_ms,
-        r.organization,
-        r.client_id,
-        r.person,
-        r.role,
-        q.organization,
-        q.client_id,
-        q.person,
-        q.role,
-        draft.student_key,
-        draft.district_id,
-        list(draft.elements),
-        draft.purpose,
-        draft.legal_basis,
-        draft.agreement_id,
-        draft.decision_id,
-        draft.policy_version,
-        list(draft.redisclosure_parties),
-        draft.channel,
-        draft.record_required,
-        json.dumps(dict(draft.details)),
-        leaf,
-        receipt.signature,
-        receipt.key_id,
-        [n[0] for n in new_nodes],
-        [n[1] for n in new_nodes],
-        [n[2] for n in new_nodes],
+    if not drafts:
+        return []
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+    row = await conn.fetchrow(
+        """SELECT (SELECT coalesce(max(idx) + 1, 0) FROM tree_nodes WHERE level = 0) AS size,
+                  array(SELECT event_id FROM entries WHERE event_id = ANY($1::text[])) AS seen""",
+        [d.event_id for d in drafts],
     )
-    if not inserted:  # already in the log (ON CONFLICT): the tree is unchanged, so is the cache
-        return None
-    cache.size, cache.edge = size + 1, edge
-    return Appended(size, leaf, receipt)
+    assert row is not None
+    size: int = row["size"]
+    seen = set(row["seen"])
+    edge_ids = range_nodes(0, size) if size else []
+    stored = await _nodes(conn, edge_ids)
+    edge = [stored[i] for i in edge_ids]
+    entries: list[tuple[Any, ...]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    out: list[Appended | None] = []
+    for draft in drafts:
+        if draft.event_id in seen:
+            out.append(None)
+            continue
+        seen.add(draft.event_id)
+        leaf = leaf_hash(canonical_bytes(size, now_ms, draft))
+        # As MerkleLog.append: each trailing 1-bit of the old size closes a perfect subtree.
+        nodes.append((0, size, leaf))
+        h, level, i = leaf, 0, size
+        while i & 1:
+            h = node_hash(edge.pop(), h)
+            level += 1
+            i >>= 1
+            nodes.append((level, i, h))
+        edge.append(h)
+        r, q = draft.requester, draft.recipient
+        entries.append(
+            (
+                size,
+                draft.event_id,
+                draft.topic,
+                draft.kind,
+                draft.occurred_at,
+                now_ms,
+                r.organization,
+                r.client_id,
+                r.person,
+                r.role,
+                q.organization,
+                q.client_id,
+                q.person,
+                q.role,
+                draft.student_key,
+                draft.district_id,
+                list(draft.elements),
+                draft.purpose,
+                draft.legal_basis,
+                draft.agreement_id,
+                draft.decision_id,
+                draft.policy_version,
+                list(draft.redisclosure_parties),
+                draft.channel,
+                draft.record_required,
+                json.dumps(dict(draft.details)),
+                leaf,
+            )
+        )
+        out.append(Appended(size, leaf))
+        size += 1
+    if entries:
+        await conn.copy_records_to_table("entries", records=entries, columns=_COLUMNS)
+        await conn.copy_records_to_table("tree_nodes", records=nodes, columns=["level", "idx", "hash"])
+    return out
 
 
 # --- roots, proofs and heads --------------------------------------------------------------
@@ -263,7 +241,7 @@ class StoredEntry:
     recorded_at_ms: int
     draft: EntryDraft
     leaf_hash: bytes
-    receipt: EntryReceipt
+    receipt: EntryReceipt | None  # only on entries appended before issue 19
 
     def canonical(self) -> bytes:
         return canonical_bytes(self.seq, self.recorded_at_ms, self.draft)
@@ -271,7 +249,12 @@ class StoredEntry:
 
 def _entry(row: asyncpg.Record) -> StoredEntry:
     leaf = bytes(row["leaf_hash"])
-    receipt = EntryReceipt(row["seq"], leaf, row["recorded_at_ms"], row["key_id"], bytes(row["receipt_signature"]))
+    signature = row["receipt_signature"]
+    receipt = (
+        None
+        if signature is None
+        else EntryReceipt(row["seq"], leaf, row["recorded_at_ms"], row["key_id"], bytes(signature))
+    )
     return StoredEntry(row["seq"], row["recorded_at_ms"], draft_from_row(row), leaf, receipt)
 
 

@@ -9,7 +9,11 @@ signature, its root, and consistency between successive heads.
 What each kind of tampering looks like to it:
 
 * content altered (with or without its stored leaf hash): the entry's receipt no longer
-  matches, so that entry is named; every head covering it has a root mismatch.
+  matches, so that entry is named; every head covering it has a root mismatch. Entries
+  appended since issue 19 have no receipt of their own (their receipt is a signed head
+  and an inclusion proof): a change that also rewrites the stored leaf hash shows as the
+  root mismatch of the first head covering it, i.e. somewhere between the last head that
+  matches and that one; with the stored leaf hash left alone the entry is named.
 * entry deleted: its index never appears (``entry i missing``); heads covering it mismatch.
   Deleting the newest entries is caught by the newest head, whose size exceeds the log.
 * entries swapped (the rows' indices exchanged): each carries the receipt of the other's
@@ -92,6 +96,18 @@ class FindingKind(StrEnum):
     TRUSTED_HEAD_MISMATCH = "trusted_head_mismatch"  # the log at a trusted head's size has another root
 
 
+# Entry findings that by themselves account for a head whose root no longer matches.
+_EXPLAINS_A_HEAD_MISMATCH = (
+    FindingKind.ALTERED,
+    FindingKind.MOVED,
+    FindingKind.RECEIPT_INVALID,
+    FindingKind.STORED_HASH_MISMATCH,
+    FindingKind.MISSING,
+    FindingKind.DUPLICATE,
+    FindingKind.BAD_INDEX,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: FindingKind
@@ -114,6 +130,7 @@ class VerificationReport:
     receipts_verified: int = 0  # Ed25519 receipt signatures actually checked
     consistency_checked: int = 0
     authenticated_size: int = 0  # the largest size a correctly signed, matching head vouches for
+    awaiting_head: int = 0  # entries with no receipt of their own past every signed head (the next one covers them)
     missing_entries: int = 0
     findings: list[Finding] = field(default_factory=list)
     counts: Counter[FindingKind] = field(default_factory=Counter)  # exact, even when findings were cut short
@@ -140,6 +157,8 @@ class VerificationReport:
             f"{self.entries_read} entries read, log size {self.log_size}, {self.heads_checked} tree heads, "
             f"{self.receipts_verified} receipt signatures checked, {self.consistency_checked} consistency proofs"
         )
+        if self.awaiting_head:
+            summary += f", {self.awaiting_head} entries not yet covered by a signed head"
         verdict = "OK: the log matches every signed tree head and receipt" if self.ok else "TAMPERING DETECTED"
         more = [f"... and {sum(self.counts.values()) - len(self.findings)} more"] if self.findings_truncated else []
         return [verdict, summary, *(f.message for f in self.findings), *more]
@@ -169,7 +188,7 @@ def verify_log(
     """
     v = _Verifier(Keyring.of(keys), max_findings)
     valid_heads = v.check_head_signatures(heads)
-    signed_size = max((s.head.size for s in valid_heads), default=0)
+    signed_size = v.signed_size = max((s.head.size for s in valid_heads), default=0)
     v.read(entries, signed_size, check_all_receipts, progress, max(1, progress_every), max_gap)
     held = len(v.seen)
     tree = v.build_tree(max(signed_size, *(t.size for t in trusted), 0))
@@ -178,6 +197,7 @@ def verify_log(
     v.verify_deferred_receipts()
     v.check_order()
     v.report_missing()
+    v.check_unreceipted()
     return v.finish()
 
 
@@ -186,6 +206,7 @@ class _Verifier:
         self.keys = keys
         self.max_findings = max_findings
         self.report = VerificationReport()
+        self.signed_size = 0  # the largest size a correctly signed head names
         self.leaves = bytearray()  # leaf hash of the entry holding each index, by index
         self.seen = bytearray()  # 1 where an entry holds that index
         self.order = array("q")  # the index at each stream position; -1 where the entry was set aside
@@ -195,6 +216,7 @@ class _Verifier:
         self.deferred_time = array("Q")
         self.deferred_sig = bytearray()
         self.deferred_key: list[str] = []  # the same str object for every receipt of one key
+        self.unreceipted = array("q")  # indices of entries with no receipt of their own
 
     def add(self, finding: Finding) -> None:
         self.report.counts[finding.kind] += 1
@@ -269,7 +291,9 @@ class _Verifier:
                     )
                 )
             if receipt is None:
-                self.add(Finding(FindingKind.NO_RECEIPT, f"entry {index}: no receipt", index=index, position=position))
+                # Entries appended since issue 19 carry no receipt of their own: a signed head
+                # whose root is recomputed from the entries vouches for them (check_unreceipted).
+                self.unreceipted.append(index)
             elif (
                 check_all_receipts
                 or receipt.index != index
@@ -404,6 +428,37 @@ class _Verifier:
             signature = bytes(self.deferred_sig[k * SIGNATURE_SIZE : (k + 1) * SIGNATURE_SIZE])
             receipt = EntryReceipt(index, leaf, self.deferred_time[k], self.deferred_key[k], signature)
             self._check_receipt(None, index, leaf, receipt)  # its stream position was not kept
+
+    def check_unreceipted(self) -> None:
+        """Entries without a receipt above every matching head: vouched for by nothing signed.
+
+        Below a matching head they are authenticated by its root. Between that and the
+        largest signed size a head covering them no longer matches: if no entry is named
+        for it already (altered stored hash, missing, duplicated ...), one of them was
+        rewritten together with its leaf hash, and without per-entry signatures the runs of
+        such entries are named, not the one. On the unsigned tail (appended since the
+        newest head) they are counted, not reported: the next head covers them."""
+        vouched, signed = self.report.authenticated_size, self.signed_size
+        explained = any(self.report.counts[kind] for kind in _EXPLAINS_A_HEAD_MISMATCH)
+        start = last = -2
+        for index in sorted(self.unreceipted):
+            if index < vouched:
+                continue
+            if index >= signed:
+                self.report.awaiting_head += 1
+            elif not explained:
+                if index != last + 1:
+                    self._no_receipt_run(start, last)
+                    start = index
+                last = index
+        self._no_receipt_run(start, last)
+
+    def _no_receipt_run(self, start: int, last: int) -> None:
+        if start < 0:
+            return
+        which = f"entry {start}" if start == last else f"entries {start} to {last}"
+        message = f"{which}: no receipt, and no signed head whose root matches covers them (one was rewritten)"
+        self.add(Finding(FindingKind.NO_RECEIPT, message, index=start, last_index=last))
 
     # --- order and gaps
 

@@ -565,14 +565,15 @@ async def public_agreements_page(runtime: RuntimeDep) -> HTMLResponse:
 @decisions.post("/decisions")
 async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: RuntimeDep) -> Decision:
     """Permit or deny one disclosure (contract: docs/contracts.md). Every decision is logged by its id."""
-    [decision] = await app.decide_many(runtime.pool, [body], now=app.clock(runtime))
+    [decision] = await app.decide_many(app.decision_log(runtime), [body], now=app.clock(runtime))
     return decision
 
 
 @decisions.post("/decisions/batch")
 async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[Decision]]:
     """Up to 1000 decisions, answered in order."""
-    return {"decisions": await app.decide_many(runtime.pool, body.requests, now=app.clock(runtime), route="batch")}
+    point = app.decision_log(runtime)
+    return {"decisions": await app.decide_many(point, body.requests, now=app.clock(runtime), route="batch")}
 
 
 @decisions.get("/decisions/denials")

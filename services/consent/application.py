@@ -42,8 +42,8 @@ from services.consent.agreements import (
     validate_amendment,
     validate_terms,
 )
-from services.consent.cedar_policy import decide_bounded
-from services.consent.decisions import Decision, DecisionRequest, Facts
+from services.consent.decisions import Decision, DecisionRequest
+from services.consent.facts import DecisionLog, prune_changes
 from services.consent.import_2d import parse_2d
 
 log = logging.getLogger(__name__)
@@ -589,6 +589,8 @@ async def _gauge_loop(runtime: Runtime, interval_s: float) -> None:
     while True:
         try:
             await refresh_agreement_gauges(runtime.pool, datetime.now(UTC).date())
+            async with runtime.pool.acquire() as conn:
+                await prune_changes(conn)
         except asyncio.CancelledError:
             raise
         except Exception:  # metrics must never take the service down; the next pass retries
@@ -597,6 +599,10 @@ async def _gauge_loop(runtime: Runtime, interval_s: float) -> None:
 
 
 async def start_expiry_checks(runtime: Runtime) -> None:
+    """The decision point's facts and log, the expiry check and the gauges."""
+    point = DecisionLog(runtime.pool)
+    await point.start()
+    runtime.extras["decision_log"] = point
     interval = float(getattr(runtime.settings, "expiry_check_interval_s", 3600.0))
     runtime.extras["expiry_task"] = asyncio.create_task(expiry_loop(runtime, interval), name="consent-expiry")
     runtime.extras["gauge_task"] = asyncio.create_task(_gauge_loop(runtime, 15.0), name="consent-gauges")
@@ -609,6 +615,9 @@ async def stop_expiry_checks(runtime: Runtime) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    point: DecisionLog | None = runtime.extras.pop("decision_log", None)
+    if point is not None:
+        await point.stop()
 
 
 # ----------------------------------------------------------------------- import
@@ -731,47 +740,22 @@ def _problem(entry: int, agreement: Agreement, where: str, message: str) -> dict
 # -------------------------------------------------------------------- decisions
 
 
+def decision_log(runtime: Runtime) -> DecisionLog:
+    point: DecisionLog = runtime.extras["decision_log"]
+    return point
+
+
 async def decide_many(
-    pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *, now: datetime, route: str = "single"
+    point: DecisionLog, requests: Sequence[DecisionRequest], *, now: datetime, route: str = "single"
 ) -> list[Decision]:
-    """Decide every request on one snapshot of the registry; log each decision by its id."""
+    """Decide every request on the facts in memory; each answer waits for its logged row
+    (facts.DecisionLog: group commit, decided again if the facts moved)."""
     with metrics.DECISION_SECONDS.labels(route).time():
-        decisions = await _decide_many(pool, requests, now=now)
+        decisions = await point.decide(requests, now)
     for request, decision in zip(requests, decisions, strict=True):
         metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
         if not decision.allow:
             metrics.DENIALS.labels(decision.denial or "nothing_releasable").inc()
-    return decisions
-
-
-async def _decide_many(pool: asyncpg.Pool, requests: Sequence[DecisionRequest], *, now: datetime) -> list[Decision]:
-    today = now.date()
-    agreement_ids = {
-        r.requester.agreement_id for r in requests if r.requester.role == "vendor" and r.requester.agreement_id
-    }
-    pairs = {(r.student_key, r.district_id) for r in requests}
-    async with pool.acquire() as conn:
-        known = await store.decision_facts(conn, agreement_ids, pairs)
-        decisions: list[Decision] = []
-        for request in requests:
-            agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
-            facts = Facts(
-                today=today,
-                history=known.histories.get(agreement_id, []) if agreement_id else [],
-                ended_on=known.ended_on.get(agreement_id) if agreement_id else None,
-                directory_opt_out=(request.student_key, request.district_id) in known.opted_out,
-                consents=known.consents.get((request.student_key, request.district_id), []),
-                not_transferable=known.not_transferable.get(request.district_id, frozenset()),
-            )
-            decisions.append(decide_bounded(request, facts))
-        # Logged before the answer leaves: a decision nobody can look up is never given.
-        await store.log_decisions(
-            conn,
-            [
-                (d.decision_id, r.model_dump_json(), d.model_dump_json(), d.allow, d.agreement_id)
-                for r, d in zip(requests, decisions, strict=True)
-            ],
-        )
     return decisions
 
 

@@ -16,7 +16,6 @@ import asyncpg
 
 from homeroom.storage import Connection
 from services.consent.agreements import Agreement, AgreementStatus, current_status
-from services.consent.decisions import ConsentGrant
 
 
 def _document(agreement: Agreement) -> str:
@@ -470,15 +469,6 @@ async def consents(conn: Connection, student_key: str, district_id: str | None) 
 # ------------------------------------------------------------------- decisions
 
 
-async def log_decisions(conn: Connection, rows: Sequence[tuple[str, str, str, bool, str | None]]) -> None:
-    """(decision_id, request json, answer json, allow, agreement_id) for each decision."""
-    await conn.executemany(
-        "INSERT INTO decisions (decision_id, request, answer, allow, agreement_id)"
-        " VALUES ($1, $2::jsonb, $3::jsonb, $4, $5)",
-        rows,
-    )
-
-
 async def denials_by_reason(conn: Connection, since: datetime, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
     """Decisions that released nothing since `since`: how many, and the `limit` most frequent
     (action, denial code), each with one of its reasons in words as an example."""
@@ -512,63 +502,6 @@ async def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | N
         "answer": json.loads(row["answer"]),
         "decided_at": row["decided_at"].isoformat(),
     }
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionFacts:
-    histories: dict[str, list[Agreement]]
-    ended_on: dict[str, date]
-    opted_out: set[tuple[str, str]]
-    consents: dict[tuple[str, str], list[ConsentGrant]]
-    not_transferable: dict[str, frozenset[str]]
-
-
-async def decision_facts(
-    conn: Connection, agreement_ids: Iterable[str], pairs: Iterable[tuple[str, str]]
-) -> DecisionFacts:
-    """Everything the decision point reads, in one statement (one snapshot, one round trip):
-    the agreements' versions and end dates, and the students' opt-outs and live consents."""
-    ids = sorted(set(agreement_ids))
-    wanted = sorted(set(pairs))
-    row = await conn.fetchrow(
-        """WITH w AS (SELECT * FROM unnest($2::text[], $3::text[]) AS w(student_key, district_id))
-           SELECT
-             (SELECT coalesce(json_agg(v.document ORDER BY v.agreement_id, v.version), '[]')
-                FROM agreement_versions v WHERE v.agreement_id = ANY($1::text[])) AS versions,
-             (SELECT coalesce(json_agg(json_build_array(e.agreement_id, e.ended_on)), '[]')
-                FROM agreement_ends e WHERE e.agreement_id = ANY($1::text[])) AS ends,
-             (SELECT coalesce(json_agg(json_build_array(o.student_key, o.district_id)), '[]')
-                FROM directory_opt_outs o JOIN w USING (student_key, district_id) WHERE o.opted_out) AS opted,
-             (SELECT coalesce(json_agg(json_build_array(c.student_key, c.district_id, c.consent_id, c.recipient,
-                                                        c.elements, c.purpose, c.valid_until)), '[]')
-                FROM written_consents c JOIN w USING (student_key, district_id)
-               WHERE c.withdrawn_at IS NULL) AS consents,
-             (SELECT coalesce(json_agg(json_build_array(x.district_id, x.elements)), '[]')
-                FROM transfer_exclusions x WHERE x.district_id IN (SELECT district_id FROM w)) AS exclusions""",
-        ids,
-        [p[0] for p in wanted],
-        [p[1] for p in wanted],
-    )
-    assert row is not None
-    histories: dict[str, list[Agreement]] = {i: [] for i in ids}
-    for document in json.loads(row["versions"]):
-        agreement = _agreement(document)
-        histories[agreement.id].append(agreement)
-    ended_on = {a: date.fromisoformat(d) for a, d in json.loads(row["ends"])}
-    opted = {(s, d) for s, d in json.loads(row["opted"])}
-    consents: dict[tuple[str, str], list[ConsentGrant]] = {}
-    for student_key, district_id, consent_id, recipient, elements, purpose, valid_until in json.loads(row["consents"]):
-        consents.setdefault((student_key, district_id), []).append(
-            ConsentGrant(
-                consent_id=str(consent_id),
-                recipient=recipient,
-                elements=frozenset(elements),
-                purpose=purpose,
-                valid_until=date.fromisoformat(valid_until) if valid_until else None,
-            )
-        )
-    exclusions = {d: frozenset(e) for d, e in json.loads(row["exclusions"])}
-    return DecisionFacts(histories, ended_on, opted, consents, exclusions)
 
 
 async def transfer_exclusions(conn: Connection, district_id: str) -> dict[str, Any] | None:

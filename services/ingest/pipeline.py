@@ -40,7 +40,7 @@ from google.protobuf.message import Message
 
 from homeroom import calendar as school_calendar
 from homeroom import outbox
-from homeroom.bus.envelope import OutgoingEvent, build_event
+from homeroom.bus.envelope import OutgoingEvent, build_event, derived_id
 from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, ROSTER, Topic
 from homeroom.catalogue import CATALOGUE
 from homeroom.crypto import EnvelopeCipher
@@ -267,6 +267,7 @@ class SubmissionRun:
         self._new_orgs: list[tuple[str, str, str | None]] = []  # claimed, not yet written
         self._scope: frozenset[str] | None = None
         self._seq = 0
+        self._stamp = datetime.now(UTC)  # the time events are stamped with: one per chunk
         self._stored_problems = 0
         self._warnings_kept = 0
         self._warnings_dropped = 0
@@ -431,6 +432,7 @@ class SubmissionRun:
     # --- apply: events, problems, progress in one transaction ------------------------------------
 
     async def _apply(self, raw: list[ParseItem], out: list[ParseItem], *, bytes_read: int, progress: float) -> None:
+        self._stamp = datetime.now(UTC)
         chunk = self.tally.chunk(out)
         delta = store.ProgressDelta(
             records_read=records_in(raw), rejected=chunk.rejected, warned=chunk.warned, skipped=chunk.skipped
@@ -669,7 +671,7 @@ class SubmissionRun:
     # --- events -----------------------------------------------------------------------------------
 
     def _event_id(self, rec_hash: str, content: str) -> str:
-        return str(uuid.uuid5(_EVENT_NS, f"{self.district}|{rec_hash}|{content}"))
+        return derived_id(_EVENT_NS, f"{self.district}|{rec_hash}|{content}")
 
     def _student_key(self, r: StudentRecord) -> tuple[str, RecordWarning | None]:
         state_id = r.elements.get("student.state_id")
@@ -703,6 +705,7 @@ class SubmissionRun:
             correlation_id=self.correlation,
             causation_id=self.correlation,
             event_id=event_id,
+            time=self._stamp,
         )
 
     @staticmethod
@@ -917,7 +920,7 @@ class SubmissionRun:
         if r.class_ref is not None:
             # class (section) enrollments: one school-level event per student, school and date
             day = r.entry_date if r.action is EnrollmentAction.ENROLL else r.exit_date
-            event_id = str(uuid.uuid5(_EVENT_NS, f"{self.district}|{key}|{r.action}|{r.school_id}|{_iso(day)}"))
+            event_id = derived_id(_EVENT_NS, f"{self.district}|{key}|{r.action}|{r.school_id}|{_iso(day)}")
             if event_id in self._emitted:
                 return None
             self._emitted.add(event_id)
@@ -1051,6 +1054,17 @@ class Ingestor:
         self.settings = settings
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
         self._slots = FairSlots(settings.max_concurrent_submissions, settings.max_concurrent_per_district)
+        self._small_slots = FairSlots(settings.max_concurrent_small_submissions, settings.max_concurrent_per_district)
+
+    def slot(self, job: Job) -> contextlib.AbstractAsyncContextManager[None]:
+        """A place to run `job`: small uploads (real-time changes) have their own slots, so an
+        enrollment never waits behind its district's bulk attendance file. Each district's
+        uploads start in arrival order within their own kind (small or bulk)."""
+        small = self.settings.small_upload_bytes
+        with contextlib.suppress(OSError):
+            if small and job.path.stat().st_size <= small:
+                return self._small_slots.slot(job.district_id)
+        return self._slots.slot(job.district_id)
 
     def submit(self, job: Job, *, confirmed: bool = False) -> None:
         if job.submission_id in self._tasks:
@@ -1061,7 +1075,7 @@ class Ingestor:
 
     async def dry_run(self, job: Job) -> DryRunResult:
         """Parse and validate an upload with nothing stored or published (one of the slots)."""
-        async with self._slots.slot(job.district_id):
+        async with self.slot(job):
             run = SubmissionRun(
                 job,
                 pool=self.pool,
@@ -1083,7 +1097,7 @@ class Ingestor:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
 
     async def _run(self, job: Job, confirmed: bool) -> Outcome | None:
-        async with self._slots.slot(job.district_id):
+        async with self.slot(job):
             delay = 0.5
             while True:
                 run = SubmissionRun(

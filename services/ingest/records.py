@@ -94,6 +94,8 @@ def pseudonymise(value: str, key: bytes) -> str:
 
 
 def _canon(value: Any) -> Any:
+    if type(value) is str or value is None:  # most values: nothing to do
+        return value
     if isinstance(value, StrEnum):
         return str(value)
     if isinstance(value, date):
@@ -109,6 +111,19 @@ def _canon(value: Any) -> Any:
     return value
 
 
+_CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _content_fields(cls: type) -> tuple[str, ...]:
+    """A record type's fields but where it came from (dataclasses.fields costs a walk per call)."""
+    names = _CONTENT_FIELDS.get(cls)
+    if names is None:
+        names = _CONTENT_FIELDS[cls] = tuple(
+            f.name for f in fields(cls) if f.name not in ("source", "source_record_id")
+        )
+    return names
+
+
 class _RecordMixin:
     """fingerprint() shared by every record type."""
 
@@ -118,9 +133,8 @@ class _RecordMixin:
     def content(self) -> dict[str, Any]:
         """The record's content: every field except where it came from."""
         out: dict[str, Any] = {"kind": str(self.kind)}
-        for f in fields(self):  # type: ignore[arg-type]
-            if f.name not in ("source", "source_record_id"):
-                out[f.name] = _canon(getattr(self, f.name))
+        for name in _content_fields(type(self)):
+            out[name] = _canon(getattr(self, name))
         return out
 
     def fingerprint(self, key: bytes = b"") -> str:

@@ -108,6 +108,7 @@ def ssn_in_value(value: str, *, free_text: bool = False, policy: ScreeningPolicy
 
 
 @lru_cache(maxsize=8192)
+@lru_cache(maxsize=4096)  # asked for every field of every record; a file has few field names
 def safe_field_name(name: str, limit: int = 64) -> str:
     """A field name fit for an error report: never an SSN-shaped key, never unbounded."""
     if ssn_in_value(name, free_text=True):

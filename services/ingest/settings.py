@@ -27,6 +27,10 @@ class IngestSettings(ServiceSettings):
     max_concurrent_submissions: int = Field(default=2, gt=0)
     # Fair scheduling: one district's uploads never take every slot while another's wait.
     max_concurrent_per_district: int = Field(default=1, gt=0)
+    # Uploads up to this size (a real-time change: an enrollment, a withdrawal) run in their own
+    # slots, so they never wait behind a district's bulk file (0: one queue for all).
+    small_upload_bytes: int = Field(default=64 << 10, ge=0)
+    max_concurrent_small_submissions: int = Field(default=2, gt=0)
     # Zip uploads (OneRoster): expanded size per upload and per entry, and compression ratio.
     max_expanded_bytes: int = Field(default=2 << 30, gt=0)
     max_entry_bytes: int = Field(default=1 << 30, gt=0)

@@ -31,7 +31,7 @@ from homeroom.events.v1 import attendance_pb2
 from homeroom.service import Runtime
 from homeroom.storage import INFRASTRUCTURE_ERRORS
 from services.records import store
-from services.records.metrics import CHRONIC_CHANGES
+from services.records.metrics import ABSENCE_REVIEWS, CHRONIC_CHANGES
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ class AbsenceReviewer:
             await store.save_standings(conn, district, rows)
             if events:
                 await outbox.add(conn, events)
+        ABSENCE_REVIEWS.inc(len(keys))
         return len(keys)
 
     @staticmethod

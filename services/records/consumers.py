@@ -14,21 +14,23 @@ order. Each write runs as the RLS-confined app role with the event's district se
 
 Bad input is refused with `RejectEvent` (dead-lettered with the rule and reason; the
 consumer keeps going): a missing student or district, an unreadable date, a withdrawal
-with no enrollment to close, an element that is not in the catalogue. Attendance or a
-suspension for a student the district never enrolled or registered is retried first
-(enrollment travels on another topic, so it may simply not have arrived) and then
-dead-lettered (`StudentNotYetKnown`).
+with no enrollment to close, an element that is not in the catalogue. Enrollment travels on
+another topic, so a student may simply not have arrived yet: attendance for a student the
+district does not know waits in `marks_waiting` and is applied once the student is known,
+or dead-lettered (`student.unknown`) after `unknown_student_wait_s`
+(`application/waiting_marks.py`); a suspension for such a student is retried with backoff
+and then dead-lettered (`StudentNotYetKnown`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
 from homeroom import calendar, outbox
-from homeroom.bus.consumer import Handler, HandlerContext, RejectEvent
+from homeroom.bus.consumer import BatchHandler, Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION, ROSTER
 from homeroom.catalogue import CATALOGUE
@@ -84,66 +86,111 @@ def _district(event: IncomingEvent, payload_district: str) -> str:
 
 
 async def _scoped(ctx: HandlerContext, district: str) -> None:
-    await store.enter_district(ctx.conn, district)
+    """Confine the transaction to the event's district; set once per transaction and district."""
+    if ctx.state.get("district") != district:
+        await store.enter_district(ctx.conn, district)
+        ctx.state["district"] = district
 
 
-def enrollment_handler(runtime: Runtime) -> Handler:
+def enrollment_handler(runtime: Runtime) -> BatchHandler:
+    """Registrations and enrollments a run at a time (`_Run`: one statement per district for
+    each); a withdrawal or school change ends the run and is applied on its own, so each
+    student's events keep their order."""
     cipher = runtime.require_cipher()
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        payload = event.payload
-        if isinstance(payload, enrollment_pb2.StudentRegistered):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            for element in [*payload.sealed_elements, *payload.plain_elements]:
-                if element not in CATALOGUE:
-                    raise RejectEvent("element.unknown", f"{element!r} is not a catalogue element", element)
-            for element in payload.plain_elements:
-                if CATALOGUE[element].pii:
-                    raise RejectEvent("element.pii_unsealed", f"{element} is PII and must arrive sealed", element)
-            flags = None
-            if payload.program_flags:
-                flags = await cipher.seal(
-                    district, key, PROGRAM_FLAGS_ELEMENT, json.dumps(sorted(set(payload.program_flags)))
+    async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        run = _Run(ctx)
+        review: dict[str, set[str]] = {}  # district → students whose days enrolled may change
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, enrollment_pb2.StudentRegistered):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                for element in [*payload.sealed_elements, *payload.plain_elements]:
+                    if element not in CATALOGUE:
+                        raise RejectEvent("element.unknown", f"{element!r} is not a catalogue element", element)
+                for element in payload.plain_elements:
+                    if CATALOGUE[element].pii:
+                        raise RejectEvent("element.pii_unsealed", f"{element} is PII and must arrive sealed", element)
+                flags = None
+                if payload.program_flags:
+                    flags = await cipher.seal(
+                        district, key, PROGRAM_FLAGS_ELEMENT, json.dumps(sorted(set(payload.program_flags)))
+                    )
+                registration = store.Registration(
+                    key,
+                    payload.local_student_id_hash,
+                    {k: bytes(v.ciphertext) for k, v in payload.sealed_elements.items()},
+                    dict(payload.plain_elements),
+                    flags,
                 )
+                await run.add(district, registration)
+            elif isinstance(payload, enrollment_pb2.StudentEnrolled):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                school = _required(payload.school_id, "school_id")
+                entry = _date(payload.entry_date, "entry_date")
+                await run.add(district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type))
+                review.setdefault(district, set()).add(key)
+            elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                school = _required(payload.school_id, "school_id")
+                exit_date = _date(payload.exit_date, "exit_date")
+                await run.flush()
+                await _scoped(ctx, district)
+                await _close(ctx, district, key, school, exit_date, payload.exit_code)
+                review.setdefault(district, set()).add(key)
+            elif isinstance(payload, enrollment_pb2.SchoolChanged):
+                district = _district(event, payload.district_id)
+                key = _required(payload.student_key, "student_key")
+                from_school = _required(payload.from_school_id, "from_school_id")
+                to_school = _required(payload.to_school_id, "to_school_id")
+                when = _date(payload.change_date, "change_date")
+                await run.flush()
+                await _scoped(ctx, district)
+                await _close(ctx, district, key, from_school, when, "school_change")
+                await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
+                review.setdefault(district, set()).add(key)
+        await run.flush()
+        for district, keys in sorted(review.items()):
             await _scoped(ctx, district)
-            await store.register_student(
-                ctx.conn,
-                district,
-                key,
-                payload.local_student_id_hash,
-                {k: bytes(v.ciphertext) for k, v in payload.sealed_elements.items()},
-                dict(payload.plain_elements),
-                flags,
-            )
-        elif isinstance(payload, enrollment_pb2.StudentEnrolled):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            school = _required(payload.school_id, "school_id")
-            entry = _date(payload.entry_date, "entry_date")
-            await _scoped(ctx, district)
-            await store.enroll(ctx.conn, district, key, school, entry, payload.grade_level, payload.entry_type)
-            await store.queue_review(ctx.conn, district, [key])
-        elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            school = _required(payload.school_id, "school_id")
-            exit_date = _date(payload.exit_date, "exit_date")
-            await _scoped(ctx, district)
-            await _close(ctx, district, key, school, exit_date, payload.exit_code)
-            await store.queue_review(ctx.conn, district, [key])
-        elif isinstance(payload, enrollment_pb2.SchoolChanged):
-            district = _district(event, payload.district_id)
-            key = _required(payload.student_key, "student_key")
-            from_school = _required(payload.from_school_id, "from_school_id")
-            to_school = _required(payload.to_school_id, "to_school_id")
-            when = _date(payload.change_date, "change_date")
-            await _scoped(ctx, district)
-            await _close(ctx, district, key, from_school, when, "school_change")
-            await store.enroll(ctx.conn, district, key, to_school, when, "", "school_change")
-            await store.queue_review(ctx.conn, district, [key])
+            await store.queue_review(ctx.conn, district, keys)
 
     return handle
+
+
+class _Run:
+    """Registrations and enrollments written together: per district, every registration of
+    the run (merged per student, in order) and then every enrollment. That order is the
+    stream's own for each student unless a student registers again after enrolling, so
+    such a registration starts a new run, as a withdrawal or school change does."""
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.registrations: dict[str, list[store.Registration]] = {}
+        self.enrollments: dict[str, list[store.Enrollment]] = {}
+        self.enrolled: set[tuple[str, str]] = set()
+
+    async def add(self, district: str, item: store.Registration | store.Enrollment) -> None:
+        if isinstance(item, store.Registration):
+            if (district, item.student_key) in self.enrolled:
+                await self.flush()
+            self.registrations.setdefault(district, []).append(item)
+        else:
+            self.enrollments.setdefault(district, []).append(item)
+            self.enrolled.add((district, item.student_key))
+
+    async def flush(self) -> None:
+        registrations, self.registrations = self.registrations, {}
+        enrollments, self.enrollments = self.enrollments, {}
+        self.enrolled = set()
+        for district, regs in registrations.items():
+            await _scoped(self.ctx, district)
+            await store.register_students(self.ctx.conn, district, regs)
+        for district, enrolls in enrollments.items():
+            await _scoped(self.ctx, district)
+            await store.enroll_many(self.ctx.conn, district, enrolls)
 
 
 async def _close(ctx: HandlerContext, district: str, key: str, school: str, when: date, code: str) -> None:
@@ -173,27 +220,43 @@ def organization_handler(runtime: Runtime) -> Handler:
     return handle
 
 
-def attendance_handler(runtime: Runtime) -> Handler:
-    """Attendance marks into the record; a daily mark queues the student for the absence
-    reviewer, which counts days enrolled from the calendar and raises the chronic flag."""
+def attendance_handler(runtime: Runtime) -> BatchHandler:
+    """Attendance marks into the record, a batch at a time: per district one statement upserts
+    the marks and one queues the students with a daily mark for the absence reviewer, which
+    counts days enrolled from the calendar and raises the chronic flag (absence.py). Marks of a
+    student the district does not know yet (or whose earlier marks still wait) are kept waiting
+    (`application/waiting_marks.py`) instead of holding up the partition."""
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        payload = event.payload
-        if not isinstance(payload, attendance_pb2.AttendanceRecorded):
-            return  # ChronicAbsenceDetected and later additions: not records' input
-        district = _district(event, payload.district_id)
-        key = _required(payload.student_key, "student_key")
-        day = _date(payload.date, "date")
-        category = CATEGORIES.get(payload.category)
-        if category is None:
-            raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
-        await _scoped(ctx, district)
-        if not await store.record_attendance(
-            ctx.conn, district, key, day, payload.period, payload.school_id, category, payload.excused
-        ):
-            raise StudentNotYetKnown(f"student.unknown: district {district} has no record of this student")
-        if not payload.period:
-            await store.queue_review(ctx.conn, district, [key])
+    async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        by_district: dict[str, list[store.WaitingMark]] = {}
+        for event in events:
+            payload = event.payload
+            if not isinstance(payload, attendance_pb2.AttendanceRecorded):
+                continue  # ChronicAbsenceDetected and later additions: not records' input
+            district = _district(event, payload.district_id)
+            key = _required(payload.student_key, "student_key")
+            day = _date(payload.date, "date")
+            category = CATEGORIES.get(payload.category)
+            if category is None:
+                raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
+            mark = store.Mark(key, day, payload.period, payload.school_id, category, payload.excused)
+            by_district.setdefault(district, []).append(
+                store.WaitingMark(
+                    mark,
+                    event.event_id,
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    ctx.consumer,
+                    ctx.dead_letter_topic,
+                )
+            )
+        for district, marks in sorted(by_district.items()):
+            await _scoped(ctx, district)
+            written = await store.put_marks(ctx.conn, district, [w.mark for w in marks])
+            await store.keep_waiting(ctx.conn, district, [w for w in marks if w.mark.student_key not in written])
+            daily = {w.mark.student_key for w in marks if not w.mark.period}
+            await store.queue_review(ctx.conn, district, daily & written)
 
     return handle
 
@@ -396,39 +459,52 @@ def _class_enrollment_row(
     return district, row
 
 
-async def _class_enrollment(event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded, ctx: HandlerContext) -> None:
-    district, row = _class_enrollment_row(event, p)
-    await _scoped(ctx, district)
-    await roster_store.upsert_class_enrollments(ctx.conn, district, [row])
-
-
 _ROSTER_HANDLERS: dict[type, Callable[[IncomingEvent, Any, HandlerContext], Awaitable[None]]] = {
     roster_pb2.AcademicSessionRegistered: _session,
     roster_pb2.CourseRegistered: _course,
     roster_pb2.ClassRegistered: _class,
     roster_pb2.StaffRegistered: _staff,
-    roster_pb2.ClassEnrollmentRecorded: _class_enrollment,
 }
 
 
-def roster_handler(runtime: Runtime) -> Handler:
-    """roster.v1: one handler per change, dispatched by type; each an upsert on its natural key."""
+def roster_handler(runtime: Runtime) -> BatchHandler:
+    """roster.v1, a poll's batch at a time (a district's roster is mostly class enrollments:
+    250,000 for 50,000 students): class enrollments gathered per district and upserted in one
+    pipelined statement; sessions, courses, classes and staff by the handler for their type, in
+    order (pending class enrollments are written first, so the partition's order holds). Each
+    write is an upsert on its natural key."""
 
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        apply = _ROSTER_HANDLERS.get(type(event.payload))
-        if apply is not None:
-            await apply(event, event.payload, ctx)
+    async def apply(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        pending: dict[str, list[roster_store.ClassEnrollmentRow]] = {}
 
-    return handle
+        async def flush() -> None:
+            for district, rows in pending.items():
+                await _scoped(ctx, district)
+                await roster_store.upsert_class_enrollments(ctx.conn, district, rows)
+            pending.clear()
+
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, roster_pb2.ClassEnrollmentRecorded):
+                district, row = _class_enrollment_row(event, payload)
+                pending.setdefault(district, []).append(row)
+                continue
+            await flush()
+            handler = _ROSTER_HANDLERS.get(type(payload))
+            if handler is not None:
+                await handler(event, payload, ctx)
+        await flush()
+
+    return apply
 
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec("enrollment", [ENROLLMENT], enrollment_handler),
+    ConsumerSpec("enrollment", [ENROLLMENT], batch_handler=enrollment_handler),
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
-    ConsumerSpec("attendance", [ATTENDANCE], attendance_handler, max_batch=1000),
+    ConsumerSpec("attendance", [ATTENDANCE], batch_handler=attendance_handler, max_batch=1000),
     ConsumerSpec("discipline", [DISCIPLINE], discipline_handler),
     ConsumerSpec("calendar", [CALENDAR], calendar_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
     ConsumerSpec("keys", [KEYS], keys_handler),
-    ConsumerSpec("roster", [ROSTER], roster_handler, max_batch=1000),
+    ConsumerSpec("roster", [ROSTER], batch_handler=roster_handler, max_batch=1000),
 )

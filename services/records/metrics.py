@@ -1,7 +1,7 @@
 """Metrics of the records service. The kernel's consumer metrics cover events applied
 (`homeroom_events_applied_total{service="records"}`) and consumer lag
 (`homeroom_consumer_lag{service="records"}`); records adds reads, denials, disclosures
-and its attendance summary table."""
+and the absence reviewer's counts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from prometheus_client import Counter, Gauge
 READS = Counter("homeroom_records_reads_total", "Student records read, by caller role and channel", ["role", "channel"])
 DENIALS = Counter("homeroom_records_denials_total", "Reads refused, by reason", ["reason"])
 DISCLOSURES = Counter("homeroom_records_disclosures_total", "disclosure.v1 events written, by channel", ["channel"])
-SUMMARY_MARKS = Counter(
-    "homeroom_records_summary_marks_total", "Daily attendance marks folded into the attendance summary table"
+ABSENCE_REVIEWS = Counter(
+    "homeroom_records_absence_reviews_total",
+    "Students whose days enrolled, absences and chronic-absence flag the absence reviewer counted again",
 )
 CHRONIC_CHANGES = Counter(
     "homeroom_records_chronic_absence_changes_total",

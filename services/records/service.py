@@ -9,17 +9,17 @@ from pathlib import Path
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster, store
 from services.records.absence import AbsenceReviewer
+from services.records.application.waiting_marks import WaitingMarks
 from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
 from services.records.reconcile import AuditClient, keep_reconciling
 from services.records.settings import RecordsSettings
-from services.records.summary import AttendanceSummary
 
 
 async def on_start(runtime: Runtime) -> None:
     """The consent client, unless one was injected (tests put theirs in runtime.extras);
-    the attendance summary table and the absence reviewer wherever consumers run."""
+    the absence reviewer and the waiting marks' task wherever consumers run."""
     settings = runtime.settings
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
@@ -40,18 +40,21 @@ async def on_start(runtime: Runtime) -> None:
             retention_loop(runtime, settings.retention_interval_s), name="records-retention"
         )
     if settings.start_consumers:
-        summary = AttendanceSummary(runtime)
-        await summary.start()
-        runtime.extras["attendance_summary"] = summary
         reviewer = AbsenceReviewer(runtime, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
         reviewer.start()
         runtime.extras["absence_reviewer"] = reviewer
+        waiting = WaitingMarks(runtime, settings.unknown_student_wait_s)
+        waiting.start()
+        runtime.extras["waiting_marks"] = waiting
 
 
 async def on_stop(runtime: Runtime) -> None:
     reviewer = runtime.extras.get("absence_reviewer")
     if isinstance(reviewer, AbsenceReviewer):
         await reviewer.stop()
+    waiting = runtime.extras.get("waiting_marks")
+    if isinstance(waiting, WaitingMarks):
+        await waiting.stop()
     for name in ("reconcile_task", "retention_task"):
         task = runtime.extras.pop(name, None)
         if isinstance(task, asyncio.Task):
@@ -61,9 +64,6 @@ async def on_stop(runtime: Runtime) -> None:
     audit = runtime.extras.get("audit")
     if isinstance(audit, AuditClient):
         await audit.aclose()
-    summary = runtime.extras.get("attendance_summary")
-    if isinstance(summary, AttendanceSummary):
-        await summary.stop()
     client = runtime.extras.get("consent")
     if isinstance(client, ConsentClient):
         await client.aclose()

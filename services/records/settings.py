@@ -26,6 +26,9 @@ class RecordsSettings(ServiceSettings):
     # `chronic_absence_min_days` days are recorded (seed 000: early support).
     chronic_absence_threshold: float = Field(default=0.10, gt=0, le=1)
     chronic_absence_min_days: int = Field(default=10, ge=1)
+    # Attendance for a student the district has not registered waits this long for the
+    # registration (another topic) before it is dead-lettered (application/waiting_marks.py).
+    unknown_student_wait_s: float = Field(default=300.0, ge=0)
     # How often the retention job removes what districts' retention periods say is kept long enough
     # (0: never; it also runs once at start).
     retention_interval_s: float = Field(default=86400.0, ge=0)

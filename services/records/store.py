@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from homeroom.storage import Connection
+from homeroom.storage import Connection, columns
 
 APP_ROLE = "homeroom_records_app"
 DISTRICT_SETTING = "homeroom.district_id"
@@ -166,6 +166,117 @@ async def register_student(
         )
 
 
+@dataclass(slots=True)
+class Registration:
+    """A student's registration as the consumer applies it; several of one student in a
+    batch are merged in order by `merged`."""
+
+    student_key: str
+    local_id_hash: str
+    sealed: dict[str, bytes]
+    plain: dict[str, str]
+    program_flags: bytes | None
+
+    def merged(self, later: Registration) -> Registration:
+        return Registration(
+            self.student_key,
+            later.local_id_hash or self.local_id_hash,
+            {**self.sealed, **later.sealed},
+            {**self.plain, **later.plain},
+            later.program_flags if later.program_flags is not None else self.program_flags,
+        )
+
+
+_REGISTER = """WITH r AS (
+        SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])
+            AS r(student_key, local_id_hash, plain, program_flags)),
+    indexed AS (
+        INSERT INTO student_index (student_key, district_id) SELECT student_key, $1 FROM r ON CONFLICT DO NOTHING),
+    elements AS (
+        INSERT INTO student_elements (district_id, student_key, element, sealed, source)
+        SELECT $1, k, element, sealed, 'ingest'
+        FROM unnest($6::text[], $7::text[], $8::bytea[]) AS s(k, element, sealed)
+        ON CONFLICT (district_id, student_key, element)
+        DO UPDATE SET sealed = EXCLUDED.sealed, source = EXCLUDED.source, updated_at = clock_timestamp())
+    INSERT INTO students (district_id, student_key, local_id_hash, plain_elements, program_flags, registered)
+    SELECT $1, student_key, local_id_hash, plain::jsonb, program_flags, true FROM r
+    ON CONFLICT (district_id, student_key) DO UPDATE SET
+        local_id_hash = COALESCE(NULLIF(EXCLUDED.local_id_hash, ''), students.local_id_hash),
+        plain_elements = students.plain_elements || EXCLUDED.plain_elements,
+        program_flags = COALESCE(EXCLUDED.program_flags, students.program_flags),
+        registered = true, updated_at = clock_timestamp()"""
+
+
+async def register_students(conn: Connection, district_id: str, registrations: Sequence[Registration]) -> None:
+    """`register_student` for many students in one statement (inside enter_district)."""
+    merged: dict[str, Registration] = {}
+    for r in registrations:
+        merged[r.student_key] = merged[r.student_key].merged(r) if r.student_key in merged else r
+    rows = list(merged.values())
+    elements = [(r.student_key, element, sealed) for r in rows for element, sealed in r.sealed.items()]
+    await conn.execute(
+        _REGISTER,
+        district_id,
+        [r.student_key for r in rows],
+        [r.local_id_hash for r in rows],
+        [json.dumps(r.plain) for r in rows],
+        [r.program_flags for r in rows],
+        [e[0] for e in elements],
+        [e[1] for e in elements],
+        [e[2] for e in elements],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    student_key: str
+    school_id: str
+    entry_date: date
+    grade_level: str
+    entry_type: str
+
+
+_ENROLL = """WITH e AS (
+        SELECT * FROM unnest($2::text[], $3::text[], $4::date[], $5::text[], $6::text[])
+            AS e(student_key, school_id, entry_date, grade_level, entry_type)),
+    g AS (SELECT * FROM unnest($7::text[], $8::text[]) AS g(student_key, grade_level)),
+    indexed AS (
+        INSERT INTO student_index (student_key, district_id) SELECT student_key, $1 FROM g ON CONFLICT DO NOTHING),
+    enrolled AS (
+        INSERT INTO enrollments (district_id, student_key, school_id, entry_date, grade_level, entry_type)
+        SELECT $1, student_key, school_id, entry_date, grade_level, entry_type FROM e
+        ON CONFLICT (district_id, student_key, school_id, entry_date)
+        DO UPDATE SET grade_level = EXCLUDED.grade_level, entry_type = EXCLUDED.entry_type,
+            updated_at = clock_timestamp()
+        WHERE (enrollments.grade_level, enrollments.entry_type) IS DISTINCT FROM
+              (EXCLUDED.grade_level, EXCLUDED.entry_type))
+    INSERT INTO students (district_id, student_key, plain_elements)
+    SELECT $1, student_key,
+           CASE WHEN grade_level = '' THEN '{}'::jsonb
+                ELSE jsonb_build_object('enrollment.grade_level', grade_level) END
+    FROM g
+    ON CONFLICT (district_id, student_key) DO UPDATE SET
+        plain_elements = students.plain_elements || EXCLUDED.plain_elements, updated_at = clock_timestamp()"""
+
+
+async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[Enrollment]) -> None:
+    """`enroll` for many enrollments in one statement (inside enter_district): the last of
+    one (student, school, entry date) wins, and a student's last grade level given."""
+    last = {(e.student_key, e.school_id, e.entry_date): e for e in enrollments}
+    grades: dict[str, str] = {}
+    for e in enrollments:
+        if e.grade_level or e.student_key not in grades:
+            grades[e.student_key] = e.grade_level or grades.get(e.student_key, "")
+    rows = list(last.values())
+    await conn.execute(
+        _ENROLL,
+        district_id,
+        *columns(rows, "student_key", "school_id", "entry_date", "grade_level", "entry_type"),
+        list(grades),
+        list(grades.values()),
+    )
+
+
 async def put_element_if_absent(
     conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes, source: str
 ) -> None:
@@ -278,39 +389,137 @@ async def withdraw(
     return "ok"
 
 
-async def record_attendance(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    day: date,
-    period: str,
-    school_id: str,
-    category: str,
-    excused: bool,
-) -> bool:
-    """Upsert one attendance mark; False (and nothing written) if the district has no
-    record of the student. One statement."""
-    known = await conn.fetchval(
-        """WITH known AS (SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2),
-           mark AS (
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """An attendance mark as the consumer applies it."""
+
+    student_key: str
+    day: date
+    period: str  # "" for the daily mark
+    school_id: str
+    category: str
+    excused: bool
+
+
+# Every lookup is a primary-key probe per input row (LATERAL ... LIMIT 1, which the planner
+# cannot flatten into a join) and the update goes by the rows' ctids (a TID scan), so a batch
+# costs the same whatever the tables hold and whatever the planner's statistics say: a join
+# on an unnest can be planned as a scan of the whole district per batch. A student with marks
+# waiting (marks_waiting) gets none written here: the caller keeps these marks waiting too,
+# behind the older ones.
+_PUT_MARKS = """WITH input AS (
+        SELECT * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[])
+            AS m(student_key, day, period, school_id, category, excused)),
+    known AS (
+        SELECT k.student_key, s.ctid AS row_id, s.destroyed_at IS NULL AS live,
+               EXISTS (SELECT 1 FROM marks_waiting w WHERE w.district_id = $1 AND w.student_key = k.student_key)
+                   AS waiting
+        FROM unnest($8::text[]) AS k(student_key)
+        CROSS JOIN LATERAL (
+            SELECT ctid, destroyed_at FROM students s
+            WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
+    written AS (
+        INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
+        SELECT $1, m.student_key, m.day, m.period, m.school_id, m.category, m.excused FROM input m
+        WHERE m.student_key IN (SELECT student_key FROM known WHERE NOT waiting)
+        ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+            category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
+        WHERE (attendance.school_id, attendance.category, attendance.excused)
+              IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
+    touched AS (
+        UPDATE students SET updated_at = clock_timestamp()
+        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known WHERE NOT waiting)) AND district_id = $1)
+    SELECT student_key FROM known WHERE NOT waiting"""
+
+
+async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> set[str]:
+    """Upsert a batch of one district's attendance marks (the last mark of a student, day and
+    period wins) in one statement, for the students the district knows that have no marks
+    waiting; returns those students. The rest are the caller's to `keep_waiting`."""
+    last = list({(m.student_key, m.day, m.period): m for m in marks}.values())
+    rows = await conn.fetch(
+        _PUT_MARKS,
+        district_id,
+        *columns(last, "student_key", "day", "period", "school_id", "category", "excused"),
+        sorted({m.student_key for m in marks}),
+    )
+    return {r["student_key"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingMark:
+    """A mark kept until its student is known, with where it came from (for its dead letter)."""
+
+    mark: Mark
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    consumer: str
+    dead_letter_topic: str
+
+
+async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[WaitingMark]) -> None:
+    """Keep marks until their students are known (in order: a later mark of the same student,
+    day and period replaces the one waiting). Inside enter_district."""
+    last = list({(w.mark.student_key, w.mark.day, w.mark.period): w for w in waiting}.values())
+    if not last:
+        return
+    marks = [w.mark for w in last]
+    await conn.execute(
+        "INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING", district_id
+    )
+    await conn.execute(
+        """INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
+               topic, "partition", "offset", consumer, dead_letter_topic)
+           SELECT $1, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[],
+                                    $8::text[], $9::text[], $10::int[], $11::bigint[], $12::text[], $13::text[])
+           ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
+               category = EXCLUDED.category, excused = EXCLUDED.excused, event_id = EXCLUDED.event_id,
+               topic = EXCLUDED.topic, "partition" = EXCLUDED."partition", "offset" = EXCLUDED."offset",
+               consumer = EXCLUDED.consumer, dead_letter_topic = EXCLUDED.dead_letter_topic""",
+        district_id,
+        *columns(marks, "student_key", "day", "period", "school_id", "category", "excused"),
+        *columns(last, "event_id", "topic", "partition", "offset", "consumer", "dead_letter_topic"),
+    )
+
+
+async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> list[str]:
+    return [r["district_id"] for r in await conn.fetch("SELECT district_id FROM marks_waiting_districts")]
+
+
+async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
+    """Write the waiting marks of students the district now knows into `attendance` (inside
+    enter_district); returns the students whose daily marks were written."""
+    rows = await conn.fetch(
+        """WITH ready AS (
+               DELETE FROM marks_waiting w WHERE w.district_id = $1 AND EXISTS (
+                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = w.student_key)
+               RETURNING w.student_key, w.day, w.period, w.school_id, w.category, w.excused),
+           written AS (
                INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
-               SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM known)
+               SELECT $1, student_key, day, period, school_id, category, excused FROM ready
                ON CONFLICT (district_id, student_key, day, period) DO UPDATE SET school_id = EXCLUDED.school_id,
-                   category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()
-               RETURNING 1),
+                   category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()),
            touched AS (
                UPDATE students SET updated_at = clock_timestamp()
-               WHERE district_id = $1 AND student_key = $2 AND EXISTS (SELECT 1 FROM mark) RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM known)  -- data-modifying CTEs always run to completion""",
+               WHERE district_id = $1 AND student_key IN (SELECT student_key FROM ready))
+           SELECT DISTINCT student_key FROM ready WHERE period = ''""",
         district_id,
-        student_key,
-        day,
-        period,
-        school_id,
-        category,
-        excused,
     )
-    return bool(known)
+    return {r["student_key"] for r in rows}
+
+
+async def expire_waiting_marks(conn: Connection, district_id: str, before: datetime) -> list[asyncpg.Record]:
+    """Remove (and return) the marks that have waited since before `before` (inside enter_district)."""
+    return list(
+        await conn.fetch(
+            """DELETE FROM marks_waiting WHERE district_id = $1 AND waiting_since < $2
+               RETURNING student_key, event_id, topic, "partition", "offset", consumer, dead_letter_topic""",
+            district_id,
+            before,
+        )
+    )
 
 
 async def record_suspension(
@@ -361,6 +570,7 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         "attendance",
         "suspensions",
         "chronic_absence",
+        "marks_waiting",
     ):
         await conn.execute(f"DELETE FROM {table} WHERE district_id = $1 AND student_key = $2", *args)  # noqa: S608
     await conn.execute(
@@ -1128,17 +1338,26 @@ async def attendance_facts(conn: Connection, district_id: str, student_keys: Seq
 
 async def save_standings(conn: Connection, district_id: str, rows: Sequence[tuple[object, ...]]) -> None:
     """(student, chronic, days enrolled, days absent, rate or None, as of, school year, calendar known,
-    missing calendars) per student: the record's attendance standing, as the reviewer counted it."""
+    missing calendars) per student: the record's attendance standing, as the reviewer counted it.
+    One statement for the whole review (the missing calendars travel as JSON arrays: a text[]
+    per row cannot be unnested)."""
     if not rows:
         return
-    await conn.executemany(
+    await conn.execute(
         """INSERT INTO chronic_absence (district_id, student_key, chronic, days_enrolled, days_absent, absence_rate,
                as_of_date, school_year, calendar_known, missing_calendars)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           SELECT $1, r.student_key, r.chronic, r.days_enrolled, r.days_absent, r.absence_rate, r.as_of_date,
+                  r.school_year, r.calendar_known, ARRAY(SELECT jsonb_array_elements_text(r.missing::jsonb))
+           FROM unnest($2::text[], $3::bool[], $4::int[], $5::int[], $6::float8[], $7::date[], $8::int[],
+                       $9::bool[], $10::text[])
+               AS r(student_key, chronic, days_enrolled, days_absent, absence_rate, as_of_date, school_year,
+                    calendar_known, missing)
            ON CONFLICT (district_id, student_key) DO UPDATE SET chronic = EXCLUDED.chronic,
                days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
                absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
                school_year = EXCLUDED.school_year, calendar_known = EXCLUDED.calendar_known,
                missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()""",
-        [(district_id, *r) for r in rows],
+        district_id,
+        *[[r[i] for r in rows] for i in range(8)],
+        [json.dumps(r[8]) for r in rows],
     )

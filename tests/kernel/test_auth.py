@@ -123,6 +123,26 @@ def test_a_token_expired_within_the_leeway_is_still_accepted(verifier: TokenVeri
     assert verifier.verify(sign(claims(exp=int(time.time()) - 10))).subject == "staff-7"
 
 
+def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(ISSUER, AUDIENCE, StaticKeys.from_jwks(external_jwks()), clock=lambda: now[0])
+    token = sign(claims(exp=int(now[0]) + 600))
+    assert verifier.cached(token) is None
+    principal = verifier.verify(token)
+    assert verifier.cached(token) is principal  # the next request costs a lookup
+    # Only the exact text is remembered: one byte more or less is verified (and refused).
+    assert refusal(verifier, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]).reason == "bad_signature"
+    assert refusal(verifier, token + ".x").reason == "malformed"
+    now[0] += 599
+    assert verifier.cached(token) is principal
+    now[0] += 1  # at exp: never answered from memory again, whatever the leeway
+    assert verifier.cached(token) is None
+    # An expired token the cache forgot is checked in full, and refused.
+    expired = sign(claims(exp=int(time.time()) - 120, jti="tok-2"))
+    assert refusal(verifier, expired).reason == "expired"
+    assert verifier.cached(expired) is None
+
+
 def test_a_single_key_issuer_need_not_name_the_key() -> None:
     only_ed = TokenVerifier(ISSUER, AUDIENCE, StaticKeys.from_jwks({"keys": [external_jwks()["keys"][0]]}))
     assert only_ed.verify(sign(claims(), with_kid=False)).role is Role.DISTRICT_STAFF

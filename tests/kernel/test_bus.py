@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from homeroom.bus.consumer import HandlerContext, RejectEvent
-from homeroom.bus.envelope import IncomingEvent, decode
+from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent
+from homeroom.bus.envelope import IncomingEvent, build_event, decode, derived_id, timestamp
 from homeroom.bus.producer import Publisher
-from homeroom.bus.topics import ensure_topics
+from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
+from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
 from homeroom.infra.broker import EmbeddedBroker
-from homeroom.outbox import OutboxRelay
+from homeroom.outbox import OutboxRelay, pack_headers, unpack_headers
 from tests.kernel.busfixtures import absence, make_consumer, prepare, tally_handler, topics, wait_for, write_to_outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +58,11 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
 ) -> None:
     await prepare(pg_pool)
     await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
-    events = [absence(i, topic_suffix) for i in range(300)]
-    await write_to_outbox(pg_pool, events)
-    await write_to_outbox(pg_pool, events[:50])  # the same ids again: the outbox skips them
-    assert await count(pg_pool, "SELECT count(*) FROM outbox") == 300
+    events = [absence(i, topic_suffix) for i in range(400)]
+    await write_to_outbox(pg_pool, events[:300])  # by COPY
+    await write_to_outbox(pg_pool, events[:50])  # the same ids again, by INSERT: the outbox skips them
+    await write_to_outbox(pg_pool, events[200:])  # a COPY with 100 known ids: redone as INSERT, 100 new kept
+    assert await count(pg_pool, "SELECT count(*) FROM outbox") == 400
 
     relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}))
     relay.start()
@@ -62,11 +70,17 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
     consumer.start()
     try:
         await relay.drain()
-        await wait_for(lambda: _eq(count(pg_pool), 300))
+        await wait_for(lambda: _eq(count(pg_pool), 400))
     finally:
         await consumer.stop()
         await relay.stop()
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=60), st.binary(max_size=300)), max_size=12))
+def test_packed_headers_come_back_as_they_went_in(headers: list[tuple[str, bytes]]) -> None:
+    assert unpack_headers(pack_headers(headers)) == headers
 
 
 async def _eq(value: object, expected: int) -> bool:
@@ -185,13 +199,65 @@ async def test_consumer_killed_mid_batch_resumes_without_loss_or_double_apply(
     applied_before = await count(pg_pool)
     assert 0 < applied_before < total, "the kill must land mid-stream for this test to mean anything"
 
-    consumer = make_consumer(pg_pool, bootstrap, topic_suffix)
+    await resume_exactly_once(pg_pool, bootstrap, topic_suffix, total)
+
+
+async def test_consumer_killed_between_state_commit_and_offset_commit_replays_nothing(
+    pg_pool: asyncpg.Pool, fresh_database_url: str, bootstrap: str, topic_suffix: str
+) -> None:
+    """kill -9 after the database commit of a poll's batches and before the Kafka offset
+    commit: Kafka still says "nothing consumed", yet the next owner of the partitions starts
+    where the state ends (the offsets stored with it), so no event even arrives twice."""
+    await prepare(pg_pool)
+    attendance, _ = topics(topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    total = 600
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(total)])
+    await publisher.stop()
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOMEROOM_FAILPOINTS": "consumer.after_state_commit:tally"}
+    child = subprocess.Popen(  # noqa: ASYNC220 - the child kills itself at the failpoint
+        [sys.executable, "-m", "tests.kernel.busfixtures", fresh_database_url, bootstrap, topic_suffix],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert await asyncio.to_thread(child.wait, 60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    applied_before = await count(pg_pool)
+    assert 0 < applied_before < total
+    stored = await count(pg_pool, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets")
+    assert stored == applied_before  # every applied event is covered by a stored offset
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"tally-{topic_suffix}")
+    await probe.start()
+    try:
+        partitions = probe.partitions_for_topic(attendance.name) or set()
+        from aiokafka import TopicPartition
+
+        committed = [await probe.committed(TopicPartition(attendance.name, p)) for p in partitions]
+    finally:
+        await probe.stop()
+    assert partitions and all(c is None for c in committed), committed  # Kafka never heard of it
+
+    consumer = await resume_exactly_once(pg_pool, bootstrap, topic_suffix, total)
+    assert consumer.applied == total - applied_before
+    assert consumer.duplicates == 0  # nothing re-read: the new owner sought to the stored offsets
+
+
+async def resume_exactly_once(pg_pool: asyncpg.Pool, bootstrap: str, suffix: str, total: int) -> EventConsumer:
+    """A new consumer in the group applies the rest: every event exactly once."""
+    consumer = make_consumer(pg_pool, bootstrap, suffix)
     consumer.start()
     try:
         await wait_for(lambda: _eq(count(pg_pool), total), timeout_s=90)
     finally:
         await consumer.stop()
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    return consumer
 
 
 async def _gt(value: object, floor: int) -> bool:
@@ -309,3 +375,83 @@ async def test_a_database_restart_under_a_consumer_loses_and_dead_letters_nothin
             await pool.close()
     finally:
         server.cleanup()
+
+
+async def test_each_topic_has_its_own_relay_lane(pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str) -> None:
+    """An enrollment written behind a backlog of attendance is published while that backlog
+    is still waiting: the relay keeps order within a topic, not across topics."""
+    await prepare(pg_pool)
+    attendance, _ = topics(topic_suffix)
+    enrollment = with_suffix(ENROLLMENT, topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [*topics(topic_suffix), enrollment])
+    backlog = [absence(i, topic_suffix) for i in range(1000)]
+    enrolled = build_event(
+        enrollment,
+        "student_enrolled",
+        StudentEnrolled(student_key="stu_1", district_id="d-1", school_id="s-1", entry_date="2026-09-01"),
+        source="/test",
+        subject="stu_1",
+        topic_name=enrollment.name,
+    )
+    await write_to_outbox(pg_pool, backlog)
+    await write_to_outbox(pg_pool, [enrolled])
+    headers = await pg_pool.fetchval("SELECT header_bytes FROM outbox WHERE event_id = $1", enrolled.event_id)
+    assert unpack_headers(headers) == enrolled.headers
+
+    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), batch_size=10)
+    relay.start()
+    try:
+        waiting = "SELECT count(*) FROM outbox WHERE topic = $1"
+        await wait_for(lambda: _eq(pg_pool.fetchval(waiting, enrollment.name), 0))
+        assert await pg_pool.fetchval(waiting, attendance.name) > 0
+        # ... so the enrollment did not wait for the 100 batches of attendance.
+        await relay.drain(60)
+    finally:
+        await relay.stop()
+    consumer = AIOKafkaConsumer(
+        enrollment.name, bootstrap_servers=bootstrap, group_id=f"lane-{topic_suffix}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        got = await consumer.getone()
+    finally:
+        await consumer.stop()
+    assert (got.value, list(got.headers)) == (enrolled.value, enrolled.headers)  # headers as written, byte for byte
+
+
+async def test_an_outbox_with_json_headers_is_converted_in_place(pg_pool: asyncpg.Pool) -> None:
+    """A database made before the headers were packed keeps its waiting events."""
+    event = absence(1, "convert")
+    await pg_pool.execute(
+        """CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, topic text NOT NULL,
+               key bytea, headers jsonb NOT NULL, payload bytea NOT NULL, created_at timestamptz DEFAULT now())"""
+    )
+    await pg_pool.execute(
+        """INSERT INTO outbox (event_id, topic, key, headers, payload) VALUES ($1, $2, $3, $4::jsonb, $5)""",
+        event.event_id,
+        event.topic,
+        event.key,
+        json.dumps([[k, v.hex()] for k, v in event.headers]),
+        event.value,
+    )
+    await prepare(pg_pool)
+    row = await pg_pool.fetchrow("SELECT * FROM outbox")
+    assert row is not None and "headers" not in dict(row)
+    assert unpack_headers(row["header_bytes"]) == event.headers
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes())
+def test_event_times_are_what_protobuf_would_make_them(when: datetime) -> None:
+    """build_event stamps events without protobuf's slow conversions: the same seconds,
+    nanos and RFC 3339 text as Timestamp.FromDatetime / ToJsonString."""
+    reference = Timestamp()
+    reference.FromDatetime(when)
+    seconds, nanos, text = timestamp(when)
+    assert (seconds, nanos, text.decode()) == (reference.seconds, reference.nanos, reference.ToJsonString())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids(), st.text())
+def test_derived_ids_are_uuid5(namespace: uuid.UUID, name: str) -> None:
+    assert derived_id(namespace, name) == str(uuid.uuid5(namespace, name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -212,11 +213,36 @@ def test_heads_and_receipts_signed_by_another_key_say_so() -> None:
     assert f"claims key {impostor.key_id}, not one of the log's keys: {SIGNER.key_id}" in report.findings[0].message
 
 
-def test_missing_receipt_is_named() -> None:
-    log = Log()
+def test_entries_without_receipts_are_vouched_for_by_heads_and_the_tail_is_counted() -> None:
+    # Since issue 19 entries carry no receipt of their own: a matching signed head vouches.
+    log = Log(n=320)
+    log.entries = [e._replace(receipt=None) for e in log.entries]
+    report = log.verify()
+    assert report.ok and report.receipts_verified == 0 and report.authenticated_size == 300
+    assert report.awaiting_head == 20 and "20 entries not yet covered by a signed head" in report.lines()[1]
+
+    # Rewritten with its leaf hash: only the heads covering it can tell, from entry 120 up.
+    data = canonical(130).replace(b"instruction", b"marketing")
+    log.entries[130] = ExportedEntry(130, data, leaf_hash(data), None)
+    report = log.verify()
+    assert head_sizes(report, K.HEAD_ROOT_MISMATCH) == [200, 300] and report.authenticated_size == 120
+    assert kinds_at(report) - {(K.HEAD_ROOT_MISMATCH, None)} == {(K.NO_RECEIPT, 120)}
+    assert report.entry_indices(K.NO_RECEIPT) == list(range(120, 300))  # one run, not 180 findings
+
+    # With the stored leaf hash left alone the entry itself is named, and nothing else.
+    log.entries[130] = ExportedEntry(130, data, leaf_hash(canonical(130)), None)
+    report = log.verify()
+    assert kinds_at(report) - {(K.HEAD_ROOT_MISMATCH, None)} == {(K.STORED_HASH_MISMATCH, 130)}
+
+
+def test_missing_receipt_is_named_where_no_matching_head_vouches() -> None:
+    log = Log(head_sizes=())
     log.entries[10] = log.entries[10]._replace(receipt=None)
     report = log.verify()
-    assert kinds_at(report) == {(K.NO_RECEIPT, 10)}
+    assert report.ok and report.awaiting_head == 1  # the unsigned tail: the next head covers it
+    log = Log()
+    log.entries[10] = log.entries[10]._replace(receipt=None)
+    assert log.verify().ok  # head 50 vouches for it
 
 
 def test_shuffled_export_lines_name_the_misplaced_positions_only() -> None:
@@ -326,10 +352,10 @@ def test_progress_is_reported_while_streaming() -> None:
 
 def test_findings_are_capped_but_counted_exactly() -> None:
     log = Log(n=100, head_sizes=())
-    log.entries = [e._replace(receipt=None) for e in log.entries]
+    log.entries = [e._replace(receipt=replace(e.receipt, signature=bytes(64))) for e in log.entries if e.receipt]
     report = log.verify(max_findings=10)
     assert len(report.findings) == 10 and report.findings_truncated
-    assert report.counts[K.NO_RECEIPT] == 100
+    assert report.counts[K.RECEIPT_INVALID] == 100
     assert report.lines()[-1] == "... and 90 more"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from services.ingest.formats import ParseOptions
 from services.ingest.formats.oneroster import OneRosterUpload
-from services.ingest.pipeline import FairSlots
+from services.ingest.pipeline import FairSlots, Ingestor, Job
 from services.ingest.records import RecordError
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -124,3 +125,34 @@ async def test_a_freed_worker_goes_to_the_district_that_waited() -> None:
         await asyncio.sleep(0.01)
     await asyncio.gather(*tasks)
     assert order == ["a1", "b1", "a2", "c1", "a3"] and slots.running == {}
+
+
+async def test_a_small_upload_never_waits_behind_its_districts_bulk_file(svc: ServiceUnderTest, tmp_path: Path) -> None:
+    """A transfer's enrollment (a few hundred bytes) starts while its district's bulk
+    attendance file holds the district's bulk slot; a second bulk file of that district waits."""
+    ingestor = svc.runtime.extras["ingestor"]
+    assert isinstance(ingestor, Ingestor)
+    small_limit = ingestor.settings.small_upload_bytes
+    files = {"bulk1": small_limit + 1, "bulk2": small_limit + 1, "enroll": 300}
+    jobs = {}
+    for name, size in files.items():
+        path = tmp_path / name
+        path.write_bytes(b" " * size)
+        jobs[name] = Job(uuid.uuid4(), "d-1", "batch", name, path)
+    order: list[str] = []
+    gates = {name: asyncio.Event() for name in files}
+
+    async def run(name: str) -> None:
+        async with ingestor.slot(jobs[name]):
+            order.append(name)
+            await gates[name].wait()
+
+    tasks = [asyncio.create_task(run(n)) for n in ("bulk1", "bulk2", "enroll")]
+    await asyncio.sleep(0.01)
+    assert order == ["bulk1", "enroll"]  # the enrollment did not queue behind bulk2
+    gates["bulk1"].set()
+    await asyncio.sleep(0.01)
+    assert order == ["bulk1", "enroll", "bulk2"]  # bulk files of one district: one at a time, in order
+    for gate in gates.values():
+        gate.set()
+    await asyncio.gather(*tasks)

@@ -40,13 +40,13 @@ from tests.services.records.consent_peer import PeerState, consent_peer
 
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
-    """The records service with its consumers (and so its attendance summary table) on
-    topics renamed for one test, and those topics by their real names."""
+    """The records service with its consumers on topics renamed for one test, and those
+    topics by their real names."""
     topics = {t.name: with_suffix(t, suffix) for t in ALL_TOPICS}
     spec = dataclasses.replace(
         SERVICE,
         consumers=tuple(
-            ConsumerSpec(f"{c.name}-{suffix}", [topics[t.name] for t in c.topics], c.handler, c.max_batch)
+            dataclasses.replace(c, name=f"{c.name}-{suffix}", topics=[topics[t.name] for t in c.topics])
             for c in SERVICE.consumers
         ),
     )
@@ -187,11 +187,11 @@ async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[Co
     """Apply events with the real handlers (records', or another service's `consumers`) as the
     kernel consumer does; returns how many were new (not already processed by id). A
     RejectEvent propagates to the test."""
-    handlers = {c.topics[0].name: c.handler for c in consumers}
+    handlers = {c.topics[0].name: c for c in consumers}
     fresh = 0
     for i, event in enumerate(events):
         incoming = decode(event.topic, 0, i, event.key, event.value, list(event.headers))
-        handler = handlers[event.topic](runtime)
+        handler = handlers[event.topic].build(runtime)
         async with runtime.pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetchval(
                 """INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
@@ -203,11 +203,26 @@ async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[Co
             )
             if not claimed:
                 continue
-            ctx = HandlerContext(conn, runtime.name)
-            await handler(incoming, ctx)
+            ctx = HandlerContext(conn, runtime.name, consumer=event.topic)
+            await handler([incoming], ctx)
             await outbox.add(conn, ctx.emitted)
             fresh += 1
     return fresh
+
+
+async def apply_batches(runtime: Runtime, *events: OutgoingEvent) -> None:
+    """Apply events as the kernel consumer does under load: each topic's events (in order)
+    as ONE batch, in one transaction, through the consumer's batch handler."""
+    by_topic: dict[str, list[OutgoingEvent]] = {}
+    for event in events:
+        by_topic.setdefault(event.topic, []).append(event)
+    for topic, batch in by_topic.items():
+        incoming = [decode(e.topic, 0, i, e.key, e.value, list(e.headers)) for i, e in enumerate(batch)]
+        handler = {c.topics[0].name: c for c in CONSUMERS}[topic].build(runtime)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            ctx = HandlerContext(conn, runtime.name)
+            await handler(incoming, ctx)
+            await outbox.add(conn, ctx.emitted)
 
 
 @dataclass

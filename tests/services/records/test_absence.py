@@ -181,9 +181,8 @@ async def test_a_mark_written_while_the_reviewer_counts_is_not_lost(service_env:
             writing = conn.transaction()
             await writing.start()
             await store.enter_district(conn, DISTRICT)
-            assert await store.record_attendance(
-                conn, DISTRICT, key, date.fromisoformat(TERM[2]), "", SCHOOL, "absent", False
-            )
+            mark = store.Mark(key, date.fromisoformat(TERM[2]), "", SCHOOL, "absent", False)
+            assert await store.put_marks(conn, DISTRICT, [mark]) == {key}
             await store.queue_review(conn, DISTRICT, [key])
             assert await counting.run_once() == 0  # the student is busy: not taken
             await writing.commit()

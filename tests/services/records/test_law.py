@@ -69,9 +69,9 @@ class Law:
         )
         return key
 
-    async def outbox(self, svc: ServiceUnderTest, topic: str) -> list[tuple[str, bytes]]:
-        rows = await svc.pool.fetch("SELECT headers, payload FROM outbox WHERE topic = $1 ORDER BY id", topic)
-        return [(r["headers"], bytes(r["payload"])) for r in rows]
+    async def outbox(self, svc: ServiceUnderTest, topic: str) -> list[bytes]:
+        rows = await svc.pool.fetch("SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", topic)
+        return [bytes(r["payload"]) for r in rows]
 
 
 async def new_agreement(consent: ServiceUnderTest, env: ServiceEnv, district: str, **terms: object) -> str:
@@ -246,7 +246,7 @@ async def test_ending_an_agreement_destroys_what_was_kept_for_its_recipient_and_
     again = await consent.client.post(f"/v1/agreements/{law.agreement}/certification", json=body, headers=vendor)
     assert again.status_code == 409
     changes = []
-    for _, raw in await law.outbox(consent, "consent.v1"):
+    for raw in await law.outbox(consent, "consent.v1"):
         message = ConsentEvent()
         message.ParseFromString(raw)
         changes.append(message.WhichOneof("change"))
@@ -306,7 +306,7 @@ async def test_erasure_order_shreds_the_student_and_leaves_a_tombstone_121_9(law
     assert left == (0, 0)
     assert [(r["scope"], r["verified_unreadable"]) for r in logged] == [("record", True)]
     changes = []
-    for _, raw in await law.outbox(rec.svc, "keys.v1"):
+    for raw in await law.outbox(rec.svc, "keys.v1"):
         message = KeyEvent()
         message.ParseFromString(raw)
         changes.append(message.WhichOneof("change"))

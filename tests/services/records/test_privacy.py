@@ -41,6 +41,7 @@ RLS_TABLES = (
     "parent_statements",
     "transfer_deliveries",
     "read_log",
+    "marks_waiting",
 )
 
 

@@ -1,0 +1,294 @@
+"""The decision point's facts in memory, and its decision log written by group commit.
+
+`DecisionFacts` mirrors what the rules read (every agreement's versions and end, the
+directory opt-outs in force, the written consents not withdrawn, the districts' transfer
+exclusions) and the value of `fact_version` it reflects. Every statement that writes those
+tables bumps `fact_version` once and names the agreements, students or districts it touched
+in `fact_changes`, by statement trigger in the writer's own transaction
+(migrations/005_decision_facts.sql), so the mirror is brought up to date by re-reading only
+what changed; a process that starts, falls behind the kept changes or finds more than
+`FULL_READ_AFTER` keys changed reads everything.
+
+`DecisionLog` answers requests from the mirror and writes their log rows together: while
+one group's INSERT is in flight, the next requests queue, and each answer waits for its
+own row. The INSERT is one statement that also takes `fact_version` FOR SHARE and inserts
+only if it still equals the version the answers were decided at; otherwise nothing is
+written, the mirror is refreshed, the group decided again and written then. A change to an
+agreement or a parent's choice that committed before a decision's row therefore always
+reaches that decision, on this instance or any other: no answer is stale past an
+agreement's end or a parent's withdrawal. (Terms that end by date need no change at all:
+the rules compare them with the decision's `today`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import asyncpg
+
+from homeroom.storage import Connection
+from services.consent.agreements import Agreement
+from services.consent.cedar_policy import decide_bounded
+from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str]  # (student key, district id)
+
+
+FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
+
+
+@dataclass(slots=True)
+class DecisionFacts:
+    version: int = -1
+    histories: dict[str, list[Agreement]] = field(default_factory=dict)
+    ended_on: dict[str, date] = field(default_factory=dict)
+    opted_out: set[Pair] = field(default_factory=set)
+    consents: dict[Pair, list[ConsentGrant]] = field(default_factory=dict)
+    exclusions: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def for_request(self, request: DecisionRequest, today: date) -> Facts:
+        agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
+        pair = (request.student_key, request.district_id)
+        return Facts(
+            today=today,
+            history=self.histories.get(agreement_id, []) if agreement_id else [],
+            ended_on=self.ended_on.get(agreement_id) if agreement_id else None,
+            directory_opt_out=pair in self.opted_out,
+            consents=self.consents.get(pair, []),
+            not_transferable=self.exclusions.get(request.district_id, frozenset()),
+        )
+
+    def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
+        today = now.date()
+        return [decide_bounded(r, self.for_request(r, today)) for r in requests]
+
+    # --- loading -------------------------------------------------------------------------
+
+    async def load(self, conn: Connection) -> None:
+        """Everything, in one snapshot."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            version = await conn.fetchval("SELECT version FROM fact_version")
+            await self._read(conn, None, None, None)
+        self.version = version
+
+    async def refresh(self, conn: Connection) -> None:
+        """Re-read what changed since `version` (or everything, if those changes are no
+        longer kept), in one snapshot."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            state = await conn.fetchrow("SELECT version, pruned_through FROM fact_version")
+            assert state is not None
+            version = state["version"]
+            if version == self.version:
+                return
+            rows = await conn.fetch(
+                """SELECT agreement_id, student_key, district_id FROM fact_changes WHERE version > $1
+                   LIMIT $2""",
+                self.version,
+                FULL_READ_AFTER + 1,
+            )
+            if self.version < state["pruned_through"] or len(rows) > FULL_READ_AFTER:
+                self.histories, self.ended_on, self.opted_out, self.consents, self.exclusions = {}, {}, set(), {}, {}
+                await self._read(conn, None, None, None)
+            else:
+                agreements = {r["agreement_id"] for r in rows if r["agreement_id"]}
+                pairs = {(r["student_key"], r["district_id"]) for r in rows if r["student_key"]}
+                districts = {r["district_id"] for r in rows if r["district_id"] and not r["student_key"]}
+                await self._read(conn, agreements, pairs, districts)
+        self.version = version
+
+    async def _read(
+        self, conn: Connection, agreements: set[str] | None, pairs: set[Pair] | None, districts: set[str] | None
+    ) -> None:
+        """Read the given keys (None: all of them) and replace what is held for them."""
+        if agreements is None or agreements:
+            ids = sorted(agreements or ())
+            rows = await conn.fetch(
+                """SELECT document FROM agreement_versions WHERE $2 OR agreement_id = ANY($1::text[])
+                   ORDER BY agreement_id, version""",
+                ids,
+                agreements is None,
+            )
+            ends = await conn.fetch(
+                "SELECT agreement_id, ended_on FROM agreement_ends WHERE $2 OR agreement_id = ANY($1::text[])",
+                ids,
+                agreements is None,
+            )
+            for agreement_id in ids:
+                self.histories.pop(agreement_id, None)
+                self.ended_on.pop(agreement_id, None)
+            for r in rows:
+                version = Agreement.model_validate_json(r["document"])
+                self.histories.setdefault(version.id, []).append(version)
+            self.ended_on.update({r["agreement_id"]: r["ended_on"] for r in ends})
+        if pairs is None or pairs:
+            wanted = sorted(pairs or ())
+            keys, district_ids = [p[0] for p in wanted], [p[1] for p in wanted]
+            opted = await conn.fetch(
+                """SELECT o.student_key, o.district_id FROM directory_opt_outs o
+                   WHERE o.opted_out AND ($3 OR (o.student_key, o.district_id) IN
+                       (SELECT * FROM unnest($1::text[], $2::text[])))""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
+            consents = await conn.fetch(
+                """SELECT c.student_key, c.district_id, c.consent_id, c.recipient, c.elements, c.purpose,
+                          c.valid_until FROM written_consents c
+                   WHERE c.withdrawn_at IS NULL AND ($3 OR (c.student_key, c.district_id) IN
+                       (SELECT * FROM unnest($1::text[], $2::text[])))""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
+            self.opted_out.difference_update(wanted)
+            for pair in wanted:
+                self.consents.pop(pair, None)
+            self.opted_out.update((r["student_key"], r["district_id"]) for r in opted)
+            for r in consents:
+                self.consents.setdefault((r["student_key"], r["district_id"]), []).append(
+                    ConsentGrant(
+                        consent_id=str(r["consent_id"]),
+                        recipient=r["recipient"],
+                        elements=frozenset(r["elements"]),
+                        purpose=r["purpose"],
+                        valid_until=r["valid_until"],
+                    )
+                )
+        if districts is None or districts:
+            ids = sorted(districts or ())
+            rows = await conn.fetch(
+                "SELECT district_id, elements FROM transfer_exclusions WHERE $2 OR district_id = ANY($1::text[])",
+                ids,
+                districts is None,
+            )
+            for district_id in ids:
+                self.exclusions.pop(district_id, None)
+            self.exclusions.update({r["district_id"]: frozenset(r["elements"]) for r in rows})
+
+
+# The group's rows go in only while fact_version still says what the answers were decided
+# on; FOR SHARE holds off any writer's bump until the statement commits.
+_LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
+    logged AS (
+        INSERT INTO decisions (decision_id, request, answer, allow, agreement_id)
+        SELECT d.id, d.request::jsonb, d.answer::jsonb, d.allow, d.agreement_id
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[])
+            AS d(id, request, answer, allow, agreement_id)
+        WHERE (SELECT version FROM v) = $1
+        RETURNING 1)
+    SELECT (SELECT version FROM v) AS version, (SELECT count(*) FROM logged) AS logged"""
+
+
+@dataclass(slots=True)
+class _Pending:
+    requests: Sequence[DecisionRequest]
+    now: datetime
+    decisions: list[Decision]
+    version: int
+    answered: asyncio.Future[list[Decision]]
+
+
+class DecisionLog:
+    """Decides from the facts in memory; writes the decisions by group commit (see above)."""
+
+    def __init__(self, pool: asyncpg.Pool, facts: DecisionFacts | None = None) -> None:
+        self.pool = pool
+        self.facts = facts or DecisionFacts()
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.groups = 0  # statements written (tests, metrics)
+        self.redecided = 0  # groups decided again because the facts moved under them
+
+    async def start(self) -> None:
+        async with self.pool.acquire() as conn:
+            await self.facts.load(conn)
+        self._task = asyncio.create_task(self._run(), name="consent-decision-log")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for pending in self._queue:
+            if not pending.answered.done():
+                pending.answered.set_exception(RuntimeError("the decision point is stopping"))
+
+    async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
+        """Answers, each returned only once its decision is logged (a decision nobody can
+        look up is never given)."""
+        pending = _Pending(
+            requests,
+            now,
+            self.facts.decide(requests, now),
+            self.facts.version,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(pending)
+        self._wake.set()
+        return await pending.answered
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            group, self._queue = self._queue, []
+            if not group:
+                continue
+            try:
+                await self._write(group)
+            except asyncio.CancelledError:
+                self._queue = group + self._queue
+                raise
+            except Exception as exc:  # the database is unreachable: these callers get an error
+                log.warning("decision log not written", extra={"error": repr(exc), "decisions": len(group)})
+                for pending in group:
+                    if not pending.answered.done():
+                        pending.answered.set_exception(exc)
+                continue
+            for pending in group:
+                if not pending.answered.done():
+                    pending.answered.set_result(pending.decisions)
+
+    async def _write(self, group: list[_Pending]) -> None:
+        async with self.pool.acquire() as conn:
+            while True:
+                version = self.facts.version
+                for pending in group:
+                    if pending.version != version:
+                        pending.decisions = self.facts.decide(pending.requests, pending.now)
+                        pending.version = version
+                rows = [(r, d) for p in group for r, d in zip(p.requests, p.decisions, strict=True)]
+                result = await conn.fetchrow(
+                    _LOG,
+                    version,
+                    [d.decision_id for _, d in rows],
+                    [r.model_dump_json() for r, _ in rows],
+                    [d.model_dump_json() for _, d in rows],
+                    [d.allow for _, d in rows],
+                    [d.agreement_id for _, d in rows],
+                )
+                assert result is not None
+                if result["version"] == version:
+                    self.groups += 1
+                    return
+                self.redecided += 1
+                await self.facts.refresh(conn)
+
+
+async def prune_changes(conn: Connection, keep: int = 100_000) -> None:
+    """Forget all but the last `keep` versions' changes: a process that far behind reads
+    everything again."""
+    async with conn.transaction():
+        through = await conn.fetchval(
+            "UPDATE fact_version SET pruned_through = greatest(pruned_through, version - $1) RETURNING pruned_through",
+            keep,
+        )
+        await conn.execute("DELETE FROM fact_changes WHERE version <= $1", through)
