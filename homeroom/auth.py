@@ -77,7 +77,8 @@ class Role(StrEnum):
     SCHOOL_STAFF = "school_staff"  # acts for some schools of one district
     VENDOR = "vendor"  # a third party, only under one data-sharing agreement
     COMPLIANCE = "compliance"  # queries and verifies the disclosure log
-    PARENT = "parent"  # parent or eligible student: sees their own children's records
+    PARENT = "parent"  # parent or eligible student: sees the children its `students` claim names
+    # (none: signed in but linked to no child yet, so it sees no student's data)
     OPERATOR = "operator"  # runs the system: metrics and health, never student data
     SERVICE = "service"  # another Homeroom service calling on its own behalf
 
@@ -183,8 +184,6 @@ def _scope_error(
         return "role school_staff needs at least one school (claim 'schools')"
     if role is Role.VENDOR and not agreement:
         return "role vendor needs the agreement it acts under (claim 'agreement')"
-    if role is Role.PARENT and not students:
-        return "role parent needs at least one student key (claim 'students')"
     return None
 
 
@@ -504,11 +503,15 @@ class TokenVerifier:
         key_source: KeySource,
         leeway_s: float = 30,
         clock: Callable[[], float] = time.time,
+        guardian: TokenVerifier | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.key_source = key_source
         self.leeway_s = leeway_s
+        # Consent's guardianship issuer (issue 24), trusted for parent tokens only: a family's
+        # identity provider knows no children, so consent signs the token naming them.
+        self.guardian = guardian
         self.clock = clock
         self._verified: dict[str | bytes, tuple[Principal, float]] = {}  # oldest first
 
@@ -533,6 +536,11 @@ class TokenVerifier:
             return known
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("malformed", "token is too long")
+        if self.guardian is not None and self._issued_by(token) == self.guardian.issuer:
+            principal = self.guardian.verify(token)
+            if principal.role is not Role.PARENT:
+                raise AuthenticationError("scope", "the guardianship issuer vouches for parents only")
+            return principal
         try:
             header = jwt.get_unverified_header(token)
             _refuse_algorithm(header)
@@ -559,6 +567,14 @@ class TokenVerifier:
             with contextlib.suppress(KeyError, StopIteration, RuntimeError):
                 self._verified.pop(next(iter(self._verified)))
         return principal
+
+    @staticmethod
+    def _issued_by(token: str | bytes) -> object:
+        """The unverified `iss`, only to pick the issuer whose keys then verify everything."""
+        try:
+            return jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError):
+            return None
 
     def _refusal(self, exc: jwt.PyJWTError) -> AuthenticationError:
         # Order matters: several of these subclass one another.
@@ -716,6 +732,10 @@ class AuthSettings(BaseSettings):
     jwks_url: str | None = None  # production: the issuer's published key set
     jwks_file: Path | None = None  # a key set kept on disk (air-gapped installs, tests)
     dev_key_file: Path = Path(".homeroom/dev-issuer.pem")
+    # Consent's guardianship issuer (HOMEROOM_CONSENT_GUARDIAN_KEY_FILE's public half), trusted
+    # for role parent only. Unset in development, where consent signs with the dev issuer.
+    guardian_issuer: str = "homeroom-guardianship"
+    guardian_jwks_file: Path | None = None
     leeway_s: float = 30
     environment: Environment = Field(
         default="development", validation_alias=AliasChoices("HOMEROOM_ENVIRONMENT", "environment")
@@ -748,7 +768,12 @@ class AuthSettings(BaseSettings):
         else:
             return self.dev_issuer().verifier(self.leeway_s, service)
         audience = service_audience(self.audience, service) if service else self.audience
-        return TokenVerifier(self.issuer, audience, keys, self.leeway_s)
+        guardian = None
+        if self.guardian_jwks_file is not None:
+            guardian = TokenVerifier(
+                self.guardian_issuer, audience, StaticKeys.from_jwks_file(self.guardian_jwks_file), self.leeway_s
+            )
+        return TokenVerifier(self.issuer, audience, keys, self.leeway_s, guardian=guardian)
 
 
 # --- FastAPI -----------------------------------------------------------------------------

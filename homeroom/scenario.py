@@ -84,6 +84,10 @@ class Scenario:
             (f"{VENDOR} reads the roster: only the elements its agreement lists", self.vendor_reads),
             (f"A student moves from {self.district_a.id} to {self.district_b.id}: the record follows", self.transfer),
             ("The parent sees who saw their child's data, when and why", self.parent_view),
+            (
+                "The district prints a linking letter; the parent signs in and links their child with it",
+                self.parent_links,
+            ),
             (f"{VENDOR} reports a breach: scoped from the log, clocks started, letters sent", self.breach),
             (f"{VENDOR}'s agreement ends: its data is destroyed and it reads nothing", self.agreement_ends),
             ("The disclosure log verifies against its signed tree heads", self.audit_verifies),
@@ -372,6 +376,55 @@ class Scenario:
         expect(other.status_code == 403, f"a parent read another child's disclosures ({other.status_code})")
         lines = "\n     ".join(f"- {d['summary']}" for d in disclosures[:4])
         return f"{len(disclosures)} disclosures; another child's log refused (403)\n     {lines}"
+
+    def parent_links(self, http: httpx.Client) -> str:
+        """Issue 24: district B's data office issues a linking code for the mover and prints the
+        letter; the parent signs in through the portal's OIDC flow (its development identity
+        provider, an identity naming no child), redeems the code and opens the child's disclosures."""
+        import re
+        from urllib.parse import parse_qsl, urlsplit
+
+        from homeroom.contracts.linking_codes import IssuedCodes, letter_text
+
+        portal = self.urls.get("portal")
+        if portal is None:
+            return "no portal in this run: skipped"
+        district = self.move.to_district
+        issued = IssuedCodes.model_validate(
+            ok(
+                http.post(
+                    f"{self.urls['consent']}/v1/districts/{district}/linking-codes",
+                    json={"students": [{"student_key": self.mover_key}], "valid_days": 30},
+                    headers=self.staff(district),
+                ),
+                201,
+            )
+        )
+        letter = letter_text(district, issued.codes[0], portal)
+        with httpx.Client(base_url=portal, timeout=self.timeout_s) as browser:
+            start = browser.get("/sign-in/oidc")
+            expect(start.status_code == 303, f"the portal's sign-in did not start ({start.status_code})")
+            asked = dict(parse_qsl(urlsplit(start.headers["location"]).query))
+            flow = {k: asked.get(k, "") for k in ("redirect_uri", "state", "nonce", "code_challenge")}
+            back = browser.post("/dev-identity/authorize", data={"subject": "parent-of-mover@example.org", **flow})
+            expect(back.status_code == 303, f"the identity provider refused ({back.status_code})")
+            signed_in = browser.get(back.headers["location"])
+            expect(signed_in.status_code == 200, f"the sign-in did not finish ({signed_in.status_code})")
+            form = browser.get("/parent/link")
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text)
+            expect(csrf is not None, "the linking form has no CSRF token")
+            assert csrf is not None
+            linked = browser.post(
+                "/parent/link", data={"code": issued.codes[0].code, "csrf": csrf.group(1)}, headers={"origin": portal}
+            )
+            expect(
+                linked.status_code == 303 and linked.headers["location"].endswith(self.mover_key),
+                f"the code did not link the child ({linked.status_code})",
+            )
+            seen = browser.get(f"/parent/children/{self.mover_key}/disclosures")
+            expect(VENDOR in seen.text, "the linked parent does not see the child's disclosures")
+        page = "\n     ".join(letter.splitlines())
+        return f"linked with the code below; the parent's page lists {VENDOR}'s reads\n     {page}"
 
     def breach(self, http: httpx.Client) -> str:
         """A vendor reports its own breach (8 NYCRR 121.10(a)); compliance scopes it from the disclosure

@@ -95,6 +95,20 @@ class Stack:
             # Notices go by e-mail to the stack's own SMTP server (every message kept in mail.mbox).
             **({"HOMEROOM_SMTP_HOST": self.smtp.host, "HOMEROOM_SMTP_PORT": str(self.smtp.port)} if self.smtp else {}),
             **service_url_env(self.ports),
+            **self._family_sign_in(),
+        }
+
+    def _family_sign_in(self) -> dict[str, str]:
+        """The portal's OIDC sign-in against its own development identity provider
+        (services/portal/dev_identity.py), so families sign in with an identity that names no
+        child and reach one only through a linking code (issue 24)."""
+        if "portal" not in self.ports:
+            return {}
+        portal = self.url("portal")
+        return {
+            "HOMEROOM_PORTAL_OIDC_ISSUER": f"{portal}/dev-identity",
+            "HOMEROOM_PORTAL_OIDC_CLIENT_ID": "homeroom-portal",
+            "HOMEROOM_PORTAL_OIDC_REDIRECT_URI": f"{portal}/sign-in/oidc/callback",
         }
 
     @property

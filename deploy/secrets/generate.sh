@@ -72,6 +72,13 @@ fi
 if new portal_oidc_client_secret; then
   openssl rand -base64 32 | tr -d '/+=\n' > portal_oidc_client_secret
 fi
+# Consent signs parents' tokens from their guardianship links (issue 24) with this key; every
+# service trusts its key set for role parent only.
+if [ ! -e guardian-issuer.pem ] || [ ! -e guardian_jwks.json ]; then
+  HOMEROOM_AUTH_ISSUER=homeroom-guardianship HOMEROOM_AUTH_AUDIENCE="$AUDIENCE" \
+    $HOMEROOM token jwks --key-file "$PWD/guardian-issuer.pem" > guardian_jwks.json
+  made+=(guardian-issuer.pem guardian_jwks.json)
+fi
 if new grafana_admin_password; then
   openssl rand -base64 24 | tr -d '/+=\n' > grafana_admin_password
 fi
@@ -93,14 +100,14 @@ chmod 600 $PGPASS_FILES
 chmod 600 witness.key
 chmod 644 audit-log.pub.pem witness.pub.pem
 chmod 600 postgres_password postgres_roles pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
-  portal_oidc_client_secret incidents-signing.key
+  portal_oidc_client_secret incidents-signing.key guardian-issuer.pem guardian_jwks.json
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
   # shellcheck disable=SC2086
   chown "$HOMEROOM_UID:$HOMEROOM_UID" $PGPASS_FILES
   chown "$HOMEROOM_UID:$HOMEROOM_UID" witness.key audit-log.pub.pem witness.pub.pem
   chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key audit-signing.key auth_jwks.json service_token \
-    portal_oidc_client_secret incidents-signing.key
+    portal_oidc_client_secret incidents-signing.key guardian-issuer.pem guardian_jwks.json
   chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password postgres_roles
   chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password
 else

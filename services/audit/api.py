@@ -14,7 +14,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -514,4 +514,35 @@ async def student_disclosures(
         "disclosures": out,
         "own_views": sorted(own_views.values(), key=lambda v: str(v["date"]), reverse=True),
         "next_after": page[-1].seq if len(found) > limit else None,
+    }
+
+
+SMALL_CELL = 10  # counts below this are published as "fewer than 10" (FERPA 99.31(b)(1) practice)
+
+
+@router.get(
+    "/public/disclosure-counts/{district}",
+    tags=["public"],
+    summary="A year's recorded disclosures of a district's students, by recipient and purpose (no sign-in)",
+)
+async def disclosure_counts(
+    district: Annotated[str, Path(max_length=100)],
+    runtime: RuntimeDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 365,
+) -> dict[str, Any]:
+    """For the district's transparency page (issue 24): who received its students' data and for
+    what, as counts; a count below 10 is shown as "fewer than 10", never exactly."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    rows = await store.disclosure_counts(runtime.pool, district, since)
+    return {
+        "district_id": district,
+        "since": since.isoformat(),
+        "counts": [
+            {
+                "recipient": r["recipient"],
+                "purpose": r["purpose"],
+                "count": r["count"] if r["count"] >= SMALL_CELL else f"fewer than {SMALL_CELL}",
+            }
+            for r in rows
+        ],
     }

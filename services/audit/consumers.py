@@ -37,6 +37,7 @@ from homeroom.events.v1.consent_pb2 import (
     DestructionCertification,
     DirectoryOptOutRecorded,
     DirectoryOptOutRescinded,
+    GuardianshipChanged,
 )
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
@@ -254,6 +255,23 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
                 "bytes_destroyed": p.bytes_destroyed,
                 "verified_unreadable": p.verified_unreadable,
                 "what": _strings(p.what),
+            },
+        )
+    elif isinstance(p, GuardianshipChanged):
+        _require(p, "student_key", "district_id", "code_id" if not p.link_id else "link_id")
+        draft = replace(
+            base,
+            requester=_party(p.acted_by),
+            recipient=Party(person=p.subject, role=p.relationship) if p.subject else Party(),
+            student_key=p.student_key,
+            district_id=p.district_id,
+            details={
+                "link_id": p.link_id,
+                "code_id": p.code_id,
+                "relationship": p.relationship,
+                "reason": p.reason[:MAX_TEXT],
+                "from_district_id": p.from_district_id,
+                "expires_at": p.expires_at,
             },
         )
     elif isinstance(p, IncidentChanged):

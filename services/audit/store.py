@@ -423,3 +423,17 @@ async def checkpoint_of_size(conn: Connection | asyncpg.Pool, size: int, root: b
         "SELECT note FROM checkpoints WHERE size = $1 AND root = $2 ORDER BY id DESC LIMIT 1", size, root
     )
     return note
+
+
+async def disclosure_counts(conn: Connection | asyncpg.Pool, district_id: str, since: datetime) -> list[asyncpg.Record]:
+    """Recorded disclosures of a district's students since `since`, by recipient and purpose
+    (the district's transparency page, issue 24): counts only, never a student."""
+    return list(
+        await conn.fetch(
+            """SELECT recipient_org AS recipient, purpose, count(*) AS count FROM entries
+               WHERE district_id = $1 AND kind = 'disclosure_recorded' AND record_required AND occurred_at >= $2
+               GROUP BY recipient_org, purpose ORDER BY count(*) DESC, recipient_org, purpose""",
+            district_id,
+            since,
+        )
+    )

@@ -16,6 +16,7 @@ from homeroom.events.v1.consent_pb2 import (
     DestructionCertification,
     DirectoryOptOutRecorded,
     DirectoryOptOutRescinded,
+    GuardianshipChanged,
 )
 from homeroom.events.v1.envelope_pb2 import Party
 from services.consent.agreements import Agreement
@@ -207,4 +208,44 @@ def destruction_certification(
         key=agreement_id,
         event_id=derived_id(change, agreement_id),
         causation_id=derived_id("agreement_ended", agreement_id),
+    )
+
+
+def guardianship_changed(
+    change: str,
+    *,
+    student_key: str,
+    district_id: str,
+    acted_by: Party,
+    link_id: str = "",
+    code_id: str = "",
+    subject: str = "",
+    relationship: str = "",
+    reason: str = "",
+    from_district_id: str = "",
+    expires_at: str = "",
+) -> OutgoingEvent:
+    """`guardian_code_issued`, `guardian_code_revoked`, `guardianship_linked`, `guardianship_revoked`
+    or `guardianship_proposed`: every link, redemption and revocation reaches the audit log."""
+    payload = GuardianshipChanged(
+        link_id=link_id,
+        code_id=code_id,
+        student_key=student_key,
+        district_id=district_id,
+        subject=subject,
+        relationship=relationship,
+        acted_by=acted_by,
+        reason=reason,
+        from_district_id=from_district_id,
+        expires_at=expires_at,
+    )
+    return build_event(
+        CONSENT,
+        change,
+        payload,
+        source=f"{SOURCE}/{district_id}",
+        subject=student_key,
+        district_id=district_id,
+        key=student_key,
+        event_id=derived_id(change, link_id or code_id, reason),
     )

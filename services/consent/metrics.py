@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.consent.guardianship import Outcome
+
 DECISIONS = Counter(
     "homeroom_consent_decisions_total",
     "Decisions given, by action and outcome (permit: something released; deny: nothing)",
@@ -32,4 +34,23 @@ DENIALS = Counter(
 AGREEMENTS = Gauge("homeroom_consent_agreements", "Agreements in the registry, by current status", ["status"])
 AGREEMENTS_ENDING_SOON = Gauge(
     "homeroom_consent_agreements_ending_soon", "Active agreements whose term ends within the next 30 days"
+)
+LINKING_ATTEMPTS = Counter(
+    "homeroom_consent_linking_attempts_total",
+    "Linking-code redemption attempts, by outcome (guardianship.Outcome); guessing shows as unknown_code, "
+    "malformed and rate_limited",
+    ["outcome"],
+)
+LINKING_CODES = Counter(
+    "homeroom_consent_linking_codes_total", "Linking codes issued, revoked, or refused at issue", ["event"]
+)
+LINKS_ENDED = Counter("homeroom_consent_guardianships_ended_total", "Guardianship links ended, by reason", ["reason"])
+# Every labelled series an alert reads starts at zero, so the first event is an increase (issue 20).
+for _outcome in Outcome:
+    LINKING_ATTEMPTS.labels(_outcome.value)
+for _event in ("issued", "revoked", "refused"):
+    LINKING_CODES.labels(_event)
+LINKS_CARRIED = Counter(
+    "homeroom_consent_guardianships_carried_total",
+    "Guardianship links proposed to a receiving district by a delivered transfer",
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
@@ -18,3 +20,18 @@ class ConsentSettings(ServiceSettings):
     expiry_check_interval_s: float = Field(default=3600.0, gt=0)
     # Days after an agreement ends within which the recipient certifies destruction or return.
     certification_due_days: int = Field(default=30, ge=1, le=365)
+
+    # Guardianship (issue 24). Records answers which keys are a district's own students.
+    records_url: str = Field(
+        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
+    )
+    records_timeout_s: float = Field(default=10.0, gt=0)
+    # Linking-code redemptions per person and per client address ("" switches the limit off).
+    linking_rate_limit: str = "10/hour"
+    # The key parent tokens are signed with: empty in development (the development issuer,
+    # which the services trust); in production an Ed25519 key whose public half the services
+    # trust as the guardianship issuer (HOMEROOM_AUTH_GUARDIAN_JWKS_FILE).
+    guardian_key_file: Path | None = None
+    guardian_token_ttl_s: int = Field(default=300, ge=30, le=3600)
+    guardian_issuer: str = "homeroom-guardianship"
+    guardian_audience: str = "homeroom"

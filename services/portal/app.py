@@ -22,7 +22,18 @@ from homeroom.auth import AuthSettings
 from homeroom.config import ServiceSettings
 from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
-from services.portal import compliance, district, incidents, notices, parent, public, vendor
+from services.portal import (
+    compliance,
+    dev_identity,
+    district,
+    incidents,
+    linking,
+    notices,
+    parent,
+    public,
+    transparency,
+    vendor,
+)
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
 from services.portal.settings import PortalSettings
@@ -42,6 +53,14 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services(settings)
+
+        async def guardian_token(subject: str) -> str:
+            found = await services.post(
+                "consent", "/v1/internal/guardian-tokens", sign_in.service_token(), {"subject": subject}
+            )
+            return str(found["token"])
+
+        sign_in.guardian_minter = guardian_token
         app.state.portal = Portal(settings, services, sign_in)
         SERVICE_UP.labels("portal").set(1)
         try:
@@ -58,8 +77,18 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
     # The portal is ready when it runs: a service it calls being down shows on the page that needs it.
     app.include_router(health_router("portal", {}))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    routers = (public, parent, compliance, district, incidents, notices, vendor)
-    for router in (module.router for module in routers):
+    routers = (
+        public.router,
+        parent.router,
+        compliance.router,
+        linking.router,
+        transparency.router,
+        district.router,
+        incidents.router,
+        notices.router,
+        vendor.router,
+    )
+    for router in (*routers, dev_identity.router):  # dev_identity answers 404 unless offered
         app.include_router(router)
     return app
 

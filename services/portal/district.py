@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
 
-from homeroom.auth import Role
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, district_of, render
 
 router = APIRouter(prefix="/district", include_in_schema=False)
 
@@ -21,10 +20,7 @@ REJECT_REASONS = ["not_our_student", "identity_mismatch", "duplicate_record", "e
 PROBLEMS_PER_PAGE = 200
 
 
-def _district(session: Session) -> str:
-    require_role(session, Role.DISTRICT_STAFF)
-    assert session.principal.district_id is not None
-    return session.principal.district_id
+_district = district_of
 
 
 async def names_of(portal: Portal, session: Session, district: str, keys: list[str]) -> dict[str, str]:

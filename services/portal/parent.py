@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -19,7 +20,16 @@ from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import (
+    CurrentSession,
+    LinkingAttempt,
+    Portal,
+    PortalDep,
+    checked_form,
+    render,
+    require_role,
+    when,
+)
 
 router = APIRouter(prefix="/parent", include_in_schema=False)
 
@@ -324,3 +334,62 @@ async def file_statement(
         "records", f"/v1/students/{key}/amendments/{amendment_id}/statement", session.token, body
     )
     return RedirectResponse(f"/parent/children/{key}/amendments?stated=1", status_code=303)
+
+
+# --- linking a child (issue 24) -----------------------------------------------------------
+
+
+@router.get("/link")
+async def link_form(request: Request, session: CurrentSession) -> Response:
+    _parent(session)
+    return render(request, "parent/link.html", session, error=None, code="")
+
+
+@router.post("/link", dependencies=[LinkingAttempt])
+async def link(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    """Redeem a linking code; consent records the attempt, refused or not, and the link."""
+    _parent(session)
+    form = await checked_form(request, session)
+    code = form.get("code", "")[:64]
+    client = request.client.host if request.client else ""
+    try:
+        linked = await portal.services.post(
+            "consent", "/v1/guardianship/redemptions", session.token, {"code": code, "client": client}
+        )
+    except UpstreamError as exc:
+        if exc.status == 401:
+            raise
+        return render(request, "parent/link.html", session, status=422, error=exc.detail, code=code)
+    await portal.sign_in.renew_guardian(session.sid)  # the next page's token names the child
+    return RedirectResponse(f"/parent/children/{linked['student_key']}", status_code=303)
+
+
+@router.get("/children/{key}/summary")
+async def summary(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
+    """One printable page (issue 24): what Homeroom holds about the child, in every district, and
+    who has received it, with the agreements covering the child's districts and the parent's choices."""
+    _parent(session)
+    records = await _records(portal, session, key)
+    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    districts = sorted({r["district_id"] for r in records if r.get("district_id")})
+    public = await portal.services.get("consent", "/v1/public/agreements", None)
+    covering = [a for a in public.get("agreements", []) if set(a.get("districts", [])) & set(districts)]
+    received: dict[str, dict[str, Any]] = {}
+    for d in found.get("disclosures", []):
+        who = str((d.get("recipient") or {}).get("organization") or "unnamed recipient")
+        seen = received.setdefault(who, {"count": 0, "elements": set(), "first": d.get("when"), "last": d.get("when")})
+        seen["count"] += 1
+        seen["elements"].update(e.get("name", "") for e in d.get("elements", []))
+        seen["first"], seen["last"] = min(seen["first"], d.get("when")), max(seen["last"], d.get("when"))
+    return render(
+        request,
+        "parent/summary.html",
+        session,
+        key=key,
+        name=_display_name(records, key),
+        records=records,
+        received={who: dict(v, elements=sorted(v["elements"])) for who, v in sorted(received.items())},
+        own_views=len(found.get("own_views", [])),
+        agreements=covering,
+        now=when(datetime.now(UTC).isoformat()),
+    )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from homeroom.auth import Role
-from homeroom.problems import Problem
-from homeroom.ratelimit import RateLimiter
+from homeroom.auth import AuthenticationError, Role
+from homeroom.data_dictionary import dictionary, never_collected
 from services.portal.clients import UpstreamError
 from services.portal.session import dev_token
 from services.portal.web import (
@@ -20,6 +19,7 @@ from services.portal.web import (
     OptionalSession,
     PageError,
     PortalDep,
+    SignInAttempt,
     checked_form,
     form_fields,
     render,
@@ -84,20 +84,6 @@ async def sign_in_page(
     )
 
 
-async def sign_in_attempt(request: Request) -> None:
-    """Sign-in attempts per client address are limited (guessing, token minting floods)."""
-    limiter: RateLimiter | None = getattr(request.app.state, "sign_in_limiter", None)
-    if limiter is None:
-        return
-    try:
-        await limiter.check(request.client.host if request.client else "unknown", "sign-in")
-    except Problem as refused:
-        raise PageError(429, "Too many sign-in attempts", refused.detail or "Try again in a minute.") from None
-
-
-SignInAttempt = Depends(sign_in_attempt)
-
-
 @router.post("/sign-in/dev", dependencies=[SignInAttempt])
 async def dev_sign_in(request: Request, portal: PortalDep) -> Response:
     issuer = portal.sign_in.dev_issuer
@@ -151,7 +137,7 @@ async def oidc_callback(
         raise PageError(401, "Sign-in did not finish", f"The identity provider answered: {error or 'no code'}.")
     async with httpx.AsyncClient(timeout=portal.settings.peer_timeout_s) as client:
         try:
-            token, refresh_token, id_token = await portal.sign_in.exchange_code(client, request, code, state)
+            token, refresh_token, id_token, subject = await portal.sign_in.exchange_code(client, request, code, state)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise PageError(401, "Sign-in did not finish", str(exc)) from None
     # A page, not a redirect: a SameSite=Strict cookie set at the end of a cross-site
@@ -165,6 +151,18 @@ async def oidc_callback(
         await run_in_threadpool(
             lambda: portal.sign_in.start_session(response, token, refresh_token=refresh_token, id_token=id_token)
         )
+    except AuthenticationError as refused:
+        # Not a Homeroom token (a family's identity carries no role): the person is who the ID
+        # token says, and what they may see comes from their guardianship links (issue 24).
+        if subject is None:
+            raise PageError(
+                401, "Sign-in refused", f"The identity provider's token is not accepted: {refused}"
+            ) from None
+        try:
+            guardian = await portal.sign_in.guardian_token(subject)
+        except UpstreamError as exc:
+            raise PageError(503, "Sign-in could not finish", f"Your links could not be read: {exc.detail}") from None
+        portal.sign_in.start_session(response, guardian, id_token=id_token, guardian_subject=subject)
     except Exception as exc:  # the token the provider gave is one the services would refuse
         raise PageError(401, "Sign-in refused", f"The identity provider's token is not accepted: {exc}") from None
     response.delete_cookie("homeroom_oidc_flow", path="/sign-in/oidc")
@@ -196,3 +194,25 @@ async def agreements(request: Request, portal: PortalDep, session: OptionalSessi
     except UpstreamError:
         breaches = []
     return render(request, "agreements.html", session, agreements=items, awaiting=waiting, breaches=breaches)
+
+
+async def _in_force(portal: PortalDep) -> list[dict[str, Any]]:
+    found = await portal.services.get("consent", "/v1/public/agreements", None)
+    items: list[dict[str, Any]] = found.get("agreements", []) if isinstance(found, dict) else found
+    return items
+
+
+@router.get("/data-dictionary")
+async def data_dictionary_page(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
+    """Every data element Homeroom keeps, from the catalogue, with who may receive it (issue 24)."""
+    entries = dictionary(await _in_force(portal))
+    groups: dict[str, list[Any]] = {}
+    for entry in entries:
+        groups.setdefault(entry.group, []).append(entry)
+    return render(request, "data_dictionary.html", session, groups=groups, refused=never_collected())
+
+
+@router.get("/data-dictionary.json")
+async def data_dictionary_json(portal: PortalDep) -> dict[str, Any]:
+    entries = dictionary(await _in_force(portal))
+    return {"elements": [e.as_dict() for e in entries], "never_collected": never_collected()}

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -39,7 +40,7 @@ from joserfc.jwk import KeySet
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from homeroom.auth import DEV_ISSUER, AuthenticationError, AuthSettings, DevIssuer, Principal, TokenVerifier
+from homeroom.auth import DEV_ISSUER, AuthenticationError, AuthSettings, DevIssuer, Principal, Role, TokenVerifier
 from services.portal.settings import PortalSettings
 
 OIDC_FLOW_COOKIE = "homeroom_oidc_flow"
@@ -84,6 +85,9 @@ class StoredSession:
     created_at: float
     refresh_token: str | None = None
     id_token: str | None = None
+    # A parent signed in with an identity the provider vouches for but that carries no Homeroom
+    # role: their token comes from consent's guardianship links, minted again when it nears its end.
+    guardian_subject: str | None = None
 
 
 class SessionStore(Protocol):
@@ -148,6 +152,9 @@ class SignIn:
             and trusts_dev_issuer
             else None
         )
+        self._auth = auth
+        # Set by the app's lifespan: a parent token for a person, from consent's guardianship links.
+        self.guardian_minter: Callable[[str], Awaitable[str]] | None = None
         self._discovery: dict[str, Any] | None = None
         self._provider_keys: KeySet | None = None
         self._refreshing: dict[str, asyncio.Lock] = {}
@@ -163,7 +170,11 @@ class SignIn:
         stored = self.store.get(sid)
         if stored is None:
             return None
-        if stored.refresh_token and stored.expires_at - time.time() < REFRESH_AHEAD_S:
+        if stored.guardian_subject and stored.expires_at - time.time() < REFRESH_AHEAD_S:
+            stored = await self.renew_guardian(sid)
+            if stored is None:
+                return None
+        elif stored.refresh_token and stored.expires_at - time.time() < REFRESH_AHEAD_S:
             stored = await self._refresh(sid, stored)
             if stored is None:
                 return None
@@ -174,7 +185,13 @@ class SignIn:
             return None
 
     def start_session(
-        self, response: Response, token: str, *, refresh_token: str | None = None, id_token: str | None = None
+        self,
+        response: Response,
+        token: str,
+        *,
+        refresh_token: str | None = None,
+        id_token: str | None = None,
+        guardian_subject: str | None = None,
     ) -> str:
         """Store the session (never a token the services would refuse) and set its cookie."""
         principal = self.verifier.verify(token)
@@ -182,7 +199,7 @@ class SignIn:
         claims = _unverified_claims(token)
         now = time.time()
         expires = float(claims.get("exp", now + 3600))
-        sid = self.store.create(StoredSession(token, expires, now, refresh_token, id_token))
+        sid = self.store.create(StoredSession(token, expires, now, refresh_token, id_token, guardian_subject))
         response.set_cookie(
             self.settings.session_cookie,
             sid,
@@ -193,6 +210,40 @@ class SignIn:
             max_age=int(self.settings.session_max_age_s),
         )
         return sid
+
+    # --- parents linked by guardianship (issue 24) ---------------------------------------------
+
+    def service_token(self) -> str:
+        """The portal's own token for consent's guardianship token route: from
+        HOMEROOM_SERVICE_TOKEN_FILE in production, else minted by the development issuer."""
+        if self.settings.service_token_file is not None:
+            return self.settings.service_token_file.read_text().strip()
+        if self._auth.environment == "production" or self._auth.jwks_url or self._auth.jwks_file:
+            raise RuntimeError("no service token for the portal: set HOMEROOM_SERVICE_TOKEN_FILE")
+        return self._auth.dev_issuer().issue(Role.SERVICE, subject="homeroom-portal", ttl_s=300, services=["consent"])
+
+    async def guardian_token(self, subject: str) -> str:
+        if self.guardian_minter is None:
+            raise RuntimeError("the portal's lifespan sets guardian_minter")
+        return await self.guardian_minter(subject)
+
+    async def renew_guardian(self, sid: str) -> StoredSession | None:
+        """A fresh parent token from the person's current links (after a redemption, or near
+        its end); None (session ended) when consent cannot give one."""
+        current = self.store.get(sid)
+        if current is None or current.guardian_subject is None:
+            return current
+        try:
+            token = await self.guardian_token(current.guardian_subject)
+            self.verifier.verify(token)
+        except Exception:  # consent unreachable or the token refused: the person signs in again
+            self.store.delete(sid)
+            return None
+        renewed = replace(
+            current, access_token=token, expires_at=float(_unverified_claims(token).get("exp", time.time() + 60))
+        )
+        self.store.put(sid, renewed)
+        return renewed
 
     def end_session(self, response: Response, request: Request | None = None) -> StoredSession | None:
         """Forget the session on the server (the cookie opens nothing afterwards) and clear it."""
@@ -264,9 +315,10 @@ class SignIn:
 
     async def exchange_code(
         self, client: httpx.AsyncClient, request: Request, code: str, state: str
-    ) -> tuple[str, str | None, str | None]:
-        """(access token, refresh token, ID token) for an authorization code; ValueError naming
-        what did not match: the state, the provider's answer, the ID token or its nonce."""
+    ) -> tuple[str, str | None, str | None, str | None]:
+        """(access token, refresh token, ID token, the ID token's verified subject) for an
+        authorization code; ValueError naming what did not match: the state, the provider's
+        answer, the ID token or its nonce."""
         flow = request.cookies.get(OIDC_FLOW_COOKIE, "")
         expected_state, _, rest = flow.partition(".")
         nonce, _, verifier = rest.partition(".")
@@ -284,16 +336,23 @@ class SignIn:
         if not isinstance(access, str) or not access:
             raise ValueError("the identity provider answered without an access token")
         id_token = token.get("id_token")
+        subject: str | None = None
         if "openid" in self.settings.oidc_scopes.split():
             if not isinstance(id_token, str):
                 raise ValueError("the identity provider answered without an ID token")
-            await self._check_id_token(client, provider, id_token, nonce)
+            subject = await self._check_id_token(client, provider, id_token, nonce)
         refresh = token.get("refresh_token")
-        return access, refresh if isinstance(refresh, str) else None, id_token if isinstance(id_token, str) else None
+        return (
+            access,
+            refresh if isinstance(refresh, str) else None,
+            id_token if isinstance(id_token, str) else None,
+            subject,
+        )
 
     async def _check_id_token(
         self, client: httpx.AsyncClient, provider: dict[str, Any], id_token: str, nonce: str
-    ) -> None:
+    ) -> str:
+        """The ID token's subject, once its signature, issuer, audience, expiry and nonce check out."""
         keys = await self._keys(client, provider)
         try:
             decoded = jose_jwt.decode(id_token, keys, algorithms=["EdDSA", "ES256", "RS256"])
@@ -307,6 +366,7 @@ class SignIn:
             ).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
             raise ValueError(f"the ID token is not valid for this sign-in ({type(exc).__name__}: {exc})") from None
+        return str(decoded.claims["sub"])
 
     async def _refresh(self, sid: str, stored: StoredSession) -> StoredSession | None:
         """A fresh access token from the refresh token; None (session ended) when refused."""

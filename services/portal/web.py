@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from homeroom.auth import Role
 from homeroom.catalogue import CATALOGUE
+from homeroom.problems import Problem
+from homeroom.ratelimit import RateLimiter
 from services.portal.clients import Services
 from services.portal.session import Session, SignIn, csrf_ok, same_origin
 from services.portal.settings import PortalSettings
@@ -38,6 +40,8 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/district", "Submissions and transfers"),
         ("/district/chronic-absence", "Chronic absence"),
         ("/district/amendments", "Correction requests"),
+        ("/district/linking", "Parents' linking codes"),
+        ("/district/transparency", "Transparency page"),
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
@@ -133,6 +137,22 @@ OptionalSession = Annotated[Session | None, Depends(optional_session)]
 CurrentSession = Annotated[Session, Depends(current_session)]
 
 
+async def sign_in_attempt(request: Request) -> None:
+    """Sign-in attempts and linking-code redemptions per client address are limited (guessing,
+    token minting floods); consent limits redemptions per person as well."""
+    limiter: RateLimiter | None = getattr(request.app.state, "sign_in_limiter", None)
+    if limiter is None:
+        return
+    try:
+        await limiter.check(request.client.host if request.client else "unknown", "sign-in")
+    except Problem as refused:
+        raise PageError(429, "Too many attempts", refused.detail or "Try again in a minute.") from None
+
+
+SignInAttempt = Depends(sign_in_attempt)
+LinkingAttempt = SignInAttempt
+
+
 def require_role(session: Session, *roles: Role) -> None:
     if session.principal.role not in roles:
         whose = " or ".join(ROLE_NAMES[r] for r in roles)
@@ -141,6 +161,13 @@ def require_role(session: Session, *roles: Role) -> None:
             "Not a page for your role",
             f"This page is for {whose}. You are signed in as {ROLE_NAMES[session.principal.role]}.",
         )
+
+
+def district_of(session: Session) -> str:
+    """The district a district-staff page acts for (403 page for any other role)."""
+    require_role(session, Role.DISTRICT_STAFF)
+    assert session.principal.district_id is not None
+    return session.principal.district_id
 
 
 def check_form(request: Request, session: Session, form: dict[str, str]) -> None:

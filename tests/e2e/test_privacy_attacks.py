@@ -142,6 +142,17 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("incidents", "GET /v1/incidents"): "lists only the caller's incidents: checked below by content",
     ("incidents", "GET /v1/public/breach-notices"): "public by the district's choice: notices, never students",
     ("incidents", "GET /v1/keys"): "the key that signs frozen scopes, no students",
+    # Guardianship (issue 24): codes, guessing, replay and the rest are attacked in
+    # tests/services/consent/test_guardianship.py on the real consent and records services.
+    ("consent", "POST /v1/guardianship/redemptions"): "redeems a code the caller holds; guessing attacked in process",
+    ("consent", "GET /v1/guardianship/links"): "the caller's own links only",
+    ("consent", "POST /v1/internal/guardian-tokens"): "services only (the portal): a token naming a person's own links",
+    ("consent", "GET /v1/guardianship/attempts"): "compliance only: redemption attempts, no student data",
+    ("consent", "GET /v1/public/transparency/{district}"): "public: a district's own answers to seed 001's questions",
+    (
+        "audit",
+        "GET /v1/public/disclosure-counts/{district}",
+    ): "public: counts by recipient and purpose, under 10 withheld",
 }
 
 # Roles a route admits for any student or object, with the reason.
@@ -287,6 +298,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("incidents", "POST /v1/incidents/{incident_id}/publication"): {"district_id": "{district}", "text": "attack"},
     ("incidents", "POST /v1/incidents/{incident_id}/close"): None,
     ("incidents", "PUT /v1/districts/{district_id}/breach-deadlines"): {"contractor_to_agency_hours": 1},
+    ("consent", "POST /v1/districts/{district_id}/linking-codes"): {"students": [{"student_key": "{student}"}]},
+    ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/revoke"): {"reason": "attack"},
+    ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/accept"): None,
+    ("consent", "DELETE /v1/districts/{district_id}/linking-codes/{code_id}"): None,
+    ("consent", "PUT /v1/districts/{district_id}/transparency/{question}"): {"text": "attack"},
+    ("consent", "POST /v1/districts/{district_id}/guardianships/{link_id}/decline"): {"reason": "attack"},
 }
 
 

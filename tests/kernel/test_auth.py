@@ -290,8 +290,6 @@ def test_each_role_with_its_scope_is_accepted(
         ({"role": "school_staff", "district": "d-1", "schools": "s-1"}, "schools"),
         ({"role": "vendor", "org": "Readwell"}, "agreement"),
         ({"role": "vendor", "agreement": "dsa-9", "district": "d-1"}, "district"),
-        ({"role": "parent"}, "students"),
-        ({"role": "parent", "students": []}, "students"),
         ({"role": "parent", "students": [""]}, "students"),
         ({"role": "compliance", "district": "d-1"}, "district"),
         ({"role": "operator", "students": ["pk-a"]}, "students"),
@@ -333,6 +331,14 @@ def test_school_staff_act_for_their_schools_not_the_district() -> None:
         teacher.require_school("d-1", "s-2")
     with pytest.raises(Forbidden):
         teacher.require_school("d-2", "s-1")  # the same school id in another district
+
+
+def test_a_parent_linked_to_no_child_yet_is_signed_in_but_sees_no_student() -> None:
+    # Issue 24: a parent signs in before redeeming a linking code; their token names no student.
+    unlinked = Principal(subject="p", role=Role.PARENT, token_id="j")
+    assert unlinked.student_keys == frozenset() and not unlinked.is_parent_of("pk-a")
+    with pytest.raises(Forbidden):
+        unlinked.require_parent_of("pk-a")
 
 
 def test_a_parent_sees_only_their_children() -> None:
@@ -687,10 +693,10 @@ def test_cli_issues_a_token_the_verifier_accepts(tmp_path: Path) -> None:
 
 def test_cli_refuses_a_scope_that_does_not_fit(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        token_cli, ["issue", "--role", "parent", "--subject", "p", "--key-file", str(tmp_path / "k.pem")]
+        token_cli, ["issue", "--role", "vendor", "--subject", "v", "--key-file", str(tmp_path / "k.pem")]
     )
     assert result.exit_code == 2
-    assert "students" in result.stderr
+    assert "agreement" in result.stderr
     assert result.stdout == ""
 
 
@@ -755,3 +761,33 @@ def test_the_development_sign_in_never_mints_the_service_role(tmp_path: Path) ->
     with pytest.raises(ValueError, match="never mints the service role"):
         dev_token(issuer, {"role": "service", "subject": "homeroom-records"})
     assert issuer.verifier(service="portal").verify(dev_token(issuer, {"role": "compliance"})).role is Role.COMPLIANCE
+
+
+def test_the_guardianship_issuer_is_trusted_for_parent_tokens_only(tmp_path: Path) -> None:
+    """Issue 24: in production the services trust the district's issuer and, for parents only,
+    consent's guardianship key (HOMEROOM_AUTH_GUARDIAN_JWKS_FILE)."""
+    district_idp = DevIssuer(tmp_path / "idp.pem", issuer="https://login.example.org", audience="homeroom")
+    guardianship = DevIssuer(tmp_path / "guardian.pem", issuer="homeroom-guardianship", audience="homeroom")
+    (tmp_path / "idp.jwks").write_text(json.dumps(district_idp.jwks()))
+    (tmp_path / "guardian.jwks").write_text(json.dumps(guardianship.jwks()))
+    settings = AuthSettings(
+        issuer="https://login.example.org",
+        jwks_file=tmp_path / "idp.jwks",
+        guardian_jwks_file=tmp_path / "guardian.jwks",
+        environment="production",
+    )
+    verifier = settings.build_verifier("records")
+    parent = verifier.verify(guardianship.issue(Role.PARENT, subject="mother", students=["pk-a"]))
+    assert parent.is_parent_of("pk-a")
+    staff = verifier.verify(district_idp.issue(Role.DISTRICT_STAFF, subject="registrar", district="d-1"))
+    assert staff.can_act_for_district("d-1")
+    with pytest.raises(AuthenticationError, match="parents only"):
+        verifier.verify(guardianship.issue(Role.DISTRICT_STAFF, subject="mallory", district="d-1"))
+    # A token claiming the guardianship issuer but signed by another key is refused.
+    forged = DevIssuer(tmp_path / "forged.pem", issuer="homeroom-guardianship", audience="homeroom")
+    with pytest.raises(AuthenticationError):
+        verifier.verify(forged.issue(Role.PARENT, subject="mallory", students=["pk-a"]))
+    # Without the setting, the guardianship key opens nothing.
+    plain = AuthSettings(issuer="https://login.example.org", jwks_file=tmp_path / "idp.jwks").build_verifier("records")
+    with pytest.raises(AuthenticationError):
+        plain.verify(guardianship.issue(Role.PARENT, subject="mother", students=["pk-a"]))

@@ -31,7 +31,7 @@ from tests.harness import ServiceEnv, drop_database, new_database, service_under
 APPEND_ONLY: list[tuple[ServiceSpec, tuple[str, ...]]] = [
     (AUDIT, ("entries", "tree_nodes", "tree_heads")),
     (RECORDS, ("read_log",)),
-    (CONSENT, ("agreement_history", "decisions")),
+    (CONSENT, ("agreement_history", "decisions", "linking_attempts")),
     (TRANSFER, ("transfer_history",)),
     (INGEST, ()),
     (

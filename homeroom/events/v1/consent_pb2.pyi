@@ -299,6 +299,66 @@ class DestructionCertification(_message.Message):
 Global___DestructionCertification: _TypeAlias = DestructionCertification  # noqa: Y015
 
 @_typing.final
+class GuardianshipChanged(_message.Message):
+    """A guardianship link between a signed-in person and a student, and its linking code
+    (FERPA 99.10, 99.5). Never the code itself, never a name: ids, keys and who acted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINK_ID_FIELD_NUMBER: _builtins.int
+    CODE_ID_FIELD_NUMBER: _builtins.int
+    STUDENT_KEY_FIELD_NUMBER: _builtins.int
+    DISTRICT_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    ACTED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FROM_DISTRICT_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    link_id: _builtins.str
+    """empty for a code that was only issued or revoked"""
+    code_id: _builtins.str
+    """the linking code's id (never the code)"""
+    student_key: _builtins.str
+    district_id: _builtins.str
+    subject: _builtins.str
+    """the person linked (the identity provider's subject)"""
+    relationship: _builtins.str
+    """parent, eligible_student"""
+    reason: _builtins.str
+    """revocation: custody_change, rights_moved_to_student (99.5), ..."""
+    from_district_id: _builtins.str
+    """a link carried by a transfer: where it came from"""
+    expires_at: _builtins.str
+    """an issued code: when it stops working (ISO 8601)"""
+    @_builtins.property
+    def acted_by(self) -> _envelope_pb2.Party:
+        """who issued, redeemed, accepted or revoked"""
+
+    def __init__(
+        self,
+        *,
+        link_id: _builtins.str = ...,
+        code_id: _builtins.str = ...,
+        student_key: _builtins.str = ...,
+        district_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        relationship: _builtins.str = ...,
+        acted_by: _envelope_pb2.Party | None = ...,
+        reason: _builtins.str = ...,
+        from_district_id: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acted_by", b"acted_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acted_by", b"acted_by", "code_id", b"code_id", "district_id", b"district_id", "expires_at", b"expires_at", "from_district_id", b"from_district_id", "link_id", b"link_id", "reason", b"reason", "relationship", b"relationship", "student_key", b"student_key", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GuardianshipChanged: _TypeAlias = GuardianshipChanged  # noqa: Y015
+
+@_typing.final
 class ConsentEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -315,6 +375,11 @@ class ConsentEvent(_message.Message):
     DESTRUCTION_REQUESTED_FIELD_NUMBER: _builtins.int
     DESTRUCTION_CERTIFIED_FIELD_NUMBER: _builtins.int
     DESTRUCTION_OVERDUE_FIELD_NUMBER: _builtins.int
+    GUARDIAN_CODE_ISSUED_FIELD_NUMBER: _builtins.int
+    GUARDIAN_CODE_REVOKED_FIELD_NUMBER: _builtins.int
+    GUARDIANSHIP_LINKED_FIELD_NUMBER: _builtins.int
+    GUARDIANSHIP_REVOKED_FIELD_NUMBER: _builtins.int
+    GUARDIANSHIP_PROPOSED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def meta(self) -> _envelope_pb2.EventMeta: ...
     @_builtins.property
@@ -341,6 +406,18 @@ class ConsentEvent(_message.Message):
     def destruction_certified(self) -> Global___DestructionCertification: ...
     @_builtins.property
     def destruction_overdue(self) -> Global___DestructionCertification: ...
+    @_builtins.property
+    def guardian_code_issued(self) -> Global___GuardianshipChanged: ...
+    @_builtins.property
+    def guardian_code_revoked(self) -> Global___GuardianshipChanged: ...
+    @_builtins.property
+    def guardianship_linked(self) -> Global___GuardianshipChanged: ...
+    @_builtins.property
+    def guardianship_revoked(self) -> Global___GuardianshipChanged: ...
+    @_builtins.property
+    def guardianship_proposed(self) -> Global___GuardianshipChanged:
+        """carried by a transfer, awaiting the receiving district"""
+
     def __init__(
         self,
         *,
@@ -357,12 +434,17 @@ class ConsentEvent(_message.Message):
         destruction_requested: Global___DestructionCertification | None = ...,
         destruction_certified: Global___DestructionCertification | None = ...,
         destruction_overdue: Global___DestructionCertification | None = ...,
+        guardian_code_issued: Global___GuardianshipChanged | None = ...,
+        guardian_code_revoked: Global___GuardianshipChanged | None = ...,
+        guardianship_linked: Global___GuardianshipChanged | None = ...,
+        guardianship_revoked: Global___GuardianshipChanged | None = ...,
+        guardianship_proposed: Global___GuardianshipChanged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "guardian_code_issued", b"guardian_code_issued", "guardian_code_revoked", b"guardian_code_revoked", "guardianship_linked", b"guardianship_linked", "guardianship_proposed", b"guardianship_proposed", "guardianship_revoked", b"guardianship_revoked", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "meta", b"meta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_activated", b"agreement_activated", "agreement_amended", b"agreement_amended", "agreement_ended", b"agreement_ended", "agreement_signed", b"agreement_signed", "agreement_suspended", b"agreement_suspended", "change", b"change", "consent_given", b"consent_given", "consent_withdrawn", b"consent_withdrawn", "destruction_certified", b"destruction_certified", "destruction_overdue", b"destruction_overdue", "destruction_requested", b"destruction_requested", "directory_opt_out_recorded", b"directory_opt_out_recorded", "directory_opt_out_rescinded", b"directory_opt_out_rescinded", "guardian_code_issued", b"guardian_code_issued", "guardian_code_revoked", b"guardian_code_revoked", "guardianship_linked", b"guardianship_linked", "guardianship_proposed", b"guardianship_proposed", "guardianship_revoked", b"guardianship_revoked", "meta", b"meta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["consent_given", "consent_withdrawn", "directory_opt_out_recorded", "directory_opt_out_rescinded", "agreement_signed", "agreement_amended", "agreement_activated", "agreement_suspended", "agreement_ended", "destruction_requested", "destruction_certified", "destruction_overdue"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["consent_given", "consent_withdrawn", "directory_opt_out_recorded", "directory_opt_out_rescinded", "agreement_signed", "agreement_amended", "agreement_activated", "agreement_suspended", "agreement_ended", "destruction_requested", "destruction_certified", "destruction_overdue", "guardian_code_issued", "guardian_code_revoked", "guardianship_linked", "guardianship_revoked", "guardianship_proposed"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from prometheus_client import REGISTRY
 
 from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, ensure_topics, with_suffix
-from homeroom.events.v1.consent_pb2 import AgreementChanged, ConsentGiven, DataKeysDestroyed
+from homeroom.events.v1.consent_pb2 import AgreementChanged, ConsentGiven, DataKeysDestroyed, GuardianshipChanged
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
@@ -101,14 +101,37 @@ async def test_every_consumed_kind_maps_to_one_entry(audit: Audit) -> None:
             ),
             subject="d-100",
         ),
+        # Issue 24: a parent linked to a student by a linking code.
+        audit.event(
+            CONSENT,
+            "guardianship_linked",
+            GuardianshipChanged(
+                link_id="gl-0123456789abcdef",
+                code_id="lc-0123456789abcdef",
+                student_key=STUDENT_B,
+                district_id="d-200",
+                subject="oidc|parent-9",
+                relationship="parent",
+                acted_by=Party(person="oidc|parent-9", role="parent"),
+            ),
+        ),
     ]
     await audit.publish(*events)
     await audit.wait_for_entries(len(events))
     rows = await audit.svc.pool.fetch("SELECT * FROM entries ORDER BY seq")
     by_kind = {r["kind"]: r for r in rows}
     assert sorted(by_kind) == sorted(
-        ["disclosure_recorded", "consent_given", "agreement_signed", "transfer_delivered", "data_keys_destroyed"]
+        [
+            "disclosure_recorded",
+            "consent_given",
+            "agreement_signed",
+            "transfer_delivered",
+            "data_keys_destroyed",
+            "guardianship_linked",
+        ]
     )
+    g = by_kind["guardianship_linked"]
+    assert (g["student_key"], g["district_id"], g["recipient_person"]) == (STUDENT_B, "d-200", "oidc|parent-9")
     assert sorted(r["seq"] for r in rows) == list(range(len(events)))  # gapless
     d = by_kind["disclosure_recorded"]
     assert (d["recipient_org"], d["purpose"], d["agreement_id"], d["student_key"]) == (
@@ -277,3 +300,20 @@ async def test_a_rolled_back_batch_leaves_the_tree_consistent(audit: Audit) -> N
     await audit.wait_for_entries(4)
     body = await _verified(audit)
     assert body["ok"] is True and body["entries_read"] == 4
+
+
+async def test_a_districts_yearly_disclosure_counts_are_public_with_small_cells_withheld(audit: Audit) -> None:
+    """Issue 24: the transparency page's counts by recipient and purpose; under 10 never exact,
+    a parent's own views (record_required false) and other districts not counted."""
+    events = [audit.event(DISCLOSURE, "disclosure_recorded", disclosure()) for _ in range(11)]
+    events += [audit.event(DISCLOSURE, "disclosure_recorded", disclosure(purpose="assessment")) for _ in range(2)]
+    events.append(audit.event(DISCLOSURE, "disclosure_recorded", disclosure(district_id="d-200")))
+    events.append(audit.event(DISCLOSURE, "disclosure_recorded", disclosure(record_required=False)))
+    await audit.publish(*events)
+    await audit.wait_for_entries(len(events))
+    r = await audit.svc.client.get("/v1/public/disclosure-counts/d-100")
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"] == [
+        {"recipient": "Acme Learning", "purpose": "instruction", "count": 11},
+        {"recipient": "Acme Learning", "purpose": "assessment", "count": "fewer than 10"},
+    ]

@@ -55,9 +55,9 @@ def test_session_cookie_is_http_only_and_strict(world: World) -> None:
 
 def test_a_scope_that_does_not_fit_the_role_is_refused_at_sign_in(world: World) -> None:
     with httpx.Client(base_url=world.portal) as client:
-        r = client.post("/sign-in/dev", data={"role": "parent", "subject": "p"})
+        r = client.post("/sign-in/dev", data={"role": "vendor", "subject": "v"})
     assert r.status_code == 422
-    assert "student key" in r.text and "set-cookie" not in r.headers
+    assert "agreement" in r.text and "set-cookie" not in r.headers
 
 
 def test_pages_need_a_sign_in(world: World) -> None:

@@ -13,8 +13,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeroom.auth import Role
-from homeroom.catalogue import PURPOSES
+from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
+from homeroom.transparency import QUESTIONS, SYSTEM
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
 
@@ -194,6 +195,81 @@ def test_parent_flow(page: Page, world: World) -> None:
     assert response is not None and "/sign-in" in page.url
 
 
+def test_a_parent_reaches_the_childs_disclosures_from_a_code_letter_without_the_development_sign_in(
+    browser: Browser, page: Page, world: World
+) -> None:
+    """Issue 24: the district prints a linking letter; the parent signs in through the portal's
+    OIDC flow with an identity that names no child, redeems the code and sees who received the
+    child's record. A second try of the same code is refused; the district revokes the link."""
+    sign_in(page, world, role="district_staff", district=world.district_b, subject="registrar-b")
+    page.goto(f"{world.portal}/district/linking")
+    page.get_by_label("Zoe Castillo").check()
+    page.get_by_role("button", name="Issue codes").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Linking letters: district {world.district_b}")
+    letter = page.locator("article.printed-letter")
+    expect(letter).to_have_count(1)
+    expect(letter).to_contain_text("To the parent or guardian of Zoe Castillo")
+    code = letter.locator(".linking-code").inner_text()
+    shot(page, "linking-01-letter")
+
+    parent = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        parent.goto(f"{world.portal}/sign-in")
+        parent.get_by_role("link", name="Sign in with your account").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text("Development identity provider")
+        shot(parent, "linking-02-identity-provider")
+        parent.get_by_label("Your e-mail address or user name").fill("zoes.mother@example.org")
+        parent.get_by_role("button", name="Continue").click()
+        # "Signed in", then on to the parent's page (the page refreshes itself to /).
+        expect(parent).to_have_url(f"{world.portal}/parent", timeout=10_000)
+        expect(parent.get_by_role("status")).to_have_text("No child is linked to your account yet.")
+        parent.get_by_role("link", name="Link a child with a code from the district's letter").click()
+        parent.get_by_label("Linking code").fill("ZZZZ-ZZZZ-ZZZZ")  # a guess: refused, named
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("alert")).to_contain_text("was not issued")
+        parent.get_by_label("Linking code").fill(code.lower())
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text("Zoe Castillo's record")
+        shot(parent, "linking-03-record")
+        parent.get_by_role("link", name="Who received it").click()
+        main = parent.locator("main")
+        expect(main).to_contain_text("Brightpath Learning (vendor) received your child's")
+        expect(main).to_contain_text("FERPA 99.31(a)(2) transfer to enrolling school")
+        shot(parent, "linking-04-disclosures")
+        # The one-page summary: what is held, who received it (issue 24, item 4).
+        parent.get_by_role("link", name="One-page summary").click()
+        expect(parent.get_by_role("heading", level=1)).to_have_text(
+            "What Homeroom holds about Zoe Castillo, and who has seen it"
+        )
+        received = parent.get_by_role("table", name="Recipients outside the district, with what they received and when")
+        expect(received).to_contain_text("Brightpath Learning")
+        expect(received).to_contain_text(world.district_b)  # the transfer delivered the record there
+        shot(parent, "linking-05-summary")
+        # The same code again (a replay) links nothing more.
+        parent.goto(f"{world.portal}/parent/link")
+        parent.get_by_label("Linking code").fill(code)
+        parent.get_by_role("button", name="Link my child").click()
+        expect(parent.get_by_role("alert")).to_contain_text("already been used")
+    finally:
+        parent.context.close()
+
+    # The district sees the link and revokes it (a custody change); consent recorded the attempts.
+    page.goto(f"{world.portal}/district/linking")
+    links = page.get_by_role("table", name="Who is linked to which student, newest first")
+    expect(links).to_contain_text("zoes.mother@example.org")
+    page.get_by_role("button", name="Revoke").first.click()
+    expect(links).to_contain_text("revoked: custody change")
+    with httpx.Client(timeout=30) as http:
+        tried = ok(
+            http.get(
+                f"{world.scenario.urls['consent']}/v1/guardianship/attempts",
+                params={"subject": "zoes.mother@example.org"},
+                headers=world.scenario.auth(Role.COMPLIANCE, "compliance-officer"),
+            )
+        )["attempts"]
+    assert [a["outcome"] for a in tried] == ["already_used", "linked", "unknown_code"]
+
+
 def test_compliance_flow(page: Page, world: World) -> None:
     sign_in(page, world, role="compliance", subject="compliance-officer")
     expect(page).to_have_url(f"{world.portal}/compliance")
@@ -336,6 +412,16 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
     expect(page.locator("main")).to_contain_text("Brightpath Learning")
     expect(page.locator("main")).to_contain_text("First name")
     shot(page, "public-01-agreements")
+    # The data dictionary (issue 24): linked from the agreements page, every catalogue element,
+    # the vendor named beside the elements its agreement lists.
+    page.get_by_role("link", name="data dictionary", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("What Homeroom keeps about a student")
+    first_name = page.locator("tr#student\\.first_name")
+    expect(first_name).to_contain_text("Brightpath Learning")
+    expect(first_name).to_contain_text("FERPA 99.31(a)(1) school official")
+    expect(page.locator("tr[id]")).to_have_count(len(CATALOGUE))
+    expect(page.locator("tr#discipline\\.incident_details")).to_contain_text("Never sent to another school.")
+    shot(page, "public-02-data-dictionary")
     sign_in(page, world, role="vendor", agreement=world.agreement_id, organization="Brightpath Learning", subject="app")
     expect(page.locator("main")).to_contain_text("Brightpath Learning: your agreement")
     expect(page.locator("main")).to_contain_text("What you have received")
@@ -345,6 +431,31 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
         response = page.goto(world.portal + path)
         assert response is not None and response.status == 403, path
         expect(page.locator("main")).not_to_contain_text("Zoe")
+
+
+def test_a_districts_transparency_page_answers_the_32_questions(page: Page, world: World) -> None:
+    """Issue 24: seed 001's questions, answered from Homeroom's data and the district's own text,
+    each with its review date; the missing ones counted, and one fewer once the district answers."""
+    public = f"{world.portal}/districts/{world.district_b}/transparency"
+    page.goto(public)
+    expect(page.locator("li.card")).to_have_count(len(QUESTIONS))
+    unanswered = len(QUESTIONS) - len(SYSTEM)
+    expect(page.get_by_role("status")).to_contain_text(f"{unanswered} of 32 questions have no answer yet")
+    expect(page.locator("#q16")).to_contain_text("Short Term Tutoring")  # the agreement covering district B
+    expect(page.locator("#q31")).to_contain_text("No answer yet.")
+    shot(page, "transparency-01-public")
+    sign_in(page, world, role="district_staff", district=world.district_b, subject="superintendent-b")
+    page.goto(f"{world.portal}/district/transparency")
+    page.get_by_label("The district's answer to question 31").fill(
+        "The district's technology budget; no per-student fee."
+    )
+    page.get_by_role("button", name="Save answer 31").click()
+    expect(page.get_by_role("status").last).to_have_text("Answer 31 saved.")
+    page.goto(public)
+    expect(page.locator("#q31")).to_contain_text("The district answers: The district's technology budget")
+    expect(page.locator("#q31")).to_contain_text("by superintendent-b")
+    expect(page.get_by_role("status")).to_contain_text(f"{unanswered - 1} of 32 questions have no answer yet")
+    shot(page, "transparency-02-answered")
 
 
 def test_breach_response_on_the_portal_121_10(page: Page, world: World) -> None:

@@ -1,0 +1,572 @@
+"""Guardianship use cases (issue 24): how a parent reaches their child in Homeroom.
+
+- `issue_codes`: a district's data office issues one-time linking codes for its own students
+  (checked against records: a key the district does not hold is refused and named).
+- `revoke_code`: the district withdraws a code not yet redeemed.
+- `redeem`: a signed-in person redeems a code; rate-limited, every attempt recorded, the
+  link (or, for an eligible student, the move of rights, FERPA 99.5) in the audit log.
+- `revoke_link`: the district ends a link (custody change, error).
+- `carry_on_transfer` (consumer `transfer_handler`): a delivered transfer proposes the student's links to the receiving
+  district; `accept_carried` / `decline_carried`: that district decides.
+- `parent_token`: the token the portal uses for a signed-in person, naming exactly the
+  students their active links name (the authorisation every service already checks).
+
+Guardianship lives in consent because consent is the bounded context of a student's
+relationships and the choices made for them: it holds the parent's opt-outs and consents
+and decides the `parent-inspection` rule (99.10); who the parent *is* is the fact those
+decisions rest on. Records keeps the record, not who may ask for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from homeroom import outbox
+from homeroom.auth import DevIssuer, Principal, Role
+from homeroom.bus.consumer import Handler, HandlerContext
+from homeroom.bus.envelope import IncomingEvent
+from homeroom.bus.topics import TRANSFER
+from homeroom.events.v1.envelope_pb2 import Party
+from homeroom.events.v1.transfer_pb2 import TransferStep
+from homeroom.problems import FieldError, Problem, problem_type
+from homeroom.ratelimit import RateLimiter
+from homeroom.service import ConsumerSpec, Runtime
+from services.consent import events, metrics
+from services.consent import guardianship_store as store
+from services.consent.application import clock
+from services.consent.guardianship import (
+    GUESSING_OUTCOMES,
+    LinkingCode,
+    LinkStatus,
+    Outcome,
+    RedemptionRefused,
+    Relationship,
+    check_redemption,
+    code_hash,
+    expiry,
+    new_code,
+    normalise,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "guardianship"
+TOKEN_TTL_S = 300  # a revoked link stops authorising within this; consent refuses at once
+
+
+class StudentDirectory(Protocol):
+    """Which of these keys are the district's own students, with their names (records' API,
+    called with the district staff member's own token)."""
+
+    async def names(self, district_id: str, student_keys: Sequence[str], token: str) -> dict[str, str]: ...
+
+
+@dataclass
+class GuardianshipState:
+    """Consent's guardianship objects, built at start (`start`) and kept in one typed object."""
+
+    directory: StudentDirectory
+    limiter: RateLimiter | None
+    issuer: DevIssuer | None
+    token_ttl_s: int = TOKEN_TTL_S
+
+
+def state(runtime: Runtime) -> GuardianshipState:
+    found = runtime.extras.get(STATE_KEY)
+    if not isinstance(found, GuardianshipState):
+        raise RuntimeError("the guardianship state is built by services.consent.service on start")
+    return found
+
+
+def _missing(title: str, detail: str) -> Problem:
+    return Problem(404, title, detail, type=problem_type("not-found"))
+
+
+def _party(principal: Principal) -> Party:
+    return Party(organization=principal.district_id or "", person=principal.subject, role=principal.role.value)
+
+
+def _actor(principal: Principal) -> str:
+    return f"{principal.role.value}:{principal.subject}"
+
+
+# ------------------------------------------------------------------------- codes
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCode:
+    code: str  # shown once, on the letter; never stored
+    linking: LinkingCode
+    student_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRequest:
+    student_key: str
+    relationship: Relationship = Relationship.PARENT
+
+
+async def issue_codes(
+    runtime: Runtime,
+    principal: Principal,
+    token: str,
+    district_id: str,
+    requests: Sequence[CodeRequest],
+    valid_days: int,
+) -> list[IssuedCode]:
+    principal.require_district(district_id)
+    keys = list(dict.fromkeys(r.student_key for r in requests))
+    names = await state(runtime).directory.names(district_id, keys, token)
+    unknown = [
+        FieldError(
+            f"/students/{i}/student_key",
+            "linking.student_not_in_district",
+            f"{r.student_key!r} is not a student of {district_id}",
+        )
+        for i, r in enumerate(requests)
+        if r.student_key not in names
+    ]
+    if unknown:
+        metrics.LINKING_CODES.labels("refused").inc(len(unknown))
+        metrics.LINKING_ATTEMPTS.labels(Outcome.NOT_IN_DISTRICT.value).inc(len(unknown))
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            for r in requests:
+                if r.student_key not in names:
+                    await store.record_refused_issue(
+                        conn,
+                        at=clock(runtime),
+                        actor=_actor(principal),
+                        district_id=district_id,
+                        student_key=r.student_key,
+                    )
+        raise Problem(
+            422,
+            "Not your district's student",
+            "a linking code is issued only for a student the district holds",
+            type=problem_type("linking-student-unknown"),
+            errors=unknown,
+        )
+    now = clock(runtime)
+    expires = expiry(now, valid_days)
+    issued: list[IssuedCode] = []
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        for r in requests:
+            code = new_code()
+            linking = LinkingCode(
+                code_id=f"lc-{uuid.uuid4().hex[:16]}",
+                district_id=district_id,
+                student_key=r.student_key,
+                relationship=r.relationship,
+                issued_by=_actor(principal),
+                issued_at=now,
+                expires_at=expires,
+            )
+            normalised = normalise(code)
+            assert normalised is not None  # new_code writes only the alphabet
+            await store.insert_code(conn, linking, code_hash(normalised))
+            await outbox.add(
+                conn,
+                events.guardianship_changed(
+                    "guardian_code_issued",
+                    student_key=r.student_key,
+                    district_id=district_id,
+                    acted_by=_party(principal),
+                    code_id=linking.code_id,
+                    relationship=r.relationship.value,
+                    expires_at=expires.isoformat(),
+                ),
+            )
+            issued.append(IssuedCode(code, linking, names[r.student_key]))
+    metrics.LINKING_CODES.labels("issued").inc(len(issued))
+    return issued
+
+
+async def revoke_code(runtime: Runtime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+    principal.require_district(district_id)
+    now = clock(runtime)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        revoked = await store.revoke_code(conn, district_id, code_id, _actor(principal), now)
+        if revoked is None:
+            raise _missing(
+                "No code to withdraw",
+                f"linking code {code_id!r} of {district_id} does not exist, or was already redeemed or withdrawn",
+            )
+        await outbox.add(
+            conn,
+            events.guardianship_changed(
+                "guardian_code_revoked",
+                student_key=revoked.student_key,
+                district_id=district_id,
+                acted_by=_party(principal),
+                code_id=code_id,
+                relationship=revoked.relationship.value,
+            ),
+        )
+    metrics.LINKING_CODES.labels("revoked").inc()
+    return revoked
+
+
+# ------------------------------------------------------------------- redemption
+
+
+def _refusal(outcome: Outcome, message: str, headers: dict[str, str] | None = None) -> Problem:
+    status = {Outcome.RATE_LIMITED: 429, Outcome.MALFORMED: 422}.get(outcome, 409)
+    if outcome is Outcome.UNKNOWN_CODE:
+        status = 404
+    return Problem(
+        status,
+        "Linking code refused",
+        message,
+        type=problem_type(f"linking-{outcome.value.replace('_', '-')}"),
+        errors=[FieldError("/code", f"linking.{outcome.value}", message)],
+        headers=headers,
+        extensions={"outcome": outcome.value},
+    )
+
+
+async def _attempt(runtime: Runtime, subject: str, client: str, outcome: Outcome, code: LinkingCode | None) -> None:
+    async with runtime.pool.acquire() as conn:
+        await store.record_attempt(
+            conn, at=clock(runtime), subject=subject, client=client, outcome=outcome.value, code=code
+        )
+    _counted(outcome, subject, client)
+
+
+def _counted(outcome: Outcome, subject: str, client: str) -> None:
+    """Count a refusal; one that looks like guessing is also logged for the operator (the alert)."""
+    metrics.LINKING_ATTEMPTS.labels(outcome.value).inc()
+    if outcome in GUESSING_OUTCOMES:
+        log.warning("linking code refused: %s", outcome.value, extra={"subject": subject, "client": client})
+
+
+async def redeem(runtime: Runtime, principal: Principal, code_text: str, client: str = "") -> dict[str, Any]:
+    """Link the signed-in person to the code's student; Problem naming the refusal otherwise.
+    Every attempt is recorded (`linking_attempts`), refused ones too."""
+    if principal.role is not Role.PARENT:
+        raise Problem(
+            403, "Forbidden", "a linking code is redeemed by the person it was sent to, signed in as a parent"
+        )
+    subject = principal.subject
+    limiter = state(runtime).limiter
+    if limiter is not None:
+        try:
+            await limiter.check(subject, "linking code redemptions")
+            if client:
+                await limiter.check(f"client:{client}", "linking code redemptions")
+        except Problem as limited:
+            await _attempt(runtime, subject, client, Outcome.RATE_LIMITED, None)
+            raise _refusal(Outcome.RATE_LIMITED, limited.detail or "too many tries", dict(limited.headers)) from None
+    normalised = normalise(code_text)
+    if normalised is None:
+        await _attempt(runtime, subject, client, Outcome.MALFORMED, None)
+        raise _refusal(Outcome.MALFORMED, RedemptionRefused(Outcome.MALFORMED).args[0])
+    now = clock(runtime)
+    failure: RedemptionRefused | None = None
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        code = await store.code_by_hash(conn, code_hash(normalised))
+        try:
+            rights_moved = code is not None and await store.rights_with_student(conn, code.student_key)
+            check_redemption(code, now=now, rights_with_student=rights_moved)
+        except RedemptionRefused as refused:
+            await store.record_attempt(
+                conn, at=now, subject=subject, client=client, outcome=refused.outcome.value, code=code
+            )
+            failure = refused
+        else:
+            assert code is not None
+            link = await _link(conn, code, subject, now)
+            await store.record_attempt(
+                conn, at=now, subject=subject, client=client, outcome=Outcome.LINKED.value, code=code
+            )
+    if failure is not None:
+        _counted(failure.outcome, subject, client)
+        raise _refusal(failure.outcome, str(failure))
+    metrics.LINKING_ATTEMPTS.labels(Outcome.LINKED.value).inc()
+    return link
+
+
+async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> dict[str, Any]:
+    await store.mark_redeemed(conn, code.code_id, subject, now)
+    existing = await store.live_link(conn, subject, code.student_key, code.district_id)
+    redeemer = Party(person=subject, role="parent")
+    if existing is not None:  # already linked (a second letter): the code is spent, nothing new
+        return _link_dict(existing)
+    if code.relationship is Relationship.ELIGIBLE_STUDENT:
+        # FERPA 99.5: the rights move to the student; every parent link, in every district, ends.
+        for row in await store.parent_links_of(conn, code.student_key):
+            await store.end_link(
+                conn,
+                row["link_id"],
+                row["district_id"],
+                status=LinkStatus.REVOKED,
+                by=f"parent:{subject}",
+                reason="rights_moved_to_student",
+                at=now,
+            )
+            await outbox.add(
+                conn,
+                events.guardianship_changed(
+                    "guardianship_revoked",
+                    student_key=code.student_key,
+                    district_id=row["district_id"],
+                    acted_by=redeemer,
+                    link_id=row["link_id"],
+                    subject=row["subject"],
+                    relationship=row["relationship"],
+                    reason="rights_moved_to_student",
+                ),
+            )
+            metrics.LINKS_ENDED.labels("rights_moved_to_student").inc()
+    link_id = f"gl-{uuid.uuid4().hex[:16]}"
+    await store.insert_link(
+        conn,
+        link_id=link_id,
+        subject=subject,
+        student_key=code.student_key,
+        district_id=code.district_id,
+        relationship=code.relationship,
+        status=LinkStatus.ACTIVE,
+        code_id=code.code_id,
+        issued_by=code.issued_by,
+        at=now,
+    )
+    await outbox.add(
+        conn,
+        events.guardianship_changed(
+            "guardianship_linked",
+            student_key=code.student_key,
+            district_id=code.district_id,
+            acted_by=redeemer,
+            link_id=link_id,
+            code_id=code.code_id,
+            subject=subject,
+            relationship=code.relationship.value,
+        ),
+    )
+    row = await store.live_link(conn, subject, code.student_key, code.district_id)
+    return _link_dict(row)
+
+
+def _link_dict(row: Any) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "link_id": row["link_id"],
+        "subject": row["subject"],
+        "student_key": row["student_key"],
+        "district_id": row["district_id"],
+        "relationship": row["relationship"],
+        "status": row["status"],
+        "code_id": row["code_id"],
+        "issued_by": row["issued_by"],
+        "linked_at": iso(row["linked_at"]),
+        "from_district_id": row["from_district_id"],
+        "ended_at": iso(row["ended_at"]),
+        "ended_by": row["ended_by"],
+        "end_reason": row["end_reason"],
+    }
+
+
+# ------------------------------------------------------------------- links
+
+
+async def revoke_link(
+    runtime: Runtime, principal: Principal, district_id: str, link_id: str, reason: str, *, decline: bool = False
+) -> dict[str, Any]:
+    principal.require_district(district_id)
+    now = clock(runtime)
+    change = "guardianship_revoked"
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        ended = await store.end_link(
+            conn,
+            link_id,
+            district_id,
+            status=LinkStatus.DECLINED if decline else LinkStatus.REVOKED,
+            by=_actor(principal),
+            reason=reason,
+            at=now,
+        )
+        if ended is None:
+            raise _missing("No such link", f"no live guardianship link {link_id!r} in {district_id}")
+        await outbox.add(
+            conn,
+            events.guardianship_changed(
+                change,
+                student_key=ended["student_key"],
+                district_id=district_id,
+                acted_by=_party(principal),
+                link_id=link_id,
+                subject=ended["subject"],
+                relationship=ended["relationship"],
+                reason=reason,
+            ),
+        )
+    metrics.LINKS_ENDED.labels("declined" if decline else "revoked").inc()
+    return _link_dict(ended)
+
+
+async def accept_carried(runtime: Runtime, principal: Principal, district_id: str, link_id: str) -> dict[str, Any]:
+    """The receiving district accepts a link a transfer carried: it authorises from now on."""
+    principal.require_district(district_id)
+    now = clock(runtime)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        accepted = await store.accept_link(conn, link_id, district_id, _actor(principal), now)
+        if accepted is None:
+            raise _missing(
+                "No link awaiting acceptance", f"no carried link {link_id!r} awaits {district_id}'s acceptance"
+            )
+        await outbox.add(
+            conn,
+            events.guardianship_changed(
+                "guardianship_linked",
+                student_key=accepted["student_key"],
+                district_id=district_id,
+                acted_by=_party(principal),
+                link_id=link_id,
+                subject=accepted["subject"],
+                relationship=accepted["relationship"],
+                from_district_id=accepted["from_district_id"] or "",
+                reason="accepted_on_transfer",
+            ),
+        )
+    return _link_dict(accepted)
+
+
+async def carry_on_transfer(
+    conn: Any, case_id: str, student_key: str, from_district: str, to_district: str, now: datetime
+) -> int:
+    """Propose each active link of the student in the sending district to the receiving one
+    (status `proposed`: authorises nothing there until that district accepts it)."""
+    carried = 0
+    for row in await store.active_links_of_student(conn, student_key, from_district):
+        if await store.live_link(conn, row["subject"], student_key, to_district) is not None:
+            continue
+        origin = row["link_id"]
+        link_id = "gl-" + uuid.uuid5(uuid.NAMESPACE_URL, f"{case_id}|{origin}").hex[:16]
+        await store.insert_link(
+            conn,
+            link_id=link_id,
+            subject=row["subject"],
+            student_key=student_key,
+            district_id=to_district,
+            relationship=Relationship(row["relationship"]),
+            status=LinkStatus.PROPOSED,
+            code_id=None,
+            issued_by=f"homeroom-transfer:{case_id}",
+            at=now,
+            from_district_id=from_district,
+        )
+        await outbox.add(
+            conn,
+            events.guardianship_changed(
+                "guardianship_proposed",
+                student_key=student_key,
+                district_id=to_district,
+                acted_by=Party(organization="homeroom-transfer", person=case_id, role="service"),
+                link_id=link_id,
+                subject=row["subject"],
+                relationship=row["relationship"],
+                from_district_id=from_district,
+            ),
+        )
+        carried += 1
+    return carried
+
+
+async def links_of_district(
+    runtime: Runtime, principal: Principal, district_id: str, student_key: str | None, limit: int
+) -> dict[str, Any]:
+    principal.require_district(district_id)
+    async with runtime.pool.acquire() as conn:
+        links = await store.links_of_district(conn, district_id, student_key, limit)
+        codes = await store.codes_of_district(conn, district_id, student_key, limit)
+    return {
+        "district_id": district_id,
+        "links": [_link_dict(r) for r in links],
+        "codes": [
+            {
+                "code_id": c.code_id,
+                "student_key": c.student_key,
+                "relationship": c.relationship.value,
+                "state": c.state,
+                "issued_by": c.issued_by,
+                "issued_at": c.issued_at.isoformat(),
+                "expires_at": c.expires_at.isoformat(),
+                "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None,
+            }
+            for c in codes
+        ],
+    }
+
+
+async def my_links(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+    async with runtime.pool.acquire() as conn:
+        return [_link_dict(r) for r in await store.links_of_subject(conn, principal.subject)]
+
+
+async def attempts(
+    runtime: Runtime, *, subject: str | None, outcomes: Sequence[str], since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    async with runtime.pool.acquire() as conn:
+        rows = await store.attempts(conn, subject=subject, outcomes=outcomes, since=since, limit=limit)
+    return [
+        {
+            "attempted_at": r["attempted_at"].isoformat(),
+            "subject": r["subject"],
+            "client": r["client"],
+            "outcome": r["outcome"],
+            "code_id": r["code_id"],
+            "district_id": r["district_id"],
+            "student_key": r["student_key"],
+            "guessing": r["outcome"] in {o.value for o in GUESSING_OUTCOMES},
+        }
+        for r in rows
+    ]
+
+
+# ------------------------------------------------------------------- tokens
+
+
+async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
+    """A parent token for this person naming the students of their active links (none: a
+    token that opens no child's data). Asked for by the portal (role service) after it
+    verified the person's sign-in with the identity provider."""
+    issuer = state(runtime).issuer
+    if issuer is None:
+        raise Problem(
+            503,
+            "No guardianship issuer",
+            "this consent service has no key to sign parent tokens with (HOMEROOM_CONSENT_GUARDIAN_KEY_FILE)",
+            type=problem_type("guardianship-issuer-missing"),
+        )
+    async with runtime.pool.acquire() as conn:
+        students = await store.active_students(conn, subject)
+    ttl = state(runtime).token_ttl_s
+    token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl)
+    return {"token": token, "students": students, "expires_in": ttl}
+
+
+def transfer_handler(runtime: Runtime) -> Handler:
+    """`transfer.v1` `transfer_delivered`: propose the student's links to the receiving district."""
+
+    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
+        step = event.payload
+        if event.change != "transfer_delivered" or not isinstance(step, TransferStep) or step.reason == "resent":
+            return
+        if not (step.student_key and step.from_district_id and step.to_district_id):
+            return
+        carried = await carry_on_transfer(
+            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, clock(runtime)
+        )
+        metrics.LINKS_CARRIED.inc(carried)
+
+    return handle
+
+
+CONSUMER = ConsumerSpec("guardianships", [TRANSFER], transfer_handler)

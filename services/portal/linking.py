@@ -1,0 +1,108 @@
+"""District data office pages for guardianship (issue 24): issue linking codes for the
+district's students (printable letters, one per page, or a CSV for the district's own mail
+merge), see every link and code, revoke a link (custody change), and accept or decline the
+links a transfer carried in. Consent decides and records all of it; the portal only asks."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import RedirectResponse, Response
+
+from homeroom.contracts.linking_codes import CSV_COLUMNS, IssuedCodes, csv_row, letter_text
+from services.portal.clients import UpstreamError
+from services.portal.district import names_of
+from services.portal.web import CurrentSession, PortalDep, check_form, checked_form, district_of, render
+
+router = APIRouter(prefix="/district/linking", include_in_schema=False)
+
+LinkId = Annotated[str, Path(pattern=r"^gl-[0-9a-f]{16}$")]
+STUDENTS_LISTED = 200
+
+
+def portal_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.get("")
+async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    district = district_of(session)
+    found = await portal.services.get("consent", f"/v1/districts/{district}/guardianships", session.token)
+    students = await portal.services.get(
+        "records", f"/v1/districts/{district}/students", session.token, {"limit": STUDENTS_LISTED}
+    )
+    keys = [s["student_key"] for s in students.get("students", [])]
+    linked = [link["student_key"] for link in found.get("links", [])] + [
+        c["student_key"] for c in found.get("codes", [])
+    ]
+    names = await names_of(portal, session, district, keys + linked)
+    return render(
+        request,
+        "district/linking.html",
+        session,
+        district=district,
+        links=found.get("links", []),
+        codes=found.get("codes", []),
+        students=[{"key": k, "name": names.get(k, k)} for k in keys],
+        names=names,
+        error=None,
+    )
+
+
+@router.post("/codes")
+async def issue(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    """Issue codes and answer with the letters (or the CSV): the only time the codes are shown."""
+    district = district_of(session)
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    check_form(request, session, fields)
+    keys = [str(v) for v in form.getlist("student_key")] + fields.get("student_keys", "").split()
+    relationship = "eligible_student" if fields.get("relationship") == "eligible_student" else "parent"
+    body: dict[str, Any] = {
+        "students": [{"student_key": k, "relationship": relationship} for k in dict.fromkeys(keys)],
+        "valid_days": int(fields["valid_days"]) if fields.get("valid_days", "").isdigit() else 60,
+    }
+    try:
+        answer = IssuedCodes.model_validate(
+            await portal.services.post("consent", f"/v1/districts/{district}/linking-codes", session.token, body)
+        )
+    except UpstreamError as exc:
+        if exc.status == 401:
+            raise
+        errors = "; ".join(e.get("message", "") for e in exc.field_errors) or exc.detail
+        return render(request, "error.html", session, status=422, title="No codes issued", message=errors)
+    url = portal_url(request)
+    if fields.get("format") == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for issued in answer.codes:
+            writer.writerow(csv_row(district, issued, url))
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="linking-codes-{district}.csv"'},
+        )
+    letters = [{"code": c, "text": letter_text(district, c, url)} for c in answer.codes]
+    return render(request, "district/letters.html", session, district=district, letters=letters)
+
+
+@router.post("/{link_id}/{action}")
+async def link_action(
+    request: Request,
+    portal: PortalDep,
+    session: CurrentSession,
+    link_id: LinkId,
+    action: Literal["revoke", "accept", "decline"],
+) -> Response:
+    """Revoke a link (custody change), or accept or decline one a transfer carried in."""
+    district = district_of(session)
+    form = await checked_form(request, session)
+    body = {} if action == "accept" else {"reason": (form.get("reason") or "custody_change")[:200]}
+    await portal.services.post(
+        "consent", f"/v1/districts/{district}/guardianships/{link_id}/{action}", session.token, body
+    )
+    return RedirectResponse("/district/linking?saved=1", status_code=303)

@@ -1,0 +1,83 @@
+"""A district's transparency page (issue 24): the 32 questions of seed 001 answered from
+Homeroom's own data and the district's text, with review dates and the missing answers counted
+(`homeroom/transparency.py`); public at /districts/{d}/transparency, and for the district's staff
+at /district/transparency with a form for each answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import RedirectResponse, Response
+
+from homeroom.transparency import Answer, Facts, answers
+from services.portal.clients import UpstreamError
+from services.portal.web import (
+    CurrentSession,
+    OptionalSession,
+    Portal,
+    PortalDep,
+    checked_form,
+    district_of,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+District = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+
+
+async def district_answers(portal: Portal, district: str, portal_url: str) -> list[Answer]:
+    public = await portal.services.get("consent", "/v1/public/agreements", None)
+    agreements = [a for a in public.get("agreements", []) if district in a.get("districts", [])]
+    try:
+        counts = (await portal.services.get("audit", f"/v1/public/disclosure-counts/{district}", None)).get(
+            "counts", []
+        )
+    except UpstreamError:
+        counts = []  # the page stands without them; question 9 then says what it knows
+    own = await portal.services.get("consent", f"/v1/public/transparency/{district}", None)
+    texts: dict[int, dict[str, Any]] = {int(k): v for k, v in own.get("answers", {}).items()}
+    facts = Facts(district, agreements, counts, portal_url, datetime.now(UTC).date())
+    return answers(facts, texts)
+
+
+def _page(request: Request, session: Any, district: str, found: list[Answer], editable: bool) -> Response:
+    missing = [a.number for a in found if a.missing]
+    awaiting = [a.number for a in found if a.needs_district and not a.district]
+    return render(
+        request,
+        "transparency.html",
+        session,
+        district=district,
+        answers=found,
+        missing=missing,
+        awaiting=awaiting,
+        editable=editable,
+    )
+
+
+@router.get("/districts/{district_id}/transparency")
+async def public_page(request: Request, portal: PortalDep, session: OptionalSession, district_id: District) -> Response:
+    found = await district_answers(portal, district_id, str(request.base_url).rstrip("/"))
+    return _page(request, session, district_id, found, editable=False)
+
+
+@router.get("/district/transparency")
+async def staff_page(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+    district = district_of(session)
+    found = await district_answers(portal, district, str(request.base_url).rstrip("/"))
+    return _page(request, session, district, found, editable=True)
+
+
+@router.post("/district/transparency/{question}")
+async def save(
+    request: Request, portal: PortalDep, session: CurrentSession, question: Annotated[int, Path(ge=1, le=32)]
+) -> Response:
+    district = district_of(session)
+    form = await checked_form(request, session)
+    body = {"text": form.get("text", "")[:8000]}
+    await portal.services.call(
+        "consent", "PUT", f"/v1/districts/{district}/transparency/{question}", session.token, json=body
+    )
+    return RedirectResponse(f"/district/transparency?saved={question}#q{question}", status_code=303)
