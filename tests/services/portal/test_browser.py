@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeroom.auth import Role
-from homeroom.catalogue import CATALOGUE, PURPOSES
+from homeroom.catalogue import PURPOSES, STUDENT_ELEMENT_IDS
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
 from homeroom.transparency import QUESTIONS, SYSTEM
 from tests.services.portal.accessibility import audit
@@ -419,7 +419,7 @@ def test_public_agreements_and_vendor(page: Page, world: World) -> None:
     first_name = page.locator("tr#student\\.first_name")
     expect(first_name).to_contain_text("Brightpath Learning")
     expect(first_name).to_contain_text("FERPA 99.31(a)(1) school official")
-    expect(page.locator("tr[id]")).to_have_count(len(CATALOGUE))
+    expect(page.locator("tr[id]")).to_have_count(len(STUDENT_ELEMENT_IDS))  # staff elements: not a student's
     expect(page.locator("tr#discipline\\.incident_details")).to_contain_text("Never sent to another school.")
     shot(page, "public-02-data-dictionary")
     sign_in(page, world, role="vendor", agreement=world.agreement_id, organization="Brightpath Learning", subject="app")
