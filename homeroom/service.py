@@ -38,7 +38,13 @@ from homeroom.problems import FieldError, Problem, install_problem_handlers, pro
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
 from homeroom.ratelimit import limiter
 from homeroom.storage import create_pool, ensure_database, grant_to_login, migrate, privilege_problems, url_user
-from homeroom.telemetry import SERVICE_UP, configure_logging, health_router, instrument_http
+from homeroom.telemetry import (
+    SERVICE_UP,
+    configure_logging,
+    health_router,
+    instrument_http,
+    start_bus_series_at_zero,
+)
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +317,7 @@ async def running(
 
     `kafka` and `auth` default to the environment; tests pass their own."""
     runtime = await _build_runtime(spec, settings, kafka, auth)
+    start_bus_series_at_zero(spec.name, [(c.name, [t.name for t in c.topics]) for c in spec.consumers])
     try:
         runtime.relay.start()
         if runtime.notices is not None:
@@ -375,7 +382,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
     async def bus_check() -> None:
         await app.state.runtime.publisher.ping()
 
-    app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}))
+    app.include_router(health_router(spec.name, {"database": database_check, "bus": bus_check}, resolved.instance_id))
     for router in spec.routers:
         app.include_router(router)
     if spec.sends_notices:

@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,9 @@ class Stack:
     smtp: EmbeddedSMTP | None = None
     ports: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Every process this stack starts answers /readyz with it: a port taken by someone else
+    # between choosing it and binding it is then an error, never the other process's "ready".
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -89,6 +93,7 @@ class Stack:
             "HOMEROOM_MIGRATION_DATABASE_URL": with_user(self.postgres.server_url, OWNER_ROLE),
             # Ephemeral data, ephemeral keys: each run has its own pseudonym key, keyring and dev issuer.
             "HOMEROOM_SECRETS_DIR": str(self.secrets_dir),
+            "HOMEROOM_INSTANCE_ID": self.instance_id,
             "HOMEROOM_AUTH_DEV_KEY_FILE": str(self.secrets_dir / "dev-issuer.pem"),
             # The demo and the browser tests sign in dozens of times from one address.
             "HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT": os.environ.get("HOMEROOM_PORTAL_SIGN_IN_RATE_LIMIT", "300/minute"),
@@ -126,7 +131,7 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, timeout_s: float = 90.0) -> Stack:
+    def start(self, timeout_s: float = 180.0) -> Stack:
         started = time.perf_counter()
         # The embedded server runs as an unprivileged user under root: it must be able to
         # pass through our (otherwise private, 0700) temporary directory to its own.
@@ -172,6 +177,7 @@ class Stack:
             "HOMEROOM_WITNESS_KEY_FILE": str(self.secrets_dir / "witness.key"),
             "HOMEROOM_WITNESS_STATE_FILE": str(self.home / "witness" / "state.json"),
             "HOMEROOM_WITNESS_LOG_PUBLIC_KEY_FILES": json.dumps([str(self.secrets_dir / "audit-log.pub.pem")]),
+            "HOMEROOM_INSTANCE_ID": self.instance_id,
         }
         self._children["witness"] = process.spawn(
             [sys.executable, "-m", "homeroom.cli", "witness", "serve"],
@@ -219,20 +225,33 @@ class Stack:
         return key
 
     def wait_ready(self, timeout_s: float, names: list[str] | None = None) -> None:
+        """Until each process answers /readyz as ready with this stack's instance id: an answer
+        from another process on the same port never counts."""
         deadline = time.monotonic() + timeout_s
         pending = set(names or self.services)
+        impostors: set[str] = set()
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for name in sorted(pending):
                     child = self._children[name]
                     if child.poll() is not None:
                         tail = "\n".join(self.log(name).read_text(errors="replace").splitlines()[-15:])
-                        raise RuntimeError(f"service {name} exited with {child.returncode}; its log ends:\n{tail}")
+                        other = (
+                            f"; another process answers on port {self.ports[name]}, not the one this stack started"
+                            if name in impostors
+                            else ""
+                        )
+                        raise RuntimeError(
+                            f"service {name} exited with {child.returncode}{other}; its log ends:\n{tail}"
+                        )
                     try:
-                        if client.get(f"{self.url(name)}/readyz").status_code == 200:
-                            pending.discard(name)
+                        answer = client.get(f"{self.url(name)}/readyz")
                     except httpx.HTTPError:
-                        pass
+                        continue
+                    if _answer_instance(answer) != self.instance_id:
+                        impostors.add(name)
+                    elif answer.status_code == 200:
+                        pending.discard(name)
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready after {timeout_s:.0f}s: {', '.join(sorted(pending))}")
                 time.sleep(0.2)
@@ -242,8 +261,9 @@ class Stack:
         return self.home / f"{name.replace('#', '-')}.log"
 
     def stop(self) -> None:
-        for child in reversed(list(self._children.values())):
-            process.stop(child, signal.SIGTERM, timeout_s=15)
+        # All at once: each service's shutdown (leaving its consumer groups, closing pools) waits
+        # on the network, not the CPU, and one after another they took seconds per stack.
+        process.stop_all(list(self._children.values()), signal.SIGTERM, timeout_s=15)
         self._children.clear()
         if self.smtp is not None:
             self.smtp.stop()
@@ -265,6 +285,14 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def _answer_instance(answer: httpx.Response) -> str | None:
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    return body.get("instance") if isinstance(body, dict) else None
 
 
 def _port_free(port: int) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -69,6 +69,26 @@ SERVICE_UP = Gauge("homeroom_service_up", "1 while the service is serving", ["se
 SERVICE_READY = Gauge("homeroom_service_ready", "1 while the service's dependencies answer", ["service"])
 
 
+def start_at_zero(metric: Counter, *series: str | tuple[str, ...]) -> None:
+    """Export these series of a labelled counter at 0 from the service's start (label values in
+    the metric's order; a plain string for a one-label metric). A labelled counter otherwise first
+    appears already at 1, Prometheus's increase() over it stays 0, and its first event never
+    alerts (deploy/prometheus/alerts.yml; proved by tests/ops/promtool/first-occurrence.test.yml)."""
+    for values in series:
+        metric.labels(*((values,) if isinstance(values, str) else values))
+
+
+def start_bus_series_at_zero(service: str, consumers: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """The kernel's counters of a service, for its (consumer, topics): known before any event.
+    Dead letters are not among them: their reason is the rule an event broke, known only then."""
+    start_at_zero(OUTBOX_RELAY_FAILURES, service)
+    for consumer, topics in consumers:
+        start_at_zero(HANDLER_RETRIES, (service, consumer))
+        for topic in topics:
+            for counter in (EVENTS_CONSUMED, EVENTS_APPLIED, EVENTS_DUPLICATE):
+                start_at_zero(counter, (service, consumer, topic))
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """JSON lines on stderr, one object per event, with the service name on each."""
     handler = logging.StreamHandler(sys.stderr)
@@ -89,8 +109,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
-    """/healthz says the process is alive; /readyz that every dependency answers now."""
+def health_router(service: str, checks: dict[str, ReadinessCheck], instance_id: str = "") -> APIRouter:
+    """/healthz says the process is alive; /readyz that every dependency answers now, and which
+    process answers (`instance`, when `homeroom stack` gave it one: ServiceSettings.instance_id)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness")
@@ -109,7 +130,10 @@ def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
         ready = all(v == "ok" for v in results.values())
         SERVICE_READY.labels(service).set(1 if ready else 0)
         response.status_code = 200 if ready else 503
-        return {"status": "ready" if ready else "not ready", "checks": results}
+        answer: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+        if instance_id:
+            answer["instance"] = instance_id
+        return answer
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -64,6 +64,7 @@ class WitnessSettings(BaseSettings):
     environment: Environment = Field(
         default="development", validation_alias=AliasChoices("HOMEROOM_ENVIRONMENT", "environment")
     )
+    instance_id: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_INSTANCE_ID", "instance_id"))
 
 
 def load_private_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
@@ -204,6 +205,9 @@ def create_app(settings: WitnessSettings | None = None) -> FastAPI:
     @app.get("/healthz")
     @app.get("/readyz")
     async def health() -> dict[str, str]:
-        return {"status": "ok", "service": "witness"}
+        answer = {"status": "ok", "service": "witness"}
+        if settings.instance_id:  # which process answers (homeroom.stack.Stack.wait_ready)
+            answer["instance"] = settings.instance_id
+        return answer
 
     return app

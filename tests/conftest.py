@@ -14,23 +14,59 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from _pytest.nodeid import NodeId
 
 from homeroom.infra.broker import EmbeddedBroker
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.infra.smtp import EmbeddedSMTP
+from homeroom.scenario import Scenario
+from homeroom.stack import Stack
 from homeroom.storage import create_pool
 from tests.harness import ServiceEnv, drop_database, new_database
+from tests.stacks import DemoStack, child_processes, start_prometheus
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
-# broker) run one after another on one worker: two stacks at once on two cores would turn
-# their generous timeouts into flakes. The other worker takes everything else meanwhile.
-_WHOLE_STACK = ("tests/e2e/", "tests/services/portal/")
+# broker) run in two xdist groups, one after another within each: the fault tests (five
+# stacks of their own, about six minutes) and everything else on a stack (the shared demo
+# stack, the privacy attacks, the fuzz). One group for all of them made its worker the
+# critical path of `./run test` (about 13 of CI's 15 minutes); two stacks at once on two
+# cores hold, with readiness waits of 180 s (`Stack.start`). Only a module that starts a
+# stack (or uses a fixture that does) carries the marker: an in-process test left in a
+# stack group lengthens that group's worker.
+WHOLE_STACK = "whole_stack"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+WHOLE_STACK_GROUP = "whole-stack"
+FAULTS_GROUP = "whole-stack-faults"
+FAULTS_MODULE = "tests/e2e/test_faults.py"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, whose grouping pytest 9 ignores (below)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if any(part in item.nodeid for part in _WHOLE_STACK):
-            item.add_marker(pytest.mark.xdist_group("whole-stack"))
+        module = getattr(item, "module", None)
+        starts_a_stack = module is not None and any(value is Stack for value in vars(module).values())
+        if starts_a_stack and item.get_closest_marker(WHOLE_STACK) is None:
+            raise pytest.UsageError(f"{item.nodeid} starts a Stack: mark its module `pytest.mark.{WHOLE_STACK}`")
+        if item.get_closest_marker(WHOLE_STACK) is not None or "demo_stack" in getattr(item, "fixturenames", ()):
+            group = FAULTS_GROUP if item.nodeid.startswith(FAULTS_MODULE) else WHOLE_STACK_GROUP
+            item.add_marker(pytest.mark.xdist_group(group))
+            # `--dist loadgroup` schedules by an "@group" suffix of the node id. pytest-xdist 3.8
+            # writes it to `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`),
+            # so the group was silently ignored: stack tests ran on both workers at once and
+            # module- and session-scoped stacks started once per worker. Written here until
+            # xdist writes it where pytest reads it (tests/ops/test_run_script.py checks the ids).
+            if getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
+    # The users of the shared `demo_stack` run one after another at the end, so no other stack
+    # runs beside it; the demo test last: its final steps end the vendor's agreement the
+    # portal's pages show, and it stops the stack to prove nothing is left running.
+    items.sort(
+        key=lambda item: (
+            "demo_stack" in getattr(item, "fixturenames", ()),
+            item.get_closest_marker("stops_demo_stack") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +127,28 @@ def smtp(tmp_path: Path) -> Iterator[EmbeddedSMTP]:
     """A real SMTP server on a free local port; `smtp.messages()` is what it received."""
     with EmbeddedSMTP(tmp_path / "mail.mbox") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
+    """One stack for the demo test, the portal's pages and the live Prometheus test (tests/stacks.py)."""
+    before = child_processes()
+    stack = Stack(fixed_ports=False)
+    demo: DemoStack | None = None
+    try:
+        stack.start()
+        lines: list[str] = []
+        scenario = Scenario(
+            {name: stack.url(name) for name in stack.services},
+            stack.secrets_dir,
+            say=lambda *a, **_: lines.append(" ".join(map(str, a))),
+        )
+        demo = DemoStack(stack, scenario, lines, before)
+        demo.prometheus = start_prometheus(stack, tmp_path_factory.mktemp("prometheus"))
+        steps = demo.steps()
+        demo.play(steps[: steps.index("agreement_ends")])  # the portal shows the vendor's agreement active
+        yield demo
+    finally:
+        if demo is not None:
+            demo.stop()
+        stack.cleanup()

@@ -149,3 +149,13 @@ async def service_under_test(
             env.service_urls[spec.name] = str(client.base_url)
             runtime.extras.setdefault("asgi_transport", transport)
             yield ServiceUnderTest(runtime, client)
+
+
+def exported(exposition: str, series: str) -> float:
+    """The value of one series (`name{labels}` as a /metrics answer writes it); 0 when absent.
+    Counters are exported at 0 from a service's start, so a test that an event was counted
+    asserts the value, never only that the series is there."""
+    for line in exposition.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

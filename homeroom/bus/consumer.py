@@ -184,14 +184,15 @@ async def mark_dead_lettered(conn: Connection, consumer: str, event_ids: Sequenc
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: EventConsumer) -> None:
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
         self.owner = owner
+        self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.owner._seek_to_stored(assigned)
+        await self.owner._seek_to_stored(self.consumer, assigned)
 
 
 class EventConsumer:
@@ -271,7 +272,7 @@ class EventConsumer:
                     heartbeat_interval_ms=max(1000, self.session_timeout_ms // 4),
                     max_poll_records=self.max_batch,
                 )
-                self._consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+                self._consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self, self._consumer))
                 await self._consumer.start()
                 backoff = 0.5
                 await self._poll_loop()
@@ -305,12 +306,21 @@ class EventConsumer:
                 log.info("offset commit skipped", extra={"consumer": self.name, "error": repr(exc)})
             await self._record_lag(consumer)
 
-    async def _seek_to_stored(self, assigned: Sequence[TopicPartition]) -> None:
+    async def _seek_to_stored(self, consumer: AIOKafkaConsumer, assigned: Sequence[TopicPartition]) -> None:
         """Start each newly assigned partition where the state stored in the database ends
-        (never behind Kafka's committed offset, which is only written afterwards)."""
-        consumer = self._consumer
-        if consumer is None or not assigned:
+        (never behind Kafka's committed offset, which is only written afterwards).
+
+        aiokafka lets `getmany` return a new assignment's records as soon as this listener
+        awaits (aio-libs/aiokafka#738): meanwhile the fetcher starts the partitions at Kafka's
+        committed offset (or the earliest), and the poll loop would re-read what the stored
+        offsets cover. So the partitions are paused before the first await and resumed after
+        the seek; aiokafka discards what it fetched for a paused partition or at a stale
+        position. The coordinator awaits this listener, so the assignment cannot change
+        meanwhile (only the consumer's stop can end it)."""
+        if not assigned:
             return
+        consumer.pause(*assigned)
+        stored: dict[TopicPartition, int] = {}
         try:
             rows = await self.pool.fetch(
                 """SELECT topic, partition, next_offset FROM consumer_offsets
@@ -318,13 +328,16 @@ class EventConsumer:
                 self.group_id,
                 sorted({tp.topic for tp in assigned}),
             )
+            stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         except Exception as exc:  # the claim in each transaction still drops what was applied
             log.warning("stored offsets not read; resuming from Kafka's", extra={"error": repr(exc)})
-            return
-        stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-        for tp in assigned:
-            if tp in stored:
-                consumer.seek(tp, stored[tp])
+        finally:
+            still_assigned = consumer.assignment()
+            for tp in assigned:
+                if tp in still_assigned:
+                    if tp in stored:
+                        consumer.seek(tp, stored[tp])
+                    consumer.resume(tp)
 
     async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag = high-water mark minus our position (end_offsets() is unreliable on Tansu)."""

@@ -77,16 +77,24 @@ def spawn(
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
     """Ask politely, then insist. Safe to call twice."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(sig)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
+    stop_all([process], sig, timeout_s)
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+    """`stop` for many at once: every one is asked before any is waited for (once only: a
+    second SIGTERM makes uvicorn skip its graceful shutdown)."""
+    running = [child for child in processes if child.poll() is None]
+    for child in running:
         with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        process.wait(5)
+            child.send_signal(sig)
+    deadline = time.monotonic() + timeout_s
+    for child in running:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            child.wait(5)
 
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:

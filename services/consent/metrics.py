@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, Histogram
 
+from homeroom.telemetry import start_at_zero
+from services.consent.decisions import DENIAL_CODES, DecisionRequest
 from services.consent.guardianship import Outcome
 
 DECISIONS = Counter(
@@ -46,11 +50,14 @@ LINKING_CODES = Counter(
 )
 LINKS_ENDED = Counter("homeroom_consent_guardianships_ended_total", "Guardianship links ended, by reason", ["reason"])
 # Every labelled series an alert reads starts at zero, so the first event is an increase (issue 20).
-for _outcome in Outcome:
-    LINKING_ATTEMPTS.labels(_outcome.value)
-for _event in ("issued", "revoked", "refused"):
-    LINKING_CODES.labels(_event)
+start_at_zero(LINKING_ATTEMPTS, *Outcome)
+start_at_zero(LINKING_CODES, "issued", "revoked", "refused")
 LINKS_CARRIED = Counter(
     "homeroom_consent_guardianships_carried_total",
     "Guardianship links proposed to a receiving district by a delivered transfer",
 )
+
+# At 0 from the start, so a panel's first decision and denial show (homeroom.telemetry.start_at_zero).
+_ACTIONS = get_args(DecisionRequest.model_fields["action"].annotation)
+start_at_zero(DECISIONS, *((action, outcome) for action in _ACTIONS for outcome in ("permit", "deny")))
+start_at_zero(DENIALS, *DENIAL_CODES)

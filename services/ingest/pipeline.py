@@ -48,6 +48,7 @@ from homeroom.events.v1 import attendance_pb2, calendar_pb2, discipline_pb2, enr
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
 from homeroom.storage import INFRASTRUCTURE_ERRORS
+from homeroom.telemetry import start_at_zero
 from services.ingest import metrics, store
 from services.ingest.formats import ParseOptions
 from services.ingest.formats.batch import parse_batch
@@ -87,6 +88,11 @@ from services.ingest.validation import Validator
 log = logging.getLogger(__name__)
 
 FORMATS = ("batch", "edfi-json", "edfi-xml", "oneroster")
+# At 0 from the start, so a panel's first submission of each format shows (homeroom.telemetry.start_at_zero).
+start_at_zero(
+    metrics.SUBMISSIONS, *((f, status) for f in FORMATS for status in ("received", "held", "completed", "failed"))
+)
+start_at_zero(metrics.UPLOAD_BYTES, *FORMATS)
 EDFI_RESOURCES = (
     "students",
     "studentEducationOrganizationAssociations",

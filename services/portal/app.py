@@ -75,7 +75,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
     _security_headers(app)
     _error_pages(app)
     # The portal is ready when it runs: a service it calls being down shows on the page that needs it.
-    app.include_router(health_router("portal", {}))
+    app.include_router(health_router("portal", {}, settings.instance_id))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     routers = (
         public.router,

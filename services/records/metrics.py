@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from homeroom.auth import Role
+from homeroom.telemetry import start_at_zero
+
 READS = Counter("homeroom_records_reads_total", "Student records read, by caller role and channel", ["role", "channel"])
 DENIALS = Counter("homeroom_records_denials_total", "Reads refused, by reason", ["reason"])
 DISCLOSURES = Counter("homeroom_records_disclosures_total", "disclosure.v1 events written, by channel", ["channel"])
@@ -29,3 +32,11 @@ RECONCILIATIONS = Counter(
     "Runs of the read-log / audit-log reconciliation, by outcome (ok, audit_unavailable)",
     ["outcome"],
 )
+# At 0 from the start, so "no successful run for 30 minutes" has a series to be 0 on (and a first
+# failure an increase): homeroom.telemetry.start_at_zero, the outcomes services/records/reconcile.py counts.
+start_at_zero(RECONCILIATIONS, "ok", "audit_unavailable", "failed")
+# The channels of services/records/api.py (CHANNEL_API, CHANNEL_ONEROSTER) and its own denials.
+CHANNELS = ("records-api", "oneroster")
+start_at_zero(READS, *((role, channel) for role in Role for channel in CHANNELS))
+start_at_zero(DISCLOSURES, *CHANNELS)
+start_at_zero(DENIALS, "not_found", "consent_unavailable", "destroyed")

@@ -231,6 +231,14 @@ def deadline(case: CaseView, deadlines: DeadlinePolicy) -> datetime | None:
     return None
 
 
+# Why next_action escalates a case to a person; each is a value of the label `reason` of
+# homeroom_transfer_escalations_total, exported at 0 from the start (services/transfer/metrics.py).
+RETRIES_EXHAUSTED = "retries_exhausted"
+ACKNOWLEDGEMENT_DEADLINE_PASSED = "acknowledgement_deadline_passed"
+DELIVERY_DEADLINE_PASSED = "delivery_deadline_passed"
+ESCALATION_REASONS = (RETRIES_EXHAUSTED, ACKNOWLEDGEMENT_DEADLINE_PASSED, DELIVERY_DEADLINE_PASSED)
+
+
 def next_action(case: CaseView, now: datetime, retry: RetryPolicy, deadlines: DeadlinePolicy) -> tuple[Action, str]:
     """The worker's next move for a case, with the reason when it escalates."""
     if case.state not in WORKED:
@@ -241,13 +249,13 @@ def next_action(case: CaseView, now: datetime, retry: RetryPolicy, deadlines: De
             return Action.WAIT, ""
         if case.resends < deadlines.resends:
             if retry.exhausted(case.attempt):
-                return Action.ESCALATE, "retries_exhausted"
+                return Action.ESCALATE, RETRIES_EXHAUSTED
             return Action.RESEND, "acknowledgement_overdue"
-        return Action.ESCALATE, "acknowledgement_deadline_passed"
+        return Action.ESCALATE, ACKNOWLEDGEMENT_DEADLINE_PASSED
     if now >= deadlines.delivery_due(case.opened_at):
-        return Action.ESCALATE, "delivery_deadline_passed"
+        return Action.ESCALATE, DELIVERY_DEADLINE_PASSED
     if retry.exhausted(case.attempt):
-        return Action.ESCALATE, "retries_exhausted"
+        return Action.ESCALATE, RETRIES_EXHAUSTED
     step = {State.REQUESTED: Action.DECIDE, State.DECIDED: Action.PACKAGE, State.PACKAGED: Action.DELIVER}
     return step[case.state], ""
 

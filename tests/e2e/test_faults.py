@@ -25,7 +25,7 @@ from homeroom.scenario import Scenario, StepFailed
 from homeroom.stack import Stack
 from homeroom.storage import database_url
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ from homeroom.generate import Student, daily_marks, generate_world
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, VENDOR, Scenario, ok
 from homeroom.stack import Stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 
 API_SERVICES = ("ingest", "records", "consent", "transfer", "audit", "incidents")
 OUT_OF_SCOPE = {

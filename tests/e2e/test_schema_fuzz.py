@@ -50,7 +50,7 @@ from homeroom.generate import generate_world
 from homeroom.scenario import Scenario
 from homeroom.stack import SERVICES, Stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 
 EXAMPLES = 20  # per operation and generation mode; 73 operations, so about 2,900 cases
 

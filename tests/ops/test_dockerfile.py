@@ -160,3 +160,20 @@ def test_every_locked_package_is_pinned_with_a_hash_and_the_build_backend_is_loc
     backend = re.search(r'requires = \["(\w+)', (ROOT / "pyproject.toml").read_text())
     assert backend is not None
     assert any(name.lower().startswith(f"{backend.group(1)}==") for name in entries), "the build backend is not locked"
+
+
+def test_every_dependency_in_pyproject_is_pinned_exactly_at_its_locked_version() -> None:
+    """One pin policy (README, "Pins: one policy"): `==` everywhere, the version the lock installs."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = [
+        *project["project"]["dependencies"],
+        *project["dependency-groups"]["dev"],
+        *project["build-system"]["requires"],
+    ]
+    lock = (ROOT / "requirements.lock").read_text().lower()
+    loose = [d for d in declared if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[^=,;\s]+", d)]
+    assert loose == [], f"pin these with ==: {loose}"
+    unlocked = [d for d in declared if re.sub(r"\[[a-z,]+\]", "", d).lower() + " " not in lock]
+    assert unlocked == [], f"pyproject and requirements.lock disagree: {unlocked}"

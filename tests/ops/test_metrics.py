@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -85,6 +86,32 @@ async def test_running_service_serves_the_metrics_dashboards_and_alerts_use(name
     async with _running(name, service_env) as text:
         series = series_from_exposition(text)
     assert wanted <= series, f"{name} /metrics lacks {sorted(wanted - series)}"
+    # Every counter an alert or panel takes the increase of is exported at 0 before any event
+    # (homeroom.telemetry.start_at_zero), so the first event is an increase and alerts
+    # (tests/ops/promtool/first-occurrence.test.yml).
+    spec = load_spec(name)
+    kernel = {"homeroom_outbox_relay_failures_total"} if spec.app_factory is None else set()
+    if spec.consumers:
+        kernel |= {"homeroom_events_consumed_total", "homeroom_handler_retries_total"}
+    own = {n for n in _counters_alerted_on() if n.startswith(f"homeroom_{name}_")}
+    samples = re.findall(r"^(homeroom_\w+_total)(?:\{([^}]*)\})? 0\.0$", text, re.MULTILINE)
+    at_zero = {metric for metric, labels in samples if metric in own or f'service="{name}"' in labels}
+    missing = (own | kernel) - at_zero
+    assert not missing, f"{name}: not exported at 0 from the start: {sorted(missing)}"
+
+
+def _counters_alerted_on() -> set[str]:
+    """Counters whose increase() an alert or a panel uses, but for those whose labels come only
+    with an event: dead letters (the rule broken; their alert catches a new series instead),
+    HTTP requests (the status answered) and ingest's records by district (the uploader's)."""
+    counters = {n for _, expr in all_metric_exprs() for n in metric_names(expr) if n.endswith("_total")}
+    return counters - {
+        "homeroom_events_dead_lettered_total",
+        "homeroom_http_requests_total",
+        "homeroom_ingest_records_total",
+        "homeroom_ingest_rejections_total",
+        "homeroom_ingest_warnings_total",
+    }
 
 
 @pytest.mark.parametrize("module", ["homeroom.telemetry"])

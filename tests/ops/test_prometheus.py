@@ -35,7 +35,8 @@ def test_rule_file_is_where_compose_mounts_it() -> None:
     config = load_yaml(PROMETHEUS)
     mounts = compose()["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in mounts
-    assert config["rule_files"] == ["/etc/prometheus/" + ALERTS.name]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose()["services"]["prometheus"]["command"]
+    assert config["rule_files"] == [ALERTS.name]  # beside the config file, wherever it is mounted
 
 
 def test_alert_rules_parse_and_have_what_an_operator_needs() -> None:

@@ -1,12 +1,12 @@
-"""One real embedded stack per test module (five services and the portal as processes),
-seeded through the real APIs by the demo scenario's own steps, plus a few more facts the
-portal pages show: an agreement ending within 30 days, a bulk upload held for
-confirmation, a denied request, and a signed tree head covering everything."""
+"""The real embedded stack the demo test also uses (`demo_stack` in tests/conftest.py: the
+services and the portal as processes), seeded through the real APIs by the demo scenario's
+own steps up to the end of the vendor's agreement, plus a few more facts the portal pages
+show: an agreement ending within 30 days, a bulk upload held for confirmation, a denied
+request, and a signed tree head covering everything."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from homeroom.auth import Role
 from homeroom.generate import json_batch
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS, Scenario, ok
 from homeroom.stack import Stack
+from tests.stacks import DemoStack
 
 
 def nyc_2d_page() -> str | None:
@@ -51,9 +52,6 @@ class World:
 
 def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
     urls = scenario.urls
-    for _title, step in scenario.steps():
-        if step.__name__ != "agreement_ends":  # keep the vendor's agreement active
-            step(http)
     compliance = scenario.auth(Role.COMPLIANCE, "compliance-officer")
     today = date.today()
     created = ok(
@@ -135,26 +133,21 @@ def _seed(scenario: Scenario, http: httpx.Client) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="package")
-def world() -> Iterator[World]:
-    stack = Stack(fixed_ports=False)
-    try:
-        stack.start()
-        urls = {name: stack.url(name) for name in stack.services if name != "portal"}
-        scenario = Scenario(urls, stack.secrets_dir, say=lambda *a, **k: None)
-        with httpx.Client(timeout=60) as http:
-            seeded = _seed(scenario, http)
-        yield World(
-            stack=stack,
-            scenario=scenario,
-            portal=stack.url("portal"),
-            child=scenario.mover_key,
-            other_child=scenario.pseudonyms.student_key(scenario.district_a.students[5].state_id),
-            district_a=scenario.district_a.id,
-            district_b=scenario.district_b.id,
-            agreement_id=scenario.facts["agreement_id"],
-            ending_agreement=seeded["ending"],
-            held_submission=seeded["held"],
-            case_id=seeded["case_id"],
-        )
-    finally:
-        stack.cleanup()
+def world(demo_stack: DemoStack) -> World:
+    assert demo_stack.failures == 0, "\n".join(demo_stack.lines)
+    stack, scenario = demo_stack.stack, demo_stack.scenario
+    with httpx.Client(timeout=60) as http:
+        seeded = _seed(scenario, http)
+    return World(
+        stack=stack,
+        scenario=scenario,
+        portal=stack.url("portal"),
+        child=scenario.mover_key,
+        other_child=scenario.pseudonyms.student_key(scenario.district_a.students[5].state_id),
+        district_a=scenario.district_a.id,
+        district_b=scenario.district_b.id,
+        agreement_id=scenario.facts["agreement_id"],
+        ending_agreement=seeded["ending"],
+        held_submission=seeded["held"],
+        case_id=seeded["case_id"],
+    )
