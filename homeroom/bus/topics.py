@@ -25,6 +25,7 @@ from homeroom.events.v1 import (
     enrollment_pb2,
     incident_pb2,
     rejected_pb2,
+    roster_pb2,
     transfer_pb2,
 )
 
@@ -55,6 +56,15 @@ TRANSFER = Topic("transfer.v1", transfer_pb2.TransferEvent, retention_ms=FOREVER
 DISCLOSURE = Topic(
     "disclosure.v1", disclosure_pb2.DisclosureEvent, retention_ms=FOREVER, description="every release of student data"
 )
+# Rosters for vendors' apps (issue 23): sessions, courses, classes, staff, class enrollments.
+# Keyed by district id so a district's roster changes stay in order on one partition.
+ROSTER = Topic(
+    "roster.v1",
+    roster_pb2.RosterEvent,
+    partitions=6,
+    key="district id",
+    description="academic sessions, courses, classes, staff, class enrollments",
+)
 # Kept forever: a reports service started later must find every school year's calendar.
 CALENDAR = Topic(
     "calendar.v1",
@@ -80,6 +90,7 @@ REJECTED = Topic(
 ALL_TOPICS: tuple[Topic, ...] = (
     ENROLLMENT,
     ORGANIZATION,
+    ROSTER,
     ATTENDANCE,
     DISCIPLINE,
     CALENDAR,

@@ -32,6 +32,7 @@ from services.portal import (
     parent,
     public,
     transparency,
+    vendor,
 )
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
@@ -85,6 +86,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
         district.router,
         incidents.router,
         notices.router,
+        vendor.router,
     )
     for router in (*routers, dev_identity.router):  # dev_identity answers 404 unless offered
         app.include_router(router)

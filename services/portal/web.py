@@ -45,6 +45,7 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
+    Role.VENDOR: [("/vendor", "Your agreement")],
 }
 ROLE_NAMES: dict[Role, str] = {
     Role.PARENT: "parent",
@@ -55,7 +56,12 @@ ROLE_NAMES: dict[Role, str] = {
     Role.OPERATOR: "operator",
     Role.SERVICE: "service",
 }
-HOME: dict[Role, str] = {Role.PARENT: "/parent", Role.COMPLIANCE: "/compliance", Role.DISTRICT_STAFF: "/district"}
+HOME: dict[Role, str] = {
+    Role.PARENT: "/parent",
+    Role.COMPLIANCE: "/compliance",
+    Role.DISTRICT_STAFF: "/district",
+    Role.VENDOR: "/vendor",
+}
 
 
 class PageError(Exception):
