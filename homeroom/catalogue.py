@@ -24,6 +24,7 @@ class Sensitivity(StrEnum):
     DISABILITY = "disability"  # IEP / 504: IDEA confidentiality on top of FERPA
     HEALTH = "health"
     ECONOMIC = "economic"  # free or reduced-price lunch eligibility
+    STAFF = "staff"  # a teacher's or other staff member's personal data (not an education record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,9 @@ class DataElement:
     pii: bool  # sealed (encrypted) before it leaves ingest
     transferable: bool = True  # may travel to a receiving school under FERPA 99.31(a)(2)
     description: str = ""
+    subject: str = "student"  # whose data it is: "student" or "staff"
+    purposes: tuple[str, ...] = ()  # staff elements: the only purposes they are released for
+    legal_basis: str = ""  # staff elements: why releasing them is lawful
 
 
 def _e(
@@ -82,7 +86,42 @@ ELEMENTS: tuple[DataElement, ...] = (
     _e("record.parent_statement", "Parent statement on a contested record (FERPA 99.21)", S.EDUCATIONAL, True),
 )
 
-CATALOGUE: dict[str, DataElement] = {e.id: e for e in ELEMENTS}
+# Staff data is personal data too, though not an education record (FERPA does not cover it):
+# only the minimum a vendor needs to put a teacher in front of their class, only for rostering
+# or instruction, released under the district's contract with the vendor. A vendor receives
+# them only where its agreement lists them; each release is a disclosure like a student's.
+STAFF_LEGAL_BASIS = "Contract with the educational agency (NY Ed Law 2-d, 8 NYCRR 121.3): rostering staff"
+STAFF_PURPOSES = ("rostering", "instruction")
+
+
+def _staff(id: str, name: str, description: str) -> DataElement:
+    return DataElement(
+        id,
+        name,
+        Sensitivity.STAFF,
+        True,
+        transferable=False,
+        description=description,
+        subject="staff",
+        purposes=STAFF_PURPOSES,
+        legal_basis=STAFF_LEGAL_BASIS,
+    )
+
+
+STAFF_ELEMENTS: tuple[DataElement, ...] = (
+    _staff("staff.first_name", "Staff first name", "OneRoster givenName of a teacher; Ed-Fi Staff FirstName."),
+    _staff("staff.last_name", "Staff last name", "OneRoster familyName; Ed-Fi Staff LastSurname."),
+    _staff("staff.email", "Staff work email address", "For single sign-on; only where the agreement lists it."),
+    _staff("staff.identifier", "District staff identifier", "OneRoster identifier; Ed-Fi StaffUniqueId."),
+    _staff(
+        "staff.class_assignment",
+        "Classes a staff member teaches",
+        "The staff member's pseudonymous key and class enrollments: a vendor sees teachers at all only with it.",
+    ),
+)
+
+CATALOGUE: dict[str, DataElement] = {e.id: e for e in (*ELEMENTS, *STAFF_ELEMENTS)}
+STUDENT_ELEMENT_IDS: tuple[str, ...] = tuple(e.id for e in ELEMENTS)
 
 # Elements that must never enter Homeroom at all (seed 000: Social Security numbers).
 FORBIDDEN: dict[str, str] = {

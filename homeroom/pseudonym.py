@@ -23,6 +23,8 @@ import stat
 import unicodedata
 from pathlib import Path
 
+STAFF_KEY_PREFIX = "stf_"  # a staff member's key; students' keys never start with it
+
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16  # a configured key shorter than 128 bits is refused
 
@@ -69,6 +71,11 @@ class Pseudonymizer:
         district is part of the hashed input.
         """
         return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, normalise_id(district_id), normalise_id(local_id))
+
+    def staff_key(self, district_id: str, staff_id: str) -> str:
+        """A staff member's pseudonymous key (``stf_`` + 32 base32 characters), scoped to the
+        district: staff ids are the district's own, with no state-wide id to follow."""
+        return STAFF_KEY_PREFIX + self._digest("homeroom/staff/v1", normalise_id(district_id), normalise_id(staff_id))
 
     def enrollment_id(self, district_id: str, student_key: str, school_id: str, entry_date: str) -> str:
         """An opaque, stable id for one enrollment: unlike ``key.school.date`` it does not

@@ -142,7 +142,9 @@ class Stack:
         self.timings["postgres_start_s"] = self.postgres.started_in_s
         # Least privilege as in production: an owner role migrates, each service logs in as
         # its own role that owns nothing (homeroom.storage).
-        asyncio.run(bootstrap_roles(self.postgres.server_url, [s for s in self.services if s != "portal"]))
+        with_databases = [s for s in self.services if s != "portal"]
+        set_roles = [role for s in with_databases for role in load_spec(s).database_roles]
+        asyncio.run(bootstrap_roles(self.postgres.server_url, with_databases, set_roles))
         self.broker = EmbeddedBroker(log_dir=self.home).start()
         self.timings["broker_start_s"] = self.broker.started_in_s
         self.smtp = EmbeddedSMTP(self.mailbox_path).start()

@@ -122,11 +122,18 @@ def url_user(url: str) -> str | None:
     return urlsplit(url).username
 
 
-async def bootstrap_roles(superuser_server_url: str, services: Sequence[str]) -> None:
+async def bootstrap_roles(superuser_server_url: str, services: Sequence[str], set_roles: Sequence[str] = ()) -> None:
     """Create the owner role and one login role per service (embedded stack and tests; in
-    docker-compose `deploy/postgres/roles.sh` does the same). Idempotent and safe to race."""
+    docker-compose `deploy/postgres/roles.sh` does the same). Idempotent and safe to race.
+
+    ``set_roles`` are the roles services SET inside transactions (`ServiceSpec.database_roles`,
+    e.g. audit's writer). Their migrations create them if missing, but roles are cluster-wide:
+    once a superuser has created one (a test migrating as the superuser, say), the owner may
+    no longer grant it to a login (PostgreSQL 16+ wants the ADMIN option). So they are created
+    here and the owner is given ADMIN on each, whoever created them."""
     wanted = [(OWNER_ROLE, "LOGIN NOSUPERUSER CREATEDB CREATEROLE")]
     wanted += [(login_role(s), "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION") for s in services]
+    wanted += [(role, "NOLOGIN") for role in set_roles]
     conn = await asyncpg.connect(database_url(superuser_server_url, "postgres"))
     try:
         for role, attributes in wanted:
@@ -136,6 +143,8 @@ async def bootstrap_roles(superuser_server_url: str, services: Sequence[str]) ->
                 continue
             with contextlib.suppress(asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
                 await conn.execute(f'CREATE ROLE "{role}" {attributes}')
+        for role in set_roles:
+            await conn.execute(f'GRANT "{role}" TO "{OWNER_ROLE}" WITH ADMIN TRUE, INHERIT FALSE, SET FALSE')
     finally:
         await conn.close()
 

@@ -40,9 +40,10 @@ async def ensure_roles(postgres: EmbeddedPostgres) -> None:
     """The owner role and every service's login role, once per server."""
     if postgres.server_url in _ROLES_READY:
         return
-    from homeroom.stack import SERVICES
+    from homeroom.stack import SERVICES, load_spec
 
-    await bootstrap_roles(postgres.server_url, list(SERVICES))
+    set_roles = [role for name in SERVICES if name != "portal" for role in load_spec(name).database_roles]
+    await bootstrap_roles(postgres.server_url, list(SERVICES), set_roles)
     _ROLES_READY.add(postgres.server_url)
 
 
@@ -107,7 +108,7 @@ class ServiceEnv:
         self.databases.append(url)
         login = login_role(spec.name)
         if spec.name not in _LOGINS_READY:  # a test's own spec has no login role in the stack's list
-            await bootstrap_roles(self.postgres.server_url, [spec.name])
+            await bootstrap_roles(self.postgres.server_url, [spec.name], spec.database_roles)
             _LOGINS_READY.add(spec.name)
         values: dict[str, Any] = {
             # Migrated by the owner; run as the service's own login, which owns nothing.

@@ -29,6 +29,7 @@ class LivePrometheus:
     child: subprocess.Popen[bytes]
     log: Path
     jobs: dict[str, str] = field(default_factory=dict)  # job name → the target it scrapes
+    started_at: float = field(default_factory=time.monotonic)  # scraping since (before the first demo step)
 
     def query(self, expr: str) -> dict[str, Any]:
         """An instant query's whole answer (status, data or error)."""

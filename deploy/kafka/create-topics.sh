@@ -60,6 +60,7 @@ create_topic() {
 # BEGIN TOPICS (generated from homeroom/bus/topics.py by tests/ops/topics_script.py; do not edit)
 create_topic enrollment.v1 6 604800000  # 7 days; key: student key
 create_topic organization.v1 1 604800000  # 7 days; key: district id
+create_topic roster.v1 6 604800000  # 7 days; key: district id
 create_topic attendance.v1 6 604800000  # 7 days; key: student key
 create_topic discipline.v1 6 604800000  # 7 days; key: student key
 create_topic groups.v1 6 604800000  # 7 days; key: student key

@@ -26,6 +26,7 @@ from homeroom.events.v1 import (
     groups_pb2,
     incident_pb2,
     rejected_pb2,
+    roster_pb2,
     transfer_pb2,
 )
 
@@ -59,6 +60,15 @@ TRANSFER = Topic("transfer.v1", transfer_pb2.TransferEvent, retention_ms=FOREVER
 DISCLOSURE = Topic(
     "disclosure.v1", disclosure_pb2.DisclosureEvent, retention_ms=FOREVER, description="every release of student data"
 )
+# Rosters for vendors' apps (issue 23): sessions, courses, classes, staff, class enrollments.
+# Keyed by district id so a district's roster changes stay in order on one partition.
+ROSTER = Topic(
+    "roster.v1",
+    roster_pb2.RosterEvent,
+    partitions=6,
+    key="district id",
+    description="academic sessions, courses, classes, staff, class enrollments",
+)
 # Kept forever: a reports service started later must find every school year's calendar.
 CALENDAR = Topic(
     "calendar.v1",
@@ -84,6 +94,7 @@ REJECTED = Topic(
 ALL_TOPICS: tuple[Topic, ...] = (
     ENROLLMENT,
     ORGANIZATION,
+    ROSTER,
     ATTENDANCE,
     DISCIPLINE,
     GROUPS,

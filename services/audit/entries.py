@@ -23,6 +23,9 @@ from homeroom.entry_text import escape, text_problem
 
 ENTRY_VERSION = 1
 STUDENT_KEY = re.compile(r"^stu_[a-z2-7]{32}$")
+# The subject of a disclosure: a student key, or (teachers released to a rostering vendor, issue
+# 23) a staff key, ``stf_`` + 32 base32 characters, pseudonymised by ingest the same way.
+SUBJECT_KEY = re.compile(r"^st[uf]_[a-z2-7]{32}$")
 # Disclosures FERPA 99.32(d) exempts from the record: to the parent, to school officials.
 EXEMPT_BASES = frozenset({LegalBasis.PARENT.value, LegalBasis.SCHOOL_OFFICIAL.value})
 
@@ -180,7 +183,7 @@ def problems(draft: EntryDraft) -> list[EntryProblem]:
         problem = text_problem(value)
         if problem is not None:
             found.append(EntryProblem(problem[0], f"{name} {problem[1]}", name))
-    if draft.student_key and not STUDENT_KEY.match(draft.student_key):
+    if draft.student_key and not SUBJECT_KEY.match(draft.student_key):
         found.append(
             EntryProblem(
                 "entry.student_key",
@@ -222,7 +225,7 @@ def recorded_anyway(draft: EntryDraft, missing: Sequence[str] = ()) -> EntryDraf
     details: dict[str, DetailValue] = {k: escape(v) if isinstance(v, str) else v for k, v in draft.details.items()}
     details["problems"] = sorted({p.rule for p in found} | set(missing))
     student_key = draft.student_key
-    if student_key and not STUDENT_KEY.match(student_key):
+    if student_key and not SUBJECT_KEY.match(student_key):
         details["student_key_sha256"] = hashlib.sha256(student_key.encode("utf-8", "surrogatepass")).hexdigest()
         student_key = ""
     unknown = [e for e in draft.elements if e not in CATALOGUE]

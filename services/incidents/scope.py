@@ -56,6 +56,7 @@ from homeroom.checkpoint import (
     verify_note,
 )
 from homeroom.contracts import disclosure_selection as sel
+from homeroom.pseudonym import STAFF_KEY_PREFIX
 from services.audit.entries import canonical_json, format_time
 from services.audit.merkle import leaf_hash, root_from_multiproof
 from services.audit.signing import Keyring, SignedTreeHead, verify_head
@@ -112,6 +113,7 @@ class ScopeBuilder:
         self.exposure_start = exposure_start
         self._start = format_time(exposure_start) if exposure_start is not None else None
         self._students: dict[tuple[str, str], _Student] = {}
+        self._staff: dict[tuple[str, str], int] = {}  # (district, staff key) → disclosures
         self._destroyed: dict[tuple[str, str, str], tuple[str, list[int]]] = {}  # (district, scope, subject)
         self.disclosures = 0
         self.without_student = 0
@@ -142,6 +144,12 @@ class ScopeBuilder:
         student = str(entry.get("student_key") or "")
         if not student:
             self.without_student += 1  # recorded escaped (a malformed key): counted, never dropped
+            return
+        if student.startswith(STAFF_KEY_PREFIX):
+            # A teacher's data released with a roster (issue 23): counted as staff, never as a
+            # student, so no family letter is written for it.
+            staff = (str(entry.get("district_id") or ""), student)
+            self._staff[staff] = self._staff.get(staff, 0) + 1
             return
         found = self._students.get((str(entry.get("district_id") or ""), student))
         if found is None:
@@ -234,6 +242,8 @@ class ScopeBuilder:
             "student_elements_readable": readable_pairs,
             "student_elements_unreadable": unreadable_pairs,
             "students_by_element": dict(sorted(by_element.items())),
+            "staff_members": len(self._staff),
+            "disclosures_of_staff": sum(self._staff.values()),
             "districts": dict(sorted(districts.items())),
             "destruction_records": sum(len(v[1]) for v in self._destroyed.values()),
             "first_disclosure_at": self.first_at,

@@ -41,10 +41,28 @@ from google.protobuf.message import Message
 from homeroom import calendar as school_calendar
 from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent, build_event, derived_id
-from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, GROUPS, ORGANIZATION, REJECTED, Topic
+from homeroom.bus.topics import (
+    ATTENDANCE,
+    CALENDAR,
+    DISCIPLINE,
+    ENROLLMENT,
+    GROUPS,
+    ORGANIZATION,
+    REJECTED,
+    ROSTER,
+    Topic,
+)
 from homeroom.catalogue import CATALOGUE, reporting_codes
 from homeroom.crypto import EnvelopeCipher
-from homeroom.events.v1 import attendance_pb2, calendar_pb2, discipline_pb2, enrollment_pb2, groups_pb2, rejected_pb2
+from homeroom.events.v1 import (
+    attendance_pb2,
+    calendar_pb2,
+    discipline_pb2,
+    enrollment_pb2,
+    groups_pb2,
+    rejected_pb2,
+    roster_pb2,
+)
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
 from homeroom.storage import INFRASTRUCTURE_ERRORS
@@ -60,6 +78,8 @@ from services.ingest.records import (
     AttendanceRecord,
     CalendarRecord,
     CalendarSource,
+    ClassRecord,
+    CourseRecord,
     EnrollmentAction,
     EnrollmentRecord,
     Issue,
@@ -70,9 +90,12 @@ from services.ingest.records import (
     RecordWarning,
     SchoolRecord,
     SectionRecord,
+    SessionRecord,
     Source,
+    StaffRecord,
     StudentRecord,
     SuspensionRecord,
+    TeachingRecord,
     warning_at,
 )
 from services.ingest.report import Tally, records_in
@@ -462,6 +485,7 @@ class SubmissionRun:
             parts: list[CalendarRecord] = []
             to_mark: dict[str, str] = {}
             sealing: list[tuple[StudentRecord, str, str, str]] = []
+            staff: list[tuple[StaffRecord, str, str]] = []
             for record, rec_hash, content in records:
                 delta.accepted += 1
                 unchanged = taken.get(rec_hash) == content
@@ -477,6 +501,8 @@ class SubmissionRun:
                         sealing.append((record, key, rec_hash, self._event_id(rec_hash, content)))
                 elif isinstance(record, EnrollmentRecord):
                     self._windows(record, windows, closes)
+                    if not unchanged and record.class_ref is not None:
+                        events.append(self._class_enrollment_event(record, rec_hash, content))
                 if unchanged:
                     delta.unchanged += 1
                     continue
@@ -484,15 +510,18 @@ class SubmissionRun:
                 if isinstance(record, CalendarRecord):
                     parts.append(record)  # published once per school year when the upload is done
                     self._calendar_keys.add((record.school_id, record.school_year, record.calendar_source))
+                elif isinstance(record, StaffRecord):
+                    staff.append((record, rec_hash, self._event_id(rec_hash, content)))
                 elif not isinstance(record, StudentRecord):
                     event = self._event(record, rec_hash, self._event_id(rec_hash, content))
                     if event is not None:
                         events.append(event)
             if self.dry_run:
-                delta.events = len(events) + len(sealing) + sum(1 for r, *_ in sealing if _group_values(r))
+                delta.events = len(events) + len(sealing) + sum(1 for r, *_ in sealing if _group_values(r)) + len(staff)
                 self._dry_parts.extend(parts)
             else:
                 events.extend(await self._student_events(sealing))
+                events.extend(await self._staff_events(staff))
             delta.accepted -= delta.unchanged
             stored, dropped = self._problem_budget(problems)
             delta.problems_dropped = dropped + self._warnings_dropped
@@ -745,9 +774,124 @@ class SubmissionRun:
         built = await asyncio.gather(*(one(*s) for s in sealing))
         return [event for events in built for event in events]
 
+    async def _staff_events(self, staff: list[tuple[StaffRecord, str, str]]) -> list[OutgoingEvent]:
+        """Staff registrations: the staff id pseudonymised, the staff elements sealed under the
+        staff key (shredding that key destroys them, as for a student)."""
+
+        async def one(r: StaffRecord, rec_hash: str, event_id: str) -> OutgoingEvent:
+            key = self.pz.staff_key(self.district, r.staff_ref)
+            elements = {k: v for k, v in r.elements.items() if k in CATALOGUE and CATALOGUE[k].subject == "staff"}
+            sealed = await self.cipher.seal_many(self.district, key, elements) if elements else {}
+            payload = roster_pb2.StaffRegistered(
+                district_id=self.district,
+                staff_key=key,
+                role=r.role,
+                school_ids=list(r.schools),
+                deleted=r.deleted,
+                source_record_id=self._public_record_id(rec_hash),
+            )
+            for element_id, ciphertext in sealed.items():
+                payload.sealed_elements[element_id].CopyFrom(SealedValue(ciphertext=ciphertext))
+            return self._build(ROSTER, "staff_registered", payload, subject=key, key=self.district, event_id=event_id)
+
+        return list(await asyncio.gather(*(one(*s) for s in staff)))
+
+    def _class_enrollment_event(self, r: EnrollmentRecord, rec_hash: str, content: str) -> OutgoingEvent:
+        """A student's class enrollment, for rosters (the school enrollment is its own event)."""
+        key = self._ref_key.get(r.student_ref)
+        if key is None:  # the Validator only accepts records of known students
+            raise RuntimeError("accepted record without a student key")
+        withdrawn = r.action is EnrollmentAction.WITHDRAW
+        payload = roster_pb2.ClassEnrollmentRecorded(
+            district_id=self.district,
+            class_id=r.class_ref or "",
+            school_id=r.school_id,
+            role="student",
+            user_key=key,
+            begin_date=_iso(r.entry_date),
+            end_date=_iso(r.exit_date),
+            deleted=withdrawn,
+            source_record_id=self._public_record_id(rec_hash),
+        )
+        event_id = str(uuid.uuid5(_EVENT_NS, f"{self.district}|{rec_hash}|{content}|class"))
+        subject = r.class_ref or ""
+        return self._build(
+            ROSTER, "class_enrollment_recorded", payload, subject=subject, key=self.district, event_id=event_id
+        )
+
+    def _roster_event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
+        """Sessions, courses, classes and teachers' class enrollments (roster.v1)."""
+        rid = self._public_record_id(rec_hash)
+        payload: Message
+        if isinstance(r, SessionRecord):
+            change, subject = "academic_session_registered", r.session_id
+            payload = roster_pb2.AcademicSessionRegistered(
+                district_id=self.district,
+                session_id=r.session_id,
+                title=r.title,
+                session_type=r.session_type,
+                start_date=r.start_date.isoformat(),
+                end_date=r.end_date.isoformat(),
+                parent_id=r.parent_id or "",
+                school_year=r.school_year,
+                deleted=r.deleted,
+                source_record_id=rid,
+            )
+        elif isinstance(r, CourseRecord):
+            change, subject = "course_registered", r.course_id
+            payload = roster_pb2.CourseRegistered(
+                district_id=self.district,
+                course_id=r.course_id,
+                title=r.title,
+                course_code=r.course_code or "",
+                school_id=r.school_id or "",
+                grades=list(r.grades),
+                subjects=list(r.subjects),
+                school_year_id=r.school_year_id or "",
+                deleted=r.deleted,
+                source_record_id=rid,
+            )
+        elif isinstance(r, ClassRecord):
+            change, subject = "class_registered", r.class_id
+            payload = roster_pb2.ClassRegistered(
+                district_id=self.district,
+                class_id=r.class_id,
+                title=r.title,
+                class_code=r.class_code or "",
+                class_type=r.class_type,
+                course_id=r.course_id or "",
+                school_id=r.school_id,
+                term_ids=list(r.term_ids),
+                periods=list(r.periods),
+                grades=list(r.grades),
+                subjects=list(r.subjects),
+                location=r.location or "",
+                deleted=r.deleted,
+                source_record_id=rid,
+            )
+        elif isinstance(r, TeachingRecord):
+            change, subject = "class_enrollment_recorded", r.class_id
+            payload = roster_pb2.ClassEnrollmentRecorded(
+                district_id=self.district,
+                class_id=r.class_id,
+                school_id=r.school_id,
+                role="teacher",
+                user_key=self.pz.staff_key(self.district, r.staff_ref),
+                primary=r.primary,
+                begin_date=_iso(r.begin_date),
+                end_date=_iso(r.end_date),
+                deleted=r.deleted,
+                source_record_id=rid,
+            )
+        else:
+            return None
+        return self._build(ROSTER, change, payload, subject=subject, key=self.district, event_id=event_id)
+
     def _event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
         if isinstance(r, SectionRecord | CalendarRecord):
             return None  # sections make no event; calendars are published per school year at the end
+        if isinstance(r, SessionRecord | CourseRecord | ClassRecord | TeachingRecord | StaffRecord):
+            return self._roster_event(r, rec_hash, event_id)
         if isinstance(r, SchoolRecord):
             if r.org_type is OrgType.DISTRICT:
                 return None

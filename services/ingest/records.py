@@ -45,6 +45,11 @@ class RecordKind(StrEnum):
     SUSPENSION = "suspension"
     CALENDAR = "calendar"
     SECTION = "section"
+    SESSION = "academic session"
+    COURSE = "course"
+    CLASS = "class"
+    STAFF = "staff"
+    TEACHING = "teacher class enrollment"
 
 
 class EnrollmentAction(StrEnum):
@@ -272,6 +277,96 @@ class SectionRecord(_RecordMixin):
     section_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord(_RecordMixin):
+    """An academic session (OneRoster academicSessions: school year, term, semester, grading
+    period), as vendors' apps see it. Not personal data; it also feeds calendars (CalendarRecord)."""
+
+    kind: ClassVar[RecordKind] = RecordKind.SESSION
+    source: Source
+    source_record_id: str
+    session_id: str
+    title: str
+    session_type: str
+    start_date: date
+    end_date: date
+    school_year: int
+    parent_id: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CourseRecord(_RecordMixin):
+    """A course (OneRoster courses; Ed-Fi Course/CourseOffering). ``school_id`` None: district-wide."""
+
+    kind: ClassVar[RecordKind] = RecordKind.COURSE
+    source: Source
+    source_record_id: str
+    course_id: str
+    title: str
+    course_code: str | None = None
+    school_id: str | None = None
+    school_year_id: str | None = None
+    grades: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassRecord(_RecordMixin):
+    """A class (OneRoster classes; Ed-Fi Section) at one of the district's schools."""
+
+    kind: ClassVar[RecordKind] = RecordKind.CLASS
+    source: Source
+    source_record_id: str
+    class_id: str
+    school_id: str
+    title: str
+    class_code: str | None = None
+    class_type: str = "scheduled"
+    course_id: str | None = None
+    term_ids: tuple[str, ...] = ()
+    periods: tuple[str, ...] = ()
+    grades: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    location: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffRecord(_RecordMixin):
+    """A teacher or other staff member (OneRoster users with a staff role). ``elements`` hold only
+    the catalogue's ``staff.*`` elements; ``staff_ref`` is the source's id, pseudonymised by the
+    pipeline into a staff key and never stored or published."""
+
+    kind: ClassVar[RecordKind] = RecordKind.STAFF
+    source: Source
+    source_record_id: str
+    staff_ref: str
+    role: str
+    schools: tuple[str, ...] = ()
+    elements: Mapping[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TeachingRecord(_RecordMixin):
+    """A staff member's enrollment in a class (OneRoster enrollments with role teacher)."""
+
+    kind: ClassVar[RecordKind] = RecordKind.TEACHING
+    source: Source
+    source_record_id: str
+    staff_ref: str
+    class_id: str
+    school_id: str
+    primary: bool = False
+    begin_date: date | None = None
+    end_date: date | None = None
+    deleted: bool = False
+
+
+RosterRecord: TypeAlias = SessionRecord | CourseRecord | ClassRecord | StaffRecord | TeachingRecord
+
 ParsedRecord: TypeAlias = (
     StudentRecord
     | SchoolRecord
@@ -280,6 +375,11 @@ ParsedRecord: TypeAlias = (
     | SuspensionRecord
     | CalendarRecord
     | SectionRecord
+    | SessionRecord
+    | CourseRecord
+    | ClassRecord
+    | StaffRecord
+    | TeachingRecord
 )
 
 

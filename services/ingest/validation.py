@@ -92,6 +92,8 @@ from homeroom.calendar import year_bounds
 from services.ingest.records import (
     AttendanceRecord,
     CalendarRecord,
+    ClassRecord,
+    CourseRecord,
     Dropped,
     EnrollmentAction,
     EnrollmentRecord,
@@ -102,8 +104,11 @@ from services.ingest.records import (
     RecordWarning,
     SchoolRecord,
     SectionRecord,
+    SessionRecord,
+    StaffRecord,
     StudentRecord,
     SuspensionRecord,
+    TeachingRecord,
     error_at,
     warning_at,
 )
@@ -238,10 +243,26 @@ class Validator:
             return self._dated(r, r.date, final)
         if isinstance(r, CalendarRecord):
             return self._calendar(r)
-        if isinstance(r, SectionRecord):
+        if isinstance(r, SectionRecord | ClassRecord | TeachingRecord):
             err = self._school_error(r, "school_id", r.school_id)
             return self._refuse(err) if err else self._accept(r)
+        if isinstance(r, CourseRecord):
+            err = self._school_error(r, "school_id", r.school_id) if r.school_id else None
+            return self._refuse(err) if err else self._accept(r)
+        if isinstance(r, StaffRecord):
+            return self._staff(r)
+        if isinstance(r, SessionRecord):
+            return self._accept(r)
         return self._suspension(r, final)
+
+    def _staff(self, r: StaffRecord) -> list[ParseItem]:
+        """A staff member is taken for the district's own schools only: one rostered solely at
+        another district's school is refused, like a student's enrollment there."""
+        if r.schools and not any(s in self.district_schools for s in r.schools):
+            err = self._school_error(r, "orgSourcedIds", r.schools[0])
+            if err is not None:
+                return self._refuse(err)
+        return self._accept(r)
 
     def _calendar(self, r: CalendarRecord) -> list[ParseItem]:
         err = self._school_error(r, "school_id", r.school_id)

@@ -33,6 +33,7 @@ from services.portal import (
     public,
     statistics,
     transparency,
+    vendor,
 )
 from services.portal.clients import Services, UpstreamError
 from services.portal.session import SignIn
@@ -87,6 +88,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
         incidents.router,
         notices.router,
         statistics.router,
+        vendor.router,
     )
     for router in (*routers, dev_identity.router):  # dev_identity answers 404 unless offered
         app.include_router(router)

@@ -46,6 +46,7 @@ NAVIGATION: dict[Role, list[tuple[str, str]]] = {
         ("/incidents", "Incidents"),
         ("/notices", "Notices"),
     ],
+    Role.VENDOR: [("/vendor", "Your agreement")],
 }
 ROLE_NAMES: dict[Role, str] = {
     Role.PARENT: "parent",
@@ -56,7 +57,12 @@ ROLE_NAMES: dict[Role, str] = {
     Role.OPERATOR: "operator",
     Role.SERVICE: "service",
 }
-HOME: dict[Role, str] = {Role.PARENT: "/parent", Role.COMPLIANCE: "/compliance", Role.DISTRICT_STAFF: "/district"}
+HOME: dict[Role, str] = {
+    Role.PARENT: "/parent",
+    Role.COMPLIANCE: "/compliance",
+    Role.DISTRICT_STAFF: "/district",
+    Role.VENDOR: "/vendor",
+}
 
 
 class PageError(Exception):

@@ -313,6 +313,7 @@ async def record_releases(
     transaction (already scoped to the district of the releases); and, for a release under
     an agreement, the sealed copy of what was sent (`copy`)."""
     events = []
+    read_log: list[store.ReadLogRow] = []
     for release in releases:
         disclosure_id = str(uuid.uuid4())
         decision = release.decision
@@ -343,18 +344,20 @@ async def record_releases(
                 event_id=disclosure_id,
             )
         )
-        await store.log_read(
-            conn,
-            district_id=release.district_id,
-            student_key=release.student_key,
-            requester_role=principal.role.value,
-            requester=normalise(principal.subject),
-            channel=channel,
-            elements=release.elements,
-            decision_id=decision.decision_id,
-            agreement_id=decision.agreement_id or principal.agreement_id or "",
-            disclosure_id=disclosure_id,
+        read_log.append(
+            (
+                release.district_id,
+                release.student_key,
+                principal.role.value,
+                normalise(principal.subject),
+                channel,
+                list(release.elements),
+                decision.decision_id,
+                decision.agreement_id or principal.agreement_id or "",
+                disclosure_id,
+            )
         )
+    await store.log_reads(conn, read_log)  # one round trip for a page of releases
     await outbox.add(conn, events)
     if copy is not None and releases and principal.agreement_id:
         await store.add_release_copy(

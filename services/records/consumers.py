@@ -1,5 +1,6 @@
 """Bus handlers: keep each student's record current from enrollment.v1, organization.v1,
-attendance.v1, discipline.v1, calendar.v1 and consent.v1.
+attendance.v1, discipline.v1, calendar.v1 and consent.v1; and the district's roster (sessions,
+courses, classes, staff, class enrollments) from roster.v1.
 
 Enrollments, daily marks and school calendars also queue the students concerned for the
 absence reviewer (`absence.py`), in the same transaction: days enrolled come from the
@@ -24,17 +25,18 @@ and then dead-lettered (`StudentNotYetKnown`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from typing import Any
 
 from homeroom import calendar, outbox
 from homeroom.bus.consumer import BatchHandler, Handler, HandlerContext, RejectEvent
 from homeroom.bus.envelope import IncomingEvent
-from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION
+from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROLLMENT, KEYS, ORGANIZATION, ROSTER
 from homeroom.catalogue import CATALOGUE
-from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2
+from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2, roster_pb2
 from homeroom.service import ConsumerSpec, Runtime
-from services.records import store
+from services.records import roster_store, store
 from services.records.destruction import destroy_agreement_copies
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
@@ -361,6 +363,141 @@ def keys_handler(runtime: Runtime) -> Handler:
     return handle
 
 
+def _optional_date(value: str, field: str) -> date | None:
+    return _date(value, field) if value else None
+
+
+async def _session(event: IncomingEvent, p: roster_pb2.AcademicSessionRegistered, ctx: HandlerContext) -> None:
+    district = _district(event, p.district_id)
+    start, end = _date(p.start_date, "start_date"), _date(p.end_date, "end_date")
+    if end < start:
+        raise RejectEvent("date.end_before_start", "the session ends before it starts", "end_date")
+    await roster_store.upsert_session(
+        ctx.conn,
+        district,
+        _required(p.session_id, "session_id"),
+        title=_required(p.title, "title"),
+        session_type=_required(p.session_type, "session_type"),
+        start=start,
+        end=end,
+        parent_id=p.parent_id,
+        school_year=p.school_year,
+        deleted=p.deleted,
+    )
+
+
+async def _course(event: IncomingEvent, p: roster_pb2.CourseRegistered, ctx: HandlerContext) -> None:
+    district = _district(event, p.district_id)
+    values = {
+        "title": _required(p.title, "title"),
+        "course_code": p.course_code,
+        "school_id": p.school_id,
+        "grades": list(p.grades),
+        "subjects": list(p.subjects),
+        "school_year_id": p.school_year_id,
+        "deleted": p.deleted,
+    }
+    await roster_store.upsert_course(ctx.conn, district, _required(p.course_id, "course_id"), values)
+
+
+async def _class(event: IncomingEvent, p: roster_pb2.ClassRegistered, ctx: HandlerContext) -> None:
+    district = _district(event, p.district_id)
+    values = {
+        "title": _required(p.title, "title"),
+        "class_code": p.class_code,
+        "class_type": p.class_type or "scheduled",
+        "course_id": p.course_id,
+        "school_id": _required(p.school_id, "school_id"),
+        "term_ids": list(p.term_ids),
+        "periods": list(p.periods),
+        "grades": list(p.grades),
+        "subjects": list(p.subjects),
+        "location": p.location,
+        "deleted": p.deleted,
+    }
+    await roster_store.upsert_class(ctx.conn, district, _required(p.class_id, "class_id"), values)
+
+
+async def _staff(event: IncomingEvent, p: roster_pb2.StaffRegistered, ctx: HandlerContext) -> None:
+    district = _district(event, p.district_id)
+    key = _required(p.staff_key, "staff_key")
+    for element in p.sealed_elements:
+        if element not in CATALOGUE or CATALOGUE[element].subject != "staff":
+            raise RejectEvent("element.unknown", f"{element!r} is not a staff element of the catalogue", element)
+    await _scoped(ctx, district)
+    await roster_store.upsert_staff(
+        ctx.conn,
+        district,
+        key,
+        role=p.role or "teacher",
+        school_ids=list(p.school_ids),
+        sealed={k: bytes(v.ciphertext) for k, v in p.sealed_elements.items()},
+        deleted=p.deleted,
+    )
+
+
+def _class_enrollment_row(
+    event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded
+) -> tuple[str, roster_store.ClassEnrollmentRow]:
+    """The district and the row of a class enrollment; RejectEvent names what is wrong."""
+    district = _district(event, p.district_id)
+    if p.role not in ("student", "teacher"):
+        raise RejectEvent("role.unknown", "a class enrollment's role is student or teacher", "role")
+    begin, end = _optional_date(p.begin_date, "begin_date"), _optional_date(p.end_date, "end_date")
+    if begin and end and end < begin:
+        raise RejectEvent("date.end_before_start", "the class enrollment ends before it begins", "end_date")
+    row = (
+        _required(p.class_id, "class_id"),
+        p.role,
+        _required(p.user_key, "user_key"),
+        _required(p.school_id, "school_id"),
+        p.primary,
+        begin,
+        end,
+        p.deleted,
+    )
+    return district, row
+
+
+_ROSTER_HANDLERS: dict[type, Callable[[IncomingEvent, Any, HandlerContext], Awaitable[None]]] = {
+    roster_pb2.AcademicSessionRegistered: _session,
+    roster_pb2.CourseRegistered: _course,
+    roster_pb2.ClassRegistered: _class,
+    roster_pb2.StaffRegistered: _staff,
+}
+
+
+def roster_handler(runtime: Runtime) -> BatchHandler:
+    """roster.v1, a poll's batch at a time (a district's roster is mostly class enrollments:
+    250,000 for 50,000 students): class enrollments gathered per district and upserted in one
+    pipelined statement; sessions, courses, classes and staff by the handler for their type, in
+    order (pending class enrollments are written first, so the partition's order holds). Each
+    write is an upsert on its natural key."""
+
+    async def apply(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        pending: dict[str, list[roster_store.ClassEnrollmentRow]] = {}
+
+        async def flush() -> None:
+            for district, rows in pending.items():
+                await _scoped(ctx, district)
+                await roster_store.upsert_class_enrollments(ctx.conn, district, rows)
+            pending.clear()
+
+        for event in events:
+            payload = event.payload
+            if isinstance(payload, roster_pb2.ClassEnrollmentRecorded):
+                district, row = _class_enrollment_row(event, payload)
+                pending.setdefault(district, []).append(row)
+                continue
+            await flush()
+            handler = _ROSTER_HANDLERS.get(type(payload))
+            if handler is not None:
+                await handler(event, payload, ctx)
+        await flush()
+
+    return apply
+
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("enrollment", [ENROLLMENT], batch_handler=enrollment_handler),
     ConsumerSpec("organization", [ORGANIZATION], organization_handler),
@@ -369,4 +506,5 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec("calendar", [CALENDAR], calendar_handler),
     ConsumerSpec("consent", [CONSENT], consent_handler),
     ConsumerSpec("keys", [KEYS], keys_handler),
+    ConsumerSpec("roster", [ROSTER], batch_handler=roster_handler, max_batch=1000),
 )

@@ -1,68 +1,85 @@
-"""OneRoster 1.2 rostering REST, the subset vendors' apps use to pull rosters:
-`/ims/oneroster/rostering/v1p2/` orgs, schools, students, enrollments (lists and single
-objects), with `filter`, `limit`/`offset` and `dateLastModified` incremental pulls.
+"""OneRoster 1.2 rostering REST for vendors (`/ims/oneroster/rostering/v1p2/`): the routes.
 
-Only vendors call it, and every answer is cut to their agreement: districts and schools
-the agreement covers, and per student the elements the consent decision allows (one
-batch of decisions per page). Each student released on a page is a disclosure (one
-disclosure.v1 event per student, channel `oneroster`), recorded before the page returns.
+Collections: orgs, schools, academicSessions, terms, gradingPeriods, courses, classes, users,
+students, teachers, demographics, enrollments; each also by sourcedId (enrollments: list only);
+and the nested ones a vendor's import walks (`schools/{id}/classes|courses|terms|students|
+teachers|enrollments`, `classes/{id}/students|teachers`, `courses/{id}/classes`,
+`terms/{id}/classes|gradingPeriods`, `students|teachers|users/{id}/classes`).
 
-`filter` supports predicates `field<op>'value'` with the operators = != > >= < <= ~
-(contains), joined by ` AND `. Students can be filtered on sourcedId, status and
-dateLastModified (the pseudonymised store cannot search sealed names); orgs, schools and
-enrollments on any of their top-level string fields and `school.sourcedId`/`user.sourcedId`.
+Every list takes `filter`, `sort`, `orderBy`, `fields`, `limit` (1-1000, default 100) and
+`offset`, and answers `X-Total-Count` and an RFC 8288 `Link` header (first, prev, next, last).
+Everything is cut to the caller's agreement by `application.rostering` (the use cases; these
+routes only adapt HTTP): filters and sorts only on fields the agreement releases, every student
+through consent's decision, every student or teacher released a disclosure.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
-from services.records import store
-from services.records.api import (
-    CHANNEL_ONEROSTER,
-    Release,
-    commit_releases,
-    consent_client,
-    consent_unavailable,
-    denied,
-    not_found,
-    open_record,
-    requester_json,
-    security_log,
-    today,
-    vendor_gate,
+from services.records import roster_store, store
+from services.records.api import not_found, security_log, today
+from services.records.application import roster_export
+from services.records.application import rostering as uc
+from services.records.application.rostering import VendorView
+from services.records.roster import (
+    CLASS_FIELDS,
+    CLASS_SELECTABLE,
+    COURSE_FIELDS,
+    COURSE_SELECTABLE,
+    DEMOGRAPHICS_SELECTABLE,
+    ENROLLMENT_SELECTABLE,
+    MAX_LIMIT,
+    PREFIX,
+    SESSION_FIELDS,
+    SESSION_SELECTABLE,
+    TEACHER_FIELDS,
+    USER_SELECTABLE,
+    ListQuery,
+    Page,
+    Predicate,
+    link_header,
+    page,
+    stamp,
+    when,
 )
-from services.records.consent_client import AgreementScope, ConsentUnavailable, DecisionRequest
-from services.records.metrics import READS
-from services.records.record import statements_travelling
 
-PREFIX = "/ims/oneroster/rostering/v1p2"
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
 
-# OneRoster user fields and the catalogue element each one releases.
-USER_FIELDS: dict[str, str] = {
-    "givenName": "student.first_name",
-    "familyName": "student.last_name",
-    "middleName": "student.middle_name",
-    "email": "student.email",
-    "identifier": "student.local_id",
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# offset + limit reaches PostgreSQL as a bigint: past it the driver would overflow (a 500).
+Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX - MAX_LIMIT)]
+
+ORG_FIELDS: dict[str, str | None] = {
+    f: None for f in ("sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parent.sourcedId")
 }
-ENROLLMENT_ELEMENTS = ("enrollment.school_id", "enrollment.entry_date", "enrollment.exit_date")
-# The enrollment fields a vendor may filter on, and the element each one shows: filtering on
-# a field the agreement withholds would answer differently by its hidden value (bisecting a
+ORG_SELECTABLE = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "metadata",
+    "name",
+    "type",
+    "identifier",
+    "parent",
+    "children",
+)
+STUDENT_FIELDS: dict[str, str | None] = {"sourcedId": None, "status": None, "dateLastModified": None}
+USER_FIELDS: dict[str, str | None] = {**STUDENT_FIELDS, "role": None}
+# The enrollment fields a vendor may filter on, and the element each one shows: filtering on a
+# field the agreement withholds would answer differently by its hidden value (bisecting a
 # blanked beginDate took 13 requests), so that is a 400 naming the field.
-ENROLLMENT_FILTER_FIELDS: dict[str, str | None] = {
-    "sourcedId": None,  # opaque (Pseudonymizer.enrollment_id)
+SCHOOL_ENROLLMENT_FIELDS: dict[str, str | None] = {
+    "sourcedId": None,
     "status": None,
     "dateLastModified": None,
     "role": None,
@@ -72,457 +89,634 @@ ENROLLMENT_FILTER_FIELDS: dict[str, str | None] = {
     "beginDate": "enrollment.entry_date",
     "endDate": "enrollment.exit_date",
 }
-
-
-def refuse_hidden_fields(predicates: list[Predicate], fields: dict[str, str | None], visible: set[str]) -> None:
-    """A 400 naming the first predicate on a field the caller may not see (or does not exist)."""
-    for predicate in predicates:
-        if predicate.field not in fields:
-            raise _bad_filter(
-                "filter.field_unsupported",
-                f"cannot filter on {predicate.field!r} here; use one of {sorted(fields)}",
-            )
-        element = fields[predicate.field]
-        if element is not None and element not in visible:
-            raise _bad_filter(
-                "filter.field_withheld",
-                f"cannot filter on {predicate.field!r}: the agreement does not release {element}",
-            )
-
-
-STUDENT_ELEMENTS = (*USER_FIELDS.values(), "enrollment.grade_level", "enrollment.school_id")
-
-_PREDICATE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*(!=|>=|<=|=|>|<|~)\s*'((?:[^']|'')*)'\s*$")
+CLASS_ENROLLMENT_FIELDS: dict[str, str | None] = {
+    "sourcedId": None,
+    "status": None,
+    "dateLastModified": None,
+    "role": None,
+    "primary": None,
+    "user.sourcedId": None,
+    "class.sourcedId": None,
+    "school.sourcedId": None,
+    "beginDate": "enrollment.entry_date",
+    "endDate": "enrollment.exit_date",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class Predicate:
-    field: str
-    op: str
-    value: str
+class ListParams:
+    filter: str | None
+    sort: str | None
+    orderBy: str | None
+    fields: str | None
+    limit: int
+    offset: int
 
-    def test(self, actual: Any) -> bool:
-        if actual is None:
-            return self.op == "!="
-        text = str(actual)
-        if self.op == "=":
-            return text == self.value
-        if self.op == "!=":
-            return text != self.value
-        if self.op == "~":
-            return self.value.lower() in text.lower()
-        if self.field == "dateLastModified" or self.field.endswith("Date"):
-            return _compare(_when(text), self.op, _when(self.value))
-        return _compare(text, self.op, self.value)
-
-
-def _compare(a: Any, op: str, b: Any) -> bool:
-    return bool({">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op])
-
-
-def _when(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def parse_filter(raw: str | None, allowed: set[str] | None = None) -> list[Predicate]:
-    """`field='value' AND dateLastModified>'2026-01-01T00:00:00Z'` to predicates; a 400
-    problem naming the part that does not parse or a field that cannot be filtered on."""
-    if not raw:
-        return []
-    if re.search(r"\sOR\s", raw):
-        raise _bad_filter("filter.or_unsupported", "OR is not supported; use AND")
-    predicates = []
-    for part in re.split(r"\s+AND\s+", raw.strip()):
-        match = _PREDICATE.match(part)
-        if match is None:
-            raise _bad_filter("filter.syntax", f"cannot read the predicate {part[:80]!r} (expected field<op>'value')")
-        predicate = Predicate(match.group(1), match.group(2), match.group(3).replace("''", "'"))
-        if allowed is not None and predicate.field not in allowed:
-            raise _bad_filter(
-                "filter.field_unsupported", f"cannot filter on {predicate.field!r} here; use one of {sorted(allowed)}"
-            )
-        if predicate.field == "dateLastModified" or (predicate.field.endswith("Date") and predicate.op not in "=!=~"):
-            try:
-                _when(predicate.value)
-            except ValueError:
-                raise _bad_filter("filter.date", f"{predicate.value!r} is not an ISO 8601 date-time") from None
-        predicates.append(predicate)
-    return predicates
-
-
-def _bad_filter(rule: str, message: str) -> Problem:
-    return Problem(400, "Bad filter", message, errors=[FieldError("query.filter", rule, message)])
-
-
-def _get(obj: dict[str, Any], path: str) -> Any:
-    value: Any = obj
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def matches(obj: dict[str, Any], predicates: list[Predicate]) -> bool:
-    return all(p.test(_get(obj, p.field)) for p in predicates)
-
-
-def _stamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _ref(kind: str, sourced_id: str) -> dict[str, str]:
-    path = {"org": "orgs", "user": "users"}.get(kind, kind + "s")
-    return {"href": f"{PREFIX}/{path}/{sourced_id}", "sourcedId": sourced_id, "type": kind}
-
-
-async def _scope(runtime: Runtime, principal: Principal) -> tuple[AgreementScope, date | None, date | None]:
-    start, end = await vendor_gate(runtime, principal)
-    try:
-        scope = await consent_client(runtime).scope(principal.agreement_id or "")
-    except ConsentUnavailable as exc:
-        raise consent_unavailable(exc) from None
-    if scope is None:
-        raise denied("agreement_inactive", "the agreement is not known to the consent service")
-    return scope, start, end
-
-
-def rostering_purpose(scope: AgreementScope) -> str | None:
-    """OneRoster is rostering: the purpose asked and recorded when the agreement permits it (else
-    the decision records the agreement's own purposes)."""
-    return "rostering" if "rostering" in scope.purposes else None
-
-
-def _school_covered(scope: AgreementScope, school_id: str) -> bool:
-    return not scope.schools or school_id in scope.schools
-
-
-def _page(items: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str, Any]]:
-    return items[offset : offset + limit]
-
-
-MAX_LIMIT = 1000
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-# offset + limit reaches PostgreSQL as a bigint: past it the driver would overflow (a 500).
-Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX - MAX_LIMIT)]
-
-
-# --- orgs and schools (no student data) -------------------------------------------------
-
-
-async def _orgs(runtime: Runtime, scope: AgreementScope) -> list[dict[str, Any]]:
-    async with runtime.pool.acquire() as conn:
-        schools = await store.list_schools(conn, scope.districts)
-    out: list[dict[str, Any]] = []
-    for district in sorted(scope.districts):
-        children = [s for s in schools if s["district_id"] == district and _school_covered(scope, s["school_id"])]
-        stamps = [s["updated_at"] for s in children]
-        out.append(
-            {
-                "sourcedId": district,
-                "status": "active",
-                "dateLastModified": _stamp(max(stamps)) if stamps else "1970-01-01T00:00:00.000Z",
-                "name": district,
-                "type": "district",
-                "identifier": district,
-                "parent": None,
-                "children": [_ref("org", s["school_id"]) for s in children],
-            }
+    def query(self, known: dict[str, str | None], view: VendorView, selectable: Sequence[str]) -> ListQuery:
+        return ListQuery.parse(
+            filter=self.filter,
+            sort=self.sort,
+            order_by=self.orderBy,
+            fields=self.fields,
+            limit=self.limit,
+            offset=self.offset,
+            known=known,
+            visible=view.visible,
+            selectable=selectable,
         )
-        for school in children:
-            out.append(
-                {
-                    "sourcedId": school["school_id"],
-                    "status": "tobedeleted" if school["deleted"] else "active",
-                    "dateLastModified": _stamp(school["updated_at"]),
-                    "name": school["name"],
-                    "type": "school",
-                    "identifier": school["nces_id"],
-                    "parent": _ref("org", district),
-                    "children": [],
-                }
-            )
-    return out
+
+
+def list_params(
+    filter: str | None = None,
+    sort: str | None = None,
+    orderBy: str | None = None,
+    fields: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> ListParams:
+    return ListParams(filter, sort, orderBy, fields, limit, offset)
+
+
+Params = Annotated[ListParams, Depends(list_params)]
+
+
+def answer(request: Request, response: Response, name: str, result: Page, q: ListQuery) -> dict[str, Any]:
+    response.headers["X-Total-Count"] = str(result.total)
+    response.headers["Link"] = link_header(
+        request.url.path, dict(request.query_params), result.total, q.limit, q.offset
+    )
+    return {name: [q.select(o) for o in result.items]}
+
+
+def one(name: str, items: Sequence[dict[str, Any]], sourced_id: str, what: str) -> dict[str, Any]:
+    for item in items:
+        if item["sourcedId"] == sourced_id:
+            return {name: item}
+    raise not_found(what)
+
+
+async def view_of(runtime: Runtime, principal: Principal) -> VendorView:
+    return await uc.vendor_view(runtime, principal)
+
+
+# --- orgs and schools (no student data) ---------------------------------------------------
 
 
 @router.get("/orgs")
 async def list_orgs(
-    principal: Vendor, runtime: RuntimeDep, filter: str | None = None, limit: Limit = 100, offset: Offset = 0
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    predicates = parse_filter(filter)
-    orgs = [o for o in await _orgs(runtime, scope) if matches(o, predicates)]
-    return {"orgs": _page(orgs, limit, offset)}
+    view = await view_of(runtime, principal)
+    q = params.query(ORG_FIELDS, view, ORG_SELECTABLE)
+    return answer(request, response, "orgs", page(await uc.orgs(runtime, view), q), q)
 
 
 @router.get("/orgs/{sourced_id}")
 async def get_org(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    for org in await _orgs(runtime, scope):
-        if org["sourcedId"] == sourced_id:
-            return {"org": org}
-    raise not_found("org")
+    view = await view_of(runtime, principal)
+    return one("org", await uc.orgs(runtime, view), sourced_id, "org")
+
+
+async def _schools(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+    return [o for o in await uc.orgs(runtime, view) if o["type"] == "school"]
 
 
 @router.get("/schools")
 async def list_schools(
-    principal: Vendor, runtime: RuntimeDep, filter: str | None = None, limit: Limit = 100, offset: Offset = 0
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    predicates = parse_filter(filter)
-    schools = [o for o in await _orgs(runtime, scope) if o["type"] == "school" and matches(o, predicates)]
-    return {"orgs": _page(schools, limit, offset)}
+    view = await view_of(runtime, principal)
+    q = params.query(ORG_FIELDS, view, ORG_SELECTABLE)
+    return answer(request, response, "orgs", page(await _schools(runtime, view), q), q)
 
 
 @router.get("/schools/{sourced_id}")
 async def get_school(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    for org in await _orgs(runtime, scope):
-        if org["type"] == "school" and org["sourcedId"] == sourced_id:
-            return {"org": org}
-    raise not_found("school")
+    view = await view_of(runtime, principal)
+    return one("org", await _schools(runtime, view), sourced_id, "school")
 
 
-# --- students ---------------------------------------------------------------------------
+async def _school(runtime: Runtime, view: VendorView, sourced_id: str) -> None:
+    if not any(s["sourcedId"] == sourced_id for s in await _schools(runtime, view)):
+        raise not_found("school")
 
 
-STUDENT_FILTER_FIELDS = {"sourcedId", "status", "dateLastModified"}
+# --- academic sessions ----------------------------------------------------------------------
 
 
-async def _student_candidates(
-    runtime: Runtime, scope: AgreementScope, predicates: list[Predicate], limit: int, offset: int
-) -> list[tuple[str, str]]:
-    """(district, student key) of the page, from SQL: students currently enrolled at a
-    covered school of a covered district, ordered by district then key."""
-    updated_after: datetime | None = None
-    key: str | None = None
-    for p in predicates:
-        if p.field == "dateLastModified" and p.op in (">", ">="):
-            updated_after = _when(p.value)
-        if p.field == "sourcedId" and p.op == "=":
-            key = p.value
-    out: list[tuple[str, str]] = []
-    for district in sorted(scope.districts):
-        async with store.district_tx(runtime.pool, district) as conn:
-            rows = await store.list_student_keys(
-                conn,
-                district,
-                school_ids=list(scope.schools) if scope.schools else None,
-                current_on=today(),
-                updated_after=updated_after,
-                student_key=key,
-                limit=offset + limit,
-                offset=0,
-            )
-        for r in rows:
-            obj = {"sourcedId": r["student_key"], "status": "active", "dateLastModified": _stamp(r["updated_at"])}
-            if matches(obj, predicates):
-                out.append((district, r["student_key"]))
-    return out[offset : offset + limit]
+async def _sessions(runtime: Runtime, view: VendorView, kind: str | None = None) -> list[dict[str, Any]]:
+    found = await uc.sessions(runtime, view)
+    if kind == "term":  # OneRoster's terms: terms and semesters
+        return [s for s in found if s["type"] in ("term", "semester")]
+    return [s for s in found if s["type"] == kind] if kind else found
 
 
-async def _users(
-    runtime: Runtime, principal: Principal, scope: AgreementScope, candidates: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
-    by_district: dict[str, list[str]] = {}
-    for district, key in candidates:
-        by_district.setdefault(district, []).append(key)
-    found: dict[tuple[str, str], store.StoredRecord] = {}
-    for district, keys in by_district.items():
-        async with store.district_tx(runtime.pool, district) as conn:
-            for stored in await store.load_roster(conn, district, keys):
-                found[(district, stored.student_key)] = stored
-    loaded = [found[c] for c in candidates if c in found]
-    requests = [
-        DecisionRequest(
-            action="read",
-            requester=requester_json(principal),
-            student_key=s.student_key,
-            district_id=s.district_id,
-            school_id=min(s.school_ids(current_on=today()), default=None),
-            elements=STUDENT_ELEMENTS,
-            purpose=rostering_purpose(scope),
-        )
-        for s in loaded
+def _sessions_route(path: str, kind: str | None, what: str) -> None:
+    async def list_route(
+        principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+    ) -> dict[str, Any]:
+        view = await view_of(runtime, principal)
+        q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+        return answer(request, response, "academicSessions", page(await _sessions(runtime, view, kind), q), q)
+
+    async def get_route(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+        view = await view_of(runtime, principal)
+        return one("academicSession", await _sessions(runtime, view, kind), sourced_id, what)
+
+    router.add_api_route(path, list_route, methods=["GET"], name=f"list_{path.strip('/')}")
+    router.add_api_route(path + "/{sourced_id}", get_route, methods=["GET"], name=f"get_{path.strip('/')}")
+
+
+_sessions_route("/academicSessions", None, "academic session")
+_sessions_route("/terms", "term", "term")
+_sessions_route("/gradingPeriods", "gradingPeriod", "grading period")
+
+
+@router.get("/schools/{sourced_id}/terms")
+async def school_terms(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    await _school(runtime, view, sourced_id)
+    q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+    used = {
+        t["sourcedId"]
+        for c in await uc.classes(runtime, view)
+        if c["school"]["sourcedId"] == sourced_id
+        for t in c["terms"]
+    }
+    terms = [s for s in await _sessions(runtime, view, "term") if s["sourcedId"] in used]
+    return answer(request, response, "academicSessions", page(terms, q), q)
+
+
+@router.get("/terms/{sourced_id}/gradingPeriods")
+async def term_grading_periods(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    one("academicSession", await _sessions(runtime, view, "term"), sourced_id, "term")
+    q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+    periods = [
+        s for s in await _sessions(runtime, view, "gradingPeriod") if (s["parent"] or {}).get("sourcedId") == sourced_id
     ]
-    try:
-        decisions = await consent_client(runtime).decide_many(requests) if requests else []
-    except ConsentUnavailable as exc:
-        raise consent_unavailable(exc) from None
-    users: list[dict[str, Any]] = []
-    releases: list[Release] = []
-    for stored, decision in zip(loaded, decisions, strict=True):
-        if not decision.allow:
-            continue
-        allowed = set(decision.elements_allowed)
-        opened = await open_record(runtime, stored)
-        released: set[str] = set()
-        user: dict[str, Any] = {
-            "sourcedId": stored.student_key,
-            "status": "active",
-            "dateLastModified": _stamp(stored.updated_at),
-            "enabledUser": True,
-            "roles": [],
-        }
-        for field, element in USER_FIELDS.items():
-            if element in allowed and element in opened.elements:
-                user[field] = opened.elements[element]
-                released.add(element)
-        if "enrollment.school_id" in allowed:
-            schools = sorted(s for s in stored.school_ids(current_on=today()) if _school_covered(scope, s))
-            user["roles"] = [
-                {"roleType": "primary" if i == 0 else "secondary", "role": "student", "org": _ref("org", s)}
-                for i, s in enumerate(schools)
-            ]
-            if schools:
-                released.add("enrollment.school_id")
-        grade = opened.elements.get("enrollment.grade_level")
-        if "enrollment.grade_level" in allowed and grade:
-            user["grades"] = [grade]
-            released.add("enrollment.grade_level")
-        # FERPA 99.21: the parent's statement on a released element travels with it (OneRoster's
-        # `metadata` extension), with the district's decision on the requested amendment.
-        statements = statements_travelling(opened, released)
-        if statements:
-            user["metadata"] = {"homeroom.parentStatements": statements}
-            released.add("record.parent_statement")
-        users.append(user)
-        releases.append(Release(stored.district_id, stored.student_key, sorted(released), decision, user))
-    await commit_releases(
-        runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=rostering_purpose(scope) or ""
-    )
-    READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(users))
-    return users
+    return answer(request, response, "academicSessions", page(periods, q), q)
+
+
+# --- courses and classes ----------------------------------------------------------------------
+
+
+@router.get("/courses")
+async def list_courses(
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
+    return answer(request, response, "courses", page(await uc.courses(runtime, view), q), q)
+
+
+@router.get("/courses/{sourced_id}")
+async def get_course(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    return one("course", await uc.courses(runtime, view), sourced_id, "course")
+
+
+@router.get("/schools/{sourced_id}/courses")
+async def school_courses(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    await _school(runtime, view, sourced_id)
+    q = params.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
+    offered = {
+        c["course"]["sourcedId"]
+        for c in await uc.classes(runtime, view)
+        if c["course"] and c["school"]["sourcedId"] == sourced_id
+    }
+    found = [
+        c for c in await uc.courses(runtime, view) if c["org"]["sourcedId"] == sourced_id or c["sourcedId"] in offered
+    ]
+    return answer(request, response, "courses", page(found, q), q)
+
+
+@router.get("/classes")
+async def list_classes(
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+    return answer(request, response, "classes", page(await uc.classes(runtime, view), q), q)
+
+
+@router.get("/classes/{sourced_id}")
+async def get_class(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    return one("class", await uc.classes(runtime, view), sourced_id, "class")
+
+
+def _classes_where(path: str, parent: str, matches_parent: Callable[[dict[str, Any], str], bool], what: str) -> None:
+    """`{parent}/{id}/classes` for schools, courses and terms (no personal data)."""
+
+    async def route(
+        sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+    ) -> dict[str, Any]:
+        view = await view_of(runtime, principal)
+        if parent == "school":
+            await _school(runtime, view, sourced_id)
+        elif parent == "course":
+            one("course", await uc.courses(runtime, view), sourced_id, what)
+        else:
+            one("academicSession", await _sessions(runtime, view, "term"), sourced_id, what)
+        q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+        found = [c for c in await uc.classes(runtime, view) if matches_parent(c, sourced_id)]
+        return answer(request, response, "classes", page(found, q), q)
+
+    router.add_api_route(path, route, methods=["GET"], name=f"{parent}_classes")
+
+
+_classes_where("/schools/{sourced_id}/classes", "school", lambda c, i: c["school"]["sourcedId"] == i, "school")
+_classes_where(
+    "/courses/{sourced_id}/classes",
+    "course",
+    lambda c, i: bool(c["course"]) and c["course"]["sourcedId"] == i,
+    "course",
+)
+_classes_where("/terms/{sourced_id}/classes", "term", lambda c, i: any(t["sourcedId"] == i for t in c["terms"]), "term")
+
+
+# --- students, teachers, users, demographics -----------------------------------------------------
+
+
+async def _students_page(
+    runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery, keys: set[str] | None = None
+) -> tuple[list[tuple[str, str]], int]:
+    rows = await uc.current_students(runtime, view)
+    if keys is not None:
+        rows = [r for r in rows if r["sourcedId"] in keys]
+    return uc.student_page(rows, q)
 
 
 @router.get("/students")
 async def list_students(
-    principal: Vendor, runtime: RuntimeDep, filter: str | None = None, limit: Limit = 100, offset: Offset = 0
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    predicates = parse_filter(filter, STUDENT_FILTER_FIELDS)
-    candidates = await _student_candidates(runtime, scope, predicates, limit, offset)
-    return {"users": await _users(runtime, principal, scope, candidates)}
+    view = await view_of(runtime, principal)
+    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    candidates, total = await _students_page(runtime, principal, view, q)
+    users = await uc.release_students(runtime, principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view))
+    return answer(request, response, "users", Page(users, total), q)
+
+
+async def _student(runtime: Runtime, principal: Principal, view: VendorView, sourced_id: str) -> dict[str, Any] | None:
+    district = await _district_of_student(runtime, view, sourced_id)
+    if district is None:
+        return None
+    users = await uc.release_students(
+        runtime, principal, view, [(district, sourced_id)], uc.STUDENT_ELEMENTS, uc.user_builder(view)
+    )
+    return users[0] if users else None
+
+
+async def _district_of_student(runtime: Runtime, view: VendorView, key: str) -> str | None:
+    return await uc.district_of_student(runtime, view, key)
 
 
 @router.get("/students/{sourced_id}")
 async def get_student(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    scope, _, _ = await _scope(runtime, principal)
-    candidates = await _student_candidates(runtime, scope, [Predicate("sourcedId", "=", sourced_id)], 1, 0)
-    users = await _users(runtime, principal, scope, candidates)
-    if not users:
+    view = await view_of(runtime, principal)
+    user = await _student(runtime, principal, view, sourced_id)
+    if user is None:
         raise not_found()
-    return {"user": users[0]}
+    return {"user": user}
 
 
-# --- enrollments ------------------------------------------------------------------------
+@router.get("/schools/{sourced_id}/students")
+async def school_students(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    await _school(runtime, view, sourced_id)
+    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    school_view = VendorView(replace(view.scope, schools=(sourced_id,)), view.start, view.end)
+    candidates, total = await _students_page(runtime, principal, school_view, q)
+    users = await uc.release_students(runtime, principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view))
+    return answer(request, response, "users", Page(users, total), q)
+
+
+async def _teachers(runtime: Runtime, view: VendorView, keys: set[str] | None = None) -> list[uc.Teacher]:
+    return await uc.teachers(runtime, view, sorted(keys) if keys is not None else None)
+
+
+async def _teacher_answer(
+    runtime: Runtime, principal: Principal, view: VendorView, found: list[uc.Teacher], q: ListQuery
+) -> Page:
+    by_user = {id(t.user): t for t in found}
+    result = page([t.user for t in found], q)
+    await uc.record_teachers(runtime, principal, view, [by_user[id(u)] for u in result.items])
+    return result
+
+
+@router.get("/teachers")
+async def list_teachers(
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+    found = await _teachers(runtime, view)
+    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+
+
+@router.get("/teachers/{sourced_id}")
+async def get_teacher(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    found = await _teachers(runtime, view, {sourced_id})
+    if not found:
+        raise not_found("teacher")
+    await uc.record_teachers(runtime, principal, view, found)
+    return {"user": found[0].user}
+
+
+@router.get("/schools/{sourced_id}/teachers")
+async def school_teachers(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    await _school(runtime, view, sourced_id)
+    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+    found = [
+        t for t in await _teachers(runtime, view) if any(r["org"]["sourcedId"] == sourced_id for r in t.user["roles"])
+    ]
+    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+
+
+@router.get("/users")
+async def list_users(
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    """Students, then teachers (keys only until the page is cut; then each released)."""
+    view = await view_of(runtime, principal)
+    q = params.query(USER_FIELDS, view, USER_SELECTABLE)
+    rows = [{**r, "role": "student"} for r in await uc.current_students(runtime, view)]
+    teacher_rows = await _teacher_rows(runtime, view)
+    everything = page([*rows, *teacher_rows], q)
+    students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
+    staff = {r["sourcedId"] for r in everything.items if r["role"] != "student"}
+    released = {
+        u["sourcedId"]: u
+        for u in await uc.release_students(
+            runtime, principal, view, students, uc.STUDENT_ELEMENTS, uc.user_builder(view)
+        )
+    }
+    teachers = await _teachers(runtime, view, staff) if staff else []
+    await uc.record_teachers(runtime, principal, view, teachers)
+    released.update({t.staff_key: t.user for t in teachers})
+    users = [released[r["sourcedId"]] for r in everything.items if r["sourcedId"] in released]
+    return answer(request, response, "users", Page(users, everything.total), q)
+
+
+async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+    if not view.teachers_visible:
+        return []
+    out = []
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            for r in await roster_store.staff_keys(conn, district):
+                if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
+                    continue
+                out.append(
+                    {
+                        "district": district,
+                        "sourcedId": r["staff_key"],
+                        "status": "active",
+                        "dateLastModified": stamp(r["updated_at"]),
+                        "role": r["role"],
+                    }
+                )
+    return out
+
+
+@router.get("/users/{sourced_id}")
+async def get_user(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    user = await _student(runtime, principal, view, sourced_id)
+    if user is not None:
+        return {"user": user}
+    found = await _teachers(runtime, view, {sourced_id})
+    if not found:
+        raise not_found("user")
+    await uc.record_teachers(runtime, principal, view, found)
+    return {"user": found[0].user}
+
+
+@router.get("/demographics")
+async def list_demographics(
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
+    candidates, total = await _students_page(runtime, principal, view, q)
+    found = await uc.release_students(
+        runtime, principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
+    )
+    return answer(request, response, "demographics", Page(found, total), q)
+
+
+@router.get("/demographics/{sourced_id}")
+async def get_demographics(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    district = await _district_of_student(runtime, view, sourced_id)
+    found = (
+        await uc.release_students(
+            runtime, principal, view, [(district, sourced_id)], uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
+        )
+        if district
+        else []
+    )
+    if not found:
+        raise not_found("demographics")
+    return {"demographics": found[0]}
+
+
+# --- class membership --------------------------------------------------------------------------
+
+
+async def _class_members(
+    runtime: Runtime, principal: Principal, view: VendorView, class_id: str, role: str
+) -> list[str]:
+    """The user keys enrolled in a visible class in a role (no release yet: keys only)."""
+    one("class", await uc.classes(runtime, view), class_id, "class")
+    everyone = ListQuery(limit=10_000_000)
+    keys: list[str] = []
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            rows, _ = await roster_store.class_enrollments(
+                conn,
+                district,
+                school_ids=view.schools,
+                class_id=class_id,
+                role=role,
+                current_students_on=today(),
+                limit=everyone.limit,
+            )
+        keys.extend(r["user_key"] for r in rows)
+    return keys
+
+
+@router.get("/classes/{sourced_id}/students")
+async def class_students(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    members = set(await _class_members(runtime, principal, view, sourced_id, "student"))
+    candidates, total = await _students_page(runtime, principal, view, q, members)
+    users = await uc.release_students(
+        runtime,
+        principal,
+        view,
+        candidates,
+        (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT),
+        uc.user_builder(view, require=uc.CLASS_ELEMENT),
+    )
+    return answer(request, response, "users", Page(users, total), q)
+
+
+@router.get("/classes/{sourced_id}/teachers")
+async def class_teachers(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+    if not view.teachers_visible:
+        one("class", await uc.classes(runtime, view), sourced_id, "class")
+        return answer(request, response, "users", Page([], 0), q)
+    members = set(await _class_members(runtime, principal, view, sourced_id, "teacher"))
+    found = await _teachers(runtime, view, members) if members else []
+    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+
+
+async def _classes_of_user(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    key: str,
+    params: ListParams,
+    request: Request,
+    response: Response,
+    role: str | None,
+) -> dict[str, Any]:
+    q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+    found = await uc.classes_of_user(runtime, principal, view, key, role)
+    if found is None:
+        raise not_found("user" if role is None else role)
+    return answer(request, response, "classes", page(found, q), q)
+
+
+@router.get("/students/{sourced_id}/classes")
+async def student_classes(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, "student")
+
+
+@router.get("/teachers/{sourced_id}/classes")
+async def teacher_classes(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, "teacher")
+
+
+@router.get("/users/{sourced_id}/classes")
+async def user_classes(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, None)
+
+
+# --- enrollments -----------------------------------------------------------------------------
+
+
+async def _enrollments(
+    runtime: Runtime, principal: Principal, view: VendorView, params: ListParams, school_id: str | None = None
+) -> tuple[Page, ListQuery]:
+    # Class enrollments where the agreement releases classes (students' or teachers'); else,
+    # and for districts that send no classes, students' school enrollments.
+    rostered = False
+    if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
+        async with runtime.pool.acquire() as conn:
+            rostered = await roster_store.has_classes(conn, view.districts)
+    if rostered:
+        q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+        return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
+    q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+    if school_id is not None:
+        q = ListQuery(
+            [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
+            q.sort,
+            q.descending,
+            q.fields,
+            q.limit,
+            q.offset,
+        )
+    return await uc.school_enrollments(runtime, principal, view, q), q
 
 
 @router.get("/enrollments")
 async def list_enrollments(
-    principal: Vendor, runtime: RuntimeDep, filter: str | None = None, limit: Limit = 100, offset: Offset = 0
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> dict[str, Any]:
-    """Students' school enrollments (Homeroom keeps no class sections: `class` is null)."""
-    scope, _start, end = await _scope(runtime, principal)
-    predicates = parse_filter(filter)
-    refuse_hidden_fields(predicates, ENROLLMENT_FILTER_FIELDS, set(scope.elements))
-    # What SQL can do: covered schools, the agreement's end, and the common predicates;
-    # with no other predicate the page bounds the query too.
-    sql_fields = {
-        ("dateLastModified", ">"),
-        ("dateLastModified", ">="),
-        ("user.sourcedId", "="),
-        ("school.sourcedId", "="),
-    }
-    updated_after = next(
-        (_when(p.value) for p in predicates if p.field == "dateLastModified" and p.op in (">", ">=")), None
+    """Class enrollments of students and teachers; for districts that send no class rosters,
+    students' school enrollments (`class` null)."""
+    view = await view_of(runtime, principal)
+    result, q = await _enrollments(runtime, principal, view, params)
+    return answer(request, response, "enrollments", result, q)
+
+
+@router.get("/schools/{sourced_id}/enrollments")
+async def school_enrollments(
+    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
+) -> dict[str, Any]:
+    view = await view_of(runtime, principal)
+    await _school(runtime, view, sourced_id)
+    result, q = await _enrollments(runtime, principal, view, params, school_id=sourced_id)
+    return answer(request, response, "enrollments", result, q)
+
+
+# --- bulk CSV ------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/bulk.zip",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "a OneRoster 1.2 CSV bulk (or delta) zip"}},
+)
+async def bulk_zip(
+    principal: Vendor,
+    runtime: RuntimeDep,
+    since: Annotated[str | None, Query(description="ISO 8601 date-time: a delta of what changed after it")] = None,
+) -> Response:
+    """The vendor's whole permitted roster as OneRoster 1.2 CSV files in a zip (Homeroom's extension
+    of the REST binding): bulk, or with `since` a delta. One disclosure per student and teacher."""
+    view = await view_of(runtime, principal)
+    after = None
+    if since:
+        try:
+            after = when(since)
+        except ValueError:
+            message = f"{since[:40]!r} is not an ISO 8601 date-time"
+            raise Problem.validation([FieldError("query.since", "since.date", message)], message) from None
+    body, _students = await roster_export.export(runtime, principal, view, after)
+    name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
+    return Response(
+        body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
-    user = next((p.value for p in predicates if p.field == "user.sourcedId" and p.op == "="), None)
-    school_id = next((p.value for p in predicates if p.field == "school.sourcedId" and p.op == "="), None)
-    bounded = all((p.field, p.op) in sql_fields for p in predicates)
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for district in sorted(scope.districts):
-        async with store.district_tx(runtime.pool, district) as conn:
-            found = await store.list_enrollments(
-                conn,
-                district,
-                school_ids=list(scope.schools) if scope.schools else None,
-                updated_after=updated_after - timedelta(microseconds=1) if updated_after else None,
-                student_key=user,
-                school_id=school_id,
-                entry_on_or_before=end,
-                limit=offset + limit if bounded else None,
-            )
-        for e in found:
-            obj = {
-                "sourcedId": runtime.pseudonymizer.enrollment_id(
-                    district, e["student_key"], e["school_id"], e["entry_date"].isoformat()
-                ),
-                "status": "active",
-                "dateLastModified": _stamp(e["updated_at"]),
-                "role": "student",
-                "primary": True,
-                "user": _ref("user", e["student_key"]),
-                "class": None,
-                "school": _ref("org", e["school_id"]),
-                "beginDate": e["entry_date"].isoformat(),
-                "endDate": e["exit_date"].isoformat() if e["exit_date"] else None,
-            }
-            if matches(obj, predicates):
-                rows.append((district, obj))
-    page = rows[offset : offset + limit]
-    school_of: dict[tuple[str, str], str] = {}
-    for district, obj in page:
-        ref = (district, obj["user"]["sourcedId"])
-        school_of[ref] = min(school_of.get(ref, obj["school"]["sourcedId"]), obj["school"]["sourcedId"])
-    students = sorted(school_of)
-    requests = [
-        DecisionRequest(
-            action="read",
-            requester=requester_json(principal),
-            student_key=key,
-            district_id=district,
-            school_id=school_of[(district, key)],
-            elements=ENROLLMENT_ELEMENTS,
-            purpose=rostering_purpose(scope),
-        )
-        for district, key in students
-    ]
-    try:
-        decisions = await consent_client(runtime).decide_many(requests) if requests else []
-    except ConsentUnavailable as exc:
-        raise consent_unavailable(exc) from None
-    by_student = dict(zip(students, decisions, strict=True))
-    out: list[dict[str, Any]] = []
-    released: dict[tuple[str, str], set[str]] = {}
-    for district, obj in page:
-        decision = by_student[(district, obj["user"]["sourcedId"])]
-        allowed = set(decision.elements_allowed) if decision.allow else set()
-        if "enrollment.school_id" not in allowed:
-            continue
-        item = dict(obj)
-        parts = {"enrollment.school_id"}
-        if "enrollment.entry_date" in allowed:
-            parts.add("enrollment.entry_date")
-        else:
-            item["beginDate"] = None
-        if "enrollment.exit_date" in allowed and item["endDate"] is not None:
-            parts.add("enrollment.exit_date")
-        else:
-            item["endDate"] = None
-        if not matches(item, predicates):
-            # A student whose own decision withholds a filtered field (a parent's opt-out)
-            # is matched on what is released, never on the hidden value.
-            continue
-        out.append(item)
-        released.setdefault((district, obj["user"]["sourcedId"]), set()).update(parts)
-    releases = [
-        Release(d, k, sorted(els), by_student[(d, k)], [o for o in out if o["user"]["sourcedId"] == k])
-        for (d, k), els in sorted(released.items())
-    ]
-    await commit_releases(
-        runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=rostering_purpose(scope) or ""
-    )
-    READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(releases))
-    return {"enrollments": out}
+
+
+@router.get("/homeroom/releases", tags=["oneroster"])
+async def my_releases(principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    """Homeroom's extension for the vendor's own page: its agreement's terms, how many students it
+    has received and when (from the read log; counts only, no release)."""
+    view = await view_of(runtime, principal)
+    return await uc.releases(runtime, view)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from homeroom.catalogue import CATALOGUE, FORBIDDEN
+from homeroom.catalogue import FORBIDDEN, STUDENT_ELEMENT_IDS
 
 # Elements that a read may ask for: the catalogue less what never enters Homeroom.
-READABLE_ELEMENTS: tuple[str, ...] = tuple(e for e in CATALOGUE if e not in FORBIDDEN)
+READABLE_ELEMENTS: tuple[str, ...] = tuple(e for e in STUDENT_ELEMENT_IDS if e not in FORBIDDEN)
 
 ENROLLMENT_FIELDS: dict[str, str] = {
     "school_id": "enrollment.school_id",

@@ -581,6 +581,9 @@ async def destroy_student(conn: Connection, district_id: str, student_key: str, 
         reason,
     )
     await conn.execute("DELETE FROM transfer_deliveries WHERE district_id = $1 AND student_key = $2", *args)
+    await conn.execute(
+        "DELETE FROM class_enrollments WHERE district_id = $1 AND user_key = $2 AND role = 'student'", *args
+    )
 
 
 async def destroy_district_students(conn: Connection, district_id: str, reason: str) -> int:
@@ -920,32 +923,17 @@ async def add_transfer_delivery(
 # --- read log ---------------------------------------------------------------------------
 
 
-async def log_read(
-    conn: Connection,
-    *,
-    district_id: str,
-    student_key: str,
-    requester_role: str,
-    requester: str,
-    channel: str,
-    elements: Sequence[str],
-    decision_id: str,
-    agreement_id: str,
-    disclosure_id: str,
-) -> None:
-    await conn.execute(
+ReadLogRow = tuple[str, str, str, str, str, list[str], str, str, str]
+
+
+async def log_reads(conn: Connection, rows: Sequence[ReadLogRow]) -> None:
+    """Many read-log rows (district, student key, role, requester, channel, elements, decision,
+    agreement, disclosure id) in one pipelined round trip: a vendor's page releases up to 1,000."""
+    await conn.executemany(
         """INSERT INTO read_log (district_id, student_key, requester_role, requester, channel, elements,
                decision_id, agreement_id, disclosure_id)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        district_id,
-        student_key,
-        requester_role,
-        requester,
-        channel,
-        list(elements),
-        decision_id,
-        agreement_id,
-        disclosure_id,
+        rows,
     )
 
 

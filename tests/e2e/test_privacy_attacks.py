@@ -35,10 +35,13 @@ The classes of issue 17 are attacked on every route and role too:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
 import uuid
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,6 +114,16 @@ NOT_STUDENT_DATA: dict[tuple[str, str], str] = {
     ("records", "GET /ims/oneroster/rostering/v1p2/schools"): "the vendor's own agreement's schools, no students",
     ("records", "GET /ims/oneroster/rostering/v1p2/students"): "the vendor's own roster: checked below by content",
     ("records", "GET /ims/oneroster/rostering/v1p2/enrollments"): "the vendor's own roster: checked below by content",
+    ("records", "GET /ims/oneroster/rostering/v1p2/users"): "the vendor's own roster: checked below by content",
+    ("records", "GET /ims/oneroster/rostering/v1p2/teachers"): "the vendor's own roster: checked below by content",
+    ("records", "GET /ims/oneroster/rostering/v1p2/demographics"): "the vendor's own roster: checked below by content",
+    ("records", "GET /ims/oneroster/rostering/v1p2/classes"): "the agreement's schools' classes: no people",
+    ("records", "GET /ims/oneroster/rostering/v1p2/bulk.zip"): "the vendor's own roster, CSV: checked below",
+    ("records", "GET /ims/oneroster/rostering/v1p2/courses"): "the agreement's courses: no people",
+    ("records", "GET /ims/oneroster/rostering/v1p2/homeroom/releases"): "counts of the vendor's own releases",
+    ("records", "GET /ims/oneroster/rostering/v1p2/academicSessions"): "the district's school years and terms",
+    ("records", "GET /ims/oneroster/rostering/v1p2/terms"): "the district's terms: no people",
+    ("records", "GET /ims/oneroster/rostering/v1p2/gradingPeriods"): "the district's grading periods: no people",
     ("transfer", "GET /v1/transfers"): "lists only the caller's cases: checked below by content",
     ("audit", "GET /v1/tree-heads/latest"): "a signed tree head: sizes and hashes, no entries",
     ("audit", "GET /v1/keys"): "the log's public keys, no entries",
@@ -813,7 +826,7 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
     records = w.url("records")
     outsiders = [w.keys["a_second_school"], w.keys["b_student"]]
     for attacker in ("vendor_other", "vendor_future", "vendor_ended", "staff_b", "parent", "operator", "compliance"):
-        for route in ("students", "enrollments"):
+        for route in ("students", "enrollments", "users", "teachers", "demographics", "classes", "bulk.zip"):
             response = http.get(
                 f"{records}/ims/oneroster/rostering/v1p2/{route}",
                 params={"limit": 1000},
@@ -822,8 +835,15 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
             tally.attempts += 1
             tally.by_service["records"] += 1
             ours = w.keys["b_student"] if attacker == "vendor_other" else None
-            shown = [k for k in outsiders if k != ours and k in response.text]
-            if attacker == "vendor_other" and route == "students" and response.status_code == 200:
+            text = response.text
+            if route == "bulk.zip" and response.status_code == 200:
+                with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+                    text = "".join(zf.read(n).decode() for n in zf.namelist())
+                    users = list(csv.DictReader(io.StringIO(zf.read("users.csv").decode())))
+                if attacker == "vendor_other":
+                    released.update((u["sourcedId"], "Othervendor") for u in users)
+            shown = [k for k in outsiders if k != ours and k in text]
+            if attacker == "vendor_other" and route in ("students", "users") and response.status_code == 200:
                 released.update((u["sourcedId"], "Othervendor") for u in response.json()["users"])
             if response.status_code in (403, 404) or (response.status_code == 200 and not shown):
                 tally.refused += 1

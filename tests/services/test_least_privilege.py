@@ -12,6 +12,7 @@ a later migration gets the same treatment without a grant of its own.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +20,16 @@ import pytest
 
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import ServiceSpec
-from homeroom.storage import OWNER_ROLE, Connection, create_pool, migrate, privilege_problems, with_user
+from homeroom.storage import (
+    OWNER_ROLE,
+    Connection,
+    bootstrap_roles,
+    create_pool,
+    database_url,
+    migrate,
+    privilege_problems,
+    with_user,
+)
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
 from services.incidents.service import SERVICE as INCIDENTS
@@ -172,3 +182,36 @@ async def test_tables_from_a_later_migration_are_covered_without_a_grant_of_thei
     finally:
         await conn.close()
         await drop_database(postgres, url)
+
+
+async def test_a_role_a_service_sets_is_grantable_by_the_owner_whoever_created_it(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """Roles are cluster-wide: once the superuser has created a service's SET role (a test
+    migrating as the superuser, say), the owner could no longer grant it to the login
+    (PostgreSQL 16+ wants ADMIN): 26 audit tests errored that way in one full run. The
+    bootstrap gives the owner ADMIN on each such role, so the migration's grant works."""
+    role = f"homeroom_set_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url(postgres.server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" NOLOGIN')  # created by the superuser, not the owner
+        url = await new_database(postgres, "setrole")
+        migrations = tmp_path / "m"
+        migrations.mkdir()
+        (migrations / "001_base.sql").write_text("CREATE TABLE base (id int PRIMARY KEY);")
+        owner = await create_pool(with_user(url, OWNER_ROLE), max_size=1)
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await migrate(owner, "setrole", migrations, grantee="homeroom_ingest", member_of=[role])
+            await bootstrap_roles(postgres.server_url, ["ingest"], [role])
+            await migrate(owner, "setrole", migrations, grantee="homeroom_ingest", member_of=[role])
+        finally:
+            await owner.close()
+        assert await admin.fetchval(
+            "SELECT pg_has_role('homeroom_ingest', $1, 'SET') AND NOT pg_has_role('homeroom_ingest', $1, 'USAGE')", role
+        )
+        await drop_database(postgres, url)
+    finally:
+        await admin.execute(f'REVOKE "{role}" FROM homeroom_ingest')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()

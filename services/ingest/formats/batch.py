@@ -29,6 +29,18 @@ calendar       no student_id. school_id (R), school_year (R: "2024-2025"), terms
                {name, begin_date, end_date, instructional_days}: every weekday in a term is a
                school day) and/or days (a list of {date, instructional: true/false}: school days
                and days off; without terms, the days marked instructional are the calendar)
+academic_      no student_id. session_id (R), title (R), session_type (R: schoolYear | term |
+session        semester | gradingPeriod), start_date (R), end_date (R), school_year (R: "2024-2025"),
+               parent_id
+course         no student_id. course_id (R), title (R), course_code, school_id (omit: district-wide),
+               grades, subjects (lists of text)
+class          no student_id. class_id (R), school_id (R), title (R), class_code, class_type
+               (homeroom | scheduled), course_id, term_ids, periods, grades, subjects, location
+staff          no student_id. staff_id (R, the district's staff id: pseudonymised, never kept),
+               role (teacher | aide | administrator), school_ids, staff (R: an object of staff
+               elements: staff.first_name (R), staff.last_name (R), staff.email, staff.identifier)
+class_         class_id (R), school_id (R), role (R: student | teacher), student_id (R for a student)
+enrollment     or staff_id (R for a teacher), begin_date (R for a student), end_date, primary
 =============  =====================================================================================
 
 ``student`` objects are keyed by data-element ids from :mod:`homeroom.catalogue`:
@@ -74,13 +86,18 @@ from services.ingest.records import (
     AttendanceCategory,
     AttendanceRecord,
     CalendarRecord,
+    ClassRecord,
+    CourseRecord,
     EnrollmentAction,
     EnrollmentRecord,
     ParseItem,
     RecordError,
+    SessionRecord,
     Source,
+    StaffRecord,
     StudentRecord,
     SuspensionRecord,
+    TeachingRecord,
     record_id,
 )
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, name_words
@@ -97,7 +114,19 @@ FIELDS: dict[str, set[str]] = {
     "attendance": _COMMON | {"school_id", "date", "category", "excused", "period"},
     "suspension": _COMMON | {"school_id", "start_date", "end_date", "in_school"},
     "calendar": {"type", "id", "school_id", "school_year", "terms", "days"},
-}
+    # Rosters (issue 23): no student_id, except a student's class enrollment.
+    "academic_session": {"type", "id", "session_id", "title", "session_type", "start_date", "end_date",
+                         "school_year", "parent_id"},
+    "course": {"type", "id", "course_id", "title", "course_code", "school_id", "grades", "subjects"},
+    "class": {"type", "id", "class_id", "school_id", "title", "class_code", "class_type", "course_id",
+              "term_ids", "periods", "grades", "subjects", "location"},
+    "staff": {"type", "id", "staff_id", "role", "school_ids", "staff"},
+    "class_enrollment": {"type", "id", "class_id", "school_id", "role", "student_id", "staff_id", "begin_date",
+                         "end_date", "primary"},
+}  # fmt: skip
+ROSTER_TYPES = frozenset(["academic_session", "course", "class", "staff"])
+SESSION_TYPES = ("schoolYear", "term", "semester", "gradingPeriod")
+STAFF_ROLES = ("teacher", "aide", "administrator")
 STUDENT_TEXT_ELEMENTS = (
     "student.state_id",
     "student.local_id",
@@ -219,6 +248,9 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
     event_id = check.text("id", value.get("id"), max_len=128)
     if rtype == "calendar":
         yield from _calendar(check, src, value, event_id, "")
+        return
+    if rtype in ROSTER_TYPES or rtype == "class_enrollment":
+        yield from _ROSTER_BUILDERS[rtype](check, src, value, event_id)
         return
     student = check.text("student_id", value.get("student_id"), required=True)
     yield from _BUILDERS[rtype](check, src, value, event_id, student or "")
@@ -565,6 +597,208 @@ def _calendar(
         ),
     )
 
+
+def _texts(check: Check, value: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A JSON member that must be a list of texts (() when absent)."""
+    v = value.get(key)
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        check.fail(key, "schema.type", f"{key} must be a list of texts.", v)
+        return ()
+    out = [check.text(f"{key}[{i}]", x) for i, x in enumerate(v)]
+    return tuple(dict.fromkeys(x for x in out if x))
+
+
+def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+    sid = check.text("session_id", value.get("session_id"), required=True)
+    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
+    kind = check.text("session_type", value.get("session_type"), required=True)
+    if kind is not None and kind not in SESSION_TYPES:
+        check.fail("session_type", "code.unknown", f"session_type must be one of {', '.join(SESSION_TYPES)}.", kind)
+    start = check.date("start_date", value.get("start_date"), required=True)
+    end = check.date("end_date", value.get("end_date"), required=True)
+    if start and end and end < start:
+        check.fail("end_date", "date.end_before_start", "The session ends before it begins.")
+    raw_year = check.text("school_year", value.get("school_year"), required=True)
+    year = parse_school_year(raw_year) if raw_year else None
+    if raw_year and year is None:
+        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+    if not check.ok or sid is None or title is None or kind is None or start is None or end is None or year is None:
+        yield from issues_then(check, None)
+        return
+    yield from issues_then(
+        check,
+        SessionRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "session", event_id or sid),
+            session_id=sid,
+            title=title,
+            session_type=kind,
+            start_date=start,
+            end_date=end,
+            school_year=year + 1,
+            parent_id=check.text("parent_id", value.get("parent_id")),
+        ),
+    )
+
+
+def _course(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+    cid = check.text("course_id", value.get("course_id"), required=True)
+    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
+    code = check.text("course_code", value.get("course_code"))
+    school = check.text("school_id", value.get("school_id"))
+    grades, subjects = _texts(check, value, "grades"), _texts(check, value, "subjects")
+    if not check.ok or cid is None or title is None:
+        yield from issues_then(check, None)
+        return
+    yield from issues_then(
+        check,
+        CourseRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "course", event_id or cid),
+            course_id=cid,
+            title=title,
+            course_code=code,
+            school_id=school,
+            grades=grades,
+            subjects=subjects,
+        ),
+    )
+
+
+def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+    cid = check.text("class_id", value.get("class_id"), required=True)
+    school = check.text("school_id", value.get("school_id"), required=True)
+    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
+    kind = check.text("class_type", value.get("class_type")) or "scheduled"
+    if kind not in ("homeroom", "scheduled"):
+        check.fail("class_type", "code.unknown", "class_type must be homeroom or scheduled.", kind)
+    fields = {k: _texts(check, value, k) for k in ("term_ids", "periods", "grades", "subjects")}
+    code, course = check.text("class_code", value.get("class_code")), check.text("course_id", value.get("course_id"))
+    location = check.text("location", value.get("location"))
+    if not check.ok or cid is None or school is None or title is None:
+        yield from issues_then(check, None)
+        return
+    yield from issues_then(
+        check,
+        ClassRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "class", event_id or cid),
+            class_id=cid,
+            school_id=school,
+            title=title,
+            class_code=code,
+            class_type=kind,
+            course_id=course,
+            location=location,
+            term_ids=fields["term_ids"],
+            periods=fields["periods"],
+            grades=fields["grades"],
+            subjects=fields["subjects"],
+        ),
+    )
+
+
+def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+    sid = check.text("staff_id", value.get("staff_id"), required=True)
+    role = check.text("role", value.get("role")) or "teacher"
+    if role not in STAFF_ROLES:
+        check.fail("role", "code.unknown", f"role must be one of {', '.join(STAFF_ROLES)}.", role)
+    schools = _texts(check, value, "school_ids")
+    raw = value.get("staff")
+    elements: dict[str, str] = {}
+    if raw is not None and not isinstance(raw, Mapping):
+        check.fail("staff", "schema.type", "staff must be an object of staff elements.", raw)
+    for key, v in (raw or {}).items() if isinstance(raw, Mapping) else ():
+        element = CATALOGUE.get(key)
+        if is_ssn_field(key) or key in FORBIDDEN:
+            _refuse_member(check, "staff", key, v)
+        elif element is None or element.subject != "staff" or key == "staff.class_assignment":
+            check.unknown(f"staff.{key}", v if v is not None else "x", what=" in a staff object")
+        else:
+            text = check.text(f"staff.{key}", v, required=key in ("staff.first_name", "staff.last_name"))
+            if text is not None:
+                elements[key] = text
+    for required in ("staff.first_name", "staff.last_name"):
+        if required not in elements and check.ok:
+            check.fail(f"staff.{required}", "schema.required", f"staff.{required} is required.")
+    if not check.ok or sid is None:
+        yield from issues_then(check, None)
+        return
+    yield from issues_then(
+        check,
+        StaffRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "staff", event_id or sid),
+            staff_ref=sid,
+            role=role,
+            schools=schools,
+            elements=elements,
+        ),
+    )
+
+
+def _class_enrollment(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+    """A student's (student_id) or teacher's (staff_id) enrollment in a class. A student's also
+    enrolls them at the class's school from begin_date, as OneRoster class enrollments do."""
+    cls = check.text("class_id", value.get("class_id"), required=True)
+    school = check.text("school_id", value.get("school_id"), required=True)
+    role = check.text("role", value.get("role"), required=True)
+    if role is not None and role not in ("student", "teacher"):
+        check.fail("role", "code.unknown", "role must be student or teacher.", role)
+    person_field = "student_id" if role == "student" else "staff_id"
+    other = "staff_id" if role == "student" else "student_id"
+    person = check.text(person_field, value.get(person_field), required=True)
+    if value.get(other) is not None:
+        check.fail(other, "element.not_allowed_here", f"a {role} class enrollment names the {person_field} only.")
+    begin = check.date("begin_date", value.get("begin_date"), required=role == "student")
+    end = check.date("end_date", value.get("end_date"))
+    if begin and end and end < begin:
+        check.fail("end_date", "date.end_before_start", "The class enrollment ends before it begins.")
+    primary = check.boolean("primary", value.get("primary"))
+    if not check.ok or cls is None or school is None or person is None or role is None:
+        yield from issues_then(check, None)
+        return
+    rid = (
+        record_id(FORMAT, "class_enrollment", event_id)
+        if event_id
+        else record_id(FORMAT, "class_enrollment", cls, role, person)
+    )
+    record: ParseItem
+    if role == "student":
+        record = EnrollmentRecord(
+            source=src,
+            source_record_id=rid,
+            action=EnrollmentAction.ENROLL,
+            student_ref=person,
+            school_id=school,
+            entry_date=begin,
+            exit_date=end,
+            class_ref=cls,
+        )
+    else:
+        record = TeachingRecord(
+            source=src,
+            source_record_id=rid,
+            staff_ref=person,
+            class_id=cls,
+            school_id=school,
+            primary=bool(primary),
+            begin_date=begin,
+            end_date=end,
+        )
+    yield from issues_then(check, record)
+
+
+_RosterBuilder = Callable[[Check, Source, Mapping[str, Any], "str | None"], Iterator[ParseItem]]
+_ROSTER_BUILDERS: dict[str, _RosterBuilder] = {
+    "academic_session": _session,
+    "course": _course,
+    "class": _class,
+    "staff": _staff,
+    "class_enrollment": _class_enrollment,
+}
 
 _Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Iterator[ParseItem]]
 _BUILDERS: dict[str, _Builder] = {

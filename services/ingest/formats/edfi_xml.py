@@ -16,7 +16,11 @@ interchange: record                          becomes
 EducationOrganization: School, LEA           SchoolRecord (school / district)
 EducationOrgCalendar: Session                CalendarRecord: a term (weekdays instructional)
 EducationOrgCalendar: Calendar, CalendarDate CalendarRecord: the calendar, a dated entry
-MasterSchedule: Section                      SectionRecord (checked against the district)
+EducationOrgCalendar: Session                SessionRecord too: the term as vendors' rosters see it
+MasterSchedule: CourseOffering               CourseRecord (the school's course: LocalCourseCode)
+MasterSchedule: Section                      ClassRecord (checked against the district; its
+                                             SectionIdentifier is the class id that
+                                             StudentSectionAssociation's class_ref names)
 Student: Student                             StudentRecord (names, birth date, birth sex; 2.0:
                                              demographics, ids, programs, contact details)
 StudentEnrollment: StudentSchoolAssociation  EnrollmentRecord (enroll / withdraw)
@@ -83,6 +87,8 @@ from services.ingest.formats._edfi import (
 )
 from services.ingest.records import (
     CalendarRecord,
+    ClassRecord,
+    CourseRecord,
     Dropped,
     EnrollmentAction,
     EnrollmentRecord,
@@ -90,7 +96,7 @@ from services.ingest.records import (
     ParseItem,
     RecordError,
     SchoolRecord,
-    SectionRecord,
+    SessionRecord,
     Source,
     StudentRecord,
     record_id,
@@ -738,8 +744,52 @@ def _school(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     )
 
 
+def session_id(school: str, year: int, name: str) -> str:
+    """The academic session id rosters use for an Ed-Fi session: school, school year, name."""
+    return f"{school}-{year}-{name}"
+
+
+def course_id(school: str, local_code: str) -> str:
+    """A course offering's course, per school (LocalCourseCode is the school's own code)."""
+    return f"{school}-{local_code}"
+
+
+def _course_offering(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    _drop_rest(check, elem, frozenset(["LocalCourseCode", "LocalCourseTitle"]), elem.tag)
+    school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
+    code = check.text("LocalCourseCode", _text(elem, "LocalCourseCode"), required=True)
+    title = check.text("LocalCourseTitle", _text(elem, "LocalCourseTitle"), max_len=512, free_text=True)
+    session = elem.find("SessionReference")
+    year = _school_year(check, _text(session, ".//SchoolYear"), None) if session is not None else None
+    if school is None or code is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CourseRecord(
+            source=src,
+            # Offerings of one course repeat per session, and real exports repeat an offering
+            # outright (the DS 5.2 sample does): the line keeps each a record of its own; they
+            # all upsert the same course.
+            source_record_id=record_id(
+                FORMAT,
+                "course-offering",
+                school,
+                code,
+                _text(session, ".//SessionName") or "",
+                str(year or ""),
+                str(src.line),
+            ),
+            course_id=course_id(school, code),
+            title=title or _text(elem.find("CourseReference"), ".//CourseCode") or code,
+            course_code=code,
+            school_id=school,
+        ),
+    )
+
+
 def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
-    _drop_rest(check, elem, frozenset(["SectionIdentifier", "UniqueSectionCode"]), elem.tag)
+    _drop_rest(check, elem, frozenset(["SectionIdentifier", "UniqueSectionCode", "SectionName"]), elem.tag)
     school = check.text(
         "SchoolReference/SchoolId",
         _school_ref(elem, "SchoolReference", "LocationSchoolReference")
@@ -747,12 +797,20 @@ def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseI
         required=True,
     )
     section = check.text("SectionIdentifier", _text(elem, "SectionIdentifier", "UniqueSectionCode"), required=True)
+    offering = elem.find("CourseOfferingReference")
+    local_code = _text(offering, ".//LocalCourseCode")
+    session_name = _text(offering, ".//SessionName")
+    year_text = _text(offering, ".//SchoolYear")
+    year = _school_year(check, year_text, None) if year_text else None
+    title = check.text("SectionName", _text(elem, "SectionName"), max_len=512, free_text=True)
+    periods = tuple(dict.fromkeys(p for p in (_value(e) for e in elem.iter("ClassPeriodName")) if p))
+    location = _text(elem.find("LocationReference"), ".//ClassroomIdentificationCode")
     if school is None or section is None or not check.ok:
         yield from check.errors
         return
     yield from issues_then(
         check,
-        SectionRecord(
+        ClassRecord(
             source=src,
             source_record_id=record_id(
                 FORMAT,
@@ -763,8 +821,14 @@ def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseI
                 _text(elem, ".//SessionName") or "",
                 _text(elem, ".//SchoolYear") or "",
             ),
+            class_id=section,
             school_id=school,
-            section_id=section,
+            title=title or local_code or section,
+            class_code=local_code,
+            course_id=course_id(school, local_code) if local_code else None,
+            term_ids=(session_id(school, year, session_name),) if year and session_name else (),
+            periods=periods,
+            location=location,
         ),
     )
 
@@ -798,6 +862,17 @@ def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
             school_year=year,
             sessions=(Term(name, begin, end, declared),),
         ),
+    )
+    term = (_value(elem.find("TermDescriptor")) or _text(elem, "Term") or name).lower()
+    yield SessionRecord(
+        source=src,
+        source_record_id=record_id(FORMAT, "roster-session", school, str(year), name),
+        session_id=session_id(school, year, name),
+        title=name,
+        session_type="semester" if "semester" in term else "term",
+        start_date=begin,
+        end_date=end,
+        school_year=year + 1,
     )
 
 
@@ -864,7 +939,9 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
     )
 
 
-_ORGANISATION_RECORDS = frozenset(["School", "LocalEducationAgency", "Section", "Session", "Calendar", "CalendarDate"])
+_ORGANISATION_RECORDS = frozenset(
+    ["School", "LocalEducationAgency", "CourseOffering", "Section", "Session", "Calendar", "CalendarDate"]
+)
 
 _MAPPERS: dict[str, _Mapper] = {
     "Student": _student,
@@ -876,6 +953,7 @@ _MAPPERS: dict[str, _Mapper] = {
     "DisciplineAction": _discipline_action,
     "School": _school,
     "LocalEducationAgency": _school,
+    "CourseOffering": _course_offering,
     "Section": _section_record,
     "Session": _session,
     "Calendar": _calendar,

@@ -49,7 +49,7 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import IO, Literal
@@ -70,6 +70,8 @@ from services.ingest.formats import (
 from services.ingest.records import (
     CalendarRecord,
     CalendarSource,
+    ClassRecord,
+    CourseRecord,
     Dropped,
     EnrollmentAction,
     EnrollmentRecord,
@@ -78,15 +80,18 @@ from services.ingest.records import (
     RecordError,
     RecordWarning,
     SchoolRecord,
+    SessionRecord,
     Source,
+    StaffRecord,
     StudentRecord,
+    TeachingRecord,
     record_id,
 )
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system, name_words
 
 FORMAT = "oneroster"
 MODES = ("absent", "bulk", "delta")
-ORDER = ("orgs", "academicSessions", "classes", "roles", "users", "demographics", "enrollments")
+ORDER = ("orgs", "academicSessions", "courses", "classes", "roles", "users", "demographics", "enrollments")
 TOBEDELETED = "tobedeleted"
 
 USER_BOOKKEEPING = frozenset(
@@ -169,6 +174,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "demographics": ("sourcedId",),
     "enrollments": ("sourcedId", "classSourcedId", "schoolSourcedId", "userSourcedId", "role"),
     "classes": ("sourcedId",),
+    "courses": ("sourcedId",),
     "academicSessions": ("sourcedId",),
 }
 _USER_IDS = re.compile(r"\{([^:{}]*):([^{}]*)\}")
@@ -180,6 +186,50 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 _CREDENTIAL_WORDS = ("password", "passwd", "pin", "secret", "token", "hash")
 TERM_TYPES = frozenset(["term", "semester"])
+SESSION_TYPES = {"schoolyear": "schoolYear", "term": "term", "semester": "semester", "gradingperiod": "gradingPeriod"}
+# OneRoster roles that are staff (a teacher of a class, or someone rostered with them).
+STAFF_ROLES = frozenset(["teacher", "aide", "administrator", "proctor", "districtAdministrator", "siteAdministrator"])
+# Staff user columns and the catalogue element each one is (only the minimum: the rest dropped).
+STAFF_COLUMNS = {
+    "givenName": "staff.first_name",
+    "familyName": "staff.last_name",
+    "email": "staff.email",
+    "identifier": "staff.identifier",
+}
+COURSE_KNOWN = frozenset(
+    [
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "title",
+        "courseCode",
+        "orgSourcedId",
+        "schoolYearSourcedId",
+        "grades",
+        "subjects",
+        "subjectCodes",
+        "resourceSourcedIds",
+    ]
+)
+CLASS_KNOWN = frozenset(
+    [
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "title",
+        "classCode",
+        "classType",
+        "location",
+        "courseSourcedId",
+        "schoolSourcedId",
+        "termSourcedIds",
+        "periods",
+        "grades",
+        "subjects",
+        "subjectCodes",
+        "resourceSourcedIds",
+    ]
+)
 
 
 def is_credential(column: str) -> bool:
@@ -256,6 +306,8 @@ class OneRosterUpload:
         self._term_schools: dict[str, set[str]] = {}  # term -> schools whose classes use it
         self._classes: dict[str, date | None] = {}  # class sourcedId -> term start
         self._role_students: dict[str, list[str]] = {}  # 1.2: user sourcedId -> org sourcedIds
+        self._role_staff: dict[str, tuple[str, list[str]]] = {}  # 1.2: staff user -> (role, org sourcedIds)
+        self._class_school: dict[str, str] = {}  # class sourcedId -> school id
         self._students: set[str] = set()
         self._date_cache: dict[str, date | None] = {}
         self._counter = Counter(file, opts)
@@ -342,6 +394,7 @@ class OneRosterUpload:
         handlers: dict[str, Callable[[list[str], _Row, str], Iterator[ParseItem]]] = {
             "orgs": self._org,
             "academicSessions": self._session,
+            "courses": self._course,
             "classes": self._class,
             "roles": self._role,
             "users": self._user,
@@ -550,7 +603,73 @@ class OneRosterUpload:
                 and r.get("status", "") != TOBEDELETED
             ):
                 self._terms[sid] = (r.get("title", "").strip() or sid, start, end, row.line)
-        return iter(())
+        yield from self._session_record(r, row)
+
+    def _session_record(self, r: dict[str, str], row: _Row) -> Iterator[ParseItem]:
+        """The session as vendors' apps see it (every type, also grading periods and school years)."""
+        src, check = self._check("academicSessions.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
+        raw_type = check.text("type", r.get("type"), required=True) or ""
+        kind = SESSION_TYPES.get(raw_type.lower())
+        if raw_type and kind is None:
+            check.fail("type", "code.unknown", f"type must be one of {', '.join(SESSION_TYPES.values())}.", raw_type)
+        start = check.date("startDate", r.get("startDate"), required=True)
+        end = check.date("endDate", r.get("endDate"), required=True)
+        if start and end and end < start:
+            check.fail("endDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
+        year_text = check.text("schoolYear", r.get("schoolYear"))
+        year = int(year_text) if year_text and year_text.isdigit() and len(year_text) == 4 else None
+        if year_text and year is None:
+            check.fail("schoolYear", "schema.type", "schoolYear must be a four-digit year.", year_text)
+        parent = check.text("parentSourcedId", r.get("parentSourcedId"))
+        if sid is None or title is None or kind is None or start is None or end is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            SessionRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "session", sid),
+                session_id=sid,
+                title=title,
+                session_type=kind,
+                start_date=start,
+                end_date=end,
+                school_year=year or school_year(end) + 1,
+                parent_id=parent,
+                deleted=r.get("status", "") == TOBEDELETED,
+            ),
+        )
+
+    def _course(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        src, check = self._check("courses.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
+        org = check.text("orgSourcedId", r.get("orgSourcedId"))
+        school = self._school_id(org) if org and org in self._org_school else None
+        for column, value in r.items():
+            if column not in COURSE_KNOWN:
+                check.drop(column, value, credential=is_credential(column))
+        if sid is None or title is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            CourseRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "course", sid),
+                course_id=sid,
+                title=title,
+                course_code=check.text("courseCode", r.get("courseCode")),
+                school_id=school,
+                school_year_id=check.text("schoolYearSourcedId", r.get("schoolYearSourcedId")),
+                grades=_codes(r.get("grades", "")),
+                subjects=_codes(r.get("subjects", "")),
+                deleted=r.get("status", "") == TOBEDELETED,
+            ),
+        )
 
     def _class(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
@@ -562,9 +681,52 @@ class OneRosterUpload:
             self._classes[sid] = min(known) if known else None
             school = self._school_id(r.get("schoolSourcedId", "").strip())
             if school:
+                self._class_school[sid] = school
                 for t in terms:
                     self._term_schools.setdefault(t, set()).add(school)
-        return iter(())
+        yield from self._class_record(r, row)
+
+    def _class_record(self, r: dict[str, str], row: _Row) -> Iterator[ParseItem]:
+        src, check = self._check("classes.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
+        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
+        school = self._school_id(org) if org else None
+        if org and school is None:
+            check.fail(
+                "schoolSourcedId",
+                "reference.unknown_school",
+                "The school is not among the schools in orgs.csv.",
+                vclass="identifier",
+            )
+        class_type = (check.text("classType", r.get("classType")) or "scheduled").lower()
+        if class_type not in ("homeroom", "scheduled"):
+            check.fail("classType", "code.unknown", "classType must be homeroom or scheduled.", class_type)
+        for column, value in r.items():
+            if column not in CLASS_KNOWN:
+                check.drop(column, value, credential=is_credential(column))
+        if sid is None or title is None or school is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            ClassRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "class", sid),
+                class_id=sid,
+                school_id=school,
+                title=title,
+                class_code=check.text("classCode", r.get("classCode")),
+                class_type=class_type,
+                course_id=check.text("courseSourcedId", r.get("courseSourcedId")),
+                term_ids=_codes(r.get("termSourcedIds", "")),
+                periods=_codes(r.get("periods", "")),
+                grades=_codes(r.get("grades", "")),
+                subjects=_codes(r.get("subjects", "")),
+                location=check.text("location", r.get("location")),
+                deleted=r.get("status", "") == TOBEDELETED,
+            ),
+        )
 
     def _term_calendars(self) -> Iterator[ParseItem]:
         """Each term's weekdays, for the schools whose classes use it (all schools when none
@@ -584,7 +746,15 @@ class OneRosterUpload:
 
     def _role(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
-        if r.get("role", "").strip() == "student" and r.get("status", "") != TOBEDELETED:
+        role = r.get("role", "").strip()
+        if role in STAFF_ROLES and r.get("status", "") != TOBEDELETED:
+            user = r.get("userSourcedId", "").strip()
+            if user:
+                _role, orgs = self._role_staff.setdefault(user, (role, []))
+                org = r.get("orgSourcedId", "").strip()
+                if org:
+                    orgs.append(org)
+        if role == "student" and r.get("status", "") != TOBEDELETED:
             user = r.get("userSourcedId", "").strip()
             if user:
                 orgs = self._role_students.setdefault(user, [])
@@ -597,11 +767,20 @@ class OneRosterUpload:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         if self.manifest is not None and self.manifest.version == "1.1":
+            if r.get("role", "").strip() in STAFF_ROLES:
+                yield from self._staff(r, row, r["role"].strip(), _codes(r.get("orgSourcedIds", "")))
+                return
             if r.get("role", "").strip() != "student":
                 return
             orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
         else:
+            if sid in self._role_staff and sid not in self._role_students:
+                yield from self._staff(r, row, *self._role_staff[sid])
+                return
             if sid not in self._role_students:
+                if "role" in r and r["role"].strip() in STAFF_ROLES:
+                    yield from self._staff(r, row, r["role"].strip(), _codes(r.get("orgSourcedIds", "")))
+                    return
                 if "role" in r and r["role"].strip() == "student":  # tolerate a 1.1-style column
                     orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
                 else:
@@ -683,6 +862,44 @@ class OneRosterUpload:
             ),
         )
 
+    def _staff(self, r: dict[str, str], row: _Row, role: str, orgs: Sequence[str]) -> Iterator[ParseItem]:
+        """A staff user: only the catalogue's staff elements are kept; everything else is dropped
+        (credentials unread), and a Social Security number refuses the row as for a student."""
+        src, check = self._check("users.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        schools = tuple(s for s in (self._school_id(o) for o in orgs) if s)
+        deleted = r.get("status", "") == TOBEDELETED
+        elements: dict[str, str] = {}
+        for column, element in STAFF_COLUMNS.items():
+            required = column in ("givenName", "familyName") and not deleted
+            v = check.text(column, r.get(column), required=required)
+            if v is not None and not deleted:
+                elements[element] = v
+        for system, _value in _USER_IDS.findall(r.get("userIds", "")):
+            if is_ssn_system(system) or is_ssn_field(system):
+                check.fail("userIds", "ssn.forbidden", SSN_MESSAGE, vclass="identification code")
+        for column, value in r.items():
+            if column in USER_BOOKKEEPING:
+                if value and not check.forbid_ssn_field(column, value):
+                    check.text(column, value, max_len=4096)
+            elif column not in STAFF_COLUMNS and column != "userIds":
+                check.drop(column, value, credential=is_credential(column))
+        if sid is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            StaffRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "staff", sid),
+                staff_ref=sid,
+                role=role,
+                schools=schools,
+                elements=elements,
+                deleted=deleted,
+            ),
+        )
+
     def _user_ids(self, check: Check, raw: str, elements: dict[str, str]) -> None:
         if not raw.strip():
             return
@@ -735,7 +952,11 @@ class OneRosterUpload:
     def _enrollment(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
         cells = row.cells
         idx = self._enrollment_index(header)
-        if cells[idx["role"]].strip() != "student":
+        role = cells[idx["role"]].strip()
+        if role in STAFF_ROLES:
+            yield from self._teaching(header, row)
+            return
+        if role != "student":
             return
         joined = "\x1f".join(cells)
         sid = cells[idx["sourcedId"]]
@@ -800,6 +1021,51 @@ class OneRosterUpload:
             entry_date=begin_d or self._classes.get(cls),
             exit_date=end_d,
             class_ref=cls,
+        )
+
+    def _teaching(self, header: list[str], row: _Row) -> Iterator[ParseItem]:
+        """A staff member's class enrollment (role teacher, aide ...): the careful path only."""
+        r = dict(zip(header, row.cells, strict=True))
+        src, check = self._check("enrollments.csv", row)
+        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
+        cls = check.text("classSourcedId", r.get("classSourcedId"), required=True)
+        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
+        user = check.text("userSourcedId", r.get("userSourcedId"), required=True)
+        begin = check.date("beginDate", r.get("beginDate"))
+        end = check.date("endDate", r.get("endDate"))
+        primary = check.boolean("primary", r.get("primary"))
+        for column, value in r.items():
+            if column not in ENROLLMENT_KNOWN:
+                check.drop(column, value, credential=is_credential(column))
+        school = self._school_id(org) if org else None
+        if org and school is None:
+            check.fail(
+                "schoolSourcedId",
+                "reference.unknown_school",
+                "The school is not among the schools in orgs.csv.",
+                vclass="identifier",
+            )
+        class_checked = self.manifest is not None and self.manifest.mode("classes") == "bulk"
+        if cls and class_checked and cls not in self._classes:
+            check.fail(
+                "classSourcedId", "reference.unknown_class", "The class is not in classes.csv.", vclass="identifier"
+            )
+        if not check.ok or sid is None or cls is None or user is None or school is None:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            TeachingRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "teaching", sid),
+                staff_ref=user,
+                class_id=cls,
+                school_id=school,
+                primary=bool(primary),
+                begin_date=begin,
+                end_date=end,
+                deleted=r.get("status", "") == TOBEDELETED,
+            ),
         )
 
     _idx_cache: tuple[list[str], dict[str, int]] | None = None
@@ -879,6 +1145,11 @@ class OneRosterUpload:
                 class_ref=cls,
             ),
         )
+
+
+def _codes(raw: str) -> tuple[str, ...]:
+    """A OneRoster list cell (comma separated), in order, without blanks or repeats."""
+    return tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
 
 
 def parse_oneroster(

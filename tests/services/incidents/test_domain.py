@@ -151,6 +151,20 @@ def test_data_shredded_before_the_exposure_is_not_readable_and_a_later_disclosur
     assert totals["districts"]["d-1"] == {"students": 1, "students_unreadable_only": 2, "disclosures": 4}
 
 
+def test_a_teachers_data_released_with_a_roster_is_counted_as_staff_never_as_a_student() -> None:
+    builder = ScopeBuilder(SELECTION, START)
+    for item in (
+        disclosed(1, "stu_a", T0, ["student.first_name"]),
+        disclosed(2, "stf_teacher", T0 + DAY, ["staff.first_name", "staff.email"]),
+        disclosed(3, "stf_teacher", T0 + 2 * DAY, ["staff.first_name"]),
+    ):
+        builder.add(item)
+    students, totals = builder.finish()
+    assert [s.student_key for s in students] == ["stu_a"]  # no family letter for a teacher
+    assert totals["students"] == 1 and totals["disclosures"] == 3
+    assert (totals["staff_members"], totals["disclosures_of_staff"]) == (1, 2)
+
+
 @pytest.mark.parametrize(
     ("items", "rule"),
     [

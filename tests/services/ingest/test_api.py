@@ -514,8 +514,8 @@ async def test_oneroster_zip_end_to_end(svc: ServiceUnderTest, service_env: Serv
     assert {p["rule"] for p in probs2} >= {"school.not_in_district"}
     events2 = await bus_events(svc, env, rep2["id"])
     assert by_change(events2, "student_enrolled") == [] and by_change(events2, "school_registered") == []
-    # 2 schools, the term calendar at each, 3 enrollments
-    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 7
+    # 2 schools, the term calendar at each, 2 classes (issue 23: rosters), 3 enrollments
+    assert sum(1 for p in probs2 if p["rule"] == "school.not_in_district") == 9
 
 
 async def test_bulk_withdrawal_is_held_until_confirmed(service_env: ServiceEnv, tmp_path: Any) -> None:

@@ -11,6 +11,7 @@ from services.ingest.formats.oneroster import OneRosterUpload, parse_oneroster
 from services.ingest.records import (
     CalendarRecord,
     CalendarSource,
+    CourseRecord,
     Dropped,
     EnrollmentAction,
     EnrollmentRecord,
@@ -277,6 +278,7 @@ def test_parse_then_validate_end_to_end() -> None:
     result = v.validate(parse_oneroster(io.BytesIO(oneroster_zip(users, enrollments))))
     assert [(e.file, e.line, e.rule) for e in result.errors] == [
         ("orgs.csv", 4, "school.not_in_district"),
+        ("classes.csv", 3, "school.not_in_district"),  # a class at another district's school (issue 23)
         ("academicSessions.csv", 2, "school.not_in_district"),
         ("enrollments.csv", 3, "record.duplicate"),
         ("enrollments.csv", 5, "school.not_in_district"),
@@ -296,13 +298,20 @@ def test_large_upload_streams_in_flat_memory_and_reports_progress(tmp_path: Path
     with path.open("rb") as f:
         tracemalloc.start()
         try:
-            counts = {"StudentRecord": 0, "EnrollmentRecord": 0, "SchoolRecord": 0, "CalendarRecord": 0}
+            counts: dict[str, int] = {}
             for item in parse_oneroster(f, opts=ParseOptions(progress=seen.append, progress_every=50_000)):
-                counts[type(item).__name__] += 1
+                counts[type(item).__name__] = counts.get(type(item).__name__, 0) + 1
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert counts == {"StudentRecord": 20_000, "EnrollmentRecord": 200_000, "SchoolRecord": 11, "CalendarRecord": 10}
+    assert counts == {
+        "StudentRecord": 20_000,
+        "EnrollmentRecord": 200_000,
+        "SchoolRecord": 11,
+        "CalendarRecord": 10,
+        "SessionRecord": 1,
+        "ClassRecord": 2_000,
+    }
     assert unpacked > 15_000_000
     # the parser keeps only per-student and per-class indexes (a few MB), never the files
     assert peak < 12_000_000, peak
@@ -357,4 +366,6 @@ def test_oneroster_11_with_10_column_names_absent_and_unused_files() -> None:
     assert student.elements["student.state_id"] == "NY-77"
     (enroll,) = of(items, EnrollmentRecord)
     assert enroll.entry_date == date(2024, 9, 3)  # the class's term, found through termSourcedId
-    assert sorted(w.rule for w in of(items, RecordWarning)) == ["file.not_used", "manifest.file_ignored"]
+    # courses.csv is read when the manifest lists it (issue 23); here it does not, so it is not read
+    assert sorted(w.rule for w in of(items, RecordWarning)) == ["manifest.file_ignored"]
+    assert of(items, CourseRecord) == []

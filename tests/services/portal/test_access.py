@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import csv
+import io
+import re
+import zipfile
 from collections.abc import Iterator
 
 import httpx
@@ -91,6 +95,9 @@ WRONG_ROLE = [
     ("parent", "/district/statistics"),
     ("compliance", "/district/statistics"),
     ("vendor", "/district/statistics"),
+    ("parent", "/vendor"),
+    ("district", "/vendor"),
+    ("compliance", "/vendor/roster.zip"),
 ]
 
 
@@ -108,8 +115,29 @@ def test_navigation_offers_only_the_roles_pages(world: World) -> None:
         page = client.get("/parent").text
     assert 'href="/parent"' in page and 'href="/compliance' not in page and 'href="/district"' not in page
     with vendor(world) as client:
-        home = client.get("/").text
-    assert "There are no pages for this role" in home and 'href="/parent"' not in home
+        home = client.get("/", follow_redirects=True).text  # to the vendor's own page
+    assert 'href="/vendor"' in home and 'href="/parent"' not in home and 'href="/district"' not in home
+
+
+def test_the_vendor_sees_its_agreement_what_it_received_and_downloads_its_roster(world: World) -> None:
+    """Issue 23: the vendor page. What it may see, how many students it has received and when
+    (records' read log), and its OneRoster CSV roster, each student in it a disclosure."""
+    with vendor(world) as client:
+        page = client.get("/vendor")
+        assert page.status_code == 200, page.text
+        assert "Brightpath Learning" in page.text and "First name" in page.text
+        before = int(re.search(r"<strong>(\d+)</strong> students", page.text).group(1))  # type: ignore[union-attr]
+        roster = client.get("/vendor/roster.zip")
+        assert roster.status_code == 200 and roster.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(roster.content)) as zf:
+            users = list(csv.DictReader(io.StringIO(zf.read("users.csv").decode())))
+            assert {"manifest.csv", "orgs.csv", "classes.csv", "enrollments.csv"} <= set(zf.namelist())
+        assert users and all(u["sourcedId"].startswith("stu_") for u in users)
+        after = client.get("/vendor").text
+        received = int(re.search(r"<strong>(\d+)</strong> students", after).group(1))  # type: ignore[union-attr]
+        assert received >= len(users) and received >= before
+        refused = client.get("/vendor/roster.zip", params={"since": "yesterday"})
+        assert refused.status_code == 422 and "ISO 8601" in refused.text
 
 
 def test_another_familys_child_is_refused_by_the_services(world: World) -> None:

@@ -1,0 +1,103 @@
+-- Rosters for vendors' apps (roster.v1, issue 23): academic sessions, courses, classes, staff
+-- and class enrollments.
+--
+-- Sessions, courses and classes are not personal data: no RLS (like `schools`). Staff and
+-- class enrollments are personal data (a class enrollment says which student is in which
+-- class): RLS by district like every student table, and staff elements stored sealed.
+
+CREATE TABLE academic_sessions (
+    district_id   text        NOT NULL,
+    session_id    text        NOT NULL,
+    title         text        NOT NULL,
+    session_type  text        NOT NULL,
+    start_date    date        NOT NULL,
+    end_date      date        NOT NULL,
+    parent_id     text        NOT NULL DEFAULT '',
+    school_year   int         NOT NULL,
+    deleted       boolean     NOT NULL DEFAULT false,
+    updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, session_id)
+);
+
+CREATE TABLE courses (
+    district_id     text        NOT NULL,
+    course_id       text        NOT NULL,
+    title           text        NOT NULL,
+    course_code     text        NOT NULL DEFAULT '',
+    school_id       text        NOT NULL DEFAULT '',   -- '': a district-wide course
+    grades          text[]      NOT NULL DEFAULT '{}',
+    subjects        text[]      NOT NULL DEFAULT '{}',
+    school_year_id  text        NOT NULL DEFAULT '',
+    deleted         boolean     NOT NULL DEFAULT false,
+    updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, course_id)
+);
+
+CREATE TABLE classes (
+    district_id  text        NOT NULL,
+    class_id     text        NOT NULL,
+    title        text        NOT NULL,
+    class_code   text        NOT NULL DEFAULT '',
+    class_type   text        NOT NULL DEFAULT 'scheduled',
+    course_id    text        NOT NULL DEFAULT '',
+    school_id    text        NOT NULL,
+    term_ids     text[]      NOT NULL DEFAULT '{}',
+    periods      text[]      NOT NULL DEFAULT '{}',
+    grades       text[]      NOT NULL DEFAULT '{}',
+    subjects     text[]      NOT NULL DEFAULT '{}',
+    location     text        NOT NULL DEFAULT '',
+    deleted      boolean     NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, class_id)
+);
+CREATE INDEX classes_by_school ON classes (district_id, school_id, class_id);
+
+GRANT SELECT, INSERT, UPDATE ON academic_sessions, courses, classes TO homeroom_records_app;
+
+CREATE TABLE staff (
+    district_id  text        NOT NULL,
+    staff_key    text        NOT NULL,
+    role         text        NOT NULL DEFAULT 'teacher',
+    school_ids   text[]      NOT NULL DEFAULT '{}',
+    deleted      boolean     NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, staff_key)
+);
+
+-- Sealed staff elements (staff.first_name ...), one row per element, stored as received.
+CREATE TABLE staff_elements (
+    district_id  text  NOT NULL,
+    staff_key    text  NOT NULL,
+    element      text  NOT NULL,
+    sealed       bytea NOT NULL,
+    PRIMARY KEY (district_id, staff_key, element)
+);
+
+CREATE TABLE class_enrollments (
+    district_id  text        NOT NULL,
+    class_id     text        NOT NULL,
+    role         text        NOT NULL CHECK (role IN ('student', 'teacher')),
+    user_key     text        NOT NULL,   -- the student key or the staff key
+    school_id    text        NOT NULL,
+    is_primary   boolean     NOT NULL DEFAULT false,
+    begin_date   date,
+    end_date     date,
+    deleted      boolean     NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_id, class_id, role, user_key)
+);
+CREATE INDEX class_enrollments_by_user ON class_enrollments (district_id, user_key);
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['staff', 'staff_elements', 'class_enrollments'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format(
+            'CREATE POLICY district_isolation ON %I USING (district_id = current_setting(''homeroom.district_id'', true))'
+            ' WITH CHECK (district_id = current_setting(''homeroom.district_id'', true))', t);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO homeroom_records_app', t);
+    END LOOP;
+END
+$$;
