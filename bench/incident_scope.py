@@ -45,7 +45,7 @@ from homeroom.storage import database_url
 from services.audit.entries import EntryDraft, Party, canonical_bytes
 from services.audit.merkle import MemoryNodeStore, inclusion_ranges, leaf_hash, multiproof_nodes
 from services.audit.signing import Keyring
-from services.audit.store import SELECTION_COLUMNS
+from services.audit.store import SELECTION_COLUMNS, entry_row
 from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
 
 VENDOR = "Breached Vendor Inc"
@@ -85,38 +85,7 @@ def layout(entries: int, disclosures: int, seed: int = 21) -> list[int]:
 
 
 def row(seq: int, draft: EntryDraft, recorded_at_ms: int, leaf: bytes) -> tuple[Any, ...]:
-    r, q = draft.requester, draft.recipient
-    return (
-        seq,
-        draft.event_id,
-        draft.topic,
-        draft.kind,
-        draft.occurred_at,
-        recorded_at_ms,
-        r.organization,
-        r.client_id,
-        r.person,
-        r.role,
-        q.organization,
-        q.client_id,
-        q.person,
-        q.role,
-        draft.student_key,
-        draft.district_id,
-        list(draft.elements),
-        draft.purpose,
-        draft.legal_basis,
-        draft.agreement_id,
-        draft.decision_id,
-        draft.policy_version,
-        list(draft.redisclosure_parties),
-        draft.channel,
-        draft.record_required,
-        json.dumps(dict(draft.details)),
-        leaf,
-        bytes(64),
-        "bench",
-    )
+    return (*entry_row(seq, draft, recorded_at_ms, leaf), bytes(64), "bench")  # placeholder receipt
 
 
 def entry(seq: int, n: int, ours: bool, k: int, students: int, per_student: int, destroyed: int | None) -> EntryDraft:

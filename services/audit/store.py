@@ -85,6 +85,41 @@ async def _nodes(conn: Connection | asyncpg.Pool, ids: Sequence[NodeId]) -> dict
 _COLUMNS = [c.strip() for c in _ENTRY_COLUMNS.split(",")][:-2]  # appends leave the legacy receipt NULL
 
 
+def entry_row(seq: int, draft: EntryDraft, recorded_at_ms: int, leaf: bytes) -> tuple[Any, ...]:
+    """An entry's row in `_COLUMNS` order, as `append_many` copies it (the bulk loader of
+    bench/incident_scope.py adds placeholder receipt columns after it)."""
+    r, q = draft.requester, draft.recipient
+    return (
+        seq,
+        draft.event_id,
+        draft.topic,
+        draft.kind,
+        draft.occurred_at,
+        recorded_at_ms,
+        r.organization,
+        r.client_id,
+        r.person,
+        r.role,
+        q.organization,
+        q.client_id,
+        q.person,
+        q.role,
+        draft.student_key,
+        draft.district_id,
+        list(draft.elements),
+        draft.purpose,
+        draft.legal_basis,
+        draft.agreement_id,
+        draft.decision_id,
+        draft.policy_version,
+        list(draft.redisclosure_parties),
+        draft.channel,
+        draft.record_required,
+        json.dumps(dict(draft.details)),
+        leaf,
+    )
+
+
 async def append_many(conn: Connection, drafts: Sequence[EntryDraft], now_ms: int) -> list[Appended | None]:
     """Append drafts in order in the caller's transaction; None for each whose event is
     already in the log (or earlier in `drafts`).
@@ -126,38 +161,7 @@ async def append_many(conn: Connection, drafts: Sequence[EntryDraft], now_ms: in
             i >>= 1
             nodes.append((level, i, h))
         edge.append(h)
-        r, q = draft.requester, draft.recipient
-        entries.append(
-            (
-                size,
-                draft.event_id,
-                draft.topic,
-                draft.kind,
-                draft.occurred_at,
-                now_ms,
-                r.organization,
-                r.client_id,
-                r.person,
-                r.role,
-                q.organization,
-                q.client_id,
-                q.person,
-                q.role,
-                draft.student_key,
-                draft.district_id,
-                list(draft.elements),
-                draft.purpose,
-                draft.legal_basis,
-                draft.agreement_id,
-                draft.decision_id,
-                draft.policy_version,
-                list(draft.redisclosure_parties),
-                draft.channel,
-                draft.record_required,
-                json.dumps(dict(draft.details)),
-                leaf,
-            )
-        )
+        entries.append(entry_row(size, draft, now_ms, leaf))
         out.append(Appended(size, leaf))
         size += 1
     if entries:
