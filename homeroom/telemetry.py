@@ -69,11 +69,12 @@ SERVICE_UP = Gauge("homeroom_service_up", "1 while the service is serving", ["se
 SERVICE_READY = Gauge("homeroom_service_ready", "1 while the service's dependencies answer", ["service"])
 
 
-def start_at_zero(metric: Counter, *series: str | tuple[str, ...]) -> None:
-    """Export these series of a labelled counter at 0 from the service's start (label values in
-    the metric's order; a plain string for a one-label metric). A labelled counter otherwise first
-    appears already at 1, Prometheus's increase() over it stays 0, and its first event never
-    alerts (deploy/prometheus/alerts.yml; proved by tests/ops/promtool/first-occurrence.test.yml)."""
+def start_at_zero(metric: Counter | Histogram, *series: str | tuple[str, ...]) -> None:
+    """Export these series of a labelled counter or histogram at 0 from the service's start (label
+    values in the metric's order; a plain string for a one-label metric). A labelled series
+    otherwise first appears already at 1, Prometheus's increase() over it stays 0, its first event
+    never alerts (deploy/prometheus/alerts.yml; proved by tests/ops/promtool/first-occurrence.test.yml)
+    and a latency panel over it shows no quantile (NaN) until the second observation."""
     for values in series:
         metric.labels(*((values,) if isinstance(values, str) else values))
 
@@ -84,6 +85,7 @@ def start_bus_series_at_zero(service: str, consumers: Iterable[tuple[str, Iterab
     start_at_zero(OUTBOX_RELAY_FAILURES, service)
     for consumer, topics in consumers:
         start_at_zero(HANDLER_RETRIES, (service, consumer))
+        start_at_zero(HANDLER_SECONDS, (service, consumer))
         for topic in topics:
             for counter in (EVENTS_CONSUMED, EVENTS_APPLIED, EVENTS_DUPLICATE):
                 start_at_zero(counter, (service, consumer, topic))

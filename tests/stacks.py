@@ -86,7 +86,11 @@ def start_prometheus(stack: Stack, home: Path) -> LivePrometheus | None:
         if child.poll() is not None:
             raise RuntimeError(f"prometheus exited with {child.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{live.url}/-/ready", timeout=2).status_code == 200:
+            # Ready is not scraping: Prometheus applies its targets a few seconds later (its scrape
+            # manager reloads at most every 5 s), and a scenario that ran in between would be seen
+            # only as series that were already at their final value (rate 0, quantile NaN). So the
+            # stack is handed over once every job has been scraped successfully.
+            if httpx.get(f"{live.url}/-/ready", timeout=2).status_code == 200 and _every_job_scraped(live):
                 return live
         except httpx.HTTPError:
             pass
@@ -94,6 +98,12 @@ def start_prometheus(stack: Stack, home: Path) -> LivePrometheus | None:
             live.stop()
             raise TimeoutError(f"prometheus not ready after 60 s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def _every_job_scraped(live: LivePrometheus) -> bool:
+    targets = httpx.get(f"{live.url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+    up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+    return up == set(live.jobs)
 
 
 @dataclass

@@ -111,6 +111,7 @@ start_at_zero(
     metrics.SUBMISSIONS, *((f, status) for f in FORMATS for status in ("received", "held", "completed", "failed"))
 )
 start_at_zero(metrics.UPLOAD_BYTES, *FORMATS)
+start_at_zero(metrics.SUBMISSION_SECONDS, *FORMATS)
 EDFI_RESOURCES = (
     "students",
     "studentEducationOrganizationAssociations",

@@ -105,7 +105,14 @@ def test_every_dashboard_panel_query_answers_with_data_after_the_demo(prometheus
         elif not _filled(answer) and where not in MAY_STAY_EMPTY:
             empty.append(f"{where}: {expr}")
     assert failed == [], "\n".join(failed)
-    assert empty == [], "panels empty after the demo:\n" + "\n".join(empty)
+    # On failure, say how well each service was scraped over the window (an empty panel over a
+    # service that was scraped throughout is a metric the scenario never moved).
+    window = _window(prometheus)
+    scrapes = {
+        r["metric"]["job"]: r["value"][1]
+        for r in prometheus.query(f"sum by (job) (count_over_time(up[{window}]))")["data"]["result"]
+    }
+    assert empty == [], f"panels empty after the demo (scrapes per job over {window}: {scrapes}):\n" + "\n".join(empty)
     # The alerts' expressions too, as queries (an error there would be a rule that never fires).
     errors = [
         (r["alert"], a.get("error")) for r in alert_rules() if (a := prometheus.query(r["expr"]))["status"] != "success"
