@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 Pair = tuple[str, str]  # (student key, district id)
 
 
+_LIVE = frozenset({"active", "proposed"})
 FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
 
 
@@ -52,10 +53,15 @@ class DecisionFacts:
     opted_out: set[Pair] = field(default_factory=set)
     consents: dict[Pair, list[ConsentGrant]] = field(default_factory=dict)
     exclusions: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Guardianship links (issue 24): per (student, district), each person's link status there
+    # (a live one over an ended one); and every person the registry has ever linked.
+    guardians: dict[Pair, dict[str, str]] = field(default_factory=dict)
+    registered: set[str] = field(default_factory=set)
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
         agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
         pair = (request.student_key, request.district_id)
+        parent = request.requester.role == "parent"
         return Facts(
             today=today,
             history=self.histories.get(agreement_id, []) if agreement_id else [],
@@ -63,6 +69,8 @@ class DecisionFacts:
             directory_opt_out=pair in self.opted_out,
             consents=self.consents.get(pair, []),
             not_transferable=self.exclusions.get(request.district_id, frozenset()),
+            guardianship=self.guardians.get(pair, {}).get(request.requester.subject or "") if parent else None,
+            guardian_registered=parent and (request.requester.subject or "") in self.registered,
         )
 
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
@@ -95,6 +103,7 @@ class DecisionFacts:
             )
             if self.version < state["pruned_through"] or len(rows) > FULL_READ_AFTER:
                 self.histories, self.ended_on, self.opted_out, self.consents, self.exclusions = {}, {}, set(), {}, {}
+                self.guardians, self.registered = {}, set()
                 await self._read(conn, None, None, None)
             else:
                 agreements = {r["agreement_id"] for r in rows if r["agreement_id"]}
@@ -147,9 +156,23 @@ class DecisionFacts:
                 district_ids,
                 pairs is None,
             )
+            links = await conn.fetch(
+                """SELECT g.student_key, g.district_id, g.subject, g.status FROM guardianships g
+                   WHERE $3 OR (g.student_key, g.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                   ORDER BY g.linked_at, g.link_id""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
             self.opted_out.difference_update(wanted)
             for pair in wanted:
                 self.consents.pop(pair, None)
+                self.guardians.pop(pair, None)
+            for r in links:
+                held = self.guardians.setdefault((r["student_key"], r["district_id"]), {})
+                if held.get(r["subject"]) not in _LIVE or r["status"] in _LIVE:  # a live link wins
+                    held[r["subject"]] = r["status"]
+                self.registered.add(r["subject"])
             self.opted_out.update((r["student_key"], r["district_id"]) for r in opted)
             for r in consents:
                 self.consents.setdefault((r["student_key"], r["district_id"]), []).append(

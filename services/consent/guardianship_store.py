@@ -185,11 +185,14 @@ async def active_links_of_student(conn: Connection, student_key: str, district_i
     )
 
 
-async def active_students(conn: Connection, subject: str) -> list[str]:
+async def active_links(conn: Connection, subject: str) -> list[tuple[str, str]]:
+    """(student key, district) of each of the person's active links."""
     rows = await conn.fetch(
-        "SELECT DISTINCT student_key FROM guardianships WHERE subject = $1 AND status = 'active' ORDER BY 1", subject
+        """SELECT DISTINCT student_key, district_id FROM guardianships WHERE subject = $1 AND status = 'active'
+           ORDER BY 1, 2""",
+        subject,
     )
-    return [r["student_key"] for r in rows]
+    return [(r["student_key"], r["district_id"]) for r in rows]
 
 
 async def links_of_subject(conn: Connection, subject: str) -> list[Any]:
@@ -259,3 +262,20 @@ async def attempts(
             limit,
         )
     )
+
+
+async def link_statuses(conn: Connection, subject: str, student_key: str) -> tuple[bool, dict[str, str]]:
+    """Whether the registry knows this person at all, and their link status to the student per
+    district (a live link over an ended one), for the parent-inspection rule outside a decision."""
+    rows = await conn.fetch(
+        """SELECT student_key, district_id, status FROM guardianships WHERE subject = $1
+           ORDER BY linked_at, link_id""",
+        subject,
+    )
+    statuses: dict[str, str] = {}
+    for r in rows:
+        if r["student_key"] == student_key and (
+            statuses.get(r["district_id"]) not in ("active", "proposed") or r["status"] in ("active", "proposed")
+        ):
+            statuses[r["district_id"]] = r["status"]
+    return bool(rows), statuses

@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from homeroom import outbox
@@ -39,6 +39,7 @@ from homeroom.service import ConsumerSpec, Runtime
 from services.consent import events, metrics
 from services.consent import guardianship_store as store
 from services.consent.application import clock
+from services.consent.decisions import Facts, guardianship_refusal
 from services.consent.guardianship import (
     GUESSING_OUTCOMES,
     LinkingCode,
@@ -530,12 +531,37 @@ async def attempts(
     ]
 
 
+# ------------------------------------------------------------ parents' districts
+
+
+class ParentDistricts:
+    """Where a parent may act for a student outside a decision (their choices): the same
+    `guardianship_refusal` rule the decision point applies, read from the registry at once."""
+
+    def __init__(self, registered: bool, statuses: dict[str, str]) -> None:
+        self.registered, self.statuses = registered, statuses
+
+    def refusal(self, district_id: str) -> tuple[str, str] | None:
+        facts = Facts(today=date.min, guardianship=self.statuses.get(district_id), guardian_registered=self.registered)
+        return guardianship_refusal(facts, district_id)
+
+    def allows(self, district_id: str) -> bool:
+        return self.refusal(district_id) is None
+
+
+async def parent_districts(conn: Any, principal: Principal, student_key: str) -> ParentDistricts:
+    """The parent's standing for this student per district (the token must name the student)."""
+    principal.require_parent_of(student_key)
+    registered, statuses = await store.link_statuses(conn, principal.subject, student_key)
+    return ParentDistricts(registered, statuses)
+
+
 # ------------------------------------------------------------------- tokens
 
 
 async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
-    """A parent token for this person naming the students of their active links (none: a
-    token that opens no child's data). Asked for by the portal (role service) after it
+    """A parent token for this person naming the students of their active links, with the
+    district of each link (none: a token that opens no child's data). Asked for by the portal (role service) after it
     verified the person's sign-in with the identity provider."""
     issuer = state(runtime).issuer
     if issuer is None:
@@ -546,9 +572,12 @@ async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
             type=problem_type("guardianship-issuer-missing"),
         )
     async with runtime.pool.acquire() as conn:
-        students = await store.active_students(conn, subject)
+        links = await store.active_links(conn, subject)
+    students = sorted({student for student, _ in links})
     ttl = state(runtime).token_ttl_s
-    token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl)
+    # The token names each student's districts too (`guardianships`), so services that do not
+    # ask consent (audit's disclosures, records' amendments) scope a parent per district as well.
+    token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl, guardianships=links)
     return {"token": token, "students": students, "expires_in": ttl}
 
 

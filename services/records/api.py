@@ -615,6 +615,9 @@ async def _parent_district(runtime: Runtime, principal: Principal, student_key: 
         raise not_found()
     async with runtime.pool.acquire() as conn:
         districts = await store.districts_of(conn, student_key)
+    # Only districts where the parent's guardianship link is active (issue 24; a development
+    # token names students only and reaches every district).
+    districts = [d for d in districts if principal.is_parent_in(student_key, d)]
     if district_id is not None:
         if district_id not in districts:
             raise not_found()
@@ -638,6 +641,21 @@ async def request_amendment(
             [FieldError("/element", "element.unknown", f"{body.element!r} is not a catalogue element")]
         )
     district = await _parent_district(runtime, principal, student_key, body.district_id)
+    # The parent's standing in this district, from consent's registry at once (the token's
+    # `guardianships` claim may be up to its lifetime old: a link revoked since still named).
+    request = DecisionRequest(
+        action="read",
+        requester=requester_json(principal),
+        student_key=student_key,
+        district_id=district,
+        elements=[body.element],
+    )
+    try:
+        decision = await consent_client(runtime).decide(request)
+    except ConsentUnavailable as exc:
+        raise consent_unavailable(exc) from None
+    if not decision.allow:
+        raise not_found()
     cipher = runtime.require_cipher()
     try:
         reason = await cipher.seal(district, student_key, AMENDMENT_REQUEST_ELEMENT, body.reason)
@@ -760,7 +778,7 @@ async def file_statement(
     if student_key not in principal.student_keys:
         raise not_found()
     async with runtime.pool.acquire() as conn:
-        districts = await store.districts_of(conn, student_key)
+        districts = [d for d in await store.districts_of(conn, student_key) if principal.is_parent_in(student_key, d)]
     cipher = runtime.require_cipher()
     for district in districts:
         async with store.district_tx(runtime.pool, district) as conn:

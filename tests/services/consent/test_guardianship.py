@@ -27,6 +27,7 @@ from services.consent import linking
 from services.consent.clients import RecordsDirectory
 from services.consent.guardianship import normalise
 from services.consent.service import SERVICE as CONSENT
+from services.records.consent_client import ConsentClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.helpers import Records, apply, enrolled, records_service, registered
 
@@ -286,3 +287,118 @@ async def test_an_eligible_student_takes_the_rights_and_links_follow_a_transfer_
     late_parent = f"oidc:late-parent-{uuid.uuid4().hex[:6]}"
     refused = await world.redeem(late_parent, second_parent_code)
     assert refused.status_code == 409 and refused.json()["outcome"] == "rights_with_student"
+
+
+async def test_a_carried_link_opens_the_receiving_districts_record_only_once_accepted_and_not_after_revocation(
+    world: Linking,
+) -> None:
+    """Issue 24's privacy gap: parent tokens name students, not districts. A parent linked in A
+    whose link a transfer carried to B reads nothing of B (record, amendments, choices, the
+    token's district claim) until B accepts the link, and nothing again once B revokes it; the
+    link in A keeps working throughout. Before the fix B's record was released before acceptance."""
+    rt, a, b = world.records.runtime, world.district, world.other_district
+    mover = student_key()
+    await apply(
+        rt,
+        await registered(rt, a, mover, {"student.first_name": "Mo", "student.last_name": "Vere"}),
+        enrolled(a, mover, "s-1", "2026-09-01"),
+        await registered(rt, b, mover, {"student.first_name": "Mo", "student.last_name": "Vere"}),
+        enrolled(b, mover, "s-9", "2026-10-01"),
+    )
+    # B's staff record a directory opt-out for the child in B: a choice B's parents see, not A's.
+    staff_choice = await world.consent.client.post(
+        f"/v1/students/{mover}/directory-opt-out",
+        json={"district_id": b, "method": "paper_form"},
+        headers=world.staff(b),
+    )
+    assert staff_choice.status_code == 201, staff_choice.text
+    code = (await world.issue({"student_key": mover})).json()["codes"][0]["code"]
+    parent = f"oidc:carried-{uuid.uuid4().hex[:6]}"
+    assert (await world.redeem(parent, code)).status_code == 201
+    step = TransferStep(case_id=f"case-{uuid.uuid4().hex[:6]}", student_key=mover, from_district_id=a, to_district_id=b)
+    event = build_event(TRANSFER, "transfer_delivered", step, source="/homeroom/transfer", subject=step.case_id)
+    assert await apply(world.consent.runtime, event, consumers=(linking.CONSUMER,)) == 1
+    listed = await world.consent.client.get(f"/v1/districts/{b}/guardianships", headers=world.staff(b))
+    [carried] = [link for link in listed.json()["links"] if link["subject"] == parent]
+    assert carried["status"] == "proposed"
+
+    # Records asks the real consent decision point (not the test peer) for this test.
+    old_client = rt.extras["consent"]
+    rt.extras["consent"] = ConsentClient(
+        "http://consent.test", rt.service_token, world.consent.runtime.extras["asgi_transport"]
+    )
+
+    async def token() -> tuple[str, dict[str, Any]]:
+        r = await world.consent.client.post(
+            "/v1/internal/guardian-tokens", json={"subject": parent}, headers=world.env.auth("service", "portal")
+        )
+        assert r.status_code == 200, r.text
+        issued = r.json()["token"]
+        return issued, jwt.decode(issued, options={"verify_signature": False})
+
+    async def reach(bearer: str) -> dict[str, Any]:
+        """Every parent read path of the records and consent APIs, as this token reaches them."""
+        headers = {"Authorization": f"Bearer {bearer}"}
+        record = await world.records.client.get(f"/v1/students/{mover}", headers=headers)
+        assert record.status_code == 200, record.text
+        choices = await world.consent.client.get(f"/v1/students/{mover}/choices", headers=headers)
+        assert choices.status_code == 200, choices.text
+        amendment = await world.records.client.post(
+            f"/v1/students/{mover}/amendments",
+            json={"district_id": b, "element": "student.first_name", "reason": "misspelt"},
+            headers=headers,
+        )
+        opt_out = await world.consent.client.post(
+            f"/v1/students/{mover}/directory-opt-out", json={"district_id": b, "method": "portal"}, headers=headers
+        )
+        return {
+            "records": sorted(v["district_id"] for v in record.json()["records"]),
+            "choices": sorted({c["district_id"] for c in choices.json()["history"]}),
+            "amend_in_b": amendment.status_code,
+            "choose_in_b": opt_out.status_code,
+        }
+
+    try:
+        # Before B accepts: A only, by every path; the token names A only.
+        before, claims = await token()
+        assert await reach(before) == {"records": [a], "choices": [], "amend_in_b": 404, "choose_in_b": 403}
+        assert claims["guardianships"] == {mover: [a]}
+        decision = await world.consent.pool.fetchrow(
+            """SELECT answer FROM decisions WHERE request->>'student_key' = $1 AND request->>'district_id' = $2
+               AND request->'requester'->>'subject' = $3 ORDER BY decided_at DESC LIMIT 1""",
+            mover,
+            b,
+            parent,
+        )
+        assert decision is not None and '"guardianship_pending"' in decision["answer"]
+
+        accepted = await world.consent.client.post(
+            f"/v1/districts/{b}/guardianships/{carried['link_id']}/accept", headers=world.staff(b)
+        )
+        assert accepted.status_code == 200, accepted.text
+        # After acceptance: both districts; the earlier token's record reads follow the registry at once.
+        after, claims = await token()
+        assert claims["guardianships"] == {mover: sorted([a, b])}
+        reached = await reach(after)
+        assert reached["records"] == sorted([a, b]) and reached["choices"] == [b]
+        assert reached["amend_in_b"] == 201 and reached["choose_in_b"] == 201
+        assert (await reach(before))["records"] == sorted([a, b])
+
+        revoked = await world.consent.client.post(
+            f"/v1/districts/{b}/guardianships/{carried['link_id']}/revoke",
+            json={"reason": "custody_change"},
+            headers=world.staff(b),
+        )
+        assert revoked.status_code == 200, revoked.text
+        # After revocation: A only again, at once, even for the token that still names B.
+        _, claims = await token()
+        assert claims["guardianships"] == {mover: [a]}
+        assert await reach(after) == {"records": [a], "choices": [], "amend_in_b": 404, "choose_in_b": 403}
+
+        # A development token (a subject the registry does not know) keeps the claim's meaning.
+        dev = world.env.auth("parent", f"dev-parent-{uuid.uuid4().hex[:6]}", students=[mover])
+        record = await world.records.client.get(f"/v1/students/{mover}", headers=dev)
+        assert sorted(v["district_id"] for v in record.json()["records"]) == sorted([a, b])
+    finally:
+        await rt.extras["consent"].aclose()
+        rt.extras["consent"] = old_client
