@@ -23,13 +23,15 @@ Redeeming it ends every parent link of the student, in every district (reason
 `rights_moved_to_student`): the rights FERPA gives parents now belong to the student.
 
 Codes are 12 characters of Crockford's base32 (60 random bits), shown as XXXX-XXXX-XXXX;
-only their SHA-256 is stored. Guessing one among a million live codes takes about 2^40
-tries on average, and each person and each address is held to a few tries an hour.
+only an HMAC of each under a server secret is stored (`CodeHasher`). Guessing one among a
+million live codes takes about 2^40 tries on average, and each person and each address is
+held to a few tries an hour.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +40,8 @@ from enum import StrEnum
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: no I, L, O, U
 CODE_LENGTH = 12
 DEFAULT_VALID_DAYS = 60
+MIN_KEY_BYTES = 16
+_DOMAIN = b"homeroom/linking-code/v1:"
 MAX_VALID_DAYS = 365
 # Letters people misread, mapped as Crockford's base32 decodes them.
 _READ_AS = str.maketrans({"I": "1", "L": "1", "O": "0"})
@@ -105,8 +109,28 @@ def normalise(code: str) -> str | None:
     return cleaned
 
 
-def code_hash(normalised: str) -> bytes:
-    return hashlib.sha256(b"homeroom-linking-code:" + normalised.encode()).digest()
+class CodeHasher:
+    """What a linking code is kept as: an HMAC-SHA256 of the normalised code under a server
+    secret (`HOMEROOM_CONSENT_LINKING_CODE_KEY_FILE`). A copy of the table alone tests no guess:
+    an unkeyed hash of a 60-bit code could be searched offline; a keyed one needs the secret."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"the linking-code key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}")
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return "CodeHasher(<key hidden>)"  # never print the key into a log
+
+    def digest(self, normalised: str) -> bytes:
+        return hmac.new(self._key, _DOMAIN + normalised.encode(), hashlib.sha256).digest()
+
+    def matches(self, stored: bytes, normalised: str) -> bool:
+        """Constant-time comparison of a stored digest with the code's (the row is found by its
+        digest's index; this confirms it without a timing signal of where the bytes differ)."""
+        return hmac.compare_digest(bytes(stored), self.digest(normalised))
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,11 +44,11 @@ async def insert_code(conn: Connection, code: LinkingCode, digest: bytes) -> Non
     )
 
 
-async def code_by_hash(conn: Connection, digest: bytes) -> LinkingCode | None:
-    """The code with this hash, locked until the transaction ends (two redemptions of one code
+async def code_by_hash(conn: Connection, digest: bytes) -> tuple[LinkingCode, bytes] | None:
+    """The code with this digest and the digest stored, locked until the transaction ends (two redemptions of one code
     at once: the second waits and then finds it used)."""
     row = await conn.fetchrow("SELECT * FROM linking_codes WHERE code_hash = $1 FOR UPDATE", digest)
-    return _code(row) if row is not None else None
+    return (_code(row), bytes(row["code_hash"])) if row is not None else None
 
 
 async def mark_redeemed(conn: Connection, code_id: str, subject: str, at: datetime) -> None:

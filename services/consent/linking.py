@@ -42,13 +42,13 @@ from services.consent.application import clock
 from services.consent.decisions import Facts, guardianship_refusal
 from services.consent.guardianship import (
     GUESSING_OUTCOMES,
+    CodeHasher,
     LinkingCode,
     LinkStatus,
     Outcome,
     RedemptionRefused,
     Relationship,
     check_redemption,
-    code_hash,
     expiry,
     new_code,
     normalise,
@@ -74,6 +74,7 @@ class GuardianshipState:
     directory: StudentDirectory
     limiter: RateLimiter | None
     issuer: DevIssuer | None
+    hasher: CodeHasher  # linking codes are stored only as its HMAC
     token_ttl_s: int = TOKEN_TTL_S
 
 
@@ -154,6 +155,7 @@ async def issue_codes(
         )
     now = clock(runtime)
     expires = expiry(now, valid_days)
+    hasher = state(runtime).hasher
     issued: list[IssuedCode] = []
     async with runtime.pool.acquire() as conn, conn.transaction():
         for r in requests:
@@ -169,7 +171,7 @@ async def issue_codes(
             )
             normalised = normalise(code)
             assert normalised is not None  # new_code writes only the alphabet
-            await store.insert_code(conn, linking, code_hash(normalised))
+            await store.insert_code(conn, linking, hasher.digest(normalised))
             await outbox.add(
                 conn,
                 events.guardianship_changed(
@@ -269,7 +271,9 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
     now = clock(runtime)
     failure: RedemptionRefused | None = None
     async with runtime.pool.acquire() as conn, conn.transaction():
-        code = await store.code_by_hash(conn, code_hash(normalised))
+        hasher = state(runtime).hasher
+        found = await store.code_by_hash(conn, hasher.digest(normalised))
+        code = found[0] if found is not None and hasher.matches(found[1], normalised) else None
         try:
             rights_moved = code is not None and await store.rights_with_student(conn, code.student_key)
             check_redemption(code, now=now, rights_with_student=rights_moved)

@@ -7,6 +7,7 @@ for another district's student, a revoked link) are each refused with their rule
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.ratelimit import RateLimiter
 from services.consent import linking
 from services.consent.clients import RecordsDirectory
-from services.consent.guardianship import normalise
+from services.consent.guardianship import CodeHasher, normalise
 from services.consent.service import SERVICE as CONSENT
 from services.records.consent_client import ConsentClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -122,6 +123,7 @@ async def world(module_env: ServiceEnv) -> AsyncIterator[Linking]:
                 directory=RecordsDirectory("http://records.test", 10, transport=transport),
                 limiter=RateLimiter("6/hour", "consent"),
                 issuer=module_env.issuer,
+                hasher=started.hasher,
             )
             clock: Callable[[], datetime] = lambda: now[0]  # noqa: E731
             consent.runtime.extras["clock"] = clock
@@ -138,6 +140,20 @@ async def test_a_code_links_once_and_the_token_then_names_the_child(world: Linki
     assert raw is not None
     dump = await world.consent.pool.fetch("SELECT * FROM linking_codes")
     assert all(raw not in str(dict(row)) and issued["code"] not in str(dict(row)) for row in dump)
+    # ... nor any unkeyed hash of it (which a copy of the table could test guesses against
+    # offline): the row holds the HMAC under the service's secret, and nothing else of the code.
+    unkeyed = {
+        hashlib.new(algorithm, prefix + text.encode()).digest()
+        for algorithm in ("md5", "sha1", "sha256", "sha512", "sha3_256", "blake2b")
+        for text in (raw, issued["code"], raw.lower())
+        for prefix in (b"", b"homeroom-linking-code:", b"homeroom/linking-code/v1:")
+    }
+    columns = [v for row in dump for v in dict(row).values() if isinstance(v, bytes | str)]
+    stored = [bytes(v) if isinstance(v, bytes) else v.encode() for v in columns]
+    assert not [d for d in unkeyed for v in stored if d in v or d.hex().encode() in v]
+    [row] = [r for r in dump if r["code_id"] == issued["code_id"]]
+    hasher: CodeHasher = world.consent.runtime.extras[linking.STATE_KEY].hasher
+    assert bytes(row["code_hash"]) == hasher.digest(raw) != CodeHasher(os.urandom(32)).digest(raw)
 
     parent = f"oidc:mother-{uuid.uuid4().hex[:6]}"
     assert await world.token_students(parent) == []  # signed in, linked to nobody yet
