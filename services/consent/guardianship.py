@@ -18,7 +18,10 @@ in `homeroom_consent_linking_attempts_total` and kept in `linking_attempts`):
   student linked themselves, FERPA 99.5): `rights_with_student`.
 
 An eligible student (18, or attending a postsecondary institution: FERPA 99.3, 99.5) gets a
-code of relationship `eligible_student`; the district attests eligibility by issuing it.
+code of relationship `eligible_student`. Eligibility is computed by records on the day of issue
+from the birth date and enrollment it keeps sealed (consent receives only the answer); where
+records holds neither, the district's issuing the code is its attestation (`eligibility_basis`
+`district_attestation`). A parent code for a student records shows eligible is refused.
 Redeeming it ends every parent link of the student, in every district (reason
 `rights_moved_to_student`): the rights FERPA gives parents now belong to the student.
 
@@ -70,8 +73,11 @@ class Outcome(StrEnum):
     REVOKED = "revoked"
     RIGHTS_WITH_STUDENT = "rights_with_student"
     RATE_LIMITED = "rate_limited"
-    # At issue, not redemption: staff asked for a code for a student their district does not hold.
+    # At issue, not redemption: staff asked for a code for a student their district does not hold,
+    # an eligible-student code for a student records shows is not one (under 18, not in
+    # postsecondary education), or a parent code for a student records shows is eligible.
     NOT_IN_DISTRICT = "student_not_in_district"
+    NOT_ELIGIBLE = "student_not_eligible"
 
 
 # Outcomes that look like someone trying codes they were not given (the guessing alert).
@@ -142,6 +148,7 @@ class LinkingCode:
     issued_by: str
     issued_at: datetime
     expires_at: datetime
+    eligibility_basis: str | None = None  # eligible-student codes: age_18, postsecondary, district_attestation
     redeemed_at: datetime | None = None
     redeemed_by: str | None = None
     revoked_at: datetime | None = None

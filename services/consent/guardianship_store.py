@@ -22,6 +22,7 @@ def _code(row: Any) -> LinkingCode:
         issued_by=row["issued_by"],
         issued_at=row["issued_at"],
         expires_at=row["expires_at"],
+        eligibility_basis=row["eligibility_basis"],
         redeemed_at=row["redeemed_at"],
         redeemed_by=row["redeemed_by"],
         revoked_at=row["revoked_at"],
@@ -31,8 +32,8 @@ def _code(row: Any) -> LinkingCode:
 async def insert_code(conn: Connection, code: LinkingCode, digest: bytes) -> None:
     await conn.execute(
         """INSERT INTO linking_codes (code_id, code_hash, district_id, student_key, relationship, issued_by,
-                                      issued_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                                      issued_at, expires_at, eligibility_basis)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
         code.code_id,
         digest,
         code.district_id,
@@ -41,6 +42,7 @@ async def insert_code(conn: Connection, code: LinkingCode, digest: bytes) -> Non
         code.issued_by,
         code.issued_at,
         code.expires_at,
+        code.eligibility_basis,
     )
 
 
@@ -234,14 +236,16 @@ async def record_attempt(
 
 
 async def record_refused_issue(
-    conn: Connection, *, at: datetime, actor: str, district_id: str, student_key: str
+    conn: Connection, *, at: datetime, actor: str, district_id: str, student_key: str, outcome: str
 ) -> None:
-    """Staff asked for a code for a student their district does not hold: kept with the attempts."""
+    """Staff asked for a code the rules refuse (a student their district does not hold, or of the
+    wrong relationship for the student's eligibility): kept with the attempts."""
     await conn.execute(
         """INSERT INTO linking_attempts (attempted_at, subject, outcome, district_id, student_key)
-           VALUES ($1, $2, 'student_not_in_district', $3, $4)""",
+           VALUES ($1, $2, $3, $4, $5)""",
         at,
         actor,
+        outcome,
         district_id,
         student_key,
     )

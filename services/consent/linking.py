@@ -31,6 +31,7 @@ from homeroom.auth import DevIssuer, Principal, Role
 from homeroom.bus.consumer import Handler, HandlerContext
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import TRANSFER
+from homeroom.contracts.student_directory import DistrictStudents
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.problems import FieldError, Problem, problem_type
@@ -61,10 +62,12 @@ TOKEN_TTL_S = 300  # a revoked link stops authorising within this; consent refus
 
 
 class StudentDirectory(Protocol):
-    """Which of these keys are the district's own students, with their names (records' API,
-    called with the district staff member's own token)."""
+    """Which of these keys are the district's own students, with their names and their FERPA
+    eligibility on a day (records' API, called with the district staff member's own token)."""
 
-    async def names(self, district_id: str, student_keys: Sequence[str], token: str) -> dict[str, str]: ...
+    async def students(
+        self, district_id: str, student_keys: Sequence[str], token: str, on: date
+    ) -> DistrictStudents: ...
 
 
 @dataclass
@@ -123,37 +126,30 @@ async def issue_codes(
 ) -> list[IssuedCode]:
     principal.require_district(district_id)
     keys = list(dict.fromkeys(r.student_key for r in requests))
-    names = await state(runtime).directory.names(district_id, keys, token)
-    unknown = [
-        FieldError(
-            f"/students/{i}/student_key",
-            "linking.student_not_in_district",
-            f"{r.student_key!r} is not a student of {district_id}",
-        )
-        for i, r in enumerate(requests)
-        if r.student_key not in names
-    ]
-    if unknown:
-        metrics.LINKING_CODES.labels("refused").inc(len(unknown))
-        metrics.LINKING_ATTEMPTS.labels(Outcome.NOT_IN_DISTRICT.value).inc(len(unknown))
+    now = clock(runtime)
+    held = await state(runtime).directory.students(district_id, keys, token, now.date())
+    refused: list[tuple[FieldError, Outcome, str]] = []
+    for i, r in enumerate(requests):
+        problem = _issue_problem(i, r, held, district_id, now.date())
+        if problem is not None:
+            refused.append((*problem, r.student_key))
+    if refused:
+        metrics.LINKING_CODES.labels("refused").inc(len(refused))
         async with runtime.pool.acquire() as conn, conn.transaction():
-            for r in requests:
-                if r.student_key not in names:
-                    await store.record_refused_issue(
-                        conn,
-                        at=clock(runtime),
-                        actor=_actor(principal),
-                        district_id=district_id,
-                        student_key=r.student_key,
-                    )
+            for _, outcome, key in refused:
+                metrics.LINKING_ATTEMPTS.labels(outcome.value).inc()
+                await store.record_refused_issue(
+                    conn, at=now, actor=_actor(principal), district_id=district_id, student_key=key, outcome=outcome
+                )
         raise Problem(
             422,
-            "Not your district's student",
-            "a linking code is issued only for a student the district holds",
+            "Code refused",
+            "a linking code is issued only for a student the district holds, of the relationship the "
+            "student's eligibility allows (FERPA 99.5)",
             type=problem_type("linking-student-unknown"),
-            errors=unknown,
+            errors=[error for error, _, _ in refused],
         )
-    now = clock(runtime)
+    names = held.names
     expires = expiry(now, valid_days)
     hasher = state(runtime).hasher
     issued: list[IssuedCode] = []
@@ -168,6 +164,7 @@ async def issue_codes(
                 issued_by=_actor(principal),
                 issued_at=now,
                 expires_at=expires,
+                eligibility_basis=_eligibility_basis(r, held),
             )
             normalised = normalise(code)
             assert normalised is not None  # new_code writes only the alphabet
@@ -187,6 +184,56 @@ async def issue_codes(
             issued.append(IssuedCode(code, linking, names[r.student_key]))
     metrics.LINKING_CODES.labels("issued").inc(len(issued))
     return issued
+
+
+def _issue_problem(
+    index: int, request: CodeRequest, held: DistrictStudents, district_id: str, day: date
+) -> tuple[FieldError, Outcome] | None:
+    """Why this code may not be issued (the field error and the outcome kept), or None."""
+    key = request.student_key
+    if key not in held.names:
+        return (
+            FieldError(
+                f"/students/{index}/student_key",
+                "linking.student_not_in_district",
+                f"{key!r} is not a student of {district_id}",
+            ),
+            Outcome.NOT_IN_DISTRICT,
+        )
+    standing = held.eligibility.get(key)
+    eligible = standing.eligible if standing is not None else None
+    if request.relationship is Relationship.ELIGIBLE_STUDENT and eligible is False:
+        assert standing is not None
+        return (
+            FieldError(
+                f"/students/{index}/relationship",
+                "linking.student_not_eligible",
+                f"{key!r} is not an eligible student on {day}: under 18 (18 on {standing.eligible_from}) and not in "
+                "postsecondary education, so the rights are the parents' (FERPA 99.3, 99.5)",
+            ),
+            Outcome.NOT_ELIGIBLE,
+        )
+    if request.relationship is Relationship.PARENT and eligible is True:
+        assert standing is not None
+        return (
+            FieldError(
+                f"/students/{index}/relationship",
+                "linking.rights_with_student",
+                f"{key!r} is an eligible student on {day} ({standing.basis.value.replace('_', ' ')}): the rights are "
+                "the student's (FERPA 99.5); issue the student an eligible_student code",
+            ),
+            Outcome.RIGHTS_WITH_STUDENT,
+        )
+    return None
+
+
+def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | None:
+    if request.relationship is not Relationship.ELIGIBLE_STUDENT:
+        return None
+    standing = held.eligibility.get(request.student_key)
+    if standing is None or standing.eligible is None:
+        return "district_attestation"  # records holds no birth date or postsecondary enrollment
+    return standing.basis.value
 
 
 async def revoke_code(runtime: Runtime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
@@ -503,6 +550,7 @@ async def links_of_district(
                 "issued_by": c.issued_by,
                 "issued_at": c.issued_at.isoformat(),
                 "expires_at": c.expires_at.isoformat(),
+                "eligibility_basis": c.eligibility_basis,
                 "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None,
             }
             for c in codes

@@ -23,3 +23,7 @@ UPDATE linking_codes SET revoked_at = now(), revoked_by = 'migration:008_guardia
     WHERE redeemed_at IS NULL AND revoked_at IS NULL;
 UPDATE linking_codes SET code_hash = sha256(convert_to(gen_random_uuid()::text || code_id, 'UTF8'));
 COMMENT ON COLUMN linking_codes.code_hash IS 'HMAC-SHA256 of the normalised code under HOMEROOM_CONSENT_LINKING_CODE_KEY';
+
+-- FERPA 99.5: how an eligible-student code's eligibility was established (records' answer from the
+-- birth date or a postsecondary enrollment, or the district's attestation where records holds neither).
+ALTER TABLE linking_codes ADD COLUMN eligibility_basis text;

@@ -418,3 +418,67 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
     finally:
         await rt.extras["consent"].aclose()
         rt.extras["consent"] = old_client
+
+
+async def test_eligibility_is_computed_by_records_across_the_18th_birthday_and_attested_where_no_data(
+    world: Linking,
+) -> None:
+    """FERPA 99.5 from the data Homeroom holds (issue 24): records computes eligibility from the
+    birth date it keeps sealed (consent sees only the answer) and a postsecondary enrollment; the
+    consent clock moves across the 18th birthday; with no data the district's attestation stands."""
+    rt = world.records.runtime
+    teen, college, unknown = student_key(), student_key(), student_key()
+    born = (world.now[0] + timedelta(days=2)).date().replace(year=world.now[0].year - 18)  # 18 in two days
+    await apply(
+        rt,
+        await registered(rt, world.district, teen, {"student.first_name": "Tia", "student.birth_date": str(born)}),
+        enrolled(world.district, teen, "s-1", "2026-09-01", grade="12"),
+        await registered(
+            rt, world.district, college, {"student.first_name": "Cal", "student.birth_date": "2010-05-05"}
+        ),
+        enrolled(world.district, college, "s-1", "2026-09-01", grade="Postsecondary"),
+        await registered(rt, world.district, unknown, {"student.first_name": "Una"}),
+        enrolled(world.district, unknown, "s-1", "2026-09-01"),
+    )
+
+    def rules(r: httpx.Response) -> list[tuple[str, str]]:
+        assert r.status_code == 422, r.text
+        return [(e["field"], e["rule"]) for e in r.json()["errors"]]
+
+    as_student = {"student_key": teen, "relationship": "eligible_student"}
+    # Before the birthday: 17, in grade 12: the student's own code is refused, a parent's issued.
+    assert rules(await world.issue(as_student)) == [("/students/0/relationship", "linking.student_not_eligible")]
+    assert (await world.issue({"student_key": teen})).status_code == 201
+    world.now[0] += timedelta(days=3)  # past the 18th birthday
+    try:
+        refused = await world.issue({"student_key": teen})
+        assert rules(refused) == [("/students/0/relationship", "linking.rights_with_student")]
+        assert "age 18" in refused.json()["errors"][0]["message"] and str(born) not in refused.text
+        issued = await world.issue(
+            as_student,
+            {"student_key": college, "relationship": "eligible_student"},
+            {"student_key": unknown, "relationship": "eligible_student"},
+        )
+        assert issued.status_code == 201, issued.text
+    finally:
+        world.now[0] -= timedelta(days=3)
+    # 16 but at a postsecondary institution: eligible now too; a parent code for them is refused.
+    assert rules(await world.issue({"student_key": college})) == [
+        ("/students/0/relationship", "linking.rights_with_student")
+    ]
+    listed = await world.consent.client.get(f"/v1/districts/{world.district}/guardianships", headers=world.staff())
+    basis = {
+        c["student_key"]: c["eligibility_basis"]
+        for c in listed.json()["codes"]
+        if c["relationship"] == "eligible_student" and c["student_key"] in (teen, college, unknown)
+    }
+    assert basis == {teen: "age_18", college: "postsecondary", unknown: "district_attestation"}
+    kept = await world.consent.pool.fetch(
+        "SELECT student_key, outcome FROM linking_attempts WHERE student_key = ANY($1::text[]) ORDER BY attempt_id",
+        [teen, college],
+    )
+    assert [(r["student_key"], r["outcome"]) for r in kept] == [
+        (teen, "student_not_eligible"),
+        (teen, "rights_with_student"),
+        (college, "rights_with_student"),
+    ]
