@@ -617,7 +617,8 @@ async def _require_choice_writer(conn: Connection, principal: Principal, student
     if principal.role is Role.PARENT:
         # A parent acts for the child only where their guardianship link is active (issue 24):
         # not in a district a transfer carried the link to, before that district accepts it.
-        refusal = (await linking.parent_districts(conn, principal, student_key)).refusal(district_id)
+        principal.require_parent_of(student_key)
+        refusal = (await linking.parent_districts(conn, principal.subject)).refusal(student_key, district_id)
         if refusal is not None:
             raise Forbidden(refusal[1])
     else:
@@ -834,14 +835,16 @@ async def list_choices(
         district_id = principal.district_id
     async with runtime.pool.acquire() as conn:
         parent = principal.role is Role.PARENT
-        standing = await linking.parent_districts(conn, principal, student_key) if parent else None
+        if parent:
+            principal.require_parent_of(student_key)
+        standing = await linking.parent_districts(conn, principal.subject) if parent else None
         consent_rows = await store.consents(conn, student_key, district_id)
         history = await store.choices(conn, student_key, district_id)
         opt_outs = await store.opt_outs(conn, student_key, district_id)
     if standing is not None:
-        consent_rows = [r for r in consent_rows if standing.allows(r["district_id"])]
-        history = [r for r in history if standing.allows(r["district_id"])]
-        opt_outs = [r for r in opt_outs if standing.allows(r["district_id"])]
+        consent_rows = [r for r in consent_rows if standing.refusal(student_key, r["district_id"]) is None]
+        history = [r for r in history if standing.refusal(student_key, r["district_id"]) is None]
+        opt_outs = [r for r in opt_outs if standing.refusal(student_key, r["district_id"]) is None]
     return {
         "student_key": student_key,
         "directory_opt_outs": opt_outs,

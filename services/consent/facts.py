@@ -35,6 +35,7 @@ from homeroom.storage import Connection
 from services.consent.agreements import Agreement
 from services.consent.cedar_policy import decide_bounded
 from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts
+from services.consent.guardianship import standing
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class DecisionFacts:
     # (a live one over an ended one); and every person the registry has ever linked.
     guardians: dict[Pair, dict[str, str]] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
+    moves: dict[Pair, set[str]] = field(default_factory=dict)  # (student, sending district) -> receiving
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
         agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
@@ -69,8 +71,16 @@ class DecisionFacts:
             directory_opt_out=pair in self.opted_out,
             consents=self.consents.get(pair, []),
             not_transferable=self.exclusions.get(request.district_id, frozenset()),
-            guardianship=self.guardians.get(pair, {}).get(request.requester.subject or "") if parent else None,
+            guardianship=self._standing(request) if parent else None,
             guardian_registered=parent and (request.requester.subject or "") in self.registered,
+        )
+
+    def _standing(self, request: DecisionRequest) -> str | None:
+        subject, key = request.requester.subject or "", request.student_key
+        return standing(
+            request.district_id,
+            lambda d: self.guardians.get((key, d), {}).get(subject),
+            lambda d: self.moves.get((key, d), ()),
         )
 
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
@@ -103,7 +113,7 @@ class DecisionFacts:
             )
             if self.version < state["pruned_through"] or len(rows) > FULL_READ_AFTER:
                 self.histories, self.ended_on, self.opted_out, self.consents, self.exclusions = {}, {}, set(), {}, {}
-                self.guardians, self.registered = {}, set()
+                self.guardians, self.registered, self.moves = {}, set(), {}
                 await self._read(conn, None, None, None)
             else:
                 agreements = {r["agreement_id"] for r in rows if r["agreement_id"]}
@@ -164,10 +174,20 @@ class DecisionFacts:
                 district_ids,
                 pairs is None,
             )
+            moved = await conn.fetch(
+                """SELECT m.student_key, m.district_id, m.to_district_id FROM student_moves m
+                   WHERE $3 OR (m.student_key, m.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
             self.opted_out.difference_update(wanted)
             for pair in wanted:
                 self.consents.pop(pair, None)
                 self.guardians.pop(pair, None)
+                self.moves.pop(pair, None)
+            for r in moved:
+                self.moves.setdefault((r["student_key"], r["district_id"]), set()).add(r["to_district_id"])
             for r in links:
                 held = self.guardians.setdefault((r["student_key"], r["district_id"]), {})
                 if held.get(r["subject"]) not in _LIVE or r["status"] in _LIVE:  # a live link wins

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -180,3 +181,30 @@ def check_redemption(code: LinkingCode | None, *, now: datetime, rights_with_stu
         raise RedemptionRefused(Outcome.EXPIRED)
     if code.relationship is Relationship.PARENT and rights_with_student:
         raise RedemptionRefused(Outcome.RIGHTS_WITH_STUDENT)
+
+
+def standing(
+    district_id: str, status_in: Callable[[str], str | None], moved_to: Callable[[str], Iterable[str]]
+) -> str | None:
+    """A person's standing for a student in a district, as the parent-inspection rule reads it: the
+    status of their own link there if they have one (a carried link awaiting acceptance, or a revoked
+    or declined one, opens nothing, whatever they hold elsewhere); otherwise `active` when a district
+    the student transferred to from here (directly or further along) holds their active link, since
+    that district holds the record this one sent it and verified the person; else None.
+
+    `status_in(d)`: the person's link status in district d (None: no link); `moved_to(d)`: the
+    districts the student was transferred to from d. A link never reaches *forward*: a link in the
+    sending district opens the receiving district's record only once that district accepts it."""
+    own = status_in(district_id)
+    if own is not None:
+        return own
+    seen, frontier = {district_id}, [district_id]
+    while frontier:
+        for receiving in moved_to(frontier.pop()):
+            if receiving in seen:
+                continue
+            seen.add(receiving)
+            if status_in(receiving) == LinkStatus.ACTIVE.value:
+                return LinkStatus.ACTIVE.value
+            frontier.append(receiving)
+    return None

@@ -187,16 +187,6 @@ async def active_links_of_student(conn: Connection, student_key: str, district_i
     )
 
 
-async def active_links(conn: Connection, subject: str) -> list[tuple[str, str]]:
-    """(student key, district) of each of the person's active links."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT student_key, district_id FROM guardianships WHERE subject = $1 AND status = 'active'
-           ORDER BY 1, 2""",
-        subject,
-    )
-    return [(r["student_key"], r["district_id"]) for r in rows]
-
-
 async def links_of_subject(conn: Connection, subject: str) -> list[Any]:
     return list(await conn.fetch("SELECT * FROM guardianships WHERE subject = $1 ORDER BY linked_at, link_id", subject))
 
@@ -268,18 +258,42 @@ async def attempts(
     )
 
 
-async def link_statuses(conn: Connection, subject: str, student_key: str) -> tuple[bool, dict[str, str]]:
-    """Whether the registry knows this person at all, and their link status to the student per
-    district (a live link over an ended one), for the parent-inspection rule outside a decision."""
+async def subject_links(conn: Connection, subject: str) -> tuple[bool, dict[tuple[str, str], str]]:
+    """Whether the registry knows this person at all, and their link status per (student, district)
+    (a live link over an ended one): the parent-inspection rule's facts outside a decision."""
     rows = await conn.fetch(
-        """SELECT student_key, district_id, status FROM guardianships WHERE subject = $1
-           ORDER BY linked_at, link_id""",
+        "SELECT student_key, district_id, status FROM guardianships WHERE subject = $1 ORDER BY linked_at, link_id",
         subject,
     )
-    statuses: dict[str, str] = {}
+    statuses: dict[tuple[str, str], str] = {}
     for r in rows:
-        if r["student_key"] == student_key and (
-            statuses.get(r["district_id"]) not in ("active", "proposed") or r["status"] in ("active", "proposed")
-        ):
-            statuses[r["district_id"]] = r["status"]
+        pair = (r["student_key"], r["district_id"])
+        if statuses.get(pair) not in ("active", "proposed") or r["status"] in ("active", "proposed"):
+            statuses[pair] = r["status"]
     return bool(rows), statuses
+
+
+async def record_move(
+    conn: Connection, student_key: str, from_district: str, to_district: str, case_id: str, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO student_moves (student_key, district_id, to_district_id, case_id, moved_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        student_key,
+        from_district,
+        to_district,
+        case_id,
+        at,
+    )
+
+
+async def moves_of(conn: Connection, student_keys: Sequence[str]) -> dict[tuple[str, str], set[str]]:
+    """(student, sending district) -> the districts the student was transferred to from there."""
+    rows = await conn.fetch(
+        "SELECT student_key, district_id, to_district_id FROM student_moves WHERE student_key = ANY($1::text[])",
+        list(student_keys),
+    )
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        out.setdefault((r["student_key"], r["district_id"]), set()).add(r["to_district_id"])
+    return out

@@ -53,6 +53,7 @@ from services.consent.guardianship import (
     expiry,
     new_code,
     normalise,
+    standing,
 )
 
 log = logging.getLogger(__name__)
@@ -587,25 +588,41 @@ async def attempts(
 
 
 class ParentDistricts:
-    """Where a parent may act for a student outside a decision (their choices): the same
-    `guardianship_refusal` rule the decision point applies, read from the registry at once."""
+    """Where a parent may act for their students outside a decision (their choices, their token's
+    districts): the decision point's own rule (`guardianship.standing`, `guardianship_refusal`),
+    on the registry read at once."""
 
-    def __init__(self, registered: bool, statuses: dict[str, str]) -> None:
-        self.registered, self.statuses = registered, statuses
+    def __init__(
+        self, registered: bool, statuses: dict[tuple[str, str], str], moves: dict[tuple[str, str], set[str]]
+    ) -> None:
+        self.registered, self.statuses, self.moves = registered, statuses, moves
 
-    def refusal(self, district_id: str) -> tuple[str, str] | None:
-        facts = Facts(today=date.min, guardianship=self.statuses.get(district_id), guardian_registered=self.registered)
+    def standing(self, student_key: str, district_id: str) -> str | None:
+        return standing(
+            district_id,
+            lambda d: self.statuses.get((student_key, d)),
+            lambda d: self.moves.get((student_key, d), ()),
+        )
+
+    def refusal(self, student_key: str, district_id: str) -> tuple[str, str] | None:
+        facts = Facts(
+            today=date.min,
+            guardianship=self.standing(student_key, district_id),
+            guardian_registered=self.registered,
+        )
         return guardianship_refusal(facts, district_id)
 
-    def allows(self, district_id: str) -> bool:
-        return self.refusal(district_id) is None
+    def districts(self, student_key: str) -> list[str]:
+        """The districts where the person's standing for the student is active."""
+        candidates = {d for (k, d) in self.statuses if k == student_key}
+        candidates |= {d for (k, d) in self.moves if k == student_key}
+        return sorted(d for d in candidates if self.standing(student_key, d) == LinkStatus.ACTIVE.value)
 
 
-async def parent_districts(conn: Any, principal: Principal, student_key: str) -> ParentDistricts:
-    """The parent's standing for this student per district (the token must name the student)."""
-    principal.require_parent_of(student_key)
-    registered, statuses = await store.link_statuses(conn, principal.subject, student_key)
-    return ParentDistricts(registered, statuses)
+async def parent_districts(conn: Any, subject: str) -> ParentDistricts:
+    registered, statuses = await store.subject_links(conn, subject)
+    moves = await store.moves_of(conn, sorted({k for k, _ in statuses}))
+    return ParentDistricts(registered, statuses, moves)
 
 
 # ------------------------------------------------------------------- tokens
@@ -624,8 +641,9 @@ async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
             type=problem_type("guardianship-issuer-missing"),
         )
     async with runtime.pool.acquire() as conn:
-        links = await store.active_links(conn, subject)
-    students = sorted({student for student, _ in links})
+        standing_of = await parent_districts(conn, subject)
+    students = sorted({k for (k, _), status in standing_of.statuses.items() if status == LinkStatus.ACTIVE.value})
+    links = [(k, d) for k in students for d in standing_of.districts(k)]
     ttl = state(runtime).token_ttl_s
     # The token names each student's districts too (`guardianships`), so services that do not
     # ask consent (audit's disclosures, records' amendments) scope a parent per district as well.
@@ -634,7 +652,8 @@ async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
 
 
 def transfer_handler(runtime: Runtime) -> Handler:
-    """`transfer.v1` `transfer_delivered`: propose the student's links to the receiving district."""
+    """`transfer.v1` `transfer_delivered`: keep the move (a link in the receiving district then also
+    opens the sending district's record) and propose the student's links to the receiving district."""
 
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         step = event.payload
@@ -642,8 +661,12 @@ def transfer_handler(runtime: Runtime) -> Handler:
             return
         if not (step.student_key and step.from_district_id and step.to_district_id):
             return
+        now = clock(runtime)
+        await store.record_move(
+            ctx.conn, step.student_key, step.from_district_id, step.to_district_id, step.case_id, now
+        )
         carried = await carry_on_transfer(
-            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, clock(runtime)
+            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, now
         )
         metrics.LINKS_CARRIED.inc(carried)
 

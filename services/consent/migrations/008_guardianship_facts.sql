@@ -15,6 +15,26 @@ END
 $$;
 CREATE INDEX guardianships_subject ON guardianships (subject);
 
+-- Where each student was transferred (from transfer.v1 transfer_delivered): a link active in the
+-- receiving district also opens the sending district's record (that district sent it there), never
+-- the other way round. district_id is the sending district, so the facts trigger names its pair.
+CREATE TABLE student_moves (
+    student_key text NOT NULL,
+    district_id text NOT NULL,
+    to_district_id text NOT NULL,
+    case_id text NOT NULL,
+    moved_at timestamptz NOT NULL,
+    PRIMARY KEY (student_key, district_id, to_district_id)
+);
+DO $$
+BEGIN
+    CREATE TRIGGER student_moves_facts_inserted AFTER INSERT ON student_moves REFERENCING NEW TABLE AS changed
+        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
+    CREATE TRIGGER student_moves_facts_deleted AFTER DELETE ON student_moves REFERENCING OLD TABLE AS changed
+        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
+END
+$$;
+
 -- Linking codes are now kept as an HMAC under the server's secret (services/consent/guardianship.py),
 -- not an unkeyed SHA-256 anyone holding the table could test guesses against. The old digests cannot
 -- be converted (the codes are not kept): codes issued before this migration and not yet redeemed are

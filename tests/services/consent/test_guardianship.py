@@ -411,6 +411,19 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
         assert claims["guardianships"] == {mover: [a]}
         assert await reach(after) == {"records": [a], "choices": [], "amend_in_b": 404, "choose_in_b": 403}
 
+        # Never forward, but backward: a parent the receiving district B linked also reaches the
+        # record A sent there (A's record and choices), since B verified them and holds what A sent.
+        other_code = (await world.issue({"student_key": mover}, district=b)).json()["codes"][0]["code"]
+        mother = f"oidc:b-linked-{uuid.uuid4().hex[:6]}"
+        assert (await world.redeem(mother, other_code)).status_code == 201
+        r = await world.consent.client.post(
+            "/v1/internal/guardian-tokens", json={"subject": mother}, headers=world.env.auth("service", "portal")
+        )
+        claims = jwt.decode(r.json()["token"], options={"verify_signature": False})
+        assert claims["guardianships"] == {mover: sorted([a, b])}
+        reached = await reach(r.json()["token"])
+        assert reached["records"] == sorted([a, b]) and reached["choices"] == [b]
+
         # A development token (a subject the registry does not know) keeps the claim's meaning.
         dev = world.env.auth("parent", f"dev-parent-{uuid.uuid4().hex[:6]}", students=[mover])
         record = await world.records.client.get(f"/v1/students/{mover}", headers=dev)
