@@ -25,7 +25,7 @@ from homeroom.auth import Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
-from services.records import roster_store, store
+from services.records import store
 from services.records.api import not_found, security_log, today
 from services.records.application import roster_export
 from services.records.application import rostering as uc
@@ -479,7 +479,7 @@ async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, An
     out = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            for r in await roster_store.staff_keys(conn, district):
+            for r in await store.staff_keys(conn, district):
                 if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
                     continue
                 out.append(
@@ -548,7 +548,7 @@ async def _class_members(
     keys: list[str] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            rows, _ = await roster_store.class_enrollments(
+            rows, _ = await store.class_enrollments(
                 conn,
                 district,
                 school_ids=view.schools,
@@ -646,7 +646,7 @@ async def _enrollments(
     rostered = False
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
         async with runtime.pool.acquire() as conn:
-            rostered = await roster_store.has_classes(conn, view.districts)
+            rostered = await store.has_classes(conn, view.districts)
     if rostered:
         q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
         return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q

@@ -21,7 +21,7 @@ from homeroom.auth import Principal
 from homeroom.catalogue import STAFF_LEGAL_BASIS
 from homeroom.crypto import KeyDestroyedError
 from homeroom.service import Runtime
-from services.records import roster_store, store
+from services.records import store
 from services.records.api import (
     CHANNEL_ONEROSTER,
     Release,
@@ -159,7 +159,7 @@ async def covered_schools(runtime: Runtime, view: VendorView) -> set[str]:
 
 async def sessions(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.sessions(conn, view.districts)
+        rows = await store.sessions(conn, view.districts)
     children: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r["parent_id"]:
@@ -176,8 +176,8 @@ async def sessions(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
 
 async def courses(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.courses(conn, view.districts)
-        years = {(r["district_id"], r["session_id"]) for r in await roster_store.sessions(conn, view.districts)}
+        rows = await store.courses(conn, view.districts)
+        years = {(r["district_id"], r["session_id"]) for r in await store.sessions(conn, view.districts)}
     return [
         course_object(r, r["district_id"], (r["district_id"], r["school_year_id"]) in years)
         for r in rows
@@ -187,9 +187,9 @@ async def courses(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
 
 async def classes(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.classes(conn, view.districts)
-        course_rows = await roster_store.courses(conn, view.districts)
-        session_ids = {(r["district_id"], r["session_id"]) for r in await roster_store.sessions(conn, view.districts)}
+        rows = await store.classes(conn, view.districts)
+        course_rows = await store.courses(conn, view.districts)
+        session_ids = {(r["district_id"], r["session_id"]) for r in await store.sessions(conn, view.districts)}
     visible_courses = {
         (r["district_id"], r["course_id"]) for r in course_rows if not r["school_id"] or view.covers(r["school_id"])
     }
@@ -380,7 +380,7 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
     out: list[Teacher] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            rows = await roster_store.staff(conn, district, wanted)
+            rows = await store.staff(conn, district, wanted)
         for r in rows:
             schools = sorted(s for s in r["school_ids"] if view.covers(s))
             if not schools or r["deleted"]:
@@ -460,7 +460,7 @@ async def class_enrollments(
     want = q.limit
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            found, count = await roster_store.class_enrollments(
+            found, count = await store.class_enrollments(
                 conn,
                 district,
                 school_ids=schools,
@@ -666,8 +666,8 @@ async def releases(runtime: Runtime, view: VendorView) -> dict[str, Any]:
     students = 0
     for district in sorted(set(view.scope.covered_districts or view.scope.districts)):
         async with store.district_tx(runtime.pool, district) as conn:
-            students += await roster_store.students_released(conn, district, agreement)
-            for r in await roster_store.releases_by_day(conn, district, agreement):
+            students += await store.students_released(conn, district, agreement)
+            for r in await store.releases_by_day(conn, district, agreement):
                 day = days.setdefault(
                     r["day"].isoformat(), {"date": r["day"].isoformat(), "students": 0, "staff": 0, "disclosures": 0}
                 )
