@@ -32,6 +32,7 @@ from services.consent.agreements import (
 
 POLICY_VERSION = "consent-policy/1"
 MAX_BATCH = 1000
+MAX_SCREEN = 200_000  # students in one screen (a district's whole roster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,37 @@ class DecisionRequest(BaseModel):
     purpose: str | None = Field(default=None, max_length=100)
     data_date: date | None = None
     to_district_id: str | None = Field(default=None, max_length=100)
+
+
+class ScreenRequest(BaseModel):
+    """Which of these students would a read of `elements` by `requester` release nothing to
+    (or not every element of `require`)? For counts a rostering list answers (X-Total-Count,
+    Link): decided by the same rules as a decision, but nothing is released on it, so it is
+    not logged; the students on the page are then decided (and logged) one by one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: Requester
+    district_id: str = Field(min_length=1, max_length=100)
+    elements: list[str] = Field(min_length=1, max_length=200)
+    require: list[str] = Field(default_factory=list, max_length=200)
+    purpose: str | None = Field(default=None, max_length=100)
+    # (student key, school): the school a decision for that student would name
+    students: list[tuple[str, str | None]] = Field(max_length=MAX_SCREEN)
+
+    def request_for(self, student_key: str, school_id: str | None) -> DecisionRequest:
+        return DecisionRequest(
+            action="read",
+            requester=self.requester,
+            student_key=student_key,
+            district_id=self.district_id,
+            school_id=school_id,
+            elements=self.elements,
+            purpose=self.purpose,
+        )
+
+    def releases(self, decision: Decision) -> bool:
+        return decision.allow and all(e in decision.elements_allowed for e in self.require)
 
 
 class Withheld(BaseModel):

@@ -163,6 +163,37 @@ class ConsentClient:
             out.extend(Decision.from_json(d) for d in decisions)
         return out
 
+    async def screen(
+        self,
+        requester: dict[str, Any],
+        district_id: str,
+        students: Sequence[tuple[str, str | None]],
+        elements: Sequence[str],
+        require: Sequence[str] = (),
+        purpose: str | None = None,
+    ) -> set[str]:
+        """The students (key, school) a read of `elements` would release nothing to, or not every
+        element of `require` (consent's rules; nothing released, nothing logged): for counts."""
+        out: set[str] = set()
+        for start in range(0, len(students), 200_000):
+            raw = await self._call(
+                "POST",
+                "/v1/decisions/screen",
+                {
+                    "requester": requester,
+                    "district_id": district_id,
+                    "elements": list(elements),
+                    "require": list(require),
+                    "purpose": purpose,
+                    "students": [list(s) for s in students[start : start + 200_000]],
+                },
+            )
+            withheld = raw.get("withheld") if isinstance(raw, dict) else None
+            if not isinstance(withheld, list):
+                raise ConsentUnavailable("the consent service answered a screen without a list of students")
+            out.update(str(k) for k in withheld)
+        return out
+
     async def scope(self, agreement_id: str) -> AgreementScope | None:
         """The agreement's scope, or None when the consent service does not know it."""
         raw = await self._call("GET", f"/v1/agreements/{quote(agreement_id, safe='')}/scope")

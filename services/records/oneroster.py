@@ -347,12 +347,18 @@ _classes_where("/terms/{sourced_id}/classes", "term", lambda c, i: any(t["source
 
 
 async def _students_page(
-    runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery, keys: set[str] | None = None
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    q: ListQuery,
+    elements: Sequence[str] = uc.STUDENT_ELEMENTS,
+    keys: set[str] | None = None,
+    require: Sequence[str] = (),
 ) -> tuple[list[tuple[str, str]], int]:
     rows = await uc.current_students(runtime, view)
     if keys is not None:
         rows = [r for r in rows if r["sourcedId"] in keys]
-    return uc.student_page(rows, q)
+    return await uc.student_page(runtime, principal, view, rows, q, elements, require)
 
 
 @router.get("/students")
@@ -456,6 +462,7 @@ async def list_users(
     view = await view_of(runtime, principal)
     q = params.query(USER_FIELDS, view, USER_SELECTABLE)
     rows = [{**r, "role": "student"} for r in await uc.current_students(runtime, view)]
+    rows = await uc.visible_students(runtime, principal, view, rows, uc.STUDENT_ELEMENTS)
     teacher_rows = await _teacher_rows(runtime, view)
     everything = page([*rows, *teacher_rows], q)
     students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
@@ -513,7 +520,7 @@ async def list_demographics(
 ) -> dict[str, Any]:
     view = await view_of(runtime, principal)
     q = params.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
-    candidates, total = await _students_page(runtime, principal, view, q)
+    candidates, total = await _students_page(runtime, principal, view, q, uc.DEMOGRAPHIC_ELEMENTS)
     found = await uc.release_students(
         runtime, principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
     )
@@ -568,13 +575,14 @@ async def class_students(
     view = await view_of(runtime, principal)
     q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
     members = set(await _class_members(runtime, principal, view, sourced_id, "student"))
-    candidates, total = await _students_page(runtime, principal, view, q, members)
+    elements = (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT)
+    candidates, total = await _students_page(runtime, principal, view, q, elements, members, (uc.CLASS_ELEMENT,))
     users = await uc.release_students(
         runtime,
         principal,
         view,
         candidates,
-        (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT),
+        elements,
         uc.user_builder(view, require=uc.CLASS_ELEMENT),
     )
     return answer(request, response, "users", Page(users, total), q)

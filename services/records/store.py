@@ -804,17 +804,22 @@ async def list_student_keys(
     offset: int = 0,
 ) -> list[asyncpg.Record]:
     """Students of a district (optionally only those enrolled at some schools, open on a
-    date), ordered by key, with their last change time."""
+    date), ordered by key, with their last change time and (with schools or a date) the first
+    such school: the one a consent decision for the student names."""
     rows = await conn.fetch(
-        """SELECT s.student_key, s.updated_at FROM students s
-           WHERE s.district_id = $1 AND s.destroyed_at IS NULL
-             AND (($2::text[] IS NULL AND $3::date IS NULL) OR EXISTS (
-                   SELECT 1 FROM enrollments e WHERE e.district_id = s.district_id AND e.student_key = s.student_key
+        """SELECT * FROM (
+             SELECT s.student_key, s.updated_at, CASE WHEN $2::text[] IS NULL AND $3::date IS NULL THEN NULL ELSE (
+                   SELECT min(e.school_id) FROM enrollments e
+                   WHERE e.district_id = s.district_id AND e.student_key = s.student_key
                      AND ($2::text[] IS NULL OR e.school_id = ANY($2::text[]))
-                     AND ($3::date IS NULL OR (e.entry_date <= $3 AND (e.exit_date IS NULL OR e.exit_date >= $3)))))
-             AND ($4::timestamptz IS NULL OR s.updated_at > $4)
-             AND ($5::text IS NULL OR s.student_key = $5)
-           ORDER BY s.student_key LIMIT $6 OFFSET $7""",
+                     AND ($3::date IS NULL OR (e.entry_date <= $3 AND (e.exit_date IS NULL OR e.exit_date >= $3))))
+                   END AS school_id
+             FROM students s
+             WHERE s.district_id = $1 AND s.destroyed_at IS NULL
+               AND ($4::timestamptz IS NULL OR s.updated_at > $4)
+               AND ($5::text IS NULL OR s.student_key = $5)) k
+           WHERE ($2::text[] IS NULL AND $3::date IS NULL) OR k.school_id IS NOT NULL
+           ORDER BY k.student_key LIMIT $6 OFFSET $7""",
         district_id,
         list(school_ids) if school_ids is not None else None,
         current_on,
@@ -1586,12 +1591,14 @@ async def class_enrollments(
     user_key: str | None = None,
     role: str | None = None,
     current_students_on: date | None = None,
+    hidden_students: Sequence[str] = (),
     limit: int | None = None,
     offset: int = 0,
 ) -> tuple[list[asyncpg.Record], int]:
     """Class enrollments of a district (in a district transaction), ordered by class, role and
     user, and how many there are in all. Students count only while enrolled at the school on
-    ``current_students_on`` (a vendor reaches only current students)."""
+    ``current_students_on`` (a vendor reaches only current students), and never the
+    ``hidden_students`` (those the vendor's decision releases nothing to: not even counted)."""
     # Joins, not per-row subqueries: a correlated EXISTS per row, and an IN subquery whose hash
     # outgrew work_mem (then re-run per row), both timed out at 250,000 enrollments.
     query = """WITH live AS (SELECT c.class_id FROM classes c WHERE c.district_id = $1 AND NOT c.deleted),
@@ -1608,7 +1615,8 @@ async def class_enrollments(
                  AND ($3::text IS NULL OR ce.class_id = $3)
                  AND ($4::text IS NULL OR ce.user_key = $4)
                  AND ($5::text IS NULL OR ce.role = $5)
-                 AND ($6::date IS NULL OR ce.role <> 'student' OR cur.student_key IS NOT NULL)"""
+                 AND ($6::date IS NULL OR ce.role <> 'student' OR cur.student_key IS NOT NULL)
+                 AND NOT (ce.role = 'student' AND ce.user_key = ANY($7::text[]))"""
     args: list[object] = [
         district_id,
         list(school_ids) if school_ids is not None else None,
@@ -1616,10 +1624,11 @@ async def class_enrollments(
         user_key,
         role,
         current_students_on,
+        list(hidden_students),
     ]
     total = await conn.fetchval(query.format(select="SELECT count(*)"), *args)
     rows = await conn.fetch(
-        query.format(select="SELECT ce.*") + " ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $7 OFFSET $8",
+        query.format(select="SELECT ce.*") + " ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $8 OFFSET $9",
         *args,
         limit,
         offset,

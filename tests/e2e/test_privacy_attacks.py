@@ -240,6 +240,12 @@ BODIES: dict[tuple[str, str], Any] = {
             }
         ]
     },
+    ("consent", "POST /v1/decisions/screen"): {
+        "requester": {"role": "vendor", "subject": "m", "organization": "M", "agreement_id": "{agreement}"},
+        "district_id": "{district}",
+        "elements": ["{element}"],
+        "students": [["{student}", None]],
+    },
     ("consent", "POST /v1/students/{student_key}/directory-opt-out"): {"district_id": "{district}", "method": "portal"},
     ("consent", "POST /v1/students/{student_key}/directory-opt-out/rescind"): {
         "district_id": "{district}",

@@ -223,10 +223,56 @@ async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str,
                 "sourcedId": r["student_key"],
                 "status": "active",
                 "dateLastModified": stamp(r["updated_at"]),
+                "school": r["school_id"],
             }
             for r in rows
         )
     return out
+
+
+async def hidden_students(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: Sequence[dict[str, Any]],
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> set[tuple[str, str]]:
+    """The (district, key) of the students in `rows` a read of `elements` releases nothing to
+    (or not every element of `require`), by consent's rules: what counts must leave out, so
+    that X-Total-Count and Link never reveal a student the vendor may not see."""
+    by_district: dict[str, list[tuple[str, str | None]]] = {}
+    for r in rows:
+        by_district.setdefault(r["district"], []).append((r["sourcedId"], r["school"]))
+    hidden: set[tuple[str, str]] = set()
+    for district, students in by_district.items():
+        try:
+            withheld = await consent_client(runtime).screen(
+                requester_json(principal), district, students, elements, require, view.purpose
+            )
+        except ConsentUnavailable as exc:
+            raise consent_unavailable(exc) from None
+        hidden.update((district, k) for k in withheld)
+    return hidden
+
+
+async def visible_students(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: Sequence[dict[str, Any]],
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """`rows` less the students a read of `elements` releases nothing to (`hidden_students`)."""
+    hidden = await hidden_students(runtime, principal, view, rows, elements, require)
+    return [r for r in rows if (r["district"], r["sourcedId"]) not in hidden]
+
+
+def first_school(view: VendorView, stored: store.StoredRecord) -> str | None:
+    """The school a student's decision names: the first covered school it attends today (as
+    `store.list_student_keys` gives it for the counts)."""
+    return min((s for s in stored.school_ids(current_on=today()) if view.covers(s)), default=None)
 
 
 Builder = Callable[[store.StoredRecord, Any, set[str]], Awaitable[tuple[dict[str, Any], set[str]] | None]]
@@ -260,7 +306,7 @@ async def release_students(
         runtime,
         principal,
         view,
-        [(s.district_id, s.student_key, min(s.school_ids(current_on=today()), default=None)) for s in loaded],
+        [(s.district_id, s.student_key, first_school(view, s)) for s in loaded],
         elements,
     )
     objects: list[dict[str, Any]] = []
@@ -423,6 +469,7 @@ async def record_teachers(
 
 # What SQL can do for class enrollments; any other filter or a sort is applied to the whole
 # (SQL-scoped) list in Python.
+ENROLLMENT_DATES = {"beginDate": "enrollment.entry_date", "endDate": "enrollment.exit_date"}
 SQL_FILTERS = {("class.sourcedId", "="), ("user.sourcedId", "="), ("school.sourcedId", "="), ("role", "=")}
 
 
@@ -453,6 +500,17 @@ async def class_enrollments(
     if school_id and not view.covers(school_id):
         return Page([], 0)
     bounded = q.sort is None and not q.descending and all((p.field, p.op) in SQL_FILTERS for p in q.predicates)
+    hidden: set[tuple[str, str]] = set()
+    if role != "teacher":
+        # Students the vendor may not see are left out of the rows and the total; a filter on
+        # a date needs the date released too (never matched on a withheld value).
+        dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in q.predicates)]
+        candidates = await current_students(runtime, view)
+        if user_key is not None:
+            candidates = [r for r in candidates if r["sourcedId"] == user_key]
+        hidden = await hidden_students(
+            runtime, principal, view, candidates, CLASS_ENROLLMENT_ELEMENTS, (CLASS_ELEMENT, *dates)
+        )
     rows: list[tuple[str, Any]] = []
     total = 0
     # Districts in order; each district's rows from SQL (paged there when the query allows).
@@ -468,6 +526,7 @@ async def class_enrollments(
                 user_key=user_key,
                 role=role,
                 current_students_on=today(),
+                hidden_students=[k for d, k in hidden if d == district],
                 limit=want if bounded else None,
                 offset=skip if bounded else 0,
             )
@@ -551,9 +610,19 @@ async def _release_enrollments(
     return out
 
 
-def student_page(rows: list[dict[str, Any]], q: ListQuery) -> tuple[list[tuple[str, str]], int]:
-    """Filter, sort and cut the students' key rows: the page's (district, key) and the total."""
+async def student_page(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: list[dict[str, Any]],
+    q: ListQuery,
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> tuple[list[tuple[str, str]], int]:
+    """Filter, screen, sort and cut the students' key rows: the page's (district, key) and the
+    total of those the vendor may see (a read of `elements` releases something to them)."""
     found = [r for r in rows if matches(r, q.predicates)]
+    found = await visible_students(runtime, principal, view, found, elements, require)
     ordered = sort_items(found, q)
     return [(r["district"], r["sourcedId"]) for r in ordered[q.offset : q.offset + q.limit]], len(ordered)
 
@@ -610,6 +679,19 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
             }
             if matches(obj, predicates):
                 rows.append((district, obj))
+    # Students the vendor may not see are left out of the total too (and a date filter needs the
+    # date released: never matched on a withheld value).
+    dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in predicates)]
+    seen = {(d, o["user"]["sourcedId"]): o["school"]["sourcedId"] for d, o in reversed(rows)}
+    hidden = await hidden_students(
+        runtime,
+        principal,
+        view,
+        [{"district": d, "sourcedId": k, "school": sch} for (d, k), sch in seen.items()],
+        SCHOOL_ENROLLMENT_ELEMENTS,
+        ("enrollment.school_id", *dates),
+    )
+    rows = [(d, o) for d, o in rows if (d, o["user"]["sourcedId"]) not in hidden]
     ordered = sort_items([o for _, o in rows], q)
     district_of = {id(o): d for d, o in rows}
     total = len(ordered)

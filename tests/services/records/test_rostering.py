@@ -160,13 +160,13 @@ async def events_of(env: ServiceEnv, submission: str) -> list[OutgoingEvent]:
         await consumer.stop()
 
 
-async def agreement(consent: Any, env: ServiceEnv, district: str) -> str:
+async def agreement(consent: Any, env: ServiceEnv, district: str, category: str = "vendor") -> str:
     staff = env.auth("district_staff", district=district)
     r = await consent.client.post(
         "/v1/agreements",
         json={
             "organization": "Rosterly",
-            "category": "vendor",
+            "category": category,
             "supplemental": SUPPLEMENTAL_ANSWERS,
             "terms": {
                 "elements": [
@@ -386,6 +386,56 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert len(await rec.disclosures()) == before + len(fresh)
             r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "yesterday"}, headers=vendor.auth)
             assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "since.date"
+
+            await counts_reveal_only_whom_the_vendor_may_see(consent, service_env, rec, district, students)
+
+
+async def counts_reveal_only_whom_the_vendor_may_see(
+    consent: Any, env: ServiceEnv, rec: Records, district: str, students: list[dict[str, Any]]
+) -> None:
+    """X-Total-Count and the Link header's last page count only students the vendor may see: under
+    an agreement resting on written consent, where only Ada's parent consented, Alan is in no
+    count of any list (before the fix every student-bearing list counted him: 2 students, 3 users,
+    3 enrollments)."""
+    other = await agreement(consent, env, district, category="other")
+    ada = next(u["sourcedId"] for u in students if u["givenName"] == "Ada")
+    r = await consent.client.post(
+        f"/v1/students/{ada}/consents",
+        json={
+            "district_id": district,
+            "recipient": other,
+            "elements": ["student.first_name", "student.last_name", "enrollment.school_id", "enrollment.class"],
+            "method": "paper_form",
+        },
+        headers=env.auth("district_staff", district=district),
+    )
+    assert r.status_code == 201, r.text
+    vendor = Vendor(rec, env.auth("vendor", agreement=other, organization="Rosterly"))
+    expected = {  # one student (Ada) and the class's teacher
+        "students": 1,
+        "schools/sch-1/students": 1,
+        "classes/cls-1/students": 1,
+        "users": 2,
+        "enrollments": 2,
+        "schools/sch-1/enrollments": 2,
+        "demographics": 0,
+    }
+    tried = 0
+    for path, total in expected.items():
+        for extra in ({}, {"filter": "status='active'"}, {"sort": "sourcedId"}):
+            params = {"limit": "1", **extra}
+            r = await vendor.get(path, **params)
+            tried += 1
+            assert r.status_code == 200, (path, r.text)
+            assert r.headers["x-total-count"] == str(total), (path, params, r.headers["x-total-count"])
+            last = re.search(r'offset=(\d+)>; rel="last"', r.headers["link"])
+            assert last is not None and int(last.group(1)) == max(0, total - 1), (path, r.headers["link"])
+            assert ('rel="next"' in r.headers["link"]) == (total > 1), (path, r.headers["link"])
+            # Past the visible rows: empty pages, never a count of the others.
+            r = await vendor.get(path, limit="1", offset=str(total))
+            assert r.status_code == 200 and r.headers["x-total-count"] == str(total)
+    assert tried == 21
+    assert not any("Alan" in t or "Turing" in t for t in vendor.texts)
 
 
 async def test_bad_roster_events_are_refused_with_their_rule(service_env: ServiceEnv) -> None:
