@@ -1,7 +1,7 @@
 """OneRoster 1.2 rostering REST for vendors (`/ims/oneroster/rostering/v1p2/`): the routes.
 
 Collections: orgs, schools, academicSessions, terms, gradingPeriods, courses, classes, users,
-students, teachers, demographics, enrollments; each also by sourcedId (enrollments: list only);
+students, teachers, demographics, enrollments; each also by sourcedId;
 and the nested ones a vendor's import walks (`schools/{id}/classes|courses|terms|students|
 teachers|enrollments`, `classes/{id}/students|teachers`, `courses/{id}/classes`,
 `terms/{id}/classes|gradingPeriods`, `students|teachers|users/{id}/classes`).
@@ -647,7 +647,12 @@ async def user_classes(
 
 
 async def _enrollments(
-    runtime: Runtime, principal: Principal, view: VendorView, params: ListParams, school_id: str | None = None
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    params: ListParams,
+    school_id: str | None = None,
+    sourced_id: str | None = None,
 ) -> tuple[Page, ListQuery]:
     # Class enrollments where the agreement releases classes (students' or teachers'); else,
     # and for districts that send no classes, students' school enrollments.
@@ -655,10 +660,13 @@ async def _enrollments(
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
         async with runtime.pool.acquire() as conn:
             rostered = await store.has_classes(conn, view.districts)
+    only = [Predicate("sourcedId", "=", sourced_id)] if sourced_id is not None else []
     if rostered:
         q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+        q = replace(q, predicates=[*q.predicates, *only])
         return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
     q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+    q = replace(q, predicates=[*q.predicates, *only])
     if school_id is not None:
         q = ListQuery(
             [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
@@ -680,6 +688,18 @@ async def list_enrollments(
     view = await view_of(runtime, principal)
     result, q = await _enrollments(runtime, principal, view, params)
     return answer(request, response, "enrollments", result, q)
+
+
+@router.get("/enrollments/{sourced_id}")
+async def get_enrollment(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    """One enrollment by its sourcedId (the pseudonymous id the lists give): found among the
+    vendor's own enrollments, so released (a disclosure) exactly as in a list."""
+    view = await view_of(runtime, principal)
+    params = ListParams(None, None, None, None, 1, 0)
+    result, _ = await _enrollments(runtime, principal, view, params, sourced_id=sourced_id)
+    if not result.items:
+        raise not_found("enrollment")
+    return {"enrollment": result.items[0]}
 
 
 @router.get("/schools/{sourced_id}/enrollments")

@@ -197,6 +197,7 @@ class Vendor:
     def __init__(self, rec: Records, auth: dict[str, str]) -> None:
         self.rec, self.auth = rec, auth
         self.links: set[str] = set()
+        self.found: set[str] = set()  # every listed object's own route: {collection}/{sourcedId}
         self.texts: list[str] = []
 
     async def get(self, path: str, **params: str) -> httpx.Response:
@@ -214,6 +215,7 @@ class Vendor:
         assert 'rel="first"' in r.headers["link"] and 'rel="last"' in r.headers["link"]
         self.links.update(re.findall(r'"href": ?"([^"]+)"', r.text))
         items: list[dict[str, Any]] = r.json()[name]
+        self.found.update(f"{OR}/{kind}/{i['sourcedId']}" for i in items)
         return items
 
     async def one(self, href: str) -> dict[str, Any]:
@@ -310,6 +312,13 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert len(vendor.links) >= 8
             for href in sorted(vendor.links):
                 await vendor.one(href)
+            # ... and so does every listed object's sourcedId, in the collection it was listed in
+            # (enrollments included: GET /enrollments/{id}).
+            assert {f.removeprefix(OR + "/").split("/")[0] for f in vendor.found} >= set(COLLECTIONS) - {"demographics"}
+            for found in sorted(vendor.found - vendor.links):
+                await vendor.one(found)
+            r = await vendor.get("enrollments/" + enrollments[0]["sourcedId"][::-1])
+            assert r.status_code == 404
 
             # Outside the agreement: the other school's class, course, teacher and student.
             for path in ("classes/cls-2", "courses/crs-2", "classes/cls-2/students", "classes/cls-2/teachers",
