@@ -428,6 +428,7 @@ async def agreement_scope(agreement_id: str, principal: ScopeReader, runtime: Ru
         "organization": version.organization,
         "districts": list(terms.districts) if active else [],
         "schools": list(terms.schools) if active else [],
+        "classes": list(terms.classes) if active else [],
         "elements": list(terms.elements) if active else [],
         "purposes": list(terms.purposes),
         "start_date": terms.start_date.isoformat() if terms.start_date else None,

@@ -78,11 +78,18 @@ class DecisionFacts:
         own = set(screen.requester.student_keys)  # a parent's children: the one rule that reads the key
         answers: dict[tuple[object, ...], bool] = {}
         withheld: list[str] = []
-        for student_key, school_id in screen.students:
+        for student_key, school_id, *rest in screen.students:
+            class_ids = rest[0] if rest else None
             pair = (student_key, district)
-            same = (school_id, student_key in own, pair in self.opted_out, tuple(self.consents.get(pair, ())))
+            same = (
+                school_id,
+                tuple(class_ids) if class_ids is not None else None,
+                student_key in own,
+                pair in self.opted_out,
+                tuple(self.consents.get(pair, ())),
+            )
             if same not in answers:
-                request = screen.request_for(student_key, school_id)
+                request = screen.request_for(student_key, school_id, class_ids)
                 answers[same] = screen.releases(decide_bounded(request, self.for_request(request, today)))
             if not answers[same]:
                 withheld.append(student_key)

@@ -49,6 +49,7 @@ class DecisionRequest:
     district_id: str
     elements: Sequence[str]
     school_id: str | None = None
+    class_ids: Sequence[str] | None = None
     purpose: str | None = None
     data_date: str | None = None
     to_district_id: str | None = None
@@ -60,6 +61,7 @@ class DecisionRequest:
             "student_key": self.student_key,
             "district_id": self.district_id,
             "school_id": self.school_id,
+            "class_ids": list(self.class_ids) if self.class_ids is not None else None,
             "elements": list(self.elements),
             "purpose": self.purpose,
             "data_date": self.data_date,
@@ -167,7 +169,7 @@ class ConsentClient:
         self,
         requester: dict[str, Any],
         district_id: str,
-        students: Sequence[tuple[str, str | None]],
+        students: Sequence[tuple[str, str | None, Sequence[str] | None]],
         elements: Sequence[str],
         require: Sequence[str] = (),
         purpose: str | None = None,

@@ -486,8 +486,12 @@ async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, An
     out = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            for r in await store.staff_keys(conn, district):
+            staff = await store.staff_keys(conn, district)
+            teaching = await uc.class_teachers(conn, view, district)
+            for r in staff:
                 if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
+                    continue
+                if teaching is not None and r["staff_key"] not in teaching:
                     continue
                 out.append(
                     {

@@ -800,15 +800,22 @@ async def list_student_keys(
     current_on: date | None = None,
     updated_after: datetime | None = None,
     student_key: str | None = None,
+    class_ids: Sequence[str] | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[asyncpg.Record]:
     """Students of a district (optionally only those enrolled at some schools, open on a
-    date), ordered by key, with their last change time and (with schools or a date) the first
-    such school: the one a consent decision for the student names."""
+    date; and, with ``class_ids``, in one of those classes), ordered by key, with their last
+    change time, (with schools or a date) the first such school and (with ``class_ids``) which
+    of those classes they are in: what a consent decision for the student names."""
     rows = await conn.fetch(
         """SELECT * FROM (
-             SELECT s.student_key, s.updated_at, CASE WHEN $2::text[] IS NULL AND $3::date IS NULL THEN NULL ELSE (
+             SELECT s.student_key, s.updated_at,
+                    CASE WHEN $8::text[] IS NULL THEN NULL ELSE ARRAY(
+                        SELECT ce.class_id FROM class_enrollments ce
+                        WHERE ce.district_id = s.district_id AND ce.user_key = s.student_key AND ce.role = 'student'
+                          AND NOT ce.deleted AND ce.class_id = ANY($8::text[]) ORDER BY ce.class_id) END AS class_ids,
+                    CASE WHEN $2::text[] IS NULL AND $3::date IS NULL THEN NULL ELSE (
                    SELECT min(e.school_id) FROM enrollments e
                    WHERE e.district_id = s.district_id AND e.student_key = s.student_key
                      AND ($2::text[] IS NULL OR e.school_id = ANY($2::text[]))
@@ -818,7 +825,8 @@ async def list_student_keys(
              WHERE s.district_id = $1 AND s.destroyed_at IS NULL
                AND ($4::timestamptz IS NULL OR s.updated_at > $4)
                AND ($5::text IS NULL OR s.student_key = $5)) k
-           WHERE ($2::text[] IS NULL AND $3::date IS NULL) OR k.school_id IS NOT NULL
+           WHERE (($2::text[] IS NULL AND $3::date IS NULL) OR k.school_id IS NOT NULL)
+             AND ($8::text[] IS NULL OR cardinality(k.class_ids) > 0)
            ORDER BY k.student_key LIMIT $6 OFFSET $7""",
         district_id,
         list(school_ids) if school_ids is not None else None,
@@ -827,6 +835,7 @@ async def list_student_keys(
         student_key,
         limit,
         offset,
+        list(class_ids) if class_ids is not None else None,
     )
     return list(rows)
 
@@ -1588,6 +1597,7 @@ async def class_enrollments(
     *,
     school_ids: Sequence[str] | None,
     class_id: str | None = None,
+    class_ids: Sequence[str] | None = None,
     user_key: str | None = None,
     role: str | None = None,
     current_students_on: date | None = None,
@@ -1616,7 +1626,8 @@ async def class_enrollments(
                  AND ($4::text IS NULL OR ce.user_key = $4)
                  AND ($5::text IS NULL OR ce.role = $5)
                  AND ($6::date IS NULL OR ce.role <> 'student' OR cur.student_key IS NOT NULL)
-                 AND NOT (ce.role = 'student' AND ce.user_key = ANY($7::text[]))"""
+                 AND NOT (ce.role = 'student' AND ce.user_key = ANY($7::text[]))
+                 AND ($8::text[] IS NULL OR ce.class_id = ANY($8::text[]))"""
     args: list[object] = [
         district_id,
         list(school_ids) if school_ids is not None else None,
@@ -1625,15 +1636,44 @@ async def class_enrollments(
         role,
         current_students_on,
         list(hidden_students),
+        list(class_ids) if class_ids is not None else None,
     ]
     total = await conn.fetchval(query.format(select="SELECT count(*)"), *args)
     rows = await conn.fetch(
-        query.format(select="SELECT ce.*") + " ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $8 OFFSET $9",
+        query.format(select="SELECT ce.*") + " ORDER BY ce.class_id, ce.role, ce.user_key LIMIT $9 OFFSET $10",
         *args,
         limit,
         offset,
     )
     return list(rows), int(total or 0)
+
+
+async def teachers_of_classes(conn: Connection, district_id: str, class_ids: Sequence[str]) -> set[str]:
+    """Staff keys teaching any of the classes (in a district transaction)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT user_key FROM class_enrollments
+           WHERE district_id = $1 AND role = 'teacher' AND NOT deleted AND class_id = ANY($2::text[])""",
+        district_id,
+        list(class_ids),
+    )
+    return {r["user_key"] for r in rows}
+
+
+async def classes_of_students(
+    conn: Connection, district_id: str, student_keys: Sequence[str], class_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Which of the classes each student is in (in a district transaction)."""
+    out: dict[str, list[str]] = {}
+    for r in await conn.fetch(
+        """SELECT user_key, class_id FROM class_enrollments
+           WHERE district_id = $1 AND role = 'student' AND NOT deleted AND user_key = ANY($2::text[])
+             AND class_id = ANY($3::text[]) ORDER BY user_key, class_id""",
+        district_id,
+        list(student_keys),
+        list(class_ids),
+    ):
+        out.setdefault(r["user_key"], []).append(r["class_id"])
+    return out
 
 
 async def has_classes(conn: Connection, district_ids: Sequence[str]) -> bool:

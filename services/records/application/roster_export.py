@@ -60,7 +60,12 @@ async def export(runtime: Runtime, principal: Principal, view: VendorView, since
         for district in view.districts:
             async with store.district_tx(runtime.pool, district) as conn:
                 rows, _ = await store.class_enrollments(
-                    conn, district, school_ids=view.schools, current_students_on=today(), limit=None
+                    conn,
+                    district,
+                    school_ids=view.schools,
+                    class_ids=view.classes,
+                    current_students_on=today(),
+                    limit=None,
                 )
             for r in rows:
                 if r["class_id"] not in visible_classes:

@@ -94,6 +94,14 @@ class VendorView:
         return not self.scope.schools or school_id in self.scope.schools
 
     @property
+    def classes(self) -> list[str] | None:
+        """The classes an agreement for certain classes only is for (None: every class)."""
+        return sorted(self.scope.classes) if self.scope.classes else None
+
+    def covers_class(self, class_id: str) -> bool:
+        return not self.scope.classes or class_id in self.scope.classes
+
+    @property
     def teachers_visible(self) -> bool:
         return TEACHERS_ELEMENT in self.scope.elements
 
@@ -178,10 +186,18 @@ async def courses(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
         rows = await store.courses(conn, view.districts)
         years = {(r["district_id"], r["session_id"]) for r in await store.sessions(conn, view.districts)}
+        # An agreement for certain classes: only those classes' courses.
+        taught = (
+            {(r["district_id"], r["course_id"]) for r in await store.classes(conn, view.districts)
+             if view.covers_class(r["class_id"]) and view.covers(r["school_id"])}
+            if view.classes
+            else None
+        )  # fmt: skip
     return [
         course_object(r, r["district_id"], (r["district_id"], r["school_year_id"]) in years)
         for r in rows
-        if not r["school_id"] or view.covers(r["school_id"])
+        if (not r["school_id"] or view.covers(r["school_id"]))
+        and (taught is None or (r["district_id"], r["course_id"]) in taught)
     ]
 
 
@@ -201,7 +217,7 @@ async def classes(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
             None,
         )
         for r in rows
-        if view.covers(r["school_id"])
+        if view.covers(r["school_id"]) and view.covers_class(r["class_id"])
     ]
 
 
@@ -215,7 +231,7 @@ async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str,
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), limit=10_000_000
+                conn, district, school_ids=view.schools, current_on=today(), class_ids=view.classes, limit=10_000_000
             )
         out.extend(
             {
@@ -224,6 +240,7 @@ async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str,
                 "status": "active",
                 "dateLastModified": stamp(r["updated_at"]),
                 "school": r["school_id"],
+                "classes": r["class_ids"],
             }
             for r in rows
         )
@@ -241,9 +258,9 @@ async def hidden_students(
     """The (district, key) of the students in `rows` a read of `elements` releases nothing to
     (or not every element of `require`), by consent's rules: what counts must leave out, so
     that X-Total-Count and Link never reveal a student the vendor may not see."""
-    by_district: dict[str, list[tuple[str, str | None]]] = {}
+    by_district: dict[str, list[tuple[str, str | None, Sequence[str] | None]]] = {}
     for r in rows:
-        by_district.setdefault(r["district"], []).append((r["sourcedId"], r["school"]))
+        by_district.setdefault(r["district"], []).append((r["sourcedId"], r["school"], r.get("classes")))
     hidden: set[tuple[str, str]] = set()
     for district, students in by_district.items():
         try:
@@ -297,16 +314,23 @@ async def release_students(
     for district, key in candidates:
         by_district.setdefault(district, []).append(key)
     found: dict[tuple[str, str], store.StoredRecord] = {}
+    in_classes: dict[tuple[str, str], list[str]] = {}
     for district, keys in by_district.items():
         async with store.district_tx(runtime.pool, district) as conn:
             for stored in await store.load_roster(conn, district, keys):
                 found[(district, stored.student_key)] = stored
+            if view.classes:
+                mine = await store.classes_of_students(conn, district, keys, view.classes)
+                in_classes.update({(district, k): c for k, c in mine.items()})
     loaded = [found[c] for c in candidates if c in found]
     decisions = await _decide(
         runtime,
         principal,
         view,
-        [(s.district_id, s.student_key, first_school(view, s)) for s in loaded],
+        [
+            (s.district_id, s.student_key, first_school(view, s), in_classes.get((s.district_id, s.student_key), []))
+            for s in loaded
+        ],
         elements,
     )
     objects: list[dict[str, Any]] = []
@@ -330,9 +354,11 @@ async def _decide(
     runtime: Runtime,
     principal: Principal,
     view: VendorView,
-    students: Sequence[tuple[str, str, str | None]],
+    students: Sequence[tuple[str, str, str | None, Sequence[str]]],
     elements: Sequence[str],
 ) -> list[Decision]:
+    """Consent's decisions; the student's classes are named only for an agreement for certain
+    classes (consent then denies a student in none of them)."""
     requests = [
         DecisionRequest(
             action="read",
@@ -340,10 +366,11 @@ async def _decide(
             student_key=key,
             district_id=district,
             school_id=school,
+            class_ids=tuple(classes) if view.classes else None,
             elements=tuple(elements),
             purpose=view.purpose,
         )
-        for district, key, school in students
+        for district, key, school, classes in students
     ]
     try:
         return await consent_client(runtime).decide_many(requests) if requests else []
@@ -427,9 +454,10 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.staff(conn, district, wanted)
+            teaching = await class_teachers(conn, view, district)
         for r in rows:
             schools = sorted(s for s in r["school_ids"] if view.covers(s))
-            if not schools or r["deleted"]:
+            if not schools or r["deleted"] or (teaching is not None and r["staff_key"] not in teaching):
                 continue
             sealed = {e: bytes(v) for e, v in zip(r["elements"], r["sealed"], strict=True) if e in view.visible}
             try:
@@ -440,6 +468,11 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
             user, held = teacher_object(r, opened, view.visible, schools)
             out.append(Teacher(district, r["staff_key"], user, held))
     return out
+
+
+async def class_teachers(conn: Any, view: VendorView, district: str) -> set[str] | None:
+    """For an agreement for certain classes, the staff teaching them (None: no such limit)."""
+    return await store.teachers_of_classes(conn, district, view.classes) if view.classes else None
 
 
 async def record_teachers(
@@ -497,7 +530,7 @@ async def class_enrollments(
     if not view.teachers_visible:
         role = "student" if role in (None, "student") else role
     schools = [school_id] if school_id else view.schools
-    if school_id and not view.covers(school_id):
+    if (school_id and not view.covers(school_id)) or (class_id and not view.covers_class(class_id)):
         return Page([], 0)
     bounded = q.sort is None and not q.descending and all((p.field, p.op) in SQL_FILTERS for p in q.predicates)
     hidden: set[tuple[str, str]] = set()
@@ -523,6 +556,7 @@ async def class_enrollments(
                 district,
                 school_ids=schools,
                 class_id=class_id,
+                class_ids=view.classes,
                 user_key=user_key,
                 role=role,
                 current_students_on=today(),
@@ -559,12 +593,20 @@ async def _release_enrollments(
     firsts: dict[tuple[str, str], str] = {}
     for d, k, s in students:
         firsts.setdefault((d, k), s)
+    # the page's rows are already cut to the agreement's classes: those are the student's classes
+    in_classes: dict[tuple[str, str], set[str]] = {}
+    for d, _, r in objects:
+        in_classes.setdefault((d, r["user_key"]), set()).add(r["class_id"])
     keys = sorted(firsts)
     decisions = dict(
         zip(
             keys,
             await _decide(
-                runtime, principal, view, [(d, k, firsts[(d, k)]) for d, k in keys], CLASS_ENROLLMENT_ELEMENTS
+                runtime,
+                principal,
+                view,
+                [(d, k, firsts[(d, k)], sorted(in_classes[(d, k)])) for d, k in keys],
+                CLASS_ENROLLMENT_ELEMENTS,
             ),
             strict=True,
         )
@@ -635,7 +677,10 @@ SCHOOL_ENROLLMENT_ELEMENTS = ("enrollment.school_id", "enrollment.entry_date", "
 async def school_enrollments(runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery) -> Page:
     """Students' school enrollments (`class` null), for agreements whose districts send no
     classes: what SQL can do (covered schools, the agreement's end, the common predicates) is
-    done there; with no other predicate the page bounds the query too."""
+    done there; with no other predicate the page bounds the query too. An agreement for certain
+    classes has none here (these districts send no classes)."""
+    if view.classes:
+        return Page([], 0)
     predicates = q.predicates
     sql_fields = {
         ("dateLastModified", ">"),
@@ -702,7 +747,7 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
         school_of[key] = min(school_of.get(key, obj["school"]["sourcedId"]), obj["school"]["sourcedId"])
     students = sorted(school_of)
     decisions = await _decide(
-        runtime, principal, view, [(d, k, school_of[(d, k)]) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS
+        runtime, principal, view, [(d, k, school_of[(d, k)], []) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS
     )
     by_student = dict(zip(students, decisions, strict=True))
     out: list[dict[str, Any]] = []
@@ -779,7 +824,13 @@ async def district_of_student(runtime: Runtime, view: VendorView, key: str) -> s
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), student_key=key, limit=1
+                conn,
+                district,
+                school_ids=view.schools,
+                current_on=today(),
+                student_key=key,
+                class_ids=view.classes,
+                limit=1,
             )
         if rows:
             return district
