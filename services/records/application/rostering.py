@@ -359,10 +359,11 @@ async def _decide(
 ) -> list[Decision]:
     """Consent's decisions; the student's classes are named only for an agreement for certain
     classes (consent then denies a student in none of them)."""
+    requester = requester_json(principal)
     requests = [
         DecisionRequest(
             action="read",
-            requester=requester_json(principal),
+            requester=requester,
             student_key=key,
             district_id=district,
             school_id=school,

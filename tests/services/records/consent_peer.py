@@ -166,12 +166,16 @@ def consent_peer(state: PeerState, verifier: TokenVerifier) -> FastAPI:
             return JSONResponse({"title": "forbidden"}, status_code=403)
         body = await request.json()
         withheld = []
-        for key, school in body["students"]:
-            one = {"action": "read", "requester": body["requester"], "student_key": key,
-                   "district_id": body["district_id"], "school_id": school, "elements": body["elements"],
-                   "purpose": body.get("purpose")}  # fmt: skip
-            answer = decide(state, one)
-            if not answer["allow"] or not set(body.get("require") or ()) <= set(answer["elements_allowed"]):
+        answers: dict[tuple[object, ...], bool] = {}  # the rules see a student by school and opt-out only
+        for key, school, *_ in body["students"]:
+            same = (school, (body["district_id"], key) in state.opt_outs)
+            if same not in answers:
+                one = {"action": "read", "requester": body["requester"], "student_key": key,
+                       "district_id": body["district_id"], "school_id": school, "elements": body["elements"],
+                       "purpose": body.get("purpose")}  # fmt: skip
+                answer = decide(state, one)
+                answers[same] = answer["allow"] and set(body.get("require") or ()) <= set(answer["elements_allowed"])
+            if not answers[same]:
                 withheld.append(key)
         return JSONResponse({"withheld": withheld})
 
