@@ -224,7 +224,7 @@ async def classes(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
 # --- students -----------------------------------------------------------------------------
 
 
-async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+async def current_students(runtime: Runtime, view: VendorView, *, stamped: bool = True) -> list[dict[str, Any]]:
     """Every student currently enrolled at a covered school of a covered district, as the
     (district, sourcedId, dateLastModified) rows a filter and sort can work on: keys only."""
     out: list[dict[str, Any]] = []
@@ -238,7 +238,7 @@ async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str,
                 "district": district,
                 "sourcedId": r["student_key"],
                 "status": "active",
-                "dateLastModified": stamp(r["updated_at"]),
+                "dateLastModified": stamp(r["updated_at"]) if stamped else None,
                 "school": r["school_id"],
                 "classes": r["class_ids"],
             }
@@ -539,7 +539,7 @@ async def class_enrollments(
         # Students the vendor may not see are left out of the rows and the total; a filter on
         # a date needs the date released too (never matched on a withheld value).
         dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in q.predicates)]
-        candidates = await current_students(runtime, view)
+        candidates = await current_students(runtime, view, stamped=False)  # for the screen: keys only
         if user_key is not None:
             candidates = [r for r in candidates if r["sourcedId"] == user_key]
         hidden = await hidden_students(
