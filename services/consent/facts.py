@@ -34,7 +34,7 @@ import asyncpg
 from homeroom.storage import Connection
 from services.consent.agreements import Agreement
 from services.consent.cedar_policy import decide_bounded
-from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts
+from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts, ScreenRequest
 from services.consent.guardianship import standing
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,15 @@ class DecisionFacts:
             directory_opt_out=pair in self.opted_out,
             consents=self.consents.get(pair, []),
             not_transferable=self.exclusions.get(request.district_id, frozenset()),
-            guardianship=self._standing(request) if parent else None,
+            guardianship=self._standing(request.requester.subject or "", request.student_key, request.district_id)
+            if parent
+            else None,
             guardian_registered=parent and (request.requester.subject or "") in self.registered,
         )
 
-    def _standing(self, request: DecisionRequest) -> str | None:
-        subject, key = request.requester.subject or "", request.student_key
+    def _standing(self, subject: str, key: str, district_id: str) -> str | None:
         return standing(
-            request.district_id,
+            district_id,
             lambda d: self.guardians.get((key, d), {}).get(subject),
             lambda d: self.moves.get((key, d), ()),
         )
@@ -86,6 +87,36 @@ class DecisionFacts:
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
         today = now.date()
         return [decide_bounded(r, self.for_request(r, today)) for r in requests]
+
+    def screen(self, screen: ScreenRequest, now: datetime) -> list[str]:
+        """The students of `screen` a read would release nothing to (or not all of `require`).
+        The rules see a student only through the facts below and the school, so each distinct
+        (school, opt-out, consents) is decided once: a district of 50,000 takes a few decisions."""
+        today = now.date()
+        district = screen.district_id
+        own = set(screen.requester.student_keys)  # a parent's children: the one rule that reads the key
+        parent = screen.requester.role == "parent"
+        subject = screen.requester.subject or ""
+        answers: dict[tuple[object, ...], bool] = {}
+        withheld: list[str] = []
+        for student_key, school_id, *rest in screen.students:
+            class_ids = rest[0] if rest else None
+            pair = (student_key, district)
+            same = (
+                school_id,
+                tuple(class_ids) if class_ids is not None else None,
+                student_key in own,
+                # ... and the parent's guardianship standing in this district (issue 24)
+                self._standing(subject, student_key, district) if parent and student_key in own else None,
+                pair in self.opted_out,
+                tuple(self.consents.get(pair, ())),
+            )
+            if same not in answers:
+                request = screen.request_for(student_key, school_id, class_ids)
+                answers[same] = screen.releases(decide_bounded(request, self.for_request(request, today)))
+            if not answers[same]:
+                withheld.append(student_key)
+        return withheld
 
     # --- loading -------------------------------------------------------------------------
 
