@@ -26,13 +26,13 @@ from tests.harness import ServiceEnv, drop_database, new_database
 from tests.stacks import DemoStack, child_processes, start_prometheus
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
-# broker) run in two xdist groups, one after another within each: the fault tests (five
-# stacks of their own, about six minutes) and everything else on a stack (the shared demo
-# stack, the privacy attacks, the fuzz). One group for all of them made its worker the
-# critical path of `./run test` (about 13 of CI's 15 minutes); two stacks at once on two
-# cores hold, with readiness waits of 180 s (`Stack.start`). Only a module that starts a
-# stack (or uses a fixture that does) carries the marker: an in-process test left in a
-# stack group lengthens that group's worker.
+# broker) run in two xdist groups, one after another within each: the fault tests (two
+# stacks: one shared by five tests, one for the broker restart) and everything else on a
+# stack (the shared demo stack, the privacy attacks, the fuzz). One group for all of them
+# made its worker the critical path of `./run test` (about 13 of CI's 15 minutes); two
+# stacks at once on two cores hold, with readiness waits of 180 s (`Stack.start`). Only a
+# module that starts a stack (or uses a fixture that does) carries the marker: an
+# in-process test left in a stack group lengthens that group's worker.
 WHOLE_STACK = "whole_stack"
 
 
