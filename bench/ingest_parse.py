@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.ingest.formats.oneroster import parse_oneroster  # noqa: E402
-from services.ingest.records import RecordError, RecordWarning  # noqa: E402
+from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
+from services.ingest.parsed_records import RecordError, RecordWarning  # noqa: E402
 from services.ingest.validation import Validator  # noqa: E402
 from tests.services.ingest.ingest_data import big_oneroster_zip  # noqa: E402
 

@@ -44,7 +44,7 @@ from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, Attend
 from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.ingest.formats.batch import parse_batch  # noqa: E402
-from services.ingest.formats.oneroster import parse_oneroster  # noqa: E402
+from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
 from services.ingest.service import SERVICE  # noqa: E402
 from services.ingest.validation import Validator  # noqa: E402
 from tests.harness import ServiceEnv, ServiceUnderTest, new_database, service_under_test  # noqa: E402

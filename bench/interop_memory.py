@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from homeroom.generate import EdFiEnrollment, edfi_enrollment_records, write_edfi_enrollment  # noqa: E402
 from services.ingest.formats.edfi_xml import parse_edfi_xml  # noqa: E402
-from services.ingest.formats.oneroster import parse_oneroster  # noqa: E402
-from services.ingest.records import Dropped, ParseItem, RecordError, RecordWarning  # noqa: E402
+from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning  # noqa: E402
 from services.ingest.validation import Validator  # noqa: E402
 from tests.services.ingest.ingest_data import big_oneroster_zip  # noqa: E402
 

@@ -22,8 +22,8 @@ from services.ingest.formats import ParseOptions
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_json import parse_edfi_json
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.formats.oneroster import parse_oneroster
-from services.ingest.records import Dropped, Issue, OrgType, ParseItem, RecordError, SchoolRecord
+from services.ingest.formats.oneroster_csv import parse_oneroster
+from services.ingest.parsed_records import Dropped, Issue, OrgType, ParseItem, RecordError, SchoolRecord
 from services.ingest.report import Tally, records_in
 from services.ingest.validation import Validator
 

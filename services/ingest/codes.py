@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from services.ingest.records import AttendanceCategory
+from services.ingest.parsed_records import AttendanceCategory
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
 

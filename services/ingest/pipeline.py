@@ -72,8 +72,8 @@ from services.ingest.formats import ParseOptions
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_json import parse_edfi_json
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.formats.oneroster import OneRosterUpload
-from services.ingest.records import (
+from services.ingest.formats.oneroster_csv import OneRosterUpload
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     CalendarRecord,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from services.ingest.records import Dropped, Issue, ParsedRecord, ParseItem, RecordError, RecordWarning
+from services.ingest.parsed_records import Dropped, Issue, ParsedRecord, ParseItem, RecordError, RecordWarning
 
 MAX_NAMES = 500  # distinct dropped names kept per submission; the rest are added up as one
 _OTHERS = "(other element names)"

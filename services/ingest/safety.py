@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from services.ingest.records import EnrollmentAction, EnrollmentRecord, ParseItem, StudentRecord
+from services.ingest.parsed_records import EnrollmentAction, EnrollmentRecord, ParseItem, StudentRecord
 
 DEFAULT_MAX_SHARE = 0.10
 

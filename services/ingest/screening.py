@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from services.ingest.records import ssn_structure
+from services.ingest.parsed_records import ssn_structure
 
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WHOLE = re.compile(r"\s*(\d{3})([- ]?)(\d{2})\2(\d{4})\s*")

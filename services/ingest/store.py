@@ -18,7 +18,7 @@ import asyncpg
 
 from homeroom.calendar import Term
 from homeroom.storage import Connection
-from services.ingest.records import CalendarRecord, Issue
+from services.ingest.parsed_records import CalendarRecord, Issue
 
 STATUSES = ("received", "processing", "completed", "failed", "held")
 FINAL_STATUSES = ("completed", "failed")

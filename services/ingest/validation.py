@@ -89,7 +89,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from homeroom.calendar import year_bounds
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceRecord,
     CalendarRecord,
     ClassRecord,

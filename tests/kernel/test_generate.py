@@ -10,8 +10,8 @@ from pathlib import Path
 
 from homeroom.generate import Student, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
 from services.ingest.formats.batch import parse_batch
-from services.ingest.formats.oneroster import parse_oneroster
-from services.ingest.records import RecordError
+from services.ingest.formats.oneroster_csv import parse_oneroster
+from services.ingest.parsed_records import RecordError
 
 ROOT = Path(__file__).resolve().parents[2]
 

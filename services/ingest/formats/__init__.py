@@ -1,7 +1,7 @@
 """Streaming parsers for the formats districts already export, and what they share.
 
 Every parser is a generator over a binary stream that yields, in input order, normalised
-records (:mod:`services.ingest.records`), ``RecordError`` for refused input records,
+records (:mod:`services.ingest.parsed_records`), ``RecordError`` for refused input records,
 ``RecordWarning`` for accepted records that lost something and ``Dropped`` for elements (or
 whole records) the standard allows but Homeroom does not collect: names only, never values.
 
@@ -19,7 +19,7 @@ Modules:
     batch      Homeroom's own JSON batch (schema in its docstring)
     edfi_json  Ed-Fi ODS/API resource JSON (students, studentSchoolAssociations, ...)
     edfi_xml   Ed-Fi XML interchange files (bulk load; what inBloom took in)
-    oneroster  OneRoster 1.1 / 1.2 CSV zip (bulk and delta)
+    oneroster_csv  OneRoster 1.1 / 1.2 CSV zip (bulk and delta)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from datetime import date
 from typing import IO, Any
 
 from services.ingest import codes
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     Dropped,
     ParseItem,
     RecordError,

@@ -8,7 +8,7 @@ from datetime import date
 
 from services.ingest import codes
 from services.ingest.formats import Check, issues_then
-from services.ingest.records import AttendanceRecord, ParseItem, Source, SuspensionRecord, record_id
+from services.ingest.parsed_records import AttendanceRecord, ParseItem, Source, SuspensionRecord, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"

@@ -82,7 +82,7 @@ from services.ingest.formats import (
     stream_size,
 )
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     CalendarRecord,

@@ -64,7 +64,7 @@ from services.ingest.formats._edfi import (
     suspension_event,
 )
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     CalendarRecord,
     Dropped,
     EnrollmentAction,

@@ -92,7 +92,7 @@ from services.ingest.formats._edfi import (
     program_element,
     suspension_event,
 )
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     CalendarRecord,
     ClassRecord,
     CourseRecord,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from services.ingest.formats import ParseOptions, Progress
 from services.ingest.formats.batch import parse_batch
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     Dropped,

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from services.ingest.formats.edfi_json import parse_edfi_json
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     CalendarRecord,

@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.records import Dropped, ParseItem, RecordError, StaffRecord, TeachingRecord
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, StaffRecord, TeachingRecord
 
 FILE = Path(__file__).parent / "edfi_handwritten" / "StaffAssociation-ds5.2.xml"
 XSD = Path(__file__).resolve().parents[3] / ".." / "shared" / "interop" / "edfi-ds5.2" / "Schemas" / "Bulk"

@@ -7,7 +7,7 @@ from typing import IO, cast
 
 from services.ingest.formats import ParseOptions, Progress
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     Dropped,

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from services.ingest.formats import ParseOptions
-from services.ingest.formats.oneroster import OneRosterUpload
+from services.ingest.formats.oneroster_csv import OneRosterUpload
+from services.ingest.parsed_records import RecordError
 from services.ingest.pipeline import FairSlots, Ingestor, Job
-from services.ingest.records import RecordError
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.ingest.ingest_data import manifest, oneroster_zip, user11

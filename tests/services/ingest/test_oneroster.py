@@ -7,8 +7,8 @@ from datetime import date
 from pathlib import Path
 
 from services.ingest.formats import ParseOptions, Progress
-from services.ingest.formats.oneroster import OneRosterUpload, parse_oneroster
-from services.ingest.records import (
+from services.ingest.formats.oneroster_csv import OneRosterUpload, parse_oneroster
+from services.ingest.parsed_records import (
     CalendarRecord,
     CalendarSource,
     CourseRecord,

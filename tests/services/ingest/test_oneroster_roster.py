@@ -11,8 +11,8 @@ from typing import Any
 from homeroom.catalogue import CATALOGUE
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.formats.oneroster import OneRosterUpload
-from services.ingest.records import (
+from services.ingest.formats.oneroster_csv import OneRosterUpload
+from services.ingest.parsed_records import (
     ClassRecord,
     CourseRecord,
     Dropped,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from services.ingest.formats.edfi_json import parse_edfi_json
 from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.formats.oneroster import parse_oneroster
-from services.ingest.records import Issue, ParseItem
+from services.ingest.formats.oneroster_csv import parse_oneroster
+from services.ingest.parsed_records import Issue, ParseItem
 from tests.services.ingest.ingest_data import USERS_11, enrollment, make_zip, manifest, oneroster_zip, user11
 from tests.services.ingest.test_edfi_json import STUDENT
 from tests.services.ingest.test_edfi_xml import STUDENTS

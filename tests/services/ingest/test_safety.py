@@ -3,8 +3,8 @@ from __future__ import annotations
 import io
 from datetime import date
 
-from services.ingest.formats.oneroster import OneRosterUpload
-from services.ingest.records import EnrollmentAction, EnrollmentRecord, Source, StudentRecord
+from services.ingest.formats.oneroster_csv import OneRosterUpload
+from services.ingest.parsed_records import EnrollmentAction, EnrollmentRecord, Source, StudentRecord
 from services.ingest.safety import (
     HeldSchool,
     WithdrawalTally,

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     AttendanceCategory,
     AttendanceRecord,
     EnrollmentAction,

@@ -28,8 +28,8 @@ from homeroom.events.v1 import roster_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
-from services.ingest.formats.oneroster import OneRosterUpload
-from services.ingest.records import (
+from services.ingest.formats.oneroster_csv import OneRosterUpload
+from services.ingest.parsed_records import (
     ClassRecord,
     EnrollmentRecord,
     RecordError,

@@ -67,7 +67,7 @@ from services.ingest.formats import (
     issues_then,
     stream_size,
 )
-from services.ingest.records import (
+from services.ingest.parsed_records import (
     CalendarRecord,
     CalendarSource,
     ClassRecord,
