@@ -209,12 +209,20 @@ class Principal:
     organization: str | None = None  # vendor
     student_keys: frozenset[str] = field(default_factory=frozenset)  # parent: pseudonymous keys
     client_id: str | None = None
+    # parent, from consent's guardianship issuer (issue 24): (student key, district) of each
+    # active link. Empty: the token names students only, in every district (development tokens).
+    guardianships: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         # Accept plain strings and any iterables from callers; store the canonical types.
         object.__setattr__(self, "role", Role(self.role))
         object.__setattr__(self, "school_ids", frozenset(self.school_ids))
         object.__setattr__(self, "student_keys", frozenset(self.student_keys))
+        object.__setattr__(self, "guardianships", frozenset((str(k), str(d)) for k, d in self.guardianships))
+        if self.guardianships and self.role is not Role.PARENT:
+            raise ValueError(f"role {self.role.value} may not carry the claim 'guardianships'")
+        if any(not d or k not in self.student_keys for k, d in self.guardianships):
+            raise ValueError("claim 'guardianships' names a student the token's 'students' does not, or no district")
         if not self.subject:
             raise ValueError("a principal needs a subject")
         if not self.token_id:
@@ -242,6 +250,15 @@ class Principal:
 
     def is_parent_of(self, student_key: str) -> bool:
         return self.role is Role.PARENT and student_key in self.student_keys
+
+    def is_parent_in(self, student_key: str, district_id: str) -> bool:
+        """A parent of the student who may act for them in this district: a token with a
+        `guardianships` claim (consent's) names the districts of each student's active links; a
+        token without one names students only, in every district (consent's decision point still
+        checks its registry for the people it knows)."""
+        if not self.is_parent_of(student_key):
+            return False
+        return not self.guardianships or (student_key, district_id) in self.guardianships
 
     def acts_under(self, agreement_id: str) -> bool:
         return self.role is Role.VENDOR and self.agreement_id == agreement_id
@@ -452,6 +469,21 @@ def _str_set(claims: Mapping[str, Any], name: str) -> frozenset[str]:
 _ROLE_NAMES = frozenset(r.value for r in Role)
 
 
+def _guardianships(claims: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    """The `guardianships` claim, `{student key: [district, ...]}`, as (student, district) pairs."""
+    value = claims.get("guardianships")
+    if value is None:
+        return frozenset()
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(d, str) and d for d in v)
+        for k, v in value.items()
+    ):
+        raise AuthenticationError("malformed_claim", "claim 'guardianships' must map student keys to district ids")
+    if any(text_problem(d) for v in value.values() for d in v):
+        raise AuthenticationError("malformed_claim", "claim 'guardianships' holds an unprintable or long id")
+    return frozenset((k, d) for k, v in value.items() for d in v)
+
+
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     """The principal a verified token's claims describe; AuthenticationError if they don't fit."""
     role_claim = claims.get("role")
@@ -488,6 +520,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
             organization=_optional_str(claims, "org"),
             student_keys=_str_set(claims, "students"),
             client_id=_optional_str(claims, "client_id"),
+            guardianships=_guardianships(claims),
         )
     except ValueError as exc:
         raise AuthenticationError("scope", str(exc)) from None
@@ -678,6 +711,7 @@ class DevIssuer:
         client_id: str | None = None,
         ttl_s: int = 3600,
         services: Iterable[str] | None = None,
+        guardianships: Iterable[tuple[str, str]] = (),
     ) -> str:
         """A signed token; ValueError if the scope does not fit the role (the same rules
         the verifier applies, so it never mints a token services would refuse). Its audience
@@ -694,6 +728,7 @@ class DevIssuer:
             organization=organization,
             student_keys=frozenset(students),
             client_id=client_id,
+            guardianships=frozenset(guardianships),
         )
         now = int(time.time())
         named = list(AUDIENCE_SERVICES) if services is None else list(services)
@@ -724,6 +759,11 @@ class DevIssuer:
             "client_id": principal.client_id,
         }
         claims.update({k: v for k, v in optional.items() if v})
+        if principal.guardianships:
+            districts: dict[str, list[str]] = {}
+            for student_key, district_id in sorted(principal.guardianships):
+                districts.setdefault(student_key, []).append(district_id)
+            claims["guardianships"] = districts
         signing_key, jwk = self._key()
         return jwt.encode(claims, signing_key, algorithm="EdDSA", headers={"kid": jwk["kid"]})
 

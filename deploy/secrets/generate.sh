@@ -69,6 +69,11 @@ if new witness.pub.pem; then
 fi
 # The portal's OIDC client secret: register the portal with your identity provider as a
 # confidential client (id homeroom-portal) with this secret, or replace the file with its own.
+# The secret consent keeps linking codes under (an HMAC, never the code; issue 24): 32 random
+# bytes, base64. A new key makes every unredeemed code unredeemable (issue new letters).
+if new linking-code.key; then
+  openssl rand -base64 32 > linking-code.key
+fi
 if new portal_oidc_client_secret; then
   openssl rand -base64 32 | tr -d '/+=\n' > portal_oidc_client_secret
 fi
@@ -99,14 +104,14 @@ PGPASS_FILES="pgpass_owner pgpass_ingest pgpass_records pgpass_consent pgpass_tr
 chmod 600 $PGPASS_FILES
 chmod 600 witness.key
 chmod 644 audit-log.pub.pem witness.pub.pem
-chmod 600 postgres_password postgres_roles pseudonym.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
+chmod 600 postgres_password postgres_roles pseudonym.key linking-code.key audit-signing.key grafana_admin_password auth_jwks.json service_token \
   portal_oidc_client_secret incidents-signing.key guardian-issuer.pem guardian_jwks.json
 # Compose mounts these files as they are: the reading container's user must own them.
 if [ "$(id -u)" -eq 0 ]; then
   # shellcheck disable=SC2086
   chown "$HOMEROOM_UID:$HOMEROOM_UID" $PGPASS_FILES
   chown "$HOMEROOM_UID:$HOMEROOM_UID" witness.key audit-log.pub.pem witness.pub.pem
-  chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key audit-signing.key auth_jwks.json service_token \
+  chown "$HOMEROOM_UID:$HOMEROOM_UID" pseudonym.key linking-code.key audit-signing.key auth_jwks.json service_token \
     portal_oidc_client_secret incidents-signing.key guardian-issuer.pem guardian_jwks.json
   chown "$POSTGRES_UID:$POSTGRES_UID" postgres_password postgres_roles
   chown "$GRAFANA_UID:$GRAFANA_UID" grafana_admin_password

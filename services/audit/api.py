@@ -485,6 +485,10 @@ async def student_disclosures(
     own_views: dict[str, dict[str, Any]] = {}
     for e in page:
         d = e.draft
+        if principal.role is Role.PARENT and not principal.is_parent_in(student_key, d.district_id):
+            # A district where the parent's link is not active (a transfer carried it and the
+            # district has not accepted it, or it was revoked): none of its disclosures (issue 24).
+            continue
         if d.recipient.role == "parent":
             # A parent's (or an eligible student's) own inspection (99.10) is no disclosure to anyone
             # else: shown apart, one line per day, never as "who received your child's data".

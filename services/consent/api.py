@@ -20,9 +20,9 @@ from homeroom.catalogue import CATALOGUE, FORBIDDEN, PURPOSES
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import RuntimeDep
-from homeroom.storage import BIGINT_MAX
+from homeroom.storage import BIGINT_MAX, Connection
 from services.consent import application as app
-from services.consent import events, metrics, store
+from services.consent import events, linking, metrics, store
 from services.consent.agreements import (
     SUPPLEMENTAL_QUESTIONS,
     Agreement,
@@ -629,9 +629,14 @@ async def policy(principal: Reader) -> dict[str, Any]:
 # ------------------------------------------------------------- parents' choices
 
 
-def _require_choice_writer(principal: Principal, student_key: str, district_id: str) -> None:
+async def _require_choice_writer(conn: Connection, principal: Principal, student_key: str, district_id: str) -> None:
     if principal.role is Role.PARENT:
+        # A parent acts for the child only where their guardianship link is active (issue 24):
+        # not in a district a transfer carried the link to, before that district accepts it.
         principal.require_parent_of(student_key)
+        refusal = (await linking.parent_districts(conn, principal.subject)).refusal(student_key, district_id)
+        if refusal is not None:
+            raise Forbidden(refusal[1])
     else:
         principal.require_district(district_id)
 
@@ -653,11 +658,11 @@ async def rescind_opt_out(
 async def _set_opt_out(
     student_key: str, body: OptOut, principal: Principal, runtime: RuntimeDep, *, opted_out: bool
 ) -> dict[str, Any]:
-    _require_choice_writer(principal, student_key, body.district_id)
     now = app.clock(runtime)
     who = actor(principal)
     kind = "directory_opt_out_recorded" if opted_out else "directory_opt_out_rescinded"
     async with runtime.pool.acquire() as conn, conn.transaction():
+        await _require_choice_writer(conn, principal, student_key, body.district_id)
         current = await store.directory_opt_out(conn, student_key, body.district_id)
         if not opted_out and not current:
             raise app.conflict("There is no directory opt-out to rescind for this student.", "opt_out.none")
@@ -701,7 +706,8 @@ async def give_consent(
     student_key: str, body: GiveConsent, principal: ChoiceWriter, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Record a parent's written consent (FERPA 99.30) to release named elements to one agreement's recipient."""
-    _require_choice_writer(principal, student_key, body.district_id)
+    async with runtime.pool.acquire() as conn:
+        await _require_choice_writer(conn, principal, student_key, body.district_id)
     now = app.clock(runtime)
     errors: list[FieldError] = []
     for i, element_id in enumerate(body.elements):
@@ -796,7 +802,7 @@ async def withdraw_consent(
                 404, "Not found", f"No consent {consent_id} for this student.", type=problem_type("not-found")
             )
         try:
-            _require_choice_writer(principal, student_key, row["district_id"])
+            await _require_choice_writer(conn, principal, student_key, row["district_id"])
         except Forbidden:  # as for a consent that does not exist: ids are not enumerable
             raise Problem(
                 404, "Not found", f"No consent {consent_id} for this student.", type=problem_type("not-found")
@@ -837,17 +843,24 @@ async def list_choices(
 ) -> dict[str, Any]:
     """A student's directory opt-outs, consents and the full history of choices recorded.
 
-    A parent sees their own child's in every district; district staff only their district's."""
-    if principal.role is Role.PARENT:
-        principal.require_parent_of(student_key)
-    elif principal.role is Role.DISTRICT_STAFF:
+    A parent sees their own child's in every district where their guardianship link is active;
+    district staff only their district's."""
+    if principal.role is Role.DISTRICT_STAFF:
         if district_id is not None and district_id != principal.district_id:
             raise Forbidden(f"staff of {principal.district_id!r} see only their own district's records")
         district_id = principal.district_id
     async with runtime.pool.acquire() as conn:
+        parent = principal.role is Role.PARENT
+        if parent:
+            principal.require_parent_of(student_key)
+        standing = await linking.parent_districts(conn, principal.subject) if parent else None
         consent_rows = await store.consents(conn, student_key, district_id)
         history = await store.choices(conn, student_key, district_id)
         opt_outs = await store.opt_outs(conn, student_key, district_id)
+    if standing is not None:
+        consent_rows = [r for r in consent_rows if standing.refusal(student_key, r["district_id"]) is None]
+        history = [r for r in history if standing.refusal(student_key, r["district_id"]) is None]
+        opt_outs = [r for r in opt_outs if standing.refusal(student_key, r["district_id"]) is None]
     return {
         "student_key": student_key,
         "directory_opt_outs": opt_outs,

@@ -38,6 +38,7 @@ from services.consent.decisions import (
     consented_elements,
     decide,
     effective_purpose,
+    guardianship_refusal,
 )
 from services.consent.metrics import POLICY_DISAGREEMENTS
 
@@ -127,6 +128,8 @@ def context(request: DecisionRequest, facts: Facts) -> dict[str, Any]:
             "student_keys": sorted(requester.student_keys) if parent else [],
         },
         "student_key": request.student_key if parent else "",
+        # The guardianship registry's answer for this student in this district (decisions.py).
+        "guardian_link_ok": parent and guardianship_refusal(facts, request.district_id) is None,
         "district_id": request.district_id,
         "school_id": request.school_id or "",
         "to_district_id": request.to_district_id or "",

@@ -5,14 +5,18 @@ records decides what that person may see."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import httpx
+from pydantic import ValidationError
 
+from homeroom.contracts.student_directory import DistrictStudents
 from homeroom.problems import Problem, problem_type
 
 
 class RecordsDirectory:
-    """`GET /v1/districts/{d}/student-names`: names of the district's own students (unknown keys left out)."""
+    """`GET /v1/districts/{d}/student-names`: the district's own students (unknown keys left out), named,
+    with their eligibility (FERPA 99.5) computed by records, which keeps the birth date."""
 
     def __init__(self, base_url: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
@@ -20,13 +24,15 @@ class RecordsDirectory:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def names(self, district_id: str, student_keys: Sequence[str], token: str) -> dict[str, str]:
+    async def students(self, district_id: str, student_keys: Sequence[str], token: str, on: date) -> DistrictStudents:
+        """The district's own students among these keys, named, with their FERPA eligibility on `on`."""
+        none = DistrictStudents(district_id=district_id, names={})
         if not student_keys:
-            return {}
+            return none
         try:
             response = await self._client.get(
                 f"/v1/districts/{district_id}/student-names",
-                params=[("student_key", k) for k in student_keys],
+                params=httpx.QueryParams({"student_key": list(student_keys), "on": on.isoformat()}),
                 headers={"Authorization": f"Bearer {token}"},
             )
         except (httpx.HTTPError, OSError) as exc:
@@ -38,7 +44,7 @@ class RecordsDirectory:
                 headers={"Retry-After": "5"},
             ) from None
         if response.status_code in (401, 403, 404):
-            return {}  # the caller may see none of these students: every key is refused by name
+            return none  # the caller may see none of these students: every key is refused by name
         if response.status_code != 200:
             raise Problem(
                 503,
@@ -47,5 +53,12 @@ class RecordsDirectory:
                 type=problem_type("peer-unavailable"),
                 headers={"Retry-After": "5"},
             )
-        names = response.json().get("names") or {}
-        return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+        try:
+            return DistrictStudents.model_validate_json(response.content)
+        except ValidationError:
+            raise Problem(
+                503,
+                "Records unavailable",
+                f"the records service's answer about {district_id}'s students does not parse",
+                type=problem_type("peer-unavailable"),
+            ) from None

@@ -48,7 +48,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "parent-inspection",
         "permit",
-        "requester.role is parent and the student's key is one of requester.student_keys",
+        "requester.role is parent, the student's key is one of requester.student_keys, and the requester's "
+        "guardianship link to the student in this district is active (a requester the registry does not know: "
+        "the token's claim)",
         "every requested catalogue element",
         LegalBasis.PARENT.value,
     ),
@@ -236,6 +238,9 @@ DENIAL_CODES: dict[str, str] = {
     "purpose_not_permitted": "the agreement does not permit the purpose",
     "transfer_not_lawful": "the transfer request is not one the law allows",
     "nothing_releasable": "a rule applied but every element asked for was withheld",
+    "guardianship_pending": "the parent's link was carried to this district by a transfer and awaits its acceptance",
+    "guardianship_ended": "the parent's link to the student in this district was revoked or declined",
+    "guardianship_absent": "the parent has no guardianship link to the student in this district",
 }
 
 
@@ -260,6 +265,25 @@ class Facts:
     directory_opt_out: bool = False
     consents: Sequence[ConsentGrant] = ()
     not_transferable: frozenset[str] = frozenset()  # the owning district's transfer exclusions
+    # Parents only: the requester's guardianship link to this student in this district (its
+    # status, or None), and whether the registry knows the requester at all (a person whose
+    # token consent signed from their links). A requester it does not know (a development
+    # token, another trusted issuer's claim) is taken at the token's word, as before issue 24.
+    guardianship: str | None = None
+    guardian_registered: bool = False
+
+
+def guardianship_refusal(facts: Facts, district_id: str) -> tuple[str, str] | None:
+    """Why a parent whose token names the student may not inspect the record in this district
+    (denial code and reason), or None when they may. A link is honoured only where it is active:
+    a link a transfer carried authorises nothing in the receiving district until it accepts it."""
+    if not facts.guardian_registered or facts.guardianship == "active":
+        return None
+    if facts.guardianship == "proposed":
+        return "guardianship_pending", f"the parent's link carried to {district_id} awaits that district's acceptance"
+    if facts.guardianship in ("revoked", "declined"):
+        return "guardianship_ended", f"the parent's link to the student in {district_id} was {facts.guardianship}"
+    return "guardianship_absent", f"the parent has no guardianship link to the student in {district_id}"
 
 
 @dataclass
@@ -330,6 +354,9 @@ def decide(request: DecisionRequest, facts: Facts) -> Decision:
 
     # Parent inspection, and the owning district's own staff: everything known.
     if requester.role == "parent" and request.student_key in requester.student_keys:
+        refusal = guardianship_refusal(facts, request.district_id)
+        if refusal is not None:
+            return _deny(request, *refusal, rules=["parent-inspection"])
         return _permit(
             request,
             known,

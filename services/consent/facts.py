@@ -35,12 +35,14 @@ from homeroom.storage import Connection
 from services.consent.agreements import Agreement
 from services.consent.cedar_policy import decide_bounded
 from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts, ScreenRequest
+from services.consent.guardianship import standing
 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]  # (student key, district id)
 
 
+_LIVE = frozenset({"active", "proposed"})
 FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
 
 
@@ -52,10 +54,16 @@ class DecisionFacts:
     opted_out: set[Pair] = field(default_factory=set)
     consents: dict[Pair, list[ConsentGrant]] = field(default_factory=dict)
     exclusions: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Guardianship links (issue 24): per (student, district), each person's link status there
+    # (a live one over an ended one); and every person the registry has ever linked.
+    guardians: dict[Pair, dict[str, str]] = field(default_factory=dict)
+    registered: set[str] = field(default_factory=set)
+    moves: dict[Pair, set[str]] = field(default_factory=dict)  # (student, sending district) -> receiving
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
         agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
         pair = (request.student_key, request.district_id)
+        parent = request.requester.role == "parent"
         return Facts(
             today=today,
             history=self.histories.get(agreement_id, []) if agreement_id else [],
@@ -63,6 +71,17 @@ class DecisionFacts:
             directory_opt_out=pair in self.opted_out,
             consents=self.consents.get(pair, []),
             not_transferable=self.exclusions.get(request.district_id, frozenset()),
+            guardianship=self._standing(request.requester.subject or "", request.student_key, request.district_id)
+            if parent
+            else None,
+            guardian_registered=parent and (request.requester.subject or "") in self.registered,
+        )
+
+    def _standing(self, subject: str, key: str, district_id: str) -> str | None:
+        return standing(
+            district_id,
+            lambda d: self.guardians.get((key, d), {}).get(subject),
+            lambda d: self.moves.get((key, d), ()),
         )
 
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
@@ -76,6 +95,8 @@ class DecisionFacts:
         today = now.date()
         district = screen.district_id
         own = set(screen.requester.student_keys)  # a parent's children: the one rule that reads the key
+        parent = screen.requester.role == "parent"
+        subject = screen.requester.subject or ""
         answers: dict[tuple[object, ...], bool] = {}
         withheld: list[str] = []
         for student_key, school_id, *rest in screen.students:
@@ -85,6 +106,8 @@ class DecisionFacts:
                 school_id,
                 tuple(class_ids) if class_ids is not None else None,
                 student_key in own,
+                # ... and the parent's guardianship standing in this district (issue 24)
+                self._standing(subject, student_key, district) if parent and student_key in own else None,
                 pair in self.opted_out,
                 tuple(self.consents.get(pair, ())),
             )
@@ -121,6 +144,7 @@ class DecisionFacts:
             )
             if self.version < state["pruned_through"] or len(rows) > FULL_READ_AFTER:
                 self.histories, self.ended_on, self.opted_out, self.consents, self.exclusions = {}, {}, set(), {}, {}
+                self.guardians, self.registered, self.moves = {}, set(), {}
                 await self._read(conn, None, None, None)
             else:
                 agreements = {r["agreement_id"] for r in rows if r["agreement_id"]}
@@ -173,9 +197,33 @@ class DecisionFacts:
                 district_ids,
                 pairs is None,
             )
+            links = await conn.fetch(
+                """SELECT g.student_key, g.district_id, g.subject, g.status FROM guardianships g
+                   WHERE $3 OR (g.student_key, g.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                   ORDER BY g.linked_at, g.link_id""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
+            moved = await conn.fetch(
+                """SELECT m.student_key, m.district_id, m.to_district_id FROM student_moves m
+                   WHERE $3 OR (m.student_key, m.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+                keys,
+                district_ids,
+                pairs is None,
+            )
             self.opted_out.difference_update(wanted)
             for pair in wanted:
                 self.consents.pop(pair, None)
+                self.guardians.pop(pair, None)
+                self.moves.pop(pair, None)
+            for r in moved:
+                self.moves.setdefault((r["student_key"], r["district_id"]), set()).add(r["to_district_id"])
+            for r in links:
+                held = self.guardians.setdefault((r["student_key"], r["district_id"]), {})
+                if held.get(r["subject"]) not in _LIVE or r["status"] in _LIVE:  # a live link wins
+                    held[r["subject"]] = r["status"]
+                self.registered.add(r["subject"])
             self.opted_out.update((r["student_key"], r["district_id"]) for r in opted)
             for r in consents:
                 self.consents.setdefault((r["student_key"], r["district_id"]), []).append(

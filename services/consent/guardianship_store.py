@@ -22,6 +22,7 @@ def _code(row: Any) -> LinkingCode:
         issued_by=row["issued_by"],
         issued_at=row["issued_at"],
         expires_at=row["expires_at"],
+        eligibility_basis=row["eligibility_basis"],
         redeemed_at=row["redeemed_at"],
         redeemed_by=row["redeemed_by"],
         revoked_at=row["revoked_at"],
@@ -31,8 +32,8 @@ def _code(row: Any) -> LinkingCode:
 async def insert_code(conn: Connection, code: LinkingCode, digest: bytes) -> None:
     await conn.execute(
         """INSERT INTO linking_codes (code_id, code_hash, district_id, student_key, relationship, issued_by,
-                                      issued_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                                      issued_at, expires_at, eligibility_basis)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
         code.code_id,
         digest,
         code.district_id,
@@ -41,14 +42,15 @@ async def insert_code(conn: Connection, code: LinkingCode, digest: bytes) -> Non
         code.issued_by,
         code.issued_at,
         code.expires_at,
+        code.eligibility_basis,
     )
 
 
-async def code_by_hash(conn: Connection, digest: bytes) -> LinkingCode | None:
-    """The code with this hash, locked until the transaction ends (two redemptions of one code
+async def code_by_hash(conn: Connection, digest: bytes) -> tuple[LinkingCode, bytes] | None:
+    """The code with this digest and the digest stored, locked until the transaction ends (two redemptions of one code
     at once: the second waits and then finds it used)."""
     row = await conn.fetchrow("SELECT * FROM linking_codes WHERE code_hash = $1 FOR UPDATE", digest)
-    return _code(row) if row is not None else None
+    return (_code(row), bytes(row["code_hash"])) if row is not None else None
 
 
 async def mark_redeemed(conn: Connection, code_id: str, subject: str, at: datetime) -> None:
@@ -185,13 +187,6 @@ async def active_links_of_student(conn: Connection, student_key: str, district_i
     )
 
 
-async def active_students(conn: Connection, subject: str) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT DISTINCT student_key FROM guardianships WHERE subject = $1 AND status = 'active' ORDER BY 1", subject
-    )
-    return [r["student_key"] for r in rows]
-
-
 async def links_of_subject(conn: Connection, subject: str) -> list[Any]:
     return list(await conn.fetch("SELECT * FROM guardianships WHERE subject = $1 ORDER BY linked_at, link_id", subject))
 
@@ -231,14 +226,16 @@ async def record_attempt(
 
 
 async def record_refused_issue(
-    conn: Connection, *, at: datetime, actor: str, district_id: str, student_key: str
+    conn: Connection, *, at: datetime, actor: str, district_id: str, student_key: str, outcome: str
 ) -> None:
-    """Staff asked for a code for a student their district does not hold: kept with the attempts."""
+    """Staff asked for a code the rules refuse (a student their district does not hold, or of the
+    wrong relationship for the student's eligibility): kept with the attempts."""
     await conn.execute(
         """INSERT INTO linking_attempts (attempted_at, subject, outcome, district_id, student_key)
-           VALUES ($1, $2, 'student_not_in_district', $3, $4)""",
+           VALUES ($1, $2, $3, $4, $5)""",
         at,
         actor,
+        outcome,
         district_id,
         student_key,
     )
@@ -259,3 +256,44 @@ async def attempts(
             limit,
         )
     )
+
+
+async def subject_links(conn: Connection, subject: str) -> tuple[bool, dict[tuple[str, str], str]]:
+    """Whether the registry knows this person at all, and their link status per (student, district)
+    (a live link over an ended one): the parent-inspection rule's facts outside a decision."""
+    rows = await conn.fetch(
+        "SELECT student_key, district_id, status FROM guardianships WHERE subject = $1 ORDER BY linked_at, link_id",
+        subject,
+    )
+    statuses: dict[tuple[str, str], str] = {}
+    for r in rows:
+        pair = (r["student_key"], r["district_id"])
+        if statuses.get(pair) not in ("active", "proposed") or r["status"] in ("active", "proposed"):
+            statuses[pair] = r["status"]
+    return bool(rows), statuses
+
+
+async def record_move(
+    conn: Connection, student_key: str, from_district: str, to_district: str, case_id: str, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO student_moves (student_key, district_id, to_district_id, case_id, moved_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        student_key,
+        from_district,
+        to_district,
+        case_id,
+        at,
+    )
+
+
+async def moves_of(conn: Connection, student_keys: Sequence[str]) -> dict[tuple[str, str], set[str]]:
+    """(student, sending district) -> the districts the student was transferred to from there."""
+    rows = await conn.fetch(
+        "SELECT student_key, district_id, to_district_id FROM student_moves WHERE student_key = ANY($1::text[])",
+        list(student_keys),
+    )
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        out.setdefault((r["student_key"], r["district_id"]), set()).add(r["to_district_id"])
+    return out

@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from homeroom import outbox
@@ -31,6 +31,7 @@ from homeroom.auth import DevIssuer, Principal, Role
 from homeroom.bus.consumer import Handler, HandlerContext
 from homeroom.bus.envelope import IncomingEvent
 from homeroom.bus.topics import TRANSFER
+from homeroom.contracts.student_directory import DistrictStudents
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.problems import FieldError, Problem, problem_type
@@ -39,18 +40,20 @@ from homeroom.service import ConsumerSpec, Runtime
 from services.consent import events, metrics
 from services.consent import guardianship_store as store
 from services.consent.application import clock
+from services.consent.decisions import Facts, guardianship_refusal
 from services.consent.guardianship import (
     GUESSING_OUTCOMES,
+    CodeHasher,
     LinkingCode,
     LinkStatus,
     Outcome,
     RedemptionRefused,
     Relationship,
     check_redemption,
-    code_hash,
     expiry,
     new_code,
     normalise,
+    standing,
 )
 
 log = logging.getLogger(__name__)
@@ -60,10 +63,12 @@ TOKEN_TTL_S = 300  # a revoked link stops authorising within this; consent refus
 
 
 class StudentDirectory(Protocol):
-    """Which of these keys are the district's own students, with their names (records' API,
-    called with the district staff member's own token)."""
+    """Which of these keys are the district's own students, with their names and their FERPA
+    eligibility on a day (records' API, called with the district staff member's own token)."""
 
-    async def names(self, district_id: str, student_keys: Sequence[str], token: str) -> dict[str, str]: ...
+    async def students(
+        self, district_id: str, student_keys: Sequence[str], token: str, on: date
+    ) -> DistrictStudents: ...
 
 
 @dataclass
@@ -73,6 +78,7 @@ class GuardianshipState:
     directory: StudentDirectory
     limiter: RateLimiter | None
     issuer: DevIssuer | None
+    hasher: CodeHasher  # linking codes are stored only as its HMAC
     token_ttl_s: int = TOKEN_TTL_S
 
 
@@ -121,38 +127,32 @@ async def issue_codes(
 ) -> list[IssuedCode]:
     principal.require_district(district_id)
     keys = list(dict.fromkeys(r.student_key for r in requests))
-    names = await state(runtime).directory.names(district_id, keys, token)
-    unknown = [
-        FieldError(
-            f"/students/{i}/student_key",
-            "linking.student_not_in_district",
-            f"{r.student_key!r} is not a student of {district_id}",
-        )
-        for i, r in enumerate(requests)
-        if r.student_key not in names
-    ]
-    if unknown:
-        metrics.LINKING_CODES.labels("refused").inc(len(unknown))
-        metrics.LINKING_ATTEMPTS.labels(Outcome.NOT_IN_DISTRICT.value).inc(len(unknown))
+    now = clock(runtime)
+    held = await state(runtime).directory.students(district_id, keys, token, now.date())
+    refused: list[tuple[FieldError, Outcome, str]] = []
+    for i, r in enumerate(requests):
+        problem = _issue_problem(i, r, held, district_id, now.date())
+        if problem is not None:
+            refused.append((*problem, r.student_key))
+    if refused:
+        metrics.LINKING_CODES.labels("refused").inc(len(refused))
         async with runtime.pool.acquire() as conn, conn.transaction():
-            for r in requests:
-                if r.student_key not in names:
-                    await store.record_refused_issue(
-                        conn,
-                        at=clock(runtime),
-                        actor=_actor(principal),
-                        district_id=district_id,
-                        student_key=r.student_key,
-                    )
+            for _, outcome, key in refused:
+                metrics.LINKING_ATTEMPTS.labels(outcome.value).inc()
+                await store.record_refused_issue(
+                    conn, at=now, actor=_actor(principal), district_id=district_id, student_key=key, outcome=outcome
+                )
         raise Problem(
             422,
-            "Not your district's student",
-            "a linking code is issued only for a student the district holds",
+            "Code refused",
+            "a linking code is issued only for a student the district holds, of the relationship the "
+            "student's eligibility allows (FERPA 99.5)",
             type=problem_type("linking-student-unknown"),
-            errors=unknown,
+            errors=[error for error, _, _ in refused],
         )
-    now = clock(runtime)
+    names = held.names
     expires = expiry(now, valid_days)
+    hasher = state(runtime).hasher
     issued: list[IssuedCode] = []
     async with runtime.pool.acquire() as conn, conn.transaction():
         for r in requests:
@@ -165,10 +165,11 @@ async def issue_codes(
                 issued_by=_actor(principal),
                 issued_at=now,
                 expires_at=expires,
+                eligibility_basis=_eligibility_basis(r, held),
             )
             normalised = normalise(code)
             assert normalised is not None  # new_code writes only the alphabet
-            await store.insert_code(conn, linking, code_hash(normalised))
+            await store.insert_code(conn, linking, hasher.digest(normalised))
             await outbox.add(
                 conn,
                 events.guardianship_changed(
@@ -184,6 +185,56 @@ async def issue_codes(
             issued.append(IssuedCode(code, linking, names[r.student_key]))
     metrics.LINKING_CODES.labels("issued").inc(len(issued))
     return issued
+
+
+def _issue_problem(
+    index: int, request: CodeRequest, held: DistrictStudents, district_id: str, day: date
+) -> tuple[FieldError, Outcome] | None:
+    """Why this code may not be issued (the field error and the outcome kept), or None."""
+    key = request.student_key
+    if key not in held.names:
+        return (
+            FieldError(
+                f"/students/{index}/student_key",
+                "linking.student_not_in_district",
+                f"{key!r} is not a student of {district_id}",
+            ),
+            Outcome.NOT_IN_DISTRICT,
+        )
+    standing = held.eligibility.get(key)
+    eligible = standing.eligible if standing is not None else None
+    if request.relationship is Relationship.ELIGIBLE_STUDENT and eligible is False:
+        assert standing is not None
+        return (
+            FieldError(
+                f"/students/{index}/relationship",
+                "linking.student_not_eligible",
+                f"{key!r} is not an eligible student on {day}: under 18 (18 on {standing.eligible_from}) and not in "
+                "postsecondary education, so the rights are the parents' (FERPA 99.3, 99.5)",
+            ),
+            Outcome.NOT_ELIGIBLE,
+        )
+    if request.relationship is Relationship.PARENT and eligible is True:
+        assert standing is not None
+        return (
+            FieldError(
+                f"/students/{index}/relationship",
+                "linking.rights_with_student",
+                f"{key!r} is an eligible student on {day} ({standing.basis.value.replace('_', ' ')}): the rights are "
+                "the student's (FERPA 99.5); issue the student an eligible_student code",
+            ),
+            Outcome.RIGHTS_WITH_STUDENT,
+        )
+    return None
+
+
+def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | None:
+    if request.relationship is not Relationship.ELIGIBLE_STUDENT:
+        return None
+    standing = held.eligibility.get(request.student_key)
+    if standing is None or standing.eligible is None:
+        return "district_attestation"  # records holds no birth date or postsecondary enrollment
+    return standing.basis.value
 
 
 async def revoke_code(runtime: Runtime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
@@ -268,7 +319,9 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
     now = clock(runtime)
     failure: RedemptionRefused | None = None
     async with runtime.pool.acquire() as conn, conn.transaction():
-        code = await store.code_by_hash(conn, code_hash(normalised))
+        hasher = state(runtime).hasher
+        found = await store.code_by_hash(conn, hasher.digest(normalised))
+        code = found[0] if found is not None and hasher.matches(found[1], normalised) else None
         try:
             rights_moved = code is not None and await store.rights_with_student(conn, code.student_key)
             check_redemption(code, now=now, rights_with_student=rights_moved)
@@ -498,6 +551,7 @@ async def links_of_district(
                 "issued_by": c.issued_by,
                 "issued_at": c.issued_at.isoformat(),
                 "expires_at": c.expires_at.isoformat(),
+                "eligibility_basis": c.eligibility_basis,
                 "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None,
             }
             for c in codes
@@ -530,12 +584,53 @@ async def attempts(
     ]
 
 
+# ------------------------------------------------------------ parents' districts
+
+
+class ParentDistricts:
+    """Where a parent may act for their students outside a decision (their choices, their token's
+    districts): the decision point's own rule (`guardianship.standing`, `guardianship_refusal`),
+    on the registry read at once."""
+
+    def __init__(
+        self, registered: bool, statuses: dict[tuple[str, str], str], moves: dict[tuple[str, str], set[str]]
+    ) -> None:
+        self.registered, self.statuses, self.moves = registered, statuses, moves
+
+    def standing(self, student_key: str, district_id: str) -> str | None:
+        return standing(
+            district_id,
+            lambda d: self.statuses.get((student_key, d)),
+            lambda d: self.moves.get((student_key, d), ()),
+        )
+
+    def refusal(self, student_key: str, district_id: str) -> tuple[str, str] | None:
+        facts = Facts(
+            today=date.min,
+            guardianship=self.standing(student_key, district_id),
+            guardian_registered=self.registered,
+        )
+        return guardianship_refusal(facts, district_id)
+
+    def districts(self, student_key: str) -> list[str]:
+        """The districts where the person's standing for the student is active."""
+        candidates = {d for (k, d) in self.statuses if k == student_key}
+        candidates |= {d for (k, d) in self.moves if k == student_key}
+        return sorted(d for d in candidates if self.standing(student_key, d) == LinkStatus.ACTIVE.value)
+
+
+async def parent_districts(conn: Any, subject: str) -> ParentDistricts:
+    registered, statuses = await store.subject_links(conn, subject)
+    moves = await store.moves_of(conn, sorted({k for k, _ in statuses}))
+    return ParentDistricts(registered, statuses, moves)
+
+
 # ------------------------------------------------------------------- tokens
 
 
 async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
-    """A parent token for this person naming the students of their active links (none: a
-    token that opens no child's data). Asked for by the portal (role service) after it
+    """A parent token for this person naming the students of their active links, with the
+    district of each link (none: a token that opens no child's data). Asked for by the portal (role service) after it
     verified the person's sign-in with the identity provider."""
     issuer = state(runtime).issuer
     if issuer is None:
@@ -546,14 +641,19 @@ async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
             type=problem_type("guardianship-issuer-missing"),
         )
     async with runtime.pool.acquire() as conn:
-        students = await store.active_students(conn, subject)
+        standing_of = await parent_districts(conn, subject)
+    students = sorted({k for (k, _), status in standing_of.statuses.items() if status == LinkStatus.ACTIVE.value})
+    links = [(k, d) for k in students for d in standing_of.districts(k)]
     ttl = state(runtime).token_ttl_s
-    token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl)
+    # The token names each student's districts too (`guardianships`), so services that do not
+    # ask consent (audit's disclosures, records' amendments) scope a parent per district as well.
+    token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl, guardianships=links)
     return {"token": token, "students": students, "expires_in": ttl}
 
 
 def transfer_handler(runtime: Runtime) -> Handler:
-    """`transfer.v1` `transfer_delivered`: propose the student's links to the receiving district."""
+    """`transfer.v1` `transfer_delivered`: keep the move (a link in the receiving district then also
+    opens the sending district's record) and propose the student's links to the receiving district."""
 
     async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
         step = event.payload
@@ -561,8 +661,12 @@ def transfer_handler(runtime: Runtime) -> Handler:
             return
         if not (step.student_key and step.from_district_id and step.to_district_id):
             return
+        now = clock(runtime)
+        await store.record_move(
+            ctx.conn, step.student_key, step.from_district_id, step.to_district_id, step.case_id, now
+        )
         carried = await carry_on_transfer(
-            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, clock(runtime)
+            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, now
         )
         metrics.LINKS_CARRIED.inc(carried)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from homeroom.auth import DevIssuer
+from homeroom.pseudonym import load_or_create_key
 from homeroom.ratelimit import limiter
 from homeroom.service import Runtime, ServiceSpec
 from services.consent import linking
@@ -12,6 +13,7 @@ from services.consent.api import ROUTERS
 from services.consent.application import start_expiry_checks, stop_expiry_checks
 from services.consent.clients import RecordsDirectory
 from services.consent.consumers import CONSUMERS
+from services.consent.guardianship import CodeHasher
 from services.consent.guardianship_api import router as guardianship_router
 from services.consent.settings import ConsentSettings
 from services.consent.transparency_api import router as transparency_router
@@ -34,6 +36,7 @@ async def on_start(runtime: Runtime) -> None:
             directory=RecordsDirectory(settings.records_url, settings.records_timeout_s),
             limiter=limiter(settings.linking_rate_limit, "consent"),
             issuer=guardian_issuer(settings, runtime),
+            hasher=CodeHasher(load_or_create_key(settings.linking_code_key_path)),
             token_ttl_s=settings.guardian_token_ttl_s,
         )
     await start_expiry_checks(runtime)

@@ -35,3 +35,16 @@ class ConsentSettings(ServiceSettings):
     guardian_token_ttl_s: int = Field(default=300, ge=30, le=3600)
     guardian_issuer: str = "homeroom-guardianship"
     guardian_audience: str = "homeroom"
+    # The secret linking codes are kept under (an HMAC, never the code): a file of 32 random bytes,
+    # base64, mode 0600. Empty in development: generated in the secrets directory on first use;
+    # required in production.
+    linking_code_key_file: Path | None = None
+
+    @property
+    def linking_code_key_path(self) -> Path:
+        return self.linking_code_key_file or self.secrets_dir / "linking-code.key"
+
+    def require_production_secrets(self) -> None:
+        super().require_production_secrets()
+        if self.environment == "production" and self.linking_code_key_file is None:
+            raise ValueError("production start refused: set HOMEROOM_CONSENT_LINKING_CODE_KEY_FILE")

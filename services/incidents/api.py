@@ -450,6 +450,8 @@ async def student_letters(
                 "delivery": "e-mailed" if r["sent_at"] else "on your notification list",
             }
             for r in rows
+            # A parent reads the letters of the districts where their link is active (issue 24).
+            if principal.role is not Role.PARENT or principal.is_parent_in(student_key, r["district_id"])
         ],
     }
 

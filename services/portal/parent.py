@@ -367,13 +367,19 @@ async def link(request: Request, portal: PortalDep, session: CurrentSession) -> 
 @router.get("/children/{key}/summary")
 async def summary(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     """One printable page (issue 24): what Homeroom holds about the child, in every district, and
-    who has received it, with the agreements covering the child's districts and the parent's choices."""
+    who has received it, with the agreements covering the child's districts, the parent's choices
+    (directory opt-outs, written consents given and withdrawn, each choice in order) and their links."""
     _parent(session)
     records = await _records(portal, session, key)
     found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
     districts = sorted({r["district_id"] for r in records if r.get("district_id")})
     public = await portal.services.get("consent", "/v1/public/agreements", None)
     covering = [a for a in public.get("agreements", []) if set(a.get("districts", [])) & set(districts)]
+    # The parent's choices as consent keeps them (opt-outs, written consents given and withdrawn
+    # (FERPA 99.30), every choice in order) and the links that let them act for the child.
+    choices = await portal.services.get("consent", f"/v1/students/{key}/choices", session.token)
+    links = await portal.services.get("consent", "/v1/guardianship/links", session.token)
+    organisations = {a["agreement_id"]: a["organization"] for a in public.get("agreements", [])}
     received: dict[str, dict[str, Any]] = {}
     for d in found.get("disclosures", []):
         who = str((d.get("recipient") or {}).get("organization") or "unnamed recipient")
@@ -391,5 +397,8 @@ async def summary(request: Request, portal: PortalDep, session: CurrentSession, 
         received={who: dict(v, elements=sorted(v["elements"])) for who, v in sorted(received.items())},
         own_views=len(found.get("own_views", [])),
         agreements=covering,
+        choices=choices,
+        organisations=organisations,
+        links=[link for link in links.get("links", []) if link.get("student_key") == key],
         now=when(datetime.now(UTC).isoformat()),
     )

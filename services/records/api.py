@@ -33,6 +33,7 @@ from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
 from homeroom.contracts.notice_preferences import NoticePreference, NoticePreferences, NoticePreferencesRequest
+from homeroom.contracts.student_directory import DistrictStudents, Eligibility
 from homeroom.crypto import DecryptionError, KeyDestroyedError
 from homeroom.entry_text import normalise
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
@@ -43,6 +44,7 @@ from homeroom.storage import BIGINT_MAX, Connection
 from services.records import destruction, store
 from services.records.consent_client import ConsentClient, ConsentUnavailable, Decision, DecisionRequest
 from services.records.consumers import PROGRAM_FLAGS_ELEMENT
+from services.records.eligibility import eligibility
 from services.records.metrics import DENIALS, DISCLOSURES, READS
 from services.records.record import (
     READABLE_ELEMENTS,
@@ -616,6 +618,9 @@ async def _parent_district(runtime: Runtime, principal: Principal, student_key: 
         raise not_found()
     async with runtime.pool.acquire() as conn:
         districts = await store.districts_of(conn, student_key)
+    # Only districts where the parent's guardianship link is active (issue 24; a development
+    # token names students only and reaches every district).
+    districts = [d for d in districts if principal.is_parent_in(student_key, d)]
     if district_id is not None:
         if district_id not in districts:
             raise not_found()
@@ -639,6 +644,21 @@ async def request_amendment(
             [FieldError("/element", "element.unknown", f"{body.element!r} is not a catalogue element")]
         )
     district = await _parent_district(runtime, principal, student_key, body.district_id)
+    # The parent's standing in this district, from consent's registry at once (the token's
+    # `guardianships` claim may be up to its lifetime old: a link revoked since still named).
+    request = DecisionRequest(
+        action="read",
+        requester=requester_json(principal),
+        student_key=student_key,
+        district_id=district,
+        elements=[body.element],
+    )
+    try:
+        decision = await consent_client(runtime).decide(request)
+    except ConsentUnavailable as exc:
+        raise consent_unavailable(exc) from None
+    if not decision.allow:
+        raise not_found()
     cipher = runtime.require_cipher()
     try:
         reason = await cipher.seal(district, student_key, AMENDMENT_REQUEST_ELEMENT, body.reason)
@@ -761,7 +781,7 @@ async def file_statement(
     if student_key not in principal.student_keys:
         raise not_found()
     async with runtime.pool.acquire() as conn:
-        districts = await store.districts_of(conn, student_key)
+        districts = [d for d in await store.districts_of(conn, student_key) if principal.is_parent_in(student_key, d)]
     cipher = runtime.require_cipher()
     for district in districts:
         async with store.district_tx(runtime.pool, district) as conn:
@@ -1076,9 +1096,13 @@ async def student_names(
     principal: Staff,
     runtime: RuntimeDep,
     student_key: Annotated[list[str], Query(max_length=500)],
+    on: Annotated[date | None, Query(description="also answer each student's FERPA eligibility on this day")] = None,
 ) -> dict[str, Any]:
     """Names of the district's own students, for its staff's pages (the district owns these records;
-    no disclosure). School staff: only students currently at their schools. Unknown keys are left out."""
+    no disclosure). School staff: only students currently at their schools. Unknown keys are left out.
+    With `on`: whether each is an eligible student that day (18, or in postsecondary education), from
+    the sealed birth date and the enrollments, never the birth date itself
+    (`homeroom/contracts/student_directory.py`; consent asks when a district issues linking codes)."""
     if principal.district_id != district_id:
         raise not_found("district")
     keys = list(dict.fromkeys(student_key))
@@ -1090,4 +1114,24 @@ async def student_names(
             allowed = {r["student_key"] for r in visible}
             keys = [k for k in keys if k in allowed]
         names = await _names(runtime, conn, district_id, keys)
-    return {"district_id": district_id, "names": names}
+        standing: dict[str, Eligibility] = {}
+        if on is not None:
+            known = list(names)
+            sealed = await store.sealed_elements(conn, district_id, known, ("student.birth_date",))
+            grades = await store.grade_levels_on(conn, district_id, known, on)
+            for key in known:
+                standing[key] = eligibility(
+                    await _birth_date(runtime, district_id, key, sealed.get(key)), grades.get(key, []), on
+                )
+    return DistrictStudents(district_id=district_id, names=names, eligibility=standing).model_dump(mode="json")
+
+
+async def _birth_date(runtime: Runtime, district_id: str, key: str, sealed: dict[str, bytes] | None) -> date | None:
+    """The student's birth date, opened here only to compute eligibility; None if not held or unreadable."""
+    if not sealed:
+        return None
+    try:
+        opened = await runtime.require_cipher().open_many(district_id, key, sealed)
+        return date.fromisoformat(opened["student.birth_date"].decode()[:10])
+    except (DecryptionError, KeyError, ValueError):
+        return None

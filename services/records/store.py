@@ -1733,3 +1733,19 @@ async def students_released(conn: Connection, district_id: str, agreement_id: st
         )
         or 0
     )
+
+
+async def grade_levels_on(conn: Connection, district_id: str, keys: Sequence[str], on: date) -> dict[str, list[str]]:
+    """The grade levels of these students' enrollments current on `on` (for FERPA eligibility)."""
+    rows = await conn.fetch(
+        """SELECT student_key, grade_level FROM enrollments
+           WHERE district_id = $1 AND student_key = ANY($2::text[]) AND entry_date <= $3
+             AND (exit_date IS NULL OR exit_date >= $3) AND grade_level IS NOT NULL""",
+        district_id,
+        list(keys),
+        on,
+    )
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["student_key"], []).append(r["grade_level"])
+    return out

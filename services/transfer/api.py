@@ -52,7 +52,10 @@ def can_see(principal: Principal, case: Case) -> bool:
     if principal.role is Role.COMPLIANCE:
         return True
     if principal.role is Role.PARENT:
-        return principal.is_parent_of(case.student_key)
+        # The case is the sending district's disclosure to the receiving one: a parent whose link
+        # is active in either sees it (as audit shows the disclosure); a link only proposed,
+        # declined or revoked there, or one in a third district, does not (issue 24).
+        return any(principal.is_parent_in(case.student_key, d) for d in (case.from_district_id, case.to_district_id))
     if principal.role is Role.DISTRICT_STAFF and principal.district_id is not None:
         return visible_to_district(principal.district_id, case.from_district_id, case.to_district_id)
     if principal.role is Role.SCHOOL_STAFF:

@@ -791,3 +791,18 @@ def test_the_guardianship_issuer_is_trusted_for_parent_tokens_only(tmp_path: Pat
     plain = AuthSettings(issuer="https://login.example.org", jwks_file=tmp_path / "idp.jwks").build_verifier("records")
     with pytest.raises(AuthenticationError):
         plain.verify(guardianship.issue(Role.PARENT, subject="mother", students=["pk-a"]))
+
+
+def test_a_parent_tokens_guardianships_scope_each_child_to_districts(verifier: TokenVerifier) -> None:
+    """Issue 24: consent's parent tokens name each child's districts; a token without the claim
+    names children in every district; a malformed or stray claim is refused."""
+    parent = claims(role="parent", district=None, students=["stu_a", "stu_b"], guardianships={"stu_a": ["d-1"]})
+    principal = verifier.verify(sign(parent))
+    assert principal.is_parent_in("stu_a", "d-1") and not principal.is_parent_in("stu_a", "d-2")
+    assert not principal.is_parent_in("stu_b", "d-1")  # scoped token: a child with no active link nowhere
+    unscoped = verifier.verify(sign(claims(role="parent", district=None, students=["stu_a"])))
+    assert unscoped.is_parent_in("stu_a", "d-2")
+    for bad in ({"stu_c": ["d-1"]}, {"stu_a": "d-1"}, {"stu_a": [""]}, ["stu_a"]):
+        assert refusal(verifier, sign({**parent, "guardianships": bad})).reason in ("scope", "malformed_claim")
+    staff = claims(guardianships={"stu_a": ["d-001"]})
+    assert refusal(verifier, sign(staff)).reason == "scope"

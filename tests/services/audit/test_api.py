@@ -169,6 +169,20 @@ async def test_a_parent_sees_only_their_own_child_in_plain_language(audit: Audit
     r = await audit.svc.client.get(f"/v1/entries?student_key={STUDENT_A}", headers=parent_a)
     assert r.status_code == 403
 
+    # Issue 24: a token from consent's guardianship issuer names each child's districts (the parent's
+    # active links); disclosures by a district where the link is not active (carried by a transfer
+    # and not yet accepted, or revoked) are not shown. A token without the claim reaches every district.
+    await audit.publish(audit.event(DISCLOSURE, "disclosure_recorded", disclosure(STUDENT_A, district_id="d-200")))
+    await audit.wait_for_entries(5)
+    seen = {}
+    for districts in (["d-100"], ["d-200"], ["d-100", "d-200"], None):
+        scope = {"guardianships": [(STUDENT_A, d) for d in districts]} if districts else {}
+        headers = audit.auth("parent", students=[STUDENT_A], **scope)
+        r = await audit.svc.client.get(f"/v1/students/{STUDENT_A}/disclosures", headers=headers)
+        assert r.status_code == 200, r.text
+        seen[str(districts)] = len(r.json()["disclosures"])
+    assert seen == {"['d-100']": 2, "['d-200']": 1, "['d-100', 'd-200']": 3, "None": 3}
+
 
 async def test_parents_own_views_are_shown_apart_one_line_per_day_never_as_disclosures_99_10(audit: Audit) -> None:
     await seed(audit, (2,))  # a vendor read of A (and one of B)

@@ -7,6 +7,7 @@ for another district's student, a revoked link) are each refused with their rule
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,8 +26,9 @@ from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.ratelimit import RateLimiter
 from services.consent import linking
 from services.consent.clients import RecordsDirectory
-from services.consent.guardianship import normalise
+from services.consent.guardianship import CodeHasher, normalise
 from services.consent.service import SERVICE as CONSENT
+from services.records.consent_client import ConsentClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.helpers import Records, apply, enrolled, records_service, registered
 
@@ -121,6 +123,7 @@ async def world(module_env: ServiceEnv) -> AsyncIterator[Linking]:
                 directory=RecordsDirectory("http://records.test", 10, transport=transport),
                 limiter=RateLimiter("6/hour", "consent"),
                 issuer=module_env.issuer,
+                hasher=started.hasher,
             )
             clock: Callable[[], datetime] = lambda: now[0]  # noqa: E731
             consent.runtime.extras["clock"] = clock
@@ -137,6 +140,20 @@ async def test_a_code_links_once_and_the_token_then_names_the_child(world: Linki
     assert raw is not None
     dump = await world.consent.pool.fetch("SELECT * FROM linking_codes")
     assert all(raw not in str(dict(row)) and issued["code"] not in str(dict(row)) for row in dump)
+    # ... nor any unkeyed hash of it (which a copy of the table could test guesses against
+    # offline): the row holds the HMAC under the service's secret, and nothing else of the code.
+    unkeyed = {
+        hashlib.new(algorithm, prefix + text.encode()).digest()
+        for algorithm in ("md5", "sha1", "sha256", "sha512", "sha3_256", "blake2b")
+        for text in (raw, issued["code"], raw.lower())
+        for prefix in (b"", b"homeroom-linking-code:", b"homeroom/linking-code/v1:")
+    }
+    columns = [v for row in dump for v in dict(row).values() if isinstance(v, bytes | str)]
+    stored = [bytes(v) if isinstance(v, bytes) else v.encode() for v in columns]
+    assert not [d for d in unkeyed for v in stored if d in v or d.hex().encode() in v]
+    [row] = [r for r in dump if r["code_id"] == issued["code_id"]]
+    hasher: CodeHasher = world.consent.runtime.extras[linking.STATE_KEY].hasher
+    assert bytes(row["code_hash"]) == hasher.digest(raw) != CodeHasher(os.urandom(32)).digest(raw)
 
     parent = f"oidc:mother-{uuid.uuid4().hex[:6]}"
     assert await world.token_students(parent) == []  # signed in, linked to nobody yet
@@ -286,3 +303,195 @@ async def test_an_eligible_student_takes_the_rights_and_links_follow_a_transfer_
     late_parent = f"oidc:late-parent-{uuid.uuid4().hex[:6]}"
     refused = await world.redeem(late_parent, second_parent_code)
     assert refused.status_code == 409 and refused.json()["outcome"] == "rights_with_student"
+
+
+async def test_a_carried_link_opens_the_receiving_districts_record_only_once_accepted_and_not_after_revocation(
+    world: Linking,
+) -> None:
+    """Issue 24's privacy gap: parent tokens name students, not districts. A parent linked in A
+    whose link a transfer carried to B reads nothing of B (record, amendments, choices, the
+    token's district claim) until B accepts the link, and nothing again once B revokes it; the
+    link in A keeps working throughout. Before the fix B's record was released before acceptance."""
+    rt, a, b = world.records.runtime, world.district, world.other_district
+    mover = student_key()
+    await apply(
+        rt,
+        await registered(rt, a, mover, {"student.first_name": "Mo", "student.last_name": "Vere"}),
+        enrolled(a, mover, "s-1", "2026-09-01"),
+        await registered(rt, b, mover, {"student.first_name": "Mo", "student.last_name": "Vere"}),
+        enrolled(b, mover, "s-9", "2026-10-01"),
+    )
+    # B's staff record a directory opt-out for the child in B: a choice B's parents see, not A's.
+    staff_choice = await world.consent.client.post(
+        f"/v1/students/{mover}/directory-opt-out",
+        json={"district_id": b, "method": "paper_form"},
+        headers=world.staff(b),
+    )
+    assert staff_choice.status_code == 201, staff_choice.text
+    code = (await world.issue({"student_key": mover})).json()["codes"][0]["code"]
+    parent = f"oidc:carried-{uuid.uuid4().hex[:6]}"
+    assert (await world.redeem(parent, code)).status_code == 201
+    step = TransferStep(case_id=f"case-{uuid.uuid4().hex[:6]}", student_key=mover, from_district_id=a, to_district_id=b)
+    event = build_event(TRANSFER, "transfer_delivered", step, source="/homeroom/transfer", subject=step.case_id)
+    assert await apply(world.consent.runtime, event, consumers=(linking.CONSUMER,)) == 1
+    listed = await world.consent.client.get(f"/v1/districts/{b}/guardianships", headers=world.staff(b))
+    [carried] = [link for link in listed.json()["links"] if link["subject"] == parent]
+    assert carried["status"] == "proposed"
+
+    # Records asks the real consent decision point (not the test peer) for this test.
+    old_client = rt.extras["consent"]
+    rt.extras["consent"] = ConsentClient(
+        "http://consent.test", rt.service_token, world.consent.runtime.extras["asgi_transport"]
+    )
+
+    async def token() -> tuple[str, dict[str, Any]]:
+        r = await world.consent.client.post(
+            "/v1/internal/guardian-tokens", json={"subject": parent}, headers=world.env.auth("service", "portal")
+        )
+        assert r.status_code == 200, r.text
+        issued = r.json()["token"]
+        return issued, jwt.decode(issued, options={"verify_signature": False})
+
+    async def reach(bearer: str) -> dict[str, Any]:
+        """Every parent read path of the records and consent APIs, as this token reaches them."""
+        headers = {"Authorization": f"Bearer {bearer}"}
+        record = await world.records.client.get(f"/v1/students/{mover}", headers=headers)
+        assert record.status_code == 200, record.text
+        choices = await world.consent.client.get(f"/v1/students/{mover}/choices", headers=headers)
+        assert choices.status_code == 200, choices.text
+        amendment = await world.records.client.post(
+            f"/v1/students/{mover}/amendments",
+            json={"district_id": b, "element": "student.first_name", "reason": "misspelt"},
+            headers=headers,
+        )
+        opt_out = await world.consent.client.post(
+            f"/v1/students/{mover}/directory-opt-out", json={"district_id": b, "method": "portal"}, headers=headers
+        )
+        return {
+            "records": sorted(v["district_id"] for v in record.json()["records"]),
+            "choices": sorted({c["district_id"] for c in choices.json()["history"]}),
+            "amend_in_b": amendment.status_code,
+            "choose_in_b": opt_out.status_code,
+        }
+
+    try:
+        # Before B accepts: A only, by every path; the token names A only.
+        before, claims = await token()
+        assert await reach(before) == {"records": [a], "choices": [], "amend_in_b": 404, "choose_in_b": 403}
+        assert claims["guardianships"] == {mover: [a]}
+        decision = await world.consent.pool.fetchrow(
+            """SELECT answer FROM decisions WHERE request->>'student_key' = $1 AND request->>'district_id' = $2
+               AND request->'requester'->>'subject' = $3 ORDER BY decided_at DESC LIMIT 1""",
+            mover,
+            b,
+            parent,
+        )
+        assert decision is not None and '"guardianship_pending"' in decision["answer"]
+
+        accepted = await world.consent.client.post(
+            f"/v1/districts/{b}/guardianships/{carried['link_id']}/accept", headers=world.staff(b)
+        )
+        assert accepted.status_code == 200, accepted.text
+        # After acceptance: both districts; the earlier token's record reads follow the registry at once.
+        after, claims = await token()
+        assert claims["guardianships"] == {mover: sorted([a, b])}
+        reached = await reach(after)
+        assert reached["records"] == sorted([a, b]) and reached["choices"] == [b]
+        assert reached["amend_in_b"] == 201 and reached["choose_in_b"] == 201
+        assert (await reach(before))["records"] == sorted([a, b])
+
+        revoked = await world.consent.client.post(
+            f"/v1/districts/{b}/guardianships/{carried['link_id']}/revoke",
+            json={"reason": "custody_change"},
+            headers=world.staff(b),
+        )
+        assert revoked.status_code == 200, revoked.text
+        # After revocation: A only again, at once, even for the token that still names B.
+        _, claims = await token()
+        assert claims["guardianships"] == {mover: [a]}
+        assert await reach(after) == {"records": [a], "choices": [], "amend_in_b": 404, "choose_in_b": 403}
+
+        # Never forward, but backward: a parent the receiving district B linked also reaches the
+        # record A sent there (A's record and choices), since B verified them and holds what A sent.
+        other_code = (await world.issue({"student_key": mover}, district=b)).json()["codes"][0]["code"]
+        mother = f"oidc:b-linked-{uuid.uuid4().hex[:6]}"
+        assert (await world.redeem(mother, other_code)).status_code == 201
+        r = await world.consent.client.post(
+            "/v1/internal/guardian-tokens", json={"subject": mother}, headers=world.env.auth("service", "portal")
+        )
+        claims = jwt.decode(r.json()["token"], options={"verify_signature": False})
+        assert claims["guardianships"] == {mover: sorted([a, b])}
+        reached = await reach(r.json()["token"])
+        assert reached["records"] == sorted([a, b]) and reached["choices"] == [b]
+
+        # A development token (a subject the registry does not know) keeps the claim's meaning.
+        dev = world.env.auth("parent", f"dev-parent-{uuid.uuid4().hex[:6]}", students=[mover])
+        record = await world.records.client.get(f"/v1/students/{mover}", headers=dev)
+        assert sorted(v["district_id"] for v in record.json()["records"]) == sorted([a, b])
+    finally:
+        await rt.extras["consent"].aclose()
+        rt.extras["consent"] = old_client
+
+
+async def test_eligibility_is_computed_by_records_across_the_18th_birthday_and_attested_where_no_data(
+    world: Linking,
+) -> None:
+    """FERPA 99.5 from the data Homeroom holds (issue 24): records computes eligibility from the
+    birth date it keeps sealed (consent sees only the answer) and a postsecondary enrollment; the
+    consent clock moves across the 18th birthday; with no data the district's attestation stands."""
+    rt = world.records.runtime
+    teen, college, unknown = student_key(), student_key(), student_key()
+    born = (world.now[0] + timedelta(days=2)).date().replace(year=world.now[0].year - 18)  # 18 in two days
+    await apply(
+        rt,
+        await registered(rt, world.district, teen, {"student.first_name": "Tia", "student.birth_date": str(born)}),
+        enrolled(world.district, teen, "s-1", "2026-09-01", grade="12"),
+        await registered(
+            rt, world.district, college, {"student.first_name": "Cal", "student.birth_date": "2010-05-05"}
+        ),
+        enrolled(world.district, college, "s-1", "2026-09-01", grade="Postsecondary"),
+        await registered(rt, world.district, unknown, {"student.first_name": "Una"}),
+        enrolled(world.district, unknown, "s-1", "2026-09-01"),
+    )
+
+    def rules(r: httpx.Response) -> list[tuple[str, str]]:
+        assert r.status_code == 422, r.text
+        return [(e["field"], e["rule"]) for e in r.json()["errors"]]
+
+    as_student = {"student_key": teen, "relationship": "eligible_student"}
+    # Before the birthday: 17, in grade 12: the student's own code is refused, a parent's issued.
+    assert rules(await world.issue(as_student)) == [("/students/0/relationship", "linking.student_not_eligible")]
+    assert (await world.issue({"student_key": teen})).status_code == 201
+    world.now[0] += timedelta(days=3)  # past the 18th birthday
+    try:
+        refused = await world.issue({"student_key": teen})
+        assert rules(refused) == [("/students/0/relationship", "linking.rights_with_student")]
+        assert "age 18" in refused.json()["errors"][0]["message"] and str(born) not in refused.text
+        issued = await world.issue(
+            as_student,
+            {"student_key": college, "relationship": "eligible_student"},
+            {"student_key": unknown, "relationship": "eligible_student"},
+        )
+        assert issued.status_code == 201, issued.text
+    finally:
+        world.now[0] -= timedelta(days=3)
+    # 16 but at a postsecondary institution: eligible now too; a parent code for them is refused.
+    assert rules(await world.issue({"student_key": college})) == [
+        ("/students/0/relationship", "linking.rights_with_student")
+    ]
+    listed = await world.consent.client.get(f"/v1/districts/{world.district}/guardianships", headers=world.staff())
+    basis = {
+        c["student_key"]: c["eligibility_basis"]
+        for c in listed.json()["codes"]
+        if c["relationship"] == "eligible_student" and c["student_key"] in (teen, college, unknown)
+    }
+    assert basis == {teen: "age_18", college: "postsecondary", unknown: "district_attestation"}
+    kept = await world.consent.pool.fetch(
+        "SELECT student_key, outcome FROM linking_attempts WHERE student_key = ANY($1::text[]) ORDER BY attempt_id",
+        [teen, college],
+    )
+    assert [(r["student_key"], r["outcome"]) for r in kept] == [
+        (teen, "student_not_eligible"),
+        (teen, "rights_with_student"),
+        (college, "rights_with_student"),
+    ]

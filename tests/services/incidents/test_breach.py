@@ -195,6 +195,15 @@ async def test_a_vendor_reports_its_breach_and_the_whole_response_follows_from_t
         f"/v1/students/{spanish}/breach-letters", headers=world.auth("parent", students=[chinese])
     )
     assert other_parent.status_code == 403
+    # A link active in another district only (consent's token names districts) reads no letter of this one.
+    elsewhere = world.auth("parent", students=[spanish], guardianships=[(spanish, "d-elsewhere")])
+    unlinked = await _json(
+        await world.incidents.client.get(f"/v1/students/{spanish}/breach-letters", headers=elsewhere)
+    )
+    assert unlinked["letters"] == []
+    here = world.auth("parent", students=[spanish], guardianships=[(spanish, world.district)])
+    linked = await _json(await world.incidents.client.get(f"/v1/students/{spanish}/breach-letters", headers=here))
+    assert [x["language"] for x in linked["letters"]] == ["es"]
     printable = await _json(
         await world.incidents.client.get(f"/v1/incidents/{incident_id}/letters", headers=world.staff())
     )

@@ -258,3 +258,43 @@ def test_the_proof_check_catches_an_altered_entry_a_wrong_path_and_an_unknown_ke
     stranger = check_entry(answer, {"other": next(iter(keys.values()))})
     assert not stranger.verified and not stranger.head_valid
     assert any("no public key with the id" in p for p in stranger.problems)
+
+
+def test_the_one_page_summary_lists_the_written_consents_given_and_withdrawn_99_30(world: World) -> None:
+    """Issue 24, item 4: the printable summary answers with the parent's choices as consent keeps
+    them: written consents given (and to whom, what, why, how) and withdrawn, opt-outs, every
+    choice in order. Another family's child (district A), so no other test's page changes."""
+    child, consent = world.other_child, world.stack.url("consent")
+    headers = world.scenario.auth(Role.PARENT, "test-parent", students=[child])
+    with httpx.Client(timeout=30) as http:
+        given = []
+        for method in ("paper_form", "portal"):
+            r = http.post(
+                f"{consent}/v1/students/{child}/consents",
+                json={
+                    "district_id": world.district_a,
+                    "recipient": world.ending_agreement,
+                    "elements": ["student.first_name"],
+                    "purpose": "instruction",
+                    "method": method,
+                },
+                headers=headers,
+            )
+            assert r.status_code == 201, r.text
+            given.append(r.json()["consent_id"])
+        withdrawn = http.post(
+            f"{consent}/v1/students/{child}/consents/{given[0]}/withdraw", json={"method": "email"}, headers=headers
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+    with signed_in(world, "parent", students=child) as client:
+        page = client.get(f"/parent/children/{child}/summary")
+    assert page.status_code == 200, page.text
+    table = page.text.split("Written consents (FERPA 34 CFR 99.30)", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(.*?)</tr>", table, flags=re.S)
+    assert len(rows) == 2, table
+    assert all("Short Term Tutoring" in row and "First name" in row and "instruction" in row for row in rows)
+    assert "paper form" in rows[0] and "withdrawn" in rows[0] and "(email)" in rows[0]
+    assert "portal" in rows[1] and "in force" in rows[1]
+    assert "Every choice recorded for your child, in order: 3" in page.text
+    assert "consent given" in page.text and "consent withdrawn" in page.text
+    assert "No guardianship link is recorded for you" in page.text  # the development sign-in names the child

@@ -27,6 +27,14 @@ async def test_only_the_two_districts_see_a_case_and_only_the_receiver_answers(w
         parent = world.auth("parent", students=[key])
         other_parent = world.auth("parent", students=[new_key()])
 
+        # A parent's token from consent names the districts of each active link: one linked in
+        # either district of the case sees it; one whose link is in a third district only does not.
+        linked_in = {d: world.auth("parent", students=[key], guardianships=[(key, d)]) for d in (A, B, C)}
+        for district, status in ((A, 200), (B, 200), (C, 404)):
+            assert (await get(path, linked_in[district])).status_code == status, district
+        assert (await get("/v1/transfers", linked_in[C])).json()["transfers"] == []
+        assert (await get("/v1/transfers", linked_in[A])).json()["count"] == 1
+
         # district C: not the case, not in lists, no hint that it exists
         r = await get(path, staff_c)
         assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
