@@ -115,18 +115,22 @@ def generate_world(
     days: int = 5,
     transfers: int = 1,
     start: date = date(2026, 11, 2),
+    first_district: int = 100,
 ) -> World:
+    """`first_district` numbers the districts (d-100, d-101 by default) and offsets the state ids
+    with them, so worlds generated with different numbers share no district and no student."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible from the seed by design
     calendar = school_days(start, days)
     world_districts: list[District] = []
-    state_counter = 900_000_000
+    state_counter = 900_000_000 + (first_district - 100) * 10_000
     for d in range(districts):
-        district_id = f"d-{100 + d}"
+        number = first_district + d
+        district_id = f"d-{number}"
         schools = [
-            School(f"{district_id}-s{s + 1}", f"School {s + 1} of District {100 + d}", district_id)
+            School(f"{district_id}-s{s + 1}", f"School {s + 1} of District {number}", district_id)
             for s in range(schools_per_district)
         ]
-        district = District(district_id, f"District {100 + d}", schools)
+        district = District(district_id, f"District {number}", schools)
         for i in range(students_per_district):
             state_counter += 1
             chronic = rng.random() < 0.12

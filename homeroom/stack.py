@@ -228,6 +228,22 @@ class Stack:
         self.wait_ready(timeout_s, [key])
         return key
 
+    def repair(self, timeout_s: float = 90.0) -> None:
+        """Whole again after a fault, for the next user of the same stack: PostgreSQL and the
+        broker started if stopped, second instances stopped, any service process that exited
+        started again, and every service ready."""
+        assert self.postgres is not None and self.broker is not None
+        self.postgres.start()
+        self.broker.start()
+        extra = [key for key in self._children if "#" in key]
+        process.stop_all([self._children.pop(key) for key in extra], signal.SIGTERM, timeout_s=15)
+        for key in extra:
+            del self.ports[key]
+        for name in self.services:
+            if self._children[name].poll() is not None:
+                self._children[name] = self._spawn(name, self.ports[name])
+        self.wait_ready(timeout_s)
+
     def wait_ready(self, timeout_s: float, names: list[str] | None = None) -> None:
         """Until each process answers /readyz as ready with this stack's instance id: an answer
         from another process on the same port never counts."""

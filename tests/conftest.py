@@ -1,7 +1,7 @@
 """Real infrastructure for every test: an embedded PostgreSQL and a Tansu broker.
 
 Both start once per test session (about half a second together), and once per worker
-when `./run test` runs two pytest-xdist workers. Each test that asks for a database gets
+when `./run test` runs its three pytest-xdist workers. Each test that asks for a database gets
 a fresh one, so tests never see each other's rows; each test that asks for topics gets
 uniquely named ones for the same reason.
 """
@@ -26,13 +26,14 @@ from tests.harness import ServiceEnv, drop_database, new_database
 from tests.stacks import DemoStack, child_processes, start_prometheus
 
 # Tests that start the whole stack as processes (seven of them plus PostgreSQL and the
-# broker) run in two xdist groups, one after another within each: the fault tests (five
-# stacks of their own, about six minutes) and everything else on a stack (the shared demo
-# stack, the privacy attacks, the fuzz). One group for all of them made its worker the
-# critical path of `./run test` (about 13 of CI's 15 minutes); two stacks at once on two
-# cores hold, with readiness waits of 180 s (`Stack.start`). Only a module that starts a
-# stack (or uses a fixture that does) carries the marker: an in-process test left in a
-# stack group lengthens that group's worker.
+# broker) run in two xdist groups, one after another within each: the fault tests (two
+# stacks: one shared by five tests, one for the broker restart) and everything else on a
+# stack (the shared demo stack, the privacy attacks, the fuzz). One group for all of them
+# made its worker the critical path of `./run test` (about 13 of CI's 15 minutes); two
+# stacks at once on two cores hold (beside a third worker's in-process tests), with readiness
+# waits of 180 s (`Stack.start`). Only a module that starts a stack (or uses a fixture that
+# does) carries the marker: an in-process test left in a stack group lengthens that group's
+# worker.
 WHOLE_STACK = "whole_stack"
 
 
