@@ -41,6 +41,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ class CollectingKeyStore:
 
     async def get(self, district_id: str, scope: crypto.Scope, subject: str) -> crypto.WrappedKey | None:
         return self._keys.get((district_id, scope, subject))
+
+    async def get_many(
+        self, district_id: str, scope: crypto.Scope, subjects: Sequence[str]
+    ) -> dict[str, crypto.WrappedKey]:
+        return {s: k for s in subjects if (k := self._keys.get((district_id, scope, s))) is not None}
 
     async def put_if_absent(
         self, district_id: str, scope: crypto.Scope, subject: str, key: crypto.WrappedKey

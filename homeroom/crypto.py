@@ -35,7 +35,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, get_args
@@ -272,6 +272,10 @@ class DataKeyStore(Protocol):
 
     async def get(self, district_id: str, scope: Scope, subject: str) -> WrappedKey | None: ...
 
+    async def get_many(self, district_id: str, scope: Scope, subjects: Sequence[str]) -> dict[str, WrappedKey]:
+        """The live keys of those subjects that have one (none, and tombstones, left out)."""
+        ...
+
     async def put_if_absent(self, district_id: str, scope: Scope, subject: str, key: WrappedKey) -> WrappedKey:
         """Store ``key`` unless the subject already has one; return the key that is stored."""
         ...
@@ -338,6 +342,16 @@ class PostgresDataKeyStore:
             subject,
         )
         return _wrapped_or_raise(row, district_id, scope, subject)
+
+    async def get_many(self, district_id: str, scope: Scope, subjects: Sequence[str]) -> dict[str, WrappedKey]:
+        rows = await self._pool.fetch(
+            """SELECT subject, kek_version, wrapped FROM data_keys
+               WHERE district_id = $1 AND scope = $2 AND subject = ANY($3::text[]) AND wrapped IS NOT NULL""",
+            district_id,
+            scope,
+            list(subjects),
+        )
+        return {r["subject"]: WrappedKey(r["kek_version"], bytes(r["wrapped"])) for r in rows}
 
     async def put_if_absent(self, district_id: str, scope: Scope, subject: str, key: WrappedKey) -> WrappedKey:
         async with self._pool.acquire() as conn:
@@ -506,6 +520,34 @@ class EnvelopeCipher:
                     " (tampered, or sealed for another element, subject or district)"
                 ) from None
         return opened
+
+    async def prefetch(self, district_id: str, subjects: Iterable[str], scope: Scope = "student") -> None:
+        """Load the data keys of many subjects into the cache in one store read (a page of a
+        roster opened one key read per student: 1,000 round trips). A subject with no key, a
+        shredded one or one that fails to unwrap is left to `open_many`, which says why."""
+        now = self._clock()
+        wanted = []
+        for subject in dict.fromkeys(subjects):
+            hit = self._cache.get((district_id, scope, subject))
+            if hit is None or hit[1] <= now:
+                _check_subject(district_id, scope, subject)
+                wanted.append(subject)
+        if not wanted:
+            return
+        destructions = self._destructions
+        found = await self._store.get_many(district_id, scope, wanted)
+        if destructions != self._destructions:
+            return  # a destruction ran meanwhile: nothing read before it is cached
+        for subject, wrapped in found.items():
+            try:
+                dek = self._unwrap(district_id, scope, subject, wrapped, _wrap_aad(district_id, scope, subject))
+            except (KeyDestroyedError, DecryptionError):
+                continue
+            cache_key = (district_id, scope, subject)
+            self._cache[cache_key] = (AESGCM(dek), now + self._cache_ttl)
+            self._cache.move_to_end(cache_key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     async def destroy_subject(self, district_id: str, subject: str, scope: Scope = "student") -> int:
         """Crypto-shred everything sealed for one subject; 1 if a live key was destroyed."""

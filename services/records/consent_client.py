@@ -187,7 +187,7 @@ class ConsentClient:
                     "elements": list(elements),
                     "require": list(require),
                     "purpose": purpose,
-                    "students": [list(s) for s in students[start : start + 200_000]],
+                    "students": students[start : start + 200_000],  # tuples encode as JSON arrays
                 },
             )
             withheld = raw.get("withheld") if isinstance(raw, dict) else None

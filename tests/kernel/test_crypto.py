@@ -523,6 +523,21 @@ async def test_separator_in_a_name_is_refused(cipher: EnvelopeCipher) -> None:
         await cipher.seal(DISTRICT, STUDENT, "student.first_name", "Ada", scope="parent")  # type: ignore[arg-type]
 
 
+async def test_prefetch_reads_many_keys_at_once_and_leaves_shredded_ones_to_open(
+    keyring: FileKeyring, store: PostgresDataKeyStore
+) -> None:
+    sealed = {
+        k: await EnvelopeCipher(keyring, store).seal(DISTRICT, k, "student.sex", "F") for k in (STUDENT, OTHER_STUDENT)
+    }
+    await EnvelopeCipher(keyring, store).destroy_subject(DISTRICT, OTHER_STUDENT)
+    fresh = EnvelopeCipher(keyring, store)
+    await fresh.prefetch(DISTRICT, [STUDENT, OTHER_STUDENT, "stu_" + "9" * 32])
+    assert set(fresh._cache) == {(DISTRICT, "student", STUDENT)}  # the shredded and the unknown are not cached
+    assert await fresh.open(DISTRICT, STUDENT, "student.sex", sealed[STUDENT]) == b"F"
+    with pytest.raises(KeyDestroyedError):
+        await fresh.open(DISTRICT, OTHER_STUDENT, "student.sex", sealed[OTHER_STUDENT])
+
+
 async def test_the_key_cache_is_bounded(keyring: FileKeyring, store: PostgresDataKeyStore) -> None:
     small = EnvelopeCipher(keyring, store, cache_size=3)
     for n in range(10):

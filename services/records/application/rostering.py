@@ -333,6 +333,12 @@ async def release_students(
         ],
         elements,
     )
+    allowed: dict[str, list[str]] = {}
+    for stored, decision in zip(loaded, decisions, strict=True):
+        if decision.allow:
+            allowed.setdefault(stored.district_id, []).append(stored.student_key)
+    for district, keys in allowed.items():  # one key read for the page, not one per student
+        await runtime.require_cipher().prefetch(district, keys)
     objects: list[dict[str, Any]] = []
     releases: list[Release] = []
     for stored, decision in zip(loaded, decisions, strict=True):
