@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from homeroom.service import Runtime, ServiceSpec
-from services.records import api, oneroster, store
+from services.records import api, oneroster_api, store
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
 from services.records.consent_client import ConsentClient
@@ -72,7 +72,7 @@ async def on_stop(runtime: Runtime) -> None:
 SERVICE = ServiceSpec(
     name="records",
     settings=RecordsSettings,
-    routers=(api.router, oneroster.router),
+    routers=(api.router, oneroster_api.router),
     consumers=CONSUMERS,
     migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
