@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -21,13 +22,14 @@ import faust
 from faust.types import TP
 
 from homeroom import streams
-from homeroom.bus.envelope import IncomingEvent, PoisonMessage, base_topic, decode
+from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode
 from homeroom.service import ConsumerSpec, Runtime
 from services.reports import metrics
 from services.reports.application import reference
-from services.reports.application.tally import Tally
+from services.reports.application.tally import Refusal, Tally
+from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
-from services.reports.state import ReportTopics
+from services.reports.state import Clock, ReportTopics
 from services.reports.tallies import AbsenceRule
 
 log = logging.getLogger(__name__)
@@ -48,10 +50,11 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 class TallyStream:
     """The faust app and agent of the tally, run inside a reports process."""
 
-    def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Any) -> None:
+    def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Clock) -> None:
         self.runtime = runtime
         self.sources = topics.sources
         self.settings = settings
+        self.clock = clock
         partitions = self.sources[0].partitions
         app_id = APP_ID + (f"-{topics.suffix}" if topics.suffix else "")
         self.app = streams.app(app_id, runtime.kafka, settings, partitions=partitions)
@@ -60,7 +63,10 @@ class TallyStream:
             clock,
             AbsenceRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days),
             lambda: int(self.app.consumer_generation_id or 0),
+            topics.dead_letters,
+            app_id,
         )
+        self.freshness = FreshnessTracker(started=clock())
         self.positions: dict[TP, int] = {}
         source = self.app.topic(
             *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -75,9 +81,14 @@ class TallyStream:
         batches = cast(faust.Stream[bytes], stream).take_events(batch_size, within=window)
         async for events in batches:
             decoded: list[IncomingEvent] = []
+            unreadable: list[Refusal] = []
+            newest: dict[tuple[str, int], float] = {}
             for event in events:
                 message = event.message
                 headers = _headers(message.headers)
+                if message.timestamp:
+                    place = (message.topic, message.partition)
+                    newest[place] = max(newest.get(place, 0.0), float(message.timestamp))
                 try:
                     decoded.append(
                         decode(
@@ -89,23 +100,45 @@ class TallyStream:
                             headers,
                         )
                     )
-                except PoisonMessage as poison:  # the records consumer dead-letters it
-                    metrics.TALLY_EVENTS.labels(base_topic(message.topic).name, "refused").inc()
-                    metrics.TALLY_REFUSED.labels(poison.rule).inc()
+                except PoisonMessage as poison:  # dead-lettered in the batch's transaction
+                    event_id = dict(headers).get("ce_id", b"").decode(errors="replace")
+                    unreadable.append(
+                        Refusal(
+                            message.topic,
+                            message.partition,
+                            message.offset,
+                            event_id or f"{message.topic}:{message.partition}:{message.offset}",
+                            poison.rule,
+                            str(poison),
+                            poison.field,
+                        )
+                    )
                 self.positions[TP(message.topic, message.partition)] = message.offset + 1
-            await self._absorb(decoded)
-            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+            await self._absorb(decoded, unreadable)
+            for place, stamp in newest.items():
+                self.freshness.applied(place, datetime.fromtimestamp(stamp, UTC))
+            self._measure()
 
-    async def _absorb(self, decoded: list[IncomingEvent]) -> None:
+    def _measure(self) -> None:
+        """Lag in events (homeroom_consumer_lag) and in seconds (homeroom_reports_seconds_behind)."""
+        lags = streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+        if lags is None:
+            return
+        now = self.clock()
+        self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items()}, now)
+        metrics.SECONDS_BEHIND.set(self.freshness.seconds_behind(now))
+
+    async def _absorb(self, decoded: list[IncomingEvent], unreadable: list[Refusal]) -> None:
         """The batch into the tally, again until its transaction commits: faust acknowledges the
         batch's events when the agent moves on, whether or not the batch was written."""
         while True:
             try:
-                await self.tally.absorb(decoded)
+                await self.tally.absorb(decoded, unreadable)
                 return
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                metrics.TALLY_RETRIES.inc()
                 log.warning("tally batch not written; trying again", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self.settings.tally_retry_s)
 
     async def _rebalanced(self, sender: Any, **kwargs: Any) -> None:
         try:
@@ -122,7 +155,7 @@ class TallyStream:
                 await self.tally.refresh()
             except Exception as exc:  # the database is away: try again next time
                 log.warning("tally refresh failed", extra={"error": repr(exc)})
-            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+            self._measure()
 
     async def start(self) -> None:
         await streams.create_topics(self.runtime.kafka, self.sources, self.settings.topic_replication_factor)
