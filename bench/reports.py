@@ -322,11 +322,15 @@ async def main() -> None:
             f"paced at {a['paced_rate_per_s']}/s: seconds behind {a['paced_seconds_behind']}; "
             f"done {a['paced_done_after_last_send_s']} s after the last send"
         )
-    if args.skip_snapshot:
-        print(json.dumps(result))
-        return
-    result["snapshot"] = snapshot(args.districts, (args.schools_min, args.schools_max), args.state_students)
-    s = result["snapshot"]
+    if not args.skip_snapshot:
+        result["snapshot"] = snapshot(args.districts, (args.schools_min, args.schools_max), args.state_students)
+        print_snapshot(result["snapshot"])
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+def print_snapshot(s: dict[str, Any]) -> None:
     print(f"{'statewide snapshot (s)':<44}{s['snapshot_s']:>12}")
     print(f"{'summing the tables alone (s)':<44}{s['sum_only_s']:>12}")
     print(
@@ -334,9 +338,6 @@ async def main() -> None:
         f"state page {s['state_page_bytes']:,} B ({s['state_page_gzip_bytes']:,}); "
         f"district page {s['district_page_bytes']:,} B ({s['district_page_gzip_bytes']:,})"
     )
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from services.reports.application import reference
 from services.reports.application.tally import Refusal, Tally
 from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
-from services.reports.state import Clock, ReportTopics
+from services.reports.state import Clock, ReportTopics, wall_clock
 from services.reports.tallies import AbsenceRule
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class TallyStream:
             topics.dead_letters,
             app_id,
         )
-        self.freshness = FreshnessTracker(started=clock())
+        # Freshness compares the broker's record times with real time, never the business day's clock.
+        self.freshness = FreshnessTracker(started=wall_clock())
         self.positions: dict[TP, int] = {}
         source = self.app.topic(
             *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -124,8 +125,9 @@ class TallyStream:
         lags = streams.record_lag(self.app, "reports", CONSUMER, self.positions)
         if lags is None:
             return
-        now = self.clock()
-        self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items()}, now)
+        now = wall_clock()
+        names = {t.name for t in self.sources}  # not faust's own leader topic
+        self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items() if tp.topic in names}, now)
         metrics.SECONDS_BEHIND.set(self.freshness.seconds_behind(now))
 
     async def _absorb(self, decoded: list[IncomingEvent], unreadable: list[Refusal]) -> None:
@@ -143,10 +145,23 @@ class TallyStream:
     async def _rebalanced(self, sender: Any, **kwargs: Any) -> None:
         try:
             names = {t.name for t in self.sources}
-            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
+            held = {tp for tp in self.app.consumer.assignment() if tp.topic in names}
+            await self._positions_of(held)
+            assigned = {tp.partition for tp in held}
             await self.tally.rebuild(assigned)
         except Exception:  # raising here would stop faust's rebalance; the next batch reloads
             log.exception("tally rebuild after a rebalance failed; partitions are rebuilt on their next batch")
+
+    async def _positions_of(self, held: set[TP]) -> None:
+        """Start the lag of newly held partitions at the offset the group committed (where this
+        process starts reading), not at 0: the events before it were counted by a former holder."""
+        for tp in set(self.positions) - held:
+            del self.positions[tp]
+        for tp in held - set(self.positions):
+            with contextlib.suppress(Exception):  # revoked meanwhile: its lag is not ours
+                position = await self.app.consumer.position(tp)
+                if position is not None:
+                    self.positions[tp] = position
 
     async def _refresh_loop(self) -> None:
         while True:

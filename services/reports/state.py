@@ -97,7 +97,7 @@ class ReportsState:
 
     def freshness_now(self) -> Freshness | None:
         """How far behind the events the numbers of an answer made now are (None: no tally here)."""
-        return self.freshness.report(self.clock()) if self.freshness is not None else None
+        return self.freshness.report(wall_clock()) if self.freshness is not None else None
 
     def remember(self, key: str, snapshot: Snapshot) -> Snapshot:
         self.documents[key] = snapshot
