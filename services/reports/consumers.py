@@ -54,7 +54,6 @@ class TallyStream:
         self.runtime = runtime
         self.sources = topics.sources
         self.settings = settings
-        self.clock = clock
         partitions = self.sources[0].partitions
         app_id = APP_ID + (f"-{topics.suffix}" if topics.suffix else "")
         self.app = streams.app(app_id, runtime.kafka, settings, partitions=partitions)
