@@ -26,6 +26,7 @@ class AgreementScope:
     start_date: str | None
     end_date: str | None
     covered_districts: tuple[str, ...] = ()  # what the agreement covers, active or not
+    classes: tuple[str, ...] = ()  # class sourcedIds, when the agreement is for certain classes only
     key_rotations: tuple[str, ...] = ()  # ids of the key rotations done after a breach (POST .../keys/rotate)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +46,7 @@ class AgreementScope:
                 start_date=raw.get("start_date"),
                 end_date=raw.get("end_date"),
                 covered_districts=tuple(str(d) for d in raw.get("covered_districts") or ()),
+                classes=tuple(str(c) for c in raw.get("classes") or ()),
                 key_rotations=tuple(str(r["rotation_id"]) for r in raw.get("key_rotations") or ()),
                 raw=raw,
             )

@@ -110,7 +110,7 @@ class AgreementTerms(_Frozen):
     """What the agreement allows, in a form the decision engine can apply.
 
     `elements` are catalogue ids, `purposes` are catalogue purpose ids. An empty `schools`
-    means every school of the listed districts; an empty `districts` covers nobody.
+    means every school of the listed districts (an empty `classes`, every class); an empty `districts` covers nobody.
     An open `end_date` means the agreement runs until it is ended.
     """
 
@@ -118,6 +118,9 @@ class AgreementTerms(_Frozen):
     purposes: tuple[str, ...] = ()
     districts: tuple[str, ...] = ()
     schools: tuple[str, ...] = ()
+    # Class sourcedIds (rostering, issue 23): an agreement for certain classes only releases
+    # students and teachers of those classes; empty means every class of the schools.
+    classes: tuple[str, ...] = ()
     start_date: date | None = None
     end_date: date | None = None
     storage_region: str | None = None
@@ -291,6 +294,7 @@ def _scope(terms: AgreementTerms) -> tuple[object, ...]:
         frozenset(terms.purposes),
         frozenset(terms.districts),
         frozenset(terms.schools),
+        frozenset(terms.classes),
         terms.storage_region,
         terms.disposition,
     )

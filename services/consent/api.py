@@ -34,7 +34,14 @@ from services.consent.agreements import (
     current_status,
 )
 from services.consent.cedar_policy import policy_text
-from services.consent.decisions import DENIAL_CODES, MAX_BATCH, Decision, DecisionRequest, policy_document
+from services.consent.decisions import (
+    DENIAL_CODES,
+    MAX_BATCH,
+    Decision,
+    DecisionRequest,
+    ScreenRequest,
+    policy_document,
+)
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
@@ -421,6 +428,7 @@ async def agreement_scope(agreement_id: str, principal: ScopeReader, runtime: Ru
         "organization": version.organization,
         "districts": list(terms.districts) if active else [],
         "schools": list(terms.schools) if active else [],
+        "classes": list(terms.classes) if active else [],
         "elements": list(terms.elements) if active else [],
         "purposes": list(terms.purposes),
         "start_date": terms.start_date.isoformat() if terms.start_date else None,
@@ -574,6 +582,14 @@ async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep)
     """Up to 1000 decisions, answered in order."""
     point = app.decision_log(runtime)
     return {"decisions": await app.decide_many(point, body.requests, now=app.clock(runtime), route="batch")}
+
+
+@decisions.post("/decisions/screen")
+async def screen(body: ScreenRequest, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[str]]:
+    """The students (of up to 200,000) a read of these elements would release nothing to, or not
+    every element of `require`: what a rostering list must leave out of its counts. Decided by
+    the same rules as `/decisions`; nothing is released on it, so nothing is logged."""
+    return {"withheld": await app.screen(app.decision_log(runtime), body, now=app.clock(runtime))}
 
 
 @decisions.get("/decisions/denials")

@@ -42,7 +42,7 @@ from services.consent.agreements import (
     validate_amendment,
     validate_terms,
 )
-from services.consent.decisions import Decision, DecisionRequest
+from services.consent.decisions import Decision, DecisionRequest, ScreenRequest
 from services.consent.facts import DecisionLog, prune_changes
 from services.consent.import_2d import parse_2d
 
@@ -757,6 +757,15 @@ async def decide_many(
         if not decision.allow:
             metrics.DENIALS.labels(decision.denial or "nothing_releasable").inc()
     return decisions
+
+
+async def screen(point: DecisionLog, screen: ScreenRequest, *, now: datetime) -> list[str]:
+    """The students a read would release nothing to, on facts brought up to date first (a
+    count must not include a student whose parent just opted out)."""
+    async with point.pool.acquire() as conn:
+        await point.facts.refresh(conn)
+    with metrics.DECISION_SECONDS.labels("screen").time():
+        return point.facts.screen(screen, now)
 
 
 def scope_of(versions: Sequence[Agreement], today: date) -> tuple[Agreement, bool]:

@@ -32,6 +32,7 @@ from services.consent.agreements import (
 
 POLICY_VERSION = "consent-policy/1"
 MAX_BATCH = 1000
+MAX_SCREEN = 200_000  # students in one screen (a district's whole roster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,8 @@ RULES: tuple[Rule, ...] = (
         "agreement",
         "permit",
         "requester.role is vendor; requester.agreement_id names an agreement that is active, whose governing "
-        "version covers the district (and school, when it lists schools), whose term contains today and the "
+        "version covers the district (and school, when it lists schools; and one of the student's classes, "
+        "when it lists classes), whose term contains today and the "
         "data_date, and which permits the purpose",
         "requested elements the governing version lists. Categories vendor, research and audit-evaluation "
         "rest on FERPA exceptions; public-health service and other need written consent for each student",
@@ -156,10 +158,44 @@ class DecisionRequest(BaseModel):
     student_key: str = Field(min_length=1, max_length=200)
     district_id: str = Field(min_length=1, max_length=100)
     school_id: str | None = Field(default=None, max_length=100)
+    # The student's classes (or a teacher's), for an agreement limited to certain classes.
+    class_ids: list[str] | None = Field(default=None, max_length=1000)
     elements: list[str] = Field(min_length=1, max_length=200)
     purpose: str | None = Field(default=None, max_length=100)
     data_date: date | None = None
     to_district_id: str | None = Field(default=None, max_length=100)
+
+
+class ScreenRequest(BaseModel):
+    """Which of these students would a read of `elements` by `requester` release nothing to
+    (or not every element of `require`)? For counts a rostering list answers (X-Total-Count,
+    Link): decided by the same rules as a decision, but nothing is released on it, so it is
+    not logged; the students on the page are then decided (and logged) one by one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: Requester
+    district_id: str = Field(min_length=1, max_length=100)
+    elements: list[str] = Field(min_length=1, max_length=200)
+    require: list[str] = Field(default_factory=list, max_length=200)
+    purpose: str | None = Field(default=None, max_length=100)
+    # (student key, school[, classes]): the school (and classes) a decision for the student names
+    students: list[tuple[str, str | None] | tuple[str, str | None, list[str] | None]] = Field(max_length=MAX_SCREEN)
+
+    def request_for(self, student_key: str, school_id: str | None, class_ids: list[str] | None) -> DecisionRequest:
+        return DecisionRequest(
+            action="read",
+            requester=self.requester,
+            student_key=student_key,
+            district_id=self.district_id,
+            school_id=school_id,
+            class_ids=class_ids,
+            elements=self.elements,
+            purpose=self.purpose,
+        )
+
+    def releases(self, decision: Decision) -> bool:
+        return decision.allow and all(e in decision.elements_allowed for e in self.require)
 
 
 class Withheld(BaseModel):
@@ -196,6 +232,7 @@ DENIAL_CODES: dict[str, str] = {
     "outside_term": "today, or the data's date, is outside the agreement's term",
     "district_not_covered": "the agreement does not cover the student's district",
     "school_not_covered": "the agreement does not cover the student's school (or it is not known)",
+    "class_not_covered": "the agreement is for certain classes, none of them the student's (or they are not known)",
     "purpose_not_permitted": "the agreement does not permit the purpose",
     "transfer_not_lawful": "the transfer request is not one the law allows",
     "nothing_releasable": "a rule applied but every element asked for was withheld",
@@ -443,6 +480,18 @@ def _vendor(
         if request.school_id not in terms.schools:
             return _deny(
                 request, "school_not_covered", f"{label} does not cover school {request.school_id}", agreement=version
+            )
+    if terms.classes:
+        if request.class_ids is None:
+            return _deny(
+                request,
+                "class_not_covered",
+                f"{label} covers only some classes and the student's classes are not known",
+                agreement=version,
+            )
+        if not set(request.class_ids) & set(terms.classes):
+            return _deny(
+                request, "class_not_covered", f"{label} covers none of the student's classes", agreement=version
             )
     if request.data_date is not None:
         start, end = terms.start_date, terms.end_date

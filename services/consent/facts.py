@@ -34,7 +34,7 @@ import asyncpg
 from homeroom.storage import Connection
 from services.consent.agreements import Agreement
 from services.consent.cedar_policy import decide_bounded
-from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts
+from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts, ScreenRequest
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,32 @@ class DecisionFacts:
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
         today = now.date()
         return [decide_bounded(r, self.for_request(r, today)) for r in requests]
+
+    def screen(self, screen: ScreenRequest, now: datetime) -> list[str]:
+        """The students of `screen` a read would release nothing to (or not all of `require`).
+        The rules see a student only through the facts below and the school, so each distinct
+        (school, opt-out, consents) is decided once: a district of 50,000 takes a few decisions."""
+        today = now.date()
+        district = screen.district_id
+        own = set(screen.requester.student_keys)  # a parent's children: the one rule that reads the key
+        answers: dict[tuple[object, ...], bool] = {}
+        withheld: list[str] = []
+        for student_key, school_id, *rest in screen.students:
+            class_ids = rest[0] if rest else None
+            pair = (student_key, district)
+            same = (
+                school_id,
+                tuple(class_ids) if class_ids is not None else None,
+                student_key in own,
+                pair in self.opted_out,
+                tuple(self.consents.get(pair, ())),
+            )
+            if same not in answers:
+                request = screen.request_for(student_key, school_id, class_ids)
+                answers[same] = screen.releases(decide_bounded(request, self.for_request(request, today)))
+            if not answers[same]:
+                withheld.append(student_key)
+        return withheld
 
     # --- loading -------------------------------------------------------------------------
 

@@ -314,13 +314,14 @@ async def record_releases(
     an agreement, the sealed copy of what was sent (`copy`)."""
     events = []
     read_log: list[store.ReadLogRow] = []
+    party = requester_party(principal)  # the same reader for every release of the page
     for release in releases:
         disclosure_id = str(uuid.uuid4())
         decision = release.decision
         payload = DisclosureRecorded(
             disclosure_id=disclosure_id,
-            requester=requester_party(principal),
-            recipient=requester_party(principal),
+            requester=party,
+            recipient=party,
             student_key=release.student_key,
             district_id=release.district_id,
             elements=release.elements,

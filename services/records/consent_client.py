@@ -49,6 +49,7 @@ class DecisionRequest:
     district_id: str
     elements: Sequence[str]
     school_id: str | None = None
+    class_ids: Sequence[str] | None = None
     purpose: str | None = None
     data_date: str | None = None
     to_district_id: str | None = None
@@ -60,6 +61,7 @@ class DecisionRequest:
             "student_key": self.student_key,
             "district_id": self.district_id,
             "school_id": self.school_id,
+            "class_ids": list(self.class_ids) if self.class_ids is not None else None,
             "elements": list(self.elements),
             "purpose": self.purpose,
             "data_date": self.data_date,
@@ -161,6 +163,37 @@ class ConsentClient:
             if not isinstance(decisions, list) or len(decisions) != len(chunk):
                 raise ConsentUnavailable("the consent service answered a batch with the wrong number of decisions")
             out.extend(Decision.from_json(d) for d in decisions)
+        return out
+
+    async def screen(
+        self,
+        requester: dict[str, Any],
+        district_id: str,
+        students: Sequence[tuple[str, str | None, Sequence[str] | None]],
+        elements: Sequence[str],
+        require: Sequence[str] = (),
+        purpose: str | None = None,
+    ) -> set[str]:
+        """The students (key, school) a read of `elements` would release nothing to, or not every
+        element of `require` (consent's rules; nothing released, nothing logged): for counts."""
+        out: set[str] = set()
+        for start in range(0, len(students), 200_000):
+            raw = await self._call(
+                "POST",
+                "/v1/decisions/screen",
+                {
+                    "requester": requester,
+                    "district_id": district_id,
+                    "elements": list(elements),
+                    "require": list(require),
+                    "purpose": purpose,
+                    "students": [list(s) for s in students[start : start + 200_000]],
+                },
+            )
+            withheld = raw.get("withheld") if isinstance(raw, dict) else None
+            if not isinstance(withheld, list):
+                raise ConsentUnavailable("the consent service answered a screen without a list of students")
+            out.update(str(k) for k in withheld)
         return out
 
     async def scope(self, agreement_id: str) -> AgreementScope | None:

@@ -36,7 +36,7 @@ from homeroom.bus.topics import ATTENDANCE, CALENDAR, CONSENT, DISCIPLINE, ENROL
 from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2, roster_pb2
 from homeroom.service import ConsumerSpec, Runtime
-from services.records import roster_store, store
+from services.records import store
 from services.records.destruction import destroy_agreement_copies
 
 PROGRAM_FLAGS_ELEMENT = "record.program_flags"
@@ -372,7 +372,7 @@ async def _session(event: IncomingEvent, p: roster_pb2.AcademicSessionRegistered
     start, end = _date(p.start_date, "start_date"), _date(p.end_date, "end_date")
     if end < start:
         raise RejectEvent("date.end_before_start", "the session ends before it starts", "end_date")
-    await roster_store.upsert_session(
+    await store.upsert_session(
         ctx.conn,
         district,
         _required(p.session_id, "session_id"),
@@ -397,7 +397,7 @@ async def _course(event: IncomingEvent, p: roster_pb2.CourseRegistered, ctx: Han
         "school_year_id": p.school_year_id,
         "deleted": p.deleted,
     }
-    await roster_store.upsert_course(ctx.conn, district, _required(p.course_id, "course_id"), values)
+    await store.upsert_course(ctx.conn, district, _required(p.course_id, "course_id"), values)
 
 
 async def _class(event: IncomingEvent, p: roster_pb2.ClassRegistered, ctx: HandlerContext) -> None:
@@ -415,7 +415,7 @@ async def _class(event: IncomingEvent, p: roster_pb2.ClassRegistered, ctx: Handl
         "location": p.location,
         "deleted": p.deleted,
     }
-    await roster_store.upsert_class(ctx.conn, district, _required(p.class_id, "class_id"), values)
+    await store.upsert_class(ctx.conn, district, _required(p.class_id, "class_id"), values)
 
 
 async def _staff(event: IncomingEvent, p: roster_pb2.StaffRegistered, ctx: HandlerContext) -> None:
@@ -425,7 +425,7 @@ async def _staff(event: IncomingEvent, p: roster_pb2.StaffRegistered, ctx: Handl
         if element not in CATALOGUE or CATALOGUE[element].subject != "staff":
             raise RejectEvent("element.unknown", f"{element!r} is not a staff element of the catalogue", element)
     await _scoped(ctx, district)
-    await roster_store.upsert_staff(
+    await store.upsert_staff(
         ctx.conn,
         district,
         key,
@@ -438,7 +438,7 @@ async def _staff(event: IncomingEvent, p: roster_pb2.StaffRegistered, ctx: Handl
 
 def _class_enrollment_row(
     event: IncomingEvent, p: roster_pb2.ClassEnrollmentRecorded
-) -> tuple[str, roster_store.ClassEnrollmentRow]:
+) -> tuple[str, store.ClassEnrollmentRow]:
     """The district and the row of a class enrollment; RejectEvent names what is wrong."""
     district = _district(event, p.district_id)
     if p.role not in ("student", "teacher"):
@@ -475,12 +475,12 @@ def roster_handler(runtime: Runtime) -> BatchHandler:
     write is an upsert on its natural key."""
 
     async def apply(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
-        pending: dict[str, list[roster_store.ClassEnrollmentRow]] = {}
+        pending: dict[str, list[store.ClassEnrollmentRow]] = {}
 
         async def flush() -> None:
             for district, rows in pending.items():
                 await _scoped(ctx, district)
-                await roster_store.upsert_class_enrollments(ctx.conn, district, rows)
+                await store.upsert_class_enrollments(ctx.conn, district, rows)
             pending.clear()
 
         for event in events:

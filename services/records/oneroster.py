@@ -1,7 +1,7 @@
 """OneRoster 1.2 rostering REST for vendors (`/ims/oneroster/rostering/v1p2/`): the routes.
 
 Collections: orgs, schools, academicSessions, terms, gradingPeriods, courses, classes, users,
-students, teachers, demographics, enrollments; each also by sourcedId (enrollments: list only);
+students, teachers, demographics, enrollments; each also by sourcedId;
 and the nested ones a vendor's import walks (`schools/{id}/classes|courses|terms|students|
 teachers|enrollments`, `classes/{id}/students|teachers`, `courses/{id}/classes`,
 `terms/{id}/classes|gradingPeriods`, `students|teachers|users/{id}/classes`).
@@ -25,7 +25,7 @@ from homeroom.auth import Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
-from services.records import roster_store, store
+from services.records import store
 from services.records.api import not_found, security_log, today
 from services.records.application import roster_export
 from services.records.application import rostering as uc
@@ -347,12 +347,18 @@ _classes_where("/terms/{sourced_id}/classes", "term", lambda c, i: any(t["source
 
 
 async def _students_page(
-    runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery, keys: set[str] | None = None
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    q: ListQuery,
+    elements: Sequence[str] = uc.STUDENT_ELEMENTS,
+    keys: set[str] | None = None,
+    require: Sequence[str] = (),
 ) -> tuple[list[tuple[str, str]], int]:
     rows = await uc.current_students(runtime, view)
     if keys is not None:
         rows = [r for r in rows if r["sourcedId"] in keys]
-    return uc.student_page(rows, q)
+    return await uc.student_page(runtime, principal, view, rows, q, elements, require)
 
 
 @router.get("/students")
@@ -456,6 +462,7 @@ async def list_users(
     view = await view_of(runtime, principal)
     q = params.query(USER_FIELDS, view, USER_SELECTABLE)
     rows = [{**r, "role": "student"} for r in await uc.current_students(runtime, view)]
+    rows = await uc.visible_students(runtime, principal, view, rows, uc.STUDENT_ELEMENTS)
     teacher_rows = await _teacher_rows(runtime, view)
     everything = page([*rows, *teacher_rows], q)
     students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
@@ -479,8 +486,12 @@ async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, An
     out = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            for r in await roster_store.staff_keys(conn, district):
+            staff = await store.staff_keys(conn, district)
+            teaching = await uc.class_teachers(conn, view, district)
+            for r in staff:
                 if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
+                    continue
+                if teaching is not None and r["staff_key"] not in teaching:
                     continue
                 out.append(
                     {
@@ -513,7 +524,7 @@ async def list_demographics(
 ) -> dict[str, Any]:
     view = await view_of(runtime, principal)
     q = params.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
-    candidates, total = await _students_page(runtime, principal, view, q)
+    candidates, total = await _students_page(runtime, principal, view, q, uc.DEMOGRAPHIC_ELEMENTS)
     found = await uc.release_students(
         runtime, principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
     )
@@ -548,7 +559,7 @@ async def _class_members(
     keys: list[str] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            rows, _ = await roster_store.class_enrollments(
+            rows, _ = await store.class_enrollments(
                 conn,
                 district,
                 school_ids=view.schools,
@@ -568,13 +579,14 @@ async def class_students(
     view = await view_of(runtime, principal)
     q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
     members = set(await _class_members(runtime, principal, view, sourced_id, "student"))
-    candidates, total = await _students_page(runtime, principal, view, q, members)
+    elements = (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT)
+    candidates, total = await _students_page(runtime, principal, view, q, elements, members, (uc.CLASS_ELEMENT,))
     users = await uc.release_students(
         runtime,
         principal,
         view,
         candidates,
-        (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT),
+        elements,
         uc.user_builder(view, require=uc.CLASS_ELEMENT),
     )
     return answer(request, response, "users", Page(users, total), q)
@@ -639,18 +651,26 @@ async def user_classes(
 
 
 async def _enrollments(
-    runtime: Runtime, principal: Principal, view: VendorView, params: ListParams, school_id: str | None = None
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    params: ListParams,
+    school_id: str | None = None,
+    sourced_id: str | None = None,
 ) -> tuple[Page, ListQuery]:
     # Class enrollments where the agreement releases classes (students' or teachers'); else,
     # and for districts that send no classes, students' school enrollments.
     rostered = False
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
         async with runtime.pool.acquire() as conn:
-            rostered = await roster_store.has_classes(conn, view.districts)
+            rostered = await store.has_classes(conn, view.districts)
+    only = [Predicate("sourcedId", "=", sourced_id)] if sourced_id is not None else []
     if rostered:
         q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+        q = replace(q, predicates=[*q.predicates, *only])
         return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
     q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+    q = replace(q, predicates=[*q.predicates, *only])
     if school_id is not None:
         q = ListQuery(
             [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
@@ -672,6 +692,18 @@ async def list_enrollments(
     view = await view_of(runtime, principal)
     result, q = await _enrollments(runtime, principal, view, params)
     return answer(request, response, "enrollments", result, q)
+
+
+@router.get("/enrollments/{sourced_id}")
+async def get_enrollment(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+    """One enrollment by its sourcedId (the pseudonymous id the lists give): found among the
+    vendor's own enrollments, so released (a disclosure) exactly as in a list."""
+    view = await view_of(runtime, principal)
+    params = ListParams(None, None, None, None, 1, 0)
+    result, _ = await _enrollments(runtime, principal, view, params, sourced_id=sourced_id)
+    if not result.items:
+        raise not_found("enrollment")
+    return {"enrollment": result.items[0]}
 
 
 @router.get("/schools/{sourced_id}/enrollments")

@@ -240,6 +240,12 @@ BODIES: dict[tuple[str, str], Any] = {
             }
         ]
     },
+    ("consent", "POST /v1/decisions/screen"): {
+        "requester": {"role": "vendor", "subject": "m", "organization": "M", "agreement_id": "{agreement}"},
+        "district_id": "{district}",
+        "elements": ["{element}"],
+        "students": [["{student}", None]],
+    },
     ("consent", "POST /v1/students/{student_key}/directory-opt-out"): {"district_id": "{district}", "method": "portal"},
     ("consent", "POST /v1/students/{student_key}/directory-opt-out/rescind"): {
         "district_id": "{district}",
@@ -843,6 +849,13 @@ def roster_attacks(http: httpx.Client, w: World, tally: Tally) -> Counter[tuple[
                 if attacker == "vendor_other":
                     released.update((u["sourcedId"], "Othervendor") for u in users)
             shown = [k for k in outsiders if k != ours and k in text]
+            # Counts: X-Total-Count (and so Link's last page) counts only whom the caller sees,
+            # never students its decisions withhold (issue 23).
+            listed = {"students": "users", "users": "users", "teachers": "users", "enrollments": "enrollments"}
+            if route in listed and response.status_code == 200:
+                count = len(response.json()[listed[route]])
+                if response.headers.get("x-total-count") != str(count):
+                    shown.append(f"X-Total-Count {response.headers.get('x-total-count')} for {count} listed")
             if attacker == "vendor_other" and route in ("students", "users") and response.status_code == 200:
                 released.update((u["sourcedId"], "Othervendor") for u in response.json()["users"])
             if response.status_code in (403, 404) or (response.status_code == 200 and not shown):

@@ -33,6 +33,13 @@ StudentAttendance: school / section events   AttendanceRecord (daily / class per
 StudentDiscipline: DisciplineAction          SuspensionRecord (dates only)
 StudentDiscipline: incidents and a           refused: element.forbidden (incident details)
 student's part in them
+StaffAssociation: Staff                      StaffRecord (name, work email, StaffUniqueId as
+                                             the identifier; role teacher), emitted when the
+                                             file ends, with its schools from
+StaffAssociation: StaffSchoolAssociation     ... (a StaffRecord is the staff member's whole
+                                             state, so it goes once, with every school)
+StaffAssociation: StaffSectionAssociation    TeachingRecord (the section is the class id;
+                                             "Teacher of Record" is the primary teacher)
 ===========================================  =================================================
 
 Everything else is read past without being kept: inside a record, an element that maps to
@@ -98,7 +105,9 @@ from services.ingest.records import (
     SchoolRecord,
     SessionRecord,
     Source,
+    StaffRecord,
     StudentRecord,
+    TeachingRecord,
     record_id,
 )
 
@@ -116,6 +125,7 @@ USED_INTERCHANGES = frozenset(
         "InterchangeStudentProgram",
         "InterchangeStudentAttendance",
         "InterchangeStudentDiscipline",
+        "InterchangeStaffAssociation",
     ]
 )
 
@@ -157,6 +167,7 @@ def parse_edfi_xml(
     builder.line = lambda: int(expat.CurrentLineNumber)
     interchange = ""
     unused: Tally[str] = Tally()
+    staff = _StaffGathered()
     try:
         for _event, elem in DET.iterparse(reader, events=("end",), parser=parser):
             if elem.get(_LINE) is None:
@@ -169,7 +180,7 @@ def parse_edfi_xml(
                     counter.done(reader.bytes_read)
                     return
             if interchange in USED_INTERCHANGES:
-                yield from _record(elem, interchange, file, opts)
+                yield from _record(elem, interchange, file, opts, staff)
             else:
                 unused[elem.tag] += 1
             counter.row(lambda: reader.bytes_read)
@@ -195,6 +206,7 @@ def parse_edfi_xml(
     else:
         if builder.root is not None and not builder.root.tag.startswith("Interchange"):
             yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+    yield from staff.records()
     if unused:
         # One notice for the whole interchange: Homeroom takes nothing from it.
         yield Dropped(file, 0, record=interchange, count=sum(unused.values()))
@@ -283,7 +295,9 @@ def _school_year(check: Check, text: str | None, fallback: date | None) -> int |
 _Mapper = Callable[[Element, Source, Check], Iterator[ParseItem]]
 
 
-def _record(elem: Element, interchange: str, file: str, opts: ParseOptions) -> Iterator[ParseItem]:
+def _record(
+    elem: Element, interchange: str, file: str, opts: ParseOptions, staff: _StaffGathered
+) -> Iterator[ParseItem]:
     line = int(elem.attrib.pop(_LINE, "0"))
     src = Source(FORMAT, file, line, elem.tag)
     tag = elem.tag
@@ -294,7 +308,7 @@ def _record(elem: Element, interchange: str, file: str, opts: ParseOptions) -> I
         yield from check.errors
         return
     mapper = _MAPPERS.get(tag)
-    if mapper is None:
+    if mapper is None and tag not in _STAFF_GATHERED:
         # A record of a used interchange that holds nothing Homeroom collects (Contact, Person,
         # Course, GradingPeriod, another program ...): skipped and counted, never parsed.
         yield Dropped(file, line, record=tag)
@@ -302,6 +316,9 @@ def _record(elem: Element, interchange: str, file: str, opts: ParseOptions) -> I
     _screen_all(check, elem, tag)
     if not check.ok:
         yield from check.errors
+        return
+    if mapper is None:
+        yield from _STAFF_GATHERED[tag](staff, elem, src, check)
         return
     yield from mapper(elem, src, check)
 
@@ -942,6 +959,110 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
 _ORGANISATION_RECORDS = frozenset(
     ["School", "LocalEducationAgency", "CourseOffering", "Section", "Session", "Calendar", "CalendarDate"]
 )
+
+# --- staff (StaffAssociation) ---------------------------------------------------------------------
+
+_STAFF_KEPT = frozenset(["StaffUniqueId", "Name", "ElectronicMail"])
+TEACHER_OF_RECORD = "Teacher of Record"
+
+
+class _StaffGathered:
+    """Staff members of one file and the schools its StaffSchoolAssociations give them: a
+    StaffRecord is the member's whole state (records replaces the schools), so each is emitted
+    once, when the file ends. Staff are few (a district's teachers), so holding them is cheap."""
+
+    def __init__(self) -> None:
+        self.staff: dict[str, StaffRecord] = {}
+        self.schools: dict[str, list[str]] = {}
+
+    def take_staff(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+        _drop_rest(check, elem, _STAFF_KEPT, elem.tag)
+        name = elem.find("Name")
+        if name is not None:
+            _drop_rest(check, name, frozenset(["FirstName", "LastSurname"]), f"{elem.tag}/Name")
+        mails = elem.findall("ElectronicMail")
+        for extra in mails[1:]:
+            check.drop(f"{elem.tag}/ElectronicMail", _content(extra))
+        key = check.text("StaffUniqueId", _text(elem, "StaffUniqueId"), required=True)
+        first = check.text("Name/FirstName", _text(name, "FirstName"), required=True, max_len=75)
+        last = check.text("Name/LastSurname", _text(name, "LastSurname"), required=True, max_len=75)
+        email = (
+            check.text("ElectronicMail/ElectronicMailAddress", _text(mails[0], "ElectronicMailAddress"))
+            if mails
+            else None
+        )
+        if key is None or first is None or last is None or not check.ok:
+            yield from check.errors
+            return
+        elements = {"staff.first_name": first, "staff.last_name": last, "staff.identifier": key}
+        if email:
+            elements["staff.email"] = email
+        record = StaffRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "staff", key),
+            staff_ref=key,
+            role="teacher",
+            elements=elements,
+        )
+        yield from issues_then(check, None)
+        if not check.errors:
+            self.staff[key] = record
+
+    def take_school(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+        _drop_rest(check, elem, frozenset(), elem.tag)
+        key = check.text(
+            "StaffReference/StaffUniqueId", _text(elem.find("StaffReference"), ".//StaffUniqueId"), required=True
+        )
+        school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
+        if key is None or school is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(check, None)
+        mine = self.schools.setdefault(key, [])
+        if school not in mine:
+            mine.append(school)
+
+    def take_section(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+        _drop_rest(check, elem, frozenset(["ClassroomPosition", "BeginDate", "EndDate"]), elem.tag)
+        key = check.text(
+            "StaffReference/StaffUniqueId", _text(elem.find("StaffReference"), ".//StaffUniqueId"), required=True
+        )
+        school_raw, section_raw = _section(elem)
+        school = check.text("SectionReference/SchoolId", school_raw, required=True)
+        section = check.text("SectionReference/SectionIdentifier", section_raw, required=True)
+        begin = check.date("BeginDate", _text(elem, "BeginDate"), required=True)
+        end = check.date("EndDate", _text(elem, "EndDate"))
+        if begin is not None and end is not None and end < begin:
+            check.fail("EndDate", "date.end_before_start", "The EndDate is before the BeginDate.")
+        position = _text(elem, "ClassroomPosition") or ""
+        if key is None or school is None or section is None or begin is None or not check.ok:
+            yield from check.errors
+            return
+        yield from issues_then(
+            check,
+            TeachingRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "staff-section", key, school, section, begin.isoformat()),
+                staff_ref=key,
+                class_id=section,
+                school_id=school,
+                primary=position.rsplit("#", 1)[-1] == TEACHER_OF_RECORD,
+                begin_date=begin,
+                end_date=end,
+            ),
+        )
+
+    def records(self) -> Iterator[ParseItem]:
+        for key, record in self.staff.items():
+            yield replace(record, schools=tuple(self.schools.get(key, ())))
+
+
+_STAFF_GATHERED: dict[str, Callable[[_StaffGathered, Element, Source, Check], Iterator[ParseItem]]] = {
+    "Staff": _StaffGathered.take_staff,
+    "StaffSchoolAssociation": _StaffGathered.take_school,
+    "StaffSectionAssociation": _StaffGathered.take_section,
+}
+
 
 _MAPPERS: dict[str, _Mapper] = {
     "Student": _student,

@@ -22,7 +22,7 @@ from typing import Any
 from homeroom.auth import Principal
 from homeroom.generate import CLASSES, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 from homeroom.service import Runtime
-from services.records import roster_store, store
+from services.records import store
 from services.records.api import today
 from services.records.application import rostering as uc
 from services.records.application.rostering import VendorView
@@ -59,8 +59,13 @@ async def export(runtime: Runtime, principal: Principal, view: VendorView, since
     if classes_released:
         for district in view.districts:
             async with store.district_tx(runtime.pool, district) as conn:
-                rows, _ = await roster_store.class_enrollments(
-                    conn, district, school_ids=view.schools, current_students_on=today(), limit=None
+                rows, _ = await store.class_enrollments(
+                    conn,
+                    district,
+                    school_ids=view.schools,
+                    class_ids=view.classes,
+                    current_students_on=today(),
+                    limit=None,
                 )
             for r in rows:
                 if r["class_id"] not in visible_classes:

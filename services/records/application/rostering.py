@@ -21,7 +21,7 @@ from homeroom.auth import Principal
 from homeroom.catalogue import STAFF_LEGAL_BASIS
 from homeroom.crypto import KeyDestroyedError
 from homeroom.service import Runtime
-from services.records import roster_store, store
+from services.records import store
 from services.records.api import (
     CHANNEL_ONEROSTER,
     Release,
@@ -94,6 +94,14 @@ class VendorView:
         return not self.scope.schools or school_id in self.scope.schools
 
     @property
+    def classes(self) -> list[str] | None:
+        """The classes an agreement for certain classes only is for (None: every class)."""
+        return sorted(self.scope.classes) if self.scope.classes else None
+
+    def covers_class(self, class_id: str) -> bool:
+        return not self.scope.classes or class_id in self.scope.classes
+
+    @property
     def teachers_visible(self) -> bool:
         return TEACHERS_ELEMENT in self.scope.elements
 
@@ -159,7 +167,7 @@ async def covered_schools(runtime: Runtime, view: VendorView) -> set[str]:
 
 async def sessions(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.sessions(conn, view.districts)
+        rows = await store.sessions(conn, view.districts)
     children: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r["parent_id"]:
@@ -176,20 +184,28 @@ async def sessions(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
 
 async def courses(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.courses(conn, view.districts)
-        years = {(r["district_id"], r["session_id"]) for r in await roster_store.sessions(conn, view.districts)}
+        rows = await store.courses(conn, view.districts)
+        years = {(r["district_id"], r["session_id"]) for r in await store.sessions(conn, view.districts)}
+        # An agreement for certain classes: only those classes' courses.
+        taught = (
+            {(r["district_id"], r["course_id"]) for r in await store.classes(conn, view.districts)
+             if view.covers_class(r["class_id"]) and view.covers(r["school_id"])}
+            if view.classes
+            else None
+        )  # fmt: skip
     return [
         course_object(r, r["district_id"], (r["district_id"], r["school_year_id"]) in years)
         for r in rows
-        if not r["school_id"] or view.covers(r["school_id"])
+        if (not r["school_id"] or view.covers(r["school_id"]))
+        and (taught is None or (r["district_id"], r["course_id"]) in taught)
     ]
 
 
 async def classes(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        rows = await roster_store.classes(conn, view.districts)
-        course_rows = await roster_store.courses(conn, view.districts)
-        session_ids = {(r["district_id"], r["session_id"]) for r in await roster_store.sessions(conn, view.districts)}
+        rows = await store.classes(conn, view.districts)
+        course_rows = await store.courses(conn, view.districts)
+        session_ids = {(r["district_id"], r["session_id"]) for r in await store.sessions(conn, view.districts)}
     visible_courses = {
         (r["district_id"], r["course_id"]) for r in course_rows if not r["school_id"] or view.covers(r["school_id"])
     }
@@ -201,32 +217,79 @@ async def classes(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
             None,
         )
         for r in rows
-        if view.covers(r["school_id"])
+        if view.covers(r["school_id"]) and view.covers_class(r["class_id"])
     ]
 
 
 # --- students -----------------------------------------------------------------------------
 
 
-async def current_students(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+async def current_students(runtime: Runtime, view: VendorView, *, stamped: bool = True) -> list[dict[str, Any]]:
     """Every student currently enrolled at a covered school of a covered district, as the
     (district, sourcedId, dateLastModified) rows a filter and sort can work on: keys only."""
     out: list[dict[str, Any]] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), limit=10_000_000
+                conn, district, school_ids=view.schools, current_on=today(), class_ids=view.classes, limit=10_000_000
             )
         out.extend(
             {
                 "district": district,
                 "sourcedId": r["student_key"],
                 "status": "active",
-                "dateLastModified": stamp(r["updated_at"]),
+                "dateLastModified": stamp(r["updated_at"]) if stamped else None,
+                "school": r["school_id"],
+                "classes": r["class_ids"],
             }
             for r in rows
         )
     return out
+
+
+async def hidden_students(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: Sequence[dict[str, Any]],
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> set[tuple[str, str]]:
+    """The (district, key) of the students in `rows` a read of `elements` releases nothing to
+    (or not every element of `require`), by consent's rules: what counts must leave out, so
+    that X-Total-Count and Link never reveal a student the vendor may not see."""
+    by_district: dict[str, list[tuple[str, str | None, Sequence[str] | None]]] = {}
+    for r in rows:
+        by_district.setdefault(r["district"], []).append((r["sourcedId"], r["school"], r.get("classes")))
+    hidden: set[tuple[str, str]] = set()
+    for district, students in by_district.items():
+        try:
+            withheld = await consent_client(runtime).screen(
+                requester_json(principal), district, students, elements, require, view.purpose
+            )
+        except ConsentUnavailable as exc:
+            raise consent_unavailable(exc) from None
+        hidden.update((district, k) for k in withheld)
+    return hidden
+
+
+async def visible_students(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: Sequence[dict[str, Any]],
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """`rows` less the students a read of `elements` releases nothing to (`hidden_students`)."""
+    hidden = await hidden_students(runtime, principal, view, rows, elements, require)
+    return [r for r in rows if (r["district"], r["sourcedId"]) not in hidden]
+
+
+def first_school(view: VendorView, stored: store.StoredRecord) -> str | None:
+    """The school a student's decision names: the first covered school it attends today (as
+    `store.list_student_keys` gives it for the counts)."""
+    return min((s for s in stored.school_ids(current_on=today()) if view.covers(s)), default=None)
 
 
 Builder = Callable[[store.StoredRecord, Any, set[str]], Awaitable[tuple[dict[str, Any], set[str]] | None]]
@@ -251,16 +314,23 @@ async def release_students(
     for district, key in candidates:
         by_district.setdefault(district, []).append(key)
     found: dict[tuple[str, str], store.StoredRecord] = {}
+    in_classes: dict[tuple[str, str], list[str]] = {}
     for district, keys in by_district.items():
         async with store.district_tx(runtime.pool, district) as conn:
             for stored in await store.load_roster(conn, district, keys):
                 found[(district, stored.student_key)] = stored
+            if view.classes:
+                mine = await store.classes_of_students(conn, district, keys, view.classes)
+                in_classes.update({(district, k): c for k, c in mine.items()})
     loaded = [found[c] for c in candidates if c in found]
     decisions = await _decide(
         runtime,
         principal,
         view,
-        [(s.district_id, s.student_key, min(s.school_ids(current_on=today()), default=None)) for s in loaded],
+        [
+            (s.district_id, s.student_key, first_school(view, s), in_classes.get((s.district_id, s.student_key), []))
+            for s in loaded
+        ],
         elements,
     )
     objects: list[dict[str, Any]] = []
@@ -284,20 +354,24 @@ async def _decide(
     runtime: Runtime,
     principal: Principal,
     view: VendorView,
-    students: Sequence[tuple[str, str, str | None]],
+    students: Sequence[tuple[str, str, str | None, Sequence[str]]],
     elements: Sequence[str],
 ) -> list[Decision]:
+    """Consent's decisions; the student's classes are named only for an agreement for certain
+    classes (consent then denies a student in none of them)."""
+    requester = requester_json(principal)
     requests = [
         DecisionRequest(
             action="read",
-            requester=requester_json(principal),
+            requester=requester,
             student_key=key,
             district_id=district,
             school_id=school,
+            class_ids=tuple(classes) if view.classes else None,
             elements=tuple(elements),
             purpose=view.purpose,
         )
-        for district, key, school in students
+        for district, key, school, classes in students
     ]
     try:
         return await consent_client(runtime).decide_many(requests) if requests else []
@@ -380,10 +454,11 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
     out: list[Teacher] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            rows = await roster_store.staff(conn, district, wanted)
+            rows = await store.staff(conn, district, wanted)
+            teaching = await class_teachers(conn, view, district)
         for r in rows:
             schools = sorted(s for s in r["school_ids"] if view.covers(s))
-            if not schools or r["deleted"]:
+            if not schools or r["deleted"] or (teaching is not None and r["staff_key"] not in teaching):
                 continue
             sealed = {e: bytes(v) for e, v in zip(r["elements"], r["sealed"], strict=True) if e in view.visible}
             try:
@@ -394,6 +469,11 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
             user, held = teacher_object(r, opened, view.visible, schools)
             out.append(Teacher(district, r["staff_key"], user, held))
     return out
+
+
+async def class_teachers(conn: Any, view: VendorView, district: str) -> set[str] | None:
+    """For an agreement for certain classes, the staff teaching them (None: no such limit)."""
+    return await store.teachers_of_classes(conn, district, view.classes) if view.classes else None
 
 
 async def record_teachers(
@@ -423,6 +503,7 @@ async def record_teachers(
 
 # What SQL can do for class enrollments; any other filter or a sort is applied to the whole
 # (SQL-scoped) list in Python.
+ENROLLMENT_DATES = {"beginDate": "enrollment.entry_date", "endDate": "enrollment.exit_date"}
 SQL_FILTERS = {("class.sourcedId", "="), ("user.sourcedId", "="), ("school.sourcedId", "="), ("role", "=")}
 
 
@@ -450,9 +531,20 @@ async def class_enrollments(
     if not view.teachers_visible:
         role = "student" if role in (None, "student") else role
     schools = [school_id] if school_id else view.schools
-    if school_id and not view.covers(school_id):
+    if (school_id and not view.covers(school_id)) or (class_id and not view.covers_class(class_id)):
         return Page([], 0)
     bounded = q.sort is None and not q.descending and all((p.field, p.op) in SQL_FILTERS for p in q.predicates)
+    hidden: set[tuple[str, str]] = set()
+    if role != "teacher":
+        # Students the vendor may not see are left out of the rows and the total; a filter on
+        # a date needs the date released too (never matched on a withheld value).
+        dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in q.predicates)]
+        candidates = await current_students(runtime, view, stamped=False)  # for the screen: keys only
+        if user_key is not None:
+            candidates = [r for r in candidates if r["sourcedId"] == user_key]
+        hidden = await hidden_students(
+            runtime, principal, view, candidates, CLASS_ENROLLMENT_ELEMENTS, (CLASS_ELEMENT, *dates)
+        )
     rows: list[tuple[str, Any]] = []
     total = 0
     # Districts in order; each district's rows from SQL (paged there when the query allows).
@@ -460,14 +552,16 @@ async def class_enrollments(
     want = q.limit
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            found, count = await roster_store.class_enrollments(
+            found, count = await store.class_enrollments(
                 conn,
                 district,
                 school_ids=schools,
                 class_id=class_id,
+                class_ids=view.classes,
                 user_key=user_key,
                 role=role,
                 current_students_on=today(),
+                hidden_students=[k for d, k in hidden if d == district],
                 limit=want if bounded else None,
                 offset=skip if bounded else 0,
             )
@@ -500,12 +594,20 @@ async def _release_enrollments(
     firsts: dict[tuple[str, str], str] = {}
     for d, k, s in students:
         firsts.setdefault((d, k), s)
+    # the page's rows are already cut to the agreement's classes: those are the student's classes
+    in_classes: dict[tuple[str, str], set[str]] = {}
+    for d, _, r in objects:
+        in_classes.setdefault((d, r["user_key"]), set()).add(r["class_id"])
     keys = sorted(firsts)
     decisions = dict(
         zip(
             keys,
             await _decide(
-                runtime, principal, view, [(d, k, firsts[(d, k)]) for d, k in keys], CLASS_ENROLLMENT_ELEMENTS
+                runtime,
+                principal,
+                view,
+                [(d, k, firsts[(d, k)], sorted(in_classes[(d, k)])) for d, k in keys],
+                CLASS_ENROLLMENT_ELEMENTS,
             ),
             strict=True,
         )
@@ -551,9 +653,19 @@ async def _release_enrollments(
     return out
 
 
-def student_page(rows: list[dict[str, Any]], q: ListQuery) -> tuple[list[tuple[str, str]], int]:
-    """Filter, sort and cut the students' key rows: the page's (district, key) and the total."""
+async def student_page(
+    runtime: Runtime,
+    principal: Principal,
+    view: VendorView,
+    rows: list[dict[str, Any]],
+    q: ListQuery,
+    elements: Sequence[str],
+    require: Sequence[str] = (),
+) -> tuple[list[tuple[str, str]], int]:
+    """Filter, screen, sort and cut the students' key rows: the page's (district, key) and the
+    total of those the vendor may see (a read of `elements` releases something to them)."""
     found = [r for r in rows if matches(r, q.predicates)]
+    found = await visible_students(runtime, principal, view, found, elements, require)
     ordered = sort_items(found, q)
     return [(r["district"], r["sourcedId"]) for r in ordered[q.offset : q.offset + q.limit]], len(ordered)
 
@@ -566,7 +678,10 @@ SCHOOL_ENROLLMENT_ELEMENTS = ("enrollment.school_id", "enrollment.entry_date", "
 async def school_enrollments(runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery) -> Page:
     """Students' school enrollments (`class` null), for agreements whose districts send no
     classes: what SQL can do (covered schools, the agreement's end, the common predicates) is
-    done there; with no other predicate the page bounds the query too."""
+    done there; with no other predicate the page bounds the query too. An agreement for certain
+    classes has none here (these districts send no classes)."""
+    if view.classes:
+        return Page([], 0)
     predicates = q.predicates
     sql_fields = {
         ("dateLastModified", ">"),
@@ -610,6 +725,19 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
             }
             if matches(obj, predicates):
                 rows.append((district, obj))
+    # Students the vendor may not see are left out of the total too (and a date filter needs the
+    # date released: never matched on a withheld value).
+    dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in predicates)]
+    seen = {(d, o["user"]["sourcedId"]): o["school"]["sourcedId"] for d, o in reversed(rows)}
+    hidden = await hidden_students(
+        runtime,
+        principal,
+        view,
+        [{"district": d, "sourcedId": k, "school": sch} for (d, k), sch in seen.items()],
+        SCHOOL_ENROLLMENT_ELEMENTS,
+        ("enrollment.school_id", *dates),
+    )
+    rows = [(d, o) for d, o in rows if (d, o["user"]["sourcedId"]) not in hidden]
     ordered = sort_items([o for _, o in rows], q)
     district_of = {id(o): d for d, o in rows}
     total = len(ordered)
@@ -620,7 +748,7 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
         school_of[key] = min(school_of.get(key, obj["school"]["sourcedId"]), obj["school"]["sourcedId"])
     students = sorted(school_of)
     decisions = await _decide(
-        runtime, principal, view, [(d, k, school_of[(d, k)]) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS
+        runtime, principal, view, [(d, k, school_of[(d, k)], []) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS
     )
     by_student = dict(zip(students, decisions, strict=True))
     out: list[dict[str, Any]] = []
@@ -666,8 +794,8 @@ async def releases(runtime: Runtime, view: VendorView) -> dict[str, Any]:
     students = 0
     for district in sorted(set(view.scope.covered_districts or view.scope.districts)):
         async with store.district_tx(runtime.pool, district) as conn:
-            students += await roster_store.students_released(conn, district, agreement)
-            for r in await roster_store.releases_by_day(conn, district, agreement):
+            students += await store.students_released(conn, district, agreement)
+            for r in await store.releases_by_day(conn, district, agreement):
                 day = days.setdefault(
                     r["day"].isoformat(), {"date": r["day"].isoformat(), "students": 0, "staff": 0, "disclosures": 0}
                 )
@@ -697,7 +825,13 @@ async def district_of_student(runtime: Runtime, view: VendorView, key: str) -> s
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), student_key=key, limit=1
+                conn,
+                district,
+                school_ids=view.schools,
+                current_on=today(),
+                student_key=key,
+                class_ids=view.classes,
+                limit=1,
             )
         if rows:
             return district

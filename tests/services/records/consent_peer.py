@@ -1,5 +1,5 @@
 """A test peer for the consent service's decision point: a tiny real FastAPI app that
-implements `POST /v1/decisions`, `POST /v1/decisions/batch` and
+implements `POST /v1/decisions`, `POST /v1/decisions/batch`, `POST /v1/decisions/screen` and
 `GET /v1/agreements/{agreement_id}/scope` exactly as docs/contracts.md specifies them,
 for the cases the records tests need. It is NOT the consent service (services/consent
 builds that); records talks to it over HTTP through its real `ConsentClient` and an
@@ -156,6 +156,28 @@ def consent_peer(state: PeerState, verifier: TokenVerifier) -> FastAPI:
         answers = [decide(state, r) for r in body["requests"]]
         state.decisions.extend(answers)
         return JSONResponse({"decisions": answers})
+
+    @app.post("/v1/decisions/screen")
+    async def screen(request: Request) -> JSONResponse:
+        if not state.up:
+            return JSONResponse({"title": "down"}, status_code=503)
+        principal = caller(request)
+        if principal is None or principal.role is not Role.SERVICE:
+            return JSONResponse({"title": "forbidden"}, status_code=403)
+        body = await request.json()
+        withheld = []
+        answers: dict[tuple[object, ...], bool] = {}  # the rules see a student by school and opt-out only
+        for key, school, *_ in body["students"]:
+            same = (school, (body["district_id"], key) in state.opt_outs)
+            if same not in answers:
+                one = {"action": "read", "requester": body["requester"], "student_key": key,
+                       "district_id": body["district_id"], "school_id": school, "elements": body["elements"],
+                       "purpose": body.get("purpose")}  # fmt: skip
+                answer = decide(state, one)
+                answers[same] = answer["allow"] and set(body.get("require") or ()) <= set(answer["elements_allowed"])
+            if not answers[same]:
+                withheld.append(key)
+        return JSONResponse({"withheld": withheld})
 
     @app.get("/v1/agreements/{agreement_id}/scope")
     async def scope(agreement_id: str, request: Request) -> JSONResponse:

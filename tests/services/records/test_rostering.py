@@ -160,13 +160,20 @@ async def events_of(env: ServiceEnv, submission: str) -> list[OutgoingEvent]:
         await consumer.stop()
 
 
-async def agreement(consent: Any, env: ServiceEnv, district: str) -> str:
+async def agreement(
+    consent: Any,
+    env: ServiceEnv,
+    district: str,
+    category: str = "vendor",
+    schools: tuple[str, ...] = ("sch-1",),
+    classes: tuple[str, ...] = (),
+) -> str:
     staff = env.auth("district_staff", district=district)
     r = await consent.client.post(
         "/v1/agreements",
         json={
             "organization": "Rosterly",
-            "category": "vendor",
+            "category": category,
             "supplemental": SUPPLEMENTAL_ANSWERS,
             "terms": {
                 "elements": [
@@ -175,7 +182,8 @@ async def agreement(consent: Any, env: ServiceEnv, district: str) -> str:
                 ],
                 "purposes": ["rostering"],
                 "districts": [district],
-                "schools": ["sch-1"],
+                "schools": list(schools),
+                "classes": list(classes),
                 "start_date": "2020-01-01",
                 "end_date": "2099-06-30",
                 "storage_region": "US",
@@ -197,6 +205,7 @@ class Vendor:
     def __init__(self, rec: Records, auth: dict[str, str]) -> None:
         self.rec, self.auth = rec, auth
         self.links: set[str] = set()
+        self.found: set[str] = set()  # every listed object's own route: {collection}/{sourcedId}
         self.texts: list[str] = []
 
     async def get(self, path: str, **params: str) -> httpx.Response:
@@ -214,6 +223,7 @@ class Vendor:
         assert 'rel="first"' in r.headers["link"] and 'rel="last"' in r.headers["link"]
         self.links.update(re.findall(r'"href": ?"([^"]+)"', r.text))
         items: list[dict[str, Any]] = r.json()[name]
+        self.found.update(f"{OR}/{kind}/{i['sourcedId']}" for i in items)
         return items
 
     async def one(self, href: str) -> dict[str, Any]:
@@ -310,6 +320,13 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert len(vendor.links) >= 8
             for href in sorted(vendor.links):
                 await vendor.one(href)
+            # ... and so does every listed object's sourcedId, in the collection it was listed in
+            # (enrollments included: GET /enrollments/{id}).
+            assert {f.removeprefix(OR + "/").split("/")[0] for f in vendor.found} >= set(COLLECTIONS) - {"demographics"}
+            for found in sorted(vendor.found - vendor.links):
+                await vendor.one(found)
+            r = await vendor.get("enrollments/" + enrollments[0]["sourcedId"][::-1])
+            assert r.status_code == 404
 
             # Outside the agreement: the other school's class, course, teacher and student.
             for path in ("classes/cls-2", "courses/crs-2", "classes/cls-2/students", "classes/cls-2/teachers",
@@ -386,6 +403,138 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
             assert len(await rec.disclosures()) == before + len(fresh)
             r = await rec.client.get(f"{OR}/bulk.zip", params={"since": "yesterday"}, headers=vendor.auth)
             assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "since.date"
+
+            await counts_reveal_only_whom_the_vendor_may_see(consent, service_env, rec, district, students)
+            await a_class_limited_agreement_reaches_nothing_outside_its_classes(
+                consent, service_env, rec, district, students, teacher, enrollments
+            )
+
+
+async def counts_reveal_only_whom_the_vendor_may_see(
+    consent: Any, env: ServiceEnv, rec: Records, district: str, students: list[dict[str, Any]]
+) -> None:
+    """X-Total-Count and the Link header's last page count only students the vendor may see: under
+    an agreement resting on written consent, where only Ada's parent consented, Alan is in no
+    count of any list (before the fix every student-bearing list counted him: 2 students, 3 users,
+    3 enrollments)."""
+    other = await agreement(consent, env, district, category="other")
+    ada = next(u["sourcedId"] for u in students if u["givenName"] == "Ada")
+    r = await consent.client.post(
+        f"/v1/students/{ada}/consents",
+        json={
+            "district_id": district,
+            "recipient": other,
+            "elements": ["student.first_name", "student.last_name", "enrollment.school_id", "enrollment.class"],
+            "method": "paper_form",
+        },
+        headers=env.auth("district_staff", district=district),
+    )
+    assert r.status_code == 201, r.text
+    vendor = Vendor(rec, env.auth("vendor", agreement=other, organization="Rosterly"))
+    expected = {  # one student (Ada) and the class's teacher
+        "students": 1,
+        "schools/sch-1/students": 1,
+        "classes/cls-1/students": 1,
+        "users": 2,
+        "enrollments": 2,
+        "schools/sch-1/enrollments": 2,
+        "demographics": 0,
+    }
+    tried = 0
+    for path, total in expected.items():
+        for extra in ({}, {"filter": "status='active'"}, {"sort": "sourcedId"}):
+            params = {"limit": "1", **extra}
+            r = await vendor.get(path, **params)
+            tried += 1
+            assert r.status_code == 200, (path, r.text)
+            assert r.headers["x-total-count"] == str(total), (path, params, r.headers["x-total-count"])
+            last = re.search(r'offset=(\d+)>; rel="last"', r.headers["link"])
+            assert last is not None and int(last.group(1)) == max(0, total - 1), (path, r.headers["link"])
+            assert ('rel="next"' in r.headers["link"]) == (total > 1), (path, r.headers["link"])
+            # Past the visible rows: empty pages, never a count of the others.
+            r = await vendor.get(path, limit="1", offset=str(total))
+            assert r.status_code == 200 and r.headers["x-total-count"] == str(total)
+    assert tried == 21
+    assert not any("Alan" in t or "Turing" in t for t in vendor.texts)
+
+
+async def a_class_limited_agreement_reaches_nothing_outside_its_classes(
+    consent: Any,
+    env: ServiceEnv,
+    rec: Records,
+    district: str,
+    students: list[dict[str, Any]],
+    teacher: dict[str, Any],
+    enrollments: list[dict[str, Any]],
+) -> None:
+    """An agreement for class cls-2 only (both schools covered): cls-1, its course, its students
+    (Ada, Alan), its teacher (Grace) and their enrollments are out of reach by every route, by
+    id, nested and through every filter; the bulk zip holds none of them; counts agree."""
+    limited = await agreement(consent, env, district, schools=(), classes=("cls-2",))
+    vendor = Vendor(rec, env.auth("vendor", agreement=limited, organization="Rosterly"))
+    ada, alan = (next(u["sourcedId"] for u in students if u["givenName"] == n) for n in ("Ada", "Alan"))
+    grace = teacher["sourcedId"]
+    theirs = [e["sourcedId"] for e in enrollments]  # cls-1's enrollments, as the first vendor saw them
+    assert [c["sourcedId"] for c in await vendor.list("classes")] == ["cls-2"]
+    assert [c["sourcedId"] for c in await vendor.list("courses")] == ["crs-2"]
+    (zeb,) = await vendor.list("students")
+    assert zeb["givenName"] == "Zebulon"
+    (ottoline,) = await vendor.list("teachers")
+    assert ottoline["givenName"] == "Ottoline"
+    assert {e["class"]["sourcedId"] for e in await vendor.list("enrollments")} == {"cls-2"}
+    assert [c["sourcedId"] for c in await vendor.list("terms/term-1/classes")] == ["cls-2"]
+    assert [c["sourcedId"] for c in await vendor.list(f"students/{zeb['sourcedId']}/classes")] == ["cls-2"]
+    gone = [
+        "classes/cls-1", "classes/cls-1/students", "classes/cls-1/teachers", "courses/crs-1", "courses/crs-1/classes",
+        f"students/{ada}", f"users/{ada}", f"demographics/{ada}", f"students/{ada}/classes", f"users/{ada}/classes",
+        f"teachers/{grace}", f"users/{grace}", f"teachers/{grace}/classes", f"users/{grace}/classes",
+        *(f"enrollments/{e}" for e in theirs),
+    ]  # fmt: skip
+    for path in gone:
+        r = await vendor.get(path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+    empty = [
+        ("schools/sch-1/students", {}), ("schools/sch-1/teachers", {}), ("schools/sch-1/classes", {}),
+        ("schools/sch-1/enrollments", {}), ("schools/sch-1/courses", {}),
+        ("enrollments", {"filter": "class.sourcedId='cls-1'"}), ("enrollments", {"filter": f"user.sourcedId='{ada}'"}),
+        ("enrollments", {"filter": f"user.sourcedId='{grace}'"}),
+        ("enrollments", {"filter": "school.sourcedId='sch-1'"}),
+        *(("enrollments", {"filter": f"sourcedId='{e}'"}) for e in theirs),
+        ("students", {"filter": f"sourcedId='{ada}'"}), ("students", {"filter": f"sourcedId='{alan}'"}),
+        ("users", {"filter": f"sourcedId='{grace}'"}), ("users", {"filter": f"sourcedId='{ada}'"}),
+        ("teachers", {"filter": f"sourcedId='{grace}'"}), ("classes", {"filter": "sourcedId='cls-1'"}),
+        ("courses", {"filter": "sourcedId='crs-1'"}), ("demographics", {"filter": f"sourcedId='{ada}'"}),
+    ]  # fmt: skip
+    for path, params in empty:
+        r = await vendor.get(path, **params)
+        assert r.status_code == 200 and r.headers["x-total-count"] == "0", (path, params, r.text)
+    for path, total in (("students", 1), ("teachers", 1), ("users", 2), ("enrollments", 2), ("classes", 1)):
+        r = await vendor.get(path, limit="1")
+        assert r.headers["x-total-count"] == str(total), (path, r.headers["x-total-count"])
+    r = await rec.client.get(f"{OR}/bulk.zip", headers=vendor.auth)
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        vendor.texts.append("".join(zf.read(n).decode() for n in zf.namelist()))
+    assert "Zebulon" in vendor.texts[-1] and "cls-2" in vendor.texts[-1]
+    for name in ("Ada", "Byron", "Alan", "Turing", "Grace", "Hopper", ada, alan, grace, "cls-1", "crs-1", *theirs):
+        assert not any(name in t for t in vendor.texts), name
+    assert len(gone) + len(empty) >= 35
+    # Consent's own decision holds the line too (records asks with the student's classes).
+    for classes, denial in ((["cls-1"], "class_not_covered"), (None, "class_not_covered"), (["cls-2"], None)):
+        r = await consent.client.post(
+            "/v1/decisions",
+            json={
+                "action": "read",
+                "requester": {"role": "vendor", "subject": "v", "organization": "Rosterly", "agreement_id": limited},
+                "student_key": ada,
+                "district_id": district,
+                "school_id": "sch-1",
+                "class_ids": classes,
+                "elements": ["student.first_name"],
+            },
+            headers=env.auth("service"),
+        )
+        assert r.status_code == 200 and r.json()["denial"] == denial, (classes, r.text)
 
 
 async def test_bad_roster_events_are_refused_with_their_rule(service_env: ServiceEnv) -> None:
