@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import sys
 import tempfile
@@ -45,11 +46,14 @@ from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
 from homeroom.calendar import weekdays  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
+from homeroom.contracts.reports import Snapshot  # noqa: E402
 from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
+from services.portal.statistics import page_parts  # noqa: E402
 from services.reports import metrics, snapshots  # noqa: E402
+from services.reports.api import selection  # noqa: E402
 from services.reports.service import SERVICE  # noqa: E402
 from services.reports.settings import ReportsSettings  # noqa: E402
 from services.reports.state import state_of  # noqa: E402
@@ -61,13 +65,15 @@ from tests.services.reports.helpers import calendar, enrolled, groups, mark  # n
 SOURCES = (ENROLLMENT.name, GROUPS.name, ATTENDANCE.name)
 
 
-def events_for(students: int, days: int, schools: int = 20) -> tuple[list[OutgoingEvent], list[OutgoingEvent]]:
+def events_for(
+    students: int, days: int, schools: int = 20, first_student: int = 0
+) -> tuple[list[OutgoingEvent], list[OutgoingEvent]]:
     """(calendars, the timed events): students spread over `schools` schools of two districts."""
     school_days = [d.isoformat() for d in weekdays(date(2026, 9, 14), date(2026, 12, 18))][: max(days, 10)]
     places = [(f"d-{100 + s % 2}", f"d-{100 + s % 2}-s{s}") for s in range(schools)]
     calendars = [calendar(d, s, 2026, school_days) for d, s in places]
     timed: list[OutgoingEvent] = []
-    for i in range(students):
+    for i in range(first_student, first_student + students):
         district, school = places[i % schools]
         key = f"stu_{i:032d}"
         timed.append(enrolled(district, key, school, school_days[0], grade=f"{1 + i % 12:02d}"))
@@ -102,7 +108,43 @@ async def raw_consume(bootstrap: str, topics: tuple[str, ...], n: int) -> float:
     return elapsed
 
 
-async def absorption(students: int, days: int) -> dict[str, Any]:
+class Sampler:
+    """Samples the tally's own freshness gauge (homeroom_reports_seconds_behind) while events flow."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.values.append(metrics.SECONDS_BEHIND._value.get())
+            await asyncio.sleep(0.25)
+
+    def __enter__(self) -> Sampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.values) or [0.0]
+        return {
+            "max_s": round(ordered[-1], 2),
+            "p50_s": round(ordered[len(ordered) // 2], 2),
+            "p95_s": round(ordered[int(len(ordered) * 0.95)], 2),
+        }
+
+
+async def until_read(before: float, n: int, started: float) -> None:
+    while tally_read() - before < n:
+        if time.perf_counter() - started > 1800:
+            raise TimeoutError("the tally did not read every event in 30 minutes")
+        await asyncio.sleep(0.02)
+
+
+async def absorption(students: int, days: int, paced_rate: int, paced_students: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-reports-"))
     pg = EmbeddedPostgres().start()
     broker = EmbeddedBroker().start()
@@ -114,6 +156,7 @@ async def absorption(students: int, days: int) -> dict[str, Any]:
         )
         auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
         calendars, events = events_for(students, days)
+        _, paced = events_for(paced_students, days, first_student=students)
         async with running(SERVICE, settings, kafka=kafka, auth=auth) as runtime:
             producer = AIOKafkaProducer(**kafka.client_kwargs(), linger_ms=5, acks="all")
             await producer.start()
@@ -125,41 +168,77 @@ async def absorption(students: int, days: int) -> dict[str, Any]:
                     raise TimeoutError("the calendars were not applied")
                 await asyncio.sleep(0.2)
             await asyncio.sleep(5)  # the tally's group settles and its table recovers before timing
+
+            # 1. A burst: every event sent as fast as the producer goes.
             before = tally_read()
-            started = time.perf_counter()
-            futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
-            await asyncio.gather(*futures)
-            produced = time.perf_counter()
-            await producer.stop()
-            while tally_read() - before < len(events):
-                if time.perf_counter() - started > 1800:
-                    raise TimeoutError("the tally did not read every event in 30 minutes")
-                await asyncio.sleep(0.02)
+            batches_before = metrics.TALLY_BATCH_SECONDS._sum.get(), _batches()
+            started = burst_started = time.perf_counter()
+            with Sampler() as burst:
+                futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
+                await asyncio.gather(*futures)
+                produced = time.perf_counter()
+                await until_read(before, len(events), started)
             tally_s = time.perf_counter() - started
             behind_s = time.perf_counter() - produced
+            batches = _batches() - batches_before[1]
+            absorb_s = metrics.TALLY_BATCH_SECONDS._sum.get() - batches_before[0]
             writes = metrics.TALLY_WRITES._value.get()
+
+            # 2. Paced at an ingest rate (docs/benchmarks.md: ingest accepts 1,740-4,699 events/s).
+            await asyncio.sleep(2)
+            before = tally_read()
+            started = time.perf_counter()
+            with Sampler() as steady:
+                for i, e in enumerate(paced):
+                    due = started + i / paced_rate
+                    if (wait := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(wait)
+                    await producer.send(e.topic, e.value, key=e.key, headers=e.headers)
+                await producer.flush()
+                paced_sent = time.perf_counter()
+                await until_read(before, len(paced), started)
+            paced_done = time.perf_counter()
+            await producer.stop()
             tally = state_of(runtime).tally
             assert tally is not None
             enrolled_total = await runtime.pool.fetchval(
                 "SELECT sum((tally->'counts'->'enrolled'->>'all')::int) FROM school_tallies"
             )
-            raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events))
+            raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events) + len(paced))
+        raw_rate = (len(events) + len(paced)) / raw_s
         return {
             "events": len(events),
             "students": students,
             "students_counted": int(enrolled_total or 0),
             "student_writes": int(writes),
-            "produce_s": round(produced - started, 2),
+            "produce_s": round(produced - burst_started, 2),
             "tally_s": round(tally_s, 2),
             "tally_events_per_s": round(len(events) / tally_s),
+            "tally_batches": int(batches),
+            "events_per_batch": round(len(events) / max(1, batches), 1),
+            "absorb_share": round(absorb_s / tally_s, 3),
             "tally_behind_last_send_s": round(behind_s, 2),
+            "burst_seconds_behind": burst.summary(),
+            "paced_events": len(paced),
+            "paced_rate_per_s": paced_rate,
+            "paced_send_s": round(paced_sent - started, 2),
+            "paced_done_after_last_send_s": round(paced_done - paced_sent, 2),
+            "paced_seconds_behind": steady.summary(),
             "raw_s": round(raw_s, 2),
-            "raw_aiokafka_events_per_s": round(len(events) / raw_s),
-            "tally_to_raw_ratio": round(raw_s / tally_s, 4),
+            "raw_aiokafka_events_per_s": round(raw_rate),
+            "tally_to_raw_ratio": round((len(events) / tally_s) / raw_rate, 4),
         }
     finally:
         broker.stop()
         pg.stop()
+
+
+def _batches() -> float:
+    for metric in metrics.TALLY_BATCH_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return sample.value
+    return 0.0
 
 
 def snapshot(districts: int, schools: tuple[int, int], students: int) -> dict[str, Any]:
@@ -170,7 +249,7 @@ def snapshot(districts: int, schools: tuple[int, int], students: int) -> dict[st
     started = time.perf_counter()
     tables = snapshots.tables(state, names, "New York")
     sum_s = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     tables = snapshots.tables(state, names, "New York")
     built = snapshots.document(
         tables,
@@ -181,7 +260,9 @@ def snapshot(districts: int, schools: tuple[int, int], students: int) -> dict[st
         "New York",
     )
     snapshot_s = time.perf_counter() - started
+    snapshot_cpu_s = time.process_time() - cpu
     cells = built.snapshot.cells
+    sizes = page_bytes(built.snapshot)
     return {
         "districts": districts,
         "schools": len(state),
@@ -189,41 +270,76 @@ def snapshot(districts: int, schools: tuple[int, int], students: int) -> dict[st
         "generate_s": round(generated_s, 2),
         "sum_only_s": round(sum_s, 2),
         "snapshot_s": round(snapshot_s, 2),
+        "snapshot_cpu_s": round(snapshot_cpu_s, 2),
         "snapshot_to_sum_ratio": round(snapshot_s / sum_s, 1),
         "cells": cells.total,
         "fewer_than": cells.fewer_than,
         "withheld": cells.withheld,
-        "document_bytes": len(built.snapshot.model_dump_json()),
+        **sizes,
     }
+
+
+def page_bytes(snapshot: Snapshot) -> dict[str, int]:
+    """What the portal's /statistics page reads from the reports API: before issue 22's fix the
+    whole snapshot; now the filtered parts (services/portal/statistics.py `page_parts`), as
+    JSON and gzipped (the reports app compresses answers for a client that accepts it)."""
+    whole = snapshot.model_dump_json().encode()
+    district = next(u.key for u in snapshot.units if u.level == "district")
+    out = {"document_bytes": len(whole), "document_gzip_bytes": len(gzip.compress(whole, 6))}
+    for name, chosen in (("state_page", None), ("district_page", district)):
+        parts = [
+            snapshots.select(snapshot, selection(**params)).model_dump_json().encode()  # type: ignore[arg-type]
+            for params in page_parts(chosen, "all")
+        ]
+        out[f"{name}_bytes"] = sum(len(p) for p in parts)
+        out[f"{name}_gzip_bytes"] = sum(len(gzip.compress(p, 6)) for p in parts)
+    return out
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=5_000, help="students whose events the tally absorbs")
     parser.add_argument("--days", type=int, default=10, help="daily marks per student")
+    parser.add_argument("--paced-rate", type=int, default=1_740, help="events/s of the paced run (ingest's)")
+    parser.add_argument("--paced-students", type=int, default=2_500, help="students of the paced run")
     parser.add_argument("--districts", type=int, default=700)
     parser.add_argument("--schools-min", type=int, default=1)
     parser.add_argument("--schools-max", type=int, default=12)
     parser.add_argument("--state-students", type=int, default=2_500_000)
     parser.add_argument("--skip-absorption", action="store_true")
+    parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "reports"}
     if not args.skip_absorption:
-        result["absorption"] = await absorption(args.students, args.days)
+        result["absorption"] = await absorption(args.students, args.days, args.paced_rate, args.paced_students)
         a = result["absorption"]
         print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
         print(f"{'raw aiokafka consume (same events)':<44}{a['raw_aiokafka_events_per_s']:>12,}")
         print(
             f"ratio tally/raw: {a['tally_to_raw_ratio']}; tally behind the last send: {a['tally_behind_last_send_s']} s"
         )
-    result["snapshot"] = snapshot(args.districts, (args.schools_min, args.schools_max), args.state_students)
-    s = result["snapshot"]
-    print(f"{'statewide snapshot (s)':<44}{s['snapshot_s']:>12}")
-    print(f"{'summing the tables alone (s)':<44}{s['sum_only_s']:>12}")
+        print(f"burst: seconds behind {a['burst_seconds_behind']}; {a['events_per_batch']} events per batch")
+        print(
+            f"paced at {a['paced_rate_per_s']}/s: seconds behind {a['paced_seconds_behind']}; "
+            f"done {a['paced_done_after_last_send_s']} s after the last send"
+        )
+    if not args.skip_snapshot:
+        result["snapshot"] = snapshot(args.districts, (args.schools_min, args.schools_max), args.state_students)
+        print_snapshot(result["snapshot"])
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def print_snapshot(s: dict[str, Any]) -> None:
+    print(f"{'statewide snapshot (s)':<44}{s['snapshot_s']:>12} ({s['snapshot_cpu_s']} s of CPU)")
+    print(f"{'summing the tables alone (s)':<44}{s['sum_only_s']:>12}")
+    print(
+        f"/statistics reads: whole document {s['document_bytes']:,} B ({s['document_gzip_bytes']:,} gzipped); "
+        f"state page {s['state_page_bytes']:,} B ({s['state_page_gzip_bytes']:,}); "
+        f"district page {s['district_page_bytes']:,} B ({s['district_page_gzip_bytes']:,})"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from homeroom import crypto, notices
@@ -96,6 +97,9 @@ class ServiceSpec:
     # NOLOGIN roles its migrations create and its transactions SET ROLE to (records' row-level
     # security role): the migration runner makes the service's login a member of each.
     database_roles: Sequence[str] = ()
+    # Answers of at least this many bytes are gzip-compressed for a client that accepts it
+    # (large public documents: the reports service's snapshots); None: never.
+    gzip_minimum_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -372,6 +376,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, li
         openapi_tags=list(spec.openapi_tags) or None,
     )
     install_problem_handlers(app)
+    if spec.gzip_minimum_size is not None:
+        app.add_middleware(GZipMiddleware, minimum_size=spec.gzip_minimum_size)
     app.add_middleware(SecurityHeaders)
     _refuse_nul_characters(app)
     instrument_http(app, spec.name)

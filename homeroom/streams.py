@@ -69,13 +69,17 @@ async def create_topics(kafka: KafkaSettings, topics: Iterable[Topic], replicati
     await ensure_topics(kafka.client_kwargs(), list(topics), replication_factor)
 
 
-def record_lag(faust_app: faust.App, service: str, consumer: str, positions: MutableMapping[TP, int]) -> None:
+def record_lag(
+    faust_app: faust.App, service: str, consumer: str, positions: MutableMapping[TP, int]
+) -> dict[TP, int] | None:
     """Lag of the app's source partitions in ``homeroom_consumer_lag``, like every consumer's:
-    the high-water mark minus the next offset to apply (``positions``: the agent's own count)."""
+    the high-water mark minus the next offset to apply (``positions``: the agent's own count).
+    Returns the lag by partition held (None while not started or rebalancing)."""
     try:
         assignment = faust_app.consumer.assignment()
     except Exception:  # not started or rebalancing: nothing to say
-        return
+        return None
+    lags: dict[TP, int] = {}
     sources = set(assignment)  # no tables, so no changelog partitions
     CONSUMER_ASSIGNED.labels(service, consumer).set(len({tp.partition for tp in sources}))
     for tp in sources:
@@ -85,5 +89,7 @@ def record_lag(faust_app: faust.App, service: str, consumer: str, positions: Mut
         if highwater is None:
             continue
         position = positions.get(tp)
-        behind = highwater - position if position is not None else highwater
-        CONSUMER_LAG.labels(service, consumer, tp.topic, str(tp.partition)).set(max(0, behind))
+        behind = max(0, highwater - position if position is not None else highwater)
+        CONSUMER_LAG.labels(service, consumer, tp.topic, str(tp.partition)).set(behind)
+        lags[tp] = behind
+    return lags

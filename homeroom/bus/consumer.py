@@ -144,8 +144,10 @@ def rejection(
     attempts: int = 1,
     district_id: str = "",
     dead_letter_topic: str = REJECTED.name,
+    dead_letter_id: str | None = None,
 ) -> OutgoingEvent:
-    """The dead letter (`RecordRejected` on ingest.rejected.v1) for an event a consumer gives up on."""
+    """The dead letter (`RecordRejected` on ingest.rejected.v1) for an event a consumer gives up on.
+    `dead_letter_id`: a deterministic id for a dead letter that may be written again (the outbox keeps one)."""
     payload = RecordRejected(
         stage=f"{service}.{consumer}",
         field=field,
@@ -167,6 +169,7 @@ def rejection(
         district_id=district_id,
         causation_id=event_id,
         topic_name=dead_letter_topic,
+        event_id=dead_letter_id,
     )
 
 

@@ -94,6 +94,30 @@ class SnapshotSummary(BaseModel):
     content_sha256: str = Field(description="SHA-256 of the document as published (canonical JSON)")
 
 
+class Freshness(BaseModel):
+    """How far the statewide tally was behind the events on the bus when the answer was made
+    (the answering process's partitions: with several reports processes, the metric
+    homeroom_reports_seconds_behind is the statewide figure)."""
+
+    newest_event: datetime | None = Field(description="time of the newest event the tally has counted (as of)")
+    seconds_behind: float | None = Field(
+        description="seconds the tally trails the bus: 0 when every event on it is counted; null when unknown"
+    )
+    events_behind: int | None = Field(description="events on the bus not yet counted")
+    partitions: int = Field(default=0, description="source partitions the answering process holds")
+    measured_at: datetime | None = None
+
+
+class Page(BaseModel):
+    """The part of a snapshot's rows an answer holds (the filters asked for, then offset/limit)."""
+
+    filters: dict[str, str] = Field(description="the filters applied: district, school, level, column")
+    offset: int
+    limit: int | None
+    rows_matching: int = Field(description="rows that match the filters, before offset/limit")
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
+
+
 class Snapshot(BaseModel):
     """A statewide snapshot (or, for a district's preview, what one would publish now)."""
 
@@ -109,6 +133,10 @@ class Snapshot(BaseModel):
     units: list[Unit]
     rows: list[Row]
     cells: CellCounts
+    freshness: Freshness | None = Field(
+        default=None, description="how far the tally was behind the events when this was computed"
+    )
+    page: Page | None = Field(default=None, description="with filters or a limit: which rows this answer holds")
 
 
 class SnapshotList(BaseModel):
@@ -138,3 +166,4 @@ class DistrictNumbers(BaseModel):
     units: list[Unit]
     rows: list[OwnRow]
     note: str
+    freshness: Freshness | None = None

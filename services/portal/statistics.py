@@ -22,6 +22,7 @@ router = APIRouter(include_in_schema=False)
 Year = Annotated[int | None, Query(ge=2000, le=2100)]
 DistrictId = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Column = Annotated[str, Query(min_length=1, max_length=80, pattern=r"^[a-z0-9_]+(:[A-Za-z0-9_.-]+)?$")]
+ColumnChoice = Annotated[str | None, Query(min_length=1, max_length=80, pattern=r"^[a-z0-9_]+(:[A-Za-z0-9_.-]+)?$")]
 SnapshotId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
 RATES = (("chronic_absence", "Chronic absence"), ("suspension", "Suspension"), ("attendance", "Attendance"))
 
@@ -106,6 +107,26 @@ async def _listing(portal: PortalDep) -> SnapshotList:
     )
 
 
+def merged(parts: list[Snapshot]) -> Snapshot:
+    """One snapshot of the filtered parts of it the page asked for (the same document each time)."""
+    units = {u.key: u for part in parts for u in part.units}
+    rows = {(r.unit, r.column): r for part in parts for r in part.rows}
+    return parts[0].model_copy(update={"units": list(units.values()), "rows": list(rows.values()), "page": None})
+
+
+def page_parts(district: str | None, column: str) -> list[dict[str, str | int]]:
+    """The filtered parts of a snapshot one page shows, never the whole state's tables (tens of
+    MB at a state's size): the comparison table's rows in the chosen column, the focus's rows
+    in every column (its group tables) and, with a district chosen, the list of districts."""
+    if district is None:
+        return [{"level": "state,district", "column": column}, {"level": "state"}]
+    return [
+        {"district": district, "column": column},
+        {"district": district, "level": "state,district"},
+        {"level": "district", "column": "all", "limit": 1},  # every district's unit, for the choice
+    ]
+
+
 @router.get("/statistics")
 async def statistics(
     request: Request,
@@ -119,29 +140,27 @@ async def statistics(
     years = sorted({s.school_year for s in listing.snapshots}, reverse=True)
     if not years:
         return render(request, "statistics.html", session, page=None, years=[], measures=[], rates=RATES)
-    params: dict[str, str | int] = {"school_year": school_year or years[0]}
-    if district:
-        params["district"] = district
+    year = school_year or years[0]
+    published = [s for s in listing.snapshots if s.school_year == year]
+    if not published:
+        raise PageError(404, "Nothing published", f"nothing has been published for school year {year}")
+    snapshot_id = max(published, key=lambda s: s.version).snapshot_id
+    parts: list[Snapshot] = []
     try:
-        snapshot = Snapshot.model_validate(
-            await portal.services.get("reports", "/v1/public/snapshots/latest", None, params)
-        )
+        for params in page_parts(district, column):
+            parts.append(
+                Snapshot.model_validate(
+                    await portal.services.get("reports", f"/v1/public/snapshots/{snapshot_id}", None, params)
+                )
+            )
     except UpstreamError as exc:
         if exc.status == 404:
-            raise PageError(404, "Nothing published", exc.detail) from None
+            raise PageError(404, "No such district", exc.detail) from None
+        if exc.status == 422:
+            raise PageError(404, "No such group", f"the snapshot has no group {column!r}") from None
         raise
-    if district:  # the district list of the whole state, for the choice of district
-        whole = Snapshot.model_validate(
-            await portal.services.get(
-                "reports", "/v1/public/snapshots/latest", None, {"school_year": params["school_year"]}
-            )
-        )
-        districts = [u for u in whole.units if u.level == "district"]
-    else:
-        districts = []
+    snapshot = merged(parts)
     page = view(snapshot, district, column)
-    if districts:
-        page.districts = districts
     return render(
         request,
         "statistics.html",
@@ -155,8 +174,12 @@ async def statistics(
 
 
 @router.get("/statistics/{snapshot_id}.csv")
-async def statistics_csv(portal: PortalDep, snapshot_id: SnapshotId, district: DistrictId = None) -> Response:
+async def statistics_csv(
+    portal: PortalDep, snapshot_id: SnapshotId, district: DistrictId = None, column: ColumnChoice = None
+) -> Response:
     params: dict[str, str | int] = {"district": district} if district else {}
+    if column:
+        params["column"] = column
     upstream = await portal.services.download("reports", f"/v1/public/snapshots/{snapshot_id}/csv", params)
     disposition = upstream.headers.get("content-disposition", f'attachment; filename="{snapshot_id}.csv"')
     return Response(

@@ -36,6 +36,53 @@ DistrictFilter = Annotated[
 ]
 
 
+SchoolFilter = Annotated[
+    str | None,
+    Query(
+        min_length=3,
+        max_length=129,
+        pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$",
+        description="'district/school': only the state's, that district's and that school's rows",
+    ),
+]
+LevelFilter = Annotated[
+    str | None,
+    Query(
+        pattern=r"^(state|district|school)(,(state|district|school))*$",
+        description="comma-separated levels to keep, e.g. 'state,district'",
+    ),
+]
+ColumnFilter = Annotated[
+    str | None,
+    Query(
+        max_length=800,
+        pattern=r"^[a-z0-9_]+(:[A-Za-z0-9_.-]+)?(,[a-z0-9_]+(:[A-Za-z0-9_.-]+)?)*$",
+        description="comma-separated columns to keep: 'all' and groups such as 'sex:female'",
+    ),
+]
+
+
+def selection(
+    district: DistrictFilter = None,
+    school: SchoolFilter = None,
+    level: LevelFilter = None,
+    column: ColumnFilter = None,
+    offset: Annotated[int, Query(ge=0, description="rows to skip (after the filters)")] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=100_000, description="at most this many rows")] = None,
+) -> snapshots.Selection:
+    return snapshots.Selection(
+        district=district,
+        school=school,
+        levels=frozenset(level.split(",")) if level else frozenset(),
+        columns=frozenset(column.split(",")) if column else frozenset(),
+        offset=offset,
+        limit=limit,
+    )
+
+
+SelectionDep = Annotated[snapshots.Selection, Depends(selection)]
+
+
 @public.get("/snapshots", response_model=SnapshotList, summary="Published statewide snapshots, newest first")
 async def list_snapshots(
     pool: PoolDep, school_year: Year = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
@@ -44,15 +91,13 @@ async def list_snapshots(
 
 
 @public.get("/snapshots/latest", response_model=Snapshot, summary="The latest published snapshot")
-async def latest_snapshot(
-    pool: PoolDep, state: StateDep, school_year: Year = None, district: DistrictFilter = None
-) -> Snapshot:
-    return reading.part(await reading.latest(pool, state, school_year), district)
+async def latest_snapshot(pool: PoolDep, state: StateDep, chosen: SelectionDep, school_year: Year = None) -> Snapshot:
+    return reading.part(await reading.latest(pool, state, school_year), chosen)
 
 
 @public.get("/snapshots/{snapshot_id}", response_model=Snapshot, summary="A published snapshot")
-async def get_snapshot(pool: PoolDep, state: StateDep, snapshot_id: str, district: DistrictFilter = None) -> Snapshot:
-    return reading.part(await reading.document(pool, state, snapshot_id), district)
+async def get_snapshot(pool: PoolDep, state: StateDep, snapshot_id: str, chosen: SelectionDep) -> Snapshot:
+    return reading.part(await reading.document(pool, state, snapshot_id), chosen)
 
 
 @public.get(
@@ -61,12 +106,11 @@ async def get_snapshot(pool: PoolDep, state: StateDep, snapshot_id: str, distric
     summary="A published snapshot as CSV (suppressed cells as 'fewer than N' or 'withheld')",
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def snapshot_csv(
-    pool: PoolDep, state: StateDep, snapshot_id: str, district: DistrictFilter = None
-) -> StreamingResponse:
-    snapshot = reading.part(await reading.document(pool, state, snapshot_id), district)
+async def snapshot_csv(pool: PoolDep, state: StateDep, snapshot_id: str, chosen: SelectionDep) -> StreamingResponse:
+    snapshot = reading.part(await reading.document(pool, state, snapshot_id), chosen)
     name = f"homeroom-{snapshot.school_year_label}-v{snapshot.release.version if snapshot.release else 0}"
-    name += f"-{district}" if district else ""
+    name += f"-{chosen.district}" if chosen.district else ""
+    name += f"-{chosen.school.replace('/', '-')}" if chosen.school else ""
     return StreamingResponse(
         snapshots.csv_lines(snapshot),
         media_type="text/csv; charset=utf-8",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -21,13 +22,14 @@ import faust
 from faust.types import TP
 
 from homeroom import streams
-from homeroom.bus.envelope import IncomingEvent, PoisonMessage, base_topic, decode
+from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode
 from homeroom.service import ConsumerSpec, Runtime
 from services.reports import metrics
 from services.reports.application import reference
-from services.reports.application.tally import Tally
+from services.reports.application.tally import Refusal, Tally
+from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
-from services.reports.state import ReportTopics
+from services.reports.state import Clock, ReportTopics, wall_clock
 from services.reports.tallies import AbsenceRule
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 class TallyStream:
     """The faust app and agent of the tally, run inside a reports process."""
 
-    def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Any) -> None:
+    def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Clock) -> None:
         self.runtime = runtime
         self.sources = topics.sources
         self.settings = settings
@@ -60,7 +62,11 @@ class TallyStream:
             clock,
             AbsenceRule(settings.chronic_absence_threshold, settings.chronic_absence_min_days),
             lambda: int(self.app.consumer_generation_id or 0),
+            topics.dead_letters,
+            app_id,
         )
+        # Freshness compares the broker's record times with real time, never the business day's clock.
+        self.freshness = FreshnessTracker(started=wall_clock())
         self.positions: dict[TP, int] = {}
         source = self.app.topic(
             *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -75,9 +81,14 @@ class TallyStream:
         batches = cast(faust.Stream[bytes], stream).take_events(batch_size, within=window)
         async for events in batches:
             decoded: list[IncomingEvent] = []
+            unreadable: list[Refusal] = []
+            newest: dict[tuple[str, int], float] = {}
             for event in events:
                 message = event.message
                 headers = _headers(message.headers)
+                if message.timestamp:
+                    place = (message.topic, message.partition)
+                    newest[place] = max(newest.get(place, 0.0), float(message.timestamp))
                 try:
                     decoded.append(
                         decode(
@@ -89,31 +100,67 @@ class TallyStream:
                             headers,
                         )
                     )
-                except PoisonMessage as poison:  # the records consumer dead-letters it
-                    metrics.TALLY_EVENTS.labels(base_topic(message.topic).name, "refused").inc()
-                    metrics.TALLY_REFUSED.labels(poison.rule).inc()
+                except PoisonMessage as poison:  # dead-lettered in the batch's transaction
+                    event_id = dict(headers).get("ce_id", b"").decode(errors="replace")
+                    unreadable.append(
+                        Refusal(
+                            message.topic,
+                            message.partition,
+                            message.offset,
+                            event_id or f"{message.topic}:{message.partition}:{message.offset}",
+                            poison.rule,
+                            str(poison),
+                            poison.field,
+                        )
+                    )
                 self.positions[TP(message.topic, message.partition)] = message.offset + 1
-            await self._absorb(decoded)
-            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+            await self._absorb(decoded, unreadable)
+            for place, stamp in newest.items():
+                self.freshness.applied(place, datetime.fromtimestamp(stamp, UTC))
+            self._measure()
 
-    async def _absorb(self, decoded: list[IncomingEvent]) -> None:
+    def _measure(self) -> None:
+        """Lag in events (homeroom_consumer_lag) and in seconds (homeroom_reports_seconds_behind)."""
+        lags = streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+        if lags is None:
+            return
+        now = wall_clock()
+        names = {t.name for t in self.sources}  # not faust's own leader topic
+        self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items() if tp.topic in names}, now)
+        metrics.SECONDS_BEHIND.set(self.freshness.seconds_behind(now))
+
+    async def _absorb(self, decoded: list[IncomingEvent], unreadable: list[Refusal]) -> None:
         """The batch into the tally, again until its transaction commits: faust acknowledges the
         batch's events when the agent moves on, whether or not the batch was written."""
         while True:
             try:
-                await self.tally.absorb(decoded)
+                await self.tally.absorb(decoded, unreadable)
                 return
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                metrics.TALLY_RETRIES.inc()
                 log.warning("tally batch not written; trying again", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self.settings.tally_retry_s)
 
     async def _rebalanced(self, sender: Any, **kwargs: Any) -> None:
         try:
             names = {t.name for t in self.sources}
-            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in names}
+            held = {tp for tp in self.app.consumer.assignment() if tp.topic in names}
+            await self._positions_of(held)
+            assigned = {tp.partition for tp in held}
             await self.tally.rebuild(assigned)
         except Exception:  # raising here would stop faust's rebalance; the next batch reloads
             log.exception("tally rebuild after a rebalance failed; partitions are rebuilt on their next batch")
+
+    async def _positions_of(self, held: set[TP]) -> None:
+        """Start the lag of newly held partitions at the offset the group committed (where this
+        process starts reading), not at 0: the events before it were counted by a former holder."""
+        for tp in set(self.positions) - held:
+            del self.positions[tp]
+        for tp in held - set(self.positions):
+            with contextlib.suppress(Exception):  # revoked meanwhile: its lag is not ours
+                position = await self.app.consumer.position(tp)
+                if position is not None:
+                    self.positions[tp] = position
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -122,7 +169,7 @@ class TallyStream:
                 await self.tally.refresh()
             except Exception as exc:  # the database is away: try again next time
                 log.warning("tally refresh failed", extra={"error": repr(exc)})
-            streams.record_lag(self.app, "reports", CONSUMER, self.positions)
+            self._measure()
 
     async def start(self) -> None:
         await streams.create_topics(self.runtime.kafka, self.sources, self.settings.topic_replication_factor)

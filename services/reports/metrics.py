@@ -34,6 +34,15 @@ EVENT_TO_TALLY_SECONDS = Histogram(
 TALLY_NEWEST_EVENT = Gauge(
     "homeroom_reports_tally_newest_event_timestamp_seconds", "Time of the newest event counted in the written rows"
 )
+SECONDS_BEHIND = Gauge(
+    "homeroom_reports_seconds_behind",
+    "Freshness: seconds the tally trails the events on the bus (0 when every event is counted; "
+    "services/reports/freshness.py)",
+)
+TALLY_RETRIES = Counter(
+    "homeroom_reports_tally_retries_total",
+    "Batches the database refused (it was away) and the tally tried again",
+)
 TALLY_STUDENTS = Gauge("homeroom_reports_tally_students", "Students whose values this process holds")
 TALLY_REBUILDS = Counter(
     "homeroom_reports_tally_rebuilds_total",
@@ -48,8 +57,9 @@ SNAPSHOT_SECONDS = Histogram(
 SNAPSHOT_CELLS = Gauge("homeroom_reports_snapshot_cells", "Cells of the latest snapshot by status", ["status"])
 for _status in ("published", "fewer_than", "withheld"):
     SNAPSHOT_CELLS.labels(_status).set(0)
+SOURCE_TOPICS = ("enrollment.v1", "attendance.v1", "discipline.v1", "groups.v1")
 for _outcome in ("applied", "duplicate", "refused"):
-    for _topic in ("enrollment.v1", "attendance.v1", "discipline.v1", "groups.v1"):
+    for _topic in SOURCE_TOPICS:
         TALLY_EVENTS.labels(_topic, _outcome).inc(0)
 # The rules the tally itself refuses by (a poison message's rule is known only when it comes).
 start_at_zero(

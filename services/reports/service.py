@@ -25,7 +25,7 @@ def build_spec(suffix: str = "", clock: Clock = wall_clock) -> ServiceSpec:
         runtime.extras[STATE_KEY] = state
         if settings.start_consumers:
             stream = TallyStream(runtime, topics, settings, clock)
-            state.stream, state.tally = stream, stream.tally
+            state.stream, state.tally, state.freshness = stream, stream.tally, stream.freshness
             await stream.start()
 
     async def on_stop(runtime: Runtime) -> None:
@@ -41,6 +41,7 @@ def build_spec(suffix: str = "", clock: Clock = wall_clock) -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         description="Statewide comparisons from pseudonymised events: published with small cells suppressed.",
         uses_cipher=False,
+        gzip_minimum_size=2048,  # a statewide snapshot is tens of MB of JSON; about 1/20 gzipped
         on_start=on_start,
         on_stop=on_stop,
         openapi_tags=(

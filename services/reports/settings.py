@@ -26,3 +26,4 @@ class ReportsSettings(ServiceSettings):
     tally_batch: int = Field(default=1000, ge=1)  # events folded per batch: one value write per student
     tally_batch_window_s: float = Field(default=0.25, gt=0)
     calendar_poll_s: float = Field(default=1.0, gt=0)  # how often a process looks for new calendars
+    tally_retry_s: float = Field(default=1.0, gt=0)  # wait before a batch the database refused is tried again

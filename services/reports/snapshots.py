@@ -26,6 +26,7 @@ from homeroom.contracts.reports import (
     LevelName,
     Measure,
     OwnRow,
+    Page,
     Rate,
     Row,
     Snapshot,
@@ -269,9 +270,64 @@ def for_district(snapshot: Snapshot, district_id: str) -> Snapshot:
     return snapshot.model_copy(update={"units": units, "rows": [r for r in snapshot.rows if r.unit in keys]})
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What a reader asked for of a snapshot (the API's filters): none given is the whole of it."""
+
+    district: str | None = None  # the state's rows, this district's and its schools'
+    school: str | None = None  # "district/school": the state, the district and that school
+    levels: frozenset[str] = frozenset()  # state, district, school
+    columns: frozenset[str] = frozenset()  # 'all', 'sex:female', ...
+    offset: int = 0
+    limit: int | None = None
+
+    @property
+    def filters(self) -> dict[str, str]:
+        named = {"district": self.district or "", "school": self.school or ""}
+        named |= {"level": ",".join(sorted(self.levels)), "column": ",".join(sorted(self.columns))}
+        return {k: v for k, v in named.items() if v}
+
+    @property
+    def whole(self) -> bool:
+        return not self.filters and self.offset == 0 and self.limit is None
+
+
+def select(snapshot: Snapshot, selection: Selection) -> Snapshot:
+    """The part of a snapshot a reader asked for: units and rows filtered, then a page of the
+    rows (`page` says which, and where the next page starts). KeyError for a district or
+    school the snapshot has no rows of."""
+    if selection.whole:
+        return snapshot
+    units = snapshot.units
+    if selection.district is not None:
+        if not any(u.key == selection.district and u.level == "district" for u in units):
+            raise KeyError(f"district {selection.district!r} has no rows in this snapshot")
+        units = [u for u in units if u.key in (STATE, selection.district) or u.parent == selection.district]
+    if selection.school is not None:
+        school = next((u for u in units if u.key == selection.school and u.level == "school"), None)
+        if school is None:
+            raise KeyError(f"school {selection.school!r} has no rows in this snapshot")
+        units = [u for u in units if u.key in (STATE, school.parent, school.key)]
+    if selection.levels:
+        units = [u for u in units if u.level in selection.levels]
+    keys = {u.key for u in units}
+    rows = [r for r in snapshot.rows if r.unit in keys and (not selection.columns or r.column in selection.columns)]
+    end = len(rows) if selection.limit is None else min(len(rows), selection.offset + selection.limit)
+    page = Page(
+        filters=selection.filters,
+        offset=selection.offset,
+        limit=selection.limit,
+        rows_matching=len(rows),
+        next_offset=end if end < len(rows) else None,
+    )
+    return snapshot.model_copy(update={"units": units, "rows": rows[selection.offset : end], "page": page})
+
+
 def canonical(snapshot: Snapshot) -> bytes:
     """The bytes the content hash covers: the document with its release's hash left empty."""
-    body = snapshot.model_dump(mode="json")
+    body = snapshot.model_dump(mode="json", exclude={"page"})  # a page is a view of the document
+    if body.get("freshness") is None:  # documents published before it was stated hash as they did
+        body.pop("freshness", None)
     if body.get("release"):
         body["release"]["content_sha256"] = ""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -19,12 +19,14 @@ from homeroom.bus.topics import (
     ENROLLMENT,
     GROUPS,
     ORGANIZATION,
+    REJECTED,
     Topic,
     with_suffix,
 )
-from homeroom.contracts.reports import Snapshot
+from homeroom.contracts.reports import Freshness, Snapshot
 from homeroom.service import Runtime
 from services.reports.application.tally import Tally
+from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
 from services.reports.suppression import Rules
 from services.reports.tallies import AbsenceRule
@@ -59,6 +61,10 @@ class ReportTopics:
     def disclosure(self) -> Topic:
         return self._named(DISCLOSURE)
 
+    @property
+    def dead_letters(self) -> Topic:
+        return self._named(REJECTED)
+
 
 class Stream(Protocol):
     async def start(self) -> None: ...
@@ -73,6 +79,7 @@ class ReportsState:
     clock: Clock
     tally: Tally | None = None
     stream: Stream | None = None
+    freshness: FreshnessTracker | None = None  # how far the tally this process runs is behind the bus
     refresher: asyncio.Task[None] | None = None
     documents: OrderedDict[str, Snapshot] = field(default_factory=OrderedDict)  # published, decoded, a few
     # A statewide suppression takes minutes of CPU at a state's size: one at a time, and the
@@ -87,6 +94,10 @@ class ReportsState:
     @property
     def absence(self) -> AbsenceRule:
         return AbsenceRule(self.settings.chronic_absence_threshold, self.settings.chronic_absence_min_days)
+
+    def freshness_now(self) -> Freshness | None:
+        """How far behind the events the numbers of an answer made now are (None: no tally here)."""
+        return self.freshness.report(wall_clock()) if self.freshness is not None else None
 
     def remember(self, key: str, snapshot: Snapshot) -> Snapshot:
         self.documents[key] = snapshot

@@ -176,6 +176,7 @@ class Pattern:
 
 
 INFEASIBLE = float("inf")
+_PUBLISHED, _FEWER_THAN = int(Status.PUBLISHED), int(Status.FEWER_THAN)  # plain ints: compared millions of times
 LEVEL_WEIGHT = {Level.SCHOOL: 1.0, Level.DISTRICT: 8.0, Level.STATE: 10_000.0}
 ALL_WEIGHT = 3.0  # an "all students" cell is worth more than a group's
 BLOCKED = 1e9  # the cost of a broken bound while looking for moves another move can unblock
@@ -209,6 +210,7 @@ class _Solver:
             if u.parent is not None:
                 self.children[u.parent].append(i)
         self.level = [u.level for u in units]
+        self.weight = [LEVEL_WEIGHT[u.level] for u in units]  # a published cell's cost by unit
         self.published = {lv: [self.col_index[c] for c in layout.columns_at(lv)] for lv in Level}
         self.published_set = {lv: set(cols) for lv, cols in self.published.items()}
         # column index -> the column indices of its dimension (a category) or None ("all")
@@ -228,6 +230,9 @@ class _Solver:
         self.certified = [[bytearray(self.n_columns) for _ in units] for _ in layout.measures]
         self.pattern = Pattern(layout, units, self.status)
         self._permissive = False  # while looking for moves blocked by a bound that another move can lift
+        # _best_move's cheapest move so far: a move that reaches this cost is given up early.
+        # Costs only add non-negative terms, so this changes no choice (the first cheapest wins).
+        self._bound = INFEASIBLE
 
     # --- structure ---------------------------------------------------------------------------
 
@@ -454,34 +459,45 @@ class _Solver:
     def _cell_cost(self, measures: tuple[int, ...], u: int, c: int, d: int) -> float:
         """What moving this cell by d costs in every measure of the set, or INFEASIBLE if a
         bound the public knows would break (bounds between the set's measures hold: they
-        move alike)."""
+        move alike). The hottest function of a snapshot: plain ints and locals only."""
         cost = 0.0
         n = self.n
         values = self.values
+        status = self.status
+        parents = self.parent
         for m in measures:
             v = values[m][u][c]
             nv = v + d
-            st = self.status[m][u][c]
-            broken = nv < 0 or (nv >= n if st == Status.FEWER_THAN else nv < n)
-            p = self.parent[m]
-            broken = broken or (p is not None and p not in measures and nv > values[p][u][c])
-            for ch in self.child_measures[m]:
-                broken = broken or (ch not in measures and nv < values[ch][u][c])
+            st = status[m][u][c]
+            broken = nv < 0 or (nv >= n if st == _FEWER_THAN else nv < n)
+            if not broken:
+                p = parents[m]
+                broken = p is not None and p not in measures and nv > values[p][u][c]
+                if not broken:
+                    for ch in self.child_measures[m]:
+                        if ch not in measures and nv < values[ch][u][c]:
+                            broken = True
+                            break
             if broken:
                 if not self._permissive:
                     return INFEASIBLE
                 cost += BLOCKED
-            if st == Status.PUBLISHED:
-                cost += LEVEL_WEIGHT[self.level[u]] * (ALL_WEIGHT if c == 0 else 1.0) + v * 1e-7
+            if st == _PUBLISHED:
+                cost += self.weight[u] * (ALL_WEIGHT if c == 0 else 1.0) + v * 1e-7
         return cost
 
-    def _row_cost(self, measures: tuple[int, ...], u: int, delta: dict[int, int], sign: int) -> float:
+    def _row_cost(
+        self, measures: tuple[int, ...], u: int, delta: dict[int, int], sign: int, so_far: float = 0.0
+    ) -> float:
+        """The row's cost; INFEASIBLE as soon as so_far plus it reaches self._bound (a move
+        costing that much cannot be the cheapest: costs are never negative)."""
         published = self.published_set[self.level[u]]
         cost = 0.0
+        bound = self._bound
         for c, d in delta.items():
             if c in published:
                 cost += self._cell_cost(measures, u, c, d * sign)
-                if cost == INFEASIBLE:
+                if cost == INFEASIBLE or so_far + cost >= bound:
                     return INFEASIBLE
         return cost
 
@@ -529,6 +545,7 @@ class _Solver:
         """The shift's Δ: for each dimension not fixed, the group cheapest to move in every fixed
         unit (unit, sign) where it is published; None if some dimension has no feasible group."""
         delta = dict(base)
+        least = 0.0  # what the move will cost at least: the chosen groups' cells
         for k, cols in enumerate(self.dimension_columns):
             if k == fixed_dim:
                 continue
@@ -540,7 +557,7 @@ class _Solver:
                 cost = 0.0
                 for u, s in where:
                     cost += self._cell_cost(measures, u, c, s)
-                    if cost == INFEASIBLE:
+                    if cost >= best_cost:  # INFEASIBLE, or no cheaper than a group already found
                         break
                 if cost < best_cost:
                     best, best_cost = c, cost
@@ -549,6 +566,11 @@ class _Solver:
             if best < 0:
                 return None
             delta[best] = 1
+            least += best_cost
+            # A move that cannot be cheaper than _best_move's best so far is not built (the
+            # margin covers the rounding of a sum taken in another order).
+            if least > self._bound * (1 + 1e-9):
+                return None
         return delta
 
     def _geometries(self, u: int) -> Iterator[list[tuple[list[int], int | None]]]:
@@ -572,22 +594,27 @@ class _Solver:
 
     def _best_move(self, m: int, u: int, c: int, signs: tuple[int, ...]) -> _Move | None:
         """The cheapest single move (one set of measures) of the nearest tier that has one."""
-        for tier in self._geometries(u):
-            best: _Move | None = None
-            for measures in self.measure_sets[m]:
-                for chain, partner in tier:
-                    for base, fixed_dim in self._deltas(c):
-                        for sign in signs:
-                            move = self._evaluate(measures, chain, partner, base, fixed_dim, sign)
-                            if move is not None and (best is None or move.cost < best.cost):
-                                best = move
-                                if move.cost == 0:
-                                    return best
-                if best is not None:  # a larger set of measures only adds cells
-                    break
-            if best is not None:
-                return best
-        return None
+        try:
+            for tier in self._geometries(u):
+                best: _Move | None = None
+                self._bound = INFEASIBLE
+                for measures in self.measure_sets[m]:
+                    for chain, partner in tier:
+                        for base, fixed_dim in self._deltas(c):
+                            for sign in signs:
+                                move = self._evaluate(measures, chain, partner, base, fixed_dim, sign)
+                                if move is not None and (best is None or move.cost < best.cost):
+                                    best = move
+                                    self._bound = move.cost
+                                    if move.cost == 0:
+                                        return best
+                    if best is not None:  # a larger set of measures only adds cells
+                        break
+                if best is not None:
+                    return best
+            return None
+        finally:
+            self._bound = INFEASIBLE
 
     def _evaluate(
         self,
@@ -605,7 +632,7 @@ class _Solver:
         cells: list[tuple[int, int, int]] = []
         cost = 0.0
         for w, s in fixed:
-            row = self._row_cost(measures, w, delta, s)
+            row = self._row_cost(measures, w, delta, s, cost)
             if row == INFEASIBLE:
                 return None
             cost += row
@@ -616,6 +643,8 @@ class _Solver:
             if extra == INFEASIBLE:
                 return None
             cost += extra
+            if cost >= self._bound:
+                return None
         return _Move(cost, measures, cells, (chain, partner, base, fixed_dim, sign))
 
 

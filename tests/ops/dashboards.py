@@ -634,10 +634,22 @@ def reports() -> dict[str, Any]:
                 "Freshness",
                 [
                     Panel(
+                        "Seconds behind the events",
+                        [("max(homeroom_reports_seconds_behind)", "behind")],
+                        unit="s",
+                        description=(
+                            "How far the tally's numbers trail the events on the bus (0: every event counted); "
+                            "the API's answers state it as `freshness`."
+                        ),
+                        thresholds=[(10, "orange"), (60, "red")],
+                        width=8,
+                    ),
+                    Panel(
                         "Tally lag (events behind)",
                         [('sum by (topic) (homeroom_consumer_lag{service="reports"})', "{{topic}}")],
                         description="Events on the source topics the tally has not applied yet.",
                         thresholds=[(1000, "orange"), (10000, "red")],
+                        width=8,
                     ),
                     Panel(
                         "Event to tally p99",
@@ -645,6 +657,7 @@ def reports() -> dict[str, Any]:
                         unit="s",
                         description="From an event's time to its school's row written: how far the numbers trail.",
                         thresholds=[(10, "orange"), (60, "red")],
+                        width=8,
                     ),
                 ],
             ),
@@ -662,10 +675,11 @@ def reports() -> dict[str, Any]:
                         unit="ops",
                     ),
                     Panel(
-                        "Changelog writes and refusals",
+                        "Student writes, dead letters and retries",
                         [
                             (f"sum(rate(homeroom_reports_tally_student_writes_total[{RATE}]))", "writes"),
                             (summed("rate", "homeroom_reports_tally_refused_total", "rule"), "refused {{rule}}"),
+                            (f"sum(rate(homeroom_reports_tally_retries_total[{RATE}]))", "batches retried"),
                         ],
                         unit="ops",
                     ),

@@ -97,7 +97,11 @@ REQUIRED = {
         "homeroom_consent_agreements_ending_soon",
     },
     "homeroom-audit.json": {"homeroom_audit_tree_size", "homeroom_audit_seconds_since_last_signed_head"},
-    "homeroom-reports.json": {"homeroom_consumer_lag", "homeroom_reports_event_to_tally_seconds_bucket"},
+    "homeroom-reports.json": {
+        "homeroom_consumer_lag",
+        "homeroom_reports_event_to_tally_seconds_bucket",
+        "homeroom_reports_seconds_behind",
+    },
 }
 
 

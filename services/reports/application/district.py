@@ -50,6 +50,7 @@ async def own_numbers(pool: asyncpg.Pool, state: ReportsState, district_id: str,
         units=units,
         rows=rows,
         note=OWN_NOTE,
+        freshness=state.freshness_now(),
     )
 
 
@@ -74,4 +75,5 @@ async def preview(pool: asyncpg.Pool, state: ReportsState, district_id: str, yea
             state.previews[year] = (stamp, whole)
     if not any(u.key == district_id for u in whole.units):
         raise _absent(district_id)
-    return snapshots.for_district(whole, district_id)
+    part = snapshots.for_district(whole, district_id)
+    return part.model_copy(update={"freshness": state.freshness_now()})

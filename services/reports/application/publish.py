@@ -58,6 +58,7 @@ async def publish(
     year = request.school_year
     days = period(state, year)
     async with state.computing:
+        freshness = state.freshness_now()
         tables, _ = await year_tables(pool, state, year)
         started = time.perf_counter()
         try:
@@ -86,7 +87,8 @@ async def publish(
             cells=cells,
             content_sha256="",
         )
-        snapshot = built.snapshot.model_copy(update={"release": summary})
+        # How far the tally trailed the bus when the rows were read: part of what is published.
+        snapshot = built.snapshot.model_copy(update={"release": summary, "freshness": freshness})
         digest = snapshots.content_sha256(snapshot)
         summary = summary.model_copy(update={"content_sha256": digest})
         snapshot = snapshot.model_copy(update={"release": summary})

@@ -65,10 +65,9 @@ async def latest(pool: asyncpg.Pool, state: ReportsState, year: int | None) -> S
     return await document(pool, state, str(records[0].snapshot_id))
 
 
-def part(snapshot: Snapshot, district: str | None) -> Snapshot:
-    """The whole snapshot, or the state's rows with one district's and its schools'."""
-    if district is None:
-        return snapshot
-    if not any(u.key == district for u in snapshot.units):
-        raise _not_found(f"district {district!r} has no rows in this snapshot")
-    return snapshots.for_district(snapshot, district)
+def part(snapshot: Snapshot, selection: snapshots.Selection) -> Snapshot:
+    """What the reader asked for of a snapshot: the whole of it, or its filtered rows, a page at a time."""
+    try:
+        return snapshots.select(snapshot, selection)
+    except KeyError as missing:
+        raise _not_found(str(missing.args[0])) from None

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,7 +33,10 @@ from typing import Any
 
 import asyncpg
 
-from homeroom.bus.envelope import IncomingEvent, base_topic
+from homeroom import failpoints, outbox
+from homeroom.bus.consumer import rejection
+from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, base_topic
+from homeroom.bus.topics import Topic
 from homeroom.calendar import school_year
 from homeroom.events.v1 import attendance_pb2, discipline_pb2, enrollment_pb2, groups_pb2
 from services.reports import metrics, store
@@ -50,6 +54,41 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _ABSENT = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT
+_DEAD_LETTER_NS = uuid.UUID("0b6a3c1e-7f5d-4e2a-9c8b-2d4e6f8a1b3c")
+STAGE = "tally"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event the tally cannot use, dead-lettered in the batch's transaction with its rule."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    rule: str
+    message: str
+    field: str = ""
+    district_id: str = ""
+
+    def dead_letter(self, topic: Topic, group: str) -> OutgoingEvent:
+        # The same id whenever the event comes again (a crash before faust committed the
+        # offset): the outbox keeps one copy.
+        dead_letter_id = str(uuid.uuid5(_DEAD_LETTER_NS, f"{group}:{self.topic}:{self.partition}:{self.offset}"))
+        return rejection(
+            "reports",
+            STAGE,
+            event_id=self.event_id,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            rule=self.rule,
+            message=self.message,
+            field=self.field,
+            district_id=self.district_id,
+            dead_letter_topic=topic.name,
+            dead_letter_id=dead_letter_id,
+        )
 
 
 @dataclass(slots=True)
@@ -124,8 +163,19 @@ def _student(event: IncomingEvent) -> str:
 class Tally:
     """The statewide tally in one process."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock, rule: AbsenceRule, generation: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        rule: AbsenceRule,
+        generation: Callable[[], int],
+        dead_letters: Topic,
+        group: str,
+    ) -> None:
         self.pool = pool
+        self.dead_letters = dead_letters
+        self.group = group
+        self.refusals: list[Refusal] = []  # of the batch being absorbed
         self.clock = clock
         self.rule = rule
         self.generation = generation
@@ -136,16 +186,18 @@ class Tally:
 
     # --- batches -------------------------------------------------------------------------
 
-    async def absorb(self, events: Sequence[IncomingEvent]) -> None:
+    async def absorb(self, events: Sequence[IncomingEvent], unreadable: Sequence[Refusal] = ()) -> None:
+        """A batch: its events, and the messages of it that could not be decoded (dead-lettered)."""
         started = time.perf_counter()
         async with self.lock, self._reloaded_on_failure():
+            self.refusals = list(unreadable)
             by_student: dict[tuple[int, str], list[IncomingEvent]] = {}
             for event in events:
                 topic = base_topic(event.topic).name
                 try:
                     key = _student(event)
                 except BadEvent as bad:
-                    self._refused(topic, bad)
+                    self._refused(event, bad)
                     continue
                 by_student.setdefault((event.partition, key), []).append(event)
             # A partition given to this process whose students are not loaded yet (faust may hand
@@ -167,7 +219,7 @@ class Tally:
                     try:
                         _fold(value, event)
                     except BadEvent as bad:
-                        self._refused(topic, bad)
+                        self._refused(event, bad)
                         continue
                     metrics.TALLY_EVENTS.labels(topic, "applied").inc()
                     if event.meta.HasField("time"):
@@ -180,10 +232,18 @@ class Tally:
             await self._flush()
         metrics.TALLY_BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    @staticmethod
-    def _refused(topic: str, bad: BadEvent) -> None:
-        metrics.TALLY_EVENTS.labels(topic, "refused").inc()
-        metrics.TALLY_REFUSED.labels(bad.rule).inc()
+    def _refused(self, event: IncomingEvent, bad: BadEvent) -> None:
+        self.refusals.append(
+            Refusal(
+                event.topic,
+                event.partition,
+                event.offset,
+                event.event_id,
+                bad.rule,
+                str(bad),
+                district_id=event.meta.district_id,
+            )
+        )
 
     def _recount(self, part: PartitionTally, key: str, value: StudentTally) -> None:
         old = part.rows_of.pop(key, [])
@@ -228,12 +288,20 @@ class Tally:
                     part.newest[school] = max(newest, part.newest.get(school, newest))
                 rows.append((*school, tally.students, tally.to_json(), part.newest.get(school)))
             writes[partition] = rows
-        if writes or students:
+        refusals, self.refusals = self.refusals, []
+        if writes or students or refusals:
             generation = self.generation()
             async with self.pool.acquire() as conn, conn.transaction():
                 for partition, rows in writes.items():
                     await store.write_tallies(conn, partition, generation, rows)
                 await store.write_students(conn, generation, students)
+                await outbox.add(conn, [r.dead_letter(self.dead_letters, self.group) for r in refusals])
+            # A crash here, after the commit and before faust commits the offsets, brings the
+            # batch again: the students' offsets make it change nothing (tests kill -9 here).
+            failpoints.reached("consumer.after_state_commit", "reports-tally")
+        for refused in refusals:
+            metrics.TALLY_EVENTS.labels(base_topic(refused.topic).name, "refused").inc()
+            metrics.TALLY_REFUSED.labels(refused.rule).inc()
         for part in self.parts.values():
             for moment in part.pending:
                 metrics.EVENT_TO_TALLY_SECONDS.observe(max(0.0, (now - moment).total_seconds()))

@@ -114,6 +114,19 @@ async def counted_as(svc: ServiceUnderTest, env: ServiceEnv, expected: dict[str,
     return seen
 
 
+async def caught_up_preview(svc: ServiceUnderTest, env: ServiceEnv) -> dict[str, Any] | None:
+    r = await svc.client.get(f"/v1/districts/{D}/preview", headers=env.auth("district_staff", district=D))
+    body: dict[str, Any] = r.json()
+    return body if r.status_code == 200 and body["freshness"]["seconds_behind"] == 0 else None
+
+
+async def public_part(svc: ServiceUnderTest, snapshot_id: str, **params: Any) -> dict[str, Any]:
+    r = await svc.client.get(f"/v1/public/snapshots/{snapshot_id}", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
 async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(service_env: ServiceEnv) -> None:
     suffix = uuid.uuid4().hex[:8]
     events, expected = world()
@@ -193,6 +206,40 @@ async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(
         assert entry["legal_basis"] == "FERPA 99.31(b)(1) de-identified data" and entry["recipient_role"] == "public"
         assert details["cells_suppressed"] == summary["cells"]["fewer_than"] + summary["cells"]["withheld"]
         assert details["content_sha256"] == summary["content_sha256"] and entry["student_key"] == ""
+        # How far behind the events the numbers were is stated with them.
+        assert snapshot["freshness"]["partitions"] == 4 * 6 and snapshot["freshness"]["newest_event"]
+        preview = await until(lambda: caught_up_preview(svc, service_env), what="a preview with no event behind")
+        assert preview["freshness"]["events_behind"] == 0 and preview["freshness"]["newest_event"]
+
+        # A reader gets what it asks for, not the whole state: filters, pages of rows, gzip.
+        sid = summary["snapshot_id"]
+        part = await public_part(svc, sid, level="state,district", column="all")
+        assert {(r["unit"], r["column"]) for r in part["rows"]} == {("state", "all"), (D, "all")}
+        assert {u["level"] for u in part["units"]} == {"state", "district"}
+        assert part["page"] == {
+            "filters": {"level": "district,state", "column": "all"},
+            "offset": 0,
+            "limit": None,
+            "rows_matching": 2,
+            "next_offset": None,
+        }
+        district_rows = (await public_part(svc, sid, district=D))["rows"]
+        first = await public_part(svc, sid, district=D, limit=5)
+        assert first["page"]["next_offset"] == 5 and first["page"]["rows_matching"] == len(district_rows)
+        rest = await public_part(svc, sid, district=D, offset=5, limit=10_000)
+        assert first["rows"] + rest["rows"] == district_rows and rest["page"]["next_offset"] is None
+        small = await public_part(svc, sid, school=f"{D}/{SMALL}", level="school")
+        assert small["rows"] and {r["unit"] for r in small["rows"]} == {f"{D}/{SMALL}"}
+        csv_part = (await svc.client.get(f"/v1/public/snapshots/{sid}/csv", params={"column": "sex:female"})).text
+        assert csv_part.count("\n") - 1 == sum(1 for r in snapshot["rows"] if r["column"] == "sex:female")
+        r = await svc.client.get(f"/v1/public/snapshots/{sid}", headers={"Accept-Encoding": "gzip"})
+        assert r.headers["content-encoding"] == "gzip" and r.json()["rows"] == snapshot["rows"]
+        r = await svc.client.get(f"/v1/public/snapshots/{sid}", params={"school": f"{D}/s-none"})
+        assert r.status_code == 404 and "s-none" in r.json()["detail"]
+        for bad in ({"level": "county"}, {"column": "all;drop"}, {"offset": -1}, {"limit": 0}, {"school": "x"}):
+            r = await svc.client.get(f"/v1/public/snapshots/{sid}", params=bad)
+            assert r.status_code == 422, bad
+
         # The second snapshot of the year is version 2; snapshots are never changed.
         r = await svc.client.post("/v1/snapshots", json={"school_year": 2026}, headers=service_env.auth("compliance"))
         assert r.json()["version"] == 2
@@ -204,6 +251,7 @@ async def test_the_tally_counts_once_survives_a_restart_and_publishes_a_release(
             r'homeroom_consumer_lag{consumer="tally",partition="\d",service="reports",topic="[a-z0-9.]+' + suffix,
             r"homeroom_reports_event_to_tally_seconds_count [1-9]",
             r"homeroom_reports_tally_rebuilds_total [1-9]",
+            r"homeroom_reports_seconds_behind 0\.0",
             r'homeroom_reports_tally_events_total{outcome="applied",topic="attendance.v1"} [1-9]',
         ):
             assert re.search(pattern, metrics_text), pattern
