@@ -34,6 +34,29 @@ def partition_for(key: bytes | None, partitions: list[int]) -> int:
     return partitions[_key_hash(key) % len(partitions)]
 
 
+class PartitionsNotOnBroker(Exception):
+    """A topic (or some of its partitions) the broker does not have: events sent there were
+    acknowledged but can never be read, so the publish counts as failed and is retried."""
+
+
+async def _partitions_on_broker(producer: AIOKafkaProducer, topics: set[str]) -> dict[str, list[int]]:
+    """Each topic's partitions as the broker reports them now, not from the producer's cache.
+
+    The embedded broker restarts empty, acknowledges sends to topics and partitions it does
+    not have (and drops them), and auto-creates a topic with 4 partitions when a consumer asks
+    for it; a producer still holding the metadata from before the restart sends batches
+    nobody can read. An all-topics request: asking for these topics by name would
+    auto-create the missing ones with the wrong partition count."""
+    cluster = await producer.client.fetch_all_metadata()
+    found: dict[str, list[int]] = {}
+    for topic in topics:
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise PartitionsNotOnBroker(f"topic {topic} is not on the broker")
+        found[topic] = sorted(partitions)
+    return found
+
+
 class Publisher:
     def __init__(self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 5) -> None:
         self.service = service
@@ -64,16 +87,17 @@ class Publisher:
         Events are partitioned here (the Java client's murmur2 of the key, as a plain send
         would) and handed over as one record batch per partition, instead of one future
         per event: the relay publishes thousands at a time. Order within a partition is
-        the order of `events`."""
+        the order of `events`.
+
+        The partitions come from the broker before the send and are checked again after it
+        (`_partitions_on_broker`): a broker that restarted in between fails the call, and
+        the caller (the outbox relay) creates the topics again and resends."""
         producer = await self._ensure_started()
         try:
             by_partition: dict[tuple[str, int], list[OutgoingEvent]] = {}
-            known: dict[str, list[int]] = {}  # per call: the metadata may change between calls
+            known = await _partitions_on_broker(producer, {e.topic for e in events})
             for e in events:
-                partitions = known.get(e.topic)
-                if partitions is None:
-                    partitions = known[e.topic] = sorted(await producer.partitions_for(e.topic))
-                partition = partition_for(e.key, partitions)
+                partition = partition_for(e.key, known[e.topic])
                 by_partition.setdefault((e.topic, partition), []).append(e)
             futures = []
             for (topic, partition), group in by_partition.items():
@@ -85,6 +109,10 @@ class Publisher:
                         batch.append(key=e.key, value=e.value, timestamp=None, headers=e.headers)
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*futures)
+            now = await _partitions_on_broker(producer, set(known))
+            gone = sorted(f"{t}/{p}" for t, p in by_partition if p not in now[t])
+            if gone:
+                raise PartitionsNotOnBroker(f"partitions {', '.join(gone)} are no longer on the broker")
         except Exception:
             await self._reset()
             raise
