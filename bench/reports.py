@@ -14,6 +14,8 @@ statewide snapshot of a generated state.
    has applied every one (its own counter of events read). The freshness figure is how long
    after the last event was acknowledged by the broker the tally had written it. Baseline:
    a plain AIOKafkaConsumer reading the same events from the same topics in the same run.
+   CPU per event: this process's CPU time while the tally catches up after the last send
+   (nothing else runs in it then), per event read, against the raw consumer's per event.
 2. Snapshot: a generated state (`--districts`, schools per district between
    `--schools-min` and `--schools-max`, about `--state-students` students; the attacker
    tests' generator, tests/services/reports/statewide.py) summed into the state, district
@@ -177,7 +179,10 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
                 futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
                 await asyncio.gather(*futures)
                 produced = time.perf_counter()
+                # CPU of this process per event while the tally catches up alone (the producer done).
+                read_at_send, cpu_at_send = tally_read(), time.process_time()
                 await until_read(before, len(events), started)
+                tail_cpu_s, tail_events = time.process_time() - cpu_at_send, tally_read() - read_at_send
             tally_s = time.perf_counter() - started
             behind_s = time.perf_counter() - produced
             batches = _batches() - batches_before[1]
@@ -204,7 +209,9 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
             enrolled_total = await runtime.pool.fetchval(
                 "SELECT sum((tally->'counts'->'enrolled'->>'all')::int) FROM school_tallies"
             )
+            raw_cpu = time.process_time()
             raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events) + len(paced))
+            raw_cpu_s = time.process_time() - raw_cpu
         raw_rate = (len(events) + len(paced)) / raw_s
         return {
             "events": len(events),
@@ -224,6 +231,9 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
             "paced_send_s": round(paced_sent - started, 2),
             "paced_done_after_last_send_s": round(paced_done - paced_sent, 2),
             "paced_seconds_behind": steady.summary(),
+            "tally_cpu_us_per_event": round(tail_cpu_s * 1e6 / max(1.0, tail_events), 1),
+            "tally_cpu_events": int(tail_events),
+            "raw_cpu_us_per_event": round(raw_cpu_s * 1e6 / (len(events) + len(paced)), 1),
             "raw_s": round(raw_s, 2),
             "raw_aiokafka_events_per_s": round(raw_rate),
             "tally_to_raw_ratio": round((len(events) / tally_s) / raw_rate, 4),
@@ -318,6 +328,10 @@ async def main() -> None:
         print(f"{'raw aiokafka consume (same events)':<44}{a['raw_aiokafka_events_per_s']:>12,}")
         print(
             f"ratio tally/raw: {a['tally_to_raw_ratio']}; tally behind the last send: {a['tally_behind_last_send_s']} s"
+        )
+        print(
+            f"{'CPU µs per event: tally catching up alone':<44}{a['tally_cpu_us_per_event']:>12}"
+            f" ({a['tally_cpu_events']:,} events; raw aiokafka consume {a['raw_cpu_us_per_event']})"
         )
         print(f"burst: seconds behind {a['burst_seconds_behind']}; {a['events_per_batch']} events per batch")
         print(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -42,9 +43,12 @@ def reference_consumer(topics: ReportTopics) -> ConsumerSpec:
     return ConsumerSpec(name="reference", topics=topics.reference, handler=lambda runtime: reference.handle)
 
 
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    pairs = raw.items() if isinstance(raw, dict) else raw or []
-    return [(str(k), bytes(v)) for k, v in pairs]
+def _headers(raw: Any) -> Sequence[tuple[str, bytes]]:
+    if not raw:
+        return ()
+    if isinstance(raw, dict):
+        return [(str(k), bytes(v)) for k, v in raw.items()]
+    return cast(Sequence[tuple[str, bytes]], raw)  # aiokafka's (str, bytes) pairs already: not copied per event
 
 
 class TallyStream:
@@ -83,12 +87,14 @@ class TallyStream:
             decoded: list[IncomingEvent] = []
             unreadable: list[Refusal] = []
             newest: dict[tuple[str, int], float] = {}
+            read: dict[tuple[str, int], int] = {}  # the next offset per partition, set once per batch
             for event in events:
                 message = event.message
                 headers = _headers(message.headers)
-                if message.timestamp:
-                    place = (message.topic, message.partition)
-                    newest[place] = max(newest.get(place, 0.0), float(message.timestamp))
+                place = (message.topic, message.partition)
+                read[place] = message.offset + 1
+                if message.timestamp and message.timestamp > newest.get(place, 0.0):
+                    newest[place] = float(message.timestamp)
                 try:
                     decoded.append(
                         decode(
@@ -113,7 +119,8 @@ class TallyStream:
                             poison.field,
                         )
                     )
-                self.positions[TP(message.topic, message.partition)] = message.offset + 1
+            for (topic, partition), position in read.items():
+                self.positions[TP(topic, partition)] = position
             await self._absorb(decoded, unreadable)
             for place, stamp in newest.items():
                 self.freshness.applied(place, datetime.fromtimestamp(stamp, UTC))
