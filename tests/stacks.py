@@ -36,6 +36,11 @@ class LivePrometheus:
         answer: dict[str, Any] = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=30).json()
         return answer
 
+    def targets(self) -> list[dict[str, Any]]:
+        """Prometheus's active scrape targets, each with its job, health and last error."""
+        active: list[dict[str, Any]] = self.api("targets")["activeTargets"]
+        return active
+
     def api(self, path: str) -> Any:
         answer = httpx.get(f"{self.url}/api/v1/{path}", timeout=30).json()
         assert answer["status"] == "success", answer
@@ -101,8 +106,7 @@ def start_prometheus(stack: Stack, home: Path) -> LivePrometheus | None:
 
 
 def _every_job_scraped(live: LivePrometheus) -> bool:
-    targets = httpx.get(f"{live.url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-    up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+    up = {t["labels"]["job"] for t in live.targets() if t["health"] == "up"}
     return up == set(live.jobs)
 
 

@@ -37,12 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 
 @pytest.fixture(scope="module")
 def shared_stack() -> Iterator[Stack]:
-    s = Stack(fixed_ports=False)
-    try:
-        s.start()
+    with Stack(fixed_ports=False) as s:
         yield s
-    finally:
-        s.cleanup()
 
 
 @pytest.fixture
@@ -60,12 +56,8 @@ def own_stack() -> Iterator[Stack]:
     to: on the shared stack, after the other tests, those were 1,300 to 2,100 per attendance
     partition, and records applied none of the 900 marks sent after the restart in 180 s. The
     test runs first, so this stack is gone before the shared one starts."""
-    s = Stack(fixed_ports=False)
-    try:
-        s.start()
+    with Stack(fixed_ports=False) as s:
         yield s
-    finally:
-        s.cleanup()
 
 
 def scenario_for(stack: Stack, first_district: int, students: int = 60, days: int = 15) -> Scenario:

@@ -65,14 +65,14 @@ def prometheus(demo_stack: DemoStack) -> LivePrometheus:
 
 def test_every_service_is_scraped_and_every_alert_rule_evaluates(prometheus: LivePrometheus) -> None:
     def targets_up() -> list[dict[str, Any]] | None:
-        active = prometheus.api("targets")["activeTargets"]
+        active = prometheus.targets()
         up = [t for t in active if t["health"] == "up"]
         return active if len(up) == len(prometheus.jobs) else None
 
     try:
         active = _wait("every job's target up", targets_up)
     except AssertionError:
-        active = prometheus.api("targets")["activeTargets"]
+        active = prometheus.targets()
         raise AssertionError([(t["labels"]["job"], t["health"], t["lastError"]) for t in active]) from None
     assert {t["labels"]["job"] for t in active} == set(prometheus.jobs)
 
