@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic
 
 import asyncpg
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+from typing_extensions import TypeVar  # PEP 696 defaults: a bare `Runtime` is Runtime[Any, Any]
 
 from homeroom import crypto, notices
 from homeroom.auth import AuthSettings, DevIssuer, Role, TokenVerifier
 from homeroom.bus.consumer import BatchHandler, EventConsumer, Handler, one_at_a_time
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ALL_TOPICS, REJECTED, Topic, ensure_topics
+from homeroom.clock import Clock, system_clock
 from homeroom.config import KafkaSettings, ServiceSettings
 from homeroom.http_headers import SecurityHeaders
 from homeroom.outbox import OutboxRelay
@@ -49,7 +52,12 @@ from homeroom.telemetry import (
 
 log = logging.getLogger(__name__)
 
-Hook = Callable[["Runtime"], Awaitable[None]]
+Hook = Callable[["Runtime[Any, Any]"], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=Any)
+StateT = TypeVar("StateT", default=Any)
+# A service's lifecycle: builds its typed state from the runtime (clients, signers, background
+# tasks), yields it for the service's life, and stops what it started on exit.
+Lifecycle = Callable[["Runtime[SettingsT, StateT]"], contextlib.AbstractAsyncContextManager[StateT]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +69,15 @@ class ConsumerSpec:
 
     name: str
     topics: Sequence[Topic]
-    handler: Callable[[Runtime], Handler] | None = None
+    handler: Callable[[Runtime[Any, Any]], Handler] | None = None
     max_batch: int = 500
-    batch_handler: Callable[[Runtime], BatchHandler] | None = None
+    batch_handler: Callable[[Runtime[Any, Any]], BatchHandler] | None = None
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
             raise ValueError(f"consumer {self.name}: give exactly one of handler or batch_handler")
 
-    def build(self, runtime: Runtime) -> BatchHandler:
+    def build(self, runtime: Runtime[Any, Any]) -> BatchHandler:
         """The batch handler the kernel runs (a per-event handler wrapped by `one_at_a_time`)."""
         if self.batch_handler is not None:
             return self.batch_handler(runtime)
@@ -78,22 +86,25 @@ class ConsumerSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSpec:
+class ServiceSpec(Generic[SettingsT, StateT]):
     name: str
-    settings: type[ServiceSettings]
+    settings: type[SettingsT]
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[ConsumerSpec] = ()
     migrations: Path | None = None
     description: str = ""
     uses_cipher: bool = False
-    on_start: Hook | None = None  # after the database and bus, before consumers start
+    # The service's own objects: entered after the database and bus, before consumers start;
+    # what it yields is `runtime.state`, typed per service (`services/<name>/runtime.py`).
+    lifecycle: Lifecycle[SettingsT, StateT] | None = None
+    on_start: Hook | None = None  # (being replaced by `lifecycle`)
     on_stop: Hook | None = None
     openapi_tags: Sequence[dict[str, str]] = ()
     # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
     sends_notices: bool = False
     # A service with no database and no bus of its own (the portal, a front end calling the
     # others' APIs) builds its own app from its settings; `create_app` then returns that.
-    app_factory: Callable[[ServiceSettings], FastAPI] | None = None
+    app_factory: Callable[[SettingsT], FastAPI] | None = None
     # NOLOGIN roles its migrations create and its transactions SET ROLE to (records' row-level
     # security role): the migration runner makes the service's login a member of each.
     database_roles: Sequence[str] = ()
@@ -103,11 +114,15 @@ class ServiceSpec:
 
 
 @dataclass(slots=True)
-class Runtime:
-    """What a running service has. Built in the lifespan; one per app."""
+class Runtime(Generic[SettingsT, StateT]):
+    """What a running service has. Built in the lifespan; one per app.
 
-    spec: ServiceSpec
-    settings: ServiceSettings
+    Typed per service: `Runtime[RecordsSettings, RecordsState]` (aliased in
+    `services/<name>/runtime.py`) gives routes and consumers the service's own settings
+    and state without casts."""
+
+    spec: ServiceSpec[SettingsT, StateT]
+    settings: SettingsT
     kafka: KafkaSettings
     pool: asyncpg.Pool
     publisher: Publisher
@@ -119,11 +134,28 @@ class Runtime:
     keys_pool: asyncpg.Pool | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     notices: notices.NoticeRelay | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # service-owned objects (clients, signers)
+    extras: dict[str, Any] = field(default_factory=dict)  # (being replaced by the typed `state`)
+    # Now, for every rule about time; tests move it.
+    clock: Clock = system_clock
+    # HTTP transports to other services by name (tests: their in-process ASGI apps); a client
+    # built by the lifecycle uses the one named for its peer, else the network.
+    peers: Mapping[str, httpx.AsyncBaseTransport] = field(default_factory=dict)
+    built_state: StateT | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def state(self) -> StateT:
+        """The service's own objects, built by its lifecycle."""
+        if self.built_state is None:
+            raise RuntimeError(f"service {self.name}: its state is built by its lifecycle, which has not run")
+        return self.built_state
+
+    def peer(self, name: str) -> httpx.AsyncBaseTransport | None:
+        """The transport to reach service `name` by, when one was given (tests); else None."""
+        return self.peers.get(name)
 
     def require_cipher(self) -> crypto.EnvelopeCipher:
         if self.cipher is None:
@@ -149,8 +181,11 @@ class Runtime:
 
 
 async def _build_runtime(
-    spec: ServiceSpec, settings: ServiceSettings, kafka: KafkaSettings | None, auth: AuthSettings | None
-) -> Runtime:
+    spec: ServiceSpec[SettingsT, StateT],
+    settings: SettingsT,
+    kafka: KafkaSettings | None,
+    auth: AuthSettings | None,
+) -> Runtime[SettingsT, StateT]:
     settings.require_production_secrets()
     kafka = kafka or KafkaSettings()
     if not kafka.bootstrap_servers:
@@ -214,7 +249,7 @@ async def _build_runtime(
     )
 
 
-async def _require_migrated(pool: asyncpg.Pool, spec: ServiceSpec) -> None:
+async def _require_migrated(pool: asyncpg.Pool, spec: ServiceSpec[Any, Any]) -> None:
     files = sorted(spec.migrations.glob("*.sql")) if spec.migrations and spec.migrations.exists() else []
     wanted = {int(p.name.split("_", 1)[0]) for p in files}
     try:
@@ -231,7 +266,7 @@ async def _require_migrated(pool: asyncpg.Pool, spec: ServiceSpec) -> None:
         )
 
 
-async def prepare_databases(spec: ServiceSpec, settings: ServiceSettings) -> None:
+async def prepare_databases(spec: ServiceSpec[Any, Any], settings: ServiceSettings) -> None:
     """Create (if asked) and migrate the service's database, and the keys database, as the
     owner role; then grant the service's login what it needs (homeroom.storage)."""
     owner_url = settings.migration_database_url or settings.database_url
@@ -272,7 +307,7 @@ async def prepare_databases(spec: ServiceSpec, settings: ServiceSettings) -> Non
         await keys_owner.close()
 
 
-def _notice_relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Pool) -> notices.NoticeRelay:
+def _notice_relay(spec: ServiceSpec[Any, Any], settings: ServiceSettings, pool: asyncpg.Pool) -> notices.NoticeRelay:
     smtp = None
     if settings.smtp_host:
         password = settings.smtp_password_file.read_text().strip() if settings.smtp_password_file else ""
@@ -292,7 +327,7 @@ def _notice_relay(spec: ServiceSpec, settings: ServiceSettings, pool: asyncpg.Po
     return notices.NoticeRelay(spec.name, pool, smtp, book, poll_interval_s=settings.notice_poll_interval_s)
 
 
-def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
+def _consumer(runtime: Runtime[Any, Any], consumer: ConsumerSpec) -> EventConsumer:
     settings = runtime.settings
     return EventConsumer(
         service=runtime.name,
@@ -311,21 +346,31 @@ def _consumer(runtime: Runtime, consumer: ConsumerSpec) -> EventConsumer:
 
 @contextlib.asynccontextmanager
 async def running(
-    spec: ServiceSpec,
-    settings: ServiceSettings,
+    spec: ServiceSpec[SettingsT, StateT],
+    settings: SettingsT,
     *,
     kafka: KafkaSettings | None = None,
     auth: AuthSettings | None = None,
-) -> AsyncIterator[Runtime]:
+    peers: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Runtime[SettingsT, StateT]]:
     """Start a service's resources (no HTTP server) and stop them in reverse order.
 
-    `kafka` and `auth` default to the environment; tests pass their own."""
+    `kafka` and `auth` default to the environment; tests pass their own, and the transports
+    to the other services (`peers`, by service name) and a clock they can move."""
     runtime = await _build_runtime(spec, settings, kafka, auth)
+    if peers:
+        runtime.peers = dict(peers)
+    if clock is not None:
+        runtime.clock = clock
+    lifecycle = contextlib.AsyncExitStack()
     start_bus_series_at_zero(spec.name, [(c.name, [t.name for t in c.topics]) for c in spec.consumers])
     try:
         runtime.relay.start()
         if runtime.notices is not None:
             runtime.notices.start()
+        if spec.lifecycle is not None:
+            runtime.built_state = await lifecycle.enter_async_context(spec.lifecycle(runtime))
         if spec.on_start is not None:
             await spec.on_start(runtime)
         if settings.start_consumers and spec.consumers:
@@ -344,6 +389,11 @@ async def running(
         if spec.on_stop is not None:
             with contextlib.suppress(Exception):
                 await spec.on_stop(runtime)
+        try:
+            await lifecycle.aclose()
+        except Exception:
+            # Stopping goes on: the database and bus connections are closed below regardless.
+            log.exception("service %s: its lifecycle failed to stop cleanly", spec.name)
         if runtime.notices is not None:
             await runtime.notices.stop()
         await runtime.relay.stop()
@@ -353,7 +403,9 @@ async def running(
         await runtime.pool.close()
 
 
-def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, *, lifespan: bool = True) -> FastAPI:
+def create_app(
+    spec: ServiceSpec[SettingsT, StateT], settings: SettingsT | None = None, *, lifespan: bool = True
+) -> FastAPI:
     """The service's FastAPI app; nothing connects until the lifespan runs.
 
     With `lifespan=False` the caller starts the runtime itself (`running`) and calls
@@ -429,13 +481,13 @@ def _refuse_nul_characters(app: FastAPI) -> None:
         app.add_exception_handler(error, _on_nul)
 
 
-def attach(app: FastAPI, runtime: Runtime) -> None:
+def attach(app: FastAPI, runtime: Runtime[Any, Any]) -> None:
     app.state.runtime = runtime
     app.state.token_verifier = runtime.verifier
     app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
-def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:
+def configure(spec: ServiceSpec[Any, Any], settings: ServiceSettings) -> None:
     configure_logging(spec.name, settings.log_level)
 
 
@@ -444,8 +496,10 @@ def configure(spec: ServiceSpec, settings: ServiceSettings) -> None:
 
 # async, though they do no I/O: FastAPI runs a plain `def` dependency in a worker thread,
 # a thread hop on every request.
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+async def get_runtime(request: Request) -> Runtime[Any, Any]:
+    """The app's runtime; a service's own alias (`services/<name>/runtime.py`) types it:
+    `Annotated[Runtime[RecordsSettings, RecordsState], Depends(get_runtime)]`."""
+    runtime: Runtime[Any, Any] = request.app.state.runtime
     return runtime
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 
 from homeroom.auth import AuthSettings, DevIssuer, Role
+from homeroom.clock import Clock
 from homeroom.config import KafkaSettings, ServiceSettings
 from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import Runtime, ServiceSpec, attach, create_app, running
@@ -123,13 +124,17 @@ class ServiceEnv:
             "outbox_poll_interval_s": 0.02,
             **overrides,
         }
-        return spec.settings(**values)
+        settings: ServiceSettings = spec.settings(**values)
+        return settings
 
 
 @dataclass
 class ServiceUnderTest:
     runtime: Runtime
     client: httpx.AsyncClient
+    # The in-process app as a transport: what another service under test is given as its
+    # peer (`service_under_test(..., peers={"consent": consent.transport})`).
+    transport: httpx.AsyncBaseTransport
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -138,18 +143,26 @@ class ServiceUnderTest:
 
 @contextlib.asynccontextmanager
 async def service_under_test(
-    spec: ServiceSpec, env: ServiceEnv, *, settings: ServiceSettings | None = None, **overrides: Any
+    spec: ServiceSpec,
+    env: ServiceEnv,
+    *,
+    settings: ServiceSettings | None = None,
+    peers: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    clock: Clock | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[ServiceUnderTest]:
-    """Start a service's runtime (database, relay, consumers) and an ASGI client to its app."""
+    """Start a service's runtime (database, relay, consumers) and an ASGI client to its app.
+
+    `peers`: the other services it calls, by name (their `ServiceUnderTest.transport`)."""
     resolved = settings or await env.settings_for(spec, **overrides)
-    async with running(spec, resolved, kafka=env.kafka, auth=env.auth_settings) as runtime:
+    async with running(spec, resolved, kafka=env.kafka, auth=env.auth_settings, peers=peers, clock=clock) as runtime:
         app = create_app(spec, resolved, lifespan=False)
         attach(app, runtime)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}.test") as client:
             env.service_urls[spec.name] = str(client.base_url)
-            runtime.extras.setdefault("asgi_transport", transport)
-            yield ServiceUnderTest(runtime, client)
+            runtime.extras.setdefault("asgi_transport", transport)  # (until every test reads .transport)
+            yield ServiceUnderTest(runtime, client, transport)
 
 
 def exported(exposition: str, series: str) -> float:

@@ -24,13 +24,14 @@ from faust.types import TP
 
 from homeroom import streams
 from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode
+from homeroom.clock import Clock, system_clock
 from homeroom.service import ConsumerSpec, Runtime
 from services.reports import metrics
 from services.reports.application import reference
 from services.reports.application.tally import Refusal, Tally
 from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
-from services.reports.state import Clock, ReportTopics, wall_clock
+from services.reports.state import ReportTopics
 from services.reports.tallies import AbsenceRule
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class TallyStream:
             app_id,
         )
         # Freshness compares the broker's record times with real time, never the business day's clock.
-        self.freshness = FreshnessTracker(started=wall_clock())
+        self.freshness = FreshnessTracker(started=system_clock())
         self.positions: dict[TP, int] = {}
         source = self.app.topic(
             *(t.name for t in self.sources), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -131,7 +132,7 @@ class TallyStream:
         lags = streams.record_lag(self.app, "reports", CONSUMER, self.positions)
         if lags is None:
             return
-        now = wall_clock()
+        now = system_clock()
         names = {t.name for t in self.sources}  # not faust's own leader topic
         self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items() if tp.topic in names}, now)
         metrics.SECONDS_BEHIND.set(self.freshness.seconds_behind(now))

@@ -5,33 +5,36 @@ pseudonymised events and the coarse group codes of groups.v1 only (docs/services
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from homeroom.service import Runtime, ServiceSpec
+from homeroom.service import ServiceSpec
 from services.reports.api import public, router
 from services.reports.consumers import TallyStream, reference_consumer
 from services.reports.settings import ReportsSettings
-from services.reports.state import STATE_KEY, Clock, ReportsState, ReportTopics, state_of, wall_clock
+from services.reports.state import ReportsRuntime, ReportsState, ReportTopics
 
 
-def build_spec(suffix: str = "", clock: Clock = wall_clock) -> ServiceSpec:
-    """The service; tests pass a topic suffix (their own copies of the topics) and a clock."""
+def build_spec(suffix: str = "") -> ServiceSpec[ReportsSettings, ReportsState]:
+    """The service; tests pass a topic suffix (their own copies of the topics)."""
     topics = ReportTopics(suffix)
 
-    async def on_start(runtime: Runtime) -> None:
+    @contextlib.asynccontextmanager
+    async def lifecycle(runtime: ReportsRuntime) -> AsyncIterator[ReportsState]:
+        """The state; the streaming tally wherever consumers run (stopped on the way out)."""
         settings = runtime.settings
-        assert isinstance(settings, ReportsSettings)
-        state = ReportsState(settings=settings, topics=topics, clock=clock)
-        runtime.extras[STATE_KEY] = state
-        if settings.start_consumers:
-            stream = TallyStream(runtime, topics, settings, clock)
-            state.stream, state.tally, state.freshness = stream, stream.tally, stream.freshness
-            await stream.start()
-
-    async def on_stop(runtime: Runtime) -> None:
-        state = state_of(runtime)
-        if state.stream is not None:
-            await state.stream.stop()
+        state = ReportsState(settings=settings, topics=topics, clock=runtime.clock)
+        if not settings.start_consumers:
+            yield state
+            return
+        stream = TallyStream(runtime, topics, settings, runtime.clock)
+        state.stream, state.tally, state.freshness = stream, stream.tally, stream.freshness
+        await stream.start()
+        try:
+            yield state
+        finally:
+            await stream.stop()
 
     return ServiceSpec(
         name="reports",
@@ -42,8 +45,7 @@ def build_spec(suffix: str = "", clock: Clock = wall_clock) -> ServiceSpec:
         description="Statewide comparisons from pseudonymised events: published with small cells suppressed.",
         uses_cipher=False,
         gzip_minimum_size=2048,  # a statewide snapshot is tens of MB of JSON; about 1/20 gzipped
-        on_start=on_start,
-        on_stop=on_stop,
+        lifecycle=lifecycle,
         openapi_tags=(
             {"name": "public statistics", "description": "Published statewide snapshots: anyone, JSON or CSV"},
             {"name": "statistics", "description": "Publishing, and a district's own numbers"},

@@ -1,12 +1,15 @@
-"""What a running reports service holds, typed: one object, reached by routes and consumers alike."""
+"""What a running reports service holds, typed: one object, reached by routes and consumers alike.
+
+`ReportsState` is built by the service's lifecycle (`service.py`) and is `runtime.state`;
+`ReportsRuntime` is the kernel's runtime typed with this service's settings and state, and
+`StateDep` hands the state to a route."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
@@ -23,6 +26,7 @@ from homeroom.bus.topics import (
     Topic,
     with_suffix,
 )
+from homeroom.clock import Clock, system_clock
 from homeroom.contracts.reports import Freshness, Snapshot
 from homeroom.service import Runtime
 from services.reports.application.tally import Tally
@@ -30,13 +34,6 @@ from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
 from services.reports.suppression import Rules
 from services.reports.tallies import AbsenceRule
-
-STATE_KEY = "reports.state"
-Clock = Callable[[], datetime]
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +94,7 @@ class ReportsState:
 
     def freshness_now(self) -> Freshness | None:
         """How far behind the events the numbers of an answer made now are (None: no tally here)."""
-        return self.freshness.report(wall_clock()) if self.freshness is not None else None
+        return self.freshness.report(system_clock()) if self.freshness is not None else None
 
     def remember(self, key: str, snapshot: Snapshot) -> Snapshot:
         self.documents[key] = snapshot
@@ -107,14 +104,16 @@ class ReportsState:
         return snapshot
 
 
-def state_of(runtime: Runtime) -> ReportsState:
-    state = runtime.extras[STATE_KEY]
-    assert isinstance(state, ReportsState)
-    return state
+ReportsRuntime = Runtime[ReportsSettings, ReportsState]
 
 
-def get_state(request: Request) -> ReportsState:
-    return state_of(request.app.state.runtime)
+def state_of(runtime: ReportsRuntime) -> ReportsState:
+    return runtime.state
+
+
+async def get_state(request: Request) -> ReportsState:
+    runtime: ReportsRuntime = request.app.state.runtime
+    return runtime.state
 
 
 StateDep = Annotated[ReportsState, Depends(get_state)]

@@ -39,6 +39,7 @@ from homeroom.bus.consumer import rejection
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, base_topic
 from homeroom.bus.topics import Topic
 from homeroom.calendar import school_year
+from homeroom.clock import Clock
 from homeroom.events.v1 import attendance_pb2, discipline_pb2, enrollment_pb2, groups_pb2
 from services.reports import metrics, store
 from services.reports.tallies import (
@@ -53,7 +54,6 @@ from services.reports.tallies import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 _ABSENT = attendance_pb2.ATTENDANCE_CATEGORY_ABSENT
 _DEAD_LETTER_NS = uuid.UUID("0b6a3c1e-7f5d-4e2a-9c8b-2d4e6f8a1b3c")
 STAGE = "tally"

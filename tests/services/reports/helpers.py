@@ -92,7 +92,7 @@ async def reports_service(
 ) -> AsyncIterator[ServiceUnderTest]:
     from services.reports.service import build_spec
 
-    spec = build_spec(suffix, clock or fixed_clock())
+    spec = build_spec(suffix)
     options: dict[str, Any] = {"tally_batch_window_s": 0.1, "calendar_poll_s": 0.3, **overrides}
-    async with service_under_test(spec, env, **options) as svc:
+    async with service_under_test(spec, env, clock=clock or fixed_clock(), **options) as svc:
         yield svc

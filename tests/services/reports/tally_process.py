@@ -27,7 +27,7 @@ async def serve(settings_file: Path, suffix: str) -> None:
     settings = ReportsSettings(**values)
     auth = AuthSettings(dev_key_file=settings.secrets_dir / "dev-issuer.pem")
     kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap)
-    async with running(build_spec(suffix, fixed_clock()), settings, kafka=kafka, auth=auth):
+    async with running(build_spec(suffix), settings, kafka=kafka, auth=auth, clock=fixed_clock()):
         await asyncio.Event().wait()
 
 
