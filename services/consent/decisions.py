@@ -1,10 +1,19 @@
-"""The decision point's policy: who may receive which elements of a student's record. Pure: no I/O.
+"""The decision point's policy: who may receive which elements of a student's record, for which
+purpose, under which legal basis. Pure: no I/O.
+
+This is the one engine that decides, for every caller: records' reads, the portal, and the
+transfer service's choice of what to withhold (services/transfer/withholding.py keeps its
+answer as given). Why this engine and not Cedar, with the timings: docs/policy.md. The
+facts it reads are gathered in one place (`Facts`, filled by facts.py
+`DecisionFacts.for_request`); what it knows of each element (sensitivity, transferable,
+forbidden) is the catalogue's (homeroom/catalogue.py).
 
 The rules are the table `RULES` below, in the order they are tried; each names the legal
-basis it rests on, so an auditor reads them here (and at `GET /v1/policy`) rather than
-in branches spread over the code. Deny is the default: a request no rule permits is
-denied. Prohibitions (`PROHIBITIONS`) are applied after every permission and win over
-all of them, written consent included.
+basis it rests on, so an auditor reads them here (and at `GET /v1/policy`, and in
+docs/policy.md) rather than in branches spread over the code. Deny is the default: a
+request no rule permits is denied. Prohibitions (`PROHIBITIONS`) are applied after every
+permission and win over all of them, written consent included. `policy.cedar` restates the
+same rules in Cedar; a test oracle runs it against this module on generated requests.
 
 The answer shape is the contract in docs/contracts.md (`POST /v1/decisions`), plus
 `obligations`: what the caller must do when it releases (notify the parent of a

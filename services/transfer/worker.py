@@ -23,8 +23,8 @@ from typing import Any
 from homeroom import notices as homeroom_notices
 from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent
-from homeroom.catalogue import ELEMENTS, LegalBasis, is_known
 from homeroom.catalogue import element as catalogue_element
+from homeroom.catalogue import is_known
 from homeroom.service import Runtime
 from services.transfer import events, store
 from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentPort, PeerError, RecordsPort
@@ -41,24 +41,12 @@ from services.transfer.metrics import (
 from services.transfer.settings import TransferSettings
 from services.transfer.store import Case
 from services.transfer.transfers import Action, RetryPolicy, State, next_action
+from services.transfer.withholding import BadAnswer, decision_request, filter_package, read_decision
 
 log = logging.getLogger(__name__)
 
 PACKAGE_ELEMENT = "transfer.package"
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-
-# Sections of a records package and the elements that allow each to travel.
-_SECTION_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "enrollments": (
-        "enrollment.school_id",
-        "enrollment.entry_date",
-        "enrollment.exit_date",
-        "enrollment.exit_code",
-        "enrollment.grade_level",
-    ),
-    "suspension_dates": ("discipline.suspension_dates",),
-    "parent_statements": ("record.parent_statement",),
-}
 
 
 def now_utc() -> datetime:
@@ -102,50 +90,6 @@ def transfer_notices(case: Case, sent: Sequence[str]) -> list[homeroom_notices.N
             district_id=case.from_district_id,
         ),
     ]
-
-
-class BadAnswer(PeerError):
-    def __init__(self, peer: str, message: str) -> None:
-        super().__init__(peer, message, retryable=True)
-
-
-def filter_package(raw: dict[str, Any], case: Case) -> tuple[dict[str, Any], list[str]]:
-    """Keep only what the decision released, whatever records sent back (defence in depth).
-    Returns the package and the element ids it carries."""
-    if raw.get("case_id") != case.case_id or raw.get("student_key") != case.student_key:
-        raise BadAnswer("records", "the package names another case or student")
-    released = set(case.elements_released)
-    values = raw.get("elements") or {}
-    if not isinstance(values, dict):
-        raise BadAnswer("records", "package 'elements' is not an object")
-    elements = {k: v for k, v in values.items() if k in released}
-    package: dict[str, Any] = {
-        "case_id": case.case_id,
-        "student_key": case.student_key,
-        "from_district_id": case.from_district_id,
-        "elements": elements,
-    }
-    for section, needs in _SECTION_ELEMENTS.items():
-        if released.intersection(needs):
-            package[section] = raw.get(section) or []
-        else:
-            package[section] = []
-    attendance = raw.get("attendance") or {}
-    package["attendance"] = {
-        "days": attendance.get("days", []) if "attendance.daily" in released and isinstance(attendance, dict) else [],
-        "summary": attendance.get("summary", {})
-        if "attendance.summary" in released and isinstance(attendance, dict)
-        else {},
-    }
-    flags = raw.get("program_flags") or []
-    package["program_flags"] = [
-        f for f in flags if isinstance(f, str) and (f in released or f"program.{f}" in released)
-    ]
-    included = sorted(set(elements) | {e for e in raw.get("elements_included") or [] if e in released})
-    package["elements_included"] = included
-    # Not an element: the parent's choice, which travels with the record and binds the receiving district.
-    package["directory_opt_out"] = raw.get("directory_opt_out") is True
-    return package, included
 
 
 class CaseWorker:
@@ -351,50 +295,14 @@ class CaseWorker:
         return moved
 
     async def _decide(self, case: Case) -> Case | None:
-        request: dict[str, Any] = {
-            "action": "transfer",
-            "requester": {
-                "role": "district_staff",
-                "subject": f"transfer-case:{case.case_id}",
-                "organization": case.to_district_id,
-                "agreement_id": None,
-                "district_id": case.to_district_id,
-                "student_keys": [],
-            },
-            "student_key": case.student_key,
-            "district_id": case.from_district_id,
-            "school_id": None,
-            "elements": [e.id for e in ELEMENTS],
-            "purpose": "records_transfer",
-            "data_date": None,
-            "to_district_id": case.to_district_id,
-        }
-        answer = await self.consent.decide(request)
-        allow = answer.get("allow")
-        allowed_raw = answer.get("elements_allowed")
-        withheld_raw = answer.get("elements_withheld")
-        if not isinstance(allow, bool) or not isinstance(allowed_raw, list) or not isinstance(withheld_raw, list):
-            raise BadAnswer("consent", "the decision lacks allow / elements_allowed / elements_withheld")
-        withheld: list[dict[str, str]] = [
-            {"element": str(w.get("element", "")), "reason": str(w.get("reason", ""))}
-            for w in withheld_raw
-            if isinstance(w, dict)
-        ]
-        allowed: list[str] = []
-        for e in allowed_raw:
-            name = str(e)
-            if not is_known(name):
-                withheld.append({"element": name, "reason": "not in the data-element catalogue"})
-            elif not catalogue_element(name).transferable:
-                withheld.append({"element": name, "reason": "never transferable (catalogue)"})
-            else:
-                allowed.append(name)
-        decision_id = str(answer.get("decision_id", ""))
-        legal_basis = str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else ""))
-        detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": str(answer.get("reason", ""))}
+        # What to withhold is consent's decision, kept as given (withholding.py, docs/policy.md).
+        decision = read_decision(await self.consent.decide(decision_request(case)))
+        decision_id, legal_basis = decision.decision_id, decision.legal_basis
+        allowed, withheld = decision.released, decision.withheld
+        detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": decision.reason}
         now = now_utc()
-        if not allow or not allowed:
-            reason = str(answer.get("reason") or "consent_denied")
+        if decision.refused:
+            reason = decision.reason or "consent_denied"
             moved = await self._commit(
                 case,
                 State.REFUSED,
