@@ -13,6 +13,7 @@ import functools
 import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import cedarpy
@@ -644,3 +645,12 @@ def test_every_package_section_travels_by_transferable_catalogue_elements() -> N
         assert elements, section
         for element_id in elements:
             assert CATALOGUE[element_id].transferable, (section, element_id)
+
+
+def test_the_policy_document_lists_every_rule_of_the_engine() -> None:
+    """docs/policy.md, what compliance staff read, names each rule of the table with its effect."""
+    from services.consent.decisions import PROHIBITIONS, RULES
+
+    text = (Path(__file__).parents[3] / "docs" / "policy.md").read_text()
+    for rule in (*RULES, *PROHIBITIONS):
+        assert f"| `{rule.id}` | {rule.effect} |" in text, rule.id
