@@ -505,30 +505,28 @@ def _vendor(
         return _deny(
             request, "district_not_covered", f"{label} does not cover district {request.district_id}", agreement=version
         )
-    if terms.schools:
-        if request.school_id is None:
-            return _deny(
-                request,
-                "school_not_covered",
-                f"{label} covers only some schools and the student's school is not known",
-                agreement=version,
-            )
-        if request.school_id not in terms.schools:
-            return _deny(
-                request, "school_not_covered", f"{label} does not cover school {request.school_id}", agreement=version
-            )
-    if terms.classes:
-        if request.class_ids is None:
-            return _deny(
-                request,
-                "class_not_covered",
-                f"{label} covers only some classes and the student's classes are not known",
-                agreement=version,
-            )
-        if not set(request.class_ids) & set(terms.classes):
-            return _deny(
-                request, "class_not_covered", f"{label} covers none of the student's classes", agreement=version
-            )
+    # A version that lists schools (or classes) covers a student only in one of them, and only
+    # when the request says which the student's are.
+    schools = None if request.school_id is None else [request.school_id]
+    for code, listed, theirs, unknown, outside in (
+        (
+            "school_not_covered",
+            terms.schools,
+            schools,
+            "schools and the student's school is not known",
+            f"does not cover school {request.school_id}",
+        ),
+        (
+            "class_not_covered",
+            terms.classes,
+            request.class_ids,
+            "classes and the student's classes are not known",
+            "covers none of the student's classes",
+        ),
+    ):
+        if listed and (theirs is None or set(theirs).isdisjoint(listed)):
+            reason = f"{label} covers only some {unknown}" if theirs is None else f"{label} {outside}"
+            return _deny(request, code, reason, agreement=version)
     if request.data_date is not None:
         start, end = terms.start_date, terms.end_date
         if (start is not None and request.data_date < start) or (end is not None and request.data_date > end):
