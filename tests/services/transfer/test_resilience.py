@@ -6,7 +6,6 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from services.transfer.service import WORKER_EXTRA
 from tests.services.transfer.conftest import A, B, C, World, cases_of, new_key, sample_record, wait_state, wait_until
 
 
@@ -109,7 +108,8 @@ async def test_a_restart_in_the_middle_of_a_delivery_resumes_without_repeating(w
         assert steps.count("delivered") == 1 and steps.count("requested") == 1
         assert world.records.delivery_calls.count(case.case_id) == 2  # repeated once, idempotent on the case id
         assert len(world.records.deliveries) == 1
-        worker = svc.runtime.extras[WORKER_EXTRA]
+        worker = svc.runtime.state.worker
+        assert worker is not None
         assert await worker.work_once() == 0  # nothing left to do: delivered waits for the answer
         await svc.runtime.drain_outbox()
         assert len(await cases_of(svc, key)) == 1
