@@ -24,14 +24,9 @@ from homeroom.problems import Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from services.incidents import store
 from services.incidents.application import containment, notifying, publishing, reporting, scoping
-from services.incidents.application.common import (
-    IncidentsState,
-    districts_acted_for,
-    load_visible,
-    require_whole_incident,
-    state_of,
-)
+from services.incidents.application.common import districts_acted_for, load_visible, require_whole_incident
 from services.incidents.incidents import Discoverer, Kind
+from services.incidents.state import StateDep
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]
@@ -41,12 +36,6 @@ Reader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRI
 ParentOrCompliance = Annotated[Principal, Depends(require_roles(Role.PARENT, Role.COMPLIANCE))]
 KeyReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.OPERATOR))]
 
-
-def get_state(runtime: RuntimeDep) -> IncidentsState:
-    return state_of(runtime)
-
-
-StateDep = Annotated[IncidentsState, Depends(get_state)]
 
 Id = Annotated[str, Field(pattern=ID)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]

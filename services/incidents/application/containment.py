@@ -13,7 +13,6 @@ import asyncpg
 from homeroom.auth import Principal
 from services.incidents import store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
     conflict,
     invalid,
@@ -24,6 +23,7 @@ from services.incidents.application.common import (
     unavailable,
 )
 from services.incidents.clients import PeerUnavailable
+from services.incidents.state import IncidentsState
 
 Action = Literal["agreement_suspended", "keys_rotated"]
 

@@ -15,7 +15,6 @@ from homeroom import notices
 from homeroom.auth import Forbidden, Principal, Role
 from services.incidents import store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
     close_obligations,
     conflict,
@@ -39,6 +38,7 @@ from services.incidents.incidents import (
     remaining,
     standing,
 )
+from services.incidents.state import IncidentsState
 
 
 @dataclass(frozen=True, slots=True)
