@@ -21,19 +21,10 @@ async def lifecycle(runtime: TransferRuntime) -> AsyncIterator[TransferState]:
     worker, started when enabled; stopped and closed on the way out."""
     settings = runtime.settings
     async with contextlib.AsyncExitStack() as stack:
-        consent = ConsentClient(
-            settings.consent_url,
-            runtime.service_token,
-            timeout_s=settings.peer_timeout_s,
-            transport=runtime.peer("consent"),
-        )
+        token, timeout_s = runtime.service_token, settings.peer_timeout_s
+        consent = ConsentClient(settings.consent_url, token, timeout_s=timeout_s, transport=runtime.peer("consent"))
         stack.push_async_callback(consent.aclose)
-        records = RecordsClient(
-            settings.records_url,
-            runtime.service_token,
-            timeout_s=settings.peer_timeout_s,
-            transport=runtime.peer("records"),
-        )
+        records = RecordsClient(settings.records_url, token, timeout_s=timeout_s, transport=runtime.peer("records"))
         stack.push_async_callback(records.aclose)
         state = TransferState(consent=consent, records=records)
         runtime.built_state = state  # the worker reads it through the runtime as soon as it runs

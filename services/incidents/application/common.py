@@ -15,6 +15,7 @@ from homeroom import outbox
 from homeroom.auth import Principal, Role
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import INCIDENT
+from homeroom.contracts.agreement_scope import AgreementScope
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.problems import FieldError, Problem, problem_type
@@ -50,6 +51,18 @@ def unavailable(exc: PeerUnavailable) -> Problem:
         headers={"Retry-After": "30"},
         extensions={"peer": exc.peer},
     )
+
+
+async def agreement_scope(state: IncidentsState, agreement_id: str, field: str, unknown: str) -> AgreementScope:
+    """The agreement as consent has it: 503 when consent cannot answer, 422 on `field` (saying
+    `unknown`) when consent knows no such agreement."""
+    try:
+        scope = await state.peers.consent.scope(agreement_id)
+    except PeerUnavailable as exc:
+        raise unavailable(exc) from None
+    if scope is None:
+        raise invalid(field, "agreement.unknown", unknown)
+    return scope
 
 
 # --- who may see and act -------------------------------------------------------------------------

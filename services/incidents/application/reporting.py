@@ -16,6 +16,7 @@ from homeroom.auth import Forbidden, Principal, Role
 from services.incidents import store
 from services.incidents.application.common import (
     actor,
+    agreement_scope,
     close_obligations,
     conflict,
     districts_acted_for,
@@ -25,9 +26,7 @@ from services.incidents.application.common import (
     replan,
     require_not_closed,
     require_whole_incident,
-    unavailable,
 )
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import (
     ACTS,
     DeadlineError,
@@ -65,12 +64,8 @@ async def _agreements(state: IncidentsState, agreement_ids: Sequence[str]) -> tu
     organizations: set[str] = set()
     districts: set[str] = set()
     for agreement_id in agreement_ids:
-        try:
-            scope = await state.peers.consent.scope(agreement_id)
-        except PeerUnavailable as exc:
-            raise unavailable(exc) from None
-        if scope is None:
-            raise invalid("agreement_ids", "agreement.unknown", f"no agreement {agreement_id!r} is on record")
+        unknown = f"no agreement {agreement_id!r} is on record"
+        scope = await agreement_scope(state, agreement_id, "agreement_ids", unknown)
         organizations.add(scope.organization)
         districts.update(scope.covered_districts or scope.districts)
     if len(organizations) > 1:

@@ -27,36 +27,35 @@ def transfer_notices(case: Case, sent: Sequence[str]) -> list[homeroom_notices.N
     enrolls, may have a copy and may challenge it; the sending district is told it left."""
     names = ", ".join(catalogue_element(e).name for e in sent if is_known(e)) or "nothing"
     withheld = "; ".join(f"{w['element']}: {w['reason']}" for w in case.elements_withheld) or "nothing"
-    cause = f"transfer:{case.case_id}"
+
+    def notice(recipient: homeroom_notices.Recipient, subject: str, body: str) -> homeroom_notices.Notice:
+        return homeroom_notices.Notice(
+            recipient=recipient,
+            kind="transfer_delivered",
+            subject=subject,
+            body=body,
+            cause=f"transfer:{case.case_id}",
+            student_key=case.student_key,
+            district_id=case.from_district_id,
+        )
+
     return [
-        homeroom_notices.Notice(
-            recipient=homeroom_notices.Recipient("parent", case.student_key),
-            kind="transfer_delivered",
-            subject=f"Your child's record was sent to district {case.to_district_id}",
-            body=(
-                f"Your child enrolled in district {case.to_district_id} (school {case.to_school_id}), so district "
-                f"{case.from_district_id}\nsent their education record there (FERPA 34 CFR 99.31(a)(2)).\n\n"
-                f"Sent: {names}.\nWithheld: {withheld}.\n\n"
-                "You may ask for a copy of what was sent and, if you think it is wrong, ask for a hearing to\n"
-                "challenge it (FERPA 34 CFR 99.34(a)(1)). The portal shows the transfer under your child's name.\n"
-            ),
-            cause=cause,
-            student_key=case.student_key,
-            district_id=case.from_district_id,
+        notice(
+            homeroom_notices.Recipient("parent", case.student_key),
+            f"Your child's record was sent to district {case.to_district_id}",
+            f"Your child enrolled in district {case.to_district_id} (school {case.to_school_id}), so district "
+            f"{case.from_district_id}\nsent their education record there (FERPA 34 CFR 99.31(a)(2)).\n\n"
+            f"Sent: {names}.\nWithheld: {withheld}.\n\n"
+            "You may ask for a copy of what was sent and, if you think it is wrong, ask for a hearing to\n"
+            "challenge it (FERPA 34 CFR 99.34(a)(1)). The portal shows the transfer under your child's name.\n",
         ),
-        homeroom_notices.Notice(
-            recipient=homeroom_notices.Recipient("district", case.from_district_id),
-            kind="transfer_delivered",
-            subject=f"A student's record was sent to district {case.to_district_id} (case {case.case_id})",
-            body=(
-                f"Transfer case {case.case_id}: the record of student {case.student_key} was delivered to district "
-                f"{case.to_district_id},\nschool {case.to_school_id}, where the student enrolled on "
-                f"{case.entry_date.isoformat()}.\n\nSent: {names}.\nWithheld: {withheld}.\n"
-                "The parent has been notified. The disclosure is in the audit log.\n"
-            ),
-            cause=cause,
-            student_key=case.student_key,
-            district_id=case.from_district_id,
+        notice(
+            homeroom_notices.Recipient("district", case.from_district_id),
+            f"A student's record was sent to district {case.to_district_id} (case {case.case_id})",
+            f"Transfer case {case.case_id}: the record of student {case.student_key} was delivered to district "
+            f"{case.to_district_id},\nschool {case.to_school_id}, where the student enrolled on "
+            f"{case.entry_date.isoformat()}.\n\nSent: {names}.\nWithheld: {withheld}.\n"
+            "The parent has been notified. The disclosure is in the audit log.\n",
         ),
     ]
 
