@@ -97,9 +97,7 @@ class CaseWorker:
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return 0
-        cases = await store.claim_due(
-            self.runtime.pool, min(free, self.settings.worker_batch), self.settings.worker_lease_s
-        )
+        cases = await self._claim(min(free, self.settings.worker_batch))
         for case in cases:
             if case.case_id in self._inflight:
                 continue
@@ -108,6 +106,10 @@ class CaseWorker:
             task.add_done_callback(functools.partial(self._done, case.case_id))
         return len(cases)
 
+    async def _claim(self, limit: int) -> list[Case]:
+        """Lease up to `limit` cases due by the service's clock."""
+        return await store.claim_due(self.runtime.pool, limit, self.settings.worker_lease_s, self.runtime.clock())
+
     def _done(self, case_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(case_id, None)
         self._wake.set()  # a slot is free
@@ -115,7 +117,7 @@ class CaseWorker:
     async def work_once(self) -> int:
         """Lease the cases that are due and work each as far as it goes now; returns how
         many (tests and tools; the running worker spawns instead of waiting)."""
-        cases = await store.claim_due(self.runtime.pool, self.settings.worker_batch, self.settings.worker_lease_s)
+        cases = await self._claim(self.settings.worker_batch)
         if cases:
             await asyncio.gather(*(self._guarded(c) for c in cases))
         return len(cases)
