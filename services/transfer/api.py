@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from homeroom.auth import Principal, Role, require_roles
-from homeroom.service import PoolDep
 from services.transfer.application import answering, reading, requesting
 from services.transfer.state import RuntimeDep
 from services.transfer.transfers import REJECT_REASONS, State
@@ -70,22 +69,17 @@ class RejectBody(BaseModel):
 
 @router.post("/{case_id}/acknowledge", summary="The receiving district confirms it has the record")
 async def acknowledge(
-    case_id: str, pool: PoolDep, runtime: RuntimeDep, principal: Receiver, body: AcknowledgeBody | None = None
+    case_id: str, runtime: RuntimeDep, principal: Receiver, body: AcknowledgeBody | None = None
 ) -> dict[str, Any]:
-    async with pool.acquire() as conn:
-        note = body.note if body else ""
-        return await answering.answer(conn, principal, case_id, State.ACKNOWLEDGED, "", note, runtime.clock())
+    note = body.note if body else ""
+    return await answering.answer(runtime.pool, principal, case_id, State.ACKNOWLEDGED, "", note, runtime.clock())
 
 
 @router.post("/{case_id}/reject", summary="The receiving district refuses the record, with a reason code")
-async def reject(
-    case_id: str, pool: PoolDep, runtime: RuntimeDep, principal: Receiver, body: RejectBody
-) -> dict[str, Any]:
+async def reject(case_id: str, runtime: RuntimeDep, principal: Receiver, body: RejectBody) -> dict[str, Any]:
     answering.check_rejection(body.reason_code, body.note)
-    async with pool.acquire() as conn:
-        return await answering.answer(
-            conn, principal, case_id, State.REJECTED, body.reason_code, body.note, runtime.clock()
-        )
+    reason, note = body.reason_code, body.note
+    return await answering.answer(runtime.pool, principal, case_id, State.REJECTED, reason, note, runtime.clock())
 
 
 class RetryBody(BaseModel):
@@ -94,10 +88,10 @@ class RetryBody(BaseModel):
 
 @router.post("/{case_id}/retry", summary="Send an escalated, undelivered case round again")
 async def retry(
-    case_id: str, pool: PoolDep, runtime: RuntimeDep, principal: Receiver, body: RetryBody | None = None
+    case_id: str, runtime: RuntimeDep, principal: Receiver, body: RetryBody | None = None
 ) -> dict[str, Any]:
     """For the district staff of either district once the cause of the escalation (a peer
     down, a record missing) is fixed: the case starts again from the consent decision, with
     fresh attempts and a fresh delivery deadline."""
-    async with pool.acquire() as conn:
-        return await requesting.request_again(conn, principal, case_id, body.note if body else "", runtime.clock())
+    note = body.note if body else ""
+    return await requesting.request_again(runtime.pool, principal, case_id, note, runtime.clock())

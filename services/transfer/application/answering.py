@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal
 from homeroom.problems import FieldError, Problem, problem_type
-from homeroom.storage import Connection
 from services.transfer import events, store
 from services.transfer.application.reading import visible_case
 from services.transfer.metrics import REFUSALS, TRANSITIONS
@@ -32,15 +33,15 @@ def check_rejection(reason_code: str, note: str) -> None:
 
 
 async def answer(
-    conn: Connection, principal: Principal, case_id: str, target: State, reason: str, note: str, now: datetime
+    pool: asyncpg.Pool, principal: Principal, case_id: str, target: State, reason: str, note: str, now: datetime
 ) -> dict[str, Any]:
     """Move a delivered case to `target` (acknowledged or rejected); returns it with its history."""
-    case = await visible_case(conn, principal, case_id)
+    case = await visible_case(pool, principal, case_id)
     if not principal.can_act_for_school(case.to_district_id, case.to_school_id):
         raise Forbidden(f"only staff of the receiving district {case.to_district_id!r} may answer this transfer")
     change = "transfer_acknowledged" if target is State.ACKNOWLEDGED else "transfer_rejected"
     step_name = target.value
-    async with conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT state, delivered_at FROM transfer_cases WHERE case_id = $1 FOR UPDATE", case_id
         )

@@ -14,6 +14,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role
 from homeroom.bus.envelope import OutgoingEvent
@@ -95,15 +97,15 @@ async def school_changed(conn: Connection, student_key: str, district_id: str, t
 
 
 async def request_again(
-    conn: Connection, principal: Principal, case_id: str, note: str, now: datetime
+    pool: asyncpg.Pool, principal: Principal, case_id: str, note: str, now: datetime
 ) -> dict[str, Any]:
     """For the district staff of either district once the cause of the escalation (a peer
     down, a record missing) is fixed: the case starts again from the consent decision, with
     fresh attempts and a fresh delivery deadline. Returns the case with its history."""
-    await visible_case(conn, principal, case_id)
+    await visible_case(pool, principal, case_id)
     if principal.role is not Role.DISTRICT_STAFF:
         raise Forbidden("only district staff of the sending or receiving district may retry a transfer")
-    async with conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT state, delivered_at, retries FROM transfer_cases WHERE case_id = $1 FOR UPDATE", case_id
         )
