@@ -378,7 +378,7 @@ def incident_summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _version_view(v: asyncpg.Record, district: str | None) -> dict[str, Any]:
+def version_view(v: asyncpg.Record, district: str | None) -> dict[str, Any]:
     import json
 
     totals = json.loads(v["totals"]) if isinstance(v["totals"], str) else dict(v["totals"])
@@ -414,7 +414,7 @@ async def view(state: IncidentsState, pool: asyncpg.Pool, principal: Principal, 
         # The contractor sees its own report and its own obligation, nothing of the scope.
         out["obligations"] = [o for o in obligations if o["kind"] == Kind.CONTRACTOR_TO_AGENCY.value]
         return out
-    versions = [_version_view(v, own) for v in await store.versions(pool, incident_id)]
+    versions = [version_view(v, own) for v in await store.versions(pool, incident_id)]
     reports = [
         {
             "report_id": r["report_id"],
