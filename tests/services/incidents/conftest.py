@@ -27,7 +27,6 @@ from services.audit.consumers import SOURCE_TOPICS, consumer_spec
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
 from services.incidents.service import SERVICE as INCIDENTS
-from services.incidents.state import IncidentsState
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.mail import smtp_overrides
 from tests.services.records.helpers import Records, apply, enrolled, records_service, registered
@@ -49,11 +48,6 @@ class World:
     district: str
     agreement: str
     now: datetime
-
-    @property
-    def state(self) -> IncidentsState:
-        state: IncidentsState = self.incidents.runtime.state
-        return state
 
     def at(self, moment: datetime) -> None:
         """The incidents service's clock reads `moment` from now on."""
