@@ -2,7 +2,7 @@
 purpose, under which legal basis. Pure: no I/O.
 
 This is the one engine that decides, for every caller: records' reads and rostering lists,
-and the transfer service's choice of what to withhold (services/transfer/withholding.py keeps its
+and the transfer service's choice of what to withhold (services/transfer/application/withholding.py keeps its
 answer as given). Why this engine and not Cedar, with the timings: docs/policy.md. The
 facts it reads are gathered in one place (`Facts`, filled by facts.py
 `DecisionFacts.for_request`); what it knows of each element (sensitivity, transferable,

@@ -5,7 +5,7 @@ request per element, and the tests fail on any element the engine and Cedar disa
 generated requests. Cedar runs nowhere else (docs/policy.md). Then the engine is attacked
 directly: an element outside the agreement, a day outside the term, a consent expired or
 withdrawn, and a transfer that must withhold protected elements (the transfer service keeps the
-engine's answer as given: services/transfer/withholding.py)."""
+engine's answer as given: services/transfer/application/withholding.py)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ from services.consent.decisions import (
     effective_purpose,
     guardianship_refusal,
 )
+from services.transfer.application.deciding import decision_request
+from services.transfer.application.withholding import filter_package, read_decision
 from services.transfer.store import Case
 from services.transfer.transfers import State
-from services.transfer.withholding import decision_request, filter_package, read_decision
 from tests.harness import ServiceEnv, ServiceUnderTest
 from tests.services.consent.conftest import active_agreement, uid
 from tests.services.consent.conftest import decision_request as read_request

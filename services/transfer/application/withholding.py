@@ -1,4 +1,4 @@
-"""Where a transfer decides what to withhold: it asks consent's decision point and keeps its answer.
+"""Use case: what a transfer withholds. It asks consent's decision point and keeps its answer.
 
 The rule is consent's, written once (services/consent/decisions.py, rule
 `transfer-to-enrolling-school`: the elements the catalogue marks transferable, less those the
@@ -7,8 +7,8 @@ again: the case keeps the decision's released and withheld elements as consent g
 package records sends back is cut to what that decision released, section by section, by the
 catalogue's map of package sections to elements (homeroom/catalogue.py `TRANSFER_SECTIONS`).
 
-Use cases: `decision_request` (what a transfer asks), `read_decision` (the answer the case
-keeps), `filter_package` (the package cut to the release).
+`read_decision`: consent's answer as the case keeps it (`deciding` asks, with
+`deciding.decision_request`); `filter_package`: the package cut to the release (`fetching`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homeroom.catalogue import ELEMENTS, TRANSFER_SECTIONS, LegalBasis, program_flag_released, section_released
+from homeroom.catalogue import TRANSFER_SECTIONS, LegalBasis, program_flag_released, section_released
 from services.transfer.clients import PeerError
 from services.transfer.store import Case
 
@@ -24,29 +24,6 @@ from services.transfer.store import Case
 class BadAnswer(PeerError):
     def __init__(self, peer: str, message: str) -> None:
         super().__init__(peer, message, retryable=True)
-
-
-def decision_request(case: Case) -> dict[str, Any]:
-    """The decision a transfer asks for: every student element, from the sending district to
-    the receiving one, asked as the receiving district (the wire shape of `POST /v1/decisions`)."""
-    return {
-        "action": "transfer",
-        "requester": {
-            "role": "district_staff",
-            "subject": f"transfer-case:{case.case_id}",
-            "organization": case.to_district_id,
-            "agreement_id": None,
-            "district_id": case.to_district_id,
-            "student_keys": [],
-        },
-        "student_key": case.student_key,
-        "district_id": case.from_district_id,
-        "school_id": None,
-        "elements": [e.id for e in ELEMENTS],
-        "purpose": "records_transfer",
-        "data_date": None,
-        "to_district_id": case.to_district_id,
-    }
 
 
 @dataclass(frozen=True, slots=True)
