@@ -51,7 +51,7 @@ ENV PATH=/opt/homeroom/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /var/lib/homeroom
 USER ${HOMEROOM_UID}:${HOMEROOM_UID}
-# ingest, records, consent, transfer, audit, portal, incidents, reports (homeroom/stack.py SERVICES)
+# ingest, records, consent, transfer, audit, portal, incidents, reports (homeroom/registry.py SERVICES)
 EXPOSE 8001 8002 8003 8004 8005 8006 8008 8009
 # Liveness: GET /healthz on the port of the service this container serves.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -8,7 +8,7 @@ import json
 import re
 from types import ModuleType
 
-from homeroom.stack import SERVICES
+from homeroom.registry import SERVICES
 from tests.ops.files import DOCKERFILE, DOCKERIGNORE, ROOT
 
 
