@@ -6,7 +6,7 @@ the same events on the same broker.
     .venv/bin/python bench/e2e.py [--students N] [--days D] [--transfers T] [--json PATH]
                                   [--statements]
 
-Five service processes on embedded PostgreSQL and Tansu, as `homeroom-dev stack` runs them.
+Five service processes on embedded PostgreSQL and Tansu, as `./run stack` runs them.
 Counts are read from the services' own databases when each stage is done, so a figure
 is only printed when every event arrived exactly once.
 

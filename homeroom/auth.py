@@ -12,7 +12,7 @@ with the issuer's *public* key as an HMAC secret) and any other algorithm are re
 before a key is touched. Each refusal is an `AuthenticationError` whose message names
 the reason, and which renders as a 401 problem through `homeroom.problems`.
 
-Development and tests use `DevIssuer` (the `homeroom-dev token` command): an Ed25519 key
+Development and tests use `DevIssuer` (the `./run token` command): an Ed25519 key
 kept in a 0600 file, whose JWKS a service's verifier trusts. Production points
 `HOMEROOM_AUTH_JWKS_URL` at the real issuer, and refuses to start without it.
 """

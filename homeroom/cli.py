@@ -3,7 +3,7 @@ witness, and each service's own operator commands (consent imports, audit verifi
 
 Sub-commands that belong to one part of the system live next to it and are registered
 here by import path, so this file stays an index rather than a pile of commands. The
-development commands (stack, demo, generate, token) are `homeroom-dev` (homeroom_dev/cli.py),
+development commands (stack, demo, generate, token) are `./run ...` (homeroom_dev/cli.py),
 which offers these as well.
 """
 

@@ -198,7 +198,7 @@ async def _build_runtime(
     settings.require_production_secrets()
     kafka = kafka or KafkaSettings()
     if not kafka.bootstrap_servers:
-        raise ValueError("no bus configured: set KAFKA_BOOTSTRAP_SERVERS (the `homeroom-dev stack` command does)")
+        raise ValueError("no bus configured: set KAFKA_BOOTSTRAP_SERVERS (the `./run stack` command does)")
     if not settings.database_url:
         raise ValueError(
             f"no database configured: set HOMEROOM_DATABASE_URL or HOMEROOM_{spec.name.upper()}_DATABASE_URL"

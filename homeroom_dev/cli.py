@@ -1,5 +1,6 @@
-"""`homeroom-dev`: the production `homeroom` commands plus the development ones (the embedded
-stack, the demo, the synthetic-data generator and development tokens). `./run` runs it."""
+"""The development CLI (`./run ...`, or `python -m homeroom_dev`): every production `homeroom`
+command plus the development ones: the embedded stack, the demo, the synthetic-data generator
+and development tokens. Not a console script, so the production image has no dead entry."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def generate(
 
 
 def main() -> None:
-    app()
+    app(prog_name="./run")
 
 
 if __name__ == "__main__":

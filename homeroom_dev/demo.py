@@ -1,4 +1,4 @@
-"""`homeroom-dev demo` and `homeroom-dev stack`: the whole system on embedded defaults.
+"""`./run demo` and `./run stack`: the whole system on embedded defaults.
 
 The demo brings the stack up (embedded PostgreSQL and Tansu, five service processes and the portal),
 then plays the scenario steps in `homeroom_dev.scenario` against the running services over
@@ -86,9 +86,7 @@ def _portal(stack: Stack, scenario: Scenario, keep_running: bool) -> None:
     for who, link in portal_sign_in_links(stack.url("portal"), scenario).items():
         console.print(f"  {who:<15} {link}", soft_wrap=True)
     if not keep_running:
-        console.print(
-            "  (the stack stops when the demo ends; `homeroom-dev demo --keep-running` keeps these links working)"
-        )
+        console.print("  (the stack stops when the demo ends; `./run demo --keep-running` keeps these links working)")
 
 
 def statistics_page(portal_url: str, scenario: Scenario) -> str | None:

@@ -1,4 +1,4 @@
-"""`homeroom-dev generate`: synthetic districts for demos, tests and benchmarks.
+"""`./run generate`: synthetic districts for demos, tests and benchmarks.
 
 Deterministic from a seed: the same arguments always give byte-identical files. A world
 has districts with schools, students with identity, demographics and program flags,

@@ -1,5 +1,5 @@
 """The whole stack on embedded defaults: PostgreSQL, the Tansu broker, the five
-services and the portal, each in its own process, as `homeroom-dev stack` and `homeroom-dev demo` run them.
+services and the portal, each in its own process, as `./run stack` and `./run demo` run them.
 
 The embedded broker keeps topics in memory, so the stack is ephemeral by design: every
 run starts from empty servers in a temporary directory and removes it on exit. Point

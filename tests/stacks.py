@@ -119,7 +119,7 @@ class DemoStack:
 
     stack: Stack
     scenario: Scenario
-    lines: list[str]  # what each step said, as `homeroom-dev demo` prints it
+    lines: list[str]  # what each step said, as `./run demo` prints it
     processes_before: set[int]  # this process's children before the stack started
     prometheus: LivePrometheus | None = None
     failures: int = 0

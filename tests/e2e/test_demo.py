@@ -1,4 +1,4 @@
-"""The demo scenario, run as `homeroom-dev demo` runs it: embedded servers, the services as
+"""The demo scenario, run as `./run demo` runs it: embedded servers, the services as
 processes, every step over HTTP, each step's outcome asserted; afterwards nothing is left
 running.
 

@@ -1,4 +1,4 @@
-"""`homeroom-dev stack` never takes another process on its port for its own service.
+"""`./run stack` never takes another process on its port for its own service.
 
 A fixed port can be taken by someone else between the stack choosing it and its process
 binding it; that process then dies on the bind while the other one answers /readyz. Every

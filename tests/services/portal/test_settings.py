@@ -1,5 +1,5 @@
 """Sign-in configuration without a stack: where development sign-in is refused, what
-production needs, and the sign-in links `homeroom-dev demo` prints."""
+production needs, and the sign-in links `./run demo` prints."""
 
 from __future__ import annotations
 
