@@ -279,7 +279,7 @@ MigrationSet: TypeAlias = tuple[str, Path]
 
 
 async def migrate(
-    pool: asyncpg.Pool,
+    db: asyncpg.Pool | Connection,
     service: str,
     migrations_dir: Path | None,
     extra_schema: str = "",
@@ -295,30 +295,19 @@ async def migrate(
     Files are named NNN_description.sql. An advisory lock serialises concurrent starts of
     several instances of one service.
     """
-    async with pool.acquire() as conn:
-        return await migrate_connection(
-            conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of, kernel=kernel
-        )
-
-
-async def migrate_connection(
-    conn: Connection,
-    service: str,
-    migrations_dir: Path | None,
-    extra_schema: str = "",
-    *,
-    grantee: str | None = None,
-    member_of: Sequence[str] = (),
-    kernel: Sequence[MigrationSet] = (KERNEL,),
-) -> list[str]:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
-        kernel_applied = await apply_kernel_migrations(conn, kernel)
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await migrate(
+                conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of, kernel=kernel
+            )
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
+        kernel_applied = await apply_kernel_migrations(db, kernel)
         if extra_schema:
-            await conn.execute(extra_schema)
-        applied = await _apply(conn, service, migrations_dir)
+            await db.execute(extra_schema)
+        applied = await _apply(db, service, migrations_dir)
         if grantee:
-            await grant_to_login(conn, grantee, member_of)
+            await grant_to_login(db, grantee, member_of)
     if applied or kernel_applied:
         log.info("migrations applied", extra={"service": service, "migrations": kernel_applied + applied})
     return applied
