@@ -48,7 +48,6 @@ from services.records.roster import (
     Predicate,
     link_header,
     page,
-    stamp,
     when,
 )
 from services.records.security_log import security_log
@@ -460,7 +459,7 @@ async def list_users(vendor: Lister) -> dict[str, Any]:
     q = vendor.query(USER_FIELDS, view, USER_SELECTABLE)
     rows = [{**r, "role": "student"} for r in await uc.current_students(vendor.runtime, view)]
     rows = uc.without(rows, await uc.hidden_students(vendor.runtime, vendor.principal, view, rows, uc.STUDENT_ELEMENTS))
-    teacher_rows = await _teacher_rows(vendor.runtime, view)
+    teacher_rows = await uc.teacher_rows(vendor.runtime, view)
     everything = page([*rows, *teacher_rows], q)
     students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
     staff = {r["sourcedId"] for r in everything.items if r["role"] != "student"}
@@ -475,31 +474,6 @@ async def list_users(vendor: Lister) -> dict[str, Any]:
     released.update({t.staff_key: t.user for t in teachers})
     users = [released[r["sourcedId"]] for r in everything.items if r["sourcedId"] in released]
     return vendor.answer("users", Page(users, everything.total), q)
-
-
-async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
-    if not view.teachers_visible:
-        return []
-    out = []
-    for district in view.districts:
-        async with store.district_tx(runtime.pool, district) as conn:
-            staff = await store.staff_keys(conn, district)
-            teaching = await uc.class_teachers(conn, view, district)
-            for r in staff:
-                if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
-                    continue
-                if teaching is not None and r["staff_key"] not in teaching:
-                    continue
-                out.append(
-                    {
-                        "district": district,
-                        "sourcedId": r["staff_key"],
-                        "status": "active",
-                        "dateLastModified": stamp(r["updated_at"]),
-                        "role": r["role"],
-                    }
-                )
-    return out
 
 
 @router.get("/users/{sourced_id}")

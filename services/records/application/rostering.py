@@ -495,6 +495,33 @@ async def class_teachers(conn: Any, view: VendorView, district: str) -> set[str]
     return await store.teachers_of_classes(conn, district, view.classes) if view.classes else None
 
 
+async def teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+    """The teachers the agreement releases, keys only (nothing released yet): for `users` lists,
+    paged with the students before each one on the page is released."""
+    if not view.teachers_visible:
+        return []
+    out = []
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            staff = await store.staff_keys(conn, district)
+            teaching = await class_teachers(conn, view, district)
+            for r in staff:
+                if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
+                    continue
+                if teaching is not None and r["staff_key"] not in teaching:
+                    continue
+                out.append(
+                    {
+                        "district": district,
+                        "sourcedId": r["staff_key"],
+                        "status": "active",
+                        "dateLastModified": stamp(r["updated_at"]),
+                        "role": r["role"],
+                    }
+                )
+    return out
+
+
 async def record_teachers(
     runtime: Runtime, principal: Principal, view: VendorView, released: Iterable[Teacher]
 ) -> None:
