@@ -23,7 +23,7 @@ from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_json import parse_edfi_json
 from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.formats.oneroster_csv import parse_oneroster
-from services.ingest.parsed_records import Dropped, Issue, OrgType, ParseItem, RecordError, SchoolRecord
+from services.ingest.parsed_records import Dropped, Issue, ParseItem, RecordError, SchoolRecord
 from services.ingest.report import Tally, records_in
 from services.ingest.validation import Validator
 
@@ -128,11 +128,7 @@ def check_files(
             out: list[ParseItem] = []
             for item in raw:
                 if isinstance(item, SchoolRecord) and not item.deleted:
-                    # a first upload registers the schools and agencies it describes
-                    if item.org_type is OrgType.DISTRICT:
-                        validator.district_ids = validator.district_ids | {item.school_id}
-                    else:
-                        validator.district_schools = validator.district_schools | {item.school_id}
+                    validator.claim(item)  # a first upload registers the schools and agencies it describes
                 out.extend(validator.check(item))
             account(out, raw)
     account(validator.finish())
