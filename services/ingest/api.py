@@ -8,6 +8,7 @@ The use cases are in `application/`: accepting an upload, its report and confirm
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ IdempotencyKey = Annotated[
         description="The same key from the same district returns the first submission instead of a new one.",
     ),
 ]
+_Route = Callable[..., Awaitable[dict[str, Any]]]
 FileName = Annotated[str | None, Query(alias="file", max_length=200, description="File name shown in the report")]
 
 
@@ -108,10 +110,16 @@ _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _raw_body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """Declares the raw upload body in the OpenAPI document (the route reads the stream
-    itself, so FastAPI cannot infer it), for clients and schema-driven fuzzing."""
-    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
+def _upload_route(path: str, media_type: str, schema: dict[str, Any]) -> Callable[[_Route], _Route]:
+    """An upload route (202, processed in the background). The raw body is declared in the
+    OpenAPI document (the route reads the stream itself, so FastAPI cannot infer it), for
+    clients and schema-driven fuzzing."""
+    return router.post(
+        f"/districts/{{district_id}}/submissions/{path}",
+        status_code=202,
+        responses=_UPLOAD_RESPONSES,
+        openapi_extra={"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}},
+    )
 
 
 _JSON_RECORDS = {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object"}}}}
@@ -119,23 +127,13 @@ _EDFI_RESOURCES = {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"t
 _BINARY = {"type": "string", "format": "binary"}
 
 
-@router.post(
-    "/districts/{district_id}/submissions/batch",
-    status_code=202,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra=_raw_body("application/json", _JSON_RECORDS),
-)
+@_upload_route("batch", "application/json", _JSON_RECORDS)
 async def submit_batch(upload: UploadDep) -> dict[str, Any]:
     """A Homeroom JSON batch (`{"records": [...]}`, see docs/services/ingest.md) as the request body."""
     return await upload.submit("batch", "json")
 
 
-@router.post(
-    "/districts/{district_id}/submissions/edfi/{resource}",
-    status_code=202,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra=_raw_body("application/json", _EDFI_RESOURCES),
-)
+@_upload_route("edfi/{resource}", "application/json", _EDFI_RESOURCES)
 async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
     """Ed-Fi resource JSON (an array of resources, or one) for `students`,
     `studentEducationOrganizationAssociations`, `studentSchoolAssociations`,
@@ -151,12 +149,7 @@ async def submit_edfi_json(resource: str, upload: UploadDep) -> dict[str, Any]:
     return await upload.submit("edfi-json", "json", resource=resource)
 
 
-@router.post(
-    "/districts/{district_id}/submissions/edfi-xml",
-    status_code=202,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra=_raw_body("application/xml", _BINARY),
-)
+@_upload_route("edfi-xml", "application/xml", _BINARY)
 async def submit_edfi_xml(upload: UploadDep) -> dict[str, Any]:
     """One Ed-Fi XML interchange file, Data Standard 2.0 to 5.x (EducationOrganization,
     EducationOrgCalendar, MasterSchedule, Student, StudentEnrollment, StudentProgram,
@@ -164,12 +157,7 @@ async def submit_edfi_xml(upload: UploadDep) -> dict[str, Any]:
     return await upload.submit("edfi-xml", "xml")
 
 
-@router.post(
-    "/districts/{district_id}/submissions/oneroster",
-    status_code=202,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra=_raw_body("application/zip", _BINARY),
-)
+@_upload_route("oneroster", "application/zip", _BINARY)
 async def submit_oneroster(
     upload: UploadDep,
     school_id_from: Annotated[

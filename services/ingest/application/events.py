@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -95,6 +95,38 @@ def iso(d: date | None) -> str:
 def public_record_id(rec_hash: str) -> str:
     """The record's id as events carry it: the keyed hash of its source id, never the id."""
     return "rec_" + rec_hash.removeprefix("lid_")
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {}
+
+
+def _field_names(message: type[Message]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(message.DESCRIPTOR.full_name)
+    if names is None:
+        names = _FIELD_NAMES[message.DESCRIPTOR.full_name] = tuple(f.name for f in message.DESCRIPTOR.fields)
+    return names
+
+
+def payload_of(message: type[_M], record: object, **given: Any) -> _M:
+    """An event payload from a parsed record: each field of `message` the record has by the
+    same name (dates as ISO 8601 text, lists of codes as lists, an absent value left at the
+    message's default), then the fields `given` (keys, ids, the district)."""
+    values = dict(given)
+    for name in _field_names(message):
+        if name in values:
+            continue
+        value = getattr(record, name, None)
+        if value is None:
+            continue
+        if isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        values[name] = value
+    return message(**values)
 
 
 def group_values(r: StudentRecord) -> dict[str, str]:
@@ -184,9 +216,11 @@ class EventBuilder:
         self.stamp = stamp  # the time events are stamped with: one per chunk
         self._emitted: set[str] = set()  # collapsed events (class enrollments -> one school enrollment)
         self._makers: dict[type[Any], Callable[[Any, str], _Made | None]] = {
-            SessionRecord: self._session,
-            CourseRecord: self._course,
-            ClassRecord: self._class,
+            SessionRecord: self._roster(
+                "academic_session_registered", roster_pb2.AcademicSessionRegistered, "session_id"
+            ),
+            CourseRecord: self._roster("course_registered", roster_pb2.CourseRegistered, "course_id"),
+            ClassRecord: self._roster("class_registered", roster_pb2.ClassRegistered, "class_id"),
             TeachingRecord: self._teaching,
             SchoolRecord: self._school,
             AttendanceRecord: self._attendance,
@@ -230,103 +264,45 @@ class EventBuilder:
     def _school(self, r: SchoolRecord, _rid: str) -> _Made | None:
         if r.org_type is OrgType.DISTRICT:
             return None
-        payload = enrollment_pb2.SchoolRegistered(
-            district_id=self.district,
-            school_id=r.school_id,
-            name=r.name or "",
-            nces_id=r.nces_id or "",
-            grades=list(r.grades),
-            deleted=r.deleted,
-        )
+        payload = payload_of(enrollment_pb2.SchoolRegistered, r, district_id=self.district)
         return _Made(ORGANIZATION, "school_registered", payload, r.school_id)
 
     def _attendance(self, r: AttendanceRecord, rid: str) -> _Made:
         key = self.refs.key_of(r.student_ref)
-        payload = attendance_pb2.AttendanceRecorded(
+        payload = payload_of(
+            attendance_pb2.AttendanceRecorded,
+            r,
             student_key=key,
             district_id=self.district,
-            school_id=r.school_id,
-            date=r.date.isoformat(),
-            period=r.period or "",
             category=_CATEGORIES[r.category],
-            excused=bool(r.excused),
             source_record_id=rid,
         )
         return _Made(ATTENDANCE, "attendance_recorded", payload, key, by_district=False)
 
     def _suspension(self, r: SuspensionRecord, rid: str) -> _Made:
         key = self.refs.key_of(r.student_ref)
-        payload = discipline_pb2.SuspensionRecorded(
-            student_key=key,
-            district_id=self.district,
-            school_id=r.school_id,
-            start_date=r.start_date.isoformat(),
-            end_date=iso(r.end_date),
-            in_school=bool(r.in_school),
-            source_record_id=rid,
+        payload = payload_of(
+            discipline_pb2.SuspensionRecorded, r, student_key=key, district_id=self.district, source_record_id=rid
         )
         return _Made(DISCIPLINE, "suspension_recorded", payload, key, by_district=False)
 
-    def _session(self, r: SessionRecord, rid: str) -> _Made:
-        payload = roster_pb2.AcademicSessionRegistered(
-            district_id=self.district,
-            session_id=r.session_id,
-            title=r.title,
-            session_type=r.session_type,
-            start_date=r.start_date.isoformat(),
-            end_date=r.end_date.isoformat(),
-            parent_id=r.parent_id or "",
-            school_year=r.school_year,
-            deleted=r.deleted,
-            source_record_id=rid,
-        )
-        return _Made(ROSTER, "academic_session_registered", payload, r.session_id)
+    def _roster(self, change: str, message: type[Message], subject: str) -> Callable[[Any, str], _Made]:
+        """Sessions, courses and classes (roster.v1): the payload is the record's own fields."""
 
-    def _course(self, r: CourseRecord, rid: str) -> _Made:
-        payload = roster_pb2.CourseRegistered(
-            district_id=self.district,
-            course_id=r.course_id,
-            title=r.title,
-            course_code=r.course_code or "",
-            school_id=r.school_id or "",
-            grades=list(r.grades),
-            subjects=list(r.subjects),
-            school_year_id=r.school_year_id or "",
-            deleted=r.deleted,
-            source_record_id=rid,
-        )
-        return _Made(ROSTER, "course_registered", payload, r.course_id)
+        def made(r: Any, rid: str) -> _Made:
+            payload = payload_of(message, r, district_id=self.district, source_record_id=rid)
+            return _Made(ROSTER, change, payload, getattr(r, subject))
 
-    def _class(self, r: ClassRecord, rid: str) -> _Made:
-        payload = roster_pb2.ClassRegistered(
-            district_id=self.district,
-            class_id=r.class_id,
-            title=r.title,
-            class_code=r.class_code or "",
-            class_type=r.class_type,
-            course_id=r.course_id or "",
-            school_id=r.school_id,
-            term_ids=list(r.term_ids),
-            periods=list(r.periods),
-            grades=list(r.grades),
-            subjects=list(r.subjects),
-            location=r.location or "",
-            deleted=r.deleted,
-            source_record_id=rid,
-        )
-        return _Made(ROSTER, "class_registered", payload, r.class_id)
+        return made
 
     def _teaching(self, r: TeachingRecord, rid: str) -> _Made:
-        payload = roster_pb2.ClassEnrollmentRecorded(
+        user_key = self.pz.staff_key(self.district, r.staff_ref)
+        payload = payload_of(
+            roster_pb2.ClassEnrollmentRecorded,
+            r,
             district_id=self.district,
-            class_id=r.class_id,
-            school_id=r.school_id,
             role="teacher",
-            user_key=self.pz.staff_key(self.district, r.staff_ref),
-            primary=r.primary,
-            begin_date=iso(r.begin_date),
-            end_date=iso(r.end_date),
-            deleted=r.deleted,
+            user_key=user_key,
             source_record_id=rid,
         )
         return _Made(ROSTER, "class_enrollment_recorded", payload, r.class_id)
@@ -341,37 +317,17 @@ class EventBuilder:
             if event_id in self._emitted:
                 return None
             self._emitted.add(event_id)
+        given: dict[str, Any] = {"student_key": key, "district_id": self.district, "source_record_id": rid}
+        payload: Message
         if r.action is EnrollmentAction.ENROLL:
-            payload: Message = enrollment_pb2.StudentEnrolled(
-                student_key=key,
-                district_id=self.district,
-                school_id=r.school_id,
-                entry_date=iso(r.entry_date),
-                grade_level=r.grade_level or "",
-                entry_type=r.entry_type or "",
-                source_record_id=rid,
-            )
-            change = "student_enrolled"
+            change, payload = "student_enrolled", payload_of(enrollment_pb2.StudentEnrolled, r, **given)
         elif r.action is EnrollmentAction.WITHDRAW:
-            payload = enrollment_pb2.StudentWithdrawn(
-                student_key=key,
-                district_id=self.district,
-                school_id=r.school_id,
-                exit_date=iso(r.exit_date),
-                exit_code=r.exit_code or "",
-                source_record_id=rid,
-            )
-            change = "student_withdrawn"
+            change, payload = "student_withdrawn", payload_of(enrollment_pb2.StudentWithdrawn, r, **given)
         else:
-            payload = enrollment_pb2.SchoolChanged(
-                student_key=key,
-                district_id=self.district,
-                from_school_id=r.from_school_id or "",
-                to_school_id=r.school_id,
-                change_date=iso(r.entry_date),
-                source_record_id=rid,
-            )
             change = "school_changed"
+            payload = payload_of(
+                enrollment_pb2.SchoolChanged, r, to_school_id=r.school_id, change_date=iso(r.entry_date), **given
+            )
         return self.build(ENROLLMENT, change, payload, subject=key, event_id=event_id)
 
     def class_enrollment_event(self, r: EnrollmentRecord, rec_hash: str, content: str) -> OutgoingEvent:
