@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
+from homeroom.calendar import Term
 from services.ingest import codes
 from services.ingest.formats import Check, issues_then
 from services.ingest.parsed_records import (
@@ -272,6 +273,29 @@ def school_association(
             grade_level=grade,
             entry_type=entry_type,
         ),
+    )
+
+
+def session_calendar(
+    check: Check,
+    src: Source,
+    fmt: str,
+    school: str | None,
+    year: int | None,
+    name: str | None,
+    begin: date | None,
+    end: date | None,
+    declared: int | None,
+) -> Iterator[ParseItem]:
+    """A Session once each parser has read its fields: the term it adds to the school's calendar
+    (its dates and, when declared, its count of instructional days)."""
+    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    sessions = (Term(name, begin, end, declared),)
+    rid = record_id(fmt, "session", school, str(year), name)
+    yield from issues_then(
+        check, CalendarRecord(source=src, source_record_id=rid, school_id=school, school_year=year, sessions=sessions)
     )
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import IO, Any
 
-from homeroom.calendar import Term, parse_school_year, school_year
+from homeroom.calendar import parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -52,7 +52,6 @@ from services.ingest.formats import (
     CountingReader,
     ParseOptions,
     file_error,
-    issues_then,
     objects,
     stream_size,
 )
@@ -63,16 +62,15 @@ from services.ingest.formats._edfi import (
     identification_code,
     lep_is_ell,
     school_association,
+    session_calendar,
     student_part,
     suspension_event,
 )
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
 from services.ingest.parsed_records import (
-    CalendarRecord,
     Dropped,
     ParseItem,
     Source,
-    record_id,
 )
 from services.ingest.screening import is_ssn_field
 
@@ -346,19 +344,7 @@ def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
         check.fail("totalInstructionalDays", "schema.type", "totalInstructionalDays must be a whole number.", declared)
         declared = None
-    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "session", school, str(year), name),
-            school_id=school,
-            school_year=year,
-            sessions=(Term(name, begin, end, declared),),
-        ),
-    )
+    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
 
 
 def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:

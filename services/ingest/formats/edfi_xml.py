@@ -64,7 +64,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from homeroom.calendar import Term, parse_school_year, school_year
+from homeroom.calendar import parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -92,11 +92,11 @@ from services.ingest.formats._edfi import (
     lep_is_ell,
     program_element,
     school_association,
+    session_calendar,
     student_part,
     suspension_event,
 )
 from services.ingest.parsed_records import (
-    CalendarRecord,
     ClassRecord,
     CourseRecord,
     Dropped,
@@ -828,19 +828,9 @@ def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
             check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)
     if begin and end and end < begin:
         check.fail("EndDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
+    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
     if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        yield from check.errors
         return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "session", school, str(year), name),
-            school_id=school,
-            school_year=year,
-            sessions=(Term(name, begin, end, declared),),
-        ),
-    )
     term = (_value(elem.find("TermDescriptor")) or _text(elem, "Term") or name).lower()
     yield SessionRecord(
         source=src,
