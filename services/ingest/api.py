@@ -42,35 +42,20 @@ FileName = Annotated[str | None, Query(alias="file", max_length=200, description
 
 @dataclass(frozen=True, slots=True)
 class UploadRoute:
-    """What every upload route receives: the district, the caller, the raw body and the
-    client's idempotency key and file name. Each route only names its format."""
+    """What every upload route receives: the sender, the raw body, the service's state. Each
+    route only names its format."""
 
-    district_id: str
+    upload: submissions.Upload
     request: Request
     response: Response
     state: IngestState
-    principal: Principal
-    idempotency_key: str | None
-    file_name: str | None
-    dry_run: bool = False
 
     async def submit(
         self, fmt: str, ext: str, *, resource: str | None = None, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        upload = submissions.Upload(
-            self.district_id,
-            self.principal,
-            fmt,
-            ext,
-            resource=resource,
-            options=options,
-            idempotency_key=self.idempotency_key,
-            file_name=self.file_name,
-            dry_run=self.dry_run,
-        )
-        answer = await submissions.accept(
-            self.state, upload, self.request.stream(), self.request.headers.get("content-length")
-        )
+        kind = submissions.FileKind(fmt, ext, resource, options)
+        length = self.request.headers.get("content-length")
+        answer = await submissions.accept(self.state, self.upload, kind, self.request.stream(), length)
         self.response.status_code = answer.status
         if answer.location is not None:
             self.response.headers["Location"] = answer.location
@@ -94,7 +79,8 @@ async def _upload(
     ] = False,
 ) -> UploadRoute:
     submissions.may_upload(principal, district_id)
-    return UploadRoute(district_id, request, response, state, principal, idempotency_key, file, dry_run)
+    upload = submissions.Upload(district_id, principal, idempotency_key, file, dry_run)
+    return UploadRoute(upload, request, response, state)
 
 
 UploadDep = Annotated[UploadRoute, Depends(_upload)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from homeroom.service import ServiceSpec
 from services.ingest.api import router
 from services.ingest.application.jobs import Ingestor
+from services.ingest.application.pipeline import RunParts
 from services.ingest.settings import IngestSettings
 from services.ingest.state import IngestRuntime, IngestState
 
@@ -18,9 +19,8 @@ async def lifecycle(runtime: IngestRuntime) -> AsyncIterator[IngestState]:
     """The state; submissions left unfinished by the last run start again (cancelled on the way out)."""
     settings = runtime.settings
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
-    ingestor = Ingestor(
-        runtime.pool, runtime.require_cipher(), runtime.pseudonymizer, settings, clock=lambda: runtime.clock()
-    )
+    parts = RunParts(runtime.pool, runtime.require_cipher(), runtime.pseudonymizer, settings, lambda: runtime.clock())
+    ingestor = Ingestor(parts)
     try:
         await ingestor.resume()
         yield IngestState(settings=settings, pool=runtime.pool, ingestor=ingestor)

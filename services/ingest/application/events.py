@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -72,6 +72,9 @@ from services.ingest.parsed_records import (
     TeachingRecord,
     warning_at,
 )
+
+if TYPE_CHECKING:  # jobs.py runs the pipeline, which builds events; events only read a job
+    from services.ingest.application.jobs import Job
 
 EVENT_NS = uuid.UUID("0b5a7c52-6f0e-4c1e-9a55-3d1f1c1f0a11")
 
@@ -194,25 +197,12 @@ class EventBuilder:
     """Builds one submission's events; every event is stamped with the chunk's time and
     correlated with the submission."""
 
-    def __init__(
-        self,
-        *,
-        district: str,
-        submission_id: uuid.UUID,
-        source_format: str,
-        file_name: str,
-        cipher: EnvelopeCipher,
-        refs: StudentRefs,
-        stamp: datetime,
-    ) -> None:
-        self.district = district
-        self.correlation = str(submission_id)
-        self.source_format = source_format
-        self.file_name = file_name
-        self.cipher = cipher
-        self.refs = refs
-        self.pz = refs.pseudonymizer
-        self.source = f"/homeroom/ingest/{district}"
+    def __init__(self, job: Job, cipher: EnvelopeCipher, refs: StudentRefs, stamp: datetime) -> None:
+        self.district = job.district_id
+        self.correlation = str(job.submission_id)
+        self.source_format, self.file_name = job.format, job.file_name
+        self.cipher, self.refs, self.pz = cipher, refs, refs.pseudonymizer
+        self.source = f"/homeroom/ingest/{self.district}"
         self.stamp = stamp  # the time events are stamped with: one per chunk
         self._emitted: set[str] = set()  # collapsed events (class enrollments -> one school enrollment)
         self._makers: dict[type[Any], Callable[[Any, str], _Made | None]] = {

@@ -30,14 +30,10 @@ from typing import Any
 
 import asyncpg
 
-from homeroom.clock import Clock
-from homeroom.crypto import EnvelopeCipher
-from homeroom.pseudonym import Pseudonymizer
 from homeroom.storage import INFRASTRUCTURE_ERRORS
 from homeroom.telemetry import start_at_zero
 from services.ingest import metrics, store
-from services.ingest.application.pipeline import DryRunResult, Outcome, SubmissionRun
-from services.ingest.settings import IngestSettings
+from services.ingest.application.pipeline import DryRunResult, Outcome, RunParts, SubmissionRun
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +139,10 @@ class Ingestor:
     """Runs submissions in background tasks (at most ``max_concurrent_submissions`` at once) so
     the upload request returns at once and the report shows progress while it runs."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        cipher: EnvelopeCipher,
-        pseudonymizer: Pseudonymizer,
-        settings: IngestSettings,
-        clock: Clock,
-    ) -> None:
-        self.pool = pool
-        self.clock = clock
-        self.cipher = cipher
-        self.pseudonymizer = pseudonymizer
-        self.settings = settings
+    def __init__(self, parts: RunParts) -> None:
+        self.parts = parts
+        self.pool, self.settings = parts.pool, parts.settings
+        settings = parts.settings
         self._tasks: dict[uuid.UUID, asyncio.Task[Outcome | None]] = {}
         self._slots = FairSlots(settings.max_concurrent_submissions, settings.max_concurrent_per_district)
         self._small_slots = FairSlots(settings.max_concurrent_small_submissions, settings.max_concurrent_per_district)
@@ -185,15 +172,7 @@ class Ingestor:
             return run.result
 
     def _run_of(self, job: Job, *, dry_run: bool = False) -> SubmissionRun:
-        return SubmissionRun(
-            job,
-            pool=self.pool,
-            cipher=self.cipher,
-            pseudonymizer=self.pseudonymizer,
-            settings=self.settings,
-            clock=self.clock,
-            dry_run=dry_run,
-        )
+        return SubmissionRun(job, self.parts, dry_run=dry_run)
 
     async def run_now(self, job: Job, *, confirmed: bool = False) -> Outcome | None:
         """Process in the caller's task (the CLI and benchmarks)."""

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 
@@ -171,20 +171,22 @@ class DryRunResult:
     not_collected: list[dict[str, object]] = field(default_factory=list)
 
 
+class RunParts(NamedTuple):
+    """What every submission runs with: the database, the cipher (PII sealed), the
+    pseudonymiser (student keys), the settings and the service's clock."""
+
+    pool: asyncpg.Pool
+    cipher: EnvelopeCipher
+    pseudonymizer: Pseudonymizer
+    settings: IngestSettings
+    clock: Clock
+
+
 class SubmissionRun:
     """Processes one submission. Not reusable: one instance per run."""
 
-    def __init__(
-        self,
-        job: Job,
-        *,
-        pool: asyncpg.Pool,
-        cipher: EnvelopeCipher,
-        pseudonymizer: Pseudonymizer,
-        settings: IngestSettings,
-        clock: Clock,
-        dry_run: bool = False,
-    ) -> None:
+    def __init__(self, job: Job, parts: RunParts, *, dry_run: bool = False) -> None:
+        pool, cipher, pseudonymizer, settings, clock = parts
         self.job = job
         self.dry_run = dry_run
         self.tally = Tally()
@@ -199,15 +201,7 @@ class SubmissionRun:
         self.today = clock().date()  # what "in the future" means to the Validator
         # per-submission state (bounded by the number of distinct students and schools)
         self.refs = StudentRefs(self.district, pseudonymizer)
-        self.events = EventBuilder(
-            district=self.district,
-            submission_id=job.submission_id,
-            source_format=job.format,
-            file_name=job.file_name,
-            cipher=cipher,
-            refs=self.refs,
-            stamp=clock(),
-        )
+        self.events = EventBuilder(job, cipher, self.refs, stamp=clock())
         self._looked_up: set[str] = set()  # student ids already looked up in the store
         self._known: set[str] = set()  # student ids on record (for the Validator)
         self._known_enrollments: dict[tuple[str, str], list[tuple[date | None, date | None]]] = {}

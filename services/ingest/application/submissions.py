@@ -44,18 +44,24 @@ _COUNTS = ("records_read", "accepted", "rejected", "warned", "unchanged", "skipp
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """One upload as a route received it: the district, the caller, the format and the
-    client's idempotency key and file name."""
+    """Who sends an upload to which district, with the client's idempotency key and file name."""
 
     district_id: str
     principal: Principal
+    idempotency_key: str | None = None
+    file_name: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileKind:
+    """What the route says the body is: its format (and Ed-Fi resource), the extension it is
+    stored under, and the parser's options."""
+
     format: str
     ext: str
     resource: str | None = None
     options: Mapping[str, Any] | None = None
-    idempotency_key: str | None = None
-    file_name: str | None = None
-    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,33 +205,35 @@ async def _store_upload(
     return path, size, digest.hexdigest()
 
 
-async def accept(state: IngestState, upload: Upload, body: AsyncIterator[bytes], declared_length: str | None) -> Answer:
+async def accept(
+    state: IngestState, upload: Upload, kind: FileKind, body: AsyncIterator[bytes], declared_length: str | None
+) -> Answer:
     """Take an upload (202, processed in the background), answer a repeat (200), or check it (dry run, 200)."""
     principal = upload.principal
-    options = dict(upload.options or {})
+    options = dict(kind.options or {})
     if principal.role is Role.SCHOOL_STAFF:  # records at other schools of the district are refused
         options["schools"] = sorted(principal.school_ids)
-    default_name = f"{upload.resource}.json" if upload.resource else _DEFAULT_NAMES[upload.format]
-    name = (upload.file_name or default_name).strip() or _DEFAULT_NAMES[upload.format]
-    path, size, sha = await _store_upload(body, declared_length, state.settings, upload.ext)
+    default_name = f"{kind.resource}.json" if kind.resource else _DEFAULT_NAMES[kind.format]
+    name = (upload.file_name or default_name).strip() or _DEFAULT_NAMES[kind.format]
+    path, size, sha = await _store_upload(body, declared_length, state.settings, kind.ext)
     if upload.dry_run:
-        return await _dry_run(state, upload, path, size, name, options)
+        return await _dry_run(state, upload, kind, path, size, name, options)
     key = upload.idempotency_key
     if key:
         existing = await store.submission_by_key(state.pool, upload.district_id, principal.subject, key)
         if existing is not None:
             path.unlink(missing_ok=True)
-            return _repeat(existing, sha, upload)
+            return _repeat(existing, sha, kind)
     new = store.NewSubmission(
         id=uuid.uuid4(),
         district_id=upload.district_id,
-        format=upload.format,
+        format=kind.format,
         file_name=name,
         submitted_by=principal.subject,
         bytes=size,
         sha256=sha,
         upload_path=str(path),
-        resource=upload.resource,
+        resource=kind.resource,
         idempotency_key=key or None,
         options=options or None,
     )
@@ -235,19 +243,19 @@ async def accept(state: IngestState, upload: Upload, body: AsyncIterator[bytes],
         path.unlink(missing_ok=True)
         existing = await store.submission_by_key(state.pool, upload.district_id, principal.subject, key or "")
         assert existing is not None
-        return _repeat(existing, sha, upload)
-    metrics.SUBMISSIONS.labels(upload.format, "received").inc()
-    metrics.UPLOAD_BYTES.labels(upload.format).inc(size)
+        return _repeat(existing, sha, kind)
+    metrics.SUBMISSIONS.labels(kind.format, "received").inc()
+    metrics.UPLOAD_BYTES.labels(kind.format).inc(size)
     state.ingestor.submit(Job.from_row(row))
     return Answer(202, report(row))
 
 
 async def _dry_run(
-    state: IngestState, upload: Upload, path: Path, size: int, name: str, options: dict[str, Any]
+    state: IngestState, upload: Upload, kind: FileKind, path: Path, size: int, name: str, options: dict[str, Any]
 ) -> Answer:
     """Check an export without taking it: the same parse, validation and counts, in this
     request, with nothing stored or published; the upload is deleted when the answer is ready."""
-    job = Job(uuid.uuid4(), upload.district_id, upload.format, name, path, upload.resource, options)
+    job = Job(uuid.uuid4(), upload.district_id, kind.format, name, path, kind.resource, options)
     try:
         result = await state.ingestor.dry_run(job)
     finally:
@@ -263,8 +271,8 @@ async def _dry_run(
             "id": None,
             "dry_run": True,
             "district_id": upload.district_id,
-            "format": upload.format,
-            "resource": upload.resource,
+            "format": kind.format,
+            "resource": kind.resource,
             "file": name,
             "status": "dry_run",
             "bytes": size,
@@ -280,10 +288,10 @@ async def _dry_run(
     )
 
 
-def _repeat(existing: asyncpg.Record, sha: str, upload: Upload) -> Answer:
+def _repeat(existing: asyncpg.Record, sha: str, kind: FileKind) -> Answer:
     """The same request again: its report (200). The same key with another body or format is
     a client error (422), never silently the first submission."""
-    if (existing["sha256"], existing["format"], existing["resource"]) != (sha, upload.format, upload.resource):
+    if (existing["sha256"], existing["format"], existing["resource"]) != (sha, kind.format, kind.resource):
         raise Problem.validation(
             [
                 FieldError(
