@@ -29,10 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -64,6 +61,7 @@ from homeroom_dev.generate import (  # noqa: E402
     oneroster_zip,
     transfer_batch,
 )
+from homeroom_dev.profiling import start_py_spy, stop_py_spy  # noqa: E402
 from homeroom_dev.stack import Stack  # noqa: E402
 
 
@@ -169,38 +167,6 @@ async def top_statements(stack: Stack, events: int, limit: int = 15) -> list[dic
     if totals is not None:
         out.append({"db": "records", "statements_per_event": round(int(totals["calls"]) / events, 4)})
     return out
-
-
-def start_py_spy(directory: Path, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
-    """py-spy sampling each service process (collapsed stacks, flamegraph.pl's input)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [
-        subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                "100",
-                "--format",
-                "raw",
-                "-o",
-                str(directory / f"{name}.folded"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, pid in pids.items()
-    ]
-
-
-def stop_py_spy(spies: list[subprocess.Popen[bytes]]) -> None:
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
-    for spy in spies:
-        spy.wait(30)
 
 
 def wait_for(what: str, probe: Any, timeout_s: float = 300) -> Any:

@@ -3,6 +3,7 @@ events in the same run, and p99 read latency with many students stored.
 
     .venv/bin/python bench/records.py [--students N] [--bus-students N] [--days N]
                                       [--reads N] [--pages N] [--json PATH]
+                                      [--profile PATH] [--statements]
 
 On an embedded PostgreSQL and Tansu broker, the real records runtime (`running`, the
 same as `homeroom serve records`: its kernel consumers and its absence reviewer) is
@@ -21,6 +22,12 @@ started, then:
    one (its idempotency marks in PostgreSQL). The absence reviewer's catch-up (every
    student it was asked to count counted, `absence_reviews` empty) is timed too. Baseline: a
    plain AIOKafkaConsumer reading the same events from the same topics, in the same run.
+   CPU per event (user + system) over the same window: this process less the CPU of sending
+   the same events again to a scratch topic afterwards (so: records, its consumers and its
+   absence reviewer), and PostgreSQL (the server and its backends). `--profile PATH` writes
+   a cProfile of this process over the window (pstats format); `--statements` restarts the
+   embedded PostgreSQL with pg_stat_statements preloaded and prints records' statements by
+   execution time per event.
 3. p99 read latency over the ASGI app (no network): the owning district staff reading
    one student's full record (`--reads` random students of all stored), and a vendor's
    OneRoster page of 1,000 students (`--pages` random pages; decisions from the records
@@ -34,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
 import os
 import random
@@ -51,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from homeroom import crypto  # noqa: E402
@@ -64,6 +74,7 @@ from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.profiling import start_py_spy, stop_py_spy  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
 from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
@@ -254,6 +265,74 @@ async def raw_consume(bootstrap: str, topics: list[str], n: int) -> float:
     return elapsed
 
 
+def cpu_s(proc: psutil.Process, tree: bool = True) -> float:
+    """User + system CPU seconds of a process, and with `tree` of its children too (live ones
+    and those already reaped). This process's own children (PostgreSQL, the broker, py-spy)
+    are not records: it is measured with `tree=False`."""
+    total = 0.0
+    for one in [proc, *(proc.children(recursive=True) if tree else [])]:
+        with contextlib.suppress(psutil.Error):
+            t = one.cpu_times()
+            total += t.user + t.system + (t.children_user + t.children_system if tree and one is proc else 0.0)
+    return total
+
+
+async def produce(kafka: KafkaSettings, events: Sequence[OutgoingEvent], topic: str | None = None) -> float:
+    """Send every event (to `topic` instead of its own if given); returns the seconds taken."""
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), linger_ms=5, acks="all")
+    await producer.start()
+    started = time.perf_counter()
+    futures = [await producer.send(topic or e.topic, e.value, key=e.key, headers=e.headers) for e in events]
+    await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    return elapsed
+
+
+async def preload_statement_stats(pg: EmbeddedPostgres) -> None:
+    """Restart PostgreSQL with pg_stat_statements preloaded (before the service connects)."""
+    conn = await asyncpg.connect(pg.url())
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+    finally:
+        await conn.close()
+    pg.stop()
+    pg.start()
+
+
+async def top_statements(pg: EmbeddedPostgres, events: int, limit: int = 12) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(pg.url())
+    try:
+        rows = await conn.fetch(
+            """SELECT s.calls, s.rows, s.total_exec_time, s.shared_blks_hit + s.shared_blks_read AS blocks, s.query
+               FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+               WHERE d.datname = 'homeroom_records' ORDER BY s.total_exec_time DESC LIMIT $1""",
+            limit,
+        )
+    finally:
+        await conn.close()
+    return [
+        {
+            "calls_per_event": round(r["calls"] / events, 4),
+            "rows_per_call": round(r["rows"] / max(1, r["calls"]), 1),
+            "exec_us_per_event": round(r["total_exec_time"] * 1000 / events, 1),
+            "blocks_per_event": round(r["blocks"] / events, 2),
+            "query": " ".join(r["query"].split())[:140],
+        }
+        for r in rows
+    ]
+
+
+async def reset_statement_stats(pg: EmbeddedPostgres) -> None:
+    conn = await asyncpg.connect(pg.url())
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -267,6 +346,9 @@ async def main() -> None:
     parser.add_argument("--reads", type=int, default=300)
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the applying window here")
+    parser.add_argument("--py-spy", type=Path, help="py-spy (installed separately) over the window: DIR/records.folded")
+    parser.add_argument("--statements", action="store_true", help="pg_stat_statements: records' costliest statements")
     args = parser.parse_args()
     bus_students = min(args.bus_students, args.students)
 
@@ -275,7 +357,13 @@ async def main() -> None:
     pg = EmbeddedPostgres().start()
     broker = EmbeddedBroker().start()
     result: dict[str, Any] = {"benchmark": "records"}
+    statements: list[dict[str, Any]] = []
     try:
+        if args.statements:
+            await preload_statement_stats(pg)
+        me = psutil.Process()
+        assert pg._process is not None
+        postgres = psutil.Process(pg._process.pid)
         kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
         settings = RecordsSettings(
             database_url=database_url(pg.server_url, "homeroom_records"),
@@ -295,25 +383,41 @@ async def main() -> None:
             events = await bus_events(runtime.require_cipher(), bus_students, args.days)
             marks = sum(1 for e in events if e.topic == ATTENDANCE.name)
             await asyncio.sleep(3)  # the consumer groups settle before timing
-            producer = AIOKafkaProducer(**kafka.client_kwargs(), linger_ms=5, acks="all")
-            await producer.start()
+            if args.statements:
+                await reset_statement_stats(pg)
+            profile = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not wall time
+            cpu_before = (cpu_s(me, tree=False), cpu_s(postgres))
             started = time.perf_counter()
-            futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
-            await asyncio.gather(*futures)
-            produce_s = time.perf_counter() - started
-            await producer.stop()
+            if profile is not None:
+                profile.enable()
+            spies = start_py_spy(args.py_spy, {"records": os.getpid()}) if args.py_spy else []
+            produce_task = asyncio.create_task(produce(kafka, events))
             reviewed_s = records_s = 0.0
+            cpu_applied = cpu_before
             while not (records_s and reviewed_s):
                 await asyncio.sleep(0.05)
                 if not records_s and await runtime.pool.fetchval("SELECT count(*) FROM processed_events") >= len(
                     events
                 ):
                     records_s = time.perf_counter() - started
+                    cpu_applied = (cpu_s(me, tree=False), cpu_s(postgres))
+                    if profile is not None:
+                        profile.disable()
+                    stop_py_spy(spies)
                 queued = await runtime.pool.fetchval("SELECT count(*) FROM absence_reviews")
                 if records_s and not reviewed_s and queued == 0:
                     reviewed_s = time.perf_counter() - started
                 if time.perf_counter() - started > 1800:
                     raise TimeoutError("records did not apply every event in 30 minutes")
+            produce_s = await produce_task
+            if args.statements:
+                statements = await top_statements(pg, len(events))
+            # The producer's share of this process's CPU in the window: the same sends again.
+            cpu_send = cpu_s(me, tree=False)
+            await produce(kafka, events, topic="bench.scratch.v1")
+            cpu_send = cpu_s(me, tree=False) - cpu_send
+            if profile is not None:
+                profile.dump_stats(args.profile)
             raw_s = await raw_consume(broker.bootstrap_servers, [ENROLLMENT.name, ATTENDANCE.name], len(events))
             # 3. reads
             state.agreements["agr-bench"] = PeerAgreement(
@@ -365,6 +469,9 @@ async def main() -> None:
             "records_applied_events_per_s": round(len(events) / records_s),
             "records_to_raw_ratio": round(raw_s / records_s, 4),
             "absence_reviewed_marks_per_s": round(marks / reviewed_s),
+            "cpu_us_per_event_records": round((cpu_applied[0] - cpu_before[0] - cpu_send) * 1e6 / len(events), 1),
+            "cpu_us_per_event_producer": round(cpu_send * 1e6 / len(events), 1),
+            "cpu_us_per_event_postgres": round((cpu_applied[1] - cpu_before[1]) * 1e6 / len(events), 1),
             "record_read_p50_ms": round(p(one, 0.5) * 1000, 1),
             "record_read_p99_ms": round(p(one, 0.99) * 1000, 1),
             "reads": len(one),
@@ -383,12 +490,23 @@ async def main() -> None:
     print(f"{'records applied (kernel consumers + DB)':<44}{result['records_applied_events_per_s']:>12,}")
     print(f"{'marks counted by the absence reviewer':<44}{result['absence_reviewed_marks_per_s']:>12,}")
     print(f"ratio records/raw: {result['records_to_raw_ratio']}")
+    print(
+        f"CPU µs per event: records {result['cpu_us_per_event_records']}, PostgreSQL "
+        f"{result['cpu_us_per_event_postgres']} (the producer's {result['cpu_us_per_event_producer']} left out)"
+    )
+    for s in statements:
+        print(
+            f"  {s['exec_us_per_event']:>7} µs/event {s['calls_per_event']:>7} calls/event "
+            f"{s['rows_per_call']:>7} rows/call  {s['query']}"
+        )
     print(f"{'read':<44}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'one record (district staff)':<44}{result['record_read_p50_ms']:>10}{result['record_read_p99_ms']:>10}")
     print(
         f"{'vendor OneRoster page of 1,000':<44}{result['vendor_page_1000_p50_ms']:>10}"
         f"{result['vendor_page_1000_p99_ms']:>10}"
     )
+    if statements:
+        result["statements"] = statements
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

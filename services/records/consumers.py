@@ -226,7 +226,7 @@ def organization_handler(runtime: Runtime) -> Handler:
 
 def attendance_handler(runtime: Runtime) -> BatchHandler:
     """Attendance marks into the record, a batch at a time: per district one statement upserts
-    the marks and one queues the students with a daily mark for the absence reviewer, which
+    the marks and queues the students with a daily mark for the absence reviewer, which
     counts days enrolled from the calendar and raises the chronic flag (absence.py). Marks of a
     student the district does not know yet (or whose earlier marks still wait) are kept waiting
     (`application/waiting_marks.py`) instead of holding up the partition."""
@@ -257,10 +257,8 @@ def attendance_handler(runtime: Runtime) -> BatchHandler:
             )
         for district, marks in sorted(by_district.items()):
             await _scoped(ctx, district)
-            written = await store.put_marks(ctx.conn, district, [w.mark for w in marks])
+            written = await store.put_marks(ctx.conn, district, [w.mark for w in marks])  # and queues reviews
             await store.keep_waiting(ctx.conn, district, [w for w in marks if w.mark.student_key not in written])
-            daily = {w.mark.student_key for w in marks if not w.mark.period}
-            await store.queue_review(ctx.conn, district, daily & written)
 
     return handle
 

@@ -428,20 +428,27 @@ _PUT_MARKS = """WITH input AS (
               IS DISTINCT FROM (EXCLUDED.school_id, EXCLUDED.category, EXCLUDED.excused)),
     touched AS (
         UPDATE students SET updated_at = clock_timestamp()
-        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known WHERE NOT waiting)) AND district_id = $1)
+        WHERE ctid = ANY(ARRAY(SELECT row_id FROM known WHERE NOT waiting)) AND district_id = $1),
+    queued AS (
+        INSERT INTO absence_reviews (district_id, student_key)
+        SELECT $1, student_key FROM known WHERE NOT waiting AND student_key = ANY($9::text[])
+        ORDER BY student_key COLLATE "C"
+        ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at)
     SELECT student_key FROM known WHERE NOT waiting"""
 
 
 async def put_marks(conn: Connection, district_id: str, marks: Sequence[Mark]) -> set[str]:
     """Upsert a batch of one district's attendance marks (the last mark of a student, day and
-    period wins) in one statement, for the students the district knows that have no marks
-    waiting; returns those students. The rest are the caller's to `keep_waiting`."""
+    period wins) for the students the district knows that have no marks waiting, and queue
+    those with a daily mark for the absence reviewer (as `queue_review`, in key order), in one
+    statement; returns those students. The rest are the caller's to `keep_waiting`."""
     last = list({(m.student_key, m.day, m.period): m for m in marks}.values())
     rows = await conn.fetch(
         _PUT_MARKS,
         district_id,
         *columns(last, "student_key", "day", "period", "school_id", "category", "excused"),
         sorted({m.student_key for m in marks}),
+        list({m.student_key for m in marks if not m.period}),
     )
     return {r["student_key"] for r in rows}
 
@@ -467,10 +474,9 @@ async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[Wai
         return
     marks = [w.mark for w in last]
     await conn.execute(
-        "INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING", district_id
-    )
-    await conn.execute(
-        """INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
+        """WITH listed AS (
+               INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING)
+           INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
                topic, "partition", "offset", consumer, dead_letter_topic)
            SELECT $1, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[],
                                     $8::text[], $9::text[], $10::int[], $11::bigint[], $12::text[], $13::text[])
