@@ -189,12 +189,13 @@ class _Run:
         registrations, self.registrations = self.registrations, {}
         enrollments, self.enrollments = self.enrollments, {}
         self.enrolled = set()
-        for district, regs in registrations.items():
+        # District by district (each its own rows), so the district is set once for both.
+        for district in sorted(registrations.keys() | enrollments.keys()):
             await _scoped(self.ctx, district)
-            await store.register_students(self.ctx.conn, district, regs)
-        for district, enrolls in enrollments.items():
-            await _scoped(self.ctx, district)
-            await store.enroll_many(self.ctx.conn, district, enrolls)
+            if district in registrations:
+                await store.register_students(self.ctx.conn, district, registrations[district])
+            if district in enrollments:
+                await store.enroll_many(self.ctx.conn, district, enrollments[district])
 
 
 async def _close(ctx: HandlerContext, district: str, key: str, school: str, when: date, code: str) -> None:
