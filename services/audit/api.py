@@ -19,11 +19,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, PURPOSES
 from homeroom.contracts.disclosure_selection import DisclosureSelection
+from homeroom.contracts.disclosures_present import DisclosuresPresent, PresentDisclosures
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX
@@ -229,22 +229,16 @@ async def consistency(
 Service = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
 
 
-class PresentQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    disclosure_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(max_length=5000)
-
-
 @router.post(
     "/internal/disclosures/present",
     tags=["internal"],
     summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
 )
-async def disclosures_present(runtime: RuntimeDep, _: Service, body: PresentQuery) -> dict[str, Any]:
+async def disclosures_present(runtime: RuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
     rows = await runtime.pool.fetch(
         "SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(body.disclosure_ids))
     )
-    return {"present": [r["event_id"] for r in rows]}
+    return PresentDisclosures(present=[r["event_id"] for r in rows])
 
 
 # --- breach scoping: a recipient's disclosures with one multiproof --------------------------

@@ -17,6 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE, FORBIDDEN, PURPOSES
+from homeroom.contracts.consent import (
+    Decision,
+    DecisionBatch,
+    DecisionBatchAnswer,
+    DecisionRequest,
+    ScreenAnswer,
+    ScreenRequest,
+)
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import RuntimeDep
@@ -34,14 +42,7 @@ from services.consent.agreements import (
     current_status,
 )
 from services.consent.cedar_policy import policy_text
-from services.consent.decisions import (
-    DENIAL_CODES,
-    MAX_BATCH,
-    Decision,
-    DecisionRequest,
-    ScreenRequest,
-    policy_document,
-)
+from services.consent.decisions import DENIAL_CODES, policy_document
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
@@ -169,10 +170,6 @@ class Import2d(_Body):
     text: str = Field(min_length=1, max_length=5_000_000)
     source_name: str = Field(default="upload.txt", min_length=1, max_length=200)
     districts: list[str] = Field(default_factory=list, max_length=100)  # compliance only; staff: their own
-
-
-class Batch(_Body):
-    requests: list[DecisionRequest] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 Method = Literal["portal", "paper_form", "email", "in_person", "phone"]
@@ -578,18 +575,20 @@ async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: Runtime
 
 
 @decisions.post("/decisions/batch")
-async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[Decision]]:
+async def decide_batch(body: DecisionBatch, principal: ServiceOnly, runtime: RuntimeDep) -> DecisionBatchAnswer:
     """Up to 1000 decisions, answered in order."""
     point = app.decision_log(runtime)
-    return {"decisions": await app.decide_many(point, body.requests, now=app.clock(runtime), route="batch")}
+    return DecisionBatchAnswer(
+        decisions=await app.decide_many(point, body.requests, now=app.clock(runtime), route="batch")
+    )
 
 
 @decisions.post("/decisions/screen")
-async def screen(body: ScreenRequest, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[str]]:
+async def screen(body: ScreenRequest, principal: ServiceOnly, runtime: RuntimeDep) -> ScreenAnswer:
     """The students (of up to 200,000) a read of these elements would release nothing to, or not
     every element of `require`: what a rostering list must leave out of its counts. Decided by
     the same rules as `/decisions`; nothing is released on it, so nothing is logged."""
-    return {"withheld": await app.screen(app.decision_log(runtime), body, now=app.clock(runtime))}
+    return ScreenAnswer(withheld=await app.screen(app.decision_log(runtime), body, now=app.clock(runtime)))
 
 
 @decisions.get("/decisions/denials")

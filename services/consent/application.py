@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from homeroom import notices, outbox
+from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
 from homeroom.crypto import EnvelopeCipher, KeyDestroyedError
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import FieldError, Problem, problem_type
@@ -42,7 +43,6 @@ from services.consent.agreements import (
     validate_amendment,
     validate_terms,
 )
-from services.consent.decisions import Decision, DecisionRequest, ScreenRequest
 from services.consent.facts import DecisionLog, prune_changes
 from services.consent.import_2d import parse_2d
 
@@ -52,9 +52,9 @@ Clock = Callable[[], datetime]
 
 
 def clock(runtime: Runtime) -> datetime:
-    """Now, from `runtime.extras["clock"]` when a test set one, else the wall clock (UTC)."""
+    """Now, from `runtime.extras["clock"]` when a test set one, else the runtime's clock (UTC)."""
     custom: Clock | None = runtime.extras.get("clock")
-    return custom() if custom is not None else datetime.now(UTC)
+    return custom() if custom is not None else runtime.clock()
 
 
 # ----------------------------------------------------------------------- errors

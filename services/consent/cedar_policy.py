@@ -28,12 +28,10 @@ from typing import Any
 import cedarpy
 
 from homeroom.catalogue import CATALOGUE, FORBIDDEN
+from homeroom.contracts.consent import Decision, DecisionRequest, Withheld
 from services.consent.agreements import current_status, governing_version
 from services.consent.decisions import (
-    Decision,
-    DecisionRequest,
     Facts,
-    Withheld,
     category_basis,
     consented_elements,
     decide,

@@ -33,7 +33,7 @@ async def on_start(runtime: Runtime) -> None:
     assert isinstance(settings, ConsentSettings)
     if linking.STATE_KEY not in runtime.extras:  # tests inject theirs (records in process)
         runtime.extras[linking.STATE_KEY] = linking.GuardianshipState(
-            directory=RecordsDirectory(settings.records_url, settings.records_timeout_s),
+            directory=RecordsDirectory(settings.records_url, settings.records_timeout_s, runtime.peer("records")),
             limiter=limiter(settings.linking_rate_limit, "consent"),
             issuer=guardian_issuer(settings, runtime),
             hasher=CodeHasher(load_or_create_key(settings.linking_code_key_path)),

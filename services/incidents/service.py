@@ -52,6 +52,7 @@ async def on_start(runtime: Runtime) -> None:
         {"audit": settings.audit_url, "consent": settings.consent_url, "records": settings.records_url},
         runtime.service_token,
         timeout_s=settings.peer_timeout_s,
+        transports={name: runtime.peer(name) for name in ("audit", "consent", "records")},
     )
     state = IncidentsState(
         settings=settings,

@@ -32,8 +32,11 @@ from homeroom.auth import Principal, Role, require_roles
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.catalogue import CATALOGUE
+from homeroom.contracts.clients import ConsentClient, PeerUnavailable, checked
+from homeroom.contracts.consent import Decision, DecisionRequest, Requester
 from homeroom.contracts.notice_preferences import NoticePreference, NoticePreferences, NoticePreferencesRequest
 from homeroom.contracts.student_directory import DistrictStudents, Eligibility
+from homeroom.contracts.transfer_package import TransferDeliveryRequest, TransferPackageRequest
 from homeroom.crypto import DecryptionError, KeyDestroyedError
 from homeroom.entry_text import normalise
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
@@ -42,7 +45,6 @@ from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime, RuntimeDep
 from homeroom.storage import BIGINT_MAX, Connection
 from services.records import destruction, store
-from services.records.consent_client import ConsentClient, ConsentUnavailable, Decision, DecisionRequest
 from services.records.consumers import PROGRAM_FLAGS_ELEMENT
 from services.records.eligibility import eligibility
 from services.records.metrics import DENIALS, DISCLOSURES, READS
@@ -120,7 +122,12 @@ def denied(reason: str, detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, type=problem_type("forbidden"), extensions={"reason": reason})
 
 
-def consent_unavailable(exc: ConsentUnavailable) -> Problem:
+def consent_unavailable(exc: PeerUnavailable) -> Problem:
+    """Nothing released without a decision: 503, unless consent refused the caller's own request
+    as invalid (an over-long purpose), which is the caller's 422 with consent's field errors."""
+    refused = exc.refused_request()
+    if refused is not None:
+        return refused
     DENIALS.labels("consent_unavailable").inc()
     return Problem(
         503,
@@ -144,7 +151,7 @@ def destroyed(district_id: str) -> Problem:
 def consent_client(runtime: Runtime) -> ConsentClient:
     client = runtime.extras.get("consent")
     if not isinstance(client, ConsentClient):
-        raise ConsentUnavailable("no consent client is configured")
+        raise PeerUnavailable("consent", "no consent client is configured")
     return client
 
 
@@ -279,15 +286,17 @@ def requester_party(principal: Principal) -> Party:
     )
 
 
-def requester_json(principal: Principal) -> dict[str, Any]:
-    return {
-        "role": principal.role.value,
-        "subject": principal.subject,
-        "organization": principal.organization,
-        "agreement_id": principal.agreement_id,
-        "district_id": principal.district_id,
-        "student_keys": sorted(principal.student_keys),
-    }
+def requester_json(principal: Principal) -> Requester:
+    """The requester a consent decision names: who asks, as their token says."""
+    return checked(
+        Requester,
+        role=principal.role.value,
+        subject=principal.subject,
+        organization=principal.organization,
+        agreement_id=principal.agreement_id,
+        district_id=principal.district_id,
+        student_keys=sorted(principal.student_keys),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +337,7 @@ async def record_releases(
             district_id=release.district_id,
             elements=release.elements,
             purpose=normalise(decision.purpose or purpose),
-            legal_basis=normalise(decision.legal_basis),
+            legal_basis=normalise(decision.legal_basis or ""),
             agreement_id=normalise(decision.agreement_id or principal.agreement_id or ""),
             decision_id=decision.decision_id,
             policy_version=decision.policy_version,
@@ -418,7 +427,7 @@ async def vendor_gate(runtime: Runtime, principal: Principal) -> tuple[date | No
             raise denied("agreement_ended", f"agreement {agreement} has ended: nothing is released under it")
     try:
         scope = await consent_client(runtime).scope(agreement)
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
     if scope is None or not scope.active:
         raise denied("agreement_inactive", f"agreement {agreement} is not active: nothing is released under it")
@@ -550,7 +559,8 @@ async def get_student(
             # transferred away (or left) is gone from the roster and from this route alike.
             reasons.append(f"{district}: not currently enrolled")
             continue
-        request = DecisionRequest(
+        request = checked(
+            DecisionRequest,
             action="read",
             requester=requester_json(principal),
             student_key=student_key,
@@ -561,7 +571,7 @@ async def get_student(
         )
         try:
             decision = await consent_client(runtime).decide(request)
-        except ConsentUnavailable as exc:
+        except PeerUnavailable as exc:
             raise consent_unavailable(exc) from None
         if not decision.allow:
             reasons.append(f"{district}: {decision.reason}")
@@ -646,7 +656,8 @@ async def request_amendment(
     district = await _parent_district(runtime, principal, student_key, body.district_id)
     # The parent's standing in this district, from consent's registry at once (the token's
     # `guardianships` claim may be up to its lifetime old: a link revoked since still named).
-    request = DecisionRequest(
+    request = checked(
+        DecisionRequest,
         action="read",
         requester=requester_json(principal),
         student_key=student_key,
@@ -655,7 +666,7 @@ async def request_amendment(
     )
     try:
         decision = await consent_client(runtime).decide(request)
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
     if not decision.allow:
         raise not_found()
@@ -811,23 +822,8 @@ async def file_statement(
 # --- internal: transfer -----------------------------------------------------------------
 
 
-class PackageRequest(BaseModel):
-    case_id: str = Field(min_length=1)
-    student_key: str = Field(min_length=1)
-    from_district_id: str = Field(min_length=1)
-    elements: list[str]
-
-
-class DeliveryRequest(BaseModel):
-    case_id: str = Field(min_length=1)
-    student_key: str = Field(min_length=1)
-    to_district_id: str = Field(min_length=1)
-    to_school_id: str = ""
-    package: dict[str, Any]
-
-
 @router.post("/v1/internal/transfer-packages", tags=["internal"])
-async def transfer_package(body: PackageRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
+async def transfer_package(body: TransferPackageRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
     """The sending district's record, only the elements asked for, values opened. The
     transfer service records the disclosure for the case; none is emitted here."""
     unknown = [e for e in body.elements if e not in READABLE_ELEMENTS]
@@ -859,7 +855,7 @@ async def transfer_package(body: PackageRequest, principal: Service, runtime: Ru
 
 
 @router.post("/v1/internal/transfer-deliveries", tags=["internal"])
-async def transfer_delivery(body: DeliveryRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
+async def transfer_delivery(body: TransferDeliveryRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
     """Write a delivered package into the receiving district's record, sealed under that
     district's keys. Idempotent on `case_id`."""
     cipher = runtime.require_cipher()

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from homeroom.contracts.clients import AuditClient, ConsentClient
 from homeroom.service import Runtime, ServiceSpec
 from services.records import api, oneroster_api, store
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
-from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
-from services.records.reconcile import AuditClient, keep_reconciling
+from services.records.reconcile import keep_reconciling
 from services.records.settings import RecordsSettings
 
 
@@ -24,11 +24,16 @@ async def on_start(runtime: Runtime) -> None:
     assert isinstance(settings, RecordsSettings)
     if "consent" not in runtime.extras:
         runtime.extras["consent"] = ConsentClient(
-            settings.consent_url, runtime.service_token, timeout_s=settings.consent_timeout_s
+            settings.consent_url,
+            runtime.service_token,
+            transport=runtime.peer("consent"),
+            timeout_s=settings.consent_timeout_s,
         )
     if settings.reconcile_interval_s > 0 and (settings.audit_url or "audit" in runtime.extras):
         if "audit" not in runtime.extras:
-            runtime.extras["audit"] = AuditClient(settings.audit_url, runtime.service_token)
+            runtime.extras["audit"] = AuditClient(
+                settings.audit_url, runtime.service_token, transport=runtime.peer("audit")
+            )
         runtime.extras["reconcile_task"] = asyncio.create_task(
             keep_reconciling(
                 runtime, runtime.extras["audit"].present, settings.reconcile_interval_s, settings.reconcile_grace_s

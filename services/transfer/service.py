@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import Runtime, ServiceSpec
 from services.transfer.api import router
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient
 from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
-from services.transfer.worker import CaseWorker
+from services.transfer.worker import CONSENT_EXTRA, RECORDS_EXTRA, CaseWorker
 
 WORKER_EXTRA = "transfer.worker"
 _OWNED_EXTRA = "transfer.owned_clients"
@@ -21,11 +21,21 @@ async def on_start(runtime: Runtime) -> None:
     assert isinstance(settings, TransferSettings)
     owned: list[ConsentClient | RecordsClient] = []
     if CONSENT_EXTRA not in runtime.extras:
-        consent = ConsentClient(settings.consent_url, runtime.service_token, timeout_s=settings.peer_timeout_s)
+        consent = ConsentClient(
+            settings.consent_url,
+            runtime.service_token,
+            transport=runtime.peer("consent"),
+            timeout_s=settings.peer_timeout_s,
+        )
         runtime.extras[CONSENT_EXTRA] = consent
         owned.append(consent)
     if RECORDS_EXTRA not in runtime.extras:
-        records = RecordsClient(settings.records_url, runtime.service_token, timeout_s=settings.peer_timeout_s)
+        records = RecordsClient(
+            settings.records_url,
+            runtime.service_token,
+            transport=runtime.peer("records"),
+            timeout_s=settings.peer_timeout_s,
+        )
         runtime.extras[RECORDS_EXTRA] = records
         owned.append(records)
     runtime.extras[_OWNED_EXTRA] = owned

@@ -25,9 +25,11 @@ from homeroom import outbox
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.catalogue import ELEMENTS, LegalBasis, is_known
 from homeroom.catalogue import element as catalogue_element
+from homeroom.contracts.clients import ConsentClient, PeerUnavailable, RecordsClient
+from homeroom.contracts.consent import DecisionRequest, Requester
+from homeroom.contracts.transfer_package import TransferDeliveryRequest, TransferPackageRequest
 from homeroom.service import Runtime
 from services.transfer import events, store
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentPort, PeerError, RecordsPort
 from services.transfer.consumers import NOTIFY_CHANNEL
 from services.transfer.metrics import (
     CASES_BY_STATE,
@@ -104,9 +106,14 @@ def transfer_notices(case: Case, sent: Sequence[str]) -> list[homeroom_notices.N
     ]
 
 
-class BadAnswer(PeerError):
+class BadAnswer(PeerUnavailable):
     def __init__(self, peer: str, message: str) -> None:
         super().__init__(peer, message, retryable=True)
+
+
+# Where the peer clients are (built in service.py's start hook unless a test put its own there).
+CONSENT_EXTRA = "transfer.consent"
+RECORDS_EXTRA = "transfer.records"
 
 
 def filter_package(raw: dict[str, Any], case: Case) -> tuple[dict[str, Any], list[str]]:
@@ -167,13 +174,13 @@ class CaseWorker:
 
     # --- peers (looked up on every use, so they can be swapped in runtime.extras) --------
     @property
-    def consent(self) -> ConsentPort:
-        client: ConsentPort = self.runtime.extras[CONSENT_EXTRA]
+    def consent(self) -> ConsentClient:
+        client: ConsentClient = self.runtime.extras[CONSENT_EXTRA]
         return client
 
     @property
-    def records(self) -> RecordsPort:
-        client: RecordsPort = self.runtime.extras[RECORDS_EXTRA]
+    def records(self) -> RecordsClient:
+        client: RecordsClient = self.runtime.extras[RECORDS_EXTRA]
         return client
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -303,7 +310,7 @@ class CaseWorker:
                     current = None
                 else:
                     current = None
-        except PeerError as exc:
+        except PeerUnavailable as exc:
             if exc.retryable:
                 await self._attempt_failed(at, step_name, str(exc))
             else:
@@ -351,50 +358,37 @@ class CaseWorker:
         return moved
 
     async def _decide(self, case: Case) -> Case | None:
-        request: dict[str, Any] = {
-            "action": "transfer",
-            "requester": {
-                "role": "district_staff",
-                "subject": f"transfer-case:{case.case_id}",
-                "organization": case.to_district_id,
-                "agreement_id": None,
-                "district_id": case.to_district_id,
-                "student_keys": [],
-            },
-            "student_key": case.student_key,
-            "district_id": case.from_district_id,
-            "school_id": None,
-            "elements": [e.id for e in ELEMENTS],
-            "purpose": "records_transfer",
-            "data_date": None,
-            "to_district_id": case.to_district_id,
-        }
+        request = DecisionRequest(
+            action="transfer",
+            requester=Requester(
+                role="district_staff",
+                subject=f"transfer-case:{case.case_id}",
+                organization=case.to_district_id,
+                district_id=case.to_district_id,
+            ),
+            student_key=case.student_key,
+            district_id=case.from_district_id,
+            elements=[e.id for e in ELEMENTS],
+            purpose="records_transfer",
+            to_district_id=case.to_district_id,
+        )
         answer = await self.consent.decide(request)
-        allow = answer.get("allow")
-        allowed_raw = answer.get("elements_allowed")
-        withheld_raw = answer.get("elements_withheld")
-        if not isinstance(allow, bool) or not isinstance(allowed_raw, list) or not isinstance(withheld_raw, list):
-            raise BadAnswer("consent", "the decision lacks allow / elements_allowed / elements_withheld")
-        withheld: list[dict[str, str]] = [
-            {"element": str(w.get("element", "")), "reason": str(w.get("reason", ""))}
-            for w in withheld_raw
-            if isinstance(w, dict)
-        ]
+        allow = answer.allow
+        withheld: list[dict[str, str]] = [w.model_dump() for w in answer.elements_withheld]
         allowed: list[str] = []
-        for e in allowed_raw:
-            name = str(e)
+        for name in answer.elements_allowed:
             if not is_known(name):
                 withheld.append({"element": name, "reason": "not in the data-element catalogue"})
             elif not catalogue_element(name).transferable:
                 withheld.append({"element": name, "reason": "never transferable (catalogue)"})
             else:
                 allowed.append(name)
-        decision_id = str(answer.get("decision_id", ""))
-        legal_basis = str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else ""))
-        detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": str(answer.get("reason", ""))}
+        decision_id = answer.decision_id
+        legal_basis = answer.legal_basis or (LegalBasis.TRANSFER.value if allow else "")
+        detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": answer.reason}
         now = now_utc()
         if not allow or not allowed:
-            reason = str(answer.get("reason") or "consent_denied")
+            reason = answer.reason or "consent_denied"
             moved = await self._commit(
                 case,
                 State.REFUSED,
@@ -428,13 +422,13 @@ class CaseWorker:
         )
 
     async def _package(self, case: Case) -> Case | None:
-        raw = await self.records.package(
-            {
-                "case_id": case.case_id,
-                "student_key": case.student_key,
-                "from_district_id": case.from_district_id,
-                "elements": case.elements_released,
-            }
+        raw = await self.records.transfer_package(
+            TransferPackageRequest(
+                case_id=case.case_id,
+                student_key=case.student_key,
+                from_district_id=case.from_district_id,
+                elements=case.elements_released,
+            )
         )
         package, included = filter_package(raw, case)
         cipher = self.runtime.require_cipher()
@@ -458,7 +452,7 @@ class CaseWorker:
 
     async def _open_package(self, case: Case) -> dict[str, Any]:
         if case.package_sealed is None:
-            raise PeerError("transfer", "the case has no package to send", retryable=False)
+            raise PeerUnavailable("transfer", "the case has no package to send", retryable=False)
         cipher = self.runtime.require_cipher()
         plain = await cipher.open(case.from_district_id, case.student_key, PACKAGE_ELEMENT, case.package_sealed)
         package: dict[str, Any] = json.loads(plain)
@@ -466,14 +460,14 @@ class CaseWorker:
 
     async def _deliver(self, case: Case, *, resend: bool) -> None:
         package = await self._open_package(case)
-        answer = await self.records.deliver(
-            {
-                "case_id": case.case_id,
-                "student_key": case.student_key,
-                "to_district_id": case.to_district_id,
-                "to_school_id": case.to_school_id,
-                "package": package,
-            }
+        answer = await self.records.transfer_delivery(
+            TransferDeliveryRequest(
+                case_id=case.case_id,
+                student_key=case.student_key,
+                to_district_id=case.to_district_id,
+                to_school_id=case.to_school_id,
+                package=package,
+            )
         )
         if answer.get("delivered") is not True or answer.get("case_id") != case.case_id:
             raise BadAnswer("records", "the delivery was not confirmed for this case")

@@ -16,6 +16,7 @@ from homeroom.auth import Principal, Role
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import INCIDENT
 from homeroom.checkpoint import NoteSigner, Verifier
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.problems import FieldError, Problem, problem_type
@@ -23,7 +24,7 @@ from homeroom.service import Runtime
 from homeroom.storage import Connection
 from services.audit.signing import Keyring
 from services.incidents import store
-from services.incidents.clients import Peers, PeerUnavailable
+from services.incidents.clients import Peers
 from services.incidents.incidents import Discoverer, Facts, Kind, Status, plan
 from services.incidents.settings import IncidentsSettings
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import asyncpg
 
 from homeroom.auth import Principal
+from homeroom.contracts.clients import PeerUnavailable
 from services.incidents import store
 from services.incidents.application.common import (
     IncidentsState,
@@ -23,7 +24,6 @@ from services.incidents.application.common import (
     require_whole_incident,
     unavailable,
 )
-from services.incidents.clients import PeerUnavailable
 
 Action = Literal["agreement_suspended", "keys_rotated"]
 

@@ -13,6 +13,7 @@ import asyncpg
 
 from homeroom import notices
 from homeroom.auth import Forbidden, Principal, Role
+from homeroom.contracts.clients import PeerUnavailable
 from services.incidents import store
 from services.incidents.application.common import (
     IncidentsState,
@@ -28,7 +29,6 @@ from services.incidents.application.common import (
     require_whole_incident,
     unavailable,
 )
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import (
     ACTS,
     DeadlineError,

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from homeroom.contracts.consent import DecisionRequest
 from services.consent import cedar_policy
 from services.consent.agreements import (
     Agreement,
@@ -16,7 +17,7 @@ from services.consent.agreements import (
     AgreementStatus,
     AgreementTerms,
 )
-from services.consent.decisions import ConsentGrant, DecisionRequest, Facts, decide
+from services.consent.decisions import ConsentGrant, Facts, decide
 
 # A small pool, so that requests, agreements and consents name the same elements often.
 POOL = [

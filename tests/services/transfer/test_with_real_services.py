@@ -13,18 +13,10 @@ import httpx
 from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.mail import mail_arrives, smtp_overrides, to
 from tests.services.records.helpers import apply, enrolled, opt_out, records_service, registered
 from tests.services.transfer.conftest import World, wait_state, wait_until
-
-
-def wire(svc: ServiceUnderTest, consent: httpx.AsyncBaseTransport, records: httpx.AsyncBaseTransport) -> None:
-    """Point the transfer service under test at the real consent and records apps."""
-    runtime = svc.runtime
-    runtime.extras[CONSENT_EXTRA] = ConsentClient("http://consent.test", runtime.service_token, transport=consent)
-    runtime.extras[RECORDS_EXTRA] = RecordsClient("http://records.test", runtime.service_token, transport=records)
 
 
 async def test_record_travels_from_a_to_b_through_real_consent_and_records(world: World) -> None:
@@ -32,7 +24,7 @@ async def test_record_travels_from_a_to_b_through_real_consent_and_records(world
     key = f"stu_{uuid.uuid4().hex}"
     env = world.env
     async with service_under_test(CONSENT, env, start_consumers=False) as consent:
-        consent_transport = consent.runtime.extras["asgi_transport"]
+        consent_transport = consent.transport
         async with records_service(env, consent=consent_transport) as rec:
             await apply(
                 rec.runtime,
@@ -46,9 +38,8 @@ async def test_record_travels_from_a_to_b_through_real_consent_and_records(world
                 ),
                 enrolled(a, key, "a-1", "2025-08-20"),
             )
-            records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
-            async with world.service() as svc:
-                wire(svc, consent_transport, records_transport)
+            records_transport: httpx.AsyncBaseTransport = rec.svc.transport
+            async with world.service(peers={"consent": consent_transport, "records": records_transport}) as svc:
                 await world.publish(
                     world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
                 )
@@ -96,7 +87,7 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
             f"/v1/students/{key}/directory-opt-out", json={"district_id": a, "method": "paper_form"}, headers=parent
         )
         assert r.status_code == 201, r.text
-        consent_transport = consent.runtime.extras["asgi_transport"]
+        consent_transport = consent.transport
         async with records_service(env, consent=consent_transport) as rec:
             await apply(
                 rec.runtime,
@@ -110,9 +101,9 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
                 enrolled(a, key, "a-1", "2025-08-20"),
                 opt_out(a, key),
             )
-            records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
-            async with world.service(**smtp_overrides(smtp)) as svc:
-                wire(svc, consent_transport, records_transport)
+            records_transport: httpx.AsyncBaseTransport = rec.svc.transport
+            peers = {"consent": consent_transport, "records": records_transport}
+            async with world.service(peers=peers, **smtp_overrides(smtp)) as svc:
                 await world.publish(
                     world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
                 )
