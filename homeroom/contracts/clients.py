@@ -165,7 +165,7 @@ class PeerClient:
         params: httpx.QueryParams | None = None,
         token: str | None = None,
     ) -> Any:
-        """The JSON answer of a 200 (None for a 404 when `missing`); PeerUnavailable otherwise."""
+        """The JSON answer of a 2xx (None for a 404 when `missing`); PeerUnavailable otherwise."""
         content = body.model_dump_json() if body is not None else None
         headers = self._headers(token) | ({"Content-Type": "application/json"} if content is not None else {})
         try:
@@ -174,7 +174,7 @@ class PeerClient:
             raise PeerUnavailable(self.peer, f"{method} {path} failed: {type(exc).__name__}") from None
         if response.status_code == 404 and missing:
             return None
-        if response.status_code != 200:
+        if not 200 <= response.status_code < 300:
             status = response.status_code
             problem = problem_body(response)
             detail = str(problem.get("detail") or "")

@@ -48,7 +48,7 @@ async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: W
         assert "discipline.incident_details" not in case.elements_released
         withheld = {w["element"]: w["reason"] for w in case.elements_withheld}
         assert "district d-a does not transfer it" in withheld["health.immunizations"]
-        assert "not transferable" in withheld["discipline.incident_details"]
+        assert "never shared" in withheld["discipline.incident_details"]  # the catalogue forbids it
 
         delivered = world.records.deliveries[case.case_id]
         assert delivered["to_district_id"] == B and delivered["to_school_id"] == "b-7"
