@@ -44,7 +44,7 @@ from homeroom.contracts.disclosures_present import DisclosuresPresent, PresentDi
 from homeroom.contracts.notice_preferences import NoticePreferences, NoticePreferencesRequest
 from homeroom.contracts.student_directory import DistrictStudents
 from homeroom.contracts.transfer_package import TransferDeliveryRequest, TransferPackageRequest
-from homeroom.problems import FieldError, Problem, field_errors_from_pydantic
+from homeroom.problems import FieldError, Problem, field_errors_from_pydantic, problem_type
 
 __all__ = [
     "AuditClient",
@@ -84,6 +84,20 @@ class PeerUnavailable(Exception):
         self.status = status
         self.retryable = retryable
         self.problem = problem or {}
+
+    def as_problem(
+        self, title: str, detail: str, *, kind: str = "peer-unavailable", retry_after_s: int = 5, peer: bool = False
+    ) -> Problem:
+        """This failure as the caller's own 503 (RFC 9457) with Retry-After; `peer` names the peer
+        in the problem (`"peer": "audit"`)."""
+        return Problem(
+            503,
+            title,
+            detail,
+            type=problem_type(kind),
+            headers={"Retry-After": str(retry_after_s)},
+            extensions={"peer": self.peer} if peer else None,
+        )
 
     def refused_request(self) -> Problem | None:
         """The peer's 400/422 for the caller's own request, as the caller's 422 with the peer's

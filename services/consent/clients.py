@@ -12,7 +12,6 @@ import httpx
 
 from homeroom.contracts.clients import PeerUnavailable, RecordsClient
 from homeroom.contracts.student_directory import DistrictStudents
-from homeroom.problems import Problem, problem_type
 
 
 class RecordsDirectory:
@@ -30,10 +29,5 @@ class RecordsDirectory:
         try:
             return await self._records.district_students(district_id, student_keys, token=token, on=on)
         except PeerUnavailable as exc:
-            raise Problem(
-                503,
-                "Records unavailable",
-                f"the records service could not be asked which students {district_id} holds ({exc})",
-                type=problem_type("peer-unavailable"),
-                headers={"Retry-After": "5"},
-            ) from None
+            detail = f"the records service could not be asked which students {district_id} holds ({exc})"
+            raise exc.as_problem("Records unavailable", detail) from None

@@ -129,13 +129,8 @@ def consent_unavailable(exc: PeerUnavailable) -> Problem:
     if refused is not None:
         return refused
     DENIALS.labels("consent_unavailable").inc()
-    return Problem(
-        503,
-        "Consent service unavailable",
-        f"nothing is released without a consent decision: {exc}",
-        type=problem_type("consent-unavailable"),
-        headers={"Retry-After": "5"},
-    )
+    detail = f"nothing is released without a consent decision: {exc}"
+    return exc.as_problem("Consent service unavailable", detail, kind="consent-unavailable")
 
 
 def destroyed(district_id: str) -> Problem:

@@ -76,14 +76,7 @@ def invalid(field: str, rule: str, message: str) -> Problem:
 
 
 def unavailable(exc: PeerUnavailable) -> Problem:
-    return Problem(
-        503,
-        "A service this needs is unavailable",
-        str(exc),
-        type=problem_type("peer-unavailable"),
-        headers={"Retry-After": "30"},
-        extensions={"peer": exc.peer},
-    )
+    return exc.as_problem("A service this needs is unavailable", str(exc), retry_after_s=30, peer=True)
 
 
 # --- who may see and act -------------------------------------------------------------------------
