@@ -61,11 +61,11 @@ from homeroom.bus.topics import ATTENDANCE, ENROLLMENT  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
 from homeroom.events.v1 import attendance_pb2, enrollment_pb2  # noqa: E402
 from homeroom.events.v1.envelope_pb2 import SealedValue  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS  # noqa: E402
 from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS  # noqa: E402
 from services.consent.service import SERVICE as CONSENT  # noqa: E402
 from services.consent.settings import ConsentSettings  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402

@@ -30,9 +30,9 @@ from homeroom.bus.topics import (
 )
 from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discipline_pb2, enrollment_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from homeroom.storage import create_pool
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT_SERVICE
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
