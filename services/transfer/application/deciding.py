@@ -1,14 +1,15 @@
 """Use case: decide a case (the worker's first step). Consent's decision point says whether
-the record may travel and which elements; what the catalogue never lets travel is withheld
-(`withholding`); a refusal closes the case, a release moves it to `decided`."""
+the record may travel and which elements travel and which are withheld, and the case keeps
+that answer as given (`withholding.read_decision`); a refusal closes the case, a release moves
+it to `decided`."""
 
 from __future__ import annotations
 
-from homeroom.catalogue import ELEMENTS, LegalBasis
+from homeroom.catalogue import ELEMENTS
 from homeroom.contracts.consent import DecisionRequest, Requester
 from services.transfer import events
 from services.transfer.application.common import FAR_FUTURE, commit
-from services.transfer.application.withholding import keep_transferable
+from services.transfer.application.withholding import read_decision
 from services.transfer.metrics import REFUSALS
 from services.transfer.state import TransferRuntime
 from services.transfer.store import Case
@@ -34,16 +35,14 @@ def decision_request(case: Case) -> DecisionRequest:
 
 
 async def decide(runtime: TransferRuntime, case: Case) -> Case | None:
-    answer = await runtime.state.consent.decide(decision_request(case))
-    allow = answer.allow
-    withheld: list[dict[str, str]] = [w.model_dump() for w in answer.elements_withheld]
-    allowed = keep_transferable(answer.elements_allowed, withheld)
-    decision_id = answer.decision_id
-    legal_basis = answer.legal_basis or (LegalBasis.TRANSFER.value if allow else "")
-    detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": answer.reason}
+    # What to withhold is consent's decision, kept as given (withholding.py, docs/policy.md).
+    decision = read_decision(await runtime.state.consent.decide(decision_request(case)))
+    decision_id, legal_basis = decision.decision_id, decision.legal_basis
+    allowed, withheld = decision.released, decision.withheld
+    detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": decision.reason}
     now = runtime.clock()
-    if not allow or not allowed:
-        reason = answer.reason or "consent_denied"
+    if decision.refused:
+        reason = decision.reason or "consent_denied"
         moved = await commit(
             runtime,
             case,
