@@ -33,8 +33,8 @@ from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.infra.smtp import EmbeddedSMTP, read_mbox
 from homeroom.service import ServiceSpec
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
+from homeroom.tlog.signing import load_or_create_signer
 from homeroom.witness import load_private_key
-from services.audit.signing import load_or_create_signer
 
 # Service name → (import path of its ServiceSpec, conventional port). The order is the
 # start order: consent first, because records and transfer ask it for decisions.

@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from homeroom.auth import Role
 from homeroom.catalogue import LegalBasis
 from homeroom.telemetry import start_at_zero
-from services.audit.verify import FindingKind
+from homeroom.tlog.verify import FindingKind
 
 ENTRIES_APPENDED = Counter(
     "homeroom_audit_entries_appended_total", "Entries appended to the log (counted from the database, once committed)"

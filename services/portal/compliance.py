@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 
 from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS, FORBIDDEN, PURPOSES
-from services.audit.signing import key_id, load_public_key
+from homeroom.tlog.signing import key_id, load_public_key
 from services.consent.agreements import SUPPLEMENTAL_QUESTIONS
 from services.portal.clients import UpstreamError
 from services.portal.proofs import check_entry

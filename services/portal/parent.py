@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -400,5 +399,5 @@ async def summary(request: Request, portal: PortalDep, session: CurrentSession, 
         choices=choices,
         organisations=organisations,
         links=[link for link in links.get("links", []) if link.get("student_key") == key],
-        now=when(datetime.now(UTC).isoformat()),
+        now=when(portal.clock().isoformat()),
     )

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from homeroom.auth import Role
 from homeroom.catalogue import CATALOGUE
+from homeroom.clock import Clock, system_clock
 from homeroom.problems import Problem
 from homeroom.ratelimit import RateLimiter
 from services.portal.clients import Services
@@ -84,6 +85,7 @@ class Portal:
     settings: PortalSettings
     services: Services
     sign_in: SignIn
+    clock: Clock = system_clock
 
 
 def get_portal(request: Request) -> Portal:

@@ -21,7 +21,7 @@ from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
 from homeroom.storage import Connection
-from services.audit.signing import Keyring
+from homeroom.tlog.signing import Keyring
 from services.incidents import store
 from services.incidents.clients import Peers, PeerUnavailable
 from services.incidents.incidents import Discoverer, Facts, Kind, Status, plan

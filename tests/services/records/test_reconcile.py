@@ -64,7 +64,7 @@ async def test_a_release_missing_from_the_audit_log_is_counted_until_audit_holds
             *(audit.event(DISCLOSURE, "disclosure_recorded", d, event_id=d.disclosure_id) for d in disclosures[:2])
         )
         await audit.wait_for_entries(2)
-        transport = audit.svc.runtime.extras["asgi_transport"]
+        transport = audit.svc.transport
         client = AuditClient("http://audit.test", rec.runtime.service_token, transport=transport)
         try:
             assert await reconcile_once(rec.runtime, client.present, grace_s=0) == 1
