@@ -45,7 +45,7 @@ from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.service import ConsumerSpec
 from services.audit import metrics
 from services.audit.application import appending
-from services.audit.entries import EntryDraft, EntryProblem, Party, check, recorded_anyway
+from services.audit.entries import DetailValue, EntryDraft, EntryProblem, Party, check, recorded_anyway
 from services.audit.state import AuditRuntime, epoch_ms
 
 CONSUMER_NAME = "log"
@@ -96,6 +96,19 @@ def _require(payload: Message, *fields: str) -> None:
 
 def _strings(values: Sequence[str]) -> list[str]:
     return [str(v) for v in values]
+
+
+def _destruction(base: EntryDraft, p: DataKeysDestroyed | DataDestroyed, details: dict[str, DetailValue]) -> EntryDraft:
+    """Keys or data destroyed: of one student (`scope` "student") or one agreement, named by `subject`."""
+    _require(p, "district_id", "scope", "subject")
+    return replace(
+        base,
+        requester=_party(p.requested_by),
+        student_key=p.subject if p.scope == "student" else "",
+        district_id=p.district_id,
+        agreement_id=p.subject if p.scope == "agreement" else "",
+        details={"scope": p.scope, "subject": p.subject, **details},
+    )
 
 
 def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
@@ -242,15 +255,7 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             },
         )
     elif isinstance(p, DataKeysDestroyed):
-        _require(p, "district_id", "scope", "subject")
-        draft = replace(
-            base,
-            requester=_party(p.requested_by),
-            student_key=p.subject if p.scope == "student" else "",
-            district_id=p.district_id,
-            agreement_id=p.subject if p.scope == "agreement" else "",
-            details={"scope": p.scope, "subject": p.subject, "reason": p.reason, "keys_destroyed": p.keys_destroyed},
-        )
+        draft = _destruction(base, p, {"reason": p.reason, "keys_destroyed": p.keys_destroyed})
     elif isinstance(p, DestructionCertification):
         _require(p, "agreement_id", "organization")
         draft = replace(
@@ -268,16 +273,10 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             },
         )
     elif isinstance(p, DataDestroyed):
-        _require(p, "district_id", "scope", "subject")
-        draft = replace(
+        draft = _destruction(
             base,
-            requester=_party(p.requested_by),
-            student_key=p.subject if p.scope == "student" else "",
-            district_id=p.district_id,
-            agreement_id=p.subject if p.scope == "agreement" else "",
-            details={
-                "scope": p.scope,
-                "subject": p.subject,
+            p,
+            {
                 "reason": p.reason[:MAX_TEXT],
                 "items_destroyed": p.items_destroyed,
                 "bytes_destroyed": p.bytes_destroyed,

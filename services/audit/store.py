@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -439,33 +439,6 @@ async def disclosure_counts(conn: Connection | asyncpg.Pool, district_id: str, s
     )
 
 
-# --- checks of the stored tree (services/audit/application/verification.py) ------------------
-
-
-async def bad_tree_nodes(conn: Connection | asyncpg.Pool, limit: int) -> list[tuple[int, int]]:
-    """(level, index) of stored nodes that are not what their children (or their entry) make, in SQL, one pass."""
-    rows = await conn.fetch(
-        """SELECT level, idx FROM (
-               SELECT p.level, p.idx FROM tree_nodes p
-               LEFT JOIN tree_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx
-               LEFT JOIN tree_nodes r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1
-               WHERE p.level >= 1 AND (l.hash IS NULL OR r.hash IS NULL
-                                       OR p.hash <> sha256('\\x01'::bytea || l.hash || r.hash))
-               UNION ALL
-               SELECT t.level, t.idx FROM tree_nodes t LEFT JOIN entries e ON e.seq = t.idx
-               WHERE t.level = 0 AND e.leaf_hash IS DISTINCT FROM t.hash
-           ) bad ORDER BY level, idx LIMIT $1""",
-        limit,
-    )
-    return [(r["level"], r["idx"]) for r in rows]
-
-
-async def events_present(conn: Connection | asyncpg.Pool, event_ids: Sequence[str]) -> list[str]:
-    """Which of these event (disclosure) ids the log holds."""
-    rows = await conn.fetch("SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(event_ids)))
-    return [r["event_id"] for r in rows]
-
-
 # --- witnessed checkpoints (services/audit/application/witnessing.py) -------------------------
 
 
@@ -478,13 +451,7 @@ class StoredCheckpoint:
     cosigned_at: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "root": self.root.hex(),
-            "witness": self.witness,
-            "cosigned_at": self.cosigned_at,
-            "note": self.note,
-        }
+        return {**asdict(self), "root": self.root.hex()}
 
 
 async def last_cosigned_size(conn: Connection | asyncpg.Pool, witness: str) -> int:
@@ -510,3 +477,30 @@ async def latest_checkpoint(conn: Connection | asyncpg.Pool) -> StoredCheckpoint
     if row is None:
         return None
     return StoredCheckpoint(row["size"], bytes(row["root"]), row["note"], row["witness"], row["cosigned_at"])
+
+
+# --- checks of the stored tree (services/audit/application/verification.py) ------------------
+
+
+async def bad_tree_nodes(conn: Connection | asyncpg.Pool, limit: int) -> list[tuple[int, int]]:
+    """(level, index) of stored nodes that are not what their children (or their entry) make, in SQL, one pass."""
+    rows = await conn.fetch(
+        """SELECT level, idx FROM (
+               SELECT p.level, p.idx FROM tree_nodes p
+               LEFT JOIN tree_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx
+               LEFT JOIN tree_nodes r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1
+               WHERE p.level >= 1 AND (l.hash IS NULL OR r.hash IS NULL
+                                       OR p.hash <> sha256('\\x01'::bytea || l.hash || r.hash))
+               UNION ALL
+               SELECT t.level, t.idx FROM tree_nodes t LEFT JOIN entries e ON e.seq = t.idx
+               WHERE t.level = 0 AND e.leaf_hash IS DISTINCT FROM t.hash
+           ) bad ORDER BY level, idx LIMIT $1""",
+        limit,
+    )
+    return [(r["level"], r["idx"]) for r in rows]
+
+
+async def events_present(conn: Connection | asyncpg.Pool, event_ids: Sequence[str]) -> list[str]:
+    """Which of these event (disclosure) ids the log holds."""
+    rows = await conn.fetch("SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(event_ids)))
+    return [r["event_id"] for r in rows]

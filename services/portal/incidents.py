@@ -19,7 +19,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from homeroom.auth import Role
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, refusal_messages, render, require_role
 
 router = APIRouter(prefix="/incidents", include_in_schema=False)
 
@@ -118,7 +118,7 @@ async def open_incident(request: Request, portal: PortalDep, session: CurrentSes
         if exc.status not in (403, 409, 422):
             raise
         found = await portal.services.get("incidents", "/v1/incidents", session.token)
-        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        messages = refusal_messages(exc, name_fields=True)
         return render(
             request,
             "incidents/list.html",
@@ -206,7 +206,7 @@ async def act(
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422, 502):
             raise
-        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        messages = refusal_messages(exc, name_fields=True)
         incident = await _detail(portal, session, incident_id)
         return _page(request, session, incident, errors=messages, status=exc.status)
     return RedirectResponse(f"/incidents/{incident_id}?done={DONE[action]}", status_code=303)

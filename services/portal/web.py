@@ -21,7 +21,7 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.clock import Clock, system_clock
 from homeroom.problems import Problem
 from homeroom.ratelimit import RateLimiter
-from services.portal.clients import Services
+from services.portal.clients import Services, UpstreamError
 from services.portal.session import Session, SignIn, csrf_ok, same_origin
 from services.portal.settings import PortalSettings
 
@@ -154,6 +154,14 @@ async def sign_in_attempt(request: Request) -> None:
 
 SignInAttempt = Depends(sign_in_attempt)
 LinkingAttempt = SignInAttempt
+
+
+def refusal_messages(exc: UpstreamError, *, name_fields: bool = False) -> list[str]:
+    """What a service's refusal says, one line per field error (with the field named when
+    `name_fields`); its detail when it names none."""
+    if name_fields:
+        return [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+    return [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
 
 
 def require_role(session: Session, *roles: Role) -> None:
