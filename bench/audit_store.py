@@ -31,10 +31,10 @@ from pathlib import Path
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.storage import create_pool, database_url, migrate
 from homeroom.tlog.signing import LogSigner
 from homeroom.tlog.verify import ExportedEntry, verify_log
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 from services.audit import store
 from services.audit.application import tree_heads
 from services.audit.entries import EntryDraft, Party

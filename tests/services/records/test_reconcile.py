@@ -16,7 +16,7 @@ from homeroom.auth import AuthenticationError, Principal, Role, principal_from_c
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.entry_text import MAX_TEXT, escape, normalise, text_problem
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
-from services.records.api import Release, record_releases
+from services.records.application.disclosures import Release, record_releases
 from services.records.consent_client import Decision
 from services.records.reconcile import AuditClient, reconcile_once
 from services.records.store import district_tx, ensure_student
