@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import html
 import uuid
-from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import BIGINT_MAX
-from services.consent.agreements import (
-    SUPPLEMENTAL_QUESTIONS,
-    AgreementCategory,
-    AgreementStatus,
-    AgreementTerms,
-    Disposition,
-    SupplementalInformation,
-)
+from services.consent.agreements import SUPPLEMENTAL_QUESTIONS, AgreementStatus
 from services.consent.application import choices as choice
 from services.consent.application import deciding, ending, importing, registry
+from services.consent.application.common import Command
 from services.consent.decisions import MAX_BATCH, Decision, DecisionRequest, ScreenRequest
 from services.consent.state import RuntimeDep
-
-_ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.COMPLIANCE))]
 Reader = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.COMPLIANCE, Role.VENDOR))]
@@ -41,84 +32,11 @@ Certifier = Annotated[Principal, Depends(require_roles(Role.VENDOR, Role.COMPLIA
 
 
 # ---------------------------------------------------------------------- bodies
+# (each use case's own request bodies are beside it in application/)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateAgreement(_Body):
-    agreement_id: str | None = Field(default=None, pattern=_ID)
-    organization: str = Field(min_length=1, max_length=300)
-    category: AgreementCategory
-    supplemental: SupplementalInformation = SupplementalInformation()
-    terms: AgreementTerms = AgreementTerms()
-
-
-class SetTerms(_Body):
-    terms: AgreementTerms | None = None
-    supplemental: SupplementalInformation | None = None
-
-
-class Amend(_Body):
-    organization: str | None = Field(default=None, min_length=1, max_length=300)
-    category: AgreementCategory | None = None
-    supplemental: SupplementalInformation | None = None
-    terms: AgreementTerms
-    status: Literal["draft", "active"] = "draft"
-
-
-class Suspend(_Body):
-    reason: str = Field(min_length=1, max_length=500)
-
-
-class End(_Body):
-    reason: Literal["expired", "terminated"] = "terminated"
-    disposition: Disposition | None = None  # default: the agreement's own
-
-
-class Certify(_Body):
-    method: Literal["destroyed", "returned"]
-    certified_by: str = Field(min_length=1, max_length=200, description="the person who certifies, by name and title")
-    completed_on: date
-    what: str = Field(
-        min_length=1, max_length=2000, description="what was destroyed or returned, subcontractors' copies included"
-    )
-
-
-class Import2d(_Body):
-    text: str = Field(min_length=1, max_length=5_000_000)
-    source_name: str = Field(default="upload.txt", min_length=1, max_length=200)
-    districts: list[str] = Field(default_factory=list, max_length=100)  # compliance only; staff: their own
-
-
-class Batch(_Body):
+class Batch(Command):
     requests: list[DecisionRequest] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-Method = Literal["portal", "paper_form", "email", "in_person", "phone"]
-
-
-class OptOut(_Body):
-    district_id: str = Field(min_length=1, max_length=100)
-    method: Method
-
-
-class GiveConsent(_Body):
-    district_id: str = Field(min_length=1, max_length=100)
-    recipient: str = Field(min_length=1, max_length=200, description="the agreement id the consent is for")
-    elements: list[str] = Field(min_length=1, max_length=100)
-    purpose: str | None = None
-    valid_until: date | None = None
-    method: Method
-
-
-class WithdrawConsent(_Body):
-    method: Method
-
-
-class TransferExclusions(_Body):
-    elements: list[str] = Field(max_length=100)
 
 
 # --------------------------------------------------------------------- routers
@@ -131,43 +49,23 @@ districts = APIRouter(prefix="/v1/districts", tags=["decisions"])
 
 
 @agreements.post("", status_code=201)
-async def create_agreement(body: CreateAgreement, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def create_agreement(body: registry.CreateAgreement, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """Record a new agreement as a draft (version 1). Releases nothing until activated."""
-    created = await registry.create(
-        runtime,
-        principal,
-        agreement_id=body.agreement_id,
-        organization=body.organization,
-        category=body.category,
-        supplemental=body.supplemental,
-        terms=body.terms,
-    )
-    return registry.version_view(created)
+    return registry.version_view(await registry.create(runtime, principal, body))
 
 
 @agreements.put("/{agreement_id}/terms")
-async def set_terms(agreement_id: str, body: SetTerms, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def set_terms(
+    agreement_id: str, body: registry.SetTerms, principal: Staff, runtime: RuntimeDep
+) -> dict[str, Any]:
     """Set the elements, purposes, scope, dates (and supplemental answers) of the latest version while it is a draft."""
-    edited = await registry.set_terms(
-        runtime, principal, agreement_id, terms=body.terms, supplemental=body.supplemental
-    )
-    return registry.version_view(edited)
+    return registry.version_view(await registry.set_terms(runtime, principal, agreement_id, body))
 
 
 @agreements.post("/{agreement_id}/versions", status_code=201)
-async def amend(agreement_id: str, body: Amend, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def amend(agreement_id: str, body: registry.Amend, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """Record an amendment: a new version (draft, or active when it passes the activation rules)."""
-    recorded = await registry.amend(
-        runtime,
-        principal,
-        agreement_id,
-        organization=body.organization,
-        category=body.category,
-        supplemental=body.supplemental,
-        terms=body.terms,
-        status=AgreementStatus(body.status),
-    )
-    return registry.version_view(recorded)
+    return registry.version_view(await registry.amend(runtime, principal, agreement_id, body))
 
 
 @agreements.post("/{agreement_id}/activate")
@@ -177,9 +75,9 @@ async def activate(agreement_id: str, principal: Staff, runtime: RuntimeDep) -> 
 
 
 @agreements.post("/{agreement_id}/suspend")
-async def suspend(agreement_id: str, body: Suspend, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def suspend(agreement_id: str, body: registry.Suspend, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """Suspend an active agreement: it releases nothing until reactivated."""
-    return registry.version_view(await registry.suspend(runtime, principal, agreement_id, reason=body.reason))
+    return registry.version_view(await registry.suspend(runtime, principal, agreement_id, body))
 
 
 @agreements.post("/{agreement_id}/keys/rotate")
@@ -190,7 +88,7 @@ async def rotate_keys(agreement_id: str, principal: Staff, runtime: RuntimeDep) 
 
 
 @agreements.post("/{agreement_id}/end")
-async def end(agreement_id: str, body: End, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def end(agreement_id: str, body: ending.End, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """End an agreement (final): emits agreement_ended, shreds the keys of data released under it, records it."""
     record = await ending.end(
         runtime,
@@ -209,18 +107,10 @@ async def get_certification(agreement_id: str, principal: Certifier, runtime: Ru
 
 
 @agreements.post("/{agreement_id}/certification")
-async def certify(agreement_id: str, body: Certify, principal: Certifier, runtime: RuntimeDep) -> dict[str, Any]:
+async def certify(agreement_id: str, body: ending.Certify, principal: Certifier, runtime: RuntimeDep) -> dict[str, Any]:
     """The recipient certifies that it destroyed (or returned) the data received under the ended agreement.
     Recorded once, in the audit log (`destruction_certified`)."""
-    return await ending.certify(
-        runtime,
-        principal,
-        agreement_id,
-        method=body.method,
-        certified_by=body.certified_by,
-        completed_on=body.completed_on,
-        what=body.what,
-    )
+    return await ending.certify(runtime, principal, agreement_id, body)
 
 
 @agreements.get("")
@@ -248,12 +138,9 @@ async def agreement_scope(agreement_id: str, principal: ScopeReader, runtime: Ru
 
 
 @agreements.post("/import-2d")
-async def import_2d(body: Import2d, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
+async def import_2d(body: importing.Import2d, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """Import a published Ed Law 2-d page: every entry becomes a draft; problems are listed by entry."""
-    summary = await importing.import_for(
-        runtime, principal, body.text, source_name=body.source_name, districts=body.districts
-    )
-    return summary.as_dict()
+    return (await importing.import_for(runtime, principal, body)).as_dict()
 
 
 # ----------------------------------------------------------------------- public
@@ -360,47 +247,35 @@ async def policy(principal: Reader) -> dict[str, Any]:
 
 
 @choices.post("/{student_key}/directory-opt-out", status_code=201)
-async def opt_out(student_key: str, body: OptOut, principal: ChoiceWriter, runtime: RuntimeDep) -> dict[str, Any]:
+async def opt_out(
+    student_key: str, body: choice.OptOut, principal: ChoiceWriter, runtime: RuntimeDep
+) -> dict[str, Any]:
     """Record the parent's directory-information opt-out (holds after the student leaves, until rescinded)."""
-    return await choice.set_opt_out(
-        runtime, principal, student_key, district_id=body.district_id, method=body.method, opted_out=True
-    )
+    return await choice.set_opt_out(runtime, principal, student_key, body, opted_out=True)
 
 
 @choices.post("/{student_key}/directory-opt-out/rescind")
 async def rescind_opt_out(
-    student_key: str, body: OptOut, principal: ChoiceWriter, runtime: RuntimeDep
+    student_key: str, body: choice.OptOut, principal: ChoiceWriter, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Rescind a directory-information opt-out."""
-    return await choice.set_opt_out(
-        runtime, principal, student_key, district_id=body.district_id, method=body.method, opted_out=False
-    )
+    return await choice.set_opt_out(runtime, principal, student_key, body, opted_out=False)
 
 
 @choices.post("/{student_key}/consents", status_code=201)
 async def give_consent(
-    student_key: str, body: GiveConsent, principal: ChoiceWriter, runtime: RuntimeDep
+    student_key: str, body: choice.GiveConsent, principal: ChoiceWriter, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Record a parent's written consent (FERPA 99.30) to release named elements to one agreement's recipient."""
-    return await choice.give_consent(
-        runtime,
-        principal,
-        student_key,
-        district_id=body.district_id,
-        recipient=body.recipient,
-        elements=body.elements,
-        purpose=body.purpose,
-        valid_until=body.valid_until,
-        method=body.method,
-    )
+    return await choice.give_consent(runtime, principal, student_key, body)
 
 
 @choices.post("/{student_key}/consents/{consent_id}/withdraw")
 async def withdraw_consent(
-    student_key: str, consent_id: uuid.UUID, body: WithdrawConsent, principal: ChoiceWriter, runtime: RuntimeDep
+    student_key: str, consent_id: uuid.UUID, body: choice.WithdrawConsent, principal: ChoiceWriter, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Withdraw a written consent: nothing more is released under it."""
-    return await choice.withdraw_consent(runtime, principal, student_key, str(consent_id), method=body.method)
+    return await choice.withdraw_consent(runtime, principal, student_key, str(consent_id), body)
 
 
 @choices.get("/{student_key}/choices")
@@ -428,10 +303,10 @@ async def get_transfer_exclusions(district_id: str, principal: Staff, runtime: R
 
 @districts.put("/{district_id}/transfer-exclusions")
 async def set_transfer_exclusions(
-    district_id: str, body: TransferExclusions, principal: Staff, runtime: RuntimeDep
+    district_id: str, body: choice.TransferExclusions, principal: Staff, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Replace the district's list of elements it does not transfer."""
-    return await choice.set_transfer_exclusions(runtime, principal, district_id, body.elements)
+    return await choice.set_transfer_exclusions(runtime, principal, district_id, body)
 
 
 ROUTERS = (agreements, public, decisions, choices, districts)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.topics import CONSENT, KEYS
@@ -20,6 +22,7 @@ from homeroom.events.v1.consent_pb2 import (
 )
 from homeroom.events.v1.envelope_pb2 import Party
 from services.consent.agreements import Agreement
+from services.consent.guardianship import LinkingCode
 
 SOURCE = "/homeroom/consent"
 # Namespace for derived event ids (uuid5), so a retried step writes the same id.
@@ -99,27 +102,17 @@ def data_keys_destroyed(
 def directory_opt_out(
     opted_out: bool, *, student_key: str, district_id: str, recorded_by: str, method: str, event_id: str | None = None
 ) -> OutgoingEvent:
-    if opted_out:
-        return build_event(
-            CONSENT,
-            "directory_opt_out_recorded",
-            DirectoryOptOutRecorded(
-                student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
-            ),
-            source=f"{SOURCE}/{district_id}",
-            subject=student_key,
-            district_id=district_id,
-            event_id=event_id,
-        )
+    """`directory_opt_out_recorded` (`opted_out`) or `directory_opt_out_rescinded`."""
+    kind = DirectoryOptOutRecorded if opted_out else DirectoryOptOutRescinded
+    payload = kind(student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method)
     return build_event(
         CONSENT,
-        "directory_opt_out_rescinded",
-        DirectoryOptOutRescinded(
-            student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
-        ),
+        "directory_opt_out_recorded" if opted_out else "directory_opt_out_rescinded",
+        payload,
         source=f"{SOURCE}/{district_id}",
         subject=student_key,
         district_id=district_id,
+        event_id=event_id if opted_out else None,
     )
 
 
@@ -248,4 +241,34 @@ def guardianship_changed(
         district_id=district_id,
         key=student_key,
         event_id=derived_id(change, link_id or code_id, reason),
+    )
+
+
+def code_changed(change: str, code: LinkingCode, *, acted_by: Party, expires_at: str = "") -> OutgoingEvent:
+    """`guardian_code_issued` or `guardian_code_revoked`: a linking code, never the code itself."""
+    return guardianship_changed(
+        change,
+        student_key=code.student_key,
+        district_id=code.district_id,
+        acted_by=acted_by,
+        code_id=code.code_id,
+        relationship=code.relationship.value,
+        expires_at=expires_at,
+    )
+
+
+def link_changed(
+    change: str, link: Mapping[str, Any], *, acted_by: Party, reason: str = "", from_district_id: str = ""
+) -> OutgoingEvent:
+    """A change of a guardianship link as stored (a `guardianships` row)."""
+    return guardianship_changed(
+        change,
+        student_key=link["student_key"],
+        district_id=link["district_id"],
+        acted_by=acted_by,
+        link_id=link["link_id"],
+        subject=link["subject"],
+        relationship=link["relationship"],
+        reason=reason,
+        from_district_id=from_district_id,
     )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role
@@ -22,11 +24,35 @@ from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.storage import Connection
 from services.consent import events, metrics, store
-from services.consent.application.common import actor, conflict, require_district_or_compliance
+from services.consent.application.common import Command, actor, conflict, require_district_or_compliance
 from services.consent.application.linking import parent_districts
 from services.consent.state import ConsentRuntime
 
 CARRIED_METHOD = "transfer"
+
+Method = Literal["portal", "paper_form", "email", "in_person", "phone"]
+
+
+class OptOut(Command):
+    district_id: str = Field(min_length=1, max_length=100)
+    method: Method
+
+
+class GiveConsent(Command):
+    district_id: str = Field(min_length=1, max_length=100)
+    recipient: str = Field(min_length=1, max_length=200, description="the agreement id the consent is for")
+    elements: list[str] = Field(min_length=1, max_length=100)
+    purpose: str | None = None
+    valid_until: date | None = None
+    method: Method
+
+
+class WithdrawConsent(Command):
+    method: Method
+
+
+class TransferExclusions(Command):
+    elements: list[str] = Field(max_length=100)
 
 
 async def _require_choice_writer(conn: Connection, principal: Principal, student_key: str, district_id: str) -> None:
@@ -89,10 +115,11 @@ async def _record_opt_out(
 
 
 async def set_opt_out(
-    runtime: ConsentRuntime, principal: Principal, student_key: str, *, district_id: str, method: str, opted_out: bool
+    runtime: ConsentRuntime, principal: Principal, student_key: str, body: OptOut, *, opted_out: bool
 ) -> dict[str, Any]:
     """Record the parent's directory-information opt-out (holds after the student leaves, until
     rescinded), or rescind it (`opted_out` False; 409 when there is none)."""
+    district_id, method = body.district_id, body.method
     now = runtime.clock()
     who = actor(principal)
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -165,22 +192,20 @@ def _unknown_element(index: int, element_id: str) -> FieldError:
 
 
 async def give_consent(
-    runtime: ConsentRuntime,
-    principal: Principal,
-    student_key: str,
-    *,
-    district_id: str,
-    recipient: str,
-    elements: list[str],
-    purpose: str | None,
-    valid_until: date | None,
-    method: str,
+    runtime: ConsentRuntime, principal: Principal, student_key: str, body: GiveConsent
 ) -> dict[str, Any]:
     """Record a parent's written consent (FERPA 99.30) to release named elements to one agreement's recipient."""
+    district_id, recipient, purpose, valid_until, method = (
+        body.district_id,
+        body.recipient,
+        body.purpose,
+        body.valid_until,
+        body.method,
+    )
     async with runtime.pool.acquire() as conn:
         await _require_choice_writer(conn, principal, student_key, district_id)
     now = runtime.clock()
-    errors = _consent_problems(elements, purpose, valid_until, now.date())
+    errors = _consent_problems(body.elements, purpose, valid_until, now.date())
     async with runtime.pool.acquire() as conn, conn.transaction():
         if not await store.history(conn, recipient):
             errors.append(FieldError("/recipient", "agreement.unknown", f"No agreement {recipient!r} is on record."))
@@ -188,7 +213,7 @@ async def give_consent(
             raise Problem.validation(errors)
         consent_id = str(uuid.uuid4())
         who = actor(principal)
-        elements = list(dict.fromkeys(elements))
+        elements = list(dict.fromkeys(body.elements))
         await store.insert_consent(
             conn,
             consent_id=consent_id,
@@ -243,9 +268,10 @@ async def give_consent(
 
 
 async def withdraw_consent(
-    runtime: ConsentRuntime, principal: Principal, student_key: str, consent_id: str, *, method: str
+    runtime: ConsentRuntime, principal: Principal, student_key: str, consent_id: str, body: WithdrawConsent
 ) -> dict[str, Any]:
     """Withdraw a written consent: nothing more is released under it."""
+    method = body.method
     now = runtime.clock()
     who = actor(principal)
     absent = Problem(404, "Not found", f"No consent {consent_id} for this student.", type=problem_type("not-found"))
@@ -327,10 +353,11 @@ async def transfer_exclusions(runtime: ConsentRuntime, principal: Principal, dis
 
 
 async def set_transfer_exclusions(
-    runtime: ConsentRuntime, principal: Principal, district_id: str, elements: list[str]
+    runtime: ConsentRuntime, principal: Principal, district_id: str, body: TransferExclusions
 ) -> dict[str, Any]:
     """Replace the district's list of elements it does not transfer."""
     require_district_or_compliance(principal, district_id)
+    elements = body.elements
     errors = [_unknown_element(i, e) for i, e in enumerate(elements) if e not in CATALOGUE]
     if errors:
         raise Problem.validation(errors)

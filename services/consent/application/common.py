@@ -1,10 +1,15 @@
-"""What every consent use case shares: its errors (problem+json), who the caller is in the
-history (`actor`), who may manage an agreement (`manager_check`, `authorizer`) or read one
-(`may_read`), and an agreement loaded under its head row lock (`locked`)."""
+"""What every consent use case shares: the base of its request bodies (`Command`), its errors
+(problem+json), who the caller is in the history (`actor`), who may manage an agreement
+(`manager_check`, `authorizer`) or read one (`may_read`), and an agreement changed under its head
+row lock (`changing`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict
 
 from homeroom.auth import Forbidden, Principal, Role
 from homeroom.events.v1.envelope_pb2 import Party
@@ -14,6 +19,12 @@ from services.consent import store
 from services.consent.agreements import Agreement, AgreementError, AgreementStatus
 
 Authorize = Callable[[Sequence[Agreement]], None]
+
+
+class Command(BaseModel):
+    """A request body of a use case: a misnamed or unknown field is a 422 naming it, never dropped."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def rejected(errors: Sequence[AgreementError], detail: str | None = None) -> Problem:
@@ -87,12 +98,20 @@ def require_district_or_compliance(principal: Principal, district_id: str) -> No
         principal.require_district(district_id)
 
 
-async def locked(conn: Connection, agreement_id: str) -> tuple[store.Head, list[Agreement]]:
-    """The agreement's head row, locked for the transaction, and every version (404 if none)."""
-    head = await store.lock_agreement(conn, agreement_id)
-    if head is None:
-        raise not_found(agreement_id)
-    return head, await store.history(conn, agreement_id)
+@contextlib.asynccontextmanager
+async def changing(
+    pool: asyncpg.Pool, agreement_id: str, authorize: Authorize | None
+) -> AsyncIterator[tuple[Connection, store.Head, list[Agreement]]]:
+    """A transaction holding the agreement's head row lock, with every version, once the caller
+    may change it (`authorize`; None: the service itself). 404 when there is no such agreement."""
+    async with pool.acquire() as conn, conn.transaction():
+        head = await store.lock_agreement(conn, agreement_id)
+        if head is None:
+            raise not_found(agreement_id)
+        versions = await store.history(conn, agreement_id)
+        if authorize is not None:
+            authorize(versions)
+        yield conn, head, versions
 
 
 def latest_non_draft(versions: Sequence[Agreement]) -> Agreement:

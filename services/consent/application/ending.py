@@ -19,9 +19,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+from pydantic import Field
 
 from homeroom import notices, outbox
 from homeroom.auth import Principal, Role
@@ -29,13 +30,14 @@ from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import Problem
 from homeroom.storage import Connection
 from services.consent import events, metrics, store
-from services.consent.agreements import Agreement, AgreementError, AgreementStatus, current_status
+from services.consent.agreements import Agreement, AgreementError, AgreementStatus, Disposition, current_status
 from services.consent.application.common import (
+    Command,
     actor,
     authorizer,
+    changing,
     conflict,
     latest_non_draft,
-    locked,
     not_found,
     rejected,
 )
@@ -45,6 +47,20 @@ from services.consent.state import ConsentRuntime
 log = logging.getLogger(__name__)
 
 EXPIRY_ACTOR = "homeroom-consent"  # who ends an agreement on expiry, and shreds after any end
+
+
+class End(Command):
+    reason: Literal["expired", "terminated"] = "terminated"
+    disposition: Disposition | None = None  # default: the agreement's own
+
+
+class Certify(Command):
+    method: Literal["destroyed", "returned"]
+    certified_by: str = Field(min_length=1, max_length=200, description="the person who certifies, by name and title")
+    completed_on: date
+    what: str = Field(
+        min_length=1, max_length=2000, description="what was destroyed or returned, subcontractors' copies included"
+    )
 
 
 async def end(
@@ -59,10 +75,8 @@ async def end(
     (`principal`), or by the expiry check (None) when its end date has passed."""
     today = runtime.clock().date()
     who = actor(principal) if principal is not None else EXPIRY_ACTOR
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        head, versions = await locked(conn, agreement_id)
-        if principal is not None:
-            authorizer(principal)(versions)
+    authorize = authorizer(principal) if principal is not None else None
+    async with changing(runtime.pool, agreement_id, authorize) as (conn, head, versions):
         status = current_status(versions)
         if status is AgreementStatus.ENDED:
             raise conflict(f"Agreement {agreement_id!r} has already ended.", "agreement.ended")
@@ -181,18 +195,10 @@ async def certification(runtime: ConsentRuntime, principal: Principal, agreement
     return found
 
 
-async def certify(
-    runtime: ConsentRuntime,
-    principal: Principal,
-    agreement_id: str,
-    *,
-    method: str,
-    certified_by: str,
-    completed_on: date,
-    what: str,
-) -> dict[str, Any]:
+async def certify(runtime: ConsentRuntime, principal: Principal, agreement_id: str, body: Certify) -> dict[str, Any]:
     """Record the recipient's certification (once); it goes to the audit log as `destruction_certified`."""
     _require_certifier(principal, agreement_id)
+    method, certified_by, completed_on, what = body.method, body.certified_by, body.completed_on, body.what
     who = actor(principal)
     now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():

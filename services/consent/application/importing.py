@@ -11,32 +11,37 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import Field
 
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role
 from services.consent import events, store
 from services.consent.agreements import Agreement, AgreementStatus, validate_amendment
-from services.consent.application.common import actor
+from services.consent.application.common import Command, actor
 from services.consent.import_2d import parse_2d
 from services.consent.state import ConsentRuntime
 
 
-async def import_for(
-    runtime: ConsentRuntime, principal: Principal, text: str, *, source_name: str, districts: list[str]
-) -> ImportSummary:
+class Import2d(Command):
+    text: str = Field(min_length=1, max_length=5_000_000)
+    source_name: str = Field(default="upload.txt", min_length=1, max_length=200)
+    districts: list[str] = Field(default_factory=list, max_length=100)  # compliance only; staff: their own
+
+
+async def import_for(runtime: ConsentRuntime, principal: Principal, body: Import2d) -> ImportSummary:
     """An upload by a member of staff: district staff import for their own district only (the
     default), compliance for the districts it names."""
     if principal.role is Role.DISTRICT_STAFF:
         assert principal.district_id is not None
-        if districts and districts != [principal.district_id]:
+        if body.districts and body.districts != [principal.district_id]:
             raise Forbidden("district staff import for their own district only")
         covered: tuple[str, ...] = (principal.district_id,)
     else:
-        covered = tuple(districts)
+        covered = tuple(body.districts)
     return await import_page(
         runtime.pool,
-        text,
-        source_name=source_name,
+        body.text,
+        source_name=body.source_name,
         districts=covered,
         recorded_by=actor(principal),
         now=runtime.clock(),

@@ -129,14 +129,8 @@ async def issue_codes(
             await store.insert_code(conn, linking, hasher.digest(normalised))
             await outbox.add(
                 conn,
-                events.guardianship_changed(
-                    "guardian_code_issued",
-                    student_key=r.student_key,
-                    district_id=district_id,
-                    acted_by=party(principal),
-                    code_id=linking.code_id,
-                    relationship=r.relationship.value,
-                    expires_at=expires.isoformat(),
+                events.code_changed(
+                    "guardian_code_issued", linking, acted_by=party(principal), expires_at=expires.isoformat()
                 ),
             )
             issued.append(IssuedCode(code, linking, names[r.student_key]))
@@ -206,14 +200,7 @@ async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id
             )
         await outbox.add(
             conn,
-            events.guardianship_changed(
-                "guardian_code_revoked",
-                student_key=revoked.student_key,
-                district_id=district_id,
-                acted_by=party(principal),
-                code_id=code_id,
-                relationship=revoked.relationship.value,
-            ),
+            events.code_changed("guardian_code_revoked", revoked, acted_by=party(principal)),
         )
     metrics.LINKING_CODES.labels("revoked").inc()
     return revoked
@@ -322,16 +309,7 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
             )
             await outbox.add(
                 conn,
-                events.guardianship_changed(
-                    "guardianship_revoked",
-                    student_key=code.student_key,
-                    district_id=row["district_id"],
-                    acted_by=redeemer,
-                    link_id=row["link_id"],
-                    subject=row["subject"],
-                    relationship=row["relationship"],
-                    reason="rights_moved_to_student",
-                ),
+                events.link_changed("guardianship_revoked", row, acted_by=redeemer, reason="rights_moved_to_student"),
             )
             metrics.LINKS_ENDED.labels("rights_moved_to_student").inc()
     link_id = f"gl-{uuid.uuid4().hex[:16]}"
@@ -393,7 +371,6 @@ async def revoke_link(
 ) -> dict[str, Any]:
     principal.require_district(district_id)
     now = runtime.clock()
-    change = "guardianship_revoked"
     async with runtime.pool.acquire() as conn, conn.transaction():
         ended = await store.end_link(
             conn,
@@ -408,16 +385,7 @@ async def revoke_link(
             raise missing("No such link", f"no live guardianship link {link_id!r} in {district_id}")
         await outbox.add(
             conn,
-            events.guardianship_changed(
-                change,
-                student_key=ended["student_key"],
-                district_id=district_id,
-                acted_by=party(principal),
-                link_id=link_id,
-                subject=ended["subject"],
-                relationship=ended["relationship"],
-                reason=reason,
-            ),
+            events.link_changed("guardianship_revoked", ended, acted_by=party(principal), reason=reason),
         )
     metrics.LINKS_ENDED.labels("declined" if decline else "revoked").inc()
     return _link_dict(ended)
@@ -437,14 +405,10 @@ async def accept_carried(
             )
         await outbox.add(
             conn,
-            events.guardianship_changed(
+            events.link_changed(
                 "guardianship_linked",
-                student_key=accepted["student_key"],
-                district_id=district_id,
+                accepted,
                 acted_by=party(principal),
-                link_id=link_id,
-                subject=accepted["subject"],
-                relationship=accepted["relationship"],
                 from_district_id=accepted["from_district_id"] or "",
                 reason="accepted_on_transfer",
             ),

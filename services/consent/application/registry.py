@@ -13,7 +13,9 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from homeroom import outbox
 from homeroom.auth import Forbidden, Principal, Role
@@ -33,12 +35,12 @@ from services.consent.agreements import (
     validate_terms,
 )
 from services.consent.application.common import (
-    Authorize,
+    Command,
     actor,
     authorizer,
+    changing,
     conflict,
     latest_non_draft,
-    locked,
     manager_check,
     may_read,
     not_found,
@@ -46,29 +48,48 @@ from services.consent.application.common import (
 )
 from services.consent.state import ConsentRuntime
 
+_ID = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+class CreateAgreement(Command):
+    agreement_id: str | None = Field(default=None, pattern=_ID)
+    organization: str = Field(min_length=1, max_length=300)
+    category: AgreementCategory
+    supplemental: SupplementalInformation = SupplementalInformation()
+    terms: AgreementTerms = AgreementTerms()
+
+
+class SetTerms(Command):
+    terms: AgreementTerms | None = None
+    supplemental: SupplementalInformation | None = None
+
+
+class Amend(Command):
+    organization: str | None = Field(default=None, min_length=1, max_length=300)
+    category: AgreementCategory | None = None
+    supplemental: SupplementalInformation | None = None
+    terms: AgreementTerms
+    status: Literal["draft", "active"] = "draft"
+
+
+class Suspend(Command):
+    reason: str = Field(min_length=1, max_length=500)
+
+
 # ------------------------------------------------------------------------ changes
 
 
-async def create(
-    runtime: ConsentRuntime,
-    principal: Principal,
-    *,
-    agreement_id: str | None,
-    organization: str,
-    category: AgreementCategory,
-    supplemental: SupplementalInformation,
-    terms: AgreementTerms,
-) -> Agreement:
+async def create(runtime: ConsentRuntime, principal: Principal, body: CreateAgreement) -> Agreement:
     """Record version 1 as a draft (`agreement_signed`, status draft): it releases nothing until activated."""
-    manager_check(principal, terms.districts)
-    slug = re.sub(r"[^a-z0-9]+", "-", organization.lower()).strip("-")[:60] or "agreement"
+    manager_check(principal, body.terms.districts)
+    slug = re.sub(r"[^a-z0-9]+", "-", body.organization.lower()).strip("-")[:60] or "agreement"
     agreement = Agreement(
-        id=agreement_id or f"{slug}-{uuid.uuid4().hex[:8]}",
+        id=body.agreement_id or f"{slug}-{uuid.uuid4().hex[:8]}",
         version=1,
-        organization=organization,
-        category=category,
-        supplemental=supplemental,
-        terms=terms,
+        organization=body.organization,
+        category=body.category,
+        supplemental=body.supplemental,
+        terms=body.terms,
         status=AgreementStatus.DRAFT,
         source="api",
         recorded_by=actor(principal),
@@ -86,19 +107,11 @@ async def create(
     return agreement
 
 
-async def set_terms(
-    runtime: ConsentRuntime,
-    principal: Principal,
-    agreement_id: str,
-    *,
-    terms: AgreementTerms | None,
-    supplemental: SupplementalInformation | None,
-) -> Agreement:
+async def set_terms(runtime: ConsentRuntime, principal: Principal, agreement_id: str, body: SetTerms) -> Agreement:
     """Edit the latest version while it is a draft (a proposal: nothing was released under it)."""
+    terms, supplemental = body.terms, body.supplemental
     authorize = authorizer(principal, *([terms.districts] if terms is not None else []))
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        _, versions = await locked(conn, agreement_id)
-        authorize(versions)
+    async with changing(runtime.pool, agreement_id, authorize) as (conn, _, versions):
         latest = versions[-1]
         if latest.status is not AgreementStatus.DRAFT:
             raise conflict(
@@ -121,17 +134,7 @@ async def set_terms(
     return edited
 
 
-async def amend(
-    runtime: ConsentRuntime,
-    principal: Principal,
-    agreement_id: str,
-    *,
-    organization: str | None,
-    category: AgreementCategory | None,
-    supplemental: SupplementalInformation | None,
-    terms: AgreementTerms,
-    status: AgreementStatus,
-) -> Agreement:
+async def amend(runtime: ConsentRuntime, principal: Principal, agreement_id: str, body: Amend) -> Agreement:
     """Record a new version (draft, or active when it passes the activation rules); what is not
     given is the latest version's."""
     now = runtime.clock()
@@ -143,19 +146,17 @@ async def amend(
     new_version = Agreement(
         id=agreement_id,
         version=latest.version + 1,
-        organization=organization or latest.organization,
-        category=category or latest.category,
-        supplemental=supplemental or latest.supplemental,
-        terms=terms,
-        status=status,
+        organization=body.organization or latest.organization,
+        category=body.category or latest.category,
+        supplemental=body.supplemental or latest.supplemental,
+        terms=body.terms,
+        status=AgreementStatus(body.status),
         source="api",
         recorded_by=actor(principal),
         recorded_at=now,
     )
-    authorize = authorizer(principal, terms.districts)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        _, versions = await locked(conn, new_version.id)
-        authorize(versions)
+    authorize = authorizer(principal, body.terms.districts)
+    async with changing(runtime.pool, new_version.id, authorize) as (conn, _, versions):
         candidate = new_version.model_copy(update={"version": versions[-1].version + 1})
         errors = validate_amendment(versions, candidate, today=now.date())
         if errors:
@@ -176,9 +177,7 @@ async def activate(runtime: ConsentRuntime, principal: Principal, agreement_id: 
     """Activate the latest draft version, or reactivate a suspended agreement (422 naming each unmet rule)."""
     today = runtime.clock().date()
     authorize = authorizer(principal)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        _, versions = await locked(conn, agreement_id)
-        authorize(versions)
+    async with changing(runtime.pool, agreement_id, authorize) as (conn, _, versions):
         status = current_status(versions)
         latest = versions[-1]
         if status is AgreementStatus.ENDED:
@@ -203,12 +202,10 @@ async def activate(runtime: ConsentRuntime, principal: Principal, agreement_id: 
     return target
 
 
-async def suspend(runtime: ConsentRuntime, principal: Principal, agreement_id: str, *, reason: str) -> Agreement:
+async def suspend(runtime: ConsentRuntime, principal: Principal, agreement_id: str, body: Suspend) -> Agreement:
     """Suspend an active agreement: it releases nothing until reactivated."""
     authorize = authorizer(principal)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        _, versions = await locked(conn, agreement_id)
-        authorize(versions)
+    async with changing(runtime.pool, agreement_id, authorize) as (conn, _, versions):
         if current_status(versions) is not AgreementStatus.ACTIVE:
             raise conflict(
                 f"Only an active agreement can be suspended; {agreement_id!r} is {current_status(versions).value}.",
@@ -216,7 +213,9 @@ async def suspend(runtime: ConsentRuntime, principal: Principal, agreement_id: s
             )
         target = latest_non_draft(versions).model_copy(update={"status": AgreementStatus.SUSPENDED})
         await store.replace_version(conn, target)
-        await store.add_history(conn, agreement_id, target.version, "suspended", actor(principal), {"reason": reason})
+        await store.add_history(
+            conn, agreement_id, target.version, "suspended", actor(principal), {"reason": body.reason}
+        )
         await outbox.add(conn, events.agreement_changed("agreement_suspended", target))
     return target
 
@@ -436,6 +435,3 @@ async def awaiting_certification(runtime: ConsentRuntime) -> list[dict[str, Any]
         }
         for c in waiting
     ]
-
-
-__all__ = ["Authorize"]
