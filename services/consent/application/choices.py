@@ -12,7 +12,7 @@ history of choices, and as a consent.v1 event, in one transaction."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import Field
@@ -69,48 +69,17 @@ async def _require_choice_writer(conn: Connection, principal: Principal, student
 
 async def _record_opt_out(
     conn: Connection,
-    *,
-    student_key: str,
-    district_id: str,
+    choice: store.Choice,
     opted_out: bool,
-    recorded_by: str,
-    method: str,
-    at: datetime,
+    *,
     detail: dict[str, Any] | None = None,
     event_id: str | None = None,
 ) -> str:
     """The opt-out's state, its place in the history of choices, and its event; the kind of choice."""
     kind = "directory_opt_out_recorded" if opted_out else "directory_opt_out_rescinded"
-    await store.set_directory_opt_out(
-        conn,
-        student_key=student_key,
-        district_id=district_id,
-        opted_out=opted_out,
-        recorded_by=recorded_by,
-        method=method,
-        at=at,
-    )
-    await store.add_choice(
-        conn,
-        student_key=student_key,
-        district_id=district_id,
-        kind=kind,
-        recorded_by=recorded_by,
-        method=method,
-        at=at,
-        detail=detail,
-    )
-    await outbox.add(
-        conn,
-        events.directory_opt_out(
-            opted_out,
-            student_key=student_key,
-            district_id=district_id,
-            recorded_by=recorded_by,
-            method=method,
-            event_id=event_id,
-        ),
-    )
+    await store.set_directory_opt_out(conn, choice, opted_out)
+    await store.add_choice(conn, choice, kind, detail=detail)
+    await outbox.add(conn, events.directory_opt_out(opted_out, choice, event_id=event_id))
     return kind
 
 
@@ -127,15 +96,7 @@ async def set_opt_out(
         current = await store.directory_opt_out(conn, student_key, district_id)
         if not opted_out and not current:
             raise conflict("There is no directory opt-out to rescind for this student.", "opt_out.none")
-        kind = await _record_opt_out(
-            conn,
-            student_key=student_key,
-            district_id=district_id,
-            opted_out=opted_out,
-            recorded_by=who,
-            method=method,
-            at=now,
-        )
+        kind = await _record_opt_out(conn, store.Choice(student_key, district_id, who, method, now), opted_out)
     metrics.CHOICES_RECORDED.labels(kind).inc()
     return {
         "student_key": student_key,
@@ -155,14 +116,11 @@ async def carry_opt_out(runtime: ConsentRuntime, conn: Connection, step: Transfe
         return
     if await store.has_directory_choice(conn, step.student_key, step.to_district_id):
         return  # the parent has already chosen in the receiving district
+    who = f"homeroom-transfer:{step.case_id}"
     await _record_opt_out(
         conn,
-        student_key=step.student_key,
-        district_id=step.to_district_id,
-        opted_out=True,
-        recorded_by=f"homeroom-transfer:{step.case_id}",
-        method=CARRIED_METHOD,
-        at=runtime.clock(),
+        store.Choice(step.student_key, step.to_district_id, who, CARRIED_METHOD, runtime.clock()),
+        True,
         detail={"carried_from": step.from_district_id, "case_id": step.case_id},
         event_id=events.derived_id("opt_out_carried", step.case_id),
     )
@@ -214,44 +172,11 @@ async def give_consent(
         consent_id = str(uuid.uuid4())
         who = actor(principal)
         elements = list(dict.fromkeys(body.elements))
-        await store.insert_consent(
-            conn,
-            consent_id=consent_id,
-            student_key=student_key,
-            district_id=district_id,
-            recipient=recipient,
-            elements=elements,
-            purpose=purpose,
-            valid_until=valid_until,
-            recorded_by=who,
-            method=method,
-            at=now,
-        )
-        await store.add_choice(
-            conn,
-            student_key=student_key,
-            district_id=district_id,
-            kind="consent_given",
-            recorded_by=who,
-            method=method,
-            at=now,
-            consent_id=consent_id,
-            detail={"recipient": recipient, "elements": elements, "purpose": purpose},
-        )
-        await outbox.add(
-            conn,
-            events.consent_given(
-                consent_id=consent_id,
-                student_key=student_key,
-                district_id=district_id,
-                recipient=recipient,
-                elements=elements,
-                purpose=purpose,
-                recorded_by=who,
-                method=method,
-                valid_until=valid_until,
-            ),
-        )
+        choice = store.Choice(student_key, district_id, who, method, now)
+        terms: dict[str, Any] = {"recipient": recipient, "elements": elements, "purpose": purpose}
+        await store.insert_consent(conn, choice, consent_id=consent_id, valid_until=valid_until, **terms)
+        await store.add_choice(conn, choice, "consent_given", consent_id=consent_id, detail=terms)
+        await outbox.add(conn, events.consent_given(choice, consent_id=consent_id, valid_until=valid_until, **terms))
     metrics.CHOICES_RECORDED.labels("consent_given").inc()
     return {
         "consent_id": consent_id,
@@ -285,27 +210,10 @@ async def withdraw_consent(
             raise absent from None
         if row["withdrawn_at"] is not None:
             raise conflict(f"Consent {consent_id} was already withdrawn.", "consent.withdrawn")
-        await store.withdraw_consent(conn, consent_id, recorded_by=who, method=method, at=now)
-        await store.add_choice(
-            conn,
-            student_key=student_key,
-            district_id=row["district_id"],
-            kind="consent_withdrawn",
-            recorded_by=who,
-            method=method,
-            at=now,
-            consent_id=consent_id,
-        )
-        await outbox.add(
-            conn,
-            events.consent_withdrawn(
-                consent_id=consent_id,
-                student_key=student_key,
-                district_id=row["district_id"],
-                recorded_by=who,
-                method=method,
-            ),
-        )
+        choice = store.Choice(student_key, row["district_id"], who, method, now)
+        await store.withdraw_consent(conn, consent_id, choice)
+        await store.add_choice(conn, choice, "consent_withdrawn", consent_id=consent_id)
+        await outbox.add(conn, events.consent_withdrawn(choice, consent_id=consent_id))
     metrics.CHOICES_RECORDED.labels("consent_withdrawn").inc()
     return {"consent_id": consent_id, "withdrawn_at": now.isoformat(), "withdrawn_by": who, "method": method}
 
