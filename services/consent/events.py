@@ -262,7 +262,13 @@ def code_changed(change: str, code: LinkingCode, *, acted_by: Party, expires_at:
 
 
 def link_changed(
-    change: str, link: Mapping[str, Any], *, acted_by: Party, reason: str = "", from_district_id: str = ""
+    change: str,
+    link: Mapping[str, Any],
+    *,
+    acted_by: Party,
+    code_id: str = "",
+    reason: str = "",
+    from_district_id: str = "",
 ) -> OutgoingEvent:
     """A change of a guardianship link as stored (a `guardianships` row)."""
     return guardianship_changed(
@@ -271,6 +277,7 @@ def link_changed(
         district_id=link["district_id"],
         acted_by=acted_by,
         link_id=link["link_id"],
+        code_id=code_id,
         subject=link["subject"],
         relationship=link["relationship"],
         reason=reason,

@@ -26,21 +26,13 @@ from pydantic import Field
 
 from homeroom import notices, outbox
 from homeroom.auth import Principal, Role
+from homeroom.bus.envelope import OutgoingEvent
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import Problem
 from homeroom.storage import Connection
 from services.consent import events, metrics, store
 from services.consent.agreements import Agreement, AgreementError, AgreementStatus, Disposition, current_status
-from services.consent.application.common import (
-    Command,
-    actor,
-    authorizer,
-    changing,
-    conflict,
-    latest_non_draft,
-    not_found,
-    rejected,
-)
+from services.consent.application import common
 from services.consent.facts import prune_changes
 from services.consent.state import ConsentRuntime
 
@@ -49,12 +41,12 @@ log = logging.getLogger(__name__)
 EXPIRY_ACTOR = "homeroom-consent"  # who ends an agreement on expiry, and shreds after any end
 
 
-class End(Command):
+class End(common.Command):
     reason: Literal["expired", "terminated"] = "terminated"
     disposition: Disposition | None = None  # default: the agreement's own
 
 
-class Certify(Command):
+class Certify(common.Command):
     method: Literal["destroyed", "returned"]
     certified_by: str = Field(min_length=1, max_length=200, description="the person who certifies, by name and title")
     completed_on: date
@@ -74,20 +66,20 @@ async def end(
     """End an agreement (final), then shred what was released under it. By a manager
     (`principal`), or by the expiry check (None) when its end date has passed."""
     today = runtime.clock().date()
-    who = actor(principal) if principal is not None else EXPIRY_ACTOR
-    authorize = authorizer(principal) if principal is not None else None
-    async with changing(runtime.pool, agreement_id, authorize) as (conn, head, versions):
+    who = common.actor(principal) if principal is not None else EXPIRY_ACTOR
+    authorize = common.authorizer(principal) if principal is not None else None
+    async with common.changing(runtime.pool, agreement_id, authorize) as (conn, head, versions):
         status = current_status(versions)
         if status is AgreementStatus.ENDED:
-            raise conflict(f"Agreement {agreement_id!r} has already ended.", "agreement.ended")
+            raise common.conflict(f"Agreement {agreement_id!r} has already ended.", "agreement.ended")
         if status is AgreementStatus.DRAFT:
-            raise conflict(
+            raise common.conflict(
                 f"Agreement {agreement_id!r} was never active and released nothing; there is nothing to end.",
                 "end.never_active",
             )
-        target = latest_non_draft(versions)
+        target = common.latest_non_draft(versions)
         if reason == "expired" and (target.terms.end_date is None or target.terms.end_date >= today):
-            raise rejected(
+            raise common.rejected(
                 [
                     AgreementError(
                         field="/reason",
@@ -179,6 +171,18 @@ async def _request_certification(
     )
 
 
+def _certification_event(change: str, certification: dict[str, Any], **certified: Any) -> OutgoingEvent:
+    """An event about the certification as stored (store.certification), with what was certified."""
+    return events.destruction_certification(
+        change,
+        agreement_id=certification["agreement_id"],
+        organization=certification["organization"],
+        disposition=certification["disposition"],
+        due_on=date.fromisoformat(certification["due_on"]),
+        **certified,
+    )
+
+
 def _require_certifier(principal: Principal, agreement_id: str) -> None:
     """The agreement's own recipient (a vendor of that agreement), or compliance."""
     if principal.role is Role.VENDOR:
@@ -191,7 +195,7 @@ async def certification(runtime: ConsentRuntime, principal: Principal, agreement
     async with runtime.pool.acquire() as conn:
         found = await store.certification(conn, agreement_id)
     if found is None:
-        raise not_found(agreement_id)
+        raise common.not_found(agreement_id)
     return found
 
 
@@ -199,19 +203,19 @@ async def certify(runtime: ConsentRuntime, principal: Principal, agreement_id: s
     """Record the recipient's certification (once); it goes to the audit log as `destruction_certified`."""
     _require_certifier(principal, agreement_id)
     method, certified_by, completed_on, what = body.method, body.certified_by, body.completed_on, body.what
-    who = actor(principal)
+    who = common.actor(principal)
     now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
         found = await store.certification(conn, agreement_id, lock=True)
         if found is None:
-            raise conflict(
+            raise common.conflict(
                 f"Agreement {agreement_id!r} has not ended: there is no destruction to certify yet.",
                 "certification.not_requested",
             )
         if found["certified"]:
-            raise conflict(f"The end of agreement {agreement_id!r} was already certified.", "certification.done")
+            raise common.conflict(f"The end of agreement {agreement_id!r} was already certified.", "certification.done")
         if (method == "destroyed") != (found["disposition"] == "destroy"):
-            raise rejected(
+            raise common.rejected(
                 [
                     AgreementError(
                         field="/method",
@@ -222,7 +226,7 @@ async def certify(runtime: ConsentRuntime, principal: Principal, agreement_id: s
                 ]
             )
         if completed_on > now.date():
-            raise rejected(
+            raise common.rejected(
                 [
                     AgreementError(
                         field="/completed_on", rule="date.future", message="Certify what is done, not planned."
@@ -250,12 +254,9 @@ async def certify(runtime: ConsentRuntime, principal: Principal, agreement_id: s
         )
         await outbox.add(
             conn,
-            events.destruction_certification(
+            _certification_event(
                 "destruction_certified",
-                agreement_id=agreement_id,
-                organization=found["organization"],
-                disposition=found["disposition"],
-                due_on=date.fromisoformat(found["due_on"]),
+                found,
                 recorded_by=Party(
                     organization=principal.organization or "", person=principal.subject, role=principal.role.value
                 ),
@@ -296,16 +297,7 @@ async def escalate_overdue(runtime: ConsentRuntime) -> list[str]:
                     cause=f"agreement:{agreement_id}",
                 ),
             )
-            await outbox.add(
-                conn,
-                events.destruction_certification(
-                    "destruction_overdue",
-                    agreement_id=agreement_id,
-                    organization=overdue["organization"],
-                    disposition=overdue["disposition"],
-                    due_on=date.fromisoformat(overdue["due_on"]),
-                ),
-            )
+            await outbox.add(conn, _certification_event("destruction_overdue", overdue))
             escalated.append(agreement_id)
     return escalated
 
@@ -362,7 +354,7 @@ async def end_expired(runtime: ConsentRuntime) -> list[str]:
     for agreement_id, versions in by_id.items():
         if not versions:
             continue
-        latest = latest_non_draft(versions)
+        latest = common.latest_non_draft(versions)
         if latest.terms.end_date is None or latest.terms.end_date >= today:
             continue
         try:

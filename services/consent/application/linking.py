@@ -325,20 +325,8 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
         issued_by=code.issued_by,
         at=now,
     )
-    await outbox.add(
-        conn,
-        events.guardianship_changed(
-            "guardianship_linked",
-            student_key=code.student_key,
-            district_id=code.district_id,
-            acted_by=redeemer,
-            link_id=link_id,
-            code_id=code.code_id,
-            subject=subject,
-            relationship=code.relationship.value,
-        ),
-    )
     row = await store.live_link(conn, subject, code.student_key, code.district_id)
+    await outbox.add(conn, events.link_changed("guardianship_linked", row, acted_by=redeemer, code_id=code.code_id))
     return _link_dict(row)
 
 
