@@ -44,7 +44,6 @@ from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import Runtime  # noqa: E402
 from services.consent.service import SERVICE as CONSENT  # noqa: E402
 from services.records.service import SERVICE as RECORDS  # noqa: E402
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient  # noqa: E402
 from services.transfer.service import SERVICE as TRANSFER  # noqa: E402
 from tests.harness import ServiceEnv, new_database, service_under_test  # noqa: E402
 
@@ -153,15 +152,13 @@ async def run(n: int, rate: float, attendance_rate: int) -> dict[str, Any]:
         async with (
             service_under_test(CONSENT, env, start_consumers=False) as consent,
             service_under_test(RECORDS, env) as records,
-            service_under_test(TRANSFER, env, worker_poll_interval_s=0.2) as transfer,
+            service_under_test(
+                TRANSFER,
+                env,
+                peers={"consent": consent.transport, "records": records.transport},
+                worker_poll_interval_s=0.2,
+            ) as transfer,
         ):
-            rt = transfer.runtime
-            rt.extras[CONSENT_EXTRA] = ConsentClient(
-                "http://consent.test", rt.service_token, transport=consent.runtime.extras["asgi_transport"]
-            )
-            rt.extras[RECORDS_EXTRA] = RecordsClient(
-                "http://records.test", rt.service_token, transport=records.runtime.extras["asgi_transport"]
-            )
             publisher = Publisher("bench", env.kafka.client_kwargs())
             keys = [f"stu_bench{uuid.uuid4().hex}" for _ in range(n)]
             seed: list[OutgoingEvent] = []

@@ -12,26 +12,17 @@ Who may call what:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from homeroom.auth import Forbidden, Principal, Role, require_roles
-from homeroom.problems import Problem, problem_type
-from homeroom.service import Runtime, RuntimeDep
-from services.incidents import store
-from services.incidents.application import containment, notifying, publishing, reporting, scoping
-from services.incidents.application.common import (
-    IncidentsState,
-    districts_acted_for,
-    load_visible,
-    require_whole_incident,
-    state_of,
-)
+from homeroom.auth import Principal, Role, require_roles
+from homeroom.service import RuntimeDep
+from services.incidents.application import containment, notifying, publishing, reading, reporting, scoping
 from services.incidents.incidents import Discoverer, Kind
+from services.incidents.state import StateDep
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]
@@ -41,12 +32,6 @@ Reader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRI
 ParentOrCompliance = Annotated[Principal, Depends(require_roles(Role.PARENT, Role.COMPLIANCE))]
 KeyReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.OPERATOR))]
 
-
-def get_state(runtime: RuntimeDep) -> IncidentsState:
-    return state_of(runtime)
-
-
-StateDep = Annotated[IncidentsState, Depends(get_state)]
 
 Id = Annotated[str, Field(pattern=ID)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -191,27 +176,13 @@ async def freeze_scope(
     return await scoping.freeze(state, runtime.pool, principal, incident_id, change)
 
 
-async def _version(runtime: Runtime, principal: Principal, incident_id: str, version: int) -> Any:
-    if principal.role is Role.VENDOR:  # before the lookup: the same answer whether the incident exists
-        raise Forbidden("the scope is for the educational agencies and compliance staff")
-    row = await load_visible(runtime.pool, principal, incident_id)
-    found = await store.version(runtime.pool, incident_id, version)
-    if found is None:
-        raise Problem(
-            404, "Not found", f"incident {incident_id} has no scope version {version}", type=problem_type("not-found")
-        )
-    return row, found
-
-
 @incidents.get(
     "/{incident_id}/scope/{version}", tags=["scope"], summary="One frozen scope version: counts and evidence"
 )
 async def scope_version(
     incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)], principal: Reader, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    _, found = await _version(runtime, principal, incident_id, version)
-    own = principal.district_id if principal.role is Role.DISTRICT_STAFF else None
-    return reporting._version_view(found, own)
+    return await reading.scope_version(runtime.pool, principal, incident_id, version)
 
 
 @incidents.get("/{incident_id}/scope/{version}/students", tags=["scope"], summary="The affected students, page by page")
@@ -224,29 +195,7 @@ async def scope_students(
     after: Annotated[str | None, Query(max_length=300, description="next_after of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    row, _ = await _version(runtime, principal, incident_id, version)
-    chosen = districts_acted_for(principal, row, district_id)
-    district = chosen[0] if len(chosen) == 1 else None
-    parts = after.split("/", 1) if after and "/" in after else None
-    cursor = (parts[0], parts[1]) if parts else None
-    found = await store.students(runtime.pool, incident_id, version, district=district, after=cursor, limit=limit + 1)
-    page = found[:limit]
-    return {
-        "students": [
-            {
-                "district_id": s["district_id"],
-                "student_key": s["student_key"],
-                "elements": list(s["elements"]),
-                "unreadable_elements": list(s["unreadable_elements"]),
-                "disclosures": s["disclosures"],
-                "first_shared": s["first_shared"],
-                "last_shared": s["last_shared"],
-                "destruction_records": list(s["destructions"]),
-            }
-            for s in page
-        ],
-        "next_after": f"{page[-1]['district_id']}/{page[-1]['student_key']}" if len(found) > limit else None,
-    }
+    return await reading.scope_students(runtime.pool, principal, incident_id, version, district_id, after, limit)
 
 
 @incidents.get(
@@ -258,15 +207,9 @@ async def scope_students(
 async def scope_bundle(
     incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)], principal: Manager, runtime: RuntimeDep
 ) -> StreamingResponse:
-    row, _ = await _version(runtime, principal, incident_id, version)
-    require_whole_incident(principal, row)  # it names every district's students
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in store.bundle_chunks(runtime.pool, incident_id, version):
-            yield chunk
-
+    chunks = await reading.scope_bundle(runtime.pool, principal, incident_id, version)
     return StreamingResponse(
-        body(),
+        chunks,
         media_type="application/gzip",
         headers={"Content-Disposition": f'attachment; filename="{incident_id}-scope-v{version}.jsonl.gz"'},
     )
@@ -293,12 +236,7 @@ async def get_report(
     runtime: RuntimeDep,
     format: Literal["json", "text"] = "json",
 ) -> Response:
-    row = await load_visible(runtime.pool, principal, incident_id)
-    found = await store.report(runtime.pool, incident_id, report_id)
-    if found is None or found["district_id"] not in districts_acted_for(principal, row, None):
-        raise Problem(
-            404, "Not found", f"no report {report_id} of incident {incident_id} for you", type=problem_type("not-found")
-        )
+    found = await reading.report(runtime.pool, principal, incident_id, report_id)
     if format == "text":
         return PlainTextResponse(found["document"])
     return Response(
@@ -389,18 +327,11 @@ async def public_notices(runtime: RuntimeDep) -> dict[str, Any]:
     return {"notices": await publishing.public_notices(runtime.pool)}
 
 
-def _own_district(principal: Principal, district_id: str) -> None:
-    if principal.role is Role.DISTRICT_STAFF and principal.district_id != district_id:
-        raise Forbidden(f"only staff of district {district_id!r} (or compliance) see its deadlines")
-
-
 @districts.get("/{district_id}/breach-deadlines", summary="A district's own deadlines, shorter than the law's")
 async def get_deadlines(
     district_id: Annotated[str, Path(pattern=ID)], principal: Manager, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    _own_district(principal, district_id)
-    found = (await store.district_deadlines(runtime.pool, [district_id])).get(district_id, {})
-    return {"district_id": district_id, **{f"{k.value}_hours": found.get(k) for k in Kind}}
+    return await reading.district_deadlines(runtime.pool, principal, district_id)
 
 
 @districts.put(
@@ -415,7 +346,7 @@ async def set_deadlines(
 ) -> dict[str, Any]:
     hours = {Kind(name.removesuffix("_hours")): v for name, v in body.model_dump().items() if v is not None}
     await reporting.set_deadlines(state, runtime.pool, principal, district_id, hours)
-    return {"district_id": district_id, **{f"{k.value}_hours": hours.get(k) for k in Kind}}
+    return reading.deadlines_view(district_id, hours)
 
 
 @students.get(
@@ -426,34 +357,7 @@ async def student_letters(
     principal: ParentOrCompliance,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
-    if principal.role is Role.PARENT and not principal.is_parent_of(student_key):
-        raise Forbidden("a parent sees only the letters about their own child")
-    rows = await runtime.pool.fetch(
-        """SELECT l.incident_id, l.district_id, l.version, l.language, l.issued_at, n.subject, n.body, n.sent_at,
-                  i.recipient_org, i.status
-           FROM letters l JOIN notices n USING (notice_id) JOIN incidents i USING (incident_id)
-           WHERE l.student_key = $1 ORDER BY l.issued_at DESC""",
-        student_key,
-    )
-    return {
-        "student_key": student_key,
-        "letters": [
-            {
-                "incident_id": r["incident_id"],
-                "district_id": r["district_id"],
-                "recipient": r["recipient_org"],
-                "version": r["version"],
-                "language": r["language"],
-                "issued_at": r["issued_at"].isoformat(),
-                "subject": r["subject"],
-                "body": r["body"],
-                "delivery": "e-mailed" if r["sent_at"] else "on your notification list",
-            }
-            for r in rows
-            # A parent reads the letters of the districts where their link is active (issue 24).
-            if principal.role is not Role.PARENT or principal.is_parent_in(student_key, r["district_id"])
-        ],
-    }
+    return await reading.letters_about(runtime.pool, principal, student_key)
 
 
 @keys.get("/keys", tags=["scope"], summary="The key that signs frozen scopes (pin it to verify bundles)")

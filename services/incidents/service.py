@@ -12,19 +12,22 @@ builds its peers' clients, and starts the clocks' keeper (metrics for the alert 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 from homeroom.checkpoint import COSIGNATURE_V1, NoteSigner, Verifier, public_key_from_pem
-from homeroom.service import Runtime, ServiceSpec
+from homeroom.service import ServiceSpec
 from homeroom.witness import load_private_key
 from services.audit.signing import Keyring
 from services.incidents import metrics
 from services.incidents.api import ROUTERS
 from services.incidents.application import clocks
-from services.incidents.application.common import STATE_KEY, IncidentsState, state_of
 from services.incidents.clients import Peers
 from services.incidents.settings import IncidentsSettings
+from services.incidents.state import IncidentsRuntime, IncidentsState
 
 
 def _pinned_audit_keys(settings: IncidentsSettings) -> Keyring | None:
@@ -44,34 +47,36 @@ def _witness(settings: IncidentsSettings) -> Verifier | None:
     return Verifier(settings.witness_name, COSIGNATURE_V1, public_key_from_pem(path.read_bytes()))
 
 
-async def on_start(runtime: Runtime) -> None:
+@contextlib.asynccontextmanager
+async def lifecycle(runtime: IncidentsRuntime) -> AsyncIterator[IncidentsState]:
+    """The signing key, the peers' clients (to the transports a test gave, else the network)
+    and the clocks' keeper; the keeper stopped and the clients closed on the way out."""
     settings = runtime.settings
-    assert isinstance(settings, IncidentsSettings)
     key = load_private_key(settings.signing_key_path, create=settings.environment != "production")
-    peers = Peers.build(
-        {"audit": settings.audit_url, "consent": settings.consent_url, "records": settings.records_url},
-        runtime.service_token,
-        timeout_s=settings.peer_timeout_s,
-    )
-    state = IncidentsState(
-        settings=settings,
-        peers=peers,
-        signer=NoteSigner(settings.signer_name, key),
-        witness=_witness(settings),
-        audit_keys=_pinned_audit_keys(settings),
-    )
-    runtime.extras[STATE_KEY] = state
-    metrics.initialise()
-    state.tasks.append(asyncio.create_task(clocks.keep(runtime.pool, settings.clock_refresh_s), name="incident-clocks"))
+    urls = {"audit": settings.audit_url, "consent": settings.consent_url, "records": settings.records_url}
+    transports = {name: t for name in urls if (t := runtime.peer(name)) is not None}
+    peers = Peers.build(urls, runtime.service_token, timeout_s=settings.peer_timeout_s, transports=transports)
 
+    def now() -> datetime:
+        return runtime.clock()  # read at each use: tests move the runtime's clock
 
-async def on_stop(runtime: Runtime) -> None:
-    if STATE_KEY not in runtime.extras:
-        return
-    state = state_of(runtime)
-    for task in state.tasks:
-        await clocks.stop(task)
-    await state.peers.aclose()
+    try:
+        state = IncidentsState(
+            settings=settings,
+            peers=peers,
+            signer=NoteSigner(settings.signer_name, key),
+            witness=_witness(settings),
+            audit_keys=_pinned_audit_keys(settings),
+            clock=now,
+        )
+        metrics.initialise()
+        keeper = asyncio.create_task(clocks.keep(runtime.pool, settings.clock_refresh_s), name="incident-clocks")
+        try:
+            yield state
+        finally:
+            await clocks.stop(keeper)
+    finally:
+        await peers.aclose()
 
 
 SERVICE = ServiceSpec(
@@ -81,8 +86,7 @@ SERVICE = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     description="Breach response: incidents, their scope proven from the disclosure log, the clocks, the notices.",
     sends_notices=True,
-    on_start=on_start,
-    on_stop=on_stop,
+    lifecycle=lifecycle,
     openapi_tags=(
         {"name": "incidents", "description": "Breaches and unauthorized releases (8 NYCRR 121.10)"},
         {"name": "scope", "description": "Who and what was affected, proven from the disclosure log"},

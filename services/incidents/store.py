@@ -470,6 +470,18 @@ async def letters(
     return rows
 
 
+async def letters_about(conn: Connection | asyncpg.Pool, student_key: str) -> list[asyncpg.Record]:
+    """Every breach letter about a student, newest first, with its incident's recipient and status."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT l.incident_id, l.district_id, l.version, l.language, l.issued_at, n.subject, n.body, n.sent_at,
+                  i.recipient_org, i.status
+           FROM letters l JOIN notices n USING (notice_id) JOIN incidents i USING (incident_id)
+           WHERE l.student_key = $1 ORDER BY l.issued_at DESC""",
+        student_key,
+    )
+    return rows
+
+
 async def letter_counts(conn: Connection | asyncpg.Pool, incident_id: str) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT l.district_id, l.language, count(*) AS letters, count(n.sent_at) AS emailed

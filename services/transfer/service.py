@@ -2,45 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from homeroom.service import Runtime, ServiceSpec
+from homeroom.service import ServiceSpec
 from services.transfer.api import router
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient
+from services.transfer.clients import ConsentClient, RecordsClient
 from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
+from services.transfer.state import TransferRuntime, TransferState
 from services.transfer.worker import CaseWorker
 
-WORKER_EXTRA = "transfer.worker"
-_OWNED_EXTRA = "transfer.owned_clients"
 
-
-async def on_start(runtime: Runtime) -> None:
-    """Build the peer clients (unless already put in runtime.extras) and start the case worker."""
+@contextlib.asynccontextmanager
+async def lifecycle(runtime: TransferRuntime) -> AsyncIterator[TransferState]:
+    """The peers' clients (to the transports a test gave, else the network) and the case
+    worker, started when enabled; stopped and closed on the way out."""
     settings = runtime.settings
-    assert isinstance(settings, TransferSettings)
-    owned: list[ConsentClient | RecordsClient] = []
-    if CONSENT_EXTRA not in runtime.extras:
-        consent = ConsentClient(settings.consent_url, runtime.service_token, timeout_s=settings.peer_timeout_s)
-        runtime.extras[CONSENT_EXTRA] = consent
-        owned.append(consent)
-    if RECORDS_EXTRA not in runtime.extras:
-        records = RecordsClient(settings.records_url, runtime.service_token, timeout_s=settings.peer_timeout_s)
-        runtime.extras[RECORDS_EXTRA] = records
-        owned.append(records)
-    runtime.extras[_OWNED_EXTRA] = owned
-    worker = CaseWorker(runtime)
-    runtime.extras[WORKER_EXTRA] = worker
-    if settings.worker_enabled:
-        worker.start()
-
-
-async def on_stop(runtime: Runtime) -> None:
-    worker = runtime.extras.get(WORKER_EXTRA)
-    if isinstance(worker, CaseWorker):
-        await worker.stop()
-    for client in runtime.extras.get(_OWNED_EXTRA, []):
-        await client.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        token, timeout_s = runtime.service_token, settings.peer_timeout_s
+        consent = ConsentClient(settings.consent_url, token, timeout_s=timeout_s, transport=runtime.peer("consent"))
+        stack.push_async_callback(consent.aclose)
+        records = RecordsClient(settings.records_url, token, timeout_s=timeout_s, transport=runtime.peer("records"))
+        stack.push_async_callback(records.aclose)
+        state = TransferState(consent=consent, records=records)
+        runtime.built_state = state  # the worker reads it through the runtime as soon as it runs
+        state.worker = worker = CaseWorker(runtime)
+        stack.push_async_callback(worker.stop)
+        if settings.worker_enabled:
+            worker.start()
+        yield state
 
 
 SERVICE = ServiceSpec(
@@ -52,7 +44,6 @@ SERVICE = ServiceSpec(
     description="A student's record follows them to a new district: a persisted case per transfer.",
     uses_cipher=True,
     sends_notices=True,
-    on_start=on_start,
-    on_stop=on_stop,
+    lifecycle=lifecycle,
     openapi_tags=({"name": "transfers", "description": "Records-transfer cases between districts"},),
 )

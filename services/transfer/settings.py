@@ -6,7 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from services.transfer.transfers import DeadlinePolicy
+from services.transfer.transfers import DeadlinePolicy, RetryPolicy
 
 
 class TransferSettings(ServiceSettings):
@@ -48,3 +48,7 @@ class TransferSettings(ServiceSettings):
     @property
     def deadlines(self) -> DeadlinePolicy:
         return DeadlinePolicy(self.delivery_deadline_s, self.acknowledge_deadline_s, self.acknowledge_resends)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retry_max_attempts, self.retry_base_backoff_s, self.retry_max_backoff_s)

@@ -234,19 +234,22 @@ async def note_failure(
     return bool(done)
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[Case]:
-    """Lease up to `limit` cases whose next step is due, skipping ones another worker holds."""
+async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float, now: datetime) -> list[Case]:
+    """Lease up to `limit` cases whose next step is due at `now` (the service's clock: deadlines
+    and backoffs are rules about time), skipping ones another worker holds (leases are the
+    database's own time: they coordinate processes)."""
     rows = await pool.fetch(
         """UPDATE transfer_cases SET lease_until = now() + make_interval(secs => $3)
            WHERE case_id IN (
                SELECT case_id FROM transfer_cases
-               WHERE state = ANY($1::text[]) AND next_attempt_at <= now()
+               WHERE state = ANY($1::text[]) AND next_attempt_at <= $4
                  AND (lease_until IS NULL OR lease_until < now())
                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
            RETURNING *""",
         _WORKED,
         limit,
         lease_s,
+        now,
     )
     return [Case.from_row(r) for r in rows]
 

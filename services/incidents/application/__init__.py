@@ -8,5 +8,9 @@
 - `notifying`: the report to the Chief Privacy Officer, the families' letters, the district summary;
 - `containment`: the recipient's agreement suspended and its keys rotated, checked with consent and recorded;
 - `publishing`: a breach notice a district chooses to publish;
-- `common`: the service's typed state, who may see and act on an incident, recording a change.
+- `reading`: a frozen scope version, its students and its signed bundle; a report as sent; a district's
+  own deadlines; the breach letters about a child;
+- `common`: who may see and act on an incident, recording a change, consent's answer about an agreement.
+
+The typed state they take is `services/incidents/state.py`.
 """

@@ -1,12 +1,12 @@
-"""What every use case of the incidents service shares: its typed state, who may see and act on
-an incident, and recording a change (history row and audit-log event in one transaction)."""
+"""What every use case of the incidents service shares: who may see and act on an incident, and
+recording a change (history row and audit-log event in one transaction). The typed state the use
+cases take is `services/incidents/state.py`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,47 +15,15 @@ from homeroom import outbox
 from homeroom.auth import Principal, Role
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import INCIDENT
-from homeroom.checkpoint import NoteSigner, Verifier
+from homeroom.contracts.agreement_scope import AgreementScope
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.problems import FieldError, Problem, problem_type
-from homeroom.service import Runtime
 from homeroom.storage import Connection
-from services.audit.signing import Keyring
 from services.incidents import store
-from services.incidents.clients import Peers, PeerUnavailable
+from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import Discoverer, Facts, Kind, Status, plan
-from services.incidents.settings import IncidentsSettings
-
-Clock = Callable[[], datetime]
-STATE_KEY = "incidents"
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class IncidentsState:
-    """The service's own objects, built at start (service.py); tests move `clock`."""
-
-    settings: IncidentsSettings
-    peers: Peers
-    signer: NoteSigner
-    witness: Verifier | None = None
-    audit_keys: Keyring | None = None  # pinned; None: what audit's /v1/keys says
-    clock: Clock = wall_clock
-    tasks: list[Any] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
-def state_of(runtime: Runtime) -> IncidentsState:
-    found = runtime.extras[STATE_KEY]
-    assert isinstance(found, IncidentsState)
-    return found
-
+from services.incidents.state import IncidentsState
 
 # --- errors ------------------------------------------------------------------------------------
 
@@ -83,6 +51,18 @@ def unavailable(exc: PeerUnavailable) -> Problem:
         headers={"Retry-After": "30"},
         extensions={"peer": exc.peer},
     )
+
+
+async def agreement_scope(state: IncidentsState, agreement_id: str, field: str, unknown: str) -> AgreementScope:
+    """The agreement as consent has it: 503 when consent cannot answer, 422 on `field` (saying
+    `unknown`) when consent knows no such agreement."""
+    try:
+        scope = await state.peers.consent.scope(agreement_id)
+    except PeerUnavailable as exc:
+        raise unavailable(exc) from None
+    if scope is None:
+        raise invalid(field, "agreement.unknown", unknown)
+    return scope
 
 
 # --- who may see and act -------------------------------------------------------------------------

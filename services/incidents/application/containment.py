@@ -13,17 +13,16 @@ import asyncpg
 from homeroom.auth import Principal
 from services.incidents import store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
+    agreement_scope,
     conflict,
     invalid,
     load_visible,
     record,
     require_not_closed,
     require_whole_incident,
-    unavailable,
 )
-from services.incidents.clients import PeerUnavailable
+from services.incidents.state import IncidentsState
 
 Action = Literal["agreement_suspended", "keys_rotated"]
 
@@ -45,12 +44,7 @@ async def record_step(
         raise invalid(
             "agreement_id", "incident.agreement_not_concerned", f"{agreement_id} is not an agreement of this incident"
         )
-    try:
-        scope = await state.peers.consent.scope(agreement_id)
-    except PeerUnavailable as exc:
-        raise unavailable(exc) from None
-    if scope is None:
-        raise invalid("agreement_id", "agreement.unknown", f"consent knows no agreement {agreement_id!r}")
+    scope = await agreement_scope(state, agreement_id, "agreement_id", f"consent knows no agreement {agreement_id!r}")
     if action == "agreement_suspended":
         if scope.status not in ("suspended", "ended"):
             raise conflict(

@@ -30,7 +30,6 @@ from homeroom.contracts.notice_preferences import MAX_KEYS, NoticePreferencesReq
 from homeroom.storage import Connection
 from services.incidents import metrics, store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
     advance_if_notified,
     close_obligations,
@@ -45,6 +44,7 @@ from services.incidents.application.reporting import obligation_view
 from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import ACTS, Kind
 from services.incidents.letters import IncidentFacts, cpo_report, district_summary, family_letter, letter_language
+from services.incidents.state import IncidentsState
 
 _NAMESPACE = uuid.UUID("5a0f8c51-1f0e-4f63-9a55-7d2b9f0c3e21")
 

@@ -10,13 +10,13 @@ import asyncpg
 from homeroom.auth import Principal
 from services.incidents import store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
     districts_acted_for,
     load_visible,
     record,
     require_not_closed,
 )
+from services.incidents.state import IncidentsState
 
 
 async def publish(

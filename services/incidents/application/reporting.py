@@ -15,8 +15,8 @@ from homeroom import notices
 from homeroom.auth import Forbidden, Principal, Role
 from services.incidents import store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
+    agreement_scope,
     close_obligations,
     conflict,
     districts_acted_for,
@@ -26,9 +26,7 @@ from services.incidents.application.common import (
     replan,
     require_not_closed,
     require_whole_incident,
-    unavailable,
 )
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import (
     ACTS,
     DeadlineError,
@@ -39,6 +37,7 @@ from services.incidents.incidents import (
     remaining,
     standing,
 )
+from services.incidents.state import IncidentsState
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +64,8 @@ async def _agreements(state: IncidentsState, agreement_ids: Sequence[str]) -> tu
     organizations: set[str] = set()
     districts: set[str] = set()
     for agreement_id in agreement_ids:
-        try:
-            scope = await state.peers.consent.scope(agreement_id)
-        except PeerUnavailable as exc:
-            raise unavailable(exc) from None
-        if scope is None:
-            raise invalid("agreement_ids", "agreement.unknown", f"no agreement {agreement_id!r} is on record")
+        unknown = f"no agreement {agreement_id!r} is on record"
+        scope = await agreement_scope(state, agreement_id, "agreement_ids", unknown)
         organizations.add(scope.organization)
         districts.update(scope.covered_districts or scope.districts)
     if len(organizations) > 1:
@@ -383,7 +378,7 @@ def incident_summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _version_view(v: asyncpg.Record, district: str | None) -> dict[str, Any]:
+def version_view(v: asyncpg.Record, district: str | None) -> dict[str, Any]:
     import json
 
     totals = json.loads(v["totals"]) if isinstance(v["totals"], str) else dict(v["totals"])
@@ -419,7 +414,7 @@ async def view(state: IncidentsState, pool: asyncpg.Pool, principal: Principal, 
         # The contractor sees its own report and its own obligation, nothing of the scope.
         out["obligations"] = [o for o in obligations if o["kind"] == Kind.CONTRACTOR_TO_AGENCY.value]
         return out
-    versions = [_version_view(v, own) for v in await store.versions(pool, incident_id)]
+    versions = [version_view(v, own) for v in await store.versions(pool, incident_id)]
     reports = [
         {
             "report_id": r["report_id"],

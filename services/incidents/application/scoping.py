@@ -31,7 +31,6 @@ from services.audit.merkle import leaf_hash, root_from_multiproof
 from services.audit.signing import Keyring, SignedTreeHead, verify_head
 from services.incidents import metrics, store
 from services.incidents.application.common import (
-    IncidentsState,
     actor,
     invalid,
     load_visible,
@@ -43,6 +42,7 @@ from services.incidents.application.common import (
 from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import Status
 from services.incidents.scope import BundleWriter, ScopeBuilder, ScopeError, line, scope_header
+from services.incidents.state import IncidentsState
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import pytest
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import DISCLOSURE, KEYS, REJECTED, Topic, ensure_topics, with_suffix
+from homeroom.clock import fixed
 from homeroom.events.v1.consent_pb2 import DataKeysDestroyed
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
@@ -25,8 +26,6 @@ from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
-from services.incidents.application.common import IncidentsState, state_of
-from services.incidents.clients import Peers
 from services.incidents.service import SERVICE as INCIDENTS
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.mail import smtp_overrides
@@ -50,13 +49,9 @@ class World:
     agreement: str
     now: datetime
 
-    @property
-    def state(self) -> IncidentsState:
-        return state_of(self.incidents.runtime)
-
     def at(self, moment: datetime) -> None:
         """The incidents service's clock reads `moment` from now on."""
-        self.state.clock = lambda: moment
+        self.incidents.runtime.clock = fixed(moment)
 
     def auth(self, role: str, **scope: Any) -> dict[str, str]:
         return self.env.auth(role, **scope)
@@ -185,24 +180,18 @@ async def world(service_env: ServiceEnv, topic_suffix: str, smtp: EmbeddedSMTP) 
         ):
             await consent.runtime.relay.stop()
             agreement = await new_agreement(consent, service_env, [district])
-            transport = consent.runtime.extras["asgi_transport"]
             async with (
-                records_service(service_env, consent=transport) as rec,
-                service_under_test(INCIDENTS, service_env, clock_refresh_s=3600.0, **smtp_overrides(smtp)) as inc,
+                records_service(service_env, consent=consent.transport) as rec,
+                service_under_test(
+                    INCIDENTS,
+                    service_env,
+                    peers={"audit": audit.transport, "consent": consent.transport, "records": rec.svc.transport},
+                    clock_refresh_s=3600.0,
+                    peer_timeout_s=60.0,
+                    **smtp_overrides(smtp),
+                ) as inc,
             ):
                 await inc.runtime.relay.stop()  # its incident.v1 events stay in the outbox for the tests to read
-                state = state_of(inc.runtime)
-                await state.peers.aclose()
-                state.peers = Peers.build(
-                    {"audit": "http://audit.test", "consent": "http://consent.test", "records": "http://records.test"},
-                    inc.runtime.service_token,
-                    timeout_s=60,
-                    transports={
-                        "audit": audit.runtime.extras["asgi_transport"],
-                        "consent": transport,
-                        "records": rec.runtime.extras["asgi_transport"],
-                    },
-                )
                 yield World(
                     service_env,
                     audit,

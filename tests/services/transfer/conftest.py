@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -88,10 +89,15 @@ class World:
 
     @contextlib.asynccontextmanager
     async def service(
-        self, settings: ServiceSettings | None = None, **overrides: Any
+        self,
+        settings: ServiceSettings | None = None,
+        peers: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[ServiceUnderTest]:
+        """The service under test; `peers`: the real consent and records apps (their transports)
+        in place of the test peers its settings point at."""
         resolved = settings or await self.settings(**overrides)
-        async with service_under_test(self.spec, self.env, settings=resolved) as svc:
+        async with service_under_test(self.spec, self.env, settings=resolved, peers=peers) as svc:
             yield svc
 
     def auth(self, role: str, **scope: Any) -> dict[str, str]:

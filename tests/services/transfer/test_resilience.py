@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from prometheus_client import REGISTRY
 
-from services.transfer.service import WORKER_EXTRA
+from homeroom.clock import fixed
+from services.transfer.store import Case
 from tests.services.transfer.conftest import A, B, C, World, cases_of, new_key, sample_record, wait_state, wait_until
 
 
@@ -109,7 +111,8 @@ async def test_a_restart_in_the_middle_of_a_delivery_resumes_without_repeating(w
         assert steps.count("delivered") == 1 and steps.count("requested") == 1
         assert world.records.delivery_calls.count(case.case_id) == 2  # repeated once, idempotent on the case id
         assert len(world.records.deliveries) == 1
-        worker = svc.runtime.extras[WORKER_EXTRA]
+        worker = svc.runtime.state.worker
+        assert worker is not None
         assert await worker.work_once() == 0  # nothing left to do: delivered waits for the answer
         await svc.runtime.drain_outbox()
         assert len(await cases_of(svc, key)) == 1
@@ -156,3 +159,33 @@ async def test_staff_send_an_escalated_case_round_again_once_records_is_back(wor
             "SELECT event_id FROM transfer_history WHERE case_id = $1 AND event_id <> ''", case.case_id
         )
         assert len({r["event_id"] for r in step_ids}) == len(step_ids)  # every round's steps are new events
+
+
+async def test_the_acknowledgement_deadline_runs_on_the_service_clock(world: World) -> None:
+    """Deadlines read the service's clock (`runtime.clock`), so a day is tested by moving it:
+    a day after delivery with no answer the record is re-sent, a day after that the case is
+    escalated; nothing happens while the clock stands."""
+    key = new_key()
+    world.records.students[key] = sample_record()
+    async with world.service(acknowledge_deadline_s=24 * 3600.0, acknowledge_resends=1) as svc:
+        await world.publish(world.enrolled(key, A, "a-1", "2025-08-20"), world.enrolled(key, B, "b-7", "2026-11-02"))
+        case = await wait_state(svc, key, "delivered")
+        assert case.delivered_at is not None
+        worker = svc.runtime.state.worker
+        assert worker is not None
+        assert await worker.work_once() == 0  # parked until the answer is due: a real day away
+
+        svc.runtime.clock = fixed(case.delivered_at + timedelta(hours=25))
+
+        async def resent() -> Case | None:
+            found = await cases_of(svc, key)
+            return found[0] if found and found[0].resends == 1 else None
+
+        again = await wait_until(resent, what="the unanswered record to be re-sent")
+        assert again.state.value == "delivered" and again.delivered_at == case.delivered_at + timedelta(hours=25)
+        assert world.records.delivery_calls.count(case.case_id) == 2
+
+        svc.runtime.clock = fixed(case.delivered_at + timedelta(hours=50))
+        escalated = await wait_state(svc, key, "escalated")
+        assert escalated.reason == "acknowledgement_deadline_passed"
+        assert world.records.delivery_calls.count(case.case_id) == 2

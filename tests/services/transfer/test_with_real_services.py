@@ -13,69 +13,65 @@ import httpx
 from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
-from services.transfer.clients import CONSENT_EXTRA, RECORDS_EXTRA, ConsentClient, RecordsClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.mail import mail_arrives, smtp_overrides, to
 from tests.services.records.helpers import apply, enrolled, opt_out, records_service, registered
 from tests.services.transfer.conftest import World, wait_state, wait_until
 
 
-def wire(svc: ServiceUnderTest, consent: httpx.AsyncBaseTransport, records: httpx.AsyncBaseTransport) -> None:
-    """Point the transfer service under test at the real consent and records apps."""
-    runtime = svc.runtime
-    runtime.extras[CONSENT_EXTRA] = ConsentClient("http://consent.test", runtime.service_token, transport=consent)
-    runtime.extras[RECORDS_EXTRA] = RecordsClient("http://records.test", runtime.service_token, transport=records)
+def real(consent: ServiceUnderTest, records: ServiceUnderTest) -> dict[str, httpx.AsyncBaseTransport]:
+    """The transfer service's peers: the real consent and records apps."""
+    return {"consent": consent.transport, "records": records.transport}
 
 
 async def test_record_travels_from_a_to_b_through_real_consent_and_records(world: World) -> None:
     a, b = f"d-a{uuid.uuid4().hex[:5]}", f"d-b{uuid.uuid4().hex[:5]}"
     key = f"stu_{uuid.uuid4().hex}"
     env = world.env
-    async with service_under_test(CONSENT, env, start_consumers=False) as consent:
-        consent_transport = consent.runtime.extras["asgi_transport"]
-        async with records_service(env, consent=consent_transport) as rec:
-            await apply(
+    async with (
+        service_under_test(CONSENT, env, start_consumers=False) as consent,
+        records_service(env, consent=consent.transport) as rec,
+    ):
+        await apply(
+            rec.runtime,
+            await registered(
                 rec.runtime,
-                await registered(
-                    rec.runtime,
-                    a,
-                    key,
-                    {"student.first_name": "Ana", "student.last_name": "Lopez"},
-                    plain={"enrollment.grade_level": "05"},
-                    flags=["iep"],
-                ),
-                enrolled(a, key, "a-1", "2025-08-20"),
+                a,
+                key,
+                {"student.first_name": "Ana", "student.last_name": "Lopez"},
+                plain={"enrollment.grade_level": "05"},
+                flags=["iep"],
+            ),
+            enrolled(a, key, "a-1", "2025-08-20"),
+        )
+        async with world.service(peers=real(consent, rec.svc)) as svc:
+            await world.publish(
+                world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
             )
-            records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
-            async with world.service() as svc:
-                wire(svc, consent_transport, records_transport)
-                await world.publish(
-                    world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
-                )
-                case = await wait_state(svc, key, "delivered")
-                assert case.legal_basis == "FERPA 99.31(a)(2) transfer to enrolling school"
-                assert "student.first_name" in case.elements_released
-                withheld = {w["element"] for w in case.elements_withheld}
-                assert "discipline.incident_details" in withheld
-                assert not withheld & set(case.elements_released)
+            case = await wait_state(svc, key, "delivered")
+            assert case.legal_basis == "FERPA 99.31(a)(2) transfer to enrolling school"
+            assert "student.first_name" in case.elements_released
+            withheld = {w["element"] for w in case.elements_withheld}
+            assert "discipline.incident_details" in withheld
+            assert not withheld & set(case.elements_released)
 
-                # B's staff read the record from records at once
-                r = await rec.get(f"/v1/students/{key}", "district_staff", district=b)
-                assert r.status_code == 200, r.text
-                (record,) = r.json()["records"]
-                assert record["district_id"] == b and record["elements"]["student.first_name"] == "Ana"
-                (prior,) = record["prior_records"]
-                assert prior["case_id"] == case.case_id and prior["from_district_id"] == a
-                assert prior["package"]["program_flags"] == ["iep"]  # services continue on day one
-                assert prior["package"]["enrollments"][0]["school_id"] == "a-1"
-                # the parent's copy of what was sent: their own read of the record (FERPA 99.10)
-                r = await rec.get(f"/v1/students/{key}", "parent", students=[key])
-                assert r.status_code == 200, r.text
-                copies = [p for rec_ in r.json()["records"] for p in rec_.get("prior_records", [])]
-                assert [c["case_id"] for c in copies] == [case.case_id]
-                # and district C's staff still cannot
-                r = await rec.get(f"/v1/students/{key}", "district_staff", district="d-elsewhere")
-                assert r.status_code in (403, 404)
+            # B's staff read the record from records at once
+            r = await rec.get(f"/v1/students/{key}", "district_staff", district=b)
+            assert r.status_code == 200, r.text
+            (record,) = r.json()["records"]
+            assert record["district_id"] == b and record["elements"]["student.first_name"] == "Ana"
+            (prior,) = record["prior_records"]
+            assert prior["case_id"] == case.case_id and prior["from_district_id"] == a
+            assert prior["package"]["program_flags"] == ["iep"]  # services continue on day one
+            assert prior["package"]["enrollments"][0]["school_id"] == "a-1"
+            # the parent's copy of what was sent: their own read of the record (FERPA 99.10)
+            r = await rec.get(f"/v1/students/{key}", "parent", students=[key])
+            assert r.status_code == 200, r.text
+            copies = [p for rec_ in r.json()["records"] for p in rec_.get("prior_records", [])]
+            assert [c["case_id"] for c in copies] == [case.case_id]
+            # and district C's staff still cannot
+            r = await rec.get(f"/v1/students/{key}", "district_staff", district="d-elsewhere")
+            assert r.status_code in (403, 404)
 
 
 async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(world: World, smtp: EmbeddedSMTP) -> None:
@@ -96,8 +92,7 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
             f"/v1/students/{key}/directory-opt-out", json={"district_id": a, "method": "paper_form"}, headers=parent
         )
         assert r.status_code == 201, r.text
-        consent_transport = consent.runtime.extras["asgi_transport"]
-        async with records_service(env, consent=consent_transport) as rec:
+        async with records_service(env, consent=consent.transport) as rec:
             await apply(
                 rec.runtime,
                 await registered(
@@ -110,9 +105,7 @@ async def test_opt_out_never_strips_a_transfer_and_follows_the_student_99_37(wor
                 enrolled(a, key, "a-1", "2025-08-20"),
                 opt_out(a, key),
             )
-            records_transport: httpx.AsyncBaseTransport = rec.runtime.extras["asgi_transport"]
-            async with world.service(**smtp_overrides(smtp)) as svc:
-                wire(svc, consent_transport, records_transport)
+            async with world.service(peers=real(consent, rec.svc), **smtp_overrides(smtp)) as svc:
                 await world.publish(
                     world.enrolled(key, a, "a-1", "2025-08-20"), world.enrolled(key, b, "b-7", "2026-11-02")
                 )

@@ -1,0 +1,37 @@
+"""What a running transfer service holds, typed: the two peers a case needs and the case
+worker, built by the service's lifecycle (`service.py`) and reached as `runtime.state`.
+
+`TransferRuntime` is the kernel's runtime typed with this service's settings and state;
+`RuntimeDep` hands it to a route (the routes need its pool, clock and settings too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+
+from homeroom.service import Runtime
+from services.transfer.clients import ConsentPort, RecordsPort
+from services.transfer.settings import TransferSettings
+
+if TYPE_CHECKING:
+    from services.transfer.worker import CaseWorker
+
+
+@dataclass(slots=True)
+class TransferState:
+    consent: ConsentPort  # the consent decision point
+    records: RecordsPort  # records' internal transfer endpoints (package, deliver)
+    worker: CaseWorker | None = None  # drives open cases; started when `worker_enabled`
+
+
+TransferRuntime = Runtime[TransferSettings, TransferState]
+
+
+async def get_runtime(request: Request) -> TransferRuntime:
+    runtime: TransferRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[TransferRuntime, Depends(get_runtime)]
