@@ -3,8 +3,10 @@
 #
 # - Base pinned by version tag (python:3.11.13-slim-bookworm). For byte-for-byte rebuilds
 #   pin the digest too: --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest>.
-# - Dependencies come only from requirements.lock, every one checked against its hash
-#   (`uv pip sync --require-hashes`); the project itself is installed with --no-deps.
+# - Dependencies come only from requirements.lock, the runtime lock, every one checked against
+#   its hash (`uv pip sync --require-hashes`); the project itself (the wheel: homeroom/ and
+#   services/) is installed with --no-deps. The embedded servers, test and lint tools are in
+#   requirements-dev.lock, which only ./run and CI install (tests/ops/test_dockerfile.py).
 # - Runs as an unprivileged user (uid/gid 10001); no secret is ever copied into the image:
 #   keys, passwords and tokens are mounted at run time (docker-compose.yml `secrets:`).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -51,7 +53,7 @@ ENV PATH=/opt/homeroom/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /var/lib/homeroom
 USER ${HOMEROOM_UID}:${HOMEROOM_UID}
-# ingest, records, consent, transfer, audit, portal, incidents, reports (homeroom/stack.py SERVICES)
+# ingest, records, consent, transfer, audit, portal, incidents, reports (homeroom/registry.py SERVICES)
 EXPOSE 8001 8002 8003 8004 8005 8006 8008 8009
 # Liveness: GET /healthz on the port of the service this container serves.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -31,8 +31,8 @@ from pathlib import Path
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.storage import create_pool, database_url, migrate
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 from services.audit import store
 from services.audit.entries import EntryDraft, Party
 from services.audit.signing import LogSigner

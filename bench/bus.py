@@ -39,9 +39,9 @@ from homeroom.bus.envelope import IncomingEvent, build_event  # noqa: E402
 from homeroom.bus.producer import Publisher  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, REJECTED, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.storage import create_pool, database_url, migrate  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 
 
 def make_events(n: int, size: int, suffix: str) -> list:  # type: ignore[type-arg]

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.consent import store  # noqa: E402
 from services.consent.agreements import (  # noqa: E402
     Agreement,

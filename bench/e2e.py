@@ -6,7 +6,7 @@ the same events on the same broker.
     .venv/bin/python bench/e2e.py [--students N] [--days D] [--transfers T] [--json PATH]
                                   [--statements]
 
-Five service processes on embedded PostgreSQL and Tansu, as `homeroom stack` runs them.
+Five service processes on embedded PostgreSQL and Tansu, as `./run stack` runs them.
 Counts are read from the services' own databases when each stage is done, so a figure
 is only printed when every event arrived exactly once.
 
@@ -40,7 +40,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,7 +54,9 @@ from homeroom.auth import DevIssuer, Role  # noqa: E402
 from homeroom.bus.envelope import build_event  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
-from homeroom.generate import (  # noqa: E402
+from homeroom.pseudonym import Pseudonymizer, load_or_create_key  # noqa: E402
+from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.generate import (  # noqa: E402
     batch_records,
     daily_marks,
     generate_world,
@@ -62,9 +64,7 @@ from homeroom.generate import (  # noqa: E402
     oneroster_zip,
     transfer_batch,
 )
-from homeroom.pseudonym import Pseudonymizer, load_or_create_key  # noqa: E402
-from homeroom.stack import Stack  # noqa: E402
-from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.stack import Stack  # noqa: E402
 
 
 class MemoryWatch(threading.Thread):

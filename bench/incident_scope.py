@@ -2,7 +2,7 @@
 students in a disclosure log of 10,000,000 entries.
 
 Prints figures; asserts only that the scope is right. The real stack's audit and incidents
-services run as processes (`homeroom.stack.Stack`, with the witness); the log is bulk-loaded
+services run as processes (`homeroom_dev.stack.Stack`, with the witness); the log is bulk-loaded
 into audit's database (entries with their real canonical leaf hashes, and every tree node),
 a head is signed and witnessed through the API, then, in the same run:
 
@@ -40,8 +40,8 @@ import httpx
 
 from homeroom.auth import DevIssuer, Role
 from homeroom.checkpoint import COSIGNATURE_V1, ED25519, Verifier, public_key_from_pem
-from homeroom.stack import Stack
 from homeroom.storage import database_url
+from homeroom_dev.stack import Stack
 from services.audit.entries import EntryDraft, Party, canonical_bytes
 from services.audit.merkle import MemoryNodeStore, inclusion_ranges, leaf_hash, multiproof_nodes
 from services.audit.signing import Keyring

@@ -41,8 +41,8 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from homeroom.bus.envelope import build_event  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.ingest.formats.batch import parse_batch  # noqa: E402
 from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
 from services.ingest.service import SERVICE  # noqa: E402

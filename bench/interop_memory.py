@@ -4,7 +4,7 @@
 
 Two inputs are generated once under /tmp (never committed): an Ed-Fi StudentEnrollment
 interchange of about 17.5 MB written by the generator to the Data Standard 5.2 schema
-(`homeroom.generate.write_edfi_enrollment`, with the standard's optional elements), and a
+(`homeroom_dev.generate.write_edfi_enrollment`, with the standard's optional elements), and a
 OneRoster 1.1 export of 100,000 users and 1,000,000 class enrollments. Each is parsed and
 validated (parser -> Validator, as an upload is) in a fresh Python process, which reports its
 peak resident set size (ru_maxrss). The same-run baseline is a process that imports the same
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from homeroom.generate import EdFiEnrollment, edfi_enrollment_records, write_edfi_enrollment  # noqa: E402
+from homeroom_dev.generate import EdFiEnrollment, edfi_enrollment_records, write_edfi_enrollment  # noqa: E402
 from services.ingest.formats.edfi_xml import parse_edfi_xml  # noqa: E402
 from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
 from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning  # noqa: E402

@@ -60,10 +60,10 @@ from homeroom.bus.topics import ATTENDANCE, ENROLLMENT  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
 from homeroom.events.v1 import attendance_pb2, enrollment_pb2  # noqa: E402
 from homeroom.events.v1.envelope_pb2 import SealedValue  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.records.consent_client import ConsentClient  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402

@@ -49,10 +49,10 @@ from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensu
 from homeroom.calendar import weekdays  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
 from homeroom.contracts.reports import Snapshot  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.portal.statistics import page_parts  # noqa: E402
 from services.reports import metrics, snapshots  # noqa: E402
 from services.reports.api import selection  # noqa: E402

@@ -50,10 +50,10 @@ from records import CollectingKeyStore, p  # noqa: E402
 from homeroom import crypto  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
 from homeroom.config import KafkaSettings  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.records.consent_client import ConsentClient  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402

@@ -39,9 +39,9 @@ from homeroom.bus.producer import Publisher  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, ensure_topics  # noqa: E402
 from homeroom.events.v1 import attendance_pb2, enrollment_pb2  # noqa: E402
 from homeroom.events.v1.envelope_pb2 import SealedValue  # noqa: E402
-from homeroom.infra.broker import EmbeddedBroker  # noqa: E402
-from homeroom.infra.postgres import EmbeddedPostgres  # noqa: E402
 from homeroom.service import Runtime  # noqa: E402
+from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
+from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.consent.service import SERVICE as CONSENT  # noqa: E402
 from services.records.service import SERVICE as RECORDS  # noqa: E402
 from services.transfer.service import SERVICE as TRANSFER  # noqa: E402

@@ -12,7 +12,7 @@ with the issuer's *public* key as an HMAC secret) and any other algorithm are re
 before a key is touched. Each refusal is an `AuthenticationError` whose message names
 the reason, and which renders as a 401 problem through `homeroom.problems`.
 
-Development and tests use `DevIssuer` (the `homeroom token` command): an Ed25519 key
+Development and tests use `DevIssuer` (the `./run token` command): an Ed25519 key
 kept in a 0600 file, whose JWKS a service's verifier trusts. Production points
 `HOMEROOM_AUTH_JWKS_URL` at the real issuer, and refuses to start without it.
 """
@@ -55,7 +55,7 @@ DEV_ISSUER = "homeroom-dev"
 DEV_AUDIENCE = "homeroom"
 # Every service takes only tokens whose `aud` names it: "<audience>/<service>" (a token for
 # records is refused at audit). A token may name several; the development issuer names all
-# by default, a real issuer what each client may call. Checked against homeroom.stack.SERVICES.
+# by default, a real issuer what each client may call. Checked against homeroom.registry.SERVICES.
 AUDIENCE_SERVICES: tuple[str, ...] = (
     "ingest",
     "records",

@@ -1,13 +1,15 @@
-"""The single `homeroom` command: serve a service, run the stack or the demo, and tools.
+"""The production `homeroom` command: serve a service, migrate its databases, run the
+witness, and each service's own operator commands (consent imports, audit verification ...).
 
 Sub-commands that belong to one part of the system live next to it and are registered
-here by import path, so this file stays an index rather than a pile of commands.
+here by import path, so this file stays an index rather than a pile of commands. The
+development commands (stack, demo, generate, token) are `./run ...` (homeroom_dev/cli.py),
+which offers these as well.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import typer
 
@@ -16,7 +18,6 @@ app = typer.Typer(help="Homeroom: the student-data exchange.", no_args_is_help=T
 # (command group name, "module:attribute" of a typer.Typer). Each is imported lazily-safe:
 # a group whose module does not exist yet is simply not offered.
 SUBCOMMANDS: list[tuple[str, str]] = [
-    ("token", "homeroom.auth_cli:app"),
     ("consent", "services.consent.cli:app"),
     ("audit", "services.audit.cli:app"),
     ("ingest", "services.ingest.cli:app"),
@@ -46,8 +47,8 @@ def serve(
     """Run one service: its HTTP API, bus consumers and outbox relay (settings from the environment)."""
     import uvicorn
 
+    from homeroom.registry import load_spec
     from homeroom.service import configure, create_app
-    from homeroom.stack import load_spec
 
     try:
         spec = load_spec(name)
@@ -67,8 +68,8 @@ def migrate(
     granting each service's login role (HOMEROOM_DATABASE_URL's server, user homeroom_<name>)."""
     import asyncio
 
+    from homeroom.registry import SERVICES, load_spec
     from homeroom.service import prepare_databases
-    from homeroom.stack import SERVICES, load_spec
     from homeroom.storage import login_role, with_user
 
     async def run() -> None:
@@ -113,57 +114,6 @@ def witness_key() -> None:
     key = load_private_key(settings.key_file, create=settings.environment != "production").public_key()
     typer.echo(settings.name)
     typer.echo(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
-
-
-@app.command()
-def stack() -> None:
-    """Run the whole stack on embedded PostgreSQL and Kafka until Ctrl-C."""
-    from homeroom.demo import run_stack
-
-    run_stack()
-
-
-@app.command()
-def demo(keep_running: bool = typer.Option(False, "--keep-running", help="Leave the stack up afterwards.")) -> None:
-    """Bring up the whole stack on embedded defaults and play the demo scenario."""
-    from homeroom.demo import run_demo
-
-    raise typer.Exit(run_demo(keep_running=keep_running))
-
-
-@app.command()
-def generate(
-    out: Path = typer.Option(Path("generated"), "--out", help="Directory to write into."),
-    seed: int = typer.Option(7, "--seed", help="Same seed, same files."),
-    districts: int = typer.Option(2, "--districts", min=1),
-    schools: int = typer.Option(2, "--schools", min=1, help="Schools per district."),
-    students: int = typer.Option(50, "--students", min=1, help="Students per district."),
-    days: int = typer.Option(5, "--days", min=1, help="School days of attendance."),
-    transfers: int = typer.Option(1, "--transfers", min=0),
-    formats: list[str] = typer.Option(
-        ["json", "oneroster"],
-        "--format",
-        help="json, oneroster, oneroster-ext (OneRoster with metadata.*/ext_* and credential columns, BOM, "
-        "quoted newlines) and edfi-xml (Ed-Fi DS 5.2 interchanges with optional elements); repeatable.",
-    ),
-) -> None:
-    """Write synthetic districts (JSON batches, OneRoster 1.2 zips, Ed-Fi XML), deterministic from a seed."""
-    from homeroom.generate import generate_world, write_world
-
-    unknown = sorted(set(formats) - {"json", "oneroster", "oneroster-ext", "edfi-xml"})
-    if unknown:
-        typer.echo(f"error: unknown format {', '.join(unknown)} (json, oneroster, oneroster-ext, edfi-xml)", err=True)
-        raise typer.Exit(2)
-    world = generate_world(
-        seed=seed,
-        districts=districts,
-        schools_per_district=schools,
-        students_per_district=students,
-        days=days,
-        transfers=transfers,
-    )
-    for path in write_world(world, out, tuple(formats)):
-        typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 def main() -> None:

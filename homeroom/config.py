@@ -72,7 +72,7 @@ class ServiceSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 0  # each subclass sets its conventional port
-    # Set by `homeroom stack` for every process it starts and echoed by /readyz, so the stack
+    # Set by `./run stack` for every process it starts and echoed by /readyz, so the stack
     # never takes another process answering on the same port for its own service.
     instance_id: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_INSTANCE_ID", "instance_id"))
     database_url: str = ""  # full DSN for this service's database; default derived from server_url

@@ -44,6 +44,8 @@ import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from homeroom.storage import DATA_KEYS, apply_kernel_migrations
+
 Scope: TypeAlias = Literal["student", "agreement"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 
@@ -294,37 +296,18 @@ class DataKeyStore(Protocol):
         ...
 
 
-DATA_KEYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS data_keys (
-    district_id  text        NOT NULL,
-    scope        text        NOT NULL CHECK (scope IN ('student', 'agreement')),
-    subject      text        NOT NULL,
-    kek_version  int,
-    wrapped      bytea,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    destroyed_at timestamptz,
-    PRIMARY KEY (district_id, scope, subject),
-    -- a row is either a live wrapped key or a tombstone, never half of each
-    CONSTRAINT data_keys_live_or_tombstone CHECK (
-        (destroyed_at IS NULL AND kek_version IS NOT NULL AND wrapped IS NOT NULL)
-        OR (destroyed_at IS NOT NULL AND kek_version IS NULL AND wrapped IS NULL)
-    )
-);
-"""
-
-
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    """Create the ``data_keys`` table if it does not exist (idempotent).
+    """Apply the keys database's numbered migrations (homeroom/migrations/data_keys; idempotent).
 
     Several services share the keys database and start together; CREATE TABLE IF NOT
     EXISTS is not safe against a concurrent twin, so creation is serialised by a lock."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.data_keys.schema'))")
-        await conn.execute(DATA_KEYS_SCHEMA)
+        await apply_kernel_migrations(conn, (DATA_KEYS,))
 
 
 class PostgresDataKeyStore:
-    """``DataKeyStore`` over the ``data_keys`` table (see ``DATA_KEYS_SCHEMA``).
+    """``DataKeyStore`` over the ``data_keys`` table (homeroom/migrations/data_keys).
 
     A tombstone nulls the wrapped key in place. PostgreSQL keeps the old row version
     until VACUUM, and WAL archives and backups keep it longer; that copy is useless

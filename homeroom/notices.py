@@ -55,28 +55,6 @@ RecipientRole = Literal[
 ]  # cpo: the state's Chief Privacy Officer
 _NAMESPACE = uuid.UUID("1f5a4c02-8b8e-4c39-a3a4-2b0d2f6c9e51")
 
-NOTICES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS notices (
-    notice_id       text        PRIMARY KEY,
-    recipient_role  text        NOT NULL,
-    recipient_id    text        NOT NULL,
-    kind            text        NOT NULL,
-    subject         text        NOT NULL,
-    body            text        NOT NULL,
-    cause           text        NOT NULL,
-    student_key     text        NOT NULL DEFAULT '',
-    district_id     text        NOT NULL DEFAULT '',
-    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    address         text,                     -- where it was sent (null until sent)
-    sent_at         timestamptz,              -- when the SMTP server accepted it
-    attempts        int         NOT NULL DEFAULT 0,
-    last_error      text        NOT NULL DEFAULT '',
-    next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX IF NOT EXISTS notices_unsent ON notices (next_attempt_at) WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS notices_recipient ON notices (recipient_role, recipient_id, created_at);
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Recipient:

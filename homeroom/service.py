@@ -41,7 +41,16 @@ from homeroom.outbox import OutboxRelay
 from homeroom.problems import FieldError, Problem, install_problem_handlers, problem_response
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
 from homeroom.ratelimit import limiter
-from homeroom.storage import create_pool, ensure_database, grant_to_login, migrate, privilege_problems, url_user
+from homeroom.storage import (
+    KERNEL,
+    NOTICES,
+    create_pool,
+    ensure_database,
+    grant_to_login,
+    migrate,
+    privilege_problems,
+    url_user,
+)
 from homeroom.telemetry import (
     SERVICE_UP,
     configure_logging,
@@ -189,7 +198,7 @@ async def _build_runtime(
     settings.require_production_secrets()
     kafka = kafka or KafkaSettings()
     if not kafka.bootstrap_servers:
-        raise ValueError("no bus configured: set KAFKA_BOOTSTRAP_SERVERS (the `homeroom stack` command does)")
+        raise ValueError("no bus configured: set KAFKA_BOOTSTRAP_SERVERS (the `./run stack` command does)")
     if not settings.database_url:
         raise ValueError(
             f"no database configured: set HOMEROOM_DATABASE_URL or HOMEROOM_{spec.name.upper()}_DATABASE_URL"
@@ -282,9 +291,9 @@ async def prepare_databases(spec: ServiceSpec[Any, Any], settings: ServiceSettin
             owner,
             spec.name,
             spec.migrations,
-            notices.NOTICES_SCHEMA if spec.sends_notices else "",
             grantee=grantee,
             member_of=spec.database_roles,
+            kernel=(KERNEL, NOTICES) if spec.sends_notices else (KERNEL,),
         )
     finally:
         await owner.close()

@@ -3,7 +3,9 @@ the two roles a service's database has.
 
 Every service database carries the kernel's own tables (the outbox and the consumer
 idempotency table) next to the service's, because exactly-once effects need the event
-write, the state change and the "already applied" mark in one local transaction.
+write, the state change and the "already applied" mark in one local transaction. They are
+numbered migrations too (homeroom/migrations/: `kernel`, `notices`, `data_keys`), applied
+before the service's own.
 
 Least privilege: migrations run as an owner role (`homeroom_owner` in the embedded stack
 and in docker-compose), and a service runs as its own login role (`homeroom_<service>`)
@@ -33,73 +35,6 @@ log = logging.getLogger(__name__)
 # A connection as handlers receive it: a plain one, or one borrowed from a pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
-KERNEL_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id            bigserial PRIMARY KEY,
-    event_id      text        NOT NULL UNIQUE,
-    topic         text        NOT NULL,
-    key           bytea,
-    header_bytes  bytea       NOT NULL,  -- the Kafka record headers, length-prefixed (homeroom/outbox.py)
-    payload       bytea       NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now()
-);
--- Databases made before the headers were packed (JSON pairs of name and hex value): convert the
--- waiting rows in place, each header as key length (1 byte), key, value length (4 bytes), value.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM information_schema.columns
-               WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'headers') THEN
-        ALTER TABLE outbox ADD COLUMN header_bytes bytea;
-        UPDATE outbox SET header_bytes = coalesce((
-            SELECT string_agg(set_byte('\\x00'::bytea, 0, octet_length(convert_to(h.v->>0, 'UTF8')))
-                              || convert_to(h.v->>0, 'UTF8') || int4send(octet_length(decode(h.v->>1, 'hex')))
-                              || decode(h.v->>1, 'hex'), ''::bytea ORDER BY h.n)
-            FROM jsonb_array_elements(headers) WITH ORDINALITY h(v, n)), ''::bytea);
-        ALTER TABLE outbox DROP COLUMN headers;
-        ALTER TABLE outbox ALTER COLUMN header_bytes SET NOT NULL;
-    END IF;
-END
-$$;
--- The relay's lanes read one topic at a time in id order.
-CREATE INDEX IF NOT EXISTS outbox_topic_id ON outbox (topic, id);
-CREATE TABLE IF NOT EXISTS processed_events (
-    consumer     text        NOT NULL,
-    event_id     text        NOT NULL,
-    topic        text        NOT NULL,
-    partition    int         NOT NULL,
-    "offset"     bigint      NOT NULL,
-    outcome      text        NOT NULL,  -- applied | dead_lettered
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
--- The next offset to apply per consumer group and partition, written in the same transaction
--- as the state it covers; consumers seek here on assignment (homeroom/bus/consumer.py).
-CREATE TABLE IF NOT EXISTS consumer_offsets (
-    consumer_group text   NOT NULL,
-    topic          text   NOT NULL,
-    partition      int    NOT NULL,
-    next_offset    bigint NOT NULL,
-    PRIMARY KEY (consumer_group, topic, partition)
-);
--- Tables whose rows are never changed or removed: the runner grants SELECT and INSERT only.
-CREATE TABLE IF NOT EXISTS append_only_tables (table_name text PRIMARY KEY);
-CREATE OR REPLACE FUNCTION homeroom_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE OR REPLACE FUNCTION homeroom_append_only(tbl text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', tbl || '_append_only', tbl);
-    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
-                   'EXECUTE FUNCTION homeroom_refuse_change()', tbl || '_append_only', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', tbl || '_no_truncate', tbl);
-    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT '
-                   'EXECUTE FUNCTION homeroom_refuse_change()', tbl || '_no_truncate', tbl);
-    INSERT INTO append_only_tables (table_name) VALUES (tbl) ON CONFLICT DO NOTHING;
-END
-$$;
-"""
 
 # The role migrations run as, and the login role of each service (docs/adding-a-service.md).
 OWNER_ROLE = "homeroom_owner"
@@ -331,68 +266,85 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+# The kernel's own tables, under numbered migrations like every service's (homeroom/migrations/):
+# each set is recorded in schema_migrations under its own name, so a service's versions and
+# the kernel's never collide. Every file is idempotent DDL, so databases made before these
+# were numbered (the same DDL run on every start) migrate without a change.
+KERNEL_MIGRATIONS = Path(__file__).parent / "migrations"
+KERNEL = ("homeroom.kernel", KERNEL_MIGRATIONS / "kernel")  # outbox, consumer marks: every service database
+NOTICES = ("homeroom.notices", KERNEL_MIGRATIONS / "notices")  # services that send notices
+DATA_KEYS = ("homeroom.data_keys", KERNEL_MIGRATIONS / "data_keys")  # the keys database
+
+MigrationSet: TypeAlias = tuple[str, Path]
+
+
 async def migrate(
-    pool: asyncpg.Pool,
+    db: asyncpg.Pool | Connection,
     service: str,
     migrations_dir: Path | None,
     extra_schema: str = "",
     *,
     grantee: str | None = None,
     member_of: Sequence[str] = (),
+    kernel: Sequence[MigrationSet] = (KERNEL,),
 ) -> list[str]:
-    """Apply the kernel schema and the service's numbered SQL files, once each, in order,
-    then (given the service's login role as ``grantee``) grant it what `grant_to_login` says.
+    """Apply the kernel's migrations (``kernel``) and the service's numbered SQL files, once
+    each, in order, then (given the service's login role as ``grantee``) grant it what
+    `grant_to_login` says. The service's applied file names are returned.
 
     Files are named NNN_description.sql. An advisory lock serialises concurrent starts of
     several instances of one service.
     """
-    async with pool.acquire() as conn:
-        return await migrate_connection(
-            conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of
-        )
-
-
-async def migrate_connection(
-    conn: Connection,
-    service: str,
-    migrations_dir: Path | None,
-    extra_schema: str = "",
-    *,
-    grantee: str | None = None,
-    member_of: Sequence[str] = (),
-) -> list[str]:
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
-        await conn.execute(KERNEL_SCHEMA)
-        if extra_schema:
-            await conn.execute(extra_schema)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   service text NOT NULL, version int NOT NULL, name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))"""
-        )
-        done = {
-            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations WHERE service=$1", service)
-        }
-        files = sorted(migrations_dir.glob("*.sql")) if migrations_dir and migrations_dir.exists() else []
-        for path in files:
-            match = re.match(r"^(\d+)_(.+)\.sql$", path.name)
-            if not match:
-                raise ValueError(f"migration file {path.name} is not named NNN_description.sql")
-            version = int(match.group(1))
-            if version in done:
-                continue
-            await conn.execute(path.read_text())
-            await conn.execute(
-                "INSERT INTO schema_migrations (service, version, name) VALUES ($1, $2, $3)",
-                service,
-                version,
-                match.group(2),
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await migrate(
+                conn, service, migrations_dir, extra_schema, grantee=grantee, member_of=member_of, kernel=kernel
             )
-            applied.append(path.name)
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(hashtext('homeroom.migrate'))")
+        kernel_applied = await apply_kernel_migrations(db, kernel)
+        if extra_schema:
+            await db.execute(extra_schema)
+        applied = await _apply(db, service, migrations_dir)
         if grantee:
-            await grant_to_login(conn, grantee, member_of)
-    if applied:
-        log.info("migrations applied", extra={"service": service, "migrations": applied})
+            await grant_to_login(db, grantee, member_of)
+    if applied or kernel_applied:
+        log.info("migrations applied", extra={"service": service, "migrations": kernel_applied + applied})
+    return applied
+
+
+async def apply_kernel_migrations(conn: Connection, kernel: Sequence[MigrationSet]) -> list[str]:
+    """Create schema_migrations if missing and apply each kernel set's new files (inside the
+    caller's transaction and lock); the applied ones as ``set/file``."""
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               service text NOT NULL, version int NOT NULL, name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))"""
+    )
+    applied: list[str] = []
+    for name, directory in kernel:
+        applied += [f"{name}/{file}" for file in await _apply(conn, name, directory)]
+    return applied
+
+
+async def _apply(conn: Connection, owner: str, migrations_dir: Path | None) -> list[str]:
+    """Apply ``owner``'s files not yet in schema_migrations, in version order; their names."""
+    applied: list[str] = []
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations WHERE service=$1", owner)}
+    files = sorted(migrations_dir.glob("*.sql")) if migrations_dir and migrations_dir.exists() else []
+    for path in files:
+        match = re.match(r"^(\d+)_(.+)\.sql$", path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} is not named NNN_description.sql")
+        version = int(match.group(1))
+        if version in done:
+            continue
+        await conn.execute(path.read_text())
+        await conn.execute(
+            "INSERT INTO schema_migrations (service, version, name) VALUES ($1, $2, $3)",
+            owner,
+            version,
+            match.group(2),
+        )
+        applied.append(path.name)
     return applied

@@ -113,7 +113,7 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 def health_router(service: str, checks: dict[str, ReadinessCheck], instance_id: str = "") -> APIRouter:
     """/healthz says the process is alive; /readyz that every dependency answers now, and which
-    process answers (`instance`, when `homeroom stack` gave it one: ServiceSettings.instance_id)."""
+    process answers (`instance`, when `./run stack` gave it one: ServiceSettings.instance_id)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness")

@@ -206,7 +206,7 @@ def create_app(settings: WitnessSettings | None = None) -> FastAPI:
     @app.get("/readyz")
     async def health() -> dict[str, str]:
         answer = {"status": "ok", "service": "witness"}
-        if settings.instance_id:  # which process answers (homeroom.stack.Stack.wait_ready)
+        if settings.instance_id:  # which process answers (homeroom_dev.stack.Stack.wait_ready)
             answer["instance"] = settings.instance_id
         return answer
 

@@ -16,12 +16,12 @@ import asyncpg
 import pytest
 from _pytest.nodeid import NodeId
 
-from homeroom.infra.broker import EmbeddedBroker
-from homeroom.infra.postgres import EmbeddedPostgres
-from homeroom.infra.smtp import EmbeddedSMTP
-from homeroom.scenario import Scenario
-from homeroom.stack import Stack
 from homeroom.storage import create_pool
+from homeroom_dev.infra.broker import EmbeddedBroker
+from homeroom_dev.infra.postgres import EmbeddedPostgres
+from homeroom_dev.infra.smtp import EmbeddedSMTP
+from homeroom_dev.scenario import Scenario
+from homeroom_dev.stack import Stack
 from tests.harness import ServiceEnv, drop_database, new_database
 from tests.stacks import DemoStack, child_processes, start_prometheus
 

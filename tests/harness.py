@@ -29,9 +29,9 @@ import httpx
 from homeroom.auth import AuthSettings, DevIssuer, Role
 from homeroom.clock import Clock
 from homeroom.config import KafkaSettings, ServiceSettings
-from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import Runtime, ServiceSpec, attach, create_app, running
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, database_url, login_role, with_user
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 
 _ROLES_READY: set[str] = set()
 _LOGINS_READY: set[str] = set()
@@ -41,7 +41,7 @@ async def ensure_roles(postgres: EmbeddedPostgres) -> None:
     """The owner role and every service's login role, once per server."""
     if postgres.server_url in _ROLES_READY:
         return
-    from homeroom.stack import SERVICES, load_spec
+    from homeroom.registry import SERVICES, load_spec
 
     set_roles = [role for name in SERVICES if name != "portal" for role in load_spec(name).database_roles]
     await bootstrap_roles(postgres.server_url, list(SERVICES), set_roles)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
-from homeroom.infra.smtp import EmbeddedSMTP
+from homeroom_dev.infra.smtp import EmbeddedSMTP
 
 Match = Callable[[EmailMessage], bool]
 

@@ -15,9 +15,9 @@ import httpx
 import psutil
 import yaml
 
-from homeroom.infra import process
-from homeroom.scenario import Scenario
-from homeroom.stack import Stack
+from homeroom_dev.infra import process
+from homeroom_dev.scenario import Scenario
+from homeroom_dev.stack import Stack
 from tests.ops.files import ALERTS, PROMETHEUS
 
 
@@ -119,7 +119,7 @@ class DemoStack:
 
     stack: Stack
     scenario: Scenario
-    lines: list[str]  # what each step said, as `homeroom demo` prints it
+    lines: list[str]  # what each step said, as `./run demo` prints it
     processes_before: set[int]  # this process's children before the stack started
     prometheus: LivePrometheus | None = None
     failures: int = 0

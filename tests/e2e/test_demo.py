@@ -1,4 +1,4 @@
-"""The demo scenario, run as `homeroom demo` runs it: embedded servers, the services as
+"""The demo scenario, run as `./run demo` runs it: embedded servers, the services as
 processes, every step over HTTP, each step's outcome asserted; afterwards nothing is left
 running.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from homeroom.demo import statistics_page
+from homeroom_dev.demo import statistics_page
 from tests.stacks import DemoStack, child_processes
 
 pytestmark = [pytest.mark.whole_stack, pytest.mark.stops_demo_stack]

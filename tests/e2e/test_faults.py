@@ -27,10 +27,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from homeroom.auth import Role
-from homeroom.generate import batch_records, daily_marks, generate_world, json_batch
-from homeroom.scenario import Scenario, StepFailed
-from homeroom.stack import Stack
 from homeroom.storage import database_url
+from homeroom_dev.generate import batch_records, daily_marks, generate_world, json_batch
+from homeroom_dev.scenario import Scenario, StepFailed
+from homeroom_dev.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 
@@ -288,7 +288,7 @@ def test_consumer_services_killed_mid_stream_lose_and_repeat_nothing(stack: Stac
         )
 
         # transfer: killed right after the enrollment that opens a case.
-        from homeroom.generate import transfer_batch
+        from homeroom_dev.generate import transfer_batch
 
         withdraw, enroll = transfer_batch(scn.world, scn.move)
         scn.register_schools(http, scn.district_b)

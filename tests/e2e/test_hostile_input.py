@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from homeroom.auth import Role
-from homeroom.stack import SERVICES, load_spec
+from homeroom.registry import SERVICES, load_spec
 from tests.harness import ServiceEnv, service_under_test
 
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc", "/v1/public/")

@@ -52,9 +52,9 @@ import httpx
 import pytest
 
 from homeroom.auth import Role
-from homeroom.generate import Student, daily_marks, generate_world
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS, VENDOR, Scenario, ok
-from homeroom.stack import Stack
+from homeroom_dev.generate import Student, daily_marks, generate_world
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS, VENDOR, Scenario, ok
+from homeroom_dev.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 

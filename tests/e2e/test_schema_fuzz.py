@@ -46,9 +46,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from homeroom.auth import Role
-from homeroom.generate import generate_world
-from homeroom.scenario import Scenario
-from homeroom.stack import SERVICES, Stack
+from homeroom.registry import SERVICES
+from homeroom_dev.generate import generate_world
+from homeroom_dev.scenario import Scenario
+from homeroom_dev.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.whole_stack]
 

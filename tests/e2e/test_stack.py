@@ -1,4 +1,4 @@
-"""`homeroom stack` never takes another process on its port for its own service.
+"""`./run stack` never takes another process on its port for its own service.
 
 A fixed port can be taken by someone else between the stack choosing it and its process
 binding it; that process then dies on the bind while the other one answers /readyz. Every
@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import homeroom.stack
-from homeroom.infra import process
-from homeroom.stack import Stack
+import homeroom_dev.stack
+from homeroom_dev.infra import process
+from homeroom_dev.stack import Stack
 
 pytestmark = pytest.mark.whole_stack
 
@@ -54,8 +54,8 @@ def test_a_port_taken_after_it_was_chosen_is_an_error_not_someone_elses_ready(
 ) -> None:
     # The witness's fixed port is the one the other server holds, and the check before the bind
     # saw it free (as it would have a moment before the other server took it).
-    monkeypatch.setattr(homeroom.stack, "WITNESS_PORT", other_server)
-    monkeypatch.setattr(homeroom.stack, "_port_free", lambda port: True)
+    monkeypatch.setattr(homeroom_dev.stack, "WITNESS_PORT", other_server)
+    monkeypatch.setattr(homeroom_dev.stack, "_port_free", lambda port: True)
     stack = Stack(services=["audit"], fixed_ports=True)
     try:
         with pytest.raises(RuntimeError) as failed:

@@ -46,8 +46,8 @@ from homeroom.auth import (
     public_jwk,
     require_roles,
 )
-from homeroom.auth_cli import app as token_cli
 from homeroom.problems import install_problem_handlers
+from homeroom_dev.auth_cli import app as token_cli
 
 ISSUER = "https://id.district.test"
 AUDIENCE = "homeroom"
@@ -734,7 +734,7 @@ def test_random_jwt_shaped_strings_never_verify(header: str, payload: str, signa
 
 def test_a_token_for_one_service_is_refused_by_every_other(tmp_path: Path) -> None:
     from homeroom.auth import AUDIENCE_SERVICES
-    from homeroom.stack import SERVICES
+    from homeroom.registry import SERVICES
 
     assert set(AUDIENCE_SERVICES) == set(SERVICES)
     issuer = DevIssuer(tmp_path / "dev.pem")

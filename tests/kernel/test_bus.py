@@ -25,8 +25,8 @@ from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, Topic, ensure_topics, with_suffix
 from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
-from homeroom.infra.broker import EmbeddedBroker
 from homeroom.outbox import OutboxRelay, pack_headers, unpack_headers
+from homeroom_dev.infra.broker import EmbeddedBroker
 from tests.kernel.busfixtures import absence, make_consumer, prepare, tally_handler, topics, wait_for, write_to_outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,8 +364,8 @@ async def test_a_database_restart_under_a_consumer_loses_and_dead_letters_nothin
 ) -> None:
     """Events that arrive while PostgreSQL is down are neither dead-lettered nor lost: the
     consumer stops without committing, reconnects, and applies them once the server is back."""
-    from homeroom.infra.postgres import EmbeddedPostgres
     from homeroom.storage import create_pool, database_url, ensure_database
+    from homeroom_dev.infra.postgres import EmbeddedPostgres
 
     server = EmbeddedPostgres().start()
     try:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from homeroom.catalogue import CATALOGUE
 from homeroom.crypto import (
-    DATA_KEYS_SCHEMA,
     DecryptionError,
     EnvelopeCipher,
     FileKeyring,
@@ -210,7 +209,7 @@ class TestPostgresDataKeyStore(DataKeyStoreContract):
         yield await _postgres_store(pg_pool)
 
     async def test_schema_refuses_half_destroyed_rows(self, pg_pool: asyncpg.Pool) -> None:
-        await pg_pool.execute(DATA_KEYS_SCHEMA)
+        await ensure_schema(pg_pool)
         with pytest.raises(asyncpg.CheckViolationError):
             await pg_pool.execute(
                 "INSERT INTO data_keys (district_id, scope, subject, kek_version, wrapped, destroyed_at)"

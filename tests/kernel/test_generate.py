@@ -8,7 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from homeroom.generate import Student, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
+from homeroom_dev.generate import Student, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.oneroster_csv import parse_oneroster
 from services.ingest.parsed_records import RecordError
@@ -50,7 +50,7 @@ def test_every_generated_record_passes_the_ingest_parsers() -> None:
 
 
 def test_cli_writes_the_files_and_refuses_an_unknown_format(tmp_path: Path) -> None:
-    run = [sys.executable, "-m", "homeroom.cli", "generate", "--out", str(tmp_path), "--students", "5"]
+    run = [sys.executable, "-m", "homeroom_dev", "generate", "--out", str(tmp_path), "--students", "5"]
     done = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, check=True)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "d-100.oneroster.zip" in names and "d-101.batch.json" in names and "agreements.json" in names
@@ -60,9 +60,9 @@ def test_cli_writes_the_files_and_refuses_an_unknown_format(tmp_path: Path) -> N
 
 
 def test_ed_fi_xml_and_extended_oneroster_use_the_standards_optional_parts(tmp_path: Path) -> None:
-    """`homeroom generate --format edfi-xml --format oneroster-ext`: the same paths as real
+    """`./run generate --format edfi-xml --format oneroster-ext`: the same paths as real
     exports (optional elements dropped with a warning, nothing refused), byte-identical per seed."""
-    from homeroom.generate import EDFI_ORDER, edfi_xml_files, oneroster_zip
+    from homeroom_dev.generate import EDFI_ORDER, edfi_xml_files, oneroster_zip
     from services.ingest.check import check_files
 
     world = generate_world(seed=3, students_per_district=20, days=10)

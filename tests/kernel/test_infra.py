@@ -15,9 +15,9 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from homeroom.infra.broker import EmbeddedBroker
-from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.storage import ensure_database, migrate
+from homeroom_dev.infra.broker import EmbeddedBroker
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 
 
 async def test_postgres_answers_and_creates_databases(postgres: EmbeddedPostgres) -> None:
@@ -75,8 +75,8 @@ def test_servers_die_with_their_parent() -> None:
     script = textwrap.dedent(
         """
         import sys, time
-        from homeroom.infra.broker import EmbeddedBroker
-        from homeroom.infra.postgres import EmbeddedPostgres
+        from homeroom_dev.infra.broker import EmbeddedBroker
+        from homeroom_dev.infra.postgres import EmbeddedPostgres
         b = EmbeddedBroker().start(); p = EmbeddedPostgres().start()
         print(b._process.pid, p._process.pid, flush=True)
         time.sleep(60)

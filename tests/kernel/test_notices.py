@@ -8,9 +8,9 @@ from pydantic_settings import SettingsConfigDict
 
 from homeroom.auth import Role
 from homeroom.config import ServiceSettings
-from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.notices import AddressBook, Notice, Recipient, add
 from homeroom.service import ServiceSpec
+from homeroom_dev.infra.smtp import EmbeddedSMTP
 from tests.harness import ServiceEnv, service_under_test
 from tests.mail import mail_arrives, smtp_overrides, to
 

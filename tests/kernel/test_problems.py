@@ -21,8 +21,8 @@ from homeroom.problems import (
     json_pointer,
     problem_type,
 )
+from homeroom.registry import load_spec
 from homeroom.service import create_app
-from homeroom.stack import load_spec
 
 PROBLEM_JSON = "application/problem+json"
 

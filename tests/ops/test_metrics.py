@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from homeroom.stack import SERVICES, load_spec
+from homeroom.registry import SERVICES, load_spec
 from tests.harness import ServiceEnv, service_under_test
 from tests.ops.files import all_metric_exprs
 from tests.ops.promql import (

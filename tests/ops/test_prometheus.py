@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from homeroom.stack import SERVICES
+from homeroom.registry import SERVICES
 from tests.ops.files import ALERTS, PROMETHEUS, alert_rules, compose, load_yaml
 from tests.ops.promql import PromQLError, metric_names
 

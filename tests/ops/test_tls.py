@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from homeroom.config import KafkaSettings
-from homeroom.stack import SERVICES, load_spec
+from homeroom.registry import SERVICES, load_spec
 from tests.ops.files import (
     ROOT,
     TLS_OVERLAY,

@@ -18,7 +18,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from homeroom.infra.postgres import EmbeddedPostgres
 from homeroom.service import ServiceSpec
 from homeroom.storage import (
     OWNER_ROLE,
@@ -30,6 +29,7 @@ from homeroom.storage import (
     privilege_problems,
     with_user,
 )
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT
 from services.incidents.service import SERVICE as INCIDENTS

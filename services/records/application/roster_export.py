@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from homeroom.auth import Principal
-from homeroom.generate import CLASSES, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
+from homeroom.oneroster_columns import CLASSES, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 from homeroom.service import Runtime
 from services.records import store
 from services.records.api import today

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from homeroom.bus.envelope import IncomingEvent, decode
-from homeroom.infra.broker import EmbeddedBroker
-from homeroom.infra.postgres import EmbeddedPostgres
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.infra.broker import EmbeddedBroker
+from homeroom_dev.infra.postgres import EmbeddedPostgres
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, drop_database, new_database, service_under_test
 

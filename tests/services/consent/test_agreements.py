@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.agreements import (
     Agreement,
     AgreementCategory,

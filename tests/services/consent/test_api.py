@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from tests.harness import ServiceEnv, ServiceUnderTest
 from tests.services.consent.conftest import active_agreement, bus_events, decision_request, terms, uid
 

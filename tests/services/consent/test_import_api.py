@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from typer.testing import CliRunner
 
-from homeroom.infra.postgres import EmbeddedPostgres
+from homeroom_dev.infra.postgres import EmbeddedPostgres
 from services.consent.cli import app as cli
 from tests.harness import ServiceEnv, ServiceUnderTest, drop_database, new_database
 from tests.services.consent.conftest import bus_events, decision_request, terms, uid

@@ -21,8 +21,8 @@ from homeroom.clock import fixed
 from homeroom.events.v1.consent_pb2 import DataKeysDestroyed
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
-from homeroom.infra.smtp import EmbeddedSMTP
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.infra.smtp import EmbeddedSMTP
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
 from services.audit.service import SERVICE as AUDIT
 from services.consent.service import SERVICE as CONSENT

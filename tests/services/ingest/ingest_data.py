@@ -8,7 +8,7 @@ import io
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 
-from homeroom.generate import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
+from homeroom.oneroster_columns import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 
 # Re-exported for the tests that build OneRoster files from the generator's column lists.
 __all__ = ["CLASSES", "DEMOGRAPHICS", "ENROLLMENTS", "ORGS", "ROLES_12", "SESSIONS", "USERS_12", "csv_text"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import defusedxml.ElementTree as ET
 import pytest
 
-from homeroom.generate import EdFiEnrollment, write_edfi_enrollment
+from homeroom_dev.generate import EdFiEnrollment, write_edfi_enrollment
 from services.ingest import codes
 from services.ingest.check import FileReport, check_files
 from services.ingest.formats._edfi import PROGRAM_TYPES, frl_known, lep_known

@@ -1,10 +1,10 @@
-"""The demo's generated data (homeroom/generate.py) goes through ingest without refusals."""
+"""The demo's generated data (homeroom_dev/generate.py) goes through ingest without refusals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from homeroom.generate import batch_records, generate_world, json_batch, oneroster_zip
+from homeroom_dev.generate import batch_records, generate_world, json_batch, oneroster_zip
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.ingest.test_api import bus_events, by_change, register, upload

@@ -323,8 +323,8 @@ def test_real_exports_extension_and_credential_columns_and_quirks() -> None:
     """OneRoster as real systems write it (the generator's `oneroster-ext` shape): metadata.* and
     ext_* columns, filled passwords, preferred names and pronouns, a byte-order mark, a class
     title with a quoted line break, a trailing empty header column; terms feed the calendar."""
-    from homeroom.generate import generate_world
-    from homeroom.generate import oneroster_zip as generated_zip
+    from homeroom_dev.generate import generate_world
+    from homeroom_dev.generate import oneroster_zip as generated_zip
 
     world = generate_world(students_per_district=12, days=5)
     district = world.districts[0]

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from homeroom.auth import Role
-from homeroom.generate import json_batch
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS, Scenario, ok
-from homeroom.stack import Stack
+from homeroom_dev.generate import json_batch
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS, Scenario, ok
+from homeroom_dev.stack import Stack
 from tests.stacks import DemoStack
 
 

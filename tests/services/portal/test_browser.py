@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeroom.auth import Role
 from homeroom.catalogue import PURPOSES, STUDENT_ELEMENT_IDS
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS, ok
 from homeroom.transparency import QUESTIONS, SYSTEM
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS, ok
 from tests.services.portal.accessibility import audit
 from tests.services.portal.conftest import World
 

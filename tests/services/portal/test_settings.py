@@ -1,5 +1,5 @@
 """Sign-in configuration without a stack: where development sign-in is refused, what
-production needs, and the sign-in links `homeroom demo` prints."""
+production needs, and the sign-in links `./run demo` prints."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from homeroom.auth import AuthSettings, DevIssuer
-from homeroom.demo import portal_sign_in_links
-from homeroom.scenario import Scenario
+from homeroom_dev.demo import portal_sign_in_links
+from homeroom_dev.scenario import Scenario
 from services.portal.app import create_portal_app
 from services.portal.session import SignIn
 from services.portal.settings import PortalSettings

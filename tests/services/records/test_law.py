@@ -22,9 +22,9 @@ from homeroom.bus.topics import ensure_topics
 from homeroom.clock import system_clock
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
-from homeroom.infra.smtp import EmbeddedSMTP
 from homeroom.outbox import _row_to_event as outbox_event
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.infra.smtp import EmbeddedSMTP
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.application import ending as consent_app
 from services.consent.service import SERVICE as CONSENT
 from services.records import destruction, store

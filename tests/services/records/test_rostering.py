@@ -26,7 +26,7 @@ from homeroom.bus.topics import CALENDAR, ENROLLMENT, ORGANIZATION, ROSTER
 from homeroom.catalogue import STAFF_LEGAL_BASIS
 from homeroom.events.v1 import roster_pb2
 from homeroom.events.v1.envelope_pb2 import SealedValue
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from services.ingest.formats.oneroster_csv import OneRosterUpload
 from services.ingest.parsed_records import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.records.helpers import apply, attendance, enrolled, records_service, registered, withdrawn

@@ -10,8 +10,8 @@ import uuid
 
 import httpx
 
-from homeroom.infra.smtp import EmbeddedSMTP
-from homeroom.scenario import SUPPLEMENTAL_ANSWERS
+from homeroom_dev.infra.smtp import EmbeddedSMTP
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.service import SERVICE as CONSENT
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.mail import mail_arrives, smtp_overrides, to

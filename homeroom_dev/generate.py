@@ -1,4 +1,4 @@
-"""`homeroom generate`: synthetic districts for demos, tests and benchmarks.
+"""`./run generate`: synthetic districts for demos, tests and benchmarks.
 
 Deterministic from a seed: the same arguments always give byte-identical files. A world
 has districts with schools, students with identity, demographics and program flags,
@@ -14,7 +14,6 @@ lists and every state id starts with 9 so it can never be a New York state id.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import random
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from homeroom.calendar import Term, school_year, school_year_label
+from homeroom.oneroster_columns import CLASSES, DEMOGRAPHICS, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 
 FIRST = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jada", "Kofi", "Lena", "Mateo", "Nia"]
 FIRST += ["Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Vik", "Wen", "Ximena", "Yusuf", "Zoe"]
@@ -335,111 +335,6 @@ def transfer_batch(world: World, move: Transfer) -> tuple[bytes, bytes]:
 
 
 # --- OneRoster 1.2 CSV -------------------------------------------------------------------
-# The column order of each OneRoster 1.2 file; the ingest tests build their files from these too.
-
-USERS_12 = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "enabledUser",
-    "username",
-    "userIds",
-    "givenName",
-    "familyName",
-    "middleName",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agentSourcedIds",
-    "grades",
-    "password",
-    "userMasterIdentifier",
-    "resourceSourcedIds",
-    "preferredGivenName",
-    "preferredMiddleName",
-    "preferredFamilyName",
-    "primaryOrgSourcedId",
-    "pronouns",
-]
-ROLES_12 = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "userSourcedId",
-    "roleType",
-    "role",
-    "beginDate",
-    "endDate",
-    "orgSourcedId",
-    "userProfileSourcedId",
-]
-ORGS = ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"]
-SESSIONS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "title",
-    "type",
-    "startDate",
-    "endDate",
-    "parentSourcedId",
-    "schoolYear",
-]
-CLASSES = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "title",
-    "grades",
-    "courseSourcedId",
-    "classCode",
-    "classType",
-    "location",
-    "schoolSourcedId",
-    "termSourcedIds",
-    "subjects",
-    "subjectCodes",
-    "periods",
-]
-ENROLLMENTS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "classSourcedId",
-    "schoolSourcedId",
-    "userSourcedId",
-    "role",
-    "primary",
-    "beginDate",
-    "endDate",
-]
-DEMOGRAPHICS = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "birthDate",
-    "sex",
-    "americanIndianOrAlaskaNative",
-    "asian",
-    "blackOrAfricanAmerican",
-    "nativeHawaiianOrOtherPacificIslander",
-    "white",
-    "demographicRaceTwoOrMoreRaces",
-    "hispanicOrLatinoEthnicity",
-    "countryOfBirthCode",
-    "stateOfBirthAbbreviation",
-    "cityOfBirth",
-    "publicSchoolResidenceStatus",
-]
-
-
-def csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def oneroster_zip(district: District, start: date, *, extensions: bool = False) -> bytes:

@@ -1,7 +1,7 @@
-"""`homeroom demo` and `homeroom stack`: the whole system on embedded defaults.
+"""`./run demo` and `./run stack`: the whole system on embedded defaults.
 
 The demo brings the stack up (embedded PostgreSQL and Tansu, five service processes and the portal),
-then plays the scenario steps in `homeroom.scenario` against the running services over
+then plays the scenario steps in `homeroom_dev.scenario` against the running services over
 HTTP, as the people who use Homeroom would, printing what each step showed. The same
 scenario runs in `tests/e2e/test_demo.py`, which asserts every step's outcome.
 """
@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 from rich.console import Console
 
-from homeroom.scenario import VENDOR, Scenario
-from homeroom.stack import Stack
+from homeroom_dev.scenario import VENDOR, Scenario
+from homeroom_dev.stack import Stack
 
 console = Console(highlight=False)
 
@@ -86,9 +86,7 @@ def _portal(stack: Stack, scenario: Scenario, keep_running: bool) -> None:
     for who, link in portal_sign_in_links(stack.url("portal"), scenario).items():
         console.print(f"  {who:<15} {link}", soft_wrap=True)
     if not keep_running:
-        console.print(
-            "  (the stack stops when the demo ends; `homeroom demo --keep-running` keeps these links working)"
-        )
+        console.print("  (the stack stops when the demo ends; `./run demo --keep-running` keeps these links working)")
 
 
 def statistics_page(portal_url: str, scenario: Scenario) -> str | None:

@@ -1,10 +1,10 @@
-"""`homeroom token`: mint development tokens and show the key set services trust.
+"""`./run token`: mint development tokens and show the key set services trust.
 
 The key lives in HOMEROOM_AUTH_DEV_KEY_FILE (default .homeroom/dev-issuer.pem) and is
 created on first use; services started in development trust it through the same
 settings. Example:
 
-    homeroom token issue --role school_staff --subject alice --district d-001 --school s-12
+    ./run token issue --role school_staff --subject alice --district d-001 --school s-12
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each step talks to the running services as one of Homeroom's users would (district data
 staff, a vendor app, a compliance officer, a parent) and returns what it saw; a step that
 did not see what it should raises `StepFailed`, which the demo counts and the end-to-end
-test turns into a failure. The data comes from `homeroom.generate` (seed 7): district
+test turns into a failure. The data comes from `homeroom_dev.generate` (seed 7): district
 d-100 exports OneRoster 1.2, district d-101 uses the JSON batch API.
 """
 
@@ -20,8 +20,16 @@ from typing import Any
 import httpx
 
 from homeroom.auth import DevIssuer, Role
-from homeroom.generate import District, World, batch_records, generate_world, json_batch, oneroster_zip, transfer_batch
 from homeroom.pseudonym import Pseudonymizer, load_or_create_key
+from homeroom_dev.generate import (
+    District,
+    World,
+    batch_records,
+    generate_world,
+    json_batch,
+    oneroster_zip,
+    transfer_batch,
+)
 
 VENDOR = "Brightpath Learning"
 VENDOR_ELEMENTS = ["student.first_name", "student.last_name", "enrollment.grade_level", "enrollment.school_id"]

