@@ -64,7 +64,6 @@ from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
-from services.records.consent_client import ConsentClient  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
 from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
@@ -286,7 +285,10 @@ async def main() -> None:
             outbox_poll_interval_s=0.05,
         )
         auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
-        async with running(SERVICE, settings, kafka=kafka, auth=auth) as runtime:
+        # The consent peer (its agreement filled in before the reads), reached as records' "consent".
+        state = PeerState()
+        peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
+        async with running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": peer}) as runtime:
             # 1. stored students
             load_s = await bulk_load(settings, bus_students, args.students - bus_students)
             # 2. events applied, against raw consumption of the same events
@@ -314,12 +316,9 @@ async def main() -> None:
                     raise TimeoutError("records did not apply every event in 30 minutes")
             raw_s = await raw_consume(broker.bootstrap_servers, [ENROLLMENT.name, ATTENDANCE.name], len(events))
             # 3. reads
-            state = PeerState()
             state.agreements["agr-bench"] = PeerAgreement(
                 "agr-bench", "Rosterly", districts=[DISTRICTS[0]], elements=[*NAMES, "enrollment.school_id"]
             )
-            peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
-            runtime.extras["consent"] = ConsentClient("http://consent.test", runtime.service_token, peer)
             app = create_app(SERVICE, settings, lifespan=False)
             attach(app, runtime)
             issuer = auth.dev_issuer()

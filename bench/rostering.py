@@ -54,7 +54,6 @@ from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
-from services.records.consent_client import ConsentClient  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
 from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
@@ -206,16 +205,16 @@ async def main() -> None:
         )
         auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
         kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
-        async with running(SERVICE, settings, kafka=kafka, auth=auth) as runtime:
+        # The consent peer (its agreement filled in before the reads), reached as records' "consent".
+        state = PeerState()
+        peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
+        async with running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": peer}) as runtime:
             await runtime.relay.stop()  # disclosures stay in the outbox: the bus is not what is measured
             load_s = await load(settings, args.students, args.classes, args.per_class)
             enrollments = await runtime.pool.fetchval("SELECT count(*) FROM class_enrollments")
-            state = PeerState()
             state.agreements["agr-bench"] = PeerAgreement(
                 "agr-bench", "Rosterly", districts=[DISTRICT], elements=ELEMENTS
             )
-            peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
-            runtime.extras["consent"] = ConsentClient("http://consent.test", runtime.service_token, peer)
             app = create_app(SERVICE, settings, lifespan=False)
             attach(app, runtime)
             vendor = auth.dev_issuer().issue("vendor", subject="v", agreement="agr-bench", organization="Rosterly")

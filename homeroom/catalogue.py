@@ -3,13 +3,16 @@
 Ingest keeps only elements listed here: an element a standard (Ed-Fi, OneRoster) allows but
 the catalogue does not use is dropped before anything is stored or published, and reported
 to the district by name and count; forbidden content refuses the record (`treatment`).
-Consent agreements permit elements by these ids; records filters reads by them;
-transfer decides per element what travels; audit logs their names (never their values).
+Consent agreements permit elements by these ids and consent's decision point decides on
+them (services/consent/decisions.py: `transferable` is its input for transfers); records
+filters reads by them; a transfer package's sections travel by them (`TRANSFER_SECTIONS`);
+audit logs their names (never their values).
 Sensitivity classes follow the categories that FERPA, IDEA and New York Ed Law 2-d treat differently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -122,6 +125,36 @@ STAFF_ELEMENTS: tuple[DataElement, ...] = (
 
 CATALOGUE: dict[str, DataElement] = {e.id: e for e in (*ELEMENTS, *STAFF_ELEMENTS)}
 STUDENT_ELEMENT_IDS: tuple[str, ...] = tuple(e.id for e in ELEMENTS)
+
+# The sections of a records-transfer package (records' `POST /v1/internal/transfer-packages`
+# answer) and the elements that let each travel: a section goes with the record only when
+# the transfer's decision released one of its elements; otherwise it is sent empty. Program
+# flags travel one by one as `program.<flag>`.
+TRANSFER_SECTIONS: dict[str, tuple[str, ...]] = {
+    "enrollments": (
+        "enrollment.school_id",
+        "enrollment.entry_date",
+        "enrollment.exit_date",
+        "enrollment.exit_code",
+        "enrollment.grade_level",
+    ),
+    "attendance.days": ("attendance.daily",),
+    "attendance.summary": ("attendance.summary",),
+    "suspension_dates": ("discipline.suspension_dates",),
+    "parent_statements": ("record.parent_statement",),
+}
+
+
+def section_released(section: str, released: Iterable[str]) -> bool:
+    """Whether a decision that released `released` lets `section` of a transfer package travel."""
+    return not set(TRANSFER_SECTIONS[section]).isdisjoint(released)
+
+
+def program_flag_released(flag: str, released: Iterable[str]) -> bool:
+    """Whether a program flag (`iep`, or its element id `program.iep`) may travel."""
+    released = set(released)
+    return flag in released or f"program.{flag}" in released
+
 
 # Elements that must never enter Homeroom at all (seed 000: Social Security numbers).
 FORBIDDEN: dict[str, str] = {

@@ -1,10 +1,19 @@
-"""The decision point's policy: who may receive which elements of a student's record. Pure: no I/O.
+"""The decision point's policy: who may receive which elements of a student's record, for which
+purpose, under which legal basis. Pure: no I/O.
+
+This is the one engine that decides, for every caller: records' reads and rostering lists,
+and the transfer service's choice of what to withhold (services/transfer/application/withholding.py keeps its
+answer as given). Why this engine and not Cedar, with the timings: docs/policy.md. The
+facts it reads are gathered in one place (`Facts`, filled by facts.py
+`DecisionFacts.for_request`); what it knows of each element (sensitivity, transferable,
+forbidden) is the catalogue's (homeroom/catalogue.py).
 
 The rules are the table `RULES` below, in the order they are tried; each names the legal
-basis it rests on, so an auditor reads them here (and at `GET /v1/policy`) rather than
-in branches spread over the code. Deny is the default: a request no rule permits is
-denied. Prohibitions (`PROHIBITIONS`) are applied after every permission and win over
-all of them, written consent included.
+basis it rests on, so an auditor reads them here (and at `GET /v1/policy`, and in
+docs/policy.md) rather than in branches spread over the code. Deny is the default: a
+request no rule permits is denied. Prohibitions (`PROHIBITIONS`) are applied after every
+permission and win over all of them, written consent included. `policy.cedar` restates the
+same rules in Cedar; a test oracle runs it against this module on generated requests.
 
 The answer shape is the contract in docs/contracts.md (`POST /v1/decisions`), plus
 `obligations`: what the caller must do when it releases (notify the parent of a
@@ -496,30 +505,28 @@ def _vendor(
         return _deny(
             request, "district_not_covered", f"{label} does not cover district {request.district_id}", agreement=version
         )
-    if terms.schools:
-        if request.school_id is None:
-            return _deny(
-                request,
-                "school_not_covered",
-                f"{label} covers only some schools and the student's school is not known",
-                agreement=version,
-            )
-        if request.school_id not in terms.schools:
-            return _deny(
-                request, "school_not_covered", f"{label} does not cover school {request.school_id}", agreement=version
-            )
-    if terms.classes:
-        if request.class_ids is None:
-            return _deny(
-                request,
-                "class_not_covered",
-                f"{label} covers only some classes and the student's classes are not known",
-                agreement=version,
-            )
-        if not set(request.class_ids) & set(terms.classes):
-            return _deny(
-                request, "class_not_covered", f"{label} covers none of the student's classes", agreement=version
-            )
+    # A version that lists schools (or classes) covers a student only in one of them, and only
+    # when the request says which the student's are.
+    schools = None if request.school_id is None else [request.school_id]
+    for code, listed, theirs, unknown, outside in (
+        (
+            "school_not_covered",
+            terms.schools,
+            schools,
+            "schools and the student's school is not known",
+            f"does not cover school {request.school_id}",
+        ),
+        (
+            "class_not_covered",
+            terms.classes,
+            request.class_ids,
+            "classes and the student's classes are not known",
+            "covers none of the student's classes",
+        ),
+    ):
+        if listed and (theirs is None or set(theirs).isdisjoint(listed)):
+            reason = f"{label} covers only some {unknown}" if theirs is None else f"{label} {outside}"
+            return _deny(request, code, reason, agreement=version)
     if request.data_date is not None:
         start, end = terms.start_date, terms.end_date
         if (start is not None and request.data_date < start) or (end is not None and request.data_date > end):

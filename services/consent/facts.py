@@ -1,5 +1,8 @@
 """The decision point's facts in memory, and its decision log written by group commit.
 
+This is the one place the policy's facts are gathered: `DecisionFacts.for_request` gives
+the engine (decisions.decide, docs/policy.md) everything it reads about a request.
+
 `DecisionFacts` mirrors what the rules read (every agreement's versions and end, the
 directory opt-outs in force, the written consents not withdrawn, the districts' transfer
 exclusions) and the value of `fact_version` it reflects. Every statement that writes those
@@ -32,8 +35,8 @@ from datetime import date, datetime
 import asyncpg
 
 from homeroom.storage import Connection
+from services.consent import decisions
 from services.consent.agreements import Agreement
-from services.consent.cedar_policy import decide_bounded
 from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts, ScreenRequest
 from services.consent.guardianship import standing
 
@@ -86,7 +89,7 @@ class DecisionFacts:
 
     def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
         today = now.date()
-        return [decide_bounded(r, self.for_request(r, today)) for r in requests]
+        return [decisions.decide(r, self.for_request(r, today)) for r in requests]
 
     def screen(self, screen: ScreenRequest, now: datetime) -> list[str]:
         """The students of `screen` a read would release nothing to (or not all of `require`).
@@ -113,7 +116,7 @@ class DecisionFacts:
             )
             if same not in answers:
                 request = screen.request_for(student_key, school_id, class_ids)
-                answers[same] = screen.releases(decide_bounded(request, self.for_request(request, today)))
+                answers[same] = screen.releases(decisions.decide(request, self.for_request(request, today)))
             if not answers[same]:
                 withheld.append(student_key)
         return withheld

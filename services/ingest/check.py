@@ -13,17 +13,16 @@ collected.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from services.ingest.application.jobs import Job
+from services.ingest.application.pipeline import open_parser
 from services.ingest.formats import ParseOptions
-from services.ingest.formats.batch import parse_batch
-from services.ingest.formats.edfi_json import parse_edfi_json
-from services.ingest.formats.edfi_xml import parse_edfi_xml
-from services.ingest.formats.oneroster_csv import parse_oneroster
-from services.ingest.parsed_records import Dropped, Issue, OrgType, ParseItem, RecordError, SchoolRecord
+from services.ingest.parsed_records import Dropped, Issue, ParseItem, RecordError, SchoolRecord
 from services.ingest.report import Tally, records_in
 from services.ingest.validation import Validator
 
@@ -74,15 +73,10 @@ class FileReport:
 
 
 def _parse(path: Path, fmt: str, resource: str | None, opts: ParseOptions) -> Iterator[ParseItem]:
+    """The parser an upload of this format gets (application/pipeline.py `open_parser`)."""
+    job = Job(uuid.UUID(int=0), "", fmt, path.name, path, resource or path.stem)
     with path.open("rb") as f:
-        if fmt == "edfi-xml":
-            yield from parse_edfi_xml(f, file=path.name, opts=opts)
-        elif fmt == "edfi-json":
-            yield from parse_edfi_json(f, resource=resource or path.stem, file=path.name, opts=opts)
-        elif fmt == "oneroster":
-            yield from parse_oneroster(f, file=path.name, opts=opts)
-        else:
-            yield from parse_batch(f, file=path.name, opts=opts)
+        yield from open_parser(job, f, opts).items
 
 
 def _file_of(item: ParseItem) -> str:
@@ -128,11 +122,7 @@ def check_files(
             out: list[ParseItem] = []
             for item in raw:
                 if isinstance(item, SchoolRecord) and not item.deleted:
-                    # a first upload registers the schools and agencies it describes
-                    if item.org_type is OrgType.DISTRICT:
-                        validator.district_ids = validator.district_ids | {item.school_id}
-                    else:
-                        validator.district_schools = validator.district_schools | {item.school_id}
+                    validator.claim(item)  # a first upload registers the schools and agencies it describes
                 out.extend(validator.check(item))
             account(out, raw)
     account(validator.finish())

@@ -146,7 +146,16 @@ class _RecordMixin:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StudentRecord(_RecordMixin):
+class _Record(_RecordMixin):
+    """Where every parsed record came from: the file position, and the id the record is known
+    by across uploads (``record_id``: format, kind and the source's identifying fields)."""
+
+    source: Source
+    source_record_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudentRecord(_Record):
     """Identity, demographics and program flags, keyed by catalogue element ids.
 
     ``elements`` holds ``student.*`` element ids (and ``enrollment.grade_level`` when the source
@@ -157,8 +166,6 @@ class StudentRecord(_RecordMixin):
     student to (used by the bulk-withdrawal safety rail when a student is deleted)."""
 
     kind: ClassVar[RecordKind] = RecordKind.STUDENT
-    source: Source
-    source_record_id: str
     student_ref: str
     elements: Mapping[str, str] = field(default_factory=dict)
     programs: Mapping[str, bool] = field(default_factory=dict)
@@ -167,13 +174,11 @@ class StudentRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchoolRecord(_RecordMixin):
+class SchoolRecord(_Record):
     """A school (or the district itself, ``org_type=district``) as the upload describes it.
     ``parent_ref`` is the upload's id for the owning education agency, when given."""
 
     kind: ClassVar[RecordKind] = RecordKind.SCHOOL
-    source: Source
-    source_record_id: str
     school_id: str
     org_type: OrgType = OrgType.SCHOOL
     name: str | None = None
@@ -184,7 +189,7 @@ class SchoolRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnrollmentRecord(_RecordMixin):
+class EnrollmentRecord(_Record):
     """Enroll, withdraw or change school.
 
     enroll: ``school_id``, ``entry_date`` (``exit_date`` when the source gives a planned end).
@@ -194,8 +199,6 @@ class EnrollmentRecord(_RecordMixin):
     ``class_ref`` is set for class/section enrollments (OneRoster enrollments.csv)."""
 
     kind: ClassVar[RecordKind] = RecordKind.ENROLLMENT
-    source: Source
-    source_record_id: str
     action: EnrollmentAction
     student_ref: str
     school_id: str
@@ -209,13 +212,11 @@ class EnrollmentRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AttendanceRecord(_RecordMixin):
+class AttendanceRecord(_Record):
     """One attendance event: daily when ``period`` is None, class-period otherwise.
     ``excused`` is None when the source does not say (e.g. Ed-Fi "Tardy")."""
 
     kind: ClassVar[RecordKind] = RecordKind.ATTENDANCE
-    source: Source
-    source_record_id: str
     student_ref: str
     school_id: str
     date: date
@@ -225,13 +226,11 @@ class AttendanceRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SuspensionRecord(_RecordMixin):
+class SuspensionRecord(_Record):
     """A suspension: dates only (EngageNY FAQ; never incident details). ``end_date`` is
     inclusive; None when the source gives only a length (``school_days``)."""
 
     kind: ClassVar[RecordKind] = RecordKind.SUSPENSION
-    source: Source
-    source_record_id: str
     student_ref: str
     school_id: str
     start_date: date
@@ -250,14 +249,12 @@ class CalendarSource(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CalendarRecord(_RecordMixin):
+class CalendarRecord(_Record):
     """Part of one school's calendar for one school year (``school_year``: the year it starts
     in, 2021 for 2021-2022): sessions and/or dated entries (instructional or not). Ingest
     gathers the parts of a school year across uploads and publishes the resolved calendar."""
 
     kind: ClassVar[RecordKind] = RecordKind.CALENDAR
-    source: Source
-    source_record_id: str
     school_id: str
     school_year: int
     calendar_source: CalendarSource = CalendarSource.CALENDAR
@@ -266,25 +263,21 @@ class CalendarRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SectionRecord(_RecordMixin):
+class SectionRecord(_Record):
     """A class section (Ed-Fi MasterSchedule): read and checked against the district's
     schools; it carries no student data and makes no event."""
 
     kind: ClassVar[RecordKind] = RecordKind.SECTION
-    source: Source
-    source_record_id: str
     school_id: str
     section_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionRecord(_RecordMixin):
+class SessionRecord(_Record):
     """An academic session (OneRoster academicSessions: school year, term, semester, grading
     period), as vendors' apps see it. Not personal data; it also feeds calendars (CalendarRecord)."""
 
     kind: ClassVar[RecordKind] = RecordKind.SESSION
-    source: Source
-    source_record_id: str
     session_id: str
     title: str
     session_type: str
@@ -296,12 +289,10 @@ class SessionRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CourseRecord(_RecordMixin):
+class CourseRecord(_Record):
     """A course (OneRoster courses; Ed-Fi Course/CourseOffering). ``school_id`` None: district-wide."""
 
     kind: ClassVar[RecordKind] = RecordKind.COURSE
-    source: Source
-    source_record_id: str
     course_id: str
     title: str
     course_code: str | None = None
@@ -313,12 +304,10 @@ class CourseRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClassRecord(_RecordMixin):
+class ClassRecord(_Record):
     """A class (OneRoster classes; Ed-Fi Section) at one of the district's schools."""
 
     kind: ClassVar[RecordKind] = RecordKind.CLASS
-    source: Source
-    source_record_id: str
     class_id: str
     school_id: str
     title: str
@@ -334,14 +323,12 @@ class ClassRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StaffRecord(_RecordMixin):
+class StaffRecord(_Record):
     """A teacher or other staff member (OneRoster users with a staff role). ``elements`` hold only
     the catalogue's ``staff.*`` elements; ``staff_ref`` is the source's id, pseudonymised by the
     pipeline into a staff key and never stored or published."""
 
     kind: ClassVar[RecordKind] = RecordKind.STAFF
-    source: Source
-    source_record_id: str
     staff_ref: str
     role: str
     schools: tuple[str, ...] = ()
@@ -350,12 +337,10 @@ class StaffRecord(_RecordMixin):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TeachingRecord(_RecordMixin):
+class TeachingRecord(_Record):
     """A staff member's enrollment in a class (OneRoster enrollments with role teacher)."""
 
     kind: ClassVar[RecordKind] = RecordKind.TEACHING
-    source: Source
-    source_record_id: str
     staff_ref: str
     class_id: str
     school_id: str

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from homeroom.service import Runtime, ServiceSpec
-from services.ingest.api import ingest_settings, router
-from services.ingest.pipeline import Ingestor
+from homeroom.service import ServiceSpec
+from services.ingest.api import router
+from services.ingest.application.jobs import Ingestor
+from services.ingest.application.pipeline import RunParts
 from services.ingest.settings import IngestSettings
+from services.ingest.state import IngestRuntime, IngestState
 
 
-async def _start(runtime: Runtime) -> None:
-    settings = ingest_settings(runtime)
+@contextlib.asynccontextmanager
+async def lifecycle(runtime: IngestRuntime) -> AsyncIterator[IngestState]:
+    """The state; submissions left unfinished by the last run start again (cancelled on the way out)."""
+    settings = runtime.settings
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
-    ingestor = Ingestor(runtime.pool, runtime.require_cipher(), runtime.pseudonymizer, settings)
-    runtime.extras["ingestor"] = ingestor
-    await ingestor.resume()
-
-
-async def _stop(runtime: Runtime) -> None:
-    ingestor = runtime.extras.get("ingestor")
-    if isinstance(ingestor, Ingestor):
+    parts = RunParts(runtime.pool, runtime.require_cipher(), runtime.pseudonymizer, settings, lambda: runtime.clock())
+    ingestor = Ingestor(parts)
+    try:
+        await ingestor.resume()
+        yield IngestState(settings=settings, pool=runtime.pool, ingestor=ingestor)
+    finally:
         await ingestor.stop()
 
 
-SERVICE = ServiceSpec(
+SERVICE: ServiceSpec[IngestSettings, IngestState] = ServiceSpec(
     name="ingest",
     settings=IngestSettings,
     routers=[router],
     migrations=Path(__file__).parent / "migrations",
     description="Districts publish enrollment, attendance and discipline data; every submission gets a report.",
     uses_cipher=True,
-    on_start=_start,
-    on_stop=_stop,
+    lifecycle=lifecycle,
     openapi_tags=[{"name": "ingest", "description": "Uploads, submission reports and the organisation registry"}],
 )

@@ -212,6 +212,15 @@ class Validator:
         self._seen.add(digest)
         return self._decide(item, final=False)
 
+    def claim(self, r: SchoolRecord, *, in_scope: bool = True) -> None:
+        """An organisation the district owns (on record, or registered by this upload): a
+        district record widens the ids the district appears under; a school in the uploader's
+        scope becomes one of the district's schools."""
+        if r.org_type is OrgType.DISTRICT:
+            self.district_ids = self.district_ids | {r.school_id}
+        elif in_scope:
+            self.district_schools = self.district_schools | {r.school_id}
+
     def finish(self) -> list[ParseItem]:
         """Decide every held-back record: what is still missing now is an error."""
         out: list[ParseItem] = []

@@ -17,21 +17,19 @@ enrolled, since each school day adds to days enrolled.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 
 from homeroom import calendar, outbox
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.topics import ATTENDANCE, Topic
 from homeroom.events.v1 import attendance_pb2
 from homeroom.service import Runtime
-from homeroom.storage import INFRASTRUCTURE_ERRORS
 from services.records import store
 from services.records.metrics import ABSENCE_REVIEWS, CHRONIC_CHANGES
+from services.records.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +72,12 @@ def count_student(
     return calendar.standing(year, attended, today, threshold=threshold, min_days=min_days)
 
 
-class AbsenceReviewer:
+class AbsenceReviewer(PollingLoop):
     """Counts queued students again, in batches, in records' own database."""
+
+    name = "records-absence-reviewer"
+    what = "absence review"
+    error_pause_s = 1.0
 
     def __init__(
         self,
@@ -93,33 +95,12 @@ class AbsenceReviewer:
         self.min_days = min_days
         self.batch = batch
         self.poll_s = poll_s
-        self.clock = clock or (lambda: datetime.now(UTC).date())
+        self.clock = clock or (lambda: runtime.clock().date())  # read at each round: tests move it
         self.topic = topic
-        self._task: asyncio.Task[None] | None = None
         self._swept: date | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="records-absence-reviewer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.run_once() == 0:
-                    await asyncio.sleep(self.poll_s)
-            except asyncio.CancelledError:
-                raise
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("absence review waits for the database", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
-            except Exception:  # a bug must not stop the reviews for good
-                log.exception("absence review failed; retrying")
-                await asyncio.sleep(1.0)
+    async def round(self) -> bool:
+        return await self.run_once() != 0
 
     async def run_once(self) -> int:
         """Review what is queued now; returns how many students were counted."""

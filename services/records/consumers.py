@@ -92,6 +92,14 @@ async def _scoped(ctx: HandlerContext, district: str) -> None:
         ctx.state["district"] = district
 
 
+def _enrollment_of(
+    event: IncomingEvent, payload: enrollment_pb2.StudentEnrolled | enrollment_pb2.StudentWithdrawn
+) -> tuple[str, str, str]:
+    """The district, student and school an enrollment event names (RejectEvent if one is missing)."""
+    district = _district(event, payload.district_id)
+    return district, _required(payload.student_key, "student_key"), _required(payload.school_id, "school_id")
+
+
 def enrollment_handler(runtime: Runtime) -> BatchHandler:
     """Registrations and enrollments a run at a time (`_Run`: one statement per district for
     each); a withdrawal or school change ends the run and is applied on its own, so each
@@ -126,16 +134,12 @@ def enrollment_handler(runtime: Runtime) -> BatchHandler:
                 )
                 await run.add(district, registration)
             elif isinstance(payload, enrollment_pb2.StudentEnrolled):
-                district = _district(event, payload.district_id)
-                key = _required(payload.student_key, "student_key")
-                school = _required(payload.school_id, "school_id")
+                district, key, school = _enrollment_of(event, payload)
                 entry = _date(payload.entry_date, "entry_date")
                 await run.add(district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type))
                 review.setdefault(district, set()).add(key)
             elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
-                district = _district(event, payload.district_id)
-                key = _required(payload.student_key, "student_key")
-                school = _required(payload.school_id, "school_id")
+                district, key, school = _enrollment_of(event, payload)
                 exit_date = _date(payload.exit_date, "exit_date")
                 await run.flush()
                 await _scoped(ctx, district)
@@ -386,35 +390,29 @@ async def _session(event: IncomingEvent, p: roster_pb2.AcademicSessionRegistered
     )
 
 
+def _values(p: Any, plain: Sequence[str], lists: Sequence[str], **given: object) -> dict[str, object]:
+    """A roster object's columns: fields copied as sent, repeated fields as lists, and `given`."""
+    return {**{f: getattr(p, f) for f in plain}, **{f: list(getattr(p, f)) for f in lists}, **given}
+
+
 async def _course(event: IncomingEvent, p: roster_pb2.CourseRegistered, ctx: HandlerContext) -> None:
     district = _district(event, p.district_id)
-    values = {
-        "title": _required(p.title, "title"),
-        "course_code": p.course_code,
-        "school_id": p.school_id,
-        "grades": list(p.grades),
-        "subjects": list(p.subjects),
-        "school_year_id": p.school_year_id,
-        "deleted": p.deleted,
-    }
+    plain, lists = ("course_code", "school_id", "school_year_id", "deleted"), ("grades", "subjects")
+    values = _values(p, plain, lists, title=_required(p.title, "title"))
     await store.upsert_course(ctx.conn, district, _required(p.course_id, "course_id"), values)
 
 
 async def _class(event: IncomingEvent, p: roster_pb2.ClassRegistered, ctx: HandlerContext) -> None:
     district = _district(event, p.district_id)
-    values = {
-        "title": _required(p.title, "title"),
-        "class_code": p.class_code,
-        "class_type": p.class_type or "scheduled",
-        "course_id": p.course_id,
-        "school_id": _required(p.school_id, "school_id"),
-        "term_ids": list(p.term_ids),
-        "periods": list(p.periods),
-        "grades": list(p.grades),
-        "subjects": list(p.subjects),
-        "location": p.location,
-        "deleted": p.deleted,
-    }
+    plain, lists = ("class_code", "course_id", "location", "deleted"), ("term_ids", "periods", "grades", "subjects")
+    values = _values(
+        p,
+        plain,
+        lists,
+        title=_required(p.title, "title"),
+        class_type=p.class_type or "scheduled",
+        school_id=_required(p.school_id, "school_id"),
+    )
     await store.upsert_class(ctx.conn, district, _required(p.class_id, "class_id"), values)
 
 

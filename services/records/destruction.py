@@ -1,7 +1,8 @@
 """Destruction that destroys, with proof (use cases of the records service).
 
-- A student's record in a district: by the district's erasure order (`DELETE` on the
-  student, district staff only) or when a retention period ends (`apply_retention`). The
+- A student's record in a district: by the district's erasure order (`order_erasure`: `DELETE`
+  on the student, district staff only) or when a retention period ends (`apply_retention`, by
+  the runtime's clock). The
   student's data key is shredded first (so every copy sealed under it, in every topic,
   backup and replica, is noise), then the rows are removed and a tombstone kept; a sealed
   value is tried afterwards to prove it no longer opens. Logged in `destructions` and on
@@ -10,7 +11,7 @@
   remove those rows; `record` erases the whole record as above.
 - What was kept for a recipient under an agreement (release copies, sealed under the
   agreement's key): when consent shreds that key, records proves the copies unreadable,
-  removes them and reports how many (`data_destroyed`, scope agreement).
+  removes them and reports how many (`destroy_agreement_copies`: `data_destroyed`, scope agreement).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from google.protobuf.message import Message
+
 from homeroom import outbox
+from homeroom.auth import Principal
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.topics import KEYS
 from homeroom.crypto import DecryptionError, KeyDestroyedError
@@ -34,6 +38,7 @@ from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.service import Runtime
 from homeroom.storage import Connection
 from services.records import store
+from services.records.application.refusals import destroyed, not_found
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +51,25 @@ def _id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
 
-def now(runtime: Runtime) -> datetime:
-    custom = runtime.extras.get("clock")
-    moment: datetime = custom() if custom is not None else datetime.now(UTC)
-    return moment
+def _keys_event(change: str, payload: Message, district: str, subject: str, event_id: str) -> OutgoingEvent:
+    """A keys.v1 event of the district (keyed by it, so its destructions stay in order)."""
+    return build_event(
+        KEYS,
+        change,
+        payload,
+        source=f"{SOURCE}/{district}",
+        subject=subject,
+        district_id=district,
+        key=district,
+        event_id=event_id,
+    )
 
 
 def _keys_destroyed(district: str, key: str, reason: str, who: Party, cause: str) -> OutgoingEvent:
     payload = DataKeysDestroyed(
         district_id=district, scope="student", subject=key, reason=reason, keys_destroyed=1, requested_by=who
     )
-    return build_event(
-        KEYS,
-        "data_keys_destroyed",
-        payload,
-        source=f"{SOURCE}/{district}",
-        subject=key,
-        district_id=district,
-        key=district,
-        event_id=_id("keys", cause),
-    )
+    return _keys_event("data_keys_destroyed", payload, district, key, _id("keys", cause))
 
 
 def data_destroyed(
@@ -92,16 +96,7 @@ def data_destroyed(
         what=list(what),
         requested_by=who,
     )
-    return build_event(
-        KEYS,
-        "data_destroyed",
-        payload,
-        source=f"{SOURCE}/{district}",
-        subject=subject,
-        district_id=district,
-        key=district,
-        event_id=_id("data", cause),
-    )
+    return _keys_event("data_destroyed", payload, district, subject, _id("data", cause))
 
 
 async def _unreadable(runtime: Runtime, district: str, subject: str, element: str, sealed: bytes, scope: str) -> bool:
@@ -115,6 +110,32 @@ async def _unreadable(runtime: Runtime, district: str, subject: str, element: st
     except DecryptionError:
         return False
     return False
+
+
+async def order_erasure(
+    runtime: Runtime, principal: Principal, district_id: str, student_key: str, reason: str
+) -> dict[str, Any]:
+    """A district's erasure order (its own staff only): the student's record erased, once."""
+    if principal.district_id != district_id:
+        raise not_found()
+    async with store.district_tx(runtime.pool, district_id) as conn:
+        stored = await store.load_record(conn, district_id, student_key)
+    if stored is None:
+        raise not_found()
+    if stored.destroyed_at is not None:
+        raise destroyed(district_id)
+    who = Party(organization=district_id, person=principal.subject, role=principal.role.value)
+    try:
+        return await erase_student(
+            runtime,
+            district_id,
+            student_key,
+            reason=reason,
+            ordered_by=who,
+            cause=f"erasure|{district_id}|{student_key}",
+        )
+    except (LookupError, KeyDestroyedError):
+        raise destroyed(district_id) from None
 
 
 async def erase_student(
@@ -150,9 +171,10 @@ async def erase_student(
     }
 
 
-async def apply_retention(runtime: Runtime, today: date | None = None) -> list[dict[str, Any]]:
-    """Remove what each district's retention periods say has been kept long enough."""
-    day = today or now(runtime).date()
+async def apply_retention(runtime: Runtime) -> list[dict[str, Any]]:
+    """Remove what each district's retention periods say has been kept long enough, as of the
+    runtime's clock (tests move it)."""
+    day = runtime.clock().date()
     done: list[dict[str, Any]] = []
     async with runtime.pool.acquire() as conn:
         districts = await store.districts_with_retention(conn)

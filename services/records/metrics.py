@@ -35,7 +35,7 @@ RECONCILIATIONS = Counter(
 # At 0 from the start, so "no successful run for 30 minutes" has a series to be 0 on (and a first
 # failure an increase): homeroom.telemetry.start_at_zero, the outcomes services/records/reconcile.py counts.
 start_at_zero(RECONCILIATIONS, "ok", "audit_unavailable", "failed")
-# The channels of services/records/api.py (CHANNEL_API, CHANNEL_ONEROSTER) and its own denials.
+# The channels of services/records/application/disclosures.py (CHANNEL_API, CHANNEL_ONEROSTER) and its refusals.
 CHANNELS = ("records-api", "oneroster")
 start_at_zero(READS, *((role, channel) for role in Role for channel in CHANNELS))
 start_at_zero(DISCLOSURES, *CHANNELS)

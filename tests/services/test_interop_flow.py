@@ -219,7 +219,7 @@ async def test_ds52_district_flows_through_and_dropped_values_are_nowhere(
             )
             assert r.status_code == 202, r.text
             sid = r.json()["id"]
-            await ingest.runtime.extras["ingestor"].wait(uuid.UUID(sid), 300)
+            await ingest.runtime.state.ingestor.wait(uuid.UUID(sid), 300)
             report = (await ingest.client.get(f"/v1/submissions/{sid}", headers=staff(env, DISTRICT))).json()
             assert report["status"] == "completed", report
             if path.name != "StudentDiscipline.xml":  # incidents are refused there, as they must be

@@ -6,9 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
+from homeroom.calendar import Term
 from services.ingest import codes
 from services.ingest.formats import Check, issues_then
-from services.ingest.parsed_records import AttendanceRecord, ParseItem, Source, SuspensionRecord, record_id
+from services.ingest.parsed_records import (
+    AttendanceRecord,
+    CalendarRecord,
+    EnrollmentAction,
+    EnrollmentRecord,
+    ParseItem,
+    Source,
+    StudentRecord,
+    SuspensionRecord,
+    record_id,
+)
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
@@ -204,6 +215,117 @@ INCIDENT_RECORDS = frozenset(
     ]
 )
 INCIDENT_REASON = "Only suspension dates are accepted, never discipline incident details"
+
+
+def student_part(
+    check: Check,
+    src: Source,
+    fmt: str,
+    kind: str,
+    key: str | None,
+    elements: dict[str, str],
+    programs: dict[str, bool] | None = None,
+    *,
+    org: str | None = None,
+) -> Iterator[ParseItem]:
+    """A Student (kind ``student``: its unique id is also its state id unless one was given) or a
+    StudentEducationOrganizationAssociation (kind ``seoa``: what one organisation records of the
+    student, under ``org``) once each parser has read its elements."""
+    if key is None or not check.ok:
+        yield from check.errors
+        return
+    if kind == "student":
+        elements.setdefault("student.state_id", key)
+    rid = record_id(fmt, kind, *((key,) if org is None else (key, org)))
+    programs = programs or {}
+    record = StudentRecord(source=src, source_record_id=rid, student_ref=key, elements=elements, programs=programs)
+    yield from issues_then(check, record)
+
+
+def school_association(
+    check: Check,
+    src: Source,
+    fmt: str,
+    student: str | None,
+    school: str | None,
+    entry: date | None,
+    exit_date: date | None,
+    exit_code: str | None,
+    grade: str | None,
+    entry_type: str | None,
+) -> Iterator[ParseItem]:
+    """A StudentSchoolAssociation once each parser has read its fields: an enrollment, or a
+    withdrawal when it carries an exit date."""
+    if student is None or school is None or entry is None or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        EnrollmentRecord(
+            source=src,
+            source_record_id=record_id(fmt, "ssa", student, school, entry.isoformat()),
+            action=EnrollmentAction.WITHDRAW if exit_date else EnrollmentAction.ENROLL,
+            student_ref=student,
+            school_id=school,
+            entry_date=entry,
+            exit_date=exit_date,
+            exit_code=exit_code,
+            grade_level=grade,
+            entry_type=entry_type,
+        ),
+    )
+
+
+def session_calendar(
+    check: Check,
+    src: Source,
+    fmt: str,
+    school: str | None,
+    year: int | None,
+    name: str | None,
+    begin: date | None,
+    end: date | None,
+    declared: int | None,
+) -> Iterator[ParseItem]:
+    """A Session once each parser has read its fields: the term it adds to the school's calendar
+    (its dates and, when declared, its count of instructional days)."""
+    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
+        yield from check.errors
+        return
+    sessions = (Term(name, begin, end, declared),)
+    rid = record_id(fmt, "session", school, str(year), name)
+    yield from issues_then(
+        check, CalendarRecord(source=src, source_record_id=rid, school_id=school, school_year=year, sessions=sessions)
+    )
+
+
+def calendar_part(
+    check: Check,
+    src: Source,
+    fmt: str,
+    kind: str,
+    *,
+    school: str | None,
+    year: int | None,
+    key: tuple[str | None, ...],
+    days: tuple[tuple[date, bool], ...] = (),
+) -> Iterator[ParseItem]:
+    """A Calendar (kind ``calendar``: the school year it covers) or a CalendarDate (kind
+    ``calendar-date``: one day, instructional or not) once each parser has read its fields;
+    ``key`` identifies it within the school year (None where a required field is missing)."""
+    if school is None or year is None or None in key or not check.ok:
+        yield from check.errors
+        return
+    yield from issues_then(
+        check,
+        CalendarRecord(
+            source=src,
+            source_record_id=record_id(fmt, kind, school, str(year), *(k or "" for k in key)),
+            school_id=school,
+            school_year=year,
+            days=days,
+        ),
+    )
 
 
 def attendance_event(

@@ -382,8 +382,13 @@ def _student(
     if not isinstance(student, StudentRecord) or not check.ok:
         yield from issues_then(check, None)
         return
-    rid = record_id(FORMAT, "student", event_id) if event_id else record_id(FORMAT, "student", sid)
+    rid = _rid("student", event_id, sid)
     yield from issues_then(check, _with_id(student, rid))
+
+
+def _rid(kind: str, event_id: str | None, *parts: str) -> str:
+    """A record's id: from the sender's event_id when it gave one, else from the identifying fields."""
+    return record_id(FORMAT, kind, event_id) if event_id else record_id(FORMAT, kind, *parts)
 
 
 def _grade(check: Check, value: Mapping[str, Any]) -> str | None:
@@ -399,11 +404,7 @@ def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str |
     if not check.ok or school is None or entry is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "enroll", event_id)
-        if event_id
-        else record_id(FORMAT, "enroll", sid, school, entry.isoformat())
-    )
+    rid = _rid("enroll", event_id, sid, school, entry.isoformat())
     yield from check.warnings
     if isinstance(student, StudentRecord):
         yield _with_id(student, rid + "#student")
@@ -429,11 +430,7 @@ def _withdraw(
     if not check.ok or school is None or exit_date is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "withdraw", event_id)
-        if event_id
-        else record_id(FORMAT, "withdraw", sid, school, exit_date.isoformat())
-    )
+    rid = _rid("withdraw", event_id, sid, school, exit_date.isoformat())
     yield from issues_then(
         check,
         EnrollmentRecord(
@@ -461,11 +458,7 @@ def _change_school(
     if not check.ok or from_school is None or to_school is None or when is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "change_school", event_id)
-        if event_id
-        else record_id(FORMAT, "change_school", sid, from_school, to_school, when.isoformat())
-    )
+    rid = _rid("change_school", event_id, sid, from_school, to_school, when.isoformat())
     yield from issues_then(
         check,
         EnrollmentRecord(
@@ -497,11 +490,7 @@ def _attendance(
     if not check.ok or school is None or day is None or category is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "attendance", event_id)
-        if event_id
-        else record_id(FORMAT, "attendance", sid, school, day.isoformat(), period or "", category.value)
-    )
+    rid = _rid("attendance", event_id, sid, school, day.isoformat(), period or "", category.value)
     yield from issues_then(
         check,
         AttendanceRecord(
@@ -527,11 +516,7 @@ def _suspension(
     if not check.ok or school is None or start is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "suspension", event_id)
-        if event_id
-        else record_id(FORMAT, "suspension", sid, school, start.isoformat())
-    )
+    rid = _rid("suspension", event_id, sid, school, start.isoformat())
     yield from issues_then(
         check,
         SuspensionRecord(
@@ -584,7 +569,7 @@ def _calendar(
     if not check.ok or school is None or year is None:
         yield from issues_then(check, None)
         return
-    rid = record_id(FORMAT, "calendar", event_id) if event_id else record_id(FORMAT, "calendar", school, str(year))
+    rid = _rid("calendar", event_id, school, str(year))
     yield from issues_then(
         check,
         CalendarRecord(
@@ -631,7 +616,7 @@ def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str 
         check,
         SessionRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "session", event_id or sid),
+            source_record_id=_rid("session", event_id, sid),
             session_id=sid,
             title=title,
             session_type=kind,
@@ -656,7 +641,7 @@ def _course(check: Check, src: Source, value: Mapping[str, Any], event_id: str |
         check,
         CourseRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "course", event_id or cid),
+            source_record_id=_rid("course", event_id, cid),
             course_id=cid,
             title=title,
             course_code=code,
@@ -684,7 +669,7 @@ def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | 
         check,
         ClassRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "class", event_id or cid),
+            source_record_id=_rid("class", event_id, cid),
             class_id=cid,
             school_id=school,
             title=title,
@@ -730,7 +715,7 @@ def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | 
         check,
         StaffRecord(
             source=src,
-            source_record_id=record_id(FORMAT, "staff", event_id or sid),
+            source_record_id=_rid("staff", event_id, sid),
             staff_ref=sid,
             role=role,
             schools=schools,
@@ -760,11 +745,7 @@ def _class_enrollment(check: Check, src: Source, value: Mapping[str, Any], event
     if not check.ok or cls is None or school is None or person is None or role is None:
         yield from issues_then(check, None)
         return
-    rid = (
-        record_id(FORMAT, "class_enrollment", event_id)
-        if event_id
-        else record_id(FORMAT, "class_enrollment", cls, role, person)
-    )
+    rid = _rid("class_enrollment", event_id, cls, role, person)
     record: ParseItem
     if role == "student":
         record = EnrollmentRecord(

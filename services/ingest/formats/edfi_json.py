@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import IO, Any
 
-from homeroom.calendar import Term, parse_school_year, school_year
+from homeroom.calendar import parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -52,27 +52,25 @@ from services.ingest.formats import (
     CountingReader,
     ParseOptions,
     file_error,
-    issues_then,
     objects,
     stream_size,
 )
 from services.ingest.formats._edfi import (
     FORMAT_JSON,
     attendance_event,
+    calendar_part,
     identification_code,
     lep_is_ell,
+    school_association,
+    session_calendar,
+    student_part,
     suspension_event,
 )
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
 from services.ingest.parsed_records import (
-    CalendarRecord,
     Dropped,
-    EnrollmentAction,
-    EnrollmentRecord,
     ParseItem,
     Source,
-    StudentRecord,
-    record_id,
 )
 from services.ingest.screening import is_ssn_field
 
@@ -203,19 +201,7 @@ def _students(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     sex = check.code("birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
     if sex is not None:
         elements["student.sex"] = sex
-    if key is None or not check.ok:
-        yield from check.errors
-        return
-    elements.setdefault("student.state_id", key)
-    yield from issues_then(
-        check,
-        StudentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "student", key),
-            student_ref=key,
-            elements=elements,
-        ),
-    )
+    yield from student_part(check, src, FORMAT, "student", key, elements)
 
 
 def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
@@ -288,19 +274,10 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
         v = check.text(f"electronicMails[{i}].electronicMailAddress", mail.get("electronicMailAddress"))
         if v is not None:
             elements["student.email"] = v
-    if key is None or org is None or not check.ok:
+    if org is None:
         yield from check.errors
         return
-    yield from issues_then(
-        check,
-        StudentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "seoa", key, org),
-            student_ref=key,
-            elements=elements,
-            programs=programs,
-        ),
-    )
+    yield from student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
 
 
 def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
@@ -318,24 +295,7 @@ def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseI
     entry_type = check.text("entryTypeDescriptor", _descriptor(value.get("entryTypeDescriptor")))
     exit_date = check.date("exitWithdrawDate", value.get("exitWithdrawDate"))
     exit_code = check.text("exitWithdrawTypeDescriptor", _descriptor(value.get("exitWithdrawTypeDescriptor")))
-    if student is None or school is None or entry is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "ssa", student, school, entry.isoformat()),
-            action=EnrollmentAction.WITHDRAW if exit_date else EnrollmentAction.ENROLL,
-            student_ref=student,
-            school_id=school,
-            entry_date=entry,
-            exit_date=exit_date,
-            exit_code=exit_code,
-            grade_level=grade,
-            entry_type=entry_type,
-        ),
-    )
+    yield from school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
 
 
 def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
@@ -384,19 +344,7 @@ def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
         check.fail("totalInstructionalDays", "schema.type", "totalInstructionalDays must be a whole number.", declared)
         declared = None
-    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "session", school, str(year), name),
-            school_id=school,
-            school_year=year,
-            sessions=(Term(name, begin, end, declared),),
-        ),
-    )
+    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
 
 
 def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
@@ -405,18 +353,7 @@ def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[
     year = _school_year(check, _ref(value, "schoolYearTypeReference", "schoolYear"), None)
     if year is None and check.ok:
         check.fail("schoolYearTypeReference.schoolYear", "schema.required", "The calendar's school year is required.")
-    if school is None or code is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "calendar", school, str(year), code),
-            school_id=school,
-            school_year=year,
-        ),
-    )
+    yield from calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
 
 
 def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
@@ -439,19 +376,9 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iter
             events.append(kind)
     if not events and check.ok:
         check.fail("calendarEvents", "schema.required", "calendarEvents is required but is missing or empty.")
-    if school is None or day is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "calendar-date", school, str(year), str(code), day.isoformat()),
-            school_id=school,
-            school_year=year,
-            days=((day, any(events)),),
-        ),
-    )
+    key = (str(code), day.isoformat() if day else None)
+    days = ((day, any(events)),) if day else ()
+    yield from calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
 
 
 def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:

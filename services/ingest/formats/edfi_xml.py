@@ -64,7 +64,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from homeroom.calendar import Term, parse_school_year, school_year
+from homeroom.calendar import parse_school_year, school_year
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -86,14 +86,17 @@ from services.ingest.formats._edfi import (
     INCIDENT_RECORDS,
     PROGRAM_ASSOCIATIONS,
     attendance_event,
+    calendar_part,
     frl_eligible,
     identification_code,
     lep_is_ell,
     program_element,
+    school_association,
+    session_calendar,
+    student_part,
     suspension_event,
 )
 from services.ingest.parsed_records import (
-    CalendarRecord,
     ClassRecord,
     CourseRecord,
     Dropped,
@@ -481,20 +484,7 @@ def _student(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
     _person_elements(elem, check, elements, programs)
-    if key is None or not check.ok:
-        yield from check.errors
-        return
-    elements.setdefault("student.state_id", key)
-    yield from issues_then(
-        check,
-        StudentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "student", key),
-            student_ref=key,
-            elements=elements,
-            programs=programs,
-        ),
-    )
+    yield from student_part(check, src, FORMAT, "student", key, elements, programs)
 
 
 def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
@@ -503,19 +493,7 @@ def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
     _person_elements(elem, check, elements, programs)
-    if key is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        StudentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "seoa", key, org),
-            student_ref=key,
-            elements=elements,
-            programs=programs,
-        ),
-    )
+    yield from student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
 
 
 _SSA_KEPT = frozenset(
@@ -536,24 +514,7 @@ def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     entry_type = check.text("EntryType", _opt_code(_text(elem, "EntryType")))
     exit_date = check.date("ExitWithdrawDate", _text(elem, "ExitWithdrawDate"))
     exit_code = check.text("ExitWithdrawType", _opt_code(_text(elem, "ExitWithdrawType")))
-    if student is None or school is None or entry is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "ssa", student, school, entry.isoformat()),
-            action=EnrollmentAction.WITHDRAW if exit_date else EnrollmentAction.ENROLL,
-            student_ref=student,
-            school_id=school,
-            entry_date=entry,
-            exit_date=exit_date,
-            exit_code=exit_code,
-            grade_level=grade,
-            entry_type=entry_type,
-        ),
-    )
+    yield from school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
 
 
 def _opt_code(text: str | None) -> str | None:
@@ -867,19 +828,9 @@ def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
             check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)
     if begin and end and end < begin:
         check.fail("EndDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
+    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
     if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        yield from check.errors
         return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "session", school, str(year), name),
-            school_id=school,
-            school_year=year,
-            sessions=(Term(name, begin, end, declared),),
-        ),
-    )
     term = (_value(elem.find("TermDescriptor")) or _text(elem, "Term") or name).lower()
     yield SessionRecord(
         source=src,
@@ -900,18 +851,7 @@ def _calendar(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     year = _school_year(check, _text(elem, "SchoolYear"), None)
     if year is None and check.ok:
         check.fail("SchoolYear", "schema.required", "SchoolYear is required but is missing or empty.")
-    if school is None or code is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "calendar", school, str(year), code),
-            school_id=school,
-            school_year=year,
-        ),
-    )
+    yield from calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
 
 
 def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
@@ -941,19 +881,9 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
             events.append(instructional)
     if not events and check.ok:
         check.fail("CalendarEvent", "schema.required", "CalendarEvent is required but is missing or empty.")
-    if school is None or day is None or year is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "calendar-date", school, str(year), code, day.isoformat()),
-            school_id=school,
-            school_year=year,
-            days=((day, any(events)),),
-        ),
-    )
+    key = (code, day.isoformat() if day else None)
+    days = ((day, any(events)),) if day else ()
+    yield from calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
 
 
 _ORGANISATION_RECORDS = frozenset(

@@ -551,6 +551,18 @@ class OneRosterUpload:
         src = Source(FORMAT, name, row.line, name)
         return src, Check(src, "", self.opts)
 
+    def _school_of(self, check: Check, org: str | None) -> str | None:
+        """The school id a row's schoolSourcedId names; one not in orgs.csv is refused."""
+        school = self._school_id(org) if org else None
+        if org and school is None:
+            check.fail(
+                "schoolSourcedId",
+                "reference.unknown_school",
+                "The school is not among the schools in orgs.csv.",
+                vclass="identifier",
+            )
+        return school
+
     # --- files -------------------------------------------------------------------------------
 
     def _org(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
@@ -649,9 +661,7 @@ class OneRosterUpload:
         title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
         org = check.text("orgSourcedId", r.get("orgSourcedId"))
         school = self._school_id(org) if org and org in self._org_school else None
-        for column, value in r.items():
-            if column not in COURSE_KNOWN:
-                check.drop(column, value, credential=is_credential(column))
+        _drop_unread(check, r, COURSE_KNOWN)
         if sid is None or title is None or not check.ok:
             yield from check.errors
             return
@@ -691,20 +701,11 @@ class OneRosterUpload:
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
         org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
-        school = self._school_id(org) if org else None
-        if org and school is None:
-            check.fail(
-                "schoolSourcedId",
-                "reference.unknown_school",
-                "The school is not among the schools in orgs.csv.",
-                vclass="identifier",
-            )
+        school = self._school_of(check, org)
         class_type = (check.text("classType", r.get("classType")) or "scheduled").lower()
         if class_type not in ("homeroom", "scheduled"):
             check.fail("classType", "code.unknown", "classType must be homeroom or scheduled.", class_type)
-        for column, value in r.items():
-            if column not in CLASS_KNOWN:
-                check.drop(column, value, credential=is_credential(column))
+        _drop_unread(check, r, CLASS_KNOWN)
         if sid is None or title is None or school is None or not check.ok:
             yield from check.errors
             return
@@ -1023,47 +1024,51 @@ class OneRosterUpload:
             class_ref=cls,
         )
 
-    def _teaching(self, header: list[str], row: _Row) -> Iterator[ParseItem]:
-        """A staff member's class enrollment (role teacher, aide ...): the careful path only."""
+    def _enrollment_row(self, header: list[str], row: _Row) -> tuple[dict[str, str], Source, Check, _Enrollment]:
+        """An enrollments.csv row read on the careful path: its identifying cells and dates."""
         r = dict(zip(header, row.cells, strict=True))
         src, check = self._check("enrollments.csv", row)
-        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
-        cls = check.text("classSourcedId", r.get("classSourcedId"), required=True)
-        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
-        user = check.text("userSourcedId", r.get("userSourcedId"), required=True)
-        begin = check.date("beginDate", r.get("beginDate"))
-        end = check.date("endDate", r.get("endDate"))
-        primary = check.boolean("primary", r.get("primary"))
-        for column, value in r.items():
-            if column not in ENROLLMENT_KNOWN:
-                check.drop(column, value, credential=is_credential(column))
-        school = self._school_id(org) if org else None
-        if org and school is None:
-            check.fail(
-                "schoolSourcedId",
-                "reference.unknown_school",
-                "The school is not among the schools in orgs.csv.",
-                vclass="identifier",
-            )
+        e = _Enrollment(
+            sid=check.text("sourcedId", r.get("sourcedId"), required=True),
+            cls=check.text("classSourcedId", r.get("classSourcedId"), required=True),
+            org=check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True),
+            user=check.text("userSourcedId", r.get("userSourcedId"), required=True),
+            begin=check.date("beginDate", r.get("beginDate")),
+            end=check.date("endDate", r.get("endDate")),
+        )
+        return r, src, check, e
+
+    def _enrollment_school(self, check: Check, r: dict[str, str], e: _Enrollment) -> str | None:
+        """Drops the columns Homeroom does not read; the row's school, refusing an unknown
+        school or (in a bulk classes file) an unknown class."""
+        _drop_unread(check, r, ENROLLMENT_KNOWN)
+        school = self._school_of(check, e.org)
         class_checked = self.manifest is not None and self.manifest.mode("classes") == "bulk"
-        if cls and class_checked and cls not in self._classes:
+        if e.cls and class_checked and e.cls not in self._classes:
             check.fail(
                 "classSourcedId", "reference.unknown_class", "The class is not in classes.csv.", vclass="identifier"
             )
-        if not check.ok or sid is None or cls is None or user is None or school is None:
+        return school
+
+    def _teaching(self, header: list[str], row: _Row) -> Iterator[ParseItem]:
+        """A staff member's class enrollment (role teacher, aide ...): the careful path only."""
+        r, src, check, e = self._enrollment_row(header, row)
+        primary = check.boolean("primary", r.get("primary"))
+        school = self._enrollment_school(check, r, e)
+        if not check.ok or e.sid is None or e.cls is None or e.user is None or school is None:
             yield from check.errors
             return
         yield from issues_then(
             check,
             TeachingRecord(
                 source=src,
-                source_record_id=record_id(FORMAT, "teaching", sid),
-                staff_ref=user,
-                class_id=cls,
+                source_record_id=record_id(FORMAT, "teaching", e.sid),
+                staff_ref=e.user,
+                class_id=e.cls,
                 school_id=school,
                 primary=bool(primary),
-                begin_date=begin,
-                end_date=end,
+                begin_date=e.begin,
+                end_date=e.end,
                 deleted=r.get("status", "") == TOBEDELETED,
             ),
         )
@@ -1101,50 +1106,49 @@ class OneRosterUpload:
 
     def _enrollment_slow(self, header: list[str], row: _Row, idx: dict[str, int]) -> Iterator[ParseItem]:
         """The careful path: every field through Check, with a precise error for each problem."""
-        r = dict(zip(header, row.cells, strict=True))
-        src, check = self._check("enrollments.csv", row)
-        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
-        cls = check.text("classSourcedId", r.get("classSourcedId"), required=True)
-        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
-        user = check.text("userSourcedId", r.get("userSourcedId"), required=True)
-        begin = check.date("beginDate", r.get("beginDate"))
-        end = check.date("endDate", r.get("endDate"))
+        r, src, check, e = self._enrollment_row(header, row)
         modified = check.text("dateLastModified", r.get("dateLastModified"))
         check.text("status", r.get("status"))
         check.text("primary", r.get("primary"))
-        for column, value in r.items():
-            if column not in ENROLLMENT_KNOWN:
-                check.drop(column, value, credential=is_credential(column))
-        school = self._school_id(org) if org else None
-        if org and school is None:
-            check.fail(
-                "schoolSourcedId",
-                "reference.unknown_school",
-                "The school is not among the schools in orgs.csv.",
-                vclass="identifier",
-            )
-        class_checked = self.manifest is not None and self.manifest.mode("classes") == "bulk"
-        if cls and class_checked and cls not in self._classes:
-            check.fail(
-                "classSourcedId", "reference.unknown_class", "The class is not in classes.csv.", vclass="identifier"
-            )
-        if not check.ok or sid is None or user is None or school is None:
+        school = self._enrollment_school(check, r, e)
+        if not check.ok or e.sid is None or e.user is None or school is None:
             yield from check.errors
             return
         deleted = r.get("status", "") == TOBEDELETED
+        begin, end = e.begin, e.end
         yield from issues_then(
             check,
             EnrollmentRecord(
                 source=src,
-                source_record_id=record_id(FORMAT, "enrollment", sid),
+                source_record_id=record_id(FORMAT, "enrollment", e.sid),
                 action=EnrollmentAction.WITHDRAW if deleted else EnrollmentAction.ENROLL,
-                student_ref=user,
+                student_ref=e.user,
                 school_id=school,
-                entry_date=begin if deleted else (begin or self._classes.get(cls or "")),
+                entry_date=begin if deleted else (begin or self._classes.get(e.cls or "")),
                 exit_date=(end or (codes.parse_date(modified[:10]) if modified else None)) if deleted else end,
-                class_ref=cls,
+                class_ref=e.cls,
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Enrollment:
+    """The cells every enrollments.csv row is read for (None: missing or refused)."""
+
+    sid: str | None
+    cls: str | None
+    org: str | None
+    user: str | None
+    begin: date | None
+    end: date | None
+
+
+def _drop_unread(check: Check, r: dict[str, str], known: frozenset[str]) -> None:
+    """Columns Homeroom does not read: screened and counted by name, never kept (a credential
+    column is not even screened)."""
+    for column, value in r.items():
+        if column not in known:
+            check.drop(column, value, credential=is_credential(column))
 
 
 def _codes(raw: str) -> tuple[str, ...]:

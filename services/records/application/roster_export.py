@@ -23,7 +23,6 @@ from homeroom.auth import Principal
 from homeroom.oneroster_columns import CLASSES, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
 from homeroom.service import Runtime
 from services.records import store
-from services.records.api import today
 from services.records.application import rostering as uc
 from services.records.application.rostering import VendorView
 from services.records.roster import class_enrollment_object, when
@@ -57,21 +56,11 @@ async def export(runtime: Runtime, principal: Principal, view: VendorView, since
     by_user: dict[tuple[str, str], list[dict[str, Any]]] = {}
     classes_released = uc.CLASS_ELEMENT in view.visible or view.teachers_visible
     if classes_released:
-        for district in view.districts:
-            async with store.district_tx(runtime.pool, district) as conn:
-                rows, _ = await store.class_enrollments(
-                    conn,
-                    district,
-                    school_ids=view.schools,
-                    class_ids=view.classes,
-                    current_students_on=today(),
-                    limit=None,
-                )
-            for r in rows:
-                if r["class_id"] not in visible_classes:
-                    continue
-                obj = class_enrollment_object(r, uc.enrollment_id(runtime, district, r))
-                by_user.setdefault((district, r["user_key"]), []).append(obj)
+        for district, r in await uc.covered_enrollments(runtime, view, class_ids=view.classes):
+            if r["class_id"] not in visible_classes:
+                continue
+            obj = class_enrollment_object(r, uc.enrollment_id(runtime, district, r))
+            by_user.setdefault((district, r["user_key"]), []).append(obj)
 
     students = await uc.current_students(runtime, view)
     wanted = [

@@ -22,18 +22,9 @@ from homeroom.catalogue import STAFF_LEGAL_BASIS
 from homeroom.crypto import KeyDestroyedError
 from homeroom.service import Runtime
 from services.records import store
-from services.records.api import (
-    CHANNEL_ONEROSTER,
-    Release,
-    commit_releases,
-    consent_client,
-    consent_unavailable,
-    denied,
-    open_record,
-    requester_json,
-    today,
-    vendor_gate,
-)
+from services.records.application.disclosures import CHANNEL_ONEROSTER, Release, commit_releases, requester_json
+from services.records.application.reads import consent, open_record, vendor_gate
+from services.records.application.refusals import consent_unavailable, denied
 from services.records.consent_client import AgreementScope, ConsentUnavailable, Decision, DecisionRequest
 from services.records.metrics import READS
 from services.records.record import statements_travelling
@@ -52,6 +43,7 @@ from services.records.roster import (
     teacher_object,
     when,
 )
+from services.records.state import today
 
 # OneRoster user fields and the catalogue element each one releases.
 USER_FIELDS: dict[str, str] = {
@@ -77,6 +69,7 @@ class VendorView:
     scope: AgreementScope
     start: date | None
     end: date | None
+    on: date  # the day of the read: who is enrolled now
 
     @property
     def visible(self) -> set[str]:
@@ -115,12 +108,12 @@ class VendorView:
 async def vendor_view(runtime: Runtime, principal: Principal) -> VendorView:
     start, end = await vendor_gate(runtime, principal)
     try:
-        scope = await consent_client(runtime).scope(principal.agreement_id or "")
+        scope = await consent(runtime).scope(principal.agreement_id or "")
     except ConsentUnavailable as exc:
         raise consent_unavailable(exc) from None
     if scope is None:
         raise denied("agreement_inactive", "the agreement is not known to the consent service")
-    return VendorView(scope, start, end)
+    return VendorView(scope, start, end, today(runtime))
 
 
 # --- organisations, sessions, courses, classes (no personal data) ----------------------
@@ -231,7 +224,7 @@ async def current_students(runtime: Runtime, view: VendorView, *, stamped: bool 
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
             rows = await store.list_student_keys(
-                conn, district, school_ids=view.schools, current_on=today(), class_ids=view.classes, limit=10_000_000
+                conn, district, school_ids=view.schools, current_on=view.on, class_ids=view.classes, limit=10_000_000
             )
         out.extend(
             {
@@ -244,6 +237,34 @@ async def current_students(runtime: Runtime, view: VendorView, *, stamped: bool 
             }
             for r in rows
         )
+    return out
+
+
+async def covered_enrollments(
+    runtime: Runtime,
+    view: VendorView,
+    *,
+    class_id: str | None = None,
+    class_ids: Sequence[str] | None = None,
+    role: str | None = None,
+    limit: int | None = None,
+) -> list[tuple[str, Any]]:
+    """Class enrollments in the agreement's schools, students only while enrolled there today:
+    (district, row) per enrollment, keys only (nothing released yet)."""
+    out: list[tuple[str, Any]] = []
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            rows, _ = await store.class_enrollments(
+                conn,
+                district,
+                school_ids=view.schools,
+                class_id=class_id,
+                class_ids=class_ids,
+                role=role,
+                current_students_on=view.on,
+                limit=limit,
+            )
+        out.extend((district, r) for r in rows)
     return out
 
 
@@ -264,7 +285,7 @@ async def hidden_students(
     hidden: set[tuple[str, str]] = set()
     for district, students in by_district.items():
         try:
-            withheld = await consent_client(runtime).screen(
+            withheld = await consent(runtime).screen(
                 requester_json(principal), district, students, elements, require, view.purpose
             )
         except ConsentUnavailable as exc:
@@ -273,23 +294,15 @@ async def hidden_students(
     return hidden
 
 
-async def visible_students(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    rows: Sequence[dict[str, Any]],
-    elements: Sequence[str],
-    require: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """`rows` less the students a read of `elements` releases nothing to (`hidden_students`)."""
-    hidden = await hidden_students(runtime, principal, view, rows, elements, require)
+def without(rows: Sequence[dict[str, Any]], hidden: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """`rows` less the students `hidden_students` found."""
     return [r for r in rows if (r["district"], r["sourcedId"]) not in hidden]
 
 
 def first_school(view: VendorView, stored: store.StoredRecord) -> str | None:
     """The school a student's decision names: the first covered school it attends today (as
     `store.list_student_keys` gives it for the counts)."""
-    return min((s for s in stored.school_ids(current_on=today()) if view.covers(s)), default=None)
+    return min((s for s in stored.school_ids(current_on=view.on) if view.covers(s)), default=None)
 
 
 Builder = Callable[[store.StoredRecord, Any, set[str]], Awaitable[tuple[dict[str, Any], set[str]] | None]]
@@ -380,7 +393,7 @@ async def _decide(
         for district, key, school, classes in students
     ]
     try:
-        return await consent_client(runtime).decide_many(requests) if requests else []
+        return await consent(runtime).decide_many(requests) if requests else []
     except ConsentUnavailable as exc:
         raise consent_unavailable(exc) from None
 
@@ -409,7 +422,7 @@ def user_builder(view: VendorView, *, require: str | None = None) -> Builder:
                 user[field] = opened.elements[element]
                 released.add(element)
         if "enrollment.school_id" in allowed:
-            schools = sorted(s for s in stored.school_ids(current_on=today()) if view.covers(s))
+            schools = sorted(s for s in stored.school_ids(current_on=view.on) if view.covers(s))
             user["roles"] = [
                 {"roleType": "primary" if i == 0 else "secondary", "role": "student", "org": ref("org", s)}
                 for i, s in enumerate(schools)
@@ -480,6 +493,33 @@ async def teachers(runtime: Runtime, view: VendorView, keys: Iterable[str] | Non
 async def class_teachers(conn: Any, view: VendorView, district: str) -> set[str] | None:
     """For an agreement for certain classes, the staff teaching them (None: no such limit)."""
     return await store.teachers_of_classes(conn, district, view.classes) if view.classes else None
+
+
+async def teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
+    """The teachers the agreement releases, keys only (nothing released yet): for `users` lists,
+    paged with the students before each one on the page is released."""
+    if not view.teachers_visible:
+        return []
+    out = []
+    for district in view.districts:
+        async with store.district_tx(runtime.pool, district) as conn:
+            staff = await store.staff_keys(conn, district)
+            teaching = await class_teachers(conn, view, district)
+            for r in staff:
+                if r["deleted"] or not any(view.covers(s) for s in r["school_ids"]):
+                    continue
+                if teaching is not None and r["staff_key"] not in teaching:
+                    continue
+                out.append(
+                    {
+                        "district": district,
+                        "sourcedId": r["staff_key"],
+                        "status": "active",
+                        "dateLastModified": stamp(r["updated_at"]),
+                        "role": r["role"],
+                    }
+                )
+    return out
 
 
 async def record_teachers(
@@ -566,7 +606,7 @@ async def class_enrollments(
                 class_ids=view.classes,
                 user_key=user_key,
                 role=role,
-                current_students_on=today(),
+                current_students_on=view.on,
                 hidden_students=[k for d, k in hidden if d == district],
                 limit=want if bounded else None,
                 offset=skip if bounded else 0,
@@ -671,7 +711,7 @@ async def student_page(
     """Filter, screen, sort and cut the students' key rows: the page's (district, key) and the
     total of those the vendor may see (a read of `elements` releases something to them)."""
     found = [r for r in rows if matches(r, q.predicates)]
-    found = await visible_students(runtime, principal, view, found, elements, require)
+    found = without(found, await hidden_students(runtime, principal, view, found, elements, require))
     ordered = sort_items(found, q)
     return [(r["district"], r["sourcedId"]) for r in ordered[q.offset : q.offset + q.limit]], len(ordered)
 
@@ -834,7 +874,7 @@ async def district_of_student(runtime: Runtime, view: VendorView, key: str) -> s
                 conn,
                 district,
                 school_ids=view.schools,
-                current_on=today(),
+                current_on=view.on,
                 student_key=key,
                 class_ids=view.classes,
                 limit=1,

@@ -20,25 +20,26 @@ as it would have been in `attendance`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from homeroom import outbox
 from homeroom.bus.consumer import mark_dead_lettered, rejection
 from homeroom.service import Runtime
-from homeroom.storage import INFRASTRUCTURE_ERRORS
 from homeroom.telemetry import EVENTS_DEAD_LETTERED
 from services.records import store
+from services.records.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
 RULE = "student.unknown"
 
 
-class WaitingMarks:
+class WaitingMarks(PollingLoop):
+    name = "records-waiting-marks"
+    what = "waiting marks"
+
     def __init__(
         self,
         runtime: Runtime,
@@ -50,29 +51,11 @@ class WaitingMarks:
         self.runtime = runtime
         self.wait = timedelta(seconds=wait_s)
         self.poll_s = poll_s
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self._task: asyncio.Task[None] | None = None
+        self.clock = clock or (lambda: runtime.clock())  # read at each round: tests move it
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="records-waiting-marks")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("waiting marks wait for the database", extra={"error": repr(exc)})
-            except Exception:  # a bug must not stop the marks for good
-                log.exception("waiting marks failed; retrying")
-            await asyncio.sleep(self.poll_s)
+    async def round(self) -> bool:
+        await self.run_once()
+        return False
 
     async def run_once(self) -> tuple[int, int]:
         """Apply what can be applied, dead-letter what waited too long: (students applied, marks dead-lettered)."""

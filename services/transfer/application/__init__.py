@@ -12,7 +12,7 @@ over them, or the loop that calls them):
   for the answer;
 - `answering`: the receiving district acknowledges or rejects a delivered record;
 - `reading`: who sees which case; a receiving school's, a district's, a parent's reads;
-- `withholding`: which elements a transfer withholds (the catalogue's re-check, the package
+- `withholding`: which elements a transfer withholds (consent's answer kept as given, the package
   kept to what was released);
 - `common`: moving a case one step with its history, events and notices in one transaction.
 """

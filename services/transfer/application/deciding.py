@@ -1,15 +1,16 @@
 """Use case: decide a case (the worker's first step). Consent's decision point says whether
-the record may travel and which elements; what the catalogue never lets travel is withheld
-(`withholding`); a refusal closes the case, a release moves it to `decided`."""
+the record may travel and which elements travel and which are withheld, and the case keeps
+that answer as given (`withholding.read_decision`); a refusal closes the case, a release moves
+it to `decided`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from homeroom.catalogue import ELEMENTS, LegalBasis
+from homeroom.catalogue import ELEMENTS
 from services.transfer import events
 from services.transfer.application.common import FAR_FUTURE, commit
-from services.transfer.application.withholding import BadAnswer, keep_transferable
+from services.transfer.application.withholding import read_decision
 from services.transfer.metrics import REFUSALS
 from services.transfer.state import TransferRuntime
 from services.transfer.store import Case
@@ -39,24 +40,14 @@ def decision_request(case: Case) -> dict[str, Any]:
 
 
 async def decide(runtime: TransferRuntime, case: Case) -> Case | None:
-    answer = await runtime.state.consent.decide(decision_request(case))
-    allow = answer.get("allow")
-    allowed_raw = answer.get("elements_allowed")
-    withheld_raw = answer.get("elements_withheld")
-    if not isinstance(allow, bool) or not isinstance(allowed_raw, list) or not isinstance(withheld_raw, list):
-        raise BadAnswer("consent", "the decision lacks allow / elements_allowed / elements_withheld")
-    withheld: list[dict[str, str]] = [
-        {"element": str(w.get("element", "")), "reason": str(w.get("reason", ""))}
-        for w in withheld_raw
-        if isinstance(w, dict)
-    ]
-    allowed = keep_transferable(allowed_raw, withheld)
-    decision_id = str(answer.get("decision_id", ""))
-    legal_basis = str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else ""))
-    detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": str(answer.get("reason", ""))}
+    # What to withhold is consent's decision, kept as given (withholding.py, docs/policy.md).
+    decision = read_decision(await runtime.state.consent.decide(decision_request(case)))
+    decision_id, legal_basis = decision.decision_id, decision.legal_basis
+    allowed, withheld = decision.released, decision.withheld
+    detail = {"decision_id": decision_id, "legal_basis": legal_basis, "reason": decision.reason}
     now = runtime.clock()
-    if not allow or not allowed:
-        reason = str(answer.get("reason") or "consent_denied")
+    if decision.refused:
+        reason = decision.reason or "consent_denied"
         moved = await commit(
             runtime,
             case,

@@ -1,31 +1,24 @@
-"""Use case: what a transfer withholds (the decision's elements re-checked against the
-catalogue, and the package records sends back kept to what was released).
+"""Use case: what a transfer withholds. It asks consent's decision point and keeps its answer.
 
-This is the code the policy work of issue 20 (item 3) replaces with the one policy engine;
-it moved here whole from `worker.py`, its rules unchanged."""
+The rule is consent's, written once (services/consent/decisions.py, rule
+`transfer-to-enrolling-school`: the elements the catalogue marks transferable, less those the
+sending district excludes, FERPA 99.31(a)(2); docs/policy.md). Nothing here decides an element
+again: the case keeps the decision's released and withheld elements as consent gave them, and the
+package records sends back is cut to what that decision released, section by section, by the
+catalogue's map of package sections to elements (homeroom/catalogue.py `TRANSFER_SECTIONS`).
+
+`read_decision`: consent's answer as the case keeps it (`deciding` asks, with
+`deciding.decision_request`); `filter_package`: the package cut to the release (`fetching`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from homeroom.catalogue import element as catalogue_element
-from homeroom.catalogue import is_known
+from homeroom.catalogue import TRANSFER_SECTIONS, LegalBasis, program_flag_released, section_released
 from services.transfer.clients import PeerError
 from services.transfer.store import Case
-
-# Sections of a records package and the elements that allow each to travel.
-_SECTION_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "enrollments": (
-        "enrollment.school_id",
-        "enrollment.entry_date",
-        "enrollment.exit_date",
-        "enrollment.exit_code",
-        "enrollment.grade_level",
-    ),
-    "suspension_dates": ("discipline.suspension_dates",),
-    "parent_statements": ("record.parent_statement",),
-}
 
 
 class BadAnswer(PeerError):
@@ -33,19 +26,41 @@ class BadAnswer(PeerError):
         super().__init__(peer, message, retryable=True)
 
 
-def keep_transferable(allowed_raw: Sequence[Any], withheld: list[dict[str, str]]) -> list[str]:
-    """The elements consent allowed that the catalogue lets travel; the others are added to
-    `withheld` with the catalogue's reason."""
-    allowed: list[str] = []
-    for e in allowed_raw:
-        name = str(e)
-        if not is_known(name):
-            withheld.append({"element": name, "reason": "not in the data-element catalogue"})
-        elif not catalogue_element(name).transferable:
-            withheld.append({"element": name, "reason": "never transferable (catalogue)"})
-        else:
-            allowed.append(name)
-    return allowed
+@dataclass(frozen=True, slots=True)
+class TransferDecision:
+    """Consent's answer as the case keeps it."""
+
+    allow: bool
+    released: list[str]
+    withheld: list[dict[str, str]]
+    decision_id: str
+    legal_basis: str
+    reason: str
+
+    @property
+    def refused(self) -> bool:
+        return not self.allow or not self.released
+
+
+def read_decision(answer: dict[str, Any]) -> TransferDecision:
+    """Consent's answer, checked for shape only (BadAnswer, retried, when it is not one)."""
+    allow = answer.get("allow")
+    allowed = answer.get("elements_allowed")
+    withheld = answer.get("elements_withheld")
+    if not isinstance(allow, bool) or not isinstance(allowed, list) or not isinstance(withheld, list):
+        raise BadAnswer("consent", "the decision lacks allow / elements_allowed / elements_withheld")
+    return TransferDecision(
+        allow=allow,
+        released=[str(e) for e in allowed],
+        withheld=[
+            {"element": str(w.get("element", "")), "reason": str(w.get("reason", ""))}
+            for w in withheld
+            if isinstance(w, dict)
+        ],
+        decision_id=str(answer.get("decision_id", "")),
+        legal_basis=str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else "")),
+        reason=str(answer.get("reason") or ""),
+    )
 
 
 def filter_package(raw: dict[str, Any], case: Case) -> tuple[dict[str, Any], list[str]]:
@@ -64,22 +79,20 @@ def filter_package(raw: dict[str, Any], case: Case) -> tuple[dict[str, Any], lis
         "from_district_id": case.from_district_id,
         "elements": elements,
     }
-    for section, needs in _SECTION_ELEMENTS.items():
-        if released.intersection(needs):
-            package[section] = raw.get(section) or []
+    # Every section goes, empty unless the decision released one of its elements; attendance's
+    # two parts ("attendance.days", "attendance.summary") each by its own element.
+    attendance: dict[str, Any] = raw["attendance"] if isinstance(raw.get("attendance"), dict) else {}
+    package["attendance"] = {"days": [], "summary": {}}
+    for section in TRANSFER_SECTIONS:
+        top, _, part = section.partition(".")
+        released_here = section_released(section, released)
+        if part:
+            if released_here:
+                package[top][part] = attendance.get(part, package[top][part])
         else:
-            package[section] = []
-    attendance = raw.get("attendance") or {}
-    package["attendance"] = {
-        "days": attendance.get("days", []) if "attendance.daily" in released and isinstance(attendance, dict) else [],
-        "summary": attendance.get("summary", {})
-        if "attendance.summary" in released and isinstance(attendance, dict)
-        else {},
-    }
+            package[top] = (raw.get(top) or []) if released_here else []
     flags = raw.get("program_flags") or []
-    package["program_flags"] = [
-        f for f in flags if isinstance(f, str) and (f in released or f"program.{f}" in released)
-    ]
+    package["program_flags"] = [f for f in flags if isinstance(f, str) and program_flag_released(f, released)]
     included = sorted(set(elements) | {e for e in raw.get("elements_included") or [] if e in released})
     package["elements_included"] = included
     # Not an element: the parent's choice, which travels with the record and binds the receiving district.

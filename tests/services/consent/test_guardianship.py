@@ -334,8 +334,8 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
     assert carried["status"] == "proposed"
 
     # Records asks the real consent decision point (not the test peer) for this test.
-    old_client = rt.extras["consent"]
-    rt.extras["consent"] = ConsentClient("http://consent.test", rt.service_token, world.consent.transport)
+    old_client = rt.state.consent
+    rt.state.consent = ConsentClient("http://consent.test", rt.service_token, world.consent.transport)
 
     async def token() -> tuple[str, dict[str, Any]]:
         r = await world.consent.client.post(
@@ -422,8 +422,8 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
         record = await world.records.client.get(f"/v1/students/{mover}", headers=dev)
         assert sorted(v["district_id"] for v in record.json()["records"]) == sorted([a, b])
     finally:
-        await rt.extras["consent"].aclose()
-        rt.extras["consent"] = old_client
+        await rt.state.consent.aclose()
+        rt.state.consent = old_client
 
 
 async def test_eligibility_is_computed_by_records_across_the_18th_birthday_and_attested_where_no_data(

@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from homeroom.bus.envelope import IncomingEvent, decode
 from homeroom.bus.topics import ATTENDANCE, CALENDAR, DISCIPLINE, ENROLLMENT, ORGANIZATION, REJECTED, Topic
+from homeroom.clock import fixed
 from homeroom.crypto import DecryptionError, EnvelopeCipher
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, exported, service_under_test
@@ -732,3 +734,19 @@ async def test_a_dry_run_reports_like_an_upload_and_keeps_nothing(
     probs = await problems(svc, env, "d-gb", real["id"])
     assert {p["rule"] for p in probs} == {"element.dropped", "record.skipped"}
     assert all(p["line"] == 0 and p["severity"] == "warning" for p in probs)
+
+
+async def test_today_and_event_times_come_from_the_services_clock(service_env: ServiceEnv, tmp_path: Any) -> None:
+    """The service's clock (issue 20): "after today" is the clock's today, and events are stamped
+    with its time. Real time (2026 or later) would accept the 2024-10-03 absence."""
+    now = datetime(2024, 10, 2, 15, 30, tzinfo=UTC)
+    async with service_under_test(SERVICE, service_env, clock=fixed(now), upload_dir=tmp_path / "uploads") as svc:
+        await register(svc, service_env, "d-clock", "sch-1")
+        body = batch(student("C1", "NYS-C1"), enroll("C1"), absent("C1", "2024-10-01"), absent("C1", "2024-10-03"))
+        report = await upload(svc, service_env, "d-clock", "batch", body)
+        assert report["counts"]["accepted"] == 3 and report["counts"]["rejected"] == 1, report
+        (refused,) = [p for p in await problems(svc, service_env, "d-clock", report["id"]) if p["severity"] == "error"]
+        assert refused["rule"] == "date.future_attendance", refused
+        events = await bus_events(svc, service_env, report["id"])
+        assert len(by_change(events, "attendance_recorded")) == 1
+        assert {e.message.meta.time.seconds for e in events} == {int(now.timestamp())}  # type: ignore[attr-defined]

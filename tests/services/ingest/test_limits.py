@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from services.ingest.application.jobs import FairSlots, Ingestor, Job
 from services.ingest.formats import ParseOptions
 from services.ingest.formats.oneroster_csv import OneRosterUpload
 from services.ingest.parsed_records import RecordError
-from services.ingest.pipeline import FairSlots, Ingestor, Job
 from services.ingest.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.ingest.ingest_data import manifest, oneroster_zip, user11
@@ -130,7 +130,7 @@ async def test_a_freed_worker_goes_to_the_district_that_waited() -> None:
 async def test_a_small_upload_never_waits_behind_its_districts_bulk_file(svc: ServiceUnderTest, tmp_path: Path) -> None:
     """A transfer's enrollment (a few hundred bytes) starts while its district's bulk
     attendance file holds the district's bulk slot; a second bulk file of that district waits."""
-    ingestor = svc.runtime.extras["ingestor"]
+    ingestor = svc.runtime.state.ingestor
     assert isinstance(ingestor, Ingestor)
     small_limit = ingestor.settings.small_upload_bytes
     files = {"bulk1": small_limit + 1, "bulk2": small_limit + 1, "enroll": 300}

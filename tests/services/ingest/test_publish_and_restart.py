@@ -87,7 +87,7 @@ async def test_submissions_left_unfinished_are_resumed_on_start(service_env: Ser
 
 
 def test_may_withdraw_skips_the_safety_parse_only_when_no_withdrawal_can_be_in_the_file(tmp_path: Path) -> None:
-    from services.ingest.pipeline import may_withdraw
+    from services.ingest.application.pipeline import may_withdraw
 
     def check(body: bytes, fmt: str = "batch", block: int = 1 << 20) -> bool:
         path = tmp_path / "f"

@@ -32,7 +32,6 @@ from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discip
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from homeroom.storage import create_pool
-from services.records.consent_client import ConsentClient
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -278,13 +277,9 @@ async def records_service(
     transport); the outbox relay stopped so tests can read what it holds."""
     state = peer or PeerState()
     overrides.setdefault("start_consumers", False)
-    async with service_under_test(spec, env, **overrides) as svc:
+    transport = consent or httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
+    async with service_under_test(spec, env, peers={"consent": transport}, **overrides) as svc:
         await svc.runtime.relay.stop()
-        old = svc.runtime.extras.get("consent")
-        if isinstance(old, ConsentClient):
-            await old.aclose()
-        transport = consent or httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
-        svc.runtime.extras["consent"] = ConsentClient("http://consent.test", svc.runtime.service_token, transport)
         admin = await create_pool(env.superuser_url(svc.runtime.settings.database_url), max_size=2)
         try:
             yield Records(svc, state, env, admin)

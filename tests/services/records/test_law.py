@@ -12,14 +12,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.topics import ensure_topics
-from homeroom.clock import system_clock
+from homeroom.clock import Clock, fixed, system_clock
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
 from homeroom.outbox import _row_to_event as outbox_event
@@ -105,7 +105,7 @@ async def law(service_env: ServiceEnv, smtp: EmbeddedSMTP) -> AsyncIterator[Law]
     async with service_under_test(CONSENT, service_env, start_consumers=False, **smtp_overrides(smtp)) as consent:
         await consent.runtime.relay.stop()  # its events stay in the outbox, where the tests read them
         agreement = await new_agreement(consent, service_env, district)
-        transport = consent.runtime.extras["asgi_transport"]
+        transport = consent.transport
         async with records_service(
             service_env, consent=transport, retention_interval_s=0, **smtp_overrides(smtp)
         ) as rec:
@@ -314,6 +314,10 @@ async def test_erasure_order_shreds_the_student_and_leaves_a_tombstone_121_9(law
     assert changes == ["data_keys_destroyed", "data_destroyed"]
 
 
+def noon(day: date) -> Clock:
+    return fixed(datetime.combine(day, time(12), tzinfo=UTC))
+
+
 async def test_retention_destroys_each_element_group_after_its_period_from_exit(law: Law) -> None:
     rec, district = law.rec, law.district
     key = await law.student("Ida", "Moss", entry="2026-09-01")
@@ -331,12 +335,15 @@ async def test_retention_destroys_each_element_group_after_its_period_from_exit(
         headers=law.env.auth("district_staff", **staff),
     )
     assert bad.status_code == 422
-    assert await destruction.apply_retention(rec.runtime, date(2026, 10, 20)) == []
-    groups = await destruction.apply_retention(rec.runtime, date(2026, 11, 5))
+    rec.runtime.clock = noon(date(2026, 10, 20))  # the job reads the day from the service's clock
+    assert await destruction.apply_retention(rec.runtime) == []
+    rec.runtime.clock = noon(date(2026, 11, 5))
+    groups = await destruction.apply_retention(rec.runtime)
     assert [(g["student_key"], g.get("group")) for g in groups] == [(key, "attendance")]
     record = (await rec.get(f"/v1/districts/{district}/students/{key}", "district_staff", **staff)).json()
     assert record["attendance"]["days"] == [] and record["elements"]["student.first_name"] == "Ida"
-    erased = await destruction.apply_retention(rec.runtime, date(2027, 10, 2))
+    rec.runtime.clock = noon(date(2027, 10, 2))
+    erased = await destruction.apply_retention(rec.runtime)
     assert [(e["student_key"], e["verified_unreadable"]) for e in erased] == [(key, True)]
     assert (await rec.get(f"/v1/districts/{district}/students/{key}", "district_staff", **staff)).status_code == 410
 

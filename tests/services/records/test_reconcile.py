@@ -16,7 +16,7 @@ from homeroom.auth import AuthenticationError, Principal, Role, principal_from_c
 from homeroom.bus.topics import DISCLOSURE
 from homeroom.entry_text import MAX_TEXT, escape, normalise, text_problem
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
-from services.records.api import Release, record_releases
+from services.records.application.disclosures import Release, record_releases
 from services.records.consent_client import Decision
 from services.records.reconcile import AuditClient, reconcile_once
 from services.records.store import district_tx, ensure_student
@@ -64,7 +64,7 @@ async def test_a_release_missing_from_the_audit_log_is_counted_until_audit_holds
             *(audit.event(DISCLOSURE, "disclosure_recorded", d, event_id=d.disclosure_id) for d in disclosures[:2])
         )
         await audit.wait_for_entries(2)
-        transport = audit.svc.runtime.extras["asgi_transport"]
+        transport = audit.svc.transport
         client = AuditClient("http://audit.test", rec.runtime.service_token, transport=transport)
         try:
             assert await reconcile_once(rec.runtime, client.present, grace_s=0) == 1

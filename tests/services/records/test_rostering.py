@@ -249,7 +249,7 @@ async def test_a_vendor_import_ends_with_a_complete_consistent_roster_cut_to_its
         events = await events_of(service_env, report["id"])
     async with service_under_test(CONSENT, service_env, start_consumers=False) as consent:
         agreement_id = await agreement(consent, service_env, district)
-        transport = consent.runtime.extras["asgi_transport"]
+        transport = consent.transport
         async with records_service(service_env, consent=transport) as rec:
             # As the kernel applies a poll under load: each topic's events as one batch (roster.v1's
             # class enrollments pipelined per district); then again one by one, as a redelivery

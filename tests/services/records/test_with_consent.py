@@ -42,7 +42,7 @@ async def test_vendor_reads_through_the_real_consent_service_until_the_agreement
         r = await consent.client.post(f"/v1/agreements/{agreement}/activate", headers=staff)
         assert r.status_code == 200, r.text
 
-        transport = consent.runtime.extras["asgi_transport"]
+        transport = consent.transport
         async with records_service(service_env, consent=transport) as rec:
             key = f"stu_{uuid.uuid4().hex[:10]}"
             await apply(
