@@ -54,7 +54,7 @@ async def lifecycle(runtime: AuditRuntime) -> AsyncIterator[AuditState]:
         clock=runtime.clock,
         witness_transport=runtime.peer(WITNESS_PEER),
     )
-    runtime.built_state = state  # the keeper reads runtime.state from its first tick
+    runtime.provide(state)  # the keeper reads runtime.state from its first tick
     state.head_keeper = asyncio.create_task(keep_heads(runtime), name="audit-head-keeper")
     try:
         yield state
