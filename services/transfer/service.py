@@ -27,7 +27,7 @@ async def lifecycle(runtime: TransferRuntime) -> AsyncIterator[TransferState]:
         records = RecordsClient(settings.records_url, token, timeout_s=timeout_s, transport=runtime.peer("records"))
         stack.push_async_callback(records.aclose)
         state = TransferState(consent=consent, records=records)
-        runtime.built_state = state  # the worker reads it through the runtime as soon as it runs
+        runtime.provide(state)  # the worker reads it through the runtime as soon as it runs
         state.worker = worker = CaseWorker(runtime)
         stack.push_async_callback(worker.stop)
         if settings.worker_enabled:

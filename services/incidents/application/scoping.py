@@ -27,9 +27,9 @@ from homeroom.checkpoint import ED25519, Checkpoint, Note, NoteError, Verifier, 
 from homeroom.contracts import disclosure_selection as sel
 from homeroom.contracts.clients import PeerUnavailable
 from homeroom.problems import Problem, problem_type
-from services.audit.entries import canonical_json
-from services.audit.merkle import leaf_hash, root_from_multiproof
-from services.audit.signing import Keyring, SignedTreeHead, verify_head
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.merkle import leaf_hash, root_from_multiproof
+from homeroom.tlog.signing import Keyring, SignedTreeHead, verify_head
 from services.incidents import metrics, store
 from services.incidents.application.common import (
     actor,
