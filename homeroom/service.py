@@ -162,6 +162,13 @@ class Runtime(Generic[SettingsT, StateT]):
             raise RuntimeError(f"service {self.name}: its state is built by its lifecycle, which has not run")
         return self.built_state
 
+    def provide(self, state: StateT) -> StateT:
+        """Make `state` the runtime's state now, inside the lifecycle, before it starts
+        background work that reads `runtime.state` (the kernel sets it again from what the
+        lifecycle yields)."""
+        self.built_state = state
+        return state
+
     def peer(self, name: str) -> httpx.AsyncBaseTransport | None:
         """The transport to reach service `name` by, when one was given (tests); else None."""
         return self.peers.get(name)
