@@ -98,9 +98,16 @@ class AbsenceReviewer(PollingLoop):
         self.clock = clock or (lambda: runtime.clock().date())  # read at each round: tests move it
         self.topic = topic
         self._swept: date | None = None
+        self._full = False  # a district's batch was full in this round: more is waiting
 
     async def round(self) -> bool:
-        return await self.run_once() != 0
+        """Go again at once only while some district filled a whole batch: a round that took
+        less pauses `poll_s`, so a steady stream is counted in batches of what gathered
+        meanwhile rather than a few students per round (each round is about ten statements
+        per district, whatever it counts)."""
+        self._full = False
+        await self.run_once()
+        return self._full
 
     async def run_once(self) -> int:
         """Review what is queued now; returns how many students were counted."""
@@ -120,6 +127,7 @@ class AbsenceReviewer(PollingLoop):
             keys = await store.take_reviews(conn, district, self.batch)
             if not keys:
                 return 0
+            self._full = self._full or len(keys) >= self.batch
             facts = await store.attendance_facts(conn, district, keys)
             rows: list[tuple[object, ...]] = []
             events: list[OutgoingEvent] = []
