@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 
 import asyncpg
 
@@ -108,38 +109,29 @@ _TOPICS = """WITH RECURSIVE t(topic) AS (
     SELECT topic FROM t WHERE topic IS NOT NULL"""
 
 
+@dataclass(eq=False)
 class OutboxRelay:
     """Publishes outbox rows, each topic in its own lane and in id order within it. One relay
     per database is active at a time (a session advisory lock); others stand by."""
 
-    def __init__(
-        self,
-        service: str,
-        pool: asyncpg.Pool,
-        publisher: Publisher,
-        *,
-        poll_interval_s: float = 0.05,
-        batch_size: int = 2000,
-        max_backoff_s: float = 5.0,
-        prepare: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """`prepare` runs before the first publish and again after every failure: the
-        services pass topic creation, so a broker that lost its topics (the embedded one
-        restarts empty) gets them back before anything is published to it."""
-        self.service = service
-        self.pool = pool
-        self.publisher = publisher
-        self.poll_interval_s = poll_interval_s
-        self.batch_size = batch_size
-        self.max_backoff_s = max_backoff_s
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-        self._lanes: dict[str, asyncio.Task[None]] = {}
-        self.published = 0
-        self._prepare = prepare
-        self._prepared = False
-        self._prepare_lock = asyncio.Lock()
+    service: str
+    pool: asyncpg.Pool
+    publisher: Publisher
+    _: KW_ONLY
+    poll_interval_s: float = 0.05
+    batch_size: int = 2000
+    max_backoff_s: float = 5.0
+    # Runs before the first publish and again after every failure: the services pass topic
+    # creation, so a broker that lost its topics (the embedded one restarts empty) gets them
+    # back before anything is published to it.
+    prepare: Callable[[], Awaitable[None]] | None = None
+    published: int = field(default=0, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _stopping: bool = field(default=False, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _lanes: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
+    _prepared: bool = field(default=False, init=False, repr=False)
+    _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
@@ -241,11 +233,11 @@ class OutboxRelay:
                 return
 
     async def _ensure_prepared(self) -> None:
-        if self._prepare is None or self._prepared:
+        if self.prepare is None or self._prepared:
             return
         async with self._prepare_lock:  # one topic creation for all lanes
             if not self._prepared:
-                await self._prepare()
+                await self.prepare()
                 self._prepared = True
 
     async def _relay_once(self, topic: str) -> int:
