@@ -11,13 +11,14 @@ Runs the real ingest service in process (tests/harness.py) on embedded PostgreSQ
 2. a JSON batch of ``--attendance`` daily-attendance records for them (the district batch API);
 3. a OneRoster 1.1 zip of ``--or-students`` users and ``--or-per-student`` class enrollments each
    (the issue's full figure is --or-students 100000 --or-per-student 10; that takes a while);
-4. raw aiokafka: the same number of attendance-sized events as step 2, produced and flushed;
+4. raw aiokafka: the same number of attendance-sized events as step 2, built and produced (run
+   first, before any service starts in the process);
 5. parse only (and parse + validate) of the same two files, no database.
 
 CPU µs per event is this process's user + system time (every thread: the parser thread, the
 service, the relay) from the upload to the last event published, per event; the raw aiokafka
 step prints its own (building and producing the same number of events). ``--attendance-only``
-runs steps 2, 4 and 5 only; ``--py-spy FILE`` records the attendance upload with py-spy
+skips step 3 (and its parse); ``--py-spy FILE`` records the attendance upload with py-spy
 (installed separately: ``.homeroom/tools/bin/uv pip install --python .venv/bin/python py-spy``)
 as collapsed stacks, every thread, to FILE.
 
@@ -71,9 +72,10 @@ def cpu_s() -> float:
 
 
 def start_py_spy(path: Path) -> subprocess.Popen[bytes]:
-    spy = subprocess.Popen(  # noqa: S603 (a fixed command line)
-        [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--threads", "--gil", "--rate", "200"]
-        + ["--pid", str(os.getpid()), "--output", str(path)],
+    spy_bin = str(Path(sys.executable).parent / "py-spy")
+    options = ["--format", "raw", "--threads", "--gil", "--rate", "200"]
+    spy = subprocess.Popen(
+        [spy_bin, "record", *options, "--pid", str(os.getpid()), "--output", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -243,6 +245,8 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         big_oneroster_zip(str(zip_file), args.or_students, args.or_per_student, schools=SCHOOLS)
         out["parse_only"]["oneroster"] = parse_only(zip_file, "oneroster", False, schools)
         out["parse_only"]["oneroster_validate"] = parse_only(zip_file, "oneroster", True, schools)
+    # first, in the process as it is before any service starts (and before the freeze below)
+    out["raw_aiokafka"] = await raw_kafka(broker.bootstrap_servers, n_att)
     overrides: dict[str, Any] = {
         "upload_dir": work / "uploads",
         "max_upload_bytes": 1 << 40,
@@ -267,7 +271,6 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         # a fresh database: the OneRoster file's schools register themselves to the uploading district
         async with service_under_test(SERVICE, env, **overrides) as svc:
             out["oneroster"] = await run_upload(svc, env, "d-or", "oneroster", zip_file)
-    out["raw_aiokafka"] = await raw_kafka(broker.bootstrap_servers, n_att)
     att = out["attendance_batch"]
     raw = out["raw_aiokafka"]["events_per_s"]
     out["ratios"] = {
