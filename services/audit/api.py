@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.contracts.disclosure_selection import DisclosureSelection
+from homeroom.contracts.disclosures_present import DisclosuresPresent, PresentDisclosures
 from homeroom.problems import Problem, problem_type
 from homeroom.storage import BIGINT_MAX
 from services.audit import store
@@ -128,19 +128,13 @@ async def consistency(
 # --- reconciliation (records' read log against this log) -------------------------------------
 
 
-class PresentQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    disclosure_ids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(max_length=5000)
-
-
 @router.post(
     "/internal/disclosures/present",
     tags=["internal"],
     summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
 )
-async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: PresentQuery) -> dict[str, Any]:
-    return await search.present(runtime, body.disclosure_ids)
+async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
+    return PresentDisclosures.model_validate(await search.present(runtime, body.disclosure_ids))
 
 
 # --- breach scoping: a recipient's disclosures with one multiproof --------------------------

@@ -11,15 +11,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
-from pydantic import Field
 
 from homeroom.auth import Principal, Role, require_roles
+from homeroom.contracts.consent import (
+    Decision,
+    DecisionBatch,
+    DecisionBatchAnswer,
+    DecisionRequest,
+    ScreenAnswer,
+    ScreenRequest,
+)
 from homeroom.storage import BIGINT_MAX
 from services.consent.agreements import SUPPLEMENTAL_QUESTIONS, AgreementStatus
 from services.consent.application import choices as choice
 from services.consent.application import deciding, ending, importing, registry
-from services.consent.application.common import Command
-from services.consent.decisions import MAX_BATCH, Decision, DecisionRequest, ScreenRequest
 from services.consent.state import RuntimeDep
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.COMPLIANCE))]
@@ -33,10 +38,6 @@ Certifier = Annotated[Principal, Depends(require_roles(Role.VENDOR, Role.COMPLIA
 
 # ---------------------------------------------------------------------- bodies
 # (each use case's own request bodies are beside it in application/)
-
-
-class Batch(Command):
-    requests: list[DecisionRequest] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 # --------------------------------------------------------------------- routers
@@ -204,17 +205,17 @@ async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: Runtime
 
 
 @decisions.post("/decisions/batch")
-async def decide_batch(body: Batch, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[Decision]]:
+async def decide_batch(body: DecisionBatch, principal: ServiceOnly, runtime: RuntimeDep) -> DecisionBatchAnswer:
     """Up to 1000 decisions, answered in order."""
-    return {"decisions": await deciding.decide(runtime, body.requests, route="batch")}
+    return DecisionBatchAnswer(decisions=await deciding.decide(runtime, body.requests, route="batch"))
 
 
 @decisions.post("/decisions/screen")
-async def screen(body: ScreenRequest, principal: ServiceOnly, runtime: RuntimeDep) -> dict[str, list[str]]:
+async def screen(body: ScreenRequest, principal: ServiceOnly, runtime: RuntimeDep) -> ScreenAnswer:
     """The students (of up to 200,000) a read of these elements would release nothing to, or not
     every element of `require`: what a rostering list must leave out of its counts. Decided by
     the same rules as `/decisions`; nothing is released on it, so nothing is logged."""
-    return {"withheld": await deciding.screen(runtime, body)}
+    return ScreenAnswer(withheld=await deciding.screen(runtime, body))
 
 
 @decisions.get("/decisions/denials")

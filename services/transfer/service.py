@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import ServiceSpec
 from services.transfer.api import router
-from services.transfer.clients import ConsentClient, RecordsClient
 from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
 from services.transfer.state import TransferRuntime, TransferState

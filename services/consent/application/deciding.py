@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
 from homeroom.problems import Problem, problem_type
 from services.consent import metrics, store
 from services.consent.cedar_policy import policy_text
-from services.consent.decisions import DENIAL_CODES, Decision, DecisionRequest, ScreenRequest, policy_document
+from services.consent.decisions import DENIAL_CODES, policy_document
 from services.consent.state import ConsentRuntime
 
 

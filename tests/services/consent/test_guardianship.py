@@ -21,12 +21,12 @@ import pytest
 
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import TRANSFER
+from homeroom.contracts.clients import ConsentClient
 from homeroom.events.v1.consent_pb2 import ConsentEvent
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from services.consent.consumers import GUARDIANSHIPS
 from services.consent.guardianship import CodeHasher, normalise
 from services.consent.service import SERVICE as CONSENT
-from services.records.consent_client import ConsentClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.helpers import Records, apply, enrolled, records_service, registered
 
@@ -333,9 +333,9 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
     [carried] = [link for link in listed.json()["links"] if link["subject"] == parent]
     assert carried["status"] == "proposed"
 
-    # Records asks the real consent decision point (not the test peer) for this test.
+    # Records asks this world's consent service (where the link was carried) for this test.
     old_client = rt.state.consent
-    rt.state.consent = ConsentClient("http://consent.test", rt.service_token, world.consent.transport)
+    rt.state.consent = ConsentClient("http://consent.test", rt.service_token, transport=world.consent.transport)
 
     async def token() -> tuple[str, dict[str, Any]]:
         r = await world.consent.client.post(
