@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
@@ -48,26 +49,53 @@ _COLUMNS = ["event_id", "topic", "key", "header_bytes", "payload"]
 COPY_FROM = 64  # events: from here on a COPY (and its savepoint) costs less than the INSERT
 
 
+# Header names are a handful of constants (ce_id, ce_type ...): each is framed or decoded once.
+_NAME_FRAMES: dict[str, bytes] = {}
+_NAMES: dict[bytes, str] = {}
+_NAMES_KEPT = 256
+_U32 = struct.Struct(">I")
+
+
+def _name_frame(key: str) -> bytes:
+    name = key.encode()
+    if len(name) > 255:
+        raise ValueError(f"header name longer than 255 bytes: {key[:40]!r}...")
+    frame = bytes((len(name),)) + name
+    if len(_NAME_FRAMES) < _NAMES_KEPT:
+        _NAME_FRAMES[key] = frame
+    return frame
+
+
 def pack_headers(headers: Iterable[tuple[str, bytes]]) -> bytes:
     """Kafka record headers as one bytea: per header, key length (1 byte), key (UTF-8), value
     length (4 bytes, big-endian), value."""
     parts: list[bytes] = []
+    frames, length = _NAME_FRAMES, _U32.pack
     for key, value in headers:
-        name = key.encode()
-        if len(name) > 255:
-            raise ValueError(f"header name longer than 255 bytes: {key[:40]!r}...")
-        parts += (bytes((len(name),)), name, len(value).to_bytes(4, "big"), value)
+        frame = frames.get(key)
+        if frame is None:
+            frame = _name_frame(key)
+        parts.append(frame)
+        parts.append(length(len(value)))
+        parts.append(value)
     return b"".join(parts)
 
 
 def unpack_headers(block: bytes) -> list[tuple[str, bytes]]:
     """The headers `pack_headers` packed, by slicing."""
     out: list[tuple[str, bytes]] = []
+    names, length = _NAMES, _U32.unpack_from
     i, end = 0, len(block)
     while i < end:
         k = i + 1 + block[i]
-        v = k + 4 + int.from_bytes(block[k : k + 4], "big")
-        out.append((block[i + 1 : k].decode(), block[k + 4 : v]))
+        v = k + 4 + length(block, k)[0]
+        name = block[i + 1 : k]
+        key = names.get(name)
+        if key is None:
+            key = name.decode()
+            if len(names) < _NAMES_KEPT:
+                names[name] = key
+        out.append((key, block[k + 4 : v]))
         i = v
     return out
 
