@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.merkle import MemoryNodeStore, MerkleLog, leaf_hash, verify_consistency, verify_inclusion
-from services.audit.signing import LogSigner, TreeHead
-from services.audit.verify import ExportedEntry, verify_log
+from homeroom.tlog.merkle import MemoryNodeStore, MerkleLog, leaf_hash, verify_consistency, verify_inclusion
+from homeroom.tlog.signing import LogSigner, TreeHead
+from homeroom.tlog.verify import ExportedEntry, verify_log
 
 T0 = 1_767_225_600_000
 

@@ -1,7 +1,7 @@
 """Audit log on PostgreSQL: append rate, time to signed inclusion, one student's history, offline verify.
 
 Prints figures; asserts nothing. Runs on the embedded PostgreSQL (fsync off, as in dev and
-tests), with the service's own code (`store.append_many`, `store.sign_head`, `store.search`,
+tests), with the service's own code (`store.append_many`, `tree_heads.sign_head`, `store.search`,
 `verify_log`), and the same-run baselines each figure needs:
 
 * appends (one `append_many` per batch, as the consumer makes them) vs plain INSERTs of the
@@ -32,11 +32,12 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from homeroom.storage import create_pool, database_url, migrate
+from homeroom.tlog.signing import LogSigner
+from homeroom.tlog.verify import ExportedEntry, verify_log
 from homeroom_dev.infra.postgres import EmbeddedPostgres
 from services.audit import store
+from services.audit.application import tree_heads
 from services.audit.entries import EntryDraft, Party
-from services.audit.signing import LogSigner
-from services.audit.verify import ExportedEntry, verify_log
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "services" / "audit" / "migrations"
 ELEMENTS = ("student.first_name", "attendance.daily", "enrollment.school_id")
@@ -122,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
             while not done.is_set():
                 await asyncio.sleep(args.head_interval)
                 async with pool.acquire() as conn, conn.transaction():
-                    signed = await store.sign_head(conn, signer, time.time_ns() // 1_000_000)
+                    signed = await tree_heads.sign_head(conn, signer, time.time_ns() // 1_000_000)
                 heads.append((signed.head.size, time.monotonic()))
 
         task = asyncio.create_task(signer_loop())
@@ -143,7 +144,7 @@ async def main(args: argparse.Namespace) -> None:
         done.set()
         await task
         async with pool.acquire() as conn, conn.transaction():
-            signed = await store.sign_head(conn, signer, time.time_ns() // 1_000_000)
+            signed = await tree_heads.sign_head(conn, signer, time.time_ns() // 1_000_000)
         heads.append((signed.head.size, time.monotonic()))
         rate = n / append_s
         print(f"append: {rate:,.0f} entries/s ({append_s:.1f} s); per entry p50 {pct(per_entry, 0.5) * 1e3:.3f} ms")

@@ -200,7 +200,9 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         requests = [request(rng, args.agreements, args.students) for _ in range(args.requests)]
 
         allowed = 0
-        timed_app = TimedApp(svc.runtime.extras["asgi_transport"].app)
+        transport = svc.transport
+        assert isinstance(transport, httpx.ASGITransport)  # the in-process app, which TimedApp wraps
+        timed_app = TimedApp(transport.app)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=timed_app), base_url="http://consent.test")
 
         async def one(i: int) -> None:

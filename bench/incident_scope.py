@@ -41,10 +41,10 @@ import httpx
 from homeroom.auth import DevIssuer, Role
 from homeroom.checkpoint import COSIGNATURE_V1, ED25519, Verifier, public_key_from_pem
 from homeroom.storage import database_url
+from homeroom.tlog.merkle import MemoryNodeStore, inclusion_ranges, leaf_hash, multiproof_nodes
+from homeroom.tlog.signing import Keyring
 from homeroom_dev.stack import Stack
 from services.audit.entries import EntryDraft, Party, canonical_bytes
-from services.audit.merkle import MemoryNodeStore, inclusion_ranges, leaf_hash, multiproof_nodes
-from services.audit.signing import Keyring
 from services.audit.store import SELECTION_COLUMNS, entry_row
 from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
 

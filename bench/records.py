@@ -23,9 +23,9 @@ started, then:
    plain AIOKafkaConsumer reading the same events from the same topics, in the same run.
 3. p99 read latency over the ASGI app (no network): the owning district staff reading
    one student's full record (`--reads` random students of all stored), and a vendor's
-   OneRoster page of 1,000 students (`--pages` random pages; decisions from the records
-   test suite's consent peer, an in-process FastAPI app implementing the decision
-   contract; each page writes 1,000 disclosures).
+   OneRoster page of 1,000 students (`--pages` random pages; decisions from the real
+   consent service run in process on its own database, `consent_service` below; each page
+   writes 1,000 disclosures).
 
 Prints a table and one JSON object; --json also writes it to a file.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -41,7 +42,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,58 @@ from homeroom.service import attach, create_app, running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS  # noqa: E402
+from services.consent.service import SERVICE as CONSENT  # noqa: E402
+from services.consent.settings import ConsentSettings  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
-from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
+
+
+@contextlib.asynccontextmanager
+async def consent_service(
+    pg: EmbeddedPostgres,
+    tmp: Path,
+    kafka: KafkaSettings,
+    auth: AuthSettings,
+    agreement_id: str,
+    *,
+    districts: Sequence[str],
+    elements: Sequence[str],
+) -> AsyncIterator[httpx.AsyncBaseTransport]:
+    """The real consent service in process (its own database) with one active vendor agreement,
+    recorded through its API by compliance staff: the decision point records asks."""
+    settings = ConsentSettings(
+        database_url=database_url(pg.server_url, "homeroom_consent"),
+        keys_database_url=database_url(pg.server_url, "homeroom_keys"),
+        secrets_dir=tmp,
+        start_consumers=False,
+    )
+    async with running(CONSENT, settings, kafka=kafka, auth=auth) as runtime:
+        app = create_app(CONSENT, settings, lifespan=False)
+        attach(app, runtime)
+        transport = httpx.ASGITransport(app=app)
+        compliance = {"Authorization": f"Bearer {auth.dev_issuer().issue('compliance', subject='bench')}"}
+        terms = {
+            "elements": list(elements),
+            "purposes": ["instruction", "rostering"],
+            "districts": list(districts),
+            "start_date": "2020-01-01",
+            "end_date": "2099-06-30",
+            "disposition": "destroy",
+        }
+        body = {
+            "agreement_id": agreement_id,
+            "organization": "Rosterly",
+            "category": "vendor",
+            "supplemental": SUPPLEMENTAL_ANSWERS,
+            "terms": terms,
+        }
+        async with httpx.AsyncClient(transport=transport, base_url="http://consent") as client:
+            for path, json_body in (("/v1/agreements", body), (f"/v1/agreements/{agreement_id}/activate", None)):
+                r = await client.post(path, json=json_body, headers=compliance)
+                assert r.status_code in (200, 201), r.text
+        yield transport
+
 
 DISTRICTS = [f"d-{i:02d}" for i in range(10)]
 SCHOOLS_PER_DISTRICT = 20
@@ -285,10 +335,11 @@ async def main() -> None:
             outbox_poll_interval_s=0.05,
         )
         auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
-        # The consent peer (its agreement filled in before the reads), reached as records' "consent".
-        state = PeerState()
-        peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
-        async with running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": peer}) as runtime:
+        rosterly = {"districts": [DISTRICTS[0]], "elements": [*NAMES, "enrollment.school_id"]}
+        async with (
+            consent_service(pg, tmp, kafka, auth, "agr-bench", **rosterly) as consent,
+            running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": consent}) as runtime,
+        ):
             # 1. stored students
             load_s = await bulk_load(settings, bus_students, args.students - bus_students)
             # 2. events applied, against raw consumption of the same events
@@ -316,9 +367,6 @@ async def main() -> None:
                     raise TimeoutError("records did not apply every event in 30 minutes")
             raw_s = await raw_consume(broker.bootstrap_servers, [ENROLLMENT.name, ATTENDANCE.name], len(events))
             # 3. reads
-            state.agreements["agr-bench"] = PeerAgreement(
-                "agr-bench", "Rosterly", districts=[DISTRICTS[0]], elements=[*NAMES, "enrollment.school_id"]
-            )
             app = create_app(SERVICE, settings, lifespan=False)
             attach(app, runtime)
             issuer = auth.dev_issuer()

@@ -14,8 +14,8 @@ enrollment; classes and class enrollments (each student in `per-class * classes 
 classes of their school) COPYed into the roster tables. Then, timed page by page:
 
 1. `GET .../enrollments?limit=1000&offset=...` through every page: each page is SQL-paged,
-   decided by the consent decision contract in one batch (the records tests' consent peer, an
-   in-process FastAPI app), and every student released written as a disclosure (read log,
+   decided by the real consent service in one batch (in process on its own database,
+   `records.consent_service`), and every student released written as a disclosure (read log,
    outbox, the sealed release copy) before the page returns.
 2. `GET .../students?limit=1000&offset=...` through every page (names opened, decided,
    disclosed).
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # bench/records.py's bulk-load helpers
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-from records import CollectingKeyStore, p  # noqa: E402
+from records import CollectingKeyStore, consent_service, p  # noqa: E402
 
 from homeroom import crypto  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
@@ -56,7 +56,6 @@ from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
-from tests.services.records.consent_peer import PeerAgreement, PeerState, consent_peer  # noqa: E402
 
 DISTRICT = "d-bench"
 SCHOOLS = [f"{DISTRICT}-s{i:02d}" for i in range(20)]
@@ -205,16 +204,13 @@ async def main() -> None:
         )
         auth = AuthSettings(dev_key_file=tmp / "dev-issuer.pem")
         kafka = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
-        # The consent peer (its agreement filled in before the reads), reached as records' "consent".
-        state = PeerState()
-        peer = httpx.ASGITransport(app=consent_peer(state, auth.build_verifier()))
-        async with running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": peer}) as runtime:
+        async with (
+            consent_service(pg, tmp, kafka, auth, "agr-bench", districts=[DISTRICT], elements=ELEMENTS) as consent,
+            running(SERVICE, settings, kafka=kafka, auth=auth, peers={"consent": consent}) as runtime,
+        ):
             await runtime.relay.stop()  # disclosures stay in the outbox: the bus is not what is measured
             load_s = await load(settings, args.students, args.classes, args.per_class)
             enrollments = await runtime.pool.fetchval("SELECT count(*) FROM class_enrollments")
-            state.agreements["agr-bench"] = PeerAgreement(
-                "agr-bench", "Rosterly", districts=[DISTRICT], elements=ELEMENTS
-            )
             app = create_app(SERVICE, settings, lifespan=False)
             attach(app, runtime)
             vendor = auth.dev_issuer().issue("vendor", subject="v", agreement="agr-bench", organization="Rosterly")

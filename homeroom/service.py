@@ -1,12 +1,14 @@
 """One runtime for every service: the outer contract that makes knowing one service knowing all.
 
 A service describes itself with a `ServiceSpec` (in `services/<name>/service.py`): its
-settings class, routers, bus consumers, migrations and start/stop hooks. `create_app`
+settings class, routers, bus consumers, migrations and its lifecycle (which builds the
+service's typed state: `runtime.state`). `create_app`
 turns a spec into a FastAPI app whose lifespan builds the shared resources once, in
 order, and tears them down in reverse:
 
     settings → database (created if missing, migrated) → data-key store and cipher →
-    pseudonymiser → token verifier → publisher + outbox relay → service hook → consumers
+    pseudonymiser → token verifier → publisher + outbox relay → the service's lifecycle →
+    consumers
 
 Everything a handler or route needs comes from the `Runtime` on `app.state.runtime`
 (FastAPI dependencies below), so tests build the same app on real embedded servers and
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic
@@ -61,7 +63,6 @@ from homeroom.telemetry import (
 
 log = logging.getLogger(__name__)
 
-Hook = Callable[["Runtime[Any, Any]"], Awaitable[None]]
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=Any)
 StateT = TypeVar("StateT", default=Any)
 # A service's lifecycle: builds its typed state from the runtime (clients, signers, background
@@ -106,8 +107,6 @@ class ServiceSpec(Generic[SettingsT, StateT]):
     # The service's own objects: entered after the database and bus, before consumers start;
     # what it yields is `runtime.state`, typed per service (`services/<name>/runtime.py`).
     lifecycle: Lifecycle[SettingsT, StateT] | None = None
-    on_start: Hook | None = None  # (being replaced by `lifecycle`)
-    on_stop: Hook | None = None
     openapi_tags: Sequence[dict[str, str]] = ()
     # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
     sends_notices: bool = False
@@ -143,7 +142,6 @@ class Runtime(Generic[SettingsT, StateT]):
     keys_pool: asyncpg.Pool | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     notices: notices.NoticeRelay | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # (being replaced by the typed `state`)
     # Now, for every rule about time; tests move it.
     clock: Clock = system_clock
     # HTTP transports to other services by name (tests: their in-process ASGI apps); a client
@@ -161,6 +159,13 @@ class Runtime(Generic[SettingsT, StateT]):
         if self.built_state is None:
             raise RuntimeError(f"service {self.name}: its state is built by its lifecycle, which has not run")
         return self.built_state
+
+    def provide(self, state: StateT) -> StateT:
+        """Make `state` the runtime's state now, inside the lifecycle, before it starts
+        background work that reads `runtime.state` (the kernel sets it again from what the
+        lifecycle yields)."""
+        self.built_state = state
+        return state
 
     def peer(self, name: str) -> httpx.AsyncBaseTransport | None:
         """The transport to reach service `name` by, when one was given (tests); else None."""
@@ -380,8 +385,6 @@ async def running(
             runtime.notices.start()
         if spec.lifecycle is not None:
             runtime.built_state = await lifecycle.enter_async_context(spec.lifecycle(runtime))
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
         if settings.start_consumers and spec.consumers:
             # Topics must exist with their partition counts before a group subscribes.
             await ensure_topics(runtime.kafka.client_kwargs(), ALL_TOPICS, settings.topic_replication_factor)
@@ -395,9 +398,6 @@ async def running(
         SERVICE_UP.labels(spec.name).set(0)
         for consumer in runtime.consumers:
             await consumer.stop()
-        if spec.on_stop is not None:
-            with contextlib.suppress(Exception):
-                await spec.on_stop(runtime)
         try:
             await lifecycle.aclose()
         except Exception:

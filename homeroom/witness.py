@@ -41,7 +41,7 @@ from homeroom.checkpoint import (
     verify_note,
 )
 from homeroom.config import Environment
-from services.audit.merkle import verify_consistency
+from homeroom.tlog.merkle import verify_consistency
 
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 MAX_BODY = 64 * 1024
@@ -68,7 +68,7 @@ class WitnessSettings(BaseSettings):
 
 
 def load_private_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
-    from services.audit.signing import load_or_create_signer  # the same 0600, race-safe key file
+    from homeroom.tlog.signing import load_or_create_signer  # the same 0600, race-safe key file
 
     if not path.exists() and not create:
         raise FileNotFoundError(f"the witness key {path} does not exist")

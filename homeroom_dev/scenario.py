@@ -445,7 +445,7 @@ class Scenario:
         from datetime import UTC, datetime
 
         from homeroom.checkpoint import COSIGNATURE_V1, ED25519, Verifier, public_key_from_pem
-        from services.audit.signing import Keyring
+        from homeroom.tlog.signing import Keyring
         from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
 
         incidents, compliance = self.urls["incidents"], self.auth(Role.COMPLIANCE, "compliance-officer")

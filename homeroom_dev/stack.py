@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives import serialization
 
 from homeroom.registry import SERVICES, load_spec
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, login_role, with_user
+from homeroom.tlog.signing import load_or_create_signer
 from homeroom.witness import load_private_key
 from homeroom_dev.infra import process
 from homeroom_dev.infra.broker import EmbeddedBroker
 from homeroom_dev.infra.postgres import EmbeddedPostgres
 from homeroom_dev.infra.smtp import EmbeddedSMTP, read_mbox
-from services.audit.signing import load_or_create_signer
 
 WITNESS_PORT = 8007  # the audit log's witness (homeroom/witness.py), not one of the services
 

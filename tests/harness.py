@@ -161,7 +161,6 @@ async def service_under_test(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}.test") as client:
             env.service_urls[spec.name] = str(client.base_url)
-            runtime.extras.setdefault("asgi_transport", transport)  # (until every test reads .transport)
             yield ServiceUnderTest(runtime, client, transport)
 
 

@@ -16,7 +16,7 @@ answer is JSON Lines, streamed, so a million disclosures never sit in one docume
     {"type": "end", "entries": n, "proof_hashes": m}
 
 `entry` re-encodes canonically (sorted keys, compact UTF-8 JSON) to the bytes whose
-RFC 9162 leaf hash is `leaf_hash`; the multiproof (`services/audit/merkle.py`,
+RFC 9162 leaf hash is `leaf_hash`; the multiproof (`homeroom/tlog/merkle.py`,
 `multiproof_nodes`) takes the entries' leaves in index order to the head's root.
 """
 

@@ -33,10 +33,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from homeroom.checkpoint import ED25519, Checkpoint, Note, Verifier, verify_note
-from services.audit.export import ExportFormatError, read_entries, read_header
+from homeroom.tlog.export import ExportFormatError, read_entries, read_header
+from homeroom.tlog.signing import Keyring, SignedTreeHead, TreeHead, rotate_signing_key, verify_head
+from homeroom.tlog.verify import VerificationReport, verify_log
 from services.audit.settings import AuditSettings
-from services.audit.signing import Keyring, SignedTreeHead, TreeHead, rotate_signing_key, verify_head
-from services.audit.verify import VerificationReport, verify_log
 
 app = typer.Typer(help="The disclosure log: verify an export or the live log.", no_args_is_help=True)
 

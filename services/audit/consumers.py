@@ -15,7 +15,6 @@ refused with ``RejectEvent``: dead-lettered to ingest.rejected.v1 with the rule 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,10 +42,11 @@ from homeroom.events.v1.disclosure_pb2 import DeidentifiedReleaseRecorded, Discl
 from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.events.v1.transfer_pb2 import TransferStep
-from homeroom.service import ConsumerSpec, Runtime
-from services.audit import metrics, store
-from services.audit.entries import EntryDraft, EntryProblem, Party, check, recorded_anyway
-from services.audit.settings import AuditSettings
+from homeroom.service import ConsumerSpec
+from services.audit import metrics
+from services.audit.application import appending
+from services.audit.entries import DetailValue, EntryDraft, EntryProblem, Party, check, recorded_anyway
+from services.audit.state import AuditRuntime, epoch_ms
 
 CONSUMER_NAME = "log"
 SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
@@ -56,10 +56,10 @@ def _party(p: PartyMessage) -> Party:
     return Party(p.organization, p.client_id, p.person, p.role)
 
 
-def _occurred(event: IncomingEvent) -> datetime:
+def _occurred(event: IncomingEvent, received_at: datetime) -> datetime:
     if event.meta.HasField("time"):
         return event.meta.time.ToDatetime(tzinfo=UTC)
-    return datetime.now(UTC)
+    return received_at
 
 
 def _reject(rule: str, message: str, field: str) -> RejectEvent:
@@ -98,10 +98,26 @@ def _strings(values: Sequence[str]) -> list[str]:
     return [str(v) for v in values]
 
 
-def to_draft(event: IncomingEvent) -> EntryDraft:
-    """The entry an event makes; raises RejectEvent for one that cannot be an entry."""
+def _destruction(base: EntryDraft, p: DataKeysDestroyed | DataDestroyed, details: dict[str, DetailValue]) -> EntryDraft:
+    """Keys or data destroyed: of one student (`scope` "student") or one agreement, named by `subject`."""
+    _require(p, "district_id", "scope", "subject")
+    return replace(
+        base,
+        requester=_party(p.requested_by),
+        student_key=p.subject if p.scope == "student" else "",
+        district_id=p.district_id,
+        agreement_id=p.subject if p.scope == "agreement" else "",
+        details={"scope": p.scope, "subject": p.subject, **details},
+    )
+
+
+def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
+    """The entry an event makes (one without a time took place when received); raises
+    RejectEvent for one that cannot be an entry."""
     topic = base_topic(event.topic).name
-    base = EntryDraft(event_id=event.event_id, topic=topic, kind=event.change, occurred_at=_occurred(event))
+    base = EntryDraft(
+        event_id=event.event_id, topic=topic, kind=event.change, occurred_at=_occurred(event, received_at)
+    )
     p = event.payload
     draft: EntryDraft
     if isinstance(p, DisclosureRecorded):
@@ -239,15 +255,7 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
             },
         )
     elif isinstance(p, DataKeysDestroyed):
-        _require(p, "district_id", "scope", "subject")
-        draft = replace(
-            base,
-            requester=_party(p.requested_by),
-            student_key=p.subject if p.scope == "student" else "",
-            district_id=p.district_id,
-            agreement_id=p.subject if p.scope == "agreement" else "",
-            details={"scope": p.scope, "subject": p.subject, "reason": p.reason, "keys_destroyed": p.keys_destroyed},
-        )
+        draft = _destruction(base, p, {"reason": p.reason, "keys_destroyed": p.keys_destroyed})
     elif isinstance(p, DestructionCertification):
         _require(p, "agreement_id", "organization")
         draft = replace(
@@ -265,16 +273,10 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
             },
         )
     elif isinstance(p, DataDestroyed):
-        _require(p, "district_id", "scope", "subject")
-        draft = replace(
+        draft = _destruction(
             base,
-            requester=_party(p.requested_by),
-            student_key=p.subject if p.scope == "student" else "",
-            district_id=p.district_id,
-            agreement_id=p.subject if p.scope == "agreement" else "",
-            details={
-                "scope": p.scope,
-                "subject": p.subject,
+            p,
+            {
                 "reason": p.reason[:MAX_TEXT],
                 "items_destroyed": p.items_destroyed,
                 "bytes_destroyed": p.bytes_destroyed,
@@ -331,34 +333,15 @@ def to_draft(event: IncomingEvent) -> EntryDraft:
     return draft
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def log_handler(runtime: Runtime) -> BatchHandler:
-    """A poll's events become entries in one append (store.append_many), as the writer
-    role (set once per transaction); a bad event fails the batch, which the kernel halves
-    until that event is alone and dead-lettered."""
-    settings = runtime.settings
-    assert isinstance(settings, AuditSettings)
-    role = settings.writer_role
+def log_handler(runtime: AuditRuntime) -> BatchHandler:
+    """A poll's events become entries in one append (`application/appending.py`); a bad event
+    fails the batch, which the kernel halves until that event is alone and dead-lettered."""
+    role = runtime.settings.writer_role
 
     async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
-        drafts = [to_draft(event) for event in events]
-        started = time.perf_counter()
-        if not ctx.state.get("writer"):
-            await store.act_as_writer(ctx.conn, role)
-            ctx.state["writer"] = True
-        appended = await store.append_many(ctx.conn, drafts, now_ms())
-        # Observed inside the transaction; entries appended and the tree size are counted from the
-        # database by the service's background task, so a rolled-back batch is never counted.
-        per_entry = (time.perf_counter() - started) / len(drafts)
-        for event, draft, entry in zip(events, drafts, appended, strict=True):
-            if entry is None:
-                continue
-            metrics.APPEND_SECONDS.observe(per_entry)
-            if event.change == "disclosure_recorded":
-                metrics.DISCLOSURES.labels(draft.recipient.role or "unknown", draft.legal_basis or "unknown").inc()
+        now = runtime.clock()
+        drafts = [to_draft(event, now) for event in events]
+        await appending.append(ctx.conn, drafts, epoch_ms(now), role, ctx.state)
 
     return handle
 

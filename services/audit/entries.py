@@ -20,6 +20,7 @@ from typing import Any
 
 from homeroom.catalogue import CATALOGUE, LegalBasis
 from homeroom.entry_text import escape, text_problem
+from homeroom.tlog.canonical import canonical_json, format_time
 
 ENTRY_VERSION = 1
 STUDENT_KEY = re.compile(r"^stu_[a-z2-7]{32}$")
@@ -72,13 +73,6 @@ class EntryDraft:
     details: Mapping[str, DetailValue] = field(default_factory=dict)
 
 
-def format_time(moment: datetime) -> str:
-    """UTC, microseconds, 'Z': the one spelling of a time in an entry."""
-    if moment.tzinfo is None:
-        raise ValueError("entry times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def entry_object(seq: int, recorded_at_ms: int, draft: EntryDraft) -> dict[str, Any]:
     """The entry as the JSON object that is hashed (and exported)."""
     return {
@@ -104,10 +98,6 @@ def entry_object(seq: int, recorded_at_ms: int, draft: EntryDraft) -> dict[str, 
         "record_required": draft.record_required,
         "details": dict(draft.details),
     }
-
-
-def canonical_json(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def canonical_bytes(seq: int, recorded_at_ms: int, draft: EntryDraft) -> bytes:

@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from homeroom.auth import Role
 from homeroom.catalogue import LegalBasis
 from homeroom.telemetry import start_at_zero
-from services.audit.verify import FindingKind
+from homeroom.tlog.verify import FindingKind
 
 ENTRIES_APPENDED = Counter(
     "homeroom_audit_entries_appended_total", "Entries appended to the log (counted from the database, once committed)"
@@ -48,8 +48,8 @@ WITNESS_FAILURES = Counter(
     ["reason"],
 )
 # At 0 from the start, so the first finding and the first truncation alert (homeroom.telemetry.start_at_zero):
-# every kind a verification reports, the stored-tree checks of services/audit/heads.py, and the
-# witness failures of services/audit/witnessing.py known before any answer (http_<status> is not).
+# every kind a verification reports, the stored-tree checks of services/audit/application/verification.py, and the
+# witness failures of services/audit/application/witnessing.py known before any answer (http_<status> is not).
 start_at_zero(VERIFICATION_FAILURES, *FindingKind, "stored_node_invalid", "stored_root_mismatch")
 start_at_zero(WITNESS_FAILURES, "truncated", "unreachable", "bad_cosignature")
 VERIFICATIONS = Counter("homeroom_audit_verifications_total", "Log verifications run by the service", ["outcome"])

@@ -29,7 +29,7 @@ class AuditSettings(ServiceSettings):
     # tables); empty to write as the connecting role.
     writer_role: str = WRITER_ROLE
     # Checkpoints (c2sp.org/tlog-checkpoint) and the witness that cosigns them
-    # (services/audit/witnessing.py). Empty witness_url: heads are signed but not witnessed.
+    # (services/audit/application/witnessing.py). Empty witness_url: heads are signed but not witnessed.
     checkpoint_origin: str = "homeroom.local/audit-log"
     witness_url: str = ""
     witness_name: str = "witness.homeroom.local/w1"

@@ -1,4 +1,4 @@
-"""The log in PostgreSQL: appends, tree heads, proofs, searches and the export stream.
+"""The log in PostgreSQL (SQL only): appends, tree heads, proofs, searches, checkpoints and the export stream.
 
 Appends come in batches and are serialised by one transaction-scoped advisory lock, so
 sequence numbers are gapless (a rolled-back batch leaves no hole: nobody else took its
@@ -8,7 +8,7 @@ it completes, computed in memory for the whole batch and written with one COPY. 
 edge of the tree is read from ``tree_nodes`` once per batch (at most 64 rows by primary
 key) rather than cached, so a rolled-back transaction can never leave a cache ahead of
 the database. Nothing is signed per entry: signed tree heads are made apart from appends
-(``heads.py``, ``sign_head``), and an entry's receipt is its index plus a head covering it
+(``application/tree_heads.py``), and an entry's receipt is its index plus a head covering it
 and the inclusion proof to that head, served on request. Entries appended before issue 19
 keep the Ed25519 receipts they were given.
 
@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from homeroom.storage import Connection
-from services.audit.entries import EntryDraft, canonical_bytes, draft_from_row
-from services.audit.merkle import (
+from homeroom.tlog.merkle import (
     EMPTY_ROOT,
     NodeId,
     consistency_ranges,
@@ -38,7 +37,8 @@ from services.audit.merkle import (
     node_hash,
     range_nodes,
 )
-from services.audit.signing import EntryReceipt, LogSigner, SignedTreeHead, TreeHead
+from homeroom.tlog.signing import EntryReceipt, SignedTreeHead, TreeHead
+from services.audit.entries import EntryDraft, canonical_bytes, draft_from_row
 
 APPEND_LOCK = "homeroom.audit.append"
 _ENTRY_COLUMNS = """seq, event_id, topic, kind, occurred_at, recorded_at_ms,
@@ -131,7 +131,7 @@ async def append_many(conn: Connection, drafts: Sequence[EntryDraft], now_ms: in
     """
     if not drafts:
         return []
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+    await lock_appends(conn)
     row = await conn.fetchrow(
         """SELECT (SELECT coalesce(max(idx) + 1, 0) FROM tree_nodes WHERE level = 0) AS size,
                   array(SELECT event_id FROM entries WHERE event_id = ANY($1::text[])) AS seen""",
@@ -197,15 +197,12 @@ async def consistency_proof(conn: Connection | asyncpg.Pool, first: int, second:
     return await _range_hashes(conn, consistency_ranges(first, second))
 
 
-async def sign_head(conn: Connection, signer: LogSigner, now_ms: int) -> SignedTreeHead:
-    """Sign the tree as it is now, in the caller's transaction (taken under the append lock,
-    so a head's time order agrees with its size order)."""
+async def lock_appends(conn: Connection) -> None:
+    """Take the append lock for the rest of the caller's transaction (appends and heads serialise on it)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
-    last = await latest_head(conn)
-    if last is not None:
-        now_ms = max(now_ms, last.head.timestamp_ms)
-    size = await tree_size(conn)
-    signed = signer.sign_head(TreeHead(size, await root(conn, size), now_ms))
+
+
+async def insert_head(conn: Connection, signed: SignedTreeHead) -> None:
     await conn.execute(
         "INSERT INTO tree_heads (size, root, timestamp_ms, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
         signed.head.size,
@@ -214,7 +211,6 @@ async def sign_head(conn: Connection, signer: LogSigner, now_ms: int) -> SignedT
         signed.key_id,
         signed.signature,
     )
-    return signed
 
 
 def _head(row: asyncpg.Record) -> SignedTreeHead:
@@ -441,3 +437,70 @@ async def disclosure_counts(conn: Connection | asyncpg.Pool, district_id: str, s
             since,
         )
     )
+
+
+# --- witnessed checkpoints (services/audit/application/witnessing.py) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+    witness: str
+    cosigned_at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "root": self.root.hex()}
+
+
+async def last_cosigned_size(conn: Connection | asyncpg.Pool, witness: str) -> int:
+    size = await conn.fetchval("SELECT max(size) FROM checkpoints WHERE witness = $1", witness)
+    return int(size or 0)
+
+
+async def insert_checkpoint(conn: Connection | asyncpg.Pool, checkpoint: StoredCheckpoint) -> None:
+    await conn.execute(
+        "INSERT INTO checkpoints (size, root, note, witness, cosigned_at) VALUES ($1, $2, $3, $4, $5)",
+        checkpoint.size,
+        checkpoint.root,
+        checkpoint.note,
+        checkpoint.witness,
+        checkpoint.cosigned_at,
+    )
+
+
+async def latest_checkpoint(conn: Connection | asyncpg.Pool) -> StoredCheckpoint | None:
+    row = await conn.fetchrow(
+        "SELECT size, root, note, witness, cosigned_at FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1"
+    )
+    if row is None:
+        return None
+    return StoredCheckpoint(row["size"], bytes(row["root"]), row["note"], row["witness"], row["cosigned_at"])
+
+
+# --- checks of the stored tree (services/audit/application/verification.py) ------------------
+
+
+async def bad_tree_nodes(conn: Connection | asyncpg.Pool, limit: int) -> list[tuple[int, int]]:
+    """(level, index) of stored nodes that are not what their children (or their entry) make, in SQL, one pass."""
+    rows = await conn.fetch(
+        """SELECT level, idx FROM (
+               SELECT p.level, p.idx FROM tree_nodes p
+               LEFT JOIN tree_nodes l ON l.level = p.level - 1 AND l.idx = 2 * p.idx
+               LEFT JOIN tree_nodes r ON r.level = p.level - 1 AND r.idx = 2 * p.idx + 1
+               WHERE p.level >= 1 AND (l.hash IS NULL OR r.hash IS NULL
+                                       OR p.hash <> sha256('\\x01'::bytea || l.hash || r.hash))
+               UNION ALL
+               SELECT t.level, t.idx FROM tree_nodes t LEFT JOIN entries e ON e.seq = t.idx
+               WHERE t.level = 0 AND e.leaf_hash IS DISTINCT FROM t.hash
+           ) bad ORDER BY level, idx LIMIT $1""",
+        limit,
+    )
+    return [(r["level"], r["idx"]) for r in rows]
+
+
+async def events_present(conn: Connection | asyncpg.Pool, event_ids: Sequence[str]) -> list[str]:
+    """Which of these event (disclosure) ids the log holds."""
+    rows = await conn.fetch("SELECT event_id FROM entries WHERE event_id = ANY($1::text[])", sorted(set(event_ids)))
+    return [r["event_id"] for r in rows]

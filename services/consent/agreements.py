@@ -328,6 +328,19 @@ def _overlap_errors(history: Sequence[Agreement], new: Agreement, today: date) -
 # ------------------------------------------------------------------- activation
 
 
+# The terms an agreement cannot be activated without, in the order their errors are listed.
+_REQUIRED_TO_ACTIVATE = (
+    (
+        "elements",
+        "activation.no_elements",
+        "An agreement cannot be activated before its data elements are set: it would release nothing it names.",
+    ),
+    ("purposes", "activation.no_purposes", "An agreement cannot be activated without at least one permitted purpose."),
+    ("districts", "activation.no_districts", "An agreement cannot be activated without the districts it covers."),
+    ("start_date", "activation.no_start_date", "An agreement cannot be activated without a start date."),
+)
+
+
 def validate_activation(
     agreement: Agreement, *, today: date, history: Sequence[Agreement] = ()
 ) -> list[AgreementError]:
@@ -337,39 +350,11 @@ def validate_activation(
     """
     terms = agreement.terms
     errors = validate_terms(terms)
-    if not terms.elements:
-        errors.append(
-            AgreementError(
-                field="/terms/elements",
-                rule="activation.no_elements",
-                message="An agreement cannot be activated before its data elements are set: it would release nothing "
-                "it names.",
-            )
-        )
-    if not terms.purposes:
-        errors.append(
-            AgreementError(
-                field="/terms/purposes",
-                rule="activation.no_purposes",
-                message="An agreement cannot be activated without at least one permitted purpose.",
-            )
-        )
-    if not terms.districts:
-        errors.append(
-            AgreementError(
-                field="/terms/districts",
-                rule="activation.no_districts",
-                message="An agreement cannot be activated without the districts it covers.",
-            )
-        )
-    if terms.start_date is None:
-        errors.append(
-            AgreementError(
-                field="/terms/start_date",
-                rule="activation.no_start_date",
-                message="An agreement cannot be activated without a start date.",
-            )
-        )
+    errors.extend(
+        AgreementError(field=f"/terms/{name}", rule=rule, message=message)
+        for name, rule, message in _REQUIRED_TO_ACTIVATE
+        if not getattr(terms, name)  # an empty list, or no start date
+    )
     if terms.end_date is not None and terms.end_date < today:
         errors.append(
             AgreementError(

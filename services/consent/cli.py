@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from homeroom.storage import create_pool, ensure_database, migrate
-from services.consent.application import ImportSummary, import_page
+from services.consent.application.importing import ImportSummary, import_page
 from services.consent.import_2d import read_2d_file
 from services.consent.settings import ConsentSettings
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
+
+from google.protobuf.message import Message
 
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.topics import CONSENT, KEYS
@@ -20,6 +24,8 @@ from homeroom.events.v1.consent_pb2 import (
 )
 from homeroom.events.v1.envelope_pb2 import Party
 from services.consent.agreements import Agreement
+from services.consent.guardianship import LinkingCode
+from services.consent.store import Choice
 
 SOURCE = "/homeroom/consent"
 # Namespace for derived event ids (uuid5), so a retried step writes the same id.
@@ -96,82 +102,79 @@ def data_keys_destroyed(
     )
 
 
-def directory_opt_out(
-    opted_out: bool, *, student_key: str, district_id: str, recorded_by: str, method: str, event_id: str | None = None
+def _about_student(
+    change: str,
+    payload: Message,
+    *,
+    student_key: str,
+    district_id: str,
+    event_id: str | None = None,
+    key: str | None = None,
 ) -> OutgoingEvent:
-    if opted_out:
-        return build_event(
-            CONSENT,
-            "directory_opt_out_recorded",
-            DirectoryOptOutRecorded(
-                student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
-            ),
-            source=f"{SOURCE}/{district_id}",
-            subject=student_key,
-            district_id=district_id,
-            event_id=event_id,
-        )
+    """An event about one student in one district (its source the district's, its subject the student)."""
     return build_event(
         CONSENT,
-        "directory_opt_out_rescinded",
-        DirectoryOptOutRescinded(
-            student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
-        ),
+        change,
+        payload,
         source=f"{SOURCE}/{district_id}",
         subject=student_key,
         district_id=district_id,
+        key=key,
+        event_id=event_id,
     )
 
 
+def _of_choice(change: str, payload: Message, choice: Choice, event_id: str | None = None) -> OutgoingEvent:
+    return _about_student(
+        change, payload, student_key=choice.student_key, district_id=choice.district_id, event_id=event_id
+    )
+
+
+def directory_opt_out(opted_out: bool, choice: Choice, *, event_id: str | None = None) -> OutgoingEvent:
+    """`directory_opt_out_recorded` (`opted_out`) or `directory_opt_out_rescinded`."""
+    kind = DirectoryOptOutRecorded if opted_out else DirectoryOptOutRescinded
+    payload = kind(
+        student_key=choice.student_key,
+        district_id=choice.district_id,
+        recorded_by=choice.recorded_by,
+        method=choice.method,
+    )
+    change = "directory_opt_out_recorded" if opted_out else "directory_opt_out_rescinded"
+    return _of_choice(change, payload, choice, event_id if opted_out else None)
+
+
 def consent_given(
+    choice: Choice,
     *,
     consent_id: str,
-    student_key: str,
-    district_id: str,
     recipient: str,
     elements: list[str],
     purpose: str | None,
-    recorded_by: str,
-    method: str,
     valid_until: date | None,
 ) -> OutgoingEvent:
     payload = ConsentGiven(
         consent_id=consent_id,
-        student_key=student_key,
-        district_id=district_id,
+        student_key=choice.student_key,
+        district_id=choice.district_id,
         recipient=recipient,
         elements=elements,
         purpose=purpose or "",
-        recorded_by=recorded_by,
-        method=method,
+        recorded_by=choice.recorded_by,
+        method=choice.method,
         valid_until=_iso(valid_until),
     )
-    return build_event(
-        CONSENT,
-        "consent_given",
-        payload,
-        source=f"{SOURCE}/{district_id}",
-        subject=student_key,
-        district_id=district_id,
-        event_id=derived_id("consent_given", consent_id),
-    )
+    return _of_choice("consent_given", payload, choice, derived_id("consent_given", consent_id))
 
 
-def consent_withdrawn(
-    *, consent_id: str, student_key: str, district_id: str, recorded_by: str, method: str
-) -> OutgoingEvent:
+def consent_withdrawn(choice: Choice, *, consent_id: str) -> OutgoingEvent:
     payload = ConsentWithdrawn(
-        consent_id=consent_id, student_key=student_key, district_id=district_id, recorded_by=recorded_by, method=method
+        consent_id=consent_id,
+        student_key=choice.student_key,
+        district_id=choice.district_id,
+        recorded_by=choice.recorded_by,
+        method=choice.method,
     )
-    return build_event(
-        CONSENT,
-        "consent_withdrawn",
-        payload,
-        source=f"{SOURCE}/{district_id}",
-        subject=student_key,
-        district_id=district_id,
-        event_id=derived_id("consent_withdrawn", consent_id),
-    )
+    return _of_choice("consent_withdrawn", payload, choice, derived_id("consent_withdrawn", consent_id))
 
 
 def destruction_certification(
@@ -239,13 +242,44 @@ def guardianship_changed(
         from_district_id=from_district_id,
         expires_at=expires_at,
     )
-    return build_event(
-        CONSENT,
+    event_id = derived_id(change, link_id or code_id, reason)
+    return _about_student(
+        change, payload, student_key=student_key, district_id=district_id, event_id=event_id, key=student_key
+    )
+
+
+def code_changed(change: str, code: LinkingCode, *, acted_by: Party, expires_at: str = "") -> OutgoingEvent:
+    """`guardian_code_issued` or `guardian_code_revoked`: a linking code, never the code itself."""
+    return guardianship_changed(
         change,
-        payload,
-        source=f"{SOURCE}/{district_id}",
-        subject=student_key,
-        district_id=district_id,
-        key=student_key,
-        event_id=derived_id(change, link_id or code_id, reason),
+        student_key=code.student_key,
+        district_id=code.district_id,
+        acted_by=acted_by,
+        code_id=code.code_id,
+        relationship=code.relationship.value,
+        expires_at=expires_at,
+    )
+
+
+def link_changed(
+    change: str,
+    link: Mapping[str, Any],
+    *,
+    acted_by: Party,
+    code_id: str = "",
+    reason: str = "",
+    from_district_id: str = "",
+) -> OutgoingEvent:
+    """A change of a guardianship link as stored (a `guardianships` row)."""
+    return guardianship_changed(
+        change,
+        student_key=link["student_key"],
+        district_id=link["district_id"],
+        acted_by=acted_by,
+        link_id=link["link_id"],
+        code_id=code_id,
+        subject=link["subject"],
+        relationship=link["relationship"],
+        reason=reason,
+        from_district_id=from_district_id,
     )

@@ -34,10 +34,11 @@ from datetime import date, datetime
 
 import asyncpg
 
+from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
 from homeroom.storage import Connection
 from services.consent import decisions
 from services.consent.agreements import Agreement
-from services.consent.decisions import ConsentGrant, Decision, DecisionRequest, Facts, ScreenRequest
+from services.consent.decisions import ConsentGrant, Facts
 from services.consent.guardianship import standing
 
 log = logging.getLogger(__name__)

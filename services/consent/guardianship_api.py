@@ -1,4 +1,4 @@
-"""HTTP routes of guardianship (issue 24): thin adapters over `linking.py`. See docs/services/consent.md."""
+"""HTTP routes of guardianship (issue 24): thin adapters over `application/linking.py`. See docs/services/consent.md."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.contracts.linking_codes import IssuedCode, IssuedCodes
-from homeroom.service import RuntimeDep
-from services.consent import linking
+from services.consent.application import linking
 from services.consent.guardianship import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, Outcome, Relationship
+from services.consent.state import RuntimeDep
 
 router = APIRouter(tags=["guardianship"])
 

@@ -6,8 +6,9 @@ from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from homeroom.contracts.consent import DecisionRequest
 from homeroom.telemetry import start_at_zero
-from services.consent.decisions import DENIAL_CODES, DecisionRequest
+from services.consent.decisions import DENIAL_CODES
 from services.consent.guardianship import Outcome
 
 DECISIONS = Counter(

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from homeroom.auth import DevIssuer
 from homeroom.pseudonym import load_or_create_key
 from homeroom.ratelimit import limiter
-from homeroom.service import Runtime, ServiceSpec
-from services.consent import linking
+from homeroom.service import ServiceSpec
 from services.consent.api import ROUTERS
-from services.consent.application import start_expiry_checks, stop_expiry_checks
+from services.consent.application.ending import expiry_checks
 from services.consent.clients import RecordsDirectory
 from services.consent.consumers import CONSUMERS
+from services.consent.facts import DecisionLog
 from services.consent.guardianship import CodeHasher
 from services.consent.guardianship_api import router as guardianship_router
 from services.consent.settings import ConsentSettings
+from services.consent.state import ConsentRuntime, ConsentState
 from services.consent.transparency_api import router as transparency_router
 
 
-def guardian_issuer(settings: ConsentSettings, runtime: Runtime) -> DevIssuer | None:
+def guardian_issuer(runtime: ConsentRuntime) -> DevIssuer | None:
     """The key parent tokens are signed with: the configured one, else the development issuer."""
+    settings = runtime.settings
     if settings.guardian_key_file is not None:
         return DevIssuer(
             settings.guardian_key_file, issuer=settings.guardian_issuer, audience=settings.guardian_audience
@@ -28,25 +32,30 @@ def guardian_issuer(settings: ConsentSettings, runtime: Runtime) -> DevIssuer | 
     return runtime.dev_issuer
 
 
-async def on_start(runtime: Runtime) -> None:
+@contextlib.asynccontextmanager
+async def lifecycle(runtime: ConsentRuntime) -> AsyncIterator[ConsentState]:
+    """The decision point's facts and log, records' directory (tests: their records in process,
+    `peers={"records": ...}`), the linking-code hasher, the redemption limit, the parent-token
+    issuer; the expiry check and the gauges. Stopped in reverse on the way out."""
     settings = runtime.settings
-    assert isinstance(settings, ConsentSettings)
-    if linking.STATE_KEY not in runtime.extras:  # tests inject theirs (records in process)
-        runtime.extras[linking.STATE_KEY] = linking.GuardianshipState(
-            directory=RecordsDirectory(settings.records_url, settings.records_timeout_s),
-            limiter=limiter(settings.linking_rate_limit, "consent"),
-            issuer=guardian_issuer(settings, runtime),
+    async with contextlib.AsyncExitStack() as stack:
+        directory = RecordsDirectory(
+            settings.records_url, settings.records_timeout_s, transport=runtime.peer("records")
+        )
+        stack.push_async_callback(directory.aclose)
+        decisions = DecisionLog(runtime.pool)
+        await decisions.start()
+        stack.push_async_callback(decisions.stop)
+        state = ConsentState(
+            decisions=decisions,
+            directory=directory,
             hasher=CodeHasher(load_or_create_key(settings.linking_code_key_path)),
+            limiter=limiter(settings.linking_rate_limit, "consent"),
+            issuer=guardian_issuer(runtime),
             token_ttl_s=settings.guardian_token_ttl_s,
         )
-    await start_expiry_checks(runtime)
-
-
-async def on_stop(runtime: Runtime) -> None:
-    await stop_expiry_checks(runtime)
-    found = runtime.extras.get(linking.STATE_KEY)
-    if isinstance(found, linking.GuardianshipState) and isinstance(found.directory, RecordsDirectory):
-        await found.directory.aclose()
+        await stack.enter_async_context(expiry_checks(runtime))
+        yield state
 
 
 SERVICE = ServiceSpec(
@@ -54,12 +63,11 @@ SERVICE = ServiceSpec(
     settings=ConsentSettings,
     routers=(*ROUTERS, guardianship_router, transparency_router),
     migrations=Path(__file__).parent / "migrations",
-    consumers=(*CONSUMERS, linking.CONSUMER),
+    consumers=CONSUMERS,
     sends_notices=True,
     description="Data-sharing agreements, parents' choices, guardianship links and the disclosure decision point.",
     uses_cipher=True,
-    on_start=on_start,
-    on_stop=on_stop,
+    lifecycle=lifecycle,
     openapi_tags=(
         {"name": "agreements", "description": "The registry of data-sharing agreements and the Ed Law 2-d import."},
         {"name": "public", "description": "Read without signing in: the active agreements and what they receive."},

@@ -32,6 +32,17 @@ def _agreement(raw: str | dict[str, Any]) -> Agreement:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """A parent's choice as recorded: for which student in which district, by whom, how and when."""
+
+    student_key: str
+    district_id: str
+    recorded_by: str
+    method: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
     agreement_id: str
     status: str
@@ -302,27 +313,18 @@ async def directory_opt_out(conn: Connection, student_key: str, district_id: str
     return bool(value)
 
 
-async def set_directory_opt_out(
-    conn: Connection,
-    *,
-    student_key: str,
-    district_id: str,
-    opted_out: bool,
-    recorded_by: str,
-    method: str,
-    at: datetime,
-) -> None:
+async def set_directory_opt_out(conn: Connection, choice: Choice, opted_out: bool) -> None:
     await conn.execute(
         """INSERT INTO directory_opt_outs (student_key, district_id, opted_out, recorded_by, method, recorded_at)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (student_key, district_id) DO UPDATE SET opted_out = EXCLUDED.opted_out,
                recorded_by = EXCLUDED.recorded_by, method = EXCLUDED.method, recorded_at = EXCLUDED.recorded_at""",
-        student_key,
-        district_id,
+        choice.student_key,
+        choice.district_id,
         opted_out,
-        recorded_by,
-        method,
-        at,
+        choice.recorded_by,
+        choice.method,
+        choice.at,
     )
 
 
@@ -346,27 +348,18 @@ async def opt_outs(conn: Connection, student_key: str, district_id: str | None) 
 
 
 async def add_choice(
-    conn: Connection,
-    *,
-    student_key: str,
-    district_id: str,
-    kind: str,
-    recorded_by: str,
-    method: str,
-    at: datetime,
-    consent_id: str | None = None,
-    detail: dict[str, Any] | None = None,
+    conn: Connection, choice: Choice, kind: str, *, consent_id: str | None = None, detail: dict[str, Any] | None = None
 ) -> None:
     await conn.execute(
         """INSERT INTO parental_choices (student_key, district_id, kind, consent_id, recorded_by, method, at, detail)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)""",
-        student_key,
-        district_id,
+        choice.student_key,
+        choice.district_id,
         kind,
         consent_id,
-        recorded_by,
-        method,
-        at,
+        choice.recorded_by,
+        choice.method,
+        choice.at,
         json.dumps(detail or {}),
     )
 
@@ -394,32 +387,28 @@ async def choices(conn: Connection, student_key: str, district_id: str | None) -
 
 async def insert_consent(
     conn: Connection,
+    choice: Choice,
     *,
     consent_id: str,
-    student_key: str,
-    district_id: str,
     recipient: str,
     elements: Sequence[str],
     purpose: str | None,
     valid_until: date | None,
-    recorded_by: str,
-    method: str,
-    at: datetime,
 ) -> None:
     await conn.execute(
         """INSERT INTO written_consents (consent_id, student_key, district_id, recipient, elements, purpose,
                valid_until, recorded_by, method, given_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         consent_id,
-        student_key,
-        district_id,
+        choice.student_key,
+        choice.district_id,
         recipient,
         list(elements),
         purpose,
         valid_until,
-        recorded_by,
-        method,
-        at,
+        choice.recorded_by,
+        choice.method,
+        choice.at,
     )
 
 
@@ -430,13 +419,13 @@ async def lock_consent(conn: Connection, consent_id: str) -> asyncpg.Record | No
     return row
 
 
-async def withdraw_consent(conn: Connection, consent_id: str, *, recorded_by: str, method: str, at: datetime) -> None:
+async def withdraw_consent(conn: Connection, consent_id: str, choice: Choice) -> None:
     await conn.execute(
         "UPDATE written_consents SET withdrawn_at = $2, withdrawn_by = $3, withdrawn_method = $4 WHERE consent_id = $1",
         consent_id,
-        at,
-        recorded_by,
-        method,
+        choice.at,
+        choice.recorded_by,
+        choice.method,
     )
 
 

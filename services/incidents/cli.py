@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 
 from homeroom.checkpoint import COSIGNATURE_V1, ED25519, NoteError, Verifier, public_key_from_pem
-from services.audit.signing import Keyring
+from homeroom.tlog.signing import Keyring
 from services.incidents.scope import ScopeReport, TrustAnchors, verify_bundle
 
 app = typer.Typer(help="Breach incidents: check a frozen scope offline.", no_args_is_help=True)

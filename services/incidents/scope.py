@@ -57,9 +57,9 @@ from homeroom.checkpoint import (
 )
 from homeroom.contracts import disclosure_selection as sel
 from homeroom.pseudonym import STAFF_KEY_PREFIX
-from services.audit.entries import canonical_json, format_time
-from services.audit.merkle import leaf_hash, root_from_multiproof
-from services.audit.signing import Keyring, SignedTreeHead, verify_head
+from homeroom.tlog.canonical import canonical_json, format_time
+from homeroom.tlog.merkle import leaf_hash, root_from_multiproof
+from homeroom.tlog.signing import Keyring, SignedTreeHead, verify_head
 
 FORMAT = "homeroom-breach-scope/1"
 NOTE_LABEL = "homeroom-breach-scope/1"
@@ -539,7 +539,7 @@ def _complete(
 ) -> bool:
     """With the whole log (an audit export): the export's first `tree_size` entries give the signed
     root, and the rule selects from them exactly the disclosures the bundle holds."""
-    from services.audit.merkle import MemoryNodeStore, MerkleLog
+    from homeroom.tlog.merkle import MemoryNodeStore, MerkleLog
 
     leaves = bytearray()
     expected: list[int] = []

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from homeroom.checkpoint import COSIGNATURE_V1, NoteSigner, Verifier, public_key_from_pem
 from homeroom.service import ServiceSpec
+from homeroom.tlog.signing import Keyring
 from homeroom.witness import load_private_key
-from services.audit.signing import Keyring
 from services.incidents import metrics
 from services.incidents.api import ROUTERS
 from services.incidents.application import clocks

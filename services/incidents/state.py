@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from homeroom.checkpoint import NoteSigner, Verifier
 from homeroom.clock import Clock, system_clock
 from homeroom.service import Runtime
-from services.audit.signing import Keyring
+from homeroom.tlog.signing import Keyring
 from services.incidents.clients import Peers
 from services.incidents.settings import IncidentsSettings
 

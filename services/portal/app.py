@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from homeroom.auth import AuthSettings
-from homeroom.config import ServiceSettings
+from homeroom.clock import Clock, system_clock
 from homeroom.ratelimit import limiter
 from homeroom.telemetry import SERVICE_UP, health_router, instrument_http
 from services.portal import (
@@ -46,8 +46,10 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = None) -> FastAPI:
-    assert isinstance(settings, PortalSettings)
+def create_portal_app(
+    settings: PortalSettings, auth: AuthSettings | None = None, clock: Clock = system_clock
+) -> FastAPI:
+    """`clock`: now, for what a page says about time (tests move it)."""
     settings.require_production_secrets()
     sign_in = SignIn(settings, auth or AuthSettings())
 
@@ -62,7 +64,7 @@ def create_portal_app(settings: ServiceSettings, auth: AuthSettings | None = Non
             return str(found["token"])
 
         sign_in.guardian_minter = guardian_token
-        app.state.portal = Portal(settings, services, sign_in)
+        app.state.portal = Portal(settings, services, sign_in, clock)
         SERVICE_UP.labels("portal").set(1)
         try:
             yield

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx
 
+from homeroom.contracts.clients import problem_body
 from services.portal.settings import PortalSettings
 
 ServiceName = Literal["ingest", "records", "consent", "transfer", "audit", "incidents", "reports"]
@@ -34,20 +35,12 @@ class UpstreamError(Exception):
         return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _unreachable(service: str, exc: Exception) -> UpstreamError:
     return UpstreamError(service, 503, f"the {service} service could not be reached ({type(exc).__name__})")
 
 
 def _refusal(service: str, response: httpx.Response) -> UpstreamError:
-    problem = _problem(response)
+    problem = problem_body(response)
     detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase)
     # A service's own failure is "unavailable" to the person; its refusals pass through as they are.
     status = response.status_code if response.status_code in (401, 403, 404, 409, 410, 422) else 503

@@ -13,12 +13,12 @@ from starlette.responses import Response, StreamingResponse
 
 from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS, FORBIDDEN, PURPOSES
-from services.audit.signing import key_id, load_public_key
+from homeroom.tlog.signing import key_id, load_public_key
 from services.consent.agreements import SUPPLEMENTAL_QUESTIONS
 from services.portal.clients import UpstreamError
 from services.portal.proofs import check_entry
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, refusal_messages, render, require_role
 
 router = APIRouter(prefix="/compliance", include_in_schema=False)
 
@@ -213,7 +213,7 @@ async def activate_agreements(request: Request, portal: PortalDep, session: Curr
         except UpstreamError as exc:
             if exc.status not in (409, 422):
                 raise
-            messages = [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
+            messages = refusal_messages(exc)
             results.append(
                 {
                     "agreement_id": agreement_id,

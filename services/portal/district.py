@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, district_of, render
+from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, district_of, page_of, render
 
 router = APIRouter(prefix="/district", include_in_schema=False)
 
@@ -66,19 +66,11 @@ async def submission(
 ) -> Response:
     _district(session)
     report = await portal.services.get("ingest", f"/v1/submissions/{submission_id}", session.token)
-    params: dict[str, str | int] = {"limit": PROBLEMS_PER_PAGE}
     after = request.query_params.get("after", "")
-    if after.isdigit():
-        params["after"] = int(after)
-    problems = await portal.services.get("ingest", f"/v1/submissions/{submission_id}/problems", session.token, params)
-    return render(
-        request,
-        "district/submission.html",
-        session,
-        report=report,
-        problems=problems.get("problems", []),
-        next_after=problems.get("next_after"),
-    )
+    path = f"/v1/submissions/{submission_id}/problems"
+    found = await page_of(portal, session, "ingest", path, PROBLEMS_PER_PAGE, int(after) if after.isdigit() else None)
+    problems, next_after = found.get("problems", []), found.get("next_after")
+    return render(request, "district/submission.html", session, report=report, problems=problems, next_after=next_after)
 
 
 @router.post("/submissions/{submission_id}/confirm")

@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from homeroom.auth import Role
+from services.portal import web
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
 from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
@@ -118,7 +119,7 @@ async def open_incident(request: Request, portal: PortalDep, session: CurrentSes
         if exc.status not in (403, 409, 422):
             raise
         found = await portal.services.get("incidents", "/v1/incidents", session.token)
-        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        messages = web.refusal_messages(exc, name_fields=True)
         return render(
             request,
             "incidents/list.html",
@@ -206,7 +207,7 @@ async def act(
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422, 502):
             raise
-        messages = [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+        messages = web.refusal_messages(exc, name_fields=True)
         incident = await _detail(portal, session, incident_id)
         return _page(request, session, incident, errors=messages, status=exc.status)
     return RedirectResponse(f"/incidents/{incident_id}?done={DONE[action]}", status_code=303)
@@ -218,17 +219,10 @@ async def letters(
 ) -> Response:
     """Every letter sent, one per printed page (for families reached by post, 121.10(g))."""
     _staff(session)
-    params: dict[str, str | int] = {"limit": 200}
-    if after:
-        params["after"] = after[:40]
-    found = await portal.services.get("incidents", f"/v1/incidents/{incident_id}/letters", session.token, params)
+    found = await web.page_of(portal, session, "incidents", f"/v1/incidents/{incident_id}/letters", 200, after[:40])
+    letters, next_after = found.get("letters", []), found.get("next_after")
     return render(
-        request,
-        "incidents/letters.html",
-        session,
-        incident_id=incident_id,
-        letters=found.get("letters", []),
-        next_after=found.get("next_after"),
+        request, "incidents/letters.html", session, incident_id=incident_id, letters=letters, next_after=next_after
     )
 
 

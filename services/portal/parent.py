@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -26,6 +25,7 @@ from services.portal.web import (
     Portal,
     PortalDep,
     checked_form,
+    refusal_messages,
     render,
     require_role,
     when,
@@ -313,7 +313,7 @@ async def request_amendment(request: Request, portal: PortalDep, session: Curren
         if exc.status != 422:
             raise
         records = await _records(portal, session, key)
-        messages = [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
+        messages = refusal_messages(exc)
         return _amendments_page(request, session, key, records, form=form, errors=messages, status=422)
     return RedirectResponse(f"/parent/children/{key}/amendments?saved=1", status_code=303)
 
@@ -400,5 +400,5 @@ async def summary(request: Request, portal: PortalDep, session: CurrentSession, 
         choices=choices,
         organisations=organisations,
         links=[link for link in links.get("links", []) if link.get("student_key") == key],
-        now=when(datetime.now(UTC).isoformat()),
+        now=when(portal.clock().isoformat()),
     )

@@ -16,9 +16,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.entries import canonical_json
-from services.audit.merkle import leaf_hash, verify_inclusion
-from services.audit.signing import EntryReceipt, SignedTreeHead, load_public_key, verify_head, verify_receipt
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.merkle import leaf_hash, verify_inclusion
+from homeroom.tlog.signing import EntryReceipt, SignedTreeHead, load_public_key, verify_head, verify_receipt
 
 
 @dataclass

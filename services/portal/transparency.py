@@ -5,7 +5,6 @@ at /district/transparency with a form for each answer."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -38,7 +37,7 @@ async def district_answers(portal: Portal, district: str, portal_url: str) -> li
         counts = []  # the page stands without them; question 9 then says what it knows
     own = await portal.services.get("consent", f"/v1/public/transparency/{district}", None)
     texts: dict[int, dict[str, Any]] = {int(k): v for k, v in own.get("answers", {}).items()}
-    facts = Facts(district, agreements, counts, portal_url, datetime.now(UTC).date())
+    facts = Facts(district, agreements, counts, portal_url, portal.clock().date())
     return answers(facts, texts)
 
 

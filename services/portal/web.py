@@ -18,9 +18,10 @@ from starlette.responses import Response
 
 from homeroom.auth import Role
 from homeroom.catalogue import CATALOGUE
+from homeroom.clock import Clock, system_clock
 from homeroom.problems import Problem
 from homeroom.ratelimit import RateLimiter
-from services.portal.clients import Services
+from services.portal.clients import ServiceName, Services, UpstreamError
 from services.portal.session import Session, SignIn, csrf_ok, same_origin
 from services.portal.settings import PortalSettings
 
@@ -84,6 +85,7 @@ class Portal:
     settings: PortalSettings
     services: Services
     sign_in: SignIn
+    clock: Clock = system_clock
 
 
 def get_portal(request: Request) -> Portal:
@@ -152,6 +154,26 @@ async def sign_in_attempt(request: Request) -> None:
 
 SignInAttempt = Depends(sign_in_attempt)
 LinkingAttempt = SignInAttempt
+
+
+async def page_of(
+    portal: Portal, session: Session, service: ServiceName, path: str, limit: int, after: str | int | None
+) -> dict[str, Any]:
+    """One page of a list a service answers in pages: `after` is the `next_after` of the page
+    before (None or "": the first page)."""
+    params: dict[str, str | int] = {"limit": limit}
+    if after is not None and after != "":
+        params["after"] = after
+    found: dict[str, Any] = await portal.services.get(service, path, session.token, params)
+    return found
+
+
+def refusal_messages(exc: UpstreamError, *, name_fields: bool = False) -> list[str]:
+    """What a service's refusal says, one line per field error (with the field named when
+    `name_fields`); its detail when it names none."""
+    if name_fields:
+        return [f"{e.get('field', '')}: {e.get('message', '')}" for e in exc.field_errors] or [exc.detail]
+    return [str(e.get("message") or e) for e in exc.field_errors] or [exc.detail]
 
 
 def require_role(session: Session, *roles: Role) -> None:

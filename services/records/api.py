@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.catalogue import CATALOGUE
 from homeroom.contracts.notice_preferences import NoticePreferencesRequest
+from homeroom.contracts.transfer_package import TransferDeliveryRequest, TransferPackageRequest
 from homeroom.problems import FieldError, Problem
 from homeroom.storage import BIGINT_MAX
 from services.records import destruction, store
@@ -167,7 +168,7 @@ async def file_statement(
 
 @router.post("/v1/internal/transfer-packages", tags=["internal"])
 async def transfer_package(
-    body: transfers.PackageRequest, principal: Service, runtime: RecordsRuntimeDep
+    body: TransferPackageRequest, principal: Service, runtime: RecordsRuntimeDep
 ) -> dict[str, Any]:
     """The sending district's record, only the elements asked for, values opened. The
     transfer service records the disclosure for the case; none is emitted here."""
@@ -184,7 +185,7 @@ async def transfer_package(
 
 @router.post("/v1/internal/transfer-deliveries", tags=["internal"])
 async def transfer_delivery(
-    body: transfers.DeliveryRequest, principal: Service, runtime: RecordsRuntimeDep
+    body: TransferDeliveryRequest, principal: Service, runtime: RecordsRuntimeDep
 ) -> dict[str, Any]:
     """Write a delivered package into the receiving district's record, sealed under that
     district's keys. Idempotent on `case_id`."""

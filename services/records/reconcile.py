@@ -6,7 +6,8 @@ receives. This check proves it continuously: every `reconcile_interval_s` the re
 rows older than `reconcile_grace_s` that are not yet confirmed are looked up in audit's
 log (by disclosure id, `POST /v1/internal/disclosures/present`); found ones are marked in
 `read_log_audited`, the rest are counted in `homeroom_records_disclosures_unaudited`,
-which the alert HomeroomReleaseWithoutAuditEntry pages on.
+which the alert HomeroomReleaseWithoutAuditEntry pages on. The lookup is
+`homeroom.contracts.clients.AuditClient.present`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-import httpx
-
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.service import Runtime
 from services.records import store
 from services.records.metrics import RECONCILIATIONS, UNAUDITED
@@ -25,34 +25,6 @@ log = logging.getLogger(__name__)
 
 Present = Callable[[Sequence[str]], Awaitable[set[str]]]
 BATCH = 2000
-
-
-class AuditUnavailable(Exception):
-    pass
-
-
-class AuditClient:
-    """The audit service's reconciliation lookup, with this service's own token."""
-
-    def __init__(self, base_url: str, token: Callable[[], str], *, transport: httpx.AsyncBaseTransport | None = None):
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=10.0, transport=transport)
-        self._token = token
-
-    async def present(self, disclosure_ids: Sequence[str]) -> set[str]:
-        try:
-            response = await self._client.post(
-                "/v1/internal/disclosures/present",
-                json={"disclosure_ids": list(disclosure_ids)},
-                headers={"Authorization": f"Bearer {self._token()}"},
-            )
-        except httpx.HTTPError as exc:
-            raise AuditUnavailable(str(exc)) from exc
-        if response.status_code != 200:
-            raise AuditUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
-        return set(response.json()["present"])
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 async def reconcile_once(runtime: Runtime, present: Present, grace_s: float) -> int:
@@ -94,7 +66,7 @@ async def keep_reconciling(runtime: Runtime, present: Present, interval_s: float
             RECONCILIATIONS.labels("ok").inc()
         except asyncio.CancelledError:
             raise
-        except AuditUnavailable as exc:
+        except PeerUnavailable as exc:
             RECONCILIATIONS.labels("audit_unavailable").inc()
             log.warning("reconciliation: audit unavailable", extra={"error": str(exc)})
         except Exception as exc:  # database away: next interval

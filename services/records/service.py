@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from homeroom.contracts.clients import AuditClient
 from homeroom.service import ServiceSpec
 from services.records import api, oneroster_api, store
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
 from services.records.consumers import CONSUMERS
 from services.records.destruction import retention_loop
-from services.records.reconcile import AuditClient, keep_reconciling
+from services.records.reconcile import keep_reconciling
 from services.records.settings import RecordsSettings
 from services.records.state import RecordsRuntime, RecordsState, consent_client
 

@@ -15,11 +15,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from homeroom.contracts.clients import AuditClient, ConsentClient
 from homeroom.service import Runtime
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
-from services.records.consent_client import ConsentClient
-from services.records.reconcile import AuditClient
 from services.records.settings import RecordsSettings
 
 
@@ -39,8 +38,9 @@ def consent_client(runtime: RecordsRuntime) -> ConsentClient:
     """The one place records builds its consent client: to the configured URL, or to the peer a
     test gave (`peers={"consent": ...}`). Neither: every release fails closed (503)."""
     settings, transport = runtime.settings, runtime.peer("consent")
-    url = settings.consent_url or ("http://consent.test" if transport is not None else "")
-    return ConsentClient(url, runtime.service_token, transport=transport, timeout_s=settings.consent_timeout_s)
+    return ConsentClient(
+        settings.consent_url, runtime.service_token, transport=transport, timeout_s=settings.consent_timeout_s
+    )
 
 
 def today(runtime: Runtime) -> date:

@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import ServiceSpec
 from services.transfer.api import router
-from services.transfer.clients import ConsentClient, RecordsClient
 from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
 from services.transfer.state import TransferRuntime, TransferState
@@ -27,7 +27,7 @@ async def lifecycle(runtime: TransferRuntime) -> AsyncIterator[TransferState]:
         records = RecordsClient(settings.records_url, token, timeout_s=timeout_s, transport=runtime.peer("records"))
         stack.push_async_callback(records.aclose)
         state = TransferState(consent=consent, records=records)
-        runtime.built_state = state  # the worker reads it through the runtime as soon as it runs
+        runtime.provide(state)  # the worker reads it through the runtime as soon as it runs
         state.worker = worker = CaseWorker(runtime)
         stack.push_async_callback(worker.stop)
         if settings.worker_enabled:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
+from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import Runtime
-from services.transfer.clients import ConsentPort, RecordsPort
 from services.transfer.settings import TransferSettings
 
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class TransferState:
-    consent: ConsentPort  # the consent decision point
-    records: RecordsPort  # records' internal transfer endpoints (package, deliver)
+    consent: ConsentClient  # the consent decision point
+    records: RecordsClient  # records' internal transfer endpoints (package, deliver)
     worker: CaseWorker | None = None  # drives open cases; started when `worker_enabled`
 
 

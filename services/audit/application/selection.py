@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from homeroom.contracts import disclosure_selection as contract
 from homeroom.problems import FieldError, Problem, problem_type
-from homeroom.service import Runtime
+from homeroom.tlog.merkle import multiproof_nodes, subtree_range
+from homeroom.tlog.signing import Keyring, SignedTreeHead
 from services.audit import store
 from services.audit.entries import entry_object
-from services.audit.merkle import multiproof_nodes, subtree_range
-from services.audit.signing import Keyring, SignedTreeHead
+from services.audit.state import AuditRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Prepared:
     checkpoint: str | None
 
 
-async def prepare(runtime: Runtime, selection: contract.DisclosureSelection) -> Prepared:
+async def prepare(runtime: AuditRuntime, selection: contract.DisclosureSelection) -> Prepared:
     """The signed head to prove against: the one of `tree_size`, else the latest."""
     if selection.tree_size is None:
         head = await store.latest_head(runtime.pool)
@@ -61,7 +61,7 @@ async def prepare(runtime: Runtime, selection: contract.DisclosureSelection) -> 
     return Prepared(selection, head, checkpoint)
 
 
-async def stream(runtime: Runtime, prepared: Prepared, keys: Keyring, origin: str) -> AsyncIterator[str]:
+async def stream(runtime: AuditRuntime, prepared: Prepared, keys: Keyring, origin: str) -> AsyncIterator[str]:
     """The selection as JSON Lines (see the contract): header, entries, destructions, multiproof, end."""
     selection, head = prepared.selection, prepared.head
     size = head.head.size

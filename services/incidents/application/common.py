@@ -16,12 +16,12 @@ from homeroom.auth import Principal, Role
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import INCIDENT
 from homeroom.contracts.agreement_scope import AgreementScope
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.storage import Connection
 from services.incidents import store
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import Discoverer, Facts, Kind, Status, plan
 from services.incidents.state import IncidentsState
 
@@ -43,14 +43,7 @@ def invalid(field: str, rule: str, message: str) -> Problem:
 
 
 def unavailable(exc: PeerUnavailable) -> Problem:
-    return Problem(
-        503,
-        "A service this needs is unavailable",
-        str(exc),
-        type=problem_type("peer-unavailable"),
-        headers={"Retry-After": "30"},
-        extensions={"peer": exc.peer},
-    )
+    return exc.as_problem("A service this needs is unavailable", str(exc), retry_after_s=30, peer=True)
 
 
 async def agreement_scope(state: IncidentsState, agreement_id: str, field: str, unknown: str) -> AgreementScope:

@@ -26,6 +26,7 @@ import asyncpg
 
 from homeroom import notices
 from homeroom.auth import Principal
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.contracts.notice_preferences import MAX_KEYS, NoticePreferencesRequest
 from homeroom.storage import Connection
 from services.incidents import metrics, store
@@ -41,7 +42,6 @@ from services.incidents.application.common import (
     unavailable,
 )
 from services.incidents.application.reporting import obligation_view
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import ACTS, Kind
 from services.incidents.letters import IncidentFacts, cpo_report, district_summary, family_letter, letter_language
 from services.incidents.state import IncidentsState

@@ -25,10 +25,11 @@ import asyncpg
 from homeroom.auth import Principal
 from homeroom.checkpoint import ED25519, Checkpoint, Note, NoteError, Verifier, verify_note
 from homeroom.contracts import disclosure_selection as sel
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.problems import Problem, problem_type
-from services.audit.entries import canonical_json
-from services.audit.merkle import leaf_hash, root_from_multiproof
-from services.audit.signing import Keyring, SignedTreeHead, verify_head
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.merkle import leaf_hash, root_from_multiproof
+from homeroom.tlog.signing import Keyring, SignedTreeHead, verify_head
 from services.incidents import metrics, store
 from services.incidents.application.common import (
     actor,
@@ -39,7 +40,6 @@ from services.incidents.application.common import (
     require_whole_incident,
     unavailable,
 )
-from services.incidents.clients import PeerUnavailable
 from services.incidents.incidents import Status
 from services.incidents.scope import BundleWriter, ScopeBuilder, ScopeError, line, scope_header
 from services.incidents.state import IncidentsState

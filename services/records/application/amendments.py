@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from homeroom import notices
 from homeroom.auth import Principal, Role
 from homeroom.catalogue import CATALOGUE
+from homeroom.contracts.clients import checked
+from homeroom.contracts.consent import DecisionRequest
 from homeroom.crypto import KeyDestroyedError
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
@@ -31,7 +33,6 @@ from services.records.application.reads import (
     staff_may_see,
 )
 from services.records.application.refusals import destroyed, not_found
-from services.records.consent_client import DecisionRequest
 
 
 def _conflict(title: str, detail: str, kind: str) -> Problem:
@@ -89,7 +90,8 @@ async def request_amendment(
     district = await _parent_district(runtime, principal, student_key, body.district_id)
     # The parent's standing in this district, from consent's registry at once (the token's
     # `guardianships` claim may be up to its lifetime old: a link revoked since still named).
-    request = DecisionRequest(
+    request = checked(
+        DecisionRequest,
         action="read",
         requester=requester_json(principal),
         student_key=student_key,

@@ -17,6 +17,8 @@ from typing import Any
 
 from homeroom import outbox
 from homeroom.auth import Principal, Role
+from homeroom.contracts.clients import checked
+from homeroom.contracts.consent import Decision, Requester
 from homeroom.crypto import KeyDestroyedError
 from homeroom.disclosures import disclosure_recorded
 from homeroom.entry_text import normalise
@@ -25,7 +27,6 @@ from homeroom.service import Runtime
 from homeroom.storage import Connection
 from services.records import store
 from services.records.application.refusals import denied
-from services.records.consent_client import Decision
 from services.records.metrics import DISCLOSURES
 
 SOURCE = "/homeroom/records"
@@ -45,16 +46,18 @@ def requester_party(principal: Principal) -> Party:
     )
 
 
-def requester_json(principal: Principal) -> dict[str, Any]:
-    """Who asks, as consent's decision request names them."""
-    return {
-        "role": principal.role.value,
-        "subject": principal.subject,
-        "organization": principal.organization,
-        "agreement_id": principal.agreement_id,
-        "district_id": principal.district_id,
-        "student_keys": sorted(principal.student_keys),
-    }
+def requester_json(principal: Principal) -> Requester:
+    """Who asks, as consent's decision request names them (a 422 when the token's claims break
+    the contract, as consent would answer)."""
+    return checked(
+        Requester,
+        role=principal.role.value,
+        subject=principal.subject,
+        organization=principal.organization,
+        agreement_id=principal.agreement_id,
+        district_id=principal.district_id,
+        student_keys=sorted(principal.student_keys),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ async def record_releases(
                 district_id=release.district_id,
                 elements=release.elements,
                 purpose=normalise(decision.purpose or purpose),
-                legal_basis=normalise(decision.legal_basis),
+                legal_basis=normalise(decision.legal_basis or ""),
                 agreement_id=normalise(agreement_id),
                 decision_id=decision.decision_id,
                 policy_version=decision.policy_version,

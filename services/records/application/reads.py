@@ -20,12 +20,13 @@ from datetime import date, datetime
 from typing import Any
 
 from homeroom.auth import Principal, Role
+from homeroom.contracts.clients import ConsentClient, PeerUnavailable, checked
+from homeroom.contracts.consent import Decision, DecisionRequest
 from homeroom.crypto import DecryptionError, KeyDestroyedError
 from homeroom.service import Runtime
 from services.records import store
 from services.records.application.disclosures import CHANNEL_API, Release, commit_releases, requester_json
 from services.records.application.refusals import consent_unavailable, denied, destroyed, not_found
-from services.records.consent_client import ConsentClient, ConsentUnavailable, Decision, DecisionRequest
 from services.records.consumers import PROGRAM_FLAGS_ELEMENT
 from services.records.metrics import READS
 from services.records.record import (
@@ -53,7 +54,7 @@ async def decide(runtime: Runtime, request: DecisionRequest) -> Decision:
     """Consent's decision; none to be had is the 503 refusal (nothing is released)."""
     try:
         return await consent(runtime).decide(request)
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
 
 
@@ -178,7 +179,7 @@ async def vendor_gate(runtime: Runtime, principal: Principal) -> tuple[date | No
             raise denied("agreement_ended", f"agreement {agreement} has ended: nothing is released under it")
     try:
         scope = await consent(runtime).scope(agreement)
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
     if scope is None or not scope.active:
         raise denied("agreement_inactive", f"agreement {agreement} is not active: nothing is released under it")
@@ -271,7 +272,8 @@ async def student_records(
             # transferred away (or left) is gone from the roster and from this route alike.
             reasons.append(f"{district}: not currently enrolled")
             continue
-        request = DecisionRequest(
+        request = checked(
+            DecisionRequest,
             action="read",
             requester=requester_json(principal),
             student_key=student_key,

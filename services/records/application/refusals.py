@@ -4,8 +4,8 @@ had (503: nothing is released without one), the student's data destroyed (410)."
 
 from __future__ import annotations
 
+from homeroom.contracts.clients import PeerUnavailable
 from homeroom.problems import Problem, problem_type
-from services.records.consent_client import ConsentUnavailable
 from services.records.metrics import DENIALS
 
 
@@ -24,16 +24,16 @@ def denied(reason: str, detail: str) -> Problem:
     return _counted(reason, forbidden)
 
 
-def consent_unavailable(exc: ConsentUnavailable) -> Problem:
+def consent_unavailable(exc: PeerUnavailable) -> Problem:
+    """Nothing released without a decision: 503, unless consent refused the caller's own request
+    as invalid (an over-long purpose), which is the caller's 422 with consent's field errors."""
+    refused = exc.refused_request()
+    if refused is not None:
+        return refused
     detail = f"nothing is released without a consent decision: {exc}"
-    unavailable = Problem(
-        503,
-        "Consent service unavailable",
-        detail,
-        type=problem_type("consent-unavailable"),
-        headers={"Retry-After": "5"},
+    return _counted(
+        "consent_unavailable", exc.as_problem("Consent service unavailable", detail, kind="consent-unavailable")
     )
-    return _counted("consent_unavailable", unavailable)
 
 
 def destroyed(district_id: str) -> Problem:

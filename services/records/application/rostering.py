@@ -19,13 +19,15 @@ from typing import Any
 
 from homeroom.auth import Principal
 from homeroom.catalogue import STAFF_LEGAL_BASIS
+from homeroom.contracts.agreement_scope import AgreementScope
+from homeroom.contracts.clients import PeerUnavailable, checked
+from homeroom.contracts.consent import Decision, DecisionRequest
 from homeroom.crypto import KeyDestroyedError
 from homeroom.service import Runtime
 from services.records import store
 from services.records.application.disclosures import CHANNEL_ONEROSTER, Release, commit_releases, requester_json
 from services.records.application.reads import consent, open_record, vendor_gate
 from services.records.application.refusals import consent_unavailable, denied
-from services.records.consent_client import AgreementScope, ConsentUnavailable, Decision, DecisionRequest
 from services.records.metrics import READS
 from services.records.record import statements_travelling
 from services.records.roster import (
@@ -109,7 +111,7 @@ async def vendor_view(runtime: Runtime, principal: Principal) -> VendorView:
     start, end = await vendor_gate(runtime, principal)
     try:
         scope = await consent(runtime).scope(principal.agreement_id or "")
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
     if scope is None:
         raise denied("agreement_inactive", "the agreement is not known to the consent service")
@@ -288,7 +290,7 @@ async def hidden_students(
             withheld = await consent(runtime).screen(
                 requester_json(principal), district, students, elements, require, view.purpose
             )
-        except ConsentUnavailable as exc:
+        except PeerUnavailable as exc:
             raise consent_unavailable(exc) from None
         hidden.update((district, k) for k in withheld)
     return hidden
@@ -380,21 +382,22 @@ async def _decide(
     classes (consent then denies a student in none of them)."""
     requester = requester_json(principal)
     requests = [
-        DecisionRequest(
+        checked(
+            DecisionRequest,
             action="read",
             requester=requester,
             student_key=key,
             district_id=district,
             school_id=school,
-            class_ids=tuple(classes) if view.classes else None,
-            elements=tuple(elements),
+            class_ids=list(classes) if view.classes else None,
+            elements=list(elements),
             purpose=view.purpose,
         )
         for district, key, school, classes in students
     ]
     try:
         return await consent(runtime).decide_many(requests) if requests else []
-    except ConsentUnavailable as exc:
+    except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
 
 
@@ -533,8 +536,8 @@ async def record_teachers(
             decision_id=str(uuid.uuid4()),
             allow=True,
             legal_basis=STAFF_LEGAL_BASIS,
-            elements_allowed=tuple(sorted(t.elements)),
-            elements_withheld=(),
+            elements_allowed=sorted(t.elements),
+            elements_withheld=[],
             reason="the agreement lists these staff elements",
             agreement_id=view.scope.agreement_id,
             agreement_version=view.scope.version,

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from homeroom.catalogue import CATALOGUE
+from homeroom.contracts.transfer_package import TransferDeliveryRequest, TransferPackageRequest
 from homeroom.crypto import KeyDestroyedError
 from homeroom.service import Runtime
 from services.records import store
@@ -22,22 +21,7 @@ from services.records.application.refusals import destroyed, not_found
 from services.records.record import build_view
 
 
-class PackageRequest(BaseModel):
-    case_id: str = Field(min_length=1)
-    student_key: str = Field(min_length=1)
-    from_district_id: str = Field(min_length=1)
-    elements: list[str]
-
-
-class DeliveryRequest(BaseModel):
-    case_id: str = Field(min_length=1)
-    student_key: str = Field(min_length=1)
-    to_district_id: str = Field(min_length=1)
-    to_school_id: str = ""
-    package: dict[str, Any]
-
-
-async def transfer_package(runtime: Runtime, body: PackageRequest) -> dict[str, Any]:
+async def transfer_package(runtime: Runtime, body: TransferPackageRequest) -> dict[str, Any]:
     """The sending district's record cut to `body.elements` (each a readable catalogue element)."""
     stored = await load(runtime, body.from_district_id, body.student_key)
     if stored is None:
@@ -59,7 +43,9 @@ async def transfer_package(runtime: Runtime, body: PackageRequest) -> dict[str, 
     }
 
 
-async def deliver_transfer(runtime: Runtime, body: DeliveryRequest, raw_elements: dict[str, Any]) -> dict[str, Any]:
+async def deliver_transfer(
+    runtime: Runtime, body: TransferDeliveryRequest, raw_elements: dict[str, Any]
+) -> dict[str, Any]:
     """Write the package (its `elements`, each a readable catalogue element) into the receiving record."""
     cipher = runtime.require_cipher()
     district, key = body.to_district_id, body.student_key

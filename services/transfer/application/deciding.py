@@ -5,9 +5,8 @@ it to `decided`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from homeroom.catalogue import ELEMENTS
+from homeroom.contracts.consent import DecisionRequest, Requester
 from services.transfer import events
 from services.transfer.application.common import FAR_FUTURE, commit
 from services.transfer.application.withholding import read_decision
@@ -17,26 +16,22 @@ from services.transfer.store import Case
 from services.transfer.transfers import State
 
 
-def decision_request(case: Case) -> dict[str, Any]:
+def decision_request(case: Case) -> DecisionRequest:
     """What consent is asked: every catalogue element, for a records transfer to the receiving district."""
-    return {
-        "action": "transfer",
-        "requester": {
-            "role": "district_staff",
-            "subject": f"transfer-case:{case.case_id}",
-            "organization": case.to_district_id,
-            "agreement_id": None,
-            "district_id": case.to_district_id,
-            "student_keys": [],
-        },
-        "student_key": case.student_key,
-        "district_id": case.from_district_id,
-        "school_id": None,
-        "elements": [e.id for e in ELEMENTS],
-        "purpose": "records_transfer",
-        "data_date": None,
-        "to_district_id": case.to_district_id,
-    }
+    return DecisionRequest(
+        action="transfer",
+        requester=Requester(
+            role="district_staff",
+            subject=f"transfer-case:{case.case_id}",
+            organization=case.to_district_id,
+            district_id=case.to_district_id,
+        ),
+        student_key=case.student_key,
+        district_id=case.from_district_id,
+        elements=[e.id for e in ELEMENTS],
+        purpose="records_transfer",
+        to_district_id=case.to_district_id,
+    )
 
 
 async def decide(runtime: TransferRuntime, case: Case) -> Case | None:

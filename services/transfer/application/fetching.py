@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from homeroom.contracts.clients import PeerUnavailable
+from homeroom.contracts.transfer_package import TransferPackageRequest
 from services.transfer import events
 from services.transfer.application.common import commit
 from services.transfer.application.withholding import filter_package
-from services.transfer.clients import PeerError
 from services.transfer.state import TransferRuntime
 from services.transfer.store import Case
 from services.transfer.transfers import State
@@ -19,13 +20,13 @@ PACKAGE_ELEMENT = "transfer.package"
 
 
 async def fetch(runtime: TransferRuntime, case: Case) -> Case | None:
-    raw = await runtime.state.records.package(
-        {
-            "case_id": case.case_id,
-            "student_key": case.student_key,
-            "from_district_id": case.from_district_id,
-            "elements": case.elements_released,
-        }
+    raw = await runtime.state.records.transfer_package(
+        TransferPackageRequest(
+            case_id=case.case_id,
+            student_key=case.student_key,
+            from_district_id=case.from_district_id,
+            elements=case.elements_released,
+        )
     )
     package, included = filter_package(raw, case)
     cipher = runtime.require_cipher()
@@ -52,7 +53,7 @@ async def fetch(runtime: TransferRuntime, case: Case) -> Case | None:
 async def open_package(runtime: TransferRuntime, case: Case) -> dict[str, Any]:
     """The sealed package of a packaged case, opened for delivery."""
     if case.package_sealed is None:
-        raise PeerError("transfer", "the case has no package to send", retryable=False)
+        raise PeerUnavailable("transfer", "the case has no package to send", retryable=False)
     cipher = runtime.require_cipher()
     plain = await cipher.open(case.from_district_id, case.student_key, PACKAGE_ELEMENT, case.package_sealed)
     package: dict[str, Any] = json.loads(plain)

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeroom.catalogue import TRANSFER_SECTIONS, LegalBasis, program_flag_released, section_released
-from services.transfer.clients import PeerError
+from homeroom.contracts.clients import PeerUnavailable
+from homeroom.contracts.consent import Decision
 from services.transfer.store import Case
 
 
-class BadAnswer(PeerError):
+class BadAnswer(PeerUnavailable):
     def __init__(self, peer: str, message: str) -> None:
         super().__init__(peer, message, retryable=True)
 
@@ -42,24 +43,16 @@ class TransferDecision:
         return not self.allow or not self.released
 
 
-def read_decision(answer: dict[str, Any]) -> TransferDecision:
-    """Consent's answer, checked for shape only (BadAnswer, retried, when it is not one)."""
-    allow = answer.get("allow")
-    allowed = answer.get("elements_allowed")
-    withheld = answer.get("elements_withheld")
-    if not isinstance(allow, bool) or not isinstance(allowed, list) or not isinstance(withheld, list):
-        raise BadAnswer("consent", "the decision lacks allow / elements_allowed / elements_withheld")
+def read_decision(answer: Decision) -> TransferDecision:
+    """Consent's answer as the case keeps it (its shape is the contract's `Decision`, checked by
+    `ConsentClient`: an answer that is not one is a retryable `PeerUnavailable`)."""
     return TransferDecision(
-        allow=allow,
-        released=[str(e) for e in allowed],
-        withheld=[
-            {"element": str(w.get("element", "")), "reason": str(w.get("reason", ""))}
-            for w in withheld
-            if isinstance(w, dict)
-        ],
-        decision_id=str(answer.get("decision_id", "")),
-        legal_basis=str(answer.get("legal_basis") or (LegalBasis.TRANSFER.value if allow else "")),
-        reason=str(answer.get("reason") or ""),
+        allow=answer.allow,
+        released=list(answer.elements_allowed),
+        withheld=[w.model_dump() for w in answer.elements_withheld],
+        decision_id=answer.decision_id,
+        legal_basis=answer.legal_basis or (LegalBasis.TRANSFER.value if answer.allow else ""),
+        reason=answer.reason,
     )
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 
+from homeroom.contracts.clients import PeerUnavailable
 from services.transfer import store
 from services.transfer.application.deciding import decide
 from services.transfer.application.delivering import deliver
 from services.transfer.application.escalating import attempt_failed, escalate, fail, park
 from services.transfer.application.fetching import fetch
-from services.transfer.clients import PeerError
 from services.transfer.state import TransferRuntime
 from services.transfer.store import Case
 from services.transfer.transfers import Action, next_action
@@ -49,7 +49,7 @@ async def work(runtime: TransferRuntime, case: Case) -> bool:
                 current = None
             else:
                 current = None
-    except PeerError as exc:
+    except PeerUnavailable as exc:
         if exc.retryable:
             return await attempt_failed(runtime, at, step_name, str(exc))
         await fail(runtime, at, step_name, str(exc))

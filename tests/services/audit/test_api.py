@@ -11,8 +11,9 @@ from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS
 from homeroom.catalogue import CATALOGUE
 from homeroom.events.v1.consent_pb2 import DataDestroyed, DestructionCertification
 from homeroom.events.v1.envelope_pb2 import Party
-from services.audit.entries import STUDENT_KEY, canonical_json
-from services.audit.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.merkle import MerkleLog, leaf_hash, verify_consistency, verify_inclusion
+from services.audit.entries import STUDENT_KEY
 from tests.services.audit.conftest import STUDENT_A, STUDENT_B, Audit, disclosure, seed
 
 

@@ -23,12 +23,12 @@ from prometheus_client import REGISTRY
 from rich.console import Console
 from typer.testing import CliRunner
 
+from homeroom.tlog.merkle import verify_inclusion
 from services.audit import cli as cli_module
 from services.audit.cli import app as cli_app
 from services.audit.cli import fetch_export, verify_export
-from services.audit.merkle import verify_inclusion
 from services.audit.service import SERVICE
-from services.audit.signing import LogSigner
+from services.audit.state import AuditState
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.audit.conftest import Audit, seed
 
@@ -100,9 +100,9 @@ async def _export(audit: Audit, path: Path) -> None:
 
 
 def _pin(audit: Audit, tmp_path: Path) -> Path:
-    signer: LogSigner = audit.svc.runtime.extras["signer"]
+    state: AuditState = audit.svc.runtime.state
     key = tmp_path / "log.pub.pem"
-    key.write_bytes(signer.public_key_pem())
+    key.write_bytes(state.signer.public_key_pem())
     return key
 
 
@@ -183,13 +183,13 @@ async def test_verify_names_the_tampered_entries_and_the_heads_they_break(
 
 async def test_verify_fetches_the_live_log(audit: Audit, superuser: asyncpg.Connection, tmp_path: Path) -> None:
     await seed(audit, (4,))
-    transport = audit.svc.runtime.extras["asgi_transport"]
+    transport = audit.svc.transport
     dest = tmp_path / "live.jsonl"
     token = audit.env.token("compliance")
     latest = await fetch_export("http://audit.test", token, dest, transport=transport)
     assert latest is not None and latest.head.size == 4
-    signer: LogSigner = audit.svc.runtime.extras["signer"]
-    report = verify_export(dest, public_key_pems=[signer.public_key_pem()], extra_heads=[latest])
+    state: AuditState = audit.svc.runtime.state
+    report = verify_export(dest, public_key_pems=[state.signer.public_key_pem()], extra_heads=[latest])
     assert report.ok and report.entries_read == 4
 
     # A key other than the log's: every head fails, nothing is vouched for.

@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import DISCLOSURE, REJECTED, ensure_topics, with_suffix
 from homeroom.service import ServiceSpec
+from homeroom.tlog.signing import load_or_create_signer
 from services.audit.cli import app as cli_app
 from services.audit.cli import verify_export
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
 from services.audit.service import SERVICE
 from services.audit.settings import AuditSettings
-from services.audit.signing import load_or_create_signer
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.audit.conftest import Audit, disclosure, seed
 

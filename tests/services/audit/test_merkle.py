@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.merkle import (
+from homeroom.tlog.merkle import (
     EMPTY_ROOT,
     MemoryNodeStore,
     MerkleLog,

@@ -12,8 +12,8 @@ from homeroom.bus.topics import DISCLOSURE, KEYS
 from homeroom.contracts import disclosure_selection as sel
 from homeroom.events.v1.consent_pb2 import DataKeysDestroyed
 from homeroom.events.v1.envelope_pb2 import Party
-from services.audit.entries import canonical_json
-from services.audit.merkle import leaf_hash, verify_multiproof
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.merkle import leaf_hash, verify_multiproof
 from tests.services.audit.conftest import STUDENT_A, STUDENT_B, Audit, disclosure
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)

@@ -11,10 +11,12 @@ import asyncio
 import json
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
 from homeroom.bus.topics import CONSENT, DISCLOSURE, KEYS, TRANSFER, ensure_topics, with_suffix
+from homeroom.clock import fixed
 from homeroom.events.v1.consent_pb2 import AgreementChanged, ConsentGiven, DataKeysDestroyed, GuardianshipChanged
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
@@ -317,3 +319,27 @@ async def test_a_districts_yearly_disclosure_counts_are_public_with_small_cells_
         {"recipient": "Acme Learning", "purpose": "instruction", "count": 11},
         {"recipient": "Acme Learning", "purpose": "assessment", "count": "fewer than 10"},
     ]
+
+
+async def test_the_logs_times_are_read_from_the_services_clock(service_env: ServiceEnv, topic_suffix: str) -> None:
+    """Heads, entries' append times, the export's time and the public counts' year all read
+    `runtime.clock`: moved to 2031, a head is signed at 2031 and this year's disclosures fall
+    out of the counts' window."""
+    moment = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    moment_ms = int(moment.timestamp()) * 1000
+    await ensure_topics(service_env.kafka.client_kwargs(), [with_suffix(t, topic_suffix) for t in SOURCE_TOPICS])
+    spec = replace(SERVICE, consumers=(consumer_spec(topic_suffix),))
+    clock = fixed(moment)
+    async with service_under_test(
+        spec, service_env, clock=clock, head_interval_s=3600.0, head_max_age_s=36000.0
+    ) as svc:
+        audit = Audit(svc, service_env, topic_suffix, svc.runtime.publisher)
+        await audit.publish(audit.event(DISCLOSURE, "disclosure_recorded", disclosure()))
+        await audit.wait_for_entries(1)
+        assert await svc.pool.fetchval("SELECT recorded_at_ms FROM entries") == moment_ms
+        signed = await svc.client.post("/v1/tree-heads", headers=audit.auth("compliance"))
+        assert signed.status_code == 201 and signed.json()["timestamp_ms"] == moment_ms
+        exported = await svc.client.get("/v1/export", headers=audit.auth("compliance"))
+        assert json.loads(exported.text.splitlines()[0])["exported_at_ms"] == moment_ms
+        counts = (await svc.client.get("/v1/public/disclosure-counts/d-100")).json()
+        assert counts["since"] == (moment - timedelta(days=365)).isoformat() and counts["counts"] == []

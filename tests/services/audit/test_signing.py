@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.merkle import leaf_hash
-from services.audit.signing import (
+from homeroom.tlog.merkle import leaf_hash
+from homeroom.tlog.signing import (
     EntryReceipt,
     LogSigner,
     SignedTreeHead,

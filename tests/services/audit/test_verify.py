@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.merkle import MerkleLog, leaf_hash
-from services.audit.signing import EntryReceipt, LogSigner, SignedTreeHead, TreeHead
-from services.audit.verify import ExportedEntry, FindingKind, VerificationReport, verify_log
+from homeroom.tlog.merkle import MerkleLog, leaf_hash
+from homeroom.tlog.signing import EntryReceipt, LogSigner, SignedTreeHead, TreeHead
+from homeroom.tlog.verify import ExportedEntry, FindingKind, VerificationReport, verify_log
 
 K = FindingKind
 SIGNER = LogSigner(Ed25519PrivateKey.generate())

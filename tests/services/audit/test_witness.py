@@ -39,12 +39,13 @@ from homeroom.checkpoint import (
     key_id,
     verify_note,
 )
+from homeroom.tlog.merkle import MemoryNodeStore, MerkleLog, leaf_hash
+from homeroom.tlog.signing import LogSigner
 from homeroom.witness import SIZE_CONTENT_TYPE, Witness, WitnessSettings, create_app, load_private_key, request_body
 from services.audit.cli import app as cli_app
 from services.audit.consumers import SOURCE_TOPICS, consumer_spec
-from services.audit.merkle import MemoryNodeStore, MerkleLog, leaf_hash
 from services.audit.service import SERVICE
-from services.audit.signing import LogSigner
+from services.audit.state import WITNESS_PEER
 from tests.harness import ServiceEnv, service_under_test
 from tests.services.audit.conftest import Audit, disclosure, seed
 
@@ -195,8 +196,8 @@ async def witnessed(service_env: ServiceEnv, topic_suffix: str, tmp_path: Path) 
             witness_url="http://witness.test",
             witness_name="witness.test/w1",
             witness_public_key_file=witness_pub,
+            peers={WITNESS_PEER: httpx.ASGITransport(app=witness_app)},
         ) as svc:
-            svc.runtime.extras["witness_transport"] = httpx.ASGITransport(app=witness_app)
             yield Audit(svc, service_env, topic_suffix, publisher)
     finally:
         await publisher.stop()

@@ -160,7 +160,7 @@ async def test_the_periodic_check_ends_an_agreement_past_its_end_date(service_en
         vendor = service_env.auth("vendor", agreement=agreement_id, organization="Acme")
         assert (await svc.client.get(f"/v1/agreements/{agreement_id}/scope", headers=vendor)).json()["active"]
 
-        svc.runtime.extras["clock"] = lambda: datetime.combine(end_date + timedelta(days=1), datetime.min.time(), UTC)
+        svc.runtime.clock = lambda: datetime.combine(end_date + timedelta(days=1), datetime.min.time(), UTC)
         staff = service_env.auth("district_staff", district=district)
         body = await wait_until_shredded(svc, agreement_id, staff)
         assert body["status"] == "ended"
@@ -184,7 +184,7 @@ async def test_an_end_whose_shredding_failed_is_finished_by_the_next_check(servi
     the keys are not destroyed yet, and the next expiry check destroys them once the keys database is back."""
     from homeroom import crypto
     from homeroom.storage import create_pool
-    from services.consent.application import end_expired
+    from services.consent.application.ending import end_expired
 
     async with service_under_test(SERVICE, service_env) as svc:
         district = uid("d")

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.consent.application import decision_log
 from services.consent.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.consent.conftest import active_agreement, decision_request, uid
@@ -35,14 +34,14 @@ async def test_an_agreement_ended_elsewhere_is_never_answered_from_memory(
     agreement = await active_agreement(b.client, module_env, district)
     request = decision_request(agreement, district)
     assert (await ask(a, module_env, request))["allow"] is True  # A now holds the agreement in memory
-    redecided = decision_log(a.runtime).redecided
+    redecided = a.runtime.state.decisions.redecided
 
     staff = module_env.auth("district_staff", district=district)
     r = await b.client.post(f"/v1/agreements/{agreement}/end", json={"reason": "terminated"}, headers=staff)
     assert r.status_code == 200, r.text
     answer = await ask(a, module_env, request)  # at once: no waiting for anything to propagate
     assert answer["allow"] is False, answer
-    assert decision_log(a.runtime).redecided == redecided + 1  # decided on stale facts, caught, decided again
+    assert a.runtime.state.decisions.redecided == redecided + 1  # decided on stale facts, caught, decided again
     # The logged decision is the one given.
     r = await a.client.get(f"/v1/decisions/{answer['decision_id']}", headers=module_env.auth("compliance"))
     assert r.status_code == 200 and r.json()["answer"]["allow"] is False

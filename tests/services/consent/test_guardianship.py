@@ -21,14 +21,12 @@ import pytest
 
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import TRANSFER
+from homeroom.contracts.clients import ConsentClient
 from homeroom.events.v1.consent_pb2 import ConsentEvent
 from homeroom.events.v1.transfer_pb2 import TransferStep
-from homeroom.ratelimit import RateLimiter
-from services.consent import linking
-from services.consent.clients import RecordsDirectory
+from services.consent.consumers import GUARDIANSHIPS
 from services.consent.guardianship import CodeHasher, normalise
 from services.consent.service import SERVICE as CONSENT
-from services.records.consent_client import ConsentClient
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
 from tests.services.records.helpers import Records, apply, enrolled, records_service, registered
 
@@ -114,19 +112,16 @@ async def world(module_env: ServiceEnv) -> AsyncIterator[Linking]:
             await registered(rt, other, outsider, {"student.first_name": "Ode", "student.last_name": "Park"}),
             enrolled(other, outsider, "s-9", "2026-09-01"),
         )
-        async with service_under_test(CONSENT, module_env, start_consumers=False) as consent:
+        clock: Callable[[], datetime] = lambda: now[0]  # noqa: E731
+        async with service_under_test(
+            CONSENT,
+            module_env,
+            peers={"records": records.svc.transport},
+            clock=clock,
+            start_consumers=False,
+            linking_rate_limit="6/hour",
+        ) as consent:
             await consent.runtime.relay.stop()  # events stay in the outbox, where the tests read them
-            started = consent.runtime.extras[linking.STATE_KEY]
-            await started.directory.aclose()
-            transport = rt.extras["asgi_transport"]
-            consent.runtime.extras[linking.STATE_KEY] = linking.GuardianshipState(
-                directory=RecordsDirectory("http://records.test", 10, transport=transport),
-                limiter=RateLimiter("6/hour", "consent"),
-                issuer=module_env.issuer,
-                hasher=started.hasher,
-            )
-            clock: Callable[[], datetime] = lambda: now[0]  # noqa: E731
-            consent.runtime.extras["clock"] = clock
             yield Linking(consent, records, module_env, district, other, child, outsider, now)
 
 
@@ -152,7 +147,7 @@ async def test_a_code_links_once_and_the_token_then_names_the_child(world: Linki
     stored = [bytes(v) if isinstance(v, bytes) else v.encode() for v in columns]
     assert not [d for d in unkeyed for v in stored if d in v or d.hex().encode() in v]
     [row] = [r for r in dump if r["code_id"] == issued["code_id"]]
-    hasher: CodeHasher = world.consent.runtime.extras[linking.STATE_KEY].hasher
+    hasher: CodeHasher = world.consent.runtime.state.hasher
     assert bytes(row["code_hash"]) == hasher.digest(raw) != CodeHasher(os.urandom(32)).digest(raw)
 
     parent = f"oidc:mother-{uuid.uuid4().hex[:6]}"
@@ -272,7 +267,7 @@ async def test_an_eligible_student_takes_the_rights_and_links_follow_a_transfer_
         state="delivered",
     )
     event = build_event(TRANSFER, "transfer_delivered", step, source="/homeroom/transfer", subject=step.case_id)
-    assert await apply(world.consent.runtime, event, consumers=(linking.CONSUMER,)) == 1
+    assert await apply(world.consent.runtime, event, consumers=(GUARDIANSHIPS,)) == 1
     listed = await world.consent.client.get(
         f"/v1/districts/{world.other_district}/guardianships", headers=world.staff(world.other_district)
     )
@@ -333,16 +328,14 @@ async def test_a_carried_link_opens_the_receiving_districts_record_only_once_acc
     assert (await world.redeem(parent, code)).status_code == 201
     step = TransferStep(case_id=f"case-{uuid.uuid4().hex[:6]}", student_key=mover, from_district_id=a, to_district_id=b)
     event = build_event(TRANSFER, "transfer_delivered", step, source="/homeroom/transfer", subject=step.case_id)
-    assert await apply(world.consent.runtime, event, consumers=(linking.CONSUMER,)) == 1
+    assert await apply(world.consent.runtime, event, consumers=(GUARDIANSHIPS,)) == 1
     listed = await world.consent.client.get(f"/v1/districts/{b}/guardianships", headers=world.staff(b))
     [carried] = [link for link in listed.json()["links"] if link["subject"] == parent]
     assert carried["status"] == "proposed"
 
-    # Records asks the real consent decision point (not the test peer) for this test.
+    # Records asks this world's consent service (where the link was carried) for this test.
     old_client = rt.state.consent
-    rt.state.consent = ConsentClient(
-        "http://consent.test", rt.service_token, world.consent.runtime.extras["asgi_transport"]
-    )
+    rt.state.consent = ConsentClient("http://consent.test", rt.service_token, transport=world.consent.transport)
 
     async def token() -> tuple[str, dict[str, Any]]:
         r = await world.consent.client.post(

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeroom.catalogue import CATALOGUE, FORBIDDEN, TRANSFER_SECTIONS, LegalBasis
+from homeroom.contracts.consent import Decision, DecisionRequest
 from services.consent import cedar_policy
 from services.consent.agreements import (
     Agreement,
@@ -32,7 +33,6 @@ from services.consent.agreements import (
 )
 from services.consent.decisions import (
     ConsentGrant,
-    DecisionRequest,
     Facts,
     category_basis,
     consented_elements,
@@ -592,11 +592,11 @@ def test_the_transfer_withholds_exactly_what_the_engine_withholds() -> None:
     travel and those the sending district excludes are withheld, and a package in which records
     sends them anyway (with their sections) arrives without them."""
     case = _case()
-    request = DecisionRequest.model_validate(decision_request(case))  # the wire shape consent accepts
+    request = DecisionRequest.model_validate_json(decision_request(case).model_dump_json())  # over the wire
     excluded = frozenset({"health.immunizations", "discipline.suspension_dates", "attendance.daily"})
     facts = Facts(today=TODAY, directory_opt_out=True, not_transferable=excluded)
     answer = decide(request, facts)
-    kept = read_decision(json.loads(answer.model_dump_json()))
+    kept = read_decision(Decision.model_validate_json(answer.model_dump_json()))
     assert not kept.refused and kept.legal_basis == LegalBasis.TRANSFER.value
     assert kept.released == answer.elements_allowed
     assert kept.withheld == [w.model_dump() for w in answer.elements_withheld]
@@ -632,9 +632,9 @@ def test_the_transfer_withholds_exactly_what_the_engine_withholds() -> None:
 
 def test_a_transfer_the_engine_refuses_keeps_nothing() -> None:
     """Asked toward the sending district itself, the engine refuses; the case keeps no element."""
-    request = DecisionRequest.model_validate({**decision_request(_case()), "to_district_id": "d-1"})
+    request = decision_request(_case()).model_copy(update={"to_district_id": "d-1"})
     answer = decide(request, Facts(today=TODAY))
-    kept = read_decision(json.loads(answer.model_dump_json()))
+    kept = read_decision(Decision.model_validate_json(answer.model_dump_json()))
     assert kept.refused and kept.released == [] and answer.denial == "transfer_not_lawful"
     assert cedar_permits(request, Facts(today=TODAY)) == set()
 

@@ -14,7 +14,7 @@ from typing import Any
 from homeroom.bus.envelope import decode
 from homeroom.checkpoint import ED25519, Verifier, public_key_from_pem
 from homeroom.outbox import _row_to_event as outbox_event
-from services.audit.signing import Keyring
+from homeroom.tlog.signing import Keyring
 from services.incidents import metrics
 from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
 from tests.mail import mail_arrives, to

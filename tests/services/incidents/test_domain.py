@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from homeroom.contracts.disclosure_selection import DisclosureSelection, SelectedEntry
-from services.audit.entries import format_time
+from homeroom.tlog.canonical import format_time
 from services.incidents.incidents import (
     DeadlineError,
     Discoverer,

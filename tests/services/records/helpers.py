@@ -32,10 +32,11 @@ from homeroom.events.v1 import attendance_pb2, calendar_pb2, consent_pb2, discip
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.service import ConsumerSpec, Runtime, ServiceSpec
 from homeroom.storage import create_pool
+from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
+from services.consent.service import SERVICE as CONSENT_SERVICE
 from services.records.consumers import CONSUMERS
 from services.records.service import SERVICE
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
-from tests.services.records.consent_peer import PeerState, consent_peer
 
 
 def renamed(suffix: str) -> tuple[ServiceSpec, dict[str, Topic]]:
@@ -227,7 +228,8 @@ async def apply_batches(runtime: Runtime, *events: OutgoingEvent) -> None:
 @dataclass
 class Records:
     svc: ServiceUnderTest
-    peer: PeerState
+    # The real consent service records asks (None when a test gave records another transport).
+    consent: ServiceUnderTest | None
     env: ServiceEnv
     # The superuser on the same database: every district's rows, for checking state (the
     # service's own login sees one district at a time under row-level security).
@@ -263,25 +265,76 @@ class Records:
         async with self.admin.acquire() as conn:
             return list(await conn.fetch("SELECT * FROM read_log ORDER BY id"))
 
+    async def agreement(
+        self,
+        agreement_id: str,
+        organization: str,
+        *,
+        districts: Sequence[str],
+        elements: Sequence[str],
+        schools: Sequence[str] = (),
+        purposes: Sequence[str] = ("instruction", "rostering"),
+        start_date: str = "2026-01-01",
+        end_date: str = "2027-06-30",
+    ) -> None:
+        """An active vendor agreement in the real consent service, recorded and activated
+        through its API as compliance staff do."""
+        assert self.consent is not None, "records was given another consent transport"
+        compliance = self.env.auth("compliance")
+        body = {
+            "agreement_id": agreement_id,
+            "organization": organization,
+            "category": "vendor",
+            "supplemental": SUPPLEMENTAL_ANSWERS,
+            "terms": {
+                "elements": list(elements),
+                "purposes": list(purposes),
+                "districts": list(districts),
+                "schools": list(schools),
+                "start_date": start_date,
+                "end_date": end_date,
+                "disposition": "destroy",
+            },
+        }
+        r = await self.consent.client.post("/v1/agreements", json=body, headers=compliance)
+        assert r.status_code == 201, r.text
+        r = await self.consent.client.post(f"/v1/agreements/{agreement_id}/activate", headers=compliance)
+        assert r.status_code == 200, r.text
+
+    async def consent_opt_out(self, district_id: str, student_key: str) -> None:
+        """The parent's directory opt-out, recorded in the real consent service by district staff."""
+        assert self.consent is not None, "records was given another consent transport"
+        r = await self.consent.client.post(
+            f"/v1/students/{student_key}/directory-opt-out",
+            json={"district_id": district_id, "method": "paper_form"},
+            headers=self.env.auth("district_staff", district=district_id),
+        )
+        assert r.status_code == 201, r.text
+
 
 @contextlib.asynccontextmanager
 async def records_service(
     env: ServiceEnv,
-    peer: PeerState | None = None,
     spec: ServiceSpec = SERVICE,
     consent: httpx.AsyncBaseTransport | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Records]:
-    """Records on real PostgreSQL and the real broker, its consent client talking HTTP to
-    the consent test peer (or to `consent`, e.g. the real consent service's ASGI
-    transport); the outbox relay stopped so tests can read what it holds."""
-    state = peer or PeerState()
+    """Records on real PostgreSQL and the real broker, asking the REAL consent service, run in
+    process on its own database (or `consent`, another transport: an unreachable one, or a
+    consent service the test started itself); the outbox relay stopped so tests can read
+    what it holds."""
     overrides.setdefault("start_consumers", False)
-    transport = consent or httpx.ASGITransport(app=consent_peer(state, env.auth_settings.build_verifier()))
-    async with service_under_test(spec, env, peers={"consent": transport}, **overrides) as svc:
+    async with contextlib.AsyncExitStack() as stack:
+        decision_point: ServiceUnderTest | None = None
+        if consent is None:
+            decision_point = await stack.enter_async_context(
+                service_under_test(CONSENT_SERVICE, env, start_consumers=False)
+            )
+            consent = decision_point.transport
+        svc = await stack.enter_async_context(service_under_test(spec, env, peers={"consent": consent}, **overrides))
         await svc.runtime.relay.stop()
         admin = await create_pool(env.superuser_url(svc.runtime.settings.database_url), max_size=2)
         try:
-            yield Records(svc, state, env, admin)
+            yield Records(svc, decision_point, env, admin)
         finally:
             await admin.close()

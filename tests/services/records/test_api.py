@@ -9,7 +9,6 @@ import pytest
 
 from services.records.store import district_tx
 from tests.harness import ServiceEnv, exported
-from tests.services.records.consent_peer import PeerAgreement, PeerState
 from tests.services.records.helpers import Records, apply, attendance, enrolled, records_service, registered, school
 
 OR = "/ims/oneroster/rostering/v1p2"
@@ -159,26 +158,25 @@ async def test_amendment_bad_requests(service_env: ServiceEnv, body: dict[str, o
 # --- OneRoster --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def peer() -> PeerState:
-    state = PeerState()
-    state.agreements["agr-or"] = PeerAgreement(
+async def rosterly(rec: Records) -> None:
+    """Rosterly's agreement for school a-1 of district A, active in the real consent service."""
+    await rec.agreement(
         "agr-or",
         "Rosterly",
         districts=["d-a"],
         schools=["a-1"],
         elements=["student.first_name", "enrollment.school_id", "enrollment.entry_date", "enrollment.grade_level"],
     )
-    return state
 
 
 VENDOR = {"agreement": "agr-or", "organization": "Rosterly"}
 
 
 async def test_oneroster_students_filtered_by_agreement_with_paging_and_incremental_pulls(
-    service_env: ServiceEnv, peer: PeerState
+    service_env: ServiceEnv,
 ) -> None:
-    async with records_service(service_env, peer) as rec:
+    async with records_service(service_env) as rec:
+        await rosterly(rec)
         await apply(
             rec.runtime, school("d-a", "a-1", "Alder"), school("d-a", "a-2", "Aspen"), school("d-b", "b-1", "Birch")
         )
@@ -234,15 +232,17 @@ async def test_oneroster_students_filtered_by_agreement_with_paging_and_incremen
         ("dateLastModified>'yesterday'", "filter.date"),
     ],
 )
-async def test_oneroster_bad_filters_are_named(service_env: ServiceEnv, peer: PeerState, flt: str, rule: str) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_oneroster_bad_filters_are_named(service_env: ServiceEnv, flt: str, rule: str) -> None:
+    async with records_service(service_env) as rec:
+        await rosterly(rec)
         r = await rec.client.get(f"{OR}/students", params={"filter": flt}, headers=service_env.auth("vendor", **VENDOR))
         assert r.status_code == 400
         assert r.json()["errors"][0] == {"field": "query.filter", "rule": rule, "message": r.json()["detail"]}
 
 
-async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await rosterly(rec)
         await apply(
             rec.runtime, school("d-a", "a-1", "Alder"), school("d-a", "a-2", "Aspen"), school("d-b", "b-1", "Birch")
         )
@@ -299,8 +299,9 @@ async def test_oneroster_orgs_schools_and_enrollments(service_env: ServiceEnv, p
         assert all(i.startswith("enr_") and "2026" not in i for i in ids)
 
 
-async def test_oneroster_is_for_vendors_only(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_oneroster_is_for_vendors_only(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await rosterly(rec)
         key = await student(rec, "d-a", "a-1", "Ana", "Hidden")
         for role, scope in (("parent", {"students": [key]}), ("service", {}), ("compliance", {})):
             assert (await rec.get(f"{OR}/students", role, **scope)).status_code == 403
@@ -378,8 +379,9 @@ async def test_transfer_package_and_idempotent_delivery(service_env: ServiceEnv)
         assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "element.unknown"
 
 
-async def test_openapi_lists_every_route_and_metrics_are_exported(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_openapi_lists_every_route_and_metrics_are_exported(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await rosterly(rec)
         key = await student(rec, "d-a", "a-1", "Ana", "Hidden")
         assert (await rec.get(f"/v1/students/{key}", "vendor", **VENDOR)).status_code == 200
         assert (

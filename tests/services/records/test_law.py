@@ -19,13 +19,13 @@ from aiokafka import AIOKafkaProducer
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.topics import ensure_topics
-from homeroom.clock import Clock, fixed
+from homeroom.clock import Clock, fixed, system_clock
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
 from homeroom.outbox import _row_to_event as outbox_event
 from homeroom_dev.infra.smtp import EmbeddedSMTP
 from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
-from services.consent import application as consent_app
+from services.consent.application import ending as consent_app
 from services.consent.service import SERVICE as CONSENT
 from services.records import destruction, store
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
@@ -263,7 +263,7 @@ async def test_missing_certification_escalates_to_compliance_and_shows_on_the_pu
     public = (await consent.client.get("/v1/public/agreements")).json()["awaiting_certification"]
     assert [(w["agreement_id"], w["overdue"]) for w in public if w["agreement_id"] == late] == [(late, False)]
     assert await consent_app.escalate_overdue(consent.runtime) == []  # not due yet
-    consent.runtime.extras["clock"] = lambda: datetime.now(UTC) + timedelta(days=31)
+    consent.runtime.clock = lambda: datetime.now(UTC) + timedelta(days=31)
     try:
         assert await consent_app.escalate_overdue(consent.runtime) == [late]
         assert await consent_app.escalate_overdue(consent.runtime) == []  # once
@@ -272,7 +272,7 @@ async def test_missing_certification_escalates_to_compliance_and_shows_on_the_pu
         page = (await consent.client.get("/v1/public/agreements.html")).text
         assert "awaiting certification" in page and "(overdue)" in page
     finally:
-        consent.runtime.extras.pop("clock")
+        consent.runtime.clock = system_clock
     (mail,) = await mail_arrives(
         law.smtp.messages, lambda m: late in str(m["Subject"]) and "compliance" in str(m["To"])
     )

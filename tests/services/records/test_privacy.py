@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 import pytest
 
 from homeroom.catalogue import CATALOGUE
+from homeroom.clock import fixed, system_clock
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from services.records import store
 from tests.harness import ServiceEnv
-from tests.services.records.consent_peer import PeerAgreement, PeerState
 from tests.services.records.helpers import (
     Records,
     agreement_ended,
@@ -83,10 +85,9 @@ async def seed(rec: Records) -> Seed:
     return Seed(ka, ka2, kb, r.json()["id"])
 
 
-@pytest.fixture
-def peer() -> PeerState:
-    state = PeerState()
-    state.agreements["agr-1"] = PeerAgreement(
+async def acme(rec: Records) -> None:
+    """Acme Learning's agreement with district A, active in the real consent service."""
+    await rec.agreement(
         "agr-1",
         "Acme Learning",
         districts=["d-a"],
@@ -94,7 +95,6 @@ def peer() -> PeerState:
         start_date="2026-01-01",
         end_date="2027-06-30",
     )
-    return state
 
 
 def vendor(agreement: str = "agr-1") -> dict[str, str]:
@@ -259,8 +259,9 @@ async def test_parent_reads_own_child_in_full_with_one_disclosure(service_env: S
 # --- vendors ----------------------------------------------------------------------------
 
 
-async def test_vendor_gets_only_agreement_elements_and_dates(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_vendor_gets_only_agreement_elements_and_dates(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         r = await rec.get(f"/v1/students/{s.ka}", "vendor", **vendor())
         assert r.status_code == 200, r.text
@@ -308,13 +309,12 @@ async def test_vendor_gets_only_agreement_elements_and_dates(service_env: Servic
             assert d.agreement_id == "agr-1" and d.record_required and d.requester.organization == "Acme Learning"
 
 
-async def test_directory_opt_out_withholds_directory_elements_from_vendors(
-    service_env: ServiceEnv, peer: PeerState
-) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_directory_opt_out_withholds_directory_elements_from_vendors(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         await apply(rec.runtime, opt_out("d-a", s.ka))
-        peer.opt_outs.add(("d-a", s.ka))
+        await rec.consent_opt_out("d-a", s.ka)
         r = await rec.get(f"/v1/students/{s.ka}", "vendor", **vendor())
         assert r.status_code == 200
         assert "student.first_name" not in r.json()["records"][0]["elements"]
@@ -323,13 +323,14 @@ async def test_directory_opt_out_withholds_directory_elements_from_vendors(
         assert staff.json()["directory_opt_out"] is True
 
 
-async def test_vendor_gets_nothing_after_the_agreement_ends(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_vendor_gets_nothing_after_the_agreement_ends(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         assert (await rec.get(f"/v1/students/{s.ka}", "vendor", **vendor())).status_code == 200
         before = len(await rec.disclosures())
-        peer.agreements["agr-1"].end_date = "2026-10-31"  # ended (the peer's today is later)
-        peer.today = peer.today.replace(year=2026, month=11, day=23)
+        assert rec.consent is not None
+        rec.consent.runtime.clock = fixed(datetime(2027, 7, 15, tzinfo=UTC))  # consent's today: the term has ended
         paths = [f"/v1/students/{s.ka}"] + [
             f"/ims/oneroster/rostering/v1p2/{p}" for p in ("students", "enrollments", "orgs", f"students/{s.ka}")
         ]
@@ -339,7 +340,7 @@ async def test_vendor_gets_nothing_after_the_agreement_ends(service_env: Service
             assert "Zephyrine" not in r.text
         # Even were the consent service to answer "active", the local record of the
         # agreement_ended event stops every read.
-        peer.agreements["agr-1"].end_date = "2027-06-30"
+        rec.consent.runtime.clock = system_clock  # consent answers "active" again
         await apply(rec.runtime, agreement_ended("agr-1"))
         for path in paths:
             r = await rec.get(path, "vendor", **vendor())
@@ -347,10 +348,17 @@ async def test_vendor_gets_nothing_after_the_agreement_ends(service_env: Service
         assert len(await rec.disclosures()) == before
 
 
-async def test_consent_unreachable_fails_closed(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_consent_unreachable_fails_closed(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
-        peer.up = False
+        database = str(rec.runtime.settings.database_url)
+    # Records again on the same data, its consent service down: real HTTP to a port nothing
+    # listens on (connection refused).
+    down = httpx.AsyncHTTPTransport()
+    async with records_service(
+        service_env, consent=down, database_url=database, consent_url="http://127.0.0.1:9"
+    ) as rec:
         for role, scope in (("vendor", vendor()), ("parent", {"students": [s.ka]})):
             r = await rec.get(f"/v1/students/{s.ka}", role, **scope)
             assert r.status_code == 503, r.text
@@ -364,10 +372,9 @@ async def test_consent_unreachable_fails_closed(service_env: ServiceEnv, peer: P
         assert await rec.read_log() == []
 
 
-async def test_a_read_whose_disclosure_cannot_be_recorded_returns_no_data(
-    service_env: ServiceEnv, peer: PeerState
-) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_a_read_whose_disclosure_cannot_be_recorded_returns_no_data(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         async with rec.admin.acquire() as conn:
             await conn.execute("REVOKE INSERT ON outbox FROM homeroom_records_app")
@@ -380,8 +387,9 @@ async def test_a_read_whose_disclosure_cannot_be_recorded_returns_no_data(
         assert await rec.read_log() == []  # the read-log row rolled back with the event
 
 
-async def test_shredded_student_reads_as_destroyed_never_partial(service_env: ServiceEnv, peer: PeerState) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_shredded_student_reads_as_destroyed_never_partial(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         await rec.runtime.require_cipher().destroy_subject("d-a", s.ka)
         for role, path, scope in (
@@ -399,10 +407,9 @@ async def test_shredded_student_reads_as_destroyed_never_partial(service_env: Se
         assert r.status_code == 200
 
 
-async def test_keys_destroyed_event_drops_the_rows_and_keeps_a_tombstone(
-    service_env: ServiceEnv, peer: PeerState
-) -> None:
-    async with records_service(service_env, peer) as rec:
+async def test_keys_destroyed_event_drops_the_rows_and_keeps_a_tombstone(service_env: ServiceEnv) -> None:
+    async with records_service(service_env) as rec:
+        await acme(rec)
         s = await seed(rec)
         await rec.runtime.require_cipher().destroy_subject("d-a", s.ka)
         await apply(rec.runtime, keys_destroyed("d-a", "student", s.ka))

@@ -14,11 +14,12 @@ from prometheus_client import REGISTRY
 
 from homeroom.auth import AuthenticationError, Principal, Role, principal_from_claims
 from homeroom.bus.topics import DISCLOSURE
+from homeroom.contracts.clients import AuditClient
+from homeroom.contracts.consent import Decision
 from homeroom.entry_text import MAX_TEXT, escape, normalise, text_problem
 from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from services.records.application.disclosures import Release, record_releases
-from services.records.consent_client import Decision
-from services.records.reconcile import AuditClient, reconcile_once
+from services.records.reconcile import reconcile_once
 from services.records.store import district_tx, ensure_student
 from tests.harness import ServiceEnv
 from tests.services.audit.conftest import Audit
@@ -30,7 +31,15 @@ KEYS = ["stu_" + c * 32 for c in "abc"]
 
 def _decision(purpose: str) -> Decision:
     return Decision(
-        "dec-1", True, "FERPA 99.31(a)(1) school official", ("student.first_name",), (), "", "agr-1", 1, purpose
+        decision_id="dec-1",
+        allow=True,
+        legal_basis="FERPA 99.31(a)(1) school official",
+        elements_allowed=["student.first_name"],
+        elements_withheld=[],
+        reason="",
+        agreement_id="agr-1",
+        agreement_version=1,
+        purpose=purpose,
     )
 
 

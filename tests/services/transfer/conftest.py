@@ -1,6 +1,7 @@
 """The transfer service under test: real PostgreSQL, the real broker (its own copy of the
-enrollment topic per test), and real HTTP peers for consent and records (tests/services/
-transfer/peers.py) until those services are complete."""
+enrollment topic per test), the REAL consent service in process (its own database; district A
+does not transfer immunizations, district NOTHING transfers nothing), and a records peer over
+real HTTP (tests/services/transfer/peers.py) that lets a test make records refuse or fail."""
 
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, build_event, decode
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, ensure_topics, with_suffix
+from homeroom.catalogue import ELEMENTS
 from homeroom.config import ServiceSettings
 from homeroom.events.v1.enrollment_pb2 import StudentEnrolled
 from homeroom.service import ServiceSpec
+from services.consent.service import SERVICE as CONSENT
 from services.transfer.consumers import consumer_spec
 from services.transfer.service import SERVICE
 from services.transfer.store import Case, get_case
 from tests.harness import ServiceEnv, ServiceUnderTest, service_under_test
-from tests.services.transfer.peers import ConsentPeer, RecordsPeer, sample_record, serve
+from tests.services.transfer.peers import RecordsPeer, sample_record, serve
 
 A, B, C = "d-a", "d-b", "d-c"
+NOTHING = "d-nothing"  # excludes every element from transfers: consent releases nothing from it
 
 
 def new_key() -> str:
@@ -51,9 +55,8 @@ class World:
     env: ServiceEnv
     suffix: str
     spec: ServiceSpec
-    consent: ConsentPeer
+    consent: ServiceUnderTest
     records: RecordsPeer
-    consent_url: str
     records_url: str
     publisher: Publisher
 
@@ -78,7 +81,6 @@ class World:
 
     async def settings(self, **overrides: Any) -> ServiceSettings:
         values: dict[str, Any] = {
-            "consent_url": self.consent_url,
             "records_url": self.records_url,
             "worker_poll_interval_s": 0.1,
             "retry_base_backoff_s": 0.05,
@@ -94,10 +96,10 @@ class World:
         peers: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         **overrides: Any,
     ) -> AsyncIterator[ServiceUnderTest]:
-        """The service under test; `peers`: the real consent and records apps (their transports)
-        in place of the test peers its settings point at."""
+        """The transfer service, asking this world's consent service (and `peers` besides)."""
         resolved = settings or await self.settings(**overrides)
-        async with service_under_test(self.spec, self.env, settings=resolved, peers=peers) as svc:
+        wired = {"consent": self.consent.transport, **(peers or {})}
+        async with service_under_test(self.spec, self.env, settings=resolved, peers=wired) as svc:
             yield svc
 
     def auth(self, role: str, **scope: Any) -> dict[str, str]:
@@ -127,19 +129,35 @@ async def wait_state(svc: ServiceUnderTest, key: str, state: str, timeout_s: flo
 @pytest.fixture
 async def world(service_env: ServiceEnv, topic_suffix: str) -> AsyncIterator[World]:
     await ensure_topics(service_env.kafka.client_kwargs(), [with_suffix(ENROLLMENT, topic_suffix)])
-    verifier = service_env.issuer.verifier()
-    consent = ConsentPeer(verifier, not_transferable={A: {"health.immunizations"}}, deny_to={"d-deny"})
-    records = RecordsPeer(verifier)
+    records = RecordsPeer(service_env.issuer.verifier())
     spec = replace(SERVICE, consumers=(consumer_spec(topic_suffix),))
     publisher = Publisher("transfer-test", service_env.kafka.client_kwargs())
-    async with serve(consent.app()) as consent_url, serve(records.app()) as records_url:
+    async with (
+        service_under_test(CONSENT, service_env, start_consumers=False) as consent,
+        serve(records.app()) as records_url,
+    ):
+        await exclude_from_transfers(consent, service_env, A, ["health.immunizations"])
+        await exclude_from_transfers(consent, service_env, NOTHING, [e.id for e in ELEMENTS])
         try:
-            yield World(service_env, topic_suffix, spec, consent, records, consent_url, records_url, publisher)
+            yield World(service_env, topic_suffix, spec, consent, records, records_url, publisher)
         finally:
             await publisher.stop()
 
 
+async def exclude_from_transfers(
+    consent: ServiceUnderTest, env: ServiceEnv, district: str, elements: list[str]
+) -> None:
+    """The district's own list of elements it does not send with a transfer, set in consent."""
+    r = await consent.client.put(
+        f"/v1/districts/{district}/transfer-exclusions",
+        json={"elements": elements},
+        headers=env.auth("district_staff", district=district),
+    )
+    assert r.status_code == 200, r.text
+
+
 __all__ = [
+    "NOTHING",
     "A",
     "B",
     "C",

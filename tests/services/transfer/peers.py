@@ -1,8 +1,8 @@
-"""Tiny but real peers for the transfer service's tests: FastAPI apps served by uvicorn on
-a local port, implementing the consent decision API and records' internal transfer
-endpoints exactly as docs/contracts.md describes them. They stand in until the real
-consent and records services exist; the transfer service reaches them over real HTTP
-with real service tokens, through the same clients it uses in production.
+"""A records peer for the transfer service's tests: a FastAPI app served by uvicorn on a
+local port, implementing records' internal transfer endpoints as docs/contracts.md describes
+them, which a test can make refuse a package, fail deliveries or answer slowly. The transfer
+service reaches it over real HTTP with real service tokens, through the client it uses in
+production. (Consent is the real service: tests/services/transfer/conftest.py.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,6 @@ import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 
 from homeroom.auth import Role, TokenVerifier
-from homeroom.catalogue import ELEMENTS, LegalBasis
 
 
 def _require_service(verifier: TokenVerifier, authorization: str | None) -> None:
@@ -28,56 +26,6 @@ def _require_service(verifier: TokenVerifier, authorization: str | None) -> None
     principal = verifier.verify(authorization.removeprefix("Bearer "))
     if principal.role is not Role.SERVICE:
         raise HTTPException(403, "service role required")
-
-
-@dataclass
-class ConsentPeer:
-    verifier: TokenVerifier
-    not_transferable: dict[str, set[str]] = field(default_factory=dict)  # district → elements it marked
-    deny_to: set[str] = field(default_factory=set)  # receiving districts to deny (to test refusal)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/v1/decisions")
-        async def decide(body: dict[str, Any], authorization: str | None = Header(default=None)) -> dict[str, Any]:
-            _require_service(self.verifier, authorization)
-            self.requests.append(body)
-            if body.get("action") != "transfer" or not body.get("to_district_id"):
-                raise HTTPException(422, "this peer only decides transfers")
-            asked = list(body.get("elements") or [])
-            if body["to_district_id"] in self.deny_to:
-                return self._answer(False, [], [{"element": e, "reason": "denied"} for e in asked], "no release")
-            marked = self.not_transferable.get(body.get("district_id", ""), set())
-            catalogue = {e.id: e for e in ELEMENTS}
-            allowed, withheld = [], []
-            for e in asked:
-                if e not in catalogue or not catalogue[e].transferable:
-                    withheld.append({"element": e, "reason": "not transferable under FERPA 99.31(a)(2) policy"})
-                elif e in marked:
-                    withheld.append({"element": e, "reason": f"marked not transferable by {body['district_id']}"})
-                else:
-                    allowed.append(e)
-            return self._answer(True, allowed, withheld, "release to the enrolling school")
-
-        return app
-
-    @staticmethod
-    def _answer(allow: bool, allowed: list[str], withheld: list[dict[str, str]], reason: str) -> dict[str, Any]:
-        return {
-            "decision_id": str(uuid.uuid4()),
-            "allow": allow,
-            "legal_basis": LegalBasis.TRANSFER.value if allow else "",
-            "elements_allowed": allowed,
-            "elements_withheld": withheld,
-            "reason": reason,
-            "agreement_id": None,
-            "agreement_version": None,
-            "purpose": "records_transfer",
-            "redisclosure_parties": [],
-            "policy_version": "consent-policy/1",
-        }
 
 
 @dataclass

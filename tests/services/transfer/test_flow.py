@@ -12,6 +12,7 @@ from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from services.transfer.events import disclosure_id
 from services.transfer.transfers import step_event_id
 from tests.services.transfer.conftest import (
+    NOTHING,
     A,
     B,
     C,
@@ -46,8 +47,8 @@ async def test_enrollment_in_b_delivers_once_with_only_allowed_elements(world: W
         assert "health.immunizations" not in case.elements_released
         assert "discipline.incident_details" not in case.elements_released
         withheld = {w["element"]: w["reason"] for w in case.elements_withheld}
-        assert "marked not transferable by d-a" in withheld["health.immunizations"]
-        assert "not transferable" in withheld["discipline.incident_details"]
+        assert "district d-a does not transfer it" in withheld["health.immunizations"]
+        assert "never shared" in withheld["discipline.incident_details"]  # the catalogue forbids it
 
         delivered = world.records.deliveries[case.case_id]
         assert delivered["to_district_id"] == B and delivered["to_school_id"] == "b-7"
@@ -166,10 +167,10 @@ async def test_refused_decision_closes_the_case_without_release(world: World) ->
     world.records.students[key] = sample_record()
     async with world.service() as svc:
         await world.publish(
-            world.enrolled(key, A, "a-1", "2025-08-20"), world.enrolled(key, "d-deny", "x-1", "2026-11-02")
+            world.enrolled(key, NOTHING, "n-1", "2025-08-20"), world.enrolled(key, B, "b-7", "2026-11-02")
         )
-        case = await wait_state(svc, key, "refused")
-        assert case.elements_released == [] and case.reason == "no release"
+        case = await wait_state(svc, key, "refused")  # NOTHING transfers no element: consent releases none
+        assert case.elements_released == [] and case.reason.startswith("nothing requested may be released")
         assert world.records.package_calls == [] and world.records.deliveries == {}
 
 

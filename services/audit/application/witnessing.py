@@ -10,6 +10,10 @@ and heads are deleted it answers 409 with its size, larger than the log now stor
 entries from the log's size to the witness's are missing, and that is what is reported
 (`homeroom_audit_witness_failures_total{reason="truncated"}`, `/v1/verification`).
 
+Use cases:
+- `submit`: ask the witness to cosign a signed head; keep the cosigned checkpoint.
+- `latest`: the latest cosigned checkpoint (served at `GET /v1/checkpoint`).
+
 Takes a signed head and the stored tree; nothing here writes the log itself.
 """
 
@@ -21,11 +25,11 @@ from dataclasses import dataclass
 import httpx
 
 from homeroom.checkpoint import COSIGNATURE_V1, Checkpoint, Note, NoteError, Verifier, public_key_from_pem, verify_note
-from homeroom.service import Runtime
+from homeroom.tlog.signing import SignedTreeHead
 from homeroom.witness import SIZE_CONTENT_TYPE, request_body
 from services.audit import metrics, store
 from services.audit.settings import AuditSettings
-from services.audit.signing import LogSigner, SignedTreeHead
+from services.audit.state import AuditRuntime
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +44,9 @@ class Witnessed:
     truncated: tuple[int, int] | None = None  # (first, last) index missing from the stored log
 
 
-def _settings(runtime: Runtime) -> AuditSettings:
-    settings = runtime.settings
-    assert isinstance(settings, AuditSettings)
-    return settings
-
-
-def checkpoint_note(runtime: Runtime, signed: SignedTreeHead) -> Note:
-    signer: LogSigner = runtime.extras["signer"]
-    origin = _settings(runtime).checkpoint_origin
-    return signer.note_signer(origin).checkpoint(Checkpoint(origin, signed.head.size, signed.head.root))
+def checkpoint_note(runtime: AuditRuntime, signed: SignedTreeHead) -> Note:
+    origin = runtime.settings.checkpoint_origin
+    return runtime.state.signer.note_signer(origin).checkpoint(Checkpoint(origin, signed.head.size, signed.head.root))
 
 
 def witness_verifier(settings: AuditSettings) -> Verifier | None:
@@ -57,13 +54,6 @@ def witness_verifier(settings: AuditSettings) -> Verifier | None:
         return None
     key = public_key_from_pem(settings.witness_public_key_file.read_bytes())
     return Verifier(settings.witness_name, COSIGNATURE_V1, key)
-
-
-async def last_cosigned_size(runtime: Runtime) -> int:
-    size = await runtime.pool.fetchval(
-        "SELECT max(size) FROM checkpoints WHERE witness = $1", _settings(runtime).witness_name
-    )
-    return int(size or 0)
 
 
 def _truncated(stored: int, witness_size: int) -> Witnessed:
@@ -76,9 +66,9 @@ def _truncated(stored: int, witness_size: int) -> Witnessed:
     return Witnessed(witness_size=witness_size, problem=message, truncated=(stored, witness_size - 1))
 
 
-async def submit(runtime: Runtime, signed: SignedTreeHead) -> Witnessed:
+async def submit(runtime: AuditRuntime, signed: SignedTreeHead) -> Witnessed:
     """Ask the witness to cosign ``signed``; keep the cosigned checkpoint."""
-    settings = _settings(runtime)
+    settings = runtime.settings
     if not settings.witness_url:
         return Witnessed(problem="no witness configured (HOMEROOM_AUDIT_WITNESS_URL)")
     verifier = witness_verifier(settings)
@@ -86,8 +76,8 @@ async def submit(runtime: Runtime, signed: SignedTreeHead) -> Witnessed:
         return Witnessed(problem="the witness's public key is not pinned (HOMEROOM_AUDIT_WITNESS_PUBLIC_KEY_FILE)")
     note = checkpoint_note(runtime, signed)
     size = signed.head.size
-    old = await last_cosigned_size(runtime)
-    transport = runtime.extras.get("witness_transport")
+    old = await store.last_cosigned_size(runtime.pool, settings.witness_name)
+    transport = runtime.state.witness_transport
     async with httpx.AsyncClient(base_url=settings.witness_url, timeout=10.0, transport=transport) as client:
         for _ in range(3):
             if old > size:
@@ -110,23 +100,14 @@ async def submit(runtime: Runtime, signed: SignedTreeHead) -> Witnessed:
             except NoteError as exc:
                 metrics.WITNESS_FAILURES.labels("bad_cosignature").inc()
                 return Witnessed(problem=f"the witness's answer does not verify: {exc}")
-            await runtime.pool.execute(
-                "INSERT INTO checkpoints (size, root, note, witness, cosigned_at) VALUES ($1, $2, $3, $4, $5)",
-                size,
-                signed.head.root,
-                cosigned.render(),
-                verifier.name,
-                times[verifier.name],
+            await store.insert_checkpoint(
+                runtime.pool,
+                store.StoredCheckpoint(size, signed.head.root, cosigned.render(), verifier.name, times[verifier.name]),
             )
             metrics.WITNESSED_SIZE.set(size)
             return Witnessed(note=cosigned, witness_size=size)
     return Witnessed(problem="the witness kept answering with another size")
 
 
-async def latest(runtime: Runtime) -> tuple[int, bytes, str, str, int] | None:
-    row = await runtime.pool.fetchrow(
-        "SELECT size, root, note, witness, cosigned_at FROM checkpoints ORDER BY size DESC, id DESC LIMIT 1"
-    )
-    if row is None:
-        return None
-    return row["size"], bytes(row["root"]), row["note"], row["witness"], row["cosigned_at"]
+async def latest(runtime: AuditRuntime) -> store.StoredCheckpoint | None:
+    return await store.latest_checkpoint(runtime.pool)

@@ -50,8 +50,8 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.merkle import HASH_SIZE, LEAF_PREFIX, MemoryNodeStore, MerkleLog, verify_consistency
-from services.audit.signing import (
+from homeroom.tlog.merkle import HASH_SIZE, LEAF_PREFIX, MemoryNodeStore, MerkleLog, verify_consistency
+from homeroom.tlog.signing import (
     SIGNATURE_SIZE,
     EntryReceipt,
     Keyring,

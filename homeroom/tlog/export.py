@@ -8,7 +8,7 @@ then one line per entry in sequence order:
 ``{"type": "entry", "index", "entry": {...}, "leaf_hash", "receipt": {...}}``.
 
 ``entry`` is the very object that was hashed: the verifier re-encodes it with
-``entries.canonical_json`` and gets the leaf's bytes back, so what a reader of the export
+``canonical.canonical_json`` and gets the leaf's bytes back, so what a reader of the export
 sees is exactly what the signatures cover. Nothing in an export is a student's PII value.
 """
 
@@ -19,10 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from services.audit.entries import canonical_json
-from services.audit.signing import EntryReceipt, Keyring, SignedTreeHead
-from services.audit.store import StoredEntry
-from services.audit.verify import ExportedEntry
+from homeroom.tlog.canonical import canonical_json
+from homeroom.tlog.signing import EntryReceipt, Keyring, SignedTreeHead
+from homeroom.tlog.verify import ExportedEntry
 
 FORMAT = "homeroom-audit-export/1"
 
@@ -50,15 +49,15 @@ def head_line(head: SignedTreeHead) -> str:
     return json.dumps({"type": "head", **head.to_dict()}) + "\n"
 
 
-def entry_line(entry: StoredEntry, entry_object: dict[str, Any]) -> str:
+def entry_line(index: int, entry_object: dict[str, Any], leaf_hash: bytes, receipt: EntryReceipt | None) -> str:
     line = {
         "type": "entry",
-        "index": entry.seq,
+        "index": index,
         "entry": entry_object,
-        "leaf_hash": entry.leaf_hash.hex(),
+        "leaf_hash": leaf_hash.hex(),
     }
-    if entry.receipt is not None:  # entries appended before issue 19
-        line["receipt"] = entry.receipt.to_dict()
+    if receipt is not None:  # entries appended before issue 19
+        line["receipt"] = receipt.to_dict()
     return json.dumps(line, ensure_ascii=False) + "\n"
 
 

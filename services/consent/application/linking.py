@@ -6,8 +6,12 @@
 - `redeem`: a signed-in person redeems a code; rate-limited, every attempt recorded, the
   link (or, for an eligible student, the move of rights, FERPA 99.5) in the audit log.
 - `revoke_link`: the district ends a link (custody change, error).
-- `carry_on_transfer` (consumer `transfer_handler`): a delivered transfer proposes the student's links to the receiving
-  district; `accept_carried` / `decline_carried`: that district decides.
+- `record_transfer` (the `guardianships` consumer): a delivered transfer keeps the student's move and
+  proposes the student's links to the receiving district (`carry_on_transfer`); `accept_carried`
+  / `revoke_link(decline=True)`: that district decides.
+- `links_of_district`, `my_links`, `attempts`: a district's links and codes, a person's own
+  links, and every redemption attempt (the evidence of guessing) for compliance.
+- `parent_districts`: where a parent may act for a student outside a decision (their choices).
 - `parent_token`: the token the portal uses for a signed-in person, naming exactly the
   students their active links name (the authorisation every service already checks).
 
@@ -24,26 +28,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from homeroom import outbox
-from homeroom.auth import DevIssuer, Principal, Role
-from homeroom.bus.consumer import Handler, HandlerContext
-from homeroom.bus.envelope import IncomingEvent
-from homeroom.bus.topics import TRANSFER
+from homeroom.auth import Principal, Role
 from homeroom.contracts.student_directory import DistrictStudents
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.events.v1.transfer_pb2 import TransferStep
 from homeroom.problems import FieldError, Problem, problem_type
-from homeroom.ratelimit import RateLimiter
-from homeroom.service import ConsumerSpec, Runtime
+from homeroom.storage import Connection
 from services.consent import events, metrics
 from services.consent import guardianship_store as store
-from services.consent.application import clock
+from services.consent.application.common import actor, missing, party
 from services.consent.decisions import Facts, guardianship_refusal
 from services.consent.guardianship import (
     GUESSING_OUTCOMES,
-    CodeHasher,
     LinkingCode,
     LinkStatus,
     Outcome,
@@ -55,51 +54,9 @@ from services.consent.guardianship import (
     normalise,
     standing,
 )
+from services.consent.state import ConsentRuntime
 
 log = logging.getLogger(__name__)
-
-STATE_KEY = "guardianship"
-TOKEN_TTL_S = 300  # a revoked link stops authorising within this; consent refuses at once
-
-
-class StudentDirectory(Protocol):
-    """Which of these keys are the district's own students, with their names and their FERPA
-    eligibility on a day (records' API, called with the district staff member's own token)."""
-
-    async def students(
-        self, district_id: str, student_keys: Sequence[str], token: str, on: date
-    ) -> DistrictStudents: ...
-
-
-@dataclass
-class GuardianshipState:
-    """Consent's guardianship objects, built at start (`start`) and kept in one typed object."""
-
-    directory: StudentDirectory
-    limiter: RateLimiter | None
-    issuer: DevIssuer | None
-    hasher: CodeHasher  # linking codes are stored only as its HMAC
-    token_ttl_s: int = TOKEN_TTL_S
-
-
-def state(runtime: Runtime) -> GuardianshipState:
-    found = runtime.extras.get(STATE_KEY)
-    if not isinstance(found, GuardianshipState):
-        raise RuntimeError("the guardianship state is built by services.consent.service on start")
-    return found
-
-
-def _missing(title: str, detail: str) -> Problem:
-    return Problem(404, title, detail, type=problem_type("not-found"))
-
-
-def _party(principal: Principal) -> Party:
-    return Party(organization=principal.district_id or "", person=principal.subject, role=principal.role.value)
-
-
-def _actor(principal: Principal) -> str:
-    return f"{principal.role.value}:{principal.subject}"
-
 
 # ------------------------------------------------------------------------- codes
 
@@ -118,7 +75,7 @@ class CodeRequest:
 
 
 async def issue_codes(
-    runtime: Runtime,
+    runtime: ConsentRuntime,
     principal: Principal,
     token: str,
     district_id: str,
@@ -127,8 +84,8 @@ async def issue_codes(
 ) -> list[IssuedCode]:
     principal.require_district(district_id)
     keys = list(dict.fromkeys(r.student_key for r in requests))
-    now = clock(runtime)
-    held = await state(runtime).directory.students(district_id, keys, token, now.date())
+    now = runtime.clock()
+    held = await runtime.state.directory.students(district_id, keys, token, now.date())
     refused: list[tuple[FieldError, Outcome, str]] = []
     for i, r in enumerate(requests):
         problem = _issue_problem(i, r, held, district_id, now.date())
@@ -140,7 +97,7 @@ async def issue_codes(
             for _, outcome, key in refused:
                 metrics.LINKING_ATTEMPTS.labels(outcome.value).inc()
                 await store.record_refused_issue(
-                    conn, at=now, actor=_actor(principal), district_id=district_id, student_key=key, outcome=outcome
+                    conn, at=now, actor=actor(principal), district_id=district_id, student_key=key, outcome=outcome
                 )
         raise Problem(
             422,
@@ -152,7 +109,7 @@ async def issue_codes(
         )
     names = held.names
     expires = expiry(now, valid_days)
-    hasher = state(runtime).hasher
+    hasher = runtime.state.hasher
     issued: list[IssuedCode] = []
     async with runtime.pool.acquire() as conn, conn.transaction():
         for r in requests:
@@ -162,7 +119,7 @@ async def issue_codes(
                 district_id=district_id,
                 student_key=r.student_key,
                 relationship=r.relationship,
-                issued_by=_actor(principal),
+                issued_by=actor(principal),
                 issued_at=now,
                 expires_at=expires,
                 eligibility_basis=_eligibility_basis(r, held),
@@ -172,14 +129,8 @@ async def issue_codes(
             await store.insert_code(conn, linking, hasher.digest(normalised))
             await outbox.add(
                 conn,
-                events.guardianship_changed(
-                    "guardian_code_issued",
-                    student_key=r.student_key,
-                    district_id=district_id,
-                    acted_by=_party(principal),
-                    code_id=linking.code_id,
-                    relationship=r.relationship.value,
-                    expires_at=expires.isoformat(),
+                events.code_changed(
+                    "guardian_code_issued", linking, acted_by=party(principal), expires_at=expires.isoformat()
                 ),
             )
             issued.append(IssuedCode(code, linking, names[r.student_key]))
@@ -237,26 +188,19 @@ def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | No
     return standing.basis.value
 
 
-async def revoke_code(runtime: Runtime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
     principal.require_district(district_id)
-    now = clock(runtime)
+    now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
-        revoked = await store.revoke_code(conn, district_id, code_id, _actor(principal), now)
+        revoked = await store.revoke_code(conn, district_id, code_id, actor(principal), now)
         if revoked is None:
-            raise _missing(
+            raise missing(
                 "No code to withdraw",
                 f"linking code {code_id!r} of {district_id} does not exist, or was already redeemed or withdrawn",
             )
         await outbox.add(
             conn,
-            events.guardianship_changed(
-                "guardian_code_revoked",
-                student_key=revoked.student_key,
-                district_id=district_id,
-                acted_by=_party(principal),
-                code_id=code_id,
-                relationship=revoked.relationship.value,
-            ),
+            events.code_changed("guardian_code_revoked", revoked, acted_by=party(principal)),
         )
     metrics.LINKING_CODES.labels("revoked").inc()
     return revoked
@@ -280,10 +224,12 @@ def _refusal(outcome: Outcome, message: str, headers: dict[str, str] | None = No
     )
 
 
-async def _attempt(runtime: Runtime, subject: str, client: str, outcome: Outcome, code: LinkingCode | None) -> None:
+async def _attempt(
+    runtime: ConsentRuntime, subject: str, client: str, outcome: Outcome, code: LinkingCode | None
+) -> None:
     async with runtime.pool.acquire() as conn:
         await store.record_attempt(
-            conn, at=clock(runtime), subject=subject, client=client, outcome=outcome.value, code=code
+            conn, at=runtime.clock(), subject=subject, client=client, outcome=outcome.value, code=code
         )
     _counted(outcome, subject, client)
 
@@ -295,7 +241,7 @@ def _counted(outcome: Outcome, subject: str, client: str) -> None:
         log.warning("linking code refused: %s", outcome.value, extra={"subject": subject, "client": client})
 
 
-async def redeem(runtime: Runtime, principal: Principal, code_text: str, client: str = "") -> dict[str, Any]:
+async def redeem(runtime: ConsentRuntime, principal: Principal, code_text: str, client: str = "") -> dict[str, Any]:
     """Link the signed-in person to the code's student; Problem naming the refusal otherwise.
     Every attempt is recorded (`linking_attempts`), refused ones too."""
     if principal.role is not Role.PARENT:
@@ -303,7 +249,7 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
             403, "Forbidden", "a linking code is redeemed by the person it was sent to, signed in as a parent"
         )
     subject = principal.subject
-    limiter = state(runtime).limiter
+    limiter = runtime.state.limiter
     if limiter is not None:
         try:
             await limiter.check(subject, "linking code redemptions")
@@ -316,10 +262,10 @@ async def redeem(runtime: Runtime, principal: Principal, code_text: str, client:
     if normalised is None:
         await _attempt(runtime, subject, client, Outcome.MALFORMED, None)
         raise _refusal(Outcome.MALFORMED, RedemptionRefused(Outcome.MALFORMED).args[0])
-    now = clock(runtime)
+    now = runtime.clock()
     failure: RedemptionRefused | None = None
     async with runtime.pool.acquire() as conn, conn.transaction():
-        hasher = state(runtime).hasher
+        hasher = runtime.state.hasher
         found = await store.code_by_hash(conn, hasher.digest(normalised))
         code = found[0] if found is not None and hasher.matches(found[1], normalised) else None
         try:
@@ -363,16 +309,7 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
             )
             await outbox.add(
                 conn,
-                events.guardianship_changed(
-                    "guardianship_revoked",
-                    student_key=code.student_key,
-                    district_id=row["district_id"],
-                    acted_by=redeemer,
-                    link_id=row["link_id"],
-                    subject=row["subject"],
-                    relationship=row["relationship"],
-                    reason="rights_moved_to_student",
-                ),
+                events.link_changed("guardianship_revoked", row, acted_by=redeemer, reason="rights_moved_to_student"),
             )
             metrics.LINKS_ENDED.labels("rights_moved_to_student").inc()
     link_id = f"gl-{uuid.uuid4().hex[:16]}"
@@ -388,20 +325,8 @@ async def _link(conn: Any, code: LinkingCode, subject: str, now: datetime) -> di
         issued_by=code.issued_by,
         at=now,
     )
-    await outbox.add(
-        conn,
-        events.guardianship_changed(
-            "guardianship_linked",
-            student_key=code.student_key,
-            district_id=code.district_id,
-            acted_by=redeemer,
-            link_id=link_id,
-            code_id=code.code_id,
-            subject=subject,
-            relationship=code.relationship.value,
-        ),
-    )
     row = await store.live_link(conn, subject, code.student_key, code.district_id)
+    await outbox.add(conn, events.link_changed("guardianship_linked", row, acted_by=redeemer, code_id=code.code_id))
     return _link_dict(row)
 
 
@@ -430,60 +355,48 @@ def _link_dict(row: Any) -> dict[str, Any]:
 
 
 async def revoke_link(
-    runtime: Runtime, principal: Principal, district_id: str, link_id: str, reason: str, *, decline: bool = False
+    runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str, reason: str, *, decline: bool = False
 ) -> dict[str, Any]:
     principal.require_district(district_id)
-    now = clock(runtime)
-    change = "guardianship_revoked"
+    now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
         ended = await store.end_link(
             conn,
             link_id,
             district_id,
             status=LinkStatus.DECLINED if decline else LinkStatus.REVOKED,
-            by=_actor(principal),
+            by=actor(principal),
             reason=reason,
             at=now,
         )
         if ended is None:
-            raise _missing("No such link", f"no live guardianship link {link_id!r} in {district_id}")
+            raise missing("No such link", f"no live guardianship link {link_id!r} in {district_id}")
         await outbox.add(
             conn,
-            events.guardianship_changed(
-                change,
-                student_key=ended["student_key"],
-                district_id=district_id,
-                acted_by=_party(principal),
-                link_id=link_id,
-                subject=ended["subject"],
-                relationship=ended["relationship"],
-                reason=reason,
-            ),
+            events.link_changed("guardianship_revoked", ended, acted_by=party(principal), reason=reason),
         )
     metrics.LINKS_ENDED.labels("declined" if decline else "revoked").inc()
     return _link_dict(ended)
 
 
-async def accept_carried(runtime: Runtime, principal: Principal, district_id: str, link_id: str) -> dict[str, Any]:
+async def accept_carried(
+    runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str
+) -> dict[str, Any]:
     """The receiving district accepts a link a transfer carried: it authorises from now on."""
     principal.require_district(district_id)
-    now = clock(runtime)
+    now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
-        accepted = await store.accept_link(conn, link_id, district_id, _actor(principal), now)
+        accepted = await store.accept_link(conn, link_id, district_id, actor(principal), now)
         if accepted is None:
-            raise _missing(
+            raise missing(
                 "No link awaiting acceptance", f"no carried link {link_id!r} awaits {district_id}'s acceptance"
             )
         await outbox.add(
             conn,
-            events.guardianship_changed(
+            events.link_changed(
                 "guardianship_linked",
-                student_key=accepted["student_key"],
-                district_id=district_id,
-                acted_by=_party(principal),
-                link_id=link_id,
-                subject=accepted["subject"],
-                relationship=accepted["relationship"],
+                accepted,
+                acted_by=party(principal),
                 from_district_id=accepted["from_district_id"] or "",
                 reason="accepted_on_transfer",
             ),
@@ -533,7 +446,7 @@ async def carry_on_transfer(
 
 
 async def links_of_district(
-    runtime: Runtime, principal: Principal, district_id: str, student_key: str | None, limit: int
+    runtime: ConsentRuntime, principal: Principal, district_id: str, student_key: str | None, limit: int
 ) -> dict[str, Any]:
     principal.require_district(district_id)
     async with runtime.pool.acquire() as conn:
@@ -559,13 +472,13 @@ async def links_of_district(
     }
 
 
-async def my_links(runtime: Runtime, principal: Principal) -> list[dict[str, Any]]:
+async def my_links(runtime: ConsentRuntime, principal: Principal) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
         return [_link_dict(r) for r in await store.links_of_subject(conn, principal.subject)]
 
 
 async def attempts(
-    runtime: Runtime, *, subject: str | None, outcomes: Sequence[str], since: datetime | None, limit: int
+    runtime: ConsentRuntime, *, subject: str | None, outcomes: Sequence[str], since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
         rows = await store.attempts(conn, subject=subject, outcomes=outcomes, since=since, limit=limit)
@@ -628,11 +541,11 @@ async def parent_districts(conn: Any, subject: str) -> ParentDistricts:
 # ------------------------------------------------------------------- tokens
 
 
-async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
+async def parent_token(runtime: ConsentRuntime, subject: str) -> dict[str, Any]:
     """A parent token for this person naming the students of their active links, with the
     district of each link (none: a token that opens no child's data). Asked for by the portal (role service) after it
     verified the person's sign-in with the identity provider."""
-    issuer = state(runtime).issuer
+    issuer = runtime.state.issuer
     if issuer is None:
         raise Problem(
             503,
@@ -644,33 +557,19 @@ async def parent_token(runtime: Runtime, subject: str) -> dict[str, Any]:
         standing_of = await parent_districts(conn, subject)
     students = sorted({k for (k, _), status in standing_of.statuses.items() if status == LinkStatus.ACTIVE.value})
     links = [(k, d) for k in students for d in standing_of.districts(k)]
-    ttl = state(runtime).token_ttl_s
+    ttl = runtime.state.token_ttl_s
     # The token names each student's districts too (`guardianships`), so services that do not
     # ask consent (audit's disclosures, records' amendments) scope a parent per district as well.
     token = issuer.issue(Role.PARENT, subject=subject, students=students, ttl_s=ttl, guardianships=links)
     return {"token": token, "students": students, "expires_in": ttl}
 
 
-def transfer_handler(runtime: Runtime) -> Handler:
-    """`transfer.v1` `transfer_delivered`: keep the move (a link in the receiving district then also
-    opens the sending district's record) and propose the student's links to the receiving district."""
-
-    async def handle(event: IncomingEvent, ctx: HandlerContext) -> None:
-        step = event.payload
-        if event.change != "transfer_delivered" or not isinstance(step, TransferStep) or step.reason == "resent":
-            return
-        if not (step.student_key and step.from_district_id and step.to_district_id):
-            return
-        now = clock(runtime)
-        await store.record_move(
-            ctx.conn, step.student_key, step.from_district_id, step.to_district_id, step.case_id, now
-        )
-        carried = await carry_on_transfer(
-            ctx.conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, now
-        )
-        metrics.LINKS_CARRIED.inc(carried)
-
-    return handle
-
-
-CONSUMER = ConsumerSpec("guardianships", [TRANSFER], transfer_handler)
+async def record_transfer(runtime: ConsentRuntime, conn: Connection, step: TransferStep) -> None:
+    """A delivered transfer: keep the move (a link in the receiving district then also opens the
+    sending district's record) and propose the student's links to the receiving district."""
+    now = runtime.clock()
+    await store.record_move(conn, step.student_key, step.from_district_id, step.to_district_id, step.case_id, now)
+    carried = await carry_on_transfer(
+        conn, step.case_id, step.student_key, step.from_district_id, step.to_district_id, now
+    )
+    metrics.LINKS_CARRIED.inc(carried)

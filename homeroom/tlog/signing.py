@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from homeroom.checkpoint import NoteSigner
-from services.audit.merkle import HASH_SIZE
+from homeroom.tlog.merkle import HASH_SIZE
 
 HEAD_LABEL = b"homeroom-audit-tree-head-v1\x00"
 RECEIPT_LABEL = b"homeroom-audit-entry-receipt-v1\x00"
