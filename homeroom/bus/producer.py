@@ -70,10 +70,21 @@ class PartitionsAnswer:
     @classmethod
     async def read(cls, producer: AIOKafkaProducer) -> PartitionsAnswer:
         """An all-topics request: asking for topics by name would make the embedded broker
-        auto-create the missing ones with the wrong partition count."""
-        cluster = await producer.client.fetch_all_metadata()
-        partitions = {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
-        return cls(producer, partitions, _connections(producer), time.monotonic())
+        auto-create the missing ones with the wrong partition count. Kept only if no
+        connection changed while it was asked (else the answer and the connections could
+        belong to two incarnations of the broker)."""
+        for _ in range(3):  # the first request of a producer may open its connection
+            before = _connections(producer)
+            cluster = await producer.client.fetch_all_metadata()
+            answer = cls(
+                producer,
+                {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()},
+                before,
+                time.monotonic(),
+            )
+            if answer.connections_held(producer):
+                return answer
+        raise PartitionsNotOnBroker("the connections to the broker kept changing while its partitions were read")
 
     def connections_held(self, producer: AIOKafkaProducer) -> bool:
         now = _connections(producer)
