@@ -236,7 +236,7 @@ async def _build_runtime(
             cipher = crypto.EnvelopeCipher(keyring, crypto.PostgresDataKeyStore(keys_pool))
         pseudonymizer = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
         client = kafka.client_kwargs()
-        publisher = Publisher(spec.name, client)
+        publisher = Publisher(spec.name, client, check_partitions=kafka.check_partitions)
         relay = OutboxRelay(
             spec.name,
             pool,
