@@ -1,6 +1,6 @@
 """The kernel's bus against plain aiokafka, in the same run, on the same broker.
 
-    .venv/bin/python bench/bus.py [--events N] [--size BYTES] [--json PATH]
+    .venv/bin/python bench/bus.py [--events N] [--size BYTES] [--call N] [--json PATH]
 
 Both paths move the same N events of SIZE bytes (default 20,000 of 1 KiB) from a
 producer to a consumer on embedded Tansu:
@@ -11,6 +11,11 @@ producer to a consumer on embedded Tansu:
   one database transaction (its stored offset and idempotency marks, and the handler's
   one multi-row INSERT, as hot-path handlers do), then commits offsets. This is the price
   of exactly-once effects without Kafka transactions.
+
+And the publisher alone (no database, no consumer), against raw sends of the same events:
+Publisher.publish_many in calls of --call events (the relay's call size when events trickle
+in), which isolates what the publisher adds per call (its partition check on the embedded
+broker). CPU is this process's user + system time and the broker process's, per event.
 
 Prints a table and one JSON object; --json also writes it to a file.
 """
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from homeroom import outbox  # noqa: E402
@@ -67,6 +73,49 @@ def make_events(n: int, size: int, suffix: str) -> list:  # type: ignore[type-ar
             )
         )
     return events
+
+
+class CpuClock:
+    """User + system CPU seconds of this process and of the broker's, between start and stop."""
+
+    def __init__(self, broker: EmbeddedBroker) -> None:
+        assert broker._process is not None
+        self._broker = psutil.Process(broker._process.pid)
+
+    def _now(self) -> tuple[float, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        theirs = self._broker.cpu_times()
+        return own.ru_utime + own.ru_stime, theirs.user + theirs.system
+
+    def __enter__(self) -> CpuClock:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.own_s, self.broker_s = end[0] - self._start[0], end[1] - self._start[1]
+
+
+async def raw_publish(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
+    await producer.start()
+    started = time.perf_counter()
+    futures = [await producer.send(topic, e.value, key=e.key, headers=e.headers) for e in events]
+    await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    return elapsed
+
+
+async def kernel_publish(bootstrap: str, events: list, call: int) -> float:  # type: ignore[type-arg]
+    publisher = Publisher("bench", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many(events[:1])  # connected, as the raw producer is after start()
+    started = time.perf_counter()
+    for i in range(0, len(events), call):
+        await publisher.publish_many(events[i : i + call])
+    elapsed = time.perf_counter() - started
+    await publisher.stop()
+    return elapsed
 
 
 async def raw_round_trip(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
@@ -138,6 +187,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--call", type=int, default=200, help="events per publish_many call, publisher alone")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -150,18 +200,31 @@ async def main() -> None:
         await admin.close()
         events_raw = make_events(args.events, args.size, "raw")
         events_kernel = make_events(args.events, args.size, "kernel")
+        events_pub_raw = make_events(args.events, args.size, "pubraw")
+        events_pub = make_events(args.events, args.size, "pub")
         size = sum(len(e.value) for e in events_raw) / len(events_raw)
         kafka = {"bootstrap_servers": broker.bootstrap_servers}
         await ensure_topics(
-            kafka, [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel")] + [with_suffix(REJECTED, "kernel")]
+            kafka,
+            [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel", "pubraw", "pub")]
+            + [with_suffix(REJECTED, "kernel")],
         )
-        raw_s = await raw_round_trip(broker.bootstrap_servers, events_raw, with_suffix(ATTENDANCE, "raw").name)
-        kernel_s = await kernel_round_trip(
-            broker.bootstrap_servers, database_url(pg.server_url, "bench"), events_kernel, "kernel"
-        )
+        bootstrap = broker.bootstrap_servers
+        with CpuClock(broker) as pub_raw_cpu:
+            pub_raw_s = await raw_publish(bootstrap, events_pub_raw, with_suffix(ATTENDANCE, "pubraw").name)
+        with CpuClock(broker) as pub_cpu:
+            pub_s = await kernel_publish(bootstrap, events_pub, args.call)
+        with CpuClock(broker) as raw_cpu:
+            raw_s = await raw_round_trip(bootstrap, events_raw, with_suffix(ATTENDANCE, "raw").name)
+        with CpuClock(broker) as kernel_cpu:
+            kernel_s = await kernel_round_trip(bootstrap, database_url(pg.server_url, "bench"), events_kernel, "kernel")
     finally:
         broker.stop()
         pg.cleanup()
+
+    def per_event_us(seconds: float) -> float:
+        return round(seconds / int(args.events) * 1e6, 1)
+
     result = {
         "benchmark": "bus",
         "events": args.events,
@@ -171,6 +234,20 @@ async def main() -> None:
         "raw_aiokafka_events_per_s": round(args.events / raw_s),
         "kernel_outbox_consumer_events_per_s": round(args.events / kernel_s),
         "kernel_to_raw_ratio": round((args.events / kernel_s) / (args.events / raw_s), 3),
+        "cpu_us_per_event": {
+            name: {"bench_process": per_event_us(c.own_s), "broker": per_event_us(c.broker_s)}
+            for name, c in (
+                ("raw", raw_cpu),
+                ("kernel", kernel_cpu),
+                ("raw_publish", pub_raw_cpu),
+                ("publisher", pub_cpu),
+            )
+        },
+        "publish_call_events": args.call,
+        "raw_publish_events_per_s": round(args.events / pub_raw_s),
+        "publisher_events_per_s": round(args.events / pub_s),
+        "publisher_to_raw_ratio": round(pub_raw_s / pub_s, 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -178,7 +255,10 @@ async def main() -> None:
     print(f"{'path':<34}{'events/s':>12}")
     print(f"{'raw aiokafka produce+consume':<34}{result['raw_aiokafka_events_per_s']:>12,}")
     print(f"{'kernel outbox→relay→consumer+DB':<34}{result['kernel_outbox_consumer_events_per_s']:>12,}")
-    print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}")
+    print(f"{'raw aiokafka produce only':<34}{result['raw_publish_events_per_s']:>12,}")
+    print(f"{'Publisher.publish_many, calls of ' + str(args.call):<34}{result['publisher_events_per_s']:>12,}")
+    print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}; publisher/raw: {result['publisher_to_raw_ratio']}")
+    print(f"CPU us per event (bench process, broker): {result['cpu_us_per_event']}")
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

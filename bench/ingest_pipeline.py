@@ -3,6 +3,7 @@ parse only and raw aiokafka publishing of the same number of events, in the same
 
     .venv/bin/python bench/ingest_pipeline.py [--students 5000] [--attendance 50000]
                                               [--or-students 10000] [--or-per-student 10] [--chunk 1000]
+                                              [--attendance-only] [--py-spy FILE]
 
 Runs the real ingest service in process (tests/harness.py) on embedded PostgreSQL and Tansu:
 
@@ -10,8 +11,16 @@ Runs the real ingest service in process (tests/harness.py) on embedded PostgreSQ
 2. a JSON batch of ``--attendance`` daily-attendance records for them (the district batch API);
 3. a OneRoster 1.1 zip of ``--or-students`` users and ``--or-per-student`` class enrollments each
    (the issue's full figure is --or-students 100000 --or-per-student 10; that takes a while);
-4. raw aiokafka: the same number of attendance-sized events as step 2, produced and flushed;
+4. raw aiokafka: the same number of attendance-sized events as step 2, built and produced (run
+   first, before any service starts in the process);
 5. parse only (and parse + validate) of the same two files, no database.
+
+CPU µs per event is this process's user + system time (every thread: the parser thread, the
+service, the relay) from the upload to the last event published, per event; the raw aiokafka
+step prints its own (building and producing the same number of events). ``--attendance-only``
+skips step 3 (and its parse); ``--py-spy FILE`` records the attendance upload with py-spy
+(installed separately: ``.homeroom/tools/bin/uv pip install --python .venv/bin/python py-spy``)
+as collapsed stacks, every thread, to FILE.
 
 "pipeline" seconds are the server's processing time (started -> completed, everything in the outbox);
 "to_kafka" adds the time until the relay has published the outbox. Peak RSS is the benchmark process
@@ -25,6 +34,8 @@ import asyncio
 import json
 import os
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
+import homeroom.service as kernel  # noqa: E402
 from homeroom.bus.envelope import build_event  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
@@ -52,6 +64,23 @@ from tests.services.ingest.ingest_data import big_oneroster_zip  # noqa: E402
 
 SCHOOLS = 20
 FIRST_DAY = date(2024, 9, 4)
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_py_spy(path: Path) -> subprocess.Popen[bytes]:
+    spy_bin = str(Path(sys.executable).parent / "py-spy")
+    options = ["--format", "raw", "--threads", "--gil", "--rate", "200"]
+    spy = subprocess.Popen(
+        [spy_bin, "record", *options, "--pid", str(os.getpid()), "--output", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # let it attach before the upload starts
+    return spy
 
 
 def rss_mb() -> float:
@@ -107,6 +136,7 @@ async def file_body(path: Path) -> AsyncIterator[bytes]:
 
 async def run_upload(svc: ServiceUnderTest, env: ServiceEnv, district: str, route: str, path: Path) -> dict[str, Any]:
     headers = env.auth("district_staff", subject="bench", district=district)
+    cpu = cpu_s()
     wall = time.perf_counter()
     r = await svc.client.post(f"/v1/districts/{district}/submissions/{route}", content=file_body(path), headers=headers)
     r.raise_for_status()
@@ -119,6 +149,7 @@ async def run_upload(svc: ServiceUnderTest, env: ServiceEnv, district: str, rout
     in_outbox = time.perf_counter() - wall
     await svc.runtime.drain_outbox(3600)
     to_kafka = time.perf_counter() - wall
+    cpu = cpu_s() - cpu
     from datetime import datetime
 
     processing = (
@@ -138,6 +169,8 @@ async def run_upload(svc: ServiceUnderTest, env: ServiceEnv, district: str, rout
         "upload_to_outbox_s": round(in_outbox, 2),
         "upload_to_kafka_s": round(to_kafka, 2),
         "to_kafka_records_per_s": round(records / to_kafka),
+        "cpu_s": round(cpu, 2),
+        "cpu_us_per_event": round(cpu / counts["events"] * 1e6, 1) if counts["events"] else None,
         "peak_rss_mb": rss_mb(),
     }
 
@@ -146,6 +179,7 @@ async def raw_kafka(bootstrap: str, n: int) -> dict[str, Any]:
     topic = with_suffix(ATTENDANCE, f"raw{os.getpid()}")
     client = {"bootstrap_servers": bootstrap}
     await ensure_topics(client, [topic])
+    cpu = cpu_s()  # building the events (as ingest does) and producing them
     events = [
         build_event(
             topic,
@@ -172,9 +206,15 @@ async def raw_kafka(bootstrap: str, n: int) -> dict[str, Any]:
             await producer.send(e.topic, e.value, key=e.key, headers=e.headers)
         await producer.flush()
         seconds = time.perf_counter() - start
+        cpu = cpu_s() - cpu
     finally:
         await producer.stop()
-    return {"events": n, "seconds": round(seconds, 2), "events_per_s": round(n / seconds)}
+    return {
+        "events": n,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(n / seconds),
+        "cpu_us_per_event": round(cpu / n * 1e6, 1),
+    }
 
 
 def parse_only(path: Path, kind: str, validate: bool, schools: set[str]) -> dict[str, Any]:
@@ -194,18 +234,19 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
     keys_url = await new_database(pg, "keys")
     env = ServiceEnv(pg, broker.bootstrap_servers, work / "secrets", keys_url)
     (work / "secrets").mkdir()
-    out: dict[str, Any] = {"settings": vars(args), "rss_before_mb": rss_mb()}
+    out: dict[str, Any] = {"settings": vars(args), "rss_before_mb": rss_mb(), "load_before": os.getloadavg()[0]}
     roster_file, att_file = work / "roster.json", work / "attendance.json"
     write_batch(roster_file, roster(args.students))
     n_att = write_batch(att_file, attendance(args.students, args.attendance))
     zip_file = work / "oneroster.zip"
-    big_oneroster_zip(str(zip_file), args.or_students, args.or_per_student, schools=SCHOOLS)
     schools = {f"sch-{i}" for i in range(SCHOOLS)}
-    out["parse_only"] = {
-        "attendance_batch": parse_only(att_file, "batch", False, schools),
-        "oneroster": parse_only(zip_file, "oneroster", False, schools),
-        "oneroster_validate": parse_only(zip_file, "oneroster", True, schools),
-    }
+    out["parse_only"] = {"attendance_batch": parse_only(att_file, "batch", False, schools)}
+    if not args.attendance_only:
+        big_oneroster_zip(str(zip_file), args.or_students, args.or_per_student, schools=SCHOOLS)
+        out["parse_only"]["oneroster"] = parse_only(zip_file, "oneroster", False, schools)
+        out["parse_only"]["oneroster_validate"] = parse_only(zip_file, "oneroster", True, schools)
+    # first, in the process as it is before any service starts (and before the freeze below)
+    out["raw_aiokafka"] = await raw_kafka(broker.bootstrap_servers, n_att)
     overrides: dict[str, Any] = {
         "upload_dir": work / "uploads",
         "max_upload_bytes": 1 << 40,
@@ -213,15 +254,23 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         "max_concurrent_submissions": 1,
     }
     async with service_under_test(SERVICE, env, **overrides) as svc:
+        # as `homeroom serve` does once the app is built (the code before it had no such step)
+        freeze = getattr(kernel, "freeze_startup_objects", None)
+        if freeze is not None:
+            freeze()
         staff = env.auth("district_staff", subject="bench", district="d-bench")
         for s in sorted(schools):
             await svc.client.post("/v1/districts/d-bench/organizations", json={"org_id": s}, headers=staff)
         out["roster_batch"] = await run_upload(svc, env, "d-bench", "batch", roster_file)
+        spy = start_py_spy(args.py_spy) if args.py_spy else None
         out["attendance_batch"] = await run_upload(svc, env, "d-bench", "batch", att_file)
-    # a fresh database: the OneRoster file's schools register themselves to the uploading district
-    async with service_under_test(SERVICE, env, **overrides) as svc:
-        out["oneroster"] = await run_upload(svc, env, "d-or", "oneroster", zip_file)
-    out["raw_aiokafka"] = await raw_kafka(broker.bootstrap_servers, n_att)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
+    if not args.attendance_only:
+        # a fresh database: the OneRoster file's schools register themselves to the uploading district
+        async with service_under_test(SERVICE, env, **overrides) as svc:
+            out["oneroster"] = await run_upload(svc, env, "d-or", "oneroster", zip_file)
     att = out["attendance_batch"]
     raw = out["raw_aiokafka"]["events_per_s"]
     out["ratios"] = {
@@ -229,10 +278,15 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         "attendance_pipeline_vs_parse_only": round(
             (att["pipeline_records_per_s"] or 0) / out["parse_only"]["attendance_batch"]["items_per_s"], 3
         ),
-        "oneroster_pipeline_vs_parse_only": round(
-            (out["oneroster"]["pipeline_records_per_s"] or 0) / out["parse_only"]["oneroster"]["items_per_s"], 3
+        "attendance_cpu_per_event_vs_raw_aiokafka": round(
+            att["cpu_us_per_event"] / out["raw_aiokafka"]["cpu_us_per_event"], 2
         ),
     }
+    if not args.attendance_only:
+        out["ratios"]["oneroster_pipeline_vs_parse_only"] = round(
+            (out["oneroster"]["pipeline_records_per_s"] or 0) / out["parse_only"]["oneroster"]["items_per_s"], 3
+        )
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -243,6 +297,8 @@ def main() -> None:
     ap.add_argument("--or-students", type=int, default=10_000)
     ap.add_argument("--or-per-student", type=int, default=10)
     ap.add_argument("--chunk", type=int, default=1000)
+    ap.add_argument("--attendance-only", action="store_true", help="skip the OneRoster upload and its parse")
+    ap.add_argument("--py-spy", type=Path, help="record the attendance upload with py-spy into FILE (collapsed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="homeroom-bench-ingest-") as tmp:
         work = Path(tmp)
@@ -252,7 +308,7 @@ def main() -> None:
                 result = asyncio.run(bench(args, pg, broker, work))
         finally:
             pg.cleanup()
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import jwt
 from cryptography import x509
@@ -526,6 +526,23 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         raise AuthenticationError("scope", str(exc)) from None
 
 
+# How PyJWT's refusals read to the caller, first match wins: order matters, as several of
+# these subclass one another. The messages are formatted with the verifier's issuer and
+# audience, the missing claim and the error itself.
+_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
+    (jwt.ExpiredSignatureError, "expired", "token has expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid", "token is not valid yet (nbf or iat is in the future)"),
+    (jwt.InvalidIssuerError, "wrong_issuer", "token was not issued by the trusted issuer {issuer!r}"),
+    (jwt.InvalidAudienceError, "wrong_audience", "token is not meant for the audience {audience!r}"),
+    (jwt.MissingRequiredClaimError, "missing_claim", "token lacks the required claim {claim!r}"),
+    (jwt.InvalidSignatureError, "bad_signature", "signature does not verify with the issuer's key"),
+    (jwt.InvalidAlgorithmError, "algorithm_refused", "algorithm refused: {exc}"),
+    (jwt.InvalidKeyError, "bad_key", "issuer key refused: {exc}"),
+    (jwt.DecodeError, "malformed", "token is malformed"),
+)
+
+
+@dataclass(eq=False)
 class TokenVerifier:
     """Checks a bearer token against one issuer and audience and returns its Principal.
 
@@ -536,26 +553,18 @@ class TokenVerifier:
     the issuer's key set stops new tokens at once; tokens it already verified run out at
     their `exp`, as they would at any service that verified them a moment earlier."""
 
-    CACHE_SIZE = 4096
+    CACHE_SIZE: ClassVar[int] = 4096
 
-    def __init__(
-        self,
-        issuer: str,
-        audience: str,
-        key_source: KeySource,
-        leeway_s: float = 30,
-        clock: Callable[[], float] = time.time,
-        guardian: TokenVerifier | None = None,
-    ) -> None:
-        self.issuer = issuer
-        self.audience = audience
-        self.key_source = key_source
-        self.leeway_s = leeway_s
-        # Consent's guardianship issuer (issue 24), trusted for parent tokens only: a family's
-        # identity provider knows no children, so consent signs the token naming them.
-        self.guardian = guardian
-        self.clock = clock
-        self._verified: dict[str | bytes, tuple[Principal, float]] = {}  # oldest first
+    issuer: str
+    audience: str
+    key_source: KeySource
+    leeway_s: float = 30
+    clock: Callable[[], float] = time.time
+    # Consent's guardianship issuer (issue 24), trusted for parent tokens only: a family's
+    # identity provider knows no children, so consent signs the token naming them.
+    guardian: TokenVerifier | None = None
+    # Each verified token's principal and `exp`, oldest first.
+    _verified: dict[str | bytes, tuple[Principal, float]] = field(default_factory=dict, init=False, repr=False)
 
     def cached(self, token: str | bytes) -> Principal | None:
         """The principal of a token verified before and not expired yet, else None."""
@@ -619,26 +628,14 @@ class TokenVerifier:
             return None
 
     def _refusal(self, exc: jwt.PyJWTError) -> AuthenticationError:
-        # Order matters: several of these subclass one another.
-        if isinstance(exc, jwt.ExpiredSignatureError):
-            return AuthenticationError("expired", "token has expired")
-        if isinstance(exc, jwt.ImmatureSignatureError):
-            return AuthenticationError("not_yet_valid", "token is not valid yet (nbf or iat is in the future)")
-        if isinstance(exc, jwt.InvalidIssuerError):
-            return AuthenticationError("wrong_issuer", f"token was not issued by the trusted issuer {self.issuer!r}")
-        if isinstance(exc, jwt.InvalidAudienceError):
-            return AuthenticationError("wrong_audience", f"token is not meant for the audience {self.audience!r}")
-        if isinstance(exc, jwt.MissingRequiredClaimError):
-            return AuthenticationError("missing_claim", f"token lacks the required claim {exc.claim!r}")
-        if isinstance(exc, jwt.InvalidSignatureError):
-            return AuthenticationError("bad_signature", "signature does not verify with the issuer's key")
-        if isinstance(exc, jwt.InvalidAlgorithmError):
-            return AuthenticationError("algorithm_refused", f"algorithm refused: {exc}")
-        if isinstance(exc, jwt.InvalidKeyError):
-            return AuthenticationError("bad_key", f"issuer key refused: {exc}")
-        if isinstance(exc, jwt.DecodeError):
-            return AuthenticationError("malformed", "token is malformed")
-        return AuthenticationError("malformed_claim", f"token refused: {exc}")
+        code, message = next(
+            ((code, message) for kind, code, message in _REFUSALS if isinstance(exc, kind)),
+            ("malformed_claim", "token refused: {exc}"),
+        )
+        claim = getattr(exc, "claim", None)
+        return AuthenticationError(
+            code, message.format(issuer=self.issuer, audience=self.audience, claim=claim, exc=exc)
+        )
 
 
 # --- development issuer ------------------------------------------------------------------

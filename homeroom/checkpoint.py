@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -124,15 +125,24 @@ class Checkpoint:
         return cls(lines[0], int(size_line), root)
 
 
-class NoteSigner:
-    """Signs notes as ``name`` with an Ed25519 key (signature type 0x01): the log's signature."""
+class _NamedKey:
+    """An Ed25519 private key that signs as ``name``; its key id also commits to the
+    subclass's ``signature_type``."""
+
+    signature_type: ClassVar[int]
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         _check_name(name)
         self.name = name
         self._key = private_key
         self.public_key = private_key.public_key()
-        self.key_id = key_id(name, ED25519, self.public_key)
+        self.key_id = key_id(name, self.signature_type, self.public_key)
+
+
+class NoteSigner(_NamedKey):
+    """Signs notes as ``name`` with an Ed25519 key (signature type 0x01): the log's signature."""
+
+    signature_type = ED25519
 
     def sign(self, text: str) -> Signature:
         return Signature(self.name, self.key_id, self._key.sign(text.encode()))
@@ -142,15 +152,10 @@ class NoteSigner:
         return Note(text, (self.sign(text),))
 
 
-class Cosigner:
+class Cosigner(_NamedKey):
     """A witness's key (signature type 0x04, timestamped cosignature/v1)."""
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        _check_name(name)
-        self.name = name
-        self._key = private_key
-        self.public_key = private_key.public_key()
-        self.key_id = key_id(name, COSIGNATURE_V1, self.public_key)
+    signature_type = COSIGNATURE_V1
 
     def cosign(self, checkpoint_text: str, timestamp: int) -> Signature:
         signed = timestamp.to_bytes(8, "big") + self._key.sign(cosigned_message(checkpoint_text, timestamp))

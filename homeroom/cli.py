@@ -48,7 +48,7 @@ def serve(
     import uvicorn
 
     from homeroom.registry import load_spec
-    from homeroom.service import configure, create_app
+    from homeroom.service import configure, create_app, freeze_startup_objects
 
     try:
         spec = load_spec(name)
@@ -57,7 +57,9 @@ def serve(
         raise typer.Exit(2) from None
     settings = spec.settings()
     configure(spec, settings)
-    uvicorn.run(create_app(spec, settings), host=settings.host, port=settings.port, log_config=None)
+    service_app = create_app(spec, settings)
+    freeze_startup_objects()
+    uvicorn.run(service_app, host=settings.host, port=settings.port, log_config=None)
 
 
 @app.command()

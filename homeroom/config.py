@@ -37,6 +37,11 @@ class KafkaSettings(BaseSettings):
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     client_id_prefix: str = "homeroom"
+    # The embedded broker, restarted empty, acknowledges sends to partitions it does not have
+    # and drops them: publishers then take partitions from a metadata answer given over the
+    # connections they still hold (`homeroom/bus/producer.py`). Apache Kafka refuses such
+    # sends, so a deployment on it may turn this off (HOMEROOM_KAFKA_CHECK_PARTITIONS=false).
+    check_partitions: bool = True
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection arguments shared by aiokafka producers, consumers and admin clients."""

@@ -468,13 +468,7 @@ class EnvelopeCipher:
         """Encrypt several elements of one subject with a single key lookup."""
         aead = await self._data_key(district_id, scope, subject, create=True)
         prefix = _aad_prefix(district_id, scope, subject)
-        sealed: dict[str, bytes] = {}
-        for element, value in values.items():
-            _check_part("element", element)
-            data = value.encode("utf-8") if isinstance(value, str) else value
-            nonce = os.urandom(NONCE_BYTES)
-            sealed[element] = FORMAT_V1 + nonce + aead.encrypt(nonce, data, prefix + element.encode("utf-8"))
-        return sealed
+        return {element: _seal_value(aead, prefix, element, value) for element, value in values.items()}
 
     async def open(
         self, district_id: str, subject: str, element: str, ciphertext: bytes, scope: Scope = "student"
@@ -633,6 +627,14 @@ class EnvelopeCipher:
             return AESGCM(kek).decrypt(blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :], aad(wrapped.kek_version))
         except InvalidTag:
             raise DecryptionError(f"{district_id}/{scope}:{subject}: stored data key fails authentication") from None
+
+
+def _seal_value(aead: AESGCM, prefix: bytes, element: str, value: str | bytes) -> bytes:
+    """One element's value sealed under the subject's data key, bound to the element's name."""
+    _check_part("element", element)
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    nonce = os.urandom(NONCE_BYTES)
+    return FORMAT_V1 + nonce + aead.encrypt(nonce, data, prefix + element.encode("utf-8"))
 
 
 def _aad_prefix(district_id: str, scope: str, subject: str) -> bytes:

@@ -33,7 +33,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -170,31 +170,22 @@ def message_for(row: asyncpg.Record | Mapping[str, Any], address: str, sender: s
     return message
 
 
+@dataclass(eq=False)
 class NoticeRelay:
     """Sends unsent notices by e-mail, oldest first; several instances share the work
     (`FOR UPDATE SKIP LOCKED`). Without an SMTP host it does nothing: notices stay listed."""
 
-    def __init__(
-        self,
-        service: str,
-        pool: asyncpg.Pool,
-        smtp: SmtpSettings | None,
-        book: AddressBook,
-        *,
-        poll_interval_s: float = 1.0,
-        max_backoff_s: float = 300.0,
-        batch_size: int = 50,
-    ) -> None:
-        self.service = service
-        self.pool = pool
-        self.smtp = smtp
-        self.book = book
-        self.poll_interval_s = poll_interval_s
-        self.max_backoff_s = max_backoff_s
-        self.batch_size = batch_size
-        self.sent = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    service: str
+    pool: asyncpg.Pool
+    smtp: SmtpSettings | None
+    book: AddressBook
+    _: KW_ONLY
+    poll_interval_s: float = 1.0
+    max_backoff_s: float = 300.0
+    batch_size: int = 50
+    sent: int = field(default=0, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         if self.smtp is not None and self._task is None:

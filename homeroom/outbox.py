@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 
 import asyncpg
 
@@ -47,26 +49,53 @@ _COLUMNS = ["event_id", "topic", "key", "header_bytes", "payload"]
 COPY_FROM = 64  # events: from here on a COPY (and its savepoint) costs less than the INSERT
 
 
+# Header names are a handful of constants (ce_id, ce_type ...): each is framed or decoded once.
+_NAME_FRAMES: dict[str, bytes] = {}
+_NAMES: dict[bytes, str] = {}
+_NAMES_KEPT = 256
+_U32 = struct.Struct(">I")
+
+
+def _name_frame(key: str) -> bytes:
+    name = key.encode()
+    if len(name) > 255:
+        raise ValueError(f"header name longer than 255 bytes: {key[:40]!r}...")
+    frame = bytes((len(name),)) + name
+    if len(_NAME_FRAMES) < _NAMES_KEPT:
+        _NAME_FRAMES[key] = frame
+    return frame
+
+
 def pack_headers(headers: Iterable[tuple[str, bytes]]) -> bytes:
     """Kafka record headers as one bytea: per header, key length (1 byte), key (UTF-8), value
     length (4 bytes, big-endian), value."""
     parts: list[bytes] = []
+    frames, length = _NAME_FRAMES, _U32.pack
     for key, value in headers:
-        name = key.encode()
-        if len(name) > 255:
-            raise ValueError(f"header name longer than 255 bytes: {key[:40]!r}...")
-        parts += (bytes((len(name),)), name, len(value).to_bytes(4, "big"), value)
+        frame = frames.get(key)
+        if frame is None:
+            frame = _name_frame(key)
+        parts.append(frame)
+        parts.append(length(len(value)))
+        parts.append(value)
     return b"".join(parts)
 
 
 def unpack_headers(block: bytes) -> list[tuple[str, bytes]]:
     """The headers `pack_headers` packed, by slicing."""
     out: list[tuple[str, bytes]] = []
+    names, length = _NAMES, _U32.unpack_from
     i, end = 0, len(block)
     while i < end:
         k = i + 1 + block[i]
-        v = k + 4 + int.from_bytes(block[k : k + 4], "big")
-        out.append((block[i + 1 : k].decode(), block[k + 4 : v]))
+        v = k + 4 + length(block, k)[0]
+        name = block[i + 1 : k]
+        key = names.get(name)
+        if key is None:
+            key = name.decode()
+            if len(names) < _NAMES_KEPT:
+                names[name] = key
+        out.append((key, block[k + 4 : v]))
         i = v
     return out
 
@@ -108,38 +137,29 @@ _TOPICS = """WITH RECURSIVE t(topic) AS (
     SELECT topic FROM t WHERE topic IS NOT NULL"""
 
 
+@dataclass(eq=False)
 class OutboxRelay:
     """Publishes outbox rows, each topic in its own lane and in id order within it. One relay
     per database is active at a time (a session advisory lock); others stand by."""
 
-    def __init__(
-        self,
-        service: str,
-        pool: asyncpg.Pool,
-        publisher: Publisher,
-        *,
-        poll_interval_s: float = 0.05,
-        batch_size: int = 2000,
-        max_backoff_s: float = 5.0,
-        prepare: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """`prepare` runs before the first publish and again after every failure: the
-        services pass topic creation, so a broker that lost its topics (the embedded one
-        restarts empty) gets them back before anything is published to it."""
-        self.service = service
-        self.pool = pool
-        self.publisher = publisher
-        self.poll_interval_s = poll_interval_s
-        self.batch_size = batch_size
-        self.max_backoff_s = max_backoff_s
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-        self._lanes: dict[str, asyncio.Task[None]] = {}
-        self.published = 0
-        self._prepare = prepare
-        self._prepared = False
-        self._prepare_lock = asyncio.Lock()
+    service: str
+    pool: asyncpg.Pool
+    publisher: Publisher
+    _: KW_ONLY
+    poll_interval_s: float = 0.05
+    batch_size: int = 2000
+    max_backoff_s: float = 5.0
+    # Runs before the first publish and again after every failure: the services pass topic
+    # creation, so a broker that lost its topics (the embedded one restarts empty) gets them
+    # back before anything is published to it.
+    prepare: Callable[[], Awaitable[None]] | None = None
+    published: int = field(default=0, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _stopping: bool = field(default=False, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _lanes: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
+    _prepared: bool = field(default=False, init=False, repr=False)
+    _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
@@ -241,11 +261,11 @@ class OutboxRelay:
                 return
 
     async def _ensure_prepared(self) -> None:
-        if self._prepare is None or self._prepared:
+        if self.prepare is None or self._prepared:
             return
         async with self._prepare_lock:  # one topic creation for all lanes
             if not self._prepared:
-                await self._prepare()
+                await self.prepare()
                 self._prepared = True
 
     async def _relay_once(self, topic: str) -> int:

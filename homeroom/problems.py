@@ -26,7 +26,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from homeroom.asgi import HttpMiddleware
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Where a request value came from in FastAPI's error locations. Body errors get a JSON
@@ -237,20 +239,14 @@ async def _on_unhandled(request: Request, exc: Exception) -> Response:
     return _internal_error(request, exc)
 
 
-class _UnhandledErrorMiddleware:
+class _UnhandledErrorMiddleware(HttpMiddleware):
     """Turns an exception no handler took into a 500 problem, logged once.
 
     Starlette's own 500 path re-raises after responding, so the server logs the same
     traceback a second time without the incident id; catching here avoids that.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -47,15 +48,59 @@ def normalise_id(raw: str) -> str:
     return normal
 
 
+_BASE32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
+
+
+def base32_160(digest: bytes) -> str:
+    """``base64.b32encode(digest).decode().lower()`` for 20 bytes (160 bits, 32 characters, no
+    padding), at a third of its cost: four 40-bit groups of four 10-bit pairs each."""
+    if len(digest) != _DIGEST_BYTES:
+        raise ValueError(f"expected {_DIGEST_BYTES} bytes, got {len(digest)}")
+    p = _BASE32_PAIRS
+    a = int.from_bytes(digest[:5], "big")
+    b = int.from_bytes(digest[5:10], "big")
+    c = int.from_bytes(digest[10:15], "big")
+    d = int.from_bytes(digest[15:], "big")
+    return (
+        p[a >> 30]
+        + p[(a >> 20) & 1023]
+        + p[(a >> 10) & 1023]
+        + p[a & 1023]
+        + p[b >> 30]
+        + p[(b >> 20) & 1023]
+        + p[(b >> 10) & 1023]
+        + p[b & 1023]
+        + p[c >> 30]
+        + p[(c >> 20) & 1023]
+        + p[(c >> 10) & 1023]
+        + p[c & 1023]
+        + p[d >> 30]
+        + p[(d >> 20) & 1023]
+        + p[(d >> 10) & 1023]
+        + p[d & 1023]
+    )
+
+
+def _framed(part: str) -> bytes:
+    data = part.encode("utf-8")
+    return len(data).to_bytes(4, "big") + data
+
+
+# Domains and district ids are a handful of values hashed again and again.
+_framed_often = functools.lru_cache(maxsize=1024)(_framed)
+_district = functools.lru_cache(maxsize=1024)(normalise_id)
+
+
 class Pseudonymizer:
     """Keyed, one-way names for students and their district-local ids."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_mac")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"pseudonymisation key must be at least {MIN_KEY_BYTES} bytes, got {len(key)}")
         self._key = bytes(key)
+        self._mac = hmac.new(self._key, digestmod=hashlib.sha256)  # keyed once; each digest copies it
 
     def __repr__(self) -> str:
         return "Pseudonymizer(<key hidden>)"  # never print the key into a log
@@ -70,12 +115,12 @@ class Pseudonymizer:
         The same local id in two districts names two different children, so the
         district is part of the hashed input.
         """
-        return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, normalise_id(district_id), normalise_id(local_id))
+        return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, _district(district_id), normalise_id(local_id))
 
     def staff_key(self, district_id: str, staff_id: str) -> str:
         """A staff member's pseudonymous key (``stf_`` + 32 base32 characters), scoped to the
         district: staff ids are the district's own, with no state-wide id to follow."""
-        return STAFF_KEY_PREFIX + self._digest("homeroom/staff/v1", normalise_id(district_id), normalise_id(staff_id))
+        return STAFF_KEY_PREFIX + self._digest("homeroom/staff/v1", _district(district_id), normalise_id(staff_id))
 
     def enrollment_id(self, district_id: str, student_key: str, school_id: str, entry_date: str) -> str:
         """An opaque, stable id for one enrollment: unlike ``key.school.date`` it does not
@@ -83,13 +128,11 @@ class Pseudonymizer:
         return "enr_" + self._digest("homeroom.enrollment.v1", district_id, student_key, school_id, entry_date)
 
     def _digest(self, domain: str, *parts: str) -> str:
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        # Length-prefix every part so ("AB", "C") and ("A", "BC") hash differently.
-        for part in (domain, *parts):
-            data = part.encode("utf-8")
-            mac.update(len(data).to_bytes(4, "big"))
-            mac.update(data)
-        return base64.b32encode(mac.digest()[:_DIGEST_BYTES]).decode("ascii").lower()
+        # Length-prefix every part so ("AB", "C") and ("A", "BC") hash differently. One
+        # message and one call into OpenSSL: ingest hashes every record's id.
+        mac = self._mac.copy()
+        mac.update(b"".join([_framed_often(domain), *map(_framed, parts)]))
+        return base32_160(mac.digest()[:_DIGEST_BYTES])
 
 
 def load_or_create_key(path: Path) -> bytes:

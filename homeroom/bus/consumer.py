@@ -389,8 +389,6 @@ class EventConsumer:
         try:
             await self._apply_together(tp, events)
             return
-        except asyncio.CancelledError:
-            raise
         except INFRASTRUCTURE_ERRORS as exc:
             raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:
@@ -469,8 +467,7 @@ class EventConsumer:
             except RejectEvent as rejected:
                 await self._dead_letter(event, rejected.rule, str(rejected), rejected.field, attempt)
                 return
-            except asyncio.CancelledError:
-                raise
+            # (A cancellation is no Exception: it passes every clause here and stops the consumer.)
             except INFRASTRUCTURE_ERRORS as exc:
                 raise InfrastructureUnavailable(f"{type(exc).__name__}: {exc}") from exc
             except Exception as exc:
@@ -491,17 +488,7 @@ class EventConsumer:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
 
     async def _dead_letter(self, event: IncomingEvent, rule: str, message: str, field: str, attempts: int) -> None:
-        await self._write_dead_letter(
-            event.event_id,
-            event.topic,
-            event.partition,
-            event.offset,
-            rule,
-            message,
-            field,
-            attempts,
-            event.meta.district_id,
-        )
+        await self._write_dead_letter(event.event_id, event, event.meta.district_id, rule, message, field, attempts)
 
     async def _dead_letter_record(
         self, record: ConsumerRecord[bytes, bytes], rule: str, message: str, field: str, attempts: int
@@ -510,22 +497,21 @@ class EventConsumer:
         event_id = (
             headers.get("ce_id", b"").decode(errors="replace") or f"{record.topic}:{record.partition}:{record.offset}"
         )
-        await self._write_dead_letter(
-            event_id, record.topic, record.partition, record.offset, rule, message, field, attempts, ""
-        )
+        await self._write_dead_letter(event_id, record, "", rule, message, field, attempts)
 
     async def _write_dead_letter(
         self,
         event_id: str,
-        topic: str,
-        partition: int,
-        offset: int,
+        origin: IncomingEvent | ConsumerRecord[bytes, bytes],
+        district_id: str,
         rule: str,
         message: str,
         field: str,
         attempts: int,
-        district_id: str,
     ) -> None:
+        """Dead-letter the event at `origin`'s topic, partition and offset, once: the claim of its
+        offset in the same transaction means a redelivery writes no second dead letter."""
+        topic, partition, offset = origin.topic, origin.partition, origin.offset
         rejected = rejection(
             self.service,
             self.name,

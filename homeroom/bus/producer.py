@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import functools
 import random
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -39,29 +41,88 @@ class PartitionsNotOnBroker(Exception):
     acknowledged but can never be read, so the publish counts as failed and is retried."""
 
 
-async def _partitions_on_broker(producer: AIOKafkaProducer, topics: set[str]) -> dict[str, list[int]]:
-    """Each topic's partitions as the broker reports them now, not from the producer's cache.
+# How long one metadata answer stands in for the broker's partitions while its connections
+# last; past it the answer is read again (partitions added to a topic are seen within it).
+ANSWER_MAX_AGE_S = 30.0
 
-    The embedded broker restarts empty, acknowledges sends to topics and partitions it does
-    not have (and drops them), and auto-creates a topic with 4 partitions when a consumer asks
-    for it; a producer still holding the metadata from before the restart sends batches
-    nobody can read. An all-topics request: asking for these topics by name would
-    auto-create the missing ones with the wrong partition count."""
-    cluster = await producer.client.fetch_all_metadata()
-    found: dict[str, list[int]] = {}
-    for topic in topics:
-        partitions = cluster.partitions_for_topic(topic)
-        if not partitions:
-            raise PartitionsNotOnBroker(f"topic {topic} is not on the broker")
-        found[topic] = sorted(partitions)
-    return found
+
+def _connections(producer: AIOKafkaProducer) -> dict[Any, Any]:
+    """The producer's connections by node (aiokafka opens a new object on every reconnect)."""
+    conns: dict[Any, Any] = producer.client._conns  # aiokafka has no public view of them
+    return dict(conns)
+
+
+@dataclass(frozen=True)
+class PartitionsAnswer:
+    """The broker's partitions of every topic, as one metadata answer gave them, and the
+    connections the producer held when it arrived.
+
+    A broker that restarts closes every connection, so while each of these connections is
+    still the producer's, still open, and no other has been opened, every request since went
+    to the broker process that gave this answer, which never drops a partition it had: its
+    partitions are still there. A reconnect (or a new connection) voids the answer."""
+
+    producer: AIOKafkaProducer
+    partitions: dict[str, list[int]]
+    connections: dict[Any, Any]
+    read_at: float
+
+    @classmethod
+    async def read(cls, producer: AIOKafkaProducer) -> PartitionsAnswer:
+        """An all-topics request: asking for topics by name would make the embedded broker
+        auto-create the missing ones with the wrong partition count. Kept only if no
+        connection changed while it was asked (else the answer and the connections could
+        belong to two incarnations of the broker)."""
+        for _ in range(3):  # the first request of a producer may open its connection
+            before = _connections(producer)
+            cluster = await producer.client.fetch_all_metadata()
+            answer = cls(
+                producer,
+                {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()},
+                before,
+                time.monotonic(),
+            )
+            if answer.connections_held(producer):
+                return answer
+        raise PartitionsNotOnBroker("the connections to the broker kept changing while its partitions were read")
+
+    def connections_held(self, producer: AIOKafkaProducer) -> bool:
+        now = _connections(producer)
+        return (
+            producer is self.producer
+            and now.keys() == self.connections.keys()
+            and all(now[k] is c and c.connected() for k, c in self.connections.items())
+        )
+
+    def usable(self, producer: AIOKafkaProducer, topics: set[str]) -> bool:
+        return (
+            time.monotonic() - self.read_at < ANSWER_MAX_AGE_S
+            and topics <= self.partitions.keys()
+            and self.connections_held(producer)
+        )
+
+    def partitions_of(self, topics: set[str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for topic in topics:
+            partitions = self.partitions.get(topic)
+            if not partitions:
+                raise PartitionsNotOnBroker(f"topic {topic} is not on the broker")
+            found[topic] = partitions
+        return found
 
 
 class Publisher:
-    def __init__(self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 5) -> None:
+    def __init__(
+        self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 5, check_partitions: bool = True
+    ) -> None:
+        """`check_partitions` (`KafkaSettings.check_partitions`): guard against a broker that
+        acknowledges sends to partitions it does not have (the embedded one after a restart).
+        Apache Kafka refuses such sends, so it can go without."""
         self.service = service
         self._kwargs = client_kwargs
         self._linger_ms = linger_ms
+        self._check_partitions = check_partitions
+        self._answer: PartitionsAnswer | None = None  # the last one that held through a send
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -89,13 +150,25 @@ class Publisher:
         per event: the relay publishes thousands at a time. Order within a partition is
         the order of `events`.
 
-        The partitions come from the broker before the send and are checked again after it
-        (`_partitions_on_broker`): a broker that restarted in between fails the call, and
-        the caller (the outbox relay) creates the topics again and resends."""
+        With `check_partitions`, the partitions come from a metadata answer the broker gave
+        over connections the producer still holds (`PartitionsAnswer`): while they last, no
+        request is needed. If a connection changed by the time every send was acknowledged,
+        the broker may have restarted in between: an answer read for this call is read again
+        and the partitions used checked against it; one kept from an earlier call fails the
+        call. A failed call is resent by the caller (the outbox relay creates the topics
+        again first)."""
         producer = await self._ensure_started()
+        topics = {e.topic for e in events}
         try:
+            answer = self._answer if self._check_partitions else None
+            read_now = False
+            if self._check_partitions and (answer is None or not answer.usable(producer, topics)):
+                answer, read_now = await PartitionsAnswer.read(producer), True
+            if answer is not None:
+                known = answer.partitions_of(topics)
+            else:
+                known = {t: sorted(await producer.partitions_for(t)) for t in topics}
             by_partition: dict[tuple[str, int], list[OutgoingEvent]] = {}
-            known = await _partitions_on_broker(producer, {e.topic for e in events})
             for e in events:
                 partition = partition_for(e.key, known[e.topic])
                 by_partition.setdefault((e.topic, partition), []).append(e)
@@ -109,10 +182,14 @@ class Publisher:
                         batch.append(key=e.key, value=e.value, timestamp=None, headers=e.headers)
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*futures)
-            now = await _partitions_on_broker(producer, set(known))
-            gone = sorted(f"{t}/{p}" for t, p in by_partition if p not in now[t])
-            if gone:
-                raise PartitionsNotOnBroker(f"partitions {', '.join(gone)} are no longer on the broker")
+            if answer is not None and not answer.connections_held(producer):
+                if not read_now:
+                    raise PartitionsNotOnBroker("the connection to the broker changed since its partitions were read")
+                answer = await PartitionsAnswer.read(producer)
+                gone = sorted(f"{t}/{p}" for t, p in by_partition if p not in answer.partitions.get(t, ()))
+                if gone:
+                    raise PartitionsNotOnBroker(f"partitions {', '.join(gone)} are no longer on the broker")
+            self._answer = answer
         except Exception:
             await self._reset()
             raise
@@ -126,6 +203,7 @@ class Publisher:
         """Drop a producer that failed so the next attempt reconnects from scratch."""
         async with self._lock:
             producer, self._producer = self._producer, None
+            self._answer = None
         if producer is not None:
             with contextlib.suppress(Exception):  # it is being discarded either way
                 await asyncio.wait_for(producer.stop(), 5)

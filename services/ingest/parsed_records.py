@@ -112,6 +112,9 @@ def _canon(value: Any) -> Any:
 
 
 _CONTENT_FIELDS: dict[type, tuple[str, ...]] = {}
+# json.dumps with these arguments, made once (json.dumps builds an encoder on every call that
+# passes any): the text every fingerprint hashes, so it must never change.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _content_fields(cls: type) -> tuple[str, ...]:
@@ -141,7 +144,7 @@ class _RecordMixin:
         """Content hash (BLAKE2b-128, hex), independent of file name and position.
 
         With ``key`` (up to 64 bytes) it is a keyed hash: use the district's pseudonymisation key."""
-        data = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = _CANONICAL_JSON.encode(self.content())
         return hashlib.blake2b(data.encode("utf-8"), digest_size=16, key=key[:64]).hexdigest()
 
 

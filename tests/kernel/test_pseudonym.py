@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import stat
 import threading
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from homeroom.pseudonym import KEY_BYTES, Pseudonymizer, load_or_create_key, normalise_id
+from homeroom.pseudonym import KEY_BYTES, Pseudonymizer, base32_160, load_or_create_key, normalise_id
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -117,3 +118,23 @@ def test_a_damaged_key_file_is_refused(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(ValueError, match="expected 32"):
         load_or_create_key(path)
+
+
+def test_keys_are_the_ones_issued_before_the_faster_digest() -> None:
+    """Pinned outputs (computed before issue 19 made the digest cheaper): renaming a student is a
+    migration, never a side effect of a speed-up."""
+    p = Pseudonymizer(KEY)
+    assert p.student_key("NY1234567890") == "stu_vygwclftzdnmh3h7bkpsj2h7i2nekvan"
+    assert p.local_id_hash("d-100", "L1") == "lid_emydeovem3w3mxvq2z6nwhmopcwn73gn"
+    assert p.staff_key("d-100", "T7") == "stf_bxhvd5joxog5nn5gywq4uv2eg23hzyxu"
+    assert p.enrollment_id("d-100", "stu_x", "sch-1", "2024-09-03") == "enr_lxpcydhgclbqhc4dlugqdrdhbbgqhpil"
+
+
+@given(st.binary(min_size=20, max_size=20))
+def test_base32_of_a_digest_is_base64s(digest: bytes) -> None:
+    assert base32_160(digest) == base64.b32encode(digest).decode("ascii").lower()
+
+
+def test_base32_refuses_other_lengths() -> None:
+    with pytest.raises(ValueError, match="20 bytes"):
+        base32_160(bytes(19))

@@ -19,17 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from homeroom import notices
 from homeroom.auth import Principal, Role
 from homeroom.catalogue import CATALOGUE
-from homeroom.contracts.clients import checked
-from homeroom.contracts.consent import DecisionRequest
 from homeroom.crypto import KeyDestroyedError
 from homeroom.problems import FieldError, Problem, problem_type
 from homeroom.service import Runtime
 from services.records import store
-from services.records.application.disclosures import requester_json
 from services.records.application.reads import (
     AMENDMENT_REQUEST_ELEMENT,
     PARENT_STATEMENT_ELEMENT,
     decide,
+    read_request,
     staff_may_see,
 )
 from services.records.application.refusals import destroyed, not_found
@@ -90,14 +88,7 @@ async def request_amendment(
     district = await _parent_district(runtime, principal, student_key, body.district_id)
     # The parent's standing in this district, from consent's registry at once (the token's
     # `guardianships` claim may be up to its lifetime old: a link revoked since still named).
-    request = checked(
-        DecisionRequest,
-        action="read",
-        requester=requester_json(principal),
-        student_key=student_key,
-        district_id=district,
-        elements=[body.element],
-    )
+    request = read_request(principal, student_key, district, [body.element])
     decision = await decide(runtime, request)
     if not decision.allow:
         raise not_found()

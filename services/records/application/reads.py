@@ -16,6 +16,7 @@ Use cases:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -48,6 +49,29 @@ def consent(runtime: Runtime) -> ConsentClient:
     """The consent client the lifecycle built (`RecordsState.consent`)."""
     client: ConsentClient = runtime.state.consent
     return client
+
+
+def read_request(
+    principal: Principal,
+    student_key: str,
+    district_id: str,
+    elements: Sequence[str],
+    *,
+    school_id: str | None = None,
+    purpose: str | None = None,
+) -> DecisionRequest:
+    """The decision request for `principal` reading `elements` of one student in one district
+    (a 422 naming the field when a value breaks the contract)."""
+    return checked(
+        DecisionRequest,
+        action="read",
+        requester=requester_json(principal),
+        student_key=student_key,
+        district_id=district_id,
+        school_id=school_id,
+        elements=list(elements),
+        purpose=purpose,
+    )
 
 
 async def decide(runtime: Runtime, request: DecisionRequest) -> Decision:
@@ -272,15 +296,8 @@ async def student_records(
             # transferred away (or left) is gone from the roster and from this route alike.
             reasons.append(f"{district}: not currently enrolled")
             continue
-        request = checked(
-            DecisionRequest,
-            action="read",
-            requester=requester_json(principal),
-            student_key=student_key,
-            district_id=district,
-            school_id=current[0] if current else None,
-            elements=requested,
-            purpose=purpose,
+        request = read_request(
+            principal, student_key, district, requested, school_id=current[0] if current else None, purpose=purpose
         )
         decision = await decide(runtime, request)
         if not decision.allow:
