@@ -58,7 +58,6 @@ from services.reports import metrics, snapshots  # noqa: E402
 from services.reports.api import selection  # noqa: E402
 from services.reports.service import SERVICE  # noqa: E402
 from services.reports.settings import ReportsSettings  # noqa: E402
-from services.reports.state import state_of  # noqa: E402
 from services.reports.suppression import Rules  # noqa: E402
 from services.reports.tallies import AbsenceRule  # noqa: E402
 from tests.services.reports import statewide  # noqa: E402
@@ -204,7 +203,7 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
                 await until_read(before, len(paced), started)
             paced_done = time.perf_counter()
             await producer.stop()
-            tally = state_of(runtime).tally
+            tally = runtime.state.tally
             assert tally is not None
             enrolled_total = await runtime.pool.fetchval(
                 "SELECT sum((tally->'counts'->'enrolled'->>'all')::int) FROM school_tallies"

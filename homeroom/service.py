@@ -106,7 +106,7 @@ class ServiceSpec(Generic[SettingsT, StateT]):
     description: str = ""
     uses_cipher: bool = False
     # The service's own objects: entered after the database and bus, before consumers start;
-    # what it yields is `runtime.state`, typed per service (`services/<name>/runtime.py`).
+    # what it yields is `runtime.state`, typed per service (`services/<name>/state.py`).
     lifecycle: Lifecycle[SettingsT, StateT] | None = None
     openapi_tags: Sequence[dict[str, str]] = ()
     # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
@@ -127,7 +127,7 @@ class Runtime(Generic[SettingsT, StateT]):
     """What a running service has. Built in the lifespan; one per app.
 
     Typed per service: `Runtime[RecordsSettings, RecordsState]` (aliased in
-    `services/<name>/runtime.py`) gives routes and consumers the service's own settings
+    `services/<name>/state.py`) gives routes and consumers the service's own settings
     and state without casts."""
 
     spec: ServiceSpec[SettingsT, StateT]
@@ -517,10 +517,17 @@ def freeze_startup_objects() -> None:
 # async, though they do no I/O: FastAPI runs a plain `def` dependency in a worker thread,
 # a thread hop on every request.
 async def get_runtime(request: Request) -> Runtime[Any, Any]:
-    """The app's runtime; a service's own alias (`services/<name>/runtime.py`) types it:
+    """The app's runtime; a service's own alias (`services/<name>/state.py`) types it:
     `Annotated[Runtime[RecordsSettings, RecordsState], Depends(get_runtime)]`."""
     runtime: Runtime[Any, Any] = request.app.state.runtime
     return runtime
+
+
+async def get_state(request: Request) -> Any:
+    """The service's state (`runtime.state`); a service's alias types it:
+    `Annotated[IngestState, Depends(get_state)]`."""
+    runtime: Runtime[Any, Any] = request.app.state.runtime
+    return runtime.state
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:

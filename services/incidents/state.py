@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from homeroom.checkpoint import NoteSigner, Verifier
 from homeroom.clock import Clock, system_clock
-from homeroom.service import Runtime
+from homeroom.service import Runtime, get_state
 from homeroom.tlog.signing import Keyring
 from services.incidents.clients import Peers
 from services.incidents.settings import IncidentsSettings
@@ -36,11 +36,6 @@ class IncidentsState:
 
 
 IncidentsRuntime = Runtime[IncidentsSettings, IncidentsState]
-
-
-async def get_state(request: Request) -> IncidentsState:
-    runtime: IncidentsRuntime = request.app.state.runtime
-    return runtime.state
 
 
 StateDep = Annotated[IncidentsState, Depends(get_state)]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from homeroom.service import Runtime
+from homeroom.service import Runtime, get_state
 from services.ingest.application.jobs import Ingestor
 from services.ingest.settings import IngestSettings
 
@@ -25,11 +25,6 @@ class IngestState:
 
 
 IngestRuntime = Runtime[IngestSettings, IngestState]
-
-
-async def get_state(request: Request) -> IngestState:
-    runtime: IngestRuntime = request.app.state.runtime
-    return runtime.state
 
 
 StateDep = Annotated[IngestState, Depends(get_state)]

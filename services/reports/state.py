@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from homeroom.bus.topics import (
     ATTENDANCE,
@@ -28,7 +28,7 @@ from homeroom.bus.topics import (
 )
 from homeroom.clock import Clock, system_clock
 from homeroom.contracts.reports import Freshness, Snapshot
-from homeroom.service import Runtime
+from homeroom.service import Runtime, get_state
 from services.reports.application.tally import Tally
 from services.reports.freshness import FreshnessTracker
 from services.reports.settings import ReportsSettings
@@ -105,15 +105,6 @@ class ReportsState:
 
 
 ReportsRuntime = Runtime[ReportsSettings, ReportsState]
-
-
-def state_of(runtime: ReportsRuntime) -> ReportsState:
-    return runtime.state
-
-
-async def get_state(request: Request) -> ReportsState:
-    runtime: ReportsRuntime = request.app.state.runtime
-    return runtime.state
 
 
 StateDep = Annotated[ReportsState, Depends(get_state)]

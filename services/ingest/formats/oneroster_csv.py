@@ -55,6 +55,7 @@ from datetime import date
 from typing import IO, Literal
 
 from homeroom.calendar import Term, school_year
+from homeroom.oneroster_columns import ENROLLMENTS
 from services.ingest import codes
 from services.ingest.formats import (
     DEFAULT_OPTIONS,
@@ -132,20 +133,7 @@ RACE_COLUMNS = {
     "hispanicOrLatinoEthnicity": "hispanic_latino",
 }
 DEMOGRAPHIC_KNOWN = frozenset(["sourcedId", "status", "dateLastModified", "birthDate", "sex", *RACE_COLUMNS])
-ENROLLMENT_KNOWN = frozenset(
-    [
-        "sourcedId",
-        "status",
-        "dateLastModified",
-        "classSourcedId",
-        "schoolSourcedId",
-        "userSourcedId",
-        "role",
-        "primary",
-        "beginDate",
-        "endDate",
-    ]
-)
+ENROLLMENT_KNOWN = frozenset(ENROLLMENTS)  # the standard's enrollments.csv columns, all read
 
 # A row worth a closer look (then every cell goes through Check): control characters or
 # undecodable bytes, a cell with surrounding whitespace, or anything shaped like nine digits.

@@ -22,7 +22,7 @@ from homeroom.bus.topics import ENROLLMENT, REJECTED, with_suffix
 from homeroom.storage import login_role
 from services.reports import metrics
 from services.reports.consumers import APP_ID
-from services.reports.state import ReportsState, ReportTopics, state_of
+from services.reports.state import ReportsState, ReportTopics
 from tests.harness import ServiceEnv
 from tests.kernel.test_bus import read_dead_letters
 from tests.services.reports.helpers import Bus, enrolled, reports_service, until
@@ -113,7 +113,7 @@ async def test_a_refused_batch_is_retried_and_unusable_events_are_dead_lettered(
     retries_before = metrics.TALLY_RETRIES._value.get()
     bad_date = enrolled(D, student(99), BIG, "2026-13-45")
     async with Bus(service_env, suffix) as bus, reports_service(service_env, suffix, tally_retry_s=0.2) as svc:
-        state = state_of(svc.runtime)
+        state: ReportsState = svc.runtime.state
         await bus.send(*places)
         await until(lambda: _held(state), what="the tally's partitions")
         # The database refuses the next batch: its tables are locked and its connection is
