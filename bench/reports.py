@@ -31,18 +31,23 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import sys
 import tempfile
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import faust  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from faust.sensors import Monitor  # noqa: E402
 
+from homeroom import streams  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
 from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
@@ -53,6 +58,7 @@ from homeroom.service import running  # noqa: E402
 from homeroom.storage import database_url  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
+from homeroom_dev.profiling import start_py_spy, stop_py_spy  # noqa: E402
 from services.portal.statistics import page_parts  # noqa: E402
 from services.reports import metrics, snapshots  # noqa: E402
 from services.reports.api import selection  # noqa: E402
@@ -145,7 +151,9 @@ async def until_read(before: float, n: int, started: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def absorption(students: int, days: int, paced_rate: int, paced_students: int) -> dict[str, Any]:
+async def absorption(
+    students: int, days: int, paced_rate: int, paced_students: int, py_spy: Path | None = None, floor: bool = False
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-reports-"))
     pg = EmbeddedPostgres().start()
     broker = EmbeddedBroker().start()
@@ -180,7 +188,9 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
                 produced = time.perf_counter()
                 # CPU of this process per event while the tally catches up alone (the producer done).
                 read_at_send, cpu_at_send = tally_read(), time.process_time()
+                spies = start_py_spy(py_spy, {"reports": os.getpid()}) if py_spy else []
                 await until_read(before, len(events), started)
+                stop_py_spy(spies)
                 tail_cpu_s, tail_events = time.process_time() - cpu_at_send, tally_read() - read_at_send
             tally_s = time.perf_counter() - started
             behind_s = time.perf_counter() - produced
@@ -211,6 +221,10 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
             raw_cpu = time.process_time()
             raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events) + len(paced))
             raw_cpu_s = time.process_time() - raw_cpu
+            floors = {
+                name: await faust_floor(kafka, settings, len(events) + len(paced), name, **conf)
+                for name, conf in (FLOORS if floor else {}).items()
+            }
         raw_rate = (len(events) + len(paced)) / raw_s
         return {
             "events": len(events),
@@ -236,10 +250,54 @@ async def absorption(students: int, days: int, paced_rate: int, paced_students: 
             "raw_s": round(raw_s, 2),
             "raw_aiokafka_events_per_s": round(raw_rate),
             "tally_to_raw_ratio": round((len(events) / tally_s) / raw_rate, 4),
+            "faust_floor_cpu_us_per_event": floors,
         }
     finally:
         broker.stop()
         pg.stop()
+
+
+# faust's per-message path alone, as the tally's app is configured (homeroom/streams.py) and with
+# faust's own defaults for what streams.app turns off.
+FLOORS: dict[str, dict[str, Any]] = {
+    "faust_defaults": {
+        "Monitor": Monitor,
+        "schema": faust.Schema(key_type=bytes, value_type=bytes, value_serializer="raw"),
+    },
+    "streams_app": {},
+}
+
+
+async def faust_floor(kafka: KafkaSettings, settings: ReportsSettings, n: int, name: str, **conf: Any) -> float:
+    """CPU µs per event of a faust app like the tally's whose agent takes the same batches and
+    does nothing with them: what faust's per-message path costs (from its first batch to the last)."""
+    schema = conf.pop("schema", streams.RAW)
+    app = streams.app(
+        f"bench-floor-{name}-{uuid.uuid4().hex[:8]}", kafka, settings, partitions=ATTENDANCE.partitions, **conf
+    )
+    seen, done = 0, asyncio.Event()
+    cpu_first = 0.0
+    first = 0
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        nonlocal seen, cpu_first, first
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            settings.tally_batch, within=settings.tally_batch_window_s
+        )
+        async for batch in batches:
+            if not seen:
+                cpu_first, first = time.process_time(), len(batch)
+            seen += len(batch)
+            if seen >= n:
+                done.set()
+
+    app.agent(app.topic(*SOURCES, schema=schema), name=f"{app.conf.id}.floor")(agent)
+    await app.start()
+    try:
+        await asyncio.wait_for(done.wait(), 600)
+        return round((time.process_time() - cpu_first) * 1e6 / max(1, seen - first), 1)
+    finally:
+        await app.stop()
 
 
 def _batches() -> float:
@@ -316,12 +374,20 @@ async def main() -> None:
     parser.add_argument("--schools-max", type=int, default=12)
     parser.add_argument("--state-students", type=int, default=2_500_000)
     parser.add_argument("--skip-absorption", action="store_true")
+    parser.add_argument(
+        "--faust-floor", action="store_true", help="also time faust's per-message path alone (an agent doing nothing)"
+    )
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--py-spy", type=Path, help="py-spy (installed separately) while the tally catches up: DIR/reports.folded"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "reports"}
     if not args.skip_absorption:
-        result["absorption"] = await absorption(args.students, args.days, args.paced_rate, args.paced_students)
+        result["absorption"] = await absorption(
+            args.students, args.days, args.paced_rate, args.paced_students, args.py_spy, args.faust_floor
+        )
         a = result["absorption"]
         print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
         print(f"{'raw aiokafka consume (same events)':<44}{a['raw_aiokafka_events_per_s']:>12,}")
@@ -332,6 +398,8 @@ async def main() -> None:
             f"{'CPU µs per event: tally catching up alone':<44}{a['tally_cpu_us_per_event']:>12}"
             f" ({a['tally_cpu_events']:,} events; raw aiokafka consume {a['raw_cpu_us_per_event']})"
         )
+        for name, us in a["faust_floor_cpu_us_per_event"].items():
+            print(f"{'CPU µs per event: faust alone, ' + name:<44}{us:>12}")
         print(f"burst: seconds behind {a['burst_seconds_behind']}; {a['events_per_batch']} events per batch")
         print(
             f"paced at {a['paced_rate_per_s']}/s: seconds behind {a['paced_seconds_behind']}; "

@@ -11,17 +11,25 @@ does not mind:
   the broker reports, and Tansu's can trail the log by several records, so recovery stopped
   short and lost keys (issue 22). Durable state goes to PostgreSQL, written in the same
   transaction as what it produces, with the offsets of the events applied, so a redelivered
-  event changes nothing.
+  event changes nothing;
+* nothing faust does per message that nobody reads: the `QuietMonitor` keeps faust's Monitor
+  (its per-commit, per-send and per-rebalance figures) without the per-message bookkeeping
+  (four calls, two dicts and three clock reads per message: nothing here serves faust's web
+  views, which are off), and a topic read with `RAW` hands the broker's bytes to the agent
+  without a codec lookup per message. What faust's per-message path still costs, and what
+  each of these saves: docs/services/reports.md, "Where the tally's CPU goes".
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
 
 import faust
-from faust.types import TP
+from faust.sensors import Monitor
+from faust.types import TP, AppT, EventT, Message, StreamT
 
 from homeroom.bus.topics import Topic, ensure_topics
 from homeroom.config import KafkaSettings, ServiceSettings
@@ -43,9 +51,54 @@ def credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
     return None
 
 
-def app(app_id: str, kafka: KafkaSettings, settings: ServiceSettings, *, partitions: int) -> faust.App:
-    """A faust app for one service process (no web server, no tables; see the module)."""
+class QuietMonitor(Monitor):
+    """faust's Monitor without its per-message bookkeeping (counts by topic, stream and task,
+    times in and out, a dict per event): the four per-message hooks of faust's Sensor interface
+    do nothing. The per-commit, per-send, per-rebalance and per-table hooks are faust's own."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        return None
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
+    ) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any], state: dict[str, Any] | None = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        return None
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Keys and values as the broker's bytes, for an agent that decodes them itself: faust's
+    serializer registry (a codec looked up and called twice per message) is not asked."""
+
+    def __init__(self) -> None:
+        super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    def loads_key(
+        self, app: AppT, message: Message, *, loads: Callable[..., Any] | None = None, serializer: Any = None
+    ) -> Any:
+        return message.key
+
+    def loads_value(
+        self, app: AppT, message: Message, *, loads: Callable[..., Any] | None = None, serializer: Any = None
+    ) -> Any:
+        return message.value
+
+
+RAW = RawSchema()
+
+
+def app(app_id: str, kafka: KafkaSettings, settings: ServiceSettings, *, partitions: int, **options: Any) -> faust.App:
+    """A faust app for one service process (no web server, no tables; see the module).
+    `options` are faust settings over these (the benchmark compares faust's defaults)."""
     session_s = settings.consumer_session_timeout_ms / 1000
+    conf: dict[str, Any] = {"Monitor": QuietMonitor, **options}
     return faust.App(
         app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
@@ -60,6 +113,7 @@ def app(app_id: str, kafka: KafkaSettings, settings: ServiceSettings, *, partiti
         broker_rebalance_timeout=session_s,
         broker_heartbeat_interval=max(1.0, session_s / 4),
         consumer_auto_offset_reset="earliest",
+        **conf,
     )
 
 

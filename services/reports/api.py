@@ -128,15 +128,23 @@ async def publish_snapshot(
     return await publish.publish(pool, state, principal, body)
 
 
+async def own_district(district_id: str, principal: CurrentPrincipal) -> str:
+    """The district in the path, when the one signed in is its staff (403 otherwise)."""
+    principal.require_district(district_id)
+    return district_id
+
+
+OwnDistrict = Annotated[str, Depends(own_district)]
+
+
 @router.get(
     "/districts/{district_id}/numbers",
     response_model=DistrictNumbers,
     summary="The district's own numbers, unsuppressed (its staff only; not a release)",
 )
 async def own_numbers(
-    district_id: str, pool: PoolDep, state: StateDep, principal: CurrentPrincipal, school_year: Year = None
+    district_id: OwnDistrict, pool: PoolDep, state: StateDep, school_year: Year = None
 ) -> DistrictNumbers:
-    principal.require_district(district_id)
     return await district.own_numbers(pool, state, district_id, school_year)
 
 
@@ -145,8 +153,5 @@ async def own_numbers(
     response_model=Snapshot,
     summary="What a snapshot published now would show of the district (its staff only)",
 )
-async def preview(
-    district_id: str, pool: PoolDep, state: StateDep, principal: CurrentPrincipal, school_year: Year = None
-) -> Snapshot:
-    principal.require_district(district_id)
+async def preview(district_id: OwnDistrict, pool: PoolDep, state: StateDep, school_year: Year = None) -> Snapshot:
     return await district.preview(pool, state, district_id, school_year)

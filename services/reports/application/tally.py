@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,8 @@ STAGE = "tally"
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An event the tally cannot use, dead-lettered in the batch's transaction with its rule."""
+    """An event the tally cannot use, dead-lettered in the batch's transaction with its rule
+    (the fields are the dead letter's: `rejection`'s arguments of the same names)."""
 
     topic: str
     partition: int
@@ -76,20 +77,7 @@ class Refusal:
         # The same id whenever the event comes again (a crash before faust committed the
         # offset): the outbox keeps one copy.
         dead_letter_id = str(uuid.uuid5(_DEAD_LETTER_NS, f"{group}:{self.topic}:{self.partition}:{self.offset}"))
-        return rejection(
-            "reports",
-            STAGE,
-            event_id=self.event_id,
-            topic=self.topic,
-            partition=self.partition,
-            offset=self.offset,
-            rule=self.rule,
-            message=self.message,
-            field=self.field,
-            district_id=self.district_id,
-            dead_letter_topic=topic.name,
-            dead_letter_id=dead_letter_id,
-        )
+        return rejection("reports", STAGE, **asdict(self), dead_letter_topic=topic.name, dead_letter_id=dead_letter_id)
 
 
 @dataclass(slots=True)
