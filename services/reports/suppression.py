@@ -41,8 +41,7 @@ published equations with an integer program and finds no suppressed cell it can 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import combinations
@@ -515,7 +514,13 @@ class _Solver:
         through the cheapest child at each level; appends the cells; returns their cost."""
         total = 0.0
         while self._needs_descent(u, delta):
-            best, best_cost = _cheapest(self.children[u], lambda child, _: self._row_cost(measures, child, delta, sign))
+            best, best_cost = -1, INFEASIBLE
+            for child in self.children[u]:
+                cost = self._row_cost(measures, child, delta, sign)
+                if cost < best_cost:
+                    best, best_cost = child, cost
+                    if cost == 0:
+                        break
             if best < 0:
                 return INFEASIBLE
             published = self.published_set[self.level[best]]
@@ -547,7 +552,17 @@ class _Solver:
             where = [(u, s) for u, s in fixed if self.level[u] in self.dimension_levels[k]]
             if not where:
                 continue
-            best, best_cost = _cheapest(cols, functools.partial(self._group_cost, measures, where))
+            best, best_cost = -1, INFEASIBLE
+            for c in cols:
+                cost = 0.0
+                for u, s in where:
+                    cost += self._cell_cost(measures, u, c, s)
+                    if cost >= best_cost:  # INFEASIBLE, or no cheaper than a group already found
+                        break
+                if cost < best_cost:
+                    best, best_cost = c, cost
+                    if cost == 0:
+                        break
             if best < 0:
                 return None
             delta[best] = 1
@@ -557,16 +572,6 @@ class _Solver:
             if least > self._bound * (1 + 1e-9):
                 return None
         return delta
-
-    def _group_cost(self, measures: tuple[int, ...], where: list[tuple[int, int]], c: int, bound: float) -> float:
-        """What moving column c in every (unit, sign) of where costs, counted until it reaches
-        bound (INFEASIBLE, or no cheaper than a group already found)."""
-        cost = 0.0
-        for u, s in where:
-            cost += self._cell_cost(measures, u, c, s)
-            if cost >= bound:
-                break
-        return cost
 
     def _geometries(self, u: int) -> Iterator[list[tuple[list[int], int | None]]]:
         """Tiers of (chain from a top unit down to u, the top's sibling or None for the state)."""
@@ -641,20 +646,6 @@ class _Solver:
             if cost >= self._bound:
                 return None
         return _Move(cost, measures, cells, (chain, partner, base, fixed_dim, sign))
-
-
-def _cheapest(candidates: Iterable[int], cost: Callable[[int, float], float]) -> tuple[int, float]:
-    """The candidate of least cost and that cost, (-1, INFEASIBLE) when none is feasible; the first
-    free one ends the search. `cost(candidate, best)` may stop counting once it reaches `best`,
-    the cheapest so far (costs are never negative)."""
-    best, best_cost = -1, INFEASIBLE
-    for candidate in candidates:
-        candidate_cost = cost(candidate, best_cost)
-        if candidate_cost < best_cost:
-            best, best_cost = candidate, candidate_cost
-            if candidate_cost == 0:
-                break
-    return best, best_cost
 
 
 def _cost(moves: Sequence[_Move]) -> float:
