@@ -51,7 +51,7 @@ from services.records.roster import (
     when,
 )
 from services.records.security_log import security_log
-from services.records.state import RecordsRuntime, RecordsRuntimeDep
+from services.records.state import RecordsRuntime, RuntimeDep
 
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
@@ -182,12 +182,12 @@ class VendorList(VendorRead):
         return {name: [q.select(o) for o in result.items]}
 
 
-def vendor_read(principal: Vendor, runtime: RecordsRuntimeDep) -> VendorRead:
+def vendor_read(principal: Vendor, runtime: RuntimeDep) -> VendorRead:
     return VendorRead(principal, runtime)
 
 
 def vendor_list(
-    principal: Vendor, runtime: RecordsRuntimeDep, params: Params, request: Request, response: Response
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> VendorList:
     return VendorList(principal, runtime, params, request, response)
 
@@ -245,17 +245,23 @@ _collection(
 )
 
 
-@router.get("/schools/{sourced_id}/terms")
-async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+async def _school_classes(
+    vendor: VendorList, sourced_id: str, fields: tuple[dict[str, str | None], Sequence[str]]
+) -> tuple[VendorView, ListQuery, list[dict[str, Any]]]:
+    """For a `/schools/{id}/...` list: the vendor's view, the list query over `fields` (known,
+    selectable) and the classes of that school the vendor sees; 404 if it sees no such school."""
     view = await vendor.view()
     await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
-    used = {
-        t["sourcedId"]
-        for c in await uc.classes(vendor.runtime, view)
-        if c["school"]["sourcedId"] == sourced_id
-        for t in c["terms"]
-    }
+    known, selectable = fields
+    q = vendor.query(known, view, selectable)
+    classes = [c for c in await uc.classes(vendor.runtime, view) if c["school"]["sourcedId"] == sourced_id]
+    return view, q, classes
+
+
+@router.get("/schools/{sourced_id}/terms")
+async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view, q, classes = await _school_classes(vendor, sourced_id, SESSIONS)
+    used = {t["sourcedId"] for c in classes for t in c["terms"]}
     terms = [s for s in await _sessions(vendor.runtime, view, "term") if s["sourcedId"] in used]
     return vendor.answer("academicSessions", page(terms, q), q)
 
@@ -295,14 +301,8 @@ _collection(
 
 @router.get("/schools/{sourced_id}/courses")
 async def school_courses(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
-    offered = {
-        c["course"]["sourcedId"]
-        for c in await uc.classes(vendor.runtime, view)
-        if c["course"] and c["school"]["sourcedId"] == sourced_id
-    }
+    view, q, classes = await _school_classes(vendor, sourced_id, (COURSE_FIELDS, COURSE_SELECTABLE))
+    offered = {c["course"]["sourcedId"] for c in classes if c["course"]}
     found = [
         c
         for c in await uc.courses(vendor.runtime, view)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -64,9 +64,14 @@ async def upsert_school(
     )
 
 
+async def _exists(conn: Connection, query: str, *args: object) -> bool:
+    """Whether `query` (a `SELECT 1 ...`) finds a row."""
+    return bool(await conn.fetchval(query, *args))
+
+
 async def school_exists(conn: Connection, district_id: str, school_id: str) -> bool:
-    return bool(
-        await conn.fetchval("SELECT 1 FROM schools WHERE district_id = $1 AND school_id = $2", district_id, school_id)
+    return await _exists(
+        conn, "SELECT 1 FROM schools WHERE district_id = $1 AND school_id = $2", district_id, school_id
     )
 
 
@@ -91,7 +96,7 @@ async def end_agreement(conn: Connection, agreement_id: str, version: int, ended
 
 
 async def agreement_ended(conn: Connection, agreement_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM ended_agreements WHERE agreement_id = $1", agreement_id))
+    return await _exists(conn, "SELECT 1 FROM ended_agreements WHERE agreement_id = $1", agreement_id)
 
 
 async def districts_of(conn: Connection, student_key: str) -> list[str]:
@@ -127,11 +132,8 @@ async def touch(conn: Connection, district_id: str, student_key: str) -> None:
 
 
 async def student_exists(conn: Connection, district_id: str, student_key: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2", district_id, student_key
-        )
-    )
+    query = "SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2"
+    return await _exists(conn, query, district_id, student_key)
 
 
 async def register_student(
@@ -277,16 +279,18 @@ async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[
     )
 
 
-async def put_element_if_absent(
-    conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes, source: str
+async def put_elements_if_absent(
+    conn: Connection, district_id: str, student_key: str, sealed: Mapping[str, bytes], source: str
 ) -> None:
+    """Add sealed elements the record does not have yet (what the district has wins), in one statement."""
     await conn.execute(
         """INSERT INTO student_elements (district_id, student_key, element, sealed, source)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+           SELECT $1, $2, e.element, e.sealed, $5 FROM unnest($3::text[], $4::bytea[]) AS e(element, sealed)
+           ON CONFLICT DO NOTHING""",
         district_id,
         student_key,
-        element,
-        sealed,
+        list(sealed),
+        list(sealed.values()),
         source,
     )
 
@@ -854,28 +858,27 @@ async def list_student_keys(
 # --- amendments (FERPA 99.20) and statements (99.21) ------------------------------------
 
 
-async def add_amendment(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    element: str,
-    requested_value: bytes | None,
-    reason: bytes,
-    requested_by: str,
-) -> uuid.UUID:
+@dataclass(frozen=True, slots=True)
+class AmendmentRequest:
+    """A parent's request to amend one element (FERPA 99.20): the requested value and the reason sealed."""
+
+    district_id: str
+    student_key: str
+    element: str
+    requested_value: bytes | None
+    request_reason: bytes
+    requested_by: str
+
+
+async def add_amendment(conn: Connection, request: AmendmentRequest) -> uuid.UUID:
     amendment_id = uuid.uuid4()
     await conn.execute(
         """INSERT INTO amendments (id, district_id, student_key, element, requested_value, request_reason, requested_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         amendment_id,
-        district_id,
-        student_key,
-        element,
-        requested_value,
-        reason,
-        requested_by,
+        *astuple(request),
     )
-    await touch(conn, district_id, student_key)
+    await touch(conn, request.district_id, request.student_key)
     return amendment_id
 
 
@@ -1045,27 +1048,24 @@ async def delete_group(conn: Connection, district_id: str, student_key: str, gro
     return removed
 
 
-async def log_destruction(
-    conn: Connection,
-    *,
-    district_id: str,
-    student_key: str,
-    scope: str,
-    reason: str,
-    ordered_by: str,
-    items: int,
-    verified_unreadable: bool,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class DestructionLog:
+    """A row of `destructions`: what was destroyed, why, on whose order, and whether proven unreadable."""
+
+    district_id: str
+    student_key: str
+    scope: str
+    reason: str
+    ordered_by: str
+    items: int
+    verified_unreadable: bool
+
+
+async def log_destruction(conn: Connection, row: DestructionLog) -> None:
     await conn.execute(
         """INSERT INTO destructions (district_id, student_key, scope, reason, ordered_by, items, verified_unreadable)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        district_id,
-        student_key,
-        scope,
-        reason,
-        ordered_by,
-        items,
-        verified_unreadable,
+        *astuple(row),
     )
 
 
@@ -1102,13 +1102,8 @@ async def exited_students(conn: Connection, district_id: str, exited_on_or_befor
 
 async def has_group_data(conn: Connection, district_id: str, student_key: str, group: str) -> bool:
     table = {"attendance": "attendance", "discipline": "suspensions"}[group]
-    return bool(
-        await conn.fetchval(
-            f"SELECT 1 FROM {table} WHERE district_id = $1 AND student_key = $2 LIMIT 1",  # noqa: S608 - fixed names
-            district_id,
-            student_key,
-        )
-    )
+    query = f"SELECT 1 FROM {table} WHERE district_id = $1 AND student_key = $2 LIMIT 1"  # noqa: S608 - fixed names
+    return await _exists(conn, query, district_id, student_key)
 
 
 # --- the chronic-absence worklist, names for the owning district's staff ------------------
@@ -1665,9 +1660,7 @@ async def classes_of_students(
 
 async def has_classes(conn: Connection, district_ids: Sequence[str]) -> bool:
     """Whether any of the districts sends class rosters (then enrollments are class enrollments)."""
-    return bool(
-        await conn.fetchval("SELECT 1 FROM classes WHERE district_id = ANY($1::text[]) LIMIT 1", list(district_ids))
-    )
+    return await _exists(conn, "SELECT 1 FROM classes WHERE district_id = ANY($1::text[]) LIMIT 1", list(district_ids))
 
 
 async def staff_keys(conn: Connection, district_id: str) -> list[asyncpg.Record]:
