@@ -307,9 +307,8 @@ async def raw_consume(bootstrap: str, topics: list[str], n: int, at_least_s: flo
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(await consumer.partitions_for_topic(topic))
-        ]
+        await consumer.topics()  # the cluster's metadata, so the topics' partitions are known
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(partitions)
         started = 0.0
         read = 0

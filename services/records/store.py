@@ -479,7 +479,8 @@ async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[Wai
     marks = [w.mark for w in last]
     await conn.execute(
         """WITH listed AS (
-               INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING)
+               INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT (district_id)
+               DO UPDATE SET waiting = true, version = marks_waiting_districts.version + 1)
            INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
                topic, "partition", "offset", consumer, dead_letter_topic)
            SELECT $1, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[],
@@ -494,8 +495,23 @@ async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[Wai
     )
 
 
-async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> list[str]:
-    return [r["district_id"] for r in await conn.fetch("SELECT district_id FROM marks_waiting_districts")]
+async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> dict[str, int]:
+    """The districts with marks waiting (as far as their listing says), each with the listing's version."""
+    rows = await conn.fetch("SELECT district_id, version FROM marks_waiting_districts WHERE waiting")
+    return {r["district_id"]: r["version"] for r in rows}
+
+
+async def unlist_if_none_waiting(conn: Connection, district_id: str, version: int) -> bool:
+    """Take the district off the task's list if no mark waits and no mark was kept since `version`
+    was read (inside enter_district, after this transaction's own applying and expiring)."""
+    status = await conn.execute(
+        """UPDATE marks_waiting_districts SET waiting = false
+           WHERE district_id = $1 AND version = $2
+             AND NOT EXISTS (SELECT 1 FROM marks_waiting WHERE district_id = $1)""",
+        district_id,
+        version,
+    )
+    return status == "UPDATE 1"
 
 
 async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
