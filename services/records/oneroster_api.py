@@ -584,35 +584,22 @@ _classes_of_user("/users/{sourced_id}/classes", None, "user_classes")
 
 
 async def _enrollments(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    params: ListParams,
-    school_id: str | None = None,
-    sourced_id: str | None = None,
+    vendor: VendorRead, view: VendorView, params: ListParams, only: Sequence[Predicate] = ()
 ) -> tuple[Page, ListQuery]:
+    """The page of enrollments `params` asks for, narrowed by the `only` predicates (which win
+    over the caller's filter on the same field)."""
     # Class enrollments where the agreement releases classes (students' or teachers'); else,
     # and for districts that send no classes, students' school enrollments.
+    runtime, principal = vendor.runtime, vendor.principal
     rostered = False
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
         async with runtime.pool.acquire() as conn:
             rostered = await store.has_classes(conn, view.districts)
-    only = [Predicate("sourcedId", "=", sourced_id)] if sourced_id is not None else []
-    if rostered:
-        q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
-        q = replace(q, predicates=[*q.predicates, *only])
-        return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
-    q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+    known = CLASS_ENROLLMENT_FIELDS if rostered else SCHOOL_ENROLLMENT_FIELDS
+    q = params.query(known, view, ENROLLMENT_SELECTABLE)
     q = replace(q, predicates=[*q.predicates, *only])
-    if school_id is not None:
-        q = ListQuery(
-            [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
-            q.sort,
-            q.descending,
-            q.fields,
-            q.limit,
-            q.offset,
-        )
+    if rostered:
+        return await uc.class_enrollments(runtime, principal, view, q), q
     return await uc.school_enrollments(runtime, principal, view, q), q
 
 
@@ -621,7 +608,7 @@ async def list_enrollments(vendor: Lister) -> dict[str, Any]:
     """Class enrollments of students and teachers; for districts that send no class rosters,
     students' school enrollments (`class` null)."""
     view = await vendor.view()
-    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params)
+    result, q = await _enrollments(vendor, view, vendor.params)
     return vendor.answer("enrollments", result, q)
 
 
@@ -631,7 +618,7 @@ async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
     vendor's own enrollments, so released (a disclosure) exactly as in a list."""
     view = await vendor.view()
     params = ListParams(None, None, None, None, 1, 0)
-    result, _ = await _enrollments(vendor.runtime, vendor.principal, view, params, sourced_id=sourced_id)
+    result, _ = await _enrollments(vendor, view, params, [Predicate("sourcedId", "=", sourced_id)])
     if not result.items:
         raise not_found("enrollment")
     return {"enrollment": result.items[0]}
@@ -641,7 +628,7 @@ async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
 async def school_enrollments(sourced_id: str, vendor: Lister) -> dict[str, Any]:
     view = await vendor.view()
     await _school(vendor.runtime, view, sourced_id)
-    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params, school_id=sourced_id)
+    result, q = await _enrollments(vendor, view, vendor.params, [Predicate("school.sourcedId", "=", sourced_id)])
     return vendor.answer("enrollments", result, q)
 
 

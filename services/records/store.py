@@ -244,6 +244,10 @@ _ENROLL = """WITH e AS (
     g AS (SELECT * FROM unnest($7::text[], $8::text[]) AS g(student_key, grade_level)),
     indexed AS (
         INSERT INTO student_index (student_key, district_id) SELECT student_key, $1 FROM g ON CONFLICT DO NOTHING),
+    queued AS (
+        INSERT INTO absence_reviews (district_id, student_key)
+        SELECT $1, student_key FROM g ORDER BY student_key COLLATE "C"
+        ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at),
     enrolled AS (
         INSERT INTO enrollments (district_id, student_key, school_id, entry_date, grade_level, entry_type)
         SELECT $1, student_key, school_id, entry_date, grade_level, entry_type FROM e
@@ -263,7 +267,8 @@ _ENROLL = """WITH e AS (
 
 async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[Enrollment]) -> None:
     """`enroll` for many enrollments in one statement (inside enter_district): the last of
-    one (student, school, entry date) wins, and a student's last grade level given."""
+    one (student, school, entry date) wins, and a student's last grade level given; the students
+    are queued for the absence reviewer in the same statement (as `queue_review`, in key order)."""
     last = {(e.student_key, e.school_id, e.entry_date): e for e in enrollments}
     grades: dict[str, str] = {}
     for e in enrollments:

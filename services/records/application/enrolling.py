@@ -9,7 +9,8 @@
 - `school_changed`: the old school's enrollment is closed (`school_change`), the new one opened.
 
 Every student an enrollment, withdrawal or school change names is queued for the absence
-reviewer in the same transaction (days enrolled may change).
+reviewer in the same transaction (days enrolled may change): an enrollment's by the statement
+that writes it, so a batch without withdrawals or school changes visits each district once.
 
 Registrations and enrollments are written a run at a time (`_Run`: one statement per district
 for each); a withdrawal or school change ends the run and is applied on its own, so each
@@ -37,7 +38,9 @@ async def apply(runtime: Runtime, events: Sequence[IncomingEvent], ctx: HandlerC
     """Apply a batch of enrollment.v1 events in order (RejectEvent names the first bad one)."""
     cipher = runtime.require_cipher()
     run = _Run(ctx)
-    review: dict[str, set[str]] = {}  # district → students whose days enrolled may change
+    # district → students a withdrawal or school change queues for the absence reviewer (an
+    # enrollment's students are queued by the statement that writes the run's enrollments)
+    review: dict[str, set[str]] = {}
     for event in events:
         payload = event.payload
         if isinstance(payload, enrollment_pb2.StudentRegistered):
@@ -47,7 +50,6 @@ async def apply(runtime: Runtime, events: Sequence[IncomingEvent], ctx: HandlerC
             district, key, school = _enrollment_of(event, payload)
             entry = iso_date(payload.entry_date, "entry_date")
             await run.add(district, store.Enrollment(key, school, entry, payload.grade_level, payload.entry_type))
-            review.setdefault(district, set()).add(key)
         elif isinstance(payload, enrollment_pb2.StudentWithdrawn):
             district, key, school = _enrollment_of(event, payload)
             exit_date = iso_date(payload.exit_date, "exit_date")
