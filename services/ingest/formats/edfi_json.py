@@ -36,7 +36,7 @@ count. Errors name the field as ``[17].entryDate``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import IO, Any
 
@@ -50,8 +50,10 @@ from services.ingest.formats import (
     Check,
     Counter,
     CountingReader,
+    Made,
     ParseOptions,
     file_error,
+    issues_then,
     objects,
     stream_size,
 )
@@ -67,17 +69,13 @@ from services.ingest.formats._edfi import (
     suspension_event,
 )
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
-from services.ingest.parsed_records import (
-    Dropped,
-    ParseItem,
-    Source,
-)
+from services.ingest.parsed_records import Dropped, ParseItem, Source
 from services.ingest.screening import is_ssn_field
 
 FORMAT = FORMAT_JSON
 _META = frozenset(["id", "_etag", "_lastModifiedDate", "link"])
 
-_Mapper = Callable[[Mapping[str, Any], Source, Check], Iterator[ParseItem]]
+_Mapper = Callable[[Mapping[str, Any], Source, Check], Made]
 
 
 def _resource_name(resource: str) -> str:
@@ -135,28 +133,25 @@ def _one(
     opts: ParseOptions,
     mapper: _Mapper,
     known: frozenset[str],
-) -> Iterator[ParseItem]:
+) -> Sequence[ParseItem]:
     src = Source(FORMAT, file, line, f"{name}[{index}]")
     check = Check(src, f"[{index}].", opts)
     if isinstance(value, Oversized):
         check.fail(
             "", "record.too_large", f"The resource is larger than {opts.max_record_bytes} bytes and was skipped."
         )
-        yield from check.errors
-        return
+        return check.errors
     if not isinstance(value, Mapping):
         check.fail("", "schema.type", f"Each {name} entry must be a JSON object.", value)
-        yield from check.errors
-        return
+        return check.errors
     _screen(check, value, "")
     if check.ok:
         for key, v in value.items():
             if key not in known and key not in _META and not key.endswith("Reference"):
                 check.drop(f"{name}.{key}", v)
     if not check.ok:
-        yield from check.errors
-        return
-    yield from mapper(value, src, check)
+        return check.errors
+    return issues_then(check, mapper(value, src, check))
 
 
 def _screen(check: Check, value: Any, path: str) -> None:
@@ -184,7 +179,7 @@ def _descriptor(value: Any) -> Any:
 # --- resources --------------------------------------------------------------------------------
 
 
-def _students(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _students(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     key = check.text("studentUniqueId", value.get("studentUniqueId"), required=True)
     elements: dict[str, str] = {}
     for member, element in (
@@ -201,10 +196,10 @@ def _students(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     sex = check.code("birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
     if sex is not None:
         elements["student.sex"] = sex
-    yield from student_part(check, src, FORMAT, "student", key, elements)
+    return student_part(check, src, FORMAT, "student", key, elements)
 
 
-def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     key = check.text(
         "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
     )
@@ -275,12 +270,11 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
         if v is not None:
             elements["student.email"] = v
     if org is None:
-        yield from check.errors
-        return
-    yield from student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
+        return None
+    return student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
 
 
-def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     student = check.text(
         "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
     )
@@ -295,10 +289,10 @@ def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseI
     entry_type = check.text("entryTypeDescriptor", _descriptor(value.get("entryTypeDescriptor")))
     exit_date = check.date("exitWithdrawDate", value.get("exitWithdrawDate"))
     exit_code = check.text("exitWithdrawTypeDescriptor", _descriptor(value.get("exitWithdrawTypeDescriptor")))
-    yield from school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
+    return school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
 
 
-def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     student = check.text(
         "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
     )
@@ -312,7 +306,7 @@ def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator
         school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     day = check.date("eventDate", value.get("eventDate"), required=True)
     raw = check.text("attendanceEventCategoryDescriptor", value.get("attendanceEventCategoryDescriptor"), required=True)
-    yield from attendance_event(
+    return attendance_event(
         check,
         src,
         FORMAT,
@@ -334,7 +328,7 @@ def _school_year(check: Check, value: Any, fallback: date | None) -> int | None:
     return year
 
 
-def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     name = check.text("sessionName", value.get("sessionName"), required=True)
     begin = check.date("beginDate", value.get("beginDate"), required=True)
@@ -344,19 +338,19 @@ def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
         check.fail("totalInstructionalDays", "schema.type", "totalInstructionalDays must be a whole number.", declared)
         declared = None
-    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
+    return session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
 
 
-def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     code = check.text("calendarCode", value.get("calendarCode"), required=True)
     year = _school_year(check, _ref(value, "schoolYearTypeReference", "schoolYear"), None)
     if year is None and check.ok:
         check.fail("schoolYearTypeReference.schoolYear", "schema.required", "The calendar's school year is required.")
-    yield from calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
+    return calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
 
 
-def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("calendarReference.schoolId", _ref(value, "calendarReference", "schoolId"), required=True)
     day = check.date("date", value.get("date"), required=True)
     year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
@@ -378,16 +372,15 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iter
         check.fail("calendarEvents", "schema.required", "calendarEvents is required but is missing or empty.")
     key = (str(code), day.isoformat() if day else None)
     days = ((day, any(events)),) if day else ()
-    yield from calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
+    return calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
 
 
-def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     kinds = [d.get("disciplineDescriptor") for d in objects(check, value, "disciplines")]
     results = [codes.edfi_suspension(k) for k in kinds if isinstance(k, str)]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
-        yield Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
-        return
+        return Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
     student = check.text(
         "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
     )
@@ -404,7 +397,7 @@ def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> 
             check.fail("disciplineActionLength", "schema.type", "disciplineActionLength must be a number.", length)
         else:
             days = float(length)
-    yield from suspension_event(
+    return suspension_event(
         check,
         src,
         FORMAT,
