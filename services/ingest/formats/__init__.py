@@ -388,14 +388,6 @@ def issues_then(check: Check, made: Made) -> Sequence[ParseItem]:
     return out
 
 
-GRADES_ACCEPTED = "IT, PR, PK, TK, KG, 01-13, PS, UG, Other, or an Ed-Fi grade level"
-SEX_ACCEPTED = "female, male, other, unspecified"
-RACE_ACCEPTED = (
-    "american_indian_alaska_native, asian, black_african_american, native_hawaiian_pacific_islander, "
-    "white, hispanic_latino, two_or_more, other, not_reported"
-)
-
-
 @dataclass(slots=True)
 class Counter:
     """Row and progress bookkeeping for one parser run."""

@@ -66,23 +66,9 @@ from typing import IO, Any
 
 from homeroom.calendar import Term, parse_school_year
 from homeroom.catalogue import CATALOGUE, FORBIDDEN
-from services.ingest import codes
+from services.ingest import codes, formats
 from services.ingest import parsed_records as pr
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    Made,
-    ParseOptions,
-    file_error,
-    issues_then,
-    objects,
-    stream_size,
-)
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
 from services.ingest.parsed_records import ParseItem, RecordError, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, name_words
@@ -146,8 +132,8 @@ def parse_batch(
     stream: IO[bytes], *, file: str = "batch.json", opts: ParseOptions = DEFAULT_OPTIONS
 ) -> Iterator[ParseItem]:
     """Yield normalised records, errors and warnings from a JSON batch, in input order."""
-    counter = Counter(file, opts, stream_size(stream))
-    reader = JsonReader(CountingReader(stream), opts.max_record_bytes)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
     seen_records = False
     try:
         reader.expect("{")
@@ -161,7 +147,7 @@ def parse_batch(
                     seen_records = True
                     if reader.peek() != "[":
                         reader.value()
-                        yield file_error(
+                        yield formats.file_error(
                             file, "schema.type", "'records' must be a list of records.", reader.line, "records"
                         )
                     else:
@@ -176,7 +162,7 @@ def parse_batch(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the batch object")
     except JsonSyntaxError as exc:
-        yield file_error(
+        yield formats.file_error(
             file,
             "file.unreadable",
             f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
@@ -186,17 +172,17 @@ def parse_batch(
         counter.done(reader.bytes_read)
         return
     if not seen_records:
-        yield file_error(file, "schema.required", "The batch has no 'records' list.", 1, "records")
+        yield formats.file_error(file, "schema.required", "The batch has no 'records' list.", 1, "records")
     counter.done(reader.bytes_read)
 
 
 def _envelope_member(key: str, value: Any, file: str, line: int) -> Iterator[RecordError]:
     if key == "format":
         if value != FORMAT_NAME:
-            yield file_error(file, "schema.invalid", f"'format' must be \"{FORMAT_NAME}\".", line, "format")
+            yield formats.file_error(file, "schema.invalid", f"'format' must be \"{FORMAT_NAME}\".", line, "format")
     elif key == "version":
         if value != 1 or isinstance(value, bool):
-            yield file_error(
+            yield formats.file_error(
                 file, "schema.invalid", "'version' must be 1: this is the only batch version.", line, "version"
             )
     else:
@@ -235,7 +221,7 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
     else:
         student = check.text("student_id", value.get("student_id"), required=True)
         made = _BUILDERS[rtype](check, src, value, event_id, student or "")
-    return issues_then(check, made)
+    return formats.issues_then(check, made)
 
 
 def _structure(check: Check, value: Mapping[str, Any]) -> None:
@@ -300,7 +286,7 @@ def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool
             if d is not None:
                 elements[key] = d.isoformat()
         elif key == "student.sex":
-            code = check.code(field, v, codes.normalise_sex, accepted=SEX_ACCEPTED, what=key)
+            code = check.code(field, v, codes.normalise_sex, accepted=codes.SEX_ACCEPTED, what=key)
             if code is not None:
                 elements[key] = code
         elif key == "student.race_ethnicity":
@@ -343,7 +329,7 @@ def _race(check: Check, field: str, v: Any) -> str | None:
     out: set[str] = set()
     for i, item in enumerate(values):
         f = f"{field}[{i}]" if isinstance(v, list) else field
-        code = check.code(f, item, codes.normalise_race, accepted=RACE_ACCEPTED, what="student.race_ethnicity")
+        code = check.code(f, item, codes.normalise_race, accepted=codes.RACE_ACCEPTED, what="student.race_ethnicity")
         if code is not None:
             out.add(code)
     return codes.join_codes(out) if out else None
@@ -374,7 +360,7 @@ def _rid(kind: str, event_id: str | None, *parts: str) -> str:
 
 
 def _grade(check: Check, value: Mapping[str, Any]) -> str | None:
-    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=GRADES_ACCEPTED)
+    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=codes.GRADES_ACCEPTED)
 
 
 def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str) -> Made:
@@ -503,7 +489,7 @@ def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str
     if raw_year and year is None:
         check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
     terms: list[Term] = []
-    for i, t in enumerate(objects(check, value, "terms")):
+    for i, t in enumerate(formats.objects(check, value, "terms")):
         name = check.text(f"terms[{i}].name", t.get("name"), required=True)
         begin = check.date(f"terms[{i}].begin_date", t.get("begin_date"), required=True)
         end = check.date(f"terms[{i}].end_date", t.get("end_date"), required=True)
@@ -519,7 +505,7 @@ def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str
         if name and begin and end:
             terms.append(Term(name, begin, end, declared))
     days: list[tuple[date, bool]] = []
-    for i, d in enumerate(objects(check, value, "days")):
+    for i, d in enumerate(formats.objects(check, value, "days")):
         day = check.date(f"days[{i}].date", d.get("date"), required=True)
         instructional = check.boolean(f"days[{i}].instructional", d.get("instructional"), required=True)
         for key in d:

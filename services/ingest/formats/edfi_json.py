@@ -41,22 +41,8 @@ from datetime import date
 from typing import IO, Any
 
 from homeroom.calendar import parse_school_year, school_year
-from services.ingest import codes
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    Made,
-    ParseOptions,
-    file_error,
-    issues_then,
-    objects,
-    stream_size,
-)
+from services.ingest import codes, formats
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_JSON,
     attendance_event,
@@ -89,15 +75,15 @@ def parse_edfi_json(
     name = _resource_name(resource)
     entry = _RESOURCES.get(name)
     if entry is None:
-        yield file_error(
+        yield formats.file_error(
             file,
             "record.type_unknown",
             f"Homeroom does not take the Ed-Fi resource '{name}'; accepted: {', '.join(sorted(_RESOURCES))}.",
         )
         return
     mapper, known = entry
-    counter = Counter(file, opts, stream_size(stream))
-    reader = JsonReader(CountingReader(stream), opts.max_record_bytes)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
     try:
         first = reader.peek()
         if first == "[":
@@ -114,7 +100,7 @@ def parse_edfi_json(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the resources")
     except JsonSyntaxError as exc:
-        yield file_error(
+        yield formats.file_error(
             file,
             "file.unreadable",
             f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
@@ -151,7 +137,7 @@ def _one(
                 check.drop(f"{name}.{key}", v)
     if not check.ok:
         return check.errors
-    return issues_then(check, mapper(value, src, check))
+    return formats.issues_then(check, mapper(value, src, check))
 
 
 def _screen(check: Check, value: Any, path: str) -> None:
@@ -193,7 +179,9 @@ def _students(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     birth = check.date("birthDate", value.get("birthDate"))
     if birth is not None:
         elements["student.birth_date"] = birth.isoformat()
-    sex = check.code("birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+    sex = check.code(
+        "birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED
+    )
     if sex is not None:
         elements["student.sex"] = sex
     return student_part(check, src, FORMAT, "student", key, elements)
@@ -210,15 +198,15 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     )
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
-    sex = check.code("sexDescriptor", value.get("sexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+    sex = check.code("sexDescriptor", value.get("sexDescriptor"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
     if sex is not None:
         elements["student.sex"] = sex
     races: set[str] = set()
     if check.boolean("hispanicLatinoEthnicity", value.get("hispanicLatinoEthnicity")):
         races.add("hispanic_latino")
-    for i, race in enumerate(objects(check, value, "races")):
+    for i, race in enumerate(formats.objects(check, value, "races")):
         code = check.code(
-            f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=RACE_ACCEPTED
+            f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=codes.RACE_ACCEPTED
         )
         if code:
             races.add(code)
@@ -233,7 +221,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
             )
         else:
             programs["program.ell"] = ell
-    for i, ident in enumerate(objects(check, value, "studentIdentificationCodes")):
+    for i, ident in enumerate(formats.objects(check, value, "studentIdentificationCodes")):
         identification_code(
             check,
             f"studentIdentificationCodes[{i}]",
@@ -241,7 +229,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
             ident.get("identificationCode"),
             elements,
         )
-    for i, lang in enumerate(objects(check, value, "languages")):
+    for i, lang in enumerate(formats.objects(check, value, "languages")):
         uses = [
             codes.descriptor_code(str(u.get("languageUseDescriptor", ""))).lower() for u in lang.get("uses", []) or []
         ]
@@ -249,7 +237,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
             v = check.text(f"languages[{i}].languageDescriptor", _descriptor(lang.get("languageDescriptor")))
             if v is not None:
                 elements.setdefault("student.home_language", v)
-    for i, addr in enumerate(objects(check, value, "addresses")[:1]):
+    for i, addr in enumerate(formats.objects(check, value, "addresses")[:1]):
         parts = [
             addr.get("streetNumberName"),
             addr.get("apartmentRoomSuiteNumber"),
@@ -261,11 +249,11 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
         v = check.text(f"addresses[{i}]", text, max_len=1000, free_text=True)
         if v is not None:
             elements["student.address"] = v
-    for i, tel in enumerate(objects(check, value, "telephones")[:1]):
+    for i, tel in enumerate(formats.objects(check, value, "telephones")[:1]):
         v = check.text(f"telephones[{i}].telephoneNumber", tel.get("telephoneNumber"))
         if v is not None:
             elements["student.phone"] = v
-    for i, mail in enumerate(objects(check, value, "electronicMails")[:1]):
+    for i, mail in enumerate(formats.objects(check, value, "electronicMails")[:1]):
         v = check.text(f"electronicMails[{i}].electronicMailAddress", mail.get("electronicMailAddress"))
         if v is not None:
             elements["student.email"] = v
@@ -284,7 +272,7 @@ def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
         "entryGradeLevelDescriptor",
         value.get("entryGradeLevelDescriptor"),
         codes.normalise_grade,
-        accepted=GRADES_ACCEPTED,
+        accepted=codes.GRADES_ACCEPTED,
     )
     entry_type = check.text("entryTypeDescriptor", _descriptor(value.get("entryTypeDescriptor")))
     exit_date = check.date("exitWithdrawDate", value.get("exitWithdrawDate"))
@@ -356,7 +344,7 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made
     year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
     code = _ref(value, "calendarReference", "calendarCode") or ""
     events: list[bool] = []
-    for i, event in enumerate(objects(check, value, "calendarEvents")):
+    for i, event in enumerate(formats.objects(check, value, "calendarEvents")):
         raw = event.get("calendarEventDescriptor")
         kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
         if kind is None:
@@ -376,7 +364,7 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made
 
 
 def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
-    kinds = [d.get("disciplineDescriptor") for d in objects(check, value, "disciplines")]
+    kinds = [d.get("disciplineDescriptor") for d in formats.objects(check, value, "disciplines")]
     results = [codes.edfi_suspension(k) for k in kinds if isinstance(k, str)]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:

@@ -65,23 +65,9 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from homeroom.calendar import parse_school_year, school_year
-from services.ingest import codes
+from services.ingest import codes, formats
 from services.ingest import parsed_records as pr
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    ORG_POLICY,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    Made,
-    ParseOptions,
-    file_error,
-    issues_then,
-    stream_size,
-)
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_XML,
     INCIDENT_REASON,
@@ -148,8 +134,8 @@ def parse_edfi_xml(
     stream: IO[bytes], *, file: str = "interchange.xml", opts: ParseOptions = DEFAULT_OPTIONS
 ) -> Iterator[ParseItem]:
     """Yield records, errors, warnings and drops from one Ed-Fi XML interchange, in document order."""
-    counter = Counter(file, opts, stream_size(stream))
-    reader = CountingReader(stream)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = formats.CountingReader(stream)
     builder = _LineBuilder()
     parser = DET.DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     expat = parser.parser
@@ -165,7 +151,7 @@ def parse_edfi_xml(
             if not interchange and root is not None:
                 interchange = root.tag
                 if not interchange.startswith("Interchange"):
-                    yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+                    yield formats.file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
                     counter.done(reader.bytes_read)
                     return
             if interchange in USED_INTERCHANGES:
@@ -176,7 +162,7 @@ def parse_edfi_xml(
             if root is not None:
                 root.clear()
     except defusedxml.DefusedXmlException as exc:
-        yield file_error(
+        yield formats.file_error(
             file,
             "xml.forbidden",
             "The file declares a DTD, entities or external references "
@@ -186,7 +172,7 @@ def parse_edfi_xml(
         )
     except ParseError as exc:
         line = exc.position[0] if getattr(exc, "position", None) else 0
-        yield file_error(
+        yield formats.file_error(
             file,
             "file.unreadable",
             f"The file is not well-formed XML at line {line}; records before that point were read, nothing after it.",
@@ -194,7 +180,7 @@ def parse_edfi_xml(
         )
     else:
         if builder.root is not None and not builder.root.tag.startswith("Interchange"):
-            yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+            yield formats.file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
     yield from staff.records()
     if unused:
         # One notice for the whole interchange: Homeroom takes nothing from it.
@@ -291,7 +277,7 @@ def _record(
     src = Source(FORMAT, file, line, elem.tag)
     tag = elem.tag
     # Records about organisations carry nine-digit organisation codes, never a person's number.
-    check = Check(src, "", replace(opts, screening=ORG_POLICY) if tag in _ORGANISATION_RECORDS else opts)
+    check = Check(src, "", replace(opts, screening=formats.ORG_POLICY) if tag in _ORGANISATION_RECORDS else opts)
     if tag in INCIDENT_RECORDS:
         check.forbidden(tag, "discipline.incident_details", INCIDENT_REASON)
         yield from check.errors
@@ -307,7 +293,7 @@ def _record(
         yield from check.errors
         return
     made = _STAFF_GATHERED[tag](staff, elem, src, check) if mapper is None else mapper(elem, src, check)
-    yield from issues_then(check, made)
+    yield from formats.issues_then(check, made)
 
 
 # Student and StudentEducationOrganizationAssociation: what maps to catalogue elements.
@@ -376,7 +362,7 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
         elements["student.birth_date"] = d.isoformat()
     sex = _text(elem, "Sex", "BirthSex", "BirthData/BirthSex")
     if sex is not None:
-        code = check.code("Sex", sex, codes.normalise_sex, accepted=SEX_ACCEPTED)
+        code = check.code("Sex", sex, codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
         if code is not None:
             elements["student.sex"] = code
     for ident in elem.findall("StudentIdentificationCode"):
@@ -400,7 +386,7 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
         for cat in [c for c in race if c.tag != "Namespace"] or [race]:
             t = _value(cat)
             if t:
-                code = check.code("Race", t, codes.normalise_race, accepted=RACE_ACCEPTED)
+                code = check.code("Race", t, codes.normalise_race, accepted=codes.RACE_ACCEPTED)
                 if code:
                     races.add(code)
     if races:
@@ -493,7 +479,7 @@ def _ssa(elem: Element, src: Source, check: Check) -> Made:
     )
     entry = check.date("EntryDate", _text(elem, "EntryDate"), required=True)
     grade = check.code(
-        "EntryGradeLevel", _text(elem, "EntryGradeLevel"), codes.normalise_grade, accepted=GRADES_ACCEPTED
+        "EntryGradeLevel", _text(elem, "EntryGradeLevel"), codes.normalise_grade, accepted=codes.GRADES_ACCEPTED
     )
     entry_type = check.text("EntryType", _opt_code(_text(elem, "EntryType")))
     exit_date = check.date("ExitWithdrawDate", _text(elem, "ExitWithdrawDate"))

@@ -56,20 +56,9 @@ from typing import IO, Literal
 
 from homeroom.calendar import Term, school_year
 from homeroom.oneroster_columns import ENROLLMENTS
-from services.ingest import codes
+from services.ingest import codes, formats
 from services.ingest import parsed_records as pr
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    Made,
-    ParseOptions,
-    file_error,
-    issues_then,
-    stream_size,
-)
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system, name_words
 
@@ -282,7 +271,7 @@ class OneRosterUpload:
         self._class_school: dict[str, str] = {}  # class sourcedId -> school id
         self._students: set[str] = set()
         self._date_cache: dict[str, date | None] = {}
-        self._counter = Counter(file, opts)
+        self._counter = formats.Counter(file, opts)
 
     # --- container ---------------------------------------------------------------------------
 
@@ -296,11 +285,11 @@ class OneRosterUpload:
                     spooled.write(chunk)
                 spooled.seek(0)
                 stream = spooled
-            self._counter.total_bytes = stream_size(stream)
+            self._counter.total_bytes = formats.stream_size(stream)
             try:
                 zf = zipfile.ZipFile(stream)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-                yield file_error(self.file, "file.unreadable", "The upload is not a readable zip file.")
+                yield formats.file_error(self.file, "file.unreadable", "The upload is not a readable zip file.")
                 return
             with zf:
                 yield from self._parse(zf, stream)
@@ -321,7 +310,9 @@ class OneRosterUpload:
     def _parse(self, zf: zipfile.ZipFile, stream: IO[bytes]) -> Iterator[ParseItem]:
         members = self._members(zf)
         if "manifest" not in members:
-            yield file_error(self.file, "manifest.missing", "The zip has no manifest.csv, so it cannot be read.")
+            yield formats.file_error(
+                self.file, "manifest.missing", "The zip has no manifest.csv, so it cannot be read."
+            )
             return
         manifest = yield from self._manifest(zf, members["manifest"])
         if manifest is None:
@@ -335,11 +326,11 @@ class OneRosterUpload:
             max_ratio=self.opts.max_compression_ratio,
         )
         if refused is not None:
-            yield file_error(self.file, refused[0], refused[1])
+            yield formats.file_error(self.file, refused[0], refused[1])
             return
         declared = sum(members[n].file_size for n in wanted if n in members)
         if declared > self.opts.max_uncompressed_bytes:
-            yield file_error(
+            yield formats.file_error(
                 self.file,
                 "file.too_large",
                 f"The zip's files would unpack to more than {self.opts.max_uncompressed_bytes} bytes; "
@@ -348,7 +339,7 @@ class OneRosterUpload:
             return
         for name in wanted:
             if name not in members:
-                yield file_error(
+                yield formats.file_error(
                     f"{name}.csv",
                     "manifest.file_missing",
                     f"manifest.csv lists {name}.csv as {manifest.mode(name)}, but the zip does not contain it.",
@@ -401,11 +392,11 @@ class OneRosterUpload:
                     if len(row) >= 2:
                         props[row[0].strip()] = row[1].strip()
         except (zipfile.BadZipFile, zlib.error, OSError, csv.Error, EOFError, RuntimeError, NotImplementedError):
-            yield file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
+            yield formats.file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
             return None
         version = props.get("oneroster.version", "")
         if version not in ("1.1", "1.2"):
-            yield file_error(
+            yield formats.file_error(
                 "manifest.csv",
                 "manifest.invalid",
                 "manifest.csv must give oneroster.version 1.1 or 1.2.",
@@ -417,7 +408,7 @@ class OneRosterUpload:
             if key.startswith("file."):
                 mode = value.lower()
                 if mode not in MODES:
-                    yield file_error(
+                    yield formats.file_error(
                         "manifest.csv",
                         "manifest.invalid",
                         f"{key} must be absent, bulk or delta.",
@@ -442,7 +433,7 @@ class OneRosterUpload:
                 try:
                     header = [h.strip() for h in next(reader)]
                 except StopIteration:
-                    yield file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
+                    yield formats.file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
                     return
                 full_width = len(header)
                 while header and not header[-1]:  # a trailing comma in the header
@@ -455,7 +446,7 @@ class OneRosterUpload:
                 if self.manifest is not None and self.manifest.version == "1.1" and name == "users.csv":
                     missing += [c for c in ("role",) if c not in header]
                 if missing:
-                    yield file_error(
+                    yield formats.file_error(
                         name,
                         "schema.columns",
                         f"{name} lacks the column(s) {', '.join(missing)}, so none of its rows were read.",
@@ -501,7 +492,9 @@ class OneRosterUpload:
             RuntimeError,
             NotImplementedError,
         ) as exc:
-            yield file_error(name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__}).")
+            yield formats.file_error(
+                name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__})."
+            )
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -523,7 +516,7 @@ class OneRosterUpload:
         """One row's errors, or what was dropped from it, its warnings and what ``make`` made of
         it (``make`` reads the row's fields through the check it is given)."""
         check = Check(Source(FORMAT, file, row.line, file), "", self.opts)
-        return issues_then(check, make(check))
+        return formats.issues_then(check, make(check))
 
     def _school_of(self, check: Check, org: str | None) -> str | None:
         """The school id a row's schoolSourcedId names; one not in orgs.csv is refused."""
@@ -795,7 +788,7 @@ class OneRosterUpload:
             elements.setdefault("student.phone", sms)
         grades = [g.strip() for g in r.get("grades", "").split(",") if g.strip()]
         if grades:
-            code = check.code("grades", grades[0], codes.normalise_grade, accepted=GRADES_ACCEPTED)
+            code = check.code("grades", grades[0], codes.normalise_grade, accepted=codes.GRADES_ACCEPTED)
             if code is not None:
                 elements["enrollment.grade_level"] = code
         self._user_ids(check, r.get("userIds", ""), elements)
@@ -1071,7 +1064,7 @@ def _demographics_record(r: dict[str, str], check: Check, sid: str) -> pr.Studen
     birth = check.date("birthDate", r.get("birthDate"))
     if birth is not None:
         elements["student.birth_date"] = birth.isoformat()
-    sex = check.code("sex", r.get("sex"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+    sex = check.code("sex", r.get("sex"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
     if sex is not None:
         elements["student.sex"] = sex
     races: set[str] = set()
