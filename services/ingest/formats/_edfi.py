@@ -3,6 +3,7 @@ suspension kinds and the student-record assembly."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 from homeroom.calendar import Term
@@ -303,6 +304,37 @@ def calendar_part(
         school_year=year,
         days=days,
     )
+
+
+def calendar_date(
+    check: Check,
+    src: Source,
+    fmt: str,
+    *,
+    school: str | None,
+    year: int | None,
+    code: str,
+    day: date | None,
+    events: Iterable[tuple[str, object]],
+    events_field: str,
+    unknown_event: str,
+) -> pr.CalendarRecord | None:
+    """A CalendarDate once each parser has read its fields: one day of the school's calendar,
+    a school day when any of its ``events`` (field, code) is instructional; an unknown event is
+    refused under its field (``unknown_event`` says which are known), and none at all under
+    ``events_field``."""
+    instructional: list[bool] = []
+    for field, raw in events:
+        kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
+        if kind is None:
+            check.fail(field, "code.unknown", unknown_event, raw)
+        else:
+            instructional.append(kind)
+    if not instructional and check.ok:
+        check.fail(events_field, "schema.required", f"{events_field} is required but is missing or empty.")
+    key = (code, day.isoformat() if day else None)
+    days = ((day, any(instructional)),) if day else ()
+    return calendar_part(check, src, fmt, "calendar-date", school=school, year=year, key=key, days=days)
 
 
 def attendance_event(

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from services.ingest.parsed_records import RecordError
+
 _WS = re.compile(r"[ \t\r\n]*")
 _CHUNK = 1 << 16
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
@@ -28,6 +30,15 @@ class JsonSyntaxError(Exception):
         self.message = message
         self.line = line
         self.column = column
+
+    def refusal(self, file: str, items: str) -> RecordError:
+        """The file-level error a parse stops with: where the JSON broke, and that the ``items``
+        (records, resources) before it were read."""
+        message = (
+            f"The file is not valid JSON at line {self.line}, column {self.column}: {self.message}. "
+            f"{items} before that point were read; nothing after it was."
+        )
+        return RecordError(file, self.line, "", "file.unreadable", message, "")
 
 
 class Oversized:

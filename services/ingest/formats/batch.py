@@ -162,13 +162,7 @@ def parse_batch(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the batch object")
     except JsonSyntaxError as exc:
-        yield formats.file_error(
-            file,
-            "file.unreadable",
-            f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
-            "Records before that point were read; nothing after it was.",
-            exc.line,
-        )
+        yield exc.refusal(file, "Records")
         counter.done(reader.bytes_read)
         return
     if not seen_records:

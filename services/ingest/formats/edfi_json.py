@@ -46,6 +46,7 @@ from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_JSON,
     attendance_event,
+    calendar_date,
     calendar_part,
     identification_code,
     lep_is_ell,
@@ -100,13 +101,7 @@ def parse_edfi_json(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the resources")
     except JsonSyntaxError as exc:
-        yield formats.file_error(
-            file,
-            "file.unreadable",
-            f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
-            "Resources before that point were read; nothing after it was.",
-            exc.line,
-        )
+        yield exc.refusal(file, "Resources")
     counter.done(reader.bytes_read)
 
 
@@ -158,6 +153,13 @@ def _ref(value: Mapping[str, Any], ref: str, key: str) -> Any:
     return r.get(key) if isinstance(r, Mapping) else None
 
 
+def _student_key(check: Check, value: Mapping[str, Any]) -> str | None:
+    """The student a resource is about (studentReference.studentUniqueId), required."""
+    return check.text(
+        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
+    )
+
+
 def _descriptor(value: Any) -> Any:
     return codes.descriptor_code(value) if isinstance(value, str) else value
 
@@ -188,9 +190,7 @@ def _students(value: Mapping[str, Any], src: Source, check: Check) -> Made:
 
 
 def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
-    key = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+    key = _student_key(check, value)
     org = check.text(
         "educationOrganizationReference.educationOrganizationId",
         _ref(value, "educationOrganizationReference", "educationOrganizationId"),
@@ -263,9 +263,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
 
 
 def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+    student = _student_key(check, value)
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     entry = check.date("entryDate", value.get("entryDate"), required=True)
     grade = check.code(
@@ -281,9 +279,7 @@ def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
 
 
 def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Made:
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+    student = _student_key(check, value)
     period: str | None = None
     if "sectionReference" in value:
         school = check.text("sectionReference.schoolId", _ref(value, "sectionReference", "schoolId"), required=True)
@@ -342,25 +338,23 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made
     school = check.text("calendarReference.schoolId", _ref(value, "calendarReference", "schoolId"), required=True)
     day = check.date("date", value.get("date"), required=True)
     year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
-    code = _ref(value, "calendarReference", "calendarCode") or ""
-    events: list[bool] = []
-    for i, event in enumerate(formats.objects(check, value, "calendarEvents")):
-        raw = event.get("calendarEventDescriptor")
-        kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
-        if kind is None:
-            check.fail(
-                f"calendarEvents[{i}].calendarEventDescriptor",
-                "code.unknown",
-                "calendarEventDescriptor must be one of Ed-Fi's calendar events (Instructional day, Holiday, ...).",
-                raw,
-            )
-        else:
-            events.append(kind)
-    if not events and check.ok:
-        check.fail("calendarEvents", "schema.required", "calendarEvents is required but is missing or empty.")
-    key = (str(code), day.isoformat() if day else None)
-    days = ((day, any(events)),) if day else ()
-    return calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
+    events = [
+        (f"calendarEvents[{i}].calendarEventDescriptor", event.get("calendarEventDescriptor"))
+        for i, event in enumerate(formats.objects(check, value, "calendarEvents"))
+    ]
+    return calendar_date(
+        check,
+        src,
+        FORMAT,
+        school=school,
+        year=year,
+        code=str(_ref(value, "calendarReference", "calendarCode") or ""),
+        day=day,
+        events=events,
+        events_field="calendarEvents",
+        unknown_event="calendarEventDescriptor must be one of Ed-Fi's calendar events "
+        "(Instructional day, Holiday, ...).",
+    )
 
 
 def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
@@ -369,9 +363,7 @@ def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> 
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
         return Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+    student = _student_key(check, value)
     school = check.text(
         "responsibilitySchoolReference.schoolId",
         _ref(value, "responsibilitySchoolReference", "schoolId"),

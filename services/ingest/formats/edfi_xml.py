@@ -74,6 +74,7 @@ from services.ingest.formats._edfi import (
     INCIDENT_RECORDS,
     PROGRAM_ASSOCIATIONS,
     attendance_event,
+    calendar_date,
     calendar_part,
     frl_eligible,
     identification_code,
@@ -811,26 +812,23 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Made:
     )
     day = check.date("Date", _text(elem, "Date"), required=True)
     year = _school_year(check, _text(ref, ".//SchoolYear"), day)
-    code = _text(ref, ".//CalendarCode") or ""
-    events: list[bool] = []
-    for event in elem.findall("CalendarEvent"):
-        raw = _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or ""
-        instructional = codes.calendar_event_instructional(raw)
-        if instructional is None:
-            check.fail(
-                "CalendarEvent",
-                "code.unknown",
-                "CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, Holiday, "
-                "Teacher only day, Weather day, ...).",
-                raw,
-            )
-        else:
-            events.append(instructional)
-    if not events and check.ok:
-        check.fail("CalendarEvent", "schema.required", "CalendarEvent is required but is missing or empty.")
-    key = (code, day.isoformat() if day else None)
-    days = ((day, any(events)),) if day else ()
-    return calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
+    events = [
+        ("CalendarEvent", _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or "")
+        for event in elem.findall("CalendarEvent")
+    ]
+    return calendar_date(
+        check,
+        src,
+        FORMAT,
+        school=school,
+        year=year,
+        code=_text(ref, ".//CalendarCode") or "",
+        day=day,
+        events=events,
+        events_field="CalendarEvent",
+        unknown_event="CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, "
+        "Holiday, Teacher only day, Weather day, ...).",
+    )
 
 
 _ORGANISATION_RECORDS = frozenset(
