@@ -24,6 +24,7 @@ Modules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -81,6 +82,7 @@ class ParseOptions:
 
 
 DEFAULT_OPTIONS = ParseOptions()
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)  # organisations, sections, calendars: no person ids
 
 
@@ -296,7 +298,11 @@ class Check:
         return s
 
     def date(self, name: str, value: object, *, required: bool = False, what: str = "") -> date | None:
-        label = what or safe_field_name(name)
+        if type(value) is str and _ISO_DAY.fullmatch(value):
+            # YYYY-MM-DD as written: short, printable, and no SSN fits in it, so nothing to screen
+            d = codes.parse_date(value)
+            if d is not None:
+                return d
         s = self.text(name, value, required=required, max_len=40, what=what)
         if s is None:
             return None
@@ -305,7 +311,7 @@ class Check:
             self.fail(
                 name,
                 "date.invalid",
-                f"{label} must be a real calendar date written YYYY-MM-DD (for example 2024-09-03).",
+                f"{_label(name, what)} must be a real calendar date written YYYY-MM-DD (for example 2024-09-03).",
                 s,
             )
         return d

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from services.ingest.parsed_records import RecordError
 
 _WS = re.compile(r"[ \t\r\n]*")
+_WS_CHARS = " \t\r\n"
 _CHUNK = 1 << 16
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
 
@@ -133,6 +134,8 @@ class JsonReader:
         return JsonSyntaxError(message, self.line, self.column())
 
     def skip_ws(self) -> None:
+        if self.pos < len(self.buf) and self.buf[self.pos] not in _WS_CHARS:
+            return  # already at a token: the common case between an array's values
         while True:
             m = _WS.match(self.buf, self.pos)
             end = m.end() if m else self.pos
