@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import peer_url
 
 
 class IncidentsSettings(ServiceSettings):
@@ -19,15 +20,9 @@ class IncidentsSettings(ServiceSettings):
     # Peers (the stack sets these; docs/contracts.md): audit proves the scope, consent says
     # which districts an agreement covers and whether it is suspended, records gives a
     # family's letter language.
-    audit_url: str = Field(
-        default="http://127.0.0.1:8005", validation_alias=AliasChoices("HOMEROOM_AUDIT_URL", "audit_url")
-    )
-    consent_url: str = Field(
-        default="http://127.0.0.1:8003", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url")
-    )
-    records_url: str = Field(
-        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
-    )
+    audit_url: str = peer_url("audit")
+    consent_url: str = peer_url("consent")
+    records_url: str = peer_url("records")
     peer_timeout_s: float = 15.0
     scope_timeout_s: float = 3600.0  # streaming a million disclosures takes a while
 
