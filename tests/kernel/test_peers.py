@@ -14,7 +14,7 @@ from services.transfer.settings import TransferSettings
 
 
 def test_every_service_has_its_registered_port() -> None:
-    assert PORTS == {name: port for name, (_, port) in SERVICES.items()}
+    assert {name: port for name, (_, port) in SERVICES.items()} == PORTS
 
 
 def test_peer_urls_default_to_the_peer_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
