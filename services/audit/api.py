@@ -28,7 +28,7 @@ from services.audit import store
 from services.audit.application import export, proofs, search, tree_heads, witnessing
 from services.audit.application import selection as selections
 from services.audit.application import verification as verifying
-from services.audit.state import AuditRuntimeDep
+from services.audit.state import RuntimeDep
 
 router = APIRouter(prefix="/v1")
 
@@ -46,7 +46,7 @@ Scoper = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.SERVIC
 
 @router.get("/entries", tags=["compliance"], summary="Search the log (stable pages by sequence number)")
 async def list_entries(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: Compliance,
     student_key: str | None = None,
     district_id: str | None = None,
@@ -79,7 +79,7 @@ async def list_entries(
 
 @router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
 async def get_entry(
-    runtime: AuditRuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+    runtime: RuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
 ) -> dict[str, Any]:
     return await proofs.entry_with_proof(runtime, seq)
 
@@ -88,26 +88,26 @@ async def get_entry(
 
 
 @router.get("/tree-heads/latest", tags=["proofs"], summary="The latest signed tree head and the log's public key")
-async def latest_head(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def latest_head(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     return await proofs.latest_head(runtime)
 
 
 @router.get("/keys", tags=["proofs"], summary="The log's public keys: the signing key's and every retired one's")
-async def public_keys(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def public_keys(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     """Heads and receipts name the key id that signed them; a verifier trusts these keys
     (pinned out of band, ideally) and checks each statement against the key it names."""
     return proofs.public_keys(runtime)
 
 
 @router.post("/tree-heads", tags=["proofs"], status_code=201, summary="Sign a tree head now")
-async def sign_head(runtime: AuditRuntimeDep, _: HeadSigner) -> dict[str, Any]:
+async def sign_head(runtime: RuntimeDep, _: HeadSigner) -> dict[str, Any]:
     signed = await tree_heads.sign_now(runtime)
     return signed.to_dict()
 
 
 @router.get("/proofs/inclusion", tags=["proofs"], summary="Audit path of entry `index` in the tree of `tree_size`")
 async def inclusion(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: ProofReader,
     index: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int, Query(ge=1)],
@@ -117,7 +117,7 @@ async def inclusion(
 
 @router.get("/proofs/consistency", tags=["proofs"], summary="Proof that tree `first` is a prefix of tree `second`")
 async def consistency(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: ProofReader,
     first: Annotated[int, Query(ge=0)],
     second: Annotated[int, Query(ge=0)],
@@ -133,7 +133,7 @@ async def consistency(
     tags=["internal"],
     summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
 )
-async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
+async def disclosures_present(runtime: RuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
     return PresentDisclosures.model_validate(await search.present(runtime, body.disclosure_ids))
 
 
@@ -145,7 +145,7 @@ async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: Disclo
     tags=["compliance"],
     summary="Every disclosure to a recipient in a period, with key destructions and one multiproof (JSON Lines)",
 )
-async def select_disclosures(runtime: AuditRuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
+async def select_disclosures(runtime: RuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
     """What a breach's scope is computed from (homeroom/contracts/disclosure_selection.py): pseudonymous
     keys and element names only, proven against a signed (and, where witnessed, cosigned) tree head."""
     prepared = await selections.prepare(runtime, body)
@@ -160,7 +160,7 @@ async def select_disclosures(runtime: AuditRuntimeDep, _: Scoper, body: Disclosu
 
 @router.get("/export", tags=["compliance"], summary="The whole log, for offline verification (JSON Lines) or CSV")
 async def export_log(
-    runtime: AuditRuntimeDep, _: Compliance, format: Literal["jsonl", "csv"] = "jsonl"
+    runtime: RuntimeDep, _: Compliance, format: Literal["jsonl", "csv"] = "jsonl"
 ) -> StreamingResponse:
     if format == "csv":
         return StreamingResponse(
@@ -180,7 +180,7 @@ async def export_log(
     tags=["proofs"],
     summary="The latest checkpoint a witness cosigned (c2sp.org/tlog-checkpoint signed note, with the cosignature)",
 )
-async def checkpoint(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def checkpoint(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     recorded = await witnessing.latest(runtime)
     if recorded is None:
         raise Problem(
@@ -193,7 +193,7 @@ async def checkpoint(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]
 
 
 @router.get("/verification", tags=["compliance"], summary="Verify the stored log now")
-async def verification(runtime: AuditRuntimeDep, _: Verifier) -> dict[str, Any]:
+async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
     return await verifying.report(runtime)
 
 
@@ -206,7 +206,7 @@ async def verification(runtime: AuditRuntimeDep, _: Verifier) -> dict[str, Any]:
     summary="Every disclosure of a child's data: to whom, what, when, why, under which agreement",
 )
 async def student_disclosures(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     principal: ParentOrCompliance,
     student_key: str,
     after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX)] = None,
@@ -222,7 +222,7 @@ async def student_disclosures(
 )
 async def disclosure_counts(
     district: Annotated[str, Path(max_length=100)],
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     days: Annotated[int, Query(ge=1, le=366)] = 365,
 ) -> dict[str, Any]:
     """For the district's transparency page (issue 24): who received its students' data and for
