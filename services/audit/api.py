@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.contracts.disclosure_selection import DisclosureSelection
@@ -44,37 +45,30 @@ Scoper = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.SERVIC
 # --- compliance: search ---------------------------------------------------------------------
 
 
+class EntrySearch(BaseModel):
+    """The search's filters, as query parameters (`store.EntryFilter` under the same names)."""
+
+    student_key: str | None = None
+    district_id: str | None = None
+    recipient: str | None = Field(default=None, description="recipient organisation")
+    agreement_id: str | None = None
+    legal_basis: str | None = None
+    purpose: str | None = None
+    element: str | None = None
+    kind: str | None = None
+    since: datetime | None = Field(default=None, alias="from", description="occurred at or after (ISO 8601)")
+    until: datetime | None = Field(default=None, alias="to", description="occurred before (ISO 8601)")
+    after: int | None = Field(default=None, ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")
+
+
 @router.get("/entries", tags=["compliance"], summary="Search the log (stable pages by sequence number)")
 async def list_entries(
     runtime: RuntimeDep,
     _: Compliance,
-    student_key: str | None = None,
-    district_id: str | None = None,
-    recipient: Annotated[str | None, Query(description="recipient organisation")] = None,
-    agreement_id: str | None = None,
-    legal_basis: str | None = None,
-    purpose: str | None = None,
-    element: str | None = None,
-    kind: str | None = None,
-    since: Annotated[datetime | None, Query(alias="from", description="occurred at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="occurred before (ISO 8601)")] = None,
-    after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")] = None,
+    filters: Annotated[EntrySearch, Query()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    filters = store.EntryFilter(
-        student_key=student_key,
-        district_id=district_id,
-        recipient=recipient,
-        agreement_id=agreement_id,
-        legal_basis=legal_basis,
-        purpose=purpose,
-        element=element,
-        kind=kind,
-        since=since,
-        until=until,
-        after=after,
-    )
-    return await search.search(runtime, filters, limit)
+    return await search.search(runtime, store.EntryFilter(**filters.model_dump()), limit)
 
 
 @router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
