@@ -39,12 +39,17 @@ async def _rows(conn: Connection | asyncpg.Pool, sql: str, *args: Any) -> list[a
     return rows
 
 
-async def insert_incident(conn: Connection, values: Mapping[str, Any]) -> None:
-    columns = list(values)
+async def _insert(conn: Connection, table: str, values: Mapping[str, Any]) -> None:
+    """One row of `table`, its columns named by `values`' keys (ours, never a caller's input)."""
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     await conn.execute(
-        f"INSERT INTO incidents ({', '.join(columns)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",  # noqa: S608 (column names are ours)
+        f"INSERT INTO {table} ({', '.join(values)}) VALUES ({placeholders})",  # noqa: S608 (table and column names are ours)
         *values.values(),
     )
+
+
+async def insert_incident(conn: Connection, values: Mapping[str, Any]) -> None:
+    await _insert(conn, "incidents", values)
 
 
 _PLAIN = "SELECT * FROM incidents WHERE incident_id = $1"
@@ -233,12 +238,7 @@ async def incidents_of_districts(conn: Connection, district: str) -> list[str]:
 
 
 async def insert_version(conn: Connection, values: Mapping[str, Any]) -> None:
-    columns = list(values)
-    placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-    await conn.execute(
-        f"INSERT INTO scope_versions ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608 (column names are ours)
-        *[json.dumps(v) if isinstance(v, dict) else v for v in values.values()],
-    )
+    await _insert(conn, "scope_versions", {k: json.dumps(v) if isinstance(v, dict) else v for k, v in values.items()})
 
 
 async def insert_chunk(conn: Connection, incident_id: str, version: int, n: int, data: bytes) -> None:
@@ -495,14 +495,10 @@ async def letter_counts(conn: Connection | asyncpg.Pool, incident_id: str) -> li
 
 
 async def publish(conn: Connection, incident_id: str, district: str, text: str, at: datetime, by: str) -> None:
-    await conn.execute(
-        """INSERT INTO publications (incident_id, district_id, text, published_at, published_by)
-           VALUES ($1, $2, $3, $4, $5)""",
-        incident_id,
-        district,
-        text,
-        at,
-        by,
+    await _insert(
+        conn,
+        "publications",
+        {"incident_id": incident_id, "district_id": district, "text": text, "published_at": at, "published_by": by},
     )
 
 
