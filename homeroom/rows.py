@@ -1,15 +1,14 @@
-"""Dataclasses to and from rows and plain dicts, field by field, without listing the fields by hand.
+"""Values by name, for building one object from another without listing the fields by hand.
 
-A stored row (an asyncpg `Record` or any mapping by column) whose columns carry a dataclass's
-field names builds the dataclass with `fields_from(row, Cls)`; the fields whose column has
-another name or needs a conversion are left out (`exclude=`) and given by the caller.
-`field_values(obj, names)` is the reverse for a chosen subset, in the order given.
+`columns(row, names)` takes the columns `names` of a stored row (an asyncpg `Record` or any
+mapping by column), `field_values(obj, names)` the attributes `names` of an object (a
+dataclass, a protobuf message), both as keyword arguments for the object they make; the
+fields whose name or form differs are given by the caller beside them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import fields
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -17,11 +16,6 @@ class Row(Protocol):
     """A row by column name: an asyncpg `Record`, a dict."""
 
     def __getitem__(self, column: str, /) -> Any: ...
-
-
-def fields_from(row: Row, cls: type, *, exclude: Collection[str] = ()) -> dict[str, Any]:
-    """Keyword arguments for dataclass `cls`: each field not in `exclude`, from the column of its name."""
-    return {f.name: row[f.name] for f in fields(cls) if f.name not in exclude}
 
 
 def field_values(obj: object, names: Iterable[str]) -> dict[str, Any]:

@@ -59,6 +59,8 @@ from services.audit.state import AuditRuntime, epoch_ms
 
 CONSUMER_NAME = "log"
 SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
+# What a disclosure event carries under the entry's own names and forms.
+_DISCLOSURE_FIELDS = (*RELEASE_TEXTS, "record_required")
 
 
 def _party(p: PartyMessage) -> Party:
@@ -135,7 +137,7 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             missing.append("entry.elements_missing")
         draft = replace(
             base,
-            **field_values(p, (*RELEASE_TEXTS, "record_required")),
+            **field_values(p, _DISCLOSURE_FIELDS),
             requester=_party(p.requester),
             recipient=_party(p.recipient),
             elements=tuple(p.elements),

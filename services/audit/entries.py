@@ -14,13 +14,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from homeroom.catalogue import CATALOGUE, LegalBasis
 from homeroom.entry_text import escape, text_problem
-from homeroom.rows import fields_from
+from homeroom.rows import columns
 from homeroom.tlog.canonical import canonical_json, format_time
 
 ENTRY_VERSION = 1
@@ -100,8 +100,10 @@ def canonical_bytes(seq: int, recorded_at_ms: int, draft: EntryDraft) -> bytes:
     return canonical_json(entry_object(seq, recorded_at_ms, draft))
 
 
-# The draft's fields that are not stored as they are (a party is four columns; arrays come back as lists).
+# The draft's fields stored as they are, in a column of the same name (a party is four columns;
+# arrays come back as lists; details may come back as text).
 _CONVERTED = frozenset({"requester", "recipient", "elements", "redisclosure_parties", "details"})
+_STORED_AS_IS = tuple(f.name for f in fields(EntryDraft) if f.name not in _CONVERTED)
 
 
 def draft_from_row(row: Any) -> EntryDraft:
@@ -114,7 +116,7 @@ def draft_from_row(row: Any) -> EntryDraft:
     if isinstance(details, str):
         details = json.loads(details)
     return EntryDraft(
-        **fields_from(row, EntryDraft, exclude=_CONVERTED),
+        **columns(row, _STORED_AS_IS),
         requester=party("requester"),
         recipient=party("recipient"),
         elements=tuple(row["elements"]),
