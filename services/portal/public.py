@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import AuthenticationError, Role
+from homeroom.contracts.answers import raw_all
 from homeroom.data_dictionary import dictionary, never_collected
 from services.portal.clients import UpstreamError
 from services.portal.session import dev_token
@@ -186,20 +187,17 @@ async def sign_out(request: Request, portal: PortalDep, session: CurrentSession)
 
 @router.get("/agreements")
 async def agreements(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
-    found = await portal.services.get("consent", "/v1/public/agreements", None)
-    items = found.get("agreements", []) if isinstance(found, dict) else found
-    waiting = found.get("awaiting_certification", []) if isinstance(found, dict) else []
+    found = await portal.services.consent.public_agreements()
     try:  # breach notices districts chose to publish (the incidents service); the page stands without them
-        breaches = (await portal.services.get("incidents", "/v1/public/breach-notices", None)).get("notices", [])
+        breaches = (await portal.services.incidents.public_breach_notices()).notices
     except UpstreamError:
         breaches = []
+    items, waiting = raw_all(found.agreements), found.awaiting_certification
     return render(request, "agreements.html", session, agreements=items, awaiting=waiting, breaches=breaches)
 
 
 async def _in_force(portal: PortalDep) -> list[dict[str, Any]]:
-    found = await portal.services.get("consent", "/v1/public/agreements", None)
-    items: list[dict[str, Any]] = found.get("agreements", []) if isinstance(found, dict) else found
-    return items
+    return raw_all((await portal.services.consent.public_agreements()).agreements)
 
 
 @router.get("/data-dictionary")
