@@ -86,16 +86,11 @@ class GuardianLink(Answer):
 
 
 class Guardianships(Answer):
-    """`GET /v1/districts/{d}/guardianships`: the district's links and codes."""
+    """Guardianship links, and the linking codes issued: a district's (`GET /v1/districts/{d}/guardianships`),
+    or the signed-in person's own links (`GET /v1/guardianship/links`, no codes)."""
 
     links: list[GuardianLink] = []
     codes: list[GuardianLink] = []
-
-
-class GuardianLinks(Answer):
-    """`GET /v1/guardianship/links`: the signed-in person's own links."""
-
-    links: list[GuardianLink] = []
 
 
 class Redemption(Answer):
@@ -309,11 +304,7 @@ class BreachNotices(Answer):
 # --- every service that sends notices (homeroom.notices) ---------------------------------
 
 
-class Notice(Answer):
-    created_at: str | None = None
-
-
 class Notices(Answer):
-    """`GET /v1/notices`: the signed-in person's own notices."""
+    """`GET /v1/notices`: the signed-in person's own notices, each as sent (`homeroom/notices.py`)."""
 
-    notices: list[Notice] = []
+    notices: list[JsonObject] = []

@@ -44,7 +44,6 @@ from homeroom.contracts.answers import (
     BreachNotices,
     DisclosureCounts,
     EntryPage,
-    GuardianLinks,
     Guardianships,
     GuardianToken,
     Incident,
@@ -487,9 +486,9 @@ class ConsentClient(SendsNotices):
         raw = await self._call("POST", "/v1/guardianship/redemptions", {"code": code, "client": client}, token=token)
         return self._read(Redemption, raw, "a redemption")
 
-    async def guardian_links(self, *, token: str) -> GuardianLinks:
+    async def guardian_links(self, *, token: str) -> Guardianships:
         """`GET /v1/guardianship/links`: the signed-in person's own links."""
-        return await self._get(GuardianLinks, "/v1/guardianship/links", token)
+        return await self._get(Guardianships, "/v1/guardianship/links", token)
 
     async def guardian_token(self, subject: str, *, service_token: str) -> str:
         """`POST /v1/internal/guardian-tokens` (role `service`): a parent token for a person

@@ -37,6 +37,6 @@ async def notices(request: Request, portal: PortalDep, session: CurrentSession) 
                 raise
             unavailable.append(sender.peer)  # the others' notices are still shown
             continue
-        found.extend(dict(n.raw(), service=sender.peer) for n in answer.notices)
+        found.extend(dict(n, service=sender.peer) for n in answer.notices)
     found.sort(key=lambda n: str(n.get("created_at")), reverse=True)
     return render(request, "notices.html", session, notices=found, unavailable=unavailable)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -50,28 +51,26 @@ async def home(request: Request, session: OptionalSession) -> Response:
     return render(request, "home.html", session)
 
 
+class SignInPrefill(BaseModel):
+    """What a sign-in link may fill in on the development sign-in form (the demo's links)."""
+
+    role: str = ""
+    subject: str = ""
+    students: str = ""
+    district: str = ""
+    agreement: str = ""
+    organization: str = ""
+
+
 @router.get("/sign-in")
 async def sign_in_page(
     request: Request,
     portal: PortalDep,
     session: OptionalSession,
+    prefill: Annotated[SignInPrefill, Query()],
     next: str | None = None,
     expired: bool = False,
-    role: str = "",
-    subject: str = "",
-    students: str = "",
-    district: str = "",
-    agreement: str = "",
-    organization: str = "",
 ) -> Response:
-    prefill = {
-        "role": role,
-        "subject": subject,
-        "students": students,
-        "district": district,
-        "agreement": agreement,
-        "organization": organization,
-    }
     return render(
         request,
         "sign_in.html",
@@ -79,7 +78,7 @@ async def sign_in_page(
         next=_safe_next(next),
         expired=expired,
         roles=DEV_ROLES,
-        form=prefill,
+        form=prefill.model_dump(),
         oidc=portal.settings.oidc_configured,
         error=None,
     )
