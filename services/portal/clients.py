@@ -46,9 +46,9 @@ class UpstreamError(Exception):
     @classmethod
     def of(cls, failure: PeerUnavailable) -> UpstreamError:
         """A typed client's failure as the page the portal shows."""
-        if failure.status is None:
-            cause = f" ({failure.cause})" if failure.cause else ""
-            return cls(failure.peer, 503, f"the {failure.peer} service could not be reached{cause}")
+        if failure.status is None:  # no answer, or one that could not be read
+            unreachable = f"the {failure.peer} service could not be reached ({failure.cause})"
+            return cls(failure.peer, 503, unreachable if failure.cause else str(failure))
         problem = failure.problem
         detail = str(problem.get("detail") or problem.get("title") or httpx.codes.get_reason_phrase(failure.status))
         status = failure.status if failure.status in PASSED_THROUGH else 503
