@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -51,15 +50,8 @@ async def home(request: Request, session: OptionalSession) -> Response:
     return render(request, "home.html", session)
 
 
-class SignInPrefill(BaseModel):
-    """What a sign-in link may fill in on the development sign-in form (the demo's links)."""
-
-    role: str = ""
-    subject: str = ""
-    students: str = ""
-    district: str = ""
-    agreement: str = ""
-    organization: str = ""
+# What a sign-in link may fill in on the development sign-in form (the demo's links), by query name.
+PREFILL = ("role", "subject", "students", "district", "agreement", "organization")
 
 
 @router.get("/sign-in")
@@ -67,7 +59,6 @@ async def sign_in_page(
     request: Request,
     portal: PortalDep,
     session: OptionalSession,
-    prefill: Annotated[SignInPrefill, Query()],
     next: str | None = None,
     expired: bool = False,
 ) -> Response:
@@ -78,7 +69,7 @@ async def sign_in_page(
         next=_safe_next(next),
         expired=expired,
         roles=DEV_ROLES,
-        form=prefill.model_dump(),
+        form={name: request.query_params.get(name, "") for name in PREFILL},
         oidc=portal.settings.oidc_configured,
         error=None,
     )
