@@ -11,14 +11,14 @@ from pathlib import Path
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from homeroom.peers import peer_url
+from homeroom.peers import PORTS, peer_url
 
 
 class PortalSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_PORTAL_", extra="ignore")
 
     service_name: str = "portal"
-    port: int = 8006
+    port: int = PORTS["portal"]
 
     # The services whose APIs the pages read, always with the signed-in person's token.
     ingest_url: str = peer_url("ingest")
