@@ -17,6 +17,11 @@ Publisher.publish_many in calls of --call events (the relay's call size when eve
 in), which isolates what the publisher adds per call (its partition check on the embedded
 broker). CPU is this process's user + system time and the broker process's, per event.
 
+And a lone event's acknowledgement (a single transfer or consent event relayed on its own):
+--lone sequential publish_many calls of one event each, p50 and p99 from the call to the
+broker's acknowledgement, for the Publisher as it is configured and with the linger that was
+its default before (5 ms), against a raw AIOKafkaProducer.send_and_wait with linger 0.
+
 Prints a table and one JSON object; --json also writes it to a file.
 """
 
@@ -118,6 +123,35 @@ async def kernel_publish(bootstrap: str, events: list, call: int) -> float:  # t
     return elapsed
 
 
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def lone_event_latencies(bootstrap: str, events: list, publisher: Publisher | None) -> list[float]:  # type: ignore[type-arg]
+    """Seconds from a single event's send to its acknowledgement, one call after another
+    (the first call, which connects, is left out)."""
+    raw = None
+    if publisher is None:
+        raw = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+        await raw.start()
+    latencies: list[float] = []
+    for i, e in enumerate(events):
+        started = time.perf_counter()
+        if raw is not None:
+            await raw.send_and_wait(e.topic, e.value, key=e.key, headers=e.headers)
+        else:
+            assert publisher is not None
+            await publisher.publish_many([e])
+        if i:
+            latencies.append(time.perf_counter() - started)
+    if raw is not None:
+        await raw.stop()
+    if publisher is not None:
+        await publisher.stop()
+    return latencies
+
+
 async def raw_round_trip(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
     await producer.start()
@@ -188,6 +222,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--call", type=int, default=200, help="events per publish_many call, publisher alone")
+    parser.add_argument("--lone", type=int, default=300, help="single-event publish calls per path")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -202,11 +237,12 @@ async def main() -> None:
         events_kernel = make_events(args.events, args.size, "kernel")
         events_pub_raw = make_events(args.events, args.size, "pubraw")
         events_pub = make_events(args.events, args.size, "pub")
+        events_lone = make_events(args.lone, 300, "lone")
         size = sum(len(e.value) for e in events_raw) / len(events_raw)
         kafka = {"bootstrap_servers": broker.bootstrap_servers}
         await ensure_topics(
             kafka,
-            [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel", "pubraw", "pub")]
+            [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel", "pubraw", "pub", "lone")]
             + [with_suffix(REJECTED, "kernel")],
         )
         bootstrap = broker.bootstrap_servers
@@ -214,6 +250,16 @@ async def main() -> None:
             pub_raw_s = await raw_publish(bootstrap, events_pub_raw, with_suffix(ATTENDANCE, "pubraw").name)
         with CpuClock(broker) as pub_cpu:
             pub_s = await kernel_publish(bootstrap, events_pub, args.call)
+        # Alternated, so that the three paths share the machine's load.
+        lone: dict[str, list[float]] = {"raw_linger_0": [], "publisher": [], "publisher_linger_5": []}
+        third = max(2, args.lone // 3)
+        for start in range(0, args.lone, third):
+            chunk = events_lone[start : start + third]
+            lone["raw_linger_0"] += await lone_event_latencies(bootstrap, chunk, None)
+            lone["publisher"] += await lone_event_latencies(bootstrap, chunk, Publisher("bench", kafka))
+            lone["publisher_linger_5"] += await lone_event_latencies(
+                bootstrap, chunk, Publisher("bench", kafka, linger_ms=5)
+            )
         with CpuClock(broker) as raw_cpu:
             raw_s = await raw_round_trip(bootstrap, events_raw, with_suffix(ATTENDANCE, "raw").name)
         with CpuClock(broker) as kernel_cpu:
@@ -247,6 +293,10 @@ async def main() -> None:
         "raw_publish_events_per_s": round(args.events / pub_raw_s),
         "publisher_events_per_s": round(args.events / pub_s),
         "publisher_to_raw_ratio": round(pub_raw_s / pub_s, 3),
+        "lone_event_ack_ms": {
+            path: {"p50": round(_percentile(t, 0.5) * 1e3, 2), "p99": round(_percentile(t, 0.99) * 1e3, 2), "n": len(t)}
+            for path, t in lone.items()
+        },
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
@@ -259,6 +309,7 @@ async def main() -> None:
     print(f"{'Publisher.publish_many, calls of ' + str(args.call):<34}{result['publisher_events_per_s']:>12,}")
     print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}; publisher/raw: {result['publisher_to_raw_ratio']}")
     print(f"CPU us per event (bench process, broker): {result['cpu_us_per_event']}")
+    print(f"a lone event's acknowledgement, ms: {result['lone_event_ack_ms']}")
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -245,8 +245,6 @@ class OutboxRelay:
                 await self._ensure_prepared()
                 sent = await self._relay_once(topic)
                 backoff = self.poll_interval_s
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # broker down or slow: keep the rows, try again later
                 OUTBOX_RELAY_FAILURES.labels(self.service).inc()
                 self._prepared = False
