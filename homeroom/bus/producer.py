@@ -113,11 +113,17 @@ class PartitionsAnswer:
 
 class Publisher:
     def __init__(
-        self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 5, check_partitions: bool = True
+        self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 0, check_partitions: bool = True
     ) -> None:
         """`check_partitions` (`KafkaSettings.check_partitions`): guard against a broker that
         acknowledges sends to partitions it does not have (the embedded one after a restart).
-        Apache Kafka refuses such sends, so it can go without."""
+        Apache Kafka refuses such sends, so it can go without.
+
+        `linger_ms` is 0: `publish_many` hands aiokafka each partition's batch already built, so
+        lingering adds nothing to it and only delays the send (a lone transfer or consent event
+        waited 5-7 ms for its acknowledgement at linger 5). Batches still travel together: aiokafka
+        keeps one produce request in flight per broker, and what the relay's other lanes hand
+        over meanwhile goes in the next request (`bench/bus.py`, docs/benchmarks.md)."""
         self.service = service
         self._kwargs = client_kwargs
         self._linger_ms = linger_ms
