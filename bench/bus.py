@@ -22,6 +22,11 @@ And a lone event's acknowledgement (a single transfer or consent event relayed o
 broker's acknowledgement, for the Publisher as it is configured and with the linger that was
 its default before (5 ms), against a raw AIOKafkaProducer.send_and_wait with linger 0.
 
+With --claim-rows N, the consumer's idempotency claim alone (`_CLAIM`, batches of 500) on a
+`processed_events` already holding N marks, PostgreSQL backend CPU µs per event, against the
+same statement with the marks keyed by partition offset (in index order, but blind to a
+duplicate at another offset) and with no index at all (the floor).
+
 Prints a table and one JSON object; --json also writes it to a file.
 """
 
@@ -34,6 +39,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +51,7 @@ import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from homeroom import outbox  # noqa: E402
-from homeroom.bus.consumer import EventConsumer, HandlerContext  # noqa: E402
+from homeroom.bus.consumer import _CLAIM, EventConsumer, HandlerContext  # noqa: E402
 from homeroom.bus.envelope import IncomingEvent, build_event  # noqa: E402
 from homeroom.bus.producer import Publisher  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, REJECTED, ensure_topics, with_suffix  # noqa: E402
@@ -152,6 +158,56 @@ async def lone_event_latencies(bootstrap: str, events: list, publisher: Publishe
     return latencies
 
 
+_CLAIM_KEYS = {
+    "event_id_key": "PRIMARY KEY (consumer, event_id)",  # the kernel's (migrations/kernel/)
+    "offset_key": 'PRIMARY KEY (consumer, topic, partition, "offset")',
+    "no_index": "",
+}
+
+
+def _backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def claim_cost(server_url: str, variant: str, rows: int, batches: int = 200, size: int = 500) -> float:
+    """PostgreSQL backend CPU µs per event of the claim statement, marks keyed as `variant`."""
+    name = f"claim_{variant}"
+    admin = await asyncpg.connect(database_url(server_url, "postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    conn = await asyncpg.connect(database_url(server_url, name))
+    key = _CLAIM_KEYS[variant]
+    await conn.execute(
+        f"""CREATE TABLE consumer_offsets (consumer_group text, topic text, partition int, next_offset bigint,
+                PRIMARY KEY (consumer_group, topic, partition));
+            CREATE TABLE processed_events (consumer text NOT NULL, event_id text NOT NULL, topic text NOT NULL,
+                partition int NOT NULL, "offset" bigint NOT NULL, outcome text NOT NULL,
+                processed_at timestamptz NOT NULL DEFAULT now(){", " + key if key else ""});
+            INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
+                SELECT 'c', gen_random_uuid()::text, 't', 0, g, 'applied' FROM generate_series(1, {rows}) g"""  # noqa: S608 (constants and an int)
+    )
+    await conn.execute("VACUUM ANALYZE processed_events")
+    sql = _CLAIM
+    if variant == "offset_key":
+        sql = sql.replace("ON CONFLICT DO NOTHING", 'ON CONFLICT (consumer, topic, partition, "offset") DO NOTHING')
+    elif variant == "no_index":
+        sql = sql.replace("ON CONFLICT DO NOTHING", "")
+    statement = await conn.prepare(sql)
+    pid = await conn.fetchval("SELECT pg_backend_pid()")
+    offset = rows + 1
+    started = _backend_cpu_s(pid)
+    for _ in range(batches):
+        ids = [str(uuid.uuid4()) for _ in range(size)]
+        offsets = list(range(offset, offset + size))
+        offset += size
+        async with conn.transaction():
+            await statement.fetchrow("g", "t", 0, offset, "c", ids, offsets, "applied")
+    spent = _backend_cpu_s(pid) - started
+    await conn.close()
+    return round(spent / (batches * size) * 1e6, 2)
+
+
 async def raw_round_trip(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
     await producer.start()
@@ -222,6 +278,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--call", type=int, default=200, help="events per publish_many call, publisher alone")
+    parser.add_argument("--claim-rows", type=int, default=0, help="marks already kept (0: no claim figures)")
     parser.add_argument("--lone", type=int, default=300, help="single-event publish calls per path")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -260,6 +317,10 @@ async def main() -> None:
             lone["publisher_linger_5"] += await lone_event_latencies(
                 bootstrap, chunk, Publisher("bench", kafka, linger_ms=5)
             )
+        claim: dict[str, list[float]] = {variant: [] for variant in _CLAIM_KEYS}
+        for _ in range(2 if args.claim_rows else 0):  # alternated, twice
+            for variant in claim:
+                claim[variant].append(await claim_cost(pg.server_url, variant, args.claim_rows))
         with CpuClock(broker) as raw_cpu:
             raw_s = await raw_round_trip(bootstrap, events_raw, with_suffix(ATTENDANCE, "raw").name)
         with CpuClock(broker) as kernel_cpu:
@@ -297,6 +358,8 @@ async def main() -> None:
             path: {"p50": round(_percentile(t, 0.5) * 1e3, 2), "p99": round(_percentile(t, 0.99) * 1e3, 2), "n": len(t)}
             for path, t in lone.items()
         },
+        "claim_rows": args.claim_rows,
+        "claim_postgres_cpu_us_per_event": claim,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
@@ -310,6 +373,8 @@ async def main() -> None:
     print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}; publisher/raw: {result['publisher_to_raw_ratio']}")
     print(f"CPU us per event (bench process, broker): {result['cpu_us_per_event']}")
     print(f"a lone event's acknowledgement, ms: {result['lone_event_ack_ms']}")
+    if args.claim_rows:
+        print(f"claim, PostgreSQL CPU us per event over {args.claim_rows:,} marks: {claim}")
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
