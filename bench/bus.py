@@ -174,6 +174,7 @@ async def claim_cost(server_url: str, variant: str, rows: int, batches: int = 20
     """PostgreSQL backend CPU µs per event of the claim statement, marks keyed as `variant`."""
     name = f"claim_{variant}"
     admin = await asyncpg.connect(database_url(server_url, "postgres"))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     conn = await asyncpg.connect(database_url(server_url, name))
