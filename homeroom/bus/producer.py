@@ -47,8 +47,11 @@ ANSWER_MAX_AGE_S = 30.0
 
 
 def _connections(producer: AIOKafkaProducer) -> dict[Any, Any]:
-    """The producer's connections by node (aiokafka opens a new object on every reconnect)."""
-    conns: dict[Any, Any] = producer.client._conns  # aiokafka has no public view of them
+    """The producer's connections by node (aiokafka opens a new object on every reconnect).
+    aiokafka has no public view of them (`client.cluster` stays the same across a broker
+    restart); tests/kernel/test_bus.py::test_the_partition_guard_sees_a_connection_the_broker_dropped
+    fails by name if an upgrade changes what this reads."""
+    conns: dict[Any, Any] = producer.client._conns
     return dict(conns)
 
 
