@@ -46,6 +46,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import Connection
+from homeroom.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +193,8 @@ class NoticeRelay:
             self._task = asyncio.create_task(self._run(), name=f"notice-relay-{self.service}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         listener = await self.pool.acquire()

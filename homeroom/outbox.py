@@ -33,6 +33,7 @@ import asyncpg
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.producer import Publisher
 from homeroom.storage import Connection, keeps_session_state
+from homeroom.tasks import cancel
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        tasks = [t for t in (self._task, *self._lanes.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._task, *self._lanes.values())
 
     async def backlog(self) -> int:
         """Exactly how many events wait (tests and shutdown; the gauge uses `_estimate`)."""

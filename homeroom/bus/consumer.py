@@ -44,6 +44,7 @@ from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, b
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
 from homeroom.storage import INFRASTRUCTURE_ERRORS, Connection
+from homeroom.tasks import cancel
 from homeroom.telemetry import (
     CONSUMER_ASSIGNED,
     CONSUMER_LAG,
@@ -243,10 +244,7 @@ class EventConsumer:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         await self._close_consumer()
 
     async def _close_consumer(self) -> None:

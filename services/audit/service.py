@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from homeroom.service import ServiceSpec
+from homeroom.tasks import cancel
 from homeroom.tlog.signing import load_keyring, load_or_create_signer
 from services.audit.api import router
 from services.audit.application.tree_heads import keep_heads
@@ -59,9 +60,7 @@ async def lifecycle(runtime: AuditRuntime) -> AsyncIterator[AuditState]:
     try:
         yield state
     finally:
-        state.head_keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await state.head_keeper
+        await cancel(state.head_keeper)
 
 
 SERVICE = ServiceSpec(

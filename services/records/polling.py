@@ -6,10 +6,10 @@ neither ever stops for good while the service runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from homeroom.storage import INFRASTRUCTURE_ERRORS
+from homeroom.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,7 @@ class PollingLoop:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         pause_after_error = self.poll_s if self.error_pause_s is None else self.error_pause_s

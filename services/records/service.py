@@ -10,6 +10,7 @@ from pathlib import Path
 
 from homeroom.contracts.clients import AuditClient
 from homeroom.service import ServiceSpec
+from homeroom.tasks import cancel
 from services.records import api, oneroster_api, store
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
@@ -57,9 +58,7 @@ async def lifecycle(runtime: RecordsRuntime) -> AsyncIterator[RecordsState]:
             if loop is not None:
                 await loop.stop()
         for task in reversed(state.tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
         if state.audit is not None:
             await state.audit.aclose()
         await state.consent.aclose()

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 
+from homeroom.tasks import cancel
 from services.transfer import store
 from services.transfer.application.requesting import NOTIFY_CHANNEL
 from services.transfer.application.working import work
@@ -44,10 +45,7 @@ class CaseWorker:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         inflight = list(self._inflight.values())
         for task in inflight:
             task.cancel()

@@ -8,11 +8,11 @@ so alerts fire before a deadline passes even when nobody looks at the incident p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
 
+from homeroom.tasks import cancel
 from services.incidents import metrics, store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,4 @@ async def keep(pool: asyncpg.Pool, interval_s: float) -> None:
 
 
 async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel(task)
