@@ -153,30 +153,30 @@ def _issue_problem(
             Outcome.NOT_IN_DISTRICT,
         )
     standing = held.eligibility.get(key)
-    eligible = standing.eligible if standing is not None else None
-    if request.relationship is Relationship.ELIGIBLE_STUDENT and eligible is False:
-        assert standing is not None
-        return (
-            FieldError(
-                f"/students/{index}/relationship",
-                "linking.student_not_eligible",
-                f"{key!r} is not an eligible student on {day}: under 18 (18 on {standing.eligible_from}) and not in "
-                "postsecondary education, so the rights are the parents' (FERPA 99.3, 99.5)",
-            ),
-            Outcome.NOT_ELIGIBLE,
-        )
-    if request.relationship is Relationship.PARENT and eligible is True:
-        assert standing is not None
-        return (
-            FieldError(
-                f"/students/{index}/relationship",
-                "linking.rights_with_student",
-                f"{key!r} is an eligible student on {day} ({standing.basis.value.replace('_', ' ')}): the rights are "
-                "the student's (FERPA 99.5); issue the student an eligible_student code",
-            ),
-            Outcome.RIGHTS_WITH_STUDENT,
-        )
-    return None
+    if standing is None or (request.relationship, standing.eligible) not in _NOT_THE_RIGHTS_HOLDER:
+        return None
+    rule, outcome, why = _NOT_THE_RIGHTS_HOLDER[request.relationship, standing.eligible]
+    basis = standing.basis.value.replace("_", " ")
+    message = why.format(key=key, day=day, eligible_from=standing.eligible_from, basis=basis)
+    return FieldError(f"/students/{index}/relationship", rule, message), outcome
+
+
+# A code for the one who does not hold the rights (FERPA 99.3, 99.5), by the relationship
+# asked and the student's eligibility that day: the rule, the outcome kept, and why.
+_NOT_THE_RIGHTS_HOLDER: dict[tuple[Relationship, bool | None], tuple[str, Outcome, str]] = {
+    (Relationship.ELIGIBLE_STUDENT, False): (
+        "linking.student_not_eligible",
+        Outcome.NOT_ELIGIBLE,
+        "{key!r} is not an eligible student on {day}: under 18 (18 on {eligible_from}) and not in postsecondary "
+        "education, so the rights are the parents' (FERPA 99.3, 99.5)",
+    ),
+    (Relationship.PARENT, True): (
+        "linking.rights_with_student",
+        Outcome.RIGHTS_WITH_STUDENT,
+        "{key!r} is an eligible student on {day} ({basis}): the rights are the student's (FERPA 99.5); issue the "
+        "student an eligible_student code",
+    ),
+}
 
 
 def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | None:
