@@ -23,9 +23,10 @@ decisions rest on. Records keeps the record, not who may ask for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -188,10 +189,20 @@ def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | No
     return standing.basis.value
 
 
-async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+@contextlib.asynccontextmanager
+async def _staff_change(
+    runtime: ConsentRuntime, principal: Principal, district_id: str
+) -> AsyncIterator[tuple[Connection, datetime]]:
+    """A change made by the district's own staff: their district checked, then one transaction
+    and the time it is made at."""
     principal.require_district(district_id)
     now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
+        yield conn, now
+
+
+async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         revoked = await store.revoke_code(conn, district_id, code_id, actor(principal), now)
         if revoked is None:
             raise missing(
@@ -357,9 +368,7 @@ def _link_dict(row: Any) -> dict[str, Any]:
 async def revoke_link(
     runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str, reason: str, *, decline: bool = False
 ) -> dict[str, Any]:
-    principal.require_district(district_id)
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         ended = await store.end_link(
             conn,
             link_id,
@@ -383,9 +392,7 @@ async def accept_carried(
     runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str
 ) -> dict[str, Any]:
     """The receiving district accepts a link a transfer carried: it authorises from now on."""
-    principal.require_district(district_id)
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         accepted = await store.accept_link(conn, link_id, district_id, actor(principal), now)
         if accepted is None:
             raise missing(
