@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import generate_latest
 
 from homeroom.registry import SERVICES, load_spec
 from tests.harness import ServiceEnv, service_under_test
@@ -83,6 +84,9 @@ async def test_running_service_serves_the_metrics_dashboards_and_alerts_use(name
     needed = _needed()
     service_prefixes = tuple(f"homeroom_{other}_" for other in SERVICES)
     wanted = {n for n in needed if n.startswith(f"homeroom_{name}_") or not n.startswith(service_prefixes)}
+    # The registry is the process's: a test that ran earlier in this worker may have counted
+    # already, so "at 0" means "at what this process had counted before the service started".
+    counted_before = _counter_samples(generate_latest().decode())
     async with _running(name, service_env) as text:
         series = series_from_exposition(text)
     assert wanted <= series, f"{name} /metrics lacks {sorted(wanted - series)}"
@@ -94,10 +98,19 @@ async def test_running_service_serves_the_metrics_dashboards_and_alerts_use(name
     if spec.consumers:
         kernel |= {"homeroom_events_consumed_total", "homeroom_handler_retries_total"}
     own = {n for n in _counters_alerted_on() if n.startswith(f"homeroom_{name}_")}
-    samples = re.findall(r"^(homeroom_\w+_total)(?:\{([^}]*)\})? 0\.0$", text, re.MULTILINE)
-    at_zero = {metric for metric, labels in samples if metric in own or f'service="{name}"' in labels}
-    missing = (own | kernel) - at_zero
+    at_start = {
+        metric
+        for (metric, labels), value in _counter_samples(text).items()
+        if (metric in own or f'service="{name}"' in labels) and value == counted_before.get((metric, labels), 0.0)
+    }
+    missing = (own | kernel) - at_start
     assert not missing, f"{name}: not exported at 0 from the start: {sorted(missing)}"
+
+
+def _counter_samples(exposition: str) -> dict[tuple[str, str], float]:
+    """Each homeroom_*_total series of an exposition, by (metric, labels), with its value."""
+    samples = re.findall(r"^(homeroom_\w+_total)(?:\{([^}]*)\})? (\S+)$", exposition, re.MULTILINE)
+    return {(metric, labels): float(value) for metric, labels, value in samples}
 
 
 def _counters_alerted_on() -> set[str]:
