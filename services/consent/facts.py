@@ -331,7 +331,8 @@ class DecisionLog:
 
     async def _answer(self, group: list[_Pending]) -> None:
         try:
-            answers = await self._write(group)
+            rows = iter(await self._write(group))
+            answers = [[Logged(d, next(rows)) for d in pending.decisions] for pending in group]
         except asyncio.CancelledError:
             _fail(group, RuntimeError("the decision point is stopping"))
             raise
@@ -341,9 +342,7 @@ class DecisionLog:
             return
         finally:
             self._free.release()
-        rows = iter(answers)
-        for pending in group:
-            logged = [Logged(d, next(rows)) for d in pending.decisions]
+        for pending, logged in zip(group, answers, strict=True):
             if not pending.answered.done():
                 pending.answered.set_result(logged)
 
