@@ -12,16 +12,15 @@ in `fact_changes`, by statement trigger in the writer's own transaction
 what changed; a process that starts, falls behind the kept changes or finds more than
 `FULL_READ_AFTER` keys changed reads everything.
 
-`DecisionLog` answers requests from the mirror and writes their log rows together: up to
-`writers` groups' INSERTs are in flight at once (a request never waits behind another
-group's round trip while a writer is free); past that, the next requests queue and go out
-as one group. Each answer waits for its own row, and is sent as the very JSON its row
-holds (serialised once). The INSERT is one statement that also takes `fact_version` FOR SHARE and inserts
-only if it still equals the version the answers were decided at; otherwise nothing is
-written, the mirror is refreshed, the group decided again and written then. A change to an
-agreement or a parent's choice that committed before a decision's row therefore always
-reaches that decision, on this instance or any other: no answer is stale past an
-agreement's end or a parent's withdrawal. (Terms that end by date need no change at all:
+`DecisionLog` answers requests from the mirror and writes their log rows together: while
+one group's INSERT is in flight, the next requests queue, and each answer waits for its
+own row; it is sent as the very JSON its row holds (serialised once). The INSERT is one
+statement that also takes `fact_version` FOR SHARE and inserts only if it still equals
+the version the answers were decided at; otherwise nothing is written, the mirror is
+refreshed, the group decided again and written then. A change to an agreement or a
+parent's choice that committed before a decision's row therefore always reaches that
+decision, on this instance or any other: no answer is stale past an agreement's end or a
+parent's withdrawal. (Terms that end by date need no change at all:
 the rules compare them with the decision's `today`.)
 """
 
@@ -254,10 +253,6 @@ _LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
     SELECT (SELECT version FROM v) AS version, (SELECT count(*) FROM logged) AS logged"""
 
 
-WRITERS = 3  # groups written at once (each holds a pool connection while in flight)
-CHUNK = 200  # decisions of a batch queued for the log at a time
-
-
 @dataclass(frozen=True, slots=True)
 class Logged:
     """A decision and its log row's answer: the JSON the caller is sent, byte for byte."""
@@ -278,14 +273,12 @@ class _Pending:
 class DecisionLog:
     """Decides from the facts in memory; writes the decisions by group commit (see above)."""
 
-    def __init__(self, pool: asyncpg.Pool, facts: DecisionFacts | None = None, *, writers: int = WRITERS) -> None:
+    def __init__(self, pool: asyncpg.Pool, facts: DecisionFacts | None = None) -> None:
         self.pool = pool
         self.facts = facts or DecisionFacts()
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._free = asyncio.Semaphore(writers)
-        self._writing: set[asyncio.Task[None]] = set()
         self.groups = 0  # statements written (tests, metrics)
         self.redecided = 0  # groups decided again because the facts moved under them
 
@@ -295,56 +288,46 @@ class DecisionLog:
         self._task = asyncio.create_task(self._run(), name="consent-decision-log")
 
     async def stop(self) -> None:
-        for task in [t for t in (self._task, *self._writing) if t is not None]:
-            task.cancel()
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._task
         _fail(self._queue, RuntimeError("the decision point is stopping"))
 
     async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Logged]:
         """Answers, each returned only once its decision is logged (a decision nobody can
-        look up is never given). A large batch goes to the log a chunk at a time, so that
-        PostgreSQL writes one chunk while the next is decided."""
-        loop = asyncio.get_running_loop()
-        chunks: list[_Pending] = []
-        for start in range(0, len(requests), CHUNK):
-            if chunks:
-                await asyncio.sleep(0)  # let a free writer take the chunk just queued
-            part = requests[start : start + CHUNK]
-            chunks.append(_Pending(part, now, self.facts.decide(part, now), self.facts.version, loop.create_future()))
-            self._queue.append(chunks[-1])
-            self._wake.set()
-        return [logged for pending in chunks for logged in await pending.answered]
+        look up is never given), with the JSON its row holds."""
+        pending = _Pending(
+            requests,
+            now,
+            self.facts.decide(requests, now),
+            self.facts.version,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(pending)
+        self._wake.set()
+        return await pending.answered
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._free.acquire()  # every writer busy: requests keep joining the next group
             group, self._queue = self._queue, []
             if not group:
-                self._free.release()
                 continue
-            task = asyncio.create_task(self._answer(group), name="consent-decision-log-group")
-            self._writing.add(task)
-            task.add_done_callback(self._writing.discard)
-
-    async def _answer(self, group: list[_Pending]) -> None:
-        try:
-            rows = iter(await self._write(group))
-            answers = [[Logged(d, next(rows)) for d in pending.decisions] for pending in group]
-        except asyncio.CancelledError:
-            _fail(group, RuntimeError("the decision point is stopping"))
-            raise
-        except Exception as exc:  # the database is unreachable: these callers get an error
-            log.warning("decision log not written", extra={"error": repr(exc), "decisions": len(group)})
-            _fail(group, exc)
-            return
-        finally:
-            self._free.release()
-        for pending, logged in zip(group, answers, strict=True):
-            if not pending.answered.done():
-                pending.answered.set_result(logged)
+            try:
+                rows = iter(await self._write(group))
+                answers = [[Logged(d, next(rows)) for d in pending.decisions] for pending in group]
+            except asyncio.CancelledError:
+                self._queue = group + self._queue
+                raise
+            except Exception as exc:  # the database is unreachable: these callers get an error
+                log.warning("decision log not written", extra={"error": repr(exc), "decisions": len(group)})
+                _fail(group, exc)
+                continue
+            for pending, logged in zip(group, answers, strict=True):
+                if not pending.answered.done():
+                    pending.answered.set_result(logged)
 
     async def _write(self, group: list[_Pending]) -> list[str]:
         """Write the group's rows; the answers' JSON, in the group's order."""
