@@ -17,6 +17,16 @@ Publisher.publish_many in calls of --call events (the relay's call size when eve
 in), which isolates what the publisher adds per call (its partition check on the embedded
 broker). CPU is this process's user + system time and the broker process's, per event.
 
+And a lone event's acknowledgement (a single transfer or consent event relayed on its own):
+--lone sequential publish_many calls of one event each, p50 and p99 from the call to the
+broker's acknowledgement, for the Publisher as it is configured and with the linger that was
+its default before (5 ms), against a raw AIOKafkaProducer.send_and_wait with linger 0.
+
+With --claim-rows N, the consumer's idempotency claim alone (`_CLAIM`, batches of 500) on a
+`processed_events` already holding N marks, PostgreSQL backend CPU µs per event, against the
+same statement with the marks keyed by partition offset (in index order, but blind to a
+duplicate at another offset) and with no index at all (the floor).
+
 Prints a table and one JSON object; --json also writes it to a file.
 """
 
@@ -29,6 +39,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +51,7 @@ import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from homeroom import outbox  # noqa: E402
-from homeroom.bus.consumer import EventConsumer, HandlerContext  # noqa: E402
+from homeroom.bus.consumer import _CLAIM, EventConsumer, HandlerContext  # noqa: E402
 from homeroom.bus.envelope import IncomingEvent, build_event  # noqa: E402
 from homeroom.bus.producer import Publisher  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, REJECTED, ensure_topics, with_suffix  # noqa: E402
@@ -118,6 +129,86 @@ async def kernel_publish(bootstrap: str, events: list, call: int) -> float:  # t
     return elapsed
 
 
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def lone_event_latencies(bootstrap: str, events: list, publisher: Publisher | None) -> list[float]:  # type: ignore[type-arg]
+    """Seconds from a single event's send to its acknowledgement, one call after another
+    (the first call, which connects, is left out)."""
+    raw = None
+    if publisher is None:
+        raw = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+        await raw.start()
+    latencies: list[float] = []
+    for i, e in enumerate(events):
+        started = time.perf_counter()
+        if raw is not None:
+            await raw.send_and_wait(e.topic, e.value, key=e.key, headers=e.headers)
+        else:
+            assert publisher is not None
+            await publisher.publish_many([e])
+        if i:
+            latencies.append(time.perf_counter() - started)
+    if raw is not None:
+        await raw.stop()
+    if publisher is not None:
+        await publisher.stop()
+    return latencies
+
+
+_CLAIM_KEYS = {
+    "event_id_key": "PRIMARY KEY (consumer, event_id)",  # the kernel's (migrations/kernel/)
+    "offset_key": 'PRIMARY KEY (consumer, topic, partition, "offset")',
+    "no_index": "",
+}
+
+
+def _backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def claim_cost(server_url: str, variant: str, rows: int, batches: int = 200, size: int = 500) -> float:
+    """PostgreSQL backend CPU µs per event of the claim statement, marks keyed as `variant`."""
+    name = f"claim_{variant}"
+    admin = await asyncpg.connect(database_url(server_url, "postgres"))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    conn = await asyncpg.connect(database_url(server_url, name))
+    key = _CLAIM_KEYS[variant]
+    await conn.execute(
+        f"""CREATE TABLE consumer_offsets (consumer_group text, topic text, partition int, next_offset bigint,
+                PRIMARY KEY (consumer_group, topic, partition));
+            CREATE TABLE processed_events (consumer text NOT NULL, event_id text NOT NULL, topic text NOT NULL,
+                partition int NOT NULL, "offset" bigint NOT NULL, outcome text NOT NULL,
+                processed_at timestamptz NOT NULL DEFAULT now(){", " + key if key else ""});
+            INSERT INTO processed_events (consumer, event_id, topic, partition, "offset", outcome)
+                SELECT 'c', gen_random_uuid()::text, 't', 0, g, 'applied' FROM generate_series(1, {rows}) g"""  # noqa: S608 (constants and an int)
+    )
+    await conn.execute("VACUUM ANALYZE processed_events")
+    sql = _CLAIM
+    if variant == "offset_key":
+        sql = sql.replace("ON CONFLICT DO NOTHING", 'ON CONFLICT (consumer, topic, partition, "offset") DO NOTHING')
+    elif variant == "no_index":
+        sql = sql.replace("ON CONFLICT DO NOTHING", "")
+    statement = await conn.prepare(sql)
+    pid = await conn.fetchval("SELECT pg_backend_pid()")
+    offset = rows + 1
+    started = _backend_cpu_s(pid)
+    for _ in range(batches):
+        ids = [str(uuid.uuid4()) for _ in range(size)]
+        offsets = list(range(offset, offset + size))
+        offset += size
+        async with conn.transaction():
+            await statement.fetchrow("g", "t", 0, offset, "c", ids, offsets, "applied")
+    spent = _backend_cpu_s(pid) - started
+    await conn.close()
+    return round(spent / (batches * size) * 1e6, 2)
+
+
 async def raw_round_trip(bootstrap: str, events: list, topic: str) -> float:  # type: ignore[type-arg]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
     await producer.start()
@@ -188,6 +279,8 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--call", type=int, default=200, help="events per publish_many call, publisher alone")
+    parser.add_argument("--claim-rows", type=int, default=0, help="marks already kept (0: no claim figures)")
+    parser.add_argument("--lone", type=int, default=300, help="single-event publish calls per path")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -202,11 +295,12 @@ async def main() -> None:
         events_kernel = make_events(args.events, args.size, "kernel")
         events_pub_raw = make_events(args.events, args.size, "pubraw")
         events_pub = make_events(args.events, args.size, "pub")
+        events_lone = make_events(args.lone, 300, "lone")
         size = sum(len(e.value) for e in events_raw) / len(events_raw)
         kafka = {"bootstrap_servers": broker.bootstrap_servers}
         await ensure_topics(
             kafka,
-            [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel", "pubraw", "pub")]
+            [with_suffix(ATTENDANCE, s) for s in ("raw", "kernel", "pubraw", "pub", "lone")]
             + [with_suffix(REJECTED, "kernel")],
         )
         bootstrap = broker.bootstrap_servers
@@ -214,6 +308,20 @@ async def main() -> None:
             pub_raw_s = await raw_publish(bootstrap, events_pub_raw, with_suffix(ATTENDANCE, "pubraw").name)
         with CpuClock(broker) as pub_cpu:
             pub_s = await kernel_publish(bootstrap, events_pub, args.call)
+        # Alternated, so that the three paths share the machine's load.
+        lone: dict[str, list[float]] = {"raw_linger_0": [], "publisher": [], "publisher_linger_5": []}
+        third = max(2, args.lone // 3)
+        for start in range(0, args.lone, third):
+            chunk = events_lone[start : start + third]
+            lone["raw_linger_0"] += await lone_event_latencies(bootstrap, chunk, None)
+            lone["publisher"] += await lone_event_latencies(bootstrap, chunk, Publisher("bench", kafka))
+            lone["publisher_linger_5"] += await lone_event_latencies(
+                bootstrap, chunk, Publisher("bench", kafka, linger_ms=5)
+            )
+        claim: dict[str, list[float]] = {variant: [] for variant in _CLAIM_KEYS}
+        for _ in range(2 if args.claim_rows else 0):  # alternated, twice
+            for variant in claim:
+                claim[variant].append(await claim_cost(pg.server_url, variant, args.claim_rows))
         with CpuClock(broker) as raw_cpu:
             raw_s = await raw_round_trip(bootstrap, events_raw, with_suffix(ATTENDANCE, "raw").name)
         with CpuClock(broker) as kernel_cpu:
@@ -247,6 +355,12 @@ async def main() -> None:
         "raw_publish_events_per_s": round(args.events / pub_raw_s),
         "publisher_events_per_s": round(args.events / pub_s),
         "publisher_to_raw_ratio": round(pub_raw_s / pub_s, 3),
+        "lone_event_ack_ms": {
+            path: {"p50": round(_percentile(t, 0.5) * 1e3, 2), "p99": round(_percentile(t, 0.99) * 1e3, 2), "n": len(t)}
+            for path, t in lone.items()
+        },
+        "claim_rows": args.claim_rows,
+        "claim_postgres_cpu_us_per_event": claim,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
@@ -259,6 +373,9 @@ async def main() -> None:
     print(f"{'Publisher.publish_many, calls of ' + str(args.call):<34}{result['publisher_events_per_s']:>12,}")
     print(f"ratio kernel/raw: {result['kernel_to_raw_ratio']}; publisher/raw: {result['publisher_to_raw_ratio']}")
     print(f"CPU us per event (bench process, broker): {result['cpu_us_per_event']}")
+    print(f"a lone event's acknowledgement, ms: {result['lone_event_ack_ms']}")
+    if args.claim_rows:
+        print(f"claim, PostgreSQL CPU us per event over {args.claim_rows:,} marks: {claim}")
     print(json.dumps(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

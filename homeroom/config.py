@@ -10,8 +10,9 @@ secrets fail the start instead of falling back to generated development keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -147,6 +148,10 @@ class ServiceSettings(BaseSettings):
     )
     notice_poll_interval_s: float = 1.0
 
+    # A service's own secret files that production must name (field → what it holds); outside
+    # production each defaults to a file in the secrets directory, created on first use.
+    production_secret_files: ClassVar[Mapping[str, str]] = {}
+
     @model_validator(mode="after")
     def _derive(self) -> ServiceSettings:
         if not self.database_url and self.server_url:
@@ -173,11 +178,19 @@ class ServiceSettings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"production start refused: set {', '.join(missing)} (no generated development secrets)")
+        for name, what in self.production_secret_files.items():
+            if getattr(self, name) is None:
+                env = f"{self.model_config.get('env_prefix', '')}{name}".upper()
+                raise ValueError(f"production start refused: set {env} ({what})")
+
+    def secret_path(self, configured: Path | None, default_name: str) -> Path:
+        """A secret's file: the one configured, else `default_name` in the secrets directory."""
+        return configured or self.secrets_dir / default_name
 
     @property
     def pseudonym_key_path(self) -> Path:
-        return self.pseudonym_key_file or self.secrets_dir / "pseudonym.key"
+        return self.secret_path(self.pseudonym_key_file, "pseudonym.key")
 
     @property
     def keyring_path(self) -> Path:
-        return self.keyring_file or self.secrets_dir / "keyring.json"
+        return self.secret_path(self.keyring_file, "keyring.json")

@@ -7,6 +7,7 @@ Both build the event here, so its fields and envelope are the same wherever it c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NotRequired, TypedDict, Unpack
 
 from homeroom.bus.envelope import OutgoingEvent, build_event
 from homeroom.bus.topics import DISCLOSURE
@@ -14,53 +15,43 @@ from homeroom.events.v1.disclosure_pb2 import DisclosureRecorded
 from homeroom.events.v1.envelope_pb2 import Party
 
 
+class Release(TypedDict):
+    """What one disclosure says: the fields of `DisclosureRecorded`, by name."""
+
+    disclosure_id: str
+    requester: Party
+    recipient: Party
+    student_key: str
+    district_id: str
+    elements: Sequence[str]
+    purpose: str
+    legal_basis: str
+    decision_id: str
+    channel: str
+    record_required: bool
+    agreement_id: NotRequired[str]
+    policy_version: NotRequired[str]
+    redisclosure_parties: NotRequired[Sequence[str]]
+
+
 def disclosure_recorded(
     *,
     source: str,
-    disclosure_id: str,
-    requester: Party,
-    recipient: Party,
-    student_key: str,
-    district_id: str,
-    elements: Sequence[str],
-    purpose: str,
-    legal_basis: str,
-    decision_id: str,
-    channel: str,
-    record_required: bool,
-    agreement_id: str = "",
-    policy_version: str = "",
-    redisclosure_parties: Sequence[str] = (),
     event_id: str | None = None,
     correlation_id: str = "",
     causation_id: str = "",
+    **release: Unpack[Release],
 ) -> OutgoingEvent:
     """One release of `elements` of one student, held by `district_id`, to `recipient`, as the
     decision `decision_id` allowed it. The event's id is the disclosure's own unless given."""
-    payload = DisclosureRecorded(
-        disclosure_id=disclosure_id,
-        requester=requester,
-        recipient=recipient,
-        student_key=student_key,
-        district_id=district_id,
-        elements=list(elements),
-        purpose=purpose,
-        legal_basis=legal_basis,
-        agreement_id=agreement_id,
-        decision_id=decision_id,
-        policy_version=policy_version,
-        redisclosure_parties=list(redisclosure_parties),
-        channel=channel,
-        record_required=record_required,
-    )
     return build_event(
         DISCLOSURE,
         "disclosure_recorded",
-        payload,
+        DisclosureRecorded(**release),
         source=source,
-        subject=student_key,
-        district_id=district_id,
+        subject=release["student_key"],
+        district_id=release["district_id"],
         correlation_id=correlation_id,
         causation_id=causation_id,
-        event_id=event_id or disclosure_id,
+        event_id=event_id or release["disclosure_id"],
     )

@@ -206,8 +206,6 @@ class NoticeRelay:
             while True:
                 try:
                     done = await self.send_due()
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:  # the database is away: try again next round
                     log.warning("notice relay pass failed", extra={"error": repr(exc)})
                     done = 0

@@ -14,7 +14,8 @@ the relay slices apart without decoding any text; as two arrays (text[] and byte
 cost PostgreSQL twice as much to write. The relay publishes each topic in its own lane, so
 an enrollment never waits behind another topic's backlog (order within a topic, so within a
 topic partition, is kept; nothing more is promised); the backlog gauge is read from the ids,
-not counted.
+not counted. A lane sends a lone event at once; in a stream it waits `stream_pace_s` between
+calls so that each carries more rows (the producer itself does not linger).
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ class OutboxRelay:
     poll_interval_s: float = 0.05
     batch_size: int = 2000
     max_backoff_s: float = 5.0
+    # After a call that found a stream (more than one row, fewer than a batch), the lane waits
+    # this long before it looks again, so the next call carries what arrived meanwhile. A lone
+    # event after a quiet spell is sent at once (bench/bus.py, docs/benchmarks.md).
+    stream_pace_s: float = 0.005
     # Runs before the first publish and again after every failure: the services pass topic
     # creation, so a broker that lost its topics (the embedded one restarts empty) gets them
     # back before anything is published to it.
@@ -245,8 +250,6 @@ class OutboxRelay:
                 await self._ensure_prepared()
                 sent = await self._relay_once(topic)
                 backoff = self.poll_interval_s
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # broker down or slow: keep the rows, try again later
                 OUTBOX_RELAY_FAILURES.labels(self.service).inc()
                 self._prepared = False
@@ -257,8 +260,11 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
-            if sent < self.batch_size:
+            if sent >= self.batch_size:
+                continue
+            if sent <= 1 or self.stream_pace_s <= 0:
                 return
+            await asyncio.sleep(self.stream_pace_s)
 
     async def _ensure_prepared(self) -> None:
         if self.prepare is None or self._prepared:

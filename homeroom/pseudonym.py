@@ -51,34 +51,18 @@ def normalise_id(raw: str) -> str:
 _BASE32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
 
 
+# Where each 10-bit pair (two base32 characters) starts in the 160-bit number, most significant first.
+_PAIR_SHIFTS = tuple(range(150, -1, -10))
+
+
 def base32_160(digest: bytes) -> str:
     """``base64.b32encode(digest).decode().lower()`` for 20 bytes (160 bits, 32 characters, no
-    padding), at a third of its cost: four 40-bit groups of four 10-bit pairs each."""
+    padding), faster than it (docs/benchmarks.md): the digest as one number, 10 bits (one pair) at a time."""
     if len(digest) != _DIGEST_BYTES:
         raise ValueError(f"expected {_DIGEST_BYTES} bytes, got {len(digest)}")
+    n = int.from_bytes(digest, "big")
     p = _BASE32_PAIRS
-    a = int.from_bytes(digest[:5], "big")
-    b = int.from_bytes(digest[5:10], "big")
-    c = int.from_bytes(digest[10:15], "big")
-    d = int.from_bytes(digest[15:], "big")
-    return (
-        p[a >> 30]
-        + p[(a >> 20) & 1023]
-        + p[(a >> 10) & 1023]
-        + p[a & 1023]
-        + p[b >> 30]
-        + p[(b >> 20) & 1023]
-        + p[(b >> 10) & 1023]
-        + p[b & 1023]
-        + p[c >> 30]
-        + p[(c >> 20) & 1023]
-        + p[(c >> 10) & 1023]
-        + p[c & 1023]
-        + p[d >> 30]
-        + p[(d >> 20) & 1023]
-        + p[(d >> 10) & 1023]
-        + p[d & 1023]
-    )
+    return "".join([p[(n >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def _framed(part: str) -> bytes:

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import importlib
 
+from homeroom.peers import PORTS
 from homeroom.service import ServiceSpec
 
-# Service name → (import path of its ServiceSpec, conventional port). The order is the
-# start order: consent first, because records and transfer ask it for decisions.
-SERVICES: dict[str, tuple[str, int]] = {
-    "consent": ("services.consent.service:SERVICE", 8003),
-    "audit": ("services.audit.service:SERVICE", 8005),
-    "records": ("services.records.service:SERVICE", 8002),
-    "transfer": ("services.transfer.service:SERVICE", 8004),
-    "ingest": ("services.ingest.service:SERVICE", 8001),
-    # Breach response: reads the log through audit, asks consent and records (issue 21).
-    "incidents": ("services.incidents.service:SERVICE", 8008),
-    # Statewide comparisons from pseudonymised events (issue 22): no key, no sealed value.
-    "reports": ("services.reports.service:SERVICE", 8009),
-    # Last: the web pages call the others' APIs with the signed-in person's token.
-    "portal": ("services.portal.service:SERVICE", 8006),
-}
+# The start order: consent first, because records and transfer ask it for decisions; incidents
+# reads the log through audit and asks consent and records (issue 21); reports counts from
+# pseudonymised events only (issue 22); the portal last, since its pages call the others' APIs
+# with the signed-in person's token.
+START_ORDER = ("consent", "audit", "records", "transfer", "ingest", "incidents", "reports", "portal")
+
+# Service name → (import path of its ServiceSpec, conventional port from homeroom.peers).
+SERVICES: dict[str, tuple[str, int]] = {name: (f"services.{name}.service:SERVICE", PORTS[name]) for name in START_ORDER}
 
 
 def load_spec(name: str) -> ServiceSpec:

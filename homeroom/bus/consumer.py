@@ -279,8 +279,6 @@ class EventConsumer:
                 await self._consumer.start()
                 backoff = 0.5
                 await self._poll_loop()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # broker or database gone, group trouble: reconnect, resume from commits
                 log.warning("consumer restarting", extra={"consumer": self.name, "error": repr(exc)})
                 CONSUMER_ASSIGNED.labels(self.service, self.name).set(0)

@@ -47,8 +47,11 @@ ANSWER_MAX_AGE_S = 30.0
 
 
 def _connections(producer: AIOKafkaProducer) -> dict[Any, Any]:
-    """The producer's connections by node (aiokafka opens a new object on every reconnect)."""
-    conns: dict[Any, Any] = producer.client._conns  # aiokafka has no public view of them
+    """The producer's connections by node (aiokafka opens a new object on every reconnect).
+    aiokafka has no public view of them (`client.cluster` stays the same across a broker
+    restart); tests/kernel/test_bus.py::test_the_partition_guard_sees_a_connection_the_broker_dropped
+    fails by name if an upgrade changes what this reads."""
+    conns: dict[Any, Any] = producer.client._conns
     return dict(conns)
 
 
@@ -113,11 +116,17 @@ class PartitionsAnswer:
 
 class Publisher:
     def __init__(
-        self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 5, check_partitions: bool = True
+        self, service: str, client_kwargs: dict[str, Any], *, linger_ms: int = 0, check_partitions: bool = True
     ) -> None:
         """`check_partitions` (`KafkaSettings.check_partitions`): guard against a broker that
         acknowledges sends to partitions it does not have (the embedded one after a restart).
-        Apache Kafka refuses such sends, so it can go without."""
+        Apache Kafka refuses such sends, so it can go without.
+
+        `linger_ms` is 0: `publish_many` hands aiokafka each partition's batch already built, so
+        lingering adds nothing to it and only delays the send (a lone transfer or consent event
+        waited 5-7 ms for its acknowledgement at linger 5). Batches still travel together: aiokafka
+        keeps one produce request in flight per broker, and what the relay's other lanes hand
+        over meanwhile goes in the next request (`bench/bus.py`, docs/benchmarks.md)."""
         self.service = service
         self._kwargs = client_kwargs
         self._linger_ms = linger_ms

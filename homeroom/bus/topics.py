@@ -44,6 +44,11 @@ class Topic:
     compacted: bool = False  # keep the latest value per key (a faust table's changelog), not by age
 
 
+def _history(name: str, message: type[Message], *, key: str, description: str = "") -> Topic:
+    """A topic a reader started later replays from the start: one partition (one order), kept forever."""
+    return Topic(name, message, partitions=1, retention_ms=FOREVER, key=key, description=description)
+
+
 ENROLLMENT = Topic("enrollment.v1", enrollment_pb2.EnrollmentEvent, description="enroll, withdraw, school change")
 ORGANIZATION = Topic(
     "organization.v1", enrollment_pb2.OrganizationEvent, partitions=1, key="district id", description="schools"
@@ -55,7 +60,7 @@ GROUPS = Topic("groups.v1", groups_pb2.GroupsEvent, description="student-group c
 CONSENT = Topic(
     "consent.v1", consent_pb2.ConsentEvent, retention_ms=FOREVER, description="consents, opt-outs, agreements"
 )
-KEYS = Topic("keys.v1", consent_pb2.KeyEvent, partitions=1, retention_ms=FOREVER, key="district id")
+KEYS = _history("keys.v1", consent_pb2.KeyEvent, key="district id")
 TRANSFER = Topic("transfer.v1", transfer_pb2.TransferEvent, retention_ms=FOREVER, description="transfer case steps")
 DISCLOSURE = Topic(
     "disclosure.v1", disclosure_pb2.DisclosureEvent, retention_ms=FOREVER, description="every release of student data"
@@ -70,20 +75,16 @@ ROSTER = Topic(
     description="academic sessions, courses, classes, staff, class enrollments",
 )
 # Kept forever: a reports service started later must find every school year's calendar.
-CALENDAR = Topic(
+CALENDAR = _history(
     "calendar.v1",
     calendar_pb2.SchoolCalendarEvent,
-    partitions=1,
-    retention_ms=FOREVER,
     key="district id",
     description="school calendars: instructional days per school and school year",
 )
 # Breach incidents (8 NYCRR 121.10): every change, for the audit log; kept forever like it.
-INCIDENT = Topic(
+INCIDENT = _history(
     "incident.v1",
     incident_pb2.IncidentEvent,
-    partitions=1,
-    retention_ms=FOREVER,
     key="incident id",
     description="breach incidents: opened, scoped, notified, contained, closed",
 )

@@ -1,7 +1,7 @@
 """The reports service's API as its callers see it (the portal, researchers' scripts).
 
 One model per answer, used by the service's routes (its OpenAPI document) and by the
-portal's client (`services/portal/clients.py`), so both sides read the same shapes.
+portal's client (`ReportsClient` in `homeroom/contracts/clients.py`), so both sides read the same shapes.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.contracts.disclosure_selection import DisclosureSelection
@@ -28,7 +29,7 @@ from services.audit import store
 from services.audit.application import export, proofs, search, tree_heads, witnessing
 from services.audit.application import selection as selections
 from services.audit.application import verification as verifying
-from services.audit.state import AuditRuntimeDep
+from services.audit.state import RuntimeDep
 
 router = APIRouter(prefix="/v1")
 
@@ -44,42 +45,35 @@ Scoper = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.SERVIC
 # --- compliance: search ---------------------------------------------------------------------
 
 
+class EntrySearch(BaseModel):
+    """The search's filters, as query parameters (`store.EntryFilter` under the same names)."""
+
+    student_key: str | None = None
+    district_id: str | None = None
+    recipient: str | None = Field(default=None, description="recipient organisation")
+    agreement_id: str | None = None
+    legal_basis: str | None = None
+    purpose: str | None = None
+    element: str | None = None
+    kind: str | None = None
+    since: datetime | None = Field(default=None, alias="from", description="occurred at or after (ISO 8601)")
+    until: datetime | None = Field(default=None, alias="to", description="occurred before (ISO 8601)")
+    after: int | None = Field(default=None, ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")
+
+
 @router.get("/entries", tags=["compliance"], summary="Search the log (stable pages by sequence number)")
 async def list_entries(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: Compliance,
-    student_key: str | None = None,
-    district_id: str | None = None,
-    recipient: Annotated[str | None, Query(description="recipient organisation")] = None,
-    agreement_id: str | None = None,
-    legal_basis: str | None = None,
-    purpose: str | None = None,
-    element: str | None = None,
-    kind: str | None = None,
-    since: Annotated[datetime | None, Query(alias="from", description="occurred at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="occurred before (ISO 8601)")] = None,
-    after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")] = None,
+    filters: Annotated[EntrySearch, Query()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    filters = store.EntryFilter(
-        student_key=student_key,
-        district_id=district_id,
-        recipient=recipient,
-        agreement_id=agreement_id,
-        legal_basis=legal_basis,
-        purpose=purpose,
-        element=element,
-        kind=kind,
-        since=since,
-        until=until,
-        after=after,
-    )
-    return await search.search(runtime, filters, limit)
+    return await search.search(runtime, store.EntryFilter(**filters.model_dump()), limit)
 
 
 @router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
 async def get_entry(
-    runtime: AuditRuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+    runtime: RuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
 ) -> dict[str, Any]:
     return await proofs.entry_with_proof(runtime, seq)
 
@@ -88,26 +82,26 @@ async def get_entry(
 
 
 @router.get("/tree-heads/latest", tags=["proofs"], summary="The latest signed tree head and the log's public key")
-async def latest_head(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def latest_head(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     return await proofs.latest_head(runtime)
 
 
 @router.get("/keys", tags=["proofs"], summary="The log's public keys: the signing key's and every retired one's")
-async def public_keys(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def public_keys(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     """Heads and receipts name the key id that signed them; a verifier trusts these keys
     (pinned out of band, ideally) and checks each statement against the key it names."""
     return proofs.public_keys(runtime)
 
 
 @router.post("/tree-heads", tags=["proofs"], status_code=201, summary="Sign a tree head now")
-async def sign_head(runtime: AuditRuntimeDep, _: HeadSigner) -> dict[str, Any]:
+async def sign_head(runtime: RuntimeDep, _: HeadSigner) -> dict[str, Any]:
     signed = await tree_heads.sign_now(runtime)
     return signed.to_dict()
 
 
 @router.get("/proofs/inclusion", tags=["proofs"], summary="Audit path of entry `index` in the tree of `tree_size`")
 async def inclusion(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: ProofReader,
     index: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int, Query(ge=1)],
@@ -117,7 +111,7 @@ async def inclusion(
 
 @router.get("/proofs/consistency", tags=["proofs"], summary="Proof that tree `first` is a prefix of tree `second`")
 async def consistency(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     _: ProofReader,
     first: Annotated[int, Query(ge=0)],
     second: Annotated[int, Query(ge=0)],
@@ -133,7 +127,7 @@ async def consistency(
     tags=["internal"],
     summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
 )
-async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
+async def disclosures_present(runtime: RuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
     return PresentDisclosures.model_validate(await search.present(runtime, body.disclosure_ids))
 
 
@@ -145,7 +139,7 @@ async def disclosures_present(runtime: AuditRuntimeDep, _: Service, body: Disclo
     tags=["compliance"],
     summary="Every disclosure to a recipient in a period, with key destructions and one multiproof (JSON Lines)",
 )
-async def select_disclosures(runtime: AuditRuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
+async def select_disclosures(runtime: RuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
     """What a breach's scope is computed from (homeroom/contracts/disclosure_selection.py): pseudonymous
     keys and element names only, proven against a signed (and, where witnessed, cosigned) tree head."""
     prepared = await selections.prepare(runtime, body)
@@ -160,7 +154,7 @@ async def select_disclosures(runtime: AuditRuntimeDep, _: Scoper, body: Disclosu
 
 @router.get("/export", tags=["compliance"], summary="The whole log, for offline verification (JSON Lines) or CSV")
 async def export_log(
-    runtime: AuditRuntimeDep, _: Compliance, format: Literal["jsonl", "csv"] = "jsonl"
+    runtime: RuntimeDep, _: Compliance, format: Literal["jsonl", "csv"] = "jsonl"
 ) -> StreamingResponse:
     if format == "csv":
         return StreamingResponse(
@@ -180,7 +174,7 @@ async def export_log(
     tags=["proofs"],
     summary="The latest checkpoint a witness cosigned (c2sp.org/tlog-checkpoint signed note, with the cosignature)",
 )
-async def checkpoint(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def checkpoint(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
     recorded = await witnessing.latest(runtime)
     if recorded is None:
         raise Problem(
@@ -193,7 +187,7 @@ async def checkpoint(runtime: AuditRuntimeDep, _: ProofReader) -> dict[str, Any]
 
 
 @router.get("/verification", tags=["compliance"], summary="Verify the stored log now")
-async def verification(runtime: AuditRuntimeDep, _: Verifier) -> dict[str, Any]:
+async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
     return await verifying.report(runtime)
 
 
@@ -206,7 +200,7 @@ async def verification(runtime: AuditRuntimeDep, _: Verifier) -> dict[str, Any]:
     summary="Every disclosure of a child's data: to whom, what, when, why, under which agreement",
 )
 async def student_disclosures(
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     principal: ParentOrCompliance,
     student_key: str,
     after: Annotated[int | None, Query(ge=-1, le=BIGINT_MAX)] = None,
@@ -222,7 +216,7 @@ async def student_disclosures(
 )
 async def disclosure_counts(
     district: Annotated[str, Path(max_length=100)],
-    runtime: AuditRuntimeDep,
+    runtime: RuntimeDep,
     days: Annotated[int, Query(ge=1, le=366)] = 365,
 ) -> dict[str, Any]:
     """For the district's transparency page (issue 24): who received its students' data and for

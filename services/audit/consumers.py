@@ -42,14 +42,25 @@ from homeroom.events.v1.disclosure_pb2 import DeidentifiedReleaseRecorded, Discl
 from homeroom.events.v1.envelope_pb2 import Party as PartyMessage
 from homeroom.events.v1.incident_pb2 import IncidentChanged
 from homeroom.events.v1.transfer_pb2 import TransferStep
+from homeroom.rows import field_values
 from homeroom.service import ConsumerSpec
 from services.audit import metrics
 from services.audit.application import appending
-from services.audit.entries import DetailValue, EntryDraft, EntryProblem, Party, check, recorded_anyway
+from services.audit.entries import (
+    RELEASE_TEXTS,
+    DetailValue,
+    EntryDraft,
+    EntryProblem,
+    Party,
+    check,
+    recorded_anyway,
+)
 from services.audit.state import AuditRuntime, epoch_ms
 
 CONSUMER_NAME = "log"
 SOURCE_TOPICS: tuple[Topic, ...] = (DISCLOSURE, CONSENT, TRANSFER, KEYS, INCIDENT)
+# What a disclosure event carries under the entry's own names and forms.
+_DISCLOSURE_FIELDS = (*RELEASE_TEXTS, "record_required")
 
 
 def _party(p: PartyMessage) -> Party:
@@ -126,19 +137,11 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             missing.append("entry.elements_missing")
         draft = replace(
             base,
+            **field_values(p, _DISCLOSURE_FIELDS),
             requester=_party(p.requester),
             recipient=_party(p.recipient),
-            student_key=p.student_key,
-            district_id=p.district_id,
             elements=tuple(p.elements),
-            purpose=p.purpose,
-            legal_basis=p.legal_basis,
-            agreement_id=p.agreement_id,
-            decision_id=p.decision_id,
-            policy_version=p.policy_version,
             redisclosure_parties=tuple(p.redisclosure_parties),
-            channel=p.channel,
-            record_required=p.record_required,
             details={"disclosure_id": p.disclosure_id} if p.disclosure_id else {},
         )
         recorded = recorded_anyway(draft, missing)
@@ -158,17 +161,20 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             legal_basis=p.legal_basis,
             channel="reports",
             record_required=False,
-            details={
-                "release_id": p.release_id,
-                "version": p.version,
-                "school_year": p.school_year,
-                "period_start": p.period_start,
-                "period_end": p.period_end,
-                "rules": p.rules,
-                "cells": p.cells,
-                "cells_suppressed": p.cells_suppressed,
-                "content_sha256": p.content_sha256,
-            },
+            details=field_values(
+                p,
+                (
+                    "release_id",
+                    "version",
+                    "school_year",
+                    "period_start",
+                    "period_end",
+                    "rules",
+                    "cells",
+                    "cells_suppressed",
+                    "content_sha256",
+                ),
+            ),
         )
     elif isinstance(p, ConsentGiven):
         _require(p, "student_key", "district_id", "recipient")
@@ -226,12 +232,7 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             base,
             recipient=Party(organization=p.organization, role="vendor"),
             agreement_id=p.agreement_id,
-            details={
-                "version": p.version,
-                "ended_on": p.ended_on,
-                "reason": p.reason,
-                "disposition": p.disposition,
-            },
+            details=field_values(p, ("version", "ended_on", "reason", "disposition")),
         )
     elif isinstance(p, TransferStep):
         _require(p, "case_id", "student_key", "from_district_id", "to_district_id")
@@ -264,11 +265,7 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
             recipient=Party(organization=p.organization, role="vendor"),
             agreement_id=p.agreement_id,
             details={
-                "disposition": p.disposition,
-                "due_on": p.due_on,
-                "method": p.method,
-                "certified_by": p.certified_by,
-                "completed_on": p.completed_on,
+                **field_values(p, ("disposition", "due_on", "method", "certified_by", "completed_on")),
                 "what": p.what[:MAX_TEXT],
             },
         )
@@ -314,14 +311,19 @@ def to_draft(event: IncomingEvent, received_at: datetime) -> EntryDraft:
                 "status": p.status,
                 "agreement_ids": _strings(p.agreement_ids),
                 "districts": _strings(p.districts),
-                "scope_version": p.scope_version,
-                "scope_sha256": p.scope_sha256,
-                "tree_size": p.tree_size,
-                "students": p.students,
-                "disclosures": p.disclosures,
-                "obligation": p.obligation,
-                "act": p.act,
-                "count": p.count,
+                **field_values(
+                    p,
+                    (
+                        "scope_version",
+                        "scope_sha256",
+                        "tree_size",
+                        "students",
+                        "disclosures",
+                        "obligation",
+                        "act",
+                        "count",
+                    ),
+                ),
             },
         )
     else:

@@ -14,12 +14,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from homeroom.catalogue import CATALOGUE, LegalBasis
 from homeroom.entry_text import escape, text_problem
+from homeroom.rows import columns
 from homeroom.tlog.canonical import canonical_json, format_time
 
 ENTRY_VERSION = 1
@@ -41,12 +42,7 @@ class Party:
     role: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "organization": self.organization,
-            "client_id": self.client_id,
-            "person": self.person,
-            "role": self.role,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +100,12 @@ def canonical_bytes(seq: int, recorded_at_ms: int, draft: EntryDraft) -> bytes:
     return canonical_json(entry_object(seq, recorded_at_ms, draft))
 
 
+# The draft's fields stored as they are, in a column of the same name (a party is four columns;
+# arrays come back as lists; details may come back as text).
+_CONVERTED = frozenset({"requester", "recipient", "elements", "redisclosure_parties", "details"})
+_STORED_AS_IS = tuple(f.name for f in fields(EntryDraft) if f.name not in _CONVERTED)
+
+
 def draft_from_row(row: Any) -> EntryDraft:
     """Rebuild the draft from a stored row (a mapping by column): what the row says *now*, tampered or not."""
 
@@ -114,23 +116,11 @@ def draft_from_row(row: Any) -> EntryDraft:
     if isinstance(details, str):
         details = json.loads(details)
     return EntryDraft(
-        event_id=row["event_id"],
-        topic=row["topic"],
-        kind=row["kind"],
-        occurred_at=row["occurred_at"],
+        **columns(row, _STORED_AS_IS),
         requester=party("requester"),
         recipient=party("recipient"),
-        student_key=row["student_key"],
-        district_id=row["district_id"],
         elements=tuple(row["elements"]),
-        purpose=row["purpose"],
-        legal_basis=row["legal_basis"],
-        agreement_id=row["agreement_id"],
-        decision_id=row["decision_id"],
-        policy_version=row["policy_version"],
         redisclosure_parties=tuple(row["redisclosure_parties"]),
-        channel=row["channel"],
-        record_required=row["record_required"],
         details=details,
     )
 
@@ -145,18 +135,23 @@ class EntryProblem(ValueError):
         self.field = field
 
 
+# What an entry says of a release in one text each; a disclosure event carries them under the same names.
+RELEASE_TEXTS = (
+    "student_key",
+    "district_id",
+    "purpose",
+    "legal_basis",
+    "agreement_id",
+    "decision_id",
+    "policy_version",
+    "channel",
+)
+# The draft's own texts, checked in this order before its parties, redisclosure parties and details.
+_TEXT_FIELDS = ("event_id", *RELEASE_TEXTS)
+
+
 def _texts(draft: EntryDraft) -> list[tuple[str, str]]:
-    texts: list[tuple[str, str]] = [
-        ("event_id", draft.event_id),
-        ("student_key", draft.student_key),
-        ("district_id", draft.district_id),
-        ("purpose", draft.purpose),
-        ("legal_basis", draft.legal_basis),
-        ("agreement_id", draft.agreement_id),
-        ("decision_id", draft.decision_id),
-        ("policy_version", draft.policy_version),
-        ("channel", draft.channel),
-    ]
+    texts: list[tuple[str, str]] = [(name, getattr(draft, name)) for name in _TEXT_FIELDS]
     for prefix, p in (("requester", draft.requester), ("recipient", draft.recipient)):
         texts += [(f"{prefix}.{k}", v) for k, v in p.to_dict().items()]
     texts += [(f"redisclosure_parties/{i}", v) for i, v in enumerate(draft.redisclosure_parties)]

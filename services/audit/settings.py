@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import PORTS
 
 WRITER_ROLE = "homeroom_audit_writer"  # created by migrations/001; SELECT and INSERT only
 
@@ -15,7 +18,7 @@ class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_AUDIT_", extra="ignore")
 
     service_name: str = "audit"
-    port: int = 8005
+    port: int = PORTS["audit"]
     # The Ed25519 key that signs tree heads and entry receipts (PKCS#8 PEM, mode 0600).
     # Default: <secrets_dir>/audit-signing.key, created on first start outside production.
     signing_key_file: Path | None = None
@@ -37,15 +40,12 @@ class AuditSettings(ServiceSettings):
     page_size_max: int = 1000
     export_batch: int = 2000
 
+    production_secret_files: ClassVar[Mapping[str, str]] = {"signing_key_file": "the log's signing key"}
+
     @property
     def signing_key_path(self) -> Path:
-        return self.signing_key_file or self.secrets_dir / "audit-signing.key"
+        return self.secret_path(self.signing_key_file, "audit-signing.key")
 
     @property
     def retired_keys_path(self) -> Path:
-        return self.retired_keys_dir or self.secrets_dir / "audit-retired-keys"
-
-    def require_production_secrets(self) -> None:
-        super().require_production_secrets()
-        if self.environment == "production" and self.signing_key_file is None:
-            raise ValueError("production start refused: set HOMEROOM_AUDIT_SIGNING_KEY_FILE (the log's signing key)")
+        return self.secret_path(self.retired_keys_dir, "audit-retired-keys")

@@ -3,7 +3,7 @@ transport, the head keeper; reached by routes and consumers alike.
 
 `AuditState` is built by the service's lifecycle (`service.py`) and is `runtime.state`;
 `AuditRuntime` is the kernel's runtime typed with this service's settings and state, and
-`AuditRuntimeDep` hands it to a route."""
+`RuntimeDep` hands it to a route."""
 
 from __future__ import annotations
 
@@ -44,4 +44,4 @@ def epoch_ms(moment: datetime) -> int:
 
 
 AuditRuntime = Runtime[AuditSettings, AuditState]
-AuditRuntimeDep = Annotated[AuditRuntime, Depends(get_runtime)]
+RuntimeDep = Annotated[AuditRuntime, Depends(get_runtime)]

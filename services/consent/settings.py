@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import peer_url
 
 
 class ConsentSettings(ServiceSettings):
@@ -22,9 +23,7 @@ class ConsentSettings(ServiceSettings):
     certification_due_days: int = Field(default=30, ge=1, le=365)
 
     # Guardianship (issue 24). Records answers which keys are a district's own students.
-    records_url: str = Field(
-        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
-    )
+    records_url: str = peer_url("records")
     records_timeout_s: float = Field(default=10.0, gt=0)
     # Linking-code redemptions per person and per client address ("" switches the limit off).
     linking_rate_limit: str = "10/hour"

@@ -19,10 +19,9 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from homeroom.auth import Principal, Role, require_roles
-from homeroom.service import RuntimeDep
 from services.incidents.application import containment, notifying, publishing, reading, reporting, scoping
 from services.incidents.incidents import Discoverer, Kind
-from services.incidents.state import StateDep
+from services.incidents.state import RuntimeDep, StateDep
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]

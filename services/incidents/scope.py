@@ -42,7 +42,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -353,19 +353,7 @@ class ScopeReport:
         return not self.findings
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "incident_id": self.incident_id,
-            "version": self.version,
-            "tree_size": self.tree_size,
-            "entries": self.entries,
-            "proof_hashes": self.proof_hashes,
-            "witnessed": self.witnessed,
-            "complete": self.complete,
-            "totals": self.totals,
-            "findings": self.findings,
-            "notes": self.notes,
-        }
+        return {"ok": self.ok, **asdict(self)}
 
 
 def verify_bundle(

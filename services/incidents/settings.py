@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import PORTS, peer_url
 
 
 class IncidentsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_INCIDENTS_", extra="ignore")
 
     service_name: str = "incidents"
-    port: int = 8008
+    port: int = PORTS["incidents"]
 
     # Peers (the stack sets these; docs/contracts.md): audit proves the scope, consent says
     # which districts an agreement covers and whether it is suspended, records gives a
     # family's letter language.
-    audit_url: str = Field(
-        default="http://127.0.0.1:8005", validation_alias=AliasChoices("HOMEROOM_AUDIT_URL", "audit_url")
-    )
-    consent_url: str = Field(
-        default="http://127.0.0.1:8003", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url")
-    )
-    records_url: str = Field(
-        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
-    )
+    audit_url: str = peer_url("audit")
+    consent_url: str = peer_url("consent")
+    records_url: str = peer_url("records")
     peer_timeout_s: float = 15.0
     scope_timeout_s: float = 3600.0  # streaming a million disclosures takes a while
 
@@ -55,13 +52,8 @@ class IncidentsSettings(ServiceSettings):
     bundle_chunk_bytes: int = 4 * 1024 * 1024
     clock_refresh_s: float = 15.0  # how often the clocks' metrics are refreshed from the database
 
+    production_secret_files: ClassVar[Mapping[str, str]] = {"signing_key_file": "the scope signing key"}
+
     @property
     def signing_key_path(self) -> Path:
-        return self.signing_key_file or self.secrets_dir / "incidents-signing.key"
-
-    def require_production_secrets(self) -> None:
-        super().require_production_secrets()
-        if self.environment == "production" and self.signing_key_file is None:
-            raise ValueError(
-                "production start refused: set HOMEROOM_INCIDENTS_SIGNING_KEY_FILE (the scope signing key)"
-            )
+        return self.secret_path(self.signing_key_file, "incidents-signing.key")

@@ -2,7 +2,7 @@
 lifecycle (`service.py`) and reached as `runtime.state` by the use cases in `application/`.
 
 `IncidentsRuntime` is the kernel's runtime typed with this service's settings and state;
-`StateDep` hands the state to a route."""
+`RuntimeDep` hands it to a route, `StateDep` the state."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi import Depends
 
 from homeroom.checkpoint import NoteSigner, Verifier
 from homeroom.clock import Clock, system_clock
-from homeroom.service import Runtime, get_state
+from homeroom.service import Runtime, get_runtime, get_state
 from homeroom.tlog.signing import Keyring
 from services.incidents.clients import Peers
 from services.incidents.settings import IncidentsSettings
@@ -36,6 +36,5 @@ class IncidentsState:
 
 
 IncidentsRuntime = Runtime[IncidentsSettings, IncidentsState]
-
-
+RuntimeDep = Annotated[IncidentsRuntime, Depends(get_runtime)]
 StateDep = Annotated[IncidentsState, Depends(get_state)]

@@ -34,12 +34,22 @@ INCIDENT_FIELDS = (
 )
 
 
-async def insert_incident(conn: Connection, values: Mapping[str, Any]) -> None:
-    columns = list(values)
+async def _rows(conn: Connection | asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return rows
+
+
+async def _insert(conn: Connection, table: str, values: Mapping[str, Any]) -> None:
+    """One row of `table`, its columns named by `values`' keys (ours, never a caller's input)."""
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     await conn.execute(
-        f"INSERT INTO incidents ({', '.join(columns)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",  # noqa: S608 (column names are ours)
+        f"INSERT INTO {table} ({', '.join(values)}) VALUES ({placeholders})",  # noqa: S608 (table and column names are ours)
         *values.values(),
     )
+
+
+async def insert_incident(conn: Connection, values: Mapping[str, Any]) -> None:
+    await _insert(conn, "incidents", values)
 
 
 _PLAIN = "SELECT * FROM incidents WHERE incident_id = $1"
@@ -65,7 +75,8 @@ async def list_incidents(
     conn: Connection | asyncpg.Pool, *, district: str | None = None, agreement: str | None = None, limit: int = 200
 ) -> list[asyncpg.Record]:
     """All (compliance), a district's, or an agreement's incidents, newest first."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT * FROM incidents
            WHERE ($1::text IS NULL OR $1 = ANY(districts)) AND ($2::text IS NULL OR $2 = ANY(agreement_ids))
            ORDER BY opened_at DESC LIMIT $3""",
@@ -73,7 +84,6 @@ async def list_incidents(
         agreement,
         limit,
     )
-    return rows
 
 
 async def add_history(
@@ -125,14 +135,14 @@ async def contractor_notices(conn: Connection | asyncpg.Pool, incident_id: str) 
 
 
 async def obligations(conn: Connection | asyncpg.Pool, incident_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT * FROM obligations WHERE incident_id = $1
            ORDER BY district_id,
                     array_position(ARRAY['contractor_to_agency', 'agency_to_cpo', 'agency_to_parents'], kind),
                     basis DESC""",
         incident_id,
     )
-    return rows
 
 
 async def sync_plans(conn: Connection, incident_id: str, plans: Sequence[Plan], delayed: bool) -> None:
@@ -172,7 +182,8 @@ async def close_obligations(
     state: str = "met",
 ) -> list[asyncpg.Record]:
     """Close the open obligations of `kind` in these districts (law's and district's); returns those closed."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """UPDATE obligations SET state = $4, closed_at = $5, closed_by = $6, act = $7
            WHERE incident_id = $1 AND kind = $2 AND district_id = ANY($3::text[]) AND state IN ('open', 'delayed')
            RETURNING *""",
@@ -184,16 +195,15 @@ async def close_obligations(
         by,
         act,
     )
-    return rows
 
 
 async def open_obligations(conn: Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     """Every obligation still running, of every incident (the clocks' metrics)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT o.* FROM obligations o JOIN incidents i USING (incident_id)
-           WHERE o.state IN ('open', 'delayed') AND i.status <> 'closed'"""
+           WHERE o.state IN ('open', 'delayed') AND i.status <> 'closed'""",
     )
-    return rows
 
 
 async def district_deadlines(conn: Connection | asyncpg.Pool, districts: Sequence[str]) -> dict[str, dict[Kind, int]]:
@@ -228,12 +238,7 @@ async def incidents_of_districts(conn: Connection, district: str) -> list[str]:
 
 
 async def insert_version(conn: Connection, values: Mapping[str, Any]) -> None:
-    columns = list(values)
-    placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-    await conn.execute(
-        f"INSERT INTO scope_versions ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608 (column names are ours)
-        *[json.dumps(v) if isinstance(v, dict) else v for v in values.values()],
-    )
+    await _insert(conn, "scope_versions", {k: json.dumps(v) if isinstance(v, dict) else v for k, v in values.items()})
 
 
 async def insert_chunk(conn: Connection, incident_id: str, version: int, n: int, data: bytes) -> None:
@@ -281,10 +286,7 @@ async def insert_students(conn: Connection, incident_id: str, version: int, stud
 
 
 async def versions(conn: Connection | asyncpg.Pool, incident_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM scope_versions WHERE incident_id = $1 ORDER BY version", incident_id
-    )
-    return rows
+    return await _rows(conn, "SELECT * FROM scope_versions WHERE incident_id = $1 ORDER BY version", incident_id)
 
 
 async def version(conn: Connection | asyncpg.Pool, incident_id: str, number: int) -> asyncpg.Record | None:
@@ -319,7 +321,8 @@ async def students(
     after: tuple[str, str] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT * FROM scope_students WHERE incident_id = $1 AND version = $2
              AND ($3::text IS NULL OR district_id = $3)
              AND ($4::text IS NULL OR (district_id, student_key) > ($4, $5))
@@ -331,28 +334,27 @@ async def students(
         after[1] if after else "",
         limit,
     )
-    return rows
 
 
 async def students_of(conn: Connection, incident_id: str, number: int, district: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT * FROM scope_students WHERE incident_id = $1 AND version = $2 AND district_id = $3
            ORDER BY student_key""",
         incident_id,
         number,
         district,
     )
-    return rows
 
 
 async def student_scopes(conn: Connection | asyncpg.Pool, student_key: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT DISTINCT ON (s.incident_id, s.district_id) s.*, i.recipient_org, i.status
            FROM scope_students s JOIN incidents i USING (incident_id)
            WHERE s.student_key = $1 ORDER BY s.incident_id, s.district_id, s.version DESC""",
         student_key,
     )
-    return rows
 
 
 # --- containment, reports, letters, publications ------------------------------------------------------
@@ -409,12 +411,12 @@ async def add_report(conn: Connection, values: Mapping[str, Any]) -> None:
 
 
 async def reports(conn: Connection | asyncpg.Pool, incident_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT r.*, n.sent_at, n.address, n.last_error FROM reports r LEFT JOIN notices n USING (notice_id)
            WHERE r.incident_id = $1 ORDER BY r.created_at""",
         incident_id,
     )
-    return rows
 
 
 async def report(conn: Connection | asyncpg.Pool, incident_id: str, report_id: str) -> asyncpg.Record | None:
@@ -456,7 +458,8 @@ async def insert_letters(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> N
 async def letters(
     conn: Connection | asyncpg.Pool, incident_id: str, *, district: str | None, after: str | None, limit: int
 ) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT l.*, n.subject, n.body, n.sent_at, n.address, n.last_error
            FROM letters l JOIN notices n USING (notice_id)
            WHERE l.incident_id = $1 AND ($2::text IS NULL OR l.district_id = $2)
@@ -467,46 +470,42 @@ async def letters(
         after,
         limit,
     )
-    return rows
 
 
 async def letters_about(conn: Connection | asyncpg.Pool, student_key: str) -> list[asyncpg.Record]:
     """Every breach letter about a student, newest first, with its incident's recipient and status."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT l.incident_id, l.district_id, l.version, l.language, l.issued_at, n.subject, n.body, n.sent_at,
                   i.recipient_org, i.status
            FROM letters l JOIN notices n USING (notice_id) JOIN incidents i USING (incident_id)
            WHERE l.student_key = $1 ORDER BY l.issued_at DESC""",
         student_key,
     )
-    return rows
 
 
 async def letter_counts(conn: Connection | asyncpg.Pool, incident_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT l.district_id, l.language, count(*) AS letters, count(n.sent_at) AS emailed
            FROM letters l JOIN notices n USING (notice_id) WHERE l.incident_id = $1
            GROUP BY l.district_id, l.language ORDER BY 1, 2""",
         incident_id,
     )
-    return rows
 
 
 async def publish(conn: Connection, incident_id: str, district: str, text: str, at: datetime, by: str) -> None:
-    await conn.execute(
-        """INSERT INTO publications (incident_id, district_id, text, published_at, published_by)
-           VALUES ($1, $2, $3, $4, $5)""",
-        incident_id,
-        district,
-        text,
-        at,
-        by,
+    await _insert(
+        conn,
+        "publications",
+        {"incident_id": incident_id, "district_id": district, "text": text, "published_at": at, "published_by": by},
     )
 
 
 async def publications(conn: Connection | asyncpg.Pool, *, incident_id: str | None = None) -> list[asyncpg.Record]:
     """Published breach notices, newest first (the latest text per incident and district)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return await _rows(
+        conn,
         """SELECT * FROM (
                SELECT DISTINCT ON (p.incident_id, p.district_id) p.*, i.recipient_org, i.discovered_at, i.contact
                FROM publications p JOIN incidents i USING (incident_id)
@@ -515,4 +514,3 @@ async def publications(conn: Connection | asyncpg.Pool, *, incident_id: str | No
            ORDER BY published_at DESC LIMIT 100""",
         incident_id,
     )
-    return rows

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
 
 from services.ingest.parsed_records import AttendanceCategory
 
+# What the normalise_* functions accept, as the parsers' messages name it.
+GRADES_ACCEPTED = "IT, PR, PK, TK, KG, 01-13, PS, UG, Other, or an Ed-Fi grade level"
+SEX_ACCEPTED = "female, male, other, unspecified"
+RACE_ACCEPTED = (
+    "american_indian_alaska_native, asian, black_african_american, native_hawaiian_pacific_islander, "
+    "white, hispanic_latino, two_or_more, other, not_reported"
+)
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
 
 
+@lru_cache(maxsize=4096)  # a file repeats few dates (its school days, birth years): parse each once
 def parse_date(text: str) -> date | None:
     """A real calendar date from ``YYYY-MM-DD`` (a trailing ISO time is tolerated and dropped).
     None when the text is not in that form or the day does not exist (2023-02-30)."""

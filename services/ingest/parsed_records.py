@@ -29,7 +29,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from enum import StrEnum
 from typing import Any, ClassVar, TypeAlias
@@ -384,15 +384,7 @@ class Issue:
     severity: ClassVar[str] = "issue"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "severity": self.severity,
-            "file": self.file,
-            "line": self.line,
-            "field": self.field,
-            "rule": self.rule,
-            "message": self.message,
-            "value_class": self.value_class,
-        }
+        return {"severity": self.severity, **asdict(self)}
 
 
 @dataclass(frozen=True, slots=True)

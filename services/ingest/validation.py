@@ -89,29 +89,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from homeroom.calendar import year_bounds
-from services.ingest.parsed_records import (
-    AttendanceRecord,
-    CalendarRecord,
-    ClassRecord,
-    CourseRecord,
-    Dropped,
-    EnrollmentAction,
-    EnrollmentRecord,
-    OrgType,
-    ParsedRecord,
-    ParseItem,
-    RecordError,
-    RecordWarning,
-    SchoolRecord,
-    SectionRecord,
-    SessionRecord,
-    StaffRecord,
-    StudentRecord,
-    SuspensionRecord,
-    TeachingRecord,
-    error_at,
-    warning_at,
-)
+from services.ingest import parsed_records as pr
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning
 
 Window = list[date | None]  # [entry or None (unknown start), exit or None (still enrolled)]
 KnownEnrollments = Mapping[tuple[str, str], Sequence[tuple[date | None, date | None]]]
@@ -119,7 +98,7 @@ KnownEnrollments = Mapping[tuple[str, str], Sequence[tuple[date | None, date | N
 
 @dataclass(slots=True)
 class ValidationResult:
-    accepted: list[ParsedRecord] = field(default_factory=list)
+    accepted: list[pr.ParsedRecord] = field(default_factory=list)
     warnings: list[RecordWarning] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
 
@@ -167,7 +146,7 @@ class Validator:
         self._seen: set[int] = set()
         self._students: set[str] = set()
         self._windows: dict[tuple[str, str], list[Window]] = {}
-        self._deferred: list[ParsedRecord] = []
+        self._deferred: list[pr.ParsedRecord] = []
         self.accepted = 0
         self.refused = 0
 
@@ -201,7 +180,7 @@ class Validator:
         digest = _digest(item.source_record_id)
         if digest in self._seen:
             return self._refuse(
-                error_at(
+                pr.error_at(
                     item.source,
                     item.source.pointer,
                     "record.duplicate",
@@ -212,11 +191,11 @@ class Validator:
         self._seen.add(digest)
         return self._decide(item, final=False)
 
-    def claim(self, r: SchoolRecord, *, in_scope: bool = True) -> None:
+    def claim(self, r: pr.SchoolRecord, *, in_scope: bool = True) -> None:
         """An organisation the district owns (on record, or registered by this upload): a
         district record widens the ids the district appears under; a school in the uploader's
         scope becomes one of the district's schools."""
-        if r.org_type is OrgType.DISTRICT:
+        if r.org_type is pr.OrgType.DISTRICT:
             self.district_ids = self.district_ids | {r.school_id}
         elif in_scope:
             self.district_schools = self.district_schools | {r.school_id}
@@ -226,7 +205,7 @@ class Validator:
         out: list[ParseItem] = []
         pending, self._deferred = self._deferred, []
         # enrollments first so absences held back can find the windows they open
-        pending.sort(key=lambda r: not isinstance(r, EnrollmentRecord))
+        pending.sort(key=lambda r: not isinstance(r, pr.EnrollmentRecord))
         for record in pending:
             out.extend(self._decide(record, final=True))
         return out
@@ -237,34 +216,34 @@ class Validator:
         self.refused += 1
         return [error]
 
-    def _accept(self, record: ParsedRecord, warnings: list[ParseItem] | None = None) -> list[ParseItem]:
+    def _accept(self, record: pr.ParsedRecord, warnings: list[ParseItem] | None = None) -> list[ParseItem]:
         self.accepted += 1
         return [*(warnings or []), record]
 
-    def _decide(self, r: ParsedRecord, *, final: bool) -> list[ParseItem]:
-        if isinstance(r, StudentRecord):
+    def _decide(self, r: pr.ParsedRecord, *, final: bool) -> list[ParseItem]:
+        if isinstance(r, pr.StudentRecord):
             return self._student(r)
-        if isinstance(r, SchoolRecord):
+        if isinstance(r, pr.SchoolRecord):
             return self._school(r)
-        if isinstance(r, EnrollmentRecord):
+        if isinstance(r, pr.EnrollmentRecord):
             return self._enrollment(r, final)
-        if isinstance(r, AttendanceRecord):
+        if isinstance(r, pr.AttendanceRecord):
             return self._dated(r, r.date, final)
-        if isinstance(r, CalendarRecord):
+        if isinstance(r, pr.CalendarRecord):
             return self._calendar(r)
-        if isinstance(r, SectionRecord | ClassRecord | TeachingRecord):
+        if isinstance(r, pr.SectionRecord | pr.ClassRecord | pr.TeachingRecord):
             err = self._school_error(r, "school_id", r.school_id)
             return self._refuse(err) if err else self._accept(r)
-        if isinstance(r, CourseRecord):
+        if isinstance(r, pr.CourseRecord):
             err = self._school_error(r, "school_id", r.school_id) if r.school_id else None
             return self._refuse(err) if err else self._accept(r)
-        if isinstance(r, StaffRecord):
+        if isinstance(r, pr.StaffRecord):
             return self._staff(r)
-        if isinstance(r, SessionRecord):
+        if isinstance(r, pr.SessionRecord):
             return self._accept(r)
         return self._suspension(r, final)
 
-    def _staff(self, r: StaffRecord) -> list[ParseItem]:
+    def _staff(self, r: pr.StaffRecord) -> list[ParseItem]:
         """A staff member is taken for the district's own schools only: one rostered solely at
         another district's school is refused, like a student's enrollment there."""
         if r.schools and not any(s in self.district_schools for s in r.schools):
@@ -273,7 +252,7 @@ class Validator:
                 return self._refuse(err)
         return self._accept(r)
 
-    def _calendar(self, r: CalendarRecord) -> list[ParseItem]:
+    def _calendar(self, r: pr.CalendarRecord) -> list[ParseItem]:
         err = self._school_error(r, "school_id", r.school_id)
         if err is not None:
             return self._refuse(err)
@@ -282,7 +261,7 @@ class Validator:
         outside += [t.begin for t in r.sessions if not first <= t.begin <= last]
         if outside:
             return self._refuse(
-                error_at(
+                pr.error_at(
                     r.source,
                     "date",
                     "calendar.date_outside_year",
@@ -293,10 +272,10 @@ class Validator:
             )
         return self._accept(r)
 
-    def _school_error(self, r: ParsedRecord, field: str, school_id: str) -> RecordError | None:
+    def _school_error(self, r: pr.ParsedRecord, field: str, school_id: str) -> RecordError | None:
         if school_id in self.district_schools:
             return None
-        return error_at(
+        return pr.error_at(
             r.source,
             field,
             "school.not_in_district",
@@ -307,8 +286,8 @@ class Validator:
     def _student_known(self, ref: str) -> bool:
         return ref in self._students or (self.known_students is not None and ref in self.known_students)
 
-    def _unknown_student(self, r: ParsedRecord) -> RecordError:
-        return error_at(
+    def _unknown_student(self, r: pr.ParsedRecord) -> RecordError:
+        return pr.error_at(
             r.source,
             "student",
             "reference.unknown_student",
@@ -316,19 +295,21 @@ class Validator:
             "record for the district. Send the student's record too (or fix the student id).",
         )
 
-    def _student(self, r: StudentRecord) -> list[ParseItem]:
+    def _student(self, r: pr.StudentRecord) -> list[ParseItem]:
         warnings: list[ParseItem] = []
         birth = r.elements.get("student.birth_date")
         if birth is not None:
             born = date.fromisoformat(birth)
             if born > self.today:
                 return self._refuse(
-                    error_at(r.source, "student.birth_date", "date.birth_in_future", "The birth date is after today.")
+                    pr.error_at(
+                        r.source, "student.birth_date", "date.birth_in_future", "The birth date is after today."
+                    )
                 )
             age = _age_on(born, self.today)
             if age < 2 or age > 30:
                 warnings.append(
-                    warning_at(
+                    pr.warning_at(
                         r.source,
                         "student.birth_date",
                         "date.birth_implausible",
@@ -340,11 +321,11 @@ class Validator:
         self._students.add(r.student_ref)
         return self._accept(r, warnings)
 
-    def _school(self, r: SchoolRecord) -> list[ParseItem]:
-        if r.org_type is OrgType.DISTRICT:
+    def _school(self, r: pr.SchoolRecord) -> list[ParseItem]:
+        if r.org_type is pr.OrgType.DISTRICT:
             if r.school_id not in self.district_ids:
                 return self._refuse(
-                    error_at(
+                    pr.error_at(
                         r.source,
                         "school_id",
                         "organization.other_district",
@@ -355,7 +336,7 @@ class Validator:
             return self._accept(r)
         err = self._school_error(r, "school_id", r.school_id)
         if err is None and self._check_parent and r.parent_ref and r.parent_ref not in self.district_ids:
-            err = error_at(
+            err = pr.error_at(
                 r.source,
                 "parent",
                 "school.not_in_district",
@@ -390,7 +371,7 @@ class Validator:
                     return
         self._add_window(student, school, None, exit_)
 
-    def _enrollment(self, r: EnrollmentRecord, final: bool) -> list[ParseItem]:
+    def _enrollment(self, r: pr.EnrollmentRecord, final: bool) -> list[ParseItem]:
         err = self._school_error(r, "school_id", r.school_id)
         if err is None and r.from_school_id is not None:
             err = self._school_error(r, "from_school_id", r.from_school_id)
@@ -398,14 +379,14 @@ class Validator:
             return self._refuse(err)
         if r.entry_date and r.exit_date and r.exit_date < r.entry_date:
             return self._refuse(
-                error_at(r.source, "exit_date", "date.exit_before_entry", "The exit date is before the entry date.")
+                pr.error_at(r.source, "exit_date", "date.exit_before_entry", "The exit date is before the entry date.")
             )
         if not self._student_known(r.student_ref):
             if not final:
                 self._deferred.append(r)
                 return []
             return self._refuse(self._unknown_student(r))
-        if r.action is EnrollmentAction.WITHDRAW and r.exit_date is not None and r.entry_date is None:
+        if r.action is pr.EnrollmentAction.WITHDRAW and r.exit_date is not None and r.entry_date is None:
             windows = self._windows_for(r.student_ref, r.school_id)
             if not windows:
                 if not final:
@@ -413,7 +394,7 @@ class Validator:
                     return []
                 if self.known_enrollments is not None:
                     return self._refuse(
-                        error_at(
+                        pr.error_at(
                             r.source,
                             "school_id",
                             "reference.no_enrollment",
@@ -422,16 +403,16 @@ class Validator:
                     )
             elif all(w[0] is not None and w[0] > r.exit_date for w in windows):
                 return self._refuse(
-                    error_at(
+                    pr.error_at(
                         r.source,
                         "exit_date",
                         "date.exit_before_entry",
                         "The withdrawal date is before the student's entry date at that school.",
                     )
                 )
-        if r.action is EnrollmentAction.ENROLL:
+        if r.action is pr.EnrollmentAction.ENROLL:
             self._add_window(r.student_ref, r.school_id, r.entry_date, r.exit_date)
-        elif r.action is EnrollmentAction.WITHDRAW:
+        elif r.action is pr.EnrollmentAction.WITHDRAW:
             if r.exit_date is not None:
                 if r.entry_date is not None:
                     self._add_window(r.student_ref, r.school_id, r.entry_date, r.exit_date)
@@ -443,21 +424,21 @@ class Validator:
             self._add_window(r.student_ref, r.school_id, r.entry_date, None)
         return self._accept(r)
 
-    def _suspension(self, r: SuspensionRecord, final: bool) -> list[ParseItem]:
+    def _suspension(self, r: pr.SuspensionRecord, final: bool) -> list[ParseItem]:
         if r.end_date is not None and r.end_date < r.start_date:
             return self._refuse(
-                error_at(r.source, "end_date", "date.end_before_start", "The suspension ends before it starts.")
+                pr.error_at(r.source, "end_date", "date.end_before_start", "The suspension ends before it starts.")
             )
         return self._dated(r, r.start_date, final)
 
-    def _dated(self, r: AttendanceRecord | SuspensionRecord, day: date, final: bool) -> list[ParseItem]:
+    def _dated(self, r: pr.AttendanceRecord | pr.SuspensionRecord, day: date, final: bool) -> list[ParseItem]:
         err = self._school_error(r, "school_id", r.school_id)
         if err is not None:
             return self._refuse(err)
-        is_attendance = isinstance(r, AttendanceRecord)
+        is_attendance = isinstance(r, pr.AttendanceRecord)
         if is_attendance and day > self.today:
             return self._refuse(
-                error_at(
+                pr.error_at(
                     r.source, "date", "date.future_attendance", "Attendance cannot be recorded for a day after today."
                 )
             )
@@ -475,7 +456,7 @@ class Validator:
         what = "attendance" if is_attendance else "suspension"
         if not windows:
             return self._refuse(
-                error_at(
+                pr.error_at(
                     r.source,
                     "school_id",
                     "reference.no_enrollment",
@@ -483,7 +464,7 @@ class Validator:
                 )
             )
         return self._refuse(
-            error_at(
+            pr.error_at(
                 r.source,
                 "date" if is_attendance else "start_date",
                 f"date.{what}_outside_enrollment",

@@ -58,10 +58,7 @@ def create_portal_app(
         services = Services(settings)
 
         async def guardian_token(subject: str) -> str:
-            found = await services.post(
-                "consent", "/v1/internal/guardian-tokens", sign_in.service_token(), {"subject": subject}
-            )
-            return str(found["token"])
+            return await services.consent.guardian_token(subject, service_token=sign_in.service_token())
 
         sign_in.guardian_minter = guardian_token
         app.state.portal = Portal(settings, services, sign_in, clock)

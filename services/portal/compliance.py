@@ -43,28 +43,23 @@ def _compliance(session: Session) -> None:
 
 
 async def _ending_soon(portal: Portal, session: Session, today: date) -> list[dict[str, Any]]:
-    found = await portal.services.get("consent", "/v1/agreements", session.token, {"status": "active", "limit": 500})
+    found = await portal.services.consent.agreements(token=session.token, status="active")
     horizon = today + timedelta(days=ENDING_WITHIN_DAYS)
     ending = []
-    for agreement in found.get("agreements", []):
-        terms = (agreement.get("current") or {}).get("terms") or {}
-        end = terms.get("end_date")
+    for agreement in found.agreements:
+        terms = agreement.current.terms if agreement.current is not None else None
+        end = terms.end_date if terms is not None else None
         if end and today <= date.fromisoformat(end) <= horizon:
-            ending.append({**agreement, "end_date": end, "days_left": (date.fromisoformat(end) - today).days})
+            ending.append({**agreement.raw(), "end_date": end, "days_left": (date.fromisoformat(end) - today).days})
     return sorted(ending, key=lambda a: a["end_date"])
 
 
 @router.get("")
 async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     _compliance(session)
-    try:
-        head = await portal.services.get("audit", "/v1/tree-heads/latest", session.token)
-    except UpstreamError as exc:
-        if exc.status != 404:
-            raise
-        head = None
+    head = await portal.services.audit.latest_head(token=session.token)
     ending = await _ending_soon(portal, session, date.today())
-    denials = await portal.services.get("consent", "/v1/decisions/denials", session.token)
+    denials = await portal.services.consent.denials(token=session.token)
     return render(
         request,
         "compliance/overview.html",
@@ -80,7 +75,7 @@ async def overview(request: Request, portal: PortalDep, session: CurrentSession)
 async def verification(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     """The whole stored log checked now: on its own page, since it reads every entry."""
     _compliance(session)
-    report = await portal.services.get("audit", "/v1/verification", session.token)
+    report = await portal.services.audit.verification(token=session.token)
     return render(request, "compliance/verification.html", session, verification=report)
 
 
@@ -88,17 +83,16 @@ async def verification(request: Request, portal: PortalDep, session: CurrentSess
 async def log(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     _compliance(session)
     given = {name: request.query_params.get(name, "").strip() for name, _ in FILTERS}
-    params: dict[str, str | int] = {name: value for name, value in given.items() if value}
+    filters = {name: value for name, value in given.items() if value}
     after = request.query_params.get("after", "")
-    if after.lstrip("-").isdigit():
-        params["after"] = int(after)
-    params["limit"] = 50
     errors: list[dict[str, str]] = []
     entries: list[dict[str, Any]] = []
     next_after = None
     try:
-        found = await portal.services.get("audit", "/v1/entries", session.token, params)
-        entries, next_after = found.get("entries", []), found.get("next_after")
+        found = await portal.services.audit.entries(
+            filters, after=int(after) if after.lstrip("-").isdigit() else None, limit=50, token=session.token
+        )
+        entries, next_after = found.entries, found.next_after
     except UpstreamError as exc:
         if exc.status != 422:
             raise
@@ -125,14 +119,14 @@ async def entry(
     request: Request, portal: PortalDep, session: CurrentSession, seq: Annotated[int, Path(ge=0)]
 ) -> Response:
     _compliance(session)
-    answer = await portal.services.get("audit", f"/v1/entries/{seq}", session.token)
+    answer = await portal.services.audit.entry(seq, token=session.token)
     pinned = portal.settings.audit_public_key_file
     if pinned is not None:
         pem = pinned.read_text()
         keys, key_source = {key_id(load_public_key(pem.encode())): pem}, "pinned in the portal's settings"
     else:
-        published = await portal.services.get("audit", "/v1/keys", session.token)
-        keys, key_source = published.get("keys", {}), "as published by the audit service"
+        published = await portal.services.audit.keys(token=session.token)
+        keys, key_source = published.keys, "as published by the audit service"
     check = check_entry(answer, keys)
     return render(request, "compliance/entry.html", session, answer=answer, check=check, key_source=key_source, seq=seq)
 
@@ -140,7 +134,7 @@ async def entry(
 @router.get("/export.{fmt}")
 async def export(portal: PortalDep, session: CurrentSession, fmt: Literal["jsonl", "csv"]) -> Response:
     _compliance(session)
-    upstream = await portal.services.open_stream("audit", "/v1/export", session.token, {"format": fmt})
+    upstream = await portal.services.audit.export(fmt, token=session.token)
     media = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
     return StreamingResponse(
         upstream.aiter_bytes(),
@@ -154,9 +148,8 @@ async def export(portal: PortalDep, session: CurrentSession, fmt: Literal["jsonl
 
 
 async def _drafts(portal: Portal, session: Session) -> list[dict[str, Any]]:
-    found = await portal.services.get("consent", "/v1/agreements", session.token, {"status": "draft", "limit": 500})
-    drafts: list[dict[str, Any]] = found.get("agreements", [])
-    return sorted(drafts, key=lambda a: str(a.get("organization", "")).casefold())
+    found = await portal.services.consent.agreements(token=session.token, status="draft")
+    return [a.raw() for a in sorted(found.agreements, key=lambda a: a.organization.casefold())]
 
 
 def _review_page(
@@ -205,10 +198,8 @@ async def activate_agreements(request: Request, portal: PortalDep, session: Curr
                 terms = dict((draft.get("current") or {}).get("terms") or {})
                 terms |= {"elements": elements} if elements else {}
                 terms |= {"purposes": purposes} if purposes else {}
-                await portal.services.call(
-                    "consent", "PUT", f"/v1/agreements/{agreement_id}/terms", session.token, json={"terms": terms}
-                )
-            await portal.services.post("consent", f"/v1/agreements/{agreement_id}/activate", session.token)
+                await portal.services.consent.set_terms(agreement_id, terms, token=session.token)
+            await portal.services.consent.activate(agreement_id, token=session.token)
             results.append({"agreement_id": agreement_id, "organization": draft["organization"], "activated": True})
         except UpstreamError as exc:
             if exc.status not in (409, 422):

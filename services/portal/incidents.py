@@ -10,13 +10,13 @@ happened and records the step. The portal only chains them.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from homeroom.auth import Role
+from homeroom.contracts.answers import Incident
 from services.portal import web
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
@@ -53,15 +53,14 @@ def _utc(value: str) -> str | None:
     return text if text.endswith("Z") or "+" in text[10:] else text + ("Z" if len(text) > 10 else "T00:00:00Z")
 
 
-async def _detail(portal: Portal, session: Session, incident_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = await portal.services.get("incidents", f"/v1/incidents/{incident_id}", session.token)
-    return found
+async def _detail(portal: Portal, session: Session, incident_id: str) -> Incident:
+    return await portal.services.incidents.incident(incident_id, token=session.token)
 
 
 def _page(
     request: Request,
     session: Session,
-    incident: dict[str, Any],
+    incident: Incident,
     *,
     done: str = "",
     errors: list[str] | None = None,
@@ -72,30 +71,44 @@ def _page(
         "incidents/detail.html",
         session,
         status=status,
-        incident=incident,
+        incident=incident.raw(),
         kinds=KINDS,
         standings=STANDINGS,
         done=DONE_TEXT.get(done, ""),
         errors=errors or [],
-        latest=(incident.get("scope_versions") or [None])[-1],
+        latest=incident.scope_versions[-1] if incident.scope_versions else None,
         compliance=session.principal.role is Role.COMPLIANCE,
+    )
+
+
+async def _list_page(
+    request: Request,
+    portal: Portal,
+    session: Session,
+    *,
+    errors: list[str] | None = None,
+    form: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The incidents the person may see, with the form to open one (and why it was refused)."""
+    found = await portal.services.incidents.incidents(token=session.token)
+    return render(
+        request,
+        "incidents/list.html",
+        session,
+        status=status,
+        incidents=found.incidents,
+        kinds=KINDS,
+        standings=STANDINGS,
+        errors=errors or [],
+        form=form or {},
     )
 
 
 @router.get("")
 async def incidents(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     _staff(session)
-    found = await portal.services.get("incidents", "/v1/incidents", session.token)
-    return render(
-        request,
-        "incidents/list.html",
-        session,
-        incidents=found.get("incidents", []),
-        kinds=KINDS,
-        standings=STANDINGS,
-        errors=[],
-        form={},
-    )
+    return await _list_page(request, portal, session)
 
 
 @router.post("")
@@ -114,24 +127,13 @@ async def open_incident(request: Request, portal: PortalDep, session: CurrentSes
     if form.get("contractor_notified_at", "").strip():
         body["contractor_notified_at"] = _utc(form["contractor_notified_at"])
     try:
-        opened = await portal.services.post("incidents", "/v1/incidents", session.token, json=body)
+        opened = await portal.services.incidents.open(body, token=session.token)
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422):
             raise
-        found = await portal.services.get("incidents", "/v1/incidents", session.token)
         messages = web.refusal_messages(exc, name_fields=True)
-        return render(
-            request,
-            "incidents/list.html",
-            session,
-            status=exc.status,
-            incidents=found.get("incidents", []),
-            kinds=KINDS,
-            standings=STANDINGS,
-            errors=messages,
-            form=form,
-        )
-    return RedirectResponse(f"/incidents/{opened['incident_id']}?done=opened", status_code=303)
+        return await _list_page(request, portal, session, errors=messages, form=form, status=exc.status)
+    return RedirectResponse(f"/incidents/{opened.incident_id}?done=opened", status_code=303)
 
 
 @router.get("/{incident_id}")
@@ -166,32 +168,27 @@ DONE = {
 
 async def _act(portal: Portal, session: Session, incident_id: str, action: str, form: dict[str, str]) -> None:
     token = session.token
-    base = f"/v1/incidents/{incident_id}"
+    incidents, consent = portal.services.incidents, portal.services.consent
     district = {"district_id": session.principal.district_id} if session.principal.district_id else {}
     if action == "scope":
-        await portal.services.post("incidents", f"{base}/scope", token, json={})
-    elif action == "cpo-report":
-        await portal.services.post("incidents", f"{base}/cpo-report", token, json=district)
-    elif action == "letters":
-        await portal.services.post("incidents", f"{base}/letters", token, json=district)
+        await incidents.step(incident_id, "scope", None, token=token)
+    elif action in ("cpo-report", "letters"):
+        await incidents.step(incident_id, "cpo-report" if action == "cpo-report" else "letters", district, token=token)
     elif action in ("suspend", "rotate-keys"):
         agreement = form.get("agreement_id", "")
-        path = f"/v1/agreements/{quote(agreement, safe='')}"
         if action == "suspend":
-            await portal.services.post(
-                "consent", f"{path}/suspend", token, json={"reason": f"breach: incident {incident_id}"}
-            )
+            await consent.suspend(agreement, f"breach: incident {incident_id}", token=token)
             step: dict[str, Any] = {"action": "agreement_suspended", "agreement_id": agreement}
         else:
-            rotated = await portal.services.post("consent", f"{path}/keys/rotate", token)
-            step = {"action": "keys_rotated", "agreement_id": agreement, "rotation_id": rotated["rotation_id"]}
-        await portal.services.post("incidents", f"{base}/containment", token, json=step)
+            rotated = await consent.rotate_keys(agreement, token=token)
+            step = {"action": "keys_rotated", "agreement_id": agreement, "rotation_id": rotated.rotation_id}
+        await incidents.step(incident_id, "containment", step, token=token)
     elif action == "publish":
-        await portal.services.post(
-            "incidents", f"{base}/publication", token, json={**district, "text": form.get("text", "").strip()}
+        await incidents.step(
+            incident_id, "publication", {**district, "text": form.get("text", "").strip()}, token=token
         )
     elif action == "close":
-        await portal.services.post("incidents", f"{base}/close", token)
+        await incidents.step(incident_id, "close", None, token=token)
 
 
 @router.post("/{incident_id}/{action}")
@@ -219,8 +216,8 @@ async def letters(
 ) -> Response:
     """Every letter sent, one per printed page (for families reached by post, 121.10(g))."""
     _staff(session)
-    found = await web.page_of(portal, session, "incidents", f"/v1/incidents/{incident_id}/letters", 200, after[:40])
-    letters, next_after = found.get("letters", []), found.get("next_after")
+    found = await portal.services.incidents.letters(incident_id, after=after[:40], limit=200, token=session.token)
+    letters, next_after = found.letters, found.next_after
     return render(
         request, "incidents/letters.html", session, incident_id=incident_id, letters=letters, next_after=next_after
     )
@@ -231,9 +228,7 @@ async def bundle(
     portal: PortalDep, session: CurrentSession, incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)]
 ) -> Response:
     _staff(session)
-    upstream = await portal.services.open_stream(
-        "incidents", f"/v1/incidents/{incident_id}/scope/{version}/bundle", session.token
-    )
+    upstream = await portal.services.incidents.scope_bundle(incident_id, version, token=session.token)
     return StreamingResponse(
         upstream.aiter_bytes(),
         media_type="application/gzip",
@@ -251,14 +246,9 @@ async def report(
     fmt: Literal["txt", "json"],
 ) -> Response:
     _staff(session)
-    upstream = await portal.services.open_stream(
-        "incidents",
-        f"/v1/incidents/{incident_id}/reports/{report_id}",
-        session.token,
-        {"format": "text" if fmt == "txt" else "json"},
+    body = await portal.services.incidents.report(
+        incident_id, report_id, "text" if fmt == "txt" else "json", token=session.token
     )
-    body = await upstream.aread()
-    await upstream.aclose()
     if fmt == "txt":
         return PlainTextResponse(body.decode())
     return Response(

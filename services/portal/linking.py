@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
 
-from homeroom.contracts.linking_codes import CSV_COLUMNS, IssuedCodes, csv_row, letter_text
+from homeroom.contracts.answers import raw_all
+from homeroom.contracts.linking_codes import CSV_COLUMNS, csv_row, letter_text
 from services.portal.clients import UpstreamError
 from services.portal.district import names_of
 from services.portal.web import CurrentSession, PortalDep, check_form, checked_form, district_of, render
@@ -30,22 +31,18 @@ def portal_url(request: Request) -> str:
 @router.get("")
 async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     district = district_of(session)
-    found = await portal.services.get("consent", f"/v1/districts/{district}/guardianships", session.token)
-    students = await portal.services.get(
-        "records", f"/v1/districts/{district}/students", session.token, {"limit": STUDENTS_LISTED}
-    )
-    keys = [s["student_key"] for s in students.get("students", [])]
-    linked = [link["student_key"] for link in found.get("links", [])] + [
-        c["student_key"] for c in found.get("codes", [])
-    ]
+    found = await portal.services.consent.guardianships(district, token=session.token)
+    students = await portal.services.records.student_list(district, token=session.token, limit=STUDENTS_LISTED)
+    keys = [s.student_key for s in students.students]
+    linked = [each.student_key for each in (*found.links, *found.codes)]
     names = await names_of(portal, session, district, keys + linked)
     return render(
         request,
         "district/linking.html",
         session,
         district=district,
-        links=found.get("links", []),
-        codes=found.get("codes", []),
+        links=raw_all(found.links),
+        codes=raw_all(found.codes),
         students=[{"key": k, "name": names.get(k, k)} for k in keys],
         names=names,
         error=None,
@@ -61,14 +58,10 @@ async def issue(request: Request, portal: PortalDep, session: CurrentSession) ->
     check_form(request, session, fields)
     keys = [str(v) for v in form.getlist("student_key")] + fields.get("student_keys", "").split()
     relationship = "eligible_student" if fields.get("relationship") == "eligible_student" else "parent"
-    body: dict[str, Any] = {
-        "students": [{"student_key": k, "relationship": relationship} for k in dict.fromkeys(keys)],
-        "valid_days": int(fields["valid_days"]) if fields.get("valid_days", "").isdigit() else 60,
-    }
+    students = [{"student_key": k, "relationship": relationship} for k in dict.fromkeys(keys)]
+    valid_days = int(fields["valid_days"]) if fields.get("valid_days", "").isdigit() else 60
     try:
-        answer = IssuedCodes.model_validate(
-            await portal.services.post("consent", f"/v1/districts/{district}/linking-codes", session.token, body)
-        )
+        answer = await portal.services.consent.issue_linking_codes(district, students, valid_days, token=session.token)
     except UpstreamError as exc:
         if exc.status == 401:
             raise
@@ -101,8 +94,6 @@ async def link_action(
     """Revoke a link (custody change), or accept or decline one a transfer carried in."""
     district = district_of(session)
     form = await checked_form(request, session)
-    body = {} if action == "accept" else {"reason": (form.get("reason") or "custody_change")[:200]}
-    await portal.services.post(
-        "consent", f"/v1/districts/{district}/guardianships/{link_id}/{action}", session.token, body
-    )
+    reason = None if action == "accept" else (form.get("reason") or "custody_change")[:200]
+    await portal.services.consent.guardianship_action(district, link_id, action, reason=reason, token=session.token)
     return RedirectResponse("/district/linking?saved=1", status_code=303)

@@ -10,13 +10,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from homeroom.auth import Role
-from services.portal.clients import ServiceName, UpstreamError
+from homeroom.contracts.clients import SendsNotices
+from services.portal.clients import UpstreamError
 from services.portal.web import CurrentSession, PortalDep, render, require_role
 
 router = APIRouter(include_in_schema=False)
-
-# The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
-SENDERS: tuple[ServiceName, ...] = ("transfer", "records", "consent", "incidents")
 
 
 @router.get("/notices")
@@ -24,14 +22,21 @@ async def notices(request: Request, portal: PortalDep, session: CurrentSession) 
     require_role(session, Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)
     found: list[dict[str, Any]] = []
     unavailable: list[str] = []
-    for service in SENDERS:
+    # The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
+    senders: tuple[SendsNotices, ...] = (
+        portal.services.transfer,
+        portal.services.records,
+        portal.services.consent,
+        portal.services.incidents,
+    )
+    for sender in senders:
         try:
-            answer = await portal.services.get(service, "/v1/notices", session.token, {"limit": 200})
+            answer = await sender.notices(token=session.token)
         except UpstreamError as exc:
             if exc.status in (401, 403):
                 raise
-            unavailable.append(service)  # the others' notices are still shown
+            unavailable.append(sender.peer)  # the others' notices are still shown
             continue
-        found.extend(dict(n, service=service) for n in answer.get("notices", []))
+        found.extend(dict(n, service=sender.peer) for n in answer.notices)
     found.sort(key=lambda n: str(n.get("created_at")), reverse=True)
     return render(request, "notices.html", session, notices=found, unavailable=unavailable)

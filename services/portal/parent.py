@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 
 from homeroom.auth import Role
 from homeroom.catalogue import ELEMENTS
+from homeroom.contracts.answers import Recipient, StudentRecord, raw_all
 from services.portal.clients import UpstreamError
 from services.portal.session import Session
 from services.portal.web import (
@@ -41,19 +42,17 @@ def _parent(session: Session) -> None:
     require_role(session, Role.PARENT)
 
 
-async def _records(portal: Portal, session: Session, key: str) -> list[dict[str, Any]]:
-    found = await portal.services.get("records", f"/v1/students/{key}", session.token)
-    records: list[dict[str, Any]] = found.get("records", [])
-    return records
+async def _records(portal: Portal, session: Session, key: str) -> list[StudentRecord]:
+    return (await portal.services.records.student(key, token=session.token)).records
 
 
-def _display_name(records: list[dict[str, Any]], key: str) -> str:
-    for record in records:
-        elements = record.get("elements") or {}
-        first, last = elements.get("student.first_name"), elements.get("student.last_name")
-        if first or last:
-            return " ".join(str(p) for p in (first, last) if p)
-    return key
+def _display_name(records: list[StudentRecord], key: str) -> str:
+    return next((name for name in (r.display_name() for r in records) if name), key)
+
+
+def _districts(records: list[StudentRecord]) -> list[str]:
+    """The districts that hold a record of the child."""
+    return sorted({r.district_id for r in records if r.district_id})
 
 
 @router.get("")
@@ -76,21 +75,23 @@ async def children(request: Request, portal: PortalDep, session: CurrentSession)
 async def record(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
     records = await _records(portal, session, key)
-    return render(request, "parent/record.html", session, key=key, name=_display_name(records, key), records=records)
+    return render(
+        request, "parent/record.html", session, key=key, name=_display_name(records, key), records=raw_all(records)
+    )
 
 
 @router.get("/children/{key}/disclosures")
 async def disclosures(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
-    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    found = await portal.services.audit.student_disclosures(key, token=session.token)
     letters, letters_unavailable = await breach_letters(portal, session, key)
     return render(
         request,
         "parent/disclosures.html",
         session,
         key=key,
-        disclosures=found.get("disclosures", []),
-        own_views=found.get("own_views", []),
+        disclosures=raw_all(found.disclosures),
+        own_views=found.own_views,
         witnessed=await witnessed_checkpoint(portal, session),
         breach_letters=letters,
         letters_unavailable=letters_unavailable,
@@ -101,24 +102,17 @@ async def breach_letters(portal: Portal, session: Session, key: str) -> tuple[li
     """Breach letters about this child (8 NYCRR 121.10(e)), shown beside the disclosure report;
     the report still shows when the incidents service does not answer."""
     try:
-        found = await portal.services.get("incidents", f"/v1/students/{key}/breach-letters", session.token)
+        found = await portal.services.incidents.breach_letters(key, token=session.token)
     except UpstreamError as exc:
         if exc.status in (401, 403):
             raise
         return [], True
-    letters: list[dict[str, Any]] = found.get("letters", [])
-    return letters, False
+    return found.letters, False
 
 
 async def witnessed_checkpoint(portal: Portal, session: Session) -> dict[str, Any] | None:
     """The latest head of the log an independent witness cosigned (None before the first)."""
-    try:
-        found = await portal.services.get("audit", "/v1/checkpoint", session.token)
-    except UpstreamError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return found if isinstance(found, dict) else None
+    return await portal.services.audit.checkpoint(token=session.token)
 
 
 @router.get("/children/{key}/transfers")
@@ -128,17 +122,14 @@ async def transfers(request: Request, portal: PortalDep, session: CurrentSession
     _parent(session)
     if key not in session.principal.student_keys:
         raise UpstreamError("transfer", 404, "no transfer case of this child that you may see")
-    listed = await portal.services.get("transfer", "/v1/transfers", session.token, {"limit": 100})
+    listed = await portal.services.transfer.transfers(token=session.token)
     cases = [
-        await portal.services.get("transfer", f"/v1/transfers/{c['case_id']}", session.token)
-        for c in listed.get("transfers", [])
-        if c.get("student_key") == key
+        await portal.services.transfer.case(c.case_id, token=session.token)
+        for c in listed.transfers
+        if c.student_key == key
     ]
-    for case in cases:
-        steps = {h.get("step"): h for h in case.get("history") or []}
-        case["acknowledged"] = steps.get("acknowledged")
-        case["delivered"] = steps.get("delivered")
-    return render(request, "parent/transfers.html", session, key=key, cases=cases)
+    shown = [dict(c.raw(), acknowledged=c.step("acknowledged"), delivered=c.step("delivered")) for c in cases]
+    return render(request, "parent/transfers.html", session, key=key, cases=shown)
 
 
 def _cell(value: object) -> str:
@@ -150,32 +141,18 @@ def _cell(value: object) -> str:
 @router.get("/children/{key}/disclosures.csv")
 async def disclosure_report(portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
-    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
+    found = await portal.services.audit.student_disclosures(key, token=session.token)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
         ["when", "recipient", "recipient role", "elements", "purpose", "legal basis", "agreement", "summary"]
     )
-    for d in found.get("disclosures", []):
-        recipient = d.get("recipient") or {}
-        elements = "; ".join(e.get("name") or e.get("id", "") for e in d.get("elements") or [])
-        purpose = d.get("purpose")
-        purpose_text = purpose.get("id") if isinstance(purpose, dict) else purpose
-        writer.writerow(
-            [
-                _cell(v)
-                for v in (
-                    d.get("when"),
-                    recipient.get("organization"),
-                    recipient.get("role"),
-                    elements,
-                    purpose_text,
-                    d.get("legal_basis"),
-                    d.get("agreement_id"),
-                    d.get("summary"),
-                )
-            ]
-        )
+    for d in found.disclosures:
+        recipient = d.recipient or Recipient()
+        elements = "; ".join(e.name or e.id for e in d.elements or [])
+        purpose_text = d.purpose.get("id") if isinstance(d.purpose, dict) else d.purpose
+        row = (d.when, recipient.organization, recipient.role, elements, purpose_text, d.legal_basis, d.agreement_id)
+        writer.writerow([_cell(v) for v in (*row, d.summary)])
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -186,17 +163,14 @@ async def disclosure_report(portal: PortalDep, session: CurrentSession, key: Stu
 @router.get("/children/{key}/choices")
 async def choices(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
-    found = await portal.services.get("consent", f"/v1/students/{key}/choices", session.token)
-    records = await _records(portal, session, key)
-    districts = sorted({r["district_id"] for r in records if r.get("district_id")})
+    found = await portal.services.consent.choices(key, token=session.token)
+    districts = _districts(await _records(portal, session, key))
     # Written consent goes to an organisation under an active agreement covering a district of the child's.
-    public = await portal.services.get("consent", "/v1/public/agreements", None)
+    public = await portal.services.consent.public_agreements()
     recipients = [
-        dict(a, districts_here=[d for d in a.get("districts", []) if d in districts])
-        for a in public.get("agreements", [])
-        if set(a.get("districts", [])) & set(districts)
+        dict(a.raw(), districts_here=[d for d in a.districts if d in districts]) for a in public.covering(districts)
     ]
-    organisations = {a["agreement_id"]: a["organization"] for a in public.get("agreements", [])}
+    organisations = public.organisations()
     return render(
         request,
         "parent/choices.html",
@@ -212,40 +186,40 @@ async def choices(request: Request, portal: PortalDep, session: CurrentSession, 
 @router.post("/children/{key}/consents")
 async def give_consent(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
-    await checked_form(request, session)
+    form = await checked_form(request, session)
     submitted = await request.form()  # parsed once and cached by Starlette
-    form = {k: v for k, v in submitted.items() if isinstance(v, str)}
-    body = {
-        "district_id": form.get("district_id", ""),
-        "recipient": form.get("recipient", ""),
-        "elements": [e for e in submitted.getlist("elements") if isinstance(e, str)],
-        "method": METHOD,
-    }
-    return await _choice(request, portal, session, key, "/consents", body)
+    await portal.services.consent.give_consent(
+        key,
+        district_id=form.get("district_id", ""),
+        recipient=form.get("recipient", ""),
+        elements=[e for e in submitted.getlist("elements") if isinstance(e, str)],
+        method=METHOD,
+        token=session.token,
+    )
+    return _choices_saved(key)
 
 
-async def _choice(
-    request: Request, portal: Portal, session: Session, key: str, path: str, body: dict[str, Any]
-) -> Response:
-    await portal.services.post("consent", f"/v1/students/{key}{path}", session.token, body)
+def _choices_saved(key: str) -> Response:
     return RedirectResponse(f"/parent/children/{key}/choices?saved=1", status_code=303)
 
 
-async def _directory(request: Request, portal: Portal, session: Session, key: str, path: str) -> Response:
+async def _directory(request: Request, portal: Portal, session: Session, key: str, *, rescind: bool) -> Response:
     _parent(session)
     form = await checked_form(request, session)
-    body = {"district_id": form.get("district_id", ""), "method": METHOD}
-    return await _choice(request, portal, session, key, path, body)
+    await portal.services.consent.directory_opt_out(
+        key, district_id=form.get("district_id", ""), method=METHOD, token=session.token, rescind=rescind
+    )
+    return _choices_saved(key)
 
 
 @router.post("/children/{key}/directory-opt-out")
 async def opt_out(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
-    return await _directory(request, portal, session, key, "/directory-opt-out")
+    return await _directory(request, portal, session, key, rescind=False)
 
 
 @router.post("/children/{key}/directory-opt-out/rescind")
 async def rescind(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
-    return await _directory(request, portal, session, key, "/directory-opt-out/rescind")
+    return await _directory(request, portal, session, key, rescind=True)
 
 
 @router.post("/children/{key}/consents/{consent_id}/withdraw")
@@ -258,7 +232,8 @@ async def withdraw(
 ) -> Response:
     _parent(session)
     await checked_form(request, session)
-    return await _choice(request, portal, session, key, f"/consents/{consent_id}/withdraw", {"method": METHOD})
+    await portal.services.consent.withdraw_consent(key, consent_id, method=METHOD, token=session.token)
+    return _choices_saved(key)
 
 
 @router.get("/children/{key}/amendments")
@@ -272,17 +247,17 @@ def _amendments_page(
     request: Request,
     session: Session,
     key: str,
-    records: list[dict[str, Any]],
+    records: list[StudentRecord],
     *,
     form: dict[str, str],
     errors: list[str],
     status: int = 200,
 ) -> Response:
-    stated = {st.get("amendment_id"): st for r in records for st in r.get("parent_statements") or []}
+    stated = {st.get("amendment_id"): st for r in records for st in r.parent_statements or []}
     requests = [
-        dict(a, district_id=r.get("district_id"), statement=stated.get(a.get("id")))
+        dict(a.raw(), district_id=r.district_id, statement=stated.get(a.id or None))
         for r in records
-        for a in r.get("amendments") or []
+        for a in r.amendments or []
     ]
     return render(
         request,
@@ -290,7 +265,7 @@ def _amendments_page(
         session,
         status=status,
         key=key,
-        districts=sorted({r["district_id"] for r in records if r.get("district_id")}),
+        districts=_districts(records),
         amendments=requests,
         elements=[e for e in ELEMENTS if e.id != "record.parent_statement"],
         form=form,
@@ -302,13 +277,15 @@ def _amendments_page(
 async def request_amendment(request: Request, portal: PortalDep, session: CurrentSession, key: StudentKey) -> Response:
     _parent(session)
     form = await checked_form(request, session)
-    body: dict[str, Any] = {"element": form.get("element", ""), "reason": form.get("reason", "").strip()}
-    if form.get("requested_value", "").strip():
-        body["requested_value"] = form["requested_value"].strip()
-    if form.get("district_id"):
-        body["district_id"] = form["district_id"]
     try:
-        await portal.services.post("records", f"/v1/students/{key}/amendments", session.token, body)
+        await portal.services.records.request_amendment(
+            key,
+            element=form.get("element", ""),
+            reason=form.get("reason", "").strip(),
+            requested_value=form.get("requested_value", "").strip() or None,
+            district_id=form.get("district_id") or None,
+            token=session.token,
+        )
     except UpstreamError as exc:
         if exc.status != 422:
             raise
@@ -329,10 +306,8 @@ async def file_statement(
     """After a refusal, the parent's statement is kept with the record (FERPA 99.21)."""
     _parent(session)
     form = await checked_form(request, session)
-    body = {"statement": form.get("statement", "").strip()}
-    await portal.services.post(
-        "records", f"/v1/students/{key}/amendments/{amendment_id}/statement", session.token, body
-    )
+    statement = form.get("statement", "").strip()
+    await portal.services.records.file_statement(key, amendment_id, statement, token=session.token)
     return RedirectResponse(f"/parent/children/{key}/amendments?stated=1", status_code=303)
 
 
@@ -353,15 +328,13 @@ async def link(request: Request, portal: PortalDep, session: CurrentSession) -> 
     code = form.get("code", "")[:64]
     client = request.client.host if request.client else ""
     try:
-        linked = await portal.services.post(
-            "consent", "/v1/guardianship/redemptions", session.token, {"code": code, "client": client}
-        )
+        linked = await portal.services.consent.redeem(code, client, token=session.token)
     except UpstreamError as exc:
         if exc.status == 401:
             raise
         return render(request, "parent/link.html", session, status=422, error=exc.detail, code=code)
     await portal.sign_in.renew_guardian(session.sid)  # the next page's token names the child
-    return RedirectResponse(f"/parent/children/{linked['student_key']}", status_code=303)
+    return RedirectResponse(f"/parent/children/{linked.student_key}", status_code=303)
 
 
 @router.get("/children/{key}/summary")
@@ -371,34 +344,31 @@ async def summary(request: Request, portal: PortalDep, session: CurrentSession, 
     (directory opt-outs, written consents given and withdrawn, each choice in order) and their links."""
     _parent(session)
     records = await _records(portal, session, key)
-    found = await portal.services.get("audit", f"/v1/students/{key}/disclosures", session.token)
-    districts = sorted({r["district_id"] for r in records if r.get("district_id")})
-    public = await portal.services.get("consent", "/v1/public/agreements", None)
-    covering = [a for a in public.get("agreements", []) if set(a.get("districts", [])) & set(districts)]
+    found = await portal.services.audit.student_disclosures(key, token=session.token)
+    public = await portal.services.consent.public_agreements()
     # The parent's choices as consent keeps them (opt-outs, written consents given and withdrawn
     # (FERPA 99.30), every choice in order) and the links that let them act for the child.
-    choices = await portal.services.get("consent", f"/v1/students/{key}/choices", session.token)
-    links = await portal.services.get("consent", "/v1/guardianship/links", session.token)
-    organisations = {a["agreement_id"]: a["organization"] for a in public.get("agreements", [])}
+    choices = await portal.services.consent.choices(key, token=session.token)
+    links = await portal.services.consent.guardian_links(token=session.token)
     received: dict[str, dict[str, Any]] = {}
-    for d in found.get("disclosures", []):
-        who = str((d.get("recipient") or {}).get("organization") or "unnamed recipient")
-        seen = received.setdefault(who, {"count": 0, "elements": set(), "first": d.get("when"), "last": d.get("when")})
+    for d in found.disclosures:
+        who = str((d.recipient.organization if d.recipient else None) or "unnamed recipient")
+        seen = received.setdefault(who, {"count": 0, "elements": set(), "first": d.when, "last": d.when})
         seen["count"] += 1
-        seen["elements"].update(e.get("name", "") for e in d.get("elements", []))
-        seen["first"], seen["last"] = min(seen["first"], d.get("when")), max(seen["last"], d.get("when"))
+        seen["elements"].update(e.name if e.name is not None else "" for e in d.elements or [])
+        seen["first"], seen["last"] = min(seen["first"], d.when), max(seen["last"], d.when)
     return render(
         request,
         "parent/summary.html",
         session,
         key=key,
         name=_display_name(records, key),
-        records=records,
+        records=raw_all(records),
         received={who: dict(v, elements=sorted(v["elements"])) for who, v in sorted(received.items())},
-        own_views=len(found.get("own_views", [])),
-        agreements=covering,
+        own_views=len(found.own_views),
+        agreements=raw_all(public.covering(_districts(records))),
         choices=choices,
-        organisations=organisations,
-        links=[link for link in links.get("links", []) if link.get("student_key") == key],
+        organisations=public.organisations(),
+        links=[link.raw() for link in links.links if link.student_key == key],
         now=when(portal.clock().isoformat()),
     )

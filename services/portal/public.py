@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from homeroom.auth import AuthenticationError, Role
+from homeroom.contracts.answers import raw_all
 from homeroom.data_dictionary import dictionary, never_collected
 from services.portal.clients import UpstreamError
 from services.portal.session import dev_token
@@ -49,6 +50,10 @@ async def home(request: Request, session: OptionalSession) -> Response:
     return render(request, "home.html", session)
 
 
+# What a sign-in link may fill in on the development sign-in form (the demo's links), by query name.
+PREFILL = ("role", "subject", "students", "district", "agreement", "organization")
+
+
 @router.get("/sign-in")
 async def sign_in_page(
     request: Request,
@@ -56,21 +61,7 @@ async def sign_in_page(
     session: OptionalSession,
     next: str | None = None,
     expired: bool = False,
-    role: str = "",
-    subject: str = "",
-    students: str = "",
-    district: str = "",
-    agreement: str = "",
-    organization: str = "",
 ) -> Response:
-    prefill = {
-        "role": role,
-        "subject": subject,
-        "students": students,
-        "district": district,
-        "agreement": agreement,
-        "organization": organization,
-    }
     return render(
         request,
         "sign_in.html",
@@ -78,7 +69,7 @@ async def sign_in_page(
         next=_safe_next(next),
         expired=expired,
         roles=DEV_ROLES,
-        form=prefill,
+        form={name: request.query_params.get(name, "") for name in PREFILL},
         oidc=portal.settings.oidc_configured,
         error=None,
     )
@@ -186,20 +177,17 @@ async def sign_out(request: Request, portal: PortalDep, session: CurrentSession)
 
 @router.get("/agreements")
 async def agreements(request: Request, portal: PortalDep, session: OptionalSession) -> Response:
-    found = await portal.services.get("consent", "/v1/public/agreements", None)
-    items = found.get("agreements", []) if isinstance(found, dict) else found
-    waiting = found.get("awaiting_certification", []) if isinstance(found, dict) else []
+    found = await portal.services.consent.public_agreements()
     try:  # breach notices districts chose to publish (the incidents service); the page stands without them
-        breaches = (await portal.services.get("incidents", "/v1/public/breach-notices", None)).get("notices", [])
+        breaches = (await portal.services.incidents.public_breach_notices()).notices
     except UpstreamError:
         breaches = []
+    items, waiting = raw_all(found.agreements), found.awaiting_certification
     return render(request, "agreements.html", session, agreements=items, awaiting=waiting, breaches=breaches)
 
 
 async def _in_force(portal: PortalDep) -> list[dict[str, Any]]:
-    found = await portal.services.get("consent", "/v1/public/agreements", None)
-    items: list[dict[str, Any]] = found.get("agreements", []) if isinstance(found, dict) else found
-    return items
+    return raw_all((await portal.services.consent.public_agreements()).agreements)
 
 
 @router.get("/data-dictionary")

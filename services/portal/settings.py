@@ -7,35 +7,27 @@ HOMEROOM_<NAME>_URL for every service), how people sign in, and how its cookie i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-
-
-def _peer(name: str, port: int) -> Any:
-    return Field(
-        default=f"http://127.0.0.1:{port}",
-        validation_alias=AliasChoices(f"HOMEROOM_{name.upper()}_URL", f"{name}_url"),
-    )
+from homeroom.peers import PORTS, peer_url
 
 
 class PortalSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_PORTAL_", extra="ignore")
 
     service_name: str = "portal"
-    port: int = 8006
+    port: int = PORTS["portal"]
 
     # The services whose APIs the pages read, always with the signed-in person's token.
-    ingest_url: str = _peer("ingest", 8001)
-    records_url: str = _peer("records", 8002)
-    consent_url: str = _peer("consent", 8003)
-    transfer_url: str = _peer("transfer", 8004)
-    audit_url: str = _peer("audit", 8005)
-    incidents_url: str = _peer("incidents", 8008)
-    reports_url: str = _peer("reports", 8009)
+    ingest_url: str = peer_url("ingest")
+    records_url: str = peer_url("records")
+    consent_url: str = peer_url("consent")
+    transfer_url: str = peer_url("transfer")
+    audit_url: str = peer_url("audit")
+    incidents_url: str = peer_url("incidents")
+    reports_url: str = peer_url("reports")
     peer_timeout_s: float = 15.0
 
     # Development sign-in: a form that mints a token with the stack's development issuer.

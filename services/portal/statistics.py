@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from homeroom.auth import Role
-from homeroom.contracts.reports import DistrictNumbers, Row, Snapshot, SnapshotList, Unit
+from homeroom.contracts.reports import Row, Snapshot, SnapshotList, Unit
 from services.portal.clients import UpstreamError
 from services.portal.web import CurrentSession, OptionalSession, PageError, PortalDep, render, require_role
 
@@ -102,9 +102,7 @@ def view(snapshot: Snapshot, district_id: str | None, column: str) -> View:
 
 
 async def _listing(portal: PortalDep) -> SnapshotList:
-    return SnapshotList.model_validate(
-        await portal.services.get("reports", "/v1/public/snapshots", None, {"limit": 100})
-    )
+    return await portal.services.reports.snapshots(limit=100)
 
 
 def merged(parts: list[Snapshot]) -> Snapshot:
@@ -148,11 +146,7 @@ async def statistics(
     parts: list[Snapshot] = []
     try:
         for params in page_parts(district, column):
-            parts.append(
-                Snapshot.model_validate(
-                    await portal.services.get("reports", f"/v1/public/snapshots/{snapshot_id}", None, params)
-                )
-            )
+            parts.append(await portal.services.reports.snapshot(snapshot_id, params))
     except UpstreamError as exc:
         if exc.status == 404:
             raise PageError(404, "No such district", exc.detail) from None
@@ -177,10 +171,7 @@ async def statistics(
 async def statistics_csv(
     portal: PortalDep, snapshot_id: SnapshotId, district: DistrictId = None, column: ColumnChoice = None
 ) -> Response:
-    params: dict[str, str | int] = {"district": district} if district else {}
-    if column:
-        params["column"] = column
-    upstream = await portal.services.download("reports", f"/v1/public/snapshots/{snapshot_id}/csv", params)
+    upstream = await portal.services.reports.snapshot_csv(snapshot_id, district=district or None, column=column or None)
     disposition = upstream.headers.get("content-disposition", f'attachment; filename="{snapshot_id}.csv"')
     return Response(
         upstream.content, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition}
@@ -195,14 +186,10 @@ async def district_statistics(
     require_role(session, Role.DISTRICT_STAFF)
     district = session.principal.district_id
     assert district is not None
-    params: dict[str, str | int] = {"school_year": school_year} if school_year else {}
+    year = school_year or None
     try:
-        own = DistrictNumbers.model_validate(
-            await portal.services.get("reports", f"/v1/districts/{district}/numbers", session.token, params)
-        )
-        preview = Snapshot.model_validate(
-            await portal.services.get("reports", f"/v1/districts/{district}/preview", session.token, params)
-        )
+        own = await portal.services.reports.district_numbers(district, school_year=year, token=session.token)
+        preview = await portal.services.reports.district_preview(district, school_year=year, token=session.token)
     except UpstreamError as exc:
         if exc.status == 404:
             return render(request, "district/statistics.html", session, own=None, preview=None, message=exc.detail)

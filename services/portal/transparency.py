@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
 
+from homeroom.contracts.answers import raw_all
 from homeroom.transparency import Answer, Facts, answers
 from services.portal.clients import UpstreamError
 from services.portal.web import (
@@ -27,16 +28,14 @@ District = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
 
 async def district_answers(portal: Portal, district: str, portal_url: str) -> list[Answer]:
-    public = await portal.services.get("consent", "/v1/public/agreements", None)
-    agreements = [a for a in public.get("agreements", []) if district in a.get("districts", [])]
+    public = await portal.services.consent.public_agreements()
+    agreements = raw_all(public.covering([district]))
     try:
-        counts = (await portal.services.get("audit", f"/v1/public/disclosure-counts/{district}", None)).get(
-            "counts", []
-        )
+        counts = (await portal.services.audit.disclosure_counts(district)).counts
     except UpstreamError:
         counts = []  # the page stands without them; question 9 then says what it knows
-    own = await portal.services.get("consent", f"/v1/public/transparency/{district}", None)
-    texts: dict[int, dict[str, Any]] = {int(k): v for k, v in own.get("answers", {}).items()}
+    own = await portal.services.consent.transparency_texts(district)
+    texts: dict[int, dict[str, Any]] = {int(k): v for k, v in own.answers.items()}
     facts = Facts(district, agreements, counts, portal_url, portal.clock().date())
     return answers(facts, texts)
 
@@ -75,8 +74,7 @@ async def save(
 ) -> Response:
     district = district_of(session)
     form = await checked_form(request, session)
-    body = {"text": form.get("text", "")[:8000]}
-    await portal.services.call(
-        "consent", "PUT", f"/v1/districts/{district}/transparency/{question}", session.token, json=body
+    await portal.services.consent.save_transparency_text(
+        district, question, form.get("text", "")[:8000], token=session.token
     )
     return RedirectResponse(f"/district/transparency?saved={question}#q{question}", status_code=303)

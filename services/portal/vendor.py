@@ -15,13 +15,12 @@ from homeroom.catalogue import PURPOSES
 from services.portal.web import CurrentSession, PortalDep, render, require_role
 
 router = APIRouter(prefix="/vendor", include_in_schema=False)
-ROSTERING = "/ims/oneroster/rostering/v1p2"
 
 
 @router.get("")
 async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
     require_role(session, Role.VENDOR)
-    releases = await portal.services.get("records", f"{ROSTERING}/homeroom/releases", session.token)
+    releases = await portal.services.records.vendor_releases(token=session.token)
     return render(request, "vendor/overview.html", session, releases=releases, purposes=PURPOSES)
 
 
@@ -33,8 +32,7 @@ async def roster(
 ) -> Response:
     """Streams records' bulk zip: every student in it is a disclosure, recorded by records."""
     require_role(session, Role.VENDOR)
-    params: dict[str, str | int] | None = {"since": since} if since else None
-    upstream = await portal.services.open_stream("records", f"{ROSTERING}/bulk.zip", session.token, params)
+    upstream = await portal.services.records.roster_zip(since=since or None, token=session.token)
     name = "oneroster-delta.zip" if since else "oneroster-bulk.zip"
     return StreamingResponse(
         upstream.aiter_bytes(),

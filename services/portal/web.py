@@ -21,7 +21,7 @@ from homeroom.catalogue import CATALOGUE
 from homeroom.clock import Clock, system_clock
 from homeroom.problems import Problem
 from homeroom.ratelimit import RateLimiter
-from services.portal.clients import ServiceName, Services, UpstreamError
+from services.portal.clients import Services, UpstreamError
 from services.portal.session import Session, SignIn, csrf_ok, same_origin
 from services.portal.settings import PortalSettings
 
@@ -154,18 +154,6 @@ async def sign_in_attempt(request: Request) -> None:
 
 SignInAttempt = Depends(sign_in_attempt)
 LinkingAttempt = SignInAttempt
-
-
-async def page_of(
-    portal: Portal, session: Session, service: ServiceName, path: str, limit: int, after: str | int | None
-) -> dict[str, Any]:
-    """One page of a list a service answers in pages: `after` is the `next_after` of the page
-    before (None or "": the first page)."""
-    params: dict[str, str | int] = {"limit": limit}
-    if after is not None and after != "":
-        params["after"] = after
-    found: dict[str, Any] = await portal.services.get(service, path, session.token, params)
-    return found
 
 
 def refusal_messages(exc: UpstreamError, *, name_fields: bool = False) -> list[str]:

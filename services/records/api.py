@@ -34,7 +34,7 @@ from services.records.application import amendments, district_views, reads, tran
 from services.records.application.refusals import not_found
 from services.records.record import READABLE_ELEMENTS
 from services.records.security_log import security_log
-from services.records.state import RecordsRuntimeDep
+from services.records.state import RuntimeDep
 
 router = APIRouter(tags=["records"], dependencies=[Depends(security_log)])
 
@@ -66,7 +66,7 @@ class StudentPage(BaseModel):
 async def list_district_students(
     district_id: str,
     principal: Staff,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
     school_id: str | None = None,
     updated_after: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -85,7 +85,7 @@ async def list_district_students(
 
 
 @router.get("/v1/districts/{district_id}/students/{student_key}")
-async def get_district_student(district_id: str, student_key: str, principal: Staff, runtime: RecordsRuntimeDep) -> Any:
+async def get_district_student(district_id: str, student_key: str, principal: Staff, runtime: RuntimeDep) -> Any:
     """One student's full record, for the owning district's staff."""
     return await reads.district_student(runtime, principal, district_id, student_key)
 
@@ -97,7 +97,7 @@ async def get_district_student(district_id: str, student_key: str, principal: St
 async def get_student(
     student_key: str,
     principal: ParentOrVendorOrStaff,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
     elements: Annotated[list[str] | None, Query(description="catalogue element ids; default all")] = None,
     purpose: str | None = None,
 ) -> Any:
@@ -124,7 +124,7 @@ async def get_student(
 
 @router.post("/v1/students/{student_key}/amendments", status_code=201)
 async def request_amendment(
-    student_key: str, body: amendments.AmendmentRequest, principal: Parent, runtime: RecordsRuntimeDep
+    student_key: str, body: amendments.AmendmentRequest, principal: Parent, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """A parent asks the district to amend an element of their child's record (99.20)."""
     if body.element not in READABLE_ELEMENTS:
@@ -136,7 +136,7 @@ async def request_amendment(
 
 @router.get("/v1/districts/{district_id}/amendments")
 async def list_amendments(
-    district_id: str, principal: Staff, runtime: RecordsRuntimeDep, status: str | None = None
+    district_id: str, principal: Staff, runtime: RuntimeDep, status: str | None = None
 ) -> dict[str, Any]:
     """Amendment requests of the caller's own district (no values: open the record for them)."""
     return await amendments.list_amendments(runtime, principal, district_id, status)
@@ -144,7 +144,7 @@ async def list_amendments(
 
 @router.post("/v1/amendments/{amendment_id}/decision")
 async def decide_amendment(
-    amendment_id: uuid.UUID, body: amendments.AmendmentDecision, principal: Staff, runtime: RecordsRuntimeDep
+    amendment_id: uuid.UUID, body: amendments.AmendmentDecision, principal: Staff, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Staff of the owning district accept (the value is corrected) or refuse, with a reason;
     the outcome stays with the record. After a refusal the parent may file a statement."""
@@ -157,7 +157,7 @@ async def file_statement(
     amendment_id: uuid.UUID,
     body: amendments.StatementRequest,
     principal: Parent,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
 ) -> dict[str, Any]:
     """After a refused amendment, the parent's statement is kept with the record (99.21)."""
     return await amendments.file_statement(runtime, principal, student_key, amendment_id, body)
@@ -167,9 +167,7 @@ async def file_statement(
 
 
 @router.post("/v1/internal/transfer-packages", tags=["internal"])
-async def transfer_package(
-    body: TransferPackageRequest, principal: Service, runtime: RecordsRuntimeDep
-) -> dict[str, Any]:
+async def transfer_package(body: TransferPackageRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
     """The sending district's record, only the elements asked for, values opened. The
     transfer service records the disclosure for the case; none is emitted here."""
     unknown = [e for e in body.elements if e not in READABLE_ELEMENTS]
@@ -184,9 +182,7 @@ async def transfer_package(
 
 
 @router.post("/v1/internal/transfer-deliveries", tags=["internal"])
-async def transfer_delivery(
-    body: TransferDeliveryRequest, principal: Service, runtime: RecordsRuntimeDep
-) -> dict[str, Any]:
+async def transfer_delivery(body: TransferDeliveryRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
     """Write a delivered package into the receiving district's record, sealed under that
     district's keys. Idempotent on `case_id`."""
     raw_elements = body.package.get("elements") or {}
@@ -211,7 +207,7 @@ async def erase_student(
     district_id: str,
     student_key: str,
     principal: DistrictStaff,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
     reason: Annotated[str, Query(min_length=1, max_length=200)] = "the district's erasure order",
 ) -> dict[str, Any]:
     """The district orders a student's record destroyed: the student's data key is shredded (every
@@ -229,7 +225,7 @@ class RetentionPolicy(BaseModel):
 
 
 @router.get("/v1/districts/{district_id}/retention")
-async def get_retention(district_id: str, principal: DistrictStaff, runtime: RecordsRuntimeDep) -> dict[str, Any]:
+async def get_retention(district_id: str, principal: DistrictStaff, runtime: RuntimeDep) -> dict[str, Any]:
     """How long the district keeps each group of an exited student's data (empty: until erased)."""
     if principal.district_id != district_id:
         raise not_found("district")
@@ -239,7 +235,7 @@ async def get_retention(district_id: str, principal: DistrictStaff, runtime: Rec
 
 @router.put("/v1/districts/{district_id}/retention")
 async def set_retention(
-    district_id: str, body: RetentionPolicy, principal: DistrictStaff, runtime: RecordsRuntimeDep
+    district_id: str, body: RetentionPolicy, principal: DistrictStaff, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Set the district's retention periods; the retention job applies them (daily, and at start)."""
     if principal.district_id != district_id:
@@ -257,7 +253,7 @@ async def set_retention(
 @router.get("/v1/security-log")
 async def security_log_search(
     principal: Compliance,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
     requester: Annotated[str | None, Query(max_length=200)] = None,
     student_key: Annotated[str | None, Query(max_length=200)] = None,
     since: datetime | None = None,
@@ -300,7 +296,7 @@ async def security_log_search(
 
 
 @router.get("/v1/districts/{district_id}/chronic-absence")
-async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: RecordsRuntimeDep) -> dict[str, Any]:
+async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: RuntimeDep) -> dict[str, Any]:
     """Students whose absence rate crossed the chronic-absence line (as the absence reviewer
     counted them against their schools' calendars): since when, how far over, and their
     school. School staff: their schools."""
@@ -308,9 +304,7 @@ async def chronic_absence_worklist(district_id: str, principal: Staff, runtime: 
 
 
 @router.post("/v1/internal/notice-preferences", tags=["internal"])
-async def notice_preferences(
-    body: NoticePreferencesRequest, principal: Service, runtime: RecordsRuntimeDep
-) -> dict[str, Any]:
+async def notice_preferences(body: NoticePreferencesRequest, principal: Service, runtime: RuntimeDep) -> dict[str, Any]:
     """The letter language of each student's family (contract: homeroom/contracts/notice_preferences.py):
     the record's home language, for the district's own letters to its families (a breach notice);
     nothing else of the record leaves, and it is released to nobody, so no disclosure is recorded."""
@@ -321,7 +315,7 @@ async def notice_preferences(
 async def student_names(
     district_id: str,
     principal: Staff,
-    runtime: RecordsRuntimeDep,
+    runtime: RuntimeDep,
     student_key: Annotated[list[str], Query(max_length=500)],
     on: Annotated[date | None, Query(description="also answer each student's FERPA eligibility on this day")] = None,
 ) -> dict[str, Any]:

@@ -222,8 +222,7 @@ async def _record(
     conn: Connection, done: Destroyed, who: Party, cause: str, *, first: OutgoingEvent | None = None
 ) -> None:
     """Log a destruction in `destructions` and on keys.v1 (data_destroyed), in the caller's transaction."""
-    await store.log_destruction(
-        conn,
+    row = store.DestructionLog(
         district_id=done.district,
         student_key=done.student_key,
         scope=done.scope,
@@ -232,6 +231,7 @@ async def _record(
         items=done.items,
         verified_unreadable=done.verified,
     )
+    await store.log_destruction(conn, row)
     report = data_destroyed(
         district=done.district,
         scope="student",

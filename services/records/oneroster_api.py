@@ -51,7 +51,7 @@ from services.records.roster import (
     when,
 )
 from services.records.security_log import security_log
-from services.records.state import RecordsRuntime, RecordsRuntimeDep
+from services.records.state import RecordsRuntime, RuntimeDep
 
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
@@ -182,12 +182,12 @@ class VendorList(VendorRead):
         return {name: [q.select(o) for o in result.items]}
 
 
-def vendor_read(principal: Vendor, runtime: RecordsRuntimeDep) -> VendorRead:
+def vendor_read(principal: Vendor, runtime: RuntimeDep) -> VendorRead:
     return VendorRead(principal, runtime)
 
 
 def vendor_list(
-    principal: Vendor, runtime: RecordsRuntimeDep, params: Params, request: Request, response: Response
+    principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> VendorList:
     return VendorList(principal, runtime, params, request, response)
 
@@ -245,17 +245,23 @@ _collection(
 )
 
 
-@router.get("/schools/{sourced_id}/terms")
-async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+async def _school_classes(
+    vendor: VendorList, sourced_id: str, fields: tuple[dict[str, str | None], Sequence[str]]
+) -> tuple[VendorView, ListQuery, list[dict[str, Any]]]:
+    """For a `/schools/{id}/...` list: the vendor's view, the list query over `fields` (known,
+    selectable) and the classes of that school the vendor sees; 404 if it sees no such school."""
     view = await vendor.view()
     await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
-    used = {
-        t["sourcedId"]
-        for c in await uc.classes(vendor.runtime, view)
-        if c["school"]["sourcedId"] == sourced_id
-        for t in c["terms"]
-    }
+    known, selectable = fields
+    q = vendor.query(known, view, selectable)
+    classes = [c for c in await uc.classes(vendor.runtime, view) if c["school"]["sourcedId"] == sourced_id]
+    return view, q, classes
+
+
+@router.get("/schools/{sourced_id}/terms")
+async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
+    view, q, classes = await _school_classes(vendor, sourced_id, SESSIONS)
+    used = {t["sourcedId"] for c in classes for t in c["terms"]}
     terms = [s for s in await _sessions(vendor.runtime, view, "term") if s["sourcedId"] in used]
     return vendor.answer("academicSessions", page(terms, q), q)
 
@@ -295,14 +301,8 @@ _collection(
 
 @router.get("/schools/{sourced_id}/courses")
 async def school_courses(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(COURSE_FIELDS, view, COURSE_SELECTABLE)
-    offered = {
-        c["course"]["sourcedId"]
-        for c in await uc.classes(vendor.runtime, view)
-        if c["course"] and c["school"]["sourcedId"] == sourced_id
-    }
+    view, q, classes = await _school_classes(vendor, sourced_id, (COURSE_FIELDS, COURSE_SELECTABLE))
+    offered = {c["course"]["sourcedId"] for c in classes if c["course"]}
     found = [
         c
         for c in await uc.courses(vendor.runtime, view)
@@ -584,35 +584,22 @@ _classes_of_user("/users/{sourced_id}/classes", None, "user_classes")
 
 
 async def _enrollments(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    params: ListParams,
-    school_id: str | None = None,
-    sourced_id: str | None = None,
+    vendor: VendorRead, view: VendorView, params: ListParams, only: Sequence[Predicate] = ()
 ) -> tuple[Page, ListQuery]:
+    """The page of enrollments `params` asks for, narrowed by the `only` predicates (which win
+    over the caller's filter on the same field)."""
     # Class enrollments where the agreement releases classes (students' or teachers'); else,
     # and for districts that send no classes, students' school enrollments.
+    runtime, principal = vendor.runtime, vendor.principal
     rostered = False
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
         async with runtime.pool.acquire() as conn:
             rostered = await store.has_classes(conn, view.districts)
-    only = [Predicate("sourcedId", "=", sourced_id)] if sourced_id is not None else []
-    if rostered:
-        q = params.query(CLASS_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
-        q = replace(q, predicates=[*q.predicates, *only])
-        return await uc.class_enrollments(runtime, principal, view, q, school_id=school_id), q
-    q = params.query(SCHOOL_ENROLLMENT_FIELDS, view, ENROLLMENT_SELECTABLE)
+    known = CLASS_ENROLLMENT_FIELDS if rostered else SCHOOL_ENROLLMENT_FIELDS
+    q = params.query(known, view, ENROLLMENT_SELECTABLE)
     q = replace(q, predicates=[*q.predicates, *only])
-    if school_id is not None:
-        q = ListQuery(
-            [*q.predicates, Predicate("school.sourcedId", "=", school_id)],
-            q.sort,
-            q.descending,
-            q.fields,
-            q.limit,
-            q.offset,
-        )
+    if rostered:
+        return await uc.class_enrollments(runtime, principal, view, q), q
     return await uc.school_enrollments(runtime, principal, view, q), q
 
 
@@ -621,7 +608,7 @@ async def list_enrollments(vendor: Lister) -> dict[str, Any]:
     """Class enrollments of students and teachers; for districts that send no class rosters,
     students' school enrollments (`class` null)."""
     view = await vendor.view()
-    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params)
+    result, q = await _enrollments(vendor, view, vendor.params)
     return vendor.answer("enrollments", result, q)
 
 
@@ -631,7 +618,7 @@ async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
     vendor's own enrollments, so released (a disclosure) exactly as in a list."""
     view = await vendor.view()
     params = ListParams(None, None, None, None, 1, 0)
-    result, _ = await _enrollments(vendor.runtime, vendor.principal, view, params, sourced_id=sourced_id)
+    result, _ = await _enrollments(vendor, view, params, [Predicate("sourcedId", "=", sourced_id)])
     if not result.items:
         raise not_found("enrollment")
     return {"enrollment": result.items[0]}
@@ -641,7 +628,7 @@ async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
 async def school_enrollments(sourced_id: str, vendor: Lister) -> dict[str, Any]:
     view = await vendor.view()
     await _school(vendor.runtime, view, sourced_id)
-    result, q = await _enrollments(vendor.runtime, vendor.principal, view, vendor.params, school_id=sourced_id)
+    result, q = await _enrollments(vendor, view, vendor.params, [Predicate("school.sourcedId", "=", sourced_id)])
     return vendor.answer("enrollments", result, q)
 
 

@@ -59,6 +59,10 @@ class SuspensionRow:
     in_school: bool
 
 
+# The sealed element a student's program flags are kept under (sealed on arrival, opened on a read).
+PROGRAM_FLAGS_ELEMENT = "record.program_flags"
+
+
 @dataclass(slots=True)
 class OpenedRecord:
     """One student's record in one district, values opened."""

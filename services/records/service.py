@@ -66,6 +66,13 @@ async def lifecycle(runtime: RecordsRuntime) -> AsyncIterator[RecordsState]:
         gc.set_threshold(*thresholds)
 
 
+# The OpenAPI document's route groups, in this order.
+TAGS = {
+    "records": "Student records by role; amendments (FERPA 99.20/99.21)",
+    "oneroster": "OneRoster 1.2 rostering subset for vendors, cut to the agreement",
+    "internal": "Service-to-service calls of the transfer flow",
+}
+
 SERVICE = ServiceSpec(
     name="records",
     settings=RecordsSettings,
@@ -77,9 +84,5 @@ SERVICE = ServiceSpec(
     database_roles=(store.APP_ROLE,),
     sends_notices=True,
     lifecycle=lifecycle,
-    openapi_tags=(
-        {"name": "records", "description": "Student records by role; amendments (FERPA 99.20/99.21)"},
-        {"name": "oneroster", "description": "OneRoster 1.2 rostering subset for vendors, cut to the agreement"},
-        {"name": "internal", "description": "Service-to-service calls of the transfer flow"},
-    ),
+    openapi_tags=tuple({"name": name, "description": text} for name, text in TAGS.items()),
 )

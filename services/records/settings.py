@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import PORTS, peer_url
 
 
 class RecordsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_RECORDS_", extra="ignore")
 
     service_name: str = "records"
-    port: int = 8002
+    port: int = PORTS["records"]
     # The consent service's decision API. Empty: nothing is released outside the owning
     # district (fail closed), as when the consent service is unreachable.
-    consent_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url"))
+    consent_url: str = peer_url("consent", local_default=False)
     consent_timeout_s: float = 5.0
     # Reconciliation of the read log with the audit log (services/records/reconcile.py).
-    audit_url: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_AUDIT_URL", "audit_url"))
+    audit_url: str = peer_url("audit", local_default=False)
     reconcile_interval_s: float = 60.0  # 0: off
     reconcile_grace_s: float = 120.0  # a disclosure reaches audit well within this
     max_page_size: int = 1000

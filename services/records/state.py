@@ -4,7 +4,7 @@
 the consent client every release asks, the audit client reconciliation asks, and the
 background work (absence reviewer, waiting marks, reconciliation and retention tasks) the
 lifecycle started and stops. `RecordsRuntime` is the kernel's runtime typed with records'
-settings and state; `RecordsRuntimeDep` hands it to a route."""
+settings and state; `RuntimeDep` hands it to a route."""
 
 from __future__ import annotations
 
@@ -53,4 +53,4 @@ async def get_runtime(request: Request) -> RecordsRuntime:
     return runtime
 
 
-RecordsRuntimeDep = Annotated[RecordsRuntime, Depends(get_runtime)]
+RuntimeDep = Annotated[RecordsRuntime, Depends(get_runtime)]

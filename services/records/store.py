@@ -12,7 +12,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -64,9 +64,14 @@ async def upsert_school(
     )
 
 
+async def _exists(conn: Connection, query: str, *args: object) -> bool:
+    """Whether `query` (a `SELECT 1 ...`) finds a row."""
+    return bool(await conn.fetchval(query, *args))
+
+
 async def school_exists(conn: Connection, district_id: str, school_id: str) -> bool:
-    return bool(
-        await conn.fetchval("SELECT 1 FROM schools WHERE district_id = $1 AND school_id = $2", district_id, school_id)
+    return await _exists(
+        conn, "SELECT 1 FROM schools WHERE district_id = $1 AND school_id = $2", district_id, school_id
     )
 
 
@@ -91,7 +96,7 @@ async def end_agreement(conn: Connection, agreement_id: str, version: int, ended
 
 
 async def agreement_ended(conn: Connection, agreement_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM ended_agreements WHERE agreement_id = $1", agreement_id))
+    return await _exists(conn, "SELECT 1 FROM ended_agreements WHERE agreement_id = $1", agreement_id)
 
 
 async def districts_of(conn: Connection, student_key: str) -> list[str]:
@@ -127,11 +132,8 @@ async def touch(conn: Connection, district_id: str, student_key: str) -> None:
 
 
 async def student_exists(conn: Connection, district_id: str, student_key: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2", district_id, student_key
-        )
-    )
+    query = "SELECT 1 FROM students WHERE district_id = $1 AND student_key = $2"
+    return await _exists(conn, query, district_id, student_key)
 
 
 async def register_student(
@@ -242,6 +244,10 @@ _ENROLL = """WITH e AS (
     g AS (SELECT * FROM unnest($7::text[], $8::text[]) AS g(student_key, grade_level)),
     indexed AS (
         INSERT INTO student_index (student_key, district_id) SELECT student_key, $1 FROM g ON CONFLICT DO NOTHING),
+    queued AS (
+        INSERT INTO absence_reviews (district_id, student_key)
+        SELECT $1, student_key FROM g ORDER BY student_key COLLATE "C"
+        ON CONFLICT (district_id, student_key) DO UPDATE SET queued_at = EXCLUDED.queued_at),
     enrolled AS (
         INSERT INTO enrollments (district_id, student_key, school_id, entry_date, grade_level, entry_type)
         SELECT $1, student_key, school_id, entry_date, grade_level, entry_type FROM e
@@ -261,7 +267,8 @@ _ENROLL = """WITH e AS (
 
 async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[Enrollment]) -> None:
     """`enroll` for many enrollments in one statement (inside enter_district): the last of
-    one (student, school, entry date) wins, and a student's last grade level given."""
+    one (student, school, entry date) wins, and a student's last grade level given; the students
+    are queued for the absence reviewer in the same statement (as `queue_review`, in key order)."""
     last = {(e.student_key, e.school_id, e.entry_date): e for e in enrollments}
     grades: dict[str, str] = {}
     for e in enrollments:
@@ -277,16 +284,18 @@ async def enroll_many(conn: Connection, district_id: str, enrollments: Sequence[
     )
 
 
-async def put_element_if_absent(
-    conn: Connection, district_id: str, student_key: str, element: str, sealed: bytes, source: str
+async def put_elements_if_absent(
+    conn: Connection, district_id: str, student_key: str, sealed: Mapping[str, bytes], source: str
 ) -> None:
+    """Add sealed elements the record does not have yet (what the district has wins), in one statement."""
     await conn.execute(
         """INSERT INTO student_elements (district_id, student_key, element, sealed, source)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+           SELECT $1, $2, e.element, e.sealed, $5 FROM unnest($3::text[], $4::bytea[]) AS e(element, sealed)
+           ON CONFLICT DO NOTHING""",
         district_id,
         student_key,
-        element,
-        sealed,
+        list(sealed),
+        list(sealed.values()),
         source,
     )
 
@@ -475,7 +484,8 @@ async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[Wai
     marks = [w.mark for w in last]
     await conn.execute(
         """WITH listed AS (
-               INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT DO NOTHING)
+               INSERT INTO marks_waiting_districts (district_id) VALUES ($1) ON CONFLICT (district_id)
+               DO UPDATE SET waiting = true, version = marks_waiting_districts.version + 1)
            INSERT INTO marks_waiting (district_id, student_key, day, period, school_id, category, excused, event_id,
                topic, "partition", "offset", consumer, dead_letter_topic)
            SELECT $1, * FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::bool[],
@@ -490,8 +500,23 @@ async def keep_waiting(conn: Connection, district_id: str, waiting: Sequence[Wai
     )
 
 
-async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> list[str]:
-    return [r["district_id"] for r in await conn.fetch("SELECT district_id FROM marks_waiting_districts")]
+async def districts_with_waiting_marks(conn: Connection | asyncpg.Pool) -> dict[str, int]:
+    """The districts with marks waiting (as far as their listing says), each with the listing's version."""
+    rows = await conn.fetch("SELECT district_id, version FROM marks_waiting_districts WHERE waiting")
+    return {r["district_id"]: r["version"] for r in rows}
+
+
+async def unlist_if_none_waiting(conn: Connection, district_id: str, version: int) -> bool:
+    """Take the district off the task's list if no mark waits and no mark was kept since `version`
+    was read (inside enter_district, after this transaction's own applying and expiring)."""
+    status = await conn.execute(
+        """UPDATE marks_waiting_districts SET waiting = false
+           WHERE district_id = $1 AND version = $2
+             AND NOT EXISTS (SELECT 1 FROM marks_waiting WHERE district_id = $1)""",
+        district_id,
+        version,
+    )
+    return status == "UPDATE 1"
 
 
 async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
@@ -854,28 +879,27 @@ async def list_student_keys(
 # --- amendments (FERPA 99.20) and statements (99.21) ------------------------------------
 
 
-async def add_amendment(
-    conn: Connection,
-    district_id: str,
-    student_key: str,
-    element: str,
-    requested_value: bytes | None,
-    reason: bytes,
-    requested_by: str,
-) -> uuid.UUID:
+@dataclass(frozen=True, slots=True)
+class AmendmentRequest:
+    """A parent's request to amend one element (FERPA 99.20): the requested value and the reason sealed."""
+
+    district_id: str
+    student_key: str
+    element: str
+    requested_value: bytes | None
+    request_reason: bytes
+    requested_by: str
+
+
+async def add_amendment(conn: Connection, request: AmendmentRequest) -> uuid.UUID:
     amendment_id = uuid.uuid4()
     await conn.execute(
         """INSERT INTO amendments (id, district_id, student_key, element, requested_value, request_reason, requested_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         amendment_id,
-        district_id,
-        student_key,
-        element,
-        requested_value,
-        reason,
-        requested_by,
+        *astuple(request),
     )
-    await touch(conn, district_id, student_key)
+    await touch(conn, request.district_id, request.student_key)
     return amendment_id
 
 
@@ -1045,27 +1069,24 @@ async def delete_group(conn: Connection, district_id: str, student_key: str, gro
     return removed
 
 
-async def log_destruction(
-    conn: Connection,
-    *,
-    district_id: str,
-    student_key: str,
-    scope: str,
-    reason: str,
-    ordered_by: str,
-    items: int,
-    verified_unreadable: bool,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class DestructionLog:
+    """A row of `destructions`: what was destroyed, why, on whose order, and whether proven unreadable."""
+
+    district_id: str
+    student_key: str
+    scope: str
+    reason: str
+    ordered_by: str
+    items: int
+    verified_unreadable: bool
+
+
+async def log_destruction(conn: Connection, row: DestructionLog) -> None:
     await conn.execute(
         """INSERT INTO destructions (district_id, student_key, scope, reason, ordered_by, items, verified_unreadable)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        district_id,
-        student_key,
-        scope,
-        reason,
-        ordered_by,
-        items,
-        verified_unreadable,
+        *astuple(row),
     )
 
 
@@ -1102,13 +1123,8 @@ async def exited_students(conn: Connection, district_id: str, exited_on_or_befor
 
 async def has_group_data(conn: Connection, district_id: str, student_key: str, group: str) -> bool:
     table = {"attendance": "attendance", "discipline": "suspensions"}[group]
-    return bool(
-        await conn.fetchval(
-            f"SELECT 1 FROM {table} WHERE district_id = $1 AND student_key = $2 LIMIT 1",  # noqa: S608 - fixed names
-            district_id,
-            student_key,
-        )
-    )
+    query = f"SELECT 1 FROM {table} WHERE district_id = $1 AND student_key = $2 LIMIT 1"  # noqa: S608 - fixed names
+    return await _exists(conn, query, district_id, student_key)
 
 
 # --- the chronic-absence worklist, names for the owning district's staff ------------------
@@ -1665,9 +1681,7 @@ async def classes_of_students(
 
 async def has_classes(conn: Connection, district_ids: Sequence[str]) -> bool:
     """Whether any of the districts sends class rosters (then enrollments are class enrollments)."""
-    return bool(
-        await conn.fetchval("SELECT 1 FROM classes WHERE district_id = ANY($1::text[]) LIMIT 1", list(district_ids))
-    )
+    return await _exists(conn, "SELECT 1 FROM classes WHERE district_id = ANY($1::text[]) LIMIT 1", list(district_ids))
 
 
 async def staff_keys(conn: Connection, district_id: str) -> list[asyncpg.Record]:

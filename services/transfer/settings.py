@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import PORTS, peer_url
 from services.transfer.transfers import DeadlinePolicy, RetryPolicy
 
 
@@ -13,15 +13,11 @@ class TransferSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_TRANSFER_", extra="ignore")
 
     service_name: str = "transfer"
-    port: int = 8004
+    port: int = PORTS["transfer"]
 
     # Peers (the stack sets these; see docs/contracts.md).
-    consent_url: str = Field(
-        default="http://127.0.0.1:8003", validation_alias=AliasChoices("HOMEROOM_CONSENT_URL", "consent_url")
-    )
-    records_url: str = Field(
-        default="http://127.0.0.1:8002", validation_alias=AliasChoices("HOMEROOM_RECORDS_URL", "records_url")
-    )
+    consent_url: str = peer_url("consent")
+    records_url: str = peer_url("records")
     peer_timeout_s: float = 10.0
 
     # Case worker.

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from homeroom.contracts.clients import ConsentClient, RecordsClient
-from homeroom.service import Runtime
+from homeroom.service import Runtime, get_runtime
 from services.transfer.settings import TransferSettings
 
 if TYPE_CHECKING:
@@ -27,11 +27,6 @@ class TransferState:
 
 
 TransferRuntime = Runtime[TransferSettings, TransferState]
-
-
-async def get_runtime(request: Request) -> TransferRuntime:
-    runtime: TransferRuntime = request.app.state.runtime
-    return runtime
 
 
 RuntimeDep = Annotated[TransferRuntime, Depends(get_runtime)]

@@ -65,32 +65,23 @@ class Case:
         return CaseView(self.state, self.clock_started_at, self.delivered_at, self.attempt, self.resends)
 
     def public(self) -> dict[str, Any]:
-        """The case as the API shows it (never the package itself)."""
-        return {
-            "case_id": self.case_id,
-            "student_key": self.student_key,
-            "from_district_id": self.from_district_id,
-            "to_district_id": self.to_district_id,
-            "to_school_id": self.to_school_id,
-            "entry_date": self.entry_date.isoformat(),
-            "state": self.state.value,
-            "reason": self.reason,
-            "attempt": self.attempt,
-            "resends": self.resends,
-            "retries": self.retries,
-            "opened_at": self.opened_at.isoformat(),
-            "decided_at": _iso(self.decided_at),
-            "delivered_at": _iso(self.delivered_at),
-            "closed_at": _iso(self.closed_at),
-            "decision_id": self.decision_id,
-            "legal_basis": self.legal_basis,
-            "elements_released": self.elements_released,
-            "elements_withheld": self.elements_withheld,
-        }
+        """The case as the API shows it (never the package itself), times as ISO 8601."""
+        return {name: _shown(getattr(self, name)) for name in _PUBLIC_FIELDS}
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+# What the API shows of a case: not the sealed package, the retry clock or the bookkeeping.
+_PUBLIC_FIELDS = (
+    *("case_id", "student_key", "from_district_id", "to_district_id", "to_school_id", "entry_date"),  # whose, where
+    *("state", "reason", "attempt", "resends", "retries"),  # where it stands
+    *("opened_at", "decided_at", "delivered_at", "closed_at"),  # when
+    *("decision_id", "legal_basis", "elements_released", "elements_withheld"),  # what was decided
+)
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, date):  # a datetime is a date too
+        return value.isoformat()
+    return value.value if isinstance(value, State) else value
 
 
 # --- enrollments ------------------------------------------------------------------------

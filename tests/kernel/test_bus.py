@@ -540,3 +540,37 @@ async def test_events_sent_across_a_broker_restart_land_on_partitions_the_broker
 
 def with_partitions(topic: Topic, partitions: int) -> Topic:
     return dataclasses.replace(topic, partitions=partitions)
+
+
+async def test_the_partition_guard_sees_a_connection_the_broker_dropped(bootstrap: str, topic_suffix: str) -> None:
+    """The publisher's partition guard (`PartitionsAnswer`) reads aiokafka's private
+    `client._conns` (node → connection): aiokafka 0.14 has no public view of its connections or
+    of a reconnect (`client.cluster` keeps the same brokers and partitions across a broker
+    restart, and its listeners hear metadata updates, not connections). This pins what the guard
+    relies on, so an aiokafka upgrade that changes it fails here by name: the mapping exists, its
+    connections say whether they are `connected()`, and a connection the broker closed (as a
+    restart closes every one) is replaced by a new object rather than reopened in place."""
+    attendance, _ = topics(topic_suffix)
+    kafka = {"bootstrap_servers": bootstrap}
+    await ensure_topics(kafka, [attendance])
+    publisher = Publisher("test", kafka)
+    try:
+        await publisher.publish_many([absence(0, topic_suffix)])
+        producer, answer = publisher._producer, publisher._answer
+        assert producer is not None and answer is not None
+        conns = producer.client._conns
+        assert isinstance(conns, dict) and conns, "aiokafka's client no longer keeps its connections in _conns"
+        assert answer.connections_held(producer)
+        dropped = list(answer.connections.values())
+        for conn in dropped:
+            conn.close()  # what a broker restart does to every connection
+        assert not answer.connections_held(producer)
+
+        await publisher.publish_many([absence(1, topic_suffix)])  # reconnects and reads the partitions again
+        renewed = publisher._answer
+        assert renewed is not None and renewed is not answer
+        assert renewed.connections_held(producer)
+        now = list(producer.client._conns.values())
+        assert now and not any(conn is old for conn in now for old in dropped)
+    finally:
+        await publisher.stop()

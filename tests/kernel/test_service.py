@@ -132,3 +132,38 @@ async def test_serve_runs_a_service_as_its_own_process(
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert lines, "the service logged nothing as JSON"
     assert all(line["service"] == "audit" and "level" in line and "time" in line for line in lines)
+
+
+class _Kept:
+    """An object with a `__dict__`, so the collector tracks it, and weak references to it."""
+
+    def __init__(self) -> None:
+        self.cycle: object = self
+
+
+def test_objects_built_at_start_are_frozen_and_garbage_is_collected_first() -> None:
+    """`freeze_startup_objects` (called by `homeroom serve` once the app is built) moves what
+    lives as long as the process out of the collector's passes, and collects garbage first so
+    that no dead cycle is frozen forever; objects made later are collected as before."""
+    import gc
+    import weakref
+
+    from homeroom.service import create_app, freeze_startup_objects
+
+    app = create_app(load_spec("reports"), load_spec("reports").settings())
+    kept = _Kept()
+    dead = weakref.ref(_Kept())  # an unreachable cycle: only a collection frees it
+    assert dead() is not None
+    try:
+        freeze_startup_objects()
+        assert dead() is None, "a dead cycle was frozen instead of collected"
+        assert gc.get_freeze_count() > 0
+        tracked = gc.get_objects()
+        assert not any(o is kept for o in tracked), "an object built at start is still in the collector's passes"
+        assert not any(o is app for o in tracked)
+
+        later = weakref.ref(_Kept())
+        gc.collect()
+        assert later() is None, "a cycle made after the freeze was not collected"
+    finally:
+        gc.unfreeze()

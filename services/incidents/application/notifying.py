@@ -28,6 +28,7 @@ from homeroom import notices
 from homeroom.auth import Principal
 from homeroom.contracts.clients import PeerUnavailable
 from homeroom.contracts.notice_preferences import MAX_KEYS, NoticePreferencesRequest
+from homeroom.rows import columns
 from homeroom.storage import Connection
 from services.incidents import metrics, store
 from services.incidents.application.common import (
@@ -63,15 +64,20 @@ async def _latest(conn: Connection, row: asyncpg.Record) -> tuple[asyncpg.Record
     assert version is not None
     totals = json.loads(version["totals"]) if isinstance(version["totals"], str) else dict(version["totals"])
     facts = IncidentFacts(
-        incident_id=row["incident_id"],
+        **columns(
+            row,
+            (
+                "incident_id",
+                "description",
+                "discovered_at",
+                "exposure_start",
+                "exposure_end",
+                "contact",
+                "investigation",
+            ),
+        ),
         recipient=row["recipient_org"] or row["system"],
         agreements=list(row["agreement_ids"]),
-        description=row["description"],
-        discovered_at=row["discovered_at"],
-        exposure_start=row["exposure_start"],
-        exposure_end=row["exposure_end"],
-        contact=row["contact"],
-        investigation=row["investigation"],
         scope_version=number,
         bundle_sha256=bytes(version["bundle_sha256"]).hex(),
         tree_size=version["tree_size"],

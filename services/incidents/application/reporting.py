@@ -13,6 +13,7 @@ import asyncpg
 
 from homeroom import notices
 from homeroom.auth import Forbidden, Principal, Role
+from homeroom.rows import columns
 from services.incidents import store
 from services.incidents.application.common import (
     actor,
@@ -348,19 +349,19 @@ async def set_deadlines(
 def obligation_view(o: asyncpg.Record, now: datetime) -> dict[str, Any]:
     state = standing(o["due_at"], o["closed_at"], o["state"], now)
     return {
-        "kind": o["kind"],
-        "district_id": o["district_id"],
-        "basis": o["basis"],
-        "citation": o["citation"],
-        "start_event": o["start_event"],
-        "starts_at": o["starts_at"].isoformat() if o["starts_at"] else None,
-        "due_at": o["due_at"].isoformat() if o["due_at"] else None,
+        **columns(o, ("kind", "district_id", "basis", "citation", "start_event")),
+        **_times(o, "starts_at", "due_at"),
         "standing": state,
         "remaining": remaining(o["due_at"], now) if state in ("open", "overdue") else "",
-        "closed_at": o["closed_at"].isoformat() if o["closed_at"] else None,
+        **_times(o, "closed_at"),
         "act": o["act"],
         "required_act": ACTS[Kind(o["kind"])],
     }
+
+
+def _times(row: asyncpg.Record, *names: str) -> dict[str, str | None]:
+    """Optional times of `row` in ISO 8601, None where unset."""
+    return {name: row[name].isoformat() if row[name] else None for name in names}
 
 
 def incident_summary(row: asyncpg.Record) -> dict[str, Any]:
@@ -434,12 +435,8 @@ async def view(state: IncidentsState, pool: asyncpg.Pool, principal: Principal, 
     ]
     out.update(
         {
-            "description": row["description"],
-            "investigation": row["investigation"],
-            "contact": row["contact"],
-            "discovered_by": row["discovered_by"],
-            "exposure_start": row["exposure_start"].isoformat() if row["exposure_start"] else None,
-            "exposure_end": row["exposure_end"].isoformat() if row["exposure_end"] else None,
+            **columns(row, ("description", "investigation", "contact", "discovered_by")),
+            **_times(row, "exposure_start", "exposure_end"),
             "parents_delay_reason": row["parents_delay_reason"] or None,
             "contractor_notices": {
                 d: at.isoformat()

@@ -16,7 +16,7 @@ agreement) makes a new version; old versions stay as they were (append-only tabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from homeroom.checkpoint import ED25519, Checkpoint, Note, NoteError, Verifier, 
 from homeroom.contracts import disclosure_selection as sel
 from homeroom.contracts.clients import PeerUnavailable
 from homeroom.problems import Problem, problem_type
+from homeroom.rows import field_values
 from homeroom.tlog.canonical import canonical_json
 from homeroom.tlog.merkle import leaf_hash, root_from_multiproof
 from homeroom.tlog.signing import Keyring, SignedTreeHead, verify_head
@@ -147,7 +148,7 @@ async def freeze(
                 "witnessed": frozen.witnessed,
             },
             scope_version=number,
-            scope_sha256=frozen.digest.hex(),
+            scope_sha256=frozen.bundle_sha256.hex(),
             tree_size=frozen.tree_size,
             students=int(totals["students"]),
             disclosures=int(totals["disclosures"]),
@@ -158,44 +159,31 @@ async def freeze(
 
 @dataclass
 class Frozen:
+    """A frozen scope: its students, and the rest as stored in its version row (columns of the same names)."""
+
     students: list[Any]
     totals: dict[str, Any]
     tree_size: int
-    root: bytes
+    tree_root: bytes
     witnessed: bool
     entries: int
     proof_hashes: int
-    digest: bytes
+    bundle_sha256: bytes
     bundle_bytes: int
     raw_bytes: int
-    note: str
+    signature_note: str
 
     def version_row(self) -> dict[str, Any]:
-        return {
-            "tree_size": self.tree_size,
-            "tree_root": self.root,
-            "witnessed": self.witnessed,
-            "totals": self.totals,
-            "entries": self.entries,
-            "proof_hashes": self.proof_hashes,
-            "bundle_sha256": self.digest,
-            "bundle_bytes": self.bundle_bytes,
-            "raw_bytes": self.raw_bytes,
-            "signature_note": self.note,
-        }
+        return field_values(self, _VERSION_COLUMNS)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "tree_size": self.tree_size,
-            "tree_root": self.root.hex(),
-            "witnessed": self.witnessed,
-            "entries": self.entries,
-            "proof_hashes": self.proof_hashes,
-            "bundle_sha256": self.digest.hex(),
-            "bundle_bytes": self.bundle_bytes,
-            "raw_bytes": self.raw_bytes,
-            "totals": self.totals,
-        }
+        """What the API tells of the scope: the version row with the hashes in hex, without the note."""
+        row = self.version_row()
+        del row["signature_note"]
+        return {**row, "tree_root": self.tree_root.hex(), "bundle_sha256": self.bundle_sha256.hex()}
+
+
+_VERSION_COLUMNS = tuple(f.name for f in fields(Frozen) if f.name != "students")
 
 
 class _Chunks:
@@ -296,14 +284,14 @@ async def _stream_into_bundle(
         students=students,
         totals=totals,
         tree_size=header.tree_size,
-        root=header.root,
+        tree_root=header.root,
         witnessed=header.checkpoint is not None and state.witness is not None,
         entries=len(leaves),
         proof_hashes=len(proof),
-        digest=digest,
+        bundle_sha256=digest,
         bundle_bytes=chunks.total,
         raw_bytes=writer.raw_bytes,
-        note=note,
+        signature_note=note,
     )
 
 

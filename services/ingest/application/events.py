@@ -52,27 +52,8 @@ from homeroom.events.v1 import (
 )
 from homeroom.events.v1.envelope_pb2 import SealedValue
 from homeroom.pseudonym import Pseudonymizer
-from services.ingest.parsed_records import (
-    AttendanceCategory,
-    AttendanceRecord,
-    CalendarSource,
-    ClassRecord,
-    CourseRecord,
-    EnrollmentAction,
-    EnrollmentRecord,
-    Issue,
-    OrgType,
-    ParsedRecord,
-    RecordWarning,
-    SchoolRecord,
-    SessionRecord,
-    Source,
-    StaffRecord,
-    StudentRecord,
-    SuspensionRecord,
-    TeachingRecord,
-    warning_at,
-)
+from services.ingest import parsed_records as pr
+from services.ingest.parsed_records import RecordWarning, Source
 
 if TYPE_CHECKING:  # jobs.py runs the pipeline, which builds events; events only read a job
     from services.ingest.application.jobs import Job
@@ -80,15 +61,15 @@ if TYPE_CHECKING:  # jobs.py runs the pipeline, which builds events; events only
 EVENT_NS = uuid.UUID("0b5a7c52-6f0e-4c1e-9a55-3d1f1c1f0a11")
 
 _CATEGORIES = {
-    AttendanceCategory.PRESENT: attendance_pb2.ATTENDANCE_CATEGORY_PRESENT,
-    AttendanceCategory.ABSENT: attendance_pb2.ATTENDANCE_CATEGORY_ABSENT,
-    AttendanceCategory.TARDY: attendance_pb2.ATTENDANCE_CATEGORY_TARDY,
-    AttendanceCategory.EARLY_DEPARTURE: attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE,
-    AttendanceCategory.PARTIAL: attendance_pb2.ATTENDANCE_CATEGORY_PARTIAL,
+    pr.AttendanceCategory.PRESENT: attendance_pb2.ATTENDANCE_CATEGORY_PRESENT,
+    pr.AttendanceCategory.ABSENT: attendance_pb2.ATTENDANCE_CATEGORY_ABSENT,
+    pr.AttendanceCategory.TARDY: attendance_pb2.ATTENDANCE_CATEGORY_TARDY,
+    pr.AttendanceCategory.EARLY_DEPARTURE: attendance_pb2.ATTENDANCE_CATEGORY_EARLY_DEPARTURE,
+    pr.AttendanceCategory.PARTIAL: attendance_pb2.ATTENDANCE_CATEGORY_PARTIAL,
 }
 _CALENDAR_SOURCES = {
-    CalendarSource.CALENDAR: calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR,
-    CalendarSource.TERMS: calendar_pb2.CALENDAR_SOURCE_ROSTER_TERMS,
+    pr.CalendarSource.CALENDAR: calendar_pb2.CALENDAR_SOURCE_SCHOOL_CALENDAR,
+    pr.CalendarSource.TERMS: calendar_pb2.CALENDAR_SOURCE_ROSTER_TERMS,
 }
 
 
@@ -138,7 +119,7 @@ def payload_of(message: type[_M], record: object, **given: Any) -> _M:
     return message(**values)
 
 
-def group_values(r: StudentRecord) -> dict[str, str]:
+def group_values(r: pr.StudentRecord) -> dict[str, str]:
     """The reporting-group codes a student record carries (homeroom.catalogue.REPORTING_GROUPS)."""
     values = dict(r.elements)
     values.update({element_id: "true" if flag else "false" for element_id, flag in r.programs.items()})
@@ -168,7 +149,7 @@ class StudentRefs:
             raise RuntimeError("accepted record without a student key")
         return key
 
-    def student_key(self, r: StudentRecord) -> tuple[str, RecordWarning | None]:
+    def student_key(self, r: pr.StudentRecord) -> tuple[str, RecordWarning | None]:
         """The student's key: from the state id, else the one on record, else one known only in
         this district (with a warning: the record cannot follow the student elsewhere)."""
         state_id = r.elements.get("student.state_id")
@@ -178,7 +159,7 @@ class StudentRefs:
         if known is not None:
             return known, None
         key = self.pseudonymizer.student_key(f"district-local/{self.district}/{r.student_ref}")
-        return key, warning_at(
+        return key, pr.warning_at(
             r.source,
             "student.state_id",
             "student.state_id_missing",
@@ -212,15 +193,15 @@ class EventBuilder:
         self.stamp = stamp  # the time events are stamped with: one per chunk
         self._emitted: set[str] = set()  # collapsed events (class enrollments -> one school enrollment)
         self._makers: dict[type[Any], Callable[[Any, str], _Made | None]] = {
-            SessionRecord: self._roster(
+            pr.SessionRecord: self._roster(
                 "academic_session_registered", roster_pb2.AcademicSessionRegistered, "session_id"
             ),
-            CourseRecord: self._roster("course_registered", roster_pb2.CourseRegistered, "course_id"),
-            ClassRecord: self._roster("class_registered", roster_pb2.ClassRegistered, "class_id"),
-            TeachingRecord: self._teaching,
-            SchoolRecord: self._school,
-            AttendanceRecord: self._attendance,
-            SuspensionRecord: self._suspension,
+            pr.CourseRecord: self._roster("course_registered", roster_pb2.CourseRegistered, "course_id"),
+            pr.ClassRecord: self._roster("class_registered", roster_pb2.ClassRegistered, "class_id"),
+            pr.TeachingRecord: self._teaching,
+            pr.SchoolRecord: self._school,
+            pr.AttendanceRecord: self._attendance,
+            pr.SuspensionRecord: self._suspension,
         }
 
     def event_id(self, rec_hash: str, content: str) -> str:
@@ -245,10 +226,10 @@ class EventBuilder:
 
     # --- one record, one event ---------------------------------------------------------------
 
-    def record_event(self, r: ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
+    def record_event(self, r: pr.ParsedRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
         """The event of an accepted record other than a student, a staff member or a calendar
         part (sections make none; district records make none)."""
-        if isinstance(r, EnrollmentRecord):
+        if isinstance(r, pr.EnrollmentRecord):
             return self._enrollment_event(r, rec_hash, event_id)
         maker = self._makers.get(type(r))
         made = maker(r, public_record_id(rec_hash)) if maker is not None else None
@@ -257,13 +238,13 @@ class EventBuilder:
         key = self.district if made.by_district else None
         return self.build(made.topic, made.change, made.payload, subject=made.subject, key=key, event_id=event_id)
 
-    def _school(self, r: SchoolRecord, _rid: str) -> _Made | None:
-        if r.org_type is OrgType.DISTRICT:
+    def _school(self, r: pr.SchoolRecord, _rid: str) -> _Made | None:
+        if r.org_type is pr.OrgType.DISTRICT:
             return None
         payload = payload_of(enrollment_pb2.SchoolRegistered, r, district_id=self.district)
         return _Made(ORGANIZATION, "school_registered", payload, r.school_id)
 
-    def _attendance(self, r: AttendanceRecord, rid: str) -> _Made:
+    def _attendance(self, r: pr.AttendanceRecord, rid: str) -> _Made:
         key = self.refs.key_of(r.student_ref)
         payload = payload_of(
             attendance_pb2.AttendanceRecorded,
@@ -275,7 +256,7 @@ class EventBuilder:
         )
         return _Made(ATTENDANCE, "attendance_recorded", payload, key, by_district=False)
 
-    def _suspension(self, r: SuspensionRecord, rid: str) -> _Made:
+    def _suspension(self, r: pr.SuspensionRecord, rid: str) -> _Made:
         key = self.refs.key_of(r.student_ref)
         payload = payload_of(
             discipline_pb2.SuspensionRecorded, r, student_key=key, district_id=self.district, source_record_id=rid
@@ -291,7 +272,7 @@ class EventBuilder:
 
         return made
 
-    def _teaching(self, r: TeachingRecord, rid: str) -> _Made:
+    def _teaching(self, r: pr.TeachingRecord, rid: str) -> _Made:
         user_key = self.pz.staff_key(self.district, r.staff_ref)
         payload = payload_of(
             roster_pb2.ClassEnrollmentRecorded,
@@ -303,21 +284,21 @@ class EventBuilder:
         )
         return _Made(ROSTER, "class_enrollment_recorded", payload, r.class_id)
 
-    def _enrollment_event(self, r: EnrollmentRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
+    def _enrollment_event(self, r: pr.EnrollmentRecord, rec_hash: str, event_id: str) -> OutgoingEvent | None:
         key = self.refs.key_of(r.student_ref)
         rid = public_record_id(rec_hash)
         if r.class_ref is not None:
             # class (section) enrollments: one school-level event per student, school and date
-            day = r.entry_date if r.action is EnrollmentAction.ENROLL else r.exit_date
+            day = r.entry_date if r.action is pr.EnrollmentAction.ENROLL else r.exit_date
             event_id = derived_id(EVENT_NS, f"{self.district}|{key}|{r.action}|{r.school_id}|{iso(day)}")
             if event_id in self._emitted:
                 return None
             self._emitted.add(event_id)
         given: dict[str, Any] = {"student_key": key, "district_id": self.district, "source_record_id": rid}
         payload: Message
-        if r.action is EnrollmentAction.ENROLL:
+        if r.action is pr.EnrollmentAction.ENROLL:
             change, payload = "student_enrolled", payload_of(enrollment_pb2.StudentEnrolled, r, **given)
-        elif r.action is EnrollmentAction.WITHDRAW:
+        elif r.action is pr.EnrollmentAction.WITHDRAW:
             change, payload = "student_withdrawn", payload_of(enrollment_pb2.StudentWithdrawn, r, **given)
         else:
             change = "school_changed"
@@ -326,7 +307,7 @@ class EventBuilder:
             )
         return self.build(ENROLLMENT, change, payload, subject=key, event_id=event_id)
 
-    def class_enrollment_event(self, r: EnrollmentRecord, rec_hash: str, content: str) -> OutgoingEvent:
+    def class_enrollment_event(self, r: pr.EnrollmentRecord, rec_hash: str, content: str) -> OutgoingEvent:
         """A student's class enrollment, for rosters (the school enrollment is its own event)."""
         payload = roster_pb2.ClassEnrollmentRecorded(
             district_id=self.district,
@@ -336,7 +317,7 @@ class EventBuilder:
             user_key=self.refs.key_of(r.student_ref),
             begin_date=iso(r.entry_date),
             end_date=iso(r.exit_date),
-            deleted=r.action is EnrollmentAction.WITHDRAW,
+            deleted=r.action is pr.EnrollmentAction.WITHDRAW,
             source_record_id=public_record_id(rec_hash),
         )
         event_id = str(uuid.uuid5(EVENT_NS, f"{self.district}|{rec_hash}|{content}|class"))
@@ -357,11 +338,11 @@ class EventBuilder:
         for element_id, ciphertext in sealed.items():
             payload.sealed_elements[element_id].CopyFrom(SealedValue(ciphertext=ciphertext))
 
-    async def student_events(self, sealing: list[tuple[StudentRecord, str, str, str]]) -> list[OutgoingEvent]:
+    async def student_events(self, sealing: list[tuple[pr.StudentRecord, str, str, str]]) -> list[OutgoingEvent]:
         """Student registrations (PII sealed under the student key), and the student's reporting
         groups as their own event: (record, student key, record hash, event id) each."""
 
-        async def one(r: StudentRecord, key: str, rec_hash: str, event_id: str) -> list[OutgoingEvent]:
+        async def one(r: pr.StudentRecord, key: str, rec_hash: str, event_id: str) -> list[OutgoingEvent]:
             secret: dict[str, str] = {}
             plain: dict[str, str] = {}
             for element_id, value in r.elements.items():
@@ -396,11 +377,11 @@ class EventBuilder:
         built = await asyncio.gather(*(one(*s) for s in sealing))
         return [event for events in built for event in events]
 
-    async def staff_events(self, staff: list[tuple[StaffRecord, str, str]]) -> list[OutgoingEvent]:
+    async def staff_events(self, staff: list[tuple[pr.StaffRecord, str, str]]) -> list[OutgoingEvent]:
         """Staff registrations: the staff id pseudonymised, the staff elements sealed under the
         staff key (shredding that key destroys them, as for a student)."""
 
-        async def one(r: StaffRecord, rec_hash: str, event_id: str) -> OutgoingEvent:
+        async def one(r: pr.StaffRecord, rec_hash: str, event_id: str) -> OutgoingEvent:
             key = self.pz.staff_key(self.district, r.staff_ref)
             elements = {k: v for k, v in r.elements.items() if k in CATALOGUE and CATALOGUE[k].subject == "staff"}
             payload = roster_pb2.StaffRegistered(
@@ -422,18 +403,18 @@ class EventBuilder:
         self,
         school: str,
         year: int,
-        source: CalendarSource,
+        source: pr.CalendarSource,
         rows: list[tuple[school_calendar.Term | None, date | None, bool | None]],
-    ) -> tuple[OutgoingEvent, list[Issue]]:
+    ) -> tuple[OutgoingEvent, list[pr.Issue]]:
         """One school year's calendar as the upload leaves it, and a note per term whose declared
         instructional days disagree with its weekdays less the days off."""
         terms = [t for t, _, _ in rows if t is not None]
         entries = {d: bool(i) for _, d, i in rows if d is not None}
         days = school_calendar.instructional_days(terms, entries)
-        notes: list[Issue] = []
+        notes: list[pr.Issue] = []
         for term, counted in school_calendar.term_mismatches(terms, days):
             notes.append(
-                warning_at(
+                pr.warning_at(
                     Source(self.source_format, self.file_name, 0, "calendar"),
                     f"{school}/{term.name}",
                     "calendar.days_mismatch",
@@ -468,18 +449,10 @@ class EventBuilder:
         )
         return event, notes
 
-    def rejected_event(self, p: Issue, seq: int) -> OutgoingEvent:
+    def rejected_event(self, p: pr.Issue, seq: int) -> OutgoingEvent:
         """The dead letter of a refused record (rejected.v1), numbered as its problem row."""
         sid = self.correlation
-        payload = rejected_pb2.RecordRejected(
-            stage="ingest",
-            submission_id=sid,
-            file=p.file,
-            line=p.line,
-            field=p.field,
-            rule=p.rule,
-            message=p.message,
-            value_class=p.value_class,
-        )
+        # the problem's fields (file, line, field, rule, message, value_class) are the event's
+        payload = rejected_pb2.RecordRejected(stage="ingest", submission_id=sid, **dataclasses.asdict(p))
         event_id = str(uuid.uuid5(EVENT_NS, f"rejected|{sid}|{seq}"))
         return self.build(REJECTED, "record_rejected", payload, subject=sid, key=sid, event_id=event_id)

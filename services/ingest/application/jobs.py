@@ -242,9 +242,7 @@ class Ingestor:
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await asyncio.gather(*tasks, return_exceptions=True)  # how each ended is its own to report
 
 
 def _remove(path: Path) -> None:

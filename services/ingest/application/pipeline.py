@@ -44,29 +44,14 @@ from homeroom.clock import Clock
 from homeroom.crypto import EnvelopeCipher
 from homeroom.pseudonym import Pseudonymizer
 from services.ingest import metrics, store
+from services.ingest import parsed_records as pr
 from services.ingest.application.events import EventBuilder, StudentRefs, group_values
 from services.ingest.formats import ParseOptions
 from services.ingest.formats.batch import parse_batch
 from services.ingest.formats.edfi_json import parse_edfi_json
 from services.ingest.formats.edfi_xml import parse_edfi_xml
 from services.ingest.formats.oneroster_csv import OneRosterUpload
-from services.ingest.parsed_records import (
-    AttendanceRecord,
-    CalendarRecord,
-    CalendarSource,
-    EnrollmentAction,
-    EnrollmentRecord,
-    Issue,
-    OrgType,
-    ParsedRecord,
-    ParseItem,
-    RecordError,
-    RecordWarning,
-    SchoolRecord,
-    StaffRecord,
-    StudentRecord,
-    SuspensionRecord,
-)
+from services.ingest.parsed_records import ParseItem, RecordError, RecordWarning
 from services.ingest.report import Tally, records_in
 from services.ingest.safety import WithdrawalTally, implied_bulk_withdrawals, merge_counts, schools_over_share
 from services.ingest.settings import IngestSettings
@@ -156,7 +141,7 @@ def _count_events(events: list[OutgoingEvent]) -> None:
 
 
 def _student_ref(item: ParseItem) -> str | None:
-    if isinstance(item, StudentRecord | EnrollmentRecord | AttendanceRecord | SuspensionRecord):
+    if isinstance(item, pr.StudentRecord | pr.EnrollmentRecord | pr.AttendanceRecord | pr.SuspensionRecord):
         return item.student_ref
     return None
 
@@ -173,7 +158,7 @@ class DryRunResult:
 
     counts: store.ProgressDelta = field(default_factory=store.ProgressDelta)
     skipped: int = 0
-    problems: list[Issue] = field(default_factory=list)
+    problems: list[pr.Issue] = field(default_factory=list)
     held_schools: list[dict[str, Any]] = field(default_factory=list)
     not_collected: list[dict[str, object]] = field(default_factory=list)
 
@@ -198,8 +183,8 @@ class SubmissionRun:
         self.dry_run = dry_run
         self.tally = Tally()
         self.result = DryRunResult()
-        self._calendar_keys: set[tuple[str, int, CalendarSource]] = set()
-        self._dry_parts: list[CalendarRecord] = []
+        self._calendar_keys: set[tuple[str, int, pr.CalendarSource]] = set()
+        self._dry_parts: list[pr.CalendarRecord] = []
         self.district = job.district_id
         self.pool = pool
         self.pz = pseudonymizer
@@ -332,7 +317,7 @@ class SubmissionRun:
         assert self.validator is not None
         v = self.validator
         refs = {r for r in map(_student_ref, raw) if r is not None and r not in self._looked_up}
-        org_ids = {i.school_id for i in raw if isinstance(i, SchoolRecord) and i.school_id not in self._org_owner}
+        org_ids = {i.school_id for i in raw if isinstance(i, pr.SchoolRecord) and i.school_id not in self._org_owner}
         if refs or org_ids:
             hashes = {self.refs.hash(r): r for r in refs}
             async with self.pool.acquire() as conn:
@@ -348,20 +333,20 @@ class SubmissionRun:
             self._looked_up |= refs
         out: list[ParseItem] = []
         for item in raw:
-            if isinstance(item, SchoolRecord) and not item.deleted:
+            if isinstance(item, pr.SchoolRecord) and not item.deleted:
                 self._claim(item, v)
             out.extend(v.check(item))
         if final:
             out.extend(v.finish())
         return out
 
-    def _claim(self, r: SchoolRecord, v: Validator) -> None:
+    def _claim(self, r: pr.SchoolRecord, v: Validator) -> None:
         """Let the Validator see the district's own organisations (registering new ones when allowed)."""
         owner = self._org_owner.get(r.school_id)
         if owner is None:
             if not self.settings.auto_register_orgs or self._scope is not None:
                 return
-            owner = (self.district, "district" if r.org_type is OrgType.DISTRICT else "school")
+            owner = (self.district, "district" if r.org_type is pr.OrgType.DISTRICT else "school")
             self._org_owner[r.school_id] = owner
             self._new_orgs.append((r.school_id, owner[1], r.name))
         if owner[0] != self.district:
@@ -377,7 +362,7 @@ class SubmissionRun:
             records_read=records_in(raw), rejected=chunk.rejected, warned=chunk.warned, skipped=chunk.skipped
         )
         events: list[OutgoingEvent] = []
-        problems: list[Issue] = []
+        problems: list[pr.Issue] = []
         for p in chunk.problems:
             if isinstance(p, RecordError):
                 metrics.REJECTIONS.labels(self.district, p.rule).inc()
@@ -385,7 +370,7 @@ class SubmissionRun:
             elif isinstance(p, RecordWarning):
                 metrics.WARNINGS.labels(self.district, p.rule).inc()
                 self._keep_warning(problems, p)
-        records: list[tuple[ParsedRecord, str, str]] = []  # record, record hash, content hash
+        records: list[tuple[pr.ParsedRecord, str, str]] = []  # record, record hash, content hash
         for item in chunk.records:
             rec_hash = self.pz.local_id_hash(self.district, "record:" + item.source_record_id)
             content = hashlib.blake2b(
@@ -397,14 +382,14 @@ class SubmissionRun:
             new_students: dict[str, str] = {}
             windows: list[tuple[str, str, date | None, date | None]] = []
             closes: list[tuple[str, str, date]] = []
-            parts: list[CalendarRecord] = []
+            parts: list[pr.CalendarRecord] = []
             to_mark: dict[str, str] = {}
-            sealing: list[tuple[StudentRecord, str, str, str]] = []
-            staff: list[tuple[StaffRecord, str, str]] = []
+            sealing: list[tuple[pr.StudentRecord, str, str, str]] = []
+            staff: list[tuple[pr.StaffRecord, str, str]] = []
             for record, rec_hash, content in records:
                 delta.accepted += 1
                 unchanged = taken.get(rec_hash) == content
-                if isinstance(record, StudentRecord):
+                if isinstance(record, pr.StudentRecord):
                     key, warning = self.refs.student_key(record)
                     if warning is not None:
                         self._keep_warning(problems, warning)
@@ -414,7 +399,7 @@ class SubmissionRun:
                     self.refs.keys[record.student_ref] = key
                     if not unchanged and not record.deleted:
                         sealing.append((record, key, rec_hash, self.events.event_id(rec_hash, content)))
-                elif isinstance(record, EnrollmentRecord):
+                elif isinstance(record, pr.EnrollmentRecord):
                     self._windows(record, windows, closes)
                     if not unchanged and record.class_ref is not None:
                         events.append(self.events.class_enrollment_event(record, rec_hash, content))
@@ -422,12 +407,12 @@ class SubmissionRun:
                     delta.unchanged += 1
                     continue
                 to_mark[rec_hash] = content
-                if isinstance(record, CalendarRecord):
+                if isinstance(record, pr.CalendarRecord):
                     parts.append(record)  # published once per school year when the upload is done
                     self._calendar_keys.add((record.school_id, record.school_year, record.calendar_source))
-                elif isinstance(record, StaffRecord):
+                elif isinstance(record, pr.StaffRecord):
                     staff.append((record, rec_hash, self.events.event_id(rec_hash, content)))
-                elif not isinstance(record, StudentRecord):
+                elif not isinstance(record, pr.StudentRecord):
                     event = self.events.record_event(record, rec_hash, self.events.event_id(rec_hash, content))
                     if event is not None:
                         events.append(event)
@@ -471,7 +456,7 @@ class SubmissionRun:
         metrics.RECORDS.labels(self.district, fmt, "unchanged").inc(delta.unchanged)
         _count_events(events)
 
-    def _count_dry(self, delta: store.ProgressDelta, stored: list[Issue], *, rejected_events: int = 0) -> None:
+    def _count_dry(self, delta: store.ProgressDelta, stored: list[pr.Issue], *, rejected_events: int = 0) -> None:
         total = self.result.counts
         for name in ("records_read", "accepted", "rejected", "warned", "unchanged", "events", "problems_dropped"):
             setattr(total, name, getattr(total, name) + getattr(delta, name))
@@ -484,7 +469,7 @@ class SubmissionRun:
         """After the last chunk: publish each school year's calendar the upload touched, and
         report each dropped element and skipped record type once, with its count."""
         events: list[OutgoingEvent] = []
-        warnings: list[Issue] = []
+        warnings: list[pr.Issue] = []
         async with self.pool.acquire() as conn:
             for school, year, source in sorted(self._calendar_keys):
                 rows = await store.calendar_parts(conn, self.district, school, year, source.value)
@@ -510,7 +495,7 @@ class SubmissionRun:
         self._seq += len(warnings)
         _count_events(events)
 
-    def _keep_warning(self, problems: list[Issue], warning: RecordWarning) -> None:
+    def _keep_warning(self, problems: list[pr.Issue], warning: RecordWarning) -> None:
         """Warnings beyond `max_warnings_kept` are counted (`warned`, `problems_dropped`), not kept."""
         if self._warnings_kept < self.settings.max_warnings_kept:
             problems.append(warning)
@@ -529,7 +514,7 @@ class SubmissionRun:
         new, self._new_orgs = self._new_orgs, []
         return new
 
-    def _problem_budget(self, problems: list[Issue]) -> tuple[list[Issue], int]:
+    def _problem_budget(self, problems: list[pr.Issue]) -> tuple[list[pr.Issue], int]:
         room = max(0, self.settings.max_problems_stored - self._stored_problems)
         stored = problems[:room]
         self._stored_problems += len(stored)
@@ -537,22 +522,22 @@ class SubmissionRun:
 
     def _windows(
         self,
-        r: EnrollmentRecord,
+        r: pr.EnrollmentRecord,
         windows: list[tuple[str, str, date | None, date | None]],
         closes: list[tuple[str, str, date]],
     ) -> None:
         h = self.refs.hash(r.student_ref)
-        if r.action is EnrollmentAction.ENROLL:
+        if r.action is pr.EnrollmentAction.ENROLL:
             window = (h, r.school_id, r.entry_date, r.exit_date)
             if window not in self._windows_written:  # class enrollments repeat the school window
                 self._windows_written.add(window)
                 windows.append(window)
-        elif r.action is EnrollmentAction.WITHDRAW and r.exit_date is not None:
+        elif r.action is pr.EnrollmentAction.WITHDRAW and r.exit_date is not None:
             if r.entry_date is not None:
                 windows.append((h, r.school_id, r.entry_date, r.exit_date))
             else:
                 closes.append((h, r.school_id, r.exit_date))
-        elif r.action is EnrollmentAction.CHANGE_SCHOOL:
+        elif r.action is pr.EnrollmentAction.CHANGE_SCHOOL:
             if r.from_school_id is not None and r.entry_date is not None:
                 closes.append((h, r.from_school_id, r.entry_date))
             windows.append((h, r.school_id, r.entry_date, None))

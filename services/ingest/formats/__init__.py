@@ -24,14 +24,16 @@ Modules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from services.ingest import codes
 from services.ingest.parsed_records import (
     Dropped,
+    ParsedRecord,
     ParseItem,
     RecordError,
     RecordWarning,
@@ -44,6 +46,7 @@ from services.ingest.screening import (
     ScreeningPolicy,
     is_org_id_field,
     is_ssn_field,
+    might_hold_ssn,
     safe_field_name,
     ssn_in_value,
 )
@@ -79,6 +82,7 @@ class ParseOptions:
 
 
 DEFAULT_OPTIONS = ParseOptions()
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 ORG_POLICY = ScreeningPolicy(nine_digit_ids=False)  # organisations, sections, calendars: no person ids
 
 
@@ -135,6 +139,11 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def _label(name: str, what: str) -> str:
+    """How a report names a field: as the caller put it, else the field's own (safe) name."""
+    return what or safe_field_name(name)
+
+
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
@@ -188,6 +197,8 @@ class Check:
 
     def screen(self, name: str, value: str, *, free_text: bool = False) -> bool:
         """False (and an ssn.forbidden error) when the value is or holds an SSN."""
+        if not might_hold_ssn(value):
+            return True
         policy = ORG_POLICY if is_org_id_field(name) else self.opts.screening
         if ssn_in_value(value, free_text=free_text, policy=policy):
             self.fail(name, "ssn.forbidden", SSN_MESSAGE, vclass="ssn-like")
@@ -257,31 +268,41 @@ class Check:
         free_text: bool = False,
         what: str = "",
     ) -> str | None:
-        label = what or safe_field_name(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if type(value) is str:  # nearly every value: the checks below in their cheapest order
+            s = value.strip()
+        elif value is None or isinstance(value, str):
+            s = "" if value is None else str(value).strip()
+        elif isinstance(value, bool) or not isinstance(value, int):
+            self.fail(name, "schema.type", f"{_label(name, what)} must be text, but it is {_kind(value)}.", value)
+            return None
+        else:
+            s = str(value)
+        if not s:
             if required:
-                self.fail(name, "schema.required", f"{label} is required but is missing or empty.", value)
+                self.fail(name, "schema.required", f"{_label(name, what)} is required but is missing or empty.", value)
             return None
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            self.fail(name, "schema.type", f"{label} must be text, but it is {_kind(value)}.", value)
-            return None
-        s = str(value).strip()
         if "\ufffd" in s:
-            self.fail(name, "encoding.invalid", f"{label} is not valid UTF-8 text.", vclass="text")
+            self.fail(name, "encoding.invalid", f"{_label(name, what)} is not valid UTF-8 text.", vclass="text")
             return None
         if not self.screen(name, s, free_text=free_text):
             return None
         limit = max_len or self.opts.max_text_length
         if len(s) > limit:
-            self.fail(name, "value.too_long", f"{label} is longer than {limit} characters.", s)
+            self.fail(name, "value.too_long", f"{_label(name, what)} is longer than {limit} characters.", s)
             return None
-        if not s.isprintable() and not free_text:
-            self.fail(name, "value.invalid_characters", f"{label} contains control characters.", vclass="text")
+        if not free_text and not s.isprintable():
+            self.fail(
+                name, "value.invalid_characters", f"{_label(name, what)} contains control characters.", vclass="text"
+            )
             return None
         return s
 
     def date(self, name: str, value: object, *, required: bool = False, what: str = "") -> date | None:
-        label = what or safe_field_name(name)
+        if type(value) is str and _ISO_DAY.fullmatch(value):
+            # YYYY-MM-DD as written: short, printable, and no SSN fits in it, so nothing to screen
+            d = codes.parse_date(value)
+            if d is not None:
+                return d
         s = self.text(name, value, required=required, max_len=40, what=what)
         if s is None:
             return None
@@ -290,7 +311,7 @@ class Check:
             self.fail(
                 name,
                 "date.invalid",
-                f"{label} must be a real calendar date written YYYY-MM-DD (for example 2024-09-03).",
+                f"{_label(name, what)} must be a real calendar date written YYYY-MM-DD (for example 2024-09-03).",
                 s,
             )
         return d
@@ -348,25 +369,29 @@ def objects(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[st
     return v
 
 
-def issues_then(check: Check, record: ParseItem | None) -> Iterator[ParseItem]:
-    """What a parser yields for one input record: its errors, or what was dropped from it,
-    its warnings and the record."""
+Made: TypeAlias = "ParsedRecord | tuple[ParsedRecord, ...] | Dropped | None"
+
+
+def issues_then(check: Check, made: Made) -> Sequence[ParseItem]:
+    """What a parser yields for one input record, given what its row parser made of it: the
+    record, the records, None when its fields refuse it, or a ``Dropped`` notice when the whole
+    record is one Homeroom does not collect (then that notice is all there is to say). Yields
+    the record's errors (whatever was made is then thrown away), or what was dropped from it,
+    its warnings and what was made. Every row parser returns what it made and leaves this
+    bookkeeping here."""
+    if isinstance(made, Dropped):
+        return (made,)
     if check.errors:
-        yield from check.errors
-        return
-    if check.dropped:
-        yield Dropped(check.source.file, check.source.line, tuple(check.dropped))
-    yield from check.warnings
-    if record is not None:
-        yield record
-
-
-GRADES_ACCEPTED = "IT, PR, PK, TK, KG, 01-13, PS, UG, Other, or an Ed-Fi grade level"
-SEX_ACCEPTED = "female, male, other, unspecified"
-RACE_ACCEPTED = (
-    "american_indian_alaska_native, asian, black_african_american, native_hawaiian_pacific_islander, "
-    "white, hispanic_latino, two_or_more, other, not_reported"
-)
+        return check.errors
+    records = () if made is None else made if isinstance(made, tuple) else (made,)
+    if not check.dropped and not check.warnings:
+        return records  # the common case: one record, nothing to say about it
+    out: list[ParseItem] = (
+        [Dropped(check.source.file, check.source.line, tuple(check.dropped))] if check.dropped else []
+    )
+    out += check.warnings
+    out += records
+    return out
 
 
 @dataclass(slots=True)

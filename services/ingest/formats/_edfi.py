@@ -3,23 +3,14 @@ suspension kinds and the student-record assembly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import date
 
 from homeroom.calendar import Term
 from services.ingest import codes
-from services.ingest.formats import Check, issues_then
-from services.ingest.parsed_records import (
-    AttendanceRecord,
-    CalendarRecord,
-    EnrollmentAction,
-    EnrollmentRecord,
-    ParseItem,
-    Source,
-    StudentRecord,
-    SuspensionRecord,
-    record_id,
-)
+from services.ingest import parsed_records as pr
+from services.ingest.formats import Check
+from services.ingest.parsed_records import Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
@@ -227,19 +218,17 @@ def student_part(
     programs: dict[str, bool] | None = None,
     *,
     org: str | None = None,
-) -> Iterator[ParseItem]:
+) -> pr.StudentRecord | None:
     """A Student (kind ``student``: its unique id is also its state id unless one was given) or a
     StudentEducationOrganizationAssociation (kind ``seoa``: what one organisation records of the
     student, under ``org``) once each parser has read its elements."""
     if key is None or not check.ok:
-        yield from check.errors
-        return
+        return None
     if kind == "student":
         elements.setdefault("student.state_id", key)
     rid = record_id(fmt, kind, *((key,) if org is None else (key, org)))
     programs = programs or {}
-    record = StudentRecord(source=src, source_record_id=rid, student_ref=key, elements=elements, programs=programs)
-    yield from issues_then(check, record)
+    return pr.StudentRecord(source=src, source_record_id=rid, student_ref=key, elements=elements, programs=programs)
 
 
 def school_association(
@@ -253,26 +242,22 @@ def school_association(
     exit_code: str | None,
     grade: str | None,
     entry_type: str | None,
-) -> Iterator[ParseItem]:
+) -> pr.EnrollmentRecord | None:
     """A StudentSchoolAssociation once each parser has read its fields: an enrollment, or a
     withdrawal when it carries an exit date."""
     if student is None or school is None or entry is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=record_id(fmt, "ssa", student, school, entry.isoformat()),
-            action=EnrollmentAction.WITHDRAW if exit_date else EnrollmentAction.ENROLL,
-            student_ref=student,
-            school_id=school,
-            entry_date=entry,
-            exit_date=exit_date,
-            exit_code=exit_code,
-            grade_level=grade,
-            entry_type=entry_type,
-        ),
+        return None
+    return pr.EnrollmentRecord(
+        source=src,
+        source_record_id=record_id(fmt, "ssa", student, school, entry.isoformat()),
+        action=pr.EnrollmentAction.WITHDRAW if exit_date else pr.EnrollmentAction.ENROLL,
+        student_ref=student,
+        school_id=school,
+        entry_date=entry,
+        exit_date=exit_date,
+        exit_code=exit_code,
+        grade_level=grade,
+        entry_type=entry_type,
     )
 
 
@@ -286,17 +271,14 @@ def session_calendar(
     begin: date | None,
     end: date | None,
     declared: int | None,
-) -> Iterator[ParseItem]:
+) -> pr.CalendarRecord | None:
     """A Session once each parser has read its fields: the term it adds to the school's calendar
     (its dates and, when declared, its count of instructional days)."""
     if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        yield from check.errors
-        return
+        return None
     sessions = (Term(name, begin, end, declared),)
     rid = record_id(fmt, "session", school, str(year), name)
-    yield from issues_then(
-        check, CalendarRecord(source=src, source_record_id=rid, school_id=school, school_year=year, sessions=sessions)
-    )
+    return pr.CalendarRecord(source=src, source_record_id=rid, school_id=school, school_year=year, sessions=sessions)
 
 
 def calendar_part(
@@ -309,23 +291,50 @@ def calendar_part(
     year: int | None,
     key: tuple[str | None, ...],
     days: tuple[tuple[date, bool], ...] = (),
-) -> Iterator[ParseItem]:
+) -> pr.CalendarRecord | None:
     """A Calendar (kind ``calendar``: the school year it covers) or a CalendarDate (kind
     ``calendar-date``: one day, instructional or not) once each parser has read its fields;
     ``key`` identifies it within the school year (None where a required field is missing)."""
     if school is None or year is None or None in key or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=record_id(fmt, kind, school, str(year), *(k or "" for k in key)),
-            school_id=school,
-            school_year=year,
-            days=days,
-        ),
+        return None
+    return pr.CalendarRecord(
+        source=src,
+        source_record_id=record_id(fmt, kind, school, str(year), *(k or "" for k in key)),
+        school_id=school,
+        school_year=year,
+        days=days,
     )
+
+
+def calendar_date(
+    check: Check,
+    src: Source,
+    fmt: str,
+    *,
+    school: str | None,
+    year: int | None,
+    code: str,
+    day: date | None,
+    events: Iterable[tuple[str, object]],
+    events_field: str,
+    unknown_event: str,
+) -> pr.CalendarRecord | None:
+    """A CalendarDate once each parser has read its fields: one day of the school's calendar,
+    a school day when any of its ``events`` (field, code) is instructional; an unknown event is
+    refused under its field (``unknown_event`` says which are known), and none at all under
+    ``events_field``."""
+    instructional: list[bool] = []
+    for field, raw in events:
+        kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
+        if kind is None:
+            check.fail(field, "code.unknown", unknown_event, raw)
+        else:
+            instructional.append(kind)
+    if not instructional and check.ok:
+        check.fail(events_field, "schema.required", f"{events_field} is required but is missing or empty.")
+    key = (code, day.isoformat() if day else None)
+    days = ((day, any(instructional)),) if day else ()
+    return calendar_part(check, src, fmt, "calendar-date", school=school, year=year, key=key, days=days)
 
 
 def attendance_event(
@@ -339,7 +348,7 @@ def attendance_event(
     school: str | None,
     day: date | None,
     period: str | None,
-) -> Iterator[ParseItem]:
+) -> pr.AttendanceRecord | None:
     """One school or section attendance event, once each parser has read its fields: the
     category mapped (an unknown one refused under `category_field`), then the record."""
     mapped = codes.edfi_attendance(raw_category) if raw_category else None
@@ -351,23 +360,17 @@ def attendance_event(
             raw_category,
         )
     if student is None or school is None or day is None or mapped is None or not check.ok:
-        yield from check.errors
-        return
+        return None
     category, excused = mapped
-    yield from issues_then(
-        check,
-        AttendanceRecord(
-            source=src,
-            source_record_id=record_id(
-                fmt, "attendance", student, school, day.isoformat(), period or "", category.value
-            ),
-            student_ref=student,
-            school_id=school,
-            date=day,
-            category=category,
-            excused=excused,
-            period=period,
-        ),
+    return pr.AttendanceRecord(
+        source=src,
+        source_record_id=record_id(fmt, "attendance", student, school, day.isoformat(), period or "", category.value),
+        student_ref=student,
+        school_id=school,
+        date=day,
+        category=category,
+        excused=excused,
+        period=period,
     )
 
 
@@ -383,25 +386,21 @@ def suspension_event(
     start: date | None,
     days: float | None,
     action_id: str,
-) -> Iterator[ParseItem]:
+) -> pr.SuspensionRecord | None:
     """One discipline action that is a suspension, once each parser has read its fields
     (`kinds`: `codes.edfi_suspension` of each discipline given, none of them "other")."""
     if not kinds:
         check.fail(discipline_field, "schema.required", f"{discipline_field} is required but is missing or empty.")
     if student is None or school is None or start is None or not check.ok:
-        yield from check.errors
-        return
+        return None
     in_school = kinds[0] if isinstance(kinds[0], bool) else None
-    yield from issues_then(
-        check,
-        SuspensionRecord(
-            source=src,
-            source_record_id=record_id(fmt, "suspension", student, school, start.isoformat(), action_id),
-            student_ref=student,
-            school_id=school,
-            start_date=start,
-            in_school=in_school,
-            school_days=days,
-            end_date=start if days is not None and days <= 1 else None,
-        ),
+    return pr.SuspensionRecord(
+        source=src,
+        source_record_id=record_id(fmt, "suspension", student, school, start.isoformat(), action_id),
+        student_ref=student,
+        school_id=school,
+        start_date=start,
+        in_school=in_school,
+        school_days=days,
+        end_date=start if days is not None and days <= 1 else None,
     )

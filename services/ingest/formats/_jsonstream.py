@@ -13,7 +13,10 @@ import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from services.ingest.parsed_records import RecordError
+
 _WS = re.compile(r"[ \t\r\n]*")
+_WS_CHARS = " \t\r\n"
 _CHUNK = 1 << 16
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
 
@@ -28,6 +31,15 @@ class JsonSyntaxError(Exception):
         self.message = message
         self.line = line
         self.column = column
+
+    def refusal(self, file: str, items: str) -> RecordError:
+        """The file-level error a parse stops with: where the JSON broke, and that the ``items``
+        (records, resources) before it were read."""
+        message = (
+            f"The file is not valid JSON at line {self.line}, column {self.column}: {self.message}. "
+            f"{items} before that point were read; nothing after it was."
+        )
+        return RecordError(file, self.line, "", "file.unreadable", message, "")
 
 
 class Oversized:
@@ -122,6 +134,8 @@ class JsonReader:
         return JsonSyntaxError(message, self.line, self.column())
 
     def skip_ws(self) -> None:
+        if self.pos < len(self.buf) and self.buf[self.pos] not in _WS_CHARS:
+            return  # already at a token: the common case between an array's values
         while True:
             m = _WS.match(self.buf, self.pos)
             end = m.end() if m else self.pos

@@ -60,46 +60,17 @@ starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import IO, Any
 
 from homeroom.calendar import Term, parse_school_year
 from homeroom.catalogue import CATALOGUE, FORBIDDEN
-from services.ingest import codes
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    ParseOptions,
-    file_error,
-    issues_then,
-    objects,
-    stream_size,
-)
+from services.ingest import codes, formats
+from services.ingest import parsed_records as pr
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
-from services.ingest.parsed_records import (
-    AttendanceCategory,
-    AttendanceRecord,
-    CalendarRecord,
-    ClassRecord,
-    CourseRecord,
-    EnrollmentAction,
-    EnrollmentRecord,
-    ParseItem,
-    RecordError,
-    SessionRecord,
-    Source,
-    StaffRecord,
-    StudentRecord,
-    SuspensionRecord,
-    TeachingRecord,
-    record_id,
-)
+from services.ingest.parsed_records import ParseItem, RecordError, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, name_words
 
 FORMAT = "batch"
@@ -153,15 +124,16 @@ _INCIDENT_WORDS = {
     "injury",
     "details",
 }
-_CATEGORIES = {c.value: c for c in AttendanceCategory}
+_CATEGORIES = {c.value: c for c in pr.AttendanceCategory}
+_SCALARS = frozenset([str, int, float, bool, type(None)])  # JSON values that hold nothing to check
 
 
 def parse_batch(
     stream: IO[bytes], *, file: str = "batch.json", opts: ParseOptions = DEFAULT_OPTIONS
 ) -> Iterator[ParseItem]:
     """Yield normalised records, errors and warnings from a JSON batch, in input order."""
-    counter = Counter(file, opts, stream_size(stream))
-    reader = JsonReader(CountingReader(stream), opts.max_record_bytes)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
     seen_records = False
     try:
         reader.expect("{")
@@ -175,7 +147,7 @@ def parse_batch(
                     seen_records = True
                     if reader.peek() != "[":
                         reader.value()
-                        yield file_error(
+                        yield formats.file_error(
                             file, "schema.type", "'records' must be a list of records.", reader.line, "records"
                         )
                     else:
@@ -190,27 +162,21 @@ def parse_batch(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the batch object")
     except JsonSyntaxError as exc:
-        yield file_error(
-            file,
-            "file.unreadable",
-            f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
-            "Records before that point were read; nothing after it was.",
-            exc.line,
-        )
+        yield exc.refusal(file, "Records")
         counter.done(reader.bytes_read)
         return
     if not seen_records:
-        yield file_error(file, "schema.required", "The batch has no 'records' list.", 1, "records")
+        yield formats.file_error(file, "schema.required", "The batch has no 'records' list.", 1, "records")
     counter.done(reader.bytes_read)
 
 
 def _envelope_member(key: str, value: Any, file: str, line: int) -> Iterator[RecordError]:
     if key == "format":
         if value != FORMAT_NAME:
-            yield file_error(file, "schema.invalid", f"'format' must be \"{FORMAT_NAME}\".", line, "format")
+            yield formats.file_error(file, "schema.invalid", f"'format' must be \"{FORMAT_NAME}\".", line, "format")
     elif key == "version":
         if value != 1 or isinstance(value, bool):
-            yield file_error(
+            yield formats.file_error(
                 file, "schema.invalid", "'version' must be 1: this is the only batch version.", line, "version"
             )
     else:
@@ -220,18 +186,16 @@ def _envelope_member(key: str, value: Any, file: str, line: int) -> Iterator[Rec
         yield from check.errors
 
 
-def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) -> Iterator[ParseItem]:
+def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) -> Sequence[ParseItem]:
     pointer = f"records[{index}]"
     src = Source(FORMAT, file, line, pointer)
     check = Check(src, pointer + ".", opts)
     if isinstance(value, Oversized):
         check.fail("", "record.too_large", f"The record is larger than {opts.max_record_bytes} bytes and was skipped.")
-        yield from check.errors
-        return
-    if not isinstance(value, Mapping):
+        return check.errors
+    if type(value) is not dict and not isinstance(value, Mapping):
         check.fail("", "schema.type", "Each record must be an object with a 'type'.", value)
-        yield from check.errors
-        return
+        return check.errors
     _structure(check, value)
     rtype = value.get("type")
     if not isinstance(rtype, str) or rtype not in FIELDS:
@@ -239,25 +203,25 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
             check.fail("type", "schema.required", "type is required: one of " + ", ".join(FIELDS) + ".", rtype)
         else:
             check.fail("type", "record.type_unknown", "type must be one of " + ", ".join(FIELDS) + ".", rtype)
-        yield from check.errors
-        return
+        return check.errors
     allowed = FIELDS[rtype]
     for key, v in value.items():
         if key not in allowed:
             _refuse_member(check, rtype, key, v)
     event_id = check.text("id", value.get("id"), max_len=128)
-    if rtype == "calendar":
-        yield from _calendar(check, src, value, event_id, "")
-        return
-    if rtype in ROSTER_TYPES or rtype == "class_enrollment":
-        yield from _ROSTER_BUILDERS[rtype](check, src, value, event_id)
-        return
-    student = check.text("student_id", value.get("student_id"), required=True)
-    yield from _BUILDERS[rtype](check, src, value, event_id, student or "")
+    made: Made
+    if rtype in _ROSTER_BUILDERS:
+        made = _ROSTER_BUILDERS[rtype](check, src, value, event_id)
+    else:
+        student = check.text("student_id", value.get("student_id"), required=True)
+        made = _BUILDERS[rtype](check, src, value, event_id, student or "")
+    return formats.issues_then(check, made)
 
 
 def _structure(check: Check, value: Mapping[str, Any]) -> None:
     """Duplicate member names and NaN/Infinity anywhere in the record."""
+    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
+        return  # most records: a flat object of plain values, nothing to look into
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, v = stack.pop()
@@ -290,7 +254,7 @@ def _refuse_member(check: Check, rtype: str, key: str, value: Any) -> None:
     check.unknown(key, value if value is not None else "x", what=f" in a '{rtype}' record")
 
 
-def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool) -> StudentRecord | bool | None:
+def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool) -> pr.StudentRecord | bool | None:
     """Read a ``student`` object into (elements, programs). Returns False if absent."""
     if raw is None:
         if required:
@@ -316,7 +280,7 @@ def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool
             if d is not None:
                 elements[key] = d.isoformat()
         elif key == "student.sex":
-            code = check.code(field, v, codes.normalise_sex, accepted=SEX_ACCEPTED, what=key)
+            code = check.code(field, v, codes.normalise_sex, accepted=codes.SEX_ACCEPTED, what=key)
             if code is not None:
                 elements[key] = code
         elif key == "student.race_ethnicity":
@@ -345,7 +309,7 @@ def _student_elements(check: Check, student_id: str, raw: Any, *, required: bool
         )
     if student_id:
         elements.setdefault("student.local_id", student_id)
-    return StudentRecord(
+    return pr.StudentRecord(
         source=check.source,
         source_record_id="",
         student_ref=student_id,
@@ -359,14 +323,14 @@ def _race(check: Check, field: str, v: Any) -> str | None:
     out: set[str] = set()
     for i, item in enumerate(values):
         f = f"{field}[{i}]" if isinstance(v, list) else field
-        code = check.code(f, item, codes.normalise_race, accepted=RACE_ACCEPTED, what="student.race_ethnicity")
+        code = check.code(f, item, codes.normalise_race, accepted=codes.RACE_ACCEPTED, what="student.race_ethnicity")
         if code is not None:
             out.add(code)
     return codes.join_codes(out) if out else None
 
 
-def _with_id(student: StudentRecord, rid: str) -> StudentRecord:
-    return StudentRecord(
+def _with_id(student: pr.StudentRecord, rid: str) -> pr.StudentRecord:
+    return pr.StudentRecord(
         source=student.source,
         source_record_id=rid,
         student_ref=student.student_ref,
@@ -377,13 +341,11 @@ def _with_id(student: StudentRecord, rid: str) -> StudentRecord:
 
 def _student(
     check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> Iterator[ParseItem]:
+) -> pr.StudentRecord | None:
     student = _student_elements(check, sid, value.get("student"), required=True)
-    if not isinstance(student, StudentRecord) or not check.ok:
-        yield from issues_then(check, None)
-        return
-    rid = _rid("student", event_id, sid)
-    yield from issues_then(check, _with_id(student, rid))
+    if not isinstance(student, pr.StudentRecord) or not check.ok:
+        return None
+    return _with_id(student, _rid("student", event_id, sid))
 
 
 def _rid(kind: str, event_id: str | None, *parts: str) -> str:
@@ -392,63 +354,58 @@ def _rid(kind: str, event_id: str | None, *parts: str) -> str:
 
 
 def _grade(check: Check, value: Mapping[str, Any]) -> str | None:
-    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=GRADES_ACCEPTED)
+    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=codes.GRADES_ACCEPTED)
 
 
-def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str) -> Iterator[ParseItem]:
+def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str) -> Made:
     school = check.text("school_id", value.get("school_id"), required=True)
     entry = check.date("entry_date", value.get("entry_date"), required=True)
     grade = _grade(check, value)
     entry_type = check.text("entry_type", value.get("entry_type"))
     student = _student_elements(check, sid, value.get("student"), required=False)
     if not check.ok or school is None or entry is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("enroll", event_id, sid, school, entry.isoformat())
-    yield from check.warnings
-    if isinstance(student, StudentRecord):
-        yield _with_id(student, rid + "#student")
-    yield EnrollmentRecord(
+    enrollment = pr.EnrollmentRecord(
         source=src,
         source_record_id=rid,
-        action=EnrollmentAction.ENROLL,
+        action=pr.EnrollmentAction.ENROLL,
         student_ref=sid,
         school_id=school,
         entry_date=entry,
         grade_level=grade,
         entry_type=entry_type,
     )
+    if isinstance(student, pr.StudentRecord):  # registered or updated in the same step, first
+        return _with_id(student, rid + "#student"), enrollment
+    return enrollment
 
 
 def _withdraw(
     check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> Iterator[ParseItem]:
+) -> pr.EnrollmentRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
     exit_date = check.date("exit_date", value.get("exit_date"), required=True)
     exit_code = check.text("exit_code", value.get("exit_code"), required=True)
     entry = check.date("entry_date", value.get("entry_date"))
     if not check.ok or school is None or exit_date is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("withdraw", event_id, sid, school, exit_date.isoformat())
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=rid,
-            action=EnrollmentAction.WITHDRAW,
-            student_ref=sid,
-            school_id=school,
-            entry_date=entry,
-            exit_date=exit_date,
-            exit_code=exit_code,
-        ),
+    return pr.EnrollmentRecord(
+        source=src,
+        source_record_id=rid,
+        action=pr.EnrollmentAction.WITHDRAW,
+        student_ref=sid,
+        school_id=school,
+        entry_date=entry,
+        exit_date=exit_date,
+        exit_code=exit_code,
     )
 
 
 def _change_school(
     check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> Iterator[ParseItem]:
+) -> pr.EnrollmentRecord | None:
     from_school = check.text("from_school_id", value.get("from_school_id"), required=True)
     to_school = check.text("to_school_id", value.get("to_school_id"), required=True)
     when = check.date("change_date", value.get("change_date"), required=True)
@@ -456,27 +413,23 @@ def _change_school(
     if from_school is not None and from_school == to_school:
         check.fail("to_school_id", "schema.inconsistent", "to_school_id is the same school as from_school_id.")
     if not check.ok or from_school is None or to_school is None or when is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("change_school", event_id, sid, from_school, to_school, when.isoformat())
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=rid,
-            action=EnrollmentAction.CHANGE_SCHOOL,
-            student_ref=sid,
-            school_id=to_school,
-            from_school_id=from_school,
-            entry_date=when,
-            grade_level=grade,
-        ),
+    return pr.EnrollmentRecord(
+        source=src,
+        source_record_id=rid,
+        action=pr.EnrollmentAction.CHANGE_SCHOOL,
+        student_ref=sid,
+        school_id=to_school,
+        from_school_id=from_school,
+        entry_date=when,
+        grade_level=grade,
     )
 
 
 def _attendance(
     check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> Iterator[ParseItem]:
+) -> pr.AttendanceRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
     day: date | None = check.date("date", value.get("date"), required=True)
     raw_cat = check.text("category", value.get("category"), required=True)
@@ -488,59 +441,49 @@ def _attendance(
     excused = check.boolean("excused", value.get("excused"))
     period = check.text("period", value.get("period"), max_len=64)
     if not check.ok or school is None or day is None or category is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("attendance", event_id, sid, school, day.isoformat(), period or "", category.value)
-    yield from issues_then(
-        check,
-        AttendanceRecord(
-            source=src,
-            source_record_id=rid,
-            student_ref=sid,
-            school_id=school,
-            date=day,
-            category=category,
-            excused=excused,
-            period=period,
-        ),
+    return pr.AttendanceRecord(
+        source=src,
+        source_record_id=rid,
+        student_ref=sid,
+        school_id=school,
+        date=day,
+        category=category,
+        excused=excused,
+        period=period,
     )
 
 
 def _suspension(
     check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> Iterator[ParseItem]:
+) -> pr.SuspensionRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
     start = check.date("start_date", value.get("start_date"), required=True)
     end = check.date("end_date", value.get("end_date"))
     in_school = check.boolean("in_school", value.get("in_school"))
     if not check.ok or school is None or start is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("suspension", event_id, sid, school, start.isoformat())
-    yield from issues_then(
-        check,
-        SuspensionRecord(
-            source=src,
-            source_record_id=rid,
-            student_ref=sid,
-            school_id=school,
-            start_date=start,
-            end_date=end,
-            in_school=in_school,
-        ),
+    return pr.SuspensionRecord(
+        source=src,
+        source_record_id=rid,
+        student_ref=sid,
+        school_id=school,
+        start_date=start,
+        end_date=end,
+        in_school=in_school,
     )
 
 
-def _calendar(
-    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, _sid: str
-) -> Iterator[ParseItem]:
+def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.CalendarRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
     raw_year = check.text("school_year", value.get("school_year"), required=True)
     year = parse_school_year(raw_year) if raw_year else None
     if raw_year and year is None:
         check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
     terms: list[Term] = []
-    for i, t in enumerate(objects(check, value, "terms")):
+    for i, t in enumerate(formats.objects(check, value, "terms")):
         name = check.text(f"terms[{i}].name", t.get("name"), required=True)
         begin = check.date(f"terms[{i}].begin_date", t.get("begin_date"), required=True)
         end = check.date(f"terms[{i}].end_date", t.get("end_date"), required=True)
@@ -556,7 +499,7 @@ def _calendar(
         if name and begin and end:
             terms.append(Term(name, begin, end, declared))
     days: list[tuple[date, bool]] = []
-    for i, d in enumerate(objects(check, value, "days")):
+    for i, d in enumerate(formats.objects(check, value, "days")):
         day = check.date(f"days[{i}].date", d.get("date"), required=True)
         instructional = check.boolean(f"days[{i}].instructional", d.get("instructional"), required=True)
         for key in d:
@@ -567,19 +510,15 @@ def _calendar(
     if not terms and not days and check.ok:
         check.fail("terms", "schema.required", "A calendar needs terms or days.")
     if not check.ok or school is None or year is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("calendar", event_id, school, str(year))
-    yield from issues_then(
-        check,
-        CalendarRecord(
-            source=src,
-            source_record_id=rid,
-            school_id=school,
-            school_year=year,
-            sessions=tuple(terms),
-            days=tuple(days),
-        ),
+    return pr.CalendarRecord(
+        source=src,
+        source_record_id=rid,
+        school_id=school,
+        school_year=year,
+        sessions=tuple(terms),
+        days=tuple(days),
     )
 
 
@@ -595,7 +534,7 @@ def _texts(check: Check, value: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for x in out if x))
 
 
-def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.SessionRecord | None:
     sid = check.text("session_id", value.get("session_id"), required=True)
     title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
     kind = check.text("session_type", value.get("session_type"), required=True)
@@ -610,49 +549,41 @@ def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str 
     if raw_year and year is None:
         check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
     if not check.ok or sid is None or title is None or kind is None or start is None or end is None or year is None:
-        yield from issues_then(check, None)
-        return
-    yield from issues_then(
-        check,
-        SessionRecord(
-            source=src,
-            source_record_id=_rid("session", event_id, sid),
-            session_id=sid,
-            title=title,
-            session_type=kind,
-            start_date=start,
-            end_date=end,
-            school_year=year + 1,
-            parent_id=check.text("parent_id", value.get("parent_id")),
-        ),
+        return None
+    return pr.SessionRecord(
+        source=src,
+        source_record_id=_rid("session", event_id, sid),
+        session_id=sid,
+        title=title,
+        session_type=kind,
+        start_date=start,
+        end_date=end,
+        school_year=year + 1,
+        parent_id=check.text("parent_id", value.get("parent_id")),
     )
 
 
-def _course(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+def _course(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.CourseRecord | None:
     cid = check.text("course_id", value.get("course_id"), required=True)
     title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
     code = check.text("course_code", value.get("course_code"))
     school = check.text("school_id", value.get("school_id"))
     grades, subjects = _texts(check, value, "grades"), _texts(check, value, "subjects")
     if not check.ok or cid is None or title is None:
-        yield from issues_then(check, None)
-        return
-    yield from issues_then(
-        check,
-        CourseRecord(
-            source=src,
-            source_record_id=_rid("course", event_id, cid),
-            course_id=cid,
-            title=title,
-            course_code=code,
-            school_id=school,
-            grades=grades,
-            subjects=subjects,
-        ),
+        return None
+    return pr.CourseRecord(
+        source=src,
+        source_record_id=_rid("course", event_id, cid),
+        course_id=cid,
+        title=title,
+        course_code=code,
+        school_id=school,
+        grades=grades,
+        subjects=subjects,
     )
 
 
-def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.ClassRecord | None:
     cid = check.text("class_id", value.get("class_id"), required=True)
     school = check.text("school_id", value.get("school_id"), required=True)
     title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
@@ -663,29 +594,25 @@ def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | 
     code, course = check.text("class_code", value.get("class_code")), check.text("course_id", value.get("course_id"))
     location = check.text("location", value.get("location"))
     if not check.ok or cid is None or school is None or title is None:
-        yield from issues_then(check, None)
-        return
-    yield from issues_then(
-        check,
-        ClassRecord(
-            source=src,
-            source_record_id=_rid("class", event_id, cid),
-            class_id=cid,
-            school_id=school,
-            title=title,
-            class_code=code,
-            class_type=kind,
-            course_id=course,
-            location=location,
-            term_ids=fields["term_ids"],
-            periods=fields["periods"],
-            grades=fields["grades"],
-            subjects=fields["subjects"],
-        ),
+        return None
+    return pr.ClassRecord(
+        source=src,
+        source_record_id=_rid("class", event_id, cid),
+        class_id=cid,
+        school_id=school,
+        title=title,
+        class_code=code,
+        class_type=kind,
+        course_id=course,
+        location=location,
+        term_ids=fields["term_ids"],
+        periods=fields["periods"],
+        grades=fields["grades"],
+        subjects=fields["subjects"],
     )
 
 
-def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.StaffRecord | None:
     sid = check.text("staff_id", value.get("staff_id"), required=True)
     role = check.text("role", value.get("role")) or "teacher"
     if role not in STAFF_ROLES:
@@ -709,22 +636,20 @@ def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | 
         if required not in elements and check.ok:
             check.fail(f"staff.{required}", "schema.required", f"staff.{required} is required.")
     if not check.ok or sid is None:
-        yield from issues_then(check, None)
-        return
-    yield from issues_then(
-        check,
-        StaffRecord(
-            source=src,
-            source_record_id=_rid("staff", event_id, sid),
-            staff_ref=sid,
-            role=role,
-            schools=schools,
-            elements=elements,
-        ),
+        return None
+    return pr.StaffRecord(
+        source=src,
+        source_record_id=_rid("staff", event_id, sid),
+        staff_ref=sid,
+        role=role,
+        schools=schools,
+        elements=elements,
     )
 
 
-def _class_enrollment(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> Iterator[ParseItem]:
+def _class_enrollment(
+    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None
+) -> pr.EnrollmentRecord | pr.TeachingRecord | None:
     """A student's (student_id) or teacher's (staff_id) enrollment in a class. A student's also
     enrolls them at the class's school from begin_date, as OneRoster class enrollments do."""
     cls = check.text("class_id", value.get("class_id"), required=True)
@@ -743,37 +668,35 @@ def _class_enrollment(check: Check, src: Source, value: Mapping[str, Any], event
         check.fail("end_date", "date.end_before_start", "The class enrollment ends before it begins.")
     primary = check.boolean("primary", value.get("primary"))
     if not check.ok or cls is None or school is None or person is None or role is None:
-        yield from issues_then(check, None)
-        return
+        return None
     rid = _rid("class_enrollment", event_id, cls, role, person)
-    record: ParseItem
     if role == "student":
-        record = EnrollmentRecord(
+        return pr.EnrollmentRecord(
             source=src,
             source_record_id=rid,
-            action=EnrollmentAction.ENROLL,
+            action=pr.EnrollmentAction.ENROLL,
             student_ref=person,
             school_id=school,
             entry_date=begin,
             exit_date=end,
             class_ref=cls,
         )
-    else:
-        record = TeachingRecord(
-            source=src,
-            source_record_id=rid,
-            staff_ref=person,
-            class_id=cls,
-            school_id=school,
-            primary=bool(primary),
-            begin_date=begin,
-            end_date=end,
-        )
-    yield from issues_then(check, record)
+    return pr.TeachingRecord(
+        source=src,
+        source_record_id=rid,
+        staff_ref=person,
+        class_id=cls,
+        school_id=school,
+        primary=bool(primary),
+        begin_date=begin,
+        end_date=end,
+    )
 
 
-_RosterBuilder = Callable[[Check, Source, Mapping[str, Any], "str | None"], Iterator[ParseItem]]
+# Records that name no student (or, a class enrollment, name their own person), by type.
+_RosterBuilder = Callable[[Check, Source, Mapping[str, Any], "str | None"], Made]
 _ROSTER_BUILDERS: dict[str, _RosterBuilder] = {
+    "calendar": _calendar,
     "academic_session": _session,
     "course": _course,
     "class": _class,
@@ -781,7 +704,8 @@ _ROSTER_BUILDERS: dict[str, _RosterBuilder] = {
     "class_enrollment": _class_enrollment,
 }
 
-_Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Iterator[ParseItem]]
+# Records about one student, given the record's student_id (checked first).
+_Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Made]
 _BUILDERS: dict[str, _Builder] = {
     "student": _student,
     "enroll": _enroll,

@@ -36,28 +36,17 @@ count. Errors name the field as ``[17].entryDate``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import IO, Any
 
 from homeroom.calendar import parse_school_year, school_year
-from services.ingest import codes
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    ParseOptions,
-    file_error,
-    objects,
-    stream_size,
-)
+from services.ingest import codes, formats
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_JSON,
     attendance_event,
+    calendar_date,
     calendar_part,
     identification_code,
     lep_is_ell,
@@ -67,17 +56,13 @@ from services.ingest.formats._edfi import (
     suspension_event,
 )
 from services.ingest.formats._jsonstream import JsonReader, JsonSyntaxError, Oversized
-from services.ingest.parsed_records import (
-    Dropped,
-    ParseItem,
-    Source,
-)
+from services.ingest.parsed_records import Dropped, ParseItem, Source
 from services.ingest.screening import is_ssn_field
 
 FORMAT = FORMAT_JSON
 _META = frozenset(["id", "_etag", "_lastModifiedDate", "link"])
 
-_Mapper = Callable[[Mapping[str, Any], Source, Check], Iterator[ParseItem]]
+_Mapper = Callable[[Mapping[str, Any], Source, Check], Made]
 
 
 def _resource_name(resource: str) -> str:
@@ -91,15 +76,15 @@ def parse_edfi_json(
     name = _resource_name(resource)
     entry = _RESOURCES.get(name)
     if entry is None:
-        yield file_error(
+        yield formats.file_error(
             file,
             "record.type_unknown",
             f"Homeroom does not take the Ed-Fi resource '{name}'; accepted: {', '.join(sorted(_RESOURCES))}.",
         )
         return
     mapper, known = entry
-    counter = Counter(file, opts, stream_size(stream))
-    reader = JsonReader(CountingReader(stream), opts.max_record_bytes)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
     try:
         first = reader.peek()
         if first == "[":
@@ -116,13 +101,7 @@ def parse_edfi_json(
         if not reader.at_end():
             raise reader.error("there is more text after the end of the resources")
     except JsonSyntaxError as exc:
-        yield file_error(
-            file,
-            "file.unreadable",
-            f"The file is not valid JSON at line {exc.line}, column {exc.column}: {exc.message}. "
-            "Resources before that point were read; nothing after it was.",
-            exc.line,
-        )
+        yield exc.refusal(file, "Resources")
     counter.done(reader.bytes_read)
 
 
@@ -135,28 +114,25 @@ def _one(
     opts: ParseOptions,
     mapper: _Mapper,
     known: frozenset[str],
-) -> Iterator[ParseItem]:
+) -> Sequence[ParseItem]:
     src = Source(FORMAT, file, line, f"{name}[{index}]")
     check = Check(src, f"[{index}].", opts)
     if isinstance(value, Oversized):
         check.fail(
             "", "record.too_large", f"The resource is larger than {opts.max_record_bytes} bytes and was skipped."
         )
-        yield from check.errors
-        return
+        return check.errors
     if not isinstance(value, Mapping):
         check.fail("", "schema.type", f"Each {name} entry must be a JSON object.", value)
-        yield from check.errors
-        return
+        return check.errors
     _screen(check, value, "")
     if check.ok:
         for key, v in value.items():
             if key not in known and key not in _META and not key.endswith("Reference"):
                 check.drop(f"{name}.{key}", v)
     if not check.ok:
-        yield from check.errors
-        return
-    yield from mapper(value, src, check)
+        return check.errors
+    return formats.issues_then(check, mapper(value, src, check))
 
 
 def _screen(check: Check, value: Any, path: str) -> None:
@@ -177,6 +153,13 @@ def _ref(value: Mapping[str, Any], ref: str, key: str) -> Any:
     return r.get(key) if isinstance(r, Mapping) else None
 
 
+def _student_key(check: Check, value: Mapping[str, Any]) -> str | None:
+    """The student a resource is about (studentReference.studentUniqueId), required."""
+    return check.text(
+        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
+    )
+
+
 def _descriptor(value: Any) -> Any:
     return codes.descriptor_code(value) if isinstance(value, str) else value
 
@@ -184,7 +167,7 @@ def _descriptor(value: Any) -> Any:
 # --- resources --------------------------------------------------------------------------------
 
 
-def _students(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _students(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     key = check.text("studentUniqueId", value.get("studentUniqueId"), required=True)
     elements: dict[str, str] = {}
     for member, element in (
@@ -198,16 +181,16 @@ def _students(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     birth = check.date("birthDate", value.get("birthDate"))
     if birth is not None:
         elements["student.birth_date"] = birth.isoformat()
-    sex = check.code("birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+    sex = check.code(
+        "birthSexDescriptor", value.get("birthSexDescriptor"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED
+    )
     if sex is not None:
         elements["student.sex"] = sex
-    yield from student_part(check, src, FORMAT, "student", key, elements)
+    return student_part(check, src, FORMAT, "student", key, elements)
 
 
-def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
-    key = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
+    key = _student_key(check, value)
     org = check.text(
         "educationOrganizationReference.educationOrganizationId",
         _ref(value, "educationOrganizationReference", "educationOrganizationId"),
@@ -215,15 +198,15 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
     )
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
-    sex = check.code("sexDescriptor", value.get("sexDescriptor"), codes.normalise_sex, accepted=SEX_ACCEPTED)
+    sex = check.code("sexDescriptor", value.get("sexDescriptor"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
     if sex is not None:
         elements["student.sex"] = sex
     races: set[str] = set()
     if check.boolean("hispanicLatinoEthnicity", value.get("hispanicLatinoEthnicity")):
         races.add("hispanic_latino")
-    for i, race in enumerate(objects(check, value, "races")):
+    for i, race in enumerate(formats.objects(check, value, "races")):
         code = check.code(
-            f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=RACE_ACCEPTED
+            f"races[{i}].raceDescriptor", race.get("raceDescriptor"), codes.normalise_race, accepted=codes.RACE_ACCEPTED
         )
         if code:
             races.add(code)
@@ -238,7 +221,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             )
         else:
             programs["program.ell"] = ell
-    for i, ident in enumerate(objects(check, value, "studentIdentificationCodes")):
+    for i, ident in enumerate(formats.objects(check, value, "studentIdentificationCodes")):
         identification_code(
             check,
             f"studentIdentificationCodes[{i}]",
@@ -246,7 +229,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             ident.get("identificationCode"),
             elements,
         )
-    for i, lang in enumerate(objects(check, value, "languages")):
+    for i, lang in enumerate(formats.objects(check, value, "languages")):
         uses = [
             codes.descriptor_code(str(u.get("languageUseDescriptor", ""))).lower() for u in lang.get("uses", []) or []
         ]
@@ -254,7 +237,7 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
             v = check.text(f"languages[{i}].languageDescriptor", _descriptor(lang.get("languageDescriptor")))
             if v is not None:
                 elements.setdefault("student.home_language", v)
-    for i, addr in enumerate(objects(check, value, "addresses")[:1]):
+    for i, addr in enumerate(formats.objects(check, value, "addresses")[:1]):
         parts = [
             addr.get("streetNumberName"),
             addr.get("apartmentRoomSuiteNumber"),
@@ -266,42 +249,37 @@ def _seoa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[Parse
         v = check.text(f"addresses[{i}]", text, max_len=1000, free_text=True)
         if v is not None:
             elements["student.address"] = v
-    for i, tel in enumerate(objects(check, value, "telephones")[:1]):
+    for i, tel in enumerate(formats.objects(check, value, "telephones")[:1]):
         v = check.text(f"telephones[{i}].telephoneNumber", tel.get("telephoneNumber"))
         if v is not None:
             elements["student.phone"] = v
-    for i, mail in enumerate(objects(check, value, "electronicMails")[:1]):
+    for i, mail in enumerate(formats.objects(check, value, "electronicMails")[:1]):
         v = check.text(f"electronicMails[{i}].electronicMailAddress", mail.get("electronicMailAddress"))
         if v is not None:
             elements["student.email"] = v
     if org is None:
-        yield from check.errors
-        return
-    yield from student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
+        return None
+    return student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
 
 
-def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+def _ssa(value: Mapping[str, Any], src: Source, check: Check) -> Made:
+    student = _student_key(check, value)
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     entry = check.date("entryDate", value.get("entryDate"), required=True)
     grade = check.code(
         "entryGradeLevelDescriptor",
         value.get("entryGradeLevelDescriptor"),
         codes.normalise_grade,
-        accepted=GRADES_ACCEPTED,
+        accepted=codes.GRADES_ACCEPTED,
     )
     entry_type = check.text("entryTypeDescriptor", _descriptor(value.get("entryTypeDescriptor")))
     exit_date = check.date("exitWithdrawDate", value.get("exitWithdrawDate"))
     exit_code = check.text("exitWithdrawTypeDescriptor", _descriptor(value.get("exitWithdrawTypeDescriptor")))
-    yield from school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
+    return school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
 
 
-def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Made:
+    student = _student_key(check, value)
     period: str | None = None
     if "sectionReference" in value:
         school = check.text("sectionReference.schoolId", _ref(value, "sectionReference", "schoolId"), required=True)
@@ -312,7 +290,7 @@ def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Iterator
         school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     day = check.date("eventDate", value.get("eventDate"), required=True)
     raw = check.text("attendanceEventCategoryDescriptor", value.get("attendanceEventCategoryDescriptor"), required=True)
-    yield from attendance_event(
+    return attendance_event(
         check,
         src,
         FORMAT,
@@ -334,7 +312,7 @@ def _school_year(check: Check, value: Any, fallback: date | None) -> int | None:
     return year
 
 
-def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     name = check.text("sessionName", value.get("sessionName"), required=True)
     begin = check.date("beginDate", value.get("beginDate"), required=True)
@@ -344,53 +322,48 @@ def _sessions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[P
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
         check.fail("totalInstructionalDays", "schema.type", "totalInstructionalDays must be a whole number.", declared)
         declared = None
-    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
+    return session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
 
 
-def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendars(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("schoolReference.schoolId", _ref(value, "schoolReference", "schoolId"), required=True)
     code = check.text("calendarCode", value.get("calendarCode"), required=True)
     year = _school_year(check, _ref(value, "schoolYearTypeReference", "schoolYear"), None)
     if year is None and check.ok:
         check.fail("schoolYearTypeReference.schoolYear", "schema.required", "The calendar's school year is required.")
-    yield from calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
+    return calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
 
 
-def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     school = check.text("calendarReference.schoolId", _ref(value, "calendarReference", "schoolId"), required=True)
     day = check.date("date", value.get("date"), required=True)
     year = _school_year(check, _ref(value, "calendarReference", "schoolYear"), day)
-    code = _ref(value, "calendarReference", "calendarCode") or ""
-    events: list[bool] = []
-    for i, event in enumerate(objects(check, value, "calendarEvents")):
-        raw = event.get("calendarEventDescriptor")
-        kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
-        if kind is None:
-            check.fail(
-                f"calendarEvents[{i}].calendarEventDescriptor",
-                "code.unknown",
-                "calendarEventDescriptor must be one of Ed-Fi's calendar events (Instructional day, Holiday, ...).",
-                raw,
-            )
-        else:
-            events.append(kind)
-    if not events and check.ok:
-        check.fail("calendarEvents", "schema.required", "calendarEvents is required but is missing or empty.")
-    key = (str(code), day.isoformat() if day else None)
-    days = ((day, any(events)),) if day else ()
-    yield from calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
+    events = [
+        (f"calendarEvents[{i}].calendarEventDescriptor", event.get("calendarEventDescriptor"))
+        for i, event in enumerate(formats.objects(check, value, "calendarEvents"))
+    ]
+    return calendar_date(
+        check,
+        src,
+        FORMAT,
+        school=school,
+        year=year,
+        code=str(_ref(value, "calendarReference", "calendarCode") or ""),
+        day=day,
+        events=events,
+        events_field="calendarEvents",
+        unknown_event="calendarEventDescriptor must be one of Ed-Fi's calendar events "
+        "(Instructional day, Holiday, ...).",
+    )
 
 
-def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Iterator[ParseItem]:
-    kinds = [d.get("disciplineDescriptor") for d in objects(check, value, "disciplines")]
+def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
+    kinds = [d.get("disciplineDescriptor") for d in formats.objects(check, value, "disciplines")]
     results = [codes.edfi_suspension(k) for k in kinds if isinstance(k, str)]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
-        yield Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
-        return
-    student = check.text(
-        "studentReference.studentUniqueId", _ref(value, "studentReference", "studentUniqueId"), required=True
-    )
+        return Dropped(src.file, src.line, record="disciplineActions (not a suspension)")
+    student = _student_key(check, value)
     school = check.text(
         "responsibilitySchoolReference.schoolId",
         _ref(value, "responsibilitySchoolReference", "schoolId"),
@@ -404,7 +377,7 @@ def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> 
             check.fail("disciplineActionLength", "schema.type", "disciplineActionLength must be a number.", length)
         else:
             days = float(length)
-    yield from suspension_event(
+    return suspension_event(
         check,
         src,
         FORMAT,

@@ -65,27 +65,16 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from homeroom.calendar import parse_school_year, school_year
-from services.ingest import codes
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    ORG_POLICY,
-    RACE_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    CountingReader,
-    ParseOptions,
-    file_error,
-    issues_then,
-    stream_size,
-)
+from services.ingest import codes, formats
+from services.ingest import parsed_records as pr
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_XML,
     INCIDENT_REASON,
     INCIDENT_RECORDS,
     PROGRAM_ASSOCIATIONS,
     attendance_event,
+    calendar_date,
     calendar_part,
     frl_eligible,
     identification_code,
@@ -96,23 +85,7 @@ from services.ingest.formats._edfi import (
     student_part,
     suspension_event,
 )
-from services.ingest.parsed_records import (
-    ClassRecord,
-    CourseRecord,
-    Dropped,
-    EnrollmentAction,
-    EnrollmentRecord,
-    OrgType,
-    ParseItem,
-    RecordError,
-    SchoolRecord,
-    SessionRecord,
-    Source,
-    StaffRecord,
-    StudentRecord,
-    TeachingRecord,
-    record_id,
-)
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, Source, record_id
 
 FORMAT = FORMAT_XML
 _LINE = " line"  # attribute key that cannot clash with a real XML attribute name
@@ -162,8 +135,8 @@ def parse_edfi_xml(
     stream: IO[bytes], *, file: str = "interchange.xml", opts: ParseOptions = DEFAULT_OPTIONS
 ) -> Iterator[ParseItem]:
     """Yield records, errors, warnings and drops from one Ed-Fi XML interchange, in document order."""
-    counter = Counter(file, opts, stream_size(stream))
-    reader = CountingReader(stream)
+    counter = formats.Counter(file, opts, formats.stream_size(stream))
+    reader = formats.CountingReader(stream)
     builder = _LineBuilder()
     parser = DET.DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     expat = parser.parser
@@ -179,7 +152,7 @@ def parse_edfi_xml(
             if not interchange and root is not None:
                 interchange = root.tag
                 if not interchange.startswith("Interchange"):
-                    yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+                    yield formats.file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
                     counter.done(reader.bytes_read)
                     return
             if interchange in USED_INTERCHANGES:
@@ -190,7 +163,7 @@ def parse_edfi_xml(
             if root is not None:
                 root.clear()
     except defusedxml.DefusedXmlException as exc:
-        yield file_error(
+        yield formats.file_error(
             file,
             "xml.forbidden",
             "The file declares a DTD, entities or external references "
@@ -200,7 +173,7 @@ def parse_edfi_xml(
         )
     except ParseError as exc:
         line = exc.position[0] if getattr(exc, "position", None) else 0
-        yield file_error(
+        yield formats.file_error(
             file,
             "file.unreadable",
             f"The file is not well-formed XML at line {line}; records before that point were read, nothing after it.",
@@ -208,7 +181,7 @@ def parse_edfi_xml(
         )
     else:
         if builder.root is not None and not builder.root.tag.startswith("Interchange"):
-            yield file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
+            yield formats.file_error(file, "schema.invalid", "The file is XML but not an Ed-Fi interchange.", 1)
     yield from staff.records()
     if unused:
         # One notice for the whole interchange: Homeroom takes nothing from it.
@@ -295,7 +268,7 @@ def _school_year(check: Check, text: str | None, fallback: date | None) -> int |
 
 # --- records --------------------------------------------------------------------------------------
 
-_Mapper = Callable[[Element, Source, Check], Iterator[ParseItem]]
+_Mapper = Callable[[Element, Source, Check], Made]
 
 
 def _record(
@@ -305,7 +278,7 @@ def _record(
     src = Source(FORMAT, file, line, elem.tag)
     tag = elem.tag
     # Records about organisations carry nine-digit organisation codes, never a person's number.
-    check = Check(src, "", replace(opts, screening=ORG_POLICY) if tag in _ORGANISATION_RECORDS else opts)
+    check = Check(src, "", replace(opts, screening=formats.ORG_POLICY) if tag in _ORGANISATION_RECORDS else opts)
     if tag in INCIDENT_RECORDS:
         check.forbidden(tag, "discipline.incident_details", INCIDENT_REASON)
         yield from check.errors
@@ -320,10 +293,8 @@ def _record(
     if not check.ok:
         yield from check.errors
         return
-    if mapper is None:
-        yield from _STAFF_GATHERED[tag](staff, elem, src, check)
-        return
-    yield from mapper(elem, src, check)
+    made = _STAFF_GATHERED[tag](staff, elem, src, check) if mapper is None else mapper(elem, src, check)
+    yield from formats.issues_then(check, made)
 
 
 # Student and StudentEducationOrganizationAssociation: what maps to catalogue elements.
@@ -392,7 +363,7 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
         elements["student.birth_date"] = d.isoformat()
     sex = _text(elem, "Sex", "BirthSex", "BirthData/BirthSex")
     if sex is not None:
-        code = check.code("Sex", sex, codes.normalise_sex, accepted=SEX_ACCEPTED)
+        code = check.code("Sex", sex, codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
         if code is not None:
             elements["student.sex"] = code
     for ident in elem.findall("StudentIdentificationCode"):
@@ -416,7 +387,7 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
         for cat in [c for c in race if c.tag != "Namespace"] or [race]:
             t = _value(cat)
             if t:
-                code = check.code("Race", t, codes.normalise_race, accepted=RACE_ACCEPTED)
+                code = check.code("Race", t, codes.normalise_race, accepted=codes.RACE_ACCEPTED)
                 if code:
                     races.add(code)
     if races:
@@ -479,21 +450,21 @@ def _person_elements(elem: Element, check: Check, elements: dict[str, str], prog
             elements["student.email"] = v
 
 
-def _student(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _student(elem: Element, src: Source, check: Check) -> Made:
     key = check.text("StudentUniqueId", _text(elem, "StudentUniqueId", "StudentUniqueStateId"), required=True)
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
     _person_elements(elem, check, elements, programs)
-    yield from student_part(check, src, FORMAT, "student", key, elements, programs)
+    return student_part(check, src, FORMAT, "student", key, elements, programs)
 
 
-def _seoa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _seoa(elem: Element, src: Source, check: Check) -> Made:
     key = check.text("StudentReference", _student_ref(elem), required=True)
     org = _text(elem.find("EducationOrganizationReference"), ".//EducationOrganizationId") or ""
     elements: dict[str, str] = {}
     programs: dict[str, bool] = {}
     _person_elements(elem, check, elements, programs)
-    yield from student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
+    return student_part(check, src, FORMAT, "seoa", key, elements, programs, org=org)
 
 
 _SSA_KEPT = frozenset(
@@ -501,7 +472,7 @@ _SSA_KEPT = frozenset(
 )
 
 
-def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _ssa(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, _SSA_KEPT, elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
@@ -509,12 +480,12 @@ def _ssa(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     )
     entry = check.date("EntryDate", _text(elem, "EntryDate"), required=True)
     grade = check.code(
-        "EntryGradeLevel", _text(elem, "EntryGradeLevel"), codes.normalise_grade, accepted=GRADES_ACCEPTED
+        "EntryGradeLevel", _text(elem, "EntryGradeLevel"), codes.normalise_grade, accepted=codes.GRADES_ACCEPTED
     )
     entry_type = check.text("EntryType", _opt_code(_text(elem, "EntryType")))
     exit_date = check.date("ExitWithdrawDate", _text(elem, "ExitWithdrawDate"))
     exit_code = check.text("ExitWithdrawType", _opt_code(_text(elem, "ExitWithdrawType")))
-    yield from school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
+    return school_association(check, src, FORMAT, student, school, entry, exit_date, exit_code, grade, entry_type)
 
 
 def _opt_code(text: str | None) -> str | None:
@@ -528,7 +499,7 @@ def _section(elem: Element) -> tuple[str | None, str | None]:
     return school, section
 
 
-def _section_assoc(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _section_assoc(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, frozenset(["BeginDate", "EndDate"]), elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school_raw, section_raw = _section(elem)
@@ -537,27 +508,23 @@ def _section_assoc(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
     begin = check.date("BeginDate", _text(elem, "BeginDate"), required=True)
     end = check.date("EndDate", _text(elem, "EndDate"))
     if student is None or school is None or section is None or begin is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        EnrollmentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "section", student, school, section, begin.isoformat()),
-            action=EnrollmentAction.ENROLL,
-            student_ref=student,
-            school_id=school,
-            entry_date=begin,
-            exit_date=end,
-            class_ref=section,
-        ),
+        return None
+    return pr.EnrollmentRecord(
+        source=src,
+        source_record_id=record_id(FORMAT, "section", student, school, section, begin.isoformat()),
+        action=pr.EnrollmentAction.ENROLL,
+        student_ref=student,
+        school_id=school,
+        entry_date=begin,
+        exit_date=end,
+        class_ref=section,
     )
 
 
 _EVENT_KEPT = frozenset(["EventDate", "AttendanceEventCategory"])
 
 
-def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _attendance(elem: Element, src: Source, check: Check) -> Made:
     tag = elem.tag
     wrapper = elem.find("AttendanceEvent")  # every Data Standard from 2.0 on; 1.x had none
     event = wrapper if wrapper is not None else elem
@@ -576,7 +543,7 @@ def _attendance(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]
     school = check.text("SchoolReference/SchoolId", school_raw, required=True)
     day = check.date("EventDate", _text(event, "EventDate"), required=True)
     raw = check.text("AttendanceEventCategory", _text(event, "AttendanceEventCategory"), required=True)
-    yield from attendance_event(
+    return attendance_event(
         check,
         src,
         FORMAT,
@@ -601,14 +568,13 @@ _DISCIPLINE_KEPT = frozenset(
 )
 
 
-def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _discipline_action(elem: Element, src: Source, check: Check) -> Made:
     kinds = [_value(d) or "" for d in [*elem.findall("Discipline"), *elem.findall("Disciplines")]]
     results = [codes.edfi_suspension(k) for k in kinds if k]
     suspension = [r for r in results if r != "other"]
     if results and not suspension:
         # Detention, expulsion, community service ...: Homeroom collects suspension dates only.
-        yield Dropped(src.file, src.line, record="DisciplineAction (not a suspension)")
-        return
+        return Dropped(src.file, src.line, record="DisciplineAction (not a suspension)")
     _drop_rest(check, elem, _DISCIPLINE_KEPT, elem.tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     school = check.text(
@@ -626,7 +592,7 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
             check.fail(
                 "DisciplineActionLength", "schema.type", "DisciplineActionLength must be a number of days.", length
             )
-    yield from suspension_event(
+    return suspension_event(
         check,
         src,
         FORMAT,
@@ -643,7 +609,7 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Iterator[Par
 _PROGRAM_KEPT = frozenset(["BeginDate", "EndDate", "SchoolFoodServiceProgramService", "SchoolFoodServicesEligibility"])
 
 
-def _program_association(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _program_association(elem: Element, src: Source, check: Check) -> Made:
     tag = elem.tag
     flag = PROGRAM_ASSOCIATIONS.get(tag)
     program = _text(elem.find("ProgramReference"), ".//ProgramType", ".//ProgramName", ".//ProgramTypeDescriptor")
@@ -651,8 +617,7 @@ def _program_association(elem: Element, src: Source, check: Check) -> Iterator[P
         flag = program_element(program or "")
     if flag is None:
         # CTE, migrant, homeless, gifted ...: no catalogue element, the association is skipped.
-        yield Dropped(src.file, src.line, record=f"{tag} ({codes.descriptor_code(program or 'unnamed program')})")
-        return
+        return Dropped(src.file, src.line, record=f"{tag} ({codes.descriptor_code(program or 'unnamed program')})")
     _drop_rest(check, elem, _PROGRAM_KEPT, tag)
     student = check.text("StudentReference", _student_ref(elem), required=True)
     begin = check.date("BeginDate", _text(elem, "BeginDate"))
@@ -667,23 +632,18 @@ def _program_association(elem: Element, src: Source, check: Check) -> Iterator[P
         known = [f for f in found if f is not None]
         value = (any(known) and end is None) if known else None
     if student is None or not check.ok:
-        yield from check.errors
-        return
+        return None
     if value is None:
-        yield Dropped(src.file, src.line, record=f"{tag} (no eligibility given)")
-        return
-    yield from issues_then(
-        check,
-        StudentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "program", student, flag, begin.isoformat() if begin else ""),
-            student_ref=student,
-            programs={flag: value},
-        ),
+        return Dropped(src.file, src.line, record=f"{tag} (no eligibility given)")
+    return pr.StudentRecord(
+        source=src,
+        source_record_id=record_id(FORMAT, "program", student, flag, begin.isoformat() if begin else ""),
+        student_ref=student,
+        programs={flag: value},
     )
 
 
-def _school(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _school(elem: Element, src: Source, check: Check) -> Made:
     district = elem.tag == "LocalEducationAgency"
     _drop_rest(
         check,
@@ -706,19 +666,15 @@ def _school(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
         if code:
             grades.append(code)
     if ident is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        SchoolRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "lea" if district else "school", ident),
-            school_id=ident,
-            org_type=OrgType.DISTRICT if district else OrgType.SCHOOL,
-            name=name,
-            parent_ref=None if district else parent,
-            grades=tuple(dict.fromkeys(grades)),
-        ),
+        return None
+    return pr.SchoolRecord(
+        source=src,
+        source_record_id=record_id(FORMAT, "lea" if district else "school", ident),
+        school_id=ident,
+        org_type=pr.OrgType.DISTRICT if district else pr.OrgType.SCHOOL,
+        name=name,
+        parent_ref=None if district else parent,
+        grades=tuple(dict.fromkeys(grades)),
     )
 
 
@@ -732,7 +688,7 @@ def course_id(school: str, local_code: str) -> str:
     return f"{school}-{local_code}"
 
 
-def _course_offering(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _course_offering(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, frozenset(["LocalCourseCode", "LocalCourseTitle"]), elem.tag)
     school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
     code = check.text("LocalCourseCode", _text(elem, "LocalCourseCode"), required=True)
@@ -740,33 +696,29 @@ def _course_offering(elem: Element, src: Source, check: Check) -> Iterator[Parse
     session = elem.find("SessionReference")
     year = _school_year(check, _text(session, ".//SchoolYear"), None) if session is not None else None
     if school is None or code is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        CourseRecord(
-            source=src,
-            # Offerings of one course repeat per session, and real exports repeat an offering
-            # outright (the DS 5.2 sample does): the line keeps each a record of its own; they
-            # all upsert the same course.
-            source_record_id=record_id(
-                FORMAT,
-                "course-offering",
-                school,
-                code,
-                _text(session, ".//SessionName") or "",
-                str(year or ""),
-                str(src.line),
-            ),
-            course_id=course_id(school, code),
-            title=title or _text(elem.find("CourseReference"), ".//CourseCode") or code,
-            course_code=code,
-            school_id=school,
+        return None
+    return pr.CourseRecord(
+        source=src,
+        # Offerings of one course repeat per session, and real exports repeat an offering
+        # outright (the DS 5.2 sample does): the line keeps each a record of its own; they
+        # all upsert the same course.
+        source_record_id=record_id(
+            FORMAT,
+            "course-offering",
+            school,
+            code,
+            _text(session, ".//SessionName") or "",
+            str(year or ""),
+            str(src.line),
         ),
+        course_id=course_id(school, code),
+        title=title or _text(elem.find("CourseReference"), ".//CourseCode") or code,
+        course_code=code,
+        school_id=school,
     )
 
 
-def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _section_record(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, frozenset(["SectionIdentifier", "UniqueSectionCode", "SectionName"]), elem.tag)
     school = check.text(
         "SchoolReference/SchoolId",
@@ -784,34 +736,30 @@ def _section_record(elem: Element, src: Source, check: Check) -> Iterator[ParseI
     periods = tuple(dict.fromkeys(p for p in (_value(e) for e in elem.iter("ClassPeriodName")) if p))
     location = _text(elem.find("LocationReference"), ".//ClassroomIdentificationCode")
     if school is None or section is None or not check.ok:
-        yield from check.errors
-        return
-    yield from issues_then(
-        check,
-        ClassRecord(
-            source=src,
-            source_record_id=record_id(
-                FORMAT,
-                "section-of",
-                school,
-                section,
-                _text(elem, ".//LocalCourseCode") or "",
-                _text(elem, ".//SessionName") or "",
-                _text(elem, ".//SchoolYear") or "",
-            ),
-            class_id=section,
-            school_id=school,
-            title=title or local_code or section,
-            class_code=local_code,
-            course_id=course_id(school, local_code) if local_code else None,
-            term_ids=(session_id(school, year, session_name),) if year and session_name else (),
-            periods=periods,
-            location=location,
+        return None
+    return pr.ClassRecord(
+        source=src,
+        source_record_id=record_id(
+            FORMAT,
+            "section-of",
+            school,
+            section,
+            _text(elem, ".//LocalCourseCode") or "",
+            _text(elem, ".//SessionName") or "",
+            _text(elem, ".//SchoolYear") or "",
         ),
+        class_id=section,
+        school_id=school,
+        title=title or local_code or section,
+        class_code=local_code,
+        course_id=course_id(school, local_code) if local_code else None,
+        term_ids=(session_id(school, year, session_name),) if year and session_name else (),
+        periods=periods,
+        location=location,
     )
 
 
-def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _session(elem: Element, src: Source, check: Check) -> Made:
     kept = frozenset(["SessionName", "SchoolYear", "BeginDate", "EndDate", "TotalInstructionalDays"])
     _drop_rest(check, elem, kept, elem.tag)
     school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
@@ -828,11 +776,11 @@ def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
             check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)
     if begin and end and end < begin:
         check.fail("EndDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
-    yield from session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
-    if school is None or name is None or begin is None or end is None or year is None or not check.ok:
-        return
+    calendar = session_calendar(check, src, FORMAT, school, year, name, begin, end, declared)
+    if calendar is None or school is None or name is None or begin is None or end is None or year is None:
+        return None
     term = (_value(elem.find("TermDescriptor")) or _text(elem, "Term") or name).lower()
-    yield SessionRecord(
+    return calendar, pr.SessionRecord(
         source=src,
         source_record_id=record_id(FORMAT, "roster-session", school, str(year), name),
         session_id=session_id(school, year, name),
@@ -844,17 +792,17 @@ def _session(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
     )
 
 
-def _calendar(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendar(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, frozenset(["CalendarCode", "SchoolYear", "CalendarType"]), elem.tag)
     school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
     code = check.text("CalendarCode", _text(elem, "CalendarCode"), required=True)
     year = _school_year(check, _text(elem, "SchoolYear"), None)
     if year is None and check.ok:
         check.fail("SchoolYear", "schema.required", "SchoolYear is required but is missing or empty.")
-    yield from calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
+    return calendar_part(check, src, FORMAT, "calendar", school=school, year=year, key=(code,))
 
 
-def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+def _calendar_date(elem: Element, src: Source, check: Check) -> Made:
     _drop_rest(check, elem, frozenset(["Date", "CalendarEvent"]), elem.tag)
     ref = elem.find("CalendarReference")
     school = check.text(
@@ -864,26 +812,23 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Iterator[ParseIt
     )
     day = check.date("Date", _text(elem, "Date"), required=True)
     year = _school_year(check, _text(ref, ".//SchoolYear"), day)
-    code = _text(ref, ".//CalendarCode") or ""
-    events: list[bool] = []
-    for event in elem.findall("CalendarEvent"):
-        raw = _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or ""
-        instructional = codes.calendar_event_instructional(raw)
-        if instructional is None:
-            check.fail(
-                "CalendarEvent",
-                "code.unknown",
-                "CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, Holiday, "
-                "Teacher only day, Weather day, ...).",
-                raw,
-            )
-        else:
-            events.append(instructional)
-    if not events and check.ok:
-        check.fail("CalendarEvent", "schema.required", "CalendarEvent is required but is missing or empty.")
-    key = (code, day.isoformat() if day else None)
-    days = ((day, any(events)),) if day else ()
-    yield from calendar_part(check, src, FORMAT, "calendar-date", school=school, year=year, key=key, days=days)
+    events = [
+        ("CalendarEvent", _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or "")
+        for event in elem.findall("CalendarEvent")
+    ]
+    return calendar_date(
+        check,
+        src,
+        FORMAT,
+        school=school,
+        year=year,
+        code=_text(ref, ".//CalendarCode") or "",
+        day=day,
+        events=events,
+        events_field="CalendarEvent",
+        unknown_event="CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, "
+        "Holiday, Teacher only day, Weather day, ...).",
+    )
 
 
 _ORGANISATION_RECORDS = frozenset(
@@ -898,14 +843,14 @@ TEACHER_OF_RECORD = "Teacher of Record"
 
 class _StaffGathered:
     """Staff members of one file and the schools its StaffSchoolAssociations give them: a
-    StaffRecord is the member's whole state (records replaces the schools), so each is emitted
+    pr.StaffRecord is the member's whole state (records replaces the schools), so each is emitted
     once, when the file ends. Staff are few (a district's teachers), so holding them is cheap."""
 
     def __init__(self) -> None:
-        self.staff: dict[str, StaffRecord] = {}
+        self.staff: dict[str, pr.StaffRecord] = {}
         self.schools: dict[str, list[str]] = {}
 
-    def take_staff(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    def take_staff(self, elem: Element, src: Source, check: Check) -> Made:
         _drop_rest(check, elem, _STAFF_KEPT, elem.tag)
         name = elem.find("Name")
         if name is not None:
@@ -922,37 +867,33 @@ class _StaffGathered:
             else None
         )
         if key is None or first is None or last is None or not check.ok:
-            yield from check.errors
-            return
+            return None
         elements = {"staff.first_name": first, "staff.last_name": last, "staff.identifier": key}
         if email:
             elements["staff.email"] = email
-        record = StaffRecord(
+        self.staff[key] = pr.StaffRecord(
             source=src,
             source_record_id=record_id(FORMAT, "staff", key),
             staff_ref=key,
             role="teacher",
             elements=elements,
         )
-        yield from issues_then(check, None)
-        if not check.errors:
-            self.staff[key] = record
+        return None  # the staff member goes out when the file ends, with every school
 
-    def take_school(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    def take_school(self, elem: Element, src: Source, check: Check) -> Made:
         _drop_rest(check, elem, frozenset(), elem.tag)
         key = check.text(
             "StaffReference/StaffUniqueId", _text(elem.find("StaffReference"), ".//StaffUniqueId"), required=True
         )
         school = check.text("SchoolReference/SchoolId", _school_ref(elem, "SchoolReference"), required=True)
         if key is None or school is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(check, None)
+            return None
         mine = self.schools.setdefault(key, [])
         if school not in mine:
             mine.append(school)
+        return None  # a school of the staff member's: it goes with them when the file ends
 
-    def take_section(self, elem: Element, src: Source, check: Check) -> Iterator[ParseItem]:
+    def take_section(self, elem: Element, src: Source, check: Check) -> Made:
         _drop_rest(check, elem, frozenset(["ClassroomPosition", "BeginDate", "EndDate"]), elem.tag)
         key = check.text(
             "StaffReference/StaffUniqueId", _text(elem.find("StaffReference"), ".//StaffUniqueId"), required=True
@@ -966,20 +907,16 @@ class _StaffGathered:
             check.fail("EndDate", "date.end_before_start", "The EndDate is before the BeginDate.")
         position = _text(elem, "ClassroomPosition") or ""
         if key is None or school is None or section is None or begin is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            TeachingRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "staff-section", key, school, section, begin.isoformat()),
-                staff_ref=key,
-                class_id=section,
-                school_id=school,
-                primary=position.rsplit("#", 1)[-1] == TEACHER_OF_RECORD,
-                begin_date=begin,
-                end_date=end,
-            ),
+            return None
+        return pr.TeachingRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "staff-section", key, school, section, begin.isoformat()),
+            staff_ref=key,
+            class_id=section,
+            school_id=school,
+            primary=position.rsplit("#", 1)[-1] == TEACHER_OF_RECORD,
+            begin_date=begin,
+            end_date=end,
         )
 
     def records(self) -> Iterator[ParseItem]:
@@ -987,7 +924,7 @@ class _StaffGathered:
             yield replace(record, schools=tuple(self.schools.get(key, ())))
 
 
-_STAFF_GATHERED: dict[str, Callable[[_StaffGathered, Element, Source, Check], Iterator[ParseItem]]] = {
+_STAFF_GATHERED: dict[str, Callable[[_StaffGathered, Element, Source, Check], Made]] = {
     "Staff": _StaffGathered.take_staff,
     "StaffSchoolAssociation": _StaffGathered.take_school,
     "StaffSectionAssociation": _StaffGathered.take_section,

@@ -49,45 +49,17 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import IO, Literal
 
 from homeroom.calendar import Term, school_year
 from homeroom.oneroster_columns import ENROLLMENTS
-from services.ingest import codes
-from services.ingest.formats import (
-    DEFAULT_OPTIONS,
-    GRADES_ACCEPTED,
-    SEX_ACCEPTED,
-    Check,
-    Counter,
-    ParseOptions,
-    file_error,
-    issues_then,
-    stream_size,
-)
-from services.ingest.parsed_records import (
-    CalendarRecord,
-    CalendarSource,
-    ClassRecord,
-    CourseRecord,
-    Dropped,
-    EnrollmentAction,
-    EnrollmentRecord,
-    OrgType,
-    ParseItem,
-    RecordError,
-    RecordWarning,
-    SchoolRecord,
-    SessionRecord,
-    Source,
-    StaffRecord,
-    StudentRecord,
-    TeachingRecord,
-    record_id,
-)
+from services.ingest import codes, formats
+from services.ingest import parsed_records as pr
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system, name_words
 
 FORMAT = "oneroster"
@@ -184,6 +156,7 @@ STAFF_COLUMNS = {
     "email": "staff.email",
     "identifier": "staff.identifier",
 }
+STAFF_MAPPED = frozenset([*STAFF_COLUMNS, "userIds"])
 COURSE_KNOWN = frozenset(
     [
         "sourcedId",
@@ -298,7 +271,7 @@ class OneRosterUpload:
         self._class_school: dict[str, str] = {}  # class sourcedId -> school id
         self._students: set[str] = set()
         self._date_cache: dict[str, date | None] = {}
-        self._counter = Counter(file, opts)
+        self._counter = formats.Counter(file, opts)
 
     # --- container ---------------------------------------------------------------------------
 
@@ -312,11 +285,11 @@ class OneRosterUpload:
                     spooled.write(chunk)
                 spooled.seek(0)
                 stream = spooled
-            self._counter.total_bytes = stream_size(stream)
+            self._counter.total_bytes = formats.stream_size(stream)
             try:
                 zf = zipfile.ZipFile(stream)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-                yield file_error(self.file, "file.unreadable", "The upload is not a readable zip file.")
+                yield formats.file_error(self.file, "file.unreadable", "The upload is not a readable zip file.")
                 return
             with zf:
                 yield from self._parse(zf, stream)
@@ -337,7 +310,9 @@ class OneRosterUpload:
     def _parse(self, zf: zipfile.ZipFile, stream: IO[bytes]) -> Iterator[ParseItem]:
         members = self._members(zf)
         if "manifest" not in members:
-            yield file_error(self.file, "manifest.missing", "The zip has no manifest.csv, so it cannot be read.")
+            yield formats.file_error(
+                self.file, "manifest.missing", "The zip has no manifest.csv, so it cannot be read."
+            )
             return
         manifest = yield from self._manifest(zf, members["manifest"])
         if manifest is None:
@@ -351,11 +326,11 @@ class OneRosterUpload:
             max_ratio=self.opts.max_compression_ratio,
         )
         if refused is not None:
-            yield file_error(self.file, refused[0], refused[1])
+            yield formats.file_error(self.file, refused[0], refused[1])
             return
         declared = sum(members[n].file_size for n in wanted if n in members)
         if declared > self.opts.max_uncompressed_bytes:
-            yield file_error(
+            yield formats.file_error(
                 self.file,
                 "file.too_large",
                 f"The zip's files would unpack to more than {self.opts.max_uncompressed_bytes} bytes; "
@@ -364,7 +339,7 @@ class OneRosterUpload:
             return
         for name in wanted:
             if name not in members:
-                yield file_error(
+                yield formats.file_error(
                     f"{name}.csv",
                     "manifest.file_missing",
                     f"manifest.csv lists {name}.csv as {manifest.mode(name)}, but the zip does not contain it.",
@@ -379,7 +354,7 @@ class OneRosterUpload:
                     f"{name}.csv is in the zip but manifest.csv marks it absent, so it was not read.",
                     "",
                 )
-        handlers: dict[str, Callable[[list[str], _Row, str], Iterator[ParseItem]]] = {
+        handlers: dict[str, Callable[[list[str], _Row, str], Iterable[ParseItem]]] = {
             "orgs": self._org,
             "academicSessions": self._session,
             "courses": self._course,
@@ -417,11 +392,11 @@ class OneRosterUpload:
                     if len(row) >= 2:
                         props[row[0].strip()] = row[1].strip()
         except (zipfile.BadZipFile, zlib.error, OSError, csv.Error, EOFError, RuntimeError, NotImplementedError):
-            yield file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
+            yield formats.file_error("manifest.csv", "file.unreadable", "manifest.csv cannot be read.")
             return None
         version = props.get("oneroster.version", "")
         if version not in ("1.1", "1.2"):
-            yield file_error(
+            yield formats.file_error(
                 "manifest.csv",
                 "manifest.invalid",
                 "manifest.csv must give oneroster.version 1.1 or 1.2.",
@@ -433,7 +408,7 @@ class OneRosterUpload:
             if key.startswith("file."):
                 mode = value.lower()
                 if mode not in MODES:
-                    yield file_error(
+                    yield formats.file_error(
                         "manifest.csv",
                         "manifest.invalid",
                         f"{key} must be absent, bulk or delta.",
@@ -448,7 +423,7 @@ class OneRosterUpload:
         zf: zipfile.ZipFile,
         info: zipfile.ZipInfo,
         name: str,
-        handler: Callable[[list[str], _Row, str], Iterator[ParseItem]],
+        handler: Callable[[list[str], _Row, str], Iterable[ParseItem]],
         stream: IO[bytes],
     ) -> Iterator[ParseItem]:
         try:
@@ -458,7 +433,7 @@ class OneRosterUpload:
                 try:
                     header = [h.strip() for h in next(reader)]
                 except StopIteration:
-                    yield file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
+                    yield formats.file_error(name, "schema.columns", f"{name} is empty: it has no header row.", 1)
                     return
                 full_width = len(header)
                 while header and not header[-1]:  # a trailing comma in the header
@@ -471,7 +446,7 @@ class OneRosterUpload:
                 if self.manifest is not None and self.manifest.version == "1.1" and name == "users.csv":
                     missing += [c for c in ("role",) if c not in header]
                 if missing:
-                    yield file_error(
+                    yield formats.file_error(
                         name,
                         "schema.columns",
                         f"{name} lacks the column(s) {', '.join(missing)}, so none of its rows were read.",
@@ -517,7 +492,9 @@ class OneRosterUpload:
             RuntimeError,
             NotImplementedError,
         ) as exc:
-            yield file_error(name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__}).")
+            yield formats.file_error(
+                name, "file.unreadable", f"{name} could not be read to the end ({type(exc).__name__})."
+            )
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -535,9 +512,11 @@ class OneRosterUpload:
             return org_sid
         return self._org_school.get(org_sid)
 
-    def _check(self, name: str, row: _Row) -> tuple[Source, Check]:
-        src = Source(FORMAT, name, row.line, name)
-        return src, Check(src, "", self.opts)
+    def _made(self, file: str, row: _Row, make: Callable[[Check], Made]) -> Sequence[ParseItem]:
+        """One row's errors, or what was dropped from it, its warnings and what ``make`` made of
+        it (``make`` reads the row's fields through the check it is given)."""
+        check = Check(Source(FORMAT, file, row.line, file), "", self.opts)
+        return formats.issues_then(check, make(check))
 
     def _school_of(self, check: Check, org: str | None) -> str | None:
         """The school id a row's schoolSourcedId names; one not in orgs.csv is refused."""
@@ -553,42 +532,44 @@ class OneRosterUpload:
 
     # --- files -------------------------------------------------------------------------------
 
-    def _org(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _org(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         otype = r.get("type", "").strip()
         if otype not in ("school", "district"):
-            return
-        src, check = self._check("orgs.csv", row)
+            return ()
+        return self._made("orgs.csv", row, lambda check: self._org_record(r, check, district=otype == "district"))
+
+    def _org_record(self, r: dict[str, str], check: Check, *, district: bool) -> pr.SchoolRecord | None:
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         name = check.text("name", r.get("name"), max_len=512)
         ident = check.text("identifier", r.get("identifier"), required=self.school_id_from == "identifier")
         parent = check.text("parentSourcedId", r.get("parentSourcedId"))
         if not check.ok or sid is None:
-            yield from check.errors
-            return
-        if otype == "district":
-            yield SchoolRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "org", sid),
+            return None
+        deleted = r.get("status", "") == TOBEDELETED
+        rid = record_id(FORMAT, "org", sid)
+        if district:
+            return pr.SchoolRecord(
+                source=check.source,
+                source_record_id=rid,
                 school_id=sid,
-                org_type=OrgType.DISTRICT,
+                org_type=pr.OrgType.DISTRICT,
                 name=name,
-                deleted=r.get("status", "") == TOBEDELETED,
+                deleted=deleted,
             )
-            return
         school_id = ident if self.school_id_from == "identifier" and ident else sid
         self._org_school[sid] = school_id
-        yield SchoolRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "org", sid),
+        return pr.SchoolRecord(
+            source=check.source,
+            source_record_id=rid,
             school_id=school_id,
             name=name,
             parent_ref=parent,
             nces_id=ident,
-            deleted=r.get("status", "") == TOBEDELETED,
+            deleted=deleted,
         )
 
-    def _session(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _session(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         if sid:
@@ -603,11 +584,10 @@ class OneRosterUpload:
                 and r.get("status", "") != TOBEDELETED
             ):
                 self._terms[sid] = (r.get("title", "").strip() or sid, start, end, row.line)
-        yield from self._session_record(r, row)
+        return self._made("academicSessions.csv", row, lambda check: self._session_record(r, check))
 
-    def _session_record(self, r: dict[str, str], row: _Row) -> Iterator[ParseItem]:
+    def _session_record(self, r: dict[str, str], check: Check) -> pr.SessionRecord | None:
         """The session as vendors' apps see it (every type, also grading periods and school years)."""
-        src, check = self._check("academicSessions.csv", row)
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
         raw_type = check.text("type", r.get("type"), required=True) or ""
@@ -624,52 +604,46 @@ class OneRosterUpload:
             check.fail("schoolYear", "schema.type", "schoolYear must be a four-digit year.", year_text)
         parent = check.text("parentSourcedId", r.get("parentSourcedId"))
         if sid is None or title is None or kind is None or start is None or end is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            SessionRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "session", sid),
-                session_id=sid,
-                title=title,
-                session_type=kind,
-                start_date=start,
-                end_date=end,
-                school_year=year or school_year(end) + 1,
-                parent_id=parent,
-                deleted=r.get("status", "") == TOBEDELETED,
-            ),
+            return None
+        return pr.SessionRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "session", sid),
+            session_id=sid,
+            title=title,
+            session_type=kind,
+            start_date=start,
+            end_date=end,
+            school_year=year or school_year(end) + 1,
+            parent_id=parent,
+            deleted=r.get("status", "") == TOBEDELETED,
         )
 
-    def _course(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _course(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
-        src, check = self._check("courses.csv", row)
+        return self._made("courses.csv", row, lambda check: self._course_record(r, check))
+
+    def _course_record(self, r: dict[str, str], check: Check) -> pr.CourseRecord | None:
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
         org = check.text("orgSourcedId", r.get("orgSourcedId"))
         school = self._school_id(org) if org and org in self._org_school else None
         _drop_unread(check, r, COURSE_KNOWN)
         if sid is None or title is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            CourseRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "course", sid),
-                course_id=sid,
-                title=title,
-                course_code=check.text("courseCode", r.get("courseCode")),
-                school_id=school,
-                school_year_id=check.text("schoolYearSourcedId", r.get("schoolYearSourcedId")),
-                grades=_codes(r.get("grades", "")),
-                subjects=_codes(r.get("subjects", "")),
-                deleted=r.get("status", "") == TOBEDELETED,
-            ),
+            return None
+        return pr.CourseRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "course", sid),
+            course_id=sid,
+            title=title,
+            course_code=check.text("courseCode", r.get("courseCode")),
+            school_id=school,
+            school_year_id=check.text("schoolYearSourcedId", r.get("schoolYearSourcedId")),
+            grades=_codes(r.get("grades", "")),
+            subjects=_codes(r.get("subjects", "")),
+            deleted=r.get("status", "") == TOBEDELETED,
         )
 
-    def _class(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _class(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         if sid:
@@ -682,10 +656,9 @@ class OneRosterUpload:
                 self._class_school[sid] = school
                 for t in terms:
                     self._term_schools.setdefault(t, set()).add(school)
-        yield from self._class_record(r, row)
+        return self._made("classes.csv", row, lambda check: self._class_record(r, check))
 
-    def _class_record(self, r: dict[str, str], row: _Row) -> Iterator[ParseItem]:
-        src, check = self._check("classes.csv", row)
+    def _class_record(self, r: dict[str, str], check: Check) -> pr.ClassRecord | None:
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
         org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
@@ -695,26 +668,22 @@ class OneRosterUpload:
             check.fail("classType", "code.unknown", "classType must be homeroom or scheduled.", class_type)
         _drop_unread(check, r, CLASS_KNOWN)
         if sid is None or title is None or school is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            ClassRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "class", sid),
-                class_id=sid,
-                school_id=school,
-                title=title,
-                class_code=check.text("classCode", r.get("classCode")),
-                class_type=class_type,
-                course_id=check.text("courseSourcedId", r.get("courseSourcedId")),
-                term_ids=_codes(r.get("termSourcedIds", "")),
-                periods=_codes(r.get("periods", "")),
-                grades=_codes(r.get("grades", "")),
-                subjects=_codes(r.get("subjects", "")),
-                location=check.text("location", r.get("location")),
-                deleted=r.get("status", "") == TOBEDELETED,
-            ),
+            return None
+        return pr.ClassRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "class", sid),
+            class_id=sid,
+            school_id=school,
+            title=title,
+            class_code=check.text("classCode", r.get("classCode")),
+            class_type=class_type,
+            course_id=check.text("courseSourcedId", r.get("courseSourcedId")),
+            term_ids=_codes(r.get("termSourcedIds", "")),
+            periods=_codes(r.get("periods", "")),
+            grades=_codes(r.get("grades", "")),
+            subjects=_codes(r.get("subjects", "")),
+            location=check.text("location", r.get("location")),
+            deleted=r.get("status", "") == TOBEDELETED,
         )
 
     def _term_calendars(self) -> Iterator[ParseItem]:
@@ -724,16 +693,16 @@ class OneRosterUpload:
         for sid, (title, start, end, line) in sorted(self._terms.items()):
             schools = self._term_schools.get(sid) or all_schools
             for school in sorted(schools):
-                yield CalendarRecord(
+                yield pr.CalendarRecord(
                     source=Source(FORMAT, "academicSessions.csv", line, "academicSessions.csv"),
                     source_record_id=record_id(FORMAT, "term", school, sid),
                     school_id=school,
                     school_year=school_year(start),
-                    calendar_source=CalendarSource.TERMS,
+                    calendar_source=pr.CalendarSource.TERMS,
                     sessions=(Term(title, start, end),),
                 )
 
-    def _role(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _role(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         role = r.get("role", "").strip()
         if role in STAFF_ROLES and r.get("status", "") != TOBEDELETED:
@@ -750,61 +719,56 @@ class OneRosterUpload:
                 org = r.get("orgSourcedId", "").strip()
                 if org:
                     orgs.append(org)
-        return iter(())
+        return ()
 
-    def _user(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _user(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
+        role = r.get("role", "").strip()
         if self.manifest is not None and self.manifest.version == "1.1":
-            if r.get("role", "").strip() in STAFF_ROLES:
-                yield from self._staff(r, row, r["role"].strip(), _codes(r.get("orgSourcedIds", "")))
-                return
-            if r.get("role", "").strip() != "student":
-                return
-            orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
+            if role in STAFF_ROLES:
+                return self._staff(r, row, role, _codes(r.get("orgSourcedIds", "")))
+            if role != "student":
+                return ()
+            orgs = list(_codes(r.get("orgSourcedIds", "")))
+        elif sid in self._role_staff and sid not in self._role_students:
+            return self._staff(r, row, *self._role_staff[sid])
+        elif sid in self._role_students:
+            orgs = self._role_students[sid]
+        elif "role" in r and role in STAFF_ROLES:
+            return self._staff(r, row, role, _codes(r.get("orgSourcedIds", "")))
+        elif "role" in r and role == "student":  # tolerate a 1.1-style column
+            orgs = list(_codes(r.get("orgSourcedIds", "")))
+        elif self.manifest is not None and self.manifest.mode("roles") == "absent" and sid:
+            return (
+                RecordWarning(
+                    "users.csv",
+                    row.line,
+                    "",
+                    "oneroster.role_unknown",
+                    "OneRoster 1.2 gives roles in roles.csv, which this upload lacks; the user was not "
+                    "read because it cannot be told whether they are a student.",
+                    "",
+                ),
+            )
         else:
-            if sid in self._role_staff and sid not in self._role_students:
-                yield from self._staff(r, row, *self._role_staff[sid])
-                return
-            if sid not in self._role_students:
-                if "role" in r and r["role"].strip() in STAFF_ROLES:
-                    yield from self._staff(r, row, r["role"].strip(), _codes(r.get("orgSourcedIds", "")))
-                    return
-                if "role" in r and r["role"].strip() == "student":  # tolerate a 1.1-style column
-                    orgs = [o.strip() for o in r.get("orgSourcedIds", "").split(",") if o.strip()]
-                else:
-                    if self.manifest is not None and self.manifest.mode("roles") == "absent" and sid:
-                        yield RecordWarning(
-                            "users.csv",
-                            row.line,
-                            "",
-                            "oneroster.role_unknown",
-                            "OneRoster 1.2 gives roles in roles.csv, which this upload lacks; the user was not "
-                            "read because it cannot be told whether they are a student.",
-                            "",
-                        )
-                    return
-            else:
-                orgs = self._role_students[sid]
-        src, check = self._check("users.csv", row)
+            return ()
+        return self._made("users.csv", row, lambda check: self._student_user(r, check, sid, orgs))
+
+    def _student_user(self, r: dict[str, str], check: Check, sid: str, orgs: Sequence[str]) -> pr.StudentRecord | None:
         schools = tuple(s for s in (self._school_id(o) for o in orgs) if s)
         if not sid:
             check.fail("sourcedId", "schema.required", "sourcedId is required but is missing or empty.")
-            yield from check.errors
-            return
+            return None
         check.text("sourcedId", sid)
         if r.get("status", "") == TOBEDELETED:
-            yield from issues_then(
-                check,
-                StudentRecord(
-                    source=src,
-                    source_record_id=record_id(FORMAT, "user", sid),
-                    student_ref=sid,
-                    schools=schools,
-                    deleted=True,
-                ),
+            return pr.StudentRecord(
+                source=check.source,
+                source_record_id=record_id(FORMAT, "user", sid),
+                student_ref=sid,
+                schools=schools,
+                deleted=True,
             )
-            return
         elements: dict[str, str] = {}
         for column, element, required in (
             ("givenName", "student.first_name", True),
@@ -824,37 +788,30 @@ class OneRosterUpload:
             elements.setdefault("student.phone", sms)
         grades = [g.strip() for g in r.get("grades", "").split(",") if g.strip()]
         if grades:
-            code = check.code("grades", grades[0], codes.normalise_grade, accepted=GRADES_ACCEPTED)
+            code = check.code("grades", grades[0], codes.normalise_grade, accepted=codes.GRADES_ACCEPTED)
             if code is not None:
                 elements["enrollment.grade_level"] = code
         self._user_ids(check, r.get("userIds", ""), elements)
-        for column, value in r.items():
-            if column in USER_BOOKKEEPING:
-                if value and not check.forbid_ssn_field(column, value):
-                    check.text(column, value, max_len=4096)
-            elif column not in USER_MAPPED:
-                check.drop(column, value, credential=is_credential(column))
+        _user_columns(check, r, USER_MAPPED)
         if not check.ok:
-            yield from check.errors
-            return
+            return None
         self._students.add(sid)
         for school in schools:
             self.students_by_school.setdefault(school, set()).add(sid)
-        yield from issues_then(
-            check,
-            StudentRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "user", sid),
-                student_ref=sid,
-                elements=elements,
-                schools=schools,
-            ),
+        return pr.StudentRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "user", sid),
+            student_ref=sid,
+            elements=elements,
+            schools=schools,
         )
 
-    def _staff(self, r: dict[str, str], row: _Row, role: str, orgs: Sequence[str]) -> Iterator[ParseItem]:
+    def _staff(self, r: dict[str, str], row: _Row, role: str, orgs: Sequence[str]) -> Sequence[ParseItem]:
+        return self._made("users.csv", row, lambda check: self._staff_user(r, check, role, orgs))
+
+    def _staff_user(self, r: dict[str, str], check: Check, role: str, orgs: Sequence[str]) -> pr.StaffRecord | None:
         """A staff user: only the catalogue's staff elements are kept; everything else is dropped
         (credentials unread), and a Social Security number refuses the row as for a student."""
-        src, check = self._check("users.csv", row)
         sid = check.text("sourcedId", r.get("sourcedId"), required=True)
         schools = tuple(s for s in (self._school_id(o) for o in orgs) if s)
         deleted = r.get("status", "") == TOBEDELETED
@@ -867,26 +824,17 @@ class OneRosterUpload:
         for system, _value in _USER_IDS.findall(r.get("userIds", "")):
             if is_ssn_system(system) or is_ssn_field(system):
                 check.fail("userIds", "ssn.forbidden", SSN_MESSAGE, vclass="identification code")
-        for column, value in r.items():
-            if column in USER_BOOKKEEPING:
-                if value and not check.forbid_ssn_field(column, value):
-                    check.text(column, value, max_len=4096)
-            elif column not in STAFF_COLUMNS and column != "userIds":
-                check.drop(column, value, credential=is_credential(column))
+        _user_columns(check, r, STAFF_MAPPED)
         if sid is None or not check.ok:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            StaffRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "staff", sid),
-                staff_ref=sid,
-                role=role,
-                schools=schools,
-                elements=elements,
-                deleted=deleted,
-            ),
+            return None
+        return pr.StaffRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "staff", sid),
+            staff_ref=sid,
+            role=role,
+            schools=schools,
+            elements=elements,
+            deleted=deleted,
         )
 
     def _user_ids(self, check: Check, raw: str, elements: dict[str, str]) -> None:
@@ -901,52 +849,24 @@ class OneRosterUpload:
             if v is not None and element is not None:
                 elements.setdefault(element, v)
 
-    def _demographics(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _demographics(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
         sid = r.get("sourcedId", "").strip()
         users_absent = self.manifest is not None and self.manifest.mode("users") == "absent"
         if sid not in self._students and not (users_absent and sid in self._role_students):
-            return  # not a student read from this upload (or refused there): never read
+            return ()  # not a student read from this upload (or refused there): never read
         if r.get("status", "") == TOBEDELETED:
-            return
-        src, check = self._check("demographics.csv", row)
-        elements: dict[str, str] = {}
-        birth = check.date("birthDate", r.get("birthDate"))
-        if birth is not None:
-            elements["student.birth_date"] = birth.isoformat()
-        sex = check.code("sex", r.get("sex"), codes.normalise_sex, accepted=SEX_ACCEPTED)
-        if sex is not None:
-            elements["student.sex"] = sex
-        races: set[str] = set()
-        for column, code in RACE_COLUMNS.items():
-            if check.boolean(column, r.get(column)):
-                races.add(code)
-        if races:
-            elements["student.race_ethnicity"] = codes.join_codes(races)
-        for column, value in r.items():
-            if column not in DEMOGRAPHIC_KNOWN:
-                check.drop(column, value, credential=is_credential(column))
-            elif column in ("sourcedId", "dateLastModified", "status"):
-                check.text(column, value)
-        yield from issues_then(
-            check,
-            StudentRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "demographics", sid),
-                student_ref=sid,
-                elements=elements,
-            ),
-        )
+            return ()
+        return self._made("demographics.csv", row, lambda check: _demographics_record(r, check, sid))
 
-    def _enrollment(self, header: list[str], row: _Row, mode: str) -> Iterator[ParseItem]:
+    def _enrollment(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         cells = row.cells
         idx = self._enrollment_index(header)
         role = cells[idx["role"]].strip()
         if role in STAFF_ROLES:
-            yield from self._teaching(header, row)
-            return
+            return self._teaching(header, row)
         if role != "student":
-            return
+            return ()
         joined = "\x1f".join(cells)
         sid = cells[idx["sourcedId"]]
         cls = cells[idx["classSourcedId"]]
@@ -980,43 +900,42 @@ class OneRosterUpload:
             or school is None
             or (class_checked and not known_class)
         ):
-            yield from self._enrollment_slow(header, row, idx)
-            return
+            return self._enrollment_slow(header, row)
         src = Source(FORMAT, "enrollments.csv", row.line, "enrollments.csv")
-        extra = tuple(header[i] for i in self._extra_columns(header) if cells[i].strip())
-        if extra:  # metadata.* and vendor columns: dropped, named in the report (screened above)
-            yield Dropped("enrollments.csv", row.line, extra)
+        record: pr.EnrollmentRecord
         if status == TOBEDELETED:
             modified = cells[idx["dateLastModified"]] if "dateLastModified" in idx else ""
-            yield EnrollmentRecord(
+            record = pr.EnrollmentRecord(
                 source=src,
                 source_record_id=f"{FORMAT}:enrollment:{sid}"
                 if "/" not in sid
                 else record_id(FORMAT, "enrollment", sid),
-                action=EnrollmentAction.WITHDRAW,
+                action=pr.EnrollmentAction.WITHDRAW,
                 student_ref=user,
                 school_id=school,
                 entry_date=begin_d,
                 exit_date=end_d or (self._date(modified[:10]) if modified else None),
                 class_ref=cls,
             )
-            return
-        yield EnrollmentRecord(
-            source=src,
-            source_record_id=record_id(FORMAT, "enrollment", sid),
-            action=EnrollmentAction.ENROLL,
-            student_ref=user,
-            school_id=school,
-            entry_date=begin_d or self._classes.get(cls),
-            exit_date=end_d,
-            class_ref=cls,
-        )
+        else:
+            record = pr.EnrollmentRecord(
+                source=src,
+                source_record_id=record_id(FORMAT, "enrollment", sid),
+                action=pr.EnrollmentAction.ENROLL,
+                student_ref=user,
+                school_id=school,
+                entry_date=begin_d or self._classes.get(cls),
+                exit_date=end_d,
+                class_ref=cls,
+            )
+        extra = tuple(header[i] for i in self._extra_columns(header) if cells[i].strip())
+        if extra:  # metadata.* and vendor columns: dropped, named in the report (screened above)
+            return Dropped("enrollments.csv", row.line, extra), record
+        return (record,)
 
-    def _enrollment_row(self, header: list[str], row: _Row) -> tuple[dict[str, str], Source, Check, _Enrollment]:
+    def _enrollment_row(self, r: dict[str, str], check: Check) -> _Enrollment:
         """An enrollments.csv row read on the careful path: its identifying cells and dates."""
-        r = dict(zip(header, row.cells, strict=True))
-        src, check = self._check("enrollments.csv", row)
-        e = _Enrollment(
+        return _Enrollment(
             sid=check.text("sourcedId", r.get("sourcedId"), required=True),
             cls=check.text("classSourcedId", r.get("classSourcedId"), required=True),
             org=check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True),
@@ -1024,7 +943,6 @@ class OneRosterUpload:
             begin=check.date("beginDate", r.get("beginDate")),
             end=check.date("endDate", r.get("endDate")),
         )
-        return r, src, check, e
 
     def _enrollment_school(self, check: Check, r: dict[str, str], e: _Enrollment) -> str | None:
         """Drops the columns Homeroom does not read; the row's school, refusing an unknown
@@ -1038,27 +956,27 @@ class OneRosterUpload:
             )
         return school
 
-    def _teaching(self, header: list[str], row: _Row) -> Iterator[ParseItem]:
+    def _teaching(self, header: list[str], row: _Row) -> Sequence[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        return self._made("enrollments.csv", row, lambda check: self._teaching_record(r, check))
+
+    def _teaching_record(self, r: dict[str, str], check: Check) -> pr.TeachingRecord | None:
         """A staff member's class enrollment (role teacher, aide ...): the careful path only."""
-        r, src, check, e = self._enrollment_row(header, row)
+        e = self._enrollment_row(r, check)
         primary = check.boolean("primary", r.get("primary"))
         school = self._enrollment_school(check, r, e)
         if not check.ok or e.sid is None or e.cls is None or e.user is None or school is None:
-            yield from check.errors
-            return
-        yield from issues_then(
-            check,
-            TeachingRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "teaching", e.sid),
-                staff_ref=e.user,
-                class_id=e.cls,
-                school_id=school,
-                primary=bool(primary),
-                begin_date=e.begin,
-                end_date=e.end,
-                deleted=r.get("status", "") == TOBEDELETED,
-            ),
+            return None
+        return pr.TeachingRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "teaching", e.sid),
+            staff_ref=e.user,
+            class_id=e.cls,
+            school_id=school,
+            primary=bool(primary),
+            begin_date=e.begin,
+            end_date=e.end,
+            deleted=r.get("status", "") == TOBEDELETED,
         )
 
     _idx_cache: tuple[list[str], dict[str, int]] | None = None
@@ -1092,30 +1010,30 @@ class OneRosterUpload:
         self._idx_cache = (header, idx)
         return idx
 
-    def _enrollment_slow(self, header: list[str], row: _Row, idx: dict[str, int]) -> Iterator[ParseItem]:
+    def _enrollment_slow(self, header: list[str], row: _Row) -> Sequence[ParseItem]:
+        r = dict(zip(header, row.cells, strict=True))
+        return self._made("enrollments.csv", row, lambda check: self._enrollment_record(r, check))
+
+    def _enrollment_record(self, r: dict[str, str], check: Check) -> pr.EnrollmentRecord | None:
         """The careful path: every field through Check, with a precise error for each problem."""
-        r, src, check, e = self._enrollment_row(header, row)
+        e = self._enrollment_row(r, check)
         modified = check.text("dateLastModified", r.get("dateLastModified"))
         check.text("status", r.get("status"))
         check.text("primary", r.get("primary"))
         school = self._enrollment_school(check, r, e)
         if not check.ok or e.sid is None or e.user is None or school is None:
-            yield from check.errors
-            return
+            return None
         deleted = r.get("status", "") == TOBEDELETED
         begin, end = e.begin, e.end
-        yield from issues_then(
-            check,
-            EnrollmentRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "enrollment", e.sid),
-                action=EnrollmentAction.WITHDRAW if deleted else EnrollmentAction.ENROLL,
-                student_ref=e.user,
-                school_id=school,
-                entry_date=begin if deleted else (begin or self._classes.get(e.cls or "")),
-                exit_date=(end or (codes.parse_date(modified[:10]) if modified else None)) if deleted else end,
-                class_ref=e.cls,
-            ),
+        return pr.EnrollmentRecord(
+            source=check.source,
+            source_record_id=record_id(FORMAT, "enrollment", e.sid),
+            action=pr.EnrollmentAction.WITHDRAW if deleted else pr.EnrollmentAction.ENROLL,
+            student_ref=e.user,
+            school_id=school,
+            entry_date=begin if deleted else (begin or self._classes.get(e.cls or "")),
+            exit_date=(end or (codes.parse_date(modified[:10]) if modified else None)) if deleted else end,
+            class_ref=e.cls,
         )
 
 
@@ -1136,6 +1054,46 @@ def _drop_unread(check: Check, r: dict[str, str], known: frozenset[str]) -> None
     column is not even screened)."""
     for column, value in r.items():
         if column not in known:
+            check.drop(column, value, credential=is_credential(column))
+
+
+def _demographics_record(r: dict[str, str], check: Check, sid: str) -> pr.StudentRecord:
+    """A student's demographics.csv row: a partial student record (birth date, sex, race and
+    ethnicity); other columns are dropped (credentials unread)."""
+    elements: dict[str, str] = {}
+    birth = check.date("birthDate", r.get("birthDate"))
+    if birth is not None:
+        elements["student.birth_date"] = birth.isoformat()
+    sex = check.code("sex", r.get("sex"), codes.normalise_sex, accepted=codes.SEX_ACCEPTED)
+    if sex is not None:
+        elements["student.sex"] = sex
+    races: set[str] = set()
+    for column, code in RACE_COLUMNS.items():
+        if check.boolean(column, r.get(column)):
+            races.add(code)
+    if races:
+        elements["student.race_ethnicity"] = codes.join_codes(races)
+    for column, value in r.items():
+        if column not in DEMOGRAPHIC_KNOWN:
+            check.drop(column, value, credential=is_credential(column))
+        elif column in ("sourcedId", "dateLastModified", "status"):
+            check.text(column, value)
+    return pr.StudentRecord(
+        source=check.source,
+        source_record_id=record_id(FORMAT, "demographics", sid),
+        student_ref=sid,
+        elements=elements,
+    )
+
+
+def _user_columns(check: Check, r: dict[str, str], mapped: frozenset[str]) -> None:
+    """A users.csv row's other columns: bookkeeping is read for structure (and screened), never
+    kept; a column not ``mapped`` is dropped (a credential column unread)."""
+    for column, value in r.items():
+        if column in USER_BOOKKEEPING:
+            if value and not check.forbid_ssn_field(column, value):
+                check.text(column, value, max_len=4096)
+        elif column not in mapped:
             check.drop(column, value, credential=is_credential(column))
 
 

@@ -1,5 +1,6 @@
 """Records' use cases, one module per group (the routes in `api.py` and `oneroster_api.py` and the
-bus handlers in `consumers.py` parse, call one of these and shape the answer):
+bus handlers in `consumers.py` parse, call one of these and shape the answer). Reads, releases
+and requests:
 
 - `reads`: who may read which record, opened how far: the owning district's staff
   (`district_students`, `district_student`); parents, vendors and staff by student key
@@ -19,6 +20,20 @@ bus handlers in `consumers.py` parse, call one of these and shape the answer):
   and family letter languages (no disclosure).
 - `waiting_marks`: attendance for a student the district has not registered yet waits, is
   applied once the student is known, and is dead-lettered if the student never comes.
+
+What each bus event does to the record (`consumers.py` hands each change to one of these):
+
+- `enrolling`: enrollment.v1, a batch at a time: registrations, enrollments, withdrawals, school
+  changes, and the students they queue for the absence reviewer.
+- `marking`: attendance.v1, a batch at a time: marks into the record, or kept waiting.
+- `schools`: a school registered (organization.v1); a school calendar published (calendar.v1).
+- `suspensions`: a suspension (discipline.v1), for a student the district knows.
+- `consent_changes`: a directory opt-out recorded or rescinded; an agreement ended (consent.v1).
+- `shredding`: keys destroyed (keys.v1): a student's or district's rows, an agreement's copies.
+- `roster_updates`: roster.v1, a batch at a time: sessions, courses, classes, staff, class
+  enrollments.
+- `incoming`: what every one of these checks of an event (required fields, dates, the
+  district) and `scoped`, the district set once per transaction.
 
 Erasure orders, retention and agreement-copy destruction are in `services/records/destruction.py`;
 the absence reviewer in `services/records/absence.py`.

@@ -103,9 +103,8 @@ async def request_amendment(
     except KeyDestroyedError:
         raise destroyed(district) from None
     async with store.district_tx(runtime.pool, district) as conn:
-        amendment_id = await store.add_amendment(
-            conn, district, student_key, body.element, value, reason, principal.subject
-        )
+        requested = store.AmendmentRequest(district, student_key, body.element, value, reason, principal.subject)
+        amendment_id = await store.add_amendment(conn, requested)
     return {"id": str(amendment_id), "district_id": district, "student_key": student_key, "status": "pending"}
 
 

@@ -28,9 +28,9 @@ from homeroom.service import Runtime
 from services.records import store
 from services.records.application.disclosures import CHANNEL_API, Release, commit_releases, requester_json
 from services.records.application.refusals import consent_unavailable, denied, destroyed, not_found
-from services.records.consumers import PROGRAM_FLAGS_ELEMENT
 from services.records.metrics import READS
 from services.records.record import (
+    PROGRAM_FLAGS_ELEMENT,
     READABLE_ELEMENTS,
     AttendanceRow,
     EnrollmentRow,

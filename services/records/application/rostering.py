@@ -33,6 +33,7 @@ from services.records.record import statements_travelling
 from services.records.roster import (
     ListQuery,
     Page,
+    Predicate,
     class_enrollment_object,
     class_object,
     course_object,
@@ -556,25 +557,16 @@ ENROLLMENT_DATES = {"beginDate": "enrollment.entry_date", "endDate": "enrollment
 SQL_FILTERS = {("class.sourcedId", "="), ("user.sourcedId", "="), ("school.sourcedId", "="), ("role", "=")}
 
 
-async def class_enrollments(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    q: ListQuery,
-    *,
-    class_id: str | None = None,
-    user_key: str | None = None,
-    role: str | None = None,
-    school_id: str | None = None,
-) -> Page:
+async def class_enrollments(runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery) -> Page:
     """A page of class enrollments: students' only where their decision releases
     `enrollment.class` (and only while they are enrolled at the school), teachers' only where the
-    agreement lists `staff.class_assignment`. One disclosure per student and per teacher."""
+    agreement lists `staff.class_assignment`. One disclosure per student and per teacher. A
+    caller narrows the page by adding `=` predicates at the end of `q` (the last on a field wins)."""
     fields = {p.field: p.value for p in q.predicates if p.op == "="}
-    class_id = class_id or fields.get("class.sourcedId")
-    user_key = user_key or fields.get("user.sourcedId")
-    role = role or fields.get("role")
-    school_id = school_id or fields.get("school.sourcedId")
+    class_id = fields.get("class.sourcedId")
+    user_key = fields.get("user.sourcedId")
+    role = fields.get("role")
+    school_id = fields.get("school.sourcedId")
     if role == "teacher" and not view.teachers_visible:
         return Page([], 0)
     if not view.teachers_visible:
@@ -893,16 +885,19 @@ async def classes_of_user(
     """The classes a visible student (whose decision releases `enrollment.class`) or teacher is
     enrolled in; the membership is released (a disclosure). None: no such user visible (a student
     whose class membership is withheld answers like one not visible at all)."""
-    everything = ListQuery(limit=1000)
+
+    def every_class(as_role: str) -> ListQuery:
+        return ListQuery([Predicate("user.sourcedId", "=", key), Predicate("role", "=", as_role)], limit=1000)
+
     if role != "teacher" and await district_of_student(runtime, view, key) is not None:
-        membership = await class_enrollments(runtime, principal, view, everything, user_key=key, role="student")
+        membership = await class_enrollments(runtime, principal, view, every_class("student"))
         if membership.items:
             ids = {e["class"]["sourcedId"] for e in membership.items}
             return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
         if role == "student":
             return None
     if role != "student" and await teachers(runtime, view, [key]):
-        membership = await class_enrollments(runtime, principal, view, everything, user_key=key, role="teacher")
+        membership = await class_enrollments(runtime, principal, view, every_class("teacher"))
         ids = {e["class"]["sourcedId"] for e in membership.items}
         return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
     return None

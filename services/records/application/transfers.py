@@ -69,8 +69,8 @@ async def deliver_transfer(
             [str(e) for e in included],
         )
         if fresh:
-            for element, value in sealed.items():
-                await store.put_element_if_absent(conn, district, key, element, value, f"transfer:{body.case_id}")
+            if sealed:
+                await store.put_elements_if_absent(conn, district, key, sealed, f"transfer:{body.case_id}")
             plain = {e: str(v) for e, v in raw_elements.items() if not CATALOGUE[e].pii and v is not None}
             if plain:
                 await store.merge_plain_if_absent(conn, district, key, plain)

@@ -4,12 +4,15 @@ Enrollment travels on another topic than attendance, so a district's marks can a
 the student's registration. Retrying such a batch held up the whole poll (every partition
 waited for the backoff), so the attendance consumer keeps those marks in `marks_waiting`
 instead, in the batch's own transaction, and moves on. This task, in every records process
-that runs consumers, then (every `poll_s`, per district that has had marks waiting):
+that runs consumers, then (every `poll_s`, per district that has marks waiting):
 
 1. writes the waiting marks of students the district now knows into `attendance` and queues
    those students for the absence reviewer, in one transaction;
 2. dead-letters the marks that have waited longer than `wait_s` (rule `student.unknown`, to
-   ingest.rejected.v1, the event's idempotency mark set to `dead_lettered`), in the same one.
+   ingest.rejected.v1, the event's idempotency mark set to `dead_lettered`), in the same one;
+3. takes the district off its list once no mark waits there, in the same one (migration 011:
+   a mark kept meanwhile moves the listing's version on, so the district stays listed). A
+   round with no district listed is one query, however many districts ever had marks waiting.
 
 Order is kept: a student with marks waiting gets every later mark kept waiting too (the
 consumer checks in the statement that writes marks), and one student's marks are all on one
@@ -60,13 +63,13 @@ class WaitingMarks(PollingLoop):
     async def run_once(self) -> tuple[int, int]:
         """Apply what can be applied, dead-letter what waited too long: (students applied, marks dead-lettered)."""
         applied = dead = 0
-        for district in await store.districts_with_waiting_marks(self.runtime.pool):
-            a, d = await self.settle(district)
+        for district, version in sorted((await store.districts_with_waiting_marks(self.runtime.pool)).items()):
+            a, d = await self.settle(district, version)
             applied += a
             dead += d
         return applied, dead
 
-    async def settle(self, district: str) -> tuple[int, int]:
+    async def settle(self, district: str, version: int) -> tuple[int, int]:
         async with store.district_tx(self.runtime.pool, district) as conn:
             known = await store.apply_waiting_marks(conn, district)
             await store.queue_review(conn, district, known)
@@ -99,6 +102,7 @@ class WaitingMarks(PollingLoop):
                 by_consumer.setdefault(r["consumer"], []).append(r["event_id"])
             for consumer, ids in by_consumer.items():
                 await mark_dead_lettered(conn, consumer, ids)
+            await store.unlist_if_none_waiting(conn, district, version)
         for consumer, ids in by_consumer.items():
             EVENTS_DEAD_LETTERED.labels(self.runtime.name, consumer, RULE).inc(len(ids))
         if expired:

@@ -11,6 +11,7 @@ from homeroom import notices as homeroom_notices
 from homeroom.catalogue import element as catalogue_element
 from homeroom.catalogue import is_known
 from homeroom.contracts.transfer_package import TransferDeliveryRequest
+from homeroom.rows import field_values
 from services.transfer import events
 from services.transfer.application.common import commit
 from services.transfer.application.fetching import open_package
@@ -65,11 +66,7 @@ async def deliver(runtime: TransferRuntime, case: Case, *, resend: bool) -> None
     package = await open_package(runtime, case)
     answer = await runtime.state.records.transfer_delivery(
         TransferDeliveryRequest(
-            case_id=case.case_id,
-            student_key=case.student_key,
-            to_district_id=case.to_district_id,
-            to_school_id=case.to_school_id,
-            package=package,
+            **field_values(case, ("case_id", "student_key", "to_district_id", "to_school_id")), package=package
         )
     )
     if answer.get("delivered") is not True or answer.get("case_id") != case.case_id:

@@ -58,7 +58,9 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str, *, check: bool = True) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    # A full-page screenshot is a kept artifact, not an assertion: on a loaded two-core CI
+    # machine Chromium took longer than playwright's default 30 s to paint a long page.
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, timeout=120_000)
     if check:
         audit(page)
 

@@ -17,6 +17,7 @@ from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.topics import ensure_topics
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, ATTENDANCE_CATEGORY_TARDY
 from homeroom.events.v1.rejected_pb2 import RejectedEvent
+from services.records import store
 from services.records.absence import AbsenceReviewer
 from services.records.application.waiting_marks import WaitingMarks
 from services.records.consumers import StudentNotYetKnown
@@ -241,6 +242,53 @@ async def test_marks_wait_for_their_student_in_order_and_dead_letter_if_it_never
             assert (dead.rule, dead.field, dead.original_topic) == ("student.unknown", "student_key", "attendance.v1")
             assert await conn.fetchval(outcome, dead.original_event_id) == "dead_lettered"
             assert await conn.fetchval(outcome, first.event_id) == "applied"
+
+
+async def test_the_waiting_marks_task_lists_only_districts_with_marks_waiting(service_env: ServiceEnv) -> None:
+    """A district leaves the task's list once no mark waits there and comes back with the next
+    one; the task never unlists a district whose listing moved since it looked: not after a mark
+    kept and committed meanwhile, nor when the keeping transaction commits only after it asked."""
+    async with records_service(service_env) as rec:
+        pool = rec.runtime.pool
+        await apply(rec.runtime, attendance("d-a", "stu_ghost", "2026-09-02"))
+        (first,) = (await store.districts_with_waiting_marks(pool)).values()
+        later = datetime.now(UTC) + timedelta(seconds=301)
+        assert await WaitingMarks(rec.runtime, 300, clock=lambda: later).run_once() == (0, 1)
+        assert await store.districts_with_waiting_marks(pool) == {}  # nothing waits: one query a round
+        assert await WaitingMarks(rec.runtime, 300, clock=lambda: later).run_once() == (0, 0)
+
+        await apply(rec.runtime, attendance("d-a", "stu_ghost", "2026-09-03"))
+        listed = await store.districts_with_waiting_marks(pool)
+        assert listed.keys() == {"d-a"} and listed["d-a"] > first
+        # A mark kept (committed) after the task read the listing: the task's clear does nothing.
+        await apply(rec.runtime, attendance("d-a", "stu_other", "2026-09-03"))
+        async with store.district_tx(pool, "d-a") as conn:
+            await store.expire_waiting_marks(conn, "d-a", later)
+            assert not await store.unlist_if_none_waiting(conn, "d-a", listed["d-a"])
+        assert (await store.districts_with_waiting_marks(pool)).keys() == {"d-a"}
+
+        # A mark being kept (not committed yet) when the task clears: the clear waits for that
+        # transaction and then finds the listing moved, so the district stays listed.
+        seen = (await store.districts_with_waiting_marks(pool))["d-a"]
+        mark = store.Mark("stu_third", date(2026, 9, 4), "", "s", "absent", False)
+        kept = store.WaitingMark(mark, "ev-third", "attendance.v1", 0, 1, "attendance", "ingest.rejected.v1")
+        async with store.district_tx(pool, "d-a") as keeping:
+            await store.keep_waiting(keeping, "d-a", [kept])
+
+            async def clear() -> bool:
+                async with store.district_tx(pool, "d-a") as conn:
+                    return await store.unlist_if_none_waiting(conn, "d-a", seen)
+
+            clearing = asyncio.create_task(clear())
+            waits = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE marks%'"
+            )
+            while not await rec.admin.fetchval(waits):  # noqa: ASYNC110 (the clear reaches the row and waits)
+                await asyncio.sleep(0.05)
+        assert not await clearing
+        assert (await store.districts_with_waiting_marks(pool)).keys() == {"d-a"}
+        async with rec.admin.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM marks_waiting WHERE student_key = 'stu_third'") == 1
 
 
 async def test_end_to_end_through_the_broker_with_dead_letters(service_env: ServiceEnv) -> None:
