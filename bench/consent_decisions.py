@@ -11,8 +11,11 @@ loaded with COPY. Then measures:
 1. ``single``: ``POST /v1/decisions`` over the ASGI client, ``--concurrency`` callers at a time;
    latency per call (p50, p99) and decisions per second; ``service_p50_ms``/``service_p99_ms`` are
    the same calls timed inside the ASGI app (the service's own time: no httpx client, which
-   runs in this process and costs about as much again);
-2. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second;
+   runs in this process and costs about as much again); ``cpu_us_per_decision`` is this process's
+   CPU time (service and client, not PostgreSQL) per decision, which a loaded machine moves less
+   than it moves latency;
+2. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second and
+   CPU per decision as above;
 3. ``raw_lookup``: the same number of ``SELECT opted_out FROM directory_opt_outs WHERE student_key = $1
    AND district_id = $2`` (primary-key lookups) on one pooled connection, ``--concurrency`` at a time.
 
@@ -214,8 +217,10 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         await timed(min(200, args.requests), args.concurrency, one)  # warm up
         allowed = 0
         timed_app.seconds.clear()
+        cpu = time.process_time()
         elapsed, latencies = await timed(args.requests, args.concurrency, one)
         single = summary(args.requests, elapsed, latencies)
+        single["cpu_us_per_decision"] = round((time.process_time() - cpu) / args.requests * 1e6, 1)
         single["service_p50_ms"] = round(statistics.median(timed_app.seconds) * 1000, 3)
         single["service_p99_ms"] = round(percentile(timed_app.seconds, 99) * 1000, 3)
         await client.aclose()
@@ -226,11 +231,13 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
             r = await svc.client.post("/v1/decisions/batch", json={"requests": chunks[i]}, headers=headers)
             r.raise_for_status()
 
+        cpu = time.process_time()
         elapsed_b, latencies_b = await timed(len(chunks), 1, batch)
         batched = {
             "n": args.requests,
             "per_s": round(args.requests / elapsed_b, 1),
             "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
+            "cpu_us_per_decision": round((time.process_time() - cpu) / args.requests * 1e6, 1),
         }
 
         async def lookup(i: int) -> None:

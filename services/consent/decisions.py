@@ -218,17 +218,37 @@ def _deny(
     agreement_id: str | None = None,
     rules: Sequence[str] = (),
 ) -> Decision:
+    withheld = [Withheld(element=e, reason=reason) for e in dict.fromkeys(request.elements)]
+    return _answer(request, [], withheld, None, reason, code, rules, agreement=agreement, agreement_id=agreement_id)
+
+
+def _answer(
+    request: DecisionRequest,
+    allowed: list[str],
+    withheld: list[Withheld],
+    basis: LegalBasis | None,
+    reason: str,
+    denial: str | None,
+    rules: Sequence[str],
+    *,
+    agreement: Agreement | None = None,
+    agreement_id: str | None = None,
+    purpose: str | None = None,
+    obligations: Sequence[str] = (),
+) -> Decision:
+    """The one place a decision is made up, permit or deny: its id, agreement and purpose."""
     return Decision(
         decision_id=str(uuid.uuid4()),
-        allow=False,
-        legal_basis=None,
-        elements_allowed=[],
-        elements_withheld=[Withheld(element=e, reason=reason) for e in dict.fromkeys(request.elements)],
+        allow=bool(allowed),
+        legal_basis=basis.value if basis is not None else None,
+        elements_allowed=allowed,
+        elements_withheld=withheld,
         reason=reason,
-        denial=code,
+        denial=denial,
         agreement_id=agreement.id if agreement is not None else agreement_id,
         agreement_version=agreement.version if agreement is not None else None,
-        purpose=request.purpose,
+        purpose=purpose if purpose is not None else request.purpose,
+        obligations=list(obligations),
         rules=list(rules),
     )
 
@@ -311,19 +331,22 @@ def _permit(
     purpose: str | None = None,
     obligations: Sequence[str] = (),
 ) -> Decision:
-    return Decision(
-        decision_id=str(uuid.uuid4()),
-        allow=bool(allowed),
-        legal_basis=basis.value if allowed else None,
-        elements_allowed=allowed,
-        elements_withheld=withheld,
-        reason=reason if allowed else f"nothing requested may be released ({reason})",
-        denial=None if allowed else "nothing_releasable",
-        agreement_id=agreement.id if agreement is not None else None,
-        agreement_version=agreement.version if agreement is not None else None,
-        purpose=purpose if purpose is not None else request.purpose,
-        obligations=list(obligations) if allowed else [],
-        rules=rules,
+    if not allowed:
+        why = f"nothing requested may be released ({reason})"
+        return _answer(
+            request, [], withheld, None, why, "nothing_releasable", rules, agreement=agreement, purpose=purpose
+        )
+    return _answer(
+        request,
+        allowed,
+        withheld,
+        basis,
+        reason,
+        None,
+        rules,
+        agreement=agreement,
+        purpose=purpose,
+        obligations=obligations,
     )
 
 

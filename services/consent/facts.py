@@ -14,12 +14,13 @@ what changed; a process that starts, falls behind the kept changes or finds more
 
 `DecisionLog` answers requests from the mirror and writes their log rows together: while
 one group's INSERT is in flight, the next requests queue, and each answer waits for its
-own row. The INSERT is one statement that also takes `fact_version` FOR SHARE and inserts
-only if it still equals the version the answers were decided at; otherwise nothing is
-written, the mirror is refreshed, the group decided again and written then. A change to an
-agreement or a parent's choice that committed before a decision's row therefore always
-reaches that decision, on this instance or any other: no answer is stale past an
-agreement's end or a parent's withdrawal. (Terms that end by date need no change at all:
+own row; it is sent as the very JSON its row holds (serialised once). The INSERT is one
+statement that also takes `fact_version` FOR SHARE and inserts only if it still equals
+the version the answers were decided at; otherwise nothing is written, the mirror is
+refreshed, the group decided again and written then. A change to an agreement or a
+parent's choice that committed before a decision's row therefore always reaches that
+decision, on this instance or any other: no answer is stale past an agreement's end or a
+parent's withdrawal. (Terms that end by date need no change at all:
 the rules compare them with the decision's `today`.)
 """
 
@@ -63,6 +64,9 @@ class DecisionFacts:
     guardians: dict[Pair, dict[str, str]] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
     moves: dict[Pair, set[str]] = field(default_factory=dict)  # (student, sending district) -> receiving
+    # One refresh at a time: two interleaved refreshes could leave a key read at an older
+    # snapshot under the newer version's label.
+    reading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
         agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
@@ -126,15 +130,15 @@ class DecisionFacts:
 
     async def load(self, conn: Connection) -> None:
         """Everything, in one snapshot."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.reading, conn.transaction(isolation="repeatable_read", readonly=True):
             version = await conn.fetchval("SELECT version FROM fact_version")
             await self._read(conn, None, None, None)
-        self.version = version
+            self.version = version
 
     async def refresh(self, conn: Connection) -> None:
         """Re-read what changed since `version` (or everything, if those changes are no
         longer kept), in one snapshot."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async with self.reading, conn.transaction(isolation="repeatable_read", readonly=True):
             state = await conn.fetchrow("SELECT version, pruned_through FROM fact_version")
             assert state is not None
             version = state["version"]
@@ -155,26 +159,16 @@ class DecisionFacts:
                 pairs = {(r["student_key"], r["district_id"]) for r in rows if r["student_key"]}
                 districts = {r["district_id"] for r in rows if r["district_id"] and not r["student_key"]}
                 await self._read(conn, agreements, pairs, districts)
-        self.version = version
+            self.version = version
 
     async def _read(
         self, conn: Connection, agreements: set[str] | None, pairs: set[Pair] | None, districts: set[str] | None
     ) -> None:
         """Read the given keys (None: all of them) and replace what is held for them."""
         if agreements is None or agreements:
-            ids = sorted(agreements or ())
-            rows = await conn.fetch(
-                """SELECT document FROM agreement_versions WHERE $2 OR agreement_id = ANY($1::text[])
-                   ORDER BY agreement_id, version""",
-                ids,
-                agreements is None,
-            )
-            ends = await conn.fetch(
-                "SELECT agreement_id, ended_on FROM agreement_ends WHERE $2 OR agreement_id = ANY($1::text[])",
-                ids,
-                agreements is None,
-            )
-            for agreement_id in ids:
+            rows = await _fetch_keys(conn, _VERSIONS, agreements)
+            ends = await _fetch_keys(conn, _ENDS, agreements)
+            for agreement_id in agreements or ():
                 self.histories.pop(agreement_id, None)
                 self.ended_on.pop(agreement_id, None)
             for r in rows:
@@ -182,42 +176,12 @@ class DecisionFacts:
                 self.histories.setdefault(version.id, []).append(version)
             self.ended_on.update({r["agreement_id"]: r["ended_on"] for r in ends})
         if pairs is None or pairs:
-            wanted = sorted(pairs or ())
-            keys, district_ids = [p[0] for p in wanted], [p[1] for p in wanted]
-            opted = await conn.fetch(
-                """SELECT o.student_key, o.district_id FROM directory_opt_outs o
-                   WHERE o.opted_out AND ($3 OR (o.student_key, o.district_id) IN
-                       (SELECT * FROM unnest($1::text[], $2::text[])))""",
-                keys,
-                district_ids,
-                pairs is None,
-            )
-            consents = await conn.fetch(
-                """SELECT c.student_key, c.district_id, c.consent_id, c.recipient, c.elements, c.purpose,
-                          c.valid_until FROM written_consents c
-                   WHERE c.withdrawn_at IS NULL AND ($3 OR (c.student_key, c.district_id) IN
-                       (SELECT * FROM unnest($1::text[], $2::text[])))""",
-                keys,
-                district_ids,
-                pairs is None,
-            )
-            links = await conn.fetch(
-                """SELECT g.student_key, g.district_id, g.subject, g.status FROM guardianships g
-                   WHERE $3 OR (g.student_key, g.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                   ORDER BY g.linked_at, g.link_id""",
-                keys,
-                district_ids,
-                pairs is None,
-            )
-            moved = await conn.fetch(
-                """SELECT m.student_key, m.district_id, m.to_district_id FROM student_moves m
-                   WHERE $3 OR (m.student_key, m.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
-                keys,
-                district_ids,
-                pairs is None,
-            )
-            self.opted_out.difference_update(wanted)
-            for pair in wanted:
+            opted = await _fetch_pairs(conn, _OPTED_OUT, pairs)
+            consents = await _fetch_pairs(conn, _CONSENTS, pairs)
+            links = await _fetch_pairs(conn, _LINKS, pairs)
+            moved = await _fetch_pairs(conn, _MOVES, pairs)
+            self.opted_out.difference_update(pairs or ())
+            for pair in pairs or ():
                 self.consents.pop(pair, None)
                 self.guardians.pop(pair, None)
                 self.moves.pop(pair, None)
@@ -240,15 +204,40 @@ class DecisionFacts:
                     )
                 )
         if districts is None or districts:
-            ids = sorted(districts or ())
-            rows = await conn.fetch(
-                "SELECT district_id, elements FROM transfer_exclusions WHERE $2 OR district_id = ANY($1::text[])",
-                ids,
-                districts is None,
-            )
-            for district_id in ids:
+            rows = await _fetch_keys(conn, _EXCLUSIONS, districts)
+            for district_id in districts or ():
                 self.exclusions.pop(district_id, None)
             self.exclusions.update({r["district_id"]: frozenset(r["elements"]) for r in rows})
+
+
+# The facts' reads. Each takes the keys to read ($1; pairs: student keys $1, districts $2)
+# and, last, true to read every row instead.
+_VERSIONS = """SELECT document FROM agreement_versions WHERE $2 OR agreement_id = ANY($1::text[])
+    ORDER BY agreement_id, version"""
+_ENDS = "SELECT agreement_id, ended_on FROM agreement_ends WHERE $2 OR agreement_id = ANY($1::text[])"
+_EXCLUSIONS = "SELECT district_id, elements FROM transfer_exclusions WHERE $2 OR district_id = ANY($1::text[])"
+_OPTED_OUT = """SELECT o.student_key, o.district_id FROM directory_opt_outs o
+    WHERE o.opted_out AND ($3 OR (o.student_key, o.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[])))"""
+_CONSENTS = """SELECT c.student_key, c.district_id, c.consent_id, c.recipient, c.elements, c.purpose, c.valid_until
+    FROM written_consents c
+    WHERE c.withdrawn_at IS NULL AND ($3 OR (c.student_key, c.district_id) IN
+        (SELECT * FROM unnest($1::text[], $2::text[])))"""
+_LINKS = """SELECT g.student_key, g.district_id, g.subject, g.status FROM guardianships g
+    WHERE $3 OR (g.student_key, g.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    ORDER BY g.linked_at, g.link_id"""
+_MOVES = """SELECT m.student_key, m.district_id, m.to_district_id FROM student_moves m
+    WHERE $3 OR (m.student_key, m.district_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"""
+
+
+async def _fetch_keys(conn: Connection, sql: str, keys: set[str] | None) -> list[asyncpg.Record]:
+    """`sql`'s rows for these ids (None: every row)."""
+    return await conn.fetch(sql, sorted(keys or ()), keys is None)
+
+
+async def _fetch_pairs(conn: Connection, sql: str, pairs: set[Pair] | None) -> list[asyncpg.Record]:
+    """`sql`'s rows for these (student key, district) pairs (None: every row)."""
+    wanted = sorted(pairs or ())
+    return await conn.fetch(sql, [p[0] for p in wanted], [p[1] for p in wanted], pairs is None)
 
 
 # The group's rows go in only while fact_version still says what the answers were decided
@@ -264,13 +253,21 @@ _LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
     SELECT (SELECT version FROM v) AS version, (SELECT count(*) FROM logged) AS logged"""
 
 
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """A decision and its log row's answer: the JSON the caller is sent, byte for byte."""
+
+    decision: Decision
+    answer: str
+
+
 @dataclass(slots=True)
 class _Pending:
     requests: Sequence[DecisionRequest]
     now: datetime
     decisions: list[Decision]
     version: int
-    answered: asyncio.Future[list[Decision]]
+    answered: asyncio.Future[list[Logged]]
 
 
 class DecisionLog:
@@ -295,13 +292,11 @@ class DecisionLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for pending in self._queue:
-            if not pending.answered.done():
-                pending.answered.set_exception(RuntimeError("the decision point is stopping"))
+        _fail(self._queue, RuntimeError("the decision point is stopping"))
 
-    async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
+    async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Logged]:
         """Answers, each returned only once its decision is logged (a decision nobody can
-        look up is never given)."""
+        look up is never given), with the JSON its row holds."""
         pending = _Pending(
             requests,
             now,
@@ -321,21 +316,21 @@ class DecisionLog:
             if not group:
                 continue
             try:
-                await self._write(group)
+                rows = iter(await self._write(group))
+                answers = [[Logged(d, next(rows)) for d in pending.decisions] for pending in group]
             except asyncio.CancelledError:
                 self._queue = group + self._queue
                 raise
             except Exception as exc:  # the database is unreachable: these callers get an error
                 log.warning("decision log not written", extra={"error": repr(exc), "decisions": len(group)})
-                for pending in group:
-                    if not pending.answered.done():
-                        pending.answered.set_exception(exc)
+                _fail(group, exc)
                 continue
-            for pending in group:
+            for pending, logged in zip(group, answers, strict=True):
                 if not pending.answered.done():
-                    pending.answered.set_result(pending.decisions)
+                    pending.answered.set_result(logged)
 
-    async def _write(self, group: list[_Pending]) -> None:
+    async def _write(self, group: list[_Pending]) -> list[str]:
+        """Write the group's rows; the answers' JSON, in the group's order."""
         async with self.pool.acquire() as conn:
             while True:
                 version = self.facts.version
@@ -344,21 +339,28 @@ class DecisionLog:
                         pending.decisions = self.facts.decide(pending.requests, pending.now)
                         pending.version = version
                 rows = [(r, d) for p in group for r, d in zip(p.requests, p.decisions, strict=True)]
+                answers = [d.model_dump_json() for _, d in rows]
                 result = await conn.fetchrow(
                     _LOG,
                     version,
                     [d.decision_id for _, d in rows],
                     [r.model_dump_json() for r, _ in rows],
-                    [d.model_dump_json() for _, d in rows],
+                    answers,
                     [d.allow for _, d in rows],
                     [d.agreement_id for _, d in rows],
                 )
                 assert result is not None
                 if result["version"] == version:
                     self.groups += 1
-                    return
+                    return answers
                 self.redecided += 1
                 await self.facts.refresh(conn)
+
+
+def _fail(group: list[_Pending], error: BaseException) -> None:
+    for pending in group:
+        if not pending.answered.done():
+            pending.answered.set_exception(error)
 
 
 async def prune_changes(conn: Connection, keep: int = 100_000) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from homeroom.storage import Connection
 from services.consent.guardianship import LinkingCode, LinkStatus, Relationship
+from services.consent.store import insert_row
 
 
 def _code(row: Any) -> LinkingCode:
@@ -212,17 +213,10 @@ async def record_attempt(
     outcome: str,
     code: LinkingCode | None = None,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO linking_attempts (attempted_at, subject, client, outcome, code_id, district_id, student_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        at,
-        subject,
-        client,
-        outcome,
-        code.code_id if code else None,
-        code.district_id if code else None,
-        code.student_key if code else None,
-    )
+    attempt: dict[str, Any] = {"attempted_at": at, "subject": subject, "client": client, "outcome": outcome}
+    if code is not None:  # the code the attempt named, when it named one that exists
+        attempt |= {"code_id": code.code_id, "district_id": code.district_id, "student_key": code.student_key}
+    await insert_row(conn, "linking_attempts", attempt)
 
 
 async def record_refused_issue(

@@ -7,7 +7,8 @@ and its outbox event commit together.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -259,17 +260,22 @@ async def insert_end(
     ended_by: str,
     districts: Sequence[str],
 ) -> None:
-    await conn.execute(
-        """INSERT INTO agreement_ends (agreement_id, version, reason, disposition, ended_on, ended_by, districts)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        agreement_id,
-        version,
-        reason,
-        disposition,
-        ended_on,
-        ended_by,
-        list(districts),
-    )
+    end = {
+        "agreement_id": agreement_id,
+        "version": version,
+        "reason": reason,
+        "disposition": disposition,
+        "ended_on": ended_on,
+        "ended_by": ended_by,
+        "districts": list(districts),
+    }
+    await insert_row(conn, "agreement_ends", end)
+
+
+async def insert_row(conn: Connection, table: str, row: Mapping[str, Any]) -> None:
+    """INSERT one row of these columns' values into `table`."""
+    values = ", ".join(f"${n}" for n in range(1, len(row) + 1))
+    await conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({values})", *row.values())  # noqa: S608 (names from this package)
 
 
 async def get_end(conn: Connection, agreement_id: str) -> EndRecord | None:
@@ -328,25 +334,6 @@ async def set_directory_opt_out(conn: Connection, choice: Choice, opted_out: boo
     )
 
 
-async def opt_outs(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT district_id, opted_out, recorded_by, method, recorded_at FROM directory_opt_outs
-           WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2) ORDER BY district_id""",
-        student_key,
-        district_id,
-    )
-    return [
-        {
-            "district_id": r["district_id"],
-            "opted_out": r["opted_out"],
-            "recorded_by": r["recorded_by"],
-            "method": r["method"],
-            "recorded_at": r["recorded_at"].isoformat(),
-        }
-        for r in rows
-    ]
-
-
 async def add_choice(
     conn: Connection, choice: Choice, kind: str, *, consent_id: str | None = None, detail: dict[str, Any] | None = None
 ) -> None:
@@ -362,27 +349,6 @@ async def add_choice(
         choice.at,
         json.dumps(detail or {}),
     )
-
-
-async def choices(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT district_id, kind, consent_id, recorded_by, method, at, detail FROM parental_choices
-           WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2) ORDER BY id""",
-        student_key,
-        district_id,
-    )
-    return [
-        {
-            "district_id": r["district_id"],
-            "kind": r["kind"],
-            "consent_id": str(r["consent_id"]) if r["consent_id"] else None,
-            "recorded_by": r["recorded_by"],
-            "method": r["method"],
-            "at": r["at"].isoformat(),
-            "detail": json.loads(r["detail"]),
-        }
-        for r in rows
-    ]
 
 
 async def insert_consent(
@@ -429,30 +395,49 @@ async def withdraw_consent(conn: Connection, consent_id: str, choice: Choice) ->
     )
 
 
+# ---- a student's choices, as the history shows them (application/choices.py)
+
+
+async def opt_outs(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    return await _student_rows(conn, student_key, district_id, "directory_opt_outs", _OPT_OUT_COLUMNS, "district_id")
+
+
 async def consents(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    return await _student_rows(conn, student_key, district_id, "written_consents", _CONSENT_COLUMNS, "given_at")
+
+
+async def choices(conn: Connection, student_key: str, district_id: str | None) -> list[dict[str, Any]]:
+    rows = await _student_rows(conn, student_key, district_id, "parental_choices", _CHOICE_COLUMNS, "id")
+    return [r | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+# What a student's choices show of each table, in answer order.
+_OPT_OUT_COLUMNS = "district_id, opted_out, recorded_by, method, recorded_at"
+_CHOICE_COLUMNS = "district_id, kind, consent_id, recorded_by, method, at, detail"
+_CONSENT_COLUMNS = """consent_id, district_id, recipient, elements, purpose, valid_until, recorded_by, method,
+    given_at, withdrawn_at, withdrawn_by, withdrawn_method"""
+
+
+async def _student_rows(
+    conn: Connection, student_key: str, district_id: str | None, table: str, columns: str, order: str
+) -> list[dict[str, Any]]:
+    """A student's rows of one of the choice tables (in one district, or every one), as JSON
+    values: times and dates in ISO 8601, ids as text, in the order of `columns`."""
     rows = await conn.fetch(
-        """SELECT * FROM written_consents WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2)
-           ORDER BY given_at""",
+        f"""SELECT {columns} FROM {table} WHERE student_key = $1 AND ($2::text IS NULL OR district_id = $2)
+            ORDER BY {order}""",  # noqa: S608 (names from this module, never from a request)
         student_key,
         district_id,
     )
-    return [
-        {
-            "consent_id": str(r["consent_id"]),
-            "district_id": r["district_id"],
-            "recipient": r["recipient"],
-            "elements": list(r["elements"]),
-            "purpose": r["purpose"],
-            "valid_until": r["valid_until"].isoformat() if r["valid_until"] else None,
-            "recorded_by": r["recorded_by"],
-            "method": r["method"],
-            "given_at": r["given_at"].isoformat(),
-            "withdrawn_at": r["withdrawn_at"].isoformat() if r["withdrawn_at"] else None,
-            "withdrawn_by": r["withdrawn_by"],
-            "withdrawn_method": r["withdrawn_method"],
-        }
-        for r in rows
-    ]
+    return [{name: _json_value(value) for name, value in r.items()} for r in rows]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
 
 
 # ------------------------------------------------------------------- decisions

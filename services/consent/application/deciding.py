@@ -9,26 +9,29 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
+from homeroom.contracts.consent import DecisionRequest, ScreenRequest
 from homeroom.problems import Problem, problem_type
 from services.consent import metrics, store
 from services.consent.cedar_policy import policy_text
 from services.consent.decisions import DENIAL_CODES, policy_document
+from services.consent.facts import Logged
 from services.consent.state import ConsentRuntime
 
 
 async def decide(
     runtime: ConsentRuntime, requests: Sequence[DecisionRequest], *, route: str = "single"
-) -> list[Decision]:
+) -> list[Logged]:
     """Decide every request on the facts in memory; each answer waits for its logged row
-    (facts.DecisionLog: group commit, decided again if the facts moved)."""
+    (facts.DecisionLog: group commit, decided again if the facts moved) and comes with that
+    row's JSON, which is what the caller is sent."""
     with metrics.DECISION_SECONDS.labels(route).time():
-        decisions = await runtime.state.decisions.decide(requests, runtime.clock())
-    for request, decision in zip(requests, decisions, strict=True):
+        logged = await runtime.state.decisions.decide(requests, runtime.clock())
+    for request, answer in zip(requests, logged, strict=True):
+        decision = answer.decision
         metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
         if not decision.allow:
             metrics.DENIALS.labels(decision.denial or "nothing_releasable").inc()
-    return decisions
+    return logged
 
 
 async def screen(runtime: ConsentRuntime, request: ScreenRequest) -> list[str]:

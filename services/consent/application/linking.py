@@ -23,9 +23,10 @@ decisions rest on. Records keeps the record, not who may ask for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -153,30 +154,30 @@ def _issue_problem(
             Outcome.NOT_IN_DISTRICT,
         )
     standing = held.eligibility.get(key)
-    eligible = standing.eligible if standing is not None else None
-    if request.relationship is Relationship.ELIGIBLE_STUDENT and eligible is False:
-        assert standing is not None
-        return (
-            FieldError(
-                f"/students/{index}/relationship",
-                "linking.student_not_eligible",
-                f"{key!r} is not an eligible student on {day}: under 18 (18 on {standing.eligible_from}) and not in "
-                "postsecondary education, so the rights are the parents' (FERPA 99.3, 99.5)",
-            ),
-            Outcome.NOT_ELIGIBLE,
-        )
-    if request.relationship is Relationship.PARENT and eligible is True:
-        assert standing is not None
-        return (
-            FieldError(
-                f"/students/{index}/relationship",
-                "linking.rights_with_student",
-                f"{key!r} is an eligible student on {day} ({standing.basis.value.replace('_', ' ')}): the rights are "
-                "the student's (FERPA 99.5); issue the student an eligible_student code",
-            ),
-            Outcome.RIGHTS_WITH_STUDENT,
-        )
-    return None
+    if standing is None or (request.relationship, standing.eligible) not in _NOT_THE_RIGHTS_HOLDER:
+        return None
+    rule, outcome, why = _NOT_THE_RIGHTS_HOLDER[request.relationship, standing.eligible]
+    basis = standing.basis.value.replace("_", " ")
+    message = why.format(key=key, day=day, eligible_from=standing.eligible_from, basis=basis)
+    return FieldError(f"/students/{index}/relationship", rule, message), outcome
+
+
+# A code for the one who does not hold the rights (FERPA 99.3, 99.5), by the relationship
+# asked and the student's eligibility that day: the rule, the outcome kept, and why.
+_NOT_THE_RIGHTS_HOLDER: dict[tuple[Relationship, bool | None], tuple[str, Outcome, str]] = {
+    (Relationship.ELIGIBLE_STUDENT, False): (
+        "linking.student_not_eligible",
+        Outcome.NOT_ELIGIBLE,
+        "{key!r} is not an eligible student on {day}: under 18 (18 on {eligible_from}) and not in postsecondary "
+        "education, so the rights are the parents' (FERPA 99.3, 99.5)",
+    ),
+    (Relationship.PARENT, True): (
+        "linking.rights_with_student",
+        Outcome.RIGHTS_WITH_STUDENT,
+        "{key!r} is an eligible student on {day} ({basis}): the rights are the student's (FERPA 99.5); issue the "
+        "student an eligible_student code",
+    ),
+}
 
 
 def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | None:
@@ -188,10 +189,20 @@ def _eligibility_basis(request: CodeRequest, held: DistrictStudents) -> str | No
     return standing.basis.value
 
 
-async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+@contextlib.asynccontextmanager
+async def _staff_change(
+    runtime: ConsentRuntime, principal: Principal, district_id: str
+) -> AsyncIterator[tuple[Connection, datetime]]:
+    """A change made by the district's own staff: their district checked, then one transaction
+    and the time it is made at."""
     principal.require_district(district_id)
     now = runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
+        yield conn, now
+
+
+async def revoke_code(runtime: ConsentRuntime, principal: Principal, district_id: str, code_id: str) -> LinkingCode:
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         revoked = await store.revoke_code(conn, district_id, code_id, actor(principal), now)
         if revoked is None:
             raise missing(
@@ -357,9 +368,7 @@ def _link_dict(row: Any) -> dict[str, Any]:
 async def revoke_link(
     runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str, reason: str, *, decline: bool = False
 ) -> dict[str, Any]:
-    principal.require_district(district_id)
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         ended = await store.end_link(
             conn,
             link_id,
@@ -383,9 +392,7 @@ async def accept_carried(
     runtime: ConsentRuntime, principal: Principal, district_id: str, link_id: str
 ) -> dict[str, Any]:
     """The receiving district accepts a link a transfer carried: it authorises from now on."""
-    principal.require_district(district_id)
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    async with _staff_change(runtime, principal, district_id) as (conn, now):
         accepted = await store.accept_link(conn, link_id, district_id, actor(principal), now)
         if accepted is None:
             raise missing(

@@ -3,6 +3,8 @@ against the running service, next to the request that is permitted."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import date
 from typing import Any
 
@@ -328,6 +330,35 @@ async def test_batch_answers_in_order_and_is_bounded(svc: ServiceUnderTest, modu
         "/v1/decisions/batch", json={"requests": [good] * 1001}, headers=module_env.auth("service")
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "/requests"
+
+
+async def test_a_batch_and_asks_alongside_are_each_logged_as_given(
+    svc: ServiceUnderTest, module_env: ServiceEnv
+) -> None:
+    """A batch and single asks made meanwhile share the log's group commits: every answer
+    keeps its request's place, and what the caller is sent is the row logged."""
+    district = uid("d")
+    agreement_id = await active_agreement(svc.client, module_env, district)
+    good = decision_request(agreement_id, district)
+    bad = decision_request(agreement_id, uid("d"))
+    requests = [good if i % 3 else bad for i in range(450)]
+    service = module_env.auth("service")
+    batch, *singles = await asyncio.gather(
+        svc.client.post("/v1/decisions/batch", json={"requests": requests}, headers=service),
+        *(svc.client.post("/v1/decisions", json=good if i % 2 else bad, headers=service) for i in range(8)),
+    )
+    assert batch.status_code == 200 and all(r.status_code == 200 for r in singles)
+    answers = [*batch.json()["decisions"], *(r.json() for r in singles)]
+    assert [a["allow"] for a in answers] == [bool(i % 3) for i in range(len(requests))] + [
+        bool(i % 2) for i in range(8)
+    ]
+    async with svc.runtime.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT decision_id::text, answer::text FROM decisions WHERE decision_id = ANY($1::uuid[])",
+            [a["decision_id"] for a in answers],
+        )
+    logged = {r["decision_id"]: json.loads(r["answer"]) for r in rows}
+    assert logged == {a["decision_id"]: a for a in answers}
 
 
 async def test_consent_adds_elements_for_a_vendor_but_never_beats_an_opt_out(
