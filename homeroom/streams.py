@@ -17,18 +17,26 @@ does not mind:
   (four calls, two dicts and three clock reads per message: nothing here serves faust's web
   views, which are off), and a topic read with `RAW` hands the broker's bytes to the agent
   without a codec lookup per message. What faust's per-message path still costs, and what
-  each of these saves: docs/services/reports.md, "Where the tally's CPU goes".
+  each of these saves: docs/services/reports.md, "Where the tally's CPU goes";
+* a message is handed to the agent without faust's per-message `wait_first` (four asyncio tasks
+  and an `asyncio.wait`) when handing it over cannot block: `EagerConsumer` below. A handover
+  that would block (a full stream buffer, flow control, the producer's buffer) still runs under
+  faust's `wait_first`, so a rebalance still cancels it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterable, MutableMapping
+import types
+from collections.abc import Callable, Coroutine, Generator, Iterable, MutableMapping
 from typing import Any
 
 import faust
 from faust.sensors import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, EventT, Message, StreamT
 
 from homeroom.bus.topics import Topic, ensure_topics
@@ -94,12 +102,166 @@ class RawSchema(faust.Schema[bytes, bytes]):
 RAW = RawSchema()
 
 
-def app(app_id: str, kafka: KafkaSettings, settings: ServiceSettings, *, partitions: int, **options: Any) -> faust.App:
+@types.coroutine
+def _resumed(delivery: Coroutine[Any, Any, Any], awaited: Any) -> Generator[Any, Any, Any]:
+    """The rest of `delivery`, a coroutine already run up to its first suspension (it waits on
+    `awaited`): what `yield from delivery` does, so a Task running this waits where `delivery`
+    waits, and cancelling the Task cancels `delivery` where it waits (PEP 380's expansion)."""
+    while True:
+        try:
+            sent = yield awaited
+        except GeneratorExit:
+            delivery.close()
+            raise
+        except BaseException as exc:  # CancelledError above all: into the delivery where it waits
+            try:
+                awaited = delivery.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                awaited = delivery.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def _rest_of(delivery: Coroutine[Any, Any, Any], awaited: Any) -> Any:
+    return await _resumed(delivery, awaited)
+
+
+class EagerConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka Consumer, handing each message to the conductor (which puts it in the
+    stream buffers of the agents that read its topic) without a task per message when that cannot
+    block.
+
+    faust's `Consumer._drain_messages` (faust-streaming 0.15.3, pinned by
+    tests/services/reports/test_streams.py) awaits, for every message,
+    `wait_first(callback(message), suspend_flow.wait())`: the callback and the suspend event as
+    tasks, plus the service's stopped and crashed events, and an `asyncio.wait`, so that a
+    callback blocked on a full stream buffer (or on flow control, or the producer's buffer) is
+    cancelled when flow is suspended (a rebalance), the consumer stops or it crashes. That is
+    about half of faust's CPU per message (docs/services/reports.md).
+
+    `_drain_messages` here is faust's, line for line, except that the call goes through
+    `_deliver`: while flow is not suspended and the consumer neither stopped nor crashed, the
+    callback runs at once in the drain loop (as Python 3.12's eager tasks do) and, when it finishes
+    without suspending, it cannot have been blocked and there was nothing to cancel. If it
+    suspends, the rest of it runs under faust's own `wait_first` (`_resumed`), so a handover that
+    blocks is cancelled exactly as faust cancels it. When flow is suspended, stopped or crashed
+    the message takes faust's path from the start."""
+
+    async def _deliver(self, message: Message) -> None:
+        if self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set():
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            return
+        delivery = self.callback(message)
+        if not isinstance(delivery, types.CoroutineType):  # not faust's conductor: faust's path
+            await self.wait_first(delivery, self.suspend_flow.wait())
+            return
+        try:
+            awaited = delivery.send(None)
+        except StopIteration:  # handed over without waiting on anything
+            return
+        # it waits (a full buffer, flow control, the producer's buffer): cancellable as in faust
+        await self.wait_first(_rest_of(delivery, awaited), self.suspend_flow.wait())
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (faust's own, but one line)
+        callback = self._deliver  # faust: self.callback, awaited in wait_first (see the class)
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = getmany(timeout=1.0)
+
+                # Sleeping because sometimes getmany is called in a loop
+                # never releasing to the event loop
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            # We have a gap in income messages
+                            if gap > 1 and r_offset:
+                                acks_enabled = acks_enabled_for(message.topic)
+                                if acks_enabled:
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            await callback(message)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class EagerTransport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with `EagerConsumer` (faust picks its consumer class from the
+    transport's `Consumer` attribute)."""
+
+    Consumer = EagerConsumer
+
+
+def app(
+    app_id: str,
+    kafka: KafkaSettings,
+    settings: ServiceSettings,
+    *,
+    partitions: int,
+    eager: bool = True,
+    **options: Any,
+) -> faust.App:
     """A faust app for one service process (no web server, no tables; see the module).
-    `options` are faust settings over these (the benchmark compares faust's defaults)."""
+    `options` are faust settings over these and `eager=False` keeps faust's own consumer (the
+    benchmark compares faust's defaults)."""
     session_s = settings.consumer_session_timeout_ms / 1000
     conf: dict[str, Any] = {"Monitor": QuietMonitor, **options}
-    return faust.App(
+    made = faust.App(
         app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=credentials(kafka),
@@ -115,6 +277,9 @@ def app(app_id: str, kafka: KafkaSettings, settings: ServiceSettings, *, partiti
         consumer_auto_offset_reset="earliest",
         **conf,
     )
+    if eager:  # as faust's App._new_transport builds it, with the eager consumer
+        made.transport = EagerTransport(made.conf.broker_consumer, made)
+    return made
 
 
 async def create_topics(kafka: KafkaSettings, topics: Iterable[Topic], replication_factor: int) -> None:
