@@ -257,14 +257,16 @@ async def absorption(
         pg.stop()
 
 
-# faust's per-message path alone, as the tally's app is configured (homeroom/streams.py) and with
-# faust's own defaults for what streams.app turns off.
+# faust's per-message path alone, as the tally's app is configured (homeroom/streams.py), with
+# faust's own defaults for what streams.app turns off, and with faust's own drain loop.
 FLOORS: dict[str, dict[str, Any]] = {
     "faust_defaults": {
+        "eager": False,
         "Monitor": Monitor,
         "schema": faust.Schema(key_type=bytes, value_type=bytes, value_serializer="raw"),
     },
     "streams_app": {},
+    "streams_app_faust_drain": {"eager": False},  # faust's own Consumer: wait_first per message
 }
 
 
