@@ -21,7 +21,8 @@ does not mind:
 * a message is handed to the agent without faust's per-message `wait_first` (four asyncio tasks
   and an `asyncio.wait`) when handing it over cannot block: `EagerConsumer` below. A handover
   that would block (a full stream buffer, flow control, the producer's buffer) still runs under
-  faust's `wait_first`, so a rebalance still cancels it.
+  faust's `wait_first`, so a rebalance still cancels it (docs/services/reports.md, "Handing a
+  message over without a task when it cannot block").
 """
 
 from __future__ import annotations
