@@ -84,6 +84,25 @@ def timestamp(when: datetime) -> tuple[int, int, bytes]:
     return seconds, micros * 1000, f"{text}{fraction}Z".encode()
 
 
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION)
+_CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE)
+# Type, source, time and correlation id repeat across the events of a batch: each distinct
+# value gets one shared header tuple, not a new tuple (and encoded copy) per event, which
+# also spares the garbage collector (ingest holds thousands of built events at a time).
+_SHARED_HEADERS: dict[tuple[str, str | bytes], tuple[str, bytes]] = {}
+_SHARED_KEPT = 1024
+
+
+def _shared_header(name: str, value: str | bytes) -> tuple[str, bytes]:
+    pair = _SHARED_HEADERS.get((name, value))
+    if pair is None:
+        pair = (name, value.encode() if isinstance(value, str) else value)
+        if len(_SHARED_HEADERS) >= _SHARED_KEPT:
+            _SHARED_HEADERS.clear()
+        _SHARED_HEADERS[(name, value)] = pair
+    return pair
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingEvent:
     """An event ready for the bus (or the outbox): everything already serialised."""
@@ -134,16 +153,16 @@ def build_event(
     getattr(event, change).CopyFrom(payload)
     # From the arguments, not read back from `meta` (each protobuf read makes a new str).
     headers = [
-        ("ce_specversion", SPEC_VERSION),
+        _SPEC_VERSION_HEADER,
         ("ce_id", ce_id.encode()),
-        ("ce_type", ce_type.encode()),
-        ("ce_source", source.encode()),
-        ("ce_time", time_text),
+        _shared_header("ce_type", ce_type),
+        _shared_header("ce_source", source),
+        _shared_header("ce_time", time_text),
         ("ce_subject", subject.encode()),
-        ("content-type", CONTENT_TYPE),
+        _CONTENT_TYPE_HEADER,
     ]
     if correlation_id:
-        headers.append(("ce_correlationid", correlation_id.encode()))
+        headers.append(_shared_header("ce_correlationid", correlation_id))
     partition_key = key if key is not None else subject
     return OutgoingEvent(
         event_id=ce_id,

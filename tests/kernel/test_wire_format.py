@@ -64,7 +64,14 @@ def samples() -> Iterator[OutgoingEvent]:
         topic_name=suffixed.name,
     )
     yield build_event(
-        ENROLLMENT, "student_enrolled", enrolled, source="/records", subject="stu_ü", key="", event_id="e-2", time=TIMES[1]
+        ENROLLMENT,
+        "student_enrolled",
+        enrolled,
+        source="/records",
+        subject="stu_ü",
+        key="",
+        event_id="e-2",
+        time=TIMES[1],
     )
 
 
