@@ -3,7 +3,7 @@ parse only and raw aiokafka publishing of the same number of events, in the same
 
     .venv/bin/python bench/ingest_pipeline.py [--students 5000] [--attendance 50000]
                                               [--or-students 10000] [--or-per-student 10] [--chunk 1000]
-                                              [--attendance-only] [--py-spy FILE]
+                                              [--attendance-only] [--py-spy FILE] [--kernel-only]
 
 Runs the real ingest service in process (tests/harness.py) on embedded PostgreSQL and Tansu:
 
@@ -20,7 +20,10 @@ service, the relay) from the upload to the last event published, per event; the 
 step prints its own (building and producing the same number of events). ``--attendance-only``
 skips step 3 (and its parse); ``--py-spy FILE`` records the attendance upload with py-spy
 (installed separately: ``.homeroom/tools/bin/uv pip install --python .venv/bin/python py-spy``)
-as collapsed stacks, every thread, to FILE.
+as collapsed stacks, every thread, to FILE. ``--kernel-only`` prints only ``kernel_event_path``
+(also in the full run): the kernel's CPU per event with no I/O (the derived id and `build_event`,
+`pack_headers`, the relay's `unpack_headers`), against serialising the payload alone; no database
+or broker is started.
 
 "pipeline" seconds are the server's processing time (started -> completed, everything in the outbox);
 "to_kafka" adds the time until the relay has published the outbox. Peak RSS is the benchmark process
@@ -177,23 +180,25 @@ async def run_upload(svc: ServiceUnderTest, env: ServiceEnv, district: str, rout
     }
 
 
+def absence_mark(i: int, student: int) -> AttendanceRecorded:
+    """The i-th attendance-sized event's payload, for `student`."""
+    return AttendanceRecorded(
+        student_key=f"stu_{student:032d}",
+        district_id="d-bench",
+        school_id=f"sch-{i % SCHOOLS}",
+        date="2024-09-04",
+        category=ATTENDANCE_CATEGORY_ABSENT,
+        source_record_id=f"rec_{i:032d}",
+    )
+
+
 def kernel_event_path(n: int) -> dict[str, Any]:
     """The kernel's CPU per attendance event, no I/O, best of three: the derived id and
     `build_event` (as ingest calls them), the outbox's `pack_headers`, and the relay's
     `unpack_headers` and `OutgoingEvent`; against the floor of serialising the same payload."""
     namespace = uuid.UUID("6f1c1c36-8a52-4a51-9a7b-5d5a0d7e9c11")
     stamp = datetime(2024, 9, 4, 12, 0, 0, 123000, tzinfo=UTC)
-    marks = [
-        AttendanceRecorded(
-            student_key=f"stu_{i % 5000:032d}",
-            district_id="d-bench",
-            school_id=f"sch-{i % SCHOOLS}",
-            date="2024-09-04",
-            category=ATTENDANCE_CATEGORY_ABSENT,
-            source_record_id=f"rec_{i:032d}",
-        )
-        for i in range(n)
-    ]
+    marks = [absence_mark(i, i % 5000) for i in range(n)]
 
     def best(step: Any) -> float:
         times = []
@@ -251,14 +256,7 @@ async def raw_kafka(bootstrap: str, n: int) -> dict[str, Any]:
         build_event(
             topic,
             "attendance_recorded",
-            AttendanceRecorded(
-                student_key=f"stu_{i:032d}",
-                district_id="d-bench",
-                school_id=f"sch-{i % SCHOOLS}",
-                date="2024-09-04",
-                category=ATTENDANCE_CATEGORY_ABSENT,
-                source_record_id=f"rec_{i:032d}",
-            ),
+            absence_mark(i, i),
             source="/homeroom/ingest/d-bench",
             subject=f"stu_{i:032d}",
             district_id="d-bench",
