@@ -3,7 +3,7 @@ parse only and raw aiokafka publishing of the same number of events, in the same
 
     .venv/bin/python bench/ingest_pipeline.py [--students 5000] [--attendance 50000]
                                               [--or-students 10000] [--or-per-student 10] [--chunk 1000]
-                                              [--attendance-only] [--py-spy FILE]
+                                              [--attendance-only] [--py-spy FILE] [--kernel-only]
 
 Runs the real ingest service in process (tests/harness.py) on embedded PostgreSQL and Tansu:
 
@@ -20,7 +20,10 @@ service, the relay) from the upload to the last event published, per event; the 
 step prints its own (building and producing the same number of events). ``--attendance-only``
 skips step 3 (and its parse); ``--py-spy FILE`` records the attendance upload with py-spy
 (installed separately: ``.homeroom/tools/bin/uv pip install --python .venv/bin/python py-spy``)
-as collapsed stacks, every thread, to FILE.
+as collapsed stacks, every thread, to FILE. ``--kernel-only`` prints only ``kernel_event_path``
+(also in the full run): the kernel's CPU per event with no I/O (the derived id and `build_event`,
+`pack_headers`, the relay's `unpack_headers`), against serialising the payload alone; no database
+or broker is started.
 
 "pipeline" seconds are the server's processing time (started -> completed, everything in the outbox);
 "to_kafka" adds the time until the relay has published the outbox. Peak RSS is the benchmark process
@@ -39,8 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +54,10 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 import homeroom.service as kernel  # noqa: E402
-from homeroom.bus.envelope import build_event  # noqa: E402
+from homeroom.bus.envelope import OutgoingEvent, build_event, derived_id  # noqa: E402
 from homeroom.bus.topics import ATTENDANCE, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
+from homeroom.outbox import pack_headers, unpack_headers  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.ingest.formats.batch import parse_batch  # noqa: E402
@@ -175,6 +180,73 @@ async def run_upload(svc: ServiceUnderTest, env: ServiceEnv, district: str, rout
     }
 
 
+def absence_mark(i: int, student: int) -> AttendanceRecorded:
+    """The i-th attendance-sized event's payload, for `student`."""
+    return AttendanceRecorded(
+        student_key=f"stu_{student:032d}",
+        district_id="d-bench",
+        school_id=f"sch-{i % SCHOOLS}",
+        date="2024-09-04",
+        category=ATTENDANCE_CATEGORY_ABSENT,
+        source_record_id=f"rec_{i:032d}",
+    )
+
+
+def kernel_event_path(n: int) -> dict[str, Any]:
+    """The kernel's CPU per attendance event, no I/O, best of three: the derived id and
+    `build_event` (as ingest calls them), the outbox's `pack_headers`, and the relay's
+    `unpack_headers` and `OutgoingEvent`; against the floor of serialising the same payload."""
+    namespace = uuid.UUID("6f1c1c36-8a52-4a51-9a7b-5d5a0d7e9c11")
+    stamp = datetime(2024, 9, 4, 12, 0, 0, 123000, tzinfo=UTC)
+    marks = [absence_mark(i, i % 5000) for i in range(n)]
+
+    def best(step: Any) -> float:
+        times = []
+        for _ in range(3):
+            cpu = time.process_time()
+            step()
+            times.append(time.process_time() - cpu)
+        return round(min(times) / n * 1e6, 2)
+
+    def build() -> list[OutgoingEvent]:
+        return [
+            build_event(
+                ATTENDANCE,
+                "attendance_recorded",
+                mark,
+                source="/homeroom/ingest/d-bench",
+                subject=mark.student_key,
+                district_id="d-bench",
+                correlation_id="upload-1",
+                causation_id="upload-1",
+                event_id=derived_id(namespace, f"d-bench|{mark.source_record_id}|content"),
+                time=stamp,
+            )
+            for mark in marks
+        ]
+
+    events = build()
+    blocks = [pack_headers(e.headers) for e in events]
+    figures = {
+        "payload_serialise_us": best(lambda: [m.SerializeToString() for m in marks]),
+        "build_us": best(build),
+        "pack_headers_us": best(lambda: [pack_headers(e.headers) for e in events]),
+        "relay_rows_us": best(
+            lambda: [
+                OutgoingEvent(e.event_id, e.topic, e.key, unpack_headers(b), e.value)
+                for e, b in zip(events, blocks, strict=True)
+            ]
+        ),
+    }
+    kernel = figures["build_us"] + figures["pack_headers_us"] + figures["relay_rows_us"]
+    return {
+        "events": n,
+        **figures,
+        "kernel_us": round(kernel, 2),
+        "kernel_vs_payload_serialise": round(kernel / figures["payload_serialise_us"], 2),
+    }
+
+
 async def raw_kafka(bootstrap: str, n: int) -> dict[str, Any]:
     topic = with_suffix(ATTENDANCE, f"raw{os.getpid()}")
     client = {"bootstrap_servers": bootstrap}
@@ -184,14 +256,7 @@ async def raw_kafka(bootstrap: str, n: int) -> dict[str, Any]:
         build_event(
             topic,
             "attendance_recorded",
-            AttendanceRecorded(
-                student_key=f"stu_{i:032d}",
-                district_id="d-bench",
-                school_id=f"sch-{i % SCHOOLS}",
-                date="2024-09-04",
-                category=ATTENDANCE_CATEGORY_ABSENT,
-                source_record_id=f"rec_{i:032d}",
-            ),
+            absence_mark(i, i),
             source="/homeroom/ingest/d-bench",
             subject=f"stu_{i:032d}",
             district_id="d-bench",
@@ -245,6 +310,7 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         big_oneroster_zip(str(zip_file), args.or_students, args.or_per_student, schools=SCHOOLS)
         out["parse_only"]["oneroster"] = parse_only(zip_file, "oneroster", False, schools)
         out["parse_only"]["oneroster_validate"] = parse_only(zip_file, "oneroster", True, schools)
+    out["kernel_event_path"] = kernel_event_path(n_att)
     # first, in the process as it is before any service starts (and before the freeze below)
     out["raw_aiokafka"] = await raw_kafka(broker.bootstrap_servers, n_att)
     overrides: dict[str, Any] = {
@@ -299,7 +365,11 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1000)
     ap.add_argument("--attendance-only", action="store_true", help="skip the OneRoster upload and its parse")
     ap.add_argument("--py-spy", type=Path, help="record the attendance upload with py-spy into FILE (collapsed)")
+    ap.add_argument("--kernel-only", action="store_true", help="only the kernel's CPU per event, no database or broker")
     args = ap.parse_args()
+    if args.kernel_only:
+        print(json.dumps({"kernel_event_path": kernel_event_path(args.attendance), "load_average": os.getloadavg()}))
+        return
     with tempfile.TemporaryDirectory(prefix="homeroom-bench-ingest-") as tmp:
         work = Path(tmp)
         pg = EmbeddedPostgres().start()

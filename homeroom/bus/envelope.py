@@ -50,14 +50,21 @@ def event_type(topic_name: str, change: str) -> str:
     return f"org.homeroom.{base}.{version}.{_camel(change)}"
 
 
+# The namespaces are a few constants; a UUID's `bytes` is computed from its int on every read.
+_NAMESPACE_BYTES: dict[uuid.UUID, bytes] = {}
+# The RFC 4122 variant digit of a version-5 UUID: the top two bits of the digit forced to 10.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def derived_id(namespace: uuid.UUID, name: str) -> str:
     """``str(uuid.uuid5(namespace, name))``, without building a UUID object: the id of an
     event derived from a cause, which ingest makes once per record."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    prefix = _NAMESPACE_BYTES.get(namespace)
+    if prefix is None:
+        prefix = _NAMESPACE_BYTES[namespace] = namespace.bytes
+    h = hashlib.sha1(prefix + name.encode(), usedforsecurity=False).hexdigest()
+    # Digit 12 becomes the version (5), digit 16 carries the variant; the rest is the hash.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,6 +82,25 @@ def timestamp(when: datetime) -> tuple[int, int, bytes]:
     fraction = "" if micros == 0 else f".{micros // 1000:03d}" if micros % 1000 == 0 else f".{micros:06d}"
     text = f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
     return seconds, micros * 1000, f"{text}{fraction}Z".encode()
+
+
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION)
+_CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE)
+# Type, source, time and correlation id repeat across the events of a batch: each distinct
+# value gets one shared header tuple, not a new tuple (and encoded copy) per event, which
+# also spares the garbage collector (ingest holds thousands of built events at a time).
+_SHARED_HEADERS: dict[tuple[str, str | bytes], tuple[str, bytes]] = {}
+_SHARED_KEPT = 1024
+
+
+def _shared_header(name: str, value: str | bytes) -> tuple[str, bytes]:
+    pair = _SHARED_HEADERS.get((name, value))
+    if pair is None:
+        pair = (name, value.encode() if isinstance(value, str) else value)
+        if len(_SHARED_HEADERS) >= _SHARED_KEPT:
+            _SHARED_HEADERS.clear()
+        _SHARED_HEADERS[(name, value)] = pair
+    return pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +136,12 @@ def build_event(
     and consumers drop the repeat.
     """
     name = topic_name or topic.name
+    ce_id = event_id or str(uuid.uuid4())
+    ce_type = event_type(topic.name, change)
     event = topic.message()
     meta: EventMeta = event.meta  # type: ignore[attr-defined]
-    meta.id = event_id or str(uuid.uuid4())
-    meta.type = event_type(topic.name, change)
+    meta.id = ce_id
+    meta.type = ce_type
     meta.source = source
     meta.subject = subject
     meta.district_id = district_id
@@ -123,20 +151,21 @@ def build_event(
     meta.time.seconds = seconds
     meta.time.nanos = nanos
     getattr(event, change).CopyFrom(payload)
+    # From the arguments, not read back from `meta` (each protobuf read makes a new str).
     headers = [
-        ("ce_specversion", SPEC_VERSION),
-        ("ce_id", meta.id.encode()),
-        ("ce_type", meta.type.encode()),
-        ("ce_source", meta.source.encode()),
-        ("ce_time", time_text),
-        ("ce_subject", meta.subject.encode()),
-        ("content-type", CONTENT_TYPE),
+        _SPEC_VERSION_HEADER,
+        ("ce_id", ce_id.encode()),
+        _shared_header("ce_type", ce_type),
+        _shared_header("ce_source", source),
+        _shared_header("ce_time", time_text),
+        ("ce_subject", subject.encode()),
+        _CONTENT_TYPE_HEADER,
     ]
     if correlation_id:
-        headers.append(("ce_correlationid", correlation_id.encode()))
+        headers.append(_shared_header("ce_correlationid", correlation_id))
     partition_key = key if key is not None else subject
     return OutgoingEvent(
-        event_id=meta.id,
+        event_id=ce_id,
         topic=name,
         key=partition_key.encode() if partition_key else None,
         headers=headers,

@@ -6,13 +6,14 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
+from homeroom.peers import PORTS
 
 
 class ReportsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_REPORTS_", extra="ignore")
 
     service_name: str = "reports"
-    port: int = 8009
+    port: int = PORTS["reports"]
 
     # Publication rules: each state sets its own (docs/services/reports.md).
     state_name: str = "New York"
