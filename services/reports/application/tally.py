@@ -228,10 +228,12 @@ class Tally:
                     part.written.add(key)
                     written += 1
                     self._recount(part, key, value)
+            await self._flush()
+            # Counted once committed: whoever watches the counter then finds the rows written,
+            # and a batch retried after a failed flush is not counted twice.
             for (topic, outcome), n in outcomes.items():
                 metrics.TALLY_EVENTS.labels(topic, outcome).inc(n)
             metrics.TALLY_WRITES.inc(written)
-            await self._flush()
         metrics.TALLY_BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _refused(self, event: IncomingEvent, bad: BadEvent) -> None:
