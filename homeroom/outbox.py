@@ -134,9 +134,15 @@ async def add(conn: Connection, events: OutgoingEvent | Iterable[OutgoingEvent])
     return len(batch)
 
 
-def _row_to_event(row: asyncpg.Record) -> OutgoingEvent:
-    """A row of `_relay_once`'s query (id, event_id, topic, key, header_bytes, payload), read by
-    position: a lookup by name costs more than the rest of the row."""
+# A topic's waiting events, oldest first, at most $2 of them (NULL: all), in the column order
+# `outbox_event` reads.
+EVENTS_OF_TOPIC = """SELECT id, event_id, topic, key, header_bytes, payload FROM outbox
+    WHERE topic = $1 ORDER BY id LIMIT $2"""
+
+
+def outbox_event(row: asyncpg.Record) -> OutgoingEvent:
+    """The event of a row of `EVENTS_OF_TOPIC`, read by position: in the relay a lookup by name
+    costs more than the rest of the row (so a `SELECT *` row will not do)."""
     _, event_id, topic, key, header_bytes, payload = row
     return OutgoingEvent(event_id, topic, key, unpack_headers(header_bytes), payload)
 
@@ -282,15 +288,10 @@ class OutboxRelay:
                 self._prepared = True
 
     async def _relay_once(self, topic: str) -> int:
-        rows = await self.pool.fetch(
-            """SELECT id, event_id, topic, key, header_bytes, payload FROM outbox
-               WHERE topic = $1 ORDER BY id LIMIT $2""",
-            topic,
-            self.batch_size,
-        )
+        rows = await self.pool.fetch(EVENTS_OF_TOPIC, topic, self.batch_size)
         if not rows:
             return 0
-        await self.publisher.publish_many([_row_to_event(r) for r in rows])
+        await self.publisher.publish_many([outbox_event(r) for r in rows])
         await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
         return len(rows)

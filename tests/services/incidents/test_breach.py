@@ -13,7 +13,7 @@ from typing import Any
 
 from homeroom.bus.envelope import decode
 from homeroom.checkpoint import ED25519, Verifier, public_key_from_pem
-from homeroom.outbox import _row_to_event as outbox_event
+from homeroom.outbox import EVENTS_OF_TOPIC, outbox_event
 from homeroom.tlog.signing import Keyring
 from services.incidents import metrics
 from services.incidents.scope import TrustAnchors, read_lines, verify_bundle
@@ -244,7 +244,7 @@ async def test_a_vendor_reports_its_breach_and_the_whole_response_follows_from_t
     assert verify_bundle(read_lines([await _bundle(world, incident_id, 2)]), anchors).ok
 
     # Every change is an incident.v1 event, and the audit log records them.
-    rows = await world.incidents.pool.fetch("SELECT * FROM outbox WHERE topic = 'incident.v1' ORDER BY id")
+    rows = await world.incidents.pool.fetch(EVENTS_OF_TOPIC, "incident.v1", None)
     changes = [decode(r["topic"], 0, i, r["key"], bytes(r["payload"]), []).change for i, r in enumerate(rows)]
     assert changes[0] == "incident_opened" and changes.count("incident_scoped") == 2
     assert {"contractor_notice_received", "cpo_report_delivered", "families_notified", "obligation_closed"} <= set(

@@ -22,7 +22,7 @@ from homeroom.bus.topics import ensure_topics
 from homeroom.clock import Clock, fixed, system_clock
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT
 from homeroom.events.v1.consent_pb2 import ConsentEvent, KeyEvent
-from homeroom.outbox import _row_to_event as outbox_event
+from homeroom.outbox import EVENTS_OF_TOPIC, outbox_event
 from homeroom_dev.infra.smtp import EmbeddedSMTP
 from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS
 from services.consent.application import ending as consent_app
@@ -210,7 +210,7 @@ async def test_ending_an_agreement_destroys_what_was_kept_for_its_recipient_and_
     await apply(rec.runtime, keys_destroyed(law.district, "agreement", law.agreement))
     async with store.district_tx(rec.runtime.pool, law.district) as conn:
         assert await store.release_copies(conn, law.agreement) == []
-    (row,) = await rec.runtime.pool.fetch("SELECT * FROM outbox WHERE topic = 'keys.v1'")
+    (row,) = await rec.runtime.pool.fetch(EVENTS_OF_TOPIC, "keys.v1", None)
     emitted = outbox_event(row)
     event = KeyEvent()
     event.ParseFromString(emitted.value)
