@@ -27,7 +27,6 @@ the rules compare them with the decision's `today`.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import asyncpg
 
 from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
 from homeroom.storage import Connection
+from homeroom.tasks import cancel
 from services.consent import decisions
 from services.consent.agreements import Agreement
 from services.consent.decisions import ConsentGrant, Facts
@@ -288,10 +288,7 @@ class DecisionLog:
         self._task = asyncio.create_task(self._run(), name="consent-decision-log")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         _fail(self._queue, RuntimeError("the decision point is stopping"))
 
     async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Logged]:

@@ -30,6 +30,7 @@ from homeroom.bus.envelope import OutgoingEvent
 from homeroom.events.v1.envelope_pb2 import Party
 from homeroom.problems import Problem
 from homeroom.storage import Connection
+from homeroom.tasks import cancel
 from services.consent import events, metrics, store
 from services.consent.agreements import Agreement, AgreementError, AgreementStatus, Disposition, current_status
 from services.consent.application import common
@@ -423,7 +424,4 @@ async def expiry_checks(runtime: ConsentRuntime) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*tasks)
