@@ -152,11 +152,13 @@ class EagerConsumer(faust_aiokafka.Consumer):
     the message takes faust's path from the start."""
 
     async def _deliver(self, message: Message) -> None:
-        if self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set():
-            await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            return
         delivery = self.callback(message)
-        if not isinstance(delivery, types.CoroutineType):  # not faust's conductor: faust's path
+        if (
+            self.suspend_flow.is_set()
+            or self._stopped.is_set()
+            or self._crashed.is_set()
+            or not isinstance(delivery, types.CoroutineType)  # not faust's conductor
+        ):  # faust's path
             await self.wait_first(delivery, self.suspend_flow.wait())
             return
         try:
