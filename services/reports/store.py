@@ -53,7 +53,7 @@ async def replace_partitions(
         await write_tallies(conn, partition, generation, rows)
 
 
-StudentRow = tuple[int, str, dict[str, Any]]  # partition, student key, value
+StudentRow = tuple[int, str, str]  # partition, student key, value (JSON text)
 
 
 async def write_students(conn: Connection, generation: int, rows: Sequence[StudentRow]) -> None:
@@ -70,7 +70,7 @@ async def write_students(conn: Connection, generation: int, rows: Sequence[Stude
         generation,
         [r[0] for r in rows],
         [r[1] for r in rows],
-        [json.dumps(r[2], separators=(",", ":")) for r in rows],
+        [r[2] for r in rows],
     )
 
 
@@ -80,7 +80,7 @@ async def students_of(conn: Connection, partitions: Sequence[int]) -> list[Stude
         "SELECT partition, student_key, value FROM student_tallies WHERE partition = ANY($1::int[])",
         list(partitions),
     )
-    return [(r["partition"], r["student_key"], json.loads(r["value"])) for r in rows]
+    return [(r["partition"], r["student_key"], r["value"]) for r in rows]
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ Days enrolled and absent are summed over the counted students for the attendance
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -37,6 +38,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("chronic", "Students chronically absent", "counted"),
     Measure("suspended", "Students suspended at least once", "enrolled"),
 )
+MEASURE_NAMES = tuple(m.name for m in MEASURES)
 SUMS = ("days_enrolled", "days_absent")  # of counted students: the attendance rate, never published as numbers
 
 # Reporting grades: CEDS codes folded into the grades a state report card shows.
@@ -190,6 +192,17 @@ class StudentTally:
             suspensions={(d, s) for d, s in value.get("s", [])},
         )
 
+    def to_text(self) -> str:
+        """The value as the JSON text stored in student_tallies. The tally keeps its students as
+        this text in memory too: a string is one object the garbage collector does not track, the
+        tree of dicts and lists of `to_json` a dozen it does, rewritten for every student of every
+        batch (docs/services/reports.md, "Where the tally's CPU goes")."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str | None) -> StudentTally:
+        return cls.from_json(json.loads(text) if text else None)
+
     # --- what the student adds to the tables ---
 
     def years(self) -> set[int]:
@@ -304,17 +317,19 @@ class SchoolTally:
     sums: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {} for s in SUMS})
 
     def add(self, c: Contribution, sign: int) -> None:
+        """A student's row in (sign 1) or out (-1). A cell that comes to 0 is dropped, so the
+        rows hold no zeros and `to_json` copies them as they are (written every batch)."""
         self.students += sign
-        for measure, n in zip(MEASURES, c.counts, strict=True):
-            if n:
-                row = self.counts[measure.name]
-                for col in c.columns:
-                    row[col] = row.get(col, 0) + sign * n
-        for name, n in zip(SUMS, c.sums, strict=True):
-            if n:
-                row = self.sums[name]
-                for col in c.columns:
-                    row[col] = row.get(col, 0) + sign * n
+        for table, names, values in ((self.counts, MEASURE_NAMES, c.counts), (self.sums, SUMS, c.sums)):
+            for name, n in zip(names, values, strict=True):
+                if n:
+                    row = table[name]
+                    for col in c.columns:
+                        total = row.get(col, 0) + sign * n
+                        if total:
+                            row[col] = total
+                        else:
+                            del row[col]
 
     def merge(self, other: SchoolTally) -> None:
         self.students += other.students
@@ -325,10 +340,10 @@ class SchoolTally:
                     mine[col] = mine.get(col, 0) + n
 
     def to_json(self) -> dict[str, Any]:
-        def clean(table: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-            return {name: {c: n for c, n in row.items() if n} for name, row in table.items()}
+        def copy(table: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+            return {name: dict(row) for name, row in table.items()}  # no zeros to leave out (`add`)
 
-        return {"students": self.students, "counts": clean(self.counts), "sums": clean(self.sums)}
+        return {"students": self.students, "counts": copy(self.counts), "sums": copy(self.sums)}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SchoolTally:

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -103,10 +102,10 @@ class CalendarBook:
 
 @dataclass(slots=True)
 class PartitionTally:
-    """The students one partition holds (their values as JSON), their school rows, and what each
+    """The students one partition holds (their values as JSON text), their school rows, and what each
     student put in them."""
 
-    students: dict[str, dict[str, Any]] = field(default_factory=dict)
+    students: dict[str, str] = field(default_factory=dict)  # values as JSON text (`StudentTally.to_text`)
     written: set[str] = field(default_factory=set)  # students changed since the last flush
     schools: dict[SchoolKey, SchoolTally] = field(default_factory=dict)
     rows_of: dict[str, list[Contribution]] = field(default_factory=dict)
@@ -206,7 +205,7 @@ class Tally:
             written = 0
             for (partition, key), mine in by_student.items():
                 part = self.parts[partition]
-                value = StudentTally.from_json(part.students.get(key))
+                value = StudentTally.from_text(part.students.get(key))
                 changed = False
                 for event in mine:
                     topic = base_topic(event.topic).name
@@ -224,7 +223,7 @@ class Tally:
                         moment = event.meta.time  # kept as numbers; a datetime only for the newest
                         part.pending.append((moment.seconds, moment.nanos))
                 if changed:
-                    part.students[key] = value.to_json()
+                    part.students[key] = value.to_text()
                     part.written.add(key)
                     written += 1
                     self._recount(part, key, value)
@@ -258,7 +257,10 @@ class Tally:
         new = contributions(value, self.calendars.days, self.as_of, self.rule)
         for c in new:
             school = (c.year, c.district, c.school)
-            part.schools.setdefault(school, SchoolTally()).add(c, 1)
+            tally = part.schools.get(school)
+            if tally is None:  # made only when missing, not once per contribution
+                tally = part.schools[school] = SchoolTally()
+            tally.add(c, 1)
             part.dirty.add(school)
         if new:
             part.rows_of[key] = new
@@ -287,7 +289,7 @@ class Tally:
             newest = _moment(max(part.pending)) if part.pending else None
             rows = []
             for school in part.dirty:
-                tally = part.schools.get(school, SchoolTally())
+                tally = part.schools.get(school) or SchoolTally()
                 if newest is not None:
                     part.newest[school] = max(newest, part.newest.get(school, newest))
                 rows.append((*school, tally.students, tally.to_json(), part.newest.get(school)))
@@ -334,7 +336,7 @@ class Tally:
         for partition, key, raw in loaded:
             part = fresh[partition]
             part.students[key] = raw
-            self._recount(part, key, StudentTally.from_json(raw))
+            self._recount(part, key, StudentTally.from_text(raw))
         rows = {
             p: [(*school, t.students, t.to_json(), None) for school, t in part.schools.items()]
             for p, part in fresh.items()
@@ -367,11 +369,11 @@ class Tally:
             if everyone:  # every student held, counted or not yet (an enrollment may start today)
                 for part in self.parts.values():
                     for key, raw in part.students.items():
-                        self._recount(part, key, StudentTally.from_json(raw))
+                        self._recount(part, key, StudentTally.from_text(raw))
             else:
                 for part in self.parts.values():
                     for key in set().union(*(part.attended.get(k, set()) for k in changed)):
-                        self._recount(part, key, StudentTally.from_json(part.students.get(key)))
+                        self._recount(part, key, StudentTally.from_text(part.students.get(key)))
             await self._flush()
             metrics.TALLY_STUDENTS.set(sum(len(p.rows_of) for p in self.parts.values()))
 
