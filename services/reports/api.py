@@ -7,7 +7,7 @@ unsuppressed numbers and a preview of its part of the next snapshot.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -25,25 +25,22 @@ router = APIRouter(prefix="/v1", tags=["statistics"])
 Year = Annotated[
     int | None, Query(ge=2000, le=2100, description="the year the school year starts in: 2026 for 2026-27")
 ]
-DistrictFilter = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="only the state's rows and this district's and its schools'",
-    ),
-]
 
 
+def _ids(parts: int, description: str) -> Any:
+    """A filter naming a place by `parts` ids joined by '/' (a district: 1; 'district/school':
+    2), each id 1 to 64 of the characters ids are made of."""
+    return Query(
+        min_length=2 * parts - 1,
+        max_length=65 * parts - 1,
+        pattern="^" + "/".join([r"[A-Za-z0-9._-]+"] * parts) + "$",
+        description=description,
+    )
+
+
+DistrictFilter = Annotated[str | None, _ids(1, "only the state's rows and this district's and its schools'")]
 SchoolFilter = Annotated[
-    str | None,
-    Query(
-        min_length=3,
-        max_length=129,
-        pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$",
-        description="'district/school': only the state's, that district's and that school's rows",
-    ),
+    str | None, _ids(2, "'district/school': only the state's, that district's and that school's rows")
 ]
 LevelFilter = Annotated[
     str | None,

@@ -29,7 +29,7 @@ def build_spec(suffix: str = "") -> ServiceSpec[ReportsSettings, ReportsState]:
             yield state
             return
         stream = TallyStream(runtime, topics, settings, runtime.clock)
-        state.stream, state.tally, state.freshness = stream, stream.tally, stream.freshness
+        state.tally, state.freshness = stream.tally, stream.freshness
         await stream.start()
         try:
             yield state

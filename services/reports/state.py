@@ -10,7 +10,7 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Depends
 
@@ -63,21 +63,13 @@ class ReportTopics:
         return self._named(REJECTED)
 
 
-class Stream(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 @dataclass(slots=True)
 class ReportsState:
     settings: ReportsSettings
     topics: ReportTopics
     clock: Clock
-    tally: Tally | None = None
-    stream: Stream | None = None
+    tally: Tally | None = None  # with its freshness, where this process runs the tally (service.py)
     freshness: FreshnessTracker | None = None  # how far the tally this process runs is behind the bus
-    refresher: asyncio.Task[None] | None = None
     documents: OrderedDict[str, Snapshot] = field(default_factory=OrderedDict)  # published, decoded, a few
     # A statewide suppression takes minutes of CPU at a state's size: one at a time, and the
     # last preview kept until a school row of its year changes (docs/benchmarks.md).
