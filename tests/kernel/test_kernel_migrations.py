@@ -30,6 +30,7 @@ async def test_kernel_tables_are_numbered_migrations_recorded_once(pg_pool: asyn
     assert _recorded(rows) == {
         ("homeroom.kernel", 1, "outbox_and_consumer_marks"),
         ("homeroom.kernel", 2, "district_isolation"),
+        ("homeroom.kernel", 3, "statement_triggers"),
         ("homeroom.notices", 1, "notices"),
         ("homeroom.data_keys", 1, "data_keys"),
         ("svc", 1, "first"),
@@ -73,6 +74,7 @@ async def test_a_database_made_before_kernel_migrations_migrates_keeping_its_row
     assert {(r["service"], r["version"]) for r in rows} == {
         ("homeroom.kernel", 1),
         ("homeroom.kernel", 2),
+        ("homeroom.kernel", 3),
         ("homeroom.notices", 1),
         ("homeroom.data_keys", 1),
         ("svc", 1),
