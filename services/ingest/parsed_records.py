@@ -84,8 +84,12 @@ class Source:
 
 def record_id(fmt: str, kind: str, *parts: str) -> str:
     """A source_record_id from a natural key: ``fmt:kind:part/part``; '/' and '%' in parts are escaped."""
-    esc = [p.replace("%", "%25").replace("/", "%2F") if ("/" in p or "%" in p) else p for p in parts]
-    return f"{fmt}:{kind}:{'/'.join(esc)}"
+    key = "/".join(parts)
+    # Most keys have neither character: then the plain join is the escaped one (one join, no
+    # loop over the parts: every parsed record pays for this call).
+    if "%" in key or key.count("/") != len(parts) - 1:
+        key = "/".join([p.replace("%", "%25").replace("/", "%2F") for p in parts])
+    return f"{fmt}:{kind}:{key}"
 
 
 def pseudonymise(value: str, key: bytes) -> str:
