@@ -66,14 +66,16 @@ HOME: dict[Role, str] = {
 }
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class PageError(Exception):
     """Rendered as an error page with this status."""
 
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
+    status: int
+    title: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class SignInRequired(Exception):
