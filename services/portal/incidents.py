@@ -9,10 +9,9 @@ happened and records the step. The portal only chains them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path
 from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
@@ -20,8 +19,7 @@ from homeroom.auth import Role
 from homeroom.contracts.answers import Incident
 from services.portal import web
 from services.portal.clients import UpstreamError
-from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import Page, checked_form, page_for
 
 router = APIRouter(prefix="/incidents", include_in_schema=False)
 
@@ -42,25 +40,8 @@ KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StaffPage:
-    """What every page of this router acts with: the request, the portal and the signed-in
-    compliance officer or district data office (any other role gets the 403 page)."""
-
-    request: Request
-    portal: Portal
-    session: Session
-
-    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
-        return render(self.request, template, self.session, status=status, **context)
-
-
-async def staff_page(request: Request, portal: PortalDep, session: CurrentSession) -> StaffPage:
-    require_role(session, Role.COMPLIANCE, Role.DISTRICT_STAFF)
-    return StaffPage(request, portal, session)
-
-
-Staff = Annotated[StaffPage, Depends(staff_page)]
+# Every page here is for compliance staff and district data offices.
+Staff = Annotated[Page, page_for(Role.COMPLIANCE, Role.DISTRICT_STAFF)]
 
 
 def _utc(value: str) -> str | None:
@@ -71,12 +52,12 @@ def _utc(value: str) -> str | None:
     return text if text.endswith("Z") or "+" in text[10:] else text + ("Z" if len(text) > 10 else "T00:00:00Z")
 
 
-async def _detail(staff: StaffPage, incident_id: str) -> Incident:
+async def _detail(staff: Page, incident_id: str) -> Incident:
     return await staff.portal.services.incidents.incident(incident_id, token=staff.session.token)
 
 
 def _page(
-    staff: StaffPage,
+    staff: Page,
     incident: Incident,
     *,
     done: str = "",
@@ -97,7 +78,7 @@ def _page(
 
 
 async def _list_page(
-    staff: StaffPage,
+    staff: Page,
     *,
     errors: list[str] | None = None,
     form: dict[str, str] | None = None,
@@ -172,7 +153,7 @@ DONE = {
 }
 
 
-async def _act(staff: StaffPage, incident_id: str, action: str, form: dict[str, str]) -> None:
+async def _act(staff: Page, incident_id: str, action: str, form: dict[str, str]) -> None:
     token, principal = staff.session.token, staff.session.principal
     incidents, consent = staff.portal.services.incidents, staff.portal.services.consent
     district = {"district_id": principal.district_id} if principal.district_id else {}

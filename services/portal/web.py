@@ -176,6 +176,29 @@ def require_role(session: Session, *roles: Role) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What a page handler acts with: the request, the portal and the signed-in person."""
+
+    request: Request
+    portal: Portal
+    session: Session
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        return render(self.request, template, self.session, status=status, **context)
+
+
+def page_for(*roles: Role) -> Any:
+    """A dependency: the `Page` of a person signed in with one of `roles` (the 403 page for
+    any other), checked before the route runs, so a router's pages share one declaration."""
+
+    async def page(request: Request, portal: PortalDep, session: CurrentSession) -> Page:
+        require_role(session, *roles)
+        return Page(request, portal, session)
+
+    return Depends(page)
+
+
 def district_of(session: Session) -> str:
     """The district a district-staff page acts for (403 page for any other role)."""
     require_role(session, Role.DISTRICT_STAFF)
