@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -179,6 +180,10 @@ async def service_under_test(
         await stop_within(spec.name, started.aclose(), stop_deadline_s)
 
 
+def _has_frame(awaitable: Any) -> bool:
+    return hasattr(awaitable, "cr_frame") or hasattr(awaitable, "ag_frame")
+
+
 class StopOverran(AssertionError):
     """A service under test did not stop within its deadline: a failing test fails, never hangs."""
 
@@ -207,6 +212,11 @@ def _waiting_chain(task: asyncio.Task[Any], depth: int = 0) -> list[str]:
             code = frame.f_code
             lines.append(f"{'  ' * depth}  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
         awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+        if frame is not None and awaitable is not None and not _has_frame(awaitable):
+            # `async with` over an async generator (`running`, a lifecycle) awaits its opaque
+            # asend/athrow: follow the generator itself.
+            generator = getattr(frame.f_locals.get("self"), "gen", None)
+            awaitable = generator if inspect.isasyncgen(generator) else None
     waiter = getattr(task, "_fut_waiter", None)  # the future the task is blocked on (no public API)
     if isinstance(waiter, asyncio.Task) and depth < 5:
         lines += _waiting_chain(waiter, depth + 1)

@@ -62,7 +62,8 @@ async def test_a_stop_that_never_ends_fails_naming_the_service_and_what_it_waits
     message = str(overran.value)
     assert message.startswith("service stoptest did not stop within 1 s"), message
     stop, awaited = message.split("task 'stoptest-deaf-loop':")  # the stop, then the task it awaits
-    assert "task 'stop-stoptest':" in stop and "in AsyncExitStack.aclose" in stop, message
+    assert "task 'stop-stoptest':" in stop and "homeroom/service.py" in stop and "in running" in stop, message
+    assert "in _with_deaf_worker.<locals>.lifecycle" in stop and "homeroom/tasks.py" in stop, message
     assert "tests/kernel/test_harness.py:" in awaited and "in _deaf_loop" in awaited, message
 
 
