@@ -347,9 +347,7 @@ async def _release(
     build: uc.Builder | None = None,
 ) -> list[dict[str, Any]]:
     """Release the students `candidates` names (by default as OneRoster users)."""
-    return await uc.release_students(
-        vendor.runtime, vendor.principal, vendor.view, candidates, elements, build or uc.user_builder(vendor.view)
-    )
+    return await uc.release_students(vendor, candidates, elements, build or uc.user_builder(vendor.view))
 
 
 @router.get("/students")
@@ -389,14 +387,10 @@ async def _teachers(vendor: VendorRead, keys: set[str] | None = None) -> list[uc
     return await uc.teachers(vendor.runtime, vendor.view, sorted(keys) if keys is not None else None)
 
 
-async def _record_teachers(vendor: VendorRead, released: Sequence[uc.Teacher]) -> None:
-    await uc.record_teachers(vendor.runtime, vendor.principal, vendor.view, released)
-
-
 async def _teacher_answer(vendor: VendorRead, found: list[uc.Teacher], q: ListQuery) -> Page:
     by_user = {id(t.user): t for t in found}
     result = page([t.user for t in found], q)
-    await _record_teachers(vendor, [by_user[id(u)] for u in result.items])
+    await uc.record_teachers(vendor, [by_user[id(u)] for u in result.items])
     return result
 
 
@@ -411,7 +405,7 @@ async def _one_teacher(vendor: VendorRead, sourced_id: str, what: str) -> dict[s
     found = await _teachers(vendor, {sourced_id})
     if not found:
         raise not_found(what)
-    await _record_teachers(vendor, found)
+    await uc.record_teachers(vendor, found)
     return {"user": found[0].user}
 
 
@@ -440,7 +434,7 @@ async def list_users(vendor: Lister) -> dict[str, Any]:
     staff = {r["sourcedId"] for r in everything.items if r["role"] != "student"}
     released = {u["sourcedId"]: u for u in await _release(vendor, students)}
     teachers = await _teachers(vendor, staff) if staff else []
-    await _record_teachers(vendor, teachers)
+    await uc.record_teachers(vendor, teachers)
     released.update({t.staff_key: t.user for t in teachers})
     users = [released[r["sourcedId"]] for r in everything.items if r["sourcedId"] in released]
     return vendor.answer("users", Page(users, everything.total), q)
@@ -595,7 +589,7 @@ async def bulk_zip(
         except ValueError:
             message = f"{since[:40]!r} is not an ISO 8601 date-time"
             raise Problem.validation([FieldError("query.since", "since.date", message)], message) from None
-    body, _students = await roster_export.export(vendor.runtime, vendor.principal, vendor.view, after)
+    body, _students = await roster_export.export(vendor, after)
     name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}

@@ -314,20 +314,16 @@ Builder = Callable[[store.StoredRecord, Any, set[str]], Awaitable[tuple[dict[str
 
 
 async def release_students(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    candidates: Sequence[tuple[str, str]],
-    elements: Sequence[str],
-    build: Builder,
+    read: VendorRead, candidates: Sequence[tuple[str, str]], elements: Sequence[str], build: Builder
 ) -> list[dict[str, Any]]:
     """Load, decide (one batch per 1,000), build and record: one disclosure per student released."""
     if len(candidates) > DECISION_BATCH:
         out: list[dict[str, Any]] = []
         for i in range(0, len(candidates), DECISION_BATCH):
             chunk = candidates[i : i + DECISION_BATCH]
-            out.extend(await release_students(runtime, principal, view, chunk, elements, build))
+            out.extend(await release_students(read, chunk, elements, build))
         return out
+    runtime, principal, view = read.runtime, read.principal, read.view
     by_district: dict[str, list[str]] = {}
     for district, key in candidates:
         by_district.setdefault(district, []).append(key)
@@ -342,7 +338,7 @@ async def release_students(
                 in_classes.update({(district, k): c for k, c in mine.items()})
     loaded = [found[c] for c in candidates if c in found]
     decisions = await _decide(
-        VendorRead(runtime, principal, view),
+        read,
         [
             (s.district_id, s.student_key, first_school(view, s), in_classes.get((s.district_id, s.student_key), []))
             for s in loaded
@@ -522,11 +518,10 @@ async def teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any
     return out
 
 
-async def record_teachers(
-    runtime: Runtime, principal: Principal, view: VendorView, released: Iterable[Teacher]
-) -> None:
+async def record_teachers(read: VendorRead, released: Iterable[Teacher]) -> None:
     """Each teacher released is a disclosure like a student's: the staff elements, the agreement
     and the catalogue's legal basis for staff data (no per-person consent decision applies)."""
+    view = read.view
     releases = []
     for t in released:
         decision = Decision(
@@ -542,7 +537,7 @@ async def record_teachers(
             policy_version=STAFF_POLICY,
         )
         releases.append(Release(t.district_id, t.staff_key, sorted(t.elements), decision, t.user))
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
+    await commit_releases(read.runtime, read.principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
 
 
 # --- class enrollments --------------------------------------------------------------------
@@ -678,9 +673,7 @@ async def _release_enrollments(
         read.runtime, read.principal, releases, channel=CHANNEL_ONEROSTER, purpose=read.view.purpose or ""
     )
     await record_teachers(
-        read.runtime,
-        read.principal,
-        read.view,
+        read,
         [Teacher(d, k, {"enrollments": objs}, {TEACHERS_ELEMENT}) for (d, k), objs in sorted(teacher_released.items())],
     )
     READS.labels(read.principal.role.value, CHANNEL_ONEROSTER).inc(len(releases) + len(teacher_released))
