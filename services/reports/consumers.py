@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,13 +38,6 @@ log = logging.getLogger(__name__)
 
 APP_ID = "homeroom-reports-tally"
 CONSUMER = "tally"
-# The garbage collector's young generation while the tally runs (Python's default: 700
-# allocations). A batch's events (faust's messages and events, ours, their protobufs) live
-# for the whole batch, so at 700 they outlived two young collections and were promoted, and
-# the full collections that promotion brings took a quarter of the tally's CPU per event
-# (docs/services/reports.md, "The garbage collector, and the tally's own objects"). At this
-# size they die young.
-GC_YOUNG_THRESHOLD = 10_000
 
 
 def reference_consumer(topics: ReportTopics) -> ConsumerSpec:
@@ -88,7 +80,6 @@ class TallyStream:
         # Sent after every rebalance, before faust resumes the agent's partitions.
         self.app.on_rebalance_complete.connect(cast(Any, self._rebalanced), weak=False)  # a receiver takes signal=
         self._refresher: asyncio.Task[None] | None = None
-        self._gc_thresholds = gc.get_threshold()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         batch_size, window = self.settings.tally_batch, self.settings.tally_batch_window_s
@@ -190,15 +181,9 @@ class TallyStream:
 
     async def start(self) -> None:
         await streams.create_topics(self.runtime.kafka, self.sources, self.settings.topic_replication_factor)
-        self._gc_thresholds = gc.get_threshold()
-        young, *older = self._gc_thresholds
-        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
         await self.app.start()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="reports-tally-refresh")
 
     async def stop(self) -> None:
         await tasks.cancel(self._refresher)
         await self.app.stop()
-        # As it was, unless changed since (tests run several services in one process).
-        if gc.get_threshold()[0] == max(self._gc_thresholds[0], GC_YOUNG_THRESHOLD):
-            gc.set_threshold(*self._gc_thresholds)

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
 from services.reports.api import public, router
 from services.reports.consumers import TallyStream, reference_consumer
@@ -30,11 +31,12 @@ def build_spec(suffix: str = "") -> ServiceSpec[ReportsSettings, ReportsState]:
             return
         stream = TallyStream(runtime, topics, settings, runtime.clock)
         state.tally, state.freshness = stream.tally, stream.freshness
-        await stream.start()
-        try:
-            yield state
-        finally:
-            await stream.stop()
+        with young_threshold(settings.gc_young_threshold):  # while the tally runs (settings.py)
+            await stream.start()
+            try:
+                yield state
+            finally:
+                await stream.stop()
 
     return ServiceSpec(
         name="reports",

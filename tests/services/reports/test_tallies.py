@@ -1,6 +1,6 @@
 """The tally's values in memory (pure): a school row keeps no zero cells, and a student's value
 kept as its JSON text reads back as it was (services/reports/tallies.py); and the garbage
-collector's young generation while a tally runs (services/reports/consumers.py)."""
+collector's young generation while a tally runs (services/reports/service.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import gc
 import json
 import uuid
 
-from services.reports.consumers import GC_YOUNG_THRESHOLD
 from services.reports.tallies import Contribution, SchoolTally, StudentTally
 from tests.harness import ServiceEnv
 from tests.services.reports.helpers import reports_service
@@ -64,8 +63,8 @@ def test_a_student_value_as_text_reads_back() -> None:
 
 async def test_the_young_generation_is_raised_while_the_tally_runs(service_env: ServiceEnv) -> None:
     before = gc.get_threshold()
-    async with reports_service(service_env, uuid.uuid4().hex[:8]):
+    async with reports_service(service_env, uuid.uuid4().hex[:8]) as svc:
         young, *older = gc.get_threshold()
-        assert young == max(before[0], GC_YOUNG_THRESHOLD)
+        assert young == max(before[0], svc.runtime.settings.gc_young_threshold) > 700
         assert tuple(older) == before[1:]
     assert gc.get_threshold() == before
