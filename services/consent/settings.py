@@ -38,6 +38,11 @@ class ConsentSettings(ServiceSettings):
     # base64, mode 0600. Empty in development: generated in the secrets directory on first use;
     # required in production.
     linking_code_key_file: Path | None = None
+    # Python's young-generation collection threshold while the service runs (0: Python's
+    # default, 700): a batch of 1,000 decisions keeps ~20,000 objects alive until its log row
+    # is written, and at 700 they were promoted and a full pass over the facts in memory
+    # (130-160 ms at 100,000 students) followed every batch or two (docs/services/consent.md).
+    gc_young_threshold: int = Field(default=50_000, ge=0)
 
     @property
     def linking_code_key_path(self) -> Path:
