@@ -20,7 +20,8 @@ loaded with COPY. Then measures:
    this service, minus the network. Its ``cpu_us_per_decision`` is the service's CPU per decision,
    and ``client_cpu_us_per_decision`` (single's less this) what httpx added;
 3. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second and
-   CPU per decision as above;
+   CPU per decision as above; ``batch_service_alone`` the same calls by a bare ASGI call (bodies
+   encoded beforehand);
 4. ``raw_lookup``: the same number of ``SELECT opted_out FROM directory_opt_outs WHERE student_key = $1
    AND district_id = $2`` (primary-key lookups) on one pooled connection, ``--concurrency`` at a time.
 
@@ -348,13 +349,23 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
             r = await svc.client.post("/v1/decisions/batch", json={"requests": chunks[i]}, headers=headers)
             r.raise_for_status()
 
-        cpu = cpu_now()
-        elapsed_b, latencies_b = await timed(len(chunks), 1, batch)
-        batched = {
-            "n": args.requests,
-            "per_s": round(args.requests / elapsed_b, 1),
-            "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
-        } | cpu_per(cpu, args.requests)
+        bare_batch = BareCaller(transport.app, "/v1/decisions/batch", headers)
+        batch_bodies = [json.dumps({"requests": chunk}).encode() for chunk in chunks]
+
+        async def batch_alone(i: int) -> None:
+            await bare_batch.post(batch_bodies[i])
+
+        async def batch_figures(call: Callable[[int], Awaitable[None]]) -> dict[str, Any]:
+            cpu = cpu_now()
+            elapsed_b, latencies_b = await timed(len(chunks), 1, call)
+            return {
+                "n": args.requests,
+                "per_s": round(args.requests / elapsed_b, 1),
+                "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
+            } | cpu_per(cpu, args.requests)
+
+        batched = await batch_figures(batch)
+        batch_service_alone = await batch_figures(batch_alone)
 
         async def lookup(i: int) -> None:
             req = requests[i]
@@ -368,7 +379,7 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         elapsed_l, latencies_l = await timed(args.requests, args.concurrency, lookup)
         raw = summary(args.requests, elapsed_l, latencies_l)
         rows = await svc.pool.fetchval("SELECT count(*) FROM decisions")
-        expected = 2 * (args.requests + min(200, args.requests)) + args.requests
+        expected = 2 * (args.requests + min(200, args.requests)) + 2 * args.requests
     return {
         "agreements": args.agreements,
         "students": args.students,
@@ -376,6 +387,7 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         "single": single,
         "service_alone": service_alone,
         "batch": batched,
+        "batch_service_alone": batch_service_alone,
         "raw_lookup": raw,
         "single_vs_raw_per_s": round(single["per_s"] / raw["per_s"], 3),
         "batch_vs_raw_per_s": round(batched["per_s"] / raw["per_s"], 3),
