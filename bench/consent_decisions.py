@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -53,8 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
-from bench.e2e import CpuMeter  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
 from services.consent import store  # noqa: E402
@@ -302,12 +303,22 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
             allowed += bool(r.json()["allow"])
 
         assert pg._process is not None
-        postgres = CpuMeter({"postgres": pg._process.pid})
+        postgres = psutil.Process(pg._process.pid)
+
+        def postgres_cpu() -> float:
+            """The server and its backends (user + system), the ones that exited included."""
+            t = postgres.cpu_times()
+            total: float = t.user + t.system + t.children_user + t.children_system
+            for child in postgres.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a backend that ends meanwhile
+                    c = child.cpu_times()
+                    total += c.user + c.system
+            return total
 
         pauses = GcPauses()
 
         def cpu_now() -> tuple[float, float, int]:
-            return time.process_time(), postgres.sample()["postgres"], len(pauses.full)
+            return time.process_time(), postgres_cpu(), len(pauses.full)
 
         def cpu_per(since: tuple[float, float, int], n: int) -> dict[str, float]:
             now = cpu_now()
