@@ -41,8 +41,9 @@ class ConsentSettings(ServiceSettings):
     # Python's young-generation collection threshold while the service runs (0: Python's
     # default, 700): a batch of 1,000 decisions keeps ~20,000 objects alive until its log row
     # is written, and at 700 they were promoted and a full pass over the facts in memory
-    # (130-160 ms at 100,000 students) followed every batch or two (docs/services/consent.md).
-    gc_young_threshold: int = Field(default=50_000, ge=0)
+    # (50-250 ms at 100,000 students) followed every batch or two. 10,000 measured best of
+    # 700, 10,000 and 50,000 (docs/benchmarks.md, consent, round 29).
+    gc_young_threshold: int = Field(default=10_000, ge=0)
 
     @property
     def linking_code_key_path(self) -> Path:
