@@ -64,7 +64,7 @@ def each(use_cases: Mapping[type, EventUseCase]) -> Callable[[Runtime], Handler]
 
 
 def batches(use_case: BatchUseCase) -> Callable[[Runtime], BatchHandler]:
-    """A batch handler: the poll's events of one partition, in order, to the use case."""
+    """A batch handler: a poll's events (partition after partition, each in order) to the use case."""
 
     def build(runtime: Runtime) -> BatchHandler:
         async def handle(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:

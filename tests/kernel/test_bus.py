@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,8 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 
-from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent
+from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent, observe_times
 from homeroom.bus.envelope import IncomingEvent, build_event, decode, derived_id, timestamp
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, Topic, ensure_topics, with_suffix
@@ -105,6 +108,54 @@ async def test_redelivered_events_are_skipped_by_id(pg_pool: asyncpg.Pool, boots
         await consumer.stop()
     assert await count(pg_pool) == 40
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+@given(st.floats(min_value=0, max_value=20, allow_nan=False), st.integers(min_value=1, max_value=50))
+def test_a_batch_observed_at_once_reads_as_one_observation_per_event(seconds: float, events: int) -> None:
+    registry = CollectorRegistry()
+    each = Histogram("each_seconds", "", ["consumer"], registry=registry)
+    at_once = Histogram("at_once_seconds", "", ["consumer"], registry=registry)
+    for _ in range(events):
+        each.labels("c").observe(seconds)
+    observe_times(at_once.labels("c"), seconds, events)
+
+    def samples(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.removeprefix(name), s.labels.get("le", "")): s.value
+            for s in next(m for m in registry.collect() if m.name == name).samples
+            if not s.name.endswith("_created")
+        }
+
+    expected, got = samples("each_seconds"), samples("at_once_seconds")
+    assert got.keys() == expected.keys()
+    assert {k: v for k, v in got.items() if k[0] != "_sum"} == {k: v for k, v in expected.items() if k[0] != "_sum"}
+    assert math.isclose(got[("_sum", "")], expected[("_sum", "")], rel_tol=1e-9, abs_tol=1e-12)
+
+
+async def test_consumers_raise_the_young_gc_threshold_while_they_run(pg_pool: asyncpg.Pool, bootstrap: str) -> None:
+    """Every kernel consumer gets the young-generation threshold its batches need, process-wide
+    while any consumer runs; Python's own comes back when the last one stops."""
+    before = gc.get_threshold()
+    assert before[0] < 50_000
+    first = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8])
+    second = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8], gc_young_threshold=80_000)
+    opted_out = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8], gc_young_threshold=0)
+    first.start()
+    try:
+        assert gc.get_threshold() == (50_000, *before[1:])
+        second.start()
+        assert gc.get_threshold() == (80_000, *before[1:])
+        await second.stop()
+        assert gc.get_threshold() == (50_000, *before[1:])
+    finally:
+        await first.stop()
+    assert gc.get_threshold() == before
+    opted_out.start()
+    try:
+        assert gc.get_threshold() == before
+    finally:
+        await opted_out.stop()
+    assert gc.get_threshold() == before
 
 
 async def test_transient_failures_are_retried_then_applied(
