@@ -29,7 +29,7 @@ from services.records import store
 from services.records.application import roster_export
 from services.records.application import rostering as uc
 from services.records.application.refusals import not_found
-from services.records.application.rostering import VendorView
+from services.records.application.rostering import VendorRead, VendorView
 from services.records.roster import (
     CLASS_FIELDS,
     CLASS_SELECTABLE,
@@ -51,7 +51,7 @@ from services.records.roster import (
     when,
 )
 from services.records.security_log import security_log
-from services.records.state import RecordsRuntime, RuntimeDep
+from services.records.state import RuntimeDep
 
 router = APIRouter(prefix=PREFIX, tags=["oneroster"], dependencies=[Depends(security_log)])
 Vendor = Annotated[Principal, Depends(require_roles(Role.VENDOR))]
@@ -138,28 +138,14 @@ def _collection(
     list_name, get_name = route_names or (f"list_{path.strip('/')}", f"get_{path.strip('/')}")
 
     async def list_route(vendor: Lister) -> dict[str, Any]:
-        view = await vendor.view()
-        q = vendor.query(known, view, selectable)
-        return vendor.answer(names[0], page(await fetch(vendor.runtime, view), q), q)
+        q = vendor.query(known, selectable)
+        return vendor.answer(names[0], page(await fetch(vendor.runtime, vendor.view), q), q)
 
     async def get_route(sourced_id: str, vendor: Reader) -> dict[str, Any]:
-        view = await vendor.view()
-        return one(names[1], await fetch(vendor.runtime, view), sourced_id, what)
+        return one(names[1], await fetch(vendor.runtime, vendor.view), sourced_id, what)
 
     router.add_api_route(path, list_route, methods=["GET"], name=list_name)
     router.add_api_route(path + "/{sourced_id}", get_route, methods=["GET"], name=get_name)
-
-
-@dataclass(frozen=True, slots=True)
-class VendorRead:
-    """One vendor read: who asks and the runtime; `view()` is its agreement as rostering applies it
-    (an agreement not in force is refused there, before anything is looked up)."""
-
-    principal: Principal
-    runtime: RecordsRuntime
-
-    async def view(self) -> VendorView:
-        return await uc.vendor_view(self.runtime, self.principal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +156,8 @@ class VendorList(VendorRead):
     request: Request
     response: Response
 
-    def query(self, known: dict[str, str | None], view: VendorView, selectable: Sequence[str]) -> ListQuery:
-        return self.params.query(known, view, selectable)
+    def query(self, known: dict[str, str | None], selectable: Sequence[str]) -> ListQuery:
+        return self.params.query(known, self.view, selectable)
 
     def answer(self, name: str, result: Page, q: ListQuery) -> dict[str, Any]:
         """The page's objects cut to `fields`, with `X-Total-Count` and the RFC 8288 `Link` header."""
@@ -182,14 +168,16 @@ class VendorList(VendorRead):
         return {name: [q.select(o) for o in result.items]}
 
 
-def vendor_read(principal: Vendor, runtime: RuntimeDep) -> VendorRead:
-    return VendorRead(principal, runtime)
+# Each route's read is built once, here: the agreement is looked up (and one not in force refused)
+# after FastAPI has validated the list's parameters, before the route looks anything up.
+async def vendor_read(principal: Vendor, runtime: RuntimeDep) -> VendorRead:
+    return VendorRead(runtime, principal, await uc.vendor_view(runtime, principal))
 
 
-def vendor_list(
+async def vendor_list(
     principal: Vendor, runtime: RuntimeDep, params: Params, request: Request, response: Response
 ) -> VendorList:
-    return VendorList(principal, runtime, params, request, response)
+    return VendorList(runtime, principal, await uc.vendor_view(runtime, principal), params, request, response)
 
 
 Reader = Annotated[VendorRead, Depends(vendor_read)]
@@ -208,8 +196,8 @@ _collection("/orgs", ("orgs", "org"), ORGS, uc.orgs, "org", ("list_orgs", "get_o
 _collection("/schools", ("orgs", "org"), ORGS, _schools, "school", ("list_schools", "get_school"))
 
 
-async def _school(runtime: Runtime, view: VendorView, sourced_id: str) -> None:
-    if not any(s["sourcedId"] == sourced_id for s in await _schools(runtime, view)):
+async def _school(vendor: VendorRead, sourced_id: str) -> None:
+    if not any(s["sourcedId"] == sourced_id for s in await _schools(vendor.runtime, vendor.view)):
         raise not_found("school")
 
 
@@ -247,34 +235,31 @@ _collection(
 
 async def _school_classes(
     vendor: VendorList, sourced_id: str, fields: tuple[dict[str, str | None], Sequence[str]]
-) -> tuple[VendorView, ListQuery, list[dict[str, Any]]]:
-    """For a `/schools/{id}/...` list: the vendor's view, the list query over `fields` (known,
-    selectable) and the classes of that school the vendor sees; 404 if it sees no such school."""
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
+) -> tuple[ListQuery, list[dict[str, Any]]]:
+    """For a `/schools/{id}/...` list: the list query over `fields` (known, selectable) and the
+    classes of that school the vendor sees; 404 if it sees no such school."""
+    await _school(vendor, sourced_id)
     known, selectable = fields
-    q = vendor.query(known, view, selectable)
-    classes = [c for c in await uc.classes(vendor.runtime, view) if c["school"]["sourcedId"] == sourced_id]
-    return view, q, classes
+    q = vendor.query(known, selectable)
+    classes = [c for c in await uc.classes(vendor.runtime, vendor.view) if c["school"]["sourcedId"] == sourced_id]
+    return q, classes
 
 
 @router.get("/schools/{sourced_id}/terms")
 async def school_terms(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view, q, classes = await _school_classes(vendor, sourced_id, SESSIONS)
+    q, classes = await _school_classes(vendor, sourced_id, SESSIONS)
     used = {t["sourcedId"] for c in classes for t in c["terms"]}
-    terms = [s for s in await _sessions(vendor.runtime, view, "term") if s["sourcedId"] in used]
+    terms = [s for s in await _sessions(vendor.runtime, vendor.view, "term") if s["sourcedId"] in used]
     return vendor.answer("academicSessions", page(terms, q), q)
 
 
 @router.get("/terms/{sourced_id}/gradingPeriods")
 async def term_grading_periods(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    one("academicSession", await _sessions(vendor.runtime, view, "term"), sourced_id, "term")
-    q = vendor.query(SESSION_FIELDS, view, SESSION_SELECTABLE)
+    runtime, view = vendor.runtime, vendor.view
+    one("academicSession", await _sessions(runtime, view, "term"), sourced_id, "term")
+    q = vendor.query(SESSION_FIELDS, SESSION_SELECTABLE)
     periods = [
-        s
-        for s in await _sessions(vendor.runtime, view, "gradingPeriod")
-        if (s["parent"] or {}).get("sourcedId") == sourced_id
+        s for s in await _sessions(runtime, view, "gradingPeriod") if (s["parent"] or {}).get("sourcedId") == sourced_id
     ]
     return vendor.answer("academicSessions", page(periods, q), q)
 
@@ -301,11 +286,11 @@ _collection(
 
 @router.get("/schools/{sourced_id}/courses")
 async def school_courses(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view, q, classes = await _school_classes(vendor, sourced_id, (COURSE_FIELDS, COURSE_SELECTABLE))
+    q, classes = await _school_classes(vendor, sourced_id, (COURSE_FIELDS, COURSE_SELECTABLE))
     offered = {c["course"]["sourcedId"] for c in classes if c["course"]}
     found = [
         c
-        for c in await uc.courses(vendor.runtime, view)
+        for c in await uc.courses(vendor.runtime, vendor.view)
         if c["org"]["sourcedId"] == sourced_id or c["sourcedId"] in offered
     ]
     return vendor.answer("courses", page(found, q), q)
@@ -315,14 +300,14 @@ def _classes_where(path: str, parent: str, matches_parent: Callable[[dict[str, A
     """`{parent}/{id}/classes` for schools, courses and terms (no personal data)."""
 
     async def route(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-        runtime, view = vendor.runtime, await vendor.view()
+        runtime, view = vendor.runtime, vendor.view
         if parent == "school":
-            await _school(runtime, view, sourced_id)
+            await _school(vendor, sourced_id)
         elif parent == "course":
             one("course", await uc.courses(runtime, view), sourced_id, what)
         else:
             one("academicSession", await _sessions(runtime, view, "term"), sourced_id, what)
-        q = vendor.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
+        q = vendor.query(CLASS_FIELDS, CLASS_SELECTABLE)
         found = [c for c in await uc.classes(runtime, view) if matches_parent(c, sourced_id)]
         return vendor.answer("classes", page(found, q), q)
 
@@ -343,49 +328,46 @@ _classes_where("/terms/{sourced_id}/classes", "term", lambda c, i: any(t["source
 
 
 async def _students_page(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
+    vendor: VendorRead,
     q: ListQuery,
     elements: Sequence[str] = uc.STUDENT_ELEMENTS,
     keys: set[str] | None = None,
     require: Sequence[str] = (),
 ) -> tuple[list[tuple[str, str]], int]:
-    rows = await uc.current_students(runtime, view)
+    rows = await uc.current_students(vendor.runtime, vendor.view)
     if keys is not None:
         rows = [r for r in rows if r["sourcedId"] in keys]
-    return await uc.student_page(runtime, principal, view, rows, q, elements, require)
+    return await uc.student_page(vendor, rows, q, elements, require)
+
+
+async def _release(
+    vendor: VendorRead,
+    candidates: Sequence[tuple[str, str]],
+    elements: Sequence[str] = uc.STUDENT_ELEMENTS,
+    build: uc.Builder | None = None,
+) -> list[dict[str, Any]]:
+    """Release the students `candidates` names (by default as OneRoster users)."""
+    return await uc.release_students(vendor, candidates, elements, build or uc.user_builder(vendor.view))
 
 
 @router.get("/students")
 async def list_students(vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    candidates, total = await _students_page(vendor.runtime, vendor.principal, view, q)
-    users = await uc.release_students(
-        vendor.runtime, vendor.principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view)
-    )
-    return vendor.answer("users", Page(users, total), q)
+    q = vendor.query(STUDENT_FIELDS, USER_SELECTABLE)
+    candidates, total = await _students_page(vendor, q)
+    return vendor.answer("users", Page(await _release(vendor, candidates), total), q)
 
 
-async def _student(runtime: Runtime, principal: Principal, view: VendorView, sourced_id: str) -> dict[str, Any] | None:
-    district = await _district_of_student(runtime, view, sourced_id)
+async def _student(vendor: VendorRead, sourced_id: str) -> dict[str, Any] | None:
+    district = await uc.district_of_student(vendor.runtime, vendor.view, sourced_id)
     if district is None:
         return None
-    users = await uc.release_students(
-        runtime, principal, view, [(district, sourced_id)], uc.STUDENT_ELEMENTS, uc.user_builder(view)
-    )
+    users = await _release(vendor, [(district, sourced_id)])
     return users[0] if users else None
-
-
-async def _district_of_student(runtime: Runtime, view: VendorView, key: str) -> str | None:
-    return await uc.district_of_student(runtime, view, key)
 
 
 @router.get("/students/{sourced_id}")
 async def get_student(sourced_id: str, vendor: Reader) -> dict[str, Any]:
-    view = await vendor.view()
-    user = await _student(vendor.runtime, vendor.principal, view, sourced_id)
+    user = await _student(vendor, sourced_id)
     if user is None:
         raise not_found()
     return {"user": user}
@@ -393,84 +375,66 @@ async def get_student(sourced_id: str, vendor: Reader) -> dict[str, Any]:
 
 @router.get("/schools/{sourced_id}/students")
 async def school_students(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    school_view = replace(view, scope=replace(view.scope, schools=(sourced_id,)))
-    candidates, total = await _students_page(vendor.runtime, vendor.principal, school_view, q)
-    users = await uc.release_students(
-        vendor.runtime, vendor.principal, view, candidates, uc.STUDENT_ELEMENTS, uc.user_builder(view)
-    )
-    return vendor.answer("users", Page(users, total), q)
+    await _school(vendor, sourced_id)
+    q = vendor.query(STUDENT_FIELDS, USER_SELECTABLE)
+    view = vendor.view
+    at_school = replace(vendor, view=replace(view, scope=replace(view.scope, schools=(sourced_id,))))
+    candidates, total = await _students_page(at_school, q)
+    return vendor.answer("users", Page(await _release(vendor, candidates), total), q)
 
 
-async def _teachers(runtime: Runtime, view: VendorView, keys: set[str] | None = None) -> list[uc.Teacher]:
-    return await uc.teachers(runtime, view, sorted(keys) if keys is not None else None)
+async def _teachers(vendor: VendorRead, keys: set[str] | None = None) -> list[uc.Teacher]:
+    return await uc.teachers(vendor.runtime, vendor.view, sorted(keys) if keys is not None else None)
 
 
-async def _teacher_answer(
-    runtime: Runtime, principal: Principal, view: VendorView, found: list[uc.Teacher], q: ListQuery
-) -> Page:
+async def _teacher_answer(vendor: VendorRead, found: list[uc.Teacher], q: ListQuery) -> Page:
     by_user = {id(t.user): t for t in found}
     result = page([t.user for t in found], q)
-    await uc.record_teachers(runtime, principal, view, [by_user[id(u)] for u in result.items])
+    await uc.record_teachers(vendor, [by_user[id(u)] for u in result.items])
     return result
 
 
 @router.get("/teachers")
 async def list_teachers(vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
-    found = await _teachers(vendor.runtime, view)
-    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
+    q = vendor.query(TEACHER_FIELDS, USER_SELECTABLE)
+    return vendor.answer("users", await _teacher_answer(vendor, await _teachers(vendor), q), q)
 
 
-async def _one_teacher(vendor: VendorRead, view: VendorView, sourced_id: str, what: str) -> dict[str, Any]:
+async def _one_teacher(vendor: VendorRead, sourced_id: str, what: str) -> dict[str, Any]:
     """One teacher the agreement releases, released (a disclosure); else 404 naming `what`."""
-    found = await _teachers(vendor.runtime, view, {sourced_id})
+    found = await _teachers(vendor, {sourced_id})
     if not found:
         raise not_found(what)
-    await uc.record_teachers(vendor.runtime, vendor.principal, view, found)
+    await uc.record_teachers(vendor, found)
     return {"user": found[0].user}
 
 
 @router.get("/teachers/{sourced_id}")
 async def get_teacher(sourced_id: str, vendor: Reader) -> dict[str, Any]:
-    return await _one_teacher(vendor, await vendor.view(), sourced_id, "teacher")
+    return await _one_teacher(vendor, sourced_id, "teacher")
 
 
 @router.get("/schools/{sourced_id}/teachers")
 async def school_teachers(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
-    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
-    found = [
-        t
-        for t in await _teachers(vendor.runtime, view)
-        if any(r["org"]["sourcedId"] == sourced_id for r in t.user["roles"])
-    ]
-    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
+    await _school(vendor, sourced_id)
+    q = vendor.query(TEACHER_FIELDS, USER_SELECTABLE)
+    found = [t for t in await _teachers(vendor) if any(r["org"]["sourcedId"] == sourced_id for r in t.user["roles"])]
+    return vendor.answer("users", await _teacher_answer(vendor, found, q), q)
 
 
 @router.get("/users")
 async def list_users(vendor: Lister) -> dict[str, Any]:
     """Students, then teachers (keys only until the page is cut; then each released)."""
-    view = await vendor.view()
-    q = vendor.query(USER_FIELDS, view, USER_SELECTABLE)
-    rows = [{**r, "role": "student"} for r in await uc.current_students(vendor.runtime, view)]
-    rows = uc.without(rows, await uc.hidden_students(vendor.runtime, vendor.principal, view, rows, uc.STUDENT_ELEMENTS))
-    teacher_rows = await uc.teacher_rows(vendor.runtime, view)
+    q = vendor.query(USER_FIELDS, USER_SELECTABLE)
+    rows = [{**r, "role": "student"} for r in await uc.current_students(vendor.runtime, vendor.view)]
+    rows = uc.without(rows, await uc.hidden_students(vendor, rows, uc.STUDENT_ELEMENTS))
+    teacher_rows = await uc.teacher_rows(vendor.runtime, vendor.view)
     everything = page([*rows, *teacher_rows], q)
     students = [(r["district"], r["sourcedId"]) for r in everything.items if r["role"] == "student"]
     staff = {r["sourcedId"] for r in everything.items if r["role"] != "student"}
-    released = {
-        u["sourcedId"]: u
-        for u in await uc.release_students(
-            vendor.runtime, vendor.principal, view, students, uc.STUDENT_ELEMENTS, uc.user_builder(view)
-        )
-    }
-    teachers = await _teachers(vendor.runtime, view, staff) if staff else []
-    await uc.record_teachers(vendor.runtime, vendor.principal, view, teachers)
+    released = {u["sourcedId"]: u for u in await _release(vendor, students)}
+    teachers = await _teachers(vendor, staff) if staff else []
+    await uc.record_teachers(vendor, teachers)
     released.update({t.staff_key: t.user for t in teachers})
     users = [released[r["sourcedId"]] for r in everything.items if r["sourcedId"] in released]
     return vendor.answer("users", Page(users, everything.total), q)
@@ -478,37 +442,25 @@ async def list_users(vendor: Lister) -> dict[str, Any]:
 
 @router.get("/users/{sourced_id}")
 async def get_user(sourced_id: str, vendor: Reader) -> dict[str, Any]:
-    view = await vendor.view()
-    user = await _student(vendor.runtime, vendor.principal, view, sourced_id)
+    user = await _student(vendor, sourced_id)
     if user is not None:
         return {"user": user}
-    return await _one_teacher(vendor, view, sourced_id, "user")
+    return await _one_teacher(vendor, sourced_id, "user")
 
 
 @router.get("/demographics")
 async def list_demographics(vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    q = vendor.query(STUDENT_FIELDS, view, DEMOGRAPHICS_SELECTABLE)
-    candidates, total = await _students_page(vendor.runtime, vendor.principal, view, q, uc.DEMOGRAPHIC_ELEMENTS)
-    found = await uc.release_students(
-        vendor.runtime, vendor.principal, view, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build
-    )
+    q = vendor.query(STUDENT_FIELDS, DEMOGRAPHICS_SELECTABLE)
+    candidates, total = await _students_page(vendor, q, uc.DEMOGRAPHIC_ELEMENTS)
+    found = await _release(vendor, candidates, uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build)
     return vendor.answer("demographics", Page(found, total), q)
 
 
 @router.get("/demographics/{sourced_id}")
 async def get_demographics(sourced_id: str, vendor: Reader) -> dict[str, Any]:
-    view = await vendor.view()
-    district = await _district_of_student(vendor.runtime, view, sourced_id)
+    district = await uc.district_of_student(vendor.runtime, vendor.view, sourced_id)
     found = (
-        await uc.release_students(
-            vendor.runtime,
-            vendor.principal,
-            view,
-            [(district, sourced_id)],
-            uc.DEMOGRAPHIC_ELEMENTS,
-            uc.demographics_build,
-        )
+        await _release(vendor, [(district, sourced_id)], uc.DEMOGRAPHIC_ELEMENTS, uc.demographics_build)
         if district
         else []
     )
@@ -520,54 +472,41 @@ async def get_demographics(sourced_id: str, vendor: Reader) -> dict[str, Any]:
 # --- class membership --------------------------------------------------------------------------
 
 
-async def _class_members(
-    runtime: Runtime, principal: Principal, view: VendorView, class_id: str, role: str
-) -> list[str]:
+async def _class_members(vendor: VendorRead, class_id: str, role: str) -> set[str]:
     """The user keys enrolled in a visible class in a role (no release yet: keys only)."""
+    runtime, view = vendor.runtime, vendor.view
     one("class", await uc.classes(runtime, view), class_id, "class")
     members = await uc.covered_enrollments(runtime, view, class_id=class_id, role=role, limit=10_000_000)
-    return [r["user_key"] for _, r in members]
+    return {r["user_key"] for _, r in members}
 
 
 @router.get("/classes/{sourced_id}/students")
 async def class_students(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    q = vendor.query(STUDENT_FIELDS, view, USER_SELECTABLE)
-    members = set(await _class_members(vendor.runtime, vendor.principal, view, sourced_id, "student"))
+    q = vendor.query(STUDENT_FIELDS, USER_SELECTABLE)
+    members = await _class_members(vendor, sourced_id, "student")
     elements = (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT)
-    candidates, total = await _students_page(
-        vendor.runtime, vendor.principal, view, q, elements, members, (uc.CLASS_ELEMENT,)
-    )
-    users = await uc.release_students(
-        vendor.runtime,
-        vendor.principal,
-        view,
-        candidates,
-        elements,
-        uc.user_builder(view, require=uc.CLASS_ELEMENT),
-    )
+    candidates, total = await _students_page(vendor, q, elements, members, (uc.CLASS_ELEMENT,))
+    users = await _release(vendor, candidates, elements, uc.user_builder(vendor.view, require=uc.CLASS_ELEMENT))
     return vendor.answer("users", Page(users, total), q)
 
 
 @router.get("/classes/{sourced_id}/teachers")
 async def class_teachers(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    q = vendor.query(TEACHER_FIELDS, view, USER_SELECTABLE)
-    if not view.teachers_visible:
-        one("class", await uc.classes(vendor.runtime, view), sourced_id, "class")
+    q = vendor.query(TEACHER_FIELDS, USER_SELECTABLE)
+    if not vendor.view.teachers_visible:
+        one("class", await uc.classes(vendor.runtime, vendor.view), sourced_id, "class")
         return vendor.answer("users", Page([], 0), q)
-    members = set(await _class_members(vendor.runtime, vendor.principal, view, sourced_id, "teacher"))
-    found = await _teachers(vendor.runtime, view, members) if members else []
-    return vendor.answer("users", await _teacher_answer(vendor.runtime, vendor.principal, view, found, q), q)
+    members = await _class_members(vendor, sourced_id, "teacher")
+    found = await _teachers(vendor, members) if members else []
+    return vendor.answer("users", await _teacher_answer(vendor, found, q), q)
 
 
 def _classes_of_user(path: str, role: str | None, name: str) -> None:
     """`students|teachers|users/{id}/classes`: the classes a user released to the vendor is in."""
 
     async def route(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-        view = await vendor.view()
-        q = vendor.query(CLASS_FIELDS, view, CLASS_SELECTABLE)
-        found = await uc.classes_of_user(vendor.runtime, vendor.principal, view, sourced_id, role)
+        q = vendor.query(CLASS_FIELDS, CLASS_SELECTABLE)
+        found = await uc.classes_of_user(vendor, sourced_id, role)
         if found is None:
             raise not_found("user" if role is None else role)
         return vendor.answer("classes", page(found, q), q)
@@ -584,31 +523,30 @@ _classes_of_user("/users/{sourced_id}/classes", None, "user_classes")
 
 
 async def _enrollments(
-    vendor: VendorRead, view: VendorView, params: ListParams, only: Sequence[Predicate] = ()
+    vendor: VendorRead, params: ListParams, only: Sequence[Predicate] = ()
 ) -> tuple[Page, ListQuery]:
     """The page of enrollments `params` asks for, narrowed by the `only` predicates (which win
     over the caller's filter on the same field)."""
     # Class enrollments where the agreement releases classes (students' or teachers'); else,
     # and for districts that send no classes, students' school enrollments.
-    runtime, principal = vendor.runtime, vendor.principal
+    view = vendor.view
     rostered = False
     if uc.CLASS_ELEMENT in view.visible or view.teachers_visible:
-        async with runtime.pool.acquire() as conn:
+        async with vendor.runtime.pool.acquire() as conn:
             rostered = await store.has_classes(conn, view.districts)
     known = CLASS_ENROLLMENT_FIELDS if rostered else SCHOOL_ENROLLMENT_FIELDS
     q = params.query(known, view, ENROLLMENT_SELECTABLE)
     q = replace(q, predicates=[*q.predicates, *only])
     if rostered:
-        return await uc.class_enrollments(runtime, principal, view, q), q
-    return await uc.school_enrollments(runtime, principal, view, q), q
+        return await uc.class_enrollments(vendor, q), q
+    return await uc.school_enrollments(vendor, q), q
 
 
 @router.get("/enrollments")
 async def list_enrollments(vendor: Lister) -> dict[str, Any]:
     """Class enrollments of students and teachers; for districts that send no class rosters,
     students' school enrollments (`class` null)."""
-    view = await vendor.view()
-    result, q = await _enrollments(vendor, view, vendor.params)
+    result, q = await _enrollments(vendor, vendor.params)
     return vendor.answer("enrollments", result, q)
 
 
@@ -616,9 +554,8 @@ async def list_enrollments(vendor: Lister) -> dict[str, Any]:
 async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
     """One enrollment by its sourcedId (the pseudonymous id the lists give): found among the
     vendor's own enrollments, so released (a disclosure) exactly as in a list."""
-    view = await vendor.view()
     params = ListParams(None, None, None, None, 1, 0)
-    result, _ = await _enrollments(vendor, view, params, [Predicate("sourcedId", "=", sourced_id)])
+    result, _ = await _enrollments(vendor, params, [Predicate("sourcedId", "=", sourced_id)])
     if not result.items:
         raise not_found("enrollment")
     return {"enrollment": result.items[0]}
@@ -626,9 +563,8 @@ async def get_enrollment(sourced_id: str, vendor: Reader) -> dict[str, Any]:
 
 @router.get("/schools/{sourced_id}/enrollments")
 async def school_enrollments(sourced_id: str, vendor: Lister) -> dict[str, Any]:
-    view = await vendor.view()
-    await _school(vendor.runtime, view, sourced_id)
-    result, q = await _enrollments(vendor, view, vendor.params, [Predicate("school.sourcedId", "=", sourced_id)])
+    await _school(vendor, sourced_id)
+    result, q = await _enrollments(vendor, vendor.params, [Predicate("school.sourcedId", "=", sourced_id)])
     return vendor.answer("enrollments", result, q)
 
 
@@ -646,7 +582,6 @@ async def bulk_zip(
 ) -> Response:
     """The vendor's whole permitted roster as OneRoster 1.2 CSV files in a zip (Homeroom's extension
     of the REST binding): bulk, or with `since` a delta. One disclosure per student and teacher."""
-    view = await vendor.view()
     after = None
     if since:
         try:
@@ -654,7 +589,7 @@ async def bulk_zip(
         except ValueError:
             message = f"{since[:40]!r} is not an ISO 8601 date-time"
             raise Problem.validation([FieldError("query.since", "since.date", message)], message) from None
-    body, _students = await roster_export.export(vendor.runtime, vendor.principal, view, after)
+    body, _students = await roster_export.export(vendor, after)
     name = "oneroster-delta.zip" if after else "oneroster-bulk.zip"
     return Response(
         body, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{name}"'}
@@ -665,5 +600,4 @@ async def bulk_zip(
 async def my_releases(vendor: Reader) -> dict[str, Any]:
     """Homeroom's extension for the vendor's own page: its agreement's terms, how many students it
     has received and when (from the read log; counts only, no release)."""
-    view = await vendor.view()
-    return await uc.releases(vendor.runtime, view)
+    return await uc.releases(vendor.runtime, vendor.view)

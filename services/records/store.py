@@ -791,35 +791,31 @@ async def load_roster(conn: Connection, district_id: str, student_keys: Sequence
     return [by_key[k] for k in keys if k in by_key]
 
 
-async def list_enrollments(
-    conn: Connection,
-    district_id: str,
-    *,
-    school_ids: Sequence[str] | None = None,
-    updated_after: datetime | None = None,
-    student_key: str | None = None,
-    school_id: str | None = None,
-    entry_on_or_before: date | None = None,
-    limit: int | None = None,
-) -> list[asyncpg.Record]:
+@dataclass(frozen=True, slots=True)
+class EnrollmentFilter:
+    """Which enrollments a rostering read asks for, the same in every district it covers (None:
+    no limit of that kind); the fields in the order `list_enrollments`'s query takes them."""
+
+    school_ids: list[str] | None = None  # at one of these schools
+    updated_after: datetime | None = None  # changed after this time
+    student_key: str | None = None
+    school_id: str | None = None
+    entry_on_or_before: date | None = None
+    limit: int | None = None
+
+
+async def list_enrollments(conn: Connection, district_id: str, only: EnrollmentFilter) -> list[asyncpg.Record]:
     """Enrollments of a district for rostering, ordered by student, school and entry."""
-    return list(
-        await conn.fetch(
-            """SELECT * FROM enrollments WHERE district_id = $1
-                 AND ($2::text[] IS NULL OR school_id = ANY($2::text[]))
-                 AND ($3::timestamptz IS NULL OR updated_at > $3)
-                 AND ($4::text IS NULL OR student_key = $4)
-                 AND ($5::text IS NULL OR school_id = $5)
-                 AND ($6::date IS NULL OR entry_date <= $6)
-               ORDER BY student_key, school_id, entry_date LIMIT $7""",
-            district_id,
-            list(school_ids) if school_ids is not None else None,
-            updated_after,
-            student_key,
-            school_id,
-            entry_on_or_before,
-            limit,
-        )
+    return await conn.fetch(
+        """SELECT * FROM enrollments WHERE district_id = $1
+             AND ($2::text[] IS NULL OR school_id = ANY($2::text[]))
+             AND ($3::timestamptz IS NULL OR updated_at > $3)
+             AND ($4::text IS NULL OR student_key = $4)
+             AND ($5::text IS NULL OR school_id = $5)
+             AND ($6::date IS NULL OR entry_date <= $6)
+           ORDER BY student_key, school_id, entry_date LIMIT $7""",
+        district_id,
+        *astuple(only),
     )
 
 
@@ -844,7 +840,7 @@ async def list_student_keys(
     # 10,000 students). Ordered by key, the joins stream and stop at a small page's LIMIT; a
     # custom plan per run keeps the optional filters from becoming a scan of the district.
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-    rows = await conn.fetch(
+    return await conn.fetch(
         """SELECT s.student_key, s.updated_at,
                   CASE WHEN $8::text[] IS NULL THEN NULL ELSE cls.class_ids END AS class_ids, sch.school_id
            FROM students s
@@ -873,7 +869,6 @@ async def list_student_keys(
         offset,
         list(class_ids) if class_ids is not None else None,
     )
-    return list(rows)
 
 
 # --- amendments (FERPA 99.20) and statements (99.21) ------------------------------------

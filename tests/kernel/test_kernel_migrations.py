@@ -1,12 +1,15 @@
-"""The kernel's own tables (outbox, consumer marks, notices, data keys) are numbered migrations
-(homeroom/migrations/), recorded in schema_migrations like a service's, and a database made
-by the code that ran their DDL on every start (no such record) migrates without losing a row."""
+"""The kernel's own tables (outbox, consumer marks, notices, data keys) and its district-isolation
+policy are numbered migrations (homeroom/migrations/), recorded in schema_migrations like a
+service's, and a database made by the code that ran their DDL on every start (no such record)
+migrates without losing a row."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from homeroom.crypto import ensure_schema
 from homeroom.storage import DATA_KEYS, KERNEL, NOTICES, migrate
@@ -26,6 +29,8 @@ async def test_kernel_tables_are_numbered_migrations_recorded_once(pg_pool: asyn
     rows = await pg_pool.fetch("SELECT service, version, name FROM schema_migrations")
     assert _recorded(rows) == {
         ("homeroom.kernel", 1, "outbox_and_consumer_marks"),
+        ("homeroom.kernel", 2, "district_isolation"),
+        ("homeroom.kernel", 3, "statement_triggers"),
         ("homeroom.notices", 1, "notices"),
         ("homeroom.data_keys", 1, "data_keys"),
         ("svc", 1, "first"),
@@ -68,6 +73,8 @@ async def test_a_database_made_before_kernel_migrations_migrates_keeping_its_row
     rows = await pg_pool.fetch("SELECT service, version, name FROM schema_migrations")
     assert {(r["service"], r["version"]) for r in rows} == {
         ("homeroom.kernel", 1),
+        ("homeroom.kernel", 2),
+        ("homeroom.kernel", 3),
         ("homeroom.notices", 1),
         ("homeroom.data_keys", 1),
         ("svc", 1),
@@ -76,3 +83,37 @@ async def test_a_database_made_before_kernel_migrations_migrates_keeping_its_row
     assert await pg_pool.fetchval("""SELECT "offset" FROM processed_events WHERE event_id = 'e-0'""") == 7
     assert await pg_pool.fetchval("SELECT recipient_id FROM notices WHERE notice_id = 'n-1'") == "p-1"
     assert await pg_pool.fetchval("SELECT wrapped FROM data_keys WHERE subject = 's-1'") == b"w"
+
+
+async def test_district_isolation_lets_a_session_see_and_write_only_the_district_it_entered(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    # The policy every district-keyed table rests on, written once in the kernel's migration 002.
+    await migrate(pg_pool, "svc", None)
+    role = f"iso_app_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide: one of this test's own
+    await pg_pool.execute(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        await pg_pool.execute("CREATE TABLE pupils (district_id text NOT NULL, name text NOT NULL)")
+        await pg_pool.execute("SELECT homeroom_district_isolation('pupils', 'SELECT, INSERT', $1)", role)
+        await pg_pool.execute("INSERT INTO pupils VALUES ('d-a', 'Ada'), ('d-b', 'Bo')")  # as the superuser
+
+        async def as_district(district: str | None, query: str) -> object:
+            async with pg_pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL ROLE {role}")
+                if district is not None:
+                    await conn.execute("SELECT set_config('homeroom.district_id', $1, true)", district)
+                return await conn.fetchval(query)
+
+        assert await as_district("d-a", "SELECT string_agg(name, ',') FROM pupils") == "Ada"
+        assert await as_district("d-b", "SELECT string_agg(name, ',') FROM pupils") == "Bo"
+        assert await as_district(None, "SELECT count(*) FROM pupils") == 0  # no district entered: none
+        assert await as_district("d-a", "INSERT INTO pupils VALUES ('d-a', 'Cy') RETURNING name") == "Cy"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await as_district("d-a", "INSERT INTO pupils VALUES ('d-b', 'Di') RETURNING name")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # granted SELECT and INSERT only
+            await as_district("d-a", "DELETE FROM pupils RETURNING name")
+        forced = await pg_pool.fetchval("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'pupils'")
+        assert forced  # the table's owner obeys the policy too
+    finally:
+        await pg_pool.execute("DROP TABLE IF EXISTS pupils")
+        await pg_pool.execute(f"DROP ROLE {role}")

@@ -37,17 +37,6 @@ BEGIN
 END
 $$;
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['agreement_versions', 'agreement_ends', 'directory_opt_outs', 'written_consents',
-                             'transfer_exclusions'] LOOP
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS changed '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed()', t || '_facts_inserted', t);
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING NEW TABLE AS changed '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed()', t || '_facts_updated', t);
-        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS changed '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed()', t || '_facts_deleted', t);
-    END LOOP;
-END
-$$;
+SELECT homeroom_watch_statements(t, 'facts', 'consent_facts_changed', ARRAY['INSERT', 'UPDATE', 'DELETE'])
+FROM unnest(ARRAY['agreement_versions', 'agreement_ends', 'directory_opt_outs', 'written_consents',
+                  'transfer_exclusions']) AS t;

@@ -3,16 +3,7 @@
 -- nothing in the receiving district until it accepts it; a revoked link nothing at once), so
 -- every statement that writes links bumps fact_version and names the (student, district) pairs,
 -- like opt-outs and consents (migration 005).
-DO $$
-BEGIN
-    CREATE TRIGGER guardianships_facts_inserted AFTER INSERT ON guardianships REFERENCING NEW TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
-    CREATE TRIGGER guardianships_facts_updated AFTER UPDATE ON guardianships REFERENCING NEW TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
-    CREATE TRIGGER guardianships_facts_deleted AFTER DELETE ON guardianships REFERENCING OLD TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
-END
-$$;
+SELECT homeroom_watch_statements('guardianships', 'facts', 'consent_facts_changed', ARRAY['INSERT', 'UPDATE', 'DELETE']);
 CREATE INDEX guardianships_subject ON guardianships (subject);
 
 -- Where each student was transferred (from transfer.v1 transfer_delivered): a link active in the
@@ -26,14 +17,7 @@ CREATE TABLE student_moves (
     moved_at timestamptz NOT NULL,
     PRIMARY KEY (student_key, district_id, to_district_id)
 );
-DO $$
-BEGIN
-    CREATE TRIGGER student_moves_facts_inserted AFTER INSERT ON student_moves REFERENCING NEW TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
-    CREATE TRIGGER student_moves_facts_deleted AFTER DELETE ON student_moves REFERENCING OLD TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION consent_facts_changed();
-END
-$$;
+SELECT homeroom_watch_statements('student_moves', 'facts', 'consent_facts_changed', ARRAY['INSERT', 'DELETE']);
 
 -- Linking codes are now kept as an HMAC under the server's secret (services/consent/guardianship.py),
 -- not an unkeyed SHA-256 anyone holding the table could test guesses against. The old digests cannot

@@ -19,12 +19,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from homeroom.auth import Principal
 from homeroom.oneroster_columns import CLASSES, ENROLLMENTS, ORGS, ROLES_12, SESSIONS, USERS_12, csv_text
-from homeroom.service import Runtime
 from services.records import store
 from services.records.application import rostering as uc
-from services.records.application.rostering import VendorView
 from services.records.roster import class_enrollment_object, when
 
 COURSES = ["sourcedId", "status", "dateLastModified", "schoolYearSourcedId", "title", "courseCode", "grades",
@@ -43,8 +40,9 @@ def _list(values: Sequence[str] | None) -> str:
     return ",".join(values or ())
 
 
-async def export(runtime: Runtime, principal: Principal, view: VendorView, since: datetime | None) -> tuple[bytes, int]:
+async def export(read: uc.VendorRead, since: datetime | None) -> tuple[bytes, int]:
     """The zip, and how many students it released."""
+    runtime, view = read.runtime, read.view
     mode = "delta" if since is not None else "bulk"
     orgs = [o for o in await uc.orgs(runtime, view) if _changed(o, since)]
     sessions = [s for s in await uc.sessions(runtime, view) if _changed(s, since)]
@@ -83,11 +81,11 @@ async def export(runtime: Runtime, principal: Principal, view: VendorView, since
             released = released | {uc.CLASS_ELEMENT}
         return user, released
 
-    users = await uc.release_students(runtime, principal, view, wanted, (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT), build)
+    users = await uc.release_students(read, wanted, (*uc.STUDENT_ELEMENTS, uc.CLASS_ELEMENT), build)
     teachers = [t for t in await uc.teachers(runtime, view) if _changed(t.user, since) or any(
         _changed(e, since) for e in by_user.get((t.district_id, t.staff_key), [])
     )]  # fmt: skip
-    await uc.record_teachers(runtime, principal, view, teachers)
+    await uc.record_teachers(read, teachers)
 
     user_rows: list[dict[str, str]] = []
     role_rows: list[dict[str, str]] = []

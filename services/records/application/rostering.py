@@ -46,7 +46,7 @@ from services.records.roster import (
     teacher_object,
     when,
 )
-from services.records.state import today
+from services.records.state import RecordsRuntime, today
 
 # OneRoster user fields and the catalogue element each one releases.
 USER_FIELDS: dict[str, str] = {
@@ -108,6 +108,17 @@ class VendorView:
         return "rostering" if "rostering" in self.scope.purposes else None
 
 
+@dataclass(frozen=True, slots=True)
+class VendorRead:
+    """One vendor read: who asks, the runtime, and the agreement as rostering applies it. A route
+    builds it once (`vendor_view` refuses an agreement not in force before anything is looked up)
+    and every use case that decides or releases takes it whole."""
+
+    runtime: RecordsRuntime
+    principal: Principal
+    view: VendorView
+
+
 async def vendor_view(runtime: Runtime, principal: Principal) -> VendorView:
     start, end = await vendor_gate(runtime, principal)
     try:
@@ -155,10 +166,6 @@ async def orgs(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-async def covered_schools(runtime: Runtime, view: VendorView) -> set[str]:
-    return {o["sourcedId"] for o in await orgs(runtime, view) if o["type"] == "school"}
 
 
 async def sessions(runtime: Runtime, view: VendorView) -> list[dict[str, Any]]:
@@ -272,12 +279,7 @@ async def covered_enrollments(
 
 
 async def hidden_students(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    rows: Sequence[dict[str, Any]],
-    elements: Sequence[str],
-    require: Sequence[str] = (),
+    read: VendorRead, rows: Sequence[dict[str, Any]], elements: Sequence[str], require: Sequence[str] = ()
 ) -> set[tuple[str, str]]:
     """The (district, key) of the students in `rows` a read of `elements` releases nothing to
     (or not every element of `require`), by consent's rules: what counts must leave out, so
@@ -288,8 +290,8 @@ async def hidden_students(
     hidden: set[tuple[str, str]] = set()
     for district, students in by_district.items():
         try:
-            withheld = await consent(runtime).screen(
-                requester_json(principal), district, students, elements, require, view.purpose
+            withheld = await consent(read.runtime).screen(
+                requester_json(read.principal), district, students, elements, require, read.view.purpose
             )
         except PeerUnavailable as exc:
             raise consent_unavailable(exc) from None
@@ -312,20 +314,16 @@ Builder = Callable[[store.StoredRecord, Any, set[str]], Awaitable[tuple[dict[str
 
 
 async def release_students(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    candidates: Sequence[tuple[str, str]],
-    elements: Sequence[str],
-    build: Builder,
+    read: VendorRead, candidates: Sequence[tuple[str, str]], elements: Sequence[str], build: Builder
 ) -> list[dict[str, Any]]:
     """Load, decide (one batch per 1,000), build and record: one disclosure per student released."""
     if len(candidates) > DECISION_BATCH:
         out: list[dict[str, Any]] = []
         for i in range(0, len(candidates), DECISION_BATCH):
             chunk = candidates[i : i + DECISION_BATCH]
-            out.extend(await release_students(runtime, principal, view, chunk, elements, build))
+            out.extend(await release_students(read, chunk, elements, build))
         return out
+    runtime, principal, view = read.runtime, read.principal, read.view
     by_district: dict[str, list[str]] = {}
     for district, key in candidates:
         by_district.setdefault(district, []).append(key)
@@ -340,9 +338,7 @@ async def release_students(
                 in_classes.update({(district, k): c for k, c in mine.items()})
     loaded = [found[c] for c in candidates if c in found]
     decisions = await _decide(
-        runtime,
-        principal,
-        view,
+        read,
         [
             (s.district_id, s.student_key, first_school(view, s), in_classes.get((s.district_id, s.student_key), []))
             for s in loaded
@@ -373,15 +369,11 @@ async def release_students(
 
 
 async def _decide(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    students: Sequence[tuple[str, str, str | None, Sequence[str]]],
-    elements: Sequence[str],
+    read: VendorRead, students: Sequence[tuple[str, str, str | None, Sequence[str]]], elements: Sequence[str]
 ) -> list[Decision]:
     """Consent's decisions; the student's classes are named only for an agreement for certain
     classes (consent then denies a student in none of them)."""
-    requester = requester_json(principal)
+    view, requester = read.view, requester_json(read.principal)
     requests = [
         checked(
             DecisionRequest,
@@ -397,7 +389,7 @@ async def _decide(
         for district, key, school, classes in students
     ]
     try:
-        return await consent(runtime).decide_many(requests) if requests else []
+        return await consent(read.runtime).decide_many(requests) if requests else []
     except PeerUnavailable as exc:
         raise consent_unavailable(exc) from None
 
@@ -526,11 +518,10 @@ async def teacher_rows(runtime: Runtime, view: VendorView) -> list[dict[str, Any
     return out
 
 
-async def record_teachers(
-    runtime: Runtime, principal: Principal, view: VendorView, released: Iterable[Teacher]
-) -> None:
+async def record_teachers(read: VendorRead, released: Iterable[Teacher]) -> None:
     """Each teacher released is a disclosure like a student's: the staff elements, the agreement
     and the catalogue's legal basis for staff data (no per-person consent decision applies)."""
+    view = read.view
     releases = []
     for t in released:
         decision = Decision(
@@ -546,7 +537,7 @@ async def record_teachers(
             policy_version=STAFF_POLICY,
         )
         releases.append(Release(t.district_id, t.staff_key, sorted(t.elements), decision, t.user))
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
+    await commit_releases(read.runtime, read.principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
 
 
 # --- class enrollments --------------------------------------------------------------------
@@ -557,11 +548,12 @@ ENROLLMENT_DATES = {"beginDate": "enrollment.entry_date", "endDate": "enrollment
 SQL_FILTERS = {("class.sourcedId", "="), ("user.sourcedId", "="), ("school.sourcedId", "="), ("role", "=")}
 
 
-async def class_enrollments(runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery) -> Page:
+async def class_enrollments(read: VendorRead, q: ListQuery) -> Page:
     """A page of class enrollments: students' only where their decision releases
     `enrollment.class` (and only while they are enrolled at the school), teachers' only where the
     agreement lists `staff.class_assignment`. One disclosure per student and per teacher. A
     caller narrows the page by adding `=` predicates at the end of `q` (the last on a field wins)."""
+    runtime, view = read.runtime, read.view
     fields = {p.field: p.value for p in q.predicates if p.op == "="}
     class_id = fields.get("class.sourcedId")
     user_key = fields.get("user.sourcedId")
@@ -583,9 +575,7 @@ async def class_enrollments(runtime: Runtime, principal: Principal, view: Vendor
         candidates = await current_students(runtime, view, stamped=False)  # for the screen: keys only
         if user_key is not None:
             candidates = [r for r in candidates if r["sourcedId"] == user_key]
-        hidden = await hidden_students(
-            runtime, principal, view, candidates, CLASS_ENROLLMENT_ELEMENTS, (CLASS_ELEMENT, *dates)
-        )
+        hidden = await hidden_students(read, candidates, CLASS_ENROLLMENT_ELEMENTS, (CLASS_ELEMENT, *dates))
     rows: list[tuple[str, Any]] = []
     total = 0
     # Districts in order; each district's rows from SQL (paged there when the query allows).
@@ -621,7 +611,7 @@ async def class_enrollments(runtime: Runtime, principal: Principal, view: Vendor
         kept.sort(key=lambda o: order[id(o[1])])
         total = len(kept)
         objects = kept[q.offset : q.offset + q.limit]
-    return Page(await _release_enrollments(runtime, principal, view, objects), total)
+    return Page(await _release_enrollments(read, objects), total)
 
 
 def enrollment_id(runtime: Runtime, district: str, row: Any) -> str:
@@ -629,7 +619,7 @@ def enrollment_id(runtime: Runtime, district: str, row: Any) -> str:
 
 
 async def _release_enrollments(
-    runtime: Runtime, principal: Principal, view: VendorView, objects: Sequence[tuple[str, dict[str, Any], Any]]
+    read: VendorRead, objects: Sequence[tuple[str, dict[str, Any], Any]]
 ) -> list[dict[str, Any]]:
     students = sorted({(d, r["user_key"], r["school_id"]) for d, _, r in objects if r["role"] == "student"})
     firsts: dict[tuple[str, str], str] = {}
@@ -644,11 +634,7 @@ async def _release_enrollments(
         zip(
             keys,
             await _decide(
-                runtime,
-                principal,
-                view,
-                [(d, k, firsts[(d, k)], sorted(in_classes[(d, k)])) for d, k in keys],
-                CLASS_ENROLLMENT_ELEMENTS,
+                read, [(d, k, firsts[(d, k)], sorted(in_classes[(d, k)])) for d, k in keys], CLASS_ENROLLMENT_ELEMENTS
             ),
             strict=True,
         )
@@ -674,7 +660,7 @@ async def _release_enrollments(
                     obj[field] = None
             released_parts.setdefault(key, set()).update(parts)
             student_releases.setdefault(key, []).append(obj)
-        elif key in teacher_keys and view.teachers_visible:
+        elif key in teacher_keys and read.view.teachers_visible:
             teacher_released.setdefault(key, []).append(obj)
         else:
             continue
@@ -683,30 +669,24 @@ async def _release_enrollments(
         Release(d, k, sorted(released_parts[(d, k)]), decisions[(d, k)], objs)
         for (d, k), objs in sorted(student_releases.items())
     ]
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
+    await commit_releases(
+        read.runtime, read.principal, releases, channel=CHANNEL_ONEROSTER, purpose=read.view.purpose or ""
+    )
     await record_teachers(
-        runtime,
-        principal,
-        view,
+        read,
         [Teacher(d, k, {"enrollments": objs}, {TEACHERS_ELEMENT}) for (d, k), objs in sorted(teacher_released.items())],
     )
-    READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(releases) + len(teacher_released))
+    READS.labels(read.principal.role.value, CHANNEL_ONEROSTER).inc(len(releases) + len(teacher_released))
     return out
 
 
 async def student_page(
-    runtime: Runtime,
-    principal: Principal,
-    view: VendorView,
-    rows: list[dict[str, Any]],
-    q: ListQuery,
-    elements: Sequence[str],
-    require: Sequence[str] = (),
+    read: VendorRead, rows: list[dict[str, Any]], q: ListQuery, elements: Sequence[str], require: Sequence[str] = ()
 ) -> tuple[list[tuple[str, str]], int]:
     """Filter, screen, sort and cut the students' key rows: the page's (district, key) and the
     total of those the vendor may see (a read of `elements` releases something to them)."""
     found = [r for r in rows if matches(r, q.predicates)]
-    found = without(found, await hidden_students(runtime, principal, view, found, elements, require))
+    found = without(found, await hidden_students(read, found, elements, require))
     ordered = sort_items(found, q)
     return [(r["district"], r["sourcedId"]) for r in ordered[q.offset : q.offset + q.limit]], len(ordered)
 
@@ -716,11 +696,12 @@ async def student_page(
 SCHOOL_ENROLLMENT_ELEMENTS = ("enrollment.school_id", "enrollment.entry_date", "enrollment.exit_date")
 
 
-async def school_enrollments(runtime: Runtime, principal: Principal, view: VendorView, q: ListQuery) -> Page:
+async def school_enrollments(read: VendorRead, q: ListQuery) -> Page:
     """Students' school enrollments (`class` null), for agreements whose districts send no
     classes: what SQL can do (covered schools, the agreement's end, the common predicates) is
     done there; with no other predicate the page bounds the query too. An agreement for certain
     classes has none here (these districts send no classes)."""
+    runtime, view = read.runtime, read.view
     if view.classes:
         return Page([], 0)
     predicates = q.predicates
@@ -736,19 +717,18 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
     user = next((p.value for p in predicates if p.field == "user.sourcedId" and p.op == "="), None)
     school_id = next((p.value for p in predicates if p.field == "school.sourcedId" and p.op == "="), None)
     bounded = q.sort is None and not q.descending and all((p.field, p.op) in sql_fields for p in predicates)
+    only = store.EnrollmentFilter(
+        school_ids=view.schools,
+        updated_after=updated_after - timedelta(microseconds=1) if updated_after else None,
+        student_key=user,
+        school_id=school_id,
+        entry_on_or_before=view.end,
+        limit=q.offset + q.limit if bounded else None,
+    )
     rows: list[tuple[str, dict[str, Any]]] = []
     for district in view.districts:
         async with store.district_tx(runtime.pool, district) as conn:
-            found = await store.list_enrollments(
-                conn,
-                district,
-                school_ids=view.schools,
-                updated_after=updated_after - timedelta(microseconds=1) if updated_after else None,
-                student_key=user,
-                school_id=school_id,
-                entry_on_or_before=view.end,
-                limit=q.offset + q.limit if bounded else None,
-            )
+            found = await store.list_enrollments(conn, district, only)
         for e in found:
             obj = {
                 "sourcedId": runtime.pseudonymizer.enrollment_id(
@@ -771,9 +751,7 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
     dates = [e for f, e in ENROLLMENT_DATES.items() if any(p.field == f for p in predicates)]
     seen = {(d, o["user"]["sourcedId"]): o["school"]["sourcedId"] for d, o in reversed(rows)}
     hidden = await hidden_students(
-        runtime,
-        principal,
-        view,
+        read,
         [{"district": d, "sourcedId": k, "school": sch} for (d, k), sch in seen.items()],
         SCHOOL_ENROLLMENT_ELEMENTS,
         ("enrollment.school_id", *dates),
@@ -788,9 +766,7 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
         key = (district, obj["user"]["sourcedId"])
         school_of[key] = min(school_of.get(key, obj["school"]["sourcedId"]), obj["school"]["sourcedId"])
     students = sorted(school_of)
-    decisions = await _decide(
-        runtime, principal, view, [(d, k, school_of[(d, k)], []) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS
-    )
+    decisions = await _decide(read, [(d, k, school_of[(d, k)], []) for d, k in students], SCHOOL_ENROLLMENT_ELEMENTS)
     by_student = dict(zip(students, decisions, strict=True))
     out: list[dict[str, Any]] = []
     released: dict[tuple[str, str], set[str]] = {}
@@ -819,8 +795,8 @@ async def school_enrollments(runtime: Runtime, principal: Principal, view: Vendo
         Release(d, k, sorted(els), by_student[(d, k)], [o for o in out if o["user"]["sourcedId"] == k])
         for (d, k), els in sorted(released.items())
     ]
-    await commit_releases(runtime, principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
-    READS.labels(principal.role.value, CHANNEL_ONEROSTER).inc(len(releases))
+    await commit_releases(runtime, read.principal, releases, channel=CHANNEL_ONEROSTER, purpose=view.purpose or "")
+    READS.labels(read.principal.role.value, CHANNEL_ONEROSTER).inc(len(releases))
     return Page(out, total)
 
 
@@ -879,9 +855,7 @@ async def district_of_student(runtime: Runtime, view: VendorView, key: str) -> s
     return None
 
 
-async def classes_of_user(
-    runtime: Runtime, principal: Principal, view: VendorView, key: str, role: str | None
-) -> list[dict[str, Any]] | None:
+async def classes_of_user(read: VendorRead, key: str, role: str | None) -> list[dict[str, Any]] | None:
     """The classes a visible student (whose decision releases `enrollment.class`) or teacher is
     enrolled in; the membership is released (a disclosure). None: no such user visible (a student
     whose class membership is withheld answers like one not visible at all)."""
@@ -889,15 +863,16 @@ async def classes_of_user(
     def every_class(as_role: str) -> ListQuery:
         return ListQuery([Predicate("user.sourcedId", "=", key), Predicate("role", "=", as_role)], limit=1000)
 
+    runtime, view = read.runtime, read.view
     if role != "teacher" and await district_of_student(runtime, view, key) is not None:
-        membership = await class_enrollments(runtime, principal, view, every_class("student"))
+        membership = await class_enrollments(read, every_class("student"))
         if membership.items:
             ids = {e["class"]["sourcedId"] for e in membership.items}
             return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
         if role == "student":
             return None
     if role != "student" and await teachers(runtime, view, [key]):
-        membership = await class_enrollments(runtime, principal, view, every_class("teacher"))
+        membership = await class_enrollments(read, every_class("teacher"))
         ids = {e["class"]["sourcedId"] for e in membership.items}
         return [c for c in await classes(runtime, view) if c["sourcedId"] in ids]
     return None

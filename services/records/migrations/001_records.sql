@@ -179,22 +179,8 @@ CREATE TABLE read_log (
     read_at         timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['students', 'student_elements', 'enrollments', 'attendance', 'suspensions',
-                             'amendments', 'parent_statements', 'transfer_deliveries', 'read_log']
-    LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format(
-            'CREATE POLICY district_isolation ON %I USING (district_id = current_setting(''homeroom.district_id'', true))'
-            ' WITH CHECK (district_id = current_setting(''homeroom.district_id'', true))', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO homeroom_records_app', t);
-    END LOOP;
-END
-$$;
+SELECT homeroom_district_isolation(t, 'SELECT, INSERT, UPDATE, DELETE', 'homeroom_records_app')
+FROM unnest(ARRAY['students', 'student_elements', 'enrollments', 'attendance', 'suspensions', 'amendments', 'parent_statements', 'transfer_deliveries', 'read_log']) AS t;
 
 GRANT SELECT, INSERT, UPDATE ON schools, student_index, ended_agreements TO homeroom_records_app;
 GRANT USAGE ON SEQUENCE read_log_id_seq TO homeroom_records_app;

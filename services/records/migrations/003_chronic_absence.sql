@@ -11,9 +11,4 @@ CREATE TABLE chronic_absence (
     changed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (district_id, student_key)
 );
-ALTER TABLE chronic_absence ENABLE ROW LEVEL SECURITY;
-ALTER TABLE chronic_absence FORCE ROW LEVEL SECURITY;
-CREATE POLICY district_isolation ON chronic_absence
-    USING (district_id = current_setting('homeroom.district_id', true))
-    WITH CHECK (district_id = current_setting('homeroom.district_id', true));
-GRANT SELECT, INSERT, UPDATE, DELETE ON chronic_absence TO homeroom_records_app;
+SELECT homeroom_district_isolation('chronic_absence', 'SELECT, INSERT, UPDATE, DELETE', 'homeroom_records_app');

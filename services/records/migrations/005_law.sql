@@ -30,20 +30,8 @@ CREATE TABLE destructions (
     at           timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['agreement_releases', 'destructions'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format(
-            'CREATE POLICY district_isolation ON %I USING (district_id = current_setting(''homeroom.district_id'', true))'
-            ' WITH CHECK (district_id = current_setting(''homeroom.district_id'', true))', t);
-        EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I TO homeroom_records_app', t);
-    END LOOP;
-END
-$$;
+SELECT homeroom_district_isolation(t, 'SELECT, INSERT, DELETE', 'homeroom_records_app')
+FROM unnest(ARRAY['agreement_releases', 'destructions']) AS t;
 GRANT USAGE ON SEQUENCE agreement_releases_id_seq, destructions_id_seq TO homeroom_records_app;
 
 -- How long a district keeps each group of a student's data after the student's last exit.

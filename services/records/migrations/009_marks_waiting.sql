@@ -21,12 +21,7 @@ CREATE TABLE marks_waiting (
     waiting_since     timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (district_id, student_key, day, period)
 );
-ALTER TABLE marks_waiting ENABLE ROW LEVEL SECURITY;
-ALTER TABLE marks_waiting FORCE ROW LEVEL SECURITY;
-CREATE POLICY district_isolation ON marks_waiting
-    USING (district_id = current_setting('homeroom.district_id', true))
-    WITH CHECK (district_id = current_setting('homeroom.district_id', true));
-GRANT SELECT, INSERT, UPDATE, DELETE ON marks_waiting TO homeroom_records_app;
+SELECT homeroom_district_isolation('marks_waiting', 'SELECT, INSERT, UPDATE, DELETE', 'homeroom_records_app');
 
 -- The districts that have had marks waiting (ids only, no RLS), so the task finds them.
 CREATE TABLE marks_waiting_districts (

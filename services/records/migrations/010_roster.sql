@@ -88,16 +88,5 @@ CREATE TABLE class_enrollments (
 );
 CREATE INDEX class_enrollments_by_user ON class_enrollments (district_id, user_key);
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['staff', 'staff_elements', 'class_enrollments'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format(
-            'CREATE POLICY district_isolation ON %I USING (district_id = current_setting(''homeroom.district_id'', true))'
-            ' WITH CHECK (district_id = current_setting(''homeroom.district_id'', true))', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO homeroom_records_app', t);
-    END LOOP;
-END
-$$;
+SELECT homeroom_district_isolation(t, 'SELECT, INSERT, UPDATE, DELETE', 'homeroom_records_app')
+FROM unnest(ARRAY['staff', 'staff_elements', 'class_enrollments']) AS t;

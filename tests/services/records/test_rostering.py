@@ -53,7 +53,7 @@ from tests.services.ingest.ingest_data import (
     manifest,
 )
 from tests.services.ingest.test_api import upload
-from tests.services.records.helpers import Records, apply, apply_batches, records_service
+from tests.services.records.helpers import Records, agreement_ended, apply, apply_batches, records_service
 from tests.services.records.oneroster_schemas import COLLECTIONS, collection, single
 
 OR = "/ims/oneroster/rostering/v1p2"
@@ -582,3 +582,28 @@ async def test_bad_roster_events_are_refused_with_their_rule(service_env: Servic
         async with rec.admin.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM class_enrollments") == 0
             assert await conn.fetchval("SELECT count(*) FROM staff") == 0
+
+
+async def test_a_vendor_read_under_an_ended_agreement_is_refused_before_any_lookup_and_logged(
+    service_env: ServiceEnv,
+) -> None:
+    """The route's vendor read is built once, by its dependency: a list's parameters are still
+    checked first (422), an agreement not in force is refused (403) before anything is looked up,
+    and the refusal reaches the security log like one raised in the route."""
+    async with records_service(service_env) as rec:
+        ended = f"ended-{uuid.uuid4().hex[:8]}"
+        await apply(rec.runtime, agreement_ended(ended))
+        vendor = {"agreement": ended, "organization": "Latecomer"}
+        key = f"stu_{uuid.uuid4().hex}"
+        assert (await rec.get(f"{OR}/students?limit=0", "vendor", **vendor)).status_code == 422
+        for path in (f"{OR}/students", f"{OR}/students/{key}", f"{OR}/bulk.zip"):
+            r = await rec.get(path, "vendor", **vendor)
+            assert r.status_code == 403 and r.json()["reason"] == "agreement_ended", (path, r.text)
+        assert await rec.disclosures() == []
+        refusals = (await rec.get("/v1/security-log", "compliance")).json()["refusals"]
+        assert {(x["route"], x["student_key"], x["status"], x["reason"]) for x in refusals
+                if x["requester"]["agreement_id"] == ended} == {
+            (f"{OR}/students", None, 403, "agreement_ended"),
+            (f"{OR}/students/{{sourced_id}}", key, 403, "agreement_ended"),
+            (f"{OR}/bulk.zip", None, 403, "agreement_ended"),
+        }  # fmt: skip
