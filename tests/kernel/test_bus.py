@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,6 +80,46 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
         await consumer.stop()
         await relay.stop()
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+async def test_a_poll_is_one_transaction_partition_after_partition(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    """The handler gets a poll's events of every partition in one call (one transaction, one
+    claim per partition), partition after partition, each in offset order; each event once."""
+    await prepare(pg_pool)
+    attendance, rejected = topics(topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [attendance, rejected])
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(120)])  # 50 students: every partition
+    await publisher.stop()
+    calls: list[list[tuple[int, int]]] = []
+
+    async def record(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        calls.append([(e.partition, e.offset) for e in events])
+        for event in events:
+            await tally_handler(event, ctx)
+
+    consumer = EventConsumer(
+        service="test",
+        name="tally",
+        topics=[attendance.name],
+        batch_handler=record,
+        pool=pg_pool,
+        client_kwargs={"bootstrap_servers": bootstrap},
+        dead_letter_topic=rejected.name,
+        group_id=f"tally-{topic_suffix}",
+        session_timeout_ms=6000,
+    )
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), 120))
+    finally:
+        await consumer.stop()
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    assert all(call == sorted(call) for call in calls)  # partition after partition, offsets in order
+    assert max(len({partition for partition, _ in call}) for call in calls) > 1
+    assert sum(len(call) for call in calls) == 120
 
 
 @settings(max_examples=200, deadline=None)
