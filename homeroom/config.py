@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from homeroom.peers import PORTS
 from homeroom.storage import database_url
 
 Environment = Literal["development", "test", "production"]
@@ -67,8 +68,10 @@ class KafkaSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """Settings every service has. Subclasses set `model_config` with their own env prefix
-    and a default `service_name`."""
+    """Settings every service has. A subclass names its service once, as `service_name`'s
+    default; by that name its environment prefix is HOMEROOM_<NAME>_ and its port the
+    service's conventional one (`homeroom.peers.PORTS`), unless it declares `model_config`
+    with another `env_prefix` or a `port` default of its own."""
 
     model_config = SettingsConfigDict(env_prefix="HOMEROOM_SERVICE_", extra="ignore")
 
@@ -77,7 +80,7 @@ class ServiceSettings(BaseSettings):
         default="development", validation_alias=AliasChoices("HOMEROOM_ENVIRONMENT", "environment")
     )
     host: str = "127.0.0.1"
-    port: int = 0  # each subclass sets its conventional port
+    port: int = 0  # a subclass's default: its service's conventional port (see above)
     # Set by `./run stack` for every process it starts and echoed by /readyz, so the stack
     # never takes another process answering on the same port for its own service.
     instance_id: str = Field(default="", validation_alias=AliasChoices("HOMEROOM_INSTANCE_ID", "instance_id"))
@@ -151,6 +154,17 @@ class ServiceSettings(BaseSettings):
     # A service's own secret files that production must name (field → what it holds); outside
     # production each defaults to a file in the secrets directory, created on first use.
     production_secret_files: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """The conventions of the class docstring, applied once the subclass is built."""
+        super().__pydantic_init_subclass__(**kwargs)
+        name = str(cls.model_fields["service_name"].default)
+        if cls.model_config.get("env_prefix") == ServiceSettings.model_config.get("env_prefix"):
+            cls.model_config = {**cls.model_config, "env_prefix": f"HOMEROOM_{name.upper()}_"}
+        if cls.model_fields["port"].default == 0 and name in PORTS:
+            cls.model_fields["port"].default = PORTS[name]
+            cls.model_rebuild(force=True)
 
     @model_validator(mode="after")
     def _derive(self) -> ServiceSettings:

@@ -46,7 +46,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import Connection
-from homeroom.tasks import cancel
+from homeroom.tasks import cancel, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,7 @@ class NoticeRelay:
                     done = 0
                 if done == 0:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                    await wait_for_wake(self._wake, self.poll_interval_s)
         finally:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(NOTIFY_CHANNEL, wake)

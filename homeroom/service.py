@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,12 +97,16 @@ class ConsumerSpec:
         return one_at_a_time(self.handler(runtime))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceSpec(Generic[SettingsT, StateT]):
-    name: str
     settings: type[SettingsT]
+    # By default the name its settings class declares (`service_name`), so it is written once.
+    name: str = ""
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[ConsumerSpec] = ()
+    # Its numbered SQL migrations. By convention (when not given) the `migrations/` folder
+    # beside the module that declares the settings class (`services/<name>/migrations`),
+    # when there is one; None: no database of its own.
     migrations: Path | None = None
     description: str = ""
     uses_cipher: bool = False
@@ -120,6 +125,15 @@ class ServiceSpec(Generic[SettingsT, StateT]):
     # Answers of at least this many bytes are gzip-compressed for a client that accepts it
     # (large public documents: the reports service's snapshots); None: never.
     gzip_minimum_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # frozen: the conventional values are set once, here
+        if not self.name:
+            object.__setattr__(self, "name", self.settings.model_fields["service_name"].default)
+        if self.migrations is None:
+            beside = Path(inspect.getfile(self.settings)).with_name("migrations")
+            if beside.is_dir():
+                object.__setattr__(self, "migrations", beside)
 
 
 @dataclass(slots=True)

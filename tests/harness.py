@@ -15,10 +15,12 @@ login role that owns nothing (`homeroom.storage`), so every test exercises least
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ from homeroom.config import KafkaSettings, ServiceSettings
 from homeroom.service import Runtime, ServiceSpec, attach, create_app, running
 from homeroom.storage import OWNER_ROLE, bootstrap_roles, database_url, login_role, with_user
 from homeroom_dev.infra.postgres import EmbeddedPostgres
+
+# A service's stop (consumers, lifecycle, relays, pools) takes a second or two; a minute is
+# far beyond any healthy stop on a loaded CI machine.
+STOP_DEADLINE_S = 60.0
 
 _ROLES_READY: set[str] = set()
 _LOGINS_READY: set[str] = set()
@@ -149,19 +155,72 @@ async def service_under_test(
     settings: ServiceSettings | None = None,
     peers: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     clock: Clock | None = None,
+    stop_deadline_s: float = STOP_DEADLINE_S,
     **overrides: Any,
 ) -> AsyncIterator[ServiceUnderTest]:
     """Start a service's runtime (database, relay, consumers) and an ASGI client to its app.
 
-    `peers`: the other services it calls, by name (their `ServiceUnderTest.transport`)."""
+    `peers`: the other services it calls, by name (their `ServiceUnderTest.transport`).
+    Stopping it takes at most `stop_deadline_s`, or the test fails with `StopOverran`."""
     resolved = settings or await env.settings_for(spec, **overrides)
-    async with running(spec, resolved, kafka=env.kafka, auth=env.auth_settings, peers=peers, clock=clock) as runtime:
+    started = contextlib.AsyncExitStack()
+    runtime = await started.enter_async_context(
+        running(spec, resolved, kafka=env.kafka, auth=env.auth_settings, peers=peers, clock=clock)
+    )
+    try:
         app = create_app(spec, resolved, lifespan=False)
         attach(app, runtime)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}.test") as client:
-            env.service_urls[spec.name] = str(client.base_url)
-            yield ServiceUnderTest(runtime, client, transport)
+        client = await started.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}.test")
+        )
+        env.service_urls[spec.name] = str(client.base_url)
+        yield ServiceUnderTest(runtime, client, transport)
+    finally:
+        await stop_within(spec.name, started.aclose(), stop_deadline_s)
+
+
+def _has_frame(awaitable: Any) -> bool:
+    return hasattr(awaitable, "cr_frame") or hasattr(awaitable, "ag_frame")
+
+
+class StopOverran(AssertionError):
+    """A service under test did not stop within its deadline: a failing test fails, never hangs."""
+
+
+async def stop_within(service: str, stopping: Coroutine[Any, Any, None], deadline_s: float) -> None:
+    """Run a service's stop with a deadline. pytest-timeout cancels its timer once a test has
+    failed, so a stop that never ends (a background task that swallowed its cancellation, a
+    connection never given back to the pool) would hang the run: it fails loudly instead,
+    naming the service and what its stop was waiting on."""
+    task = asyncio.create_task(stopping, name=f"stop-{service}")
+    done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    if task in done:
+        return task.result()
+    waits_on = "\n".join(_waiting_chain(task))
+    task.cancel()  # best effort: a stop stuck on a task that ignores cancellation stays stuck
+    raise StopOverran(f"service {service} did not stop within {deadline_s:g} s; its stop waits on:\n{waits_on}")
+
+
+def _waiting_chain(task: asyncio.Task[Any], depth: int = 0) -> list[str]:
+    """Where `task` is suspended (its innermost frames), then the task it awaits, and so on."""
+    lines = [f"{'  ' * depth}task {task.get_name()!r}:"]
+    awaitable: Any = task.get_coro()
+    while awaitable is not None:  # coroutines and async generators awaiting one another
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"{'  ' * depth}  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+        if frame is not None and awaitable is not None and not _has_frame(awaitable):
+            # `async with` over an async generator (`running`, a lifecycle) awaits its opaque
+            # asend/athrow: follow the generator itself.
+            generator = getattr(frame.f_locals.get("self"), "gen", None)
+            awaitable = generator if inspect.isasyncgen(generator) else None
+    waiter = getattr(task, "_fut_waiter", None)  # the future the task is blocked on (no public API)
+    if isinstance(waiter, asyncio.Task) and depth < 5:
+        lines += _waiting_chain(waiter, depth + 1)
+    return lines
 
 
 def exported(exposition: str, series: str) -> float:

@@ -336,6 +336,35 @@ def _all_hashes(items: Iterable[bytes]) -> bool:
     return all(len(h) == HASH_SIZE for h in items)
 
 
+def _climb(fn: int, sn: int, seed: bytes, path: Sequence[bytes], *, with_old_root: bool) -> tuple[bytes, bytes] | None:
+    """The walk both verifications share (RFC 9162 §2.1.3.2 step 4, §2.1.4.2 step 6): from
+    ``seed`` at node ``fn`` of a tree whose last node is ``sn``, take in each path value on
+    the side the walk says. Returns (sr, fr): sr, the root the whole path leads to (the
+    inclusion proof's r); fr, with ``with_old_root``, the root of the left values only (the
+    old tree's, in a consistency proof). None when the path does not fit the tree."""
+    fr = sr = seed
+    for c in path:
+        # a. If sn is 0, stop and fail.
+        if sn == 0:
+            return None
+        # b. If LSB(fn) is set, or fn equals sn:
+        if fn & 1 or fn == sn:
+            sr = node_hash(c, sr)
+            if with_old_root:
+                fr = node_hash(c, fr)
+            # If LSB(fn) is not set, right-shift both until LSB(fn) is set or fn is 0.
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        # c. Right-shift both once.
+        fn >>= 1
+        sn >>= 1
+    # After the path, sn must be 0.
+    return (sr, fr) if sn == 0 else None
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """Whether ``proof`` shows the leaf hash ``leaf`` at ``index`` in the tree of ``size`` with ``root``."""
     if not _all_hashes([leaf, root, *proof]):
@@ -343,27 +372,10 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     # 1. leaf_index must be below tree_size.
     if not 0 <= index < size:
         return False
-    # 2. fn = leaf_index, sn = tree_size - 1.  3. r = hash.
-    fn, sn, r = index, size - 1, leaf
-    # 4. For each value p in inclusion_path:
-    for p in proof:
-        # a. If sn is 0, stop and fail.
-        if sn == 0:
-            return False
-        # b. If LSB(fn) is set, or fn equals sn:
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            # ii. If LSB(fn) is not set, right-shift both until LSB(fn) is set or fn is 0.
-            while fn and not fn & 1:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        # c. Right-shift both once.
-        fn >>= 1
-        sn >>= 1
+    # 2. fn = leaf_index, sn = tree_size - 1, r = hash.  3.-4. The walk over inclusion_path.
+    climbed = _climb(index, size - 1, leaf, proof, with_old_root=False)
     # 5. sn must be 0 and r must equal root_hash.
-    return sn == 0 and r == root
+    return climbed is not None and climbed[0] == root
 
 
 def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
@@ -394,28 +406,10 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     while fn & 1:
         fn >>= 1
         sn >>= 1
-    # 5. fr = sr = the first value of the path.
-    fr = sr = path[0]
-    # 6. For each subsequent value c:
-    for c in path[1:]:
-        # a. If sn is 0, stop and fail.
-        if sn == 0:
-            return False
-        # b. If LSB(fn) is set, or fn equals sn:
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            # iii. If LSB(fn) is not set, right-shift both until LSB(fn) is set or fn is 0.
-            while fn and not fn & 1:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        # c. Right-shift both once.
-        fn >>= 1
-        sn >>= 1
+    # 5. fr = sr = the first value of the path.  6. The walk over each subsequent value.
+    climbed = _climb(fn, sn, path[0], path[1:], with_old_root=True)
     # 7. fr must equal first_hash, sr second_hash, and sn must be 0.
-    return fr == old_root and sr == new_root and sn == 0
+    return climbed is not None and climbed == (new_root, old_root)
 
 
 # --- multiproofs: many leaves against one root, interior nodes shared ---------------------

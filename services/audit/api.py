@@ -13,12 +13,10 @@ Who may call what:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.contracts.disclosure_selection import DisclosureSelection
@@ -29,7 +27,7 @@ from services.audit import store
 from services.audit.application import export, proofs, search, tree_heads, witnessing
 from services.audit.application import selection as selections
 from services.audit.application import verification as verifying
-from services.audit.state import RuntimeDep
+from services.audit.state import AuditRuntime, RuntimeDep
 
 router = APIRouter(prefix="/v1")
 
@@ -42,33 +40,25 @@ Service = Annotated[Principal, Depends(require_roles(Role.SERVICE))]
 Scoper = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.SERVICE))]
 
 
+async def _for_proof_reader(runtime: RuntimeDep, _: ProofReader) -> AuditRuntime:
+    return runtime
+
+
+# What every tree-head and proof route takes: the runtime, for a caller who may read proofs.
+ProofRuntime = Annotated[AuditRuntime, Depends(_for_proof_reader)]
+
+
 # --- compliance: search ---------------------------------------------------------------------
-
-
-class EntrySearch(BaseModel):
-    """The search's filters, as query parameters (`store.EntryFilter` under the same names)."""
-
-    student_key: str | None = None
-    district_id: str | None = None
-    recipient: str | None = Field(default=None, description="recipient organisation")
-    agreement_id: str | None = None
-    legal_basis: str | None = None
-    purpose: str | None = None
-    element: str | None = None
-    kind: str | None = None
-    since: datetime | None = Field(default=None, alias="from", description="occurred at or after (ISO 8601)")
-    until: datetime | None = Field(default=None, alias="to", description="occurred before (ISO 8601)")
-    after: int | None = Field(default=None, ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")
 
 
 @router.get("/entries", tags=["compliance"], summary="Search the log (stable pages by sequence number)")
 async def list_entries(
     runtime: RuntimeDep,
     _: Compliance,
-    filters: Annotated[EntrySearch, Query()],
+    filters: Annotated[store.EntryFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    return await search.search(runtime, store.EntryFilter(**filters.model_dump()), limit)
+    return await search.search(runtime, filters, limit)
 
 
 @router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
@@ -82,12 +72,12 @@ async def get_entry(
 
 
 @router.get("/tree-heads/latest", tags=["proofs"], summary="The latest signed tree head and the log's public key")
-async def latest_head(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def latest_head(runtime: ProofRuntime) -> dict[str, Any]:
     return await proofs.latest_head(runtime)
 
 
 @router.get("/keys", tags=["proofs"], summary="The log's public keys: the signing key's and every retired one's")
-async def public_keys(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def public_keys(runtime: ProofRuntime) -> dict[str, Any]:
     """Heads and receipts name the key id that signed them; a verifier trusts these keys
     (pinned out of band, ideally) and checks each statement against the key it names."""
     return proofs.public_keys(runtime)
@@ -101,20 +91,14 @@ async def sign_head(runtime: RuntimeDep, _: HeadSigner) -> dict[str, Any]:
 
 @router.get("/proofs/inclusion", tags=["proofs"], summary="Audit path of entry `index` in the tree of `tree_size`")
 async def inclusion(
-    runtime: RuntimeDep,
-    _: ProofReader,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int, Query(ge=1)],
+    runtime: ProofRuntime, index: Annotated[int, Query(ge=0)], tree_size: Annotated[int, Query(ge=1)]
 ) -> dict[str, Any]:
     return await proofs.inclusion(runtime, index, tree_size)
 
 
 @router.get("/proofs/consistency", tags=["proofs"], summary="Proof that tree `first` is a prefix of tree `second`")
 async def consistency(
-    runtime: RuntimeDep,
-    _: ProofReader,
-    first: Annotated[int, Query(ge=0)],
-    second: Annotated[int, Query(ge=0)],
+    runtime: ProofRuntime, first: Annotated[int, Query(ge=0)], second: Annotated[int, Query(ge=0)]
 ) -> dict[str, Any]:
     return await proofs.consistency(runtime, first, second)
 
@@ -174,7 +158,7 @@ async def export_log(
     tags=["proofs"],
     summary="The latest checkpoint a witness cosigned (c2sp.org/tlog-checkpoint signed note, with the cosignature)",
 )
-async def checkpoint(runtime: RuntimeDep, _: ProofReader) -> dict[str, Any]:
+async def checkpoint(runtime: ProofRuntime) -> dict[str, Any]:
     recorded = await witnessing.latest(runtime)
     if recorded is None:
         raise Problem(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.service import ServiceSpec
 from homeroom.tasks import cancel
@@ -64,13 +63,10 @@ async def lifecycle(runtime: AuditRuntime) -> AsyncIterator[AuditState]:
 
 
 SERVICE = ServiceSpec(
-    name="audit",
     settings=AuditSettings,
     routers=(router,),
     consumers=(consumer_spec(),),
-    migrations=Path(__file__).parent / "migrations",
     description="The append-only, verifiable log of every disclosure (RFC 9162 Merkle tree).",
-    uses_cipher=False,
     database_roles=(WRITER_ROLE,),
     lifecycle=lifecycle,
     openapi_tags=(

@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
 
-from homeroom.storage import Connection
+from homeroom.storage import BIGINT_MAX, Connection
 from homeroom.tlog.merkle import (
     EMPTY_ROOT,
     NodeId,
@@ -258,19 +259,24 @@ def _entry(row: asyncpg.Record) -> StoredEntry:
     return StoredEntry(row["seq"], row["recorded_at_ms"], draft_from_row(row), leaf, receipt)
 
 
-@dataclass(frozen=True, slots=True)
-class EntryFilter:
+class EntryFilter(BaseModel):
+    """The log search's filters, declared once: GET /v1/entries takes them as its query
+    parameters (`from` and `to` for since and until) and `_where` turns them into SQL."""
+
+    model_config = ConfigDict(frozen=True)
+
     student_key: str | None = None
     district_id: str | None = None
-    recipient: str | None = None
+    recipient: str | None = Field(default=None, description="recipient organisation")
     agreement_id: str | None = None
     legal_basis: str | None = None
     purpose: str | None = None
     element: str | None = None
     kind: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    after: int | None = None  # keyset cursor: entries with seq above this
+    since: datetime | None = Field(default=None, alias="from", description="occurred at or after (ISO 8601)")
+    until: datetime | None = Field(default=None, alias="to", description="occurred before (ISO 8601)")
+    # A keyset cursor: entries with seq above this.
+    after: int | None = Field(default=None, ge=-1, le=BIGINT_MAX, description="the next_after of the previous page")
 
 
 def _where(f: EntryFilter) -> tuple[str, list[Any]]:

@@ -12,8 +12,11 @@ Who may call what:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -21,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from homeroom.auth import Principal, Role, require_roles
 from services.incidents.application import containment, notifying, publishing, reading, reporting, scoping
 from services.incidents.incidents import Discoverer, Kind
-from services.incidents.state import RuntimeDep, StateDep
+from services.incidents.state import IncidentsState, RuntimeDep, StateDep
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 IncidentId = Annotated[str, Path(pattern=r"^inc-[0-9a-f]{12}$")]
@@ -30,6 +33,33 @@ Manager = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTR
 Reader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.VENDOR))]
 ParentOrCompliance = Annotated[Principal, Depends(require_roles(Role.PARENT, Role.COMPLIANCE))]
 KeyReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.DISTRICT_STAFF, Role.OPERATOR))]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """The incident a route acts on (its path's `incident_id`), who acts, and what the use cases
+    take: the parameters every `/v1/incidents/{incident_id}/...` route has, declared once."""
+
+    incident_id: str
+    principal: Principal
+    state: IncidentsState
+    pool: asyncpg.Pool
+
+    async def view(self) -> dict[str, Any]:
+        """The incident as the acting principal may see it: what a change answers with."""
+        return await reporting.view(self.state, self.pool, self.principal, self.incident_id)
+
+
+async def _managed(incident_id: IncidentId, principal: Manager, runtime: RuntimeDep, state: StateDep) -> Case:
+    return Case(incident_id, principal, state, runtime.pool)
+
+
+async def _read(incident_id: IncidentId, principal: Reader, runtime: RuntimeDep, state: StateDep) -> Case:
+    return Case(incident_id, principal, state, runtime.pool)
+
+
+ManagedCase = Annotated[Case, Depends(_managed)]  # compliance or district staff act on it
+ReadCase = Annotated[Case, Depends(_read)]  # ... or the vendor that reported it
 
 
 Id = Annotated[str, Field(pattern=ID)]
@@ -132,47 +162,33 @@ async def list_incidents(principal: Reader, runtime: RuntimeDep, state: StateDep
 @incidents.get(
     "/{incident_id}", summary="An incident: its record, clocks, scope versions, containment, notices, history"
 )
-async def get_incident(
-    incident_id: IncidentId, principal: Reader, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+async def get_incident(case: ReadCase) -> dict[str, Any]:
+    return await case.view()
 
 
 @incidents.post("/{incident_id}/details", summary="Change the exposure period, description, investigation or contact")
-async def change_details(
-    incident_id: IncidentId, body: Details, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    await reporting.change_details(state, runtime.pool, principal, incident_id, body.model_dump(exclude_unset=True))
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+async def change_details(case: ManagedCase, body: Details) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    await reporting.change_details(case.state, case.pool, case.principal, case.incident_id, changes)
+    return await case.view()
 
 
 @incidents.post("/{incident_id}/contractor-notice", summary="The contractor's notice to the agencies (121.10(a))")
-async def contractor_notice(
-    incident_id: IncidentId, body: ContractorNotice, principal: Reader, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    await reporting.contractor_notice(
-        state,
-        runtime.pool,
-        principal,
-        incident_id,
-        district=body.district_id,
-        received_at=body.received_at,
-        method=body.method,
-    )
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+async def contractor_notice(case: ReadCase, body: ContractorNotice) -> dict[str, Any]:
+    # The body's fields are the use case's arguments, by name.
+    await reporting.contractor_notice(case.state, case.pool, case.principal, case.incident_id, **body.model_dump())
+    return await case.view()
 
 
 @incidents.post("/{incident_id}/scope", status_code=201, tags=["scope"], summary="Freeze a scope version from the log")
-async def freeze_scope(
-    incident_id: IncidentId, body: Rescope, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
+async def freeze_scope(case: ManagedCase, body: Rescope) -> dict[str, Any]:
     change = scoping.Rescope(
         exposure_start=body.exposure_start,
         exposure_end=body.exposure_end,
         disclosed_since=body.disclosed_since,
         add_agreement_ids=tuple(body.agreement_ids),
     )
-    return await scoping.freeze(state, runtime.pool, principal, incident_id, change)
+    return await scoping.freeze(case.state, case.pool, case.principal, case.incident_id, change)
 
 
 @incidents.get(
@@ -217,10 +233,9 @@ async def scope_bundle(
 @incidents.post(
     "/{incident_id}/cpo-report", tags=["notices"], summary="Report to the Chief Privacy Officer (121.10(b), (d))"
 )
-async def cpo_report(
-    incident_id: IncidentId, body: ForDistrict, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    return {"reports": await notifying.report_to_cpo(state, runtime.pool, principal, incident_id, body.district_id)}
+async def cpo_report(case: ManagedCase, body: ForDistrict) -> dict[str, Any]:
+    reports = await notifying.report_to_cpo(case.state, case.pool, case.principal, case.incident_id, body.district_id)
+    return {"reports": reports}
 
 
 @incidents.get(
@@ -250,75 +265,60 @@ async def get_report(
 @incidents.post(
     "/{incident_id}/letters", tags=["notices"], summary="Letters to every affected family, and the district summary"
 )
-async def send_letters(
-    incident_id: IncidentId, body: ForDistrict, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    return {"districts": await notifying.notify_families(state, runtime.pool, principal, incident_id, body.district_id)}
+async def send_letters(case: ManagedCase, body: ForDistrict) -> dict[str, Any]:
+    sent = await notifying.notify_families(case.state, case.pool, case.principal, case.incident_id, body.district_id)
+    return {"districts": sent}
 
 
 @incidents.get("/{incident_id}/letters", tags=["notices"], summary="The letters sent (printable), with their delivery")
 async def list_letters(
-    incident_id: IncidentId,
-    principal: Manager,
-    runtime: RuntimeDep,
+    case: ManagedCase,
     district_id: Annotated[str | None, Query(pattern=ID)] = None,
     after: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    return await notifying.letters(runtime.pool, principal, incident_id, district_id, after, limit)
+    return await notifying.letters(case.pool, case.principal, case.incident_id, district_id, after, limit)
 
 
 @incidents.post(
     "/{incident_id}/parents-delay",
     summary="Delay the families' notice (121.10(e): law enforcement, unfixed vulnerability)",
 )
-async def delay(
-    incident_id: IncidentId, body: Delay, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    await reporting.delay_parents_notice(state, runtime.pool, principal, incident_id, reason=body.reason, ended_at=None)
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+async def delay(case: ManagedCase, body: Delay) -> dict[str, Any]:
+    return await _delay_parents_notice(case, reason=body.reason, ended_at=None)
 
 
 @incidents.post("/{incident_id}/parents-delay/end", summary="The delay ended: families are due within seven days")
-async def delay_ended(
-    incident_id: IncidentId, body: DelayEnded, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
+async def delay_ended(case: ManagedCase, body: DelayEnded) -> dict[str, Any]:
+    return await _delay_parents_notice(case, reason=None, ended_at=body.ended_at)
+
+
+async def _delay_parents_notice(case: Case, *, reason: str | None, ended_at: datetime | None) -> dict[str, Any]:
     await reporting.delay_parents_notice(
-        state, runtime.pool, principal, incident_id, reason=None, ended_at=body.ended_at
+        case.state, case.pool, case.principal, case.incident_id, reason=reason, ended_at=ended_at
     )
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+    return await case.view()
 
 
 @incidents.post(
     "/{incident_id}/containment", summary="Record a containment step consent has taken (checked with consent)"
 )
-async def record_containment(
-    incident_id: IncidentId, body: Containment, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    return await containment.record_step(
-        state,
-        runtime.pool,
-        principal,
-        incident_id,
-        action=body.action,
-        agreement_id=body.agreement_id,
-        rotation_id=body.rotation_id,
-    )
+async def record_containment(case: ManagedCase, body: Containment) -> dict[str, Any]:
+    # The body's fields are the step's arguments, by name.
+    return await containment.record_step(case.state, case.pool, case.principal, case.incident_id, **body.model_dump())
 
 
 @incidents.post("/{incident_id}/publication", tags=["public"], summary="Publish a breach notice on the public page")
-async def publish_notice(
-    incident_id: IncidentId, body: Publication, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    return await publishing.publish(state, runtime.pool, principal, incident_id, body.district_id, body.text)
+async def publish_notice(case: ManagedCase, body: Publication) -> dict[str, Any]:
+    return await publishing.publish(
+        case.state, case.pool, case.principal, case.incident_id, body.district_id, body.text
+    )
 
 
 @incidents.post("/{incident_id}/close", summary="Close the incident (every obligation met or settled)")
-async def close_incident(
-    incident_id: IncidentId, principal: Manager, runtime: RuntimeDep, state: StateDep
-) -> dict[str, Any]:
-    await reporting.close_incident(state, runtime.pool, principal, incident_id)
-    return await reporting.view(state, runtime.pool, principal, incident_id)
+async def close_incident(case: ManagedCase) -> dict[str, Any]:
+    await reporting.close_incident(case.state, case.pool, case.principal, case.incident_id)
+    return await case.view()
 
 
 @public.get("/breach-notices", summary="Breach notices districts chose to publish (no sign-in)")

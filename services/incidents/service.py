@@ -16,7 +16,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 
 from homeroom.checkpoint import COSIGNATURE_V1, NoteSigner, Verifier, public_key_from_pem
 from homeroom.service import ServiceSpec
@@ -80,10 +79,8 @@ async def lifecycle(runtime: IncidentsRuntime) -> AsyncIterator[IncidentsState]:
 
 
 SERVICE = ServiceSpec(
-    name="incidents",
     settings=IncidentsSettings,
     routers=ROUTERS,
-    migrations=Path(__file__).parent / "migrations",
     description="Breach response: incidents, their scope proven from the disclosure log, the clocks, the notices.",
     sends_notices=True,
     lifecycle=lifecycle,

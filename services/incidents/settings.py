@@ -7,17 +7,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS, peer_url
+from homeroom.peers import peer_url
 
 
 class IncidentsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_INCIDENTS_", extra="ignore")
-
-    service_name: str = "incidents"
-    port: int = PORTS["incidents"]
+    service_name: str = "incidents"  # HOMEROOM_INCIDENTS_ and its conventional port (ServiceSettings)
 
     # Peers (the stack sets these; docs/contracts.md): audit proves the scope, consent says
     # which districts an agreement covers and whether it is suspended, records gives a

@@ -347,16 +347,6 @@ async def students_of(conn: Connection, incident_id: str, number: int, district:
     )
 
 
-async def student_scopes(conn: Connection | asyncpg.Pool, student_key: str) -> list[asyncpg.Record]:
-    return await _rows(
-        conn,
-        """SELECT DISTINCT ON (s.incident_id, s.district_id) s.*, i.recipient_org, i.status
-           FROM scope_students s JOIN incidents i USING (incident_id)
-           WHERE s.student_key = $1 ORDER BY s.incident_id, s.district_id, s.version DESC""",
-        student_key,
-    )
-
-
 # --- containment, reports, letters, publications ------------------------------------------------------
 
 

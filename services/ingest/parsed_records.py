@@ -84,8 +84,12 @@ class Source:
 
 def record_id(fmt: str, kind: str, *parts: str) -> str:
     """A source_record_id from a natural key: ``fmt:kind:part/part``; '/' and '%' in parts are escaped."""
-    esc = [p.replace("%", "%25").replace("/", "%2F") if ("/" in p or "%" in p) else p for p in parts]
-    return f"{fmt}:{kind}:{'/'.join(esc)}"
+    key = "/".join(parts)
+    # Most keys have neither character: then the plain join is the escaped one (one join, no
+    # loop over the parts: every parsed record pays for this call).
+    if "%" in key or key.count("/") != len(parts) - 1:
+        key = "/".join([p.replace("%", "%25").replace("/", "%2F") for p in parts])
+    return f"{fmt}:{kind}:{key}"
 
 
 def pseudonymise(value: str, key: bytes) -> str:
@@ -192,7 +196,16 @@ class SchoolRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnrollmentRecord(_Record):
+class _StudentAtSchool(_Record):
+    """A fact about one student at one school (an enrollment, an attendance mark, a
+    suspension): the student as the upload names them, and the school's id in the upload."""
+
+    student_ref: str
+    school_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollmentRecord(_StudentAtSchool):
     """Enroll, withdraw or change school.
 
     enroll: ``school_id``, ``entry_date`` (``exit_date`` when the source gives a planned end).
@@ -203,8 +216,6 @@ class EnrollmentRecord(_Record):
 
     kind: ClassVar[RecordKind] = RecordKind.ENROLLMENT
     action: EnrollmentAction
-    student_ref: str
-    school_id: str
     entry_date: date | None = None
     exit_date: date | None = None
     exit_code: str | None = None
@@ -215,13 +226,11 @@ class EnrollmentRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AttendanceRecord(_Record):
+class AttendanceRecord(_StudentAtSchool):
     """One attendance event: daily when ``period`` is None, class-period otherwise.
     ``excused`` is None when the source does not say (e.g. Ed-Fi "Tardy")."""
 
     kind: ClassVar[RecordKind] = RecordKind.ATTENDANCE
-    student_ref: str
-    school_id: str
     date: date
     category: AttendanceCategory
     excused: bool | None = None
@@ -229,13 +238,11 @@ class AttendanceRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SuspensionRecord(_Record):
+class SuspensionRecord(_StudentAtSchool):
     """A suspension: dates only (EngageNY FAQ; never incident details). ``end_date`` is
     inclusive; None when the source gives only a length (``school_days``)."""
 
     kind: ClassVar[RecordKind] = RecordKind.SUSPENSION
-    student_ref: str
-    school_id: str
     start_date: date
     end_date: date | None = None
     in_school: bool | None = None
@@ -307,12 +314,18 @@ class CourseRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClassRecord(_Record):
+class _ClassAtSchool(_Record):
+    """A fact about one class at one of the district's schools (the class itself, or who teaches it)."""
+
+    class_id: str
+    school_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassRecord(_ClassAtSchool):
     """A class (OneRoster classes; Ed-Fi Section) at one of the district's schools."""
 
     kind: ClassVar[RecordKind] = RecordKind.CLASS
-    class_id: str
-    school_id: str
     title: str
     class_code: str | None = None
     class_type: str = "scheduled"
@@ -340,13 +353,11 @@ class StaffRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TeachingRecord(_Record):
+class TeachingRecord(_ClassAtSchool):
     """A staff member's enrollment in a class (OneRoster enrollments with role teacher)."""
 
     kind: ClassVar[RecordKind] = RecordKind.TEACHING
     staff_ref: str
-    class_id: str
-    school_id: str
     primary: bool = False
     begin_date: date | None = None
     end_date: date | None = None

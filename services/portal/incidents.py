@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
@@ -19,8 +19,7 @@ from homeroom.auth import Role
 from homeroom.contracts.answers import Incident
 from services.portal import web
 from services.portal.clients import UpstreamError
-from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, render, require_role
+from services.portal.web import Page, checked_form, page_for
 
 router = APIRouter(prefix="/incidents", include_in_schema=False)
 
@@ -41,8 +40,8 @@ KINDS = {
 }
 
 
-def _staff(session: Session) -> None:
-    require_role(session, Role.COMPLIANCE, Role.DISTRICT_STAFF)
+# Every page here is for compliance staff and district data offices.
+Staff = Annotated[Page, page_for(Role.COMPLIANCE, Role.DISTRICT_STAFF)]
 
 
 def _utc(value: str) -> str | None:
@@ -53,23 +52,20 @@ def _utc(value: str) -> str | None:
     return text if text.endswith("Z") or "+" in text[10:] else text + ("Z" if len(text) > 10 else "T00:00:00Z")
 
 
-async def _detail(portal: Portal, session: Session, incident_id: str) -> Incident:
-    return await portal.services.incidents.incident(incident_id, token=session.token)
+async def _detail(staff: Page, incident_id: str) -> Incident:
+    return await staff.portal.services.incidents.incident(incident_id, token=staff.session.token)
 
 
 def _page(
-    request: Request,
-    session: Session,
+    staff: Page,
     incident: Incident,
     *,
     done: str = "",
     errors: list[str] | None = None,
     status: int = 200,
 ) -> Response:
-    return render(
-        request,
+    return staff.render(
         "incidents/detail.html",
-        session,
         status=status,
         incident=incident.raw(),
         kinds=KINDS,
@@ -77,25 +73,21 @@ def _page(
         done=DONE_TEXT.get(done, ""),
         errors=errors or [],
         latest=incident.scope_versions[-1] if incident.scope_versions else None,
-        compliance=session.principal.role is Role.COMPLIANCE,
+        compliance=staff.session.principal.role is Role.COMPLIANCE,
     )
 
 
 async def _list_page(
-    request: Request,
-    portal: Portal,
-    session: Session,
+    staff: Page,
     *,
     errors: list[str] | None = None,
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     """The incidents the person may see, with the form to open one (and why it was refused)."""
-    found = await portal.services.incidents.incidents(token=session.token)
-    return render(
-        request,
+    found = await staff.portal.services.incidents.incidents(token=staff.session.token)
+    return staff.render(
         "incidents/list.html",
-        session,
         status=status,
         incidents=found.incidents,
         kinds=KINDS,
@@ -106,15 +98,13 @@ async def _list_page(
 
 
 @router.get("")
-async def incidents(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    _staff(session)
-    return await _list_page(request, portal, session)
+async def incidents(staff: Staff) -> Response:
+    return await _list_page(staff)
 
 
 @router.post("")
-async def open_incident(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    _staff(session)
-    form = await checked_form(request, session)
+async def open_incident(staff: Staff) -> Response:
+    form = await checked_form(staff.request, staff.session)
     body: dict[str, Any] = {
         "discovered_at": _utc(form.get("discovered_at", "")),
         "description": form.get("description", "").strip(),
@@ -127,21 +117,18 @@ async def open_incident(request: Request, portal: PortalDep, session: CurrentSes
     if form.get("contractor_notified_at", "").strip():
         body["contractor_notified_at"] = _utc(form["contractor_notified_at"])
     try:
-        opened = await portal.services.incidents.open(body, token=session.token)
+        opened = await staff.portal.services.incidents.open(body, token=staff.session.token)
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422):
             raise
         messages = web.refusal_messages(exc, name_fields=True)
-        return await _list_page(request, portal, session, errors=messages, form=form, status=exc.status)
+        return await _list_page(staff, errors=messages, form=form, status=exc.status)
     return RedirectResponse(f"/incidents/{opened.incident_id}?done=opened", status_code=303)
 
 
 @router.get("/{incident_id}")
-async def incident(
-    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, done: str = ""
-) -> Response:
-    _staff(session)
-    return _page(request, session, await _detail(portal, session, incident_id), done=done)
+async def incident(staff: Staff, incident_id: IncidentId, done: str = "") -> Response:
+    return _page(staff, await _detail(staff, incident_id), done=done)
 
 
 Action = Literal["scope", "cpo-report", "letters", "suspend", "rotate-keys", "publish", "close"]
@@ -166,10 +153,10 @@ DONE = {
 }
 
 
-async def _act(portal: Portal, session: Session, incident_id: str, action: str, form: dict[str, str]) -> None:
-    token = session.token
-    incidents, consent = portal.services.incidents, portal.services.consent
-    district = {"district_id": session.principal.district_id} if session.principal.district_id else {}
+async def _act(staff: Page, incident_id: str, action: str, form: dict[str, str]) -> None:
+    token, principal = staff.session.token, staff.session.principal
+    incidents, consent = staff.portal.services.incidents, staff.portal.services.consent
+    district = {"district_id": principal.district_id} if principal.district_id else {}
     if action == "scope":
         await incidents.step(incident_id, "scope", None, token=token)
     elif action in ("cpo-report", "letters"):
@@ -192,43 +179,33 @@ async def _act(portal: Portal, session: Session, incident_id: str, action: str, 
 
 
 @router.post("/{incident_id}/{action}")
-async def act(
-    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, action: Action
-) -> Response:
+async def act(staff: Staff, incident_id: IncidentId, action: Action) -> Response:
     """One button of the incident page: freeze a scope, report to the CPO, send the letters,
     suspend the agreement, rotate its keys, publish a notice, close."""
-    _staff(session)
-    form = await checked_form(request, session)
+    form = await checked_form(staff.request, staff.session)
     try:
-        await _act(portal, session, incident_id, action, form)
+        await _act(staff, incident_id, action, form)
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422, 502):
             raise
         messages = web.refusal_messages(exc, name_fields=True)
-        incident = await _detail(portal, session, incident_id)
-        return _page(request, session, incident, errors=messages, status=exc.status)
+        incident = await _detail(staff, incident_id)
+        return _page(staff, incident, errors=messages, status=exc.status)
     return RedirectResponse(f"/incidents/{incident_id}?done={DONE[action]}", status_code=303)
 
 
 @router.get("/{incident_id}/letters")
-async def letters(
-    request: Request, portal: PortalDep, session: CurrentSession, incident_id: IncidentId, after: str = ""
-) -> Response:
+async def letters(staff: Staff, incident_id: IncidentId, after: str = "") -> Response:
     """Every letter sent, one per printed page (for families reached by post, 121.10(g))."""
-    _staff(session)
-    found = await portal.services.incidents.letters(incident_id, after=after[:40], limit=200, token=session.token)
+    incidents = staff.portal.services.incidents
+    found = await incidents.letters(incident_id, after=after[:40], limit=200, token=staff.session.token)
     letters, next_after = found.letters, found.next_after
-    return render(
-        request, "incidents/letters.html", session, incident_id=incident_id, letters=letters, next_after=next_after
-    )
+    return staff.render("incidents/letters.html", incident_id=incident_id, letters=letters, next_after=next_after)
 
 
 @router.get("/{incident_id}/scope/{version}/bundle")
-async def bundle(
-    portal: PortalDep, session: CurrentSession, incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)]
-) -> Response:
-    _staff(session)
-    upstream = await portal.services.incidents.scope_bundle(incident_id, version, token=session.token)
+async def bundle(staff: Staff, incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)]) -> Response:
+    upstream = await staff.portal.services.incidents.scope_bundle(incident_id, version, token=staff.session.token)
     return StreamingResponse(
         upstream.aiter_bytes(),
         media_type="application/gzip",
@@ -239,15 +216,13 @@ async def bundle(
 
 @router.get("/{incident_id}/reports/{report_id}.{fmt}")
 async def report(
-    portal: PortalDep,
-    session: CurrentSession,
+    staff: Staff,
     incident_id: IncidentId,
     report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     fmt: Literal["txt", "json"],
 ) -> Response:
-    _staff(session)
-    body = await portal.services.incidents.report(
-        incident_id, report_id, "text" if fmt == "txt" else "json", token=session.token
+    body = await staff.portal.services.incidents.report(
+        incident_id, report_id, "text" if fmt == "txt" else "json", token=staff.session.token
     )
     if fmt == "txt":
         return PlainTextResponse(body.decode())

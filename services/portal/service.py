@@ -9,7 +9,6 @@ from services.portal.app import create_portal_app
 from services.portal.settings import PortalSettings
 
 SERVICE = ServiceSpec(
-    name="portal",
     settings=PortalSettings,
     description="Web pages for parents, compliance staff and district data offices.",
     app_factory=create_portal_app,

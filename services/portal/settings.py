@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_settings import SettingsConfigDict
-
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS, peer_url
+from homeroom.peers import peer_url
 
 
 class PortalSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_PORTAL_", extra="ignore")
-
-    service_name: str = "portal"
-    port: int = PORTS["portal"]
+    service_name: str = "portal"  # HOMEROOM_PORTAL_ and its conventional port (ServiceSettings)
 
     # The services whose APIs the pages read, always with the signed-in person's token.
     ingest_url: str = peer_url("ingest")

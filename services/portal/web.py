@@ -66,14 +66,16 @@ HOME: dict[Role, str] = {
 }
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class PageError(Exception):
     """Rendered as an error page with this status."""
 
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
+    status: int
+    title: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class SignInRequired(Exception):
@@ -172,6 +174,29 @@ def require_role(session: Session, *roles: Role) -> None:
             "Not a page for your role",
             f"This page is for {whose}. You are signed in as {ROLE_NAMES[session.principal.role]}.",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What a page handler acts with: the request, the portal and the signed-in person."""
+
+    request: Request
+    portal: Portal
+    session: Session
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        return render(self.request, template, self.session, status=status, **context)
+
+
+def page_for(*roles: Role) -> Any:
+    """A dependency: the `Page` of a person signed in with one of `roles` (the 403 page for
+    any other), checked before the route runs, so a router's pages share one declaration."""
+
+    async def page(request: Request, portal: PortalDep, session: CurrentSession) -> Page:
+        require_role(session, *roles)
+        return Page(request, portal, session)
+
+    return Depends(page)
 
 
 def district_of(session: Session) -> str:

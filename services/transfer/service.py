@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import ServiceSpec
@@ -36,11 +35,9 @@ async def lifecycle(runtime: TransferRuntime) -> AsyncIterator[TransferState]:
 
 
 SERVICE = ServiceSpec(
-    name="transfer",
     settings=TransferSettings,
     routers=(router,),
     consumers=(consumer_spec(),),
-    migrations=Path(__file__).parent / "migrations",
     description="A student's record follows them to a new district: a persisted case per transfer.",
     uses_cipher=True,
     sends_notices=True,

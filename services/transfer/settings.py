@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic_settings import SettingsConfigDict
-
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS, peer_url
+from homeroom.peers import peer_url
 from services.transfer.transfers import DeadlinePolicy, RetryPolicy
 
 
 class TransferSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_TRANSFER_", extra="ignore")
-
-    service_name: str = "transfer"
-    port: int = PORTS["transfer"]
+    service_name: str = "transfer"  # HOMEROOM_TRANSFER_ and its conventional port (ServiceSettings)
 
     # Peers (the stack sets these; see docs/contracts.md).
     consent_url: str = peer_url("consent")

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 
-from homeroom.tasks import cancel
+from homeroom.tasks import cancel, wait_for_wake
 from services.transfer import store
 from services.transfer.application.requesting import NOTIFY_CHANNEL
 from services.transfer.application.working import work
@@ -73,8 +73,7 @@ class CaseWorker:
                     log.warning("case worker pass failed", extra={"error": repr(exc)})
                 if worked == 0:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.worker_poll_interval_s)
+                    await wait_for_wake(self._wake, self.settings.worker_poll_interval_s)
         finally:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(NOTIFY_CHANNEL, wake)

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from homeroom import outbox
+from homeroom import notices, outbox
 from homeroom.auth import Principal, Role
 from homeroom.bus.envelope import build_event
 from homeroom.bus.topics import INCIDENT
@@ -24,6 +24,16 @@ from homeroom.storage import Connection
 from services.incidents import store
 from services.incidents.incidents import Discoverer, Facts, Kind, Status, plan
 from services.incidents.state import IncidentsState
+
+
+def incident_notice(
+    incident_id: str, to: notices.Recipient, kind: str, subject: str, body: str, **ids: str
+) -> notices.Notice:
+    """A notice (report, letter, summary) owed because of an incident: its cause names the
+    incident, the one convention every notice of this service follows. `ids`: the notice's
+    `district_id`, `student_key`, `notice_id`."""
+    return notices.Notice(to, kind, subject, body, f"incident:{incident_id}", **ids)
+
 
 # --- errors ------------------------------------------------------------------------------------
 

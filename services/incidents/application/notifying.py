@@ -37,6 +37,7 @@ from services.incidents.application.common import (
     close_obligations,
     conflict,
     districts_acted_for,
+    incident_notice,
     load_visible,
     record,
     require_not_closed,
@@ -111,12 +112,12 @@ async def report_to_cpo(
                 now=now,
             )
             report_id = _id(incident_id, facts.scope_version, "cpo", d)
-            notice = notices.Notice(
-                recipient=notices.Recipient("cpo", state.settings.cpo_recipient),
-                kind="breach_report_cpo",
-                subject=f"Breach report from {d}: incident {incident_id} ({facts.recipient})",
-                body=document + "\nThe same report, machine-readable (JSON):\n" + json.dumps(machine, indent=2) + "\n",
-                cause=f"incident:{incident_id}",
+            notice = incident_notice(
+                incident_id,
+                notices.Recipient("cpo", state.settings.cpo_recipient),
+                "breach_report_cpo",
+                f"Breach report from {d}: incident {incident_id} ({facts.recipient})",
+                document + "\nThe same report, machine-readable (JSON):\n" + json.dumps(machine, indent=2) + "\n",
                 district_id=d,
                 notice_id=report_id,
             )
@@ -247,14 +248,14 @@ async def _district_letters(
         )
         notice_id = _id(incident_id, facts.scope_version, district, s["student_key"])
         batch.append(
-            notices.Notice(
-                recipient=notices.Recipient("parent", s["student_key"]),
-                kind="breach_letter",
-                subject=subject,
-                body=body,
-                cause=f"incident:{incident_id}",
-                student_key=s["student_key"],
+            incident_notice(
+                incident_id,
+                notices.Recipient("parent", s["student_key"]),
+                "breach_letter",
+                subject,
+                body,
                 district_id=district,
+                student_key=s["student_key"],
                 notice_id=notice_id,
             )
         )
@@ -295,12 +296,12 @@ async def _district_letters(
     summary_id = _id(incident_id, facts.scope_version, "summary", district)
     await notices.add(
         conn,
-        notices.Notice(
-            recipient=notices.Recipient("district", district),
-            kind="breach_summary",
-            subject=subject,
-            body=body,
-            cause=f"incident:{incident_id}",
+        incident_notice(
+            incident_id,
+            notices.Recipient("district", district),
+            "breach_summary",
+            subject,
+            body,
             district_id=district,
             notice_id=summary_id,
         ),

@@ -21,6 +21,7 @@ from services.incidents.application.common import (
     close_obligations,
     conflict,
     districts_acted_for,
+    incident_notice,
     invalid,
     load_visible,
     record,
@@ -171,11 +172,12 @@ async def open_incident(state: IncidentsState, pool: asyncpg.Pool, principal: Pr
 
 
 def _breach_reported(row: asyncpg.Record, district: str) -> notices.Notice:
-    return notices.Notice(
-        recipient=notices.Recipient("district", district),
-        kind="breach_reported",
-        subject=f"{row['recipient_org']} reports a data breach (incident {row['incident_id']})",
-        body=(
+    return incident_notice(
+        row["incident_id"],
+        notices.Recipient("district", district),
+        "breach_reported",
+        f"{row['recipient_org']} reports a data breach (incident {row['incident_id']})",
+        (
             f"{row['recipient_org']}, a third-party contractor under agreement(s) {', '.join(row['agreement_ids'])}, "
             f"reported a breach it discovered on {row['discovered_at'].date().isoformat()}.\n\n"
             f"What it says happened: {row['description']}\n\n"
@@ -183,7 +185,6 @@ def _breach_reported(row: asyncpg.Record, district: str) -> notices.Notice:
             "Privacy Officer, 60 to notify affected families. The incident page shows the scope computed from the "
             "disclosure log, the deadlines and the letters."
         ),
-        cause=f"incident:{row['incident_id']}",
         district_id=district,
     )
 
@@ -212,7 +213,7 @@ async def contractor_notice(
     principal: Principal,
     incident_id: str,
     *,
-    district: str | None,
+    district_id: str | None,
     received_at: datetime | None,
     method: str,
 ) -> None:
@@ -225,12 +226,12 @@ async def contractor_notice(
         if not row["agreement_ids"]:
             raise conflict("no third-party contractor is named in this incident", "incident.no_contractor")
         if principal.role is Role.VENDOR:
-            districts = list(row["districts"]) if district is None else [district]
+            districts = list(row["districts"]) if district_id is None else [district_id]
             if set(districts) - set(row["districts"]):
                 raise invalid("district_id", "incident.district_not_concerned", "not a district of this incident")
             at, method = now, "homeroom"
         else:
-            districts = districts_acted_for(principal, row, district)
+            districts = districts_acted_for(principal, row, district_id)
             at = received_at or now
         if at > now:
             raise invalid("received_at", "time.future", "a notice is recorded once it was received")

@@ -4,6 +4,7 @@ suspension kinds and the student-record assembly."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 
 from homeroom.calendar import Term
@@ -15,6 +16,36 @@ from services.ingest.screening import SSN_MESSAGE, is_ssn_system
 
 FORMAT_JSON = "edfi-json"
 FORMAT_XML = "edfi-xml"
+
+
+@dataclass(frozen=True, slots=True)
+class EdfiNames:
+    """What one Ed-Fi syntax calls the members the shared builders below refuse by name (JSON's
+    camelCase descriptors, XML's element names), and the format its records' ids start with."""
+
+    format: str
+    attendance_category: str
+    discipline: str
+    calendar_events: str
+    unknown_calendar_event: str  # the message refusing a calendar event Ed-Fi does not define
+
+
+JSON_NAMES = EdfiNames(
+    format=FORMAT_JSON,
+    attendance_category="attendanceEventCategoryDescriptor",
+    discipline="disciplines",
+    calendar_events="calendarEvents",
+    unknown_calendar_event="calendarEventDescriptor must be one of Ed-Fi's calendar events "
+    "(Instructional day, Holiday, ...).",
+)
+XML_NAMES = EdfiNames(
+    format=FORMAT_XML,
+    attendance_category="AttendanceEventCategory",
+    discipline="Discipline",
+    calendar_events="CalendarEvent",
+    unknown_calendar_event="CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, "
+    "Holiday, Teacher only day, Weather day, ...).",
+)
 
 # Every standard Ed-Fi ProgramTypeDescriptor (DS 2.0 ProgramType through 5.x): the catalogue
 # program flag it sets, or None when Homeroom does not collect that program (the association
@@ -309,40 +340,38 @@ def calendar_part(
 def calendar_date(
     check: Check,
     src: Source,
-    fmt: str,
+    names: EdfiNames,
     *,
     school: str | None,
     year: int | None,
     code: str,
     day: date | None,
     events: Iterable[tuple[str, object]],
-    events_field: str,
-    unknown_event: str,
 ) -> pr.CalendarRecord | None:
     """A CalendarDate once each parser has read its fields: one day of the school's calendar,
     a school day when any of its ``events`` (field, code) is instructional; an unknown event is
-    refused under its field (``unknown_event`` says which are known), and none at all under
-    ``events_field``."""
+    refused under its field (``names.unknown_calendar_event`` says which are known), and none at
+    all under ``names.calendar_events``."""
     instructional: list[bool] = []
     for field, raw in events:
         kind = codes.calendar_event_instructional(raw) if isinstance(raw, str) else None
         if kind is None:
-            check.fail(field, "code.unknown", unknown_event, raw)
+            check.fail(field, "code.unknown", names.unknown_calendar_event, raw)
         else:
             instructional.append(kind)
     if not instructional and check.ok:
+        events_field = names.calendar_events
         check.fail(events_field, "schema.required", f"{events_field} is required but is missing or empty.")
     key = (code, day.isoformat() if day else None)
     days = ((day, any(instructional)),) if day else ()
-    return calendar_part(check, src, fmt, "calendar-date", school=school, year=year, key=key, days=days)
+    return calendar_part(check, src, names.format, "calendar-date", school=school, year=year, key=key, days=days)
 
 
 def attendance_event(
     check: Check,
     src: Source,
-    fmt: str,
+    names: EdfiNames,
     *,
-    category_field: str,
     raw_category: str | None,
     student: str | None,
     school: str | None,
@@ -350,9 +379,10 @@ def attendance_event(
     period: str | None,
 ) -> pr.AttendanceRecord | None:
     """One school or section attendance event, once each parser has read its fields: the
-    category mapped (an unknown one refused under `category_field`), then the record."""
+    category mapped (an unknown one refused under `names.attendance_category`), then the record."""
     mapped = codes.edfi_attendance(raw_category) if raw_category else None
     if raw_category and mapped is None:
+        category_field = names.attendance_category
         check.fail(
             category_field,
             "code.unknown",
@@ -364,7 +394,9 @@ def attendance_event(
     category, excused = mapped
     return pr.AttendanceRecord(
         source=src,
-        source_record_id=record_id(fmt, "attendance", student, school, day.isoformat(), period or "", category.value),
+        source_record_id=record_id(
+            names.format, "attendance", student, school, day.isoformat(), period or "", category.value
+        ),
         student_ref=student,
         school_id=school,
         date=day,
@@ -377,10 +409,8 @@ def attendance_event(
 def suspension_event(
     check: Check,
     src: Source,
-    fmt: str,
-    *,
+    names: EdfiNames,
     kinds: list[bool | str | None],
-    discipline_field: str,
     student: str | None,
     school: str | None,
     start: date | None,
@@ -390,13 +420,14 @@ def suspension_event(
     """One discipline action that is a suspension, once each parser has read its fields
     (`kinds`: `codes.edfi_suspension` of each discipline given, none of them "other")."""
     if not kinds:
-        check.fail(discipline_field, "schema.required", f"{discipline_field} is required but is missing or empty.")
+        field = names.discipline
+        check.fail(field, "schema.required", f"{field} is required but is missing or empty.")
     if student is None or school is None or start is None or not check.ok:
         return None
     in_school = kinds[0] if isinstance(kinds[0], bool) else None
     return pr.SuspensionRecord(
         source=src,
-        source_record_id=record_id(fmt, "suspension", student, school, start.isoformat(), action_id),
+        source_record_id=record_id(names.format, "suspension", student, school, start.isoformat(), action_id),
         student_ref=student,
         school_id=school,
         start_date=start,

@@ -11,6 +11,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.ingest.parsed_records import RecordError
@@ -25,12 +26,16 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+@dataclass(eq=False)  # eq=False: an exception stays hashable, as tracebacks expect
 class JsonSyntaxError(Exception):
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
+    """Where the JSON broke (1-based line and column) and how."""
+
+    message: str
+    line: int
+    column: int
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)  # str(exc) is the message, as before
 
     def refusal(self, file: str, items: str) -> RecordError:
         """The file-level error a parse stops with: where the JSON broke, and that the ``items``

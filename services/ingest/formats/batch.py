@@ -61,6 +61,7 @@ starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import IO, Any
 
@@ -330,13 +331,7 @@ def _race(check: Check, field: str, v: Any) -> str | None:
 
 
 def _with_id(student: pr.StudentRecord, rid: str) -> pr.StudentRecord:
-    return pr.StudentRecord(
-        source=student.source,
-        source_record_id=rid,
-        student_ref=student.student_ref,
-        elements=student.elements,
-        programs=student.programs,
-    )
+    return replace(student, source_record_id=rid)
 
 
 def _student(
@@ -478,10 +473,7 @@ def _suspension(
 
 def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.CalendarRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
-    raw_year = check.text("school_year", value.get("school_year"), required=True)
-    year = parse_school_year(raw_year) if raw_year else None
-    if raw_year and year is None:
-        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+    year = _school_year(check, value)
     terms: list[Term] = []
     for i, t in enumerate(formats.objects(check, value, "terms")):
         name = check.text(f"terms[{i}].name", t.get("name"), required=True)
@@ -522,6 +514,15 @@ def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str
     )
 
 
+def _school_year(check: Check, value: Mapping[str, Any]) -> int | None:
+    """The required ``school_year``, written 2024-2025: the year it starts in."""
+    raw_year = check.text("school_year", value.get("school_year"), required=True)
+    year = parse_school_year(raw_year) if raw_year else None
+    if raw_year and year is None:
+        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+    return year
+
+
 def _texts(check: Check, value: Mapping[str, Any], key: str) -> tuple[str, ...]:
     """A JSON member that must be a list of texts (() when absent)."""
     v = value.get(key)
@@ -544,10 +545,7 @@ def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str 
     end = check.date("end_date", value.get("end_date"), required=True)
     if start and end and end < start:
         check.fail("end_date", "date.end_before_start", "The session ends before it begins.")
-    raw_year = check.text("school_year", value.get("school_year"), required=True)
-    year = parse_school_year(raw_year) if raw_year else None
-    if raw_year and year is None:
-        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+    year = _school_year(check, value)
     if not check.ok or sid is None or title is None or kind is None or start is None or end is None or year is None:
         return None
     return pr.SessionRecord(

@@ -45,6 +45,7 @@ from services.ingest import codes, formats
 from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
 from services.ingest.formats._edfi import (
     FORMAT_JSON,
+    JSON_NAMES,
     attendance_event,
     calendar_date,
     calendar_part,
@@ -291,15 +292,7 @@ def _attendance(value: Mapping[str, Any], src: Source, check: Check) -> Made:
     day = check.date("eventDate", value.get("eventDate"), required=True)
     raw = check.text("attendanceEventCategoryDescriptor", value.get("attendanceEventCategoryDescriptor"), required=True)
     return attendance_event(
-        check,
-        src,
-        FORMAT,
-        category_field="attendanceEventCategoryDescriptor",
-        raw_category=raw,
-        student=student,
-        school=school,
-        day=day,
-        period=period,
+        check, src, JSON_NAMES, raw_category=raw, student=student, school=school, day=day, period=period
     )
 
 
@@ -342,19 +335,8 @@ def _calendar_dates(value: Mapping[str, Any], src: Source, check: Check) -> Made
         (f"calendarEvents[{i}].calendarEventDescriptor", event.get("calendarEventDescriptor"))
         for i, event in enumerate(formats.objects(check, value, "calendarEvents"))
     ]
-    return calendar_date(
-        check,
-        src,
-        FORMAT,
-        school=school,
-        year=year,
-        code=str(_ref(value, "calendarReference", "calendarCode") or ""),
-        day=day,
-        events=events,
-        events_field="calendarEvents",
-        unknown_event="calendarEventDescriptor must be one of Ed-Fi's calendar events "
-        "(Instructional day, Holiday, ...).",
-    )
+    code = str(_ref(value, "calendarReference", "calendarCode") or "")
+    return calendar_date(check, src, JSON_NAMES, school=school, year=year, code=code, day=day, events=events)
 
 
 def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> Made:
@@ -377,18 +359,8 @@ def _discipline_actions(value: Mapping[str, Any], src: Source, check: Check) -> 
             check.fail("disciplineActionLength", "schema.type", "disciplineActionLength must be a number.", length)
         else:
             days = float(length)
-    return suspension_event(
-        check,
-        src,
-        FORMAT,
-        kinds=suspension,
-        discipline_field="disciplines",
-        student=student,
-        school=school,
-        start=start,
-        days=days,
-        action_id=str(value.get("disciplineActionIdentifier", "")),
-    )
+    action_id = str(value.get("disciplineActionIdentifier", ""))
+    return suspension_event(check, src, JSON_NAMES, suspension, student, school, start, days, action_id)
 
 
 _RESOURCES: dict[str, tuple[_Mapper, frozenset[str]]] = {

@@ -73,6 +73,7 @@ from services.ingest.formats._edfi import (
     INCIDENT_REASON,
     INCIDENT_RECORDS,
     PROGRAM_ASSOCIATIONS,
+    XML_NAMES,
     attendance_event,
     calendar_date,
     calendar_part,
@@ -544,15 +545,7 @@ def _attendance(elem: Element, src: Source, check: Check) -> Made:
     day = check.date("EventDate", _text(event, "EventDate"), required=True)
     raw = check.text("AttendanceEventCategory", _text(event, "AttendanceEventCategory"), required=True)
     return attendance_event(
-        check,
-        src,
-        FORMAT,
-        category_field="AttendanceEventCategory",
-        raw_category=raw,
-        student=student,
-        school=school,
-        day=day,
-        period=period,
+        check, src, XML_NAMES, raw_category=raw, student=student, school=school, day=day, period=period
     )
 
 
@@ -592,18 +585,8 @@ def _discipline_action(elem: Element, src: Source, check: Check) -> Made:
             check.fail(
                 "DisciplineActionLength", "schema.type", "DisciplineActionLength must be a number of days.", length
             )
-    return suspension_event(
-        check,
-        src,
-        FORMAT,
-        kinds=suspension,
-        discipline_field="Discipline",
-        student=student,
-        school=school,
-        start=start,
-        days=days,
-        action_id=_text(elem, "DisciplineActionIdentifier") or "",
-    )
+    action_id = _text(elem, "DisciplineActionIdentifier") or ""
+    return suspension_event(check, src, XML_NAMES, suspension, student, school, start, days, action_id)
 
 
 _PROGRAM_KEPT = frozenset(["BeginDate", "EndDate", "SchoolFoodServiceProgramService", "SchoolFoodServicesEligibility"])
@@ -697,20 +680,14 @@ def _course_offering(elem: Element, src: Source, check: Check) -> Made:
     year = _school_year(check, _text(session, ".//SchoolYear"), None) if session is not None else None
     if school is None or code is None or not check.ok:
         return None
+    # Offerings of one course repeat per session, and real exports repeat an offering outright
+    # (the DS 5.2 sample does): the line keeps each a record of its own; they all upsert the
+    # same course.
+    session_name = _text(session, ".//SessionName") or ""
+    rid = record_id(FORMAT, "course-offering", school, code, session_name, str(year or ""), str(src.line))
     return pr.CourseRecord(
         source=src,
-        # Offerings of one course repeat per session, and real exports repeat an offering
-        # outright (the DS 5.2 sample does): the line keeps each a record of its own; they
-        # all upsert the same course.
-        source_record_id=record_id(
-            FORMAT,
-            "course-offering",
-            school,
-            code,
-            _text(session, ".//SessionName") or "",
-            str(year or ""),
-            str(src.line),
-        ),
+        source_record_id=rid,
         course_id=course_id(school, code),
         title=title or _text(elem.find("CourseReference"), ".//CourseCode") or code,
         course_code=code,
@@ -737,17 +714,12 @@ def _section_record(elem: Element, src: Source, check: Check) -> Made:
     location = _text(elem.find("LocationReference"), ".//ClassroomIdentificationCode")
     if school is None or section is None or not check.ok:
         return None
+    # The section's id names its offering (course code, session, school year) wherever the
+    # export nests it.
+    offering_key = (_text(elem, f".//{name}") or "" for name in ("LocalCourseCode", "SessionName", "SchoolYear"))
     return pr.ClassRecord(
         source=src,
-        source_record_id=record_id(
-            FORMAT,
-            "section-of",
-            school,
-            section,
-            _text(elem, ".//LocalCourseCode") or "",
-            _text(elem, ".//SessionName") or "",
-            _text(elem, ".//SchoolYear") or "",
-        ),
+        source_record_id=record_id(FORMAT, "section-of", school, section, *offering_key),
         class_id=section,
         school_id=school,
         title=title or local_code or section,
@@ -816,19 +788,8 @@ def _calendar_date(elem: Element, src: Source, check: Check) -> Made:
         ("CalendarEvent", _text(event, "CalendarEvent", "CalendarEventDescriptor") or _value(event) or "")
         for event in elem.findall("CalendarEvent")
     ]
-    return calendar_date(
-        check,
-        src,
-        FORMAT,
-        school=school,
-        year=year,
-        code=_text(ref, ".//CalendarCode") or "",
-        day=day,
-        events=events,
-        events_field="CalendarEvent",
-        unknown_event="CalendarEvent must be one of Ed-Fi's calendar events (Instructional day, Make-up day, "
-        "Holiday, Teacher only day, Weather day, ...).",
-    )
+    code = _text(ref, ".//CalendarCode") or ""
+    return calendar_date(check, src, XML_NAMES, school=school, year=year, code=code, day=day, events=events)
 
 
 _ORGANISATION_RECORDS = frozenset(

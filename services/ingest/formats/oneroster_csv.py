@@ -902,32 +902,9 @@ class OneRosterUpload:
         ):
             return self._enrollment_slow(header, row)
         src = Source(FORMAT, "enrollments.csv", row.line, "enrollments.csv")
-        record: pr.EnrollmentRecord
-        if status == TOBEDELETED:
-            modified = cells[idx["dateLastModified"]] if "dateLastModified" in idx else ""
-            record = pr.EnrollmentRecord(
-                source=src,
-                source_record_id=f"{FORMAT}:enrollment:{sid}"
-                if "/" not in sid
-                else record_id(FORMAT, "enrollment", sid),
-                action=pr.EnrollmentAction.WITHDRAW,
-                student_ref=user,
-                school_id=school,
-                entry_date=begin_d,
-                exit_date=end_d or (self._date(modified[:10]) if modified else None),
-                class_ref=cls,
-            )
-        else:
-            record = pr.EnrollmentRecord(
-                source=src,
-                source_record_id=record_id(FORMAT, "enrollment", sid),
-                action=pr.EnrollmentAction.ENROLL,
-                student_ref=user,
-                school_id=school,
-                entry_date=begin_d or self._classes.get(cls),
-                exit_date=end_d,
-                class_ref=cls,
-            )
+        deleted = status == TOBEDELETED
+        modified = cells[idx["dateLastModified"]] if deleted and "dateLastModified" in idx else ""
+        record = self._student_in_class(src, sid, user, school, cls, begin_d, end_d, deleted, modified)
         extra = tuple(header[i] for i in self._extra_columns(header) if cells[i].strip())
         if extra:  # metadata.* and vendor columns: dropped, named in the report (screened above)
             return Dropped("enrollments.csv", row.line, extra), record
@@ -1024,16 +1001,34 @@ class OneRosterUpload:
         if not check.ok or e.sid is None or e.user is None or school is None:
             return None
         deleted = r.get("status", "") == TOBEDELETED
-        begin, end = e.begin, e.end
+        return self._student_in_class(
+            check.source, e.sid, e.user, school, e.cls, e.begin, e.end, deleted, modified or ""
+        )
+
+    def _student_in_class(
+        self,
+        src: Source,
+        sid: str,
+        user: str,
+        school: str,
+        cls: str | None,
+        begin: date | None,
+        end: date | None,
+        deleted: bool,
+        modified: str,
+    ) -> pr.EnrollmentRecord:
+        """A student's class enrollment, from either path: a ``tobedeleted`` row withdraws it on
+        its end date (else the day it was last modified); any other row enrolls from its begin
+        date, else the first day of the class's first term."""
         return pr.EnrollmentRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "enrollment", e.sid),
+            source=src,
+            source_record_id=record_id(FORMAT, "enrollment", sid),
             action=pr.EnrollmentAction.WITHDRAW if deleted else pr.EnrollmentAction.ENROLL,
-            student_ref=e.user,
+            student_ref=user,
             school_id=school,
-            entry_date=begin if deleted else (begin or self._classes.get(e.cls or "")),
-            exit_date=(end or (codes.parse_date(modified[:10]) if modified else None)) if deleted else end,
-            class_ref=e.cls,
+            entry_date=begin if deleted else (begin or self._classes.get(cls or "")),
+            exit_date=(end or (self._date(modified[:10]) if modified else None)) if deleted else end,
+            class_ref=cls,
         )
 
 

@@ -153,6 +153,27 @@ def test_tobedeleted_rows_become_deletions_and_withdrawals() -> None:
     assert w2.action is EnrollmentAction.WITHDRAW and w2.exit_date == date(2024, 10, 9)
 
 
+def test_an_enrollment_keeps_its_id_whether_it_enrolls_or_withdraws() -> None:
+    """One builder on both paths: a withdrawal's id is the enrollment's id, '%' and '/' escaped alike."""
+    users = [user11("s1")]
+    enroll = parse(oneroster_zip(users, [enrollment("e%1/x", "s1"), enrollment("e%2", "s1")]))
+    withdraw = parse(
+        oneroster_zip(
+            users,
+            [
+                enrollment("e%1/x", "s1", status="tobedeleted", endDate="2024-10-01"),
+                enrollment("e%2", "s1", status="tobedeleted", endDate="2024-10-01"),
+            ],
+            mode="delta",
+        )
+    )
+    assert errors(enroll) == errors(withdraw) == []
+    ids = ["oneroster:enrollment:e%251%2Fx", "oneroster:enrollment:e%252"]
+    assert [e.source_record_id for e in of(enroll, EnrollmentRecord)] == ids
+    assert [e.source_record_id for e in of(withdraw, EnrollmentRecord)] == ids
+    assert {e.action for e in of(withdraw, EnrollmentRecord)} == {EnrollmentAction.WITHDRAW}
+
+
 def test_bad_rows_are_reported_with_file_line_field_and_rule() -> None:
     users = [
         user11("s1"),

@@ -95,6 +95,12 @@ def test_record_id_escapes_separators_so_keys_cannot_collide() -> None:
     assert record_id("oneroster", "user", "s1") == "oneroster:user:s1"
 
 
+@given(st.lists(st.text(alphabet="ab/%2F", max_size=4), max_size=4))
+def test_record_id_is_the_join_of_each_part_escaped(parts: list[str]) -> None:
+    escaped = [p.replace("%", "%25").replace("/", "%2F") for p in parts]
+    assert record_id("batch", "enroll", *parts) == "batch:enroll:" + "/".join(escaped)
+
+
 def test_pseudonymise_is_keyed_and_does_not_contain_the_id() -> None:
     token = pseudonymise("oneroster:user:604822", b"k1")
     assert "604822" not in token

@@ -98,6 +98,10 @@ WRONG_ROLE = [
     ("parent", "/vendor"),
     ("district", "/vendor"),
     ("compliance", "/vendor/roster.zip"),
+    ("parent", "/incidents"),
+    ("vendor", "/incidents/inc-000000000000"),
+    ("parent", "/incidents/inc-000000000000/letters"),
+    ("vendor", "/incidents/inc-000000000000/scope/1/bundle"),
 ]
 
 
