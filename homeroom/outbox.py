@@ -74,18 +74,33 @@ def _name_frame(key: str) -> bytes:
     return frame
 
 
+# The same pairs, framed: `build_event` shares one tuple per distinct value, so each pair's
+# frame is looked up by the tuple (its hash is the name's and the value's, both kept by Python).
+_FRAMES: dict[tuple[str, bytes], bytes] = {}
+_FRAMES_KEPT = 4096
+
+
+def _frame(pair: tuple[str, bytes]) -> bytes:
+    key, value = pair
+    name = _NAME_FRAMES.get(key)
+    if name is None:
+        name = _name_frame(key)
+    frame = name + _U32.pack(len(value)) + value
+    if key not in _UNIQUE_HEADERS:
+        if len(_FRAMES) >= _FRAMES_KEPT:
+            _FRAMES.clear()  # a new upload's values: the constant ones come back at once
+        _FRAMES[pair] = frame
+    return frame
+
+
 def pack_headers(headers: Iterable[tuple[str, bytes]]) -> bytes:
     """Kafka record headers as one bytea: per header, key length (1 byte), key (UTF-8), value
     length (4 bytes, big-endian), value."""
+    frames = _FRAMES
     parts: list[bytes] = []
-    frames, length = _NAME_FRAMES, _U32.pack
-    for key, value in headers:
-        frame = frames.get(key)
-        if frame is None:
-            frame = _name_frame(key)
-        parts.append(frame)
-        parts.append(length(len(value)))
-        parts.append(value)
+    for pair in headers:
+        frame = frames.get(pair)
+        parts.append(_frame(pair) if frame is None else frame)
     return b"".join(parts)
 
 
@@ -135,14 +150,15 @@ async def add(conn: Connection, events: OutgoingEvent | Iterable[OutgoingEvent])
 
 
 # A topic's waiting events, oldest first, at most $2 of them (NULL: all), in the column order
-# `outbox_event` reads.
+# `outbox_event` and the relay read.
 EVENTS_OF_TOPIC = """SELECT id, event_id, topic, key, header_bytes, payload FROM outbox
     WHERE topic = $1 ORDER BY id LIMIT $2"""
 
 
 def outbox_event(row: asyncpg.Record) -> OutgoingEvent:
-    """The event of a row of `EVENTS_OF_TOPIC`, read by position: in the relay a lookup by name
-    costs more than the rest of the row (so a `SELECT *` row will not do)."""
+    """The event of a row of `EVENTS_OF_TOPIC`, read by position (a lookup by name costs more
+    than the rest of the row, so a `SELECT *` row will not do). The relay reads the same
+    positions and hands the publisher key, payload and headers without this object."""
     _, event_id, topic, key, header_bytes, payload = row
     return OutgoingEvent(event_id, topic, key, unpack_headers(header_bytes), payload)
 
@@ -291,7 +307,8 @@ class OutboxRelay:
         rows = await self.pool.fetch(EVENTS_OF_TOPIC, topic, self.batch_size)
         if not rows:
             return 0
-        await self.publisher.publish_many([outbox_event(r) for r in rows])
-        await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        # key, payload and headers by position, straight to the publisher (no event object per row)
+        await self.publisher.publish_records({topic: [(r[3], r[5], unpack_headers(r[4])) for r in rows]})
+        await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r[0] for r in rows])
         self.published += len(rows)
         return len(rows)

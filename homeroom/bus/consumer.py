@@ -31,7 +31,6 @@ import asyncio
 import bisect
 import collections
 import contextlib
-import gc
 import itertools
 import logging
 import time
@@ -50,6 +49,7 @@ from homeroom import failpoints, outbox
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, build_event, decode
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
+from homeroom.gc_tuning import young_threshold
 from homeroom.storage import INFRASTRUCTURE_ERRORS, Connection
 from homeroom.tasks import cancel
 from homeroom.telemetry import (
@@ -203,40 +203,9 @@ def observe_times(histogram: Histogram, amount: float, times: int) -> None:
     histogram._buckets[bisect.bisect_left(histogram._upper_bounds, amount)].inc(times)
 
 
-# Python's young-generation collection threshold while a consumer runs (Python's own is 700).
-# A batch of up to 1,000 events keeps tens of thousands of objects alive across 700
-# allocations: they were promoted, and the old generations scanned again and again (a fifth
-# of records' CPU under load, docs/services/records.md "Where the CPU goes"). At 50,000 they
-# die by reference count before a young collection comes.
+# The young-generation threshold every consumer raises while it runs (homeroom/gc_tuning.py says
+# why; measured in records: GC fell from 0.77 to 0.04 s of a 3.9 s window).
 YOUNG_GC_THRESHOLD = 50_000
-
-
-class _YoungGenerationThreshold:
-    """The process-wide young threshold, raised while any consumer that asks for it runs and
-    given back as it was when the last one stops."""
-
-    def __init__(self) -> None:
-        self.holders: dict[int, int] = {}  # id(consumer) -> the threshold it asked for
-        self.saved = gc.get_threshold()
-
-    def hold(self, holder: object, threshold: int) -> None:
-        if not threshold:
-            return
-        if not self.holders:
-            self.saved = gc.get_threshold()
-        self.holders[id(holder)] = threshold
-        self._set()
-
-    def release(self, holder: object) -> None:
-        if self.holders.pop(id(holder), None) is not None:
-            self._set()
-
-    def _set(self) -> None:
-        young, *older = self.saved
-        gc.set_threshold(max(young, *self.holders.values()) if self.holders else young, *older)
-
-
-young_generation = _YoungGenerationThreshold()
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -277,6 +246,7 @@ class EventConsumer:
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
+    _young_gc: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
@@ -287,7 +257,7 @@ class EventConsumer:
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        young_generation.hold(self, self.gc_young_threshold)
+        self._young_gc.enter_context(young_threshold(self.gc_young_threshold))
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.service}-{self.name}")
 
     async def stop(self) -> None:
@@ -296,7 +266,7 @@ class EventConsumer:
             await cancel(self._task)
             await self._close_consumer()
         finally:
-            young_generation.release(self)
+            self._young_gc.close()
 
     async def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ from aiokafka.partitioner import murmur2
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.telemetry import EVENTS_PUBLISHED
+
+# What the broker is sent of one event: key, value and headers (`OutgoingEvent` less the id and
+# topic; the relay reads them from an outbox row, topic by topic).
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -152,12 +157,22 @@ class Publisher:
             return self._producer
 
     async def publish_many(self, events: list[OutgoingEvent]) -> None:
-        """Send all and wait until the broker acknowledged every one, or raise.
+        """Send all and wait until the broker acknowledged every one, or raise (`publish_records`).
+        Order within a partition is the order of `events`."""
+        by_topic: dict[str, list[Record]] = {}
+        for e in events:
+            by_topic.setdefault(e.topic, []).append((e.key, e.value, e.headers))
+        await self.publish_records(by_topic)
 
-        Events are partitioned here (the Java client's murmur2 of the key, as a plain send
+    async def publish_records(self, by_topic: Mapping[str, Sequence[Record]]) -> None:
+        """Send each topic's records (key, value, headers) and wait until the broker acknowledged
+        every one, or raise. The outbox relay calls this with the rows it read, one topic at a
+        time, without building an `OutgoingEvent` per row again.
+
+        Records are partitioned here (the Java client's murmur2 of the key, as a plain send
         would) and handed over as one record batch per partition, instead of one future
-        per event: the relay publishes thousands at a time. Order within a partition is
-        the order of `events`.
+        per record: the relay publishes thousands at a time. Order within a partition is
+        the order of the records.
 
         With `check_partitions`, the partitions come from a metadata answer the broker gave
         over connections the producer still holds (`PartitionsAnswer`): while they last, no
@@ -167,7 +182,7 @@ class Publisher:
         call. A failed call is resent by the caller (the outbox relay creates the topics
         again first)."""
         producer = await self._ensure_started()
-        topics = {e.topic for e in events}
+        topics = set(by_topic)
         try:
             answer = self._answer if self._check_partitions else None
             read_now = False
@@ -177,18 +192,19 @@ class Publisher:
                 known = answer.partitions_of(topics)
             else:
                 known = {t: sorted(await producer.partitions_for(t)) for t in topics}
-            by_partition: dict[tuple[str, int], list[OutgoingEvent]] = {}
-            for e in events:
-                partition = partition_for(e.key, known[e.topic])
-                by_partition.setdefault((e.topic, partition), []).append(e)
+            by_partition: dict[tuple[str, int], list[Record]] = {}
+            for topic, records in by_topic.items():
+                partitions = known[topic]
+                for record in records:
+                    by_partition.setdefault((topic, partition_for(record[0], partitions)), []).append(record)
             futures = []
             for (topic, partition), group in by_partition.items():
                 batch = producer.create_batch()
-                for e in group:
-                    if batch.append(key=e.key, value=e.value, timestamp=None, headers=e.headers) is None:
+                for key, value, headers in group:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         futures.append(await producer.send_batch(batch, topic, partition=partition))
                         batch = producer.create_batch()  # the full one is on its way; start the next
-                        batch.append(key=e.key, value=e.value, timestamp=None, headers=e.headers)
+                        batch.append(key=key, value=value, timestamp=None, headers=headers)
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*futures)
             if answer is not None and not answer.connections_held(producer):
@@ -202,11 +218,9 @@ class Publisher:
         except Exception:
             await self._reset()
             raise
-        counts: dict[str, int] = {}
-        for e in events:
-            counts[e.topic] = counts.get(e.topic, 0) + 1
-        for topic, n in counts.items():
-            EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
+        for topic, records in by_topic.items():
+            if records:
+                EVENTS_PUBLISHED.labels(self.service, topic).inc(len(records))
 
     async def _reset(self) -> None:
         """Drop a producer that failed so the next attempt reconnects from scratch."""

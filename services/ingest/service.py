@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
 from services.ingest.api import router
 from services.ingest.application.jobs import Ingestor
@@ -16,16 +17,19 @@ from services.ingest.state import IngestRuntime, IngestState
 
 @contextlib.asynccontextmanager
 async def lifecycle(runtime: IngestRuntime) -> AsyncIterator[IngestState]:
-    """The state; submissions left unfinished by the last run start again (cancelled on the way out)."""
+    """The state; submissions left unfinished by the last run start again (cancelled on the way out).
+    The collector's young generation is raised while the service runs (process-wide: submission
+    chunks are what this process allocates)."""
     settings = runtime.settings
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     parts = RunParts(runtime.pool, runtime.require_cipher(), runtime.pseudonymizer, settings, lambda: runtime.clock())
     ingestor = Ingestor(parts)
-    try:
-        await ingestor.resume()
-        yield IngestState(settings=settings, pool=runtime.pool, ingestor=ingestor)
-    finally:
-        await ingestor.stop()
+    with young_threshold(settings.gc_young_threshold):
+        try:
+            await ingestor.resume()
+            yield IngestState(settings=settings, pool=runtime.pool, ingestor=ingestor)
+        finally:
+            await ingestor.stop()
 
 
 SERVICE: ServiceSpec[IngestSettings, IngestState] = ServiceSpec(

@@ -26,6 +26,10 @@ class IngestSettings(ServiceSettings):
     max_problems_stored: int = Field(default=10_000, ge=0)  # per submission; more are counted, not stored
     max_warnings_kept: int = Field(default=1_000, ge=0)  # per submission; more are counted, not kept
     max_concurrent_submissions: int = Field(default=2, gt=0)
+    # The garbage collector's young-generation threshold while the service runs (CPython's is
+    # 700). A chunk keeps tens of thousands of objects alive; at 700 the collector walked them
+    # for 8 % of the attendance upload's CPU (docs/services/ingest.md). 0: leave it.
+    gc_young_threshold: int = Field(default=50_000, ge=0)
     # Fair scheduling: one district's uploads never take every slot while another's wait.
     max_concurrent_per_district: int = Field(default=1, gt=0)
     # Uploads up to this size (a real-time change: an enrollment, a withdrawal) run in their own

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from google.protobuf.message import Message
 
@@ -169,9 +169,9 @@ class StudentRefs:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Made:
-    """What one record's event is before its envelope: topic, change, payload and subject."""
+class _Made(NamedTuple):
+    """What one record's event is before its envelope: topic, change, payload and subject (a
+    tuple: one is made per record, and a frozen dataclass costs about 1 µs more to build)."""
 
     topic: Topic
     change: str
