@@ -33,7 +33,7 @@ import asyncpg
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.producer import Publisher
 from homeroom.storage import Connection, keeps_session_state
-from homeroom.tasks import cancel
+from homeroom.tasks import cancel, wait_for_wake
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,7 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(self.poll_interval_s, 0.5))
+                await wait_for_wake(self._wake, max(self.poll_interval_s, 0.5))
         finally:
             with contextlib.suppress(Exception):
                 await lock_conn.remove_listener(NOTIFY_CHANNEL, wake)
