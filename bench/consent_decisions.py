@@ -10,13 +10,19 @@ loaded with COPY. Then measures:
 
 1. ``single``: ``POST /v1/decisions`` over the ASGI client, ``--concurrency`` callers at a time;
    latency per call (p50, p99) and decisions per second; ``service_p50_ms``/``service_p99_ms`` are
-   the same calls timed inside the ASGI app (the service's own time: no httpx client, which
-   runs in this process and costs about as much again); ``cpu_us_per_decision`` is this process's
-   CPU time (service and client, not PostgreSQL) per decision, which a loaded machine moves less
-   than it moves latency;
-2. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second and
-   CPU per decision as above;
-3. ``raw_lookup``: the same number of ``SELECT opted_out FROM directory_opt_outs WHERE student_key = $1
+   the same calls timed inside the ASGI app; ``cpu_us_per_decision`` is this process's CPU time
+   (service and client) per decision, which a loaded machine moves less than it moves latency,
+   and ``pg_cpu_us_per_decision`` PostgreSQL's. The httpx client runs in this process, in the
+   service's own event loop: at concurrency 8 every answer also waits for the other callers'
+   client work, so the service's in-app time is not its own either;
+2. ``service_alone``: the same requests handed to the ASGI app by a bare ASGI call (scope, body and
+   the answer's messages built by hand; a few µs): what a caller in another process sees of
+   this service, minus the network. Its ``cpu_us_per_decision`` is the service's CPU per decision,
+   and ``client_cpu_us_per_decision`` (single's less this) what httpx added;
+3. ``batch``: ``POST /v1/decisions/batch`` with 1000 requests per call; decisions per second and
+   CPU per decision as above; ``batch_service_alone`` the same calls by a bare ASGI call (bodies
+   encoded beforehand);
+4. ``raw_lookup``: the same number of ``SELECT opted_out FROM directory_opt_outs WHERE student_key = $1
    AND district_id = $2`` (primary-key lookups) on one pooled connection, ``--concurrency`` at a time.
 
 Each decision takes the agreement's versions, the end record, the opt-out and the consents from the
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import random
@@ -46,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
@@ -97,6 +106,81 @@ class TimedApp:
         finally:
             if scope["type"] == "http":
                 self.seconds.append(time.perf_counter() - t)
+
+
+class BareCaller:
+    """POSTs a pre-encoded JSON body to an ASGI app with nothing between them: no client
+    library, no copies; the answer's body is joined and parsed once."""
+
+    def __init__(self, app: Any, path: str, headers: dict[str, str]) -> None:
+        self.app = app
+        self.path = path
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def post(self, body: bytes) -> dict[str, Any]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                *self.headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("consent.test", 80),
+        }
+        sent = False
+        answered = asyncio.Event()
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:  # as httpx does: the caller goes away once the answer is complete
+                await answered.wait()
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    answered.set()
+
+        await self.app(scope, receive, send)
+        if status != 200:
+            raise RuntimeError(f"{self.path} answered {status}: {b''.join(chunks)[:300]!r}")
+        answer: dict[str, Any] = json.loads(b"".join(chunks))
+        return answer
+
+
+class GcPauses:
+    """The seconds each full (oldest-generation) garbage collection took: one pass over every
+    tracked object in the process, during which no request moves."""
+
+    def __init__(self) -> None:
+        self.full: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.full.append(time.perf_counter() - self._started)
 
 
 def summary(n: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
@@ -195,6 +279,10 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
     keys_url = await new_database(pg, "keys")
     env = ServiceEnv(pg, broker.bootstrap_servers, work / "secrets", keys_url)
     async with service_under_test(SERVICE, env, db_pool_size=max(4, args.concurrency + 2)) as svc:
+        # As `homeroom serve` does once the app is built: what start-up made (modules, routes,
+        # validators) leaves the collector's full passes. The facts, read later, stay in them.
+        gc.collect()
+        gc.freeze()
         t = time.perf_counter()
         await load(svc.pool, args.agreements, args.students)
         load_s = time.perf_counter() - t
@@ -214,16 +302,57 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
             r.raise_for_status()
             allowed += bool(r.json()["allow"])
 
+        assert pg._process is not None
+        postgres = psutil.Process(pg._process.pid)
+
+        def postgres_cpu() -> float:
+            """The server and its backends (user + system), the ones that exited included."""
+            t = postgres.cpu_times()
+            total: float = t.user + t.system + t.children_user + t.children_system
+            for child in postgres.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a backend that ends meanwhile
+                    c = child.cpu_times()
+                    total += c.user + c.system
+            return total
+
+        pauses = GcPauses()
+
+        def cpu_now() -> tuple[float, float, int]:
+            return time.process_time(), postgres_cpu(), len(pauses.full)
+
+        def cpu_per(since: tuple[float, float, int], n: int) -> dict[str, float]:
+            now = cpu_now()
+            full = pauses.full[since[2] : now[2]]
+            return {
+                "cpu_us_per_decision": round((now[0] - since[0]) / n * 1e6, 1),
+                "pg_cpu_us_per_decision": round((now[1] - since[1]) / n * 1e6, 1),
+                "gc_full_passes": len(full),
+                "gc_full_ms": round(sum(full) * 1000, 1),
+            }
+
         await timed(min(200, args.requests), args.concurrency, one)  # warm up
         allowed = 0
         timed_app.seconds.clear()
-        cpu = time.process_time()
+        cpu = cpu_now()
         elapsed, latencies = await timed(args.requests, args.concurrency, one)
-        single = summary(args.requests, elapsed, latencies)
-        single["cpu_us_per_decision"] = round((time.process_time() - cpu) / args.requests * 1e6, 1)
+        single: dict[str, Any] = summary(args.requests, elapsed, latencies) | cpu_per(cpu, args.requests)
         single["service_p50_ms"] = round(statistics.median(timed_app.seconds) * 1000, 3)
         single["service_p99_ms"] = round(percentile(timed_app.seconds, 99) * 1000, 3)
         await client.aclose()
+
+        bare = BareCaller(transport.app, "/v1/decisions", headers)
+        bodies = [json.dumps(r).encode() for r in requests]
+
+        async def alone(i: int) -> None:
+            await bare.post(bodies[i])
+
+        await timed(min(200, args.requests), args.concurrency, alone)  # warm up
+        cpu = cpu_now()
+        elapsed_a, latencies_a = await timed(args.requests, args.concurrency, alone)
+        service_alone: dict[str, Any] = summary(args.requests, elapsed_a, latencies_a) | cpu_per(cpu, args.requests)
+        service_alone["client_cpu_us_per_decision"] = round(
+            single["cpu_us_per_decision"] - service_alone["cpu_us_per_decision"], 1
+        )
 
         chunks = [requests[i : i + 1000] for i in range(0, len(requests), 1000)]
 
@@ -231,14 +360,23 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
             r = await svc.client.post("/v1/decisions/batch", json={"requests": chunks[i]}, headers=headers)
             r.raise_for_status()
 
-        cpu = time.process_time()
-        elapsed_b, latencies_b = await timed(len(chunks), 1, batch)
-        batched = {
-            "n": args.requests,
-            "per_s": round(args.requests / elapsed_b, 1),
-            "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
-            "cpu_us_per_decision": round((time.process_time() - cpu) / args.requests * 1e6, 1),
-        }
+        bare_batch = BareCaller(transport.app, "/v1/decisions/batch", headers)
+        batch_bodies = [json.dumps({"requests": chunk}).encode() for chunk in chunks]
+
+        async def batch_alone(i: int) -> None:
+            await bare_batch.post(batch_bodies[i])
+
+        async def batch_figures(call: Callable[[int], Awaitable[None]]) -> dict[str, Any]:
+            cpu = cpu_now()
+            elapsed_b, latencies_b = await timed(len(chunks), 1, call)
+            return {
+                "n": args.requests,
+                "per_s": round(args.requests / elapsed_b, 1),
+                "p99_ms_per_call_of_1000": round(percentile(latencies_b, 99) * 1000, 1),
+            } | cpu_per(cpu, args.requests)
+
+        batched = await batch_figures(batch)
+        batch_service_alone = await batch_figures(batch_alone)
 
         async def lookup(i: int) -> None:
             req = requests[i]
@@ -252,17 +390,21 @@ async def bench(args: argparse.Namespace, pg: EmbeddedPostgres, broker: Embedded
         elapsed_l, latencies_l = await timed(args.requests, args.concurrency, lookup)
         raw = summary(args.requests, elapsed_l, latencies_l)
         rows = await svc.pool.fetchval("SELECT count(*) FROM decisions")
+        expected = 2 * (args.requests + min(200, args.requests)) + 2 * args.requests
     return {
         "agreements": args.agreements,
         "students": args.students,
         "load_s": round(load_s, 1),
         "single": single,
+        "service_alone": service_alone,
         "batch": batched,
+        "batch_service_alone": batch_service_alone,
         "raw_lookup": raw,
         "single_vs_raw_per_s": round(single["per_s"] / raw["per_s"], 3),
         "batch_vs_raw_per_s": round(batched["per_s"] / raw["per_s"], 3),
         "allowed_share": round(allowed / args.requests, 3),
         "decisions_logged": rows,
+        "decisions_expected": expected,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

@@ -31,8 +31,9 @@ started, then:
    (records, its consumers and its absence reviewer; nothing else runs in it then) and
    PostgreSQL (the server and its backends). `--profile PATH` writes a cProfile of this
    process over the window (pstats format); `--statements` restarts the embedded PostgreSQL
-   with pg_stat_statements preloaded and prints records' statements by execution time per
-   event.
+   with pg_stat_statements preloaded and prints the statements records' database ran per event
+   over the window (BEGIN and COMMIT included, the bench's own polls not) and records'
+   costliest statements by execution time per event.
 3. p99 read latency over the ASGI app (no network): the owning district staff reading
    one student's full record (`--reads` random students of all stored), and a vendor's
    OneRoster page of 1,000 students (`--pages` random pages; decisions from the real
@@ -387,6 +388,21 @@ async def top_statements(pg: EmbeddedPostgres, events: int, limit: int = 12) -> 
     ]
 
 
+async def statement_calls(pg: EmbeddedPostgres) -> int:
+    """Statements records' database has run so far (BEGIN and COMMIT included; the bench's own
+    polls left out)."""
+    conn = await asyncpg.connect(pg.url())
+    try:
+        calls: int = await conn.fetchval(
+            """SELECT coalesce(sum(s.calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+               WHERE d.datname = 'homeroom_records' AND s.query <> ALL($1::text[])""",
+            [APPLIED, QUEUED],
+        )
+    finally:
+        await conn.close()
+    return calls
+
+
 async def reset_statement_stats(pg: EmbeddedPostgres) -> None:
     conn = await asyncpg.connect(pg.url())
     try:
@@ -465,6 +481,7 @@ async def main() -> None:
                     if time.perf_counter() - waited > 120:
                         raise TimeoutError("records applied nothing in 2 minutes")
                 cpu_before = (cpu_s(me, tree=False), cpu_s(postgres))
+                calls_before = await statement_calls(pg) if args.statements else 0
                 started = time.perf_counter()
                 if profile is not None:
                     profile.enable()
@@ -476,6 +493,9 @@ async def main() -> None:
                     if not records_s and await runtime.pool.fetchval(APPLIED, len(events)):
                         records_s = time.perf_counter() - started
                         cpu_applied = (cpu_s(me, tree=False), cpu_s(postgres))
+                        if args.statements:
+                            calls = await statement_calls(pg) - calls_before
+                            result["statements_per_event"] = round(calls / len(events), 4)
                         if profile is not None:
                             profile.disable()
                         stop_py_spy(spies)
@@ -565,6 +585,8 @@ async def main() -> None:
         f"CPU µs per event: records {result['cpu_us_per_event_records']}, PostgreSQL "
         f"{result['cpu_us_per_event_postgres']} (records window: first event applied to last)"
     )
+    if "statements_per_event" in result:
+        print(f"statements per event over the records window (records' database): {result['statements_per_event']}")
     for s in statements:
         print(
             f"  {s['exec_us_per_event']:>7} µs/event {s['calls_per_event']:>7} calls/event "

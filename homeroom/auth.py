@@ -834,6 +834,20 @@ def _bearer_token(request: Request) -> str:
     return token
 
 
+def remembered_principal(request: Request) -> Principal | None:
+    """The caller, when its bearer token was verified before and has not expired: a dict
+    lookup (no signature check, no thread, no rate limit). None in every other case (no
+    verifier yet, no bearer token, a token not seen), where `current_principal` decides."""
+    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        return None
+    try:
+        token = _bearer_token(request)
+    except AuthenticationError:
+        return None
+    return verifier.cached(token)
+
+
 async def current_principal(request: Request) -> Principal:
     """The verified caller, from the bearer token and the app's `state.token_verifier`."""
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)

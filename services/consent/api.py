@@ -21,6 +21,7 @@ from homeroom.contracts.consent import (
     ScreenAnswer,
     ScreenRequest,
 )
+from homeroom.lean_routes import LeanServiceRoute
 from homeroom.storage import BIGINT_MAX
 from services.consent.agreements import SUPPLEMENTAL_QUESTIONS, AgreementStatus
 from services.consent.application import choices as choice
@@ -44,6 +45,9 @@ Certifier = Annotated[Principal, Depends(require_roles(Role.VENDOR, Role.COMPLIA
 
 agreements = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 public = APIRouter(prefix="/v1/public", tags=["public"])
+# The two routes every disclosure passes: matched first, and answered without FastAPI's
+# per-request dependency solving when a service with a remembered token asks (lean_routes).
+deciding_routes = APIRouter(prefix="/v1", tags=["decisions"], route_class=LeanServiceRoute)
 decisions = APIRouter(prefix="/v1", tags=["decisions"])
 choices = APIRouter(prefix="/v1/students", tags=["parents' choices"])
 districts = APIRouter(prefix="/v1/districts", tags=["decisions"])
@@ -201,14 +205,14 @@ async def public_agreements_page(runtime: RuntimeDep) -> HTMLResponse:
 # `response_model` documents it, as the return annotation would.
 
 
-@decisions.post("/decisions", response_model=Decision)
+@deciding_routes.post("/decisions", response_model=Decision)
 async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: RuntimeDep) -> Response:
     """Permit or deny one disclosure (contract: docs/contracts.md). Every decision is logged by its id."""
     [logged] = await deciding.decide(runtime, [body])
     return Response(logged.answer, media_type="application/json")
 
 
-@decisions.post("/decisions/batch", response_model=DecisionBatchAnswer)
+@deciding_routes.post("/decisions/batch", response_model=DecisionBatchAnswer)
 async def decide_batch(body: DecisionBatch, principal: ServiceOnly, runtime: RuntimeDep) -> Response:
     """Up to 1000 decisions, answered in order."""
     logged = await deciding.decide(runtime, body.requests, route="batch")
@@ -315,4 +319,5 @@ async def set_transfer_exclusions(
     return await choice.set_transfer_exclusions(runtime, principal, district_id, body)
 
 
-ROUTERS = (agreements, public, decisions, choices, districts)
+# Matched in this order: the decision point first (its paths overlap no other router's).
+ROUTERS = (deciding_routes, decisions, agreements, public, choices, districts)

@@ -21,7 +21,8 @@ docs/contracts.md `POST /v1/decisions`), written once for consent and its caller
 
 from __future__ import annotations
 
-import uuid
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -222,6 +223,31 @@ def _deny(
     return _answer(request, [], withheld, None, reason, code, rules, agreement=agreement, agreement_id=agreement_id)
 
 
+class DecisionIds:
+    """Random (version 4) UUIDs as text, cut from 8 KiB of `os.urandom` at a time: `uuid.uuid4()`
+    asks the kernel for 16 bytes and builds a UUID object for each id, 4-5 times the CPU, and
+    a batch of 1,000 decisions takes 1,000 of them."""
+
+    def __init__(self) -> None:
+        self._random = b""
+        self._at = 0
+        self._lock = threading.Lock()  # the rules are pure: a caller may decide in threads
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._random):
+                self._random, self._at = os.urandom(8192), 0
+            raw = bytearray(self._random[self._at : self._at + 16])
+            self._at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 9562 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+new_decision_id = DecisionIds()
+
+
 def _answer(
     request: DecisionRequest,
     allowed: list[str],
@@ -238,7 +264,7 @@ def _answer(
 ) -> Decision:
     """The one place a decision is made up, permit or deny: its id, agreement and purpose."""
     return Decision(
-        decision_id=str(uuid.uuid4()),
+        decision_id=new_decision_id(),
         allow=bool(allowed),
         legal_basis=basis.value if basis is not None else None,
         elements_allowed=allowed,

@@ -62,3 +62,13 @@ LINKS_CARRIED = Counter(
 _ACTIONS = get_args(DecisionRequest.model_fields["action"].annotation)
 start_at_zero(DECISIONS, *((action, outcome) for action in _ACTIONS for outcome in ("permit", "deny")))
 start_at_zero(DENIALS, *DENIAL_CODES)
+
+# The series the decision point moves on every decision, looked up once: `labels()` takes a
+# lock and builds a key on every call, which cost more than the counting.
+DECISION_COUNTS = {
+    (action, allow): DECISIONS.labels(action, "permit" if allow else "deny")
+    for action in _ACTIONS
+    for allow in (True, False)
+}
+DENIAL_COUNTS = {code: DENIALS.labels(code) for code in DENIAL_CODES}
+DECISION_TIMES = {route: DECISION_SECONDS.labels(route) for route in ("single", "batch", "screen")}

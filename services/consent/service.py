@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from homeroom.auth import DevIssuer
+from homeroom.gc_tuning import young_threshold
 from homeroom.pseudonym import load_or_create_key
 from homeroom.ratelimit import limiter
 from homeroom.service import ServiceSpec
@@ -34,11 +35,13 @@ def guardian_issuer(runtime: ConsentRuntime) -> DevIssuer | None:
 
 @contextlib.asynccontextmanager
 async def lifecycle(runtime: ConsentRuntime) -> AsyncIterator[ConsentState]:
-    """The decision point's facts and log, records' directory (tests: their records in process,
-    `peers={"records": ...}`), the linking-code hasher, the redemption limit, the parent-token
-    issuer; the expiry check and the gauges. Stopped in reverse on the way out."""
+    """The collector's young-generation threshold, the decision point's facts and log, records'
+    directory (tests: their records in process, `peers={"records": ...}`), the linking-code
+    hasher, the redemption limit, the parent-token issuer; the expiry check and the gauges.
+    Stopped in reverse on the way out."""
     settings = runtime.settings
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(young_threshold(settings.gc_young_threshold))
         directory = RecordsDirectory(
             settings.records_url, settings.records_timeout_s, transport=runtime.peer("records")
         )

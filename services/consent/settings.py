@@ -38,6 +38,14 @@ class ConsentSettings(ServiceSettings):
     # base64, mode 0600. Empty in development: generated in the secrets directory on first use;
     # required in production.
     linking_code_key_file: Path | None = None
+    # Python's young-generation collection threshold while the service runs (0: Python's
+    # default, 700). A batch of 1,000 decisions keeps ~20,000 objects alive until its log row
+    # is written; at 700 they are promoted, and a full pass over the facts in memory (20-250
+    # ms at 100,000 students) follows every batch or two. 10,000 removes those passes from
+    # the batch route but makes young passes take up to 7-11 ms, which single decisions then
+    # wait for: off by default, for an instance that mostly answers batches
+    # (docs/benchmarks.md, consent, round 29).
+    gc_young_threshold: int = Field(default=0, ge=0)
 
     @property
     def linking_code_key_path(self) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,11 +27,7 @@ async def lifecycle(runtime: RecordsRuntime) -> AsyncIterator[RecordsState]:
     consumers run. Everything started is stopped on the way out, in reverse."""
     settings = runtime.settings
     state = RecordsState(consent=consent_client(runtime))
-    thresholds = gc.get_threshold()
     try:
-        if settings.start_consumers and settings.gc_young_threshold:
-            # Process-wide: the consumers' batches dominate what this process allocates.
-            gc.set_threshold(max(thresholds[0], settings.gc_young_threshold), *thresholds[1:])
         audit_transport = runtime.peer("audit")
         if settings.reconcile_interval_s > 0 and (settings.audit_url or audit_transport is not None):
             state.audit = AuditClient(
@@ -62,7 +57,6 @@ async def lifecycle(runtime: RecordsRuntime) -> AsyncIterator[RecordsState]:
         if state.audit is not None:
             await state.audit.aclose()
         await state.consent.aclose()
-        gc.set_threshold(*thresholds)
 
 
 # The OpenAPI document's route groups, in this order.

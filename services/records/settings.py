@@ -33,8 +33,3 @@ class RecordsSettings(ServiceSettings):
     # How often the retention job removes what districts' retention periods say is kept long enough
     # (0: never; it also runs once at start).
     retention_interval_s: float = Field(default=86400.0, ge=0)
-    # Python's young-generation collection threshold while consumers run (0: Python's default,
-    # 700). A batch of 1,000 events keeps tens of thousands of objects alive; at 700 they are
-    # promoted into the old generations and whole-heap collections took a fifth of the
-    # process's CPU under load (docs/services/records.md, "Where the CPU goes").
-    gc_young_threshold: int = Field(default=50_000, ge=0)

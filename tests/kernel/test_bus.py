@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 
-from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent
+from homeroom.bus.consumer import EventConsumer, HandlerContext, RejectEvent, observe_times
 from homeroom.bus.envelope import IncomingEvent, build_event, decode, derived_id, timestamp
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ENROLLMENT, Topic, ensure_topics, with_suffix
@@ -78,6 +82,46 @@ async def test_outbox_relay_and_consumer_apply_each_event_once(
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
 
 
+async def test_a_poll_is_one_transaction_partition_after_partition(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    """The handler gets a poll's events of every partition in one call (one transaction, one
+    claim per partition), partition after partition, each in offset order; each event once."""
+    await prepare(pg_pool)
+    attendance, rejected = topics(topic_suffix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [attendance, rejected])
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap})
+    await publisher.publish_many([absence(i, topic_suffix) for i in range(120)])  # 50 students: every partition
+    await publisher.stop()
+    calls: list[list[tuple[int, int]]] = []
+
+    async def record(events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
+        calls.append([(e.partition, e.offset) for e in events])
+        for event in events:
+            await tally_handler(event, ctx)
+
+    consumer = EventConsumer(
+        service="test",
+        name="tally",
+        topics=[attendance.name],
+        batch_handler=record,
+        pool=pg_pool,
+        client_kwargs={"bootstrap_servers": bootstrap},
+        dead_letter_topic=rejected.name,
+        group_id=f"tally-{topic_suffix}",
+        session_timeout_ms=6000,
+    )
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), 120))
+    finally:
+        await consumer.stop()
+    assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+    assert all(call == sorted(call) for call in calls)  # partition after partition, offsets in order
+    assert max(len({partition for partition, _ in call}) for call in calls) > 1
+    assert sum(len(call) for call in calls) == 120
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.text(max_size=60), st.binary(max_size=300)), max_size=12))
 def test_packed_headers_come_back_as_they_went_in(headers: list[tuple[str, bytes]]) -> None:
@@ -105,6 +149,54 @@ async def test_redelivered_events_are_skipped_by_id(pg_pool: asyncpg.Pool, boots
         await consumer.stop()
     assert await count(pg_pool) == 40
     assert await count(pg_pool, "SELECT max(times_applied) FROM tally") == 1
+
+
+@given(st.floats(min_value=0, max_value=20, allow_nan=False), st.integers(min_value=1, max_value=50))
+def test_a_batch_observed_at_once_reads_as_one_observation_per_event(seconds: float, events: int) -> None:
+    registry = CollectorRegistry()
+    each = Histogram("each_seconds", "", ["consumer"], registry=registry)
+    at_once = Histogram("at_once_seconds", "", ["consumer"], registry=registry)
+    for _ in range(events):
+        each.labels("c").observe(seconds)
+    observe_times(at_once.labels("c"), seconds, events)
+
+    def samples(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.removeprefix(name), s.labels.get("le", "")): s.value
+            for s in next(m for m in registry.collect() if m.name == name).samples
+            if not s.name.endswith("_created")
+        }
+
+    expected, got = samples("each_seconds"), samples("at_once_seconds")
+    assert got.keys() == expected.keys()
+    assert {k: v for k, v in got.items() if k[0] != "_sum"} == {k: v for k, v in expected.items() if k[0] != "_sum"}
+    assert math.isclose(got[("_sum", "")], expected[("_sum", "")], rel_tol=1e-9, abs_tol=1e-12)
+
+
+async def test_consumers_raise_the_young_gc_threshold_while_they_run(pg_pool: asyncpg.Pool, bootstrap: str) -> None:
+    """Every kernel consumer gets the young-generation threshold its batches need, process-wide
+    while any consumer runs; Python's own comes back when the last one stops."""
+    before = gc.get_threshold()
+    assert before[0] < 50_000
+    first = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8])
+    second = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8], gc_young_threshold=80_000)
+    opted_out = make_consumer(pg_pool, bootstrap, uuid.uuid4().hex[:8], gc_young_threshold=0)
+    first.start()
+    try:
+        assert gc.get_threshold() == (50_000, *before[1:])
+        second.start()
+        assert gc.get_threshold() == (80_000, *before[1:])
+        await second.stop()
+        assert gc.get_threshold() == (50_000, *before[1:])
+    finally:
+        await first.stop()
+    assert gc.get_threshold() == before
+    opted_out.start()
+    try:
+        assert gc.get_threshold() == before
+    finally:
+        await opted_out.stop()
+    assert gc.get_threshold() == before
 
 
 async def test_transient_failures_are_retried_then_applied(

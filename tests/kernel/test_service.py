@@ -167,3 +167,16 @@ def test_objects_built_at_start_are_frozen_and_garbage_is_collected_first() -> N
         assert later() is None, "a cycle made after the freeze was not collected"
     finally:
         gc.unfreeze()
+
+
+async def test_a_request_never_reaches_fastapis_opentelemetry_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Homeroom's telemetry is Prometheus and JSON logs. FastAPI's OpenTelemetry layer would look
+    # for a tracer provider named by this variable on each request, and fail to load this one.
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "no_such_provider")
+    from homeroom.service import create_app
+
+    spec = load_spec("reports")
+    app = create_app(spec, spec.settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reports") as client:
+        answer = await client.get("/openapi.json")
+    assert answer.status_code == 200 and answer.json()["info"]["title"] == "Homeroom reports"

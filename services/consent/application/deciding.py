@@ -24,13 +24,14 @@ async def decide(
     """Decide every request on the facts in memory; each answer waits for its logged row
     (facts.DecisionLog: group commit, decided again if the facts moved) and comes with that
     row's JSON, which is what the caller is sent."""
-    with metrics.DECISION_SECONDS.labels(route).time():
+    with metrics.DECISION_TIMES[route].time():
         logged = await runtime.state.decisions.decide(requests, runtime.clock())
     for request, answer in zip(requests, logged, strict=True):
         decision = answer.decision
-        metrics.DECISIONS.labels(request.action, "permit" if decision.allow else "deny").inc()
+        metrics.DECISION_COUNTS[request.action, decision.allow].inc()
         if not decision.allow:
-            metrics.DENIALS.labels(decision.denial or "nothing_releasable").inc()
+            code = decision.denial or "nothing_releasable"
+            (metrics.DENIAL_COUNTS.get(code) or metrics.DENIALS.labels(code)).inc()
     return logged
 
 
@@ -40,7 +41,7 @@ async def screen(runtime: ConsentRuntime, request: ScreenRequest) -> list[str]:
     point = runtime.state.decisions
     async with point.pool.acquire() as conn:
         await point.facts.refresh(conn)
-    with metrics.DECISION_SECONDS.labels("screen").time():
+    with metrics.DECISION_TIMES["screen"].time():
         return point.facts.screen(request, runtime.clock())
 
 

@@ -29,7 +29,7 @@ CATEGORIES: dict[int, str] = {
 
 async def apply(runtime: Runtime, events: Sequence[IncomingEvent], ctx: HandlerContext) -> None:
     """Apply a batch of attendance.v1 events (RejectEvent names the first bad one)."""
-    by_district: dict[str, list[store.WaitingMark]] = {}
+    by_district: dict[str, list[tuple[store.Mark, IncomingEvent]]] = {}
     for event in events:
         payload = event.payload
         if not isinstance(payload, attendance_pb2.AttendanceRecorded):
@@ -41,12 +41,14 @@ async def apply(runtime: Runtime, events: Sequence[IncomingEvent], ctx: HandlerC
         if category is None:
             raise RejectEvent("attendance.category_unknown", "the attendance category is unspecified", "category")
         mark = store.Mark(key, day, payload.period, payload.school_id, category, payload.excused)
-        by_district.setdefault(district, []).append(
-            store.WaitingMark(
-                mark, event.event_id, event.topic, event.partition, event.offset, ctx.consumer, ctx.dead_letter_topic
-            )
-        )
-    for district, marks in sorted(by_district.items()):
+        by_district.setdefault(district, []).append((mark, event))
+    for district, marked in sorted(by_district.items()):
         await scoped(ctx, district)
-        written = await store.put_marks(ctx.conn, district, [w.mark for w in marks])  # and queues reviews
-        await store.keep_waiting(ctx.conn, district, [w for w in marks if w.mark.student_key not in written])
+        written = await store.put_marks(ctx.conn, district, [mark for mark, _ in marked])  # and queues reviews
+        # Only the marks kept waiting carry where they came from (for their dead letter).
+        waiting = [
+            store.WaitingMark(mark, e.event_id, e.topic, e.partition, e.offset, ctx.consumer, ctx.dead_letter_topic)
+            for mark, e in marked
+            if mark.student_key not in written
+        ]
+        await store.keep_waiting(ctx.conn, district, waiting)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from services.consent.agreements import (
 )
 from services.consent.decisions import (
     ConsentGrant,
+    DecisionIds,
     Facts,
     category_basis,
     consented_elements,
@@ -655,3 +657,14 @@ def test_the_policy_document_lists_every_rule_of_the_engine() -> None:
     text = (Path(__file__).parents[3] / "docs" / "policy.md").read_text()
     for rule in (*RULES, *PROHIBITIONS):
         assert f"| `{rule.id}` | {rule.effect} |" in text, rule.id
+
+
+def test_decision_ids_are_distinct_random_uuids() -> None:
+    """Ids cut from one buffer of random bytes: valid version-4 UUIDs in their canonical text,
+    none repeated, across more than one refill of the buffer."""
+    ids = DecisionIds()
+    seen = [ids() for _ in range(2000)]  # 2000 x 16 bytes: four buffers of 8 KiB
+    assert len(set(seen)) == len(seen)
+    for text in seen:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
