@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from homeroom.bus.consumer import YOUNG_GC_THRESHOLD
 from homeroom.config import ServiceSettings
 from homeroom.peers import PORTS
 
@@ -28,8 +29,8 @@ class ReportsSettings(ServiceSettings):
     tally_batch_window_s: float = Field(default=0.25, gt=0)
     calendar_poll_s: float = Field(default=1.0, gt=0)  # how often a process looks for new calendars
     tally_retry_s: float = Field(default=1.0, gt=0)  # wait before a batch the database refused is tried again
-    # The garbage collector's young-generation threshold while the tally runs (CPython's is 700).
-    # A batch's events live for the whole batch; at 700 they were promoted, and the full
-    # collections that brought took a quarter of the tally's CPU per event
-    # (docs/services/reports.md, "The garbage collector, and the tally's own objects"). 0: leave it.
-    gc_young_threshold: int = Field(default=10_000, ge=0)
+    # The garbage collector's young-generation threshold while the tally runs (CPython's is 700),
+    # the kernel consumers' by default. A batch's events live for the whole batch; at 700 they
+    # were promoted, and the full collections that brought took a quarter of the tally's CPU per
+    # event (docs/services/reports.md, "The garbage collector, and the tally's own objects"). 0: leave it.
+    gc_young_threshold: int = Field(default=YOUNG_GC_THRESHOLD, ge=0)

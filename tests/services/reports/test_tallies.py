@@ -64,7 +64,7 @@ def test_a_student_value_as_text_reads_back() -> None:
 async def test_the_young_generation_is_raised_while_the_tally_runs(service_env: ServiceEnv) -> None:
     before = gc.get_threshold()
     async with reports_service(service_env, uuid.uuid4().hex[:8]) as svc:
-        young, *older = gc.get_threshold()
-        assert young == max(before[0], svc.runtime.settings.gc_young_threshold) > 700
+        young, *older = gc.get_threshold()  # the highest any holder asked for (homeroom/gc_tuning.py)
+        assert young >= svc.runtime.settings.gc_young_threshold > before[0]
         assert tuple(older) == before[1:]
     assert gc.get_threshold() == before
