@@ -6,19 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic_settings import SettingsConfigDict
-
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS
 
 WRITER_ROLE = "homeroom_audit_writer"  # created by migrations/001; SELECT and INSERT only
 
 
 class AuditSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_AUDIT_", extra="ignore")
-
     service_name: str = "audit"
-    port: int = PORTS["audit"]
     # The Ed25519 key that signs tree heads and entry receipts (PKCS#8 PEM, mode 0600).
     # Default: <secrets_dir>/audit-signing.key, created on first start outside production.
     signing_key_file: Path | None = None

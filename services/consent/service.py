@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.auth import DevIssuer
 from homeroom.gc_tuning import young_threshold
@@ -62,10 +61,8 @@ async def lifecycle(runtime: ConsentRuntime) -> AsyncIterator[ConsentState]:
 
 
 SERVICE = ServiceSpec(
-    name="consent",
     settings=ConsentSettings,
     routers=(*ROUTERS, guardianship_router, transparency_router),
-    migrations=Path(__file__).parent / "migrations",
     consumers=CONSUMERS,
     sends_notices=True,
     description="Data-sharing agreements, parents' choices, guardianship links and the disclosure decision point.",

@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS, peer_url
+from homeroom.peers import peer_url
 
 
 class ConsentSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_CONSENT_", extra="ignore")
-
     service_name: str = "consent"
-    port: int = PORTS["consent"]
     # How often agreements past their end date are ended (and unfinished shredding finished).
     # The check also runs once at start.
     expiry_check_interval_s: float = Field(default=3600.0, gt=0)

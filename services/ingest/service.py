@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
@@ -33,10 +32,8 @@ async def lifecycle(runtime: IngestRuntime) -> AsyncIterator[IngestState]:
 
 
 SERVICE: ServiceSpec[IngestSettings, IngestState] = ServiceSpec(
-    name="ingest",
     settings=IngestSettings,
     routers=[router],
-    migrations=Path(__file__).parent / "migrations",
     description="Districts publish enrollment, attendance and discipline data; every submission gets a report.",
     uses_cipher=True,
     lifecycle=lifecycle,

@@ -6,17 +6,12 @@ import tempfile
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS
 
 
 class IngestSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_INGEST_", extra="ignore")
-
     service_name: str = "ingest"
-    port: int = PORTS["ingest"]
 
     # uploads
     max_upload_bytes: int = Field(default=512 << 20, gt=0)  # larger bodies get 413

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.contracts.clients import AuditClient
 from homeroom.service import ServiceSpec
@@ -67,11 +66,9 @@ TAGS = {
 }
 
 SERVICE = ServiceSpec(
-    name="records",
     settings=RecordsSettings,
     routers=(api.router, oneroster_api.router),
     consumers=CONSUMERS,
-    migrations=Path(__file__).parent / "migrations",
     description="Each student's current record per district, encrypted, served by role and agreement.",
     uses_cipher=True,
     database_roles=(store.APP_ROLE,),

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS, peer_url
+from homeroom.peers import peer_url
 
 
 class RecordsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_RECORDS_", extra="ignore")
-
     service_name: str = "records"
-    port: int = PORTS["records"]
     # The consent service's decision API. Empty: nothing is released outside the owning
     # district (fail closed), as when the consent service is unreachable.
     consent_url: str = peer_url("consent", local_default=False)

@@ -377,8 +377,6 @@ async def expiry_loop(runtime: ConsentRuntime, interval_s: float) -> None:
             ended = await end_expired(runtime)
             if ended:
                 log.info("agreements ended on expiry", extra={"agreements": ended})
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("expiry check failed; retrying next round")
         await asyncio.sleep(interval_s)
@@ -406,8 +404,6 @@ async def _gauge_loop(runtime: ConsentRuntime, interval_s: float) -> None:
             await refresh_agreement_gauges(runtime.pool, runtime.clock().date())
             async with runtime.pool.acquire() as conn:
                 await prune_changes(conn)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # metrics must never take the service down; the next pass retries
             log.warning("agreement gauges not refreshed", exc_info=True)
         await asyncio.sleep(interval_s)
