@@ -22,6 +22,10 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+# What a batch-working holder asks for unless told otherwise: every kernel consumer while it runs,
+# reports' tally, ingest (measured in records: GC fell from 0.77 to 0.04 s of a 3.9 s window).
+YOUNG_GC_THRESHOLD = 50_000
+
 _held: dict[object, int] = {}  # holder -> the young threshold it asked for
 _found: tuple[int, int, int] | None = None  # the thresholds before the first holder came
 _set: tuple[int, int, int] | None = None  # what the holders last set

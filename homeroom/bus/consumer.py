@@ -49,7 +49,7 @@ from homeroom import failpoints, outbox
 from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, build_event, decode
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
-from homeroom.gc_tuning import young_threshold
+from homeroom.gc_tuning import YOUNG_GC_THRESHOLD, young_threshold
 from homeroom.storage import INFRASTRUCTURE_ERRORS, Connection
 from homeroom.tasks import cancel
 from homeroom.telemetry import (
@@ -201,11 +201,6 @@ def observe_times(histogram: Histogram, amount: float, times: int) -> None:
     histogram's sum and its bucket as `observe` does (tests/kernel/test_bus.py compares them)."""
     histogram._sum.inc(amount * times)
     histogram._buckets[bisect.bisect_left(histogram._upper_bounds, amount)].inc(times)
-
-
-# The young-generation threshold every consumer raises while it runs (homeroom/gc_tuning.py says
-# why; measured in records: GC fell from 0.77 to 0.04 s of a 3.9 s window).
-YOUNG_GC_THRESHOLD = 50_000
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field
 
 from homeroom.config import ServiceSettings
+from homeroom.gc_tuning import YOUNG_GC_THRESHOLD
 
 
 class IngestSettings(ServiceSettings):
@@ -24,7 +25,7 @@ class IngestSettings(ServiceSettings):
     # The garbage collector's young-generation threshold while the service runs (CPython's is
     # 700). A chunk keeps tens of thousands of objects alive; at 700 the collector walked them
     # for 8 % of the attendance upload's CPU (docs/services/ingest.md). 0: leave it.
-    gc_young_threshold: int = Field(default=50_000, ge=0)
+    gc_young_threshold: int = Field(default=YOUNG_GC_THRESHOLD, ge=0)
     # Fair scheduling: one district's uploads never take every slot while another's wait.
     max_concurrent_per_district: int = Field(default=1, gt=0)
     # Uploads up to this size (a real-time change: an enrollment, a withdrawal) run in their own

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
@@ -39,11 +38,9 @@ def build_spec(suffix: str = "") -> ServiceSpec[ReportsSettings, ReportsState]:
                 await stream.stop()
 
     return ServiceSpec(
-        name="reports",
         settings=ReportsSettings,
         routers=(public, router),
         consumers=(reference_consumer(topics),),
-        migrations=Path(__file__).parent / "migrations",
         description="Statewide comparisons from pseudonymised events: published with small cells suppressed.",
         uses_cipher=False,
         gzip_minimum_size=2048,  # a statewide snapshot is tens of MB of JSON; about 1/20 gzipped

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from homeroom.bus.consumer import YOUNG_GC_THRESHOLD
 from homeroom.config import ServiceSettings
-from homeroom.peers import PORTS
+from homeroom.gc_tuning import YOUNG_GC_THRESHOLD
 
 
 class ReportsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEROOM_REPORTS_", extra="ignore")
-
     service_name: str = "reports"
-    port: int = PORTS["reports"]
 
     # Publication rules: each state sets its own (docs/services/reports.md).
     state_name: str = "New York"
