@@ -68,7 +68,7 @@ def make_consumer(
     pool: asyncpg.Pool,
     bootstrap: str,
     suffix: str,
-    handler: Callable[[IncomingEvent, HandlerContext], Awaitable[None]] = tally_handler,
+    handler: Callable[[IncomingEvent, HandlerContext], Awaitable[None]] | None = tally_handler,
     **kwargs: object,
 ) -> EventConsumer:
     attendance, rejected = topics(suffix)

@@ -100,17 +100,7 @@ async def test_a_poll_is_one_transaction_partition_after_partition(
         for event in events:
             await tally_handler(event, ctx)
 
-    consumer = EventConsumer(
-        service="test",
-        name="tally",
-        topics=[attendance.name],
-        batch_handler=record,
-        pool=pg_pool,
-        client_kwargs={"bootstrap_servers": bootstrap},
-        dead_letter_topic=rejected.name,
-        group_id=f"tally-{topic_suffix}",
-        session_timeout_ms=6000,
-    )
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix, handler=None, batch_handler=record)
     consumer.start()
     try:
         await wait_for(lambda: _eq(count(pg_pool), 120))
