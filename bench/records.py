@@ -480,7 +480,9 @@ async def main() -> None:
                     # Today's sweep of the stored students, done before the window as in a service
                     # that has run today: a records process started again the same day does not
                     # sweep a district again (migration 012). Code before it sweeps on every start.
-                    sweep = AbsenceReviewer(setup, settings.chronic_absence_threshold, settings.chronic_absence_min_days)
+                    sweep = AbsenceReviewer(
+                        setup, settings.chronic_absence_threshold, settings.chronic_absence_min_days
+                    )
                     while await sweep.run_once():
                         pass
                 events = await bus_events(setup.require_cipher(), bus_students, args.days)
