@@ -522,10 +522,17 @@ async def unlist_if_none_waiting(conn: Connection, district_id: str, version: in
 async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
     """Write the waiting marks of students the district now knows into `attendance` (inside
     enter_district); returns the students whose daily marks were written."""
+    # As in _PUT_MARKS, each student is looked up by a primary-key probe (LATERAL ... LIMIT 1) and
+    # the rows to change are given as arrays (index scans), so a call costs the same whatever the
+    # district holds: as a semi-join the planner could scan every student of the district per call.
     rows = await conn.fetch(
-        """WITH ready AS (
-               DELETE FROM marks_waiting w WHERE w.district_id = $1 AND EXISTS (
-                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = w.student_key)
+        """WITH known AS (
+               SELECT k.student_key FROM (SELECT DISTINCT student_key FROM marks_waiting WHERE district_id = $1) k
+               CROSS JOIN LATERAL (
+                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
+           ready AS (
+               DELETE FROM marks_waiting w
+               WHERE w.district_id = $1 AND w.student_key = ANY(ARRAY(SELECT student_key FROM known))
                RETURNING w.student_key, w.day, w.period, w.school_id, w.category, w.excused),
            written AS (
                INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
@@ -534,7 +541,7 @@ async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
                    category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()),
            touched AS (
                UPDATE students SET updated_at = clock_timestamp()
-               WHERE district_id = $1 AND student_key IN (SELECT student_key FROM ready))
+               WHERE district_id = $1 AND student_key = ANY(ARRAY(SELECT DISTINCT student_key FROM ready)))
            SELECT DISTINCT student_key FROM ready WHERE period = ''""",
         district_id,
     )
