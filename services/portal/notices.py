@@ -17,11 +17,11 @@ from services.portal.web import Page, page_for
 router = APIRouter(include_in_schema=False)
 
 # Each person's own notices: a parent's, a district office's, compliance's escalations.
-Recipient = Annotated[Page, page_for(Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)]
+Addressee = Annotated[Page, page_for(Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)]
 
 
 @router.get("/notices")
-async def notices(person: Recipient) -> Response:
+async def notices(person: Addressee) -> Response:
     found: list[dict[str, Any]] = []
     unavailable: list[str] = []
     # The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
