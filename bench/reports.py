@@ -7,7 +7,7 @@ statewide snapshot of a generated state.
                                       [--json PATH]
 
 1. Absorption: on an embedded PostgreSQL and Tansu broker, the real reports runtime
-   (`running`, as `homeroom serve reports` runs it: the faust-streaming tally and the
+   (`running`, as `homeroom serve reports` runs it: the tally's consumer group loop and the
    reference consumer) is started; each school's calendar is published and applied; then
    per student one enrollment, one groups.v1 record and `--days` daily marks are sent to
    enrollment.v1, groups.v1 and attendance.v1, timed from the first send until the tally
@@ -38,17 +38,15 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import faust  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from faust.sensors import Monitor  # noqa: E402
 
-from homeroom import streams  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
+from homeroom.bus.batch_loop import BatchLoop, Records  # noqa: E402
 from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
 from homeroom.calendar import weekdays  # noqa: E402
@@ -176,7 +174,7 @@ async def absorption(
                 if time.monotonic() > deadline:
                     raise TimeoutError("the calendars were not applied")
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(5)  # the tally's group settles and its table recovers before timing
+            await asyncio.sleep(5)  # the tally's group settles and rebuilds its partitions before timing
 
             # 1. A burst: every event sent as fast as the producer goes.
             before = tally_read()
@@ -227,10 +225,7 @@ async def absorption(
             raw_cpu = time.process_time()
             raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events) + len(paced))
             raw_cpu_s = time.process_time() - raw_cpu
-            floors = {
-                name: await faust_floor(kafka, settings, len(events) + len(paced), name, **conf)
-                for name, conf in (FLOORS if floor else {}).items()
-            }
+            loop_floor = await batch_loop_floor(kafka, settings, len(events) + len(paced)) if floor else None
         raw_rate = (len(events) + len(paced)) / raw_s
         return {
             "events": len(events),
@@ -256,56 +251,50 @@ async def absorption(
             "raw_s": round(raw_s, 2),
             "raw_aiokafka_events_per_s": round(raw_rate),
             "tally_to_raw_ratio": round((len(events) / tally_s) / raw_rate, 4),
-            "faust_floor_cpu_us_per_event": floors,
+            "loop_floor_cpu_us_per_event": loop_floor,
         }
     finally:
         broker.stop()
         pg.stop()
 
 
-# faust's per-message path alone, as the tally's app is configured (homeroom/streams.py), with
-# faust's own defaults for what streams.app turns off, and with faust's own drain loop.
-FLOORS: dict[str, dict[str, Any]] = {
-    "faust_defaults": {
-        "eager": False,
-        "Monitor": Monitor,
-        "schema": faust.Schema(key_type=bytes, value_type=bytes, value_serializer="raw"),
-    },
-    "streams_app": {},
-    "faust_drain": {"eager": False},  # as streams_app, with faust's own Consumer: wait_first per message
-}
-
-
-async def faust_floor(kafka: KafkaSettings, settings: ReportsSettings, n: int, name: str, **conf: Any) -> float:
-    """CPU µs per event of a faust app like the tally's whose agent takes the same batches and
-    does nothing with them: what faust's per-message path costs (from its first batch to the last)."""
-    schema = conf.pop("schema", streams.RAW)
-    app = streams.app(
-        f"bench-floor-{name}-{uuid.uuid4().hex[:8]}", kafka, settings, partitions=ATTENDANCE.partitions, **conf
-    )
+async def batch_loop_floor(kafka: KafkaSettings, settings: ReportsSettings, n: int) -> float:
+    """CPU µs per event of a consumer group loop like the tally's (`BatchLoop`, its batch size and
+    window) whose `apply` does nothing: what consuming costs before the tally's own work (from
+    its first batch to the last)."""
     seen, done = 0, asyncio.Event()
     cpu_first = 0.0
     first = 0
 
-    async def agent(stream: faust.StreamT[bytes]) -> None:
+    async def apply(records: Records) -> None:
         nonlocal seen, cpu_first, first
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            settings.tally_batch, within=settings.tally_batch_window_s
-        )
-        async for batch in batches:
-            if not seen:
-                cpu_first, first = time.process_time(), len(batch)
-            seen += len(batch)
-            if seen >= n:
-                done.set()
+        batch = sum(len(r) for r in records.values())
+        if not seen:
+            cpu_first, first = time.process_time(), batch
+        seen += batch
+        if seen >= n:
+            done.set()
 
-    app.agent(app.topic(*SOURCES, schema=schema), name=f"{app.conf.id}.floor")(agent)
-    await app.start()
+    async def assigned(held: object) -> None:
+        return None
+
+    loop = BatchLoop(
+        service="bench",
+        name="floor",
+        topics=SOURCES,
+        group_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
+        client_kwargs=kafka.client_kwargs(),
+        apply=apply,
+        assigned=assigned,
+        max_batch=settings.tally_batch,
+        window_s=settings.tally_batch_window_s,
+    )
+    loop.start()
     try:
         await asyncio.wait_for(done.wait(), 600)
         return round((time.process_time() - cpu_first) * 1e6 / max(1, seen - first), 1)
     finally:
-        await app.stop()
+        await loop.stop()
 
 
 def _batches() -> float:
@@ -383,7 +372,7 @@ async def main() -> None:
     parser.add_argument("--state-students", type=int, default=2_500_000)
     parser.add_argument("--skip-absorption", action="store_true")
     parser.add_argument(
-        "--faust-floor", action="store_true", help="also time faust's per-message path alone (an agent doing nothing)"
+        "--loop-floor", action="store_true", help="also time the consumer group loop alone (an apply doing nothing)"
     )
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -394,7 +383,7 @@ async def main() -> None:
     result: dict[str, Any] = {"benchmark": "reports"}
     if not args.skip_absorption:
         result["absorption"] = await absorption(
-            args.students, args.days, args.paced_rate, args.paced_students, args.py_spy, args.faust_floor
+            args.students, args.days, args.paced_rate, args.paced_students, args.py_spy, args.loop_floor
         )
         a = result["absorption"]
         print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
@@ -406,8 +395,8 @@ async def main() -> None:
             f"{'CPU µs per event: tally catching up alone':<44}{a['tally_cpu_us_per_event']:>12}"
             f" ({a['tally_cpu_events']:,} events; raw aiokafka consume {a['raw_cpu_us_per_event']})"
         )
-        for name, us in a["faust_floor_cpu_us_per_event"].items():
-            print(f"{'CPU µs per event: faust alone, ' + name:<44}{us:>12}")
+        if a["loop_floor_cpu_us_per_event"] is not None:
+            print(f"{'CPU µs per event: the group loop alone':<44}{a['loop_floor_cpu_us_per_event']:>12}")
         print(f"burst: seconds behind {a['burst_seconds_behind']}; {a['events_per_batch']} events per batch")
         print(
             f"paced at {a['paced_rate_per_s']}/s: seconds behind {a['paced_seconds_behind']}; "
