@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from homeroom.auth import AuthSettings  # noqa: E402
-from homeroom.bus.batch_loop import BatchLoop, Records  # noqa: E402
+from homeroom.bus.batch_loop import BatchLoop, Records, StatefulConsumer  # noqa: E402
 from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
 from homeroom.calendar import weekdays  # noqa: E402
@@ -262,37 +262,34 @@ async def batch_loop_floor(kafka: KafkaSettings, settings: ReportsSettings, n: i
     """CPU µs per event of a consumer group loop like the tally's (`BatchLoop`, its batch size and
     window) whose `apply` does nothing: what consuming costs before the tally's own work (from
     its first batch to the last)."""
-    seen, done = 0, asyncio.Event()
-    cpu_first = 0.0
-    first = 0
 
-    async def apply(records: Records) -> None:
-        nonlocal seen, cpu_first, first
-        batch = sum(len(r) for r in records.values())
-        if not seen:
-            cpu_first, first = time.process_time(), batch
-        seen += batch
-        if seen >= n:
-            done.set()
+    class Counting(StatefulConsumer):
+        seen, first, cpu_first = 0, 0, 0.0
+        done = asyncio.Event()
 
-    async def assigned(held: object) -> None:
-        return None
+        async def apply(self, records: Records) -> None:
+            batch = sum(len(r) for r in records.values())
+            if not self.seen:
+                self.cpu_first, self.first = time.process_time(), batch
+            self.seen += batch
+            if self.seen >= n:
+                self.done.set()
 
+    counting = Counting()
     loop = BatchLoop(
+        target=counting,
         service="bench",
         name="floor",
         topics=SOURCES,
         group_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
         client_kwargs=kafka.client_kwargs(),
-        apply=apply,
-        assigned=assigned,
         max_batch=settings.tally_batch,
         window_s=settings.tally_batch_window_s,
     )
     loop.start()
     try:
-        await asyncio.wait_for(done.wait(), 600)
-        return round((time.process_time() - cpu_first) * 1e6 / max(1, seen - first), 1)
+        await asyncio.wait_for(counting.done.wait(), 600)
+        return round((time.process_time() - counting.cpu_first) * 1e6 / max(1, counting.seen - counting.first), 1)
     finally:
         await loop.stop()
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
 
 from homeroom.tasks import cancel
 from homeroom.telemetry import CONSUMER_ASSIGNED, CONSUMER_LAG
@@ -38,6 +39,21 @@ from homeroom.telemetry import CONSUMER_ASSIGNED, CONSUMER_LAG
 log = logging.getLogger(__name__)
 
 Records = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class StatefulConsumer:
+    """What a `BatchLoop` serves: a consumer keeping its own state, which applies batches and may
+    rebuild what it holds on an assignment and hear the lag (the module docstring)."""
+
+    async def apply(self, records: Records) -> None:
+        """Apply the batch and commit it in the consumer's state (raise: it comes again)."""
+        raise NotImplementedError
+
+    async def assigned(self, held: set[TopicPartition]) -> None:
+        """Every partition held after an assignment (the new ones paused until this returns)."""
+
+    def measured(self, lags: dict[TopicPartition, int]) -> None:
+        """The lag of each partition held whose high-water mark is known, after every poll."""
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -55,16 +71,15 @@ class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
 
 @dataclass(kw_only=True, eq=False)
 class BatchLoop:
-    """One consumer group's loop (the module docstring). `service` and `name` label its lag."""
+    """One consumer group's loop for `target` (the module docstring). `service` and `name` label
+    its lag."""
 
+    target: StatefulConsumer
     service: str
     name: str
     topics: Sequence[str]
     group_id: str
     client_kwargs: Mapping[str, Any]
-    apply: Callable[[Records], Awaitable[None]]
-    assigned: Callable[[set[TopicPartition]], Awaitable[None]]
-    measured: Callable[[dict[TopicPartition, int]], None] = lambda lags: None
     max_batch: int = 1000
     window_s: float = 0.25
     idle_s: float = 0.5  # an empty poll's wait, after which the lag is measured again
@@ -102,13 +117,13 @@ class BatchLoop:
                     backoff = 0.5
             except Exception as exc:  # the broker gone, group trouble: a new consumer resumes from the commits
                 log.warning("batch loop restarting", extra={"group": self.group_id, "error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-            finally:
+            finally:  # leaves the group at once, so the partitions move without waiting for its session
                 self.consumer = None
                 CONSUMER_ASSIGNED.labels(self.service, self.name).set(0)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(consumer.stop(), 10)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         records = await self._gather(consumer)
@@ -117,11 +132,15 @@ class BatchLoop:
                 held = consumer.assignment()
                 records = {tp: batch for tp, batch in records.items() if tp in held}
                 if records:
-                    await self.apply(records)
+                    await self.target.apply(records)
                     # Applied and committed in the consumer's state: a crash from here until
                     # Kafka has the offsets brings the batch again, and the state drops it.
-                    await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in records.items()})
-        self.measured(await self._lags(consumer))
+                    offsets = {tp: batch[-1].offset + 1 for tp, batch in records.items()}
+                    try:
+                        await consumer.commit(offsets)
+                    except CommitFailedError as exc:  # a rebalance is under way: the next holder gets it again
+                        log.info("offset commit skipped", extra={"group": self.group_id, "error": repr(exc)})
+        self.target.measured(await self._lags(consumer))
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> Records:
         """Up to `max_batch` records: what the first poll brings, and more until `window_s` after it."""
@@ -139,13 +158,13 @@ class BatchLoop:
         return records
 
     async def rebuild(self, consumer: AIOKafkaConsumer, assigned: Sequence[TopicPartition]) -> None:
-        """A new assignment: `assigned` awaited with the new partitions paused (module docstring).
+        """A new assignment: `target.assigned` awaited with the new partitions paused (module docstring).
         A failure is logged, not raised (it would end aiokafka's rebalance): the consumer's
         next batch finds the partitions it does not know and loads them."""
         self.generation = consumer._coordinator.generation  # the fence of the state written from now on
         consumer.pause(*assigned)
         try:
-            await self.assigned(set(consumer.assignment()))
+            await self.target.assigned(set(consumer.assignment()))
         except Exception:
             log.exception("rebuild after an assignment failed", extra={"group": self.group_id})
         finally:

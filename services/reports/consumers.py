@@ -22,7 +22,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from homeroom import tasks
-from homeroom.bus.batch_loop import BatchLoop, Records
+from homeroom.bus.batch_loop import BatchLoop, Records, StatefulConsumer
 from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode
 from homeroom.bus.topics import ensure_topics
 from homeroom.clock import Clock, system_clock
@@ -72,8 +72,9 @@ def _decoded(records: Records) -> tuple[list[IncomingEvent], list[Refusal]]:
     return decoded, unreadable
 
 
-class TallyStream:
-    """The tally's consumer group loop, run inside a reports process."""
+class TallyStream(StatefulConsumer):
+    """The tally's consumer group loop, run inside a reports process: it applies the loop's
+    batches to the tally, rebuilds the partitions assigned and keeps the freshness."""
 
     def __init__(self, runtime: Runtime, topics: ReportTopics, settings: ReportsSettings, clock: Clock) -> None:
         self.runtime = runtime
@@ -81,14 +82,12 @@ class TallyStream:
         self.settings = settings
         app_id = APP_ID + (f"-{topics.suffix}" if topics.suffix else "")
         self.loop = BatchLoop(
+            target=self,
             service="reports",
             name=CONSUMER,
             topics=[t.name for t in self.sources],
             group_id=app_id,
             client_kwargs=runtime.kafka.client_kwargs(),
-            apply=self._apply,
-            assigned=self._assigned,
-            measured=self._measured,
             max_batch=settings.tally_batch,
             window_s=settings.tally_batch_window_s,
             session_timeout_ms=settings.consumer_session_timeout_ms,
@@ -105,7 +104,7 @@ class TallyStream:
         self.freshness = FreshnessTracker(started=system_clock())
         self._refresher: asyncio.Task[None] | None = None
 
-    async def _apply(self, records: Records) -> None:
+    async def apply(self, records: Records) -> None:
         decoded, unreadable = _decoded(records)
         await self._absorb(decoded, unreadable)
         for tp, batch in records.items():
@@ -113,7 +112,7 @@ class TallyStream:
             if stamp > 0:  # -1: a record without one
                 self.freshness.applied((tp.topic, tp.partition), datetime.fromtimestamp(stamp / 1000, UTC))
 
-    def _measured(self, lags: dict[TopicPartition, int]) -> None:
+    def measured(self, lags: dict[TopicPartition, int]) -> None:
         """Lag in seconds (homeroom_reports_seconds_behind), from the lag in events the loop measured."""
         now = system_clock()
         self.freshness.measured({(tp.topic, tp.partition): lag for tp, lag in lags.items()}, now)
@@ -131,7 +130,7 @@ class TallyStream:
                 log.warning("tally batch not written; trying again", extra={"error": repr(exc)})
                 await asyncio.sleep(self.settings.tally_retry_s)
 
-    async def _assigned(self, held: set[TopicPartition]) -> None:
+    async def assigned(self, held: set[TopicPartition]) -> None:
         await self.tally.rebuild({tp.partition for tp in held})
 
     async def _refresh_loop(self) -> None:

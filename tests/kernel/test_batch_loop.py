@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from homeroom.bus.batch_loop import BatchLoop, Records
+from homeroom.bus.batch_loop import BatchLoop, Records, StatefulConsumer
 from homeroom.bus.topics import ATTENDANCE, Topic, ensure_topics
 from homeroom.telemetry import CONSUMER_LAG
 from tests.services.reports.helpers import until
@@ -55,22 +55,34 @@ async def _nothing_to_rebuild(held: set[TopicPartition]) -> None:
     return None
 
 
+@dataclass(eq=False)
+class Served(StatefulConsumer):
+    """A test's consumer: its `apply` and `assigned`, and the lags it heard."""
+
+    applying: Callable[[Records], Awaitable[None]]
+    rebuilding: Callable[[set[TopicPartition]], Awaitable[None]] = _nothing_to_rebuild
+    lags: dict[TopicPartition, int] = field(default_factory=dict)
+
+    async def apply(self, records: Records) -> None:
+        await self.applying(records)
+
+    async def assigned(self, held: set[TopicPartition]) -> None:
+        await self.rebuilding(held)
+
+    def measured(self, lags: dict[TopicPartition, int]) -> None:
+        self.lags.update(lags)
+
+
 @contextlib.asynccontextmanager
-async def running(
-    bootstrap: str,
-    topic: str,
-    group: str,
-    apply: Callable[[Records], Awaitable[None]],
-    **options: Any,
-) -> AsyncIterator[BatchLoop]:
-    settings: dict[str, Any] = {"assigned": _nothing_to_rebuild, "session_timeout_ms": 6000, **options}
+async def running(bootstrap: str, topic: str, group: str, target: Served, **options: Any) -> AsyncIterator[BatchLoop]:
+    settings: dict[str, Any] = {"session_timeout_ms": 6000, **options}
     loop = BatchLoop(
+        target=target,
         service="test",
         name=f"loop-{uuid.uuid4().hex[:6]}",
         topics=[topic],
         group_id=group,
         client_kwargs={"bootstrap_servers": bootstrap},
-        apply=apply,
         window_s=0.05,
         **settings,
     )
@@ -90,7 +102,7 @@ async def test_apply_gets_the_brokers_bytes_and_headers_as_they_came(bootstrap: 
     async def apply(records: Records) -> None:
         got.extend(r for batch in records.values() for r in batch)
 
-    async with running(bootstrap, topic.name, f"test-loop-{topic_suffix}", apply):
+    async with running(bootstrap, topic.name, f"test-loop-{topic_suffix}", Served(apply)):
         await until(lambda: _ready(len(got) == 3), 60, "every record")
     first, tombstone, keyless = got
     assert (first.key, first.value, list(first.headers)) == (b"stu_0001", body, HEADERS)
@@ -118,7 +130,7 @@ async def test_offsets_are_committed_only_after_apply_returned(bootstrap: str, t
             raise RuntimeError("the database refused the batch")
         applied.update(values)
 
-    async with running(bootstrap, topic.name, group, apply):
+    async with running(bootstrap, topic.name, group, Served(apply)):
         await asyncio.wait_for(waiting.wait(), 60)
         assert await _committed(bootstrap, group, topic.name, 2) == [None, None]
         gate.set()
@@ -142,7 +154,7 @@ async def test_a_new_partition_waits_for_its_rebuild(bootstrap: str, topic_suffi
     async def apply(records: Records) -> None:
         journal.extend(f"apply {tp.partition}" for tp in records)
 
-    async with running(bootstrap, topic.name, f"test-loop-rebuild-{topic_suffix}", apply, assigned=assigned):
+    async with running(bootstrap, topic.name, f"test-loop-rebuild-{topic_suffix}", Served(apply, assigned)):
         await until(lambda: _ready(journal.count("apply 0") + journal.count("apply 1") >= 2), 60, "both partitions")
     assert journal[:2] == ["rebuild [0, 1]", "rebuilt"], journal
 
@@ -159,28 +171,24 @@ async def test_a_rebalance_while_a_batch_is_applied_completes_and_loses_nothing(
     sent = 120
     await _send(bootstrap, topic.name, [(n % 2, b"k", str(n).encode()) for n in range(sent)])
     seen: dict[str, set[bytes]] = {"a": set(), "b": set()}
-    lags: dict[str, dict[TopicPartition, int]] = {"a": {}, "b": {}}
 
-    def instance(name: str) -> Callable[[Records], Awaitable[None]]:
+    def instance(name: str) -> Served:
         async def apply(records: Records) -> None:
             await asyncio.sleep(0.2)  # slower than the broker
             seen[name].update(r.value for batch in records.values() for r in batch if r.value is not None)
 
-        return apply
+        return Served(apply)
 
-    async with running(
-        bootstrap, topic.name, group, instance("a"), max_batch=4, measured=lambda m: lags["a"].update(m)
-    ) as first:
+    a, b = instance("a"), instance("b")
+    async with running(bootstrap, topic.name, group, a, max_batch=4) as first:
         await until(lambda: _ready(len(seen["a"]) >= 4), 60, "the first instance under way")
         alone = first.generation
-        async with running(
-            bootstrap, topic.name, group, instance("b"), max_batch=4, measured=lambda m: lags["b"].update(m)
-        ) as second:
+        async with running(bootstrap, topic.name, group, b, max_batch=4) as second:
             await until(lambda: _ready(len(_held(first)) == 1 and len(_held(second)) == 1), 60, "a partition each")
             await until(lambda: _ready(len(seen["a"] | seen["b"]) == sent), 90, "every record applied")
             assert seen["b"], "the second instance applied its partition's records"
             assert first.generation == second.generation > alone
-            await until(lambda: _ready(_caught_up(lags, _held(first) | _held(second))), 30, "no lag left")
+            await until(lambda: _ready(_caught_up([a, b], _held(first) | _held(second))), 30, "no lag left")
             tp = next(iter(_held(second)))
             assert CONSUMER_LAG.labels("test", second.name, tp.topic, str(tp.partition))._value.get() == 0
 
@@ -190,8 +198,8 @@ def _held(loop: BatchLoop) -> set[TopicPartition]:
     return set(consumer.assignment()) if consumer is not None else set()
 
 
-def _caught_up(lags: dict[str, dict[TopicPartition, int]], held: set[TopicPartition]) -> bool:
-    latest = {**lags["a"], **lags["b"]}
+def _caught_up(instances: list[Served], held: set[TopicPartition]) -> bool:
+    latest = {tp: lag for served in instances for tp, lag in served.lags.items()}
     return len(held) == 2 and all(latest.get(tp) == 0 for tp in held)
 
 
