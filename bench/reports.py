@@ -150,7 +150,13 @@ async def until_read(before: float, n: int, started: float) -> None:
 
 
 async def absorption(
-    students: int, days: int, paced_rate: int, paced_students: int, py_spy: Path | None = None, floor: bool = False
+    students: int,
+    days: int,
+    paced_rate: int,
+    paced_students: int,
+    py_spy: Path | None = None,
+    floor: bool = False,
+    hold: bool = False,
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-reports-"))
     pg = EmbeddedPostgres().start()
@@ -180,10 +186,16 @@ async def absorption(
             before = tally_read()
             batches_before = metrics.TALLY_BATCH_SECONDS._sum.get(), _batches()
             started = burst_started = time.perf_counter()
+            tally = runtime.state.tally
+            assert tally is not None
+            if hold:  # the tally waits (its batch blocks on its lock) until the whole burst is sent
+                await tally.lock.acquire()
             with Sampler() as burst:
                 futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
                 await asyncio.gather(*futures)
                 produced = time.perf_counter()
+                if hold:
+                    tally.lock.release()
                 # CPU of this process per event while the tally catches up alone (the producer done).
                 read_at_send, cpu_at_send = tally_read(), time.process_time()
                 spies = start_py_spy(py_spy, {"reports": os.getpid()}) if py_spy else []
@@ -211,8 +223,6 @@ async def absorption(
                 await until_read(before, len(paced), started)
             paced_done = time.perf_counter()
             await producer.stop()
-            tally = runtime.state.tally
-            assert tally is not None
             # The events-read counter moves before the batch's school rows are flushed: wait for them.
             settled = time.monotonic() + 10
             while True:
@@ -372,6 +382,11 @@ async def main() -> None:
         "--loop-floor", action="store_true", help="also time the consumer group loop alone (an apply doing nothing)"
     )
     parser.add_argument("--skip-snapshot", action="store_true")
+    parser.add_argument(
+        "--hold-burst",
+        action="store_true",
+        help="the tally waits until the burst is sent, so its CPU per event is measured over the whole burst",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--py-spy", type=Path, help="py-spy (installed separately) while the tally catches up: DIR/reports.folded"
@@ -380,7 +395,13 @@ async def main() -> None:
     result: dict[str, Any] = {"benchmark": "reports"}
     if not args.skip_absorption:
         result["absorption"] = await absorption(
-            args.students, args.days, args.paced_rate, args.paced_students, args.py_spy, args.loop_floor
+            args.students,
+            args.days,
+            args.paced_rate,
+            args.paced_students,
+            args.py_spy,
+            args.loop_floor,
+            args.hold_burst,
         )
         a = result["absorption"]
         print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
