@@ -4,7 +4,7 @@ statewide snapshot of a generated state.
 
     .venv/bin/python bench/reports.py [--students N] [--days N] [--districts N]
                                       [--schools-min N] [--schools-max N] [--state-students N]
-                                      [--json PATH]
+                                      [--hold-burst] [--loop-floor] [--json PATH]
 
 1. Absorption: on an embedded PostgreSQL and Tansu broker, the real reports runtime
    (`running`, as `homeroom serve reports` runs it: the tally's consumer group loop and the
@@ -16,6 +16,9 @@ statewide snapshot of a generated state.
    a plain AIOKafkaConsumer reading the same events from the same topics in the same run.
    CPU per event: this process's CPU time while the tally catches up after the last send
    (nothing else runs in it then), per event read, against the raw consumer's per event.
+   The tally now keeps up with the producer, so little is left after the last send:
+   `--hold-burst` makes it wait on its lock until the burst is sent, and the CPU is measured
+   over the whole burst. `--loop-floor`: the consumer group loop alone (an apply doing nothing).
 2. Snapshot: a generated state (`--districts`, schools per district between
    `--schools-min` and `--schools-max`, about `--state-students` students; the attacker
    tests' generator, tests/services/reports/statewide.py) summed into the state, district
