@@ -153,6 +153,7 @@ async def test_a_district_entity_table_has_the_key_first_and_deleted_and_updated
         )
         assert key == "PRIMARY KEY (district_id, room_id)"
         row = await pg_pool.fetchrow("INSERT INTO rooms (district_id, room_id) VALUES ('d-a', 'r-1') RETURNING *")
+        assert row is not None
         assert (row["name"], row["deleted"], row["updated_at"] is not None) == ("", False, True)
         with pytest.raises(asyncpg.UniqueViolationError):  # one row per district and key
             await pg_pool.execute("INSERT INTO rooms (district_id, room_id) VALUES ('d-a', 'r-1')")
