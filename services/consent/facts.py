@@ -34,7 +34,6 @@ from datetime import date, datetime
 from operator import attrgetter
 
 import asyncpg
-from pydantic import TypeAdapter
 
 from homeroom.contracts.consent import Decision, DecisionRequest, Requester, ScreenRequest
 from homeroom.storage import Connection
@@ -98,7 +97,8 @@ class DecisionFacts:
             history=self.histories.get(agreement_id, []) if agreement_id else [],
             ended_on=self.ended_on.get(agreement_id) if agreement_id else None,
             directory_opt_out=pair in self.opted_out,
-            consents=self.consents.get(pair, []),
+            # only a vendor's own agreement's: the rules read no other (decisions.consented_elements)
+            consents=[c for c in self.consents.get(pair, ()) if c.recipient == agreement_id] if agreement_id else [],
             not_transferable=self.exclusions.get(request.district_id, frozenset()),
             guardianship=self._standing(request.requester.subject or "", request.student_key, request.district_id)
             if parent
@@ -121,35 +121,15 @@ class DecisionFacts:
         today = now.date()
         answered = []
         for request in requests:
-            asked = self._asked(request, today)
+            facts = self.for_request(request, today)
+            asked = _asked(request, facts)
             answer = self.answers.get(asked) if asked is not None else None
             if answer is None:
-                answer = Answer.of(decisions.decide(request, self.for_request(request, today)))
+                answer = Answer.of(decisions.decide(request, facts))
                 if asked is not None:
                     self.answers[asked] = answer
             answered.append(answer)
         return answered
-
-    def _asked(self, request: DecisionRequest, today: date) -> tuple[object, ...] | None:
-        """Everything the rules read for `request` but the student's key, which they read only
-        for a parent (who is never answered from memory) and through the student's own facts
-        named here: every field of the request and its requester, the student's opt-out and
-        consents, and the day. The agreement's versions and end and the district's exclusions
-        are fixed by the request's fields at one version of the facts."""
-        requester = request.requester
-        if requester.role == "parent":
-            return None
-        pair = (request.student_key, request.district_id)
-        return (
-            _SCALARS(request),
-            tuple(request.elements),
-            None if request.class_ids is None else tuple(request.class_ids),
-            _REQUESTER_SCALARS(requester),
-            tuple(requester.student_keys),
-            pair in self.opted_out,
-            tuple(self.consents.get(pair, ())),
-            today,
-        )
 
     def screen(self, screen: ScreenRequest, now: datetime) -> list[str]:
         """The students of `screen` a read would release nothing to (or not all of `require`).
@@ -265,6 +245,27 @@ class DecisionFacts:
             self.exclusions.update({r["district_id"]: frozenset(r["elements"]) for r in rows})
 
 
+def _asked(request: DecisionRequest, facts: Facts) -> tuple[object, ...] | None:
+    """All the rules read to answer `request` on `facts` but the student's key, which they read
+    only for a parent (never answered from memory, None): every field of the request and its
+    requester, and the student's own facts, the opt-out and the consents. The facts' other
+    fields (the agreement's versions and end, the district's exclusions) are fixed by the
+    request's fields at one version of the facts."""
+    requester = request.requester
+    if requester.role == "parent":
+        return None
+    return (
+        _SCALARS(request),
+        tuple(request.elements),
+        None if request.class_ids is None else tuple(request.class_ids),
+        _REQUESTER_SCALARS(requester),
+        tuple(requester.student_keys),
+        facts.directory_opt_out,
+        tuple(facts.consents),
+        facts.today,
+    )
+
+
 # The facts' reads. Each takes the keys to read ($1; pairs: student keys $1, districts $2)
 # and, last, true to read every row instead.
 _VERSIONS = """SELECT document FROM agreement_versions WHERE $2 OR agreement_id = ANY($1::text[])
@@ -296,19 +297,18 @@ async def _fetch_pairs(conn: Connection, sql: str, pairs: set[Pair] | None) -> l
 
 
 # The group's rows go in only while fact_version still says what the answers were decided
-# on; FOR SHARE holds off any writer's bump until the statement commits. The requests come as
-# one JSON array (one serialisation for the group), the rest as arrays, row by row alike.
+# on; FOR SHARE holds off any writer's bump until the statement commits. (The requests as one
+# JSON array, split by `jsonb_array_elements`, cost PostgreSQL 3-4 µs more per row than this
+# saves in Python.)
 _LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
     logged AS (
         INSERT INTO decisions (decision_id, request, answer, allow, agreement_id)
-        SELECT d.id, d.request, d.answer::jsonb, d.allow, d.agreement_id
-        FROM ROWS FROM (unnest($2::uuid[]), jsonb_array_elements($3::jsonb), unnest($4::text[]),
-                        unnest($5::bool[]), unnest($6::text[]))
+        SELECT d.id, d.request::jsonb, d.answer::jsonb, d.allow, d.agreement_id
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[])
             AS d(id, request, answer, allow, agreement_id)
         WHERE (SELECT version FROM v) = $1
         RETURNING 1)
     SELECT (SELECT version FROM v) AS version, (SELECT count(*) FROM logged) AS logged"""
-_REQUESTS = TypeAdapter(list[DecisionRequest])
 _ID_HEAD = '{"decision_id":"'  # `Decision`'s first field: its JSON starts so
 
 
@@ -427,7 +427,7 @@ class DecisionLog:
                     _LOG,
                     version,
                     ids,
-                    _REQUESTS.dump_json([r for p in group for r in p.requests]).decode(),
+                    [r.model_dump_json() for p in group for r in p.requests],
                     texts,
                     [a.allow for a in answers],
                     [a.agreement_id for a in answers],
