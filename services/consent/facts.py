@@ -50,6 +50,7 @@ Pair = tuple[str, str]  # (student key, district id)
 
 _LIVE = frozenset({"active", "proposed"})
 FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
+_NOTHING: frozenset[str] = frozenset()
 MAX_ANSWERS_HELD = 20_000  # distinct answers kept between changes of the facts (about 1 KiB each)
 
 # The fields of a request (and of its requester) that `DecisionFacts._asked` reads as they
@@ -89,21 +90,24 @@ class DecisionFacts:
     answers_version: int = -1
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
-        agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
+        requester = request.requester
+        agreement_id = requester.agreement_id if requester.role == "vendor" else None
         pair = (request.student_key, request.district_id)
-        parent = request.requester.role == "parent"
+        parent = requester.role == "parent"
+        consents = self.consents.get(pair) if agreement_id else None
         return Facts(
             today=today,
-            history=self.histories.get(agreement_id, []) if agreement_id else [],
+            history=self.histories.get(agreement_id, ()) if agreement_id else (),
             ended_on=self.ended_on.get(agreement_id) if agreement_id else None,
             directory_opt_out=pair in self.opted_out,
-            # only a vendor's own agreement's: the rules read no other (decisions.consented_elements)
-            consents=[c for c in self.consents.get(pair, ()) if c.recipient == agreement_id] if agreement_id else [],
-            not_transferable=self.exclusions.get(request.district_id, frozenset()),
-            guardianship=self._standing(request.requester.subject or "", request.student_key, request.district_id)
+            # only a vendor's consents to its own agreement: the rules read no other
+            # (decisions.consented_elements), and answers held are shared across the rest
+            consents=tuple(c for c in consents if c.recipient == agreement_id) if consents else (),
+            not_transferable=self.exclusions.get(request.district_id, _NOTHING),
+            guardianship=self._standing(requester.subject or "", request.student_key, request.district_id)
             if parent
             else None,
-            guardian_registered=parent and (request.requester.subject or "") in self.registered,
+            guardian_registered=parent and (requester.subject or "") in self.registered,
         )
 
     def _standing(self, subject: str, key: str, district_id: str) -> str | None:
