@@ -51,7 +51,7 @@ Pair = tuple[str, str]  # (student key, district id)
 _LIVE = frozenset({"active", "proposed"})
 FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
 _NOTHING: frozenset[str] = frozenset()
-MAX_ANSWERS_HELD = 20_000  # distinct answers kept between changes of the facts (about 1 KiB each)
+MAX_ANSWERS_HELD = 10_000  # distinct answers kept between changes of the facts (1-1.5 KiB each)
 
 # The fields of a request (and of its requester) that `DecisionFacts._asked` reads as they
 # are; it reads the others (lists, the requester, the student's key) one by one. A field added
