@@ -113,7 +113,9 @@ class ServiceSpec(Generic[SettingsT, StateT]):
     # The service's own objects: entered after the database and bus, before consumers start;
     # what it yields is `runtime.state`, typed per service (`services/<name>/state.py`).
     lifecycle: Lifecycle[SettingsT, StateT] | None = None
-    openapi_tags: Sequence[dict[str, str]] = ()
+    # The OpenAPI document's groups (tag -> what it holds), in the document's order: each
+    # router module declares the tags of its routes beside them (a `TAGS` mapping).
+    openapi_tags: Mapping[str, str] = field(default_factory=dict)
     # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
     sends_notices: bool = False
     # A service with no database and no bus of its own (the portal, a front end calling the
@@ -442,6 +444,8 @@ def create_app(
     async def run_lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(spec, resolved) as runtime:
             attach(app, runtime)
+            if _serving.freeze_once_started:
+                freeze_startup_objects()  # with what the lifecycle loaded to keep (consent's facts)
             yield
 
     app = FastAPI(
@@ -449,7 +453,7 @@ def create_app(
         description=spec.description,
         version="0.1.0",
         lifespan=run_lifespan if lifespan else None,
-        openapi_tags=list(spec.openapi_tags) or None,
+        openapi_tags=[{"name": tag, "description": text} for tag, text in spec.openapi_tags.items()] or None,
         # Homeroom's telemetry is Prometheus and JSON logs (homeroom/telemetry.py). FastAPI's own
         # OpenTelemetry layer, on by default, looked up three providers in the environment on
         # every request (4 % of a consent decision's CPU) to find none configured.
@@ -515,16 +519,33 @@ def attach(app: FastAPI, runtime: Runtime[Any, Any]) -> None:
     app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
+@dataclass(slots=True)
+class _ServingProcess:
+    """What `configure` set up in a process that serves one service (`homeroom serve`)."""
+
+    freeze_once_started: bool = False
+
+
+_serving = _ServingProcess()
+
+
 def configure(spec: ServiceSpec[Any, Any], settings: ServiceSettings) -> None:
+    """Set this process up to serve `spec` (`homeroom serve`: one service per process): JSON
+    logs, and the objects the service builds at start frozen once its lifecycle has started
+    (`create_app`'s lifespan calls `freeze_startup_objects` then). Tests never call it: a test
+    process starts and stops many services, whose objects must stay collectable."""
     configure_logging(spec.name, settings.log_level)
+    _serving.freeze_once_started = True
 
 
 def freeze_startup_objects() -> None:
     """Keep what a service process built at start (modules, FastAPI's routes, pydantic's
-    validators: about 100,000 objects that live as long as the process) out of the garbage
-    collector's full passes. Each pass over them cost 120-160 ms of CPU, and ingest ran about
-    one per 5,000 events (22 µs of CPU per event). `homeroom serve` calls it once the app is
-    built; objects made later are collected as before."""
+    validators: about 100,000 objects that live as long as the process; consent's decision
+    facts) out of the garbage collector's full passes. Each pass over them cost 120-160 ms of
+    CPU, and ingest ran about one per 5,000 events (22 µs of CPU per event). `homeroom serve`
+    calls it once the app is built, and the app's lifespan again once the service's lifecycle
+    has started (`configure`), so what the lifecycle loaded is frozen too; objects made later
+    are collected as before."""
     gc.collect()
     gc.freeze()
 
