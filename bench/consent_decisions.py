@@ -27,7 +27,8 @@ loaded with COPY. Then measures:
    AND district_id = $2`` (primary-key lookups) on one pooled connection, ``--concurrency`` at a time.
 
 Each decision takes the agreement's versions, the end record, the opt-out and the consents from the
-service's facts in memory, evaluates the rules and the Cedar policy per element, and waits for its
+service's facts in memory and evaluates the rules, or reuses the answer it gave at this version of
+the facts to a request alike but for the student (whose own facts are alike), and waits for its
 decision log row (written by group commit). Prints one JSON object.
 """
 
