@@ -12,6 +12,11 @@ in `fact_changes`, by statement trigger in the writer's own transaction
 what changed; a process that starts, falls behind the kept changes or finds more than
 `FULL_READ_AFTER` keys changed reads everything.
 
+Requests that differ only in the student, whose own facts (opt-out, consents to the
+requester's agreement) are alike, get one answer, decided once per version of the facts and
+held as its JSON after the id (`DecisionFacts.decide`, `_asked`, `Answer`); each decision
+still gets its own id and its own log row.
+
 `DecisionLog` answers requests from the mirror and writes their log rows together: while
 one group's INSERT is in flight, the next requests queue, and each answer waits for its
 own row; it is sent as the very JSON its row holds (serialised once). The INSERT is one
@@ -53,8 +58,8 @@ FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper th
 _NOTHING: frozenset[str] = frozenset()
 MAX_ANSWERS_HELD = 10_000  # distinct answers kept between changes of the facts (1-1.5 KiB each)
 
-# The fields of a request (and of its requester) that `DecisionFacts._asked` reads as they
-# are; it reads the others (lists, the requester, the student's key) one by one. A field added
+# The fields of a request (and of its requester) that `_asked` reads as they are; it reads
+# the others (lists, the requester, the student's key) one by one. A field added
 # to the contract and not read there would let two different requests share an answer.
 _SCALAR_FIELDS = ("action", "district_id", "school_id", "purpose", "data_date", "to_district_id")
 _OTHER_FIELDS = ("elements", "class_ids", "requester", "student_key")
@@ -63,7 +68,7 @@ if {*_SCALAR_FIELDS, *_OTHER_FIELDS} != set(DecisionRequest.model_fields) or {
     *_REQUESTER_SCALAR_FIELDS,
     "student_keys",
 } != set(Requester.model_fields):
-    raise TypeError("facts.py: DecisionFacts._asked does not read every field of a decision request")
+    raise TypeError("facts.py: _asked does not read every field of a decision request")
 _SCALARS = attrgetter(*_SCALAR_FIELDS)
 _REQUESTER_SCALARS = attrgetter(*_REQUESTER_SCALAR_FIELDS)
 
