@@ -135,6 +135,10 @@ def parse_batch(
     """Yield normalised records, errors and warnings from a JSON batch, in input order."""
     counter = formats.Counter(file, opts, formats.stream_size(stream))
     reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
+
+    def bytes_read() -> int:
+        return reader.bytes_read
+
     seen_records = False
     try:
         reader.expect("{")
@@ -155,7 +159,7 @@ def parse_batch(
                         reader.expect("[")
                         for index, line, value in reader.array_items():
                             yield from _record(value, index, line, file, opts)
-                            counter.row(lambda: reader.bytes_read)
+                            counter.row(bytes_read)
                 else:
                     yield from _envelope_member(key, reader.value(limit=1 << 16), file, reader.line)
                 if reader.expect(",}") == "}":
@@ -206,10 +210,11 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
             check.fail("type", "record.type_unknown", "type must be one of " + ", ".join(FIELDS) + ".", rtype)
         return check.errors
     allowed = FIELDS[rtype]
-    for key, v in value.items():
-        if key not in allowed:
-            _refuse_member(check, rtype, key, v)
-    event_id = check.text("id", value.get("id"), max_len=128)
+    if not allowed.issuperset(value):  # most records: every member in place, no Python loop
+        for key, v in value.items():
+            if key not in allowed:
+                _refuse_member(check, rtype, key, v)
+    event_id = check.text("id", value["id"], max_len=128) if "id" in value else None
     made: Made
     if rtype in _ROSTER_BUILDERS:
         made = _ROSTER_BUILDERS[rtype](check, src, value, event_id)
@@ -221,8 +226,8 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
 
 def _structure(check: Check, value: Mapping[str, Any]) -> None:
     """Duplicate member names and NaN/Infinity anywhere in the record."""
-    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
-        return  # most records: a flat object of plain values, nothing to look into
+    if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
+        return  # most records: a flat object of plain values, nothing to look into (no Python loop)
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, v = stack.pop()
@@ -348,13 +353,6 @@ def _rid(kind: str, event_id: str | None, *parts: str) -> str:
     return record_id(FORMAT, kind, event_id) if event_id else record_id(FORMAT, kind, *parts)
 
 
-def _part(value: object) -> str:
-    """A value as part of a record's id (a date in ISO form; nothing given: empty)."""
-    if isinstance(value, date):
-        return value.isoformat()
-    return "" if value is None else str(value)
-
-
 @dataclass(frozen=True, slots=True)
 class _Declared:
     """A record type read by its declared fields alone: the record it makes (``action`` for an
@@ -374,10 +372,13 @@ class _Declared:
         values = check.read(value, self.fields)
         if not check.ok:
             return None
-        key = [_part(values[k]) for k in self.key]
+        key: list[str] = []
         if sid is not None:
             values["student_ref"] = sid
-            key.insert(0, sid)
+            key.append(sid)
+        for name in self.key:  # ids are text, dates (ISO) and absent values (""): a loop, no call each
+            v = values[name]
+            key.append(v if isinstance(v, str) else "" if v is None else v.isoformat())
         if self.action is not None:
             values["action"] = self.action
         return self.record(source=src, source_record_id=_rid(self.kind, event_id, *key), **values)

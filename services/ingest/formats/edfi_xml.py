@@ -734,7 +734,7 @@ def _session(elem: Element, src: Source, check: Check) -> Made:
     declared: int | None = None
     total = _text(elem, "TotalInstructionalDays")
     if total is not None:
-        if total.isascii() and total.isdigit():  # int() also takes other scripts' digits (²): not a count
+        if total.isdecimal():  # isdigit() would take ², which int() refuses
             declared = int(total)
         else:
             check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)

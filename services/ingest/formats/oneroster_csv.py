@@ -991,7 +991,7 @@ def _unread(known: frozenset[str]) -> Rule:
 
 def _four_digit_year(check: Check, name: str, value: object) -> int | None:
     text = check.text(name, value)
-    year = int(text) if text and text.isascii() and text.isdigit() and len(text) == 4 else None
+    year = int(text) if text and text.isdecimal() and len(text) == 4 else None  # isdigit() takes ², which int() refuses
     if text and year is None:
         check.fail(name, "schema.type", f"{name} must be a four-digit year.", text)
     return year
