@@ -113,7 +113,9 @@ class ServiceSpec(Generic[SettingsT, StateT]):
     # The service's own objects: entered after the database and bus, before consumers start;
     # what it yields is `runtime.state`, typed per service (`services/<name>/state.py`).
     lifecycle: Lifecycle[SettingsT, StateT] | None = None
-    openapi_tags: Sequence[dict[str, str]] = ()
+    # The OpenAPI document's groups (tag -> what it holds), in the document's order: each
+    # router module declares the tags of its routes beside them (a `TAGS` mapping).
+    openapi_tags: Mapping[str, str] = field(default_factory=dict)
     # Notices (homeroom.notices): the `notices` table, its e-mail relay and GET /v1/notices.
     sends_notices: bool = False
     # A service with no database and no bus of its own (the portal, a front end calling the
@@ -449,7 +451,7 @@ def create_app(
         description=spec.description,
         version="0.1.0",
         lifespan=run_lifespan if lifespan else None,
-        openapi_tags=list(spec.openapi_tags) or None,
+        openapi_tags=[{"name": tag, "description": text} for tag, text in spec.openapi_tags.items()] or None,
         # Homeroom's telemetry is Prometheus and JSON logs (homeroom/telemetry.py). FastAPI's own
         # OpenTelemetry layer, on by default, looked up three providers in the environment on
         # every request (4 % of a consent decision's CPU) to find none configured.

@@ -29,7 +29,12 @@ from services.audit.application import selection as selections
 from services.audit.application import verification as verifying
 from services.audit.state import AuditRuntime, RuntimeDep
 
-router = APIRouter(prefix="/v1")
+# One router per group of the OpenAPI document (its tag), described in TAGS at the end.
+compliance_routes = APIRouter(prefix="/v1", tags=["compliance"])
+proof_routes = APIRouter(prefix="/v1", tags=["proofs"])
+parent_routes = APIRouter(prefix="/v1", tags=["parents"])
+internal_routes = APIRouter(prefix="/v1", tags=["internal"])
+public_routes = APIRouter(prefix="/v1", tags=["public"])
 
 Compliance = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE))]
 ProofReader = Annotated[Principal, Depends(require_roles(Role.COMPLIANCE, Role.PARENT, Role.OPERATOR))]
@@ -51,7 +56,7 @@ ProofRuntime = Annotated[AuditRuntime, Depends(_for_proof_reader)]
 # --- compliance: search ---------------------------------------------------------------------
 
 
-@router.get("/entries", tags=["compliance"], summary="Search the log (stable pages by sequence number)")
+@compliance_routes.get("/entries", summary="Search the log (stable pages by sequence number)")
 async def list_entries(
     runtime: RuntimeDep,
     _: Compliance,
@@ -61,7 +66,7 @@ async def list_entries(
     return await search.search(runtime, filters, limit)
 
 
-@router.get("/entries/{seq}", tags=["compliance"], summary="One entry with its inclusion proof")
+@compliance_routes.get("/entries/{seq}", summary="One entry with its inclusion proof")
 async def get_entry(
     runtime: RuntimeDep, _: Compliance, seq: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
 ) -> dict[str, Any]:
@@ -71,32 +76,32 @@ async def get_entry(
 # --- tree heads and proofs -------------------------------------------------------------------
 
 
-@router.get("/tree-heads/latest", tags=["proofs"], summary="The latest signed tree head and the log's public key")
+@proof_routes.get("/tree-heads/latest", summary="The latest signed tree head and the log's public key")
 async def latest_head(runtime: ProofRuntime) -> dict[str, Any]:
     return await proofs.latest_head(runtime)
 
 
-@router.get("/keys", tags=["proofs"], summary="The log's public keys: the signing key's and every retired one's")
+@proof_routes.get("/keys", summary="The log's public keys: the signing key's and every retired one's")
 async def public_keys(runtime: ProofRuntime) -> dict[str, Any]:
     """Heads and receipts name the key id that signed them; a verifier trusts these keys
     (pinned out of band, ideally) and checks each statement against the key it names."""
     return proofs.public_keys(runtime)
 
 
-@router.post("/tree-heads", tags=["proofs"], status_code=201, summary="Sign a tree head now")
+@proof_routes.post("/tree-heads", status_code=201, summary="Sign a tree head now")
 async def sign_head(runtime: RuntimeDep, _: HeadSigner) -> dict[str, Any]:
     signed = await tree_heads.sign_now(runtime)
     return signed.to_dict()
 
 
-@router.get("/proofs/inclusion", tags=["proofs"], summary="Audit path of entry `index` in the tree of `tree_size`")
+@proof_routes.get("/proofs/inclusion", summary="Audit path of entry `index` in the tree of `tree_size`")
 async def inclusion(
     runtime: ProofRuntime, index: Annotated[int, Query(ge=0)], tree_size: Annotated[int, Query(ge=1)]
 ) -> dict[str, Any]:
     return await proofs.inclusion(runtime, index, tree_size)
 
 
-@router.get("/proofs/consistency", tags=["proofs"], summary="Proof that tree `first` is a prefix of tree `second`")
+@proof_routes.get("/proofs/consistency", summary="Proof that tree `first` is a prefix of tree `second`")
 async def consistency(
     runtime: ProofRuntime, first: Annotated[int, Query(ge=0)], second: Annotated[int, Query(ge=0)]
 ) -> dict[str, Any]:
@@ -106,9 +111,8 @@ async def consistency(
 # --- reconciliation (records' read log against this log) -------------------------------------
 
 
-@router.post(
+@internal_routes.post(
     "/internal/disclosures/present",
-    tags=["internal"],
     summary="Which of these disclosure ids the log holds (records' reconciliation; ids only)",
 )
 async def disclosures_present(runtime: RuntimeDep, _: Service, body: DisclosuresPresent) -> PresentDisclosures:
@@ -118,9 +122,8 @@ async def disclosures_present(runtime: RuntimeDep, _: Service, body: Disclosures
 # --- breach scoping: a recipient's disclosures with one multiproof --------------------------
 
 
-@router.post(
+@compliance_routes.post(
     "/selections/disclosures",
-    tags=["compliance"],
     summary="Every disclosure to a recipient in a period, with key destructions and one multiproof (JSON Lines)",
 )
 async def select_disclosures(runtime: RuntimeDep, _: Scoper, body: DisclosureSelection) -> StreamingResponse:
@@ -136,7 +139,7 @@ async def select_disclosures(runtime: RuntimeDep, _: Scoper, body: DisclosureSel
 # --- export and verification -----------------------------------------------------------------
 
 
-@router.get("/export", tags=["compliance"], summary="The whole log, for offline verification (JSON Lines) or CSV")
+@compliance_routes.get("/export", summary="The whole log, for offline verification (JSON Lines) or CSV")
 async def export_log(
     runtime: RuntimeDep, _: Compliance, format: Literal["jsonl", "csv"] = "jsonl"
 ) -> StreamingResponse:
@@ -153,9 +156,8 @@ async def export_log(
     )
 
 
-@router.get(
+@proof_routes.get(
     "/checkpoint",
-    tags=["proofs"],
     summary="The latest checkpoint a witness cosigned (c2sp.org/tlog-checkpoint signed note, with the cosignature)",
 )
 async def checkpoint(runtime: ProofRuntime) -> dict[str, Any]:
@@ -170,7 +172,7 @@ async def checkpoint(runtime: ProofRuntime) -> dict[str, Any]:
     return {**recorded.to_dict(), "origin": runtime.settings.checkpoint_origin}
 
 
-@router.get("/verification", tags=["compliance"], summary="Verify the stored log now")
+@compliance_routes.get("/verification", summary="Verify the stored log now")
 async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
     return await verifying.report(runtime)
 
@@ -178,9 +180,8 @@ async def verification(runtime: RuntimeDep, _: Verifier) -> dict[str, Any]:
 # --- parents ----------------------------------------------------------------------------------
 
 
-@router.get(
+@parent_routes.get(
     "/students/{student_key}/disclosures",
-    tags=["parents"],
     summary="Every disclosure of a child's data: to whom, what, when, why, under which agreement",
 )
 async def student_disclosures(
@@ -193,9 +194,8 @@ async def student_disclosures(
     return await search.student_disclosures(runtime, principal, student_key, after, limit)
 
 
-@router.get(
+@public_routes.get(
     "/public/disclosure-counts/{district}",
-    tags=["public"],
     summary="A year's recorded disclosures of a district's students, by recipient and purpose (no sign-in)",
 )
 async def disclosure_counts(
@@ -206,3 +206,12 @@ async def disclosure_counts(
     """For the district's transparency page (issue 24): who received its students' data and for
     what, as counts; a count below 10 is shown as "fewer than 10", never exactly."""
     return await search.disclosure_counts(runtime, district, days)
+
+
+ROUTERS = (compliance_routes, proof_routes, parent_routes, internal_routes, public_routes)
+# The OpenAPI document's groups, in its order.
+TAGS = {
+    "compliance": "Search, export and verify the disclosure log",
+    "proofs": "Signed tree heads, inclusion and consistency proofs",
+    "parents": "What was disclosed about a child, in plain language",
+}

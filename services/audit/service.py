@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from homeroom.service import ServiceSpec
 from homeroom.tasks import cancel
 from homeroom.tlog.signing import load_keyring, load_or_create_signer
-from services.audit.api import router
+from services.audit.api import ROUTERS, TAGS
 from services.audit.application.tree_heads import keep_heads
 from services.audit.consumers import consumer_spec
 from services.audit.settings import WRITER_ROLE, AuditSettings
@@ -64,14 +64,10 @@ async def lifecycle(runtime: AuditRuntime) -> AsyncIterator[AuditState]:
 
 SERVICE = ServiceSpec(
     settings=AuditSettings,
-    routers=(router,),
+    routers=ROUTERS,
     consumers=(consumer_spec(),),
     description="The append-only, verifiable log of every disclosure (RFC 9162 Merkle tree).",
     database_roles=(WRITER_ROLE,),
     lifecycle=lifecycle,
-    openapi_tags=(
-        {"name": "compliance", "description": "Search, export and verify the disclosure log"},
-        {"name": "proofs", "description": "Signed tree heads, inclusion and consistency proofs"},
-        {"name": "parents", "description": "What was disclosed about a child, in plain language"},
-    ),
+    openapi_tags=TAGS,
 )

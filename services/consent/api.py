@@ -321,3 +321,10 @@ async def set_transfer_exclusions(
 
 # Matched in this order: the decision point first (its paths overlap no other router's).
 ROUTERS = (deciding_routes, decisions, agreements, public, choices, districts)
+# The OpenAPI document's groups, in its order.
+TAGS = {
+    "agreements": "The registry of data-sharing agreements and the Ed Law 2-d import.",
+    "public": "Read without signing in: the active agreements and what they receive.",
+    "decisions": "The decision point every disclosure passes.",
+    "parents' choices": "Directory opt-outs and written consents.",
+}

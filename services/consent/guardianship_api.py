@@ -15,6 +15,7 @@ from services.consent.guardianship import DEFAULT_VALID_DAYS, MAX_VALID_DAYS, Ou
 from services.consent.state import RuntimeDep
 
 router = APIRouter(tags=["guardianship"])
+TAGS = {"guardianship": "Linking codes, guardianship links and parents' tokens (issue 24)."}
 
 _KEY = r"^stu_[A-Za-z0-9_-]{1,120}$"
 DistrictStaff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]

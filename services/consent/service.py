@@ -10,16 +10,14 @@ from homeroom.gc_tuning import young_threshold
 from homeroom.pseudonym import load_or_create_key
 from homeroom.ratelimit import limiter
 from homeroom.service import ServiceSpec
-from services.consent.api import ROUTERS
+from services.consent import api, guardianship_api, transparency_api
 from services.consent.application.ending import expiry_checks
 from services.consent.clients import RecordsDirectory
 from services.consent.consumers import CONSUMERS
 from services.consent.facts import DecisionLog
 from services.consent.guardianship import CodeHasher
-from services.consent.guardianship_api import router as guardianship_router
 from services.consent.settings import ConsentSettings
 from services.consent.state import ConsentRuntime, ConsentState
-from services.consent.transparency_api import router as transparency_router
 
 
 def guardian_issuer(runtime: ConsentRuntime) -> DevIssuer | None:
@@ -62,18 +60,11 @@ async def lifecycle(runtime: ConsentRuntime) -> AsyncIterator[ConsentState]:
 
 SERVICE = ServiceSpec(
     settings=ConsentSettings,
-    routers=(*ROUTERS, guardianship_router, transparency_router),
+    routers=(*api.ROUTERS, guardianship_api.router, transparency_api.router),
     consumers=CONSUMERS,
     sends_notices=True,
     description="Data-sharing agreements, parents' choices, guardianship links and the disclosure decision point.",
     uses_cipher=True,
     lifecycle=lifecycle,
-    openapi_tags=(
-        {"name": "agreements", "description": "The registry of data-sharing agreements and the Ed Law 2-d import."},
-        {"name": "public", "description": "Read without signing in: the active agreements and what they receive."},
-        {"name": "decisions", "description": "The decision point every disclosure passes."},
-        {"name": "parents' choices", "description": "Directory opt-outs and written consents."},
-        {"name": "guardianship", "description": "Linking codes, guardianship links and parents' tokens (issue 24)."},
-        {"name": "transparency", "description": "A district's own answers to the 32 questions of seed 001."},
-    ),
+    openapi_tags={**api.TAGS, **guardianship_api.TAGS, **transparency_api.TAGS},
 )

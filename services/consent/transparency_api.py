@@ -15,6 +15,7 @@ from services.consent.application import transparency
 from services.consent.state import RuntimeDep
 
 router = APIRouter(tags=["transparency"])
+TAGS = {"transparency": "A district's own answers to the 32 questions of seed 001."}
 DistrictStaff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
 District = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 

@@ -370,3 +370,10 @@ async def signing_key(principal: KeyReader, state: StateDep) -> dict[str, str]:
 
 
 ROUTERS = (incidents, public, districts, students, keys)
+# The OpenAPI document's groups, in its order.
+TAGS = {
+    "incidents": "Breaches and unauthorized releases (8 NYCRR 121.10)",
+    "scope": "Who and what was affected, proven from the disclosure log",
+    "notices": "Reports to the CPO, letters to families, district summaries",
+    "public": "Breach notices districts choose to publish",
+}

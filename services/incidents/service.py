@@ -22,7 +22,7 @@ from homeroom.service import ServiceSpec
 from homeroom.tlog.signing import Keyring
 from homeroom.witness import load_private_key
 from services.incidents import metrics
-from services.incidents.api import ROUTERS
+from services.incidents.api import ROUTERS, TAGS
 from services.incidents.application import clocks
 from services.incidents.clients import Peers
 from services.incidents.settings import IncidentsSettings
@@ -84,10 +84,5 @@ SERVICE = ServiceSpec(
     description="Breach response: incidents, their scope proven from the disclosure log, the clocks, the notices.",
     sends_notices=True,
     lifecycle=lifecycle,
-    openapi_tags=(
-        {"name": "incidents", "description": "Breaches and unauthorized releases (8 NYCRR 121.10)"},
-        {"name": "scope", "description": "Who and what was affected, proven from the disclosure log"},
-        {"name": "notices", "description": "Reports to the CPO, letters to families, district summaries"},
-        {"name": "public", "description": "Breach notices districts choose to publish"},
-    ),
+    openapi_tags=TAGS,
 )

@@ -24,6 +24,7 @@ from services.ingest.application.pipeline import EDFI_RESOURCES
 from services.ingest.state import IngestState, StateDep
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+TAGS = {"ingest": "Uploads, submission reports and the organisation registry"}
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF))]
 # School staff may upload for their own schools and read the reports of their own uploads.

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
-from services.ingest.api import router
+from services.ingest.api import TAGS, router
 from services.ingest.application.jobs import Ingestor
 from services.ingest.application.pipeline import RunParts
 from services.ingest.settings import IngestSettings
@@ -37,5 +37,5 @@ SERVICE: ServiceSpec[IngestSettings, IngestState] = ServiceSpec(
     description="Districts publish enrollment, attendance and discipline data; every submission gets a report.",
     uses_cipher=True,
     lifecycle=lifecycle,
-    openapi_tags=[{"name": "ingest", "description": "Uploads, submission reports and the organisation registry"}],
+    openapi_tags=TAGS,
 )

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from starlette.responses import RedirectResponse, Response
 
 from homeroom.contracts.answers import StudentRecord, raw_all
 from services.portal.clients import UpstreamError
-from services.portal.session import Session
-from services.portal.web import CurrentSession, Portal, PortalDep, checked_form, district_of, render
+from services.portal.web import DistrictPage, DistrictStaff
 
 router = APIRouter(prefix="/district", include_in_schema=False)
 
@@ -21,28 +20,23 @@ REJECT_REASONS = ["not_our_student", "identity_mismatch", "duplicate_record", "e
 PROBLEMS_PER_PAGE = 200
 
 
-_district = district_of
-
-
-async def names_of(portal: Portal, session: Session, district: str, keys: list[str]) -> dict[str, str]:
+async def names_of(staff: DistrictPage, keys: list[str]) -> dict[str, str]:
     """The district's own students by name (it owns their records; records answers only its own)."""
-    found = await portal.services.records.student_names(district, sorted(set(keys)), token=session.token)
+    found = await staff.services.records.student_names(staff.district, sorted(set(keys)), token=staff.token)
     return found.names
 
 
 @router.get("")
-async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    district = _district(session)
-    found = await portal.services.ingest.submissions(district, token=session.token)
+async def overview(staff: DistrictStaff) -> Response:
+    district = staff.district
+    found = await staff.services.ingest.submissions(district, token=staff.token)
     transfers = {
-        direction: (await portal.services.transfer.transfers(token=session.token, direction=direction)).transfers
+        direction: (await staff.services.transfer.transfers(token=staff.token, direction=direction)).transfers
         for direction in ("inbound", "outbound")
     }
-    names = await names_of(portal, session, district, [c.student_key for cs in transfers.values() for c in cs])
-    return render(
-        request,
+    names = await names_of(staff, [c.student_key for cs in transfers.values() for c in cs])
+    return staff.render(
         "district/overview.html",
-        session,
         district=district,
         held=[s.raw() for s in found.submissions if s.status == "held"],
         submissions=raw_all(found.submissions),
@@ -52,19 +46,14 @@ async def overview(request: Request, portal: PortalDep, session: CurrentSession)
 
 
 @router.get("/submissions/{submission_id}")
-async def submission(
-    request: Request, portal: PortalDep, session: CurrentSession, submission_id: SubmissionId
-) -> Response:
-    _district(session)
-    report = await portal.services.ingest.submission(submission_id, token=session.token)
-    after = request.query_params.get("after", "")
-    found = await portal.services.ingest.problems(
-        submission_id, after=int(after) if after.isdigit() else None, limit=PROBLEMS_PER_PAGE, token=session.token
+async def submission(staff: DistrictStaff, submission_id: SubmissionId) -> Response:
+    report = await staff.services.ingest.submission(submission_id, token=staff.token)
+    after = staff.request.query_params.get("after", "")
+    found = await staff.services.ingest.problems(
+        submission_id, after=int(after) if after.isdigit() else None, limit=PROBLEMS_PER_PAGE, token=staff.token
     )
-    return render(
-        request,
+    return staff.render(
         "district/submission.html",
-        session,
         report=report,
         problems=found.problems,
         next_after=found.next_after,
@@ -72,24 +61,19 @@ async def submission(
 
 
 @router.post("/submissions/{submission_id}/confirm")
-async def confirm(
-    request: Request, portal: PortalDep, session: CurrentSession, submission_id: SubmissionId
-) -> Response:
-    _district(session)
-    await checked_form(request, session)
-    await portal.services.ingest.confirm(submission_id, token=session.token)
+async def confirm(staff: DistrictStaff, submission_id: SubmissionId) -> Response:
+    await staff.form()
+    await staff.services.ingest.confirm(submission_id, token=staff.token)
     return RedirectResponse(f"/district/submissions/{submission_id}?confirmed=1", status_code=303)
 
 
 @router.get("/transfers/{case_id}")
-async def transfer(request: Request, portal: PortalDep, session: CurrentSession, case_id: CaseId) -> Response:
-    district = _district(session)
-    case = await portal.services.transfer.case(case_id, token=session.token)
-    names = await names_of(portal, session, district, [case.student_key])
-    return render(
-        request,
+async def transfer(staff: DistrictStaff, case_id: CaseId) -> Response:
+    district = staff.district
+    case = await staff.services.transfer.case(case_id, token=staff.token)
+    names = await names_of(staff, [case.student_key])
+    return staff.render(
         "district/transfer.html",
-        session,
         case=case.raw(),
         name=names.get(case.student_key),
         receiving=case.to_district_id == district,
@@ -98,42 +82,40 @@ async def transfer(request: Request, portal: PortalDep, session: CurrentSession,
 
 
 @router.post("/transfers/{case_id}/acknowledge")
-async def acknowledge(request: Request, portal: PortalDep, session: CurrentSession, case_id: CaseId) -> Response:
-    _district(session)
-    form = await checked_form(request, session)
-    await portal.services.transfer.acknowledge(case_id, note=form.get("note", "")[:500], token=session.token)
+async def acknowledge(staff: DistrictStaff, case_id: CaseId) -> Response:
+    form = await staff.form()
+    await staff.services.transfer.acknowledge(case_id, note=form.get("note", "")[:500], token=staff.token)
     return RedirectResponse(f"/district/transfers/{case_id}?saved=1", status_code=303)
 
 
 @router.post("/transfers/{case_id}/reject")
-async def reject(request: Request, portal: PortalDep, session: CurrentSession, case_id: CaseId) -> Response:
-    _district(session)
-    form = await checked_form(request, session)
-    await portal.services.transfer.reject(
-        case_id, reason_code=form.get("reason_code", ""), note=form.get("note", "")[:500], token=session.token
+async def reject(staff: DistrictStaff, case_id: CaseId) -> Response:
+    form = await staff.form()
+    await staff.services.transfer.reject(
+        case_id, reason_code=form.get("reason_code", ""), note=form.get("note", "")[:500], token=staff.token
     )
     return RedirectResponse(f"/district/transfers/{case_id}?saved=1", status_code=303)
 
 
 @router.get("/chronic-absence")
-async def chronic_absence(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+async def chronic_absence(staff: DistrictStaff) -> Response:
     """Students whose absence rate crossed the chronic-absence line, as records flagged them."""
-    district = _district(session)
-    found = await portal.services.records.chronic_absence(district, token=session.token)
-    return render(request, "district/chronic.html", session, district=district, worklist=found)
+    district = staff.district
+    found = await staff.services.records.chronic_absence(district, token=staff.token)
+    return staff.render("district/chronic.html", district=district, worklist=found)
 
 
 @router.get("/amendments")
-async def amendments(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+async def amendments(staff: DistrictStaff) -> Response:
     """Correction requests (FERPA 99.20) waiting for the district's decision, the requested value
     beside the current one, and those already decided."""
-    district = _district(session)
-    listed = await portal.services.records.amendments(district, token=session.token)
+    district = staff.district
+    listed = await staff.services.records.amendments(district, token=staff.token)
     requests = listed.amendments
     records: dict[str, StudentRecord] = {}
     for key in sorted({a.student_key for a in requests if a.status == "pending"}):
         try:
-            records[key] = await portal.services.records.district_student(district, key, token=session.token)
+            records[key] = await staff.services.records.district_student(district, key, token=staff.token)
         except UpstreamError as exc:
             if exc.status not in (404, 410):
                 raise
@@ -153,11 +135,9 @@ async def amendments(request: Request, portal: PortalDep, session: CurrentSessio
             )
         )
     decided = [a for a in requests if a.status != "pending"]
-    names = await names_of(portal, session, district, [a.student_key for a in decided])
-    return render(
-        request,
+    names = await names_of(staff, [a.student_key for a in decided])
+    return staff.render(
         "district/amendments.html",
-        session,
         district=district,
         pending=pending,
         decided=[dict(a.raw(), name=names.get(a.student_key, a.student_key)) for a in decided],
@@ -176,12 +156,9 @@ def current_value(record: StudentRecord, element: str) -> str:
 
 
 @router.post("/amendments/{amendment_id}/decision")
-async def decide_amendment(
-    request: Request, portal: PortalDep, session: CurrentSession, amendment_id: SubmissionId
-) -> Response:
-    _district(session)
-    form = await checked_form(request, session)
-    await portal.services.records.decide_amendment(
-        amendment_id, outcome=form.get("outcome", ""), reason=form.get("reason", "").strip(), token=session.token
+async def decide_amendment(staff: DistrictStaff, amendment_id: SubmissionId) -> Response:
+    form = await staff.form()
+    await staff.services.records.decide_amendment(
+        amendment_id, outcome=form.get("outcome", ""), reason=form.get("reason", "").strip(), token=staff.token
     )
     return RedirectResponse("/district/amendments?decided=1", status_code=303)

@@ -16,7 +16,7 @@ from homeroom.contracts.answers import raw_all
 from homeroom.contracts.linking_codes import CSV_COLUMNS, csv_row, letter_text
 from services.portal.clients import UpstreamError
 from services.portal.district import names_of
-from services.portal.web import CurrentSession, PortalDep, check_form, checked_form, district_of, render
+from services.portal.web import DistrictStaff, check_form
 
 router = APIRouter(prefix="/district/linking", include_in_schema=False)
 
@@ -29,17 +29,15 @@ def portal_url(request: Request) -> str:
 
 
 @router.get("")
-async def overview(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    district = district_of(session)
-    found = await portal.services.consent.guardianships(district, token=session.token)
-    students = await portal.services.records.student_list(district, token=session.token, limit=STUDENTS_LISTED)
+async def overview(staff: DistrictStaff) -> Response:
+    district = staff.district
+    found = await staff.services.consent.guardianships(district, token=staff.token)
+    students = await staff.services.records.student_list(district, token=staff.token, limit=STUDENTS_LISTED)
     keys = [s.student_key for s in students.students]
     linked = [each.student_key for each in (*found.links, *found.codes)]
-    names = await names_of(portal, session, district, keys + linked)
-    return render(
-        request,
+    names = await names_of(staff, keys + linked)
+    return staff.render(
         "district/linking.html",
-        session,
         district=district,
         links=raw_all(found.links),
         codes=raw_all(found.codes),
@@ -50,24 +48,24 @@ async def overview(request: Request, portal: PortalDep, session: CurrentSession)
 
 
 @router.post("/codes")
-async def issue(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
+async def issue(staff: DistrictStaff) -> Response:
     """Issue codes and answer with the letters (or the CSV): the only time the codes are shown."""
-    district = district_of(session)
-    form = await request.form()
+    district = staff.district
+    form = await staff.request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    check_form(request, session, fields)
+    check_form(staff.request, staff.session, fields)
     keys = [str(v) for v in form.getlist("student_key")] + fields.get("student_keys", "").split()
     relationship = "eligible_student" if fields.get("relationship") == "eligible_student" else "parent"
     students = [{"student_key": k, "relationship": relationship} for k in dict.fromkeys(keys)]
     valid_days = int(fields["valid_days"]) if fields.get("valid_days", "").isdigit() else 60
     try:
-        answer = await portal.services.consent.issue_linking_codes(district, students, valid_days, token=session.token)
+        answer = await staff.services.consent.issue_linking_codes(district, students, valid_days, token=staff.token)
     except UpstreamError as exc:
         if exc.status == 401:
             raise
         errors = "; ".join(e.get("message", "") for e in exc.field_errors) or exc.detail
-        return render(request, "error.html", session, status=422, title="No codes issued", message=errors)
-    url = portal_url(request)
+        return staff.render("error.html", status=422, title="No codes issued", message=errors)
+    url = portal_url(staff.request)
     if fields.get("format") == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -80,20 +78,16 @@ async def issue(request: Request, portal: PortalDep, session: CurrentSession) ->
             headers={"Content-Disposition": f'attachment; filename="linking-codes-{district}.csv"'},
         )
     letters = [{"code": c, "text": letter_text(district, c, url)} for c in answer.codes]
-    return render(request, "district/letters.html", session, district=district, letters=letters)
+    return staff.render("district/letters.html", district=district, letters=letters)
 
 
 @router.post("/{link_id}/{action}")
 async def link_action(
-    request: Request,
-    portal: PortalDep,
-    session: CurrentSession,
-    link_id: LinkId,
-    action: Literal["revoke", "accept", "decline"],
+    staff: DistrictStaff, link_id: LinkId, action: Literal["revoke", "accept", "decline"]
 ) -> Response:
     """Revoke a link (custody change), or accept or decline one a transfer carried in."""
-    district = district_of(session)
-    form = await checked_form(request, session)
+    district = staff.district
+    form = await staff.form()
     reason = None if action == "accept" else (form.get("reason") or "custody_change")[:200]
-    await portal.services.consent.guardianship_action(district, link_id, action, reason=reason, token=session.token)
+    await staff.services.consent.guardianship_action(district, link_id, action, reason=reason, token=staff.token)
     return RedirectResponse("/district/linking?saved=1", status_code=303)

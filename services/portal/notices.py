@@ -4,34 +4,36 @@ service that sends notices, newest first, with whether and when it was e-mailed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from homeroom.auth import Role
 from homeroom.contracts.clients import SendsNotices
 from services.portal.clients import UpstreamError
-from services.portal.web import CurrentSession, PortalDep, render, require_role
+from services.portal.web import Page, page_for
 
 router = APIRouter(include_in_schema=False)
 
+# Each person's own notices: a parent's, a district office's, compliance's escalations.
+Addressee = Annotated[Page, page_for(Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)]
+
 
 @router.get("/notices")
-async def notices(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    require_role(session, Role.PARENT, Role.DISTRICT_STAFF, Role.COMPLIANCE)
+async def notices(person: Addressee) -> Response:
     found: list[dict[str, Any]] = []
     unavailable: list[str] = []
     # The services that send notices (homeroom.notices: GET /v1/notices answers each person's own).
     senders: tuple[SendsNotices, ...] = (
-        portal.services.transfer,
-        portal.services.records,
-        portal.services.consent,
-        portal.services.incidents,
+        person.services.transfer,
+        person.services.records,
+        person.services.consent,
+        person.services.incidents,
     )
     for sender in senders:
         try:
-            answer = await sender.notices(token=session.token)
+            answer = await sender.notices(token=person.token)
         except UpstreamError as exc:
             if exc.status in (401, 403):
                 raise
@@ -39,4 +41,4 @@ async def notices(request: Request, portal: PortalDep, session: CurrentSession) 
             continue
         found.extend(dict(n, service=sender.peer) for n in answer.notices)
     found.sort(key=lambda n: str(n.get("created_at")), reverse=True)
-    return render(request, "notices.html", session, notices=found, unavailable=unavailable)
+    return person.render("notices.html", notices=found, unavailable=unavailable)

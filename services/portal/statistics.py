@@ -12,10 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from homeroom.auth import Role
 from homeroom.contracts.reports import Row, Snapshot, SnapshotList, Unit
 from services.portal.clients import UpstreamError
-from services.portal.web import CurrentSession, OptionalSession, PageError, PortalDep, render, require_role
+from services.portal.web import DistrictStaff, OptionalSession, PageError, PortalDep, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -179,20 +178,15 @@ async def statistics_csv(
 
 
 @router.get("/district/statistics")
-async def district_statistics(
-    request: Request, portal: PortalDep, session: CurrentSession, school_year: Year = None
-) -> Response:
+async def district_statistics(staff: DistrictStaff, school_year: Year = None) -> Response:
     """The district's own numbers (unsuppressed, its staff only) beside the public preview."""
-    require_role(session, Role.DISTRICT_STAFF)
-    district = session.principal.district_id
-    assert district is not None
-    year = school_year or None
+    district, year = staff.district, school_year or None
     try:
-        own = await portal.services.reports.district_numbers(district, school_year=year, token=session.token)
-        preview = await portal.services.reports.district_preview(district, school_year=year, token=session.token)
+        own = await staff.services.reports.district_numbers(district, school_year=year, token=staff.token)
+        preview = await staff.services.reports.district_preview(district, school_year=year, token=staff.token)
     except UpstreamError as exc:
         if exc.status == 404:
-            return render(request, "district/statistics.html", session, own=None, preview=None, message=exc.detail)
+            return staff.render("district/statistics.html", own=None, preview=None, message=exc.detail)
         raise
     names = {u.key: u.name for u in own.units}
     measures = [m.name for m in preview.measures]
@@ -201,10 +195,8 @@ async def district_statistics(
         for r in own.rows
         if r.column == "all" or r.unit == district
     ]
-    return render(
-        request,
+    return staff.render(
         "district/statistics.html",
-        session,
         own=own,
         own_lines=own_lines,
         measures=measures,

@@ -5,7 +5,8 @@ at /district/transparency with a form for each answer."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
@@ -13,15 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from homeroom.contracts.answers import raw_all
 from homeroom.transparency import Answer, Facts, answers
 from services.portal.clients import UpstreamError
-from services.portal.web import (
-    CurrentSession,
-    OptionalSession,
-    Portal,
-    PortalDep,
-    checked_form,
-    district_of,
-    render,
-)
+from services.portal.web import DistrictStaff, OptionalSession, Portal, PortalDep, show
 
 router = APIRouter(include_in_schema=False)
 District = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -40,41 +33,38 @@ async def district_answers(portal: Portal, district: str, portal_url: str) -> li
     return answers(facts, texts)
 
 
-def _page(request: Request, session: Any, district: str, found: list[Answer], editable: bool) -> Response:
-    missing = [a.number for a in found if a.missing]
-    awaiting = [a.number for a in found if a.needs_district and not a.district]
-    return render(
-        request,
-        "transparency.html",
-        session,
-        district=district,
-        answers=found,
-        missing=missing,
-        awaiting=awaiting,
-        editable=editable,
-    )
+@dataclass(frozen=True, slots=True)
+class Transparency:
+    """The page, public or (`editable`) with a form for each answer the district gives."""
+
+    template: ClassVar[str] = "transparency.html"
+    district: str
+    answers: list[Answer]
+    editable: bool
+    missing: list[int]  # the questions with no answer yet
+    awaiting: list[int]  # the questions still waiting for the district's own answer
+
+    @classmethod
+    async def of(cls, portal: Portal, request: Request, district: str, *, editable: bool) -> Transparency:
+        found = await district_answers(portal, district, str(request.base_url).rstrip("/"))
+        missing = [a.number for a in found if a.missing]
+        awaiting = [a.number for a in found if a.needs_district and not a.district]
+        return cls(district, found, editable, missing, awaiting)
 
 
 @router.get("/districts/{district_id}/transparency")
 async def public_page(request: Request, portal: PortalDep, session: OptionalSession, district_id: District) -> Response:
-    found = await district_answers(portal, district_id, str(request.base_url).rstrip("/"))
-    return _page(request, session, district_id, found, editable=False)
+    return show(request, session, await Transparency.of(portal, request, district_id, editable=False))
 
 
 @router.get("/district/transparency")
-async def staff_page(request: Request, portal: PortalDep, session: CurrentSession) -> Response:
-    district = district_of(session)
-    found = await district_answers(portal, district, str(request.base_url).rstrip("/"))
-    return _page(request, session, district, found, editable=True)
+async def staff_page(staff: DistrictStaff) -> Response:
+    return staff.show(await Transparency.of(staff.portal, staff.request, staff.district, editable=True))
 
 
 @router.post("/district/transparency/{question}")
-async def save(
-    request: Request, portal: PortalDep, session: CurrentSession, question: Annotated[int, Path(ge=1, le=32)]
-) -> Response:
-    district = district_of(session)
-    form = await checked_form(request, session)
-    await portal.services.consent.save_transparency_text(
-        district, question, form.get("text", "")[:8000], token=session.token
-    )
+async def save(staff: DistrictStaff, question: Annotated[int, Path(ge=1, le=32)]) -> Response:
+    form = await staff.form()
+    text = form.get("text", "")[:8000]
+    await staff.services.consent.save_transparency_text(staff.district, question, text, token=staff.token)
     return RedirectResponse(f"/district/transparency?saved={question}#q{question}", status_code=303)

@@ -7,10 +7,10 @@ answers 403 with a page saying whose it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Protocol
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
@@ -176,6 +176,20 @@ def require_role(session: Session, *roles: Role) -> None:
         )
 
 
+class View(Protocol):
+    """What one page shows: a dataclass whose fields are its template's values (each named
+    once, where the page's use case builds it) and the template it fills."""
+
+    template: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+
+def show(request: Request, session: Session | None, view: View, *, status: int = 200) -> Response:
+    """Render `view`'s template with its fields (shallow: the values stay the objects they are)."""
+    values = {f.name: getattr(view, f.name) for f in fields(view)}
+    return render(request, view.template, session, status=status, **values)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """What a page handler acts with: the request, the portal and the signed-in person."""
@@ -184,8 +198,24 @@ class Page:
     portal: Portal
     session: Session
 
+    @property
+    def services(self) -> Services:
+        return self.portal.services
+
+    @property
+    def token(self) -> str:
+        """The signed-in person's own token: every call a page makes carries it."""
+        return self.session.token
+
     def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
         return render(self.request, template, self.session, status=status, **context)
+
+    def show(self, view: View, *, status: int = 200) -> Response:
+        return show(self.request, self.session, view, status=status)
+
+    async def form(self) -> dict[str, str]:
+        """The fields of this page's changing form, once `check_form` accepts where it came from."""
+        return await checked_form(self.request, self.session)
 
 
 def page_for(*roles: Role) -> Any:
@@ -204,6 +234,21 @@ def district_of(session: Session) -> str:
     require_role(session, Role.DISTRICT_STAFF)
     assert session.principal.district_id is not None
     return session.principal.district_id
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictPage(Page):
+    """A district data office's page: the district it acts for, beside what every page has."""
+
+    district: str
+
+
+async def _district_page(request: Request, portal: PortalDep, session: CurrentSession) -> DistrictPage:
+    return DistrictPage(request, portal, session, district_of(session))
+
+
+# The `DistrictPage` of district staff (the 403 page for any other role), checked before the route runs.
+DistrictStaff = Annotated[DistrictPage, Depends(_district_page)]
 
 
 def check_form(request: Request, session: Session, form: dict[str, str]) -> None:

@@ -37,6 +37,12 @@ from services.records.security_log import security_log
 from services.records.state import RuntimeDep
 
 router = APIRouter(tags=["records"], dependencies=[Depends(security_log)])
+# The document's groups in its order: the OneRoster routes are oneroster_api.py's router.
+TAGS = {
+    "records": "Student records by role; amendments (FERPA 99.20/99.21)",
+    "oneroster": "OneRoster 1.2 rostering subset for vendors, cut to the agreement",
+    "internal": "Service-to-service calls of the transfer flow",
+}
 
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISTRICT_STAFF, Role.SCHOOL_STAFF))]

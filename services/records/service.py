@@ -58,13 +58,6 @@ async def lifecycle(runtime: RecordsRuntime) -> AsyncIterator[RecordsState]:
         await state.consent.aclose()
 
 
-# The OpenAPI document's route groups, in this order.
-TAGS = {
-    "records": "Student records by role; amendments (FERPA 99.20/99.21)",
-    "oneroster": "OneRoster 1.2 rostering subset for vendors, cut to the agreement",
-    "internal": "Service-to-service calls of the transfer flow",
-}
-
 SERVICE = ServiceSpec(
     settings=RecordsSettings,
     routers=(api.router, oneroster_api.router),
@@ -74,5 +67,5 @@ SERVICE = ServiceSpec(
     database_roles=(store.APP_ROLE,),
     sends_notices=True,
     lifecycle=lifecycle,
-    openapi_tags=tuple({"name": name, "description": text} for name, text in TAGS.items()),
+    openapi_tags=api.TAGS,
 )

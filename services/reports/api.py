@@ -21,6 +21,10 @@ from services.reports.state import StateDep
 
 public = APIRouter(prefix="/v1/public", tags=["public statistics"])
 router = APIRouter(prefix="/v1", tags=["statistics"])
+TAGS = {
+    "public statistics": "Published statewide snapshots: anyone, JSON or CSV",
+    "statistics": "Publishing, and a district's own numbers",
+}
 
 Year = Annotated[
     int | None, Query(ge=2000, le=2100, description="the year the school year starts in: 2026 for 2026-27")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from homeroom.gc_tuning import young_threshold
 from homeroom.service import ServiceSpec
-from services.reports.api import public, router
+from services.reports.api import TAGS, public, router
 from services.reports.consumers import TallyStream, reference_consumer
 from services.reports.settings import ReportsSettings
 from services.reports.state import ReportsRuntime, ReportsState, ReportTopics
@@ -45,10 +45,7 @@ def build_spec(suffix: str = "") -> ServiceSpec[ReportsSettings, ReportsState]:
         uses_cipher=False,
         gzip_minimum_size=2048,  # a statewide snapshot is tens of MB of JSON; about 1/20 gzipped
         lifecycle=lifecycle,
-        openapi_tags=(
-            {"name": "public statistics", "description": "Published statewide snapshots: anyone, JSON or CSV"},
-            {"name": "statistics", "description": "Publishing, and a district's own numbers"},
-        ),
+        openapi_tags=TAGS,
     )
 
 

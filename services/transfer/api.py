@@ -20,6 +20,7 @@ from services.transfer.state import RuntimeDep
 from services.transfer.transfers import REJECT_REASONS, State
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+TAGS = {"transfers": "Records-transfer cases between districts"}
 
 Reader = Annotated[
     Principal,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from homeroom.contracts.clients import ConsentClient, RecordsClient
 from homeroom.service import ServiceSpec
-from services.transfer.api import router
+from services.transfer.api import TAGS, router
 from services.transfer.consumers import consumer_spec
 from services.transfer.settings import TransferSettings
 from services.transfer.state import TransferRuntime, TransferState
@@ -42,5 +42,5 @@ SERVICE = ServiceSpec(
     uses_cipher=True,
     sends_notices=True,
     lifecycle=lifecycle,
-    openapi_tags=({"name": "transfers", "description": "Records-transfer cases between districts"},),
+    openapi_tags=TAGS,
 )
