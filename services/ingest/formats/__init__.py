@@ -364,9 +364,10 @@ class Check:
         stands (to the values read before it): the checked values by the record field each fills
         (None where a field is absent or refused; ``ok`` says whether anything was)."""
         out: dict[str, Any] = {}
+        get = value.get
         for f in fields:
             if isinstance(f, Field):
-                out[f.into] = f.read(self, f.name, value.get(f.name))
+                out[f.into] = f.read(self, f.name, get(f.name))
             else:
                 f(self, value, out)
         return out

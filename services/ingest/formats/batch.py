@@ -372,16 +372,16 @@ class _Declared:
         values = check.read(value, self.fields)
         if not check.ok:
             return None
-        key: list[str] = []
-        if sid is not None:
-            values["student_ref"] = sid
-            key.append(sid)
+        key: list[str] = [] if sid is None else [sid]
         for name in self.key:  # ids are text, dates (ISO) and absent values (""): a loop, no call each
             v = values[name]
             key.append(v if isinstance(v, str) else "" if v is None else v.isoformat())
-        if self.action is not None:
-            values["action"] = self.action
-        return self.record(source=src, source_record_id=_rid(self.kind, event_id, *key), **values)
+        rid = _rid(self.kind, event_id, *key)
+        if sid is None:
+            return self.record(source=src, source_record_id=rid, **values)
+        if self.action is None:
+            return self.record(source=src, source_record_id=rid, student_ref=sid, **values)
+        return self.record(source=src, source_record_id=rid, student_ref=sid, action=self.action, **values)
 
 
 _SCHOOL = Field("school_id", formats.text(required=True))
