@@ -487,8 +487,8 @@ def in_class(
     exit_date: date | None,
     action: EnrollmentAction = EnrollmentAction.ENROLL,
 ) -> EnrollmentRecord:
-    """A student's enrollment in a class (a OneRoster class, an Ed-Fi section, a batch
-    class_enrollment), which also enrolls them at the class's school; ``action`` withdraws it."""
+    """A student's enrollment in a class (an Ed-Fi section, a batch class_enrollment), which also
+    enrolls them at the class's school; ``action`` withdraws it."""
     return EnrollmentRecord(
         source=source,
         source_record_id=source_record_id,

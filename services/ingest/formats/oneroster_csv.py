@@ -947,11 +947,18 @@ class OneRosterUpload:
         """A student's class enrollment, from either path: a ``tobedeleted`` row withdraws it on
         its end date (else the day it was last modified); any other row enrolls from its begin
         date, else the first day of the class's first term."""
-        rid = record_id(FORMAT, "enrollment", sid)
-        if deleted:
-            exit_date = end or (self._date(modified[:10]) if modified else None)
-            return formats.in_class(src, rid, user, school, cls, begin, exit_date, pr.EnrollmentAction.WITHDRAW)
-        return formats.in_class(src, rid, user, school, cls, begin or self._classes.get(cls or ""), end)
+        # The constructor written out, not formats.in_class: this is OneRoster's hot path (a million
+        # rows in bench/ingest_parse.py), where the extra call cost 0.1-0.2 µs a row.
+        return pr.EnrollmentRecord(
+            source=src,
+            source_record_id=record_id(FORMAT, "enrollment", sid),
+            action=pr.EnrollmentAction.WITHDRAW if deleted else pr.EnrollmentAction.ENROLL,
+            student_ref=user,
+            school_id=school,
+            entry_date=begin if deleted else (begin or self._classes.get(cls or "")),
+            exit_date=(end or (self._date(modified[:10]) if modified else None)) if deleted else end,
+            class_ref=cls,
+        )
 
 
 R = TypeVar("R")
