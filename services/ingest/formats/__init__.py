@@ -286,7 +286,7 @@ class Check:
         if "\ufffd" in s:
             self.fail(name, "encoding.invalid", f"{_label(name, what)} is not valid UTF-8 text.", vclass="text")
             return None
-        if might_hold_ssn(s) and not self.screen(name, s, free_text=free_text):  # most values: no call
+        if not self.screen(name, s, free_text=free_text):
             return None
         limit = max_len or self.opts.max_text_length
         if len(s) > limit:
