@@ -4,10 +4,10 @@ statewide snapshot of a generated state.
 
     .venv/bin/python bench/reports.py [--students N] [--days N] [--districts N]
                                       [--schools-min N] [--schools-max N] [--state-students N]
-                                      [--json PATH]
+                                      [--hold-burst] [--loop-floor] [--json PATH]
 
 1. Absorption: on an embedded PostgreSQL and Tansu broker, the real reports runtime
-   (`running`, as `homeroom serve reports` runs it: the faust-streaming tally and the
+   (`running`, as `homeroom serve reports` runs it: the tally's consumer group loop and the
    reference consumer) is started; each school's calendar is published and applied; then
    per student one enrollment, one groups.v1 record and `--days` daily marks are sent to
    enrollment.v1, groups.v1 and attendance.v1, timed from the first send until the tally
@@ -16,6 +16,9 @@ statewide snapshot of a generated state.
    a plain AIOKafkaConsumer reading the same events from the same topics in the same run.
    CPU per event: this process's CPU time while the tally catches up after the last send
    (nothing else runs in it then), per event read, against the raw consumer's per event.
+   The tally now keeps up with the producer, so little is left after the last send:
+   `--hold-burst` makes it wait on its lock until the burst is sent, and the CPU is measured
+   over the whole burst. `--loop-floor`: the consumer group loop alone (an apply doing nothing).
 2. Snapshot: a generated state (`--districts`, schools per district between
    `--schools-min` and `--schools-max`, about `--state-students` students; the attacker
    tests' generator, tests/services/reports/statewide.py) summed into the state, district
@@ -38,17 +41,15 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import faust  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from faust.sensors import Monitor  # noqa: E402
 
-from homeroom import streams  # noqa: E402
 from homeroom.auth import AuthSettings  # noqa: E402
+from homeroom.bus.batch_loop import BatchLoop, Records, StatefulConsumer  # noqa: E402
 from homeroom.bus.envelope import OutgoingEvent  # noqa: E402
 from homeroom.bus.topics import ALL_TOPICS, ATTENDANCE, ENROLLMENT, GROUPS, ensure_topics  # noqa: E402
 from homeroom.calendar import weekdays  # noqa: E402
@@ -152,7 +153,13 @@ async def until_read(before: float, n: int, started: float) -> None:
 
 
 async def absorption(
-    students: int, days: int, paced_rate: int, paced_students: int, py_spy: Path | None = None, floor: bool = False
+    students: int,
+    days: int,
+    paced_rate: int,
+    paced_students: int,
+    py_spy: Path | None = None,
+    floor: bool = False,
+    hold: bool = False,
 ) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-reports-"))
     pg = EmbeddedPostgres().start()
@@ -176,16 +183,22 @@ async def absorption(
                 if time.monotonic() > deadline:
                     raise TimeoutError("the calendars were not applied")
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(5)  # the tally's group settles and its table recovers before timing
+            await asyncio.sleep(5)  # the tally's group settles and rebuilds its partitions before timing
 
             # 1. A burst: every event sent as fast as the producer goes.
             before = tally_read()
             batches_before = metrics.TALLY_BATCH_SECONDS._sum.get(), _batches()
             started = burst_started = time.perf_counter()
+            tally = runtime.state.tally
+            assert tally is not None
+            if hold:  # the tally waits (its batch blocks on its lock) until the whole burst is sent
+                await tally.lock.acquire()
             with Sampler() as burst:
                 futures = [await producer.send(e.topic, e.value, key=e.key, headers=e.headers) for e in events]
                 await asyncio.gather(*futures)
                 produced = time.perf_counter()
+                if hold:
+                    tally.lock.release()
                 # CPU of this process per event while the tally catches up alone (the producer done).
                 read_at_send, cpu_at_send = tally_read(), time.process_time()
                 spies = start_py_spy(py_spy, {"reports": os.getpid()}) if py_spy else []
@@ -213,8 +226,6 @@ async def absorption(
                 await until_read(before, len(paced), started)
             paced_done = time.perf_counter()
             await producer.stop()
-            tally = runtime.state.tally
-            assert tally is not None
             # The events-read counter moves before the batch's school rows are flushed: wait for them.
             settled = time.monotonic() + 10
             while True:
@@ -227,10 +238,7 @@ async def absorption(
             raw_cpu = time.process_time()
             raw_s = await raw_consume(broker.bootstrap_servers, SOURCES, len(events) + len(paced))
             raw_cpu_s = time.process_time() - raw_cpu
-            floors = {
-                name: await faust_floor(kafka, settings, len(events) + len(paced), name, **conf)
-                for name, conf in (FLOORS if floor else {}).items()
-            }
+            loop_floor = await batch_loop_floor(kafka, settings, len(events) + len(paced)) if floor else None
         raw_rate = (len(events) + len(paced)) / raw_s
         return {
             "events": len(events),
@@ -256,56 +264,47 @@ async def absorption(
             "raw_s": round(raw_s, 2),
             "raw_aiokafka_events_per_s": round(raw_rate),
             "tally_to_raw_ratio": round((len(events) / tally_s) / raw_rate, 4),
-            "faust_floor_cpu_us_per_event": floors,
+            "loop_floor_cpu_us_per_event": loop_floor,
         }
     finally:
         broker.stop()
         pg.stop()
 
 
-# faust's per-message path alone, as the tally's app is configured (homeroom/streams.py), with
-# faust's own defaults for what streams.app turns off, and with faust's own drain loop.
-FLOORS: dict[str, dict[str, Any]] = {
-    "faust_defaults": {
-        "eager": False,
-        "Monitor": Monitor,
-        "schema": faust.Schema(key_type=bytes, value_type=bytes, value_serializer="raw"),
-    },
-    "streams_app": {},
-    "faust_drain": {"eager": False},  # as streams_app, with faust's own Consumer: wait_first per message
-}
+async def batch_loop_floor(kafka: KafkaSettings, settings: ReportsSettings, n: int) -> float:
+    """CPU µs per event of a consumer group loop like the tally's (`BatchLoop`, its batch size and
+    window) whose `apply` does nothing: what consuming costs before the tally's own work (from
+    its first batch to the last)."""
 
+    class Counting(StatefulConsumer):
+        seen, first, cpu_first = 0, 0, 0.0
+        done = asyncio.Event()
 
-async def faust_floor(kafka: KafkaSettings, settings: ReportsSettings, n: int, name: str, **conf: Any) -> float:
-    """CPU µs per event of a faust app like the tally's whose agent takes the same batches and
-    does nothing with them: what faust's per-message path costs (from its first batch to the last)."""
-    schema = conf.pop("schema", streams.RAW)
-    app = streams.app(
-        f"bench-floor-{name}-{uuid.uuid4().hex[:8]}", kafka, settings, partitions=ATTENDANCE.partitions, **conf
+        async def apply(self, records: Records) -> None:
+            batch = sum(len(r) for r in records.values())
+            if not self.seen:
+                self.cpu_first, self.first = time.process_time(), batch
+            self.seen += batch
+            if self.seen >= n:
+                self.done.set()
+
+    counting = Counting()
+    loop = BatchLoop(
+        target=counting,
+        service="bench",
+        name="floor",
+        topics=SOURCES,
+        group_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
+        client_kwargs=kafka.client_kwargs(),
+        max_batch=settings.tally_batch,
+        window_s=settings.tally_batch_window_s,
     )
-    seen, done = 0, asyncio.Event()
-    cpu_first = 0.0
-    first = 0
-
-    async def agent(stream: faust.StreamT[bytes]) -> None:
-        nonlocal seen, cpu_first, first
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            settings.tally_batch, within=settings.tally_batch_window_s
-        )
-        async for batch in batches:
-            if not seen:
-                cpu_first, first = time.process_time(), len(batch)
-            seen += len(batch)
-            if seen >= n:
-                done.set()
-
-    app.agent(app.topic(*SOURCES, schema=schema), name=f"{app.conf.id}.floor")(agent)
-    await app.start()
+    loop.start()
     try:
-        await asyncio.wait_for(done.wait(), 600)
-        return round((time.process_time() - cpu_first) * 1e6 / max(1, seen - first), 1)
+        await asyncio.wait_for(counting.done.wait(), 600)
+        return round((time.process_time() - counting.cpu_first) * 1e6 / max(1, counting.seen - counting.first), 1)
     finally:
-        await app.stop()
+        await loop.stop()
 
 
 def _batches() -> float:
@@ -383,9 +382,14 @@ async def main() -> None:
     parser.add_argument("--state-students", type=int, default=2_500_000)
     parser.add_argument("--skip-absorption", action="store_true")
     parser.add_argument(
-        "--faust-floor", action="store_true", help="also time faust's per-message path alone (an agent doing nothing)"
+        "--loop-floor", action="store_true", help="also time the consumer group loop alone (an apply doing nothing)"
     )
     parser.add_argument("--skip-snapshot", action="store_true")
+    parser.add_argument(
+        "--hold-burst",
+        action="store_true",
+        help="the tally waits until the burst is sent, so its CPU per event is measured over the whole burst",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--py-spy", type=Path, help="py-spy (installed separately) while the tally catches up: DIR/reports.folded"
@@ -394,7 +398,13 @@ async def main() -> None:
     result: dict[str, Any] = {"benchmark": "reports"}
     if not args.skip_absorption:
         result["absorption"] = await absorption(
-            args.students, args.days, args.paced_rate, args.paced_students, args.py_spy, args.faust_floor
+            args.students,
+            args.days,
+            args.paced_rate,
+            args.paced_students,
+            args.py_spy,
+            args.loop_floor,
+            args.hold_burst,
         )
         a = result["absorption"]
         print(f"{'tally absorbs (events/s)':<44}{a['tally_events_per_s']:>12,}")
@@ -406,8 +416,8 @@ async def main() -> None:
             f"{'CPU µs per event: tally catching up alone':<44}{a['tally_cpu_us_per_event']:>12}"
             f" ({a['tally_cpu_events']:,} events; raw aiokafka consume {a['raw_cpu_us_per_event']})"
         )
-        for name, us in a["faust_floor_cpu_us_per_event"].items():
-            print(f"{'CPU µs per event: faust alone, ' + name:<44}{us:>12}")
+        if a["loop_floor_cpu_us_per_event"] is not None:
+            print(f"{'CPU µs per event: the group loop alone':<44}{a['loop_floor_cpu_us_per_event']:>12}")
         print(f"burst: seconds behind {a['burst_seconds_behind']}; {a['events_per_batch']} events per batch")
         print(
             f"paced at {a['paced_rate_per_s']}/s: seconds behind {a['paced_seconds_behind']}; "

@@ -16,6 +16,13 @@ an enrollment never waits behind another topic's backlog (order within a topic, 
 topic partition, is kept; nothing more is promised); the backlog gauge is read from the ids,
 not counted. A lane sends a lone event at once; in a stream it waits `stream_pace_s` between
 calls so that each carries more rows (the producer itself does not linger).
+
+The relay of the process that wrote a batch does not read its rows back: `add` keeps what it
+copied (key, payload, headers) by event id with the transaction id that wrote the rows (`xmin`),
+and the relay reads only each row's id, event id and `xmin`, taking the content from memory when
+both ids match, so it is the content of that very insert. Anything else (rows of another
+process, of a run before a restart, of a rolled-back write whose id was written again) is read
+from the table as before. The outbox stays the only record of what is to be published.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from dataclasses import KW_ONLY, dataclass, field
 import asyncpg
 
 from homeroom.bus.envelope import OutgoingEvent
-from homeroom.bus.producer import Publisher
+from homeroom.bus.producer import Publisher, Record
 from homeroom.storage import Connection, keeps_session_state
 from homeroom.tasks import cancel, wait_for_wake
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
@@ -125,12 +132,33 @@ def unpack_headers(block: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
+# What `add` copied in this process, by event id: the transaction id that wrote the rows and the
+# record the relay sends. Bounded; a miss only means the relay reads the row.
+_WRITTEN: dict[str, tuple[int, Record]] = {}
+_WRITTEN_KEPT = 20_000
+# The transaction id of a row as a number (xid has no cast to bigint; its text form is the number).
+_XMIN_OF = "SELECT xmin::text::bigint FROM outbox WHERE event_id = $1"
+_UNREAD: tuple[int, Record] = (-1, (None, b"", []))  # a place the relay fills from the table
+
+
+def _remember(batch: list[OutgoingEvent], xmin: int) -> None:
+    """Keep the batch's records for this process's relay, all of them or none."""
+    written = _WRITTEN
+    if len(written) + len(batch) > _WRITTEN_KEPT:
+        for e in batch:  # an older entry under one of these ids must not stand for the new row
+            written.pop(e.event_id, None)
+        return
+    for e in batch:
+        written[e.event_id] = (xmin, (e.key, e.value, e.headers))
+
+
 async def add(conn: Connection, events: OutgoingEvent | Iterable[OutgoingEvent]) -> int:
     """Write events to the outbox on `conn` (call inside the caller's transaction).
 
     An event id already in the outbox is skipped, so re-running a step after a crash
     writes each event once: a batch goes in by COPY inside a savepoint, and only if one of
     its ids is already there is it written again by INSERT ... ON CONFLICT DO NOTHING.
+    A batch that went in by COPY is also kept in memory for the relay (module docstring).
     """
     batch = [events] if isinstance(events, OutgoingEvent) else list(events)
     if not batch:
@@ -140,19 +168,28 @@ async def add(conn: Connection, events: OutgoingEvent | Iterable[OutgoingEvent])
         try:
             async with conn.transaction():  # a savepoint: a duplicate id undoes the COPY only
                 await conn.copy_records_to_table("outbox", records=rows, columns=_COLUMNS)
+                xmin: int = await conn.fetchval(_XMIN_OF, batch[0].event_id)
         except asyncpg.UniqueViolationError:
             pass
         else:
             await conn.execute(_NOTIFY)
+            _remember(batch, xmin)
             return len(batch)
+    for e in batch:  # written (or not) by INSERT: the relay reads these rows
+        _WRITTEN.pop(e.event_id, None)
     await conn.fetchrow(_INSERT, *[list(column) for column in zip(*rows, strict=True)])
     return len(batch)
 
 
 # A topic's waiting events, oldest first, at most $2 of them (NULL: all), in the column order
-# `outbox_event` and the relay read.
+# `outbox_event` reads.
 EVENTS_OF_TOPIC = """SELECT id, event_id, topic, key, header_bytes, payload FROM outbox
     WHERE topic = $1 ORDER BY id LIMIT $2"""
+# What the relay reads first: which rows wait, and which insert wrote each (`_WRITTEN`).
+_WAITING = """SELECT id, event_id, xmin::text::bigint FROM outbox
+    WHERE topic = $1 ORDER BY id LIMIT $2"""
+# ... then the content of the rows it does not hold, by id.
+_CONTENT = "SELECT id, key, payload, header_bytes FROM outbox WHERE id = ANY($1::bigint[])"
 
 
 def outbox_event(row: asyncpg.Record) -> OutgoingEvent:
@@ -250,8 +287,12 @@ class OutboxRelay:
             await self.pool.release(lock_conn)
 
     async def _start_lanes(self) -> None:
-        """A lane for every topic with rows waiting and no lane running; then the gauges."""
-        for record in await self.pool.fetch(_TOPICS):
+        """A lane for every topic with rows waiting and no lane running; then the gauges. With
+        none waiting, what `add` kept is dropped (rolled-back writes; a miss is only a read)."""
+        waiting = await self.pool.fetch(_TOPICS)
+        if not waiting:
+            _WRITTEN.clear()
+        for record in waiting:
             topic = record["topic"]
             lane = self._lanes.get(topic)
             if lane is None or lane.done():
@@ -303,11 +344,28 @@ class OutboxRelay:
                 self._prepared = True
 
     async def _relay_once(self, topic: str) -> int:
-        rows = await self.pool.fetch(EVENTS_OF_TOPIC, topic, self.batch_size)
+        rows = await self.pool.fetch(_WAITING, topic, self.batch_size)
         if not rows:
             return 0
-        # key, payload and headers by position, straight to the publisher (no event object per row)
-        await self.publisher.publish_records({topic: [(r[3], r[5], unpack_headers(r[4])) for r in rows]})
+        written = _WRITTEN
+        records: list[Record] = []
+        unread: dict[int, int] = {}  # row id -> its place in `records`
+        for row_id, event_id, xmin in rows:
+            kept = written.get(event_id)
+            if kept is None or kept[0] != xmin:
+                unread[row_id] = len(records)
+                kept = _UNREAD
+            records.append(kept[1])
+        if unread:
+            # key, payload and headers by position, straight to the publisher (no event object per row)
+            content = await self.pool.fetch(_CONTENT, list(unread))
+            if len(content) != len(unread):  # only this relay deletes rows (the advisory lock)
+                raise RuntimeError(f"outbox rows of {topic} went away while they were read")
+            for row_id, key, payload, header_bytes in content:
+                records[unread[row_id]] = (key, payload, unpack_headers(header_bytes))
+        await self.publisher.publish_records({topic: records})
         await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r[0] for r in rows])
+        for row in rows:
+            written.pop(row[1], None)
         self.published += len(rows)
         return len(rows)

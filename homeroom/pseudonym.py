@@ -31,6 +31,7 @@ MIN_KEY_BYTES = 16  # a configured key shorter than 128 bits is refused
 
 STUDENT_DOMAIN = "homeroom/student/v1"
 LOCAL_ID_DOMAIN = "homeroom/local-id/v1"
+STAFF_DOMAIN = "homeroom/staff/v1"
 STUDENT_PREFIX = "stu_"
 LOCAL_ID_PREFIX = "lid_"
 _DIGEST_BYTES = 20  # 160 bits: exactly 32 base32 characters, no padding
@@ -90,7 +91,12 @@ def _framed(part: str) -> bytes:
 
 # Domains and district ids are a handful of values hashed again and again.
 _framed_often = functools.lru_cache(maxsize=1024)(_framed)
-_district = functools.lru_cache(maxsize=1024)(normalise_id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scoped(domain: str, district_id: str) -> bytes:
+    """The framed domain and normalised district that start every id hashed in a district."""
+    return _framed(domain) + _framed(normalise_id(district_id))
 
 
 class Pseudonymizer:
@@ -117,12 +123,12 @@ class Pseudonymizer:
         The same local id in two districts names two different children, so the
         district is part of the hashed input.
         """
-        return LOCAL_ID_PREFIX + self._digest(LOCAL_ID_DOMAIN, _district(district_id), normalise_id(local_id))
+        return LOCAL_ID_PREFIX + self._mac_of(_scoped(LOCAL_ID_DOMAIN, district_id) + _framed(normalise_id(local_id)))
 
     def staff_key(self, district_id: str, staff_id: str) -> str:
         """A staff member's pseudonymous key (``stf_`` + 32 base32 characters), scoped to the
         district: staff ids are the district's own, with no state-wide id to follow."""
-        return STAFF_KEY_PREFIX + self._digest("homeroom/staff/v1", _district(district_id), normalise_id(staff_id))
+        return STAFF_KEY_PREFIX + self._mac_of(_scoped(STAFF_DOMAIN, district_id) + _framed(normalise_id(staff_id)))
 
     def enrollment_id(self, district_id: str, student_key: str, school_id: str, entry_date: str) -> str:
         """An opaque, stable id for one enrollment: unlike ``key.school.date`` it does not
@@ -132,8 +138,11 @@ class Pseudonymizer:
     def _digest(self, domain: str, *parts: str) -> str:
         # Length-prefix every part so ("AB", "C") and ("A", "BC") hash differently. One
         # message and one call into OpenSSL: ingest hashes every record's id.
+        return self._mac_of(b"".join([_framed_often(domain), *map(_framed, parts)]))
+
+    def _mac_of(self, message: bytes) -> str:
         mac = self._mac.copy()
-        mac.update(b"".join([_framed_often(domain), *map(_framed, parts)]))
+        mac.update(message)
         return base32_160(mac.digest()[:_DIGEST_BYTES])
 
 

@@ -444,6 +444,8 @@ def create_app(
     async def run_lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(spec, resolved) as runtime:
             attach(app, runtime)
+            if _serving.freeze_once_started:
+                freeze_startup_objects()  # with what the lifecycle loaded to keep (consent's facts)
             yield
 
     app = FastAPI(
@@ -517,16 +519,33 @@ def attach(app: FastAPI, runtime: Runtime[Any, Any]) -> None:
     app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
+@dataclass(slots=True)
+class _ServingProcess:
+    """What `configure` set up in a process that serves one service (`homeroom serve`)."""
+
+    freeze_once_started: bool = False
+
+
+_serving = _ServingProcess()
+
+
 def configure(spec: ServiceSpec[Any, Any], settings: ServiceSettings) -> None:
+    """Set this process up to serve `spec` (`homeroom serve`: one service per process): JSON
+    logs, and the objects the service builds at start frozen once its lifecycle has started
+    (`create_app`'s lifespan calls `freeze_startup_objects` then). Tests never call it: a test
+    process starts and stops many services, whose objects must stay collectable."""
     configure_logging(spec.name, settings.log_level)
+    _serving.freeze_once_started = True
 
 
 def freeze_startup_objects() -> None:
     """Keep what a service process built at start (modules, FastAPI's routes, pydantic's
-    validators: about 100,000 objects that live as long as the process) out of the garbage
-    collector's full passes. Each pass over them cost 120-160 ms of CPU, and ingest ran about
-    one per 5,000 events (22 µs of CPU per event). `homeroom serve` calls it once the app is
-    built; objects made later are collected as before."""
+    validators: about 100,000 objects that live as long as the process; consent's decision
+    facts) out of the garbage collector's full passes. Each pass over them cost 120-160 ms of
+    CPU, and ingest ran about one per 5,000 events (22 µs of CPU per event). `homeroom serve`
+    calls it once the app is built, and the app's lifespan again once the service's lifecycle
+    has started (`configure`), so what the lifecycle loaded is frozen too; objects made later
+    are collected as before."""
     gc.collect()
     gc.freeze()
 

@@ -147,11 +147,16 @@ def health_router(service: str, checks: dict[str, ReadinessCheck], instance_id: 
 class HttpMetrics:
     """Plain ASGI middleware (no per-request task or body streaming, unlike
     `@app.middleware("http")`): counts and times every request by its route template, never
-    the raw path, which may hold ids."""
+    the raw path, which may hold ids.
+
+    The labelled series are looked up once per (method, route, status) and kept: prometheus_client's
+    `labels()` validates and joins the label values and takes a lock on every call."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._seconds: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,8 +176,16 @@ class HttpMetrics:
         finally:
             template = getattr(scope.get("route"), "path", "unmatched")  # set by the router on the shared scope
             method = scope["method"]
-            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
-            HTTP_SECONDS.labels(self.service, method, template).observe(time.perf_counter() - started)
+            counted = self._requests.get((method, template, status))
+            if counted is None:
+                counted = self._requests[method, template, status] = HTTP_REQUESTS.labels(
+                    self.service, method, template, str(status)
+                )
+            timed = self._seconds.get((method, template))
+            if timed is None:
+                timed = self._seconds[method, template] = HTTP_SECONDS.labels(self.service, method, template)
+            counted.inc()
+            timed.observe(time.perf_counter() - started)
 
 
 def instrument_http(app: FastAPI, service: str) -> None:

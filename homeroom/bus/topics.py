@@ -1,9 +1,10 @@
 """Every topic Homeroom uses, with its message type, partitions and retention.
 
 Topics are created explicitly before use: the embedded broker gives auto-created topics
-4 partitions, and faust refuses a table whose source and changelog partition counts
-differ. Keys are the pseudonymous student key (or the agreement / district id where a
-topic is about those) so one student's events stay in order on one partition.
+4 partitions, and a consumer that reads several topics by partition number (the reports
+tally: one student's events on the same partition of each) needs the counts declared here.
+Keys are the pseudonymous student key (or the agreement / district id where a topic is about
+those) so one student's events stay in order on one partition.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class Topic:
     retention_ms: int = 7 * 24 * 3600 * 1000
     key: str = "student key"
     description: str = ""
-    compacted: bool = False  # keep the latest value per key (a faust table's changelog), not by age
 
 
 def _history(name: str, message: type[Message], *, key: str, description: str = "") -> Topic:
@@ -119,7 +119,6 @@ def with_suffix(topic: Topic, suffix: str) -> Topic:
         topic.retention_ms,
         topic.key,
         topic.description,
-        topic.compacted,
     )
 
 
@@ -132,8 +131,6 @@ async def ensure_topics(
     try:
         for topic in topics:
             config = {"retention.ms": str(topic.retention_ms)}
-            if topic.compacted:
-                config["cleanup.policy"] = "compact"
             with contextlib.suppress(TopicAlreadyExistsError):
                 # One at a time: a batch with one existing topic would fail as a whole.
                 await admin.create_topics(

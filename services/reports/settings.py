@@ -19,7 +19,8 @@ class ReportsSettings(ServiceSettings):
     chronic_absence_threshold: float = Field(default=0.10, gt=0, le=1)
     chronic_absence_min_days: int = Field(default=10, ge=1)
 
-    # The streaming tally (faust-streaming) over enrollment, attendance, discipline and groups.
+    # The streaming tally (a consumer group loop, homeroom/bus/batch_loop.py) over enrollment,
+    # attendance, discipline and groups.
     tally_batch: int = Field(default=1000, ge=1)  # events folded per batch: one value write per student
     tally_batch_window_s: float = Field(default=0.25, gt=0)
     calendar_poll_s: float = Field(default=1.0, gt=0)  # how often a process looks for new calendars

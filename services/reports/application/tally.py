@@ -73,8 +73,8 @@ class Refusal:
     district_id: str = ""
 
     def dead_letter(self, topic: Topic, group: str) -> OutgoingEvent:
-        # The same id whenever the event comes again (a crash before faust committed the
-        # offset): the outbox keeps one copy.
+        # The same id whenever the event comes again (a crash before Kafka had the batch's
+        # offsets): the outbox keeps one copy.
         dead_letter_id = str(uuid.uuid5(_DEAD_LETTER_NS, f"{group}:{self.topic}:{self.partition}:{self.offset}"))
         return rejection("reports", STAGE, **asdict(self), dead_letter_topic=topic.name, dead_letter_id=dead_letter_id)
 
@@ -194,9 +194,9 @@ class Tally:
                     self._refused(event, bad)
                     continue
                 by_student.setdefault((event.partition, key), []).append(event)
-            # A partition given to this process whose students are not loaded yet (faust may hand
-            # events before the assignment callback has run): load it from the database first,
-            # or its events would be counted on an empty value, or not at all.
+            # A partition given to this process whose students are not loaded yet (its rebuild after
+            # the assignment failed, or a failed batch made the tally forget it): load it from the
+            # database first, or its events would be counted on an empty value, or not at all.
             unknown = {partition for partition, _ in by_student} - set(self.parts)
             if unknown:
                 await self._adopt(unknown)
@@ -302,7 +302,7 @@ class Tally:
                     await store.write_tallies(conn, partition, generation, rows)
                 await store.write_students(conn, generation, students)
                 await outbox.add(conn, [r.dead_letter(self.dead_letters, self.group) for r in refusals])
-            # A crash here, after the commit and before faust commits the offsets, brings the
+            # A crash here, after the commit and before the loop commits the offsets, brings the
             # batch again: the students' offsets make it change nothing (tests kill -9 here).
             failpoints.reached("consumer.after_state_commit", "reports-tally")
         for refused in refusals:

@@ -1,4 +1,4 @@
-"""The statewide tally on the real broker (faust-streaming on Tansu) and PostgreSQL: it counts
+"""The statewide tally on the real broker (its consumer group loop on Tansu) and PostgreSQL: it counts
 what the events say, once per student per batch, whatever arrives twice; it comes back from
 the database after a restart; a district reads its own numbers and a preview; compliance
 publishes a snapshot, recorded as a de-identified release; bad events are counted, never

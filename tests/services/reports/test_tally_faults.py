@@ -1,5 +1,5 @@
 """The statewide tally under faults, on the real broker and PostgreSQL: a process killed with
-SIGKILL right after a batch's commit (before faust commits the offsets) and started again
+SIGKILL right after a batch's commit (before the loop commits the offsets) and started again
 counts every event once; a batch the database refuses is tried again until it commits; an
 event the tally cannot use is dead-lettered with its rule while the others count."""
 
@@ -37,9 +37,9 @@ def duplicates_counted() -> float:
 
 async def test_the_tally_killed_after_a_commit_counts_every_event_once(service_env: ServiceEnv, tmp_path: Path) -> None:
     """Three processes on one database and consumer group. The first counts half the students
-    and stops (faust commits its offsets: those events never come again, so the next holder
+    and stops (its offsets are committed: those events never come again, so the next holder
     must reload them from the database). The second, in its own process, kills itself with
-    SIGKILL right after the first batch of the rest commits, before faust commits that batch's
+    SIGKILL right after the first batch of the rest commits, before the loop commits that batch's
     offsets. The third gets that batch again and the rest: every count is exact."""
     suffix = uuid.uuid4().hex[:8]
     events, expected = world()
@@ -51,7 +51,7 @@ async def test_the_tally_killed_after_a_commit_counts_every_event_once(service_e
             settings = svc.runtime.settings
             await bus.send(*first)
             await until(lambda: _written(svc.pool, 14), what="the first half of the students")
-        assert await _committed(service_env, suffix) > 0  # faust committed the first half's offsets
+        assert await _committed(service_env, suffix) > 0  # the first half's offsets are committed
 
         values = {**settings.model_dump(mode="json"), "kafka_bootstrap_servers": service_env.bootstrap}
         (tmp_path / "settings.json").write_text(json.dumps(values))
