@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -161,11 +161,11 @@ def _meta_tail(district_id: str, correlation_id: str, causation_id: str) -> byte
     return _text(_DISTRICT, district_id) + _text(_CORRELATION, correlation_id) + _text(_CAUSATION, causation_id)
 
 
-def _has_map(descriptor: Descriptor, seen: frozenset[str] = frozenset()) -> bool:
+def _has_map(descriptor: Any, seen: frozenset[str] = frozenset()) -> bool:  # protobuf types it as two classes
     """Whether a message holds a map field, itself or in a message field (at any depth)."""
     seen = seen | {descriptor.full_name}
-    for field in descriptor.fields:
-        nested = field.message_type
+    for one in descriptor.fields:
+        nested = one.message_type
         if nested is None or nested.full_name in seen:
             continue
         if nested.GetOptions().map_entry or _has_map(nested, seen):
@@ -173,10 +173,15 @@ def _has_map(descriptor: Descriptor, seen: frozenset[str] = frozenset()) -> bool
     return False
 
 
-@functools.lru_cache(maxsize=256)
+_CHANGES: dict[tuple[type[Message], str], tuple[bytes, type[Message], bool]] = {}
+
+
 def _change_field(message: type[Message], change: str) -> tuple[bytes, type[Message], bool]:
     """The tag of `change` in the event message, the payload class it takes, and whether that
     class holds a map."""
+    found = _CHANGES.get((message, change))
+    if found is not None:
+        return found
     descriptor = message.DESCRIPTOR
     field = descriptor.fields_by_name.get(change)
     if field is None or field.containing_oneof is None or field.message_type is None:
@@ -184,8 +189,12 @@ def _change_field(message: type[Message], change: str) -> tuple[bytes, type[Mess
     meta = descriptor.fields_by_name["meta"]
     if meta.number != 1 or field.number < meta.number:  # the concatenation below puts meta first
         raise AttributeError(f"{descriptor.full_name}: meta must be field 1, before the changes")
-    payload_class = type(getattr(message(), change))
-    return _tag(message, change), payload_class, _has_map(field.message_type)
+    found = _CHANGES[(message, change)] = (
+        _tag(message, change),
+        type(getattr(message(), change)),
+        _has_map(field.message_type),
+    )
+    return found
 
 
 @dataclass(slots=True)
