@@ -148,17 +148,30 @@ _ID, _TYPE, _SOURCE, _TIME, _SUBJECT, _DISTRICT, _CORRELATION, _CAUSATION = (
 _META = b"\x0a"  # every topic's event message carries its EventMeta as field 1 (checked in _change_field)
 
 
+_Header = tuple[str, bytes]
+
+
 @functools.lru_cache(maxsize=64)  # a batch of events shares its type, source and time
-def _meta_head(ce_type: str, source: str, when: datetime) -> tuple[bytes, bytes]:
-    """EventMeta's type, source and time fields, encoded, and the time's RFC 3339 text."""
+def _meta_head(ce_type: str, source: str, when: datetime) -> tuple[bytes, tuple[_Header, _Header, _Header]]:
+    """EventMeta's type, source and time fields, encoded, and their ce_type, ce_source and
+    ce_time headers."""
     seconds, nanos, time_text = timestamp(when)
     stamp = Timestamp(seconds=seconds, nanos=nanos).SerializeToString()
-    return _text(_TYPE, ce_type) + _text(_SOURCE, source) + _delimited(_TIME, stamp), time_text
+    fields = _text(_TYPE, ce_type) + _text(_SOURCE, source) + _delimited(_TIME, stamp)
+    headers = (
+        _shared_header("ce_type", ce_type),
+        _shared_header("ce_source", source),
+        _shared_header("ce_time", time_text),
+    )
+    return fields, headers
 
 
 @functools.lru_cache(maxsize=64)
-def _meta_tail(district_id: str, correlation_id: str, causation_id: str) -> bytes:
-    return _text(_DISTRICT, district_id) + _text(_CORRELATION, correlation_id) + _text(_CAUSATION, causation_id)
+def _meta_tail(district_id: str, correlation_id: str, causation_id: str) -> tuple[bytes, tuple[_Header, ...]]:
+    """EventMeta's district, correlation and causation fields, encoded, and the ce_correlationid
+    header (none without a correlation id)."""
+    fields = _text(_DISTRICT, district_id) + _text(_CORRELATION, correlation_id) + _text(_CAUSATION, causation_id)
+    return fields, (_shared_header("ce_correlationid", correlation_id),) if correlation_id else ()
 
 
 def _has_map(descriptor: Any, seen: frozenset[str] = frozenset()) -> bool:  # protobuf types it as two classes
@@ -248,22 +261,18 @@ def build_event(
         body = held.SerializeToString()
     else:
         body = payload.SerializeToString()
-    head, time_text = _meta_head(ce_type, source, time or datetime.now(UTC))
-    meta = b"".join(
-        (_text(_ID, ce_id), head, _text(_SUBJECT, subject), _meta_tail(district_id, correlation_id, causation_id))
-    )
+    head, stamped = _meta_head(ce_type, source, time or datetime.now(UTC))
+    tail, correlated = _meta_tail(district_id, correlation_id, causation_id)
+    meta = b"".join((_text(_ID, ce_id), head, _text(_SUBJECT, subject), tail))
     # From the arguments, not read back from `meta` (each protobuf read makes a new str).
     headers = [
         _SPEC_VERSION_HEADER,
         ("ce_id", ce_id.encode()),
-        _shared_header("ce_type", ce_type),
-        _shared_header("ce_source", source),
-        _shared_header("ce_time", time_text),
+        *stamped,
         ("ce_subject", subject.encode()),
         _CONTENT_TYPE_HEADER,
+        *correlated,
     ]
-    if correlation_id:
-        headers.append(_shared_header("ce_correlationid", correlation_id))
     partition_key = key if key is not None else subject
     return OutgoingEvent(
         ce_id,
