@@ -108,9 +108,10 @@ def _shared_header(name: str, value: str | bytes) -> tuple[str, bytes]:
 # An event is built as bytes rather than as a protobuf message that is then serialised:
 # protobuf's wire rule is that a message is its fields' encodings concatenated in field-number
 # order, a length-delimited field being tag, length and bytes. EventMeta's strings are encoded
-# here, its time once per batch, and the payload is serialised on its own: half the CPU of
-# filling an event message and serialising it whole (issue #19). Tested byte for byte against
-# protobuf's own serialisation of the whole message (tests/kernel/test_event_bytes.py).
+# here (the fields a batch shares, and their headers, once per batch), and the payload is
+# serialised on its own: about 0.6 of the CPU of filling the event message and serialising it
+# whole (issue #19; `bench/bus.py --build`). Tested byte for byte against protobuf's own
+# serialisation of the whole message (tests/kernel/test_event_bytes.py).
 
 
 def _varint(value: int) -> bytes:
@@ -264,7 +265,6 @@ def build_event(
     head, stamped = _meta_head(ce_type, source, time or datetime.now(UTC))
     tail, correlated = _meta_tail(district_id, correlation_id, causation_id)
     meta = b"".join((_text(_ID, ce_id), head, _text(_SUBJECT, subject), tail))
-    # From the arguments, not read back from `meta` (each protobuf read makes a new str).
     headers = [
         _SPEC_VERSION_HEADER,
         ("ce_id", ce_id.encode()),
