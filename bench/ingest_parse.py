@@ -2,20 +2,25 @@
 1,000,000 class enrollments), with peak Python memory measured by tracemalloc.
 
     .venv/bin/python bench/ingest_parse.py [--students N] [--per-student K] [--zip PATH] [--no-tracemalloc]
-                                           [--batch-students N]
+                                           [--batch-students N] [--fingerprints N]
 
 The zip is generated once to /tmp (never committed). Three runs are timed: parse only, parse +
 validate, and parse + validate under tracemalloc (tracemalloc slows allocation, so its time is
 not the throughput figure; its peak is the memory figure). With ``--batch-students N`` a
 Homeroom JSON batch of every student-record type (per student: an enroll with the student
 object, attendance marks, a suspension, a school change and a withdrawal) is parsed and
-validated too. Each run prints CPU µs per record (``time.process_time``: on a shared machine
-the wall-clock rate is noisy, the process's CPU time much less so). Prints one JSON object.
+validated too. ``fingerprint`` times ``fingerprint()`` (the content hash the pipeline takes of
+every accepted record) over the first ``--fingerprints`` records of each file, against hashing
+each record's id alone (the raw BLAKE2b floor) in the same run. Each run prints CPU µs per record
+(``time.process_time``: on a shared machine the wall-clock rate is noisy, the process's CPU time
+much less so). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import sys
@@ -32,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.ingest.formats.batch import parse_batch  # noqa: E402
 from services.ingest.formats.oneroster_csv import parse_oneroster  # noqa: E402
-from services.ingest.parsed_records import ParseItem, RecordError, RecordWarning  # noqa: E402
+from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning  # noqa: E402
 from services.ingest.validation import Validator  # noqa: E402
 from tests.services.ingest.ingest_data import big_oneroster_zip  # noqa: E402
 
@@ -71,6 +76,28 @@ def run(
     }
 
 
+def fingerprints(
+    path: str, count: int, parse: Callable[[IO[bytes]], Iterator[ParseItem]] = parse_oneroster
+) -> dict[str, float | int]:
+    """CPU µs per record of fingerprint(), and of BLAKE2b over the record id alone (the raw floor)."""
+    with open(path, "rb") as f:
+        parsed = (i for i in parse(f) if not isinstance(i, RecordError | RecordWarning | Dropped))
+        records = list(itertools.islice(parsed, count))
+    cpu = time.process_time()
+    for r in records:
+        r.fingerprint()
+    fingerprint_s, cpu = time.process_time() - cpu, time.process_time()
+    for r in records:
+        hashlib.blake2b(r.source_record_id.encode(), digest_size=16).hexdigest()
+    raw_s = time.process_time() - cpu
+    return {
+        "records": len(records),
+        "cpu_us_per_record": round(fingerprint_s / len(records) * 1e6, 2),
+        "raw_blake2b_us_per_record": round(raw_s / len(records) * 1e6, 2),
+        "ratio_to_raw": round(fingerprint_s / raw_s, 2),
+    }
+
+
 def write_batch(path: str, students: int) -> None:
     """Every student-record type of the JSON batch, per student: an enroll carrying the student
     object, eight attendance marks, a suspension, a school change and a withdrawal."""
@@ -103,6 +130,7 @@ def main() -> None:
     ap.add_argument("--zip", default=os.path.join(tempfile.gettempdir(), "homeroom-bench-oneroster.zip"))
     ap.add_argument("--no-tracemalloc", action="store_true")
     ap.add_argument("--batch-students", type=int, default=0, help="also a JSON batch for this many students")
+    ap.add_argument("--fingerprints", type=int, default=100_000, help="records whose fingerprint() is timed")
     args = ap.parse_args()
     tag = f"{args.zip}.{args.students}x{args.per_student}"
     if not os.path.exists(tag):
@@ -116,6 +144,7 @@ def main() -> None:
         "zip_bytes": os.path.getsize(args.zip),
         "parse": run(args.zip, validate=False),
         "parse_validate": run(args.zip, validate=True),
+        "fingerprint": fingerprints(args.zip, args.fingerprints),
     }
     if args.batch_students:
         batch = os.path.join(tempfile.gettempdir(), f"homeroom-bench-batch.{args.batch_students}.json")
@@ -123,6 +152,7 @@ def main() -> None:
             write_batch(batch, args.batch_students)
         out["batch_parse"] = run(batch, validate=False, parse=parse_batch)
         out["batch_parse_validate"] = run(batch, validate=True, parse=parse_batch)
+        out["batch_fingerprint"] = fingerprints(batch, args.fingerprints, parse=parse_batch)
     if not args.no_tracemalloc:
         tracemalloc.start()
         traced = run(args.zip, validate=True)
