@@ -73,7 +73,9 @@ def tab_to(page: Page, text: str, limit: int = 60) -> None:
             with page.expect_navigation():
                 page.keyboard.press("Enter")
             return
-    raise AssertionError(f"{page.url}: no control reading {text!r} within {limit} Tab presses")
+    # The page's own words say why (an upstream service's problem is shown beside the child)
+    shown = page.locator("main").inner_text()
+    raise AssertionError(f"{page.url}: no control reading {text!r} within {limit} Tab presses; page: {shown!r}")
 
 
 def sign_in(page: Page, world: World, **query: str) -> None:
