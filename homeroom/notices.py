@@ -27,7 +27,6 @@ address under `HOMEROOM_NOTICE_DEV_DOMAIN`, so the embedded stack delivers every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -46,7 +45,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import Connection
-from homeroom.tasks import cancel, wait_for_wake
+from homeroom.tasks import NotifyWake, cancel
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +170,11 @@ def message_for(row: asyncpg.Record | Mapping[str, Any], address: str, sender: s
     return message
 
 
+# Seconds until the earliest unsent notice falls due (NULL: none will; 'infinity': no address).
+_NEXT_DUE = """SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8 FROM notices
+    WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"""
+
+
 @dataclass(eq=False)
 class NoticeRelay:
     """Sends unsent notices by e-mail, oldest first; several instances share the work
@@ -182,11 +186,18 @@ class NoticeRelay:
     book: AddressBook
     _: KW_ONLY
     poll_interval_s: float = 1.0
+    # While the LISTEN connection is up and no NOTIFY went missing, an idle relay looks this
+    # seldom (`add` notifies; a retry's due time is waited for exactly); else every poll_interval_s.
+    fallback_s: float = 10.0
     max_backoff_s: float = 300.0
     batch_size: int = 50
     sent: int = field(default=0, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    wake: NotifyWake = field(init=False, repr=False)
+    _next_due_s: float | None = field(default=None, init=False, repr=False)  # the next retry, from now
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.wake = NotifyWake(self.pool, NOTIFY_CHANNEL, self.poll_interval_s, self.fallback_s)
 
     def start(self) -> None:
         if self.smtp is not None and self._task is None:
@@ -197,23 +208,21 @@ class NoticeRelay:
         self._task = None
 
     async def _run(self) -> None:
-        listener = await self.pool.acquire()
-        wake = lambda *_: self._wake.set()  # noqa: E731
+        wake = self.wake
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, wake)
             while True:
                 try:
+                    await wake.listen()
                     done = await self.send_due()
-                except Exception as exc:  # the database is away: try again next round
+                except Exception as exc:  # the database is away: try again after the short poll
                     log.warning("notice relay pass failed", extra={"error": repr(exc)})
-                    done = 0
-                if done == 0:
-                    self._wake.clear()
-                    await wait_for_wake(self._wake, self.poll_interval_s)
+                    await wake.wait(busy=True)
+                    continue
+                wake.found(done > 0)
+                if done == 0:  # a notice backing off after a failed send wakes nobody: wait until it is due
+                    await wake.wait(within_s=self._next_due_s)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(NOTIFY_CHANNEL, wake)
-            await self.pool.release(listener)
+            await wake.close()
 
     async def send_due(self) -> int:
         """Send what is due now; returns how many notices were handled (sent or failed)."""
@@ -229,6 +238,8 @@ class NoticeRelay:
             for row in rows:
                 await self._send_one(conn, row)
                 handled += 1
+            if not rows:
+                self._next_due_s = await conn.fetchval(_NEXT_DUE)
         return handled
 
     async def _send_one(self, conn: Connection, row: asyncpg.Record) -> None:
