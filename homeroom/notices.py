@@ -12,7 +12,8 @@ Delivery goes through an outbox, as events do: `add(conn, notice)` writes the no
 the service's `notices` table in the caller's transaction, so a notice exists exactly when
 the change that owes it committed. `NoticeRelay` sends each unsent notice by e-mail through
 the configured SMTP server (`HOMEROOM_SMTP_*`; the embedded stack and tests run a real local
-one), holding the row's lock while it talks to the server and recording the address and
+one; a batch of up to `batch_size` notices in one SMTP session), holding the row's lock while it
+talks to the server and recording the address and
 time in the same transaction; a crash before that commit sends the same message again
 with the same `Message-ID` (receivers drop the repeat), a crash before the send loses
 nothing. Every notice is also listed for its recipient (`GET /v1/notices`, which the
@@ -27,6 +28,7 @@ address under `HOMEROOM_NOTICE_DEV_DOMAIN`, so the embedded stack delivers every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -175,6 +177,41 @@ _NEXT_DUE = """SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp(
     WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"""
 
 
+class _Session:
+    """One SMTP connection for a batch of notices: opened at the first message that has an
+    address (and again after the server dropped it), closed with QUIT after the batch."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> None:
+        if self.client is None or not self.client.is_connected:
+            smtp = self.smtp
+            client = aiosmtplib.SMTP(
+                hostname=smtp.host,
+                port=smtp.port,
+                start_tls=smtp.starttls,
+                use_tls=smtp.use_tls,
+                username=smtp.username or None,
+                password=smtp.password or None,
+                timeout=smtp.timeout_s,
+            )
+            await client.connect()
+            self.client = client
+        try:
+            await self.client.send_message(message)
+        except BaseException:  # the next notice starts on a fresh connection, whatever state this one is in
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self.client.quit()
+        self.client = None
+
+
 @dataclass(eq=False)
 class NoticeRelay:
     """Sends unsent notices by e-mail, oldest first; several instances share the work
@@ -235,14 +272,18 @@ class NoticeRelay:
                    ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 self.batch_size,
             )
-            for row in rows:
-                await self._send_one(conn, row)
-                handled += 1
+            session = _Session(self.smtp)
+            try:
+                for row in rows:
+                    await self._send_one(conn, row, session)
+                    handled += 1
+            finally:
+                await session.close()
             if not rows:
                 self._next_due_s = await conn.fetchval(_NEXT_DUE)
         return handled
 
-    async def _send_one(self, conn: Connection, row: asyncpg.Record) -> None:
+    async def _send_one(self, conn: Connection, row: asyncpg.Record, session: _Session) -> None:
         assert self.smtp is not None
         address = self.book.address(Recipient(row["recipient_role"], row["recipient_id"]))
         if address is None:
@@ -252,18 +293,8 @@ class NoticeRelay:
                 row["notice_id"],
             )
             return
-        smtp = self.smtp
         try:
-            await aiosmtplib.send(
-                message_for(row, address, smtp.sender),
-                hostname=smtp.host,
-                port=smtp.port,
-                start_tls=smtp.starttls,
-                use_tls=smtp.use_tls,
-                username=smtp.username or None,
-                password=smtp.password or None,
-                timeout=smtp.timeout_s,
-            )
+            await session.send(message_for(row, address, self.smtp.sender))
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             backoff = min(self.max_backoff_s, 2.0 ** min(row["attempts"], 16))
             await conn.execute(

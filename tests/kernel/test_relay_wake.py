@@ -1,10 +1,14 @@
 """Relays are woken by PostgreSQL NOTIFY and poll only as a safety net (homeroom/tasks.py
 `NotifyWake`): a lost NOTIFY delays nothing past the fallback, a dropped LISTEN connection
-brings back the short poll until a new one listens, and a notice backing off is sent when due."""
+brings back the short poll until a new one listens, and a notice backing off is sent when due.
+A batch of notices is mailed in one SMTP session."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
+from aiosmtpd.controller import Controller
 
 from homeroom.bus.producer import Publisher
 from homeroom.bus.topics import ensure_topics
@@ -12,6 +16,7 @@ from homeroom.notices import NOTIFY_CHANNEL as NOTICES
 from homeroom.notices import AddressBook, NoticeRelay, Recipient, SmtpSettings, add
 from homeroom.outbox import COPY_FROM, OutboxRelay, pack_headers
 from homeroom.tasks import NotifyWake
+from homeroom_dev.infra.process import free_port
 from homeroom_dev.infra.smtp import EmbeddedSMTP
 from tests.harness import ServiceEnv, service_under_test
 from tests.kernel.busfixtures import absence, prepare, topics, wait_for, write_to_outbox
@@ -140,6 +145,39 @@ async def test_a_notice_backing_off_is_sent_when_due_without_a_notify(
         relay.start()
         try:
             await mail_arrives(smtp.messages, to("district.d-1@homeroom.test"))
-            assert relay.wake.channel == NOTICES and relay.sent == 1
+            assert relay.wake.channel == NOTICES
+            await wait_for(lambda: _eq(relay.sent, 1))  # recorded as sent after the server took it
         finally:
             await relay.stop()
+
+
+class _Sessions:
+    """An aiosmtpd handler that remembers which SMTP session carried each message."""
+
+    def __init__(self) -> None:
+        self.carried: list[tuple[int, str]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.carried.append((id(session), envelope.rcpt_tos[0]))
+        return "250 OK"
+
+
+async def test_a_batch_of_notices_goes_out_in_one_smtp_session(service_env: ServiceEnv) -> None:
+    sessions = _Sessions()
+    port = free_port("127.0.0.1")
+    server = Controller(sessions, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        async with service_under_test(
+            SPEC, service_env, smtp_host="127.0.0.1", smtp_port=port, start_consumers=False
+        ) as svc:
+            relay = svc.runtime.notices
+            assert relay is not None
+            await relay.stop()  # driven by hand below
+            async with svc.pool.acquire() as conn, conn.transaction():
+                await add(conn, [_transfer_notice("c-4", Recipient("district", f"d-{i}")) for i in range(3)])
+            assert await relay.send_due() == 3
+    finally:
+        server.stop()
+    assert sorted(to for _, to in sessions.carried) == [f"district.d-{i}@homeroom.test" for i in range(3)]
+    assert len({session for session, _ in sessions.carried}) == 1
