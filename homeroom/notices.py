@@ -12,9 +12,9 @@ Delivery goes through an outbox, as events do: `add(conn, notice)` writes the no
 the service's `notices` table in the caller's transaction, so a notice exists exactly when
 the change that owes it committed. `NoticeRelay` sends each unsent notice by e-mail through
 the configured SMTP server (`HOMEROOM_SMTP_*`; the embedded stack and tests run a real local
-one; a batch of up to `batch_size` notices in one SMTP session), holding the row's lock while it
-talks to the server and recording the address and
-time in the same transaction; a crash before that commit sends the same message again
+one; a batch of up to `batch_size` notices in one SMTP session), holding the row's lock
+while it talks to the server and recording the address and time in the same transaction;
+a crash before that commit sends the same message again
 with the same `Message-ID` (receivers drop the repeat), a crash before the send loses
 nothing. Every notice is also listed for its recipient (`GET /v1/notices`, which the
 portal's notification list reads), whether or not mail could be sent: a recipient with no
