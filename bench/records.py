@@ -3,7 +3,7 @@ events in the same run, and p99 read latency with many students stored.
 
     .venv/bin/python bench/records.py [--students N] [--bus-students N] [--days N]
                                       [--reads N] [--pages N] [--json PATH]
-                                      [--profile PATH] [--statements]
+                                      [--profile PATH] [--statements] [--sweep-in-window]
 
 On an embedded PostgreSQL and Tansu broker, the real records runtime (`running`, the
 same as `homeroom serve records`: its kernel consumers and its absence reviewer) is
@@ -22,7 +22,10 @@ started, then:
    again with its consumers, which find the whole backlog. Timed from the first event applied
    until records has applied every one (its idempotency marks in PostgreSQL, no mark left
    waiting for its student): consumption and application only, no producer, no group join.
-   The absence reviewer's catch-up (every student it was asked to count counted,
+   Today's absence sweep of the stored students (every one still enrolled counted again) is
+   done before the window, as in a service that has run today (a process started again the same
+   day does not sweep again, migration 012); `--sweep-in-window` leaves it to the window (the
+   day's first start). The absence reviewer's catch-up (every student it was asked to count counted,
    `absence_reviews` empty) is timed from the same start. Baseline, in the same run: a plain
    AIOKafkaConsumer assigned every partition of the same topics (no group), reading the same
    events from the beginning, timed from its first record to its last, over as many passes as
@@ -84,6 +87,7 @@ from homeroom_dev.profiling import start_py_spy, stop_py_spy  # noqa: E402
 from homeroom_dev.scenario import SUPPLEMENTAL_ANSWERS  # noqa: E402
 from services.consent.service import SERVICE as CONSENT  # noqa: E402
 from services.consent.settings import ConsentSettings  # noqa: E402
+from services.records.absence import AbsenceReviewer  # noqa: E402
 from services.records.service import SERVICE  # noqa: E402
 from services.records.settings import RecordsSettings  # noqa: E402
 
@@ -437,6 +441,11 @@ async def main() -> None:
     parser.add_argument("--py-spy", type=Path, help="py-spy (installed separately) over the window: DIR/records.folded")
     parser.add_argument("--statements", action="store_true", help="pg_stat_statements: records' costliest statements")
     parser.add_argument("--raw-s", type=float, default=3.0, help="seconds the raw baseline reads for (at least)")
+    parser.add_argument(
+        "--sweep-in-window",
+        action="store_true",
+        help="leave today's absence sweep of the stored students to the timed window (the first start of a day)",
+    )
     args = parser.parse_args()
     bus_students = min(args.bus_students, args.students)
 
@@ -467,6 +476,15 @@ async def main() -> None:
             quiet = settings.model_copy(update={"start_consumers": False})
             async with running(SERVICE, quiet, kafka=kafka, auth=auth, peers={"consent": consent}) as setup:
                 load_s = await bulk_load(settings, bus_students, args.students - bus_students)
+                if not args.sweep_in_window:
+                    # Today's sweep of the stored students, done before the window as in a service
+                    # that has run today: a records process started again the same day does not
+                    # sweep a district again (migration 012). Code before it sweeps on every start.
+                    sweep = AbsenceReviewer(
+                        setup, settings.chronic_absence_threshold, settings.chronic_absence_min_days
+                    )
+                    while await sweep.run_once():
+                        pass
                 events = await bus_events(setup.require_cipher(), bus_students, args.days)
                 produce_s = await produce(kafka, events)
             marks = sum(1 for e in events if e.topic == ATTENDANCE.name)

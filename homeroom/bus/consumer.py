@@ -86,7 +86,9 @@ class HandlerContext:
     place for state that lives exactly as long as the transaction (e.g. the district a
     row-level-security setting was made for, so it is set once per transaction). `consumer`
     and `dead_letter_topic` let a handler that keeps an event aside (to apply it later) dead-
-    letter it later as the consumer would (`rejection`, `mark_dead_lettered`)."""
+    letter it later as the consumer would (`rejection`, `mark_dead_lettered`). `after_commit`:
+    calls the consumer makes once the transaction has committed (never if it rolls back), e.g.
+    to wake a task that works on what the batch wrote; they must not raise or block."""
 
     conn: Connection
     service: str
@@ -94,6 +96,7 @@ class HandlerContext:
     state: dict[str, Any] = field(default_factory=dict)
     consumer: str = ""
     dead_letter_topic: str = REJECTED.name
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def emit(self, topic: Topic, change: str, payload: Message, **kwargs: Any) -> OutgoingEvent:
         """Queue a follow-on event; it is written to the outbox in this transaction."""
@@ -192,6 +195,12 @@ async def mark_dead_lettered(conn: Connection, consumer: str, event_ids: Sequenc
             consumer,
             list(event_ids),
         )
+
+
+def _committed(ctx: HandlerContext) -> None:
+    """The handler's `after_commit` calls, once its transaction has committed."""
+    for call in ctx.after_commit:
+        call()
 
 
 def observe_times(histogram: Histogram, amount: float, times: int) -> None:
@@ -450,6 +459,7 @@ class EventConsumer:
                 await self.apply_batch(fresh, ctx)
             await outbox.add(conn, ctx.emitted)
         self._count(events, fresh, time.perf_counter() - started)
+        _committed(ctx)
 
     def _context(self, conn: Connection) -> HandlerContext:
         return HandlerContext(conn, self.service, consumer=self.name, dead_letter_topic=self.dead_letter_topic)
@@ -483,6 +493,7 @@ class EventConsumer:
                     await self.apply_batch(fresh, ctx)
                     await outbox.add(conn, ctx.emitted)
                 self._count([event], fresh, time.perf_counter() - started)
+                _committed(ctx)
                 return
             except RejectEvent as rejected:
                 await self._dead_letter(event, rejected.rule, str(rejected), rejected.field, attempt)

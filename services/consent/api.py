@@ -208,15 +208,15 @@ async def public_agreements_page(runtime: RuntimeDep) -> HTMLResponse:
 @deciding_routes.post("/decisions", response_model=Decision)
 async def decide(body: DecisionRequest, principal: ServiceOnly, runtime: RuntimeDep) -> Response:
     """Permit or deny one disclosure (contract: docs/contracts.md). Every decision is logged by its id."""
-    [logged] = await deciding.decide(runtime, [body])
-    return Response(logged.answer, media_type="application/json")
+    logged = await deciding.decide(runtime, [body])
+    return Response(logged.json[0], media_type="application/json")
 
 
 @deciding_routes.post("/decisions/batch", response_model=DecisionBatchAnswer)
 async def decide_batch(body: DecisionBatch, principal: ServiceOnly, runtime: RuntimeDep) -> Response:
     """Up to 1000 decisions, answered in order."""
     logged = await deciding.decide(runtime, body.requests, route="batch")
-    return Response(f'{{"decisions":[{",".join(d.answer for d in logged)}]}}', media_type="application/json")
+    return Response(f'{{"decisions":[{",".join(logged.json)}]}}', media_type="application/json")
 
 
 @decisions.post("/decisions/screen")

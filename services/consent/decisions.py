@@ -224,9 +224,9 @@ def _deny(
 
 
 class DecisionIds:
-    """Random (version 4) UUIDs as text, cut from 8 KiB of `os.urandom` at a time: `uuid.uuid4()`
-    asks the kernel for 16 bytes and builds a UUID object for each id, 4-5 times the CPU, and
-    a batch of 1,000 decisions takes 1,000 of them."""
+    """Random (version 4) UUIDs as text, cut from `os.urandom` 8 KiB (or a batch's worth) at a
+    time: `uuid.uuid4()` asks the kernel for 16 bytes and builds a UUID object for each id, 4-5
+    times the CPU, and a batch of 1,000 decisions takes 1,000 of them."""
 
     def __init__(self) -> None:
         self._random = b""
@@ -243,6 +243,26 @@ class DecisionIds:
         raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 9562 variant
         h = raw.hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def many(self, n: int) -> list[str]:
+        """`n` ids at once: the version and variant bits set on every id in two slice operations."""
+        return _as_uuids(os.urandom(16 * n))
+
+
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
+_RFC_9562_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+def _as_uuids(random: bytes) -> list[str]:
+    """Version 4 UUIDs as text from 16 random bytes each."""
+    raw = bytearray(random)
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_9562_VARIANT)
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
 
 
 new_decision_id = DecisionIds()

@@ -12,6 +12,11 @@ in `fact_changes`, by statement trigger in the writer's own transaction
 what changed; a process that starts, falls behind the kept changes or finds more than
 `FULL_READ_AFTER` keys changed reads everything.
 
+Requests that differ only in the student, whose own facts (opt-out, consents to the
+requester's agreement) are alike, get one answer, decided once per version of the facts and
+held as its JSON after the id (`DecisionFacts.decide`, `_asked`, `Answer`); each decision
+still gets its own id and its own log row.
+
 `DecisionLog` answers requests from the mirror and writes their log rows together: while
 one group's INSERT is in flight, the next requests queue, and each answer waits for its
 own row; it is sent as the very JSON its row holds (serialised once). The INSERT is one
@@ -31,10 +36,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import attrgetter
 
 import asyncpg
 
-from homeroom.contracts.consent import Decision, DecisionRequest, ScreenRequest
+from homeroom.contracts.consent import Decision, DecisionRequest, Requester, ScreenRequest
 from homeroom.storage import Connection
 from homeroom.tasks import cancel
 from services.consent import decisions
@@ -49,6 +55,22 @@ Pair = tuple[str, str]  # (student key, district id)
 
 _LIVE = frozenset({"active", "proposed"})
 FULL_READ_AFTER = 10_000  # changed keys: past this, one full read is cheaper than per-key reads
+_NOTHING: frozenset[str] = frozenset()
+MAX_ANSWERS_HELD = 10_000  # distinct answers kept between changes of the facts (1-1.5 KiB each)
+
+# The fields of a request (and of its requester) that `_asked` reads as they are; it reads
+# the others (lists, the requester, the student's key) one by one. A field added
+# to the contract and not read there would let two different requests share an answer.
+_SCALAR_FIELDS = ("action", "district_id", "school_id", "purpose", "data_date", "to_district_id")
+_OTHER_FIELDS = ("elements", "class_ids", "requester", "student_key")
+_REQUESTER_SCALAR_FIELDS = ("role", "subject", "organization", "agreement_id", "district_id")
+if {*_SCALAR_FIELDS, *_OTHER_FIELDS} != set(DecisionRequest.model_fields) or {
+    *_REQUESTER_SCALAR_FIELDS,
+    "student_keys",
+} != set(Requester.model_fields):
+    raise TypeError("facts.py: _asked does not read every field of a decision request")
+_SCALARS = attrgetter(*_SCALAR_FIELDS)
+_REQUESTER_SCALARS = attrgetter(*_REQUESTER_SCALAR_FIELDS)
 
 
 @dataclass(slots=True)
@@ -67,22 +89,30 @@ class DecisionFacts:
     # One refresh at a time: two interleaved refreshes could leave a key read at an older
     # snapshot under the newer version's label.
     reading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Answers decided at `answers_version`, by all the rules read (`_asked`): requests that
+    # differ only in the student, whose own facts are alike, get the same answer but its id.
+    answers: dict[tuple[object, ...], Answer] = field(default_factory=dict)
+    answers_version: int = -1
 
     def for_request(self, request: DecisionRequest, today: date) -> Facts:
-        agreement_id = request.requester.agreement_id if request.requester.role == "vendor" else None
+        requester = request.requester
+        agreement_id = requester.agreement_id if requester.role == "vendor" else None
         pair = (request.student_key, request.district_id)
-        parent = request.requester.role == "parent"
+        parent = requester.role == "parent"
+        consents = self.consents.get(pair) if agreement_id else None
         return Facts(
             today=today,
-            history=self.histories.get(agreement_id, []) if agreement_id else [],
+            history=self.histories.get(agreement_id, ()) if agreement_id else (),
             ended_on=self.ended_on.get(agreement_id) if agreement_id else None,
             directory_opt_out=pair in self.opted_out,
-            consents=self.consents.get(pair, []),
-            not_transferable=self.exclusions.get(request.district_id, frozenset()),
-            guardianship=self._standing(request.requester.subject or "", request.student_key, request.district_id)
+            # only a vendor's consents to its own agreement: the rules read no other
+            # (decisions.consented_elements), and answers held are shared across the rest
+            consents=tuple(c for c in consents if c.recipient == agreement_id) if consents else (),
+            not_transferable=self.exclusions.get(request.district_id, _NOTHING),
+            guardianship=self._standing(requester.subject or "", request.student_key, request.district_id)
             if parent
             else None,
-            guardian_registered=parent and (request.requester.subject or "") in self.registered,
+            guardian_registered=parent and (requester.subject or "") in self.registered,
         )
 
     def _standing(self, subject: str, key: str, district_id: str) -> str | None:
@@ -92,9 +122,23 @@ class DecisionFacts:
             lambda d: self.moves.get((key, d), ()),
         )
 
-    def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Decision]:
+    def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Answer]:
+        """Each request's answer (without its id), each distinct one decided once at this
+        version of the facts: a batch for one agreement is mostly a few answers."""
+        if self.answers_version != self.version or len(self.answers) > MAX_ANSWERS_HELD:
+            self.answers, self.answers_version = {}, self.version
         today = now.date()
-        return [decisions.decide(r, self.for_request(r, today)) for r in requests]
+        answered = []
+        for request in requests:
+            facts = self.for_request(request, today)
+            asked = _asked(request, facts)
+            answer = self.answers.get(asked) if asked is not None else None
+            if answer is None:
+                answer = Answer.of(decisions.decide(request, facts))
+                if asked is not None:
+                    self.answers[asked] = answer
+            answered.append(answer)
+        return answered
 
     def screen(self, screen: ScreenRequest, now: datetime) -> list[str]:
         """The students of `screen` a read would release nothing to (or not all of `require`).
@@ -210,6 +254,27 @@ class DecisionFacts:
             self.exclusions.update({r["district_id"]: frozenset(r["elements"]) for r in rows})
 
 
+def _asked(request: DecisionRequest, facts: Facts) -> tuple[object, ...] | None:
+    """All the rules read to answer `request` on `facts` but the student's key, which they read
+    only for a parent (never answered from memory, None): every field of the request and its
+    requester, and the student's own facts, the opt-out and the consents. The facts' other
+    fields (the agreement's versions and end, the district's exclusions) are fixed by the
+    request's fields at one version of the facts."""
+    requester = request.requester
+    if requester.role == "parent":
+        return None
+    return (
+        _SCALARS(request),
+        tuple(request.elements),
+        None if request.class_ids is None else tuple(request.class_ids),
+        _REQUESTER_SCALARS(requester),
+        tuple(requester.student_keys),
+        facts.directory_opt_out,
+        tuple(facts.consents),
+        facts.today,
+    )
+
+
 # The facts' reads. Each takes the keys to read ($1; pairs: student keys $1, districts $2)
 # and, last, true to read every row instead.
 _VERSIONS = """SELECT document FROM agreement_versions WHERE $2 OR agreement_id = ANY($1::text[])
@@ -241,7 +306,9 @@ async def _fetch_pairs(conn: Connection, sql: str, pairs: set[Pair] | None) -> l
 
 
 # The group's rows go in only while fact_version still says what the answers were decided
-# on; FOR SHARE holds off any writer's bump until the statement commits.
+# on; FOR SHARE holds off any writer's bump until the statement commits. (The requests as one
+# JSON array, split by `jsonb_array_elements`, cost PostgreSQL 3-4 µs more per row than this
+# saves in Python.)
 _LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
     logged AS (
         INSERT INTO decisions (decision_id, request, answer, allow, agreement_id)
@@ -251,23 +318,48 @@ _LOG = """WITH v AS (SELECT version FROM fact_version FOR SHARE),
         WHERE (SELECT version FROM v) = $1
         RETURNING 1)
     SELECT (SELECT version FROM v) AS version, (SELECT count(*) FROM logged) AS logged"""
+_ID_HEAD = '{"decision_id":"'  # `Decision`'s first field: its JSON starts so
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decision but its id: what the log row and the caller need of it, and its JSON after
+    the id, shared by every request decided alike."""
+
+    allow: bool
+    denial: str | None
+    agreement_id: str | None
+    after_id: str
+
+    @classmethod
+    def of(cls, decision: Decision) -> Answer:
+        text = decision.model_dump_json()
+        head = _ID_HEAD + decision.decision_id
+        if not text.startswith(head):
+            raise ValueError("a decision's JSON does not start with its id")
+        return cls(decision.allow, decision.denial, decision.agreement_id, text[len(head) :])
+
+    def json(self, decision_id: str) -> str:
+        """The answer with this id, as the caller is sent it and its log row holds it."""
+        return _ID_HEAD + decision_id + self.after_id
 
 
 @dataclass(frozen=True, slots=True)
 class Logged:
-    """A decision and its log row's answer: the JSON the caller is sent, byte for byte."""
+    """The answers to one call, each logged: what they were, and the JSON the caller is sent,
+    byte for byte as each row holds it."""
 
-    decision: Decision
-    answer: str
+    answers: list[Answer]
+    json: list[str]
 
 
 @dataclass(slots=True)
 class _Pending:
     requests: Sequence[DecisionRequest]
     now: datetime
-    decisions: list[Decision]
+    answers: list[Answer]
     version: int
-    answered: asyncio.Future[list[Logged]]
+    answered: asyncio.Future[Logged]
 
 
 class DecisionLog:
@@ -291,9 +383,9 @@ class DecisionLog:
         await cancel(self._task)
         _fail(self._queue, RuntimeError("the decision point is stopping"))
 
-    async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> list[Logged]:
-        """Answers, each returned only once its decision is logged (a decision nobody can
-        look up is never given), with the JSON its row holds."""
+    async def decide(self, requests: Sequence[DecisionRequest], now: datetime) -> Logged:
+        """Answers, returned only once every one is logged (a decision nobody can look up is
+        never given), with the JSON each row holds."""
         pending = _Pending(
             requests,
             now,
@@ -313,8 +405,7 @@ class DecisionLog:
             if not group:
                 continue
             try:
-                rows = iter(await self._write(group))
-                answers = [[Logged(d, next(rows)) for d in pending.decisions] for pending in group]
+                texts = await self._write(group)
             except asyncio.CancelledError:
                 self._queue = group + self._queue
                 raise
@@ -322,9 +413,12 @@ class DecisionLog:
                 log.warning("decision log not written", extra={"error": repr(exc), "decisions": len(group)})
                 _fail(group, exc)
                 continue
-            for pending, logged in zip(group, answers, strict=True):
+            at = 0
+            for pending in group:
+                n = len(pending.answers)
                 if not pending.answered.done():
-                    pending.answered.set_result(logged)
+                    pending.answered.set_result(Logged(pending.answers, texts[at : at + n]))
+                at += n
 
     async def _write(self, group: list[_Pending]) -> list[str]:
         """Write the group's rows; the answers' JSON, in the group's order."""
@@ -333,23 +427,24 @@ class DecisionLog:
                 version = self.facts.version
                 for pending in group:
                     if pending.version != version:
-                        pending.decisions = self.facts.decide(pending.requests, pending.now)
+                        pending.answers = self.facts.decide(pending.requests, pending.now)
                         pending.version = version
-                rows = [(r, d) for p in group for r, d in zip(p.requests, p.decisions, strict=True)]
-                answers = [d.model_dump_json() for _, d in rows]
+                answers = [a for p in group for a in p.answers]
+                ids = decisions.new_decision_id.many(len(answers))
+                texts = [a.json(i) for a, i in zip(answers, ids, strict=True)]
                 result = await conn.fetchrow(
                     _LOG,
                     version,
-                    [d.decision_id for _, d in rows],
-                    [r.model_dump_json() for r, _ in rows],
-                    answers,
-                    [d.allow for _, d in rows],
-                    [d.agreement_id for _, d in rows],
+                    ids,
+                    [r.model_dump_json() for p in group for r in p.requests],
+                    texts,
+                    [a.allow for a in answers],
+                    [a.agreement_id for a in answers],
                 )
                 assert result is not None
                 if result["version"] == version:
                     self.groups += 1
-                    return answers
+                    return texts
                 self.redecided += 1
                 await self.facts.refresh(conn)
 

@@ -293,20 +293,17 @@ async def pending_destructions(conn: Connection) -> list[str]:
     return [r["agreement_id"] for r in rows]
 
 
-async def lock_pending_destruction(conn: Connection, agreement_id: str) -> EndRecord | None:
+async def mark_destroyed(conn: Connection, agreement_id: str, keys_destroyed: int) -> EndRecord | None:
+    """Record that the agreement's keys are destroyed, unless that is recorded already: the end
+    record as marked, or None when another call marked it first (the UPDATE waits for its row
+    lock and then finds it marked)."""
     row = await conn.fetchrow(
-        "SELECT * FROM agreement_ends WHERE agreement_id = $1 AND keys_destroyed_at IS NULL FOR UPDATE",
-        agreement_id,
-    )
-    return _end(row) if row is not None else None
-
-
-async def mark_destroyed(conn: Connection, agreement_id: str, keys_destroyed: int) -> None:
-    await conn.execute(
-        "UPDATE agreement_ends SET keys_destroyed = $2, keys_destroyed_at = now() WHERE agreement_id = $1",
+        """UPDATE agreement_ends SET keys_destroyed = $2, keys_destroyed_at = now()
+           WHERE agreement_id = $1 AND keys_destroyed_at IS NULL RETURNING *""",
         agreement_id,
         keys_destroyed,
     )
+    return _end(row) if row is not None else None
 
 
 # ------------------------------------------------------------- parents' choices

@@ -12,7 +12,8 @@ roster, attendance and calendar arrive does not matter, and a repeat counts the 
 Where a school the student attended that year has no calendar, the record says so
 (`calendar_known` false, the schools named) and no flag is raised: an absences-only feed
 never produces a false flag. The queue is also filled once a day with every student still
-enrolled, since each school day adds to days enrolled.
+enrolled, since each school day adds to days enrolled: once per district and day, whichever
+records process comes first (the day is kept in `absence_sweeps`), not again on each start.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class AbsenceReviewer(PollingLoop):
         self.poll_s = poll_s
         self.clock = clock or (lambda: runtime.clock().date())  # read at each round: tests move it
         self.topic = topic
-        self._swept: date | None = None
+        self._swept: date | None = None  # this process has asked for today's sweep (done once per district and day)
         self._full = False  # a district's batch was full in this round: more is waiting
 
     async def round(self) -> bool:
@@ -115,7 +116,7 @@ class AbsenceReviewer(PollingLoop):
         if self._swept != today:
             for district in await store.districts_with_students(self.runtime.pool):
                 async with store.district_tx(self.runtime.pool, district) as conn:
-                    await store.queue_open_enrollments(conn, district)
+                    await store.queue_open_enrollments(conn, district, today)
             self._swept = today
         done = 0
         for district in await store.districts_to_review(self.runtime.pool):

@@ -76,7 +76,10 @@ def batches(use_case: BatchUseCase) -> Callable[[Runtime], BatchHandler]:
 
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec("enrollment", [ENROLLMENT], batch_handler=batches(enrolling.apply)),
+    # Polls as large as attendance's: an enrollment consumer that takes 500 events a poll falls behind
+    # the marks of the same upload, and a mark that finds its student unknown is written twice
+    # (kept waiting, then moved) (bench/records.py, round 30).
+    ConsumerSpec("enrollment", [ENROLLMENT], batch_handler=batches(enrolling.apply), max_batch=4000),
     ConsumerSpec("organization", [ORGANIZATION], each({enrollment_pb2.SchoolRegistered: schools.school_registered})),
     # A poll's statements go per district, not per mark: polls of 4,000 marks ran 0.049-0.058
     # statements per event in bench/records.py, polls of 1,000 0.066-0.070 (round 29).

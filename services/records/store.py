@@ -522,10 +522,17 @@ async def unlist_if_none_waiting(conn: Connection, district_id: str, version: in
 async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
     """Write the waiting marks of students the district now knows into `attendance` (inside
     enter_district); returns the students whose daily marks were written."""
+    # As in _PUT_MARKS, each student is looked up by a primary-key probe (LATERAL ... LIMIT 1) and
+    # the rows to change are given as arrays (index scans), so a call costs the same whatever the
+    # district holds: as a semi-join the planner could scan every student of the district per call.
     rows = await conn.fetch(
-        """WITH ready AS (
-               DELETE FROM marks_waiting w WHERE w.district_id = $1 AND EXISTS (
-                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = w.student_key)
+        """WITH known AS (
+               SELECT k.student_key FROM (SELECT DISTINCT student_key FROM marks_waiting WHERE district_id = $1) k
+               CROSS JOIN LATERAL (
+                   SELECT 1 FROM students s WHERE s.district_id = $1 AND s.student_key = k.student_key LIMIT 1) s),
+           ready AS (
+               DELETE FROM marks_waiting w
+               WHERE w.district_id = $1 AND w.student_key = ANY(ARRAY(SELECT student_key FROM known))
                RETURNING w.student_key, w.day, w.period, w.school_id, w.category, w.excused),
            written AS (
                INSERT INTO attendance (district_id, student_key, day, period, school_id, category, excused)
@@ -534,7 +541,7 @@ async def apply_waiting_marks(conn: Connection, district_id: str) -> set[str]:
                    category = EXCLUDED.category, excused = EXCLUDED.excused, updated_at = clock_timestamp()),
            touched AS (
                UPDATE students SET updated_at = clock_timestamp()
-               WHERE district_id = $1 AND student_key IN (SELECT student_key FROM ready))
+               WHERE district_id = $1 AND student_key = ANY(ARRAY(SELECT DISTINCT student_key FROM ready)))
            SELECT DISTINCT student_key FROM ready WHERE period = ''""",
         district_id,
     )
@@ -1292,14 +1299,24 @@ async def queue_school_review(conn: Connection, district_id: str, school_id: str
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def queue_open_enrollments(conn: Connection, district_id: str) -> int:
-    """Once a day: every student of the district still enrolled, since each school day adds to
-    days enrolled (call inside `district_tx`)."""
+async def queue_open_enrollments(conn: Connection, district_id: str, today: date) -> int:
+    """Once a day per district, whichever process asks first: every student of the district still
+    enrolled, since each school day adds to days enrolled (call inside `district_tx`). The day is
+    claimed in `absence_sweeps` in the same statement, so a restarted process or a second
+    instance asking again the same day queues nobody (its row lock makes a concurrent claim wait
+    for this transaction, then find the day taken)."""
     status: str = await conn.execute(
-        """INSERT INTO absence_reviews (district_id, student_key)
-           SELECT DISTINCT district_id, student_key FROM enrollments WHERE district_id = $1 AND exit_date IS NULL
+        """WITH claimed AS (
+               INSERT INTO absence_sweeps (district_id, swept_on) VALUES ($1, $2)
+               ON CONFLICT (district_id) DO UPDATE SET swept_on = EXCLUDED.swept_on
+               WHERE absence_sweeps.swept_on < EXCLUDED.swept_on
+               RETURNING district_id)
+           INSERT INTO absence_reviews (district_id, student_key)
+           SELECT DISTINCT district_id, student_key FROM enrollments
+           WHERE district_id = $1 AND exit_date IS NULL AND EXISTS (SELECT 1 FROM claimed)
            ON CONFLICT (district_id, student_key) DO NOTHING""",
         district_id,
+        today,
     )
     return int(status.rsplit(" ", 1)[-1])
 
@@ -1387,7 +1404,10 @@ async def save_standings(conn: Connection, district_id: str, rows: Sequence[tupl
     """(student, chronic, days enrolled, days absent, rate or None, as of, school year, calendar known,
     missing calendars) per student: the record's attendance standing, as the reviewer counted it.
     One statement for the whole review (the missing calendars travel as JSON arrays: a text[]
-    per row cannot be unnested)."""
+    per row cannot be unnested). A standing counted again unchanged is not rewritten: `changed_at`
+    is when the standing last changed, not when it was last counted (a present mark, a
+    re-published event or a second count the same day changes nothing), and an unchanged row
+    costs no new row version."""
     if not rows:
         return
     await conn.execute(
@@ -1403,7 +1423,13 @@ async def save_standings(conn: Connection, district_id: str, rows: Sequence[tupl
                days_enrolled = EXCLUDED.days_enrolled, days_absent = EXCLUDED.days_absent,
                absence_rate = EXCLUDED.absence_rate, as_of_date = EXCLUDED.as_of_date,
                school_year = EXCLUDED.school_year, calendar_known = EXCLUDED.calendar_known,
-               missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()""",
+               missing_calendars = EXCLUDED.missing_calendars, changed_at = clock_timestamp()
+           WHERE (chronic_absence.chronic, chronic_absence.days_enrolled, chronic_absence.days_absent,
+                  chronic_absence.absence_rate, chronic_absence.as_of_date, chronic_absence.school_year,
+                  chronic_absence.calendar_known, chronic_absence.missing_calendars)
+                 IS DISTINCT FROM (EXCLUDED.chronic, EXCLUDED.days_enrolled, EXCLUDED.days_absent,
+                  EXCLUDED.absence_rate, EXCLUDED.as_of_date, EXCLUDED.school_year, EXCLUDED.calendar_known,
+                  EXCLUDED.missing_calendars)""",
         district_id,
         *[[r[i] for r in rows] for i in range(8)],
         [json.dumps(r[8]) for r in rows],

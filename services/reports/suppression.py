@@ -41,7 +41,7 @@ published equations with an integer program and finds no suppressed cell it can 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import combinations
@@ -222,6 +222,7 @@ class _Solver:
             for c in cols:
                 self.dimension_of[c] = k
         self.dimension_levels = [d.levels for d in layout.dimensions]
+        self.everywhere = [set(Level) <= d.levels for d in layout.dimensions]
         names = [m.name for m in layout.measures]
         self.parent = [names.index(m.parent) if m.parent else None for m in layout.measures]
         self.child_measures = [[j for j, p in enumerate(self.parent) if p == i] for i in range(len(names))]
@@ -514,17 +515,15 @@ class _Solver:
         through the cheapest child at each level; appends the cells; returns their cost."""
         total = 0.0
         while self._needs_descent(u, delta):
-            best, best_cost = -1, INFEASIBLE
-            for child in self.children[u]:
-                cost = self._row_cost(measures, child, delta, sign)
-                if cost < best_cost:
-                    best, best_cost = child, cost
-                    if cost == 0:
-                        break
+            # Children are one level below u: the same columns are published in each of them.
+            published = self.published_set[Level(self.level[u] + 1)]
+            columns = [(c, d * sign) for c, d in delta.items() if c in published]
+            # Each child is costed along the columns: _cell_cost with its arguments in that order.
+            cost = lambda ms, c, child, d: self._cell_cost(ms, child, c, d)  # noqa: E731
+            best, best_cost = self._cheapest(measures, self.children[u], columns, self._bound, cost)
             if best < 0:
                 return INFEASIBLE
-            published = self.published_set[self.level[best]]
-            cells.extend((best, c, d * sign) for c, d in delta.items() if c in published)
+            cells.extend((best, c, d) for c, d in columns)
             total += best_cost
             u = best
         return total
@@ -549,20 +548,13 @@ class _Solver:
         for k, cols in enumerate(self.dimension_columns):
             if k == fixed_dim:
                 continue
-            where = [(u, s) for u, s in fixed if self.level[u] in self.dimension_levels[k]]
+            # A dimension published at every level moves in every fixed unit: fixed itself.
+            where = (
+                fixed if self.everywhere[k] else [(u, s) for u, s in fixed if self.level[u] in self.dimension_levels[k]]
+            )
             if not where:
                 continue
-            best, best_cost = -1, INFEASIBLE
-            for c in cols:
-                cost = 0.0
-                for u, s in where:
-                    cost += self._cell_cost(measures, u, c, s)
-                    if cost >= best_cost:  # INFEASIBLE, or no cheaper than a group already found
-                        break
-                if cost < best_cost:
-                    best, best_cost = c, cost
-                    if cost == 0:
-                        break
+            best, best_cost = self._cheapest(measures, cols, where, INFEASIBLE, self._cell_cost)
             if best < 0:
                 return None
             delta[best] = 1
@@ -572,6 +564,35 @@ class _Solver:
             if least > self._bound * (1 + 1e-9):
                 return None
         return delta
+
+    def _cheapest(
+        self,
+        measures: tuple[int, ...],
+        candidates: list[int],
+        along: list[tuple[int, int]],
+        bound: float,
+        cost: Callable[[tuple[int, ...], int, int, int], float],
+    ) -> tuple[int, float]:
+        """The candidate whose cells cost least, and that cost; (-1, bound) when none costs less
+        than bound. A candidate's cells are one per (item, change) of ``along``, each costing
+        ``cost(measures, item, candidate, change)``: _cell_cost itself when the candidates are a
+        dimension's groups and along the units a shift moves them in, _cell_cost with unit and
+        column swapped when the candidates are the children a change descends through and along
+        its columns. A candidate is given up once it costs as much as the cheapest so far (costs
+        are never negative), and a free one ends the search. Hot (a shift's every dimension): no
+        call per candidate but the cells'."""
+        best, best_cost = -1, bound
+        for x in candidates:
+            total = 0.0
+            for y, d in along:
+                total += cost(measures, y, x, d)
+                if total >= best_cost:
+                    break
+            if total < best_cost:
+                best, best_cost = x, total
+                if total == 0:
+                    break
+        return best, best_cost
 
     def _geometries(self, u: int) -> Iterator[list[tuple[list[int], int | None]]]:
         """Tiers of (chain from a top unit down to u, the top's sibling or None for the state)."""

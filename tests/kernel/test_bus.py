@@ -217,6 +217,49 @@ async def test_transient_failures_are_retried_then_applied(
     assert consumer.dead_lettered == 0
 
 
+async def test_after_commit_calls_run_once_per_committed_transaction_never_after_a_rollback(
+    pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
+) -> None:
+    """A handler's `after_commit` calls (e.g. waking a task that works on what it wrote) run
+    once its transaction commits: for a batch that failed and was rolled back (and halved, and
+    retried) they do not run, so each event's call runs exactly once, after its row is visible."""
+    await prepare(pg_pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    failures: dict[str, int] = {}
+    called: list[str] = []
+    visible: list[bool] = []
+
+    async def flaky(event: IncomingEvent, ctx: HandlerContext) -> None:
+        await tally_handler(event, ctx)
+        ctx.after_commit.append(lambda: called.append(event.event_id))
+        if event.meta.subject == "stu_3" and failures.get(event.event_id, 0) < 2:
+            failures[event.event_id] = failures.get(event.event_id, 0) + 1
+            raise ConnectionError("simulated deadlock")  # rolls back the batch: no after_commit call
+
+    async def committed_rows() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            if called:
+                rows = await count(pg_pool, "SELECT count(*) FROM tally")
+                visible.append(rows >= len(called))
+
+    publisher = Publisher("test", {"bootstrap_servers": bootstrap}, check_partitions=False)
+    events = [absence(i, topic_suffix) for i in range(20)]
+    await publisher.publish_many(events)
+    await publisher.stop()
+    consumer = make_consumer(pg_pool, bootstrap, topic_suffix, handler=flaky)
+    watching = asyncio.create_task(committed_rows())
+    consumer.start()
+    try:
+        await wait_for(lambda: _eq(count(pg_pool), 20))
+    finally:
+        await consumer.stop()
+        watching.cancel()
+    assert failures and all(n == 2 for n in failures.values())
+    assert sorted(called) == sorted(e.event_id for e in events)  # each once: none from a rolled-back try
+    assert all(visible)
+
+
 async def test_poison_and_rejected_events_are_dead_lettered_without_blocking_others(
     pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
 ) -> None:

@@ -31,6 +31,8 @@ async def test_kernel_tables_are_numbered_migrations_recorded_once(pg_pool: asyn
         ("homeroom.kernel", 1, "outbox_and_consumer_marks"),
         ("homeroom.kernel", 2, "district_isolation"),
         ("homeroom.kernel", 3, "statement_triggers"),
+        ("homeroom.kernel", 4, "district_entities"),
+        ("homeroom.kernel", 5, "tree_states"),
         ("homeroom.notices", 1, "notices"),
         ("homeroom.data_keys", 1, "data_keys"),
         ("svc", 1, "first"),
@@ -75,6 +77,8 @@ async def test_a_database_made_before_kernel_migrations_migrates_keeping_its_row
         ("homeroom.kernel", 1),
         ("homeroom.kernel", 2),
         ("homeroom.kernel", 3),
+        ("homeroom.kernel", 4),
+        ("homeroom.kernel", 5),
         ("homeroom.notices", 1),
         ("homeroom.data_keys", 1),
         ("svc", 1),
@@ -117,3 +121,77 @@ async def test_district_isolation_lets_a_session_see_and_write_only_the_district
     finally:
         await pg_pool.execute("DROP TABLE IF EXISTS pupils")
         await pg_pool.execute(f"DROP ROLE {role}")
+
+
+async def test_a_district_entity_table_has_the_key_first_and_deleted_and_updated_at_last(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    # The convention records' schools, sessions, courses, classes and staff share (kernel 004).
+    await migrate(pg_pool, "svc", None)
+    await pg_pool.execute(
+        """SELECT homeroom_district_entity('rooms', 'room_id', $columns$
+               name      text NOT NULL DEFAULT '',  -- a comment in the list is harmless
+               capacity  int
+           $columns$)"""
+    )
+    try:
+        columns = await pg_pool.fetch(
+            """SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'rooms' ORDER BY ordinal_position"""
+        )
+        assert [(c["column_name"], c["data_type"], c["is_nullable"], c["column_default"]) for c in columns] == [
+            ("district_id", "text", "NO", None),
+            ("room_id", "text", "NO", None),
+            ("name", "text", "NO", "''::text"),
+            ("capacity", "integer", "YES", None),
+            ("deleted", "boolean", "NO", "false"),
+            ("updated_at", "timestamp with time zone", "NO", "clock_timestamp()"),
+        ]
+        key = await pg_pool.fetchval(
+            """SELECT pg_get_constraintdef(oid) FROM pg_constraint
+               WHERE conrelid = 'rooms'::regclass AND contype = 'p'"""
+        )
+        assert key == "PRIMARY KEY (district_id, room_id)"
+        row = await pg_pool.fetchrow("INSERT INTO rooms (district_id, room_id) VALUES ('d-a', 'r-1') RETURNING *")
+        assert row is not None
+        assert (row["name"], row["deleted"], row["updated_at"] is not None) == ("", False, True)
+        with pytest.raises(asyncpg.UniqueViolationError):  # one row per district and key
+            await pg_pool.execute("INSERT INTO rooms (district_id, room_id) VALUES ('d-a', 'r-1')")
+        await pg_pool.execute("INSERT INTO rooms (district_id, room_id) VALUES ('d-b', 'r-1')")  # another district's
+    finally:
+        await pg_pool.execute("DROP TABLE IF EXISTS rooms")
+
+
+async def test_a_tree_states_table_keeps_a_size_and_a_sha256_root_before_its_own_columns(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    # The pair audit's signed tree heads and cosigned checkpoints share (kernel 005).
+    await migrate(pg_pool, "svc", None)
+    for _ in range(2):  # IF NOT EXISTS, like the log's other tables
+        await pg_pool.execute("SELECT homeroom_tree_states('views', 'seen_by text NOT NULL')")
+    try:
+        columns = await pg_pool.fetch(
+            """SELECT column_name, data_type FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'views' ORDER BY ordinal_position"""
+        )
+        assert [(c["column_name"], c["data_type"]) for c in columns] == [
+            ("id", "bigint"),
+            ("size", "bigint"),
+            ("root", "bytea"),
+            ("seen_by", "text"),
+        ]
+        first = await pg_pool.fetchval(
+            "INSERT INTO views (size, root, seen_by) VALUES (0, $1, 'w') RETURNING id", bytes(32)
+        )
+        second = await pg_pool.fetchval(
+            "INSERT INTO views (size, root, seen_by) VALUES (7, $1, 'w') RETURNING id", bytes(32)
+        )
+        assert second == first + 1
+        with pytest.raises(asyncpg.CheckViolationError, match="views_size_check"):
+            await pg_pool.execute("INSERT INTO views (size, root, seen_by) VALUES (-1, $1, 'w')", bytes(32))
+        with pytest.raises(asyncpg.CheckViolationError, match="views_root_check"):  # a SHA-256 root: 32 bytes
+            await pg_pool.execute("INSERT INTO views (size, root, seen_by) VALUES (1, $1, 'w')", bytes(31))
+        with pytest.raises(asyncpg.NotNullViolationError):
+            await pg_pool.execute("INSERT INTO views (size, seen_by) VALUES (1, 'w')")
+    finally:
+        await pg_pool.execute("DROP TABLE IF EXISTS views")

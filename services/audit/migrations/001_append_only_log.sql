@@ -50,14 +50,13 @@ CREATE TABLE IF NOT EXISTS tree_nodes (
     PRIMARY KEY (level, idx)
 );
 
-CREATE TABLE IF NOT EXISTS tree_heads (
-    id            bigserial PRIMARY KEY,
-    size          bigint    NOT NULL CHECK (size >= 0),
-    root          bytea     NOT NULL CHECK (length(root) = 32),
+-- Signed tree heads: id, size and root (homeroom_tree_states, kernel 005), then when and the
+-- log's signature over them.
+SELECT homeroom_tree_states('tree_heads', $columns$
     timestamp_ms  bigint    NOT NULL,
     key_id        text      NOT NULL,
     signature     bytea     NOT NULL CHECK (length(signature) = 64)
-);
+$columns$);
 CREATE INDEX IF NOT EXISTS tree_heads_size ON tree_heads (size, timestamp_ms);
 
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

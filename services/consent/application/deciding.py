@@ -5,6 +5,7 @@ the refusals (`denials`), and show the policy (`policy`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,20 +19,18 @@ from services.consent.facts import Logged
 from services.consent.state import ConsentRuntime
 
 
-async def decide(
-    runtime: ConsentRuntime, requests: Sequence[DecisionRequest], *, route: str = "single"
-) -> list[Logged]:
-    """Decide every request on the facts in memory; each answer waits for its logged row
-    (facts.DecisionLog: group commit, decided again if the facts moved) and comes with that
+async def decide(runtime: ConsentRuntime, requests: Sequence[DecisionRequest], *, route: str = "single") -> Logged:
+    """Decide every request on the facts in memory; the answers come back once their rows are
+    logged (facts.DecisionLog: group commit, decided again if the facts moved), with each
     row's JSON, which is what the caller is sent."""
     with metrics.DECISION_TIMES[route].time():
         logged = await runtime.state.decisions.decide(requests, runtime.clock())
-    for request, answer in zip(requests, logged, strict=True):
-        decision = answer.decision
-        metrics.DECISION_COUNTS[request.action, decision.allow].inc()
-        if not decision.allow:
-            code = decision.denial or "nothing_releasable"
-            (metrics.DENIAL_COUNTS.get(code) or metrics.DENIALS.labels(code)).inc()
+    outcomes = Counter((request.action, answer.allow) for request, answer in zip(requests, logged.answers, strict=True))
+    for outcome, count in outcomes.items():
+        metrics.DECISION_COUNTS[outcome].inc(count)
+    denials = Counter(answer.denial or "nothing_releasable" for answer in logged.answers if not answer.allow)
+    for code, count in denials.items():
+        (metrics.DENIAL_COUNTS.get(code) or metrics.DENIALS.labels(code)).inc(count)
     return logged
 
 

@@ -318,11 +318,10 @@ async def destroy_released(runtime: ConsentRuntime, agreement_id: str) -> int | 
         for district in record.districts
     }
     async with runtime.pool.acquire() as conn, conn.transaction():
-        pending = await store.lock_pending_destruction(conn, agreement_id)
+        total = sum(counts.values())
+        pending = await store.mark_destroyed(conn, agreement_id, total)
         if pending is None:
             return None
-        total = sum(counts.values())
-        await store.mark_destroyed(conn, agreement_id, total)
         metrics.KEYS_DESTROYED.inc(total)
         await store.add_history(
             conn, agreement_id, pending.version, "keys_destroyed", EXPIRY_ACTOR, {"districts": counts}

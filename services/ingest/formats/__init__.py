@@ -33,6 +33,8 @@ from typing import IO, Any, TypeAlias
 from services.ingest import codes
 from services.ingest.parsed_records import (
     Dropped,
+    EnrollmentAction,
+    EnrollmentRecord,
     ParsedRecord,
     ParseItem,
     RecordError,
@@ -356,6 +358,147 @@ class Check:
                     name, "code.unknown", message + " The value was left out; the rest of the record was taken.", s
                 )
         return code
+
+    def read(self, value: Mapping[str, Any], fields: Sequence[Field | Rule]) -> dict[str, Any]:
+        """A record's declared fields read from ``value`` in order, each rule applied where it
+        stands (to the values read before it): the checked values by the record field each fills
+        (None where a field is absent or refused; ``ok`` says whether anything was)."""
+        out: dict[str, Any] = {}
+        get = value.get
+        for f in fields:
+            if isinstance(f, Field):
+                out[f.into] = f.read(self, f.name, get(f.name))
+            else:
+                f(self, value, out)
+        return out
+
+
+# --- declared fields: what a record type reads, written once as data ---------------------------
+
+Reader: TypeAlias = Callable[[Check, str, Any], Any]
+"""How one field is read: (the record's check, the field's name in the source, its raw value) ->
+the checked value, or None when it is absent or refused (the check then holds why)."""
+
+Rule: TypeAlias = Callable[[Check, Mapping[str, Any], dict[str, Any]], None]
+"""A check across fields (an end before its start), given the record as sent and the values read
+so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field a record type reads: its name in the source (a problem is reported under it),
+    how it is read, and the record field it fills (``into``: the source's own name when they
+    agree)."""
+
+    name: str
+    read: Reader
+    into: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.into:
+            object.__setattr__(self, "into", self.name)
+
+
+# Readers are closures, not functools.partial: a partial with keywords builds a dict on every call
+# (about 0.2 µs a field: 2.4 µs a batch attendance record), a closure's call is nearly free.
+
+
+def text(*, required: bool = False, max_len: int | None = None, free_text: bool = False) -> Reader:
+    if max_len is None and not free_text:
+
+        def read(check: Check, name: str, value: object) -> str | None:
+            return check.text(name, value, required=required)
+
+        return read
+
+    def read_long(check: Check, name: str, value: object) -> str | None:
+        return check.text(name, value, required=required, max_len=max_len, free_text=free_text)
+
+    return read_long
+
+
+def day(*, required: bool = False) -> Reader:
+    def read(check: Check, name: str, value: object) -> date | None:
+        return check.date(name, value, required=required)
+
+    return read
+
+
+def flag(*, required: bool = False) -> Reader:
+    def read(check: Check, name: str, value: object) -> bool | None:
+        return check.boolean(name, value, required=required)
+
+    return read
+
+
+def coded(normalise: Callable[[str], str | None], accepted: str, *, required: bool = False) -> Reader:
+    def read(check: Check, name: str, value: object) -> str | None:
+        return check.code(name, value, normalise, required=required, accepted=accepted)
+
+    return read
+
+
+TITLE = text(required=True, max_len=512, free_text=True)  # a session's, course's or class's title
+GRADE = coded(codes.normalise_grade, codes.GRADES_ACCEPTED)
+
+
+def one_of(
+    choices: Mapping[str, object],
+    message: str,
+    *,
+    required: bool = False,
+    default: str | None = None,
+    fold: Callable[[str], str] | None = None,
+) -> Reader:
+    """Text that must be one of ``choices`` (``fold`` applied first; ``default`` when absent):
+    the value it stands for there, else a ``code.unknown`` error with ``message``."""
+
+    def read(check: Check, name: str, value: object) -> object:
+        raw = check.text(name, value, required=required) or default
+        if raw is None:
+            return None
+        chosen = choices.get(fold(raw) if fold is not None else raw)
+        if chosen is None:
+            check.fail(name, "code.unknown", message, raw)
+        return chosen
+
+    return read
+
+
+def ends_after(start: str, end: str, message: str, *, name: str = "", vclass: str | None = None) -> Rule:
+    """The rule that the date ``end`` is not before ``start`` (record field names), refused under
+    ``name`` (the end's name in the source, when it is not the record's)."""
+
+    def rule(check: Check, _record: Mapping[str, Any], values: dict[str, Any]) -> None:
+        begins, ends = values[start], values[end]
+        if begins and ends and ends < begins:
+            check.fail(name or end, "date.end_before_start", message, vclass=vclass)
+
+    return rule
+
+
+def in_class(
+    source: Source,
+    source_record_id: str,
+    student: str,
+    school: str,
+    class_ref: str | None,
+    entry: date | None,
+    exit_date: date | None,
+    action: EnrollmentAction = EnrollmentAction.ENROLL,
+) -> EnrollmentRecord:
+    """A student's enrollment in a class (an Ed-Fi section, a batch class_enrollment), which also
+    enrolls them at the class's school; ``action`` withdraws it."""
+    return EnrollmentRecord(
+        source=source,
+        source_record_id=source_record_id,
+        action=action,
+        student_ref=student,
+        school_id=school,
+        entry_date=entry,
+        exit_date=exit_date,
+        class_ref=class_ref,
+    )
 
 
 def objects(check: Check, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

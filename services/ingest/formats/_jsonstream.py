@@ -72,7 +72,10 @@ class DuplicateKeys(dict[str, Any]):
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict(pairs)
+    if len(out) == len(pairs):
+        return out  # no member repeated: the object as built in C (most objects)
+    out = {}
     dups: list[str] = []
     for k, v in pairs:
         if k in out:

@@ -61,7 +61,7 @@ starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import IO, Any
 
@@ -69,7 +69,7 @@ from homeroom.calendar import Term, parse_school_year
 from homeroom.catalogue import CATALOGUE, FORBIDDEN
 from services.ingest import codes, formats
 from services.ingest import parsed_records as pr
-from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Field, Made, ParseOptions, Rule
 from services.ingest.formats._jsonstream import DuplicateKeys, JsonReader, JsonSyntaxError, NonFinite, Oversized
 from services.ingest.parsed_records import ParseItem, RecordError, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, name_words
@@ -135,6 +135,10 @@ def parse_batch(
     """Yield normalised records, errors and warnings from a JSON batch, in input order."""
     counter = formats.Counter(file, opts, formats.stream_size(stream))
     reader = JsonReader(formats.CountingReader(stream), opts.max_record_bytes)
+
+    def bytes_read() -> int:
+        return reader.bytes_read
+
     seen_records = False
     try:
         reader.expect("{")
@@ -155,7 +159,7 @@ def parse_batch(
                         reader.expect("[")
                         for index, line, value in reader.array_items():
                             yield from _record(value, index, line, file, opts)
-                            counter.row(lambda: reader.bytes_read)
+                            counter.row(bytes_read)
                 else:
                     yield from _envelope_member(key, reader.value(limit=1 << 16), file, reader.line)
                 if reader.expect(",}") == "}":
@@ -206,10 +210,11 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
             check.fail("type", "record.type_unknown", "type must be one of " + ", ".join(FIELDS) + ".", rtype)
         return check.errors
     allowed = FIELDS[rtype]
-    for key, v in value.items():
-        if key not in allowed:
-            _refuse_member(check, rtype, key, v)
-    event_id = check.text("id", value.get("id"), max_len=128)
+    if not allowed.issuperset(value):  # most records: every member in place, no Python loop
+        for key, v in value.items():
+            if key not in allowed:
+                _refuse_member(check, rtype, key, v)
+    event_id = check.text("id", value["id"], max_len=128) if "id" in value else None
     made: Made
     if rtype in _ROSTER_BUILDERS:
         made = _ROSTER_BUILDERS[rtype](check, src, value, event_id)
@@ -221,8 +226,8 @@ def _record(value: Any, index: int, line: int, file: str, opts: ParseOptions) ->
 
 def _structure(check: Check, value: Mapping[str, Any]) -> None:
     """Duplicate member names and NaN/Infinity anywhere in the record."""
-    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
-        return  # most records: a flat object of plain values, nothing to look into
+    if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
+        return  # most records: a flat object of plain values, nothing to look into (no Python loop)
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, v = stack.pop()
@@ -348,132 +353,106 @@ def _rid(kind: str, event_id: str | None, *parts: str) -> str:
     return record_id(FORMAT, kind, event_id) if event_id else record_id(FORMAT, kind, *parts)
 
 
-def _grade(check: Check, value: Mapping[str, Any]) -> str | None:
-    return check.code("grade_level", value.get("grade_level"), codes.normalise_grade, accepted=codes.GRADES_ACCEPTED)
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """A record type read by its declared fields alone: the record it makes (``action`` for an
+    enrollment), the fields and rules in the order they are read (the batch's names, with the
+    record's name where the two differ), and the record fields its id is made of when the sender
+    gave no ``id`` (after the student's, for a record about one student). Called as a builder."""
+
+    kind: str
+    record: Callable[..., pr.ParsedRecord]
+    fields: tuple[Field | Rule, ...]
+    key: tuple[str, ...]
+    action: pr.EnrollmentAction | None = None
+
+    def __call__(
+        self, check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str | None = None
+    ) -> pr.ParsedRecord | None:
+        values = check.read(value, self.fields)
+        if not check.ok:
+            return None
+        key: list[str] = [] if sid is None else [sid]
+        for name in self.key:  # ids are text, dates (ISO) and absent values (""): a loop, no call each
+            v = values[name]
+            key.append(v if isinstance(v, str) else "" if v is None else v.isoformat())
+        rid = _rid(self.kind, event_id, *key)
+        if sid is None:
+            return self.record(source=src, source_record_id=rid, **values)
+        if self.action is None:
+            return self.record(source=src, source_record_id=rid, student_ref=sid, **values)
+        return self.record(source=src, source_record_id=rid, student_ref=sid, action=self.action, **values)
+
+
+_SCHOOL = Field("school_id", formats.text(required=True))
+_ENROLL = _Declared(
+    "enroll",
+    pr.EnrollmentRecord,
+    (_SCHOOL, Field("entry_date", formats.day(required=True)), Field("grade_level", formats.GRADE),
+     Field("entry_type", formats.text())),
+    key=("school_id", "entry_date"),
+    action=pr.EnrollmentAction.ENROLL,
+)  # fmt: skip
 
 
 def _enroll(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str) -> Made:
-    school = check.text("school_id", value.get("school_id"), required=True)
-    entry = check.date("entry_date", value.get("entry_date"), required=True)
-    grade = _grade(check, value)
-    entry_type = check.text("entry_type", value.get("entry_type"))
+    enrollment = _ENROLL(check, src, value, event_id, sid)
     student = _student_elements(check, sid, value.get("student"), required=False)
-    if not check.ok or school is None or entry is None:
+    if enrollment is None or not check.ok:
         return None
-    rid = _rid("enroll", event_id, sid, school, entry.isoformat())
-    enrollment = pr.EnrollmentRecord(
-        source=src,
-        source_record_id=rid,
-        action=pr.EnrollmentAction.ENROLL,
-        student_ref=sid,
-        school_id=school,
-        entry_date=entry,
-        grade_level=grade,
-        entry_type=entry_type,
-    )
     if isinstance(student, pr.StudentRecord):  # registered or updated in the same step, first
-        return _with_id(student, rid + "#student"), enrollment
+        return _with_id(student, enrollment.source_record_id + "#student"), enrollment
     return enrollment
 
 
-def _withdraw(
-    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> pr.EnrollmentRecord | None:
-    school = check.text("school_id", value.get("school_id"), required=True)
-    exit_date = check.date("exit_date", value.get("exit_date"), required=True)
-    exit_code = check.text("exit_code", value.get("exit_code"), required=True)
-    entry = check.date("entry_date", value.get("entry_date"))
-    if not check.ok or school is None or exit_date is None:
-        return None
-    rid = _rid("withdraw", event_id, sid, school, exit_date.isoformat())
-    return pr.EnrollmentRecord(
-        source=src,
-        source_record_id=rid,
-        action=pr.EnrollmentAction.WITHDRAW,
-        student_ref=sid,
-        school_id=school,
-        entry_date=entry,
-        exit_date=exit_date,
-        exit_code=exit_code,
-    )
-
-
-def _change_school(
-    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> pr.EnrollmentRecord | None:
-    from_school = check.text("from_school_id", value.get("from_school_id"), required=True)
-    to_school = check.text("to_school_id", value.get("to_school_id"), required=True)
-    when = check.date("change_date", value.get("change_date"), required=True)
-    grade = _grade(check, value)
-    if from_school is not None and from_school == to_school:
+def _another_school(check: Check, _record: Mapping[str, Any], values: dict[str, Any]) -> None:
+    if values["from_school_id"] is not None and values["from_school_id"] == values["school_id"]:
         check.fail("to_school_id", "schema.inconsistent", "to_school_id is the same school as from_school_id.")
-    if not check.ok or from_school is None or to_school is None or when is None:
-        return None
-    rid = _rid("change_school", event_id, sid, from_school, to_school, when.isoformat())
-    return pr.EnrollmentRecord(
-        source=src,
-        source_record_id=rid,
+
+
+_CATEGORY = formats.one_of(
+    _CATEGORIES, "category must be one of absent, tardy, early_departure, present.", required=True
+)
+# Records about one student that their declared fields say all of (enroll also reads a student).
+_STUDENT_FACTS: dict[str, _Declared] = {
+    "withdraw": _Declared(
+        "withdraw",
+        pr.EnrollmentRecord,
+        (_SCHOOL, Field("exit_date", formats.day(required=True)), Field("exit_code", formats.text(required=True)),
+         Field("entry_date", formats.day())),
+        key=("school_id", "exit_date"),
+        action=pr.EnrollmentAction.WITHDRAW,
+    ),
+    "change_school": _Declared(
+        "change_school",
+        pr.EnrollmentRecord,
+        (Field("from_school_id", formats.text(required=True)),
+         Field("to_school_id", formats.text(required=True), into="school_id"),
+         Field("change_date", formats.day(required=True), into="entry_date"), Field("grade_level", formats.GRADE),
+         _another_school),
+        key=("from_school_id", "school_id", "entry_date"),
         action=pr.EnrollmentAction.CHANGE_SCHOOL,
-        student_ref=sid,
-        school_id=to_school,
-        from_school_id=from_school,
-        entry_date=when,
-        grade_level=grade,
-    )
-
-
-def _attendance(
-    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> pr.AttendanceRecord | None:
-    school = check.text("school_id", value.get("school_id"), required=True)
-    day: date | None = check.date("date", value.get("date"), required=True)
-    raw_cat = check.text("category", value.get("category"), required=True)
-    category = _CATEGORIES.get(raw_cat) if raw_cat is not None else None
-    if raw_cat is not None and category is None:
-        check.fail(
-            "category", "code.unknown", "category must be one of absent, tardy, early_departure, present.", raw_cat
-        )
-    excused = check.boolean("excused", value.get("excused"))
-    period = check.text("period", value.get("period"), max_len=64)
-    if not check.ok or school is None or day is None or category is None:
-        return None
-    rid = _rid("attendance", event_id, sid, school, day.isoformat(), period or "", category.value)
-    return pr.AttendanceRecord(
-        source=src,
-        source_record_id=rid,
-        student_ref=sid,
-        school_id=school,
-        date=day,
-        category=category,
-        excused=excused,
-        period=period,
-    )
-
-
-def _suspension(
-    check: Check, src: Source, value: Mapping[str, Any], event_id: str | None, sid: str
-) -> pr.SuspensionRecord | None:
-    school = check.text("school_id", value.get("school_id"), required=True)
-    start = check.date("start_date", value.get("start_date"), required=True)
-    end = check.date("end_date", value.get("end_date"))
-    in_school = check.boolean("in_school", value.get("in_school"))
-    if not check.ok or school is None or start is None:
-        return None
-    rid = _rid("suspension", event_id, sid, school, start.isoformat())
-    return pr.SuspensionRecord(
-        source=src,
-        source_record_id=rid,
-        student_ref=sid,
-        school_id=school,
-        start_date=start,
-        end_date=end,
-        in_school=in_school,
-    )
+    ),
+    "attendance": _Declared(
+        "attendance",
+        pr.AttendanceRecord,
+        (_SCHOOL, Field("date", formats.day(required=True)), Field("category", _CATEGORY),
+         Field("excused", formats.flag()), Field("period", formats.text(max_len=64))),
+        key=("school_id", "date", "period", "category"),
+    ),
+    "suspension": _Declared(
+        "suspension",
+        pr.SuspensionRecord,
+        (_SCHOOL, Field("start_date", formats.day(required=True)), Field("end_date", formats.day()),
+         Field("in_school", formats.flag())),
+        key=("school_id", "start_date"),
+    ),
+}  # fmt: skip
 
 
 def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.CalendarRecord | None:
     school = check.text("school_id", value.get("school_id"), required=True)
-    year = _school_year(check, value)
+    year = _school_year(check, "school_year", value.get("school_year"))
     terms: list[Term] = []
     for i, t in enumerate(formats.objects(check, value, "terms")):
         name = check.text(f"terms[{i}].name", t.get("name"), required=True)
@@ -514,18 +493,23 @@ def _calendar(check: Check, src: Source, value: Mapping[str, Any], event_id: str
     )
 
 
-def _school_year(check: Check, value: Mapping[str, Any]) -> int | None:
-    """The required ``school_year``, written 2024-2025: the year it starts in."""
-    raw_year = check.text("school_year", value.get("school_year"), required=True)
+def _school_year(check: Check, name: str, value: object) -> int | None:
+    """A required school year, written 2024-2025: the year it starts in."""
+    raw_year = check.text(name, value, required=True)
     year = parse_school_year(raw_year) if raw_year else None
     if raw_year and year is None:
-        check.fail("school_year", "schema.invalid", "school_year must be written 2024-2025.", raw_year)
+        check.fail(name, "schema.invalid", f"{name} must be written 2024-2025.", raw_year)
     return year
 
 
-def _texts(check: Check, value: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def _school_year_ending(check: Check, name: str, value: object) -> int | None:
+    """A session's school year, 2024-2025, as the year it ends in (a SessionRecord's school_year)."""
+    year = _school_year(check, name, value)
+    return None if year is None else year + 1
+
+
+def _texts(check: Check, key: str, v: object) -> tuple[str, ...]:
     """A JSON member that must be a list of texts (() when absent)."""
-    v = value.get(key)
     if v is None:
         return ()
     if not isinstance(v, list):
@@ -535,79 +519,42 @@ def _texts(check: Check, value: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for x in out if x))
 
 
-def _session(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.SessionRecord | None:
-    sid = check.text("session_id", value.get("session_id"), required=True)
-    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
-    kind = check.text("session_type", value.get("session_type"), required=True)
-    if kind is not None and kind not in SESSION_TYPES:
-        check.fail("session_type", "code.unknown", f"session_type must be one of {', '.join(SESSION_TYPES)}.", kind)
-    start = check.date("start_date", value.get("start_date"), required=True)
-    end = check.date("end_date", value.get("end_date"), required=True)
-    if start and end and end < start:
-        check.fail("end_date", "date.end_before_start", "The session ends before it begins.")
-    year = _school_year(check, value)
-    if not check.ok or sid is None or title is None or kind is None or start is None or end is None or year is None:
-        return None
-    return pr.SessionRecord(
-        source=src,
-        source_record_id=_rid("session", event_id, sid),
-        session_id=sid,
-        title=title,
-        session_type=kind,
-        start_date=start,
-        end_date=end,
-        school_year=year + 1,
-        parent_id=check.text("parent_id", value.get("parent_id")),
-    )
+def _lists(*keys: str) -> tuple[Field, ...]:
+    return tuple(Field(k, _texts) for k in keys)
 
 
-def _course(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.CourseRecord | None:
-    cid = check.text("course_id", value.get("course_id"), required=True)
-    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
-    code = check.text("course_code", value.get("course_code"))
-    school = check.text("school_id", value.get("school_id"))
-    grades, subjects = _texts(check, value, "grades"), _texts(check, value, "subjects")
-    if not check.ok or cid is None or title is None:
-        return None
-    return pr.CourseRecord(
-        source=src,
-        source_record_id=_rid("course", event_id, cid),
-        course_id=cid,
-        title=title,
-        course_code=code,
-        school_id=school,
-        grades=grades,
-        subjects=subjects,
-    )
-
-
-def _class(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.ClassRecord | None:
-    cid = check.text("class_id", value.get("class_id"), required=True)
-    school = check.text("school_id", value.get("school_id"), required=True)
-    title = check.text("title", value.get("title"), required=True, max_len=512, free_text=True)
-    kind = check.text("class_type", value.get("class_type")) or "scheduled"
-    if kind not in ("homeroom", "scheduled"):
-        check.fail("class_type", "code.unknown", "class_type must be homeroom or scheduled.", kind)
-    fields = {k: _texts(check, value, k) for k in ("term_ids", "periods", "grades", "subjects")}
-    code, course = check.text("class_code", value.get("class_code")), check.text("course_id", value.get("course_id"))
-    location = check.text("location", value.get("location"))
-    if not check.ok or cid is None or school is None or title is None:
-        return None
-    return pr.ClassRecord(
-        source=src,
-        source_record_id=_rid("class", event_id, cid),
-        class_id=cid,
-        school_id=school,
-        title=title,
-        class_code=code,
-        class_type=kind,
-        course_id=course,
-        location=location,
-        term_ids=fields["term_ids"],
-        periods=fields["periods"],
-        grades=fields["grades"],
-        subjects=fields["subjects"],
-    )
+# Roster records that their declared fields say all of.
+_ROSTER_FACTS: dict[str, _Declared] = {
+    "academic_session": _Declared(
+        "session",
+        pr.SessionRecord,
+        (Field("session_id", formats.text(required=True)), Field("title", formats.TITLE),
+         Field("session_type", formats.one_of({t: t for t in SESSION_TYPES},
+                                              f"session_type must be one of {', '.join(SESSION_TYPES)}.",
+                                              required=True)),
+         Field("start_date", formats.day(required=True)), Field("end_date", formats.day(required=True)),
+         formats.ends_after("start_date", "end_date", "The session ends before it begins."),
+         Field("school_year", _school_year_ending), Field("parent_id", formats.text())),
+        key=("session_id",),
+    ),
+    "course": _Declared(
+        "course",
+        pr.CourseRecord,
+        (Field("course_id", formats.text(required=True)), Field("title", formats.TITLE),
+         Field("course_code", formats.text()), Field("school_id", formats.text()), *_lists("grades", "subjects")),
+        key=("course_id",),
+    ),
+    "class": _Declared(
+        "class",
+        pr.ClassRecord,
+        (Field("class_id", formats.text(required=True)), _SCHOOL, Field("title", formats.TITLE),
+         Field("class_type", formats.one_of({"homeroom": "homeroom", "scheduled": "scheduled"},
+                                            "class_type must be homeroom or scheduled.", default="scheduled")),
+         *_lists("term_ids", "periods", "grades", "subjects"), Field("class_code", formats.text()),
+         Field("course_id", formats.text()), Field("location", formats.text())),
+        key=("class_id",),
+    ),
+}  # fmt: skip
 
 
 def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | None) -> pr.StaffRecord | None:
@@ -615,7 +562,7 @@ def _staff(check: Check, src: Source, value: Mapping[str, Any], event_id: str | 
     role = check.text("role", value.get("role")) or "teacher"
     if role not in STAFF_ROLES:
         check.fail("role", "code.unknown", f"role must be one of {', '.join(STAFF_ROLES)}.", role)
-    schools = _texts(check, value, "school_ids")
+    schools = _texts(check, "school_ids", value.get("school_ids"))
     raw = value.get("staff")
     elements: dict[str, str] = {}
     if raw is not None and not isinstance(raw, Mapping):
@@ -669,16 +616,7 @@ def _class_enrollment(
         return None
     rid = _rid("class_enrollment", event_id, cls, role, person)
     if role == "student":
-        return pr.EnrollmentRecord(
-            source=src,
-            source_record_id=rid,
-            action=pr.EnrollmentAction.ENROLL,
-            student_ref=person,
-            school_id=school,
-            entry_date=begin,
-            exit_date=end,
-            class_ref=cls,
-        )
+        return formats.in_class(src, rid, person, school, cls, begin, end)
     return pr.TeachingRecord(
         source=src,
         source_record_id=rid,
@@ -694,21 +632,12 @@ def _class_enrollment(
 # Records that name no student (or, a class enrollment, name their own person), by type.
 _RosterBuilder = Callable[[Check, Source, Mapping[str, Any], "str | None"], Made]
 _ROSTER_BUILDERS: dict[str, _RosterBuilder] = {
+    **_ROSTER_FACTS,
     "calendar": _calendar,
-    "academic_session": _session,
-    "course": _course,
-    "class": _class,
     "staff": _staff,
     "class_enrollment": _class_enrollment,
 }
 
 # Records about one student, given the record's student_id (checked first).
 _Builder = Callable[[Check, Source, Mapping[str, Any], "str | None", str], Made]
-_BUILDERS: dict[str, _Builder] = {
-    "student": _student,
-    "enroll": _enroll,
-    "withdraw": _withdraw,
-    "change_school": _change_school,
-    "attendance": _attendance,
-    "suspension": _suspension,
-}
+_BUILDERS: dict[str, _Builder] = {"student": _student, "enroll": _enroll, **_STUDENT_FACTS}

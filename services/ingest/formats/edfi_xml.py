@@ -510,16 +510,8 @@ def _section_assoc(elem: Element, src: Source, check: Check) -> Made:
     end = check.date("EndDate", _text(elem, "EndDate"))
     if student is None or school is None or section is None or begin is None or not check.ok:
         return None
-    return pr.EnrollmentRecord(
-        source=src,
-        source_record_id=record_id(FORMAT, "section", student, school, section, begin.isoformat()),
-        action=pr.EnrollmentAction.ENROLL,
-        student_ref=student,
-        school_id=school,
-        entry_date=begin,
-        exit_date=end,
-        class_ref=section,
-    )
+    rid = record_id(FORMAT, "section", student, school, section, begin.isoformat())
+    return formats.in_class(src, rid, student, school, section, begin, end)
 
 
 _EVENT_KEPT = frozenset(["EventDate", "AttendanceEventCategory"])
@@ -742,7 +734,7 @@ def _session(elem: Element, src: Source, check: Check) -> Made:
     declared: int | None = None
     total = _text(elem, "TotalInstructionalDays")
     if total is not None:
-        if total.isdigit():
+        if total.isdecimal():  # isdigit() would take ², which int() refuses
             declared = int(total)
         else:
             check.fail("TotalInstructionalDays", "schema.type", "TotalInstructionalDays must be a whole number.", total)

@@ -49,16 +49,17 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import IO, Literal
+from functools import cached_property
+from typing import IO, Any, Literal, TypeVar
 
 from homeroom.calendar import Term, school_year
 from homeroom.oneroster_columns import ENROLLMENTS
 from services.ingest import codes, formats
 from services.ingest import parsed_records as pr
-from services.ingest.formats import DEFAULT_OPTIONS, Check, Made, ParseOptions
+from services.ingest.formats import DEFAULT_OPTIONS, Check, Field, Made, ParseOptions, Rule
 from services.ingest.parsed_records import Dropped, ParseItem, RecordError, RecordWarning, Source, record_id
 from services.ingest.screening import SSN_MESSAGE, is_ssn_field, is_ssn_system, name_words
 
@@ -546,27 +547,14 @@ class OneRosterUpload:
         parent = check.text("parentSourcedId", r.get("parentSourcedId"))
         if not check.ok or sid is None:
             return None
-        deleted = r.get("status", "") == TOBEDELETED
-        rid = record_id(FORMAT, "org", sid)
         if district:
-            return pr.SchoolRecord(
-                source=check.source,
-                source_record_id=rid,
-                school_id=sid,
-                org_type=pr.OrgType.DISTRICT,
-                name=name,
-                deleted=deleted,
+            return _row_record(
+                check, pr.SchoolRecord, "org", sid, r, school_id=sid, org_type=pr.OrgType.DISTRICT, name=name
             )
         school_id = ident if self.school_id_from == "identifier" and ident else sid
         self._org_school[sid] = school_id
-        return pr.SchoolRecord(
-            source=check.source,
-            source_record_id=rid,
-            school_id=school_id,
-            name=name,
-            parent_ref=parent,
-            nces_id=ident,
-            deleted=deleted,
+        return _row_record(
+            check, pr.SchoolRecord, "org", sid, r, school_id=school_id, name=name, parent_ref=parent, nces_id=ident
         )
 
     def _session(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
@@ -584,64 +572,11 @@ class OneRosterUpload:
                 and r.get("status", "") != TOBEDELETED
             ):
                 self._terms[sid] = (r.get("title", "").strip() or sid, start, end, row.line)
-        return self._made("academicSessions.csv", row, lambda check: self._session_record(r, check))
-
-    def _session_record(self, r: dict[str, str], check: Check) -> pr.SessionRecord | None:
-        """The session as vendors' apps see it (every type, also grading periods and school years)."""
-        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
-        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
-        raw_type = check.text("type", r.get("type"), required=True) or ""
-        kind = SESSION_TYPES.get(raw_type.lower())
-        if raw_type and kind is None:
-            check.fail("type", "code.unknown", f"type must be one of {', '.join(SESSION_TYPES.values())}.", raw_type)
-        start = check.date("startDate", r.get("startDate"), required=True)
-        end = check.date("endDate", r.get("endDate"), required=True)
-        if start and end and end < start:
-            check.fail("endDate", "date.end_before_start", "The session ends before it begins.", vclass="date")
-        year_text = check.text("schoolYear", r.get("schoolYear"))
-        year = int(year_text) if year_text and year_text.isdigit() and len(year_text) == 4 else None
-        if year_text and year is None:
-            check.fail("schoolYear", "schema.type", "schoolYear must be a four-digit year.", year_text)
-        parent = check.text("parentSourcedId", r.get("parentSourcedId"))
-        if sid is None or title is None or kind is None or start is None or end is None or not check.ok:
-            return None
-        return pr.SessionRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "session", sid),
-            session_id=sid,
-            title=title,
-            session_type=kind,
-            start_date=start,
-            end_date=end,
-            school_year=year or school_year(end) + 1,
-            parent_id=parent,
-            deleted=r.get("status", "") == TOBEDELETED,
-        )
+        return self._made("academicSessions.csv", row, lambda check: self._row_types["academicSessions"](r, check))
 
     def _course(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
-        return self._made("courses.csv", row, lambda check: self._course_record(r, check))
-
-    def _course_record(self, r: dict[str, str], check: Check) -> pr.CourseRecord | None:
-        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
-        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
-        org = check.text("orgSourcedId", r.get("orgSourcedId"))
-        school = self._school_id(org) if org and org in self._org_school else None
-        _drop_unread(check, r, COURSE_KNOWN)
-        if sid is None or title is None or not check.ok:
-            return None
-        return pr.CourseRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "course", sid),
-            course_id=sid,
-            title=title,
-            course_code=check.text("courseCode", r.get("courseCode")),
-            school_id=school,
-            school_year_id=check.text("schoolYearSourcedId", r.get("schoolYearSourcedId")),
-            grades=_codes(r.get("grades", "")),
-            subjects=_codes(r.get("subjects", "")),
-            deleted=r.get("status", "") == TOBEDELETED,
-        )
+        return self._made("courses.csv", row, lambda check: self._row_types["courses"](r, check))
 
     def _class(self, header: list[str], row: _Row, mode: str) -> Iterable[ParseItem]:
         r = dict(zip(header, row.cells, strict=True))
@@ -656,35 +591,41 @@ class OneRosterUpload:
                 self._class_school[sid] = school
                 for t in terms:
                     self._term_schools.setdefault(t, set()).add(school)
-        return self._made("classes.csv", row, lambda check: self._class_record(r, check))
+        return self._made("classes.csv", row, lambda check: self._row_types["classes"](r, check))
 
-    def _class_record(self, r: dict[str, str], check: Check) -> pr.ClassRecord | None:
-        sid = check.text("sourcedId", r.get("sourcedId"), required=True)
-        title = check.text("title", r.get("title"), required=True, max_len=512, free_text=True)
-        org = check.text("schoolSourcedId", r.get("schoolSourcedId"), required=True)
-        school = self._school_of(check, org)
-        class_type = (check.text("classType", r.get("classType")) or "scheduled").lower()
-        if class_type not in ("homeroom", "scheduled"):
-            check.fail("classType", "code.unknown", "classType must be homeroom or scheduled.", class_type)
-        _drop_unread(check, r, CLASS_KNOWN)
-        if sid is None or title is None or school is None or not check.ok:
-            return None
-        return pr.ClassRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "class", sid),
-            class_id=sid,
-            school_id=school,
-            title=title,
-            class_code=check.text("classCode", r.get("classCode")),
-            class_type=class_type,
-            course_id=check.text("courseSourcedId", r.get("courseSourcedId")),
-            term_ids=_codes(r.get("termSourcedIds", "")),
-            periods=_codes(r.get("periods", "")),
-            grades=_codes(r.get("grades", "")),
-            subjects=_codes(r.get("subjects", "")),
-            location=check.text("location", r.get("location")),
-            deleted=r.get("status", "") == TOBEDELETED,
-        )
+    @cached_property
+    def _row_types(self) -> dict[str, _RowType]:
+        """The files whose rows are read by their declared fields alone (courses and classes name
+        their schools as this upload's orgs.csv does)."""
+        course: tuple[Field | Rule, ...] = (
+            _sourced_id("course_id"), Field("title", formats.TITLE),
+            Field("orgSourcedId", self._known_org, into="school_id"), _unread(COURSE_KNOWN),
+            Field("courseCode", formats.text(), into="course_code"),
+            Field("schoolYearSourcedId", formats.text(), into="school_year_id"), *_lists("grades", "subjects"),
+        )  # fmt: skip
+        class_: tuple[Field | Rule, ...] = (
+            _sourced_id("class_id"), Field("title", formats.TITLE),
+            Field("schoolSourcedId", self._school_field, into="school_id"),
+            Field("classType", _CLASS_TYPE, into="class_type"), _unread(CLASS_KNOWN),
+            Field("classCode", formats.text(), into="class_code"),
+            Field("courseSourcedId", formats.text(), into="course_id"),
+            Field("termSourcedIds", _code_list, into="term_ids"), *_lists("periods", "grades", "subjects"),
+            Field("location", formats.text()),
+        )  # fmt: skip
+        return {
+            "academicSessions": _SESSION,
+            "courses": _RowType("course", pr.CourseRecord, "course_id", course),
+            "classes": _RowType("class", pr.ClassRecord, "class_id", class_),
+        }
+
+    def _known_org(self, check: Check, name: str, value: object) -> str | None:
+        """A course's org: its school when orgs.csv names it (else None: district-wide)."""
+        org = check.text(name, value)
+        return self._school_id(org) if org and org in self._org_school else None
+
+    def _school_field(self, check: Check, name: str, value: object) -> str | None:
+        """A row's required schoolSourcedId, as the id of a school in orgs.csv."""
+        return self._school_of(check, check.text(name, value, required=True))
 
     def _term_calendars(self) -> Iterator[ParseItem]:
         """Each term's weekdays, for the schools whose classes use it (all schools when none
@@ -761,14 +702,18 @@ class OneRosterUpload:
             check.fail("sourcedId", "schema.required", "sourcedId is required but is missing or empty.")
             return None
         check.text("sourcedId", sid)
-        if r.get("status", "") == TOBEDELETED:
-            return pr.StudentRecord(
-                source=check.source,
-                source_record_id=record_id(FORMAT, "user", sid),
-                student_ref=sid,
-                schools=schools,
-                deleted=True,
-            )
+        deleted = r.get("status", "") == TOBEDELETED
+        elements = {} if deleted else self._student_elements(r, check)
+        if not check.ok:
+            return None
+        if not deleted:
+            self._students.add(sid)
+            for school in schools:
+                self.students_by_school.setdefault(school, set()).add(sid)
+        return _row_record(check, pr.StudentRecord, "user", sid, r, student_ref=sid, elements=elements, schools=schools)
+
+    def _student_elements(self, r: dict[str, str], check: Check) -> dict[str, str]:
+        """A student user's elements, from the columns mapped to them (the rest is dropped)."""
         elements: dict[str, str] = {}
         for column, element, required in (
             ("givenName", "student.first_name", True),
@@ -793,18 +738,7 @@ class OneRosterUpload:
                 elements["enrollment.grade_level"] = code
         self._user_ids(check, r.get("userIds", ""), elements)
         _user_columns(check, r, USER_MAPPED)
-        if not check.ok:
-            return None
-        self._students.add(sid)
-        for school in schools:
-            self.students_by_school.setdefault(school, set()).add(sid)
-        return pr.StudentRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "user", sid),
-            student_ref=sid,
-            elements=elements,
-            schools=schools,
-        )
+        return elements
 
     def _staff(self, r: dict[str, str], row: _Row, role: str, orgs: Sequence[str]) -> Sequence[ParseItem]:
         return self._made("users.csv", row, lambda check: self._staff_user(r, check, role, orgs))
@@ -827,14 +761,8 @@ class OneRosterUpload:
         _user_columns(check, r, STAFF_MAPPED)
         if sid is None or not check.ok:
             return None
-        return pr.StaffRecord(
-            source=check.source,
-            source_record_id=record_id(FORMAT, "staff", sid),
-            staff_ref=sid,
-            role=role,
-            schools=schools,
-            elements=elements,
-            deleted=deleted,
+        return _row_record(
+            check, pr.StaffRecord, "staff", sid, r, staff_ref=sid, role=role, schools=schools, elements=elements
         )
 
     def _user_ids(self, check: Check, raw: str, elements: dict[str, str]) -> None:
@@ -864,7 +792,7 @@ class OneRosterUpload:
         idx = self._enrollment_index(header)
         role = cells[idx["role"]].strip()
         if role in STAFF_ROLES:
-            return self._teaching(header, row)
+            return self._careful(header, row, self._teaching_record)
         if role != "student":
             return ()
         joined = "\x1f".join(cells)
@@ -900,7 +828,7 @@ class OneRosterUpload:
             or school is None
             or (class_checked and not known_class)
         ):
-            return self._enrollment_slow(header, row)
+            return self._careful(header, row, self._enrollment_record)
         src = Source(FORMAT, "enrollments.csv", row.line, "enrollments.csv")
         deleted = status == TOBEDELETED
         modified = cells[idx["dateLastModified"]] if deleted and "dateLastModified" in idx else ""
@@ -933,9 +861,12 @@ class OneRosterUpload:
             )
         return school
 
-    def _teaching(self, header: list[str], row: _Row) -> Sequence[ParseItem]:
+    def _careful(
+        self, header: list[str], row: _Row, make: Callable[[dict[str, str], Check], Made]
+    ) -> Sequence[ParseItem]:
+        """An enrollments.csv row read on the careful path, cell by cell (``make`` reads it)."""
         r = dict(zip(header, row.cells, strict=True))
-        return self._made("enrollments.csv", row, lambda check: self._teaching_record(r, check))
+        return self._made("enrollments.csv", row, lambda check: make(r, check))
 
     def _teaching_record(self, r: dict[str, str], check: Check) -> pr.TeachingRecord | None:
         """A staff member's class enrollment (role teacher, aide ...): the careful path only."""
@@ -987,10 +918,6 @@ class OneRosterUpload:
         self._idx_cache = (header, idx)
         return idx
 
-    def _enrollment_slow(self, header: list[str], row: _Row) -> Sequence[ParseItem]:
-        r = dict(zip(header, row.cells, strict=True))
-        return self._made("enrollments.csv", row, lambda check: self._enrollment_record(r, check))
-
     def _enrollment_record(self, r: dict[str, str], check: Check) -> pr.EnrollmentRecord | None:
         """The careful path: every field through Check, with a precise error for each problem."""
         e = self._enrollment_row(r, check)
@@ -1020,6 +947,8 @@ class OneRosterUpload:
         """A student's class enrollment, from either path: a ``tobedeleted`` row withdraws it on
         its end date (else the day it was last modified); any other row enrolls from its begin
         date, else the first day of the class's first term."""
+        # The constructor written out, not formats.in_class: this is OneRoster's hot path (a million
+        # rows in bench/ingest_parse.py), where the extra call cost 0.1-0.2 µs a row.
         return pr.EnrollmentRecord(
             source=src,
             source_record_id=record_id(FORMAT, "enrollment", sid),
@@ -1030,6 +959,93 @@ class OneRosterUpload:
             exit_date=(end or (self._date(modified[:10]) if modified else None)) if deleted else end,
             class_ref=cls,
         )
+
+
+R = TypeVar("R")
+
+
+def _row_record(
+    check: Check, record: Callable[..., R], kind: str, key: str, r: Mapping[str, str], /, **values: Any
+) -> R:
+    """What a row makes: ``record`` from where it came from, its id (``kind`` and ``key``,
+    the row's sourcedId), whether the row is to be deleted and the ``values`` read."""
+    deleted = r.get("status", "") == TOBEDELETED
+    return record(source=check.source, source_record_id=record_id(FORMAT, kind, key), deleted=deleted, **values)
+
+
+def _sourced_id(into: str) -> Field:
+    """The row's required sourcedId, as the record's id for it."""
+    return Field("sourcedId", formats.text(required=True), into=into)
+
+
+def _code_list(check: Check, name: str, value: object) -> tuple[str, ...]:
+    return _codes(value if isinstance(value, str) else "")
+
+
+def _lists(*names: str) -> tuple[Field, ...]:
+    """List cells (comma separated codes) that fill the record's fields of the same names."""
+    return tuple(Field(name, _code_list) for name in names)
+
+
+def _unread(known: frozenset[str]) -> Rule:
+    """The rule that columns not ``known`` are dropped unread (see ``_drop_unread``)."""
+
+    def rule(check: Check, row: Mapping[str, Any], _values: dict[str, Any]) -> None:
+        _drop_unread(check, row, known)
+
+    return rule
+
+
+def _four_digit_year(check: Check, name: str, value: object) -> int | None:
+    text = check.text(name, value)
+    year = int(text) if text and text.isdecimal() and len(text) == 4 else None  # isdigit() takes ², which int() refuses
+    if text and year is None:
+        check.fail(name, "schema.type", f"{name} must be a four-digit year.", text)
+    return year
+
+
+def _year_of_end(check: Check, row: Mapping[str, Any], values: dict[str, Any]) -> None:
+    """A session without a schoolYear belongs to the school year its end date falls in (the year it ends)."""
+    if values["school_year"] is None and values["end_date"] is not None:
+        values["school_year"] = school_year(values["end_date"]) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _RowType:
+    """A file whose rows are read by their declared fields alone: the record each row makes, its
+    id's kind, the record field the row's sourcedId fills, and the fields and rules in the order
+    they are read. Called as a row parser (``OneRosterUpload._made``)."""
+
+    kind: str
+    record: Callable[..., pr.ParsedRecord]
+    key: str
+    fields: tuple[Field | Rule, ...]
+
+    def __call__(self, r: dict[str, str], check: Check) -> pr.ParsedRecord | None:
+        values = check.read(r, self.fields)
+        if not check.ok:
+            return None
+        return _row_record(check, self.record, self.kind, values[self.key], r, **values)
+
+
+_SESSION = _RowType("session", pr.SessionRecord, "session_id", (
+    _sourced_id("session_id"),
+    Field("title", formats.TITLE),
+    Field("type", formats.one_of(SESSION_TYPES, f"type must be one of {', '.join(SESSION_TYPES.values())}.",
+                                 required=True, fold=str.lower), into="session_type"),
+    Field("startDate", formats.day(required=True), into="start_date"),
+    Field("endDate", formats.day(required=True), into="end_date"),
+    formats.ends_after("start_date", "end_date", "The session ends before it begins.", name="endDate", vclass="date"),
+    Field("schoolYear", _four_digit_year, into="school_year"),
+    Field("parentSourcedId", formats.text(), into="parent_id"),
+    _year_of_end,
+))  # fmt: skip
+_CLASS_TYPE = formats.one_of(
+    {"homeroom": "homeroom", "scheduled": "scheduled"},
+    "classType must be homeroom or scheduled.",
+    default="scheduled",
+    fold=str.lower,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1044,7 +1060,7 @@ class _Enrollment:
     end: date | None
 
 
-def _drop_unread(check: Check, r: dict[str, str], known: frozenset[str]) -> None:
+def _drop_unread(check: Check, r: Mapping[str, str], known: frozenset[str]) -> None:
     """Columns Homeroom does not read: screened and counted by name, never kept (a credential
     column is not even screened)."""
     for column, value in r.items():
@@ -1073,12 +1089,7 @@ def _demographics_record(r: dict[str, str], check: Check, sid: str) -> pr.Studen
             check.drop(column, value, credential=is_credential(column))
         elif column in ("sourcedId", "dateLastModified", "status"):
             check.text(column, value)
-    return pr.StudentRecord(
-        source=check.source,
-        source_record_id=record_id(FORMAT, "demographics", sid),
-        student_ref=sid,
-        elements=elements,
-    )
+    return _row_record(check, pr.StudentRecord, "demographics", sid, r, student_ref=sid, elements=elements)
 
 
 def _user_columns(check: Check, r: dict[str, str], mapped: frozenset[str]) -> None:

@@ -14,7 +14,9 @@ that writes it, so a batch without withdrawals or school changes visits each dis
 
 Registrations and enrollments are written a run at a time (`_Run`: one statement per district
 for each); a withdrawal or school change ends the run and is applied on its own, so each
-student's events keep their order.
+student's events keep their order. Once a batch that registered or enrolled students commits,
+the waiting-marks task (`waiting_marks.py`) is woken: marks that arrived before their student go
+in then, not up to a poll later.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ async def apply(runtime: Runtime, events: Sequence[IncomingEvent], ctx: HandlerC
     for district, keys in sorted(review.items()):
         await scoped(ctx, district)
         await store.queue_review(ctx.conn, district, keys)
+    waiting = runtime.state.waiting_marks
+    if run.wrote and waiting is not None:
+        # Marks that arrived before these students can go in as soon as the batch commits,
+        # not a poll of the waiting-marks task later.
+        ctx.after_commit.append(waiting.wake)
 
 
 async def _registration(
@@ -116,6 +123,7 @@ class _Run:
         self.registrations: dict[str, list[store.Registration]] = {}
         self.enrollments: dict[str, list[store.Enrollment]] = {}
         self.enrolled: set[tuple[str, str]] = set()
+        self.wrote = False  # a registration or enrollment was written: students may be known now
 
     async def add(self, district: str, item: store.Registration | store.Enrollment) -> None:
         if isinstance(item, store.Registration):
@@ -130,6 +138,7 @@ class _Run:
         registrations, self.registrations = self.registrations, {}
         enrollments, self.enrollments = self.enrollments, {}
         self.enrolled = set()
+        self.wrote = self.wrote or bool(registrations or enrollments)
         # District by district (each its own rows), so the district is set once for both.
         for district in sorted(registrations.keys() | enrollments.keys()):
             await scoped(self.ctx, district)

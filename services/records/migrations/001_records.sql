@@ -31,17 +31,13 @@ EXCEPTION WHEN others THEN
 END
 $$;
 
--- Schools per district (organization.v1). Not student data: no RLS.
-CREATE TABLE schools (
-    district_id text        NOT NULL,
-    school_id   text        NOT NULL,
+-- Schools per district (organization.v1). Not student data: no RLS. Keyed (district_id,
+-- school_id), with deleted and updated_at after these (homeroom_district_entity, kernel 004).
+SELECT homeroom_district_entity('schools', 'school_id', $columns$
     name        text        NOT NULL DEFAULT '',
     nces_id     text        NOT NULL DEFAULT '',
-    grades      text[]      NOT NULL DEFAULT '{}',
-    deleted     boolean     NOT NULL DEFAULT false,
-    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (district_id, school_id)
-);
+    grades      text[]      NOT NULL DEFAULT '{}'
+$columns$);
 
 -- Which districts hold a record for a student key: keys and district ids only, no record
 -- data. Lets a parent's or vendor's read find the owning district(s) of a key.

@@ -4,38 +4,29 @@
 -- Sessions, courses and classes are not personal data: no RLS (like `schools`). Staff and
 -- class enrollments are personal data (a class enrollment says which student is in which
 -- class): RLS by district like every student table, and staff elements stored sealed.
+--
+-- Sessions, courses, classes and staff are district entities like `schools`: keyed (district_id,
+-- own key), their own columns, then deleted and updated_at (homeroom_district_entity, kernel 004).
 
-CREATE TABLE academic_sessions (
-    district_id   text        NOT NULL,
-    session_id    text        NOT NULL,
+SELECT homeroom_district_entity('academic_sessions', 'session_id', $columns$
     title         text        NOT NULL,
     session_type  text        NOT NULL,
     start_date    date        NOT NULL,
     end_date      date        NOT NULL,
     parent_id     text        NOT NULL DEFAULT '',
-    school_year   int         NOT NULL,
-    deleted       boolean     NOT NULL DEFAULT false,
-    updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (district_id, session_id)
-);
+    school_year   int         NOT NULL
+$columns$);
 
-CREATE TABLE courses (
-    district_id     text        NOT NULL,
-    course_id       text        NOT NULL,
+SELECT homeroom_district_entity('courses', 'course_id', $columns$
     title           text        NOT NULL,
     course_code     text        NOT NULL DEFAULT '',
     school_id       text        NOT NULL DEFAULT '',   -- '': a district-wide course
     grades          text[]      NOT NULL DEFAULT '{}',
     subjects        text[]      NOT NULL DEFAULT '{}',
-    school_year_id  text        NOT NULL DEFAULT '',
-    deleted         boolean     NOT NULL DEFAULT false,
-    updated_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (district_id, course_id)
-);
+    school_year_id  text        NOT NULL DEFAULT ''
+$columns$);
 
-CREATE TABLE classes (
-    district_id  text        NOT NULL,
-    class_id     text        NOT NULL,
+SELECT homeroom_district_entity('classes', 'class_id', $columns$
     title        text        NOT NULL,
     class_code   text        NOT NULL DEFAULT '',
     class_type   text        NOT NULL DEFAULT 'scheduled',
@@ -45,24 +36,16 @@ CREATE TABLE classes (
     periods      text[]      NOT NULL DEFAULT '{}',
     grades       text[]      NOT NULL DEFAULT '{}',
     subjects     text[]      NOT NULL DEFAULT '{}',
-    location     text        NOT NULL DEFAULT '',
-    deleted      boolean     NOT NULL DEFAULT false,
-    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (district_id, class_id)
-);
+    location     text        NOT NULL DEFAULT ''
+$columns$);
 CREATE INDEX classes_by_school ON classes (district_id, school_id, class_id);
 
 GRANT SELECT, INSERT, UPDATE ON academic_sessions, courses, classes TO homeroom_records_app;
 
-CREATE TABLE staff (
-    district_id  text        NOT NULL,
-    staff_key    text        NOT NULL,
+SELECT homeroom_district_entity('staff', 'staff_key', $columns$
     role         text        NOT NULL DEFAULT 'teacher',
-    school_ids   text[]      NOT NULL DEFAULT '{}',
-    deleted      boolean     NOT NULL DEFAULT false,
-    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (district_id, staff_key)
-);
+    school_ids   text[]      NOT NULL DEFAULT '{}'
+$columns$);
 
 -- Sealed staff elements (staff.first_name ...), one row per element, stored as received.
 CREATE TABLE staff_elements (

@@ -207,6 +207,8 @@ async def apply(runtime: Runtime, *events: OutgoingEvent, consumers: Sequence[Co
             await handler([incoming], ctx)
             await outbox.add(conn, ctx.emitted)
             fresh += 1
+        for call in ctx.after_commit:  # as the kernel consumer does, once the transaction has committed
+            call()
     return fresh
 
 

@@ -207,3 +207,75 @@ async def test_each_day_every_student_still_enrolled_is_counted_again(service_en
         assert await today.run_once() == 0  # nothing new today
         # the next day adds a school day to every open enrollment: that student is counted again
         assert await reviewer(rec, today=TODAY + timedelta(days=1)).run_once() == 1
+
+
+async def test_the_daily_sweep_is_done_once_per_district_and_day_whichever_process_asks(
+    service_env: ServiceEnv,
+) -> None:
+    """A restarted records process (or a second instance) does not count every enrolled student
+    of the district again the same day; the next day one of them does, once."""
+    async with records_service(service_env) as rec:
+        keys = ["stu_sweep_a", "stu_sweep_b"]
+        await apply(
+            rec.runtime,
+            calendar(DISTRICT, SCHOOL, 2025, TERM),
+            *[await registered(rec.runtime, DISTRICT, k, {"student.first_name": k}) for k in keys],
+            *[enrolled(DISTRICT, k, SCHOOL, TERM[0]) for k in keys],
+        )
+        assert await reviewer(rec).run_once() == 2  # queued by their enrollments (and today's sweep)
+        assert await reviewer(rec).run_once() == 0  # a restart the same day: swept already
+        tomorrow = TODAY + timedelta(days=1)
+        assert await reviewer(rec, today=tomorrow).run_once() == 2  # the next day's sweep
+        assert await reviewer(rec, today=tomorrow).run_once() == 0  # another process that day
+        assert await reviewer(rec).run_once() == 0  # a process whose clock is behind sweeps nothing again
+
+
+async def test_a_standing_counted_again_unchanged_keeps_when_it_changed_and_was_flagged(
+    service_env: ServiceEnv,
+) -> None:
+    """`changed_at` is when the standing last changed, and the worklist's `flagged_at` when the
+    student crossed the line: counting again with nothing new moves neither; a new absence moves
+    `changed_at` only (the student was flagged before it)."""
+    async with records_service(service_env) as rec:
+        key = "stu_unchanged"
+        await apply(
+            rec.runtime,
+            calendar(DISTRICT, SCHOOL, 2025, TERM),
+            await registered(rec.runtime, DISTRICT, key, {"student.first_name": "U"}),
+            enrolled(DISTRICT, key, SCHOOL, TERM[0]),
+            *[attendance(DISTRICT, key, day) for day in TERM[1:3]],  # 2 of 20: on the line
+        )
+
+        async def stamps() -> tuple[Any, Any, Any]:
+            async with store.district_tx(rec.runtime.pool, DISTRICT) as conn:
+                row = await conn.fetchrow(
+                    "SELECT changed_at, crossed_at, days_absent FROM chronic_absence WHERE student_key = $1", key
+                )
+            assert row is not None
+            return row["changed_at"], row["crossed_at"], row["days_absent"]
+
+        async def flagged_at() -> str:
+            r = await rec.get(f"/v1/districts/{DISTRICT}/chronic-absence", "district_staff", district=DISTRICT)
+            (student,) = r.json()["students"]
+            out: str = student["flagged_at"]
+            return out
+
+        await reviewer(rec).run_once()
+        changed, crossed, absent = await stamps()
+        assert crossed is not None and absent == 2
+        flagged = await flagged_at()
+        # counted again with nothing new: a re-published mark, a present mark on another day
+        await apply(
+            rec.runtime,
+            attendance(DISTRICT, key, TERM[2]),
+            attendance(DISTRICT, key, TERM[5], ATTENDANCE_CATEGORY_PRESENT),
+        )
+        assert await reviewer(rec).run_once() == 1
+        assert await stamps() == (changed, crossed, 2)
+        assert await flagged_at() == flagged
+        # a new absence changes the standing, not when the student was flagged
+        await apply(rec.runtime, attendance(DISTRICT, key, TERM[6]))
+        assert await reviewer(rec).run_once() == 1
+        changed_after, crossed_after, absent_after = await stamps()
+        assert changed_after > changed and crossed_after == crossed and absent_after == 3
+        assert await flagged_at() == flagged

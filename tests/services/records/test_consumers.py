@@ -348,3 +348,30 @@ async def test_end_to_end_through_the_broker_with_dead_letters(service_env: Serv
             "payload.malformed": "junk-1",
         }
         assert by_rule["student.unknown"].original_topic == topics["attendance.v1"].name
+
+
+async def test_marks_waiting_go_in_once_their_students_registration_commits(service_env: ServiceEnv) -> None:
+    """The enrollment consumer wakes the waiting-marks task when a batch that registers students
+    commits: the marks that waited for them go in then, not a poll of the task later (the task
+    here polls once an hour)."""
+    async with records_service(service_env) as rec:
+        task = WaitingMarks(rec.runtime, 300, poll_s=3600)
+        rec.runtime.state.waiting_marks = task
+        task.start()
+        try:
+            await apply(rec.runtime, attendance("d-a", "stu_wakes", "2026-09-02"))
+            await asyncio.sleep(0.2)  # the task's first round has passed: it sleeps for the hour
+            async with rec.admin.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM marks_waiting") == 1
+            await apply(rec.runtime, await registered(rec.runtime, "d-a", "stu_wakes", {"student.first_name": "W"}))
+            for _ in range(200):
+                async with rec.admin.acquire() as conn:
+                    if await conn.fetchval("SELECT count(*) FROM attendance") == 1:
+                        break
+                await asyncio.sleep(0.05)
+            async with rec.admin.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM attendance") == 1
+                assert await conn.fetchval("SELECT count(*) FROM marks_waiting") == 0
+        finally:
+            await task.stop()
+            rec.runtime.state.waiting_marks = None
