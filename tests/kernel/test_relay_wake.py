@@ -5,6 +5,8 @@ A batch of notices is mailed in one SMTP session."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -60,22 +62,30 @@ async def test_the_wait_is_long_only_while_listening_and_trusted(pg_pool: asyncp
     assert wake.conn is None
 
 
-async def _listening(relay: OutboxRelay) -> None:
-    async def ready() -> bool:
-        return relay.wake.listening and relay._task is not None
+@contextlib.asynccontextmanager
+async def _listening_relay(
+    pool: asyncpg.Pool, bootstrap: str, topic_suffix: str, fallback_s: float
+) -> AsyncIterator[OutboxRelay]:
+    """A started outbox relay on the test's topics, once it listens; stopped on exit."""
+    await prepare(pool)
+    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
+    relay = OutboxRelay("test", pool, Publisher("test", {"bootstrap_servers": bootstrap}), fallback_s=fallback_s)
+    relay.start()
 
-    await wait_for(ready)
+    async def ready() -> bool:
+        return relay.wake.listening
+
+    try:
+        await wait_for(ready)
+        yield relay
+    finally:
+        await relay.stop()
 
 
 async def test_a_write_whose_notify_never_arrives_is_relayed_within_the_fallback(
     pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
 ) -> None:
-    await prepare(pg_pool)
-    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
-    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), fallback_s=1.0)
-    relay.start()
-    try:
-        await _listening(relay)
+    async with _listening_relay(pg_pool, bootstrap, topic_suffix, fallback_s=1.0) as relay:
         lost = absence(1, topic_suffix)
         # written without the NOTIFY `outbox.add` sends: only the fallback poll can find it
         await pg_pool.execute(
@@ -88,40 +98,33 @@ async def test_a_write_whose_notify_never_arrives_is_relayed_within_the_fallback
         )
         await wait_for(lambda: _eq(relay.published, 1))
         assert await relay.backlog() == 0
-    finally:
-        await relay.stop()
 
 
 async def _eq(value: int, expected: int) -> bool:
     return value == expected
 
 
+_LOCK_HOLDER = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext('homeroom.outbox.relay')::oid"
+
+
 async def test_a_relay_whose_listen_connection_dropped_listens_again_and_relays(
     pg_pool: asyncpg.Pool, bootstrap: str, topic_suffix: str
 ) -> None:
-    await prepare(pg_pool)
-    await ensure_topics({"bootstrap_servers": bootstrap}, list(topics(topic_suffix)))
     # a fallback longer than the test: only a NOTIFY (or the short poll) can relay in time
-    relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), fallback_s=600.0)
-    relay.start()
-    try:
-        await _listening(relay)
+    async with _listening_relay(pg_pool, bootstrap, topic_suffix, fallback_s=600.0) as relay:
         dropped = await _terminate(pg_pool, relay.wake)
 
-        async def listening_anew() -> bool:
+        async def listening_anew_with_the_lock() -> bool:
+            # the new connection listens and holds the relay's advisory lock again (a second relay stands by)
             conn = relay.wake.conn
-            return relay.wake.listening and conn is not None and conn.get_server_pid() != dropped
+            if not relay.wake.listening or conn is None or conn.get_server_pid() == dropped:
+                return False
+            holder = await pg_pool.fetchval(_LOCK_HOLDER)
+            return bool(holder == conn.get_server_pid())
 
-        await wait_for(listening_anew)
-        # the new connection holds the relay's advisory lock again: a second relay stands by
-        holder = await pg_pool.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext('homeroom.outbox.relay')::oid"
-        )
-        assert relay.wake.conn is not None and holder == relay.wake.conn.get_server_pid()
+        await wait_for(listening_anew_with_the_lock)
         await write_to_outbox(pg_pool, [absence(i, topic_suffix) for i in range(COPY_FROM + 1)])
         await wait_for(lambda: _eq(relay.published, COPY_FROM + 1))
-    finally:
-        await relay.stop()
 
 
 async def test_a_notice_backing_off_is_sent_when_due_without_a_notify(
