@@ -1,6 +1,7 @@
 """The kernel's bus against plain aiokafka, in the same run, on the same broker.
 
     .venv/bin/python bench/bus.py [--events N] [--size BYTES] [--call N] [--json PATH]
+    .venv/bin/python bench/bus.py --build N
 
 Both paths move the same N events of SIZE bytes (default 20,000 of 1 KiB) from a
 producer to a consumer on embedded Tansu:
@@ -27,6 +28,12 @@ With --claim-rows N, the consumer's idempotency claim alone (`_CLAIM`, batches o
 same statement with the marks keyed by partition offset (in index order, but blind to a
 duplicate at another offset) and with no index at all (the floor).
 
+With --build N, only the cost of building N events (no broker, no database): `build_event`
+against `build_event_before` (how it made an event before round 30: the topic's protobuf message
+filled and serialised whole, a frozen dataclass; the events are checked equal first), CPU µs per
+event, best of three, alternated, for N attendance marks as ingest builds them and N / 4 student
+registrations (a payload with maps).
+
 Prints a table and one JSON object; --json also writes it to a file.
 """
 
@@ -41,6 +48,8 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,13 +58,24 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from google.protobuf.message import Message  # noqa: E402
 
 from homeroom import outbox  # noqa: E402
 from homeroom.bus.consumer import _CLAIM, EventConsumer, HandlerContext  # noqa: E402
-from homeroom.bus.envelope import IncomingEvent, build_event  # noqa: E402
+from homeroom.bus.envelope import (  # noqa: E402
+    _CONTENT_TYPE_HEADER,
+    _SPEC_VERSION_HEADER,
+    IncomingEvent,
+    _shared_header,
+    build_event,
+    derived_id,
+    event_type,
+    timestamp,
+)
 from homeroom.bus.producer import Publisher  # noqa: E402
-from homeroom.bus.topics import ATTENDANCE, REJECTED, ensure_topics, with_suffix  # noqa: E402
+from homeroom.bus.topics import ATTENDANCE, ENROLLMENT, REJECTED, Topic, ensure_topics, with_suffix  # noqa: E402
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_ABSENT, AttendanceRecorded  # noqa: E402
+from homeroom.events.v1.enrollment_pb2 import StudentRegistered  # noqa: E402
 from homeroom.storage import create_pool, database_url, migrate  # noqa: E402
 from homeroom_dev.infra.broker import EmbeddedBroker  # noqa: E402
 from homeroom_dev.infra.postgres import EmbeddedPostgres  # noqa: E402
@@ -274,6 +294,112 @@ async def kernel_round_trip(bootstrap: str, dsn: str, events: list, suffix: str)
     return elapsed
 
 
+BUILD_TIME = datetime(2024, 9, 4, 12, 0, 0, 123000, tzinfo=UTC)
+BUILD_META = {
+    "source": "/homeroom/ingest/d-bench",
+    "district_id": "d-bench",
+    "correlation_id": "upload-1",
+    "causation_id": "upload-1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenOutgoingEvent:
+    """OutgoingEvent as it was before round 30 (frozen)."""
+
+    event_id: str
+    topic: str
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    value: bytes
+
+
+def build_event_before(
+    topic: Topic, change: str, payload: Message, *, subject: str, event_id: str
+) -> FrozenOutgoingEvent:
+    """build_event as it was before round 30: the topic's message filled field by field (meta,
+    then a copy of the payload) and serialised whole, the same headers, a frozen dataclass."""
+    event = topic.message()
+    meta = event.meta  # type: ignore[attr-defined]
+    ce_type = event_type(topic.name, change)
+    meta.id = event_id
+    meta.type = ce_type
+    meta.source = BUILD_META["source"]
+    meta.subject = subject
+    meta.district_id = BUILD_META["district_id"]
+    meta.correlation_id = BUILD_META["correlation_id"]
+    meta.causation_id = BUILD_META["causation_id"]
+    seconds, nanos, time_text = timestamp(BUILD_TIME)
+    meta.time.seconds = seconds
+    meta.time.nanos = nanos
+    getattr(event, change).CopyFrom(payload)
+    headers = [
+        _SPEC_VERSION_HEADER,
+        ("ce_id", event_id.encode()),
+        _shared_header("ce_type", ce_type),
+        _shared_header("ce_source", BUILD_META["source"]),
+        _shared_header("ce_time", time_text),
+        ("ce_subject", subject.encode()),
+        _CONTENT_TYPE_HEADER,
+        _shared_header("ce_correlationid", BUILD_META["correlation_id"]),
+    ]
+    return FrozenOutgoingEvent(event_id, topic.name, subject.encode(), headers, event.SerializeToString())
+
+
+def _build_figures(topic: Topic, change: str, payloads: list[tuple[Message, str, str]]) -> dict[str, float]:
+    """CPU µs per event of build_event and of the whole-message way, best of three, alternated;
+    `payloads` are (payload, subject, event id)."""
+
+    def now() -> list[tuple[str, str, bytes | None, list[tuple[str, bytes]], bytes]]:
+        built = (
+            build_event(topic, change, p, subject=s, event_id=i, time=BUILD_TIME, **BUILD_META) for p, s, i in payloads
+        )
+        return [(e.event_id, e.topic, e.key, e.headers, e.value) for e in built]
+
+    def before() -> list[tuple[str, str, bytes | None, list[tuple[str, bytes]], bytes]]:
+        built = (build_event_before(topic, change, p, subject=s, event_id=i) for p, s, i in payloads)
+        return [(e.event_id, e.topic, e.key, e.headers, e.value) for e in built]
+
+    if now() != before():
+        raise SystemExit(f"{change}: build_event's events differ from the ones it built before")
+    best = {"build_event": float("inf"), "before_round_30": float("inf")}
+    for _ in range(3):
+        for name, step in (("build_event", now), ("before_round_30", before)):
+            cpu = time.process_time()
+            step()
+            best[name] = min(best[name], time.process_time() - cpu)
+    figures = {name: round(seconds / len(payloads) * 1e6, 2) for name, seconds in best.items()}
+    return {**figures, "ratio": round(figures["build_event"] / figures["before_round_30"], 2)}
+
+
+def build_cost(n: int) -> dict[str, dict[str, float]]:
+    """Attendance marks as ingest builds them (n), and student registrations (n / 4)."""
+    namespace = uuid.UUID("6f1c1c36-8a52-4a51-9a7b-5d5a0d7e9c11")
+    ids = [derived_id(namespace, f"d-bench|{i}|content") for i in range(n)]
+    marks: list[tuple[Message, str, str]] = []
+    registrations: list[tuple[Message, str, str]] = []
+    for i, event_id in enumerate(ids):
+        key = f"stu_{i % 5000:032d}"
+        mark = AttendanceRecorded(
+            student_key=key,
+            district_id="d-bench",
+            school_id=f"sch-{i % 7}",
+            date="2024-09-04",
+            category=ATTENDANCE_CATEGORY_ABSENT,
+            source_record_id=f"rec_{i:032d}",
+        )
+        marks.append((mark, key, event_id))
+        if i % 4 == 0:
+            registered = StudentRegistered(student_key=key, district_id="d-bench")
+            registered.plain_elements.update({"enrollment.grade_level": "07", "student.sex": "F"})
+            registered.sealed_elements["student.first_name"].ciphertext = os.urandom(40)
+            registrations.append((registered, key, event_id))
+    return {
+        "attendance_recorded": _build_figures(ATTENDANCE, "attendance_recorded", marks),
+        "student_registered": _build_figures(ENROLLMENT, "student_registered", registrations),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
@@ -282,7 +408,20 @@ async def main() -> None:
     parser.add_argument("--claim-rows", type=int, default=0, help="marks already kept (0: no claim figures)")
     parser.add_argument("--lone", type=int, default=300, help="single-event publish calls per path")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--build", type=int, default=0, help="only the cost of building N events (no broker)")
     args = parser.parse_args()
+    if args.build:
+        cost = build_cost(args.build)
+        for label, figures in cost.items():
+            print(
+                f"{label:22} build_event {figures['build_event']:6.2f} us  before round 30 "
+                f"{figures['before_round_30']:6.2f} us  ratio {figures['ratio']}"
+            )
+        built = {"build_cpu_us_per_event": cost, "load_average": os.getloadavg()}
+        print(json.dumps(built))
+        if args.json:
+            args.json.write_text(json.dumps(built, indent=2))
+        return
 
     t0 = time.perf_counter()
     pg = EmbeddedPostgres().start()
