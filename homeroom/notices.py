@@ -12,8 +12,9 @@ Delivery goes through an outbox, as events do: `add(conn, notice)` writes the no
 the service's `notices` table in the caller's transaction, so a notice exists exactly when
 the change that owes it committed. `NoticeRelay` sends each unsent notice by e-mail through
 the configured SMTP server (`HOMEROOM_SMTP_*`; the embedded stack and tests run a real local
-one), holding the row's lock while it talks to the server and recording the address and
-time in the same transaction; a crash before that commit sends the same message again
+one; a batch of up to `batch_size` notices in one SMTP session), holding the row's lock
+while it talks to the server and recording the address and time in the same transaction;
+a crash before that commit sends the same message again
 with the same `Message-ID` (receivers drop the repeat), a crash before the send loses
 nothing. Every notice is also listed for its recipient (`GET /v1/notices`, which the
 portal's notification list reads), whether or not mail could be sent: a recipient with no
@@ -46,7 +47,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import Connection
-from homeroom.tasks import cancel, wait_for_wake
+from homeroom.tasks import NotifyWake, cancel
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,46 @@ def message_for(row: asyncpg.Record | Mapping[str, Any], address: str, sender: s
     return message
 
 
+# Seconds until the earliest unsent notice falls due (NULL: none will; 'infinity': no address).
+_NEXT_DUE = """SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8 FROM notices
+    WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"""
+
+
+class _Session:
+    """One SMTP connection for a batch of notices: opened at the first message that has an
+    address (and again after the server dropped it), closed with QUIT after the batch."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> None:
+        if self.client is None or not self.client.is_connected:
+            smtp = self.smtp
+            client = aiosmtplib.SMTP(
+                hostname=smtp.host,
+                port=smtp.port,
+                start_tls=smtp.starttls,
+                use_tls=smtp.use_tls,
+                username=smtp.username or None,
+                password=smtp.password or None,
+                timeout=smtp.timeout_s,
+            )
+            await client.connect()
+            self.client = client
+        try:
+            await self.client.send_message(message)
+        except BaseException:  # the next notice starts on a fresh connection, whatever state this one is in
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self.client.quit()
+        self.client = None
+
+
 @dataclass(eq=False)
 class NoticeRelay:
     """Sends unsent notices by e-mail, oldest first; several instances share the work
@@ -182,11 +223,18 @@ class NoticeRelay:
     book: AddressBook
     _: KW_ONLY
     poll_interval_s: float = 1.0
+    # While the LISTEN connection is up and no NOTIFY went missing, an idle relay looks this
+    # seldom (`add` notifies; a retry's due time is waited for exactly); else every poll_interval_s.
+    fallback_s: float = 10.0
     max_backoff_s: float = 300.0
     batch_size: int = 50
     sent: int = field(default=0, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    wake: NotifyWake = field(init=False, repr=False)
+    _next_due_s: float | None = field(default=None, init=False, repr=False)  # the next retry, from now
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.wake = NotifyWake(self.pool, NOTIFY_CHANNEL, self.poll_interval_s, self.fallback_s)
 
     def start(self) -> None:
         if self.smtp is not None and self._task is None:
@@ -197,23 +245,21 @@ class NoticeRelay:
         self._task = None
 
     async def _run(self) -> None:
-        listener = await self.pool.acquire()
-        wake = lambda *_: self._wake.set()  # noqa: E731
+        wake = self.wake
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, wake)
             while True:
                 try:
+                    await wake.listen()
                     done = await self.send_due()
-                except Exception as exc:  # the database is away: try again next round
+                except Exception as exc:  # the database is away: try again after the short poll
                     log.warning("notice relay pass failed", extra={"error": repr(exc)})
-                    done = 0
-                if done == 0:
-                    self._wake.clear()
-                    await wait_for_wake(self._wake, self.poll_interval_s)
+                    await wake.wait(busy=True)
+                    continue
+                wake.found(done > 0)
+                if done == 0:  # a notice backing off after a failed send wakes nobody: wait until it is due
+                    await wake.wait(within_s=self._next_due_s)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(NOTIFY_CHANNEL, wake)
-            await self.pool.release(listener)
+            await wake.close()
 
     async def send_due(self) -> int:
         """Send what is due now; returns how many notices were handled (sent or failed)."""
@@ -226,12 +272,18 @@ class NoticeRelay:
                    ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 self.batch_size,
             )
-            for row in rows:
-                await self._send_one(conn, row)
-                handled += 1
+            session = _Session(self.smtp)
+            try:
+                for row in rows:
+                    await self._send_one(conn, row, session)
+                    handled += 1
+            finally:
+                await session.close()
+            if not rows:
+                self._next_due_s = await conn.fetchval(_NEXT_DUE)
         return handled
 
-    async def _send_one(self, conn: Connection, row: asyncpg.Record) -> None:
+    async def _send_one(self, conn: Connection, row: asyncpg.Record, session: _Session) -> None:
         assert self.smtp is not None
         address = self.book.address(Recipient(row["recipient_role"], row["recipient_id"]))
         if address is None:
@@ -241,18 +293,8 @@ class NoticeRelay:
                 row["notice_id"],
             )
             return
-        smtp = self.smtp
         try:
-            await aiosmtplib.send(
-                message_for(row, address, smtp.sender),
-                hostname=smtp.host,
-                port=smtp.port,
-                start_tls=smtp.starttls,
-                use_tls=smtp.use_tls,
-                username=smtp.username or None,
-                password=smtp.password or None,
-                timeout=smtp.timeout_s,
-            )
+            await session.send(message_for(row, address, self.smtp.sender))
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             backoff = min(self.max_backoff_s, 2.0 ** min(row["attempts"], 16))
             await conn.execute(

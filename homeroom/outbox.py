@@ -39,8 +39,8 @@ import asyncpg
 
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.producer import Publisher, Record
-from homeroom.storage import Connection, keeps_session_state
-from homeroom.tasks import cancel, wait_for_wake
+from homeroom.storage import Connection
+from homeroom.tasks import NotifyWake, cancel
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
 
 log = logging.getLogger(__name__)
@@ -230,19 +230,25 @@ class OutboxRelay:
     # back before anything is published to it.
     prepare: Callable[[], Awaitable[None]] | None = None
     published: int = field(default=0, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # While the LISTEN connection is up and no NOTIFY went missing, an idle relay looks this
+    # seldom (a write's NOTIFY wakes it at once); otherwise every max(poll_interval_s, 0.5) s.
+    fallback_s: float = 10.0
+    wake: NotifyWake = field(init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _lanes: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
     _prepared: bool = field(default=False, init=False, repr=False)
     _prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self.wake = NotifyWake(self.pool, NOTIFY_CHANNEL, max(self.poll_interval_s, 0.5), self.fallback_s)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self.wake.event.set()
         await cancel(self._task, *self._lanes.values())
 
     async def backlog(self) -> int:
@@ -256,39 +262,43 @@ class OutboxRelay:
         while await self.backlog() > 0:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"outbox of {self.service} still has {await self.backlog()} events")
-            self._wake.set()
+            self.wake.event.set()
             await asyncio.sleep(0.02)
 
     async def _run(self) -> None:
-        lock_conn = await self.pool.acquire()
-        keeps_session_state(lock_conn)  # the session advisory lock below
+        wake, backoff = self.wake, self.poll_interval_s
         try:
-            wake = lambda *_: self._wake.set()  # noqa: E731
-            await lock_conn.add_listener(NOTIFY_CHANNEL, wake)
-            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext('homeroom.outbox.relay'))"):  # noqa: ASYNC110
-                await asyncio.sleep(1.0)  # another instance relays; take over when it stops
-            backoff = self.poll_interval_s
             while not self._stopping:
-                self._wake.clear()
                 try:
-                    await self._start_lanes()
-                    backoff = self.poll_interval_s
+                    if not wake.listening:  # first, or the server dropped it (and the lock with it)
+                        await self._take_over(await wake.listen())
+                    waiting = await self._start_lanes()
                 except Exception as exc:  # database trouble: keep the rows, try again later
                     OUTBOX_RELAY_FAILURES.labels(self.service).inc()
                     log.warning("outbox relay failed; will retry", extra={"error": repr(exc), "backoff_s": backoff})
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                     continue
-                await wait_for_wake(self._wake, max(self.poll_interval_s, 0.5))
+                backoff = self.poll_interval_s
+                wake.found(waiting > 0)
+                # rows waiting: lanes run and fail or finish; look again soon (new topics, gauges)
+                await wake.wait(busy=waiting > 0)
         finally:
-            with contextlib.suppress(Exception):
-                await lock_conn.remove_listener(NOTIFY_CHANNEL, wake)
-                await lock_conn.execute("SELECT pg_advisory_unlock_all()")
-            await self.pool.release(lock_conn)
+            if wake.conn is not None:
+                with contextlib.suppress(Exception):
+                    await wake.conn.execute("SELECT pg_advisory_unlock_all()")
+            await wake.close()
 
-    async def _start_lanes(self) -> None:
+    async def _take_over(self, conn: Connection) -> None:
+        """Relay only while holding the advisory lock, on the LISTEN connection: another
+        instance relays until it stops (or its connection drops)."""
+        while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('homeroom.outbox.relay'))"):  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+
+    async def _start_lanes(self) -> int:
         """A lane for every topic with rows waiting and no lane running; then the gauges. With
-        none waiting, what `add` kept is dropped (rolled-back writes; a miss is only a read)."""
+        none waiting, what `add` kept is dropped (rolled-back writes; a miss is only a read).
+        Returns how many topics wait."""
         waiting = await self.pool.fetch(_TOPICS)
         if not waiting:
             _WRITTEN.clear()
@@ -298,6 +308,7 @@ class OutboxRelay:
             if lane is None or lane.done():
                 self._lanes[topic] = asyncio.create_task(self._lane(topic), name=f"outbox-{self.service}-{topic}")
         await self._estimate()
+        return len(waiting)
 
     async def _estimate(self) -> None:
         row = await self.pool.fetchrow(
