@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from homeroom.peers import PORTS
 from homeroom.storage import database_url
+from homeroom.tasks import RELAY_FALLBACK_S
 
 Environment = Literal["development", "test", "production"]
 
@@ -117,6 +118,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff_s: float = 0.2
     outbox_poll_interval_s: float = 0.05
+    relay_fallback_s: float = RELAY_FALLBACK_S  # homeroom.tasks: the relays' poll while NOTIFY works
     db_pool_size: int = 10
     start_consumers: bool = True
     consumer_session_timeout_ms: int = 10000

@@ -47,7 +47,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from homeroom.auth import Principal, Role, require_roles
 from homeroom.storage import Connection
-from homeroom.tasks import NotifyWake, cancel
+from homeroom.tasks import RELAY_FALLBACK_S, NotifyWake, cancel
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +223,7 @@ class NoticeRelay:
     book: AddressBook
     _: KW_ONLY
     poll_interval_s: float = 1.0
-    # While the LISTEN connection is up and no NOTIFY went missing, an idle relay looks this
-    # seldom (`add` notifies; a retry's due time is waited for exactly); else every poll_interval_s.
-    fallback_s: float = 10.0
+    fallback_s: float = RELAY_FALLBACK_S  # a retry's due time is waited for exactly
     max_backoff_s: float = 300.0
     batch_size: int = 50
     sent: int = field(default=0, init=False)

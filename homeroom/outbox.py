@@ -40,7 +40,7 @@ import asyncpg
 from homeroom.bus.envelope import OutgoingEvent
 from homeroom.bus.producer import Publisher, Record
 from homeroom.storage import Connection
-from homeroom.tasks import NotifyWake, cancel
+from homeroom.tasks import RELAY_FALLBACK_S, NotifyWake, cancel
 from homeroom.telemetry import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAY_FAILURES
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,7 @@ class OutboxRelay:
     # back before anything is published to it.
     prepare: Callable[[], Awaitable[None]] | None = None
     published: int = field(default=0, init=False)
-    # While the LISTEN connection is up and no NOTIFY went missing, an idle relay looks this
-    # seldom (a write's NOTIFY wakes it at once); otherwise every max(poll_interval_s, 0.5) s.
-    fallback_s: float = 10.0
+    fallback_s: float = RELAY_FALLBACK_S  # the short poll: max(poll_interval_s, 0.5) s
     wake: NotifyWake = field(init=False, repr=False)
     _stopping: bool = field(default=False, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)

@@ -258,6 +258,7 @@ async def _build_runtime(
             pool,
             publisher,
             poll_interval_s=settings.outbox_poll_interval_s,
+            fallback_s=settings.relay_fallback_s,
             prepare=lambda: ensure_topics(client, ALL_TOPICS, settings.topic_replication_factor),
         )
         notice_relay = _notice_relay(spec, settings, pool) if spec.sends_notices else None
@@ -355,7 +356,14 @@ def _notice_relay(spec: ServiceSpec[Any, Any], settings: ServiceSettings, pool: 
         settings.notice_address_book_file,
         settings.notice_dev_domain if settings.environment != "production" else None,
     )
-    return notices.NoticeRelay(spec.name, pool, smtp, book, poll_interval_s=settings.notice_poll_interval_s)
+    return notices.NoticeRelay(
+        spec.name,
+        pool,
+        smtp,
+        book,
+        poll_interval_s=settings.notice_poll_interval_s,
+        fallback_s=settings.relay_fallback_s,
+    )
 
 
 def _consumer(runtime: Runtime[Any, Any], consumer: ConsumerSpec) -> EventConsumer:

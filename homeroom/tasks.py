@@ -42,6 +42,12 @@ async def wait_for_wake(wake: asyncio.Event, timeout_s: float) -> bool:
     return True
 
 
+# How seldom an idle relay (outbox, notices) looks while its LISTEN connection is up and no
+# NOTIFY went missing: a write's NOTIFY wakes it at once, so this is only the safety net
+# (ServiceSettings.relay_fallback_s; the short poll takes over whenever the net is needed).
+RELAY_FALLBACK_S = 10.0
+
+
 @dataclass(eq=False)
 class NotifyWake:
     """PostgreSQL NOTIFY as the wake-up of a relay's loop, a poll only as its safety net.
