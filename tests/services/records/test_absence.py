@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from homeroom.bus.envelope import OutgoingEvent
 from homeroom.calendar import weekdays
 from homeroom.events.v1 import calendar_pb2
 from homeroom.events.v1.attendance_pb2 import ATTENDANCE_CATEGORY_PRESENT, AttendanceEvent
@@ -40,6 +41,15 @@ async def summary(rec: Records, key: str) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()["attendance"]["summary"]
     return out
+
+
+async def students_enrolled(rec: Records, *keys: str) -> list[OutgoingEvent]:
+    """The school's calendar, then each student registered and enrolled on the term's first day."""
+    return [
+        calendar(DISTRICT, SCHOOL, 2025, TERM),
+        *[await registered(rec.runtime, DISTRICT, k, {"student.first_name": k}) for k in keys],
+        *[enrolled(DISTRICT, k, SCHOOL, TERM[0]) for k in keys],
+    ]
 
 
 async def detected(rec: Records) -> list[AttendanceEvent]:
@@ -168,9 +178,7 @@ async def test_a_mark_written_while_the_reviewer_counts_is_not_lost(service_env:
         key = "stu_race"
         await apply(
             rec.runtime,
-            calendar(DISTRICT, SCHOOL, 2025, TERM),
-            await registered(rec.runtime, DISTRICT, key, {"student.first_name": "R"}),
-            enrolled(DISTRICT, key, SCHOOL, TERM[0]),
+            *await students_enrolled(rec, key),
             attendance(DISTRICT, key, TERM[1]),  # 1 of 20: under the line
         )
         counting = reviewer(rec)  # one reviewer: its daily sweep of open enrollments is done
@@ -196,10 +204,7 @@ async def test_each_day_every_student_still_enrolled_is_counted_again(service_en
         still, left = "stu_still", "stu_left_early"
         await apply(
             rec.runtime,
-            calendar(DISTRICT, SCHOOL, 2025, TERM),
-            *[await registered(rec.runtime, DISTRICT, k, {"student.first_name": k}) for k in (still, left)],
-            enrolled(DISTRICT, still, SCHOOL, TERM[0]),
-            enrolled(DISTRICT, left, SCHOOL, TERM[0]),
+            *await students_enrolled(rec, still, left),
             withdrawn(DISTRICT, left, SCHOOL, TERM[4]),
         )
         today = reviewer(rec)
@@ -216,12 +221,7 @@ async def test_the_daily_sweep_is_done_once_per_district_and_day_whichever_proce
     of the district again the same day; the next day one of them does, once."""
     async with records_service(service_env) as rec:
         keys = ["stu_sweep_a", "stu_sweep_b"]
-        await apply(
-            rec.runtime,
-            calendar(DISTRICT, SCHOOL, 2025, TERM),
-            *[await registered(rec.runtime, DISTRICT, k, {"student.first_name": k}) for k in keys],
-            *[enrolled(DISTRICT, k, SCHOOL, TERM[0]) for k in keys],
-        )
+        await apply(rec.runtime, *await students_enrolled(rec, *keys))
         assert await reviewer(rec).run_once() == 2  # queued by their enrollments (and today's sweep)
         assert await reviewer(rec).run_once() == 0  # a restart the same day: swept already
         tomorrow = TODAY + timedelta(days=1)
@@ -240,9 +240,7 @@ async def test_a_standing_counted_again_unchanged_keeps_when_it_changed_and_was_
         key = "stu_unchanged"
         await apply(
             rec.runtime,
-            calendar(DISTRICT, SCHOOL, 2025, TERM),
-            await registered(rec.runtime, DISTRICT, key, {"student.first_name": "U"}),
-            enrolled(DISTRICT, key, SCHOOL, TERM[0]),
+            *await students_enrolled(rec, key),
             *[attendance(DISTRICT, key, day) for day in TERM[1:3]],  # 2 of 20: on the line
         )
 
