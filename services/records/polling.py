@@ -6,11 +6,10 @@ neither ever stops for good while the service runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from homeroom.storage import INFRASTRUCTURE_ERRORS
-from homeroom.tasks import cancel
+from homeroom.tasks import cancel, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -59,5 +58,4 @@ class PollingLoop:
                 log.exception(f"{self.what} failed; retrying")
                 pause = pause_after_error
             if pause:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), pause)
+                await wait_for_wake(woken, pause)
