@@ -46,7 +46,14 @@ from google.protobuf.message import Message
 from prometheus_client import Histogram
 
 from homeroom import failpoints, outbox
-from homeroom.bus.envelope import IncomingEvent, OutgoingEvent, PoisonMessage, build_event, decode
+from homeroom.bus.envelope import (
+    IncomingEvent,
+    OutgoingEvent,
+    PoisonMessage,
+    build_event,
+    decode,
+    undecoded_event_id,
+)
 from homeroom.bus.topics import REJECTED, Topic
 from homeroom.events.v1.rejected_pb2 import RecordRejected
 from homeroom.gc_tuning import YOUNG_GC_THRESHOLD, young_threshold
@@ -524,10 +531,7 @@ class EventConsumer:
     async def _dead_letter_record(
         self, record: ConsumerRecord[bytes, bytes], rule: str, message: str, field: str, attempts: int
     ) -> None:
-        headers = dict(record.headers)
-        event_id = (
-            headers.get("ce_id", b"").decode(errors="replace") or f"{record.topic}:{record.partition}:{record.offset}"
-        )
+        event_id = undecoded_event_id(record.topic, record.partition, record.offset, record.headers)
         await self._write_dead_letter(event_id, record, "", rule, message, field, attempts)
 
     async def _write_dead_letter(

@@ -36,6 +36,12 @@ class PoisonMessage(Exception):
         self.field = field
 
 
+def undecoded_event_id(topic: str, partition: int, offset: int, headers: Sequence[tuple[str, bytes]]) -> str:
+    """The id a record that could not be decoded is dead-lettered under: its ce_id header, else
+    where it stood (topic:partition:offset)."""
+    return dict(headers).get("ce_id", b"").decode(errors="replace") or f"{topic}:{partition}:{offset}"
+
+
 _VERSIONED = re.compile(r"^(.+?)\.(v\d+)(?:\..*)?$")
 
 

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 
 from homeroom import tasks
 from homeroom.bus.batch_loop import BatchLoop, Records, StatefulConsumer
-from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode
+from homeroom.bus.envelope import IncomingEvent, PoisonMessage, decode, undecoded_event_id
 from homeroom.bus.topics import ensure_topics
 from homeroom.clock import Clock, system_clock
 from homeroom.service import ConsumerSpec, Runtime
@@ -57,13 +57,12 @@ def _decoded(records: Records) -> tuple[list[IncomingEvent], list[Refusal]]:
                     decode(record.topic, record.partition, record.offset, record.key, record.value, record.headers)
                 )
             except PoisonMessage as poison:
-                event_id = dict(record.headers).get("ce_id", b"").decode(errors="replace")
                 unreadable.append(
                     Refusal(
                         record.topic,
                         record.partition,
                         record.offset,
-                        event_id or f"{record.topic}:{record.partition}:{record.offset}",
+                        undecoded_event_id(record.topic, record.partition, record.offset, record.headers),
                         poison.rule,
                         str(poison),
                         poison.field,
