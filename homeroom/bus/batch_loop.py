@@ -33,8 +33,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 
+from homeroom.bus.consumer import record_lag
 from homeroom.tasks import cancel
-from homeroom.telemetry import CONSUMER_ASSIGNED, CONSUMER_LAG
+from homeroom.telemetry import CONSUMER_ASSIGNED
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class BatchLoop:
                         await consumer.commit(offsets)
                     except CommitFailedError as exc:  # a rebalance is under way: the next holder gets it again
                         log.info("offset commit skipped", extra={"group": self.group_id, "error": repr(exc)})
-        self.target.measured(await self._lags(consumer))
+        self.target.measured(await record_lag(consumer, self.service, self.name))
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> Records:
         """Up to `max_batch` records: what the first poll brings, and more until `window_s` after it."""
@@ -170,17 +171,3 @@ class BatchLoop:
         finally:
             still = consumer.assignment()
             consumer.resume(*(tp for tp in assigned if tp in still))
-
-    async def _lags(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-        """High-water mark minus the next offset to apply, of each partition held whose mark is known."""
-        held = consumer.assignment()
-        CONSUMER_ASSIGNED.labels(self.service, self.name).set(len(held))
-        lags: dict[TopicPartition, int] = {}
-        for tp in held:
-            highwater = consumer.highwater(tp)
-            if highwater is None:  # nothing fetched from it yet
-                continue
-            with contextlib.suppress(Exception):  # revoked meanwhile
-                lags[tp] = max(0, highwater - await consumer.position(tp))
-                CONSUMER_LAG.labels(self.service, self.name, tp.topic, str(tp.partition)).set(lags[tp])
-        return lags

@@ -219,6 +219,23 @@ def observe_times(histogram: Histogram, amount: float, times: int) -> None:
     histogram._buckets[bisect.bisect_left(histogram._upper_bounds, amount)].inc(times)
 
 
+async def record_lag(consumer: AIOKafkaConsumer, service: str, name: str) -> dict[TopicPartition, int]:
+    """Each held partition's lag, high-water mark minus the position (end_offsets() is unreliable
+    on Tansu), into `homeroom_consumer_lag` with the partitions held; partitions with no known
+    mark yet are left out."""
+    held = consumer.assignment()
+    CONSUMER_ASSIGNED.labels(service, name).set(len(held))
+    lags: dict[TopicPartition, int] = {}
+    for tp in held:
+        highwater = consumer.highwater(tp)
+        if highwater is None:  # nothing fetched from it yet
+            continue
+        with contextlib.suppress(Exception):  # revoked meanwhile
+            lags[tp] = max(0, highwater - await consumer.position(tp))
+            CONSUMER_LAG.labels(service, name, tp.topic, str(tp.partition)).set(lags[tp])
+    return lags
+
+
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
         self.owner = owner
@@ -322,7 +339,7 @@ class EventConsumer:
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
             if not batches:
-                await self._record_lag(consumer)
+                await record_lag(consumer, self.service, self.name)
                 continue
             await self._apply_poll(batches)
             # The state (and the offsets stored with it) is committed; a crash from here to the
@@ -335,7 +352,7 @@ class EventConsumer:
                 # A rebalance took the partitions away; their new owner seeks to the offsets
                 # stored with the state, so nothing we applied is applied again.
                 log.info("offset commit skipped", extra={"consumer": self.name, "error": repr(exc)})
-            await self._record_lag(consumer)
+            await record_lag(consumer, self.service, self.name)
 
     async def _seek_to_stored(self, consumer: AIOKafkaConsumer, assigned: Sequence[TopicPartition]) -> None:
         """Start each newly assigned partition where the state stored in the database ends
@@ -369,19 +386,6 @@ class EventConsumer:
                     if tp in stored:
                         consumer.seek(tp, stored[tp])
                     consumer.resume(tp)
-
-    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Lag = high-water mark minus our position (end_offsets() is unreliable on Tansu)."""
-        CONSUMER_ASSIGNED.labels(self.service, self.name).set(len(consumer.assignment()))
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            with contextlib.suppress(Exception):
-                position = await consumer.position(tp)
-                CONSUMER_LAG.labels(self.service, self.name, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
 
     # --- applying --------------------------------------------------------------------------
     async def _apply_poll(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
