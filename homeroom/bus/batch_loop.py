@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 
-from homeroom.bus.consumer import record_lag
+from homeroom.bus.consumer import group_member, record_lag
 from homeroom.tasks import cancel
 from homeroom.telemetry import CONSUMER_ASSIGNED
 
@@ -99,15 +99,8 @@ class BatchLoop:
     async def _run(self) -> None:
         backoff = 0.5
         while True:
-            consumer = AIOKafkaConsumer(
-                **self.client_kwargs,
-                group_id=self.group_id,
-                client_id=f"homeroom-{self.service}-{self.name}",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",  # a new group sees everything, as the kernel's consumers
-                session_timeout_ms=self.session_timeout_ms,
-                heartbeat_interval_ms=max(1000, self.session_timeout_ms // 4),
-                max_poll_records=self.max_batch,
+            consumer = group_member(
+                self.client_kwargs, self.group_id, self.service, self.name, self.session_timeout_ms, self.max_batch
             )
             consumer.subscribe(list(self.topics), listener=_Rebalances(self, consumer))
             self.consumer = consumer

@@ -34,7 +34,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +219,25 @@ def observe_times(histogram: Histogram, amount: float, times: int) -> None:
     histogram._buckets[bisect.bisect_left(histogram._upper_bounds, amount)].inc(times)
 
 
+def group_member(
+    client_kwargs: Mapping[str, Any], group_id: str, service: str, name: str, session_timeout_ms: int, max_batch: int
+) -> AIOKafkaConsumer:
+    """A member of a consumer group that commits its offsets itself, after the state they
+    belong to is committed."""
+    return AIOKafkaConsumer(
+        **client_kwargs,
+        group_id=group_id,
+        client_id=f"homeroom-{service}-{name}",
+        enable_auto_commit=False,
+        # Never "latest": a new group must see everything (and the embedded broker's
+        # ListOffsets is unreliable, see ARCHITECTURE.md).
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+        max_poll_records=max_batch,
+    )
+
+
 async def record_lag(consumer: AIOKafkaConsumer, service: str, name: str) -> dict[TopicPartition, int]:
     """Each held partition's lag, high-water mark minus the position (end_offsets() is unreliable
     on Tansu), into `homeroom_consumer_lag` with the partitions held; partitions with no known
@@ -310,17 +329,8 @@ class EventConsumer:
         backoff = 0.5
         while not self._stopping:
             try:
-                self._consumer = AIOKafkaConsumer(
-                    **self.client_kwargs,
-                    group_id=self.group_id,
-                    client_id=f"homeroom-{self.service}-{self.name}",
-                    enable_auto_commit=False,
-                    # Never "latest": a new group must see everything (and the embedded
-                    # broker's ListOffsets is unreliable, see ARCHITECTURE.md).
-                    auto_offset_reset="earliest",
-                    session_timeout_ms=self.session_timeout_ms,
-                    heartbeat_interval_ms=max(1000, self.session_timeout_ms // 4),
-                    max_poll_records=self.max_batch,
+                self._consumer = group_member(
+                    self.client_kwargs, self.group_id, self.service, self.name, self.session_timeout_ms, self.max_batch
                 )
                 self._consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self, self._consumer))
                 await self._consumer.start()
