@@ -48,7 +48,7 @@ def serve(
     import uvicorn
 
     from homeroom.registry import load_spec
-    from homeroom.service import configure, create_app, freeze_startup_objects
+    from homeroom.service import configure, create_app
 
     try:
         spec = load_spec(name)
@@ -57,8 +57,7 @@ def serve(
         raise typer.Exit(2) from None
     settings = spec.settings()
     configure(spec, settings)
-    service_app = create_app(spec, settings)
-    freeze_startup_objects()
+    service_app = create_app(spec, settings, freeze_once_started=True)  # one service per process
     uvicorn.run(service_app, host=settings.host, port=settings.port, log_config=None)
 
 

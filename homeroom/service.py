@@ -438,12 +438,19 @@ async def running(
 
 
 def create_app(
-    spec: ServiceSpec[SettingsT, StateT], settings: SettingsT | None = None, *, lifespan: bool = True
+    spec: ServiceSpec[SettingsT, StateT],
+    settings: SettingsT | None = None,
+    *,
+    lifespan: bool = True,
+    freeze_once_started: bool = False,
 ) -> FastAPI:
     """The service's FastAPI app; nothing connects until the lifespan runs.
 
     With `lifespan=False` the caller starts the runtime itself (`running`) and calls
-    `attach(app, runtime)`: tests do this to drive the app in process over ASGI."""
+    `attach(app, runtime)`: tests do this to drive the app in process over ASGI.
+    `freeze_once_started` (`homeroom serve`, one service per process): once the lifecycle has
+    started, what the process holds is frozen (`freeze_startup_objects`). Never in a test
+    process, which starts and stops many services whose objects must stay collectable."""
     resolved = settings if settings is not None else spec.settings()
     if spec.app_factory is not None:
         return spec.app_factory(resolved)
@@ -452,7 +459,7 @@ def create_app(
     async def run_lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running(spec, resolved) as runtime:
             attach(app, runtime)
-            if _serving.freeze_once_started:
+            if freeze_once_started:
                 freeze_startup_objects()  # with what the lifecycle loaded to keep (consent's facts)
             yield
 
@@ -527,33 +534,18 @@ def attach(app: FastAPI, runtime: Runtime[Any, Any]) -> None:
     app.state.rate_limiter = limiter(runtime.settings.rate_limit, runtime.name)
 
 
-@dataclass(slots=True)
-class _ServingProcess:
-    """What `configure` set up in a process that serves one service (`homeroom serve`)."""
-
-    freeze_once_started: bool = False
-
-
-_serving = _ServingProcess()
-
-
 def configure(spec: ServiceSpec[Any, Any], settings: ServiceSettings) -> None:
-    """Set this process up to serve `spec` (`homeroom serve`: one service per process): JSON
-    logs, and the objects the service builds at start frozen once its lifecycle has started
-    (`create_app`'s lifespan calls `freeze_startup_objects` then). Tests never call it: a test
-    process starts and stops many services, whose objects must stay collectable."""
     configure_logging(spec.name, settings.log_level)
-    _serving.freeze_once_started = True
 
 
 def freeze_startup_objects() -> None:
     """Keep what a service process built at start (modules, FastAPI's routes, pydantic's
     validators: about 100,000 objects that live as long as the process; consent's decision
     facts) out of the garbage collector's full passes. Each pass over them cost 120-160 ms of
-    CPU, and ingest ran about one per 5,000 events (22 µs of CPU per event). `homeroom serve`
-    calls it once the app is built, and the app's lifespan again once the service's lifecycle
-    has started (`configure`), so what the lifecycle loaded is frozen too; objects made later
-    are collected as before."""
+    CPU, and ingest ran about one per 5,000 events (22 µs of CPU per event). The app of
+    `homeroom serve` calls it once the service's lifecycle has started (`create_app`'s
+    `freeze_once_started`), so what the lifecycle loaded is frozen too; objects made later are
+    collected as before."""
     gc.collect()
     gc.freeze()
 

@@ -14,7 +14,6 @@ import pytest
 from fastapi import FastAPI, Response
 from pydantic_settings import SettingsConfigDict
 
-from homeroom import service as kernel
 from homeroom.config import ServiceSettings
 from homeroom.http_headers import CONTENT_SECURITY_POLICY, SecurityHeaders, security_headers
 from homeroom.service import Runtime, ServiceSpec, create_app
@@ -92,8 +91,8 @@ async def test_a_served_service_freezes_what_its_lifecycle_loaded_and_a_test_pro
 ) -> None:
     """`homeroom serve` froze the startup objects before the lifespan ran, so what a lifecycle
     loads to keep for the process's life (consent's decision facts) stayed in every full
-    collection. Once `configure` has set the process up to serve, the app's lifespan freezes
-    after the lifecycle has started; without it (every test process) nothing is frozen."""
+    collection. The app `homeroom serve` builds (`freeze_once_started`) freezes after the
+    lifecycle has started; without it (every test process) nothing is frozen."""
     loaded: list[_Kept] = []
 
     @contextlib.asynccontextmanager
@@ -112,8 +111,7 @@ async def test_a_served_service_freezes_what_its_lifecycle_loaded_and_a_test_pro
             assert gc.get_freeze_count() == frozen_before, "a process that does not serve froze its objects"
             assert any(o is loaded[-1] for o in gc.get_objects())
 
-        monkeypatch.setattr(kernel._serving, "freeze_once_started", True)  # what `configure` sets
-        app = create_app(spec, settings)
+        app = create_app(spec, settings, freeze_once_started=True)  # as `homeroom serve` builds it
         async with app.router.lifespan_context(app):
             assert gc.get_freeze_count() > frozen_before
             assert not any(o is loaded[-1] for o in gc.get_objects()), "what the lifecycle loaded is still collected"

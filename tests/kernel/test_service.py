@@ -142,7 +142,7 @@ class _Kept:
 
 
 def test_objects_built_at_start_are_frozen_and_garbage_is_collected_first() -> None:
-    """`freeze_startup_objects` (called by `homeroom serve` once the app is built) moves what
+    """`freeze_startup_objects` (called by the app `homeroom serve` runs, once started) moves what
     lives as long as the process out of the collector's passes, and collects garbage first so
     that no dead cycle is frozen forever; objects made later are collected as before."""
     import gc
