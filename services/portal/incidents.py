@@ -19,7 +19,7 @@ from homeroom.auth import Role
 from homeroom.contracts.answers import Incident
 from services.portal import web
 from services.portal.clients import UpstreamError
-from services.portal.web import Page, checked_form, page_for
+from services.portal.web import Page, page_for
 
 router = APIRouter(prefix="/incidents", include_in_schema=False)
 
@@ -53,7 +53,7 @@ def _utc(value: str) -> str | None:
 
 
 async def _detail(staff: Page, incident_id: str) -> Incident:
-    return await staff.portal.services.incidents.incident(incident_id, token=staff.session.token)
+    return await staff.services.incidents.incident(incident_id, token=staff.token)
 
 
 def _page(
@@ -85,7 +85,7 @@ async def _list_page(
     status: int = 200,
 ) -> Response:
     """The incidents the person may see, with the form to open one (and why it was refused)."""
-    found = await staff.portal.services.incidents.incidents(token=staff.session.token)
+    found = await staff.services.incidents.incidents(token=staff.token)
     return staff.render(
         "incidents/list.html",
         status=status,
@@ -104,7 +104,7 @@ async def incidents(staff: Staff) -> Response:
 
 @router.post("")
 async def open_incident(staff: Staff) -> Response:
-    form = await checked_form(staff.request, staff.session)
+    form = await staff.form()
     body: dict[str, Any] = {
         "discovered_at": _utc(form.get("discovered_at", "")),
         "description": form.get("description", "").strip(),
@@ -117,7 +117,7 @@ async def open_incident(staff: Staff) -> Response:
     if form.get("contractor_notified_at", "").strip():
         body["contractor_notified_at"] = _utc(form["contractor_notified_at"])
     try:
-        opened = await staff.portal.services.incidents.open(body, token=staff.session.token)
+        opened = await staff.services.incidents.open(body, token=staff.token)
     except UpstreamError as exc:
         if exc.status not in (403, 409, 422):
             raise
@@ -154,8 +154,8 @@ DONE = {
 
 
 async def _act(staff: Page, incident_id: str, action: str, form: dict[str, str]) -> None:
-    token, principal = staff.session.token, staff.session.principal
-    incidents, consent = staff.portal.services.incidents, staff.portal.services.consent
+    token, principal = staff.token, staff.session.principal
+    incidents, consent = staff.services.incidents, staff.services.consent
     district = {"district_id": principal.district_id} if principal.district_id else {}
     if action == "scope":
         await incidents.step(incident_id, "scope", None, token=token)
@@ -182,7 +182,7 @@ async def _act(staff: Page, incident_id: str, action: str, form: dict[str, str])
 async def act(staff: Staff, incident_id: IncidentId, action: Action) -> Response:
     """One button of the incident page: freeze a scope, report to the CPO, send the letters,
     suspend the agreement, rotate its keys, publish a notice, close."""
-    form = await checked_form(staff.request, staff.session)
+    form = await staff.form()
     try:
         await _act(staff, incident_id, action, form)
     except UpstreamError as exc:
@@ -197,15 +197,15 @@ async def act(staff: Staff, incident_id: IncidentId, action: Action) -> Response
 @router.get("/{incident_id}/letters")
 async def letters(staff: Staff, incident_id: IncidentId, after: str = "") -> Response:
     """Every letter sent, one per printed page (for families reached by post, 121.10(g))."""
-    incidents = staff.portal.services.incidents
-    found = await incidents.letters(incident_id, after=after[:40], limit=200, token=staff.session.token)
+    incidents = staff.services.incidents
+    found = await incidents.letters(incident_id, after=after[:40], limit=200, token=staff.token)
     letters, next_after = found.letters, found.next_after
     return staff.render("incidents/letters.html", incident_id=incident_id, letters=letters, next_after=next_after)
 
 
 @router.get("/{incident_id}/scope/{version}/bundle")
 async def bundle(staff: Staff, incident_id: IncidentId, version: Annotated[int, Path(ge=1, le=100_000)]) -> Response:
-    upstream = await staff.portal.services.incidents.scope_bundle(incident_id, version, token=staff.session.token)
+    upstream = await staff.services.incidents.scope_bundle(incident_id, version, token=staff.token)
     return StreamingResponse(
         upstream.aiter_bytes(),
         media_type="application/gzip",
@@ -221,8 +221,8 @@ async def report(
     report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     fmt: Literal["txt", "json"],
 ) -> Response:
-    body = await staff.portal.services.incidents.report(
-        incident_id, report_id, "text" if fmt == "txt" else "json", token=staff.session.token
+    body = await staff.services.incidents.report(
+        incident_id, report_id, "text" if fmt == "txt" else "json", token=staff.token
     )
     if fmt == "txt":
         return PlainTextResponse(body.decode())
