@@ -550,12 +550,23 @@ async def test_each_topic_has_its_own_relay_lane(pg_pool: asyncpg.Pool, bootstra
     assert unpack_headers(headers) == enrolled.headers
 
     relay = OutboxRelay("test", pg_pool, Publisher("test", {"bootstrap_servers": bootstrap}), batch_size=10)
+    # The attendance lane is held at its first delete (another transaction holds its rows), so
+    # the lanes do not race: a relay fast enough to send all 100 batches before the check below
+    # looked would otherwise pass or fail by timing.
+    holder = await pg_pool.acquire()
+    held = holder.transaction()
+    await held.start()
+    await holder.execute("SELECT 1 FROM outbox WHERE topic = $1 FOR UPDATE", attendance.name)
     relay.start()
     try:
         waiting = "SELECT count(*) FROM outbox WHERE topic = $1"
-        await wait_for(lambda: _eq(pg_pool.fetchval(waiting, enrollment.name), 0))
-        assert await pg_pool.fetchval(waiting, attendance.name) > 0
-        # ... so the enrollment did not wait for the 100 batches of attendance.
+        try:
+            await wait_for(lambda: _eq(pg_pool.fetchval(waiting, enrollment.name), 0), timeout_s=15)
+            assert await pg_pool.fetchval(waiting, attendance.name) > 0
+            # ... so the enrollment did not wait for the 100 batches of attendance.
+        finally:
+            await held.rollback()
+            await pg_pool.release(holder)
         await relay.drain(60)
     finally:
         await relay.stop()
